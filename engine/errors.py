@@ -1,0 +1,14 @@
+"""Errors the engine raises on purpose; the CLI turns them into one line and an exit code."""
+from __future__ import annotations
+
+
+class SpecError(ValueError):
+    """Bad input (a name, a file, a hyperparameter): exit 2, nothing queued or written."""
+
+
+class RunFailed(RuntimeError):
+    """A run that started and failed mid-way (NaN loss, out of memory): exit 1, session kept."""
+
+
+class Cancelled(RuntimeError):
+    """The run was asked to stop between steps."""
