@@ -1,0 +1,185 @@
+"""The image-text part of the built-in world: procedurally drawn shapes with several captions each.
+
+Deterministic by seed. Each image has one object (shape, colour, size, position) on a textured
+background; its captions describe overlapping subsets of those attributes, as real captions do.
+A deletion unit is an image with all its captions; its id is the image's relative path, the same
+value the Flickr30K (Karpathy) export writes in each record's `image` field.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+SHAPES = ("circle", "square", "triangle", "diamond", "cross", "star", "ring", "bar")
+COLOURS = {
+    "red": (220, 40, 40),
+    "green": (40, 180, 60),
+    "blue": (50, 80, 230),
+    "yellow": (235, 215, 40),
+    "purple": (150, 60, 190),
+    "orange": (245, 140, 30),
+    "cyan": (40, 210, 220),
+    "pink": (245, 130, 190),
+}
+SIZES = ("small", "large")
+POSITIONS = ("left", "right", "top", "bottom", "middle")
+BACKGROUNDS = {"dark": (35, 35, 40), "grey": (120, 120, 125), "light": (215, 215, 210)}
+
+POSITION_PHRASES = {
+    "left": "on the left",
+    "right": "on the right",
+    "top": "at the top",
+    "bottom": "at the bottom",
+    "middle": "in the middle",
+}
+IMAGE_DIR = "shapes-images"
+
+
+@dataclass(frozen=True)
+class ShapeAttrs:
+    shape: str
+    colour: str
+    size: str
+    position: str
+    background: str
+
+
+@dataclass
+class Unit:
+    """One deletion unit: an image and all its captions."""
+
+    unit_id: str
+    image: Image.Image
+    captions: list[str]
+    attrs: ShapeAttrs | None = None
+
+
+@dataclass
+class ImageTextWorld:
+    name: str
+    train: list[Unit]
+    val: list[Unit]
+    test: list[Unit]
+    image_size: int
+    meta: dict = field(default_factory=dict)
+
+    def split(self, name: str) -> list[Unit]:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+    def vocabulary(self) -> list[str]:
+        words: set[str] = set()
+        for units in (self.train, self.val, self.test):
+            for unit in units:
+                for caption in unit.captions:
+                    words.update(caption.lower().split())
+        return sorted(words)
+
+
+def sample_attrs(rng: random.Random) -> ShapeAttrs:
+    return ShapeAttrs(
+        shape=rng.choice(SHAPES),
+        colour=rng.choice(list(COLOURS)),
+        size=rng.choice(SIZES),
+        position=rng.choice(POSITIONS),
+        background=rng.choice(list(BACKGROUNDS)),
+    )
+
+
+def _centre(position: str, size: int, rng: random.Random) -> tuple[float, float]:
+    third, jitter = size / 3.0, size / 16.0
+    x, y = {
+        "left": (0.5 * third, 1.5 * third),
+        "right": (2.5 * third, 1.5 * third),
+        "top": (1.5 * third, 0.5 * third),
+        "bottom": (1.5 * third, 2.5 * third),
+        "middle": (1.5 * third, 1.5 * third),
+    }[position]
+    return x + rng.uniform(-jitter, jitter), y + rng.uniform(-jitter, jitter)
+
+
+def _draw_object(draw: ImageDraw.ImageDraw, attrs: ShapeAttrs, cx: float, cy: float, r: float) -> None:
+    rgb = COLOURS[attrs.colour]
+    if attrs.shape == "circle":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=rgb)
+    elif attrs.shape == "square":
+        draw.rectangle([cx - r, cy - r, cx + r, cy + r], fill=rgb)
+    elif attrs.shape == "triangle":
+        draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=rgb)
+    elif attrs.shape == "diamond":
+        draw.polygon([(cx, cy - r), (cx + r, cy), (cx, cy + r), (cx - r, cy)], fill=rgb)
+    elif attrs.shape == "cross":
+        w = max(1.0, r / 3)
+        draw.rectangle([cx - r, cy - w, cx + r, cy + w], fill=rgb)
+        draw.rectangle([cx - w, cy - r, cx + w, cy + r], fill=rgb)
+    elif attrs.shape == "star":
+        points = []
+        for k in range(10):
+            radius = r if k % 2 == 0 else r * 0.45
+            angle = np.pi / 2 + k * np.pi / 5
+            points.append((cx + radius * np.cos(angle), cy - radius * np.sin(angle)))
+        draw.polygon(points, fill=rgb)
+    elif attrs.shape == "ring":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=rgb, width=max(1, int(r / 3)))
+    elif attrs.shape == "bar":
+        draw.rectangle([cx - r, cy - r / 3, cx + r, cy + r / 3], fill=rgb)
+    else:  # pragma: no cover - SHAPES is closed
+        raise ValueError(attrs.shape)
+
+
+def render_image(attrs: ShapeAttrs, size: int, rng: random.Random) -> Image.Image:
+    """Draw one image; `rng` drives the jitter and the per-image texture."""
+    base = np.array(BACKGROUNDS[attrs.background], dtype=np.float32)
+    noise_rng = np.random.default_rng(rng.getrandbits(32))
+    texture = noise_rng.normal(0.0, 12.0, size=(size, size, 3)).astype(np.float32)
+    pixels = np.clip(base + texture, 0, 255).astype(np.uint8)
+    image = Image.fromarray(pixels, "RGB")
+    draw = ImageDraw.Draw(image)
+    radius = size * (0.13 if attrs.size == "small" else 0.24) * rng.uniform(0.9, 1.1)
+    cx, cy = _centre(attrs.position, size, rng)
+    _draw_object(draw, attrs, cx, cy, radius)
+    return image
+
+
+def captions_for(attrs: ShapeAttrs, rng: random.Random, count: int = 5) -> list[str]:
+    a = attrs
+    where = POSITION_PHRASES[a.position]
+    templates = [
+        f"a {a.size} {a.colour} {a.shape} {where}",
+        f"a {a.colour} {a.shape} on a {a.background} background",
+        f"{where} there is a {a.size} {a.shape} coloured {a.colour}",
+        f"a {a.size} {a.shape} in {a.colour} {where} on {a.background}",
+        f"the picture shows a {a.colour} {a.shape} {where}",
+        f"a {a.background} picture with a {a.size} {a.colour} {a.shape}",
+        f"one {a.colour} {a.shape} {where} of a {a.background} picture",
+    ]
+    rng.shuffle(templates)
+    return templates[:count]
+
+
+WORLD_SIZES = {
+    # name: (train, val, test, image size)
+    "shapes": (1500, 100, 300, 32),
+    "shapes-tiny": (160, 24, 48, 32),
+}
+
+
+def build_shapes_world(name: str = "shapes", seed: int = 0) -> ImageTextWorld:
+    n_train, n_val, n_test, image_size = WORLD_SIZES[name]
+    rng = random.Random(f"{name}:{seed}")
+    units = []
+    for index in range(n_train + n_val + n_test):
+        attrs = sample_attrs(rng)
+        image = render_image(attrs, image_size, rng)
+        unit_id = f"{IMAGE_DIR}/{index:06d}.png"
+        units.append(Unit(unit_id, image, captions_for(attrs, rng), attrs))
+    return ImageTextWorld(
+        name=name,
+        train=units[:n_train],
+        val=units[n_train : n_train + n_val],
+        test=units[n_train + n_val :],
+        image_size=image_size,
+        meta={"seed": seed},
+    )

@@ -1,0 +1,19 @@
+"""The job entry points shared by the headless CLI and the engine daemon."""
+from __future__ import annotations
+
+from typing import Callable
+
+from engine import spec as specs
+
+
+def validate(spec: dict) -> dict:
+    """A normalised run spec, or SpecError with one line saying what is wrong."""
+    return specs.validate(spec)
+
+
+def run_job(spec: dict, writer, should_stop: Callable[[], bool], original_metrics: dict | None = None) -> dict:
+    """Run a validated spec, emitting events through `writer.emit`; returns the result document."""
+    from engine.protocols.single import run_single
+
+    return run_single(spec, writer.emit, should_stop, session_id=getattr(writer, "session_id", None),
+                      original_metrics=original_metrics)

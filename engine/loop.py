@@ -1,0 +1,145 @@
+"""The one training loop: every method, the original model and Retrain go through `run_loop`.
+
+The loop owns the optimizer (AdamW, weight decay on >=2-D weights only), the cosine schedule,
+gradient clipping, bf16 autocast on CUDA, the evaluation cadence, stop requests, NaN and OOM
+handling, and the events (`step` with every loss term; evaluation events come from `evaluate`).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from engine.errors import Cancelled, RunFailed
+
+
+@dataclass
+class LoopConfig:
+    lr: float
+    epochs: int
+    iterates: str  # "forget" or "retain": the set whose passes count as epochs
+    forget_batch_size: int = 16
+    retain_batch_size: int = 64
+    weight_decay: float = 0.05
+    max_grad_norm: float = 1.0
+    eval_every: int = 0  # 0: at each epoch end
+    seed: int = 42
+    max_steps: int | None = None
+    phase: str = "unlearn"
+    request: int | None = None
+
+
+@dataclass
+class LoopResult:
+    steps: int
+    seconds: float
+
+
+class BatchStream:
+    """Endless shuffled batches over a PairSet, reshuffled at each pass."""
+
+    def __init__(self, pairs, batch_size: int, generator: torch.Generator, device):
+        self.pairs, self.generator, self.device = pairs, generator, device
+        self.batch_size = min(batch_size, len(pairs))
+        self._order, self._cursor = torch.empty(0, dtype=torch.long), 0
+
+    @property
+    def steps_per_pass(self) -> int:
+        return math.ceil(len(self.pairs) / self.batch_size)
+
+    def next(self) -> dict:
+        if self._cursor >= len(self._order):
+            self._order, self._cursor = torch.randperm(len(self.pairs), generator=self.generator), 0
+        indices = self._order[self._cursor : self._cursor + self.batch_size]
+        self._cursor += self.batch_size
+        return self.pairs.batch(indices, self.device)
+
+
+def build_optimizer(parameters, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    decay = [p for p in parameters if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in parameters if p.requires_grad and p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
+
+
+def _scalar_terms(losses: dict[str, torch.Tensor]) -> dict[str, float]:
+    return {name: float(value.detach().float()) for name, value in losses.items()}
+
+
+def run_loop(
+    method,
+    forget,
+    retain,
+    config: LoopConfig,
+    emit: Callable[..., None],
+    should_stop: Callable[[], bool] = lambda: False,
+    evaluate: Callable[[int], None] | None = None,
+) -> LoopResult:
+    model = method.model.model
+    device = method.model.device
+    generator = torch.Generator().manual_seed(config.seed)
+    forget_stream = BatchStream(forget, config.forget_batch_size, generator, device) if method.uses_forget else None
+    retain_stream = BatchStream(retain, config.retain_batch_size, generator, device) if method.uses_retain else None
+    driver = forget_stream if config.iterates == "forget" else retain_stream
+    if driver is None:  # a method that reads only the other set (e.g. FT iterating Dr) drives with it
+        driver = forget_stream or retain_stream
+    total_steps = config.epochs * driver.steps_per_pass
+    max_steps = getattr(method, "max_steps", None) or config.max_steps
+    if max_steps:
+        total_steps = min(total_steps, max_steps)
+
+    trainable = method.trainable_parameters()
+    chosen = {id(p) for p in trainable}
+    for parameter in model.parameters():
+        parameter.requires_grad_(id(parameter) in chosen)
+    optimizer = build_optimizer(trainable, config.lr, config.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
+    )
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    request = {} if config.request is None else {"request": config.request}
+
+    model.train()
+    started = time.perf_counter()
+    for step in range(1, total_steps + 1):
+        if should_stop():
+            raise Cancelled(f"stopped before step {step}")
+        forget_batch = forget_stream.next() if forget_stream else None
+        retain_batch = retain_stream.next() if retain_stream else None
+        try:
+            with autocast:
+                losses = method.losses(forget_batch, retain_batch)
+            total = losses["total"]
+            if not torch.isfinite(total):
+                bad = [name for name, value in losses.items() if not torch.isfinite(value)]
+                raise RunFailed(
+                    f"loss became {float(total)} at step {step} (terms: {', '.join(bad)}); "
+                    f"lower --lr (now {config.lr:g}) or the method's loss weights"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            if config.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+            optimizer.step()
+            schedule.step()
+        except torch.OutOfMemoryError:
+            optimizer.zero_grad(set_to_none=True)
+            raise RunFailed(
+                f"out of memory on {device} at step {step}; lower --batch-size ({config.forget_batch_size}) "
+                f"or --retain-batch-size ({config.retain_batch_size})"
+            ) from None
+        emit("step", step=step, phase=config.phase, losses=_scalar_terms(losses),
+             lr=optimizer.param_groups[0]["lr"], **request)
+        at_epoch_end = step % driver.steps_per_pass == 0 or step == total_steps
+        due = step % config.eval_every == 0 if config.eval_every else at_epoch_end
+        if evaluate is not None and due and step != total_steps:
+            model.eval()
+            evaluate(step)
+            model.train()
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return LoopResult(steps=total_steps, seconds=time.perf_counter() - started)

@@ -1,0 +1,31 @@
+"""A method only says what its loss terms are; the loop (engine/loop.py) does everything else."""
+from __future__ import annotations
+
+import torch
+
+
+class Method:
+    """`losses(forget, retain)` returns {"total": t, term: t, ...}; the loop logs every term.
+
+    `model` is the adapter being trained (f'), `original` a frozen copy of the model before this
+    request (f), present when `needs_original` is set.
+    """
+
+    uses_forget = False
+    uses_retain = False
+    needs_original = False
+    starts_from = "original"  # or "init": the starting weights before the original was trained
+
+    def __init__(self, params: dict, model, original=None):
+        self.params = params
+        self.model = model
+        self.original = original
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return self.model.parameter_groups()["all"]
+
+    def losses(self, forget: dict | None, retain: dict | None) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def after_training(self, n_train: int) -> None:
+        """A hook for methods whose last step is not a gradient step (Descent-to-Delete's noise)."""

@@ -1,0 +1,42 @@
+"""Descent-to-Delete (Neel et al. 2021): T descent steps on Dr, then one Gaussian noise step.
+
+sigma from the strongly-convex bound (Theorem 3.1) with Lipschitz L = 1 + wd, smoothness 4 - wd,
+strong convexity mu = wd, T = 1 iteration, eps (default 5) and delta = 1/n^2, n = |training data|.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from engine.methods.base import Method
+
+
+def noise_sigma(n: int, weight_decay: float, eps: float, iterations: int = 1) -> float:
+    lipschitz, smooth, strong = 1.0 + weight_decay, 4.0 - weight_decay, weight_decay
+    if strong <= 0:
+        return math.inf
+    gamma = (smooth - strong) / (smooth + strong)
+    delta = 1.0 / n**2
+    log_term = math.log(1.0 / delta)
+    numerator = 4.0 * math.sqrt(2.0) * lipschitz * gamma**iterations
+    denominator = strong * n * (1.0 - gamma**iterations) * (math.sqrt(log_term + eps) - math.sqrt(log_term))
+    return numerator / denominator
+
+
+class DescentToDelete(Method):
+    uses_retain = True
+    max_steps = 1  # T = 1 descent iteration
+
+    def losses(self, forget, retain):
+        loss = self.model.task_loss(retain)
+        return {"total": loss, "task": loss}
+
+    @torch.no_grad()
+    def after_training(self, n_train: int) -> None:
+        sigma = noise_sigma(n_train, self.params["weight_decay"], self.params["eps"])
+        if not math.isfinite(sigma):
+            raise ValueError("Descent-to-Delete needs --weight-decay > 0 (it is the strong-convexity constant)")
+        self.sigma = sigma
+        for parameter in self.trainable_parameters():
+            parameter.add_(torch.randn_like(parameter) * sigma)

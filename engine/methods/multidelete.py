@@ -1,0 +1,82 @@
+"""MultiDelete (Cheng & Amiri, ECCV 2024): alpha*L_MD + beta*L_MKR + gamma*L_UKR, d = mean squared error.
+
+L_MD  (modality decoupling, Df): pull f'(I_i, T_i) towards f(I_i, T_pi(i)), T_pi a permutation of the
+      batch's texts, so a deleted pair looks to the new model as an unrelated pair looked to the old one.
+      On retrieval models this regresses both the ITC similarity logits (every image against every
+      permuted caption, as the released code does) and the fused embedding the ITM head reads.
+L_MKR (multimodal knowledge retention, Dr): keep the fused embedding f(I, T).
+L_UKR (unimodal knowledge retention, Df by default as the released code; or Dr): keep f_I and/or f_T.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from engine.methods.base import Method
+
+
+def decoupling_permutation(image_index: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """pi: for each position i a position pi(i) whose caption belongs to another image, where one exists."""
+    index = image_index.cpu()
+    size = index.shape[0]
+    order = torch.randperm(size, generator=generator)
+    mapping = torch.empty(size, dtype=torch.long)
+    mapping[order] = order.roll(1)  # one cycle through a random order: no fixed points
+    for i in range(size):
+        if index[mapping[i]] != index[i]:
+            continue
+        for j in range(size):  # swap targets with j when both end up on another image's caption
+            if index[mapping[j]] != index[i] and index[mapping[i]] != index[j]:
+                mapping[i], mapping[j] = mapping[j].clone(), mapping[i].clone()
+                break
+    return mapping.to(image_index.device)
+
+
+def mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(a.float(), b.float())
+
+
+class MultiDelete(Method):
+    uses_forget = True
+    uses_retain = True
+    needs_original = True
+
+    def trainable_parameters(self):
+        return self.model.parameter_groups()[self.params["train"]]
+
+    def decoupling_loss(self, forget: dict) -> torch.Tensor:
+        pi = decoupling_permutation(forget["image_index"])
+        with torch.no_grad():
+            target_fused = self.original.fused_embed(self.original.permute_texts(forget, pi))
+        loss = mse(self.model.fused_embed(forget), target_fused)
+        if hasattr(self.model, "similarity_logits"):  # retrieval models: also the ITC similarity matrix
+            with torch.no_grad():
+                target_logits = self.original.similarity_logits(forget)[:, pi]
+            loss = loss + mse(self.model.similarity_logits(forget), target_logits)
+        return loss
+
+    def multimodal_retention_loss(self, retain: dict) -> torch.Tensor:
+        with torch.no_grad():
+            target = self.original.fused_embed(retain)
+        return mse(self.model.fused_embed(retain), target)
+
+    def unimodal_retention_loss(self, batch: dict) -> torch.Tensor:
+        modalities = self.params["ukr_modalities"]
+        loss = torch.zeros((), device=batch["input_ids"].device)
+        if modalities in ("both", "image"):
+            with torch.no_grad():
+                target = self.original.image_embed(batch)
+            loss = loss + mse(self.model.image_embed(batch), target)
+        if modalities in ("both", "text"):
+            with torch.no_grad():
+                target = self.original.text_embed(batch)
+            loss = loss + mse(self.model.text_embed(batch), target)
+        return loss
+
+    def losses(self, forget, retain):
+        p = self.params
+        md = self.decoupling_loss(forget)
+        mkr = self.multimodal_retention_loss(retain)
+        ukr = self.unimodal_retention_loss(forget if p["ukr_on"] == "df" else retain)
+        total = p["alpha"] * md + p["beta"] * mkr + p["gamma"] * ukr
+        return {"total": total, "md": md, "mkr": mkr, "ukr": ukr}

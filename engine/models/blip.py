@@ -1,0 +1,149 @@
+"""BLIP image-text retrieval (`BlipForImageTextRetrieval`): ITC + ITM, as BLIP fine-tunes on Flickr30K.
+
+f_I = the vision encoder's [CLS] state, f_T = the text encoder's [CLS] state without the image,
+f(I, T) = the text encoder's [CLS] state with cross-attention to the image tokens (what the ITM head
+reads). Pair score = ITM match probability; ranking = ITC similarity re-ranked by ITM on the top k.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from engine.models.base import ITC_TEMPERATURE, ImageTextAdapter, contrastive_loss, positive_mask
+
+RERANK_TOP_K = 16
+
+
+class BlipRetrievalAdapter(ImageTextAdapter):
+    family = "blip"
+
+    def parameter_groups(self):
+        m = self.model
+        vision = list(m.vision_model.parameters()) + list(m.vision_proj.parameters())
+        text = list(m.text_encoder.parameters()) + list(m.text_proj.parameters()) + list(m.itm_head.parameters())
+        return {"all": list(m.parameters()), "vision": vision, "text": text}
+
+    # --- encoders ---------------------------------------------------------------------------------
+    def image_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model.vision_model(pixel_values=pixel_values).last_hidden_state
+
+    def _text_cls(self, input_ids, attention_mask) -> torch.Tensor:
+        return self.model.text_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, 0]
+
+    def _fused_cls(self, input_ids, attention_mask, image_tokens) -> torch.Tensor:
+        image_mask = torch.ones(image_tokens.shape[:-1], dtype=torch.long, device=image_tokens.device)
+        out = self.model.text_encoder(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            encoder_hidden_states=image_tokens,
+            encoder_attention_mask=image_mask,
+        )
+        return out.last_hidden_state[:, 0]
+
+    def _image_feat(self, image_tokens):
+        return F.normalize(self.model.vision_proj(image_tokens[:, 0]), dim=-1)
+
+    def _text_feat(self, text_cls):
+        return F.normalize(self.model.text_proj(text_cls), dim=-1)
+
+    def _itm_logits(self, input_ids, attention_mask, image_tokens):
+        return self.model.itm_head(self._fused_cls(input_ids, attention_mask, image_tokens))
+
+    # --- adapter contract ---------------------------------------------------------------------------
+    def image_embed(self, batch):
+        return self.image_tokens(batch["pixel_values"])[:, 0]
+
+    def text_embed(self, batch):
+        return self._text_cls(batch["input_ids"], batch["attention_mask"])
+
+    def fused_embed(self, batch):
+        return self._fused_cls(batch["input_ids"], batch["attention_mask"], self.image_tokens(batch["pixel_values"]))
+
+    def similarity_logits(self, batch):
+        image_feat = self._image_feat(self.image_tokens(batch["pixel_values"]))
+        text_feat = self._text_feat(self.text_embed(batch))
+        return image_feat @ text_feat.t() / ITC_TEMPERATURE
+
+    def task_loss(self, batch):
+        """ITC + ITM with hard negatives sampled by ITC similarity, as BLIP's retrieval fine-tuning."""
+        ids, mask, index = batch["input_ids"], batch["attention_mask"], batch["image_index"]
+        image_tokens = self.image_tokens(batch["pixel_values"])
+        image_feat = self._image_feat(image_tokens)
+        text_feat = self._text_feat(self._text_cls(ids, mask))
+        logits = image_feat @ text_feat.t() / ITC_TEMPERATURE
+        loss_itc = contrastive_loss(logits, index)
+
+        batch_size = ids.shape[0]
+        with torch.no_grad():
+            not_positive = 1.0 - positive_mask(index)
+            weights_i2t = F.softmax(logits.float(), dim=1) * not_positive + 1e-8 * not_positive
+            weights_t2i = F.softmax(logits.t().float(), dim=1) * not_positive + 1e-8 * not_positive
+        has_negative = not_positive.sum(dim=1) > 0
+        if not bool(has_negative.all()):  # a batch of one image: no negative exists, ITC only
+            return loss_itc
+        negative_text = torch.multinomial(weights_i2t, 1).squeeze(1)
+        negative_image = torch.multinomial(weights_t2i, 1).squeeze(1)
+        all_ids = torch.cat([ids, ids[negative_text], ids])
+        all_mask = torch.cat([mask, mask[negative_text], mask])
+        all_images = torch.cat([image_tokens, image_tokens, image_tokens[negative_image]])
+        itm_logits = self._itm_logits(all_ids, all_mask, all_images)
+        itm_labels = torch.cat(
+            [torch.ones(batch_size, dtype=torch.long), torch.zeros(2 * batch_size, dtype=torch.long)]
+        ).to(itm_logits.device)
+        loss_itm = F.cross_entropy(itm_logits.float(), itm_labels)
+        return loss_itc + loss_itm
+
+    def log_likelihood(self, batch):
+        logits = self._itm_logits(batch["input_ids"], batch["attention_mask"], self.image_tokens(batch["pixel_values"]))
+        return F.log_softmax(logits.float(), dim=1)[:, 1]
+
+    def pair_scores(self, batch):
+        return self.log_likelihood(batch).exp()
+
+    @torch.no_grad()
+    def score_matrix(self, pairset, batch_size):
+        device = self.device
+        tokens, feats = [], []
+        for start in range(0, pairset.n_images, batch_size):
+            chunk = self.image_tokens(pairset.pixel_values[start : start + batch_size].to(device))
+            tokens.append(chunk)
+            feats.append(self._image_feat(chunk))
+        image_tokens, image_feat = torch.cat(tokens), torch.cat(feats)
+        text_feat = torch.cat(
+            [
+                self._text_feat(
+                    self._text_cls(
+                        pairset.input_ids[s : s + batch_size].to(device),
+                        pairset.attention_mask[s : s + batch_size].to(device),
+                    )
+                )
+                for s in range(0, len(pairset), batch_size)
+            ]
+        )
+        itc = (image_feat @ text_feat.t()).float()
+        scores = torch.full_like(itc, -100.0)
+        k = min(RERANK_TOP_K, itc.shape[1])
+        # image -> text: re-rank each image's top-k captions by ITM (+ ITC, as BLIP's evaluation does)
+        top_sim, top_text = itc.topk(k, dim=1)
+        for image in range(itc.shape[0]):
+            itm = self._itm_logits(
+                pairset.input_ids[top_text[image]].to(device),
+                pairset.attention_mask[top_text[image]].to(device),
+                image_tokens[image].expand(k, -1, -1),
+            )
+            scores[image, top_text[image]] = F.softmax(itm.float(), dim=1)[:, 1] + top_sim[image]
+        i2t = scores
+        scores_t2i = torch.full_like(itc.t(), -100.0)
+        k = min(RERANK_TOP_K, itc.shape[0])
+        top_sim, top_image = itc.t().topk(k, dim=1)
+        for start in range(0, itc.shape[1], max(1, batch_size // k)):
+            texts = torch.arange(start, min(start + max(1, batch_size // k), itc.shape[1]))
+            images = top_image[texts].reshape(-1)
+            itm = self._itm_logits(
+                pairset.input_ids[texts].repeat_interleave(k, 0).to(device),
+                pairset.attention_mask[texts].repeat_interleave(k, 0).to(device),
+                image_tokens[images],
+            )
+            prob = F.softmax(itm.float(), dim=1)[:, 1].view(len(texts), k)
+            scores_t2i[texts[:, None], top_image[texts]] = prob + top_sim[texts]
+        return i2t, scores_t2i.t()

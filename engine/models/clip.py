@@ -1,0 +1,81 @@
+"""CLIP dual encoder (`CLIPModel`).
+
+CLIP has no fusion module, so its fused embedding f(I, T) is defined as the element-wise product of
+the normalised image and text embeddings: its sum is the pair's cosine, so pulling it towards another
+pair's product (modality decoupling) pulls the pair's similarity with it, dimension by dimension.
+Pair score = cosine of the pair; ranking = cosine.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from engine.models.base import ITC_TEMPERATURE, ImageTextAdapter, contrastive_loss
+
+
+class ClipAdapter(ImageTextAdapter):
+    family = "clip"
+
+    def parameter_groups(self):
+        m = self.model
+        vision = list(m.vision_model.parameters()) + list(m.visual_projection.parameters())
+        text = list(m.text_model.parameters()) + list(m.text_projection.parameters())
+        return {"all": list(m.parameters()), "vision": vision, "text": text}
+
+    def _features(self, output) -> torch.Tensor:
+        # transformers v5 returns a model output with pooler_output = the projected features
+        return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+    def image_embed(self, batch):
+        return self._features(self.model.get_image_features(pixel_values=batch["pixel_values"]))
+
+    def text_embed(self, batch):
+        return self._features(
+            self.model.get_text_features(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        )
+
+    def fused_embed(self, batch):
+        image = F.normalize(self.image_embed(batch), dim=-1)
+        text = F.normalize(self.text_embed(batch), dim=-1)
+        return image * text
+
+    def similarity_logits(self, batch):
+        image = F.normalize(self.image_embed(batch), dim=-1)
+        text = F.normalize(self.text_embed(batch), dim=-1)
+        return image @ text.t() / ITC_TEMPERATURE
+
+    def task_loss(self, batch):
+        return contrastive_loss(self.similarity_logits(batch), batch["image_index"])
+
+    def pair_scores(self, batch):
+        return self.fused_embed(batch).sum(dim=-1).float()
+
+    def log_likelihood(self, batch):
+        # a match "probability" from the cosine through the ITC temperature, for NPO and the MIA loss
+        return F.logsigmoid(self.pair_scores(batch) / ITC_TEMPERATURE)
+
+    @torch.no_grad()
+    def score_matrix(self, pairset, batch_size):
+        device = self.device
+        images = torch.cat(
+            [
+                F.normalize(self.image_embed({"pixel_values": pairset.pixel_values[s : s + batch_size].to(device)}), dim=-1)
+                for s in range(0, pairset.n_images, batch_size)
+            ]
+        )
+        texts = torch.cat(
+            [
+                F.normalize(
+                    self.text_embed(
+                        {
+                            "input_ids": pairset.input_ids[s : s + batch_size].to(device),
+                            "attention_mask": pairset.attention_mask[s : s + batch_size].to(device),
+                        }
+                    ),
+                    dim=-1,
+                )
+                for s in range(0, len(pairset), batch_size)
+            ]
+        )
+        cosine = (images @ texts.t()).float()
+        return cosine, cosine

@@ -1,0 +1,125 @@
+"""From an event list to what replay, monitor and export draw: loss and metric series, the final
+metric table, tidy rows for CSV, and downsampling. Pure Python (the stored data stays whole; only
+what is drawn is downsampled)."""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+Series = dict[str, tuple[list[float], list[float]]]
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, float]:
+    """``{"test": {"r_mean": 1}}`` -> ``{"test.r_mean": 1}``; keeps numbers only."""
+    out: dict[str, float] = {}
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            out.update(flatten(sub, f"{prefix}.{key}" if prefix else str(key)))
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        out[prefix] = float(value)
+    return out
+
+
+def loss_series(events: Iterable[dict]) -> Series:
+    """Every loss term (and ``lr``) over the run; x counts step events across phases and requests."""
+    out: Series = {}
+    x = 0
+    for event in events:
+        if event.get("kind") != "step":
+            continue
+        for term, value in (event.get("losses") or {}).items():
+            if isinstance(value, (int, float)):
+                xs, ys = out.setdefault(term, ([], []))
+                xs.append(x)
+                ys.append(float(value))
+        x += 1
+    return out
+
+
+def eval_series(events: Iterable[dict], split: str | None = "step") -> Series:
+    """Eval metrics over the run (x as in loss_series); ``split=None`` takes every split."""
+    out: Series = {}
+    x = 0
+    for event in events:
+        kind = event.get("kind")
+        if kind == "step":
+            x += 1
+        elif kind == "eval" and (split is None or event.get("split") == split):
+            for name, value in flatten(event.get("metrics") or {}).items():
+                xs, ys = out.setdefault(name, ([], []))
+                xs.append(x)
+                ys.append(value)
+    return out
+
+
+def request_series(events: Iterable[dict], split: str = "after") -> Series:
+    """Eval metrics per deletion request (x = request index), for sequential (PULSE-style) runs."""
+    out: Series = {}
+    for event in events:
+        if event.get("kind") == "eval" and event.get("split") == split and event.get("request") is not None:
+            for name, value in flatten(event.get("metrics") or {}).items():
+                xs, ys = out.setdefault(name, ([], []))
+                xs.append(float(event["request"]))
+                ys.append(value)
+    return out
+
+
+def column_label(event: dict) -> str:
+    request = event.get("request")
+    return f"{event.get('split')} r{request}" if request is not None else str(event.get("split"))
+
+
+def final_table(events: Iterable[dict]) -> tuple[list[str], dict[str, dict[str, float]]]:
+    """(columns, {metric: {column: value}}) from the eval events other than per-step ones; columns
+    are splits in order of appearance ("before", "after", "after r1", ...); the last value wins."""
+    columns: list[str] = []
+    rows: dict[str, dict[str, float]] = {}
+    for event in events:
+        if event.get("kind") != "eval" or event.get("split") == "step":
+            continue
+        label = column_label(event)
+        if label not in columns:
+            columns.append(label)
+        for name, value in flatten(event.get("metrics") or {}).items():
+            rows.setdefault(name, {})[label] = value
+    return columns, rows
+
+
+def downsample(xs: list[float], ys: list[float], points: int) -> tuple[list[float], list[float]]:
+    """At most ~``points`` points: min and max of each bucket, in x order (spikes survive)."""
+    n = len(xs)
+    if points <= 0 or n <= points:
+        return list(xs), list(ys)
+    buckets = max(1, points // 2)
+    size = math.ceil(n / buckets)
+    out_x: list[float] = []
+    out_y: list[float] = []
+    for start in range(0, n, size):
+        end = min(n, start + size)
+        lo = min(range(start, end), key=ys.__getitem__)
+        hi = max(range(start, end), key=ys.__getitem__)
+        for i in sorted({lo, hi}):
+            out_x.append(xs[i])
+            out_y.append(ys[i])
+    return out_x, out_y
+
+
+CSV_COLUMNS = ("seq", "ts", "kind", "phase", "request", "split", "step", "name", "value")
+
+
+def tidy_rows(events: Iterable[dict]) -> Iterable[tuple]:
+    """One row per number: step losses (``loss.<term>``, ``lr``) and eval metrics, in seq order."""
+    for event in events:
+        kind = event.get("kind")
+        if kind == "step":
+            base = (event["seq"], event["ts"], kind, event.get("phase"), event.get("request"), "",
+                    event.get("step"))
+            for term, value in (event.get("losses") or {}).items():
+                yield (*base, f"loss.{term}", value)
+            if "lr" in event:
+                yield (*base, "lr", event["lr"])
+        elif kind == "eval":
+            base = (event["seq"], event["ts"], kind, event.get("phase"), event.get("request"),
+                    event.get("split"), event.get("step"))
+            for name, value in flatten(event.get("metrics") or {}).items():
+                yield (*base, name, value)

@@ -1,0 +1,153 @@
+"""Shared helpers for the session-store and engine-daemon tests (not a conftest: imported explicitly).
+
+``FakeJobs`` is a stand-in for ``engine.jobs`` with the same contract (validate / run_job), used only
+by tests that exercise the daemon, the socket and the store rather than training: its runs take
+milliseconds per step and are deterministic. The daemon runs it through ``LAUNCH``, which puts it into
+``sys.modules["engine.jobs"]`` before starting the real ``engine.server``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+LAUNCH = (
+    "import sys; sys.path.insert(0, {here!r}); sys.path.insert(0, {root!r});"
+    "import sessions_fixtures as f; f.install_fake_jobs();"
+    "import engine.server as s; sys.exit(s.main())"
+).format(here=str(HERE), root=str(ROOT))
+
+
+def fake_validate(spec: dict) -> dict:
+    from engine.errors import SpecError
+
+    if not isinstance(spec.get("method"), str):
+        raise SpecError("spec needs a 'method' (e.g. ft, multidelete)")
+    if spec["method"] == "nope":
+        raise SpecError("unknown method 'nope'; expected one of ft, multidelete")
+    steps = spec.get("steps", 10)
+    if not isinstance(steps, int) or steps < 0:
+        raise SpecError("'steps' must be a non-negative integer")
+    out = dict(spec)
+    out.setdefault("device", "cpu")
+    out.setdefault("model", "fake")
+    out.setdefault("data", "fake")
+    out.setdefault("deletion", {"strategy": "random", "n": 4, "seed": 0})
+    return out
+
+
+def fake_run_job(spec: dict, writer, should_stop) -> dict:
+    from engine.errors import Cancelled, RunFailed
+
+    started = time.time()
+    steps, pause = spec.get("steps", 10), spec.get("sleep", 0.0)
+    writer.emit("phase", name="unlearn")
+    writer.emit("eval", step=0, phase="unlearn", split="before", metrics={"df_dr_auc": 0.9, "test.r_mean": 50.0})
+    for step in range(steps):
+        if should_stop():
+            raise Cancelled("stopped")
+        if spec.get("fail_at") == step:
+            raise RunFailed(f"loss became NaN at step {step}")
+        writer.emit("step", step=step, phase="unlearn", lr=1e-3,
+                    losses={"total": 1.0 / (step + 1), "kl": 0.5 / (step + 1)})
+        if pause:
+            time.sleep(pause)
+    writer.emit("phase", name="eval")
+    metrics = {"df_dr_auc": 0.5, "test.r_mean": 48.0, "mia.df_member_rate": 0.1}
+    writer.emit("eval", step=steps, phase="eval", split="after", metrics=metrics)
+    return {"session": writer.session_id, "method": spec["method"], "seconds": time.time() - started,
+            "metrics": {"df_dr_auc": 0.5, "test": {"r_mean": 48.0}, "mia": {"df_member_rate": 0.1}}}
+
+
+def install_fake_jobs() -> None:
+    import types
+
+    import engine
+
+    module = types.ModuleType("engine.jobs")
+    module.validate = fake_validate
+    module.run_job = fake_run_job
+    sys.modules["engine.jobs"] = module
+    engine.jobs = module
+
+
+def fake_command() -> list[str]:
+    return [sys.executable, "-c", LAUNCH]
+
+
+def start_daemon(home: Path, fake: bool = True) -> dict:
+    from workbench.client import start_engine
+
+    return start_engine(home, timeout=20, command=fake_command() if fake else None)
+
+
+def daemon_pid(home: Path) -> int | None:
+    try:
+        return int((Path(home) / "engine" / "engine.pid").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def kill_daemon(home: Path) -> None:
+    """Teardown: stop politely, then kill -9 whatever is left."""
+    from workbench.client import stop_engine
+
+    pid = daemon_pid(home)
+    try:
+        stop_engine(home, timeout=10)
+    except Exception:
+        pass
+    if pid:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def writer_script(home: Path, steps: int, sleep: float, segment_size: int = 10_000,
+                  flush_interval: float = 1.0) -> list[str]:
+    """A subprocess that writes one session (prints its id on the first line), for crash/reader tests."""
+    code = (
+        "import sys, time; sys.path.insert(0, {root!r});"
+        "from sessions.store import SessionStore;"
+        "st = SessionStore({home!r}, segment_size={seg}, flush_interval={fi});"
+        "w = st.create({{'method': 'ft', 'model': 'm', 'data': 'd'}});"
+        "print(w.session_id, flush=True);"
+        "w.emit('phase', name='unlearn');"
+        "[ (w.emit('step', step=i, phase='unlearn', losses={{'total': 1.0, 'kl': 0.5}}, lr=0.1),"
+        "   time.sleep({sleep})) for i in range({steps}) ];"
+        "w.finish('finished', summary={{'metrics': {{'df_dr_auc': 0.5}}}})"
+    ).format(root=str(ROOT), home=str(home), seg=segment_size, fi=flush_interval, sleep=sleep, steps=steps)
+    return [sys.executable, "-c", code]
+
+
+def run_cli(app, args: list[str], env: dict | None = None):
+    from typer.testing import CliRunner
+
+    return CliRunner().invoke(app, args, env=env)
+
+
+def parse_json_output(text: str) -> dict:
+    return json.loads(text)
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met within %.1f s" % timeout)
+
+
+def proc_output(proc: subprocess.Popen) -> str:
+    out, err = proc.communicate(timeout=30)
+    return (out or "") + (err or "")

@@ -1,0 +1,107 @@
+"""The headless CLI as a user runs it: a real subprocess, a temp $MMUL_HOME, real tiny models."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, cli, cli_env
+
+HEAVY = ("torch", "transformers", "torch_geometric", "peft", "textual", "plotext")
+
+
+def run_cli(home, *args, timeout=600):
+    return subprocess.run(cli(*args), env=cli_env(home), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["methods"], ["models"], ["data", "list"], ["sessions", "list"]])
+def test_start_is_torch_free(tmp_path, argv):
+    code = (
+        "import sys; sys.argv = ['mmul-workbench', *%r]\n"
+        "from workbench.cli import app\n"
+        "try:\n    app()\nexcept SystemExit:\n    pass\n"
+        "print('HEAVY=' + ','.join(m for m in %r if m in sys.modules))" % (argv, HEAVY)
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=cli_env(tmp_path), cwd=ROOT, capture_output=True, text=True)
+    assert out.stdout.strip().splitlines()[-1] == "HEAVY=", out.stdout + out.stderr
+
+
+def test_packages_live_in_this_repo():
+    import engine
+    import screens
+    import sessions
+    import workbench
+
+    for package in (engine, screens, sessions, workbench):
+        assert ROOT in __import__("pathlib").Path(package.__file__).resolve().parents
+
+
+def test_methods_json_lists_every_method(tmp_path):
+    out = run_cli(tmp_path, "methods", "--json")
+    names = [m["name"] for m in json.loads(out.stdout)["methods"]]
+    assert {"multidelete", "retrain", "ft", "neggrad", "ga_klr", "npo", "d2d"} <= set(names)
+
+
+BAD = [
+    (["--method", "nope"], "unknown method 'nope'"),
+    (["--model", "nope"], "unknown model 'nope'"),
+    (["--data", "nope"], "unknown data 'nope'"),
+    (["--delete", "0"], "--delete N must be a positive"),
+    (["--delete", "-3"], "--delete N must be a positive"),
+    (["--delete", "100000"], "choose N <"),
+    (["--lr", "0"], "--lr must be > 0"),
+    (["--lr", "-1e-4"], "--lr must be > 0"),
+    (["--lr", "nan"], "--lr must be a finite number"),
+    (["--delete-ids", "/no/such/file"], "does not exist"),
+    (["--kl-weight", "1"], "has no parameter --kl-weight"),
+    (["--device", "tpu"], "--device must be"),
+]
+
+
+@pytest.mark.parametrize("override,message", BAD)
+def test_bad_input_is_one_line_exit_2(home, override, message):
+    args = {"--method": "multidelete", "--model": "clip-tiny", "--data": "shapes-tiny", "--delete": "4"}
+    for flag, value in zip(override[::2], override[1::2]):
+        args[flag] = value
+    argv = ["run"] + [x for pair in args.items() for x in pair]
+    out = run_cli(home, *argv)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], out.stderr
+    assert "Traceback" not in out.stderr and out.stdout == ""
+
+
+def test_malformed_id_file(home, tmp_path):
+    ids = tmp_path / "ids.txt"
+    ids.write_text("shapes-images/000001.png\nnot-a-unit\n")
+    out = run_cli(home, "run", "--method", "ft", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete-ids", str(ids))
+    assert out.returncode == 2 and "unknown unit id not-a-unit" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_end_to_end_run_json(home):
+    out = run_cli(home, "run", "--method", "multidelete", "--model", "clip-tiny", "--data", "shapes-tiny",
+                  "--delete", "8", "--epochs", "2", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["method"] == "multidelete" and result["deletion"] == {"units": 8, "pairs": 40}
+    metrics = result["metrics"]
+    assert 0.0 <= metrics["df_dr_auc"] <= 1.0
+    assert {"r_mean", "txt_r1", "img_r1", "txt_r5", "img_r5", "txt_r10", "img_r10"} <= set(metrics["test"])
+    assert {"df_member_rate", "auc"} <= set(metrics["mia"])
+    assert result["seconds"] > 0 and result["steps"] == 2 * 3  # 40 Df pairs / batch 16 = 3 steps per epoch
+    # the original was trained once and really learned the task
+    assert result["original_metrics"]["test"]["r_mean"] > 30
+    # the session holds the spec, every loss term, and the final summary
+    shown = json.loads(run_cli(home, "sessions", "show", result["session"], "--json").stdout)
+    steps = [e for e in shown["events"] if e["kind"] == "step" and e["phase"] == "unlearn"]
+    assert len(steps) == 6 and {"total", "md", "mkr", "ukr"} <= set(steps[0]["losses"])
+    assert shown["state"] == "finished"
+
+
+def test_demo_subset_table(home):
+    out = run_cli(home, "demo", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "8",
+                  "--methods", "ft,neggrad,d2d")
+    assert out.returncode == 0, out.stderr
+    for title in ("original", "FT", "NegGrad", "Descent-to-Delete", "Df/Dr AUC"):
+        assert title in out.stdout

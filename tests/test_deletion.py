@@ -1,0 +1,61 @@
+"""Deletion-set selection: random by seed, ID files, caption queries, and their errors."""
+import pytest
+
+from engine.data.deletion import select_units
+from engine.data.shapes import build_shapes_world
+from engine.errors import SpecError
+
+
+@pytest.fixture(scope="module")
+def units():
+    return build_shapes_world("shapes-tiny").train
+
+
+def test_random_is_deterministic_by_seed(units):
+    a = select_units(units, {"strategy": "random", "n": 10, "seed": 42})
+    assert a == select_units(units, {"strategy": "random", "n": 10, "seed": 42})
+    assert a != select_units(units, {"strategy": "random", "n": 10, "seed": 87})
+    assert len(set(a)) == 10 and a == sorted(a)
+
+
+@pytest.mark.parametrize("n", [len(build_shapes_world("shapes-tiny").train), 10_000])
+def test_random_too_many(units, n):
+    with pytest.raises(SpecError, match="choose N <"):
+        select_units(units, {"strategy": "random", "n": n, "seed": 1})
+
+
+def test_id_file_first_n_and_order(units, tmp_path):
+    path = tmp_path / "ids.txt"
+    wanted = [units[7].unit_id, units[3].unit_id, units[11].unit_id]
+    path.write_text("\n".join(wanted) + "\n\n")
+    assert select_units(units, {"strategy": "ids", "file": str(path), "seed": 0}) == [3, 7, 11]
+    assert select_units(units, {"strategy": "ids", "file": str(path), "n": 2, "seed": 0}) == [3, 7]
+    with pytest.raises(SpecError, match="more ids than the 3"):
+        select_units(units, {"strategy": "ids", "file": str(path), "n": 4, "seed": 0})
+
+
+def test_id_file_errors(units, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text(f"{units[0].unit_id}\nshapes-images/nope.png\n")
+    with pytest.raises(SpecError, match="unknown unit id shapes-images/nope.png"):
+        select_units(units, {"strategy": "ids", "file": str(bad), "seed": 0})
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n \n")
+    with pytest.raises(SpecError, match="lists no ids"):
+        select_units(units, {"strategy": "ids", "file": str(empty), "seed": 0})
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"\xff\xfe\x00\x81")
+    with pytest.raises(SpecError, match="not UTF-8"):
+        select_units(units, {"strategy": "ids", "file": str(binary), "seed": 0})
+    with pytest.raises(SpecError, match="does not exist"):
+        select_units(units, {"strategy": "ids", "file": str(tmp_path / "missing"), "seed": 0})
+
+
+def test_query_matches_caption_words(units):
+    chosen = select_units(units, {"strategy": "query", "query": "Red circle", "seed": 0})
+    assert chosen
+    for index in chosen:
+        assert any({"red", "circle"} <= set(c.split()) for c in units[index].captions)
+    assert len(select_units(units, {"strategy": "query", "query": "red", "n": 2, "seed": 0})) == 2
+    with pytest.raises(SpecError, match="no training unit"):
+        select_units(units, {"strategy": "query", "query": "zebra", "seed": 0})

@@ -1,0 +1,397 @@
+"""The engine daemon as a real detached process on a real Unix socket, under a temp $MMUL_HOME.
+
+These tests run the job contract through ``sessions_fixtures.FakeJobs`` (milliseconds per step) so
+that protocol, queueing, cancellation and crash behaviour are tested quickly and deterministically;
+test_engine_daemon_real.py runs the real engine job through the same daemon.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import typer
+
+from sessions import protocol as P
+from sessions.store import SessionStore
+from workbench.cli_engine import engine_app
+from workbench.cli_sessions import sessions_app
+from workbench.client import (
+    EngineClient,
+    EngineError,
+    SpecRejected,
+    engine_status,
+    ensure_engine_running,
+    start_engine,
+    stop_engine,
+    submit_and_follow,
+)
+
+from sessions_fixtures import ROOT, daemon_pid, kill_daemon, run_cli, start_daemon, wait_for
+
+SPEC = {"method": "ft", "steps": 5}
+
+
+def _cli():
+    app = typer.Typer()
+    app.add_typer(sessions_app, name="sessions")
+    app.add_typer(engine_app, name="engine")
+    return app
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    path = tmp_path_factory.mktemp("engine-home")
+    start_daemon(path)
+    yield path
+    kill_daemon(path)
+
+
+class Raw:
+    """A raw socket client for protocol abuse."""
+
+    def __init__(self, home: Path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(10)
+        self.sock.connect(str(P.engine_paths(home).socket))
+        self.file = self.sock.makefile("rb")
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def reply(self) -> dict:
+        while True:
+            message = json.loads(self.file.readline(P.CLIENT_LINE_LIMIT))
+            if message.get("type") != "heartbeat":
+                return message
+
+    def call(self, **message) -> dict:
+        self.send(P.encode(message))
+        return self.reply()
+
+    def close(self):
+        self.sock.close()
+
+
+def _follow(home, session, from_seq=0):
+    async def go():
+        async with EngineClient(home) as client:
+            sub = client.subscribe(session, from_seq)
+            return [e async for e in sub], sub.state
+    return asyncio.run(go())
+
+
+def _assert_exact(events, start=0):
+    assert [e["seq"] for e in events] == list(range(start, start + len(events)))
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def test_files_modes_and_single_instance(home):
+    paths = P.engine_paths(home)
+    assert stat.S_IMODE(os.stat(paths.socket).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(paths.socket_dir).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(paths.dir).st_mode) == 0o700
+    pid = daemon_pid(home)
+    assert pid and os.getpgid(pid) == pid            # its own session: a hang-up never reaches it
+    again = start_daemon(home)
+    assert again["started"] is False and again["pid"] == pid
+    result = run_cli(_cli(), ["engine", "start"], env={"MMUL_HOME": str(home)})
+    assert result.exit_code == 0 and "already running" in result.stdout
+    result = run_cli(_cli(), ["engine", "status", "--json"], env={"MMUL_HOME": str(home)})
+    status = json.loads(result.stdout)
+    assert status["running"] is True and status["pid"] == pid and status["protocol"] == P.PROTOCOL_VERSION
+
+
+def test_bad_input_gets_error_replies_and_engine_keeps_serving(home):
+    raw = Raw(home)
+    try:
+        raw.send(b"this is not json\n")
+        assert raw.reply()["error"]["code"] == P.BAD_JSON
+        raw.send(b"[1, 2, 3]\n")
+        assert raw.reply()["error"]["code"] == P.BAD_JSON
+        assert raw.call(id=1, op="list")["error"]["code"] == P.HELLO_REQUIRED
+        bad = raw.call(id=2, op="hello", protocol=99)
+        assert bad["id"] == 2 and bad["error"]["code"] == P.VERSION_MISMATCH
+        assert raw.call(id=3, op="hello", protocol=P.PROTOCOL_VERSION)["ok"] is True
+        assert raw.call(id=4, op="explode")["error"]["code"] == P.UNKNOWN_OP
+        assert raw.call(id=5, op="subscribe", session=12)["error"]["code"] == P.BAD_REQUEST
+        assert raw.call(id=6, op="subscribe", session="x", from_seq="0")["error"]["code"] == P.BAD_REQUEST
+        assert raw.call(id=7, op="submit", spec="ft")["error"]["code"] == P.BAD_REQUEST
+        assert raw.call(id=8, op="cancel")["error"]["code"] == P.BAD_REQUEST
+        assert raw.call(id=9, op="status", session="nope")["error"]["code"] == P.UNKNOWN_SESSION
+        raw.send(b'{"id": 10, "op": "hello", "pad": "' + b"x" * (3 << 20) + b'"}\n')
+        assert raw.reply()["error"]["code"] == P.TOO_LONG
+        assert raw.call(id=11, op="heartbeat")["ok"] is True       # same connection still served
+    finally:
+        raw.close()
+    other = Raw(home)   # and so are new connections
+    assert other.call(id=1, op="hello", protocol=P.PROTOCOL_VERSION)["ok"]
+    other.close()
+
+
+def test_bad_spec_is_refused_before_anything_is_queued(home):
+    store = SessionStore(home)
+    before = {p.name for p in store.root.iterdir()} if store.root.exists() else set()
+    with pytest.raises(SpecRejected, match="unknown method 'nope'"):
+        submit_and_follow({"method": "nope"}, lambda e: None, home=home, start=False)
+    with pytest.raises(SpecRejected, match="steps"):
+        submit_and_follow({"method": "ft", "steps": -1}, lambda e: None, home=home, start=False)
+    after = {p.name for p in store.root.iterdir()} if store.root.exists() else set()
+    assert after == before
+
+
+def test_submit_and_follow_every_event_once_in_order(home):
+    seen = []
+    sid, state = submit_and_follow({"method": "ft", "steps": 40}, seen.append, home=home, start=False)
+    assert state == "finished"
+    _assert_exact(seen)
+    states = [e["state"] for e in seen if e["kind"] == "status"]
+    assert states == ["queued", "running", "finished"]
+    assert sum(e["kind"] == "step" for e in seen) == 40
+    store = SessionStore(home)
+    assert store.events(sid) == seen
+    row = next(r for r in store.list() if r["id"] == sid)
+    assert row["state"] == "finished" and row["summary"]["metrics"]["df_dr_auc"] == 0.5
+    # detach returns at once with the id
+    sid2, state2 = submit_and_follow({"method": "ft", "steps": 3}, seen.append, detach=True, home=home, start=False)
+    assert state2 == "queued" and sid2 != sid
+    events, final = _follow(home, sid2)
+    assert final == "finished"
+    _assert_exact(events)
+
+
+def test_live_subscribers_mid_run_get_no_gap_no_duplicate(home):
+    async def go():
+        async with EngineClient(home) as client:
+            reply = await client.submit({"method": "ft", "steps": 300, "sleep": 0.002})
+            sid = reply["session"]
+            first = client.subscribe(sid, 0)
+            got = []
+            async for event in first:
+                got.append(event)
+                if len(got) == 60:
+                    break
+            # two more subscribers join mid-run: one from the start, one from the middle
+            async with EngineClient(home) as other:
+                whole = other.subscribe(sid, 0)
+                middle = other.subscribe(sid, 25)
+                a = [e async for e in whole]
+                b = [e async for e in middle]
+                status = await other.status(sid)
+            return a, b, whole.state, middle.state, status
+
+    a, b, sa, sb, status = asyncio.run(go())
+    assert sa == sb == "finished" and status["session"]["state"] == "finished"
+    _assert_exact(a)
+    _assert_exact(b, start=25)
+    assert a[-1]["kind"] == "status" and a[-1]["state"] == "finished" and a[25:] == b
+
+
+CLIENT = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {root!r})
+    from workbench.client import submit_and_follow
+    def show(event):
+        print(event["seq"], event.get("session", ""), flush=True)
+    def on(event):
+        print(event["seq"], flush=True)
+    import asyncio
+    from workbench.client import EngineClient
+    async def go():
+        async with EngineClient({home!r}) as c:
+            sid = (await c.submit({{"method": "ft", "steps": 150, "sleep": 0.01}}))["session"]
+            print(sid, flush=True)
+            async for e in c.subscribe(sid, 0):
+                print(e["seq"], flush=True)
+    asyncio.run(go())
+""")
+
+
+def test_killed_client_does_not_stop_the_job(home):
+    proc = subprocess.Popen([sys.executable, "-c", CLIENT.format(root=str(ROOT), home=str(home))],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        sid = proc.stdout.readline().strip()
+        for _ in range(20):
+            proc.stdout.readline()
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    events, state = _follow(home, sid, 0)
+    assert state == "finished"
+    _assert_exact(events)
+    assert sum(e["kind"] == "step" for e in events) == 150
+
+
+def test_cancel_running_and_queued_and_failures(home):
+    async def go():
+        async with EngineClient(home) as client:
+            running = (await client.submit({"method": "ft", "steps": 10000, "sleep": 0.002}))["session"]
+            queued = (await client.submit({"method": "ft", "steps": 5}))["session"]
+            sub = client.subscribe(running, 0)
+            async for event in sub:
+                if event["kind"] == "step":
+                    break
+            assert (await client.cancel(queued))["state"] == "cancelled"
+            assert (await client.cancel(running))["state"] == "cancelling"
+            rest = [e async for e in sub]
+            with pytest.raises(EngineError) as info:
+                await client.cancel(running)
+            assert info.value.code == P.NOT_CANCELLABLE
+            failing = (await client.submit({"method": "ft", "steps": 10, "fail_at": 3}))["session"]
+            fsub = client.subscribe(failing, 0)
+            fevents = [e async for e in fsub]
+            listed = {r["id"]: r["state"] for r in await client.list()}
+            return running, queued, sub.state, rest, fsub.state, fevents, listed
+
+    running, queued, state, rest, fstate, fevents, listed = asyncio.run(go())
+    assert state == "cancelled" and rest[-1]["state"] == "cancelled"
+    store = SessionStore(home)
+    qevents = store.events(queued)
+    assert [e.get("state") for e in qevents] == ["queued", "cancelled"]     # never ran
+    assert fstate == "failed" and "NaN" in fevents[-1]["message"]
+    assert listed[running] == "cancelled" and listed[queued] == "cancelled"
+
+
+def test_peer_of_another_uid_is_refused(tmp_path):
+    from engine.server import Engine
+
+    async def go():
+        engine = Engine(tmp_path, allowed_uid=os.getuid() + 1)
+        assert engine.acquire_lock()
+        await engine.start()
+        try:
+            reader, writer = await asyncio.open_unix_connection(str(engine.paths.socket))
+            reply = json.loads(await reader.readline())
+            rest = await reader.read()
+            writer.close()
+        finally:
+            engine.request_stop()
+            await engine.stopped.wait()
+        return reply, rest
+
+    reply, rest = asyncio.run(go())
+    assert reply["error"]["code"] == P.PERMISSION_DENIED and rest == b""
+
+
+# --------------------------------------------------------------------------------------------------
+# lifecycle: stop, kill -9, restart, stale files, socket path fallback (each on its own home)
+
+
+def test_stop_cancels_running_job_after_its_step(tmp_path):
+    start_daemon(tmp_path)
+    try:
+        async def go():
+            async with EngineClient(tmp_path) as client:
+                running = (await client.submit({"method": "ft", "steps": 10000, "sleep": 0.002}))["session"]
+                queued = (await client.submit({"method": "ft", "steps": 5}))["session"]
+                async for event in client.subscribe(running, 0):
+                    if event["kind"] == "step":
+                        break
+                return running, queued
+
+        running, queued = asyncio.run(go())
+        result = run_cli(_cli(), ["engine", "stop", "--json"], env={"MMUL_HOME": str(tmp_path)})
+        assert result.exit_code == 0, result.output
+        info = json.loads(result.stdout)
+        assert info["was_running"] and not info["killed"] and set(info["cancelled"]) == {running, queued}
+        paths = P.engine_paths(tmp_path)
+        assert not paths.socket.exists() and not paths.pid.exists()
+        store = SessionStore(tmp_path)
+        events = store.events(running)
+        _assert_exact(events)
+        assert events[-1]["state"] == "cancelled" and events[-2]["kind"] == "step"
+        assert store.get(queued)["state"] == "cancelled"
+        assert engine_status(tmp_path)["running"] is False
+        again = run_cli(_cli(), ["engine", "stop"], env={"MMUL_HOME": str(tmp_path)})
+        assert again.exit_code == 0 and "not running" in again.stdout
+    finally:
+        kill_daemon(tmp_path)
+
+
+def test_kill9_mid_run_then_restart_marks_interrupted(tmp_path):
+    start_daemon(tmp_path)
+    try:
+        done, _ = submit_and_follow({"method": "ft", "steps": 5}, lambda e: None, home=tmp_path, start=False)
+        store = SessionStore(tmp_path)
+        done_file = store.session_dir(done) / "session.json"
+        done_bytes = done_file.read_bytes()
+        sid, _ = submit_and_follow({"method": "ft", "steps": 100000, "sleep": 0.001}, lambda e: None,
+                                   detach=True, home=tmp_path, start=False)
+        wait_for(lambda: len(store.events(sid)) > 50, timeout=15)
+        pid = daemon_pid(tmp_path)
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not _alive(pid), timeout=10)
+
+        flushed = store.events(sid)                       # parses, events up to the last flush
+        _assert_exact(flushed)
+        assert store.get(sid)["state"] == "running"
+        paths = P.engine_paths(tmp_path)
+        assert paths.socket.exists() and paths.pid.exists()   # stale files of the dead engine
+        assert engine_status(tmp_path)["running"] is False
+
+        info = start_daemon(tmp_path)
+        assert info["started"] and info["pid"] != pid
+        events = store.events(sid)
+        assert events[:-1] == flushed and events[-1]["state"] == "interrupted"
+        assert store.get(sid)["state"] == "interrupted"
+        assert done_file.read_bytes() == done_bytes         # other sessions untouched
+        assert {r["id"]: r["state"] for r in store.list()}[done] == "finished"
+        assert "marked interrupted" in P.engine_paths(tmp_path).log.read_text()
+    finally:
+        kill_daemon(tmp_path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie child of this test process counts as dead
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+def test_long_home_uses_short_socket_and_product_entry_point(tmp_path, monkeypatch):
+    home = tmp_path / ("h" * 60) / ("o" * 60)
+    home.mkdir(parents=True)
+    monkeypatch.setenv("MMUL_HOME", str(home))
+    paths = P.engine_paths()
+    assert str(paths.socket).startswith(f"/tmp/mmul-{os.getuid()}-") and len(str(paths.socket)) < 100
+    try:
+        ensure_engine_running()                # the real `python -m engine.server`
+        assert stat.S_IMODE(os.stat(paths.socket_dir).st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(paths.socket).st_mode) == 0o600
+        status = engine_status()
+        assert status["running"] and status["socket"] == str(paths.socket)
+        result = run_cli(_cli(), ["engine", "logs", "--json"], env={"MMUL_HOME": str(home)})
+        assert any("serving on" in line for line in json.loads(result.stdout)["lines"])
+        assert stop_engine()["was_running"]
+        assert not paths.socket.exists()
+    finally:
+        kill_daemon(home)
+        try:
+            paths.socket_dir.rmdir()
+        except OSError:
+            pass
+
+
+def test_start_failure_names_the_log(tmp_path):
+    from workbench.client import EngineStartError
+
+    with pytest.raises(EngineStartError) as info:
+        start_engine(tmp_path, timeout=10, command=[sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"])
+    assert str(P.engine_paths(tmp_path).log) in str(info.value) and "boom" in str(info.value)

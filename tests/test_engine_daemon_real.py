@@ -1,0 +1,46 @@
+"""The real engine job (engine.jobs) through the real daemon: the cheapest real spec, end to end.
+
+The first run trains and caches an original model under the temp $MMUL_HOME (~30-45 s on 2 CPU
+cores), so this is the one slow test of the engine-daemon set."""
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from sessions.store import SessionStore
+from workbench.cli_sessions import replay_headless
+from workbench.client import SpecRejected, start_engine, submit_and_follow
+
+from sessions_fixtures import kill_daemon
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("engine.jobs") is None, reason="engine.jobs not present")
+
+CHEAP = {"method": "ft", "model": "clip-tiny", "data": "shapes-tiny",
+         "deletion": {"strategy": "random", "n": 4, "seed": 42}, "epochs": 1}
+
+
+def test_real_job_through_the_daemon(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MMUL_HOME", str(tmp_path))
+    try:
+        start_engine(tmp_path)              # the product entry point: python -m engine.server
+        with pytest.raises(SpecRejected):
+            submit_and_follow({**CHEAP, "method": "no-such-method"}, lambda e: None, home=tmp_path, start=False)
+        seen = []
+        sid, state = submit_and_follow(CHEAP, seen.append, home=tmp_path, start=False)
+        assert state == "finished", seen[-1]
+        assert [e["seq"] for e in seen] == list(range(len(seen)))
+        kinds = {e["kind"] for e in seen}
+        assert {"status", "phase", "step", "eval"} <= kinds
+        for e in seen:
+            if e["kind"] == "step":
+                assert "total" in e["losses"] and isinstance(e["step"], int)
+        store = SessionStore(tmp_path)
+        assert store.events(sid) == seen
+        row = next(r for r in store.list() if r["id"] == sid)
+        assert row["state"] == "finished" and "df_dr_auc" in row["summary"]["metrics"]
+        assert replay_headless(sid) == 0
+        out = capsys.readouterr().out
+        assert "loss terms" in out and "final metrics" in out
+    finally:
+        kill_daemon(tmp_path)

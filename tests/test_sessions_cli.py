@@ -1,0 +1,131 @@
+"""`sessions list|show|export|delete`, `replay --headless`, and what the CLI side imports."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+import typer
+
+from sessions.store import SessionStore
+from workbench.cli_sessions import replay_headless, sessions_app
+
+from sessions_fixtures import ROOT, run_cli
+
+SPEC = {"method": "multidelete", "model": "clip-tiny", "data": "shapes-tiny",
+        "deletion": {"strategy": "random", "n": 4, "seed": 42}, "device": "cpu"}
+
+
+def _app():
+    app = typer.Typer()
+    app.add_typer(sessions_app, name="sessions")
+    return app
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMUL_HOME", str(tmp_path))
+    return tmp_path
+
+
+def _make(home, steps=120, state="finished"):
+    writer = SessionStore(home).create(SPEC, name="demo")
+    writer.emit("phase", name="unlearn")
+    writer.emit("eval", step=0, phase="unlearn", split="before",
+                metrics={"df_dr_auc": 0.91, "test.r_mean": 52.0, "mia.df_member_rate": 0.8})
+    for i in range(steps):
+        writer.emit("step", step=i, phase="unlearn", lr=1e-3,
+                    losses={"total": 2.0 / (i + 1), "modality_decoupling": 1.0 / (i + 1), "kl": 0.1})
+        if i % 40 == 39:
+            writer.emit("eval", step=i, phase="unlearn", split="step", metrics={"df_dr_auc": 0.9 - i / 400})
+    writer.emit("phase", name="eval")
+    writer.emit("eval", step=steps, phase="eval", split="after",
+                metrics={"df_dr_auc": 0.52, "test.r_mean": 50.5, "mia.df_member_rate": 0.1})
+    summary = {"session": writer.session_id, "method": "multidelete", "seconds": 1.5,
+               "metrics": {"df_dr_auc": 0.52, "test": {"r_mean": 50.5}, "mia": {"df_member_rate": 0.1}}}
+    writer.finish(state, summary=summary)
+    return writer.session_id
+
+
+def test_list_show_json(home):
+    a, b = _make(home, steps=5), _make(home, steps=7)
+    result = run_cli(_app(), ["sessions", "list", "--json"])
+    assert result.exit_code == 0
+    rows = json.loads(result.stdout)["sessions"]
+    assert [r["id"] for r in rows] == [b, a]            # newest first
+    assert rows[0]["summary"]["metrics"]["df_dr_auc"] == 0.52 and rows[0]["method"] == "multidelete"
+    text = run_cli(_app(), ["sessions", "list"])
+    assert text.exit_code == 0 and a in text.stdout and "0.52" in text.stdout
+
+    shown = json.loads(run_cli(_app(), ["sessions", "show", a, "--json"]).stdout)
+    assert shown["spec"] == SPEC and shown["state"] == "finished" and shown["summary"]["method"] == "multidelete"
+    assert [e["seq"] for e in shown["events"]] == list(range(len(shown["events"])))
+    human = run_cli(_app(), ["sessions", "show", a[-4:]])
+    assert human.exit_code == 0 and "final metrics" in human.stdout and "df_dr_auc" in human.stdout
+
+
+def test_unknown_ids_are_one_line_exit_2(home):
+    for args in (["show", "20200101-000000-zzzz"], ["delete", "nope"], ["export", "nope", "--out", "x.json"]):
+        result = run_cli(_app(), ["sessions", *args])
+        assert result.exit_code == 2, result.output
+        assert result.stderr.count("\n") == 1 and "no session" in result.stderr and "Traceback" not in result.output
+    assert replay_headless("nope") == 2
+
+
+def test_export_json_csv_and_directory(home, tmp_path):
+    sid = _make(home)
+    out_json, out_csv = tmp_path / "e" / "s.json", tmp_path / "e" / "s.csv"
+    assert run_cli(_app(), ["sessions", "export", sid, "--out", str(out_json)]).exit_code == 0
+    doc = json.loads(out_json.read_text())
+    assert doc["id"] == sid and len(doc["events"]) == len(SessionStore(home).events(sid))
+    assert run_cli(_app(), ["sessions", "export", sid, "--out", str(out_csv)]).exit_code == 0
+    rows = list(csv.DictReader(io.StringIO(out_csv.read_text())))
+    assert sum(r["name"] == "loss.total" for r in rows) == 120
+    after = [r for r in rows if r["split"] == "after" and r["name"] == "df_dr_auc"]
+    assert float(after[0]["value"]) == 0.52
+    folder = tmp_path / "both"
+    folder.mkdir()
+    result = run_cli(_app(), ["sessions", "export", sid, "--out", str(folder), "--json"])
+    assert sorted(json.loads(result.stdout)["files"]) == [str(folder / f"{sid}.csv"), str(folder / f"{sid}.json")]
+    bad = run_cli(_app(), ["sessions", "export", sid, "--out", str(folder), "--format", "xml"])
+    assert bad.exit_code == 2 and "json or csv" in bad.stderr
+
+
+def test_delete(home):
+    sid, keep = _make(home, steps=2), _make(home, steps=2)
+    result = run_cli(_app(), ["sessions", "delete", sid, "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout) == {"deleted": sid}
+    assert [r["id"] for r in SessionStore(home).list()] == [keep]
+    live = SessionStore(home).create(SPEC)
+    busy = run_cli(_app(), ["sessions", "delete", live.session_id])
+    assert busy.exit_code == 2 and "cancel it first" in busy.stderr
+    live.finish("cancelled")
+
+
+def test_replay_headless_draws_curves_and_table(home, capsys):
+    sid = _make(home, steps=3000)
+    assert replay_headless(sid) == 0
+    out = capsys.readouterr().out
+    assert "loss terms" in out and "modality_decoupling" in out and "eval metrics during the run" in out
+    assert "final metrics" in out and "df_dr_auc" in out and "0.91" in out and "0.52" in out
+    assert "\x1b[" not in out        # no colour codes when stdout is not a terminal
+
+
+def test_cli_modules_import_no_heavy_packages():
+    code = (
+        "import sys; sys.path.insert(0, %r);"
+        "import sessions.store, sessions.protocol, sessions.series, workbench.client,"
+        " workbench.cli_sessions, workbench.cli_engine;"
+        "bad = [m for m in ('torch', 'transformers', 'textual', 'plotext', 'engine.jobs') if m in sys.modules];"
+        "print(bad)" % str(ROOT)
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    code = ("import sys; sys.path.insert(0, %r); import sessions.store;"
+            "print(sorted(m.split('.')[0] for m in sys.modules if m.split('.')[0] in"
+            " ('rich', 'typer', 'engine', 'workbench', 'screens')))" % str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

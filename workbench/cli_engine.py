@@ -1,0 +1,129 @@
+"""``mmul-workbench engine start|stop|status|logs``: the detached engine daemon."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import typer
+
+from sessions.protocol import engine_paths
+from workbench.client import EngineError, engine_status, start_engine, stop_engine
+
+engine_app = typer.Typer(
+    name="engine",
+    help="The engine daemon that runs jobs and writes sessions (it outlives the terminal).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _json_out(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2, default=str))
+
+
+@engine_app.command("start")
+def start_cmd(
+    timeout: float = typer.Option(30.0, "--timeout", help="seconds to wait for the engine to answer"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+) -> None:
+    """Start the engine in the background (says so and exits 0 if it already runs)."""
+    try:
+        info = start_engine(timeout=timeout)
+    except (EngineError, PermissionError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1)
+    if as_json:
+        _json_out({"running": True, **info})
+    elif info["started"]:
+        typer.echo(f"engine started (pid {info['pid']}); socket {info['socket']}; log {info['log']}")
+    else:
+        typer.echo(f"engine already running (pid {info['pid']}); socket {info['socket']}")
+
+
+@engine_app.command("stop")
+def stop_cmd(
+    timeout: float = typer.Option(60.0, "--timeout",
+                                  help="seconds to let running jobs end their current step before killing"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+) -> None:
+    """Stop the engine: queued jobs and the running job (after its current step) become cancelled."""
+    try:
+        info = stop_engine(timeout=timeout)
+    except EngineError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1)
+    if as_json:
+        _json_out(info)
+    elif not info["was_running"]:
+        typer.echo("engine not running")
+    else:
+        cancelled = f"; cancelled {', '.join(info['cancelled'])}" if info["cancelled"] else ""
+        killed = " (killed after the timeout: its sessions show interrupted)" if info["killed"] else ""
+        typer.echo(f"engine stopped (pid {info['pid']}){killed}{cancelled}")
+
+
+@engine_app.command("status")
+def status_cmd(as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout")) -> None:
+    """Is the engine running; what does each device run and hold queued."""
+    info = engine_status()
+    if as_json:
+        _json_out(info)
+        return
+    if not info["running"]:
+        stale = " (stale files of a dead engine are left; `engine start` cleans them)" if info.get("stale") else ""
+        typer.echo(f"engine not running{stale}; log {info['log']}")
+        return
+    typer.echo(f"engine running (pid {info['pid']}, up {_duration(info.get('uptime', 0))}); "
+               f"socket {info['socket']}; log {info['log']}")
+    devices = info.get("devices") or {}
+    if not devices:
+        typer.echo("no jobs yet")
+    for name, dev in devices.items():
+        queued = dev.get("queued") or []
+        typer.echo(f"  {name}: running {dev.get('running') or '-'}; queued {len(queued)}"
+                   + (f" ({', '.join(queued)})" if queued else ""))
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+@engine_app.command("logs")
+def logs_cmd(
+    lines: int = typer.Option(50, "--lines", "-n", help="how many of the last lines"),
+    follow: bool = typer.Option(False, "--follow", "-f", help="keep printing new lines (Ctrl-C stops)"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+) -> None:
+    """Print the end of the engine's log file."""
+    path = engine_paths().log
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        text = []
+    tail = text[-lines:] if lines > 0 else []
+    if as_json:
+        _json_out({"log": str(path), "lines": tail})
+        return
+    if not text and not follow:
+        typer.echo(f"no engine log yet at {path}", err=True)
+        return
+    for line in tail:
+        typer.echo(line)
+    if follow:
+        try:
+            with open(path, errors="replace") as handle:
+                handle.seek(0, 2)
+                while True:
+                    line = handle.readline()
+                    if line:
+                        typer.echo(line.rstrip("\n"))
+                    else:
+                        time.sleep(0.25)
+        except (KeyboardInterrupt, FileNotFoundError):
+            return

@@ -1,0 +1,339 @@
+"""``mmul-workbench sessions list|show|export|delete`` and ``replay SESSION --headless``.
+
+Everything here reads the session store only (no engine needed); rich and plotext are imported
+inside the commands that draw.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from sessions.schema import SchemaMismatch
+from sessions.series import (
+    CSV_COLUMNS,
+    downsample,
+    eval_series,
+    final_table,
+    flatten,
+    loss_series,
+    request_series,
+    tidy_rows,
+)
+from sessions.store import SessionBusy, SessionStore, UnknownSession, atomic_write_text
+
+sessions_app = typer.Typer(
+    name="sessions",
+    help="Stored runs: list, show, export, delete (every run is a session under $MMUL_HOME/sessions).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+KEY_METRICS = ("df_dr_auc", "test.r_mean", "test.accuracy", "mia.df_member_rate")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+def _store() -> SessionStore:
+    return SessionStore()
+
+
+def _open(store: SessionStore, ref: str) -> str:
+    try:
+        return store.resolve(ref)
+    except UnknownSession as exc:
+        _fail(str(exc))
+    raise AssertionError  # unreachable
+
+
+def _json_out(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2, default=str))
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
+
+
+def format_deletion(deletion: Any) -> str:
+    if isinstance(deletion, dict):
+        strategy = deletion.get("strategy", "")
+        rest = " ".join(f"{k}={v}" for k, v in deletion.items() if k != "strategy")
+        return f"{strategy} {rest}".strip()
+    return "" if deletion is None else str(deletion)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+def summary_metrics(summary: Any) -> dict[str, float]:
+    """Flat final metrics of a summary (``{"metrics": {...}}`` as run results have, or flat)."""
+    if not isinstance(summary, dict):
+        return {}
+    return flatten(summary["metrics"]) if "metrics" in summary else flatten(summary)
+
+
+@sessions_app.command("list")
+def list_cmd(
+    state: Optional[str] = typer.Option(None, "--state", help="only sessions in this state"),
+    limit: int = typer.Option(0, "--limit", "-n", help="at most this many (newest first); 0 = all"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+) -> None:
+    """List sessions, newest first, with their key final metrics (reads only the catalog)."""
+    try:
+        rows = _store().list(state)
+    except SchemaMismatch as exc:
+        _fail(str(exc))
+    if limit > 0:
+        rows = rows[:limit]
+    if as_json:
+        _json_out({"sessions": rows})
+        return
+    if not rows:
+        typer.echo("no sessions yet; `mmul-workbench run ...` or `mmul-workbench demo` makes one", err=True)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for col in ("id", "state", "method", "model", "data", "deletion", "created", *KEY_METRICS):
+        table.add_column(col, justify="right" if col in KEY_METRICS else "left", no_wrap=col == "id")
+    for row in rows:
+        metrics = summary_metrics(row.get("summary"))
+        table.add_row(row["id"], row.get("state", "?"), _fmt(row.get("method")), _fmt(row.get("model")),
+                      _fmt(row.get("data")), format_deletion(row.get("deletion")), _when(row.get("created")),
+                      *(_fmt(metrics.get(k)) for k in KEY_METRICS))
+    Console().print(table)
+
+
+def session_document(store: SessionStore, session_id: str, events: bool = True) -> dict:
+    meta = store.get(session_id)
+    doc = {key: meta.get(key) for key in ("id", "name", "state", "created", "updated", "message", "live",
+                                          "spec", "summary")}
+    doc["schema"] = meta.get("schema")
+    if events:
+        doc["events"] = store.events(session_id)
+    return doc
+
+
+@sessions_app.command("show")
+def show_cmd(
+    session: str = typer.Argument(..., help="session id (or a unique prefix / suffix such as ab12)"),
+    events: int = typer.Option(10, "--events", "-e", help="how many of the last events to print (text mode)"),
+    as_json: bool = typer.Option(False, "--json", help="the spec, status, summary and every event as JSON"),
+) -> None:
+    """Show a session: spec, status, summary and its events."""
+    store = _store()
+    sid = _open(store, session)
+    try:
+        doc = session_document(store, sid)
+    except (UnknownSession, SchemaMismatch) as exc:
+        _fail(str(exc))
+    if as_json:
+        _json_out(doc)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    evs = doc["events"]
+    console.print(f"[bold]{doc['id']}[/]  {doc.get('name') or ''}  state [bold]{doc['state']}[/]"
+                  + (f" ({doc['message']})" if doc.get("message") else ""))
+    console.print(f"created {_when(doc['created'])}  updated {_when(doc['updated'])}  {len(evs)} events")
+    console.print("spec: " + json.dumps(doc["spec"], sort_keys=True))
+    columns, rows = final_table(evs)
+    if rows:
+        console.print(_metric_table(columns, rows))
+    elif doc.get("summary"):
+        console.print("summary: " + json.dumps(doc["summary"], sort_keys=True, default=str))
+    counts: dict[str, int] = {}
+    for e in evs:
+        counts[e["kind"]] = counts.get(e["kind"], 0) + 1
+    console.print("events: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if events > 0:
+        table = Table(box=None, header_style="bold")
+        for col in ("seq", "time", "kind", "fields"):
+            table.add_column(col)
+        for e in evs[-events:]:
+            fields = {k: v for k, v in e.items() if k not in ("v", "seq", "ts", "kind")}
+            table.add_row(str(e["seq"]), time.strftime("%H:%M:%S", time.localtime(e["ts"])), e["kind"],
+                          json.dumps(fields, default=str)[:100])
+        console.print(table)
+
+
+def _metric_table(columns: list[str], rows: dict[str, dict[str, float]]):
+    from rich.table import Table
+
+    table = Table(title="final metrics", header_style="bold")
+    table.add_column("metric")
+    for col in columns:
+        table.add_column(col, justify="right")
+    delta = "before" in columns and "after" in columns
+    if delta:
+        table.add_column("delta", justify="right")
+    for name in sorted(rows):
+        values = rows[name]
+        cells = [_fmt(values.get(c)) for c in columns]
+        if delta:
+            b, a = values.get("before"), values.get("after")
+            cells.append(_fmt(a - b) if a is not None and b is not None else "-")
+        table.add_row(name, *cells)
+    return table
+
+
+def _csv_text(events: list[dict]) -> str:
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow(CSV_COLUMNS)
+    for row in tidy_rows(events):
+        out.writerow(["" if v is None else v for v in row])
+    return buf.getvalue()
+
+
+@sessions_app.command("export")
+def export_cmd(
+    session: str = typer.Argument(..., help="session id"),
+    out: Path = typer.Option(..., "--out", "-o", help="FILE.json, FILE.csv, or a directory (both files)"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="json or csv (default: from --out's suffix)"),
+    as_json: bool = typer.Option(False, "--json", help="print what was written as JSON"),
+) -> None:
+    """Export a session: JSON (spec, status, summary, events) and/or CSV of the metric series
+    (tidy: seq, ts, kind, phase, request, split, step, name, value)."""
+    if fmt is not None and fmt not in ("json", "csv"):
+        _fail(f"--format {fmt!r} is not known; use json or csv")
+    store = _store()
+    sid = _open(store, session)
+    try:
+        doc = session_document(store, sid)
+    except (UnknownSession, SchemaMismatch) as exc:
+        _fail(str(exc))
+    suffix = out.suffix.lower().lstrip(".")
+    if fmt is None and suffix in ("json", "csv") and not out.is_dir():
+        targets = {suffix: out}
+    elif fmt is not None and not out.is_dir():
+        targets = {fmt: out}
+    else:
+        targets = {"json": out / f"{sid}.json", "csv": out / f"{sid}.csv"}
+        if fmt is not None:
+            targets = {fmt: targets[fmt]}
+    written = []
+    try:
+        for kind, path in targets.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            text = json.dumps(doc, indent=1, default=str) if kind == "json" else _csv_text(doc["events"])
+            atomic_write_text(path, text, sync_dir=False)
+            written.append(str(path))
+    except OSError as exc:
+        _fail(f"cannot write {exc.filename or out}: {exc.strerror}; choose a writable --out path")
+    if as_json:
+        _json_out({"session": sid, "files": written})
+    else:
+        for path in written:
+            typer.echo(path)
+
+
+@sessions_app.command("delete")
+def delete_cmd(
+    session: str = typer.Argument(..., help="session id"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+) -> None:
+    """Delete a session (refused while it is queued or running)."""
+    store = _store()
+    sid = _open(store, session)
+    try:
+        store.delete(sid)
+    except SessionBusy as exc:
+        _fail(str(exc))
+    except UnknownSession as exc:
+        _fail(str(exc))
+    if as_json:
+        _json_out({"deleted": sid})
+    else:
+        typer.echo(f"deleted {sid}")
+
+
+# --------------------------------------------------------------------------------------------------
+# replay --headless
+
+
+def _plot(title: str, series: dict[str, tuple[list[float], list[float]]], width: int, height: int,
+          color: bool, xlabel: str = "step") -> str:
+    import plotext as plt
+
+    plt.clear_figure()
+    plt.plotsize(width, height)
+    if not color:
+        plt.theme("clear")
+    plt.title(title)
+    plt.xlabel(xlabel)
+    for name, (xs, ys) in series.items():
+        dx, dy = downsample(xs, ys, 2 * width)
+        if dx:
+            plt.plot(dx, dy, label=name)
+    text = plt.build()
+    return text if color else plt.uncolorize(text)
+
+
+def replay_headless(session_id: str, width: int | None = None, out=None) -> int:
+    """Draw a stored session's curves (plotext) and its final metric table (rich) to stdout.
+
+    Reads the stored events only. Returns an exit code (0, or 2 with one line on stderr)."""
+    out = out or sys.stdout
+    store = SessionStore()
+    try:
+        sid = store.resolve(session_id)
+        meta = store.get(sid)
+        events = store.events(sid)
+    except (UnknownSession, SchemaMismatch) as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    from rich.console import Console
+
+    color = out.isatty() if hasattr(out, "isatty") else False
+    term = shutil.get_terminal_size((100, 24))
+    width = max(40, min(width or term.columns, 200))
+    console = Console(file=out, width=width, force_terminal=color, no_color=not color)
+    spec = meta.get("spec") or {}
+    console.print(f"session {sid}  {spec.get('method', '?')} / {spec.get('model', '?')} / "
+                  f"{spec.get('data', '?')}  state {meta['state']}"
+                  + (f" ({meta['message']})" if meta.get("message") else ""))
+    console.print(f"{len(events)} events, {sum(e['kind'] == 'step' for e in events)} steps; "
+                  f"created {_when(meta.get('created'))}")
+    losses = loss_series(events)
+    if losses:
+        out.write(_plot("loss terms", {k: v for k, v in losses.items()}, width, 18, color) + "\n")
+    evals = eval_series(events, split="step")
+    if evals:
+        out.write(_plot("eval metrics during the run", evals, width, 14, color) + "\n")
+    per_request = request_series(events)
+    if per_request and len(next(iter(per_request.values()))[0]) > 1:
+        out.write(_plot("metrics after each request", per_request, width, 14, color, "request") + "\n")
+    columns, rows = final_table(events)
+    if rows:
+        console.print(_metric_table(columns, rows))
+    elif meta.get("summary"):
+        metrics = summary_metrics(meta["summary"])
+        if metrics:
+            console.print(_metric_table(["final"], {k: {"final": v} for k, v in metrics.items()}))
+    if not losses and not rows:
+        console.print("no step or eval events in this session")
+    out.flush()
+    return 0
+
+
+@sessions_app.command("replay", hidden=True)
+def replay_cmd(session: str = typer.Argument(..., help="session id")) -> None:
+    """Same as `mmul-workbench replay SESSION --headless`."""
+    raise typer.Exit(replay_headless(session))

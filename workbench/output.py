@@ -1,0 +1,88 @@
+"""stdout is data, stderr is for people: exit codes, one-line errors, progress, the JSON document."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from enum import IntEnum
+
+
+class Exit(IntEnum):
+    OK = 0
+    RUN_FAILED = 1
+    BAD_INPUT = 2
+    INTERRUPTED = 130
+
+
+def fail(message: str, code: Exit = Exit.BAD_INPUT) -> "NoReturn":  # noqa: F821
+    """One line on stderr and the exit code; the traceback only with MMUL_DEBUG=1."""
+    import typer
+
+    if os.environ.get("MMUL_DEBUG") and sys.exc_info()[0] is not None:
+        import traceback
+
+        traceback.print_exc()
+    print(f"error: {message}", file=sys.stderr)
+    raise typer.Exit(int(code))
+
+
+def print_json(document) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+class Progress:
+    """Shows a run's events on stderr: a rich bar on a terminal, throttled plain lines otherwise."""
+
+    PLAIN_INTERVAL = 2.0
+
+    def __init__(self, label: str, quiet: bool = False):
+        self.label, self.quiet = label, quiet
+        self.interactive = sys.stderr.isatty() and not quiet
+        self._last_plain = 0.0
+        self._bar = None
+        self._task = None
+        self._phase = ""
+
+    def __enter__(self):
+        if self.interactive:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
+
+            self._bar = RichProgress(
+                TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"),
+                TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=None, status="")
+        return self
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.stop()
+
+    def event(self, kind: str, fields: dict) -> None:
+        if self.quiet:
+            return
+        if kind == "phase":
+            self._phase = fields.get("name", "")
+            self._say(f"{self.label}: {self._phase}", force=True)
+        elif kind == "step":
+            terms = " ".join(f"{k}={v:.4g}" for k, v in fields.get("losses", {}).items())
+            self._say(f"{self.label}: {fields.get('phase')} step {fields.get('step')} {terms}")
+        elif kind == "eval":
+            m = fields.get("metrics", {})
+            summary = ", ".join(f"{k}={m[k]:.3g}" for k in ("df_dr_auc", "test.r_mean", "test.accuracy") if k in m)
+            self._say(f"{self.label}: eval ({fields.get('split')}) {summary}", force=True)
+        elif kind == "log" and fields.get("level") in ("warning", "error"):
+            self._say(f"{self.label}: {fields.get('message')}", force=True)
+
+    def _say(self, line: str, force: bool = False) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, description=f"{self.label} {self._phase}", status=line[len(self.label) + 2 :][:70])
+            return
+        now = time.monotonic()
+        if force or now - self._last_plain >= self.PLAIN_INTERVAL:
+            self._last_plain = now
+            print(line, file=sys.stderr, flush=True)
