@@ -116,7 +116,7 @@ def run_loop(
             if not torch.isfinite(total):
                 bad = [name for name, value in losses.items() if not torch.isfinite(value)]
                 raise RunFailed(
-                    f"loss became {float(total)} at step {step} (terms: {', '.join(bad)}); "
+                    f"loss became {float(total.detach())} at step {step} (terms: {', '.join(bad)}); "
                     f"lower --lr (now {config.lr:g}) or the method's loss weights"
                 )
             optimizer.zero_grad(set_to_none=True)

@@ -38,7 +38,7 @@ from typing import Any
 
 from sessions import protocol as P
 from sessions.schema import SCHEMA_VERSION, TERMINAL_STATES
-from sessions.store import SessionStore, SessionWriter, UnknownSession
+from sessions.store import SessionBusy, SessionStore, SessionWriter, UnknownSession
 
 log = logging.getLogger("mmul.engine")
 
@@ -172,7 +172,7 @@ class Engine:
         self.server: asyncio.AbstractServer | None = None
         self.stopping = False
         self.stopped: asyncio.Event | None = None
-        self.connections: set[asyncio.StreamWriter] = set()
+        self.connections: set[Connection] = set()
         self._jobs_module: Any = None
         self._lock_fd: int | None = None
         self._sub_ids = iter(range(1, 1 << 62))
@@ -236,9 +236,13 @@ class Engine:
                 worker.current.stop.set()
         for worker in list(self.workers.values()):
             await asyncio.to_thread(worker.join)
-        await asyncio.sleep(0)  # let the jobs' last events reach subscribers
+        # let the jobs' last events and their "end" reach subscribers (stored-session followers of
+        # another process's run would wait forever: give up on them after a moment)
+        streams = [t for c in self.connections for t in c.subscriptions.values()]
+        if streams:
+            await asyncio.wait(streams, timeout=2.0)
         for conn in list(self.connections):
-            conn.close()
+            conn.writer.close()
         self.cleanup_files()
         assert self.stopped is not None
         self.stopped.set()
@@ -254,13 +258,12 @@ class Engine:
             self._lock_fd = None
 
     async def _heartbeats(self) -> None:
-        line = None
         while not self.stopping:
             await asyncio.sleep(P.HEARTBEAT_INTERVAL)
             line = P.encode({"type": "heartbeat", "ts": time.time(), "jobs": self._job_count()})
             for conn in list(self.connections):
                 try:
-                    conn.write(line)
+                    conn.writer.write(line)
                 except Exception:
                     pass
 
@@ -356,11 +359,11 @@ class Engine:
             await conn.send(P.error(None, P.PERMISSION_DENIED, "this engine serves only its own user"))
             writer.close()
             return
-        self.connections.add(writer)
+        self.connections.add(conn)
         try:
             await conn.serve()
         finally:
-            self.connections.discard(writer)
+            self.connections.discard(conn)
             conn.cancel_subscriptions()
             writer.close()
 
@@ -556,17 +559,21 @@ class Engine:
     async def _stream_stored(self, session: str, send, expected) -> str:
         """Replay a stored session; follow it on disk while another live process writes it."""
         while True:
-            live = self.store.is_live(session)
-            events = await asyncio.to_thread(self.store.events, session, expected())
-            await send(events)
-            meta = await asyncio.to_thread(self.store.get, session)
-            if meta["state"] in TERMINAL_STATES or not live:
-                if not live and meta["state"] not in TERMINAL_STATES:
-                    # the writer died; hand the rest over after a final read
-                    await send(await asyncio.to_thread(self.store.events, session, expected()))
+            live = await asyncio.to_thread(self.store.is_live, session)
+            meta = await asyncio.to_thread(self.store.get, session)   # read before the events: they
+            await send(await asyncio.to_thread(self.store.events, session, expected()))  # are a superset
+            if meta["state"] in TERMINAL_STATES:
                 return meta["state"]
-            if session in self.hubs:  # it became ours meanwhile (cannot happen today)
-                return meta["state"]
+            if not live:
+                # its writer (a headless run) died: mark it interrupted, as engine start would
+                try:
+                    writer = await asyncio.to_thread(self.store.reopen, session)
+                    await asyncio.to_thread(writer.finish, "interrupted",
+                                            None, "the process writing this run died")
+                    log.info("session %s: its writer died; marked interrupted", session)
+                except SessionBusy:
+                    pass
+                continue
             await asyncio.sleep(TAIL_POLL)
 
 

@@ -115,6 +115,8 @@ METHODS: dict[str, MethodInfo] = {
                    "engine.methods.npo:NPO",
                    (Param("npo_beta", float, 0.1, "NPO inverse temperature beta", positive=True),),
                    epochs=1, iterates="forget"),
+        MethodInfo("ga", "GA", "gradient ascent on the answer NLL of the forget people (PULSE's GA = NegGrad)",
+                   "engine.methods.neggrad:NegGrad", (), epochs=1, iterates="forget"),
         MethodInfo("d2d", "Descent-to-Delete", "T=1 descent step on Dr, then Gaussian noise from the (eps, delta) bound",
                    "engine.methods.descent_to_delete:DescentToDelete",
                    (Param("eps", float, 5.0, "privacy epsilon of the noise step", positive=True),),
@@ -127,6 +129,8 @@ MODELS: dict[str, ModelInfo] = {
     for m in (
         ModelInfo("blip-tiny", "blip", "BlipForImageTextRetrieval, hidden 64, 2+2 layers, ITC+ITM (tokenizer from the world)"),
         ModelInfo("clip-tiny", "clip", "CLIPModel dual encoder, hidden 64, 2+2 layers (tokenizer from the world)"),
+        ModelInfo("llava-tiny", "llava", "LlavaForConditionalGeneration: CLIP vision 64 (32 px, patch 8: 16 image "
+                  "tokens) + Llama 64, 2+2 layers (tokenizer from the world); for `pulse`"),
     )
 }
 
@@ -139,6 +143,16 @@ WORLDS: dict[str, DataInfo] = {
 }
 DATA_FORMATS: dict[str, DataInfo] = {
     "flickr30k": DataInfo("flickr30k", "image-text", "Karpathy-style JSON (train/val/test) + images, FORMAT:DIR"),
+    "mmbench": DataInfo("mmbench", "general", "MMBench TSV with an answer column (pulse --general mmbench:FILE)"),
+    "mllmu": DataInfo("mllmu", "people", "MLLMU-Bench parquet folder (pulse --data mllmu:DIR)"),
+}
+# People worlds (PULSE): synthetic people with faces and facts, learned in pretraining (P) or fine-tuning (F).
+PEOPLE_WORLDS: dict[str, DataInfo] = {
+    d.name: d
+    for d in (
+        DataInfo("people", "people", "built-in people: 40 people (20 pretraining, 20 fine-tuning) + shape questions"),
+        DataInfo("people-tiny", "people", "built-in people: 8 people (4 + 4) + a few shape questions (tests)"),
+    )
 }
 
 # Original-model recipe per model family: lr for training from the starting weights, epochs over all data.
@@ -247,6 +261,151 @@ def validate(spec: dict) -> dict:
         "device": device,
         "seed": seed,
         "deletion": deletion,
+        "params": params,
+        "name": spec.get("name"),
+    }
+
+
+# --- PULSE: sequential deletion requests on an LMM ------------------------------------------------
+PULSE_METHODS = ("ga", "ga_klr", "npo", "multidelete")
+KNOWLEDGE_SOURCES = ("pretrained", "finetuned")
+UPDATE_TARGETS = ("llm", "proj+llm", "full")
+LMM_PARAMS: tuple[Param, ...] = (
+    Param("update", str, "llm", "what unlearning updates: LoRA on the language model, + the projector, or full",
+          UPDATE_TARGETS),
+    Param("lora_r", int, 16, "LoRA rank", minimum=1),
+    Param("lora_alpha", float, 16.0, "LoRA alpha", positive=True),
+    Param("lora_dropout", float, 0.05, "LoRA dropout", minimum=0.0),
+    Param("mc_scoring", str, "auto", "four-option scoring: option text log-likelihood, option letter, or "
+          "auto (option for registered tiny models, letter for checkpoints)", ("auto", "option", "letter")),
+)
+PULSE_DEFAULT_PARAMS = {"batch_size": 8, "retain_batch_size": 8}
+
+
+def check_llava_model(ref: str) -> None:
+    """A registered LLaVA name, a LLaVA checkpoint directory, or a hub id (checked when loaded)."""
+    if ref in MODELS:
+        if MODELS[ref].family != "llava":
+            raise SpecError(f"model {ref!r} is a {MODELS[ref].family} model; pulse needs a LLaVA model "
+                            f"({', '.join(m.name for m in MODELS.values() if m.family == 'llava')}, a LLaVA "
+                            "checkpoint directory or hub id)")
+        return
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        import json
+
+        config_file = path / "config.json"
+        try:
+            model_type = json.loads(config_file.read_text()).get("model_type")
+        except (OSError, ValueError):
+            raise SpecError(f"model directory {ref} has no readable config.json; point at a LLaVA "
+                            "save_pretrained directory (e.g. a local copy of llava-hf/llava-1.5-7b-hf)") from None
+        if model_type != "llava":
+            raise SpecError(f"model directory {ref} holds a {model_type!r} checkpoint, not LLaVA; pulse needs a "
+                            "LlavaForConditionalGeneration checkpoint (config.json model_type \"llava\")")
+        return
+    if _looks_like_hub_id(ref) and not path.exists():
+        return
+    raise SpecError(f"unknown model {ref!r}; choose llava-tiny, a LLaVA checkpoint directory, or a hub id")
+
+
+def _check_general(ref: str | None) -> None:
+    if ref is None:
+        return
+    fmt, _, location = str(ref).partition(":")
+    if fmt != "mmbench" or not location:
+        raise SpecError(f"--general must be mmbench:FILE (an MMBench TSV with answers), got {ref!r}")
+    path = Path(location).expanduser()
+    if not path.is_file():
+        raise SpecError(f"MMBench file {location} does not exist; give --general mmbench:FILE with a .tsv file")
+    with path.open(encoding="utf-8", errors="replace") as stream:
+        header = stream.readline().rstrip("\r\n").split("\t")
+    if "answer" not in header:
+        raise SpecError(f"{location} has no `answer` column (an MMBench test file); accuracy needs a file with "
+                        "answers, such as the DEV split (MMBench_DEV_EN.tsv)")
+
+
+def _people_pool(data: str, knowledge: str) -> int | None:
+    """How many people the knowledge source offers in a built-in world (None for files: checked at run time)."""
+    if data not in PEOPLE_WORLDS:
+        return None
+    from engine.data.people import WORLD_SIZES
+
+    size = WORLD_SIZES[data]
+    return size.pretrain_people if knowledge == "pretrained" else size.people - size.pretrain_people
+
+
+def _whole(value, flag: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SpecError(f"{flag} must be a whole number >= {minimum}, got {value!r}")
+    return value
+
+
+def validate_pulse(spec: dict) -> dict:
+    """Normalise a PULSE spec (sequential deletion requests on an LMM) or raise SpecError with one line."""
+    if not isinstance(spec, dict):
+        raise SpecError("a run spec must be a JSON object")
+    method = spec.get("method")
+    if method not in PULSE_METHODS:
+        raise SpecError(f"pulse runs one of: {', '.join(PULSE_METHODS)}; got {method!r}")
+    info = METHODS[method]
+    model, data = spec.get("model"), spec.get("data")
+    if not isinstance(model, str) or not model:
+        raise SpecError("pulse needs --model (llava-tiny, a LLaVA checkpoint directory or a hub id)")
+    if not isinstance(data, str) or not data:
+        raise SpecError("pulse needs --data (people, people-tiny or mllmu:DIR)")
+    check_llava_model(model)
+    if data not in PEOPLE_WORLDS:
+        fmt, _, location = data.partition(":")
+        if fmt != "mllmu" or not location:
+            raise SpecError(f"unknown people data {data!r}; choose {', '.join(PEOPLE_WORLDS)} or mllmu:DIR")
+        if not Path(location).expanduser().exists():
+            raise SpecError(f"MLLMU-Bench path {location} does not exist; give mllmu:DIR with the downloaded folder")
+    general = spec.get("general")
+    _check_general(general)
+    knowledge = spec.get("knowledge", "pretrained")
+    if knowledge not in KNOWLEDGE_SOURCES:
+        raise SpecError(f"--knowledge must be one of {', '.join(KNOWLEDGE_SOURCES)}; got {knowledge!r}")
+    requests = _whole(spec.get("requests", 1), "--requests K")
+    pool = _people_pool(data, knowledge)
+    forget = spec.get("forget")
+    if forget is None:
+        forget = max(requests, (pool + 1) // 2) if pool is not None else None
+    else:
+        forget = _whole(forget, "--forget N")
+    if pool is not None and forget > pool:
+        raise SpecError(f"cannot forget {forget} people: {data} has {pool} {knowledge} people; "
+                        f"choose --forget 1..{pool}" + (f" (and --requests K <= --forget)" if requests > 1 else ""))
+    if forget is not None and requests > forget:
+        raise SpecError(f"--requests K={requests} is larger than the {forget} forget people; "
+                        f"choose K <= {forget} or a larger --forget N")
+    device = spec.get("device", "auto")
+    if device not in DEVICES and not re.fullmatch(r"cuda:\d+", str(device)):
+        raise SpecError(f"--device must be auto, cpu, cuda or cuda:N; got {device!r}")
+    seed = spec.get("seed", DEFAULT_SEED)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise SpecError(f"--seed must be a whole number, got {seed!r}")
+    raw = dict(spec.get("params") or {})
+    allowed = {p.name: p for p in COMMON_PARAMS + info.params + LMM_PARAMS}
+    for name in raw:
+        if name not in allowed:
+            raise SpecError(f"pulse --method {method} has no parameter --{dash(name)}; it takes: "
+                            + ", ".join("--" + dash(p) for p in allowed))
+    params = {}
+    for name, param in allowed.items():
+        value = raw.get(name, PULSE_DEFAULT_PARAMS.get(name, param.default))
+        params[name] = None if value is None else param.coerce(value, f"pulse {method}")
+    return {
+        "kind": "pulse",
+        "method": method,
+        "model": model,
+        "data": data,
+        "general": general,
+        "knowledge": knowledge,
+        "requests": requests,
+        "forget": forget,
+        "device": device,
+        "seed": seed,
         "params": params,
         "name": spec.get("name"),
     }

@@ -283,8 +283,14 @@ class SessionWriter:
                 raise RuntimeError(f"session {self.session_id} is finished; cannot emit {kind!r}")
             seq = self._next_seq
             event = {"v": SCHEMA_VERSION, "seq": seq, "ts": time.time(), "kind": kind, **fields}
-            text = _dumps(event)
-            if not _plain(fields):
+            converted: list[bool] = []
+
+            def default(obj: Any) -> Any:
+                converted.append(True)
+                return _jsonable(obj)
+
+            text = json.dumps(event, separators=(",", ":"), default=default)
+            if converted:  # numpy / torch scalars: hand listeners the plain JSON values
                 event = json.loads(text)
             self._next_seq = seq + 1
             self._tail.append(f'"{seq + 1}":{text}')
@@ -350,20 +356,6 @@ class SessionWriter:
         fd, self._lock_fd = self._lock_fd, None
         if fd is not None:
             os.close(fd)
-
-
-def _plain(fields: dict) -> bool:
-    """True when ``fields`` holds only JSON-native values (no numpy/torch scalars to convert)."""
-    stack: list[Any] = [fields]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, dict):
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
-        elif not (value is None or isinstance(value, (str, int, float, bool))):
-            return False
-    return True
 
 
 def _row_from_meta(meta: dict) -> dict:

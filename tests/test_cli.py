@@ -105,3 +105,15 @@ def test_demo_subset_table(home):
     assert out.returncode == 0, out.stderr
     for title in ("original", "FT", "NegGrad", "Descent-to-Delete", "Df/Dr AUC"):
         assert title in out.stdout
+
+
+def test_nan_loss_fails_the_run_and_keeps_the_session(home):
+    out = run_cli(home, "run", "--method", "neggrad", "--model", "clip-tiny", "--data", "shapes-tiny",
+                  "--delete", "16", "--lr", "1e30", "--epochs", "3", "--json")
+    assert out.returncode == 1 and out.stdout == ""
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: loss became nan") and "lower --lr" in last and "Traceback" not in out.stderr
+    session = last.rsplit("session ", 1)[1].split()[0]
+    shown = json.loads(run_cli(home, "sessions", "show", session, "--json").stdout)
+    assert shown["state"] == "failed" and "loss became nan" in shown["message"]
+    assert any(e["kind"] == "step" for e in shown["events"])  # what ran before the failure is kept

@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from workbench.client import (
     SpecRejected,
     engine_status,
     ensure_engine_running,
+    follow,
     start_engine,
     stop_engine,
     submit_and_follow,
@@ -201,11 +203,6 @@ def test_live_subscribers_mid_run_get_no_gap_no_duplicate(home):
 CLIENT = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
-    from workbench.client import submit_and_follow
-    def show(event):
-        print(event["seq"], event.get("session", ""), flush=True)
-    def on(event):
-        print(event["seq"], flush=True)
     import asyncio
     from workbench.client import EngineClient
     async def go():
@@ -302,7 +299,17 @@ def test_stop_cancels_running_job_after_its_step(tmp_path):
                 return running, queued
 
         running, queued = asyncio.run(go())
+        followed: dict = {}
+
+        def follower():
+            followed["state"] = follow(running, lambda e: None, home=tmp_path)
+
+        thread = threading.Thread(target=follower)
+        thread.start()
+        time.sleep(0.2)
         result = run_cli(_cli(), ["engine", "stop", "--json"], env={"MMUL_HOME": str(tmp_path)})
+        thread.join(timeout=10)
+        assert followed["state"] == "cancelled"          # a follower sees the end, not a broken pipe
         assert result.exit_code == 0, result.output
         info = json.loads(result.stdout)
         assert info["was_running"] and not info["killed"] and set(info["cancelled"]) == {running, queued}
@@ -395,3 +402,31 @@ def test_start_failure_names_the_log(tmp_path):
     with pytest.raises(EngineStartError) as info:
         start_engine(tmp_path, timeout=10, command=[sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"])
     assert str(P.engine_paths(tmp_path).log) in str(info.value) and "boom" in str(info.value)
+
+
+async def test_live_source_follows_through_the_engine(home):
+    from workbench.client import LiveSource
+
+    async with EngineClient(home) as client:
+        sid = (await client.submit({"method": "ft", "steps": 20, "sleep": 0.002}))["session"]
+        source = LiveSource(sid, client=client)
+        events = [e async for e in source]
+        heartbeat = await client.heartbeat()
+    assert source.state == "finished" and heartbeat["jobs"] >= 0
+    _assert_exact(events)
+    assert events == SessionStore(home).events(sid)
+
+
+def test_subscribe_follows_a_headless_run_written_by_another_process(home):
+    from sessions_fixtures import writer_script
+
+    proc = subprocess.Popen(writer_script(home, steps=150, sleep=0.004, flush_interval=0.05),
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        sid = proc.stdout.readline().strip()
+        events, state = _follow(home, sid, 0)
+    finally:
+        proc.wait(timeout=30)
+    assert state == "finished"
+    _assert_exact(events)
+    assert sum(e["kind"] == "step" for e in events) == 150

@@ -1,10 +1,14 @@
 """The real engine job (engine.jobs) through the real daemon: the cheapest real spec, end to end.
 
-The first run trains and caches an original model under the temp $MMUL_HOME (~30-45 s on 2 CPU
-cores), so this is the one slow test of the engine-daemon set."""
+A run first trains and caches the original model (~35 s on 2 CPU cores). The temp $MMUL_HOME's
+``cache/originals`` is a link to one shared cache (``$MMUL_TEST_CACHE``, default ``<repo>/.mmul-home/cache``,
+git-ignored; entries are keyed by content), so only the first run on a checkout pays for it; the
+test itself then takes ~10 s."""
 from __future__ import annotations
 
 import importlib.util
+import os
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +16,7 @@ from sessions.store import SessionStore
 from workbench.cli_sessions import replay_headless
 from workbench.client import SpecRejected, start_engine, submit_and_follow
 
-from sessions_fixtures import kill_daemon
+from sessions_fixtures import ROOT, kill_daemon
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("engine.jobs") is None, reason="engine.jobs not present")
 
@@ -21,6 +25,10 @@ CHEAP = {"method": "ft", "model": "clip-tiny", "data": "shapes-tiny",
 
 
 def test_real_job_through_the_daemon(tmp_path, monkeypatch, capsys):
+    shared = Path(os.environ.get("MMUL_TEST_CACHE") or ROOT / ".mmul-home" / "cache") / "originals"
+    shared.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "originals").symlink_to(shared, target_is_directory=True)
     monkeypatch.setenv("MMUL_HOME", str(tmp_path))
     try:
         start_engine(tmp_path)              # the product entry point: python -m engine.server

@@ -34,11 +34,11 @@ class LinearAdapter:
     def permute_texts(self, b, pi):
         return {**b, "input_ids": b["input_ids"][pi]}
 
-    def similarity_logits(self, b):
+    def similarity(self, b):
         return self.image_embed(b) @ self.text_embed(b).t()
 
     def task_loss(self, b):
-        return contrastive_loss(self.similarity_logits(b), b["image_index"])
+        return contrastive_loss(self.similarity(b), b["image_index"])
 
 
 def toy_batch():

@@ -129,3 +129,14 @@ def test_cli_modules_import_no_heavy_packages():
             " ('rich', 'typer', 'engine', 'workbench', 'screens')))" % str(ROOT))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+async def test_stored_source_is_an_event_source(home):
+    from sessions.source import EventSource, StoredSource
+    from workbench.client import LiveSource
+
+    sid = _make(home, steps=4)
+    source = StoredSource(sid[-4:])
+    assert isinstance(source, EventSource) and isinstance(LiveSource(sid), EventSource)
+    events = [e async for e in source]
+    assert source.state == "finished" and events == SessionStore(home).events(sid)

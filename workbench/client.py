@@ -481,3 +481,32 @@ def follow(session: str, on_event: Callable[[dict], None], from_seq: int = 0,
             return subscription.state or "unknown"
 
     return asyncio.run(go())
+
+
+class LiveSource:
+    """A session followed live through the engine (``sessions.source.EventSource``): stored events
+    from ``from_seq`` on, then live ones, each once, in order; ``state`` is set when it ends."""
+
+    live = True
+
+    def __init__(self, session_id: str, home: str | os.PathLike | None = None, from_seq: int = 0,
+                 client: EngineClient | None = None):
+        self.session_id = session_id
+        self.home = home
+        self.from_seq = from_seq
+        self.client = client
+        self.state: str | None = None
+
+    async def __aiter__(self) -> AsyncIterator[dict]:
+        own = self.client is None
+        client = self.client or EngineClient(self.home)
+        if own:
+            await client.connect()
+        try:
+            subscription = client.subscribe(self.session_id, self.from_seq)
+            async for event in subscription:
+                yield event
+            self.state = subscription.state
+        finally:
+            if own:
+                await client.close()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.metrics import roc_auc_score
 
 
@@ -22,7 +24,7 @@ def membership_inference(dr_losses, test_losses, df_losses, rng: np.random.Gener
     non_members = rng.choice(test_losses, size=n, replace=False)
     x = _features(np.concatenate([members, non_members]))
     y = np.concatenate([np.ones(n), np.zeros(n)])
-    attack = LogisticRegression(class_weight="balanced").fit(x, y)
+    attack = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced")).fit(x, y)
     df_member = attack.predict(_features(df_losses))
     probe = _features(np.concatenate([df_losses, test_losses]))
     labels = np.concatenate([np.ones(len(df_losses)), np.zeros(len(test_losses))])

@@ -102,9 +102,12 @@ class ImageTextAdapter:
         logits = self.similarity_logits(batch)
         return torch.cat([logits, logits.t()]), None
 
-    def similarity_logits(self, batch) -> torch.Tensor:
-        """[B_images, B_texts] ITC logits between every image and every caption of the batch."""
+    def similarity(self, batch) -> torch.Tensor:
+        """[B_images, B_texts] ITC cosine similarity between every image and every caption of the batch."""
         raise NotImplementedError
+
+    def similarity_logits(self, batch) -> torch.Tensor:
+        return self.similarity(batch) / ITC_TEMPERATURE
 
     def task_loss(self, batch) -> torch.Tensor:
         raise NotImplementedError

@@ -59,10 +59,9 @@ class BlipRetrievalAdapter(ImageTextAdapter):
     def fused_embed(self, batch):
         return self._fused_cls(batch["input_ids"], batch["attention_mask"], self.image_tokens(batch["pixel_values"]))
 
-    def similarity_logits(self, batch):
+    def similarity(self, batch):
         image_feat = self._image_feat(self.image_tokens(batch["pixel_values"]))
-        text_feat = self._text_feat(self.text_embed(batch))
-        return image_feat @ text_feat.t() / ITC_TEMPERATURE
+        return image_feat @ self._text_feat(self.text_embed(batch)).t()
 
     def task_loss(self, batch):
         """ITC + ITM with hard negatives sampled by ITC similarity, as BLIP's retrieval fine-tuning."""

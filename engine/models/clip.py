@@ -1,8 +1,9 @@
 """CLIP dual encoder (`CLIPModel`).
 
 CLIP has no fusion module, so its fused embedding f(I, T) is defined as the element-wise product of
-the normalised image and text embeddings: its sum is the pair's cosine, so pulling it towards another
-pair's product (modality decoupling) pulls the pair's similarity with it, dimension by dimension.
+the normalised image and text embeddings times the dimension: its mean is the pair's cosine, so
+pulling it towards another pair's product (modality decoupling) pulls the pair's similarity with it,
+dimension by dimension, on the same scale as the other embeddings the retention terms compare.
 Pair score = cosine of the pair; ranking = cosine.
 """
 from __future__ import annotations
@@ -37,18 +38,18 @@ class ClipAdapter(ImageTextAdapter):
     def fused_embed(self, batch):
         image = F.normalize(self.image_embed(batch), dim=-1)
         text = F.normalize(self.text_embed(batch), dim=-1)
-        return image * text
+        return image * text * image.shape[-1]  # scaled so its mean over dimensions is the cosine
 
-    def similarity_logits(self, batch):
+    def similarity(self, batch):
         image = F.normalize(self.image_embed(batch), dim=-1)
         text = F.normalize(self.text_embed(batch), dim=-1)
-        return image @ text.t() / ITC_TEMPERATURE
+        return image @ text.t()
 
     def task_loss(self, batch):
         return contrastive_loss(self.similarity_logits(batch), batch["image_index"])
 
     def pair_scores(self, batch):
-        return self.fused_embed(batch).sum(dim=-1).float()
+        return self.fused_embed(batch).mean(dim=-1).float()
 
     def log_likelihood(self, batch):
         # a match "probability" from the cosine through the ITC temperature, for NPO and the MIA loss

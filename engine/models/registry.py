@@ -71,7 +71,12 @@ def tiny_model_dir(name: str, world, seed: int, cache: Path) -> Path:
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
-        _tiny_image_text(MODELS[name].family, world.vocabulary(), world.image_size, seed, staging)
+        if MODELS[name].family == "llava":  # LLaVA branch (pulse); BLIP/CLIP below unchanged
+            from engine.models.llava import build_tiny_llava
+
+            build_tiny_llava(world.vocabulary(), seed, staging)
+        else:
+            _tiny_image_text(MODELS[name].family, world.vocabulary(), world.image_size, seed, staging)
         os.replace(staging, directory)
     except OSError:
         if not (directory / "config.json").exists():
@@ -124,3 +129,30 @@ def load_adapter(model: str, world, seed: int, cache: Path):
 
     model_obj = CLIPModel.from_pretrained(source)
     return ClipAdapter(model_obj, tokenizer, image_processor, source)
+
+
+def load_llava_adapter(model: str, world, seed: int, cache: Path):
+    """The LLaVA adapter for `model` (registered tiny name, LLaVA checkpoint directory or hub id), on the CPU.
+
+    `world` needs `name` and `vocabulary()` (used only to build a registered tiny model once)."""
+    from transformers import AutoConfig, AutoProcessor, LlavaForConditionalGeneration
+    from transformers.utils import logging as transformers_logging
+
+    from engine.models.llava import LlavaAdapter
+
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    source = resolve_model_dir(model, world, seed, cache)
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as error:
+        raise SpecError(
+            f"model {model!r} could not be loaded ({str(error).splitlines()[0][:160]}); give llava-tiny, a local "
+            "LLaVA checkpoint directory, or a hub id already in the local cache"
+        ) from None
+    if config.model_type != "llava":
+        raise SpecError(f"model {model!r} is a {config.model_type!r} checkpoint; pulse needs a LLaVA checkpoint "
+                        "(LlavaForConditionalGeneration, e.g. llava-hf/llava-1.5-7b-hf)")
+    processor = AutoProcessor.from_pretrained(source)
+    model_obj = LlavaForConditionalGeneration.from_pretrained(source)
+    return LlavaAdapter(model_obj, processor, source, tiny=model in MODELS)

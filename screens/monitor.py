@@ -1,0 +1,333 @@
+"""The monitor: live view of a run AND replay of a stored one (the same screen, two sources).
+
+A worker reads the ``EventSource`` and only appends events to a backlog. A timer (4 Hz) moves
+events from the backlog into the ``RunModel`` (all of them when live; ``speed`` x 40 per second in
+replay, none while paused) and redraws only what changed; each plot downsamples to ~2 points per
+column, the model keeps every point.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, RichLog, Static
+
+from sessions.series import column_label, flatten
+from workbench.widgets import Series, SeriesPlot, fmt, fmt_delta
+
+TICK_SECONDS = 0.25          # redraw at most 4 times a second
+REPLAY_RATE = 40             # events per second at speed 1
+MAX_APPLY_PER_TICK = 50_000  # a huge backlog catches up over a few ticks, the UI stays responsive
+SPEEDS = (0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+LOG_LINES = 500
+REPLAY_TARGET_SECONDS = 10   # the default speed plays a stored session in about this long
+
+
+class RunModel:
+    """Everything the monitor draws, built from events (pure Python; testable without a screen)."""
+
+    def __init__(self) -> None:
+        self.losses: dict[str, Series] = {}
+        self.evals: dict[str, Series] = {}
+        self.requests: dict[str, Series] = {}
+        self.columns: list[str] = []
+        self.final: dict[str, dict[str, float]] = {}
+        self.logs: list[str] = []      # lines not yet shown
+        self.x = 0                     # step events seen (the x axis, across phases and requests)
+        self.applied = 0
+        self.last_seq = -1
+        self.state: str | None = None
+        self.phase: str | None = None
+        self.request: int | None = None
+        self.lr: float | None = None
+        self.message: str | None = None
+
+    def apply(self, event: dict) -> str:
+        """Fold one event in; returns what changed: loss, eval, summary, log, status or ''."""
+        self.applied += 1
+        self.last_seq = event.get("seq", self.last_seq)
+        kind = event.get("kind")
+        if kind == "step":
+            for term, value in (event.get("losses") or {}).items():
+                if isinstance(value, (int, float)):
+                    series = self.losses.get(term)
+                    if series is None:
+                        series = self.losses[term] = Series()
+                    series.append(self.x, float(value))
+            self.x += 1
+            self.lr = event.get("lr", self.lr)
+            self.phase = event.get("phase", self.phase)
+            if event.get("request") is not None:
+                self.request = event["request"]
+            return "loss"
+        if kind == "eval":
+            metrics = flatten(event.get("metrics") or {})
+            split = event.get("split")
+            if split == "step":
+                for name, value in metrics.items():
+                    self.evals.setdefault(name, Series()).append(self.x, value)
+                return "eval"
+            label = column_label(event)
+            if label not in self.columns:
+                self.columns.append(label)
+            for name, value in metrics.items():
+                self.final.setdefault(name, {})[label] = value
+            if event.get("request") is not None and split == "after":
+                for name, value in metrics.items():
+                    self.requests.setdefault(name, Series()).append(float(event["request"]), value)
+            return "summary"
+        if kind == "log":
+            self.logs.append(f"{event.get('level', 'info'):>7} {event.get('message', '')}")
+            return "log"
+        if kind == "status":
+            self.state = event.get("state")
+            self.message = event.get("message") or self.message
+            self.logs.append(f" status {self.state}" + (f": {event['message']}" if event.get("message") else ""))
+            return "status"
+        if kind == "phase":
+            self.phase = event.get("name")
+            if event.get("request") is not None:
+                self.request = event["request"]
+            self.logs.append(f"  phase {self.phase}" + (f" (request {self.request})"
+                                                         if event.get("request") is not None else ""))
+            return "log"
+        if kind == "artifact":
+            self.logs.append(f"  saved {event.get('name')}: {event.get('path')}")
+            return "log"
+        return ""
+
+    def summary_rows(self) -> list[tuple[str, ...]]:
+        """(metric, before, after, delta) when both exist, else one column per split."""
+        rows = []
+        before = "before" if "before" in self.columns else None
+        after = next((c for c in reversed(self.columns) if c.startswith("after")), None)
+        for name in sorted(self.final):
+            values = self.final[name]
+            b = values.get(before) if before else None
+            a = values.get(after) if after else None
+            if a is None and b is None and values:
+                a = list(values.values())[-1]
+            rows.append((name, fmt(b), fmt(a), fmt_delta(b, a)))
+        return rows
+
+
+class MonitorScreen(Screen):
+    """Curves of every loss term, eval metrics per step and per request, before/after summary,
+    log tail and status. ``replay`` (default: not ``source.live``) adds pause/step/speed/end."""
+
+    BINDINGS = [
+        Binding("space", "toggle_pause", "Pause", id="monitor.pause"),
+        Binding("n", "step", "Step", id="monitor.step"),
+        Binding("plus,equals_sign", "faster", "Faster", id="monitor.faster"),
+        Binding("minus", "slower", "Slower", id="monitor.slower"),
+        Binding("e", "to_end", "Jump to end", id="monitor.end"),
+        Binding("ctrl+k", "cancel_run", "Cancel run", id="monitor.cancel", show=False),
+        Binding("escape,q", "back", "Back", id="monitor.back"),
+    ]
+
+    def __init__(self, source, *, replay: bool | None = None, standalone: bool = False) -> None:
+        super().__init__()
+        self.source = source
+        self.replay = (not getattr(source, "live", False)) if replay is None else replay
+        self.standalone = standalone
+        self.model = RunModel()
+        self.backlog: deque[dict] = deque()
+        self.received = 0
+        self.source_done = False
+        self.source_error: str | None = None
+        self.paused = False
+        self.speed: float = 1
+        self.speed_set = False
+        self.to_end = not self.replay
+        self._budget = 0.0
+        self._dirty: set[str] = set()
+        self.redraws = 0
+        self.started = time.monotonic()
+
+    # layout --------------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="mon-status")
+        with Horizontal(id="mon-plots"):
+            yield SeriesPlot("loss terms", id="plot-loss")
+            yield SeriesPlot("eval metrics over steps", id="plot-eval")
+        with Horizontal(id="mon-bottom"):
+            yield SeriesPlot("metrics after each request", "request", id="plot-requests")
+            with Vertical(id="mon-summary-box"):
+                table: DataTable = DataTable(id="mon-summary", cursor_type="row", zebra_stripes=True)
+                table.add_columns("metric", "before", "after", "delta")
+                yield table
+            yield RichLog(id="mon-log", max_lines=LOG_LINES, wrap=False, markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#plot-loss", SeriesPlot).set_series(self.model.losses)
+        self.query_one("#plot-eval", SeriesPlot).set_series(self.model.evals)
+        self.query_one("#plot-requests", SeriesPlot).set_series(self.model.requests)
+        self.query_one("#plot-requests").display = False
+        self.set_class(self.replay, "-replay")
+        self.consume()
+        self.set_interval(TICK_SECONDS, self.tick)
+        self.update_status()
+
+    # the worker only appends -----------------------------------------------------------------------
+
+    @work(exclusive=True, group="source", exit_on_error=False)
+    async def consume(self) -> None:
+        try:
+            count = 0
+            async for event in self.source:
+                self.backlog.append(event)
+                self.received += 1
+                count += 1
+                if count % 2000 == 0:
+                    await asyncio.sleep(0)   # let the UI breathe during a large backlog
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self.source_error = text
+        finally:
+            self.source_done = True
+            if not self.speed_set and self.replay and self.received:
+                wanted = self.received / (REPLAY_RATE * REPLAY_TARGET_SECONDS)
+                self.speed = next((s for s in SPEEDS if s >= wanted), SPEEDS[-1])
+
+    # the timer moves events and redraws -------------------------------------------------------------
+
+    def tick(self) -> None:
+        if not self.paused:
+            if self.to_end:
+                self.apply(min(len(self.backlog), MAX_APPLY_PER_TICK))
+            else:
+                self._budget += REPLAY_RATE * self.speed * TICK_SECONDS
+                take = min(int(self._budget), len(self.backlog), MAX_APPLY_PER_TICK)
+                self._budget -= take
+                if not self.backlog:
+                    self._budget = 0.0
+                self.apply(take)
+        self.redraw()
+
+    def apply(self, count: int) -> None:
+        model, backlog, dirty = self.model, self.backlog, self._dirty
+        for _ in range(count):
+            what = model.apply(backlog.popleft())
+            if what:
+                dirty.add(what)
+        if count:
+            dirty.add("status")
+
+    def redraw(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        if "loss" in dirty:
+            self.query_one("#plot-loss", SeriesPlot).mark_dirty()
+        if "eval" in dirty:
+            self.query_one("#plot-eval", SeriesPlot).mark_dirty()
+        if "summary" in dirty:
+            plot = self.query_one("#plot-requests", SeriesPlot)
+            if self.model.requests and any(len(s) > 1 for s in self.model.requests.values()):
+                plot.display = True
+                plot.mark_dirty()
+            table = self.query_one("#mon-summary", DataTable)
+            table.clear()
+            for row in self.model.summary_rows():
+                table.add_row(*row)
+        if self.model.logs:
+            log = self.query_one("#mon-log", RichLog)
+            at_end = log.is_vertical_scroll_end or log.max_scroll_y == 0
+            log.auto_scroll = at_end
+            for line in self.model.logs:
+                log.write(line)
+            self.model.logs.clear()
+        if dirty:
+            self.redraws += 1
+        self.update_status()
+
+    def update_status(self) -> None:
+        m = self.model
+        src = self.source
+        state = m.state or getattr(src, "state", None) or "waiting"
+        mode = "replay" if self.replay else "live"
+        parts = [f"[b]{getattr(src, 'session_id', '?')}[/b]", mode, state]
+        if m.phase:
+            parts.append(f"phase {m.phase}")
+        if m.request is not None:
+            parts.append(f"request {m.request}")
+        parts.append(f"step {m.x}")
+        if m.lr is not None:
+            parts.append(f"lr {m.lr:.3g}")
+        if self.replay:
+            total = self.received if self.source_done else f"{self.received}+"
+            parts.append(f"event {m.applied}/{total}")
+            parts.append(f"speed x{self.speed:g}")
+        if self.paused:
+            parts.append(f"[reverse] PAUSED [/reverse] {len(self.backlog)} new")
+        if m.message:
+            parts.append(m.message)
+        if self.source_error:
+            parts.append(f"[b]source: {self.source_error}[/b]")
+        elif self.source_done and not self.backlog and not self.replay:
+            parts.append("stream ended")
+        self.query_one("#mon-status", Static).update("  ".join(parts))
+
+    # actions -------------------------------------------------------------------------------------
+
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+        self._budget = 0.0
+        self.update_status()
+
+    def action_step(self) -> None:
+        """Apply events up to and including the next step event (pauses replay)."""
+        self.paused = True
+        count = 0
+        for event in self.backlog:
+            count += 1
+            if event.get("kind") == "step":
+                break
+        self.apply(count)
+        self.redraw()
+
+    def action_faster(self) -> None:
+        self.speed_set = True
+        index = SPEEDS.index(self.speed) if self.speed in SPEEDS else 2
+        self.speed = SPEEDS[min(index + 1, len(SPEEDS) - 1)]
+        self.update_status()
+
+    def action_slower(self) -> None:
+        self.speed_set = True
+        index = SPEEDS.index(self.speed) if self.speed in SPEEDS else 2
+        self.speed = SPEEDS[max(index - 1, 0)]
+        self.update_status()
+
+    def action_to_end(self) -> None:
+        self.to_end = True
+        self.paused = False
+        self.apply(min(len(self.backlog), MAX_APPLY_PER_TICK))
+        self.redraw()
+
+    async def action_cancel_run(self) -> None:
+        if self.replay or not getattr(self.source, "live", False):
+            self.notify("only a live run can be cancelled", severity="warning")
+            return
+        self.cancel_run()
+
+    @work(group="cancel", exit_on_error=False)
+    async def cancel_run(self) -> None:
+        from workbench.client import EngineClient
+
+        async with EngineClient(getattr(self.app, "home", None)) as client:
+            await client.cancel(self.source.session_id)
+        self.notify(f"cancel requested for {self.source.session_id}")
+
+    def action_back(self) -> None:
+        if self.standalone:
+            self.app.exit(0)
+            return
+        self.app.pop_screen()

@@ -1,0 +1,41 @@
+"""Entry points of the TUI: ``create_app`` (the one factory, used by the CLI and the tests) and
+``run_tui`` (what ``mmul-workbench`` and ``mmul-workbench replay SESSION`` call)."""
+from __future__ import annotations
+
+import os
+import sys
+
+from workbench.app import EngineStarter, SourceFactory, Submitter, WorkbenchApp
+
+
+def create_app(*, replay: str | None = None, home: str | os.PathLike | None = None,
+               start_engine: bool = True, engine_starter: EngineStarter | None = None,
+               submitter: Submitter | None = None,
+               live_source_factory: SourceFactory | None = None) -> WorkbenchApp:
+    """The workbench app. ``replay`` opens a stored session in the monitor (no engine needed);
+    tests inject ``engine_starter``, ``submitter`` and ``live_source_factory`` (fakes) or turn the
+    engine off with ``start_engine=False``."""
+    from sessions.store import SessionStore
+
+    return WorkbenchApp(store=SessionStore(home), replay=replay, start_engine=start_engine,
+                        engine_starter=engine_starter, submitter=submitter,
+                        live_source_factory=live_source_factory, home=home)
+
+
+def run_tui(replay: str | None = None) -> int:
+    """Run the TUI; returns the exit code (2 with one line on stderr for an unknown session)."""
+    if replay is not None:
+        from sessions.schema import SchemaMismatch
+        from sessions.store import SessionStore, UnknownSession
+
+        try:
+            replay = SessionStore().resolve(replay)
+        except (UnknownSession, SchemaMismatch) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    app = create_app(replay=replay)
+    try:
+        app.run()
+    except KeyboardInterrupt:
+        return 130
+    return int(app.return_code or 0)
