@@ -454,10 +454,14 @@ class SessionStore:
 
     def list(self, state: str | None = None) -> list[dict]:
         """Catalog rows, newest first: id, name, state, method, model, data, deletion, device,
-        protocol, created, updated, summary, message, events. Opens only the catalog."""
+        protocol, created, updated, summary, message, events; queued/running rows also get ``live``
+        (False: its writer died; the next engine start marks it interrupted). Opens only the catalog."""
         rows = self._catalog_rows()
         if state is not None:
             rows = [r for r in rows if r.get("state") == state]
+        for row in rows:  # queued/running: is a process still writing it? (a lock probe, no file read)
+            if row.get("state") in ACTIVE_STATES:
+                row["live"] = self.is_live(row["id"])
         rows.sort(key=lambda r: (r.get("created", 0), r.get("id", "")), reverse=True)
         return rows
 

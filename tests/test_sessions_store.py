@@ -199,6 +199,8 @@ def test_recovery_marks_dead_writers_interrupted_only(tmp_path):
     flushed = store.events(sid)                       # parses; holds events up to the last flush
     assert [e["seq"] for e in flushed] == list(range(len(flushed)))
     assert store.get(sid)["state"] == "running"
+    live_flags = {r["id"]: r.get("live") for r in store.list()}
+    assert live_flags == {done.session_id: None, live.session_id: True, sid: False}
 
     assert store.recover_interrupted() == [sid]
     events = store.events(sid)

@@ -202,21 +202,21 @@ def run(
     if detach and not engine:
         fail("--detach needs --engine (a detached run lives in the engine daemon)")
     if engine:
-        from workbench.client import submit_and_follow
-
-        return _follow_engine(spec, detach, as_json, submit_and_follow)
+        return _follow_engine(spec, detach, as_json)
     result = _execute(spec, as_json, label=method)
     if as_json:
         return print_json(result)
     print_table([result], original=result.get("original_metrics"))
 
 
-def _follow_engine(spec: dict, detach: bool, as_json: bool, submit_and_follow) -> None:
+def _follow_engine(spec: dict, detach: bool, as_json: bool) -> None:
+    from workbench.client import SpecRejected, submit_and_follow
+
     progress = Progress(spec["method"], quiet=detach)
     with progress:
         try:
             session_id, final = submit_and_follow(spec, lambda event: progress.event(event["kind"], event), detach=detach)
-        except SpecError as error:
+        except (SpecError, SpecRejected) as error:
             fail(str(error))
         except (ConnectionError, OSError, RuntimeError) as error:
             fail(f"engine unavailable: {error}", Exit.RUN_FAILED)

@@ -36,7 +36,6 @@ sessions_app = typer.Typer(
     add_completion=False,
 )
 
-KEY_METRICS = ("df_dr_auc", "test.r_mean", "test.accuracy", "mia.df_member_rate")
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -107,14 +106,21 @@ def list_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(box=None, header_style="bold")
-    for col in ("id", "state", "method", "model", "data", "deletion", "created", *KEY_METRICS):
-        table.add_column(col, justify="right" if col in KEY_METRICS else "left", no_wrap=col == "id")
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("id", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("method / model / data", overflow="fold")
+    table.add_column("created", no_wrap=True)
+    for header in ("Df/Dr AUC", "test", "MIA"):
+        table.add_column(header, justify="right", no_wrap=True)
     for row in rows:
         metrics = summary_metrics(row.get("summary"))
-        table.add_row(row["id"], row.get("state", "?"), _fmt(row.get("method")), _fmt(row.get("model")),
-                      _fmt(row.get("data")), format_deletion(row.get("deletion")), _when(row.get("created")),
-                      *(_fmt(metrics.get(k)) for k in KEY_METRICS))
+        test = metrics.get("test.r_mean", metrics.get("test.accuracy"))
+        shown = row.get("state", "?") + ("?" if row.get("live") is False else "")
+        what = " / ".join(str(row.get(k) or "?") for k in ("method", "model", "data"))
+        created = time.strftime("%m-%d %H:%M", time.localtime(row["created"])) if row.get("created") else "-"
+        table.add_row(row["id"], shown, what, created, _fmt(metrics.get("df_dr_auc")), _fmt(test),
+                      _fmt(metrics.get("mia.df_member_rate")))
     Console().print(table)
 
 

@@ -117,14 +117,14 @@ class SeriesPlot(PlotextPlot):
         super().__init__(id=id, classes=classes)
         self.title = title
         self.xlabel = xlabel
-        self.series: dict[str, Series] = {}
+        self.series: Mapping[str, Series] = {}
         self.points_drawn = 0       # how many points the last render plotted (all series)
         self.renders = 0
         self._built_for: tuple | None = None
         self._version = 0
 
     def set_series(self, series: Mapping[str, Series]) -> None:
-        self.series = dict(series)
+        self.series = series  # kept by reference: the owner adds series as they appear
         self.mark_dirty()
 
     def mark_dirty(self) -> None:

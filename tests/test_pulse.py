@@ -1,0 +1,132 @@
+"""PULSE: spec validation, the sequential split, and end-to-end runs on people-tiny through the CLI."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, cli_env
+from engine.data.people import build_people_world, split_requests
+from engine.errors import SpecError
+from engine.spec import validate_pulse
+
+# Runs `pulse` through the real entry point; registers the command first if cli.py does not yet.
+RUNNER = (
+    "import sys; from workbench.cli import app, main; from workbench.cli_pulse import register\n"
+    "if 'pulse' not in [c.name or getattr(c.callback, '__name__', '') for c in app.registered_commands]:\n"
+    "    register(app)\n"
+    "sys.argv = ['mmul-workbench', *sys.argv[1:]]; main()\n"
+)
+
+
+def pulse_cli(home, *args, timeout=240):
+    return subprocess.run([sys.executable, "-c", RUNNER, "pulse", *args], cwd=ROOT, env=cli_env(home),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def spec(**overrides):
+    return {"method": "ga", "model": "llava-tiny", "data": "people-tiny", "requests": 2, **overrides}
+
+
+def test_sequential_split_keeps_order_and_sizes():
+    world = build_people_world("people-tiny")
+    forget = world.forget_people("pretrained", 3, seed=42)
+    requests = split_requests(forget, 2)
+    assert [len(r) for r in requests] == [2, 1] and sum(requests, []) == forget
+    assert all(p.phase == "pretrain" for p in world.people if p.person_id in forget)
+    assert set(world.forget_people("finetuned", 4, seed=1)) == {p.person_id for p in world.people if p.phase == "finetune"}
+
+
+def test_validate_pulse_defaults_and_errors(tmp_path):
+    normal = validate_pulse(spec())
+    assert normal["kind"] == "pulse" and normal["forget"] == 2 and normal["params"]["update"] == "llm"
+    assert normal["params"]["lora_r"] == 16 and normal["params"]["lora_alpha"] == 16.0
+    assert validate_pulse(spec(method="npo"))["params"]["npo_beta"] == 0.1
+    with pytest.raises(SpecError, match="larger than the 2 forget people"):
+        validate_pulse(spec(requests=3, forget=2))
+    with pytest.raises(SpecError, match="has 4 pretrained people"):
+        validate_pulse(spec(forget=5))
+    with pytest.raises(SpecError, match="pulse runs one of"):
+        validate_pulse(spec(method="retrain"))
+    with pytest.raises(SpecError, match="blip model"):
+        validate_pulse(spec(model="blip-tiny"))
+    with pytest.raises(SpecError, match="--update"):
+        validate_pulse(spec(params={"update": "vision"}))
+    clip_dir = tmp_path / "clip"
+    clip_dir.mkdir()
+    (clip_dir / "config.json").write_text(json.dumps({"model_type": "clip"}))
+    with pytest.raises(SpecError, match="not LLaVA"):
+        validate_pulse(spec(model=str(clip_dir)))
+
+
+def _mmbench_file(tmp_path, with_answers: bool):
+    from engine.data.mmbench import write_mmbench
+
+    world = build_people_world("people-tiny")
+    questions = world.general_eval[:4]
+    if not with_answers:
+        from dataclasses import replace
+
+        questions = [replace(q, answer=None) for q in questions]
+    return write_mmbench(questions, tmp_path / ("dev.tsv" if with_answers else "test.tsv"))
+
+
+def test_bad_input_is_one_line_exit_2(tmp_path, home):
+    result = pulse_cli(home, "--method", "ga", "--data", "people-tiny", "--model", "llava-tiny", "--requests", "3",
+                       "--forget", "2", "--json")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().count("\n") == 0 and "larger than the 2 forget people" in result.stderr
+    test_file = _mmbench_file(tmp_path, with_answers=False)
+    result = pulse_cli(home, "--method", "ga", "--data", "people-tiny", "--general", f"mmbench:{test_file}")
+    assert result.returncode == 2 and "no `answer` column" in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    not_llava = tmp_path / "not-llava"
+    not_llava.mkdir()
+    (not_llava / "config.json").write_text(json.dumps({"model_type": "blip"}))
+    result = pulse_cli(home, "--method", "ga", "--data", "people-tiny", "--model", str(not_llava))
+    assert result.returncode == 2 and "not LLaVA" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_pulse_end_to_end_through_the_cli(home):
+    result = pulse_cli(home, "--method", "ga", "--data", "people-tiny", "--model", "llava-tiny", "--requests", "2",
+                       "--knowledge", "pretrained", "--device", "cpu", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    document = json.loads(result.stdout)
+    assert document["method"] == "ga" and document["session"] and document["seconds"] >= 0
+    assert len(document["requests"]) == 2
+    original = document["original"]
+    assert original["forget"]["image"] >= 0.5 and original["forget"]["text"] >= 0.5  # the original knows them
+    for entry in document["requests"]:
+        for group in ("forget", "retain"):
+            assert set(entry[group]) == {"image", "text"}
+            assert all(0.0 <= v <= 1.0 for v in entry[group].values())
+        assert 0.0 <= entry["mmbench"] <= 1.0 and entry["mmbench_retention"] >= 0.0
+    assert document["metrics"]["forget"] == document["requests"][-1]["forget"]
+
+    from sessions.store import SessionStore
+
+    store = SessionStore(home)
+    assert store.get(document["session"])["state"] == "finished"
+    events = store.events(document["session"])
+    evals = [e for e in events if e["kind"] == "eval" and e.get("split") == "request"]
+    assert [e["request"] for e in evals] == [0, 1, 2]
+    assert {"forget.image", "forget.text", "retain.image", "retain.text", "mmbench",
+            "mmbench_retention"} <= set(evals[-1]["metrics"])
+    assert {e.get("request") for e in events if e["kind"] == "step" and e["phase"] == "unlearn"} == {1, 2}
+
+
+@pytest.mark.parametrize("method", ["ga_klr", "npo", "multidelete"])
+def test_every_lmm_method_runs_a_sequence(home, method):
+    from engine.protocols.pulse import run_pulse
+
+    events = []
+    normal = validate_pulse(spec(method=method, device="cpu", knowledge="finetuned",
+                                 params={"epochs": 1, "update": "proj+llm" if method == "npo" else "llm"}))
+    document = run_pulse(normal, lambda kind, **fields: events.append((kind, fields)), lambda: False)
+    assert len(document["requests"]) == 2 and document["update"] == normal["params"]["update"]
+    assert all(k in document["requests"][0]["forget"] for k in ("image", "text"))
+    steps = [f for k, f in events if k == "step" and f["phase"] == "unlearn"]
+    assert steps and all(f["request"] in (1, 2) for f in steps)
+    assert all(v == v for f in steps for v in f["losses"].values())  # finite (no NaN)

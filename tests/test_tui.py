@@ -1,0 +1,474 @@
+"""Pilot tests of the Textual TUI: home, new run, monitor (live and replay), compare, help, and
+the torch-free check. No engine is started: tests inject fakes through ``create_app``."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sessions.store import SessionStore
+from workbench.sources import ListSource
+from workbench.tui import create_app
+from workbench.widgets import Series, SeriesPlot, downsample
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZE = (100, 30)
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+
+
+def make_events(steps: int, *, requests: int = 0, logs: int = 1) -> list[dict]:
+    events, seq = [], 0
+
+    def add(kind, **fields):
+        nonlocal seq
+        events.append({"v": 1, "seq": seq, "ts": 1000.0 + seq, "kind": kind, **fields})
+        seq += 1
+
+    add("status", state="running")
+    add("phase", name="unlearn")
+    add("eval", step=0, phase="unlearn", split="before", metrics={"df_dr_auc": 0.9, "test": {"r_mean": 50.0}})
+    for i in range(steps):
+        add("step", step=i, phase="unlearn", lr=1e-3, losses={"total": 1.0 / (i + 1), "md": 0.5, "kl": 0.1 * (i % 7)})
+        if i and i % 50 == 0:
+            add("eval", step=i, phase="unlearn", split="step", metrics={"df_dr_auc": 0.9 - i / (steps * 3)})
+    for r in range(requests):
+        add("eval", step=steps, phase="eval", split="after", request=r, metrics={"forget": {"image": 0.5 - r / 10}})
+    for i in range(logs):
+        add("log", level="info", message=f"log line {i}")
+    add("eval", step=steps, phase="eval", split="after", metrics={"df_dr_auc": 0.5, "test": {"r_mean": 48.0}})
+    add("status", state="finished")
+    return events
+
+
+def write_session(store: SessionStore, method: str, steps: int = 20, auc: float = 0.5) -> str:
+    writer = store.create({"method": method, "model": "blip-tiny", "data": "shapes-tiny",
+                           "deletion": {"strategy": "random", "n": 8, "seed": 0}, "device": "cpu"})
+    writer.emit("eval", step=0, phase="unlearn", split="before", metrics={"df_dr_auc": 0.9})
+    for i in range(steps):
+        writer.emit("step", step=i, phase="unlearn", lr=1e-3, losses={"total": 1.0 / (i + 1)})
+    writer.emit("eval", step=steps, phase="eval", split="after", metrics={"df_dr_auc": auc, "test": {"r_mean": 40.0}})
+    writer.finish("finished", summary={"metrics": {"df_dr_auc": auc, "test": {"r_mean": 40.0}}})
+    return writer.session_id
+
+
+@pytest.fixture
+def tmp_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMUL_HOME", str(tmp_path))
+    return tmp_path
+
+
+async def wait_until(pilot, predicate, timeout: float = 5.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("condition not met in time")
+
+
+# --------------------------------------------------------------------------------------------------
+# downsampling
+
+
+def test_downsample_keeps_points_bounded_and_spikes():
+    series = Series()
+    for i in range(100_000):
+        series.append(i, 1.0 if i != 73_123 else 50.0)
+    xs, ys = downsample(series.xs, series.ys, 200)
+    assert len(xs) <= 202 and len(xs) == len(ys)
+    assert max(ys) == 50.0 and xs == sorted(xs)
+    assert len(series) == 100_000  # the stored data stays whole
+    small_x, small_y = downsample([0, 1, 2], [3, 4, 5], 200)
+    assert small_x == [0, 1, 2] and small_y == [3, 4, 5]
+
+
+async def test_monitor_plot_points_bounded_at_100k(tmp_home):
+    from screens.monitor import MonitorScreen
+
+    app = create_app(start_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = MonitorScreen(ListSource(make_events(100_000, logs=0), live=True))
+        await app.push_screen(screen)
+        await wait_until(pilot, lambda: screen.source_done and not screen.backlog, timeout=10)
+        await pilot.pause(0.4)
+        plot = screen.query_one("#plot-loss", SeriesPlot)
+        assert len(screen.model.losses["total"]) == 100_000
+        width = plot.size.width
+        assert 0 < plot.points_drawn <= 3 * (2 * width + 2)  # three terms, ~2 points per column each
+
+
+# --------------------------------------------------------------------------------------------------
+# home
+
+
+async def test_home_lists_filters_compares_and_deletes(tmp_home):
+    store = SessionStore()
+    ft = write_session(store, "ft", auc=0.7)
+    md = write_session(store, "multidelete", auc=0.5)
+    app = create_app(start_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        from screens.home import HomeScreen
+
+        home = app.screen
+        assert isinstance(home, HomeScreen)
+        table = home.query_one("#sessions")
+        await wait_until(pilot, lambda: table.row_count == 2)
+        # filter
+        await pilot.press("slash", *"multi")
+        await wait_until(pilot, lambda: table.row_count == 1)
+        assert home.shown[0]["id"] == md
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: table.row_count == 2)
+        # sort cycles
+        await pilot.press("s")
+        assert home.sort_key == "status"
+        # mark both, compare
+        await pilot.press("space", "down", "space")
+        assert home.marked == {ft, md}
+        await pilot.press("c")
+        from screens.compare import CompareScreen
+
+        await wait_until(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.runs)
+        compare = app.screen
+        cmp_table = compare.query_one("#cmp-table")
+        assert cmp_table.row_count >= 2 and len(cmp_table.columns) == 3
+        assert len(compare.query_one("#cmp-loss", SeriesPlot).series) == 2
+        await pilot.press("escape")
+        # open -> replay monitor
+        await pilot.press("enter")
+        from screens.monitor import MonitorScreen
+
+        await wait_until(pilot, lambda: isinstance(app.screen, MonitorScreen))
+        await pilot.press("e")
+        await wait_until(pilot, lambda: app.screen.model.x == 20)
+        await pilot.press("escape")
+        # delete with confirmation: "n" keeps it, "y" removes it
+        await pilot.press("d")
+        await pilot.pause(0.1)
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        assert len(store.list()) == 2
+        await pilot.press("d")
+        await pilot.pause(0.1)
+        await pilot.press("y")
+        await wait_until(pilot, lambda: len(store.list()) == 1)
+        await wait_until(pilot, lambda: table.row_count == 1)
+
+
+async def test_home_export_writes_json_and_csv(tmp_home, tmp_path, monkeypatch):
+    store = SessionStore()
+    sid = write_session(store, "ft")
+    monkeypatch.chdir(tmp_path)
+    app = create_app(start_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.screen.query_one("#sessions").row_count == 1)
+        await pilot.press("x")
+        out = tmp_path / "mmul-exports"
+        await wait_until(pilot, lambda: (out / f"{sid}.csv").exists())
+        doc = json.loads((out / f"{sid}.json").read_text())
+        assert doc["id"] == sid and len(doc["events"]) > 20
+
+
+async def test_engine_start_failure_is_one_clear_line(tmp_home):
+    from workbench.client import EngineStartError
+
+    def broken():
+        raise EngineStartError("the engine exited with code 1 while starting; see /x/engine/engine.log: boom")
+
+    app = create_app(engine_starter=broken)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.engine_state == "failed")
+        status = str(app.screen.query_one("#engine-status").render())
+        assert "engine.log" in status and "Traceback" not in status
+        assert app.is_running
+
+
+async def test_engine_ready_is_shown(tmp_home):
+    app = create_app(engine_starter=lambda: {"pid": 4242})
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.engine_state == "ready")
+        assert "4242" in str(app.screen.query_one("#engine-status").render())
+
+
+# --------------------------------------------------------------------------------------------------
+# new run
+
+
+async def test_new_run_invalid_lr_shows_inline_error_and_submits_nothing(tmp_home):
+    calls: list[dict] = []
+
+    async def fake_submit(spec):
+        calls.append(spec)
+        return {"session": "fake-0001", "state": "queued"}
+
+    app = create_app(start_engine=False, submitter=fake_submit,
+                     live_source_factory=lambda sid: ListSource(make_events(5), session_id=sid, live=True))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+n")
+        from screens.new_run import NewRunScreen
+
+        await wait_until(pilot, lambda: isinstance(app.screen, NewRunScreen))
+        screen = app.screen
+        await wait_until(pilot, lambda: bool(screen.query("#p-lr")))
+        lr = screen.query_one("#p-lr")
+        lr.value = "fast"
+        await pilot.pause(0.05)
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.1)
+        error = screen.query_one("#err-p-lr")
+        assert "--lr" in str(error.render()) and error.display
+        assert lr.has_class("-invalid")
+        assert calls == [] and app.submitted == []
+        # a bad deletion N is shown under N, still nothing submitted
+        lr.value = "1e-4"
+        screen.query_one("#del-n").value = "-3"
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.1)
+        assert "--delete" in str(screen.query_one("#err-del-n").render())
+        assert calls == []
+        # fixed: submitted once, and the monitor follows the new session live
+        screen.query_one("#del-n").value = "8"
+        await pilot.press("ctrl+s")
+        from screens.monitor import MonitorScreen
+
+        await wait_until(pilot, lambda: isinstance(app.screen, MonitorScreen))
+        assert len(calls) == 1
+        spec = calls[0]
+        assert spec["method"] == "multidelete" and spec["params"]["lr"] == pytest.approx(1e-4)
+        assert spec["deletion"] == {"strategy": "random", "n": 8, "seed": 42}
+        assert app.screen.source.session_id == "fake-0001" and not app.screen.replay
+
+
+async def test_new_run_fields_follow_the_method(tmp_home):
+    app = create_app(start_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+n")
+        await pilot.pause(0.1)
+        screen = app.screen
+        assert screen.query("#p-alpha")
+        screen.query_one("#method").value = "npo"
+        await pilot.pause(0.1)
+        assert not screen.query("#p-alpha") and screen.query("#p-npo_beta") and screen.query("#p-lr")
+
+
+async def test_deletion_preview_counts_units(tmp_home):
+    from screens.deletion import preview_text
+
+    text = preview_text("shapes-tiny", {"strategy": "random", "n": 8, "seed": 1}, requests=2)
+    assert text.startswith("8 of 160") and "2 sequential requests" in text
+    assert "no training unit" in preview_text("shapes-tiny", {"strategy": "query", "query": "zebra", "n": None,
+                                                             "seed": 1})
+
+
+# --------------------------------------------------------------------------------------------------
+# monitor
+
+
+async def test_live_monitor_shows_points_summary_and_log(tmp_home):
+    from screens.monitor import MonitorScreen
+
+    app = create_app(start_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = MonitorScreen(ListSource(make_events(120, requests=3, logs=3), live=True))
+        await app.push_screen(screen)
+        await wait_until(pilot, lambda: screen.source_done and not screen.backlog)
+        await pilot.pause(0.4)
+        assert screen.query_one("#plot-loss", SeriesPlot).points_drawn > 0
+        assert len(screen.model.evals["df_dr_auc"]) == 2
+        assert screen.query_one("#plot-requests").display  # per-request curves for PULSE runs
+        summary = screen.query_one("#mon-summary")
+        assert summary.row_count >= 2
+        first = summary.get_row_at(0)
+        assert first[0] == "df_dr_auc" and first[1] == "0.9" and first[2] == "0.5" and first[3] == "-0.4"
+        assert len(screen.query_one("#mon-log").lines) >= 3
+        assert "finished" in str(screen.query_one("#mon-status").render())
+
+
+async def test_replay_pause_step_speed_and_end(tmp_home):
+    from screens.monitor import SPEEDS, MonitorScreen
+
+    app = create_app(start_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = MonitorScreen(ListSource(make_events(400), live=False))
+        await app.push_screen(screen)
+        assert screen.replay
+        await pilot.press("space")
+        assert screen.paused
+        await wait_until(pilot, lambda: screen.source_done)
+        start = screen.model.x   # what played before the pause
+        await pilot.press("n")
+        assert screen.model.x == start + 1
+        await pilot.press("n", "n")
+        assert screen.model.x == start + 3
+        await pilot.pause(0.6)
+        assert screen.model.x == start + 3  # paused: nothing moves
+        speed = screen.speed
+        await pilot.press("plus")
+        assert screen.speed == SPEEDS[SPEEDS.index(speed) + 1]
+        await pilot.press("minus", "minus")
+        assert screen.speed == SPEEDS[SPEEDS.index(speed) - 1]
+        await pilot.press("space")
+        await wait_until(pilot, lambda: screen.model.x > start + 3)
+        await pilot.press("e")
+        await wait_until(pilot, lambda: screen.model.x == 400)
+        assert screen.model.state == "finished"
+
+
+async def test_replay_cli_path_opens_stored_session(tmp_home):
+    store = SessionStore()
+    sid = write_session(store, "ft", steps=30)
+    app = create_app(replay=sid)
+    async with app.run_test(size=SIZE) as pilot:
+        from screens.monitor import MonitorScreen
+
+        screen = app.screen
+        assert isinstance(screen, MonitorScreen) and screen.replay
+        await pilot.press("e")
+        await wait_until(pilot, lambda: screen.model.x == 30)
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+    assert app.return_code == 0
+
+
+def test_run_tui_unknown_replay_is_one_line(tmp_home, capsys):
+    from workbench.tui import run_tui
+
+    assert run_tui(replay="no-such-session") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no session") and len(err.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# keyboard, palette, help, 80x24
+
+
+def _screen_classes():
+    from screens.compare import CompareScreen
+    from screens.help import HelpScreen
+    from screens.home import HomeScreen
+    from screens.monitor import MonitorScreen
+    from screens.new_run import NewRunScreen
+    from workbench.app import WorkbenchApp
+    from workbench.widgets import ConfirmScreen
+
+    return [WorkbenchApp, HomeScreen, NewRunScreen, MonitorScreen, CompareScreen, HelpScreen, ConfirmScreen]
+
+
+def test_every_binding_has_an_id_and_a_description():
+    from textual.binding import Binding
+
+    ids = []
+    for cls in _screen_classes():
+        for binding in cls.BINDINGS:
+            assert isinstance(binding, Binding), (cls, binding)
+            assert binding.id and binding.description, (cls, binding)
+            ids.append(binding.id)
+    assert len(ids) == len(set(ids))
+
+
+async def test_palette_lists_screen_actions_and_help_lists_bindings(tmp_home):
+    app = create_app(start_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert {"Compare", "Delete", "Export", "New run", "Filter", "Help"} <= titles
+        await pilot.press("f1")
+        from screens.help import HelpScreen
+
+        assert isinstance(app.screen, HelpScreen)
+        rows = [app.screen.query_one("#help-table").get_row_at(i)
+                for i in range(app.screen.query_one("#help-table").row_count)]
+        assert any(r[2] == "home.compare" for r in rows)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_compact_class_at_80x24(tmp_home):
+    app = create_app(start_engine=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.has_class("-compact")
+        from screens.monitor import MonitorScreen
+
+        screen = MonitorScreen(ListSource(make_events(50), live=True))
+        await app.push_screen(screen)
+        await wait_until(pilot, lambda: screen.model.x == 50)
+        assert not screen.query_one("#plot-eval").display or screen.query_one("#plot-eval").size.width == 0
+        await pilot.resize_terminal(120, 40)
+        await pilot.pause()
+        assert not app.has_class("-compact")
+
+
+# --------------------------------------------------------------------------------------------------
+# torch-free
+
+
+TORCH_FREE = r"""
+import asyncio, sys, os
+sys.path.insert(0, {root!r})
+from workbench.tui import create_app
+from workbench.sources import ListSource
+
+async def main():
+    app = create_app(engine_starter=lambda: {{"pid": 1}})
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+n")
+        await pilot.pause(1.5)   # the deletion preview builds the world in a thread
+        await pilot.press("escape")
+        from screens.monitor import MonitorScreen
+        await app.push_screen(MonitorScreen(ListSource([], live=False)))
+        await pilot.pause(0.3)
+    heavy = [m for m in ("torch", "transformers", "torch_geometric", "peft") if m in sys.modules]
+    print("HEAVY=" + ",".join(heavy))
+
+asyncio.run(main())
+"""
+
+
+def test_tui_never_imports_torch(tmp_home):
+    proc = subprocess.run([sys.executable, "-c", TORCH_FREE.format(root=str(ROOT))], capture_output=True,
+                          text=True, timeout=60, cwd=str(ROOT))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "HEAVY=\n" in proc.stdout or proc.stdout.strip().endswith("HEAVY="), proc.stdout
+
+
+async def test_new_run_sequential_requests_builds_a_pulse_spec(tmp_home):
+    from engine import spec as specs
+
+    if not hasattr(specs, "validate_pulse"):
+        pytest.skip("this engine.spec has no PULSE protocol")
+    calls: list[dict] = []
+
+    async def fake_submit(spec):
+        calls.append(spec)
+        return {"session": "fake-pulse", "state": "queued"}
+
+    app = create_app(start_engine=False, submitter=fake_submit,
+                     live_source_factory=lambda sid: ListSource([], session_id=sid, live=True))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+n")
+        await pilot.pause(0.1)
+        screen = app.screen
+        screen.query_one("#protocol").value = "sequential"
+        await pilot.pause(0.1)
+        assert screen.query("#p-lora_r")  # the LMM fields appear for sequential requests
+        screen.query_one("#model").value = "llava-tiny"
+        screen.query_one("#data").value = "people-tiny"
+        screen.query_one("#method").value = "ga"
+        screen.query_one("#requests").value = "0"
+        screen.query_one("#del-n").value = "2"
+        await pilot.pause(0.1)
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.1)
+        assert "--requests" in str(screen.query_one("#err-requests").render()) and calls == []
+        screen.query_one("#requests").value = "2"
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: bool(calls))
+        assert calls[0]["kind"] == "pulse" and calls[0]["requests"] == 2 and calls[0]["forget"] == 2
