@@ -19,7 +19,7 @@ from workbench.widgets import ConfirmScreen, fmt
 
 KEY_METRICS = (("df_dr_auc", "Df/Dr AUC"), ("test.r_mean", "test r_mean"))
 SORTS = ("started", "status", "method", "df_dr_auc", "test.r_mean", "duration")
-COLUMNS = ("", "session", "status", "method", "model", "data", "deletion", "Df/Dr AUC", "r_mean",
+COLUMNS = ("", "session", "status", "method", "Df/Dr AUC", "r_mean", "model", "data", "deletion",
            "started", "duration")
 REFRESH_SECONDS = 1.0
 
@@ -177,9 +177,9 @@ class HomeScreen(Screen):
             label = row.get("name") or row["id"]
             table.add_row(
                 "*" if row["id"] in self.marked else " ",
-                label, row.get("state", "?"), fmt(row.get("method")), fmt(row.get("model")),
-                fmt(row.get("data")), format_deletion(row.get("deletion")),
+                label, row.get("state", "?"), fmt(row.get("method")),
                 fmt(metrics.get("df_dr_auc")), fmt(metrics.get("test.r_mean")),
+                fmt(row.get("model")), fmt(row.get("data")), format_deletion(row.get("deletion")),
                 time.strftime("%m-%d %H:%M", time.localtime(row.get("created") or 0)),
                 fmt_duration(duration(row)),
                 key=row["id"],
@@ -245,7 +245,7 @@ class HomeScreen(Screen):
         row = self.current_row()
         if row is None:
             return
-        self.app.open_monitor(self.app.source_for(row))
+        self.app.open_monitor(self.app.source_for(row), device=row.get("device"))
 
     def action_mark(self) -> None:
         sid = self.current_id()

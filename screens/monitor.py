@@ -4,6 +4,11 @@ A worker reads the ``EventSource`` and only appends events to a backlog. A timer
 events from the backlog into the ``RunModel`` (all of them when live; ``speed`` x 40 per second in
 replay, none while paused) and redraws only what changed; each plot downsamples to ~2 points per
 column, the model keeps every point.
+
+The status line also shows the device (from the run's spec, or a ``device`` field of an event) and
+the latest ``memory_mb`` an event carried; "engine disconnected" when a live source's connection
+stops hearing the engine's heartbeat. The log pane follows its tail only while the user is at its
+bottom; scrolled up, its border counts the lines that arrived since ("N new").
 """
 from __future__ import annotations
 
@@ -16,10 +21,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, RichLog, Static
+from textual.widgets import DataTable, Footer, Static
 
+from sessions.protocol import HEARTBEAT_INTERVAL
 from sessions.series import column_label, flatten
-from workbench.widgets import Series, SeriesPlot, fmt, fmt_delta
+from workbench.widgets import Series, SeriesPlot, TailLog, fmt, fmt_delta
 
 TICK_SECONDS = 0.25          # redraw at most 4 times a second
 REPLAY_RATE = 40             # events per second at speed 1
@@ -27,6 +33,7 @@ MAX_APPLY_PER_TICK = 50_000  # a huge backlog catches up over a few ticks, the U
 SPEEDS = (0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 LOG_LINES = 500
 REPLAY_TARGET_SECONDS = 10   # the default speed plays a stored session in about this long
+STALE_AFTER = 3 * HEARTBEAT_INTERVAL  # no message from the engine for this long: "engine disconnected"
 
 
 class RunModel:
@@ -47,12 +54,19 @@ class RunModel:
         self.request: int | None = None
         self.lr: float | None = None
         self.message: str | None = None
+        self.device: str | None = None          # a ``device`` field of any event
+        self.memory_mb: float | None = None     # the latest ``memory_mb`` of any event
 
     def apply(self, event: dict) -> str:
         """Fold one event in; returns what changed: loss, eval, summary, log, status or ''."""
         self.applied += 1
         self.last_seq = event.get("seq", self.last_seq)
         kind = event.get("kind")
+        if event.get("device"):
+            self.device = str(event["device"])
+        memory = event.get("memory_mb")
+        if isinstance(memory, (int, float)) and not isinstance(memory, bool):
+            self.memory_mb = float(memory)
         if kind == "step":
             for term, value in (event.get("losses") or {}).items():
                 if isinstance(value, (int, float)):
@@ -131,9 +145,11 @@ class MonitorScreen(Screen):
         Binding("escape,q", "back", "Back", id="monitor.back"),
     ]
 
-    def __init__(self, source, *, replay: bool | None = None, standalone: bool = False) -> None:
+    def __init__(self, source, *, replay: bool | None = None, standalone: bool = False,
+                 device: str | None = None) -> None:
         super().__init__()
         self.source = source
+        self.device = device          # from the run's spec when the caller knows it
         self.replay = (not getattr(source, "live", False)) if replay is None else replay
         self.standalone = standalone
         self.model = RunModel()
@@ -141,6 +157,8 @@ class MonitorScreen(Screen):
         self.received = 0
         self.source_done = False
         self.source_error: str | None = None
+        self.source_error_code: str | None = None
+        self.log_unseen = 0           # log lines that arrived while the user was scrolled up
         self.paused = False
         self.speed: float = 1
         self.speed_set = False
@@ -163,7 +181,9 @@ class MonitorScreen(Screen):
                 table: DataTable = DataTable(id="mon-summary", cursor_type="row", zebra_stripes=True)
                 table.add_columns("metric", "before", "after", "delta")
                 yield table
-            yield RichLog(id="mon-log", max_lines=LOG_LINES, wrap=False, markup=False)
+            log = TailLog(id="mon-log", max_lines=LOG_LINES, wrap=False, markup=False)
+            log.border_title = "log"
+            yield log
         yield Footer()
 
     def on_mount(self) -> None:
@@ -193,6 +213,7 @@ class MonitorScreen(Screen):
         except Exception as exc:
             text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             self.source_error = text
+            self.source_error_code = getattr(exc, "code", None)
         finally:
             self.source_done = True
             if not self.speed_set and self.replay and self.received:
@@ -238,16 +259,47 @@ class MonitorScreen(Screen):
             table.clear()
             for row in self.model.summary_rows():
                 table.add_row(*row)
+        log = self.query_one("#mon-log", TailLog)
+        following = log.follow
         if self.model.logs:
-            log = self.query_one("#mon-log", RichLog)
-            at_end = log.is_vertical_scroll_end or log.max_scroll_y == 0
-            log.auto_scroll = at_end
+            log.auto_scroll = following
             for line in self.model.logs:
                 log.write(line)
+            if not following:
+                self.log_unseen += len(self.model.logs)
             self.model.logs.clear()
+        log.keep_at_end()
+        if following:
+            self.log_unseen = 0       # at the bottom (or back there): following the tail again
+        log.border_subtitle = f"{self.log_unseen} new (end follows)" if self.log_unseen else ""
         if dirty:
             self.redraws += 1
         self.update_status()
+
+    def device_label(self) -> str | None:
+        """``device cpu`` (+ the latest memory in MB), from events, the caller or the stored spec."""
+        meta = getattr(self.source, "meta", None)
+        spec = meta.get("spec") if isinstance(meta, dict) else None
+        device = self.model.device or self.device or (spec.get("device") if isinstance(spec, dict) else None)
+        if device is None and self.model.memory_mb is None:
+            return None
+        label = f"device {device or '?'}"
+        if self.model.memory_mb is not None:
+            label += f" {self.model.memory_mb:,.0f} MB"
+        return label
+
+    def engine_disconnected(self) -> bool:
+        """A live source lost the engine: its stream failed with a disconnect, or its connection
+        has not heard anything (heartbeats included) for STALE_AFTER seconds."""
+        if self.source_error_code == "disconnected":
+            return True
+        if self.replay or self.source_done:
+            return False
+        client = getattr(self.source, "client", None)
+        last_seen = getattr(client, "last_seen", 0.0)
+        if not last_seen:             # not connected yet
+            return False
+        return not getattr(client, "connected", True) or time.monotonic() - last_seen > STALE_AFTER
 
     def update_status(self) -> None:
         m = self.model
@@ -262,6 +314,9 @@ class MonitorScreen(Screen):
         parts.append(f"step {m.x}")
         if m.lr is not None:
             parts.append(f"lr {m.lr:.3g}")
+        device = self.device_label()
+        if device:
+            parts.append(device)
         if self.replay:
             total = self.received if self.source_done else f"{self.received}+"
             parts.append(f"event {m.applied}/{total}")
@@ -270,11 +325,16 @@ class MonitorScreen(Screen):
             parts.append(f"[reverse] PAUSED [/reverse] {len(self.backlog)} new")
         if m.message:
             parts.append(m.message)
-        if self.source_error:
+        disconnected = self.engine_disconnected()
+        if disconnected:
+            parts.append("[reverse] engine disconnected [/reverse]")
+        if self.source_error and self.source_error_code != "disconnected":
             parts.append(f"[b]source: {self.source_error}[/b]")
-        elif self.source_done and not self.backlog and not self.replay:
+        elif self.source_done and not self.backlog and not self.replay and not disconnected:
             parts.append("stream ended")
-        self.query_one("#mon-status", Static).update("  ".join(parts))
+        status = self.query_one("#mon-status", Static)
+        status.set_class(disconnected, "-disconnected")
+        status.update("  ".join(parts))
 
     # actions -------------------------------------------------------------------------------------
 
@@ -307,9 +367,14 @@ class MonitorScreen(Screen):
         self.update_status()
 
     def action_to_end(self) -> None:
+        """Show everything received so far, and follow the log's tail again."""
         self.to_end = True
         self.paused = False
         self.apply(min(len(self.backlog), MAX_APPLY_PER_TICK))
+        log = self.query_one("#mon-log", TailLog)
+        log.follow = log.auto_scroll = True
+        log.scroll_end(animate=False, immediate=True)
+        self.log_unseen = 0
         self.redraw()
 
     async def action_cancel_run(self) -> None:

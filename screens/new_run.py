@@ -61,6 +61,7 @@ class NewRunScreen(Screen):
         super().__init__()
         self.method = "multidelete"
         self.errors: dict[str, str] = {}
+        self._params_key: tuple | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("[b]New run[/b]  ctrl+s submits, escape goes back; hyperparameters left empty use "
@@ -99,8 +100,8 @@ class NewRunScreen(Screen):
                 yield Button("Back", id="back")
         yield Footer()
 
-    def on_mount(self) -> None:
-        self.build_params()
+    async def on_mount(self) -> None:
+        await self.build_params()
         self.sync_deletion()
 
     # generated hyperparameter fields -------------------------------------------------------------
@@ -112,9 +113,13 @@ class NewRunScreen(Screen):
         extra = getattr(specs, "LMM_PARAMS", ()) if self.sequential() else ()
         return specs.COMMON_PARAMS + specs.METHODS[self.method].params + tuple(extra)
 
-    def build_params(self) -> None:
+    async def build_params(self) -> None:
+        key = (self.method, self.sequential())
+        if key == self._params_key:
+            return
+        self._params_key = key
         box = self.query_one("#params", Vertical)
-        box.remove_children()
+        await box.remove_children()
         info = specs.METHODS[self.method]
         self.query_one("#method-summary", Static).update(f"{info.title}: {info.summary}")
         fields = []
@@ -128,14 +133,14 @@ class NewRunScreen(Screen):
                 widget = Input("" if param.default is None else str(param.default), placeholder=placeholder,
                                id=f"p-{param.name}", classes="param", compact=True)
             fields.append(field(label, widget, f"err-p-{param.name}", param.help))
-        box.mount_all(fields)
+        await box.mount_all(fields)
         self.errors = {k: v for k, v in self.errors.items() if not k.startswith("p-")}
 
     @on(Select.Changed, "#method")
-    def _method_changed(self, event: Select.Changed) -> None:
+    async def _method_changed(self, event: Select.Changed) -> None:
         if event.value != self.method and event.value in specs.METHODS:
             self.method = str(event.value)
-            self.build_params()
+            await self.build_params()
 
     @on(Input.Changed, ".param")
     def _param_changed(self, event: Input.Changed) -> None:
@@ -158,8 +163,8 @@ class NewRunScreen(Screen):
         self.sync_deletion()
 
     @on(Select.Changed, "#protocol")
-    def _protocol_changed(self) -> None:
-        self.build_params()
+    async def _protocol_changed(self) -> None:
+        await self.build_params()
         self.sync_deletion()
 
     def sync_deletion(self) -> None:
@@ -288,7 +293,8 @@ class NewRunScreen(Screen):
         self.notify(f"queued {session}")
         from screens.monitor import MonitorScreen
 
-        self.app.switch_screen(MonitorScreen(self.app.live_source(session), replay=False))
+        self.app.switch_screen(MonitorScreen(self.app.live_source(session), replay=False,
+                                             device=reply.get("device") or spec.get("device")))
 
     @on(Button.Pressed, "#submit")
     def _submit_pressed(self) -> None:

@@ -117,3 +117,21 @@ def test_nan_loss_fails_the_run_and_keeps_the_session(home):
     shown = json.loads(run_cli(home, "sessions", "show", session, "--json").stdout)
     assert shown["state"] == "failed" and "loss became nan" in shown["message"]
     assert any(e["kind"] == "step" for e in shown["events"])  # what ran before the failure is kept
+
+
+def test_data_export_then_read_back_through_run(home, tmp_path):
+    target = tmp_path / "flickr"
+    out = run_cli(home, "data", "export", "shapes-tiny", str(target), "--format", "flickr30k", "--json")
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.rsplit("/", 1)[1] for p in json.loads(out.stdout)["files"]) == [
+        "flickr30k_test.json", "flickr30k_train.json", "flickr30k_val.json"]
+    ids = tmp_path / "ids.txt"
+    ids.write_text("shapes-images/000003.png\nshapes-images/999999.png\n")
+    out = run_cli(home, "run", "--method", "ft", "--model", "clip-tiny", "--data", f"flickr30k:{target}",
+                  "--delete-ids", str(ids))
+    assert out.returncode == 2 and "unknown unit id shapes-images/999999.png" in out.stderr
+    bad = run_cli(home, "data", "export", "shapes-tiny", str(target), "--format", "coco")
+    assert bad.returncode == 2 and "unknown export format" in bad.stderr
+    missing = run_cli(home, "run", "--method", "ft", "--model", "clip-tiny", "--data", "flickr30k:/no/such",
+                      "--delete", "2")
+    assert missing.returncode == 2 and "does not exist" in missing.stderr

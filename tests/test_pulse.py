@@ -7,22 +7,13 @@ import sys
 
 import pytest
 
-from conftest import ROOT, cli_env
+from conftest import ROOT, cli, cli_env
 from engine.data.people import build_people_world, split_requests
 from engine.errors import SpecError
 from engine.spec import validate_pulse
 
-# Runs `pulse` through the real entry point; registers the command first if cli.py does not yet.
-RUNNER = (
-    "import sys; from workbench.cli import app, main; from workbench.cli_pulse import register\n"
-    "if 'pulse' not in [c.name or getattr(c.callback, '__name__', '') for c in app.registered_commands]:\n"
-    "    register(app)\n"
-    "sys.argv = ['mmul-workbench', *sys.argv[1:]]; main()\n"
-)
-
-
 def pulse_cli(home, *args, timeout=240):
-    return subprocess.run([sys.executable, "-c", RUNNER, "pulse", *args], cwd=ROOT, env=cli_env(home),
+    return subprocess.run(cli("pulse", *args), cwd=ROOT, env=cli_env(home),
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -130,3 +121,24 @@ def test_every_lmm_method_runs_a_sequence(home, method):
     steps = [f for k, f in events if k == "step" and f["phase"] == "unlearn"]
     assert steps and all(f["request"] in (1, 2) for f in steps)
     assert all(v == v for f in steps for v in f["losses"].values())  # finite (no NaN)
+
+
+def test_data_export_people_through_the_cli_reads_back(tmp_path, home):
+    """`data export people-tiny --format mmbench|mllmu` writes files the readers load."""
+    from pathlib import Path
+
+    from engine.data.mllmu import read_mllmu
+    from engine.data.mmbench import read_mmbench
+
+    for fmt in ("mmbench", "mllmu"):
+        out = subprocess.run(cli("data", "export", "people-tiny", str(tmp_path / fmt), "--format", fmt, "--json"),
+                             cwd=ROOT, env=cli_env(home), capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        files = json.loads(out.stdout)["files"]
+        assert files and all(Path(f).exists() for f in files)
+        if fmt == "mmbench":
+            assert len(read_mmbench(files[0])) > 0
+    assert read_mllmu(tmp_path / "mllmu").people
+    bad = subprocess.run(cli("data", "export", "people-tiny", str(tmp_path / "x"), "--format", "flickr30k"),
+                         cwd=ROOT, env=cli_env(home), capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "mmbench" in bad.stderr and "Traceback" not in bad.stderr

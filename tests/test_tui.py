@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sessions.store import SessionStore
-from workbench.sources import ListSource
+from sessions.source import ListSource
 from workbench.tui import create_app
 from workbench.widgets import Series, SeriesPlot, downsample
 
@@ -414,7 +414,7 @@ TORCH_FREE = r"""
 import asyncio, sys, os
 sys.path.insert(0, {root!r})
 from workbench.tui import create_app
-from workbench.sources import ListSource
+from sessions.source import ListSource
 
 async def main():
     app = create_app(engine_starter=lambda: {{"pid": 1}})

@@ -76,7 +76,7 @@ class WorkbenchApp(App):
     def on_mount(self) -> None:
         if self.replay_id is not None:
             from screens.monitor import MonitorScreen
-            from workbench.sources import StoredSource
+            from sessions.source import StoredSource
 
             self.push_screen(MonitorScreen(StoredSource(self.replay_id, self.store), replay=True,
                                            standalone=True))
@@ -149,24 +149,24 @@ class WorkbenchApp(App):
     def live_source(self, session_id: str):
         if self._live_source_factory is not None:
             return self._live_source_factory(session_id)
-        from workbench.sources import LiveSource
+        from workbench.client import LiveSource
 
         return LiveSource(session_id, self.home)
 
     def source_for(self, row: dict):
         """A live source for a session the engine runs, else the stored one (following it if a
         headless process still writes it)."""
-        from workbench.sources import StoredSource
+        from sessions.source import StoredSource
 
         active = row.get("state") in ("queued", "running")
         if active and (self.engine_state == "ready" or self._live_source_factory is not None):
             return self.live_source(row["id"])
         return StoredSource(row["id"], self.store, follow=active)
 
-    def open_monitor(self, source, *, replay: bool | None = None) -> None:
+    def open_monitor(self, source, *, replay: bool | None = None, device: str | None = None) -> None:
         from screens.monitor import MonitorScreen
 
-        self.push_screen(MonitorScreen(source, replay=replay))
+        self.push_screen(MonitorScreen(source, replay=replay, device=device))
 
     # actions -------------------------------------------------------------------------------------
 

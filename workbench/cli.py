@@ -28,7 +28,10 @@ app.add_typer(data_app, name="data")
 
 def _register_subcommands() -> None:
     from workbench.cli_engine import engine_app
+    from workbench.cli_pulse import register as register_pulse
     from workbench.cli_sessions import sessions_app
+
+    register_pulse(app)
 
     app.add_typer(sessions_app, name="sessions", help="List, show, export and delete sessions.")
     app.add_typer(engine_app, name="engine", help="Start, stop and inspect the engine daemon.")
@@ -72,6 +75,8 @@ def models(as_json: bool = typer.Option(False, "--json")) -> None:
 def data_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """List the built-in worlds and the real formats accepted as FORMAT:PATH."""
     rows = [{"name": d.name, "kind": d.kind, "summary": d.summary, "builtin": True} for d in specs.WORLDS.values()]
+    rows += [{"name": d.name, "kind": d.kind, "summary": d.summary, "builtin": True}
+             for d in specs.PEOPLE_WORLDS.values()]
     rows += [{"name": f"{d.name}:PATH", "kind": d.kind, "summary": d.summary, "builtin": False}
              for d in specs.DATA_FORMATS.values()]
     if as_json:
@@ -85,14 +90,25 @@ EXPORT_FORMATS = ("flickr30k",)
 
 @data_app.command("export")
 def data_export(
-    world: str = typer.Argument(..., help="built-in world, e.g. shapes"),
+    world: str = typer.Argument(..., help="built-in world: shapes (flickr30k) or people (mmbench, mllmu)"),
     directory: Path = typer.Argument(..., help="output directory"),
-    fmt: str = typer.Option(..., "--format", help="flickr30k"),
+    fmt: str = typer.Option(..., "--format", help="flickr30k for image-text worlds; mmbench or mllmu for people"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Write a built-in world in a real file format."""
+    if world in specs.PEOPLE_WORLDS:
+        from workbench.cli_pulse import export_people_command
+
+        try:
+            written = export_people_command(world, fmt, directory)
+        except SpecError as error:
+            fail(str(error))
+        if as_json:
+            return print_json({"world": world, "format": fmt, "directory": str(directory),
+                               "files": [str(p) for p in written]})
+        return print(f"wrote {world} as {fmt} to {directory} ({', '.join(p.name for p in written)})")
     if world not in specs.WORLDS:
-        fail(f"unknown world {world!r}; choose one of: {', '.join(specs.WORLDS)}")
+        fail(f"unknown world {world!r}; choose one of: {', '.join([*specs.WORLDS, *specs.PEOPLE_WORLDS])}")
     if fmt not in EXPORT_FORMATS:
         fail(f"unknown export format {fmt!r} for {world}; choose one of: {', '.join(EXPORT_FORMATS)}")
     if directory.exists() and not directory.is_dir():

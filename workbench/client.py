@@ -484,8 +484,12 @@ def follow(session: str, on_event: Callable[[dict], None], from_seq: int = 0,
 
 
 class LiveSource:
-    """A session followed live through the engine (``sessions.source.EventSource``): stored events
-    from ``from_seq`` on, then live ones, each once, in order; ``state`` is set when it ends."""
+    """A session followed live through the engine (a ``sessions.source.EventSource``): stored events
+    from ``from_seq`` on, then live ones, each once, in order; ``state`` is set when it ends.
+
+    Without a ``client`` it opens its own connection for the stream and closes it at the end;
+    ``client`` is the connection in use while it follows, so a screen can read ``last_seen`` and
+    ``connected`` to show "engine disconnected"."""
 
     live = True
 
@@ -499,7 +503,7 @@ class LiveSource:
 
     async def __aiter__(self) -> AsyncIterator[dict]:
         own = self.client is None
-        client = self.client or EngineClient(self.home)
+        client = self.client = self.client or EngineClient(self.home)
         if own:
             await client.connect()
         try:

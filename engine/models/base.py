@@ -67,7 +67,7 @@ class ImageTextAdapter:
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         encoded = self.tokenizer(
             texts,
-            padding="max_length",
+            padding="longest",
             truncation=True,
             max_length=self.max_text_length,
             return_tensors="pt",

@@ -1,0 +1,165 @@
+"""SVG snapshots (pytest-textual-snapshot) of the sessions home, the New-run form and the monitor, at
+100x30 and at 80x24 (the -compact layout).
+
+Deterministic: sessions are written into a tmp $MMUL_HOME with a fixed store clock and names (the
+table shows names, dates in UTC), the monitor reads a fixed in-memory event list, Input cursors do
+not blink, and no engine is started (a fake starter answers at once).
+
+    .venv/bin/python -m pytest tests/test_tui_snapshots.py --snapshot-update   # after a deliberate UI change
+
+The SVGs live in tests/__snapshots__/test_tui_snapshots/; on a mismatch the plugin writes
+snapshot_report.html (side by side) in the current directory.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytest.importorskip("pytest_textual_snapshot", reason="pip install -e '.[test]' (pytest-textual-snapshot)")
+
+from sessions.source import ListSource  # noqa: E402
+from sessions.store import SessionStore  # noqa: E402
+from workbench.tui import create_app  # noqa: E402
+
+SIZES = [pytest.param((100, 30), id="100x30"), pytest.param((80, 24), id="80x24")]
+T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
+
+
+class FixedClock:
+    """Stands in for the ``time`` module inside sessions.store: ``time()`` is ``now``."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+    def __getattr__(self, name: str):
+        return getattr(time, name)
+
+
+@pytest.fixture
+def snapshot_home(tmp_path, monkeypatch):
+    """A tmp $MMUL_HOME, the UTC time zone, and a fixed clock for the store."""
+    import sessions.store
+
+    monkeypatch.setenv("MMUL_HOME", str(tmp_path))
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    clock = FixedClock(T0)
+    monkeypatch.setattr(sessions.store, "time", clock)
+    yield clock
+    monkeypatch.undo()
+    time.tzset()
+
+
+def write_sessions(clock: FixedClock) -> None:
+    store = SessionStore()
+    runs = [
+        ("ft-baseline", "ft", "finished", 0.71, 47.5, 95),
+        ("md-seed0", "multidelete", "finished", 0.52, 46.25, 312),
+        ("md-lr-high", "multidelete", "failed", None, None, 41),
+        ("npo-try", "npo", "cancelled", None, None, 7),
+    ]
+    for index, (name, method, state, auc, r_mean, seconds) in enumerate(runs):
+        clock.now = T0 + 3600 * index
+        writer = store.create({"method": method, "model": "blip-tiny", "data": "shapes-tiny",
+                               "deletion": {"strategy": "random", "n": 8, "seed": index}, "device": "cpu"},
+                              name=name)
+        writer.emit("step", step=0, phase="unlearn", lr=1e-3, losses={"total": 1.0})
+        clock.now += seconds
+        summary = {"metrics": {"df_dr_auc": auc, "test": {"r_mean": r_mean}}} if auc is not None else None
+        writer.finish(state, summary=summary, message=None if auc is not None else f"{state} at step 1")
+
+
+def monitor_events() -> list[dict]:
+    """A fixed run: 3 loss terms over 120 steps, step evals, 3 sequential requests, a few logs."""
+    events: list[dict] = []
+
+    def add(kind: str, **fields) -> None:
+        events.append({"v": 1, "seq": len(events), "ts": T0 + len(events), "kind": kind, **fields})
+
+    add("status", state="running")
+    add("log", level="info", message="deletion set: 8 of 160 units")
+    add("phase", name="unlearn")
+    add("eval", step=0, phase="original", split="before", metrics={"df_dr_auc": 0.91, "test": {"r_mean": 50.0}})
+    for i in range(120):
+        add("step", step=i, phase="unlearn", lr=1e-3, memory_mb=800.0 + (i % 5) * 3,
+            losses={"total": 1.0 / (1 + i / 10), "md": 0.6 / (1 + i / 20), "kl": 0.05 * (i % 9)})
+        if i and i % 30 == 0:
+            add("eval", step=i, phase="unlearn", split="step", metrics={"df_dr_auc": 0.91 - i / 400})
+    for r in range(3):
+        add("eval", step=120, phase="eval", split="after", request=r,
+            metrics={"forget": {"image": 0.5 - r / 10}, "df_dr_auc": 0.6 - r / 20})
+    add("phase", name="eval")
+    add("eval", step=120, phase="eval", split="after", metrics={"df_dr_auc": 0.52, "test": {"r_mean": 48.0}})
+    add("artifact", name="checkpoint", path="runs/snapshot/checkpoint")
+    add("status", state="finished")
+    return events
+
+
+async def wait_until(pilot, predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def fake_engine() -> dict:
+    return {"pid": 4242}
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_home_snapshot(snap_compare, snapshot_home, size):
+    write_sessions(snapshot_home)
+    app = create_app(engine_starter=fake_engine)
+
+    async def ready(pilot) -> None:
+        table = app.screen.query_one("#sessions")
+        await wait_until(pilot, lambda: app.engine_state == "ready" and table.row_count == 4)
+
+    assert snap_compare(app, terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_new_run_snapshot(snap_compare, snapshot_home, size):
+    app = create_app(engine_starter=fake_engine)
+
+    async def ready(pilot) -> None:
+        from textual.widgets import Input
+
+        from screens.new_run import NewRunScreen
+
+        await wait_until(pilot, lambda: app.engine_state == "ready")
+        await pilot.press("ctrl+n")
+        await wait_until(pilot, lambda: isinstance(app.screen, NewRunScreen) and bool(app.screen.query("#p-lr")))
+        preview = app.screen.query_one("#del-preview")
+        await wait_until(pilot, lambda: "training units selected" in str(preview.render()), timeout=20)
+        for box in app.screen.query(Input):
+            box.cursor_blink = False
+
+    assert snap_compare(app, terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_monitor_snapshot(snap_compare, snapshot_home, size):
+    app = create_app(start_engine=False)
+
+    async def ready(pilot) -> None:
+        from screens.monitor import MonitorScreen
+
+        screen = MonitorScreen(ListSource(monitor_events(), session_id="md-seed0", live=True), device="cpu")
+        await app.push_screen(screen)
+        from workbench.widgets import TailLog
+
+        await wait_until(pilot, lambda: screen.source_done and not screen.backlog)
+        log = screen.query_one("#mon-log", TailLog)
+        # the log follows its tail; wait for the scroll to land so the frame does not depend on timing
+        for _ in range(2):  # twice, a tick apart: a scroll still under way shows up as a moved max
+            await wait_until(pilot, lambda: log.scroll_y == log.max_scroll_y)
+            await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=size, run_before=ready)

@@ -1,0 +1,58 @@
+"""End to end in a real terminal: `mmul-workbench` in tmux shows the sessions home, starts the
+engine, and quits on ctrl+q. Skipped only where tmux is absent; stops the engine it started."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+
+def _capture(name: str) -> str:
+    return subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True).stdout
+
+
+def _wait(name: str, predicate, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = _capture(name)
+        if predicate(text):
+            return text
+        time.sleep(0.2)
+    raise AssertionError(f"screen never matched; last screen:\n{text}")
+
+
+def test_tui_in_tmux_shows_home_and_quits(tmp_path):
+    from sessions.store import SessionStore
+    from workbench.client import stop_engine
+
+    home = tmp_path / "home"
+    store = SessionStore(home)
+    writer = store.create({"method": "ft", "model": "blip-tiny", "data": "shapes-tiny"})
+    writer.finish("finished", summary={"metrics": {"df_dr_auc": 0.61}})
+    name = f"mmul-{uuid.uuid4().hex[:8]}"
+    command = f"cd {ROOT} && MMUL_HOME={home} {sys.executable} -m workbench.cli"
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "100", "-y", "30", command], check=True)
+    try:
+        _wait(name, lambda t: writer.session_id in t and "0.61" in t)
+        _wait(name, lambda t: "engine ready" in t or "engine not available" in t, timeout=60)
+        subprocess.run(["tmux", "send-keys", "-t", name, "C-q"], check=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if subprocess.run(["tmux", "has-session", "-t", name], capture_output=True).returncode != 0:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the TUI did not quit on ctrl+q")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+        stop_engine(home, timeout=20)
