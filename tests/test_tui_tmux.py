@@ -1,7 +1,9 @@
 """End to end in a real terminal: `mmul-workbench` in tmux shows the sessions home, starts the
-engine, and quits on ctrl+q. Skipped only where tmux is absent; stops the engine it started."""
+engine, launches a run on the built-in world from the New-run form, shows its loss curve live, and
+quits on ctrl+q without stopping the run. Skipped only where tmux is absent; stops the engine it started."""
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -31,7 +33,18 @@ def _wait(name: str, predicate, timeout: float = 30.0) -> str:
     raise AssertionError(f"screen never matched; last screen:\n{text}")
 
 
-def test_tui_in_tmux_shows_home_and_quits(tmp_path):
+BRAILLE_OR_BLOCKS = re.compile(r"[\u2580-\u259f\u2800-\u28ff]")
+
+
+def _curve_drawn(text: str) -> bool:
+    """The monitor is up, the loss plot has a drawn line, and at least 3 steps have arrived."""
+    steps = re.search(r"step (\d+)", text)
+    plot = "\n".join(line for line in text.splitlines() if "┤" in line or "│" in line)
+    return ("loss terms" in text and steps is not None and int(steps.group(1)) >= 3
+            and len(BRAILLE_OR_BLOCKS.findall(plot)) >= 5)
+
+
+def test_tui_in_tmux_launches_a_run_shows_its_curve_and_quits(tmp_path):
     from sessions.store import SessionStore
     from workbench.client import stop_engine
 
@@ -44,7 +57,12 @@ def test_tui_in_tmux_shows_home_and_quits(tmp_path):
     subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "100", "-y", "30", command], check=True)
     try:
         _wait(name, lambda t: writer.session_id in t and "0.61" in t)
-        _wait(name, lambda t: "engine ready" in t or "engine not available" in t, timeout=60)
+        _wait(name, lambda t: "engine ready" in t, timeout=60)
+        subprocess.run(["tmux", "send-keys", "-t", name, "C-n"], check=True)
+        _wait(name, lambda t: "New run" in t and "shapes-tiny" in t)
+        subprocess.run(["tmux", "send-keys", "-t", name, "C-s"], check=True)
+        _wait(name, _curve_drawn, timeout=120)
+        session = next(s for s in store.list() if s["id"] != writer.session_id)
         subprocess.run(["tmux", "send-keys", "-t", name, "C-q"], check=True)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -53,6 +71,8 @@ def test_tui_in_tmux_shows_home_and_quits(tmp_path):
             time.sleep(0.2)
         else:
             raise AssertionError("the TUI did not quit on ctrl+q")
+        time.sleep(1.0)
+        assert store.get(session["id"])["state"] in ("running", "finished")  # closing the TUI left it going
     finally:
         subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
         stop_engine(home, timeout=20)
