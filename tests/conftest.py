@@ -27,3 +27,15 @@ def cli_env(home: Path) -> dict:
 
 def cli(*args) -> list[str]:
     return [sys.executable, "-m", "workbench.cli", *args]
+
+
+async def wait_until(pilot, predicate, timeout: float = 10.0) -> None:
+    """Let a Textual pilot run until ``predicate()`` holds; fail after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("condition not met in time")

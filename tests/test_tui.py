@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import wait_until
 from sessions.store import SessionStore
 from sessions.source import ListSource
 from workbench.tui import create_app
@@ -61,17 +62,6 @@ def write_session(store: SessionStore, method: str, steps: int = 20, auc: float 
 def tmp_home(tmp_path, monkeypatch):
     monkeypatch.setenv("MMUL_HOME", str(tmp_path))
     return tmp_path
-
-
-async def wait_until(pilot, predicate, timeout: float = 5.0):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("condition not met in time")
 
 
 # --------------------------------------------------------------------------------------------------

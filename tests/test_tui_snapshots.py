@@ -18,6 +18,7 @@ import pytest
 
 pytest.importorskip("pytest_textual_snapshot", reason="pip install -e '.[test]' (pytest-textual-snapshot)")
 
+from conftest import wait_until  # noqa: E402
 from sessions.source import ListSource  # noqa: E402
 from sessions.store import SessionStore  # noqa: E402
 from workbench.tui import create_app  # noqa: E402
@@ -99,13 +100,6 @@ def monitor_events() -> list[dict]:
     return events
 
 
-async def wait_until(pilot, predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def fake_engine() -> dict:

@@ -55,6 +55,16 @@ def _open(store: SessionStore, ref: str) -> str:
     raise AssertionError  # unreachable
 
 
+def _document(store: SessionStore, ref: str) -> tuple[str, dict]:
+    """The session's id and its whole document (spec, status, summary, events), or one line, exit 2."""
+    sid = _open(store, ref)
+    try:
+        return sid, session_document(store, sid)
+    except (UnknownSession, SchemaMismatch) as exc:
+        _fail(str(exc))
+    raise AssertionError  # unreachable
+
+
 def _json_out(obj: Any) -> None:
     typer.echo(json.dumps(obj, indent=2, default=str))
 
@@ -142,11 +152,7 @@ def show_cmd(
 ) -> None:
     """Show a session: spec, status, summary and its events."""
     store = _store()
-    sid = _open(store, session)
-    try:
-        doc = session_document(store, sid)
-    except (UnknownSession, SchemaMismatch) as exc:
-        _fail(str(exc))
+    sid, doc = _document(store, session)
     if as_json:
         _json_out(doc)
         return
@@ -220,11 +226,7 @@ def export_cmd(
     if fmt is not None and fmt not in ("json", "csv"):
         _fail(f"--format {fmt!r} is not known; use json or csv")
     store = _store()
-    sid = _open(store, session)
-    try:
-        doc = session_document(store, sid)
-    except (UnknownSession, SchemaMismatch) as exc:
-        _fail(str(exc))
+    sid, doc = _document(store, session)
     suffix = out.suffix.lower().lstrip(".")
     if fmt is None and suffix in ("json", "csv") and not out.is_dir():
         targets = {suffix: out}

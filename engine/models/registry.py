@@ -92,22 +92,28 @@ def resolve_model_dir(model: str, world, seed: int, cache: Path) -> str:
     return model  # a local directory or a hub id; from_pretrained reports what is missing
 
 
-def load_adapter(model: str, world, seed: int, cache: Path):
-    """The adapter for `model`, on the CPU; move it with `.to(device)`."""
-    from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
+def _checkpoint_config(model: str, source, what_works: str):
+    """The checkpoint's config, quietly (our progress goes to stderr; theirs would garble it), or one line."""
+    from transformers import AutoConfig
     from transformers.utils import logging as transformers_logging
 
-    transformers_logging.disable_progress_bar()  # our own progress goes to stderr; theirs would garble it
+    transformers_logging.disable_progress_bar()
     transformers_logging.set_verbosity_error()
-    source = resolve_model_dir(model, world, seed, cache)
     try:
-        config = AutoConfig.from_pretrained(source)
+        return AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as error:
         raise SpecError(
-            f"model {model!r} could not be loaded ({str(error).splitlines()[0][:160]}); "
-            "give a registered name (see `mmul-workbench models`), a local checkpoint directory, "
-            "or a hub id already in the local cache"
+            f"model {model!r} could not be loaded ({str(error).splitlines()[0][:160]}); give {what_works}"
         ) from None
+
+
+def load_adapter(model: str, world, seed: int, cache: Path):
+    """The adapter for `model`, on the CPU; move it with `.to(device)`."""
+    from transformers import AutoImageProcessor, AutoTokenizer
+
+    source = resolve_model_dir(model, world, seed, cache)
+    config = _checkpoint_config(model, source, "a registered name (see `mmul-workbench models`), a local "
+                                               "checkpoint directory, or a hub id already in the local cache")
     family = FAMILY_BY_MODEL_TYPE.get(config.model_type)
     if family not in ("blip", "clip"):
         raise SpecError(
@@ -135,21 +141,13 @@ def load_llava_adapter(model: str, world, seed: int, cache: Path):
     """The LLaVA adapter for `model` (registered tiny name, LLaVA checkpoint directory or hub id), on the CPU.
 
     `world` needs `name` and `vocabulary()` (used only to build a registered tiny model once)."""
-    from transformers import AutoConfig, AutoProcessor, LlavaForConditionalGeneration
-    from transformers.utils import logging as transformers_logging
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
 
     from engine.models.llava import LlavaAdapter
 
-    transformers_logging.disable_progress_bar()
-    transformers_logging.set_verbosity_error()
     source = resolve_model_dir(model, world, seed, cache)
-    try:
-        config = AutoConfig.from_pretrained(source)
-    except (OSError, ValueError) as error:
-        raise SpecError(
-            f"model {model!r} could not be loaded ({str(error).splitlines()[0][:160]}); give llava-tiny, a local "
-            "LLaVA checkpoint directory, or a hub id already in the local cache"
-        ) from None
+    config = _checkpoint_config(model, source, "llava-tiny, a local LLaVA checkpoint directory, or a hub id "
+                                               "already in the local cache")
     if config.model_type != "llava":
         raise SpecError(f"model {model!r} is a {config.model_type!r} checkpoint; pulse needs a LLaVA checkpoint "
                         "(LlavaForConditionalGeneration, e.g. llava-hf/llava-1.5-7b-hf)")
