@@ -24,7 +24,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from sessions.protocol import HEARTBEAT_INTERVAL
-from sessions.series import column_label, flatten
+from sessions.series import column_label, flatten, plotted_metrics
 from workbench.widgets import Series, SeriesPlot, TailLog, fmt, fmt_delta
 
 TICK_SECONDS = 0.25          # redraw at most 4 times a second
@@ -84,8 +84,8 @@ class RunModel:
             metrics = flatten(event.get("metrics") or {})
             split = event.get("split")
             if split == "step":
-                for name, value in metrics.items():
-                    self.evals.setdefault(name, Series()).append(self.x, value)
+                for label, value in plotted_metrics(metrics):
+                    self.evals.setdefault(label, Series()).append(self.x, value)
                 return "eval"
             label = column_label(event)
             if label not in self.columns:
@@ -93,8 +93,8 @@ class RunModel:
             for name, value in metrics.items():
                 self.final.setdefault(name, {})[label] = value
             if event.get("request") is not None and split == "after":
-                for name, value in metrics.items():
-                    self.requests.setdefault(name, Series()).append(float(event["request"]), value)
+                for label, value in plotted_metrics(metrics):
+                    self.requests.setdefault(label, Series()).append(float(event["request"]), value)
             return "summary"
         if kind == "log":
             self.logs.append(f"{event.get('level', 'info'):>7} {event.get('message', '')}")

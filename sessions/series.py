@@ -4,6 +4,7 @@ what is drawn is downsampled)."""
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Iterable
 
 Series = dict[str, tuple[list[float], list[float]]]
@@ -18,6 +19,22 @@ def flatten(value: Any, prefix: str = "") -> dict[str, float]:
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         out[prefix] = float(value)
     return out
+
+
+RECALL_AT_K = re.compile(r"r\d+_(i2t|t2i)")
+
+
+def plotted_metric(name: str, value: float) -> tuple[str, float] | None:
+    """How an eval metric is drawn on a plot shared with the others, or None (left to the tables).
+
+    Plots share one 0-1 axis: metrics in percent (recall means, MMBench retention) are drawn /100 and
+    say so in their label; recall at single k values would only clutter the plot."""
+    last = name.rsplit(".", 1)[-1]
+    if RECALL_AT_K.fullmatch(last):
+        return None
+    if last == "r_mean" or last.endswith("retention"):
+        return f"{name} /100", value / 100.0
+    return name, value
 
 
 def loss_series(events: Iterable[dict]) -> Series:
@@ -45,8 +62,8 @@ def eval_series(events: Iterable[dict], split: str | None = "step") -> Series:
         if kind == "step":
             x += 1
         elif kind == "eval" and (split is None or event.get("split") == split):
-            for name, value in flatten(event.get("metrics") or {}).items():
-                xs, ys = out.setdefault(name, ([], []))
+            for label, value in plotted_metrics(flatten(event.get("metrics") or {})):
+                xs, ys = out.setdefault(label, ([], []))
                 xs.append(x)
                 ys.append(value)
     return out
@@ -57,11 +74,17 @@ def request_series(events: Iterable[dict], split: str = "after") -> Series:
     out: Series = {}
     for event in events:
         if event.get("kind") == "eval" and event.get("split") == split and event.get("request") is not None:
-            for name, value in flatten(event.get("metrics") or {}).items():
-                xs, ys = out.setdefault(name, ([], []))
+            for label, value in plotted_metrics(flatten(event.get("metrics") or {})):
+                xs, ys = out.setdefault(label, ([], []))
                 xs.append(float(event["request"]))
                 ys.append(value)
     return out
+
+
+def plotted_metrics(metrics: dict[str, float]) -> list[tuple[str, float]]:
+    """The (label, value) points of flat metrics that are drawn (see ``plotted_metric``)."""
+    points = (plotted_metric(name, value) for name, value in metrics.items())
+    return [point for point in points if point is not None]
 
 
 def column_label(event: dict) -> str:

@@ -302,3 +302,18 @@ def test_series_helpers():
     ys[500] = 1e6
     dx, dy = downsample(xs, ys, 100)
     assert len(dx) <= 100 and 1e6 in dy and dx == sorted(dx)
+
+
+def test_plots_share_one_scale_and_leave_recall_at_k_to_the_tables():
+    from sessions.series import eval_series, plotted_metric, request_series
+
+    assert plotted_metric("df_dr_auc", 0.9) == ("df_dr_auc", 0.9)
+    assert plotted_metric("test.r_mean", 55.0) == ("test.r_mean /100", 0.55)
+    assert plotted_metric("mmbench_retention", 80.0) == ("mmbench_retention /100", 0.8)
+    assert plotted_metric("test.r1_i2t", 30.0) is None
+    events = [{"kind": "step"}, {"kind": "eval", "split": "step",
+                                 "metrics": {"df_dr_auc": 0.7, "test": {"r_mean": 40.0, "r5_t2i": 60.0}}},
+              {"kind": "eval", "split": "after", "request": 0, "metrics": {"forget": {"image": 0.5},
+                                                                           "mmbench_retention": 90.0}}]
+    assert eval_series(events) == {"df_dr_auc": ([1], [0.7]), "test.r_mean /100": ([1], [0.4])}
+    assert request_series(events) == {"forget.image": ([0.0], [0.5]), "mmbench_retention /100": ([0.0], [0.9])}
