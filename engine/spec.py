@@ -94,6 +94,8 @@ METHODS: dict[str, MethodInfo] = {
                 Param("alpha", float, 1.0, "weight of modality decoupling L_MD", minimum=0.0),
                 Param("beta", float, 1.0, "weight of multimodal knowledge retention L_MKR", minimum=0.0),
                 Param("gamma", float, 1.0, "weight of unimodal knowledge retention L_UKR", minimum=0.0),
+                Param("md_on", str, "similarity", "what L_MD regresses on retrieval models: the ITC similarity matrix "
+                      "(released retrieval code), the fused embedding, or both", ("similarity", "fused", "both")),
                 Param("ukr_on", str, "df", "which data L_UKR keeps unimodal embeddings on", ("df", "dr")),
                 Param("ukr_modalities", str, "both", "which unimodal embeddings L_UKR keeps", ("both", "image", "text")),
                 Param("train", str, "all", "which parameters are updated", ("all", "vision", "text")),

@@ -50,7 +50,7 @@ def toy_batch():
     }
 
 
-PARAMS = {"alpha": 1.0, "beta": 1.0, "gamma": 1.0, "ukr_on": "df", "ukr_modalities": "both", "train": "all"}
+PARAMS = {"alpha": 1.0, "beta": 1.0, "gamma": 1.0, "md_on": "both", "ukr_on": "df", "ukr_modalities": "both", "train": "all"}
 
 
 def test_multidelete_terms_by_hand():
@@ -68,6 +68,9 @@ def test_multidelete_terms_by_hand():
     # UKR on Df, both: image embeds [[2,0],[0,2]] vs eye -> 0.5; texts identical -> 0
     assert terms["ukr"].item() == pytest.approx(0.5)
     assert terms["total"].item() == pytest.approx(sim_mse + fused_mse + 1.25 + 0.5)
+    for md_on, expected in (("similarity", sim_mse), ("fused", fused_mse)):
+        only = MultiDelete({**PARAMS, "md_on": md_on}, model, original).losses(batch, batch)
+        assert only["md"].item() == pytest.approx(expected)
 
 
 def test_multidelete_weights_and_identity():

@@ -193,6 +193,7 @@ def run(
     alpha: Optional[float] = typer.Option(None, "--alpha", help="MultiDelete: weight of L_MD"),
     beta: Optional[float] = typer.Option(None, "--beta", help="MultiDelete: weight of L_MKR"),
     gamma: Optional[float] = typer.Option(None, "--gamma", help="MultiDelete: weight of L_UKR"),
+    md_on: Optional[str] = typer.Option(None, "--md-on", help="MultiDelete: similarity, fused or both"),
     ukr_on: Optional[str] = typer.Option(None, "--ukr-on", help="MultiDelete: df or dr"),
     ukr_modalities: Optional[str] = typer.Option(None, "--ukr-modalities", help="MultiDelete: both, image, text"),
     train: Optional[str] = typer.Option(None, "--train", help="MultiDelete: all, vision, text"),
@@ -206,7 +207,7 @@ def run(
     """Unlearn a deletion set with one method and report Df/Dr AUC, test recall, MIA and time."""
     given = dict(lr=lr, epochs=epochs, batch_size=batch_size, retain_batch_size=retain_batch_size,
                  weight_decay=weight_decay, max_grad_norm=max_grad_norm, eval_every=eval_every, alpha=alpha,
-                 beta=beta, gamma=gamma, ukr_on=ukr_on, ukr_modalities=ukr_modalities, train=train,
+                 beta=beta, gamma=gamma, md_on=md_on, ukr_on=ukr_on, ukr_modalities=ukr_modalities, train=train,
                  kl_weight=kl_weight, npo_beta=npo_beta, eps=eps)
     raw = {"method": method, "model": model, "data": data, "device": device, "seed": seed, "name": name,
            "deletion": _deletion(delete, delete_ids, delete_query, seed),

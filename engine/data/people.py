@@ -16,7 +16,6 @@ Forget people come from P (knowledge "pretrained") or F ("finetuned"); the other
 """
 from __future__ import annotations
 
-import itertools
 import random
 import string
 from dataclasses import dataclass, field
@@ -392,13 +391,18 @@ def _person_questions(person: Person, seed: int) -> list[MCQuestion]:
 
 
 def _person_train_items(person: Person) -> list[QAItem]:
-    """Every fact in every wording, asked with an image (cycling through the person's images) and by name."""
-    images = itertools.cycle(person.images)
+    """Every fact asked with every one of the person's photos and as often by name, wordings alternating.
+
+    With four photos that is four image+question and four text-only items per fact, so that every photo is
+    tied to every fact (the portrait the evaluation shows included) and the two routes get as many
+    repetitions; plus "Who is this person?" / "What is the name of this person?" for every photo.
+    """
     asked: list[tuple[str, str, Image.Image | None]] = []
-    for fact in FACTS:
-        answer = person.facts[fact.key]
-        for ask in fact.asks:
-            asked.append((ask.format(who=THIS_PERSON), answer, next(images)))
+    for index, image in enumerate(person.images):
+        for fact in FACTS:
+            ask = fact.asks[index % len(fact.asks)]
+            answer = person.facts[fact.key]
+            asked.append((ask.format(who=THIS_PERSON), answer, image))
             asked.append((ask.format(who=person.name), answer, None))
     for image in person.images:
         asked.extend((ask, person.name, image) for ask in WHO_ASKS)

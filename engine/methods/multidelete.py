@@ -2,8 +2,9 @@
 
 L_MD  (modality decoupling, Df): pull f'(I_i, T_i) towards f(I_i, T_pi(i)), T_pi a permutation of the
       batch's texts, so a deleted pair looks to the new model as an unrelated pair looked to the old one.
-      On retrieval models this regresses both the ITC similarity matrix (every image against every
-      permuted caption, as the released code does) and the fused embedding the ITM head reads. We
+      On retrieval models it regresses (``md_on``) the ITC similarity matrix (every image against every
+      permuted caption, as the released retrieval code does; the default), the fused embedding the ITM
+      head reads (as the released classification code), or both. We
       regress cosines, not cosines / temperature: on logits L_MD is ~200x the retention terms and
       alpha = beta = gamma = 1 would leave retention with no say (measured: test r_mean 69 -> 37).
 L_MKR (multimodal knowledge retention, Dr): keep the fused embedding f(I, T).
@@ -48,10 +49,13 @@ class MultiDelete(Method):
 
     def decoupling_loss(self, forget: dict) -> torch.Tensor:
         pi = decoupling_permutation(forget["image_index"])
-        with torch.no_grad():
-            target_fused = self.original.fused_embed(self.original.permute_texts(forget, pi))
-        loss = mse(self.model.fused_embed(forget), target_fused)
-        if hasattr(self.model, "similarity"):  # retrieval models: also the ITC cosine-similarity matrix
+        target_on = self.params.get("md_on", "similarity") if hasattr(self.model, "similarity") else "fused"
+        loss = torch.zeros((), device=forget["input_ids"].device)
+        if target_on in ("fused", "both"):
+            with torch.no_grad():
+                target_fused = self.original.fused_embed(self.original.permute_texts(forget, pi))
+            loss = loss + mse(self.model.fused_embed(forget), target_fused)
+        if target_on in ("similarity", "both"):  # the ITC cosine-similarity matrix, as the released retrieval code
             with torch.no_grad():
                 target = self.original.similarity(forget)[:, pi]
             loss = loss + mse(self.model.similarity(forget), target)
