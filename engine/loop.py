@@ -35,7 +35,7 @@ class LoopConfig:
 @dataclass
 class LoopResult:
     steps: int
-    seconds: float
+    seconds: float  # training time: evaluation during the loop excluded
 
 
 class BatchStream:
@@ -104,6 +104,7 @@ def run_loop(
 
     model.train()
     started = time.perf_counter()
+    evaluating = 0.0  # the time spent in evaluate() is not training time: seconds leaves it out
     for step in range(1, total_steps + 1):
         if should_stop():
             raise Cancelled(f"stopped before step {step}")
@@ -137,9 +138,11 @@ def run_loop(
         due = step % config.eval_every == 0 if config.eval_every else at_epoch_end
         if evaluate is not None and due and step != total_steps:
             model.eval()
+            evaluation_started = time.perf_counter()
             evaluate(step)
+            evaluating += time.perf_counter() - evaluation_started
             model.train()
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    return LoopResult(steps=total_steps, seconds=time.perf_counter() - started)
+    return LoopResult(steps=total_steps, seconds=time.perf_counter() - started - evaluating)

@@ -158,8 +158,10 @@ PEOPLE_WORLDS: dict[str, DataInfo] = {
 }
 
 # Original-model recipe per model family: lr for training from the starting weights, epochs over all data.
+# unlearn_lr: every method's default rate; the same as the training rate, as the released MultiDelete
+# unlearns a retrieval BLIP at its fine-tuning rate (1e-5).
 RECIPES = {
-    "tiny": {"lr": 5e-4, "epochs": 12, "batch_size": 32, "unlearn_lr": 1e-4},
+    "tiny": {"lr": 5e-4, "epochs": 12, "batch_size": 32, "unlearn_lr": 5e-4},
     "pretrained": {"lr": 1e-5, "epochs": 6, "batch_size": 32, "unlearn_lr": 1e-5},
 }
 

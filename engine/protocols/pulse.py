@@ -32,21 +32,24 @@ from sessions.paths import cache_dir
 WORLD_SEED = 0  # the built-in world is fixed; --seed varies the model init and the forget people
 
 # Original-model recipes. "tiny": llava-tiny learns everything from scratch (measured on people-tiny:
-# P 85-90% / F 100% image and text accuracy, 20 s on one CPU core). "tiny:people": the same for the 40-person
+# P 70% image / 100% text, F 100% / 100%, 25 s on one CPU core; every fact is asked 8 times an epoch). "tiny:people": the same for the 40-person
 # world, which needs more passes (and more replay, as its pretraining set is mostly shape questions) for the
 # vision tower trained from scratch to tell the faces apart. "pretrained": a real LLaVA checkpoint is taught
 # the people with LoRA, as MLLMU-Bench fine-tunes on its fictitious profiles.
 LMM_RECIPES = {
     "tiny": {
-        "pretrain": {"lr": 3e-3, "epochs": 40, "batch_size": 32, "update": "full"},
-        "finetune": {"lr": 3e-3, "epochs": 40, "batch_size": 32, "update": "full", "replay": 1.0},
+        "pretrain": {"lr": 3e-3, "epochs": 25, "batch_size": 32, "update": "full"},
+        "finetune": {"lr": 3e-3, "epochs": 25, "batch_size": 32, "update": "full", "replay": 1.0},
         "unlearn_lr": 1e-3,
         "unlearn_epochs": 5,
     },
+    # Measured on `people`: P 70% image / 90% text, F 76% / 95%, MMBench-format set 63.5%; 567 s on one core.
     "tiny:people": {
         "pretrain": {"lr": 3e-3, "epochs": 80, "batch_size": 32, "update": "full"},
         "finetune": {"lr": 2e-3, "epochs": 60, "batch_size": 32, "update": "full", "replay": 2.0},
-        "unlearn_lr": 1e-3,
+        # GA on one request of 10 people at 1e-3 takes every person and MMBench to chance; 1e-4 barely moves
+        # the forget people; 5e-4 (x 5 epochs, LoRA r16) takes them most of the way (same for every method).
+        "unlearn_lr": 5e-4,
         "unlearn_epochs": 5,
     },
     "pretrained": {
