@@ -13,6 +13,17 @@ def validate(spec: dict) -> dict:
     return specs.validate(spec)
 
 
+def queue_device(spec: dict) -> str:
+    """The device a job queues on: "auto" resolved (cuda:0 where CUDA is, else cpu) and "cuda" as
+    cuda:0, so one device never gets two queues that would run jobs on it at once."""
+    device = str(spec.get("device") or "auto")
+    if device == "auto":
+        import torch  # the engine loads models anyway; this import is paid once per daemon
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda:0" if device == "cuda" else device
+
+
 def run_job(spec: dict, writer, should_stop: Callable[[], bool], original_metrics: dict | None = None) -> dict:
     """Run a validated spec, emitting events through `writer.emit`; returns the result document."""
     if spec.get("kind") == "pulse":

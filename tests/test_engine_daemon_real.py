@@ -52,3 +52,13 @@ def test_real_job_through_the_daemon(tmp_path, monkeypatch, capsys):
         assert "loss terms" in out and "final metrics" in out
     finally:
         kill_daemon(tmp_path)
+
+
+def test_one_queue_per_physical_device():
+    import torch
+
+    from engine.jobs import queue_device
+
+    assert queue_device({"device": "cpu"}) == "cpu"
+    assert queue_device({"device": "cuda"}) == queue_device({"device": "cuda:0"}) == "cuda:0"
+    assert queue_device({"device": "auto"}) == ("cuda:0" if torch.cuda.is_available() else "cpu")
