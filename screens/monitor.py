@@ -24,7 +24,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from sessions.protocol import HEARTBEAT_INTERVAL
-from sessions.series import column_label, flatten, plotted_metrics
+from sessions.series import column_label, flatten, plotted_metric, plotted_metrics
 from workbench.widgets import Series, SeriesPlot, TailLog, fmt, fmt_delta
 
 TICK_SECONDS = 0.25          # redraw at most 4 times a second
@@ -121,7 +121,8 @@ class RunModel:
         rows = []
         before = "before" if "before" in self.columns else None
         after = next((c for c in reversed(self.columns) if c.startswith("after")), None)
-        for name in sorted(self.final):
+        # headline metrics (those the plots draw: AUC, recall means, MIA, accuracies) first
+        for name in sorted(self.final, key=lambda n: (plotted_metric(n, 0.0) is None, n)):
             values = self.final[name]
             b = values.get(before) if before else None
             a = values.get(after) if after else None

@@ -21,7 +21,7 @@ def flatten(value: Any, prefix: str = "") -> dict[str, float]:
     return out
 
 
-RECALL_AT_K = re.compile(r"r\d+_(i2t|t2i)")
+RECALL_AT_K = re.compile(r"(txt|img)_r\d+|r\d+_(i2t|t2i)")  # txt_r1 ... img_r10 (and the paper's spelling)
 
 
 def plotted_metric(name: str, value: float) -> tuple[str, float] | None:
