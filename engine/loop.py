@@ -69,6 +69,15 @@ def _scalar_terms(losses: dict[str, torch.Tensor]) -> dict[str, float]:
     return {name: float(value.detach().float()) for name, value in losses.items()}
 
 
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory so far: allocated on a CUDA device; on the CPU, the process's peak resident set."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
 def run_loop(
     method,
     forget,
@@ -133,7 +142,7 @@ def run_loop(
                 f"or --retain-batch-size ({config.retain_batch_size})"
             ) from None
         emit("step", step=step, phase=config.phase, losses=_scalar_terms(losses),
-             lr=optimizer.param_groups[0]["lr"], **request)
+             lr=optimizer.param_groups[0]["lr"], memory_mb=round(peak_memory_mb(device), 1), **request)
         at_epoch_end = step % driver.steps_per_pass == 0 or step == total_steps
         due = step % config.eval_every == 0 if config.eval_every else at_epoch_end
         if evaluate is not None and due and step != total_steps:

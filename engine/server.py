@@ -396,8 +396,7 @@ class Engine:
                            .splitlines()[0])
         if not isinstance(normal, dict):
             return P.error(rid, P.INTERNAL, "validate() did not return a spec")
-        queue_device = getattr(jobs, "queue_device", None)
-        device = await asyncio.to_thread(queue_device, normal) if queue_device else str(normal.get("device") or "cpu")
+        device = await asyncio.to_thread(jobs.queue_device, normal)
         writer = await asyncio.to_thread(self.store.create, normal, name, state="queued")
         job = Job(session=writer.session_id, spec=normal, device=device, writer=writer)
         self.jobs[job.session] = job

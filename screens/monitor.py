@@ -6,7 +6,8 @@ replay, none while paused) and redraws only what changed; each plot downsamples 
 column, the model keeps every point.
 
 The status line also shows the device (from the run's spec, or a ``device`` field of an event) and
-the latest ``memory_mb`` an event carried; "engine disconnected" when a live source's connection
+the latest ``memory_mb`` a step carried (peak CUDA memory, or the engine's peak resident memory on
+the CPU); "engine disconnected" when a live source's connection
 stops hearing the engine's heartbeat. The log pane follows its tail only while the user is at its
 bottom; scrolled up, its border counts the lines that arrived since ("N new").
 """
@@ -24,7 +25,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from sessions.protocol import HEARTBEAT_INTERVAL
-from sessions.series import column_label, flatten, plotted_metric, plotted_metrics
+from sessions.series import column_label, flatten, is_headline_metric, plotted_metrics
 from workbench.widgets import Series, SeriesPlot, TailLog, fmt, fmt_delta
 
 TICK_SECONDS = 0.25          # redraw at most 4 times a second
@@ -121,8 +122,7 @@ class RunModel:
         rows = []
         before = "before" if "before" in self.columns else None
         after = next((c for c in reversed(self.columns) if c.startswith("after")), None)
-        # headline metrics (those the plots draw: AUC, recall means, MIA, accuracies) first
-        for name in sorted(self.final, key=lambda n: (plotted_metric(n, 0.0) is None, n)):
+        for name in sorted(self.final, key=lambda n: (not is_headline_metric(n), n)):
             values = self.final[name]
             b = values.get(before) if before else None
             a = values.get(after) if after else None

@@ -7,7 +7,8 @@ Every event is a flat JSON object ``{"v": 1, "seq": int, "ts": float, "kind": st
 status       ``state`` (one of STATES), optional ``message``
 phase        ``name`` ("original", "unlearn", "eval", ...), optional ``request`` (int)
 step         ``step`` (int), ``phase`` (str), ``losses`` (term -> float, has "total"),
-             ``lr`` (float), optional ``request``
+             ``lr`` (float), optional ``request``, optional ``memory_mb`` (peak so far: CUDA
+             allocated, or the process's resident set on the CPU)
 eval         ``step``, ``phase``, ``split`` ("before", "after", "step", ...), ``metrics``
              (flat name -> float, e.g. "df_dr_auc", "test.r_mean"), optional ``request``
 log          ``level``, ``message``
@@ -31,7 +32,8 @@ _NUM = (int, float)
 KINDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "status": ({"state": str}, {"message": (str, type(None))}),
     "phase": ({"name": str}, {"request": (int, type(None))}),
-    "step": ({"step": int, "phase": str, "losses": dict, "lr": _NUM}, {"request": (int, type(None))}),
+    "step": ({"step": int, "phase": str, "losses": dict, "lr": _NUM},
+             {"request": (int, type(None)), "memory_mb": _NUM}),
     "eval": ({"step": int, "phase": str, "split": str, "metrics": dict}, {"request": (int, type(None))}),
     "log": ({"level": str, "message": str}, {}),
     "artifact": ({"name": str, "path": str}, {}),

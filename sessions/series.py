@@ -24,14 +24,20 @@ def flatten(value: Any, prefix: str = "") -> dict[str, float]:
 RECALL_AT_K = re.compile(r"(txt|img)_r\d+|r\d+_(i2t|t2i)")  # txt_r1 ... img_r10 (and the paper's spelling)
 
 
+def is_headline_metric(name: str) -> bool:
+    """AUC, recall means, MIA, accuracies: what plots draw and summaries list first (recall at single
+    k values would only clutter a plot; the tables keep them)."""
+    return not RECALL_AT_K.fullmatch(name.rsplit(".", 1)[-1])
+
+
 def plotted_metric(name: str, value: float) -> tuple[str, float] | None:
     """How an eval metric is drawn on a plot shared with the others, or None (left to the tables).
 
     Plots share one 0-1 axis: metrics in percent (recall means, MMBench retention) are drawn /100 and
-    say so in their label; recall at single k values would only clutter the plot."""
-    last = name.rsplit(".", 1)[-1]
-    if RECALL_AT_K.fullmatch(last):
+    say so in their label."""
+    if not is_headline_metric(name):
         return None
+    last = name.rsplit(".", 1)[-1]
     if last == "r_mean" or last.endswith("retention"):
         return f"{name} /100", value / 100.0
     return name, value

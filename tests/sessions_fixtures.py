@@ -74,6 +74,7 @@ def install_fake_jobs() -> None:
     module = types.ModuleType("engine.jobs")
     module.validate = fake_validate
     module.run_job = fake_run_job
+    module.queue_device = lambda spec: str(spec.get("device") or "cpu")
     sys.modules["engine.jobs"] = module
     engine.jobs = module
 

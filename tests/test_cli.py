@@ -96,6 +96,7 @@ def test_end_to_end_run_json(home):
     shown = json.loads(run_cli(home, "sessions", "show", result["session"], "--json").stdout)
     steps = [e for e in shown["events"] if e["kind"] == "step" and e["phase"] == "unlearn"]
     assert len(steps) == 6 and {"total", "md", "mkr", "ukr"} <= set(steps[0]["losses"])
+    assert all(step["memory_mb"] > 0 for step in steps)  # the monitor's device-memory readout
     assert shown["state"] == "finished"
 
 

@@ -106,7 +106,8 @@ def data_export(
         if as_json:
             return print_json({"world": world, "format": fmt, "directory": str(directory),
                                "files": [str(p) for p in written]})
-        return print(f"wrote {world} as {fmt} to {directory} ({', '.join(p.name for p in written)})")
+        print(f"wrote {world} as {fmt} to {directory} ({', '.join(p.name for p in written)})")
+        return
     if world not in specs.WORLDS:
         fail(f"unknown world {world!r}; choose one of: {', '.join([*specs.WORLDS, *specs.PEOPLE_WORLDS])}")
     if fmt not in EXPORT_FORMATS:

@@ -49,7 +49,7 @@ class MultiDelete(Method):
 
     def decoupling_loss(self, forget: dict) -> torch.Tensor:
         pi = decoupling_permutation(forget["image_index"])
-        target_on = self.params.get("md_on", "similarity") if hasattr(self.model, "similarity") else "fused"
+        target_on = self.params["md_on"] if hasattr(self.model, "similarity") else "fused"  # LMMs: fused only
         loss = torch.zeros((), device=forget["input_ids"].device)
         if target_on in ("fused", "both"):
             with torch.no_grad():
