@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.data.people import FACTS, WORLD_SIZES, build_people_world, split_requests, words
+from engine.data.deletion import split_requests
+from engine.data.people import FACTS, build_people_world
+from engine.data.people_records import WORLD_SIZES, words
 from engine.errors import SpecError
 
 
@@ -158,7 +160,7 @@ def test_split_requests_near_equal_and_in_order():
 def test_split_requests_more_requests_than_people():
     with pytest.raises(ValueError) as raised:
         split_requests(["p0", "p1", "p2"], 4)
-    assert str(raised.value) == "--requests K=4 is larger than the 3 forget people; choose K <= 3"
+    assert str(raised.value) == "--requests K=4 is larger than the 3 units to forget; choose K <= 3"
     with pytest.raises(SpecError):
         split_requests(["p0"], 0)
 

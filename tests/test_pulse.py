@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from conftest import ROOT, cli, cli_env
-from engine.data.people import build_people_world, split_requests
+from engine.data.deletion import split_requests
+from engine.data.people import build_people_world
 from engine.errors import SpecError
 from engine.spec import validate_pulse
 
@@ -48,7 +49,7 @@ def test_validate_pulse_defaults_and_errors(tmp_path):
     clip_dir = tmp_path / "clip"
     clip_dir.mkdir()
     (clip_dir / "config.json").write_text(json.dumps({"model_type": "clip"}))
-    with pytest.raises(SpecError, match="not LLaVA"):
+    with pytest.raises(SpecError, match="is a clip model, which does not serve multiple-choice"):
         validate_pulse(spec(model=str(clip_dir)))
 
 
@@ -77,7 +78,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, home):
     not_llava.mkdir()
     (not_llava / "config.json").write_text(json.dumps({"model_type": "blip"}))
     result = pulse_cli(home, "--method", "ga", "--data", "people-tiny", "--model", str(not_llava))
-    assert result.returncode == 2 and "not LLaVA" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "is a blip model, which does not serve" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_pulse_end_to_end_through_the_cli(home):

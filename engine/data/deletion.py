@@ -63,3 +63,19 @@ def select_units(units, deletion: dict) -> list[int]:
     if len(chosen) >= total:
         raise SpecError(f"the deletion set covers all {total} training units; nothing would remain to keep")
     return chosen
+
+
+def split_requests(units: list, k: int) -> list[list]:
+    """`k` sequential deletion requests of near-equal size (the larger ones first), order preserved."""
+    n = len(units)
+    if k < 1:
+        raise SpecError(f"--requests K={k} must be at least 1", field="requests")
+    if k > n:
+        raise SpecError(f"--requests K={k} is larger than the {n} units to forget; choose K <= {n}", field="requests")
+    size, extra = divmod(n, k)
+    requests, start = [], 0
+    for index in range(k):
+        end = start + size + (index < extra)
+        requests.append(list(units[start:end]))
+        start = end
+    return requests

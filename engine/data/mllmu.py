@@ -31,7 +31,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from engine.data.mmbench import LETTERS, MCQuestion
-from engine.data.people import PeopleData, Person, QAItem
+from engine.data.people_records import PeopleData, Person, QAItem
 from engine.errors import SpecError
 
 FULL_SET = "Full_Set"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.data.people import PeopleData, QAItem
+from engine.data.people_records import PeopleData, QAItem
 
 IGNORE = -100
 GENERAL_GROUP = 1_000_000  # image groups of non-person items start here (each image its own group)

@@ -220,7 +220,7 @@ def run_pulse(spec: dict, emit: Callable[..., None], should_stop: Callable[[], b
 
 
 def _run(run: PulseRun, spec, emit, should_stop, session_id, started) -> dict:
-    from engine.data.people import split_requests
+    from engine.data.deletion import split_requests
     from engine.data.people_batches import encode_items
     from engine.loop import LoopConfig, run_loop
     from engine.models import lora

@@ -1,0 +1,39 @@
+"""The torch-free catalogue and spec validation: what the shell and the screens may know of the engine.
+
+`catalog` holds the registered names (methods, families, models, tasks, worlds), `params` the
+hyperparameter declarations the CLI options and form fields are generated from, `validate` the checks
+that turn a raw spec into a normalised one or a SpecError naming its field.
+"""
+from engine.spec.catalog import (
+    DATA_FORMATS,
+    DEFAULT_SEED,
+    DEVICES,
+    FAMILIES,
+    KNOWLEDGE_SOURCES,
+    METHODS,
+    MODELS,
+    PEOPLE_WORLDS,
+    PULSE_METHODS,
+    RECIPES,
+    SEQUENTIAL_METHODS,
+    TASKS,
+    WORLD_SEED,
+    WORLDS,
+    method_rows,
+)
+from engine.spec.params import COMMON_PARAMS, LMM_PARAMS, REQUESTS, Param, dash
+from engine.spec.validate import (
+    check_deletion,
+    method_info,
+    option_params,
+    param_owners,
+    validate,
+    validate_pulse,
+)
+
+__all__ = [
+    "COMMON_PARAMS", "DATA_FORMATS", "DEFAULT_SEED", "DEVICES", "FAMILIES", "KNOWLEDGE_SOURCES", "LMM_PARAMS",
+    "METHODS", "MODELS", "PEOPLE_WORLDS", "PULSE_METHODS", "RECIPES", "REQUESTS", "SEQUENTIAL_METHODS", "TASKS",
+    "WORLD_SEED", "WORLDS", "Param", "check_deletion", "dash", "method_info", "method_rows", "option_params",
+    "param_owners", "validate", "validate_pulse",
+]

@@ -1,0 +1,80 @@
+"""A hyperparameter, declared once: its type, default, bounds and help. The CLI options of `run`,
+`pulse` and `demo` and the New-run form's fields are generated from these declarations."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from engine.errors import SpecError
+
+
+def dash(name: str) -> str:
+    return name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: type
+    default: object
+    help: str
+    choices: tuple = ()
+    minimum: float | None = None  # inclusive
+    positive: bool = False  # strictly > 0
+
+    @property
+    def flag(self) -> str:
+        return "--" + dash(self.name)
+
+    def coerce(self, value, owner: str):
+        """The value as this parameter's type, checked against its bounds; SpecError naming the field."""
+        def bad(what: str) -> SpecError:
+            return SpecError(f"{owner}: {self.flag} must be {what}, got {value!r}", field=self.name)
+
+        try:
+            if isinstance(value, bool) and self.kind is not bool:
+                raise ValueError
+            if self.kind is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            coerced = self.kind(value)
+        except (TypeError, ValueError):
+            raise bad(self.kind.__name__) from None
+        if isinstance(coerced, float) and not math.isfinite(coerced):
+            raise bad("a finite number")
+        if self.choices and coerced not in self.choices:
+            raise bad("one of " + ", ".join(map(str, self.choices)))
+        if self.positive and coerced <= 0:
+            raise bad("> 0")
+        if self.minimum is not None and coerced < self.minimum:
+            raise bad(f">= {self.minimum}")
+        return coerced
+
+
+# Hyperparameters every method takes. lr None = the model's recipe (tiny models learn from scratch
+# and need a larger rate than the released 1e-5 for a pretrained BLIP).
+COMMON_PARAMS: tuple[Param, ...] = (
+    Param("lr", float, None, "learning rate (default: the model's recipe; released BLIP retrieval: 1e-5)", positive=True),
+    Param("epochs", int, None, "epochs over the set the method iterates, per request (method default)", minimum=1),
+    Param("batch_size", int, 16, "deletion-set (Df) batch size", minimum=1),
+    Param("retain_batch_size", int, 64, "remaining-data (Dr) batch size", minimum=1),
+    Param("weight_decay", float, 0.05, "AdamW weight decay (on >=2-D weights only)", minimum=0.0),
+    Param("max_grad_norm", float, 1.0, "gradient clipping norm (0 = off)", minimum=0.0),
+    Param("eval_every", int, 0, "evaluate every N steps (0 = at each epoch end)", minimum=0),
+)
+
+UPDATE_TARGETS = ("llm", "proj+llm", "full")
+# Hyperparameters of runs on large multimodal models (LoRA through peft, four-option scoring).
+LMM_PARAMS: tuple[Param, ...] = (
+    Param("update", str, "llm", "what unlearning updates: LoRA on the language model, + the projector, or full",
+          UPDATE_TARGETS),
+    Param("lora_r", int, 16, "LoRA rank", minimum=1),
+    Param("lora_alpha", float, 16.0, "LoRA alpha", positive=True),
+    Param("lora_dropout", float, 0.05, "LoRA dropout", minimum=0.0),
+    Param("mc_scoring", str, "auto", "four-option scoring: option text log-likelihood, option letter, or "
+          "auto (option for registered tiny models, letter for checkpoints)", ("auto", "option", "letter")),
+)
+
+MAX_REQUESTS = 64
+# The sequential-requests protocol: top-level entries of a spec (not method hyperparameters).
+REQUESTS = Param("requests", int, 1, "split the deletion set into K sequential requests, unlearned one after "
+                 "another and evaluated after each", minimum=1)
