@@ -10,7 +10,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from sessions.series import eval_series, final_table, flatten, loss_series
+from sessions.metric_names import flatten
+from sessions.series import eval_series, final_table, loss_series
 from workbench.widgets import Series, SeriesPlot, fmt
 
 

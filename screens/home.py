@@ -13,7 +13,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from sessions.series import flatten, tidy_rows, CSV_COLUMNS
+from sessions.metric_names import flatten
+from sessions.series import tidy_rows, CSV_COLUMNS
 from sessions.store import SessionBusy, UnknownSession
 from workbench.widgets import ConfirmScreen, fmt
 
@@ -298,7 +299,7 @@ class HomeScreen(Screen):
         import csv
         import io
 
-        from sessions.store import atomic_write_text
+        from sessions.files import atomic_write_text
 
         store = self.app.store
         meta = store.get(sid)

@@ -25,7 +25,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from sessions.protocol import HEARTBEAT_INTERVAL
-from sessions.series import column_label, flatten, is_headline_metric, plotted_metrics
+from sessions.metric_names import flatten
+from sessions.series import column_label, is_headline_metric, plotted_metrics
 from workbench.widgets import Series, SeriesPlot, TailLog, fmt, fmt_delta
 
 TICK_SECONDS = 0.25          # redraw at most 4 times a second

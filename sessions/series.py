@@ -5,20 +5,11 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Iterable
+from typing import Iterable
+
+from sessions.metric_names import flatten
 
 Series = dict[str, tuple[list[float], list[float]]]
-
-
-def flatten(value: Any, prefix: str = "") -> dict[str, float]:
-    """``{"test": {"r_mean": 1}}`` -> ``{"test.r_mean": 1}``; keeps numbers only."""
-    out: dict[str, float] = {}
-    if isinstance(value, dict):
-        for key, sub in value.items():
-            out.update(flatten(sub, f"{prefix}.{key}" if prefix else str(key)))
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        out[prefix] = float(value)
-    return out
 
 
 RECALL_AT_K = re.compile(r"(txt|img)_r\d+|r\d+_(i2t|t2i)")  # txt_r1 ... img_r10 (and the paper's spelling)

@@ -1,63 +1,43 @@
-"""The session store: TinyDB-format files under ``$MMUL_HOME/sessions/``, written atomically.
+"""The session store: the catalog, and reading, listing, deleting and reopening sessions.
 
-Layout::
-
-    sessions/catalog.json              {"_meta": {"1": {"schema": 1}}, "sessions": {"1": row, ...}}
-    sessions/<id>/session.json         {"meta": {"1": meta}, "events": {"<seq+1>": event, ...}}
-    sessions/<id>/seg-000000.json      {"events": {...}}   sealed segment: events [0, S), never rewritten
-    sessions/<id>/seg-000001.json      events [S, 2S), ...
-    sessions/<id>/.writer.lock         flock held by the live writer (engine job or headless run)
-
-``session.json`` holds the session's meta (spec, state, summary, how many segments are sealed) and the
-open segment: the events not yet sealed. Every flush rewrites only that file (``.partial`` + fsync +
-``os.replace`` + fsync of the directory), so a flush costs the same at step 100 and at step 1,000,000.
-When the open segment reaches S events (10,000 by default) it is written once as a sealed segment file
-and the open segment starts empty. Readers read ``session.json`` first, then the sealed segments it
-names, opening every file afresh, so they always see a consistent prefix of the log and never a torn
-file. All files are plain TinyDB JSON documents (``TinyDB(path, access_mode="r").table("events")``).
-
-TinyDB itself rewrites the whole file in place on every insert and caches across processes, so this
-module never inserts through TinyDB: it builds the JSON tables in memory and writes them atomically.
+Sessions live under ``$MMUL_HOME/sessions/`` in the layout ``sessions.files`` describes; a
+``SessionWriter`` (``sessions.writer``), made by ``create``, writes one. Readers read
+``session.json`` first, then the sealed segments it names, opening every file afresh, so they always
+see a consistent prefix of the log and never a torn file, and never hold a file open between calls.
 
 The catalog holds one summary row per session (spec summary, state, final metrics) so listing never
-opens a session's log; it is updated under an flock by whichever process writes a session.
+opens a session's log; it is updated under an flock by whichever process writes a session (its
+writer reports every status change here).
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
 import secrets
 import shutil
-import sys
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
 
-from sessions.paths import mmul_home
-from sessions.schema import (
-    ACTIVE_STATES,
-    SCHEMA_VERSION,
-    TERMINAL_STATES,
-    SchemaMismatch,
-    check_fields,
+from sessions.files import (
+    SESSION_FILE,
+    WRITER_LOCK,
+    atomic_write_text,
+    dumps,
+    locked,
+    read_json,
+    segment_name,
+    table,
+    try_lock,
 )
+from sessions.paths import mmul_home
+from sessions.schema import ACTIVE_STATES, SCHEMA_VERSION, SchemaMismatch
+from sessions.writer import FLUSH_INTERVAL, SEGMENT_SIZE, Clock, SessionWriter
 
-SEGMENT_SIZE = 10_000
-FLUSH_INTERVAL = 1.0
 CATALOG = "catalog.json"
-SESSION_FILE = "session.json"
-WRITER_LOCK = ".writer.lock"
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+CATALOG_LOCK = ".catalog.lock"
 SPEC_SUMMARY_FIELDS = ("method", "model", "data", "deletion", "device", "protocol")
-
-__all__ = [
-    "SessionStore", "SessionWriter", "UnknownSession", "SessionBusy", "SchemaMismatch",
-    "atomic_write_text", "SEGMENT_SIZE", "FLUSH_INTERVAL",
-]
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 class UnknownSession(KeyError):
@@ -75,295 +55,18 @@ class SessionBusy(RuntimeError):
     """The session is queued or running in a live process (cannot be deleted or reopened)."""
 
 
-# --------------------------------------------------------------------------------------------------
-# files
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_text(path: Path, text: str, *, sync_dir: bool = True) -> None:
-    """Write ``path`` so that no reader ever sees a partial file: .partial + fsync + replace + dir fsync."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    if sync_dir:
-        fsync_dir(path.parent)
-
-
-def _jsonable(obj: Any) -> Any:
-    if hasattr(obj, "item"):  # numpy / torch scalars
-        return obj.item()
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, (set, tuple)):
-        return list(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    return str(obj)
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), default=_jsonable)
-
-
-def _read_json(path: Path) -> Any:
-    # opened afresh on every read: an open handle would keep reading a replaced inode
-    with open(path, "rb") as handle:
-        return json.loads(handle.read())
-
-
-def _table(doc: dict, name: str, path: Path) -> dict:
-    table = doc.get(name, {})
-    if not isinstance(table, dict):
-        raise ValueError(f"{path}: table {name!r} is not an object")
-    return table
-
-
-@contextmanager
-def _flock(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _try_flock(path: Path) -> int | None:
-    """Take an exclusive flock without waiting; returns the fd (keep it open) or None if held."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
-
-
-def new_session_id(now: float | None = None) -> str:
+def new_session_id(now: float) -> str:
     """``YYYYMMDD-HHMMSS-xxxx`` in UTC: sorts by creation time, short enough to type."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
-    return f"{stamp}-{secrets.token_hex(2)}"
+    return f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime(now))}-{secrets.token_hex(2)}"
 
 
-def spec_summary(spec: dict) -> dict:
-    return {key: spec.get(key) for key in SPEC_SUMMARY_FIELDS}
-
-
-# --------------------------------------------------------------------------------------------------
-# writer
-
-
-class SessionWriter:
-    """Appends events to one session. Thread-safe; one writer per session (it holds the session's lock).
-
-    ``emit`` assigns seq and ts and buffers; the buffer is flushed at least every ``flush_interval``
-    seconds (by the next emit or by a background thread when emits pause), at every ``phase`` and
-    ``status`` event, and by ``flush()``/``finish()``. ``finish`` writes the final status event, the
-    summary, flushes, updates the catalog and releases the session.
-    """
-
-    def __init__(self, store: "SessionStore", session_id: str, meta: dict, *, next_seq: int,
-                 tail: list[str], lock_fd: int):
-        self.store = store
-        self.session_id = session_id
-        self._dir = store.session_dir(session_id)
-        self._meta = meta
-        self._next_seq = next_seq
-        self._tail = tail              # serialised '"<docid>":<event>' strings of the open segment
-        self._lock_fd: int | None = lock_fd
-        self._lock = threading.RLock()
-        self._pending = 0
-        self._last_flush = time.monotonic()
-        self._listeners: list[Callable[[dict], None]] = []
-        self.segment_size = int(meta.get("segment_size") or store.segment_size)
-        self.flushed_seq = next_seq - 1  # every event with seq <= this is durable on disk
-        self.closed = False
-        self.stats = {"flushes": 0, "flush_seconds": 0.0, "flush_max": 0.0, "seals": 0}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._flush_loop, name=f"flush-{session_id}", daemon=True)
-        self._thread.start()
-
-    # public API ----------------------------------------------------------------------------------
-
-    @property
-    def state(self) -> str:
-        return self._meta["state"]
-
-    @property
-    def last_seq(self) -> int:
-        return self._next_seq - 1
-
-    @property
-    def spec(self) -> dict:
-        return self._meta["spec"]
-
-    def add_listener(self, listener: Callable[[dict], None]) -> None:
-        """``listener(event)`` is called for every later event, in seq order, under the writer's lock."""
-        with self._lock:
-            self._listeners.append(listener)
-
-    def remove_listener(self, listener: Callable[[dict], None]) -> None:
-        with self._lock:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-    def emit(self, kind: str, **fields: Any) -> dict:
-        """Record one event (see sessions.schema for kinds and fields). Returns the event."""
-        check_fields(kind, fields)
-        if kind == "status" and fields["state"] in TERMINAL_STATES:
-            raise ValueError("use writer.finish(state, ...) to end a session")
-        return self._append(kind, fields)
-
-    def flush(self) -> None:
-        with self._lock:
-            self._flush()
-
-    def finish(self, state: str, summary: dict | None = None, message: str | None = None) -> None:
-        """Write the final status event (and the summary), flush, update the catalog, release."""
-        if state not in TERMINAL_STATES:
-            raise ValueError(f"finish state must be one of {', '.join(sorted(TERMINAL_STATES))}, not {state!r}")
-        with self._lock:
-            if self.closed:
-                raise RuntimeError(f"session {self.session_id} is already finished")
-            if summary is not None:
-                self._meta["summary"] = json.loads(_dumps(summary))
-            if message is not None:
-                self._meta["message"] = message
-            fields: dict[str, Any] = {"state": state}
-            if message is not None:
-                fields["message"] = message
-            self._append("status", fields, final=True)
-            self.closed = True
-        self._stop.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
-        self._release()
-
-    def close(self) -> None:
-        """Flush and release without a final status (the session stays as it is; used by tools)."""
-        with self._lock:
-            if not self.closed:
-                self._flush()
-                self.closed = True
-        self._stop.set()
-        self._release()
-
-    def __enter__(self) -> "SessionWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if self.closed:
-            return
-        if exc_type is None:
-            self.finish("finished")
-        elif issubclass(exc_type, KeyboardInterrupt) or exc_type.__name__ == "Cancelled":
-            self.finish("cancelled", message=str(exc) or "cancelled")
-        else:
-            self.finish("failed", message=f"{exc_type.__name__}: {exc}".splitlines()[0])
-
-    # internals -----------------------------------------------------------------------------------
-
-    def _append(self, kind: str, fields: dict, final: bool = False) -> dict:
-        with self._lock:
-            if self.closed:
-                raise RuntimeError(f"session {self.session_id} is finished; cannot emit {kind!r}")
-            seq = self._next_seq
-            event = {"v": SCHEMA_VERSION, "seq": seq, "ts": time.time(), "kind": kind, **fields}
-            converted: list[bool] = []
-
-            def default(obj: Any) -> Any:
-                converted.append(True)
-                return _jsonable(obj)
-
-            text = json.dumps(event, separators=(",", ":"), default=default)
-            if converted:  # numpy / torch scalars: hand listeners the plain JSON values
-                event = json.loads(text)
-            self._next_seq = seq + 1
-            self._tail.append(f'"{seq + 1}":{text}')
-            self._pending += 1
-            self._meta["last_seq"] = seq
-            self._meta["updated"] = event["ts"]
-            for listener in list(self._listeners):
-                try:
-                    listener(event)
-                except Exception as exc:  # a broken listener never stops the run
-                    print(f"session {self.session_id}: listener failed: {exc!r}", file=sys.stderr)
-            status_change = kind == "status"
-            if status_change:
-                self._meta["state"] = fields["state"]
-                if "message" in fields:
-                    self._meta["message"] = fields["message"]
-            if len(self._tail) >= self.segment_size:
-                self._seal()
-            elif status_change or kind == "phase" or final or (
-                    time.monotonic() - self._last_flush >= self.store.flush_interval):
-                self._flush()
-            if status_change:
-                self.store._update_catalog(self.session_id, self._catalog_row())
-            return event
-
-    def _seal(self) -> None:
-        index = self._meta["sealed"]
-        path = self._dir / f"seg-{index:06d}.json"
-        atomic_write_text(path, '{"events":{' + ",".join(self._tail) + "}}", sync_dir=False)
-        self._tail = []
-        self._meta["sealed"] = index + 1
-        self.stats["seals"] += 1
-        self._flush(force=True)
-
-    def _flush(self, force: bool = False) -> None:
-        if not self._pending and not force:
-            return
-        started = time.perf_counter()
-        text = '{"meta":{"1":' + _dumps(self._meta) + '},"events":{' + ",".join(self._tail) + "}}"
-        atomic_write_text(self._dir / SESSION_FILE, text)
-        self._pending = 0
-        self._last_flush = time.monotonic()
-        self.flushed_seq = self._next_seq - 1
-        spent = time.perf_counter() - started
-        self.stats["flushes"] += 1
-        self.stats["flush_seconds"] += spent
-        self.stats["flush_max"] = max(self.stats["flush_max"], spent)
-
-    def _flush_loop(self) -> None:
-        interval = self.store.flush_interval
-        while not self._stop.wait(interval / 2):
-            try:
-                with self._lock:
-                    if self._pending and time.monotonic() - self._last_flush >= interval:
-                        self._flush()
-            except Exception as exc:  # disk full etc.: report, keep trying
-                print(f"session {self.session_id}: flush failed: {exc!r}", file=sys.stderr)
-
-    def _catalog_row(self) -> dict:
-        return _row_from_meta(self._meta)
-
-    def _release(self) -> None:
-        fd, self._lock_fd = self._lock_fd, None
-        if fd is not None:
-            os.close(fd)
-
-
-def _row_from_meta(meta: dict) -> dict:
+def _catalog_row(meta: dict) -> dict:
+    spec = meta.get("spec") or {}
     return {
         "id": meta["id"],
         "name": meta.get("name"),
         "state": meta["state"],
-        **spec_summary(meta.get("spec") or {}),
+        **{key: spec.get(key) for key in SPEC_SUMMARY_FIELDS},
         "created": meta["created"],
         "updated": meta.get("updated", meta["created"]),
         "summary": meta.get("summary"),
@@ -372,19 +75,19 @@ def _row_from_meta(meta: dict) -> dict:
     }
 
 
-# --------------------------------------------------------------------------------------------------
-# store
-
-
 class SessionStore:
-    """Sessions under ``<home>/sessions``. Readers never hold a file open between calls."""
+    """Sessions under ``<home>/sessions``. Readers never hold a file open between calls.
+
+    ``clock`` (the ``time`` module unless a test gives its own) stamps creation times and the
+    events of the writers this store makes, and drives their flush cadence."""
 
     def __init__(self, home: str | os.PathLike | None = None, *, segment_size: int = SEGMENT_SIZE,
-                 flush_interval: float = FLUSH_INTERVAL):
+                 flush_interval: float = FLUSH_INTERVAL, clock: Clock | None = None):
         self.home = Path(home).expanduser() if home is not None else mmul_home()
         self.root = self.home / "sessions"
         self.segment_size = int(segment_size)
         self.flush_interval = float(flush_interval)
+        self.clock: Clock = clock if clock is not None else time
 
     # paths
     @property
@@ -403,52 +106,55 @@ class SessionStore:
         if state not in ACTIVE_STATES:
             raise ValueError(f"a new session starts queued or running, not {state!r}")
         self.root.mkdir(parents=True, exist_ok=True)
-        spec = json.loads(_dumps(spec))
+        spec = json.loads(dumps(spec))
         while True:
-            now = time.time()
+            now = self.clock.time()
             session_id = new_session_id(now)
             try:
                 (self.root / session_id).mkdir()
                 break
             except FileExistsError:
                 continue
-        sdir = self.root / session_id
-        lock_fd = _try_flock(sdir / WRITER_LOCK)
+        lock_fd = try_lock(self.root / session_id / WRITER_LOCK)
         assert lock_fd is not None
         meta = {"schema": SCHEMA_VERSION, "id": session_id, "name": name, "spec": spec, "state": state,
                 "created": now, "updated": now, "summary": None, "message": None, "last_seq": -1,
                 "sealed": 0, "segment_size": self.segment_size}
-        writer = SessionWriter(self, session_id, meta, next_seq=0, tail=[], lock_fd=lock_fd)
-        writer._append("status", {"state": state})  # flushes and adds the catalog row
+        writer = self._writer(meta, next_seq=0, tail=[], lock_fd=lock_fd)
+        writer.emit("status", state=state)  # flushes and adds the catalog row
         return writer
+
+    def _writer(self, meta: dict, *, next_seq: int, tail: list[str], lock_fd: int) -> SessionWriter:
+        return SessionWriter(self.session_dir(meta["id"]), meta, next_seq=next_seq, tail=tail,
+                             lock_fd=lock_fd, on_status=self._catalog_put, flush_interval=self.flush_interval,
+                             clock=self.clock)
+
+    def _catalog_put(self, meta: dict) -> None:
+        self._update_catalog(meta["id"], _catalog_row(meta))
 
     def _update_catalog(self, session_id: str, row: dict | None) -> None:
         """Insert/replace (row) or remove (None) one catalog row, under the catalog lock."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with _flock(self.root / ".catalog.lock"):
-            rows = self._catalog_rows()
-            rows = [r for r in rows if r.get("id") != session_id]
+        with locked(self.root / CATALOG_LOCK):
+            rows = [r for r in self._catalog_rows() if r.get("id") != session_id]
             if row is not None:
                 rows.append(row)
-            self._write_catalog(rows)
-
-    def _write_catalog(self, rows: list[dict]) -> None:
-        rows.sort(key=lambda r: (r.get("created", 0), r.get("id", "")))
-        body = ",".join(f'"{i}":{_dumps(r)}' for i, r in enumerate(rows, 1))
-        text = '{"_meta":{"1":{"schema":' + str(SCHEMA_VERSION) + '}},"sessions":{' + body + "}}"
-        atomic_write_text(self.catalog_path, text)
+            rows.sort(key=lambda r: (r.get("created", 0), r.get("id", "")))
+            body = ",".join(f'"{i}":{dumps(r)}' for i, r in enumerate(rows, 1))
+            text = '{"_meta":{"1":{"schema":' + str(SCHEMA_VERSION) + '}},"sessions":{' + body + "}}"
+            atomic_write_text(self.catalog_path, text)
 
     def _catalog_rows(self) -> list[dict]:
         try:
-            doc = _read_json(self.catalog_path)
+            doc = read_json(self.catalog_path)
         except FileNotFoundError:
             return []
-        meta = _table(doc, "_meta", self.catalog_path).get("1", {})
+        meta = table(doc, "_meta", self.catalog_path).get("1", {})
         if meta.get("schema") != SCHEMA_VERSION:
             raise SchemaMismatch(
                 f"{self.catalog_path} has schema {meta.get('schema')!r}; this mmul-workbench reads "
                 f"schema {SCHEMA_VERSION} (use the release that wrote it, or move {self.root} aside)")
-        return list(_table(doc, "sessions", self.catalog_path).values())
+        return list(table(doc, "sessions", self.catalog_path).values())
 
     # reading -------------------------------------------------------------------------------------
 
@@ -486,17 +192,17 @@ class SessionStore:
     def _read_session_file(self, session_id: str) -> tuple[dict, dict]:
         path = self.session_dir(session_id) / SESSION_FILE
         try:
-            doc = _read_json(path)
+            doc = read_json(path)
         except FileNotFoundError:
             raise UnknownSession(f"no session {session_id!r}; `mmul-workbench sessions list` shows the ids") from None
-        meta = _table(doc, "meta", path).get("1")
+        meta = table(doc, "meta", path).get("1")
         if not isinstance(meta, dict):
             raise ValueError(f"{path}: no meta record")
         if meta.get("schema") != SCHEMA_VERSION:
             raise SchemaMismatch(
                 f"session {session_id} was written with schema {meta.get('schema')!r}; this mmul-workbench "
                 f"reads schema {SCHEMA_VERSION} (use the release that wrote it)")
-        return meta, _table(doc, "events", path)
+        return meta, table(doc, "events", path)
 
     def get(self, session_id: str) -> dict:
         """The session's meta: id, name, spec, state, created, updated, summary, message, last_seq,
@@ -511,17 +217,16 @@ class SessionStore:
         """Every stored event with seq >= from_seq, in order (sealed segments + the open one)."""
         session_id = self.resolve(session_id)
         meta, tail = self._read_session_file(session_id)
-        size = int(meta.get("segment_size", SEGMENT_SIZE))
+        size = int(meta.get("segment_size") or SEGMENT_SIZE)
         sdir = self.session_dir(session_id)
         out: list[dict] = []
-        first = max(0, from_seq) // size if size > 0 else 0
-        for index in range(first, int(meta.get("sealed", 0))):
-            path = sdir / f"seg-{index:06d}.json"
+        for index in range(max(0, from_seq) // size, int(meta.get("sealed", 0))):
+            path = sdir / segment_name(index)
             try:
-                seg = _read_json(path)
+                seg = read_json(path)
             except FileNotFoundError:
                 raise UnknownSession(f"session {session_id} was deleted while being read") from None
-            out.extend(_table(seg, "events", path).values())
+            out.extend(table(seg, "events", path).values())
         out.extend(tail.values())
         if from_seq > 0:
             out = [e for e in out if e["seq"] >= from_seq]
@@ -535,7 +240,7 @@ class SessionStore:
         path = self.root / session_id / WRITER_LOCK
         if not path.exists():
             return False
-        fd = _try_flock(path)
+        fd = try_lock(path)
         if fd is None:
             return True
         os.close(fd)
@@ -547,7 +252,7 @@ class SessionStore:
         """Remove a session (refused while a live process writes it)."""
         session_id = self.resolve(session_id)
         sdir = self.session_dir(session_id)
-        fd = _try_flock(sdir / WRITER_LOCK)
+        fd = try_lock(sdir / WRITER_LOCK)
         if fd is None:
             raise SessionBusy(f"session {session_id} is queued or running; cancel it first "
                               f"(`mmul-workbench engine` cancels through the TUI or stop)")
@@ -562,20 +267,19 @@ class SessionStore:
     def reopen(self, session_id: str) -> SessionWriter:
         """A writer that continues an abandoned session (its writer died); used by recovery."""
         session_id = self.resolve(session_id)
-        sdir = self.session_dir(session_id)
-        fd = _try_flock(sdir / WRITER_LOCK)
+        fd = try_lock(self.session_dir(session_id) / WRITER_LOCK)
         if fd is None:
             raise SessionBusy(f"session {session_id} is still being written by a live process")
         try:
             meta, tail = self._read_session_file(session_id)
-            tail_strings = [f'"{int(k)}":{_dumps(v)}' for k, v in tail.items()]
+            tail_strings = [f'"{int(k)}":{dumps(v)}' for k, v in tail.items()]
             next_seq = int(meta.get("last_seq", -1)) + 1
             if tail:
                 next_seq = max(next_seq, max(e["seq"] for e in tail.values()) + 1)
         except BaseException:
             os.close(fd)
             raise
-        return SessionWriter(self, session_id, dict(meta), next_seq=next_seq, tail=tail_strings, lock_fd=fd)
+        return self._writer(dict(meta), next_seq=next_seq, tail=tail_strings, lock_fd=fd)
 
     def recover_interrupted(self, message: str = "the engine stopped while this run was active") -> list[str]:
         """Mark sessions left queued/running by a dead writer as ``interrupted``; returns their ids.
@@ -598,7 +302,7 @@ class SessionStore:
                 continue
             if meta.get("state") not in ACTIVE_STATES:
                 if sid not in rows or rows[sid].get("state") != meta.get("state"):
-                    self._update_catalog(sid, _row_from_meta(meta))
+                    self._catalog_put(meta)
                 continue
             try:
                 writer = self.reopen(sid)

@@ -3,7 +3,7 @@
 ``FakeJobs`` is a stand-in for ``engine.jobs`` with the same contract (validate / run_job), used only
 by tests that exercise the daemon, the socket and the store rather than training: its runs take
 milliseconds per step and are deterministic. The daemon runs it through ``LAUNCH``, which puts it into
-``sys.modules["engine.jobs"]`` before starting the real ``engine.server``.
+``sys.modules["engine.jobs"]`` before starting the real ``engine.daemon``.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ ROOT = HERE.parent
 LAUNCH = (
     "import sys; sys.path.insert(0, {here!r}); sys.path.insert(0, {root!r});"
     "import sessions_fixtures as f; f.install_fake_jobs();"
-    "import engine.server as s; sys.exit(s.main())"
+    "import engine.daemon.server as s; sys.exit(s.main())"
 ).format(here=str(HERE), root=str(ROOT))
 
 

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -262,7 +261,7 @@ def test_cancel_running_and_queued_and_failures(home):
 
 
 def test_peer_of_another_uid_is_refused(tmp_path):
-    from engine.server import Engine
+    from engine.daemon.server import Engine
 
     async def go():
         engine = Engine(tmp_path, allowed_uid=os.getuid() + 1)
@@ -300,13 +299,14 @@ def test_stop_cancels_running_job_after_its_step(tmp_path):
 
         running, queued = asyncio.run(go())
         followed: dict = {}
+        subscribed = threading.Event()          # its first event came: the stop finds it subscribed
 
         def follower():
-            followed["state"] = follow(running, lambda e: None, home=tmp_path)
+            followed["state"] = follow(running, lambda e: subscribed.set(), home=tmp_path)
 
         thread = threading.Thread(target=follower)
         thread.start()
-        time.sleep(0.2)
+        assert subscribed.wait(timeout=10)
         result = run_cli(_cli(), ["engine", "stop", "--json"], env={"MMUL_HOME": str(tmp_path)})
         thread.join(timeout=10)
         assert followed["state"] == "cancelled"          # a follower sees the end, not a broken pipe
@@ -379,7 +379,7 @@ def test_long_home_uses_short_socket_and_product_entry_point(tmp_path, monkeypat
     paths = P.engine_paths()
     assert str(paths.socket).startswith(f"/tmp/mmul-{os.getuid()}-") and len(str(paths.socket)) < 100
     try:
-        ensure_engine_running()                # the real `python -m engine.server`
+        ensure_engine_running()                # the real `python -m engine.daemon`
         assert stat.S_IMODE(os.stat(paths.socket_dir).st_mode) == 0o700
         assert stat.S_IMODE(os.stat(paths.socket).st_mode) == 0o600
         status = engine_status()

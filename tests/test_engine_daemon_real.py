@@ -31,7 +31,7 @@ def test_real_job_through_the_daemon(tmp_path, monkeypatch, capsys):
     (tmp_path / "cache" / "originals").symlink_to(shared, target_is_directory=True)
     monkeypatch.setenv("MMUL_HOME", str(tmp_path))
     try:
-        start_engine(tmp_path)              # the product entry point: python -m engine.server
+        start_engine(tmp_path)              # the product entry point: python -m engine.daemon
         with pytest.raises(SpecRejected):
             submit_and_follow({**CHEAP, "method": "no-such-method"}, lambda e: None, home=tmp_path, start=False)
         seen = []

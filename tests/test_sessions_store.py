@@ -13,6 +13,7 @@ import time
 import pytest
 from tinydb import TinyDB
 
+from sessions.metric_names import flatten, nest
 from sessions.schema import SchemaMismatch, check_event
 from sessions.series import downsample, final_table, loss_series, tidy_rows
 from sessions.store import SessionBusy, SessionStore, UnknownSession
@@ -86,8 +87,22 @@ def test_segments_are_sealed_once_and_readers_stitch_them(tmp_path):
     assert len(store.events(sid)) == 106
 
 
+class ManualClock:
+    """A writer's clock whose monotonic time moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return self.now
+
+
 def test_flush_at_phase_boundary_and_on_time(tmp_path):
-    store = SessionStore(tmp_path, flush_interval=0.3)
+    clock = ManualClock()
+    store = SessionStore(tmp_path, flush_interval=0.05, clock=clock)
     writer = store.create(SPEC)
     sid = writer.session_id
     _steps(writer, 1)
@@ -95,8 +110,17 @@ def test_flush_at_phase_boundary_and_on_time(tmp_path):
     writer.emit("phase", name="eval")
     assert len(store.events(sid)) == 3              # a phase boundary flushes
     _steps(writer, 1)
-    wait_for(lambda: len(store.events(sid)) == 4, timeout=3)  # the background flush, with no more emits
-    wait_for(lambda: writer.stats["flushes"] >= 3, timeout=3)
+    clock.now += 0.03
+    _steps(writer, 1, start=1)
+    assert len(store.events(sid)) == 3              # not yet a flush interval since the last flush
+    clock.now += 0.03
+    _steps(writer, 1, start=2)
+    assert len(store.events(sid)) == 6              # the next emit after the interval flushes
+    _steps(writer, 1, start=3)
+    assert len(store.events(sid)) == 6
+    clock.now += 0.1
+    wait_for(lambda: writer.stats["flushes"] >= 4, timeout=3)  # the background flush, with no more emits
+    assert writer.stats["flushes"] == 4 and len(store.events(sid)) == 7
     writer.finish("cancelled", message="stopped")
     meta = store.get(sid)
     assert meta["state"] == "cancelled" and meta["message"] == "stopped"
@@ -302,6 +326,14 @@ def test_series_helpers():
     ys[500] = 1e6
     dx, dy = downsample(xs, ys, 100)
     assert len(dx) <= 100 and 1e6 in dy and dx == sorted(dx)
+
+
+def test_metric_names_flatten_and_nest_are_inverses():
+    nested = {"df_dr_auc": 0.5, "test": {"r_mean": 40.0, "txt_r1": 30.0}, "mia": {"auc": 0.6}}
+    flat = {"df_dr_auc": 0.5, "test.r_mean": 40.0, "test.txt_r1": 30.0, "mia.auc": 0.6}
+    assert flatten(nested) == flat and nest(flat) == nested and nest(flatten(nested)) == nested
+    assert flatten({"a": {"b": {"c": 1}}, "ok": True, "name": "x"}) == {"a.b.c": 1.0}
+    assert nest({"a.b.c": 1.0}) == {"a": {"b": {"c": 1.0}}}
 
 
 def test_plots_share_one_scale_and_leave_recall_at_k_to_the_tables():

@@ -16,18 +16,19 @@ from typing import Any, Optional
 
 import typer
 
+from sessions.files import atomic_write_text
+from sessions.metric_names import flatten
 from sessions.schema import SchemaMismatch
 from sessions.series import (
     CSV_COLUMNS,
     downsample,
     eval_series,
     final_table,
-    flatten,
     loss_series,
     request_series,
     tidy_rows,
 )
-from sessions.store import SessionBusy, SessionStore, UnknownSession, atomic_write_text
+from sessions.store import SessionBusy, SessionStore, UnknownSession
 
 sessions_app = typer.Typer(
     name="sessions",

@@ -2,7 +2,7 @@
 for ``run --engine``.
 
 Imports only the stdlib and ``sessions`` (never torch or textual); the daemon is started as
-``python -m engine.server`` in a new session, so nothing of ``engine`` is imported here.
+``python -m engine.daemon`` in a new session, so nothing of ``engine`` is imported here.
 """
 from __future__ import annotations
 
@@ -159,7 +159,7 @@ def start_engine(home: str | os.PathLike | None = None, timeout: float = 30.0,
 
     Returns ``{"started": bool, "pid", "socket", "log", "home"}``. Raises EngineStartError (naming
     the log file) when it does not come up within ``timeout`` seconds. ``command`` replaces
-    ``[sys.executable, "-m", "engine.server"]`` (tests use it to inject a job module)."""
+    ``[sys.executable, "-m", "engine.daemon"]`` (tests use it to inject a job module)."""
     paths = P.engine_paths(home)
     hello = ping(home)
     if hello is not None:
@@ -175,7 +175,7 @@ def start_engine(home: str | os.PathLike | None = None, timeout: float = 30.0,
         env["MMUL_HOME"] = str(paths.home)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_REPO_ROOT, env.get("PYTHONPATH")) if p)
         env.setdefault("PYTHONUNBUFFERED", "1")
-        argv = command or [sys.executable, "-m", "engine.server"]
+        argv = command or [sys.executable, "-m", "engine.daemon"]
         with open(paths.log, "ab") as log_file:
             os.chmod(paths.log, 0o600)
             proc = subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL, stdout=log_file,

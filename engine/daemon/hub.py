@@ -1,0 +1,155 @@
+"""Getting a session's events to its subscribers in order, with no gap and no duplicate.
+
+A ``Hub`` fans one live session's events out to the subscribers on the event loop. A
+``Subscription`` is one subscriber's stream: the stored events from ``from_seq``, then the hub's
+(or, for a session another process writes, the files as they grow), then one ``end`` message.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import traceback
+from collections.abc import Awaitable, Callable
+
+from sessions import protocol as P
+from sessions.schema import TERMINAL_STATES
+from sessions.store import SessionBusy, SessionStore, UnknownSession
+from sessions.writer import SessionWriter
+
+log = logging.getLogger("mmul.engine")
+
+HUB_KEEP = 4096          # recent events each live session keeps in memory (older ones are on disk)
+TAIL_POLL = 0.5          # seconds between disk polls when following a session another process writes
+
+
+class Hub:
+    """Fan-out of one live session's events to subscribers (lives on the event loop).
+
+    Invariant: every event with seq < ``start`` is on disk (flushed), so a subscriber replays
+    [from_seq, start) from the store and [start, ...) from here, with no gap and no duplicate."""
+
+    def __init__(self, writer: SessionWriter):
+        self.writer = writer
+        self.buf: collections.deque[dict] = collections.deque()
+        self.next_seq = writer.last_seq + 1
+        self.subscribers: set[asyncio.Queue] = set()
+        self.end_state: str | None = None
+
+    @property
+    def start(self) -> int:
+        return self.buf[0]["seq"] if self.buf else self.next_seq
+
+    def publish(self, event: dict) -> None:
+        self.buf.append(event)
+        self.next_seq = event["seq"] + 1
+        flushed = self.writer.flushed_seq
+        while len(self.buf) > HUB_KEEP and self.buf[0]["seq"] <= flushed:
+            self.buf.popleft()
+        for queue in self.subscribers:
+            queue.put_nowait(event)
+
+    def close(self, state: str) -> None:
+        self.end_state = state
+        for queue in self.subscribers:
+            queue.put_nowait(None)
+
+
+class Subscription:
+    """Subscription ``sub`` of one connection to ``session``, from ``from_seq`` on.
+
+    Made on the event loop while the hub is still open: joining the hub there is atomic (everything
+    before ``start`` is on disk, the snapshot covers [start, next_seq), the queue gets the rest)."""
+
+    def __init__(self, sub: int, session: str, from_seq: int, hub: Hub | None, store: SessionStore,
+                 send: Callable[[dict], Awaitable[None]]):
+        self.sub = sub
+        self.session = session
+        self.store = store
+        self.send_message = send
+        self.hub = hub
+        self.expected = from_seq
+        self.queue: asyncio.Queue | None = None
+        self.snapshot: list[dict] = []
+        self.start = 0
+        if hub is not None:
+            self.queue = asyncio.Queue()
+            hub.subscribers.add(self.queue)
+            self.snapshot = list(hub.buf)
+            self.start = hub.start
+
+    async def run(self) -> None:
+        """Stream until the session ends (or the client goes away); always ends with ``end``."""
+        sub, session = self.sub, self.session
+        try:
+            if self.hub is not None:
+                state = await self._stream_live()
+            else:
+                state = await self._stream_stored()
+            await self.send_message({"type": "end", "sub": sub, "session": session, "state": state})
+        except asyncio.CancelledError:
+            raise
+        except (ConnectionError, RuntimeError):
+            pass
+        except UnknownSession as exc:
+            await self.send_message({"type": "end", "sub": sub, "session": session, "state": "deleted",
+                                     "message": str(exc)})
+        except Exception:
+            log.error("subscription %d to %s failed:\n%s", sub, session, traceback.format_exc())
+
+    async def _send(self, events: list[dict]) -> None:
+        events = [e for e in events if e["seq"] >= self.expected]
+        for i in range(0, len(events), P.EVENT_BATCH):
+            chunk = events[i:i + P.EVENT_BATCH]
+            if chunk[0]["seq"] != self.expected:
+                log.error("subscription %d to %s: gap at %d (got %d)", self.sub, self.session, self.expected,
+                          chunk[0]["seq"])
+            await self.send_message({"type": "events", "sub": self.sub, "session": self.session,
+                                     "events": chunk})
+            self.expected = chunk[-1]["seq"] + 1
+
+    async def _stream_live(self) -> str:
+        hub, queue = self.hub, self.queue
+        assert hub is not None and queue is not None
+        try:
+            if self.expected < self.start:
+                stored = await asyncio.to_thread(self.store.events, self.session, self.expected)
+                await self._send([e for e in stored if e["seq"] < self.start])
+            await self._send(self.snapshot)
+            while True:
+                item = await queue.get()
+                batch = []
+                while item is not None:
+                    batch.append(item)
+                    if queue.empty():
+                        item = False
+                        break
+                    item = queue.get_nowait()
+                if batch:
+                    await self._send(batch)
+                if item is None:
+                    break
+        finally:
+            hub.subscribers.discard(queue)
+        return hub.end_state or "unknown"
+
+    async def _stream_stored(self) -> str:
+        """Replay a stored session; follow it on disk while another live process writes it."""
+        store, session = self.store, self.session
+        while True:
+            live = await asyncio.to_thread(store.is_live, session)
+            meta = await asyncio.to_thread(store.get, session)   # read before the events: they
+            await self._send(await asyncio.to_thread(store.events, session, self.expected))  # are a superset
+            if meta["state"] in TERMINAL_STATES:
+                return meta["state"]
+            if not live:
+                # its writer (a headless run) died: mark it interrupted, as engine start would
+                try:
+                    writer = await asyncio.to_thread(store.reopen, session)
+                    await asyncio.to_thread(writer.finish, "interrupted",
+                                            None, "the process writing this run died")
+                    log.info("session %s: its writer died; marked interrupted", session)
+                except SessionBusy:
+                    pass
+                continue
+            await asyncio.sleep(TAIL_POLL)

@@ -1,0 +1,176 @@
+"""The handlers of the protocol's ops (``sessions.protocol.OPS``), one small function each.
+
+A handler gets the daemon, the client connection, the request id and the request's checked fields,
+and returns the reply. ``Daemon`` and ``Client`` say what a handler may use of the server and of
+the connection.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from typing import Any, Protocol
+
+from engine.daemon.hub import Subscription
+from engine.daemon.queue import Queues
+from sessions import protocol as P
+from sessions.schema import SCHEMA_VERSION, TERMINAL_STATES
+from sessions.store import SessionStore, UnknownSession
+
+log = logging.getLogger("mmul.engine")
+
+
+class Daemon(Protocol):
+    """What a handler may use of the server (``server.Engine``)."""
+
+    paths: P.EnginePaths
+    store: SessionStore
+    queues: Queues
+    started: float
+    stopping: bool
+    sub_ids: Iterator[int]
+
+    def request_stop(self) -> None: ...
+
+
+class Client(Protocol):
+    """What a handler may use of the client's connection (``connection.Connection``)."""
+
+    greeted: bool
+
+    async def send(self, message: dict) -> None: ...
+
+    def add_subscription(self, sub: int, stream: Coroutine[Any, Any, None]) -> None: ...
+
+    def cancel_subscription(self, sub: int) -> bool: ...
+
+
+async def hello(daemon: Daemon, conn: Client, rid: Any, protocol: int, schema: int | None = None,
+                client: str | None = None) -> dict:
+    if protocol != P.PROTOCOL_VERSION or (schema is not None and schema != SCHEMA_VERSION):
+        return P.error(rid, P.VERSION_MISMATCH,
+                       f"engine speaks protocol {P.PROTOCOL_VERSION} / schema {SCHEMA_VERSION}, client "
+                       f"sent {protocol} / {schema}; restart the engine with this mmul-workbench "
+                       f"(`mmul-workbench engine stop && mmul-workbench engine start`)")
+    conn.greeted = True
+    return P.ok(rid, protocol=P.PROTOCOL_VERSION, schema=SCHEMA_VERSION, pid=os.getpid(),
+                started=daemon.started, home=str(daemon.paths.home))
+
+
+async def submit(daemon: Daemon, conn: Client, rid: Any, spec: dict, name: str | None = None) -> dict:
+    if daemon.stopping:
+        return P.error(rid, P.SHUTTING_DOWN, "the engine is stopping; start it again and resubmit")
+    from engine.errors import SpecError
+
+    try:
+        jobs = await asyncio.to_thread(daemon.queues.jobs_module)
+        normal = await asyncio.to_thread(jobs.validate, spec)
+    except SpecError as exc:
+        return P.error(rid, P.BAD_SPEC, str(exc).splitlines()[0] if str(exc) else "bad run spec")
+    except Exception as exc:
+        log.error("validate failed:\n%s", traceback.format_exc())
+        return P.error(rid, P.INTERNAL, f"could not validate the spec: {type(exc).__name__}: {exc}"
+                       .splitlines()[0])
+    if not isinstance(normal, dict):
+        return P.error(rid, P.INTERNAL, "validate() did not return a spec")
+    device = await asyncio.to_thread(jobs.queue_device, normal)
+    writer = await asyncio.to_thread(daemon.store.create, normal, name, state="queued")
+    job, position = daemon.queues.enqueue(normal, device, writer)
+    return P.ok(rid, session=job.session, device=device, position=position, state="queued")
+
+
+async def cancel(daemon: Daemon, conn: Client, rid: Any, session: str) -> dict:
+    try:
+        session = daemon.store.resolve(session)
+    except UnknownSession as exc:
+        return P.error(rid, P.UNKNOWN_SESSION, str(exc))
+    job = daemon.queues.jobs.get(session)
+    if job is None or job.state in TERMINAL_STATES or job.writer.closed:
+        state = (job.state if job else None) or _stored_state(daemon.store, session)
+        return P.error(rid, P.NOT_CANCELLABLE, f"session {session} is {state}, not queued or running")
+    if daemon.queues.stop(job, "cancelled by request"):
+        await asyncio.to_thread(daemon.queues.finish_unstarted, job)
+        return P.ok(rid, session=session, state="cancelled")
+    return P.ok(rid, session=session, state="cancelling")
+
+
+def _stored_state(store: SessionStore, session: str) -> str:
+    try:
+        return store.get(session)["state"]
+    except (UnknownSession, ValueError):
+        return "unknown"
+
+
+async def list_sessions(daemon: Daemon, conn: Client, rid: Any, state: str | None = None) -> dict:
+    rows = await asyncio.to_thread(daemon.store.list, state)
+    for row in rows:
+        job = daemon.queues.jobs.get(row["id"])
+        if job is not None and job.state == "running":
+            row["step"] = job.last_step
+    return P.ok(rid, sessions=rows)
+
+
+async def status(daemon: Daemon, conn: Client, rid: Any, session: str | None = None) -> dict:
+    if session is None:
+        paths = daemon.paths
+        return P.ok(rid, pid=os.getpid(), started=daemon.started, uptime=time.time() - daemon.started,
+                    home=str(paths.home), socket=str(paths.socket), log=str(paths.log),
+                    protocol=P.PROTOCOL_VERSION, schema=SCHEMA_VERSION, devices=daemon.queues.devices(),
+                    stopping=daemon.stopping)
+    try:
+        session = daemon.store.resolve(session)
+        meta = await asyncio.to_thread(daemon.store.get, session)
+    except UnknownSession as exc:
+        return P.error(rid, P.UNKNOWN_SESSION, str(exc))
+    job = daemon.queues.jobs.get(session)
+    info = {k: meta.get(k) for k in ("id", "name", "state", "spec", "created", "updated", "summary",
+                                     "message", "last_seq")}
+    if job is not None:
+        info["state"] = job.state
+        info["step"] = job.last_step
+        info["device"] = job.device
+        hub = daemon.queues.hubs.get(session)
+        if hub is not None:
+            info["last_seq"] = hub.next_seq - 1
+    return P.ok(rid, session=info)
+
+
+async def heartbeat(daemon: Daemon, conn: Client, rid: Any) -> dict:
+    return P.ok(rid, ts=time.time(), jobs=daemon.queues.active_count(), stopping=daemon.stopping)
+
+
+async def shutdown(daemon: Daemon, conn: Client, rid: Any) -> dict:
+    devices = daemon.queues.devices().values()
+    running = [d["running"] for d in devices if d["running"] is not None]
+    queued = [session for d in devices for session in d["queued"]]
+    daemon.request_stop()
+    return P.ok(rid, pid=os.getpid(), stopping=True, running=running, queued=queued)
+
+
+async def subscribe(daemon: Daemon, conn: Client, rid: Any, session: str, from_seq: int = 0) -> dict:
+    try:
+        session = daemon.store.resolve(session)
+    except UnknownSession as exc:
+        return P.error(rid, P.UNKNOWN_SESSION, str(exc))
+    sub = next(daemon.sub_ids)
+    subscription = Subscription(sub, session, from_seq, daemon.queues.hubs.get(session), daemon.store,
+                                conn.send)
+    conn.add_subscription(sub, subscription.run())
+    return P.ok(rid, sub=sub, session=session)
+
+
+async def unsubscribe(daemon: Daemon, conn: Client, rid: Any, sub: int) -> dict:
+    if not conn.cancel_subscription(sub):
+        return P.error(rid, P.BAD_REQUEST, f"no subscription {sub} on this connection")
+    return P.ok(rid, sub=sub)
+
+
+Handler = Callable[..., Awaitable[dict]]
+
+HANDLERS: dict[str, Handler] = {
+    "hello": hello, "submit": submit, "cancel": cancel, "list": list_sessions, "status": status,
+    "heartbeat": heartbeat, "shutdown": shutdown, "subscribe": subscribe, "unsubscribe": unsubscribe,
+}

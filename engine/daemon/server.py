@@ -1,0 +1,208 @@
+"""The engine daemon's lifecycle: its files, the single-instance lock, start (recovering sessions a
+dead engine left running, cleaning its stale socket), the accept loop, heartbeats, shutdown, ``main``.
+
+Started detached by ``mmul-workbench engine start`` (or by the TUI / ``run --engine``)::
+
+    subprocess.Popen([sys.executable, "-m", "engine.daemon"], start_new_session=True,
+                     stdin=DEVNULL, stdout=log, stderr=log)
+
+Files (see ``sessions.protocol.engine_paths``): ``$MMUL_HOME/engine/engine.lock`` (flock: one engine
+per home), ``engine.pid``, ``engine.log``, and the socket ``engine/run/engine.sock`` (dir 0700,
+socket 0600; peers of another uid are refused via SO_PEERCRED).
+
+On start it marks sessions left queued/running by a dead engine as ``interrupted``. SIGTERM or the
+``shutdown`` op stops it gracefully: queued jobs are cancelled, each running job is asked to stop
+and ends its current step (``cancelled``), everything is flushed, then the files are removed.
+
+The daemon imports no torch: ``engine.jobs`` is imported when the first spec is validated, and
+torch only inside the job.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fcntl
+import itertools
+import logging
+import os
+import signal
+import socket
+import struct
+import sys
+import time
+import traceback
+
+from engine.daemon.connection import Connection
+from engine.daemon.queue import Queues
+from sessions import protocol as P
+from sessions.schema import SCHEMA_VERSION
+from sessions.store import SessionStore
+
+log = logging.getLogger("mmul.engine")
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The uid of the process at the other end of a Unix socket (Linux SO_PEERCRED), or None."""
+    opt = getattr(socket, "SO_PEERCRED", None)
+    if opt is None:
+        return None
+    creds = sock.getsockopt(socket.SOL_SOCKET, opt, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return uid
+
+
+class Engine:
+    """One engine serving one $MMUL_HOME (the ``ops.Daemon`` its request handlers see)."""
+
+    def __init__(self, home: str | os.PathLike | None = None, *, allowed_uid: int | None = None):
+        self.paths = P.engine_paths(home)
+        self.store = SessionStore(self.paths.home)
+        self.allowed_uid = os.getuid() if allowed_uid is None else allowed_uid
+        self.queues = Queues()
+        self.started = time.time()
+        self.sub_ids = itertools.count(1)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.server: asyncio.AbstractServer | None = None
+        self.stopping = False
+        self.stopped: asyncio.Event | None = None
+        self.connections: set[Connection] = set()
+        self._lock_fd: int | None = None
+
+    def acquire_lock(self) -> bool:
+        P.private_dir(self.paths.dir)
+        fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._lock_fd = fd
+        return True
+
+    async def start(self) -> None:
+        self.loop = self.queues.loop = asyncio.get_running_loop()
+        self.stopped = asyncio.Event()
+        recovered = await asyncio.to_thread(self.store.recover_interrupted)
+        for sid in recovered:
+            log.info("session %s was active when a previous engine died: marked interrupted", sid)
+        P.private_dir(self.paths.socket_dir)
+        if self.paths.socket.exists() or self.paths.socket.is_symlink():
+            self.paths.socket.unlink()  # stale: we hold the lock, so no engine owns it
+        old_umask = os.umask(0o177)
+        try:
+            self.server = await asyncio.start_unix_server(
+                self.handle, path=str(self.paths.socket), limit=P.MAX_LINE + 1)
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.paths.socket, 0o600)
+        tmp = self.paths.pid.with_name("engine.pid.partial")
+        tmp.write_text(f"{os.getpid()}\n")
+        os.replace(tmp, self.paths.pid)
+        self.loop.create_task(self._heartbeats())
+        log.info("engine %d serving on %s (protocol %d, schema %d)", os.getpid(), self.paths.socket,
+                 P.PROTOCOL_VERSION, SCHEMA_VERSION)
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        assert self.stopped is not None
+        await self.stopped.wait()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = Connection(self, reader, writer)
+        sock = writer.get_extra_info("socket")
+        try:
+            uid = peer_uid(sock) if sock is not None else None
+        except OSError:
+            uid = None
+        if uid is not None and uid != self.allowed_uid:
+            log.warning("refused a connection from uid %s", uid)
+            await conn.send(P.error(None, P.PERMISSION_DENIED, "this engine serves only its own user"))
+            writer.close()
+            return
+        self.connections.add(conn)
+        try:
+            await conn.serve()
+        finally:
+            self.connections.discard(conn)
+            conn.cancel_subscriptions()
+            writer.close()
+
+    def request_stop(self) -> None:
+        if not self.stopping:
+            self.stopping = True
+            assert self.loop is not None
+            self.loop.create_task(self._shutdown())
+
+    async def _shutdown(self) -> None:
+        log.info("shutting down: cancelling queued jobs, stopping running ones after their current step")
+        if self.server is not None:
+            self.server.close()
+        await self.queues.close()
+        # let the jobs' last events and their "end" reach subscribers (stored-session followers of
+        # another process's run would wait forever: give up on them after a moment)
+        streams = [t for c in self.connections for t in c.subscriptions.values()]
+        if streams:
+            await asyncio.wait(streams, timeout=2.0)
+        for conn in list(self.connections):
+            conn.writer.close()
+        self.cleanup_files()
+        assert self.stopped is not None
+        self.stopped.set()
+
+    def cleanup_files(self) -> None:
+        for path in (self.paths.socket, self.paths.pid):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    async def _heartbeats(self) -> None:
+        while not self.stopping:
+            await asyncio.sleep(P.HEARTBEAT_INTERVAL)
+            line = P.encode({"type": "heartbeat", "ts": time.time(), "jobs": self.queues.active_count()})
+            for conn in list(self.connections):
+                try:
+                    conn.writer.write(line)
+                except Exception:
+                    pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine.daemon",
+                                     description="mmul-workbench engine daemon (use `mmul-workbench engine start`)")
+    parser.add_argument("--home", help="$MMUL_HOME to serve (default: the environment's)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s [%(process)d] %(message)s")
+    engine = Engine(args.home)
+    if not engine.acquire_lock():
+        pid = _read_pid(engine.paths.pid)
+        print(f"engine already running for {engine.paths.home}" + (f" (pid {pid})" if pid else ""),
+              file=sys.stderr)
+        return 0
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, engine.request_stop)
+        await engine.serve_forever()
+
+    try:
+        asyncio.run(run())
+    except Exception:
+        log.error("engine crashed:\n%s", traceback.format_exc())
+        engine.cleanup_files()
+        return 1
+    log.info("engine %d stopped", os.getpid())
+    return 0
+
+
+def _read_pid(path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None

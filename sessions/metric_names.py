@@ -1,0 +1,33 @@
+"""Metric names: flat in events, nested in summaries.
+
+An ``eval`` event's metrics are flat, dotted names (``{"test.r_mean": 52.0, "df_dr_auc": 0.9}``, see
+``sessions.schema``); a run's summary and result document nest them by the dots
+(``{"test": {"r_mean": 52.0}, "df_dr_auc": 0.9}``). ``flatten`` and ``nest`` convert between the two:
+``nest(flatten(x)) == x`` for nested numeric metrics whose keys hold no dot.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, float]:
+    """``{"test": {"r_mean": 1}}`` -> ``{"test.r_mean": 1.0}``; keeps numbers only."""
+    out: dict[str, float] = {}
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            out.update(flatten(sub, f"{prefix}.{key}" if prefix else str(key)))
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        out[prefix] = float(value)
+    return out
+
+
+def nest(flat: Mapping[str, Any]) -> dict:
+    """``{"test.r_mean": x, "df_dr_auc": y}`` -> ``{"test": {"r_mean": x}, "df_dr_auc": y}``."""
+    nested: dict = {}
+    for name, value in flat.items():
+        *heads, last = name.split(".")
+        node = nested
+        for head in heads:
+            node = node.setdefault(head, {})
+        node[last] = value
+    return nested
