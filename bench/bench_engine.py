@@ -35,43 +35,49 @@ def main() -> None:
     from engine.loop import BatchStream, LoopConfig, build_optimizer, run_loop
     from engine.methods.multidelete import MultiDelete
     from engine.methods.retrain import Retrain
-    from engine.protocols.single import ImageTextRun
+    from engine.protocols.originals import original_dir as cached_original
+    from engine.protocols.originals import resolve_device
+    from engine.tasks.retrieval import Retrieval
+    from sessions.paths import cache_dir
 
     def quiet(*_args, **_fields):
         return None
 
     spec = specs.validate({"method": "multidelete", "model": args.model, "data": args.data, "device": args.device,
                            "seed": args.seed, "deletion": {"strategy": "random", "n": args.delete, "seed": args.seed}})
-    run = ImageTextRun(spec, quiet, lambda: False)
-    original_dir = str(run.original_dir())
+    device = resolve_device(spec["device"])
+    task = Retrieval(spec, quiet, lambda: False, cache_dir())
+    units = task.forget_units()
+    original_dir = str(cached_original(task, spec, device, quiet, lambda: False, cache_dir()))
     params = spec["params"]
 
     def sync():
-        if run.device.type == "cuda":
+        if device.type == "cuda":
             torch.cuda.synchronize()
 
     # 1. Retrain (recipe: starting weights, Dr only) against MultiDelete (defaults)
-    base = run.load(spec["model"])
-    splits = run.splits(base)
-    recipe = run.recipe
+    base = task.load(spec["model"], device)
+    task.prepare(base)
+    forget_set, retain_set = task.encode(base, units, False), task.retain_set(base, False)
+    recipe = task.recipe
     sync()
-    retrain = run_loop(Retrain({}, base), None, splits.retain,
+    retrain = run_loop(Retrain({}, base), None, retain_set,
                        LoopConfig(lr=recipe["lr"], epochs=recipe["epochs"], iterates="retain",
                                   retain_batch_size=recipe["batch_size"], seed=args.seed, phase="retrain"), quiet)
-    model = run.load(original_dir)
+    model = task.load(original_dir, device)
     method = MultiDelete(params, model, model.frozen_copy())
     config = LoopConfig(lr=recipe["unlearn_lr"], epochs=specs.METHODS["multidelete"].epochs, iterates="forget",
                         forget_batch_size=params["batch_size"], retain_batch_size=params["retain_batch_size"],
                         seed=args.seed)
     sync()
-    unlearn = run_loop(method, splits.forget, splits.retain, config, quiet)
+    unlearn = run_loop(method, forget_set, retain_set, config, quiet)
 
     # 2. the same MultiDelete steps in a bare loop: no events, schedule, clipping or checks
-    model = run.load(original_dir)
+    model = task.load(original_dir, device)
     method = MultiDelete(params, model, model.frozen_copy())
     generator = torch.Generator().manual_seed(args.seed)
-    forget = BatchStream(splits.forget, config.forget_batch_size, generator, run.device)
-    retain = BatchStream(splits.retain, config.retain_batch_size, generator, run.device)
+    forget = BatchStream(forget_set, config.forget_batch_size, generator, device)
+    retain = BatchStream(retain_set, config.retain_batch_size, generator, device)
     trainable = method.trainable_parameters()
     optimizer = build_optimizer(trainable, config.lr, config.weight_decay)
     model.model.train()
@@ -85,7 +91,7 @@ def main() -> None:
     sync()
     bare_seconds = time.perf_counter() - started
 
-    print(f"device: {run.device}; model {args.model}; data {args.data}; |Df| = {len(splits.forget.unit_ids)} units")
+    print(f"device: {device}; model {args.model}; data {args.data}; |Df| = {len(forget_set.unit_ids)} units")
     print(f"retrain:     {retrain.steps:6d} steps {retrain.seconds:8.2f} s")
     print(f"multidelete: {unlearn.steps:6d} steps {unlearn.seconds:8.2f} s")
     print(f"bare loop:   {unlearn.steps:6d} steps {bare_seconds:8.2f} s")

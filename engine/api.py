@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Callable
 
 from engine.errors import SpecError
 from engine.jobs import run_job, validate
-from engine.spec import PEOPLE_WORLDS, WORLD_SEED, WORLDS
+from engine.spec import PEOPLE_WORLDS, WORLDS
 
 __all__ = ["DeletionPreview", "export_world", "preview_deletion", "run_job", "validate"]
 
@@ -22,11 +21,11 @@ _worlds_lock = threading.Lock()
 
 def cached_world(name: str):
     """A built-in image-text world, built once per process (previews ask for it on every keystroke)."""
-    from engine.data.registry import load_world
+    from engine.data.registry import load_data
 
     with _worlds_lock:
         if name not in _worlds:
-            _worlds[name] = load_world(name)
+            _worlds[name] = load_data(name)
         return _worlds[name]
 
 
@@ -65,8 +64,9 @@ def export_world(world: str, fmt: str, directory: Path) -> list[Path]:
         from engine.data.flickr30k import write_flickr30k
 
         return write_flickr30k(cached_world(world), directory)
-    from engine.data.people import build_people_world, export_people
+    from engine.data.people import export_people
+    from engine.data.registry import load_data
 
-    return export_people(build_people_world(world, seed=WORLD_SEED), fmt, directory)
+    return export_people(load_data(world), fmt, directory)
 
 

@@ -7,7 +7,7 @@ from engine import spec as specs
 
 
 def validate(spec: dict) -> dict:
-    """A normalised run spec, or SpecError with one line saying what is wrong."""
+    """A normalised run spec, or SpecError with one line saying what is wrong (and which field)."""
     if isinstance(spec, dict) and spec.get("kind") == "pulse":
         return specs.validate_pulse(spec)
     return specs.validate(spec)
@@ -26,11 +26,7 @@ def queue_device(spec: dict) -> str:
 
 def run_job(spec: dict, writer, should_stop: Callable[[], bool], original_metrics: dict | None = None) -> dict:
     """Run a validated spec, emitting events through `writer.emit`; returns the result document."""
-    if spec.get("kind") == "pulse":
-        from engine.protocols.pulse import run_pulse
+    from engine.protocols.requests import run_requests
 
-        return run_pulse(spec, writer.emit, should_stop, session_id=getattr(writer, "session_id", None))
-    from engine.protocols.single import run_single
-
-    return run_single(spec, writer.emit, should_stop, session_id=getattr(writer, "session_id", None),
-                      original_metrics=original_metrics)
+    return run_requests(spec, writer.emit, should_stop, session_id=getattr(writer, "session_id", None),
+                        original_metrics=original_metrics)

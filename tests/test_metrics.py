@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from engine.metrics.auc import df_dr_auc, dr_chunks
-from engine.metrics.evaluate import nest
+from sessions.metric_names import nest
 from engine.metrics.mia import membership_inference
 from engine.metrics.retrieval import recall_at_k
 

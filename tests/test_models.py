@@ -19,8 +19,8 @@ def world():
 def test_tiny_model_round_trip_and_contract(tmp_path, world, name, cls):
     directory = tiny_model_dir(name, world, seed=3, cache=tmp_path)
     assert json.loads((directory / "config.json").read_text())["architectures"] == [cls]
-    adapter = load_adapter(str(directory), world, seed=3, cache=tmp_path)  # the path a real checkpoint takes
-    again = load_adapter(name, world, seed=3, cache=tmp_path)
+    adapter = load_adapter(str(directory), world, seed=3, cache=tmp_path, task="retrieval")  # the path a real checkpoint takes
+    again = load_adapter(name, world, seed=3, cache=tmp_path, task="retrieval")
     for a, b in zip(adapter.model.parameters(), again.model.parameters()):
         assert torch.equal(a, b)
     # every word of the world is in the offline tokenizer's vocabulary
@@ -45,10 +45,10 @@ def test_not_an_image_text_checkpoint(tmp_path, world):
     directory = tmp_path / "gpt"
     directory.mkdir()
     (directory / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
-    with pytest.raises(SpecError, match="image-text runs need a BLIP"):
-        load_adapter(str(directory), world, seed=0, cache=tmp_path)
+    with pytest.raises(SpecError, match="is a .gpt2. checkpoint; the workbench loads blip, clip, llava"):
+        load_adapter(str(directory), world, seed=0, cache=tmp_path, task="retrieval")
 
 
 def test_missing_checkpoint(tmp_path, world):
     with pytest.raises(SpecError, match="could not be loaded"):
-        load_adapter(str(tmp_path / "nothing"), world, seed=0, cache=tmp_path)
+        load_adapter(str(tmp_path / "nothing"), world, seed=0, cache=tmp_path, task="retrieval")

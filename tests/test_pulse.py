@@ -102,8 +102,8 @@ def test_pulse_end_to_end_through_the_cli(home):
     store = SessionStore(home)
     assert store.get(document["session"])["state"] == "finished"
     events = store.events(document["session"])
-    evals = [e for e in events if e["kind"] == "eval" and e.get("split") == "request"]
-    assert [e["request"] for e in evals] == [0, 1, 2]
+    evals = [e for e in events if e["kind"] == "eval" and e.get("split") in ("before", "after")]
+    assert [(e["split"], e.get("request")) for e in evals] == [("before", None), ("after", 1), ("after", 2)]
     assert {"forget.image", "forget.text", "retain.image", "retain.text", "mmbench",
             "mmbench_retention"} <= set(evals[-1]["metrics"])
     assert {e.get("request") for e in events if e["kind"] == "step" and e["phase"] == "unlearn"} == {1, 2}
@@ -111,12 +111,12 @@ def test_pulse_end_to_end_through_the_cli(home):
 
 @pytest.mark.parametrize("method", ["ga_klr", "npo", "multidelete"])
 def test_every_lmm_method_runs_a_sequence(home, method):
-    from engine.protocols.pulse import run_pulse
+    from engine.protocols.requests import run_requests
 
     events = []
     normal = validate_pulse(spec(method=method, device="cpu", knowledge="finetuned",
                                  params={"epochs": 1, "update": "proj+llm" if method == "npo" else "llm"}))
-    document = run_pulse(normal, lambda kind, **fields: events.append((kind, fields)), lambda: False)
+    document = run_requests(normal, lambda kind, **fields: events.append((kind, fields)), lambda: False)
     assert len(document["requests"]) == 2 and document["update"] == normal["params"]["update"]
     assert all(k in document["requests"][0]["forget"] for k in ("image", "text"))
     steps = [f for k, f in events if k == "step" and f["phase"] == "unlearn"]

@@ -8,18 +8,21 @@ class Method:
     """`losses(forget, retain)` returns {"total": t, term: t, ...}; the loop logs every term.
 
     `model` is the adapter being trained (f'), `original` a frozen copy of the model before this
-    request (f), present when `needs_original` is set.
+    request (f), present when `needs_original` is set; `generator` the CPU generator for its draws.
     """
 
     uses_forget = False
     uses_retain = False
     needs_original = False
     starts_from = "original"  # or "init": the starting weights before the original was trained
+    reads_unimodal = False  # its batches must carry the text-only view (f_T of an LMM's question)
 
-    def __init__(self, params: dict, model, original=None):
+    def __init__(self, params: dict, model, original=None, generator: torch.Generator | None = None):
         self.params = params
         self.model = model
         self.original = original
+        # the method's own random draws (permutations, noise): seeded by the run, never the global RNG
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return self.model.parameter_groups()["all"]

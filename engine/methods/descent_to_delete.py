@@ -39,4 +39,5 @@ class DescentToDelete(Method):
             raise ValueError("Descent-to-Delete needs --weight-decay > 0 (it is the strong-convexity constant)")
         self.sigma = sigma
         for parameter in self.trainable_parameters():
-            parameter.add_(torch.randn_like(parameter) * sigma)
+            noise = torch.randn(parameter.shape, generator=self.generator, dtype=parameter.dtype)
+            parameter.add_(noise.to(parameter.device) * sigma)

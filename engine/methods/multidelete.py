@@ -43,12 +43,13 @@ class MultiDelete(Method):
     uses_forget = True
     uses_retain = True
     needs_original = True
+    reads_unimodal = True
 
     def trainable_parameters(self):
         return self.model.parameter_groups()[self.params["train"]]
 
     def decoupling_loss(self, forget: dict) -> torch.Tensor:
-        pi = decoupling_permutation(forget["image_index"])
+        pi = decoupling_permutation(forget["image_index"], self.generator)
         target_on = self.params["md_on"] if hasattr(self.model, "similarity") else "fused"  # LMMs: fused only
         loss = torch.zeros((), device=forget["input_ids"].device)
         if target_on in ("fused", "both"):

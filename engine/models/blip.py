@@ -6,16 +6,54 @@ reads). Pair score = ITM match probability; ranking = ITC similarity re-ranked b
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
-from engine.models.base import ITC_TEMPERATURE, ImageTextAdapter, contrastive_loss, positive_mask
+from engine.models.base import (
+    ITC_TEMPERATURE,
+    TINY_HIDDEN,
+    TINY_SPECIAL_IDS,
+    ImageTextAdapter,
+    contrastive_loss,
+    positive_mask,
+    tiny_vision_config,
+)
+from engine.models.tokenizer import build_word_tokenizer
 
 RERANK_TOP_K = 16
 
 
 class BlipRetrievalAdapter(ImageTextAdapter):
     family = "blip"
+
+    @staticmethod
+    def model_class():
+        from transformers import BlipForImageTextRetrieval
+
+        return BlipForImageTextRetrieval
+
+    @classmethod
+    def build_tiny(cls, vocabulary: list[str], image_size: int, seed: int, directory: Path) -> None:
+        """BlipForImageTextRetrieval with hidden 64, 2 vision + 2 text layers, patch 8."""
+        from transformers import BlipConfig, BlipImageProcessorPil
+
+        tokenizer = build_word_tokenizer(vocabulary)
+        config = BlipConfig(
+            text_config=dict(vocab_size=len(tokenizer), hidden_size=TINY_HIDDEN, encoder_hidden_size=TINY_HIDDEN,
+                             intermediate_size=2 * TINY_HIDDEN, num_hidden_layers=2, num_attention_heads=2,
+                             max_position_embeddings=64, sep_token_id=3, **TINY_SPECIAL_IDS),
+            vision_config=dict(tiny_vision_config(image_size), initializer_range=0.02),
+            image_text_hidden_size=TINY_HIDDEN,
+            projection_dim=TINY_HIDDEN,
+        )
+        torch.manual_seed(seed)
+        model = cls.model_class()(config)
+        processor = BlipImageProcessorPil(size={"height": image_size, "width": image_size},
+                                          image_mean=[0.5] * 3, image_std=[0.5] * 3)
+        for part in (model, tokenizer, processor):
+            part.save_pretrained(directory)
 
     def parameter_groups(self):
         m = self.model

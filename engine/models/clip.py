@@ -8,14 +8,51 @@ Pair score = cosine of the pair; ranking = cosine.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
-from engine.models.base import ITC_TEMPERATURE, ImageTextAdapter, contrastive_loss
+from engine.models.base import (
+    ITC_TEMPERATURE,
+    TINY_HIDDEN,
+    TINY_SPECIAL_IDS,
+    ImageTextAdapter,
+    contrastive_loss,
+    tiny_vision_config,
+)
+from engine.models.tokenizer import build_word_tokenizer
 
 
 class ClipAdapter(ImageTextAdapter):
     family = "clip"
+
+    @staticmethod
+    def model_class():
+        from transformers import CLIPModel
+
+        return CLIPModel
+
+    @classmethod
+    def build_tiny(cls, vocabulary: list[str], image_size: int, seed: int, directory: Path) -> None:
+        """CLIPModel with hidden 64, 2 vision + 2 text layers, patch 8."""
+        from transformers import CLIPConfig, CLIPImageProcessorPil
+
+        tokenizer = build_word_tokenizer(vocabulary)
+        config = CLIPConfig(
+            text_config=dict(vocab_size=len(tokenizer), hidden_size=TINY_HIDDEN, intermediate_size=2 * TINY_HIDDEN,
+                             num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=64,
+                             **TINY_SPECIAL_IDS),
+            vision_config=tiny_vision_config(image_size),
+            projection_dim=TINY_HIDDEN,
+        )
+        torch.manual_seed(seed)
+        model = cls.model_class()(config)
+        processor = CLIPImageProcessorPil(size={"shortest_edge": image_size},
+                                          crop_size={"height": image_size, "width": image_size},
+                                          image_mean=[0.5] * 3, image_std=[0.5] * 3)
+        for part in (model, tokenizer, processor):
+            part.save_pretrained(directory)
 
     def parameter_groups(self):
         m = self.model

@@ -32,6 +32,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from engine.models.base import AdapterBase
+
 IMAGE_TOKEN = "<image>"
 IMAGE_PROMPT = "USER: <image>\n{question} ASSISTANT:"
 TEXT_PROMPT = "USER: {question} ASSISTANT:"
@@ -101,15 +103,28 @@ def answer_positions(labels: torch.Tensor):
     return order, targets, mask
 
 
-class LlavaAdapter:
-    """Wraps a LlavaForConditionalGeneration (possibly with LoRA layers injected by peft) and its processor."""
+class LlavaAdapter(AdapterBase):
+    """Wraps a LlavaForConditionalGeneration (possibly with LoRA layers injected by peft) and its processor.
+    Placement, copies and saving act on `core`, the model without LoRA wrappers."""
 
     family = "llava"
+
+    @classmethod
+    def build_tiny(cls, vocabulary: list[str], image_size: int, seed: int, directory: Path) -> None:
+        build_tiny_llava(vocabulary, seed, directory)  # its own image size: the people world's 32 px
+
+    @classmethod
+    def from_checkpoint(cls, source: str, tiny: bool) -> "LlavaAdapter":
+        from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+        return cls(LlavaForConditionalGeneration.from_pretrained(source), AutoProcessor.from_pretrained(source),
+                   source, tiny=tiny)
 
     def __init__(self, model, processor, source: str, tiny: bool = False):
         self.core = model  # the LlavaForConditionalGeneration; LoRA layers, when attached, live inside it
         self.model = model  # what the loop trains and switches train/eval: the core or its PeftModel
         self.processor = processor
+        self.processors = (processor,)
         self.tokenizer = processor.tokenizer
         self.image_processor = processor.image_processor
         self.source = source
@@ -140,12 +155,22 @@ class LlavaAdapter:
             parameter.requires_grad_(False)
         return twin
 
+    def begin_update(self, params: dict) -> None:
+        """LoRA on the language model (`llm`), + the projector (`proj+llm`), or `full` (engine/models/lora.py)."""
+        from engine.models import lora
+
+        lora.attach(self, params.get("update", "full"), r=params.get("lora_r", 16),
+                    alpha=params.get("lora_alpha", 16.0), dropout=params.get("lora_dropout", 0.05))
+
+    def end_update(self) -> None:
+        from engine.models import lora
+
+        lora.merge(self)
+
     def save(self, directory: Path) -> None:
         if self.model is not self.core:
             raise RuntimeError("merge the LoRA layers before saving")
-        directory.mkdir(parents=True, exist_ok=True)
-        self.core.save_pretrained(directory)
-        self.processor.save_pretrained(directory)
+        super().save(directory)
 
     def parameter_groups(self) -> dict[str, list[torch.nn.Parameter]]:
         """`all` = what the update target trains (LoRA factors, + the projector for proj+llm, or every

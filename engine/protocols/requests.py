@@ -1,0 +1,136 @@
+"""Deletion requests, one or K in sequence, for every task and family (K = 1 is the single request).
+
+1. The original f (engine/protocols/originals.py): trained once, cached, evaluated with the whole
+   deletion set as Df (`before`).
+2. The deletion set (the task's units: images with their captions, people) is split into K requests of
+   near-equal size, in order; the retain data Dr stays the same throughout (PULSE's protocol).
+3. For each request, on the same model: the model before it is the reference (NPO's pi_ref, GA+KLR's and
+   MultiDelete's f), the family readies its update (LoRA for LMMs) and folds it in after; the method's
+   loss terms drive the one loop; then the task evaluates with Df = the units forgotten so far (`after`,
+   with the request number).
+Every phase seeds every RNG from --seed and its own label (engine/seeding.py), so the same spec gives
+the same metrics whatever ran before it in the process. Retrain (starts from the initial weights) takes
+one request only.
+"""
+from __future__ import annotations
+
+import importlib
+import time
+from typing import Callable
+
+from engine.data.deletion import split_requests
+from engine.loop import LoopConfig, run_loop
+from engine.protocols.originals import original_dir, resolve_device, save_atomically
+from engine.seeding import derive_seed, generator, seed_everything
+from engine.spec import METHODS
+from engine.tasks import task_for
+from sessions.paths import cache_dir
+
+
+def method_class(name: str):
+    module, _, attribute = METHODS[name].target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def run_requests(spec: dict, emit: Callable[..., None], should_stop: Callable[[], bool],
+                 session_id: str | None = None, original_metrics: dict | None = None) -> dict:
+    """Run a validated spec; returns the result document (`--json`). `original_metrics` (flat) skips
+    re-evaluating an original that a caller has just evaluated on the same deletion set (the demo)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    requests = Requests(spec, emit, should_stop, resolve_device(spec["device"]))
+    if requests.device.type == "cpu" and requests.task.cpu_threads:
+        torch.set_num_threads(requests.task.cpu_threads)
+    try:
+        return requests.run(session_id, original_metrics)
+    finally:
+        torch.set_num_threads(threads)
+
+
+class Requests:
+    def __init__(self, spec: dict, emit, should_stop, device):
+        self.spec, self.emit, self.should_stop, self.device = spec, emit, should_stop, device
+        self.cache = cache_dir()
+        self.task = task_for(spec, emit, should_stop, self.cache)
+        self.info = METHODS[spec["method"]]
+        self.cls = method_class(spec["method"])
+
+    def run(self, session_id: str | None, original_metrics: dict | None) -> dict:
+        spec, task, cls, emit, seed = self.spec, self.task, self.cls, self.emit, self.spec["seed"]
+        started = time.perf_counter()
+        units = task.forget_units()
+        requests = split_requests(units, spec["requests"])
+        original = original_dir(task, spec, self.device, emit, self.should_stop, self.cache)
+
+        emit("phase", name="prepare")
+        seed_everything(seed, "prepare")
+        retraining = cls.starts_from == "init"
+        model = task.load(spec["model"] if retraining else str(original), self.device)
+        task.prepare(model)
+        if original_metrics is None:
+            seed_everything(seed, "evaluate", 0)
+            original_metrics = task.evaluate(task.load(str(original), self.device) if retraining else model, units)
+        emit("eval", step=0, phase="original", split="before", metrics=original_metrics)
+        retain = task.retain_set(model, cls.reads_unimodal) if cls.uses_retain else None
+
+        defaults = task.unlearn_defaults(retraining)
+        params = spec["params"]
+        lr = params["lr"] or defaults["lr"]
+        epochs = params["epochs"] or defaults["epochs"] or self.info.epochs
+        retain_batch_size = defaults["retain_batch_size"] or params["retain_batch_size"]
+        entries, forgotten, total_steps, seconds = [], [], 0, 0.0
+        metrics = original_metrics
+        for number, request in enumerate(requests, start=1):
+            seed_everything(seed, "request", number)
+            emit("phase", name="unlearn", request=number)
+            forget = task.encode(model, request, cls.reads_unimodal) if cls.uses_forget else None
+            reference = model.frozen_copy() if cls.needs_original else None
+            model.begin_update(params)
+            method = cls(params, model, reference, generator(seed, "method", number))
+            config = LoopConfig(lr=lr, epochs=epochs, iterates=self.info.iterates, forget_batch_size=params["batch_size"],
+                                retain_batch_size=retain_batch_size, weight_decay=params["weight_decay"],
+                                max_grad_norm=params["max_grad_norm"], eval_every=params["eval_every"],
+                                seed=derive_seed(seed, "batches", number), phase="unlearn", request=number)
+            now_forgotten = forgotten + list(request)
+
+            def evaluate(step: int) -> None:
+                emit("eval", step=total_steps + step, phase="unlearn", split="step", request=number,
+                     metrics=task.evaluate(model, now_forgotten))
+
+            result = run_loop(method, forget, retain, config, emit, self.should_stop, evaluate)
+            method.after_training(task.train_size)
+            model.end_update()
+            del reference, method
+            total_steps += result.steps
+            seconds += result.seconds
+            forgotten = now_forgotten
+            emit("phase", name="eval", request=number)
+            seed_everything(seed, "evaluate", number)
+            metrics = task.evaluate(model, forgotten)
+            emit("eval", step=total_steps, phase="unlearn", split="after", request=number, metrics=metrics)
+            entries.append({"request": number, "steps": result.steps, "seconds": round(result.seconds, 3),
+                            **task.request_entry(request, metrics)})
+
+        run_dir = self.cache / "runs" / (session_id or f"{spec['method']}-{int(time.time() * 1000)}")
+        save_atomically(model, run_dir)
+        emit("artifact", name="checkpoint", path=str(run_dir))
+        return {
+            "session": session_id,
+            "kind": spec.get("kind", "run"),
+            "method": spec["method"],
+            "model": spec["model"],
+            "data": spec["data"],
+            "device": str(self.device),
+            "seed": seed,
+            "seconds": round(seconds, 3),
+            "steps": total_steps,
+            "total_seconds": round(time.perf_counter() - started, 3),
+            "hyperparameters": {**params, "lr": lr, "epochs": epochs},
+            **task.result_fields(forgotten),
+            "requests": entries,
+            "metrics": task.entry(metrics),
+            "original_metrics": task.entry(original_metrics),
+            "checkpoint": str(run_dir),
+            "original_checkpoint": str(original),
+        }
