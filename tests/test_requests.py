@@ -1,0 +1,86 @@
+"""The requests protocol on image-text models: K sequential deletion requests for every method that starts
+from the model before each request, and the same metrics for the same spec whatever ran before it."""
+import json
+
+import pytest
+
+from conftest import ROOT, cli, cli_env
+from engine.errors import SpecError
+from engine.spec import validate
+
+
+def spec(method="multidelete", model="clip-tiny", requests=3, **params):
+    return validate({"method": method, "model": model, "data": "shapes-tiny", "device": "cpu", "seed": 7,
+                     "deletion": {"strategy": "random", "n": 9, "seed": 7}, "requests": requests,
+                     "params": {"epochs": 1, **params}})
+
+
+def run(normal):
+    from engine.jobs import run_job
+
+    events = []
+
+    class Writer:
+        session_id = None
+
+        @staticmethod
+        def emit(kind, **fields):
+            events.append({"kind": kind, **fields})
+
+    return run_job(normal, Writer, lambda: False), events
+
+
+@pytest.mark.parametrize("method", ["multidelete", "ft", "neggrad", "ga_klr", "npo"])
+def test_three_requests_on_clip(home, method):
+    document, events = run(spec(method))
+    assert [entry["request"] for entry in document["requests"]] == [1, 2, 3]
+    assert [entry["units"] for entry in document["requests"]] == [3, 3, 3]
+    for entry in document["requests"]:
+        assert 0.0 <= entry["metrics"]["df_dr_auc"] <= 1.0 and "r_mean" in entry["metrics"]["test"]
+        assert {"df_member_rate", "auc"} <= set(entry["metrics"]["mia"])
+    assert document["metrics"] == document["requests"][-1]["metrics"]
+    evals = [(e["split"], e.get("request")) for e in events if e["kind"] == "eval" and e["split"] != "step"]
+    assert evals == [("before", None), ("after", 1), ("after", 2), ("after", 3)]
+    assert {e["request"] for e in events if e["kind"] == "step" and e["phase"] == "unlearn"} == {1, 2, 3}
+    # Df grows request by request: after request k, Df recall is measured on the 3k units forgotten so far
+    df_pairs = [e for e in events if e["kind"] == "eval" and e["split"] == "after"]
+    assert len(df_pairs) == 3 and document["deletion"]["units"] == 9
+    assert document["seeds"]["run"] == 7 and len(set(document["seeds"]["requests"])) == 3
+
+
+def test_two_requests_on_blip(home):
+    document, _ = run(spec("multidelete", model="blip-tiny", requests=2))
+    assert [entry["units"] for entry in document["requests"]] == [5, 4]
+    assert all(0.0 <= entry["metrics"]["df_dr_auc"] <= 1.0 for entry in document["requests"])
+
+
+def test_retrain_takes_one_request_and_says_so():
+    with pytest.raises(SpecError) as raised:
+        spec("retrain", requests=2)
+    assert raised.value.field == "requests" and "use K=1" in str(raised.value)
+    with pytest.raises(SpecError) as raised:
+        spec("ft", requests=10)
+    assert raised.value.field == "requests" and "larger than the 9 units" in str(raised.value)
+
+
+def test_same_spec_same_metrics_after_another_method_in_one_process(home):
+    first, _ = run(spec("multidelete", requests=1))
+    run(spec("npo", requests=1))  # draws from every RNG in between
+    run(spec("d2d", requests=1))
+    again, _ = run(spec("multidelete", requests=1))
+    assert json.dumps(first["metrics"], sort_keys=True) == json.dumps(again["metrics"], sort_keys=True)
+    assert json.dumps(first["original_metrics"]) == json.dumps(again["original_metrics"])
+
+
+def test_same_spec_byte_identical_metrics_across_processes(home):
+    import subprocess
+
+    argv = cli("run", "--method", "multidelete", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "9",
+               "--requests", "3", "--epochs", "1", "--seed", "7", "--device", "cpu", "--json")
+    outputs = [subprocess.run(argv, cwd=ROOT, env=cli_env(home), capture_output=True, text=True, timeout=600)
+               for _ in range(2)]
+    assert all(out.returncode == 0 for out in outputs), outputs[0].stderr[-2000:]
+    documents = [json.loads(out.stdout) for out in outputs]
+    assert len(documents[0]["requests"]) == 3
+    assert json.dumps(documents[0]["metrics"]) == json.dumps(documents[1]["metrics"])
+    assert json.dumps(documents[0]["requests"][0]["metrics"]) == json.dumps(documents[1]["requests"][0]["metrics"])
