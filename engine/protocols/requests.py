@@ -123,6 +123,8 @@ class Requests:
             "data": spec["data"],
             "device": str(self.device),
             "seed": seed,
+            "seeds": {"run": seed, "original": derive_seed(seed, "original"),
+                      "requests": [derive_seed(seed, "request", k) for k in range(1, len(requests) + 1)]},
             "seconds": round(seconds, 3),
             "steps": total_steps,
             "total_seconds": round(time.perf_counter() - started, 3),
