@@ -56,7 +56,7 @@ def pair(entry: dict, group: str, mode: str):
 def print_table(cells: list[dict]) -> None:
     originals = {}
     for cell in cells:
-        originals.setdefault(cell["knowledge"], cell["document"]["original"])
+        originals.setdefault(cell["knowledge"], cell["document"]["original_metrics"])
     print("Original model (request 0), accuracy %:")
     print(f"  {'knowledge':<11} {'forget img':>10} {'forget txt':>10} {'retain img':>10} {'retain txt':>10} "
           f"{'other img':>10} {'other txt':>10} {'MMBench':>8}")

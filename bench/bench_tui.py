@@ -36,9 +36,9 @@ def events(n: int) -> list[dict]:
 
 async def plot_bench(points: int, size: tuple[int, int]) -> dict:
     from screens.monitor import MonitorScreen
-    from workbench.sources import ListSource
+    from sessions.source import ListSource
     from workbench.tui import create_app
-    from workbench.widgets import SeriesPlot
+    from screens.widgets.plot import SeriesPlot
 
     os.environ["MMUL_HOME"] = tempfile.mkdtemp(prefix="mmul-bench-")
     app = create_app(start_engine=False)
@@ -63,11 +63,11 @@ async def plot_bench(points: int, size: tuple[int, int]) -> dict:
         result["plot_width"] = plot.size.width
 
         # every point, no downsampling (10k: the full 100k takes seconds per frame)
-        import workbench.widgets as widgets
+        import screens.widgets.plot as widgets
 
         keep = widgets.POINTS_PER_COLUMN
         raw_n = 10_000
-        from workbench.widgets import Series
+        from screens.widgets.plot import Series
 
         saved = plot.series
         plot.series = {k: _head(v, raw_n) for k, v in saved.items()}
@@ -98,7 +98,7 @@ async def plot_bench(points: int, size: tuple[int, int]) -> dict:
 
 
 def _head(series, n):
-    from workbench.widgets import Series
+    from screens.widgets.plot import Series
 
     out = Series()
     out.xs.extend(series.xs[:n])

@@ -6,13 +6,15 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from sessions.metric_names import flatten
+from screens.messages import CompareLoaded
+from screens.services import Services
+from screens.widgets.format import fmt
+from screens.widgets.plot import Series, SeriesPlot
 from sessions.series import eval_series, final_table, loss_series
-from workbench.widgets import Series, SeriesPlot, fmt
+from sessions.summary import summary_metrics
 
 
 def _series(xs, ys) -> Series:
@@ -22,21 +24,12 @@ def _series(xs, ys) -> Series:
     return out
 
 
-class Loaded(Message):
-    def __init__(self, runs: list[dict], error: str | None = None) -> None:
-        super().__init__()
-        self.runs = runs
-        self.error = error
-
-
 def final_metrics(events: list[dict], summary) -> dict[str, float]:
     """The last "after" value of each metric, else the summary's metrics."""
     columns, rows = final_table(events)
     after = next((c for c in reversed(columns) if c.startswith("after")), columns[-1] if columns else None)
     out = {name: values[after] for name, values in rows.items() if after in values}
-    if not out and isinstance(summary, dict):
-        out = flatten(summary.get("metrics", summary))
-    return out
+    return out or summary_metrics(summary)
 
 
 class CompareScreen(Screen):
@@ -46,8 +39,9 @@ class CompareScreen(Screen):
         Binding("escape,q", "back", "Back", id="compare.back"),
     ]
 
-    def __init__(self, session_ids: list[str]) -> None:
+    def __init__(self, session_ids: list[str], services: Services) -> None:
         super().__init__()
+        self.services = services
         self.session_ids = list(session_ids)
         self.runs: list[dict] = []
         self.terms: list[str] = []
@@ -69,7 +63,7 @@ class CompareScreen(Screen):
 
     @work(thread=True, exclusive=True, group="compare", exit_on_error=False)
     def load(self) -> None:
-        store = self.app.store
+        store = self.services.store
         runs = []
         try:
             for sid in self.session_ids:
@@ -82,11 +76,11 @@ class CompareScreen(Screen):
                              "evals": {k: _series(*v) for k, v in eval_series(events).items()},
                              "final": final_metrics(events, meta.get("summary"))})
         except Exception as exc:
-            self.post_message(Loaded(runs, str(exc).splitlines()[0]))
+            self.post_message(CompareLoaded(runs, str(exc).splitlines()[0]))
             return
-        self.post_message(Loaded(runs))
+        self.post_message(CompareLoaded(runs))
 
-    def on_loaded(self, message: Loaded) -> None:
+    def on_compare_loaded(self, message: CompareLoaded) -> None:
         if message.error:
             self.notify(message.error, severity="error")
         self.runs = message.runs

@@ -1,74 +1,44 @@
-"""The deletion-set section of a new run: strategy (random N by seed, ID file, caption query) and a
-preview of what it selects (count and sample captions) for the built-in worlds.
+"""The deletion-set section of a new run: strategy (random N units by seed, ID file, caption query)
+and a preview of what it selects (count and sample captions) for the built-in worlds.
 
-The preview builds the world with the torch-free builder (numpy + PIL, ~0.3-0.5 s) in a thread
-worker, once per world, and runs the engine's own ``select_units`` on it, so what the preview
-shows is what the run deletes. Nothing here imports torch.
+The preview comes from the services (``preview``: the engine's own selection on the built-in world,
+built once per process), in a thread worker, so what the preview shows is what the run deletes.
 """
 from __future__ import annotations
 
-import threading
+from typing import Callable
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.message import Message
-from textual.widgets import Input, Label, Select, Static
+from textual.widgets import Input, Select, Static
+
+from engine.errors import SpecError
+from screens.messages import PreviewReady
+from screens.services import DeletionPreview
+from screens.widgets.form import field
 
 STRATEGIES = (("random N units (by seed)", "random"), ("ID list file", "ids"), ("caption query", "query"))
 PREVIEW_DEBOUNCE = 0.4
 
-_worlds: dict[str, object] = {}
-_worlds_lock = threading.Lock()
+Preview = Callable[[str, dict], "DeletionPreview | None"]
 
 
-def cached_world(name: str):
-    from engine.data.registry import load_world
-
-    with _worlds_lock:
-        world = _worlds.get(name)
-        if world is None:
-            world = _worlds[name] = load_world(name)
-        return world
-
-
-def preview_text(data: str, deletion: dict, requests: int = 1) -> str:
+def preview_text(preview: Preview, data: str, deletion: dict, requests: int = 1) -> str:
     """One or two lines: how many units the deletion set selects and a few of their captions."""
-    from engine.errors import SpecError
-    from engine.spec import WORLDS
-
-    if data not in WORLDS:
-        return "preview: built-in worlds only (the engine checks real data when the run starts)"
     try:
-        world = cached_world(data)
-        from engine.data.deletion import select_units
-
-        chosen = select_units(world.train, deletion)
+        shown = preview(data, deletion)
     except SpecError as exc:
         return f"[b]preview:[/b] {exc}"
     except (KeyError, TypeError, ValueError) as exc:
         return f"preview: {exc}"
-    total = len(world.train)
-    samples = "; ".join(repr(world.train[i].captions[0]) for i in chosen[:3])
-    text = f"{len(chosen)} of {total} training units selected (each with all its captions); e.g. {samples}"
+    if shown is None:
+        return "preview: built-in worlds only (the engine checks real data when the run starts)"
+    samples = "; ".join(repr(caption) for caption in shown.samples)
+    text = f"{shown.selected} of {shown.total} training units selected (each with all its captions); e.g. {samples}"
     if requests > 1:
-        per = len(chosen) / requests
-        text += f"\nsplit into {requests} sequential requests of ~{per:.0f} units"
+        text += f"\nsplit into {requests} sequential requests of ~{shown.selected / requests:.0f} units"
     return text
-
-
-class PreviewReady(Message):
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
-
-
-def field(label: str, widget, error_id: str, help_text: str = "") -> Vertical:
-    box = Vertical(Label(label, classes="field-label"), widget,
-                   Static("", id=error_id, classes="field-error"), classes="field")
-    if help_text:
-        box.tooltip = help_text
-    return box
 
 
 class DeletionForm(Vertical):
@@ -86,8 +56,9 @@ class DeletionForm(Vertical):
     }
     """
 
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(self, preview: Preview, *, id: str | None = None) -> None:
         super().__init__(id=id)
+        self.preview = preview
         self.data = "shapes-tiny"
         self.seed: object = 42
         self.requests = 1
@@ -125,6 +96,14 @@ class DeletionForm(Vertical):
             out["query"] = self.query_one("#del-query", Input).value.strip()
         return out
 
+    def error_target(self) -> str:
+        """The field a deletion-set SpecError belongs under: N when it is not a positive whole number,
+        else what the strategy reads (the ID file, the query, N)."""
+        n = self.deletion()["n"]
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n <= 0):
+            return "del-n"
+        return {"ids": "del-file", "query": "del-query"}.get(self.query_one("#del-strategy", Select).value, "del-n")
+
     def _show_fields(self) -> None:
         strategy = self.query_one("#del-strategy", Select).value
         self.query_one("#del-file").parent.display = strategy == "ids"
@@ -150,14 +129,7 @@ class DeletionForm(Vertical):
 
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
     def compute_preview(self, data: str, deletion: dict, requests: int) -> None:
-        try:
-            from engine.spec import check_deletion
-
-            deletion = check_deletion(deletion)
-        except Exception as exc:
-            self.post_message(PreviewReady(f"preview: {exc}"))
-            return
-        self.post_message(PreviewReady(preview_text(data, deletion, requests)))
+        self.post_message(PreviewReady(preview_text(self.preview, data, deletion, requests)))
 
     def on_preview_ready(self, message: PreviewReady) -> None:
         message.stop()

@@ -2,13 +2,18 @@
 actions in the command palette)."""
 from __future__ import annotations
 
+from typing import Iterable
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Static
 
-from workbench.widgets import binding_rows
+
+def binding_rows(bindings: Iterable) -> list[tuple[str, str, str]]:
+    """(key, description, id) for each Binding (tuples are skipped)."""
+    return [(b.key, b.description, b.id or "") for b in bindings if isinstance(b, Binding)]
 
 
 class HelpScreen(ModalScreen[None]):

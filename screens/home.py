@@ -9,54 +9,21 @@ from pathlib import Path
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from sessions.metric_names import flatten
-from sessions.series import tidy_rows, CSV_COLUMNS
+from screens.messages import SessionsLoaded
+from screens.services import Services
+from screens.widgets.confirm import ConfirmScreen
+from screens.widgets.format import fmt
+from sessions.export import session_document, write_export
 from sessions.store import SessionBusy, UnknownSession
-from workbench.widgets import ConfirmScreen, fmt
+from sessions.summary import format_deletion, format_duration, run_seconds, summary_metrics
 
-KEY_METRICS = (("df_dr_auc", "Df/Dr AUC"), ("test.r_mean", "test r_mean"))
 SORTS = ("started", "status", "method", "df_dr_auc", "test.r_mean", "duration")
 COLUMNS = ("", "session", "status", "method", "Df/Dr AUC", "r_mean", "model", "data", "deletion",
            "started", "duration")
 REFRESH_SECONDS = 1.0
-
-
-def summary_metrics(summary) -> dict[str, float]:
-    if not isinstance(summary, dict):
-        return {}
-    return flatten(summary["metrics"]) if "metrics" in summary else flatten(summary)
-
-
-def format_deletion(deletion) -> str:
-    if not isinstance(deletion, dict):
-        return "" if deletion is None else str(deletion)
-    strategy = deletion.get("strategy", "")
-    if strategy == "random":
-        return f"random {deletion.get('n')} s{deletion.get('seed', '')}"
-    if strategy == "ids":
-        return f"ids {Path(str(deletion.get('file'))).name}"
-    if strategy == "query":
-        return f"query {deletion.get('query')!r}"
-    return str(strategy)
-
-
-def duration(row: dict, now: float | None = None) -> float:
-    start = row.get("created") or 0
-    end = (now or time.time()) if row.get("state") in ("queued", "running") else (row.get("updated") or start)
-    return max(0.0, end - start)
-
-
-def fmt_duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def matches(row: dict, words: list[str]) -> bool:
@@ -70,7 +37,7 @@ def sort_rows(rows: list[dict], key: str, reverse: bool) -> list[dict]:
         if key == "started":
             return row.get("created") or 0
         if key == "duration":
-            return duration(row)
+            return run_seconds(row)
         if key in ("df_dr_auc", "test.r_mean"):
             v = summary_metrics(row.get("summary")).get(key)
             return float("-inf") if v is None else v
@@ -78,13 +45,6 @@ def sort_rows(rows: list[dict], key: str, reverse: bool) -> list[dict]:
 
     # "started" newest first by default; the others ascending
     return sorted(rows, key=value, reverse=(not reverse) if key == "started" else reverse)
-
-
-class SessionsLoaded(Message):
-    def __init__(self, rows: list[dict] | None, error: str | None = None) -> None:
-        super().__init__()
-        self.rows = rows
-        self.error = error
 
 
 class HomeScreen(Screen):
@@ -104,8 +64,9 @@ class HomeScreen(Screen):
         Binding("escape", "clear_filter", "Clear filter", id="home.clear_filter", show=False),
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, services: Services) -> None:
         super().__init__()
+        self.services = services
         self.rows: list[dict] = []
         self.shown: list[dict] = []
         self.marked: set[str] = set()
@@ -144,7 +105,7 @@ class HomeScreen(Screen):
     def load_rows(self) -> None:
         """Read the catalog (one small file) off the UI thread."""
         try:
-            rows = self.app.store.list()
+            rows = self.services.store.list()
         except Exception as exc:
             self.post_message(SessionsLoaded(None, str(exc).splitlines()[0]))
         else:
@@ -182,7 +143,7 @@ class HomeScreen(Screen):
                 fmt(metrics.get("df_dr_auc")), fmt(metrics.get("test.r_mean")),
                 fmt(row.get("model")), fmt(row.get("data")), format_deletion(row.get("deletion")),
                 time.strftime("%m-%d %H:%M", time.localtime(row.get("created") or 0)),
-                fmt_duration(duration(row)),
+                format_duration(run_seconds(row)),
                 key=row["id"],
             )
         if current is not None:
@@ -246,7 +207,10 @@ class HomeScreen(Screen):
         row = self.current_row()
         if row is None:
             return
-        self.app.open_monitor(self.app.source_for(row), device=row.get("device"))
+        from screens.monitor import MonitorScreen
+
+        self.app.push_screen(MonitorScreen(self.services.source_for(row), services=self.services,
+                                           device=row.get("device")))
 
     def action_mark(self) -> None:
         sid = self.current_id()
@@ -263,7 +227,7 @@ class HomeScreen(Screen):
             return
         from screens.compare import CompareScreen
 
-        self.app.push_screen(CompareScreen(ids))
+        self.app.push_screen(CompareScreen(ids, self.services))
 
     def action_delete(self) -> None:
         row = self.current_row()
@@ -281,7 +245,7 @@ class HomeScreen(Screen):
     @work(thread=True, group="delete", exit_on_error=False)
     def delete_session(self, sid: str) -> None:
         try:
-            self.app.store.delete(sid)
+            self.services.store.delete(sid)
         except (SessionBusy, UnknownSession) as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error")
             return
@@ -296,23 +260,8 @@ class HomeScreen(Screen):
 
     @work(thread=True, group="export", exit_on_error=False)
     def export_session(self, sid: str, directory: Path) -> None:
-        import csv
-        import io
-
-        from sessions.files import atomic_write_text
-
-        store = self.app.store
-        meta = store.get(sid)
-        events = store.events(sid)
-        doc = {k: meta.get(k) for k in ("id", "name", "state", "created", "updated", "message", "spec",
-                                         "summary", "schema")}
-        doc["events"] = events
+        doc = session_document(self.services.store, sid)
         directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(directory / f"{sid}.json", json.dumps(doc, indent=1, default=str), sync_dir=False)
-        buf = io.StringIO()
-        out = csv.writer(buf, lineterminator="\n")
-        out.writerow(CSV_COLUMNS)
-        for values in tidy_rows(events):
-            out.writerow(["" if v is None else v for v in values])
-        atomic_write_text(directory / f"{sid}.csv", buf.getvalue(), sync_dir=False)
+        for kind in ("json", "csv"):
+            write_export(doc, directory / f"{sid}.{kind}", kind)
         self.app.call_from_thread(self.notify, f"exported {sid} to {directory}/{sid}.json and .csv")

@@ -7,9 +7,9 @@ column, the model keeps every point.
 
 The status line also shows the device (from the run's spec, or a ``device`` field of an event) and
 the latest ``memory_mb`` a step carried (peak CUDA memory, or the engine's peak resident memory on
-the CPU); "engine disconnected" when a live source's connection
-stops hearing the engine's heartbeat. The log pane follows its tail only while the user is at its
-bottom; scrolled up, its border counts the lines that arrived since ("N new").
+the CPU); "engine disconnected" when a live source's connection stops hearing the engine's heartbeat.
+The log pane follows its tail only while the user is at its bottom; scrolled up, its border counts the
+lines that arrived since ("N new").
 """
 from __future__ import annotations
 
@@ -24,10 +24,13 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from sessions.protocol import HEARTBEAT_INTERVAL
+from screens.services import Services
+from screens.widgets.format import fmt, fmt_delta
+from screens.widgets.plot import Series, SeriesPlot
+from screens.widgets.tail_log import TailLog
 from sessions.metric_names import flatten
+from sessions.protocol import HEARTBEAT_INTERVAL
 from sessions.series import column_label, is_headline_metric, plotted_metrics
-from workbench.widgets import Series, SeriesPlot, TailLog, fmt, fmt_delta
 
 TICK_SECONDS = 0.25          # redraw at most 4 times a second
 REPLAY_RATE = 40             # events per second at speed 1
@@ -147,10 +150,11 @@ class MonitorScreen(Screen):
         Binding("escape,q", "back", "Back", id="monitor.back"),
     ]
 
-    def __init__(self, source, *, replay: bool | None = None, standalone: bool = False,
-                 device: str | None = None) -> None:
+    def __init__(self, source, *, services: Services | None = None, replay: bool | None = None,
+                 standalone: bool = False, device: str | None = None) -> None:
         super().__init__()
         self.source = source
+        self.services = services      # cancels a live run (a replay needs none)
         self.device = device          # from the run's spec when the caller knows it
         self.replay = (not getattr(source, "live", False)) if replay is None else replay
         self.standalone = standalone
@@ -169,8 +173,6 @@ class MonitorScreen(Screen):
         self._dirty: set[str] = set()
         self.redraws = 0
         self.started = time.monotonic()
-
-    # layout --------------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         yield Static("", id="mon-status")
@@ -357,15 +359,15 @@ class MonitorScreen(Screen):
         self.redraw()
 
     def action_faster(self) -> None:
-        self.speed_set = True
-        index = SPEEDS.index(self.speed) if self.speed in SPEEDS else 2
-        self.speed = SPEEDS[min(index + 1, len(SPEEDS) - 1)]
-        self.update_status()
+        self.change_speed(+1)
 
     def action_slower(self) -> None:
+        self.change_speed(-1)
+
+    def change_speed(self, by: int) -> None:
         self.speed_set = True
         index = SPEEDS.index(self.speed) if self.speed in SPEEDS else 2
-        self.speed = SPEEDS[max(index - 1, 0)]
+        self.speed = SPEEDS[min(max(index + by, 0), len(SPEEDS) - 1)]
         self.update_status()
 
     def action_to_end(self) -> None:
@@ -380,17 +382,14 @@ class MonitorScreen(Screen):
         self.redraw()
 
     async def action_cancel_run(self) -> None:
-        if self.replay or not getattr(self.source, "live", False):
+        if self.replay or not getattr(self.source, "live", False) or self.services is None:
             self.notify("only a live run can be cancelled", severity="warning")
             return
         self.cancel_run()
 
     @work(group="cancel", exit_on_error=False)
     async def cancel_run(self) -> None:
-        from workbench.client import EngineClient
-
-        async with EngineClient(getattr(self.app, "home", None)) as client:
-            await client.cancel(self.source.session_id)
+        await self.services.cancel(self.source.session_id)
         self.notify(f"cancel requested for {self.source.session_id}")
 
     def action_back(self) -> None:

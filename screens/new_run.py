@@ -1,10 +1,8 @@
-"""New run: model, data, method with its hyperparameters (fields generated from engine.spec),
-protocol, device, seed and the deletion set. ``engine.spec.validate`` checks the whole spec before
-anything is sent; its one-line message is shown under the field it names, and nothing is submitted
-while the form is invalid. Submit goes to the engine, then the monitor follows the run live."""
+"""New run: model, data, method with its hyperparameters (fields generated from the ``engine.spec``
+Params), protocol, device, seed and the deletion set. The services validate the whole spec before
+anything is sent; a SpecError's message is shown under the field its ``field`` names, and nothing is
+submitted while the form is invalid. Submit goes to the engine, then the monitor follows the run live."""
 from __future__ import annotations
-
-import re
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -16,41 +14,15 @@ from textual.widgets import Button, Footer, Input, Select, Static
 
 from engine import spec as specs
 from engine.errors import SpecError
-from screens.deletion import DeletionForm, field
+from screens.deletion import DeletionForm
+from screens.services import ServiceError, Services
+from screens.widgets.form import field
 
-PROTOCOLS = (("single request", "single"), ("k sequential requests (PULSE, LLaVA)", "sequential"))
-PULSE = hasattr(specs, "validate_pulse")
+PROTOCOLS = (("single request", "single"), ("k sequential requests", "sequential"))
 # the tiny model that learns the built-in world best (blip-tiny's text [CLS] learns it poorly; README)
 DEFAULT_MODEL = "clip-tiny" if "clip-tiny" in specs.MODELS else next(iter(specs.MODELS))
-
-# the start of a SpecError message -> the field it is about (when it names no --option)
-_PREFIXES = (
-    ("unknown model", "model"), ("model directory", "model"), ("a run needs --model", "model"),
-    ("unknown data format", "data"), ("unknown data", "data"), ("data path", "data"),
-    ("a run needs --data", "data"), ("deletion ID file", "del-file"), ("choose a deletion set", "del-strategy"),
-    ("unknown method", "method"), ("--delete-query", "del-query"), ("--delete", "del-n"),
-    ("pulse runs one of", "method"), ("pulse needs --model", "model"), ("pulse needs --data", "data"),
-    ("unknown people data", "data"), ("MLLMU-Bench path", "data"), ("cannot forget", "del-n"),
-    ("--forget", "del-n"), ("--requests", "requests"), ("--knowledge", "knowledge"),
-)
-
-
-def error_field(message: str, params: set[str]) -> str | None:
-    """Which form field a validation message is about (None: the whole form)."""
-    text = message.split(": ", 1)[1] if re.match(r"^[\w-]+: --", message) else message
-    for prefix, target in _PREFIXES:
-        if text.startswith(prefix):
-            return target
-    found = re.search(r"--([a-z][a-z-]*)", text)
-    if found:
-        name = found.group(1).replace("-", "_")
-        if name in params:
-            return f"p-{name}"
-        if name in ("seed", "device", "requests", "knowledge"):
-            return name
-        if name == "delete":
-            return "del-n"
-    return None
+# SpecError.field -> the form's widget id, where they differ (a parameter `x` is `p-x`)
+FIELD_WIDGETS = {"forget": "del-n"}
 
 
 class NewRunScreen(Screen):
@@ -59,8 +31,9 @@ class NewRunScreen(Screen):
         Binding("escape", "back", "Back", id="new_run.back"),
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, services: Services) -> None:
         super().__init__()
+        self.services = services
         self.method = "multidelete"
         self.errors: dict[str, str] = {}
         self._params_key: tuple | None = None
@@ -89,13 +62,13 @@ class NewRunScreen(Screen):
                 yield field("protocol", Select(PROTOCOLS, value="single", allow_blank=False, id="protocol", compact=True),
                             "err-protocol")
                 yield field("requests k", Input("2", id="requests", compact=True), "err-requests")
-                yield field("knowledge", Select([(k, k) for k in getattr(specs, "KNOWLEDGE_SOURCES", ("pretrained",))],
-                                                value=getattr(specs, "KNOWLEDGE_SOURCES", ("pretrained",))[0],
+                yield field("knowledge", Select([(k, k) for k in specs.KNOWLEDGE_SOURCES],
+                                                value=specs.KNOWLEDGE_SOURCES[0],
                                                 allow_blank=False, id="knowledge", compact=True), "err-knowledge")
                 yield field("name (optional)", Input(placeholder="my run", id="name", compact=True), "err-name")
             yield Static(id="method-summary")
             yield Vertical(id="params")
-            yield DeletionForm(id="deletion")
+            yield DeletionForm(self.services.preview_deletion, id="deletion")
             yield Static("", id="form-error", classes="field-error")
             with Horizontal(id="nr-buttons"):
                 yield Button("Submit (ctrl+s)", variant="primary", id="submit")
@@ -111,12 +84,17 @@ class NewRunScreen(Screen):
     def sequential(self) -> bool:
         return self.query_one("#protocol", Select).value == "sequential"
 
+    def people_data(self) -> bool:
+        """People data (four-option QA on an LMM): runs as a PULSE spec, with the LMM's parameters."""
+        data = self.query_one("#data", Input).value.strip()
+        return data in specs.PEOPLE_WORLDS or data.partition(":")[0] == "mllmu"
+
     def all_params(self) -> tuple[specs.Param, ...]:
-        extra = getattr(specs, "LMM_PARAMS", ()) if self.sequential() else ()
-        return specs.COMMON_PARAMS + specs.METHODS[self.method].params + tuple(extra)
+        extra = specs.LMM_PARAMS if self.people_data() else ()
+        return specs.COMMON_PARAMS + specs.METHODS[self.method].params + extra
 
     async def build_params(self) -> None:
-        key = (self.method, self.sequential())
+        key = (self.method, self.people_data())
         if key == self._params_key:
             return
         self._params_key = key
@@ -127,8 +105,9 @@ class NewRunScreen(Screen):
         fields = []
         for param in self.all_params():
             label = f"{param.name} - {param.help}"
-            if param.choices:
-                widget = Select([(str(c), c) for c in param.choices], value=param.default, allow_blank=False,
+            choices = param.choices or ((True, False) if param.kind is bool else ())
+            if choices:
+                widget = Select([(str(c), c) for c in choices], value=param.default, allow_blank=False,
                                 id=f"p-{param.name}", classes="param", compact=True)
             else:
                 placeholder = "default" if param.default is None else f"default {param.default}"
@@ -161,7 +140,8 @@ class NewRunScreen(Screen):
             self.show_error(f"p-{name}", "")
 
     @on(Input.Changed, "#data, #seed, #requests")
-    def _deletion_context(self) -> None:
+    async def _deletion_context(self) -> None:
+        await self.build_params()
         self.sync_deletion()
 
     @on(Select.Changed, "#protocol")
@@ -177,7 +157,7 @@ class NewRunScreen(Screen):
         sequential = self.query_one("#protocol", Select).value == "sequential"
         form.requests = requests if sequential and isinstance(requests, int) and requests > 0 else 1
         self.query_one("#requests").parent.display = sequential
-        self.query_one("#knowledge").parent.display = sequential
+        self.query_one("#knowledge").parent.display = self.people_data()
         form.schedule_preview()
 
     # errors --------------------------------------------------------------------------------------
@@ -205,14 +185,22 @@ class NewRunScreen(Screen):
             widget.remove_class("-invalid")
         self.errors.clear()
 
-    def show_spec_error(self, message: str) -> None:
-        target = error_field(message, {p.name for p in self.all_params()})
-        self.show_error(target or "form-error", message)
+    def error_target(self, name: str | None) -> str | None:
+        """The widget id a SpecError's ``field`` is shown under (None: the whole form)."""
+        if name is None:
+            return None
+        if name == "deletion":
+            return self.query_one("#deletion", DeletionForm).error_target()
+        if any(p.name == name for p in self.all_params()):
+            return f"p-{name}"
+        target = FIELD_WIDGETS.get(name, name)
+        return target if self.query(f"#err-{target}") else None
+
+    def show_spec_error(self, error: SpecError) -> None:
+        target = self.error_target(error.field)
+        self.show_error(target or "form-error", str(error))
         if target:
-            try:
-                self.query_one(f"#{target}").focus()
-            except Exception:
-                pass
+            self.query_one(f"#{target}").focus()
 
     # building and submitting the spec ------------------------------------------------------------
 
@@ -241,35 +229,26 @@ class NewRunScreen(Screen):
         }
         return spec
 
-    def protocol(self) -> dict:
-        if self.query_one("#protocol", Select).value != "sequential":
-            return {"kind": "single"}
-        k = _int_or_text(self.query_one("#requests", Input).value)
-        if not isinstance(k, int) or k < 1:
-            raise SpecError(f"--requests must be a whole number >= 1, got {k!r}")
-        return {"kind": "sequential", "requests": k}
-
-    def pulse_spec(self) -> dict:
-        """k sequential requests: a PULSE spec (forget N people over k requests on a LLaVA model)."""
+    def spec(self) -> dict:
+        """The raw spec: a run spec, with k requests when sequential; on people data a PULSE spec
+        (forget N people over k requests on an LMM)."""
         raw = self.raw_spec()
-        n = raw["deletion"].get("n")
+        requests = _int_or_text(self.query_one("#requests", Input).value) if self.sequential() else 1
+        if not self.people_data():
+            return {**raw, "requests": requests}
         return {"kind": "pulse", "method": raw["method"], "model": raw["model"], "data": raw["data"],
-                "requests": self.protocol()["requests"], "knowledge": self.query_one("#knowledge", Select).value,
-                "forget": n, "device": raw["device"], "seed": raw["seed"], "params": raw["params"],
-                "name": raw["name"]}
+                "requests": requests, "knowledge": self.query_one("#knowledge", Select).value,
+                "forget": raw["deletion"].get("n"), "device": raw["device"], "seed": raw["seed"],
+                "params": raw["params"], "name": raw["name"]}
 
     def build_spec(self) -> dict | None:
         """The validated spec, or None after showing what is wrong (inline)."""
         self.clear_errors()
         try:
-            if self.sequential() and PULSE:
-                spec = specs.validate_pulse(self.pulse_spec())
-            else:
-                spec = specs.validate(self.raw_spec())
+            return self.services.validate(self.spec())
         except SpecError as exc:
-            self.show_spec_error(str(exc))
+            self.show_spec_error(exc)
             return None
-        return spec
 
     def action_submit(self) -> None:
         spec = self.build_spec()
@@ -279,14 +258,12 @@ class NewRunScreen(Screen):
 
     @work(exclusive=True, group="submit", exit_on_error=False)
     async def submit(self, spec: dict) -> None:
-        from workbench.client import EngineError, SpecRejected
-
         try:
-            reply = await self.app.submit_spec(spec)
-        except SpecRejected as exc:
-            self.show_spec_error(str(exc))
+            reply = await self.services.submit(spec)
+        except SpecError as exc:
+            self.show_spec_error(exc)
             return
-        except EngineError as exc:
+        except ServiceError as exc:
             self.show_error("form-error", f"engine: {exc}")
             return
         finally:
@@ -295,8 +272,8 @@ class NewRunScreen(Screen):
         self.notify(f"queued {session}")
         from screens.monitor import MonitorScreen
 
-        self.app.switch_screen(MonitorScreen(self.app.live_source(session), replay=False,
-                                             device=reply.get("device") or spec.get("device")))
+        self.app.switch_screen(MonitorScreen(self.services.live_source(session), services=self.services,
+                                             replay=False, device=reply.get("device") or spec.get("device")))
 
     @on(Button.Pressed, "#submit")
     def _submit_pressed(self) -> None:

@@ -131,8 +131,12 @@ def ok(request_id: Any, **fields: Any) -> dict:
     return {"id": request_id, "ok": True, **fields}
 
 
-def error(request_id: Any, code: str, message: str) -> dict:
-    return {"id": request_id, "ok": False, "error": {"code": code, "message": message}}
+def error(request_id: Any, code: str, message: str, field: str | None = None) -> dict:
+    """An error reply; `field` names the spec entry a bad_spec is about (for forms), when one is."""
+    body = {"code": code, "message": message}
+    if field is not None:
+        body["field"] = field
+    return {"id": request_id, "ok": False, "error": body}
 
 
 def hello_request(request_id: Any = 0, client: str = "mmul-workbench") -> dict:

@@ -7,7 +7,7 @@ reader how to present it (live: follow the tail; not live: replay controls).
 - ``StoredSource`` (here) reads a session from the store, in a thread so a UI loop never blocks;
   with ``follow=True`` it keeps polling the store until the session ends (a headless run that the
   engine does not own).
-- ``workbench.client.LiveSource`` follows a session through the engine (``subscribe``): the stored
+- ``workbench.sources.LiveSource`` follows a session through the engine (``subscribe``): the stored
   backlog, then live events, with no gap and no duplicate.
 - ``ListSource`` (here) yields events held in memory (tests, benchmarks).
 

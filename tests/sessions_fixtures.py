@@ -31,10 +31,10 @@ def fake_validate(spec: dict) -> dict:
     if not isinstance(spec.get("method"), str):
         raise SpecError("spec needs a 'method' (e.g. ft, multidelete)")
     if spec["method"] == "nope":
-        raise SpecError("unknown method 'nope'; expected one of ft, multidelete")
+        raise SpecError("unknown method 'nope'; expected one of ft, multidelete", field="method")
     steps = spec.get("steps", 10)
     if not isinstance(steps, int) or steps < 0:
-        raise SpecError("'steps' must be a non-negative integer")
+        raise SpecError("'steps' must be a non-negative integer", field="steps")
     out = dict(spec)
     out.setdefault("device", "cpu")
     out.setdefault("model", "fake")
@@ -84,7 +84,7 @@ def fake_command() -> list[str]:
 
 
 def start_daemon(home: Path, fake: bool = True) -> dict:
-    from workbench.client import start_engine
+    from workbench.client.process import start_engine
 
     return start_engine(home, timeout=20, command=fake_command() if fake else None)
 
@@ -98,7 +98,7 @@ def daemon_pid(home: Path) -> int | None:
 
 def kill_daemon(home: Path) -> None:
     """Teardown: stop politely, then kill -9 whatever is left."""
-    from workbench.client import stop_engine
+    from workbench.client.process import stop_engine
 
     pid = daemon_pid(home)
     try:

@@ -25,17 +25,10 @@ from sessions import protocol as P
 from sessions.store import SessionStore
 from workbench.cli_engine import engine_app
 from workbench.cli_sessions import sessions_app
-from workbench.client import (
-    EngineClient,
-    EngineError,
-    SpecRejected,
-    engine_status,
-    ensure_engine_running,
-    follow,
-    start_engine,
-    stop_engine,
-    submit_and_follow,
-)
+from workbench.client.async_client import EngineClient
+from workbench.client.errors import EngineError, SpecRejected
+from workbench.client.follow import follow, submit_and_follow
+from workbench.client.process import engine_status, start_engine, stop_engine
 
 from sessions_fixtures import ROOT, daemon_pid, kill_daemon, run_cli, start_daemon, wait_for
 
@@ -144,10 +137,12 @@ def test_bad_input_gets_error_replies_and_engine_keeps_serving(home):
 def test_bad_spec_is_refused_before_anything_is_queued(home):
     store = SessionStore(home)
     before = {p.name for p in store.root.iterdir()} if store.root.exists() else set()
-    with pytest.raises(SpecRejected, match="unknown method 'nope'"):
+    with pytest.raises(SpecRejected, match="unknown method 'nope'") as refused:
         submit_and_follow({"method": "nope"}, lambda e: None, home=home, start=False)
-    with pytest.raises(SpecRejected, match="steps"):
+    assert refused.value.field == "method"  # the reply names the field, for the New-run form
+    with pytest.raises(SpecRejected, match="steps") as refused:
         submit_and_follow({"method": "ft", "steps": -1}, lambda e: None, home=home, start=False)
+    assert refused.value.field == "steps"
     after = {p.name for p in store.root.iterdir()} if store.root.exists() else set()
     assert after == before
 
@@ -203,7 +198,7 @@ CLIENT = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
     import asyncio
-    from workbench.client import EngineClient
+    from workbench.client.async_client import EngineClient
     async def go():
         async with EngineClient({home!r}) as c:
             sid = (await c.submit({{"method": "ft", "steps": 150, "sleep": 0.01}}))["session"]
@@ -379,7 +374,7 @@ def test_long_home_uses_short_socket_and_product_entry_point(tmp_path, monkeypat
     paths = P.engine_paths()
     assert str(paths.socket).startswith(f"/tmp/mmul-{os.getuid()}-") and len(str(paths.socket)) < 100
     try:
-        ensure_engine_running()                # the real `python -m engine.daemon`
+        start_engine()                         # the real `python -m engine.daemon`
         assert stat.S_IMODE(os.stat(paths.socket_dir).st_mode) == 0o700
         assert stat.S_IMODE(os.stat(paths.socket).st_mode) == 0o600
         status = engine_status()
@@ -397,7 +392,7 @@ def test_long_home_uses_short_socket_and_product_entry_point(tmp_path, monkeypat
 
 
 def test_start_failure_names_the_log(tmp_path):
-    from workbench.client import EngineStartError
+    from workbench.client.errors import EngineStartError
 
     with pytest.raises(EngineStartError) as info:
         start_engine(tmp_path, timeout=10, command=[sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"])
@@ -405,7 +400,7 @@ def test_start_failure_names_the_log(tmp_path):
 
 
 async def test_live_source_follows_through_the_engine(home):
-    from workbench.client import LiveSource
+    from workbench.sources import LiveSource
 
     async with EngineClient(home) as client:
         sid = (await client.submit({"method": "ft", "steps": 20, "sleep": 0.002}))["session"]

@@ -14,7 +14,9 @@ import pytest
 
 from sessions.store import SessionStore
 from workbench.cli_sessions import replay_headless
-from workbench.client import SpecRejected, start_engine, submit_and_follow
+from workbench.client.errors import SpecRejected
+from workbench.client.follow import submit_and_follow
+from workbench.client.process import start_engine
 
 from sessions_fixtures import ROOT, kill_daemon
 

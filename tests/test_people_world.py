@@ -10,7 +10,8 @@ import pytest
 
 from engine.data.deletion import split_requests
 from engine.data.people import FACTS, build_people_world
-from engine.data.people_records import WORLD_SIZES, words
+from engine.data.people_records import words
+from engine.spec.catalog import PEOPLE_SIZES
 from engine.errors import SpecError
 
 
@@ -39,10 +40,10 @@ def test_same_seed_same_world_other_seed_other_world(tiny):
     assert [p.name for p in other.people] != [p.name for p in tiny.people]
 
 
-@pytest.mark.parametrize("name", list(WORLD_SIZES))
+@pytest.mark.parametrize("name", list(PEOPLE_SIZES))
 def test_world_sizes(name):
     world = build_people_world(name)
-    size = WORLD_SIZES[name]
+    size = PEOPLE_SIZES[name]
     assert len(world.people) == size.people
     assert len({p.name for p in world.people}) == size.people
     assert len({p.person_id for p in world.people}) == size.people

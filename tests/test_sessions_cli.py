@@ -117,8 +117,8 @@ def test_replay_headless_draws_curves_and_table(home, capsys):
 def test_cli_modules_import_no_heavy_packages():
     code = (
         "import sys; sys.path.insert(0, %r);"
-        "import sessions.store, sessions.protocol, sessions.series, workbench.client,"
-        " workbench.cli_sessions, workbench.cli_engine;"
+        "import sessions.store, sessions.protocol, sessions.series, workbench.client.process,"
+        " workbench.client.follow, workbench.sources, workbench.cli_sessions, workbench.cli_engine;"
         "bad = [m for m in ('torch', 'transformers', 'textual', 'plotext', 'engine.jobs') if m in sys.modules];"
         "print(bad)" % str(ROOT)
     )
@@ -133,7 +133,7 @@ def test_cli_modules_import_no_heavy_packages():
 
 async def test_stored_source_is_an_event_source(home):
     from sessions.source import EventSource, StoredSource
-    from workbench.client import LiveSource
+    from workbench.sources import LiveSource
 
     sid = _make(home, steps=4)
     source = StoredSource(sid[-4:])

@@ -13,7 +13,8 @@ from conftest import wait_until
 from sessions.store import SessionStore
 from sessions.source import ListSource
 from workbench.tui import create_app
-from workbench.widgets import Series, SeriesPlot, downsample
+from screens.widgets.plot import Series, SeriesPlot
+from sessions.series import downsample
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = (100, 30)
@@ -78,6 +79,11 @@ def test_downsample_keeps_points_bounded_and_spikes():
     assert len(series) == 100_000  # the stored data stays whole
     small_x, small_y = downsample([0, 1, 2], [3, 4, 5], 200)
     assert small_x == [0, 1, 2] and small_y == [3, 4, 5]
+    nan = Series()                  # a run that failed on a NaN loss still draws
+    for i in range(1000):
+        nan.append(i, float("nan") if i % 100 == 0 else float(i))
+    xs, ys = downsample(nan.xs, nan.ys, 20)
+    assert 0 < len(xs) <= 22 and xs == sorted(xs)
 
 
 async def test_monitor_plot_points_bounded_at_100k(tmp_home):
@@ -168,7 +174,7 @@ async def test_home_export_writes_json_and_csv(tmp_home, tmp_path, monkeypatch):
 
 
 async def test_engine_start_failure_is_one_clear_line(tmp_home):
-    from workbench.client import EngineStartError
+    from workbench.client.errors import EngineStartError
 
     def broken():
         raise EngineStartError("the engine exited with code 1 while starting; see /x/engine/engine.log: boom")
@@ -216,7 +222,7 @@ async def test_new_run_invalid_lr_shows_inline_error_and_submits_nothing(tmp_hom
         error = screen.query_one("#err-p-lr")
         assert "--lr" in str(error.render()) and error.display
         assert lr.has_class("-invalid")
-        assert calls == [] and app.submitted == []
+        assert calls == [] and app.services.submitted == []
         # a bad deletion N is shown under N, still nothing submitted
         lr.value = "1e-4"
         screen.query_one("#del-n").value = "-3"
@@ -252,10 +258,12 @@ async def test_new_run_fields_follow_the_method(tmp_home):
 async def test_deletion_preview_counts_units(tmp_home):
     from screens.deletion import preview_text
 
-    text = preview_text("shapes-tiny", {"strategy": "random", "n": 8, "seed": 1}, requests=2)
+    preview = create_app(start_engine=False).services.preview_deletion
+    text = preview_text(preview, "shapes-tiny", {"strategy": "random", "n": 8, "seed": 1}, requests=2)
     assert text.startswith("8 of 160") and "2 sequential requests" in text
-    assert "no training unit" in preview_text("shapes-tiny", {"strategy": "query", "query": "zebra", "n": None,
-                                                             "seed": 1})
+    assert "no training unit" in preview_text(preview, "shapes-tiny", {"strategy": "query", "query": "zebra",
+                                                                      "n": None, "seed": 1})
+    assert "built-in worlds only" in preview_text(preview, "flickr30k:/x", {"strategy": "random", "n": 8, "seed": 1})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -347,7 +355,7 @@ def _screen_classes():
     from screens.monitor import MonitorScreen
     from screens.new_run import NewRunScreen
     from workbench.app import WorkbenchApp
-    from workbench.widgets import ConfirmScreen
+    from screens.widgets.confirm import ConfirmScreen
 
     return [WorkbenchApp, HomeScreen, NewRunScreen, MonitorScreen, CompareScreen, HelpScreen, ConfirmScreen]
 
@@ -430,10 +438,6 @@ def test_tui_never_imports_torch(tmp_home):
 
 
 async def test_new_run_sequential_requests_builds_a_pulse_spec(tmp_home):
-    from engine import spec as specs
-
-    if not hasattr(specs, "validate_pulse"):
-        pytest.skip("this engine.spec has no PULSE protocol")
     calls: list[dict] = []
 
     async def fake_submit(spec):
@@ -448,9 +452,10 @@ async def test_new_run_sequential_requests_builds_a_pulse_spec(tmp_home):
         screen = app.screen
         screen.query_one("#protocol").value = "sequential"
         await pilot.pause(0.1)
-        assert screen.query("#p-lora_r")  # the LMM fields appear for sequential requests
-        screen.query_one("#model").value = "llava-tiny"
+        assert not screen.query("#p-lora_r")  # image-text data: no LMM fields
         screen.query_one("#data").value = "people-tiny"
+        await wait_until(pilot, lambda: bool(screen.query("#p-lora_r")))  # people data: the LMM fields appear
+        screen.query_one("#model").value = "llava-tiny"
         screen.query_one("#method").value = "ga"
         screen.query_one("#requests").value = "0"
         screen.query_one("#del-n").value = "2"
@@ -462,3 +467,28 @@ async def test_new_run_sequential_requests_builds_a_pulse_spec(tmp_home):
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: bool(calls))
         assert calls[0]["kind"] == "pulse" and calls[0]["requests"] == 2 and calls[0]["forget"] == 2
+
+
+async def test_new_run_sequential_requests_on_image_text_builds_a_run_spec(tmp_home):
+    calls: list[dict] = []
+
+    async def fake_submit(spec):
+        calls.append(spec)
+        return {"session": "fake-run", "state": "queued"}
+
+    app = create_app(start_engine=False, submitter=fake_submit,
+                     live_source_factory=lambda sid: ListSource([], session_id=sid, live=True))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+n")
+        await pilot.pause(0.1)
+        screen = app.screen
+        screen.query_one("#protocol").value = "sequential"
+        screen.query_one("#model").value = "clip-tiny"
+        screen.query_one("#data").value = "shapes-tiny"
+        screen.query_one("#method").value = "npo"
+        screen.query_one("#requests").value = "3"
+        screen.query_one("#del-n").value = "9"
+        await pilot.pause(0.1)
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: bool(calls))
+        assert calls[0]["kind"] == "run" and calls[0]["requests"] == 3 and calls[0]["deletion"]["n"] == 9

@@ -147,7 +147,7 @@ def test_monitor_snapshot(snap_compare, snapshot_home, size):
 
         screen = MonitorScreen(ListSource(monitor_events(), session_id="md-seed0", live=True), device="cpu")
         await app.push_screen(screen)
-        from workbench.widgets import TailLog
+        from screens.widgets.tail_log import TailLog
 
         await wait_until(pilot, lambda: screen.source_done and not screen.backlog)
         log = screen.query_one("#mon-log", TailLog)

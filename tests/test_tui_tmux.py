@@ -46,7 +46,7 @@ def _curve_drawn(text: str) -> bool:
 
 def test_tui_in_tmux_launches_a_run_shows_its_curve_and_quits(tmp_path):
     from sessions.store import SessionStore
-    from workbench.client import stop_engine
+    from workbench.client.process import stop_engine
 
     home = tmp_path / "home"
     store = SessionStore(home)

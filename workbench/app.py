@@ -1,14 +1,13 @@
-"""The Textual App: finds or starts the engine in a worker, owns the screens, and turns every
-worker error into one visible line (workers compute, handlers mutate).
+"""The Textual App: finds or starts the engine in a worker, hands its screens their services, and
+turns every worker error into one visible line (workers compute, handlers mutate).
 
-Never imports torch: the only engine module it reads is ``engine.spec`` (through the New-run
-screen) and the torch-free built-in world builder (deletion-set preview, in a thread).
+Never imports torch: screens read ``engine.spec``; the deletion preview goes through the services
+(``engine.api``, torch-free for built-in worlds, in a thread).
 """
 from __future__ import annotations
 
-import os
 from functools import partial
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Iterable
 
 from textual import on, work
 from textual.app import App, SystemCommand
@@ -18,11 +17,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from sessions.store import SessionStore
-
-Submitter = Callable[[dict], Awaitable[dict]]
-EngineStarter = Callable[[], Any]
-SourceFactory = Callable[[str], Any]
+from workbench.services import EngineServices
 
 COMPACT_WIDTH = 100
 COMPACT_HEIGHT = 30
@@ -57,19 +52,11 @@ class WorkbenchApp(App):
     engine_state: reactive[str] = reactive("off")   # off | starting | ready | failed
     engine_message: reactive[str] = reactive("")
 
-    def __init__(self, *, store: SessionStore | None = None, replay: str | None = None,
-                 start_engine: bool = True, engine_starter: EngineStarter | None = None,
-                 submitter: Submitter | None = None, live_source_factory: SourceFactory | None = None,
-                 home: str | os.PathLike | None = None) -> None:
+    def __init__(self, services: EngineServices, *, replay: str | None = None, start_engine: bool = True) -> None:
         super().__init__()
-        self.store = store or SessionStore(home)
-        self.home = home
+        self.services = services
         self.replay_id = replay
         self.want_engine = start_engine and replay is None
-        self._engine_starter = engine_starter
-        self._submitter = submitter
-        self._live_source_factory = live_source_factory
-        self.submitted: list[dict] = []
 
     # lifecycle -----------------------------------------------------------------------------------
 
@@ -78,12 +65,12 @@ class WorkbenchApp(App):
             from screens.monitor import MonitorScreen
             from sessions.source import StoredSource
 
-            self.push_screen(MonitorScreen(StoredSource(self.replay_id, self.store), replay=True,
+            self.push_screen(MonitorScreen(StoredSource(self.replay_id, self.services.store), replay=True,
                                            standalone=True))
         else:
             from screens.home import HomeScreen
 
-            self.push_screen(HomeScreen())
+            self.push_screen(HomeScreen(self.services))
             if self.want_engine:
                 self.start_engine()
 
@@ -103,23 +90,19 @@ class WorkbenchApp(App):
     def _start_engine_worker(self) -> None:
         """Find or start the daemon (a thread: start_engine polls with sleeps)."""
         try:
-            if self._engine_starter is not None:
-                info = self._engine_starter() or {}
-            else:
-                from workbench.client import start_engine
-
-                info = start_engine(self.home)
+            info = self.services.start_engine()
         except Exception as exc:  # EngineStartError names the log; anything else gets the log too
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if "log" not in message:
                 from sessions.protocol import engine_paths
 
-                message += f" (see {engine_paths(self.home).log})"
+                message += f" (see {engine_paths(self.services.home).log})"
             self.post_message(EngineFailed(message))
         else:
             self.post_message(EngineReady(dict(info)))
 
     def on_engine_ready(self, message: EngineReady) -> None:
+        self.services.engine_ready = True
         self.engine_state = "ready"
         pid = message.info.get("pid")
         self.engine_message = "engine ready" + (f" (pid {pid})" if pid else "")
@@ -134,40 +117,6 @@ class WorkbenchApp(App):
             self.engine_state = "off"
             self.start_engine()
 
-    # services for screens ------------------------------------------------------------------------
-
-    async def submit_spec(self, spec: dict) -> dict:
-        """Queue a run; returns the engine's reply (``session`` ...). Raises EngineError."""
-        self.submitted.append(spec)
-        if self._submitter is not None:
-            return await self._submitter(spec)
-        from workbench.client import EngineClient
-
-        async with EngineClient(self.home) as client:
-            return await client.submit(spec, name=spec.get("name"))
-
-    def live_source(self, session_id: str):
-        if self._live_source_factory is not None:
-            return self._live_source_factory(session_id)
-        from workbench.client import LiveSource
-
-        return LiveSource(session_id, self.home)
-
-    def source_for(self, row: dict):
-        """A live source for a session the engine runs, else the stored one (following it if a
-        headless process still writes it)."""
-        from sessions.source import StoredSource
-
-        active = row.get("state") in ("queued", "running")
-        if active and (self.engine_state == "ready" or self._live_source_factory is not None):
-            return self.live_source(row["id"])
-        return StoredSource(row["id"], self.store, follow=active)
-
-    def open_monitor(self, source, *, replay: bool | None = None, device: str | None = None) -> None:
-        from screens.monitor import MonitorScreen
-
-        self.push_screen(MonitorScreen(source, replay=replay, device=device))
-
     # actions -------------------------------------------------------------------------------------
 
     def action_help(self) -> None:
@@ -180,7 +129,7 @@ class WorkbenchApp(App):
         from screens.new_run import NewRunScreen
 
         if not isinstance(self.screen, NewRunScreen):
-            self.push_screen(NewRunScreen())
+            self.push_screen(NewRunScreen(self.services))
 
     # every binding in the command palette ----------------------------------------------------------
 

@@ -8,7 +8,9 @@ from typing import Any
 import typer
 
 from sessions.protocol import engine_paths
-from workbench.client import EngineError, engine_status, start_engine, stop_engine
+from sessions.summary import format_duration
+from workbench.client.errors import EngineError
+from workbench.client.process import engine_status, start_engine, stop_engine
 
 engine_app = typer.Typer(
     name="engine",
@@ -74,7 +76,7 @@ def status_cmd(as_json: bool = typer.Option(False, "--json", help="one JSON obje
         stale = " (stale files of a dead engine are left; `engine start` cleans them)" if info.get("stale") else ""
         typer.echo(f"engine not running{stale}; log {info['log']}")
         return
-    typer.echo(f"engine running (pid {info['pid']}, up {_duration(info.get('uptime', 0))}); "
+    typer.echo(f"engine running (pid {info['pid']}, up {format_duration(info.get('uptime', 0))}); "
                f"socket {info['socket']}; log {info['log']}")
     devices = info.get("devices") or {}
     if not devices:
@@ -83,15 +85,6 @@ def status_cmd(as_json: bool = typer.Option(False, "--json", help="one JSON obje
         queued = dev.get("queued") or []
         typer.echo(f"  {name}: running {dev.get('running') or '-'}; queued {len(queued)}"
                    + (f" ({', '.join(queued)})" if queued else ""))
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
 
 
 @engine_app.command("logs")

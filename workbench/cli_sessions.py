@@ -5,8 +5,6 @@ inside the commands that draw.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import shutil
 import sys
@@ -16,19 +14,11 @@ from typing import Any, Optional
 
 import typer
 
-from sessions.files import atomic_write_text
-from sessions.metric_names import flatten
+from sessions.export import session_document, write_export
 from sessions.schema import SchemaMismatch
-from sessions.series import (
-    CSV_COLUMNS,
-    downsample,
-    eval_series,
-    final_table,
-    loss_series,
-    request_series,
-    tidy_rows,
-)
+from sessions.series import downsample, eval_series, final_table, loss_series, request_series
 from sessions.store import SessionBusy, SessionStore, UnknownSession
+from sessions.summary import summary_metrics
 
 sessions_app = typer.Typer(
     name="sessions",
@@ -36,7 +26,6 @@ sessions_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -74,25 +63,10 @@ def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
 
 
-def format_deletion(deletion: Any) -> str:
-    if isinstance(deletion, dict):
-        strategy = deletion.get("strategy", "")
-        rest = " ".join(f"{k}={v}" for k, v in deletion.items() if k != "strategy")
-        return f"{strategy} {rest}".strip()
-    return "" if deletion is None else str(deletion)
-
-
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return "-" if value is None else str(value)
-
-
-def summary_metrics(summary: Any) -> dict[str, float]:
-    """Flat final metrics of a summary (``{"metrics": {...}}`` as run results have, or flat)."""
-    if not isinstance(summary, dict):
-        return {}
-    return flatten(summary["metrics"]) if "metrics" in summary else flatten(summary)
 
 
 @sessions_app.command("list")
@@ -133,16 +107,6 @@ def list_cmd(
         table.add_row(row["id"], shown, what, created, _fmt(metrics.get("df_dr_auc")), _fmt(test),
                       _fmt(metrics.get("mia.df_member_rate")))
     Console().print(table)
-
-
-def session_document(store: SessionStore, session_id: str, events: bool = True) -> dict:
-    meta = store.get(session_id)
-    doc = {key: meta.get(key) for key in ("id", "name", "state", "created", "updated", "message", "live",
-                                          "spec", "summary")}
-    doc["schema"] = meta.get("schema")
-    if events:
-        doc["events"] = store.events(session_id)
-    return doc
 
 
 @sessions_app.command("show")
@@ -206,15 +170,6 @@ def _metric_table(columns: list[str], rows: dict[str, dict[str, float]]):
     return table
 
 
-def _csv_text(events: list[dict]) -> str:
-    buf = io.StringIO()
-    out = csv.writer(buf, lineterminator="\n")
-    out.writerow(CSV_COLUMNS)
-    for row in tidy_rows(events):
-        out.writerow(["" if v is None else v for v in row])
-    return buf.getvalue()
-
-
 @sessions_app.command("export")
 def export_cmd(
     session: str = typer.Argument(..., help="session id"),
@@ -241,8 +196,7 @@ def export_cmd(
     try:
         for kind, path in targets.items():
             path.parent.mkdir(parents=True, exist_ok=True)
-            text = json.dumps(doc, indent=1, default=str) if kind == "json" else _csv_text(doc["events"])
-            atomic_write_text(path, text, sync_dir=False)
+            write_export(doc, path, kind)
             written.append(str(path))
     except OSError as exc:
         _fail(f"cannot write {exc.filename or out}: {exc.strerror}; choose a writable --out path")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
-from workbench.app import EngineStarter, SourceFactory, Submitter, WorkbenchApp
+from workbench.app import WorkbenchApp
+from workbench.services import EngineServices, EngineStarter, SourceFactory, Submitter
 
 
 def create_app(*, replay: str | None = None, home: str | os.PathLike | None = None,
@@ -17,9 +18,9 @@ def create_app(*, replay: str | None = None, home: str | os.PathLike | None = No
     engine off with ``start_engine=False``."""
     from sessions.store import SessionStore
 
-    return WorkbenchApp(store=SessionStore(home), replay=replay, start_engine=start_engine,
-                        engine_starter=engine_starter, submitter=submitter,
-                        live_source_factory=live_source_factory, home=home)
+    services = EngineServices(SessionStore(home), home, engine_starter=engine_starter, submitter=submitter,
+                              live_source_factory=live_source_factory)
+    return WorkbenchApp(services, replay=replay, start_engine=start_engine)
 
 
 def run_tui(replay: str | None = None) -> int:

@@ -69,7 +69,8 @@ async def submit(daemon: Daemon, conn: Client, rid: Any, spec: dict, name: str |
         jobs = await asyncio.to_thread(daemon.queues.jobs_module)
         normal = await asyncio.to_thread(jobs.validate, spec)
     except SpecError as exc:
-        return P.error(rid, P.BAD_SPEC, str(exc).splitlines()[0] if str(exc) else "bad run spec")
+        return P.error(rid, P.BAD_SPEC, str(exc).splitlines()[0] if str(exc) else "bad run spec",
+                       exc.field)
     except Exception as exc:
         log.error("validate failed:\n%s", traceback.format_exc())
         return P.error(rid, P.INTERNAL, f"could not validate the spec: {type(exc).__name__}: {exc}"

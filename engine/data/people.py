@@ -25,9 +25,10 @@ from PIL import Image
 from engine.data.faces import IMAGE_SIZE, render_face, sample_looks
 from engine.data.mllmu import write_mllmu
 from engine.data.mmbench import LETTERS, MCQuestion, write_mmbench
-from engine.data.people_records import WORLD_SIZES, PeopleData, Person, QAItem, WorldSize, mc_texts, qa_texts
+from engine.data.people_records import PeopleData, Person, QAItem, mc_texts, qa_texts
 from engine.data.shapes import BACKGROUNDS, COLOURS, POSITIONS, SHAPES, ShapeAttrs, render_image, sample_attrs
 from engine.errors import SpecError
+from engine.spec.catalog import PEOPLE_SIZES, PeopleSize
 
 EXPORT_FORMATS = ("mmbench", "mllmu")
 MMBENCH_FILE = "mmbench_people_world.tsv"
@@ -106,9 +107,9 @@ class PeopleWorld(PeopleData):
 
 
 def build_people_world(name: str = "people", seed: int = 0) -> PeopleWorld:
-    if name not in WORLD_SIZES:
-        raise SpecError(f"unknown people world {name!r}; choose one of {', '.join(WORLD_SIZES)}")
-    size = WORLD_SIZES[name]
+    if name not in PEOPLE_SIZES:
+        raise SpecError(f"unknown people world {name!r}; choose one of {', '.join(PEOPLE_SIZES)}")
+    size = PEOPLE_SIZES[name]
     people = _make_people(size, random.Random(f"{name}:{seed}:people"))
     general_rng = random.Random(f"{name}:{seed}:general")
     return PeopleWorld(
@@ -122,7 +123,7 @@ def build_people_world(name: str = "people", seed: int = 0) -> PeopleWorld:
     )
 
 
-def _make_people(size: WorldSize, rng: random.Random) -> list[Person]:
+def _make_people(size: PeopleSize, rng: random.Random) -> list[Person]:
     looks = sample_looks(rng, size.people)
     firsts = rng.sample(FIRST_NAMES, size.people)
     lasts = rng.sample(LAST_NAMES, size.people)

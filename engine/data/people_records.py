@@ -16,23 +16,6 @@ KNOWLEDGE_PHASE = {"pretrained": "pretrain", "finetuned": "finetune"}
 # A space, not nothing, so that "she's" gives "she" "s" as the tokenizer's Punctuation pre-tokenizer does.
 PUNCTUATION_TO_SPACE = str.maketrans(string.punctuation, " " * len(string.punctuation))
 
-@dataclass(frozen=True)
-class WorldSize:
-    people: int
-    pretrain_people: int
-    images_per_person: int
-    general_train_images: int  # each gives one training question per attribute
-    general_eval_questions: int
-
-
-WORLD_SIZES = {
-    "people": WorldSize(people=40, pretrain_people=20, images_per_person=4,
-                        general_train_images=400, general_eval_questions=200),
-    "people-tiny": WorldSize(people=8, pretrain_people=4, images_per_person=4,
-                             general_train_images=24, general_eval_questions=16),
-}
-
-
 @dataclass
 class Person:
     person_id: str

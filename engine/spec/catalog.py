@@ -114,6 +114,23 @@ PEOPLE_WORLDS: dict[str, DataInfo] = {d.name: d for d in (
     DataInfo("people", "multiple_choice", "built-in people: 40 people (20 pretraining, 20 fine-tuning) + shape questions"),
     DataInfo("people-tiny", "multiple_choice", "built-in people: 8 people (4 + 4) + a few shape questions (tests)"),
 )}
+@dataclass(frozen=True)
+class PeopleSize:
+    people: int
+    pretrain_people: int
+    images_per_person: int
+    general_train_images: int  # each gives one training question per attribute
+    general_eval_questions: int
+
+
+PEOPLE_SIZES = {
+    "people": PeopleSize(people=40, pretrain_people=20, images_per_person=4,
+                        general_train_images=400, general_eval_questions=200),
+    "people-tiny": PeopleSize(people=8, pretrain_people=4, images_per_person=4,
+                             general_train_images=24, general_eval_questions=16),
+}
+
+
 DATA_FORMATS: dict[str, DataInfo] = {d.name: d for d in (
     DataInfo("flickr30k", "retrieval", "Karpathy-style JSON (train/val/test) + images, FORMAT:DIR"),
     DataInfo("mmbench", "general", "MMBench TSV with an answer column (pulse --general mmbench:FILE)"),

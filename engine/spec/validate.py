@@ -16,6 +16,7 @@ from engine.spec.catalog import (
     KNOWLEDGE_SOURCES,
     METHODS,
     MODELS,
+    PEOPLE_SIZES,
     PEOPLE_WORLDS,
     PULSE_METHODS,
     SEQUENTIAL_METHODS,
@@ -222,9 +223,7 @@ def people_pool(data: str, knowledge: str) -> int | None:
     """How many people the knowledge source offers in a built-in world (None for files: checked at run time)."""
     if data not in PEOPLE_WORLDS:
         return None
-    from engine.data.people_records import WORLD_SIZES  # pure Python, no torch
-
-    size = WORLD_SIZES[data]
+    size = PEOPLE_SIZES[data]
     return size.pretrain_people if knowledge == "pretrained" else size.people - size.pretrain_people
 
 

@@ -1,0 +1,30 @@
+"""Messages the screens post to themselves from their workers (workers compute, handlers mutate)."""
+from __future__ import annotations
+
+from textual.message import Message
+
+
+class SessionsLoaded(Message):
+    """The catalog's rows, read in a thread (or the one line that says why not)."""
+
+    def __init__(self, rows: list[dict] | None, error: str | None = None) -> None:
+        super().__init__()
+        self.rows = rows
+        self.error = error
+
+
+class CompareLoaded(Message):
+    """The compared sessions' series and final metrics, read in a thread."""
+
+    def __init__(self, runs: list[dict], error: str | None = None) -> None:
+        super().__init__()
+        self.runs = runs
+        self.error = error
+
+
+class PreviewReady(Message):
+    """The deletion-set preview text, computed in a thread."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text

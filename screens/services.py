@@ -1,0 +1,50 @@
+"""What the screens need from the shell and the engine, as one object the App hands them.
+
+Screens type against ``Services`` and never import the shell: the App passes its implementation
+(``workbench.services.EngineServices``) and tests pass theirs. Failures come back as
+``engine.errors.SpecError`` (a spec the engine refuses; ``field`` names the form field) or as
+``ServiceError`` (the engine is not there, or answered with an error).
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+from sessions.source import EventSource
+from sessions.store import SessionStore
+
+
+class ServiceError(RuntimeError):
+    """The engine could not do what a screen asked (``code``: a sessions.protocol error code)."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class DeletionPreview(Protocol):
+    selected: int        # units the deletion set selects
+    total: int           # training units in the world
+    samples: list[str]   # a few of the selected units' captions
+
+
+class Services(Protocol):
+    store: SessionStore
+
+    def validate(self, spec: dict) -> dict:
+        """The normalised spec (a run, or a ``kind: pulse`` one); SpecError naming its field."""
+
+    def preview_deletion(self, data: str, deletion: dict) -> DeletionPreview | None:
+        """What ``deletion`` selects in built-in world ``data`` (None for real data); SpecError.
+        Blocking (it may build the world): call it from a thread worker."""
+
+    async def submit(self, spec: dict) -> dict:
+        """Queue a validated spec; the engine's reply (``session``, ``device``, ...)."""
+
+    async def cancel(self, session_id: str) -> dict:
+        """Ask the engine to stop a queued or running session."""
+
+    def live_source(self, session_id: str) -> EventSource:
+        """A session followed live through the engine."""
+
+    def source_for(self, row: dict) -> EventSource:
+        """The source to open a catalog row with: live while the engine runs it, else stored."""

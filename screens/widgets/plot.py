@@ -1,0 +1,90 @@
+"""Growing (x, y) series and the plotext plot that draws them, downsampled to its width."""
+from __future__ import annotations
+
+from array import array
+from typing import Mapping
+
+from textual_plotext import PlotextPlot
+
+from sessions.series import downsample
+
+POINTS_PER_COLUMN = 2
+
+
+class Series:
+    """One growing (x, y) series in compact arrays; the stored data stays whole."""
+
+    __slots__ = ("xs", "ys")
+
+    def __init__(self) -> None:
+        self.xs = array("d")
+        self.ys = array("d")
+
+    def append(self, x: float, y: float) -> None:
+        self.xs.append(x)
+        self.ys.append(y)
+
+    def __len__(self) -> int:
+        return len(self.xs)
+
+
+class SeriesPlot(PlotextPlot):
+    """A plotext plot of named series; redraws only when told its data changed (``mark_dirty``)
+    and then plots at most ~2 points per column of each series."""
+
+    DEFAULT_CSS = """
+    SeriesPlot {
+        height: 1fr;
+        min-height: 6;
+        border: round $panel;
+    }
+    SeriesPlot:focus {
+        border: round $accent;
+    }
+    """
+
+    def __init__(self, title: str, xlabel: str = "step", *, id: str | None = None,
+                 classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.title = title
+        self.xlabel = xlabel
+        self.series: Mapping[str, Series] = {}
+        self.points_drawn = 0       # how many points the last render plotted (all series)
+        self.renders = 0
+        self._built_for: tuple | None = None
+        self._version = 0
+
+    def set_series(self, series: Mapping[str, Series]) -> None:
+        self.series = series  # kept by reference: the owner adds series as they appear
+        self.mark_dirty()
+
+    def mark_dirty(self) -> None:
+        self._version += 1
+        self.refresh()
+
+    def _rebuild(self, width: int) -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title(self.title)
+        plt.xlabel(self.xlabel)
+        points = max(8, POINTS_PER_COLUMN * max(1, width - 8))
+        drawn = 0
+        for name, series in list(self.series.items()):
+            if not len(series):
+                continue
+            xs, ys = downsample(series.xs, series.ys, points)
+            drawn += len(xs)
+            if len(xs) == 1:
+                plt.scatter(xs, ys, label=name)
+            else:
+                plt.plot(xs, ys, label=name)
+        self.points_drawn = drawn
+
+    def render(self):
+        key = (self._version, self.size.width, self.size.height)
+        if key != self._built_for:
+            self._rebuild(self.size.width)
+            self._built_for = key
+        self.renders += 1
+        return super().render()

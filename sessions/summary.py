@@ -1,0 +1,50 @@
+"""A session row in words: its final metrics, its deletion set and how long it ran.
+
+The sessions home, `sessions list` and `engine status` print these the same way. Pure Python.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from sessions.metric_names import flatten
+from sessions.schema import ACTIVE_STATES
+
+
+def summary_metrics(summary: Any) -> dict[str, float]:
+    """Flat final metrics of a summary (``{"metrics": {...}}`` as run results have, or flat)."""
+    if not isinstance(summary, dict):
+        return {}
+    return flatten(summary["metrics"]) if "metrics" in summary else flatten(summary)
+
+
+def format_deletion(deletion: Any) -> str:
+    """``random 8 s0``, ``ids FILE.txt``, ``query 'red circle'``."""
+    if not isinstance(deletion, dict):
+        return "" if deletion is None else str(deletion)
+    strategy = deletion.get("strategy", "")
+    if strategy == "random":
+        return f"random {deletion.get('n')} s{deletion.get('seed', '')}"
+    if strategy == "ids":
+        return f"ids {Path(str(deletion.get('file'))).name}"
+    if strategy == "query":
+        return f"query {deletion.get('query')!r}"
+    return str(strategy)
+
+
+def run_seconds(row: dict, now: float | None = None) -> float:
+    """How long a catalog row's session has run (until now while it is queued or running)."""
+    start = row.get("created") or 0
+    end = (now or time.time()) if row.get("state") in ACTIVE_STATES else (row.get("updated") or start)
+    return max(0.0, end - start)
+
+
+def format_duration(seconds: float) -> str:
+    """``42s``, ``5m07s``, ``2h03m``."""
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

@@ -1,0 +1,134 @@
+"""The engine daemon as a process: start it detached (``python -m engine.daemon`` in a new session,
+so a hang-up never reaches it), stop it, say whether it runs, and clean a dead one's files.
+
+A lock file held by the running daemon is the truth about "running"; socket and pid files left by
+a dead one are removed only when nobody holds the lock.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sessions import protocol as P
+from workbench.client.errors import EngineNotRunning, EngineStartError, strip
+from workbench.client.sync import Home, call, ping
+
+LOG_ROTATE_BYTES = 8 << 20
+REPO_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def lock_held(paths: P.EnginePaths) -> bool:
+    if not paths.lock.exists():
+        return False
+    fd = os.open(paths.lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing releases our probe lock
+    return False
+
+
+def clean_stale(paths: P.EnginePaths) -> bool:
+    """Remove a dead engine's socket and pid file (only when no engine holds the lock)."""
+    if lock_held(paths):
+        return False
+    cleaned = False
+    for path in (paths.socket, paths.pid):
+        try:
+            path.unlink()
+            cleaned = True
+        except FileNotFoundError:
+            pass
+    return cleaned
+
+
+def log_tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in text[-lines:] if line.strip())
+
+
+def start_engine(home: Home = None, timeout: float = 30.0, command: list[str] | None = None) -> dict:
+    """Start the daemon unless one is running; wait until it answers.
+
+    Returns ``{"started": bool, "pid", "socket", "log", "home"}``. Raises EngineStartError (naming
+    the log file) when it does not come up within ``timeout`` seconds. ``command`` replaces
+    ``[sys.executable, "-m", "engine.daemon"]`` (tests use it to inject a job module)."""
+    paths = P.engine_paths(home)
+    hello = ping(home)
+    if hello is not None:
+        return {"started": False, "pid": hello.get("pid"), "socket": str(paths.socket),
+                "log": str(paths.log), "home": str(paths.home)}
+    P.private_dir(paths.dir)
+    proc = None
+    if not lock_held(paths):
+        clean_stale(paths)
+        if paths.log.exists() and paths.log.stat().st_size > LOG_ROTATE_BYTES:
+            os.replace(paths.log, paths.log.with_name("engine.log.1"))
+        env = dict(os.environ)
+        env["MMUL_HOME"] = str(paths.home)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        argv = command or [sys.executable, "-m", "engine.daemon"]
+        with open(paths.log, "ab") as log_file:
+            os.chmod(paths.log, 0o600)
+            proc = subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL, stdout=log_file,
+                                    stderr=log_file, cwd=str(paths.home), env=env, close_fds=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        hello = ping(home, timeout=1.0)
+        if hello is not None:
+            return {"started": proc is not None, "pid": hello.get("pid"), "socket": str(paths.socket),
+                    "log": str(paths.log), "home": str(paths.home)}
+        if proc is not None and proc.poll() not in (None, 0):
+            raise EngineStartError(f"the engine exited with code {proc.returncode} while starting; "
+                                   f"see {paths.log}: {log_tail(paths.log, 3)}", "start_failed")
+        time.sleep(0.05)
+    raise EngineStartError(f"the engine did not answer on {paths.socket} within {timeout:.0f} s; "
+                           f"see {paths.log}", "start_failed")
+
+
+def stop_engine(home: Home = None, timeout: float = 60.0) -> dict:
+    """Ask the engine to stop (running jobs end their current step and are marked cancelled) and wait
+    for it to exit. After ``timeout`` seconds it is killed (its sessions show ``interrupted`` on the
+    next start). Returns ``{"was_running", "pid", "cancelled", "killed"}``."""
+    paths = P.engine_paths(home)
+    try:
+        reply = call(paths, "shutdown", timeout=10.0)
+    except EngineNotRunning:
+        clean_stale(paths)
+        return {"was_running": False, "pid": None, "cancelled": [], "killed": False}
+    pid = reply.get("pid")
+    cancelled = list(reply.get("running", [])) + list(reply.get("queued", []))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not lock_held(paths):
+            return {"was_running": True, "pid": pid, "cancelled": cancelled, "killed": False}
+        time.sleep(0.05)
+    if pid:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+        time.sleep(0.2)
+    clean_stale(paths)
+    return {"was_running": True, "pid": pid, "cancelled": cancelled, "killed": True}
+
+
+def engine_status(home: Home = None) -> dict:
+    """``{"running": False, ...}`` or the engine's status reply with ``running: True``."""
+    paths = P.engine_paths(home)
+    try:
+        reply = call(paths, "status", timeout=5.0)
+    except EngineNotRunning:
+        return {"running": False, "home": str(paths.home), "socket": str(paths.socket), "log": str(paths.log),
+                "stale": paths.pid.exists() or paths.socket.exists()}
+    return {"running": True, **strip(reply)}

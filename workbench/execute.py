@@ -1,0 +1,46 @@
+"""A validated spec run in this process as a session (``run``, ``demo`` and ``pulse`` without
+``--engine``): the job's events go to the session writer and to the progress display on stderr.
+
+Errors end the session and the command: bad input exit 2, a failed run exit 1 (session kept, marked
+failed), Ctrl-C exit 130 (marked cancelled).
+"""
+from __future__ import annotations
+
+from engine.errors import Cancelled, RunFailed, SpecError
+from sessions.store import SessionStore
+from workbench.output import Exit, Progress, fail
+
+
+def run_session(spec: dict, label: str, original_metrics: dict | None = None) -> dict:
+    """Run ``spec``; returns the result document with its ``session`` id."""
+    from engine.api import run_job
+
+    writer = SessionStore().create(spec, name=spec.get("name"))
+    with Progress(label, quiet=False) as progress:
+
+        class Tee:
+            session_id = writer.session_id
+
+            @staticmethod
+            def emit(kind, **fields):
+                writer.emit(kind, **fields)
+                progress.event(kind, fields)
+
+        try:
+            result = run_job(spec, Tee, lambda: False, original_metrics=original_metrics)
+        except SpecError as error:
+            writer.finish("failed", message=str(error))
+            fail(str(error))
+        except RunFailed as error:
+            writer.finish("failed", message=str(error))
+            fail(f"{error} (session {writer.session_id} kept)", Exit.RUN_FAILED)
+        except (Cancelled, KeyboardInterrupt):
+            writer.finish("cancelled", message="interrupted from the terminal")
+            fail(f"cancelled (session {writer.session_id} kept)", Exit.INTERRUPTED)
+        except Exception as error:  # an engine bug: keep the session, say where, exit 1
+            writer.finish("failed", message=f"{type(error).__name__}: {error}")
+            fail(f"run failed: {type(error).__name__}: {error} (session {writer.session_id}; MMUL_DEBUG=1 for a traceback)",
+                 Exit.RUN_FAILED)
+    result["session"] = writer.session_id
+    writer.finish("finished", summary=result)
+    return result

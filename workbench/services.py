@@ -1,0 +1,95 @@
+"""What the App hands its screens (``screens.services.Services``): the session store, spec checks,
+the deletion preview (in process, through ``engine.api``) and the engine daemon (submit, cancel,
+start, live sources).
+
+Tests replace the engine parts with fakes (``engine_starter``, ``submitter``, ``live_source_factory``);
+the rest is the real thing on a temp $MMUL_HOME.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Awaitable, Callable
+
+from engine.errors import SpecError
+from screens.services import DeletionPreview, ServiceError
+from sessions.schema import ACTIVE_STATES
+from sessions.source import EventSource, StoredSource
+from sessions.store import SessionStore
+from workbench.client.errors import EngineError, SpecRejected
+
+Submitter = Callable[[dict], Awaitable[dict]]
+EngineStarter = Callable[[], Any]
+SourceFactory = Callable[[str], EventSource]
+
+
+class EngineServices:
+    """The real services, with the engine parts replaceable (tests inject fakes)."""
+
+    def __init__(self, store: SessionStore, home: str | os.PathLike | None = None, *,
+                 engine_starter: EngineStarter | None = None, submitter: Submitter | None = None,
+                 live_source_factory: SourceFactory | None = None) -> None:
+        self.store = store
+        self.home = home
+        self.engine_ready = False     # set by the App once the daemon answers
+        self.submitted: list[dict] = []
+        self._engine_starter = engine_starter
+        self._submitter = submitter
+        self._live_source_factory = live_source_factory
+
+    # in process ----------------------------------------------------------------------------------
+
+    def validate(self, spec: dict) -> dict:
+        from engine.api import validate
+
+        return validate(spec)
+
+    def preview_deletion(self, data: str, deletion: dict) -> DeletionPreview | None:
+        from engine.api import preview_deletion
+
+        return preview_deletion(data, deletion)
+
+    # the engine daemon ---------------------------------------------------------------------------
+
+    def start_engine(self) -> dict:
+        """Find or start the daemon (blocking: it polls; run it in a thread). EngineError names the log."""
+        if self._engine_starter is not None:
+            return dict(self._engine_starter() or {})
+        from workbench.client.process import start_engine
+
+        return start_engine(self.home)
+
+    async def submit(self, spec: dict) -> dict:
+        self.submitted.append(spec)
+        if self._submitter is not None:
+            return await self._submitter(spec)
+        return await self._ask(lambda client: client.submit(spec, name=spec.get("name")))
+
+    async def cancel(self, session_id: str) -> dict:
+        return await self._ask(lambda client: client.cancel(session_id))
+
+    async def _ask(self, request: Callable[[Any], Awaitable[dict]]) -> dict:
+        """One request on a fresh connection, its errors as the screens know them."""
+        from workbench.client.async_client import EngineClient
+
+        try:
+            async with EngineClient(self.home) as client:
+                return await request(client)
+        except SpecRejected as exc:
+            raise SpecError(str(exc), field=exc.field) from None
+        except EngineError as exc:
+            raise ServiceError(str(exc), exc.code) from None
+
+    def live_source(self, session_id: str) -> EventSource:
+        if self._live_source_factory is not None:
+            return self._live_source_factory(session_id)
+        from workbench.sources import LiveSource
+
+        return LiveSource(session_id, self.home)
+
+    def source_for(self, row: dict) -> EventSource:
+        """Live while the engine runs the session; else the stored one (followed while a headless
+        process still writes it)."""
+        active = row.get("state") in ACTIVE_STATES
+        if active and (self.engine_ready or self._live_source_factory is not None):
+            return self.live_source(row["id"])
+        return StoredSource(row["id"], self.store, follow=active)
