@@ -17,7 +17,7 @@ def world():
 
 @pytest.mark.parametrize("name,cls", [("blip-tiny", "BlipForImageTextRetrieval"), ("clip-tiny", "CLIPModel")])
 def test_tiny_model_round_trip_and_contract(tmp_path, world, name, cls):
-    directory = tiny_model_dir(name, world, seed=3, cache=tmp_path)
+    directory = tiny_model_dir(name, world, seed=3, cache=tmp_path, task="retrieval")
     assert json.loads((directory / "config.json").read_text())["architectures"] == [cls]
     adapter = load_adapter(str(directory), world, seed=3, cache=tmp_path, task="retrieval")  # the path a real checkpoint takes
     again = load_adapter(name, world, seed=3, cache=tmp_path, task="retrieval")

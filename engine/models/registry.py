@@ -17,21 +17,22 @@ from engine.errors import SpecError
 from engine.spec import FAMILIES, MODELS, TASKS
 
 
-def adapter_class(family: str):
-    module, _, attribute = FAMILIES[family].target.partition(":")
+def adapter_class(family: str, task: str):
+    module, _, attribute = FAMILIES[family].adapters[task].partition(":")
     return getattr(importlib.import_module(module), attribute)
 
 
-def tiny_model_dir(name: str, world, seed: int, cache: Path) -> Path:
-    """Create (once) and return the directory of registered tiny model `name` for this world.
+def tiny_model_dir(name: str, world, seed: int, cache: Path, task: str) -> Path:
+    """Create (once) and return the directory of registered tiny model `name` for this world and task.
     `world` needs `name`, `vocabulary()` and `image_size`."""
-    directory = cache / "models" / f"{name}-{world.name}-seed{seed}"
+    suffix = "" if task == FAMILIES[MODELS[name].family].tasks[0] else f"-{task}"
+    directory = cache / "models" / f"{name}-{world.name}{suffix}-seed{seed}"
     if (directory / "config.json").exists():
         return directory
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
-        adapter_class(MODELS[name].family).build_tiny(world.vocabulary(), world.image_size, seed, staging)
+        adapter_class(MODELS[name].family, task).build_tiny(world.vocabulary(), world.image_size, seed, staging)
         os.replace(staging, directory)
     except OSError:
         if not (directory / "config.json").exists():  # another run made it first: use theirs
@@ -72,6 +73,6 @@ def family_serving(model: str, model_type: str, task: str) -> str:
 
 def load_adapter(model: str, world, seed: int, cache: Path, task: str):
     """The adapter for `model` serving `task`, on the CPU; move it with `.to(device)`."""
-    source = str(tiny_model_dir(model, world, seed, cache)) if model in MODELS else model
+    source = str(tiny_model_dir(model, world, seed, cache, task)) if model in MODELS else model
     family = family_serving(model, checkpoint_config(model, source).model_type, task)
-    return adapter_class(family).from_checkpoint(source, tiny=model in MODELS)
+    return adapter_class(family, task).from_checkpoint(source, tiny=model in MODELS)

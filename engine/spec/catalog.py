@@ -28,9 +28,14 @@ class MethodInfo:
 @dataclass(frozen=True)
 class FamilyInfo:
     name: str
-    target: str  # the adapter class: `build_tiny(vocabulary, image_size, seed, directory)`, `from_checkpoint(source)`
     model_types: tuple[str, ...]  # transformers `config.model_type` values this family loads
-    tasks: tuple[str, ...]  # the tasks it serves
+    # task -> adapter class ("module:Class"): `build_tiny(vocabulary, image_size, seed, directory)`,
+    # `from_checkpoint(source, tiny)`; the tasks it serves are the keys
+    adapters: dict[str, str]
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(self.adapters)
 
 
 @dataclass(frozen=True)
@@ -93,9 +98,9 @@ TASKS: dict[str, TaskInfo] = {t.name: t for t in (
 )}
 
 FAMILIES: dict[str, FamilyInfo] = {f.name: f for f in (
-    FamilyInfo("blip", "engine.models.blip:BlipRetrievalAdapter", ("blip",), ("retrieval",)),
-    FamilyInfo("clip", "engine.models.clip:ClipAdapter", ("clip",), ("retrieval",)),
-    FamilyInfo("llava", "engine.models.llava:LlavaAdapter", ("llava",), ("multiple_choice",)),
+    FamilyInfo("blip", ("blip",), {"retrieval": "engine.models.blip:BlipRetrievalAdapter"}),
+    FamilyInfo("clip", ("clip",), {"retrieval": "engine.models.clip:ClipAdapter"}),
+    FamilyInfo("llava", ("llava",), {"multiple_choice": "engine.models.llava:LlavaAdapter"}),
 )}
 
 MODELS: dict[str, ModelInfo] = {m.name: m for m in (
