@@ -437,15 +437,19 @@ def test_tui_never_imports_torch(tmp_home):
     assert "HEAVY=\n" in proc.stdout or proc.stdout.strip().endswith("HEAVY="), proc.stdout
 
 
-async def test_new_run_sequential_requests_builds_a_pulse_spec(tmp_home):
-    calls: list[dict] = []
-
+def recording_app(calls: list[dict]):
+    """The app with a submitter that records the specs it is handed (nothing runs)."""
     async def fake_submit(spec):
         calls.append(spec)
-        return {"session": "fake-pulse", "state": "queued"}
+        return {"session": f"fake-{len(calls)}", "state": "queued"}
 
-    app = create_app(start_engine=False, submitter=fake_submit,
-                     live_source_factory=lambda sid: ListSource([], session_id=sid, live=True))
+    return create_app(start_engine=False, submitter=fake_submit,
+                      live_source_factory=lambda sid: ListSource([], session_id=sid, live=True))
+
+
+async def test_new_run_sequential_requests_builds_a_pulse_spec(tmp_home):
+    calls: list[dict] = []
+    app = recording_app(calls)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+n")
         await pilot.pause(0.1)
@@ -471,13 +475,7 @@ async def test_new_run_sequential_requests_builds_a_pulse_spec(tmp_home):
 
 async def test_new_run_sequential_requests_on_image_text_builds_a_run_spec(tmp_home):
     calls: list[dict] = []
-
-    async def fake_submit(spec):
-        calls.append(spec)
-        return {"session": "fake-run", "state": "queued"}
-
-    app = create_app(start_engine=False, submitter=fake_submit,
-                     live_source_factory=lambda sid: ListSource([], session_id=sid, live=True))
+    app = recording_app(calls)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+n")
         await pilot.pause(0.1)
