@@ -247,12 +247,11 @@ async def test_new_run_fields_follow_the_method(tmp_home):
     app = create_app(start_engine=False)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+n")
-        await pilot.pause(0.1)
+        await wait_until(pilot, lambda: bool(app.screen.query("#p-alpha")))
         screen = app.screen
-        assert screen.query("#p-alpha")
         screen.query_one("#method").value = "npo"
-        await pilot.pause(0.1)
-        assert not screen.query("#p-alpha") and screen.query("#p-npo_beta") and screen.query("#p-lr")
+        await wait_until(pilot, lambda: not screen.query("#p-alpha") and bool(screen.query("#p-npo_beta")))
+        assert screen.query("#p-lr")
 
 
 async def test_deletion_preview_counts_units(tmp_home):
