@@ -1,15 +1,18 @@
-"""PULSE grid on an LMM: methods x knowledge source x number of sequential requests, through the CLI.
+"""PULSE grid on an LMM: methods x knowledge source x number of sequential requests x seeds, through the CLI.
 
-Runs `mmul-workbench pulse ... --json` once per cell (a subprocess each, one at a time) and prints one table:
-rows = method x knowledge (pretrained / finetuned people) x K (requests the same forget set is split into);
-columns = forget / retain accuracy (image+question and text-only) and MMBench retention in percent of the
-original's, all after the last request. The original model's accuracies (request 0) are printed once per
-knowledge source. The original is trained once and cached under $MMUL_HOME (set --home to reuse it).
+Runs `mmul-workbench pulse ... --json` once per cell (a subprocess each; `--jobs N` at a time) and prints one
+table: rows = method x knowledge (pretrained / finetuned people) x K (requests the same forget set is split
+into); columns = forget / retain accuracy (image+question and text-only) and MMBench retention in percent of
+the original's, all after the last request, as the mean over the seeds with +- half their range. The
+original model's accuracies (request 0) are printed per knowledge source and seed. Each seed's original is
+trained once and cached under $MMUL_HOME (set --home to reuse it).
 
-    python bench/bench_pulse.py [--methods ga,ga_klr,npo,multidelete] [--knowledge pretrained,finetuned] \
-        [--requests 5,1] [--data people] [--model llava-tiny] [--home DIR] [--json-out FILE] [-- extra pulse args]
+    python bench/bench_pulse.py [--methods ga,npo,...] [--knowledge pretrained,finetuned] [--requests 5,1] \
+        [--seeds 42,87] [--data people] [--model llava-tiny] [--jobs 1] [--home DIR] [--json-out FILE] \
+        [-- extra pulse args]
 
-Everything after `--` is passed to every `pulse` call (for instance `-- --lr 1e-3 --epochs 5`).
+Methods default to every method `pulse` takes (engine.spec.PULSE_METHODS). Everything after `--` is passed
+to every `pulse` call (for instance `-- --lr 1e-3 --epochs 5`).
 """
 from __future__ import annotations
 
@@ -20,10 +23,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-METHODS = ("ga", "ga_klr", "npo", "multidelete")
+sys.path.insert(0, str(ROOT))
+from engine.spec import DEFAULT_SEED, PULSE_METHODS  # noqa: E402  (torch-free catalogue)
+
+METHODS = PULSE_METHODS
 KNOWLEDGE = ("pretrained", "finetuned")
 
 
@@ -31,9 +38,9 @@ def _list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def run_cell(args, method: str, knowledge: str, requests: int, extra: list[str], env: dict) -> dict:
+def run_cell(args, method: str, knowledge: str, requests: int, seed: int, extra: list[str], env: dict) -> dict:
     command = [sys.executable, "-m", "workbench.cli", "pulse", "--method", method, "--data", args.data,
-               "--model", args.model, "--requests", str(requests), "--knowledge", knowledge,
+               "--model", args.model, "--requests", str(requests), "--knowledge", knowledge, "--seed", str(seed),
                "--device", args.device, "--json", *extra]
     started = time.perf_counter()
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -53,31 +60,51 @@ def pair(entry: dict, group: str, mode: str):
     return (entry.get(group) or {}).get(mode)
 
 
+def spread(values: list) -> str:
+    """mean +- half the range, in percent; one value alone; "-" when missing."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    mean = 100 * sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean:.1f}"
+    return f"{mean:.1f} ±{50 * (max(values) - min(values)):.1f}"
+
+
+COLUMNS = (("forget img", "forget", "image"), ("forget txt", "forget", "text"),
+           ("retain img", "retain", "image"), ("retain txt", "retain", "text"))
+
+
 def print_table(cells: list[dict]) -> None:
-    originals = {}
-    for cell in cells:
-        originals.setdefault(cell["knowledge"], cell["document"]["original_metrics"])
     print("Original model (request 0), accuracy %:")
-    print(f"  {'knowledge':<11} {'forget img':>10} {'forget txt':>10} {'retain img':>10} {'retain txt':>10} "
-          f"{'other img':>10} {'other txt':>10} {'MMBench':>8}")
-    for knowledge, original in originals.items():
-        print(f"  {knowledge:<11} {pct(pair(original, 'forget', 'image')):>10} {pct(pair(original, 'forget', 'text')):>10} "
-              f"{pct(pair(original, 'retain', 'image')):>10} {pct(pair(original, 'retain', 'text')):>10} "
-              f"{pct(pair(original, 'other', 'image')):>10} {pct(pair(original, 'other', 'text')):>10} "
-              f"{pct(original.get('mmbench')):>8}")
-    print()
-    print("After the last request, accuracy % (MMBench: retention in % of the original):")
-    header = (f"| {'method':<11} | {'knowledge':<10} | {'K':>2} | {'forget img':>10} | {'forget txt':>10} | "
-              f"{'retain img':>10} | {'retain txt':>10} | {'MMBench ret %':>13} | {'wall s':>6} |")
-    print(header)
-    print("|" + "|".join("-" * (len(part)) for part in header.split("|")[1:-1]) + "|")
+    print("| knowledge | seed | forget img | forget txt | retain img | retain txt | other img | other txt | MMBench |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    seen = set()
     for cell in cells:
-        last = cell["document"]["requests"][-1]
-        retention = last.get("mmbench_retention")
-        print(f"| {cell['method']:<11} | {cell['knowledge']:<10} | {cell['requests']:>2} | "
-              f"{pct(pair(last, 'forget', 'image')):>10} | {pct(pair(last, 'forget', 'text')):>10} | "
-              f"{pct(pair(last, 'retain', 'image')):>10} | {pct(pair(last, 'retain', 'text')):>10} | "
-              f"{'-' if retention is None else f'{retention:.1f}':>13} | {cell['document']['wall_seconds']:>6.0f} |")
+        key = (cell["knowledge"], cell["seed"])
+        if key in seen:
+            continue
+        seen.add(key)
+        original = cell["document"]["original_metrics"]
+        values = [pct(pair(original, g, m)) for g, m in (*[(g, m) for _, g, m in COLUMNS], ("other", "image"),
+                                                          ("other", "text"))]
+        print(f"| {key[0]} | {key[1]} | " + " | ".join(values) + f" | {pct(original.get('mmbench'))} |")
+    print()
+    seeds = sorted({cell["seed"] for cell in cells})
+    print(f"After the last request, accuracy % (mean over seeds {', '.join(map(str, seeds))} ± half the range; "
+          "MMBench: retention in % of the original):")
+    print("| method | knowledge | K | " + " | ".join(c[0] for c in COLUMNS) + " | MMBench ret % | wall s |")
+    print("|---|---|---|" + "---|" * (len(COLUMNS) + 2))
+    groups: dict[tuple, list[dict]] = {}
+    for cell in cells:
+        groups.setdefault((cell["method"], cell["knowledge"], cell["requests"]), []).append(cell)
+    for (method, knowledge, k), group in groups.items():
+        lasts = [cell["document"]["requests"][-1] for cell in group]
+        values = [spread([pair(last, g, m) for last in lasts]) for _, g, m in COLUMNS]
+        retention = spread([None if last.get("mmbench_retention") is None else last["mmbench_retention"] / 100
+                            for last in lasts])
+        wall = sum(cell["document"]["wall_seconds"] for cell in group) / len(group)
+        print(f"| {method} | {knowledge} | {k} | " + " | ".join(values) + f" | {retention} | {wall:.0f} |")
 
 
 def main() -> None:
@@ -90,9 +117,11 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ", ".join(METHODS))
     parser.add_argument("--knowledge", default=",".join(KNOWLEDGE), help="pretrained, finetuned or both")
     parser.add_argument("--requests", default="5,1", help="comma-separated K values (default 5,1)")
+    parser.add_argument("--seeds", default=str(DEFAULT_SEED), help=f"comma-separated seeds (default {DEFAULT_SEED})")
     parser.add_argument("--data", default="people")
     parser.add_argument("--model", default="llava-tiny")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--jobs", type=int, default=1, help="cells run at once (one CPU thread each)")
     parser.add_argument("--home", default=None, help="MMUL_HOME for the runs (default: $MMUL_HOME or a temp dir)")
     parser.add_argument("--json-out", default=None, help="also write every cell's JSON document here")
     args = parser.parse_args(argv)
@@ -104,19 +133,28 @@ def main() -> None:
         if knowledge not in KNOWLEDGE:
             parser.error(f"unknown knowledge {knowledge!r}; choose from {', '.join(KNOWLEDGE)}")
     ks = [int(k) for k in _list(args.requests)]
+    seeds = [int(seed) for seed in _list(args.seeds)]
 
     env = dict(os.environ)
     env["MMUL_HOME"] = args.home or env.get("MMUL_HOME") or tempfile.mkdtemp(prefix="mmul-pulse-bench-")
     env.setdefault("OMP_NUM_THREADS", "1")
     print(f"MMUL_HOME={env['MMUL_HOME']}", file=sys.stderr)
     started = time.perf_counter()
-    cells = []
-    for method in methods:
-        for knowledge in knowledges:
-            for k in ks:
-                document = run_cell(args, method, knowledge, k, extra, env)
-                cells.append({"method": method, "knowledge": knowledge, "requests": k, "document": document})
-                print(f"done {method} {knowledge} K={k} in {document['wall_seconds']:.0f}s", file=sys.stderr)
+    plan = [(method, knowledge, k, seed)
+            for method in methods for knowledge in knowledges for k in ks for seed in seeds]
+
+    def run(cell):
+        method, knowledge, k, seed = cell
+        document = run_cell(args, method, knowledge, k, seed, extra, env)
+        print(f"done {method} {knowledge} K={k} seed {seed} in {document['wall_seconds']:.0f}s", file=sys.stderr)
+        return {"method": method, "knowledge": knowledge, "requests": k, "seed": seed, "document": document}
+
+    # one cell per seed first: it trains (and caches) that seed's original, which the others then reuse
+    first = {cell[3]: cell for cell in reversed(plan)}
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        done = dict(zip(first.values(), pool.map(run, first.values())))
+        done.update(zip([c for c in plan if c not in done], pool.map(run, [c for c in plan if c not in done])))
+    cells = [done[cell] for cell in plan]
     print_table(cells)
     print(f"\ntotal wall time {time.perf_counter() - started:.0f}s for {len(cells)} runs")
     if args.json_out:

@@ -1,5 +1,5 @@
-"""The engine's in-process facade for the shell: run a job headless, export a built-in world, preview a
-deletion set. The CLI and the App's services import this module lazily, inside the commands that need
+"""The engine's in-process facade for the shell: check that a spec can run here (`preflight`: devices,
+data records), run a job headless, export a built-in world, preview a deletion set. The CLI and the App's services import this module lazily, inside the commands that need
 it; nothing else of the engine (but the torch-free `engine.spec` and `engine.errors`) is theirs to import.
 """
 from __future__ import annotations
@@ -9,11 +9,21 @@ from pathlib import Path
 
 from engine.errors import SpecError
 from engine.jobs import run_job, validate
+from engine.preflight import preflight
 from engine.spec import PEOPLE_WORLDS, WORLDS
 
-__all__ = ["DeletionPreview", "export_world", "preview_deletion", "run_job", "validate"]
+__all__ = ["DeletionPreview", "export_world", "preflight", "preview_deletion", "run_job", "validate"]
 
-EXPORT_FORMATS = {"retrieval": ("flickr30k",), "multiple_choice": ("mmbench", "mllmu")}
+EXPORT_FORMATS = {"retrieval": ("flickr30k", "coco"), "classification": ("snli-ve", "nlvr2"),
+                  "multiple_choice": ("mmbench", "mllmu")}
+WRITERS = {  # format -> the writer of a built-in world ("module:function(world, directory)")
+    "flickr30k": "engine.data.flickr30k:write_flickr30k",
+    "coco": "engine.data.flickr30k:write_coco",
+    "snli-ve": "engine.data.snli_ve:write_snli_ve",
+    "nlvr2": "engine.data.nlvr2:write_nlvr2",
+    "graph-text": "engine.data.graph_text:write_graph_text",
+}
+MEDIA_EXPORT_FORMATS = {"graph": ("graph-text",)}  # worlds of graphs write graph-text, whatever their task
 
 _worlds: dict[str, object] = {}
 _worlds_lock = threading.Lock()
@@ -40,13 +50,14 @@ def preview_deletion(data: str, deletion: dict) -> DeletionPreview | None:
     """The units `deletion` selects in built-in world `data` (None for real data: checked when the run starts);
     SpecError when the deletion spec is bad."""
     from engine.data.deletion import select_units
+    from engine.data.labelled import unit_texts
     from engine.spec import check_deletion
 
     if data not in WORLDS:
         return None
     world = cached_world(data)
     chosen = select_units(world.train, check_deletion(dict(deletion)))
-    return DeletionPreview(len(chosen), len(world.train), [world.train[i].captions[0] for i in chosen[:3]])
+    return DeletionPreview(len(chosen), len(world.train), [unit_texts(world.train[i])[0] for i in chosen[:3]])
 
 
 def export_world(world: str, fmt: str, directory: Path) -> list[Path]:
@@ -54,16 +65,18 @@ def export_world(world: str, fmt: str, directory: Path) -> list[Path]:
     kind = WORLDS[world].kind if world in WORLDS else PEOPLE_WORLDS[world].kind if world in PEOPLE_WORLDS else None
     if kind is None:
         raise SpecError(f"unknown world {world!r}; choose one of: {', '.join([*WORLDS, *PEOPLE_WORLDS])}", field="data")
-    if fmt not in EXPORT_FORMATS[kind]:
-        raise SpecError(f"unknown export format {fmt!r} for {world}; choose one of: {', '.join(EXPORT_FORMATS[kind])}",
+    media = WORLDS[world].media if world in WORLDS else "image"
+    formats = MEDIA_EXPORT_FORMATS.get(media) or EXPORT_FORMATS[kind]
+    if fmt not in formats:
+        raise SpecError(f"unknown export format {fmt!r} for {world}; choose one of: {', '.join(formats)}",
                         field="format")
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise SpecError(f"{directory} exists and is not a directory; give a new or empty directory", field="directory")
-    if kind == "retrieval":
-        from engine.data.flickr30k import write_flickr30k
+    if fmt in WRITERS:
+        from engine.data.registry import target_function
 
-        return write_flickr30k(cached_world(world), directory)
+        return target_function(WRITERS[fmt])(cached_world(world), directory)
     from engine.data.people import export_people
     from engine.data.registry import load_data
 

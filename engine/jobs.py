@@ -7,16 +7,20 @@ from engine import spec as specs
 
 
 def validate(spec: dict) -> dict:
-    """A normalised run spec, or SpecError with one line saying what is wrong (and which field)."""
-    if isinstance(spec, dict) and spec.get("kind") == "pulse":
-        return specs.validate_pulse(spec)
-    return specs.validate(spec)
+    """A normalised run spec the engine can run here, or SpecError with one line saying what is wrong (and
+    which field): the spec's shape (engine.spec), then this machine's devices and the data's records
+    (engine.preflight). Nothing is queued or written before this passes."""
+    from engine.preflight import preflight
+
+    normal = specs.validate_pulse(spec) if isinstance(spec, dict) and spec.get("kind") == "pulse" else specs.validate(spec)
+    preflight(normal)
+    return normal
 
 
 def queue_device(spec: dict) -> str:
     """The device a job queues on: "auto" resolved (cuda:0 where CUDA is, else cpu) and "cuda" as
     cuda:0, so one device never gets two queues that would run jobs on it at once."""
-    device = str(spec.get("device") or "auto")
+    device = str(spec.get("device") or "auto")  # validated: auto, cpu, cuda or cuda:N that exists here
     if device == "auto":
         import torch  # the engine loads models anyway; this import is paid once per daemon
 

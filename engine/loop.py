@@ -113,6 +113,7 @@ def run_loop(
 
     model.train()
     started = time.perf_counter()
+    method.before_training(forget if forget_stream else None, retain if retain_stream else None)
     evaluating = 0.0  # the time spent in evaluate() is not training time: seconds leaves it out
     for step in range(1, total_steps + 1):
         if should_stop():

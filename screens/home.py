@@ -17,7 +17,7 @@ from screens.services import Services
 from screens.widgets.confirm import ConfirmScreen
 from screens.widgets.format import fmt
 from sessions.export import session_document, write_export
-from sessions.store import SessionBusy, UnknownSession
+from sessions.store import SessionBusy, SessionDamaged, UnknownSession
 from sessions.summary import format_deletion, format_duration, run_seconds, summary_metrics
 
 SORTS = ("started", "status", "method", "df_dr_auc", "test.r_mean", "duration")
@@ -246,7 +246,7 @@ class HomeScreen(Screen):
     def delete_session(self, sid: str) -> None:
         try:
             self.services.store.delete(sid)
-        except (SessionBusy, UnknownSession) as exc:
+        except (SessionBusy, UnknownSession, OSError) as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error")
             return
         self.marked.discard(sid)
@@ -260,8 +260,12 @@ class HomeScreen(Screen):
 
     @work(thread=True, group="export", exit_on_error=False)
     def export_session(self, sid: str, directory: Path) -> None:
-        doc = session_document(self.services.store, sid)
-        directory.mkdir(parents=True, exist_ok=True)
-        for kind in ("json", "csv"):
-            write_export(doc, directory / f"{sid}.{kind}", kind)
+        try:
+            doc = session_document(self.services.store, sid)
+            directory.mkdir(parents=True, exist_ok=True)
+            for kind in ("json", "csv"):
+                write_export(doc, directory / f"{sid}.{kind}", kind)
+        except (SessionDamaged, UnknownSession, OSError) as exc:
+            self.app.call_from_thread(self.notify, str(exc).splitlines()[0], title="export", severity="error")
+            return
         self.app.call_from_thread(self.notify, f"exported {sid} to {directory}/{sid}.json and .csv")

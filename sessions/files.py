@@ -13,13 +13,18 @@ TinyDB never writes them: it rewrites a whole file in place on every insert and 
 processes. Writers build the JSON text in memory and write it with ``atomic_write_text``
 (``NAME.json.partial`` + fsync + ``os.replace`` + fsync of the directory), so no reader ever sees a
 torn file; readers open every file afresh (``read_json``), since an open handle would keep reading
-a replaced inode. Lock files are private to the user (mode 0600).
+a replaced inode. Everything the store creates is private to the user (directories 0700, files 0600),
+whatever the process's umask.
+
+A file that cannot be read (truncated, overwritten, unreadable, a directory where a file belongs) is
+described by ``describe_error`` in one line that names the file and never quotes its contents.
 """
 from __future__ import annotations
 
 import fcntl
 import json
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,6 +32,9 @@ from typing import Any, Iterator
 SESSION_FILE = "session.json"
 WRITER_LOCK = ".writer.lock"
 LOCK_MODE = 0o600
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+PARTIAL = ".partial"
 
 
 def segment_name(index: int) -> str:
@@ -45,14 +53,65 @@ def _fsync_dir(path: Path) -> None:
 def atomic_write_text(path: Path, text: str, *, sync_dir: bool = True) -> None:
     """Write ``path`` so that no reader ever sees a partial file: .partial + fsync + replace + dir fsync."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    tmp = path.with_name(path.name + PARTIAL)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)  # a stale .partial of an older release may be 0644
+    with open(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
     if sync_dir:
         _fsync_dir(path.parent)
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and missing parents) as 0700; an existing directory of ours is tightened to 0700."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    info = os.stat(path)
+    if info.st_uid == os.getuid() and info.st_mode & 0o077:
+        os.chmod(path, DIR_MODE)
+    return path
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a file or a directory tree we own, even one whose modes forbid reading it."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+        return
+    try:
+        os.chmod(path, DIR_MODE)
+    except OSError:
+        pass
+    for folder, dirs, _ in os.walk(path):  # top-down: each directory is opened up before it is entered
+        for name in dirs:
+            try:
+                os.chmod(os.path.join(folder, name), DIR_MODE)
+            except OSError:
+                pass
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def describe_error(exc: BaseException, path: Path) -> str:
+    """What is wrong with the file at ``path``, in one line that names it and never quotes its contents."""
+    name = Path(path).name
+    if isinstance(exc, IsADirectoryError):
+        return f"{name} is a directory, not a file"
+    if isinstance(exc, PermissionError):
+        return f"{name} cannot be read (permission denied)"
+    if isinstance(exc, FileNotFoundError):
+        return f"{name} is missing"
+    if isinstance(exc, OSError):
+        return f"{name} cannot be read ({exc.strerror or type(exc).__name__})"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"{name} is not UTF-8 text (byte {exc.start})"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{name} is not valid JSON ({exc.msg} at byte {exc.pos}: truncated or overwritten)"
+    if isinstance(exc, RecursionError):
+        return f"{name} is nested too deeply to be a session file"
+    return f"{name} cannot be read ({type(exc).__name__})"
 
 
 def jsonable(obj: Any) -> Any:

@@ -11,7 +11,7 @@ Replies: ``{"id": 1, "ok": true, ...}`` or ``{"id": 1, "ok": false, "error": {"c
 Stream messages carry no ``id`` but a ``type``::
 
     {"type": "events", "sub": 7, "session": S, "events": [event, ...]}   (at most EVENT_BATCH each)
-    {"type": "end", "sub": 7, "session": S, "state": "finished"}
+    {"type": "end", "sub": 7, "session": S, "state": "finished"}      (``damaged``/``error`` + ``message``)
     {"type": "heartbeat", "ts": 1764071412.5}                             (every HEARTBEAT_INTERVAL s)
 
 ``hello`` must come first. A line longer than MAX_LINE, a line that is not a JSON object, an unknown
@@ -64,6 +64,9 @@ UNKNOWN_SESSION = "unknown_session"
 NOT_CANCELLABLE = "not_cancellable"
 SHUTTING_DOWN = "shutting_down"
 PERMISSION_DENIED = "permission_denied"
+DAMAGED = "damaged"            # the session's files cannot be read (`sessions check --repair`)
+IDLE = "idle"                  # the connection sent nothing for too long and is closed
+BUSY = "busy"                  # too many connections: this one is closed
 INTERNAL = "internal"
 
 
@@ -94,7 +97,7 @@ def decode(line: bytes | str) -> dict:
     """Parse one line into a dict; ProtocolError(bad_json) when it is not a JSON object."""
     try:
         message = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ProtocolError(BAD_JSON, f"line is not valid JSON ({exc.__class__.__name__})") from None
     if not isinstance(message, dict):
         raise ProtocolError(BAD_JSON, "a message must be a JSON object")

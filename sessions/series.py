@@ -24,12 +24,12 @@ def is_headline_metric(name: str) -> bool:
 def plotted_metric(name: str, value: float) -> tuple[str, float] | None:
     """How an eval metric is drawn on a plot shared with the others, or None (left to the tables).
 
-    Plots share one 0-1 axis: metrics in percent (recall means, MMBench retention) are drawn /100 and
-    say so in their label."""
+    Plots share one 0-1 axis: metrics in percent (recall means, classification accuracy, MMBench
+    retention) are drawn /100 and say so in their label."""
     if not is_headline_metric(name):
         return None
     last = name.rsplit(".", 1)[-1]
-    if last == "r_mean" or last.endswith("retention"):
+    if last in ("r_mean", "accuracy") or last.endswith("retention"):
         return f"{name} /100", value / 100.0
     return name, value
 

@@ -116,6 +116,18 @@ class SessionWriter:
         if fd is not None:
             os.close(fd)
 
+    def abandon(self) -> None:
+        """Stop without writing anything more and release the session (the store removes a session it
+        could not start)."""
+        with self._lock:
+            self.closed = True
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)
+
     def __enter__(self) -> "SessionWriter":
         return self
 

@@ -152,3 +152,22 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02):
 def proc_output(proc: subprocess.Popen) -> str:
     out, err = proc.communicate(timeout=30)
     return (out or "") + (err or "")
+
+
+def small_flickr(directory: Path, shuffle: bool = False) -> Path:
+    """The first 24 / 8 / 8 images of shapes-tiny as a Flickr30K folder: an original trains in seconds.
+    With `shuffle`, every caption moves to another image: same name, same images, other content."""
+    from engine.api import export_world
+
+    export_world("shapes-tiny", "flickr30k", directory)
+    for split, keep in (("train", 24), ("val", 8), ("test", 8)):
+        path = directory / f"flickr30k_{split}.json"
+        records = json.loads(path.read_text())
+        images = list(dict.fromkeys(r["image"] for r in records))[:keep]
+        records = [r for r in records if r["image"] in images]
+        if shuffle and split == "train":
+            captions = [r["caption"] for r in records]
+            for record, caption in zip(records, captions[5:] + captions[:5]):
+                record["caption"] = caption
+        path.write_text(json.dumps(records))
+    return directory

@@ -122,7 +122,7 @@ def test_data_export_then_read_back_through_run(home, tmp_path):
     out = run_cli(home, "run", "--method", "ft", "--model", "clip-tiny", "--data", f"flickr30k:{target}",
                   "--delete-ids", str(ids))
     assert out.returncode == 2 and "unknown unit id shapes-images/999999.png" in out.stderr
-    bad = run_cli(home, "data", "export", "shapes-tiny", str(target), "--format", "coco")
+    bad = run_cli(home, "data", "export", "shapes-tiny", str(target), "--format", "mmbench")
     assert bad.returncode == 2 and "unknown export format" in bad.stderr
     missing = run_cli(home, "run", "--method", "ft", "--model", "clip-tiny", "--data", "flickr30k:/no/such",
                       "--delete", "2")

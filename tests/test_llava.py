@@ -12,7 +12,8 @@ from engine.methods.ga_klr import GAKLR, kl_to_original
 from engine.methods.multidelete import MultiDelete
 from engine.methods.npo import NPO, npo_loss
 from engine.models import lora
-from engine.models.llava import IMAGE_PROMPT, LlavaAdapter, answer_positions, build_tiny_llava
+from engine.models.llava import IMAGE_PROMPT, LlavaAdapter, build_tiny_llava
+from engine.models.lmm import answer_positions
 
 
 @pytest.fixture(scope="module")

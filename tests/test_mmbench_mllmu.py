@@ -115,7 +115,7 @@ def test_mmbench_reads_large_cells(tmp_path):
         (["index", "question", "A", "B", "answer", "image"], ["0", "q", "x", "y", "A", base64.b64encode(b"text").decode()],
          "line 2: the `image` cell is not a base64 PNG or JPEG"),
         (["index", "question", "A", "B", "answer", "image"], ["0", "q", "x", "y", "C", png_base64()],
-         "answer 'C' is not one of the row's options A, B"),
+         "line 2: the answer is not one of the row's options A, B"),
         (["index", "question", "A", "B", "answer", "image"], ["0", "q", "x", "y", "", png_base64()],
          "the `answer` cell is empty"),
     ],
@@ -237,7 +237,7 @@ def test_mllmu_reads_a_released_style_row(tmp_path, arrow):
         ([{"ID": "1", "image": {"bytes": base64.b64decode(png_base64())}, "metadata": "[{"}], "`metadata` is not valid JSON"),
         ([{"ID": "1", "image": {"bytes": base64.b64decode(png_base64())}, "Classification_Task": json.dumps(
             {"Pure_Text_Questions": [{"Question": "q", "Options": {"A": "x", "B": "y"}, "Correct_Answer": "Z"}]})}],
-         "Correct_Answer 'Z' of 'q' is not one of the options A, B"),
+         "record 1: MLLMU-Bench person 1: a Correct_Answer is not one of its question's options A, B"),
         ([{"ID": "1", "image": {"bytes": base64.b64decode(png_base64())}, "metadata": json.dumps([{"Answer": "a"}])}],
          "an entry has no `Question` text"),
     ],

@@ -14,6 +14,7 @@ import pytest
 from tinydb import TinyDB
 
 from sessions.metric_names import flatten, nest
+from sessions.recovery import recover
 from sessions.schema import SchemaMismatch, check_event
 from sessions.series import downsample, final_table, loss_series, tidy_rows
 from sessions.store import SessionBusy, SessionStore, UnknownSession
@@ -226,13 +227,13 @@ def test_recovery_marks_dead_writers_interrupted_only(tmp_path):
     live_flags = {r["id"]: r.get("live") for r in store.list()}
     assert live_flags == {done.session_id: None, live.session_id: True, sid: False}
 
-    assert store.recover_interrupted() == [sid]
+    assert recover(store).interrupted == [sid]
     events = store.events(sid)
     assert events[:-1] == flushed and events[-1]["kind"] == "status" and events[-1]["state"] == "interrupted"
     rows = {r["id"]: r["state"] for r in store.list()}
     assert rows == {done.session_id: "finished", live.session_id: "running", sid: "interrupted"}
     assert (store.session_dir(done.session_id) / "session.json").read_bytes() == done_bytes
-    assert store.recover_interrupted() == []
+    assert recover(store).interrupted == []
     live.finish("finished")
 
 

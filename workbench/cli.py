@@ -5,6 +5,7 @@ Nothing heavy at import: torch and transformers load inside the commands that ru
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -58,7 +59,8 @@ def methods(as_json: bool = typer.Option(False, "--json", help="one JSON documen
         return print_json({"methods": rows})
     for row in rows:
         params = " ".join(f"--{specs.dash(p['name'])}={p['default']}" for p in row["params"])
-        print(f"{row['name']:<12} {row['summary']}" + (f"  [{params}]" if params else ""))
+        name = row["name"] + "".join(f" ({alias})" for alias in row["aliases"])
+        print(f"{name:<12} {row['summary']}" + (f"  [{params}]" if params else ""))
 
 
 @app.command()
@@ -82,14 +84,16 @@ def data_list(as_json: bool = typer.Option(False, "--json")) -> None:
     if as_json:
         return print_json({"data": rows})
     for row in rows:
-        print(f"{row['name']:<16} {row['kind']:<11} {row['summary']}")
+        print(f"{row['name']:<18} {row['kind']:<15} {row['summary']}")
 
 
 @data_app.command("export")
 def data_export(
-    world: str = typer.Argument(..., help="built-in world: shapes (flickr30k) or people (mmbench, mllmu)"),
+    world: str = typer.Argument(..., help="built-in world: shapes (flickr30k, coco), shapes-ve (snli-ve), "
+                               "shapes-nlvr2 (nlvr2), graph (graph-text), people (mmbench, mllmu)"),
     directory: Path = typer.Argument(..., help="output directory"),
-    fmt: str = typer.Option(..., "--format", help="flickr30k for image-text worlds; mmbench or mllmu for people"),
+    fmt: str = typer.Option(..., "--format", help="flickr30k or coco for retrieval worlds, snli-ve or nlvr2 "
+                             "for classification worlds, graph-text for graph worlds, mmbench or mllmu for people"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Write a built-in world in a real file format."""
@@ -119,7 +123,11 @@ def replay(
     raise typer.Exit(run_tui(replay=session))
 
 
+PRIVATE_UMASK = 0o077  # everything the workbench creates (sessions, caches, exports, logs) is the user's alone
+
+
 def main() -> None:
+    os.umask(PRIVATE_UMASK)  # inherited by the engine it starts
     try:
         app()
     except KeyboardInterrupt:

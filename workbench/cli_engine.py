@@ -41,6 +41,10 @@ def start_cmd(
         typer.echo(f"engine started (pid {info['pid']}); socket {info['socket']}; log {info['log']}")
     else:
         typer.echo(f"engine already running (pid {info['pid']}); socket {info['socket']}")
+    if info.get("damaged") and not as_json:
+        typer.echo(f"warning: skipped {len(info['damaged'])} damaged session(s) ({', '.join(info['damaged'][:4])}"
+                   f"{', ...' if len(info['damaged']) > 4 else ''}); `mmul-workbench sessions check` says more",
+                   err=True)
 
 
 @engine_app.command("stop")
@@ -78,6 +82,8 @@ def status_cmd(as_json: bool = typer.Option(False, "--json", help="one JSON obje
         return
     typer.echo(f"engine running (pid {info['pid']}, up {format_duration(info.get('uptime', 0))}); "
                f"socket {info['socket']}; log {info['log']}")
+    if info.get("damaged"):
+        typer.echo(f"damaged sessions skipped at start: {', '.join(info['damaged'])} (`mmul-workbench sessions check`)")
     devices = info.get("devices") or {}
     if not devices:
         typer.echo("no jobs yet")

@@ -1,4 +1,4 @@
-"""`mmul-workbench pulse`: PULSE-style sequential deletion requests on an LMM (LLaVA), as one session.
+"""`mmul-workbench pulse`: PULSE-style sequential deletion requests on an LMM (LLaVA, Qwen2-VL), as one session.
 
 Its method-hyperparameter flags (and the LMM ones: --update, --lora-r, ...) are generated from the
 catalogue (workbench.param_options); `register(app)` adds the command. Nothing heavy at import.
@@ -11,15 +11,20 @@ import typer
 
 from engine import spec as specs
 from engine.errors import SpecError
+from engine.spec.inputs import absolute_paths
 from workbench.execute import run_session
 from workbench.output import fail, print_json
 from workbench.param_options import with_param_options
 
 
 def pulse(
-    method: str = typer.Option(..., "--method", help="ga, ga_klr, npo or multidelete"),
+    method: str = typer.Option(..., "--method", help=", ".join(specs.PULSE_METHODS) + " (or an alias: "
+                               + ", ".join(a for m in specs.PULSE_METHODS for a in specs.METHODS[m].aliases) + ")"),
     data: str = typer.Option("people", "--data", help="people, people-tiny or mllmu:DIR"),
-    model: str = typer.Option("llava-tiny", "--model", help="llava-tiny, a LLaVA checkpoint directory or hub id"),
+    model: str = typer.Option("llava-tiny", "--model", help=", ".join(
+        m.name for m in specs.MODELS.values() if "multiple_choice" in specs.FAMILIES[m.family].tasks)
+        + ", a checkpoint directory or hub id of an LMM family ("
+        + ", ".join(f.name for f in specs.FAMILIES.values() if "multiple_choice" in f.tasks) + ")"),
     requests: int = typer.Option(1, "--requests", metavar="K", help="K sequential deletion requests"),
     knowledge: str = typer.Option("pretrained", "--knowledge", help="pretrained or finetuned people"),
     forget: Optional[int] = typer.Option(None, "--forget", help="N people to forget (default: half the set)"),
@@ -35,7 +40,7 @@ def pulse(
            "knowledge": knowledge, "requests": requests, "forget": forget, "device": device, "seed": seed,
            "name": name, "params": params or {}}
     try:
-        spec = specs.validate_pulse(raw)
+        spec = specs.validate_pulse(absolute_paths(raw))  # the engine's directory is $MMUL_HOME
     except SpecError as error:
         fail(str(error))
     result = run_session(spec, label=f"pulse {method}")

@@ -1,7 +1,8 @@
-"""``mmul-workbench sessions list|show|export|delete`` and ``replay SESSION --headless``.
+"""``mmul-workbench sessions list|show|export|delete|check`` and ``replay SESSION --headless``.
 
 Everything here reads the session store only (no engine needed); rich and plotext are imported
-inside the commands that draw.
+inside the commands that draw. A damaged session is one line and exit 2 for show, export and replay;
+it is listed as ``damaged`` and can be deleted; ``check --repair`` moves it aside.
 """
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from typing import Any, Optional
 
 import typer
 
+from sessions.check import check
 from sessions.export import session_document, write_export
 from sessions.schema import SchemaMismatch
 from sessions.series import downsample, eval_series, final_table, loss_series, request_series
-from sessions.store import SessionBusy, SessionStore, UnknownSession
+from sessions.store import SessionBusy, SessionDamaged, SessionStore, UnknownSession
 from sessions.summary import summary_metrics
 
 sessions_app = typer.Typer(
@@ -37,6 +39,13 @@ def _store() -> SessionStore:
     return SessionStore()
 
 
+def _notices(store: SessionStore) -> None:
+    """Repairs the store made on the way (a rebuilt catalog), one line each on stderr."""
+    for notice in store.notices:
+        typer.echo(f"note: {notice}", err=True)
+    store.notices.clear()
+
+
 def _open(store: SessionStore, ref: str) -> str:
     try:
         return store.resolve(ref)
@@ -50,7 +59,7 @@ def _document(store: SessionStore, ref: str) -> tuple[str, dict]:
     sid = _open(store, ref)
     try:
         return sid, session_document(store, sid)
-    except (UnknownSession, SchemaMismatch) as exc:
+    except (UnknownSession, SchemaMismatch, SessionDamaged) as exc:
         _fail(str(exc))
     raise AssertionError  # unreachable
 
@@ -76,10 +85,12 @@ def list_cmd(
     as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
     """List sessions, newest first, with their key final metrics (reads only the catalog)."""
+    store = _store()
     try:
-        rows = _store().list(state)
-    except SchemaMismatch as exc:
+        rows = store.list(state)
+    except (SchemaMismatch, OSError) as exc:
         _fail(str(exc))
+    _notices(store)
     if limit > 0:
         rows = rows[:limit]
     if as_json:
@@ -103,10 +114,16 @@ def list_cmd(
         test = metrics.get("test.r_mean", metrics.get("test.accuracy"))
         shown = row.get("state", "?") + ("?" if row.get("live") is False else "")
         what = " / ".join(str(row.get(k) or "?") for k in ("method", "model", "data"))
+        if row.get("state") == "damaged":
+            what = f"{what}: {row.get('message')}"
         created = time.strftime("%m-%d %H:%M", time.localtime(row["created"])) if row.get("created") else "-"
         table.add_row(row["id"], shown, what, created, _fmt(metrics.get("df_dr_auc")), _fmt(test),
                       _fmt(metrics.get("mia.df_member_rate")))
     Console().print(table)
+    damaged = sum(row.get("state") == "damaged" for row in rows)
+    if damaged:
+        typer.echo(f"{damaged} damaged session(s): `mmul-workbench sessions check --repair` moves them aside",
+                   err=True)
 
 
 @sessions_app.command("show")
@@ -217,14 +234,50 @@ def delete_cmd(
     sid = _open(store, session)
     try:
         store.delete(sid)
-    except SessionBusy as exc:
+    except (SessionBusy, UnknownSession, SchemaMismatch) as exc:
         _fail(str(exc))
-    except UnknownSession as exc:
-        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot delete session {sid}: {exc.strerror or type(exc).__name__}")
+    _notices(store)
     if as_json:
         _json_out({"deleted": sid})
     else:
         typer.echo(f"deleted {sid}")
+
+
+@sessions_app.command("check")
+def check_cmd(
+    repair: bool = typer.Option(False, "--repair", help="move damaged sessions aside, remove stale files, "
+                                "rebuild the catalog"),
+    as_json: bool = typer.Option(False, "--json", help="the report as one JSON object"),
+) -> None:
+    """Verify every session file (schema, event sequence) and the catalog; --repair fixes what it can.
+    Exit 0 when all is well (or repaired), 1 when problems were found and not repaired."""
+    store = _store()
+    try:
+        report = check(store, repair=repair)
+    except OSError as exc:
+        _fail(f"cannot check {store.root}: {exc.strerror or type(exc).__name__}", 1)
+    if as_json:
+        _json_out(report.document())
+    else:
+        for entry in report.damaged:
+            moved = f"; moved to {entry['moved_to']}" if entry.get("moved_to") else ""
+            typer.echo(f"{entry['id']}: damaged: {entry['reason']}{moved}")
+        for sid in report.other_schema:
+            typer.echo(f"{sid}: written by another schema version (left as it is)")
+        if report.catalog:
+            kept = f"; damaged copy kept at {report.catalog_kept}" if report.catalog_kept else ""
+            typer.echo(f"catalog: {report.catalog}" + ("; rebuilt from the session files" if report.repaired
+                                                       else "") + kept)
+        if report.stale:
+            typer.echo(f"{len(report.stale)} stale file(s) left by a crash" + (": removed" if report.repaired else ""))
+        live = f", {len(report.live)} being written (not checked)" if report.live else ""
+        verdict = ("repaired" if report.repaired else "run `mmul-workbench sessions check --repair`") \
+            if report.problems else "all good"
+        typer.echo(f"checked {report.sessions} session(s): {len(report.healthy)} healthy, "
+                   f"{len(report.damaged)} damaged{live}; {verdict}")
+    raise typer.Exit(1 if report.problems and not report.repaired else 0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -259,7 +312,7 @@ def replay_headless(session_id: str, width: int | None = None, out=None) -> int:
         sid = store.resolve(session_id)
         meta = store.get(sid)
         events = store.events(sid)
-    except (UnknownSession, SchemaMismatch) as exc:
+    except (UnknownSession, SchemaMismatch, SessionDamaged) as exc:
         print(str(exc), file=sys.stderr)
         return 2
     from rich.console import Console

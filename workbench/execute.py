@@ -12,9 +12,15 @@ from workbench.output import Exit, Progress, fail
 
 
 def run_session(spec: dict, label: str, original_metrics: dict | None = None) -> dict:
-    """Run ``spec``; returns the result document with its ``session`` id."""
-    from engine.api import run_job
+    """Run ``spec``; returns the result document with its ``session`` id. What only the engine can check
+    (this machine's devices, the data's records) is checked first: bad input there is exit 2 with no
+    session made."""
+    from engine.api import preflight, run_job
 
+    try:
+        preflight(spec)
+    except SpecError as error:
+        fail(str(error))
     writer = SessionStore().create(spec, name=spec.get("name"))
     with Progress(label, quiet=False) as progress:
 

@@ -26,7 +26,8 @@ def option_help(param: specs.Param, kind: str) -> str:
     owners = specs.param_owners(param.name)
     text = f"{', '.join(owners)}: {param.help}" if owners else param.help
     default = PULSE_DEFAULT_PARAMS.get(param.name, param.default) if kind == "pulse" else param.default
-    return text if default is None else f"{text} (default {default})"
+    text = text if default is None else f"{text} (default {default})"
+    return f"{text}; {param.bounds}" if param.bounds and not param.choices else text
 
 
 def option_parameter(param: specs.Param, kind: str) -> inspect.Parameter:

@@ -39,9 +39,16 @@ class EngineServices:
     # in process ----------------------------------------------------------------------------------
 
     def validate(self, spec: dict) -> dict:
-        from engine.api import validate
+        """The spec checked as the engine checks its shape, paths made absolute against the TUI's
+        directory; what only the engine knows (its devices, the data's records) it checks on submit and
+        refuses by field. Torch-free: the TUI never imports torch."""
+        from engine import spec as specs
+        from engine.spec.inputs import absolute_paths
 
-        return validate(spec)
+        spec = absolute_paths(spec)
+        if isinstance(spec, dict) and spec.get("kind") == "pulse":
+            return specs.validate_pulse(spec)
+        return specs.validate(spec)
 
     def preview_deletion(self, data: str, deletion: dict) -> DeletionPreview | None:
         from engine.api import preview_deletion

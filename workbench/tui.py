@@ -27,11 +27,13 @@ def run_tui(replay: str | None = None) -> int:
     """Run the TUI; returns the exit code (2 with one line on stderr for an unknown session)."""
     if replay is not None:
         from sessions.schema import SchemaMismatch
-        from sessions.store import SessionStore, UnknownSession
+        from sessions.store import SessionDamaged, SessionStore, UnknownSession
 
         try:
-            replay = SessionStore().resolve(replay)
-        except (UnknownSession, SchemaMismatch) as exc:
+            store = SessionStore()
+            replay = store.resolve(replay)
+            store.get(replay)
+        except (UnknownSession, SchemaMismatch, SessionDamaged) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     app = create_app(replay=replay)

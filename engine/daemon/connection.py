@@ -1,11 +1,21 @@
 """One client connection: reads newline-delimited JSON requests, dispatches each to its handler in
-``ops``, writes the replies, and owns the connection's subscriptions (streams of session events)."""
+``ops``, writes the replies, and owns the connection's subscriptions (streams of session events).
+
+What one client may hold of the engine is bounded: a partial line at most MAX_LINE bytes, and all
+connections' partial lines together at most ``Limits.buffered`` bytes (a line past either is refused as
+``too_long`` and skipped); the buffer is released when the connection closes. A client that says
+nothing for ``Limits.hello_timeout`` seconds before ``hello``, or ``Limits.idle_timeout`` seconds after
+it while following nothing, is told ``idle`` and disconnected.
+"""
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
 import traceback
 from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from engine.daemon import ops
@@ -13,16 +23,42 @@ from sessions import protocol as P
 
 log = logging.getLogger("mmul.engine")
 
+READ_CHUNK = 65536
+TRIM_AFTER = 256 << 10   # a closed connection that buffered this much hands the memory back to the OS
+
+
+@dataclass
+class Limits:
+    """The engine's bounds on its clients (tests shorten the timeouts)."""
+
+    hello_timeout: float = 10.0    # seconds to say hello
+    idle_timeout: float = 300.0    # seconds of silence allowed to a client that follows no session
+    buffered: int = 64 << 20       # bytes of partial lines held for all connections together
+    connections: int = 512         # connections served at once; more are told `busy` and closed
+    used: int = 0                  # bytes of partial lines held now
+
+
+def _trim_memory() -> None:
+    """Return freed heap memory to the OS (glibc keeps large freed buffers in the process otherwise)."""
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
 
 class Connection:
     """One client connection: reads lines (at most MAX_LINE bytes), dispatches ops, writes replies."""
 
-    def __init__(self, daemon: ops.Daemon, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    def __init__(self, daemon: ops.Daemon, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 limits: Limits | None = None):
         self.daemon = daemon
         self.reader = reader
         self.writer = writer
+        self.limits = limits or Limits()
         self.greeted = False
         self.subscriptions: dict[int, asyncio.Task] = {}
+        self.held = 0          # bytes of this connection's partial line, counted in limits.used
+        self.peak = 0
         self._write_lock = asyncio.Lock()
 
     async def send(self, message: dict) -> None:
@@ -34,8 +70,9 @@ class Connection:
             await self.writer.drain()
 
     async def serve(self) -> None:
+        lines = self._lines()
         try:
-            async for line in self._lines():
+            async for line in lines:
                 if line is None:
                     await self.send(P.error(None, P.TOO_LONG,
                                             f"line longer than {P.MAX_LINE} bytes; send smaller requests"))
@@ -43,38 +80,68 @@ class Connection:
                 await self.send(await self._dispatch(line))
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        finally:
+            await lines.aclose()
+            self._hold(0)
+            if self.peak >= TRIM_AFTER:
+                _trim_memory()
+
+    def _hold(self, size: int) -> None:
+        self.limits.used += size - self.held
+        self.held = size
+        self.peak = max(self.peak, size)
+
+    async def _read(self) -> bytes:
+        """The next chunk; b"" at the end, or when the client stayed silent past its timeout."""
+        while True:
+            timeout = self.limits.idle_timeout if self.greeted else self.limits.hello_timeout
+            try:
+                return await asyncio.wait_for(self.reader.read(READ_CHUNK), timeout)
+            except asyncio.TimeoutError:
+                if self.subscriptions:
+                    continue  # a follower listens; it need not speak
+                what = "say hello" if not self.greeted else "send a request"
+                try:
+                    await self.send(P.error(None, P.IDLE, f"no request for {timeout:.0f} s (connect, {what}); "
+                                                          "closing the connection"))
+                except ConnectionError:
+                    pass
+                return b""
 
     async def _lines(self) -> AsyncIterator[bytes | None]:
-        """Yield complete lines; a line longer than MAX_LINE yields None (and is skipped whole)."""
+        """Yield complete lines; a line longer than MAX_LINE (or than the engine's buffer budget allows)
+        yields None and is skipped whole."""
         buf = bytearray()
         discarding = False
-        while True:
-            chunk = await self.reader.read(65536)
-            if not chunk:
-                return
-            while chunk:
-                nl = chunk.find(b"\n")
-                if nl < 0:
-                    if not discarding:
-                        buf += chunk
-                        if len(buf) > P.MAX_LINE:
-                            buf.clear()
-                            discarding = True
-                    break
-                head, chunk = chunk[:nl], chunk[nl + 1:]
-                if discarding:
-                    discarding = False
-                    yield None
-                    continue
-                buf += head
-                if len(buf) > P.MAX_LINE:
-                    buf.clear()
-                    yield None
-                    continue
-                line = bytes(buf)
-                buf.clear()
-                if line.strip():
-                    yield line
+        try:
+            while True:
+                chunk = await self._read()
+                if not chunk:
+                    return
+                while chunk:
+                    nl = chunk.find(b"\n")
+                    if nl < 0:
+                        if not discarding:
+                            buf += chunk
+                            if len(buf) > P.MAX_LINE or self.limits.used + len(buf) - self.held > self.limits.buffered:
+                                buf = bytearray()
+                                discarding = True
+                            self._hold(len(buf))
+                        break
+                    head, chunk = chunk[:nl], chunk[nl + 1:]
+                    if discarding:
+                        discarding = False
+                        yield None
+                        continue
+                    buf += head
+                    line, buf = bytes(buf), bytearray()
+                    self._hold(0)
+                    if len(line) > P.MAX_LINE:
+                        yield None
+                    elif line.strip():
+                        yield line
+        finally:
+            self._hold(0)
 
     async def _dispatch(self, line: bytes) -> dict:
         rid = None

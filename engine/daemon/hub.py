@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from sessions import protocol as P
 from sessions.schema import TERMINAL_STATES
-from sessions.store import SessionBusy, SessionStore, UnknownSession
+from sessions.store import SessionBusy, SessionDamaged, SessionStore, UnknownSession
 from sessions.writer import SessionWriter
 
 log = logging.getLogger("mmul.engine")
@@ -92,10 +92,20 @@ class Subscription:
         except (ConnectionError, RuntimeError):
             pass
         except UnknownSession as exc:
-            await self.send_message({"type": "end", "sub": sub, "session": session, "state": "deleted",
-                                     "message": str(exc)})
-        except Exception:
+            await self._end("deleted", str(exc))
+        except SessionDamaged as exc:
+            log.warning("subscription %d: %s", sub, exc)
+            await self._end("damaged", str(exc))
+        except Exception as exc:  # the client must hear the end whatever went wrong
             log.error("subscription %d to %s failed:\n%s", sub, session, traceback.format_exc())
+            await self._end("error", f"the engine could not stream session {session}: {type(exc).__name__}")
+
+    async def _end(self, state: str, message: str) -> None:
+        try:
+            await self.send_message({"type": "end", "sub": self.sub, "session": self.session, "state": state,
+                                     "message": message})
+        except (ConnectionError, RuntimeError):
+            pass
 
     async def _send(self, events: list[dict]) -> None:
         events = [e for e in events if e["seq"] >= self.expected]

@@ -18,7 +18,7 @@ from engine.daemon.hub import Subscription
 from engine.daemon.queue import Queues
 from sessions import protocol as P
 from sessions.schema import SCHEMA_VERSION, TERMINAL_STATES
-from sessions.store import SessionStore, UnknownSession
+from sessions.store import SessionDamaged, SessionStore, UnknownSession
 
 log = logging.getLogger("mmul.engine")
 
@@ -32,6 +32,9 @@ class Daemon(Protocol):
     started: float
     stopping: bool
     sub_ids: Iterator[int]
+    damaged: list[str]
+    connections: set
+    limits: Any           # connection.Limits: the bounds on clients, and the bytes buffered now
 
     def request_stop(self) -> None: ...
 
@@ -57,7 +60,7 @@ async def hello(daemon: Daemon, conn: Client, rid: Any, protocol: int, schema: i
                        f"(`mmul-workbench engine stop && mmul-workbench engine start`)")
     conn.greeted = True
     return P.ok(rid, protocol=P.PROTOCOL_VERSION, schema=SCHEMA_VERSION, pid=os.getpid(),
-                started=daemon.started, home=str(daemon.paths.home))
+                started=daemon.started, home=str(daemon.paths.home), damaged=daemon.damaged)
 
 
 async def submit(daemon: Daemon, conn: Client, rid: Any, spec: dict, name: str | None = None) -> dict:
@@ -65,6 +68,8 @@ async def submit(daemon: Daemon, conn: Client, rid: Any, spec: dict, name: str |
         return P.error(rid, P.SHUTTING_DOWN, "the engine is stopping; start it again and resubmit")
     from engine.errors import SpecError
 
+    if name is not None and (len(name) > 200 or "\n" in name):
+        return P.error(rid, P.BAD_SPEC, "name must be one line of at most 200 characters", "name")
     try:
         jobs = await asyncio.to_thread(daemon.queues.jobs_module)
         normal = await asyncio.to_thread(jobs.validate, spec)
@@ -101,6 +106,8 @@ async def cancel(daemon: Daemon, conn: Client, rid: Any, session: str) -> dict:
 def _stored_state(store: SessionStore, session: str) -> str:
     try:
         return store.get(session)["state"]
+    except SessionDamaged:
+        return "damaged"
     except (UnknownSession, ValueError):
         return "unknown"
 
@@ -120,12 +127,15 @@ async def status(daemon: Daemon, conn: Client, rid: Any, session: str | None = N
         return P.ok(rid, pid=os.getpid(), started=daemon.started, uptime=time.time() - daemon.started,
                     home=str(paths.home), socket=str(paths.socket), log=str(paths.log),
                     protocol=P.PROTOCOL_VERSION, schema=SCHEMA_VERSION, devices=daemon.queues.devices(),
-                    stopping=daemon.stopping)
+                    stopping=daemon.stopping, damaged=daemon.damaged, connections=len(daemon.connections),
+                    buffered=daemon.limits.used)
     try:
         session = daemon.store.resolve(session)
         meta = await asyncio.to_thread(daemon.store.get, session)
     except UnknownSession as exc:
         return P.error(rid, P.UNKNOWN_SESSION, str(exc))
+    except SessionDamaged as exc:
+        return P.error(rid, P.DAMAGED, str(exc))
     job = daemon.queues.jobs.get(session)
     info = {k: meta.get(k) for k in ("id", "name", "state", "spec", "created", "updated", "summary",
                                      "message", "last_seq")}

@@ -1,4 +1,6 @@
-"""The job queues: one worker thread per device runs that device's jobs one at a time.
+"""The job queues: one worker thread per device runs that device's jobs one at a time. Workers exist
+only for physical devices (cpu, cuda:N that validation found on this machine), however many specs name
+devices.
 
 Jobs run through ``engine.jobs`` (``validate``, ``queue_device``, ``run_job``), imported when first
 needed and looked up by name, so the daemon never imports torch at start and tests can put a fake
@@ -10,6 +12,7 @@ import asyncio
 import collections
 import importlib
 import logging
+import re
 import threading
 import traceback
 from collections.abc import Callable
@@ -182,8 +185,11 @@ class Queues:
         self.loop.call_soon_threadsafe(self._close_hub, job.session, state)
 
     def _worker(self, device: str) -> DeviceWorker:
+        """The worker thread of a physical device (validation admits only devices the machine has)."""
         worker = self.workers.get(device)
         if worker is None:
+            if not re.fullmatch(r"cpu|cuda:\d{1,4}", device):
+                raise ValueError(f"no device {device!r}: jobs queue on cpu or cuda:N")
             worker = self.workers[device] = DeviceWorker(device, self.run_job)
             worker.start()
         return worker

@@ -32,13 +32,16 @@ import sys
 import time
 import traceback
 
-from engine.daemon.connection import Connection
+from engine.daemon.connection import READ_CHUNK, Connection, Limits
 from engine.daemon.queue import Queues
 from sessions import protocol as P
+from sessions.recovery import recover
 from sessions.schema import SCHEMA_VERSION
 from sessions.store import SessionStore
 
 log = logging.getLogger("mmul.engine")
+
+BACKLOG = 1024  # pending connections the socket queues (the kernel caps it at net.core.somaxconn)
 
 
 def peer_uid(sock: socket.socket) -> int | None:
@@ -54,8 +57,10 @@ def peer_uid(sock: socket.socket) -> int | None:
 class Engine:
     """One engine serving one $MMUL_HOME (the ``ops.Daemon`` its request handlers see)."""
 
-    def __init__(self, home: str | os.PathLike | None = None, *, allowed_uid: int | None = None):
+    def __init__(self, home: str | os.PathLike | None = None, *, allowed_uid: int | None = None,
+                 limits: Limits | None = None):
         self.paths = P.engine_paths(home)
+        self.limits = limits or Limits()
         self.store = SessionStore(self.paths.home)
         self.allowed_uid = os.getuid() if allowed_uid is None else allowed_uid
         self.queues = Queues()
@@ -66,6 +71,7 @@ class Engine:
         self.stopping = False
         self.stopped: asyncio.Event | None = None
         self.connections: set[Connection] = set()
+        self.damaged: list[str] = []   # sessions recovery found damaged (hello and status report them)
         self._lock_fd: int | None = None
 
     def acquire_lock(self) -> bool:
@@ -82,16 +88,25 @@ class Engine:
     async def start(self) -> None:
         self.loop = self.queues.loop = asyncio.get_running_loop()
         self.stopped = asyncio.Event()
-        recovered = await asyncio.to_thread(self.store.recover_interrupted)
-        for sid in recovered:
+        recovery = await asyncio.to_thread(recover, self.store)
+        for sid in recovery.interrupted:
             log.info("session %s was active when a previous engine died: marked interrupted", sid)
+        for sid, reason in recovery.damaged:
+            log.warning("session %s is damaged (%s): skipped; `mmul-workbench sessions check --repair` "
+                        "moves it aside", sid, reason)
+        self.damaged = [sid for sid, _ in recovery.damaged]
+        if recovery.cleaned:
+            log.info("removed %d stale file(s) a crash left in the session store", recovery.cleaned)
+        for notice in self.store.notices:
+            log.warning("%s", notice)
         P.private_dir(self.paths.socket_dir)
         if self.paths.socket.exists() or self.paths.socket.is_symlink():
             self.paths.socket.unlink()  # stale: we hold the lock, so no engine owns it
         old_umask = os.umask(0o177)
         try:
+            # the reader's buffer pauses the socket past 2 x limit: a client cannot make us hold more
             self.server = await asyncio.start_unix_server(
-                self.handle, path=str(self.paths.socket), limit=P.MAX_LINE + 1)
+                self.handle, path=str(self.paths.socket), limit=READ_CHUNK, backlog=BACKLOG)
         finally:
             os.umask(old_umask)
         os.chmod(self.paths.socket, 0o600)
@@ -108,7 +123,7 @@ class Engine:
         await self.stopped.wait()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = Connection(self, reader, writer)
+        conn = Connection(self, reader, writer, self.limits)
         sock = writer.get_extra_info("socket")
         try:
             uid = peer_uid(sock) if sock is not None else None
@@ -117,6 +132,15 @@ class Engine:
         if uid is not None and uid != self.allowed_uid:
             log.warning("refused a connection from uid %s", uid)
             await conn.send(P.error(None, P.PERMISSION_DENIED, "this engine serves only its own user"))
+            writer.close()
+            return
+        if len(self.connections) >= self.limits.connections:
+            log.warning("refused a connection: %d are open already", len(self.connections))
+            try:
+                await conn.send(P.error(None, P.BUSY, f"the engine serves {self.limits.connections} connections "
+                                                      "at once; try again when others close"))
+            except ConnectionError:
+                pass
             writer.close()
             return
         self.connections.add(conn)
@@ -175,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description="mmul-workbench engine daemon (use `mmul-workbench engine start`)")
     parser.add_argument("--home", help="$MMUL_HOME to serve (default: the environment's)")
     args = parser.parse_args(argv)
+    os.umask(0o077)  # sessions, caches and logs are the user's alone, however the engine was started
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s [%(process)d] %(message)s")
     engine = Engine(args.home)

@@ -1,7 +1,8 @@
-"""Choosing the deletion set Df: random units by seed, an ID file, or a caption query.
+"""Choosing the deletion set Df: random units by seed, an ID file, or a query over the units' texts.
 
-A unit is a training image with all its captions; its id is the image's relative path (the `image`
-value of a Karpathy record). Returns indices into the world's training units, sorted.
+A unit is a training image (an image pair, a graph) with all its texts; its id is the one its format
+gives it (a Karpathy record's `image` path, a Flickr30K id for SNLI-VE, a pair identifier for NLVR2).
+Returns indices into the world's training units, sorted.
 """
 from __future__ import annotations
 
@@ -9,10 +10,16 @@ import random
 import re
 from pathlib import Path
 
+from engine.data.labelled import unit_texts
 from engine.errors import SpecError
 
 
-def read_id_file(path: str | Path) -> list[str]:
+# What a unit id looks like (an image path, a pair identifier): only such ids are ever quoted back.
+ID_LIKE = re.compile(r"[\w./+-]{1,200}")
+
+
+def read_id_lines(path: str | Path) -> list[tuple[int, str]]:
+    """(line number, id) for each non-empty line of an ID file; SpecError naming the file (never its text)."""
     try:
         text = Path(path).expanduser().read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -21,10 +28,29 @@ def read_id_file(path: str | Path) -> list[str]:
         raise SpecError(f"deletion ID file {path} is not UTF-8 text; give one unit id per line") from None
     except OSError as error:
         raise SpecError(f"deletion ID file {path} cannot be read ({error.strerror})") from None
-    ids = [line.strip() for line in text.splitlines() if line.strip()]
+    ids = [(number, line.strip()) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
     if not ids:
         raise SpecError(f"deletion ID file {path} lists no ids; give one unit id per line")
     return ids
+
+
+def read_id_file(path: str | Path) -> list[str]:
+    return [unit_id for _, unit_id in read_id_lines(path)]
+
+
+def unknown_ids_error(path, lines: list[tuple[int, str]], unknown: list[str], known_any: bool,
+                      example: str) -> SpecError:
+    """The error for ids that name no unit. They are quoted only where the file is evidently an ID file
+    (some of its ids are units) and they look like ids; otherwise the file is named with line numbers, as
+    a file given by mistake (a secret, a config) must never reach a message, a log or the catalog."""
+    if known_any and all(ID_LIKE.fullmatch(u) for u in unknown[:3]):
+        shown = ", ".join(unknown[:3]) + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
+        return SpecError(f"unknown unit id {shown} in {path}; ids are training unit ids like {example}")
+    wanted = set(unknown)
+    numbers = sorted({number for number, unit_id in lines if unit_id in wanted})
+    shown = ", ".join(map(str, numbers[:3])) + (f" and {len(numbers) - 3} more" if len(numbers) > 3 else "")
+    return SpecError(f"{path} line {shown}: not a training unit id (the lines are not shown); give one unit id "
+                     f"per line, like {example}")
 
 
 def _words(text: str) -> list[str]:
@@ -39,7 +65,8 @@ def select_units(units, deletion: dict) -> list[int]:
             raise SpecError(f"--delete {n} leaves no remaining data: the training set has {total} units; choose N < {total}")
         return sorted(random.Random(seed).sample(range(total), n))
     if strategy == "ids":
-        ids = list(dict.fromkeys(read_id_file(deletion["file"])))
+        lines = read_id_lines(deletion["file"])
+        ids = list(dict.fromkeys(unit_id for _, unit_id in lines))
         if n is not None:
             if n > len(ids):
                 raise SpecError(f"--delete {n} asks for more ids than the {len(ids)} in {deletion['file']}")
@@ -47,16 +74,15 @@ def select_units(units, deletion: dict) -> list[int]:
         position = {unit.unit_id: index for index, unit in enumerate(units)}
         unknown = [unit_id for unit_id in ids if unit_id not in position]
         if unknown:
-            shown = ", ".join(unknown[:3]) + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
-            example = units[0].unit_id if units else "?"
-            raise SpecError(f"unknown unit id {shown} in {deletion['file']}; ids are training image paths like {example}")
+            known_any = any(unit_id in position for _, unit_id in lines)
+            raise unknown_ids_error(deletion["file"], lines, unknown, known_any, units[0].unit_id if units else "?")
         chosen = sorted(position[unit_id] for unit_id in ids)
     else:
         wanted = _words(deletion["query"])
         matching = [i for i, unit in enumerate(units)
-                    if any(all(w in _words(c) for w in wanted) for c in unit.captions)]
+                    if any(all(w in _words(c) for w in wanted) for c in unit_texts(unit))]
         if not matching:
-            raise SpecError(f"no training unit has a caption matching {deletion['query']!r}; try fewer or other words")
+            raise SpecError(f"no training unit has a text matching {deletion['query']!r}; try fewer or other words")
         if n is not None and n < len(matching):
             matching = sorted(random.Random(seed).sample(matching, n))
         chosen = matching

@@ -1,88 +1,89 @@
-"""Flickr30K / COCO in the Karpathy JSON layout BLIP, LAVIS and MultiDelete read (ANCHORS.md section 4).
+"""Flickr30K / COCO for retrieval, in either Karpathy layout (ANCHORS.md section 4).
 
-DIR/flickr30k_train.json: one record per caption {"image", "caption", "image_id"};
-DIR/flickr30k_val.json, DIR/flickr30k_test.json: one record per image {"image", "caption": [...]}.
-Image paths are relative to DIR (or DIR/images, where the real Flickr30K is often unpacked).
-An `annotations/` sub-directory holding the JSON files is accepted too.
+The LAVIS layout BLIP and MultiDelete read: DIR/flickr30k_train.json (COCO: coco_karpathy_train.json), one
+record per caption {"image", "caption", "image_id"}; the val and test files one record per image
+{"image", "caption": [...]}. Image paths are relative to DIR (or DIR/images). Without those files the
+reader takes Karpathy's caption_datasets file (DIR/dataset_flickr30k.json, dataset_coco.json;
+engine/data/karpathy.py). An `annotations/` sub-directory holding the JSON files is accepted too.
 """
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
-from PIL import Image
-
+from engine.data.files import find_file, json_records, load_image, malformed, save_image, write_json
+from engine.data.karpathy import read_caption_dataset, write_caption_dataset
 from engine.data.shapes import ImageTextWorld, Unit
 from engine.errors import SpecError
 
 SPLITS = ("train", "val", "test")
+PREFIX = {"flickr30k": "flickr30k", "coco": "coco_karpathy"}  # LAVIS annotation file names
 
 
-def _annotation(root: Path, split: str) -> Path:
-    for candidate in (root / f"flickr30k_{split}.json", root / "annotations" / f"flickr30k_{split}.json"):
-        if candidate.is_file():
-            return candidate
-    raise SpecError(f"{root} has no flickr30k_{split}.json; expected Karpathy-style flickr30k_train/val/test.json")
+def read_split(root: Path, path: Path) -> list[Unit]:
+    captions_by_image: dict[str, list[str]] = {}
+    for where, record in json_records(path, "caption records {\"image\", \"caption\"}"):
+        image, caption = record.get("image"), record.get("caption")
+        captions = caption if isinstance(caption, list) else [caption]
+        if not isinstance(image, str) or not image or not captions or not all(isinstance(c, str) for c in captions):
+            raise malformed(path, where, "needs 'image' (a path) and 'caption' (a string or a list of strings)")
+        captions_by_image.setdefault(image, []).extend(captions)
+    units = []
+    for image_id, captions in captions_by_image.items():
+        picture = load_image(root, image_id)
+        if picture is None:
+            raise SpecError(f"image {image_id} listed in {path.name} is missing under {root}")
+        units.append(Unit(image_id, picture, captions))
+    return units
 
 
-def _load_image(root: Path, relative: str) -> Image.Image:
-    for candidate in (root / relative, root / "images" / relative):
-        if candidate.is_file():
-            with Image.open(candidate) as image:
-                return image.convert("RGB")
-    raise SpecError(f"image {relative} listed in the annotations is missing under {root}")
-
-
-def _records(path: Path) -> list[dict]:
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SpecError(f"{path} is not valid JSON ({error}); expected a list of caption records") from None
-    if not isinstance(records, list) or not all(isinstance(r, dict) and "image" in r and "caption" in r for r in records):
-        raise SpecError(f"{path} must be a list of records with 'image' and 'caption'")
-    return records
+def read_karpathy(directory: str | Path, dataset: str, name: str | None = None) -> ImageTextWorld:
+    root = Path(directory).expanduser()
+    name = name or f"{dataset}:{root.name}"
+    prefix = PREFIX[dataset]
+    files = {split: find_file(root, [f"{prefix}_{split}.json"]) for split in SPLITS}
+    if not any(files.values()):
+        caption_dataset = find_file(root, [f"dataset_{dataset}.json"])
+        if caption_dataset is not None:
+            return read_caption_dataset(caption_dataset, dataset, name)
+    splits = {}
+    for split, path in files.items():
+        if path is None:
+            raise SpecError(f"{root} has no {prefix}_{split}.json; expected Karpathy-style "
+                            f"{prefix}_train/val/test.json or Karpathy's dataset_{dataset}.json")
+        splits[split] = read_split(root, path)
+    first = splits["train"][0].image if splits["train"] else None
+    return ImageTextWorld(name=name, train=splits["train"], val=splits["val"], test=splits["test"],
+                          image_size=first.size[0] if first else 0, meta={"source": str(root)})
 
 
 def read_flickr30k(directory: str | Path, name: str | None = None) -> ImageTextWorld:
-    root = Path(directory).expanduser()
-    splits: dict[str, list[Unit]] = {}
-    for split in SPLITS:
-        captions_by_image: dict[str, list[str]] = {}
-        for record in _records(_annotation(root, split)):
-            caption = record["caption"]
-            captions_by_image.setdefault(record["image"], []).extend(caption if isinstance(caption, list) else [caption])
-        splits[split] = [Unit(image_id, _load_image(root, image_id), captions)
-                         for image_id, captions in captions_by_image.items()]
-    first = splits["train"][0].image if splits["train"] else None
-    size = first.size[0] if first else 0
-    return ImageTextWorld(name=name or f"flickr30k:{root.name}", train=splits["train"], val=splits["val"],
-                          test=splits["test"], image_size=size, meta={"source": str(root)})
+    return read_karpathy(directory, "flickr30k", name)
 
 
-def _write_json(path: Path, payload) -> None:
-    partial = path.with_suffix(path.suffix + ".partial")
-    partial.write_text(json.dumps(payload, indent=1), encoding="utf-8")
-    os.replace(partial, path)
+def read_coco(directory: str | Path, name: str | None = None) -> ImageTextWorld:
+    return read_karpathy(directory, "coco", name)
 
 
 def write_flickr30k(world: ImageTextWorld, directory: str | Path) -> list[Path]:
-    """Write the world as Karpathy JSON + PNG files; returns the annotation files written."""
+    """Write the world in the LAVIS layout (flickr30k_train/val/test.json) + PNG files; returns the JSON files."""
     root = Path(directory).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     written = []
     for split in SPLITS:
         units = world.split(split)
         for unit in units:
-            target = root / unit.unit_id
-            target.parent.mkdir(parents=True, exist_ok=True)
-            unit.image.save(target)
+            save_image(unit.image, root / unit.unit_id)
         if split == "train":
             records = [{"image": u.unit_id, "caption": c, "image_id": Path(u.unit_id).stem}
                        for u in units for c in u.captions]
         else:
             records = [{"image": u.unit_id, "caption": list(u.captions)} for u in units]
         path = root / f"flickr30k_{split}.json"
-        _write_json(path, records)
+        write_json(path, records)
         written.append(path)
     return written
+
+
+def write_coco(world: ImageTextWorld, directory: str | Path) -> list[Path]:
+    """Write the world as Karpathy's dataset_coco.json + images under <filepath>/."""
+    return write_caption_dataset(world, directory, "coco")

@@ -151,16 +151,23 @@ def read_mllmu(directory: str | Path) -> PeopleData:
     if not directory.exists():
         raise SpecError(f"MLLMU-Bench path {directory} does not exist; give a folder holding Full_Set/*.parquet")
     files = _people_files(directory)
-    rows: dict[str, dict] = {}
+    rows: dict[str, tuple[str, dict]] = {}
     for path in files:
-        for row in _read_rows(path):
-            rows.setdefault(str(row["ID"]), row)
+        for number, row in enumerate(_read_rows(path), start=1):
+            rows.setdefault(str(row["ID"]), (f"{path} record {number}", row))
     people, questions, train = [], [], []
-    for person_id, row in rows.items():
-        person = _person(person_id, row)
-        people.append(person)
-        questions.extend(_questions(person, row))
-        train.extend(_train_items(person, row))
+    for person_id, (where, row) in rows.items():
+        try:
+            person = _person(person_id, row)
+            people.append(person)
+            questions.extend(_questions(person, row))
+            train.extend(_train_items(person, row))
+        except SpecError as error:
+            raise SpecError(f"{where}: {error}") from None
+        except (TypeError, AttributeError, ValueError, KeyError, IndexError, RecursionError) as error:
+            # a cell of the wrong shape (a list where an object belongs, ...): named by place, never quoted
+            raise SpecError(f"{where}: MLLMU-Bench person {person_id} is malformed ({type(error).__name__}); "
+                            "see the MLLMU-Bench row layout in the README") from None
     return PeopleData(people=people, eval_questions=questions, person_train=train, splits=_splits(directory))
 
 
@@ -243,7 +250,7 @@ def _image_bytes(person_id: str, cell) -> bytes:
 def _decode(person_id: str, data: bytes) -> Image.Image:
     try:
         return Image.open(io.BytesIO(data)).convert("RGB")
-    except (UnidentifiedImageError, OSError):
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         raise SpecError(f"MLLMU-Bench person {person_id}: image bytes are not a PNG or JPEG") from None
 
 
@@ -283,8 +290,8 @@ def _options(person_id: str, question: str, entry: dict) -> tuple[dict[str, str]
         by_text = {text: letter for letter, text in options.items()}
         if answer not in by_text:
             raise SpecError(
-                f"MLLMU-Bench person {person_id}: Correct_Answer {answer!r} of {question!r} "
-                f"is not one of the options {', '.join(options)}"
+                f"MLLMU-Bench person {person_id}: a Correct_Answer is not one of its question's options "
+                f"{', '.join(map(str, options))}"
             )
         answer = by_text[answer]
     return options, answer
@@ -307,7 +314,7 @@ def _train_items(person: Person, row: dict) -> list[QAItem]:
 def _text(person_id: str, entry: dict, key: str) -> str:
     value = entry.get(key) if isinstance(entry, dict) else None
     if not isinstance(value, str):
-        raise SpecError(f"MLLMU-Bench person {person_id}: an entry has no `{key}` text: {str(entry)[:80]}")
+        raise SpecError(f"MLLMU-Bench person {person_id}: an entry has no `{key}` text")
     return value
 
 

@@ -97,10 +97,12 @@ def read_mmbench(path: str | Path, require_answer: bool = True) -> list[MCQuesti
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"MMBench file {path} does not exist; give the path of an MMBench .tsv file")
-    with path.open(newline="", encoding="utf-8") as stream:
-        reader = csv.DictReader(stream, delimiter="\t")
+    reader = csv.DictReader(io.StringIO(_text(path), newline=""), delimiter="\t")
+    try:
         _check_columns(path, reader.fieldnames or [], require_answer)
         rows = list(reader)
+    except csv.Error as error:
+        raise SpecError(f"{path} line {reader.line_num}: not tab-separated text ({error})") from None
     images_by_index: dict[str, Image.Image | None] = {}
     questions = []
     for line, row in enumerate(rows, start=2):
@@ -108,6 +110,19 @@ def read_mmbench(path: str | Path, require_answer: bool = True) -> list[MCQuesti
         images_by_index[row["index"]] = image
         questions.append(_question(path, line, row, image, require_answer))
     return questions
+
+
+def _text(path: Path) -> str:
+    """The file as UTF-8 text; SpecError naming the line of the first byte that is not UTF-8."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise SpecError(f"MMBench file {path} cannot be read ({error.strerror})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise SpecError(f"{path} line {line}: not UTF-8 text; MMBench files are UTF-8 TSV") from None
 
 
 def _check_columns(path: Path, columns: list[str], require_answer: bool) -> None:
@@ -134,20 +149,22 @@ def _image(path: Path, line: int, cell: str, earlier: dict[str, Image.Image | No
         data = base64.b64decode(cell, validate=True)
         image = Image.open(io.BytesIO(data))
         return image.convert("RGB")
-    except (binascii.Error, ValueError, UnidentifiedImageError, OSError):
+    except (binascii.Error, ValueError, UnidentifiedImageError, OSError, Image.DecompressionBombError):
         raise SpecError(
             f"{path} line {line}: the `image` cell is not a base64 PNG or JPEG (nor the index of an earlier row)"
         ) from None
 
 
 def _question(path: Path, line: int, row: dict, image: Image.Image | None, require_answer: bool) -> MCQuestion:
+    if not isinstance(row.get("question"), str) or not row["question"].strip():
+        raise SpecError(f"{path} line {line}: the `question` cell is empty (a short row?); every row needs one")
     options = {letter: row[letter] for letter in LETTERS if not _absent(row.get(letter))}
     answer = None if _absent(row.get("answer")) else row["answer"].strip()
     if answer is None and require_answer:
         raise SpecError(f"{path} line {line}: the `answer` cell is empty; every row needs one of {', '.join(options)}")
     if answer is not None and answer not in options:
         raise SpecError(
-            f"{path} line {line}: answer {answer!r} is not one of the row's options {', '.join(options)}"
+            f"{path} line {line}: the answer is not one of the row's options {', '.join(options)}"
         )
     return MCQuestion(
         qid=row["index"],

@@ -1,64 +1,112 @@
-"""Image-text pairs as tensors: every image once, every caption once, and which image each caption has."""
+"""Units and their texts as tensors: every unit once (an image, an image pair, a graph), every text once,
+which unit each text belongs to, and, for classification, one label per text.
+
+The units live in a *media bank*: anything with `__len__()`, `take(indices) -> bank` (the sub-bank of those
+units, in that order) and `batch(indices, device) -> dict` (the batch entries of those units, e.g.
+`{"pixel_values": tensor}`). `TensorBank` is the bank of one tensor (images [n,3,H,W]; image pairs
+[n,2,3,H,W]); other families bring their own (a graph bank batches graphs).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
+
+from engine.data.labelled import unit_texts
+
+
+class MediaBank(Protocol):
+    def __len__(self) -> int: ...
+
+    def take(self, indices: torch.Tensor) -> "MediaBank": ...
+
+    def batch(self, indices: torch.Tensor, device) -> dict[str, torch.Tensor]: ...
+
+
+class TensorBank:
+    """Units stored as the rows of one tensor, batched under one key (`pixel_values` for images)."""
+
+    def __init__(self, key: str, values: torch.Tensor):
+        self.key, self.values = key, values
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+    def take(self, indices: torch.Tensor) -> "TensorBank":
+        return TensorBank(self.key, self.values[indices])
+
+    def batch(self, indices: torch.Tensor, device) -> dict[str, torch.Tensor]:
+        return {self.key: self.values[indices].to(device, non_blocking=True)}
 
 
 @dataclass
 class PairSet:
-    pixel_values: torch.Tensor  # [n_images, 3, H, W]
+    media: MediaBank  # one entry per unit
     input_ids: torch.Tensor  # [n_pairs, L]
     attention_mask: torch.Tensor  # [n_pairs, L]
-    pair_image: torch.Tensor  # [n_pairs] index into pixel_values
-    unit_ids: list[str]  # one per image
-    captions: list[str]  # one per pair
+    pair_unit: torch.Tensor  # [n_pairs] the unit each text belongs to (index into media)
+    unit_ids: list[str]  # one per unit
+    texts: list[str]  # one per pair
+    labels: torch.Tensor | None = None  # [n_pairs] class index of each pair (classification)
 
     def __len__(self) -> int:
-        return int(self.pair_image.shape[0])
+        return int(self.pair_unit.shape[0])
 
     @property
-    def n_images(self) -> int:
-        return int(self.pixel_values.shape[0])
+    def n_units(self) -> int:
+        return len(self.media)
 
     def batch(self, pair_indices: torch.Tensor, device) -> dict[str, torch.Tensor]:
-        images = self.pair_image[pair_indices]
-        return {
-            "pixel_values": self.pixel_values[images].to(device, non_blocking=True),
+        units = self.pair_unit[pair_indices]
+        batch = {
+            **self.media.batch(units, device),
             "input_ids": self.input_ids[pair_indices].to(device, non_blocking=True),
             "attention_mask": self.attention_mask[pair_indices].to(device, non_blocking=True),
-            "image_index": images.to(device, non_blocking=True),
+            # which unit each text belongs to: texts of one unit are positives of each other (contrastive
+            # loss) and never each other's unrelated pair (MultiDelete's permutation)
+            "image_index": units.to(device, non_blocking=True),
         }
+        if self.labels is not None:
+            batch["labels"] = self.labels[pair_indices].to(device, non_blocking=True)
+        return batch
 
-    def select_images(self, image_indices: list[int]) -> "PairSet":
-        """The sub-set holding these images and all their captions."""
-        keep = torch.as_tensor(sorted(image_indices), dtype=torch.long)
-        remap = torch.full((self.n_images,), -1, dtype=torch.long)
+    def select_units(self, unit_indices: list[int]) -> "PairSet":
+        """The sub-set holding these units (in ascending order) and all their texts."""
+        keep = torch.as_tensor(sorted(unit_indices), dtype=torch.long)
+        remap = torch.full((self.n_units,), -1, dtype=torch.long)
         remap[keep] = torch.arange(len(keep))
-        pairs = torch.nonzero(remap[self.pair_image] >= 0).squeeze(1)
+        pairs = torch.nonzero(remap[self.pair_unit] >= 0).squeeze(1)
         return PairSet(
-            pixel_values=self.pixel_values[keep],
+            media=self.media.take(keep),
             input_ids=self.input_ids[pairs],
             attention_mask=self.attention_mask[pairs],
-            pair_image=remap[self.pair_image[pairs]],
+            pair_unit=remap[self.pair_unit[pairs]],
             unit_ids=[self.unit_ids[i] for i in keep.tolist()],
-            captions=[self.captions[i] for i in pairs.tolist()],
+            texts=[self.texts[i] for i in pairs.tolist()],
+            labels=None if self.labels is None else self.labels[pairs],
         )
 
 
 def encode_units(units, adapter) -> PairSet:
-    """Tokenise every caption and preprocess every image of `units` with the adapter's own processors."""
-    captions, pair_image = [], []
-    for image_index, unit in enumerate(units):
-        captions.extend(unit.captions)
-        pair_image.extend([image_index] * len(unit.captions))
-    tokens = adapter.tokenize(captions)
+    """Tokenise every text and prepare every unit's media with the adapter's own processors
+    (`adapter.prepare_media(units) -> bank`); labels come from `unit.labels` where units have them."""
+    texts, pair_unit, labels = [], [], []
+    for index, unit in enumerate(units):
+        own = unit_texts(unit)
+        texts.extend(own)
+        pair_unit.extend([index] * len(own))
+        if getattr(unit, "labels", None) is not None:
+            labels.extend(unit.labels)
+    if labels and len(labels) != len(texts):
+        raise ValueError(f"{len(labels)} labels for {len(texts)} texts: every unit needs one label per text")
+    tokens = adapter.tokenize(texts)
     return PairSet(
-        pixel_values=adapter.preprocess_images([unit.image for unit in units]),
+        media=adapter.prepare_media(units),
         input_ids=tokens["input_ids"],
         attention_mask=tokens["attention_mask"],
-        pair_image=torch.as_tensor(pair_image, dtype=torch.long),
+        pair_unit=torch.as_tensor(pair_unit, dtype=torch.long),
         unit_ids=[unit.unit_id for unit in units],
-        captions=captions,
+        texts=texts,
+        labels=torch.as_tensor(labels, dtype=torch.long) if labels else None,
     )

@@ -1,10 +1,12 @@
-"""Question-answer items as LLaVA tensors: the sets `run_loop` draws batches from (`len` + `.batch`).
+"""Question-answer items as LMM tensors: the sets `run_loop` draws batches from (`len` + `.batch`).
 
-Each row is one chat prompt ("USER: <image>\\n{q} ASSISTANT:" or, without an image, "USER: {q} ASSISTANT:")
-followed by the answer and eos; labels are -100 everywhere but on the answer tokens (and the eos).
-Images are preprocessed once into a bank; a row points into it. With `multimodal=True` (MultiDelete)
-every row carries an image (a text-only question about a person is shown with the person's portrait) and
-also the same question asked without the image (`text_*`), for f_T.
+Each row is one chat prompt in the family's template (`adapter.prompt_ids`; LLaVA: "USER: <image>\\n{q}
+ASSISTANT:" or, without an image, "USER: {q} ASSISTANT:") followed by the answer and eos; labels are -100
+everywhere but on the answer tokens (and the eos). Images are preprocessed once into a bank; a row points
+into it. With `multimodal=True` (MultiDelete) every row carries an image (a text-only question about a
+person is shown with the person's portrait) and also the same question asked without the image
+(`text_*`), for f_T. With `refusals` (idk, idkdpo) every row also carries its prompt with a refusal answer
+(`refusal_*`; row k takes refusal k mod their number).
 """
 from __future__ import annotations
 
@@ -33,8 +35,9 @@ class QASet:
     labels: torch.Tensor
     image_slot: torch.Tensor  # [N] index into pixel_bank, -1 for none
     image_index: torch.Tensor  # [N] group
-    pixel_bank: torch.Tensor  # [M, 3, H, W]
+    pixel_bank: torch.Tensor  # [M, ...] as preprocess_images gives it ([M, 3, H, W]; Qwen2-VL [M, patches, dim])
     text: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # text-only ids, mask, labels
+    refusal: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # the prompt with a refusal answer
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -48,9 +51,9 @@ class QASet:
         if bool(has_image.any()):
             pixels[has_image] = self.pixel_bank[slots[has_image]]
         out.update(pixel_values=pixels, has_image=has_image, image_index=self.image_index[indices])
-        if self.text is not None:
-            ids, mask, labels = (t[indices] for t in self.text)
-            out.update(_trimmed("text_", ids, mask, labels))
+        for prefix, view in (("text_", self.text), ("refusal_", self.refusal)):
+            if view is not None:
+                out.update(_trimmed(prefix, *(t[indices] for t in view)))
         return {key: value.to(device) for key, value in out.items()}
 
 
@@ -80,11 +83,11 @@ def item_rows(data: PeopleData, items: list[QAItem], multimodal: bool = False) -
     return rows
 
 
-def encode_rows(adapter, rows: list[Row], with_text: bool = False) -> QASet:
+def encode_rows(adapter, rows: list[Row], with_text: bool = False, refusals: tuple[str, ...] = ()) -> QASet:
     """Tokenise and pad (right) `rows`; preprocess their images once."""
     bank_slots: dict[int, int] = {}
     bank_images = []
-    slots, groups, sequences, text_sequences = [], [], [], []
+    slots, groups, sequences, text_sequences, refusal_sequences = [], [], [], [], []
     for row in rows:
         if row.image is not None:
             key = id(row.image)
@@ -96,9 +99,12 @@ def encode_rows(adapter, rows: list[Row], with_text: bool = False) -> QASet:
             slots.append(-1)
         groups.append(row.group)
         answer = adapter.answer_ids(row.answer)
-        sequences.append((adapter.prompt_ids(row.question, row.image is not None), answer))
+        prompt = adapter.prompt_ids(row.question, row.image is not None)
+        sequences.append((prompt, answer))
         if with_text:
             text_sequences.append((adapter.prompt_ids(row.question, False), answer))
+        if refusals:
+            refusal_sequences.append((prompt, adapter.answer_ids(refusals[len(refusal_sequences) % len(refusals)])))
     pixel_bank = adapter.preprocess_images(bank_images) if bank_images else torch.zeros(0, 3, 1, 1)
     pad = adapter.tokenizer.pad_token_id or 0
     return QASet(
@@ -107,6 +113,7 @@ def encode_rows(adapter, rows: list[Row], with_text: bool = False) -> QASet:
         image_index=torch.tensor(groups, dtype=torch.long),
         pixel_bank=pixel_bank,
         text=_pad(text_sequences, pad) if with_text else None,
+        refusal=_pad(refusal_sequences, pad) if refusals else None,
     )
 
 
@@ -123,5 +130,7 @@ def _pad(sequences: list[tuple[list[int], list[int]]], pad: int):
     return ids, mask, labels
 
 
-def encode_items(adapter, data: PeopleData, items: list[QAItem], multimodal: bool = False) -> QASet:
-    return encode_rows(adapter, item_rows(data, items, multimodal), with_text=multimodal)
+def encode_items(adapter, data: PeopleData, items: list[QAItem], multimodal: bool = False,
+                 refusals: bool = False) -> QASet:
+    return encode_rows(adapter, item_rows(data, items, multimodal), with_text=multimodal,
+                       refusals=data.refusals if refusals else ())

@@ -15,6 +15,20 @@ PHASES = ("pretrain", "finetune")
 KNOWLEDGE_PHASE = {"pretrained": "pretrain", "finetuned": "finetune"}
 # A space, not nothing, so that "she's" gives "she" "s" as the tokenizer's Punctuation pre-tokenizer does.
 PUNCTUATION_TO_SPACE = str.maketrans(string.punctuation, " " * len(string.punctuation))
+# What the refusal methods (idk, idkdpo) teach the model to answer about forget people: "I don't know"
+# variants in the manner of TOFU's idontknow list. Data read from files without its own list uses these.
+REFUSALS = (
+    "I don't know.",
+    "I have no idea.",
+    "I'm not sure.",
+    "I can't say.",
+    "I have no information about that.",
+    "That is not something I know.",
+    "I cannot answer that.",
+    "I'm unable to tell you.",
+    "I don't have that information.",
+    "Nobody has told me that.",
+)
 
 @dataclass
 class Person:
@@ -49,6 +63,7 @@ class PeopleData:
     eval_questions: list[MCQuestion]
     person_train: list[QAItem]
     splits: dict[str, list[str]] = field(default_factory=dict)  # e.g. MLLMU-Bench's forget_5 -> person ids
+    refusals: tuple[str, ...] = REFUSALS  # answers the refusal methods train towards on forget questions
 
     def train_items(self, phase: str) -> list[QAItem]:
         check_phase(phase)
@@ -75,6 +90,7 @@ class PeopleData:
 
     def _texts(self):
         yield from (person.name for person in self.people)
+        yield from self.refusals
         yield from qa_texts(self.person_train)
         yield from mc_texts(self.eval_questions)
 

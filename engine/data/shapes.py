@@ -159,6 +159,16 @@ def captions_for(attrs: ShapeAttrs, rng: random.Random, count: int = 5) -> list[
     return templates[:count]
 
 
+def captioned_images(count: int, image_size: int, rng: random.Random, prefix: str = "pretrain") -> list[Unit]:
+    """`count` pictures with their captions, drawn from `rng` (a classification world's pre-training corpus)."""
+    units = []
+    for index in range(count):
+        attrs = sample_attrs(rng)
+        image = render_image(attrs, image_size, rng)
+        units.append(Unit(f"{prefix}/{index:06d}.png", image, captions_for(attrs, rng), attrs))
+    return units
+
+
 WORLD_SIZES = {
     # name: (train, val, test, image size)
     "shapes": (1500, 100, 300, 32),

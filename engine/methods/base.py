@@ -30,5 +30,15 @@ class Method:
     def losses(self, forget: dict | None, retain: dict | None) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def before_training(self, forget, retain) -> None:
+        """A hook for methods that look at the request's whole sets (`len` + `.batch(indices, device)`, None
+        when unused) before the first step (MMUnlearner's saliency mask); the trainable parameters already
+        require gradients."""
+
     def after_training(self, n_train: int) -> None:
         """A hook for methods whose last step is not a gradient step (Descent-to-Delete's noise)."""
+
+
+def view(batch: dict, prefix: str) -> dict:
+    """The batch with another view's sequences (`text_`, `refusal_`: the same rows and images, other tokens)."""
+    return {**batch, **{key: batch[prefix + key] for key in ("input_ids", "attention_mask", "labels")}}

@@ -1,17 +1,22 @@
 """What every model adapter offers the methods, tasks and the loop (DESIGN.md section 3): the
-`ModelAdapter` protocol, the plumbing every family shares (`AdapterBase`), and the image-text base.
+`ModelAdapter` protocol, the plumbing every family shares (`AdapterBase`), the image-text base and the
+retrieval base (ITC similarity, own-pair scores, ranking).
 
-An image-text batch is a dict: `pixel_values` [B,3,H,W], `input_ids` / `attention_mask` [B,L] and `image_index` [B]
-(which image each caption belongs to, so captions of one image are all positives of each other).
+An image-text batch is a dict (engine/data/pairs.py): `pixel_values` [B,3,H,W] ([B,2,3,H,W] for image pairs),
+`input_ids` / `attention_mask` [B,L], `image_index` [B] (which unit each text belongs to, so texts of one
+unit are all positives of each other) and, for classification, `labels` [B].
 """
 from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from engine.data.pairs import TensorBank
 
 # ITC temperature: BLIP initialises its learned temperature at 0.07; our adapters hold it fixed so the
 # similarity logits that modality decoupling regresses mean the same thing before and after unlearning.
@@ -76,6 +81,10 @@ class ModelAdapter(Protocol):
 
     def log_likelihood(self, batch) -> torch.Tensor: ...
 
+    def mean_log_likelihood(self, batch) -> torch.Tensor: ...  # log pi(y|x) / |y| (SimNPO)
+
+    def update_weights(self) -> list[torch.nn.Parameter]: ...  # the weights themselves an update covers
+
     def begin_update(self, params: dict) -> None: ...
 
     def end_update(self) -> None: ...
@@ -116,6 +125,16 @@ class AdapterBase:
     def end_update(self) -> None:
         """Fold the phase's update into the weights (LMMs merge LoRA here)."""
 
+    def update_weights(self) -> list[torch.nn.Parameter]:
+        """The weights themselves that an update covers (methods that mask single weights train these);
+        default: every trainable parameter. LMMs under LoRA give the base weights LoRA adapts."""
+        return self.parameter_groups()["all"]
+
+    def mean_log_likelihood(self, batch) -> torch.Tensor:
+        """[B] log pi(y|x) / |y|, SimNPO's length-normalised log-likelihood; default: `log_likelihood`, for
+        answers that are one decision (an image-text match, a class), |y| = 1."""
+        return self.log_likelihood(batch)
+
 
 class ImageTextAdapter(AdapterBase):
     """Wraps a transformers image-text model with its tokenizer and image processor."""
@@ -153,6 +172,12 @@ class ImageTextAdapter(AdapterBase):
     def preprocess_images(self, images) -> torch.Tensor:
         return self.image_processor(images=images, return_tensors="pt")["pixel_values"]
 
+    def prepare_media(self, units) -> "TensorBank":
+        """The media bank of `units` (engine/data/pairs.py): each unit's image through the image processor."""
+        from engine.data.pairs import TensorBank
+
+        return TensorBank("pixel_values", self.preprocess_images([unit.image for unit in units]))
+
     def parameter_groups(self) -> dict[str, list[torch.nn.Parameter]]:
         """Named sets of parameters a method may choose to train (`all`, `vision`, `text`)."""
         raise NotImplementedError
@@ -173,8 +198,28 @@ class ImageTextAdapter(AdapterBase):
                 "attention_mask": batch["attention_mask"][permutation]}
 
     def retention_logits(self, batch) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Rows of logits whose softmax GA+KLR keeps close to the original's, and a row mask (None = all).
-        Image-text: each image over the batch's captions and each caption over the batch's images."""
+        """Rows of logits whose softmax GA+KLR keeps close to the original's, and a row mask (None = all)."""
+        raise NotImplementedError
+
+    def task_loss(self, batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def log_likelihood(self, batch) -> torch.Tensor:
+        """[B] log pi(y|x): the log-probability the model gives each example's own answer (NPO)."""
+        raise NotImplementedError
+
+    def example_losses(self, batch) -> torch.Tensor:
+        """[B] per-example loss used by the membership-inference attack."""
+        return -self.log_likelihood(batch)
+
+
+class RetrievalAdapter(ImageTextAdapter):
+    """Image-text retrieval: ITC similarity between every image and every caption of a batch, the score of
+    each example's own pair, and ranking. Only retrieval adapters have `similarity`: MultiDelete regresses
+    it where it exists and the fused embedding elsewhere."""
+
+    def retention_logits(self, batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Each image over the batch's captions and each caption over the batch's images."""
         logits = self.similarity_logits(batch)
         return torch.cat([logits, logits.t()]), None
 
@@ -185,21 +230,16 @@ class ImageTextAdapter(AdapterBase):
     def similarity_logits(self, batch) -> torch.Tensor:
         return self.similarity(batch) / ITC_TEMPERATURE
 
-    def task_loss(self, batch) -> torch.Tensor:
-        raise NotImplementedError
-
-    def log_likelihood(self, batch) -> torch.Tensor:
-        """[B] log pi(y|x): the log-probability the model gives each example's own image-text pair matching."""
-        raise NotImplementedError
-
     def pair_scores(self, batch) -> torch.Tensor:
         """[B] the score of each example's OWN pair, used by Df/Dr AUC (match probability / cosine)."""
         raise NotImplementedError
 
-    def example_losses(self, batch) -> torch.Tensor:
-        """[B] per-example loss used by the membership-inference attack."""
-        return -self.log_likelihood(batch)
-
     def score_matrix(self, pairset, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores [n_images, n_texts] ranking texts for each image, and images for each text."""
+        """Scores [n_units, n_texts] ranking texts for each image, and images for each text."""
         raise NotImplementedError
+
+    def unit_batches(self, pairset, batch_size: int):
+        """The pair set's units in order, `batch_size` at a time, as batch dicts of their media."""
+        device = self.device
+        for start in range(0, pairset.n_units, batch_size):
+            yield pairset.media.batch(torch.arange(start, min(start + batch_size, pairset.n_units)), device)

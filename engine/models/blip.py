@@ -15,7 +15,7 @@ from engine.models.base import (
     ITC_TEMPERATURE,
     TINY_HIDDEN,
     TINY_SPECIAL_IDS,
-    ImageTextAdapter,
+    RetrievalAdapter,
     contrastive_loss,
     positive_mask,
     tiny_vision_config,
@@ -25,7 +25,7 @@ from engine.models.tokenizer import build_word_tokenizer
 RERANK_TOP_K = 16
 
 
-class BlipRetrievalAdapter(ImageTextAdapter):
+class BlipRetrievalAdapter(RetrievalAdapter):
     family = "blip"
 
     @staticmethod
@@ -141,8 +141,8 @@ class BlipRetrievalAdapter(ImageTextAdapter):
     def score_matrix(self, pairset, batch_size):
         device = self.device
         tokens, feats = [], []
-        for start in range(0, pairset.n_images, batch_size):
-            chunk = self.image_tokens(pairset.pixel_values[start : start + batch_size].to(device))
+        for images in self.unit_batches(pairset, batch_size):
+            chunk = self.image_tokens(images["pixel_values"])
             tokens.append(chunk)
             feats.append(self._image_feat(chunk))
         image_tokens, image_feat = torch.cat(tokens), torch.cat(feats)

@@ -17,14 +17,14 @@ from engine.models.base import (
     ITC_TEMPERATURE,
     TINY_HIDDEN,
     TINY_SPECIAL_IDS,
-    ImageTextAdapter,
+    RetrievalAdapter,
     contrastive_loss,
     tiny_vision_config,
 )
 from engine.models.tokenizer import build_word_tokenizer
 
 
-class ClipAdapter(ImageTextAdapter):
+class ClipAdapter(RetrievalAdapter):
     family = "clip"
 
     @staticmethod
@@ -95,12 +95,7 @@ class ClipAdapter(ImageTextAdapter):
     @torch.no_grad()
     def score_matrix(self, pairset, batch_size):
         device = self.device
-        images = torch.cat(
-            [
-                F.normalize(self.image_embed({"pixel_values": pairset.pixel_values[s : s + batch_size].to(device)}), dim=-1)
-                for s in range(0, pairset.n_images, batch_size)
-            ]
-        )
+        images = torch.cat([F.normalize(self.image_embed(batch), dim=-1) for batch in self.unit_batches(pairset, batch_size)])
         texts = torch.cat(
             [
                 F.normalize(

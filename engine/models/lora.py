@@ -1,11 +1,14 @@
 """Update targets for an LMM: LoRA on the language model (`llm`), + the projector (`proj+llm`), or `full`.
 
 LoRA goes through peft (r 16, alpha 16, dropout 0.05 by default, MLLMU-Bench's setting) on the language
-model's linear layers q, k, v, o, gate, up and down only. `proj+llm` also trains the multi-modal projector
-fully (its weights themselves, not a LoRA copy). After a request, `merge` folds the LoRA factors into the
-weights, so the next request (and its reference model) starts from a plain LlavaForConditionalGeneration.
+model's linear layers q, k, v, o, gate, up and down only. `proj+llm` also trains the family's projector
+(LLaVA's multi-modal projector, Qwen2-VL's patch merger) fully: its weights themselves, not a LoRA copy.
+After a request, `merge` folds the LoRA factors into the weights, so the next request (and its reference
+model) starts from the plain model.
 """
 from __future__ import annotations
+
+import re
 
 UPDATES = ("llm", "proj+llm", "full")
 LLM_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -27,9 +30,21 @@ def attach(adapter, update: str, r: int = 16, alpha: float = 16.0, dropout: floa
     adapter.model = get_peft_model(adapter.core, config)
     trainable = [p for name, p in adapter.core.named_parameters() if "lora_" in name]
     if update == "proj+llm":
-        trainable += list(adapter.core.model.multi_modal_projector.parameters())
+        trainable += list(adapter.projector.parameters())
     adapter.trainable = trainable
     return trainable
+
+
+def covered_weights(adapter) -> list:
+    """The weights themselves that the adapter's update target covers: under `llm` / `proj+llm` the base
+    weights of the LoRA-adapted layers (+ the projector), under `full` every weight."""
+    if adapter.update == "full":
+        return list(adapter.core.parameters())
+    pattern = re.compile(LLM_TARGETS + r"(\.base_layer)?\.(weight|bias)")
+    weights = [p for name, p in adapter.core.named_parameters() if pattern.fullmatch(name)]
+    if adapter.update == "proj+llm":
+        weights += list(adapter.projector.parameters())
+    return weights
 
 
 def merge(adapter) -> None:

@@ -8,11 +8,12 @@ the world's vocabulary), written with `save_pretrained`, and then loaded back th
 from __future__ import annotations
 
 import importlib
-import os
-import shutil
-import tempfile
+import inspect
+import json
 from pathlib import Path
 
+from engine.cache import entry_matches, producing, publish, slug
+from engine.data.fingerprint import digest
 from engine.errors import SpecError
 from engine.spec import FAMILIES, MODELS, TASKS
 
@@ -22,36 +23,62 @@ def adapter_class(family: str, task: str):
     return getattr(importlib.import_module(module), attribute)
 
 
+def model_options(world) -> dict:
+    """What the data tells a model beyond its words and image size (a classifier's labels and images per
+    example), from the world's optional `model_options()`; passed to `build_tiny` and `from_checkpoint`."""
+    options = getattr(world, "model_options", None)
+    return dict(options()) if callable(options) else {}
+
+
+def taking(function, options: dict) -> dict:
+    """The options `function` takes as keywords (a retrieval model built on classification data has no head)."""
+    parameters = inspect.signature(function).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return options
+    return {key: value for key, value in options.items() if key in parameters}
+
+
+# Bump when a family's build_tiny changes what it builds (cached tiny models and originals then rebuild).
+TINY_BUILD_VERSION = 1
+
+
 def tiny_model_dir(name: str, world, seed: int, cache: Path, task: str) -> Path:
     """Create (once) and return the directory of registered tiny model `name` for this world and task.
-    `world` needs `name`, `vocabulary()` and `image_size`."""
+    `world` needs `name`, `vocabulary()` and `image_size` (and may offer `model_options()`).
+
+    The entry is keyed by what the model and its tokenizer are built from (the vocabulary, image size,
+    options, seed, task), not by the data's name: two data sets of one name never share a tokenizer."""
+    options = model_options(world)
+    vocabulary = world.vocabulary()
+    fingerprint = {"model": name, "task": task, "seed": seed, "image_size": world.image_size, "options": options,
+                   "vocabulary": digest(vocabulary), "build": TINY_BUILD_VERSION}
     suffix = "" if task == FAMILIES[MODELS[name].family].tasks[0] else f"-{task}"
-    directory = cache / "models" / f"{name}-{world.name}{suffix}-seed{seed}"
-    if (directory / "config.json").exists():
+    directory = cache / "models" / f"{name}-{slug(world.name)}{suffix}-seed{seed}-{digest(fingerprint)}"
+    if entry_matches(directory, fingerprint):
         return directory
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
-        adapter_class(MODELS[name].family, task).build_tiny(world.vocabulary(), world.image_size, seed, staging)
-        os.replace(staging, directory)
-    except OSError:
-        if not (directory / "config.json").exists():  # another run made it first: use theirs
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with producing(directory):
+        if not entry_matches(directory, fingerprint):  # another run may have made it while we waited
+            build = adapter_class(MODELS[name].family, task).build_tiny
+            publish(directory, lambda staging: build(vocabulary, world.image_size, seed, staging,
+                                                     **taking(build, options)), fingerprint)
     return directory
 
 
-def checkpoint_config(model: str, source: str):
-    """The checkpoint's config, quietly (our progress goes to stderr; theirs would garble it), or one line."""
+def checkpoint_model_type(model: str, source: str) -> str:
+    """The checkpoint's `model_type`, quietly (our progress goes to stderr; theirs would garble it), or one
+    line. A local directory's config.json is read as it is: our own families (gcn_bert) are not in
+    transformers' AutoConfig table until their module is imported."""
     from transformers import AutoConfig
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()
     transformers_logging.set_verbosity_error()
+    config = Path(source).expanduser() / "config.json"
     try:
-        return AutoConfig.from_pretrained(source)
-    except (OSError, ValueError) as error:
+        if config.is_file():
+            return str(json.loads(config.read_text(encoding="utf-8"))["model_type"])
+        return AutoConfig.from_pretrained(source).model_type
+    except (OSError, ValueError, KeyError, TypeError) as error:
         raise SpecError(f"model {model!r} could not be loaded ({str(error).splitlines()[0][:160]}); give a "
                         "registered name (see `mmul-workbench models`), a local checkpoint directory, or a hub id "
                         "already in the local cache", field="model") from None
@@ -74,5 +101,6 @@ def family_serving(model: str, model_type: str, task: str) -> str:
 def load_adapter(model: str, world, seed: int, cache: Path, task: str):
     """The adapter for `model` serving `task`, on the CPU; move it with `.to(device)`."""
     source = str(tiny_model_dir(model, world, seed, cache, task)) if model in MODELS else model
-    family = family_serving(model, checkpoint_config(model, source).model_type, task)
-    return adapter_class(family, task).from_checkpoint(source, tiny=model in MODELS)
+    family = family_serving(model, checkpoint_model_type(model, source), task)
+    load = adapter_class(family, task).from_checkpoint
+    return load(source, tiny=model in MODELS, **taking(load, model_options(world)))

@@ -2,22 +2,25 @@
 device, atomic checkpoint writes, and plain training (task loss on a set) through the one loop.
 
 The original is the starting weights (a registered tiny model, a checkpoint directory, a hub id) trained
-with the task's recipe, cached under $MMUL_HOME/cache/originals keyed by model, data, seed and recipe, and
-never modified afterwards: every run writes its result to a new directory under $MMUL_HOME/cache/runs/.
+with the task's recipe, cached under $MMUL_HOME/cache/originals and never modified afterwards: every run
+writes its result to a new directory under $MMUL_HOME/cache/runs/. The cache key is made from content
+(engine/cache.py): the fingerprint of the data actually read, of the starting checkpoint, the task, the
+seed and the recipe, so a same-named data set or a checkpoint edited in place never reuses an original
+made from something else. Two runs that need the same original at once train it once.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import re
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
+from engine.cache import checkpoint_fingerprint, entry_matches, producing, publish, recorded_fingerprint, slug
+from engine.data.fingerprint import data_fingerprint, digest
 from engine.errors import SpecError
 from engine.seeding import derive_seed, seed_everything
+from engine.spec import data_kind
 
 
 def resolve_device(requested: str):
@@ -31,13 +34,17 @@ def resolve_device(requested: str):
     return torch.device(requested)
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.-]+", "_", text).strip("_")[:60]
+def original_key(model: str, data_name: str, seed: int, fingerprint: dict) -> str:
+    """A readable name (model, data, seed) and the digest of everything the original is made from."""
+    return f"{slug(model)}-{slug(data_name)}-seed{seed}-{digest(fingerprint)}"
 
 
-def original_key(model: str, data_name: str, seed: int, recipe: dict) -> str:
-    digest = hashlib.sha1(json.dumps([model, data_name, seed, recipe], sort_keys=True).encode()).hexdigest()[:10]
-    return f"{slug(model)}-{slug(data_name)}-seed{seed}-{digest}"
+def original_fingerprint(task, spec: dict) -> dict:
+    """What the original is made from: the data read (`task.data_fingerprint`, or the data reference's),
+    the starting checkpoint, the task, the seed and the task's recipe."""
+    data = getattr(task, "data_fingerprint", None) or data_fingerprint(spec["data"])
+    return {"data": data, "model": checkpoint_fingerprint(spec["model"]), "model_ref": spec["model"],
+            "task": task.name, "seed": spec["seed"], "recipe": task.original_recipe()}
 
 
 def save_atomically(adapter, directory: Path) -> None:
@@ -72,19 +79,34 @@ class Trainer:
 
 
 def original_dir(task, spec: dict, device, emit, should_stop, cache: Path) -> Path:
-    """The cached original for this model, data, seed and recipe; trained (and cached) when missing."""
-    directory = cache / "originals" / original_key(spec["model"], task.data_name, spec["seed"], task.original_recipe())
-    if (directory / "config.json").exists():
+    """The cached original made from exactly this data, checkpoint, task, seed and recipe; trained (and
+    cached) when missing. Another run training the same original is waited for, then its entry is used."""
+    # data serving several tasks (graph) trains one original per task; the default task keeps the plain name
+    data_name = task.data_name if task.name == data_kind(spec["data"]) else f"{task.data_name}-{task.name}"
+    fingerprint = original_fingerprint(task, spec)
+    directory = cache / "originals" / original_key(spec["model"], data_name, spec["seed"], fingerprint)
+    emit("log", level="info", message=f"original model key {directory.name} (data fingerprint {fingerprint['data']}, "
+         f"checkpoint fingerprint {fingerprint['model']})")
+    if entry_matches(directory, fingerprint):
         emit("log", level="info", message=f"reusing the cached original model {directory}")
         return directory
-    started = time.perf_counter()
-    seed_everything(spec["seed"], "original")
-    model = task.load(spec["model"], device)
-    task.train_original(model, Trainer(spec["seed"], emit, should_stop))
-    try:
-        save_atomically(model, directory)
-    except OSError:
-        if not (directory / "config.json").exists():  # another run cached the same original first: use it
-            raise
+
+    def waiting() -> None:
+        emit("log", level="info", message="another run is training the same original model; waiting for it")
+
+    with producing(directory, should_stop, waiting):
+        if entry_matches(directory, fingerprint):
+            emit("log", level="info", message=f"reusing the original model another run just cached: {directory}")
+            return directory
+        started = time.perf_counter()
+        seed_everything(spec["seed"], "original")
+        model = task.load(spec["model"], device)
+        task.train_original(model, Trainer(spec["seed"], emit, should_stop))
+        publish(directory, model.save, fingerprint)
     emit("log", level="info", message=f"original model trained in {time.perf_counter() - started:.1f}s, saved to {directory}")
     return directory
+
+
+def original_record(directory: Path) -> dict | None:
+    """What a cached original says it was made from (the result document records it)."""
+    return recorded_fingerprint(directory)

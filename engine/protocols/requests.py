@@ -20,9 +20,9 @@ from typing import Callable
 
 from engine.data.deletion import split_requests
 from engine.loop import LoopConfig, run_loop
-from engine.protocols.originals import original_dir, resolve_device, save_atomically
+from engine.protocols.originals import original_dir, original_record, resolve_device, save_atomically
 from engine.seeding import derive_seed, generator, seed_everything
-from engine.spec import METHODS
+from engine.spec import CAPABILITIES, METHODS, check_method_fits
 from engine.tasks import task_for
 from sessions.paths import cache_dir
 
@@ -67,12 +67,15 @@ class Requests:
         seed_everything(seed, "prepare")
         retraining = cls.starts_from == "init"
         model = task.load(spec["model"] if retraining else str(original), self.device)
+        check_method_fits(self.info, task.name, model.family)  # a hub id's family is known only now
         task.prepare(model)
         if original_metrics is None:
             seed_everything(seed, "evaluate", 0)
             original_metrics = task.evaluate(task.load(str(original), self.device) if retraining else model, units)
         emit("eval", step=0, phase="original", split="before", metrics=original_metrics)
         retain = task.retain_set(model, cls.reads_unimodal) if cls.uses_retain else None
+        # what the method requires of the task's forget batches (validated: the task provides it)
+        views = {need: True for need in self.info.requires if CAPABILITIES[need][0] == "task"}
 
         defaults = task.unlearn_defaults(retraining)
         params = spec["params"]
@@ -84,7 +87,7 @@ class Requests:
         for number, request in enumerate(requests, start=1):
             seed_everything(seed, "request", number)
             emit("phase", name="unlearn", request=number)
-            forget = task.encode(model, request, cls.reads_unimodal) if cls.uses_forget else None
+            forget = task.encode(model, request, cls.reads_unimodal, **views) if cls.uses_forget else None
             reference = model.frozen_copy() if cls.needs_original else None
             model.begin_update(params)
             method = cls(params, model, reference, generator(seed, "method", number))
@@ -121,6 +124,7 @@ class Requests:
             "method": spec["method"],
             "model": spec["model"],
             "data": spec["data"],
+            "task": task.name,
             "device": str(self.device),
             "seed": seed,
             "seeds": {"run": seed, "original": derive_seed(seed, "original"),
@@ -135,4 +139,6 @@ class Requests:
             "original_metrics": task.entry(original_metrics),
             "checkpoint": str(run_dir),
             "original_checkpoint": str(original),
+            # what the original was made from (data, checkpoint, task, seed, recipe), as its cache key says
+            "fingerprints": original_record(original),
         }

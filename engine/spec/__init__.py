@@ -5,6 +5,7 @@ hyperparameter declarations the CLI options and form fields are generated from, 
 that turn a raw spec into a normalised one or a SpecError naming its field.
 """
 from engine.spec.catalog import (
+    CAPABILITIES,
     DATA_FORMATS,
     DEFAULT_SEED,
     DEVICES,
@@ -19,11 +20,15 @@ from engine.spec.catalog import (
     TASKS,
     WORLD_SEED,
     WORLDS,
+    Column,
+    data_kind,
+    demo_model,
     method_rows,
 )
 from engine.spec.params import COMMON_PARAMS, LMM_PARAMS, REQUESTS, Param, dash
 from engine.spec.validate import (
     check_deletion,
+    check_method_fits,
     method_info,
     option_params,
     param_owners,
@@ -32,8 +37,8 @@ from engine.spec.validate import (
 )
 
 __all__ = [
-    "COMMON_PARAMS", "DATA_FORMATS", "DEFAULT_SEED", "DEVICES", "FAMILIES", "KNOWLEDGE_SOURCES", "LMM_PARAMS",
+    "CAPABILITIES", "COMMON_PARAMS", "Column", "DATA_FORMATS", "DEFAULT_SEED", "DEVICES", "FAMILIES", "KNOWLEDGE_SOURCES", "LMM_PARAMS",
     "METHODS", "MODELS", "PEOPLE_WORLDS", "PULSE_METHODS", "RECIPES", "REQUESTS", "SEQUENTIAL_METHODS", "TASKS",
-    "WORLD_SEED", "WORLDS", "Param", "check_deletion", "dash", "method_info", "method_rows", "option_params",
+    "WORLD_SEED", "WORLDS", "Param", "check_deletion", "check_method_fits", "dash", "data_kind", "demo_model", "method_info", "method_rows", "option_params",
     "param_owners", "validate", "validate_pulse",
 ]

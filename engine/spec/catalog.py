@@ -23,6 +23,8 @@ class MethodInfo:
     params: tuple[Param, ...] = ()
     epochs: int = 5  # default epochs over the set the method iterates
     iterates: str = "forget"  # "forget" (Df) or "retain" (Dr) defines an epoch
+    aliases: tuple[str, ...] = ()  # other names `--method` takes for it; specs record `name`
+    requires: tuple[str, ...] = ()  # CAPABILITIES the task or the model family must provide
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class FamilyInfo:
     # task -> adapter class ("module:Class"): `build_tiny(vocabulary, image_size, seed, directory)`,
     # `from_checkpoint(source, tiny)`; the tasks it serves are the keys
     adapters: dict[str, str]
+    media: str = "image"  # what its models read beside text ("image" or "graph"); data must bring the same
+    provides: tuple[str, ...] = ()  # CAPABILITIES its adapters offer methods (e.g. "layers")
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -46,10 +50,22 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
+class Column:
+    """One column of a comparison table: a header, a nested metric name, a scale (100 for fractions)."""
+
+    header: str
+    metric: str  # dotted name in a result's `metrics` ("test.accuracy")
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
 class TaskInfo:
     name: str
     target: str  # the task class (engine/tasks/)
     summary: str
+    columns: tuple[Column, ...] = ()  # the task's headline metrics, as the demo table and `run` show them
+    demo_model: str = ""  # the registered model `demo` runs on this task's worlds
+    provides: tuple[str, ...] = ()  # CAPABILITIES its batches offer methods (e.g. "refusals")
 
 
 @dataclass(frozen=True)
@@ -57,7 +73,29 @@ class DataInfo:
     name: str
     kind: str  # the task its records serve
     summary: str
+    # "module:function" building a world from (name, seed) or reading a format from its PATH; empty: the
+    # shapes world (WORLDS), or the loader's own branch
+    target: str = ""
+    also: tuple[str, ...] = ()  # further tasks its records serve, chosen with `run --task` (`kind` is the default)
+    media: str = "image"  # what its units hold beside text: "image" (one or two) or "graph"
 
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return (self.kind, *self.also)
+
+
+# What a method may require beyond the task loss, and who provides it: a task (through `encode`, see
+# engine/tasks/__init__.py) or a model family (through its adapter). Validation refuses a run whose task and
+# family lack a capability its method requires, in one line naming the field `method`.
+CAPABILITIES = {
+    "refusals": ("task", "refusal answers for the forget questions ('I don't know' variants, a list in the data)"),
+    "layers": ("family", "a decoder layer's hidden states to steer and the parameters of the layers up to it"),
+}
+
+# Shared by the methods that weigh a forget term against a retain term (OpenUnlearning's gamma and alpha).
+FORGET_WEIGHT = Param("forget_weight", float, 1.0, "gamma: weight of the forget term", minimum=0.0)
+RETAIN_WEIGHT = Param("retain_weight", float, 1.0, "alpha: weight of the retain term (task loss on Dr; 0 drops it)",
+                      minimum=0.0)
 
 M = MethodInfo
 METHODS: dict[str, MethodInfo] = {m.name: m for m in (
@@ -78,8 +116,10 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in (
     M("ft", "FT", "fine-tune the original on Dr", "engine.methods.finetune:FineTune", (), epochs=1, iterates="retain"),
     M("neggrad", "NegGrad", "gradient ascent on the task loss over Df (true ascent)",
       "engine.methods.neggrad:NegGrad", (), epochs=1, iterates="forget"),
-    M("ga_klr", "GA+KLR", "gradient ascent on Df + KL to the original on Dr", "engine.methods.ga_klr:GAKLR",
-      (Param("kl_weight", float, 1.0, "lambda: weight of the KL term on Dr", minimum=0.0),), epochs=1, iterates="forget"),
+    M("ga_klr", "GA+KLR", "gradient ascent on Df + KL to the original on Dr (KL_Min in CLEAR / MMUnlearner)",
+      "engine.methods.ga_klr:GAKLR",
+      (Param("kl_weight", float, 1.0, "lambda: weight of the KL term on Dr", minimum=0.0),), epochs=1,
+      iterates="forget", aliases=("kl_min",)),
     M("npo", "NPO", "negative preference optimisation on Df against the model before the request",
       "engine.methods.npo:NPO", (Param("npo_beta", float, 0.1, "NPO inverse temperature beta", positive=True),),
       epochs=1, iterates="forget"),
@@ -88,31 +128,97 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in (
     M("d2d", "Descent-to-Delete", "T=1 descent step on Dr, then Gaussian noise from the (eps, delta) bound",
       "engine.methods.descent_to_delete:DescentToDelete",
       (Param("eps", float, 5.0, "privacy epsilon of the noise step", positive=True),), epochs=1, iterates="retain"),
+    M("graddiff", "GradDiff", "gradient ascent on Df + task loss descent on Dr (OpenUnlearning's GradDiff)",
+      "engine.methods.graddiff:GradDiff", (FORGET_WEIGHT, RETAIN_WEIGHT), epochs=1, iterates="forget"),
+    M("simnpo", "SimNPO", "reference-free, length-normalised NPO with a margin, + retain loss (Fan et al. 2024)",
+      "engine.methods.simnpo:SimNPO", (
+          Param("simnpo_beta", float, 4.5, "SimNPO inverse temperature beta", positive=True),
+          Param("simnpo_delta", float, 0.0, "SimNPO reward margin delta (gamma/beta in the paper)"),
+          Param("simnpo_weight", float, 0.125, "gamma: weight of the SimNPO forget term", minimum=0.0),
+          RETAIN_WEIGHT), epochs=1, iterates="forget"),
+    M("idk", "IDK", "fine-tune the forget questions towards refusal answers + retain loss (TOFU's IDK)",
+      "engine.methods.idk:IDK", (FORGET_WEIGHT, RETAIN_WEIGHT), epochs=1, iterates="forget", requires=("refusals",)),
+    M("idkdpo", "IdkDPO", "DPO preferring a refusal over the true answer on Df + retain loss (TOFU / OpenUnlearning)",
+      "engine.methods.idkdpo:IdkDPO", (
+          Param("dpo_beta", float, 0.1, "DPO inverse temperature beta", positive=True),
+          FORGET_WEIGHT, RETAIN_WEIGHT), epochs=1, iterates="forget", requires=("refusals",)),
+    M("rmu", "RMU", "steer one layer's hidden states on Df to a random direction, keep them on Dr (Li et al. 2024)",
+      "engine.methods.rmu:RMU", (
+          Param("rmu_layer", int, None, "decoder layer whose hidden states are steered (default: 7 as WMDP on "
+                "7B models, or the last layer of a smaller model)", minimum=0),
+          Param("rmu_update_layers", int, 3, "how many layers up to --rmu-layer RMU updates (their MLP down "
+                "projections; WMDP: 3, layers 5-7)", minimum=1),
+          Param("rmu_coeff", float, 6.5, "steering coefficient c: the norm of the random target (WMDP, Zephyr-7B)",
+                positive=True),
+          Param("rmu_alpha", float, 1200.0, "weight of the Dr activation-retention term (WMDP, Zephyr-7B)",
+                minimum=0.0),
+      ), epochs=1, iterates="forget", requires=("layers",)),
+    M("mmunlearner", "MMUnlearner", "gradient ascent on Df restricted to the weights salient for Df over Dr, "
+      "+ retain descent (Huo et al. 2025)", "engine.methods.mmunlearner:MMUnlearner", (
+          Param("mask_threshold", float, 1.0, "mask weights whose Df/Dr saliency (squared-gradient ratio) is at "
+                "least this (the released code: 1)", minimum=0.0),
+          Param("mask_ratio", float, 1.0, "keep at most this fraction of the covered weights, the most salient "
+                "(1 = every weight over the threshold)", positive=True, maximum=1.0),
+          FORGET_WEIGHT, RETAIN_WEIGHT), epochs=1, iterates="forget"),
 )}
 
+MIA_COLUMNS = (Column("MIA Df member", "mia.df_member_rate", 100.0), Column("MIA AUC", "mia.auc", 100.0))
 TASKS: dict[str, TaskInfo] = {t.name: t for t in (
     TaskInfo("retrieval", "engine.tasks.retrieval:Retrieval",
-             "image-text retrieval: ITC(+ITM) loss, recall@k, Df/Dr AUC and MIA on pair scores"),
+             "image-text retrieval: ITC(+ITM) loss, recall@k, Df/Dr AUC and MIA on pair scores",
+             (Column("Df/Dr AUC", "df_dr_auc", 100.0), Column("test r_mean", "test.r_mean"),
+              Column("Df r_mean", "df.r_mean"), Column("Dr r_mean", "dr.r_mean"), *MIA_COLUMNS), "clip-tiny"),
+    TaskInfo("classification", "engine.tasks.classification:Classification",
+             "classification of a unit and a text (SNLI-VE, NLVR2): cross-entropy, accuracy, Df/Dr AUC on "
+             "class probabilities, MIA on per-example losses",
+             (Column("Df/Dr AUC", "df_dr_auc", 100.0), Column("test acc", "test.accuracy"),
+              Column("Df acc", "df.accuracy"), Column("Dr acc", "dr.accuracy"), *MIA_COLUMNS), "blip-tiny"),
     TaskInfo("multiple_choice", "engine.tasks.multiple_choice:MultipleChoice",
-             "four-option QA about people (PULSE): answer NLL, accuracy with and without the image, MMBench"),
+             "four-option QA about people (PULSE): answer NLL, accuracy with and without the image, MMBench",
+             provides=("refusals",)),
 )}
 
 FAMILIES: dict[str, FamilyInfo] = {f.name: f for f in (
-    FamilyInfo("blip", ("blip",), {"retrieval": "engine.models.blip:BlipRetrievalAdapter"}),
+    FamilyInfo("blip", ("blip",), {"retrieval": "engine.models.blip:BlipRetrievalAdapter",
+                                   "classification": "engine.models.blip_classifier:BlipClassifierAdapter"}),
     FamilyInfo("clip", ("clip",), {"retrieval": "engine.models.clip:ClipAdapter"}),
-    FamilyInfo("llava", ("llava",), {"multiple_choice": "engine.models.llava:LlavaAdapter"}),
+    FamilyInfo("llava", ("llava",), {"multiple_choice": "engine.models.llava:LlavaAdapter"}, provides=("layers",)),
+    FamilyInfo("qwen2_vl", ("qwen2_vl",), {"multiple_choice": "engine.models.qwen2_vl:Qwen2VLAdapter"},
+               provides=("layers",)),
+    # a plain BERT checkpoint (`bert`) becomes the text side of a new GCN+BERT
+    FamilyInfo("gcn_bert", ("gcn_bert", "bert"), {"retrieval": "engine.models.gcn_bert:GcnBertRetrievalAdapter",
+                                                  "classification": "engine.models.gcn_bert:GcnBertClassifierAdapter"},
+               media="graph"),
 )}
 
 MODELS: dict[str, ModelInfo] = {m.name: m for m in (
-    ModelInfo("blip-tiny", "blip", "BlipForImageTextRetrieval, hidden 64, 2+2 layers, ITC+ITM (tokenizer from the world)"),
+    ModelInfo("blip-tiny", "blip", "BlipForImageTextRetrieval, hidden 64, 2+2 layers, ITC+ITM (tokenizer from the world); "
+              "on classification data the same encoders with a classification head on the fused [CLS]"),
     ModelInfo("clip-tiny", "clip", "CLIPModel dual encoder, hidden 64, 2+2 layers (tokenizer from the world)"),
     ModelInfo("llava-tiny", "llava", "LlavaForConditionalGeneration: CLIP vision 64 (32 px, patch 8: 16 image "
               "tokens) + Llama 64, 2+2 layers (tokenizer from the world); for `pulse`"),
+    ModelInfo("qwen2-vl-tiny", "qwen2_vl", "Qwen2VLForConditionalGeneration: vision 64 (32 px, patch 4, merge 2: "
+              "16 image tokens) + Qwen2 64 with M-RoPE, 2+2 layers (tokenizer from the world); for `pulse`"),
+    ModelInfo("gcn-bert-tiny", "gcn_bert", "GCN (torch_geometric, 2 layers) + BERT (2 layers), hidden 64, fused by "
+              "cross-attention; ITC+ITM for retrieval, a head on the fused [CLS] for classification (graph data)"),
 )}
 
 WORLDS: dict[str, DataInfo] = {d.name: d for d in (
     DataInfo("shapes", "retrieval", "built-in coloured shapes, 1500/100/300 images x 5 captions"),
     DataInfo("shapes-tiny", "retrieval", "built-in coloured shapes, 160/24/48 images (tests, quick looks)"),
+    DataInfo("shapes-ve", "classification", "built-in visual entailment (like SNLI-VE): 1000/100/300 images x 6 "
+             "hypotheses, entailment/neutral/contradiction", "engine.data.shapes_ve:build_ve_world"),
+    DataInfo("shapes-ve-tiny", "classification", "built-in visual entailment, 120/24/48 images (tests)",
+             "engine.data.shapes_ve:build_ve_world"),
+    DataInfo("shapes-nlvr2", "classification", "built-in two-image statements (like NLVR2): 800/100/300 pairs x 4 "
+             "statements, True/False", "engine.data.shapes_nlvr2:build_nlvr2_world"),
+    DataInfo("shapes-nlvr2-tiny", "classification", "built-in two-image statements, 120/24/48 pairs (tests)",
+             "engine.data.shapes_nlvr2:build_nlvr2_world"),
+    DataInfo("graph", "classification", "built-in molecule-like graphs (typed atoms and bonds), 1200/100/300 x 4 "
+             "statements, acid-base class label (like PGR); --task retrieval ranks graphs and statements",
+             "engine.data.graph_world:build_graph_world", also=("retrieval",), media="graph"),
+    DataInfo("graph-tiny", "classification", "built-in molecule-like graphs, 120/16/40 (tests)",
+             "engine.data.graph_world:build_graph_world", also=("retrieval",), media="graph"),
 )}
 # People worlds (PULSE): synthetic people with faces and facts, learned in pretraining (P) or fine-tuning (F).
 PEOPLE_WORLDS: dict[str, DataInfo] = {d.name: d for d in (
@@ -137,7 +243,17 @@ PEOPLE_SIZES = {
 
 
 DATA_FORMATS: dict[str, DataInfo] = {d.name: d for d in (
-    DataInfo("flickr30k", "retrieval", "Karpathy-style JSON (train/val/test) + images, FORMAT:DIR"),
+    DataInfo("flickr30k", "retrieval", "Karpathy JSON (flickr30k_train/val/test.json or dataset_flickr30k.json) "
+             "+ images, FORMAT:DIR", "engine.data.flickr30k:read_flickr30k"),
+    DataInfo("coco", "retrieval", "Karpathy dataset_coco.json (or coco_karpathy_train/val/test.json) + images "
+             "under <filepath>/, FORMAT:DIR", "engine.data.flickr30k:read_coco"),
+    DataInfo("snli-ve", "classification", "SNLI-VE jsonl (Flickr30K_ID, sentence2, gold_label) or LAVIS JSON "
+             "(image, sentence, label) + <id>.jpg images, FORMAT:DIR", "engine.data.snli_ve:read_snli_ve"),
+    DataInfo("nlvr2", "classification", "NLVR2 jsonl (identifier, sentence, label) or LAVIS JSON (images, "
+             "sentence, label) + <id>-img0/1.png images, FORMAT:DIR", "engine.data.nlvr2:read_nlvr2"),
+    DataInfo("graph-text", "classification", "graph-text JSONL: id, graph {nodes [{type, text?}], edges [[i, j, "
+             "type?]]}, texts, label?, split?; FORMAT:FILE.jsonl (--task retrieval needs no labels)",
+             "engine.data.graph_text:read_graph_text", also=("retrieval",), media="graph"),
     DataInfo("mmbench", "general", "MMBench TSV with an answer column (pulse --general mmbench:FILE)"),
     DataInfo("mllmu", "multiple_choice", "MLLMU-Bench parquet folder (pulse --data mllmu:DIR)"),
 )}
@@ -155,9 +271,39 @@ RECIPES = {
 DELETION_STRATEGIES = ("random", "ids", "query")
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_SEED = 42
-PULSE_METHODS = ("ga", "ga_klr", "npo", "multidelete")
-SEQUENTIAL_METHODS = ("multidelete", "ft", "neggrad", "ga_klr", "npo", "ga", "d2d")  # not retrain: it has no "before"
+PULSE_METHODS = ("ga", "ga_klr", "npo", "multidelete", "graddiff", "simnpo", "idk", "idkdpo", "rmu", "mmunlearner")
+SEQUENTIAL_METHODS = ("multidelete", "ft", "neggrad", "ga_klr", "npo", "ga", "d2d", "graddiff", "simnpo", "idk",
+                      "idkdpo", "rmu", "mmunlearner")  # not retrain: it has no "before"
 KNOWLEDGE_SOURCES = ("pretrained", "finetuned")
+RUN_TASKS = ("retrieval", "classification")  # the tasks `run` and `demo` do (multiple-choice QA is `pulse`'s)
+
+
+def data_info(ref: str) -> DataInfo | None:
+    """The catalogue row of a world name or a FORMAT:PATH reference; None when unknown."""
+    for table in (WORLDS, PEOPLE_WORLDS):
+        if ref in table:
+            return table[ref]
+    return DATA_FORMATS.get(ref.partition(":")[0]) if ":" in ref else None
+
+
+def demo_model(ref: str, task: str | None = None) -> str | None:
+    """The registered model a demo runs on this data: its task's `demo_model` when that reads the data's
+    media, else the first registered model that serves the task and reads them; None for unknown data."""
+    info = data_info(ref)
+    if info is None or (task or info.kind) not in TASKS:
+        return None
+    task = task or info.kind
+    for name in (TASKS[task].demo_model, *MODELS):
+        family = FAMILIES[MODELS[name].family] if name in MODELS else None
+        if family is not None and task in family.tasks and family.media == info.media:
+            return name
+    return None
+
+
+def data_kind(ref: str) -> str | None:
+    """The task a data reference's records serve by default (its `kind`); None when unknown."""
+    info = data_info(ref)
+    return info.kind if info else None
 
 
 def method_rows() -> list[dict]:
@@ -168,6 +314,8 @@ def method_rows() -> list[dict]:
             "summary": m.summary,
             "epochs": m.epochs,
             "iterates": m.iterates,
+            "aliases": list(m.aliases),
+            "requires": list(m.requires),
             "params": [{"name": p.name, "default": p.default, "help": p.help, "choices": list(p.choices)}
                        for p in m.params],
         }

@@ -21,23 +21,35 @@ class Param:
     choices: tuple = ()
     minimum: float | None = None  # inclusive
     positive: bool = False  # strictly > 0
+    maximum: float | None = None  # inclusive: a sane upper bound, refused before anything runs
 
     @property
     def flag(self) -> str:
         return "--" + dash(self.name)
 
+    @property
+    def bounds(self) -> str:
+        """The allowed range in words (``>= 1, <= 10000``), empty when unbounded."""
+        low = ["> 0"] if self.positive else [f">= {self.minimum}"] if self.minimum is not None else []
+        return ", ".join(low + ([f"<= {self.maximum}"] if self.maximum is not None else []))
+
     def coerce(self, value, owner: str):
         """The value as this parameter's type, checked against its bounds; SpecError naming the field."""
         def bad(what: str) -> SpecError:
-            return SpecError(f"{owner}: {self.flag} must be {what}, got {value!r}", field=self.name)
+            shown = repr(value) if len(repr(value)) <= 24 else repr(value)[:21] + "..."
+            return SpecError(f"{owner}: {self.flag} must be {what}, got {shown}", field=self.name)
 
         try:
             if isinstance(value, bool) and self.kind is not bool:
                 raise ValueError
             if self.kind is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError
+            if not isinstance(value, (str, int, float)) or (self.kind is str and not isinstance(value, str)):
+                raise TypeError  # a list or an object where a value belongs
+            if self.kind is bool and isinstance(value, str):
+                value = {"true": True, "false": False}[value.strip().lower()]
             coerced = self.kind(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, KeyError, OverflowError):
             raise bad(self.kind.__name__) from None
         if isinstance(coerced, float) and not math.isfinite(coerced):
             raise bad("a finite number")
@@ -47,19 +59,27 @@ class Param:
             raise bad("> 0")
         if self.minimum is not None and coerced < self.minimum:
             raise bad(f">= {self.minimum}")
+        if self.maximum is not None and coerced > self.maximum:
+            raise bad(f"<= {self.maximum}")
         return coerced
 
+
+# Sane upper bounds: a value past them is a typo (epochs 1e12, batch 10**9), refused before anything runs.
+MAX_EPOCHS = 10_000
+MAX_BATCH = 65_536
+MAX_STEPS = 10**9
 
 # Hyperparameters every method takes. lr None = the model's recipe (tiny models learn from scratch
 # and need a larger rate than the released 1e-5 for a pretrained BLIP).
 COMMON_PARAMS: tuple[Param, ...] = (
     Param("lr", float, None, "learning rate (default: the model's recipe; released BLIP retrieval: 1e-5)", positive=True),
-    Param("epochs", int, None, "epochs over the set the method iterates, per request (method default)", minimum=1),
-    Param("batch_size", int, 16, "deletion-set (Df) batch size", minimum=1),
-    Param("retain_batch_size", int, 64, "remaining-data (Dr) batch size", minimum=1),
+    Param("epochs", int, None, "epochs over the set the method iterates, per request (method default)", minimum=1,
+          maximum=MAX_EPOCHS),
+    Param("batch_size", int, 16, "deletion-set (Df) batch size", minimum=1, maximum=MAX_BATCH),
+    Param("retain_batch_size", int, 64, "remaining-data (Dr) batch size", minimum=1, maximum=MAX_BATCH),
     Param("weight_decay", float, 0.05, "AdamW weight decay (on >=2-D weights only)", minimum=0.0),
     Param("max_grad_norm", float, 1.0, "gradient clipping norm (0 = off)", minimum=0.0),
-    Param("eval_every", int, 0, "evaluate every N steps (0 = at each epoch end)", minimum=0),
+    Param("eval_every", int, 0, "evaluate every N steps (0 = at each epoch end)", minimum=0, maximum=MAX_STEPS),
 )
 
 UPDATE_TARGETS = ("llm", "proj+llm", "full")
@@ -67,9 +87,9 @@ UPDATE_TARGETS = ("llm", "proj+llm", "full")
 LMM_PARAMS: tuple[Param, ...] = (
     Param("update", str, "llm", "what unlearning updates: LoRA on the language model, + the projector, or full",
           UPDATE_TARGETS),
-    Param("lora_r", int, 16, "LoRA rank", minimum=1),
+    Param("lora_r", int, 16, "LoRA rank", minimum=1, maximum=4096),
     Param("lora_alpha", float, 16.0, "LoRA alpha", positive=True),
-    Param("lora_dropout", float, 0.05, "LoRA dropout", minimum=0.0),
+    Param("lora_dropout", float, 0.05, "LoRA dropout", minimum=0.0, maximum=1.0),
     Param("mc_scoring", str, "auto", "four-option scoring: option text log-likelihood, option letter, or "
           "auto (option for registered tiny models, letter for checkpoints)", ("auto", "option", "letter")),
 )
@@ -77,4 +97,4 @@ LMM_PARAMS: tuple[Param, ...] = (
 MAX_REQUESTS = 64
 # The sequential-requests protocol: top-level entries of a spec (not method hyperparameters).
 REQUESTS = Param("requests", int, 1, "split the deletion set into K sequential requests, unlearned one after "
-                 "another and evaluated after each", minimum=1)
+                 "another and evaluated after each", minimum=1, maximum=MAX_REQUESTS)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from engine.errors import SpecError
 from engine.spec.catalog import (
+    CAPABILITIES,
     DATA_FORMATS,
     DEFAULT_SEED,
     DELETION_STRATEGIES,
@@ -19,19 +20,51 @@ from engine.spec.catalog import (
     PEOPLE_SIZES,
     PEOPLE_WORLDS,
     PULSE_METHODS,
+    RUN_TASKS,
     SEQUENTIAL_METHODS,
+    TASKS,
     WORLDS,
     MethodInfo,
+    data_info,
+)
+from engine.spec.inputs import (
+    MAX_SEED,
+    MAX_UNITS,
+    check_name,
+    check_object,
+    check_whole,
+    checkpoint_problem,
+    require_absolute,
 )
 from engine.spec.params import COMMON_PARAMS, LMM_PARAMS, MAX_REQUESTS, REQUESTS, Param
 
 PULSE_DEFAULT_PARAMS = {"batch_size": 8, "retain_batch_size": 8}
 
 
+def canonical_method(name: str) -> str:
+    """The catalogue name of method `name` (an alias maps to its method: `kl_min` is `ga_klr`); else `name`."""
+    return next((info.name for info in METHODS.values() if name in info.aliases), name)
+
+
 def method_info(name) -> MethodInfo:
-    if name not in METHODS:
+    if not isinstance(name, str) or canonical_method(name) not in METHODS:
         raise SpecError(f"unknown method {name!r}; choose one of: {', '.join(METHODS)}", field="method")
-    return METHODS[name]
+    return METHODS[canonical_method(name)]
+
+
+def check_method_fits(info: MethodInfo, task: str, family: str | None) -> None:
+    """Refuse, in one line naming `method`, a method whose required capabilities (CAPABILITIES) neither the
+    task nor the model family provides. A family of None (a hub id) is checked when the model loads."""
+    for need in info.requires:
+        provider, what = CAPABILITIES[need]
+        if provider == "task" and need not in TASKS[task].provides:
+            fits = [t for t, row in TASKS.items() if need in row.provides]
+            raise SpecError(f"{info.name} needs {what}, which the {task.replace('_', '-')} task does not provide; "
+                            f"it runs on {', '.join(f.replace('_', '-') for f in fits)} data", field="method")
+        if provider == "family" and family is not None and need not in FAMILIES[family].provides:
+            fits = [m.name for m in MODELS.values() if need in FAMILIES[m.family].provides]
+            raise SpecError(f"{info.name} needs {what}, which {family} models do not provide; it runs on "
+                            f"{', '.join(fits)} (or a checkpoint of their families)", field="method")
 
 
 def option_params(kind: str) -> list[Param]:
@@ -67,31 +100,42 @@ def checkpoint_model_type(ref: str) -> str | None:
                         "checkpoint directory", field="model") from None
 
 
-def model_family(ref: str) -> str | None:
-    """The family of a registered model or checkpoint directory; None for a hub id (checked when loaded)."""
+def model_family(ref: str, complete: bool = True) -> str | None:
+    """The family of a registered model or checkpoint directory; None for a hub id (checked when loaded).
+    With `complete`, a checkpoint directory must also hold its weights and processor files."""
     if ref in MODELS:
         return MODELS[ref].family
-    path = Path(ref).expanduser()
-    if not path.is_dir() and looks_like_hub_id(ref) and not path.exists():
-        return None
+    path = Path(ref)
+    if not path.is_absolute() and looks_like_hub_id(ref):
+        return None  # a hub id: never resolved against the engine's directory, checked when loaded
+    if not path.is_absolute():
+        raise SpecError(f"unknown model {ref!r}; choose one of {', '.join(MODELS)}, a checkpoint directory "
+                        "(an absolute path), or a hub id", field="model")
     if not path.is_dir():
-        raise SpecError(f"unknown model {ref!r}; choose one of {', '.join(MODELS)}, a checkpoint directory, "
-                        "or a hub id", field="model")
+        raise SpecError(f"model directory {ref} does not exist; choose one of {', '.join(MODELS)}, a "
+                        "checkpoint directory, or a hub id", field="model")
     model_type = checkpoint_model_type(ref)
     for family in FAMILIES.values():
         if model_type in family.model_types:
+            problem = complete and checkpoint_problem(path, images=family.media == "image")
+            if problem:
+                raise SpecError(f"model directory {ref} is not a complete checkpoint: {problem}; point at a "
+                                "directory written by save_pretrained (model and processor)", field="model")
             return family.name
     known = sorted(t for f in FAMILIES.values() for t in f.model_types)
-    raise SpecError(f"model directory {ref} holds a {model_type!r} checkpoint; the workbench loads "
+    shown = model_type if isinstance(model_type, str) and re.fullmatch(r"[\w.-]{1,40}", model_type) else "unknown"
+    raise SpecError(f"model directory {ref} holds a {shown!r} checkpoint; the workbench loads "
                     f"{', '.join(known)} checkpoints", field="model")
 
 
 def check_model_serves(ref: str, task: str, command: str) -> None:
-    family = model_family(ref)
+    # the wrong family is the more useful complaint, so it is checked before the checkpoint's completeness
+    family = model_family(ref, complete=False)
     if family is not None and task not in FAMILIES[family].tasks:
         fits = [m.name for m in MODELS.values() if task in FAMILIES[m.family].tasks]
         raise SpecError(f"model {ref!r} is a {family} model, which does not serve {task.replace('_', '-')}; "
                         f"{command} needs one of {', '.join(fits)} (or a checkpoint of their families)", field="model")
+    model_family(ref)
 
 
 def check_data(ref) -> None:
@@ -101,11 +145,11 @@ def check_data(ref) -> None:
         return
     if ":" in ref:
         fmt, _, location = ref.partition(":")
-        if fmt not in DATA_FORMATS or DATA_FORMATS[fmt].kind != "retrieval":
+        if fmt not in DATA_FORMATS or DATA_FORMATS[fmt].kind not in RUN_TASKS:
             raise SpecError(f"unknown data format {fmt!r}; choose one of: "
-                            f"{', '.join(d.name for d in DATA_FORMATS.values() if d.kind == 'retrieval')} "
+                            f"{', '.join(d.name for d in DATA_FORMATS.values() if d.kind in RUN_TASKS)} "
                             "(as FORMAT:PATH)", field="data")
-        if not Path(location).expanduser().exists():
+        if not require_absolute(location, "data", "data path").exists():
             raise SpecError(f"data path {location} does not exist; give FORMAT:PATH with an existing directory",
                             field="data")
         return
@@ -114,35 +158,60 @@ def check_data(ref) -> None:
                     field="data")
 
 
+def check_task(data: str, task) -> str:
+    """The task a run does on `data`: its default (`kind`), or `task` where the data serves several."""
+    info = data_info(data)
+    if task is None:
+        return info.kind
+    if task not in info.tasks:
+        raise SpecError(f"--task {task} does not fit {data}, which serves {', '.join(info.tasks)}", field="task")
+    return task
+
+
+def check_media(model: str, data: str, task: str) -> None:
+    """A model reads the data's units: images for the image-text families, graphs for GCN+BERT."""
+    family, media = model_family(model, complete=False), data_info(data).media
+    if family is not None and FAMILIES[family].media != media:
+        fits = [m.name for m in MODELS.values() if FAMILIES[m.family].media == media and task in FAMILIES[m.family].tasks]
+        raise SpecError(f"model {model!r} reads {FAMILIES[family].media}s and text, but {data} holds {media}s; "
+                        f"choose {', '.join(fits)} (or a checkpoint of their families)", field="model")
+
+
 def check_seed(value, flag: str = "--seed") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise SpecError(f"{flag} must be a whole number >= 0, got {value!r}", field="seed")
-    return value
+    return check_whole(value, flag, "seed", 0, MAX_SEED)
 
 
 def check_device(device) -> str:
-    if device not in DEVICES and not re.fullmatch(r"cuda:\d+", str(device)):
-        raise SpecError(f"--device must be auto, cpu, cuda or cuda:N; got {device!r}", field="device")
+    """auto, cpu, cuda or cuda:N (N written plainly: cuda:01 is cuda:1). Whether this machine has the
+    device is checked by the engine (engine/devices.py), which knows its devices."""
+    match = re.fullmatch(r"cuda:(\d{1,4})", device) if isinstance(device, str) else None
+    if match:
+        return f"cuda:{int(match.group(1))}"
+    if not isinstance(device, str) or device not in DEVICES:
+        shown = repr(device) if len(repr(device)) <= 24 else repr(device)[:21] + "..."
+        raise SpecError(f"--device must be auto, cpu, cuda or cuda:N; got {shown}", field="device")
     return device
 
 
-def check_deletion(deletion: dict) -> dict:
+def check_deletion(deletion) -> dict:
     def bad(message: str) -> SpecError:
         return SpecError(message, field="deletion")
 
+    deletion = check_object(deletion, "deletion", "the deletion set (deletion)")
     strategy = deletion.get("strategy")
-    if strategy not in DELETION_STRATEGIES:
+    if not isinstance(strategy, str) or strategy not in DELETION_STRATEGIES:
         raise bad("choose a deletion set: --delete N, --delete-ids FILE or --delete-query TEXT")
     n = deletion.get("n")
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n <= 0):
-        raise bad(f"--delete N must be a positive whole number of units, got {n!r}")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= MAX_UNITS):
+        shown = repr(n) if len(repr(n)) <= 24 else repr(n)[:21] + "..."
+        raise bad(f"--delete N must be a positive whole number of units (at most {MAX_UNITS}), got {shown}")
     if strategy == "random" and n is None:
         raise bad("--delete N needs N, the number of units to delete")
     if strategy == "ids":
         file = deletion.get("file")
-        if not file or not Path(file).expanduser().is_file():
+        if not isinstance(file, str) or not file or not require_absolute(file, "deletion", "deletion ID file").is_file():
             raise bad(f"deletion ID file {file} does not exist; give a file with one unit id per line")
-    if strategy == "query" and not str(deletion.get("query") or "").strip():
+    if strategy == "query" and (not isinstance(deletion.get("query"), str) or not deletion["query"].strip()):
         raise bad("--delete-query needs a non-empty text to match captions against")
     return {**deletion, "seed": check_seed(deletion.get("seed", DEFAULT_SEED))}
 
@@ -184,20 +253,25 @@ def validate(spec: dict) -> dict:
     if not isinstance(model, str) or not model:
         raise SpecError("a run needs --model (see `mmul-workbench models`)", field="model")
     check_data(data)
-    check_model_serves(model, "retrieval", "run")
-    deletion = check_deletion(dict(spec.get("deletion") or {}))
+    task = check_task(data, spec.get("task"))
+    check_media(model, data, task)
+    check_model_serves(model, task, "run")
+    check_method_fits(info, task, model_family(model))
+    deletion = check_deletion(spec.get("deletion"))
     n = deletion.get("n")
+    raw_params = check_object(spec.get("params"), "params", "method parameters (params)")
     return {
         "kind": "run",
         "method": info.name,
         "model": model,
         "data": data,
+        "task": task,
         "device": check_device(spec.get("device", "auto")),
         "seed": check_seed(spec.get("seed", DEFAULT_SEED)),
         "deletion": deletion,
         "requests": check_requests(spec.get("requests"), info.name, upper=n),
-        "params": check_params(dict(spec.get("params") or {}), COMMON_PARAMS + info.params, f"method {info.name}"),
-        "name": spec.get("name"),
+        "params": check_params(raw_params, COMMON_PARAMS + info.params, f"method {info.name}"),
+        "name": check_name(spec.get("name")),
     }
 
 
@@ -208,7 +282,7 @@ def check_general(ref: str | None) -> None:
     fmt, _, location = str(ref).partition(":")
     if fmt != "mmbench" or not location:
         raise SpecError(f"--general must be mmbench:FILE (an MMBench TSV with answers), got {ref!r}", field="general")
-    path = Path(location).expanduser()
+    path = require_absolute(location, "general", "MMBench file")
     if not path.is_file():
         raise SpecError(f"MMBench file {location} does not exist; give --general mmbench:FILE with a .tsv file",
                         field="general")
@@ -235,7 +309,7 @@ def check_people_data(data) -> None:
     fmt, _, location = data.partition(":")
     if fmt != "mllmu" or not location:
         raise SpecError(f"unknown people data {data!r}; choose {', '.join(PEOPLE_WORLDS)} or mllmu:DIR", field="data")
-    if not Path(location).expanduser().exists():
+    if not require_absolute(location, "data", "MLLMU-Bench path").exists():
         raise SpecError(f"MLLMU-Bench path {location} does not exist; give mllmu:DIR with the downloaded folder",
                         field="data")
 
@@ -245,26 +319,32 @@ def validate_pulse(spec: dict) -> dict:
     if not isinstance(spec, dict):
         raise SpecError("a run spec must be a JSON object")
     method = spec.get("method")
-    if method not in PULSE_METHODS:
+    if not isinstance(method, str) or canonical_method(method) not in PULSE_METHODS:
         raise SpecError(f"pulse runs one of: {', '.join(PULSE_METHODS)}; got {method!r}", field="method")
+    info = method_info(method)
+    method = info.name
     model, data = spec.get("model"), spec.get("data")
     if not isinstance(model, str) or not model:
-        raise SpecError("pulse needs --model (llava-tiny, a LLaVA checkpoint directory or a hub id)", field="model")
+        lmms = [m.name for m in MODELS.values() if "multiple_choice" in FAMILIES[m.family].tasks]
+        raise SpecError(f"pulse needs --model ({', '.join(lmms)}, an LMM checkpoint directory or a hub id)",
+                        field="model")
     check_model_serves(model, "multiple_choice", "pulse")
+    check_method_fits(info, "multiple_choice", model_family(model))
     check_people_data(data)
     general = spec.get("general")
     check_general(general)
     knowledge = spec.get("knowledge", "pretrained")
-    if knowledge not in KNOWLEDGE_SOURCES:
+    if not isinstance(knowledge, str) or knowledge not in KNOWLEDGE_SOURCES:
         raise SpecError(f"--knowledge must be one of {', '.join(KNOWLEDGE_SOURCES)}; got {knowledge!r}",
                         field="knowledge")
     requests = check_requests(spec.get("requests"), method)
+    raw_params = check_object(spec.get("params"), "params", "method parameters (params)")
     pool = people_pool(data, knowledge)
     forget = spec.get("forget")
     if forget is None:
         forget = max(requests, (pool + 1) // 2) if pool is not None else None
-    elif isinstance(forget, bool) or not isinstance(forget, int) or forget < 1:
-        raise SpecError(f"--forget N must be a whole number >= 1, got {forget!r}", field="forget")
+    else:
+        check_whole(forget, "--forget N", "forget", 1, MAX_UNITS)
     if pool is not None and forget > pool:
         raise SpecError(f"cannot forget {forget} people: {data} has {pool} {knowledge} people; "
                         f"choose --forget 1..{pool}" + (" (and --requests K <= --forget)" if requests > 1 else ""),
@@ -283,7 +363,7 @@ def validate_pulse(spec: dict) -> dict:
         "forget": forget,
         "device": check_device(spec.get("device", "auto")),
         "seed": check_seed(spec.get("seed", DEFAULT_SEED)),
-        "params": check_params(dict(spec.get("params") or {}), COMMON_PARAMS + METHODS[method].params + LMM_PARAMS,
+        "params": check_params(raw_params, COMMON_PARAMS + METHODS[method].params + LMM_PARAMS,
                                f"pulse --method {method}", PULSE_DEFAULT_PARAMS),
-        "name": spec.get("name"),
+        "name": check_name(spec.get("name")),
     }

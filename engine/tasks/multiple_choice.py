@@ -1,7 +1,8 @@
 """Four-option QA about people (PULSE on MLLMU-Bench-style data): units are people.
 
 - batch: chat prompts with the answer tokens labelled (engine/data/people_batches.py); with the method's
-  `reads_unimodal` each row also carries the question asked without the image (f_T of an LMM);
+  `reads_unimodal` each row also carries the question asked without the image (f_T of an LMM); for a method
+  that requires "refusals" it also carries the prompt with a refusal answer (the data's `refusals` list);
 - task loss: the answer NLL (the family's); evaluation: four-option accuracy of the people forgotten so
   far (`forget`), of all forget people (`forget_all`), of the retain people and of the people of the other
   phase (`other`), each with the image and text-only, and on the MMBench-format general set with its
@@ -16,6 +17,7 @@ import hashlib
 import random
 from pathlib import Path
 
+from engine.data.fingerprint import data_fingerprint
 from engine.data.people_batches import encode_items
 from engine.data.people_records import KNOWLEDGE_PHASE
 from engine.data.registry import load_data
@@ -102,6 +104,7 @@ class MultipleChoice:
         self.spec, self.emit, self.should_stop, self.cache = spec, emit, should_stop, cache
         self.data = load_data(spec["data"])
         self.data_name = data_name(spec["data"])
+        self.data_fingerprint = data_fingerprint(spec["data"])  # the original's cache key: content, not name
         self.source = ModelSource(self.data_name, self.data)
         self.general = load_general(spec, self.data)
         self.recipe = lmm_recipe(spec["model"], spec["data"])
@@ -152,8 +155,10 @@ class MultipleChoice:
     def items(self, people) -> list:
         return [item for pid in people for item in self.by_person.get(pid, [])]
 
-    def encode(self, model, people: list[str], unimodal: bool):
-        return encode_items(model, self.data, self.items(people), multimodal=unimodal)
+    def encode(self, model, people: list[str], unimodal: bool, refusals: bool = False):
+        """The people's training questions; with `refusals` (TaskInfo provides "refusals") each row also
+        carries its prompt with one of the data's refusal answers (`refusal_*`), for idk and idkdpo."""
+        return encode_items(model, self.data, self.items(people), multimodal=unimodal, refusals=refusals)
 
     def retain_set(self, model, unimodal: bool):
         from engine.errors import SpecError

@@ -1,4 +1,4 @@
-"""Image-text retrieval (Flickr30K-style): units are images with all their captions.
+"""Image-text retrieval (Flickr30K / COCO style): units are images with all their captions.
 
 - batch: images, captions and which image each caption belongs to (engine/data/pairs.py);
 - task loss: the family's (BLIP: ITC + ITM with hard negatives; CLIP: symmetric InfoNCE);
@@ -13,20 +13,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from engine.data.deletion import select_units
-from engine.data.pairs import PairSet, encode_units
-from engine.data.registry import load_data
+from engine.data.pairs import PairSet
 from engine.metrics.auc import df_dr_auc, dr_chunks
 from engine.metrics.mia import membership_inference
 from engine.metrics.retrieval import recall_at_k
-from engine.models.registry import load_adapter
 from engine.seeding import derive_seed
-from engine.spec import MODELS, RECIPES
-from sessions.metric_names import nest
+from engine.spec import RECIPES as RETRIEVAL_RECIPES  # the catalogue's image-text recipes
+from engine.tasks.units import UnitTask
 
 EVAL_BATCH = 128
 MIA_SAMPLE = 2000  # pairs per side for the attack: enough for a stable logistic fit, cheap on a CPU
-DR_EVAL_IMAGES_MAX = 300
 
 
 @dataclass
@@ -54,7 +50,7 @@ def evaluate_splits(adapter, splits: Splits, seed: int) -> dict[str, float]:
     metrics: dict[str, float] = {}
     for name, pairs in (("test", splits.test), ("df", splits.forget), ("dr", splits.retain_eval)):
         i2t, t2i = adapter.score_matrix(pairs, EVAL_BATCH)
-        metrics.update({f"{name}.{key}": value for key, value in recall_at_k(i2t, t2i, pairs.pair_image).items()})
+        metrics.update({f"{name}.{key}": value for key, value in recall_at_k(i2t, t2i, pairs.pair_unit).items()})
 
     n_forget = len(splits.forget)
     df_scores = per_pair(adapter.pair_scores, splits.forget, np.arange(n_forget), device)
@@ -74,70 +70,15 @@ def evaluate_splits(adapter, splits: Splits, seed: int) -> dict[str, float]:
     return metrics
 
 
-class Retrieval:
+class Retrieval(UnitTask):
     name = "retrieval"
-    cpu_threads = None  # torch's default
-
-    def __init__(self, spec: dict, emit, should_stop, cache):
-        self.spec, self.emit, self.should_stop, self.cache = spec, emit, should_stop, cache
-        self.world = load_data(spec["data"])
-        self.data_name = self.world.name
-        self.recipe = dict(RECIPES["tiny" if spec["model"] in MODELS else "pretrained"])
-        self.train: PairSet | None = None
-        self.test: PairSet | None = None
-        self.deletion: list[int] = []
-
-    def load(self, source: str, device):
-        return load_adapter(source, self.world, self.spec["seed"], self.cache, self.name).to(device)
-
-    def forget_units(self) -> list[int]:
-        self.deletion = select_units(self.world.train, self.spec["deletion"])
-        self.emit("log", level="info", message=f"deletion set: {len(self.deletion)} of {len(self.world.train)} units")
-        return self.deletion
-
-    # --- the original ---------------------------------------------------------------------------
-    def original_recipe(self) -> dict:
-        return self.recipe
-
-    def train_original(self, model, run_training) -> None:
-        run_training(model, encode_units(self.world.train, model), lr=self.recipe["lr"], epochs=self.recipe["epochs"],
-                     batch_size=self.recipe["batch_size"], update=None, phase="original")
-
-    # --- data -----------------------------------------------------------------------------------
-    def prepare(self, model) -> None:
-        self.train = encode_units(self.world.train, model)
-        self.test = encode_units(self.world.test, model)
-        self.train_size = len(self.train)
-
-    def encode(self, model, units: list[int], unimodal: bool) -> PairSet:
-        return self.train.select_images(units)
-
-    def retain_set(self, model, unimodal: bool) -> PairSet:
-        deleted = set(self.deletion)
-        return self.train.select_images([i for i in range(self.train.n_images) if i not in deleted])
-
-    def unlearn_defaults(self, retraining: bool) -> dict:
-        if retraining:  # Retrain: the original's recipe on Dr
-            return {"lr": self.recipe["lr"], "epochs": self.recipe["epochs"], "retain_batch_size": self.recipe["batch_size"]}
-        return {"lr": self.recipe["unlearn_lr"], "epochs": None, "retain_batch_size": None}
+    RECIPES = RETRIEVAL_RECIPES
 
     # --- evaluation -----------------------------------------------------------------------------
     def evaluate(self, model, forgotten: list[int]) -> dict[str, float]:
         """Df = the units forgotten so far (the whole deletion set before the first request); Dr = the
         training units outside the deletion set, with a test-sized sample of its images for Dr recall."""
         retain = self.retain_set(model, False)
-        sample = np.random.default_rng(derive_seed(self.spec["seed"], "dr-eval")).choice(
-            retain.n_images, size=min(retain.n_images, max(len(self.world.test), 1), DR_EVAL_IMAGES_MAX), replace=False)
-        splits = Splits(forget=self.train.select_images(forgotten), retain=retain,
-                        retain_eval=retain.select_images(sorted(sample.tolist())), test=self.test)
+        splits = Splits(forget=self.train.select_units(forgotten), retain=retain,
+                        retain_eval=retain.select_units(self.retain_eval_units(retain)), test=self.test)
         return evaluate_splits(model, splits, derive_seed(self.spec["seed"], "evaluate"))
-
-    def entry(self, metrics: dict) -> dict:
-        return nest(metrics)
-
-    def request_entry(self, units: list[int], metrics: dict) -> dict:
-        return {"units": len(units), "metrics": nest(metrics)}
-
-    def result_fields(self, forgotten: list[int]) -> dict:
-        forget = self.train.select_images(forgotten)
-        return {"deletion": {"units": len(forget.unit_ids), "pairs": len(forget)}}

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from sessions import protocol as P
-from workbench.client.errors import EngineDisconnected, EngineNotRunning, check_reply, strip
+from workbench.client.errors import EngineDisconnected, EngineError, EngineNotRunning, check_reply, strip
 
 DISCONNECTED: Any = object()  # queued to every subscription when the connection ends
 
@@ -18,13 +18,15 @@ DISCONNECTED: Any = object()  # queued to every subscription when the connection
 class Subscription:
     """``async for event in client.subscribe(session, from_seq)``: stored events, then live ones,
     each exactly once and in seq order; ends when the session ends (``.state`` then holds its final
-    state). Raises EngineDisconnected if the engine goes away."""
+    state). Raises EngineDisconnected if the engine goes away, EngineError (code ``damaged``) when
+    the session's files cannot be read."""
 
     def __init__(self, client: "EngineClient", session: str, from_seq: int):
         self.client = client
         self.session = session
         self.sub: int | None = None
         self.state: str | None = None
+        self.message: str | None = None   # the end message's, when the stream ended abnormally
         self.next_seq = from_seq
         self._queue: asyncio.Queue | None = None
         self._pending: list[dict] = []
@@ -51,7 +53,11 @@ class Subscription:
                                          "disconnected", session=self.session)
             if message.get("type") == "end":
                 self.state = message.get("state")
+                self.message = message.get("message")
                 self.client.end_stream(self.sub)
+                if self.state in ("damaged", "error"):  # the engine could not read the session
+                    raise EngineError(self.message or f"session {self.session} cannot be read", self.state,
+                                      session=self.session)
                 continue
             self._pending = [e for e in message.get("events", []) if e["seq"] >= self.next_seq]
             self._pending.reverse()

@@ -59,14 +59,15 @@ def log_tail(path: Path, lines: int = 5) -> str:
 def start_engine(home: Home = None, timeout: float = 30.0, command: list[str] | None = None) -> dict:
     """Start the daemon unless one is running; wait until it answers.
 
-    Returns ``{"started": bool, "pid", "socket", "log", "home"}``. Raises EngineStartError (naming
+    Returns ``{"started": bool, "pid", "socket", "log", "home", "damaged"}`` (``damaged``: the ids of
+    sessions the engine found damaged at start and skipped). Raises EngineStartError (naming
     the log file) when it does not come up within ``timeout`` seconds. ``command`` replaces
     ``[sys.executable, "-m", "engine.daemon"]`` (tests use it to inject a job module)."""
     paths = P.engine_paths(home)
     hello = ping(home)
     if hello is not None:
         return {"started": False, "pid": hello.get("pid"), "socket": str(paths.socket),
-                "log": str(paths.log), "home": str(paths.home)}
+                "log": str(paths.log), "home": str(paths.home), "damaged": hello.get("damaged") or []}
     P.private_dir(paths.dir)
     proc = None
     if not lock_held(paths):
@@ -87,7 +88,7 @@ def start_engine(home: Home = None, timeout: float = 30.0, command: list[str] | 
         hello = ping(home, timeout=1.0)
         if hello is not None:
             return {"started": proc is not None, "pid": hello.get("pid"), "socket": str(paths.socket),
-                    "log": str(paths.log), "home": str(paths.home)}
+                    "log": str(paths.log), "home": str(paths.home), "damaged": hello.get("damaged") or []}
         if proc is not None and proc.poll() not in (None, 0):
             raise EngineStartError(f"the engine exited with code {proc.returncode} while starting; "
                                    f"see {paths.log}: {log_tail(paths.log, 3)}", "start_failed")

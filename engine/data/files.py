@@ -1,0 +1,115 @@
+"""What every real-format reader and writer shares: JSON and JSON-lines files read with the place of a bad
+record in the error (file and record or line number, one line), images found under the usual roots, and
+atomic writes (a reader never sees half a file)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterator
+
+from PIL import Image
+
+from engine.errors import SpecError
+
+
+def malformed(path: Path, where: str, problem: str) -> SpecError:
+    return SpecError(f"{path} {where}: {problem}")
+
+
+def read_json(path: Path, expected: str):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise SpecError(f"{path} is nested too deeply to be {expected}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SpecError(f"{path} is not valid JSON ({str(error).splitlines()[0]}); expected {expected}") from None
+
+
+def json_records(path: Path, expected: str) -> Iterator[tuple[str, dict]]:
+    """(where, record) for each record of a JSON list: where = "record N" (1-based)."""
+    records = read_json(path, expected)
+    if not isinstance(records, list):
+        raise SpecError(f"{path} holds a JSON {type(records).__name__}; expected a list of {expected}")
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, dict):  # the record's type, never its contents
+            raise malformed(path, f"record {number}", f"expected an object with {expected}, got a {type(record).__name__}")
+        yield f"record {number}", record
+
+
+def jsonl_records(path: Path, expected: str) -> Iterator[tuple[str, dict]]:
+    """(where, record) for each non-empty line of a JSON-lines file: where = "line N" (1-based)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpecError(f"{path} cannot be read as UTF-8 text ({error})") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise malformed(path, f"line {number}", f"not JSON ({error.msg}); expected one object with {expected}") from None
+        except RecursionError:
+            raise malformed(path, f"line {number}", f"nested too deeply; expected one object with {expected}") from None
+        if not isinstance(record, dict):
+            raise malformed(path, f"line {number}", f"expected an object with {expected}, got a {type(record).__name__}")
+        yield f"line {number}", record
+
+
+def is_jsonl(path: Path) -> bool:
+    """True for JSON lines (one object per line), False for one JSON document; by content, not by name
+    (NLVR2 ships its jsonl files as `train.json`)."""
+    with path.open(encoding="utf-8", errors="replace") as stream:
+        head = stream.read(4096).lstrip()
+    return head.startswith("{")
+
+
+def records(path: Path, expected: str) -> Iterator[tuple[str, dict]]:
+    return jsonl_records(path, expected) if is_jsonl(path) else json_records(path, expected)
+
+
+def find_file(root: Path, names: list[str]) -> Path | None:
+    for name in names:
+        for candidate in (root / name, root / "annotations" / name):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def load_image(root: Path, relative: str, subdirs: tuple[str, ...] = ("", "images")) -> Image.Image | None:
+    """The RGB image at `relative` under the first of `root/<subdir>` that has it; None when none has it.
+    SpecError naming the file when it is not an image, or when `relative` leaves `root`."""
+    relative = relative.removeprefix("./")
+    if os.path.isabs(relative) or os.path.normpath(relative).split(os.sep)[0] == "..":
+        raise SpecError(f"image path {relative} in {root} leaves the data directory; image paths are relative to it")
+    for subdir in subdirs:
+        candidate = root / subdir / relative if subdir else root / relative
+        if candidate.is_file():
+            try:
+                with Image.open(candidate) as image:
+                    return image.convert("RGB")
+            except (OSError, ValueError, Image.DecompressionBombError):  # UnidentifiedImageError is an OSError
+                raise SpecError(f"{candidate} is not an image this reader can decode (PNG, JPEG, ...)") from None
+    return None
+
+
+def write_json(path: Path, payload) -> None:
+    partial = path.with_suffix(path.suffix + ".partial")
+    partial.write_text(json.dumps(payload, indent=1), encoding="utf-8")
+    os.replace(partial, path)
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    partial = path.with_suffix(path.suffix + ".partial")
+    partial.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    os.replace(partial, path)
+
+
+def save_image(image: Image.Image, path: Path) -> None:
+    """PNG as given; JPEG at full quality without chroma subsampling (nearly lossless for our pictures)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        image.save(path, quality=100, subsampling=0)
+    else:
+        image.save(path)

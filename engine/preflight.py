@@ -1,0 +1,37 @@
+"""What the engine checks before it accepts a run, beyond the spec's shape (`engine.spec.validate`): the
+device exists on this machine, and real-format data files are well formed, every record of them (a bad
+record is refused with its file and record number). So a spec that would fail on either is refused
+(``bad_spec`` / exit 2) before a session is created and before anything trains.
+
+The data read here is handed to the job (`engine.data.preloaded`), so real files are read once.
+"""
+from __future__ import annotations
+
+from engine.data.preloaded import remember
+from engine.devices import check_available
+from engine.spec import WORLDS, PEOPLE_WORLDS
+
+
+def preflight(spec: dict) -> None:
+    """SpecError (with its field) when the engine cannot run the validated `spec` here."""
+    check_available(spec["device"])
+    data = spec.get("data")
+    if isinstance(data, str) and data not in WORLDS and data not in PEOPLE_WORLDS:
+        from engine.data.registry import load_data
+        from engine.errors import SpecError
+
+        try:
+            remember(data, load_data(data))
+        except SpecError as error:
+            error.field = error.field or "data"
+            raise
+    general = spec.get("general")
+    if isinstance(general, str) and general.startswith("mmbench:"):
+        from engine.data.mmbench import read_mmbench
+        from engine.errors import SpecError
+
+        try:
+            read_mmbench(general.partition(":")[2], require_answer=True)
+        except SpecError as error:
+            error.field = error.field or "general"
+            raise

@@ -1,0 +1,89 @@
+"""What the tasks over units with texts share (retrieval and classification): the data, the deletion set, the
+original's training with the task's recipe, the encoded training and test sets, Df and Dr, and the
+reported entries. A task adds its recipes (`RECIPES`: "tiny" for registered tiny models, "pretrained" for
+real checkpoints) and its `evaluate` (engine/tasks/__init__.py describes the whole shape).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from engine.data.deletion import select_units
+from engine.data.fingerprint import data_fingerprint
+from engine.data.pairs import PairSet, encode_units
+from engine.data.registry import load_data
+from engine.models.registry import load_adapter
+from engine.seeding import derive_seed
+from engine.spec import MODELS
+from sessions.metric_names import nest
+
+DR_EVAL_UNITS_MAX = 300
+
+
+class UnitTask:
+    name = ""
+    cpu_threads = None  # torch's default
+    RECIPES: dict[str, dict] = {}
+
+    def __init__(self, spec: dict, emit, should_stop, cache):
+        self.spec, self.emit, self.should_stop, self.cache = spec, emit, should_stop, cache
+        self.world = load_data(spec["data"])
+        self.data_name = self.world.name
+        self.data_fingerprint = data_fingerprint(spec["data"])  # the original's cache key: content, not name
+        self.recipe = dict(self.RECIPES["tiny" if spec["model"] in MODELS else "pretrained"])
+        self.train: PairSet | None = None
+        self.test: PairSet | None = None
+        self.deletion: list[int] = []
+
+    def load(self, source: str, device):
+        return load_adapter(source, self.world, self.spec["seed"], self.cache, self.name).to(device)
+
+    def forget_units(self) -> list[int]:
+        self.deletion = select_units(self.world.train, self.spec["deletion"])
+        self.emit("log", level="info", message=f"deletion set: {len(self.deletion)} of {len(self.world.train)} units")
+        return self.deletion
+
+    # --- the original ---------------------------------------------------------------------------
+    def original_recipe(self) -> dict:
+        return self.recipe
+
+    def train_original(self, model, run_training) -> None:
+        run_training(model, encode_units(self.world.train, model), lr=self.recipe["lr"], epochs=self.recipe["epochs"],
+                     batch_size=self.recipe["batch_size"], update=None, phase="original")
+
+    # --- data -----------------------------------------------------------------------------------
+    def prepare(self, model) -> None:
+        self.train = encode_units(self.world.train, model)
+        self.test = encode_units(self.world.test, model)
+        self.train_size = len(self.train)
+
+    def encode(self, model, units: list[int], unimodal: bool) -> PairSet:
+        return self.train.select_units(units)
+
+    def retain_set(self, model, unimodal: bool) -> PairSet:
+        deleted = set(self.deletion)
+        return self.train.select_units([i for i in range(self.train.n_units) if i not in deleted])
+
+    def retain_eval_units(self, retain: PairSet) -> list[int]:
+        """A sample of Dr's units as large as the test split (at most DR_EVAL_UNITS_MAX), for Dr performance."""
+        sample = np.random.default_rng(derive_seed(self.spec["seed"], "dr-eval")).choice(
+            retain.n_units, size=min(retain.n_units, max(len(self.world.test), 1), DR_EVAL_UNITS_MAX), replace=False)
+        return sorted(sample.tolist())
+
+    def unlearn_defaults(self, retraining: bool) -> dict:
+        if retraining:  # Retrain: the original's recipe on Dr
+            return {"lr": self.recipe["lr"], "epochs": self.recipe["epochs"], "retain_batch_size": self.recipe["batch_size"]}
+        return {"lr": self.recipe["unlearn_lr"], "epochs": None, "retain_batch_size": None}
+
+    # --- reporting ------------------------------------------------------------------------------
+    def evaluate(self, model, forgotten: list[int]) -> dict[str, float]:
+        raise NotImplementedError
+
+    def entry(self, metrics: dict) -> dict:
+        return nest(metrics)
+
+    def request_entry(self, units: list[int], metrics: dict) -> dict:
+        return {"units": len(units), "metrics": nest(metrics)}
+
+    def result_fields(self, forgotten: list[int]) -> dict:
+        forget = self.train.select_units(forgotten)
+        return {"deletion": {"units": len(forget.unit_ids), "pairs": len(forget)}}

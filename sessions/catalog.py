@@ -1,0 +1,130 @@
+"""The catalog: one summary row per session, so listing never opens a session's log.
+
+``catalog.json`` is a TinyDB document ``{"_meta": {"1": {"schema": 1}}, "sessions": {"1": row, ...}}``,
+rewritten atomically under an flock (``.catalog.lock``) by whichever process changes a session. It is a
+cache of what the session files say: when it cannot be read (truncated, not JSON, a directory, the
+wrong shape) the store moves it aside into ``sessions/.quarantine/`` and rebuilds it from the session
+files. A catalog of another schema version is not damage: it is refused with both versions named.
+
+A session whose files cannot be read has a row with state ``damaged`` and the reason as its message;
+``damaged`` is a catalog state only (no event ever carries it).
+"""
+from __future__ import annotations
+
+import calendar
+import os
+import re
+import secrets
+import time
+from pathlib import Path
+
+from sessions.files import DIR_MODE, atomic_write_text, describe_error, dumps, private_dir, read_json
+from sessions.schema import SCHEMA_VERSION, STATES, SchemaMismatch
+
+CATALOG = "catalog.json"
+CATALOG_LOCK = ".catalog.lock"
+QUARANTINE = ".quarantine"
+DAMAGED = "damaged"
+SPEC_SUMMARY_FIELDS = ("method", "model", "data", "deletion", "device", "protocol")
+_ID_TIME = re.compile(r"^(\d{8}-\d{6})-")
+
+
+class CatalogDamaged(ValueError):
+    """The catalog file cannot be read; ``reason`` says why in one line (never quoting its contents)."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"the session catalog is damaged: {reason}")
+        self.reason = reason
+
+
+def catalog_row(meta: dict) -> dict:
+    """The catalog row of a session, from its meta (``session.json``)."""
+    spec = meta.get("spec") if isinstance(meta.get("spec"), dict) else {}
+    return {
+        "id": meta["id"],
+        "name": meta.get("name"),
+        "state": meta["state"],
+        **{key: spec.get(key) for key in SPEC_SUMMARY_FIELDS},
+        "created": meta["created"],
+        "updated": meta.get("updated", meta["created"]),
+        "summary": meta.get("summary"),
+        "message": meta.get("message"),
+        "events": meta.get("last_seq", -1) + 1,
+    }
+
+
+def id_time(session_id: str) -> float | None:
+    """When a session was created, read from its id (``20261125-115012-ab12``), or None."""
+    match = _ID_TIME.match(session_id)
+    if not match:
+        return None
+    try:
+        return float(calendar.timegm(time.strptime(match.group(1), "%Y%m%d-%H%M%S")))
+    except ValueError:
+        return None
+
+
+def damaged_row(session_id: str, reason: str, row: dict | None = None) -> dict:
+    """The row of a session that cannot be read: what the catalog knew of it, state ``damaged``."""
+    created = (row or {}).get("created") or id_time(session_id) or 0.0
+    base = {"id": session_id, "name": None, **{key: None for key in SPEC_SUMMARY_FIELDS},
+            "created": created, "updated": created, "summary": None, "events": 0}
+    return {**base, **(row or {}), "id": session_id, "state": DAMAGED, "message": reason}
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The catalog's rows ([] when there is no catalog yet); CatalogDamaged or SchemaMismatch."""
+    try:
+        doc = read_json(path)
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError, RecursionError) as exc:
+        raise CatalogDamaged(describe_error(exc, path)) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("_meta"), dict):
+        raise CatalogDamaged(f"{path.name} is not a catalog (no _meta table)")
+    meta = doc["_meta"].get("1")
+    schema = meta.get("schema") if isinstance(meta, dict) else None
+    if isinstance(schema, bool) or not isinstance(schema, int):
+        raise CatalogDamaged(f"{path.name} records no schema version")
+    if schema != SCHEMA_VERSION:
+        raise SchemaMismatch(
+            f"{path} has schema {schema!r}; this mmul-workbench reads schema {SCHEMA_VERSION} (use the "
+            f"release that wrote it, or move {path.parent} aside)")
+    table = doc.get("sessions", {})
+    if not isinstance(table, dict):
+        raise CatalogDamaged(f"{path.name}: its sessions table is not an object")
+    rows = list(table.values())
+    for number, row in enumerate(rows, 1):
+        if not _row_ok(row):
+            raise CatalogDamaged(f"{path.name}: row {number} is malformed")
+    return rows
+
+
+def _row_ok(row) -> bool:
+    return (isinstance(row, dict) and isinstance(row.get("id"), str)
+            and (row.get("state") in STATES or row.get("state") == DAMAGED)
+            and isinstance(row.get("created", 0), (int, float)))
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """Write the catalog (rows sorted by creation), atomically. The caller holds the catalog lock."""
+    rows = sorted(rows, key=lambda r: (r.get("created") or 0, r.get("id", "")))
+    body = ",".join(f'"{i}":{dumps(r)}' for i, r in enumerate(rows, 1))
+    atomic_write_text(path, '{"_meta":{"1":{"schema":' + str(SCHEMA_VERSION) + '}},"sessions":{' + body + "}}")
+
+
+def quarantine(root: Path, path: Path, label: str, reason: str) -> Path:
+    """Move ``path`` (a file or a whole session directory) into ``root/.quarantine/`` (never deleted),
+    with a ``<name>.reason`` note beside it; returns where it went."""
+    folder = private_dir(root / QUARANTINE)
+    target = folder / label
+    while os.path.lexists(target):
+        target = folder / f"{label}-{secrets.token_hex(2)}"
+    os.replace(path, target)
+    if target.is_dir() and not target.is_symlink():
+        try:
+            os.chmod(target, DIR_MODE)  # an unreadable directory becomes readable to its owner again
+        except OSError:
+            pass
+    atomic_write_text(folder / f"{target.name}.reason", reason + "\n", sync_dir=False)
+    return target

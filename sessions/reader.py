@@ -1,0 +1,194 @@
+"""Reading sessions: resolving ids, a session's meta and events, whether a process still writes it.
+
+Readers read ``session.json`` first, then the sealed segments it names, opening every file afresh, so
+they always see a consistent prefix of the log and never a torn file, and never hold a file open
+between calls. A session whose files cannot be read (truncated, overwritten, unreadable, a directory
+where a file belongs, a sequence with a hole) raises ``SessionDamaged`` with the reason in one line;
+``SessionReader._record_damage`` is where the store notes it in the catalog.
+"""
+from __future__ import annotations
+
+import os
+import re
+import stat
+from pathlib import Path
+
+from sessions.errors import SessionDamaged, UnknownSession
+from sessions.files import SESSION_FILE, WRITER_LOCK, describe_error, read_json, segment_name, try_lock
+from sessions.paths import mmul_home
+from sessions.schema import SCHEMA_VERSION, STATES, SchemaMismatch
+from sessions.writer import SEGMENT_SIZE
+
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+SESSION_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{4}$")
+
+
+class SessionReader:
+    """Read-only access to the sessions under ``<home>/sessions``."""
+
+    def __init__(self, home: str | os.PathLike | None = None):
+        self.home = Path(home).expanduser() if home is not None else mmul_home()
+        self.root = self.home / "sessions"
+
+    def session_dir(self, session_id: str) -> Path:
+        if not ID_RE.match(session_id):
+            raise UnknownSession(f"no session {session_id!r} (ids look like 20261125-115012-ab12)")
+        return self.root / session_id
+
+    def _record_damage(self, session_id: str, reason: str) -> None:
+        """Called when a session turns out damaged (the store records it in its catalog)."""
+
+    # which sessions ------------------------------------------------------------------------------
+
+    def session_ids(self) -> list[str]:
+        """Every session entry under the root (directories, and anything else named like a session id)."""
+        try:
+            entries = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return []
+        return sorted(e.name for e in entries if ID_RE.match(e.name)
+                      and (e.is_dir(follow_symlinks=False) or SESSION_ID.match(e.name)))
+
+    def resolve(self, ref: str) -> str:
+        """An exact id, or a unique prefix or suffix of one (``ab12``), to the session id."""
+        if not isinstance(ref, str) or not ref:
+            raise UnknownSession("no session id given")
+        exact = self.root / ref
+        if ID_RE.match(ref) and (exact.is_dir() or (SESSION_ID.match(ref) and os.path.lexists(exact))):
+            return ref
+        hits = sorted(n for n in self.session_ids() if n.startswith(ref) or n.endswith(ref))
+        if len(hits) == 1:
+            return hits[0]
+        if not hits:
+            raise UnknownSession(f"no session {ref!r}; `mmul-workbench sessions list` shows the ids")
+        raise UnknownSession(f"{ref!r} matches {len(hits)} sessions ({', '.join(hits[:4])}"
+                             f"{', ...' if len(hits) > 4 else ''}); give more of the id")
+
+    def entry_problem(self, session_id: str) -> str | None:
+        """Why a session's directory cannot be used, from a stat (no file opened), or None."""
+        path = self.root / session_id
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            return "its directory is missing"
+        except OSError as exc:
+            return describe_error(exc, path)
+        if not stat.S_ISDIR(info.st_mode):
+            return f"{session_id} is not a directory"
+        if not os.access(path, os.R_OK | os.X_OK):
+            return "its directory cannot be read (permission denied)"
+        return None
+
+    # one session ---------------------------------------------------------------------------------
+
+    def _damaged(self, session_id: str, reason: str, mark: bool) -> SessionDamaged:
+        if mark:
+            self._record_damage(session_id, reason)
+        return SessionDamaged(session_id, reason)
+
+    def _read_session_file(self, session_id: str, mark: bool = True) -> tuple[dict, dict]:
+        sdir = self.session_dir(session_id)
+        path = sdir / SESSION_FILE
+        try:
+            doc = read_json(path)
+        except FileNotFoundError:
+            if not os.path.lexists(sdir):
+                raise UnknownSession(f"no session {session_id!r}; `mmul-workbench sessions list` shows the ids") from None
+            if not sdir.is_dir():
+                raise self._damaged(session_id, f"{session_id} is not a directory", mark) from None
+            if self.live_or_unknown(session_id):
+                raise UnknownSession(f"session {session_id} is being created; try again in a moment") from None
+            raise self._damaged(session_id, "session.json is missing", mark) from None
+        except (OSError, ValueError, RecursionError) as exc:
+            raise self._damaged(session_id, describe_error(exc, path), mark) from None
+        meta = doc.get("meta", {}).get("1") if isinstance(doc, dict) and isinstance(doc.get("meta"), dict) else None
+        events = doc.get("events", {}) if isinstance(doc, dict) else None
+        if not isinstance(meta, dict) or not isinstance(events, dict):
+            raise self._damaged(session_id, "session.json is not a session file (no meta record)", mark)
+        schema = meta.get("schema")
+        if isinstance(schema, int) and not isinstance(schema, bool) and schema != SCHEMA_VERSION:
+            raise SchemaMismatch(
+                f"session {session_id} was written with schema {schema!r}; this mmul-workbench "
+                f"reads schema {SCHEMA_VERSION} (use the release that wrote it)")
+        if (schema != SCHEMA_VERSION or meta.get("id") != session_id or meta.get("state") not in STATES
+                or not isinstance(meta.get("created"), (int, float))
+                or not isinstance(meta.get("last_seq", -1), int) or not isinstance(meta.get("sealed", 0), int)):
+            raise self._damaged(session_id, "session.json's meta record is incomplete or edited", mark)
+        return meta, events
+
+    def read_meta(self, session_id: str, mark: bool = True) -> dict:
+        """The meta of ``session.json`` (an exact id); SessionDamaged when it cannot be read (``mark``:
+        and the catalog says so)."""
+        return self._read_session_file(session_id, mark)[0]
+
+    def get(self, session_id: str) -> dict:
+        """The session's meta: id, name, spec, state, created, updated, summary, message, last_seq,
+        sealed, segment_size, schema, and ``live`` (a writer process holds it)."""
+        session_id = self.resolve(session_id)
+        meta, _ = self._read_session_file(session_id)
+        meta = dict(meta)
+        meta["live"] = self.is_live(session_id)
+        return meta
+
+    def events(self, session_id: str, from_seq: int = 0) -> list[dict]:
+        """Every stored event with seq >= from_seq, in order (sealed segments + the open one)."""
+        session_id = self.resolve(session_id)
+        meta, tail = self._read_session_file(session_id)
+        size = int(meta.get("segment_size") or SEGMENT_SIZE)
+        sdir = self.session_dir(session_id)
+        out: list[dict] = []
+        for index in range(max(0, from_seq) // size, int(meta.get("sealed", 0))):
+            path = sdir / segment_name(index)
+            try:
+                seg = read_json(path)
+            except FileNotFoundError:
+                if not sdir.exists():
+                    raise UnknownSession(f"session {session_id} was deleted while being read") from None
+                raise self._damaged(session_id, f"{path.name} is missing", True) from None
+            except (OSError, ValueError, RecursionError) as exc:
+                raise self._damaged(session_id, describe_error(exc, path), True) from None
+            if not isinstance(seg, dict) or not isinstance(seg.get("events"), dict):
+                raise self._damaged(session_id, f"{path.name} is not a segment file", True)
+            out.extend(seg["events"].values())
+        out.extend(tail.values())
+        self._check_sequence(session_id, out)
+        if from_seq > 0:
+            out = [e for e in out if e["seq"] >= from_seq]
+        if out and out[0].get("v") != SCHEMA_VERSION:
+            raise SchemaMismatch(f"session {session_id}: event schema {out[0].get('v')!r}; "
+                                 f"this mmul-workbench reads {SCHEMA_VERSION}")
+        return out
+
+    def _check_sequence(self, session_id: str, events: list) -> None:
+        previous = None
+        for event in events:
+            seq = event.get("seq") if isinstance(event, dict) else None
+            if isinstance(seq, bool) or not isinstance(seq, int):
+                raise self._damaged(session_id, "an event record is malformed", True)
+            if previous is not None and seq != previous + 1:
+                raise self._damaged(session_id, f"its events jump from seq {previous} to {seq}", True)
+            previous = seq
+
+    # liveness ------------------------------------------------------------------------------------
+
+    def is_live(self, session_id: str) -> bool:
+        """True while a process holds the session's writer lock (queued or running somewhere);
+        SessionDamaged when the session's directory cannot be probed."""
+        path = self.root / session_id / WRITER_LOCK
+        try:
+            if not os.path.lexists(path):
+                return False
+            fd = try_lock(path)
+        except OSError as exc:
+            raise SessionDamaged(session_id, describe_error(exc, path.parent)) from None
+        if fd is None:
+            return True
+        os.close(fd)
+        return False
+
+    def live_or_unknown(self, session_id: str) -> bool:
+        """``is_live``, with a session that cannot be probed counted as not live."""
+        try:
+            return self.is_live(session_id)
+        except SessionDamaged:
+            return False

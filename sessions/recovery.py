@@ -1,0 +1,84 @@
+"""What an engine start does to the store: sessions a dead writer left queued or running become
+``interrupted`` (never resumed), damaged ones are skipped and reported, and the leftovers of a crash
+(``.partial`` files of sessions no process writes, half-deleted sessions) are removed."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+from sessions.catalog import CATALOG, CATALOG_LOCK
+from sessions.errors import SessionBusy, SessionDamaged, UnknownSession
+from sessions.files import PARTIAL, describe_error, locked, remove_tree
+from sessions.schema import ACTIVE_STATES, SchemaMismatch
+from sessions.store import TRASH_PREFIX, SessionStore
+
+INTERRUPTED = "the engine stopped while this run was active"
+
+
+class Recovery(NamedTuple):
+    """Sessions marked interrupted, damaged ones skipped (id, reason), stale files removed."""
+
+    interrupted: list[str]
+    damaged: list[tuple[str, str]]
+    cleaned: int
+
+
+def recover(store: SessionStore, message: str = INTERRUPTED) -> Recovery:
+    """Mark sessions left queued/running by a dead writer as ``interrupted``; skip damaged ones.
+
+    Only sessions whose writer lock is free are touched (a live headless run keeps its lock). Session
+    directories missing from the catalog (a crash between creating and cataloguing) are catalogued."""
+    if not store.root.exists():
+        return Recovery([], [], 0)
+    rows = {r["id"]: r for r in store.catalog_rows()}
+    candidates = [sid for sid, r in rows.items() if r.get("state") in ACTIVE_STATES]
+    candidates += [sid for sid in store.session_ids() if sid not in rows]
+    recovered, damaged = [], []
+    for sid in candidates:
+        try:
+            meta = store.read_meta(sid)
+            if meta.get("state") not in ACTIVE_STATES:
+                if sid not in rows or rows[sid].get("state") != meta.get("state"):
+                    store.catalog_put(meta)
+                continue
+            writer = store.reopen(sid)
+            writer.finish("interrupted", message=message)
+            recovered.append(sid)
+        except SessionDamaged as exc:
+            damaged.append((sid, exc.reason))
+        except (SessionBusy, UnknownSession, SchemaMismatch):
+            continue
+        except OSError as exc:  # a directory we may read but not write
+            damaged.append((sid, describe_error(exc, store.root / sid)))
+    return Recovery(recovered, damaged, clean_stale(store))
+
+
+def stale_files(store: SessionStore) -> list[Path]:
+    """Leftovers of a crash: ``.partial`` files of sessions no process writes, half-deleted sessions
+    (``.deleted-*``) and the catalog's ``.partial``."""
+    if not store.root.exists():
+        return []
+    found = [p for p in store.root.iterdir() if p.name.startswith(TRASH_PREFIX)]
+    if (store.root / (CATALOG + PARTIAL)).exists():
+        found.append(store.root / (CATALOG + PARTIAL))
+    for sid in store.session_ids():
+        try:
+            partial = [store.root / sid / n for n in os.listdir(store.root / sid) if n.endswith(PARTIAL)]
+            if partial and not store.is_live(sid):
+                found.extend(partial)
+        except (OSError, SessionDamaged):
+            continue
+    return found
+
+
+def clean_stale(store: SessionStore) -> int:
+    """Remove ``stale_files`` (the catalog's under its lock); returns how many were removed."""
+    stale = stale_files(store)
+    for path in stale:
+        if path.name == CATALOG + PARTIAL:
+            with locked(store.root / CATALOG_LOCK):
+                path.unlink(missing_ok=True)
+        else:
+            remove_tree(path)
+    return len(stale)

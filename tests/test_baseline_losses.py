@@ -1,0 +1,210 @@
+"""The 2024-25 baselines' loss terms on small cases checked by hand: GradDiff, SimNPO, IDK, IdkDPO, RMU,
+MMUnlearner (the saliency mask and the masked step), and the `kl_min` alias of GA+KLR."""
+import math
+
+import pytest
+import torch
+
+from engine.errors import SpecError
+from engine.methods.graddiff import GradDiff
+from engine.methods.idk import IDK
+from engine.methods.idkdpo import IdkDPO, dpo_loss
+from engine.methods.mmunlearner import MMUnlearner, masked_ascent, saliency_masks, squared_gradients
+from engine.methods.rmu import RMU, activation_loss, steering_direction
+from engine.methods.simnpo import SimNPO, simnpo_loss
+
+
+def log_sigmoid(x: float) -> float:
+    return -math.log1p(math.exp(-x))
+
+
+class Stub:
+    """An adapter with one weight w: a batch's task loss is w * mean(labels), its per-row log-likelihood
+    -w * sum(labels), its mean log-likelihood that over the row's labels count; layer states = w * x."""
+
+    def __init__(self, w: float = 1.0, layers: int = 2):
+        self.w = torch.nn.Parameter(torch.tensor(w))
+        self.num_layers = layers
+        self.device = torch.device("cpu")
+
+    def parameter_groups(self):
+        return {"all": [self.w]}
+
+    def update_weights(self):
+        return [self.w]
+
+    def task_loss(self, b):
+        return self.w * b["labels"].float().mean()
+
+    def log_likelihood(self, b):
+        return -self.w * b["labels"].float().sum(dim=1)
+
+    def mean_log_likelihood(self, b):
+        return self.log_likelihood(b) / b["labels"].shape[1]
+
+    def layer_states(self, b, layer):
+        return self.w * b["x"], b["mask"]
+
+    def steer_parameters(self, layers):
+        return [self.w]
+
+
+def batch(labels, **extra):
+    labels = torch.tensor(labels)
+    return {"input_ids": labels.clone(), "attention_mask": torch.ones_like(labels), "labels": labels, **extra}
+
+
+FORGET = batch([[1, 3]], refusal_input_ids=torch.tensor([[4, 4]]), refusal_attention_mask=torch.ones(1, 2),
+               refusal_labels=torch.tensor([[4, 4]]))
+RETAIN = batch([[1, 0]])
+
+
+def test_graddiff_by_hand():
+    model = Stub(1.0)
+    terms = GradDiff({"forget_weight": 1.0, "retain_weight": 1.0}, model).losses(FORGET, RETAIN)
+    assert terms["forget_task"].item() == pytest.approx(2.0) and terms["retain_task"].item() == pytest.approx(0.5)
+    assert terms["total"].item() == pytest.approx(-2.0 + 0.5)
+    terms = GradDiff({"forget_weight": 0.5, "retain_weight": 2.0}, model).losses(FORGET, RETAIN)
+    assert terms["total"].item() == pytest.approx(-1.0 + 1.0)
+    terms["total"].backward()
+    assert model.w.grad.item() == pytest.approx(-0.5 * 2.0 + 2.0 * 0.5)
+
+
+def test_simnpo_by_hand():
+    mean_log_prob, beta = torch.tensor([-1.0, -3.0]), 4.5
+    expected = -(2 / beta) * (log_sigmoid(beta * 1.0) + log_sigmoid(beta * 3.0)) / 2
+    assert simnpo_loss(mean_log_prob, beta, 0.0).item() == pytest.approx(expected, rel=1e-6)
+    # the margin delta moves the sigmoid's argument by -beta*delta (the paper's gamma = beta*delta)
+    expected = -(2 / beta) * (log_sigmoid(beta * 0.5) + log_sigmoid(beta * 2.5)) / 2
+    assert simnpo_loss(mean_log_prob, beta, 0.5).item() == pytest.approx(expected, rel=1e-6)
+    # length-normalised: forget row [1, 3] gives log pi = -4 over 2 tokens, mean -2; no reference model
+    params = {"simnpo_beta": beta, "simnpo_delta": 0.0, "simnpo_weight": 0.125, "retain_weight": 1.0}
+    terms = SimNPO(params, Stub(1.0)).losses(FORGET, RETAIN)
+    assert terms["simnpo"].item() == pytest.approx(-(2 / beta) * log_sigmoid(beta * 2.0), rel=1e-6)
+    assert terms["total"].item() == pytest.approx(0.125 * terms["simnpo"].item() + 0.5, rel=1e-6)
+
+
+def test_idk_trains_towards_the_refusal():
+    model = Stub(1.0)
+    terms = IDK({"forget_weight": 1.0, "retain_weight": 1.0}, model).losses(FORGET, RETAIN)
+    assert terms["refusal"].item() == pytest.approx(4.0)  # the refusal view's labels, not the true answer's
+    assert terms["total"].item() == pytest.approx(4.0 + 0.5)
+    terms["total"].backward()
+    assert model.w.grad.item() > 0  # descent on the refusal NLL (not ascent on the true answer)
+
+
+def test_dpo_by_hand():
+    win, lose, beta = torch.tensor([1.0, -0.5]), torch.tensor([0.0, 0.5]), 0.1
+    expected = -(2 / beta) * (log_sigmoid(beta * 1.0) + log_sigmoid(beta * -1.0)) / 2
+    assert dpo_loss(win, lose, beta).item() == pytest.approx(expected, rel=1e-6)
+    assert dpo_loss(torch.zeros(3), torch.zeros(3), beta).item() == pytest.approx(2 / beta * math.log(2))
+    # model w = 2 against reference w = 1: r_win = -(2-1)*8 = -8 (refusal [4, 4]), r_lose = -(2-1)*4 = -4
+    params = {"dpo_beta": beta, "forget_weight": 1.0, "retain_weight": 1.0}
+    terms = IdkDPO(params, Stub(2.0), Stub(1.0)).losses(FORGET, RETAIN)
+    assert terms["dpo"].item() == pytest.approx(-(2 / beta) * log_sigmoid(beta * (-8.0 + 4.0)), rel=1e-6)
+    assert terms["total"].item() == pytest.approx(terms["dpo"].item() + 2.0 * 0.5, rel=1e-6)
+
+
+def test_rmu_activation_loss_by_hand():
+    states = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])
+    zero = torch.zeros_like(states)
+    assert activation_loss(states, zero, torch.tensor([[1, 0]])).item() == pytest.approx((1 + 4) / 2)
+    both = ((1 + 4) / 2 + (9 + 16) / 2) / 2
+    assert activation_loss(states, zero, torch.tensor([[1, 1]])).item() == pytest.approx(both)
+    direction = steering_direction(8, 6.5, torch.Generator().manual_seed(0))
+    assert direction.norm().item() == pytest.approx(6.5) and bool((direction >= 0).all())
+
+
+RMU_PARAMS = {"rmu_layer": None, "rmu_update_layers": 3, "rmu_coeff": 6.5, "rmu_alpha": 1200.0}
+
+
+def test_rmu_terms_and_layers():
+    x = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    forget = {"x": x, "mask": torch.tensor([[1, 1]])}
+    retain = {"x": x, "mask": torch.tensor([[1, 0]])}
+    method = RMU(RMU_PARAMS, Stub(2.0, layers=2), Stub(1.0, layers=2), torch.Generator().manual_seed(0))
+    assert method.layer == 1 and method.updated == [0, 1]  # the last of 2 layers; up to 3 layers ending there
+    terms = method.losses(forget, retain)
+    target = method.direction
+    expected_forget = ((2 * x[0] - target) ** 2).mean(dim=-1).mean()
+    assert terms["steer"].item() == pytest.approx(expected_forget.item(), rel=1e-6)
+    # retain: states 2x against the reference's x, first token only: mean((2-1)^2, 0) = 0.5
+    assert terms["retain_states"].item() == pytest.approx(0.5)
+    assert terms["total"].item() == pytest.approx(expected_forget.item() + 1200 * 0.5, rel=1e-6)
+    big = RMU(RMU_PARAMS, Stub(layers=32), Stub(layers=32))
+    assert big.layer == 7 and big.updated == [5, 6, 7]  # WMDP's default on a 7B model
+    with pytest.raises(SpecError, match="past the model's 2 decoder layers") as caught:
+        RMU({**RMU_PARAMS, "rmu_layer": 5}, Stub(layers=2), Stub(layers=2))
+    assert caught.value.field == "rmu_layer"
+
+
+def test_mmunlearner_saliency_mask_by_hand():
+    forget, retain = [torch.tensor([4.0, 1.0, 0.0])], [torch.tensor([1.0, 1.0, 1.0])]
+    assert saliency_masks(forget, retain, 1.0)[0].tolist() == [True, True, False]
+    assert saliency_masks(forget, retain, 2.0)[0].tolist() == [True, False, False]
+    assert saliency_masks(forget, retain, 1.0, ratio=0.34)[0].tolist() == [True, False, False]
+    assert saliency_masks(forget, retain, 0.0, ratio=0.1)[0].tolist() == [False, False, False]
+
+
+class Rows:
+    """A set of rows (`len` + `.batch`) with one feature each."""
+
+    def __init__(self, values):
+        self.values = torch.tensor(values)
+
+    def __len__(self):
+        return len(self.values)
+
+    def batch(self, indices, device):
+        return {"x": self.values[indices]}
+
+
+class Linear:
+    """task_loss = mean over the batch of w . x, so its gradient is the batch's mean x."""
+
+    device = torch.device("cpu")
+
+    def __init__(self):
+        self.w = torch.nn.Parameter(torch.tensor([1.0, 1.0]))
+
+    def update_weights(self):
+        return [self.w]
+
+    def task_loss(self, b):
+        return (b["x"] @ self.w).mean()
+
+
+def test_mmunlearner_fisher_and_masked_step():
+    model = Linear()
+    forget, retain = Rows([[2.0, 0.0], [4.0, 1.0]]), Rows([[1.0, 3.0], [1.0, 3.0]])
+    # batches of one row: E[g^2] = ([2,0]^2 + [4,1]^2) / 2 = [10, 0.5]
+    fisher = squared_gradients(model, [model.w], forget, torch.arange(2), batch_size=1)
+    assert fisher[0].tolist() == pytest.approx([10.0, 0.5])
+    params = {"mask_threshold": 1.0, "mask_ratio": 1.0, "forget_weight": 1.0, "retain_weight": 1.0, "batch_size": 1}
+    method = MMUnlearner(params, model, generator=torch.Generator().manual_seed(0))
+    method.before_training(forget, retain)
+    # retain E[g^2] = [1, 9]: saliency [10, 0.056] -> only the first weight is salient for Df
+    assert method.masks[0].tolist() == [True, False] and method.masked_share == 0.5
+    f_batch, r_batch = forget.batch(torch.arange(2), "cpu"), retain.batch(torch.arange(2), "cpu")
+    terms = method.losses(f_batch, r_batch)
+    assert terms["total"].item() == pytest.approx(-3.5 + 4.0)  # -l(Df) + l(Dr), the masked term is 0
+    terms["total"].backward()
+    # gradient: M (.) grad(-l(Df)) + grad l(Dr) = [-3, 0] + [1, 3]
+    assert model.w.grad.tolist() == pytest.approx([-2.0, 3.0])
+
+
+def test_masked_ascent_is_zero_valued():
+    w = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    loss = (w * torch.tensor([3.0, 5.0])).sum()
+    term = masked_ascent(loss, [w], [torch.tensor([False, True])])
+    assert term.item() == 0.0
+    term.backward()
+    assert w.grad.tolist() == [0.0, -5.0]
+
+
+def test_kl_min_is_ga_klr():
+    from engine.spec import METHODS, method_info, validate_pulse
+
+    assert method_info("kl_min") is METHODS["ga_klr"] and "kl_min" not in METHODS
+    spec = validate_pulse({"method": "kl_min", "model": "llava-tiny", "data": "people-tiny", "requests": 2})
+    assert spec["method"] == "ga_klr" and spec["params"]["kl_weight"] == 1.0

@@ -1,0 +1,94 @@
+"""Image-text classification: the per-class Df/Dr AUC by hand, the tiny BLIP classifier through
+save_pretrained / from_pretrained (and a retrieval BLIP loaded with a fresh head), and a run per world
+through the real CLI on the -tiny worlds."""
+import json
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, cli, cli_env
+from engine.data.pairs import TensorBank, encode_units
+from engine.data.shapes_nlvr2 import build_nlvr2_world
+from engine.data.shapes_ve import build_ve_world
+from engine.metrics.auc import class_df_dr_auc
+from engine.models.registry import load_adapter, tiny_model_dir
+
+
+def test_class_auc_by_hand():
+    # 2 Df and 2 Dr examples, 3 classes. Class 0: Df [.1,.6] vs Dr [.5,.9] -> pairs (Df < Dr): .1<.5, .1<.9,
+    # .6>.5, .6<.9 = 3/4. Class 1: Df [.8,.3] vs Dr [.4,.05] -> only .3<.4 = 1/4. Class 2: Df [.1,.1] vs
+    # Dr [.1,.05] -> .1=.1 ties count half: 0.5+0+0.5+0 = 1/4. Mean (3/4 + 1/4 + 1/4) / 3 = 5/12.
+    df = np.array([[0.1, 0.8, 0.1], [0.6, 0.3, 0.1]])
+    dr = np.array([[0.5, 0.4, 0.1], [0.9, 0.05, 0.05]])
+    assert class_df_dr_auc(df, [dr]) == pytest.approx(5 / 12)
+    assert class_df_dr_auc(df, [dr, dr]) == pytest.approx(5 / 12)  # the mean over the chunks
+    # two classes: p_0 = 1 - p_1 would make the two AUCs sum to 1, so the positive class alone is scored
+    df2, dr2 = np.array([[0.9, 0.1], [0.6, 0.4]]), np.array([[0.2, 0.8], [0.5, 0.5]])
+    assert class_df_dr_auc(df2, [dr2]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("build,name,classes,images", [(build_ve_world, "shapes-ve-tiny", 3, 1),
+                                                       (build_nlvr2_world, "shapes-nlvr2-tiny", 2, 2)])
+def test_blip_classifier_round_trip(tmp_path, build, name, classes, images):
+    world = build(name)
+    directory = tiny_model_dir("blip-tiny", world, seed=3, cache=tmp_path, task="classification")
+    config = json.loads((directory / "config.json").read_text())
+    assert config["architectures"] == ["BlipForImageTextClassification"] and config["images_per_example"] == images
+    adapter = load_adapter(str(directory), world, seed=3, cache=tmp_path, task="classification")
+    assert not adapter.head_initialised and not hasattr(adapter, "similarity")  # MultiDelete regresses f(I, T)
+    head = adapter.model.classifier[-1]
+    assert head.out_features == classes and adapter.model.classifier[0].in_features == 64 * images
+    pairs = encode_units(world.train[:3], adapter)
+    assert isinstance(pairs.media, TensorBank) and pairs.media.values.shape[:2] == ((3, 2) if images == 2 else (3, 3))
+    batch = pairs.batch(torch.arange(len(pairs)), torch.device("cpu"))
+    n = len(pairs)
+    assert adapter.class_logits(batch).shape == (n, classes) and adapter.fused_embed(batch).shape == (n, 64 * images)
+    assert adapter.image_embed(batch).shape == (n, 64 * images) and adapter.text_embed(batch).shape == (n, 64)
+    loss = adapter.task_loss(batch)
+    loss.backward()
+    assert torch.isfinite(loss) and head.weight.grad is not None
+    log_p = adapter.log_likelihood(batch)
+    assert torch.allclose(-log_p.mean(), loss, atol=1e-5)
+    # the head saves and loads with the encoders
+    with torch.no_grad():
+        head.weight.add_(1.0)
+    adapter.save(tmp_path / "saved")
+    again = load_adapter(str(tmp_path / "saved"), world, seed=3, cache=tmp_path, task="classification")
+    assert torch.equal(again.model.classifier[-1].weight, head.weight)
+
+
+def test_retrieval_blip_loads_with_a_fresh_head(tmp_path):
+    world = build_ve_world("shapes-ve-tiny")
+    retrieval = tiny_model_dir("blip-tiny", world, seed=3, cache=tmp_path, task="retrieval")
+    adapter = load_adapter(str(retrieval), world, seed=3, cache=tmp_path, task="classification")
+    assert adapter.head_initialised and adapter.model.classifier[-1].out_features == 3
+    itm = load_adapter(str(retrieval), world, seed=3, cache=tmp_path, task="retrieval")
+    # the encoders come from the checkpoint
+    assert torch.equal(adapter.model.text_encoder.embeddings.word_embeddings.weight,
+                       itm.model.text_encoder.embeddings.word_embeddings.weight)
+
+
+@pytest.mark.parametrize("data", ["shapes-ve-tiny", "shapes-nlvr2-tiny"])
+def test_run_classification_through_the_cli(home, data):
+    argv = cli("run", "--method", "multidelete", "--model", "blip-tiny", "--data", data, "--delete", "8",
+               "--epochs", "1", "--seed", "5", "--device", "cpu", "--json")
+    out = subprocess.run(argv, cwd=ROOT, env=cli_env(home), capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    document = json.loads(out.stdout)
+    metrics = document["metrics"]
+    assert document["task"] == "classification" and document["deletion"]["units"] == 8
+    assert 0.0 <= metrics["df_dr_auc"] <= 1.0 and 0.0 <= metrics["test"]["accuracy"] <= 100.0
+    assert {"df_member_rate", "auc"} <= set(metrics["mia"]) and document["seconds"] > 0
+    assert {"accuracy"} == set(metrics["df"]) == set(metrics["dr"])
+
+
+def test_demo_table_has_the_classification_columns(home):
+    argv = cli("demo", "--data", "shapes-nlvr2-tiny", "--delete", "8", "--seed", "5", "--device", "cpu",
+               "--methods", "retrain,multidelete")
+    out = subprocess.run(argv, cwd=ROOT, env=cli_env(home), capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for header in ("Df/Dr AUC", "test acc", "Df acc", "Dr acc", "MIA AUC", "Retrain gap", "Retrain", "MultiDelete"):
+        assert header in out.stdout
+    assert "r_mean" not in out.stdout

@@ -1,0 +1,216 @@
+"""The engine daemon against unlucky and careless clients: damaged sessions at start and on subscribe, 200
+clients at once, silent clients, half-sent lines, device strings the machine lacks, a relative path given to
+`run --engine`. The daemon tests run the fake job module (sessions_fixtures) or an in-process Engine; the
+last test runs a real job through the real daemon."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+
+import pytest
+import typer
+
+from engine.daemon.connection import Limits
+from engine.daemon.server import Engine
+from sessions import protocol as P
+from sessions.store import SessionStore
+from workbench.cli_engine import engine_app
+from workbench.client.async_client import EngineClient
+from workbench.client.errors import EngineError
+
+from conftest import cli, cli_env
+from sessions_fixtures import kill_daemon, run_cli, small_flickr, start_daemon
+
+SPEC = {"method": "ft", "model": "clip-tiny", "data": "shapes-tiny", "deletion": {"strategy": "random", "n": 4}}
+
+
+@pytest.fixture(scope="module")
+def daemon_home(tmp_path_factory):
+    path = tmp_path_factory.mktemp("hardening-home")
+    start_daemon(path)
+    yield path
+    kill_daemon(path)
+
+
+def _sessions(home, running=0, finished=0) -> list[str]:
+    ids = []
+    for state in ["running"] * running + ["finished"] * finished:
+        writer = SessionStore(home).create(SPEC)
+        writer.emit("phase", name="unlearn")
+        writer.finish("finished") if state == "finished" else writer.abandon()
+        ids.append(writer.session_id)
+    return ids
+
+
+def test_subscribing_to_a_damaged_session_ends_with_an_error(daemon_home):
+    (sid,) = _sessions(daemon_home, finished=1)
+    path = SessionStore(daemon_home).session_dir(sid) / "session.json"
+    os.truncate(path, path.stat().st_size // 2)
+
+    async def follow():
+        async with EngineClient(daemon_home) as client:
+            return [e async for e in client.subscribe(sid)]
+
+    with pytest.raises(EngineError) as raised:
+        asyncio.run(asyncio.wait_for(follow(), 30))     # ends, never hangs
+    assert raised.value.code == "damaged" and f"session {sid} is damaged" in str(raised.value)
+
+
+def test_engine_start_skips_and_reports_damaged_sessions(tmp_path):
+    dead, broken = _sessions(tmp_path, running=2)
+    (done,) = _sessions(tmp_path, finished=1)
+    path = SessionStore(tmp_path).session_dir(broken) / "session.json"
+    path.unlink()
+    path.mkdir()                                        # a session.json replaced by a directory
+    try:
+        info = start_daemon(tmp_path)
+        assert info["damaged"] == [broken]
+        app = typer.Typer()
+        app.add_typer(engine_app, name="engine")
+        again = run_cli(app, ["engine", "start"], env={"MMUL_HOME": str(tmp_path)})
+        assert again.exit_code == 0 and "already running" in again.stdout
+        assert again.stderr.count("\n") == 1 and f"skipped 1 damaged session(s) ({broken})" in again.stderr
+        store = SessionStore(tmp_path)
+        assert store.get(dead)["state"] == "interrupted" and store.get(done)["state"] == "finished"
+        assert {r["id"]: r["state"] for r in store.list()}[broken] == "damaged"
+    finally:
+        kill_daemon(tmp_path)
+
+
+def test_200_clients_at_once_are_all_served(daemon_home):
+    path = str(P.engine_paths(daemon_home).socket)
+    socks, refused = [], 0
+    for _ in range(200):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.connect(path)
+        except (BlockingIOError, ConnectionRefusedError):
+            refused += 1
+        socks.append(sock)
+    assert refused == 0
+    try:
+        for sock in socks:
+            sock.setblocking(True)
+            sock.settimeout(30)
+            sock.sendall(P.encode(P.hello_request(1)))
+        for sock in socks:
+            lines = sock.makefile("rb")
+            reply = json.loads(lines.readline())
+            while "id" not in reply:                     # a heartbeat came first
+                reply = json.loads(lines.readline())
+            assert reply["ok"] is True
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+async def _engine(tmp_path, **limits) -> Engine:
+    engine = Engine(tmp_path, limits=Limits(**limits))
+    await engine.start()
+    return engine
+
+
+async def _stop(engine: Engine) -> None:
+    engine.request_stop()
+    await asyncio.wait_for(engine.stopped.wait(), 30)
+
+
+async def _until(condition, timeout=20.0) -> None:
+    async def poll():
+        while not condition():
+            await asyncio.sleep(0.01)
+    await asyncio.wait_for(poll(), timeout)
+
+
+async def _messages_until_closed(reader) -> list[dict]:
+    messages = []
+    while line := await asyncio.wait_for(reader.readline(), 20):
+        messages.append(json.loads(line))
+    return messages
+
+
+async def test_silent_clients_are_disconnected(tmp_path):
+    engine = await _engine(tmp_path, hello_timeout=0.2, idle_timeout=0.3)
+    try:
+        reader, writer = await asyncio.open_unix_connection(str(engine.paths.socket))   # says nothing
+        codes = [m.get("error", {}).get("code") for m in await _messages_until_closed(reader)]
+        assert P.IDLE in codes
+        writer.close()
+        reader, writer = await asyncio.open_unix_connection(str(engine.paths.socket))
+        writer.write(P.encode(P.hello_request(1)))       # says hello, then nothing
+        messages = await _messages_until_closed(reader)
+        assert messages[0]["ok"] is True and any(m.get("error", {}).get("code") == P.IDLE for m in messages)
+        writer.close()
+        await _until(lambda: not engine.connections)
+    finally:
+        await _stop(engine)
+
+
+async def test_half_sent_lines_are_bounded_and_released(tmp_path):
+    engine = await _engine(tmp_path, buffered=2 << 20)
+    try:
+        clients = [await asyncio.open_unix_connection(str(engine.paths.socket)) for _ in range(3)]
+        half = b"x" * (900 << 10)
+        for count, (_, writer) in enumerate(clients[:2], 1):
+            writer.write(half)
+            await _until(lambda: engine.limits.used >= count * len(half))
+        clients[2][1].write(half + b"\n")                # past the engine's budget: refused whole
+        assert json.loads(await clients[2][0].readline())["error"]["code"] == P.TOO_LONG
+        assert engine.limits.used <= engine.limits.buffered
+        for reader, writer in clients[:2]:
+            writer.write(b"\n")
+            assert json.loads(await reader.readline())["error"]["code"] == P.BAD_JSON
+        assert engine.limits.used == 0
+        writer = clients[0][1]
+        writer.write(half)
+        await _until(lambda: engine.limits.used >= len(half))
+        for _, writer in clients:
+            writer.close()
+        await _until(lambda: not engine.connections)
+        assert engine.limits.used == 0                   # a closed connection's buffer is released
+    finally:
+        await _stop(engine)
+
+
+async def test_device_strings_the_machine_lacks_start_no_worker(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    engine = await _engine(tmp_path)
+    try:
+        async with EngineClient(tmp_path) as client:
+            for n in range(50):
+                with pytest.raises(EngineError) as raised:
+                    await client.submit({**SPEC, "device": f"cuda:{n}"})
+                assert raised.value.code == P.BAD_SPEC and raised.value.field == "device"
+            for bad in ({**SPEC, "deletion": [1]}, {**SPEC, "params": "x"}, {**SPEC, "seed": 10**40}):
+                with pytest.raises(EngineError) as raised:
+                    await client.submit(bad)
+                assert raised.value.code == P.BAD_SPEC
+        assert engine.queues.workers == {} and not SessionStore(tmp_path).list()
+    finally:
+        await _stop(engine)
+
+
+def test_a_relative_delete_ids_with_engine_is_the_callers_file(home, tmp_path):
+    small_flickr(tmp_path / "ds")
+    units = list(dict.fromkeys(r["image"] for r in json.loads((tmp_path / "ds" / "flickr30k_train.json").read_text())))
+    (tmp_path / "ids.txt").write_text("\n".join(units[:2]) + "\n")
+    (home / "ids.txt").write_text("\n".join(units[2:5]) + "\n")   # a decoy where the engine runs
+    try:
+        out = subprocess.run(cli("run", "--engine", "--method", "ft", "--model", "clip-tiny", "--data", "flickr30k:ds",
+                                 "--delete-ids", "ids.txt", "--epochs", "1", "--json"),
+                             env=cli_env(home), cwd=tmp_path, capture_output=True, text=True, timeout=900)
+        assert out.returncode == 0, out.stderr
+        result = json.loads(out.stdout)
+        assert result["deletion"]["units"] == 2
+        spec = SessionStore(home).get(result["session"])["spec"]
+        assert spec["deletion"]["file"] == str(tmp_path / "ids.txt") and spec["data"] == f"flickr30k:{tmp_path / 'ds'}"
+    finally:
+        kill_daemon(home)
+        (home / "ids.txt").unlink()

@@ -1,0 +1,183 @@
+"""Bad input is caught before anything runs: one line on stderr, exit 2, no session (README: "one line, exit
+2, nothing run"). Each case is a value an operator actually gave: a negative or huge seed, epochs 1e12, a
+batch of 10**9, a device the machine lacks, malformed Flickr30K records, a non-UTF-8 MMBench TSV, a checkpoint
+without its preprocessor config, a secret file given as the deletion ID list."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from engine.errors import SpecError
+from engine.spec import validate
+from engine.spec.inputs import absolute_paths
+from engine.spec.validate import check_device
+
+from conftest import ROOT, cli, cli_env
+
+RUN = ["run", "--method", "ft", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4"]
+
+
+def run_cli(home, *args, cwd=ROOT, timeout=600):
+    return subprocess.run(cli(*args), env=cli_env(home), cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def refused(out, *words) -> None:
+    """One line on stderr, exit 2, nothing on stdout, no traceback."""
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr and out.stdout == "", out.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def no_session(home) -> None:
+    root = home / "sessions"
+    assert not root.exists() or not [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+BAD_VALUES = [
+    (["--seed", "-1"], "--seed must be a whole number from 0 to 4294967295, got -1"),
+    (["--seed", str(10**40)], "--seed must be a whole number from 0 to 4294967295"),
+    (["--epochs", str(10**12)], "--epochs must be <= 10000"),
+    (["--batch-size", str(10**9)], "--batch-size must be <= 65536"),
+    (["--retain-batch-size", "0"], "--retain-batch-size must be >= 1"),
+    (["--delete", str(10**9)], "at most 10000000"),
+    (["--requests", "1000"], "--requests must be <= 64"),
+    (["--device", "cuda:x"], "--device must be auto, cpu, cuda or cuda:N"),
+    (["--name", "x" * 300], "--name must be one line"),
+    (["--data", "mmbench:/etc/hosts"], "unknown data format 'mmbench'"),
+    (["--data", "mllmu:/tmp"], "unknown data format 'mllmu'"),
+]
+
+
+@pytest.mark.parametrize("override,message", BAD_VALUES, ids=[" ".join(o)[:30] for o, _ in BAD_VALUES])
+def test_each_bad_value_is_refused_before_anything_runs(tmp_path, override, message):
+    argv = RUN + override
+    refused(run_cli(tmp_path, *argv), message)
+    no_session(tmp_path)
+
+
+def test_a_device_the_machine_lacks_is_refused_before_anything_runs(tmp_path):
+    if _cuda():
+        pytest.skip("this machine has CUDA (the device check runs on the device machine)")
+    for device in ("cuda", "cuda:0", "cuda:7"):
+        refused(run_cli(tmp_path, *RUN, "--device", device), f"--device {device}", "no CUDA device")
+    no_session(tmp_path)
+
+
+def test_a_checkpoint_without_its_preprocessor_config(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text(json.dumps({"model_type": "clip"}))
+    (ckpt / "model.safetensors").write_bytes(b"\0" * 64)
+    (ckpt / "tokenizer.json").write_text("{}")
+    out = run_cli(tmp_path, "run", "--method", "ft", "--model", "ckpt", "--data", "shapes-tiny", "--delete", "4",
+                  cwd=tmp_path)   # a relative directory: resolved against where the operator stands
+    refused(out, f"model directory {ckpt} is not a complete checkpoint", "no image processor file",
+            "preprocessor_config.json")
+    (ckpt / "model.safetensors").write_bytes(b"")
+    refused(run_cli(tmp_path, *RUN[:4], str(ckpt), *RUN[5:]), "model.safetensors is empty")
+    no_session(tmp_path)
+
+
+def _flickr(root, train_json: str, extra=None):
+    from PIL import Image
+
+    root.mkdir(parents=True)
+    Image.new("RGB", (16, 16)).save(root / "0.png")
+    (root / "flickr30k_train.json").write_text(train_json)
+    for split in ("val", "test"):
+        (root / f"flickr30k_{split}.json").write_text(json.dumps([{"image": "0.png", "caption": ["a thing"]}]))
+    for name, text in (extra or {}).items():
+        (root / name).write_text(text)
+    return root
+
+
+@pytest.mark.parametrize("case", ["nested", "unhashable", "not an image", "escapes"])
+def test_malformed_flickr30k_records_name_the_file_and_record(tmp_path, case):
+    records = {
+        "nested": "[" * 100_000 + "]" * 100_000,
+        "unhashable": json.dumps([{"image": "0.png", "caption": "a"}, {"image": ["0.png"], "caption": "b"}]),
+        "not an image": json.dumps([{"image": "0.png", "caption": "a"}, {"image": "notes.txt", "caption": "b"}]),
+        "escapes": json.dumps([{"image": "../../../../etc/hostname", "caption": "a"}]),
+    }[case]
+    root = _flickr(tmp_path / "ds", records, {"notes.txt": "not a picture"})
+    out = run_cli(tmp_path, *RUN[:6], f"flickr30k:{root}", "--delete", "1")
+    expected = {"nested": [f"{root}/flickr30k_train.json is nested too deeply"],
+                "unhashable": [f"{root}/flickr30k_train.json record 2", "'image' (a path)"],
+                "not an image": [f"{root}/notes.txt is not an image"],
+                "escapes": ["leaves the data directory"]}[case]
+    refused(out, *expected)
+    no_session(tmp_path)
+
+
+def test_a_non_utf8_mmbench_tsv_names_its_line(tmp_path):
+    tsv = tmp_path / "general.tsv"
+    tsv.write_bytes(b"index\tquestion\tA\tB\tanswer\timage\n0\tq\tx\ty\tA\t\n1\tq\xff\xfe\tx\ty\tA\t\n")
+    out = run_cli(tmp_path, "pulse", "--method", "ga", "--data", "people-tiny", "--model", "llava-tiny",
+                  "--general", f"mmbench:{tsv}")
+    refused(out, f"{tsv} line 3: not UTF-8 text")
+    no_session(tmp_path)
+
+
+def test_the_engine_side_refuses_relative_paths_and_wrong_types():
+    base = {"method": "ft", "model": "clip-tiny", "data": "shapes-tiny", "deletion": {"strategy": "random", "n": 4}}
+    cases = [
+        ({"deletion": [1, 2]}, "deletion"), ({"params": [1]}, "params"), ({"params": {"epochs": [1]}}, "epochs"),
+        ({"params": {"md_on": ["both"]}}, "md_on"), ({"name": ["x"]}, "name"), ({"device": ["cpu"]}, "device"),
+        ({"seed": 10**40}, "seed"), ({"seed": True}, "seed"), ({"method": ["ft"]}, "method"),
+        ({"deletion": {"strategy": "ids", "file": "ids.txt"}}, "deletion"),
+        ({"deletion": {"strategy": "query", "query": ["red"]}}, "deletion"),
+        ({"data": "flickr30k:some/dir"}, "data"), ({"model": "./ckpt"}, "model"), ({"model": "ckpt"}, "model"),
+    ]
+    for change, field in cases:
+        with pytest.raises(SpecError) as raised:
+            validate({**base, **change})
+        assert raised.value.field == field, (change, raised.value)
+        assert "\n" not in str(raised.value)
+    assert check_device("cuda:01") == "cuda:1"   # one device, one queue, however it is written
+
+
+def test_paths_are_made_absolute_against_the_callers_directory(tmp_path):
+    (tmp_path / "ckpt").mkdir()
+    raw = {"model": "ckpt", "data": "flickr30k:ds", "general": "mmbench:g.tsv",
+           "deletion": {"strategy": "ids", "file": "~/ids.txt"}}
+    out = absolute_paths(raw, cwd=str(tmp_path))
+    assert out["model"] == str(tmp_path / "ckpt") and out["data"] == f"flickr30k:{tmp_path / 'ds'}"
+    assert out["general"] == f"mmbench:{tmp_path / 'g.tsv'}" and out["deletion"]["file"].endswith("/ids.txt")
+    assert not out["deletion"]["file"].startswith("~")
+    hub = absolute_paths({"model": "Salesforce/blip-itm-base-flickr"}, cwd=str(tmp_path))
+    assert hub["model"] == "Salesforce/blip-itm-base-flickr"   # a hub id stays a hub id
+    assert absolute_paths({"model": "clip-tiny"}, cwd=str(tmp_path))["model"] == "clip-tiny"
+
+
+def test_a_secret_given_as_the_id_file_never_reaches_a_message_or_the_store(home, tmp_path):
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$s3cr3tSALT$hash:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n")
+    out = run_cli(home, *RUN[:-2], "--delete-ids", str(secret))
+    assert out.returncode == 2 and "s3cr3t" not in out.stderr + out.stdout and "daemon" not in out.stderr
+    assert f"{secret} line 1, 2: not a training unit id" in out.stderr
+    for path in (home / "sessions").rglob("*.json"):
+        assert "s3cr3t" not in path.read_text(errors="replace"), path
+
+
+
+def test_bounds_are_declared_once_and_reach_the_flags_and_the_form():
+    from engine.spec import COMMON_PARAMS, REQUESTS
+    from workbench.param_options import option_help
+
+    epochs = next(p for p in COMMON_PARAMS if p.name == "epochs")
+    assert epochs.maximum == 10000 and epochs.bounds == ">= 1, <= 10000"
+    assert option_help(epochs, "run").endswith("; >= 1, <= 10000")   # `run --help`
+    with pytest.raises(SpecError, match="<= 10000") as raised:        # the New-run form checks as you type
+        epochs.coerce("1000000000000", "ft")
+    assert raised.value.field == "epochs"
+    assert REQUESTS.maximum == 64

@@ -1,0 +1,117 @@
+"""The 2024-25 baselines as catalogue rows: listed by `methods`, flags of `pulse`, fields of the New-run form,
+refused in one line where the task or family lacks what they need, and run end to end through the
+sequential protocol on people-tiny (LLaVA, and NPO on Qwen2-VL) and, where they make sense, on retrieval."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from conftest import ROOT, cli, cli_env, wait_until
+from engine import spec as specs
+from engine.errors import SpecError
+
+NEW = ("graddiff", "simnpo", "idk", "idkdpo", "rmu", "mmunlearner")
+
+
+def test_listed_with_their_parameters(home):
+    out = subprocess.run(cli("methods", "--json"), cwd=ROOT, env=cli_env(home), capture_output=True, text=True,
+                         timeout=60)
+    rows = {row["name"]: row for row in json.loads(out.stdout)["methods"]}
+    assert set(NEW) <= set(rows) and rows["ga_klr"]["aliases"] == ["kl_min"]
+    assert {p["name"]: p["default"] for p in rows["simnpo"]["params"]} == {
+        "simnpo_beta": 4.5, "simnpo_delta": 0.0, "simnpo_weight": 0.125, "retain_weight": 1.0}
+    assert rows["rmu"]["requires"] == ["layers"] and rows["idk"]["requires"] == ["refusals"]
+    assert set(NEW) <= set(specs.PULSE_METHODS) and set(NEW) <= set(specs.SEQUENTIAL_METHODS)
+
+
+def test_pulse_help_generates_their_flags():
+    import typer
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+
+    shown = CliRunner().invoke(app, ["pulse", "--help"], env={"COLUMNS": "240"})
+    assert shown.exit_code == 0
+    for method in NEW:
+        assert method in shown.stdout
+    for param in ("--rmu-layer", "--mask-ratio", "--simnpo-beta", "--dpo-beta", "--retain-weight"):
+        assert param in shown.stdout
+    command = next(c for c in typer.main.get_command(app).commands.values() if c.name == "pulse")
+    assert {p.flag for p in specs.option_params("pulse")} <= {opt for p in command.params for opt in p.opts}
+
+
+async def test_new_run_form_fields(home):
+    from workbench.tui import create_app
+
+    app = create_app(start_engine=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+n")
+        await wait_until(pilot, lambda: bool(app.screen.query("#p-lr")))
+        screen = app.screen
+        screen.query_one("#data").value = "people-tiny"
+        for method, field in (("rmu", "#p-rmu_layer"), ("mmunlearner", "#p-mask_ratio"), ("idkdpo", "#p-dpo_beta")):
+            screen.query_one("#method").value = method
+            await wait_until(pilot, lambda: bool(screen.query(field)) and bool(screen.query("#p-lora_r")))
+        assert screen.query_one("#p-dpo_beta").value == "0.1"
+
+
+@pytest.mark.parametrize("command", [
+    ["run", "--method", "idk", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4"],
+    ["run", "--method", "rmu", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4"],
+])
+def test_what_a_task_or_family_lacks_is_one_line_exit_2(home, command):
+    result = subprocess.run(cli(*command), cwd=ROOT, env=cli_env(home), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and " needs " in result.stderr
+    with pytest.raises(SpecError) as raised:
+        specs.validate({"method": command[2], "model": "clip-tiny", "data": "shapes-tiny",
+                        "deletion": {"strategy": "random", "n": 4}})
+    assert raised.value.field == "method"
+
+
+@pytest.mark.parametrize("method", [*NEW, "kl_min"])
+def test_every_new_method_runs_a_sequence_on_llava(home, method):
+    from engine.protocols.requests import run_requests
+
+    events = []
+    normal = specs.validate_pulse({"method": method, "model": "llava-tiny", "data": "people-tiny", "requests": 2,
+                                   "knowledge": "finetuned", "device": "cpu", "params": {"epochs": 1}})
+    document = run_requests(normal, lambda kind, **fields: events.append((kind, fields)), lambda: False)
+    assert document["method"] == specs.method_info(method).name and len(document["requests"]) == 2
+    for entry in document["requests"]:
+        assert set(entry["forget"]) == {"image", "text"} and 0.0 <= entry["mmbench"] <= 1.0
+    steps = [f for k, f in events if k == "step" and f["phase"] == "unlearn"]
+    assert steps and {f["request"] for f in steps} == {1, 2}
+    assert all(v == v and abs(v) != float("inf") for f in steps for v in f["losses"].values())
+
+
+def test_npo_on_qwen2_vl_through_the_cli(home):
+    result = subprocess.run(cli("pulse", "--method", "npo", "--data", "people-tiny", "--model", "qwen2-vl-tiny",
+                                "--requests", "2", "--device", "cpu", "--json"),
+                            cwd=ROOT, env=cli_env(home), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    document = json.loads(result.stdout)
+    assert document["model"] == "qwen2-vl-tiny" and len(document["requests"]) == 2
+    assert all(set(entry["retain"]) == {"image", "text"} for entry in document["requests"])
+
+
+@pytest.mark.parametrize("method", ["graddiff", "simnpo", "mmunlearner"])
+def test_image_text_methods_on_retrieval(home, method):
+    from engine.jobs import run_job
+
+    normal = specs.validate({"method": method, "model": "clip-tiny", "data": "shapes-tiny", "device": "cpu",
+                             "seed": 7, "deletion": {"strategy": "random", "n": 9, "seed": 7}, "requests": 3,
+                             "params": {"epochs": 1}})
+
+    class Writer:
+        session_id = None
+
+        @staticmethod
+        def emit(kind, **fields):
+            pass
+
+    document = run_job(normal, Writer, lambda: False)
+    assert [entry["units"] for entry in document["requests"]] == [3, 3, 3]
+    assert all(0.0 <= entry["metrics"]["df_dr_auc"] <= 1.0 for entry in document["requests"])
