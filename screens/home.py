@@ -18,10 +18,11 @@ from screens.widgets.confirm import ConfirmScreen
 from screens.widgets.format import fmt
 from sessions.export import session_document, write_export
 from sessions.store import SessionBusy, SessionDamaged, UnknownSession
-from sessions.summary import format_deletion, format_duration, run_seconds, summary_metrics
+from sessions.summary import format_deletion, format_duration, run_seconds, summary_metrics, test_headline
 
-SORTS = ("started", "status", "method", "df_dr_auc", "test.r_mean", "duration")
-COLUMNS = ("", "session", "status", "method", "Df/Dr AUC", "r_mean", "model", "data", "deletion",
+SORTS = ("started", "status", "method", "df_dr_auc", "test", "duration")
+# "test": the test split's headline, r_mean (retrieval) or accuracy (classification)
+COLUMNS = ("", "session", "status", "method", "Df/Dr AUC", "test", "model", "data", "deletion",
            "started", "duration")
 REFRESH_SECONDS = 1.0
 
@@ -38,8 +39,9 @@ def sort_rows(rows: list[dict], key: str, reverse: bool) -> list[dict]:
             return row.get("created") or 0
         if key == "duration":
             return run_seconds(row)
-        if key in ("df_dr_auc", "test.r_mean"):
-            v = summary_metrics(row.get("summary")).get(key)
+        if key in ("df_dr_auc", "test"):
+            metrics = summary_metrics(row.get("summary"))
+            v = test_headline(metrics) if key == "test" else metrics.get(key)
             return float("-inf") if v is None else v
         return str(row.get("state" if key == "status" else key) or "")
 
@@ -140,7 +142,7 @@ class HomeScreen(Screen):
             table.add_row(
                 "*" if row["id"] in self.marked else " ",
                 label, row.get("state", "?"), fmt(row.get("method")),
-                fmt(metrics.get("df_dr_auc")), fmt(metrics.get("test.r_mean")),
+                fmt(metrics.get("df_dr_auc")), fmt(test_headline(metrics)),
                 fmt(row.get("model")), fmt(row.get("data")), format_deletion(row.get("deletion")),
                 time.strftime("%m-%d %H:%M", time.localtime(row.get("created") or 0)),
                 format_duration(run_seconds(row)),

@@ -23,6 +23,7 @@ PROTOCOLS = (("single request", "single"), ("k sequential requests", "sequential
 DEFAULT_MODEL = "clip-tiny" if "clip-tiny" in specs.MODELS else next(iter(specs.MODELS))
 # SpecError.field -> the form's widget id, where they differ (a parameter `x` is `p-x`)
 FIELD_WIDGETS = {"forget": "del-n"}
+DATA_TASK = "-"  # the task Select's value for "the data's own task" (a Select value cannot be None)
 
 
 class NewRunScreen(Screen):
@@ -62,6 +63,8 @@ class NewRunScreen(Screen):
                 yield field("protocol", Select(PROTOCOLS, value="single", allow_blank=False, id="protocol", compact=True),
                             "err-protocol")
                 yield field("requests k", Input("2", id="requests", compact=True), "err-requests")
+                yield field("task", Select([("the data's own", DATA_TASK)] + [(t, t) for t in specs.RUN_TASKS],
+                                           value=DATA_TASK, allow_blank=False, id="task", compact=True), "err-task")
                 yield field("knowledge", Select([(k, k) for k in specs.KNOWLEDGE_SOURCES],
                                                 value=specs.KNOWLEDGE_SOURCES[0],
                                                 allow_blank=False, id="knowledge", compact=True), "err-knowledge")
@@ -158,6 +161,8 @@ class NewRunScreen(Screen):
         form.requests = requests if sequential and isinstance(requests, int) and requests > 0 else 1
         self.query_one("#requests").parent.display = sequential
         self.query_one("#knowledge").parent.display = self.people_data()
+        info = specs.data_info(form.data)
+        self.query_one("#task").parent.display = bool(info and info.also)  # only data serving several tasks
         form.schedule_preview()
 
     # errors --------------------------------------------------------------------------------------
@@ -221,6 +226,7 @@ class NewRunScreen(Screen):
             "method": self.method,
             "model": self.query_one("#model", Input).value.strip(),
             "data": self.query_one("#data", Input).value.strip(),
+            "task": None if (task := self.query_one("#task", Select).value) == DATA_TASK else task,
             "device": self.query_one("#device", Select).value,
             "seed": seed,
             "deletion": deletion,

@@ -19,6 +19,14 @@ def summary_metrics(summary: Any) -> dict[str, float]:
     return flatten(summary["metrics"]) if "metrics" in summary else flatten(summary)
 
 
+TEST_HEADLINES = ("test.r_mean", "test.accuracy")  # the test metric each run task reports first
+
+
+def test_headline(metrics: dict[str, float]) -> float | None:
+    """The test split's headline of flat metrics: retrieval's r_mean or classification's accuracy."""
+    return next((metrics[name] for name in TEST_HEADLINES if name in metrics), None)
+
+
 def format_deletion(deletion: Any) -> str:
     """``random 8 s0``, ``ids FILE.txt``, ``query 'red circle'``."""
     if not isinstance(deletion, dict):

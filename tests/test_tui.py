@@ -489,3 +489,32 @@ async def test_new_run_sequential_requests_on_image_text_builds_a_run_spec(tmp_h
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: bool(calls))
         assert calls[0]["kind"] == "run" and calls[0]["requests"] == 3 and calls[0]["deletion"]["n"] == 9
+
+
+async def test_new_run_task_field_for_data_serving_several_tasks(tmp_home):
+    calls: list[dict] = []
+    app = recording_app(calls)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+n")
+        await wait_until(pilot, lambda: bool(app.screen.query("#task")))
+        screen = app.screen
+        task_field = screen.query_one("#task").parent
+        assert not task_field.display  # shapes-tiny serves retrieval only
+        screen.query_one("#model").value = "gcn-bert-tiny"
+        screen.query_one("#data").value = "graph-tiny"
+        await wait_until(pilot, lambda: task_field.display)
+        screen.query_one("#task").value = "retrieval"
+        screen.query_one("#del-n").value = "4"
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: bool(calls))
+        assert calls[0]["task"] == "retrieval" and calls[0]["data"] == "graph-tiny"
+
+
+def test_home_test_column_is_each_tasks_headline():
+    from screens.home import sort_rows
+
+    retrieval = {"id": "r", "summary": {"metrics": {"test": {"r_mean": 40.0}}}}
+    classification = {"id": "c", "summary": {"metrics": {"test": {"accuracy": 70.0}}}}
+    unfinished = {"id": "u", "summary": None}
+    rows = sort_rows([retrieval, unfinished, classification], "test", reverse=True)
+    assert [row["id"] for row in rows] == ["c", "r", "u"]

@@ -20,7 +20,7 @@ from sessions.export import session_document, write_export
 from sessions.schema import SchemaMismatch
 from sessions.series import downsample, eval_series, final_table, loss_series, request_series
 from sessions.store import SessionBusy, SessionDamaged, SessionStore, UnknownSession
-from sessions.summary import summary_metrics
+from sessions.summary import summary_metrics, test_headline
 
 sessions_app = typer.Typer(
     name="sessions",
@@ -111,7 +111,7 @@ def list_cmd(
         table.add_column(header, justify="right", no_wrap=True)
     for row in rows:
         metrics = summary_metrics(row.get("summary"))
-        test = metrics.get("test.r_mean", metrics.get("test.accuracy"))
+        test = test_headline(metrics)
         shown = row.get("state", "?") + ("?" if row.get("live") is False else "")
         what = " / ".join(str(row.get(k) or "?") for k in ("method", "model", "data"))
         if row.get("state") == "damaged":

@@ -16,11 +16,13 @@ from engine.spec.catalog import (
     PEOPLE_WORLDS,
     PULSE_METHODS,
     RECIPES,
+    RUN_TASKS,
     SEQUENTIAL_METHODS,
     TASKS,
     WORLD_SEED,
     WORLDS,
     Column,
+    data_info,
     data_kind,
     demo_model,
     method_rows,
@@ -38,7 +40,7 @@ from engine.spec.validate import (
 
 __all__ = [
     "CAPABILITIES", "COMMON_PARAMS", "Column", "DATA_FORMATS", "DEFAULT_SEED", "DEVICES", "FAMILIES", "KNOWLEDGE_SOURCES", "LMM_PARAMS",
-    "METHODS", "MODELS", "PEOPLE_WORLDS", "PULSE_METHODS", "RECIPES", "REQUESTS", "SEQUENTIAL_METHODS", "TASKS",
-    "WORLD_SEED", "WORLDS", "Param", "check_deletion", "check_method_fits", "dash", "data_kind", "demo_model", "method_info", "method_rows", "option_params",
+    "METHODS", "MODELS", "PEOPLE_WORLDS", "PULSE_METHODS", "RECIPES", "REQUESTS", "RUN_TASKS", "SEQUENTIAL_METHODS", "TASKS",
+    "WORLD_SEED", "WORLDS", "Param", "check_deletion", "check_method_fits", "dash", "data_info", "data_kind", "demo_model", "method_info", "method_rows", "option_params",
     "param_owners", "validate", "validate_pulse",
 ]
