@@ -85,8 +85,10 @@ def run_loop(
     config: LoopConfig,
     emit: Callable[..., None],
     should_stop: Callable[[], bool] = lambda: False,
-    evaluate: Callable[[int], None] | None = None,
+    evaluate: Callable[[int], bool | None] | None = None,
 ) -> LoopResult:
+    """Train until the step budget is spent; an `evaluate(step)` that returns True (a guardrail's
+    stop rule held) ends the loop there."""
     model = method.model.model
     device = method.model.device
     generator = torch.Generator().manual_seed(config.seed)
@@ -115,6 +117,7 @@ def run_loop(
     started = time.perf_counter()
     method.before_training(forget if forget_stream else None, retain if retain_stream else None)
     evaluating = 0.0  # the time spent in evaluate() is not training time: seconds leaves it out
+    step = 0
     for step in range(1, total_steps + 1):
         if should_stop():
             raise Cancelled(f"stopped before step {step}")
@@ -149,10 +152,12 @@ def run_loop(
         if evaluate is not None and due and step != total_steps:
             model.eval()
             evaluation_started = time.perf_counter()
-            evaluate(step)
+            stop = evaluate(step)
             evaluating += time.perf_counter() - evaluation_started
+            if stop:
+                break
             model.train()
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    return LoopResult(steps=total_steps, seconds=time.perf_counter() - started - evaluating)
+    return LoopResult(steps=step, seconds=time.perf_counter() - started - evaluating)

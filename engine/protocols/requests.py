@@ -20,6 +20,7 @@ from typing import Callable
 
 from engine.data.deletion import split_requests
 from engine.loop import LoopConfig, run_loop
+from engine.protocols.guard import Guard
 from engine.protocols.originals import original_dir, original_record, resolve_device, save_atomically
 from engine.seeding import derive_seed, generator, seed_everything
 from engine.spec import CAPABILITIES, METHODS, check_method_fits
@@ -84,6 +85,7 @@ class Requests:
         retain_batch_size = defaults["retain_batch_size"] or params["retain_batch_size"]
         entries, forgotten, total_steps, seconds = [], [], 0, 0.0
         metrics = original_metrics
+        guard = Guard(params, task.name, original_metrics, emit)
         for number, request in enumerate(requests, start=1):
             seed_everything(seed, "request", number)
             emit("phase", name="unlearn", request=number)
@@ -96,12 +98,20 @@ class Requests:
                                 max_grad_norm=params["max_grad_norm"], eval_every=params["eval_every"],
                                 seed=derive_seed(seed, "batches", number), phase="unlearn", request=number)
             now_forgotten = forgotten + list(request)
+            guard.begin(number, method.trainable_parameters())
 
-            def evaluate(step: int) -> None:
-                emit("eval", step=total_steps + step, phase="unlearn", split="step", request=number,
-                     metrics=task.evaluate(model, now_forgotten))
+            def evaluate(step: int) -> bool:
+                step_metrics = task.evaluate(model, now_forgotten)
+                emit("eval", step=total_steps + step, phase="unlearn", split="step", request=number, metrics=step_metrics)
+                guard.consider(step, step_metrics)
+                return guard.check(step, step_metrics)
 
             result = run_loop(method, forget, retain, config, emit, self.should_stop, evaluate)
+            kept = None
+            if guard.keep_best:
+                if guard.fired is None:  # the loop does not evaluate its last step: the last weights compete too
+                    guard.consider(result.steps, task.evaluate(model, now_forgotten))
+                kept = guard.restore(result.steps)
             method.after_training(task.train_size)
             model.end_update()
             del reference, method
@@ -112,8 +122,12 @@ class Requests:
             seed_everything(seed, "evaluate", number)
             metrics = task.evaluate(model, forgotten)
             emit("eval", step=total_steps, phase="unlearn", split="after", request=number, metrics=metrics)
+            if guard.fired is None:
+                guard.check(result.steps, metrics)
             entries.append({"request": number, "steps": result.steps, "seconds": round(result.seconds, 3),
-                            **task.request_entry(request, metrics)})
+                            **({"kept_step": kept} if kept is not None else {}), **task.request_entry(request, metrics)})
+            if guard.fired is not None:
+                break  # a collapse rule held: no further request runs
 
         run_dir = self.cache / "runs" / (session_id or f"{spec['method']}-{int(time.time() * 1000)}")
         save_atomically(model, run_dir)
@@ -135,6 +149,7 @@ class Requests:
             "hyperparameters": {**params, "lr": lr, "epochs": epochs},
             **task.result_fields(forgotten),
             "requests": entries,
+            **({"stopped_by": guard.fired} if guard.fired is not None else {}),
             "metrics": task.entry(metrics),
             "original_metrics": task.entry(original_metrics),
             "checkpoint": str(run_dir),

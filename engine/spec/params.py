@@ -80,6 +80,14 @@ COMMON_PARAMS: tuple[Param, ...] = (
     Param("weight_decay", float, 0.05, "AdamW weight decay (on >=2-D weights only)", minimum=0.0),
     Param("max_grad_norm", float, 1.0, "gradient clipping norm (0 = off)", minimum=0.0),
     Param("eval_every", int, 0, "evaluate every N steps (0 = at each epoch end)", minimum=0, maximum=MAX_STEPS),
+    Param("stop_if", str, None, "stop unlearning when a rule holds at an evaluation, e.g. test.r_mean<10 "
+          "(comma-separated; values as --json reports them)"),
+    Param("keep", str, "last", "the weights a request ends with: the last, or the best evaluated (highest Df/Dr "
+          "AUC, or closest to --target-auc, with test within --keep-tolerance of the original's)", ("last", "best")),
+    Param("keep_tolerance", float, 5.0, "--keep best: points of the test headline a kept evaluation may lose "
+          "against the original", minimum=0.0),
+    Param("target_auc", float, None, "--keep best: the Df/Dr AUC to come closest to (e.g. Retrain's), "
+          "a fraction; default: the highest", minimum=0.0, maximum=1.0),
 )
 
 UPDATE_TARGETS = ("llm", "proj+llm", "full")

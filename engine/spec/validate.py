@@ -27,6 +27,7 @@ from engine.spec.catalog import (
     MethodInfo,
     data_info,
 )
+from engine.spec.guards import check_guards
 from engine.spec.inputs import (
     MAX_SEED,
     MAX_UNITS,
@@ -260,7 +261,7 @@ def validate(spec: dict) -> dict:
     deletion = check_deletion(spec.get("deletion"))
     n = deletion.get("n")
     raw_params = check_object(spec.get("params"), "params", "method parameters (params)")
-    return {
+    normal = {
         "kind": "run",
         "method": info.name,
         "model": model,
@@ -273,6 +274,8 @@ def validate(spec: dict) -> dict:
         "params": check_params(raw_params, COMMON_PARAMS + info.params, f"method {info.name}"),
         "name": check_name(spec.get("name")),
     }
+    check_guards(normal["params"], task)
+    return normal
 
 
 # --- PULSE: sequential deletion requests of people on an LMM ----------------------------------------
@@ -352,7 +355,7 @@ def validate_pulse(spec: dict) -> dict:
     if forget is not None and requests > forget:
         raise SpecError(f"--requests K={requests} is larger than the {forget} forget people; "
                         f"choose K <= {forget} or a larger --forget N", field="requests")
-    return {
+    normal = {
         "kind": "pulse",
         "method": method,
         "model": model,
@@ -367,3 +370,5 @@ def validate_pulse(spec: dict) -> dict:
                                f"pulse --method {method}", PULSE_DEFAULT_PARAMS),
         "name": check_name(spec.get("name")),
     }
+    check_guards(normal["params"], "multiple_choice")
+    return normal

@@ -1,0 +1,76 @@
+"""The guardrails while a request unlearns (rules and choices: engine/spec/guards.py).
+
+`check` reads every evaluation: a `--stop-if` rule that holds stops the unlearning (the run then ends
+with the weights it has, or the best kept ones, and runs no further request); with `--keep best`,
+`consider` holds a copy of the trainable weights of the best qualifying evaluation (on the CPU) and
+`restore` puts it back before the request's update is merged. Each firing is a warning `log` event, so the monitor and replay show it.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from engine.spec.guards import parse_rules, test_headline
+
+
+class Guard:
+    def __init__(self, params: dict, task: str, original_metrics: dict[str, float], emit: Callable[..., None]):
+        self.rules = parse_rules(params.get("stop_if"), task)
+        self.keep_best = params.get("keep") == "best"
+        self.tolerance = params.get("keep_tolerance") or 0.0
+        self.target = params.get("target_auc")
+        headline = test_headline(task)
+        self.headline = headline
+        self.floor = None if headline is None or headline not in original_metrics else \
+            original_metrics[headline] - self.tolerance
+        self.emit = emit
+        self.fired: dict | None = None  # the rule that stopped the run: {rule, metric value, step, request}
+        self.begin(None, [])
+
+    def begin(self, request: int | None, parameters: list[torch.nn.Parameter]) -> None:
+        """A new request: forget the previous request's best (its update is merged)."""
+        self.request, self.parameters = request, parameters
+        self.best: tuple[float, int, list[torch.Tensor]] | None = None  # (distance, step, weights)
+
+    def distance(self, metrics: dict[str, float]) -> float | None:
+        """How far an evaluation is from the best possible (smaller is better); None when it does not
+        qualify (test below the floor, or no AUC)."""
+        auc = metrics.get("df_dr_auc")
+        if auc is None or (self.floor is not None and metrics.get(self.headline, float("-inf")) < self.floor):
+            return None
+        return abs(auc - self.target) if self.target is not None else -auc
+
+    def consider(self, step: int, metrics: dict[str, float]) -> None:
+        """With --keep best: hold the weights of this evaluation when it is the best so far."""
+        if self.keep_best:
+            distance = self.distance(metrics)
+            if distance is not None and (self.best is None or distance < self.best[0]):
+                self.best = (distance, step, [p.detach().to("cpu", copy=True) for p in self.parameters])
+
+    def check(self, step: int, metrics: dict[str, float]) -> bool:
+        """True when a --stop-if rule holds for this evaluation (and says so in the log)."""
+        for rule in self.rules:
+            if rule.holds(metrics):
+                self.fired = {"rule": str(rule), "value": metrics[rule.metric], "step": step, "request": self.request}
+                self.emit("log", level="warning", message=f"stop-if {rule} held at step {step} (request "
+                          f"{self.request}): {rule.metric} = {metrics[rule.metric]:.4g}; unlearning stops here")
+                return True
+        return False
+
+    def restore(self, last_step: int) -> int | None:
+        """With --keep best: put the best evaluation's weights back (when it is not the last); its step."""
+        if not self.keep_best:
+            return None
+        if self.best is None:
+            self.emit("log", level="warning", message=f"keep best: no evaluation of request {self.request} kept "
+                      f"{self.headline} within {self.tolerance:g} of the original's; the last weights stay")
+            return None
+        _, step, weights = self.best
+        if step != last_step:
+            with torch.no_grad():
+                for parameter, saved in zip(self.parameters, weights):
+                    parameter.copy_(saved.to(parameter.device))
+        self.emit("log", level="info", message=f"keep best: request {self.request} keeps the weights evaluated "
+                  f"at step {step}" + (" (the last)" if step == last_step else ""))
+        return step

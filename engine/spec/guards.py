@@ -1,0 +1,78 @@
+"""Guardrails of a run, checked before anything runs: `--stop-if` collapse rules and `--keep best`.
+
+A rule is `METRIC<VALUE` or `METRIC>VALUE` (several joined by commas), on the flat metric names an
+evaluation reports (`test.r_mean`, `df_dr_auc`, `forget.image`), in the units `--json` shows them (AUC a
+fraction, recall and accuracy in percent, four-option accuracy a fraction). A rule that holds at an
+evaluation during unlearning stops the unlearning there (engine/protocols/guard.py).
+
+`--keep best` keeps, within each request, the evaluated weights with the highest Df/Dr AUC (or the closest
+to `--target-auc`, e.g. Retrain's from a study) among those whose test headline stays within
+`--keep-tolerance` points of the original's; the last weights when none qualifies.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from engine.errors import SpecError
+from engine.spec.catalog import TASKS
+
+KEEP_CHOICES = ("last", "best")
+# what a rule may name on a task without headline columns (four-option QA: fractions; retention in percent)
+MULTIPLE_CHOICE_METRICS = ("forget.image", "forget.text", "retain.image", "retain.text", "other.image",
+                           "other.text", "mmbench", "mmbench_retention")
+RULE = re.compile(r"\s*([A-Za-z_][\w.]*)\s*([<>])\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*")
+
+
+@dataclass(frozen=True)
+class Rule:
+    metric: str
+    op: str  # "<" or ">"
+    threshold: float
+
+    def holds(self, metrics: dict[str, float]) -> bool:
+        value = metrics.get(self.metric)
+        if value is None or not math.isfinite(value):
+            return False
+        return value < self.threshold if self.op == "<" else value > self.threshold
+
+    def __str__(self) -> str:
+        return f"{self.metric}{self.op}{self.threshold:g}"
+
+
+def rule_metrics(task: str) -> tuple[str, ...]:
+    """The metric names a rule may name on a task: its headline columns, or the QA groups."""
+    columns = TASKS[task].columns
+    return tuple(c.metric for c in columns) if columns else MULTIPLE_CHOICE_METRICS
+
+
+def test_headline(task: str) -> str | None:
+    """The task's test metric (the column after the AUC), None for four-option QA."""
+    return next((c.metric for c in TASKS[task].columns if c.metric.startswith("test.")), None)
+
+
+def parse_rules(text: str | None, task: str) -> tuple[Rule, ...]:
+    if not text:
+        return ()
+    known = rule_metrics(task)
+    rules = []
+    for part in text.split(","):
+        match = RULE.fullmatch(part)
+        if not match:
+            raise SpecError(f"--stop-if takes METRIC<VALUE or METRIC>VALUE, comma-separated (e.g. "
+                            f"{known[1] if len(known) > 1 else known[0]}<10), got {part.strip()!r}", field="stop_if")
+        metric, op, threshold = match.groups()
+        if metric not in known:
+            raise SpecError(f"--stop-if: {task.replace('_', '-')} reports no metric {metric!r}; rules name one of "
+                            f"{', '.join(known)}", field="stop_if")
+        rules.append(Rule(metric, op, float(threshold)))
+    return tuple(rules)
+
+
+def check_guards(params: dict, task: str) -> None:
+    """Refuse rules that cannot be read, and `--keep best` where the task has no Df/Dr AUC to rank by."""
+    parse_rules(params.get("stop_if"), task)
+    if params.get("keep") == "best" and "df_dr_auc" not in rule_metrics(task):
+        raise SpecError(f"--keep best ranks evaluations by Df/Dr AUC, which {task.replace('_', '-')} does not "
+                        "report; use --keep last (or --stop-if rules)", field="keep")
