@@ -28,6 +28,7 @@ class LoopConfig:
     eval_every: int = 0  # 0: at each epoch end
     seed: int = 42
     max_steps: int | None = None
+    budget_steps: int | None = None  # exactly this many steps, whatever the epochs (--budget matched-steps)
     phase: str = "unlearn"
     request: int | None = None
 
@@ -101,6 +102,8 @@ def run_loop(
     max_steps = getattr(method, "max_steps", None) or config.max_steps
     if max_steps:
         total_steps = min(total_steps, max_steps)
+    if config.budget_steps:
+        total_steps = config.budget_steps
 
     trainable = method.trainable_parameters()
     chosen = {id(p) for p in trainable}

@@ -114,3 +114,28 @@ def test_keep_best_through_the_cli(home):
     if entry["kept_step"] != entry["steps"]:
         assert steps[entry["kept_step"]] == max(steps.values())
     assert any("keep best: request 1 keeps the weights evaluated at step" in e.get("message", "") for e in events)
+
+
+def test_matched_steps_budget_gives_every_method_multideletes_steps(home):
+    from engine.jobs import run_job
+    from engine.protocols.requests import matched_steps
+
+    assert matched_steps(45, 16, 5) == 15 and matched_steps(10, 16, 2) == 2  # a batch never exceeds the set
+    with pytest.raises(SpecError, match="both set the steps"):
+        specs.validate({**RUN, "params": {"budget": "matched-steps", "epochs": 2}})
+    with pytest.raises(SpecError, match="Retrain is the reference"):
+        specs.validate({**RUN, "method": "retrain", "params": {"budget": "matched-steps"}})
+
+    class Writer:
+        session_id = None
+
+        @staticmethod
+        def emit(kind, **fields):
+            pass
+
+    steps = {}
+    for method in ("multidelete", "neggrad", "ft"):  # iterating Df, Df, Dr: each gets MultiDelete's steps
+        normal = specs.validate({**RUN, "method": method, "requests": 2,
+                                 "params": {"budget": "matched-steps", "eval_every": 10**6}})  # no mid-run evaluations
+        steps[method] = [entry["steps"] for entry in run_job(normal, Writer, lambda: False)["requests"]]
+    assert steps["neggrad"] == steps["ft"] == steps["multidelete"] and all(s > 1 for s in steps["multidelete"])

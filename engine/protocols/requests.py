@@ -15,6 +15,7 @@ one request only.
 from __future__ import annotations
 
 import importlib
+import math
 import time
 from typing import Callable
 
@@ -26,6 +27,12 @@ from engine.seeding import derive_seed, generator, seed_everything
 from engine.spec import CAPABILITIES, METHODS, check_method_fits
 from engine.tasks import task_for
 from sessions.paths import cache_dir
+
+
+def matched_steps(forget_examples: int, batch_size: int, epochs: int) -> int:
+    """The steps MultiDelete takes on a request: its epochs over the request's Df examples in batches of
+    --batch-size (as the loop's batch stream counts a pass)."""
+    return epochs * math.ceil(forget_examples / max(1, min(batch_size, forget_examples)))
 
 
 def method_class(name: str):
@@ -97,6 +104,11 @@ class Requests:
                                 retain_batch_size=retain_batch_size, weight_decay=params["weight_decay"],
                                 max_grad_norm=params["max_grad_norm"], eval_every=params["eval_every"],
                                 seed=derive_seed(seed, "batches", number), phase="unlearn", request=number)
+            if params["budget"] == "matched-steps":
+                multidelete = method_class("multidelete")  # its Df, as it would encode it
+                config.budget_steps = matched_steps(
+                    len(task.encode(model, request, multidelete.reads_unimodal)), params["batch_size"],
+                    defaults["epochs"] or METHODS["multidelete"].epochs)
             now_forgotten = forgotten + list(request)
             guard.begin(number, method.trainable_parameters())
 

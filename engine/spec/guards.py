@@ -70,6 +70,18 @@ def parse_rules(text: str | None, task: str) -> tuple[Rule, ...]:
     return tuple(rules)
 
 
+def check_budget(params: dict, method: str) -> None:
+    """A matched budget sets the steps itself, and Retrain (the reference) keeps the original's recipe."""
+    if params.get("budget") == "default":
+        return
+    if method == "retrain":
+        raise SpecError("Retrain is the reference: it trains with the original's recipe; --budget applies to the "
+                        "unlearning methods", field="budget")
+    if params.get("epochs") is not None:
+        raise SpecError(f"--epochs and --budget {params['budget']} both set the steps; give one of them",
+                        field="epochs")
+
+
 def check_guards(params: dict, task: str) -> None:
     """Refuse rules that cannot be read, and `--keep best` where the task has no Df/Dr AUC to rank by."""
     parse_rules(params.get("stop_if"), task)

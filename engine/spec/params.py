@@ -80,6 +80,8 @@ COMMON_PARAMS: tuple[Param, ...] = (
     Param("weight_decay", float, 0.05, "AdamW weight decay (on >=2-D weights only)", minimum=0.0),
     Param("max_grad_norm", float, 1.0, "gradient clipping norm (0 = off)", minimum=0.0),
     Param("eval_every", int, 0, "evaluate every N steps (0 = at each epoch end)", minimum=0, maximum=MAX_STEPS),
+    Param("budget", str, "default", "steps each request gets: the method's own epochs, or exactly the steps "
+          "MultiDelete takes on it (its default epochs over Df at this --batch-size)", ("default", "matched-steps")),
     Param("stop_if", str, None, "stop unlearning when a rule holds at an evaluation, e.g. test.r_mean<10 "
           "(comma-separated; values as --json reports them)"),
     Param("keep", str, "last", "the weights a request ends with: the last, or the best evaluated (highest Df/Dr "

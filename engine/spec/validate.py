@@ -27,7 +27,7 @@ from engine.spec.catalog import (
     MethodInfo,
     data_info,
 )
-from engine.spec.guards import check_guards
+from engine.spec.guards import check_budget, check_guards
 from engine.spec.inputs import (
     MAX_SEED,
     MAX_UNITS,
@@ -275,6 +275,7 @@ def validate(spec: dict) -> dict:
         "name": check_name(spec.get("name")),
     }
     check_guards(normal["params"], task)
+    check_budget(normal["params"], info.name)
     return normal
 
 
@@ -371,4 +372,5 @@ def validate_pulse(spec: dict) -> dict:
         "name": check_name(spec.get("name")),
     }
     check_guards(normal["params"], "multiple_choice")
+    check_budget(normal["params"], method)
     return normal
