@@ -109,18 +109,17 @@ class SessionWriter:
                 fields["message"] = message
             self._append("status", fields, final=True)
             self.closed = True
-        self._stop.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
-        fd, self._lock_fd = self._lock_fd, None
-        if fd is not None:
-            os.close(fd)
+        self._release()
 
     def abandon(self) -> None:
         """Stop without writing anything more and release the session (the store removes a session it
         could not start)."""
         with self._lock:
             self.closed = True
+        self._release()
+
+    def _release(self) -> None:
+        """Stop the flusher thread and let go of the session's lock."""
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=5)

@@ -25,6 +25,21 @@ from engine.models.tokenizer import build_word_tokenizer
 RERANK_TOP_K = 16
 
 
+
+def tiny_blip_config(vocab_size: int, image_size: int):
+    """BLIP with hidden 64, 2 vision + 2 text layers, patch 8: the tiny models' shape (retrieval and
+    classification alike)."""
+    from transformers import BlipConfig
+
+    return BlipConfig(
+        text_config=dict(vocab_size=vocab_size, hidden_size=TINY_HIDDEN, encoder_hidden_size=TINY_HIDDEN,
+                         intermediate_size=2 * TINY_HIDDEN, num_hidden_layers=2, num_attention_heads=2,
+                         max_position_embeddings=64, sep_token_id=3, **TINY_SPECIAL_IDS),
+        vision_config=dict(tiny_vision_config(image_size), initializer_range=0.02),
+        image_text_hidden_size=TINY_HIDDEN,
+        projection_dim=TINY_HIDDEN,
+    )
+
 class BlipRetrievalAdapter(RetrievalAdapter):
     family = "blip"
 
@@ -37,17 +52,10 @@ class BlipRetrievalAdapter(RetrievalAdapter):
     @classmethod
     def build_tiny(cls, vocabulary: list[str], image_size: int, seed: int, directory: Path) -> None:
         """BlipForImageTextRetrieval with hidden 64, 2 vision + 2 text layers, patch 8."""
-        from transformers import BlipConfig, BlipImageProcessorPil
+        from transformers import BlipImageProcessorPil
 
         tokenizer = build_word_tokenizer(vocabulary)
-        config = BlipConfig(
-            text_config=dict(vocab_size=len(tokenizer), hidden_size=TINY_HIDDEN, encoder_hidden_size=TINY_HIDDEN,
-                             intermediate_size=2 * TINY_HIDDEN, num_hidden_layers=2, num_attention_heads=2,
-                             max_position_embeddings=64, sep_token_id=3, **TINY_SPECIAL_IDS),
-            vision_config=dict(tiny_vision_config(image_size), initializer_range=0.02),
-            image_text_hidden_size=TINY_HIDDEN,
-            projection_dim=TINY_HIDDEN,
-        )
+        config = tiny_blip_config(len(tokenizer), image_size)
         torch.manual_seed(seed)
         model = cls.model_class()(config)
         processor = BlipImageProcessorPil(size={"height": image_size, "width": image_size},

@@ -27,14 +27,8 @@ from transformers.models.blip.modeling_blip import BlipPreTrainedModel, BlipVisi
 from transformers.models.blip.modeling_blip_text import BlipTextModel
 
 from engine.data.pairs import TensorBank
-from engine.models.base import (
-    ITC_TEMPERATURE,
-    TINY_HIDDEN,
-    TINY_SPECIAL_IDS,
-    ImageTextAdapter,
-    contrastive_loss,
-    tiny_vision_config,
-)
+from engine.models.base import ITC_TEMPERATURE, ImageTextAdapter, contrastive_loss
+from engine.models.blip import tiny_blip_config
 from engine.models.tokenizer import build_word_tokenizer
 
 
@@ -107,14 +101,7 @@ class BlipClassifierAdapter(ImageTextAdapter):
         from transformers import BlipImageProcessorPil
 
         tokenizer = build_word_tokenizer(vocabulary)
-        config = BlipConfig(
-            text_config=dict(vocab_size=len(tokenizer), hidden_size=TINY_HIDDEN, encoder_hidden_size=TINY_HIDDEN,
-                             intermediate_size=2 * TINY_HIDDEN, num_hidden_layers=2, num_attention_heads=2,
-                             max_position_embeddings=64, sep_token_id=3, **TINY_SPECIAL_IDS),
-            vision_config=dict(tiny_vision_config(image_size), initializer_range=0.02),
-            image_text_hidden_size=TINY_HIDDEN,
-            projection_dim=TINY_HIDDEN,
-        )
+        config = tiny_blip_config(len(tokenizer), image_size)
         head_config(config, labels, images_per_example)
         torch.manual_seed(seed)
         model = BlipForImageTextClassification(config)
