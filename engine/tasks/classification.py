@@ -29,12 +29,14 @@ from engine.tasks.units import UnitTask
 EVAL_BATCH = 128
 MIA_SAMPLE = 2000
 
-# Original-model recipes. "tiny": a tiny BLIP trained from scratch on a built-in world; tuned on the val split
-# only (shapes-ve: val accuracy ~?; shapes-nlvr2: ~?). "pretrained": a real checkpoint fine-tuned, at the rate
-# the released MultiDelete fine-tunes and unlearns ALBEF on SNLI-VE and NLVR2 (2e-5). unlearn_lr: every
-# method's default rate, the training rate as for retrieval.
+# Original-model recipes. "tiny": a tiny BLIP, ITC-pre-trained on the world's captioned pictures, fine-tuned
+# on a built-in world; tuned on the val split only (lr 2e-4..1e-3, 12..34 epochs; at 3e-4 x 30 the val
+# accuracy is 74.5% on shapes-ve, chance 33%, and 63.0% on shapes-nlvr2, chance 50%: the accuracy climbs only
+# after epoch 15, when entailment starts to be told from contradiction). "pretrained": a real checkpoint
+# fine-tuned at the rate the released MultiDelete fine-tunes and unlearns ALBEF on SNLI-VE and NLVR2 (2e-5).
+# unlearn_lr: every method's default rate, the training rate as for retrieval.
 RECIPES = {
-    "tiny": {"lr": 5e-4, "epochs": 12, "batch_size": 32, "unlearn_lr": 5e-4,
+    "tiny": {"lr": 3e-4, "epochs": 30, "batch_size": 32, "unlearn_lr": 3e-4,
              "pretrain": {"lr": 5e-4, "epochs": 30, "batch_size": 64}},
     "pretrained": {"lr": 2e-5, "epochs": 5, "batch_size": 32, "unlearn_lr": 2e-5},
 }
