@@ -1,5 +1,6 @@
 """The engine's in-process facade for the shell: check that a spec can run here (`preflight`: devices,
-data records), run a job headless, export a built-in world, preview a deletion set. The CLI and the App's services import this module lazily, inside the commands that need
+data records), run a job headless, export a built-in world, preview a deletion set, score a run's Df
+against Retrain's (`forget_quality`, for `study`). The CLI and the App's services import this module lazily, inside the commands that need
 it; nothing else of the engine (but the torch-free `engine.spec` and `engine.errors`) is theirs to import.
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ from engine.jobs import run_job, validate
 from engine.preflight import preflight
 from engine.spec import PEOPLE_WORLDS, WORLDS
 
-__all__ = ["DeletionPreview", "export_world", "preflight", "preview_deletion", "run_job", "validate"]
+__all__ = ["DeletionPreview", "export_world", "forget_quality", "preflight", "preview_deletion", "run_job", "validate"]
 
 EXPORT_FORMATS = {"retrieval": ("flickr30k", "coco"), "classification": ("snli-ve", "nlvr2"),
                   "multiple_choice": ("mmbench", "mllmu")}
@@ -83,3 +84,9 @@ def export_world(world: str, fmt: str, directory: Path) -> list[Path]:
     return export_people(load_data(world), fmt, directory)
 
 
+def forget_quality(scores, reference) -> float | None:
+    """The KS p-value between a run's per-example Df scores and Retrain's (engine/metrics/forget_quality.py);
+    scipy loads here, on first use, not with this module."""
+    from engine.metrics.forget_quality import forget_quality as ks_p_value
+
+    return ks_p_value(scores, reference)

@@ -27,6 +27,8 @@ QUARANTINE = ".quarantine"
 DAMAGED = "damaged"
 SPEC_SUMMARY_FIELDS = ("method", "model", "data", "deletion", "device", "protocol")
 _ID_TIME = re.compile(r"^(\d{8}-\d{6})-")
+# per-example fields of a run's summary (one number per Df example): kept in the session, not in its row
+PER_EXAMPLE_FIELDS = ("df_scores",)
 
 
 class CatalogDamaged(ValueError):
@@ -47,10 +49,17 @@ def catalog_row(meta: dict) -> dict:
         **{key: spec.get(key) for key in SPEC_SUMMARY_FIELDS},
         "created": meta["created"],
         "updated": meta.get("updated", meta["created"]),
-        "summary": meta.get("summary"),
+        "summary": listed_summary(meta.get("summary")),
         "message": meta.get("message"),
         "events": meta.get("last_seq", -1) + 1,
     }
+
+
+def listed_summary(summary):
+    """A summary as its catalog row holds it: without the per-example fields (PER_EXAMPLE_FIELDS)."""
+    if not isinstance(summary, dict):
+        return summary
+    return {key: value for key, value in summary.items() if key not in PER_EXAMPLE_FIELDS}
 
 
 def id_time(session_id: str) -> float | None:

@@ -6,15 +6,18 @@ failed), Ctrl-C exit 130 (marked cancelled).
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from engine.errors import Cancelled, RunFailed, SpecError
 from sessions.store import SessionStore
 from workbench.output import Exit, Progress, fail
 
 
-def run_session(spec: dict, label: str, original_metrics: dict | None = None) -> dict:
+def run_session(spec: dict, label: str, original_metrics: dict | None = None,
+                on_session: Callable[[str], None] | None = None) -> dict:
     """Run ``spec``; returns the result document with its ``session`` id. What only the engine can check
     (this machine's devices, the data's records) is checked first: bad input there is exit 2 with no
-    session made."""
+    session made. ``on_session(id)`` is told the session's id as soon as it exists (a study records it)."""
     from engine.api import preflight, run_job
 
     try:
@@ -22,6 +25,8 @@ def run_session(spec: dict, label: str, original_metrics: dict | None = None) ->
     except SpecError as error:
         fail(str(error))
     writer = SessionStore().create(spec, name=spec.get("name"))
+    if on_session is not None:
+        on_session(writer.session_id)
     with Progress(label, quiet=False) as progress:
 
         class Tee:

@@ -6,6 +6,7 @@ real checkpoints) and its `evaluate` (engine/tasks/__init__.py describes the who
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from engine.data.deletion import select_units
 from engine.data.fingerprint import data_fingerprint
@@ -17,6 +18,7 @@ from engine.spec import MODELS
 from sessions.metric_names import nest
 
 DR_EVAL_UNITS_MAX = 300
+SCORE_BATCH = 128  # the evaluation's batch: per-example losses come out as the MIA's (same batches)
 
 
 class UnitTask:
@@ -77,6 +79,19 @@ class UnitTask:
     # --- reporting ------------------------------------------------------------------------------
     def evaluate(self, model, forgotten: list[int]) -> dict[str, float]:
         raise NotImplementedError
+
+    def df_scores(self, model, forgotten: list[int]) -> list[float]:
+        """The per-example Df losses the MIA attack reads (the adapter's `example_losses`, in evaluation
+        mode and the evaluation's batches), in Df's pair order: the run result carries them so a study
+        can compare their distribution with Retrain's (forget quality, engine/metrics/forget_quality.py)."""
+        forget = self.train.select_units(forgotten)
+        model.model.eval()
+        values = []
+        with torch.no_grad():
+            for start in range(0, len(forget), SCORE_BATCH):
+                batch = forget.batch(torch.arange(start, min(start + SCORE_BATCH, len(forget))), model.device)
+                values.append(model.example_losses(batch).float().cpu())
+        return torch.cat(values).tolist() if values else []
 
     def entry(self, metrics: dict) -> dict:
         return nest(metrics)

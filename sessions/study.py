@@ -1,0 +1,199 @@
+"""Studies: a grid of runs (methods x seeds, one protocol), each cell its own session, tied together by
+a study record; and what a study reports: per method, the mean, sample std and n of every metric, with
+the Retrain-relative scores beside the raw ones.
+
+On disk, ``$MMUL_HOME/studies/<id>.json``, one small file per study::
+
+    {"schema": 1, "study": id, "spec": {...}, "created": t, "updated": t,
+     "cells": [{"method": m, "seed": s, "session": id or null, "state": "finished" | "failed" | ...}]}
+
+written like every session file (``sessions.files.atomic_write_text``: ``.partial`` + fsync + replace,
+0600 in a 0700 directory). A process running a study holds ``<id>.lock`` (flock), so the same study
+never runs twice at once. The id is a digest of the study's identity (its protocol, methods and seeds),
+so the same command finds the same record again: cells whose session finished are skipped, the others
+run. The numbers are read from the cells' sessions, never copied into the record.
+
+Pure Python (the KS test behind forget quality is handed in by the caller).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from sessions.files import describe_error, dumps, private_dir, read_json, atomic_write_text, try_lock
+from sessions.metric_names import flatten
+from sessions.paths import mmul_home
+from sessions.summary import TEST_HEADLINES
+
+STUDY_SCHEMA = 1
+STUDY_ID = re.compile(r"^study-[0-9a-f]{12}$")
+REFERENCE = "retrain"  # the gold standard every other method is scored against
+RELATIVE = ("auc_gap_to_retrain", "test_gap_to_retrain", "forget_quality")
+
+
+class StudyError(RuntimeError):
+    """A study record that cannot be used (damaged, of another schema, busy); the message is one line."""
+
+
+def studies_dir(home: str | os.PathLike | None = None) -> Path:
+    return (Path(home).expanduser() if home is not None else mmul_home()) / "studies"
+
+
+def study_id(identity: dict) -> str:
+    """``study-<12 hex>``: a digest of the study's identity (canonical JSON), the same for the same arguments."""
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
+    return "study-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+class StudyRecord:
+    """The record of study ``study_id`` under ``<home>/studies``: its spec and its cells."""
+
+    def __init__(self, study_id: str, spec: dict, home: str | os.PathLike | None = None):
+        self.id, self.spec = study_id, spec
+        self.root = studies_dir(home)
+        self.path = self.root / f"{study_id}.json"
+        self.created = time.time()
+        self.cells: list[dict] = []
+
+    def load(self) -> "StudyRecord":
+        """Read the stored cells (none for a new study); StudyError when the file cannot be used."""
+        try:
+            document = read_json(self.path)
+        except FileNotFoundError:
+            return self
+        except (OSError, ValueError, RecursionError) as exc:
+            raise StudyError(f"study record {self.path} cannot be read ({describe_error(exc, self.path)}); "
+                             "remove it to start the study afresh (its sessions stay)") from None
+        if not isinstance(document, dict) or not isinstance(document.get("cells"), list):
+            raise StudyError(f"study record {self.path} is not a study file; remove it to start the study afresh")
+        if document.get("schema") != STUDY_SCHEMA:
+            raise StudyError(f"study record {self.path} has schema {document.get('schema')!r}; this mmul-workbench "
+                             f"reads {STUDY_SCHEMA}")
+        self.created = float(document.get("created") or self.created)
+        self.cells = [c for c in document["cells"] if isinstance(c, dict) and "method" in c and "seed" in c]
+        return self
+
+    def cell(self, method: str, seed: int) -> dict | None:
+        return next((c for c in self.cells if c["method"] == method and c["seed"] == seed), None)
+
+    def set_cell(self, method: str, seed: int, session: str | None, state: str) -> None:
+        """Record a cell's session and state, and write the record (atomically)."""
+        cell = self.cell(method, seed)
+        if cell is None:
+            cell = {"method": method, "seed": seed}
+            self.cells.append(cell)
+        cell.update(session=session, state=state)
+        self.save()
+
+    def save(self) -> None:
+        private_dir(self.root)
+        document = {"schema": STUDY_SCHEMA, "study": self.id, "spec": self.spec, "created": self.created,
+                    "updated": time.time(), "cells": self.cells}
+        atomic_write_text(self.path, dumps(document))
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Hold the study's lock for the ``with`` block; StudyError when another process runs it."""
+        private_dir(self.root)
+        fd = try_lock(self.root / f"{self.id}.lock")
+        if fd is None:
+            raise StudyError(f"study {self.id} is already running in another process; wait for it to end")
+        try:
+            yield
+        finally:
+            os.close(fd)
+
+
+# --- what a study reports ---------------------------------------------------------------------------
+def mean_std(values: Iterable[float]) -> dict | None:
+    """``{"mean", "std", "n"}`` of the finite values: the sample std (ddof = 1; 0.0 for one value); None if none."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    n = len(finite)
+    if n == 0:
+        return None
+    mean = sum(finite) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in finite) / (n - 1)) if n > 1 else 0.0
+    return {"mean": mean, "std": std, "n": n}
+
+
+def test_headline_name(metrics: dict[str, float]) -> str | None:
+    """The test split's headline of flat metrics: ``test.r_mean`` (retrieval) or ``test.accuracy``."""
+    return next((name for name in TEST_HEADLINES if name in metrics), None)
+
+
+def run_metrics(summary: dict) -> dict[str, float]:
+    """A finished run's numbers, flat: its metrics (``test.r_mean``, ``mia.df_member_rate``, ...) and seconds."""
+    flat = flatten(summary.get("metrics") or {})
+    if isinstance(summary.get("seconds"), (int, float)):
+        flat["seconds"] = float(summary["seconds"])
+    return flat
+
+
+def relative_scores(run: dict, retrain: dict, ks: Callable[[list, list], float | None] | None) -> dict[str, float]:
+    """A run's scores against Retrain's run with the same seed and deletion set (both run result documents):
+    ``auc_gap_to_retrain`` = |Df/Dr AUC - Retrain's|, ``test_gap_to_retrain`` = |test headline - Retrain's|
+    (in the headline's units), ``forget_quality`` = ks(run's Df scores, Retrain's): the KS p-value."""
+    mine, theirs = run_metrics(run), run_metrics(retrain)
+    out: dict[str, float] = {}
+    if "df_dr_auc" in mine and "df_dr_auc" in theirs:
+        out["auc_gap_to_retrain"] = abs(mine["df_dr_auc"] - theirs["df_dr_auc"])
+    headline = test_headline_name(mine)
+    if headline is not None and headline in theirs:
+        out["test_gap_to_retrain"] = abs(mine[headline] - theirs[headline])
+    scores, reference = run.get("df_scores"), retrain.get("df_scores")
+    if ks is not None and scores and reference:
+        quality = ks(scores, reference)
+        if quality is not None:
+            out["forget_quality"] = float(quality)
+    return out
+
+
+def aggregate(runs: list[tuple[str, int, dict]], ks: Callable[[list, list], float | None] | None = None,
+              order: Iterable[str] = ()) -> dict[str, dict[str, dict]]:
+    """Per method, ``{metric: {"mean", "std", "n"}}`` over its finished runs ``(method, seed, result)``:
+    every numeric metric (dotted names) and, where Retrain ran with the same seed, the Retrain-relative
+    scores. Methods come in ``order`` (then any others in the order met)."""
+    retrain = {seed: result for method, seed, result in runs if method == REFERENCE}
+    values: dict[str, dict[str, list[float]]] = {method: {} for method in order}
+    for method, seed, result in runs:
+        flat = run_metrics(result)
+        if seed in retrain:
+            flat.update(relative_scores(result, retrain[seed], ks))
+        for name, value in flat.items():
+            values.setdefault(method, {}).setdefault(name, []).append(value)
+    out: dict[str, dict[str, dict]] = {}
+    for method, metrics in values.items():
+        out[method] = {}
+        for name, series in metrics.items():
+            stats = mean_std(series)
+            if stats is not None:
+                out[method][name] = stats
+    return out
+
+
+def rank(methods: dict[str, dict[str, dict]], tolerance: float, scale: float = 1.0) -> dict:
+    """Methods ranked by closeness to Retrain: mean ``auc_gap_to_retrain``, smallest first, among those whose
+    mean ``test_gap_to_retrain`` x ``scale`` (in points) is within ``tolerance``; the others after, apart."""
+    scored = [m for m, stats in methods.items() if m != REFERENCE and "auc_gap_to_retrain" in stats]
+
+    def gap(m: str) -> float:
+        return methods[m]["auc_gap_to_retrain"]["mean"]
+
+    def within(m: str) -> bool:
+        test = methods[m].get("test_gap_to_retrain")
+        return test is not None and test["mean"] * scale <= tolerance
+
+    return {"by": "auc_gap_to_retrain", "tolerance": tolerance,
+            "within": sorted((m for m in scored if within(m)), key=gap),
+            "outside": sorted((m for m in scored if not within(m)), key=gap)}
+
+
+__all__ = ["REFERENCE", "RELATIVE", "STUDY_ID", "StudyError", "StudyRecord", "aggregate", "mean_std", "rank",
+           "relative_scores", "run_metrics", "studies_dir", "study_id", "test_headline_name"]

@@ -1,0 +1,212 @@
+"""`mmul-workbench study`: the grid of runs end to end (real subprocess, tiny models), its resume, its
+aggregation and the Retrain-relative scores checked by hand, and bad input refused before anything runs."""
+import json
+import math
+import stat
+import sys
+import subprocess
+
+import pytest
+
+from conftest import ROOT, cli, cli_env
+
+from engine.metrics.forget_quality import forget_quality
+from sessions.study import aggregate, mean_std, rank, relative_scores, study_id
+
+HEAVY = ("torch", "transformers", "torch_geometric", "peft", "textual", "plotext", "scipy")
+MUST_HOLD = ("df_dr_auc", "test.r_mean", "auc_gap_to_retrain", "test_gap_to_retrain", "forget_quality",
+             "mia.df_member_rate", "mia.auc")
+
+
+def run_cli(home, *args, timeout=600):
+    env = dict(cli_env(home), OMP_NUM_THREADS="1")
+    return subprocess.run(cli(*args), env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+# --- forget quality: the KS p-value, checked by hand --------------------------------------------------
+def test_forget_quality_identical_samples_is_one():
+    scores = [0.3, 1.2, 0.7, 2.5, 0.1]
+    assert forget_quality(scores, list(scores)) == pytest.approx(1.0)
+
+
+def test_forget_quality_disjoint_samples_is_tiny():
+    # D = 1: of the C(20, 10) equally likely orders of two samples of 10, only "all x first" and
+    # "all y first" reach it, so the exact two-sided p-value is 2 / C(20, 10)
+    p = forget_quality(list(range(10)), list(range(100, 110)))
+    assert p == pytest.approx(2 / math.comb(20, 10)) and p < 1e-4
+
+
+def test_forget_quality_known_case_by_hand():
+    # pooled order x x y y x y x y: the ECDF gap peaks at 2/4 (after the first two), so D = 0.5. Under
+    # the null every one of the C(8, 4) = 70 orders is equally likely; an order keeps its gap below 2/4
+    # only if it never leads by two steps, i.e. each pair of draws is one x and one y: 2^4 = 16 orders.
+    # p = P(D >= 0.5) = (70 - 16) / 70.
+    p = forget_quality([1, 2, 5, 7], [3, 4, 6, 8])
+    assert p == pytest.approx(54 / 70)
+
+
+def test_forget_quality_of_nothing_is_none():
+    assert forget_quality([], [1.0]) is None and forget_quality([1.0], []) is None
+
+
+# --- aggregation: mean, sample std, n; Retrain-relative scores; the ranking ----------------------------
+def test_mean_std_by_hand():
+    s = mean_std([1.0, 2.0, 3.0, 4.0])
+    # mean 2.5; squared deviations 2.25 + 0.25 + 0.25 + 2.25 = 5, over n - 1 = 3
+    assert s == {"mean": 2.5, "std": pytest.approx(math.sqrt(5 / 3)), "n": 4}
+    assert mean_std([7.0]) == {"mean": 7.0, "std": 0.0, "n": 1}
+    assert mean_std([1.0, float("nan"), None, 3.0]) == {"mean": 2.0, "std": pytest.approx(math.sqrt(2)), "n": 2}
+    assert mean_std([]) is None
+
+
+def result(auc, r_mean, member, scores, seconds=1.0):
+    return {"metrics": {"df_dr_auc": auc, "test": {"r_mean": r_mean}, "mia": {"df_member_rate": member}},
+            "seconds": seconds, "df_scores": scores}
+
+
+def test_aggregate_and_rank_by_hand():
+    runs = [("retrain", 42, result(0.60, 50.0, 0.5, [1, 2, 3])),
+            ("ft", 42, result(0.70, 48.0, 0.9, [1, 2, 3])),
+            ("retrain", 87, result(0.62, 52.0, 0.7, [4, 5, 6])),
+            ("ft", 87, result(0.66, 45.0, 0.8, [9, 9, 9])),
+            ("npo", 42, result(0.61, 30.0, 0.4, [1, 2, 3]))]  # no seed-87 run: n = 1
+    same = lambda a, b: 1.0 if list(a) == list(b) else 0.25  # noqa: E731  (a stand-in for the KS test)
+    stats = aggregate(runs, same, order=["retrain", "ft", "npo"])
+    assert list(stats) == ["retrain", "ft", "npo"]
+    ft = stats["ft"]
+    # gaps per seed: AUC |0.70-0.60| = 0.10 and |0.66-0.62| = 0.04; test |48-50| = 2 and |45-52| = 7
+    assert ft["auc_gap_to_retrain"] == {"mean": pytest.approx(0.07), "std": pytest.approx(0.06 / math.sqrt(2)), "n": 2}
+    assert ft["test_gap_to_retrain"] == {"mean": pytest.approx(4.5), "std": pytest.approx(5 / math.sqrt(2)), "n": 2}
+    assert ft["forget_quality"] == {"mean": pytest.approx(0.625), "std": pytest.approx(0.75 / math.sqrt(2)), "n": 2}
+    assert ft["mia.df_member_rate"]["mean"] == pytest.approx(0.85) and ft["test.r_mean"]["n"] == 2
+    assert stats["retrain"]["auc_gap_to_retrain"] == {"mean": 0.0, "std": 0.0, "n": 2}
+    assert stats["npo"]["test_gap_to_retrain"] == {"mean": 20.0, "std": 0.0, "n": 1}
+    # ranked by AUC gap among test gaps within the tolerance: npo (AUC gap 0.01) is closer but 20 points off
+    assert rank(stats, 5.0) == {"by": "auc_gap_to_retrain", "tolerance": 5.0, "within": ["ft"], "outside": ["npo"]}
+    assert rank(stats, 25.0)["within"] == ["npo", "ft"]
+    assert rank(stats, 4.0)["within"] == []
+
+
+def test_relative_scores_read_the_task_headline():
+    run = {"metrics": {"df_dr_auc": 0.7, "test": {"accuracy": 61.0}}, "df_scores": [1.0]}
+    retrain = {"metrics": {"df_dr_auc": 0.5, "test": {"accuracy": 66.0}}}  # no Df scores: no forget quality
+    assert relative_scores(run, retrain, forget_quality) == {"auc_gap_to_retrain": pytest.approx(0.2),
+                                                             "test_gap_to_retrain": pytest.approx(5.0)}
+
+
+def test_study_id_is_the_arguments_digest():
+    one = study_id({"protocol": {"model": "clip-tiny", "data": "shapes-tiny"}, "methods": ["ft", "retrain"]})
+    two = study_id({"methods": ["ft", "retrain"], "protocol": {"data": "shapes-tiny", "model": "clip-tiny"}})
+    assert one == two and one.startswith("study-") and one != study_id({"methods": ["ft"]})
+
+
+# --- the command --------------------------------------------------------------------------------------
+def test_study_help_is_torch_free(tmp_path):
+    code = ("import sys; sys.argv = ['mmul-workbench', 'study', '--help']\nfrom workbench.cli import app\n"
+            "try:\n    app()\nexcept SystemExit:\n    pass\n"
+            "print('HEAVY=' + ','.join(m for m in %r if m in sys.modules))" % (HEAVY,))
+    out = subprocess.run([sys.executable, "-c", code], env=cli_env(tmp_path), cwd=ROOT, capture_output=True, text=True)
+    assert out.stdout.strip().splitlines()[-1] == "HEAVY=", out.stdout + out.stderr
+
+
+BAD = [
+    (["--methods", "retrain,nope"], "unknown method 'nope'"),
+    (["--methods", " , "], "--methods needs at least one method"),
+    (["--seeds", ""], "--seeds needs at least one seed"),
+    (["--seeds", "42,x7"], "'x7' is not a whole number"),
+    (["--seeds", "42,-1"], "--seeds must be a whole number from 0"),
+    (["--alpha", "2"], "none of the study's methods takes --alpha; it belongs to MultiDelete"),
+    (["--tolerance", "-1"], "--tolerance must be"),
+    (["--delete", "100000"], "choose N <"),
+]
+
+
+@pytest.mark.parametrize("override,message", BAD)
+def test_bad_input_is_one_line_exit_2_nothing_run(tmp_path, override, message):
+    args = {"--methods": "retrain,ft", "--model": "clip-tiny", "--data": "shapes-tiny", "--delete": "4", "--seeds": "42"}
+    for flag, value in zip(override[::2], override[1::2]):
+        args[flag] = value
+    out = run_cli(tmp_path, "study", *[x for pair in args.items() for x in pair])
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], out.stderr
+    assert "Traceback" not in out.stderr and out.stdout == ""
+    assert not (tmp_path / "sessions").exists() or not any((tmp_path / "sessions").glob("2*")), "a run was started"
+
+
+def session_ids(home):
+    return sorted(p.name for p in (home / "sessions").glob("2*")) if (home / "sessions").exists() else []
+
+
+def test_study_runs_the_grid_and_resumes(home, monkeypatch):
+    from sessions.store import SessionStore
+
+    # seeds 42 and 7: the originals other tests of the shared home train too (the must-hold's 42,87 otherwise)
+    args = ["--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "10", "--seeds", "42,7", "--epochs", "1"]
+    before = set(session_ids(home))
+    out = run_cli(home, "study", "--methods", "retrain,ft,multidelete", *args, "--json")
+    assert out.returncode == 0, out.stderr[-2000:]
+    doc = json.loads(out.stdout)
+    assert set(doc) >= {"study", "spec", "cells", "methods", "ranking"}
+    assert doc["spec"]["methods"] == ["retrain", "ft", "multidelete"] and doc["spec"]["seeds"] == [42, 7]
+    for method in ("retrain", "ft", "multidelete"):
+        for metric in MUST_HOLD:
+            stats = doc["methods"][method][metric]
+            assert set(stats) == {"mean", "std", "n"} and stats["n"] == 2, (method, metric, stats)
+    retrain = doc["methods"]["retrain"]
+    assert retrain["auc_gap_to_retrain"]["mean"] == 0.0 and retrain["forget_quality"]["mean"] == pytest.approx(1.0)
+    assert 0.0 <= doc["methods"]["ft"]["forget_quality"]["mean"] <= 1.0
+    assert doc["ranking"]["tolerance"] == 5.0 and doc["ranking"]["test_metric"] == "test.r_mean"
+    assert sorted(doc["ranking"]["within"] + doc["ranking"]["outside"]) == ["ft", "multidelete"]
+
+    # each cell is an ordinary session, Retrain first for each seed, and carries its per-example Df scores
+    cells = doc["cells"]
+    assert [(c["method"], c["seed"]) for c in cells] == [(m, s) for s in (42, 7) for m in ("retrain", "ft", "multidelete")]
+    assert all(c["state"] == "finished" for c in cells)
+    assert set(session_ids(home)) - before == {c["session"] for c in cells}
+    store = SessionStore()
+    for seed in (42, 7):
+        created = {c["method"]: store.get(c["session"])["created"] for c in cells if c["seed"] == seed}
+        assert created["retrain"] <= min(created["ft"], created["multidelete"])
+    summary = store.get(cells[1]["session"])["summary"]
+    assert len(summary["df_scores"]) == summary["deletion"]["pairs"] == 50
+    row = next(r for r in store.catalog_rows() if r["id"] == cells[1]["session"])
+    assert "df_scores" not in row["summary"]  # the catalog lists; the session keeps the per-example scores
+
+    record = home / "studies" / f"{doc['study']}.json"
+    assert stat.S_IMODE(record.stat().st_mode) == 0o600 and stat.S_IMODE(record.parent.stat().st_mode) == 0o700
+    assert json.loads(record.read_text())["cells"] == cells
+
+    # the same study again (methods in another order): nothing runs, the same numbers
+    again = run_cli(home, "study", "--methods", "ft,multidelete,retrain", *args, "--json")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "runs to go" not in again.stderr
+    redo = json.loads(again.stdout)
+    assert redo["study"] == doc["study"] and redo["cells"] == cells and redo["methods"] == doc["methods"]
+    assert set(session_ids(home)) - before == {c["session"] for c in cells}
+
+    # a missing cell (its session deleted) runs again, alone; a failed run fails the study (exit 1) after
+    # the table (mean +/- std, the ranking's rule); run in process with the cell's runner stubbed, for speed
+    from typer.testing import CliRunner
+
+    import workbench.cli_study as cli_study
+    from workbench.cli import app
+
+    ran = []
+
+    def failing_run(record, method, seed, spec, label, original):
+        ran.append((method, seed, original is not None))
+        record.set_cell(method, seed, None, "failed")
+        return False, None
+
+    store.delete(cells[4]["session"])
+    monkeypatch.setattr(cli_study, "run_local_cell", failing_run)
+    table = CliRunner().invoke(app, ["study", "--methods", "retrain,ft,multidelete", *args])
+    assert table.exit_code == 1, table.output
+    assert ran == [("ft", 7, True)]  # the seed's original metrics come from its finished cells
+    assert "1 of 6 runs to go" in table.stderr and "1 of 6 runs of study" in table.stderr
+    assert doc["study"] in table.stdout and "±" in table.stdout and "forget quality" in table.stdout
+    assert "Ranked by closeness to Retrain" in table.stdout and "within 5 points" in table.stdout
+    stored = json.loads(record.read_text())["cells"]
+    assert stored[4] == {"method": "ft", "seed": 7, "session": None, "state": "failed"}
+    assert [c for i, c in enumerate(stored) if i != 4] == [c for i, c in enumerate(cells) if i != 4]

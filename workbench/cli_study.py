@@ -1,0 +1,345 @@
+"""`mmul-workbench study`: a grid of runs (methods x seeds, one protocol: the options `run` takes), each
+cell an ordinary run saved as its own session, and per method the mean, std and n of every metric, with
+the Retrain-relative scores (AUC gap, test gap, forget quality) and a ranking by closeness to Retrain.
+
+A cell runs as `run` would run it: in this process, or through the engine daemon's queue with
+`--engine`. Retrain runs first for each seed, since the others are scored against it. The study record
+(sessions/study.py) is keyed by a digest of the arguments, so the same command again resumes: cells
+whose session finished are skipped. Nothing heavy at import; torch loads only when a cell runs here.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+
+from engine import spec as specs
+from engine.errors import SpecError
+from engine.spec.inputs import absolute_paths
+from engine.spec.validate import check_seed
+from sessions.metric_names import flatten
+from sessions.schema import ACTIVE_STATES
+from sessions.study import REFERENCE, StudyError, StudyRecord, aggregate, rank, study_id, test_headline_name
+from sessions.summary import format_deletion
+from workbench.cli_run import deletion_spec
+from workbench.output import Exit, Progress, fail, print_json
+from workbench.param_options import with_param_options
+
+PAPER_SEEDS = "42,87,21"  # the MultiDelete paper's three seeds
+DEFAULT_TOLERANCE = 5.0  # points of the test headline (test r_mean, test accuracy)
+
+
+def parse_methods(text: str) -> list[str]:
+    """Catalogue names, in the order given, each once, Retrain first; one-line exit 2 on an unknown name."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        fail("--methods needs at least one method, e.g. --methods retrain,ft,multidelete (see `mmul-workbench methods`)")
+    chosen: list[str] = []
+    for name in names:
+        try:
+            method = specs.method_info(name).name
+        except SpecError as error:
+            fail(f"--methods: {error}")
+        if method not in chosen:
+            chosen.append(method)
+    return sorted(chosen, key=lambda m: m != REFERENCE)  # stable: Retrain first, the rest as given
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Whole numbers, in the order given, each once; one-line exit 2 on anything else."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        fail(f"--seeds needs at least one seed, e.g. --seeds {PAPER_SEEDS}")
+    seeds: list[int] = []
+    for part in parts:
+        try:
+            number = int(part)
+        except ValueError:
+            fail(f"--seeds: {part!r} is not a whole number; give comma-separated seeds such as {PAPER_SEEDS}")
+        try:
+            seed = check_seed(number, "--seeds")
+        except SpecError as error:
+            fail(str(error))
+        if seed not in seeds:
+            seeds.append(seed)
+    return seeds
+
+
+def method_params(method: str, given: dict) -> dict:
+    """The given method parameters that `method` takes (the common ones and its own)."""
+    takes = {p.name for p in (*specs.COMMON_PARAMS, *specs.METHODS[method].params)}
+    return {name: value for name, value in given.items() if name in takes}
+
+
+def study(
+    methods: str = typer.Option(..., "--methods", help="comma-separated methods (see `mmul-workbench methods`); "
+                                "include retrain for the Retrain-relative scores (it runs first for each seed)"),
+    seeds: str = typer.Option(PAPER_SEEDS, "--seeds", help="comma-separated seeds, one run per method and seed "
+                              "(default: the paper's 42,87,21)"),
+    data: str = typer.Option(..., "--data", help="built-in world or FORMAT:PATH"),
+    model: str = typer.Option(..., "--model", help="registered name, checkpoint directory or hub id"),
+    task: Optional[str] = typer.Option(None, "--task", help="retrieval or classification, for data serving both"),
+    delete: Optional[int] = typer.Option(None, "--delete", help="N units to delete (random by each seed), or the first N"),
+    delete_ids: Optional[Path] = typer.Option(None, "--delete-ids", help="file with one unit id per line (every seed)"),
+    delete_query: Optional[str] = typer.Option(None, "--delete-query", help="delete units whose captions match"),
+    requests: Optional[int] = typer.Option(None, "--requests", metavar="K",
+                                           help=specs.REQUESTS.help + " (Retrain: one request)"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N"),
+    tolerance: float = typer.Option(DEFAULT_TOLERANCE, "--tolerance", help="the test gap to Retrain, in points, "
+                                    "within which methods are ranked by their Df/Dr AUC gap to Retrain"),
+    engine: bool = typer.Option(False, "--engine", help="run the cells through the engine daemon's queue"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON document on stdout"),
+    params: Optional[dict] = None,
+) -> None:
+    """Run methods x seeds on one protocol (each run a session; re-running resumes) and report per method
+    mean +/- std of every metric, with the AUC gap, test gap and forget quality against Retrain."""
+    chosen, seed_list, given = parse_methods(methods), parse_seeds(seeds), params or {}
+    if not math.isfinite(tolerance) or tolerance < 0:
+        fail(f"--tolerance must be a number of points >= 0, got {tolerance}")
+    unused = [name for name in given if not any(name in method_params(m, given) for m in chosen)]
+    if unused:
+        owners = specs.param_owners(unused[0])
+        fail(f"none of the study's methods takes --{specs.dash(unused[0])}"
+             + (f"; it belongs to {', '.join(owners)}" if owners else ""))
+
+    cells: list[tuple[str, int, dict]] = []
+    try:
+        for seed in seed_list:
+            for method in chosen:
+                raw = {"method": method, "model": model, "data": data, "device": device, "seed": seed,
+                       "deletion": deletion_spec(delete, delete_ids, delete_query, seed),
+                       "params": method_params(method, given)}
+                if requests is not None:
+                    raw["requests"] = requests if method in specs.SEQUENTIAL_METHODS else 1
+                if task is not None:
+                    raw["task"] = task
+                cells.append((method, seed, specs.validate(absolute_paths(raw))))
+    except SpecError as error:
+        fail(str(error))
+
+    first = cells[0][2]
+    protocol = {"model": first["model"], "data": first["data"], "task": first["task"], "device": first["device"],
+                "deletion": {k: v for k, v in first["deletion"].items() if k != "seed"},
+                "requests": requests or 1, "params": given}
+    identity = {"protocol": protocol, "methods": sorted(chosen), "seeds": sorted(seed_list)}
+    sid = study_id(identity)
+    spec_doc = {**protocol, "methods": chosen, "seeds": seed_list}
+    for method, seed, spec in cells:
+        spec["name"] = f"{sid} {method} s{seed}"
+
+    record = StudyRecord(sid, spec_doc)
+    try:
+        record.load()
+        with record.running():
+            failed = run_cells(record, cells, engine)
+    except StudyError as error:
+        fail(str(error))
+    document = report(record, cells, tolerance)
+    if as_json:
+        print_json(document)
+    else:
+        print_study(document)
+    if failed:
+        fail(f"{failed} of {len(cells)} runs of study {sid} failed (their sessions are kept); run the same "
+             "command again to retry them", Exit.RUN_FAILED)
+
+
+# --- running the cells ------------------------------------------------------------------------------
+def stored_state(session: str | None) -> tuple[str | None, dict | None, bool]:
+    """A cell's session as stored: (state, summary, live), or (None, None, False) when it is gone or unreadable."""
+    from sessions.store import SessionStore
+
+    if not session:
+        return None, None, False
+    try:
+        meta = SessionStore().get(session)
+    except Exception:  # deleted, damaged: the cell runs again
+        return None, None, False
+    summary = meta.get("summary") if isinstance(meta.get("summary"), dict) else None
+    return meta.get("state"), summary, bool(meta.get("live"))
+
+
+def run_cells(record: StudyRecord, cells: list[tuple[str, int, dict]], engine: bool) -> int:
+    """Run every cell whose session has not finished (Retrain first per seed); returns how many failed."""
+    pending, originals = [], {}
+    for method, seed, spec in cells:
+        cell = record.cell(method, seed) or {}
+        state, summary, live = stored_state(cell.get("session"))
+        if state == "finished" and summary is not None:
+            if cell.get("state") != "finished":
+                record.set_cell(method, seed, cell["session"], "finished")
+            originals.setdefault(seed, flatten(summary.get("original_metrics") or {}))
+            continue
+        if state in ACTIVE_STATES and live:  # queued or running in the engine (or another process) now
+            if not engine:
+                fail(f"{method} seed {seed} of {record.id} is still running in session {cell['session']}; "
+                     "wait for it, or re-run with --engine to follow it")
+            pending.append((method, seed, spec, cell["session"]))
+            continue
+        pending.append((method, seed, spec, None))
+    if not pending:
+        return 0
+    from engine.api import preflight, preview_deletion  # torch-free; preflight may load torch to list devices
+
+    try:  # bad input ends the study before anything runs: each seed's deletion set, the devices, the data
+        for spec in {cell[1]: cell[2] for cell in pending}.values():
+            preview_deletion(spec["data"], spec["deletion"])  # built-in worlds; real data is checked by the run
+        if not engine:
+            preflight(pending[0][2])  # devices and data records: the same for every cell
+    except SpecError as error:
+        fail(str(error))
+    print(f"study {record.id}: {len(pending)} of {len(cells)} runs to go", file=sys.stderr, flush=True)
+    failed = 0
+    for method, seed, spec, running in pending:
+        label = f"{method} s{seed}"
+        if engine:
+            ok = run_engine_cell(record, method, seed, spec, running, label)
+        else:
+            ok, result = run_local_cell(record, method, seed, spec, label, originals.get(seed))
+            if ok:
+                originals.setdefault(seed, flatten(result["original_metrics"]))
+        failed += not ok
+    return failed
+
+
+def run_local_cell(record: StudyRecord, method: str, seed: int, spec: dict, label: str,
+                   original: dict | None) -> tuple[bool, dict | None]:
+    """One cell in this process (as `run`): (finished?, result). A failed run is recorded and the study goes
+    on; Ctrl-C or bad input ends the study."""
+    from workbench.execute import run_session
+
+    session: list[str] = []
+
+    def created(session_id: str) -> None:
+        session.append(session_id)
+        record.set_cell(method, seed, session_id, "running")
+
+    try:
+        result = run_session(spec, label=label, original_metrics=original, on_session=created)
+    except typer.Exit as stop:
+        code = getattr(stop, "exit_code", None)
+        if session:  # a failed run is kept as its session; Ctrl-C (exit 130) or bad input ends the study
+            record.set_cell(method, seed, session[0], "cancelled" if code == Exit.INTERRUPTED else "failed")
+        if code == Exit.RUN_FAILED:
+            return False, None
+        raise
+    record.set_cell(method, seed, result["session"], "finished")
+    return True, result
+
+
+def run_engine_cell(record: StudyRecord, method: str, seed: int, spec: dict, running: str | None, label: str) -> bool:
+    """One cell through the engine daemon's queue (as `run --engine`), or following the cell's job that is
+    still queued or running there; the session is recorded as soon as it is queued."""
+    from workbench.client.errors import EngineError, SpecRejected
+    from workbench.client.follow import follow, submit_and_follow
+
+    progress = Progress(label)
+    with progress:
+        on_event: Callable[[dict], None] = lambda event: progress.event(event["kind"], event)  # noqa: E731
+        try:
+            session = running
+            if session is None:
+                session, _ = submit_and_follow(spec, on_event, detach=True)
+                record.set_cell(method, seed, session, "queued")
+            final = follow(session, on_event)
+        except (SpecError, SpecRejected) as error:
+            fail(str(error))
+        except EngineError as error:
+            if error.code in ("damaged", "error"):
+                fail(str(error), Exit.RUN_FAILED)
+            fail(f"engine unavailable: {error}", Exit.RUN_FAILED)
+        except (ConnectionError, OSError, RuntimeError) as error:
+            fail(f"engine unavailable: {error}", Exit.RUN_FAILED)
+    record.set_cell(method, seed, session, final if final in ("finished", "failed", "cancelled") else "failed")
+    if final != "finished":
+        print(f"error: {label} {final} (session {session} kept)", file=sys.stderr, flush=True)
+    return final == "finished"
+
+
+# --- what the study reports -------------------------------------------------------------------------
+def report(record: StudyRecord, cells: list[tuple[str, int, dict]], tolerance: float) -> dict:
+    """The study's document: its cells, per method {metric: {mean, std, n}}, and the ranking against Retrain."""
+    runs, listed = [], []
+    for method, seed, _ in cells:
+        cell = record.cell(method, seed) or {}
+        state, summary, _ = stored_state(cell.get("session"))
+        if state == "finished" and summary is not None:
+            runs.append((method, seed, summary))
+        listed.append({"method": method, "seed": seed, "session": cell.get("session"),
+                       "state": state or cell.get("state") or "missing"})
+    methods = record.spec["methods"]
+    ks = None
+    if REFERENCE in methods:
+        from engine.api import forget_quality as ks  # torch-free; scipy loads on first use
+    stats = aggregate(runs, ks, order=methods)
+    document = {"study": record.id, "spec": record.spec, "cells": listed, "methods": stats}
+    if REFERENCE in methods:
+        headline = headline_column(record.spec["task"], stats)
+        document["ranking"] = {**rank(stats, tolerance, headline.scale if headline else 1.0),
+                               "test_metric": headline.metric if headline else None,
+                               "note": "closest to Retrain first (smallest mean |Df/Dr AUC - Retrain's|) among "
+                                       f"methods whose mean test gap to Retrain is within {tolerance:g} points"}
+    return document
+
+
+def headline_column(task: str, stats: dict) -> Optional[specs.Column]:
+    """The task's test-headline column (test r_mean or test accuracy), for its scale."""
+    names = {name for per_method in stats.values() for name in per_method}
+    metric = test_headline_name(dict.fromkeys(names, 0.0))
+    return next((c for c in specs.TASKS[task].columns if c.metric == metric), None) if task in specs.TASKS else None
+
+
+def deletion_words(deletion: dict) -> str:
+    """``10 random units (drawn by each seed)``, or the fixed set as `sessions list` shows it."""
+    if deletion.get("strategy") == "random":
+        return f"{deletion.get('n')} random units (drawn by each seed)"
+    return format_deletion(deletion)
+
+
+def print_study(document: dict) -> None:
+    """Rows = methods (Retrain, then the ranking); the task's headline columns as mean +/- std, n, and the
+    Retrain-relative scores."""
+    from rich.console import Console
+    from rich.table import Table
+
+    spec, stats, ranking = document["spec"], document["methods"], document.get("ranking")
+    columns = list(specs.TASKS[spec["task"]].columns) if spec["task"] in specs.TASKS else []
+    test = headline_column(spec["task"], stats)
+    # (header, metric, scale, format): gaps in points like the columns they compare; p-values as they come
+    relative = [("AUC gap", "auc_gap_to_retrain", 100.0, ".1f"), ("test gap", "test_gap_to_retrain",
+                 test.scale if test else 1.0, ".1f"), ("forget quality", "forget_quality", 1.0, ".2g")] if ranking else []
+
+    def cell(per_method: dict, metric: str, scale: float, style: str = ".1f") -> str:
+        s = per_method.get(metric)
+        return "-" if s is None else f"{s['mean'] * scale:{style}} ± {s['std'] * scale:{style}}"
+
+    table = Table(title=f"study {document['study']}: {spec['model']} on {spec['data']}, deleting "
+                        f"{deletion_words(spec['deletion'])}, seeds {', '.join(map(str, spec['seeds']))}")
+    for header in ("method", "n", *(c.header for c in columns), *(r[0] for r in relative), *(["rank"] if ranking else [])):
+        table.add_column(header, justify="left" if header == "method" else "right")
+    order = [m for m in spec["methods"] if m == REFERENCE]
+    order += (ranking["within"] + ranking["outside"]) if ranking else []
+    order += [m for m in spec["methods"] if m not in order]
+    for method in order:
+        per_method = stats.get(method, {})
+        n = max((s["n"] for s in per_method.values()), default=0)
+        place = ("ref" if method == REFERENCE else str(ranking["within"].index(method) + 1)
+                 if method in ranking["within"] else "over tol.") if ranking else None
+        table.add_row(specs.METHODS[method].title, str(n), *(cell(per_method, c.metric, c.scale) for c in columns),
+                      *(cell(per_method, metric, scale, style) for _, metric, scale, style in relative),
+                      *([place] if ranking else []))
+    if ranking:
+        table.caption = (f"Ranked by closeness to Retrain: the smallest mean |Df/Dr AUC - Retrain's| first, among "
+                         f"methods whose mean test gap to Retrain is within {ranking['tolerance']:g} points "
+                         "(\"over tol.\": outside it). Forget quality: KS p-value of the Df losses against "
+                         "Retrain's (1 = indistinguishable).")
+    else:
+        table.caption = "No Retrain in --methods: add retrain for the AUC gap, test gap, forget quality and ranking."
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("study")(with_param_options("run")(study))
