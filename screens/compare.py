@@ -11,8 +11,8 @@ from textual.widgets import DataTable, Footer, Static
 
 from screens.messages import CompareLoaded
 from screens.services import Services
-from screens.widgets.format import fmt
 from screens.widgets.plot import Series, SeriesPlot
+from sessions.numbers import fmt
 from sessions.series import eval_series, final_table, loss_series
 from sessions.summary import summary_metrics
 
@@ -97,7 +97,7 @@ class CompareScreen(Screen):
         table.add_columns("metric", *(r["label"] for r in self.runs))
         names = sorted({m for r in self.runs for m in r["final"]})
         for name in names:
-            table.add_row(name, *(fmt(r["final"].get(name)) for r in self.runs))
+            table.add_row(name, *(fmt(r["final"].get(name), name) for r in self.runs))
         for key in ("state", "model", "data"):
             table.add_row(key, *(str((r["meta"].get("spec") or {}).get(key) if key != "state"
                                      else r["meta"].get("state")) for r in self.runs))

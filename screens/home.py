@@ -15,10 +15,10 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from screens.messages import SessionsLoaded
 from screens.services import Services
 from screens.widgets.confirm import ConfirmScreen
-from screens.widgets.format import fmt
 from sessions.export import session_document, write_export
 from sessions.store import SessionBusy, SessionDamaged, UnknownSession
-from sessions.summary import format_deletion, format_duration, run_seconds, summary_metrics, test_headline
+from sessions.numbers import fmt, format_duration
+from sessions.summary import format_deletion, run_seconds, summary_metrics, test_headline, test_headline_name
 
 SORTS = ("started", "status", "method", "df_dr_auc", "test", "duration")
 # "test": the test split's headline, r_mean (retrieval) or accuracy (classification)
@@ -142,7 +142,7 @@ class HomeScreen(Screen):
             table.add_row(
                 "*" if row["id"] in self.marked else " ",
                 label, row.get("state", "?"), fmt(row.get("method")),
-                fmt(metrics.get("df_dr_auc")), fmt(test_headline(metrics)),
+                fmt(metrics.get("df_dr_auc"), "df_dr_auc"), fmt(test_headline(metrics), test_headline_name(metrics)),
                 fmt(row.get("model")), fmt(row.get("data")), format_deletion(row.get("deletion")),
                 time.strftime("%m-%d %H:%M", time.localtime(row.get("created") or 0)),
                 format_duration(run_seconds(row)),

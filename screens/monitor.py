@@ -25,10 +25,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from screens.services import Services
-from screens.widgets.format import fmt, fmt_delta
 from screens.widgets.plot import Series, SeriesPlot
 from screens.widgets.tail_log import TailLog
 from sessions.metric_names import flatten
+from sessions.numbers import fmt, fmt_delta
 from sessions.protocol import HEARTBEAT_INTERVAL
 from sessions.series import column_label, is_headline_metric, plotted_metrics
 
@@ -132,7 +132,7 @@ class RunModel:
             a = values.get(after) if after else None
             if a is None and b is None and values:
                 a = list(values.values())[-1]
-            rows.append((name, fmt(b), fmt(a), fmt_delta(b, a)))
+            rows.append((name, fmt(b, name), fmt(a, name), fmt_delta(b, a, name)))
         return rows
 
 

@@ -8,6 +8,7 @@ import re
 from typing import Iterable, Sequence
 
 from sessions.metric_names import flatten
+from sessions.numbers import shown
 
 Series = dict[str, tuple[list[float], list[float]]]
 
@@ -24,14 +25,11 @@ def is_headline_metric(name: str) -> bool:
 def plotted_metric(name: str, value: float) -> tuple[str, float] | None:
     """How an eval metric is drawn on a plot shared with the others, or None (left to the tables).
 
-    Plots share one 0-1 axis: metrics in percent (recall means, classification accuracy, MMBench
-    retention) are drawn /100 and say so in their label."""
+    Plots share one percent axis, as every table shows rates (sessions.numbers): AUCs and other
+    fractions are drawn x100; recall means, accuracies and retention as they are stored."""
     if not is_headline_metric(name):
         return None
-    last = name.rsplit(".", 1)[-1]
-    if last in ("r_mean", "accuracy") or last.endswith("retention"):
-        return f"{name} /100", value / 100.0
-    return name, value
+    return name, shown(name, value)
 
 
 def loss_series(events: Iterable[dict]) -> Series:

@@ -29,13 +29,15 @@ from typing import Callable, Iterable, Iterator
 
 from sessions.files import describe_error, dumps, private_dir, read_json, atomic_write_text, try_lock
 from sessions.metric_names import flatten
+from sessions.numbers import fmt_mean_std
 from sessions.paths import mmul_home
-from sessions.summary import TEST_HEADLINES
+from sessions.summary import test_headline_name
 
 STUDY_SCHEMA = 1
 STUDY_ID = re.compile(r"^study-[0-9a-f]{12}$")
 REFERENCE = "retrain"  # the gold standard every other method is scored against
 RELATIVE = ("auc_gap_to_retrain", "test_gap_to_retrain", "forget_quality")
+STUDY_SPEC_KEYS = ("methods", "seeds", "task", "model", "data", "deletion")  # what a study's report reads
 
 
 class StudyError(RuntimeError):
@@ -80,6 +82,27 @@ class StudyRecord:
         self.cells = [c for c in document["cells"] if isinstance(c, dict) and "method" in c and "seed" in c]
         return self
 
+    @classmethod
+    def stored(cls, study_id: str, home: str | os.PathLike | None = None) -> "StudyRecord":
+        """The stored record of ``study_id``, spec and cells; StudyError (one line) when there is none or it
+        cannot be used."""
+        if not STUDY_ID.fullmatch(study_id):
+            raise StudyError(f"{study_id!r} is not a study id; study ids look like study-0123456789ab "
+                             "(`mmul-workbench study ...` prints its id)")
+        record = cls(study_id, {}, home)
+        if not record.path.is_file():
+            raise StudyError(f"no study {study_id} under {record.root}; `mmul-workbench study ...` makes one")
+        record.load()
+        try:
+            spec = read_json(record.path).get("spec")
+        except (OSError, ValueError, AttributeError) as exc:
+            raise StudyError(f"study record {record.path} cannot be read ({exc})") from None
+        if not isinstance(spec, dict) or not isinstance(spec.get("methods"), list) or \
+                any(key not in spec for key in STUDY_SPEC_KEYS):
+            raise StudyError(f"study record {record.path} has no usable spec; run the study's command again")
+        record.spec = spec
+        return record
+
     def cell(self, method: str, seed: int) -> dict | None:
         return next((c for c in self.cells if c["method"] == method and c["seed"] == seed), None)
 
@@ -121,11 +144,6 @@ def mean_std(values: Iterable[float]) -> dict | None:
     mean = sum(finite) / n
     std = math.sqrt(sum((v - mean) ** 2 for v in finite) / (n - 1)) if n > 1 else 0.0
     return {"mean": mean, "std": std, "n": n}
-
-
-def test_headline_name(metrics: dict[str, float]) -> str | None:
-    """The test split's headline of flat metrics: ``test.r_mean`` (retrieval) or ``test.accuracy``."""
-    return next((name for name in TEST_HEADLINES if name in metrics), None)
 
 
 def run_metrics(summary: dict) -> dict[str, float]:
@@ -195,5 +213,53 @@ def rank(methods: dict[str, dict[str, dict]], tolerance: float, scale: float = 1
             "outside": sorted((m for m in scored if not within(m)), key=gap)}
 
 
-__all__ = ["REFERENCE", "RELATIVE", "STUDY_ID", "StudyError", "StudyRecord", "aggregate", "mean_std", "rank",
-           "relative_scores", "run_metrics", "studies_dir", "study_id", "test_headline_name"]
+
+# --- the study as a person reads it (the `study` table and the HTML report) -------------------------
+RELATIVE_HEADERS = (("AUC gap", "auc_gap_to_retrain"), ("test gap", "test_gap_to_retrain"),
+                    ("forget quality", "forget_quality"))
+
+
+def grid_order(document: dict) -> list[str]:
+    """The grid's methods: Retrain, then the ranking (within the tolerance, then outside), then the rest."""
+    spec, ranking = document["spec"], document.get("ranking")
+    order = [m for m in spec["methods"] if m == REFERENCE]
+    order += (ranking["within"] + ranking["outside"]) if ranking else []
+    return order + [m for m in spec["methods"] if m not in order]
+
+
+def grid(document: dict, columns: Iterable[tuple[str, str]], titles: dict[str, str] | None = None
+         ) -> tuple[list[str], list[list[str]]]:
+    """The study's grid in words: (headers, rows); one row per method (``grid_order``) with n, each headline
+    column ``(header, metric)`` as mean ± std (sessions.numbers), the Retrain-relative scores and the rank
+    when Retrain ran. ``titles`` maps method names to what is shown."""
+    stats, ranking = document["methods"], document.get("ranking")
+    columns = list(columns)
+    relative = list(RELATIVE_HEADERS) if ranking else []
+    headers = ["method", "n", *(h for h, _ in columns), *(h for h, _ in relative), *(["rank"] if ranking else [])]
+    rows = []
+    for method in grid_order(document):
+        per_method = stats.get(method, {})
+        n = max((s["n"] for s in per_method.values()), default=0)
+        row = [(titles or {}).get(method, method), str(n),
+               *(fmt_mean_std(per_method.get(metric), metric) for _, metric in columns),
+               *(fmt_mean_std(per_method.get(metric), metric) for _, metric in relative)]
+        if ranking:
+            row.append("ref" if method == REFERENCE else str(ranking["within"].index(method) + 1)
+                       if method in ranking["within"] else "over tol.")
+        rows.append(row)
+    return headers, rows
+
+
+def grid_caption(document: dict) -> str:
+    """The ranking rule in words (or what is missing for it)."""
+    ranking = document.get("ranking")
+    if not ranking:
+        return "No Retrain in --methods: add retrain for the AUC gap, test gap, forget quality and ranking."
+    return (f"Ranked by closeness to Retrain: the smallest mean |Df/Dr AUC - Retrain's| first, among methods whose "
+            f"mean test gap to Retrain is within {ranking['tolerance']:g} points (\"over tol.\": outside it). "
+            "AUCs, rates and gaps in percent. Forget quality: KS p-value of the Df losses against Retrain's "
+            "(1 = indistinguishable).")
+
+
+__all__ = ["REFERENCE", "RELATIVE", "STUDY_ID", "StudyError", "StudyRecord", "aggregate", "grid", "grid_caption",
+           "grid_order", "mean_std", "rank", "relative_scores", "run_metrics", "studies_dir", "study_id"]

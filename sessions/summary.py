@@ -1,6 +1,6 @@
 """A session row in words: its final metrics, its deletion set and how long it ran.
 
-The sessions home, `sessions list` and `engine status` print these the same way. Pure Python.
+The sessions home and `sessions list` print these the same way (numbers through sessions.numbers). Pure Python.
 """
 from __future__ import annotations
 
@@ -22,9 +22,15 @@ def summary_metrics(summary: Any) -> dict[str, float]:
 TEST_HEADLINES = ("test.r_mean", "test.accuracy")  # the test metric each run task reports first
 
 
+def test_headline_name(metrics: dict[str, float]) -> str | None:
+    """The test split's headline of flat metrics: ``test.r_mean`` (retrieval) or ``test.accuracy``."""
+    return next((name for name in TEST_HEADLINES if name in metrics), None)
+
+
 def test_headline(metrics: dict[str, float]) -> float | None:
-    """The test split's headline of flat metrics: retrieval's r_mean or classification's accuracy."""
-    return next((metrics[name] for name in TEST_HEADLINES if name in metrics), None)
+    """The test split's headline value (see ``test_headline_name``), or None."""
+    name = test_headline_name(metrics)
+    return None if name is None else metrics[name]
 
 
 def format_deletion(deletion: Any) -> str:
@@ -48,11 +54,10 @@ def run_seconds(row: dict, now: float | None = None) -> float:
     return max(0.0, end - start)
 
 
-def format_duration(seconds: float) -> str:
-    """``42s``, ``5m07s``, ``2h03m``."""
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+def took(meta: dict) -> float:
+    """How long a session's run took: its summary's own ``seconds`` when it has one, else ``run_seconds``."""
+    summary = meta.get("summary") if isinstance(meta.get("summary"), dict) else {}
+    seconds = summary.get("seconds")
+    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+        return float(seconds)
+    return run_seconds(meta)

@@ -337,17 +337,17 @@ def test_metric_names_flatten_and_nest_are_inverses():
     assert nest({"a.b.c": 1.0}) == {"a": {"b": {"c": 1.0}}}
 
 
-def test_plots_share_one_scale_and_leave_recall_at_k_to_the_tables():
+def test_plots_share_one_percent_scale_and_leave_recall_at_k_to_the_tables():
     from sessions.series import eval_series, plotted_metric, request_series
 
-    assert plotted_metric("df_dr_auc", 0.9) == ("df_dr_auc", 0.9)
-    assert plotted_metric("test.r_mean", 55.0) == ("test.r_mean /100", 0.55)
-    assert plotted_metric("mmbench_retention", 80.0) == ("mmbench_retention /100", 0.8)
+    assert plotted_metric("df_dr_auc", 0.9) == ("df_dr_auc", pytest.approx(90.0))  # fractions x100
+    assert plotted_metric("test.r_mean", 55.0) == ("test.r_mean", 55.0)          # percent as stored
+    assert plotted_metric("mmbench_retention", 80.0) == ("mmbench_retention", 80.0)
     assert plotted_metric("test.r1_i2t", 30.0) is None
     assert plotted_metric("df.txt_r1", 30.0) is None and plotted_metric("dr.img_r10", 90.0) is None
     events = [{"kind": "step"}, {"kind": "eval", "split": "step",
                                  "metrics": {"df_dr_auc": 0.7, "test": {"r_mean": 40.0, "img_r5": 60.0}}},
               {"kind": "eval", "split": "after", "request": 0, "metrics": {"forget": {"image": 0.5},
                                                                            "mmbench_retention": 90.0}}]
-    assert eval_series(events) == {"df_dr_auc": ([1], [0.7]), "test.r_mean /100": ([1], [0.4])}
-    assert request_series(events) == {"forget.image": ([0.0], [0.5]), "mmbench_retention /100": ([0.0], [0.9])}
+    assert eval_series(events) == {"df_dr_auc": ([1], [pytest.approx(70.0)]), "test.r_mean": ([1], [40.0])}
+    assert request_series(events) == {"forget.image": ([0.0], [50.0]), "mmbench_retention": ([0.0], [90.0])}

@@ -284,7 +284,7 @@ async def test_live_monitor_shows_points_summary_and_log(tmp_home):
         summary = screen.query_one("#mon-summary")
         assert summary.row_count >= 2
         first = summary.get_row_at(0)
-        assert first[0] == "df_dr_auc" and first[1] == "0.9" and first[2] == "0.5" and first[3] == "-0.4"
+        assert tuple(first) == ("df_dr_auc", "90.0", "50.0", "-40.0")  # an AUC in percent, the delta signed
         assert len(screen.query_one("#mon-log").lines) >= 3
         assert "finished" in str(screen.query_one("#mon-status").render())
 

@@ -56,7 +56,7 @@ def test_tui_in_tmux_launches_a_run_shows_its_curve_and_quits(tmp_path):
     command = f"cd {ROOT} && MMUL_HOME={home} {sys.executable} -m workbench.cli"
     subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "100", "-y", "30", command], check=True)
     try:
-        _wait(name, lambda t: writer.session_id in t and "0.61" in t)
+        _wait(name, lambda t: writer.session_id in t and "61.0" in t)  # the AUC in percent
         _wait(name, lambda t: "engine ready" in t, timeout=60)
         subprocess.run(["tmux", "send-keys", "-t", name, "C-n"], check=True)
         _wait(name, lambda t: "New run" in t and "shapes-tiny" in t)

@@ -27,15 +27,16 @@ app.add_typer(data_app, name="data")
 
 
 def _register_subcommands() -> None:
-    from workbench import cli_pulse, cli_run, cli_study
+    from workbench import cli_pulse, cli_report, cli_run, cli_study
     from workbench.cli_engine import engine_app
     from workbench.cli_sessions import sessions_app
 
     cli_run.register(app)
     cli_pulse.register(app)
     cli_study.register(app)
+    cli_report.register(sessions_app)
 
-    app.add_typer(sessions_app, name="sessions", help="List, show, export and delete sessions.")
+    app.add_typer(sessions_app, name="sessions", help="List, show, export, report and delete sessions.")
     app.add_typer(engine_app, name="engine", help="Start, stop and inspect the engine daemon.")
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from sessions.protocol import engine_paths
-from sessions.summary import format_duration
+from sessions.numbers import format_duration
 from workbench.client.errors import EngineError
 from workbench.client.process import engine_status, start_engine, stop_engine
 

@@ -12,6 +12,7 @@ import typer
 from engine import spec as specs
 from engine.errors import SpecError
 from engine.spec.inputs import absolute_paths
+from sessions.numbers import fmt
 from workbench.execute import run_session
 from workbench.output import fail, print_json
 from workbench.param_options import with_param_options
@@ -49,10 +50,6 @@ def pulse(
     print_requests(result)
 
 
-def _pct(value) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
-
-
 def print_requests(result: dict) -> None:
     """Rows = the original and each request; forget / retain accuracy (image, text-only), MMBench."""
     from rich.console import Console
@@ -66,8 +63,9 @@ def print_requests(result: dict) -> None:
     def row(label: str, entry: dict) -> None:
         f, r = entry.get("forget") or {}, entry.get("retain") or {}
         retention = entry.get("mmbench_retention")
-        table.add_row(label, _pct(f.get("image")), _pct(f.get("text")), _pct(r.get("image")), _pct(r.get("text")),
-                      _pct(entry.get("mmbench")), "-" if retention is None else f"{retention:.1f}")
+        table.add_row(label, fmt(f.get("image"), "forget.image"), fmt(f.get("text"), "forget.text"),
+                      fmt(r.get("image"), "retain.image"), fmt(r.get("text"), "retain.text"),
+                      fmt(entry.get("mmbench"), "mmbench"), fmt(retention, "mmbench_retention"))
 
     row("original", result["original_metrics"])
     for entry in result["requests"]:

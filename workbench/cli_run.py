@@ -16,6 +16,7 @@ from engine import spec as specs
 from engine.errors import SpecError
 from engine.spec.inputs import absolute_paths
 from sessions.metric_names import flatten
+from sessions.numbers import fmt
 from workbench.execute import run_session
 from workbench.output import Exit, Progress, fail, print_json
 from workbench.param_options import with_param_options
@@ -147,11 +148,27 @@ def demo(
         return print_json({"model": model, "data": data, "deletion": results[0]["deletion"],
                            "original_metrics": results[0]["original_metrics"], "runs": results})
     print_table(results, original=results[0]["original_metrics"])
+    typer.echo(f"one seed, a quick look; the 3-seed table scored against Retrain: {study_command(runs, extra)}")
+
+
+def study_command(runs: list[dict], extra: dict) -> str:
+    """The `study` command that runs this demo's grid over the paper's three seeds. Only the method's own
+    flags carry over: a study's --epochs reaches every method, Retrain included, so MultiDelete runs its
+    default epochs there."""
+    first = runs[0]
+    common = {p.name for p in specs.COMMON_PARAMS}
+    flags = " ".join(f"--{specs.dash(name)} {value}" for params in extra.values() for name, value in params.items()
+                     if name not in common)
+    task = f" --task {first['task']}" if first.get("task") and first["task"] != specs.data_kind(first["data"]) else ""
+    return (f"mmul-workbench study --methods {','.join(r['method'] for r in runs)} --model {first['model']} "
+            f"--data {first['data']}{task} --delete {first['deletion']['n']}" + (f" {flags}" if flags else ""))
+
 
 
 def print_table(results: list[dict], original: dict | None = None) -> None:
     """Rows = methods; the task's headline metrics (engine.spec TaskInfo.columns: Df/Dr AUC, test/Df/Dr
-    performance, MIA), the test gap to Retrain when Retrain ran, seconds (the paper's comparison table)."""
+    performance, MIA), the test gap to Retrain when Retrain ran, the time taken (the paper's comparison
+    table), in the workbench's one number format (sessions.numbers: rates and AUCs in percent)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -163,21 +180,22 @@ def print_table(results: list[dict], original: dict | None = None) -> None:
     gap = test is not None and retrain is not None and test.metric in retrain
 
     table = Table(title="unlearning results" + (f" ({first['deletion']['units']} units deleted)" if results else ""))
-    headers = ["method", *(c.header for c in columns), *(["Retrain gap"] if gap else []), "seconds"]
+    headers = ["method", *(c.header for c in columns), *(["Retrain gap"] if gap else []), "time"]
     for header in headers:
         table.add_column(header, justify="left" if header == "method" else "right")
 
     def row(label, metrics, seconds):
         flat = flatten(metrics)
-        cells = [f"{c.scale * flat.get(c.metric, float('nan')):.1f}" for c in columns]
+        cells = [fmt(flat.get(c.metric), c.metric) for c in columns]
         if gap:
-            cells.append(f"{abs(flat.get(test.metric, float('nan')) - retrain[test.metric]) * test.scale:.1f}")
-        table.add_row(label, *cells, seconds)
+            value = flat.get(test.metric)
+            cells.append(fmt(None if value is None else abs(value - retrain[test.metric]), test.metric))
+        table.add_row(label, *cells, fmt(seconds, "seconds"))
 
     if original:
-        row("original", original, "-")
+        row("original", original, None)
     for result in results:
-        row(specs.METHODS[result["method"]].title, result["metrics"], f"{result['seconds']:.1f}")
+        row(specs.METHODS[result["method"]].title, result["metrics"], result.get("seconds"))
     # piped output keeps whole numbers and names rather than squeezing to 80 columns
     Console(width=None if sys.stdout.isatty() else 160).print(table)
 

@@ -18,9 +18,11 @@ import typer
 from sessions.check import check
 from sessions.export import session_document, write_export
 from sessions.schema import SchemaMismatch
-from sessions.series import downsample, eval_series, final_table, loss_series, request_series
+from sessions.numbers import fmt, fmt_delta, format_duration
+from sessions.series import downsample, eval_series, final_table, is_headline_metric, loss_series, request_series
 from sessions.store import SessionBusy, SessionDamaged, SessionStore, UnknownSession
-from sessions.summary import summary_metrics, test_headline
+from sessions.summary import summary_metrics, test_headline, test_headline_name, took
+from workbench.text_table import Column, fit_lines, tsv_lines
 
 sessions_app = typer.Typer(
     name="sessions",
@@ -72,10 +74,40 @@ def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "-" if value is None else str(value)
+LIST_COLUMNS = [Column("id"), Column("state"), Column("method / model / data", shrink=12),
+                Column("created", drop=2), Column("took", right=True, drop=1),
+                Column("Df/Dr AUC", right=True), Column("test", right=True), Column("MIA", right=True, drop=3)]
+TSV_COLUMNS = [Column("id"), Column("state"), Column("method"), Column("model"), Column("data"), Column("created"),
+               Column("took"), Column("Df/Dr AUC"), Column("test"), Column("MIA")]
+
+
+def list_rows(rows: list[dict]) -> list[dict]:
+    """A catalog row's cells in words (one number format: rates and AUCs in percent, time humanised)."""
+    out = []
+    for row in rows:
+        metrics = summary_metrics(row.get("summary"))
+        state = row.get("state", "?")
+        out.append({
+            "id": row["id"], "state": state + ("?" if row.get("live") is False else ""),
+            **{key: str(row.get(key) or "?") for key in ("method", "model", "data")},
+            "note": f": {row.get('message')}" if state == "damaged" else "",
+            "created": _when(row.get("created")), "took": format_duration(took(row)),
+            "auc": fmt(metrics.get("df_dr_auc"), "df_dr_auc"),
+            "test": fmt(test_headline(metrics), test_headline_name(metrics)),
+            "mia": fmt(metrics.get("mia.df_member_rate"), "mia.df_member_rate"),
+        })
+    return out
+
+
+def list_lines(rows: list[dict], width: int | None) -> list[str]:
+    """`sessions list` as text: aligned and at most ``width`` characters a line, or tab-separated (None)."""
+    cells = list_rows(rows)
+    if width is None:
+        return tsv_lines(TSV_COLUMNS, [[c["id"], c["state"], c["method"], c["model"], c["data"] + c["note"],
+                                        c["created"], c["took"], c["auc"], c["test"], c["mia"]] for c in cells])
+    return fit_lines(LIST_COLUMNS, [[c["id"], c["state"], f"{c['method']} / {c['model']} / {c['data']}{c['note']}",
+                                     c["created"][5:] or "-", c["took"], c["auc"], c["test"], c["mia"]] for c in cells],
+                     width)
 
 
 @sessions_app.command("list")
@@ -84,7 +116,8 @@ def list_cmd(
     limit: int = typer.Option(0, "--limit", "-n", help="at most this many (newest first); 0 = all"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
-    """List sessions, newest first, with their key final metrics (reads only the catalog)."""
+    """List sessions, newest first, with their key final metrics (reads only the catalog). On a terminal
+    the table fits its width (or $COLUMNS); piped, tab-separated rows under a header line."""
     store = _store()
     try:
         rows = store.list(state)
@@ -99,27 +132,9 @@ def list_cmd(
     if not rows:
         typer.echo("no sessions yet; `mmul-workbench run ...` or `mmul-workbench demo` makes one", err=True)
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    table.add_column("id", no_wrap=True)
-    table.add_column("state", no_wrap=True)
-    table.add_column("method / model / data", overflow="fold")
-    table.add_column("created", no_wrap=True)
-    for header in ("Df/Dr AUC", "test", "MIA"):
-        table.add_column(header, justify="right", no_wrap=True)
-    for row in rows:
-        metrics = summary_metrics(row.get("summary"))
-        test = test_headline(metrics)
-        shown = row.get("state", "?") + ("?" if row.get("live") is False else "")
-        what = " / ".join(str(row.get(k) or "?") for k in ("method", "model", "data"))
-        if row.get("state") == "damaged":
-            what = f"{what}: {row.get('message')}"
-        created = time.strftime("%m-%d %H:%M", time.localtime(row["created"])) if row.get("created") else "-"
-        table.add_row(row["id"], shown, what, created, _fmt(metrics.get("df_dr_auc")), _fmt(test),
-                      _fmt(metrics.get("mia.df_member_rate")))
-    Console().print(table)
+    width = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else None
+    for line in list_lines(rows, width):
+        typer.echo(line)
     damaged = sum(row.get("state") == "damaged" for row in rows)
     if damaged:
         typer.echo(f"{damaged} damaged session(s): `mmul-workbench sessions check --repair` moves them aside",
@@ -145,7 +160,8 @@ def show_cmd(
     evs = doc["events"]
     console.print(f"[bold]{doc['id']}[/]  {doc.get('name') or ''}  state [bold]{doc['state']}[/]"
                   + (f" ({doc['message']})" if doc.get("message") else ""))
-    console.print(f"created {_when(doc['created'])}  updated {_when(doc['updated'])}  {len(evs)} events")
+    console.print(f"created {_when(doc['created'])}  updated {_when(doc['updated'])}  took "
+                  f"{format_duration(took(doc))}  {len(evs)} events")
     console.print("spec: " + json.dumps(doc["spec"], sort_keys=True))
     columns, rows = final_table(evs)
     if rows:
@@ -168,21 +184,21 @@ def show_cmd(
 
 
 def _metric_table(columns: list[str], rows: dict[str, dict[str, float]]):
+    """The final metrics (headline metrics first), in the one number format, with before -> after deltas."""
     from rich.table import Table
 
-    table = Table(title="final metrics", header_style="bold")
+    table = Table(title="final metrics (rates and AUCs in percent)", header_style="bold")
     table.add_column("metric")
     for col in columns:
         table.add_column(col, justify="right")
     delta = "before" in columns and "after" in columns
     if delta:
         table.add_column("delta", justify="right")
-    for name in sorted(rows):
+    for name in sorted(rows, key=lambda n: (not is_headline_metric(n), n)):
         values = rows[name]
-        cells = [_fmt(values.get(c)) for c in columns]
+        cells = [fmt(values.get(c), name) for c in columns]
         if delta:
-            b, a = values.get("before"), values.get("after")
-            cells.append(_fmt(a - b) if a is not None and b is not None else "-")
+            cells.append(fmt_delta(values.get("before"), values.get("after"), name))
         table.add_row(name, *cells)
     return table
 

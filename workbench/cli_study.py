@@ -22,8 +22,8 @@ from engine.spec.inputs import absolute_paths
 from engine.spec.validate import check_seed
 from sessions.metric_names import flatten
 from sessions.schema import ACTIVE_STATES
-from sessions.study import REFERENCE, StudyError, StudyRecord, aggregate, rank, study_id, test_headline_name
-from sessions.summary import format_deletion
+from sessions.study import REFERENCE, StudyError, StudyRecord, aggregate, grid, grid_caption, rank, study_id
+from sessions.summary import format_deletion, test_headline_name
 from workbench.cli_run import deletion_spec
 from workbench.output import Exit, Progress, fail, print_json
 from workbench.param_options import with_param_options
@@ -300,45 +300,35 @@ def deletion_words(deletion: dict) -> str:
 
 
 def print_study(document: dict) -> None:
-    """Rows = methods (Retrain, then the ranking); the task's headline columns as mean +/- std, n, and the
-    Retrain-relative scores."""
+    """Rows = methods (Retrain, then the ranking); the task's headline columns as mean ± std, n, and the
+    Retrain-relative scores (sessions.study.grid, in the one number format)."""
     from rich.console import Console
     from rich.table import Table
 
-    spec, stats, ranking = document["spec"], document["methods"], document.get("ranking")
-    columns = list(specs.TASKS[spec["task"]].columns) if spec["task"] in specs.TASKS else []
-    test = headline_column(spec["task"], stats)
-    # (header, metric, scale, format): gaps in points like the columns they compare; p-values as they come
-    relative = [("AUC gap", "auc_gap_to_retrain", 100.0, ".1f"), ("test gap", "test_gap_to_retrain",
-                 test.scale if test else 1.0, ".1f"), ("forget quality", "forget_quality", 1.0, ".2g")] if ranking else []
-
-    def cell(per_method: dict, metric: str, scale: float, style: str = ".1f") -> str:
-        s = per_method.get(metric)
-        return "-" if s is None else f"{s['mean'] * scale:{style}} ± {s['std'] * scale:{style}}"
-
-    table = Table(title=f"study {document['study']}: {spec['model']} on {spec['data']}, deleting "
-                        f"{deletion_words(spec['deletion'])}, seeds {', '.join(map(str, spec['seeds']))}")
-    for header in ("method", "n", *(c.header for c in columns), *(r[0] for r in relative), *(["rank"] if ranking else [])):
+    spec = document["spec"]
+    table = Table(title=study_title(document))
+    headers, rows = grid(document, headline_columns(spec["task"]), method_titles())
+    for header in headers:
         table.add_column(header, justify="left" if header == "method" else "right")
-    order = [m for m in spec["methods"] if m == REFERENCE]
-    order += (ranking["within"] + ranking["outside"]) if ranking else []
-    order += [m for m in spec["methods"] if m not in order]
-    for method in order:
-        per_method = stats.get(method, {})
-        n = max((s["n"] for s in per_method.values()), default=0)
-        place = ("ref" if method == REFERENCE else str(ranking["within"].index(method) + 1)
-                 if method in ranking["within"] else "over tol.") if ranking else None
-        table.add_row(specs.METHODS[method].title, str(n), *(cell(per_method, c.metric, c.scale) for c in columns),
-                      *(cell(per_method, metric, scale, style) for _, metric, scale, style in relative),
-                      *([place] if ranking else []))
-    if ranking:
-        table.caption = (f"Ranked by closeness to Retrain: the smallest mean |Df/Dr AUC - Retrain's| first, among "
-                         f"methods whose mean test gap to Retrain is within {ranking['tolerance']:g} points "
-                         "(\"over tol.\": outside it). Forget quality: KS p-value of the Df losses against "
-                         "Retrain's (1 = indistinguishable).")
-    else:
-        table.caption = "No Retrain in --methods: add retrain for the AUC gap, test gap, forget quality and ranking."
+    for row in rows:
+        table.add_row(*row)
+    table.caption = grid_caption(document)
     Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+def study_title(document: dict) -> str:
+    spec = document["spec"]
+    return (f"study {document['study']}: {spec['model']} on {spec['data']}, deleting "
+            f"{deletion_words(spec['deletion'])}, seeds {', '.join(map(str, spec['seeds']))}")
+
+
+def headline_columns(task: str) -> list[tuple[str, str]]:
+    """The task's headline columns as (header, metric)."""
+    return [(c.header, c.metric) for c in specs.TASKS[task].columns] if task in specs.TASKS else []
+
+
+def method_titles() -> dict[str, str]:
+    return {name: info.title for name, info in specs.METHODS.items()}
 
 
 def register(app: typer.Typer) -> None:

@@ -7,6 +7,8 @@ import sys
 import time
 from enum import IntEnum
 
+from sessions.numbers import fmt
+
 
 class Exit(IntEnum):
     OK = 0
@@ -73,7 +75,7 @@ class Progress:
             self._say(f"{self.label}: {fields.get('phase')} step {fields.get('step')} {terms}")
         elif kind == "eval":
             m = fields.get("metrics", {})
-            summary = ", ".join(f"{k}={m[k]:.3g}" for k in ("df_dr_auc", "test.r_mean", "test.accuracy") if k in m)
+            summary = ", ".join(f"{k}={fmt(m[k], k)}" for k in ("df_dr_auc", "test.r_mean", "test.accuracy") if k in m)
             self._say(f"{self.label}: eval ({fields.get('split')}) {summary}", force=True)
         elif kind == "log" and fields.get("level") in ("warning", "error"):
             self._say(f"{self.label}: {fields.get('message')}", force=True)

@@ -162,7 +162,8 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in (
           FORGET_WEIGHT, RETAIN_WEIGHT), epochs=1, iterates="forget"),
 )}
 
-MIA_COLUMNS = (Column("MIA Df member", "mia.df_member_rate", 100.0), Column("MIA AUC", "mia.auc", 100.0))
+MIA_COLUMNS = (Column("MIA Df member", "mia.df_member_rate", 100.0), Column("MIA test member", "mia.test_member_rate", 100.0),
+               Column("MIA AUC", "mia.auc", 100.0))
 TASKS: dict[str, TaskInfo] = {t.name: t for t in (
     TaskInfo("retrieval", "engine.tasks.retrieval:Retrieval",
              "image-text retrieval: ITC(+ITM) loss, recall@k, Df/Dr AUC and MIA on pair scores",

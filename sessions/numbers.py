@@ -1,0 +1,143 @@
+"""One number format for everything a person reads: the screens, `sessions list/show`, `replay --headless`,
+the demo, study and PULSE tables, the HTML reports and the plots' axes.
+
+- Rates and AUCs in percent with one decimal: ``70.3``. Which metrics are stored as 0-1 fractions is
+  decided here, by name: AUCs (``df_dr_auc``, ``mia.auc``, ``mia.attack_auc``), rates
+  (``mia.df_member_rate``), the four-option accuracies of people data (``forget.image``,
+  ``retain.text``, ``mmbench``, ...) and the AUC gap to Retrain; they are shown x100. Recall
+  (``test.r_mean``, ``df.txt_r1``), classification accuracy and MMBench retention are stored in percent
+  and shown as they are.
+- Deltas signed, one decimal, in the same units: ``+1.2``, ``-0.4``.
+- Seconds humanised: ``45 s``, ``3 m 20 s``, ``1 h 05 m``.
+- A p-value (``forget_quality``) with two significant digits; any other number with four.
+
+Stored events and every ``--json`` keep the raw values; only what is printed goes through here.
+Pure Python.
+"""
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+FRACTION = "fraction"  # stored 0-1, shown in percent
+PERCENT = "percent"    # stored and shown in percent
+P_VALUE = "p-value"
+SECONDS = "seconds"
+NUMBER = "number"
+
+PEOPLE_GROUPS = ("forget", "forget_all", "retain", "other")  # four-option QA groups, each .image and .text
+FRACTION_NAMES = {"mmbench", "auc_gap_to_retrain"}
+PERCENT_NAMES = {"r_mean", "accuracy", "test_gap_to_retrain"}
+RECALL = re.compile(r"(txt|img)_r\d+|r\d+_(i2t|t2i)")  # recall at k, in percent
+P_VALUE_NAMES = {"forget_quality"}
+SECONDS_NAMES = {"seconds"}
+
+
+def unit(name: str | None) -> str:
+    """How metric ``name`` (flat, dotted) is stored: FRACTION, PERCENT, P_VALUE, SECONDS or NUMBER."""
+    if not name:
+        return NUMBER
+    parts = name.split(".")
+    last = parts[-1]
+    if last in SECONDS_NAMES:
+        return SECONDS
+    if last in P_VALUE_NAMES:
+        return P_VALUE
+    if last in FRACTION_NAMES or last.endswith("auc") or last.endswith("_rate"):
+        return FRACTION
+    if len(parts) == 2 and parts[0] in PEOPLE_GROUPS and last in ("image", "text"):
+        return FRACTION
+    if last in PERCENT_NAMES or last.endswith("retention") or RECALL.fullmatch(last):
+        return PERCENT
+    return NUMBER
+
+
+def is_fraction(name: str | None) -> bool:
+    return unit(name) == FRACTION
+
+
+def is_rate(name: str | None) -> bool:
+    """Shown in percent (stored as a fraction or in percent)."""
+    return unit(name) in (FRACTION, PERCENT)
+
+
+def shown(name: str | None, value: float) -> float:
+    """The value as a person reads it: fractions x100, everything else as stored."""
+    return 100.0 * value if is_fraction(name) else value
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def fmt(value: Any, name: str | None = None) -> str:
+    """``value`` of metric ``name`` for a person: ``70.3``, ``3 m 20 s``, ``0.042``; ``-`` for nothing,
+    text as it is."""
+    if value is None:
+        return "-"
+    number = _number(value)
+    if number is None:
+        return str(value)
+    if math.isnan(number):
+        return "nan"
+    if math.isinf(number):
+        return "inf" if number > 0 else "-inf"
+    kind = unit(name)
+    if kind in (FRACTION, PERCENT):
+        return f"{shown(name, number):.1f}"
+    if kind == SECONDS:
+        return format_duration(number)
+    if kind == P_VALUE:
+        return f"{number:.2g}"
+    if isinstance(value, int):
+        return str(value)
+    return f"{number:.4g}"
+
+
+def fmt_delta(before: Any, after: Any, name: str | None = None) -> str:
+    """``after - before`` signed, in the units ``fmt`` shows: ``+1.2``, ``-0.4``, ``+2 m 05 s``."""
+    b, a = _number(before), _number(after)
+    if b is None or a is None:
+        return "-"
+    diff = a - b
+    if math.isnan(diff):
+        return "nan"
+    kind = unit(name)
+    if kind in (FRACTION, PERCENT):
+        text = f"{shown(name, diff):+.1f}"
+        return "+0.0" if text == "-0.0" else text
+    if kind == SECONDS:
+        return ("-" if diff < 0 else "+") + format_duration(abs(diff))
+    return f"{diff:+.2g}" if kind == P_VALUE else f"{diff:+.4g}"
+
+
+def fmt_mean_std(stats: dict | None, name: str | None = None) -> str:
+    """``{"mean", "std", "n"}`` as ``70.3 ± 1.2`` (the std in the mean's units); ``-`` for nothing."""
+    if not stats:
+        return "-"
+    mean, std = _number(stats.get("mean")), _number(stats.get("std"))
+    if mean is None:
+        return "-"
+    if unit(name) == SECONDS:
+        return f"{format_duration(mean)} ± {format_duration(std or 0.0)}"
+    return f"{fmt(mean, name)} ± {fmt(std or 0.0, name)}"
+
+
+def format_duration(seconds: float) -> str:
+    """``45 s``, ``3 m 20 s``, ``1 h 05 m``; under ten seconds with a tenth when there is one (``1.5 s``)."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 10 and seconds != int(seconds):
+        return f"{seconds:.1f} s"
+    whole = int(round(seconds))
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} m {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} m"
+
+
+__all__ = ["FRACTION", "NUMBER", "PERCENT", "P_VALUE", "SECONDS", "fmt", "fmt_delta", "fmt_mean_std",
+           "format_duration", "is_fraction", "is_rate", "shown", "unit"]

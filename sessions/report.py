@@ -1,0 +1,232 @@
+"""HTML reports: one self-contained file to hand to someone who was not at the terminal.
+
+A session report holds, per session, its spec, its final metrics table (in the one number format,
+sessions.numbers) and its curves (loss terms, eval metrics over steps, and per request for sequential
+runs); a study report holds the study's grid (methods x headline metrics, mean ± std, n, the
+Retrain-relative scores and the ranking rule) and one overlaid plot per headline metric. Everything is
+inline: CSS in a <style> element, plots as <svg> drawn by matplotlib (Agg, imported on first use, so
+nothing that imports this module pays for it); no JavaScript, nothing fetched.
+
+Pure Python apart from matplotlib; the caller reads the store and the study and hands the data in.
+"""
+from __future__ import annotations
+
+import html
+import io
+import json
+import time
+from pathlib import Path
+from typing import Iterable
+
+from sessions.files import atomic_write_text
+from sessions.numbers import fmt, fmt_delta, format_duration, is_rate, shown
+from sessions.series import Series, downsample, eval_series, final_table, is_headline_metric, loss_series, request_series
+from sessions.summary import summary_metrics, took
+
+PLOT_POINTS = 1500  # per series: the file stays small, spikes survive (min/max per bucket)
+
+CSS = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d232a; margin: 2em auto;
+       max-width: 1100px; padding: 0 1em; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.25em; border-top: 1px solid #ccd; padding-top: .8em; }
+h3 { font-size: 1.05em; margin-bottom: .3em; }
+table { border-collapse: collapse; margin: .5em 0 1em; }
+th, td { padding: .2em .7em; border-bottom: 1px solid #e3e6ea; text-align: right; white-space: nowrap; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #f3f5f7; }
+caption { caption-side: bottom; text-align: left; color: #555; font-size: .9em; padding-top: .4em; }
+pre { background: #f6f8fa; padding: .6em .8em; overflow-x: auto; font-size: .85em; }
+.meta { color: #555; } .plots { display: flex; flex-wrap: wrap; gap: 1em; }
+.plot svg { max-width: 100%; height: auto; }
+"""
+
+
+# --- plots -------------------------------------------------------------------------------------------
+def svg_plot(title: str, series: dict[str, tuple[list, list]], xlabel: str = "step", ylabel: str = "",
+             styles: dict[str, dict] | None = None, points: int = PLOT_POINTS,
+             xticks: dict[float, str] | None = None) -> str:
+    """One matplotlib line plot as an inline ``<svg>`` element (text kept as text); ``xticks`` names the
+    x positions of a categorical axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.4, 3.4), layout="constrained")
+    axes = figure.add_subplot()
+    legend: list[str] = []
+    for label, (xs, ys) in series.items():
+        dx, dy = downsample(list(xs), list(ys), points)
+        style = {"linewidth": 1.3, "marker": "o" if len(dx) <= 12 else None, "markersize": 3,
+                 **((styles or {}).get(label) or {})}
+        group = style.pop("group", label)  # lines of one group (a method's seeds) share one legend entry
+        axes.plot(dx, dy, label="_nolegend_" if group in legend else group, **style)
+        legend.append(group)
+    axes.set_title(title, fontsize=11)
+    axes.set_xlabel(xlabel)
+    if ylabel:
+        axes.set_ylabel(ylabel)
+    axes.grid(alpha=0.3)
+    if xticks:
+        axes.set_xticks(list(xticks), list(xticks.values()))
+        axes.set_xlim(min(xticks) - 0.5, max(xticks) + 0.5)
+    if 1 < len(set(legend)) <= 12:
+        axes.legend(fontsize=8)
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        figure.savefig(buffer, format="svg", metadata={"Date": None})
+    text = buffer.getvalue()
+    return text[text.index("<svg"):]  # drop the XML declaration and doctype: inline in HTML5
+
+
+# --- pieces of HTML ----------------------------------------------------------------------------------
+def esc(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def table_html(headers: list[str], rows: Iterable[list[str]], caption: str = "") -> str:
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+    cap = f"<caption>{esc(caption)}</caption>" if caption else ""
+    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def page(title: str, body: str) -> str:
+    made = time.strftime("%Y-%m-%d %H:%M", time.localtime())
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+            f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1>"
+            f'<p class="meta">made by mmul-workbench on {made}. Rates and AUCs in percent (one decimal), deltas '
+            f"signed, times humanised; the raw numbers are in <code>mmul-workbench sessions export</code>.</p>{body}"
+            "</body></html>\n")
+
+
+def metrics_rows(events: list[dict], summary) -> tuple[list[str], list[list[str]]]:
+    """The final metrics table of a session (headline metrics first), with before -> after deltas."""
+    columns, rows = final_table(events)
+    if not rows:
+        flat = summary_metrics(summary)
+        columns, rows = (["final"], {k: {"final": v} for k, v in flat.items()}) if flat else ([], {})
+    delta = "before" in columns and "after" in columns
+    headers = ["metric", *columns, *(["delta"] if delta else [])]
+    out = []
+    for name in sorted(rows, key=lambda n: (not is_headline_metric(n), n)):
+        values = rows[name]
+        cells = [name, *(fmt(values.get(c), name) for c in columns)]
+        if delta:
+            cells.append(fmt_delta(values.get("before"), values.get("after"), name))
+        out.append(cells)
+    return headers, out
+
+
+def session_section(meta: dict, events: list[dict]) -> str:
+    """One session: what ran, its final metrics and its curves."""
+    spec = meta.get("spec") or {}
+    sid = meta.get("id", "?")
+    what = " / ".join(str(spec.get(k, "?")) for k in ("method", "model", "data"))
+    steps = sum(e.get("kind") == "step" for e in events)
+    created = time.strftime("%Y-%m-%d %H:%M", time.localtime(meta["created"])) if meta.get("created") else "-"
+    parts = [f'<section id="{esc(sid)}"><h2>{esc(sid)}{" — " + esc(meta["name"]) if meta.get("name") else ""}</h2>',
+             f'<p class="meta">{esc(what)}; state <b>{esc(meta.get("state", "?"))}</b>'
+             + (f" ({esc(meta['message'])})" if meta.get("message") else "")
+             + f"; created {esc(created)}; took {esc(format_duration(took(meta)))}; {len(events)} events,"
+               f" {steps} steps</p>",
+             "<h3>spec</h3><pre>" + esc(json.dumps(spec, indent=2, sort_keys=True, default=str)) + "</pre>"]
+    headers, rows = metrics_rows(events, meta.get("summary"))
+    if rows:
+        parts.append("<h3>final metrics</h3>" + table_html(headers, rows))
+    plots = []
+    losses = loss_series(events)
+    if losses:
+        plots.append(svg_plot("loss terms", losses, "step", "loss"))
+    evals = eval_series(events, split="step")
+    if evals:
+        plots.append(svg_plot("eval metrics during the run", evals, "step", "%"))
+    per_request = request_series(events)
+    if per_request and len(next(iter(per_request.values()))[0]) > 1:
+        plots.append(svg_plot("metrics after each request", per_request, "request", "%"))
+    if plots:
+        parts.append('<h3>curves</h3><div class="plots">'
+                     + "".join(f'<div class="plot">{p}</div>' for p in plots) + "</div>")
+    elif not rows:
+        parts.append("<p>No step or eval events in this session.</p>")
+    return "".join(parts) + "</section>"
+
+
+def sessions_report(sessions: list[tuple[dict, list[dict]]]) -> str:
+    """The report of one or more sessions: ``(meta, events)`` each (``SessionStore().get``, ``.events``)."""
+    ids = [meta.get("id", "?") for meta, _ in sessions]
+    title = f"session {ids[0]}" if len(ids) == 1 else f"{len(ids)} sessions"
+    contents = "" if len(ids) == 1 else "<ul>" + "".join(
+        f'<li><a href="#{esc(i)}">{esc(i)}</a></li>' for i in ids) + "</ul>"
+    return page(f"mmul-workbench report: {title}", contents + "".join(session_section(m, e) for m, e in sessions))
+
+
+# --- studies -----------------------------------------------------------------------------------------
+def study_plot(metric: str, cells: list[tuple[str, int, list[dict], dict | None]], titles: dict[str, str]) -> str:
+    """One headline metric over every cell: the curves over the run (x: fraction of the run, so runs of
+    different lengths line up; one colour per method) where the cells evaluated during the run, else the
+    final values per method (each seed a point)."""
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10"]
+    methods = list(dict.fromkeys(method for method, *_ in cells))
+    colour = {method: palette(i % 10) for i, method in enumerate(methods)}
+    curves: Series = {}
+    styles: dict[str, dict] = {}
+    for method, seed, events, _ in cells:
+        steps = max(1, sum(e.get("kind") == "step" for e in events))
+        xs, ys = eval_series(events, split="step").get(metric, ([], []))
+        if xs:
+            label = f"{titles.get(method, method)} s{seed}"
+            curves[label] = ([x / steps for x in xs], ys)
+            styles[label] = {"color": colour[method], "group": titles.get(method, method)}
+    if curves:
+        return svg_plot(f"{metric} during the run", curves, "fraction of the run", "%" if is_rate(metric) else "",
+                        styles)
+    finals: Series = {}
+    for method, seed, _, summary in cells:
+        value = summary_metrics(summary).get(metric) if summary else None
+        if value is not None:
+            xs, ys = finals.setdefault(titles.get(method, method), ([], []))
+            xs.append(float(methods.index(method)))
+            ys.append(shown(metric, value))
+    if not finals:
+        return ""
+    return svg_plot(f"{metric} at the end (each seed a point)", finals, "method", "%" if is_rate(metric) else "",
+                    {label: {"color": colour[m], "linestyle": "none", "marker": "o", "group": label}
+                     for m in methods for label in [titles.get(m, m)] if label in finals},
+                    xticks={float(i): titles.get(m, m) for i, m in enumerate(methods)})
+
+
+def study_report(document: dict, title: str, headers: list[str], rows: list[list[str]], caption: str,
+                 metrics: list[str], cells: list[tuple[str, int, list[dict], dict | None]],
+                 titles: dict[str, str]) -> str:
+    """A study: its spec, its grid (already in words: sessions.study.grid), its cells and one plot per
+    headline metric over the cells ``(method, seed, events, summary)`` that finished."""
+    spec = document.get("spec") or {}
+    listed = [[c.get("method", "?"), str(c.get("seed", "?")), c.get("session") or "-", c.get("state", "?")]
+              for c in document.get("cells") or []]
+    plots = [plot for plot in (study_plot(m, cells, titles) for m in metrics) if plot]
+    body = (f"<p class=\"meta\">{esc(title)}</p>"
+            "<h2>grid</h2>" + table_html(headers, rows, caption)
+            + ("<h2>headline metrics</h2><div class=\"plots\">" + "".join(f'<div class="plot">{p}</div>' for p in plots)
+               + "</div>" if plots else "")
+            + "<h2>cells</h2>" + table_html(["method", "seed", "session", "state"], listed)
+            + "<h2>spec</h2><pre>" + esc(json.dumps(spec, indent=2, sort_keys=True, default=str)) + "</pre>")
+    return page(f"mmul-workbench report: study {document.get('study', '?')}", body)
+
+
+def headline_names(stats: dict[str, dict]) -> list[str]:
+    """Without a task's headline columns: every rate the study's methods report, at headline level."""
+    names = {name for per_method in stats.values() for name in per_method}
+    return sorted(n for n in names if is_rate(n) and is_headline_metric(n) and not n.endswith("_to_retrain"))
+
+
+# --- writing -----------------------------------------------------------------------------------------
+def write_report(path: Path, text: str) -> None:
+    """Write the report atomically (``.partial`` + fsync + replace): a reader never sees half a file."""
+    atomic_write_text(Path(path), text, sync_dir=False)
+
+
+__all__ = ["headline_names", "metrics_rows", "session_section", "sessions_report", "study_report",
+           "svg_plot", "write_report"]

@@ -1,0 +1,200 @@
+"""`sessions report`: one self-contained HTML file of stored sessions or of a study (sessions written with the
+store's writer and a hand-made study record: no training), and bad input refused with nothing written."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import ROOT, cli_env
+from sessions.store import SessionStore
+
+STUDY = "study-0123456789ab"
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMUL_HOME", str(tmp_path))
+    return tmp_path
+
+
+def invoke(*args):
+    from workbench.cli import app
+
+    return CliRunner().invoke(app, ["sessions", "report", *args])
+
+
+def make(home, method: str, auc: float, r_mean: float, seed: int = 42, steps: int = 60, df_scores=None) -> str:
+    spec = {"method": method, "model": "clip-tiny", "data": "shapes-tiny", "seed": seed,
+            "deletion": {"strategy": "random", "n": 4, "seed": seed}, "params": {"lr": 1e-4}}
+    writer = SessionStore(home).create(spec, name=f"{method} s{seed}")
+    writer.emit("eval", step=0, phase="original", split="before",
+                metrics={"df_dr_auc": 0.91, "test.r_mean": 52.0, "mia.df_member_rate": 0.8})
+    for i in range(steps):
+        writer.emit("step", step=i, phase="unlearn", lr=1e-3, losses={"total": 2.0 / (i + 1), "kl": 0.1})
+        if i % 20 == 19:
+            writer.emit("eval", step=i, phase="unlearn", split="step",
+                        metrics={"df_dr_auc": 0.9 - i / 200, "test.r_mean": 51.0})
+    metrics = {"df_dr_auc": auc, "test.r_mean": r_mean, "mia.df_member_rate": 0.1}
+    writer.emit("eval", step=steps, phase="eval", split="after", metrics=metrics)
+    summary = {"session": writer.session_id, "method": method, "seconds": 200.0,
+               "metrics": {"df_dr_auc": auc, "test": {"r_mean": r_mean}, "mia": {"df_member_rate": 0.1}}}
+    if df_scores is not None:
+        summary["df_scores"] = df_scores
+    writer.finish("finished", summary=summary)
+    return writer.session_id
+
+
+def test_report_of_two_sessions(home, tmp_path):
+    a, b = make(home, "multidelete", 0.7032, 50.23), make(home, "ft", 0.8512, 51.0)
+    out = tmp_path / "report.html"
+    result = invoke(a, b[-4:], "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(out)
+    text = out.read_text()
+    assert text.startswith("<!DOCTYPE html>") and text.count("<svg") >= 4  # loss and eval curves, each session
+    for sid, method in ((a, "multidelete"), (b, "ft")):
+        assert f'<section id="{sid}">' in text and f"&quot;method&quot;: &quot;{method}&quot;" in text  # the spec
+    # the final metric tables in the one number format: AUC in percent, recall as stored, deltas signed
+    assert "<td>df_dr_auc</td><td>91.0</td><td>70.3</td><td>-20.7</td>" in text
+    assert "<td>test.r_mean</td><td>52.0</td><td>50.2</td><td>-1.8</td>" in text
+    assert "<td>df_dr_auc</td><td>91.0</td><td>85.1</td><td>-5.9</td>" in text
+    assert "0.7032" not in text and "took 3 m 20 s" in text  # no raw fractions; the run's time humanised
+    # self-contained: no script, nothing fetched
+    assert "<script" not in text and not re.search(r"""(src|href)=["']?(https?:)?//""", text)
+    assert "<link" not in text and "@import" not in text
+    assert not list(tmp_path.glob("*.partial"))
+
+    as_json = invoke(a, "--out", str(tmp_path / "one.html"), "--json")
+    assert as_json.exit_code == 0 and json.loads(as_json.stdout)["sessions"] == [a]
+
+
+def write_study(home, cells: list[dict], methods=("retrain", "ft", "multidelete")) -> None:
+    spec = {"model": "clip-tiny", "data": "shapes-tiny", "task": "retrieval", "device": "cpu",
+            "deletion": {"strategy": "random", "n": 4}, "requests": 1, "params": {}, "methods": list(methods),
+            "seeds": [42, 7]}
+    (home / "studies").mkdir(mode=0o700, exist_ok=True)
+    (home / "studies" / f"{STUDY}.json").write_text(json.dumps(
+        {"schema": 1, "study": STUDY, "spec": spec, "created": 1.0, "updated": 2.0, "cells": cells}))
+
+
+def test_report_of_a_study(home, tmp_path):
+    values = {"retrain": (0.50, 48.0), "ft": (0.80, 50.0), "multidelete": (0.55, 47.0)}
+    cells = []
+    for seed, shift in ((42, 0.0), (7, 0.02)):
+        for method, (auc, r_mean) in values.items():
+            sid = make(home, method, auc + shift, r_mean + 100 * shift, seed=seed, steps=40 if method == "ft" else 80,
+                       df_scores=[0.1, 0.5, 0.9, 1.3] if method == "retrain" else [0.2 + shift, 0.6, 1.0, 1.4])
+            cells.append({"method": method, "seed": seed, "session": sid, "state": "finished"})
+    write_study(home, cells)
+    out = tmp_path / "study.html"
+    result = invoke("--study", STUDY, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert STUDY in text and "<script" not in text
+    rows = {m: re.search(rf"<tr><td>{title}</td>(.*?)</tr>", text).group(1)
+            for m, title in (("retrain", "Retrain"), ("ft", "FT"), ("multidelete", "MultiDelete"))}
+    # mean ± std over the two seeds, n, in the one number format; then AUC gap, test gap, forget quality, rank
+    assert rows["retrain"].startswith("<td>2</td><td>51.0 ± 1.4</td><td>49.0 ± 1.4</td>")
+    assert rows["ft"].startswith("<td>2</td><td>81.0 ± 1.4</td><td>51.0 ± 1.4</td>")
+    assert "<td>30.0 ± 0.0</td><td>2.0 ± 0.0</td>" in rows["ft"] and rows["ft"].endswith("<td>2</td>")
+    assert "<td>5.0 ± 0.0</td><td>1.0 ± 0.0</td>" in rows["multidelete"] and rows["multidelete"].endswith("<td>1</td>")
+    assert rows["retrain"].endswith("<td>ref</td>")
+    assert "Ranked by closeness to Retrain" in text and "within 5 points" in text
+    # one overlaid plot per headline metric the runs report (three of the retrieval task's six here): over the
+    # run, each method a colour, where the cells evaluated during it; else the final values, each seed a point
+    assert text.count("<svg") == 3 and text.count("during the run</text>") == 2 and "at the end" in text
+    assert all(c["session"] in text for c in cells)
+
+
+def test_study_report_of_a_study_without_retrain_or_curves(home, tmp_path):
+    sid = make(home, "ft", 0.8, 50.0, steps=0)
+    write_study(home, [{"method": "ft", "seed": 42, "session": sid, "state": "finished"},
+                       {"method": "ft", "seed": 7, "session": None, "state": "failed"}], methods=("ft",))
+    out = tmp_path / "s.html"
+    result = invoke("--study", STUDY, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "No Retrain in --methods" in text and "<td>FT</td><td>1</td><td>80.0 ± 0.0</td>" in text
+    assert "at the end" in text and "<svg" in text  # no step evaluation of test.r_mean: the final values
+
+
+@pytest.mark.parametrize("case", ["unknown session", "damaged session", "unknown study", "bad study id",
+                                  "damaged study", "directory", "missing directory", "unwritable", "neither",
+                                  "both"])
+def test_bad_input_is_one_line_exit_2_nothing_written(home, tmp_path, case):
+    sid = make(home, "ft", 0.8, 50.0, steps=3)
+    out = tmp_path / "out" / "r.html"
+    out.parent.mkdir()
+    args = [sid, "--out", str(out)]
+    if case == "unknown session":
+        args = [sid, "20200101-000000-zzzz", "--out", str(out)]
+    elif case == "damaged session":
+        damaged = make(home, "npo", 0.7, 49.0, steps=3)
+        for path in (home / "sessions").glob(f"{damaged}*"):
+            target = path / "session.json" if path.is_dir() else path
+            if target.is_file():
+                target.write_text("{ not json")
+        args = [damaged, "--out", str(out)]
+    elif case == "unknown study":
+        args = ["--study", "study-aaaaaaaaaaaa", "--out", str(out)]
+    elif case == "bad study id":
+        args = ["--study", "../../etc/passwd", "--out", str(out)]
+    elif case == "damaged study":
+        (home / "studies").mkdir()
+        (home / "studies" / f"{STUDY}.json").write_text("{ not json")
+        args = ["--study", STUDY, "--out", str(out)]
+    elif case == "directory":
+        args = [sid, "--out", str(out.parent)]
+    elif case == "missing directory":
+        args = [sid, "--out", str(tmp_path / "nowhere" / "r.html")]
+    elif case == "unwritable":
+        if os.geteuid() == 0:
+            pytest.skip("root writes anywhere")
+        out.parent.chmod(0o500)
+    elif case == "neither":
+        args = ["--out", str(out)]
+    elif case == "both":
+        args = [sid, "--study", STUDY, "--out", str(out)]
+    result = invoke(*args)
+    if case == "unwritable":
+        out.parent.chmod(0o700)
+    assert result.exit_code == 2, (case, result.output)
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), (case, result.stderr)
+    assert "Traceback" not in result.output and result.stdout == ""
+    assert list(out.parent.iterdir()) == [] and not (tmp_path / "nowhere").exists()
+
+
+def test_unwritable_target_is_one_line_exit_2(home, tmp_path, monkeypatch):
+    """A write that fails midway (e.g. the disk fills) leaves neither the report nor its .partial."""
+    import sessions.files
+
+    sid = make(home, "ft", 0.8, 50.0, steps=3)
+    out = tmp_path / "r.html"
+
+    def full(path, text, *, sync_dir=True):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(sessions.files, "atomic_write_text", full)
+    import sessions.report
+
+    monkeypatch.setattr(sessions.report, "atomic_write_text", full)
+    result = invoke(sid, "--out", str(out))
+    assert result.exit_code == 2 and "No space left on device" in result.stderr and result.stderr.count("\n") == 1
+    assert list(tmp_path.glob("r.html*")) == []
+
+
+def test_help_and_sessions_commands_import_neither_torch_nor_matplotlib(tmp_path):
+    heavy = ("torch", "matplotlib", "transformers", "textual", "plotext")
+    for argv in (["--help"], ["sessions", "report", "--help"], ["sessions", "list"]):
+        code = ("import sys; sys.argv = ['mmul-workbench', *%r]\nfrom workbench.cli import app\n"
+                "try:\n    app()\nexcept SystemExit:\n    pass\n"
+                "print('HEAVY=' + ','.join(m for m in %r if m in sys.modules))" % (argv, heavy))
+        out = subprocess.run([sys.executable, "-c", code], env=cli_env(tmp_path), cwd=ROOT, capture_output=True,
+                             text=True)
+        assert out.stdout.strip().splitlines()[-1] == "HEAVY=", (argv, out.stdout + out.stderr)
