@@ -98,7 +98,7 @@ def test_stop_if_ends_the_unlearning_with_a_logged_event(home):
 
 def test_keep_best_through_the_cli(home):
     out = subprocess.run(cli("run", "--method", "neggrad", "--model", "clip-tiny", "--data", "shapes-tiny",
-                             "--delete", "9", "--seed", "7", "--device", "cpu", "--epochs", "4", "--eval-every", "1",
+                             "--delete", "9", "--seed", "7", "--device", "cpu", "--epochs", "2", "--eval-every", "2",
                              "--keep", "best", "--keep-tolerance", "100", "--json"),
                          cwd=ROOT, env=cli_env(home), capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]

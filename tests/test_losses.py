@@ -59,7 +59,8 @@ def test_multidelete_terms_by_hand():
     terms = MultiDelete(PARAMS, model, original).losses(batch, batch)
     # with 2 images the decoupling permutation must swap the two captions
     # model sims: [[2,0],[0,4]]; original sims with swapped captions: [[0,1],[2,0]]
-    sim_mse = ((2 - 0) ** 2 + (0 - 1) ** 2 + (0 - 2) ** 2 + (4 - 0) ** 2) / 4
+    # both directions (image-to-text, and its transpose text-to-image), summed as released
+    sim_mse = 2 * ((2 - 0) ** 2 + (0 - 1) ** 2 + (0 - 2) ** 2 + (4 - 0) ** 2) / 4
     # fused model: [[2,0],[0,4]]; original fused with swapped captions: image*text_pi = [[0,0],[0,0]]
     fused_mse = (4 + 16) / 4
     assert terms["md"].item() == pytest.approx(sim_mse + fused_mse)

@@ -164,7 +164,6 @@ def study_command(runs: list[dict], extra: dict) -> str:
             f"--data {first['data']}{task} --delete {first['deletion']['n']}" + (f" {flags}" if flags else ""))
 
 
-
 def print_table(results: list[dict], original: dict | None = None) -> None:
     """Rows = methods; the task's headline metrics (engine.spec TaskInfo.columns: Df/Dr AUC, test/Df/Dr
     performance, MIA), the test gap to Retrain when Retrain ran, the time taken (the paper's comparison

@@ -45,7 +45,7 @@ UNIT_DIR = "graphs"
 WORLD_SIZES = {
     # name: (train, val, test) graphs
     "graph": (1200, 100, 300),
-    "graph-tiny": (120, 16, 40),
+    "graph-tiny": (64, 16, 32),
 }
 
 

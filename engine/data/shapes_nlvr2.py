@@ -24,7 +24,7 @@ WORLD_SIZES = {
     # name: (train, val, test pairs, image size, captioned images for the tiny model's pre-training);
     # 4 statements per pair
     "shapes-nlvr2": (800, 100, 300, 32, 1000),
-    "shapes-nlvr2-tiny": (120, 24, 48, 32, 120),
+    "shapes-nlvr2-tiny": (64, 16, 32, 32, 64),
 }
 
 

@@ -39,7 +39,7 @@ WORLD_SIZES = {
     # name: (train, val, test images, image size, captioned images for the tiny model's pre-training);
     # 6 hypotheses per image
     "shapes-ve": (1000, 100, 300, 32, 1000),
-    "shapes-ve-tiny": (120, 24, 48, 32, 120),
+    "shapes-ve-tiny": (64, 16, 32, 32, 64),
 }
 FIRST_ID = 7_000_000_000  # unit ids look like Flickr30K ids (e.g. 7000000042)
 

@@ -3,9 +3,9 @@
 L_MD  (modality decoupling, Df): pull f'(I_i, T_i) towards f(I_i, T_pi(i)), T_pi a permutation of the
       batch's texts, so a deleted pair looks to the new model as an unrelated pair looked to the old one.
       On retrieval models it regresses (``md_on``) the ITC similarity matrix (every image against every
-      permuted caption, as the released retrieval code does; the default), the fused embedding the ITM
-      head reads (as the released classification code), or both. We
-      regress cosines, not cosines / temperature: on logits L_MD is ~200x the retention terms and
+      permuted caption and back, both directions summed as the released retrieval code does; the default),
+      the fused embedding the ITM head reads (as the released classification code), or both. We regress
+      cosines, not cosines / temperature: on logits L_MD is ~200x the retention terms and
       alpha = beta = gamma = 1 would leave retention with no say (measured: test r_mean 69 -> 37).
 L_MKR (multimodal knowledge retention, Dr): keep the fused embedding f(I, T).
 L_UKR (unimodal knowledge retention, Df by default as the released code; or Dr): keep f_I and/or f_T.
@@ -59,7 +59,10 @@ class MultiDelete(Method):
         if target_on in ("similarity", "both"):  # the ITC cosine-similarity matrix, as the released retrieval code
             with torch.no_grad():
                 target = self.original.similarity(forget)[:, pi]
-            loss = loss + mse(self.model.similarity(forget), target)
+            similarity = self.model.similarity(forget)
+            # both directions, summed as the released code sums its image-to-text and text-to-image terms; on one
+            # batch the text-to-image matrix is the transpose, so the sum is twice the image-to-text term
+            loss = loss + mse(similarity, target) + mse(similarity.t(), target.t())
         return loss
 
     def multimodal_retention_loss(self, retain: dict) -> torch.Tensor:

@@ -209,16 +209,16 @@ WORLDS: dict[str, DataInfo] = {d.name: d for d in (
     DataInfo("shapes-tiny", "retrieval", "built-in coloured shapes, 160/24/48 images (tests, quick looks)"),
     DataInfo("shapes-ve", "classification", "built-in visual entailment (like SNLI-VE): 1000/100/300 images x 6 "
              "hypotheses, entailment/neutral/contradiction", "engine.data.shapes_ve:build_ve_world"),
-    DataInfo("shapes-ve-tiny", "classification", "built-in visual entailment, 120/24/48 images (tests)",
+    DataInfo("shapes-ve-tiny", "classification", "built-in visual entailment, 64/16/32 images (tests)",
              "engine.data.shapes_ve:build_ve_world"),
     DataInfo("shapes-nlvr2", "classification", "built-in two-image statements (like NLVR2): 800/100/300 pairs x 4 "
              "statements, True/False", "engine.data.shapes_nlvr2:build_nlvr2_world"),
-    DataInfo("shapes-nlvr2-tiny", "classification", "built-in two-image statements, 120/24/48 pairs (tests)",
+    DataInfo("shapes-nlvr2-tiny", "classification", "built-in two-image statements, 64/16/32 pairs (tests)",
              "engine.data.shapes_nlvr2:build_nlvr2_world"),
     DataInfo("graph", "classification", "built-in molecule-like graphs (typed atoms and bonds), 1200/100/300 x 4 "
              "statements, acid-base class label (like PGR); --task retrieval ranks graphs and statements",
              "engine.data.graph_world:build_graph_world", also=("retrieval",), media="graph"),
-    DataInfo("graph-tiny", "classification", "built-in molecule-like graphs, 120/16/40 (tests)",
+    DataInfo("graph-tiny", "classification", "built-in molecule-like graphs, 64/16/32 (tests)",
              "engine.data.graph_world:build_graph_world", also=("retrieval",), media="graph"),
 )}
 # People worlds (PULSE): synthetic people with faces and facts, learned in pretraining (P) or fine-tuning (F).
