@@ -77,10 +77,12 @@ def test_same_spec_byte_identical_metrics_across_processes(home):
 
     argv = cli("run", "--method", "multidelete", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "9",
                "--requests", "3", "--epochs", "1", "--seed", "7", "--device", "cpu", "--json")
-    outputs = [subprocess.run(argv, cwd=ROOT, env=cli_env(home), capture_output=True, text=True, timeout=600)
-               for _ in range(2)]
-    assert all(out.returncode == 0 for out in outputs), outputs[0].stderr[-2000:]
-    documents = [json.loads(out.stdout) for out in outputs]
+    # two processes at once: whatever the other does, each gives the same bytes
+    processes = [subprocess.Popen(argv, cwd=ROOT, env=cli_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for _ in range(2)]
+    outputs = [process.communicate(timeout=600) for process in processes]
+    assert all(process.returncode == 0 for process in processes), outputs[0][1][-2000:]
+    documents = [json.loads(out) for out, _ in outputs]
     assert len(documents[0]["requests"]) == 3
     assert json.dumps(documents[0]["metrics"]) == json.dumps(documents[1]["metrics"])
     assert json.dumps(documents[0]["requests"][0]["metrics"]) == json.dumps(documents[1]["requests"][0]["metrics"])
