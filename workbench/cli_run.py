@@ -174,7 +174,7 @@ def print_table(results: list[dict], original: dict | None = None) -> None:
     first = results[0] if results else {}
     task = first.get("task") or specs.data_kind(str(first.get("data", ""))) or "retrieval"
     columns = specs.TASKS[task].columns
-    test = next((c for c in columns if c.metric.startswith("test.")), None)
+    test = next((c for c in columns if c.metric == specs.TASKS[task].test_metric), None)
     retrain = next((flatten(r["metrics"]) for r in results if r["method"] == "retrain"), None)
     gap = test is not None and retrain is not None and test.metric in retrain
 

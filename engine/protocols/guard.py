@@ -11,7 +11,8 @@ from typing import Callable
 
 import torch
 
-from engine.spec.guards import parse_rules, test_headline
+from engine.spec import TASKS
+from engine.spec.guards import parse_rules
 
 
 class Guard:
@@ -20,10 +21,8 @@ class Guard:
         self.keep_best = params.get("keep") == "best"
         self.tolerance = params.get("keep_tolerance") or 0.0
         self.target = params.get("target_auc")
-        headline = test_headline(task)
-        self.headline = headline
-        self.floor = None if headline is None or headline not in original_metrics else \
-            original_metrics[headline] - self.tolerance
+        self.headline = TASKS[task].test_metric
+        self.floor = original_metrics[self.headline] - self.tolerance if self.headline in original_metrics else None
         self.emit = emit
         self.fired: dict | None = None  # the rule that stopped the run: {rule, metric value, step, request}
         self.begin(None, [])

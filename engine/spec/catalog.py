@@ -67,6 +67,11 @@ class TaskInfo:
     demo_model: str = ""  # the registered model `demo` runs on this task's worlds
     provides: tuple[str, ...] = ()  # CAPABILITIES its batches offer methods (e.g. "refusals")
 
+    @property
+    def test_metric(self) -> str | None:
+        """The test split's headline among the columns (test r_mean, test accuracy); None without columns."""
+        return next((c.metric for c in self.columns if c.metric.startswith("test.")), None)
+
 
 @dataclass(frozen=True)
 class DataInfo:

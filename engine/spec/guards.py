@@ -47,11 +47,6 @@ def rule_metrics(task: str) -> tuple[str, ...]:
     return tuple(c.metric for c in columns) if columns else MULTIPLE_CHOICE_METRICS
 
 
-def test_headline(task: str) -> str | None:
-    """The task's test metric (the column after the AUC), None for four-option QA."""
-    return next((c.metric for c in TASKS[task].columns if c.metric.startswith("test.")), None)
-
-
 def parse_rules(text: str | None, task: str) -> tuple[Rule, ...]:
     if not text:
         return ()
@@ -68,18 +63,6 @@ def parse_rules(text: str | None, task: str) -> tuple[Rule, ...]:
                             f"{', '.join(known)}", field="stop_if")
         rules.append(Rule(metric, op, float(threshold)))
     return tuple(rules)
-
-
-def check_budget(params: dict, method: str) -> None:
-    """A matched budget sets the steps itself, and Retrain (the reference) keeps the original's recipe."""
-    if params.get("budget") == "default":
-        return
-    if method == "retrain":
-        raise SpecError("Retrain is the reference: it trains with the original's recipe; --budget applies to the "
-                        "unlearning methods", field="budget")
-    if params.get("epochs") is not None:
-        raise SpecError(f"--epochs and --budget {params['budget']} both set the steps; give one of them",
-                        field="epochs")
 
 
 def check_guards(params: dict, task: str) -> None:

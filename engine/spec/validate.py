@@ -27,7 +27,7 @@ from engine.spec.catalog import (
     MethodInfo,
     data_info,
 )
-from engine.spec.guards import check_budget, check_guards
+from engine.spec.guards import check_guards
 from engine.spec.inputs import (
     MAX_SEED,
     MAX_UNITS,
@@ -243,6 +243,18 @@ def check_params(raw: dict, allowed: tuple[Param, ...], owner: str, defaults: di
         value = raw.get(name, (defaults or {}).get(name, param.default))
         params[name] = None if value is None else param.coerce(value, owner)
     return params
+
+
+def check_budget(params: dict, method: str) -> None:
+    """A matched budget sets the steps itself, and Retrain (the reference) keeps the original's recipe."""
+    if params.get("budget") == "default":
+        return
+    if method == "retrain":
+        raise SpecError("Retrain is the reference: it trains with the original's recipe; --budget applies to the "
+                        "unlearning methods", field="budget")
+    if params.get("epochs") is not None:
+        raise SpecError(f"--epochs and --budget {params['budget']} both set the steps; give one of them",
+                        field="epochs")
 
 
 def validate(spec: dict) -> dict:
