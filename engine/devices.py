@@ -1,17 +1,40 @@
 """The devices this machine has, as the engine sees them. A spec naming a device the machine lacks (cuda
 on a CPU-only machine, cuda:3 on a one-GPU box) is refused before anything is queued or written, so the
-daemon only ever starts worker threads for devices that exist."""
+daemon only ever starts queues for devices that exist."""
 from __future__ import annotations
 
+import functools
+import subprocess
+import sys
+
 from engine.errors import SpecError
+
+COUNT_CUDA = "import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)"
 
 
 def available_devices() -> list[str]:
     """``cpu`` and ``cuda:0`` .. ``cuda:N-1``."""
-    import torch
+    return ["cpu", *(f"cuda:{index}" for index in range(cuda_device_count()))]
 
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    return ["cpu", *(f"cuda:{index}" for index in range(count))]
+
+def auto_device() -> str:
+    """What ``--device auto`` means here: the first CUDA device where there is one, else the CPU."""
+    return "cuda:0" if cuda_device_count() else "cpu"
+
+
+@functools.cache
+def cuda_device_count() -> int:
+    """torch's count of CUDA devices. A process that has not imported torch (the daemon, which never
+    does, so it never holds a CUDA context) asks a short-lived child instead, once."""
+    if "torch" in sys.modules:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    probe = subprocess.run([sys.executable, "-c", COUNT_CUDA], capture_output=True, text=True, timeout=600)
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SpecError(f"could not ask torch for this machine's devices ({last}); check the torch install")
+    return int(probe.stdout.split()[-1])
 
 
 def check_available(device: str) -> None:

@@ -20,11 +20,11 @@ def validate(spec: dict) -> dict:
 def queue_device(spec: dict) -> str:
     """The device a job queues on: "auto" resolved (cuda:0 where CUDA is, else cpu) and "cuda" as
     cuda:0, so one device never gets two queues that would run jobs on it at once."""
+    from engine.devices import auto_device
+
     device = str(spec.get("device") or "auto")  # validated: auto, cpu, cuda or cuda:N that exists here
     if device == "auto":
-        import torch  # the engine loads models anyway; this import is paid once per daemon
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        return auto_device()
     return "cuda:0" if device == "cuda" else device
 
 

@@ -3,7 +3,8 @@
 ``FakeJobs`` is a stand-in for ``engine.jobs`` with the same contract (validate / run_job), used only
 by tests that exercise the daemon, the socket and the store rather than training: its runs take
 milliseconds per step and are deterministic. The daemon runs it through ``LAUNCH``, which puts it into
-``sys.modules["engine.jobs"]`` before starting the real ``engine.daemon``.
+``sys.modules["engine.jobs"]`` before starting the real ``engine.daemon``, and starts its worker
+processes through ``WORKER_LAUNCH``, which does the same before the real ``engine.worker``.
 """
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
-LAUNCH = (
-    "import sys; sys.path.insert(0, {here!r}); sys.path.insert(0, {root!r});"
-    "import sessions_fixtures as f; f.install_fake_jobs();"
-    "import engine.daemon.server as s; sys.exit(s.main())"
-).format(here=str(HERE), root=str(ROOT))
+PATHS = "import sys; sys.path.insert(0, {here!r}); sys.path.insert(0, {root!r});".format(here=str(HERE), root=str(ROOT))
+WORKER_LAUNCH = (PATHS + "import sessions_fixtures as f; f.install_fake_jobs();"
+                 "import engine.worker as w; sys.exit(w.main(sys.argv[1:]))")
+LAUNCH = (PATHS + "import sessions_fixtures as f; f.install_fake_jobs();"
+          "import engine.daemon.job_process as jp; jp.WORKER_COMMAND[:] = [sys.executable, '-c', {worker!r}];"
+          "import engine.daemon.server as s; sys.exit(s.main())").format(worker=WORKER_LAUNCH)
 
 
 def fake_validate(spec: dict) -> dict:
@@ -55,6 +57,11 @@ def fake_run_job(spec: dict, writer, should_stop) -> dict:
             raise Cancelled("stopped")
         if spec.get("fail_at") == step:
             raise RunFailed(f"loss became NaN at step {step}")
+        if spec.get("exit_at") == step:  # a job that takes its process down (a worker must contain it)
+            os._exit(7)
+        if spec.get("segfault_at") == step:
+            import faulthandler
+            faulthandler._sigsegv()
         writer.emit("step", step=step, phase="unlearn", lr=1e-3,
                     losses={"total": 1.0 / (step + 1), "kl": 0.5 / (step + 1)})
         if pause:

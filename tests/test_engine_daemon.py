@@ -425,3 +425,46 @@ def test_subscribe_follows_a_headless_run_written_by_another_process(home):
     assert state == "finished"
     _assert_exact(events)
     assert sum(e["kind"] == "step" for e in events) == 150
+
+
+def _worker_pid(home) -> int:
+    pid = engine_status(home)["devices"]["cpu"]["worker_pid"]
+    assert isinstance(pid, int) and pid != daemon_pid(home)
+    return pid
+
+
+def test_sigkilled_worker_fails_its_session_and_the_engine_serves_on(home):
+    async def go():
+        async with EngineClient(home) as client:
+            doomed = (await client.submit({"method": "ft", "steps": 100000, "sleep": 0.002}))["session"]
+            sub = client.subscribe(doomed, 0)
+            async for event in sub:
+                if event["kind"] == "step" and event["step"] == 3:
+                    break
+            os.kill(_worker_pid(home), signal.SIGKILL)
+            rest = [e async for e in sub]
+            after = (await client.submit({"method": "ft", "steps": 5}))["session"]
+            asub = client.subscribe(after, 0)
+            [e async for e in asub]
+            return doomed, sub.state, rest, asub.state
+
+    doomed, state, rest, after_state = asyncio.run(go())
+    assert state == "failed" and "killed by SIGKILL" in rest[-1]["message"]
+    kept = SessionStore(home).events(doomed)
+    assert sum(e["kind"] == "step" for e in kept) >= 4      # what it did before it died is kept
+    _assert_exact(kept)
+    assert after_state == "finished"
+    assert engine_status(home)["running"]
+
+
+@pytest.mark.parametrize("crash, cause", [("exit_at", "exited with status 7"),
+                                          ("segfault_at", "SIGSEGV (a segmentation fault)")])
+def test_a_job_that_takes_its_process_down_fails_alone(home, crash, cause):
+    sid, state = submit_and_follow({"method": "ft", "steps": 10, crash: 2}, lambda e: None, home=home, start=False)
+    assert state == "failed"
+    message = SessionStore(home).events(sid)[-1]["message"]
+    assert cause in message
+    if crash == "segfault_at":
+        assert "Fatal Python error: Segmentation fault" in message   # the worker's last words
+    sid, state = submit_and_follow({"method": "ft", "steps": 3}, lambda e: None, home=home, start=False)
+    assert state == "finished"

@@ -16,7 +16,7 @@ from sessions.store import SessionStore
 from workbench.cli_sessions import replay_headless
 from workbench.client.errors import SpecRejected
 from workbench.client.follow import submit_and_follow
-from workbench.client.process import start_engine
+from workbench.client.process import engine_status, start_engine
 
 from sessions_fixtures import ROOT, kill_daemon
 
@@ -52,6 +52,11 @@ def test_real_job_through_the_daemon(tmp_path, monkeypatch, capsys):
         assert replay_headless(sid) == 0
         out = capsys.readouterr().out
         assert "loss terms" in out and "final metrics" in out
+        # the job ran in the device's worker process; the daemon itself never loaded torch
+        status = engine_status(tmp_path)
+        worker = status["devices"]["cpu"]["worker_pid"]
+        assert "libtorch" in Path(f"/proc/{worker}/maps").read_text()
+        assert "libtorch" not in Path(f"/proc/{status['pid']}/maps").read_text()
     finally:
         kill_daemon(tmp_path)
 

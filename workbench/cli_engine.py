@@ -89,8 +89,9 @@ def status_cmd(as_json: bool = typer.Option(False, "--json", help="one JSON obje
         typer.echo("no jobs yet")
     for name, dev in devices.items():
         queued = dev.get("queued") or []
+        worker = f"worker pid {dev['worker_pid']}" if dev.get("worker_pid") else "no worker process"
         typer.echo(f"  {name}: running {dev.get('running') or '-'}; queued {len(queued)}"
-                   + (f" ({', '.join(queued)})" if queued else ""))
+                   + (f" ({', '.join(queued)})" if queued else "") + f"; {worker}")
 
 
 @engine_app.command("logs")

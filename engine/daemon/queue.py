@@ -1,10 +1,12 @@
-"""The job queues: one worker thread per device runs that device's jobs one at a time. Workers exist
-only for physical devices (cpu, cuda:N that validation found on this machine), however many specs name
-devices.
+"""The job queues: one thread per device hands that device's jobs, one at a time, to the device's worker
+process (``job_process.JobProcess``), which runs the job code; the thread writes the events the worker
+sends to the session. Queues exist only for physical devices (cpu, cuda:N that validation found on this
+machine), however many specs name devices.
 
-Jobs run through ``engine.jobs`` (``validate``, ``queue_device``, ``run_job``), imported when first
-needed and looked up by name, so the daemon never imports torch at start and tests can put a fake
-``engine.jobs`` into ``sys.modules``. A job's events reach its ``Hub`` on the event loop.
+Specs are checked here through ``engine.jobs`` (``validate``, ``queue_device``), imported when first
+needed and looked up by name, so tests can put a fake ``engine.jobs`` into ``sys.modules`` (and into the
+worker, through ``job_process.WORKER_COMMAND``). Neither imports torch: the daemon never does. A job's
+events reach its ``Hub`` on the event loop.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.daemon.hub import Hub
+from engine.daemon.job_process import JobProcess, Outcome
 from sessions.writer import SessionWriter
 
 log = logging.getLogger("mmul.engine")
@@ -37,12 +40,19 @@ class Job:
     state: str = "queued"
     stop_reason: str = "cancelled by request"
     last_step: int | None = None
+    process: JobProcess | None = None  # the worker running it, once it runs
+
+    def request_stop(self, reason: str) -> None:
+        self.stop_reason = reason
+        self.stop.set()
+        if self.process is not None:
+            self.process.stop()
 
 
 class DeviceWorker(threading.Thread):
-    """One thread per device; runs its queued jobs one at a time."""
+    """One thread per device; runs its queued jobs one at a time in the device's worker process."""
 
-    def __init__(self, device: str, run: Callable[[Job], None]):
+    def __init__(self, device: str, run: Callable[[Job, "DeviceWorker"], None]):
         super().__init__(name=f"device-{device}", daemon=True)
         self.device = device
         self.run_job = run
@@ -50,6 +60,20 @@ class DeviceWorker(threading.Thread):
         self.cond = threading.Condition()
         self.current: Job | None = None
         self.closing = False
+        self.process: JobProcess | None = None
+
+    def worker_process(self) -> JobProcess:
+        """The live worker process, started anew when there is none or the last one died."""
+        if self.process is None or not self.process.alive():
+            self.process = JobProcess(self.device)
+        return self.process
+
+    def retire_process(self) -> None:
+        """After a job failed (its process may be in a bad state: a CUDA error poisons the context), or
+        crashed: the next job starts on a fresh process."""
+        process, self.process = self.process, None
+        if process is not None:
+            process.close(timeout=5)
 
     def put(self, job: Job) -> int:
         with self.cond:
@@ -78,14 +102,16 @@ class DeviceWorker(threading.Thread):
                 while not self.queue and not self.closing:
                     self.cond.wait()
                 if not self.queue:
-                    return
+                    break
                 job = self.queue.popleft()
                 self.current = job
             try:
-                self.run_job(job)
+                self.run_job(job, self)
             finally:
                 with self.cond:
                     self.current = None
+        if self.process is not None:
+            self.process.close()
 
 
 class Queues:
@@ -119,8 +145,7 @@ class Queues:
     def stop(self, job: Job, reason: str) -> bool:
         """Ask ``job`` to stop; True when it had not started (it is then out of its queue, and the
         caller finishes it with ``finish_unstarted``)."""
-        job.stop_reason = reason
-        job.stop.set()
+        job.request_stop(reason)
         worker = self.workers.get(job.device)
         return worker is not None and worker.remove(job)
 
@@ -131,8 +156,7 @@ class Queues:
                 job.stop_reason = "the engine stopped before this job started"
                 await asyncio.to_thread(self.finish_unstarted, job)
             if worker.current is not None:
-                worker.current.stop_reason = "the engine was stopped"
-                worker.current.stop.set()
+                worker.current.request_stop("the engine was stopped")
         for worker in list(self.workers.values()):
             await asyncio.to_thread(worker.join)
 
@@ -143,9 +167,10 @@ class Queues:
         """Per device: the session running on it and those queued behind it."""
         devices = {}
         for name, worker in self.workers.items():
-            current = worker.current
+            current, process = worker.current, worker.process
             devices[name] = {"running": current.session if current else None,
-                             "queued": [j.session for j in list(worker.queue)]}
+                             "queued": [j.session for j in list(worker.queue)],
+                             "worker_pid": process.pid if process is not None and process.alive() else None}
         return devices
 
     def finish_unstarted(self, job: Job) -> None:
@@ -153,36 +178,32 @@ class Queues:
         assert self.loop is not None
         self.loop.call_soon_threadsafe(self._close_hub, job.session, "cancelled")
 
-    def run_job(self, job: Job) -> None:
-        """Runs in the device's worker thread."""
+    def run_job(self, job: Job, worker: DeviceWorker) -> None:
+        """Runs in the device's thread: the job in the worker process, its events into its session."""
         if job.stop.is_set():
             self.finish_unstarted(job)
             return
-        from engine.errors import Cancelled, RunFailed, SpecError
-
         job.state = "running"
         writer = job.writer
-        summary, message = None, None
         try:
             writer.emit("status", state="running")
             log.info("session %s: running on %s", job.session, job.device)
-            result = self.jobs_module().run_job(job.spec, writer, job.stop.is_set)
-            state, summary = "finished", result if isinstance(result, dict) else None
-        except Cancelled as exc:
-            state, message = "cancelled", job.stop_reason if job.stop.is_set() else (str(exc) or "cancelled")
-        except (RunFailed, SpecError) as exc:
-            state, message = "failed", str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        except BaseException as exc:  # a bug in a job must not take the engine down
-            state = "failed"
-            message = f"internal error: {type(exc).__name__}: {exc}".splitlines()[0]
+            job.process = worker.worker_process()
+            outcome = job.process.run(job.session, job.spec, writer.emit, job.stop.is_set)
+        except Exception as exc:  # the worker could not start, or sent what the session refuses
+            outcome = Outcome("failed", message=f"internal error: {type(exc).__name__}: {exc}".splitlines()[0])
             log.error("session %s failed:\n%s", job.session, traceback.format_exc())
+        if outcome.state == "failed":
+            worker.retire_process()
+        if outcome.state == "cancelled" and job.stop.is_set():
+            outcome.message = job.stop_reason
         try:
-            writer.finish(state, summary=summary, message=message)
+            writer.finish(outcome.state, summary=outcome.summary, message=outcome.message)
         except Exception:
             log.error("session %s: could not finish:\n%s", job.session, traceback.format_exc())
-        log.info("session %s: %s%s", job.session, state, f" ({message})" if message else "")
+        log.info("session %s: %s%s", job.session, outcome.state, f" ({outcome.message})" if outcome.message else "")
         assert self.loop is not None
-        self.loop.call_soon_threadsafe(self._close_hub, job.session, state)
+        self.loop.call_soon_threadsafe(self._close_hub, job.session, outcome.state)
 
     def _worker(self, device: str) -> DeviceWorker:
         """The worker thread of a physical device (validation admits only devices the machine has)."""
