@@ -3,7 +3,10 @@
 1. MultiDelete seconds / Retrain seconds on the same deletion set and device (the paper's efficiency
    claim: unlearning costs a fraction of retraining).
 2. The engine loop's overhead: `run_loop` (events, schedule, clipping, NaN checks) against a bare
-   PyTorch loop computing the same MultiDelete losses on the same batches for the same number of steps.
+   PyTorch loop computing the same MultiDelete losses on the same batches for the same number of steps,
+   as examples/s of each and their ratio.
+3. On CUDA only (bench/bench_cuda.py): model FLOP utilisation, peak memory and steps/s of MultiDelete steps on a
+   real-size BLIP-base config and a LLaVA-7B-size LoRA config, with random weights.
 
     python bench/bench_engine.py [--model blip-tiny] [--data shapes] [--delete 50] [--device auto]
 """
@@ -95,8 +98,14 @@ def main() -> None:
     print(f"retrain:     {retrain.steps:6d} steps {retrain.seconds:8.2f} s")
     print(f"multidelete: {unlearn.steps:6d} steps {unlearn.seconds:8.2f} s")
     print(f"bare loop:   {unlearn.steps:6d} steps {bare_seconds:8.2f} s")
+    examples = unlearn.steps * (config.forget_batch_size + config.retain_batch_size)  # at most: last batches are short
+    print(f"examples/s:  engine loop {examples / unlearn.seconds:8.1f}   bare loop {examples / bare_seconds:8.1f}")
     print(f"multidelete / retrain time:  {unlearn.seconds / retrain.seconds:.3f}")
     print(f"engine loop / bare loop:     {unlearn.seconds / bare_seconds:.3f}")
+    if device.type == "cuda":
+        from bench_cuda import report_real_size  # beside this script
+
+        report_real_size(device)
 
 
 if __name__ == "__main__":

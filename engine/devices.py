@@ -49,3 +49,17 @@ def check_available(device: str) -> None:
     have = f"its CUDA devices are {', '.join(gpus)}" if gpus else "it has no CUDA device"
     raise SpecError(f"--device {device}: the engine's machine has no such device ({have}); use --device "
                     f"{'cpu' if not gpus else ' or '.join(['auto', *gpus])}", field="device")
+
+
+def check_device_count(device: str, count: int) -> None:
+    """SpecError (field ``devices``) unless ``count`` ranks of ``device`` fit this machine: any number of CPU
+    ranks; on CUDA, one device per rank (cuda:0 .. cuda:count-1)."""
+    if count == 1 or device == "cpu" or (device == "auto" and not cuda_device_count()):
+        return
+    if device not in ("auto", "cuda"):
+        raise SpecError(f"--devices {count} runs its ranks on cuda:0 .. cuda:{count - 1}; give --device cuda "
+                        f"(or auto), not {device}", field="device")
+    have = cuda_device_count()
+    if count > have:
+        raise SpecError(f"--devices {count}: this machine has {have} CUDA device(s); use --devices {have} or fewer, "
+                        "or --device cpu", field="devices")

@@ -30,6 +30,10 @@ def queue_device(spec: dict) -> str:
 
 def run_job(spec: dict, writer, should_stop: Callable[[], bool], original_metrics: dict | None = None) -> dict:
     """Run a validated spec, emitting events through `writer.emit`; returns the result document."""
+    if spec.get("devices", 1) > 1:
+        from engine.parallel import run_parallel
+
+        return run_parallel(spec, writer.emit, should_stop, getattr(writer, "session_id", None))
     from engine.protocols.requests import run_requests
 
     return run_requests(spec, writer.emit, should_stop, session_id=getattr(writer, "session_id", None),

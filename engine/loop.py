@@ -14,6 +14,10 @@ from typing import Callable
 import torch
 
 from engine.errors import Cancelled, RunFailed
+from engine.parallel import current as current_parallel
+from engine.step_readout import StepReadout
+
+MAX_TIMED_STEPS = 10**9  # a time budget ends the loop; this only bounds it
 
 
 @dataclass
@@ -29,6 +33,10 @@ class LoopConfig:
     seed: int = 42
     max_steps: int | None = None
     budget_steps: int | None = None  # exactly this many steps, whatever the epochs (--budget matched-steps)
+    # --budget matched-time: train until this many training seconds (evaluation excluded) have passed, stopping
+    # at the first step boundary past it; the cosine schedule then runs over the seconds, not the steps
+    budget_seconds: float | None = None
+    clock: Callable[[], float] = time.perf_counter  # injected by tests (a fake clock)
     phase: str = "unlearn"
     request: int | None = None
 
@@ -42,8 +50,8 @@ class LoopResult:
 class BatchStream:
     """Endless shuffled batches over a PairSet, reshuffled at each pass."""
 
-    def __init__(self, pairs, batch_size: int, generator: torch.Generator, device):
-        self.pairs, self.generator, self.device = pairs, generator, device
+    def __init__(self, pairs, batch_size: int, generator: torch.Generator, device, parallel=None):
+        self.pairs, self.generator, self.device, self.parallel = pairs, generator, device, parallel
         self.batch_size = min(batch_size, len(pairs))
         self._order, self._cursor = torch.empty(0, dtype=torch.long), 0
 
@@ -56,7 +64,17 @@ class BatchStream:
             self._order, self._cursor = torch.randperm(len(self.pairs), generator=self.generator), 0
         indices = self._order[self._cursor : self._cursor + self.batch_size]
         self._cursor += self.batch_size
-        return self.pairs.batch(indices, self.device)
+        if self.parallel is not None:  # every rank drew the same global batch; each trains on its share
+            indices = self.parallel.shard(indices)
+        # the rows' positions in their set, on the host: a method caches the frozen original's rows by them
+        return {**self._placed(indices), "example_index": indices}
+
+    def _placed(self, indices: torch.Tensor) -> dict:
+        if torch.device(self.device).type != "cuda":
+            return self.pairs.batch(indices, self.device)
+        # gathered on the host into pinned memory, then copied without blocking the host
+        return {key: value.pin_memory().to(self.device, non_blocking=True) if hasattr(value, "pin_memory")
+                else value for key, value in self.pairs.batch(indices, "cpu").items()}
 
 
 def build_optimizer(parameters, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -64,10 +82,6 @@ def build_optimizer(parameters, lr: float, weight_decay: float) -> torch.optim.O
     no_decay = [p for p in parameters if p.requires_grad and p.ndim < 2]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
-
-
-def _scalar_terms(losses: dict[str, torch.Tensor]) -> dict[str, float]:
-    return {name: float(value.detach().float()) for name, value in losses.items()}
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -93,8 +107,9 @@ def run_loop(
     model = method.model.model
     device = method.model.device
     generator = torch.Generator().manual_seed(config.seed)
-    forget_stream = BatchStream(forget, config.forget_batch_size, generator, device) if method.uses_forget else None
-    retain_stream = BatchStream(retain, config.retain_batch_size, generator, device) if method.uses_retain else None
+    parallel = current_parallel()  # a rank of a --devices N job, or None
+    forget_stream = BatchStream(forget, config.forget_batch_size, generator, device, parallel) if method.uses_forget else None
+    retain_stream = BatchStream(retain, config.retain_batch_size, generator, device, parallel) if method.uses_retain else None
     driver = forget_stream if config.iterates == "forget" else retain_stream
     if driver is None:  # a method that reads only the other set (e.g. FT iterating Dr) drives with it
         driver = forget_stream or retain_stream
@@ -104,6 +119,10 @@ def run_loop(
         total_steps = min(total_steps, max_steps)
     if config.budget_steps:
         total_steps = config.budget_steps
+    if config.budget_seconds:  # a method defined by its step count (Descent-to-Delete's one step) keeps it
+        total_steps = getattr(method, "max_steps", None) or MAX_TIMED_STEPS
+    clock = config.clock
+    trained = [0.0]  # training seconds so far, for a time budget's schedule and stop
 
     trainable = method.trainable_parameters()
     chosen = {id(p) for p in trainable}
@@ -111,56 +130,66 @@ def run_loop(
         parameter.requires_grad_(id(parameter) in chosen)
     optimizer = build_optimizer(trainable, config.lr, config.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
+        optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * (
+            min(trained[0] / config.budget_seconds, 1.0) if config.budget_seconds
+            else min(step, total_steps) / max(total_steps, 1))))
     )
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     request = {} if config.request is None else {"request": config.request}
+    readout = StepReadout(device, emit, config.lr, config.phase, request)
+
+    def draw() -> tuple[dict | None, dict | None]:  # always Df then Dr: the generator's draws keep their order
+        return (forget_stream.next() if forget_stream else None, retain_stream.next() if retain_stream else None)
 
     model.train()
-    started = time.perf_counter()
+    started = clock()
     method.before_training(forget if forget_stream else None, retain if retain_stream else None)
     evaluating = 0.0  # the time spent in evaluate() is not training time: seconds leaves it out
     step = 0
+    upcoming = draw()
     for step in range(1, total_steps + 1):
-        if should_stop():
+        if parallel.any(should_stop()) if parallel else should_stop():
+            readout.flush()
             raise Cancelled(f"stopped before step {step}")
-        forget_batch = forget_stream.next() if forget_stream else None
-        retain_batch = retain_stream.next() if retain_stream else None
+        forget_batch, retain_batch = upcoming
         try:
             with autocast:
                 losses = method.losses(forget_batch, retain_batch)
-            total = losses["total"]
-            if not torch.isfinite(total):
-                bad = [name for name, value in losses.items() if not torch.isfinite(value)]
-                raise RunFailed(
-                    f"loss became {float(total.detach())} at step {step} (terms: {', '.join(bad)}); "
-                    f"lower --lr (now {config.lr:g}) or the method's loss weights"
-                )
+            terms = readout.before_update(step, parallel.average_terms(losses) if parallel else losses)
             optimizer.zero_grad(set_to_none=True)
-            total.backward()
+            losses["total"].backward()
+            if parallel:
+                parallel.average_gradients(trainable)
             if config.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
             optimizer.step()
+            trained[0] = clock() - started - evaluating
             schedule.step()
+            # the next step's batches, prepared while the device still runs this one's queued work
+            upcoming = draw() if step < total_steps else (None, None)
         except torch.OutOfMemoryError:
             optimizer.zero_grad(set_to_none=True)
             raise RunFailed(
                 f"out of memory on {device} at step {step}; lower --batch-size ({config.forget_batch_size}) "
                 f"or --retain-batch-size ({config.retain_batch_size})"
             ) from None
-        emit("step", step=step, phase=config.phase, losses=_scalar_terms(losses),
-             lr=optimizer.param_groups[0]["lr"], memory_mb=round(peak_memory_mb(device), 1), **request)
+        readout.after_update(step, terms, optimizer.param_groups[0]["lr"], peak_memory_mb(device))
         at_epoch_end = step % driver.steps_per_pass == 0 or step == total_steps
         due = step % config.eval_every == 0 if config.eval_every else at_epoch_end
-        if evaluate is not None and due and step != total_steps:
+        out_of_time = config.budget_seconds is not None and trained[0] >= config.budget_seconds
+        if evaluate is not None and due and step != total_steps and not out_of_time:
+            readout.flush()
             model.eval()
-            evaluation_started = time.perf_counter()
+            evaluation_started = clock()
             stop = evaluate(step)
-            evaluating += time.perf_counter() - evaluation_started
+            evaluating += clock() - evaluation_started
             if stop:
                 break
             model.train()
+        if out_of_time:
+            break
+    readout.flush()
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    return LoopResult(steps=step, seconds=time.perf_counter() - started - evaluating)
+    return LoopResult(steps=step, seconds=clock() - started - evaluating)

@@ -8,13 +8,15 @@ The data read here is handed to the job (`engine.data.preloaded`), so real files
 from __future__ import annotations
 
 from engine.data.preloaded import remember
-from engine.devices import check_available
+from engine.devices import check_available, check_device_count
 from engine.spec import WORLDS, PEOPLE_WORLDS
 
 
 def preflight(spec: dict) -> None:
     """SpecError (with its field) when the engine cannot run the validated `spec` here."""
-    check_available(spec["device"])
+    if not spec.get("cluster"):  # a cluster's nodes have their own devices; Ray places the run on one
+        check_available(spec["device"])
+        check_device_count(spec["device"], spec.get("devices", 1))
     data = spec.get("data")
     if isinstance(data, str) and data not in WORLDS and data not in PEOPLE_WORLDS:
         from engine.data.registry import load_data

@@ -17,6 +17,7 @@ import queue
 import sys
 import threading
 import traceback
+from typing import Callable
 
 from sessions.files import jsonable
 from sessions.schema import check_fields
@@ -24,20 +25,22 @@ from sessions.schema import check_fields
 log = logging.getLogger("mmul.engine")
 
 
-class EventPipe:
-    """The ``writer`` a job gets: checks each event as the session writer will, and sends it on."""
+class EventSender:
+    """The ``writer`` a job gets away from the daemon: checks each event as the session writer will, and
+    hands it to ``send`` (a pipe to the daemon, or a Ray task's stream)."""
 
-    def __init__(self, stream, session_id: str):
-        self.stream = stream
+    def __init__(self, send: Callable[[dict], None], session_id: str):
+        self.send = send
         self.session_id = session_id
 
     def emit(self, kind: str, **fields) -> dict:
         check_fields(kind, fields)
-        send(self.stream, {"op": "event", "kind": kind, "fields": fields})
+        fields = json.loads(json.dumps(fields, default=jsonable))  # numpy / torch scalars as plain values
+        self.send({"op": "event", "kind": kind, "fields": fields})
         return {"kind": kind, **fields}
 
 
-def send(stream, message: dict) -> None:
+def write_line(stream, message: dict) -> None:
     stream.write(json.dumps(message, default=jsonable).encode() + b"\n")
     stream.flush()
 
@@ -57,12 +60,13 @@ def read_commands(inbox: "queue.Queue[dict | None]") -> None:
     inbox.put(None)
 
 
-def run_one(jobs, message: dict, events) -> dict:
+def run_one(jobs, spec: dict, writer: EventSender, should_stop: Callable[[], bool]) -> dict:
+    """Run one job; the ``done`` message saying how it ended (its state, result or one-line message)."""
     from engine.errors import Cancelled, RunFailed, SpecError
 
     summary, text = None, None
     try:
-        result = jobs.run_job(message["spec"], EventPipe(events, message["session"]), message["stop"].is_set)
+        result = jobs.run_job(spec, writer, should_stop)
         state, summary = "finished", result if isinstance(result, dict) else None
     except Cancelled as exc:
         state, text = "cancelled", str(exc) or "cancelled"
@@ -71,7 +75,7 @@ def run_one(jobs, message: dict, events) -> dict:
     except BaseException as exc:  # reported as the session's failure; the daemon replaces this worker
         state = "failed"
         text = f"internal error: {type(exc).__name__}: {exc}".splitlines()[0]
-        log.error("session %s failed:\n%s", message["session"], traceback.format_exc())
+        log.error("session %s failed:\n%s", writer.session_id, traceback.format_exc())
     return {"op": "done", "state": state, "summary": summary, "message": text}
 
 
@@ -86,9 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     inbox: queue.Queue[dict | None] = queue.Queue()
     threading.Thread(target=read_commands, args=(inbox,), daemon=True).start()
     while (message := inbox.get()) is not None:
-        done = run_one(jobs, message, events)
+        writer = EventSender(lambda line: write_line(events, line), message["session"])
+        done = run_one(jobs, message["spec"], writer, message["stop"].is_set)
         try:
-            send(events, done)
+            write_line(events, done)
         except BrokenPipeError:
             return 1
     return 0

@@ -1,20 +1,29 @@
-"""Compare: two or more sessions' curves overlaid on the same plots and their final metrics side
-by side. Events are read in a thread; t / m cycle the loss term and the metric that are overlaid."""
+"""Compare: two or more sessions' curves overlaid on the same plots and their final metrics side by
+side. Events are read in a thread; the curves are transformed for drawing by screens.curves.
+
+Keys: t / m cycle the loss term and the metric overlaid; x switches the x axis (step, fraction of the
+run, request) so a 300-step run lines up with a 5,000-step one; s toggles EMA smoothing (debiased);
+l toggles a log y axis; / filters metric names by glob (the plots and the table). Each session keeps
+one colour in every plot; the table lists the headline metrics first."""
 from __future__ import annotations
 
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Footer, Input, Static
 
+from screens.curves import SMOOTHING, X_AXES, ema, glob_match, map_x, session_colours
 from screens.messages import CompareLoaded
+from screens.metric_order import headline_first
 from screens.services import Services
 from screens.widgets.plot import Series, SeriesPlot
 from sessions.numbers import fmt
 from sessions.series import eval_series, final_table, loss_series
 from sessions.summary import summary_metrics
+
+AXIS_LABELS = {"step": "step", "fraction": "fraction of the run", "request": "request"}
 
 
 def _series(xs, ys) -> Series:
@@ -32,10 +41,28 @@ def final_metrics(events: list[dict], summary) -> dict[str, float]:
     return out or summary_metrics(summary)
 
 
+def step_requests(events: list[dict]) -> list[int | None]:
+    """The request of each step event, in order (None for a single-request run)."""
+    return [event.get("request") for event in events if event.get("kind") == "step"]
+
+
+def run_entry(session_id: str, meta: dict, events: list[dict]) -> dict:
+    """What Compare keeps of one session: its raw curves (x = steps done), the request of each step and
+    its final metrics."""
+    spec = meta.get("spec") or {}
+    return {"id": session_id, "label": f"{spec.get('method', '?')} {session_id[-4:]}", "meta": meta,
+            "losses": loss_series(events), "evals": eval_series(events),
+            "steps": step_requests(events), "final": final_metrics(events, meta.get("summary"))}
+
+
 class CompareScreen(Screen):
     BINDINGS = [
         Binding("t", "next_term", "Loss term", id="compare.term"),
         Binding("m", "next_metric", "Metric", id="compare.metric"),
+        Binding("x", "next_axis", "X axis", id="compare.axis"),
+        Binding("s", "toggle_smoothing", "Smooth", id="compare.smooth"),
+        Binding("l", "toggle_log", "Log scale", id="compare.log"),
+        Binding("slash", "focus_filter", "Filter", id="compare.filter"),
         Binding("escape,q", "back", "Back", id="compare.back"),
     ]
 
@@ -48,9 +75,15 @@ class CompareScreen(Screen):
         self.metrics: list[str] = []
         self.term = "total"
         self.metric = "df_dr_auc"
+        self.axis = "step"
+        self.smoothing = False
+        self.log_y = False
+        self.pattern = ""
+        self.colours: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(f"comparing {len(self.session_ids)} sessions: loading...", id="cmp-status")
+        yield Input(placeholder="metric filter: globs, e.g. *auc*,mia.*  (/)", id="cmp-filter", compact=True)
         with Horizontal(id="cmp-plots"):
             yield SeriesPlot("loss: total", id="cmp-loss")
             yield SeriesPlot("metric over steps", id="cmp-metric")
@@ -59,6 +92,7 @@ class CompareScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one("#cmp-table", DataTable).focus()
         self.load()
 
     @work(thread=True, exclusive=True, group="compare", exit_on_error=False)
@@ -67,14 +101,7 @@ class CompareScreen(Screen):
         runs = []
         try:
             for sid in self.session_ids:
-                meta = store.get(sid)
-                events = store.events(sid)
-                spec = meta.get("spec") or {}
-                label = f"{spec.get('method', '?')} {sid[-4:]}"
-                runs.append({"id": sid, "label": label, "meta": meta,
-                             "losses": {k: _series(*v) for k, v in loss_series(events).items()},
-                             "evals": {k: _series(*v) for k, v in eval_series(events).items()},
-                             "final": final_metrics(events, meta.get("summary"))})
+                runs.append(run_entry(sid, store.get(sid), store.events(sid)))
         except Exception as exc:
             self.post_message(CompareLoaded(runs, str(exc).splitlines()[0]))
             return
@@ -84,33 +111,72 @@ class CompareScreen(Screen):
         if message.error:
             self.notify(message.error, severity="error")
         self.runs = message.runs
-        self.terms = sorted({t for r in self.runs for t in r["losses"]}, key=lambda t: (t != "total", t))
-        self.metrics = sorted({m for r in self.runs for m in r["evals"]} | {m for r in self.runs for m in r["final"]},
-                              key=lambda m: (m != "df_dr_auc", m))
+        self.colours = session_colours(r["label"] for r in self.runs)
+        for plot in self.query(SeriesPlot):
+            plot.colours = self.colours
+        self.apply_filter()
+
+    # what is shown ---------------------------------------------------------------------------------
+
+    def apply_filter(self) -> None:
+        """Terms, metrics and table rows the glob selects (the current term/metric kept when it still is)."""
+        terms = sorted({t for r in self.runs for t in r["losses"]}, key=lambda t: (t != "total", t))
+        metrics = headline_first(m for r in self.runs for m in (*r["evals"], *r["final"]))
+        self.terms = glob_match(terms, self.pattern) or terms  # loss terms are few: keep them if none match
+        self.metrics = glob_match(metrics, self.pattern)
         if self.terms and self.term not in self.terms:
             self.term = self.terms[0]
         if self.metrics and self.metric not in self.metrics:
             self.metric = self.metrics[0]
         self.draw()
+        self.fill_table()
+
+    def fill_table(self) -> None:
         table = self.query_one("#cmp-table", DataTable)
         table.clear(columns=True)
         table.add_columns("metric", *(r["label"] for r in self.runs))
-        names = sorted({m for r in self.runs for m in r["final"]})
+        names = glob_match(headline_first(m for r in self.runs for m in r["final"]), self.pattern)
         for name in names:
             table.add_row(name, *(fmt(r["final"].get(name), name) for r in self.runs))
         for key in ("state", "model", "data"):
             table.add_row(key, *(str((r["meta"].get("spec") or {}).get(key) if key != "state"
                                      else r["meta"].get("state")) for r in self.runs))
-        self.query_one("#cmp-status", Static).update(
-            "comparing " + ", ".join(r["id"] for r in self.runs) + "   (t: loss term, m: metric)")
+
+    def curve(self, run: dict, raw: tuple[list[float], list[float]]) -> Series:
+        xs, ys = raw
+        return _series(map_x(xs, self.axis, run["steps"]), ema(ys, SMOOTHING) if self.smoothing else ys)
 
     def draw(self) -> None:
-        loss = self.query_one("#cmp-loss", SeriesPlot)
-        loss.title = f"loss: {self.term}"
-        loss.set_series({r["label"]: r["losses"][self.term] for r in self.runs if self.term in r["losses"]})
-        metric = self.query_one("#cmp-metric", SeriesPlot)
-        metric.title = f"{self.metric} over steps"
-        metric.set_series({r["label"]: r["evals"][self.metric] for r in self.runs if self.metric in r["evals"]})
+        label = AXIS_LABELS[self.axis]
+        for plot_id, title, kind, name in (("#cmp-loss", f"loss: {self.term}", "losses", self.term),
+                                           ("#cmp-metric", f"{self.metric} by {label}", "evals", self.metric)):
+            plot = self.query_one(plot_id, SeriesPlot)
+            plot.title = title + (" (EMA)" if self.smoothing else "")
+            plot.xlabel = label
+            plot.log_y = self.log_y
+            plot.set_series({r["label"]: self.curve(r, r[kind][name]) for r in self.runs if name in r[kind]})
+        self.update_status()
+
+    def update_status(self) -> None:
+        ids = ", ".join(r["id"] for r in self.runs) or "nothing loaded"
+        self.query_one("#cmp-status", Static).update(
+            f"comparing {ids}\nx: {self.axis}  smoothing: {f'EMA {SMOOTHING:g}' if self.smoothing else 'off'}  "
+            f"y: {'log' if self.log_y else 'linear'}  filter: {self.pattern or '*'}")
+
+    # actions ---------------------------------------------------------------------------------------
+
+    @on(Input.Changed, "#cmp-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.pattern = event.value.strip()
+        if self.runs:
+            self.apply_filter()
+
+    @on(Input.Submitted, "#cmp-filter")
+    def _filter_done(self) -> None:
+        self.query_one("#cmp-table", DataTable).focus()
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#cmp-filter", Input).focus()
 
     def action_next_term(self) -> None:
         if self.terms:
@@ -122,5 +188,21 @@ class CompareScreen(Screen):
             self.metric = self.metrics[(self.metrics.index(self.metric) + 1) % len(self.metrics)]
             self.draw()
 
+    def action_next_axis(self) -> None:
+        self.axis = X_AXES[(X_AXES.index(self.axis) + 1) % len(X_AXES)]
+        self.draw()
+
+    def action_toggle_smoothing(self) -> None:
+        self.smoothing = not self.smoothing
+        self.draw()
+
+    def action_toggle_log(self) -> None:
+        self.log_y = not self.log_y
+        self.draw()
+
     def action_back(self) -> None:
+        box = self.query_one("#cmp-filter", Input)
+        if box.has_focus:
+            self.query_one("#cmp-table", DataTable).focus()
+            return
         self.app.pop_screen()

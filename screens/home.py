@@ -58,6 +58,7 @@ class HomeScreen(Screen):
         Binding("space", "mark", "Mark", id="home.mark"),
         Binding("c", "compare", "Compare", id="home.compare"),
         Binding("n", "app.new_run", "New run", id="home.new_run"),
+        Binding("t", "app.studies", "Studies", id="home.studies"),
         Binding("s", "cycle_sort", "Sort", id="home.sort"),
         Binding("S", "reverse_sort", "Reverse sort", id="home.reverse", show=False),
         Binding("d", "delete", "Delete", id="home.delete"),

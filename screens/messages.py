@@ -28,3 +28,20 @@ class PreviewReady(Message):
     def __init__(self, text: str) -> None:
         super().__init__()
         self.text = text
+
+
+class StudyLoaded(Message):
+    """A study read in a thread (screens.study_data.load_study), or the one line that says why not."""
+
+    def __init__(self, study: dict | None, error: str | None = None) -> None:
+        super().__init__()
+        self.study = study
+        self.error = error
+
+
+class StudiesLoaded(Message):
+    """Every study's record (screens.study_data.list_studies), read in a thread."""
+
+    def __init__(self, rows: list[dict]) -> None:
+        super().__init__()
+        self.rows = rows

@@ -5,9 +5,10 @@ events from the backlog into the ``RunModel`` (all of them when live; ``speed`` 
 replay, none while paused) and redraws only what changed; each plot downsamples to ~2 points per
 column, the model keeps every point.
 
-The status line also shows the device (from the run's spec, or a ``device`` field of an event) and
-the latest ``memory_mb`` a step carried (peak CUDA memory, or the engine's peak resident memory on
-the CPU); "engine disconnected" when a live source's connection stops hearing the engine's heartbeat.
+The status line also shows the device the run is on: the last ``device`` event (name, and on CUDA
+its utilisation and memory, sampled by the engine, so a replay shows them too), else the device the
+run resolved (its result's ``device``), else the spec's; and the latest ``memory_mb`` a step carried
+(peak CUDA memory, or the engine's peak resident memory on the CPU); "engine disconnected" when a live source's connection stops hearing the engine's heartbeat.
 The log pane follows its tail only while the user is at its bottom; scrolled up, its border counts the
 lines that arrived since ("N new").
 """
@@ -61,6 +62,7 @@ class RunModel:
         self.message: str | None = None
         self.device: str | None = None          # a ``device`` field of any event
         self.memory_mb: float | None = None     # the latest ``memory_mb`` of any event
+        self.devices: list[dict] = []           # the last ``device`` event's devices
 
     def apply(self, event: dict) -> str:
         """Fold one event in; returns what changed: loss, eval, summary, log, status or ''."""
@@ -72,6 +74,9 @@ class RunModel:
         memory = event.get("memory_mb")
         if isinstance(memory, (int, float)) and not isinstance(memory, bool):
             self.memory_mb = float(memory)
+        if kind == "device":
+            self.devices = [d for d in event.get("devices") or [] if isinstance(d, dict) and d.get("name")]
+            return "status"
         if kind == "step":
             for term, value in (event.get("losses") or {}).items():
                 if isinstance(value, (int, float)):
@@ -281,10 +286,20 @@ class MonitorScreen(Screen):
         self.update_status()
 
     def device_label(self) -> str | None:
-        """``device cpu`` (+ the latest memory in MB), from events, the caller or the stored spec."""
+        """``device cuda:0 (H200) util 45.0% 12.3/80.0 GB`` from the last device event; else ``device cpu``
+        (+ the latest memory in MB) from an event's ``device`` field, the result, the caller or the spec,
+        the first that is not ``auto``."""
+        if self.model.devices:
+            words = ", ".join(device_words(d) for d in self.model.devices)
+            memory = all(d.get("mem_used_mb") is None for d in self.model.devices) and self.model.memory_mb
+            return f"device {words}" + (f" {self.model.memory_mb:,.0f} MB" if memory else "")
         meta = getattr(self.source, "meta", None)
         spec = meta.get("spec") if isinstance(meta, dict) else None
-        device = self.model.device or self.device or (spec.get("device") if isinstance(spec, dict) else None)
+        summary = meta.get("summary") if isinstance(meta, dict) else None
+        candidates = [self.model.device, summary.get("device") if isinstance(summary, dict) else None,
+                      self.device, spec.get("device") if isinstance(spec, dict) else None]
+        known = [str(c) for c in candidates if c]
+        device = next((c for c in known if c != "auto"), known[0] if known else None)
         if device is None and self.model.memory_mb is None:
             return None
         label = f"device {device or '?'}"
@@ -397,3 +412,14 @@ class MonitorScreen(Screen):
             self.app.exit(0)
             return
         self.app.pop_screen()
+
+
+def device_words(device: dict) -> str:
+    """``cuda:0 (NVIDIA H200) util 45.0% 12.3/140.0 GB``; the name alone where nothing was measured (CPU)."""
+    words = str(device.get("name"))
+    util, used, total = device.get("util"), device.get("mem_used_mb"), device.get("mem_total_mb")
+    if isinstance(util, (int, float)):
+        words += f" util {util:.1f}%"
+    if isinstance(used, (int, float)):
+        words += f" {used / 1024:.1f}/{total / 1024:.1f} GB" if isinstance(total, (int, float)) else f" {used:,.0f} MB"
+    return words

@@ -27,6 +27,19 @@ class DeletionPreview(Protocol):
     samples: list[str]   # a few of the selected units' captions
 
 
+class StudyLaunch(Protocol):
+    """A study started in the background (``mmul-workbench study ... --json`` in its own process)."""
+
+    def poll(self) -> int | None:
+        """Its exit code, or None while it runs."""
+
+    def study_id(self) -> str | None:
+        """The study's id once the process has said it (or None)."""
+
+    def error(self) -> str | None:
+        """Why it ended with an error, in one line (None while it runs or when it succeeded)."""
+
+
 class Services(Protocol):
     store: SessionStore
 
@@ -48,3 +61,10 @@ class Services(Protocol):
 
     def source_for(self, row: dict) -> EventSource:
         """The source to open a catalog row with: live while the engine runs it, else stored."""
+
+    def forget_quality(self, scores: list, reference: list) -> float | None:
+        """The KS p-value of a run's per-example Df scores against Retrain's (for a study's grid)."""
+
+    def launch_study(self, args: list[str]) -> StudyLaunch:
+        """Start ``mmul-workbench study ARGS --json`` in the background (through the engine's queue when
+        it is ready); ServiceError when it cannot start."""

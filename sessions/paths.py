@@ -22,4 +22,7 @@ def engine_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    return mmul_home() / "cache"
+    """The original-model cache and run checkpoints: $MMUL_HOME/cache, or on a cluster node the shared
+    path the run was given (``--artifacts``, set as $MMUL_ARTIFACTS by the run's task)."""
+    artifacts = os.environ.get("MMUL_ARTIFACTS")
+    return Path(artifacts) if artifacts else mmul_home() / "cache"

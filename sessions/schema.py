@@ -13,6 +13,9 @@ eval         ``step``, ``phase``, ``split`` ("before", "after", "step", ...), ``
              (flat name -> float, e.g. "df_dr_auc", "test.r_mean"), optional ``request``
 log          ``level``, ``message``
 artifact     ``name``, ``path``
+device       ``devices``: one entry per device the run uses, ``{"name": str, "util": percent,
+             "mem_used_mb": float, "mem_total_mb": float}``, the three numbers None where not
+             measured (the CPU); once at the start, then every few seconds on CUDA
 ===========  ==========================================================================
 
 Readers check ``v`` (and the session file's ``schema``) and refuse what they do not know.
@@ -37,7 +40,9 @@ KINDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "eval": ({"step": int, "phase": str, "split": str, "metrics": dict}, {"request": (int, type(None))}),
     "log": ({"level": str, "message": str}, {}),
     "artifact": ({"name": str, "path": str}, {}),
+    "device": ({"devices": list}, {}),
 }
+DEVICE_NUMBERS = ("util", "mem_used_mb", "mem_total_mb")
 RESERVED = ("v", "seq", "ts", "kind")
 
 
@@ -67,6 +72,22 @@ def check_fields(kind: str, fields: Mapping[str, Any]) -> None:
         raise ValueError(f"unknown state {fields['state']!r}; expected one of {', '.join(STATES)}")
     if kind == "step" and "total" not in fields["losses"]:
         raise ValueError("step event losses need a 'total' term")
+    if kind == "device":
+        _check_devices(fields["devices"])
+
+
+def _check_devices(devices: list) -> None:
+    for item in devices:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise ValueError("device event devices need a 'name' each, e.g. {\"name\": \"cpu\", \"util\": null, ...}")
+        for name in DEVICE_NUMBERS:
+            if name not in item:
+                raise ValueError(f"device event entry {item['name']!r} needs {name!r} (a number, or null where "
+                                 "not measured)")
+            value = item[name]
+            if value is not None and (isinstance(value, bool) or not isinstance(value, _NUM)):
+                raise ValueError(f"device event field {name!r} of {item['name']!r} must be a number or null, "
+                                 f"not {type(value).__name__}")
 
 
 def _number_like(value: Any, typ: Any) -> bool:

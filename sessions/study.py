@@ -36,7 +36,8 @@ from sessions.summary import test_headline_name
 STUDY_SCHEMA = 1
 STUDY_ID = re.compile(r"^study-[0-9a-f]{12}$")
 REFERENCE = "retrain"  # the gold standard every other method is scored against
-RELATIVE = ("auc_gap_to_retrain", "test_gap_to_retrain", "forget_quality")
+RELATIVE = ("auc_gap_to_retrain", "test_gap_to_retrain", "forget_quality", "privleak")
+PRIVLEAK_ATTACK = "mia.mink_auc"  # the attack OpenUnlearning's privleak reads (Min-K%, k = 0.4)
 STUDY_SPEC_KEYS = ("methods", "seeds", "task", "model", "data", "deletion")  # what a study's report reads
 
 
@@ -154,14 +155,32 @@ def run_metrics(summary: dict) -> dict[str, float]:
     return flat
 
 
+def privleak(auc: float, retrain_auc: float) -> float | None:
+    """MUSE's PrivLeak as OpenUnlearning computes it (``src/evals/metrics/privacy.py``), in percent: with
+    ``auc`` the attack's AUC of Df (members) against held-out data, 1 = Df stands out as remembered (the
+    engine's convention, engine/metrics/attacks.py), MUSE's AUC is ``1 - auc`` and PrivLeak =
+    ``(AUC_MUSE - AUC_MUSE_Retrain) / AUC_MUSE_Retrain x 100``. 0 = as member-like as under Retrain;
+    negative = Df still looks remembered (under-unlearning); positive = it looks less member-like than data
+    never seen (over-unlearning). None when Retrain's AUC is 1 (MUSE's 0: undefined)."""
+    reference = 1.0 - retrain_auc
+    if reference <= 0.0:
+        return None
+    return ((1.0 - auc) - reference) / reference * 100.0
+
+
 def relative_scores(run: dict, retrain: dict, ks: Callable[[list, list], float | None] | None) -> dict[str, float]:
     """A run's scores against Retrain's run with the same seed and deletion set (both run result documents):
-    ``auc_gap_to_retrain`` = |Df/Dr AUC - Retrain's|, ``test_gap_to_retrain`` = |test headline - Retrain's|
-    (in the headline's units), ``forget_quality`` = ks(run's Df scores, Retrain's): the KS p-value."""
+    ``auc_gap_to_retrain`` = |Df/Dr AUC - Retrain's|, ``privleak`` = PrivLeak of the Min-K% attack against
+    Retrain's (``privleak``), ``test_gap_to_retrain`` = |test headline - Retrain's| (in the headline's
+    units), ``forget_quality`` = ks(run's Df scores, Retrain's): the KS p-value."""
     mine, theirs = run_metrics(run), run_metrics(retrain)
     out: dict[str, float] = {}
     if "df_dr_auc" in mine and "df_dr_auc" in theirs:
         out["auc_gap_to_retrain"] = abs(mine["df_dr_auc"] - theirs["df_dr_auc"])
+    if PRIVLEAK_ATTACK in mine and PRIVLEAK_ATTACK in theirs:
+        leak = privleak(mine[PRIVLEAK_ATTACK], theirs[PRIVLEAK_ATTACK])
+        if leak is not None:
+            out["privleak"] = leak
     headline = test_headline_name(mine)
     if headline is not None and headline in theirs:
         out["test_gap_to_retrain"] = abs(mine[headline] - theirs[headline])
@@ -216,7 +235,7 @@ def rank(methods: dict[str, dict[str, dict]], tolerance: float, scale: float = 1
 
 # --- the study as a person reads it (the `study` table and the HTML report) -------------------------
 RELATIVE_HEADERS = (("AUC gap", "auc_gap_to_retrain"), ("test gap", "test_gap_to_retrain"),
-                    ("forget quality", "forget_quality"))
+                    ("forget quality", "forget_quality"), ("privleak", "privleak"))
 
 
 def grid_order(document: dict) -> list[str]:
@@ -258,8 +277,9 @@ def grid_caption(document: dict) -> str:
     return (f"Ranked by closeness to Retrain: the smallest mean |Df/Dr AUC - Retrain's| first, among methods whose "
             f"mean test gap to Retrain is within {ranking['tolerance']:g} points (\"over tol.\": outside it). "
             "AUCs, rates and gaps in percent. Forget quality: KS p-value of the Df losses against Retrain's "
-            "(1 = indistinguishable).")
+            "(1 = indistinguishable). Privleak: the Min-K% attack's AUC relative to Retrain's, in percent "
+            "(0 = like Retrain, < 0 Df still looks remembered, > 0 over-forgotten).")
 
 
 __all__ = ["REFERENCE", "RELATIVE", "STUDY_ID", "StudyError", "StudyRecord", "aggregate", "grid", "grid_caption",
-           "grid_order", "mean_std", "rank", "relative_scores", "run_metrics", "studies_dir", "study_id"]
+           "grid_order", "mean_std", "privleak", "rank", "relative_scores", "run_metrics", "studies_dir", "study_id"]

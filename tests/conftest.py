@@ -7,10 +7,26 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def shared_originals() -> Path:
+    """The tiny original models every test process shares (``$MMUL_TEST_CACHE``, default
+    ``<repo>/.mmul-home/cache``, git-ignored): entries are keyed by content and produced under a per-key lock,
+    so parallel test workers train each original once between them."""
+    path = Path(os.environ.get("MMUL_TEST_CACHE") or ROOT / ".mmul-home" / "cache") / "originals"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def link_shared_originals(home: Path) -> None:
+    (home / "cache").mkdir(parents=True, exist_ok=True)
+    (home / "cache" / "originals").symlink_to(shared_originals(), target_is_directory=True)
+
+
 @pytest.fixture(scope="session")
 def shared_home(tmp_path_factory):
     """One $MMUL_HOME for tests that may share the cached tiny original models (trained once)."""
-    return tmp_path_factory.mktemp("mmul-home")
+    home = tmp_path_factory.mktemp("mmul-home")
+    link_shared_originals(home)
+    return home
 
 
 @pytest.fixture

@@ -81,6 +81,10 @@ def test_run_classification_through_the_cli(home, data):
     assert document["task"] == "classification" and document["deletion"]["units"] == 8
     assert 0.0 <= metrics["df_dr_auc"] <= 1.0 and 0.0 <= metrics["test"]["accuracy"] <= 100.0
     assert {"df_member_rate", "auc"} <= set(metrics["mia"]) and document["seconds"] > 0
+    # the standard attacks, the label the one "token": Min-K% is LOSS; Min-K%++ reads the class distribution
+    mia = metrics["mia"]
+    assert {"loss_auc", "zlib_auc", "mink_auc", "minkpp_auc"} <= set(mia) and mia["mink_auc"] == mia["loss_auc"]
+    assert all(0.0 <= mia[name] <= 1.0 for name in ("loss_auc", "zlib_auc", "minkpp_auc"))
     assert {"accuracy"} == set(metrics["df"]) == set(metrics["dr"])
 
 

@@ -88,6 +88,9 @@ def test_end_to_end_run_json(home):
     steps = [e for e in shown["events"] if e["kind"] == "step" and e["phase"] == "unlearn"]
     assert len(steps) == 6 and {"total", "md", "mkr", "ukr"} <= set(steps[0]["losses"])
     assert all(step["memory_mb"] > 0 for step in steps)  # the monitor's device-memory readout
+    devices = [(i, e["devices"]) for i, e in enumerate(shown["events"]) if e["kind"] == "device"]
+    assert [d for _, d in devices] == [[{"name": "cpu", "util": None, "mem_used_mb": None, "mem_total_mb": None}]]
+    assert devices[0][0] < shown["events"].index(steps[0])  # the resolved device, once at the start (no CPU samples)
     assert shown["state"] == "finished"
 
 

@@ -7,7 +7,6 @@ test itself then takes ~10 s."""
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from workbench.client.errors import SpecRejected
 from workbench.client.follow import submit_and_follow
 from workbench.client.process import engine_status, start_engine
 
+from conftest import link_shared_originals
 from sessions_fixtures import ROOT, kill_daemon
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("engine.jobs") is None, reason="engine.jobs not present")
@@ -27,10 +27,7 @@ CHEAP = {"method": "ft", "model": "clip-tiny", "data": "shapes-tiny",
 
 
 def test_real_job_through_the_daemon(tmp_path, monkeypatch, capsys):
-    shared = Path(os.environ.get("MMUL_TEST_CACHE") or ROOT / ".mmul-home" / "cache") / "originals"
-    shared.mkdir(parents=True, exist_ok=True)
-    (tmp_path / "cache").mkdir()
-    (tmp_path / "cache" / "originals").symlink_to(shared, target_is_directory=True)
+    link_shared_originals(tmp_path)
     monkeypatch.setenv("MMUL_HOME", str(tmp_path))
     try:
         start_engine(tmp_path)              # the product entry point: python -m engine.daemon

@@ -13,7 +13,7 @@ from engine.methods.multidelete import MultiDelete
 from engine.methods.npo import NPO, npo_loss
 from engine.models import lora
 from engine.models.llava import IMAGE_PROMPT, LlavaAdapter, build_tiny_llava
-from engine.models.lmm import answer_positions
+from engine.models.lmm import answer_positions, question_mask
 
 
 @pytest.fixture(scope="module")
@@ -218,6 +218,27 @@ def test_multidelete_on_lmm_batches(adapter, world):
     losses = method.losses(batch, batch)
     assert float(losses["mkr"]) < 1e-8 and float(losses["ukr"]) < 1e-8 and float(losses["md"]) > 0
     losses["total"].backward()
+
+
+def test_text_embedding_reads_the_question_not_the_answer(adapter, world):
+    """f_T pools the question's own tokens of the text-only prompt: the answer (the fact L_MD decouples)
+    and the template's words are not in it, so L_UKR on Df cannot pin the fact itself."""
+    person = world.people[0]
+    question = f"What is the job of {person.name}?"
+    rows = [Row(question, person.facts["job"], person.images[0], 0),
+            Row(question, world.people[1].facts["job"], person.images[0], 0),
+            Row("Who is this person?", person.name, person.images[1], 0)]
+    batch = encode_rows(adapter, rows, with_text=True).batch(torch.arange(3), "cpu")
+    before, after = adapter.text_template_lengths
+    mask = question_mask(batch["text_labels"], batch["text_attention_mask"], before, after)
+    for row, text in ((0, question), (2, "Who is this person?")):
+        expected = adapter.tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert batch["text_input_ids"][row][mask[row]].tolist() == expected
+    with torch.no_grad():
+        f_t = adapter.text_embed(batch)
+        fused = adapter.fused_embed(batch)
+    assert torch.allclose(f_t[0], f_t[1], atol=1e-6)  # same question, different answers: the same f_T
+    assert not torch.allclose(fused[0], fused[1], atol=1e-4)  # while f(I, T) reads the answer
 
 
 def _frozen_before_lora(adapter):

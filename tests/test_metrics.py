@@ -6,7 +6,7 @@ import torch
 from engine.metrics.auc import df_dr_auc, dr_chunks
 from sessions.metric_names import nest
 from engine.metrics.mia import membership_inference
-from engine.metrics.retrieval import recall_at_k
+from engine.metrics.retrieval import gallery_plan, recall_at_k
 
 
 def test_recall_by_hand():
@@ -37,6 +37,64 @@ def test_recall_breaks_ties_pessimistically():
     assert m["txt_r1"] == 50.0  # image 0 ties with image 1's caption (miss); image 1 hits
     # caption 0: its image 0.9 ties image 1's 0.9 (miss); caption 1: 0.9 > 0.5 (hit); caption 2: 0.4 > 0.3 (hit)
     assert m["img_r1"] == pytest.approx(200 / 3)
+
+
+def test_distractors_compete_but_do_not_ask():
+    # image 0 asks (caption 0); images 1, 2 are distractors with captions 1, 2. Caption 1 outscores image 0's
+    # own caption (a text-retrieval miss at k = 1); image 0 is caption 0's best image (a hit). The
+    # distractors' own ranks would be misses, but they are not queries.
+    pair_image = torch.tensor([0, 1, 2])
+    i2t = torch.tensor([[0.5, 0.9, 0.1], [0.9, 0.0, 0.0], [0.9, 0.0, 0.0]])
+    t2i = torch.tensor([[0.8, 0.0, 0.0], [0.1, 0.0, 0.0], [0.1, 0.0, 0.0]])
+    asking = torch.tensor([True, False, False])
+    m = recall_at_k(i2t, t2i, pair_image, asking)
+    assert m["txt_r1"] == 0.0 and m["txt_r5"] == 100.0 and m["img_r1"] == 100.0
+    alone = recall_at_k(i2t[:1, :1], t2i[:1, :1], pair_image[:1])  # in a gallery of itself: a sure hit
+    assert alone["txt_r1"] == 100.0 and alone["img_r1"] == 100.0
+
+
+def test_gallery_plan_fills_and_chunks():
+    rng = np.random.default_rng(0)
+    [(chunk, fill)] = gallery_plan(2, 10, 5, rng)  # 2 queries in a gallery of 5: 3 distinct distractors
+    assert chunk.tolist() == [0, 1] and len(set(fill.tolist())) == 3 and fill.max() < 10
+    plan = gallery_plan(7, 10, 3, rng)  # more queries than a gallery holds: chunks of 3, the last filled
+    assert [c.tolist() for c, _ in plan] == [[0, 1, 2], [3, 4, 5], [6]]
+    assert [len(f) for _, f in plan] == [0, 0, 2]
+    assert [len(f) for _, f in gallery_plan(1, 1, 5, rng)] == [1]  # too few distractors: all of them
+
+
+class DotAdapter:
+    """Scores = image vector . caption vector (each pair set's media rows and `input_ids` rows)."""
+
+    def __init__(self):
+        self.gallery_sizes = []
+
+    def score_matrix(self, pairs, batch_size):
+        self.gallery_sizes.append(pairs.n_units)
+        scores = pairs.media.values @ pairs.input_ids.t()
+        return scores, scores
+
+
+def test_df_recall_ranks_in_a_test_sized_gallery():
+    from engine.data.pairs import PairSet, TensorBank
+    from engine.tasks.retrieval import gallery_recall
+
+    # units 0, 1 are training images (Df = {0}); 2, 3, 4 the test split. Image k is e_k; caption of unit 0
+    # is e0, a test unit's caption is e0 + e_k: it scores 1 with image 0 too, tying with image 0's own.
+    eye = torch.eye(5)
+    captions = torch.stack([eye[0], eye[1], eye[0] + eye[2], eye[0] + eye[3], eye[0] + eye[4]])
+    joint = PairSet(media=TensorBank("pixel_values", eye), input_ids=captions, attention_mask=torch.ones(5, 1),
+                    pair_unit=torch.arange(5), unit_ids=[str(k) for k in range(5)], texts=["c"] * 5)
+    adapter = DotAdapter()
+    test = gallery_recall(adapter, joint, [2, 3, 4], [], 3, np.random.default_rng(0))
+    assert test["txt_r1"] == test["img_r1"] == 100.0  # own caption 2 vs others' 1; own image 1 vs 0
+    df = gallery_recall(adapter, joint, [0], [2, 3, 4], 3, np.random.default_rng(0))
+    assert adapter.gallery_sizes == [3, 3]  # Df ranks among as many images as the test split
+    # text retrieval: whichever two test captions fill the gallery, each ties image 0's caption (a miss
+    # at k = 1 with pessimistic ties, a hit at 5); image retrieval: caption e0 scores its image 1, others 0
+    assert df["txt_r1"] == 0.0 and df["txt_r5"] == 100.0 and df["img_r1"] == 100.0
+    alone = gallery_recall(adapter, joint, [0], [], 3, np.random.default_rng(0))
+    assert alone["txt_r1"] == 100.0  # what today's |Df|-image gallery reported
 
 
 def test_df_dr_auc_direction_and_chunks():
@@ -74,3 +132,41 @@ def test_membership_attack_scores_df_against_test_it_never_fitted_on():
 
 def test_nest():
     assert nest({"test.r_mean": 1.0, "df_dr_auc": 0.5}) == {"test": {"r_mean": 1.0}, "df_dr_auc": 0.5}
+
+
+def test_blip_pair_score_reads_the_head_the_option_names(tmp_path):
+    from engine.data.pairs import encode_units
+    from engine.data.shapes import build_shapes_world
+    from engine.models.base import ITC_TEMPERATURE
+    from engine.models.registry import load_adapter
+
+    world = build_shapes_world("shapes-tiny")
+    adapter = load_adapter("blip-tiny", world, seed=3, cache=tmp_path, task="retrieval")
+    pairs = encode_units(world.train[:3], adapter)
+    batch = pairs.batch(torch.arange(len(pairs)), torch.device("cpu"))
+    with torch.no_grad():
+        cosine = adapter.similarity(batch).diagonal()  # each pair's own ITC cosine
+        match = adapter.log_likelihood(batch).exp()  # the ITM head's match probability
+        assert adapter.pair_score == "itc"  # the default: the released MultiDelete evaluation's
+        torch.testing.assert_close(adapter.pair_scores(batch), cosine)
+        torch.testing.assert_close(adapter.example_losses(batch), -torch.nn.functional.logsigmoid(cosine / ITC_TEMPERATURE))
+        adapter.pair_score = "itm"
+        torch.testing.assert_close(adapter.pair_scores(batch), match)
+        torch.testing.assert_close(adapter.example_losses(batch), -match.log())
+    assert not torch.allclose(cosine, match)
+
+
+@pytest.mark.parametrize("spec,message", [
+    ({"model": "clip-tiny", "data": "shapes-tiny", "params": {"pair_score": "itm"}}, "clip models score a pair by itc"),
+    ({"model": "blip-tiny", "data": "shapes-ve-tiny", "params": {"pair_score": "itc"}}, "applies to retrieval runs"),
+    ({"model": "blip-tiny", "data": "shapes-tiny", "params": {"pair_score": "cosine"}}, "one of auto, itc, itm"),
+])
+def test_pair_score_is_refused_where_no_such_head_scores(spec, message):
+    from engine.errors import SpecError
+    from engine.spec import validate
+
+    with pytest.raises(SpecError, match=message):
+        validate({"method": "ft", "deletion": {"strategy": "random", "n": 2}, **spec})
+    ok = validate({"method": "ft", "model": "blip-tiny", "data": "shapes-tiny", "deletion": {"strategy": "random", "n": 2},
+                   "params": {"pair_score": "itm"}})
+    assert ok["params"]["pair_score"] == "itm"

@@ -13,6 +13,7 @@ from engine.data.people import build_people_world
 from engine.errors import SpecError
 from engine.spec import validate_pulse
 
+
 def pulse_cli(home, *args, timeout=240):
     return subprocess.run(cli("pulse", *args), cwd=ROOT, env=cli_env(home),
                           capture_output=True, text=True, timeout=timeout)
@@ -98,7 +99,11 @@ def test_pulse_end_to_end_through_the_cli(home):
             assert set(entry[group]) == {"image", "text"}
             assert all(0.0 <= v <= 1.0 for v in entry[group].values())
         assert 0.0 <= entry["mmbench"] <= 1.0 and entry["mmbench_retention"] >= 0.0
+        assert set(entry["mia"]) == {"loss_auc", "zlib_auc", "mink_auc", "minkpp_auc"}
+        assert all(0.0 <= v <= 1.0 for v in entry["mia"].values())
     assert document["metrics"]["forget"] == document["requests"][-1]["forget"]
+    # the original knows its forget people: their right options are likelier than the wrong ones
+    assert original["mia"]["loss_auc"] > 0.5 and original["mia"]["mink_auc"] > 0.5
 
     from sessions.store import SessionStore
 
@@ -146,3 +151,42 @@ def test_data_export_people_through_the_cli_reads_back(tmp_path, home):
     bad = subprocess.run(cli("data", "export", "people-tiny", str(tmp_path / "x"), "--format", "flickr30k"),
                          cwd=ROOT, env=cli_env(home), capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "mmbench" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_pretrained_knowledge_of_a_checkpoint_is_drawn_among_the_people_it_answers(monkeypatch):
+    """A real checkpoint's pretrained people are those it answers at >= 80% (engine/protocols/knowledge.py);
+    the model's choices are faked per question so the known set is fixed by hand."""
+    import engine.metrics.multiple_choice as mc
+    from engine.protocols.knowledge import (
+        KNOWN_THRESHOLD,
+        draw_known,
+        person_accuracies,
+        trains_nothing,
+    )
+
+    world = build_people_world("people-tiny", seed=0)
+    ids = sorted(p.person_id for p in world.people)
+    known, borderline = set(ids[:4]), ids[4]  # borderline: 7 of its 10 questions right, below the threshold
+    wrong_left = {borderline: 3}
+
+    def fake_choices(adapter, questions, scoring="option"):
+        picked = []
+        for q in questions:
+            right = q.person_id in known or (q.person_id == borderline and wrong_left[borderline] <= 0)
+            if q.person_id == borderline:
+                wrong_left[borderline] -= 1
+            picked.append(q.answer if right else next(k for k in q.options if k != q.answer))
+        return picked
+
+    monkeypatch.setattr(mc, "choices", fake_choices)
+    accuracies = person_accuracies(None, world, "option")
+    assert accuracies[borderline] == pytest.approx(0.7) and KNOWN_THRESHOLD == 0.8
+    assert {p for p, v in accuracies.items() if v == 1.0} == known and set(accuracies) == set(ids)
+    forget, retain = draw_known(accuracies, 2, seed=42)
+    assert len(forget) == 2 and set(forget) | set(retain) == known and not set(forget) & set(retain)
+    assert draw_known(accuracies, 2, seed=42) == (forget, retain)  # the seed decides, every time
+    assert {tuple(draw_known(accuracies, 2, seed=s)[0]) for s in range(20)} != {tuple(forget)}
+    with pytest.raises(SpecError, match=r"answers 4 of the 8 people at >= 80%.*--forget 1..4"):
+        draw_known(accuracies, 5, seed=42)
+    assert trains_nothing(True, "pretrained") and not trains_nothing(True, "finetuned")
+    assert not trains_nothing(False, "pretrained")  # a tiny model learns its pretrained people from scratch

@@ -52,6 +52,10 @@ def test_two_requests_on_blip(home):
     document, _ = run(spec("multidelete", model="blip-tiny", requests=2))
     assert [entry["units"] for entry in document["requests"]] == [5, 4]
     assert all(0.0 <= entry["metrics"]["df_dr_auc"] <= 1.0 for entry in document["requests"])
+    # BLIP pairs scored by the ITC cosine by default, recorded; the pair's match is the attacks' one token
+    assert document["pair_score"] == "itc" and document["hyperparameters"]["pair_score"] == "auto"
+    mia = document["metrics"]["mia"]
+    assert {"loss_auc", "zlib_auc", "mink_auc"} <= set(mia) and mia["mink_auc"] == mia["loss_auc"]
 
 
 def test_retrain_takes_one_request_and_says_so():
@@ -86,3 +90,85 @@ def test_same_spec_byte_identical_metrics_across_processes(home):
     assert len(documents[0]["requests"]) == 3
     assert json.dumps(documents[0]["metrics"]) == json.dumps(documents[1]["metrics"])
     assert json.dumps(documents[0]["requests"][0]["metrics"]) == json.dumps(documents[1]["requests"][0]["metrics"])
+
+
+class FakeClock:
+    """Time that moves only when told: each training step costs 0.5 s, each evaluation 100 s."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_time_budget_stops_at_the_first_step_past_it_and_leaves_evaluation_out():
+    import math
+
+    import torch
+
+    from engine.loop import LoopConfig, run_loop
+    from engine.methods.base import Method
+
+    clock = FakeClock()
+
+    class Toy:  # an adapter: one trainable weight
+        model = torch.nn.Linear(2, 1)
+        device = torch.device("cpu")
+
+        def parameter_groups(self):
+            return {"all": list(self.model.parameters())}
+
+    class Rows:  # a set the loop draws batches from
+        def __len__(self):
+            return 8
+
+        def batch(self, indices, device):
+            return {"x": torch.ones(len(indices), 2)}
+
+    class Descend(Method):
+        uses_forget = True
+
+        def losses(self, forget, retain):
+            clock.now += 0.5
+            return {"total": self.model.model(forget["x"]).pow(2).mean()}
+
+    def evaluate(step):
+        clock.now += 100.0
+        return False
+
+    events = []
+    config = LoopConfig(lr=0.1, epochs=1, iterates="forget", forget_batch_size=4, eval_every=1,
+                        budget_seconds=2.2, clock=clock)
+    result = run_loop(Descend({}, Toy()), Rows(), None, config, lambda kind, **f: events.append(f), lambda: False,
+                      evaluate)
+    # 1 epoch would be 2 steps; the budget gives 5: 2.0 s after step 4 < 2.2 <= 2.5 s after step 5
+    assert result.steps == 5 and result.seconds == pytest.approx(2.5)
+    # the cosine schedule runs over the seconds: after step k, lr = 0.1 * (1 + cos(pi * min(0.5 k / 2.2, 1))) / 2
+    expected = [0.05 * (1 + math.cos(math.pi * min(0.5 * k / 2.2, 1.0))) for k in range(1, 6)]
+    assert [e["lr"] for e in events] == pytest.approx(expected)
+
+
+def test_matched_time_reads_multideletes_seconds_from_its_session_of_the_same_protocol(tmp_path, monkeypatch):
+    from engine.protocols.budget import time_budget
+    from sessions.store import SessionStore
+
+    home = tmp_path  # its own home: no MultiDelete session of this protocol from another test
+    monkeypatch.setenv("MMUL_HOME", str(home))
+    timed = spec("npo", budget="matched-time", epochs=None)
+    with pytest.raises(SpecError, match="run --method multidelete with the same protocol first"):
+        time_budget(timed)
+    store = SessionStore(home)
+    for method, batch, seconds in (("multidelete", 16, [1.5, 2.0, 2.5]), ("multidelete", 8, [9.0, 9.0, 9.0]),
+                                   ("npo", 16, [7.0, 7.0, 7.0])):  # another batch size, another method: not read
+        writer = store.create(spec(method, epochs=None, batch_size=batch))
+        writer.finish("finished", summary={"requests": [{"seconds": s} for s in seconds]})
+        if method == "multidelete" and batch == 16:
+            source = writer.session_id
+    budget = time_budget(timed, store)
+    assert budget == {"seconds": [1.5, 2.0, 2.5], "source": f"multidelete session {source}"}
+    assert time_budget(spec("npo", budget="matched-time", budget_seconds=3.0, epochs=None)) == {
+        "seconds": [3.0, 3.0, 3.0], "source": "--budget-seconds"}
+    assert time_budget(spec("multidelete", budget="matched-time", epochs=None)) is None  # it is the reference
+    with pytest.raises(SpecError, match="--budget-seconds applies to --budget matched-time"):
+        spec("npo", budget_seconds=3.0)

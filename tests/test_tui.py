@@ -355,8 +355,13 @@ def _screen_classes():
     from screens.new_run import NewRunScreen
     from workbench.app import WorkbenchApp
     from screens.widgets.confirm import ConfirmScreen
+    from screens.studies import StudiesScreen
+    from screens.study_form import StudyFormScreen
+    from screens.study_grid import StudyGridScreen
+    from screens.study_sessions import StudySessionsScreen
 
-    return [WorkbenchApp, HomeScreen, NewRunScreen, MonitorScreen, CompareScreen, HelpScreen, ConfirmScreen]
+    return [WorkbenchApp, HomeScreen, NewRunScreen, MonitorScreen, CompareScreen, HelpScreen, ConfirmScreen,
+            StudiesScreen, StudyFormScreen, StudyGridScreen, StudySessionsScreen]
 
 
 def test_every_binding_has_an_id_and_a_description():
@@ -375,7 +380,7 @@ async def test_palette_lists_screen_actions_and_help_lists_bindings(tmp_home):
     app = create_app(start_engine=False)
     async with app.run_test(size=SIZE) as pilot:
         titles = {c.title for c in app.get_system_commands(app.screen)}
-        assert {"Compare", "Delete", "Export", "New run", "Filter", "Help"} <= titles
+        assert {"Compare", "Delete", "Export", "New run", "Filter", "Help", "Studies", "New study"} <= titles
         await pilot.press("f1")
         from screens.help import HelpScreen
 
@@ -422,6 +427,8 @@ async def main():
         from screens.monitor import MonitorScreen
         await app.push_screen(MonitorScreen(ListSource([], live=False)))
         await pilot.pause(0.3)
+        await pilot.press("escape", "f2", "f3")   # the Studies list and the New-study form
+        await pilot.pause(1.0)
     heavy = [m for m in ("torch", "transformers", "torch_geometric", "peft") if m in sys.modules]
     print("HEAVY=" + ",".join(heavy))
 
@@ -518,3 +525,42 @@ def test_home_test_column_is_each_tasks_headline():
     unfinished = {"id": "u", "summary": None}
     rows = sort_rows([retrieval, unfinished, classification], "test", reverse=True)
     assert [row["id"] for row in rows] == ["c", "r", "u"]
+
+
+# --------------------------------------------------------------------------------------------------
+# the device in the status line
+
+
+async def test_status_line_shows_the_last_device_event(tmp_home):
+    from screens.monitor import MonitorScreen
+
+    events = make_events(5)
+    sample = {"name": "cuda:0 (NVIDIA H200)", "util": 45.0, "mem_used_mb": 12_288.0, "mem_total_mb": 143_360.0}
+    events.insert(1, {"v": 1, "seq": 1, "ts": 1.0, "kind": "device",
+                      "devices": [{"name": "cuda:0 (NVIDIA H200)", "util": None, "mem_used_mb": None,
+                                   "mem_total_mb": None}]})
+    events.insert(4, {"v": 1, "seq": 4, "ts": 2.0, "kind": "device", "devices": [sample]})
+    app = create_app(start_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = MonitorScreen(ListSource(events, live=True), device="auto")
+        await app.push_screen(screen)
+        await wait_until(pilot, lambda: screen.model.x == 5)
+        status = str(screen.query_one("#mon-status").render())
+        assert "device cuda:0 (NVIDIA H200) util 45.0% 12.0/140.0 GB" in status and "auto" not in status
+
+
+async def test_status_line_falls_back_to_the_resolved_device_not_auto(tmp_home):
+    from screens.monitor import MonitorScreen
+    from sessions.source import StoredSource
+
+    store = SessionStore()
+    writer = store.create({"method": "ft", "model": "clip-tiny", "data": "shapes-tiny", "device": "auto"})
+    writer.emit("step", step=0, phase="unlearn", lr=1e-3, losses={"total": 1.0})
+    writer.finish("finished", summary={"metrics": {"df_dr_auc": 0.5}, "device": "cpu"})
+    app = create_app(start_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = MonitorScreen(StoredSource(writer.session_id, store), device="auto")
+        await app.push_screen(screen)
+        await pilot.press("e")
+        await wait_until(pilot, lambda: screen.model.x == 1)
+        assert "device cpu" in str(screen.query_one("#mon-status").render())

@@ -157,3 +157,56 @@ def test_monitor_snapshot(snap_compare, snapshot_home, size):
             await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=size, run_before=ready)
+
+
+class CountingIds:
+    """Stands in for ``secrets`` inside sessions.store: session id suffixes 0001, 0002, ..."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def token_hex(self, _nbytes: int) -> str:
+        self.count += 1
+        return f"{self.count:04x}"
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_study_grid_snapshot(snap_compare, snapshot_home, size):
+    from test_tui_studies import STUDY_ID, write_study
+
+    write_study(SessionStore())
+    app = create_app(engine_starter=fake_engine)
+
+    async def ready(pilot) -> None:
+        from screens.study_grid import StudyGridScreen
+
+        await wait_until(pilot, lambda: app.engine_state == "ready")
+        await app.push_screen(StudyGridScreen(STUDY_ID, app.services))
+        await wait_until(pilot, lambda: bool(app.screen.rows), timeout=30)  # the first KS test loads scipy
+        await pilot.press("right", "right", "s")  # sorted by Df/Dr AUC: the header shows it
+
+    assert snap_compare(app, terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_compare_toggles_snapshot(snap_compare, snapshot_home, size, monkeypatch):
+    import sessions.store
+    from test_tui_compare import write_run
+
+    monkeypatch.setattr(sessions.store, "secrets", CountingIds())
+    store = SessionStore()
+    ids = [write_run(store, "multidelete", 32), write_run(store, "retrain", 540, requests=2)]
+    app = create_app(start_engine=False)
+
+    async def ready(pilot) -> None:
+        from textual.widgets import Input
+
+        from screens.compare import CompareScreen
+
+        screen = CompareScreen(ids, app.services)
+        await app.push_screen(screen)
+        await wait_until(pilot, lambda: bool(screen.runs))
+        await pilot.press("x", "s", "l")  # by fraction of the run, smoothed, log scale
+        screen.query_one(Input).cursor_blink = False
+
+    assert snap_compare(app, terminal_size=size, run_before=ready)

@@ -3,7 +3,9 @@ engine, launches a run on the built-in world from the New-run form, shows its lo
 quits on ctrl+q without stopping the run. Skipped only where tmux is absent; stops the engine it started."""
 from __future__ import annotations
 
+import os
 import re
+import signal
 import shutil
 import subprocess
 import sys
@@ -75,4 +77,63 @@ def test_tui_in_tmux_launches_a_run_shows_its_curve_and_quits(tmp_path):
         assert store.get(session["id"])["state"] in ("running", "finished")  # closing the TUI left it going
     finally:
         subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+        stop_engine(home, timeout=20)
+
+
+def _send(name: str, *keys: str) -> None:
+    subprocess.run(["tmux", "send-keys", "-t", name, *keys], check=True)
+
+
+def _replace(name: str, old: str, new: str) -> None:
+    """Empty the focused input (it shows ``old``) and type ``new``, each step seen on the screen."""
+    _send(name, "C-u")
+    _wait(name, lambda t: old not in t)
+    _send(name, "-l", "--", new)
+    _wait(name, lambda t: re.search(rf"(^|\s){re.escape(new)}(\s|$)", t, re.MULTILINE) is not None)
+
+
+def _first_cell_filled(text: str) -> bool:
+    """The study's grid is up with both methods, and the first one's run has finished: its row has numbers."""
+    rows = {line.split()[0]: line for line in text.splitlines() if line.strip().startswith(("ft ", "neggrad "))}
+    return "runs finished" in text and set(rows) == {"ft", "neggrad"} and "1/1" in rows["ft"] and "±" in rows["ft"]
+
+
+def test_tui_in_tmux_launches_a_study_and_its_grid_fills_in(shared_home):
+    """F3 opens the study form; ctrl+s starts ft and neggrad for one epoch on clip-tiny / shapes-tiny (seed 42,
+    whose original the shared home caches once trained: test_study trains it earlier in the suite); the
+    grid opens and fills in, with no key, as its first cell finishes through the engine. The study is then
+    stopped (its process, by the id it wrote, and the engine)."""
+    from workbench.client.process import stop_engine
+
+    home = shared_home
+    cached = any((home / "cache" / "originals").glob("clip-tiny-shapes-tiny-seed42-*"))
+    name = f"mmul-{uuid.uuid4().hex[:8]}"
+    command = f"cd {ROOT} && MMUL_HOME={home} {sys.executable} -m workbench.cli"
+    launches = home / "studies" / "launches"
+    before = set(launches.glob("*.pid")) if launches.is_dir() else set()
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "100", "-y", "30", command], check=True)
+    try:
+        _wait(name, lambda t: "engine ready" in t, timeout=60)
+        _send(name, "F3")
+        _wait(name, lambda t: "New study" in t and "retrain,ft,multidelete" in t)
+        _replace(name, "retrain,ft,multidelete", "ft,neggrad")
+        _send(name, "Tab")
+        _replace(name, "42,87,21", "42")
+        _send(name, "Tab")                        # the method flags (one key per send: a burst loses keys)
+        _send(name, "-l", "--", "--epochs 1")
+        _wait(name, lambda t: any(line.strip() == "--epochs 1" for line in t.splitlines()))
+        started = time.monotonic()
+        _send(name, "C-s")
+        _wait(name, lambda t: "study-" in t and "method" in t and "runs finished" in t, timeout=30)
+        # an original to train (this test alone, on a fresh home) takes minutes on 2 cores; cached, seconds
+        _wait(name, _first_cell_filled, timeout=45 if cached else 900)
+        print(f"grid filled in {time.monotonic() - started:.1f} s after ctrl+s (original cached: {cached})")
+        _send(name, "C-q")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+        for pid_file in (set(launches.glob("*.pid")) if launches.is_dir() else set()) - before:
+            try:  # the study this test started: it still runs its second cell
+                os.kill(int(pid_file.read_text()), signal.SIGTERM)
+            except (ProcessLookupError, ValueError, OSError):
+                pass
         stop_engine(home, timeout=20)

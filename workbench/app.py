@@ -1,5 +1,6 @@
-"""The Textual App: finds or starts the engine in a worker, hands its screens their services, and
-turns every worker error into one visible line (workers compute, handlers mutate).
+"""The Textual App: finds or starts the engine in a worker, hands its screens their services, turns
+every worker error into one visible line (workers compute, handlers mutate), and toasts when a run or a
+study started from the TUI ends while the operator looks at another screen.
 
 Never imports torch: screens read ``engine.spec``; the deletion preview goes through the services
 (``engine.api``, torch-free for built-in worlds, in a thread).
@@ -21,6 +22,7 @@ from workbench.services import EngineServices
 
 COMPACT_WIDTH = 100
 COMPACT_HEIGHT = 30
+WATCH_SECONDS = 2.0  # how often the App looks for runs and studies that ended (for its toasts)
 
 
 class EngineReady(Message):
@@ -35,6 +37,14 @@ class EngineFailed(Message):
         self.message = message
 
 
+class StatesRead(Message):
+    """The catalog's rows, read in a thread, for the toasts."""
+
+    def __init__(self, rows: list[dict]) -> None:
+        super().__init__()
+        self.rows = rows
+
+
 class WorkbenchApp(App):
     """mmul-workbench. Build it with ``workbench.tui.create_app``."""
 
@@ -46,6 +56,8 @@ class WorkbenchApp(App):
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
         Binding("f1", "help", "Help", id="app.help"),
         Binding("ctrl+n", "new_run", "New run", id="app.new_run"),
+        Binding("f2", "studies", "Studies", id="app.studies"),
+        Binding("f3", "new_study", "New study", id="app.new_study"),
         Binding("ctrl+r", "restart_engine", "Start engine", id="app.engine", show=False),
     ]
 
@@ -57,6 +69,9 @@ class WorkbenchApp(App):
         self.services = services
         self.replay_id = replay
         self.want_engine = start_engine and replay is None
+        self.watch_seconds = WATCH_SECONDS
+        self.seen_states: dict[str, str] | None = None   # session id -> state at the last look
+        self.studies: dict[str, object] = {}            # study id -> its StudyLaunch, while it runs
 
     # lifecycle -----------------------------------------------------------------------------------
 
@@ -73,6 +88,7 @@ class WorkbenchApp(App):
             self.push_screen(HomeScreen(self.services))
             if self.want_engine:
                 self.start_engine()
+            self.set_interval(self.watch_seconds, self.look_for_endings)
 
     def on_resize(self, event) -> None:
         self.set_class(event.size.width < COMPACT_WIDTH or event.size.height < COMPACT_HEIGHT, "-compact")
@@ -130,6 +146,60 @@ class WorkbenchApp(App):
 
         if not isinstance(self.screen, NewRunScreen):
             self.push_screen(NewRunScreen(self.services))
+
+    def action_studies(self) -> None:
+        from screens.studies import StudiesScreen
+
+        if not isinstance(self.screen, StudiesScreen):
+            self.push_screen(StudiesScreen(self.services))
+
+    def action_new_study(self) -> None:
+        from screens.study_form import StudyFormScreen
+
+        if not isinstance(self.screen, StudyFormScreen):
+            self.push_screen(StudyFormScreen(self.services))
+
+    # toasts when a run or a study ends while the operator looks elsewhere ------------------------------
+
+    def watch_study(self, study_id: str, launch) -> None:
+        """Follow a study started from the TUI, for its toast when its process ends."""
+        self.studies[study_id] = launch
+
+    def look_for_endings(self) -> None:
+        self._read_states()
+        for study_id, launch in list(self.studies.items()):
+            code = launch.poll()
+            if code is not None:
+                del self.studies[study_id]
+                from screens.notices import study_notice
+
+                self._toast(study_notice(study_id, code, launch.error()), study=study_id)
+
+    @work(thread=True, exclusive=True, group="watch", exit_on_error=False)
+    def _read_states(self) -> None:
+        try:
+            rows = self.services.store.list()
+        except Exception:  # the sessions home says what is wrong with the catalog; no toast every 2 s
+            return
+        self.post_message(StatesRead(rows))
+
+    def on_states_read(self, message: "StatesRead") -> None:
+        from screens.notices import ended_runs, run_notice
+
+        if self.seen_states is not None:
+            for row in ended_runs(self.seen_states, message.rows):
+                self._toast(run_notice(row), session=row["id"])
+        self.seen_states = {row["id"]: row.get("state") for row in message.rows}
+
+    def _toast(self, notice: tuple[str, str], *, session: str | None = None, study: str | None = None) -> None:
+        """Toast unless the screen on top already shows that session or study."""
+        screen = self.screen
+        shown_session = getattr(getattr(screen, "source", None), "session_id", None)
+        if (session is not None and shown_session == session) or (study is not None and
+                                                                    getattr(screen, "study_id", None) == study):
+            return
+        message, severity = notice
+        self.notify(message, title="study" if study else "run", severity=severity, timeout=8)
 
     # every binding in the command palette ----------------------------------------------------------
 

@@ -13,13 +13,14 @@ import typer
 
 from engine import spec as specs
 from engine.errors import SpecError
+from workbench.completion import complete_session
 from workbench.output import Exit, fail, print_json
 
 app = typer.Typer(
     name="mmul-workbench",
     help="Multimodal machine unlearning workbench: MultiDelete, PULSE-style requests, baselines, sessions.",
     no_args_is_help=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion; the values: workbench/completion.py
     pretty_exceptions_enable=False,
 )
 data_app = typer.Typer(help="Built-in worlds and real-format data.", no_args_is_help=True)
@@ -27,13 +28,14 @@ app.add_typer(data_app, name="data")
 
 
 def _register_subcommands() -> None:
-    from workbench import cli_pulse, cli_report, cli_run, cli_study
+    from workbench import cli_pulse, cli_report, cli_run, cli_serve, cli_study
     from workbench.cli_engine import engine_app
     from workbench.cli_sessions import sessions_app
 
     cli_run.register(app)
     cli_pulse.register(app)
     cli_study.register(app)
+    cli_serve.register(app)
     cli_report.register(sessions_app)
 
     app.add_typer(sessions_app, name="sessions", help="List, show, export, report and delete sessions.")
@@ -112,7 +114,7 @@ def data_export(
 
 @app.command()
 def replay(
-    session: str = typer.Argument(..., help="session id (or a unique prefix)"),
+    session: str = typer.Argument(..., help="session id (or a unique prefix)", autocompletion=complete_session),
     headless: bool = typer.Option(False, "--headless", help="draw the curves and the final table to stdout"),
 ) -> None:
     """Play a stored session back: in the TUI's monitor, or drawn to stdout with --headless."""
@@ -131,7 +133,7 @@ PRIVATE_UMASK = 0o077  # everything the workbench creates (sessions, caches, exp
 def main() -> None:
     os.umask(PRIVATE_UMASK)  # inherited by the engine it starts
     try:
-        app()
+        app(prog_name="mmul-workbench")  # also names completion's variable: _MMUL_WORKBENCH_COMPLETE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(int(Exit.INTERRUPTED))

@@ -85,8 +85,16 @@ def status_cmd(as_json: bool = typer.Option(False, "--json", help="one JSON obje
     if info.get("damaged"):
         typer.echo(f"damaged sessions skipped at start: {', '.join(info['damaged'])} (`mmul-workbench sessions check`)")
     devices = info.get("devices") or {}
-    if not devices:
+    if not devices and not info.get("cluster"):
         typer.echo("no jobs yet")
+    cluster = info.get("cluster")
+    if cluster:
+        alive = [node for node in cluster["nodes"] if node["alive"]]
+        typer.echo(f"  Ray cluster {cluster['address']}: {len(alive)} node(s) alive; free {cluster['free']['cpus']:g} "
+                   f"CPU, {cluster['free']['gpus']:g} GPU")
+        for node in cluster["nodes"]:
+            typer.echo(f"    {node['address']}: {'alive' if node['alive'] else 'lost'}; "
+                       f"{node['cpus']:g} CPU, {node['gpus']:g} GPU")
     for name, dev in devices.items():
         queued = dev.get("queued") or []
         worker = f"worker pid {dev['worker_pid']}" if dev.get("worker_pid") else "no worker process"

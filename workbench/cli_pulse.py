@@ -13,16 +13,18 @@ from engine import spec as specs
 from engine.errors import SpecError
 from engine.spec.inputs import absolute_paths
 from sessions.numbers import fmt
+from workbench.completion import complete_data, complete_device, complete_model, complete_pulse_method
 from workbench.execute import run_session
 from workbench.output import fail, print_json
 from workbench.param_options import with_param_options
 
 
 def pulse(
-    method: str = typer.Option(..., "--method", help=", ".join(specs.PULSE_METHODS) + " (or an alias: "
+    method: str = typer.Option(..., "--method", autocompletion=complete_pulse_method,
+                               help=", ".join(specs.PULSE_METHODS) + " (or an alias: "
                                + ", ".join(a for m in specs.PULSE_METHODS for a in specs.METHODS[m].aliases) + ")"),
-    data: str = typer.Option("people", "--data", help="people, people-tiny or mllmu:DIR"),
-    model: str = typer.Option("llava-tiny", "--model", help=", ".join(
+    data: str = typer.Option("people", "--data", help="people, people-tiny or mllmu:DIR", autocompletion=complete_data),
+    model: str = typer.Option("llava-tiny", "--model", autocompletion=complete_model, help=", ".join(
         m.name for m in specs.MODELS.values() if "multiple_choice" in specs.FAMILIES[m.family].tasks)
         + ", a checkpoint directory or hub id of an LMM family ("
         + ", ".join(f.name for f in specs.FAMILIES.values() if "multiple_choice" in f.tasks) + ")"),
@@ -31,7 +33,7 @@ def pulse(
     forget: Optional[int] = typer.Option(None, "--forget", help="N people to forget (default: half the set)"),
     general: Optional[str] = typer.Option(None, "--general", help="mmbench:FILE general-capability set"),
     seed: int = typer.Option(specs.DEFAULT_SEED, "--seed"),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N", autocompletion=complete_device),
     name: Optional[str] = typer.Option(None, "--name", help="a name for the session"),
     as_json: bool = typer.Option(False, "--json", help="one JSON document on stdout"),
     params: Optional[dict] = None,

@@ -20,6 +20,7 @@ from sessions.schema import SchemaMismatch
 from sessions.store import SessionDamaged, SessionStore, UnknownSession
 from sessions.study import StudyError
 from workbench.cli_study import DEFAULT_TOLERANCE
+from workbench.completion import complete_session, complete_study
 from workbench.output import fail, print_json
 
 
@@ -81,9 +82,11 @@ def study_html(study: str, tolerance: float) -> str:
 
 def report_cmd(
     sessions: Optional[List[str]] = typer.Argument(None, metavar="[ID]...",
-                                                   help="session ids (or unique prefixes / suffixes)"),
+                                                   help="session ids (or unique prefixes / suffixes)",
+                                                   autocompletion=complete_session),
     out: Path = typer.Option(..., "--out", "-o", help="the HTML file to write (replaced atomically)"),
-    study: Optional[str] = typer.Option(None, "--study", help="report a study (its id, study-<12 hex>) instead "
+    study: Optional[str] = typer.Option(None, "--study", autocompletion=complete_study,
+                                        help="report a study (its id, study-<12 hex>) instead "
                                         "of sessions"),
     tolerance: float = typer.Option(DEFAULT_TOLERANCE, "--tolerance", help="with --study: the test gap to Retrain, in points, "
                                     "within which methods are ranked (as `study --tolerance`)"),

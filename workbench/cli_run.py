@@ -17,6 +17,7 @@ from engine.errors import SpecError
 from engine.spec.inputs import absolute_paths
 from sessions.metric_names import flatten
 from sessions.numbers import fmt
+from workbench.completion import complete_data, complete_device, complete_method, complete_model, complete_task
 from workbench.execute import run_session
 from workbench.output import Exit, Progress, fail, print_json
 from workbench.param_options import with_param_options
@@ -35,20 +36,45 @@ def deletion_spec(delete: Optional[int], delete_ids: Optional[Path], delete_quer
     return {"strategy": "random", "n": delete, "seed": seed}
 
 
+CLUSTER_HELP = ("run on a Ray cluster, through the engine: ray (the cluster at $RAY_ADDRESS, else a local Ray "
+                "instance the engine starts) or ray://HOST:PORT")
+ARTIFACTS_HELP = ("with --cluster: a directory every node shares, for the original-model cache and checkpoints "
+                  "(default: the engine's $MMUL_HOME/cache, right for a local Ray instance)")
+
+
+DEVICES_HELP = ("run on N devices at once, data-parallel (CPU ranks on gloo; on CUDA, cuda:0 .. cuda:N-1); the "
+                "global batch sizes stay those of one device")
+
+
+def placement(cluster: Optional[str], artifacts: Optional[Path], devices: int) -> dict:
+    """The spec's placement fields (validated with the rest of the spec)."""
+    placed: dict = {"cluster": cluster} if cluster is not None else {}
+    if artifacts is not None:
+        placed["artifacts"] = str(artifacts.expanduser().resolve())
+    if devices != 1:
+        placed["devices"] = devices
+    return placed
+
+
 def run(
-    method: str = typer.Option(..., "--method", help="see `mmul-workbench methods`"),
-    data: str = typer.Option(..., "--data", help="built-in world or FORMAT:PATH"),
-    model: str = typer.Option(..., "--model", help="registered name, checkpoint directory or hub id"),
+    method: str = typer.Option(..., "--method", help="see `mmul-workbench methods`", autocompletion=complete_method),
+    data: str = typer.Option(..., "--data", help="built-in world or FORMAT:PATH", autocompletion=complete_data),
+    model: str = typer.Option(..., "--model", help="registered name, checkpoint directory or hub id",
+                              autocompletion=complete_model),
     task: Optional[str] = typer.Option(None, "--task", help="retrieval or classification, for data serving both "
-                                       "(graph, graph-text:FILE); default: the data's own (`data list`)"),
+                                       "(graph, graph-text:FILE); default: the data's own (`data list`)",
+                                       autocompletion=complete_task),
     delete: Optional[int] = typer.Option(None, "--delete", help="N units to delete (random by --seed), or the first N"),
     delete_ids: Optional[Path] = typer.Option(None, "--delete-ids", help="file with one unit id per line"),
     delete_query: Optional[str] = typer.Option(None, "--delete-query", help="delete units whose captions match"),
     requests: Optional[int] = typer.Option(None, "--requests", metavar="K", help=specs.REQUESTS.help),
     seed: int = typer.Option(specs.DEFAULT_SEED, "--seed"),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N", autocompletion=complete_device),
     name: Optional[str] = typer.Option(None, "--name", help="a name for the session"),
     engine: bool = typer.Option(False, "--engine", help="submit to the engine daemon and follow it"),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help=CLUSTER_HELP),
+    artifacts: Optional[Path] = typer.Option(None, "--artifacts", help=ARTIFACTS_HELP),
+    devices: int = typer.Option(1, "--devices", metavar="N", help=DEVICES_HELP),
     detach: bool = typer.Option(False, "--detach", help="with --engine: print the session id and return"),
     as_json: bool = typer.Option(False, "--json", help="one JSON document on stdout"),
     params: Optional[dict] = None,
@@ -60,6 +86,8 @@ def run(
         raw["requests"] = requests
     if task is not None:
         raw["task"] = task
+    raw.update(placement(cluster, artifacts, devices))
+    engine = engine or cluster is not None  # a cluster's runs go through the engine, which writes their sessions
     try:
         spec = specs.validate(absolute_paths(raw))  # the engine's directory is $MMUL_HOME, not the caller's
     except SpecError as error:
@@ -72,6 +100,7 @@ def run(
     if as_json:
         return print_json(result)
     print_table([result], original=result.get("original_metrics"))
+    print_budget(result)
 
 
 def follow_engine(spec: dict, detach: bool, as_json: bool) -> None:
@@ -104,6 +133,17 @@ def follow_engine(spec: dict, detach: bool, as_json: bool) -> None:
     if as_json:
         return print_json(result)
     print_table([result], original=result.get("original_metrics"))
+    print_budget(result)
+
+
+def print_budget(result: dict) -> None:
+    """What --tune chose (on validation data) and what --budget matched-time gave, when they applied."""
+    tuned, timed = result.get("tuned"), result.get("time_budget")
+    if tuned:
+        typer.echo(f"tuned on a validation deletion set and the validation split: lr {tuned['lr']:.3g}, epochs "
+                   f"{tuned['epochs']} (of {len(tuned['grid'])} grid points; {tuned['criterion']})")
+    if timed:
+        typer.echo(f"time budget: {', '.join(f'{s:.2f}' for s in timed['seconds'])} s per request ({timed['source']})")
 
 
 DEMO_METHODS = ("retrain", "ft", "neggrad", "ga_klr", "npo", "d2d", "multidelete")

@@ -22,6 +22,7 @@ from sessions.numbers import fmt, fmt_delta, format_duration
 from sessions.series import downsample, eval_series, final_table, is_headline_metric, loss_series, request_series
 from sessions.store import SessionBusy, SessionDamaged, SessionStore, UnknownSession
 from sessions.summary import summary_metrics, test_headline, test_headline_name, took
+from workbench.completion import complete_session
 from workbench.text_table import Column, fit_lines, tsv_lines
 
 sessions_app = typer.Typer(
@@ -143,7 +144,8 @@ def list_cmd(
 
 @sessions_app.command("show")
 def show_cmd(
-    session: str = typer.Argument(..., help="session id (or a unique prefix / suffix such as ab12)"),
+    session: str = typer.Argument(..., help="session id (or a unique prefix / suffix such as ab12)",
+                                 autocompletion=complete_session),
     events: int = typer.Option(10, "--events", "-e", help="how many of the last events to print (text mode)"),
     as_json: bool = typer.Option(False, "--json", help="the spec, status, summary and every event as JSON"),
 ) -> None:
@@ -205,7 +207,7 @@ def _metric_table(columns: list[str], rows: dict[str, dict[str, float]]):
 
 @sessions_app.command("export")
 def export_cmd(
-    session: str = typer.Argument(..., help="session id"),
+    session: str = typer.Argument(..., help="session id", autocompletion=complete_session),
     out: Path = typer.Option(..., "--out", "-o", help="FILE.json, FILE.csv, or a directory (both files)"),
     fmt: Optional[str] = typer.Option(None, "--format", help="json or csv (default: from --out's suffix)"),
     as_json: bool = typer.Option(False, "--json", help="print what was written as JSON"),
@@ -242,7 +244,7 @@ def export_cmd(
 
 @sessions_app.command("delete")
 def delete_cmd(
-    session: str = typer.Argument(..., help="session id"),
+    session: str = typer.Argument(..., help="session id", autocompletion=complete_session),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Delete a session (refused while it is queued or running)."""
@@ -366,6 +368,6 @@ def replay_headless(session_id: str, width: int | None = None, out=None) -> int:
 
 
 @sessions_app.command("replay", hidden=True)
-def replay_cmd(session: str = typer.Argument(..., help="session id")) -> None:
+def replay_cmd(session: str = typer.Argument(..., help="session id", autocompletion=complete_session)) -> None:
     """Same as `mmul-workbench replay SESSION --headless`."""
     raise typer.Exit(replay_headless(session))

@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
-from typing import Callable, Optional
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional
 
 import typer
 
@@ -24,7 +25,8 @@ from sessions.metric_names import flatten
 from sessions.schema import ACTIVE_STATES
 from sessions.study import REFERENCE, StudyError, StudyRecord, aggregate, grid, grid_caption, rank, study_id
 from sessions.summary import format_deletion, test_headline_name
-from workbench.cli_run import deletion_spec
+from workbench.cli_run import ARTIFACTS_HELP, CLUSTER_HELP, DEVICES_HELP, deletion_spec, placement
+from workbench.completion import complete_data, complete_device, complete_method_list, complete_model, complete_task
 from workbench.output import Exit, Progress, fail, print_json
 from workbench.param_options import with_param_options
 
@@ -68,29 +70,49 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def timed_order(chosen: list[str], given: dict) -> list[str]:
+    """Under --budget matched-time without --budget-seconds, MultiDelete runs right after Retrain for each seed:
+    the other methods read its session's seconds (engine/protocols/budget.py)."""
+    if given.get("budget") != "matched-time" or given.get("budget_seconds") is not None:
+        return chosen
+    if "multidelete" not in chosen:
+        fail("--budget matched-time gives every method MultiDelete's seconds: add multidelete to --methods, "
+             "or give --budget-seconds S")
+    rest = [m for m in chosen if m not in (REFERENCE, "multidelete")]
+    return [m for m in chosen if m == REFERENCE] + ["multidelete"] + rest
+
+
 def method_params(method: str, given: dict) -> dict:
     """The given method parameters that `method` takes (the common ones and its own)."""
     takes = {p.name for p in (*specs.COMMON_PARAMS, *specs.METHODS[method].params)}
+    if method == REFERENCE:  # Retrain, the reference, keeps the original's recipe: no budget, no tuning
+        takes -= {"budget", "budget_seconds", "tune"}
     return {name: value for name, value in given.items() if name in takes}
 
 
 def study(
-    methods: str = typer.Option(..., "--methods", help="comma-separated methods (see `mmul-workbench methods`); "
+    methods: str = typer.Option(..., "--methods", autocompletion=complete_method_list,
+                                help="comma-separated methods (see `mmul-workbench methods`); "
                                 "include retrain for the Retrain-relative scores (it runs first for each seed)"),
     seeds: str = typer.Option(PAPER_SEEDS, "--seeds", help="comma-separated seeds, one run per method and seed "
                               "(default: the paper's 42,87,21)"),
-    data: str = typer.Option(..., "--data", help="built-in world or FORMAT:PATH"),
-    model: str = typer.Option(..., "--model", help="registered name, checkpoint directory or hub id"),
-    task: Optional[str] = typer.Option(None, "--task", help="retrieval or classification, for data serving both"),
+    data: str = typer.Option(..., "--data", help="built-in world or FORMAT:PATH", autocompletion=complete_data),
+    model: str = typer.Option(..., "--model", help="registered name, checkpoint directory or hub id",
+                              autocompletion=complete_model),
+    task: Optional[str] = typer.Option(None, "--task", help="retrieval or classification, for data serving both",
+                                       autocompletion=complete_task),
     delete: Optional[int] = typer.Option(None, "--delete", help="N units to delete (random by each seed), or the first N"),
     delete_ids: Optional[Path] = typer.Option(None, "--delete-ids", help="file with one unit id per line (every seed)"),
     delete_query: Optional[str] = typer.Option(None, "--delete-query", help="delete units whose captions match"),
     requests: Optional[int] = typer.Option(None, "--requests", metavar="K",
                                            help=specs.REQUESTS.help + " (Retrain: one request)"),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N", autocompletion=complete_device),
     tolerance: float = typer.Option(DEFAULT_TOLERANCE, "--tolerance", help="the test gap to Retrain, in points, "
                                     "within which methods are ranked by their Df/Dr AUC gap to Retrain"),
     engine: bool = typer.Option(False, "--engine", help="run the cells through the engine daemon's queue"),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help=CLUSTER_HELP + "; the cells run side by side"),
+    artifacts: Optional[Path] = typer.Option(None, "--artifacts", help=ARTIFACTS_HELP),
+    devices: int = typer.Option(1, "--devices", metavar="N", help=DEVICES_HELP),
     as_json: bool = typer.Option(False, "--json", help="one JSON document on stdout"),
     params: Optional[dict] = None,
 ) -> None:
@@ -105,6 +127,8 @@ def study(
         fail(f"none of the study's methods takes --{specs.dash(unused[0])}"
              + (f"; it belongs to {', '.join(owners)}" if owners else ""))
 
+    chosen = timed_order(chosen, given)
+    engine = engine or cluster is not None
     cells: list[tuple[str, int, dict]] = []
     try:
         for seed in seed_list:
@@ -116,6 +140,7 @@ def study(
                     raw["requests"] = requests if method in specs.SEQUENTIAL_METHODS else 1
                 if task is not None:
                     raw["task"] = task
+                raw.update(placement(cluster, artifacts, devices))  # where the cells run is not part of the study's identity
                 cells.append((method, seed, specs.validate(absolute_paths(raw))))
     except SpecError as error:
         fail(str(error))
@@ -192,6 +217,8 @@ def run_cells(record: StudyRecord, cells: list[tuple[str, int, dict]], engine: b
     except SpecError as error:
         fail(str(error))
     print(f"study {record.id}: {len(pending)} of {len(cells)} runs to go", file=sys.stderr, flush=True)
+    if engine and pending[0][2].get("cluster"):  # a cluster runs the cells side by side: send all, then follow
+        pending = [(m, s, spec, running or submit_cell(record, m, s, spec)) for m, s, spec, running in pending]
     failed = 0
     for method, seed, spec, running in pending:
         label = f"{method} s{seed}"
@@ -233,30 +260,44 @@ def run_local_cell(record: StudyRecord, method: str, seed: int, spec: dict, labe
 def run_engine_cell(record: StudyRecord, method: str, seed: int, spec: dict, running: str | None, label: str) -> bool:
     """One cell through the engine daemon's queue (as `run --engine`), or following the cell's job that is
     still queued or running there; the session is recorded as soon as it is queued."""
-    from workbench.client.errors import EngineError, SpecRejected
-    from workbench.client.follow import follow, submit_and_follow
+    from workbench.client.follow import follow
 
     progress = Progress(label)
-    with progress:
+    with progress, engine_errors():
         on_event: Callable[[dict], None] = lambda event: progress.event(event["kind"], event)  # noqa: E731
-        try:
-            session = running
-            if session is None:
-                session, _ = submit_and_follow(spec, on_event, detach=True)
-                record.set_cell(method, seed, session, "queued")
-            final = follow(session, on_event)
-        except (SpecError, SpecRejected) as error:
-            fail(str(error))
-        except EngineError as error:
-            if error.code in ("damaged", "error"):
-                fail(str(error), Exit.RUN_FAILED)
-            fail(f"engine unavailable: {error}", Exit.RUN_FAILED)
-        except (ConnectionError, OSError, RuntimeError) as error:
-            fail(f"engine unavailable: {error}", Exit.RUN_FAILED)
+        session = running or submit_cell(record, method, seed, spec)
+        final = follow(session, on_event)
     record.set_cell(method, seed, session, final if final in ("finished", "failed", "cancelled") else "failed")
     if final != "finished":
         print(f"error: {label} {final} (session {session} kept)", file=sys.stderr, flush=True)
     return final == "finished"
+
+
+def submit_cell(record: StudyRecord, method: str, seed: int, spec: dict) -> str:
+    """Queue one cell in the engine; its session is recorded at once."""
+    from workbench.client.follow import submit_and_follow
+
+    with engine_errors():
+        session, _ = submit_and_follow(spec, lambda event: None, detach=True)
+    record.set_cell(method, seed, session, "queued")
+    return session
+
+
+@contextmanager
+def engine_errors() -> Iterator[None]:
+    """The engine's refusals and failures as one line and an exit code."""
+    from workbench.client.errors import EngineError, SpecRejected
+
+    try:
+        yield
+    except (SpecError, SpecRejected) as error:
+        fail(str(error))
+    except EngineError as error:
+        if error.code in ("damaged", "error"):
+            fail(str(error), Exit.RUN_FAILED)
+        fail(f"engine unavailable: {error}", Exit.RUN_FAILED)
+    except (ConnectionError, OSError, RuntimeError) as error:
+        fail(f"engine unavailable: {error}", Exit.RUN_FAILED)
 
 
 # --- what the study reports -------------------------------------------------------------------------

@@ -35,6 +35,7 @@ class EngineServices:
         self._engine_starter = engine_starter
         self._submitter = submitter
         self._live_source_factory = live_source_factory
+        self.study_launcher: Callable[[list[str]], Any] | None = None   # tests: a fake StudyLaunch factory
 
     # in process ----------------------------------------------------------------------------------
 
@@ -54,6 +55,24 @@ class EngineServices:
         from engine.api import preview_deletion
 
         return preview_deletion(data, deletion)
+
+    def forget_quality(self, scores: list, reference: list) -> float | None:
+        from engine.api import forget_quality
+
+        return forget_quality(scores, reference)
+
+    def launch_study(self, args: list[str]):
+        """`mmul-workbench study ARGS --json` in its own detached process (workbench.study_launch); with
+        ``--engine`` when the engine is ready, so its cells queue there like every other run."""
+        args = [*args, "--engine"] if self.engine_ready and "--engine" not in args else list(args)
+        if self.study_launcher is not None:
+            return self.study_launcher(args)
+        from workbench.study_launch import StudyProcess
+
+        try:
+            return StudyProcess(args, self.home)
+        except OSError as exc:
+            raise ServiceError(f"the study could not start: {exc}") from None
 
     # the engine daemon ---------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
-"""A device's worker process, seen from the daemon: the child that runs the engine's job code
-(``python -m engine.worker``) so that a segfault, an ``os._exit``, an OOM kill or a CUDA error in a job
+"""The daemon's child processes (``Child``), and among them a device's worker process (``JobProcess``):
+the child that runs the engine's job code (``python -m engine.worker``) so that a segfault, an ``os._exit``, an OOM kill or a CUDA error in a job
 ends that job's session as ``failed`` with the cause, and never the daemon.
 
 One child serves one device's queue and is kept between jobs (torch and the model code are imported
@@ -39,20 +39,18 @@ class Outcome:
     crashed: bool = False       # the child died without saying how the job ended
 
 
-class WorkerCrashed(RuntimeError):
-    pass
+class Child:
+    """A child process of the daemon that reads JSON lines on its stdin and writes JSON lines on its own
+    events pipe (``--events-fd``); its stdout and stderr go to the engine log, the last lines kept to
+    say why it died."""
 
-
-class JobProcess:
-    """One live worker child. ``run`` is called from the device's thread; ``stop`` from any thread."""
-
-    def __init__(self, device: str):
-        self.device = device
+    def __init__(self, command: list[str], label: str):
+        self.label = label
         read_fd, write_fd = os.pipe()
         env = {**os.environ, "PYTHONFAULTHANDLER": "1", "PYTHONUNBUFFERED": "1"}
         try:
             self.process = subprocess.Popen(
-                [*WORKER_COMMAND, "--events-fd", str(write_fd), "--device", device],
+                [*command, "--events-fd", str(write_fd)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 pass_fds=(write_fd,), env=env, start_new_session=True)
         finally:
@@ -60,9 +58,9 @@ class JobProcess:
         self.events = os.fdopen(read_fd, "rb")
         self._write_lock = threading.Lock()
         self.tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL)
-        self._relay = threading.Thread(target=self._relay_output, name=f"worker-log-{device}", daemon=True)
+        self._relay = threading.Thread(target=self._relay_output, name=f"log-{label}", daemon=True)
         self._relay.start()
-        log.info("worker for %s started (pid %d)", device, self.process.pid)
+        log.info("%s started (pid %d)", label, self.process.pid)
 
     @property
     def pid(self) -> int:
@@ -71,32 +69,16 @@ class JobProcess:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def run(self, session: str, spec: dict, emit: Callable[..., object], stopped: Callable[[], bool]) -> Outcome:
-        """Run one job in the child, passing each event to ``emit(kind, **fields)``; returns how it ended.
-        A child that dies mid-job gives a ``failed`` outcome naming the cause. ``stopped`` is read once the
-        job is sent, so a stop asked while it was being handed over still reaches it."""
-        if not self._send({"op": "run", "session": session, "spec": spec}):
-            return self._crash_outcome()
-        if stopped():
-            self.stop()
-        while True:
-            line = self.events.readline()
-            try:
-                message = json.loads(line)
-            except ValueError:  # end of the pipe, or a line cut short by the child's death
-                return self._crash_outcome()
-            if message["op"] == "event":
-                emit(message["kind"], **message["fields"])
-            elif message["op"] == "done":
-                return Outcome(message["state"], message.get("summary"), message.get("message"))
-
-    def stop(self) -> None:
-        """Ask the running job to stop after its current step."""
-        self._send({"op": "stop"})
+    def read(self) -> dict | None:
+        """The child's next message; None once its pipe has ended (it exited or died)."""
+        try:
+            return json.loads(self.events.readline())
+        except ValueError:  # end of the pipe, or a line cut short by the child's death
+            return None
 
     def close(self, timeout: float = 10.0) -> None:
-        """End the child: stdin closed (it exits when idle, or stops its job and exits), then killed if it
-        has not gone within ``timeout``."""
+        """End the child: stdin closed (it exits when idle, or stops what it runs and exits), then killed
+        if it has not gone within ``timeout``."""
         with self._write_lock:
             try:
                 self.process.stdin.close()
@@ -115,7 +97,7 @@ class JobProcess:
             pass
         self.process.wait()
 
-    def _send(self, message: dict) -> bool:
+    def send(self, message: dict) -> bool:
         with self._write_lock:
             try:
                 self.process.stdin.write((json.dumps(message) + "\n").encode())
@@ -124,11 +106,11 @@ class JobProcess:
             except (OSError, ValueError):  # the child is gone (or its stdin was closed by close())
                 return False
 
-    def _crash_outcome(self) -> Outcome:
+    def death(self) -> str:
+        """Why the child ended, in words, with its last line of output."""
         code = self.process.wait()
         self._relay.join(timeout=5)
-        return Outcome("failed", message=f"the job's worker process {crash_cause(code)}{self._last_words()}",
-                       crashed=True)
+        return f"{crash_cause(code)}{self._last_words()}"
 
     def _last_words(self) -> str:
         lines = [line for line in self.tail if line.strip()]
@@ -137,11 +119,40 @@ class JobProcess:
         return f"; its last output: {last.strip()[:200]}" if last else ""
 
     def _relay_output(self) -> None:
-        """The child's stdout and stderr go to the engine log, the last lines kept for a crash message."""
         for raw in self.process.stdout:
             line = raw.decode(errors="replace").rstrip("\n")
             self.tail.append(line)
-            print(f"[worker {self.device}] {line}", file=sys.stderr, flush=True)
+            print(f"[{self.label}] {line}", file=sys.stderr, flush=True)
+
+
+class JobProcess(Child):
+    """One live worker child for a device. ``run`` is called from the device's thread; ``stop`` from any."""
+
+    def __init__(self, device: str):
+        super().__init__([*WORKER_COMMAND, "--device", device], f"worker {device}")
+        self.device = device
+
+    def run(self, session: str, spec: dict, emit: Callable[..., object], stopped: Callable[[], bool]) -> Outcome:
+        """Run one job in the child, passing each event to ``emit(kind, **fields)``; returns how it ended.
+        A child that dies mid-job gives a ``failed`` outcome naming the cause. ``stopped`` is read once the
+        job is sent, so a stop asked while it was being handed over still reaches it."""
+        if not self.send({"op": "run", "session": session, "spec": spec}):
+            return self._crashed()
+        if stopped():
+            self.stop()
+        while (message := self.read()) is not None:
+            if message["op"] == "event":
+                emit(message["kind"], **message["fields"])
+            elif message["op"] == "done":
+                return Outcome(message["state"], message.get("summary"), message.get("message"))
+        return self._crashed()
+
+    def stop(self) -> None:
+        """Ask the running job to stop after its current step."""
+        self.send({"op": "stop"})
+
+    def _crashed(self) -> Outcome:
+        return Outcome("failed", message=f"the job's worker process {self.death()}", crashed=True)
 
 
 def crash_cause(returncode: int) -> str:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from engine.daemon.hub import Subscription
 from engine.daemon.queue import Queues
 from sessions import protocol as P
+from sessions.paths import cache_dir
 from sessions.schema import SCHEMA_VERSION, TERMINAL_STATES
 from sessions.store import SessionDamaged, SessionStore, UnknownSession
 
@@ -82,6 +83,11 @@ async def submit(daemon: Daemon, conn: Client, rid: Any, spec: dict, name: str |
                        .splitlines()[0])
     if not isinstance(normal, dict):
         return P.error(rid, P.INTERNAL, "validate() did not return a spec")
+    if normal.get("cluster"):
+        artifacts = normal.get("artifacts") or str(cache_dir())  # a local Ray instance shares this machine's disk
+        writer = await asyncio.to_thread(daemon.store.create, normal, name, state="queued")
+        job = daemon.queues.enqueue_cluster(normal, artifacts, writer)
+        return P.ok(rid, session=job.session, device="ray", position=0, state="queued")
     device = await asyncio.to_thread(jobs.queue_device, normal)
     writer = await asyncio.to_thread(daemon.store.create, normal, name, state="queued")
     job, position = daemon.queues.enqueue(normal, device, writer)
@@ -127,6 +133,7 @@ async def status(daemon: Daemon, conn: Client, rid: Any, session: str | None = N
         return P.ok(rid, pid=os.getpid(), started=daemon.started, uptime=time.time() - daemon.started,
                     home=str(paths.home), socket=str(paths.socket), log=str(paths.log),
                     protocol=P.PROTOCOL_VERSION, schema=SCHEMA_VERSION, devices=daemon.queues.devices(),
+                    cluster=await asyncio.to_thread(daemon.queues.cluster.status),
                     stopping=daemon.stopping, damaged=daemon.damaged, connections=len(daemon.connections),
                     buffered=daemon.limits.used)
     try:

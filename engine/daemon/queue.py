@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.daemon.hub import Hub
+from engine.daemon.cluster import RayBridge
 from engine.daemon.job_process import JobProcess, Outcome
 from sessions.writer import SessionWriter
 
@@ -40,13 +41,13 @@ class Job:
     state: str = "queued"
     stop_reason: str = "cancelled by request"
     last_step: int | None = None
-    process: JobProcess | None = None  # the worker running it, once it runs
+    halt: Callable[[], None] | None = None  # passes a stop on to where it runs (its worker, its Ray task)
 
     def request_stop(self, reason: str) -> None:
         self.stop_reason = reason
         self.stop.set()
-        if self.process is not None:
-            self.process.stop()
+        if self.halt is not None:
+            self.halt()
 
 
 class DeviceWorker(threading.Thread):
@@ -125,6 +126,8 @@ class Queues:
         self.jobs: dict[str, Job] = {}
         self.hubs: dict[str, Hub] = {}
         self.workers: dict[str, DeviceWorker] = {}
+        self.cluster = RayBridge()
+        self.cluster_threads: dict[str, threading.Thread] = {}
         self._jobs_module: Any = None
 
     def jobs_module(self) -> Any:
@@ -142,6 +145,19 @@ class Queues:
         log.info("session %s: queued on %s (position %d)", job.session, device, position)
         return job, position
 
+    def enqueue_cluster(self, spec: dict, artifacts: str, writer: SessionWriter) -> Job:
+        """Send a validated spec to its Ray cluster at once (Ray queues and places it)."""
+        job = Job(session=writer.session_id, spec=spec, device="ray", writer=writer)
+        self.jobs[job.session] = job
+        self.hubs[job.session] = Hub(writer)
+        writer.add_listener(self._listener(job.session))
+        thread = threading.Thread(target=self.run_cluster_job, args=(job, artifacts), name=f"ray-{job.session}",
+                                  daemon=True)
+        self.cluster_threads[job.session] = thread
+        thread.start()
+        log.info("session %s: sent to the Ray cluster", job.session)
+        return job
+
     def stop(self, job: Job, reason: str) -> bool:
         """Ask ``job`` to stop; True when it had not started (it is then out of its queue, and the
         caller finishes it with ``finish_unstarted``)."""
@@ -157,8 +173,11 @@ class Queues:
                 await asyncio.to_thread(self.finish_unstarted, job)
             if worker.current is not None:
                 worker.current.request_stop("the engine was stopped")
-        for worker in list(self.workers.values()):
-            await asyncio.to_thread(worker.join)
+        for session in list(self.cluster_threads):
+            self.jobs[session].request_stop("the engine was stopped")
+        for thread in [*self.workers.values(), *self.cluster_threads.values()]:
+            await asyncio.to_thread(thread.join)
+        await asyncio.to_thread(self.cluster.close)
 
     def active_count(self) -> int:
         return sum(1 for j in self.jobs.values() if j.state in ("queued", "running"))
@@ -179,22 +198,42 @@ class Queues:
         self.loop.call_soon_threadsafe(self._close_hub, job.session, "cancelled")
 
     def run_job(self, job: Job, worker: DeviceWorker) -> None:
-        """Runs in the device's thread: the job in the worker process, its events into its session."""
+        """Runs in the device's thread: the job in the device's worker process."""
+        def start() -> Outcome:
+            process = worker.worker_process()
+            job.halt = process.stop
+            return process.run(job.session, job.spec, job.writer.emit, job.stop.is_set)
+
+        outcome = self._execute(job, start)
+        if outcome is not None and outcome.state == "failed":
+            worker.retire_process()
+
+    def run_cluster_job(self, job: Job, artifacts: str) -> None:
+        """Runs in the job's own thread: the job as a task on the Ray cluster."""
+        def start() -> Outcome:
+            job.halt = lambda: self.cluster.stop(job.session)
+            return self.cluster.run(job.session, job.spec, artifacts, job.writer.emit, job.stop.is_set)
+
+        try:
+            self._execute(job, start)
+        finally:
+            self.cluster_threads.pop(job.session, None)
+
+    def _execute(self, job: Job, start: Callable[[], Outcome]) -> Outcome | None:
+        """Mark ``job`` running, run it through ``start`` (which passes its events to its session), and
+        finish its session with the outcome: the one place a running job's session ends."""
         if job.stop.is_set():
             self.finish_unstarted(job)
-            return
+            return None
         job.state = "running"
         writer = job.writer
         try:
             writer.emit("status", state="running")
             log.info("session %s: running on %s", job.session, job.device)
-            job.process = worker.worker_process()
-            outcome = job.process.run(job.session, job.spec, writer.emit, job.stop.is_set)
+            outcome = start()
         except Exception as exc:  # the worker could not start, or sent what the session refuses
             outcome = Outcome("failed", message=f"internal error: {type(exc).__name__}: {exc}".splitlines()[0])
             log.error("session %s failed:\n%s", job.session, traceback.format_exc())
-        if outcome.state == "failed":
-            worker.retire_process()
         if outcome.state == "cancelled" and job.stop.is_set():
             outcome.message = job.stop_reason
         try:
@@ -204,6 +243,7 @@ class Queues:
         log.info("session %s: %s%s", job.session, outcome.state, f" ({outcome.message})" if outcome.message else "")
         assert self.loop is not None
         self.loop.call_soon_threadsafe(self._close_hub, job.session, outcome.state)
+        return outcome
 
     def _worker(self, device: str) -> DeviceWorker:
         """The worker thread of a physical device (validation admits only devices the machine has)."""

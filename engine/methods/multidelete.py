@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from engine.methods.base import Method
+from engine.methods.base import Method, OriginalTargets, frozen_forward
 
 
 def decoupling_permutation(image_index: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -45,48 +45,66 @@ class MultiDelete(Method):
     needs_original = True
     reads_unimodal = True
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.targets = OriginalTargets()
+
+    def before_training(self, forget, retain) -> None:
+        self.targets = OriginalTargets()  # this request's sets: no row met yet
+
     def trainable_parameters(self):
         return self.model.parameter_groups()[self.params["train"]]
 
+    def original_rows(self, batch: dict, which: str, embed: str) -> torch.Tensor:
+        """The original's `embed` ("image_embed", "text_embed", "fused_embed") of each row of a `which` batch."""
+        return self.targets.rows(f"{which}/{embed}", batch, getattr(self.original, embed))
+
     def decoupling_loss(self, forget: dict) -> torch.Tensor:
-        pi = decoupling_permutation(forget["image_index"], self.generator)
+        # each row's unit read on the host once, so drawing pi never waits for the device
+        units = self.targets.rows("forget/unit", forget, lambda batch: batch["image_index"].cpu())
+        pi = decoupling_permutation(units, self.generator)
         target_on = self.params["md_on"] if hasattr(self.model, "similarity") else "fused"  # LMMs: fused only
         loss = torch.zeros((), device=forget["input_ids"].device)
         if target_on in ("fused", "both"):
-            with torch.no_grad():
-                target_fused = self.original.fused_embed(self.original.permute_texts(forget, pi))
-            loss = loss + mse(self.model.fused_embed(forget), target_fused)
+            if hasattr(self.original, "fused_of"):  # a dual encoder: the pair's target from the cached rows
+                target = self.original.fused_of(*self.unimodal_rows(forget, pi))
+            else:  # a fusion module reads each image with another row's text: that pairing is the step's own
+                target = frozen_forward(self.original.fused_embed, self.original.permute_texts(forget, pi))
+            loss = loss + mse(self.model.fused_embed(forget), target)
         if target_on in ("similarity", "both"):  # the ITC cosine-similarity matrix, as the released retrieval code
-            with torch.no_grad():
-                target = self.original.similarity(forget)[:, pi]
+            if hasattr(self.original, "similarity_of"):
+                target = self.original.similarity_of(*self.unimodal_rows(forget, pi))
+            else:
+                target = frozen_forward(self.original.similarity, forget)[:, pi]
             similarity = self.model.similarity(forget)
             # both directions, summed as the released code sums its image-to-text and text-to-image terms; on one
             # batch the text-to-image matrix is the transpose, so the sum is twice the image-to-text term
             loss = loss + mse(similarity, target) + mse(similarity.t(), target.t())
         return loss
 
-    def multimodal_retention_loss(self, retain: dict) -> torch.Tensor:
-        with torch.no_grad():
-            target = self.original.fused_embed(retain)
-        return mse(self.model.fused_embed(retain), target)
+    def unimodal_rows(self, forget: dict, pi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The original's f_I of each row and f_T of the row pi sends it to: the unrelated pairs, from the cache."""
+        image = self.original_rows(forget, "forget", "image_embed")
+        text = self.original_rows(forget, "forget", "text_embed")
+        return image, text[pi.to(text.device, non_blocking=True)]
 
-    def unimodal_retention_loss(self, batch: dict) -> torch.Tensor:
+    def multimodal_retention_loss(self, retain: dict) -> torch.Tensor:
+        return mse(self.model.fused_embed(retain), self.original_rows(retain, "retain", "fused_embed"))
+
+    def unimodal_retention_loss(self, batch: dict, which: str) -> torch.Tensor:
         modalities = self.params["ukr_modalities"]
         loss = torch.zeros((), device=batch["input_ids"].device)
         if modalities in ("both", "image"):
-            with torch.no_grad():
-                target = self.original.image_embed(batch)
-            loss = loss + mse(self.model.image_embed(batch), target)
+            loss = loss + mse(self.model.image_embed(batch), self.original_rows(batch, which, "image_embed"))
         if modalities in ("both", "text"):
-            with torch.no_grad():
-                target = self.original.text_embed(batch)
-            loss = loss + mse(self.model.text_embed(batch), target)
+            loss = loss + mse(self.model.text_embed(batch), self.original_rows(batch, which, "text_embed"))
         return loss
 
     def losses(self, forget, retain):
         p = self.params
         md = self.decoupling_loss(forget)
         mkr = self.multimodal_retention_loss(retain)
-        ukr = self.unimodal_retention_loss(forget if p["ukr_on"] == "df" else retain)
+        ukr = (self.unimodal_retention_loss(forget, "forget") if p["ukr_on"] == "df"
+               else self.unimodal_retention_loss(retain, "retain"))
         total = p["alpha"] * md + p["beta"] * mkr + p["gamma"] * ukr
         return {"total": total, "md": md, "mkr": mkr, "ukr": ukr}

@@ -10,13 +10,21 @@ Two ways to score, chosen per model (`scoring`):
 - "letter" (the default for real checkpoints, as LLaVA-1.5's MMBench evaluation): the prompt lists the
   options ("A. x" lines and "Answer with the option's letter from the given choices directly.") and the
   choice is the option letter with the highest next-token logit at the answer position.
+
+`score_options` keeps, for every option, its answer tokens' log-probs and the moments of the model's
+distribution at each of them (engine/metrics/attacks.py reads them): the pass that picks the options also
+feeds the membership attacks, and `accuracy` reuses it (`scored`) instead of a second pass.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+import torch.nn.functional as F
 
 from engine.data.mmbench import MCQuestion
 from engine.data.people_batches import Row, encode_rows
+from engine.metrics.attacks import AnswerTokens
 
 SCORINGS = ("option", "letter")
 LETTER_INSTRUCTION = "Answer with the option's letter from the given choices directly."
@@ -49,22 +57,58 @@ def choices(adapter, questions: list[MCQuestion], scoring: str = "option", batch
         model.train(was_training)
 
 
+@dataclass(frozen=True)
+class ScoredOption:
+    total: float  # log pi(option | question): the sum of its answer tokens' log-probs (eos included)
+    tokens: AnswerTokens
+
+
 def _by_option_text(adapter, questions, batch_size) -> list[str]:
+    scored = _score_options(adapter, questions, batch_size)
+    return [best_option(scored[q.qid]) for q in questions]
+
+
+def best_option(options: dict[str, ScoredOption]) -> str:
+    """The letter of the highest-scored option (the first in option order on a tie)."""
+    return max(options, key=lambda letter: options[letter].total)
+
+
+@torch.no_grad()
+def score_options(adapter, questions: list[MCQuestion], batch_size: int = 64) -> dict[str, dict[str, ScoredOption]]:
+    """Every option's text scored as the answer to its question's plain prompt: question id -> letter ->
+    the option's log-likelihood and answer tokens (log-probs, the distribution's moments, eos last)."""
+    model = adapter.model
+    was_training = model.training
+    model.eval()
+    try:
+        return _score_options(adapter, questions, batch_size)
+    finally:
+        model.train(was_training)
+
+
+def _score_options(adapter, questions, batch_size) -> dict[str, dict[str, ScoredOption]]:
     rows, owners = [], []
     for k, question in enumerate(questions):
         for letter, text in question.options.items():
             rows.append(Row(_question_text(question), text, question.image, k))
-            owners.append((k, letter))
-    encoded = encode_rows(adapter, rows)
-    scores = torch.cat([
-        adapter.log_likelihood(encoded.batch(torch.arange(s, min(s + batch_size, len(encoded))), adapter.device)).float().cpu()
-        for s in range(0, len(encoded), batch_size)
-    ])
-    best: dict[int, tuple[float, str]] = {}
-    for (k, letter), score in zip(owners, scores.tolist()):
-        if k not in best or score > best[k][0]:
-            best[k] = (score, letter)
-    return [best[k][1] for k in range(len(questions))]
+            owners.append((question.qid, letter, text))
+    encoded = encode_rows(adapter, rows) if rows else []
+    scored: dict[str, dict[str, ScoredOption]] = {q.qid: {} for q in questions}
+    for start in range(0, len(encoded), batch_size):
+        logits, targets, mask = adapter.answer_logits(encoded.batch(torch.arange(start, min(start + batch_size, len(encoded))),
+                                                                    adapter.device))
+        log_probs = F.log_softmax(logits.float(), dim=-1)
+        own = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1) * mask
+        totals = own.sum(dim=1).cpu().tolist()  # as `log_likelihood` sums them
+        probs = log_probs.exp()  # the moments of log p over the vocabulary, for Min-K%++
+        mean = (probs * log_probs).sum(dim=-1)
+        variance = (probs * log_probs.square()).sum(dim=-1) - mean.square()
+        own, mean, variance, lengths = (t.double().cpu().numpy() for t in (own, mean, variance, mask.sum(dim=1)))
+        for row, (qid, letter, text) in enumerate(owners[start : start + batch_size]):
+            n = int(lengths[row])
+            tokens = AnswerTokens(own[row, :n], text, mean[row, :n], variance[row, :n], ends_with_eos=True)
+            scored[qid][letter] = ScoredOption(totals[row], tokens)
+    return scored
 
 
 def _letter_ids(adapter) -> list[int]:
@@ -91,10 +135,15 @@ def _by_letter(adapter, questions, batch_size) -> list[str]:
     return out
 
 
-def accuracy(adapter, questions: list[MCQuestion], scoring: str = "option", batch_size: int = 64) -> float | None:
-    """Share of questions answered correctly (questions without an answer are skipped); None if none."""
+def accuracy(adapter, questions: list[MCQuestion], scoring: str = "option", batch_size: int = 64,
+             scored: dict[str, dict[str, ScoredOption]] | None = None) -> float | None:
+    """Share of questions answered correctly (questions without an answer are skipped); None if none.
+    With "option" scoring, questions already in `scored` (`score_options`) are not scored again."""
     answered = [q for q in questions if q.answer is not None]
     if not answered:
         return None
-    picked = choices(adapter, answered, scoring, batch_size)
+    if scoring == "option" and scored is not None and all(q.qid in scored for q in answered):
+        picked = [best_option(scored[q.qid]) for q in answered]
+    else:
+        picked = choices(adapter, answered, scoring, batch_size)
     return sum(p == q.answer for p, q in zip(picked, answered)) / len(answered)

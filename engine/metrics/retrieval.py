@@ -2,18 +2,36 @@
 
 Ties are broken pessimistically: a candidate that scores exactly as high as the right answer ranks above
 it. (Broken by index, as argsort does, two identical captions of different images would hit or miss by
-their position in the list; the built-in world has many identical captions.)"""
+their position in the list; the built-in world has many identical captions.)
+
+Equal galleries: Df, Dr and test recall rank in galleries of the same number of images (the test split's),
+or Df's recall (a few hundred images at most) would look better than test's (a thousand) for the gallery
+alone. A split smaller than the gallery is filled with distractor images of the test split, with their
+captions: they stand in the gallery (their captions compete in text retrieval, the images in image
+retrieval) but ask nothing (neither the images nor their captions are queries). A split larger than the
+gallery is ranked in consecutive gallery-sized chunks (`gallery_plan`), each filled the same way."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 KS = (1, 5, 10)
 
 
-def recall_at_k(i2t_scores: torch.Tensor, t2i_scores: torch.Tensor, pair_image: torch.Tensor) -> dict[str, float]:
+def recall_at_k(i2t_scores: torch.Tensor, t2i_scores: torch.Tensor, pair_image: torch.Tensor,
+                queries: torch.Tensor | None = None) -> dict[str, float]:
     """Scores are [n_images, n_texts]. Text retrieval: an image hits when its best-scored caption ranks in
     the top k, i.e. fewer than k other images' captions score at least as high; image retrieval: a caption
-    hits when fewer than k other images score at least as high as its own. Values in percent."""
+    hits when fewer than k other images score at least as high as its own. Values in percent.
+    `queries` [n_images] bool: the images that ask (theirs are the caption queries); default all."""
+    return recall_from_ranks(*query_ranks(i2t_scores, t2i_scores, pair_image, queries))
+
+
+def query_ranks(i2t_scores: torch.Tensor, t2i_scores: torch.Tensor, pair_image: torch.Tensor,
+                queries: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(text_ranks, image_ranks): for each query image, how many other images' captions score at least as
+    high as its best caption; for each query caption, how many other images score at least as high as its
+    own (rank 0 = a hit at k = 1)."""
     n_images, n_texts = i2t_scores.shape
     pair_image = pair_image.to(i2t_scores.device)
     positives = pair_image[None, :] == torch.arange(n_images, device=i2t_scores.device)[:, None]
@@ -25,9 +43,32 @@ def recall_at_k(i2t_scores: torch.Tensor, t2i_scores: torch.Tensor, pair_image: 
     own = by_caption.gather(1, pair_image[:, None])
     others = torch.ones_like(by_caption, dtype=torch.bool).scatter_(1, pair_image[:, None], False)
     own_rank = ((by_caption >= own) & others).sum(dim=1)
+    if queries is None:
+        return first_hit, own_rank
+    queries = queries.to(i2t_scores.device)
+    return first_hit[queries], own_rank[queries[pair_image]]
+
+
+def recall_from_ranks(text_ranks: torch.Tensor, image_ranks: torch.Tensor) -> dict[str, float]:
+    """Recall@k in percent from the queries' ranks (`query_ranks`, possibly of several galleries joined)."""
     metrics = {}
     for k in KS:
-        metrics[f"txt_r{k}"] = 100.0 * (first_hit < k).float().mean().item()
-        metrics[f"img_r{k}"] = 100.0 * (own_rank < k).float().mean().item()
+        metrics[f"txt_r{k}"] = 100.0 * (text_ranks < k).float().mean().item()
+        metrics[f"img_r{k}"] = 100.0 * (image_ranks < k).float().mean().item()
     metrics["r_mean"] = sum(metrics.values()) / len(metrics)
     return metrics
+
+
+def gallery_plan(n_queries: int, n_distractors: int, size: int, rng: np.random.Generator
+                 ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """How `n_queries` query units rank in galleries of `size` units: consecutive chunks of at most `size`
+    query units, each with `size - len(chunk)` distractor units drawn without replacement from
+    `n_distractors` (fewer when there are not that many). Returns (query indices, distractor indices) per
+    chunk."""
+    size = max(1, size)
+    plan = []
+    for start in range(0, n_queries, size):
+        chunk = np.arange(start, min(start + size, n_queries))
+        fill = min(size - len(chunk), n_distractors)
+        plan.append((chunk, np.sort(rng.choice(n_distractors, size=fill, replace=False)) if fill else np.zeros(0, int)))
+    return plan

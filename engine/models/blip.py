@@ -2,7 +2,11 @@
 
 f_I = the vision encoder's [CLS] state, f_T = the text encoder's [CLS] state without the image,
 f(I, T) = the text encoder's [CLS] state with cross-attention to the image tokens (what the ITM head
-reads). Pair score = ITM match probability; ranking = ITC similarity re-ranked by ITM on the top k.
+reads). Pair score (Df/Dr AUC) and per-pair loss (MIA) read the head `pair_score` names: "itc" (the
+default, as the released MultiDelete evaluation) the cosine of the pair's ITC features, with the loss
+-log sigmoid(cosine / temperature) as CLIP's; "itm" the ITM match probability, with the loss -log p(match).
+NPO and the other methods read `log_likelihood`, the ITM's, whatever scores the pair. Ranking = ITC
+similarity re-ranked by ITM on the top k.
 """
 from __future__ import annotations
 
@@ -25,7 +29,6 @@ from engine.models.tokenizer import build_word_tokenizer
 RERANK_TOP_K = 16
 
 
-
 def tiny_blip_config(vocab_size: int, image_size: int):
     """BLIP with hidden 64, 2 vision + 2 text layers, patch 8: the tiny models' shape (retrieval and
     classification alike)."""
@@ -42,6 +45,7 @@ def tiny_blip_config(vocab_size: int, image_size: int):
 
 class BlipRetrievalAdapter(RetrievalAdapter):
     family = "blip"
+    pair_score = "itc"  # the head scoring a pair for Df/Dr AUC and the MIA: "itc" or "itm" (the task sets it)
 
     @staticmethod
     def model_class():
@@ -106,8 +110,11 @@ class BlipRetrievalAdapter(RetrievalAdapter):
         return self._fused_cls(batch["input_ids"], batch["attention_mask"], self.image_tokens(batch["pixel_values"]))
 
     def similarity(self, batch):
-        image_feat = self._image_feat(self.image_tokens(batch["pixel_values"]))
-        return image_feat @ self._text_feat(self.text_embed(batch)).t()
+        return self.similarity_of(self.image_embed(batch), self.text_embed(batch))
+
+    def similarity_of(self, image_embeds, text_embeds):
+        """`similarity` from f_I and f_T rows (MultiDelete's cached targets)."""
+        return F.normalize(self.model.vision_proj(image_embeds), dim=-1) @ self._text_feat(text_embeds).t()
 
     def task_loss(self, batch):
         """ITC + ITM with hard negatives sampled by ITC similarity, as BLIP's retrieval fine-tuning."""
@@ -142,8 +149,18 @@ class BlipRetrievalAdapter(RetrievalAdapter):
         logits = self._itm_logits(batch["input_ids"], batch["attention_mask"], self.image_tokens(batch["pixel_values"]))
         return F.log_softmax(logits.float(), dim=1)[:, 1]
 
+    def pair_cosine(self, batch):
+        """[B] the ITC cosine of each example's own pair."""
+        image_feat = self._image_feat(self.image_tokens(batch["pixel_values"]))
+        return (image_feat * self._text_feat(self.text_embed(batch))).sum(dim=-1).float()
+
     def pair_scores(self, batch):
-        return self.log_likelihood(batch).exp()
+        return self.pair_cosine(batch) if self.pair_score == "itc" else self.log_likelihood(batch).exp()
+
+    def example_losses(self, batch):
+        if self.pair_score == "itc":
+            return -F.logsigmoid(self.pair_cosine(batch) / ITC_TEMPERATURE)
+        return -self.log_likelihood(batch)
 
     @torch.no_grad()
     def score_matrix(self, pairset, batch_size):

@@ -73,14 +73,20 @@ class ClipAdapter(RetrievalAdapter):
         )
 
     def fused_embed(self, batch):
-        image = F.normalize(self.image_embed(batch), dim=-1)
-        text = F.normalize(self.text_embed(batch), dim=-1)
-        return image * text * image.shape[-1]  # scaled so its mean over dimensions is the cosine
+        return self.fused_of(self.image_embed(batch), self.text_embed(batch))
 
     def similarity(self, batch):
-        image = F.normalize(self.image_embed(batch), dim=-1)
-        text = F.normalize(self.text_embed(batch), dim=-1)
-        return image @ text.t()
+        return self.similarity_of(self.image_embed(batch), self.text_embed(batch))
+
+    # from f_I and f_T rows alone (a dual encoder's pairs need no network pass: MultiDelete's cached targets)
+    def fused_of(self, image_embeds, text_embeds):
+        """Each row's f(I, T) from its f_I and f_T."""
+        image, text = F.normalize(image_embeds, dim=-1), F.normalize(text_embeds, dim=-1)
+        return image * text * image.shape[-1]  # scaled so its mean over dimensions is the cosine
+
+    def similarity_of(self, image_embeds, text_embeds):
+        """[B_images, B_texts] `similarity` from f_I and f_T rows."""
+        return F.normalize(image_embeds, dim=-1) @ F.normalize(text_embeds, dim=-1).t()
 
     def task_loss(self, batch):
         return contrastive_loss(self.similarity_logits(batch), batch["image_index"])

@@ -164,7 +164,11 @@ class GcnBertRetrievalAdapter(GcnBertAdapter):
 
     def similarity(self, batch):
         """[B_graphs, B_texts] ITC cosine similarity between every graph and every text of the batch."""
-        return self._graph_feat(self.image_embed(batch)) @ self._text_feat(self.text_embed(batch)).t()
+        return self.similarity_of(self.image_embed(batch), self.text_embed(batch))
+
+    def similarity_of(self, graph_embeds, text_embeds):
+        """`similarity` from f_G and f_T rows (MultiDelete's cached targets)."""
+        return self._graph_feat(graph_embeds) @ self._text_feat(text_embeds).t()
 
     def similarity_logits(self, batch):
         return self.similarity(batch) / ITC_TEMPERATURE

@@ -15,7 +15,10 @@ rows and so that the projector outputs and the language model's hidden states ar
 - f_I (image_embed)  = the projector outputs of the row's image, mean-pooled over its image tokens;
 - f(I,T) (fused_embed) = the last hidden states (after the final norm) at the positions that predict the
   answer tokens, mean-pooled, with the image in the prompt;
-- f_T (text_embed)   = the same with the question asked without the image (the text-only prompt).
+- f_T (text_embed)   = the last hidden states at the question's own tokens of the text-only prompt (the
+  template's words and the answer left out), mean-pooled: the unimodal text encoding of the input T, as
+  MultiDelete's f_T encodes a caption alone. The positions that predict the answer would be the fact
+  itself, and L_UKR on Df would then pin exactly what is to be forgotten.
 
 A family subclasses `LmmAdapter` and supplies `build_tiny` / `from_checkpoint`, its chat templates
 (`image_prompt`, `text_prompt`, `answer_prefix`, `prepend_bos`), `count_image_tokens(config)`, `projector`,
@@ -48,6 +51,15 @@ def answer_positions(labels: torch.Tensor):
     mask = torch.arange(width, device=labels.device)[None, :] < counts[:, None]
     targets = shifted.gather(1, order).masked_fill(~mask, 0)
     return order, targets, mask
+
+
+def question_mask(labels: torch.Tensor, attention_mask: torch.Tensor, before: int, after: int) -> torch.Tensor:
+    """[B, L] True at each row's question tokens: past the template's `before` tokens, short of the `after`
+    tokens that close the prompt (the prompt ends where the answer's labels begin)."""
+    answered = labels != -100
+    prompt_length = torch.where(answered.any(dim=1), answered.int().argmax(dim=1), attention_mask.sum(dim=1))
+    positions = torch.arange(labels.shape[1], device=labels.device)[None, :]
+    return (positions >= before) & (positions < (prompt_length - after)[:, None])
 
 
 def pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -182,14 +194,10 @@ class LmmAdapter(AdapterBase):
         return self.language_model(inputs_embeds=embeds, attention_mask=attention_mask,
                                    position_ids=positions).last_hidden_state
 
-    def _answer_states(self, batch: dict, text_only: bool = False):
-        if text_only:
-            ids, mask, labels = batch["text_input_ids"], batch["text_attention_mask"], batch["text_labels"]
-            hidden = self.hidden_states(ids, mask)
-        else:
-            ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
-            hidden = self.hidden_states(ids, mask, batch.get("pixel_values"), batch.get("has_image"))
-        positions, targets, answer_mask = answer_positions(labels)
+    def _answer_states(self, batch: dict):
+        hidden = self.hidden_states(batch["input_ids"], batch["attention_mask"], batch.get("pixel_values"),
+                                    batch.get("has_image"))
+        positions, targets, answer_mask = answer_positions(batch["labels"])
         states = hidden.gather(1, positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
         return states, targets, answer_mask
 
@@ -242,9 +250,10 @@ class LmmAdapter(AdapterBase):
         return pool(states, mask)
 
     def text_embed(self, batch: dict) -> torch.Tensor:
-        """f_T [B, H]: the same with the question asked without the image (the text-only prompt)."""
-        states, _, mask = self._answer_states(batch, text_only=True)
-        return pool(states, mask)
+        """f_T [B, H]: mean-pooled last hidden states at the question's tokens of the text-only prompt."""
+        ids, mask, labels = batch["text_input_ids"], batch["text_attention_mask"], batch["text_labels"]
+        before, after = self.text_template_lengths
+        return pool(self.hidden_states(ids, mask), question_mask(labels, mask, before, after))
 
     def permute_texts(self, batch: dict, permutation: torch.Tensor) -> dict:
         """Each row's image with another row's question and answer (modality decoupling's T_pi). Every image
@@ -280,6 +289,16 @@ class LmmAdapter(AdapterBase):
                 if id(p) in chosen and (match := DOWN_PROJ.search(name)) and int(match.group(1)) in wanted]
 
     # --- tokenisation -----------------------------------------------------------------------------
+    @property
+    def text_template_lengths(self) -> tuple[int, int]:
+        """Tokens of the text-only prompt before the question (bos included) and after it."""
+        def count(text: str) -> int:
+            return len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
+
+        before, _, after = self.text_prompt.partition("{question}")
+        bos = 1 if self.prepend_bos and self.tokenizer.bos_token_id is not None else 0
+        return bos + count(before), count(after)
+
     def prompt_ids(self, question: str, with_image: bool) -> list[int]:
         """The family's chat prompt (after bos where it has one), its image placeholder expanded to
         `n_image_tokens` copies."""

@@ -21,11 +21,14 @@ from typing import Callable
 
 from engine.data.deletion import split_requests
 from engine.loop import LoopConfig, run_loop
+from engine.parallel import is_main
+from engine.protocols.budget import time_budget
 from engine.protocols.guard import Guard
 from engine.protocols.originals import original_dir, original_record, resolve_device, save_atomically
 from engine.seeding import derive_seed, generator, seed_everything
 from engine.spec import CAPABILITIES, METHODS, check_method_fits
 from engine.tasks import task_for
+from engine.telemetry import DeviceTelemetry
 from sessions.paths import cache_dir
 
 
@@ -51,22 +54,35 @@ def run_requests(spec: dict, emit: Callable[..., None], should_stop: Callable[[]
     if requests.device.type == "cpu" and requests.task.cpu_threads:
         torch.set_num_threads(requests.task.cpu_threads)
     try:
-        return requests.run(session_id, original_metrics)
+        with DeviceTelemetry(requests.device, emit):  # the device event, and on CUDA its samples
+            return requests.run(session_id, original_metrics)
     finally:
         torch.set_num_threads(threads)
 
 
+def prepare_original(spec: dict, emit: Callable[..., None], should_stop: Callable[[], bool]) -> None:
+    """Train and cache the run's original model unless it is cached: a --devices N job does this before its
+    ranks start, so that they only read it."""
+    cache = cache_dir()
+    original_dir(task_for(spec, emit, should_stop, cache), spec, resolve_device(spec["device"]), emit, should_stop,
+                 cache)
+
+
 class Requests:
-    def __init__(self, spec: dict, emit, should_stop, device):
+    def __init__(self, spec: dict, emit, should_stop, device, task=None):
         self.spec, self.emit, self.should_stop, self.device = spec, emit, should_stop, device
         self.cache = cache_dir()
-        self.task = task_for(spec, emit, should_stop, self.cache)
+        self.task = task or task_for(spec, emit, should_stop, self.cache)  # tuning passes its validation task
         self.info = METHODS[spec["method"]]
         self.cls = method_class(spec["method"])
 
     def run(self, session_id: str | None, original_metrics: dict | None) -> dict:
         spec, task, cls, emit, seed = self.spec, self.task, self.cls, self.emit, self.spec["seed"]
         started = time.perf_counter()
+        timed = time_budget(spec)  # read before anything trains: a missing source is bad input
+        if timed is not None:
+            emit("log", level="info", message=f"time budget: {', '.join(f'{s:.2f}' for s in timed['seconds'])} s "
+                 f"of training per request ({timed['source']})")
         units = task.forget_units()
         requests = split_requests(units, spec["requests"])
         original = original_dir(task, spec, self.device, emit, self.should_stop, self.cache)
@@ -87,6 +103,12 @@ class Requests:
 
         defaults = task.unlearn_defaults(retraining)
         params = spec["params"]
+        tuned = None
+        if params.get("tune"):  # lr and epochs picked on validation data (engine/protocols/tune.py)
+            from engine.protocols.tune import tune
+
+            tuned = tune(spec, params["lr"] or defaults["lr"], emit, self.should_stop, self.device, self.cache)
+            params = {**params, "lr": tuned["lr"], "epochs": tuned["epochs"]}
         lr = params["lr"] or defaults["lr"]
         epochs = params["epochs"] or defaults["epochs"] or self.info.epochs
         retain_batch_size = defaults["retain_batch_size"] or params["retain_batch_size"]
@@ -109,6 +131,8 @@ class Requests:
                 config.budget_steps = matched_steps(
                     len(task.encode(model, request, multidelete.reads_unimodal)), params["batch_size"],
                     defaults["epochs"] or METHODS["multidelete"].epochs)
+            if timed is not None:
+                config.budget_seconds = timed["seconds"][number - 1]
             now_forgotten = forgotten + list(request)
             guard.begin(number, method.trainable_parameters())
 
@@ -144,7 +168,8 @@ class Requests:
         df_scores = task.df_scores(model, forgotten) if hasattr(task, "df_scores") else None
 
         run_dir = self.cache / "runs" / (session_id or f"{spec['method']}-{int(time.time() * 1000)}")
-        save_atomically(model, run_dir)
+        if is_main():  # of a --devices N job's ranks, rank 0 alone writes the checkpoint
+            save_atomically(model, run_dir)
         emit("artifact", name="checkpoint", path=str(run_dir))
         return {
             "session": session_id,
@@ -164,6 +189,8 @@ class Requests:
             **task.result_fields(forgotten),
             "requests": entries,
             **({"stopped_by": guard.fired} if guard.fired is not None else {}),
+            **({"time_budget": timed} if timed is not None else {}),
+            **({"tuned": tuned} if tuned is not None else {}),
             "metrics": task.entry(metrics),
             "original_metrics": task.entry(original_metrics),
             **({"df_scores": df_scores} if df_scores is not None else {}),

@@ -36,6 +36,9 @@ class FamilyInfo:
     adapters: dict[str, str]
     media: str = "image"  # what its models read beside text ("image" or "graph"); data must bring the same
     provides: tuple[str, ...] = ()  # CAPABILITIES its adapters offer methods (e.g. "layers")
+    # the heads its retrieval adapter can score a pair by for Df/Dr AUC and the MIA (`--pair-score`); the
+    # first is what `auto` reads
+    pair_scores: tuple[str, ...] = ()
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -186,15 +189,16 @@ TASKS: dict[str, TaskInfo] = {t.name: t for t in (
 
 FAMILIES: dict[str, FamilyInfo] = {f.name: f for f in (
     FamilyInfo("blip", ("blip",), {"retrieval": "engine.models.blip:BlipRetrievalAdapter",
-                                   "classification": "engine.models.blip_classifier:BlipClassifierAdapter"}),
-    FamilyInfo("clip", ("clip",), {"retrieval": "engine.models.clip:ClipAdapter"}),
+                                   "classification": "engine.models.blip_classifier:BlipClassifierAdapter"},
+               pair_scores=("itc", "itm")),
+    FamilyInfo("clip", ("clip",), {"retrieval": "engine.models.clip:ClipAdapter"}, pair_scores=("itc",)),
     FamilyInfo("llava", ("llava",), {"multiple_choice": "engine.models.llava:LlavaAdapter"}, provides=("layers",)),
     FamilyInfo("qwen2_vl", ("qwen2_vl",), {"multiple_choice": "engine.models.qwen2_vl:Qwen2VLAdapter"},
                provides=("layers",)),
     # a plain BERT checkpoint (`bert`) becomes the text side of a new GCN+BERT
     FamilyInfo("gcn_bert", ("gcn_bert", "bert"), {"retrieval": "engine.models.gcn_bert:GcnBertRetrievalAdapter",
                                                   "classification": "engine.models.gcn_bert:GcnBertClassifierAdapter"},
-               media="graph"),
+               media="graph", pair_scores=("itm",)),
 )}
 
 MODELS: dict[str, ModelInfo] = {m.name: m for m in (

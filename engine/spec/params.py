@@ -80,8 +80,14 @@ COMMON_PARAMS: tuple[Param, ...] = (
     Param("weight_decay", float, 0.05, "AdamW weight decay (on >=2-D weights only)", minimum=0.0),
     Param("max_grad_norm", float, 1.0, "gradient clipping norm (0 = off)", minimum=0.0),
     Param("eval_every", int, 0, "evaluate every N steps (0 = at each epoch end)", minimum=0, maximum=MAX_STEPS),
-    Param("budget", str, "default", "steps each request gets: the method's own epochs, or exactly the steps "
-          "MultiDelete takes on it (its default epochs over Df at this --batch-size)", ("default", "matched-steps")),
+    Param("budget", str, "default", "what each request gets: the method's own epochs; exactly the steps "
+          "MultiDelete takes on it (its default epochs over Df at this --batch-size); or MultiDelete's training "
+          "seconds on it (--budget-seconds, or read from a MultiDelete session of the same protocol; not "
+          "bit-reproducible)", ("default", "matched-steps", "matched-time")),
+    Param("budget_seconds", float, None, "--budget matched-time: the training seconds each request gets "
+          "(default: MultiDelete's, from its stored session of the same protocol)", positive=True),
+    Param("tune", bool, False, "pick lr and epochs from a small grid (lr/3, lr, 3 lr x 1, 3 epochs) on a validation "
+          "deletion set disjoint from Df, scored on the validation split (never test); the choice is stored"),
     Param("stop_if", str, None, "stop unlearning when a rule holds at an evaluation, e.g. test.r_mean<10 "
           "(comma-separated; values as --json reports them)"),
     Param("keep", str, "last", "the weights a request ends with: the last, or the best evaluated (highest Df/Dr "
@@ -90,6 +96,9 @@ COMMON_PARAMS: tuple[Param, ...] = (
           "against the original", minimum=0.0),
     Param("target_auc", float, None, "--keep best: the Df/Dr AUC to come closest to (e.g. Retrain's), "
           "a fraction; default: the highest", minimum=0.0, maximum=1.0),
+    Param("pair_score", str, "auto", "retrieval: the head that scores a pair for Df/Dr AUC and the MIA: the ITC "
+          "cosine, BLIP's ITM match probability, or auto (ITC for BLIP and CLIP, as the released MultiDelete "
+          "evaluation; ITM for GCN+BERT)", ("auto", "itc", "itm")),
 )
 
 UPDATE_TARGETS = ("llm", "proj+llm", "full")

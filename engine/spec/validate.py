@@ -28,6 +28,7 @@ from engine.spec.catalog import (
     data_info,
 )
 from engine.spec.guards import check_guards
+from engine.spec.placement import check_placement
 from engine.spec.inputs import (
     MAX_SEED,
     MAX_UNITS,
@@ -66,6 +67,21 @@ def check_method_fits(info: MethodInfo, task: str, family: str | None) -> None:
             fits = [m.name for m in MODELS.values() if need in FAMILIES[m.family].provides]
             raise SpecError(f"{info.name} needs {what}, which {family} models do not provide; it runs on "
                             f"{', '.join(fits)} (or a checkpoint of their families)", field="method")
+
+
+def check_pair_score(params: dict, task: str, family: str | None) -> None:
+    """`--pair-score` other than auto: a retrieval run on a family with that head (a hub id: checked when
+    the model loads)."""
+    chosen = params.get("pair_score", "auto")
+    if chosen == "auto":
+        return
+    if task != "retrieval":
+        raise SpecError(f"--pair-score {chosen} applies to retrieval runs (the head that scores an image-text "
+                        f"pair); leave it at auto for {task.replace('_', '-')}", field="pair_score")
+    heads = FAMILIES[family].pair_scores if family is not None else (chosen,)
+    if chosen not in heads:
+        raise SpecError(f"--pair-score {chosen}: {family} models score a pair by {' or '.join(heads)}; choose auto "
+                        f"or {', '.join(heads)}", field="pair_score")
 
 
 def option_params(kind: str) -> list[Param]:
@@ -246,7 +262,11 @@ def check_params(raw: dict, allowed: tuple[Param, ...], owner: str, defaults: di
 
 
 def check_budget(params: dict, method: str) -> None:
-    """A matched budget sets the steps itself, and Retrain (the reference) keeps the original's recipe."""
+    """A matched budget sets the steps (or seconds) itself, and Retrain (the reference) keeps the original's
+    recipe."""
+    if params.get("budget_seconds") is not None and params.get("budget") != "matched-time":
+        raise SpecError("--budget-seconds applies to --budget matched-time; add it, or drop --budget-seconds",
+                        field="budget_seconds")
     if params.get("budget") == "default":
         return
     if method == "retrain":
@@ -255,6 +275,21 @@ def check_budget(params: dict, method: str) -> None:
     if params.get("epochs") is not None:
         raise SpecError(f"--epochs and --budget {params['budget']} both set the steps; give one of them",
                         field="epochs")
+
+
+def check_tune(params: dict, method: str, people: bool = False) -> None:
+    """--tune picks lr and epochs itself, on a validation split that people data does not have."""
+    if not params.get("tune"):
+        return
+    if people:
+        raise SpecError("--tune needs data with a validation split; people data has none (give --lr and --epochs)",
+                        field="tune")
+    if method == "retrain":
+        raise SpecError("Retrain is the reference: it trains with the original's recipe; --tune applies to the "
+                        "unlearning methods", field="tune")
+    for name in ("lr", "epochs"):
+        if params.get(name) is not None:
+            raise SpecError(f"--tune picks --{name} itself; drop --{name}, or drop --tune", field=name)
 
 
 def validate(spec: dict) -> dict:
@@ -285,9 +320,12 @@ def validate(spec: dict) -> dict:
         "requests": check_requests(spec.get("requests"), info.name, upper=n),
         "params": check_params(raw_params, COMMON_PARAMS + info.params, f"method {info.name}"),
         "name": check_name(spec.get("name")),
+        **check_placement(spec),
     }
     check_guards(normal["params"], task)
     check_budget(normal["params"], info.name)
+    check_tune(normal["params"], info.name)
+    check_pair_score(normal["params"], task, model_family(model))
     return normal
 
 
@@ -382,7 +420,10 @@ def validate_pulse(spec: dict) -> dict:
         "params": check_params(raw_params, COMMON_PARAMS + METHODS[method].params + LMM_PARAMS,
                                f"pulse --method {method}", PULSE_DEFAULT_PARAMS),
         "name": check_name(spec.get("name")),
+        **check_placement(spec),
     }
     check_guards(normal["params"], "multiple_choice")
     check_budget(normal["params"], method)
+    check_tune(normal["params"], method, people=True)
+    check_pair_score(normal["params"], "multiple_choice", None)
     return normal

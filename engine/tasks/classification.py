@@ -5,7 +5,10 @@ relations): units are images, image pairs or graphs with all their texts, one la
 - task loss: the family's cross-entropy over `class_logits`;
 - per-example scores: the class probabilities for Df/Dr AUC (one AUC per class over the 5 Dr chunks,
   averaged: ANCHORS s. 2), the cross-entropy for MIA;
-- evaluation: accuracy on test, Df and a test-sized sample of Dr; Df/Dr AUC; MIA.
+- evaluation: accuracy on test, Df and a test-sized sample of Dr; Df/Dr AUC; MIA; the standard attacks
+  (engine/metrics/attacks.py) of Df against the test sample, the label being the one "token": LOSS and
+  Min-K% are both the cross-entropy (one token: Min-K% degenerates to LOSS), zlib divides it by the
+  compressed hypothesis text, Min-K%++ standardises log p(label) by the class distribution.
 The original model is the starting weights trained on all training units with the recipe below.
 """
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch.nn.functional as F
 from engine.cache import entry_matches, producing, publish, slug
 from engine.data.fingerprint import data_fingerprint, digest
 from engine.data.pairs import PairSet, encode_units
+from engine.metrics.attacks import attack_aucs, one_token_examples
 from engine.metrics.auc import class_df_dr_auc, dr_chunks
 from engine.metrics.classification import accuracy
 from engine.metrics.mia import membership_inference
@@ -60,11 +64,18 @@ class Scored:
         logits = logits_of(adapter, pairs, indices)
         labels = pairs.labels[torch.as_tensor(indices, dtype=torch.long)]
         self.labels = labels.numpy()
-        self.probs = F.softmax(logits, dim=-1).numpy()
+        self.log_probs = F.log_softmax(logits, dim=-1).numpy()
+        self.probs = np.exp(self.log_probs)
         self.losses = F.cross_entropy(logits, labels, reduction="none").numpy()
+        self.texts = [pairs.texts[i] for i in indices]
 
     def accuracy(self) -> float:
         return accuracy(self.probs, self.labels)
+
+    def attack_examples(self, indices: np.ndarray | None = None):
+        """The examples (all, or these rows) as one-"token" answers for the standard attacks."""
+        rows = np.arange(len(self.labels)) if indices is None else indices
+        return one_token_examples(-self.losses[rows], [self.texts[i] for i in rows], self.log_probs[rows])
 
 
 class Classification(UnitTask):
@@ -117,7 +128,7 @@ class Classification(UnitTask):
         retain = self.retain_set(model, False)
         forget = self.train.select_units(forgotten)
         df, test = Scored(model, forget), Scored(model, self.test)
-        dr_eval = Scored(model, retain.select_units(self.retain_eval_units(retain)))
+        dr_eval = Scored(model, retain.select_units(self.retain_eval_units(retain.n_units)))
         metrics = {"test.accuracy": test.accuracy(), "df.accuracy": df.accuracy(), "dr.accuracy": dr_eval.accuracy()}
 
         rng = np.random.default_rng(derive_seed(self.spec["seed"], "evaluate"))
@@ -127,5 +138,6 @@ class Classification(UnitTask):
         dr_sample = rng.choice(len(retain), size=min(MIA_SAMPLE, len(retain)), replace=False)
         test_sample = rng.choice(len(self.test), size=min(MIA_SAMPLE, len(self.test)), replace=False)
         mia = membership_inference(Scored(model, retain, dr_sample).losses, test.losses[test_sample], df.losses, rng)
+        mia |= attack_aucs(df.attack_examples(), test.attack_examples(test_sample))
         metrics.update({f"mia.{key}": value for key, value in mia.items()})
         return metrics

@@ -6,7 +6,13 @@
 - task loss: the answer NLL (the family's); evaluation: four-option accuracy of the people forgotten so
   far (`forget`), of all forget people (`forget_all`), of the retain people and of the people of the other
   phase (`other`), each with the image and text-only, and on the MMBench-format general set with its
-  retention in percent of the original's.
+  retention in percent of the original's; the standard membership attacks (engine/metrics/attacks.py:
+  LOSS, zlib, Min-K%, Min-K%++) on the forget questions, `mia.*_auc`. The people data has no held-out
+  people (everyone is learned in one phase or the other), so the held-out side is the same questions
+  answered with their wrong options: answers of the same kind the model was never trained to give about
+  that person. Members: the forget people's questions with the right option, the fact itself as trained
+  (the built-in world trains the evaluation's wording; MLLMU-Bench teaches the fact in other words).
+  Both come from the option-scoring pass, which the forget accuracy reuses under "option" scoring.
 - the knowledge-source scenario: forget people come from the people learned in pretraining
   (`--knowledge pretrained`) or in fine-tuning (`finetuned`); the original learns them in those two phases.
 """
@@ -21,7 +27,8 @@ from engine.data.fingerprint import data_fingerprint
 from engine.data.people_batches import encode_items
 from engine.data.people_records import KNOWLEDGE_PHASE
 from engine.data.registry import load_data
-from engine.metrics.multiple_choice import accuracy
+from engine.metrics.attacks import attack_aucs
+from engine.metrics.multiple_choice import accuracy, score_options
 from engine.models.registry import load_adapter
 from engine.seeding import derive_seed
 from engine.spec import MODELS, PEOPLE_WORLDS
@@ -178,12 +185,17 @@ class MultipleChoice:
     def evaluate(self, model, forgotten: list[str]) -> dict[str, float]:
         groups = {"forget": set(forgotten), "forget_all": set(self.forget_people), "retain": set(self.retain_people),
                   "other": set(self.other_people)}
+        forget_questions = [q for q in self.data.eval_questions if q.person_id in groups["forget"] and q.answer]
+        scored = score_options(model, forget_questions)
         metrics = {}
         for group, people in groups.items():
             for mode, with_image in (("image", True), ("text", False)):
-                value = accuracy(model, self.questions(people, with_image), self.scoring) if people else None
+                value = accuracy(model, self.questions(people, with_image), self.scoring, scored=scored) if people else None
                 if value is not None:
                     metrics[f"{group}.{mode}"] = value
+        members = [scored[q.qid][q.answer].tokens for q in forget_questions]
+        held_out = [option.tokens for q in forget_questions for letter, option in scored[q.qid].items() if letter != q.answer]
+        metrics.update({f"mia.{name}": value for name, value in attack_aucs(members, held_out).items()})
         if self.general:
             mmbench = accuracy(model, self.general, self.scoring)
             if mmbench is not None:
@@ -204,6 +216,9 @@ class MultipleChoice:
         entry = {k: v for k, v in entry.items() if v is not None}
         entry["mmbench"] = metrics.get("mmbench")
         entry["mmbench_retention"] = metrics.get("mmbench_retention")
+        attacks = {name.partition(".")[2]: value for name, value in metrics.items() if name.startswith("mia.")}
+        if attacks:
+            entry["mia"] = attacks
         return entry
 
     def request_entry(self, people: list[str], metrics: dict) -> dict:

@@ -2,8 +2,15 @@
 
 - batch: images, captions and which image each caption belongs to (engine/data/pairs.py);
 - task loss: the family's (BLIP: ITC + ITM with hard negatives; CLIP: symmetric InfoNCE);
-- per-example score for Df/Dr AUC: the pair's own match score (ITM probability / cosine); for MIA: its loss;
-- evaluation: R@1/5/10 both ways on test, Df and a test-sized sample of Dr; Df/Dr AUC; MIA (ANCHORS s. 2).
+- per-example score for Df/Dr AUC: the pair's own match score, read from the head `--pair-score` names
+  (`auto` = the family's first in the catalogue: BLIP and CLIP the ITC cosine, as the released MultiDelete
+  evaluation scores retrieval; GCN+BERT the ITM probability; BLIP also offers `itm`); for MIA: the pair's
+  loss from the same head;
+- evaluation: R@1/5/10 both ways on test, Df and a test-sized sample of Dr, each ranked in a gallery of as
+  many images as the test split (engine/metrics/retrieval.py: equal galleries, filled with test images);
+  Df/Dr AUC; MIA; the standard attacks (engine/metrics/attacks.py) of Df against the test sample, the
+  pair's match being the one "token" (LOSS = Min-K%; zlib over the caption; no Min-K%++: a pair score has
+  no distribution over alternatives to standardise by).
 The original model is the starting weights trained on all training units with the model's recipe.
 """
 from __future__ import annotations
@@ -13,12 +20,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from engine.data.pairs import PairSet
+from engine.data.pairs import PairSet, encode_units
+from engine.errors import SpecError
+from engine.metrics.attacks import attack_aucs, one_token_examples
 from engine.metrics.auc import df_dr_auc, dr_chunks
 from engine.metrics.mia import membership_inference
-from engine.metrics.retrieval import recall_at_k
+from engine.metrics.retrieval import gallery_plan, query_ranks, recall_from_ranks
 from engine.seeding import derive_seed
-from engine.spec import RECIPES as RETRIEVAL_RECIPES  # the catalogue's image-text recipes
+from engine.spec import FAMILIES
+from engine.spec import RECIPES as RETRIEVAL_RECIPES
 from engine.tasks.units import UnitTask
 
 EVAL_BATCH = 128
@@ -27,10 +37,11 @@ MIA_SAMPLE = 2000  # pairs per side for the attack: enough for a stable logistic
 
 @dataclass
 class Splits:
-    forget: PairSet  # Df
-    retain: PairSet  # Dr
-    retain_eval: PairSet  # a sample of Dr images as large as the test split, for Dr recall
-    test: PairSet
+    joint: PairSet  # the training and test units in one set (train first): galleries mix them
+    forget: list[int]  # Df: units of `joint`
+    retain: list[int]  # Dr: units of `joint`
+    retain_eval: list[int]  # a sample of Dr's units as large as the test split, for Dr recall
+    test: list[int]  # units of `joint`
 
 
 def per_pair(fn, pairs: PairSet, indices: np.ndarray, device) -> np.ndarray:
@@ -42,30 +53,48 @@ def per_pair(fn, pairs: PairSet, indices: np.ndarray, device) -> np.ndarray:
     return np.concatenate(values) if values else np.zeros(0)
 
 
+def gallery_recall(adapter, joint: PairSet, queries: list[int], distractors: list[int], size: int,
+                   rng: np.random.Generator) -> dict[str, float]:
+    """Recall@k of the `queries` units, ranked in galleries of `size` units filled with `distractors`
+    (units of `joint` whose images and captions compete but ask nothing: engine/metrics/retrieval.py)."""
+    text_ranks, image_ranks = [], []
+    for chunk, fill in gallery_plan(len(queries), len(distractors), size, rng):
+        asking = {queries[i] for i in chunk}
+        units = sorted(asking | {distractors[j] for j in fill})
+        gallery = joint.select_units(units)  # its units in this (ascending) order
+        i2t, t2i = adapter.score_matrix(gallery, EVAL_BATCH)
+        ranks = query_ranks(i2t, t2i, gallery.pair_unit, torch.tensor([u in asking for u in units]))
+        text_ranks.append(ranks[0].cpu())
+        image_ranks.append(ranks[1].cpu())
+    return recall_from_ranks(torch.cat(text_ranks), torch.cat(image_ranks))
+
+
 def evaluate_splits(adapter, splits: Splits, seed: int) -> dict[str, float]:
     """Flat metrics: test.*, df.*, dr.* recall, df_dr_auc, mia.* (names as DESIGN.md section 7)."""
     device = adapter.device
     adapter.model.eval()
     rng = np.random.default_rng(seed)
+    galleries = np.random.default_rng(derive_seed(seed, "galleries"))
     metrics: dict[str, float] = {}
-    for name, pairs in (("test", splits.test), ("df", splits.forget), ("dr", splits.retain_eval)):
-        i2t, t2i = adapter.score_matrix(pairs, EVAL_BATCH)
-        metrics.update({f"{name}.{key}": value for key, value in recall_at_k(i2t, t2i, pairs.pair_unit).items()})
+    size = len(splits.test)
+    for name, units in (("test", splits.test), ("df", splits.forget), ("dr", splits.retain_eval)):
+        recall = gallery_recall(adapter, splits.joint, units, [] if name == "test" else splits.test, size, galleries)
+        metrics.update({f"{name}.{key}": value for key, value in recall.items()})
 
-    n_forget = len(splits.forget)
-    df_scores = per_pair(adapter.pair_scores, splits.forget, np.arange(n_forget), device)
-    chunks = dr_chunks(len(splits.retain), n_forget, rng)
-    dr_scores = [per_pair(adapter.pair_scores, splits.retain, chunk, device) for chunk in chunks]
+    forget, retain, test = (splits.joint.select_units(units) for units in (splits.forget, splits.retain, splits.test))
+    n_forget = len(forget)
+    df_scores = per_pair(adapter.pair_scores, forget, np.arange(n_forget), device)
+    chunks = dr_chunks(len(retain), n_forget, rng)
+    dr_scores = [per_pair(adapter.pair_scores, retain, chunk, device) for chunk in chunks]
     metrics["df_dr_auc"] = df_dr_auc(df_scores, dr_scores)
 
-    dr_sample = rng.choice(len(splits.retain), size=min(MIA_SAMPLE, len(splits.retain)), replace=False)
-    test_sample = rng.choice(len(splits.test), size=min(MIA_SAMPLE, len(splits.test)), replace=False)
-    mia = membership_inference(
-        per_pair(adapter.example_losses, splits.retain, dr_sample, device),
-        per_pair(adapter.example_losses, splits.test, test_sample, device),
-        per_pair(adapter.example_losses, splits.forget, np.arange(n_forget), device),
-        rng,
-    )
+    dr_sample = rng.choice(len(retain), size=min(MIA_SAMPLE, len(retain)), replace=False)
+    test_sample = rng.choice(len(test), size=min(MIA_SAMPLE, len(test)), replace=False)
+    test_losses = per_pair(adapter.example_losses, test, test_sample, device)
+    df_losses = per_pair(adapter.example_losses, forget, np.arange(n_forget), device)
+    mia = membership_inference(per_pair(adapter.example_losses, retain, dr_sample, device), test_losses, df_losses, rng)
+    mia |= attack_aucs(one_token_examples(-df_losses, forget.texts),
+                       one_token_examples(-test_losses, [test.texts[i] for i in test_sample]))
     metrics.update({f"mia.{key}": value for key, value in mia.items()})
     return metrics
 
@@ -74,11 +103,36 @@ class Retrieval(UnitTask):
     name = "retrieval"
     RECIPES = RETRIEVAL_RECIPES
 
+    def load(self, source: str, device):
+        adapter = super().load(source, device)
+        heads = FAMILIES[adapter.family].pair_scores
+        chosen = self.spec["params"].get("pair_score", "auto")
+        if chosen != "auto" and chosen not in heads:  # a hub id's family is known only now
+            raise SpecError(f"--pair-score {chosen}: {adapter.family} models score a pair by "
+                            f"{' or '.join(heads)}; choose auto or {', '.join(heads)}", field="pair_score")
+        self.pair_score = heads[0] if chosen == "auto" else chosen
+        if len(heads) > 1:
+            adapter.pair_score = self.pair_score
+        return adapter
+
+    def prepare(self, model) -> None:
+        """Training and test units encoded as one set (a gallery mixes them), then split."""
+        self.joint = encode_units(list(self.world.train) + list(self.world.test), model)
+        n_train = len(self.world.train)
+        self.train = self.joint.select_units(list(range(n_train)))
+        self.test = self.joint.select_units(list(range(n_train, self.joint.n_units)))
+        self.train_size = len(self.train)
+
     # --- evaluation -----------------------------------------------------------------------------
     def evaluate(self, model, forgotten: list[int]) -> dict[str, float]:
         """Df = the units forgotten so far (the whole deletion set before the first request); Dr = the
         training units outside the deletion set, with a test-sized sample of its images for Dr recall."""
-        retain = self.retain_set(model, False)
-        splits = Splits(forget=self.train.select_units(forgotten), retain=retain,
-                        retain_eval=retain.select_units(self.retain_eval_units(retain)), test=self.test)
+        deleted = set(self.deletion)
+        retain = [i for i in range(self.train.n_units) if i not in deleted]  # train units = joint's first
+        retain_eval = [retain[i] for i in self.retain_eval_units(len(retain))]
+        splits = Splits(joint=self.joint, forget=sorted(forgotten), retain=retain, retain_eval=retain_eval,
+                        test=list(range(self.train.n_units, self.joint.n_units)))
         return evaluate_splits(model, splits, derive_seed(self.spec["seed"], "evaluate"))
+
+    def result_fields(self, forgotten: list[int]) -> dict:
+        return super().result_fields(forgotten) | {"pair_score": self.pair_score}

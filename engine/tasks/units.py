@@ -65,10 +65,11 @@ class UnitTask:
         deleted = set(self.deletion)
         return self.train.select_units([i for i in range(self.train.n_units) if i not in deleted])
 
-    def retain_eval_units(self, retain: PairSet) -> list[int]:
-        """A sample of Dr's units as large as the test split (at most DR_EVAL_UNITS_MAX), for Dr performance."""
+    def retain_eval_units(self, n_retain: int) -> list[int]:
+        """A sample of Dr's `n_retain` units as large as the test split (at most DR_EVAL_UNITS_MAX), for Dr
+        performance: indices into Dr's units."""
         sample = np.random.default_rng(derive_seed(self.spec["seed"], "dr-eval")).choice(
-            retain.n_units, size=min(retain.n_units, max(len(self.world.test), 1), DR_EVAL_UNITS_MAX), replace=False)
+            n_retain, size=min(n_retain, max(len(self.world.test), 1), DR_EVAL_UNITS_MAX), replace=False)
         return sorted(sample.tolist())
 
     def unlearn_defaults(self, retraining: bool) -> dict:

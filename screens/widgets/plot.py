@@ -6,6 +6,7 @@ from typing import Mapping
 
 from textual_plotext import PlotextPlot
 
+from screens.curves import log_points
 from sessions.series import downsample
 
 POINTS_PER_COLUMN = 2
@@ -49,6 +50,8 @@ class SeriesPlot(PlotextPlot):
         self.title = title
         self.xlabel = xlabel
         self.series: Mapping[str, Series] = {}
+        self.colours: Mapping[str, str] = {}   # series name -> plotext colour (else plotext's own order)
+        self.log_y = False
         self.points_drawn = 0       # how many points the last render plotted (all series)
         self.renders = 0
         self._built_for: tuple | None = None
@@ -74,11 +77,17 @@ class SeriesPlot(PlotextPlot):
             if not len(series):
                 continue
             xs, ys = downsample(series.xs, series.ys, points)
+            if self.log_y:
+                xs, ys = log_points(xs, ys)
+            if not xs:
+                continue
             drawn += len(xs)
+            style = {"label": name, "color": self.colours[name]} if name in self.colours else {"label": name}
             if len(xs) == 1:
-                plt.scatter(xs, ys, label=name)
+                plt.scatter(xs, ys, **style)
             else:
-                plt.plot(xs, ys, label=name)
+                plt.plot(xs, ys, **style)
+        plt.yscale("log" if self.log_y and drawn else "linear")  # plotext fails on an empty log axis
         self.points_drawn = drawn
 
     def render(self):

@@ -1,0 +1,116 @@
+"""A study as the Studies screens show it: its record (sessions/study.py) joined with its cells' sessions,
+read afresh on each poll (the record, the catalog and, once per finished session, its summary), so a
+running study fills in as its cells finish. And the grid in words: methods x metrics as mean ± std
+(sessions.numbers), headline metrics first, sortable by any column. Pure Python over the store."""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+from screens.metric_order import headline_first
+from sessions.numbers import fmt_mean_std
+from sessions.schema import ACTIVE_STATES
+from sessions.store import SessionStore
+from sessions.study import RELATIVE_HEADERS, StudyError, StudyRecord, aggregate, studies_dir
+
+KS = Callable[[list, list], "float | None"]
+HEADERS = {"df_dr_auc": "Df/Dr AUC", "test.r_mean": "test r_mean", "test.accuracy": "test acc",
+           "mia.df_member_rate": "MIA Df member", "mia.auc": "MIA AUC", "mia.test_member_rate": "MIA test member",
+           **{metric: header for header, metric in RELATIVE_HEADERS}}
+FIXED_COLUMNS = ("method", "n")
+
+
+def list_studies(store: SessionStore) -> list[dict]:
+    """Every study under the store's home, newest first: ``id``, ``spec``, ``cells``, ``updated`` (the
+    record's mtime); a record that cannot be read is listed with its one-line ``error``."""
+    root = studies_dir(store.home)
+    rows = []
+    for path in root.glob("study-*.json") if root.is_dir() else ():
+        study_id = path.stem
+        try:
+            record = StudyRecord.stored(study_id, store.home)
+            rows.append({"id": study_id, "spec": record.spec, "cells": record.cells, "updated": path.stat().st_mtime})
+        except (StudyError, OSError) as exc:
+            rows.append({"id": study_id, "spec": {}, "cells": [], "updated": 0.0, "error": str(exc)})
+    return sorted(rows, key=lambda row: (row["updated"], row["id"]), reverse=True)
+
+
+def load_study(store: SessionStore, study_id: str, ks: KS | None, summaries: dict[str, dict]) -> dict:
+    """The study now: ``id``, ``spec``, ``cells`` (every method x seed of the spec, each with its
+    ``session``, ``state`` from the session itself, ``row`` from the catalog) and ``methods`` (per method
+    ``{metric: {"mean", "std", "n"}}`` over the finished cells, as `study` reports them). ``summaries``
+    caches finished sessions' summaries between polls (a finished session does not change).
+    StudyError when the record cannot be used."""
+    record = StudyRecord.stored(study_id, store.home)
+    catalog = {row["id"]: row for row in store.list()}
+    methods, seeds = list(record.spec["methods"]), list(record.spec.get("seeds") or [])
+    seeds += [c["seed"] for c in record.cells if c["seed"] not in seeds]
+    cells, runs = [], []
+    for method in methods:
+        for seed in seeds:
+            cell = record.cell(method, seed) or {}
+            session = cell.get("session")
+            row = catalog.get(session) if session else None
+            state = (row or {}).get("state") or cell.get("state") or "pending"
+            if state == "finished" and session not in summaries:
+                summary = store.get(session).get("summary")
+                if isinstance(summary, dict):
+                    summaries[session] = summary
+            if state == "finished" and session in summaries:
+                runs.append((method, seed, summaries[session]))
+            cells.append({"method": method, "seed": seed, "session": session, "state": state, "row": row})
+    return {"id": study_id, "spec": record.spec, "cells": cells, "methods": aggregate(runs, ks, order=methods)}
+
+
+def progress(study: dict) -> str:
+    """``3 of 4 runs finished, 1 running`` (failed and pending ones named when there are any)."""
+    states = [cell["state"] for cell in study["cells"]]
+    done = states.count("finished")
+    words = [f"{done} of {len(states)} runs finished"]
+    active = sum(state in ACTIVE_STATES for state in states)
+    failed = sum(state in ("failed", "cancelled", "interrupted") for state in states)
+    pending = states.count("pending")
+    words += [f"{active} running"] * bool(active) + [f"{failed} failed"] * bool(failed) + \
+        [f"{pending} to start"] * bool(pending)
+    return ", ".join(words)
+
+
+def grid_metrics(study: dict) -> list[str]:
+    """The grid's metric columns: every metric any method has, headline metrics first."""
+    return headline_first(name for stats in study["methods"].values() for name in stats)
+
+
+def header(metric: str) -> str:
+    return HEADERS.get(metric, metric)
+
+
+def method_counts(study: dict, method: str) -> tuple[int, int]:
+    """(finished runs, runs) of ``method``."""
+    cells = [c for c in study["cells"] if c["method"] == method]
+    return sum(c["state"] == "finished" for c in cells), len(cells)
+
+
+def grid_rows(study: dict, metrics: list[str], sort: str = "method", reverse: bool = False) -> list[list[str]]:
+    """One row per method: its name, ``finished/runs`` and each metric as ``mean ± std``, sorted by
+    ``sort`` ("method": the study's order; "n": finished runs; a metric: its mean, missing ones last)."""
+    order = list(study["spec"]["methods"])
+
+    def key(method: str):
+        if sort == "method":
+            return order.index(method)
+        if sort == "n":
+            return method_counts(study, method)[0]
+        stats = study["methods"].get(method, {}).get(sort)
+        return stats["mean"] if stats and math.isfinite(stats["mean"]) else None
+
+    present = sorted((m for m in order if key(m) is not None), key=key, reverse=reverse)
+    rows = []
+    for method in present + [m for m in order if key(m) is None]:
+        done, total = method_counts(study, method)
+        per_method = study["methods"].get(method, {})
+        rows.append([method, f"{done}/{total}", *(fmt_mean_std(per_method.get(m), m) for m in metrics)])
+    return rows
+
+
+def method_cells(study: dict, method: str) -> list[dict]:
+    return [cell for cell in study["cells"] if cell["method"] == method]

@@ -1,0 +1,194 @@
+"""New study: methods, seeds, model, data, task, deletion set, requests, device, tolerance and method flags,
+as `mmul-workbench study` takes them. Submit starts the study in the background through the services
+(`mmul-workbench study ... --json` in its own process; its cells queue on the engine when it is ready)
+and, once the study has said its id, switches to its grid. The form checks what it can at once (method
+names, seeds, the flags' shell quoting); the rest the study command checks, and its one-line error is
+shown here."""
+from __future__ import annotations
+
+import shlex
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.suggester import SuggestFromList
+from textual.widgets import Button, Footer, Input, Select, Static
+
+from engine import spec as specs
+from engine.errors import SpecError
+from screens.deletion import DeletionForm
+from screens.new_run import DATA_TASK, DEFAULT_MODEL
+from screens.services import ServiceError, Services, StudyLaunch
+from screens.widgets.form import field
+
+DEFAULT_METHODS = "retrain,ft,multidelete"
+DEFAULT_SEEDS = "42,87,21"  # the MultiDelete paper's three seeds, as `study` defaults
+WAIT_SECONDS = 0.25         # how often the form looks for the started study's id
+
+
+class FormError(ValueError):
+    """A field of the study form that is wrong: ``field`` is the widget id, the message one line."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def study_args(values: dict[str, str], deletion: dict) -> list[str]:
+    """The `mmul-workbench study` arguments of the form's ``values`` (text of each field, by widget id)
+    and its ``deletion`` (screens.deletion.DeletionForm.deletion); FormError naming the field."""
+    methods = [m.strip() for m in values["methods"].split(",") if m.strip()]
+    if not methods:
+        raise FormError("methods", "give one or more methods, e.g. retrain,ft,multidelete")
+    for method in methods:
+        try:
+            specs.method_info(method)
+        except SpecError as exc:
+            raise FormError("methods", str(exc)) from None
+    seeds = [s.strip() for s in values["seeds"].split(",") if s.strip()]
+    if not seeds or not all(s.lstrip("-").isdigit() for s in seeds):
+        raise FormError("seeds", f"seeds are comma-separated whole numbers, e.g. {DEFAULT_SEEDS}")
+    args = ["--methods", ",".join(methods), "--seeds", ",".join(seeds),
+            "--model", values["model"].strip(), "--data", values["data"].strip(), "--device", values["device"]]
+    if values.get("task", DATA_TASK) != DATA_TASK:
+        args += ["--task", values["task"]]
+    n = deletion.get("n")
+    if n is not None:
+        args += ["--delete", str(n)]
+    if deletion.get("strategy") == "ids":
+        args += ["--delete-ids", deletion.get("file") or ""]
+    elif deletion.get("strategy") == "query":
+        args += ["--delete-query", deletion.get("query") or ""]
+    for name, flag in (("requests", "--requests"), ("tolerance", "--tolerance")):
+        if values.get(name, "").strip():
+            args += [flag, values[name].strip()]
+    try:
+        extra = shlex.split(values.get("flags", ""))
+    except ValueError as exc:
+        raise FormError("flags", f"method flags: {exc} (write them as on the command line: --epochs 1 --lr 1e-4)")
+    if any(word in ("--json", "--engine") for word in extra):
+        raise FormError("flags", "method flags: leave out --json and --engine (the form sets them)")
+    return args + extra
+
+
+class StudyFormScreen(Screen):
+    BINDINGS = [
+        Binding("ctrl+s", "submit", "Start study", id="study_form.submit"),
+        Binding("escape", "back", "Back", id="study_form.back"),
+    ]
+
+    def __init__(self, services: Services) -> None:
+        super().__init__()
+        self.services = services
+        self.launch: StudyLaunch | None = None
+        self._timer = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("[b]New study[/b]  methods x seeds on one protocol, each run a session; ctrl+s starts it "
+                     "in the background, escape goes back", id="sf-title")
+        with VerticalScroll(id="sf-form"):
+            with Horizontal(classes="row"):
+                yield field("methods (comma-separated; retrain for the gaps)",
+                            Input(DEFAULT_METHODS, id="methods", compact=True), "err-methods")
+                yield field("seeds", Input(DEFAULT_SEEDS, id="seeds", compact=True), "err-seeds")
+            yield field("method flags, as on the command line (e.g. --epochs 1 --lr 1e-4)",
+                        Input("", id="flags", compact=True), "err-flags")
+            with Horizontal(classes="row"):
+                yield field("model", Input(DEFAULT_MODEL, id="model", compact=True,
+                                           suggester=SuggestFromList(list(specs.MODELS), case_sensitive=False)),
+                            "err-model")
+                yield field("data", Input("shapes-tiny" if "shapes-tiny" in specs.WORLDS else next(iter(specs.WORLDS)),
+                                          id="data", compact=True, suggester=SuggestFromList(list(specs.WORLDS))),
+                            "err-data")
+                yield field("task", Select([("the data's own", DATA_TASK)] + [(t, t) for t in specs.RUN_TASKS],
+                                           value=DATA_TASK, allow_blank=False, id="task", compact=True), "err-task")
+            with Horizontal(classes="row"):
+                yield field("requests k (empty: 1)", Input("", id="requests", compact=True), "err-requests")
+                yield field("device", Select([(d, d) for d in specs.DEVICES], value="auto", allow_blank=False,
+                                             id="device", compact=True), "err-device")
+                yield field("tolerance (points)", Input("", placeholder="5", id="tolerance", compact=True),
+                            "err-tolerance")
+            yield DeletionForm(self.services.preview_deletion, id="deletion")
+            yield Static("", id="form-error", classes="field-error")
+            with Horizontal(id="nr-buttons"):
+                yield Button("Start study (ctrl+s)", variant="primary", id="submit")
+                yield Button("Back", id="back")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#methods", Input).focus()
+        self.sync_deletion()
+
+    @on(Input.Changed, "#data, #seeds")
+    def sync_deletion(self) -> None:
+        form = self.query_one("#deletion", DeletionForm)
+        form.data = self.query_one("#data", Input).value.strip()
+        first = self.query_one("#seeds", Input).value.split(",")[0].strip()
+        form.seed = int(first) if first.lstrip("-").isdigit() else first
+        form.schedule_preview()
+
+    def values(self) -> dict[str, str]:
+        out = {name: self.query_one(f"#{name}", Input).value
+               for name in ("methods", "seeds", "model", "data", "requests", "tolerance", "flags")}
+        out.update(task=str(self.query_one("#task", Select).value), device=str(self.query_one("#device", Select).value))
+        return out
+
+    def show_error(self, target: str, message: str) -> None:
+        for label in self.query(".field-error"):
+            label.update("")
+            label.display = False
+        label = self.query_one(f"#err-{target}" if self.query(f"#err-{target}") else "#form-error", Static)
+        label.update(message)
+        label.display = bool(message)
+
+    def action_submit(self) -> None:
+        if self.launch is not None:
+            return
+        try:
+            args = study_args(self.values(), self.query_one("#deletion", DeletionForm).deletion())
+        except FormError as exc:
+            self.show_error(exc.field, str(exc))
+            return
+        try:
+            self.launch = self.services.launch_study(args)
+        except ServiceError as exc:
+            self.show_error("form-error", str(exc))
+            return
+        self.show_error("form-error", "starting the study...")
+        self.query_one("#submit", Button).disabled = True
+        self._timer = self.set_interval(WAIT_SECONDS, self.wait_for_study)
+
+    def wait_for_study(self) -> None:
+        """Until the study says its id (then its grid) or ends without one (then its error, here)."""
+        launch = self.launch
+        if launch is None:
+            return
+        study_id = launch.study_id()
+        error = launch.error() if study_id is None else None
+        if study_id is None and error is None and launch.poll() is None:
+            return
+        self._timer.stop()
+        if study_id is None:
+            self.launch = None
+            self.query_one("#submit", Button).disabled = False
+            self.show_error("form-error", f"study: {error or 'it ended without saying its id'}")
+            return
+        watch = getattr(self.app, "watch_study", None)
+        if watch is not None:
+            watch(study_id, launch)
+        from screens.study_grid import StudyGridScreen
+
+        self.app.switch_screen(StudyGridScreen(study_id, self.services))
+
+    @on(Button.Pressed, "#submit")
+    def _submit_pressed(self) -> None:
+        self.action_submit()
+
+    @on(Button.Pressed, "#back")
+    def _back_pressed(self) -> None:
+        self.action_back()
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

@@ -1,0 +1,265 @@
+"""The Studies view: the grid of a study (methods x metrics, mean ± std, n, headline metrics first),
+sorting by any column, a running study filling in, a method's sessions and the monitor from there, the
+launch form (arguments as `study` takes them; a bad one stays in the form) and the toasts when a run or
+a study ends. No engine and no training: the study's sessions are written with fixed numbers."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import wait_until
+from sessions.store import SessionStore
+from sessions.study import StudyRecord
+from workbench.tui import create_app
+
+SIZE = (100, 30)
+SEEDS = (42, 87)
+# method -> per seed (Df/Dr AUC, test r_mean, MIA Df member rate)
+NUMBERS = {"retrain": ((0.60, 50.0, 0.20), (0.64, 52.0, 0.24)),
+           "ft": ((0.52, 49.0, 0.50), (0.50, 47.0, 0.46)),
+           "multidelete": ((0.66, 48.0, 0.30), (0.70, 50.0, 0.34))}
+STUDY_ID = "study-0123456789ab"
+
+
+def finished_session(store: SessionStore, method: str, seed: int, numbers: tuple) -> str:
+    auc, r_mean, member = numbers
+    writer = store.create({"method": method, "model": "clip-tiny", "data": "shapes-tiny", "device": "cpu",
+                           "deletion": {"strategy": "random", "n": 8, "seed": seed}},
+                          name=f"{STUDY_ID} {method} s{seed}")
+    for step in range(4):
+        writer.emit("step", step=step, phase="unlearn", lr=1e-3, losses={"total": 1.0 / (step + 1)})
+    metrics = {"df_dr_auc": auc, "test": {"r_mean": r_mean}, "mia": {"df_member_rate": member}}
+    writer.emit("eval", step=4, phase="eval", split="after", metrics=metrics)
+    writer.finish("finished", summary={"metrics": metrics, "seconds": 10.0 + seed / 100, "device": "cpu",
+                                       "df_scores": [auc, auc / 2, auc / 3]})
+    return writer.session_id
+
+
+def write_study(store: SessionStore, running: tuple[str, int] | None = None) -> StudyRecord:
+    """The study of NUMBERS; the cell ``running`` (method, seed) is a session still running."""
+    spec = {"model": "clip-tiny", "data": "shapes-tiny", "task": "retrieval", "device": "cpu",
+            "deletion": {"strategy": "random", "n": 8}, "requests": 1, "params": {},
+            "methods": list(NUMBERS), "seeds": list(SEEDS)}
+    record = StudyRecord(STUDY_ID, spec, store.home)
+    record.created = 0.0
+    for method, per_seed in NUMBERS.items():
+        for seed, numbers in zip(SEEDS, per_seed):
+            if (method, seed) == running:
+                writer = store.create({"method": method, "model": "clip-tiny", "data": "shapes-tiny"},
+                                      name=f"{STUDY_ID} {method} s{seed}")
+                writer.flush()
+                record.set_cell(method, seed, writer.session_id, "running")
+                record.writer = writer  # the test finishes it
+                continue
+            record.set_cell(method, seed, finished_session(store, method, seed, numbers), "finished")
+    return record
+
+
+@pytest.fixture
+def tmp_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMUL_HOME", str(tmp_path))
+    return tmp_path
+
+
+# --------------------------------------------------------------------------------------------------
+# the grid's numbers (pure)
+
+
+def test_load_study_aggregates_the_cells_with_headlines_first(tmp_home):
+    from screens.study_data import grid_metrics, grid_rows, load_study, progress
+
+    store = SessionStore()
+    write_study(store)
+    study = load_study(store, STUDY_ID, None, {})
+    assert progress(study) == "6 of 6 runs finished"
+    ft = study["methods"]["ft"]
+    assert ft["df_dr_auc"] == {"mean": pytest.approx(0.51), "std": pytest.approx(0.0141421356), "n": 2}
+    assert ft["auc_gap_to_retrain"]["mean"] == pytest.approx((0.08 + 0.14) / 2)   # |0.52-0.60|, |0.50-0.64|
+    metrics = grid_metrics(study)
+    assert metrics[:5] == ["df_dr_auc", "test.r_mean", "auc_gap_to_retrain", "test_gap_to_retrain",
+                           "mia.df_member_rate"]
+    rows = grid_rows(study, metrics)
+    assert [row[0] for row in rows] == ["retrain", "ft", "multidelete"]
+    assert rows[1][1:4] == ["2/2", "51.0 ± 1.4", "48.0 ± 1.4"]  # percent, one decimal; n = finished/runs
+    by_auc = grid_rows(study, metrics, "df_dr_auc")
+    assert [row[0] for row in by_auc] == ["ft", "retrain", "multidelete"]
+    assert [row[0] for row in grid_rows(study, metrics, "df_dr_auc", reverse=True)] == ["multidelete", "retrain", "ft"]
+
+
+def test_a_running_cell_counts_as_running_and_is_left_out_of_the_means(tmp_home):
+    from screens.study_data import load_study, progress
+
+    store = SessionStore()
+    record = write_study(store, running=("multidelete", 87))
+    study = load_study(store, STUDY_ID, None, {})
+    assert progress(study) == "5 of 6 runs finished, 1 running"
+    assert study["methods"]["multidelete"]["df_dr_auc"]["n"] == 1
+    record.writer.finish("finished", summary={"metrics": {"df_dr_auc": 0.70}})
+    study = load_study(store, STUDY_ID, None, {})
+    assert progress(study) == "6 of 6 runs finished"
+    assert study["methods"]["multidelete"]["df_dr_auc"]["mean"] == pytest.approx(0.68)
+
+
+# --------------------------------------------------------------------------------------------------
+# the screens
+
+
+def grid_cells(screen) -> list[list[str]]:
+    table = screen.query_one("#study-grid")
+    return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+async def test_studies_from_home_grid_sorts_fills_in_live_and_opens_sessions(tmp_home):
+    from screens.monitor import MonitorScreen
+    from screens.studies import StudiesScreen
+    from screens.study_grid import StudyGridScreen
+    from screens.study_sessions import StudySessionsScreen
+
+    store = SessionStore()
+    record = write_study(store, running=("multidelete", 87))
+    app = create_app(start_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("t")                       # home -> Studies
+        await wait_until(pilot, lambda: isinstance(app.screen, StudiesScreen)
+                         and app.screen.query_one("#studies").row_count == 1)
+        assert "5/6" in [str(c) for c in app.screen.query_one("#studies").get_row_at(0)]
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, StudyGridScreen) and app.screen.rows)
+        grid = app.screen
+        assert "1 running" in str(grid.query_one("#study-status").render())
+        assert grid_cells(grid)[2][:3] == ["multidelete", "1/2", "66.0 ± 0.0"]
+        # the running cell finishes: the grid fills in without a key
+        record.writer.finish("finished", summary={"metrics": {"df_dr_auc": 0.70, "test": {"r_mean": 50.0}}})
+        await wait_until(pilot, lambda: grid_cells(grid)[2][:3] == ["multidelete", "2/2", "68.0 ± 2.8"], timeout=10)
+        assert "6 of 6 runs finished" in str(grid.query_one("#study-status").render())
+        # sort by the column under the cursor (Df/Dr AUC), then reversed
+        await pilot.press("right", "right", "s")
+        assert grid.sort_key == "df_dr_auc"
+        assert [row[0] for row in grid_cells(grid)] == ["ft", "retrain", "multidelete"]
+        await pilot.press("s")
+        assert [row[0] for row in grid_cells(grid)] == ["multidelete", "retrain", "ft"]
+        # a method's sessions, and the monitor from there
+        await pilot.press("down", "enter")         # row 1 after the reversed sort: retrain
+        await wait_until(pilot, lambda: isinstance(app.screen, StudySessionsScreen) and app.screen.cells)
+        assert app.screen.method == "retrain"
+        assert [c["seed"] for c in app.screen.cells] == [42, 87]
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, MonitorScreen))
+        await wait_until(pilot, lambda: app.screen.model.x == 4)
+        assert app.screen.source.session_id == app.screen_stack[-2].cells[0]["session"]
+        assert "device cpu" in str(app.screen.query_one("#mon-status").render())
+
+
+class FakeLaunch:
+    """A started study as the services hand it back (screens.services.StudyLaunch)."""
+
+    def __init__(self, study_id: str | None = STUDY_ID, code: int | None = None, error: str | None = None):
+        self.id, self.code, self.message = study_id, code, error
+
+    def poll(self):
+        return self.code
+
+    def study_id(self):
+        return self.id
+
+    def error(self):
+        return self.message if self.code not in (None, 0) else None
+
+
+async def test_study_form_launches_the_study_and_opens_its_grid(tmp_home):
+    from screens.study_form import StudyFormScreen
+    from screens.study_grid import StudyGridScreen
+
+    write_study(SessionStore())
+    launched: list[list[str]] = []
+    app = create_app(start_engine=False)
+    app.services.study_launcher = lambda args: launched.append(args) or FakeLaunch()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        await wait_until(pilot, lambda: isinstance(app.screen, StudyFormScreen))
+        form = app.screen
+        form.query_one("#methods").value = "ft, nope"
+        await pilot.press("ctrl+s")
+        error = form.query_one("#err-methods")
+        assert "unknown method 'nope'" in str(error.render()) and error.display and launched == []
+        form.query_one("#methods").value = "ft,neggrad"
+        form.query_one("#seeds").value = "42,7"
+        form.query_one("#flags").value = "--epochs 1 --lr 1e-4"
+        form.query_one("#del-n").value = "10"
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, StudyGridScreen) and app.screen.rows)
+        assert launched == [["--methods", "ft,neggrad", "--seeds", "42,7", "--model", "clip-tiny", "--data",
+                             "shapes-tiny", "--device", "auto", "--delete", "10", "--epochs", "1", "--lr", "1e-4"]]
+        assert app.screen.study_id == STUDY_ID and app.studies == {STUDY_ID: app.studies[STUDY_ID]}
+
+
+async def test_study_form_shows_the_study_commands_one_line_error(tmp_home):
+    from screens.study_form import StudyFormScreen
+
+    app = create_app(start_engine=False)
+    app.services.study_launcher = lambda args: FakeLaunch(None, 2, "--tolerance must be a number of points >= 0")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        await wait_until(pilot, lambda: isinstance(app.screen, StudyFormScreen))
+        await pilot.press("ctrl+s")
+        error = app.screen.query_one("#form-error")
+        await wait_until(pilot, lambda: "--tolerance must be" in str(error.render()))
+        assert isinstance(app.screen, StudyFormScreen) and not app.screen.query_one("#submit").disabled
+
+
+async def test_toasts_when_a_run_or_a_study_ends_elsewhere(tmp_home):
+    from screens.monitor import MonitorScreen
+    from screens.studies import StudiesScreen
+
+    store = SessionStore()
+    seen = store.create({"method": "ft", "model": "clip-tiny", "data": "shapes-tiny"}, name="watched")
+    other = store.create({"method": "npo", "model": "clip-tiny", "data": "shapes-tiny"}, name="elsewhere")
+    seen.flush()
+    other.flush()
+    toasts: list[tuple[str, str]] = []
+    app = create_app(start_engine=False)
+    app.watch_seconds = 0.1
+    app.notify = lambda message, *, title="", severity="information", timeout=None, markup=True: \
+        toasts.append((message, severity))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.seen_states is not None and len(app.seen_states) == 2)
+        from sessions.source import StoredSource
+
+        await app.push_screen(MonitorScreen(StoredSource(seen.session_id, store, follow=True), replay=False))
+        seen.finish("finished", summary={"metrics": {"df_dr_auc": 0.61}})   # on screen: no toast
+        await wait_until(pilot, lambda: app.seen_states[seen.session_id] == "finished")
+        await app.push_screen(StudiesScreen(app.services))
+        other.finish("failed", message="loss became NaN at step 3")         # elsewhere: a toast
+        await wait_until(pilot, lambda: len(toasts) == 1)
+        assert toasts == [("npo elsewhere failed: loss became NaN at step 3", "error")]
+        app.watch_study(STUDY_ID, FakeLaunch(code=0))
+        await wait_until(pilot, lambda: len(toasts) == 2)
+        assert toasts[1] == (f"study {STUDY_ID} finished", "information") and app.studies == {}
+
+
+def test_study_args_are_the_study_commands():
+    from screens.study_form import FormError, study_args
+
+    values = {"methods": "retrain, ft", "seeds": "42, 7", "model": "blip-tiny", "data": "shapes-ve",
+              "task": "classification", "device": "cpu", "requests": "2", "tolerance": "3", "flags": "--ukr-on dr"}
+    assert study_args(values, {"strategy": "query", "query": "red circle", "n": None}) == [
+        "--methods", "retrain,ft", "--seeds", "42,7", "--model", "blip-tiny", "--data", "shapes-ve", "--device", "cpu",
+        "--task", "classification", "--delete-query", "red circle", "--requests", "2", "--tolerance", "3",
+        "--ukr-on", "dr"]
+    assert study_args({**values, "requests": "", "tolerance": "", "flags": ""},
+                      {"strategy": "ids", "file": "/tmp/ids.txt", "n": 5})[-4:] == [
+        "--delete", "5", "--delete-ids", "/tmp/ids.txt"]
+    for field, value, words in (("seeds", "42,x", "whole numbers"), ("flags", "--lr '1e-4", "quotation"),
+                                ("flags", "--json", "leave out --json")):
+        with pytest.raises(FormError, match=words) as caught:
+            study_args({**values, field: value}, {"strategy": "random", "n": 4})
+        assert caught.value.field == field
+
+
+def test_study_process_says_the_study_commands_one_line_error(tmp_home):
+    from workbench.study_launch import StudyProcess
+
+    launch = StudyProcess(["--methods", "nope", "--model", "clip-tiny", "--data", "shapes-tiny"], tmp_home)
+    launch.process.wait(timeout=60)
+    assert launch.poll() == 2 and launch.study_id() is None
+    assert launch.error().startswith("--methods: unknown method 'nope'")
+    assert int(launch.pid_file.read_text()) == launch.process.pid

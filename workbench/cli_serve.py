@@ -1,0 +1,97 @@
+"""`mmul-workbench serve`: the same TUI in a browser, through textual-serve.
+
+Each browser tab that opens the page gets its own `mmul-workbench` TUI process (textual-serve runs the
+command with Textual's web driver and streams the terminal to xterm.js in the page). It binds to
+127.0.0.1 by default: from another machine, forward the port over SSH (`ssh -L 8000:localhost:8000 HOST`)
+rather than exposing a workbench that has no password. A host or port it cannot listen on is one line
+and exit 2, checked before the server starts. Nothing here imports torch; textual-serve loads inside the
+command.
+"""
+from __future__ import annotations
+
+import errno
+import shlex
+import socket
+import sys
+from typing import Optional
+
+import typer
+
+from workbench.output import fail
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+WILDCARD = ("0.0.0.0", "::", "")
+
+
+def bind_problem(host: str, port: int) -> Optional[str]:
+    """Why the server could not listen on ``host:port`` (one line, with what would work), or None."""
+    if not 1 <= port <= 65535:
+        return f"--port {port} is not a TCP port; use one in 1-65535, e.g. 8000"
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        return f"--host {host!r} is not an address of this machine ({error.strerror}); use 127.0.0.1 (the default)"
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will bind
+            try:
+                probe.bind(address)
+            except OSError as error:
+                return describe_bind_error(host, port, error)
+    return None
+
+
+def describe_bind_error(host: str, port: int, error: OSError) -> str:
+    if error.errno == errno.EADDRINUSE:
+        return f"port {port} on {host} is in use (another server?); pick a free one, e.g. --port {port + 1}"
+    if error.errno == errno.EACCES:
+        return f"not allowed to listen on port {port} (ports below 1024 need root); use e.g. --port 8000"
+    if error.errno == errno.EADDRNOTAVAIL:
+        return f"--host {host} is not an address of this machine; use 127.0.0.1 (the default)"
+    return f"cannot listen on {host}:{port} ({error.strerror or error}); use --host 127.0.0.1 and a free --port"
+
+
+def public_url(host: str, port: int) -> str:
+    """The address the page's links and websocket use: a wildcard host is reached by this machine's name."""
+    name = socket.getfqdn() if host in WILDCARD else host
+    return f"http://{f'[{name}]' if ':' in name else name}:{port}"
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="the address to listen on; keep the default and "
+                             "forward the port over SSH (ssh -L 8000:localhost:8000 HOST)"),
+    port: int = typer.Option(8000, "--port", help="the TCP port to listen on"),
+) -> None:
+    """Serve the workbench TUI to a browser (textual-serve), for use over an SSH port-forward."""
+    problem = bind_problem(host, port)
+    if problem is not None:
+        fail(problem)
+    from textual_serve.server import Server
+
+    url = public_url(host, port)
+
+    class WorkbenchServer(Server):
+        def initialize_logging(self) -> None:  # its request log is for people: stderr, as all our diagnostics
+            from rich.console import Console
+
+            self.console = Console(stderr=True)
+            super().initialize_logging()
+
+        async def on_startup(self, app) -> None:  # our one line on stderr instead of textual-serve's banner
+            print(f"serving the workbench on {url} (ctrl+c stops); from another machine: "
+                  f"ssh -L {port}:localhost:{port} {socket.gethostname()}, then open http://localhost:{port}",
+                  file=sys.stderr, flush=True)
+            if host not in LOOPBACK:
+                print(f"warning: --host {host} lets every machine that reaches it use this workbench, with no "
+                      "password; prefer the default 127.0.0.1 and an SSH port-forward", file=sys.stderr, flush=True)
+
+    command = f"{shlex.quote(sys.executable)} -m workbench.cli"  # the TUI, one process per browser tab
+    server = WorkbenchServer(command, host=host, port=port, title="mmul-workbench", public_url=url)
+    try:
+        server.serve()
+    except OSError as error:  # taken between the check and the server's own bind
+        fail(describe_bind_error(host, port, error))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
