@@ -6,6 +6,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # two workers on two cores: one torch thread each (and in the processes they start), not two each fighting
+    # over the cores; the tiny models gain nothing from a second thread
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 def shared_originals() -> Path:
     """The tiny original models every test process shares (``$MMUL_TEST_CACHE``, default

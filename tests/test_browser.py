@@ -114,6 +114,19 @@ class Page:
         raise AssertionError(f"the page never got there in {timeout} s; last:\n{value}")
 
 
+def page_when_up(url: str, timeout: float) -> str:
+    """The page at ``url`` once its server answers (refused connections retried until ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return response.read().decode()
+        except urllib.error.URLError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 @asynccontextmanager
 async def chromium_page(tmp_path: Path, width: int = 1280, height: int = 900):
     import aiohttp
@@ -125,8 +138,8 @@ async def chromium_page(tmp_path: Path, width: int = 1280, height: int = 900):
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         port = Lines(browser.stderr).wait_for(r"DevTools listening on ws://[^:]+:(\d+)/", timeout=30).group(1)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as response:
-            target = next(t for t in json.load(response) if t["type"] == "page")
+        target = next(t for t in json.loads(page_when_up(f"http://127.0.0.1:{port}/json/list", timeout=30))
+                      if t["type"] == "page")
         async with aiohttp.ClientSession() as client:
             async with client.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
                 yield Page(ws)
@@ -196,8 +209,8 @@ async def test_serve_shows_the_sessions_home_in_chromium(tmp_path):
     try:
         Lines(server.stderr).wait_for(rf"serving the workbench on http://127\.0\.0\.1:{port} ", timeout=30)
         url = f"http://127.0.0.1:{port}/"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            assert f"ws://127.0.0.1:{port}/ws" in response.read().decode()  # the page's terminal websocket
+        # aiohttp announces start-up a moment before its socket listens: poll until the page answers
+        assert f"ws://127.0.0.1:{port}/ws" in page_when_up(url, timeout=30)  # the page's terminal websocket
         async with chromium_page(tmp_path) as page:
             await page.call("Page.enable")
             await page.call("Page.addScriptToEvaluateOnNewDocument", source=KEEP_TERMINAL)
