@@ -1,5 +1,5 @@
-"""One job across several devices (``--devices N``): N rank processes, data-parallel over the Df and Dr
-batches, started and wired by accelerate (``PartialState``: gloo on CPUs, NCCL on CUDA devices).
+"""What a rank of a ``--devices N`` job does (engine/protocols/parallel_run.py starts the ranks): data-parallel
+over the Df and Dr batches, the ranks wired by accelerate (``PartialState``: gloo on CPUs, NCCL on CUDA devices).
 
 Every rank draws the same global batch from the same seeded order and takes its own contiguous shard
 of it (the global batch sizes are those of a single-process run); after each backward pass the
@@ -15,20 +15,14 @@ because the adapters call the model's parts (vision tower, text tower, heads), n
 """
 from __future__ import annotations
 
-import json
 import os
-import queue
 import socket
-import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.distributed as dist
-
-from sessions.files import dumps
 
 _current: "DataParallel | None" = None
 
@@ -87,48 +81,6 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def run_parallel(spec: dict, emit: Callable[..., None], should_stop: Callable[[], bool],
-                 session_id: str | None) -> dict:
-    """Run ``spec`` on ``spec["devices"]`` ranks; rank 0's events go to ``emit``; returns rank 0's result."""
-    from engine.errors import Cancelled, RunFailed
-    from engine.protocols.requests import prepare_original
-
-    prepare_original(spec, emit, should_stop)
-    context = torch.multiprocessing.get_context("spawn")
-    outbox, stop = context.Queue(), context.Event()
-    port, world = free_port(), spec["devices"]
-    ranks = [context.Process(target=rank_main, args=(rank, world, port, spec, session_id, outbox, stop),
-                             name=f"rank-{rank}") for rank in range(world)]
-    for process in ranks:
-        process.start()
-    try:
-        while True:
-            try:
-                kind, payload = outbox.get(timeout=0.2)
-            except queue.Empty:
-                if should_stop():
-                    stop.set()
-                dead = [(r, p.exitcode) for r, p in enumerate(ranks) if p.exitcode not in (None, 0)]
-                if dead:
-                    rank, code = dead[0]
-                    raise RunFailed(f"rank {rank} of {world} died (exit status {code}) before the run ended")
-                continue
-            if kind == "event":
-                emit(payload[0], **payload[1])
-            elif kind == "result":
-                return payload
-            elif kind == "cancelled":
-                raise Cancelled(payload)
-            else:
-                raise RunFailed(payload)
-    finally:
-        stop.set()
-        for process in ranks:
-            process.join(timeout=30)
-            if process.is_alive():
-                process.kill()
-
-
 @contextmanager
 def rank_of(rank: int, world: int, port: int, cpu: bool) -> Iterator[DataParallel]:
     """Be rank ``rank`` of ``world`` while inside: the process group joined through accelerate (gloo for
@@ -147,33 +99,3 @@ def rank_of(rank: int, world: int, port: int, cpu: bool) -> Iterator[DataParalle
         _current = None
         if dist.is_initialized():
             dist.destroy_process_group()
-
-
-def rank_main(rank: int, world: int, port: int, spec: dict, session_id: str | None, outbox, stop) -> None:
-    """One rank: runs the job; reports through ``outbox`` (rank 0's events and result, any rank's failure)."""
-    from engine.errors import Cancelled, RunFailed, SpecError
-    from engine.protocols.requests import run_requests
-
-    def emit(kind: str, **fields) -> None:
-        if rank == 0:
-            outbox.put(("event", (kind, json_safe(fields))))
-
-    cpu = spec["device"] == "cpu"
-    try:
-        with rank_of(rank, world, port, cpu) as parallel:
-            device = "cpu" if cpu else str(parallel.device)
-            result = run_requests({**spec, "device": device}, emit, stop.is_set, session_id=session_id)
-        if rank == 0:
-            outbox.put(("result", json_safe(result)))
-    except Cancelled as exc:
-        outbox.put(("cancelled", str(exc) or "cancelled"))
-    except (RunFailed, SpecError) as exc:
-        outbox.put(("failed", f"rank {rank}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"))
-    except BaseException as exc:
-        traceback.print_exc()
-        outbox.put(("failed", f"rank {rank}: internal error: {type(exc).__name__}: {exc}".splitlines()[0]))
-
-
-def json_safe(document: dict) -> dict:
-    """Plain JSON values only (numpy and torch scalars converted), to cross the process boundary."""
-    return json.loads(dumps(document))

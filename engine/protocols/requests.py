@@ -23,6 +23,7 @@ from engine.data.deletion import split_requests
 from engine.loop import LoopConfig, run_loop
 from engine.parallel import is_main
 from engine.protocols.budget import time_budget
+from engine.protocols import tune as tuning
 from engine.protocols.guard import Guard
 from engine.protocols.originals import original_dir, original_record, resolve_device, save_atomically
 from engine.seeding import derive_seed, generator, seed_everything
@@ -105,9 +106,10 @@ class Requests:
         params = spec["params"]
         tuned = None
         if params.get("tune"):  # lr and epochs picked on validation data (engine/protocols/tune.py)
-            from engine.protocols.tune import tune
+            def run_point(point: dict, quiet, validation, original: dict | None) -> dict:
+                return Requests(point, quiet, self.should_stop, self.device, task=validation).run(None, original)
 
-            tuned = tune(spec, params["lr"] or defaults["lr"], emit, self.should_stop, self.device, self.cache)
+            tuned = tuning.tune(spec, params["lr"] or defaults["lr"], emit, self.should_stop, self.cache, run_point)
             params = {**params, "lr": tuned["lr"], "epochs": tuned["epochs"]}
         lr = params["lr"] or defaults["lr"]
         epochs = params["epochs"] or defaults["epochs"] or self.info.epochs

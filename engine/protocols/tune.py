@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import shutil
+from typing import Callable
 
 from engine.data.deletion import select_units
 from engine.errors import SpecError
@@ -61,9 +62,10 @@ def grid(lr: float, matched_budget: bool) -> list[tuple[float, int | None]]:
     return [(lr * factor, count) for factor in TUNE_LR_FACTORS for count in epochs]
 
 
-def tune(spec: dict, base_lr: float, emit, should_stop, device, cache) -> dict:
-    """Run the grid on validation data; returns {"lr", "epochs", "criterion", "grid": [...], ...}."""
-    from engine.protocols.requests import Requests
+def tune(spec: dict, base_lr: float, emit, should_stop, cache, run_point: Callable[..., dict]) -> dict:
+    """Run the grid on validation data; returns {"lr", "epochs", "criterion", "grid": [...], ...}.
+    ``run_point(point, emit, task, original_metrics)`` runs one grid point's spec on the validation task and
+    returns its result document (the caller's own protocol: this module runs none itself)."""
 
     matched = spec["params"]["budget"] != "default"
     points, original, headline = [], None, None
@@ -76,17 +78,17 @@ def tune(spec: dict, base_lr: float, emit, should_stop, device, cache) -> dict:
     for lr, epochs in grid(base_lr, matched):
         point = {**spec, "params": {**spec["params"], "tune": False, "lr": lr, "epochs": epochs,
                                     "keep": "last", "stop_if": None}}
-        requests = Requests(point, quiet, should_stop, device, task=validation_task(point, quiet, should_stop, cache))
-        document = requests.run(None, original)
+        task = validation_task(point, quiet, should_stop, cache)
+        document = run_point(point, quiet, task, original)
         shutil.rmtree(document["checkpoint"], ignore_errors=True)
         original = original or flat(document["original_metrics"])
         metrics = flat(document["metrics"])
-        headline = headline or TASKS[requests.task.name].test_metric
+        headline = headline or TASKS[task.name].test_metric
         points.append({"lr": lr, "epochs": epochs, "steps": document["steps"],  # epochs None: the budget's steps
                        "val.df_dr_auc": metrics.get("df_dr_auc"), validation_name(headline): metrics.get(headline)})
         emit("log", level="info", message=f"tune: lr {lr:.3g} epochs {points[-1]['epochs']}: validation Df/Dr AUC "
              f"{fmt(metrics.get('df_dr_auc'))}, {validation_name(headline)} {fmt(metrics.get(headline))}")
-    guard = Guard(spec["params"], requests.task.name, original, emit)
+    guard = Guard(spec["params"], task.name, original, emit)
     chosen = choose(points, guard, headline)
     emit("log", level="info", message=f"tune: chose lr {chosen['lr']:.3g} and epochs {chosen['epochs']}")
     return {"lr": chosen["lr"], "epochs": chosen["epochs"], "grid": points, "headline": headline,
@@ -95,7 +97,7 @@ def tune(spec: dict, base_lr: float, emit, should_stop, device, cache) -> dict:
             "criterion": "highest validation Df/Dr AUC (closest to --target-auc when given) among grid points whose "
                          f"validation {headline} stays within --keep-tolerance ({guard.tolerance:g}) points of the "
                          "original's; else the highest validation headline",
-            "deletion": {"units": len(requests.task.deletion), "seed": derive_seed(spec["seed"], "tune")}}
+            "deletion": {"units": len(task.deletion), "seed": derive_seed(spec["seed"], "tune")}}
 
 
 def choose(points: list[dict], guard: Guard, headline: str) -> dict:
