@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 
 from engine.worker import EventSender, run_one
+from sessions.files import plain
 
 ARTIFACTS_ENV = "MMUL_ARTIFACTS"
 
@@ -24,8 +25,8 @@ def run_streaming(spec: dict, session: str, artifacts: str) -> Iterator[dict]:
     jobs = importlib.import_module("engine.jobs")
     outbox: queue.Queue[dict] = queue.Queue()
     stop = threading.Event()
-    writer = EventSender(outbox.put, session)
-    worker = threading.Thread(target=lambda: outbox.put(run_one(jobs, spec, writer, stop.is_set)),
+    writer = EventSender(lambda message: outbox.put(plain(message)), session)  # plain values: Ray pickles them
+    worker = threading.Thread(target=lambda: outbox.put(plain(run_one(jobs, spec, writer, stop.is_set))),
                               name=f"job-{session}", daemon=True)
     worker.start()
     while True:

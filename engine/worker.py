@@ -35,7 +35,6 @@ class EventSender:
 
     def emit(self, kind: str, **fields) -> dict:
         check_fields(kind, fields)
-        fields = json.loads(json.dumps(fields, default=jsonable))  # numpy / torch scalars as plain values
         self.send({"op": "event", "kind": kind, "fields": fields})
         return {"kind": kind, **fields}
 

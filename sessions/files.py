@@ -130,6 +130,12 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), default=jsonable)
 
 
+def plain(obj: Any) -> Any:
+    """``obj`` with only plain JSON values (numpy / torch scalars converted): what crosses a process boundary
+    or is stored."""
+    return json.loads(dumps(obj))
+
+
 def read_json(path: Path) -> Any:
     """The JSON document at ``path``, opened afresh (never a handle kept from an earlier read)."""
     with open(path, "rb") as handle:

@@ -12,7 +12,6 @@ from the session files by the first call that needs it; ``notices`` says so, for
 """
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import time
@@ -30,7 +29,8 @@ from sessions.catalog import (
     write_rows,
 )
 from sessions.errors import SessionBusy, SessionDamaged, UnknownSession
-from sessions.files import DIR_MODE, WRITER_LOCK, describe_error, dumps, locked, private_dir, remove_tree, try_lock
+from sessions.files import (DIR_MODE, WRITER_LOCK, describe_error, dumps, locked, plain, private_dir, remove_tree,
+                            try_lock)
 from sessions.reader import SessionReader
 from sessions.schema import ACTIVE_STATES, SCHEMA_VERSION, SchemaMismatch
 from sessions.writer import FLUSH_INTERVAL, SEGMENT_SIZE, Clock, SessionWriter
@@ -78,7 +78,7 @@ class SessionStore(SessionReader):
         if state not in ACTIVE_STATES:
             raise ValueError(f"a new session starts queued or running, not {state!r}")
         self.ensure_root()
-        spec = json.loads(dumps(spec))
+        spec = plain(spec)
         while True:
             now = self.clock.time()
             session_id = new_session_id(now)

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from sessions.files import SESSION_FILE, atomic_write_text, dumps, jsonable, segment_name
+from sessions.files import SESSION_FILE, atomic_write_text, dumps, jsonable, plain, segment_name
 from sessions.schema import SCHEMA_VERSION, TERMINAL_STATES, check_fields
 
 SEGMENT_SIZE = 10_000   # events per sealed segment file
@@ -101,7 +101,7 @@ class SessionWriter:
             if self.closed:
                 raise RuntimeError(f"session {self.session_id} is already finished")
             if summary is not None:
-                self._meta["summary"] = json.loads(dumps(summary))
+                self._meta["summary"] = plain(summary)
             if message is not None:
                 self._meta["message"] = message
             fields: dict[str, Any] = {"state": state}

@@ -55,6 +55,8 @@ class RayBridge:
         child = self._child
         if child is None or not child.alive():
             return None
+        while not self._statuses.empty():  # a reply that came after an earlier call gave up is stale
+            self._statuses.get_nowait()
         child.send({"op": "status"})
         try:
             return self._statuses.get(timeout=STATUS_TIMEOUT)

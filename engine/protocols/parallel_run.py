@@ -3,7 +3,6 @@ first, the ranks started (spawn) and joined (``engine.parallel.rank_of``), rank 
 handed back, a dead rank reported. What a rank does inside the loop is ``engine.parallel``'s."""
 from __future__ import annotations
 
-import json
 import queue
 import traceback
 from typing import Callable
@@ -13,7 +12,7 @@ import torch
 from engine.errors import Cancelled, RunFailed, SpecError
 from engine.parallel import free_port, rank_of
 from engine.protocols.requests import prepare_original, run_requests
-from sessions.files import dumps
+from sessions.files import plain
 
 
 def run_parallel(spec: dict, emit: Callable[..., None], should_stop: Callable[[], bool],
@@ -59,7 +58,7 @@ def rank_main(rank: int, world: int, port: int, spec: dict, session_id: str | No
     """One rank: runs the job; reports through ``outbox`` (rank 0's events and result, any rank's failure)."""
     def emit(kind: str, **fields) -> None:
         if rank == 0:
-            outbox.put(("event", (kind, json_safe(fields))))
+            outbox.put(("event", (kind, plain(fields))))
 
     cpu = spec["device"] == "cpu"
     try:
@@ -67,7 +66,7 @@ def rank_main(rank: int, world: int, port: int, spec: dict, session_id: str | No
             device = "cpu" if cpu else str(parallel.device)
             result = run_requests({**spec, "device": device}, emit, stop.is_set, session_id=session_id)
         if rank == 0:
-            outbox.put(("result", json_safe(result)))
+            outbox.put(("result", plain(result)))
     except Cancelled as exc:
         outbox.put(("cancelled", str(exc) or "cancelled"))
     except (RunFailed, SpecError) as exc:
@@ -75,8 +74,3 @@ def rank_main(rank: int, world: int, port: int, spec: dict, session_id: str | No
     except BaseException as exc:
         traceback.print_exc()
         outbox.put(("failed", f"rank {rank}: internal error: {type(exc).__name__}: {exc}".splitlines()[0]))
-
-
-def json_safe(document: dict) -> dict:
-    """Plain JSON values only (numpy and torch scalars converted), to cross the process boundary."""
-    return json.loads(dumps(document))
