@@ -104,6 +104,24 @@ def test_cached_targets_give_the_same_run_as_recomputed(models, world, name, par
     assert cached_calls["similarity"] == fresh_calls["similarity"] == 0  # from the rows: similarity_of
 
 
+@pytest.mark.parametrize("name,params,per_step", [
+    ("clip-tiny", {}, {"image_embed": 2, "text_embed": 2, "fused_embed": 0}),  # Df once for L_MD and L_UKR, Dr once
+    ("clip-tiny", {"md_on": "both", "ukr_on": "dr"}, {"image_embed": 2, "text_embed": 2, "fused_embed": 0}),
+    ("blip-tiny", {}, {"image_embed": 1, "text_embed": 1, "fused_embed": 1}),  # Df's towers once; Dr fused
+])
+def test_the_trained_model_encodes_each_batch_once_a_step(models, world, name, params, per_step):
+    """L_MD's similarity matrix and L_UKR read the same f'_I and f'_T of Df: one pass of each tower per step."""
+    adapter = models(name)
+    original = adapter.frozen_copy()
+    calls = count_forwards(adapter)  # f', not f: the original's passes are cached (above)
+    method = MultiDelete({**PARAMS, **params}, adapter, original, torch.Generator().manual_seed(5))
+    stream = BatchStream(encode_units(world.train[:2], adapter), 4, torch.Generator().manual_seed(0), torch.device("cpu"))
+    retain = BatchStream(encode_units(world.train[2:4], adapter), 8, torch.Generator().manual_seed(1), torch.device("cpu"))
+    for _ in range(3):
+        method.losses(stream.next(), retain.next())["total"].backward()
+    assert {embed: calls[embed] for embed in per_step} == {embed: 3 * n for embed, n in per_step.items()}
+
+
 @pytest.mark.parametrize("name", ["clip-tiny", "blip-tiny"])
 def test_targets_from_rows_equal_the_network_pass(models, world, name):
     """The pre-cache targets (the original on the permuted batch) equal the ones built from f_I and f_T rows."""

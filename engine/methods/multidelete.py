@@ -48,9 +48,24 @@ class MultiDelete(Method):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.targets = OriginalTargets()
+        self.step_outputs: dict[tuple[int, str], torch.Tensor] = {}
 
     def before_training(self, forget, retain) -> None:
         self.targets = OriginalTargets()  # this request's sets: no row met yet
+
+    def own(self, batch: dict, embed: str) -> torch.Tensor:
+        """f' (the model being trained) `embed` of a batch, computed once per step: L_MD's similarities and L_UKR
+        read the same f_I and f_T of Df, and computing them twice would double the towers' cost on Df."""
+        key = (id(batch), embed)
+        if key not in self.step_outputs:
+            self.step_outputs[key] = getattr(self.model, embed)(batch)
+        return self.step_outputs[key]
+
+    def own_fused(self, batch: dict) -> torch.Tensor:
+        """f'(I, T); a dual encoder's from the f_I and f_T rows the step's other terms read as well."""
+        if hasattr(self.model, "fused_of"):
+            return self.model.fused_of(self.own(batch, "image_embed"), self.own(batch, "text_embed"))
+        return self.own(batch, "fused_embed")
 
     def trainable_parameters(self):
         return self.model.parameter_groups()[self.params["train"]]
@@ -70,13 +85,14 @@ class MultiDelete(Method):
                 target = self.original.fused_of(*self.unimodal_rows(forget, pi))
             else:  # a fusion module reads each image with another row's text: that pairing is the step's own
                 target = frozen_forward(self.original.fused_embed, self.original.permute_texts(forget, pi))
-            loss = loss + mse(self.model.fused_embed(forget), target)
+            loss = loss + mse(self.own_fused(forget), target)
         if target_on in ("similarity", "both"):  # the ITC cosine-similarity matrix, as the released retrieval code
             if hasattr(self.original, "similarity_of"):
                 target = self.original.similarity_of(*self.unimodal_rows(forget, pi))
             else:
                 target = frozen_forward(self.original.similarity, forget)[:, pi]
-            similarity = self.model.similarity(forget)
+            similarity = (self.model.similarity_of(self.own(forget, "image_embed"), self.own(forget, "text_embed"))
+                          if hasattr(self.model, "similarity_of") else self.model.similarity(forget))
             # both directions, summed as the released code sums its image-to-text and text-to-image terms; on one
             # batch the text-to-image matrix is the transpose, so the sum is twice the image-to-text term
             loss = loss + mse(similarity, target) + mse(similarity.t(), target.t())
@@ -89,22 +105,24 @@ class MultiDelete(Method):
         return image, text[pi.to(text.device, non_blocking=True)]
 
     def multimodal_retention_loss(self, retain: dict) -> torch.Tensor:
-        return mse(self.model.fused_embed(retain), self.original_rows(retain, "retain", "fused_embed"))
+        return mse(self.own_fused(retain), self.original_rows(retain, "retain", "fused_embed"))
 
     def unimodal_retention_loss(self, batch: dict, which: str) -> torch.Tensor:
         modalities = self.params["ukr_modalities"]
         loss = torch.zeros((), device=batch["input_ids"].device)
         if modalities in ("both", "image"):
-            loss = loss + mse(self.model.image_embed(batch), self.original_rows(batch, which, "image_embed"))
+            loss = loss + mse(self.own(batch, "image_embed"), self.original_rows(batch, which, "image_embed"))
         if modalities in ("both", "text"):
-            loss = loss + mse(self.model.text_embed(batch), self.original_rows(batch, which, "text_embed"))
+            loss = loss + mse(self.own(batch, "text_embed"), self.original_rows(batch, which, "text_embed"))
         return loss
 
     def losses(self, forget, retain):
         p = self.params
+        self.step_outputs = {}  # this step's f' outputs, by batch and embedding
         md = self.decoupling_loss(forget)
         mkr = self.multimodal_retention_loss(retain)
         ukr = (self.unimodal_retention_loss(forget, "forget") if p["ukr_on"] == "df"
                else self.unimodal_retention_loss(retain, "retain"))
         total = p["alpha"] * md + p["beta"] * mkr + p["gamma"] * ukr
+        self.step_outputs = {}  # the graph is the loss's to keep now; no batch outlives its step
         return {"total": total, "md": md, "mkr": mkr, "ukr": ukr}
