@@ -39,7 +39,7 @@ def main() -> None:
     from engine.methods.multidelete import MultiDelete
     from engine.methods.retrain import Retrain
     from engine.protocols.originals import original_dir as cached_original
-    from engine.protocols.originals import resolve_device
+    from engine.devices import resolve_device
     from engine.tasks.retrieval import Retrieval
     from sessions.paths import cache_dir
 

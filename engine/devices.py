@@ -37,6 +37,18 @@ def cuda_device_count() -> int:
     return int(probe.stdout.split()[-1])
 
 
+def resolve_device(requested: str):
+    """The torch device a job runs on (in the job's process, which imports torch)."""
+    import torch
+
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise SpecError(f"--device {requested} asked for, but this machine has no CUDA device; use --device cpu",
+                        field="device")
+    return torch.device(requested)
+
+
 def check_available(device: str) -> None:
     """SpecError (field ``device``) unless ``device`` (auto, cpu, cuda, cuda:N) exists here."""
     if device in ("auto", "cpu"):

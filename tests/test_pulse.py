@@ -154,10 +154,10 @@ def test_data_export_people_through_the_cli_reads_back(tmp_path, home):
 
 
 def test_pretrained_knowledge_of_a_checkpoint_is_drawn_among_the_people_it_answers(monkeypatch):
-    """A real checkpoint's pretrained people are those it answers at >= 80% (engine/protocols/knowledge.py);
+    """A real checkpoint's pretrained people are those it answers at >= 80% (engine.tasks.knowledge.py);
     the model's choices are faked per question so the known set is fixed by hand."""
     import engine.metrics.multiple_choice as mc
-    from engine.protocols.knowledge import (
+    from engine.tasks.knowledge import (
         KNOWN_THRESHOLD,
         draw_known,
         person_accuracies,
@@ -190,3 +190,49 @@ def test_pretrained_knowledge_of_a_checkpoint_is_drawn_among_the_people_it_answe
         draw_known(accuracies, 5, seed=42)
     assert trains_nothing(True, "pretrained") and not trains_nothing(True, "finetuned")
     assert not trains_nothing(False, "pretrained")  # a tiny model learns its pretrained people from scratch
+
+
+def test_a_checkpoints_pretrained_knowledge_trains_nothing_and_is_drawn_from_what_it_answers(home, tmp_path):
+    """`--knowledge pretrained` on a real checkpoint: the checkpoint is the original, untouched, and the forget
+    and retain people are those it answers at >= 80%. The checkpoint here is the tiny original (trained on
+    both phases), copied out of the cache and loaded as a directory, as a real checkpoint is."""
+    import shutil
+
+    import torch
+
+    from engine.models.llava import build_tiny_llava
+    from engine.protocols.originals import original_dir
+    from engine.tasks import task_for
+    from sessions.store import SessionStore
+
+    def quiet(*_args, **_fields):
+        return None
+
+    trained = validate_pulse(spec(device="cpu", knowledge="finetuned", seed=42))  # the end-to-end test's original
+    cache = home / "cache"
+    source = original_dir(task_for(trained, quiet, lambda: False, cache), trained, torch.device("cpu"), quiet,
+                          lambda: False, cache)
+    checkpoint = tmp_path / "llava-that-knows"
+    shutil.copytree(source, checkpoint)
+    result = pulse_cli(home, "--method", "ga", "--data", "people-tiny", "--model", str(checkpoint), "--knowledge",
+                       "pretrained", "--requests", "1", "--forget", "1", "--epochs", "1", "--mc-scoring", "option",
+                       "--device", "cpu", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    document = json.loads(result.stdout)
+    accuracies, threshold = document["person_accuracies"], document["known_threshold"]
+    known = {person for person, value in accuracies.items() if value >= threshold}
+    assert threshold == 0.8 and len(accuracies) == 8 and len(known) >= 2  # the hand-checked test above: who is known
+    forget = document["forget_people"]
+    assert len(forget) == 1 and set(forget) <= known and set(document["retain_people"]) == known - set(forget)
+    original = document["original_metrics"]["forget"]  # 5 questions with the photo, 5 by name
+    assert (original["image"] + original["text"]) / 2 == pytest.approx(accuracies[forget[0]])
+    assert "other" not in document["original_metrics"]  # nobody was fine-tuned
+    events = SessionStore(home).events(document["session"])
+    assert not [e for e in events if e["kind"] == "phase" and e["name"].startswith("original")]  # nothing trained
+
+    blank = tmp_path / "llava-blank"  # random weights: answers nobody reliably
+    build_tiny_llava(build_people_world("people-tiny").vocabulary(), seed=0, directory=blank)
+    result = pulse_cli(home, "--method", "ga", "--data", "people-tiny", "--model", str(blank), "--knowledge",
+                       "pretrained", "--forget", "1", "--mc-scoring", "option", "--device", "cpu", "--json")
+    assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "the checkpoint answers 0 of the 8 people" in result.stderr

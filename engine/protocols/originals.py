@@ -18,20 +18,8 @@ from pathlib import Path
 
 from engine.cache import checkpoint_fingerprint, entry_matches, producing, publish, recorded_fingerprint, slug
 from engine.data.fingerprint import data_fingerprint, digest
-from engine.errors import SpecError
 from engine.seeding import derive_seed, seed_everything
 from engine.spec import data_kind
-
-
-def resolve_device(requested: str):
-    import torch
-
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise SpecError(f"--device {requested} asked for, but this machine has no CUDA device; use --device cpu",
-                        field="device")
-    return torch.device(requested)
 
 
 def original_key(model: str, data_name: str, seed: int, fingerprint: dict) -> str:

@@ -20,12 +20,13 @@ import time
 from typing import Callable
 
 from engine.data.deletion import split_requests
+from engine.devices import resolve_device
 from engine.loop import LoopConfig, run_loop
 from engine.parallel import is_main
 from engine.protocols.budget import time_budget
 from engine.protocols import tune as tuning
 from engine.protocols.guard import Guard
-from engine.protocols.originals import original_dir, original_record, resolve_device, save_atomically
+from engine.protocols.originals import original_dir, original_record, save_atomically
 from engine.seeding import derive_seed, generator, seed_everything
 from engine.spec import CAPABILITIES, METHODS, check_method_fits
 from engine.tasks import task_for

@@ -393,7 +393,9 @@ def validate_pulse(spec: dict) -> dict:
                         field="knowledge")
     requests = check_requests(spec.get("requests"), method)
     raw_params = check_object(spec.get("params"), "params", "method parameters (params)")
-    pool = people_pool(data, knowledge)
+    # a real checkpoint's pretrained people are those it already answers: counted when the run scores them
+    checkpoint_knowledge = knowledge == "pretrained" and model not in MODELS
+    pool = None if checkpoint_knowledge else people_pool(data, knowledge)
     forget = spec.get("forget")
     if forget is None:
         forget = max(requests, (pool + 1) // 2) if pool is not None else None

@@ -14,7 +14,9 @@
   (the built-in world trains the evaluation's wording; MLLMU-Bench teaches the fact in other words).
   Both come from the option-scoring pass, which the forget accuracy reuses under "option" scoring.
 - the knowledge-source scenario: forget people come from the people learned in pretraining
-  (`--knowledge pretrained`) or in fine-tuning (`finetuned`); the original learns them in those two phases.
+  (`--knowledge pretrained`) or in fine-tuning (`finetuned`); a registered tiny model learns them in those two
+  phases. A real checkpoint arrives pretrained: with `--knowledge pretrained` it is the original untouched, and
+  the forget and retain people are drawn among those it already answers (engine/tasks/knowledge.py).
 """
 from __future__ import annotations
 
@@ -29,8 +31,10 @@ from engine.data.people_records import KNOWLEDGE_PHASE
 from engine.data.registry import load_data
 from engine.metrics.attacks import attack_aucs
 from engine.metrics.multiple_choice import accuracy, score_options
+from engine.devices import resolve_device
 from engine.models.registry import load_adapter
 from engine.seeding import derive_seed
+from engine.tasks.knowledge import KNOWN_THRESHOLD, draw_known, person_accuracies, trains_nothing
 from engine.spec import MODELS, PEOPLE_WORLDS
 
 TINY_IMAGE_SIZE = 32
@@ -118,11 +122,17 @@ class MultipleChoice:
         scoring = spec["params"]["mc_scoring"]
         self.scoring = scoring if scoring != "auto" else ("option" if spec["model"] in MODELS else "letter")
         self.phase = KNOWLEDGE_PHASE[spec["knowledge"]]
-        pool = [p.person_id for p in self.data.people if p.phase == self.phase]
-        count = spec["forget"] if spec["forget"] is not None else max(spec["requests"], (len(pool) + 1) // 2)
-        self.forget_people = self.data.forget_people(spec["knowledge"], count, spec["seed"])
-        self.retain_people = sorted(set(pool) - set(self.forget_people))
-        self.other_people = sorted(p.person_id for p in self.data.people if p.phase != self.phase)
+        # a real checkpoint's pretrained knowledge is what it already answers: known only once it is scored
+        self.checkpoint_knowledge = trains_nothing(spec["model"] not in MODELS, spec["knowledge"])
+        self.person_accuracies: dict[str, float] | None = None
+        if self.checkpoint_knowledge:
+            self.forget_people, self.retain_people, self.other_people = [], [], []  # drawn in forget_units
+        else:
+            pool = [p.person_id for p in self.data.people if p.phase == self.phase]
+            count = spec["forget"] if spec["forget"] is not None else max(spec["requests"], (len(pool) + 1) // 2)
+            self.forget_people = self.data.forget_people(spec["knowledge"], count, spec["seed"])
+            self.retain_people = sorted(set(pool) - set(self.forget_people))
+            self.other_people = sorted(p.person_id for p in self.data.people if p.phase != self.phase)
         self.by_person: dict[str, list] = {}
         for item in self.data.person_train:
             self.by_person.setdefault(item.person_id, []).append(item)
@@ -133,15 +143,35 @@ class MultipleChoice:
         return load_adapter(source, self.source, self.spec["seed"], self.cache, self.name).to(device)
 
     def forget_units(self) -> list[str]:
+        if self.checkpoint_knowledge and self.person_accuracies is None:
+            self.draw_known_people()
         self.emit("log", level="info", message=f"forget {len(self.forget_people)} {self.spec['knowledge']} people; "
                   f"{len(self.retain_people)} retain people; scoring {self.scoring}")
         return self.forget_people
 
+    def draw_known_people(self) -> None:
+        """Score every person of the data with the checkpoint as it is (it is the original), then draw the forget
+        people among those it answers at >= KNOWN_THRESHOLD; the other known people are the retain set. Nobody
+        was fine-tuned, so there is no `other` group."""
+        spec = self.spec
+        self.emit("log", level="info", message=f"pretrained knowledge of {spec['model']}: scoring the "
+                  f"{len(self.data.people)} people's questions to find those it answers")
+        model = self.load(spec["model"], resolve_device(spec["device"]))
+        self.person_accuracies = person_accuracies(model, self.data, self.scoring)
+        del model
+        known = sum(value >= KNOWN_THRESHOLD for value in self.person_accuracies.values())
+        count = spec["forget"] if spec["forget"] is not None else max(spec["requests"], (known + 1) // 2)
+        self.forget_people, self.retain_people = draw_known(self.person_accuracies, count, spec["seed"])
+
     # --- the original ---------------------------------------------------------------------------
     def original_recipe(self) -> dict:
+        if self.checkpoint_knowledge:
+            return {"kind": "pulse", "trains": "nothing"}  # the checkpoint itself
         return {k: self.recipe[k] for k in ("pretrain", "finetune")} | {"kind": "pulse"}
 
     def train_original(self, model, run_training) -> None:
+        if self.checkpoint_knowledge:
+            return
         pretrain_items = self.data.train_items("pretrain")
         for phase in ("pretrain", "finetune"):
             step = self.recipe[phase]
@@ -227,4 +257,6 @@ class MultipleChoice:
     def result_fields(self, forgotten: list[str]) -> dict:
         return {"kind": "pulse", "general": self.spec.get("general"), "knowledge": self.spec["knowledge"],
                 "update": self.spec["params"]["update"], "scoring": self.scoring, "recipe": self.recipe,
-                "forget_people": self.forget_people, "retain_people": self.retain_people}
+                "forget_people": self.forget_people, "retain_people": self.retain_people,
+                **({"known_threshold": KNOWN_THRESHOLD, "person_accuracies": self.person_accuracies}
+                   if self.checkpoint_knowledge else {})}
