@@ -3,7 +3,7 @@
 Runs `mmul-workbench pulse ... --json` once per cell (a subprocess each; `--jobs N` at a time) and prints one
 table: rows = method x knowledge (pretrained / finetuned people) x K (requests the same forget set is split
 into); columns = forget / retain accuracy (image+question and text-only) and MMBench retention in percent of
-the original's, all after the last request, as the mean over the seeds with +- half their range. The
+the original's, all after the last request, as the mean over the seeds ± their sample standard deviation. The
 original model's accuracies (request 0) are printed per knowledge source and seed. Each seed's original is
 trained once and cached under $MMUL_HOME (set --home to reuse it).
 
@@ -61,14 +61,16 @@ def pair(entry: dict, group: str, mode: str):
 
 
 def spread(values: list) -> str:
-    """mean +- half the range, in percent; one value alone; "-" when missing."""
+    """mean ± the sample standard deviation (n - 1, as `study` reports), in percent; one value alone; "-" when
+    missing."""
     values = [v for v in values if v is not None]
     if not values:
         return "-"
-    mean = 100 * sum(values) / len(values)
+    mean = sum(values) / len(values)
     if len(values) == 1:
-        return f"{mean:.1f}"
-    return f"{mean:.1f} ±{50 * (max(values) - min(values)):.1f}"
+        return f"{100 * mean:.1f}"
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return f"{100 * mean:.1f} ±{100 * std:.1f}"
 
 
 COLUMNS = (("forget img", "forget", "image"), ("forget txt", "forget", "text"),
@@ -91,7 +93,7 @@ def print_table(cells: list[dict]) -> None:
         print(f"| {key[0]} | {key[1]} | " + " | ".join(values) + f" | {pct(original.get('mmbench'))} |")
     print()
     seeds = sorted({cell["seed"] for cell in cells})
-    print(f"After the last request, accuracy % (mean over seeds {', '.join(map(str, seeds))} ± half the range; "
+    print(f"After the last request, accuracy % (mean over seeds {', '.join(map(str, seeds))} ± sample std; "
           "MMBench: retention in % of the original):")
     print("| method | knowledge | K | " + " | ".join(c[0] for c in COLUMNS) + " | MMBench ret % | wall s |")
     print("|---|---|---|" + "---|" * (len(COLUMNS) + 2))

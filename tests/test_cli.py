@@ -100,9 +100,9 @@ def test_demo_subset_table(home):
     assert out.returncode == 0, out.stderr
     for title in ("original", "FT", "NegGrad", "Descent-to-Delete", "Df/Dr AUC"):
         assert title in out.stdout
-    # the way to the 3-seed table: the same grid as a study (MultiDelete's own flags only; none here)
+    # the way to the 3-seed table: the same grid as a fair study (matched steps, lr tuned on validation data)
     assert ("the 3-seed table scored against Retrain: mmul-workbench study --methods ft,neggrad,d2d "
-            "--model clip-tiny --data shapes-tiny --delete 8") in " ".join(out.stdout.split())
+            "--model clip-tiny --data shapes-tiny --delete 8 --budget matched-steps --tune") in " ".join(out.stdout.split())
 
 
 def test_nan_loss_fails_the_run_and_keeps_the_session(home):
