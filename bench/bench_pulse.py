@@ -17,6 +17,7 @@ to every `pulse` call (for instance `-- --lr 1e-3 --epochs 5`).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -39,16 +40,29 @@ def _list(text: str) -> list[str]:
 
 
 def run_cell(args, method: str, knowledge: str, requests: int, seed: int, extra: list[str], env: dict) -> dict:
+    """One `pulse --json` run; its document is kept under $MMUL_HOME/bench-pulse/ so that a re-run of the same
+    grid (after a failure or an interruption) runs only the cells it has no document for."""
     command = [sys.executable, "-m", "workbench.cli", "pulse", "--method", method, "--data", args.data,
                "--model", args.model, "--requests", str(requests), "--knowledge", knowledge, "--seed", str(seed),
                "--device", args.device, "--json", *extra]
+    kept = Path(env["MMUL_HOME"]) / "bench-pulse" / (hashlib.sha1(" ".join(command[3:]).encode()).hexdigest()[:16] + ".json")
+    if kept.exists():
+        return json.loads(kept.read_text())
     started = time.perf_counter()
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed (exit {result.returncode}):\n{result.stderr[-2000:]}")
-    document = json.loads(result.stdout)
+    try:
+        document = json.loads(result.stdout) if result.returncode == 0 else None
+    except json.JSONDecodeError:
+        document = None
+    if document is None:
+        raise SystemExit(f"{' '.join(command)} failed (exit {result.returncode}; stdout {result.stdout[-300:]!r}):\n"
+                         f"{result.stderr[-2000:]}")
     document["wall_seconds"] = round(wall, 1)
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    staging = kept.with_suffix(".tmp")
+    staging.write_text(json.dumps(document))
+    os.replace(staging, kept)
     return document
 
 
