@@ -6,6 +6,7 @@ handling, and the events (`step` with every loss term; evaluation events come fr
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -13,7 +14,9 @@ from typing import Callable
 
 import torch
 
+from engine.compiled import compile_blocks, compile_failures_explained, uncompile
 from engine.errors import Cancelled, RunFailed
+from engine.parallel import clip_gradients, is_sharded
 from engine.parallel import current as current_parallel
 from engine.step_readout import StepReadout
 
@@ -81,6 +84,9 @@ def build_optimizer(parameters, lr: float, weight_decay: float) -> torch.optim.O
     decay = [p for p in parameters if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in parameters if p.requires_grad and p.ndim < 2]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if any(is_sharded(p) for p in parameters):  # AdamW's foreach kernels take FSDP shards or whole tensors, not both
+        groups = [{**group, "params": [p for p in group["params"] if is_sharded(p) == sharded]}
+                  for group in groups for sharded in (True, False)]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
 
 
@@ -128,12 +134,6 @@ def run_loop(
     chosen = {id(p) for p in trainable}
     for parameter in model.parameters():
         parameter.requires_grad_(id(parameter) in chosen)
-    optimizer = build_optimizer(trainable, config.lr, config.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * (
-            min(trained[0] / config.budget_seconds, 1.0) if config.budget_seconds
-            else min(step, total_steps) / max(total_steps, 1))))
-    )
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     request = {} if config.request is None else {"request": config.request}
     readout = StepReadout(device, emit, config.lr, config.phase, request)
@@ -144,6 +144,24 @@ def run_loop(
     model.train()
     started = clock()
     method.before_training(forget if forget_stream else None, retain if retain_stream else None)
+    # --strategy fsdp: sharded after the method's look at the whole sets, which reads the plain model
+    sharded = parallel.shard_model(model, trainable) if parallel and parallel.strategy == "fsdp" else None
+    if sharded is not None:
+        held, total = parallel.held
+        emit("log", level="info", message=f"fsdp: rank {parallel.rank} holds {held:,} of the model's {total:,} "
+             f"parameter values ({held / max(total, 1):.0%}), {len(sharded.blocks)} layers sharded one by one")
+    compiled = compile_blocks(model, device) if (method.params or {}).get("compile") else []
+    if compiled:
+        emit("log", level="info", message=f"compile: {len(compiled)} blocks go through torch.compile; the first "
+             "steps compile them")
+    optimizer = build_optimizer(sharded.trainable if sharded is not None else trainable, config.lr, config.weight_decay)
+    if sharded is not None:
+        sharded.optimizer = optimizer  # its state follows the shards when an evaluation takes them off
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * (
+            min(trained[0] / config.budget_seconds, 1.0) if config.budget_seconds
+            else min(step, total_steps) / max(total_steps, 1))))
+    )
     evaluating = 0.0  # the time spent in evaluate() is not training time: seconds leaves it out
     step = 0
     upcoming = draw()
@@ -153,14 +171,20 @@ def run_loop(
             raise Cancelled(f"stopped before step {step}")
         forget_batch, retain_batch = upcoming
         try:
-            with autocast:
-                losses = method.losses(forget_batch, retain_batch)
+            with autocast, compile_failures_explained(bool(compiled)):
+                if sharded is not None:
+                    losses = sharded.losses(functools.partial(method.losses, forget_batch, retain_batch))
+                else:
+                    losses = method.losses(forget_batch, retain_batch)
             terms = readout.before_update(step, parallel.average_terms(losses) if parallel else losses)
             optimizer.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            if parallel:
-                parallel.average_gradients(trainable)
-            if config.max_grad_norm > 0:
+            with compile_failures_explained(bool(compiled)):  # the backward graph compiles at the first backward
+                losses["total"].backward()
+            if parallel:  # FSDP's reduce-scatter averaged the shards' gradients; the whole scalars are left
+                parallel.average_gradients(sharded.whole_trainable if sharded is not None else trainable)
+            if config.max_grad_norm > 0 and sharded is not None:  # the shards of now: an evaluation renews them
+                clip_gradients(sharded.trainable, config.max_grad_norm)
+            elif config.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
             optimizer.step()
             trained[0] = clock() - started - evaluating
@@ -181,7 +205,12 @@ def run_loop(
             readout.flush()
             model.eval()
             evaluation_started = clock()
-            stop = evaluate(step)
+            if sharded is not None:  # evaluation (and a kept best) reads the plain model's full weights
+                sharded.gather()
+            with compile_failures_explained(bool(compiled)):
+                stop = evaluate(step)
+            if sharded is not None and not stop:
+                sharded.shard()
             evaluating += clock() - evaluation_started
             if stop:
                 break
@@ -189,6 +218,9 @@ def run_loop(
         if out_of_time:
             break
     readout.flush()
+    if sharded is not None and sharded.active:
+        sharded.gather()
+    uncompile(compiled)
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)

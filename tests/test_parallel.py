@@ -1,12 +1,17 @@
 """--devices N: data-parallel ranks (gloo on this CPU machine) take the single-process step on the
-global batch, and a whole run on two ranks completes through the CLI."""
+global batch, with the whole model on each rank (--strategy ddp) or its parameters sharded over them
+(--strategy fsdp); a whole run on two ranks completes through the CLI, and what cannot run is refused."""
 from __future__ import annotations
 
+import importlib.util
 import json
+import queue
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from engine.loop import LoopConfig, run_loop
@@ -92,17 +97,149 @@ def test_two_gloo_ranks_take_the_single_process_steps():
     assert not torch.allclose(single_weights[0], Net().model[0].weight)  # the steps did move the weights
 
 
-def test_a_run_on_two_cpu_ranks_completes(tmp_path):
+class Stack(torch.nn.Module):
+    """Layers in a ModuleList (each its own FSDP group), a head, and a scalar read outside any part's forward,
+    as CLIP's logit_scale."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = torch.nn.ModuleList([torch.nn.Linear(4, 8), torch.nn.Linear(8, 8)])
+        self.head = torch.nn.Linear(8, 2)
+        self.scale = torch.nn.Parameter(torch.tensor(1.5))
+
+
+class StackNet:
+    def __init__(self):
+        torch.manual_seed(0)
+        self.model = Stack()
+        self.device = torch.device("cpu")
+
+
+class AscendDescendByParts(AscendDescend):
+    """The same losses, the model called part by part as the adapters do."""
+
+    layer_values_held: list[int] = []
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        stack = self.model.model
+        for layer in stack.layers:
+            x = torch.tanh(layer(x))
+        return stack.head(x) * stack.scale
+
+    def losses(self, forget, retain):
+        layers = self.model.model.layers.parameters()  # sharded here: a layer gathers only in its own forward
+        self.layer_values_held.append(sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel()
+                                          for p in layers))
+        ascend = ((self.predict(forget["x"]) - forget["y"]) ** 2).mean()
+        descend = ((self.predict(retain["x"]) - retain["y"]) ** 2).mean()
+        return {"total": descend - 0.5 * ascend, "forget": ascend, "retain": descend}
+
+
+def train_stack() -> tuple[list[dict], list[float], list[torch.Tensor]]:
+    """Steps of the by-parts method on Stack, evaluated every two steps (the model plain again meanwhile)."""
+    net = StackNet()
+    steps: list[dict] = []
+    evaluations: list[float] = []
+    probe = torch.linspace(-1, 1, 12).reshape(3, 4)
+    config = LoopConfig(lr=0.05, epochs=3, iterates="forget", forget_batch_size=8, retain_batch_size=16, seed=3,
+                        eval_every=2)
+    method = AscendDescendByParts({}, net)
+    method.layer_values_held = []
+
+    def evaluate(step: int) -> bool:
+        with torch.no_grad():
+            evaluations.append(float(method.predict(probe).sum()))
+        return False
+
+    run_loop(method, Rows(24, 1), Rows(48, 2), config,
+             lambda kind, **fields: steps.append(fields["losses"]) if kind == "step" else None, evaluate=evaluate)
+    assert all(type(p) is torch.nn.Parameter for p in net.model.parameters())  # plain again after the loop
+    return steps, evaluations, [p.detach().clone() for p in net.model.parameters()], method.layer_values_held
+
+
+def report_of(outbox, ranks, timeout: float = 300):
+    """The next rank's report; a rank that died fails the test at once rather than at the timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return outbox.get(timeout=0.5)
+        except queue.Empty:
+            dead = [process.exitcode for process in ranks if process.exitcode not in (None, 0)]
+            assert not dead, f"a rank died with exit status {dead[0]}"
+    raise AssertionError("no report from the ranks in time")
+
+
+def fsdp_rank_run(rank: int, world: int, port: int, outbox) -> None:
+    with rank_of(rank, world, port, cpu=True, strategy="fsdp") as parallel:
+        steps, evaluations, weights, layer_values_held = train_stack()
+    outbox.put((rank, steps, evaluations, [w.tolist() for w in weights], layer_values_held, parallel.held))
+
+
+def test_fsdp_ranks_hold_shards_and_take_the_single_process_steps():
+    single_steps, single_evaluations, single_weights, whole_layers = train_stack()
+    context = torch.multiprocessing.get_context("spawn")
+    outbox, port = context.Queue(), free_port()
+    ranks = [context.Process(target=fsdp_rank_run, args=(rank, 2, port, outbox)) for rank in range(2)]
+    for process in ranks:
+        process.start()
+    reports = sorted((report_of(outbox, ranks) for _ in ranks), key=lambda report: report[0])
+    for process in ranks:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    total = sum(w.numel() for w in single_weights)
+    for rank, steps, evaluations, weights, layer_values_held, (held, model_values) in reports:
+        assert model_values == total and abs(held - total / 2) <= 3, (rank, held, total)  # half, and the whole scalar
+        assert set(layer_values_held) == {whole_layers[0] // 2}  # each layer's weights halved between the ranks
+        assert len(steps) == len(single_steps) == 9 and len(evaluations) == len(single_evaluations) == 4
+        for ours, theirs in zip(steps, single_steps):
+            for term in ("total", "forget", "retain"):
+                assert abs(ours[term] - theirs[term]) < 1e-5, (rank, term, ours, theirs)
+        assert all(abs(ours - theirs) < 1e-5 for ours, theirs in zip(evaluations, single_evaluations))
+        for ours, theirs in zip(weights, single_weights):  # gathered: every rank has the whole model back
+            assert torch.allclose(torch.tensor(ours), theirs, atol=1e-6)
+    assert not torch.allclose(single_weights[0], StackNet().model.layers[0].weight)
+
+
+def workbench(*args: str, home: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([str(Path(sys.executable).parent / "mmul-workbench"), *args], env=cli_env(home),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_sharded_run_on_two_cpu_ranks_completes(tmp_path):
+    """The whole job under --strategy fsdp (CLIP's towers part by part, its scalar logit_scale, the evaluations
+    and rank 0's checkpoint): the ddp path shares all of it but the loop's, which the tests above compare."""
     link_shared_originals(tmp_path)
-    done = subprocess.run([str(Path(sys.executable).parent / "mmul-workbench"), "run", "--method", "ft",
-                           "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4", "--epochs", "1",
-                           "--seed", "42", "--device", "cpu", "--devices", "2", "--json"],
-                          env=cli_env(tmp_path), capture_output=True, text=True, timeout=600)
+    done = workbench("run", "--method", "ft", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4",
+                     "--epochs", "1", "--seed", "42", "--device", "cpu", "--devices", "2", "--strategy", "fsdp",
+                     "--json", home=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
     assert result["steps"] >= 1 and 0 <= result["metrics"]["df_dr_auc"] <= 1
     assert (tmp_path / "cache" / "runs" / result["session"]).is_dir()  # rank 0 wrote the checkpoint
-    bad = subprocess.run([str(Path(sys.executable).parent / "mmul-workbench"), "run", "--method", "ft",
-                          "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4", "--devices", "0"],
-                         env=cli_env(tmp_path), capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "--devices must be" in bad.stderr and "Traceback" not in bad.stderr
+    session = (tmp_path / "sessions" / result["session"] / "session.json").read_text()
+    assert '"strategy":"fsdp"' in session.replace(" ", "") and "fsdp: rank 0 holds" in session
+
+
+@pytest.mark.parametrize("method, args, said", [
+    ("ft", ["--devices", "0"], "--devices must be"),
+    ("ft", ["--strategy", "fsdp"], "--strategy fsdp shards the model over the ranks of --devices N"),
+    ("ft", ["--devices", "2", "--strategy", "ring"], "--strategy must be ddp, fsdp or zero3, got 'ring'"),
+    ("ft", ["--devices", "2", "--strategy", "zero3"], "--strategy zero3 "),
+    ("mmunlearner", ["--devices", "2", "--strategy", "fsdp"], "--strategy fsdp cannot run mmunlearner"),
+])
+def test_what_cannot_run_on_several_devices_is_refused_in_one_line(tmp_path, method, args, said):
+    protocol = ["--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4", *args]
+    for command in (["run", "--method", method], ["study", "--methods", method, "--seeds", "1"]):
+        bad = workbench(*command, *protocol, home=tmp_path)
+        assert bad.returncode == 2 and said in bad.stderr, (command, bad.stderr)
+        assert bad.stderr.strip().count("\n") == 0 and "Traceback" not in bad.stderr
+
+
+def test_zero3_without_deepspeed_says_what_to_install(tmp_path):
+    if importlib.util.find_spec("deepspeed") is not None:
+        pytest.skip("DeepSpeed is installed here")
+    bad = workbench("run", "--method", "ft", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4",
+                    "--devices", "2", "--strategy", "zero3", home=tmp_path)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == ("error: --strategy zero3 needs DeepSpeed: pip install deepspeed, or use --strategy "
+                                  "fsdp (the same ZeRO-3 sharding in torch)")

@@ -44,16 +44,27 @@ ARTIFACTS_HELP = ("with --cluster: a directory every node shares, for the origin
 
 DEVICES_HELP = ("run on N devices at once, data-parallel (CPU ranks on gloo; on CUDA, cuda:0 .. cuda:N-1); the "
                 "global batch sizes stay those of one device")
+STRATEGY_HELP = ("with --devices N: how the ranks hold the model: ddp, whole on each (default); fsdp, weights, "
+                 "gradients and AdamW state sharded over them (torch FSDP2); zero3, DeepSpeed ZeRO-3 (not yet "
+                 "available: use fsdp)")
+COMPILE_HELP = "torch.compile each transformer layer while it trains (the first steps compile; CPU needs g++)"
 
 
-def placement(cluster: Optional[str], artifacts: Optional[Path], devices: int) -> dict:
+def placement(cluster: Optional[str], artifacts: Optional[Path], devices: int, strategy: Optional[str] = None) -> dict:
     """The spec's placement fields (validated with the rest of the spec)."""
     placed: dict = {"cluster": cluster} if cluster is not None else {}
     if artifacts is not None:
         placed["artifacts"] = str(artifacts.expanduser().resolve())
     if devices != 1:
         placed["devices"] = devices
+    if strategy is not None:
+        placed["strategy"] = strategy
     return placed
+
+
+def with_compile(params: dict, compiled: bool) -> dict:
+    """--compile rides in the spec's params (the loop reads it there), only when on."""
+    return {**params, "compile": True} if compiled else params
 
 
 def run(
@@ -75,18 +86,21 @@ def run(
     cluster: Optional[str] = typer.Option(None, "--cluster", help=CLUSTER_HELP),
     artifacts: Optional[Path] = typer.Option(None, "--artifacts", help=ARTIFACTS_HELP),
     devices: int = typer.Option(1, "--devices", metavar="N", help=DEVICES_HELP),
+    strategy: Optional[str] = typer.Option(None, "--strategy", metavar="[ddp|fsdp|zero3]", help=STRATEGY_HELP),
+    compiled: bool = typer.Option(False, "--compile", help=COMPILE_HELP),
     detach: bool = typer.Option(False, "--detach", help="with --engine: print the session id and return"),
     as_json: bool = typer.Option(False, "--json", help="one JSON document on stdout"),
     params: Optional[dict] = None,
 ) -> None:
     """Unlearn a deletion set with one method and report Df/Dr AUC, test recall, MIA and time."""
     raw = {"method": method, "model": model, "data": data, "device": device, "seed": seed, "name": name,
-           "deletion": deletion_spec(delete, delete_ids, delete_query, seed), "params": params or {}}
+           "deletion": deletion_spec(delete, delete_ids, delete_query, seed),
+           "params": with_compile(params or {}, compiled)}
     if requests is not None:
         raw["requests"] = requests
     if task is not None:
         raw["task"] = task
-    raw.update(placement(cluster, artifacts, devices))
+    raw.update(placement(cluster, artifacts, devices, strategy))
     engine = engine or cluster is not None  # a cluster's runs go through the engine, which writes their sessions
     try:
         spec = specs.validate(absolute_paths(raw))  # the engine's directory is $MMUL_HOME, not the caller's

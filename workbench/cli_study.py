@@ -25,7 +25,8 @@ from sessions.metric_names import flatten
 from sessions.schema import ACTIVE_STATES
 from sessions.study import REFERENCE, StudyError, StudyRecord, aggregate, grid, grid_caption, rank, study_id
 from sessions.summary import format_deletion, test_headline_name
-from workbench.cli_run import ARTIFACTS_HELP, CLUSTER_HELP, DEVICES_HELP, deletion_spec, placement
+from workbench.cli_run import (ARTIFACTS_HELP, CLUSTER_HELP, COMPILE_HELP, DEVICES_HELP, STRATEGY_HELP, deletion_spec,
+                              placement, with_compile)
 from workbench.completion import complete_data, complete_device, complete_method_list, complete_model, complete_task
 from workbench.output import Exit, Progress, fail, print_json
 from workbench.param_options import with_param_options
@@ -113,6 +114,8 @@ def study(
     cluster: Optional[str] = typer.Option(None, "--cluster", help=CLUSTER_HELP + "; the cells run side by side"),
     artifacts: Optional[Path] = typer.Option(None, "--artifacts", help=ARTIFACTS_HELP),
     devices: int = typer.Option(1, "--devices", metavar="N", help=DEVICES_HELP),
+    strategy: Optional[str] = typer.Option(None, "--strategy", metavar="[ddp|fsdp|zero3]", help=STRATEGY_HELP),
+    compiled: bool = typer.Option(False, "--compile", help=COMPILE_HELP),
     as_json: bool = typer.Option(False, "--json", help="one JSON document on stdout"),
     params: Optional[dict] = None,
 ) -> None:
@@ -135,12 +138,13 @@ def study(
             for method in chosen:
                 raw = {"method": method, "model": model, "data": data, "device": device, "seed": seed,
                        "deletion": deletion_spec(delete, delete_ids, delete_query, seed),
-                       "params": method_params(method, given)}
+                       "params": with_compile(method_params(method, given), compiled)}
                 if requests is not None:
                     raw["requests"] = requests if method in specs.SEQUENTIAL_METHODS else 1
                 if task is not None:
                     raw["task"] = task
-                raw.update(placement(cluster, artifacts, devices))  # where the cells run is not part of the study's identity
+                # where and how the cells run is not part of the study's identity
+                raw.update(placement(cluster, artifacts, devices, strategy))
                 cells.append((method, seed, specs.validate(absolute_paths(raw))))
     except SpecError as error:
         fail(str(error))

@@ -1,6 +1,7 @@
 """Running one job on ``spec["devices"]`` rank processes (``--devices N``): the original model prepared
-first, the ranks started (spawn) and joined (``engine.parallel.rank_of``), rank 0's events and result
-handed back, a dead rank reported. What a rank does inside the loop is ``engine.parallel``'s."""
+first, the ranks started (spawn) and joined (``engine.parallel.rank_of``, with the spec's ``--strategy``),
+rank 0's events and result handed back, a dead rank reported. What a rank does inside the loop is
+``engine.parallel``'s."""
 from __future__ import annotations
 
 import queue
@@ -62,7 +63,7 @@ def rank_main(rank: int, world: int, port: int, spec: dict, session_id: str | No
 
     cpu = spec["device"] == "cpu"
     try:
-        with rank_of(rank, world, port, cpu) as parallel:
+        with rank_of(rank, world, port, cpu, spec.get("strategy", "ddp")) as parallel:
             device = "cpu" if cpu else str(parallel.device)
             result = run_requests({**spec, "device": device}, emit, stop.is_set, session_id=session_id)
         if rank == 0:

@@ -25,6 +25,8 @@ class MethodInfo:
     iterates: str = "forget"  # "forget" (Df) or "retain" (Dr) defines an epoch
     aliases: tuple[str, ...] = ()  # other names `--method` takes for it; specs record `name`
     requires: tuple[str, ...] = ()  # CAPABILITIES the task or the model family must provide
+    # what keeps it off `--strategy fsdp` (empty: it trains sharded), e.g. differentiating its own weights in a step
+    unshardable: str = ""
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,9 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in (
                 "least this (the released code: 1)", minimum=0.0),
           Param("mask_ratio", float, 1.0, "keep at most this fraction of the covered weights, the most salient "
                 "(1 = every weight over the threshold)", positive=True, maximum=1.0),
-          FORGET_WEIGHT, RETAIN_WEIGHT), epochs=1, iterates="forget"),
+          FORGET_WEIGHT, RETAIN_WEIGHT), epochs=1, iterates="forget",
+      unshardable="it takes the gradients of its weights inside each step (the masked ascent), which FSDP's "
+                  "shards do not give"),
 )}
 
 MIA_COLUMNS = (Column("MIA Df member", "mia.df_member_rate", 100.0), Column("MIA test member", "mia.test_member_rate", 100.0),

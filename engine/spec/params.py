@@ -117,3 +117,8 @@ MAX_REQUESTS = 64
 # The sequential-requests protocol: top-level entries of a spec (not method hyperparameters).
 REQUESTS = Param("requests", int, 1, "split the deletion set into K sequential requests, unlearned one after "
                  "another and evaluated after each", minimum=1, maximum=MAX_REQUESTS)
+
+# --compile: a training option outside the method catalogue (no form field, no per-method flag); it rides in a
+# spec's params, where the loop reads it, and only when on, so runs without it keep their params as they were.
+COMPILE = Param("compile", bool, False, "torch.compile each transformer layer (or each part of a model without "
+                "layers) while it trains; the first steps compile")

@@ -1,8 +1,10 @@
 """Where a run executes: on this engine's devices (the default), or sent to a Ray cluster (``--cluster``),
-with the original-model cache and checkpoints on a path every node shares (``--artifacts``); and on how
-many devices at once (``--devices N``, data-parallel ranks)."""
+with the original-model cache and checkpoints on a path every node shares (``--artifacts``); on how
+many devices at once (``--devices N``, data-parallel ranks), and how the ranks hold the model
+(``--strategy``)."""
 from __future__ import annotations
 
+import importlib.util
 import re
 
 from engine.errors import SpecError
@@ -29,10 +31,34 @@ def check_devices(value) -> int:
     return value
 
 
+# How the ranks of --devices N hold the model: whole on each, gradients all-reduced (ddp); weights, gradients and
+# AdamW state sharded by torch's FSDP2 (fsdp); sharded by DeepSpeed ZeRO-3 (zero3).
+STRATEGIES = ("ddp", "fsdp", "zero3")
+
+
+def check_strategy(value, devices: int) -> str:
+    if value is None:
+        return "ddp"
+    if not isinstance(value, str) or value not in STRATEGIES:
+        shown = repr(value) if len(repr(value)) <= 24 else repr(value)[:21] + "..."
+        raise SpecError(f"--strategy must be ddp, fsdp or zero3, got {shown}", field="strategy")
+    if value == "zero3":
+        if importlib.util.find_spec("deepspeed") is None:
+            raise SpecError("--strategy zero3 needs DeepSpeed: pip install deepspeed, or use --strategy fsdp (the "
+                            "same ZeRO-3 sharding in torch)", field="strategy")
+        raise SpecError("--strategy zero3 (DeepSpeed) is not wired into the loop yet; use --strategy fsdp (the same "
+                        "ZeRO-3 sharding in torch)", field="strategy")
+    if value != "ddp" and devices == 1:
+        raise SpecError(f"--strategy {value} shards the model over the ranks of --devices N; give --devices 2 or "
+                        "more (one device holds the whole model)", field="strategy")
+    return value
+
+
 def check_placement(spec: dict) -> dict:
-    """The spec's ``cluster``, ``artifacts`` and ``devices`` fields, checked; absent keys for the defaults
-    (here, one device)."""
+    """The spec's ``cluster``, ``artifacts``, ``devices`` and ``strategy`` fields, checked; absent keys for the
+    defaults (here, one device; the strategy is recorded with more than one)."""
     devices = check_devices(spec.get("devices", 1))
+    strategy = check_strategy(spec.get("strategy"), devices)
     cluster = check_cluster(spec.get("cluster"))
     artifacts = spec.get("artifacts")
     if artifacts is not None:
@@ -41,4 +67,4 @@ def check_placement(spec: dict) -> dict:
                             field="artifacts")
         artifacts = str(require_absolute(artifacts, "artifacts", "the artifacts directory"))
     placed = {key: value for key, value in (("cluster", cluster), ("artifacts", artifacts)) if value is not None}
-    return {**placed, "devices": devices} if devices > 1 else placed
+    return {**placed, "devices": devices, "strategy": strategy} if devices > 1 else placed

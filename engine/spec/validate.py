@@ -38,7 +38,7 @@ from engine.spec.inputs import (
     checkpoint_problem,
     require_absolute,
 )
-from engine.spec.params import COMMON_PARAMS, LMM_PARAMS, MAX_REQUESTS, REQUESTS, Param
+from engine.spec.params import COMMON_PARAMS, COMPILE, LMM_PARAMS, MAX_REQUESTS, REQUESTS, Param
 
 PULSE_DEFAULT_PARAMS = {"batch_size": 8, "retain_batch_size": 8}
 
@@ -261,6 +261,19 @@ def check_params(raw: dict, allowed: tuple[Param, ...], owner: str, defaults: di
     return params
 
 
+def check_compile(raw_params: dict, owner: str) -> tuple[dict, bool]:
+    """The params without ``compile``, and whether --compile is on (recorded in params only when it is)."""
+    given = {name: value for name, value in raw_params.items() if name != COMPILE.name}
+    return given, bool(COMPILE.coerce(raw_params.get(COMPILE.name, COMPILE.default), owner))
+
+
+def check_strategy_fits(info: MethodInfo, placement: dict) -> None:
+    """A method that cannot train on FSDP's shards is refused with --strategy fsdp, naming why."""
+    if placement.get("strategy") == "fsdp" and info.unshardable:
+        raise SpecError(f"--strategy fsdp cannot run {info.name}: {info.unshardable}; use --strategy ddp",
+                        field="strategy")
+
+
 def check_budget(params: dict, method: str) -> None:
     """A matched budget sets the steps (or seconds) itself, and Retrain (the reference) keeps the original's
     recipe."""
@@ -307,7 +320,8 @@ def validate(spec: dict) -> dict:
     check_method_fits(info, task, model_family(model))
     deletion = check_deletion(spec.get("deletion"))
     n = deletion.get("n")
-    raw_params = check_object(spec.get("params"), "params", "method parameters (params)")
+    raw_params, compiling = check_compile(check_object(spec.get("params"), "params", "method parameters (params)"),
+                                          f"method {info.name}")
     normal = {
         "kind": "run",
         "method": info.name,
@@ -322,6 +336,9 @@ def validate(spec: dict) -> dict:
         "name": check_name(spec.get("name")),
         **check_placement(spec),
     }
+    if compiling:
+        normal["params"][COMPILE.name] = True
+    check_strategy_fits(info, normal)
     check_guards(normal["params"], task)
     check_budget(normal["params"], info.name)
     check_tune(normal["params"], info.name)
@@ -392,7 +409,8 @@ def validate_pulse(spec: dict) -> dict:
         raise SpecError(f"--knowledge must be one of {', '.join(KNOWLEDGE_SOURCES)}; got {knowledge!r}",
                         field="knowledge")
     requests = check_requests(spec.get("requests"), method)
-    raw_params = check_object(spec.get("params"), "params", "method parameters (params)")
+    raw_params, compiling = check_compile(check_object(spec.get("params"), "params", "method parameters (params)"),
+                                          f"pulse --method {method}")
     # a real checkpoint's pretrained people are those it already answers: counted when the run scores them
     checkpoint_knowledge = knowledge == "pretrained" and model not in MODELS
     pool = None if checkpoint_knowledge else people_pool(data, knowledge)
@@ -424,6 +442,9 @@ def validate_pulse(spec: dict) -> dict:
         "name": check_name(spec.get("name")),
         **check_placement(spec),
     }
+    if compiling:
+        normal["params"][COMPILE.name] = True
+    check_strategy_fits(info, normal)
     check_guards(normal["params"], "multiple_choice")
     check_budget(normal["params"], method)
     check_tune(normal["params"], method, people=True)
