@@ -12,20 +12,7 @@ from typer.testing import CliRunner
 from engine.errors import RunFailed
 from engine.loop import LoopConfig, run_loop
 from engine.methods.base import Method
-
-
-class Rows:
-    """Regression rows with the PairSet surface the loop reads (len, batch)."""
-
-    def __init__(self, n: int, seed: int):
-        generator = torch.Generator().manual_seed(seed)
-        self.x, self.y = torch.randn(n, 4, generator=generator), torch.randn(n, 2, generator=generator)
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def batch(self, indices: torch.Tensor, device) -> dict:
-        return {"x": self.x[indices], "y": self.y[indices]}
+from test_parallel import Rows  # regression rows with the surface the loop reads
 
 
 class Layered(torch.nn.Module):
