@@ -90,7 +90,8 @@ def tune(spec: dict, base_lr: float, emit, should_stop, cache, run_point: Callab
              f"{fmt(metrics.get('df_dr_auc'))}, {validation_name(headline)} {fmt(metrics.get(headline))}")
     guard = Guard(spec["params"], task.name, original, emit)
     chosen = choose(points, guard, headline)
-    emit("log", level="info", message=f"tune: chose lr {chosen['lr']:.3g} and epochs {chosen['epochs']}")
+    epochs = "the matched budget's steps" if chosen['epochs'] is None else f"epochs {chosen['epochs']}"
+    emit("log", level="info", message=f"tune: chose lr {chosen['lr']:.3g} and {epochs}")
     return {"lr": chosen["lr"], "epochs": chosen["epochs"], "grid": points, "headline": headline,
             "validation_original": {"val.df_dr_auc": original.get("df_dr_auc"),
                                     validation_name(headline): original.get(headline)},
