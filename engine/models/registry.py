@@ -15,7 +15,7 @@ from pathlib import Path
 from engine.cache import entry_matches, producing, publish, slug
 from engine.data.fingerprint import digest
 from engine.errors import SpecError
-from engine.spec import FAMILIES, MODELS, TASKS
+from engine.spec import FAMILIES, MODELS, RECIPES, TASKS
 
 
 def adapter_class(family: str, task: str):
@@ -38,8 +38,17 @@ def taking(function, options: dict) -> dict:
     return {key: value for key, value in options.items() if key in parameters}
 
 
-# Bump when a family's build_tiny changes what it builds (cached tiny models and originals then rebuild).
+# Bump when a family's build_tiny changes what it builds: cached tiny models then rebuild. An original's key
+# holds the recipe, not this version (engine/protocols/originals.py), so change the recipe with it, or clear
+# $MMUL_HOME/cache/originals.
 TINY_BUILD_VERSION = 1
+
+
+def initial_scale(name: str, task: str) -> dict:
+    """The weight scale a family's tiny retrieval recipe draws its starting weights at (RECIPES["tiny:<family>"]
+    `*init_range`, which the retrieval adapter's build_tiny reads): part of what the tiny model is built from."""
+    recipe = RECIPES.get(f"tiny:{MODELS[name].family}", {}) if task == "retrieval" else {}
+    return {key: value for key, value in recipe.items() if key.endswith("init_range")}
 
 
 def tiny_model_dir(name: str, world, seed: int, cache: Path, task: str) -> Path:
@@ -52,6 +61,9 @@ def tiny_model_dir(name: str, world, seed: int, cache: Path, task: str) -> Path:
     vocabulary = world.vocabulary()
     fingerprint = {"model": name, "task": task, "seed": seed, "image_size": world.image_size, "options": options,
                    "vocabulary": digest(vocabulary), "build": TINY_BUILD_VERSION}
+    scale = initial_scale(name, task)
+    if scale:  # only where a recipe sets it, so every other entry keeps its key (and its cached weights)
+        fingerprint["init"] = scale
     suffix = "" if task == FAMILIES[MODELS[name].family].tasks[0] else f"-{task}"
     directory = cache / "models" / f"{name}-{slug(world.name)}{suffix}-seed{seed}-{digest(fingerprint)}"
     if entry_matches(directory, fingerprint):

@@ -11,7 +11,8 @@
   Df/Dr AUC; MIA; the standard attacks (engine/metrics/attacks.py) of Df against the test sample, the
   pair's match being the one "token" (LOSS = Min-K%; zlib over the caption; no Min-K%++: a pair score has
   no distribution over alternatives to standardise by).
-The original model is the starting weights trained on all training units with the model's recipe.
+The original model is the starting weights trained on all training units with the model's recipe (a registered
+tiny model: its family's `tiny:<family>` recipe where the catalogue has one, else `tiny`).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from engine.metrics.auc import df_dr_auc, dr_chunks
 from engine.metrics.mia import membership_inference
 from engine.metrics.retrieval import gallery_plan, query_ranks, recall_from_ranks
 from engine.seeding import derive_seed
-from engine.spec import FAMILIES
+from engine.spec import FAMILIES, MODELS
 from engine.spec import RECIPES as RETRIEVAL_RECIPES
 from engine.tasks.units import UnitTask
 
@@ -102,6 +103,11 @@ def evaluate_splits(adapter, splits: Splits, seed: int) -> dict[str, float]:
 class Retrieval(UnitTask):
     name = "retrieval"
     RECIPES = RETRIEVAL_RECIPES
+
+    def __init__(self, spec: dict, emit, should_stop, cache):
+        super().__init__(spec, emit, should_stop, cache)
+        if spec["model"] in MODELS:  # a registered tiny model: its family's own tiny recipe where it has one
+            self.recipe = dict(self.RECIPES.get(f"tiny:{MODELS[spec['model']].family}", self.RECIPES["tiny"]))
 
     def load(self, source: str, device):
         adapter = super().load(source, device)
