@@ -68,7 +68,12 @@ class Trainer:
 
 def original_dir(task, spec: dict, device, emit, should_stop, cache: Path) -> Path:
     """The cached original made from exactly this data, checkpoint, task, seed and recipe; trained (and
-    cached) when missing. Another run training the same original is waited for, then its entry is used."""
+    cached) when missing. Another run training the same original is waited for, then its entry is used. A task
+    whose original is the starting checkpoint itself (`original_is_checkpoint`: a real LMM's pretrained
+    knowledge) gets that checkpoint back: nothing to train, and nothing worth copying."""
+    if getattr(task, "original_is_checkpoint", False):
+        emit("log", level="info", message=f"the original is the checkpoint itself, untouched: {spec['model']}")
+        return Path(spec["model"])
     # data serving several tasks (graph) trains one original per task; the default task keeps the plain name
     data_name = task.data_name if task.name == data_kind(spec["data"]) else f"{task.data_name}-{task.name}"
     fingerprint = original_fingerprint(task, spec)

@@ -123,9 +123,10 @@ class MultipleChoice:
         self.scoring = scoring if scoring != "auto" else ("option" if spec["model"] in MODELS else "letter")
         self.phase = KNOWLEDGE_PHASE[spec["knowledge"]]
         # a real checkpoint's pretrained knowledge is what it already answers: known only once it is scored
-        self.checkpoint_knowledge = trains_nothing(spec["model"] not in MODELS, spec["knowledge"])
+        # (engine/protocols/originals.py then returns the checkpoint itself as the original)
+        self.original_is_checkpoint = trains_nothing(spec["model"] not in MODELS, spec["knowledge"])
         self.person_accuracies: dict[str, float] | None = None
-        if self.checkpoint_knowledge:
+        if self.original_is_checkpoint:
             self.forget_people, self.retain_people, self.other_people = [], [], []  # drawn in forget_units
         else:
             pool = [p.person_id for p in self.data.people if p.phase == self.phase]
@@ -143,7 +144,7 @@ class MultipleChoice:
         return load_adapter(source, self.source, self.spec["seed"], self.cache, self.name).to(device)
 
     def forget_units(self) -> list[str]:
-        if self.checkpoint_knowledge and self.person_accuracies is None:
+        if self.original_is_checkpoint and self.person_accuracies is None:
             self.draw_known_people()
         self.emit("log", level="info", message=f"forget {len(self.forget_people)} {self.spec['knowledge']} people; "
                   f"{len(self.retain_people)} retain people; scoring {self.scoring}")
@@ -165,13 +166,9 @@ class MultipleChoice:
 
     # --- the original ---------------------------------------------------------------------------
     def original_recipe(self) -> dict:
-        if self.checkpoint_knowledge:
-            return {"kind": "pulse", "trains": "nothing"}  # the checkpoint itself
         return {k: self.recipe[k] for k in ("pretrain", "finetune")} | {"kind": "pulse"}
 
     def train_original(self, model, run_training) -> None:
-        if self.checkpoint_knowledge:
-            return
         pretrain_items = self.data.train_items("pretrain")
         for phase in ("pretrain", "finetune"):
             step = self.recipe[phase]
@@ -259,4 +256,4 @@ class MultipleChoice:
                 "update": self.spec["params"]["update"], "scoring": self.scoring, "recipe": self.recipe,
                 "forget_people": self.forget_people, "retain_people": self.retain_people,
                 **({"known_threshold": KNOWN_THRESHOLD, "person_accuracies": self.person_accuracies}
-                   if self.checkpoint_knowledge else {})}
+                   if self.original_is_checkpoint else {})}
