@@ -142,3 +142,22 @@ def test_d2d_sigma_by_hand():
     assert noise_sigma(n, wd, eps) == pytest.approx(expected)
     assert noise_sigma(10 * n, wd, eps) < noise_sigma(n, wd, eps)
     assert math.isinf(noise_sigma(n, 0.0, eps))
+
+
+def test_d2d_noise_is_drawn_for_the_steps_taken():
+    """Under --budget matched-steps the loop takes T > 1 descent steps: the noise must follow the bound at that T
+    (the released compute_sigma's `iterations`), not T = 1, which is orders of magnitude larger."""
+    from engine.methods.descent_to_delete import DescentToDelete
+
+    n, wd, eps, steps = 7500, 0.05, 5.0, 160
+    weight = torch.nn.Parameter(torch.zeros(200, 50))
+
+    class Model:
+        def parameter_groups(self):
+            return {"all": [weight]}
+
+    method = DescentToDelete({"weight_decay": wd, "eps": eps}, Model(), generator=torch.Generator().manual_seed(0))
+    method.after_training(n, steps)
+    assert method.recorded == {"noise_sigma": pytest.approx(noise_sigma(n, wd, eps, steps)), "noise_iterations": steps}
+    assert noise_sigma(n, wd, eps, steps) < noise_sigma(n, wd, eps) / 1000  # 160 steps: >1000x less noise than T=1
+    assert weight.std().item() == pytest.approx(method.sigma, rel=0.05)  # the noise drawn has that sigma

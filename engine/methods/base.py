@@ -25,6 +25,9 @@ class Method:
         self.original = original
         # the method's own random draws (permutations, noise): seeded by the run, never the global RNG
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        # what the method decided on this request that the result document must show (a noise sigma, a mask's
+        # sparsity): merged into the request's entry
+        self.recorded: dict = {}
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return self.model.parameter_groups()["all"]
@@ -37,8 +40,9 @@ class Method:
         when unused) before the first step (MMUnlearner's saliency mask); the trainable parameters already
         require gradients."""
 
-    def after_training(self, n_train: int) -> None:
-        """A hook for methods whose last step is not a gradient step (Descent-to-Delete's noise)."""
+    def after_training(self, n_train: int, steps: int) -> None:
+        """A hook for methods whose last step is not a gradient step (Descent-to-Delete's noise); `steps` is the
+        number of optimizer steps the loop took on this request."""
 
 
 def frozen_forward(compute: Callable[[dict], torch.Tensor], batch: dict) -> torch.Tensor:

@@ -151,7 +151,8 @@ class Requests:
                 if guard.fired is None:  # the loop does not evaluate its last step: the last weights compete too
                     guard.consider(result.steps, task.evaluate(model, now_forgotten))
                 kept = guard.restore(result.steps)
-            method.after_training(task.train_size)
+            method.after_training(task.train_size, result.steps)
+            recorded = dict(method.recorded)
             model.end_update()
             del reference, method
             total_steps += result.steps
@@ -164,7 +165,8 @@ class Requests:
             if guard.fired is None:
                 guard.check(result.steps, metrics)
             entries.append({"request": number, "steps": result.steps, "seconds": round(result.seconds, 3),
-                            **({"kept_step": kept} if kept is not None else {}), **task.request_entry(request, metrics)})
+                            **({"kept_step": kept} if kept is not None else {}), **recorded,
+                            **task.request_entry(request, metrics)})
             if guard.fired is not None:
                 break  # a collapse rule held: no further request runs
         # per-example Df losses of the final model (tasks over units): a study's forget quality against Retrain
