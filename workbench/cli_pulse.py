@@ -13,6 +13,7 @@ from engine import spec as specs
 from engine.errors import SpecError
 from engine.spec.inputs import absolute_paths
 from sessions.numbers import fmt
+from workbench.cli_run import ORIGINAL_HELP
 from workbench.completion import complete_data, complete_device, complete_model, complete_pulse_method
 from workbench.execute import run_session
 from workbench.output import fail, print_json
@@ -28,6 +29,7 @@ def pulse(
         m.name for m in specs.MODELS.values() if "multiple_choice" in specs.FAMILIES[m.family].tasks)
         + ", a checkpoint directory or hub id of an LMM family ("
         + ", ".join(f.name for f in specs.FAMILIES.values() if "multiple_choice" in f.tasks) + ")"),
+    original: Optional[str] = typer.Option(None, "--original", help=ORIGINAL_HELP, autocompletion=complete_model),
     requests: int = typer.Option(1, "--requests", metavar="K", help="K sequential deletion requests"),
     knowledge: str = typer.Option("pretrained", "--knowledge", help="pretrained or finetuned people"),
     forget: Optional[int] = typer.Option(None, "--forget", help="N people to forget (default: half the set)"),
@@ -42,6 +44,8 @@ def pulse(
     raw = {"kind": "pulse", "method": method, "model": model, "data": data, "general": general,
            "knowledge": knowledge, "requests": requests, "forget": forget, "device": device, "seed": seed,
            "name": name, "params": params or {}}
+    if original is not None:
+        raw["original"] = original
     try:
         spec = specs.validate_pulse(absolute_paths(raw))  # the engine's directory is $MMUL_HOME
     except SpecError as error:

@@ -47,6 +47,9 @@ DEVICES_HELP = ("run on N devices at once, data-parallel (CPU ranks on gloo; on 
 STRATEGY_HELP = ("with --devices N: how the ranks hold the model: ddp, whole on each (default); fsdp, weights, "
                  "gradients and AdamW state sharded over them (torch FSDP2); zero3, DeepSpeed ZeRO-3 (not yet "
                  "available: use fsdp)")
+ORIGINAL_HELP = ("the deployed model to unlearn as it is (a checkpoint directory or hub id of --model's family, "
+                 "already trained on --data): nothing is trained for it; --model stays the base it came from, which "
+                 "Retrain trains on Dr")
 COMPILE_HELP = "torch.compile each transformer layer while it trains (the first steps compile; CPU needs g++)"
 
 
@@ -70,8 +73,9 @@ def with_compile(params: dict, compiled: bool) -> dict:
 def run(
     method: str = typer.Option(..., "--method", help="see `mmul-workbench methods`", autocompletion=complete_method),
     data: str = typer.Option(..., "--data", help="built-in world or FORMAT:PATH", autocompletion=complete_data),
-    model: str = typer.Option(..., "--model", help="registered name, checkpoint directory or hub id",
-                              autocompletion=complete_model),
+    model: str = typer.Option(..., "--model", help="the base: registered name, checkpoint directory or hub id; an "
+                              "original is trained from it and Retrain trains it on Dr", autocompletion=complete_model),
+    original: Optional[str] = typer.Option(None, "--original", help=ORIGINAL_HELP, autocompletion=complete_model),
     task: Optional[str] = typer.Option(None, "--task", help="retrieval or classification, for data serving both "
                                        "(graph, graph-text:FILE); default: the data's own (`data list`)",
                                        autocompletion=complete_task),
@@ -100,6 +104,8 @@ def run(
         raw["requests"] = requests
     if task is not None:
         raw["task"] = task
+    if original is not None:
+        raw["original"] = original
     raw.update(placement(cluster, artifacts, devices, strategy))
     engine = engine or cluster is not None  # a cluster's runs go through the engine, which writes their sessions
     try:

@@ -25,8 +25,8 @@ from sessions.metric_names import flatten
 from sessions.schema import ACTIVE_STATES
 from sessions.study import REFERENCE, StudyError, StudyRecord, aggregate, grid, grid_caption, rank, study_id
 from sessions.summary import format_deletion, test_headline_name
-from workbench.cli_run import (ARTIFACTS_HELP, CLUSTER_HELP, COMPILE_HELP, DEVICES_HELP, STRATEGY_HELP, deletion_spec,
-                              placement, with_compile)
+from workbench.cli_run import (ARTIFACTS_HELP, CLUSTER_HELP, COMPILE_HELP, DEVICES_HELP, ORIGINAL_HELP, STRATEGY_HELP,
+                               deletion_spec, placement, with_compile)
 from workbench.completion import complete_data, complete_device, complete_method_list, complete_model, complete_task
 from workbench.output import Exit, Progress, fail, print_json
 from workbench.param_options import with_param_options
@@ -98,8 +98,9 @@ def study(
     seeds: str = typer.Option(PAPER_SEEDS, "--seeds", help="comma-separated seeds, one run per method and seed "
                               "(default: the paper's 42,87,21)"),
     data: str = typer.Option(..., "--data", help="built-in world or FORMAT:PATH", autocompletion=complete_data),
-    model: str = typer.Option(..., "--model", help="registered name, checkpoint directory or hub id",
-                              autocompletion=complete_model),
+    model: str = typer.Option(..., "--model", help="the base: registered name, checkpoint directory or hub id; an "
+                              "original is trained from it and Retrain trains it on Dr", autocompletion=complete_model),
+    original: Optional[str] = typer.Option(None, "--original", help=ORIGINAL_HELP, autocompletion=complete_model),
     task: Optional[str] = typer.Option(None, "--task", help="retrieval or classification, for data serving both",
                                        autocompletion=complete_task),
     delete: Optional[int] = typer.Option(None, "--delete", help="N units to delete (random by each seed), or the first N"),
@@ -143,6 +144,8 @@ def study(
                     raw["requests"] = requests if method in specs.SEQUENTIAL_METHODS else 1
                 if task is not None:
                     raw["task"] = task
+                if original is not None:
+                    raw["original"] = original
                 # where and how the cells run is not part of the study's identity
                 raw.update(placement(cluster, artifacts, devices, strategy))
                 cells.append((method, seed, specs.validate(absolute_paths(raw))))

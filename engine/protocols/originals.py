@@ -7,6 +7,12 @@ writes its result to a new directory under $MMUL_HOME/cache/runs/. The cache key
 (engine/cache.py): the fingerprint of the data actually read, of the starting checkpoint, the task, the
 seed and the recipe, so a same-named data set or a checkpoint edited in place never reuses an original
 made from something else. Two runs that need the same original at once train it once.
+
+`--original CKPT` names a deployed model instead (ANCHORS.md section 5): it is the original as it is, nothing is
+trained for it, and it is read where it lies (not copied into the cache: a 7B model would double its disk);
+the document records its fingerprint. `--model` stays the base that Retrain trains on Dr. Every checkpoint
+saved here carries its lineage (engine/spec/lineage.py); a base that already saw the run's data is refused by
+validation and the engine's preflight, before a session exists.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from engine.cache import checkpoint_fingerprint, entry_matches, producing, publi
 from engine.data.fingerprint import data_fingerprint, digest
 from engine.seeding import derive_seed, seed_everything
 from engine.spec import data_kind
+from engine.spec.lineage import read_lineage, write_lineage
 
 
 def original_key(model: str, data_name: str, seed: int, fingerprint: dict) -> str:
@@ -35,11 +42,31 @@ def original_fingerprint(task, spec: dict) -> dict:
             "task": task.name, "seed": spec["seed"], "recipe": task.original_recipe()}
 
 
-def save_atomically(adapter, directory: Path) -> None:
+def data_entry(task, spec: dict, excluding: list | None = None) -> dict:
+    """A lineage entry: the weights were trained on this data (all of it, or all but `excluding`'s units)."""
+    data = getattr(task, "data_fingerprint", None) or data_fingerprint(spec["data"])
+    entry = {"data": data, "data_ref": spec["data"], "task": task.name}
+    return {**entry, "excluding": {"units": len(excluding), "digest": digest(sorted(map(str, excluding)))}} \
+        if excluding is not None else entry
+
+
+def run_lineage(task, spec: dict, original: Path, retraining: bool) -> list[dict]:
+    """What a run's output checkpoint was trained on: Retrain's, the base's lineage and Dr (the data but its
+    deletion set); an unlearned model's, its original's, which saw all of the data (a deployed model given with
+    --original saw it by definition, whatever its own files say)."""
+    if retraining:
+        return read_lineage(spec["model"]) + [data_entry(task, spec, excluding=list(task.deletion))]
+    entry = data_entry(task, spec)
+    return [e for e in read_lineage(str(original)) if e.get("data") != entry["data"] or e.get("excluding")] + [entry]
+
+
+def save_atomically(adapter, directory: Path, lineage: list[dict] | None = None) -> None:
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         adapter.save(staging)
+        if lineage is not None:
+            write_lineage(staging, lineage)
         os.replace(staging, directory)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -70,7 +97,12 @@ def original_dir(task, spec: dict, device, emit, should_stop, cache: Path) -> Pa
     """The cached original made from exactly this data, checkpoint, task, seed and recipe; trained (and
     cached) when missing. Another run training the same original is waited for, then its entry is used. A task
     whose original is the starting checkpoint itself (`original_is_checkpoint`: a real LMM's pretrained
-    knowledge) gets that checkpoint back: nothing to train, and nothing worth copying."""
+    knowledge) gets that checkpoint back: nothing to train, and nothing worth copying; so does a deployed model
+    given with --original."""
+    if spec.get("original"):
+        emit("log", level="info", message=f"the original is the deployed model given with --original, untouched: "
+             f"{spec['original']} (--model {spec['model']} is the base Retrain starts from)")
+        return Path(spec["original"])
     if getattr(task, "original_is_checkpoint", False):
         emit("log", level="info", message=f"the original is the checkpoint itself, untouched: {spec['model']}")
         return Path(spec["model"])
@@ -95,7 +127,13 @@ def original_dir(task, spec: dict, device, emit, should_stop, cache: Path) -> Pa
         seed_everything(spec["seed"], "original")
         model = task.load(spec["model"], device)
         task.train_original(model, Trainer(spec["seed"], emit, should_stop))
-        publish(directory, model.save, fingerprint)
+        lineage = read_lineage(spec["model"]) + [data_entry(task, spec)]
+
+        def write(staging: Path) -> None:
+            model.save(staging)
+            write_lineage(staging, lineage)
+
+        publish(directory, write, fingerprint)
     emit("log", level="info", message=f"original model trained in {time.perf_counter() - started:.1f}s, saved to {directory}")
     return directory
 

@@ -26,7 +26,8 @@ from engine.parallel import is_main
 from engine.protocols.budget import time_budget
 from engine.protocols import tune as tuning
 from engine.protocols.guard import Guard
-from engine.protocols.originals import original_dir, original_record, save_atomically
+from engine.cache import checkpoint_fingerprint
+from engine.protocols.originals import original_dir, original_record, run_lineage, save_atomically
 from engine.seeding import derive_seed, generator, seed_everything
 from engine.spec import CAPABILITIES, METHODS, check_method_fits
 from engine.tasks import task_for
@@ -174,7 +175,7 @@ class Requests:
 
         run_dir = self.cache / "runs" / (session_id or f"{spec['method']}-{int(time.time() * 1000)}")
         if is_main():  # of a --devices N job's ranks, rank 0 alone writes the checkpoint
-            save_atomically(model, run_dir)
+            save_atomically(model, run_dir, run_lineage(task, spec, original, retraining))
         emit("artifact", name="checkpoint", path=str(run_dir))
         return {
             "session": session_id,
@@ -201,6 +202,10 @@ class Requests:
             **({"df_scores": df_scores} if df_scores is not None else {}),
             "checkpoint": str(run_dir),
             "original_checkpoint": str(original),
+            # the base (--model: where an original and Retrain start) and the model unlearned (the original)
+            "base": {"model": spec["model"], "fingerprint": checkpoint_fingerprint(spec["model"])},
+            "original": {"model": str(original), "fingerprint": checkpoint_fingerprint(str(original)),
+                         "given": bool(spec.get("original"))},
             # what the original was made from (data, checkpoint, task, seed, recipe), as its cache key says
             "fingerprints": original_record(original),
         }

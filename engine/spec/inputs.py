@@ -67,8 +67,8 @@ def _absolute(path: str, cwd: str) -> str:
 
 def absolute_paths(spec: dict, cwd: str | None = None) -> dict:
     """A copy of raw `spec` with its paths made absolute against `cwd` (default: the current directory):
-    the location of `data` and `general` given as FORMAT:PATH, the deletion ID file, and `model` when it
-    is a local directory (not a registered name, not a hub id)."""
+    the location of `data` and `general` given as FORMAT:PATH, the deletion ID file, and `model`
+    and `original` when they are local directories (not registered names, not hub ids)."""
     if not isinstance(spec, dict):
         return spec
     cwd = cwd or os.getcwd()
@@ -82,11 +82,12 @@ def absolute_paths(spec: dict, cwd: str | None = None) -> dict:
     deletion = out.get("deletion")
     if isinstance(deletion, dict) and isinstance(deletion.get("file"), str) and deletion["file"]:
         out["deletion"] = {**deletion, "file": _absolute(deletion["file"], cwd)}
-    model = out.get("model")
-    if isinstance(model, str) and model and model not in MODELS:
-        local = _absolute(model, cwd)
-        if model.startswith((".", "~", os.sep)) or os.path.isdir(local):
-            out["model"] = local
+    for key in ("model", "original"):  # the base and the deployed model (--original)
+        model = out.get(key)
+        if isinstance(model, str) and model and model not in MODELS:
+            local = _absolute(model, cwd)
+            if model.startswith((".", "~", os.sep)) or os.path.isdir(local):
+                out[key] = local
     return out
 
 

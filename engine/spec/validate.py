@@ -28,6 +28,7 @@ from engine.spec.catalog import (
     data_info,
 )
 from engine.spec.guards import check_guards
+from engine.spec.lineage import read_lineage, saw, trained_on_data_message
 from engine.spec.placement import check_placement
 from engine.spec.inputs import (
     MAX_SEED,
@@ -117,32 +118,56 @@ def checkpoint_model_type(ref: str) -> str | None:
                         "checkpoint directory", field="model") from None
 
 
-def model_family(ref: str, complete: bool = True) -> str | None:
+def model_family(ref: str, complete: bool = True, field: str = "model") -> str | None:
     """The family of a registered model or checkpoint directory; None for a hub id (checked when loaded).
-    With `complete`, a checkpoint directory must also hold its weights and processor files."""
+    With `complete`, a checkpoint directory must also hold its weights and processor files. `field` names the
+    option in the messages (`model`, or `original` for --original)."""
+    what = "model" if field == "model" else f"--{field}"
+    choices = (f"choose one of {', '.join(MODELS)}, a checkpoint directory (an absolute path), or a hub id"
+               if field == "model" else "give a checkpoint directory or a hub id")
     if ref in MODELS:
         return MODELS[ref].family
     path = Path(ref)
     if not path.is_absolute() and looks_like_hub_id(ref):
         return None  # a hub id: never resolved against the engine's directory, checked when loaded
     if not path.is_absolute():
-        raise SpecError(f"unknown model {ref!r}; choose one of {', '.join(MODELS)}, a checkpoint directory "
-                        "(an absolute path), or a hub id", field="model")
+        raise SpecError(f"unknown {what} {ref!r}; {choices}", field=field)
     if not path.is_dir():
-        raise SpecError(f"model directory {ref} does not exist; choose one of {', '.join(MODELS)}, a "
-                        "checkpoint directory, or a hub id", field="model")
+        raise SpecError(f"{what} directory {ref} does not exist; {choices}", field=field)
     model_type = checkpoint_model_type(ref)
     for family in FAMILIES.values():
         if model_type in family.model_types:
             problem = complete and checkpoint_problem(path, images=family.media == "image")
             if problem:
-                raise SpecError(f"model directory {ref} is not a complete checkpoint: {problem}; point at a "
-                                "directory written by save_pretrained (model and processor)", field="model")
+                raise SpecError(f"{what} directory {ref} is not a complete checkpoint: {problem}; point at a "
+                                "directory written by save_pretrained (model and processor)", field=field)
             return family.name
     known = sorted(t for f in FAMILIES.values() for t in f.model_types)
     shown = model_type if isinstance(model_type, str) and re.fullmatch(r"[\w.-]{1,40}", model_type) else "unknown"
-    raise SpecError(f"model directory {ref} holds a {shown!r} checkpoint; the workbench loads "
-                    f"{', '.join(known)} checkpoints", field="model")
+    raise SpecError(f"{what} directory {ref} holds a {shown!r} checkpoint; the workbench loads "
+                    f"{', '.join(known)} checkpoints", field=field)
+
+
+def check_base_and_original(model: str, original, data: str) -> dict:
+    """The spec's `original` field ({} without --original) after the deployed/base checks of ANCHORS.md
+    section 5: `--original` is a checkpoint directory or hub id of the same family as `--model`, and `--model`
+    (the base, which Retrain trains on Dr) never saw `data` (engine/spec/lineage.py)."""
+    entry = saw(read_lineage(model), data_ref=data)
+    if entry is not None:
+        raise SpecError(trained_on_data_message(model, data), field="model")
+    if original is None:
+        return {}
+    if not isinstance(original, str) or not original:
+        raise SpecError("--original needs a checkpoint directory or a hub id (the deployed model)", field="original")
+    if original in MODELS:
+        raise SpecError(f"--original {original} is a registered starting model, not a trained one; give the "
+                        "deployed checkpoint's directory (or drop --original to train the original from --model)",
+                        field="original")
+    family, base_family = model_family(original, field="original"), model_family(model, complete=False)
+    if family is not None and base_family is not None and family != base_family:
+        raise SpecError(f"--original {original} is a {family} model but --model {model} is a {base_family} model; "
+                        "the deployed model and its base must be of one family", field="original")
+    return {"original": original}
 
 
 def check_model_serves(ref: str, task: str, command: str) -> None:
@@ -335,6 +360,7 @@ def validate(spec: dict) -> dict:
         "params": check_params(raw_params, COMMON_PARAMS + info.params, f"method {info.name}"),
         "name": check_name(spec.get("name")),
         **check_placement(spec),
+        **check_base_and_original(model, spec.get("original"), data),
     }
     if compiling:
         normal["params"][COMPILE.name] = True
@@ -441,6 +467,7 @@ def validate_pulse(spec: dict) -> dict:
                                f"pulse --method {method}", PULSE_DEFAULT_PARAMS),
         "name": check_name(spec.get("name")),
         **check_placement(spec),
+        **check_base_and_original(model, spec.get("original"), data),
     }
     if compiling:
         normal["params"][COMPILE.name] = True

@@ -1,0 +1,87 @@
+"""The deployed model and its base (ANCHORS.md section 5; engine/spec/lineage.py).
+
+`--original CKPT` unlearns a deployed model as it is (nothing trained for it); `--model` stays the base Retrain
+trains on Dr. A base that already saw the data to forget from is refused before anything trains: every
+checkpoint the workbench saves says what it was trained on.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from engine.spec.lineage import LINEAGE_FILE, read_lineage, saw
+
+from conftest import ROOT, cli, cli_env
+
+RUN = ("--data", "shapes-tiny", "--delete", "8", "--seed", "42", "--json")
+
+
+def run_cli(home, *args):
+    return subprocess.run(cli("run", *args), env=cli_env(home), cwd=ROOT, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def trained(shared_home):
+    """A FT run on shapes-tiny from clip-tiny: its original (cached) and its output checkpoint."""
+    out = run_cli(shared_home, "--method", "ft", "--model", "clip-tiny", "--epochs", "1", *RUN)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_saved_checkpoints_say_what_they_were_trained_on(trained):
+    output = read_lineage(trained["checkpoint"])
+    assert (__import__("pathlib").Path(trained["checkpoint"]) / LINEAGE_FILE).is_file()
+    assert saw(output, data_ref="shapes-tiny") and saw(output, fingerprint=trained["fingerprints"]["data"])
+    # (an original cached before lineage files is read from its cache key, which names the data by fingerprint)
+    assert saw(read_lineage(trained["original_checkpoint"]), fingerprint=trained["fingerprints"]["data"]) is not None
+    assert trained["base"]["model"] == "clip-tiny" and trained["original"] == {
+        "model": trained["original_checkpoint"], "fingerprint": trained["original"]["fingerprint"], "given": False}
+
+
+@pytest.mark.parametrize("which", ["original_checkpoint", "checkpoint"])
+def test_a_base_that_saw_the_data_is_refused_before_anything_runs(shared_home, tmp_path, trained, which):
+    home = tmp_path / "home"
+    out = run_cli(home, "--method", "retrain", "--model", trained[which], *RUN)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--original" in lines[0] and "trained on shapes-tiny" in lines[0], out.stderr
+    assert not (home / "sessions").exists() or not any((home / "sessions").glob("*.json"))  # no session written
+
+
+def test_a_copied_base_is_refused_by_content(trained, tmp_path):
+    """A copy of the original elsewhere keeps its lineage; the engine's check compares the data's fingerprint."""
+    from engine.errors import SpecError
+    from engine.preflight import check_base
+
+    copy = tmp_path / "renamed"
+    shutil.copytree(trained["checkpoint"], copy)
+    lineage = json.loads((copy / LINEAGE_FILE).read_text())
+    for entry in lineage["trained_on"]:
+        entry["data_ref"] = "somewhere-else"  # validation's comparison by reference cannot see it
+    (copy / LINEAGE_FILE).write_text(json.dumps(lineage))
+    with pytest.raises(SpecError, match="--original"):
+        check_base({"model": str(copy), "data": "shapes-tiny"})
+    check_base({"model": str(copy), "data": "shapes-ve-tiny"})  # other data: a fine base
+
+
+def test_original_unlearns_the_deployed_model_as_it_is(shared_home, trained):
+    from sessions.store import SessionStore
+
+    deployed = trained["original_checkpoint"]
+    out = run_cli(shared_home, "--method", "multidelete", "--model", "clip-tiny", "--original", deployed, *RUN)
+    assert out.returncode == 0, out.stderr
+    document = json.loads(out.stdout)
+    assert document["original"]["model"] == deployed and document["original"]["given"] is True
+    assert document["original_checkpoint"] == deployed and document["base"]["model"] == "clip-tiny"
+    phases = [e["name"] for e in SessionStore(shared_home).events(document["session"]) if e["kind"] == "phase"]
+    assert phases and not any(name.startswith("original") for name in phases), phases
+    assert document["original_metrics"] == trained["original_metrics"]  # the same model, evaluated the same way
+
+
+def test_original_is_checked_like_a_model(shared_home, tmp_path):
+    for original, expected in (("clip-tiny", "registered starting model"), (str(tmp_path / "none"), "does not exist")):
+        out = run_cli(shared_home, "--method", "ft", "--model", "clip-tiny", "--original", original, *RUN)
+        assert out.returncode == 2 and expected in out.stderr and len(out.stderr.strip().splitlines()) == 1
