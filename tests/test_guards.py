@@ -19,32 +19,43 @@ RUN = {"method": "neggrad", "model": "clip-tiny", "data": "shapes-tiny", "device
 
 
 def test_rules_are_parsed_and_checked_against_the_task():
-    assert parse_rules("test.r_mean<10, df_dr_auc>0.9", "retrieval") == (
-        Rule("test.r_mean", "<", 10.0), Rule("df_dr_auc", ">", 0.9))
-    assert Rule("test.r_mean", "<", 10.0).holds({"test.r_mean": 9.5})
-    assert not Rule("test.r_mean", "<", 10.0).holds({"test.r_mean": 10.0})
-    assert not Rule("test.r_mean", "<", 10.0).holds({})  # a metric the evaluation lacks never fires
+    assert parse_rules("val.r_mean<10, df_dr_auc>0.9", "retrieval") == (
+        Rule("val.r_mean", "<", 10.0), Rule("df_dr_auc", ">", 0.9))
+    assert Rule("val.r_mean", "<", 10.0).holds({"val.r_mean": 9.5})
+    assert not Rule("val.r_mean", "<", 10.0).holds({"val.r_mean": 10.0})
+    assert not Rule("val.r_mean", "<", 10.0).holds({})  # a metric the evaluation lacks never fires
     assert parse_rules("forget.image<0.2", "multiple_choice")[0].metric == "forget.image"
-    with pytest.raises(SpecError, match="reports no metric 'test.accuracy'") as error:
-        parse_rules("test.accuracy<50", "retrieval")
+    with pytest.raises(SpecError, match="reports no metric 'val.accuracy'") as error:
+        parse_rules("val.accuracy<50", "retrieval")
     assert error.value.field == "stop_if"
     with pytest.raises(SpecError, match="METRIC<VALUE"):
-        parse_rules("test.r_mean <= 3", "retrieval")
+        parse_rules("val.r_mean <= 3", "retrieval")
+
+
+def test_rules_never_read_the_reported_test_split():
+    """Choices are made on validation data (ANCHORS.md section 2, Selection): a rule on test is refused with
+    the name to use instead, and MMBench (reported, no validation split) is no rule's to read."""
+    with pytest.raises(SpecError, match="judged on the validation split, never on test: name val.r_mean"):
+        parse_rules("test.r_mean<10", "retrieval")
+    with pytest.raises(SpecError, match="name mia.val_member_rate"):
+        parse_rules("mia.test_member_rate>0.9", "classification")
+    with pytest.raises(SpecError, match="mmbench is a reported set with no validation split"):
+        parse_rules("mmbench<0.2", "multiple_choice")
 
 
 def test_bad_guards_are_refused_before_anything_runs(home):
     with pytest.raises(SpecError, match="--keep best ranks evaluations by Df/Dr AUC"):
         specs.validate_pulse({"method": "ga", "model": "llava-tiny", "data": "people-tiny", "params": {"keep": "best"}})
     out = subprocess.run(cli("run", "--method", "ft", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "5",
-                             "--stop-if", "test.rmean<3"), cwd=ROOT, env=cli_env(home), capture_output=True, text=True)
+                             "--stop-if", "val.rmean<3"), cwd=ROOT, env=cli_env(home), capture_output=True, text=True)
     assert out.returncode == 2 and out.stdout == "" and out.stderr.strip().count("\n") == 0
-    assert "reports no metric 'test.rmean'" in out.stderr and "Traceback" not in out.stderr
+    assert "reports no metric 'val.rmean'" in out.stderr and "Traceback" not in out.stderr
 
 
 def _guard(**params):
     logged = []
     guard = Guard({"stop_if": None, "keep": "best", "keep_tolerance": 5.0, "target_auc": None, **params},
-                  "retrieval", {"test.r_mean": 50.0, "df_dr_auc": 0.5}, lambda kind, **f: logged.append(f["message"]))
+                  "retrieval", {"val.r_mean": 50.0, "df_dr_auc": 0.5}, lambda kind, **f: logged.append(f["message"]))
     weight = torch.nn.Parameter(torch.zeros(2))
     guard.begin(1, [weight])
     return guard, weight, logged
@@ -53,7 +64,7 @@ def _guard(**params):
 def _evaluate(guard, weight, step, value, auc, test):
     with torch.no_grad():
         weight.fill_(value)
-    guard.consider(step, {"df_dr_auc": auc, "test.r_mean": test})
+    guard.consider(step, {"df_dr_auc": auc, "val.r_mean": test})
 
 
 def test_keep_best_by_hand():
@@ -87,13 +98,14 @@ def test_stop_if_ends_the_unlearning_with_a_logged_event(home):
         def emit(kind, **fields):
             events.append((kind, fields))
 
-    normal = specs.validate({**RUN, "requests": 2, "params": {"eval_every": 2, "epochs": 3, "stop_if": "test.r_mean<101"}})
+    normal = specs.validate({**RUN, "requests": 2, "params": {"eval_every": 2, "epochs": 3, "stop_if": "val.r_mean<101"}})
     document = run_job(normal, Writer, lambda: False)
-    assert document["stopped_by"] == {"rule": "test.r_mean<101", "value": pytest.approx(document["stopped_by"]["value"]),
+    assert document["stopped_by"] == {"rule": "val.r_mean<101", "value": pytest.approx(document["stopped_by"]["value"]),
                                       "step": 2, "request": 1}
+    assert document["selected_on"] == "validation" and document["judged"][0]["step"] == 2
     assert document["steps"] == 2 and len(document["requests"]) == 1  # request 2 never ran
     warnings = [f["message"] for kind, f in events if kind == "log" and f["level"] == "warning"]
-    assert any(message.startswith("stop-if test.r_mean<101 held at step 2 (request 1)") for message in warnings)
+    assert any(message.startswith("stop-if val.r_mean<101 held at step 2 (request 1)") for message in warnings)
 
 
 def test_keep_best_through_the_cli(home):
@@ -105,15 +117,68 @@ def test_keep_best_through_the_cli(home):
     document = json.loads(out.stdout)
     entry = document["requests"][0]
     assert 1 <= entry["kept_step"] <= entry["steps"] and document["hyperparameters"]["keep"] == "best"
+    assert document["selected_on"] == "validation"
     from sessions.store import SessionStore
 
     events = SessionStore(home).events(document["session"])
-    steps = {e["step"]: e["metrics"]["df_dr_auc"] for e in events if e["kind"] == "eval" and e.get("split") == "step"}
-    # tolerance 100: every evaluation qualifies, so the kept one has the highest AUC of those logged during the
-    # request, or is the last weights (the loop does not log an evaluation of its last step)
-    if entry["kept_step"] != entry["steps"]:
-        assert steps[entry["kept_step"]] == max(steps.values())
+    # tolerance 100: every evaluation qualifies, so the kept one has the highest validation AUC of those judged
+    # during the request (the last weights included: the loop does not evaluate its last step)
+    during = [j for j in document["judged"][:-1]]  # the last entry judges the request's final weights
+    assert {"val.r_mean", "df_dr_auc"} <= set(during[0]["metrics"]) and not any(
+        name.startswith("test.") for j in document["judged"] for name in j["metrics"])
+    best = max(during, key=lambda j: j["metrics"]["df_dr_auc"])
+    assert entry["kept_step"] == best["step"]
     assert any("keep best: request 1 keeps the weights evaluated at step" in e.get("message", "") for e in events)
+
+
+def test_the_choice_reads_no_test_split_score(home, monkeypatch):
+    """A spy on the evaluations: every one the guard reads ran on the world's validation split (its `test` is
+    the world's `val`), and none of the reported (test-split) evaluations reaches it."""
+    from engine.jobs import run_job
+    from engine.protocols import guard as guard_module
+    from engine.protocols import requests as requests_module
+    from engine.spec.guards import as_validation as renaming
+    from engine.tasks.retrieval import Retrieval
+
+    class Evaluation(dict):
+        split = ""
+
+    evaluate, read, renamed = Retrieval.evaluate, [], []
+
+    def tagged(self, model, forgotten):
+        result = Evaluation(evaluate(self, model, forgotten))
+        result.split = "val" if self.world.test is self.world.val else "test"
+        return result
+
+    def as_validation(metrics):
+        renamed.append(metrics.split)
+        return renaming(metrics)
+
+    def spying(method):
+        def spy(self, step, metrics):
+            read.append(metrics)
+            return method(self, step, metrics)
+        return spy
+
+    monkeypatch.setattr(Retrieval, "evaluate", tagged)
+    monkeypatch.setattr(requests_module, "as_validation", as_validation)
+    monkeypatch.setattr(guard_module.Guard, "consider", spying(guard_module.Guard.consider))
+    monkeypatch.setattr(guard_module.Guard, "check", spying(guard_module.Guard.check))
+
+    class Writer:
+        session_id = None
+
+        @staticmethod
+        def emit(kind, **fields):
+            pass
+
+    normal = specs.validate({**RUN, "params": {"eval_every": 2, "epochs": 2, "keep": "best", "keep_tolerance": 100.0,
+                                               "stop_if": "val.r_mean<0"}})
+    document = run_job(normal, Writer, lambda: False)
+    assert read and renamed and set(renamed) == {"val"}       # every judged evaluation ran on the validation split
+    assert not any(isinstance(metrics, Evaluation) for metrics in read)  # no reported evaluation reached the guard
+    assert all(not name.startswith("test.") for metrics in read for name in metrics)
+    assert document["selected_on"] == "validation" and "kept_step" in document["requests"][0]
 
 
 def test_matched_steps_budget_gives_every_method_multideletes_steps(home):

@@ -1,9 +1,12 @@
 """The guardrails while a request unlearns (rules and choices: engine/spec/guards.py).
 
-`check` reads every evaluation: a `--stop-if` rule that holds stops the unlearning (the run then ends
+`check` reads every judged evaluation: a `--stop-if` rule that holds stops the unlearning (the run then ends
 with the weights it has, or the best kept ones, and runs no further request); with `--keep best`,
 `consider` holds a copy of the trainable weights of the best qualifying evaluation (on the CPU) and
-`restore` puts it back before the request's update is merged. Each firing is a warning `log` event, so the monitor and replay show it.
+`restore` puts it back before the request's update is merged. Each firing is a warning `log` event, so the
+monitor and replay show it. The evaluations it is given are validation ones (`val.*` names: the protocol
+evaluates the world's validation split for it, never the reported test split), and each is kept in `judged`
+for the result document.
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from typing import Callable
 import torch
 
 from engine.spec import TASKS
-from engine.spec.guards import parse_rules
+from engine.spec.guards import MULTIPLE_CHOICE_METRICS, parse_rules, validation_name
 
 
 class Guard:
@@ -21,11 +24,27 @@ class Guard:
         self.keep_best = params.get("keep") == "best"
         self.tolerance = params.get("keep_tolerance") or 0.0
         self.target = params.get("target_auc")
-        self.headline = TASKS[task].test_metric
+        test_metric = TASKS[task].test_metric
+        self.headline = validation_name(test_metric) if test_metric else None
         self.floor = original_metrics[self.headline] - self.tolerance if self.headline in original_metrics else None
         self.emit = emit
         self.fired: dict | None = None  # the rule that stopped the run: {rule, metric value, step, request}
+        # every evaluation judged (request, step, and the metrics a choice can read): the document's record
+        self.judged: list[dict] = []
         self.begin(None, [])
+
+    @property
+    def active(self) -> bool:
+        """Whether anything is judged at all (a rule, or --keep best): only then are validation evaluations run."""
+        return bool(self.rules) or self.keep_best
+
+    def judging(self, step: int, metrics: dict[str, float]) -> dict[str, float]:
+        """Record an evaluation as judged (the metrics a rule or the choice may read) and return it."""
+        readable = {name: value for name, value in metrics.items()
+                    if name in (self.headline, "df_dr_auc") or name in MULTIPLE_CHOICE_METRICS
+                    or any(rule.metric == name for rule in self.rules)}
+        self.judged.append({"request": self.request, "step": step, "metrics": readable})
+        return metrics
 
     def begin(self, request: int | None, parameters: list[torch.nn.Parameter]) -> None:
         """A new request: forget the previous request's best (its update is merged)."""
@@ -34,7 +53,7 @@ class Guard:
 
     def distance(self, metrics: dict[str, float]) -> float | None:
         """How far an evaluation is from the best possible (smaller is better); None when it does not
-        qualify (test below the floor, or no AUC)."""
+        qualify (the validation headline below the floor, or no AUC)."""
         auc = metrics.get("df_dr_auc")
         if auc is None or (self.floor is not None and metrics.get(self.headline, float("-inf")) < self.floor):
             return None
@@ -62,7 +81,7 @@ class Guard:
         if not self.keep_best:
             return None
         if self.best is None:
-            self.emit("log", level="warning", message=f"keep best: no evaluation of request {self.request} kept "
+            self.emit("log", level="warning", message=f"keep best: no validation evaluation of request {self.request} kept "
                       f"{self.headline} within {self.tolerance:g} of the original's; the last weights stay")
             return None
         _, step, weights = self.best

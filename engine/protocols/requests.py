@@ -30,6 +30,7 @@ from engine.cache import checkpoint_fingerprint
 from engine.protocols.originals import original_dir, original_record, run_lineage, save_atomically
 from engine.seeding import derive_seed, generator, seed_everything
 from engine.spec import CAPABILITIES, METHODS, check_method_fits
+from engine.spec.guards import SELECTED_ON, as_validation
 from engine.tasks import task_for
 from engine.telemetry import DeviceTelemetry
 from sessions.paths import cache_dir
@@ -118,7 +119,20 @@ class Requests:
         retain_batch_size = defaults["retain_batch_size"] or params["retain_batch_size"]
         entries, forgotten, total_steps, seconds = [], [], 0, 0.0
         metrics = original_metrics
-        guard = Guard(params, task.name, original_metrics, emit)
+        # the guardrails judge validation evaluations, never the reported test split (engine/spec/guards.py)
+        guard = Guard(params, task.name, {}, emit)
+        validation = None
+        if guard.active:
+            validation = task.validation_view(model)
+            seed_everything(seed, "evaluate", 0)
+            judged_original = (as_validation(validation.evaluate(
+                task.load(str(original), self.device) if retraining else model, units)) if validation else original_metrics)
+            guard = Guard(params, task.name, judged_original, emit)
+
+        def judged(step: int, forgotten_now: list, reported: dict) -> dict:
+            """What the guard reads at this evaluation: the validation view's, or on people data the reported one."""
+            return guard.judging(step, as_validation(validation.evaluate(model, forgotten_now)) if validation
+                                 else reported)
         for number, request in enumerate(requests, start=1):
             seed_everything(seed, "request", number)
             emit("phase", name="unlearn", request=number)
@@ -143,14 +157,17 @@ class Requests:
             def evaluate(step: int) -> bool:
                 step_metrics = task.evaluate(model, now_forgotten)
                 emit("eval", step=total_steps + step, phase="unlearn", split="step", request=number, metrics=step_metrics)
-                guard.consider(step, step_metrics)
-                return guard.check(step, step_metrics)
+                if not guard.active:
+                    return False
+                judged_metrics = judged(step, now_forgotten, step_metrics)
+                guard.consider(step, judged_metrics)
+                return guard.check(step, judged_metrics)
 
             result = run_loop(method, forget, retain, config, emit, self.should_stop, evaluate)
             kept = None
             if guard.keep_best:
                 if guard.fired is None:  # the loop does not evaluate its last step: the last weights compete too
-                    guard.consider(result.steps, task.evaluate(model, now_forgotten))
+                    guard.consider(result.steps, judged(result.steps, now_forgotten, {}))
                 kept = guard.restore(result.steps)
             method.after_training(task.train_size, result.steps)
             recorded = dict(method.recorded)
@@ -163,8 +180,8 @@ class Requests:
             seed_everything(seed, "evaluate", number)
             metrics = task.evaluate(model, forgotten)
             emit("eval", step=total_steps, phase="unlearn", split="after", request=number, metrics=metrics)
-            if guard.fired is None:
-                guard.check(result.steps, metrics)
+            if guard.active and guard.fired is None:  # the request's final weights (noise and merges included)
+                guard.check(result.steps, judged(result.steps, forgotten, metrics))
             entries.append({"request": number, "steps": result.steps, "seconds": round(result.seconds, 3),
                             **({"kept_step": kept} if kept is not None else {}), **recorded,
                             **task.request_entry(request, metrics)})
@@ -195,6 +212,7 @@ class Requests:
             **task.result_fields(forgotten),
             "requests": entries,
             **({"stopped_by": guard.fired} if guard.fired is not None else {}),
+            **({"selected_on": SELECTED_ON, "judged": guard.judged} if guard.active else {}),
             **({"time_budget": timed} if timed is not None else {}),
             **({"tuned": tuned} if tuned is not None else {}),
             "metrics": task.entry(metrics),

@@ -88,12 +88,13 @@ COMMON_PARAMS: tuple[Param, ...] = (
           "(default: MultiDelete's, from its stored session of the same protocol)", positive=True),
     Param("tune", bool, False, "pick lr and epochs from a small grid (lr/3, lr, 3 lr x 1, 3 epochs) on a validation "
           "deletion set disjoint from Df, scored on the validation split (never test); the choice is stored"),
-    Param("stop_if", str, None, "stop unlearning when a rule holds at an evaluation, e.g. test.r_mean<10 "
-          "(comma-separated; values as --json reports them)"),
+    Param("stop_if", str, None, "stop unlearning when a rule holds at a validation evaluation, e.g. "
+          "val.r_mean<10 (comma-separated; values as --json reports them)"),
     Param("keep", str, "last", "the weights a request ends with: the last, or the best evaluated (highest Df/Dr "
-          "AUC, or closest to --target-auc, with test within --keep-tolerance of the original's)", ("last", "best")),
-    Param("keep_tolerance", float, 5.0, "--keep best: points of the test headline a kept evaluation may lose "
-          "against the original", minimum=0.0),
+          "AUC, or closest to --target-auc, with the validation headline within --keep-tolerance of the "
+          "original's)", ("last", "best")),
+    Param("keep_tolerance", float, 5.0, "--keep best: points of the validation headline a kept evaluation may "
+          "lose against the original", minimum=0.0),
     Param("target_auc", float, None, "--keep best: the Df/Dr AUC to come closest to (e.g. Retrain's), "
           "a fraction; default: the highest", minimum=0.0, maximum=1.0),
     Param("pair_score", str, "auto", "retrieval: the head that scores a pair for Df/Dr AUC and the MIA: the ITC "

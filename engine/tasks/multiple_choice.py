@@ -143,6 +143,11 @@ class MultipleChoice:
     def load(self, source: str, device):
         return load_adapter(source, self.source, self.spec["seed"], self.cache, self.name).to(device)
 
+    def validation_view(self, model) -> None:
+        """None: the guardrails judge the people's own questions of the reported evaluation (forget, retain,
+        other: the run's objective, not a held-out split); MMBench, reported, is no rule's to read."""
+        return None
+
     def forget_units(self) -> list[str]:
         if self.original_is_checkpoint and self.person_accuracies is None:
             self.draw_known_people()

@@ -5,6 +5,9 @@ real checkpoints) and its `evaluate` (engine/tasks/__init__.py describes the who
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -12,6 +15,7 @@ from engine.data.deletion import select_units
 from engine.data.fingerprint import data_fingerprint
 from engine.data.pairs import PairSet, encode_units
 from engine.data.registry import load_data
+from engine.errors import SpecError
 from engine.models.registry import load_adapter
 from engine.seeding import derive_seed
 from engine.spec import MODELS
@@ -76,6 +80,19 @@ class UnitTask:
         if retraining:  # Retrain: the original's recipe on Dr
             return {"lr": self.recipe["lr"], "epochs": self.recipe["epochs"], "retain_batch_size": self.recipe["batch_size"]}
         return {"lr": self.recipe["unlearn_lr"], "epochs": None, "retain_batch_size": None}
+
+    def validation_view(self, model) -> "UnitTask":
+        """This task with the world's validation split standing in for its test split (galleries, test metrics,
+        the MIA's non-members) and the same Df and Dr: what the guardrails judge (engine/spec/guards.py), so
+        that no choice reads the reported test split. Its metrics keep the reported names (`test.*`);
+        engine.spec.guards.as_validation renames them."""
+        if not getattr(self.world, "val", None):
+            raise SpecError(f"{self.spec['data']} has no validation split, and --keep best and --stop-if judge on "
+                            "it (never on test); drop them, or give data with a val split", field="keep")
+        view = copy.copy(self)
+        view.world = dataclasses.replace(self.world, test=self.world.val)
+        view.prepare(model)
+        return view
 
     # --- reporting ------------------------------------------------------------------------------
     def evaluate(self, model, forgotten: list[int]) -> dict[str, float]:
