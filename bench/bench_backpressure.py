@@ -105,6 +105,7 @@ def main() -> None:
                         "report waiting sends")
     parser.add_argument("--wait-cut", action="store_true", help="also time until the stuck clients are cut off")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)   # each figure as soon as it is measured
     with tempfile.TemporaryDirectory(prefix="mmul-bp-") as tmp:
         home = Path(tmp) / "home"
         started = time.perf_counter()
