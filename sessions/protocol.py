@@ -12,6 +12,8 @@ Stream messages carry no ``id`` but a ``type``::
 
     {"type": "events", "sub": 7, "session": S, "events": [event, ...]}   (at most EVENT_BATCH each)
     {"type": "end", "sub": 7, "session": S, "state": "finished"}      (``damaged``/``error`` + ``message``)
+    {"type": "end", "sub": 7, "session": S, "state": "behind", "from_seq": N, "message": M}
+                      (the client fell too far behind a live run: subscribe again from ``from_seq``)
     {"type": "heartbeat", "ts": 1764071412.5}                             (every HEARTBEAT_INTERVAL s)
 
 ``hello`` must come first. A line longer than MAX_LINE, a line that is not a JSON object, an unknown
@@ -67,6 +69,9 @@ PERMISSION_DENIED = "permission_denied"
 DAMAGED = "damaged"            # the session's files cannot be read (`sessions check --repair`)
 IDLE = "idle"                  # the connection sent nothing for too long and is closed
 BUSY = "busy"                  # too many connections: this one is closed
+LIMIT = "limit"                # a bound on one connection was reached (subscriptions per connection)
+STALLED = "stalled"            # the client stopped reading what the engine sends: the connection is cut
+BEHIND = "behind"              # an ``end`` state: the subscriber fell behind a live run (resubscribe)
 INTERNAL = "internal"
 
 

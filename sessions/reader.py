@@ -11,12 +11,14 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from sessions.errors import SessionDamaged, UnknownSession
 from sessions.files import SESSION_FILE, WRITER_LOCK, describe_error, read_json, segment_name, try_lock
 from sessions.paths import mmul_home
 from sessions.schema import SCHEMA_VERSION, STATES, SchemaMismatch
+from sessions.shared import SharedEvents, shared_parse
 from sessions.writer import SEGMENT_SIZE
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -132,13 +134,55 @@ class SessionReader:
 
     def events(self, session_id: str, from_seq: int = 0) -> list[dict]:
         """Every stored event with seq >= from_seq, in order (sealed segments + the open one)."""
-        session_id = self.resolve(session_id)
-        meta, tail = self._read_session_file(session_id)
-        size = int(meta.get("segment_size") or SEGMENT_SIZE)
-        sdir = self.session_dir(session_id)
         out: list[dict] = []
-        for index in range(max(0, from_seq) // size, int(meta.get("sealed", 0))):
-            path = sdir / segment_name(index)
+        for chunk in self.event_chunks(session_id, from_seq):
+            out.extend(chunk)
+        return out
+
+    def event_chunks(self, session_id: str, from_seq: int = 0) -> Iterator[list[dict]]:
+        """The stored events with seq >= from_seq, in order, one file at a time (a sealed segment, then
+        the open one), so a replay holds one segment, not the log. The chunks are shared with other
+        readers of the same files (``sessions.shared``): read them, never modify them. Segments sealed
+        while it streams are picked up; it ends with the open segment as it was when it got there."""
+        session_id = self.resolve(session_id)
+        sdir = self.session_dir(session_id)
+        index: int | None = None
+        previous: int | None = None
+        while True:
+            tail = self._shared_session_file(session_id)
+            meta = tail.meta or {}
+            size = int(meta.get("segment_size") or SEGMENT_SIZE)
+            sealed = int(meta.get("sealed", 0))
+            index = max(0, from_seq) // size if index is None else index
+            if index >= sealed:
+                chunk = self._checked(session_id, tail, previous, from_seq)
+                if chunk:
+                    yield chunk
+                return
+            del tail   # not held while the sealed segments stream: read afresh after them
+            while index < sealed:
+                chunk = self._checked(session_id, self._segment(session_id, sdir, index), previous, from_seq)
+                index += 1
+                if chunk:
+                    previous = chunk[-1]["seq"]
+                    yield chunk
+
+    def _shared_session_file(self, session_id: str) -> SharedEvents:
+        def parse(_: Path) -> SharedEvents:
+            meta, tail = self._read_session_file(session_id)
+            doc = SharedEvents(tail.values())
+            doc.meta = meta
+            return doc
+
+        try:
+            return shared_parse(self.session_dir(session_id) / SESSION_FILE, parse)
+        except OSError:
+            return parse(self.session_dir(session_id))   # names what is wrong (missing, unreadable, ...)
+
+    def _segment(self, session_id: str, sdir: Path, index: int) -> SharedEvents:
+        path = sdir / segment_name(index)
+
+        def parse(_: Path) -> SharedEvents:
             try:
                 seg = read_json(path)
             except FileNotFoundError:
@@ -149,15 +193,24 @@ class SessionReader:
                 raise self._damaged(session_id, describe_error(exc, path), True) from None
             if not isinstance(seg, dict) or not isinstance(seg.get("events"), dict):
                 raise self._damaged(session_id, f"{path.name} is not a segment file", True)
-            out.extend(seg["events"].values())
-        out.extend(tail.values())
-        self._check_sequence(session_id, out)
-        if from_seq > 0:
-            out = [e for e in out if e["seq"] >= from_seq]
-        if out and out[0].get("v") != SCHEMA_VERSION:
-            raise SchemaMismatch(f"session {session_id}: event schema {out[0].get('v')!r}; "
+            return SharedEvents(seg["events"].values())
+
+        try:
+            return shared_parse(path, parse)
+        except OSError:
+            return parse(path)
+
+    def _checked(self, session_id: str, events: list, previous: int | None, from_seq: int) -> list[dict]:
+        """``events`` (one file's) checked to follow ``previous`` without a hole, from ``from_seq`` on."""
+        self._check_sequence(session_id, events)
+        if events and previous is not None and events[0].get("seq") != previous + 1:
+            raise self._damaged(session_id, f"its events jump from seq {previous} to {events[0].get('seq')}", True)
+        if previous is None and events and events[0].get("v") != SCHEMA_VERSION:
+            raise SchemaMismatch(f"session {session_id}: event schema {events[0].get('v')!r}; "
                                  f"this mmul-workbench reads {SCHEMA_VERSION}")
-        return out
+        if events and events[0]["seq"] < from_seq:
+            return [e for e in events if e["seq"] >= from_seq]
+        return events
 
     def _check_sequence(self, session_id: str, events: list) -> None:
         previous = None

@@ -86,14 +86,19 @@ def install_fake_jobs() -> None:
     engine.jobs = module
 
 
-def fake_command() -> list[str]:
-    return [sys.executable, "-c", LAUNCH]
+def fake_command(limits: dict | None = None) -> list[str]:
+    """The fake-jobs daemon; ``limits``: its bounds on clients (connection.Limits fields), scaled for a test."""
+    if not limits:
+        return [sys.executable, "-c", LAUNCH]
+    scaled = ("import functools, engine.daemon.server as s;"
+              f"s.Limits = functools.partial(s.Limits, **{limits!r});")
+    return [sys.executable, "-c", LAUNCH.replace("import engine.daemon.server as s;", scaled)]
 
 
-def start_daemon(home: Path, fake: bool = True) -> dict:
+def start_daemon(home: Path, fake: bool = True, limits: dict | None = None) -> dict:
     from workbench.client.process import start_engine
 
-    return start_engine(home, timeout=20, command=fake_command() if fake else None)
+    return start_engine(home, timeout=20, command=fake_command(limits) if fake else None)
 
 
 def daemon_pid(home: Path) -> int | None:

@@ -207,10 +207,10 @@ async def test_serve_shows_the_sessions_home_in_chromium(tmp_path):
     server = subprocess.Popen(cli("serve", "--port", str(port)), env=cli_env(home), cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        Lines(server.stderr).wait_for(rf"serving the workbench on http://127\.0\.0\.1:{port} ", timeout=30)
-        url = f"http://127.0.0.1:{port}/"
+        url, token = Lines(server.stderr).wait_for(
+            rf"serving the workbench on (http://127\.0\.0\.1:{port}/\?token=(\S+)) ", timeout=30).groups()
         # aiohttp announces start-up a moment before its socket listens: poll until the page answers
-        assert f"ws://127.0.0.1:{port}/ws" in page_when_up(url, timeout=30)  # the page's terminal websocket
+        assert f"ws://127.0.0.1:{port}/ws/{token}" in page_when_up(url, timeout=30)  # the page's terminal websocket
         async with chromium_page(tmp_path) as page:
             await page.call("Page.enable")
             await page.call("Page.addScriptToEvaluateOnNewDocument", source=KEEP_TERMINAL)

@@ -3,17 +3,20 @@
 Each browser tab that opens the page gets its own `mmul-workbench` TUI process (textual-serve runs the
 command with Textual's web driver and streams the terminal to xterm.js in the page). It binds to
 127.0.0.1 by default: from another machine, forward the port over SSH (`ssh -L 8000:localhost:8000 HOST`)
-rather than exposing a workbench that has no password. A host or port it cannot listen on is one line
-and exit 2, checked before the server starts. Nothing here imports torch; textual-serve loads inside the
-command.
+rather than exposing a workbench that has no password. The page needs a random per-start token, printed
+once (as Jupyter does); Host and Origin are checked on every request (``workbench.serve_server``).
+``--no-token`` drops the token on a loopback bind only. A host or port it cannot listen on, or a
+non-loopback bind without a token, is one line and exit 2, checked before the server starts. Nothing
+here imports torch; textual-serve loads inside the command.
 """
 from __future__ import annotations
 
 import errno
+import secrets
 import shlex
 import socket
 import sys
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -57,36 +60,47 @@ def public_url(host: str, port: int) -> str:
     return f"http://{f'[{name}]' if ':' in name else name}:{port}"
 
 
+def machine_names() -> tuple[str, ...]:
+    """What a browser may call this machine by when serve listens on every address: its names and addresses."""
+    names = {socket.getfqdn(), socket.gethostname()}
+    try:
+        names.update(info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None))
+    except OSError:
+        pass
+    return tuple(names)
+
+
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="the address to listen on; keep the default and "
                              "forward the port over SSH (ssh -L 8000:localhost:8000 HOST)"),
     port: int = typer.Option(8000, "--port", help="the TCP port to listen on"),
+    allow_host: List[str] = typer.Option([], "--allow-host", help="another name the browser may reach this "
+                                         "server by (its Host header); repeatable. The bound host and the "
+                                         "loopback names are always allowed"),
+    no_token: bool = typer.Option(False, "--no-token", help="serve the page without the per-start token "
+                                  "(only on a loopback --host)"),
 ) -> None:
     """Serve the workbench TUI to a browser (textual-serve), for use over an SSH port-forward."""
+    if no_token and host not in LOOPBACK:
+        fail(f"--no-token with --host {host} would let every machine that reaches it use this workbench; "
+             "keep the token, or bind 127.0.0.1 and forward the port over SSH")
     problem = bind_problem(host, port)
     if problem is not None:
         fail(problem)
-    from textual_serve.server import Server
+    from workbench.serve_server import WorkbenchServer, allowed_hosts
 
+    token = None if no_token else secrets.token_urlsafe(24)
     url = public_url(host, port)
-
-    class WorkbenchServer(Server):
-        def initialize_logging(self) -> None:  # its request log is for people: stderr, as all our diagnostics
-            from rich.console import Console
-
-            self.console = Console(stderr=True)
-            super().initialize_logging()
-
-        async def on_startup(self, app) -> None:  # our one line on stderr instead of textual-serve's banner
-            print(f"serving the workbench on {url} (ctrl+c stops); from another machine: "
-                  f"ssh -L {port}:localhost:{port} {socket.gethostname()}, then open http://localhost:{port}",
-                  file=sys.stderr, flush=True)
-            if host not in LOOPBACK:
-                print(f"warning: --host {host} lets every machine that reaches it use this workbench, with no "
-                      "password; prefer the default 127.0.0.1 and an SSH port-forward", file=sys.stderr, flush=True)
-
+    query = f"/?token={token}" if token else "/"
+    machine = machine_names() if host in WILDCARD else ()
+    banner = [f"serving the workbench on {url}{query} (ctrl+c stops); from another machine: "
+              f"ssh -L {port}:localhost:{port} {socket.gethostname()}, then open http://localhost:{port}{query}"]
+    if host not in LOOPBACK:
+        banner.append(f"warning: --host {host} lets every machine that reaches it and holds the token use this "
+                      "workbench; prefer the default 127.0.0.1 and an SSH port-forward")
     command = f"{shlex.quote(sys.executable)} -m workbench.cli"  # the TUI, one process per browser tab
-    server = WorkbenchServer(command, host=host, port=port, title="mmul-workbench", public_url=url)
+    server = WorkbenchServer(command, host=host, port=port, public_url=url,
+                             hosts=allowed_hosts(host, allow_host, machine), token=token, banner=banner)
     try:
         server.serve()
     except OSError as error:  # taken between the check and the server's own bind

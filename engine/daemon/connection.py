@@ -6,13 +6,24 @@ connections' partial lines together at most ``Limits.buffered`` bytes (a line pa
 ``too_long`` and skipped); the buffer is released when the connection closes. A client that says
 nothing for ``Limits.hello_timeout`` seconds before ``hello``, or ``Limits.idle_timeout`` seconds after
 it while following nothing, is told ``idle`` and disconnected.
+
+What the engine holds for a client that does not read is bounded too. Its send queue is the transport's
+buffer, at most ``Limits.send_buffer`` bytes before every sender waits, plus one message per
+subscription waiting its turn; at most ``Limits.subscriptions`` subscriptions per connection (more are
+refused ``limit``). A send that waits ``Limits.stall_timeout`` seconds for the client to read is the
+end of the connection (cut, ``stalled`` in the log). A following client must read: one that neither
+sends a request nor reads what the engine sent (heartbeats included) for ``Limits.idle_timeout`` seconds
+is told ``idle`` and disconnected, subscriptions or not.
 """
 from __future__ import annotations
 
 import asyncio
 import ctypes
 import ctypes.util
+import fcntl
 import logging
+import termios
+import time
 import traceback
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
@@ -35,7 +46,24 @@ class Limits:
     idle_timeout: float = 300.0    # seconds of silence allowed to a client that follows no session
     buffered: int = 64 << 20       # bytes of partial lines held for all connections together
     connections: int = 512         # connections served at once; more are told `busy` and closed
+    subscriptions: int = 16        # subscriptions one connection may hold; more are refused `limit`
+    send_buffer: int = 256 << 10   # bytes the engine buffers for one client before its senders wait
+    stall_timeout: float = 30.0    # seconds a send may wait for the client to read before it is cut off
+    lag: int = 10_000              # live events a subscriber may fall behind before it is ended `behind`
     used: int = 0                  # bytes of partial lines held now
+
+
+def unread_bytes(writer: asyncio.StreamWriter) -> int:
+    """Bytes sent to the client that it has not read yet: the transport's buffer plus, on Linux, the
+    socket's (SIOCOUTQ; elsewhere only the transport's is known)."""
+    pending = writer.transport.get_write_buffer_size()
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        try:
+            pending += int.from_bytes(fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4), "little")
+        except (OSError, ValueError):
+            pass
+    return pending
 
 
 def _trim_memory() -> None:
@@ -59,15 +87,48 @@ class Connection:
         self.subscriptions: dict[int, asyncio.Task] = {}
         self.held = 0          # bytes of this connection's partial line, counted in limits.used
         self.peak = 0
+        self.caught_up = time.monotonic()   # when the client had last read everything sent to it
+        self.waiting = 0                     # sends waiting for the client to read (for `status`)
         self._write_lock = asyncio.Lock()
+        writer.transport.set_write_buffer_limits(high=self.limits.send_buffer)
 
     async def send(self, message: dict) -> None:
-        data = P.encode(message)
+        self.waiting += 1
+        try:
+            await self._send(P.encode(message))
+        finally:
+            self.waiting -= 1
+
+    async def _send(self, data: bytes) -> None:
         async with self._write_lock:
             if self.writer.is_closing():
                 raise ConnectionError("connection closed")
             self.writer.write(data)
-            await self.writer.drain()
+            try:
+                await asyncio.wait_for(self.writer.drain(), self.limits.stall_timeout)
+            except asyncio.TimeoutError:
+                self.cut(f"it read nothing for {self.limits.stall_timeout:.0f} s while the engine had "
+                         f"{self.writer.transport.get_write_buffer_size()} bytes to send")
+                raise ConnectionError("the client stopped reading") from None
+
+    def cut(self, why: str) -> None:
+        """Drop the connection now, its unsent bytes with it (a client that does not read cannot be told)."""
+        log.warning("cut off a client (%s): %s", P.STALLED, why)
+        self.writer.transport.abort()
+
+    def heartbeat(self, line: bytes) -> None:
+        """Send a heartbeat, noting first whether the client read everything before it; none is added to
+        a buffer the client is not emptying."""
+        if unread_bytes(self.writer) == 0:
+            self.caught_up = time.monotonic()
+        if self.writer.transport.get_write_buffer_size() == 0 and not self.writer.is_closing():
+            self.writer.write(line)
+
+    def reading(self, within: float) -> bool:
+        """Whether the client read everything sent to it at some point in the last ``within`` seconds."""
+        if unread_bytes(self.writer) == 0:
+            self.caught_up = time.monotonic()
+        return time.monotonic() - self.caught_up < within
 
     async def serve(self) -> None:
         lines = self._lines()
@@ -98,8 +159,8 @@ class Connection:
             try:
                 return await asyncio.wait_for(self.reader.read(READ_CHUNK), timeout)
             except asyncio.TimeoutError:
-                if self.subscriptions:
-                    continue  # a follower listens; it need not speak
+                if self.subscriptions and self.reading(timeout):
+                    continue  # a follower that reads need not speak
                 what = "say hello" if not self.greeted else "send a request"
                 try:
                     await self.send(P.error(None, P.IDLE, f"no request for {timeout:.0f} s (connect, {what}); "
@@ -160,6 +221,9 @@ class Connection:
             return P.error(rid, P.INTERNAL, f"{type(exc).__name__}: {exc}".splitlines()[0])
 
     # subscriptions -------------------------------------------------------------------------------
+
+    def can_subscribe(self) -> bool:
+        return len(self.subscriptions) < self.limits.subscriptions
 
     def add_subscription(self, sub: int, stream: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(stream)

@@ -3,6 +3,12 @@
 A ``Hub`` fans one live session's events out to the subscribers on the event loop. A
 ``Subscription`` is one subscriber's stream: the stored events from ``from_seq``, then the hub's
 (or, for a session another process writes, the files as they grow), then one ``end`` message.
+
+Stored events stream one segment file at a time (``SessionReader.event_chunks``, one parsed copy shared
+by every subscriber of the session), so a replay never holds the log. A live subscriber whose client
+reads slower than the run writes holds at most ``lag`` events: one more and it is ended with state
+``behind`` and ``from_seq`` (the next event it needs), and the client resubscribes from there (no gap,
+no duplicate: ``workbench.client.async_client`` does so by itself).
 """
 from __future__ import annotations
 
@@ -19,7 +25,10 @@ from sessions.writer import SessionWriter
 
 log = logging.getLogger("mmul.engine")
 
+FELL_BEHIND = object()   # queued to a live subscriber that fell ``lag`` events behind
+
 HUB_KEEP = 4096          # recent events each live session keeps in memory (older ones are on disk)
+LAG = 10_000             # live events a subscriber may fall behind before it is ended ``behind``
 TAIL_POLL = 0.5          # seconds between disk polls when following a session another process writes
 
 
@@ -33,7 +42,7 @@ class Hub:
         self.writer = writer
         self.buf: collections.deque[dict] = collections.deque()
         self.next_seq = writer.last_seq + 1
-        self.subscribers: set[asyncio.Queue] = set()
+        self.subscribers: set[Subscription] = set()
         self.end_state: str | None = None
 
     @property
@@ -46,13 +55,14 @@ class Hub:
         flushed = self.writer.flushed_seq
         while len(self.buf) > HUB_KEEP and self.buf[0]["seq"] <= flushed:
             self.buf.popleft()
-        for queue in self.subscribers:
-            queue.put_nowait(event)
+        for follower in list(self.subscribers):
+            if not follower.offer(event):
+                self.subscribers.discard(follower)
 
     def close(self, state: str) -> None:
         self.end_state = state
-        for queue in self.subscribers:
-            queue.put_nowait(None)
+        for follower in self.subscribers:
+            follower.queue.put_nowait(None)
 
 
 class Subscription:
@@ -62,8 +72,9 @@ class Subscription:
     before ``start`` is on disk, the snapshot covers [start, next_seq), the queue gets the rest)."""
 
     def __init__(self, sub: int, session: str, from_seq: int, hub: Hub | None, store: SessionStore,
-                 send: Callable[[dict], Awaitable[None]]):
+                 send: Callable[[dict], Awaitable[None]], lag: int = LAG):
         self.sub = sub
+        self.lag = lag
         self.session = session
         self.store = store
         self.send_message = send
@@ -74,9 +85,18 @@ class Subscription:
         self.start = 0
         if hub is not None:
             self.queue = asyncio.Queue()
-            hub.subscribers.add(self.queue)
+            hub.subscribers.add(self)
             self.snapshot = list(hub.buf)
             self.start = hub.start
+
+    def offer(self, event: dict) -> bool:
+        """Queue a live event; False (and the stream told it is behind) when ``lag`` are queued already."""
+        assert self.queue is not None
+        if self.queue.qsize() >= self.lag:
+            self.queue.put_nowait(FELL_BEHIND)
+            return False
+        self.queue.put_nowait(event)
+        return True
 
     async def run(self) -> None:
         """Stream until the session ends (or the client goes away); always ends with ``end``."""
@@ -86,6 +106,14 @@ class Subscription:
                 state = await self._stream_live()
             else:
                 state = await self._stream_stored()
+            if state == P.BEHIND:
+                log.info("subscription %d to %s fell %d events behind: ended, resubscribe from %d", sub, session,
+                         self.lag, self.expected)
+                await self.send_message({"type": "end", "sub": sub, "session": session, "state": state,
+                                         "from_seq": self.expected,
+                                         "message": f"the client fell more than {self.lag} events behind; "
+                                                    f"subscribe again from seq {self.expected}"})
+                return
             await self.send_message({"type": "end", "sub": sub, "session": session, "state": state})
         except asyncio.CancelledError:
             raise
@@ -123,25 +151,46 @@ class Subscription:
         assert hub is not None and queue is not None
         try:
             if self.expected < self.start:
-                stored = await asyncio.to_thread(self.store.events, self.session, self.expected)
-                await self._send([e for e in stored if e["seq"] < self.start])
-            await self._send(self.snapshot)
+                await self._replay(until=self.start)
+            snapshot, self.snapshot = self.snapshot, []
+            await self._send(snapshot)
+            del snapshot
             while True:
                 item = await queue.get()
                 batch = []
-                while item is not None:
+                while item is not None and item is not FELL_BEHIND:
                     batch.append(item)
                     if queue.empty():
                         item = False
                         break
                     item = queue.get_nowait()
+                if item is FELL_BEHIND:   # what it had queued is dropped: it resubscribes from self.expected
+                    while not queue.empty():
+                        queue.get_nowait()
+                    return P.BEHIND
                 if batch:
                     await self._send(batch)
                 if item is None:
                     break
         finally:
-            hub.subscribers.discard(queue)
+            hub.subscribers.discard(self)
         return hub.end_state or "unknown"
+
+    async def _replay(self, until: int | None = None) -> None:
+        """Send the stored events from ``expected`` (up to ``until``), one segment file at a time."""
+        chunks = self.store.event_chunks(self.session, self.expected)
+        try:
+            while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+                if until is not None and chunk[-1]["seq"] >= until:
+                    await self._send([e for e in chunk if e["seq"] < until])
+                    return
+                await self._send(chunk)
+                del chunk
+        finally:
+            try:
+                chunks.close()
+            except ValueError:   # cancelled while a thread reads its next file: it is dropped when done
+                pass
 
     async def _stream_stored(self) -> str:
         """Replay a stored session; follow it on disk while another live process writes it."""
@@ -149,7 +198,7 @@ class Subscription:
         while True:
             live = await asyncio.to_thread(store.is_live, session)
             meta = await asyncio.to_thread(store.get, session)   # read before the events: they
-            await self._send(await asyncio.to_thread(store.events, session, self.expected))  # are a superset
+            await self._replay()                                     # are a superset
             if meta["state"] in TERMINAL_STATES:
                 return meta["state"]
             if not live:

@@ -47,6 +47,8 @@ class Client(Protocol):
 
     async def send(self, message: dict) -> None: ...
 
+    def can_subscribe(self) -> bool: ...
+
     def add_subscription(self, sub: int, stream: Coroutine[Any, Any, None]) -> None: ...
 
     def cancel_subscription(self, sub: int) -> bool: ...
@@ -135,7 +137,9 @@ async def status(daemon: Daemon, conn: Client, rid: Any, session: str | None = N
                     protocol=P.PROTOCOL_VERSION, schema=SCHEMA_VERSION, devices=daemon.queues.devices(),
                     cluster=await asyncio.to_thread(daemon.queues.cluster.status),
                     stopping=daemon.stopping, damaged=daemon.damaged, connections=len(daemon.connections),
-                    buffered=daemon.limits.used)
+                    buffered=daemon.limits.used,
+                    subscriptions=sum(len(c.subscriptions) for c in daemon.connections),
+                    waiting_sends=sum(c.waiting for c in daemon.connections))
     try:
         session = daemon.store.resolve(session)
         meta = await asyncio.to_thread(daemon.store.get, session)
@@ -173,9 +177,12 @@ async def subscribe(daemon: Daemon, conn: Client, rid: Any, session: str, from_s
         session = daemon.store.resolve(session)
     except UnknownSession as exc:
         return P.error(rid, P.UNKNOWN_SESSION, str(exc))
+    if not conn.can_subscribe():
+        return P.error(rid, P.LIMIT, f"this connection follows {daemon.limits.subscriptions} sessions already "
+                                     "(the most one connection may); unsubscribe one or open another connection")
     sub = next(daemon.sub_ids)
     subscription = Subscription(sub, session, from_seq, daemon.queues.hubs.get(session), daemon.store,
-                                conn.send)
+                                conn.send, lag=daemon.limits.lag)
     conn.add_subscription(sub, subscription.run())
     return P.ok(rid, sub=sub, session=session)
 

@@ -189,7 +189,7 @@ class Engine:
             line = P.encode({"type": "heartbeat", "ts": time.time(), "jobs": self.queues.active_count()})
             for conn in list(self.connections):
                 try:
-                    conn.writer.write(line)
+                    conn.heartbeat(line)
                 except Exception:
                     pass
 

@@ -18,7 +18,8 @@ DISCONNECTED: Any = object()  # queued to every subscription when the connection
 class Subscription:
     """``async for event in client.subscribe(session, from_seq)``: stored events, then live ones,
     each exactly once and in seq order; ends when the session ends (``.state`` then holds its final
-    state). Raises EngineDisconnected if the engine goes away, EngineError (code ``damaged``) when
+    state). When it reads too slowly for a live run the engine ends it ``behind``; it subscribes again
+    from the next event it needs, unseen by its reader (``resubscribed`` counts how often). Raises EngineDisconnected if the engine goes away, EngineError (code ``damaged``) when
     the session's files cannot be read."""
 
     def __init__(self, client: "EngineClient", session: str, from_seq: int):
@@ -30,6 +31,7 @@ class Subscription:
         self.next_seq = from_seq
         self._queue: asyncio.Queue | None = None
         self._pending: list[dict] = []
+        self.resubscribed = 0
 
     def __aiter__(self) -> "Subscription":
         return self
@@ -51,6 +53,12 @@ class Subscription:
             if message is DISCONNECTED:
                 raise EngineDisconnected(f"lost the engine while following session {self.session}",
                                          "disconnected", session=self.session)
+            if message.get("type") == "end" and message.get("state") == P.BEHIND:
+                # it fell too far behind a live run: the engine ended this stream; go on from where it was
+                self.client.end_stream(self.sub)
+                self.resubscribed += 1
+                await self._start()
+                continue
             if message.get("type") == "end":
                 self.state = message.get("state")
                 self.message = message.get("message")
