@@ -40,6 +40,11 @@ class Method:
     def after_training(self, n_train: int) -> None:
         """A hook for methods whose last step is not a gradient step (Descent-to-Delete's noise)."""
 
+    def resolved(self) -> dict:
+        """What the method chose for defaults it sizes to the model (RMU's layer and coefficient); the run's
+        document records it as `resolved`."""
+        return {}
+
 
 def frozen_forward(compute: Callable[[dict], torch.Tensor], batch: dict) -> torch.Tensor:
     """What the frozen original gives `batch`, in inference mode (no autograd bookkeeping; bf16 under the loop's

@@ -29,6 +29,7 @@ from engine.protocols.guard import Guard
 from engine.protocols.originals import original_dir, original_record, save_atomically
 from engine.seeding import derive_seed, generator, seed_everything
 from engine.spec import CAPABILITIES, METHODS, check_method_fits
+from engine.spec.catalog import method_variant
 from engine.tasks import task_for
 from engine.telemetry import DeviceTelemetry
 from sessions.paths import cache_dir
@@ -152,6 +153,7 @@ class Requests:
                     guard.consider(result.steps, task.evaluate(model, now_forgotten))
                 kept = guard.restore(result.steps)
             method.after_training(task.train_size)
+            resolved = method.resolved()
             model.end_update()
             del reference, method
             total_steps += result.steps
@@ -178,6 +180,7 @@ class Requests:
             "session": session_id,
             "kind": spec.get("kind", "run"),
             "method": spec["method"],
+            "variant": method_variant(spec["method"], params), **({"resolved": resolved} if resolved else {}),
             "model": spec["model"],
             "data": spec["data"],
             "task": task.name,
