@@ -213,7 +213,8 @@ def test_rmu_defaults_follow_wmdp_scaled_to_the_model():
     assert default_coefficient(4096) == pytest.approx(6.5) and default_coefficient(64) == pytest.approx(6.5 / 8)
     tiny = RMU(RMU_PARAMS | {"rmu_coeff": None}, Stub(layers=2, hidden=64), Stub(layers=2, hidden=64))
     assert tiny.resolved() == {"rmu_layer": 0, "rmu_updated_layers": [0], "rmu_coeff": pytest.approx(0.8125)}
-    tiny.losses({"x": torch.ones(1, 2, 64), "mask": torch.ones(1, 2)}, {"x": torch.ones(1, 2, 64), "mask": torch.ones(1, 2)})
+    rows = {"x": torch.ones(1, 2, 64), "mask": torch.ones(1, 2)}
+    tiny.losses(rows, rows)
     assert tiny.direction.norm().item() == pytest.approx(0.8125, rel=1e-6)
     # target entries of WMDP's per-dimension size: c / sqrt(hidden) the same at 64 and 4096
     assert default_coefficient(64) / 8 == pytest.approx(6.5 / 64)

@@ -333,7 +333,8 @@ RECIPES = {
 DELETION_STRATEGIES = ("random", "ids", "query")
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_SEED = 42
-PULSE_METHODS = ("ga", "ga_klr", "kl_min", "npo", "multidelete", "graddiff", "simnpo", "idk", "idkdpo", "rmu", "mmunlearner")
+PULSE_METHODS = ("ga", "ga_klr", "kl_min", "npo", "multidelete", "graddiff", "simnpo", "idk", "idkdpo", "rmu",
+                 "mmunlearner")
 SEQUENTIAL_METHODS = ("multidelete", "ft", "neggrad", "ga_klr", "kl_min", "npo", "ga", "d2d", "graddiff", "simnpo",
                       "idk", "idkdpo", "rmu", "mmunlearner")  # not retrain: it has no "before"
 KNOWLEDGE_SOURCES = ("pretrained", "finetuned")
