@@ -1,5 +1,6 @@
 """The 2024-25 baselines' loss terms on small cases checked by hand: GradDiff, SimNPO, IDK, IdkDPO, RMU,
-MMUnlearner (the saliency mask and the masked step), and the `kl_min` alias of GA+KLR."""
+MMUnlearner (the saliency mask and the masked step), KL_Min, NPO's retain term, RMU's scaled defaults and
+MultiDelete's L_UKR on normalised features."""
 import math
 
 import pytest
@@ -10,7 +11,9 @@ from engine.methods.graddiff import GradDiff
 from engine.methods.idk import IDK
 from engine.methods.idkdpo import IdkDPO, dpo_loss
 from engine.methods.mmunlearner import MMUnlearner, masked_ascent, saliency_masks, squared_gradients
-from engine.methods.rmu import RMU, activation_loss, steering_direction
+from engine.methods.kl_min import KLMin
+from engine.methods.npo import NPO
+from engine.methods.rmu import RMU, activation_loss, default_coefficient, default_layer, steering_direction
 from engine.methods.simnpo import SimNPO, simnpo_loss
 
 
@@ -22,9 +25,10 @@ class Stub:
     """An adapter with one weight w: a batch's task loss is w * mean(labels), its per-row log-likelihood
     -w * sum(labels), its mean log-likelihood that over the row's labels count; layer states = w * x."""
 
-    def __init__(self, w: float = 1.0, layers: int = 2):
+    def __init__(self, w: float = 1.0, layers: int = 2, hidden: int = 64):
         self.w = torch.nn.Parameter(torch.tensor(w))
         self.num_layers = layers
+        self.hidden_size = hidden
         self.device = torch.device("cpu")
 
     def parameter_groups(self):
@@ -122,8 +126,9 @@ def test_rmu_terms_and_layers():
     x = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
     forget = {"x": x, "mask": torch.tensor([[1, 1]])}
     retain = {"x": x, "mask": torch.tensor([[1, 0]])}
-    method = RMU(RMU_PARAMS, Stub(2.0, layers=2), Stub(1.0, layers=2), torch.Generator().manual_seed(0))
-    assert method.layer == 1 and method.updated == [0, 1]  # the last of 2 layers; up to 3 layers ending there
+    method = RMU({**RMU_PARAMS, "rmu_layer": 1}, Stub(2.0, layers=2), Stub(1.0, layers=2),
+                 torch.Generator().manual_seed(0))
+    assert method.layer == 1 and method.updated == [0, 1]  # up to 3 layers ending at the one steered
     terms = method.losses(forget, retain)
     target = method.direction
     expected_forget = ((2 * x[0] - target) ** 2).mean(dim=-1).mean()
@@ -202,9 +207,105 @@ def test_masked_ascent_is_zero_valued():
     assert w.grad.tolist() == [0.0, -5.0]
 
 
-def test_kl_min_is_ga_klr():
-    from engine.spec import METHODS, method_info, validate_pulse
+def test_rmu_defaults_follow_wmdp_scaled_to_the_model():
+    # WMDP: layer 7 of 32 (the output of a quarter of the depth), c = 6.5 at hidden 4096
+    assert [default_layer(n) for n in (2, 3, 4, 6, 24, 32)] == [0, 0, 0, 1, 5, 7]
+    assert default_coefficient(4096) == pytest.approx(6.5) and default_coefficient(64) == pytest.approx(6.5 / 8)
+    tiny = RMU(RMU_PARAMS | {"rmu_coeff": None}, Stub(layers=2, hidden=64), Stub(layers=2, hidden=64))
+    assert tiny.resolved() == {"rmu_layer": 0, "rmu_updated_layers": [0], "rmu_coeff": pytest.approx(0.8125)}
+    rows = {"x": torch.ones(1, 2, 64), "mask": torch.ones(1, 2)}
+    tiny.losses(rows, rows)
+    assert tiny.direction.norm().item() == pytest.approx(0.8125, rel=1e-6)
+    # target entries of WMDP's per-dimension size: c / sqrt(hidden) the same at 64 and 4096
+    assert default_coefficient(64) / 8 == pytest.approx(6.5 / 64)
+    given = RMU(RMU_PARAMS | {"rmu_coeff": 6.5, "rmu_layer": 1}, Stub(layers=2), Stub(layers=2))
+    assert given.resolved()["rmu_coeff"] == 6.5 and given.layer == 1  # explicit values are taken as given
+    big = RMU(RMU_PARAMS | {"rmu_coeff": None}, Stub(layers=32, hidden=4096), Stub(layers=32, hidden=4096))
+    assert big.resolved() == {"rmu_layer": 7, "rmu_updated_layers": [5, 6, 7], "rmu_coeff": pytest.approx(6.5)}
 
-    assert method_info("kl_min") is METHODS["ga_klr"] and "kl_min" not in METHODS
-    spec = validate_pulse({"method": "kl_min", "model": "llava-tiny", "data": "people-tiny", "requests": 2})
-    assert spec["method"] == "ga_klr" and spec["params"]["kl_weight"] == 1.0
+
+class SequenceStub(Stub):
+    """A stub LMM: logits at every position = w * the batch's `logits` (the original: w = 0, uniform)."""
+
+    def sequence_logits(self, b):
+        return self.w * b["logits"]
+
+
+def kl_from_uniform(logits: list[float]) -> float:
+    """KL(uniform || softmax(logits)) by hand."""
+    top = max(logits)
+    log_z = top + math.log(sum(math.exp(v - top) for v in logits))
+    return sum((1 / len(logits)) * (math.log(1 / len(logits)) - (v - log_z)) for v in logits)
+
+
+def test_kl_min_by_hand():
+    # two rows, three positions each (the second row's last one is padding: the released KL counts it), V = 2
+    logits = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]], [[0.0, 0.0], [1.0, -1.0], [0.5, 0.0]]])
+    retain = batch([[1, 0, 0], [1, 1, 0]], logits=logits)
+    retain["attention_mask"] = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    model, original = SequenceStub(1.0), SequenceStub(0.0)
+    terms = KLMin({"kl_weight": 1.0}, model, original).losses(FORGET, retain)
+    kl = sum(kl_from_uniform(position) for row in logits.tolist() for position in row) / 2  # summed, / batch size
+    assert terms["kl"].item() == pytest.approx(kl, rel=1e-6)
+    assert terms["forget_task"].item() == pytest.approx(2.0) and terms["retain_task"].item() == pytest.approx(0.5)
+    assert terms["total"].item() == pytest.approx(-2.0 + 0.5 + kl, rel=1e-6)
+    weighted = KLMin({"kl_weight": 0.5}, model, original).losses(FORGET, retain)
+    assert weighted["total"].item() == pytest.approx(-2.0 + 0.5 + 0.5 * kl, rel=1e-6)
+
+
+def test_kl_min_on_image_text_rows_sums_over_rows_per_example():
+    class RowStub(Stub):  # retrieval: 2B rows (images over captions, captions over images) for B examples
+        def retention_logits(self, b):
+            return self.w * b["logits"], None
+
+    rows = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 3.0]])  # B = 2 -> 4 rows
+    retain = batch([[1, 0], [0, 0]], logits=rows)
+    terms = KLMin({"kl_weight": 1.0}, RowStub(1.0), RowStub(0.0)).losses(FORGET, retain)
+    assert terms["kl"].item() == pytest.approx(sum(kl_from_uniform(r) for r in rows.tolist()) / 2, rel=1e-6)
+
+
+NPO_PARAMS = {"npo_beta": 0.1, "npo_reduction": "sum", "retain_weight": 1.0}
+
+
+def test_npo_retain_term_and_reduction_by_hand():
+    beta = 0.1
+    # forget row [1, 3]: log pi = -4 w (sum) or -2 w (mean); model w = 1, reference w = 0.5
+    model, reference = Stub(1.0), Stub(0.5)
+    terms = NPO(NPO_PARAMS, model, reference).losses(FORGET, RETAIN)
+    npo_sum = -(2 / beta) * log_sigmoid(-beta * (-4.0 - -2.0))
+    assert terms["npo"].item() == pytest.approx(npo_sum, rel=1e-6)
+    assert terms["retain_task"].item() == pytest.approx(0.5)  # OpenUnlearning's alpha x retain NLL, alpha 1
+    assert terms["total"].item() == pytest.approx(npo_sum + 0.5, rel=1e-6)
+    terms = NPO(NPO_PARAMS | {"retain_weight": 2.0}, model, reference).losses(FORGET, RETAIN)
+    assert terms["total"].item() == pytest.approx(npo_sum + 2.0 * 0.5, rel=1e-6)
+    mean = NPO(NPO_PARAMS | {"npo_reduction": "mean", "npo_beta": 0.4}, model, reference).losses(FORGET, RETAIN)
+    assert mean["npo"].item() == pytest.approx(-(2 / 0.4) * log_sigmoid(-0.4 * (-2.0 - -1.0)), rel=1e-6)
+    alone = NPO(NPO_PARAMS | {"retain_weight": 0.0}, model, reference)
+    assert not alone.uses_retain and set(alone.losses(FORGET, None)) == {"total", "npo"}
+
+
+def test_l_ukr_compares_normalised_features():
+    from engine.methods.multidelete import MultiDelete
+    from engine.models.blip_classifier import BlipClassifierAdapter
+    from engine.models.clip import ClipAdapter
+
+    class Features(ClipAdapter):  # CLIP's own unimodal_features over given f_I and f_T rows
+        def __init__(self, image, text):
+            self.image, self.text = image, text
+
+        def image_embed(self, b):
+            return self.image
+
+        def text_embed(self, b):
+            return self.text
+
+    image, text = torch.tensor([[1.0, 0.0], [3.0, 4.0]]), torch.tensor([[0.0, 2.0], [1.0, 1.0]])
+    params = {"ukr_modalities": "both"}
+    same = MultiDelete(params, Features(3.0 * image, 0.5 * text), Features(image, text))
+    assert same.unimodal_retention_loss(RETAIN, "forget").item() == pytest.approx(0.0, abs=1e-7)  # scale: no loss
+    # by hand: unit rows [1, 0] against [0, 1] differ by [1, -1] (mean square 1); the second rows agree
+    turned = MultiDelete({"ukr_modalities": "image"}, Features(torch.tensor([[5.0, 0.0], [3.0, 4.0]]), text),
+                         Features(torch.tensor([[0.0, 2.0], [6.0, 8.0]]), text))
+    assert turned.unimodal_retention_loss(RETAIN, "forget").item() == pytest.approx((1 + 1 + 0 + 0) / 4)
+    # classification adapters keep the raw encoder states, as the released classification task compares them
+    assert torch.equal(BlipClassifierAdapter.unimodal_features(None, 3.0 * image, "image"), 3.0 * image)

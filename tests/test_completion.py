@@ -19,7 +19,7 @@ def values(completions) -> list[str]:
 def test_catalogue_names():
     assert values(completion.complete_method("mu")) == ["multidelete"]
     assert set(values(completion.complete_method(""))) >= set(specs.METHODS) | {"kl_min"}  # names and aliases
-    assert dict(completion.complete_method("kl"))["kl_min"] == "= ga_klr"
+    assert "kl_min" in dict(completion.complete_method("kl"))  # its own method, no longer an alias of ga_klr
     assert set(values(completion.complete_pulse_method(""))) == set(specs.PULSE_METHODS) | {"kl_min"}
     assert values(completion.complete_model("cl")) == ["clip-tiny"]
     assert values(completion.complete_data("shapes-ve")) == ["shapes-ve", "shapes-ve-tiny"]

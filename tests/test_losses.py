@@ -31,6 +31,9 @@ class LinearAdapter:
     def fused_embed(self, b):
         return self.image_embed(b) * b["input_ids"].float()
 
+    def unimodal_features(self, embeds, modality):  # the rows as they are (as a classification adapter's)
+        return embeds
+
     def permute_texts(self, b, pi):
         return {**b, "input_ids": b["input_ids"][pi]}
 

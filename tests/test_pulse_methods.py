@@ -11,6 +11,7 @@ import pytest
 from conftest import ROOT, cli, cli_env, wait_until
 from engine import spec as specs
 from engine.errors import SpecError
+from engine.spec.catalog import method_variant
 
 NEW = ("graddiff", "simnpo", "idk", "idkdpo", "rmu", "mmunlearner")
 
@@ -19,7 +20,11 @@ def test_listed_with_their_parameters(home):
     out = subprocess.run(cli("methods", "--json"), cwd=ROOT, env=cli_env(home), capture_output=True, text=True,
                          timeout=60)
     rows = {row["name"]: row for row in json.loads(out.stdout)["methods"]}
-    assert set(NEW) <= set(rows) and rows["ga_klr"]["aliases"] == ["kl_min"]
+    assert set(NEW) <= set(rows) and rows["ga_klr"]["aliases"] == [] and "kl_min" in rows
+    assert all(row["variant"] for row in rows.values())  # every method names the variant it is
+    assert "KL_Minimization.py" in rows["kl_min"]["variant"] and "no retain NLL" in rows["ga_klr"]["variant"]
+    assert rows["npo"]["variant"] == ("OpenUnlearning trainer/unlearn/npo.py: log-ratio of the answer tokens' sum, "
+                                      "beta 0.1, ref = the model before the request, + 1.0 x retain NLL")
     assert {p["name"]: p["default"] for p in rows["simnpo"]["params"]} == {
         "simnpo_beta": 4.5, "simnpo_delta": 0.0, "simnpo_weight": 0.125, "retain_weight": 1.0}
     assert rows["rmu"]["requires"] == ["layers"] and rows["idk"]["requires"] == ["refusals"]
@@ -85,6 +90,47 @@ def test_every_new_method_runs_a_sequence_on_llava(home, method):
     steps = [f for k, f in events if k == "step" and f["phase"] == "unlearn"]
     assert steps and {f["request"] for f in steps} == {1, 2}
     assert all(v == v and abs(v) != float("inf") for f in steps for v in f["losses"].values())
+
+
+def test_kl_min_through_the_cli(home):
+    listed = subprocess.run(cli("methods"), cwd=ROOT, env=cli_env(home), capture_output=True, text=True, timeout=60)
+    lines = listed.stdout.splitlines()
+    assert any(line.startswith("kl_min ") for line in lines) and any(line.startswith("ga_klr ") for line in lines)
+    assert sum("variant: " in line for line in lines) == len(specs.METHODS)
+    result = subprocess.run(cli("pulse", "--method", "kl_min", "--data", "people-tiny", "--requests", "1",
+                                "--epochs", "1", "--device", "cpu", "--json"),
+                            cwd=ROOT, env=cli_env(home), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    document = json.loads(result.stdout)
+    assert document["method"] == "kl_min" and document["variant"] == method_variant("kl_min")
+    assert len(document["requests"]) == 1 and document["hyperparameters"]["kl_weight"] == 1.0
+
+
+def test_rmu_defaults_scaled_and_the_steered_layer_moves(home):
+    """RMU's defaults on llava-tiny (2 layers, hidden 64): layer 0, c = 6.5 x sqrt(64/4096), recorded; one epoch
+    moves the steered layer's states on the forget rows measurably."""
+    import torch
+
+    from engine.protocols.requests import run_requests
+    from engine.tasks import task_for
+    from sessions.paths import cache_dir
+
+    normal = specs.validate_pulse({"method": "rmu", "model": "llava-tiny", "data": "people-tiny", "requests": 1,
+                                   "knowledge": "finetuned", "device": "cpu",
+                                   "params": {"epochs": 1, "update": "full"}})
+    document = run_requests(normal, lambda kind, **fields: None, lambda: False)
+    assert document["resolved"] == {"rmu_layer": 0, "rmu_updated_layers": [0], "rmu_coeff": 0.8125}
+    assert document["variant"].startswith("WMDP rmu/unlearn.py: steer layer auto")
+    task = task_for(normal, lambda *a, **k: None, lambda: False, cache_dir())
+    before, after = (task.load(document[key], torch.device("cpu")) for key in ("original_checkpoint", "checkpoint"))
+    forget = task.encode(before, document["requests"][0]["people"], False)
+    rows = forget.batch(torch.arange(len(forget)), "cpu")
+    with torch.no_grad():
+        old, mask = before.layer_states(rows, 0)
+        new, _ = after.layer_states(rows, 0)
+    mask = mask.bool()
+    moved = ((new - old)[mask].norm(dim=-1) / old[mask].norm(dim=-1)).mean().item()
+    assert moved > 0.005  # measured 1.2% (LoRA, the default update: 0.17%; alpha 1200 holds layer 0 on Dr)
 
 
 def test_npo_on_qwen2_vl_through_the_cli(home):

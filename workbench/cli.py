@@ -65,6 +65,7 @@ def methods(as_json: bool = typer.Option(False, "--json", help="one JSON documen
         params = " ".join(f"--{specs.dash(p['name'])}={p['default']}" for p in row["params"])
         name = row["name"] + "".join(f" ({alias})" for alias in row["aliases"])
         print(f"{name:<12} {row['summary']}" + (f"  [{params}]" if params else ""))
+        print(f"{'':<12} variant: {row['variant']}")
 
 
 @app.command()

@@ -44,6 +44,11 @@ class Method:
         """A hook for methods whose last step is not a gradient step (Descent-to-Delete's noise); `steps` is the
         number of optimizer steps the loop took on this request."""
 
+    def resolved(self) -> dict:
+        """What the method chose for defaults it sizes to the model (RMU's layer and coefficient); the run's
+        document records it as `resolved`."""
+        return {}
+
 
 def frozen_forward(compute: Callable[[dict], torch.Tensor], batch: dict) -> torch.Tensor:
     """What the frozen original gives `batch`, in inference mode (no autograd bookkeeping; bf16 under the loop's

@@ -1,4 +1,6 @@
-"""GA+KLR: -task loss on Df + lambda * KL(p_original || p_model) on Dr.
+"""GA+KLR as PULSE writes it: -task loss on Df + lambda * KL(p_original || p_model) on Dr, the KL averaged over
+the retained distributions; no retain NLL. Not MLLMU-Bench's / MMUnlearner's KL_Min, which adds the retain NLL
+and sums the KL over every position and the vocabulary, / batch size (engine/methods/kl_min.py).
 
 The adapter says over which distributions (`retention_logits`): on image-text models each image over
 the batch's captions and each caption over the batch's images; on LMMs the next-token distribution at

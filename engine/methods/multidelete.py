@@ -8,7 +8,13 @@ L_MD  (modality decoupling, Df): pull f'(I_i, T_i) towards f(I_i, T_pi(i)), T_pi
       cosines, not cosines / temperature: on logits L_MD is ~200x the retention terms and
       alpha = beta = gamma = 1 would leave retention with no say (measured: test r_mean 69 -> 37).
 L_MKR (multimodal knowledge retention, Dr): keep the fused embedding f(I, T).
-L_UKR (unimodal knowledge retention, Df by default as the released code; or Dr): keep f_I and/or f_T.
+L_UKR (unimodal knowledge retention, Df by default as the released code; or Dr): keep f_I and/or f_T, compared
+      as the adapter's `unimodal_features`: on retrieval models the L2-normalised projections the released
+      `get_embed` returns (F.normalize(vision_proj(image [CLS])), F.normalize(text_proj(text [CLS])); CLIP:
+      F.normalize of the projected features), the scale alpha = beta = gamma = 1 was tuned at; on
+      classification models the raw encoder states, as the released classification task compares
+      `image_embeds`; on LMMs (no released code) the pooled states, on the scale of L_MD and L_MKR.
+      L_MKR keeps the fused embedding unnormalised, as the released BLIP code keeps the fused [CLS] state.
 """
 from __future__ import annotations
 
@@ -110,10 +116,12 @@ class MultiDelete(Method):
     def unimodal_retention_loss(self, batch: dict, which: str) -> torch.Tensor:
         modalities = self.params["ukr_modalities"]
         loss = torch.zeros((), device=batch["input_ids"].device)
-        if modalities in ("both", "image"):
-            loss = loss + mse(self.own(batch, "image_embed"), self.original_rows(batch, which, "image_embed"))
-        if modalities in ("both", "text"):
-            loss = loss + mse(self.own(batch, "text_embed"), self.original_rows(batch, which, "text_embed"))
+        for modality in ("image", "text"):
+            if modalities in ("both", modality):
+                own = self.own(batch, f"{modality}_embed")
+                target = self.original_rows(batch, which, f"{modality}_embed")
+                loss = loss + mse(self.model.unimodal_features(own, modality),
+                                  self.original.unimodal_features(target, modality))
         return loss
 
     def losses(self, forget, retain):

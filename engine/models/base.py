@@ -130,6 +130,13 @@ class AdapterBase:
         default: every trainable parameter. LMMs under LoRA give the base weights LoRA adapts."""
         return self.parameter_groups()["all"]
 
+    def unimodal_features(self, embeds: torch.Tensor, modality: str) -> torch.Tensor:
+        """What MultiDelete's L_UKR compares of f_I (`modality` "image") or f_T ("text") rows. Default: the rows
+        as they are, as the released classification code compares the raw encoder states (and LMMs, which no
+        released MultiDelete covers, compare their pooled states as the other terms do); retrieval adapters
+        give the L2-normalised projections of the released `get_embed`."""
+        return embeds
+
     def mean_log_likelihood(self, batch) -> torch.Tensor:
         """[B] log pi(y|x) / |y|, SimNPO's length-normalised log-likelihood; default: `log_likelihood`, for
         answers that are one decision (an image-text match, a class), |y| = 1."""

@@ -125,6 +125,12 @@ class BlipRetrievalAdapter(RetrievalAdapter):
     def similarity(self, batch):
         return self.similarity_of(self.image_embed(batch), self.text_embed(batch))
 
+    def unimodal_features(self, embeds, modality):
+        """The released `get_embed`'s image_feat / text_feat: F.normalize of vision_proj / text_proj of the [CLS]."""
+        if modality == "image":
+            return F.normalize(self.model.vision_proj(embeds), dim=-1)
+        return self._text_feat(embeds)
+
     def similarity_of(self, image_embeds, text_embeds):
         """`similarity` from f_I and f_T rows (MultiDelete's cached targets)."""
         return F.normalize(self.model.vision_proj(image_embeds), dim=-1) @ self._text_feat(text_embeds).t()

@@ -84,6 +84,10 @@ class ClipAdapter(RetrievalAdapter):
         image, text = F.normalize(image_embeds, dim=-1), F.normalize(text_embeds, dim=-1)
         return image * text * image.shape[-1]  # scaled so its mean over dimensions is the cosine
 
+    def unimodal_features(self, embeds, modality):
+        """L2-normalised projected features, as the released `get_embed` (F.normalize of encode_image/encode_text)."""
+        return F.normalize(embeds, dim=-1)
+
     def similarity_of(self, image_embeds, text_embeds):
         """[B_images, B_texts] `similarity` from f_I and f_T rows."""
         return F.normalize(image_embeds, dim=-1) @ F.normalize(text_embeds, dim=-1).t()

@@ -166,6 +166,10 @@ class GcnBertRetrievalAdapter(GcnBertAdapter):
         """[B_graphs, B_texts] ITC cosine similarity between every graph and every text of the batch."""
         return self.similarity_of(self.image_embed(batch), self.text_embed(batch))
 
+    def unimodal_features(self, embeds, modality):
+        """As BLIP's: the L2-normalised ITC projections of f_G and f_T."""
+        return self._graph_feat(embeds) if modality == "image" else self._text_feat(embeds)
+
     def similarity_of(self, graph_embeds, text_embeds):
         """`similarity` from f_G and f_T rows (MultiDelete's cached targets)."""
         return self._graph_feat(graph_embeds) @ self._text_feat(text_embeds).t()

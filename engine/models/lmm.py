@@ -121,6 +121,11 @@ class LmmAdapter(AdapterBase):
     def num_layers(self) -> int:
         return len(self.language_model.layers)
 
+    @property
+    def hidden_size(self) -> int:
+        """The width of the language model's hidden states (RMU scales its coefficient to it)."""
+        return self.core.config.text_config.hidden_size
+
     def to(self, device):
         self.core.to(device)
         return self
@@ -234,6 +239,13 @@ class LmmAdapter(AdapterBase):
         """Next-token logits at the answer positions only [B, A, V] and their mask [B, A] (prompt and padding out)."""
         logits, _, mask = self.answer_logits(batch)
         return logits, mask
+
+    def sequence_logits(self, batch: dict) -> torch.Tensor:
+        """Next-token logits at every position [B, L, V]: template, image tokens, question, answer and padding
+        (KL_Min's KL, as the released code takes `outputs.logits` whole)."""
+        hidden = self.hidden_states(batch["input_ids"], batch["attention_mask"], batch.get("pixel_values"),
+                                    batch.get("has_image"))
+        return self.core.lm_head(hidden)
 
     def image_embed(self, batch: dict) -> torch.Tensor:
         """f_I [B, H]: mean-pooled projector outputs of each row's image (zeros for rows without one)."""

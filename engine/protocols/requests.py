@@ -30,6 +30,7 @@ from engine.cache import checkpoint_fingerprint
 from engine.protocols.originals import original_dir, original_record, run_lineage, save_atomically
 from engine.seeding import derive_seed, generator, seed_everything
 from engine.spec import CAPABILITIES, METHODS, check_method_fits
+from engine.spec.catalog import method_variant
 from engine.spec.guards import SELECTED_ON, as_validation
 from engine.tasks import task_for
 from engine.telemetry import DeviceTelemetry
@@ -170,7 +171,7 @@ class Requests:
                     guard.consider(result.steps, judged(result.steps, now_forgotten, {}))
                 kept = guard.restore(result.steps)
             method.after_training(task.train_size, result.steps)
-            recorded = dict(method.recorded)
+            recorded, resolved = dict(method.recorded), method.resolved()
             model.end_update()
             del reference, method
             total_steps += result.steps
@@ -198,6 +199,7 @@ class Requests:
             "session": session_id,
             "kind": spec.get("kind", "run"),
             "method": spec["method"],
+            "variant": method_variant(spec["method"], params), **({"resolved": resolved} if resolved else {}),
             "model": spec["model"],
             "data": spec["data"],
             "task": task.name,
