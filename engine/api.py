@@ -85,7 +85,7 @@ def export_world(world: str, fmt: str, directory: Path) -> list[Path]:
 
 
 def forget_quality(scores, reference) -> float | None:
-    """The KS p-value between a run's per-example Df scores and Retrain's (engine/metrics/forget_quality.py);
+    """The KS p-value between a run's per-unit Df scores and Retrain's (engine/metrics/forget_quality.py);
     scipy loads here, on first use, not with this module."""
     from engine.metrics.forget_quality import forget_quality as ks_p_value
 

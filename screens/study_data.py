@@ -38,8 +38,9 @@ def list_studies(store: SessionStore) -> list[dict]:
 def load_study(store: SessionStore, study_id: str, ks: KS | None, summaries: dict[str, dict]) -> dict:
     """The study now: ``id``, ``spec``, ``cells`` (every method x seed of the spec, each with its
     ``session``, ``state`` from the session itself, ``row`` from the catalog) and ``methods`` (per method
-    ``{metric: {"mean", "std", "n"}}`` over the finished cells, as `study` reports them). ``summaries``
-    caches finished sessions' summaries between polls (a finished session does not change).
+    ``{metric: {"mean", "std", "n"}}``, a p-value ``{"median", "per_seed", "n"}``, over the finished cells,
+    as `study` reports them). ``summaries`` caches finished sessions' summaries between polls (a finished
+    session does not change).
     StudyError when the record cannot be used."""
     record = StudyRecord.stored(study_id, store.home)
     catalog = {row["id"]: row for row in store.list()}
@@ -91,8 +92,9 @@ def method_counts(study: dict, method: str) -> tuple[int, int]:
 
 
 def grid_rows(study: dict, metrics: list[str], sort: str = "method", reverse: bool = False) -> list[list[str]]:
-    """One row per method: its name, ``finished/runs`` and each metric as ``mean ± std``, sorted by
-    ``sort`` ("method": the study's order; "n": finished runs; a metric: its mean, missing ones last)."""
+    """One row per method: its name, ``finished/runs`` and each metric as ``mean ± std`` (forget quality: its
+    median over seeds and each seed's value), sorted by ``sort`` ("method": the study's order; "n": finished
+    runs; a metric: its mean or median, missing ones last)."""
     order = list(study["spec"]["methods"])
 
     def key(method: str):
@@ -100,8 +102,9 @@ def grid_rows(study: dict, metrics: list[str], sort: str = "method", reverse: bo
             return order.index(method)
         if sort == "n":
             return method_counts(study, method)[0]
-        stats = study["methods"].get(method, {}).get(sort)
-        return stats["mean"] if stats and math.isfinite(stats["mean"]) else None
+        stats = study["methods"].get(method, {}).get(sort) or {}
+        value = stats.get("mean", stats.get("median"))  # a p-value (forget quality) has its median, no mean
+        return value if value is not None and math.isfinite(value) else None
 
     present = sorted((m for m in order if key(m) is not None), key=key, reverse=reverse)
     rows = []

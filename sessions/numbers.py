@@ -115,9 +115,14 @@ def fmt_delta(before: Any, after: Any, name: str | None = None) -> str:
 
 
 def fmt_mean_std(stats: dict | None, name: str | None = None) -> str:
-    """``{"mean", "std", "n"}`` as ``70.3 ± 1.2`` (the std in the mean's units); ``-`` for nothing."""
+    """``{"mean", "std", "n"}`` as ``70.3 ± 1.2`` (the std in the mean's units); a p-value's
+    ``{"median", "per_seed", "n"}`` as ``0.012 (median of 0.004, 0.012, 0.5)``; ``-`` for nothing."""
     if not stats:
         return "-"
+    if "median" in stats:
+        seeds = [fmt(v, name) for v in (stats.get("per_seed") or {}).values()]
+        return f"{fmt(stats['median'], name)} (median of {', '.join(seeds)})" if len(seeds) > 1 else \
+            fmt(stats["median"], name)
     mean, std = _number(stats.get("mean")), _number(stats.get("std"))
     if mean is None:
         return "-"

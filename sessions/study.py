@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Iterator
 
 from sessions.files import describe_error, dumps, private_dir, read_json, atomic_write_text, try_lock
 from sessions.metric_names import flatten
-from sessions.numbers import fmt_mean_std
+from sessions.numbers import P_VALUE_NAMES, fmt_mean_std
 from sessions.paths import mmul_home
 from sessions.summary import test_headline_name
 
@@ -147,6 +147,17 @@ def mean_std(values: Iterable[float]) -> dict | None:
     return {"mean": mean, "std": std, "n": n}
 
 
+def median_per_seed(per_seed: dict[str, float]) -> dict | None:
+    """``{"median", "per_seed", "n"}`` of p-values, one per seed (``{"42": p, ...}``): a p-value is reported
+    per seed and summarised by its median, never averaged (a mean of p-values is no p-value); None if none."""
+    finite = {seed: float(v) for seed, v in per_seed.items() if v is not None and math.isfinite(float(v))}
+    if not finite:
+        return None
+    ordered, n = sorted(finite.values()), len(finite)
+    median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+    return {"median": median, "per_seed": finite, "n": n}
+
+
 def run_metrics(summary: dict) -> dict[str, float]:
     """A finished run's numbers, flat: its metrics (``test.r_mean``, ``mia.df_member_rate``, ...) and seconds."""
     flat = flatten(summary.get("metrics") or {})
@@ -172,7 +183,9 @@ def relative_scores(run: dict, retrain: dict, ks: Callable[[list, list], float |
     """A run's scores against Retrain's run with the same seed and deletion set (both run result documents):
     ``auc_gap_to_retrain`` = |Df/Dr AUC - Retrain's|, ``privleak`` = PrivLeak of the Min-K% attack against
     Retrain's (``privleak``), ``test_gap_to_retrain`` = |test headline - Retrain's| (in the headline's
-    units), ``forget_quality`` = ks(run's Df scores, Retrain's): the KS p-value."""
+    units), ``forget_quality`` = ks(run's per-unit Df scores, Retrain's): the KS p-value
+    (engine/metrics/forget_quality.py). Sessions from before forget quality went per unit hold only per-pair
+    ``df_scores``: they get no forget quality (a KS test on correlated pairs is no p-value to report)."""
     mine, theirs = run_metrics(run), run_metrics(retrain)
     out: dict[str, float] = {}
     if "df_dr_auc" in mine and "df_dr_auc" in theirs:
@@ -184,7 +197,7 @@ def relative_scores(run: dict, retrain: dict, ks: Callable[[list, list], float |
     headline = test_headline_name(mine)
     if headline is not None and headline in theirs:
         out["test_gap_to_retrain"] = abs(mine[headline] - theirs[headline])
-    scores, reference = run.get("df_scores"), retrain.get("df_scores")
+    scores, reference = run.get("df_unit_scores"), retrain.get("df_unit_scores")
     if ks is not None and scores and reference:
         quality = ks(scores, reference)
         if quality is not None:
@@ -196,20 +209,24 @@ def aggregate(runs: list[tuple[str, int, dict]], ks: Callable[[list, list], floa
               order: Iterable[str] = ()) -> dict[str, dict[str, dict]]:
     """Per method, ``{metric: {"mean", "std", "n"}}`` over its finished runs ``(method, seed, result)``:
     every numeric metric (dotted names) and, where Retrain ran with the same seed, the Retrain-relative
-    scores. Methods come in ``order`` (then any others in the order met)."""
+    scores; a p-value (forget quality) as ``{"median", "per_seed", "n"}`` instead (``median_per_seed``).
+    Methods come in ``order`` (then any others in the order met)."""
     retrain = {seed: result for method, seed, result in runs if method == REFERENCE}
-    values: dict[str, dict[str, list[float]]] = {method: {} for method in order}
+    values: dict[str, dict[str, list[tuple[int, float]]]] = {method: {} for method in order}
     for method, seed, result in runs:
         flat = run_metrics(result)
         if seed in retrain:
             flat.update(relative_scores(result, retrain[seed], ks))
         for name, value in flat.items():
-            values.setdefault(method, {}).setdefault(name, []).append(value)
+            values.setdefault(method, {}).setdefault(name, []).append((seed, value))
     out: dict[str, dict[str, dict]] = {}
     for method, metrics in values.items():
         out[method] = {}
         for name, series in metrics.items():
-            stats = mean_std(series)
+            if name in P_VALUE_NAMES:
+                stats = median_per_seed({str(seed): value for seed, value in series})
+            else:
+                stats = mean_std(value for _, value in series)
             if stats is not None:
                 out[method][name] = stats
     return out
@@ -276,10 +293,10 @@ def grid_caption(document: dict) -> str:
         return "No Retrain in --methods: add retrain for the AUC gap, test gap, forget quality and ranking."
     return (f"Ranked by closeness to Retrain: the smallest mean |Df/Dr AUC - Retrain's| first, among methods whose "
             f"mean test gap to Retrain is within {ranking['tolerance']:g} points (\"over tol.\": outside it). "
-            "AUCs, rates and gaps in percent. Forget quality: KS p-value of the Df losses against Retrain's "
-            "(1 = indistinguishable). Privleak: the Min-K% attack's AUC relative to Retrain's, in percent "
+            "AUCs, rates and gaps in percent. Forget quality: KS p-value of the Df units' mean losses against "
+            "Retrain's (1 = indistinguishable), the median over seeds and each seed's value (never a mean). Privleak: the Min-K% attack's AUC relative to Retrain's, in percent "
             "(0 = like Retrain, < 0 Df still looks remembered, > 0 over-forgotten).")
 
 
 __all__ = ["REFERENCE", "RELATIVE", "STUDY_ID", "StudyError", "StudyRecord", "aggregate", "grid", "grid_caption",
-           "grid_order", "mean_std", "privleak", "rank", "relative_scores", "run_metrics", "studies_dir", "study_id"]
+           "grid_order", "mean_std", "median_per_seed", "privleak", "rank", "relative_scores", "run_metrics", "studies_dir", "study_id"]

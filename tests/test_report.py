@@ -29,7 +29,7 @@ def invoke(*args):
     return CliRunner().invoke(app, ["sessions", "report", *args])
 
 
-def make(home, method: str, auc: float, r_mean: float, seed: int = 42, steps: int = 60, df_scores=None) -> str:
+def make(home, method: str, auc: float, r_mean: float, seed: int = 42, steps: int = 60, df_unit_scores=None) -> str:
     spec = {"method": method, "model": "clip-tiny", "data": "shapes-tiny", "seed": seed,
             "deletion": {"strategy": "random", "n": 4, "seed": seed}, "params": {"lr": 1e-4}}
     writer = SessionStore(home).create(spec, name=f"{method} s{seed}")
@@ -44,8 +44,8 @@ def make(home, method: str, auc: float, r_mean: float, seed: int = 42, steps: in
     writer.emit("eval", step=steps, phase="eval", split="after", metrics=metrics)
     summary = {"session": writer.session_id, "method": method, "seconds": 200.0,
                "metrics": {"df_dr_auc": auc, "test": {"r_mean": r_mean}, "mia": {"df_member_rate": 0.1}}}
-    if df_scores is not None:
-        summary["df_scores"] = df_scores
+    if df_unit_scores is not None:
+        summary["df_unit_scores"] = df_unit_scores
     writer.finish("finished", summary=summary)
     return writer.session_id
 
@@ -89,7 +89,7 @@ def test_report_of_a_study(home, tmp_path):
     for seed, shift in ((42, 0.0), (7, 0.02)):
         for method, (auc, r_mean) in values.items():
             sid = make(home, method, auc + shift, r_mean + 100 * shift, seed=seed, steps=40 if method == "ft" else 80,
-                       df_scores=[0.1, 0.5, 0.9, 1.3] if method == "retrain" else [0.2 + shift, 0.6, 1.0, 1.4])
+                       df_unit_scores=[0.1, 0.5, 0.9, 1.3] if method == "retrain" else [0.2 + shift, 0.6, 1.0, 1.4])
             cells.append({"method": method, "seed": seed, "session": sid, "state": "finished"})
     write_study(home, cells)
     out = tmp_path / "study.html"

@@ -10,8 +10,8 @@ import pytest
 
 from conftest import ROOT, cli, cli_env
 
-from engine.metrics.forget_quality import forget_quality
-from sessions.study import aggregate, mean_std, rank, relative_scores, study_id
+from engine.metrics.forget_quality import forget_quality, unit_means
+from sessions.study import aggregate, mean_std, median_per_seed, rank, relative_scores, study_id
 
 HEAVY = ("torch", "transformers", "torch_geometric", "peft", "textual", "plotext", "scipy")
 MUST_HOLD = ("df_dr_auc", "test.r_mean", "auc_gap_to_retrain", "test_gap_to_retrain", "forget_quality",
@@ -49,6 +49,34 @@ def test_forget_quality_of_nothing_is_none():
     assert forget_quality([], [1.0]) is None and forget_quality([1.0], []) is None
 
 
+def test_a_unit_of_five_pairs_is_one_sample():
+    # unit 3 has five captions (losses 1..5, mean 3), unit 0 two (mean 5), unit 9 one: three samples, in the
+    # order the units first appear
+    losses = [1.0, 2.0, 4.0, 3.0, 6.0, 4.0, 5.0, 7.0]
+    units = [3, 3, 0, 3, 0, 3, 3, 9]
+    assert unit_means(losses, units) == [3.0, 5.0, 7.0]
+    with pytest.raises(ValueError):
+        unit_means([1.0, 2.0], [0])
+
+
+def test_forget_quality_counts_units_not_pairs():
+    # two units of five identical-but-for-noise pairs each side: per pair the KS test sees 10 vs 10 disjoint
+    # values (p = 2 / C(20, 10)); per unit it sees 2 vs 2 disjoint means, and with n = 2 + 2 the exact
+    # two-sided p is 2 / C(4, 2) = 1/3: the correlated captions no longer count as samples
+    mine = [10 + k / 10 for k in range(5)] + [20 + k / 10 for k in range(5)]
+    retrain = [0 + k / 10 for k in range(5)] + [1 + k / 10 for k in range(5)]
+    units = [0] * 5 + [1] * 5
+    assert forget_quality(mine, retrain) == pytest.approx(2 / math.comb(20, 10))
+    assert forget_quality(unit_means(mine, units), unit_means(retrain, units)) == pytest.approx(1 / 3)
+
+
+def test_p_values_are_summarised_by_their_median_never_a_mean():
+    assert median_per_seed({"42": 0.5, "87": 0.01, "21": 0.2}) == {"median": 0.2, "n": 3,
+                                                                   "per_seed": {"42": 0.5, "87": 0.01, "21": 0.2}}
+    assert median_per_seed({"42": 0.5, "87": 0.1})["median"] == pytest.approx(0.3)
+    assert median_per_seed({"42": None}) is None
+
+
 # --- aggregation: mean, sample std, n; Retrain-relative scores; the ranking ----------------------------
 def test_mean_std_by_hand():
     s = mean_std([1.0, 2.0, 3.0, 4.0])
@@ -61,7 +89,7 @@ def test_mean_std_by_hand():
 
 def result(auc, r_mean, member, scores, seconds=1.0):
     return {"metrics": {"df_dr_auc": auc, "test": {"r_mean": r_mean}, "mia": {"df_member_rate": member}},
-            "seconds": seconds, "df_scores": scores}
+            "seconds": seconds, "df_unit_scores": scores}
 
 
 def test_aggregate_and_rank_by_hand():
@@ -77,7 +105,9 @@ def test_aggregate_and_rank_by_hand():
     # gaps per seed: AUC |0.70-0.60| = 0.10 and |0.66-0.62| = 0.04; test |48-50| = 2 and |45-52| = 7
     assert ft["auc_gap_to_retrain"] == {"mean": pytest.approx(0.07), "std": pytest.approx(0.06 / math.sqrt(2)), "n": 2}
     assert ft["test_gap_to_retrain"] == {"mean": pytest.approx(4.5), "std": pytest.approx(5 / math.sqrt(2)), "n": 2}
-    assert ft["forget_quality"] == {"mean": pytest.approx(0.625), "std": pytest.approx(0.75 / math.sqrt(2)), "n": 2}
+    # a p-value per seed (1.0 at seed 42, 0.25 at 87) and their median: no mean of p-values
+    assert ft["forget_quality"] == {"median": pytest.approx(0.625), "per_seed": {"42": 1.0, "87": 0.25}, "n": 2}
+    assert stats["npo"]["forget_quality"] == {"median": 1.0, "per_seed": {"42": 1.0}, "n": 1}
     assert ft["mia.df_member_rate"]["mean"] == pytest.approx(0.85) and ft["test.r_mean"]["n"] == 2
     assert stats["retrain"]["auc_gap_to_retrain"] == {"mean": 0.0, "std": 0.0, "n": 2}
     assert stats["npo"]["test_gap_to_retrain"] == {"mean": 20.0, "std": 0.0, "n": 1}
@@ -88,10 +118,17 @@ def test_aggregate_and_rank_by_hand():
 
 
 def test_relative_scores_read_the_task_headline():
-    run = {"metrics": {"df_dr_auc": 0.7, "test": {"accuracy": 61.0}}, "df_scores": [1.0]}
+    run = {"metrics": {"df_dr_auc": 0.7, "test": {"accuracy": 61.0}}, "df_unit_scores": [1.0]}
     retrain = {"metrics": {"df_dr_auc": 0.5, "test": {"accuracy": 66.0}}}  # no Df scores: no forget quality
     assert relative_scores(run, retrain, forget_quality) == {"auc_gap_to_retrain": pytest.approx(0.2),
                                                              "test_gap_to_retrain": pytest.approx(5.0)}
+
+
+def test_stored_per_pair_scores_give_no_p_value():
+    """Sessions written before forget quality went per unit hold per-pair `df_scores` only: readable, but
+    no p-value comes from them."""
+    old = {"metrics": {"df_dr_auc": 0.7}, "df_scores": [1.0, 2.0, 3.0]}
+    assert "forget_quality" not in relative_scores(old, dict(old), forget_quality)
 
 
 def test_study_id_is_the_arguments_digest():
@@ -152,10 +189,15 @@ def test_study_runs_the_grid_and_resumes(home, monkeypatch):
     for method in ("retrain", "ft", "multidelete"):
         for metric in MUST_HOLD:
             stats = doc["methods"][method][metric]
-            assert set(stats) == {"mean", "std", "n"} and stats["n"] == 2, (method, metric, stats)
+            keys = {"median", "per_seed", "n"} if metric == "forget_quality" else {"mean", "std", "n"}
+            assert set(stats) == keys and stats["n"] == 2, (method, metric, stats)
     retrain = doc["methods"]["retrain"]
-    assert retrain["auc_gap_to_retrain"]["mean"] == 0.0 and retrain["forget_quality"]["mean"] == pytest.approx(1.0)
-    assert 0.0 <= doc["methods"]["ft"]["forget_quality"]["mean"] <= 1.0
+    assert retrain["auc_gap_to_retrain"]["mean"] == 0.0 and retrain["forget_quality"]["median"] == pytest.approx(1.0)
+    ft_quality = doc["methods"]["ft"]["forget_quality"]  # per seed, and their median; no mean of p-values
+    assert set(ft_quality["per_seed"]) == {"42", "7"} and all(0.0 <= p <= 1.0 for p in ft_quality["per_seed"].values())
+    assert ft_quality["median"] == pytest.approx(sum(ft_quality["per_seed"].values()) / 2)  # the median of two
+    assert '"mean"' not in json.dumps([m["forget_quality"] for m in doc["methods"].values()])
+    assert "median of" in run_cli(home, "study", "--methods", "retrain,ft,multidelete", *args).stdout
     assert doc["ranking"]["tolerance"] == 5.0 and doc["ranking"]["test_metric"] == "test.r_mean"
     assert sorted(doc["ranking"]["within"] + doc["ranking"]["outside"]) == ["ft", "multidelete"]
 
@@ -169,9 +211,11 @@ def test_study_runs_the_grid_and_resumes(home, monkeypatch):
         created = {c["method"]: store.get(c["session"])["created"] for c in cells if c["seed"] == seed}
         assert created["retrain"] <= min(created["ft"], created["multidelete"])
     summary = store.get(cells[1]["session"])["summary"]
-    assert len(summary["df_scores"]) == summary["deletion"]["pairs"] == 50
+    # one Df score per unit (10 units of 5 captions), none per pair
+    assert len(summary["df_unit_scores"]) == summary["deletion"]["units"] == 10 and summary["deletion"]["pairs"] == 50
+    assert "df_scores" not in summary
     row = next(r for r in store.catalog_rows() if r["id"] == cells[1]["session"])
-    assert "df_scores" not in row["summary"]  # the catalog lists; the session keeps the per-example scores
+    assert "df_unit_scores" not in row["summary"]  # the catalog lists; the session keeps the per-unit scores
 
     record = home / "studies" / f"{doc['study']}.json"
     assert stat.S_IMODE(record.stat().st_mode) == 0o600 and stat.S_IMODE(record.parent.stat().st_mode) == 0o700

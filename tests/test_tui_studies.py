@@ -30,7 +30,7 @@ def finished_session(store: SessionStore, method: str, seed: int, numbers: tuple
     metrics = {"df_dr_auc": auc, "test": {"r_mean": r_mean}, "mia": {"df_member_rate": member}}
     writer.emit("eval", step=4, phase="eval", split="after", metrics=metrics)
     writer.finish("finished", summary={"metrics": metrics, "seconds": 10.0 + seed / 100, "device": "cpu",
-                                       "df_scores": [auc, auc / 2, auc / 3]})
+                                       "df_unit_scores": [auc, auc / 2, auc / 3]})
     return writer.session_id
 
 
@@ -83,6 +83,21 @@ def test_load_study_aggregates_the_cells_with_headlines_first(tmp_home):
     by_auc = grid_rows(study, metrics, "df_dr_auc")
     assert [row[0] for row in by_auc] == ["ft", "retrain", "multidelete"]
     assert [row[0] for row in grid_rows(study, metrics, "df_dr_auc", reverse=True)] == ["multidelete", "retrain", "ft"]
+
+
+def test_forget_quality_shows_its_median_and_each_seed_and_sorts_by_the_median(tmp_home):
+    from screens.study_data import grid_rows, load_study
+
+    store = SessionStore()
+    write_study(store)
+    same = lambda a, b: 1.0 if a == b else 0.5 if a[0] > b[0] else 0.125  # noqa: E731  (a stand-in KS test)
+    study = load_study(store, STUDY_ID, same, {})
+    # ft's Df scores sit under Retrain's at both seeds (0.125 each); MultiDelete's above (0.5 each)
+    assert study["methods"]["ft"]["forget_quality"] == {"median": 0.125, "per_seed": {"42": 0.125, "87": 0.125},
+                                                        "n": 2}
+    rows = grid_rows(study, ["forget_quality"], "forget_quality")
+    assert [row[0] for row in rows] == ["ft", "multidelete", "retrain"]
+    assert rows[0][2] == "0.12 (median of 0.12, 0.12)" and rows[2][2] == "1 (median of 1, 1)"
 
 
 def test_a_running_cell_counts_as_running_and_is_left_out_of_the_means(tmp_home):

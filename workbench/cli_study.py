@@ -20,6 +20,7 @@ import typer
 from engine import spec as specs
 from engine.errors import SpecError
 from engine.spec.inputs import absolute_paths
+from engine.spec.params import TUNE_AGAINST
 from engine.spec.validate import check_seed
 from sessions.metric_names import flatten
 from sessions.schema import ACTIVE_STATES
@@ -84,11 +85,20 @@ def timed_order(chosen: list[str], given: dict) -> list[str]:
 
 
 def method_params(method: str, given: dict) -> dict:
-    """The given method parameters that `method` takes (the common ones and its own)."""
-    takes = {p.name for p in (*specs.COMMON_PARAMS, *specs.METHODS[method].params)}
+    """The given method parameters that `method` takes (the common ones, its own, and --tune's criterion)."""
+    takes = {p.name for p in (*specs.COMMON_PARAMS, *specs.METHODS[method].params)} | {TUNE_AGAINST.name}
     if method == REFERENCE:  # Retrain, the reference, keeps the original's recipe: no budget, no tuning
-        takes -= {"budget", "budget_seconds", "tune"}
+        takes -= {"budget", "budget_seconds", "tune", TUNE_AGAINST.name}
     return {name: value for name, value in given.items() if name in takes}
+
+
+def tuning_against_retrain(chosen: list[str], given: dict, tolerance: float) -> dict:
+    """With --tune and Retrain among the methods, each method's tuning aims where the study ranks: the grid
+    point closest to a validation Retrain's Df/Dr AUC with the validation headline within the study's
+    --tolerance of Retrain's (engine/protocols/tune.py; --keep-tolerance, when given, is the tuning's)."""
+    if not given.get("tune") or REFERENCE not in chosen:
+        return given
+    return {**given, TUNE_AGAINST.name: "retrain", "keep_tolerance": given.get("keep_tolerance", tolerance)}
 
 
 def study(
@@ -132,6 +142,7 @@ def study(
              + (f"; it belongs to {', '.join(owners)}" if owners else ""))
 
     chosen = timed_order(chosen, given)
+    given = tuning_against_retrain(chosen, given, tolerance)
     engine = engine or cluster is not None
     cells: list[tuple[str, int, dict]] = []
     try:

@@ -188,8 +188,8 @@ class Requests:
                             **task.request_entry(request, metrics)})
             if guard.fired is not None:
                 break  # a collapse rule held: no further request runs
-        # per-example Df losses of the final model (tasks over units): a study's forget quality against Retrain
-        df_scores = task.df_scores(model, forgotten) if hasattr(task, "df_scores") else None
+        # per-unit mean Df losses of the final model (tasks over units): a study's forget quality against Retrain
+        df_unit_scores = task.df_unit_scores(model, forgotten) if hasattr(task, "df_unit_scores") else None
 
         run_dir = self.cache / "runs" / (session_id or f"{spec['method']}-{int(time.time() * 1000)}")
         if is_main():  # of a --devices N job's ranks, rank 0 alone writes the checkpoint
@@ -219,7 +219,7 @@ class Requests:
             **({"tuned": tuned} if tuned is not None else {}),
             "metrics": task.entry(metrics),
             "original_metrics": task.entry(original_metrics),
-            **({"df_scores": df_scores} if df_scores is not None else {}),
+            **({"df_unit_scores": df_unit_scores} if df_unit_scores is not None else {}),
             "checkpoint": str(run_dir),
             "original_checkpoint": str(original),
             # the base (--model: where an original and Retrain start) and the model unlearned (the original)

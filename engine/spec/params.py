@@ -123,3 +123,10 @@ REQUESTS = Param("requests", int, 1, "split the deletion set into K sequential r
 # spec's params, where the loop reads it, and only when on, so runs without it keep their params as they were.
 COMPILE = Param("compile", bool, False, "torch.compile each transformer layer (or each part of a model without "
                 "layers) while it trains; the first steps compile")
+
+# --tune's reference: what `study --tune` sets when Retrain is among its methods (no form field, no flag of its own;
+# it rides in a spec's params only when it is "retrain", so other runs keep their params as they were).
+TUNE_AGAINST = Param("tune_against", str, "auc", "--tune's criterion: the highest validation Df/Dr AUC with the "
+                     "headline within --keep-tolerance of the original's (auc), or the closest to a validation "
+                     "Retrain's AUC with the headline within --keep-tolerance of Retrain's (retrain)",
+                     ("auc", "retrain"))

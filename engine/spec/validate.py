@@ -39,7 +39,7 @@ from engine.spec.inputs import (
     checkpoint_problem,
     require_absolute,
 )
-from engine.spec.params import COMMON_PARAMS, COMPILE, LMM_PARAMS, MAX_REQUESTS, REQUESTS, Param
+from engine.spec.params import COMMON_PARAMS, COMPILE, LMM_PARAMS, MAX_REQUESTS, REQUESTS, TUNE_AGAINST, Param
 
 PULSE_DEFAULT_PARAMS = {"batch_size": 8, "retain_batch_size": 8}
 
@@ -292,6 +292,13 @@ def check_compile(raw_params: dict, owner: str) -> tuple[dict, bool]:
     return given, bool(COMPILE.coerce(raw_params.get(COMPILE.name, COMPILE.default), owner))
 
 
+def check_tune_against(raw_params: dict, owner: str) -> tuple[dict, bool]:
+    """The params without ``tune_against``, and whether --tune is to come closest to a validation Retrain
+    (recorded in params only then: `study --tune` with Retrain sets it)."""
+    given = {name: value for name, value in raw_params.items() if name != TUNE_AGAINST.name}
+    return given, TUNE_AGAINST.coerce(raw_params.get(TUNE_AGAINST.name, TUNE_AGAINST.default), owner) == "retrain"
+
+
 def check_strategy_fits(info: MethodInfo, placement: dict) -> None:
     """A method that cannot train on FSDP's shards is refused with --strategy fsdp, naming why."""
     if placement.get("strategy") == "fsdp" and info.unshardable:
@@ -347,6 +354,7 @@ def validate(spec: dict) -> dict:
     n = deletion.get("n")
     raw_params, compiling = check_compile(check_object(spec.get("params"), "params", "method parameters (params)"),
                                           f"method {info.name}")
+    raw_params, against_retrain = check_tune_against(raw_params, f"method {info.name}")
     normal = {
         "kind": "run",
         "method": info.name,
@@ -364,6 +372,10 @@ def validate(spec: dict) -> dict:
     }
     if compiling:
         normal["params"][COMPILE.name] = True
+    if against_retrain:
+        if not normal["params"]["tune"]:
+            raise SpecError("tune_against retrain is --tune's criterion; it needs --tune", field="tune")
+        normal["params"][TUNE_AGAINST.name] = "retrain"
     check_strategy_fits(info, normal)
     check_guards(normal["params"], task)
     check_budget(normal["params"], info.name)

@@ -16,6 +16,7 @@ from engine.data.fingerprint import data_fingerprint
 from engine.data.pairs import PairSet, encode_units
 from engine.data.registry import load_data
 from engine.errors import SpecError
+from engine.metrics.forget_quality import unit_means
 from engine.models.registry import load_adapter
 from engine.seeding import derive_seed
 from engine.spec import MODELS
@@ -98,10 +99,11 @@ class UnitTask:
     def evaluate(self, model, forgotten: list[int]) -> dict[str, float]:
         raise NotImplementedError
 
-    def df_scores(self, model, forgotten: list[int]) -> list[float]:
-        """The per-example Df losses the MIA attack reads (the adapter's `example_losses`, in evaluation
-        mode and the evaluation's batches), in Df's pair order: the run result carries them so a study
-        can compare their distribution with Retrain's (forget quality, engine/metrics/forget_quality.py)."""
+    def df_unit_scores(self, model, forgotten: list[int]) -> list[float]:
+        """One number per Df unit: the mean of the per-example Df losses the MIA attack reads (the adapter's
+        `example_losses`, in evaluation mode and the evaluation's batches) over the unit's examples, in Df's
+        unit order. The run result carries them so a study can compare their distribution with Retrain's
+        (forget quality, engine/metrics/forget_quality.py): a unit's examples are not independent samples."""
         forget = self.train.select_units(forgotten)
         model.model.eval()
         values = []
@@ -109,7 +111,9 @@ class UnitTask:
             for start in range(0, len(forget), SCORE_BATCH):
                 batch = forget.batch(torch.arange(start, min(start + SCORE_BATCH, len(forget))), model.device)
                 values.append(model.example_losses(batch).float().cpu())
-        return torch.cat(values).tolist() if values else []
+        if not values:
+            return []
+        return unit_means(torch.cat(values).tolist(), forget.pair_unit.tolist())
 
     def entry(self, metrics: dict) -> dict:
         return nest(metrics)
