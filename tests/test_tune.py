@@ -80,7 +80,7 @@ def test_the_criterion_by_hand():
               {"lr": 2, "val.df_dr_auc": 0.90, "val.r_mean": 40.0},  # the most forgetting, but 10 points down
               {"lr": 3, "val.df_dr_auc": 0.70, "val.r_mean": 46.0},
               {"lr": 4, "val.df_dr_auc": 0.70, "val.r_mean": 47.0}]
-    original = {"df_dr_auc": 0.5, "test.r_mean": 50.0}
+    original = {"df_dr_auc": 0.5, "val.r_mean": 50.0}  # the guard reads validation names
     guard = Guard({"keep_tolerance": 5.0}, "retrieval", original, lambda *a, **k: None)
     assert choose(points, guard, "test.r_mean")["lr"] == 3  # 0.70 within 5 points; lr 4 ties, comes later
     closest = Guard({"keep_tolerance": 5.0, "target_auc": 0.62}, "retrieval", original, lambda *a, **k: None)

@@ -38,6 +38,7 @@ from engine.data.deletion import select_units
 from engine.data.fingerprint import digest
 from engine.errors import SpecError
 from engine.protocols.guard import Guard
+from engine.spec.guards import as_validation, validation_name
 from engine.protocols.originals import original_fingerprint
 from engine.seeding import derive_seed
 from engine.spec import COMMON_PARAMS, TASKS
@@ -122,7 +123,7 @@ def tune(spec: dict, base_lr: float, emit, should_stop, cache, run_point: Callab
     for lr, epochs in grid(base_lr, matched):
         run(lr, epochs)
     task, headline, original = state["task"], state["headline"], state["original"]
-    guard = Guard(spec["params"], task.name, original, emit)
+    guard = Guard(spec["params"], task.name, as_validation(original), emit)
 
     def pick() -> dict:
         if reference is not None:
@@ -160,7 +161,7 @@ def tune(spec: dict, base_lr: float, emit, should_stop, cache, run_point: Callab
 
 def choose(points: list[dict], guard: Guard, headline: str) -> dict:
     name = validation_name(headline)
-    scored = [(guard.distance({"df_dr_auc": p["val.df_dr_auc"], headline: p[name]}), k)
+    scored = [(guard.distance({"df_dr_auc": p["val.df_dr_auc"], name: p[name]}), k)
               for k, p in enumerate(points) if p["val.df_dr_auc"] is not None]
     qualifying = [(distance, k) for distance, k in scored if distance is not None]
     if qualifying:
@@ -249,11 +250,6 @@ def validation_retrain(spec: dict, emit, should_stop, cache, run_point: Callable
         publish(directory, lambda staging: (staging / RETRAIN_RESULT).write_text(json.dumps(result), encoding="utf-8"),
                 fingerprint)
     return {**result, "cached": False}
-
-
-def validation_name(headline: str) -> str:
-    """`test.r_mean` measured on the validation split: `val.r_mean`."""
-    return "val." + headline.partition(".")[2]
 
 
 def flat(entry: dict) -> dict[str, float]:
