@@ -102,8 +102,11 @@ def test_pulse_end_to_end_through_the_cli(home):
         assert set(entry["mia"]) == {"loss_auc", "zlib_auc", "mink_auc", "minkpp_auc"}
         assert all(0.0 <= v <= 1.0 for v in entry["mia"].values())
     assert document["metrics"]["forget"] == document["requests"][-1]["forget"]
-    # the original knows its forget people: their right options are likelier than the wrong ones
+    # the original knows its forget people: their facts are likelier than the held-out people's (membership),
+    # and their right options likelier than their wrong ones (the option gap, a graded forget accuracy)
     assert original["mia"]["loss_auc"] > 0.5 and original["mia"]["mink_auc"] > 0.5
+    assert set(original["option_gap"]) == set(original["mia"]) and original["option_gap"]["loss_auc"] > 0.5
+    assert document["forget_rows"] == "image" and document["heldout_people"] == ["person-0008", "person-0009"]
 
     from sessions.store import SessionStore
 

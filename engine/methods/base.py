@@ -40,6 +40,10 @@ class Method:
     def after_training(self, n_train: int) -> None:
         """A hook for methods whose last step is not a gradient step (Descent-to-Delete's noise)."""
 
+    def record(self) -> dict:
+        """What the request's document records about how the method ran (MMUnlearner's masks); {} for none."""
+        return {}
+
 
 def frozen_forward(compute: Callable[[dict], torch.Tensor], batch: dict) -> torch.Tensor:
     """What the frozen original gives `batch`, in inference mode (no autograd bookkeeping; bf16 under the loop's
