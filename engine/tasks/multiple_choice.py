@@ -166,8 +166,7 @@ class MultipleChoice:
         del model
         known = sum(value >= KNOWN_THRESHOLD for value in self.person_accuracies.values())
         count = spec["forget"] if spec["forget"] is not None else max(spec["requests"], (known + 1) // 2)
-        taught = {person: value for person, value in self.person_accuracies.items() if person not in self.heldout_people}
-        self.forget_people, self.retain_people = draw_known(taught, count, spec["seed"])
+        self.forget_people, self.retain_people = draw_known(self.person_accuracies, count, spec["seed"])
 
     # --- the original ---------------------------------------------------------------------------
     def original_recipe(self) -> dict:
@@ -244,7 +243,8 @@ class MultipleChoice:
         held_out = self.heldout_answers(model)
         if held_out and members:
             metrics.update({f"mia.{name}": value for name, value in attack_aucs(members, held_out).items()})
-        wrong = [option.tokens for q in forget_questions for letter, option in scored[q.qid].items() if letter != q.answer]
+        wrong = [option.tokens for q in forget_questions
+                 for letter, option in scored[q.qid].items() if letter != q.answer]
         metrics.update({f"option_gap.{name}": value for name, value in attack_aucs(members, wrong).items()})
         if self.general:
             mmbench = accuracy(model, self.general, self.scoring)
@@ -274,7 +274,8 @@ class MultipleChoice:
         entry["mmbench"] = metrics.get("mmbench")
         entry["mmbench_retention"] = metrics.get("mmbench_retention")
         for prefix in ("mia", "option_gap"):
-            attacks = {name.partition(".")[2]: value for name, value in metrics.items() if name.startswith(prefix + ".")}
+            attacks = {name.partition(".")[2]: value for name, value in metrics.items()
+                       if name.startswith(prefix + ".")}
             if attacks:
                 entry[prefix] = attacks
         return entry
