@@ -1,6 +1,6 @@
 """The 2024-25 baselines' loss terms on small cases checked by hand: GradDiff, SimNPO, IDK, IdkDPO, RMU,
-MMUnlearner (the saliency mask and the masked step), KL_Min, NPO's retain term, RMU's scaled defaults and
-MultiDelete's L_UKR on normalised features."""
+Masked GA (the saliency mask and the masked step; MMUnlearner's two masks are in test_mmunlearner.py), KL_Min,
+NPO's retain term, RMU's scaled defaults and MultiDelete's L_UKR on normalised features."""
 import math
 
 import pytest
@@ -10,7 +10,7 @@ from engine.errors import SpecError
 from engine.methods.graddiff import GradDiff
 from engine.methods.idk import IDK
 from engine.methods.idkdpo import IdkDPO, dpo_loss
-from engine.methods.mmunlearner import MMUnlearner, masked_ascent, saliency_masks, squared_gradients
+from engine.methods.masked_ga import MaskedGA, masked_ascent, saliency_masks, squared_gradients
 from engine.methods.kl_min import KLMin
 from engine.methods.npo import NPO
 from engine.methods.rmu import RMU, activation_loss, default_coefficient, default_layer, steering_direction
@@ -143,7 +143,7 @@ def test_rmu_terms_and_layers():
     assert caught.value.field == "rmu_layer"
 
 
-def test_mmunlearner_saliency_mask_by_hand():
+def test_masked_ga_saliency_mask_by_hand():
     forget, retain = [torch.tensor([4.0, 1.0, 0.0])], [torch.tensor([1.0, 1.0, 1.0])]
     assert saliency_masks(forget, retain, 1.0)[0].tolist() == [True, True, False]
     assert saliency_masks(forget, retain, 2.0)[0].tolist() == [True, False, False]
@@ -179,14 +179,14 @@ class Linear:
         return (b["x"] @ self.w).mean()
 
 
-def test_mmunlearner_fisher_and_masked_step():
+def test_masked_ga_fisher_and_masked_step():
     model = Linear()
     forget, retain = Rows([[2.0, 0.0], [4.0, 1.0]]), Rows([[1.0, 3.0], [1.0, 3.0]])
     # batches of one row: E[g^2] = ([2,0]^2 + [4,1]^2) / 2 = [10, 0.5]
     fisher = squared_gradients(model, [model.w], forget, torch.arange(2), batch_size=1)
     assert fisher[0].tolist() == pytest.approx([10.0, 0.5])
     params = {"mask_threshold": 1.0, "mask_ratio": 1.0, "forget_weight": 1.0, "retain_weight": 1.0, "batch_size": 1}
-    method = MMUnlearner(params, model, generator=torch.Generator().manual_seed(0))
+    method = MaskedGA(params, model, generator=torch.Generator().manual_seed(0))
     method.before_training(forget, retain)
     # retain E[g^2] = [1, 9]: saliency [10, 0.056] -> only the first weight is salient for Df
     assert method.masks[0].tolist() == [True, False] and method.masked_share == 0.5

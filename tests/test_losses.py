@@ -161,6 +161,6 @@ def test_d2d_noise_is_drawn_for_the_steps_taken():
 
     method = DescentToDelete({"weight_decay": wd, "eps": eps}, Model(), generator=torch.Generator().manual_seed(0))
     method.after_training(n, steps)
-    assert method.recorded == {"noise_sigma": pytest.approx(noise_sigma(n, wd, eps, steps)), "noise_iterations": steps}
+    assert method.record() == {"noise_sigma": pytest.approx(noise_sigma(n, wd, eps, steps)), "noise_iterations": steps}
     assert noise_sigma(n, wd, eps, steps) < noise_sigma(n, wd, eps) / 1000  # 160 steps: >1000x less noise than T=1
     assert weight.std().item() == pytest.approx(method.sigma, rel=0.05)  # the noise drawn has that sigma

@@ -193,7 +193,10 @@ def test_mllmu_forget_and_retain_split_folders(world, tmp_path):
     assert sorted(p.parent.name for p in paths) == ["Full_Set", "forget_25", "retain_75"]
     data = read_mllmu(tmp_path)
     assert data.splits["forget_25"] == forget
-    assert sorted(data.splits["forget_25"] + data.splits["retain_75"]) == [p.person_id for p in world.people]
+    # the held-out people (never trained on) are in Full_Set only, read back as held-out
+    taught = [p.person_id for p in world.people if p.phase != "heldout"]
+    assert sorted(data.splits["forget_25"] + data.splits["retain_75"]) == taught
+    assert [p.person_id for p in data.people if p.phase == "heldout"] == ["person-0008", "person-0009"]
     only_forget = read_mllmu(tmp_path / "forget_25")
     assert [p.person_id for p in only_forget.people] == forget
 

@@ -225,7 +225,7 @@ def test_a_sharded_run_on_two_cpu_ranks_completes(tmp_path):
     ("ft", ["--strategy", "fsdp"], "--strategy fsdp shards the model over the ranks of --devices N"),
     ("ft", ["--devices", "2", "--strategy", "ring"], "--strategy must be ddp, fsdp or zero3, got 'ring'"),
     ("ft", ["--devices", "2", "--strategy", "zero3"], "--strategy zero3 "),
-    ("mmunlearner", ["--devices", "2", "--strategy", "fsdp"], "--strategy fsdp cannot run mmunlearner"),
+    ("masked_ga", ["--devices", "2", "--strategy", "fsdp"], "--strategy fsdp cannot run masked_ga"),
 ])
 def test_what_cannot_run_on_several_devices_is_refused_in_one_line(tmp_path, method, args, said):
     protocol = ["--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4", *args]

@@ -44,15 +44,16 @@ def test_same_seed_same_world_other_seed_other_world(tiny):
 def test_world_sizes(name):
     world = build_people_world(name)
     size = PEOPLE_SIZES[name]
-    assert len(world.people) == size.people
-    assert len({p.name for p in world.people}) == size.people
-    assert len({p.person_id for p in world.people}) == size.people
+    everyone = size.people + size.heldout_people  # the trained people, then the held-out ones
+    assert len(world.people) == everyone and sum(p.phase == "heldout" for p in world.people) == size.heldout_people
+    assert len({p.name for p in world.people}) == everyone
+    assert len({p.person_id for p in world.people}) == everyone
     assert sum(p.phase == "pretrain" for p in world.people) == size.pretrain_people
     for person in world.people:
         assert len(person.images) == size.images_per_person
         assert all(image.size == (32, 32) and image.mode == "RGB" for image in person.images)
         assert set(person.facts) == {fact.key for fact in FACTS}
-    assert len(world.eval_questions) == 2 * len(FACTS) * size.people
+    assert len(world.eval_questions) == 2 * len(FACTS) * everyone
     assert len(world.general_eval) == size.general_eval_questions
 
 
@@ -100,7 +101,7 @@ def test_answers_are_among_options_and_distractors_share_the_fact(world):
 
 
 def test_training_items_teach_every_fact_with_an_image_and_by_name(tiny):
-    for person in tiny.people:
+    for person in (p for p in tiny.people if p.phase != "heldout"):  # held-out people are never taught
         items = [i for i in tiny.person_train if i.person_id == person.person_id]
         for value in person.facts.values():
             assert any(i.answer == value and i.image is not None for i in items)

@@ -13,7 +13,7 @@ from engine import spec as specs
 from engine.errors import SpecError
 from engine.spec.catalog import method_variant
 
-NEW = ("graddiff", "simnpo", "idk", "idkdpo", "rmu", "mmunlearner")
+NEW = ("graddiff", "simnpo", "idk", "idkdpo", "rmu", "mmunlearner", "masked_ga")
 
 
 def test_listed_with_their_parameters(home):
@@ -28,6 +28,7 @@ def test_listed_with_their_parameters(home):
     assert {p["name"]: p["default"] for p in rows["simnpo"]["params"]} == {
         "simnpo_beta": 4.5, "simnpo_delta": 0.0, "simnpo_weight": 0.125, "retain_weight": 1.0}
     assert rows["rmu"]["requires"] == ["layers"] and rows["idk"]["requires"] == ["refusals"]
+    assert rows["mmunlearner"]["requires"] == ["preserve_sets", "vision"] and rows["masked_ga"]["requires"] == []
     assert set(NEW) <= set(specs.PULSE_METHODS) and set(NEW) <= set(specs.SEQUENTIAL_METHODS)
 
 
@@ -65,6 +66,7 @@ async def test_new_run_form_fields(home):
 @pytest.mark.parametrize("command", [
     ["run", "--method", "idk", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4"],
     ["run", "--method", "rmu", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4"],
+    ["run", "--method", "mmunlearner", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4"],
 ])
 def test_what_a_task_or_family_lacks_is_one_line_exit_2(home, command):
     result = subprocess.run(cli(*command), cwd=ROOT, env=cli_env(home), capture_output=True, text=True, timeout=60)
@@ -143,7 +145,7 @@ def test_npo_on_qwen2_vl_through_the_cli(home):
     assert all(set(entry["retain"]) == {"image", "text"} for entry in document["requests"])
 
 
-@pytest.mark.parametrize("method", ["graddiff", "simnpo", "mmunlearner"])
+@pytest.mark.parametrize("method", ["graddiff", "simnpo", "masked_ga"])
 def test_image_text_methods_on_retrieval(home, method):
     from engine.jobs import run_job
 

@@ -26,11 +26,12 @@ MIN_LOOK_DIFFERENCES = 3  # between any two people, so that no two faces are nea
 SUPERSAMPLE = 4
 
 
-def sample_looks(rng: random.Random, count: int) -> list[dict]:
+def sample_looks(rng: random.Random, count: int, taken: list[dict] = ()) -> list[dict]:
+    """`count` identities, each told apart from the others and from those `taken`."""
     looks: list[dict] = []
     while len(looks) < count:
         candidate = {key: rng.choice(choices) for key, choices in LOOK_CHOICES.items()}
-        if all(_differences(candidate, other) >= MIN_LOOK_DIFFERENCES for other in looks):
+        if all(_differences(candidate, other) >= MIN_LOOK_DIFFERENCES for other in [*taken, *looks]):
             looks.append(candidate)
     return looks
 

@@ -11,8 +11,9 @@ One row per person, with the released columns
   {"Question", "Options": {"A".."D"}, "Correct_Answer": letter};
 and optional columns this workbench adds (absent in released files, read when present):
 - `name`; `images` (a list of {"bytes", "path"}, as the released Test_Set has), the profile image first;
-- `phase` ("pretrain" | "finetune"; a released file's people count as "finetune": MLLMU-Bench teaches
-  them by fine-tuning); `facts` (a JSON object);
+- `phase` ("pretrain" | "finetune" | "heldout"; a released file's people count as "finetune": MLLMU-Bench
+  teaches them by fine-tuning; "heldout" people have no training pairs and are in `Full_Set/` only, the
+  membership attacks' held-out side); `facts` (a JSON object);
 - in `metadata` entries, `"Image"`: the index in `images` the pair is asked with, or null for a
   text-only pair (a released entry has no "Image" and is asked with the profile image).
 
@@ -31,7 +32,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from engine.data.mmbench import LETTERS, MCQuestion
-from engine.data.people_records import PeopleData, Person, QAItem
+from engine.data.people_records import HELDOUT, PeopleData, Person, QAItem
 from engine.errors import SpecError
 
 FULL_SET = "Full_Set"
@@ -65,9 +66,11 @@ def write_mllmu(data: PeopleData, directory: str | Path, forget: list[str] = ())
     splits = {FULL_SET: list(rows)}
     if forget:
         forget_ids = set(forget)
-        percent = round(100 * len(forget_ids) / len(rows))
-        splits[f"forget_{percent}"] = [pid for pid in rows if pid in forget_ids]
-        splits[f"retain_{100 - percent}"] = [pid for pid in rows if pid not in forget_ids]
+        # held-out people (phase "heldout": no training pairs) sit in Full_Set only; the shares are of the others
+        taught = [person.person_id for person in data.people if person.phase != HELDOUT]
+        percent = round(100 * len(forget_ids) / len(taught))
+        splits[f"forget_{percent}"] = [pid for pid in taught if pid in forget_ids]
+        splits[f"retain_{100 - percent}"] = [pid for pid in taught if pid not in forget_ids]
     schema = _schema(pa)
     tables = {split: pa.Table.from_pylist([rows[pid] for pid in ids], schema=schema) for split, ids in splits.items()}
     return [_write_table(pa, table, directory / split / PARQUET_NAME) for split, table in tables.items()]

@@ -13,6 +13,10 @@ scores the options (for instance by the likelihood of each option's text).
 
 Two phases: "pretrain" = the general shape questions + people set P, "finetune" = people set F (disjoint).
 Forget people come from P (knowledge "pretrained") or F ("finetuned"); the others are retain people.
+A few held-out people (phase "heldout", `PeopleSize.heldout_people`) have faces, names, facts and evaluation
+questions but no training item: no model ever trains on them, so their questions are the membership
+attacks' held-out side. They are drawn after the trained people from a stream of their own, with names and
+looks no trained person has, so adding them leaves the trained people as they were.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from PIL import Image
 from engine.data.faces import IMAGE_SIZE, render_face, sample_looks
 from engine.data.mllmu import write_mllmu
 from engine.data.mmbench import LETTERS, MCQuestion, write_mmbench
-from engine.data.people_records import PeopleData, Person, QAItem, mc_texts, qa_texts
+from engine.data.people_records import HELDOUT, PeopleData, Person, QAItem, mc_texts, qa_texts
 from engine.data.shapes import BACKGROUNDS, COLOURS, POSITIONS, SHAPES, ShapeAttrs, render_image, sample_attrs
 from engine.errors import SpecError
 from engine.spec.catalog import PEOPLE_SIZES, PeopleSize
@@ -110,20 +114,21 @@ def build_people_world(name: str = "people", seed: int = 0) -> PeopleWorld:
     if name not in PEOPLE_SIZES:
         raise SpecError(f"unknown people world {name!r}; choose one of {', '.join(PEOPLE_SIZES)}")
     size = PEOPLE_SIZES[name]
-    people = _make_people(size, random.Random(f"{name}:{seed}:people"))
+    people, looks = _make_people(size, random.Random(f"{name}:{seed}:people"))
+    people += _make_heldout_people(size, people, looks, random.Random(f"{name}:{seed}:heldout"))
     general_rng = random.Random(f"{name}:{seed}:general")
     return PeopleWorld(
         name=name,
         seed=seed,
         people=people,
         eval_questions=[q for person in people for q in _person_questions(person, seed)],
-        person_train=[item for person in people for item in _person_train_items(person)],
+        person_train=[item for person in people if person.phase != HELDOUT for item in _person_train_items(person)],
         general_train=_general_train(size.general_train_images, general_rng),
         general_eval=_general_eval(size.general_eval_questions, general_rng, seed),
     )
 
 
-def _make_people(size: PeopleSize, rng: random.Random) -> list[Person]:
+def _make_people(size: PeopleSize, rng: random.Random) -> tuple[list[Person], list[dict]]:
     looks = sample_looks(rng, size.people)
     firsts = rng.sample(FIRST_NAMES, size.people)
     lasts = rng.sample(LAST_NAMES, size.people)
@@ -136,7 +141,22 @@ def _make_people(size: PeopleSize, rng: random.Random) -> list[Person]:
             images=[render_face(looks[index], rng) for _ in range(size.images_per_person)],
             phase="pretrain" if index < size.pretrain_people else "finetune",
         ))
-    return people
+    return people, looks
+
+
+def _make_heldout_people(size: PeopleSize, trained: list[Person], taken_looks: list[dict],
+                         rng: random.Random) -> list[Person]:
+    """People asked about but never trained on: names and looks apart from the trained people's."""
+    looks = sample_looks(rng, size.heldout_people, taken=taken_looks)
+    firsts = rng.sample([n for n in FIRST_NAMES if n not in {p.name.split()[0] for p in trained}], size.heldout_people)
+    lasts = rng.sample([n for n in LAST_NAMES if n not in {p.name.split()[1] for p in trained}], size.heldout_people)
+    return [Person(
+        person_id=f"person-{len(trained) + index:04d}",
+        name=f"{firsts[index]} {lasts[index]}",
+        facts={fact.key: rng.choice(fact.values) for fact in FACTS},
+        images=[render_face(looks[index], rng) for _ in range(size.images_per_person)],
+        phase=HELDOUT,
+    ) for index in range(size.heldout_people)]
 
 
 def _person_questions(person: Person, seed: int) -> list[MCQuestion]:

@@ -12,6 +12,8 @@ from engine.data.mmbench import LETTERS, MCQuestion
 from engine.errors import SpecError
 
 PHASES = ("pretrain", "finetune")
+# people no phase teaches: the held-out side of the membership attacks (their questions, never trained on)
+HELDOUT = "heldout"
 KNOWLEDGE_PHASE = {"pretrained": "pretrain", "finetuned": "finetune"}
 # A space, not nothing, so that "she's" gives "she" "s" as the tokenizer's Punctuation pre-tokenizer does.
 PUNCTUATION_TO_SPACE = str.maketrans(string.punctuation, " " * len(string.punctuation))
@@ -36,7 +38,7 @@ class Person:
     name: str
     facts: dict[str, str]
     images: list[Image.Image]
-    phase: str  # "pretrain" | "finetune"
+    phase: str  # "pretrain" | "finetune" | "heldout" (never trained on)
 
     @property
     def portrait(self) -> Image.Image:

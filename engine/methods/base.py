@@ -25,9 +25,6 @@ class Method:
         self.original = original
         # the method's own random draws (permutations, noise): seeded by the run, never the global RNG
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
-        # what the method decided on this request that the result document must show (a noise sigma, a mask's
-        # sparsity): merged into the request's entry
-        self.recorded: dict = {}
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return self.model.parameter_groups()["all"]
@@ -47,6 +44,11 @@ class Method:
     def resolved(self) -> dict:
         """What the method chose for defaults it sizes to the model (RMU's layer and coefficient); the run's
         document records it as `resolved`."""
+        return {}
+
+    def record(self) -> dict:
+        """What the request's document records about how the method ran (`method_record`: MMUnlearner's masks,
+        Descent-to-Delete's noise); {} for none."""
         return {}
 
 

@@ -6,8 +6,8 @@ actually taken: the released MultiDelete baseline's `compute_sigma(num_examples,
 as an argument, and the bound's gamma^T / (1 - gamma^T) makes sigma fall by orders of magnitude as T grows
 (on `shapes`, 1.11 for T = 1 against about 5e-4 for T = 160). By default T = 1 (`max_steps`, the released
 setting); under `--budget matched-steps` the loop takes MultiDelete's step count and the noise is drawn for
-that T, so the method stays Descent-to-Delete at the budget it was given. Each request records
-`noise_sigma` and `noise_iterations`.
+that T, so the method stays Descent-to-Delete at the budget it was given. Each request's `method_record`
+holds `noise_sigma` and `noise_iterations`.
 """
 from __future__ import annotations
 
@@ -43,8 +43,10 @@ class DescentToDelete(Method):
         sigma = noise_sigma(n_train, self.params["weight_decay"], self.params["eps"], iterations=max(steps, 1))
         if not math.isfinite(sigma):
             raise ValueError("Descent-to-Delete needs --weight-decay > 0 (it is the strong-convexity constant)")
-        self.sigma = sigma
-        self.recorded = {"noise_sigma": sigma, "noise_iterations": max(steps, 1)}
+        self.sigma, self.iterations = sigma, max(steps, 1)
         for parameter in self.trainable_parameters():
             noise = torch.randn(parameter.shape, generator=self.generator, dtype=parameter.dtype)
             parameter.add_(noise.to(parameter.device) * sigma)
+
+    def record(self) -> dict:
+        return {"noise_sigma": self.sigma, "noise_iterations": self.iterations} if hasattr(self, "sigma") else {}

@@ -102,6 +102,10 @@ class LlavaAdapter(LmmAdapter):
     def projector(self) -> torch.nn.Module:
         return self.core.model.multi_modal_projector
 
+    @property
+    def vision_tower(self) -> torch.nn.Module:
+        return self.core.model.vision_tower
+
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """[n, n_image_tokens, H] multi-modal projector outputs (LLaVA's feature layer and strategy)."""
         out = self.core.model.get_image_features(pixel_values=pixel_values, return_dict=True)

@@ -97,6 +97,11 @@ class LmmAdapter(AdapterBase):
         """The module that maps vision features into the language model's space (`proj+llm` trains it)."""
         raise NotImplementedError
 
+    @property
+    def vision_tower(self) -> torch.nn.Module:
+        """The image encoder before the projector (it may hold the projector, as Qwen2-VL's `visual` does)."""
+        raise NotImplementedError
+
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """[n, n_image_tokens, H] projector outputs, one row per image."""
         raise NotImplementedError
@@ -176,6 +181,21 @@ class LmmAdapter(AdapterBase):
         from engine.models import lora
 
         return lora.covered_weights(self)
+
+    def vision_weights(self) -> list[torch.nn.Parameter]:
+        """Every weight of the vision tower and the projector (MMUnlearner's vision mask covers them, whatever
+        the update target is), each once."""
+        seen: dict[int, torch.nn.Parameter] = {}
+        for module in (self.vision_tower, self.projector):
+            for parameter in module.parameters():
+                seen.setdefault(id(parameter), parameter)
+        return list(seen.values())
+
+    def language_weights(self) -> list[torch.nn.Parameter]:
+        """The weights themselves that the update target covers inside the language model (under LoRA its
+        adapted projections; under `full` all of it), without the projector and the lm_head."""
+        inside = {id(p) for p in self.language_model.parameters()}
+        return [p for p in self.update_weights() if id(p) in inside]
 
     # --- the forward pass -----------------------------------------------------------------------
     def input_embeddings(self, input_ids, pixel_values=None, has_image=None) -> torch.Tensor:

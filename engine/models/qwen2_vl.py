@@ -115,6 +115,10 @@ class Qwen2VLAdapter(LmmAdapter):
     def projector(self) -> torch.nn.Module:
         return self.core.model.visual.merger
 
+    @property
+    def vision_tower(self) -> torch.nn.Module:
+        return self.core.model.visual  # the patch merger (the projector) is inside it
+
     def grids(self, count: int, device) -> torch.Tensor:
         return torch.tensor([self.grid] * count, dtype=torch.long, device=device)
 

@@ -103,8 +103,10 @@ class Requests:
             original_metrics = task.evaluate(task.load(str(original), self.device) if retraining else model, units)
         emit("eval", step=0, phase="original", split="before", metrics=original_metrics)
         retain = task.retain_set(model, cls.reads_unimodal) if cls.uses_retain else None
-        # what the method requires of the task's forget batches (validated: the task provides it)
-        views = {need: True for need in self.info.requires if CAPABILITIES[need][0] == "task"}
+        # what the method requires of the task's forget batches (validated: the task provides it); the preserve
+        # sets are whole sets of their own, handed to the method below
+        views = {need: True for need in self.info.requires
+                 if CAPABILITIES[need][0] == "task" and need != "preserve_sets"}
 
         defaults = task.unlearn_defaults(retraining)
         params = spec["params"]
@@ -141,6 +143,8 @@ class Requests:
             reference = model.frozen_copy() if cls.needs_original else None
             model.begin_update(params)
             method = cls(params, model, reference, generator(seed, "method", number))
+            if "preserve_sets" in self.info.requires:  # MMUnlearner's masks read sets beyond Df and Dr
+                method.preserve_sets = task.preserve_sets(model)
             config = LoopConfig(lr=lr, epochs=epochs, iterates=self.info.iterates, forget_batch_size=params["batch_size"],
                                 retain_batch_size=retain_batch_size, weight_decay=params["weight_decay"],
                                 max_grad_norm=params["max_grad_norm"], eval_every=params["eval_every"],
@@ -171,7 +175,7 @@ class Requests:
                     guard.consider(result.steps, judged(result.steps, now_forgotten, {}))
                 kept = guard.restore(result.steps)
             method.after_training(task.train_size, result.steps)
-            recorded, resolved = dict(method.recorded), method.resolved()
+            method_record, resolved = method.record(), method.resolved()
             model.end_update()
             del reference, method
             total_steps += result.steps
@@ -184,7 +188,8 @@ class Requests:
             if guard.active and guard.fired is None:  # the request's final weights (noise and merges included)
                 guard.check(result.steps, judged(result.steps, forgotten, metrics))
             entries.append({"request": number, "steps": result.steps, "seconds": round(result.seconds, 3),
-                            **({"kept_step": kept} if kept is not None else {}), **recorded,
+                            **({"kept_step": kept} if kept is not None else {}),
+                            **({"method_record": method_record} if method_record else {}),
                             **task.request_entry(request, metrics)})
             if guard.fired is not None:
                 break  # a collapse rule held: no further request runs

@@ -103,6 +103,9 @@ class DataInfo:
 CAPABILITIES = {
     "refusals": ("task", "refusal answers for the forget questions ('I don't know' variants, a list in the data)"),
     "layers": ("family", "a decoder layer's hidden states to steer and the parameters of the layers up to it"),
+    "preserve_sets": ("task", "every person's text-only questions and the retain image questions (MMUnlearner's "
+                      "mask preserve sets)"),
+    "vision": ("family", "a vision tower and projector apart from the language model (MMUnlearner's vision mask)"),
 }
 
 # Shared by the methods that weigh a forget term against a retain term (OpenUnlearning's gamma and alpha).
@@ -203,8 +206,23 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in (
       variant="WMDP rmu/unlearn.py: steer layer {rmu_layer} to c x u (c {rmu_coeff}), keep it on Dr with alpha "
               "{rmu_alpha}, update the down_proj of {rmu_update_layers} layers; auto = scaled to the model's depth "
               "and width (the document's `resolved`)"),
-    M("mmunlearner", "MMUnlearner", "gradient ascent on Df restricted to the weights salient for Df over Dr, "
-      "+ retain descent (Huo et al. 2025)", "engine.methods.mmunlearner:MMUnlearner", (
+    M("mmunlearner", "MMUnlearner", "gradient ascent on the forget image questions restricted to two saliency "
+      "masks (language model vs every person's text-only knowledge + retain VQA; vision tower + projector vs "
+      "retain VQA), + retain descent (Huo et al. 2025)", "engine.methods.mmunlearner:MMUnlearner", (
+          Param("mask_threshold", float, 1.0, "mask weights whose forget/preserve saliency (squared-gradient ratio) "
+                "is at least this (the released code: 1)", minimum=0.0),
+          Param("mask_ratio", float, 1.0, "keep at most this fraction of each mask's weights, the most salient "
+                "(1 = every weight over the threshold)", positive=True, maximum=1.0),
+          FORGET_WEIGHT, RETAIN_WEIGHT), epochs=1, iterates="forget", requires=("preserve_sets", "vision"),
+      variant="MMUnlearner MLLMU_gen_mask.py + MLLMU_manifold.py: two masks (language model vs every person's "
+              "text-only questions + retain VQA; vision tower + projector vs retain VQA, trained whatever --update), "
+              "threshold {mask_threshold}, ratio {mask_ratio}; -{forget_weight} x NLL(forget image questions) on the "
+              "masked weights + {retain_weight} x NLL(Dr), one step on the sum",
+      unshardable="it takes the gradients of its weights inside each step (the masked ascent), which FSDP's "
+                  "shards do not give"),
+    M("masked_ga", "Masked GA", "gradient ascent on Df restricted to one mask of the weights salient for Df over "
+      "Dr, + retain descent (SalUn-style; this workbench's `mmunlearner` before issue 20, not MMUnlearner)",
+      "engine.methods.masked_ga:MaskedGA", (
           Param("mask_threshold", float, 1.0, "mask weights whose Df/Dr saliency (squared-gradient ratio) is at "
                 "least this (the released code: 1)", minimum=0.0),
           Param("mask_ratio", float, 1.0, "keep at most this fraction of the covered weights, the most salient "
@@ -230,7 +248,7 @@ TASKS: dict[str, TaskInfo] = {t.name: t for t in (
               Column("Df acc", "df.accuracy"), Column("Dr acc", "dr.accuracy"), *MIA_COLUMNS), "blip-tiny"),
     TaskInfo("multiple_choice", "engine.tasks.multiple_choice:MultipleChoice",
              "four-option QA about people (PULSE): answer NLL, accuracy with and without the image, MMBench",
-             provides=("refusals",)),
+             provides=("refusals", "preserve_sets")),
 )}
 
 FAMILIES: dict[str, FamilyInfo] = {f.name: f for f in (
@@ -238,9 +256,10 @@ FAMILIES: dict[str, FamilyInfo] = {f.name: f for f in (
                                    "classification": "engine.models.blip_classifier:BlipClassifierAdapter"},
                pair_scores=("itc", "itm")),
     FamilyInfo("clip", ("clip",), {"retrieval": "engine.models.clip:ClipAdapter"}, pair_scores=("itc",)),
-    FamilyInfo("llava", ("llava",), {"multiple_choice": "engine.models.llava:LlavaAdapter"}, provides=("layers",)),
+    FamilyInfo("llava", ("llava",), {"multiple_choice": "engine.models.llava:LlavaAdapter"},
+               provides=("layers", "vision")),
     FamilyInfo("qwen2_vl", ("qwen2_vl",), {"multiple_choice": "engine.models.qwen2_vl:Qwen2VLAdapter"},
-               provides=("layers",)),
+               provides=("layers", "vision")),
     # a plain BERT checkpoint (`bert`) becomes the text side of a new GCN+BERT
     FamilyInfo("gcn_bert", ("gcn_bert", "bert"), {"retrieval": "engine.models.gcn_bert:GcnBertRetrievalAdapter",
                                                   "classification": "engine.models.gcn_bert:GcnBertClassifierAdapter"},
@@ -278,8 +297,10 @@ WORLDS: dict[str, DataInfo] = {d.name: d for d in (
 )}
 # People worlds (PULSE): synthetic people with faces and facts, learned in pretraining (P) or fine-tuning (F).
 PEOPLE_WORLDS: dict[str, DataInfo] = {d.name: d for d in (
-    DataInfo("people", "multiple_choice", "built-in people: 40 people (20 pretraining, 20 fine-tuning) + shape questions"),
-    DataInfo("people-tiny", "multiple_choice", "built-in people: 8 people (4 + 4) + a few shape questions (tests)"),
+    DataInfo("people", "multiple_choice", "built-in people: 40 people (20 pretraining, 20 fine-tuning), 8 held-out "
+             "people never trained on + shape questions"),
+    DataInfo("people-tiny", "multiple_choice", "built-in people: 8 people (4 + 4), 2 held-out + a few shape "
+             "questions (tests)"),
 )}
 @dataclass(frozen=True)
 class PeopleSize:
@@ -288,13 +309,14 @@ class PeopleSize:
     images_per_person: int
     general_train_images: int  # each gives one training question per attribute
     general_eval_questions: int
+    heldout_people: int = 0  # asked about, never trained on: the membership attacks' held-out side
 
 
 PEOPLE_SIZES = {
     "people": PeopleSize(people=40, pretrain_people=20, images_per_person=4,
-                        general_train_images=400, general_eval_questions=200),
+                        general_train_images=400, general_eval_questions=200, heldout_people=8),
     "people-tiny": PeopleSize(people=8, pretrain_people=4, images_per_person=4,
-                             general_train_images=24, general_eval_questions=16),
+                             general_train_images=24, general_eval_questions=16, heldout_people=2),
 }
 
 
@@ -334,9 +356,9 @@ DELETION_STRATEGIES = ("random", "ids", "query")
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_SEED = 42
 PULSE_METHODS = ("ga", "ga_klr", "kl_min", "npo", "multidelete", "graddiff", "simnpo", "idk", "idkdpo", "rmu",
-                 "mmunlearner")
+                 "mmunlearner", "masked_ga")
 SEQUENTIAL_METHODS = ("multidelete", "ft", "neggrad", "ga_klr", "kl_min", "npo", "ga", "d2d", "graddiff", "simnpo",
-                      "idk", "idkdpo", "rmu", "mmunlearner")  # not retrain: it has no "before"
+                      "idk", "idkdpo", "rmu", "mmunlearner", "masked_ga")  # not retrain: it has no "before"
 KNOWLEDGE_SOURCES = ("pretrained", "finetuned")
 RUN_TASKS = ("retrieval", "classification")  # the tasks `run` and `demo` do (multiple-choice QA is `pulse`'s)
 

@@ -112,6 +112,8 @@ LMM_PARAMS: tuple[Param, ...] = (
     Param("lora_dropout", float, 0.05, "LoRA dropout", minimum=0.0, maximum=1.0),
     Param("mc_scoring", str, "auto", "four-option scoring: option text log-likelihood, option letter, or "
           "auto (option for registered tiny models, letter for checkpoints)", ("auto", "option", "letter")),
+    Param("forget_rows", str, "image", "what a request unlearns of its people: their image questions (as "
+          "MLLMU-Bench's forget VQA) or all their rows, the by-name text-only ones too", ("image", "all")),
 )
 
 MAX_REQUESTS = 64

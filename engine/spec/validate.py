@@ -488,4 +488,7 @@ def validate_pulse(spec: dict) -> dict:
     check_budget(normal["params"], method)
     check_tune(normal["params"], method, people=True)
     check_pair_score(normal["params"], "multiple_choice", None)
+    if method == "mmunlearner" and normal["params"]["forget_rows"] != "image":
+        raise SpecError("--forget-rows all: mmunlearner ascends on the forget people's image questions only (as "
+                        "released); leave --forget-rows at image", field="forget_rows")
     return normal

@@ -27,12 +27,15 @@ def trains_nothing(real_checkpoint: bool, knowledge: str) -> bool:
 
 
 def person_accuracies(adapter, data, scoring: str) -> dict[str, float]:
-    """Each person's four-option accuracy (a fraction) over all their evaluation questions."""
+    """Each person's four-option accuracy (a fraction) over all their evaluation questions; the held-out people
+    (taught by no phase, the membership attacks' held-out side) are never candidates and are not scored."""
+    from engine.data.people_records import HELDOUT
     from engine.metrics.multiple_choice import choices
 
+    held_out = {person.person_id for person in data.people if person.phase == HELDOUT}
     questions: dict[str, list] = {}
     for question in data.eval_questions:
-        if question.person_id is not None:
+        if question.person_id is not None and question.person_id not in held_out:
             questions.setdefault(question.person_id, []).append(question)
     ordered = [q for person in sorted(questions) for q in questions[person]]
     picked = iter(choices(adapter, ordered, scoring))

@@ -1,18 +1,19 @@
 """Four-option QA about people (PULSE on MLLMU-Bench-style data): units are people.
 
-- batch: chat prompts with the answer tokens labelled (engine/data/people_batches.py); with the method's
+- batch: chat prompts with the answer tokens labelled (engine/data/people_batches.py). A request's forget
+  rows are the forget people's image questions (`--forget-rows image`, the default, as MLLMU-Bench's forget
+  VQA) or every one of their rows, the by-name text-only ones too (`all`); Dr keeps every retain row. With the method's
   `reads_unimodal` each row also carries the question asked without the image (f_T of an LMM); for a method
   that requires "refusals" it also carries the prompt with a refusal answer (the data's `refusals` list);
 - task loss: the answer NLL (the family's); evaluation: four-option accuracy of the people forgotten so
   far (`forget`), of all forget people (`forget_all`), of the retain people and of the people of the other
   phase (`other`), each with the image and text-only, and on the MMBench-format general set with its
   retention in percent of the original's; the standard membership attacks (engine/metrics/attacks.py:
-  LOSS, zlib, Min-K%, Min-K%++) on the forget questions, `mia.*_auc`. The people data has no held-out
-  people (everyone is learned in one phase or the other), so the held-out side is the same questions
-  answered with their wrong options: answers of the same kind the model was never trained to give about
-  that person. Members: the forget people's questions with the right option, the fact itself as trained
-  (the built-in world trains the evaluation's wording; MLLMU-Bench teaches the fact in other words).
-  Both come from the option-scoring pass, which the forget accuracy reuses under "option" scoring.
+  LOSS, zlib, Min-K%, Min-K%++), `mia.*_auc`: members = the forgotten people's questions answered with the
+  right option (the fact itself), held-out = the held-out people's questions answered with theirs (people
+  no phase trains, phase "heldout"; data without them has no `mia.*`). `option_gap.*_auc` is the same four
+  scores separating the forget questions' right options from their wrong options: a graded forget
+  accuracy, not membership (it was reported as `mia.*` before issue 20).
 - the knowledge-source scenario: forget people come from the people learned in pretraining
   (`--knowledge pretrained`) or in fine-tuning (`finetuned`); a registered tiny model learns them in those two
   phases. A real checkpoint arrives pretrained: with `--knowledge pretrained` it is the original untouched, and
@@ -23,11 +24,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import random
+from dataclasses import replace
 from pathlib import Path
 
 from engine.data.fingerprint import data_fingerprint
 from engine.data.people_batches import encode_items
-from engine.data.people_records import KNOWLEDGE_PHASE
+from engine.data.people_records import HELDOUT, KNOWLEDGE_PHASE
 from engine.data.registry import load_data
 from engine.metrics.attacks import attack_aucs
 from engine.metrics.multiple_choice import accuracy, score_options
@@ -122,6 +124,8 @@ class MultipleChoice:
         scoring = spec["params"]["mc_scoring"]
         self.scoring = scoring if scoring != "auto" else ("option" if spec["model"] in MODELS else "letter")
         self.phase = KNOWLEDGE_PHASE[spec["knowledge"]]
+        self.forget_rows = spec["params"].get("forget_rows", "image")
+        self.heldout_people = sorted(p.person_id for p in self.data.people if p.phase == HELDOUT)
         # a real checkpoint's pretrained knowledge is what it already answers: known only once it is scored
         # (engine/protocols/originals.py then returns the checkpoint itself as the original)
         self.original_is_checkpoint = trains_nothing(spec["model"] not in MODELS, spec["knowledge"])
@@ -133,7 +137,7 @@ class MultipleChoice:
             count = spec["forget"] if spec["forget"] is not None else max(spec["requests"], (len(pool) + 1) // 2)
             self.forget_people = self.data.forget_people(spec["knowledge"], count, spec["seed"])
             self.retain_people = sorted(set(pool) - set(self.forget_people))
-            self.other_people = sorted(p.person_id for p in self.data.people if p.phase != self.phase)
+            self.other_people = sorted(p.person_id for p in self.data.people if p.phase not in (self.phase, HELDOUT))
         self.by_person: dict[str, list] = {}
         for item in self.data.person_train:
             self.by_person.setdefault(item.person_id, []).append(item)
@@ -162,7 +166,7 @@ class MultipleChoice:
         spec = self.spec
         self.emit("log", level="info", message=f"pretrained knowledge of {spec['model']}: scoring the "
                   f"{len(self.data.people)} people's questions to find those it answers")
-        model = self.load(spec["model"], resolve_device(spec["device"]))
+        model = self.load(spec.get("original") or spec["model"], resolve_device(spec["device"]))  # the deployed model
         self.person_accuracies = person_accuracies(model, self.data, self.scoring)
         del model
         known = sum(value >= KNOWN_THRESHOLD for value in self.person_accuracies.values())
@@ -194,10 +198,25 @@ class MultipleChoice:
     def items(self, people) -> list:
         return [item for pid in people for item in self.by_person.get(pid, [])]
 
+    def forget_items(self, people) -> list:
+        """A request's forget rows: the people's image questions (`--forget-rows image`) or all their rows."""
+        items = self.items(people)
+        return items if self.forget_rows == "all" else [item for item in items if item.image is not None]
+
     def encode(self, model, people: list[str], unimodal: bool, refusals: bool = False):
-        """The people's training questions; with `refusals` (TaskInfo provides "refusals") each row also
+        """The people's forget rows (`forget_items`); with `refusals` (TaskInfo provides "refusals") each row also
         carries its prompt with one of the data's refusal answers (`refusal_*`), for idk and idkdpo."""
-        return encode_items(model, self.data, self.items(people), multimodal=unimodal, refusals=refusals)
+        return encode_items(model, self.data, self.forget_items(people), multimodal=unimodal, refusals=refusals)
+
+    def preserve_items(self) -> dict[str, list]:
+        """MMUnlearner's preserve sets (released `MLLMU_gen_mask.py`): `knowledge` = the text-only rows of every
+        person the original learned, the forget people included; `retain_vqa` = the retain people's image rows."""
+        everyone = [*self.forget_people, *self.retain_people, *self.other_people]
+        return {"knowledge": [item for item in self.items(everyone) if item.image is None],
+                "retain_vqa": [item for item in self.items(self.retain_people) if item.image is not None]}
+
+    def preserve_sets(self, model) -> dict:
+        return {name: encode_items(model, self.data, items) for name, items in self.preserve_items().items()}
 
     def retain_set(self, model, unimodal: bool):
         from engine.errors import SpecError
@@ -205,7 +224,7 @@ class MultipleChoice:
         if not self.retain_people:
             raise SpecError(f"no retain people left among the {self.spec['knowledge']} people for this method "
                             "(it needs Dr); choose a smaller --forget N", field="forget")
-        return self.encode(model, self.retain_people, unimodal)
+        return encode_items(model, self.data, self.items(self.retain_people), multimodal=unimodal)
 
     def unlearn_defaults(self, retraining: bool) -> dict:
         return {"lr": self.recipe["unlearn_lr"], "epochs": self.recipe["unlearn_epochs"], "retain_batch_size": None}
@@ -226,8 +245,12 @@ class MultipleChoice:
                 if value is not None:
                     metrics[f"{group}.{mode}"] = value
         members = [scored[q.qid][q.answer].tokens for q in forget_questions]
-        held_out = [option.tokens for q in forget_questions for letter, option in scored[q.qid].items() if letter != q.answer]
-        metrics.update({f"mia.{name}": value for name, value in attack_aucs(members, held_out).items()})
+        held_out = self.heldout_answers(model)
+        if held_out and members:
+            metrics.update({f"mia.{name}": value for name, value in attack_aucs(members, held_out).items()})
+        wrong = [option.tokens for q in forget_questions
+                 for letter, option in scored[q.qid].items() if letter != q.answer]
+        metrics.update({f"option_gap.{name}": value for name, value in attack_aucs(members, wrong).items()})
         if self.general:
             mmbench = accuracy(model, self.general, self.scoring)
             if mmbench is not None:
@@ -237,6 +260,13 @@ class MultipleChoice:
                 if self.original_mmbench:
                     metrics["mmbench_retention"] = 100.0 * mmbench / self.original_mmbench
         return metrics
+
+    def heldout_answers(self, model) -> list:
+        """The held-out people's questions answered with their right option, scored as the members are."""
+        questions = [replace(q, options={q.answer: q.options[q.answer]}) for q in self.data.eval_questions
+                     if q.person_id in set(self.heldout_people) and q.answer]
+        scored = score_options(model, questions) if questions else {}
+        return [scored[q.qid][q.answer].tokens for q in questions]
 
     def entry(self, metrics: dict) -> dict:
         def pair(group):
@@ -248,9 +278,11 @@ class MultipleChoice:
         entry = {k: v for k, v in entry.items() if v is not None}
         entry["mmbench"] = metrics.get("mmbench")
         entry["mmbench_retention"] = metrics.get("mmbench_retention")
-        attacks = {name.partition(".")[2]: value for name, value in metrics.items() if name.startswith("mia.")}
-        if attacks:
-            entry["mia"] = attacks
+        for prefix in ("mia", "option_gap"):
+            attacks = {name.partition(".")[2]: value for name, value in metrics.items()
+                       if name.startswith(prefix + ".")}
+            if attacks:
+                entry[prefix] = attacks
         return entry
 
     def request_entry(self, people: list[str], metrics: dict) -> dict:
@@ -260,5 +292,6 @@ class MultipleChoice:
         return {"kind": "pulse", "general": self.spec.get("general"), "knowledge": self.spec["knowledge"],
                 "update": self.spec["params"]["update"], "scoring": self.scoring, "recipe": self.recipe,
                 "forget_people": self.forget_people, "retain_people": self.retain_people,
+                "forget_rows": self.forget_rows, "heldout_people": self.heldout_people,
                 **({"known_threshold": KNOWN_THRESHOLD, "person_accuracies": self.person_accuracies}
                    if self.original_is_checkpoint else {})}
