@@ -13,12 +13,15 @@ from engine.data.fingerprint import data_fingerprint
 from engine.data.preloaded import remember
 from engine.devices import check_available, check_device_count
 from engine.errors import SpecError
-from engine.spec import WORLDS, PEOPLE_WORLDS
+from engine.spec import MODELS, PEOPLE_WORLDS, WORLDS
 from engine.spec.lineage import read_lineage, saw, trained_on_data_message
 
 
 def check_base(spec: dict) -> None:
-    """Refuse a base (`--model`) whose lineage holds this data by content."""
+    """Refuse a base (`--model`) whose lineage holds this data by content (not where `--model` is the original
+    itself: `pulse --knowledge pretrained` on a checkpoint, as engine.spec.validate says)."""
+    if spec.get("knowledge") == "pretrained" and spec["model"] not in MODELS:
+        return
     if saw(read_lineage(spec["model"]), fingerprint=data_fingerprint(spec["data"])) is not None:
         raise SpecError(trained_on_data_message(spec["model"], spec["data"]), field="model")
 

@@ -148,11 +148,13 @@ def model_family(ref: str, complete: bool = True, field: str = "model") -> str |
                     f"{', '.join(known)} checkpoints", field=field)
 
 
-def check_base_and_original(model: str, original, data: str) -> dict:
+def check_base_and_original(model: str, original, data: str, model_is_original: bool = False) -> dict:
     """The spec's `original` field ({} without --original) after the deployed/base checks of ANCHORS.md
     section 5: `--original` is a checkpoint directory or hub id of the same family as `--model`, and `--model`
-    (the base, which Retrain trains on Dr) never saw `data` (engine/spec/lineage.py)."""
-    entry = saw(read_lineage(model), data_ref=data)
+    (the base, which Retrain trains on Dr) never saw `data` (engine/spec/lineage.py). Where the protocol makes
+    `--model` the original itself (`pulse --knowledge pretrained` on a checkpoint: its pretrained knowledge is
+    what is unlearned), it is not a base and may have seen the data."""
+    entry = None if model_is_original else saw(read_lineage(model), data_ref=data)
     if entry is not None:
         raise SpecError(trained_on_data_message(model, data), field="model")
     if original is None:
@@ -479,7 +481,7 @@ def validate_pulse(spec: dict) -> dict:
                                f"pulse --method {method}", PULSE_DEFAULT_PARAMS),
         "name": check_name(spec.get("name")),
         **check_placement(spec),
-        **check_base_and_original(model, spec.get("original"), data),
+        **check_base_and_original(model, spec.get("original"), data, model_is_original=checkpoint_knowledge),
     }
     if compiling:
         normal["params"][COMPILE.name] = True
