@@ -17,12 +17,10 @@ validation and the engine's preflight, before a session exists.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
-from engine.cache import checkpoint_fingerprint, entry_matches, producing, publish, recorded_fingerprint, slug
+from engine.cache import checkpoint_fingerprint, entry_matches, producing, publish, recorded_fingerprint, slug, staged
 from engine.data.fingerprint import data_fingerprint, digest
 from engine.seeding import derive_seed, seed_everything
 from engine.spec import data_kind
@@ -61,15 +59,13 @@ def run_lineage(task, spec: dict, original: Path, retraining: bool) -> list[dict
 
 
 def save_atomically(adapter, directory: Path, lineage: list[dict] | None = None) -> None:
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    """Write a run's checkpoint to `directory` all at once (staged beside it, then renamed); a full disk raises
+    `DiskFull` naming it, with nothing left behind (engine.cache.staged)."""
+    with staged(directory) as staging:
         adapter.save(staging)
         if lineage is not None:
             write_lineage(staging, lineage)
         os.replace(staging, directory)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 class Trainer:
