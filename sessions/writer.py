@@ -100,8 +100,16 @@ class SessionWriter:
         with self._lock:
             self._flush()
 
-    def finish(self, state: str, summary: dict | None = None, message: str | None = None) -> None:
-        """Write the final status event (and the summary), flush, report it (``on_status``), release."""
+    @property
+    def last_event_time(self) -> float | None:
+        """The time of the last event written (the unix time recovery says an interrupted run ended)."""
+        return self._meta.get("updated")
+
+    def finish(self, state: str, summary: dict | None = None, message: str | None = None,
+               ended: float | None = None) -> None:
+        """Write the final status event (and the summary), flush, report it (``on_status``), release.
+        ``ended``: when the run really stopped, where that is before now (an interrupted run's last event):
+        its duration (``took``) ends there, not when recovery noticed."""
         if state not in TERMINAL_STATES:
             raise ValueError(f"finish state must be one of {', '.join(sorted(TERMINAL_STATES))}, not {state!r}")
         try:
@@ -112,6 +120,8 @@ class SessionWriter:
                     self._meta["summary"] = plain(summary)
                 if message is not None:
                     self._meta["message"] = message
+                if ended is not None:
+                    self._meta["ended"] = ended
                 fields: dict[str, Any] = {"state": state}
                 if message is not None:
                     fields["message"] = message

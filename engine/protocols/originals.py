@@ -112,8 +112,9 @@ def original_dir(task, spec: dict, device, emit, should_stop, cache: Path) -> Pa
         emit("log", level="info", message=f"reusing the cached original model {directory}")
         return directory
 
-    def waiting() -> None:
-        emit("log", level="info", message="another run is training the same original model; waiting for it")
+    def waiting() -> None:  # a warning, so the terminal shows it (headless and --engine alike), not the log alone
+        emit("log", level="warning", message=f"waiting for another run that is training the same original model "
+             f"({directory.name}); this run goes on once it is cached")
 
     with producing(directory, should_stop, waiting):
         if entry_matches(directory, fingerprint):
