@@ -356,6 +356,14 @@ def test_kill9_mid_run_then_restart_marks_interrupted(tmp_path):
         kill_daemon(tmp_path)
 
 
+def test_a_run_submitted_with_a_name_in_its_spec_is_named(home):
+    """A study's cells (and `run --engine --name`) carry their name in the spec: the session gets it."""
+    sid, state = submit_and_follow({**SPEC, "name": "0123abcd npo s1"}, lambda e: None, home=home, start=False)
+    assert state == "finished" and SessionStore(home).get(sid)["name"] == "0123abcd npo s1"
+    named, _ = submit_and_follow({**SPEC, "name": "spec"}, lambda e: None, name="given", home=home, start=False)
+    assert SessionStore(home).get(named)["name"] == "given"
+
+
 KILLS = 20
 
 
