@@ -27,6 +27,7 @@ from typing import Callable, Iterator
 
 from engine.data.fingerprint import digest, path_fingerprint
 from engine.errors import Cancelled
+from sessions.errors import DiskFull, is_disk_full
 
 FINGERPRINT_FILE = "mmul-fingerprint.json"
 WAIT_POLL = 0.2  # seconds between lock attempts while another producer makes the entry
@@ -60,8 +61,13 @@ def producing(directory: Path, should_stop: Callable[[], bool] = lambda: False,
     """Hold the lock of cache entry `directory` for the `with` block (waiting for another producer
     first; `on_wait` is told once). Raises Cancelled when `should_stop()` turns true while waiting."""
     locks = directory.parent / ".locks"
-    locks.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(locks / f"{directory.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        locks.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(locks / f"{directory.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFull(locks / f"{directory.name}.lock") from None
+        raise
     try:
         told = False
         while True:
@@ -100,10 +106,9 @@ def recorded_fingerprint(directory: Path) -> dict | None:
 
 def publish(directory: Path, write: Callable[[Path], None], fingerprint: dict) -> None:
     """Make entry `directory` atomically: `write(staging)`, the fingerprint beside it, one rename. An
-    entry already there (one that did not match) is moved aside and removed. Call under `producing`."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    entry already there (one that did not match) is moved aside and removed. Call under `producing`. A disk
+    that fills raises `DiskFull` naming the entry, with the staging removed and any old entry left as it was."""
+    with staged(directory) as staging:
         write(staging)
         (staging / FINGERPRINT_FILE).write_text(json.dumps(fingerprint, indent=1, sort_keys=True), encoding="utf-8")
         if os.path.lexists(directory):
@@ -111,8 +116,42 @@ def publish(directory: Path, write: Callable[[Path], None], fingerprint: dict) -
             os.replace(directory, old)
             shutil.rmtree(old, ignore_errors=True)
         os.replace(staging, directory)
+
+
+@contextmanager
+def staged(directory: Path) -> Iterator[Path]:
+    """A staging directory beside `directory` for the `with` block (removed after it, whatever happens). A write
+    in it that finds the disk full (ENOSPC, or a library's error saying so: safetensors') becomes one `DiskFull`
+    naming `directory` and what was written before the disk filled: what the run needed at least."""
+    staging: Path | None = None
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        yield staging
+    except DiskFull:
+        raise
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        written = tree_bytes(staging) if staging is not None else 0
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise DiskFull(directory, written=written) from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def tree_bytes(path: Path) -> int:
+    """The bytes of the files under `path` (0 when it is gone)."""
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                pass
+    return total
 
 
 def _clean_staging(directory: Path) -> None:

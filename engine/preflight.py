@@ -2,8 +2,13 @@
 device exists on this machine, real-format data files are well formed, every record of them (a bad
 record is refused with its file and record number), and `--model` (the base) was not trained on the data by
 content (engine/spec/lineage.py: validation compares the data's reference; a copied or renamed folder, or an
-original cached before lineage files, is caught here by its fingerprint). So a spec that would fail on either is refused
-(``bad_spec`` / exit 2) before a session is created and before anything trains.
+original cached before lineage files, is caught here by its fingerprint), and a run's deletion set resolves against
+the data (`--delete N` below the units there are, an ID file naming at least its ids, a query matching some units,
+`--requests K` no more than the units chosen). So a spec that would fail on any of these is refused (``bad_spec`` /
+exit 2) before a session is created and before anything trains. The headless CLI and the daemon (through
+`engine.jobs.validate`) both call `preflight`: one check, one line, whichever way the run is started.
+
+Torch-free: the daemon calls it, and building a built-in world or reading real files needs only numpy and PIL.
 
 The data read here is handed to the job (`engine.data.preloaded`), so real files are read once.
 """
@@ -32,14 +37,17 @@ def preflight(spec: dict) -> None:
         check_available(spec["device"])
         check_device_count(spec["device"], spec.get("devices", 1))
     data = spec.get("data")
+    loaded = None
     if isinstance(data, str) and data not in WORLDS and data not in PEOPLE_WORLDS:
         from engine.data.registry import load_data
 
         try:
-            remember(data, load_data(data))
+            loaded = load_data(data)
         except SpecError as error:
             error.field = error.field or "data"
             raise
+        remember(data, loaded)
+    check_deletion_set(spec, loaded)
     general = spec.get("general")
     if isinstance(general, str) and general.startswith("mmbench:"):
         from engine.data.mmbench import read_mmbench
@@ -50,3 +58,25 @@ def preflight(spec: dict) -> None:
             error.field = error.field or "general"
             raise
     check_base(spec)
+
+
+def check_deletion_set(spec: dict, loaded=None) -> None:
+    """A run's deletion set chosen from its data as the job will choose it (engine.data.deletion.select_units):
+    SpecError (field ``deletion``, or ``requests``) when it cannot be. `loaded`: the data already read (real
+    files); a built-in world is built here (well under a second; the job builds it again)."""
+    deletion = spec.get("deletion")
+    if spec.get("kind", "run") != "run" or not isinstance(deletion, dict):
+        return
+    from engine.data.deletion import select_units
+    from engine.data.registry import load_data
+
+    world = loaded if loaded is not None else load_data(spec["data"])
+    try:
+        chosen = select_units(world.train, deletion)
+    except SpecError as error:
+        error.field = error.field or "deletion"
+        raise
+    requests = spec.get("requests", 1)
+    if requests > len(chosen):
+        raise SpecError(f"--requests K={requests} is larger than the {len(chosen)} units the deletion set holds; "
+                        f"choose K <= {len(chosen)}", field="requests")

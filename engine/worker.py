@@ -62,6 +62,7 @@ def read_commands(inbox: "queue.Queue[dict | None]") -> None:
 def run_one(jobs, spec: dict, writer: EventSender, should_stop: Callable[[], bool]) -> dict:
     """Run one job; the ``done`` message saying how it ended (its state, result or one-line message)."""
     from engine.errors import Cancelled, RunFailed, SpecError
+    from sessions.errors import DiskFull
 
     summary, text = None, None
     try:
@@ -69,7 +70,7 @@ def run_one(jobs, spec: dict, writer: EventSender, should_stop: Callable[[], boo
         state, summary = "finished", result if isinstance(result, dict) else None
     except Cancelled as exc:
         state, text = "cancelled", str(exc) or "cancelled"
-    except (RunFailed, SpecError) as exc:
+    except (RunFailed, SpecError, DiskFull) as exc:  # DiskFull: the path and the space it needed, in one line
         state, text = "failed", str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     except BaseException as exc:  # reported as the session's failure; the daemon replaces this worker
         state = "failed"

@@ -50,6 +50,7 @@ def catalog_row(meta: dict) -> dict:
         **{key: spec.get(key) for key in SPEC_SUMMARY_FIELDS},
         "created": meta["created"],
         "updated": meta.get("updated", meta["created"]),
+        **({"ended": meta["ended"]} if isinstance(meta.get("ended"), (int, float)) else {}),
         "summary": listed_summary(meta.get("summary")),
         "message": meta.get("message"),
         "events": meta.get("last_seq", -1) + 1,

@@ -29,6 +29,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from sessions.errors import DiskFull, is_disk_full
+
 SESSION_FILE = "session.json"
 WRITER_LOCK = ".writer.lock"
 LOCK_MODE = 0o600
@@ -51,16 +53,28 @@ def _fsync_dir(path: Path) -> None:
 
 
 def atomic_write_text(path: Path, text: str, *, sync_dir: bool = True) -> None:
-    """Write ``path`` so that no reader ever sees a partial file: .partial + fsync + replace + dir fsync."""
+    """Write ``path`` so that no reader ever sees a partial file: .partial + fsync + replace + dir fsync. A disk
+    without room for it raises ``DiskFull`` (naming the path and the bytes it needed) with the .partial removed
+    and ``path`` as it was."""
     path = Path(path)
     tmp = path.with_name(path.name + PARTIAL)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-    os.fchmod(fd, FILE_MODE)  # a stale .partial of an older release may be 0644
-    with open(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    data = text.encode("utf-8")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        os.fchmod(fd, FILE_MODE)  # a stale .partial of an older release may be 0644
+        with open(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise DiskFull(path, needed=len(data)) from None
     if sync_dir:
         _fsync_dir(path.parent)
 

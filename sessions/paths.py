@@ -21,8 +21,10 @@ def engine_dir() -> Path:
     return mmul_home() / "engine"
 
 
-def cache_dir() -> Path:
-    """The original-model cache and run checkpoints: $MMUL_HOME/cache, or on a cluster node the shared
-    path the run was given (``--artifacts``, set as $MMUL_ARTIFACTS by the run's task)."""
-    artifacts = os.environ.get("MMUL_ARTIFACTS")
-    return Path(artifacts) if artifacts else mmul_home() / "cache"
+def cache_dir(chosen: str | None = None) -> Path:
+    """The original-model cache and run checkpoints: the run's own (its spec's ``artifacts``: ``--cache-dir``,
+    or with --cluster ``--artifacts``), on a cluster node the shared path its task was given ($MMUL_ARTIFACTS),
+    else $MMUL_CACHE (another disk, for every local run of the process: headless, or the engine as started),
+    else $MMUL_HOME/cache."""
+    place = chosen or os.environ.get("MMUL_ARTIFACTS") or os.environ.get("MMUL_CACHE")
+    return Path(place).expanduser() if place else mmul_home() / "cache"

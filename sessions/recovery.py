@@ -43,7 +43,7 @@ def recover(store: SessionStore, message: str = INTERRUPTED) -> Recovery:
                     store.catalog_put(meta)
                 continue
             writer = store.reopen(sid)
-            writer.finish("interrupted", message=message)
+            writer.finish("interrupted", message=message, ended=writer.last_event_time)
             recovered.append(sid)
         except SessionDamaged as exc:
             damaged.append((sid, exc.reason))

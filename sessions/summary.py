@@ -48,9 +48,10 @@ def format_deletion(deletion: Any) -> str:
 
 
 def run_seconds(row: dict, now: float | None = None) -> float:
-    """How long a catalog row's session has run (until now while it is queued or running)."""
+    """How long a catalog row's session has run (until now while it is queued or running; an interrupted one until
+    its last event, ``ended``, not until the engine start that noticed it)."""
     start = row.get("created") or 0
-    end = (now or time.time()) if row.get("state") in ACTIVE_STATES else (row.get("updated") or start)
+    end = (now or time.time()) if row.get("state") in ACTIVE_STATES else (row.get("ended") or row.get("updated") or start)
     return max(0.0, end - start)
 
 

@@ -2,8 +2,11 @@
 
 ``session.json`` holds the session's meta (spec, state, summary, how many segments are sealed) and
 the open segment: the events not yet sealed. Events are buffered in memory and the buffer is flushed
-(``session.json`` rewritten atomically, see ``sessions.files``) at least every ``flush_interval``
-seconds and at every ``phase`` and ``status`` event, so a crash loses at most the last interval.
+(``session.json`` rewritten atomically, see ``sessions.files``) at every ``phase`` and ``status`` event
+and on a wall-clock cadence: no later than ``flush_interval`` seconds after the oldest event not yet on
+disk (by the next emit, or by the background thread, which sleeps until exactly that moment). A flush
+writes the event before anyone is told of it (listeners run after the write). So a crash (kill -9)
+loses at most ``flush_interval`` plus one write: under ``MAX_LOSS`` seconds of events.
 Every flush rewrites only that file, so it costs the same at step 100 and at step 1,000,000: when
 the open segment reaches ``segment_size`` events it is written once as a sealed segment file
 (``seg-NNNNNN.json``) and the open segment starts empty.
@@ -25,7 +28,8 @@ from sessions.files import SESSION_FILE, atomic_write_text, dumps, jsonable, pla
 from sessions.schema import SCHEMA_VERSION, TERMINAL_STATES, check_fields
 
 SEGMENT_SIZE = 10_000   # events per sealed segment file
-FLUSH_INTERVAL = 1.0    # seconds: the most a crash can lose
+FLUSH_INTERVAL = 0.5    # seconds from the oldest unflushed event to its flush
+MAX_LOSS = 1.0          # seconds of events a crash can lose: FLUSH_INTERVAL and one write of session.json
 
 
 class Clock(Protocol):
@@ -39,9 +43,10 @@ class Clock(Protocol):
 class SessionWriter:
     """Appends events to one session. Thread-safe; one writer per session (it holds the session's lock).
 
-    ``emit`` assigns seq and ts and buffers; the buffer is flushed at least every ``flush_interval``
-    seconds (by the next emit or by a background thread when emits pause), at every ``phase`` and
-    ``status`` event, and by ``flush()``/``finish()``. After every ``status`` event ``on_status`` gets
+    ``emit`` assigns seq and ts and buffers; the buffer is flushed within ``flush_interval`` seconds of
+    its oldest event (by the next emit or by a background thread when emits pause), at every ``phase`` and
+    ``status`` event, and by ``flush()``/``finish()``. A disk without room raises ``DiskFull`` to the
+    emitter (the events stay buffered; a later flush retries them). After every ``status`` event ``on_status`` gets
     the session's meta (the store updates its catalog). ``finish`` writes the final status event and
     the summary, flushes and releases the session.
     """
@@ -60,7 +65,9 @@ class SessionWriter:
         self._clock = clock
         self._lock = threading.RLock()
         self._pending = 0
-        self._last_flush = clock.monotonic()
+        self._first_pending = 0.0       # monotonic time of the oldest event not yet on disk
+        self._wake = threading.Event()  # an event is pending, or the writer is closing
+        self.flush_error: OSError | None = None  # the background flush's last failure (a full disk)
         self._listeners: list[Callable[[dict], None]] = []
         self.segment_size = int(meta.get("segment_size") or SEGMENT_SIZE)
         self.flushed_seq = next_seq - 1  # every event with seq <= this is durable on disk
@@ -93,23 +100,38 @@ class SessionWriter:
         with self._lock:
             self._flush()
 
-    def finish(self, state: str, summary: dict | None = None, message: str | None = None) -> None:
-        """Write the final status event (and the summary), flush, report it (``on_status``), release."""
+    @property
+    def last_event_time(self) -> float | None:
+        """The time of the last event written (the unix time recovery says an interrupted run ended)."""
+        return self._meta.get("updated")
+
+    def finish(self, state: str, summary: dict | None = None, message: str | None = None,
+               ended: float | None = None) -> None:
+        """Write the final status event (and the summary), flush, report it (``on_status``), release.
+        ``ended``: when the run really stopped, where that is before now (an interrupted run's last event):
+        its duration (``took``) ends there, not when recovery noticed."""
         if state not in TERMINAL_STATES:
             raise ValueError(f"finish state must be one of {', '.join(sorted(TERMINAL_STATES))}, not {state!r}")
-        with self._lock:
+        try:
+            with self._lock:
+                if self.closed:
+                    raise RuntimeError(f"session {self.session_id} is already finished")
+                if summary is not None:
+                    self._meta["summary"] = plain(summary)
+                if message is not None:
+                    self._meta["message"] = message
+                if ended is not None:
+                    self._meta["ended"] = ended
+                fields: dict[str, Any] = {"state": state}
+                if message is not None:
+                    fields["message"] = message
+                try:
+                    self._append("status", fields, final=True)
+                finally:  # written or not (a full disk raises DiskFull), this writer is done with the session
+                    self.closed = True
+        finally:
             if self.closed:
-                raise RuntimeError(f"session {self.session_id} is already finished")
-            if summary is not None:
-                self._meta["summary"] = plain(summary)
-            if message is not None:
-                self._meta["message"] = message
-            fields: dict[str, Any] = {"state": state}
-            if message is not None:
-                fields["message"] = message
-            self._append("status", fields, final=True)
-            self.closed = True
-        self._release()
+                self._release()
 
     def abandon(self) -> None:
         """Stop without writing anything more and release the session (the store removes a session it
@@ -121,6 +143,7 @@ class SessionWriter:
     def _release(self) -> None:
         """Stop the flusher thread and let go of the session's lock."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
         fd, self._lock_fd = self._lock_fd, None
@@ -159,14 +182,12 @@ class SessionWriter:
                 event = json.loads(text)
             self._next_seq = seq + 1
             self._tail.append(f'"{seq + 1}":{text}')
+            if not self._pending:
+                self._first_pending = self._clock.monotonic()
+                self._wake.set()
             self._pending += 1
             self._meta["last_seq"] = seq
             self._meta["updated"] = event["ts"]
-            for listener in list(self._listeners):
-                try:
-                    listener(event)
-                except Exception as exc:  # a broken listener never stops the run
-                    print(f"session {self.session_id}: listener failed: {exc!r}", file=sys.stderr)
             status_change = kind == "status"
             if status_change:
                 self._meta["state"] = fields["state"]
@@ -176,12 +197,17 @@ class SessionWriter:
                 self._seal()
             elif status_change or kind == "phase" or final or self._flush_due():
                 self._flush()
+            for listener in list(self._listeners):  # after the write: what a listener is told is on disk or soon
+                try:
+                    listener(event)
+                except Exception as exc:  # a broken listener never stops the run
+                    print(f"session {self.session_id}: listener failed: {exc!r}", file=sys.stderr)
             if status_change:
                 self._on_status(dict(self._meta))
             return event
 
     def _flush_due(self) -> bool:
-        return self._clock.monotonic() - self._last_flush >= self._flush_interval
+        return bool(self._pending) and self._clock.monotonic() - self._first_pending >= self._flush_interval
 
     def _seal(self) -> None:
         index = self._meta["sealed"]
@@ -199,7 +225,7 @@ class SessionWriter:
         text = '{"meta":{"1":' + dumps(self._meta) + '},"events":{' + ",".join(self._tail) + "}}"
         atomic_write_text(self._dir / SESSION_FILE, text)
         self._pending = 0
-        self._last_flush = self._clock.monotonic()
+        self.flush_error = None
         self.flushed_seq = self._next_seq - 1
         spent = time.perf_counter() - started
         self.stats["flushes"] += 1
@@ -207,10 +233,23 @@ class SessionWriter:
         self.stats["flush_max"] = max(self.stats["flush_max"], spent)
 
     def _flush_loop(self) -> None:
-        while not self._stop.wait(self._flush_interval / 2):
+        """Flush when the oldest pending event is ``flush_interval`` old and no emit came to do it: sleep until
+        an event is pending, then until exactly its deadline (a wall-clock cadence, not a polling one)."""
+        while not self._stop.is_set():
+            with self._lock:
+                deadline = self._first_pending + self._flush_interval if self._pending else None
+            if deadline is None:
+                self._wake.wait()
+                self._wake.clear()
+                continue
+            delay = deadline - self._clock.monotonic()
+            if delay > 0:
+                self._stop.wait(min(delay, self._flush_interval))
+                continue
             try:
                 with self._lock:
-                    if self._pending and self._flush_due():
+                    if self._flush_due():
                         self._flush()
-            except Exception as exc:  # disk full etc.: report, keep trying
-                print(f"session {self.session_id}: flush failed: {exc!r}", file=sys.stderr)
+            except OSError as exc:  # a full disk: kept for the next emit, whose own flush raises it to the job
+                self.flush_error = exc
+                self._stop.wait(self._flush_interval)

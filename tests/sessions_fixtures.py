@@ -51,6 +51,8 @@ def fake_run_job(spec: dict, writer, should_stop) -> dict:
     started = time.time()
     steps, pause = spec.get("steps", 10), spec.get("sleep", 0.0)
     writer.emit("phase", name="unlearn")
+    if spec.get("name") == "disk-full":  # the model cache's disk fills as the job writes an entry (test_disk_full)
+        _publish_on_a_full_disk()
     writer.emit("eval", step=0, phase="unlearn", split="before", metrics={"df_dr_auc": 0.9, "test.r_mean": 50.0})
     for step in range(steps):
         if should_stop():
@@ -71,6 +73,19 @@ def fake_run_job(spec: dict, writer, should_stop) -> dict:
     writer.emit("eval", step=steps, phase="eval", split="after", metrics=metrics)
     return {"session": writer.session_id, "method": spec["method"], "seconds": time.time() - started,
             "metrics": {"df_dr_auc": 0.5, "test": {"r_mean": 48.0}, "mia": {"df_member_rate": 0.1}}}
+
+
+def _publish_on_a_full_disk() -> None:
+    import errno
+
+    from engine.cache import publish
+    from sessions.paths import cache_dir
+
+    def write(staging: Path) -> None:
+        (staging / "model.safetensors").write_bytes(b"\0" * 4096)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    publish(cache_dir() / "originals" / "fake-original", write, {"fake": 1})
 
 
 def install_fake_jobs() -> None:

@@ -107,7 +107,7 @@ def test_demo_subset_table(home):
 
 def test_nan_loss_fails_the_run_and_keeps_the_session(home):
     out = run_cli(home, "run", "--method", "neggrad", "--model", "clip-tiny", "--data", "shapes-tiny",
-                  "--delete", "16", "--lr", "1e30", "--epochs", "3", "--json")
+                  "--delete", "16", "--lr", "10", "--max-grad-norm", "0", "--epochs", "3", "--json")  # --lr <= 10
     assert out.returncode == 1 and out.stdout == ""
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("error: loss became nan") and "lower --lr" in last and "Traceback" not in out.stderr
@@ -133,3 +133,18 @@ def test_data_export_then_read_back_through_run(home, tmp_path):
     missing = run_cli(home, "run", "--method", "ft", "--model", "clip-tiny", "--data", "flickr30k:/no/such",
                       "--delete", "2")
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_a_nested_engine_errors_passes_an_exit_through(capsys):
+    """`engine stop` under `study --engine` printed a stray `error: engine unavailable: 1`: the outer
+    engine_errors caught the inner one's typer.Exit (a RuntimeError). Now one line, the inner one's."""
+    import typer
+
+    from workbench.cli_study import engine_errors
+
+    with pytest.raises(typer.Exit) as raised:
+        with engine_errors():
+            with engine_errors():
+                raise ConnectionError("the engine went away")
+    assert raised.value.exit_code == 1
+    assert capsys.readouterr().err.strip().splitlines() == ["error: engine unavailable: the engine went away"]

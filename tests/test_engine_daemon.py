@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -353,6 +354,44 @@ def test_kill9_mid_run_then_restart_marks_interrupted(tmp_path):
         assert "marked interrupted" in P.engine_paths(tmp_path).log.read_text()
     finally:
         kill_daemon(tmp_path)
+
+
+def test_a_run_submitted_with_a_name_in_its_spec_is_named(home):
+    """A study's cells (and `run --engine --name`) carry their name in the spec: the session gets it."""
+    sid, state = submit_and_follow({**SPEC, "name": "0123abcd npo s1"}, lambda e: None, home=home, start=False)
+    assert state == "finished" and SessionStore(home).get(sid)["name"] == "0123abcd npo s1"
+    named, _ = submit_and_follow({**SPEC, "name": "spec"}, lambda e: None, name="given", home=home, start=False)
+    assert SessionStore(home).get(named)["name"] == "given"
+
+
+KILLS = 20
+
+
+def test_kill9_of_the_daemon_loses_at_most_one_second_of_events_each_time(tmp_path):
+    """kill -9 of the daemon in the middle of a job emitting every ~2 ms, KILLS times, each at a different moment
+    of the flush cadence: the session on disk holds every event up to at most MAX_LOSS (1 s) before the kill."""
+    from sessions.writer import MAX_LOSS
+
+    store, losses = SessionStore(tmp_path), []
+    try:
+        for attempt in range(KILLS):
+            start_daemon(tmp_path)
+            sid, _ = submit_and_follow({"method": "ft", "steps": 10**6, "sleep": 0.002}, lambda e: None,
+                                       detach=True, home=tmp_path, start=False)
+            wait_for(lambda: any(e["kind"] == "step" for e in store.events(sid)), timeout=20)
+            # not a wait for a condition: the kill's moment is what is varied, across the 0.5 s flush cadence
+            threading.Event().wait(0.3 + 0.037 * attempt)
+            pid = daemon_pid(tmp_path)
+            killed_at = time.time()
+            os.kill(pid, signal.SIGKILL)
+            wait_for(lambda: not _alive(pid), timeout=10)
+            on_disk = store.events(sid)
+            _assert_exact(on_disk)
+            losses.append(killed_at - on_disk[-1]["ts"])
+    finally:
+        kill_daemon(tmp_path)
+    print("seconds of events lost per kill -9:", " ".join(f"{loss:.3f}" for loss in losses))
+    assert len(losses) == KILLS and max(losses) <= MAX_LOSS, losses
 
 
 def _alive(pid: int) -> bool:

@@ -181,3 +181,43 @@ def test_bounds_are_declared_once_and_reach_the_flags_and_the_form():
         epochs.coerce("1000000000000", "ft")
     assert raised.value.field == "epochs"
     assert REQUESTS.maximum == 64
+
+
+LATE = [(["--lr", "1e300"], "--lr must be <= 10, got 1e+300"),
+        (["--delete", "5000"], "--delete 5000 leaves no remaining data: the training set has 160 units"),
+        ("ids", "line 1, 2: not a training unit id"),
+        (["--delete-query", "no-such-shape-anywhere"], "no training unit has a text matching")]
+
+
+@pytest.mark.parametrize("engine", [False, True], ids=["headless", "engine"])
+def test_checks_that_need_the_data_come_before_a_session_or_a_queue(tmp_path, engine):
+    """`--lr 1e300`, `--delete 5000` on a 160-unit world, an ID file with no valid id: exit 2, one line, the same
+    line headless and with --engine (refused by the daemon's preflight: nothing queued), no session."""
+    (tmp_path / "ids.txt").write_text("nope\nzzz\n")
+    home = tmp_path / "home"
+    try:
+        for override, message in LATE:
+            extra = ["--delete-ids", str(tmp_path / "ids.txt")] if override == "ids" else list(override)
+            argv = [*RUN[:-2], *extra] if override == "ids" or override[0].startswith("--delete") else [*RUN, *extra]
+            out = run_cli(home, *argv, *(["--engine", "--device", "cpu"] if engine else []))
+            refused(out, message)
+            no_session(home)
+    finally:
+        if engine:
+            from sessions_fixtures import kill_daemon
+
+            kill_daemon(home)
+
+
+def test_every_float_parameter_has_a_stated_range_float32_holds():
+    from engine.spec.params import FLOAT_MAX, FLOAT_TINY
+    from engine.spec.validate import option_params
+
+    for param in [p for kind in ("run", "pulse") for p in option_params(kind) if p.kind is float]:
+        assert param.upper is not None and param.upper <= FLOAT_MAX < 3.4e38, param.name
+        assert "<=" in param.bounds, param.name
+        with pytest.raises(SpecError, match=f"{param.flag} must be"):
+            param.coerce(1e300, "m")
+        if param.minimum is None or param.minimum <= 0:
+            with pytest.raises(SpecError, match="float32 holds nothing smaller"):
+                param.coerce(FLOAT_TINY / 10, "m")

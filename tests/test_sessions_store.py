@@ -351,3 +351,32 @@ def test_plots_share_one_percent_scale_and_leave_recall_at_k_to_the_tables():
                                                                            "mmbench_retention": 90.0}}]
     assert eval_series(events) == {"df_dr_auc": ([1], [pytest.approx(70.0)]), "test.r_mean": ([1], [40.0])}
     assert request_series(events) == {"forget.image": ([0.0], [50.0]), "mmbench_retention": ([0.0], [90.0])}
+
+
+class SettableClock:
+    """A store's clock whose wall time the test sets (the engine start that recovers comes hours later)."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+def test_an_interrupted_sessions_took_ends_at_its_last_event(tmp_path):
+    from sessions.summary import run_seconds, took
+
+    clock = SettableClock(1_000_000.0)
+    store = SessionStore(tmp_path, clock=clock)
+    writer = store.create(SPEC)
+    clock.now += 12.5
+    writer.emit("phase", name="unlearn")               # the last thing the run did: 12.5 s after it was created
+    writer.abandon()                                   # its writer died (kill -9)
+    clock.now += 3 * 3600                              # the next engine start, three hours later
+    assert recover(store).interrupted == [writer.session_id]
+    meta, (row,) = store.get(writer.session_id), store.list()
+    assert meta["state"] == "interrupted" and store.events(writer.session_id)[-1]["ts"] == clock.now
+    assert took(meta) == run_seconds(row) == 12.5

@@ -13,6 +13,7 @@ import typer
 
 from engine import spec as specs
 from engine.errors import SpecError
+from sessions.errors import DiskFull
 from workbench.completion import complete_session
 from workbench.output import Exit, fail, print_json
 
@@ -138,6 +139,9 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(int(Exit.INTERRUPTED))
+    except DiskFull as error:  # a write outside a run (a new session, the catalog, a study record): one line
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(int(Exit.RUN_FAILED))
 
 
 if __name__ == "__main__":

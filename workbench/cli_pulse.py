@@ -5,6 +5,7 @@ catalogue (workbench.param_options); `register(app)` adds the command. Nothing h
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -13,7 +14,7 @@ from engine import spec as specs
 from engine.errors import SpecError
 from engine.spec.inputs import absolute_paths
 from sessions.numbers import fmt
-from workbench.cli_run import ORIGINAL_HELP
+from workbench.cli_run import ARTIFACTS_HELP, ORIGINAL_HELP
 from workbench.completion import complete_data, complete_device, complete_model, complete_pulse_method
 from workbench.execute import run_session
 from workbench.output import fail, print_json
@@ -37,6 +38,7 @@ def pulse(
     seed: int = typer.Option(specs.DEFAULT_SEED, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N", autocompletion=complete_device),
     name: Optional[str] = typer.Option(None, "--name", help="a name for the session"),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help=ARTIFACTS_HELP.split("; with --cluster")[0]),
     as_json: bool = typer.Option(False, "--json", help="one JSON document on stdout"),
     params: Optional[dict] = None,
 ) -> None:
@@ -46,6 +48,8 @@ def pulse(
            "name": name, "params": params or {}}
     if original is not None:
         raw["original"] = original
+    if cache_dir is not None:
+        raw["artifacts"] = str(cache_dir.expanduser().resolve())
     try:
         spec = specs.validate_pulse(absolute_paths(raw))  # the engine's directory is $MMUL_HOME
     except SpecError as error:

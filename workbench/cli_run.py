@@ -38,8 +38,8 @@ def deletion_spec(delete: Optional[int], delete_ids: Optional[Path], delete_quer
 
 CLUSTER_HELP = ("run on a Ray cluster, through the engine: ray (the cluster at $RAY_ADDRESS, else a local Ray "
                 "instance the engine starts) or ray://HOST:PORT")
-ARTIFACTS_HELP = ("with --cluster: a directory every node shares, for the original-model cache and checkpoints "
-                  "(default: the engine's $MMUL_HOME/cache, right for a local Ray instance)")
+ARTIFACTS_HELP = ("the model cache (original models, checkpoints) for this run, e.g. on another disk (default: "
+                  "$MMUL_CACHE, else $MMUL_HOME/cache); with --cluster, a directory every node shares")
 
 
 DEVICES_HELP = ("run on N devices at once, data-parallel (CPU ranks on gloo; on CUDA, cuda:0 .. cuda:N-1); the "
@@ -88,7 +88,7 @@ def run(
     name: Optional[str] = typer.Option(None, "--name", help="a name for the session"),
     engine: bool = typer.Option(False, "--engine", help="submit to the engine daemon and follow it"),
     cluster: Optional[str] = typer.Option(None, "--cluster", help=CLUSTER_HELP),
-    artifacts: Optional[Path] = typer.Option(None, "--artifacts", help=ARTIFACTS_HELP),
+    artifacts: Optional[Path] = typer.Option(None, "--cache-dir", "--artifacts", help=ARTIFACTS_HELP),
     devices: int = typer.Option(1, "--devices", metavar="N", help=DEVICES_HELP),
     strategy: Optional[str] = typer.Option(None, "--strategy", metavar="[ddp|fsdp|zero3]", help=STRATEGY_HELP),
     compiled: bool = typer.Option(False, "--compile", help=COMPILE_HELP),
@@ -146,6 +146,8 @@ def follow_engine(spec: dict, detach: bool, as_json: bool) -> None:
         record = SessionStore().get(session_id)
     except SessionDamaged as error:
         fail(str(error), Exit.RUN_FAILED)
+    if final == "failed" and record.get("message"):  # as a headless run says it (a full disk: the same line)
+        fail(f"{record['message']} (session {session_id} kept)", Exit.RUN_FAILED)
     if final != "finished":
         fail(f"run {final}: {record.get('message') or 'see `mmul-workbench sessions show ' + session_id + '`'}",
              Exit.RUN_FAILED)

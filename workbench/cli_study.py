@@ -123,7 +123,7 @@ def study(
                                     "within which methods are ranked by their Df/Dr AUC gap to Retrain"),
     engine: bool = typer.Option(False, "--engine", help="run the cells through the engine daemon's queue"),
     cluster: Optional[str] = typer.Option(None, "--cluster", help=CLUSTER_HELP + "; the cells run side by side"),
-    artifacts: Optional[Path] = typer.Option(None, "--artifacts", help=ARTIFACTS_HELP),
+    artifacts: Optional[Path] = typer.Option(None, "--cache-dir", "--artifacts", help=ARTIFACTS_HELP),
     devices: int = typer.Option(1, "--devices", metavar="N", help=DEVICES_HELP),
     strategy: Optional[str] = typer.Option(None, "--strategy", metavar="[ddp|fsdp|zero3]", help=STRATEGY_HELP),
     compiled: bool = typer.Option(False, "--compile", help=COMPILE_HELP),
@@ -286,6 +286,9 @@ def run_engine_cell(record: StudyRecord, method: str, seed: int, spec: dict, run
         session = running or submit_cell(record, method, seed, spec)
         final = follow(session, on_event)
     record.set_cell(method, seed, session, final if final in ("finished", "failed", "cancelled") else "failed")
+    if final == "cancelled":  # `engine stop` or `cancel`: the study stops here, as Ctrl-C stops a headless one
+        fail(f"{label} cancelled ({cancel_reason(session)}; session {session} kept); the study stops here: run the "
+             "same command again to go on", Exit.INTERRUPTED)
     if final != "finished":
         print(f"error: {label} {final} (session {session} kept)", file=sys.stderr, flush=True)
     return final == "finished"
@@ -301,13 +304,26 @@ def submit_cell(record: StudyRecord, method: str, seed: int, spec: dict) -> str:
     return session
 
 
+def cancel_reason(session: str) -> str:
+    """Why a cell's session was cancelled, as stored (the engine stopped, a `cancel`)."""
+    from sessions.store import SessionStore
+
+    try:
+        return str(SessionStore().get(session).get("message") or "cancelled")
+    except Exception:  # deleted or damaged meanwhile
+        return "cancelled"
+
+
 @contextmanager
 def engine_errors() -> Iterator[None]:
-    """The engine's refusals and failures as one line and an exit code."""
+    """The engine's refusals and failures as one line and an exit code (an exit already decided, by a nested
+    `engine_errors` or a `fail`, passes through: typer.Exit is a RuntimeError)."""
     from workbench.client.errors import EngineError, SpecRejected
 
     try:
         yield
+    except typer.Exit:
+        raise
     except (SpecError, SpecRejected) as error:
         fail(str(error))
     except EngineError as error:

@@ -2,14 +2,17 @@
 ``--engine``): the job's events go to the session writer and to the progress display on stderr.
 
 Errors end the session and the command: bad input exit 2, a failed run exit 1 (session kept, marked
-failed), Ctrl-C exit 130 (marked cancelled).
+failed), a full disk exit 1 (one line naming the path and the space it needed; the session marked failed
+with it where the disk lets that be written), Ctrl-C exit 130 (marked cancelled).
 """
 from __future__ import annotations
 
 from typing import Callable
 
 from engine.errors import Cancelled, RunFailed, SpecError
+from sessions.errors import DiskFull
 from sessions.store import SessionStore
+from sessions.writer import SessionWriter
 from workbench.output import Exit, Progress, fail
 
 
@@ -45,6 +48,8 @@ def run_session(spec: dict, label: str, original_metrics: dict | None = None,
         except RunFailed as error:
             writer.finish("failed", message=str(error))
             fail(f"{error} (session {writer.session_id} kept)", Exit.RUN_FAILED)
+        except DiskFull as error:
+            fail(f"{error} ({finish_failed(writer, str(error))})", Exit.RUN_FAILED)
         except (Cancelled, KeyboardInterrupt):
             writer.finish("cancelled", message="interrupted from the terminal")
             fail(f"cancelled (session {writer.session_id} kept)", Exit.INTERRUPTED)
@@ -55,3 +60,13 @@ def run_session(spec: dict, label: str, original_metrics: dict | None = None,
     result["session"] = writer.session_id
     writer.finish("finished", summary=result)
     return result
+
+
+def finish_failed(writer: SessionWriter, message: str) -> str:
+    """Mark the session failed with ``message`` after a full disk; what became of it, in words."""
+    try:
+        writer.finish("failed", message=message)
+    except DiskFull:
+        return (f"session {writer.session_id} could not be marked failed on the full disk; the next `engine start` "
+                "marks it interrupted")
+    return f"session {writer.session_id} kept"

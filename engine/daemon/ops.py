@@ -85,6 +85,7 @@ async def submit(daemon: Daemon, conn: Client, rid: Any, spec: dict, name: str |
                        .splitlines()[0])
     if not isinstance(normal, dict):
         return P.error(rid, P.INTERNAL, "validate() did not return a spec")
+    name = name if name is not None else normal.get("name")  # `run --name`, a study's cell: named in the spec
     if normal.get("cluster"):
         artifacts = normal.get("artifacts") or str(cache_dir())  # a local Ray instance shares this machine's disk
         writer = await asyncio.to_thread(daemon.store.create, normal, name, state="queued")

@@ -24,6 +24,7 @@ from typing import Any
 from engine.daemon.hub import Hub
 from engine.daemon.cluster import RayBridge
 from engine.daemon.job_process import JobProcess, Outcome
+from sessions.errors import DiskFull
 from sessions.writer import SessionWriter
 
 log = logging.getLogger("mmul.engine")
@@ -231,6 +232,9 @@ class Queues:
             writer.emit("status", state="running")
             log.info("session %s: running on %s", job.session, job.device)
             outcome = start()
+        except DiskFull as exc:  # the session's own disk is full: the job stops, its worker with it
+            outcome = Outcome("failed", message=str(exc))
+            log.error("session %s: %s", job.session, exc)
         except Exception as exc:  # the worker could not start, or sent what the session refuses
             outcome = Outcome("failed", message=f"internal error: {type(exc).__name__}: {exc}".splitlines()[0])
             log.error("session %s failed:\n%s", job.session, traceback.format_exc())
@@ -238,6 +242,8 @@ class Queues:
             outcome.message = job.stop_reason
         try:
             writer.finish(outcome.state, summary=outcome.summary, message=outcome.message)
+        except DiskFull as exc:  # left as it is on disk; the next engine start marks it interrupted
+            log.error("session %s: could not be marked %s: %s", job.session, outcome.state, exc)
         except Exception:
             log.error("session %s: could not finish:\n%s", job.session, traceback.format_exc())
         log.info("session %s: %s%s", job.session, outcome.state, f" ({outcome.message})" if outcome.message else "")

@@ -17,12 +17,10 @@ validation and the engine's preflight, before a session exists.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
-from engine.cache import checkpoint_fingerprint, entry_matches, producing, publish, recorded_fingerprint, slug
+from engine.cache import checkpoint_fingerprint, entry_matches, producing, publish, recorded_fingerprint, slug, staged
 from engine.data.fingerprint import data_fingerprint, digest
 from engine.seeding import derive_seed, seed_everything
 from engine.spec import data_kind
@@ -61,15 +59,13 @@ def run_lineage(task, spec: dict, original: Path, retraining: bool) -> list[dict
 
 
 def save_atomically(adapter, directory: Path, lineage: list[dict] | None = None) -> None:
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    """Write a run's checkpoint to `directory` all at once (staged beside it, then renamed); a full disk raises
+    `DiskFull` naming it, with nothing left behind (engine.cache.staged)."""
+    with staged(directory) as staging:
         adapter.save(staging)
         if lineage is not None:
             write_lineage(staging, lineage)
         os.replace(staging, directory)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 class Trainer:
@@ -116,8 +112,9 @@ def original_dir(task, spec: dict, device, emit, should_stop, cache: Path) -> Pa
         emit("log", level="info", message=f"reusing the cached original model {directory}")
         return directory
 
-    def waiting() -> None:
-        emit("log", level="info", message="another run is training the same original model; waiting for it")
+    def waiting() -> None:  # a warning, so the terminal shows it (headless and --engine alike), not the log alone
+        emit("log", level="warning", message=f"waiting for another run that is training the same original model "
+             f"({directory.name}); this run goes on once it is cached")
 
     with producing(directory, should_stop, waiting):
         if entry_matches(directory, fingerprint):

@@ -68,7 +68,7 @@ def run_requests(spec: dict, emit: Callable[..., None], should_stop: Callable[[]
 def prepare_original(spec: dict, emit: Callable[..., None], should_stop: Callable[[], bool]) -> None:
     """Train and cache the run's original model unless it is cached: a --devices N job does this before its
     ranks start, so that they only read it."""
-    cache = cache_dir()
+    cache = cache_dir(spec.get("artifacts"))
     original_dir(task_for(spec, emit, should_stop, cache), spec, resolve_device(spec["device"]), emit, should_stop,
                  cache)
 
@@ -76,7 +76,7 @@ def prepare_original(spec: dict, emit: Callable[..., None], should_stop: Callabl
 class Requests:
     def __init__(self, spec: dict, emit, should_stop, device, task=None):
         self.spec, self.emit, self.should_stop, self.device = spec, emit, should_stop, device
-        self.cache = cache_dir()
+        self.cache = cache_dir(spec.get("artifacts"))
         self.task = task or task_for(spec, emit, should_stop, self.cache)  # tuning passes its validation task
         self.info = METHODS[spec["method"]]
         self.cls = method_class(spec["method"])

@@ -8,6 +8,19 @@ from dataclasses import dataclass
 from engine.errors import SpecError
 
 
+# Every float parameter's sane range, where it states none of its own: a magnitude above FLOAT_MAX is a typo (lr
+# 1e300 overflows float32, whose largest value is 3.4e38, and turns a run's weights to inf), one below FLOAT_TINY
+# (other than 0) is below what float32 holds (1.2e-38 is its smallest normal value) and would silently become 0.
+FLOAT_MAX = 1e6
+FLOAT_TINY = 1e-30
+MAX_LR = 10.0
+
+
+def shown_number(value) -> str:
+    """A bound as people write it: 10000, 0, 1, 1e+06."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def dash(name: str) -> str:
     return name.replace("_", "-")
 
@@ -28,10 +41,17 @@ class Param:
         return "--" + dash(self.name)
 
     @property
+    def upper(self) -> float | None:
+        """The largest value allowed: the declared maximum, else FLOAT_MAX for a float."""
+        return self.maximum if self.maximum is not None else FLOAT_MAX if self.kind is float else None
+
+    @property
     def bounds(self) -> str:
         """The allowed range in words (``>= 1, <= 10000``), empty when unbounded."""
-        low = ["> 0"] if self.positive else [f">= {self.minimum}"] if self.minimum is not None else []
-        return ", ".join(low + ([f"<= {self.maximum}"] if self.maximum is not None else []))
+        low = ["> 0"] if self.positive else [f">= {shown_number(self.minimum)}"] if self.minimum is not None else []
+        if self.kind is float and self.minimum is None and not self.positive:
+            low = [f">= {shown_number(-FLOAT_MAX)}"]
+        return ", ".join(low + ([f"<= {shown_number(self.upper)}"] if self.upper is not None else []))
 
     def coerce(self, value, owner: str):
         """The value as this parameter's type, checked against its bounds; SpecError naming the field."""
@@ -58,9 +78,14 @@ class Param:
         if self.positive and coerced <= 0:
             raise bad("> 0")
         if self.minimum is not None and coerced < self.minimum:
-            raise bad(f">= {self.minimum}")
-        if self.maximum is not None and coerced > self.maximum:
-            raise bad(f"<= {self.maximum}")
+            raise bad(f">= {shown_number(self.minimum)}")
+        if self.upper is not None and coerced > self.upper:
+            raise bad(f"<= {shown_number(self.upper)}")
+        if isinstance(coerced, float) and coerced < -FLOAT_MAX:
+            raise bad(f">= {shown_number(-FLOAT_MAX)}")
+        if isinstance(coerced, float) and coerced != 0 and abs(coerced) < FLOAT_TINY:
+            raise bad(f"{'' if self.positive else '0 or '}at least {shown_number(FLOAT_TINY)} in size (float32 "
+                      "holds nothing smaller)")
         return coerced
 
 
@@ -72,7 +97,8 @@ MAX_STEPS = 10**9
 # Hyperparameters every method takes. lr None = the model's recipe (tiny models learn from scratch
 # and need a larger rate than the released 1e-5 for a pretrained BLIP).
 COMMON_PARAMS: tuple[Param, ...] = (
-    Param("lr", float, None, "learning rate (default: the model's recipe; released BLIP retrieval: 1e-5)", positive=True),
+    Param("lr", float, None, "learning rate (default: the model's recipe; released BLIP retrieval: 1e-5)", positive=True,
+          maximum=MAX_LR),
     Param("epochs", int, None, "epochs over the set the method iterates, per request (method default)", minimum=1,
           maximum=MAX_EPOCHS),
     Param("batch_size", int, 16, "deletion-set (Df) batch size", minimum=1, maximum=MAX_BATCH),

@@ -60,11 +60,8 @@ def check_placement(spec: dict) -> dict:
     devices = check_devices(spec.get("devices", 1))
     strategy = check_strategy(spec.get("strategy"), devices)
     cluster = check_cluster(spec.get("cluster"))
-    artifacts = spec.get("artifacts")
+    artifacts = spec.get("artifacts")  # --cache-dir (--artifacts): with --cluster, a path every node shares
     if artifacts is not None:
-        if cluster is None:
-            raise SpecError("--artifacts is the path all of a cluster's nodes share; it goes with --cluster",
-                            field="artifacts")
-        artifacts = str(require_absolute(artifacts, "artifacts", "the artifacts directory"))
+        artifacts = str(require_absolute(artifacts, "artifacts", "the model cache directory (--cache-dir)"))
     placed = {key: value for key, value in (("cluster", cluster), ("artifacts", artifacts)) if value is not None}
     return {**placed, "devices": devices, "strategy": strategy} if devices > 1 else placed
