@@ -105,6 +105,84 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def measure(root: Path, args) -> None:
+    from engine.data.fingerprint import data_fingerprint
+    from engine.data.registry import load_data
+
+    ref = f"flickr30k:{root}"
+    started = time.perf_counter()
+    world = load_data(ref)
+    indexed = time.perf_counter() - started
+    fingerprint = data_fingerprint(ref)
+    index_seconds = time.perf_counter() - started
+    rss_indexed = rss_mb()
+    units = len(world.train) + len(world.val) + len(world.test)
+    print(f"1. index {indexed:.2f} s + fingerprint {index_seconds - indexed:.2f} s = {index_seconds:.2f} s "
+          f"for {units} images (goal <= 10 s) [{fingerprint}]")
+    print(f"2. resident memory after indexing: {rss_indexed:.0f} MB (goal <= 1024 MB; torch not yet imported)")
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+    from PIL import Image
+    from transformers import CLIPImageProcessorPil
+
+    from engine.data.image_bank import ImageBank
+
+    torch.manual_seed(0)
+    processor = CLIPImageProcessorPil(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})
+
+    def preprocess(images):
+        return processor(images=images, return_tensors="pt")["pixel_values"]
+
+    sample = world.train[: args.sample]
+    batch = 64
+
+    def bare() -> int:  # open, convert, the same processor, in the same number of threads
+        def one(chunk):
+            return preprocess([Image.open(u.image.path).convert("RGB") for u in chunk])
+        with ThreadPoolExecutor(args.workers) as pool:
+            for start in range(0, len(sample), batch):
+                rows = sample[start : start + batch]
+                step = -(-len(rows) // args.workers)
+                torch.cat(list(pool.map(one, [rows[i : i + step] for i in range(0, len(rows), step)])))
+        return len(sample)
+
+    bank = ImageBank("pixel_values", [(u.image,) for u in sample], preprocess, workers=args.workers)
+
+    def workbench() -> int:
+        for start in range(0, len(sample), batch):
+            bank.batch(torch.arange(start, min(start + batch, len(sample))), "cpu")
+        return len(sample)
+
+    rates = {}
+    for name, loader in (("bare PIL", bare), ("workbench", workbench)) * 3:  # interleaved: the machine is shared
+        started = time.perf_counter()
+        count = loader()
+        rates.setdefault(name, []).append(count / (time.perf_counter() - started))
+    bare_rate, bench_rate = max(rates["bare PIL"]), max(rates["workbench"])
+    print(f"3. decode + preprocess (500x375 JPEG -> 224 px, {args.workers} threads, best of 3 interleaved passes of "
+          f"{len(sample)}): workbench {bench_rate:.0f} images/s, bare PIL {bare_rate:.0f} images/s, "
+          f"ratio {bench_rate / bare_rate:.2f} (goal >= 0.9)")
+
+    from engine.data.pairs import encode_units
+    from engine.metrics.retrieval import chunked_query_ranks, recall_from_ranks
+    from engine.models.clip import ClipAdapter
+
+    with tempfile.TemporaryDirectory() as directory:
+        ClipAdapter.build_tiny(world.vocabulary(), 224, 0, Path(directory))
+        adapter = ClipAdapter.from_checkpoint(directory, tiny=True)
+    adapter.model.eval()
+    started = time.perf_counter()
+    gallery = encode_units(world.test, adapter)
+    scores = adapter.gallery_scores(gallery, 128)
+    recall = recall_from_ranks(*chunked_query_ranks(scores, gallery.pair_unit))
+    seconds = time.perf_counter() - started
+    print(f"4. one evaluation on the 1k test gallery ({gallery.n_units} images, {len(gallery)} captions; tiny CLIP "
+          f"at 224 px, random weights): {seconds:.1f} s (r_mean {recall['r_mean']:.2f}); peak RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=FLICKR30K_IMAGES)
