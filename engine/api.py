@@ -13,7 +13,7 @@ from engine.jobs import run_job, validate
 from engine.preflight import preflight
 from engine.spec import PEOPLE_WORLDS, WORLDS
 
-__all__ = ["DeletionPreview", "export_world", "forget_quality", "preflight", "preview_deletion", "run_job", "validate"]
+__all__ = ["DeletionPreview", "data_info", "export_world", "forget_quality", "preflight", "preview_deletion", "run_job", "validate"]
 
 EXPORT_FORMATS = {"retrieval": ("flickr30k", "coco"), "classification": ("snli-ve", "nlvr2"),
                   "multiple_choice": ("mmbench", "mllmu")}
@@ -59,6 +59,14 @@ def preview_deletion(data: str, deletion: dict) -> DeletionPreview | None:
     world = cached_world(data)
     chosen = select_units(world.train, check_deletion(dict(deletion)))
     return DeletionPreview(len(chosen), len(world.train), [unit_texts(world.train[i])[0] for i in chosen[:3]])
+
+
+def data_info(ref: str) -> tuple[dict, str]:
+    """(document, text) of `data info`: counts per split, texts per unit and the fingerprint, no image decoded."""
+    from engine.data.describe import describe_data, describe_text
+
+    info = describe_data(ref)
+    return info, describe_text(info)
 
 
 def export_world(world: str, fmt: str, directory: Path) -> list[Path]:

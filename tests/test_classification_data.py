@@ -107,7 +107,7 @@ def test_foreign_nlvr2_original_jsonl_and_lavis_json(tmp_path):
     world = read_nlvr2(original)
     assert [u.unit_id for u in world.train] == ["train-10171-0"] and world.train[0].labels == [1, 0]
     assert world.train[0].text_ids == ["train-10171-0-0", "train-10171-0-1"]
-    assert world.train[0].images[1].getpixel((0, 0)) == (0, 0, 200)
+    assert world.train[0].images[1].open().getpixel((0, 0)) == (0, 0, 200)
     assert [u.unit_id for u in world.val] == ["dev-850-0"] and [u.unit_id for u in world.test] == ["test1-0-1"]
 
     lavis = tmp_path / "lavis"

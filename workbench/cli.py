@@ -114,6 +114,26 @@ def data_export(
     print(f"wrote {world} as {fmt} to {directory} ({', '.join(p.name for p in written)})")
 
 
+@data_app.command("info")
+def data_info(
+    data: str = typer.Argument(..., help="FORMAT:PATH (flickr30k:DIR, coco:DIR, snli-ve:DIR, nlvr2:DIR, ...) or a built-in world"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Counts per split, units, texts per unit and the fingerprint, read without decoding any image."""
+    from engine.api import data_info as describe
+
+    fmt, _, location = data.partition(":")
+    if location and not Path(location).expanduser().exists():
+        fail(f"{location} does not exist; give FORMAT:PATH with an existing file or directory")
+    try:
+        info, text = describe(data if not location else f"{fmt}:{Path(location).expanduser().resolve()}")
+    except SpecError as error:
+        fail(str(error))
+    if as_json:
+        return print_json(info)
+    print(text)
+
+
 @app.command()
 def replay(
     session: str = typer.Argument(..., help="session id (or a unique prefix)", autocompletion=complete_session),

@@ -1,6 +1,6 @@
 """What every real-format reader and writer shares: JSON and JSON-lines files read with the place of a bad
-record in the error (file and record or line number, one line), images found under the usual roots, and
-atomic writes (a reader never sees half a file)."""
+record in the error (file and record or line number, one line), and atomic writes (a reader never sees
+half a file). Images are found, undecoded, by engine/data/images.py."""
 from __future__ import annotations
 
 import json
@@ -8,8 +8,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from PIL import Image
-
+from engine.data.images import decoded
 from engine.errors import SpecError
 
 
@@ -77,23 +76,6 @@ def find_file(root: Path, names: list[str]) -> Path | None:
     return None
 
 
-def load_image(root: Path, relative: str, subdirs: tuple[str, ...] = ("", "images")) -> Image.Image | None:
-    """The RGB image at `relative` under the first of `root/<subdir>` that has it; None when none has it.
-    SpecError naming the file when it is not an image, or when `relative` leaves `root`."""
-    relative = relative.removeprefix("./")
-    if os.path.isabs(relative) or os.path.normpath(relative).split(os.sep)[0] == "..":
-        raise SpecError(f"image path {relative} in {root} leaves the data directory; image paths are relative to it")
-    for subdir in subdirs:
-        candidate = root / subdir / relative if subdir else root / relative
-        if candidate.is_file():
-            try:
-                with Image.open(candidate) as image:
-                    return image.convert("RGB")
-            except (OSError, ValueError, Image.DecompressionBombError):  # UnidentifiedImageError is an OSError
-                raise SpecError(f"{candidate} is not an image this reader can decode (PNG, JPEG, ...)") from None
-    return None
-
-
 def write_json(path: Path, payload) -> None:
     partial = path.with_suffix(path.suffix + ".partial")
     partial.write_text(json.dumps(payload, indent=1), encoding="utf-8")
@@ -106,9 +88,10 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     os.replace(partial, path)
 
 
-def save_image(image: Image.Image, path: Path) -> None:
+def save_image(image, path: Path) -> None:
     """PNG as given; JPEG at full quality without chroma subsampling (nearly lossless for our pictures)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    image = decoded(image)  # an image file read lazily (engine/data/images.py) is decoded here
     if path.suffix.lower() in (".jpg", ".jpeg"):
         image.save(path, quality=100, subsampling=0)
     else:

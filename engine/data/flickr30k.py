@@ -5,12 +5,15 @@ record per caption {"image", "caption", "image_id"}; the val and test files one 
 {"image", "caption": [...]}. Image paths are relative to DIR (or DIR/images). Without those files the
 reader takes Karpathy's caption_datasets file (DIR/dataset_flickr30k.json, dataset_coco.json;
 engine/data/karpathy.py). An `annotations/` sub-directory holding the JSON files is accepted too.
+Reading indexes the records and finds each image file without decoding it (engine/data/images.py); pixels
+are decoded when a batch draws the unit (engine/data/image_bank.py).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from engine.data.files import find_file, json_records, load_image, malformed, save_image, write_json
+from engine.data.files import find_file, json_records, malformed, save_image, write_json
+from engine.data.images import find_image
 from engine.data.karpathy import read_caption_dataset, write_caption_dataset
 from engine.data.shapes import ImageTextWorld, Unit
 from engine.errors import SpecError
@@ -29,7 +32,7 @@ def read_split(root: Path, path: Path) -> list[Unit]:
         captions_by_image.setdefault(image, []).extend(captions)
     units = []
     for image_id, captions in captions_by_image.items():
-        picture = load_image(root, image_id)
+        picture = find_image(root, image_id)
         if picture is None:
             raise SpecError(f"image {image_id} listed in {path.name} is missing under {root}")
         units.append(Unit(image_id, picture, captions))

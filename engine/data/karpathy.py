@@ -4,12 +4,14 @@ Flickr30K and COCO users have (ANCHORS.md section 4).
 `{"images": [{"filename", "filepath" (COCO), "imgid", "split": train|val|test|restval, "sentids",
 "sentences": [{"raw", "tokens", ...}]}], "dataset"}`; restval counts as train. A unit's id is its image
 path as LAVIS writes it: `flickr30k-images/<filename>` for Flickr30K, `<filepath>/<filename>` for COCO.
+Images are found, not decoded, while reading (engine/data/images.py); a batch decodes its own.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from engine.data.files import load_image, malformed, read_json, save_image, write_json
+from engine.data.files import malformed, read_json, save_image, write_json
+from engine.data.images import find_image
 from engine.data.shapes import ImageTextWorld, Unit
 from engine.errors import SpecError
 
@@ -56,7 +58,7 @@ def read_caption_dataset(path: Path, dataset: str, name: str) -> ImageTextWorld:
             raise malformed(path, where, f"expected an object, got a {type(image).__name__}")
         captions = check_image(path, where, image, dataset)
         uid = unit_id(dataset, image)
-        picture = load_image(root, uid) or load_image(root, image["filename"])
+        picture = find_image(root, uid) or find_image(root, image["filename"])
         if picture is None:
             raise malformed(path, where, f"image {uid} is missing under {root}")
         splits[SPLIT_OF[image["split"]]].append(Unit(uid, picture, captions))

@@ -10,13 +10,15 @@ Two layouts are read, per split, from DIR or DIR/annotations:
   `dev.json`, `test.json`): a list of {"images": [left, right], "sentence", "label"}, image paths under DIR.
 A unit is an image pair with all its statements; its id is the pair (`dev-850-0`). The writer writes the
 original jsonl layout with the images under <split>/.
+Images are found, not decoded, while reading (engine/data/images.py); a batch decodes its own.
 """
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from engine.data.files import find_file, load_image, malformed, records, save_image, write_jsonl
+from engine.data.files import find_file, malformed, records, save_image, write_jsonl
+from engine.data.images import find_image
 from engine.data.labelled import NLVR2_CLASSES, ClassificationWorld, LabelledUnit
 from engine.errors import SpecError
 
@@ -50,9 +52,9 @@ def original_pair(root: Path, split: str, record: dict, seen: dict) -> tuple[str
         if pair in seen:
             return seen[pair]
         places = tuple(folders(split, record.get("directory")))
-        left = load_image(root, f"{pair}-img0.png", places)
+        left = find_image(root, f"{pair}-img0.png", places)
         if left is not None:
-            right = load_image(root, f"{pair}-img1.png", places)
+            right = find_image(root, f"{pair}-img1.png", places)
             return (pair, (left, right)) if right is not None else None
     return None
 
@@ -61,7 +63,7 @@ def lavis_pair(root: Path, record: dict) -> tuple[str, tuple] | None:
     left_path, right_path = record["images"]
     match = PAIR_IMAGE.match(Path(left_path).name)
     pair = match.group(1) if match else f"{left_path}|{right_path}"
-    left, right = load_image(root, left_path), load_image(root, right_path)
+    left, right = find_image(root, left_path), find_image(root, right_path)
     return (pair, (left, right)) if left is not None and right is not None else None
 
 

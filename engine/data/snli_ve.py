@@ -8,12 +8,14 @@ Two layouts are read, per split, from DIR or DIR/annotations:
 Images are `<id>.jpg` under DIR, DIR/images, DIR/flickr30k-images or DIR/flickr30k_images. A unit is an
 image with all its hypotheses; its id is the Flickr30K id. The writer writes the original jsonl layout
 with the images under flickr30k-images/.
+Images are found, not decoded, while reading (engine/data/images.py); a batch decodes its own.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from engine.data.files import find_file, load_image, malformed, records, save_image, write_jsonl
+from engine.data.files import find_file, malformed, records, save_image, write_jsonl
+from engine.data.images import find_image
 from engine.data.labelled import VE_CLASSES, ClassificationWorld, LabelledUnit
 from engine.errors import SpecError
 
@@ -51,7 +53,7 @@ def read_split(root: Path, path: Path, split: str) -> list[LabelledUnit]:
             raise malformed(path, where, "has no hypothesis text (sentence2 / sentence)")
         unit = units.get(image_id)
         if unit is None:
-            image = load_image(root, f"{image_id}.jpg", IMAGE_DIRS)
+            image = find_image(root, f"{image_id}.jpg", IMAGE_DIRS)
             if image is None:
                 raise malformed(path, where, f"image {image_id}.jpg is missing under {root} "
                                              f"(looked in {', '.join(d or '.' for d in IMAGE_DIRS)})")

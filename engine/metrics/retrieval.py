@@ -9,13 +9,46 @@ or Df's recall (a few hundred images at most) would look better than test's (a t
 alone. A split smaller than the gallery is filled with distractor images of the test split, with their
 captions: they stand in the gallery (their captions compete in text retrieval, the images in image
 retrieval) but ask nothing (neither the images nor their captions are queries). A split larger than the
-gallery is ranked in consecutive gallery-sized chunks (`gallery_plan`), each filled the same way."""
+gallery is ranked in consecutive gallery-sized chunks (`gallery_plan`), each filled the same way.
+
+Bounded memory (`chunked_query_ranks`): a gallery's scores are asked for a chunk of query rows at a time (an
+adapter's `gallery_scores`: each image's scores over every caption, each caption's over every image), so a
+5k-image COCO gallery (25k captions) never holds its [5k, 25k] matrix; the ranks are those `query_ranks`
+gives on the whole matrix, row by row the same operations."""
 from __future__ import annotations
+
+from typing import Protocol
 
 import numpy as np
 import torch
 
 KS = (1, 5, 10)
+RANK_CHUNK = 256  # query rows scored at a time: [256, n_texts] floats, 25 MB for a COCO 5k gallery
+
+
+class GalleryScores(Protocol):
+    """A gallery's scores, by rows: what `chunked_query_ranks` reads."""
+
+    n_images: int
+    n_texts: int
+
+    def image_rows(self, images: torch.Tensor) -> torch.Tensor: ...  # [len(images), n_texts] text retrieval
+
+    def text_rows(self, texts: torch.Tensor) -> torch.Tensor: ...  # [len(texts), n_images] image retrieval
+
+
+class MatrixScores:
+    """`GalleryScores` over two whole matrices (an adapter's `score_matrix`): for small galleries and tests."""
+
+    def __init__(self, i2t: torch.Tensor, t2i: torch.Tensor):
+        self.i2t, self.t2i = i2t, t2i
+        self.n_images, self.n_texts = i2t.shape
+
+    def image_rows(self, images: torch.Tensor) -> torch.Tensor:
+        return self.i2t[images.to(self.i2t.device)]
+
+    def text_rows(self, texts: torch.Tensor) -> torch.Tensor:
+        return self.t2i[:, texts.to(self.t2i.device)].t()
 
 
 def recall_at_k(i2t_scores: torch.Tensor, t2i_scores: torch.Tensor, pair_image: torch.Tensor,
@@ -47,6 +80,31 @@ def query_ranks(i2t_scores: torch.Tensor, t2i_scores: torch.Tensor, pair_image: 
         return first_hit, own_rank
     queries = queries.to(i2t_scores.device)
     return first_hit[queries], own_rank[queries[pair_image]]
+
+
+def chunked_query_ranks(scores: GalleryScores, pair_image: torch.Tensor, queries: torch.Tensor | None = None,
+                        chunk: int = RANK_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+    """`query_ranks` (same values, same order) with the scores asked for `chunk` query rows at a time, and
+    only for the queries: query images' rows for text retrieval, query captions' rows for image retrieval."""
+    pair_image = pair_image.cpu()
+    asking = torch.ones(scores.n_images, dtype=torch.bool) if queries is None else queries.cpu()
+    query_images = torch.nonzero(asking).squeeze(1)
+    query_texts = torch.nonzero(asking[pair_image]).squeeze(1)
+    text_ranks, image_ranks = [torch.zeros(0, dtype=torch.long)], [torch.zeros(0, dtype=torch.long)]
+    for start in range(0, len(query_images), chunk):
+        images = query_images[start : start + chunk]
+        rows = scores.image_rows(images)
+        positives = pair_image.to(rows.device)[None, :] == images.to(rows.device)[:, None]
+        best_positive = rows.masked_fill(~positives, float("-inf")).max(dim=1, keepdim=True).values
+        text_ranks.append(((rows >= best_positive) & ~positives).sum(dim=1).cpu())
+    for start in range(0, len(query_texts), chunk):
+        texts = query_texts[start : start + chunk]
+        rows = scores.text_rows(texts)
+        own_image = pair_image[texts].to(rows.device)[:, None]
+        own = rows.gather(1, own_image)
+        others = torch.ones_like(rows, dtype=torch.bool).scatter_(1, own_image, False)
+        image_ranks.append(((rows >= own) & others).sum(dim=1).cpu())
+    return torch.cat(text_ranks), torch.cat(image_ranks)
 
 
 def recall_from_ranks(text_ranks: torch.Tensor, image_ranks: torch.Tensor) -> dict[str, float]:

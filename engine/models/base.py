@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:
+    from engine.data.image_bank import ImageBank
     from engine.data.pairs import TensorBank
 
 # ITC temperature: BLIP initialises its learned temperature at 0.07; our adapters hold it fixed so the
@@ -179,11 +180,12 @@ class ImageTextAdapter(AdapterBase):
     def preprocess_images(self, images) -> torch.Tensor:
         return self.image_processor(images=images, return_tensors="pt")["pixel_values"]
 
-    def prepare_media(self, units) -> "TensorBank":
-        """The media bank of `units` (engine/data/pairs.py): each unit's image through the image processor."""
-        from engine.data.pairs import TensorBank
+    def prepare_media(self, units) -> "TensorBank | ImageBank":
+        """The media bank of `units` (engine/data/pairs.py): each unit's image through the image processor, up
+        front for images in memory, at draw time for image files (engine/data/image_bank.py)."""
+        from engine.data.image_bank import image_media
 
-        return TensorBank("pixel_values", self.preprocess_images([unit.image for unit in units]))
+        return image_media(units, self.preprocess_images, processor_key=self.image_processor.to_json_string())
 
     def parameter_groups(self) -> dict[str, list[torch.nn.Parameter]]:
         """Named sets of parameters a method may choose to train (`all`, `vision`, `text`)."""
@@ -244,6 +246,14 @@ class RetrievalAdapter(ImageTextAdapter):
     def score_matrix(self, pairset, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores [n_units, n_texts] ranking texts for each image, and images for each text."""
         raise NotImplementedError
+
+    def gallery_scores(self, pairset, batch_size: int):
+        """The gallery's scores by rows (engine/metrics/retrieval.py `GalleryScores`), for recall computed a chunk
+        of queries at a time; default: the whole `score_matrix`. Adapters whose galleries grow large give rows
+        computed on demand from the gallery's embeddings."""
+        from engine.metrics.retrieval import MatrixScores
+
+        return MatrixScores(*self.score_matrix(pairset, batch_size))
 
     def unit_batches(self, pairset, batch_size: int):
         """The pair set's units in order, `batch_size` at a time, as batch dicts of their media."""

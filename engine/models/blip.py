@@ -182,14 +182,15 @@ class BlipRetrievalAdapter(RetrievalAdapter):
         return -self.log_likelihood(batch)
 
     @torch.no_grad()
-    def score_matrix(self, pairset, batch_size):
+    def gallery_scores(self, pairset, batch_size):
+        """The gallery's ITC features and image tokens, computed once; rows of scores on demand, each row's
+        top-k re-ranked by ITM (`ItmRerankScores`), so a large gallery never holds its score matrix."""
         device = self.device
         tokens, feats = [], []
         for images in self.unit_batches(pairset, batch_size):
             chunk = self.image_tokens(images["pixel_values"])
             tokens.append(chunk)
             feats.append(self._image_feat(chunk))
-        image_tokens, image_feat = torch.cat(tokens), torch.cat(feats)
         text_feat = torch.cat(
             [
                 self._text_feat(
@@ -201,30 +202,56 @@ class BlipRetrievalAdapter(RetrievalAdapter):
                 for s in range(0, len(pairset), batch_size)
             ]
         )
-        itc = (image_feat @ text_feat.t()).float()
+        return ItmRerankScores(self, pairset, torch.cat(tokens), torch.cat(feats), text_feat, batch_size, RERANK_TOP_K)
+
+    def score_matrix(self, pairset, batch_size):
+        scores = self.gallery_scores(pairset, batch_size)
+        return scores.image_rows(torch.arange(scores.n_images)), scores.text_rows(torch.arange(scores.n_texts)).t()
+
+
+class ItmRerankScores:
+    """BLIP's retrieval scores as its evaluation computes them (LAVIS `compute_sim_matrix`): ITC cosine for
+    every pair, then each image's top-k captions and each caption's top-k images re-scored by ITM match
+    probability + ITC; the rest stay at -100. Given by rows (engine/metrics/retrieval.py `GalleryScores`).
+    Deliberate difference: k is RERANK_TOP_K (16) for the tiny galleries, where LAVIS's k_test is 256 (COCO)
+    and 128 (Flickr30K)."""
+
+    def __init__(self, adapter, pairset, image_tokens, image_feat, text_feat, batch_size: int, k: int):
+        self.adapter, self.pairset, self.batch_size = adapter, pairset, batch_size
+        self.image_tokens, self.image_feat, self.text_feat = image_tokens, image_feat, text_feat
+        self.n_images, self.n_texts = image_feat.shape[0], text_feat.shape[0]
+        self.k = k
+
+    def _itm(self, texts: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        device = self.adapter.device
+        logits = self.adapter._itm_logits(self.pairset.input_ids[texts].to(device),
+                                          self.pairset.attention_mask[texts].to(device),
+                                          self.image_tokens[images.to(device)])
+        return F.softmax(logits.float(), dim=1)[:, 1]
+
+    @torch.no_grad()
+    def image_rows(self, images: torch.Tensor) -> torch.Tensor:
+        """[len(images), n_texts]: each image's top-k captions by ITC re-scored, one ITM batch per image."""
+        itc = (self.image_feat[images.to(self.image_feat.device)] @ self.text_feat.t()).float()
         scores = torch.full_like(itc, -100.0)
-        k = min(RERANK_TOP_K, itc.shape[1])
-        # image -> text: re-rank each image's top-k captions by ITM (+ ITC, as BLIP's evaluation does)
+        k = min(self.k, self.n_texts)
         top_sim, top_text = itc.topk(k, dim=1)
-        for image in range(itc.shape[0]):
-            itm = self._itm_logits(
-                pairset.input_ids[top_text[image]].to(device),
-                pairset.attention_mask[top_text[image]].to(device),
-                image_tokens[image].expand(k, -1, -1),
-            )
-            scores[image, top_text[image]] = F.softmax(itm.float(), dim=1)[:, 1] + top_sim[image]
-        i2t = scores
-        scores_t2i = torch.full_like(itc.t(), -100.0)
-        k = min(RERANK_TOP_K, itc.shape[0])
-        top_sim, top_image = itc.t().topk(k, dim=1)
-        for start in range(0, itc.shape[1], max(1, batch_size // k)):
-            texts = torch.arange(start, min(start + max(1, batch_size // k), itc.shape[1]))
-            images = top_image[texts].reshape(-1)
-            itm = self._itm_logits(
-                pairset.input_ids[texts].repeat_interleave(k, 0).to(device),
-                pairset.attention_mask[texts].repeat_interleave(k, 0).to(device),
-                image_tokens[images],
-            )
-            prob = F.softmax(itm.float(), dim=1)[:, 1].view(len(texts), k)
-            scores_t2i[texts[:, None], top_image[texts]] = prob + top_sim[texts]
-        return i2t, scores_t2i.t()
+        for row, image in enumerate(images.tolist()):
+            prob = self._itm(top_text[row].cpu(), torch.full((k,), image, dtype=torch.long))
+            scores[row, top_text[row]] = prob + top_sim[row]
+        return scores
+
+    @torch.no_grad()
+    def text_rows(self, texts: torch.Tensor) -> torch.Tensor:
+        """[len(texts), n_images]: each caption's top-k images by ITC re-scored, batch_size // k captions per
+        ITM batch."""
+        itc = (self.image_feat @ self.text_feat[texts.to(self.text_feat.device)].t()).float().t()
+        scores = torch.full_like(itc, -100.0)
+        k = min(self.k, self.n_images)
+        top_sim, top_image = itc.topk(k, dim=1)
+        group = max(1, self.batch_size // k)
+        for start in range(0, len(texts), group):
+            rows = torch.arange(start, min(start + group, len(texts)))
+            prob = self._itm(texts[rows].repeat_interleave(k, 0), top_image[rows].reshape(-1).cpu())
+            scores[rows[:, None].to(scores.device), top_image[rows]] = prob.view(len(rows), k) + top_sim[rows]
+        return scores

@@ -26,6 +26,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.models.blip.modeling_blip import BlipPreTrainedModel, BlipVisionModel
 from transformers.models.blip.modeling_blip_text import BlipTextModel
 
+from engine.data.image_bank import ImageBank, image_media
 from engine.data.pairs import TensorBank
 from engine.models.base import ITC_TEMPERATURE, ImageTextAdapter, contrastive_loss
 from engine.models.blip import tiny_blip_config
@@ -133,14 +134,13 @@ class BlipClassifierAdapter(ImageTextAdapter):
     def images_per_example(self) -> int:
         return getattr(self.model.config, "images_per_example", 1)
 
-    def prepare_media(self, units) -> TensorBank:
+    def prepare_media(self, units) -> TensorBank | ImageBank:
         """Images [n,3,H,W], or image pairs [n,2,3,H,W] when the head reads two images per example (captioned
         single images, the pre-training corpus, stay single)."""
         k = self.images_per_example
         if k == 1 or not all(hasattr(unit, "images") for unit in units):
             return super().prepare_media(units)
-        pixels = self.preprocess_images([image for unit in units for image in unit.images[:k]])
-        return TensorBank("pixel_values", pixels.reshape(len(units), k, *pixels.shape[1:]))
+        return image_media(units, self.preprocess_images, per_unit=k, processor_key=self.image_processor.to_json_string())
 
     def parameter_groups(self):
         m = self.model

@@ -103,7 +103,9 @@ class ClipAdapter(RetrievalAdapter):
         return F.logsigmoid(self.pair_scores(batch) / ITC_TEMPERATURE)
 
     @torch.no_grad()
-    def score_matrix(self, pairset, batch_size):
+    def gallery_scores(self, pairset, batch_size):
+        """Rows of the cosine between every image and every caption, from the gallery's normalised embeddings
+        (n_units + n_texts rows of the projection width), a chunk of rows at a time."""
         device = self.device
         images = torch.cat([F.normalize(self.image_embed(batch), dim=-1) for batch in self.unit_batches(pairset, batch_size)])
         texts = torch.cat(
@@ -120,5 +122,23 @@ class ClipAdapter(RetrievalAdapter):
                 for s in range(0, len(pairset), batch_size)
             ]
         )
-        cosine = (images @ texts.t()).float()
+        return CosineScores(images, texts)
+
+    def score_matrix(self, pairset, batch_size):
+        scores = self.gallery_scores(pairset, batch_size)
+        cosine = scores.image_rows(torch.arange(scores.n_images))
         return cosine, cosine
+
+
+class CosineScores:
+    """`GalleryScores` of a dual encoder: each row one matrix product of normalised embeddings."""
+
+    def __init__(self, images: torch.Tensor, texts: torch.Tensor):
+        self.images, self.texts = images, texts
+        self.n_images, self.n_texts = images.shape[0], texts.shape[0]
+
+    def image_rows(self, images: torch.Tensor) -> torch.Tensor:
+        return (self.images[images.to(self.images.device)] @ self.texts.t()).float()
+
+    def text_rows(self, texts: torch.Tensor) -> torch.Tensor:
+        return (self.images @ self.texts[texts.to(self.texts.device)].t()).float().t()

@@ -8,7 +8,8 @@
   loss from the same head;
 - evaluation: R@1/5/10 both ways on test, Df and a test-sized sample of Dr, each ranked in a gallery of as
   many images as the test split (engine/metrics/retrieval.py: equal galleries, filled with test images);
-  Df/Dr AUC; MIA; the standard attacks (engine/metrics/attacks.py) of Df against the test sample, the
+  recall is computed a chunk of query rows at a time from the gallery's embeddings (the adapters'
+  `gallery_scores`), so a 1k Flickr30K or 5k COCO gallery never holds its score matrix; Df/Dr AUC; MIA; the standard attacks (engine/metrics/attacks.py) of Df against the test sample, the
   pair's match being the one "token" (LOSS = Min-K%; zlib over the caption; no Min-K%++: a pair score has
   no distribution over alternatives to standardise by).
 The original model is the starting weights trained on all training units with the model's recipe (a registered
@@ -26,7 +27,7 @@ from engine.errors import SpecError
 from engine.metrics.attacks import attack_aucs, one_token_examples
 from engine.metrics.auc import df_dr_auc, dr_chunks
 from engine.metrics.mia import membership_inference
-from engine.metrics.retrieval import gallery_plan, query_ranks, recall_from_ranks
+from engine.metrics.retrieval import GalleryScores, MatrixScores, chunked_query_ranks, gallery_plan, recall_from_ranks
 from engine.seeding import derive_seed
 from engine.spec import FAMILIES, MODELS
 from engine.spec import RECIPES as RETRIEVAL_RECIPES
@@ -54,6 +55,14 @@ def per_pair(fn, pairs: PairSet, indices: np.ndarray, device) -> np.ndarray:
     return np.concatenate(values) if values else np.zeros(0)
 
 
+def gallery_scores(adapter, gallery: PairSet) -> GalleryScores:
+    """The gallery's scores by rows (never the whole matrix), from an adapter that gives them; else its
+    `score_matrix` (an adapter with only that: the metrics' test doubles)."""
+    if hasattr(adapter, "gallery_scores"):
+        return adapter.gallery_scores(gallery, EVAL_BATCH)
+    return MatrixScores(*adapter.score_matrix(gallery, EVAL_BATCH))
+
+
 def gallery_recall(adapter, joint: PairSet, queries: list[int], distractors: list[int], size: int,
                    rng: np.random.Generator) -> dict[str, float]:
     """Recall@k of the `queries` units, ranked in galleries of `size` units filled with `distractors`
@@ -63,8 +72,8 @@ def gallery_recall(adapter, joint: PairSet, queries: list[int], distractors: lis
         asking = {queries[i] for i in chunk}
         units = sorted(asking | {distractors[j] for j in fill})
         gallery = joint.select_units(units)  # its units in this (ascending) order
-        i2t, t2i = adapter.score_matrix(gallery, EVAL_BATCH)
-        ranks = query_ranks(i2t, t2i, gallery.pair_unit, torch.tensor([u in asking for u in units]))
+        scores = gallery_scores(adapter, gallery)
+        ranks = chunked_query_ranks(scores, gallery.pair_unit, torch.tensor([u in asking for u in units]))
         text_ranks.append(ranks[0].cpu())
         image_ranks.append(ranks[1].cpu())
     return recall_from_ranks(torch.cat(text_ranks), torch.cat(image_ranks))
