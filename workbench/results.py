@@ -1,0 +1,112 @@
+"""Results tables generated from the JSON they came from, never copied by hand.
+
+A result record (`docs/results/NAME.json`) holds the command that made it, the date, the machine and the torch
+thread count, and the command's `--json` document (per-example arrays left out). `python -m workbench.results
+RECORD.json [FILE.md ...]` rewrites the block between `<!-- results:NAME -->` and `<!-- /results:NAME -->` in
+each file from the record; tests/test_results.py fails when a block and its record disagree.
+
+`python -m workbench.results --record NAME --command "..." < demo.json` makes a record from a `--json` document.
+Torch-free: the table's columns come from the catalogue (engine.spec), its numbers from sessions.numbers.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import sys
+from datetime import date
+from pathlib import Path
+
+from engine import spec as specs
+from sessions.metric_names import flatten
+from sessions.numbers import fmt
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "docs" / "results"
+HEAVY = ("df_unit_scores", "df_scores", "judged", "person_accuracies")  # per-example arrays: not a table's business
+
+
+def trimmed(document):
+    """The document without its per-example arrays (the record keeps what tables read)."""
+    if isinstance(document, dict):
+        return {key: trimmed(value) for key, value in document.items() if key not in HEAVY}
+    if isinstance(document, list):
+        return [trimmed(value) for value in document]
+    return document
+
+
+def make_record(name: str, command: str, document: dict) -> dict:
+    return {"name": name, "command": command, "date": date.today().isoformat(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
+            "threads": os.environ.get("OMP_NUM_THREADS", "torch default"), "document": trimmed(document)}
+
+
+def demo_table(record: dict) -> str:
+    """The demo's comparison table (Markdown): the task's headline columns, the test gap to Retrain, the
+    training time, each row's variant below it."""
+    document = record["document"]
+    runs = document["runs"]
+    task = runs[0].get("task") or specs.data_kind(runs[0]["data"])
+    columns = specs.TASKS[task].columns
+    headline = specs.TASKS[task].test_metric
+    retrain = next((flatten(r["metrics"]) for r in runs if r["method"] == "retrain"), None)
+    headers = ["method", *(c.header for c in columns), *(["Retrain gap"] if retrain else []), "time"]
+    lines = [f"`{record['command']}` ({record['date']}; {record['machine']}; threads: {record['threads']}; "
+             f"{document['deletion']['units']} units deleted, seed {runs[0]['seed']}; percent, AUC x 100)", "",
+             "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+
+    def row(label: str, metrics: dict, seconds) -> None:
+        flat = flatten(metrics)
+        cells = [fmt(flat.get(c.metric), c.metric) for c in columns]
+        if retrain:
+            value = flat.get(headline)
+            cells.append(fmt(None if value is None else abs(value - retrain[headline]), headline))
+        lines.append("| " + " | ".join([label, *cells, fmt(seconds, "seconds")]) + " |")
+
+    row("original", document["original_metrics"], None)
+    for run in runs:
+        row(specs.METHODS[run["method"]].title, run["metrics"], run.get("seconds"))
+    lines.append("")
+    lines.extend(f"- {specs.METHODS[run['method']].title}: {run.get('variant', 'variant not recorded')}"
+                 for run in runs)
+    return "\n".join(lines)
+
+
+RENDERERS = {"demo": demo_table}
+
+
+def render(record: dict) -> str:
+    kind = "demo" if "runs" in record["document"] else None
+    if kind not in RENDERERS:
+        raise SystemExit(f"{record['name']}: no table renders this document (known: {', '.join(RENDERERS)})")
+    return RENDERERS[kind](record)
+
+
+def block(name: str) -> re.Pattern:
+    return re.compile(rf"(<!-- results:{re.escape(name)} -->\n)(.*?)(\n<!-- /results:{re.escape(name)} -->)", re.S)
+
+
+def refreshed(text: str, record: dict) -> str:
+    """`text` with the record's block regenerated; SystemExit when the text has no such block."""
+    pattern = block(record["name"])
+    if not pattern.search(text):
+        raise SystemExit(f"no <!-- results:{record['name']} --> block to fill")
+    return pattern.sub(lambda match: match.group(1) + render(record) + match.group(3), text)
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["--record"]:
+        name, command = argv[1], argv[argv.index("--command") + 1]
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path = RESULTS / f"{name}.json"
+        path.write_text(json.dumps(make_record(name, command, json.load(sys.stdin)), indent=1) + "\n")
+        print(path)
+        return
+    record = json.loads(Path(argv[0]).read_text())
+    for target in argv[1:] or [str(ROOT / "README.md")]:
+        Path(target).write_text(refreshed(Path(target).read_text(), record))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
