@@ -159,10 +159,14 @@ def median_per_seed(per_seed: dict[str, float]) -> dict | None:
 
 
 def run_metrics(summary: dict) -> dict[str, float]:
-    """A finished run's numbers, flat: its metrics (``test.r_mean``, ``mia.df_member_rate``, ...) and seconds."""
+    """A finished run's numbers, flat: its metrics (``test.r_mean``, ``mia.df_member_rate``, ...), seconds and
+    the numbers of its cost (``cost.unlearning_seconds``, ``cost.peak_memory_mb``, ...; engine/cost.py)."""
     flat = flatten(summary.get("metrics") or {})
     if isinstance(summary.get("seconds"), (int, float)):
         flat["seconds"] = float(summary["seconds"])
+    cost = summary.get("cost") if isinstance(summary.get("cost"), dict) else {}
+    flat.update({f"cost.{name}": float(value) for name, value in cost.items()
+                 if isinstance(value, (int, float)) and not isinstance(value, bool)})
     return flat
 
 
@@ -253,6 +257,10 @@ def rank(methods: dict[str, dict[str, dict]], tolerance: float, scale: float = 1
 # --- the study as a person reads it (the `study` table and the HTML report) -------------------------
 RELATIVE_HEADERS = (("AUC gap", "auc_gap_to_retrain"), ("test gap", "test_gap_to_retrain"),
                     ("forget quality", "forget_quality"), ("privleak", "privleak"))
+# what a run cost, mean ± std over the seeds: training seconds (evaluation excluded), evaluation seconds, peak
+# memory (engine/cost.py); shown when any method has them (sessions from before `cost` have none)
+COST_HEADERS = (("train time", "cost.unlearning_seconds"), ("eval time", "cost.evaluation_seconds"),
+                ("peak mem", "cost.peak_memory_mb"))
 
 
 def grid_order(document: dict) -> list[str]:
@@ -271,6 +279,7 @@ def grid(document: dict, columns: Iterable[tuple[str, str]], titles: dict[str, s
     stats, ranking = document["methods"], document.get("ranking")
     columns = list(columns)
     relative = list(RELATIVE_HEADERS) if ranking else []
+    relative += [(h, m) for h, m in COST_HEADERS if any(m in per_method for per_method in stats.values())]
     headers = ["method", "n", *(h for h, _ in columns), *(h for h, _ in relative), *(["rank"] if ranking else [])]
     rows = []
     for method in grid_order(document):
