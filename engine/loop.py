@@ -122,6 +122,18 @@ class UpdateCheck:
     def before_step(self) -> None:
         self.sums = self.checksum()
 
+    def check_loss(self, total: torch.Tensor) -> None:
+        """Before the first backward: a loss that no weight produced (reentrant checkpointing over frozen inputs
+        gives one) would fail inside autograd with a traceback; it fails here in one line instead."""
+        if not total.requires_grad:
+            raise RunFailed(self.no_gradient)
+
+    @property
+    def no_gradient(self) -> str:
+        return (f"no gradient reached the {len(self.parameters)} trainable weights at the first step: the loss does "
+                "not depend on them (with --grad-checkpointing and LoRA the inputs must require grad; a loss "
+                "detached from the model); nothing would be unlearned")
+
     def after_step(self) -> None:
         local = [p.to_local() if hasattr(p, "to_local") else p for p in self.parameters]
         reached = any(p.grad is not None and bool(p.grad.detach().ne(0).any()) for p in local)
@@ -129,9 +141,7 @@ class UpdateCheck:
         if self.parallel is not None:
             reached, moved = self.parallel.any(reached), self.parallel.any(moved)
         if not reached:
-            raise RunFailed(f"no gradient reached the {len(self.parameters)} trainable weights at the first step: "
-                            "the loss does not depend on them (with --grad-checkpointing and LoRA the inputs must "
-                            "require grad; a loss detached from the model); nothing would be unlearned")
+            raise RunFailed(self.no_gradient)
         if not moved:
             raise RunFailed(f"the first optimizer step changed none of the {len(self.parameters)} trainable weights "
                             "although gradients reached them: the optimizer does not update the model's weights "
@@ -225,6 +235,8 @@ def run_loop(
                     losses = method.losses(forget_batch, retain_batch)
             terms = readout.before_update(step, parallel.average_terms(losses) if parallel else losses)
             optimizer.zero_grad(set_to_none=True)
+            if step == 1:
+                movement.check_loss(losses["total"])
             with compile_failures_explained(bool(compiled)):  # the backward graph compiles at the first backward
                 losses["total"].backward()
             if parallel:  # FSDP's reduce-scatter averaged the shards' gradients; the whole scalars are left
