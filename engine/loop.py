@@ -103,6 +103,11 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def shard(tensor: torch.Tensor) -> torch.Tensor:
+    """This rank's part of an FSDP (DTensor) parameter or gradient; a plain tensor itself."""
+    return tensor.to_local() if hasattr(tensor, "to_local") else tensor
+
+
 class UpdateCheck:
     """The guard every run passes at its first optimizer step: some gradient reached the trainable weights and
     the step changed at least one of them. Neither holds when gradient checkpointing runs LoRA on frozen inputs
@@ -116,7 +121,7 @@ class UpdateCheck:
         self.parameters, self.parallel, self.sums = parameters, parallel, None
 
     def checksum(self):
-        local = [p.to_local() if hasattr(p, "to_local") else p for p in self.parameters]
+        local = [shard(p) for p in self.parameters]
         return torch.stack([p.detach().sum(dtype=torch.float64) for p in local]) if local else torch.zeros(0)
 
     def before_step(self) -> None:
@@ -135,8 +140,8 @@ class UpdateCheck:
                 "detached from the model); nothing would be unlearned")
 
     def after_step(self) -> None:
-        local = [p.to_local() if hasattr(p, "to_local") else p for p in self.parameters]
-        reached = any(p.grad is not None and bool(p.grad.detach().ne(0).any()) for p in local)
+        # an FSDP parameter and its gradient are DTensors: this rank's shard of each is what it holds
+        reached = any(p.grad is not None and bool(shard(p.grad).detach().ne(0).any()) for p in self.parameters)
         moved = not torch.equal(self.sums, self.checksum())
         if self.parallel is not None:
             reached, moved = self.parallel.any(reached), self.parallel.any(moved)

@@ -66,7 +66,7 @@ def test_concurrent_producers_train_once_and_neither_fails(tmp_path):
 
     def emit_for(name):
         def emit(kind, **fields):
-            if kind == "log" and "waiting for it" in fields["message"]:
+            if kind == "log" and "waiting for another run" in fields["message"]:
                 waiting.set()
         return emit
 
@@ -94,7 +94,7 @@ def test_a_waiting_run_can_be_cancelled(tmp_path):
     assert first.started.wait(30)
 
     def emit(kind, **fields):
-        if "waiting for it" in fields.get("message", ""):
+        if "waiting for another run" in fields.get("message", ""):
             waiting.set()
             stop.set()
 
