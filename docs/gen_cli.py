@@ -1,11 +1,11 @@
-"""Writes docs/cli.md, the CLI reference, from the typer app itself (never by hand).
+"""Writes docs/pages/cli.md, the CLI reference, from the typer app itself (never by hand).
 
 Typer's own Markdown writer (`typer.cli.get_docs_for_click`, what `typer workbench.cli utils docs` runs) walks
 the command tree typer builds from `workbench.cli`'s app: one section per command with its help, usage, arguments
 and options. Torch-free, like `--help`.
 
-    .venv/bin/python docs/gen_cli.py            # rewrite docs/cli.md
-    .venv/bin/python docs/gen_cli.py --check    # exit 1 when docs/cli.md differs from what the app gives
+    .venv/bin/python docs/gen_cli.py            # rewrite docs/pages/cli.md
+    .venv/bin/python docs/gen_cli.py --check    # exit 1 when docs/pages/cli.md differs from what the app gives
 
 tests/test_docs.py runs the check, so a new flag or command without a regenerated page fails the suite.
 """
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGE = ROOT / "docs" / "cli.md"
+PAGE = ROOT / "docs" / "pages" / "cli.md"
 PROG = "mmul-workbench"
 
 INTRO = f"""Generated from the typer app (`workbench.cli`) by `docs/gen_cli.py` with typer's own Markdown writer

@@ -1,4 +1,4 @@
-"""Writes docs/img/monitor.svg, the README's screenshot of the TUI, with Textual's own screenshot.
+"""Writes docs/pages/img/monitor.svg, the README's screenshot of the TUI, with Textual's own screenshot.
 
 The app is built and driven as tests/test_tui_snapshots.py does (`create_app`, `run_test()`, no engine): the
 monitor opened on a fixed event list (a MultiDelete run: three loss terms, step evaluations, three sequential
@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "docs" / "img" / "monitor.svg"
+OUT = ROOT / "docs" / "pages" / "img" / "monitor.svg"
 SIZE = (120, 36)
 
 
