@@ -104,7 +104,7 @@ def main(argv: list[str]) -> None:
         print(path)
         return
     record = json.loads(Path(argv[0]).read_text())
-    for target in argv[1:] or [str(ROOT / "README.md")]:
+    for target in argv[1:] or [str(ROOT / "docs" / "pages" / "results.md")]:  # where the results tables live
         Path(target).write_text(refreshed(Path(target).read_text(), record))
 
 
