@@ -13,7 +13,8 @@ from engine.jobs import run_job, validate
 from engine.preflight import preflight
 from engine.spec import PEOPLE_WORLDS, WORLDS
 
-__all__ = ["DeletionPreview", "data_info", "export_world", "forget_quality", "preflight", "preview_deletion", "run_job", "validate"]
+__all__ = ["DeletionPreview", "data_info", "export_world", "forget_quality", "memory_plan", "preflight",
+           "preview_deletion", "run_job", "validate"]
 
 EXPORT_FORMATS = {"retrieval": ("flickr30k", "coco"), "classification": ("snli-ve", "nlvr2"),
                   "multiple_choice": ("mmbench", "mllmu")}
@@ -98,3 +99,19 @@ def forget_quality(scores, reference) -> float | None:
     from engine.metrics.forget_quality import forget_quality as ks_p_value
 
     return ks_p_value(scores, reference)
+
+
+def memory_plan(model: str, method: str, **options) -> dict:
+    """`mmul-workbench plan`: the memory a run needs per device (engine/plan.py; torch loads here, the model
+    is built on the meta device). SpecError (one line) for a model, method or size that cannot be planned."""
+    from engine.plan import parse_bytes, plan
+
+    try:
+        if isinstance(options.get("gpu_memory"), str):
+            options["gpu_memory"] = parse_bytes(options["gpu_memory"])
+        return plan(model, method, **options)
+    except SpecError:
+        raise
+    except (OSError, ValueError, KeyError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SpecError(f"cannot plan {model}: {first}") from None

@@ -14,6 +14,7 @@ from typing import Callable
 
 import torch
 
+from engine.checkpointing import disable_checkpointing, enable_checkpointing
 from engine.compiled import compile_blocks, compile_failures_explained, uncompile
 from engine.errors import Cancelled, RunFailed
 from engine.parallel import clip_gradients, is_sharded
@@ -48,6 +49,8 @@ class LoopConfig:
 class LoopResult:
     steps: int
     seconds: float  # training time: evaluation during the loop excluded
+    evaluation_seconds: float = 0.0  # the evaluations during the loop
+    examples: int = 0  # Df and Dr rows drawn for the steps taken, over every rank
 
 
 class BatchStream:
@@ -67,6 +70,7 @@ class BatchStream:
             self._order, self._cursor = torch.randperm(len(self.pairs), generator=self.generator), 0
         indices = self._order[self._cursor : self._cursor + self.batch_size]
         self._cursor += self.batch_size
+        self.last_rows = len(indices)  # the global batch's rows, before a rank takes its share
         if self.parallel is not None:  # every rank drew the same global batch; each trains on its share
             indices = self.parallel.shard(indices)
         # the rows' positions in their set, on the host: a method caches the frozen original's rows by them
@@ -97,6 +101,51 @@ def peak_memory_mb(device: torch.device) -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+class UpdateCheck:
+    """The guard every run passes at its first optimizer step: some gradient reached the trainable weights and
+    the step changed at least one of them. Neither holds when gradient checkpointing runs LoRA on frozen inputs
+    that never require grad (lora_B stays zero), when a loss is detached from the weights, or when the
+    optimizer holds other tensors than the model's; the run fails there, in one line, instead of training
+    nothing for hours. A cheap checksum (each weight's float64 sum) is compared; weight decay alone moves
+    weights with no gradient, hence the gradient check beside it. Under --devices N it fails only when no rank
+    saw a gradient or a change (a rank's FSDP shard may hold only weights the step leaves alone)."""
+
+    def __init__(self, parameters: list, parallel=None):
+        self.parameters, self.parallel, self.sums = parameters, parallel, None
+
+    def checksum(self):
+        local = [p.to_local() if hasattr(p, "to_local") else p for p in self.parameters]
+        return torch.stack([p.detach().sum(dtype=torch.float64) for p in local]) if local else torch.zeros(0)
+
+    def before_step(self) -> None:
+        self.sums = self.checksum()
+
+    def check_loss(self, total: torch.Tensor) -> None:
+        """Before the first backward: a loss that no weight produced (reentrant checkpointing over frozen inputs
+        gives one) would fail inside autograd with a traceback; it fails here in one line instead."""
+        if not total.requires_grad:
+            raise RunFailed(self.no_gradient)
+
+    @property
+    def no_gradient(self) -> str:
+        return (f"no gradient reached the {len(self.parameters)} trainable weights at the first step: the loss does "
+                "not depend on them (with --grad-checkpointing and LoRA the inputs must require grad; a loss "
+                "detached from the model); nothing would be unlearned")
+
+    def after_step(self) -> None:
+        local = [p.to_local() if hasattr(p, "to_local") else p for p in self.parameters]
+        reached = any(p.grad is not None and bool(p.grad.detach().ne(0).any()) for p in local)
+        moved = not torch.equal(self.sums, self.checksum())
+        if self.parallel is not None:
+            reached, moved = self.parallel.any(reached), self.parallel.any(moved)
+        if not reached:
+            raise RunFailed(self.no_gradient)
+        if not moved:
+            raise RunFailed(f"the first optimizer step changed none of the {len(self.parameters)} trainable weights "
+                            "although gradients reached them: the optimizer does not update the model's weights "
+                            "(or the lr is too small to change them); nothing would be unlearned")
 
 
 def run_loop(
@@ -138,9 +187,15 @@ def run_loop(
     request = {} if config.request is None else {"request": config.request}
     readout = StepReadout(device, emit, config.lr, config.phase, request)
 
-    def draw() -> tuple[dict | None, dict | None]:  # always Df then Dr: the generator's draws keep their order
-        return (forget_stream.next() if forget_stream else None, retain_stream.next() if retain_stream else None)
+    def draw() -> tuple[dict | None, dict | None, int]:  # always Df then Dr: the generator's draws keep their order
+        forget_batch = forget_stream.next() if forget_stream else None
+        retain_batch = retain_stream.next() if retain_stream else None
+        return forget_batch, retain_batch, sum(s.last_rows for s in (forget_stream, retain_stream) if s is not None)
 
+    checkpointing = enable_checkpointing(model) if (method.params or {}).get("grad_checkpointing") else 0
+    if checkpointing:
+        emit("log", level="info", message=f"gradient checkpointing: {checkpointing} layers recompute their "
+             "activations in the backward pass")
     model.train()
     started = clock()
     method.before_training(forget if forget_stream else None, retain if retain_stream else None)
@@ -163,13 +218,15 @@ def run_loop(
             else min(step, total_steps) / max(total_steps, 1))))
     )
     evaluating = 0.0  # the time spent in evaluate() is not training time: seconds leaves it out
+    examples = 0
+    movement = UpdateCheck(sharded.trainable if sharded is not None else trainable, parallel)
     step = 0
     upcoming = draw()
     for step in range(1, total_steps + 1):
         if parallel.any(should_stop()) if parallel else should_stop():
             readout.flush()
             raise Cancelled(f"stopped before step {step}")
-        forget_batch, retain_batch = upcoming
+        forget_batch, retain_batch, rows = upcoming
         try:
             with autocast, compile_failures_explained(bool(compiled)):
                 if sharded is not None:
@@ -178,6 +235,8 @@ def run_loop(
                     losses = method.losses(forget_batch, retain_batch)
             terms = readout.before_update(step, parallel.average_terms(losses) if parallel else losses)
             optimizer.zero_grad(set_to_none=True)
+            if step == 1:
+                movement.check_loss(losses["total"])
             with compile_failures_explained(bool(compiled)):  # the backward graph compiles at the first backward
                 losses["total"].backward()
             if parallel:  # FSDP's reduce-scatter averaged the shards' gradients; the whole scalars are left
@@ -186,17 +245,22 @@ def run_loop(
                 clip_gradients(sharded.trainable, config.max_grad_norm)
             elif config.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+            if step == 1:  # the first step, at the full lr (> 0): a step that moves nothing is a broken setup
+                movement.before_step()
             optimizer.step()
+            if step == 1:
+                movement.after_step()
             trained[0] = clock() - started - evaluating
             schedule.step()
             # the next step's batches, prepared while the device still runs this one's queued work
-            upcoming = draw() if step < total_steps else (None, None)
+            upcoming = draw() if step < total_steps else (None, None, 0)
         except torch.OutOfMemoryError:
             optimizer.zero_grad(set_to_none=True)
             raise RunFailed(
                 f"out of memory on {device} at step {step}; lower --batch-size ({config.forget_batch_size}) "
                 f"or --retain-batch-size ({config.retain_batch_size})"
             ) from None
+        examples += rows
         readout.after_update(step, terms, optimizer.param_groups[0]["lr"], peak_memory_mb(device))
         at_epoch_end = step % driver.steps_per_pass == 0 or step == total_steps
         due = step % config.eval_every == 0 if config.eval_every else at_epoch_end
@@ -221,7 +285,10 @@ def run_loop(
     if sharded is not None and sharded.active:
         sharded.gather()
     uncompile(compiled)
+    if checkpointing:
+        disable_checkpointing(model)
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    return LoopResult(steps=step, seconds=clock() - started - evaluating)
+    return LoopResult(steps=step, seconds=clock() - started - evaluating, evaluation_seconds=evaluating,
+                      examples=examples)

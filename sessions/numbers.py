@@ -8,7 +8,8 @@ the demo, study and PULSE tables, the HTML reports and the plots' axes.
   (``test.r_mean``, ``df.txt_r1``), classification accuracy and MMBench retention are stored in percent
   and shown as they are.
 - Deltas signed, one decimal, in the same units: ``+1.2``, ``-0.4``.
-- Seconds humanised: ``45 s``, ``3 m 20 s``, ``1 h 05 m``.
+- Seconds humanised: ``45 s``, ``3 m 20 s``, ``1 h 05 m`` (``seconds`` and any ``*_seconds``: a run's cost).
+- Memory (``*_mb``) in MB below a GB, else in GB with one decimal: ``510 MB``, ``12.3 GB``.
 - A p-value (``forget_quality``) with two significant digits; any other number with four.
 
 Stored events and every ``--json`` keep the raw values; only what is printed goes through here.
@@ -24,6 +25,7 @@ FRACTION = "fraction"  # stored 0-1, shown in percent
 PERCENT = "percent"    # stored and shown in percent
 P_VALUE = "p-value"
 SECONDS = "seconds"
+MEGABYTES = "megabytes"
 NUMBER = "number"
 
 PEOPLE_GROUPS = ("forget", "forget_all", "retain", "other")  # four-option QA groups, each .image and .text
@@ -40,8 +42,10 @@ def unit(name: str | None) -> str:
         return NUMBER
     parts = name.split(".")
     last = parts[-1]
-    if last in SECONDS_NAMES:
+    if last in SECONDS_NAMES or last.endswith("_seconds"):
         return SECONDS
+    if last.endswith("_mb"):
+        return MEGABYTES
     if last in P_VALUE_NAMES:
         return P_VALUE
     if last in FRACTION_NAMES or last.endswith("auc") or last.endswith("_rate"):
@@ -90,6 +94,8 @@ def fmt(value: Any, name: str | None = None) -> str:
         return f"{shown(name, number):.1f}"
     if kind == SECONDS:
         return format_duration(number)
+    if kind == MEGABYTES:
+        return format_megabytes(number)
     if kind == P_VALUE:
         return f"{number:.2g}"
     if isinstance(value, int):
@@ -128,6 +134,8 @@ def fmt_mean_std(stats: dict | None, name: str | None = None) -> str:
         return "-"
     if unit(name) == SECONDS:
         return f"{format_duration(mean)} ± {format_duration(std or 0.0)}"
+    if unit(name) == MEGABYTES:
+        return f"{format_megabytes(mean)} ± {format_megabytes(std or 0.0)}"
     return f"{fmt(mean, name)} ± {fmt(std or 0.0, name)}"
 
 
@@ -144,5 +152,10 @@ def format_duration(seconds: float) -> str:
     return f"{whole // 3600} h {whole % 3600 // 60:02d} m"
 
 
-__all__ = ["FRACTION", "NUMBER", "PERCENT", "P_VALUE", "SECONDS", "fmt", "fmt_delta", "fmt_mean_std",
-           "format_duration", "is_fraction", "is_rate", "shown", "unit"]
+def format_megabytes(megabytes: float) -> str:
+    """``510 MB``; from a GB on, ``12.3 GB``."""
+    return f"{megabytes / 1024:.1f} GB" if abs(megabytes) >= 1024 else f"{megabytes:.0f} MB"
+
+
+__all__ = ["FRACTION", "MEGABYTES", "NUMBER", "PERCENT", "P_VALUE", "SECONDS", "fmt", "fmt_delta", "fmt_mean_std",
+           "format_duration", "format_megabytes", "is_fraction", "is_rate", "shown", "unit"]

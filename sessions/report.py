@@ -118,6 +118,25 @@ def metrics_rows(events: list[dict], summary) -> tuple[list[str], list[list[str]
     return headers, out
 
 
+COST_LABELS = (("original_seconds", "original training"), ("unlearning_seconds", "unlearning (training)"),
+               ("evaluation_seconds", "evaluation"), ("wall_seconds", "wall clock"), ("steps", "steps"),
+               ("examples", "examples"), ("examples_per_second", "examples / s"), ("peak_memory_mb", "peak memory"),
+               ("memory", "measured as"), ("device", "device"), ("device_count", "devices"),
+               ("torch_threads", "torch threads"))
+COST_CAPTION = ("Original training is 0 when the original came from the cache or was given; unlearning seconds "
+                "exclude the evaluations during the loop; a request counts from the end of the one before (the first "
+                "from the run's start); peak memory: CUDA's max allocated, or the process's peak RSS on the CPU.")
+
+
+def cost_rows(summary) -> list[list[str]]:
+    """What the run cost (its summary's ``cost``, engine/cost.py): one row per figure, the run's and each request's."""
+    if not isinstance(summary, dict) or not isinstance(summary.get("cost"), dict):
+        return []
+    requests = [r.get("cost") or {} for r in summary.get("requests") or [] if isinstance(r, dict)]
+    return [[label, *(fmt(cost.get(name), name) for cost in (summary["cost"], *requests))]
+            for name, label in COST_LABELS if name in summary["cost"]]
+
+
 def session_section(meta: dict, events: list[dict]) -> str:
     """One session: what ran, its final metrics and its curves."""
     spec = meta.get("spec") or {}
@@ -134,6 +153,10 @@ def session_section(meta: dict, events: list[dict]) -> str:
     headers, rows = metrics_rows(events, meta.get("summary"))
     if rows:
         parts.append("<h3>final metrics</h3>" + table_html(headers, rows))
+    cost = cost_rows(meta.get("summary"))
+    if cost:
+        parts.append("<h3>cost</h3>" + table_html(["", "run", *(f"request {n}" for n in range(1, len(cost[0]) - 1))],
+                                                  cost, COST_CAPTION))
     plots = []
     losses = loss_series(events)
     if losses:

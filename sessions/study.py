@@ -159,10 +159,14 @@ def median_per_seed(per_seed: dict[str, float]) -> dict | None:
 
 
 def run_metrics(summary: dict) -> dict[str, float]:
-    """A finished run's numbers, flat: its metrics (``test.r_mean``, ``mia.df_member_rate``, ...) and seconds."""
+    """A finished run's numbers, flat: its metrics (``test.r_mean``, ``mia.df_member_rate``, ...), seconds and
+    the numbers of its cost (``cost.unlearning_seconds``, ``cost.peak_memory_mb``, ...; engine/cost.py)."""
     flat = flatten(summary.get("metrics") or {})
     if isinstance(summary.get("seconds"), (int, float)):
         flat["seconds"] = float(summary["seconds"])
+    cost = summary.get("cost") if isinstance(summary.get("cost"), dict) else {}
+    flat.update({f"cost.{name}": float(value) for name, value in cost.items()
+                 if isinstance(value, (int, float)) and not isinstance(value, bool)})
     return flat
 
 
@@ -253,6 +257,10 @@ def rank(methods: dict[str, dict[str, dict]], tolerance: float, scale: float = 1
 # --- the study as a person reads it (the `study` table and the HTML report) -------------------------
 RELATIVE_HEADERS = (("AUC gap", "auc_gap_to_retrain"), ("test gap", "test_gap_to_retrain"),
                     ("forget quality", "forget_quality"), ("privleak", "privleak"))
+# what a run cost, mean ± std over the seeds: training seconds (evaluation excluded), evaluation seconds, peak
+# memory (engine/cost.py); shown when any method has them (sessions from before `cost` have none)
+COST_HEADERS = (("train time", "cost.unlearning_seconds"), ("eval time", "cost.evaluation_seconds"),
+                ("peak mem", "cost.peak_memory_mb"))
 
 
 def grid_order(document: dict) -> list[str]:
@@ -263,14 +271,16 @@ def grid_order(document: dict) -> list[str]:
     return order + [m for m in spec["methods"] if m not in order]
 
 
-def grid(document: dict, columns: Iterable[tuple[str, str]], titles: dict[str, str] | None = None
-         ) -> tuple[list[str], list[list[str]]]:
+def grid(document: dict, columns: Iterable[tuple[str, str]], titles: dict[str, str] | None = None,
+         cost: bool = True) -> tuple[list[str], list[list[str]]]:
     """The study's grid in words: (headers, rows); one row per method (``grid_order``) with n, each headline
     column ``(header, metric)`` as mean ± std (sessions.numbers), the Retrain-relative scores and the rank
-    when Retrain ran. ``titles`` maps method names to what is shown."""
+    when Retrain ran, and the cost columns (``cost``: train time, eval time, peak memory) when the runs have them.
+    ``titles`` maps method names to what is shown."""
     stats, ranking = document["methods"], document.get("ranking")
     columns = list(columns)
     relative = list(RELATIVE_HEADERS) if ranking else []
+    relative += cost_columns(stats) if cost else []
     headers = ["method", "n", *(h for h, _ in columns), *(h for h, _ in relative), *(["rank"] if ranking else [])]
     rows = []
     for method in grid_order(document):
@@ -286,6 +296,20 @@ def grid(document: dict, columns: Iterable[tuple[str, str]], titles: dict[str, s
     return headers, rows
 
 
+def cost_columns(stats: dict) -> list[tuple[str, str]]:
+    return [(h, m) for h, m in COST_HEADERS if any(m in per_method for per_method in stats.values())]
+
+
+def cost_grid(document: dict, titles: dict[str, str] | None = None) -> tuple[list[str], list[list[str]]]:
+    """What each method cost, mean ± std over its runs (the terminal prints it apart from the wide grid)."""
+    stats, columns = document["methods"], cost_columns(document["methods"])
+    if not columns:
+        return [], []
+    return (["method", *(h for h, _ in columns)],
+            [[(titles or {}).get(m, m), *(fmt_mean_std(stats.get(m, {}).get(metric), metric) for _, metric in columns)]
+             for m in grid_order(document)])
+
+
 def grid_caption(document: dict) -> str:
     """The ranking rule in words (or what is missing for it)."""
     ranking = document.get("ranking")
@@ -298,5 +322,5 @@ def grid_caption(document: dict) -> str:
             "(0 = like Retrain, < 0 Df still looks remembered, > 0 over-forgotten).")
 
 
-__all__ = ["REFERENCE", "RELATIVE", "STUDY_ID", "StudyError", "StudyRecord", "aggregate", "grid", "grid_caption",
+__all__ = ["REFERENCE", "RELATIVE", "STUDY_ID", "StudyError", "StudyRecord", "aggregate", "cost_grid", "grid", "grid_caption",
            "grid_order", "mean_std", "median_per_seed", "privleak", "rank", "relative_scores", "run_metrics", "studies_dir", "study_id"]

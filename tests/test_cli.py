@@ -70,6 +70,20 @@ def test_malformed_id_file(home, tmp_path):
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
+COST_FIELDS = {"original_seconds", "unlearning_seconds", "evaluation_seconds", "wall_seconds", "steps", "examples",
+               "examples_per_second", "peak_memory_mb", "memory", "device", "device_count", "torch_threads"}
+
+
+def assert_cost(cost: dict, steps: int) -> None:
+    """A run's (or a request's) `cost` on the CPU: every field, seconds split by what they were spent on."""
+    assert set(cost) == COST_FIELDS, cost
+    assert cost["steps"] == steps and cost["device_count"] == 1 and cost["memory"] == "rss"
+    assert cost["unlearning_seconds"] > 0 and cost["evaluation_seconds"] > 0 and cost["original_seconds"] >= 0
+    assert cost["wall_seconds"] >= cost["unlearning_seconds"] + cost["evaluation_seconds"]
+    assert cost["examples_per_second"] == pytest.approx(cost["examples"] / cost["unlearning_seconds"], rel=1e-3)
+    assert cost["peak_memory_mb"] > 50 and cost["torch_threads"] >= 1 and cost["device"]
+
+
 def test_end_to_end_run_json(home):
     out = run_cli(home, "run", "--method", "multidelete", "--model", "clip-tiny", "--data", "shapes-tiny",
                   "--delete", "8", "--epochs", "2", "--json")
@@ -81,6 +95,12 @@ def test_end_to_end_run_json(home):
     assert {"r_mean", "txt_r1", "img_r1", "txt_r5", "img_r5", "txt_r10", "img_r10"} <= set(metrics["test"])
     assert {"df_member_rate", "auc"} <= set(metrics["mia"])
     assert result["seconds"] > 0 and result["steps"] == 2 * 3  # 40 Df pairs / batch 16 = 3 steps per epoch
+    assert_cost(result["cost"], steps=6)
+    assert result["cost"]["unlearning_seconds"] == result["seconds"]  # `seconds` is the training time, as before
+    # multidelete iterates Df (40 pairs, batches of 16: 16 + 16 + 8 a pass) and draws Dr batches of 64 beside it
+    assert result["cost"]["examples"] == 2 * (40 + 3 * 64)
+    assert len(result["requests"]) == 1 and result["requests"][0]["cost"]["steps"] == 6
+    assert_cost(result["requests"][0]["cost"], steps=6)
     # the original was trained once and really learned the task
     assert result["original_metrics"]["test"]["r_mean"] > 30
     # the session holds the spec, every loss term, and the final summary

@@ -163,3 +163,34 @@ def test_image_text_methods_on_retrieval(home, method):
     document = run_job(normal, Writer, lambda: False)
     assert [entry["units"] for entry in document["requests"]] == [3, 3, 3]
     assert all(0.0 <= entry["metrics"]["df_dr_auc"] <= 1.0 for entry in document["requests"])
+
+
+def test_lora_with_gradient_checkpointing_trains_the_lora_weights(home):
+    """`pulse --update llm --grad-checkpointing` on llava-tiny: the LLM's layers checkpoint (logged), LoRA's
+    factors train (inputs made to require grad), so the merged q_proj weights differ from the original's; the
+    first-step guard passes; and the document carries its cost."""
+    import torch
+
+    from engine.protocols.requests import run_requests
+    from engine.tasks import task_for
+    from sessions.paths import cache_dir
+
+    events = []
+    normal = specs.validate_pulse({"method": "ga", "model": "llava-tiny", "data": "people-tiny", "requests": 1,
+                                   "knowledge": "finetuned", "device": "cpu",
+                                   "params": {"epochs": 1, "update": "llm", "grad_checkpointing": True}})
+    document = run_requests(normal, lambda kind, **fields: events.append((kind, fields)), lambda: False)
+    logs = [f["message"] for k, f in events if k == "log"]
+    assert any(m.startswith("gradient checkpointing: ") and "layers recompute" in m for m in logs), logs
+    assert document["hyperparameters"]["grad_checkpointing"] is True
+    assert set(document["cost"]) >= {"original_seconds", "unlearning_seconds", "evaluation_seconds", "steps",
+                                     "examples_per_second", "peak_memory_mb", "device", "device_count", "torch_threads"}
+    assert document["requests"][0]["cost"]["steps"] == document["steps"] > 0
+    task = task_for(normal, lambda *a, **k: None, lambda: False, cache_dir())
+    before, after = (task.load(document[key], torch.device("cpu")) for key in ("original_checkpoint", "checkpoint"))
+    q_before = {n: p for n, p in before.core.named_parameters() if "q_proj.weight" in n}
+    q_after = dict(after.core.named_parameters())
+    assert q_before and any(not torch.equal(p, q_after[n]) for n, p in q_before.items())  # lora_B left zero
+    moved = [n for n, p in before.core.named_parameters() if not torch.equal(p, dict(after.core.named_parameters())[n])]
+    assert moved and all("language_model" in n and any(t in n for t in ("q_proj", "k_proj", "v_proj", "o_proj",
+                         "gate_proj", "up_proj", "down_proj")) for n in moved)  # only the LoRA-adapted weights

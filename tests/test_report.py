@@ -29,7 +29,8 @@ def invoke(*args):
     return CliRunner().invoke(app, ["sessions", "report", *args])
 
 
-def make(home, method: str, auc: float, r_mean: float, seed: int = 42, steps: int = 60, df_unit_scores=None) -> str:
+def make(home, method: str, auc: float, r_mean: float, seed: int = 42, steps: int = 60, df_unit_scores=None,
+         cost=None, requests=None) -> str:
     spec = {"method": method, "model": "clip-tiny", "data": "shapes-tiny", "seed": seed,
             "deletion": {"strategy": "random", "n": 4, "seed": seed}, "params": {"lr": 1e-4}}
     writer = SessionStore(home).create(spec, name=f"{method} s{seed}")
@@ -46,6 +47,8 @@ def make(home, method: str, auc: float, r_mean: float, seed: int = 42, steps: in
                "metrics": {"df_dr_auc": auc, "test": {"r_mean": r_mean}, "mia": {"df_member_rate": 0.1}}}
     if df_unit_scores is not None:
         summary["df_unit_scores"] = df_unit_scores
+    if cost is not None:
+        summary["cost"], summary["requests"] = cost, requests or []
     writer.finish("finished", summary=summary)
     return writer.session_id
 
@@ -198,3 +201,35 @@ def test_help_and_sessions_commands_import_neither_torch_nor_matplotlib(tmp_path
         out = subprocess.run([sys.executable, "-c", code], env=cli_env(tmp_path), cwd=ROOT, capture_output=True,
                              text=True)
         assert out.stdout.strip().splitlines()[-1] == "HEAVY=", (argv, out.stdout + out.stderr)
+
+
+def cost_of(unlearning: float, peak: float, original: float = 0.0) -> dict:
+    return {"original_seconds": original, "unlearning_seconds": unlearning, "evaluation_seconds": 3.0,
+            "wall_seconds": 30.0, "steps": 12, "examples": 960, "examples_per_second": 960 / unlearning,
+            "peak_memory_mb": peak, "memory": "rss", "device": "AMD EPYC", "device_count": 1, "torch_threads": 2}
+
+
+def test_cost_in_the_session_and_study_reports(home, tmp_path):
+    """A session's cost table (the run's and each request's, in the one number format) and the study grid's cost
+    columns, mean ± std over the seeds: unlearning 10 s and 14 s give 12 s ± sqrt(8) = 2.8 s; peaks 500 and
+    2548 MB give 1.5 GB ± 1448 MB = 1.4 GB."""
+    first = cost_of(10.0, 500.0, original=75.0)
+    requests = [{"request": 1, "cost": cost_of(4.0, 480.0, original=75.0)}, {"request": 2, "cost": cost_of(6.0, 500.0)}]
+    a = make(home, "ft", 0.8, 50.0, seed=42, cost=first, requests=requests)
+    b = make(home, "ft", 0.82, 52.0, seed=7, cost=cost_of(14.0, 2548.0))
+    out = tmp_path / "cost.html"
+    assert invoke(a, "--out", str(out)).exit_code == 0
+    text = out.read_text()
+    assert "<h3>cost</h3>" in text and "<th>request 2</th>" in text
+    assert "<tr><td>original training</td><td>1 m 15 s</td><td>1 m 15 s</td><td>0 s</td></tr>" in text
+    assert "<tr><td>unlearning (training)</td><td>10 s</td><td>4 s</td><td>6 s</td></tr>" in text
+    assert "<tr><td>peak memory</td><td>500 MB</td><td>480 MB</td><td>500 MB</td></tr>" in text
+    assert "<tr><td>device</td><td>AMD EPYC</td>" in text and "<td>measured as</td><td>rss</td>" in text
+
+    write_study(home, [{"method": "ft", "seed": 42, "session": a, "state": "finished"},
+                       {"method": "ft", "seed": 7, "session": b, "state": "finished"}], methods=("ft",))
+    result = invoke("--study", STUDY, "--out", str(tmp_path / "study.html"))
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "study.html").read_text()
+    assert "<th>train time</th><th>eval time</th><th>peak mem</th>" in text
+    assert "<td>12 s ± 2.8 s</td><td>3 s ± 0 s</td><td>1.5 GB ± 1.4 GB</td>" in text

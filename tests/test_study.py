@@ -117,6 +117,22 @@ def test_aggregate_and_rank_by_hand():
     assert rank(stats, 4.0)["within"] == []
 
 
+def test_cost_is_aggregated_as_mean_and_std_per_method():
+    """Every number of a run's `cost` becomes ``cost.<field>``, mean ± std over the seeds; text fields (the
+    device's name) are not aggregated. 10 s and 14 s: mean 12, std sqrt(((10-12)^2 + (14-12)^2) / 1) = sqrt(8)."""
+    runs = []
+    for seed, seconds, peak in ((42, 10.0, 500.0), (87, 14.0, 700.0)):
+        run = result(0.7, 48.0, 0.9, [1, 2, 3], seconds=seconds)
+        run["cost"] = {"unlearning_seconds": seconds, "peak_memory_mb": peak, "steps": 12, "device": "cpu",
+                       "memory": "rss"}
+        runs.append(("ft", seed, run))
+    ft = aggregate(runs)["ft"]
+    assert ft["cost.unlearning_seconds"] == {"mean": 12.0, "std": pytest.approx(math.sqrt(8)), "n": 2}
+    assert ft["cost.peak_memory_mb"] == {"mean": 600.0, "std": pytest.approx(math.sqrt(20000)), "n": 2}
+    assert ft["cost.steps"] == {"mean": 12.0, "std": 0.0, "n": 2}
+    assert "cost.device" not in ft and "cost.memory" not in ft
+
+
 def test_relative_scores_read_the_task_headline():
     run = {"metrics": {"df_dr_auc": 0.7, "test": {"accuracy": 61.0}}, "df_unit_scores": [1.0]}
     retrain = {"metrics": {"df_dr_auc": 0.5, "test": {"accuracy": 66.0}}}  # no Df scores: no forget quality
@@ -199,6 +215,11 @@ def test_study_runs_the_grid_and_resumes(home, monkeypatch):
     assert '"mean"' not in json.dumps([m["forget_quality"] for m in doc["methods"].values()])
     assert "median of" in run_cli(home, "study", "--methods", "retrain,ft,multidelete", *args).stdout
     assert doc["ranking"]["tolerance"] == 5.0 and doc["ranking"]["test_metric"] == "test.r_mean"
+    for method in ("retrain", "ft", "multidelete"):  # what each cost, mean ± std over the two seeds
+        for field in ("unlearning_seconds", "evaluation_seconds", "original_seconds", "examples_per_second",
+                      "peak_memory_mb", "steps", "torch_threads"):
+            assert set(doc["methods"][method][f"cost.{field}"]) == {"mean", "std", "n"}
+            assert doc["methods"][method][f"cost.{field}"]["n"] == 2
     assert sorted(doc["ranking"]["within"] + doc["ranking"]["outside"]) == ["ft", "multidelete"]
 
     # each cell is an ordinary session, Retrain first for each seed, and carries its per-example Df scores
@@ -251,6 +272,7 @@ def test_study_runs_the_grid_and_resumes(home, monkeypatch):
     assert "1 of 6 runs to go" in table.stderr and "1 of 6 runs of study" in table.stderr
     assert doc["study"] in table.stdout and "±" in table.stdout and "forget quality" in table.stdout
     assert "Ranked by closeness to Retrain" in table.stdout and "within 5 points" in table.stdout
+    assert "train time" in table.stdout and "peak mem" in table.stdout  # the cost columns
     stored = json.loads(record.read_text())["cells"]
     assert stored[4] == {"method": "ft", "seed": 7, "session": None, "state": "failed"}
     assert [c for i, c in enumerate(stored) if i != 4] == [c for i, c in enumerate(cells) if i != 4]

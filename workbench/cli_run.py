@@ -121,6 +121,7 @@ def run(
         return print_json(result)
     print_table([result], original=result.get("original_metrics"))
     print_budget(result)
+    print_cost(result)
 
 
 def follow_engine(spec: dict, detach: bool, as_json: bool) -> None:
@@ -156,6 +157,7 @@ def follow_engine(spec: dict, detach: bool, as_json: bool) -> None:
         return print_json(result)
     print_table([result], original=result.get("original_metrics"))
     print_budget(result)
+    print_cost(result)
 
 
 def print_budget(result: dict) -> None:
@@ -166,6 +168,19 @@ def print_budget(result: dict) -> None:
                    f"{tuned['epochs']} (of {len(tuned['grid'])} grid points; {tuned['criterion']})")
     if timed:
         typer.echo(f"time budget: {', '.join(f'{s:.2f}' for s in timed['seconds'])} s per request ({timed['source']})")
+
+
+def print_cost(result: dict) -> None:
+    """The run's cost in one line: where its seconds went, its throughput, peak memory and device."""
+    cost = result.get("cost")
+    if not cost:
+        return
+    original = fmt(cost["original_seconds"], "seconds") if cost["original_seconds"] else "0 (cached or given)"
+    typer.echo(f"cost: original training {original}, unlearning {fmt(cost['unlearning_seconds'], 'seconds')}, "
+               f"evaluation {fmt(cost['evaluation_seconds'], 'seconds')}, wall {fmt(cost['wall_seconds'], 'seconds')}; "
+               f"{cost['steps']} steps, {cost['examples_per_second']:.4g} examples/s; peak "
+               f"{fmt(cost['peak_memory_mb'], 'peak_memory_mb')} ({cost['memory']}) on {cost['device_count']} x "
+               f"{cost['device']}, {cost['torch_threads']} torch threads")
 
 
 DEMO_METHODS = ("retrain", "ft", "neggrad", "ga_klr", "npo", "d2d", "multidelete")
@@ -224,10 +239,22 @@ def study_command(runs: list[dict]) -> str:
             f"--data {first['data']}{task} --delete {first['deletion']['n']} --budget matched-steps --tune")
 
 
+# a run's cost (engine/cost.py): training seconds (evaluation excluded), evaluation seconds, examples per
+# training second, the peak memory (CUDA's max allocated, or the process's peak RSS on the CPU)
+COST_HEADERS = ("train time", "eval time", "ex/s", "peak mem")
+COST_FIELDS = ("unlearning_seconds", "evaluation_seconds", "examples_per_second", "peak_memory_mb")
+
+
+def cost_cells(result: dict | None) -> list[str]:
+    """The cost columns of one result (a result from before `cost` shows its `seconds` as the training time)."""
+    cost = (result or {}).get("cost") or ({"unlearning_seconds": result.get("seconds")} if result else {})
+    return [fmt(cost.get(name), name) for name in COST_FIELDS]
+
+
 def print_table(results: list[dict], original: dict | None = None) -> None:
     """Rows = methods; the task's headline metrics (engine.spec TaskInfo.columns: Df/Dr AUC, test/Df/Dr
-    performance, MIA), the test gap to Retrain when Retrain ran, the time taken (the paper's comparison
-    table), in the workbench's one number format (sessions.numbers: rates and AUCs in percent)."""
+    performance, MIA), the test gap to Retrain when Retrain ran, and the cost (the paper's comparison table
+    with its time column split: training, evaluation, throughput, peak memory), in the workbench's one number format (sessions.numbers: rates and AUCs in percent)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -239,22 +266,22 @@ def print_table(results: list[dict], original: dict | None = None) -> None:
     gap = test is not None and retrain is not None and test.metric in retrain
 
     table = Table(title="unlearning results" + (f" ({first['deletion']['units']} units deleted)" if results else ""))
-    headers = ["method", *(c.header for c in columns), *(["Retrain gap"] if gap else []), "time"]
+    headers = ["method", *(c.header for c in columns), *(["Retrain gap"] if gap else []), *COST_HEADERS]
     for header in headers:
         table.add_column(header, justify="left" if header == "method" else "right")
 
-    def row(label, metrics, seconds):
+    def row(label, metrics, result):
         flat = flatten(metrics)
         cells = [fmt(flat.get(c.metric), c.metric) for c in columns]
         if gap:
             value = flat.get(test.metric)
             cells.append(fmt(None if value is None else abs(value - retrain[test.metric]), test.metric))
-        table.add_row(label, *cells, fmt(seconds, "seconds"))
+        table.add_row(label, *cells, *cost_cells(result))
 
     if original:
         row("original", original, None)
     for result in results:
-        row(specs.METHODS[result["method"]].title, result["metrics"], result.get("seconds"))
+        row(specs.METHODS[result["method"]].title, result["metrics"], result)
     # piped output keeps whole numbers and names rather than squeezing to 80 columns
     Console(width=None if sys.stdout.isatty() else 160).print(table)
 

@@ -24,7 +24,8 @@ from engine.spec.params import TUNE_AGAINST
 from engine.spec.validate import check_seed
 from sessions.metric_names import flatten
 from sessions.schema import ACTIVE_STATES
-from sessions.study import REFERENCE, StudyError, StudyRecord, aggregate, grid, grid_caption, rank, study_id
+from sessions.study import (REFERENCE, StudyError, StudyRecord, aggregate, cost_grid, grid, grid_caption, rank,
+                            study_id)
 from sessions.summary import format_deletion, test_headline_name
 from workbench.cli_run import (ARTIFACTS_HELP, CLUSTER_HELP, COMPILE_HELP, DEVICES_HELP, ORIGINAL_HELP, STRATEGY_HELP,
                                deletion_spec, placement, with_compile)
@@ -382,13 +383,22 @@ def print_study(document: dict) -> None:
 
     spec = document["spec"]
     table = Table(title=study_title(document))
-    headers, rows = grid(document, headline_columns(spec["task"]), method_titles())
+    headers, rows = grid(document, headline_columns(spec["task"]), method_titles(), cost=False)
     for header in headers:
         table.add_column(header, justify="left" if header == "method" else "right")
     for row in rows:
         table.add_row(*row)
     table.caption = grid_caption(document)
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    console.print(table)
+    headers, rows = cost_grid(document, method_titles())
+    if rows:  # what each method cost, mean ± std over its seeds (engine/cost.py)
+        cost = Table(title="cost per method (mean ± std over the seeds; train time excludes evaluation)")
+        for header in headers:
+            cost.add_column(header, justify="left" if header == "method" else "right")
+        for row in rows:
+            cost.add_row(*row)
+        console.print(cost)
 
 
 def study_title(document: dict) -> str:

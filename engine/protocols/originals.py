@@ -90,7 +90,12 @@ class Trainer:
 
 
 def original_dir(task, spec: dict, device, emit, should_stop, cache: Path) -> Path:
-    """The cached original made from exactly this data, checkpoint, task, seed and recipe; trained (and
+    """The original's directory (`trained_original` without its seconds)."""
+    return trained_original(task, spec, device, emit, should_stop, cache)[0]
+
+
+def trained_original(task, spec: dict, device, emit, should_stop, cache: Path) -> tuple[Path, float]:
+    """(directory, seconds this call spent training it: 0 when cached, given or the checkpoint itself). The cached original made from exactly this data, checkpoint, task, seed and recipe; trained (and
     cached) when missing. Another run training the same original is waited for, then its entry is used. A task
     whose original is the starting checkpoint itself (`original_is_checkpoint`: a real LMM's pretrained
     knowledge) gets that checkpoint back: nothing to train, and nothing worth copying; so does a deployed model
@@ -98,10 +103,10 @@ def original_dir(task, spec: dict, device, emit, should_stop, cache: Path) -> Pa
     if spec.get("original"):
         emit("log", level="info", message=f"the original is the deployed model given with --original, untouched: "
              f"{spec['original']} (--model {spec['model']} is the base Retrain starts from)")
-        return Path(spec["original"])
+        return Path(spec["original"]), 0.0
     if getattr(task, "original_is_checkpoint", False):
         emit("log", level="info", message=f"the original is the checkpoint itself, untouched: {spec['model']}")
-        return Path(spec["model"])
+        return Path(spec["model"]), 0.0
     # data serving several tasks (graph) trains one original per task; the default task keeps the plain name
     data_name = task.data_name if task.name == data_kind(spec["data"]) else f"{task.data_name}-{task.name}"
     fingerprint = original_fingerprint(task, spec)
@@ -110,7 +115,7 @@ def original_dir(task, spec: dict, device, emit, should_stop, cache: Path) -> Pa
          f"checkpoint fingerprint {fingerprint['model']})")
     if entry_matches(directory, fingerprint):
         emit("log", level="info", message=f"reusing the cached original model {directory}")
-        return directory
+        return directory, 0.0
 
     def waiting() -> None:  # a warning, so the terminal shows it (headless and --engine alike), not the log alone
         emit("log", level="warning", message=f"waiting for another run that is training the same original model "
@@ -119,7 +124,7 @@ def original_dir(task, spec: dict, device, emit, should_stop, cache: Path) -> Pa
     with producing(directory, should_stop, waiting):
         if entry_matches(directory, fingerprint):
             emit("log", level="info", message=f"reusing the original model another run just cached: {directory}")
-            return directory
+            return directory, 0.0
         started = time.perf_counter()
         seed_everything(spec["seed"], "original")
         model = task.load(spec["model"], device)
@@ -131,8 +136,9 @@ def original_dir(task, spec: dict, device, emit, should_stop, cache: Path) -> Pa
             write_lineage(staging, lineage)
 
         publish(directory, write, fingerprint)
-    emit("log", level="info", message=f"original model trained in {time.perf_counter() - started:.1f}s, saved to {directory}")
-    return directory
+    seconds = time.perf_counter() - started
+    emit("log", level="info", message=f"original model trained in {seconds:.1f}s, saved to {directory}")
+    return directory, seconds
 
 
 def original_record(directory: Path) -> dict | None:

@@ -27,7 +27,10 @@ from engine.protocols.budget import time_budget
 from engine.protocols import tune as tuning
 from engine.protocols.guard import Guard
 from engine.cache import checkpoint_fingerprint
-from engine.protocols.originals import original_dir, original_record, run_lineage, save_atomically
+from engine.cost import Cost, reset_peak_memory
+from engine.loop import peak_memory_mb
+from engine.parallel import current as current_parallel
+from engine.protocols.originals import original_dir, original_record, run_lineage, save_atomically, trained_original
 from engine.seeding import derive_seed, generator, seed_everything
 from engine.spec import CAPABILITIES, METHODS, check_method_fits
 from engine.spec.catalog import method_variant
@@ -58,6 +61,7 @@ def run_requests(spec: dict, emit: Callable[..., None], should_stop: Callable[[]
     requests = Requests(spec, emit, should_stop, resolve_device(spec["device"]))
     if requests.device.type == "cpu" and requests.task.cpu_threads:
         torch.set_num_threads(requests.task.cpu_threads)
+    reset_peak_memory(requests.device)  # the document's peak is this run's
     try:
         with DeviceTelemetry(requests.device, emit):  # the device event, and on CUDA its samples
             return requests.run(session_id, original_metrics)
@@ -74,6 +78,10 @@ def prepare_original(spec: dict, emit: Callable[..., None], should_stop: Callabl
 
 
 class Requests:
+    def cost_record(self, cost: Cost) -> dict:
+        parallel = current_parallel()
+        return cost.record(self.device, parallel.world if parallel else 1, peak_memory_mb(self.device))
+
     def __init__(self, spec: dict, emit, should_stop, device, task=None):
         self.spec, self.emit, self.should_stop, self.device = spec, emit, should_stop, device
         self.cache = cache_dir(spec.get("artifacts"))
@@ -84,13 +92,14 @@ class Requests:
     def run(self, session_id: str | None, original_metrics: dict | None) -> dict:
         spec, task, cls, emit, seed = self.spec, self.task, self.cls, self.emit, self.spec["seed"]
         started = time.perf_counter()
+        cost = Cost(started=started)
         timed = time_budget(spec)  # read before anything trains: a missing source is bad input
         if timed is not None:
             emit("log", level="info", message=f"time budget: {', '.join(f'{s:.2f}' for s in timed['seconds'])} s "
                  f"of training per request ({timed['source']})")
         units = task.forget_units()
         requests = split_requests(units, spec["requests"])
-        original = original_dir(task, spec, self.device, emit, self.should_stop, self.cache)
+        original, cost.original_seconds = trained_original(task, spec, self.device, emit, self.should_stop, self.cache)
 
         emit("phase", name="prepare")
         seed_everything(seed, "prepare")
@@ -100,7 +109,8 @@ class Requests:
         task.prepare(model)
         if original_metrics is None:
             seed_everything(seed, "evaluate", 0)
-            original_metrics = task.evaluate(task.load(str(original), self.device) if retraining else model, units)
+            with cost.evaluating():
+                original_metrics = task.evaluate(task.load(str(original), self.device) if retraining else model, units)
         emit("eval", step=0, phase="original", split="before", metrics=original_metrics)
         retain = task.retain_set(model, cls.reads_unimodal) if cls.uses_retain else None
         # what the method requires of the task's forget batches (validated: the task provides it); the preserve
@@ -128,14 +138,17 @@ class Requests:
         if guard.active:
             validation = task.validation_view(model)
             seed_everything(seed, "evaluate", 0)
-            judged_original = (as_validation(validation.evaluate(
-                task.load(str(original), self.device) if retraining else model, units)) if validation else original_metrics)
+            with cost.evaluating():
+                judged_original = (as_validation(validation.evaluate(
+                    task.load(str(original), self.device) if retraining else model, units)) if validation
+                    else original_metrics)
             guard = Guard(params, task.name, judged_original, emit)
 
         def judged(step: int, forgotten_now: list, reported: dict) -> dict:
             """What the guard reads at this evaluation: the validation view's, or on people data the reported one."""
             return guard.judging(step, as_validation(validation.evaluate(model, forgotten_now)) if validation
                                  else reported)
+        request_start = Cost(started=started)  # the first request's cost counts from the run's start
         for number, request in enumerate(requests, start=1):
             seed_everything(seed, "request", number)
             emit("phase", name="unlearn", request=number)
@@ -169,10 +182,12 @@ class Requests:
                 return guard.check(step, judged_metrics)
 
             result = run_loop(method, forget, retain, config, emit, self.should_stop, evaluate)
+            cost.add_loop(result)
             kept = None
             if guard.keep_best:
                 if guard.fired is None:  # the loop does not evaluate its last step: the last weights compete too
-                    guard.consider(result.steps, judged(result.steps, now_forgotten, {}))
+                    with cost.evaluating():
+                        guard.consider(result.steps, judged(result.steps, now_forgotten, {}))
                 kept = guard.restore(result.steps)
             method.after_training(task.train_size, result.steps)
             method_record, resolved = method.record(), method.resolved()
@@ -183,18 +198,23 @@ class Requests:
             forgotten = now_forgotten
             emit("phase", name="eval", request=number)
             seed_everything(seed, "evaluate", number)
-            metrics = task.evaluate(model, forgotten)
+            with cost.evaluating():
+                metrics = task.evaluate(model, forgotten)
             emit("eval", step=total_steps, phase="unlearn", split="after", request=number, metrics=metrics)
             if guard.active and guard.fired is None:  # the request's final weights (noise and merges included)
-                guard.check(result.steps, judged(result.steps, forgotten, metrics))
+                with cost.evaluating():
+                    guard.check(result.steps, judged(result.steps, forgotten, metrics))
+            request_cost, request_start = cost.since(request_start), cost.snapshot()
             entries.append({"request": number, "steps": result.steps, "seconds": round(result.seconds, 3),
+                            "cost": self.cost_record(request_cost),
                             **({"kept_step": kept} if kept is not None else {}),
                             **({"method_record": method_record} if method_record else {}),
                             **task.request_entry(request, metrics)})
             if guard.fired is not None:
                 break  # a collapse rule held: no further request runs
         # per-unit mean Df losses of the final model (tasks over units): a study's forget quality against Retrain
-        df_unit_scores = task.df_unit_scores(model, forgotten) if hasattr(task, "df_unit_scores") else None
+        with cost.evaluating():
+            df_unit_scores = task.df_unit_scores(model, forgotten) if hasattr(task, "df_unit_scores") else None
 
         run_dir = self.cache / "runs" / (session_id or f"{spec['method']}-{int(time.time() * 1000)}")
         if is_main():  # of a --devices N job's ranks, rank 0 alone writes the checkpoint
@@ -215,6 +235,7 @@ class Requests:
             "seconds": round(seconds, 3),
             "steps": total_steps,
             "total_seconds": round(time.perf_counter() - started, 3),
+            "cost": self.cost_record(cost),
             "hyperparameters": {**params, "lr": lr, "epochs": epochs},
             **task.result_fields(forgotten),
             "requests": entries,

@@ -123,6 +123,9 @@ COMMON_PARAMS: tuple[Param, ...] = (
           "lose against the original", minimum=0.0),
     Param("target_auc", float, None, "--keep best: the Df/Dr AUC to come closest to (e.g. Retrain's), "
           "a fraction; default: the highest", minimum=0.0, maximum=1.0),
+    Param("grad_checkpointing", bool, False, "gradient checkpointing: transformer layers recompute their "
+          "activations in the backward pass (less activation memory, about one more forward pass per step); "
+          "with LoRA the inputs are made to require grad"),
     Param("pair_score", str, "auto", "retrieval: the head that scores a pair for Df/Dr AUC and the MIA: the ITC "
           "cosine, BLIP's ITM match probability, or auto (ITC for BLIP and CLIP, as the released MultiDelete "
           "evaluation; ITM for GCN+BERT)", ("auto", "itc", "itm")),

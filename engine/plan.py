@@ -1,0 +1,166 @@
+"""`mmul-workbench plan`: the memory a run needs per device, before anything loads.
+
+The model is built from its config on torch's meta device (no weights read, no memory taken) to count its
+parameters exactly and those an update target trains (every weight; or LoRA's factors r x (in + out) on the
+language model's q, k, v, o, gate, up and down projections, + the projector for proj+llm: engine/models/lora.py).
+Per device, in bytes:
+
+- parameters: every weight at the storage dtype (the loop keeps fp32 master weights; bf16 autocast on CUDA
+  changes the activations, not the weights), split over the devices under --strategy fsdp;
+- gradients: one per trainable weight, same dtype (fsdp: split);
+- optimizer: AdamW's two moments per trainable weight (fsdp: split);
+- optimizer step: the foreach AdamW step's temporaries, one trainable-sized buffer (measured, see the test);
+- frozen copies: the method's frozen original (Method.needs_original: MultiDelete, NPO, GA+KLR, KL-min,
+  IdkDPO), a whole copy of the weights, never sharded;
+- activations (estimated): per transformer layer of each tower, Korthikanti et al. 2022's
+  s b h (34 + 5 a s / h) bytes at 16 bits (twice at fp32), with b = the Df batch + the Dr batch the method reads
+  and s the tower's tokens (image patches + 1; the text's --seq-len); with --grad-checkpointing each layer keeps
+  only its input (2 s b h at 16 bits) and one layer is recomputed at a time.
+
+It fits when the total is at most --gpu-memory. The figures are an estimate: the CUDA allocator's caching and
+fragmentation, the CUDA context (~0.5 GB) and a method's extra forward passes (the original's targets, cached
+after the first pass) come on top.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from pathlib import Path
+
+DTYPE_BYTES = {"fp32": 4, "bf16": 2}
+ADAMW_STATES = 2
+
+
+def parse_bytes(text: str) -> int:
+    """``80GB``, ``80 GiB``, ``512MB`` -> bytes (GB as 2**30, as GPUs are sold and nvidia-smi shows them)."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]i?B?)?\s*", text, re.IGNORECASE)
+    if not match:
+        raise ValueError(f"--gpu-memory must be a size such as 80GB or 24GiB, got {text!r}")
+    scale = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}.get((match.group(2) or "B")[0].upper(), 1)
+    return int(float(match.group(1)) * scale)
+
+
+def load_config(model: str):
+    """The transformers config of a checkpoint or config directory (config.json), or of a hub id in the local
+    cache (nothing is downloaded)."""
+    from transformers import AutoConfig
+
+    path = Path(model).expanduser()
+    if not path.exists() and (model.startswith(("/", ".", "~")) or model.count("/") > 1):
+        raise ValueError(f"no such directory {model}; give a model or config directory, or a cached hub id")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise ValueError(f"{model}: no config.json in this directory; give a model or config directory")
+    return AutoConfig.from_pretrained(str(path) if path.is_dir() else model, local_files_only=True)
+
+
+def meta_model(config):
+    """The model of ``config`` on the meta device: shapes only. Its class from ``architectures``, else the
+    auto class of its model type (the workbench's own gcn_bert registers with AutoModel on import)."""
+    import torch
+    import transformers
+
+    import engine.models.gcn_bert_model  # noqa: F401  (registers gcn_bert with the auto classes)
+
+    names = [getattr(transformers, name, None) for name in (getattr(config, "architectures", None) or [])]
+    cls = next((c for c in names if c is not None), None)
+    with torch.device("meta"):
+        if cls is not None:
+            return cls(config)
+        try:
+            return transformers.AutoModelForImageTextToText.from_config(config)
+        except ValueError:
+            return transformers.AutoModel.from_config(config)
+
+
+def lora_parameters(model, update: str, r: int) -> int:
+    """What LoRA adds and trains: r x (in + out) per adapted linear layer (engine/models/lora.py's targets);
+    proj+llm also trains the projector's weights."""
+    from engine.models.lora import LLM_TARGETS
+
+    pattern = re.compile(LLM_TARGETS)
+    count = sum(r * (m.in_features + m.out_features) for name, m in model.named_modules()
+                if pattern.fullmatch(name) and hasattr(m, "in_features"))
+    if update == "proj+llm":
+        count += sum(p.numel() for name, p in model.named_parameters()
+                     if "multi_modal_projector" in name or ".merger." in name)
+    return count
+
+
+def towers(config, seq_len: int) -> list[dict]:
+    """Each transformer stack of the model: layers, hidden size, heads and tokens per example."""
+    found = []
+    for part in [config, *(getattr(config, key) for key in ("text_config", "vision_config") if
+                          getattr(config, key, None) is not None)]:
+        layers = getattr(part, "num_hidden_layers", None) or getattr(part, "depth", None)
+        hidden = getattr(part, "hidden_size", None) or getattr(part, "embed_dim", None)
+        heads = getattr(part, "num_attention_heads", None) or getattr(part, "num_heads", None)
+        if not (layers and hidden and heads) or part is config and found:
+            continue
+        image, patch = getattr(part, "image_size", None), getattr(part, "patch_size", None)
+        tokens = (image // patch) ** 2 + 1 if image and patch else seq_len
+        found.append({"layers": int(layers), "hidden": int(hidden), "heads": int(heads), "tokens": int(tokens)})
+    return found
+
+
+def activation_bytes(stacks: list[dict], batch: int, dtype_bytes: int, checkpointing: bool) -> int:
+    total = 0
+    for stack in stacks:
+        s, h, a, layers = stack["tokens"], stack["hidden"], stack["heads"], stack["layers"]
+        per_layer = s * batch * h * (34 + 5 * a * s / h) * (dtype_bytes / 2)
+        total += (layers * 2 * s * batch * h * (dtype_bytes / 2) + per_layer) if checkpointing else layers * per_layer
+    return int(total)
+
+
+def method_info(method: str):
+    from engine.spec import METHODS, method_info as lookup
+
+    info = lookup(method)
+    module, _, attribute = METHODS[info.name].target.partition(":")
+    return info, getattr(importlib.import_module(module), attribute)
+
+
+def plan(model: str, method: str, update: str = "full", batch_size: int = 16, retain_batch_size: int = 64,
+         dtype: str = "fp32", activation_dtype: str | None = None, strategy: str = "ddp", devices: int = 1,
+         seq_len: int = 32, lora_r: int = 16, grad_checkpointing: bool = False,
+         gpu_memory: int | None = None) -> dict:
+    """The per-device memory of a run (bytes per part), and whether it fits ``gpu_memory`` bytes."""
+    config = load_config(model)
+    meta = meta_model(config)
+    parameters = sum(p.numel() for p in meta.parameters())
+    trainable = parameters if update == "full" else lora_parameters(meta, update, lora_r)
+    info, cls = method_info(method)
+    weight_bytes = DTYPE_BYTES[dtype]
+    shards = devices if strategy == "fsdp" else 1
+    stored = parameters + (trainable if update != "full" else 0)  # LoRA's factors sit beside the weights
+    batch = (batch_size if cls.uses_forget else 0) + (retain_batch_size if cls.uses_retain else 0)
+    activation = DTYPE_BYTES[activation_dtype or dtype]
+    parts = {
+        "parameters": stored * weight_bytes // shards,
+        "gradients": trainable * weight_bytes // shards,
+        "optimizer": ADAMW_STATES * trainable * weight_bytes // shards,
+        "optimizer_step": trainable * weight_bytes // shards,
+        "frozen_copies": parameters * weight_bytes if cls.needs_original else 0,
+        "activations": activation_bytes(towers(config, seq_len), max(1, batch // devices), activation,
+                                        grad_checkpointing),
+    }
+    total = sum(parts.values())
+    document = {"model": model, "model_type": config.model_type, "method": info.name, "update": update,
+                "dtype": dtype, "activation_dtype": activation_dtype or dtype, "strategy": strategy,
+                "devices": devices, "batch": {"forget": batch_size if cls.uses_forget else 0,
+                                              "retain": retain_batch_size if cls.uses_retain else 0},
+                "grad_checkpointing": grad_checkpointing, "parameters": parameters, "trainable": trainable,
+                "bytes": parts, "total_bytes": total}
+    if gpu_memory is not None:
+        document["gpu_memory_bytes"] = gpu_memory
+        document["fits"] = total <= gpu_memory
+    return document
+
+
+__all__ = ["parse_bytes", "plan"]
+
+
+if __name__ == "__main__":  # a quick look: python -m engine.plan CONFIG_DIR METHOD
+    import sys
+
+    print(json.dumps(plan(sys.argv[1], sys.argv[2]), indent=2))

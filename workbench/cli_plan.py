@@ -1,0 +1,79 @@
+"""`mmul-workbench plan`: the memory a run needs per device, before anything loads (engine/plan.py through
+engine.api): parameters, gradients, AdamW state, the frozen copies the method keeps, estimated activations,
+and whether it fits --gpu-memory. Nothing heavy at import; the model is built on torch's meta device."""
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from engine import spec as specs
+from engine.errors import SpecError
+from engine.spec.params import UPDATE_TARGETS
+from sessions.numbers import format_megabytes
+from workbench.completion import complete_method, complete_model
+from workbench.output import fail, print_json
+
+PARTS = (("parameters", "parameters"), ("gradients", "gradients"), ("optimizer", "AdamW moments"),
+         ("optimizer_step", "AdamW step temporaries"), ("frozen_copies", "frozen copies (the method's original)"),
+         ("activations", "activations (estimated)"))
+
+
+def plan(
+    model: str = typer.Option(..., "--model", help="a checkpoint or config directory (config.json), or a hub id "
+                              "in the local cache", autocompletion=complete_model),
+    method: str = typer.Option(..., "--method", help="see `mmul-workbench methods`", autocompletion=complete_method),
+    update: str = typer.Option("full", "--update", help="what trains: full, llm (LoRA on the language model) or "
+                               "proj+llm"),
+    batch_size: int = typer.Option(16, "--batch-size", help="Df batch size"),
+    retain_batch_size: int = typer.Option(64, "--retain-batch-size", help="Dr batch size"),
+    dtype: str = typer.Option("fp32", "--dtype", help="the weights' dtype: fp32 (the loop's master weights) or bf16"),
+    activation_dtype: Optional[str] = typer.Option(None, "--activation-dtype", help="fp32 or bf16 (CUDA's "
+                                                   "autocast); default: --dtype"),
+    strategy: str = typer.Option("ddp", "--strategy", help="ddp (whole model per device) or fsdp (weights, "
+                                 "gradients and AdamW state sharded)"),
+    devices: int = typer.Option(1, "--devices", metavar="N", help="devices the run uses"),
+    seq_len: int = typer.Option(32, "--seq-len", help="text tokens per example (image tokens come from the config)"),
+    lora_r: int = typer.Option(16, "--lora-r", help="LoRA rank (--update llm, proj+llm)"),
+    grad_checkpointing: bool = typer.Option(False, "--grad-checkpointing", help="layers keep only their inputs"),
+    gpu_memory: Optional[str] = typer.Option(None, "--gpu-memory", help="the device's memory, e.g. 80GB: say "
+                                             "whether the run fits"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON document on stdout"),
+) -> None:
+    """The memory a run needs per device, part by part, before anything loads."""
+    choices = {"--update": (update, UPDATE_TARGETS), "--dtype": (dtype, ("fp32", "bf16")),
+               "--activation-dtype": (activation_dtype or dtype, ("fp32", "bf16")),
+               "--strategy": (strategy, ("ddp", "fsdp"))}
+    for flag, (value, allowed) in choices.items():
+        if value not in allowed:
+            fail(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
+    for flag, value in (("--batch-size", batch_size), ("--retain-batch-size", retain_batch_size),
+                        ("--devices", devices), ("--seq-len", seq_len), ("--lora-r", lora_r)):
+        if value < 1:
+            fail(f"{flag} must be >= 1, got {value}")
+    from engine.api import memory_plan
+
+    try:
+        specs.method_info(method)
+        document = memory_plan(model, method, update=update, batch_size=batch_size,
+                               retain_batch_size=retain_batch_size, dtype=dtype, activation_dtype=activation_dtype,
+                               strategy=strategy, devices=devices, seq_len=seq_len, lora_r=lora_r,
+                               grad_checkpointing=grad_checkpointing, gpu_memory=gpu_memory)
+    except SpecError as error:
+        fail(str(error))
+    if as_json:
+        return print_json(document)
+    typer.echo(f"{document['model']} ({document['model_type']}), {document['method']}, update {document['update']}: "
+               f"{document['parameters']:,} parameters, {document['trainable']:,} trained; per device "
+               f"({document['devices']} x, {document['strategy']}):")
+    for key, label in PARTS:
+        typer.echo(f"  {label:<40} {format_megabytes(document['bytes'][key] / 2**20):>10}")
+    verdict = ""
+    if "fits" in document:
+        verdict = (f"; fits {format_megabytes(document['gpu_memory_bytes'] / 2**20)}" if document["fits"] else
+                   f"; does NOT fit {format_megabytes(document['gpu_memory_bytes'] / 2**20)}")
+    typer.echo(f"  {'total':<40} {format_megabytes(document['total_bytes'] / 2**20):>10}{verdict}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plan")(plan)
