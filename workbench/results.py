@@ -3,7 +3,7 @@
 A result record (`docs/results/NAME.json`) holds the command that made it, the date, the machine and the torch
 thread count, and the command's `--json` document (per-example arrays left out). `python -m workbench.results
 RECORD.json [FILE.md ...]` rewrites the block between `<!-- results:NAME -->` and `<!-- /results:NAME -->` in
-each file from the record; tests/test_results.py fails when a block and its record disagree.
+each file (default: docs/pages/results.md) from the record; tests/test_results.py fails when a block and its record disagree.
 
 `python -m workbench.results --record NAME --command "..." < demo.json` makes a record from a `--json` document.
 Torch-free: the table's columns come from the catalogue (engine.spec), its numbers from sessions.numbers.
@@ -24,6 +24,7 @@ from sessions.numbers import fmt
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
+TARGET = ROOT / "docs" / "pages" / "results.md"  # the docs page the results tables live in
 HEAVY = ("df_unit_scores", "df_scores", "judged", "person_accuracies")  # per-example arrays: not a table's business
 
 
@@ -104,7 +105,7 @@ def main(argv: list[str]) -> None:
         print(path)
         return
     record = json.loads(Path(argv[0]).read_text())
-    for target in argv[1:] or [str(ROOT / "README.md")]:
+    for target in argv[1:] or [str(TARGET)]:
         Path(target).write_text(refreshed(Path(target).read_text(), record))
 
 
