@@ -81,8 +81,8 @@ def study_html(study: str, tolerance: float) -> str:
 
 
 def report_cmd(
-    sessions: Optional[List[str]] = typer.Argument(None, metavar="[ID]...",
-                                                   help="session ids (or unique prefixes / suffixes)",
+    sessions: Optional[List[str]] = typer.Argument(None, metavar="[SESSION]...",
+                                                   help="session ids or names (or unique prefixes of either)",
                                                    autocompletion=complete_session),
     out: Path = typer.Option(..., "--out", "-o", help="the HTML file to write (replaced atomically)"),
     study: Optional[str] = typer.Option(None, "--study", autocompletion=complete_study,
