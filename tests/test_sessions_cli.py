@@ -44,8 +44,9 @@ def _make(home, steps=120, state="finished", name="demo"):
     writer.emit("phase", name="eval")
     writer.emit("eval", step=steps, phase="eval", split="after",
                 metrics={"df_dr_auc": 0.52, "test.r_mean": 50.5, "mia.df_member_rate": 0.1})
-    summary = {"session": writer.session_id, "method": "multidelete", "seconds": 1.5,
-               "metrics": {"df_dr_auc": 0.52, "test": {"r_mean": 50.5}, "mia": {"df_member_rate": 0.1}}}
+    summary = {"session": writer.session_id, "method": "multidelete", "seconds": 1.5, "steps": steps,
+               "metrics": {"df_dr_auc": 0.52, "test": {"r_mean": 50.5}, "mia": {"df_member_rate": 0.1}},
+               "original_metrics": {"df_dr_auc": 0.91, "test": {"r_mean": 52.0}}}
     writer.finish(state, summary=summary)
     return writer.session_id
 
@@ -112,6 +113,8 @@ def test_replay_headless_draws_curves_and_table(home, capsys):
     assert "loss terms" in out and "modality_decoupling" in out and "eval metrics during the run" in out
     assert "final metrics" in out and "df_dr_auc" in out and "91.0" in out and "52.0" in out and "-39.0" in out
     assert "\x1b[" not in out        # no colour codes when stdout is not a terminal
+    verdict = "verdict: forgot Df/Dr AUC 91.0 -> 52.0; kept test r_mean 52.0 -> 50.5; cost 1.5 s, 3000 steps"
+    assert verdict in out and out.index(verdict) < out.index("loss terms")   # the verdict first
 
 
 def test_every_command_takes_a_name_or_a_prefix_of_one(home, tmp_path):

@@ -22,6 +22,7 @@ from sessions.numbers import fmt, fmt_delta, format_duration
 from sessions.series import downsample, eval_series, final_table, is_headline_metric, loss_series, request_series
 from sessions.store import SessionBusy, SessionDamaged, SessionStore, UnknownSession
 from sessions.summary import summary_metrics, test_headline, test_headline_name, took
+from sessions.verdict import session_verdict
 from workbench.completion import complete_session
 from workbench.text_table import Column, fit_lines, tsv_lines
 
@@ -347,6 +348,8 @@ def replay_headless(session_id: str, width: int | None = None, out=None) -> int:
                   + (f" ({meta['message']})" if meta.get("message") else ""))
     console.print(f"{len(events)} events, {sum(e['kind'] == 'step' for e in events)} steps; "
                   f"created {_when(meta.get('created'))}")
+    for line in session_verdict(store, meta):
+        console.print(f"verdict: {line}", highlight=False, markup=False, overflow="fold")
     losses = loss_series(events)
     if losses:
         out.write(_plot("loss terms", {k: v for k, v in losses.items()}, width, 18, color) + "\n")
