@@ -19,6 +19,7 @@ from screens.messages import CompareLoaded
 from screens.metric_order import headline_first
 from screens.services import Services
 from screens.widgets.plot import Series, SeriesPlot
+from sessions.catalog import described, session_label
 from sessions.numbers import fmt
 from sessions.series import eval_series, final_table, loss_series
 from sessions.summary import summary_metrics
@@ -50,7 +51,8 @@ def run_entry(session_id: str, meta: dict, events: list[dict]) -> dict:
     """What Compare keeps of one session: its raw curves (x = steps done), the request of each step and
     its final metrics."""
     spec = meta.get("spec") or {}
-    return {"id": session_id, "label": f"{spec.get('method', '?')} {session_id[-4:]}", "meta": meta,
+    return {"id": session_id, "label": session_label(session_id, meta.get("name"), spec.get("method", "?")),
+            "meta": meta,
             "losses": loss_series(events), "evals": eval_series(events),
             "steps": step_requests(events), "final": final_metrics(events, meta.get("summary"))}
 
@@ -158,7 +160,7 @@ class CompareScreen(Screen):
         self.update_status()
 
     def update_status(self) -> None:
-        ids = ", ".join(r["id"] for r in self.runs) or "nothing loaded"
+        ids = ", ".join(described(r["id"], [r["meta"]]) for r in self.runs) or "nothing loaded"
         self.query_one("#cmp-status", Static).update(
             f"comparing {ids}\nx: {self.axis}  smoothing: {f'EMA {SMOOTHING:g}' if self.smoothing else 'off'}  "
             f"y: {'log' if self.log_y else 'linear'}  filter: {self.pattern or '*'}")

@@ -32,6 +32,7 @@ from sessions.metric_names import flatten
 from sessions.numbers import fmt, fmt_delta
 from sessions.protocol import HEARTBEAT_INTERVAL
 from sessions.series import column_label, is_headline_metric, plotted_metrics
+from sessions.verdict import session_verdict
 
 TICK_SECONDS = 0.25          # redraw at most 4 times a second
 REPLAY_RATE = 40             # events per second at speed 1
@@ -178,6 +179,7 @@ class MonitorScreen(Screen):
         self._dirty: set[str] = set()
         self.redraws = 0
         self.started = time.monotonic()
+        self.verdict_asked = False    # the verdict is read once, when the run is seen finished
 
     def compose(self) -> ComposeResult:
         yield Static("", id="mon-status")
@@ -187,6 +189,7 @@ class MonitorScreen(Screen):
         with Horizontal(id="mon-bottom"):
             yield SeriesPlot("metrics after each request", "request", id="plot-requests")
             with Vertical(id="mon-summary-box"):
+                yield Static("", id="mon-verdict")
                 table: DataTable = DataTable(id="mon-summary", cursor_type="row", zebra_stripes=True)
                 table.add_columns("metric", "before", "after", "delta")
                 yield table
@@ -259,6 +262,9 @@ class MonitorScreen(Screen):
             self.query_one("#plot-loss", SeriesPlot).mark_dirty()
         if "eval" in dirty:
             self.query_one("#plot-eval", SeriesPlot).mark_dirty()
+        if "status" in dirty and self.model.state == "finished" and not self.verdict_asked:
+            self.verdict_asked = True
+            self.load_verdict()
         if "summary" in dirty:
             plot = self.query_one("#plot-requests", SeriesPlot)
             if self.model.requests and any(len(s) > 1 for s in self.model.requests.values()):
@@ -284,6 +290,26 @@ class MonitorScreen(Screen):
         if dirty:
             self.redraws += 1
         self.update_status()
+
+    @work(thread=True, exclusive=True, group="verdict", exit_on_error=False)
+    def load_verdict(self) -> None:
+        """The finished run's verdict (sessions.verdict) over the summary panel: its summary and a Retrain of its
+        deletion set are read from the store, off the UI thread."""
+        store = getattr(self.source, "store", None) or (self.services.store if self.services else None)
+        session_id = getattr(self.source, "session_id", None)
+        if store is None or session_id is None:
+            return
+        try:
+            lines = session_verdict(store, store.get(session_id))
+        except Exception:  # deleted or damaged meanwhile: the table still says what happened
+            return
+        if lines:
+            self.app.call_from_thread(self.show_verdict, lines)
+
+    def show_verdict(self, lines: list[str]) -> None:
+        verdict = self.query_one("#mon-verdict", Static)
+        verdict.update("\n".join(lines))
+        verdict.add_class("-shown")
 
     def device_label(self) -> str | None:
         """``device cuda:0 (H200) util 45.0% 12.3/80.0 GB`` from the last device event; else ``device cpu``

@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Footer, Static
 from screens.messages import StudyLoaded
 from screens.services import Services
 from screens.study_data import load_study, method_cells
+from sessions.catalog import session_label
 from sessions.numbers import fmt
 from sessions.summary import run_seconds, summary_metrics, test_headline, test_headline_name
 
@@ -69,12 +70,20 @@ class StudySessionsScreen(Screen):
         for cell in cells:
             row = cell["row"] or {}
             metrics = summary_metrics(row.get("summary"))
-            table.add_row(str(cell["seed"]), cell["state"], cell["session"] or "-",
+            label = session_label(cell["session"], self.within_study(row.get("name")), self.method) \
+                if cell["session"] else "-"
+            table.add_row(str(cell["seed"]), cell["state"], label,
                           fmt(metrics.get("df_dr_auc"), "df_dr_auc"),
                           fmt(test_headline(metrics), test_headline_name(metrics)),
                           fmt(run_seconds(row), "seconds") if row else "-")
         if cells:
             table.move_cursor(row=min(cursor, len(cells) - 1), animate=False)
+
+    def within_study(self, name):
+        """A cell's name without the study id it starts with (``study-… ft s42`` reads ``ft s42`` here)."""
+        if isinstance(name, str) and name.startswith(self.study_id):
+            return name[len(self.study_id):].strip() or None
+        return name
 
     def current(self) -> dict | None:
         row = self.query_one("#study-sessions", DataTable).cursor_row

@@ -64,6 +64,41 @@ def listed_summary(summary):
     return {key: value for key, value in summary.items() if key not in PER_EXAMPLE_FIELDS}
 
 
+def matching_sessions(ref: str, ids: list[str], rows: list[dict]) -> list[str]:
+    """The session ids ``ref`` names, by the first rule that matches: the exact id; else the sessions whose
+    name is exactly ``ref``; else every id that starts or ends with ``ref`` and every session whose name
+    starts with it (names compared case-insensitively). One id: resolved; several: ambiguous; none: unknown.
+    ``ids`` are the session directories, ``rows`` the catalog rows (for the names)."""
+    if ref in ids:
+        return [ref]
+    names = {row["id"]: row.get("name") for row in rows if isinstance(row.get("name"), str) and row["id"] in ids}
+    folded = ref.casefold()
+    exact = sorted(sid for sid, name in names.items() if name.casefold() == folded)
+    if exact:
+        return exact
+    by_id = {sid for sid in ids if sid.startswith(ref) or sid.endswith(ref)}
+    by_name = {sid for sid, name in names.items() if name.casefold().startswith(folded)}
+    return sorted(by_id | by_name)
+
+
+def described(session_id: str, rows: list[dict]) -> str:
+    """``20260101-120000-ab12 (name)``: an id with its name, when it has one, for messages."""
+    name = next((row.get("name") for row in rows if row.get("id") == session_id), None)
+    return f"{session_id} ({name})" if isinstance(name, str) and name else session_id
+
+
+LABEL_NAME_WIDTH = 24  # a label's name is cut to this many characters (legends and table headers stay narrow)
+
+
+def session_label(session_id: str, name, fallback: str = "") -> str:
+    """A short label for a session on a screen: its name and the id's last 4 characters (``ft s42 ab12``);
+    without a name, ``fallback`` (the method) in its place. The id's end keeps labels of same-named
+    sessions apart and is what `replay ab12` takes."""
+    head = name if isinstance(name, str) and name.strip() else fallback or "session"
+    head = head if len(head) <= LABEL_NAME_WIDTH else head[:LABEL_NAME_WIDTH - 1] + "…"
+    return f"{head} {session_id[-4:]}"
+
+
 def id_time(session_id: str) -> float | None:
     """When a session was created, read from its id (``20261125-115012-ab12``), or None."""
     match = _ID_TIME.match(session_id)

@@ -14,6 +14,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from sessions.catalog import described, matching_sessions
 from sessions.errors import SessionDamaged, UnknownSession
 from sessions.files import SESSION_FILE, WRITER_LOCK, describe_error, read_json, segment_name, try_lock
 from sessions.paths import mmul_home
@@ -51,20 +52,32 @@ class SessionReader:
         return sorted(e.name for e in entries if ID_RE.match(e.name)
                       and (e.is_dir(follow_symlinks=False) or SESSION_ID.match(e.name)))
 
+    MAX_CANDIDATES = 6  # an ambiguous reference lists this many candidates on its one line
+
     def resolve(self, ref: str) -> str:
-        """An exact id, or a unique prefix or suffix of one (``ab12``), to the session id."""
+        """The session id that ``ref`` names: an id, a session's name, or a unique prefix of either (or
+        the end of an id, ``ab12``), by ``catalog.matching_sessions``. Every command that takes a session
+        resolves it here. UnknownSession (one line) when nothing matches, or when several do (it lists
+        them, with their names)."""
         if not isinstance(ref, str) or not ref:
-            raise UnknownSession("no session id given")
+            raise UnknownSession("no session given; give its id, its name or a unique prefix of either")
         exact = self.root / ref
         if ID_RE.match(ref) and (exact.is_dir() or (SESSION_ID.match(ref) and os.path.lexists(exact))):
-            return ref
-        hits = sorted(n for n in self.session_ids() if n.startswith(ref) or n.endswith(ref))
+            return ref  # the common case (an id) opens no catalog
+        rows = self.named_rows()
+        hits = matching_sessions(ref, self.session_ids(), rows)
         if len(hits) == 1:
             return hits[0]
         if not hits:
-            raise UnknownSession(f"no session {ref!r}; `mmul-workbench sessions list` shows the ids")
-        raise UnknownSession(f"{ref!r} matches {len(hits)} sessions ({', '.join(hits[:4])}"
-                             f"{', ...' if len(hits) > 4 else ''}); give more of the id")
+            raise UnknownSession(f"no session {ref!r} (no id or name matches); `mmul-workbench sessions list` "
+                                 "shows the ids and names")
+        shown = ", ".join(described(sid, rows) for sid in hits[:self.MAX_CANDIDATES])
+        more = f" and {len(hits) - self.MAX_CANDIDATES} more" if len(hits) > self.MAX_CANDIDATES else ""
+        raise UnknownSession(f"{ref!r} matches {len(hits)} sessions: {shown}{more}; give more of the id or name")
+
+    def named_rows(self) -> list[dict]:
+        """Rows with each session's id and name, for ``resolve`` (the store reads them from its catalog)."""
+        return []
 
     def entry_problem(self, session_id: str) -> str | None:
         """Why a session's directory cannot be used, from a stat (no file opened), or None."""

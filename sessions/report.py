@@ -1,6 +1,7 @@
 """HTML reports: one self-contained file to hand to someone who was not at the terminal.
 
-A session report holds, per session, its spec, its final metrics table (in the one number format,
+A session report holds, per session, its verdict (sessions.verdict; first, before any plot), its spec, its
+final metrics table (in the one number format,
 sessions.numbers) and its curves (loss terms, eval metrics over steps, and per request for sequential
 runs); a study report holds the study's grid (methods x headline metrics, mean ± std, n, the
 Retrain-relative scores and the ranking rule) and one overlaid plot per headline metric. Everything is
@@ -22,6 +23,7 @@ from sessions.files import atomic_write_text
 from sessions.numbers import fmt, fmt_delta, format_duration, is_rate, shown
 from sessions.series import Series, downsample, eval_series, final_table, is_headline_metric, loss_series, request_series
 from sessions.summary import summary_metrics, took
+from sessions.verdict import verdict_lines
 
 PLOT_POINTS = 1500  # per series: the file stays small, spikes survive (min/max per bucket)
 
@@ -36,7 +38,7 @@ th:first-child, td:first-child { text-align: left; }
 th { background: #f3f5f7; }
 caption { caption-side: bottom; text-align: left; color: #555; font-size: .9em; padding-top: .4em; }
 pre { background: #f6f8fa; padding: .6em .8em; overflow-x: auto; font-size: .85em; }
-.meta { color: #555; } .plots { display: flex; flex-wrap: wrap; gap: 1em; }
+.meta { color: #555; } .verdict { font-size: 1.05em; background: #f3f7f3; padding: .5em .8em; } .plots { display: flex; flex-wrap: wrap; gap: 1em; }
 .plot svg { max-width: 100%; height: auto; }
 """
 
@@ -137,8 +139,18 @@ def cost_rows(summary) -> list[list[str]]:
             for name, label in COST_LABELS if name in summary["cost"]]
 
 
+def verdict_html(meta: dict) -> str:
+    """The run's verdict (sessions.verdict), first in its section: the lines the caller put in ``meta["verdict"]``
+    (held against a Retrain in the home), else those of its summary alone."""
+    lines = meta["verdict"] if "verdict" in meta else \
+        verdict_lines(meta.get("summary")) if meta.get("state") == "finished" else []
+    if not lines:
+        return ""
+    return '<p class="verdict"><b>verdict</b>: ' + "<br>".join(esc(line) for line in lines) + "</p>"
+
+
 def session_section(meta: dict, events: list[dict]) -> str:
-    """One session: what ran, its final metrics and its curves."""
+    """One session: what ran, its verdict, its final metrics and its curves."""
     spec = meta.get("spec") or {}
     sid = meta.get("id", "?")
     what = " / ".join(str(spec.get(k, "?")) for k in ("method", "model", "data"))
@@ -149,6 +161,7 @@ def session_section(meta: dict, events: list[dict]) -> str:
              + (f" ({esc(meta['message'])})" if meta.get("message") else "")
              + f"; created {esc(created)}; took {esc(format_duration(took(meta)))}; {len(events)} events,"
                f" {steps} steps</p>",
+             verdict_html(meta),
              "<h3>spec</h3><pre>" + esc(json.dumps(spec, indent=2, sort_keys=True, default=str)) + "</pre>"]
     headers, rows = metrics_rows(events, meta.get("summary"))
     if rows:

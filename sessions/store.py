@@ -185,6 +185,14 @@ class SessionStore(SessionReader):
         except (OSError, ValueError):
             pass
 
+    def named_rows(self) -> list[dict]:
+        """The catalog's rows, whose names ``resolve`` matches; none when the catalog cannot be read (ids
+        still resolve without it)."""
+        try:
+            return self.catalog_rows()
+        except (SchemaMismatch, OSError):
+            return []
+
     # listing -------------------------------------------------------------------------------------
 
     def list(self, state: str | None = None) -> list[dict]:

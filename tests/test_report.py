@@ -43,8 +43,9 @@ def make(home, method: str, auc: float, r_mean: float, seed: int = 42, steps: in
                         metrics={"df_dr_auc": 0.9 - i / 200, "test.r_mean": 51.0})
     metrics = {"df_dr_auc": auc, "test.r_mean": r_mean, "mia.df_member_rate": 0.1}
     writer.emit("eval", step=steps, phase="eval", split="after", metrics=metrics)
-    summary = {"session": writer.session_id, "method": method, "seconds": 200.0,
-               "metrics": {"df_dr_auc": auc, "test": {"r_mean": r_mean}, "mia": {"df_member_rate": 0.1}}}
+    summary = {"session": writer.session_id, "method": method, "seconds": 200.0, "steps": steps,
+               "metrics": {"df_dr_auc": auc, "test": {"r_mean": r_mean}, "mia": {"df_member_rate": 0.1}},
+               "original_metrics": {"df_dr_auc": 0.91, "test": {"r_mean": 52.0}}}
     if df_unit_scores is not None:
         summary["df_unit_scores"] = df_unit_scores
     if cost is not None:
@@ -68,6 +69,12 @@ def test_report_of_two_sessions(home, tmp_path):
     assert "<td>test.r_mean</td><td>52.0</td><td>50.2</td><td>-1.8</td>" in text
     assert "<td>df_dr_auc</td><td>91.0</td><td>85.1</td><td>-5.9</td>" in text
     assert "0.7032" not in text and "took 3 m 20 s" in text  # no raw fractions; the run's time humanised
+    # each section opens with its verdict, before its first plot
+    for sid, verdict in ((a, "forgot Df/Dr AUC 91.0 -&gt; 70.3; kept test r_mean 52.0 -&gt; 50.2; cost 3 m 20 s, 60 steps"),
+                         (b, "forgot Df/Dr AUC 91.0 -&gt; 85.1; kept test r_mean 52.0 -&gt; 51.0; cost 3 m 20 s, 60 steps")):
+        section = text[text.index(f'<section id="{sid}">'):]
+        assert f'<p class="verdict"><b>verdict</b>: {verdict}</p>' in section
+        assert section.index("verdict") < section.index("<svg") and section.index("verdict") < section.index("<table")
     # self-contained: no script, nothing fetched
     assert "<script" not in text and not re.search(r"""(src|href)=["']?(https?:)?//""", text)
     assert "<link" not in text and "@import" not in text
@@ -84,6 +91,15 @@ def write_study(home, cells: list[dict], methods=("retrain", "ft", "multidelete"
     (home / "studies").mkdir(mode=0o700, exist_ok=True)
     (home / "studies" / f"{STUDY}.json").write_text(json.dumps(
         {"schema": 1, "study": STUDY, "spec": spec, "created": 1.0, "updated": 2.0, "cells": cells}))
+
+
+def test_report_holds_a_run_against_a_retrain_of_its_deletion_set(home, tmp_path):
+    run, retrain = make(home, "multidelete", 0.7032, 50.23), make(home, "retrain", 0.6504, 51.0)
+    out = tmp_path / "report.html"
+    assert invoke("multidelete s42", "--out", str(out)).exit_code == 0   # a name
+    assert "forgot Df/Dr AUC 91.0 -&gt; 70.3 (Retrain 65.0, +5.3);" in out.read_text()
+    assert invoke(retrain, "--out", str(out)).exit_code == 0             # Retrain: no reference but itself
+    assert "(Retrain" not in out.read_text() and "forgot Df/Dr AUC 91.0 -&gt; 65.0;" in out.read_text()
 
 
 def test_report_of_a_study(home, tmp_path):

@@ -31,8 +31,8 @@ def home(tmp_path, monkeypatch):
     return tmp_path
 
 
-def _make(home, steps=120, state="finished"):
-    writer = SessionStore(home).create(SPEC, name="demo")
+def _make(home, steps=120, state="finished", name="demo"):
+    writer = SessionStore(home).create(SPEC, name=name)
     writer.emit("phase", name="unlearn")
     writer.emit("eval", step=0, phase="unlearn", split="before",
                 metrics={"df_dr_auc": 0.91, "test.r_mean": 52.0, "mia.df_member_rate": 0.8})
@@ -44,8 +44,9 @@ def _make(home, steps=120, state="finished"):
     writer.emit("phase", name="eval")
     writer.emit("eval", step=steps, phase="eval", split="after",
                 metrics={"df_dr_auc": 0.52, "test.r_mean": 50.5, "mia.df_member_rate": 0.1})
-    summary = {"session": writer.session_id, "method": "multidelete", "seconds": 1.5,
-               "metrics": {"df_dr_auc": 0.52, "test": {"r_mean": 50.5}, "mia": {"df_member_rate": 0.1}}}
+    summary = {"session": writer.session_id, "method": "multidelete", "seconds": 1.5, "steps": steps,
+               "metrics": {"df_dr_auc": 0.52, "test": {"r_mean": 50.5}, "mia": {"df_member_rate": 0.1}},
+               "original_metrics": {"df_dr_auc": 0.91, "test": {"r_mean": 52.0}}}
     writer.finish(state, summary=summary)
     return writer.session_id
 
@@ -112,6 +113,43 @@ def test_replay_headless_draws_curves_and_table(home, capsys):
     assert "loss terms" in out and "modality_decoupling" in out and "eval metrics during the run" in out
     assert "final metrics" in out and "df_dr_auc" in out and "91.0" in out and "52.0" in out and "-39.0" in out
     assert "\x1b[" not in out        # no colour codes when stdout is not a terminal
+    verdict = "verdict: forgot Df/Dr AUC 91.0 -> 52.0; kept test r_mean 52.0 -> 50.5; cost 1.5 s, 3000 steps"
+    assert verdict in out and out.index(verdict) < out.index("loss terms")   # the verdict first
+
+
+def test_every_command_takes_a_name_or_a_prefix_of_one(home, tmp_path):
+    from workbench.cli import app
+
+    first, second = _make(home, steps=3, name="ft baseline"), _make(home, steps=3, name="ft tuned")
+    other = _make(home, steps=3, name="MultiDelete trial")
+    listed = json.loads(run_cli(app, ["sessions", "list", "--json"]).stdout)["sessions"]
+    assert {r["id"]: r["name"] for r in listed} == {first: "ft baseline", second: "ft tuned", other: "MultiDelete trial"}
+    text = run_cli(app, ["sessions", "list"]).stdout  # piped: tab-separated, the name beside the id
+    assert text.splitlines()[0].split("\t")[:2] == ["id", "name"] and f"{other}\tMultiDelete trial\t" in text
+
+    replayed = run_cli(app, ["replay", "ft baseline", "--headless"])
+    assert replayed.exit_code == 0, replayed.output
+    assert f"session {first}" in replayed.stdout and "final metrics" in replayed.stdout
+    out = tmp_path / "x.html"
+    reported = run_cli(app, ["sessions", "report", "ft tuned", "--out", str(out)])
+    assert reported.exit_code == 0, reported.output
+    assert f'<section id="{second}">' in out.read_text()
+    assert json.loads(run_cli(app, ["sessions", "show", "multi", "--json"]).stdout)["id"] == other  # prefix, any case
+    assert json.loads(run_cli(app, ["sessions", "export", "MultiDelete trial", "--out", str(tmp_path / "e.json"),
+                                    "--json"]).stdout)["session"] == other
+
+    for command in (["replay", "ft", "--headless"], ["sessions", "show", "ft"], ["sessions", "report", "ft", "--out",
+                    str(tmp_path / "y.html")], ["sessions", "delete", "ft"], ["sessions", "export", "ft", "--out",
+                                                                             str(tmp_path / "f.json")]):
+        ambiguous = run_cli(app, command)
+        assert ambiguous.exit_code == 2, (command, ambiguous.output)
+        assert ambiguous.stderr.count("\n") == 1 and "Traceback" not in ambiguous.output
+        assert "'ft' matches 2 sessions: " in ambiguous.stderr
+        assert f"{first} (ft baseline)" in ambiguous.stderr and f"{second} (ft tuned)" in ambiguous.stderr
+    assert not (tmp_path / "y.html").exists() and len(SessionStore(home).list()) == 3
+    unknown = run_cli(app, ["replay", "no such run", "--headless"])
+    assert unknown.exit_code == 2 and unknown.stderr.count("\n") == 1 and "no id or name matches" in unknown.stderr
+    assert run_cli(app, ["sessions", "delete", "ft tuned"]).stdout == f"deleted {second}\n"
 
 
 def test_cli_modules_import_no_heavy_packages():

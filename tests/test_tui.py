@@ -330,6 +330,9 @@ async def test_replay_cli_path_opens_stored_session(tmp_home):
         assert isinstance(screen, MonitorScreen) and screen.replay
         await pilot.press("e")
         await wait_until(pilot, lambda: screen.model.x == 30)
+        verdict = screen.query_one("#mon-verdict")   # the summary panel opens with the finished run's verdict
+        await wait_until(pilot, lambda: verdict.has_class("-shown"))
+        assert str(verdict.render()) == "forgot Df/Dr AUC 50.0; kept test r_mean 40.0" and verdict.display
         await pilot.press("escape")
         await pilot.pause(0.1)
     assert app.return_code == 0

@@ -62,9 +62,9 @@ def test_headline_metrics_come_first():
                                      "seconds", "test.txt_r1"]
 
 
-def write_run(store: SessionStore, method: str, steps: int, requests: int = 1) -> str:
+def write_run(store: SessionStore, method: str, steps: int, requests: int = 1, name: str | None = None) -> str:
     """A run of ``steps`` steps over ``requests`` requests; total loss 2 at the start falling as 1/(i+1)."""
-    writer = store.create({"method": method, "model": "clip-tiny", "data": "shapes-tiny", "device": "cpu"})
+    writer = store.create({"method": method, "model": "clip-tiny", "data": "shapes-tiny", "device": "cpu"}, name=name)
     per = steps // requests
     for i in range(steps):
         writer.emit("step", step=i, phase="unlearn", lr=1e-3, request=i // per if requests > 1 else None,
@@ -128,3 +128,26 @@ async def test_compare_toggles_axis_smoothing_log_and_filter(two_runs):
         assert app.screen is screen
         await pilot.press("escape")
         assert app.screen is not screen
+
+
+async def test_compare_shows_names_where_it_showed_ids(tmp_path, monkeypatch):
+    from textual.widgets import DataTable, Static
+
+    from screens.compare import CompareScreen
+    from screens.widgets.plot import SeriesPlot
+
+    monkeypatch.setenv("MMUL_HOME", str(tmp_path))
+    store = SessionStore()
+    named, plain = write_run(store, "multidelete", 4, name="strong forgetting"), write_run(store, "ft", 4)
+    app = create_app(start_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = CompareScreen([named, plain], app.services)
+        await app.push_screen(screen)
+        await wait_until(pilot, lambda: bool(screen.runs))
+        labels = [f"strong forgetting {named[-4:]}", f"ft {plain[-4:]}"]  # no name: the method in its place
+        assert [r["label"] for r in screen.runs] == labels
+        table = screen.query_one("#cmp-table", DataTable)
+        assert [str(c.label) for c in table.columns.values()] == ["metric", *labels]
+        assert list(screen.query_one("#cmp-loss", SeriesPlot).series) == labels   # the legend
+        status = str(screen.query_one("#cmp-status", Static).render())
+        assert f"{named} (strong forgetting)" in status and plain in status

@@ -5,6 +5,7 @@ a study ends. No engine and no training: the study's sessions are written with f
 from __future__ import annotations
 
 import pytest
+from textual.widgets import DataTable
 
 from conftest import wait_until
 from sessions.store import SessionStore
@@ -157,6 +158,9 @@ async def test_studies_from_home_grid_sorts_fills_in_live_and_opens_sessions(tmp
         await wait_until(pilot, lambda: isinstance(app.screen, StudySessionsScreen) and app.screen.cells)
         assert app.screen.method == "retrain"
         assert [c["seed"] for c in app.screen.cells] == [42, 87]
+        shown = app.screen.query_one("#study-sessions", DataTable)
+        assert [str(shown.get_row_at(i)[2]) for i in range(2)] == \
+            [f"retrain s{seed} {c['session'][-4:]}" for seed, c in zip((42, 87), app.screen.cells)]  # names, not ids
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, MonitorScreen))
         await wait_until(pilot, lambda: app.screen.model.x == 4)

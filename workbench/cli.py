@@ -137,7 +137,7 @@ def data_info(
 
 @app.command()
 def replay(
-    session: str = typer.Argument(..., help="session id (or a unique prefix)", autocompletion=complete_session),
+    session: str = typer.Argument(..., help="session id, name, or a unique prefix of either", autocompletion=complete_session),
     headless: bool = typer.Option(False, "--headless", help="draw the curves and the final table to stdout"),
 ) -> None:
     """Play a stored session back: in the TUI's monitor, or drawn to stdout with --headless."""

@@ -19,6 +19,7 @@ import typer
 from sessions.schema import SchemaMismatch
 from sessions.store import SessionDamaged, SessionStore, UnknownSession
 from sessions.study import StudyError
+from sessions.verdict import session_verdict
 from workbench.cli_study import DEFAULT_TOLERANCE
 from workbench.completion import complete_session, complete_study
 from workbench.output import fail, print_json
@@ -45,7 +46,8 @@ def read_sessions(store: SessionStore, refs: list[str]) -> list[tuple[dict, list
             if sid in seen:
                 continue
             seen.add(sid)
-            out.append((store.get(sid), store.events(sid)))
+            meta = store.get(sid)
+            out.append(({**meta, "verdict": session_verdict(store, meta)}, store.events(sid)))
         except (UnknownSession, SchemaMismatch, SessionDamaged) as exc:
             fail(str(exc).splitlines()[0])
     return out
@@ -81,8 +83,8 @@ def study_html(study: str, tolerance: float) -> str:
 
 
 def report_cmd(
-    sessions: Optional[List[str]] = typer.Argument(None, metavar="[ID]...",
-                                                   help="session ids (or unique prefixes / suffixes)",
+    sessions: Optional[List[str]] = typer.Argument(None, metavar="[SESSION]...",
+                                                   help="session ids or names (or unique prefixes of either)",
                                                    autocompletion=complete_session),
     out: Path = typer.Option(..., "--out", "-o", help="the HTML file to write (replaced atomically)"),
     study: Optional[str] = typer.Option(None, "--study", autocompletion=complete_study,

@@ -117,9 +117,11 @@ def run(
     if engine:
         return follow_engine(spec, detach, as_json)
     result = run_session(spec, label=method)
+    verdict = verdict_of(spec, result)
     if as_json:
-        return print_json(result)
+        return print_json({**result, "verdict": verdict})
     print_table([result], original=result.get("original_metrics"))
+    print_verdict(verdict)
     print_budget(result)
     print_cost(result)
 
@@ -153,11 +155,31 @@ def follow_engine(spec: dict, detach: bool, as_json: bool) -> None:
         fail(f"run {final}: {record.get('message') or 'see `mmul-workbench sessions show ' + session_id + '`'}",
              Exit.RUN_FAILED)
     result = record.get("summary") or {}
+    verdict = verdict_of(spec, result)
     if as_json:
-        return print_json(result)
+        return print_json({**result, "verdict": verdict})
     print_table([result], original=result.get("original_metrics"))
+    print_verdict(verdict)
     print_budget(result)
     print_cost(result)
+
+
+def verdict_of(spec: dict, result: dict) -> str:
+    """The run's verdict (sessions.verdict), held against a Retrain of the same deletion set in this home."""
+    from sessions.store import SessionStore
+    from sessions.verdict import retrain_reference, verdict_text
+
+    try:
+        retrain = retrain_reference(SessionStore(), spec, result.get("session"))
+    except Exception:  # a catalog that cannot be read: the verdict without Retrain
+        retrain = None
+    return verdict_text(result, retrain)
+
+
+def print_verdict(verdict: str) -> None:
+    """The verdict under the table, one line (one per request)."""
+    for line in verdict.splitlines():
+        typer.echo(f"verdict: {line}")
 
 
 def print_budget(result: dict) -> None:

@@ -22,8 +22,11 @@ from sessions.numbers import fmt, fmt_delta, format_duration
 from sessions.series import downsample, eval_series, final_table, is_headline_metric, loss_series, request_series
 from sessions.store import SessionBusy, SessionDamaged, SessionStore, UnknownSession
 from sessions.summary import summary_metrics, test_headline, test_headline_name, took
+from sessions.verdict import session_verdict
 from workbench.completion import complete_session
 from workbench.text_table import Column, fit_lines, tsv_lines
+
+SESSION_HELP = "session id, name, or a unique prefix of either (or an id's end such as ab12)"
 
 sessions_app = typer.Typer(
     name="sessions",
@@ -75,10 +78,10 @@ def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
 
 
-LIST_COLUMNS = [Column("id"), Column("state"), Column("method / model / data", shrink=12),
+LIST_COLUMNS = [Column("id"), Column("name", shrink=8), Column("state"), Column("method / model / data", shrink=12),
                 Column("created", drop=2), Column("took", right=True, drop=1),
                 Column("Df/Dr AUC", right=True), Column("test", right=True), Column("MIA", right=True, drop=3)]
-TSV_COLUMNS = [Column("id"), Column("state"), Column("method"), Column("model"), Column("data"), Column("created"),
+TSV_COLUMNS = [Column("id"), Column("name"), Column("state"), Column("method"), Column("model"), Column("data"), Column("created"),
                Column("took"), Column("Df/Dr AUC"), Column("test"), Column("MIA")]
 
 
@@ -89,7 +92,7 @@ def list_rows(rows: list[dict]) -> list[dict]:
         metrics = summary_metrics(row.get("summary"))
         state = row.get("state", "?")
         out.append({
-            "id": row["id"], "state": state + ("?" if row.get("live") is False else ""),
+            "id": row["id"], "name": row.get("name") or "-", "state": state + ("?" if row.get("live") is False else ""),
             **{key: str(row.get(key) or "?") for key in ("method", "model", "data")},
             "note": f": {row.get('message')}" if state == "damaged" else "",
             "created": _when(row.get("created")), "took": format_duration(took(row)),
@@ -104,9 +107,9 @@ def list_lines(rows: list[dict], width: int | None) -> list[str]:
     """`sessions list` as text: aligned and at most ``width`` characters a line, or tab-separated (None)."""
     cells = list_rows(rows)
     if width is None:
-        return tsv_lines(TSV_COLUMNS, [[c["id"], c["state"], c["method"], c["model"], c["data"] + c["note"],
+        return tsv_lines(TSV_COLUMNS, [[c["id"], c["name"], c["state"], c["method"], c["model"], c["data"] + c["note"],
                                         c["created"], c["took"], c["auc"], c["test"], c["mia"]] for c in cells])
-    return fit_lines(LIST_COLUMNS, [[c["id"], c["state"], f"{c['method']} / {c['model']} / {c['data']}{c['note']}",
+    return fit_lines(LIST_COLUMNS, [[c["id"], c["name"], c["state"], f"{c['method']} / {c['model']} / {c['data']}{c['note']}",
                                      c["created"][5:] or "-", c["took"], c["auc"], c["test"], c["mia"]] for c in cells],
                      width)
 
@@ -144,7 +147,7 @@ def list_cmd(
 
 @sessions_app.command("show")
 def show_cmd(
-    session: str = typer.Argument(..., help="session id (or a unique prefix / suffix such as ab12)",
+    session: str = typer.Argument(..., help=SESSION_HELP,
                                  autocompletion=complete_session),
     events: int = typer.Option(10, "--events", "-e", help="how many of the last events to print (text mode)"),
     as_json: bool = typer.Option(False, "--json", help="the spec, status, summary and every event as JSON"),
@@ -207,7 +210,7 @@ def _metric_table(columns: list[str], rows: dict[str, dict[str, float]]):
 
 @sessions_app.command("export")
 def export_cmd(
-    session: str = typer.Argument(..., help="session id", autocompletion=complete_session),
+    session: str = typer.Argument(..., help=SESSION_HELP, autocompletion=complete_session),
     out: Path = typer.Option(..., "--out", "-o", help="FILE.json, FILE.csv, or a directory (both files)"),
     fmt: Optional[str] = typer.Option(None, "--format", help="json or csv (default: from --out's suffix)"),
     as_json: bool = typer.Option(False, "--json", help="print what was written as JSON"),
@@ -244,7 +247,7 @@ def export_cmd(
 
 @sessions_app.command("delete")
 def delete_cmd(
-    session: str = typer.Argument(..., help="session id", autocompletion=complete_session),
+    session: str = typer.Argument(..., help=SESSION_HELP, autocompletion=complete_session),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Delete a session (refused while it is queued or running)."""
@@ -345,6 +348,8 @@ def replay_headless(session_id: str, width: int | None = None, out=None) -> int:
                   + (f" ({meta['message']})" if meta.get("message") else ""))
     console.print(f"{len(events)} events, {sum(e['kind'] == 'step' for e in events)} steps; "
                   f"created {_when(meta.get('created'))}")
+    for line in session_verdict(store, meta):
+        console.print(f"verdict: {line}", highlight=False, markup=False, overflow="fold")
     losses = loss_series(events)
     if losses:
         out.write(_plot("loss terms", {k: v for k, v in losses.items()}, width, 18, color) + "\n")
@@ -368,6 +373,6 @@ def replay_headless(session_id: str, width: int | None = None, out=None) -> int:
 
 
 @sessions_app.command("replay", hidden=True)
-def replay_cmd(session: str = typer.Argument(..., help="session id", autocompletion=complete_session)) -> None:
+def replay_cmd(session: str = typer.Argument(..., help=SESSION_HELP, autocompletion=complete_session)) -> None:
     """Same as `mmul-workbench replay SESSION --headless`."""
     raise typer.Exit(replay_headless(session))

@@ -1,0 +1,162 @@
+"""The verdict of a finished run in one line: did it forget, what did it keep, what did it cost.
+
+    forgot Df/Dr AUC 91.0 -> 52.0 (Retrain 50.0, +2.0), Df r_mean 48.0 -> 12.0; kept test r_mean 52.0 -> 50.5,
+    Dr r_mean 60.0 -> 59.0; cost 1.5 s, 120 steps
+
+The same words everywhere a run's result is shown (`run`, `replay --headless`, the monitor, the home's
+detail, the HTML report), built here from the run's result document (its session summary): ``metrics``
+(after), ``original_metrics`` (before), ``seconds`` and ``steps`` (unlearning only: the original's
+training and the evaluations are left out), and for a request run its ``requests`` (one line each,
+before = the original, after = that request's model). Numbers go through ``sessions.numbers.fmt``;
+a gap to Retrain is computed from the two values as shown, so it agrees with them.
+
+Retrain, when a finished Retrain session of the same deletion set is in the home (``same_deletion``: the
+torch-free counterpart of ``engine.protocols.budget.same_protocol``, over the keys that fix what is
+forgotten and what it is measured on), is the reference the forget numbers are held against.
+Pure Python; ``retrain_reference`` reads a store handed in.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from sessions.metric_names import flatten
+from sessions.numbers import FRACTION, PERCENT, fmt, shown, unit
+
+RETRAIN = "retrain"
+# what fixes the deletion set and what it is measured on (engine/protocols/budget.py SAME_PROTOCOL, less the
+# keys of how the run was made: requests, device)
+SAME_DELETION = ("model", "data", "task", "seed", "deletion", "knowledge", "forget", "general")
+HEADLINES = ("r_mean", "accuracy")  # a split's headline: recall mean (retrieval) or accuracy
+
+
+def same_deletion(spec: dict, other: dict) -> bool:
+    """True when two run specs forget the same set of the same data from the same model, under the same seed."""
+    return all(spec.get(key) == other.get(key) for key in SAME_DELETION)
+
+
+def retrain_reference(store, spec: dict, session_id: str | None = None) -> dict | None:
+    """The summary of the newest finished Retrain session whose spec has ``spec``'s deletion set, or None (also
+    for a Retrain run itself: it is the reference). ``store`` is a SessionStore (read only)."""
+    if spec.get("method") == RETRAIN:
+        return None
+    for row in store.list(state="finished"):  # newest first; the catalog names the method
+        if row.get("method") != RETRAIN or row.get("id") == session_id:
+            continue
+        try:
+            meta = store.get(row["id"])
+        except Exception:  # damaged or deleted meanwhile: not a reference
+            continue
+        if isinstance(meta.get("summary"), dict) and same_deletion(spec, meta.get("spec") or {}):
+            return meta["summary"]
+    return None
+
+
+def _headline(metrics: dict[str, float], split: str) -> str | None:
+    return next((f"{split}.{key}" for key in HEADLINES if f"{split}.{key}" in metrics), None)
+
+
+def _gap(reference: float, value: float, name: str) -> str:
+    """``value - reference`` from the two as shown (one decimal in percent), signed."""
+    if unit(name) in (FRACTION, PERCENT):
+        diff = round(shown(name, value), 1) - round(shown(name, reference), 1)
+        text = f"{diff:+.1f}"
+        return "+0.0" if text == "-0.0" else text
+    return f"{value - reference:+.4g}"
+
+
+def _change(label: str, name: str, before: dict, after: dict, retrain: dict | None = None) -> str | None:
+    """``label before -> after`` (``(Retrain x, +gap)`` when Retrain has it); None when the run lacks it."""
+    if name not in after:
+        return None
+    text = f"{label} {fmt(before[name], name)} -> {fmt(after[name], name)}" if name in before else \
+        f"{label} {fmt(after[name], name)}"
+    if retrain is not None and name in retrain:
+        text += f" (Retrain {fmt(retrain[name], name)}, {_gap(retrain[name], after[name], name)})"
+    return text
+
+
+def _parts(before: dict, after: dict, retrain: dict | None) -> tuple[list[str], list[str]]:
+    """The forgot and kept clauses of one result (flat metrics)."""
+    forgot, kept = [], []
+    forgot.append(_change("Df/Dr AUC", "df_dr_auc", before, after, retrain))
+    df = _headline(after, "df")
+    if df:
+        forgot.append(_change(f"Df {df.split('.')[1]}", df, before, after, retrain))
+    for group in ("forget.image", "forget.text"):  # people data: four-option accuracy on the forget questions
+        forgot.append(_change(group, group, before, after, retrain))
+    for split, label in (("test", "test"), ("dr", "Dr"), ("holdout", "holdout")):
+        name = _headline(after, split)
+        if name:
+            kept.append(_change(f"{label} {name.split('.')[1]}", name, before, after))
+    for name in ("retain.image", "retain.text", "mmbench_retention"):
+        kept.append(_change(name, name, before, after))
+    return [p for p in forgot if p], [p for p in kept if p]
+
+
+def _cost(seconds: Any, steps: Any) -> str | None:
+    parts = []
+    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+        parts.append(fmt(float(seconds), "seconds"))
+    if isinstance(steps, int) and not isinstance(steps, bool):
+        parts.append(f"{steps} step" + ("" if steps == 1 else "s"))
+    return ", ".join(parts) or None
+
+
+def _line(forgot: list[str], kept: list[str], cost: str | None) -> str:
+    clauses = [f"forgot {', '.join(forgot)}" if forgot else "", f"kept {', '.join(kept)}" if kept else "",
+               f"cost {cost}" if cost else ""]
+    return "; ".join(c for c in clauses if c)
+
+
+def _request_metrics(entry: dict) -> dict[str, float]:
+    """A request entry's metrics, flat: nested under ``metrics`` (tasks over units) or beside its other
+    fields (people data: ``forget``, ``retain``, ``mmbench_retention``, ...)."""
+    if isinstance(entry.get("metrics"), dict):
+        return flatten(entry["metrics"])
+    return flatten({k: v for k, v in entry.items() if k not in ("request", "steps", "seconds", "kept_step", "people")
+                    and not k.startswith("method_")})
+
+
+def verdict_lines(summary: Any, retrain: dict | None = None) -> list[str]:
+    """The verdict of a finished run's result document (its session summary): one line, or one per request
+    for a run of several requests (``request 2/3: ...``); [] when there is nothing to judge. ``retrain`` is a
+    matching Retrain's summary (``retrain_reference``), or None."""
+    if not isinstance(summary, dict) or not isinstance(summary.get("metrics"), dict):
+        return []
+    before = flatten(summary.get("original_metrics") or {})
+    final_reference = flatten(retrain.get("metrics") or {}) if isinstance(retrain, dict) else None
+    requests = [e for e in summary.get("requests") or [] if isinstance(e, dict)]
+    if len(requests) <= 1:
+        forgot, kept = _parts(before, flatten(summary["metrics"]), final_reference)
+        line = _line(forgot, kept, _cost(summary.get("seconds"), summary.get("steps")))
+        return [line] if line else []
+    theirs = [e for e in (retrain or {}).get("requests") or [] if isinstance(e, dict)]
+    lines = []
+    for number, entry in enumerate(requests, start=1):
+        last = number == len(requests)
+        if last:  # the whole deletion set is forgotten: the Retrain of that set is the reference
+            reference = final_reference
+        else:  # an earlier request: Retrain's own request of that number, when it ran the same requests
+            reference = _request_metrics(theirs[number - 1]) if len(theirs) == len(requests) else None
+        forgot, kept = _parts(before, _request_metrics(entry), reference)
+        line = _line(forgot, kept, _cost(entry.get("seconds"), entry.get("steps")))
+        if line:
+            lines.append(f"request {entry.get('request', number)}/{len(requests)}: {line}")
+    return lines
+
+
+def verdict_text(summary: Any, retrain: dict | None = None) -> str:
+    """``verdict_lines`` joined by line breaks ("" when there is nothing to judge)."""
+    return "\n".join(verdict_lines(summary, retrain))
+
+
+def session_verdict(store, meta: dict) -> list[str]:
+    """The verdict lines of a stored session (its meta, as ``store.get`` gives it): [] unless it finished."""
+    if meta.get("state") != "finished":
+        return []
+    spec = meta.get("spec") if isinstance(meta.get("spec"), dict) else {}
+    try:
+        retrain = retrain_reference(store, spec, meta.get("id"))
+    except Exception:  # a catalog that cannot be read: the verdict without Retrain
+        retrain = None
+    return verdict_lines(meta.get("summary"), retrain)

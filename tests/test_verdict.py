@@ -1,0 +1,77 @@
+"""The verdict line (sessions/verdict.py): hand-built result documents, the words and numbers it must give."""
+from __future__ import annotations
+
+from sessions.store import SessionStore
+from sessions.verdict import retrain_reference, same_deletion, session_verdict, verdict_lines
+
+DOC = {"metrics": {"df_dr_auc": 0.5204, "df": {"r_mean": 12.04}, "dr": {"r_mean": 59.0}, "test": {"r_mean": 50.46},
+                   "mia": {"auc": 0.5}},
+       "original_metrics": {"df_dr_auc": 0.9096, "df": {"r_mean": 48.0}, "dr": {"r_mean": 60.0},
+                            "test": {"r_mean": 52.0}},
+       "seconds": 1.5, "steps": 120, "requests": [{"request": 1, "steps": 120, "seconds": 1.5}]}
+RETRAIN = {"metrics": {"df_dr_auc": 0.5004, "df": {"r_mean": 10.96}, "test": {"r_mean": 51.0}}}
+
+
+def test_one_line_forgot_kept_cost():
+    assert verdict_lines(DOC) == ["forgot Df/Dr AUC 91.0 -> 52.0, Df r_mean 48.0 -> 12.0; "
+                                  "kept test r_mean 52.0 -> 50.5, Dr r_mean 60.0 -> 59.0; cost 1.5 s, 120 steps"]
+
+
+def test_the_gap_to_retrain_agrees_with_the_numbers_shown():
+    # AUC 52.04 and 50.04 are shown 52.0 and 50.0: the gap is +2.0 (raw +2.0); Df 12.04 vs 10.96 are shown
+    # 12.0 and 11.0: the gap is +1.0 (the raw difference, 1.08, would print +1.1 beside them)
+    line, = verdict_lines(DOC, RETRAIN)
+    assert line.startswith("forgot Df/Dr AUC 91.0 -> 52.0 (Retrain 50.0, +2.0), Df r_mean 48.0 -> 12.0 "
+                           "(Retrain 11.0, +1.0); kept test r_mean 52.0 -> 50.5,")
+
+
+def test_a_request_run_gives_one_line_per_request():
+    doc = {"metrics": {"df_dr_auc": 0.6, "test": {"accuracy": 70.0}}, "seconds": 3.0, "steps": 30,
+           "original_metrics": {"df_dr_auc": 0.9, "test": {"accuracy": 75.0}},
+           "requests": [{"request": 1, "steps": 10, "seconds": 1.0, "metrics": {"df_dr_auc": 0.7, "test": {"accuracy": 72.0}}},
+                        {"request": 2, "steps": 20, "seconds": 2.0, "metrics": {"df_dr_auc": 0.6, "test": {"accuracy": 70.0}}}]}
+    assert verdict_lines(doc, {"metrics": {"df_dr_auc": 0.55}}) == [
+        "request 1/2: forgot Df/Dr AUC 90.0 -> 70.0; kept test accuracy 75.0 -> 72.0; cost 1 s, 10 steps",
+        "request 2/2: forgot Df/Dr AUC 90.0 -> 60.0 (Retrain 55.0, +5.0); kept test accuracy 75.0 -> 70.0; "
+        "cost 2 s, 20 steps"]
+
+
+def test_people_data_forget_and_retention():
+    doc = {"metrics": {"forget": {"image": 0.25, "text": 0.3}, "retain": {"image": 0.9}, "mmbench_retention": 98.5},
+           "original_metrics": {"forget": {"image": 0.95, "text": 0.9}, "retain": {"image": 0.92}},
+           "seconds": 75, "steps": 1, "requests": [{"request": 1, "people": ["a"], "forget": {"image": 0.25}}]}
+    assert verdict_lines(doc) == ["forgot forget.image 95.0 -> 25.0, forget.text 90.0 -> 30.0; kept retain.image "
+                                  "92.0 -> 90.0, mmbench_retention 98.5; cost 1 m 15 s, 1 step"]
+
+
+def test_nothing_to_judge():
+    assert verdict_lines(None) == verdict_lines({"error": "x"}) == []
+
+
+def test_retrain_of_the_same_deletion_set_is_found_in_the_home(tmp_path):
+    spec = {"method": "ft", "model": "clip-tiny", "data": "shapes-tiny", "task": "retrieval", "seed": 42,
+            "deletion": {"strategy": "random", "n": 4, "seed": 42}, "device": "cpu", "requests": 1}
+    store = SessionStore(tmp_path)
+    for method, seed, auc in (("retrain", 42, 0.5004), ("retrain", 7, 0.1), ("multidelete", 42, 0.2)):
+        writer = store.create({**spec, "method": method, "seed": seed, "device": "cuda"})
+        writer.finish("finished", summary={**RETRAIN, "metrics": {"df_dr_auc": auc}})
+    assert same_deletion(spec, {**spec, "device": "cuda", "requests": 3, "method": "retrain"})
+    assert not same_deletion(spec, {**spec, "deletion": {"strategy": "random", "n": 8, "seed": 42}})
+    assert retrain_reference(store, spec)["metrics"]["df_dr_auc"] == 0.5004   # seed 7 and MultiDelete are not it
+    assert retrain_reference(store, {**spec, "method": "retrain"}) is None     # Retrain is its own reference
+    run = store.create(spec)
+    run.finish("finished", summary=DOC)
+    assert "(Retrain 50.0, +2.0)" in session_verdict(store, store.get(run.session_id))[0]
+
+
+def test_run_prints_the_verdict_under_its_table_and_json_carries_it(tmp_path, monkeypatch, capsys):
+    from workbench.cli_run import print_verdict, verdict_of
+
+    monkeypatch.setenv("MMUL_HOME", str(tmp_path))
+    spec = {"method": "ft", "model": "clip-tiny", "data": "shapes-tiny", "seed": 42, "deletion": {"n": 4}}
+    writer = SessionStore(tmp_path).create({**spec, "method": "retrain"})
+    writer.finish("finished", summary=RETRAIN)
+    verdict = verdict_of(spec, DOC)
+    assert verdict == verdict_lines(DOC, RETRAIN)[0]
+    print_verdict(verdict)
+    assert capsys.readouterr().out == f"verdict: {verdict}\n"
