@@ -186,11 +186,12 @@ def spec_plan(spec: dict, gpu_memory: int | None = None) -> dict | None:
     if gpu_memory is None and not spec.get("cluster"):
         gpu_memory = device_memory(spec.get("device", "auto"))
     on_cuda = gpu_memory is not None and spec.get("device", "auto") != "cpu"
-    return plan(model, spec["method"], update=update, batch_size=params.get("batch_size", 16),
+    document = plan(model, spec["method"], update=update, batch_size=params.get("batch_size", 16),
                 retain_batch_size=params.get("retain_batch_size", 64), dtype="fp32",
                 activation_dtype="bf16" if on_cuda else "fp32", strategy="ddp" if spec.get("strategy", "ddp") == "ddp" else "fsdp",
                 devices=spec.get("devices", 1), lora_r=params.get("lora_r", 16),
                 grad_checkpointing=bool(params.get("grad_checkpointing")), gpu_memory=gpu_memory)
+    return {**document, "lora": config.model_type in LMM_MODEL_TYPES}  # whether --update llm is open to it
 
 
 __all__ = ["device_memory", "parse_bytes", "plan", "spec_plan"]

@@ -86,7 +86,6 @@ def announce_plan(specs_to_run: list[dict], gpu_memory: Optional[str]) -> None:
     a study runs several), or exit 2 in one line when it cannot fit --gpu-memory (or the CUDA device's memory).
     Registered tiny models have no plan line: their config is built from the data when the run starts."""
     from engine.api import run_plan
-    from engine.plan import LMM_MODEL_TYPES
 
     planned = []
     for spec in {spec["method"]: spec for spec in specs_to_run}.values():
@@ -105,7 +104,7 @@ def announce_plan(specs_to_run: list[dict], gpu_memory: Optional[str]) -> None:
         limit = format_megabytes(largest["gpu_memory_bytes"] / 2**20)
         named = f"--gpu-memory {gpu_memory}" if gpu_memory is not None else "the CUDA device's memory"
         if not largest["fits"]:
-            lora = "--update llm, " if largest["update"] == "full" and largest["model_type"] in LMM_MODEL_TYPES else ""
+            lora = "--update llm, " if largest["update"] == "full" and largest.get("lora") else ""
             fail(f"{largest['method']} on {largest['model']} needs {total} per device by its memory plan ({where}), "
                  f"more than the {limit} of {named}; try {lora}--grad-checkpointing, a smaller --batch-size "
                  "or --retain-batch-size, or --devices N --strategy fsdp (`mmul-workbench plan` shows each part)")
