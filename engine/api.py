@@ -13,7 +13,7 @@ from engine.jobs import run_job, validate
 from engine.preflight import preflight
 from engine.spec import PEOPLE_WORLDS, WORLDS
 
-__all__ = ["DeletionPreview", "data_info", "export_world", "forget_quality", "memory_plan", "preflight",
+__all__ = ["DeletionPreview", "data_info", "export_world", "forget_quality", "memory_plan", "preflight", "run_plan",
            "preview_deletion", "run_job", "validate"]
 
 EXPORT_FORMATS = {"retrieval": ("flickr30k", "coco"), "classification": ("snli-ve", "nlvr2"),
@@ -115,3 +115,20 @@ def memory_plan(model: str, method: str, **options) -> dict:
     except (OSError, ValueError, KeyError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise SpecError(f"cannot plan {model}: {first}") from None
+
+
+def run_plan(spec: dict, gpu_memory: str | None = None) -> dict | None:
+    """The memory plan of a validated run spec (engine/plan.py's spec_plan) against --gpu-memory (a size such
+    as 80GB), else the CUDA device's own memory; None when there is nothing to plan before the run loads (a
+    registered tiny model) or the model's config cannot be read here (the run itself then says why).
+    SpecError (field gpu_memory) for a size that is not one."""
+    from engine.plan import parse_bytes, spec_plan
+
+    try:
+        limit = parse_bytes(gpu_memory) if gpu_memory is not None else None
+    except ValueError as error:
+        raise SpecError(str(error), field="gpu_memory") from None
+    try:
+        return spec_plan(spec, limit)
+    except (OSError, ValueError, KeyError):
+        return None

@@ -157,7 +157,44 @@ def plan(model: str, method: str, update: str = "full", batch_size: int = 16, re
     return document
 
 
-__all__ = ["parse_bytes", "plan"]
+def device_memory(device: str) -> int | None:
+    """The memory of the CUDA device a run on ``device`` (auto, cpu, cuda, cuda:N) would use, or None on the CPU."""
+    import torch
+
+    if device == "cpu" or not torch.cuda.is_available():
+        return None
+    index = int(device.partition(":")[2] or 0) if device.startswith("cuda") else 0
+    return int(torch.cuda.get_device_properties(index).total_memory)
+
+
+LMM_MODEL_TYPES = ("llava", "qwen2_vl")  # their runs train LoRA on the language model unless --update says
+
+
+def spec_plan(spec: dict, gpu_memory: int | None = None) -> dict | None:
+    """The plan of a validated run spec, against ``gpu_memory`` bytes, else the CUDA device's own memory (none
+    on the CPU); None for a registered tiny model (its config is built from the data's vocabulary when the
+    run starts: nothing to read before). Its batch sizes, update target, LoRA rank, checkpointing, devices and
+    strategy are the spec's; weights fp32 (the loop's master weights), activations bf16 under CUDA's autocast."""
+    from engine.spec import MODELS
+
+    model = spec.get("original") or spec["model"]
+    if model in MODELS:
+        return None
+    params = spec.get("params") or {}
+    config = load_config(model)
+    update = params.get("update") or ("llm" if config.model_type in LMM_MODEL_TYPES else "full")
+    if gpu_memory is None and not spec.get("cluster"):
+        gpu_memory = device_memory(spec.get("device", "auto"))
+    on_cuda = gpu_memory is not None and spec.get("device", "auto") != "cpu"
+    document = plan(model, spec["method"], update=update, batch_size=params.get("batch_size", 16),
+                retain_batch_size=params.get("retain_batch_size", 64), dtype="fp32",
+                activation_dtype="bf16" if on_cuda else "fp32", strategy="ddp" if spec.get("strategy", "ddp") == "ddp" else "fsdp",
+                devices=spec.get("devices", 1), lora_r=params.get("lora_r", 16),
+                grad_checkpointing=bool(params.get("grad_checkpointing")), gpu_memory=gpu_memory)
+    return {**document, "lora": config.model_type in LMM_MODEL_TYPES}  # whether --update llm is open to it
+
+
+__all__ = ["device_memory", "parse_bytes", "plan", "spec_plan"]
 
 
 if __name__ == "__main__":  # a quick look: python -m engine.plan CONFIG_DIR METHOD

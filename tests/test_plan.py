@@ -120,3 +120,40 @@ def test_bad_input_is_one_line_exit_2(tmp_path):
                              timeout=300)
         assert out.returncode == 2 and out.stdout == "" and "Traceback" not in out.stderr, out.stderr
         assert len(out.stderr.strip().splitlines()) == 1 and message in out.stderr, out.stderr
+
+
+@pytest.fixture(scope="module")
+def clip_checkpoint(tmp_path_factory):
+    """A tiny CLIP checkpoint directory (weights, tokenizer, processor): a model `run` plans (a registered name
+    is built from the data when the run starts, so it has no plan line)."""
+    from engine.data.shapes import build_shapes_world
+    from engine.models.clip import ClipAdapter
+
+    world, directory = build_shapes_world("shapes-tiny"), tmp_path_factory.mktemp("clip-checkpoint")
+    ClipAdapter.build_tiny(world.vocabulary(), world.image_size, 0, directory)
+    return directory
+
+
+def test_run_refuses_a_run_its_plan_says_cannot_fit(tmp_path, clip_checkpoint):
+    from sessions.numbers import format_megabytes
+
+    planned = plan_json(tmp_path, "--model", str(clip_checkpoint), "--method", "multidelete")
+    total = format_megabytes(planned["total_bytes"] / 2**20)
+    run = ["run", "--method", "multidelete", "--model", str(clip_checkpoint), "--data", "shapes-tiny", "--device", "cpu"]
+    out = subprocess.run(cli(*run, "--delete", "8", "--gpu-memory", "1MB"), cwd=ROOT, env=cli_env(tmp_path),
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and out.stdout == "" and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert f"needs {total} per device by its memory plan" in out.stderr and "--gpu-memory 1MB" in out.stderr
+    assert "try --grad-checkpointing" in out.stderr  # not LoRA: a CLIP run has no --update
+    # one that fits prints its plan's total on stderr before anything loads (here the deletion set is then
+    # refused, so nothing trains)
+    out = subprocess.run(cli(*run, "--delete", "100000", "--gpu-memory", "80GB"), cwd=ROOT, env=cli_env(tmp_path),
+                         capture_output=True, text=True, timeout=300)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and lines[0] == f"memory plan: {total} per device (1 x ddp, update full; fits 80.0 GB)"
+    assert len(lines) == 2 and "100000" in lines[1], out.stderr
+    out = subprocess.run(cli("study", "--methods", "ft,multidelete", "--seeds", "1", *run[3:], "--delete", "8",
+                             "--gpu-memory", "1MB"), cwd=ROOT, env=cli_env(tmp_path), capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert out.stderr.startswith(f"error: multidelete on {clip_checkpoint} needs {total}")  # the larger plan of the two

@@ -3,6 +3,7 @@ engine.api): parameters, gradients, AdamW state, the frozen copies the method ke
 and whether it fits --gpu-memory. Nothing heavy at import; the model is built on torch's meta device."""
 from __future__ import annotations
 
+import sys
 from typing import Optional
 
 import typer
@@ -73,6 +74,43 @@ def plan(
         verdict = (f"; fits {format_megabytes(document['gpu_memory_bytes'] / 2**20)}" if document["fits"] else
                    f"; does NOT fit {format_megabytes(document['gpu_memory_bytes'] / 2**20)}")
     typer.echo(f"  {'total':<40} {format_megabytes(document['total_bytes'] / 2**20):>10}{verdict}")
+
+
+GPU_MEMORY_HELP = ("the memory of each GPU the run will have, e.g. 80GB: a run whose memory plan (`mmul-workbench "
+                   "plan`) does not fit is refused before it starts (default: the CUDA device's own memory; none on "
+                   "the CPU)")
+
+
+def announce_plan(specs_to_run: list[dict], gpu_memory: Optional[str]) -> None:
+    """Before anything loads: the plan's total per device as one stderr line (the largest of the methods' when
+    a study runs several), or exit 2 in one line when it cannot fit --gpu-memory (or the CUDA device's memory).
+    Registered tiny models have no plan line: their config is built from the data when the run starts."""
+    from engine.api import run_plan
+
+    planned = []
+    for spec in {spec["method"]: spec for spec in specs_to_run}.values():
+        try:
+            document = run_plan(spec, gpu_memory)
+        except SpecError as error:
+            fail(str(error))
+        if document is not None:
+            planned.append(document)
+    if not planned:
+        return
+    largest = max(planned, key=lambda document: document["total_bytes"])
+    total = format_megabytes(largest["total_bytes"] / 2**20)
+    where = f"{largest['devices']} x {largest['strategy']}, update {largest['update']}"
+    if "fits" in largest:
+        limit = format_megabytes(largest["gpu_memory_bytes"] / 2**20)
+        named = f"--gpu-memory {gpu_memory}" if gpu_memory is not None else "the CUDA device's memory"
+        if not largest["fits"]:
+            lora = "--update llm, " if largest["update"] == "full" and largest.get("lora") else ""
+            fail(f"{largest['method']} on {largest['model']} needs {total} per device by its memory plan ({where}), "
+                 f"more than the {limit} of {named}; try {lora}--grad-checkpointing, a smaller --batch-size "
+                 "or --retain-batch-size, or --devices N --strategy fsdp (`mmul-workbench plan` shows each part)")
+        where += f"; fits {limit}"
+    method = f" ({largest['method']}, the largest)" if len(planned) > 1 else ""
+    print(f"memory plan: {total} per device{method} ({where})", file=sys.stderr)
 
 
 def register(app: typer.Typer) -> None:

@@ -20,6 +20,7 @@ from sessions.numbers import fmt
 from workbench.completion import complete_data, complete_device, complete_method, complete_model, complete_task
 from workbench.execute import run_session
 from workbench.output import Exit, Progress, fail, print_json
+from workbench.cli_plan import GPU_MEMORY_HELP, announce_plan
 from workbench.param_options import with_param_options
 
 
@@ -92,6 +93,7 @@ def run(
     devices: int = typer.Option(1, "--devices", metavar="N", help=DEVICES_HELP),
     strategy: Optional[str] = typer.Option(None, "--strategy", metavar="[ddp|fsdp|zero3]", help=STRATEGY_HELP),
     compiled: bool = typer.Option(False, "--compile", help=COMPILE_HELP),
+    gpu_memory: Optional[str] = typer.Option(None, "--gpu-memory", help=GPU_MEMORY_HELP),
     detach: bool = typer.Option(False, "--detach", help="with --engine: print the session id and return"),
     as_json: bool = typer.Option(False, "--json", help="one JSON document on stdout"),
     params: Optional[dict] = None,
@@ -114,6 +116,7 @@ def run(
         fail(str(error))
     if detach and not engine:
         fail("--detach needs --engine (a detached run lives in the engine daemon)")
+    announce_plan([spec], gpu_memory)
     if engine:
         return follow_engine(spec, detach, as_json)
     result = run_session(spec, label=method)

@@ -29,6 +29,7 @@ from sessions.study import (REFERENCE, StudyError, StudyRecord, aggregate, cost_
 from sessions.summary import format_deletion, test_headline_name
 from workbench.cli_run import (ARTIFACTS_HELP, CLUSTER_HELP, COMPILE_HELP, DEVICES_HELP, ORIGINAL_HELP, STRATEGY_HELP,
                                deletion_spec, placement, with_compile)
+from workbench.cli_plan import GPU_MEMORY_HELP, announce_plan
 from workbench.completion import complete_data, complete_device, complete_method_list, complete_model, complete_task
 from workbench.output import Exit, Progress, fail, print_json
 from workbench.param_options import with_param_options
@@ -128,6 +129,7 @@ def study(
     devices: int = typer.Option(1, "--devices", metavar="N", help=DEVICES_HELP),
     strategy: Optional[str] = typer.Option(None, "--strategy", metavar="[ddp|fsdp|zero3]", help=STRATEGY_HELP),
     compiled: bool = typer.Option(False, "--compile", help=COMPILE_HELP),
+    gpu_memory: Optional[str] = typer.Option(None, "--gpu-memory", help=GPU_MEMORY_HELP),
     as_json: bool = typer.Option(False, "--json", help="one JSON document on stdout"),
     params: Optional[dict] = None,
 ) -> None:
@@ -164,6 +166,7 @@ def study(
     except SpecError as error:
         fail(str(error))
 
+    announce_plan([spec for _, _, spec in cells], gpu_memory)
     first = cells[0][2]
     protocol = {"model": first["model"], "data": first["data"], "task": first["task"], "device": first["device"],
                 "deletion": {k: v for k, v in first["deletion"].items() if k != "seed"},
