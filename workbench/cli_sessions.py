@@ -348,8 +348,8 @@ def replay_headless(session_id: str, width: int | None = None, out=None) -> int:
                   + (f" ({meta['message']})" if meta.get("message") else ""))
     console.print(f"{len(events)} events, {sum(e['kind'] == 'step' for e in events)} steps; "
                   f"created {_when(meta.get('created'))}")
-    for line in session_verdict(store, meta):
-        console.print(f"verdict: {line}", highlight=False, markup=False, overflow="fold")
+    for line in session_verdict(store, meta):  # one line a verdict, whatever the width: scripts grep it
+        console.print(f"verdict: {line}", highlight=False, markup=False, soft_wrap=True)
     losses = loss_series(events)
     if losses:
         out.write(_plot("loss terms", {k: v for k, v in losses.items()}, width, 18, color) + "\n")
