@@ -94,8 +94,8 @@ async def test_monitor_plot_points_bounded_at_100k(tmp_home):
         screen = MonitorScreen(ListSource(make_events(100_000, logs=0), live=True))
         await app.push_screen(screen)
         await wait_until(pilot, lambda: screen.source_done and not screen.backlog, timeout=10)
-        await pilot.pause(0.4)
         plot = screen.query_one("#plot-loss", SeriesPlot)
+        await wait_until(pilot, lambda: plot.points_drawn > 0)  # the redraw timer has drawn the whole data
         assert len(screen.model.losses["total"]) == 100_000
         width = plot.size.width
         assert 0 < plot.points_drawn <= 3 * (2 * width + 2)  # three terms, ~2 points per column each
@@ -147,13 +147,15 @@ async def test_home_lists_filters_compares_and_deletes(tmp_home):
         await wait_until(pilot, lambda: app.screen.model.x == 20)
         await pilot.press("escape")
         # delete with confirmation: "n" keeps it, "y" removes it
+        from screens.widgets.confirm import ConfirmScreen
+
         await pilot.press("d")
-        await pilot.pause(0.1)
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("n")
-        await pilot.pause(0.2)
+        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
         assert len(store.list()) == 2
         await pilot.press("d")
-        await pilot.pause(0.1)
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
         await wait_until(pilot, lambda: len(store.list()) == 1)
         await wait_until(pilot, lambda: table.row_count == 1)
@@ -216,19 +218,16 @@ async def test_new_run_invalid_lr_shows_inline_error_and_submits_nothing(tmp_hom
         await wait_until(pilot, lambda: bool(screen.query("#p-lr")))
         lr = screen.query_one("#p-lr")
         lr.value = "fast"
-        await pilot.pause(0.05)
         await pilot.press("ctrl+s")
-        await pilot.pause(0.1)
         error = screen.query_one("#err-p-lr")
-        assert "--lr" in str(error.render()) and error.display
+        await wait_until(pilot, lambda: "--lr" in str(error.render()) and error.display)
         assert lr.has_class("-invalid")
         assert calls == [] and app.services.submitted == []
         # a bad deletion N is shown under N, still nothing submitted
         lr.value = "1e-4"
         screen.query_one("#del-n").value = "-3"
         await pilot.press("ctrl+s")
-        await pilot.pause(0.1)
-        assert "--delete" in str(screen.query_one("#err-del-n").render())
+        await wait_until(pilot, lambda: "--delete" in str(screen.query_one("#err-del-n").render()))
         assert calls == []
         # fixed: submitted once, and the monitor follows the new session live
         screen.query_one("#del-n").value = "8"
@@ -277,8 +276,7 @@ async def test_live_monitor_shows_points_summary_and_log(tmp_home):
         screen = MonitorScreen(ListSource(make_events(120, requests=3, logs=3), live=True))
         await app.push_screen(screen)
         await wait_until(pilot, lambda: screen.source_done and not screen.backlog)
-        await pilot.pause(0.4)
-        assert screen.query_one("#plot-loss", SeriesPlot).points_drawn > 0
+        await wait_until(pilot, lambda: screen.query_one("#plot-loss", SeriesPlot).points_drawn > 0)
         assert len(screen.model.evals["df_dr_auc"]) == 2
         assert screen.query_one("#plot-requests").display  # per-request curves for PULSE runs
         summary = screen.query_one("#mon-summary")
@@ -334,7 +332,7 @@ async def test_replay_cli_path_opens_stored_session(tmp_home):
         await wait_until(pilot, lambda: verdict.has_class("-shown"))
         assert str(verdict.render()) == "forgot Df/Dr AUC 50.0; kept test r_mean 40.0" and verdict.display
         await pilot.press("escape")
-        await pilot.pause(0.1)
+        await pilot.pause()  # the app has handled the key (and exited)
     assert app.return_code == 0
 
 
@@ -461,10 +459,12 @@ async def test_new_run_sequential_requests_builds_a_pulse_spec(tmp_home):
     app = recording_app(calls)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+n")
-        await pilot.pause(0.1)
+        from screens.new_run import NewRunScreen
+
+        await wait_until(pilot, lambda: isinstance(app.screen, NewRunScreen))
         screen = app.screen
         screen.query_one("#protocol").value = "sequential"
-        await pilot.pause(0.1)
+        await pilot.pause()  # the form has handled the change
         assert not screen.query("#p-lora_r")  # image-text data: no LMM fields
         screen.query_one("#data").value = "people-tiny"
         await wait_until(pilot, lambda: bool(screen.query("#p-lora_r")))  # people data: the LMM fields appear
@@ -472,10 +472,10 @@ async def test_new_run_sequential_requests_builds_a_pulse_spec(tmp_home):
         screen.query_one("#method").value = "ga"
         screen.query_one("#requests").value = "0"
         screen.query_one("#del-n").value = "2"
-        await pilot.pause(0.1)
+        await pilot.pause()
         await pilot.press("ctrl+s")
-        await pilot.pause(0.1)
-        assert "--requests" in str(screen.query_one("#err-requests").render()) and calls == []
+        await wait_until(pilot, lambda: "--requests" in str(screen.query_one("#err-requests").render()))
+        assert calls == []
         screen.query_one("#requests").value = "2"
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: bool(calls))
@@ -487,7 +487,9 @@ async def test_new_run_sequential_requests_on_image_text_builds_a_run_spec(tmp_h
     app = recording_app(calls)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+n")
-        await pilot.pause(0.1)
+        from screens.new_run import NewRunScreen
+
+        await wait_until(pilot, lambda: isinstance(app.screen, NewRunScreen))
         screen = app.screen
         screen.query_one("#protocol").value = "sequential"
         screen.query_one("#model").value = "clip-tiny"
@@ -495,7 +497,7 @@ async def test_new_run_sequential_requests_on_image_text_builds_a_run_spec(tmp_h
         screen.query_one("#method").value = "npo"
         screen.query_one("#requests").value = "3"
         screen.query_one("#del-n").value = "9"
-        await pilot.pause(0.1)
+        await pilot.pause()
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: bool(calls))
         assert calls[0]["kind"] == "run" and calls[0]["requests"] == 3 and calls[0]["deletion"]["n"] == 9

@@ -116,8 +116,7 @@ async def test_compare_toggles_axis_smoothing_log_and_filter(two_runs):
         assert loss.log_y and metric.log_y
         await pilot.press("t")                                             # kl: a 0 at step 0, dropped on log
         assert screen.term == "kl"
-        await pilot.pause(0.1)
-        assert loss.points_drawn < sum(len(s) for s in loss.series.values())
+        await wait_until(pilot, lambda: loss.points_drawn < sum(len(s) for s in loss.series.values()))
         table = screen.query_one("#cmp-table")
         assert [str(table.get_row_at(i)[0]) for i in range(3)] == ["df_dr_auc", "test.r_mean", "mia.auc"]
         await pilot.press("slash", *"mia")
