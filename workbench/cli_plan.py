@@ -96,6 +96,9 @@ def announce_plan(specs_to_run: list[dict], gpu_memory: Optional[str]) -> None:
         if document is not None:
             planned.append(document)
     if not planned:
+        if gpu_memory is not None:  # said, not silently ignored
+            print(f"memory plan: none for {specs_to_run[0]['model']} (a registered tiny model's config is built from "
+                  f"the data when the run starts), so --gpu-memory {gpu_memory} is not checked", file=sys.stderr)
         return
     largest = max(planned, key=lambda document: document["total_bytes"])
     total = format_megabytes(largest["total_bytes"] / 2**20)
