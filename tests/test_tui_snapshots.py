@@ -208,5 +208,10 @@ def test_compare_toggles_snapshot(snap_compare, snapshot_home, size, monkeypatch
         await wait_until(pilot, lambda: bool(screen.runs))
         await pilot.press("x", "s", "l")  # by fraction of the run, smoothed, log scale
         screen.query_one(Input).cursor_blink = False
+        from screens.widgets.plot import SeriesPlot
+
+        # every plot has rendered the toggled series (its last render is of its current version)
+        plots = [p for p in screen.query(SeriesPlot) if p.display and p.size.width]
+        await wait_until(pilot, lambda: all(p._built_for and p._built_for[0] == p._version for p in plots))
 
     assert snap_compare(app, terminal_size=size, run_before=ready)
