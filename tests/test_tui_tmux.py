@@ -84,6 +84,25 @@ def _send(name: str, *keys: str) -> None:
     subprocess.run(["tmux", "send-keys", "-t", name, *keys], check=True)
 
 
+def _cursor(name: str) -> tuple[int, int]:
+    out = subprocess.run(["tmux", "display", "-p", "-t", name, "#{cursor_x} #{cursor_y}"],
+                         capture_output=True, text=True).stdout.split()
+    return int(out[0]), int(out[1])
+
+
+def _tab(name: str) -> None:
+    """Move focus to the next field and wait until it has moved (the terminal cursor follows the focused
+    input): a Tab bubbles up to the app before it moves focus, so keys typed right behind it can still
+    land in the field it leaves."""
+    before = _cursor(name)
+    _send(name, "Tab")
+    deadline = time.monotonic() + 30
+    while _cursor(name) == before:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Tab did not move the focus; last screen:\n{_capture(name)}")
+        time.sleep(0.1)
+
+
 def _replace(name: str, old: str, new: str) -> None:
     """Empty the focused input (it shows ``old``) and type ``new``, each step seen on the screen."""
     _send(name, "C-u")
@@ -117,9 +136,9 @@ def test_tui_in_tmux_launches_a_study_and_its_grid_fills_in(shared_home):
         _send(name, "F3")
         _wait(name, lambda t: "New study" in t and "retrain,ft,multidelete" in t)
         _replace(name, "retrain,ft,multidelete", "ft,neggrad")
-        _send(name, "Tab")
+        _tab(name)
         _replace(name, "42,87,21", "42")
-        _send(name, "Tab")                        # the method flags (one key per send: a burst loses keys)
+        _tab(name)                                # the method flags
         _send(name, "-l", "--", "--epochs 1")
         _wait(name, lambda t: any(line.strip() == "--epochs 1" for line in t.splitlines()))
         started = time.monotonic()
