@@ -30,6 +30,10 @@ class MethodInfo:
     # which variant of the method it is: the released file it follows, its reduction, reference model and retain
     # weight; `{param}` fields are filled from the run's parameters (`method_variant`), "auto" where one is None
     variant: str = ""
+    # the protocols it serves beyond one run: "requests" (`--requests k`: it unlearns each request from the
+    # model the one before left; retrain has no "before") and "pulse" (it trains the answer NLL of LMM
+    # question batches)
+    protocols: tuple[str, ...] = ("requests",)
 
 
 @dataclass(frozen=True)
@@ -126,13 +130,13 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in (
           Param("ukr_on", str, "df", "which data L_UKR keeps unimodal embeddings on", ("df", "dr")),
           Param("ukr_modalities", str, "both", "which unimodal embeddings L_UKR keeps", ("both", "image", "text")),
           Param("train", str, "all", "which parameters are updated", ("all", "vision", "text")),
-      ), epochs=5, iterates="forget",
+      ), epochs=5, iterates="forget", protocols=("requests", "pulse"),
       variant="MultiDelete's LAVIS fork (vl_unlearn/task_unlearn.py): MSE; L_MD on {md_on}, L_MKR on the fused "
               "embedding, L_UKR on {ukr_on} ({ukr_modalities}) on L2-normalised projections (retrieval; raw states "
               "for classification and LMMs); alpha {alpha}, beta {beta}, gamma {gamma}; ref = the model before "
               "the request"),
     M("retrain", "Retrain", "train from the starting weights on Dr only (gold standard)",
-      "engine.methods.retrain:Retrain", (), epochs=0, iterates="retain",
+      "engine.methods.retrain:Retrain", (), epochs=0, iterates="retain", protocols=(),
       variant="MultiDelete's Retrain: the starting weights trained on Dr with the original's recipe"),
     M("ft", "FT", "fine-tune the original on Dr", "engine.methods.finetune:FineTune", (), epochs=1, iterates="retain",
       variant="MultiDelete's FT: the task loss on Dr"),
@@ -142,13 +146,13 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in (
     M("ga_klr", "GA+KLR", "gradient ascent on Df + KL to the original on Dr, averaged over answer tokens; no "
       "retain NLL (PULSE's GA+KLR)", "engine.methods.ga_klr:GAKLR",
       (Param("kl_weight", float, 1.0, "lambda: weight of the KL term on Dr", minimum=0.0),), epochs=1,
-      iterates="forget",
+      iterates="forget", protocols=("requests", "pulse"),
       variant="PULSE's GA+KLR: -task loss on Df + {kl_weight} x KL(original || model) on Dr, the mean over answer "
               "tokens (LMMs) or rows (image-text); no retain NLL; ref = the model before the request"),
     M("kl_min", "KL_Min", "gradient ascent on Df + retain NLL + KL to the original summed over every position "
       "and the vocabulary / batch (MLLMU-Bench, MMUnlearner)", "engine.methods.kl_min:KLMin",
       (Param("kl_weight", float, 1.0, "lambda: weight of the KL term on Dr (released: 1)", minimum=0.0),), epochs=1,
-      iterates="forget",
+      iterates="forget", protocols=("requests", "pulse"),
       variant="MLLMU-Bench baselines/KL_Minimization.py, MMUnlearner MLLMU_KL_Min.py: -NLL(Df) + NLL(Dr) + "
               "{kl_weight} x KL(original || model) summed over every position (padding included) and the "
               "vocabulary, / batch size; ref = the model before the request; one step on the sum"),
@@ -159,11 +163,11 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in (
           Param("npo_reduction", str, "sum", "the log-ratio over the answer tokens: summed (OpenUnlearning) or "
                 "their mean (MLLMU-Bench NPO.py)", ("sum", "mean")),
           RETAIN_WEIGHT,  # alpha 1: OpenUnlearning configs/trainer/NPO.yaml (MLLMU-Bench's NPO.py has none: 0)
-      ), epochs=1, iterates="forget",
+      ), epochs=1, iterates="forget", protocols=("requests", "pulse"),
       variant="OpenUnlearning trainer/unlearn/npo.py: log-ratio of the answer tokens' {npo_reduction}, beta "
               "{npo_beta}, ref = the model before the request, + {retain_weight} x retain NLL"),
     M("ga", "GA", "gradient ascent on the answer NLL of the forget people (PULSE's GA = NegGrad)",
-      "engine.methods.neggrad:NegGrad", (), epochs=1, iterates="forget",
+      "engine.methods.neggrad:NegGrad", (), epochs=1, iterates="forget", protocols=("requests", "pulse"),
       variant="PULSE's GA (= NegGrad): -answer NLL on Df"),
     M("d2d", "Descent-to-Delete", "T=1 descent step on Dr, then Gaussian noise from the (eps, delta) bound",
       "engine.methods.descent_to_delete:DescentToDelete",
@@ -171,7 +175,7 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in (
       variant="MultiDelete's Descent-to-Delete: descent on Dr, then Gaussian noise from the strongly-convex "
               "bound, eps {eps}, delta 1/n^2"),
     M("graddiff", "GradDiff", "gradient ascent on Df + task loss descent on Dr (OpenUnlearning's GradDiff)",
-      "engine.methods.graddiff:GradDiff", (FORGET_WEIGHT, RETAIN_WEIGHT), epochs=1, iterates="forget",
+      "engine.methods.graddiff:GradDiff", (FORGET_WEIGHT, RETAIN_WEIGHT), epochs=1, iterates="forget", protocols=("requests", "pulse"),
       variant="OpenUnlearning trainer/unlearn/grad_diff.py (retain NLL): -{forget_weight} x NLL(Df) + "
               "{retain_weight} x NLL(Dr)"),
     M("simnpo", "SimNPO", "reference-free, length-normalised NPO with a margin, + retain loss (Fan et al. 2024)",
@@ -179,16 +183,16 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in (
           Param("simnpo_beta", float, 4.5, "SimNPO inverse temperature beta", positive=True),
           Param("simnpo_delta", float, 0.0, "SimNPO reward margin delta (gamma/beta in the paper)"),
           Param("simnpo_weight", float, 0.125, "gamma: weight of the SimNPO forget term", minimum=0.0),
-          RETAIN_WEIGHT), epochs=1, iterates="forget",
+          RETAIN_WEIGHT), epochs=1, iterates="forget", protocols=("requests", "pulse"),
       variant="OpenUnlearning trainer/unlearn/simnpo.py: length-normalised NLL, beta {simnpo_beta}, delta "
               "{simnpo_delta}, gamma {simnpo_weight}, no reference model, + {retain_weight} x retain NLL"),
     M("idk", "IDK", "fine-tune the forget questions towards refusal answers + retain loss (TOFU's IDK)",
-      "engine.methods.idk:IDK", (FORGET_WEIGHT, RETAIN_WEIGHT), epochs=1, iterates="forget", requires=("refusals",),
+      "engine.methods.idk:IDK", (FORGET_WEIGHT, RETAIN_WEIGHT), epochs=1, iterates="forget", protocols=("requests", "pulse"), requires=("refusals",),
       variant="TOFU / OpenUnlearning IDK: {forget_weight} x NLL(refusal | Df question) + {retain_weight} x NLL(Dr)"),
     M("idkdpo", "IdkDPO", "DPO preferring a refusal over the true answer on Df + retain loss (TOFU / OpenUnlearning)",
       "engine.methods.idkdpo:IdkDPO", (
           Param("dpo_beta", float, 0.1, "DPO inverse temperature beta", positive=True),
-          FORGET_WEIGHT, RETAIN_WEIGHT), epochs=1, iterates="forget", requires=("refusals",),
+          FORGET_WEIGHT, RETAIN_WEIGHT), epochs=1, iterates="forget", protocols=("requests", "pulse"), requires=("refusals",),
       variant="OpenUnlearning trainer/unlearn/dpo.py (IdkDPO): summed log-ratios, beta {dpo_beta}, ref = the model "
               "before the request, gamma {forget_weight}, + {retain_weight} x retain NLL"),
     M("rmu", "RMU", "steer one layer's hidden states on Df to a random direction, keep them on Dr (Li et al. 2024)",
@@ -202,7 +206,7 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in (
                 positive=True),
           Param("rmu_alpha", float, 1200.0, "weight of the Dr activation-retention term (WMDP, Zephyr-7B)",
                 minimum=0.0),
-      ), epochs=1, iterates="forget", requires=("layers",),
+      ), epochs=1, iterates="forget", protocols=("requests", "pulse"), requires=("layers",),
       variant="WMDP rmu/unlearn.py: steer layer {rmu_layer} to c x u (c {rmu_coeff}), keep it on Dr with alpha "
               "{rmu_alpha}, update the down_proj of {rmu_update_layers} layers; auto = scaled to the model's depth "
               "and width (the document's `resolved`)"),
@@ -213,7 +217,7 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in (
                 "is at least this (the released code: 1)", minimum=0.0),
           Param("mask_ratio", float, 1.0, "keep at most this fraction of each mask's weights, the most salient "
                 "(1 = every weight over the threshold)", positive=True, maximum=1.0),
-          FORGET_WEIGHT, RETAIN_WEIGHT), epochs=1, iterates="forget", requires=("preserve_sets", "vision"),
+          FORGET_WEIGHT, RETAIN_WEIGHT), epochs=1, iterates="forget", protocols=("requests", "pulse"), requires=("preserve_sets", "vision"),
       variant="MMUnlearner MLLMU_gen_mask.py + MLLMU_manifold.py: two masks (language model vs every person's "
               "text-only questions + retain VQA; vision tower + projector vs retain VQA, trained whatever --update), "
               "threshold {mask_threshold}, ratio {mask_ratio}; -{forget_weight} x NLL(forget image questions) on the "
@@ -227,7 +231,7 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in (
                 "least this (the released code: 1)", minimum=0.0),
           Param("mask_ratio", float, 1.0, "keep at most this fraction of the covered weights, the most salient "
                 "(1 = every weight over the threshold)", positive=True, maximum=1.0),
-          FORGET_WEIGHT, RETAIN_WEIGHT), epochs=1, iterates="forget",
+          FORGET_WEIGHT, RETAIN_WEIGHT), epochs=1, iterates="forget", protocols=("requests", "pulse"),
       variant="saliency-masked GA (one Df-over-Dr mask, threshold {mask_threshold}, ratio {mask_ratio}): "
               "-{forget_weight} x NLL(Df) on the masked weights + {retain_weight} x NLL(Dr)",
       unshardable="it takes the gradients of its weights inside each step (the masked ascent), which FSDP's "
@@ -355,10 +359,8 @@ RECIPES = {
 DELETION_STRATEGIES = ("random", "ids", "query")
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_SEED = 42
-PULSE_METHODS = ("ga", "ga_klr", "kl_min", "npo", "multidelete", "graddiff", "simnpo", "idk", "idkdpo", "rmu",
-                 "mmunlearner", "masked_ga")
-SEQUENTIAL_METHODS = ("multidelete", "ft", "neggrad", "ga_klr", "kl_min", "npo", "ga", "d2d", "graddiff", "simnpo",
-                      "idk", "idkdpo", "rmu", "mmunlearner", "masked_ga")  # not retrain: it has no "before"
+PULSE_METHODS = tuple(m.name for m in METHODS.values() if "pulse" in m.protocols)
+SEQUENTIAL_METHODS = tuple(m.name for m in METHODS.values() if "requests" in m.protocols)
 KNOWLEDGE_SOURCES = ("pretrained", "finetuned")
 RUN_TASKS = ("retrieval", "classification")  # the tasks `run` and `demo` do (multiple-choice QA is `pulse`'s)
 
