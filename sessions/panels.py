@@ -114,7 +114,8 @@ def integer_ticks(lo: float, hi: float, most: int = 6) -> list[int]:
             if span / spacing <= max(most - 1, 1):
                 break
     start = math.ceil(first / spacing) * spacing
-    return list(range(int(start), int(last) + 1, int(spacing)))
+    ticks = list(range(int(start), int(last) + 1, int(spacing)))
+    return ticks if len(ticks) > 1 or last == first else [first, last]  # a narrow panel: where the run ends
 
 
 def x_range(series: Iterable[Mapping[str, object]], steps: int | None = None) -> tuple[float, float]:

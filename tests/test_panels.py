@@ -43,6 +43,7 @@ def test_integer_ticks():
     assert integer_ticks(0, 3) == [0, 1, 2, 3]
     assert integer_ticks(0, 300, most=5) == [0, 100, 200, 300]
     assert integer_ticks(0, 0.5) == [0]
+    assert integer_ticks(0, 60, most=2) == [0, 60]  # a narrow panel: the two ends
     assert all(isinstance(t, int) for t in integer_ticks(0, 7))
 
 
