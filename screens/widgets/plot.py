@@ -71,7 +71,7 @@ class SeriesPlot(PlotextPlot):
         self.panel = panel
         self.series = {line.label: line for line in panel.lines}
         self.colours = {line.label: line.colour for line in panel.lines}
-        self.border_title = panel.title if panel.xlabel == "step" else f"{panel.title} (x: {panel.xlabel})"
+        self.border_title = panel.title if panel.xlabel == "step" else f"{panel.title} by {panel.xlabel.split()[0]}"
         self.border_subtitle = legend_markup(panel)
         self.mark_dirty()
 
