@@ -19,7 +19,8 @@ import typer
 from sessions.schema import SchemaMismatch
 from sessions.store import SessionDamaged, SessionStore, UnknownSession
 from sessions.study import StudyError
-from sessions.verdict import session_verdict
+from sessions.metric_names import flatten
+from sessions.verdict import retrain_reference, session_verdict
 from workbench.cli_study import DEFAULT_TOLERANCE
 from workbench.completion import complete_session, complete_study
 from workbench.output import fail, print_json
@@ -37,6 +38,16 @@ def check_out(out: Path) -> Path:
     return out
 
 
+def retrain_metrics(store: SessionStore, meta: dict) -> dict | None:
+    """A finished Retrain of the session's deletion set: its flat final metrics (the panels' Retrain lines)."""
+    spec = meta.get("spec") if isinstance(meta.get("spec"), dict) else {}
+    try:
+        summary = retrain_reference(store, spec, meta.get("id"))
+    except Exception:  # a catalog that cannot be read: the panels without Retrain
+        return None
+    return flatten(summary.get("metrics") or {}) if isinstance(summary, dict) else None
+
+
 def read_sessions(store: SessionStore, refs: list[str]) -> list[tuple[dict, list[dict]]]:
     """(meta, events) of each session, in the order given (each once), or one line and exit 2."""
     out, seen = [], set()
@@ -47,7 +58,8 @@ def read_sessions(store: SessionStore, refs: list[str]) -> list[tuple[dict, list
                 continue
             seen.add(sid)
             meta = store.get(sid)
-            out.append(({**meta, "verdict": session_verdict(store, meta)}, store.events(sid)))
+            out.append(({**meta, "verdict": session_verdict(store, meta), "retrain": retrain_metrics(store, meta)},
+                        store.events(sid)))
         except (UnknownSession, SchemaMismatch, SessionDamaged) as exc:
             fail(str(exc).splitlines()[0])
     return out
