@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
+from sessions.metric_names import flatten
 from sessions.numbers import is_rate, shown
 from sessions.series import eval_series, final_table, loss_series, unlearning_steps
 
@@ -185,6 +186,19 @@ def event_panels(events: list[dict], retrain: Mapping[str, float] | None = None)
                       before=before, retrain=retrain)
 
 
+def retrain_metrics(store, meta: dict) -> dict[str, float] | None:
+    """The flat final metrics of a finished Retrain of the session's deletion set in ``store`` (the panels'
+    Retrain lines; sessions.verdict.retrain_reference), or None."""
+    from sessions.verdict import retrain_reference
+
+    spec = meta.get("spec") if isinstance(meta.get("spec"), dict) else {}
+    try:
+        summary = retrain_reference(store, spec, meta.get("id"))
+    except Exception:  # a catalog that cannot be read: the panels without Retrain
+        return None
+    return flatten(summary.get("metrics") or {}) if isinstance(summary, dict) else None
+
+
 def compare_panels(runs: Sequence[tuple[str, Mapping[str, object], Mapping[str, object]]], *,
                    chosen: Mapping[str, str] | None = None, term: str = "total", xlabel: str = "step",
                    x_span: tuple[float, float] | None = None) -> list[Panel]:
@@ -215,4 +229,4 @@ def compare_panels(runs: Sequence[tuple[str, Mapping[str, object], Mapping[str, 
 
 
 __all__ = ["GROUPS", "MAX_SERIES", "PALETTE", "Line", "Panel", "Reference", "compare_panels", "event_panels", "hex_colour",
-           "integer_ticks", "metric_group", "run_panels"]
+           "integer_ticks", "metric_group", "retrain_metrics", "run_panels"]

@@ -19,8 +19,8 @@ import typer
 from sessions.schema import SchemaMismatch
 from sessions.store import SessionDamaged, SessionStore, UnknownSession
 from sessions.study import StudyError
-from sessions.metric_names import flatten
-from sessions.verdict import retrain_reference, session_verdict
+from sessions.panels import retrain_metrics
+from sessions.verdict import session_verdict
 from workbench.cli_study import DEFAULT_TOLERANCE
 from workbench.completion import complete_session, complete_study
 from workbench.output import fail, print_json
@@ -36,16 +36,6 @@ def check_out(out: Path) -> Path:
     if not os.access(parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
         fail(f"--out {out} cannot be written (permission denied); choose a writable path")
     return out
-
-
-def retrain_metrics(store: SessionStore, meta: dict) -> dict | None:
-    """A finished Retrain of the session's deletion set: its flat final metrics (the panels' Retrain lines)."""
-    spec = meta.get("spec") if isinstance(meta.get("spec"), dict) else {}
-    try:
-        summary = retrain_reference(store, spec, meta.get("id"))
-    except Exception:  # a catalog that cannot be read: the panels without Retrain
-        return None
-    return flatten(summary.get("metrics") or {}) if isinstance(summary, dict) else None
 
 
 def read_sessions(store: SessionStore, refs: list[str]) -> list[tuple[dict, list[dict]]]:
