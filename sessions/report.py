@@ -26,7 +26,7 @@ from typing import Iterable
 from sessions.files import atomic_write_text
 from sessions.metric_order import headline_first
 from sessions.numbers import fmt, fmt_delta, format_duration, is_rate, shown
-from sessions.panels import Panel, compare_panels, event_panels, hex_colour, REFERENCE_COLOUR
+from sessions.panels import PALETTE, REFERENCE_COLOUR, Panel, compare_panels, event_panels, hex_colour
 from sessions.series import (Series, downsample, eval_series, final_table, is_headline_metric, loss_series,
                              training_steps, unlearning_steps)
 from sessions.summary import summary_metrics, took
@@ -297,18 +297,17 @@ def sessions_report(sessions: list[tuple[dict, list[dict]]]) -> str:
 # --- studies -----------------------------------------------------------------------------------------
 def study_plot(metric: str, cells: list[tuple[str, int, list[dict], dict | None]], titles: dict[str, str]) -> str:
     """One headline metric over every cell: the curves over the run (x: fraction of the run, so runs of
-    different lengths line up; one colour per method) where the cells evaluated during the run, else the
-    final values per method (each seed a point)."""
-    from matplotlib import colormaps
-
-    palette = colormaps["tab10"]
+    different lengths line up; one colour per method from the panels' palette) where cells evaluated during the
+    run, each curve ending at its final evaluation (so a method that did not evaluate during the run, such as a
+    short FT, still shows as its final point at 1.0); else the final values per method (each seed a point)."""
     methods = list(dict.fromkeys(method for method, *_ in cells))
-    colour = {method: palette(i % 10) for i, method in enumerate(methods)}
+    colour = {method: hex_colour(PALETTE[i % len(PALETTE)]) for i, method in enumerate(methods)}
     curves: Series = {}
     styles: dict[str, dict] = {}
+    during = any(metric in eval_series(events, split="step") for _, _, events, _ in cells)
     for method, seed, events, _ in cells:
         steps = max(1, unlearning_steps(events))
-        xs, ys = eval_series(events, split="step").get(metric, ([], []))
+        xs, ys = eval_series(events, split="curve").get(metric, ([], [])) if during else ([], [])
         if xs:
             label = f"{titles.get(method, method)} s{seed}"
             curves[label] = ([x / steps for x in xs], ys)

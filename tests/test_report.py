@@ -128,6 +128,9 @@ def test_report_of_a_study(home, tmp_path):
     # one overlaid plot per headline metric the runs report (three of the retrieval task's six here): over the
     # run, each method a colour, where the cells evaluated during it; else the final values, each seed a point
     assert text.count("<svg") == 3 and text.count("during the run</text>") == 2 and "at the end" in text
+    # every method is in every plot of the run's curves (FT too: each curve ends at its final evaluation)
+    during = [svg for svg in re.findall(r"<svg.*?</svg>", text, re.S) if "during the run</text>" in svg]
+    assert all(f">{title}</text>" in svg for svg in during for title in ("Retrain", "FT", "MultiDelete"))
     assert all(c["session"] in text for c in cells)
 
 
@@ -305,3 +308,13 @@ def test_report_of_several_sessions_compares_them_side_by_side(home, tmp_path):
     assert "<tr><td>df_dr_auc</td><td>70.3</td><td>85.1</td></tr>" in side
     curves = text[text.index("<h2>curves</h2>"):text.index("<h2>side by side</h2>")]
     assert curves.count("<svg") == 4 and curves.count(f"multidelete s42 ({a})") == 4  # a panel per question
+
+
+def test_study_plots_keep_a_method_that_did_not_evaluate_during_the_run(home, tmp_path):
+    cells = [{"method": "retrain", "seed": 42, "session": make(home, "retrain", 0.5, 48.0, steps=80), "state": "finished"},
+             {"method": "ft", "seed": 42, "session": make(home, "ft", 0.8, 50.0, steps=10), "state": "finished"}]
+    write_study(home, cells, methods=("retrain", "ft"))   # FT's 10 steps hold no step evaluation
+    out = tmp_path / "s.html"
+    assert invoke("--study", STUDY, "--out", str(out)).exit_code == 0
+    during = [svg for svg in re.findall(r"<svg.*?</svg>", out.read_text(), re.S) if "during the run</text>" in svg]
+    assert during and all(">FT</text>" in svg and ">Retrain</text>" in svg for svg in during)
