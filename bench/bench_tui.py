@@ -50,7 +50,7 @@ async def plot_bench(points: int, size: tuple[int, int]) -> dict:
         while (not screen.source_done or screen.backlog) and time.monotonic() < deadline:
             await pilot.pause(0.05)
         await pilot.pause(0.3)
-        plot = screen.query_one("#plot-loss", SeriesPlot)
+        plot = screen.query_one("#panel-loss", SeriesPlot)
         times = []
         for _ in range(15):
             plot.mark_dirty()

@@ -1,7 +1,9 @@
-"""Compare: two or more sessions' curves overlaid on the same plots and their final metrics side by
-side. Events are read in a thread; the curves are transformed for drawing by screens.curves.
+"""Compare: two or more sessions' curves overlaid in the panels by question (sessions.panels: forget, keep,
+privacy, general ability, loss terms; one colour per session, the legend with session names) and their final
+metrics side by side. Curves are over unlearning steps only (a run that trained its original lines up with one
+that reused a cached one). Events are read in a thread; the curves are transformed for drawing by screens.curves.
 
-Keys: t / m cycle the loss term and the metric overlaid; x switches the x axis (step, fraction of the
+Keys: t / m cycle the loss term and the metric overlaid (a metric shows in the panel of its question); x switches the x axis (step, fraction of the
 run, request) so a 300-step run lines up with a 5,000-step one; s toggles EMA smoothing (debiased);
 l toggles a log y axis; / filters metric names by glob (the plots and the table). Each session keeps
 one colour in every plot; the table lists the headline metrics first."""
@@ -10,18 +12,19 @@ from __future__ import annotations
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from screens.curves import SMOOTHING, X_AXES, ema, glob_match, map_x, session_colours
 from screens.messages import CompareLoaded
-from screens.metric_order import headline_first
+from screens.panels import PanelGrid
 from screens.services import Services
-from screens.widgets.plot import Series, SeriesPlot
+from screens.widgets.plot import Series
 from sessions.catalog import described, session_label
+from sessions.metric_order import headline_first
 from sessions.numbers import fmt
-from sessions.series import eval_series, final_table, loss_series
+from sessions.panels import MAX_SERIES, compare_panels, metric_group
+from sessions.series import eval_series, final_table, is_unlearning_step, loss_series
 from sessions.summary import summary_metrics
 
 AXIS_LABELS = {"step": "step", "fraction": "fraction of the run", "request": "request"}
@@ -43,8 +46,8 @@ def final_metrics(events: list[dict], summary) -> dict[str, float]:
 
 
 def step_requests(events: list[dict]) -> list[int | None]:
-    """The request of each step event, in order (None for a single-request run)."""
-    return [event.get("request") for event in events if event.get("kind") == "step"]
+    """The request of each unlearning step, in order (None for a single-request run)."""
+    return [event.get("request") for event in events if is_unlearning_step(event)]
 
 
 def run_entry(session_id: str, meta: dict, events: list[dict]) -> dict:
@@ -53,7 +56,7 @@ def run_entry(session_id: str, meta: dict, events: list[dict]) -> dict:
     spec = meta.get("spec") or {}
     return {"id": session_id, "label": session_label(session_id, meta.get("name"), spec.get("method", "?")),
             "meta": meta,
-            "losses": loss_series(events), "evals": eval_series(events),
+            "losses": loss_series(events), "evals": eval_series(events, split="curve"),
             "steps": step_requests(events), "final": final_metrics(events, meta.get("summary"))}
 
 
@@ -86,9 +89,7 @@ class CompareScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static(f"comparing {len(self.session_ids)} sessions: loading...", id="cmp-status")
         yield Input(placeholder="metric filter: globs, e.g. *auc*,mia.*  (/)", id="cmp-filter", compact=True)
-        with Horizontal(id="cmp-plots"):
-            yield SeriesPlot("loss: total", id="cmp-loss")
-            yield SeriesPlot("metric over steps", id="cmp-metric")
+        yield PanelGrid("cmp", id="cmp-plots")
         table: DataTable = DataTable(id="cmp-table", cursor_type="row", zebra_stripes=True)
         yield table
         yield Footer()
@@ -114,8 +115,6 @@ class CompareScreen(Screen):
             self.notify(message.error, severity="error")
         self.runs = message.runs
         self.colours = session_colours(r["label"] for r in self.runs)
-        for plot in self.query(SeriesPlot):
-            plot.colours = self.colours
         self.apply_filter()
 
     # what is shown ---------------------------------------------------------------------------------
@@ -149,21 +148,25 @@ class CompareScreen(Screen):
         return _series(map_x(xs, self.axis, run["steps"]), ema(ys, SMOOTHING) if self.smoothing else ys)
 
     def draw(self) -> None:
-        label = AXIS_LABELS[self.axis]
-        for plot_id, title, kind, name in (("#cmp-loss", f"loss: {self.term}", "losses", self.term),
-                                           ("#cmp-metric", f"{self.metric} by {label}", "evals", self.metric)):
-            plot = self.query_one(plot_id, SeriesPlot)
-            plot.title = title + (" (EMA)" if self.smoothing else "")
-            plot.xlabel = label
-            plot.log_y = self.log_y
-            plot.set_series({r["label"]: self.curve(r, r[kind][name]) for r in self.runs if name in r[kind]})
+        """One panel per question over the sessions (the first MAX_SERIES of them), each session in its colour."""
+        drawn = [(r["label"],
+                  {self.term: self.curve(r, r["losses"][self.term])} if self.term in r["losses"] else {},
+                  {m: self.curve(r, r["evals"][m]) for m in self.metrics if m in r["evals"]}) for r in self.runs]
+        chosen = {metric_group(self.metric): self.metric} if metric_group(self.metric) else {}
+        panels = compare_panels(drawn, chosen=chosen, term=self.term, xlabel=AXIS_LABELS[self.axis])
+        for panel in panels:
+            panel.title += " (EMA)" if self.smoothing else ""
+            for line in panel.lines:   # a session keeps its colour whatever the filter leaves
+                line.colour = self.colours.get(line.label, line.colour)
+        self.query_one("#cmp-plots", PanelGrid).show(panels, log_y=self.log_y)
         self.update_status()
 
     def update_status(self) -> None:
         ids = ", ".join(described(r["id"], [r["meta"]]) for r in self.runs) or "nothing loaded"
         self.query_one("#cmp-status", Static).update(
             f"comparing {ids}\nx: {self.axis}  smoothing: {f'EMA {SMOOTHING:g}' if self.smoothing else 'off'}  "
-            f"y: {'log' if self.log_y else 'linear'}  filter: {self.pattern or '*'}")
+            f"y: {'log' if self.log_y else 'linear'}  filter: {self.pattern or '*'}"
+            + (f"  plots: the first {MAX_SERIES} sessions" if len(self.runs) > MAX_SERIES else ""))
 
     # actions ---------------------------------------------------------------------------------------
 

@@ -8,9 +8,12 @@ import math
 from fnmatch import fnmatchcase
 from typing import Iterable, Sequence
 
+from sessions.panels import PALETTE as PANEL_PALETTE
+
 X_AXES = ("step", "fraction", "request")
-# plotext colour names, distinct on 8- and 256-colour terminals; the first session takes the first
-PALETTE = ("blue+", "red+", "green+", "orange", "magenta+", "cyan+", "yellow", "gray")
+# the panels' palette (sessions.panels: distinct on 256-colour terminals, never the background); the first
+# session takes the first
+PALETTE = PANEL_PALETTE
 SMOOTHING = 0.6  # the EMA weight of the past, as W&B's default slider sits
 
 

@@ -1,5 +1,9 @@
 """The monitor: live view of a run AND replay of a stored one (the same screen, two sources).
 
+The curves are drawn as panels by question (sessions.panels: forget, keep, privacy, general ability, loss
+terms), over unlearning steps: when the run trained its original, those steps are counted apart (the status
+line says "original trained N steps") and not drawn. The before/after table lists the headline metrics first.
+
 A worker reads the ``EventSource`` and only appends events to a backlog. A timer (4 Hz) moves
 events from the backlog into the ``RunModel`` (all of them when live; ``speed`` x 40 per second in
 replay, none while paused) and redraws only what changed; each plot downsamples to ~2 points per
@@ -25,14 +29,17 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from screens.panels import PanelGrid
 from screens.services import Services
-from screens.widgets.plot import Series, SeriesPlot
+from screens.widgets.plot import Series
 from screens.widgets.tail_log import TailLog
 from sessions.metric_names import flatten
 from sessions.numbers import fmt, fmt_delta
 from sessions.protocol import HEARTBEAT_INTERVAL
-from sessions.series import column_label, is_headline_metric, plotted_metrics
-from sessions.verdict import session_verdict
+from sessions.metric_order import headline_first
+from sessions.panels import Panel, run_panels
+from sessions.series import column_label, is_training_step, plotted_metrics
+from sessions.verdict import retrain_reference, session_verdict
 
 TICK_SECONDS = 0.25          # redraw at most 4 times a second
 REPLAY_RATE = 40             # events per second at speed 1
@@ -48,12 +55,12 @@ class RunModel:
 
     def __init__(self) -> None:
         self.losses: dict[str, Series] = {}
-        self.evals: dict[str, Series] = {}
-        self.requests: dict[str, Series] = {}
+        self.evals: dict[str, Series] = {}      # during the run and after it (and after each request)
         self.columns: list[str] = []
         self.final: dict[str, dict[str, float]] = {}
         self.logs: list[str] = []      # lines not yet shown
-        self.x = 0                     # step events seen (the x axis, across phases and requests)
+        self.x = 0                     # unlearning steps seen (the x axis, across requests)
+        self.training_steps = 0        # steps of the original's training, when it ran in this session
         self.applied = 0
         self.last_seq = -1
         self.state: str | None = None
@@ -77,6 +84,10 @@ class RunModel:
             self.memory_mb = float(memory)
         if kind == "device":
             self.devices = [d for d in event.get("devices") or [] if isinstance(d, dict) and d.get("name")]
+            return "status"
+        if kind == "step" and is_training_step(event):
+            self.training_steps += 1
+            self.phase = event.get("phase", self.phase)
             return "status"
         if kind == "step":
             for term, value in (event.get("losses") or {}).items():
@@ -103,9 +114,9 @@ class RunModel:
                 self.columns.append(label)
             for name, value in metrics.items():
                 self.final.setdefault(name, {})[label] = value
-            if event.get("request") is not None and split == "after":
+            if split == "after":  # a curve ends at the run's (or the request's) final evaluation
                 for label, value in plotted_metrics(metrics):
-                    self.requests.setdefault(label, Series()).append(float(event["request"]), value)
+                    self.evals.setdefault(label, Series()).append(self.x, value)
             return "summary"
         if kind == "log":
             self.logs.append(f"{event.get('level', 'info'):>7} {event.get('message', '')}")
@@ -127,12 +138,17 @@ class RunModel:
             return "log"
         return ""
 
+    def panels(self, retrain: dict | None = None) -> list[Panel]:
+        """The panels drawn (sessions.panels), the original's values and ``retrain``'s as references."""
+        before = {name: values["before"] for name, values in self.final.items() if "before" in values}
+        return run_panels(self.losses, self.evals, steps=self.x, before=before, retrain=retrain)
+
     def summary_rows(self) -> list[tuple[str, ...]]:
-        """(metric, before, after, delta) when both exist, else one column per split."""
+        """(metric, before, after, delta) when both exist, else one column per split; headlines first."""
         rows = []
         before = "before" if "before" in self.columns else None
         after = next((c for c in reversed(self.columns) if c.startswith("after")), None)
-        for name in sorted(self.final, key=lambda n: (not is_headline_metric(n), n)):
+        for name in headline_first(self.final):
             values = self.final[name]
             b = values.get(before) if before else None
             a = values.get(after) if after else None
@@ -143,8 +159,8 @@ class RunModel:
 
 
 class MonitorScreen(Screen):
-    """Curves of every loss term, eval metrics per step and per request, before/after summary,
-    log tail and status. ``replay`` (default: not ``source.live``) adds pause/step/speed/end."""
+    """Panels by question (forget, keep, privacy, general ability, loss terms), the before/after table
+    (headlines first; it wins the space over the log at 80x24), log tail and status. ``replay`` (default: not ``source.live``) adds pause/step/speed/end."""
 
     BINDINGS = [
         Binding("space", "toggle_pause", "Pause", id="monitor.pause"),
@@ -180,14 +196,12 @@ class MonitorScreen(Screen):
         self.redraws = 0
         self.started = time.monotonic()
         self.verdict_asked = False    # the verdict is read once, when the run is seen finished
+        self.retrain: dict | None = None  # a finished Retrain of the same deletion set: its final metrics
 
     def compose(self) -> ComposeResult:
         yield Static("", id="mon-status")
-        with Horizontal(id="mon-plots"):
-            yield SeriesPlot("loss terms", id="plot-loss")
-            yield SeriesPlot("eval metrics over steps", id="plot-eval")
+        yield PanelGrid("panel", id="mon-plots")
         with Horizontal(id="mon-bottom"):
-            yield SeriesPlot("metrics after each request", "request", id="plot-requests")
             with Vertical(id="mon-summary-box"):
                 yield Static("", id="mon-verdict")
                 table: DataTable = DataTable(id="mon-summary", cursor_type="row", zebra_stripes=True)
@@ -199,12 +213,9 @@ class MonitorScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#plot-loss", SeriesPlot).set_series(self.model.losses)
-        self.query_one("#plot-eval", SeriesPlot).set_series(self.model.evals)
-        self.query_one("#plot-requests", SeriesPlot).set_series(self.model.requests)
-        self.query_one("#plot-requests").display = False
         self.set_class(self.replay, "-replay")
         self.consume()
+        self.load_reference()
         self.set_interval(TICK_SECONDS, self.tick)
         self.update_status()
 
@@ -258,18 +269,12 @@ class MonitorScreen(Screen):
 
     def redraw(self) -> None:
         dirty, self._dirty = self._dirty, set()
-        if "loss" in dirty:
-            self.query_one("#plot-loss", SeriesPlot).mark_dirty()
-        if "eval" in dirty:
-            self.query_one("#plot-eval", SeriesPlot).mark_dirty()
+        if dirty & {"loss", "eval", "summary", "reference"}:
+            self.query_one("#mon-plots", PanelGrid).show(self.model.panels(self.retrain))
         if "status" in dirty and self.model.state == "finished" and not self.verdict_asked:
             self.verdict_asked = True
             self.load_verdict()
         if "summary" in dirty:
-            plot = self.query_one("#plot-requests", SeriesPlot)
-            if self.model.requests and any(len(s) > 1 for s in self.model.requests.values()):
-                plot.display = True
-                plot.mark_dirty()
             table = self.query_one("#mon-summary", DataTable)
             table.clear()
             for row in self.model.summary_rows():
@@ -290,6 +295,26 @@ class MonitorScreen(Screen):
         if dirty:
             self.redraws += 1
         self.update_status()
+
+    @work(thread=True, exclusive=True, group="reference", exit_on_error=False)
+    def load_reference(self) -> None:
+        """A finished Retrain of this run's deletion set (sessions.verdict.retrain_reference), read off the UI
+        thread: its final metrics are the panels' Retrain lines."""
+        store = getattr(self.source, "store", None) or (self.services.store if self.services else None)
+        meta = getattr(self.source, "meta", None)
+        spec = meta.get("spec") if isinstance(meta, dict) else None
+        if store is None or not isinstance(spec, dict):
+            return
+        try:
+            summary = retrain_reference(store, spec, getattr(self.source, "session_id", None))
+        except Exception:  # an unreadable catalog: the panels without Retrain
+            return
+        if summary and isinstance(summary.get("metrics"), dict):
+            self.app.call_from_thread(self.show_reference, flatten(summary["metrics"]))
+
+    def show_reference(self, metrics: dict[str, float]) -> None:
+        self.retrain = metrics
+        self._dirty.add("reference")
 
     @work(thread=True, exclusive=True, group="verdict", exit_on_error=False)
     def load_verdict(self) -> None:
@@ -357,6 +382,8 @@ class MonitorScreen(Screen):
         if m.request is not None:
             parts.append(f"request {m.request}")
         parts.append(f"step {m.x}")
+        if m.training_steps:  # the original's training, collapsed to its count
+            parts.append(f"original trained {m.training_steps} steps")
         if m.lr is not None:
             parts.append(f"lr {m.lr:.3g}")
         device = self.device_label()

@@ -7,7 +7,7 @@ the demo, study and PULSE tables, the HTML reports and the plots' axes.
   ``retain.text``, ``mmbench``, ...) and the AUC gap to Retrain; they are shown x100. Recall
   (``test.r_mean``, ``df.txt_r1``), classification accuracy and MMBench retention are stored in percent
   and shown as they are.
-- Deltas signed, one decimal, in the same units: ``+1.2``, ``-0.4``.
+- Deltas signed, one decimal, in the same units, from the values as shown: ``+1.2``, ``-0.4``.
 - Seconds humanised: ``45 s``, ``3 m 20 s``, ``1 h 05 m`` (``seconds`` and any ``*_seconds``: a run's cost).
 - Memory (``*_mb``) in MB below a GB, else in GB with one decimal: ``510 MB``, ``12.3 GB``.
 - A p-value (``forget_quality``) with two significant digits; any other number with four.
@@ -112,8 +112,8 @@ def fmt_delta(before: Any, after: Any, name: str | None = None) -> str:
     if math.isnan(diff):
         return "nan"
     kind = unit(name)
-    if kind in (FRACTION, PERCENT):
-        text = f"{shown(name, diff):+.1f}"
+    if kind in (FRACTION, PERCENT):  # from the two values as shown, so the delta agrees with them
+        text = f"{round(shown(name, a), 1) - round(shown(name, b), 1):+.1f}"
         return "+0.0" if text == "-0.0" else text
     if kind == SECONDS:
         return ("-" if diff < 0 else "+") + format_duration(abs(diff))
@@ -121,7 +121,7 @@ def fmt_delta(before: Any, after: Any, name: str | None = None) -> str:
 
 
 def fmt_mean_std(stats: dict | None, name: str | None = None) -> str:
-    """``{"mean", "std", "n"}`` as ``70.3 ± 1.2`` (the std in the mean's units); a p-value's
+    """``{"mean", "std", "n"}`` as ``70.3 ± 1.2`` (the std in the mean's units; ``70.3`` for n = 1); a p-value's
     ``{"median", "per_seed", "n"}`` as ``0.012 (median of 0.004, 0.012, 0.5)``; ``-`` for nothing."""
     if not stats:
         return "-"
@@ -132,6 +132,8 @@ def fmt_mean_std(stats: dict | None, name: str | None = None) -> str:
     mean, std = _number(stats.get("mean")), _number(stats.get("std"))
     if mean is None:
         return "-"
+    if stats.get("n") == 1:  # one seed has no spread to show
+        return fmt(mean, name)
     if unit(name) == SECONDS:
         return f"{format_duration(mean)} ± {format_duration(std or 0.0)}"
     if unit(name) == MEGABYTES:

@@ -1,10 +1,14 @@
 """HTML reports: one self-contained file to hand to someone who was not at the terminal.
 
-A session report holds, per session, its verdict (sessions.verdict; first, before any plot), its spec, its
-final metrics table (in the one number format,
-sessions.numbers) and its curves (loss terms, eval metrics over steps, and per request for sequential
-runs); a study report holds the study's grid (methods x headline metrics, mean ± std, n, the
-Retrain-relative scores and the ranking rule) and one overlaid plot per headline metric. Everything is
+The report tells the story in the order a reader asks: a session's verdict (sessions.verdict) first, then its
+panels by question (sessions.panels: forget, keep, privacy, general ability, loss terms, over unlearning steps,
+the original's and Retrain's values as reference lines, every legend outside the plot), then its final metrics
+(headline first, deltas from the values shown, in the one number format of sessions.numbers) and its cost; the
+original's training, when it ran in the session, and the spec and environment come last, folded
+(``<details>``). Several sessions get their verdicts, the panels overlaid (one colour per session) and a
+side-by-side table before each session's folded details. A study report holds one overlaid plot per headline
+metric, then the study's grid (methods x headline metrics, mean ± std with n, no ± for one seed, the
+Retrain-relative scores and the ranking rule), its cells and its spec, folded. Everything is
 inline: CSS in a <style> element, plots as <svg> drawn by matplotlib (Agg, imported on first use, so
 nothing that imports this module pays for it); no JavaScript, nothing fetched.
 
@@ -20,8 +24,11 @@ from pathlib import Path
 from typing import Iterable
 
 from sessions.files import atomic_write_text
+from sessions.metric_order import headline_first
 from sessions.numbers import fmt, fmt_delta, format_duration, is_rate, shown
-from sessions.series import Series, downsample, eval_series, final_table, is_headline_metric, loss_series, request_series
+from sessions.panels import PALETTE, REFERENCE_COLOUR, Panel, compare_panels, event_panels, hex_colour
+from sessions.series import (Series, downsample, eval_series, final_table, is_headline_metric, loss_series,
+                             training_steps, unlearning_steps)
 from sessions.summary import summary_metrics, took
 from sessions.verdict import verdict_lines
 
@@ -38,6 +45,7 @@ th:first-child, td:first-child { text-align: left; }
 th { background: #f3f5f7; }
 caption { caption-side: bottom; text-align: left; color: #555; font-size: .9em; padding-top: .4em; }
 pre { background: #f6f8fa; padding: .6em .8em; overflow-x: auto; font-size: .85em; }
+details { margin: .8em 0; } summary { cursor: pointer; color: #333; font-weight: 600; }
 .meta { color: #555; } .verdict { font-size: 1.05em; background: #f3f7f3; padding: .5em .8em; } .plots { display: flex; flex-wrap: wrap; gap: 1em; }
 .plot svg { max-width: 100%; height: auto; }
 """
@@ -72,13 +80,53 @@ def svg_plot(title: str, series: dict[str, tuple[list, list]], xlabel: str = "st
     if xticks:
         axes.set_xticks(list(xticks), list(xticks.values()))
         axes.set_xlim(min(xticks) - 0.5, max(xticks) + 0.5)
-    if 1 < len(set(legend)) <= 12:
-        axes.legend(fontsize=8)
+    if legend:  # every plot has its legend, outside the plotting area
+        axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return svg_text(matplotlib, figure)
+
+
+def svg_text(matplotlib, figure) -> str:
     buffer = io.StringIO()
     with matplotlib.rc_context({"svg.fonttype": "none"}):
         figure.savefig(buffer, format="svg", metadata={"Date": None})
     text = buffer.getvalue()
     return text[text.index("<svg"):]  # drop the XML declaration and doctype: inline in HTML5
+
+
+def svg_panel(panel: Panel, points: int = PLOT_POINTS) -> str:
+    """One panel (sessions.panels) as an inline ``<svg>``: its lines in the palette, its reference lines dashed
+    grey, its x range, integer ticks on a step or request axis, the legend outside the plotting area."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    figure = Figure(figsize=(5.2, 2.8), layout="constrained")
+    axes = figure.add_subplot()
+    for line in panel.lines:
+        dx, dy = downsample(list(line.xs), list(line.ys), points)
+        axes.plot(dx, dy, label=line.label, color=hex_colour(line.colour), linewidth=1.3,
+                  marker="o" if len(dx) <= 12 else None, markersize=3)
+    for reference in panel.references:
+        axes.axhline(reference.y, color=hex_colour(REFERENCE_COLOUR), linestyle="--", linewidth=1,
+                     label=f"{reference.label} ({reference.y:.1f})")
+    axes.set_title(panel.title, fontsize=11)
+    axes.set_xlabel(panel.xlabel)
+    axes.set_ylabel("loss" if panel.key == "loss" else "%")
+    lo, hi = panel.x_range
+    axes.set_xlim(lo - (hi - lo) * 0.03, hi + (hi - lo) * 0.03)  # a point at the last step stays whole
+    if panel.integer_x:
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return svg_text(matplotlib, figure)
+
+
+def panels_html(panels: list[Panel]) -> str:
+    if not panels:
+        return ""
+    return '<div class="plots">' + "".join(f'<div class="plot">{svg_panel(p)}</div>' for p in panels) + "</div>"
 
 
 # --- pieces of HTML ----------------------------------------------------------------------------------
@@ -111,7 +159,7 @@ def metrics_rows(events: list[dict], summary) -> tuple[list[str], list[list[str]
     delta = "before" in columns and "after" in columns
     headers = ["metric", *columns, *(["delta"] if delta else [])]
     out = []
-    for name in sorted(rows, key=lambda n: (not is_headline_metric(n), n)):
+    for name in headline_first(rows):
         values = rows[name]
         cells = [name, *(fmt(values.get(c), name) for c in columns)]
         if delta:
@@ -150,19 +198,22 @@ def verdict_html(meta: dict) -> str:
 
 
 def session_section(meta: dict, events: list[dict]) -> str:
-    """One session: what ran, its verdict, its final metrics and its curves."""
+    """One session: what ran, its verdict, its panels, its final metrics and cost; the original's training (when
+    it ran here) and the spec and environment folded at the end. ``meta["retrain"]``, when the caller found a
+    finished Retrain of the same deletion set, is its flat final metrics (the panels' Retrain lines)."""
     spec = meta.get("spec") or {}
     sid = meta.get("id", "?")
     what = " / ".join(str(spec.get(k, "?")) for k in ("method", "model", "data"))
-    steps = sum(e.get("kind") == "step" for e in events)
     created = time.strftime("%Y-%m-%d %H:%M", time.localtime(meta["created"])) if meta.get("created") else "-"
     parts = [f'<section id="{esc(sid)}"><h2>{esc(sid)}{" — " + esc(meta["name"]) if meta.get("name") else ""}</h2>',
+             verdict_html(meta),
              f'<p class="meta">{esc(what)}; state <b>{esc(meta.get("state", "?"))}</b>'
              + (f" ({esc(meta['message'])})" if meta.get("message") else "")
              + f"; created {esc(created)}; took {esc(format_duration(took(meta)))}; {len(events)} events,"
-               f" {steps} steps</p>",
-             verdict_html(meta),
-             "<h3>spec</h3><pre>" + esc(json.dumps(spec, indent=2, sort_keys=True, default=str)) + "</pre>"]
+               f" {unlearning_steps(events)} unlearning steps</p>"]
+    panels = event_panels(events, meta.get("retrain"))
+    if panels:
+        parts.append("<h3>curves</h3>" + panels_html(panels))
     headers, rows = metrics_rows(events, meta.get("summary"))
     if rows:
         parts.append("<h3>final metrics</h3>" + table_html(headers, rows))
@@ -170,48 +221,93 @@ def session_section(meta: dict, events: list[dict]) -> str:
     if cost:
         parts.append("<h3>cost</h3>" + table_html(["", "run", *(f"request {n}" for n in range(1, len(cost[0]) - 1))],
                                                   cost, COST_CAPTION))
-    plots = []
-    losses = loss_series(events)
-    if losses:
-        plots.append(svg_plot("loss terms", losses, "step", "loss"))
-    evals = eval_series(events, split="step")
-    if evals:
-        plots.append(svg_plot("eval metrics during the run", evals, "step", "%"))
-    per_request = request_series(events)
-    if per_request and len(next(iter(per_request.values()))[0]) > 1:
-        plots.append(svg_plot("metrics after each request", per_request, "request", "%"))
-    if plots:
-        parts.append('<h3>curves</h3><div class="plots">'
-                     + "".join(f'<div class="plot">{p}</div>' for p in plots) + "</div>")
-    elif not rows:
+    if not panels and not rows:
         parts.append("<p>No step or eval events in this session.</p>")
+    parts.append(training_html(events))
+    parts.append(spec_html(spec, meta.get("summary")))
     return "".join(parts) + "</section>"
 
 
+def training_html(events: list[dict]) -> str:
+    """The original's training when it ran in this session: its step count and loss, folded; else nothing."""
+    steps = training_steps(events)
+    if not steps:
+        return ""
+    losses = loss_series(events, training=True)
+    plot = svg_plot("the original's training", losses, "training step", "loss") if losses else ""
+    return (f"<details><summary>the original's training: {steps} steps (before the run; not in its curves)</summary>"
+            f'<div class="plot">{plot}</div></details>')
+
+
+ENVIRONMENT = ("device", "device_count", "torch_threads", "memory")
+
+
+def spec_html(spec: dict, summary) -> str:
+    """The spec and the environment the run measured (device, devices, threads), folded, last."""
+    cost = summary.get("cost") if isinstance(summary, dict) and isinstance(summary.get("cost"), dict) else {}
+    environment = {key: cost[key] for key in ENVIRONMENT if key in cost}
+    if isinstance(summary, dict) and summary.get("device") and "device" not in environment:
+        environment["device"] = summary["device"]
+    text = "<details><summary>spec and environment</summary><pre>" + esc(json.dumps(spec, indent=2, sort_keys=True,
+                                                                                  default=str)) + "</pre>"
+    if environment:
+        text += table_html(["environment", ""], [[k, str(v)] for k, v in environment.items()])
+    return text + "</details>"
+
+
+def side_by_side(sessions: list[tuple[dict, list[dict]]], labels: list[str]) -> str:
+    """Final metrics of several sessions, one column each, headline first."""
+    finals = []
+    for meta, events in sessions:
+        columns, rows = final_table(events)
+        after = next((c for c in reversed(columns) if c.startswith("after")), None)
+        final = {name: values[after] for name, values in rows.items() if after in values}
+        finals.append(final or summary_metrics(meta.get("summary")))
+    names = headline_first(name for final in finals for name in final)
+    rows = [[name, *(fmt(final.get(name), name) for final in finals)] for name in names]
+    steps = [["unlearning steps", *(str(unlearning_steps(events)) for _, events in sessions)]]
+    return table_html(["metric", *labels], rows + steps)
+
+
+def session_label(meta: dict) -> str:
+    return f"{meta['name']} ({meta.get('id', '?')})" if meta.get("name") else str(meta.get("id", "?"))
+
+
 def sessions_report(sessions: list[tuple[dict, list[dict]]]) -> str:
-    """The report of one or more sessions: ``(meta, events)`` each (``SessionStore().get``, ``.events``)."""
+    """The report of one or more sessions: ``(meta, events)`` each (``SessionStore().get``, ``.events``). Several
+    sessions: their verdicts, the panels overlaid (one colour per session), a side-by-side table, then each
+    session's own section, folded."""
     ids = [meta.get("id", "?") for meta, _ in sessions]
-    title = f"session {ids[0]}" if len(ids) == 1 else f"{len(ids)} sessions"
-    contents = "" if len(ids) == 1 else "<ul>" + "".join(
-        f'<li><a href="#{esc(i)}">{esc(i)}</a></li>' for i in ids) + "</ul>"
-    return page(f"mmul-workbench report: {title}", contents + "".join(session_section(m, e) for m, e in sessions))
+    if len(ids) == 1:
+        meta, events = sessions[0]
+        return page(f"mmul-workbench report: session {ids[0]}", session_section(meta, events))
+    labels = [session_label(meta) for meta, _ in sessions]
+    verdicts = "".join(f"<li><a href=\"#{esc(meta.get('id', '?'))}\">{esc(label)}</a>{verdict_html(meta)}</li>"
+                       for label, (meta, _) in zip(labels, sessions))
+    runs = [(label, loss_series(events), eval_series(events, split="curve"))
+            for label, (_, events) in zip(labels, sessions)]
+    body = (f"<h2>verdicts</h2><ul>{verdicts}</ul>"
+            + ("<h2>curves</h2>" + panels_html(compare_panels(runs)) if any(r[1] or r[2] for r in runs) else "")
+            + "<h2>side by side</h2>" + side_by_side(sessions, labels)
+            + "".join(f"<details><summary>{esc(label)}: its own report</summary>{session_section(meta, events)}"
+                      "</details>" for label, (meta, events) in zip(labels, sessions)))
+    return page(f"mmul-workbench report: {len(ids)} sessions", body)
 
 
 # --- studies -----------------------------------------------------------------------------------------
 def study_plot(metric: str, cells: list[tuple[str, int, list[dict], dict | None]], titles: dict[str, str]) -> str:
     """One headline metric over every cell: the curves over the run (x: fraction of the run, so runs of
-    different lengths line up; one colour per method) where the cells evaluated during the run, else the
-    final values per method (each seed a point)."""
-    from matplotlib import colormaps
-
-    palette = colormaps["tab10"]
+    different lengths line up; one colour per method from the panels' palette) where cells evaluated during the
+    run, each curve ending at its final evaluation (so a method that did not evaluate during the run, such as a
+    short FT, still shows as its final point at 1.0); else the final values per method (each seed a point)."""
     methods = list(dict.fromkeys(method for method, *_ in cells))
-    colour = {method: palette(i % 10) for i, method in enumerate(methods)}
+    colour = {method: hex_colour(PALETTE[i % len(PALETTE)]) for i, method in enumerate(methods)}
     curves: Series = {}
     styles: dict[str, dict] = {}
+    during = any(metric in eval_series(events, split="step") for _, _, events, _ in cells)
     for method, seed, events, _ in cells:
-        steps = max(1, sum(e.get("kind") == "step" for e in events))
-        xs, ys = eval_series(events, split="step").get(metric, ([], []))
+        steps = max(1, unlearning_steps(events))
+        xs, ys = eval_series(events, split="curve").get(metric, ([], [])) if during else ([], [])
         if xs:
             label = f"{titles.get(method, method)} s{seed}"
             curves[label] = ([x / steps for x in xs], ys)
@@ -244,11 +340,12 @@ def study_report(document: dict, title: str, headers: list[str], rows: list[list
               for c in document.get("cells") or []]
     plots = [plot for plot in (study_plot(m, cells, titles) for m in metrics) if plot]
     body = (f"<p class=\"meta\">{esc(title)}</p>"
-            "<h2>grid</h2>" + table_html(headers, rows, caption)
             + ("<h2>headline metrics</h2><div class=\"plots\">" + "".join(f'<div class="plot">{p}</div>' for p in plots)
                + "</div>" if plots else "")
+            + "<h2>grid</h2>" + table_html(headers, rows, caption)
             + "<h2>cells</h2>" + table_html(["method", "seed", "session", "state"], listed)
-            + "<h2>spec</h2><pre>" + esc(json.dumps(spec, indent=2, sort_keys=True, default=str)) + "</pre>")
+            + "<details><summary>spec</summary><pre>" + esc(json.dumps(spec, indent=2, sort_keys=True, default=str))
+            + "</pre></details>")
     return page(f"mmul-workbench report: study {document.get('study', '?')}", body)
 
 

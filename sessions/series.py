@@ -32,12 +32,36 @@ def plotted_metric(name: str, value: float) -> tuple[str, float] | None:
     return name, shown(name, value)
 
 
-def loss_series(events: Iterable[dict]) -> Series:
-    """Every loss term (and ``lr``) over the run; x counts step events across phases and requests."""
+TRAINING_PHASES = ("original", "pretrain")  # the original's training (engine/protocols/originals.py, tasks)
+
+
+def is_training_step(event: dict) -> bool:
+    """A step of the original's training (phase ``original``, ``original:<stage>`` or ``pretrain``), which a run
+    does only when its original was not cached: its curves and step counts are kept apart from unlearning."""
+    phase = str(event.get("phase") or "")
+    return phase in TRAINING_PHASES or phase.startswith("original:")
+
+
+def is_unlearning_step(event: dict) -> bool:
+    return event.get("kind") == "step" and not is_training_step(event)
+
+
+def unlearning_steps(events: Iterable[dict]) -> int:
+    return sum(is_unlearning_step(e) for e in events)
+
+
+def training_steps(events: Iterable[dict]) -> int:
+    """Steps of the original's training in this session (0 when the original came from the cache)."""
+    return sum(e.get("kind") == "step" and is_training_step(e) for e in events)
+
+
+def loss_series(events: Iterable[dict], training: bool = False) -> Series:
+    """Every loss term over the run; x counts unlearning steps across requests. The original's training, when
+    it ran in the session, is left out (``training=True``: its losses alone, x its own steps)."""
     out: Series = {}
     x = 0
     for event in events:
-        if event.get("kind") != "step":
+        if event.get("kind") != "step" or is_training_step(event) != training:
             continue
         for term, value in (event.get("losses") or {}).items():
             if isinstance(value, (int, float)):
@@ -49,14 +73,16 @@ def loss_series(events: Iterable[dict]) -> Series:
 
 
 def eval_series(events: Iterable[dict], split: str | None = "step") -> Series:
-    """Eval metrics over the run (x as in loss_series); ``split=None`` takes every split."""
+    """Eval metrics over the run (x as in loss_series: unlearning steps done); ``split=None`` takes every split,
+    ``split="curve"`` the evaluations during the run and after it (and after each request): what panels draw."""
     out: Series = {}
     x = 0
+    wanted = ("step", "after") if split == "curve" else (split,)
     for event in events:
         kind = event.get("kind")
         if kind == "step":
-            x += 1
-        elif kind == "eval" and (split is None or event.get("split") == split):
+            x += is_unlearning_step(event)
+        elif kind == "eval" and (split is None or event.get("split") in wanted):
             for label, value in plotted_metrics(flatten(event.get("metrics") or {})):
                 xs, ys = out.setdefault(label, ([], []))
                 xs.append(x)

@@ -175,9 +175,13 @@ async def test_report_plots_render_in_chromium(tmp_path, monkeypatch):
         boxes = await page.evaluate("""[...document.querySelectorAll("svg")].map(svg => {
             const r = svg.getBoundingClientRect();
             return {x: r.x + scrollX, y: r.y + scrollY, width: r.width, height: r.height,
-                    marks: svg.querySelectorAll("path, polyline, line, use").length};
+                    marks: svg.querySelectorAll("path, polyline, line, use").length,
+                    legend: svg.querySelector('[id^="legend"]') !== null};
         })""")
-        assert len(boxes) == 2, boxes  # the loss terms and the eval metrics over the steps
+        assert len(boxes) == 4, boxes  # the panels: forget, keep, privacy, loss terms
+        assert all(box["legend"] for box in boxes), boxes  # every SVG has its legend
+        verdict_y = await page.evaluate('document.querySelector(".verdict").getBoundingClientRect().y + scrollY')
+        assert verdict_y < min(box["y"] for box in boxes)  # the verdict is read before the first plot
         for box in boxes:
             assert box["width"] > 200 and box["height"] > 100 and box["marks"] > 10, box  # laid out, with marks
             shot = await page.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
@@ -185,7 +189,7 @@ async def test_report_plots_render_in_chromium(tmp_path, monkeypatch):
                                          "height": box["height"], "scale": 1})
             drawn, coloured = non_blank(base64.b64decode(shot["data"]))
             # axes, ticks and labels cover a few percent of a plot; the curves are the coloured pixels
-            assert drawn > 0.02 and coloured > 100, (box, drawn, coloured)
+            assert drawn > 0.02 and coloured > 40, (box, drawn, coloured)  # a one-point panel: about 60
 
 
 def free_port() -> int:

@@ -57,6 +57,9 @@ def test_deltas_signed_one_decimal():
     assert fmt_delta(0.7032, 0.7152, "df_dr_auc") == "+1.2"
     assert fmt_delta(50.0, 49.6, "test.r_mean") == "-0.4"
     assert fmt_delta(0.91, 0.52, "df_dr_auc") == "-39.0"
+    # from the values as shown: 67.2 -> 62.9 is -4.3 (the raw difference, -4.398, would show -4.4)
+    assert (fmt(0.67249, "df_dr_auc"), fmt(0.62851, "df_dr_auc")) == ("67.2", "62.9")
+    assert fmt_delta(0.67249, 0.62851, "df_dr_auc") == "-4.3"
     assert fmt_delta(0.5, 0.5, "df_dr_auc") == "+0.0" and fmt_delta(50.0, 49.99, "test.r_mean") == "+0.0"
     assert fmt_delta(None, 0.5, "df_dr_auc") == "-" and fmt_delta(0.5, None) == "-"
     assert fmt_delta(45, 200, "seconds") == "+2 m 35 s" and fmt_delta(1, 2, "total") == "+1"
@@ -72,7 +75,7 @@ def test_durations_humanised():
 
 def test_mean_std():
     assert fmt_mean_std({"mean": 0.7032, "std": 0.0123, "n": 3}, "df_dr_auc") == "70.3 ± 1.2"
-    assert fmt_mean_std({"mean": 50.0, "std": 0.0, "n": 1}, "test.r_mean") == "50.0 ± 0.0"
+    assert fmt_mean_std({"mean": 50.0, "std": 0.0, "n": 1}, "test.r_mean") == "50.0"  # one seed: no spread
     assert fmt_mean_std({"mean": 200.0, "std": 5.0, "n": 2}, "seconds") == "3 m 20 s ± 5 s"
     assert fmt_mean_std(None, "df_dr_auc") == "-"
 

@@ -128,6 +128,9 @@ def test_report_of_a_study(home, tmp_path):
     # one overlaid plot per headline metric the runs report (three of the retrieval task's six here): over the
     # run, each method a colour, where the cells evaluated during it; else the final values, each seed a point
     assert text.count("<svg") == 3 and text.count("during the run</text>") == 2 and "at the end" in text
+    # every method is in every plot of the run's curves (FT too: each curve ends at its final evaluation)
+    during = [svg for svg in re.findall(r"<svg.*?</svg>", text, re.S) if "during the run</text>" in svg]
+    assert all(f">{title}</text>" in svg for svg in during for title in ("Retrain", "FT", "MultiDelete"))
     assert all(c["session"] in text for c in cells)
 
 
@@ -139,7 +142,7 @@ def test_study_report_of_a_study_without_retrain_or_curves(home, tmp_path):
     result = invoke("--study", STUDY, "--out", str(out))
     assert result.exit_code == 0, result.output
     text = out.read_text()
-    assert "No Retrain in --methods" in text and "<td>FT</td><td>1</td><td>80.0 ± 0.0</td>" in text
+    assert "No Retrain in --methods" in text and "<td>FT</td><td>1</td><td>80.0</td>" in text  # one seed: no ±
     assert "at the end" in text and "<svg" in text  # no step evaluation of test.r_mean: the final values
 
 
@@ -249,3 +252,69 @@ def test_cost_in_the_session_and_study_reports(home, tmp_path):
     text = (tmp_path / "study.html").read_text()
     assert "<th>train time</th><th>eval time</th><th>peak mem</th>" in text
     assert "<td>12 s ± 2.8 s</td><td>3 s ± 0 s</td><td>1.5 GB ± 1.4 GB</td>" in text
+
+
+def trained_original(home) -> str:
+    """A finished run that trained its original (300 steps) before 12 unlearning steps, with a holdout set."""
+    spec = {"method": "multidelete", "model": "clip-tiny", "data": "shapes-tiny", "seed": 1,
+            "deletion": {"strategy": "random", "n": 4, "seed": 1}, "device": "cpu"}
+    writer = SessionStore(home).create(spec, name="trained here")
+    writer.emit("phase", name="original")
+    for i in range(300):
+        writer.emit("step", step=i, phase="original", lr=1e-3, losses={"total": 3.0 - i / 150})
+    writer.emit("eval", step=0, phase="original", split="before",
+                metrics={"df_dr_auc": 0.91, "test.r_mean": 52.0, "holdout.r_mean": 45.0, "dr.r_mean": 60.0,
+                         "test.txt_r1": 30.0})
+    for i in range(12):
+        writer.emit("step", step=i, phase="unlearn", lr=1e-3, losses={"total": 1.0, "kl": 0.1})
+    after = {"df_dr_auc": 0.5, "test.r_mean": 50.0, "holdout.r_mean": 44.0, "dr.r_mean": 59.0, "test.txt_r1": 29.0}
+    writer.emit("eval", step=12, phase="eval", split="after", metrics=after)
+    writer.finish("finished", summary={"metrics": after, "original_metrics": {"df_dr_auc": 0.91}, "seconds": 3.0,
+                                       "steps": 12, "cost": {"device": "AMD EPYC", "torch_threads": 4}})
+    return writer.session_id
+
+
+def test_report_tells_the_story_verdict_panels_table_then_folded_details(home, tmp_path):
+    sid = trained_original(home)
+    out = tmp_path / "r.html"
+    assert invoke(sid, "--out", str(out)).exit_code == 0
+    text = out.read_text()
+    order = [text.index(mark) for mark in ('class="verdict"', "<svg", "<h3>final metrics</h3>",
+                                           "<summary>the original's training: 300 steps",
+                                           "<summary>spec and environment</summary>")]
+    assert order == sorted(order)   # verdict, panels, table, then the original's training and the spec, folded
+    assert "12 unlearning steps" in text and "312" not in text
+    svgs = re.findall(r"<svg.*?</svg>", text, re.S)
+    assert len(svgs) == 3 + 1 and all('id="legend_1"' in svg for svg in svgs)  # forget, keep, loss + training
+    for title in ("forget", "keep", "loss terms"):
+        assert f">{title}</text>" in text
+    assert "original df_dr_auc (91.0)" in text          # the original's reference line, named in the legend
+    table = re.search(r"<h3>final metrics</h3>(.*?)</table>", text, re.S).group(1)
+    names = re.findall(r"<tr><td>([^<]+)</td>", table)
+    assert names == ["df_dr_auc", "test.r_mean", "holdout.r_mean", "dr.r_mean", "test.txt_r1"]  # headline first
+    assert "<td>AMD EPYC</td>" in text.split("<summary>spec and environment</summary>")[1]
+
+
+def test_report_of_several_sessions_compares_them_side_by_side(home, tmp_path):
+    a, b = make(home, "multidelete", 0.7032, 50.23), make(home, "ft", 0.851, 51.0, seed=7)
+    out = tmp_path / "r.html"
+    assert invoke(a, b, "--out", str(out)).exit_code == 0
+    text = out.read_text()
+    order = [text.index(mark) for mark in ("<h2>verdicts</h2>", "<h2>curves</h2>", "<h2>side by side</h2>",
+                                           "<details><summary>multidelete s42")]
+    assert order == sorted(order)
+    side = re.search(r"<h2>side by side</h2>(.*?)</table>", text, re.S).group(1)
+    assert f"<th>multidelete s42 ({a})</th><th>ft s7 ({b})</th>" in side
+    assert "<tr><td>df_dr_auc</td><td>70.3</td><td>85.1</td></tr>" in side
+    curves = text[text.index("<h2>curves</h2>"):text.index("<h2>side by side</h2>")]
+    assert curves.count("<svg") == 4 and curves.count(f"multidelete s42 ({a})") == 4  # a panel per question
+
+
+def test_study_plots_keep_a_method_that_did_not_evaluate_during_the_run(home, tmp_path):
+    cells = [{"method": "retrain", "seed": 42, "session": make(home, "retrain", 0.5, 48.0, steps=80), "state": "finished"},
+             {"method": "ft", "seed": 42, "session": make(home, "ft", 0.8, 50.0, steps=10), "state": "finished"}]
+    write_study(home, cells, methods=("retrain", "ft"))   # FT's 10 steps hold no step evaluation
+    out = tmp_path / "s.html"
+    assert invoke("--study", STUDY, "--out", str(out)).exit_code == 0
+    during = [svg for svg in re.findall(r"<svg.*?</svg>", out.read_text(), re.S) if "during the run</text>" in svg]
+    assert during and all(">FT</text>" in svg and ">Retrain</text>" in svg for svg in during)

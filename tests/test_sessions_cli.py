@@ -110,7 +110,7 @@ def test_replay_headless_draws_curves_and_table(home, capsys):
     sid = _make(home, steps=3000)
     assert replay_headless(sid) == 0
     out = capsys.readouterr().out
-    assert "loss terms" in out and "modality_decoupling" in out and "eval metrics during the run" in out
+    assert "loss terms" in out and "modality_decoupling" in out and "forget" in out  # the panels by question
     assert "final metrics" in out and "df_dr_auc" in out and "91.0" in out and "52.0" in out and "-39.0" in out
     assert "\x1b[" not in out        # no colour codes when stdout is not a terminal
     # (the home is shared with other tests: a Retrain of the same protocol there adds its distances after the values)
@@ -118,6 +118,28 @@ def test_replay_headless_draws_curves_and_table(home, capsys):
     assert verdict in out and out.index(verdict) < out.index("loss terms")   # the verdict first
     line = next((l for l in out.splitlines() if l.startswith("verdict:")), out[:400])
     assert "kept test r_mean 52.0 -> 50.5" in line and "cost 1.5 s, 3000 steps" in line, line
+
+
+def test_replay_headless_draws_the_panels_and_keeps_the_originals_training_apart(home, capsys):
+    from test_report import trained_original
+
+    sid = trained_original(home)
+    assert replay_headless(sid, width=100) == 0
+    out = capsys.readouterr().out
+    assert "12 unlearning steps; the original's training ran here first (300 steps, not drawn)" in out
+    titles = [line.strip() for line in out.splitlines() if line.strip() in ("forget", "keep", "loss terms")]
+    assert titles == ["forget", "keep", "loss terms"]
+    legends = [line.strip() for line in out.splitlines() if line.startswith("  • ")]
+    assert legends[0] == "• df_dr_auc   ┄ original df_dr_auc 91.0"    # the legend under the plot, outside it
+    assert legends[1].startswith("• test.r_mean   x holdout.r_mean   + dr.r_mean")  # a marker a series
+    assert legends[2] == "• total   x kl"
+    ticks = [line for line in out.splitlines() if line.strip().startswith("0 ") and line.rstrip().endswith("12")]
+    assert ticks and all("." not in t for t in ticks)  # integer step ticks, 0 to the 12th unlearning step
+    table = out[out.index("final metrics"):]
+    assert [name for name in ("df_dr_auc", "test.r_mean", "holdout.r_mean", "dr.r_mean", "test.txt_r1")
+            if name in table] == ["df_dr_auc", "test.r_mean", "holdout.r_mean", "dr.r_mean", "test.txt_r1"]
+    assert table.index("test.r_mean") < table.index("holdout.r_mean") < table.index("dr.r_mean") < \
+        table.index("test.txt_r1")   # headline, then holdout, then the rest
 
 
 def test_every_command_takes_a_name_or_a_prefix_of_one(home, tmp_path):

@@ -94,7 +94,7 @@ async def test_monitor_plot_points_bounded_at_100k(tmp_home):
         screen = MonitorScreen(ListSource(make_events(100_000, logs=0), live=True))
         await app.push_screen(screen)
         await wait_until(pilot, lambda: screen.source_done and not screen.backlog, timeout=10)
-        plot = screen.query_one("#plot-loss", SeriesPlot)
+        plot = screen.query_one("#panel-loss", SeriesPlot)
         await wait_until(pilot, lambda: plot.points_drawn > 0)  # the redraw timer has drawn the whole data
         assert len(screen.model.losses["total"]) == 100_000
         width = plot.size.width
@@ -276,15 +276,61 @@ async def test_live_monitor_shows_points_summary_and_log(tmp_home):
         screen = MonitorScreen(ListSource(make_events(120, requests=3, logs=3), live=True))
         await app.push_screen(screen)
         await wait_until(pilot, lambda: screen.source_done and not screen.backlog)
-        await wait_until(pilot, lambda: screen.query_one("#plot-loss", SeriesPlot).points_drawn > 0)
-        assert len(screen.model.evals["df_dr_auc"]) == 2
-        assert screen.query_one("#plot-requests").display  # per-request curves for PULSE runs
+        await wait_until(pilot, lambda: screen.query_one("#panel-loss", SeriesPlot).points_drawn > 0)
+        assert len(screen.model.evals["df_dr_auc"]) == 3  # two during the run, the curve ends at the final one
+        forget = screen.query_one("#panel-forget", SeriesPlot)
+        assert forget.display and list(forget.series) == ["df_dr_auc", "forget.image"]  # per request too
         summary = screen.query_one("#mon-summary")
         assert summary.row_count >= 2
         first = summary.get_row_at(0)
         assert tuple(first) == ("df_dr_auc", "90.0", "50.0", "-40.0")  # an AUC in percent, the delta signed
         assert len(screen.query_one("#mon-log").lines) >= 3
         assert "finished" in str(screen.query_one("#mon-status").render())
+
+
+async def test_monitor_draws_panels_by_question_at_100x30(tmp_home):
+    from screens.monitor import MonitorScreen
+    from sessions.panels import MAX_SERIES, PALETTE
+
+    events = make_events(60)
+    events.insert(3, {"v": 1, "seq": 0, "ts": 0.0, "kind": "eval", "split": "step", "step": 1, "metrics": {
+        "df": {"r_mean": 30.0, "txt_r1": 20.0}, "forget": {"image": 0.4, "text": 0.3}, "mia": {"auc": 0.6},
+        "mmbench_retention": 98.0}})
+    app = create_app(start_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = MonitorScreen(ListSource(events, live=True))
+        await app.push_screen(screen)
+        await wait_until(pilot, lambda: screen.source_done and not screen.backlog)
+        plots = {p.id: p for p in screen.query(SeriesPlot) if p.display and not p.has_class("-empty")}
+        await wait_until(pilot, lambda: all(p.renders for p in plots.values()))
+        assert sorted(plots) == ["panel-forget", "panel-general", "panel-keep", "panel-loss", "panel-privacy"]
+        text = app.export_screenshot().replace("&#160;", " ")
+        for title in ("forget", "keep", "privacy", "general ability", "loss terms"):
+            assert title in text
+        assert all(0 < len(p.series) <= MAX_SERIES and p.size.width > 0 for p in plots.values())
+        forget = plots["panel-forget"]
+        assert list(forget.series) == ["df_dr_auc", "df.r_mean", "forget.image", "forget.text"]
+        assert set(forget.colours.values()) <= set(PALETTE)
+        assert "original df_dr_auc 90.0" in forget.border_subtitle   # the reference line, in the legend
+        assert "100%" in plots["panel-general"].border_subtitle
+        assert {p.panel.x_range for p in plots.values()} == {(0.0, 60.0)}
+
+
+async def test_monitor_counts_unlearning_steps_apart_from_the_originals_training(tmp_home):
+    from screens.monitor import MonitorScreen
+
+    events = make_events(12)
+    training = [{"v": 1, "seq": 0, "ts": 0.0, "kind": "step", "step": i, "phase": "original", "losses": {"total": 3.0}}
+                for i in range(300)]
+    events[1:1] = [{"v": 1, "seq": 0, "ts": 0.0, "kind": "phase", "name": "original"}, *training]
+    app = create_app(start_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = MonitorScreen(ListSource(events, live=True))
+        await app.push_screen(screen)
+        await wait_until(pilot, lambda: screen.source_done and not screen.backlog)
+        status = str(screen.query_one("#mon-status").render())
+        assert "step 12 " in status + " " and "original trained 300 steps" in status
+        assert list(screen.model.losses["total"].xs) == list(range(12))  # the original's steps are not drawn
 
 
 async def test_replay_pause_step_speed_and_end(tmp_home):
@@ -403,7 +449,9 @@ async def test_compact_class_at_80x24(tmp_home):
         screen = MonitorScreen(ListSource(make_events(50), live=True))
         await app.push_screen(screen)
         await wait_until(pilot, lambda: screen.model.x == 50)
-        assert not screen.query_one("#plot-eval").display or screen.query_one("#plot-eval").size.width == 0
+        await wait_until(pilot, lambda: screen.query_one("#mon-summary").row_count > 0)
+        # at 80x24 the before/after table wins the space over the log
+        assert not screen.query_one("#mon-log").display and screen.query_one("#mon-summary").size.height >= 3
         await pilot.resize_terminal(120, 40)
         await pilot.pause()
         assert not app.has_class("-compact")

@@ -93,12 +93,13 @@ async def test_compare_toggles_axis_smoothing_log_and_filter(two_runs):
         screen = CompareScreen(two_runs, app.services)
         await app.push_screen(screen)
         await wait_until(pilot, lambda: bool(screen.runs))
-        loss, metric = screen.query_one("#cmp-loss", SeriesPlot), screen.query_one("#cmp-metric", SeriesPlot)
+        loss, metric = screen.query_one("#cmp-loss", SeriesPlot), screen.query_one("#cmp-forget", SeriesPlot)
         labels = [r["label"] for r in screen.runs]
         assert loss.colours == metric.colours == {labels[0]: PALETTE[0], labels[1]: PALETTE[1]}
         assert max(loss.series[labels[1]].xs) == 539.0                     # by step: the long run sets the axis
         await pilot.press("x")                                             # by fraction: both end near 1
-        assert screen.axis == "fraction" and loss.xlabel == "fraction of the run"
+        assert screen.axis == "fraction" and loss.panel.xlabel == "fraction of the run"
+        assert loss.border_title.endswith("by fraction") and not loss.panel.integer_x
         assert max(loss.series[labels[0]].xs) == pytest.approx(31 / 32)
         assert max(loss.series[labels[1]].xs) == pytest.approx(539 / 540)
         await pilot.press("x")                                             # by request: retrain spans 2
@@ -111,7 +112,7 @@ async def test_compare_toggles_axis_smoothing_log_and_filter(two_runs):
         smooth = list(loss.series[labels[0]].ys)
         assert screen.smoothing and smooth[0] == pytest.approx(raw[0]) and smooth[1] == pytest.approx(
             (0.6 * 0.4 * 2.0 + 0.4 * 1.0) / (1 - 0.36))
-        assert "(EMA)" in loss.title
+        assert "(EMA)" in loss.border_title
         await pilot.press("l")
         assert loss.log_y and metric.log_y
         await pilot.press("t")                                             # kl: a 0 at step 0, dropped on log
@@ -127,6 +128,34 @@ async def test_compare_toggles_axis_smoothing_log_and_filter(two_runs):
         assert app.screen is screen
         await pilot.press("escape")
         assert app.screen is not screen
+
+
+async def test_compare_draws_panels_by_question_on_unlearning_steps(tmp_path, monkeypatch):
+    from screens.compare import CompareScreen
+    from screens.widgets.plot import SeriesPlot
+
+    monkeypatch.setenv("MMUL_HOME", str(tmp_path))
+    store = SessionStore()
+    trained = store.create({"method": "ft", "model": "clip-tiny", "data": "shapes-tiny"}, name="trained original")
+    for i in range(300):   # this run trained its original first: those steps are not the run's
+        trained.emit("step", step=i, phase="original", lr=1e-3, losses={"total": 5.0})
+    for i in range(12):
+        trained.emit("step", step=i, phase="unlearn", lr=1e-3, losses={"total": 1.0})
+    trained.emit("eval", step=12, phase="eval", split="after", metrics={"df_dr_auc": 0.6, "test": {"r_mean": 40.0}})
+    trained.finish("finished", summary={"metrics": {"df_dr_auc": 0.6}})
+    cached = write_run(store, "multidelete", 12)
+    app = create_app(start_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = CompareScreen([trained.session_id, cached], app.services)
+        await app.push_screen(screen)
+        await wait_until(pilot, lambda: bool(screen.runs))
+        plots = {p.id: p for p in screen.query(SeriesPlot) if not p.has_class("-empty")}
+        assert sorted(plots) == ["cmp-forget", "cmp-keep", "cmp-loss", "cmp-privacy"]
+        labels = [r["label"] for r in screen.runs]
+        assert list(plots["cmp-forget"].series) == labels and plots["cmp-forget"].border_title == "forget: df_dr_auc"
+        assert max(plots["cmp-loss"].series[labels[0]].xs) == 11.0   # aligned on unlearning steps only
+        assert {p.panel.x_range for p in plots.values()} == {(0.0, 12.0)}
+        assert labels[0] in plots["cmp-loss"].border_subtitle   # the legend names the sessions
 
 
 async def test_compare_shows_names_where_it_showed_ids(tmp_path, monkeypatch):

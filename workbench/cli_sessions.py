@@ -19,7 +19,8 @@ from sessions.check import check
 from sessions.export import session_document, write_export
 from sessions.schema import SchemaMismatch
 from sessions.numbers import fmt, fmt_delta, format_duration
-from sessions.series import downsample, eval_series, final_table, is_headline_metric, loss_series, request_series
+from sessions.metric_order import headline_first
+from sessions.series import downsample, final_table, training_steps, unlearning_steps
 from sessions.store import SessionBusy, SessionDamaged, SessionStore, UnknownSession
 from sessions.summary import summary_metrics, test_headline, test_headline_name, took
 from sessions.verdict import session_verdict
@@ -199,7 +200,7 @@ def _metric_table(columns: list[str], rows: dict[str, dict[str, float]]):
     delta = "before" in columns and "after" in columns
     if delta:
         table.add_column("delta", justify="right")
-    for name in sorted(rows, key=lambda n: (not is_headline_metric(n), n)):
+    for name in headline_first(rows):
         values = rows[name]
         cells = [fmt(values.get(c), name) for c in columns]
         if delta:
@@ -305,22 +306,41 @@ def check_cmd(
 # replay --headless
 
 
-def _plot(title: str, series: dict[str, tuple[list[float], list[float]]], width: int, height: int,
-          color: bool, xlabel: str = "step") -> str:
+TEXT_MARKERS = ("•", "x", "+", "o")  # one a series (a panel holds at most 4: sessions.panels.MAX_SERIES)
+
+
+def _panel_text(panel, width: int, height: int, color: bool) -> str:
+    """One panel (sessions.panels) as plotext text: its lines in the palette, its reference lines, one x range,
+    integer ticks; the legend is a line under the plot, outside its area."""
     import plotext as plt
+
+    from sessions.panels import REFERENCE_COLOUR, integer_ticks
 
     plt.clear_figure()
     plt.plotsize(width, height)
     if not color:
         plt.theme("clear")
-    plt.title(title)
-    plt.xlabel(xlabel)
-    for name, (xs, ys) in series.items():
-        dx, dy = downsample(xs, ys, 2 * width)
-        if dx:
-            plt.plot(dx, dy, label=name)
+    plt.title(panel.title)
+    marks = [None if color else mark for mark in TEXT_MARKERS]  # without colour a marker tells the lines apart
+    for line, mark in zip(panel.lines, marks):
+        dx, dy = downsample(line.xs, line.ys, 2 * width)
+        style = {"color": line.colour, **({"marker": mark} if mark else {})}
+        if len(dx) == 1:
+            plt.scatter(dx, dy, **style)
+        elif dx:
+            plt.plot(dx, dy, **style)
+    for reference in panel.references:
+        plt.hline(reference.y, REFERENCE_COLOUR)
+    lo, hi = panel.x_range
+    plt.xlim(lo, hi)
+    if panel.integer_x:
+        plt.xticks(integer_ticks(lo, hi, max(2, width // 10)))
+    plt.xlabel(panel.xlabel)
     text = plt.build()
-    return text if color else plt.uncolorize(text)
+    marks = [f"\x1b[38;2;{r};{g};{b}m━\x1b[0m" for r, g, b in (l.colour for l in panel.lines)] if color else TEXT_MARKERS
+    legend = "   ".join([f"{mark} {line.label}" for mark, line in zip(marks, panel.lines)]
+                         + [f"┄ {ref.label} {ref.y:.1f}" for ref in panel.references])
+    return (text if color else plt.uncolorize(text)) + "\n  " + legend
 
 
 def replay_headless(session_id: str, width: int | None = None, out=None) -> int:
@@ -346,19 +366,17 @@ def replay_headless(session_id: str, width: int | None = None, out=None) -> int:
     console.print(f"session {sid}  {spec.get('method', '?')} / {spec.get('model', '?')} / "
                   f"{spec.get('data', '?')}  state {meta['state']}"
                   + (f" ({meta['message']})" if meta.get("message") else ""))
-    console.print(f"{len(events)} events, {sum(e['kind'] == 'step' for e in events)} steps; "
-                  f"created {_when(meta.get('created'))}")
+    trained = training_steps(events)
+    console.print(f"{len(events)} events, {unlearning_steps(events)} unlearning steps; "
+                  + (f"the original's training ran here first ({trained} steps, not drawn); " if trained else "")
+                  + f"created {_when(meta.get('created'))}", soft_wrap=True)
     for line in session_verdict(store, meta):  # one line a verdict, whatever the width: scripts grep it
         console.print(f"verdict: {line}", highlight=False, markup=False, soft_wrap=True)
-    losses = loss_series(events)
-    if losses:
-        out.write(_plot("loss terms", {k: v for k, v in losses.items()}, width, 18, color) + "\n")
-    evals = eval_series(events, split="step")
-    if evals:
-        out.write(_plot("eval metrics during the run", evals, width, 14, color) + "\n")
-    per_request = request_series(events)
-    if per_request and len(next(iter(per_request.values()))[0]) > 1:
-        out.write(_plot("metrics after each request", per_request, width, 14, color, "request") + "\n")
+    from sessions.panels import event_panels, retrain_metrics
+
+    panels = event_panels(events, retrain_metrics(store, meta))
+    for panel in panels:  # the same panels as the monitor and the report: forget, keep, privacy, general, loss
+        out.write(_panel_text(panel, width, 14, color) + "\n")
     columns, rows = final_table(events)
     if rows:
         console.print(_metric_table(columns, rows))
@@ -366,7 +384,7 @@ def replay_headless(session_id: str, width: int | None = None, out=None) -> int:
         metrics = summary_metrics(meta["summary"])
         if metrics:
             console.print(_metric_table(["final"], {k: {"final": v} for k, v in metrics.items()}))
-    if not losses and not rows:
+    if not panels and not rows:
         console.print("no step or eval events in this session")
     out.flush()
     return 0

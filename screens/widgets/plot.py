@@ -1,4 +1,6 @@
-"""Growing (x, y) series and the plotext plot that draws them, downsampled to its width."""
+"""Growing (x, y) series and the plotext plot that draws them, downsampled to its width. A plot can draw one
+panel of sessions.panels: its title on the border, its legend (and reference lines) under the plotting area
+in the border's subtitle, one x range and integer ticks."""
 from __future__ import annotations
 
 from array import array
@@ -7,6 +9,7 @@ from typing import Mapping
 from textual_plotext import PlotextPlot
 
 from screens.curves import log_points
+from sessions.panels import REFERENCE_COLOUR, Panel, integer_ticks
 from sessions.series import downsample
 
 POINTS_PER_COLUMN = 2
@@ -52,6 +55,7 @@ class SeriesPlot(PlotextPlot):
         self.series: Mapping[str, Series] = {}
         self.colours: Mapping[str, str] = {}   # series name -> plotext colour (else plotext's own order)
         self.log_y = False
+        self.panel: Panel | None = None
         self.points_drawn = 0       # how many points the last render plotted (all series)
         self.renders = 0
         self._built_for: tuple | None = None
@@ -59,6 +63,16 @@ class SeriesPlot(PlotextPlot):
 
     def set_series(self, series: Mapping[str, Series]) -> None:
         self.series = series  # kept by reference: the owner adds series as they appear
+        self.mark_dirty()
+
+    def set_panel(self, panel: Panel) -> None:
+        """Draw ``panel``: its lines in their colours, its references, x range and ticks; title on the border
+        and the legend (outside the plotting area) in the border's subtitle."""
+        self.panel = panel
+        self.series = {line.label: line for line in panel.lines}
+        self.colours = {line.label: line.colour for line in panel.lines}
+        self.border_title = panel.title if panel.xlabel == "step" else f"{panel.title} by {panel.xlabel.split()[0]}"
+        self.border_subtitle = legend_markup(panel)
         self.mark_dirty()
 
     def mark_dirty(self) -> None:
@@ -69,8 +83,11 @@ class SeriesPlot(PlotextPlot):
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title(self.title)
-        plt.xlabel(self.xlabel)
+        panel = self.panel
+        if panel is None:
+            plt.title(self.title)
+        if panel is None:  # a panel's axis is named in its title when it is not steps (a row saved)
+            plt.xlabel(self.xlabel)
         points = max(8, POINTS_PER_COLUMN * max(1, width - 8))
         drawn = 0
         for name, series in list(self.series.items()):
@@ -82,12 +99,23 @@ class SeriesPlot(PlotextPlot):
             if not xs:
                 continue
             drawn += len(xs)
-            style = {"label": name, "color": self.colours[name]} if name in self.colours else {"label": name}
+            if panel is not None:  # the legend is on the border, outside the plotting area
+                style = {"color": self.colours[name]}
+            else:
+                style = {"label": name, "color": self.colours[name]} if name in self.colours else {"label": name}
             if len(xs) == 1:
                 plt.scatter(xs, ys, **style)
             else:
                 plt.plot(xs, ys, **style)
         plt.yscale("log" if self.log_y and drawn else "linear")  # plotext fails on an empty log axis
+        if panel is not None and drawn:
+            for reference in panel.references:
+                if not self.log_y or reference.y > 0:
+                    plt.hline(reference.y, REFERENCE_COLOUR)
+            lo, hi = panel.x_range
+            plt.xlim(lo, hi)
+            if panel.integer_x:
+                plt.xticks(integer_ticks(lo, hi, max(2, width // 8)))
         self.points_drawn = drawn
 
     def render(self):
@@ -97,3 +125,13 @@ class SeriesPlot(PlotextPlot):
             self._built_for = key
         self.renders += 1
         return super().render()
+
+
+
+def legend_markup(panel: Panel) -> str:
+    """``━ df_dr_auc ━ df.r_mean ┄ original 90.0``: each series in its colour, then the reference lines."""
+    from rich.markup import escape
+
+    parts = [f"[rgb({r},{g},{b})]━[/] {escape(line.label)}" for line in panel.lines for r, g, b in [line.colour]]
+    parts += [f"┄ {escape(ref.label)} {ref.y:.1f}" for ref in panel.references]
+    return " ".join(parts)

@@ -1,0 +1,28 @@
+"""Which metrics a person reads first: every table (the monitor's, Compare's, the study screens', the report's,
+`replay --headless`) lists the task's headline metrics (the Df/Dr AUC, the test headline, the people data's
+forget and retain accuracies and MMBench retention, the gaps to Retrain, forget quality, MIA), then the
+holdout set's, then the rest, and recall at single k values last. Pure Python."""
+from __future__ import annotations
+
+from typing import Iterable
+
+from sessions.series import is_headline_metric
+
+HEADLINES = ("df_dr_auc", "test.r_mean", "test.accuracy", "forget.image", "forget.text", "retain.image",
+             "retain.text", "mmbench_retention", "auc_gap_to_retrain", "test_gap_to_retrain", "forget_quality",
+             "mia.df_member_rate", "mia.auc", "mia.test_member_rate")
+
+
+def metric_rank(name: str) -> tuple[int, int, str]:
+    """Sort key: the headlines in HEADLINES order, then the holdout set's metrics, then other headline-like
+    metrics, then recall at k; alphabetical within a group."""
+    if name in HEADLINES:
+        return 0, HEADLINES.index(name), name
+    if name.split(".")[0] == "holdout":
+        return 1, 0 if is_headline_metric(name) else 1, name
+    return (2 if is_headline_metric(name) else 3), 0, name
+
+
+def headline_first(names: Iterable[str]) -> list[str]:
+    """``names`` (each once) with the headlines first (see ``metric_rank``)."""
+    return sorted(set(names), key=metric_rank)
