@@ -19,22 +19,11 @@ def load_data(ref: str):
     checked = take_preloaded(ref)  # read by the engine's preflight moments ago, files unchanged since
     if checked is not None:
         return checked
-    if ref in WORLDS and WORLDS[ref].target:
-        return target_function(WORLDS[ref].target)(ref, seed=WORLD_SEED)
-    if ref in WORLDS:
-        from engine.data.shapes import build_shapes_world
-
-        return build_shapes_world(ref, seed=WORLD_SEED)
-    if ref in PEOPLE_WORLDS:
-        from engine.data.people import build_people_world
-
-        return build_people_world(ref, seed=WORLD_SEED)
+    world = WORLDS.get(ref) or PEOPLE_WORLDS.get(ref)
+    if world is not None:
+        return target_function(world.target)(ref, seed=WORLD_SEED)
     fmt, _, location = ref.partition(":")
     if fmt in DATA_FORMATS and DATA_FORMATS[fmt].target:
         return target_function(DATA_FORMATS[fmt].target)(location)
-    if fmt == "mllmu":
-        from engine.data.mllmu import read_mllmu
-
-        return read_mllmu(location)
     raise SpecError(f"unknown data {ref!r}; choose {', '.join([*WORLDS, *PEOPLE_WORLDS])} or one of "
                     f"{', '.join(f for f in DATA_FORMATS if f != 'mmbench')} as FORMAT:PATH", field="data")

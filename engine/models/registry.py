@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import json
 from pathlib import Path
 
 from engine.cache import entry_matches, producing, publish, slug
 from engine.data.fingerprint import digest
 from engine.errors import SpecError
 from engine.spec import FAMILIES, MODELS, RECIPES, TASKS
+from engine.spec.checkpoints import config_model_type, family_of, known_model_types
 
 
 def adapter_class(family: str, task: str):
@@ -78,18 +78,15 @@ def tiny_model_dir(name: str, world, seed: int, cache: Path, task: str) -> Path:
 
 def checkpoint_model_type(model: str, source: str) -> str:
     """The checkpoint's `model_type`, quietly (our progress goes to stderr; theirs would garble it), or one
-    line. A local directory's config.json is read as it is: our own families (gcn_bert) are not in
-    transformers' AutoConfig table until their module is imported."""
+    line: a local directory's config.json (engine/spec/checkpoints.py, what validation reads), else a hub id's
+    config from the local cache."""
     from transformers import AutoConfig
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()
     transformers_logging.set_verbosity_error()
-    config = Path(source).expanduser() / "config.json"
     try:
-        if config.is_file():
-            return str(json.loads(config.read_text(encoding="utf-8"))["model_type"])
-        return AutoConfig.from_pretrained(source).model_type
+        return config_model_type(source) or AutoConfig.from_pretrained(source).model_type
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise SpecError(f"model {model!r} could not be loaded ({str(error).splitlines()[0][:160]}); give a "
                         "registered name (see `mmul-workbench models`), a local checkpoint directory, or a hub id "
@@ -97,17 +94,15 @@ def checkpoint_model_type(model: str, source: str) -> str:
 
 
 def family_serving(model: str, model_type: str, task: str) -> str:
-    for family in FAMILIES.values():
-        if model_type in family.model_types:
-            if task not in family.tasks:
-                fits = [f.name for f in FAMILIES.values() if task in f.tasks]
-                raise SpecError(f"model {model!r} is a {model_type!r} checkpoint, which serves "
-                                f"{', '.join(family.tasks)}, not {task}; {TASKS[task].name} runs take "
-                                f"{', '.join(fits)} checkpoints", field="model")
-            return family.name
-    known = sorted(t for f in FAMILIES.values() for t in f.model_types)
-    raise SpecError(f"model {model!r} is a {model_type!r} checkpoint; the workbench loads {', '.join(known)} "
-                    "checkpoints", field="model")
+    family = family_of(model_type)
+    if family is None:
+        raise SpecError(f"model {model!r} is a {model_type!r} checkpoint; the workbench loads "
+                        f"{known_model_types()} checkpoints", field="model")
+    if task not in family.tasks:
+        fits = [f.name for f in FAMILIES.values() if task in f.tasks]
+        raise SpecError(f"model {model!r} is a {model_type!r} checkpoint, which serves {', '.join(family.tasks)}, "
+                        f"not {task}; {TASKS[task].name} runs take {', '.join(fits)} checkpoints", field="model")
+    return family.name
 
 
 def load_adapter(model: str, world, seed: int, cache: Path, task: str):

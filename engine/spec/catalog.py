@@ -90,8 +90,8 @@ class DataInfo:
     name: str
     kind: str  # the task its records serve
     summary: str
-    # "module:function" building a world from (name, seed) or reading a format from its PATH; empty: the
-    # shapes world (WORLDS), or the loader's own branch
+    # "module:function" building a world from (name, seed=) or reading a format from its PATH; empty: it is
+    # not loaded as `--data` (MMBench TSVs are read as `pulse --general`)
     target: str = ""
     also: tuple[str, ...] = ()  # further tasks its records serve, chosen with `run --task` (`kind` is the default)
     media: str = "image"  # what its units hold beside text: "image" (one or two) or "graph"
@@ -283,8 +283,10 @@ MODELS: dict[str, ModelInfo] = {m.name: m for m in (
 )}
 
 WORLDS: dict[str, DataInfo] = {d.name: d for d in (
-    DataInfo("shapes", "retrieval", "built-in coloured shapes, 1500/100/300 images x 5 captions"),
-    DataInfo("shapes-tiny", "retrieval", "built-in coloured shapes, 160/24/48 images (tests, quick looks)"),
+    DataInfo("shapes", "retrieval", "built-in coloured shapes, 1500/100/300 images x 5 captions",
+             "engine.data.shapes:build_shapes_world"),
+    DataInfo("shapes-tiny", "retrieval", "built-in coloured shapes, 160/24/48 images (tests, quick looks)",
+             "engine.data.shapes:build_shapes_world"),
     DataInfo("shapes-ve", "classification", "built-in visual entailment (like SNLI-VE): 1000/100/300 images x 6 "
              "hypotheses, entailment/neutral/contradiction", "engine.data.shapes_ve:build_ve_world"),
     DataInfo("shapes-ve-tiny", "classification", "built-in visual entailment, 64/16/32 images (tests)",
@@ -302,9 +304,9 @@ WORLDS: dict[str, DataInfo] = {d.name: d for d in (
 # People worlds (PULSE): synthetic people with faces and facts, learned in pretraining (P) or fine-tuning (F).
 PEOPLE_WORLDS: dict[str, DataInfo] = {d.name: d for d in (
     DataInfo("people", "multiple_choice", "built-in people: 40 people (20 pretraining, 20 fine-tuning), 8 held-out "
-             "people never trained on + shape questions"),
+             "people never trained on + shape questions", "engine.data.people:build_people_world"),
     DataInfo("people-tiny", "multiple_choice", "built-in people: 8 people (4 + 4), 2 held-out + a few shape "
-             "questions (tests)"),
+             "questions (tests)", "engine.data.people:build_people_world"),
 )}
 @dataclass(frozen=True)
 class PeopleSize:
@@ -337,7 +339,8 @@ DATA_FORMATS: dict[str, DataInfo] = {d.name: d for d in (
              "type?]]}, texts, label?, split?; FORMAT:FILE.jsonl (--task retrieval needs no labels)",
              "engine.data.graph_text:read_graph_text", also=("retrieval",), media="graph"),
     DataInfo("mmbench", "general", "MMBench TSV with an answer column (pulse --general mmbench:FILE)"),
-    DataInfo("mllmu", "multiple_choice", "MLLMU-Bench parquet folder (pulse --data mllmu:DIR)"),
+    DataInfo("mllmu", "multiple_choice", "MLLMU-Bench parquet folder (pulse --data mllmu:DIR)",
+             "engine.data.mllmu:read_mllmu"),
 )}
 # The built-in worlds are fixed: --seed varies deletion sets, model init and training order, never the data.
 WORLD_SEED = 0

@@ -2,7 +2,6 @@
 or a SpecError that says in one line what is wrong and what would be right, and names its field."""
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from engine.spec.catalog import (
     MethodInfo,
     data_info,
 )
+from engine.spec.checkpoints import config_model_type, family_of, known_model_types
 from engine.spec.guards import check_guards
 from engine.spec.lineage import read_lineage, saw, trained_on_data_message
 from engine.spec.placement import check_placement
@@ -106,18 +106,6 @@ def looks_like_hub_id(ref: str) -> bool:
     return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", ref))
 
 
-def checkpoint_model_type(ref: str) -> str | None:
-    """config.json's model_type of a checkpoint directory (None for a hub id: checked when loaded)."""
-    path = Path(ref).expanduser()
-    if not path.is_dir():
-        return None
-    try:
-        return json.loads((path / "config.json").read_text()).get("model_type")
-    except (OSError, ValueError):
-        raise SpecError(f"model directory {ref} has no readable config.json; point at a save_pretrained "
-                        "checkpoint directory", field="model") from None
-
-
 def model_family(ref: str, complete: bool = True, field: str = "model") -> str | None:
     """The family of a registered model or checkpoint directory; None for a hub id (checked when loaded).
     With `complete`, a checkpoint directory must also hold its weights and processor files. `field` names the
@@ -134,18 +122,23 @@ def model_family(ref: str, complete: bool = True, field: str = "model") -> str |
         raise SpecError(f"unknown {what} {ref!r}; {choices}", field=field)
     if not path.is_dir():
         raise SpecError(f"{what} directory {ref} does not exist; {choices}", field=field)
-    model_type = checkpoint_model_type(ref)
-    for family in FAMILIES.values():
-        if model_type in family.model_types:
-            problem = complete and checkpoint_problem(path, images=family.media == "image")
-            if problem:
-                raise SpecError(f"{what} directory {ref} is not a complete checkpoint: {problem}; point at a "
-                                "directory written by save_pretrained (model and processor)", field=field)
-            return family.name
-    known = sorted(t for f in FAMILIES.values() for t in f.model_types)
-    shown = model_type if isinstance(model_type, str) and re.fullmatch(r"[\w.-]{1,40}", model_type) else "unknown"
+    try:
+        model_type = config_model_type(path)
+    except SpecError:
+        model_type = None
+    if model_type is None:
+        raise SpecError(f"{what} directory {ref} has no readable config.json; point at a save_pretrained "
+                        "checkpoint directory", field=field)
+    family = family_of(model_type)
+    if family is not None:
+        problem = complete and checkpoint_problem(path, images=family.media == "image")
+        if problem:
+            raise SpecError(f"{what} directory {ref} is not a complete checkpoint: {problem}; point at a "
+                            "directory written by save_pretrained (model and processor)", field=field)
+        return family.name
+    shown = model_type if re.fullmatch(r"[\w.-]{1,40}", model_type) else "unknown"
     raise SpecError(f"{what} directory {ref} holds a {shown!r} checkpoint; the workbench loads "
-                    f"{', '.join(known)} checkpoints", field=field)
+                    f"{known_model_types()} checkpoints", field=field)
 
 
 def check_base_and_original(model: str, original, data: str, model_is_original: bool = False) -> dict:
