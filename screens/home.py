@@ -65,6 +65,50 @@ def detail_text(row: dict, verdict: list[str]) -> str:
 class HomeScreen(Screen):
     """The sessions table."""
 
+    SCOPED_CSS = False  # the -compact rules start at the App, above the screen
+    DEFAULT_CSS = """
+    HomeScreen #engine-status {
+        height: 1;
+        padding: 0 1;
+        background: $boost;
+        color: $text-muted;
+    }
+    HomeScreen #engine-status.-ok {
+        color: $success;
+    }
+    HomeScreen #engine-status.-error {
+        background: $error 30%;
+        color: $text;
+        height: auto;
+    }
+    HomeScreen #filter {
+        margin: 0 1;
+    }
+    HomeScreen #sessions {
+        height: 1fr;
+        width: 100%;
+    }
+    HomeScreen #home-hint {
+        height: 1;
+        padding: 0 1;
+        color: $text-muted;
+    }
+    HomeScreen #home-detail {
+        height: auto;
+        max-height: 8;
+        padding: 0 1;
+        background: $boost;
+    }
+    .-compact HomeScreen #home-detail {
+        max-height: 4;
+    }
+    .-compact HomeScreen #filter {
+        border: none;
+        height: 1;
+        margin: 0;
+    }
+    """
+
     BINDINGS = [
         Binding("enter", "open", "Open", id="home.open"),
         Binding("slash", "focus_filter", "Filter", id="home.filter"),

@@ -128,3 +128,21 @@ async def test_study_form_keys_land_and_errors_use_the_shared_base(tmp_home):
         await wait_until(pilot, lambda: error.display and "whole numbers" in str(error.render()))
         assert screen.query_one("#seeds").has_class("-invalid") and screen.errors == {"seeds": str(error.render())}
         release.set()
+
+
+def test_screen_styles_live_beside_their_screens():
+    """The home, the forms and the studies list carry their styles; the shell's stylesheet names none of them."""
+    from pathlib import Path
+
+    from screens.form_base import FormScreen
+    from screens.home import HomeScreen
+    from screens.new_run import NewRunScreen
+    from screens.studies import StudiesScreen
+
+    shell = (Path(__file__).resolve().parent.parent / "workbench" / "workbench.tcss").read_text()
+    for selector in ("#engine-status", "#filter", "#sessions", "#home-", "#nr-", "#sf-", ".field", "#params",
+                     "#form", "#method-summary", "#studies,", "#studies {", "#studies-status"):
+        assert selector not in shell, selector
+    for screen, selector in ((HomeScreen, "#sessions"), (FormScreen, ".field:focus-within"),
+                             (NewRunScreen, "#params"), (StudiesScreen, "#studies")):
+        assert selector in screen.DEFAULT_CSS, (screen.__name__, selector)
