@@ -353,7 +353,8 @@ class HomeScreen(Screen):
             if yes:
                 self.delete_session(sid)
 
-        self.app.push_screen(ConfirmScreen(f"Delete session {sid} ({row.get('method')}, "
+        named = f"{row['name']} ({sid}" if row.get("name") else f"{sid} ("
+        self.app.push_screen(ConfirmScreen(f"Delete session {named}, {row.get('method')}, "
                                            f"{row.get('state')})? Its files are removed."), done)
 
     @work(thread=True, group="delete", exit_on_error=False)

@@ -151,3 +151,21 @@ async def test_the_highlighted_session_shows_its_verdict(tmp_home):
         assert "request 1/2: forgot Df/Dr AUC 91.0 -> 70.0" in seen[stepped]
         assert "request 2/2: " in seen[stepped] and "k=2 npo" in seen[stepped]
         assert "failed at step 1" in seen[failed]
+
+
+async def test_the_delete_question_wraps_whole_words_at_80_columns(tmp_home):
+    from screens.widgets.confirm import ConfirmScreen
+
+    store = SessionStore()
+    sid = write(store, "a-rather-long-session-name", "multidelete")
+    app = create_app(start_engine=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = app.screen.query_one("#sessions")
+        await wait_until(pilot, lambda: table.row_count == 1)
+        await pilot.press("d")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        question = app.screen.query_one("#question")
+        await wait_until(pilot, lambda: question.size.height > 1)
+        lines = [question.render_line(y).text.strip() for y in range(question.size.height)]
+        assert " ".join(lines) == f"Delete session a-rather-long-session-name ({sid}, multidelete, finished)? " \
+                                  "Its files are removed."
