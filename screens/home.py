@@ -21,7 +21,7 @@ from screens.services import Services
 from screens.widgets.confirm import ConfirmScreen
 from sessions.export import session_document, write_export
 from sessions.store import SessionBusy, SessionDamaged, UnknownSession
-from sessions.summary import format_deletion, run_seconds, summary_metrics, test_headline
+from sessions.summary import format_deletion, summary_metrics, test_headline, took
 from sessions.verdict import session_verdict
 
 SORTS = ("started", "status", "method", "df_dr_auc", "test", "duration")
@@ -39,7 +39,7 @@ def sort_rows(rows: list[dict], key: str, reverse: bool) -> list[dict]:
         if key == "started":
             return row.get("created") or 0
         if key == "duration":
-            return run_seconds(row)
+            return took(row)
         if key in ("df_dr_auc", "test"):
             metrics = summary_metrics(row.get("summary"))
             v = test_headline(metrics) if key == "test" else metrics.get(key)
@@ -194,8 +194,7 @@ class HomeScreen(Screen):
         self._fingerprint = fingerprint
         self.shown = shown
         current = self.current_id()
-        now = time.time()
-        cells = [row_cells(row, row["id"] in self.marked, now) for row in shown]
+        cells = [row_cells(row, row["id"] in self.marked) for row in shown]
         columns = fit_columns(column_widths(cells), self.table_width(len(shown)))
         if columns != self._columns:
             table.clear(columns=True)

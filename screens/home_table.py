@@ -11,7 +11,7 @@ import time
 from rich.cells import cell_len
 
 from sessions.numbers import fmt, format_duration
-from sessions.summary import format_deletion, run_seconds, summary_metrics, test_headline, test_headline_name
+from sessions.summary import format_deletion, summary_metrics, test_headline, test_headline_name, took
 
 # display order; "test": the test split's headline, r_mean (retrieval) or accuracy (classification)
 COLUMNS = ("session", "status", "kind", "method", "Df/Dr AUC", "test", "model", "data", "deletion",
@@ -53,8 +53,9 @@ def kind_label(row: dict) -> str:
     return "run" if k == 1 else f"k={k}"
 
 
-def row_cells(row: dict, marked: bool, now: float | None = None) -> dict[str, str]:
-    """The text of each column for one catalog row."""
+def row_cells(row: dict, marked: bool) -> dict[str, str]:
+    """The text of each column for one catalog row. Its duration is ``took``, as `sessions list` and `sessions
+    show` say it: the run's own seconds when it has them, else the time from its start to its end (or now)."""
     metrics = summary_metrics(row.get("summary"))
     return {
         "session": ("* " if marked else "  ") + (row.get("name") or row["id"]),
@@ -67,7 +68,7 @@ def row_cells(row: dict, marked: bool, now: float | None = None) -> dict[str, st
         "data": fmt(row.get("data")),
         "deletion": format_deletion(row.get("deletion")),
         "started": time.strftime("%m-%d %H:%M", time.localtime(row.get("created") or 0)),
-        "duration": format_duration(run_seconds(row, now)),
+        "duration": format_duration(took(row)),
     }
 
 

@@ -169,3 +169,16 @@ async def test_the_delete_question_wraps_whole_words_at_80_columns(tmp_home):
         lines = [question.render_line(y).text.strip() for y in range(question.size.height)]
         assert " ".join(lines) == f"Delete session a-rather-long-session-name ({sid}, multidelete, finished)? " \
                                   "Its files are removed."
+
+
+def test_duration_is_what_sessions_list_says():
+    """The CLI said "took 1.0 s" and the home "30 s" for one run: both now show the run's own seconds."""
+    from screens.home import sort_rows
+    from screens.home_table import row_cells
+
+    row = {"id": "a", "state": "finished", "created": 100.0, "ended": 130.0, "summary": {"seconds": 1.0}}
+    from sessions.numbers import format_duration
+
+    assert row_cells(row, False)["duration"] == format_duration(1.0) == "1 s"  # not the 30 s from start to end
+    slow = {"id": "b", "state": "finished", "created": 100.0, "ended": 105.0, "summary": {"seconds": 4.0}}
+    assert [r["id"] for r in sort_rows([slow, row], "duration", reverse=False)] == ["a", "b"]
