@@ -1,5 +1,7 @@
 """Sessions home: every session from the catalog (re-read each second, in a thread), filter, sort,
-open (monitor: live or stored), mark several and compare, delete (confirmed), export."""
+open (monitor: live or stored), mark several and compare, delete (confirmed), export. The table keeps the
+columns that fit the terminal (screens.home_table: whole columns dropped by priority, never a value cut);
+under it the highlighted session's detail: what it ran and its verdict (sessions.verdict)."""
 from __future__ import annotations
 
 import json
