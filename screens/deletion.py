@@ -67,12 +67,13 @@ class DeletionForm(Vertical):
 
     def compose(self) -> ComposeResult:
         yield field("strategy", Select(STRATEGIES, value="random", allow_blank=False, id="del-strategy", compact=True),
-                    "err-del-strategy")
-        yield field("N units (random; optional cap for ids/query)", Input("16", id="del-n", compact=True), "err-del-n")
-        yield field("ID file (one unit id per line)", Input(placeholder="/path/to/ids.txt", id="del-file", compact=True),
-                    "err-del-file")
-        yield field("query (words every matching caption contains)", Input(placeholder="red circle",
-                                                                           id="del-query", compact=True), "err-del-query")
+                    "err-del-strategy", "strategy: how the deletion set is chosen")
+        yield field("N units", Input("16", id="del-n", compact=True), "err-del-n",
+                    "N units: how many units random picks (optional cap for an ID file or a query)")
+        yield field("ID file", Input(placeholder="e.g. /path/to/ids.txt", id="del-file", compact=True), "err-del-file",
+                    "ID file: one unit id per line")
+        yield field("query", Input(placeholder="e.g. red circle", id="del-query", compact=True), "err-del-query",
+                    "query: the words every matching caption contains")
         yield Static("preview: ...", id="del-preview")
 
     def on_mount(self) -> None:

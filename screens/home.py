@@ -1,5 +1,7 @@
 """Sessions home: every session from the catalog (re-read each second, in a thread), filter, sort,
-open (monitor: live or stored), mark several and compare, delete (confirmed), export."""
+open (monitor: live or stored), mark several and compare, delete (confirmed), export. The table keeps the
+columns that fit the terminal (screens.home_table: whole columns dropped by priority, never a value cut);
+under it the highlighted session's detail: what it ran and its verdict (sessions.verdict)."""
 from __future__ import annotations
 
 import json
@@ -10,26 +12,27 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
+from rich.style import Style
+from rich.text import Text
+from textual.color import Color
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from screens.messages import SessionsLoaded
+from screens.home_table import COLUMNS, STATE_COLOURS, column_widths, fit_columns, kind_label, row_cells
+from screens.messages import DetailLoaded, SessionsLoaded
 from screens.services import Services
 from screens.widgets.confirm import ConfirmScreen
 from sessions.export import session_document, write_export
 from sessions.store import SessionBusy, SessionDamaged, UnknownSession
-from sessions.numbers import fmt, format_duration
-from sessions.summary import format_deletion, run_seconds, summary_metrics, test_headline, test_headline_name
+from sessions.summary import format_deletion, summary_metrics, test_headline, took
+from sessions.verdict import session_verdict
 
 SORTS = ("started", "status", "method", "df_dr_auc", "test", "duration")
-# "test": the test split's headline, r_mean (retrieval) or accuracy (classification)
-COLUMNS = ("", "session", "status", "method", "Df/Dr AUC", "test", "model", "data", "deletion",
-           "started", "duration")
 REFRESH_SECONDS = 1.0
 
 
 def matches(row: dict, words: list[str]) -> bool:
     text = " ".join(str(row.get(k) or "") for k in ("id", "name", "state", "method", "model", "data")).lower()
-    text += " " + format_deletion(row.get("deletion")).lower()
+    text += " " + format_deletion(row.get("deletion")).lower() + " " + kind_label(row)
     return all(word in text for word in words)
 
 
@@ -38,7 +41,7 @@ def sort_rows(rows: list[dict], key: str, reverse: bool) -> list[dict]:
         if key == "started":
             return row.get("created") or 0
         if key == "duration":
-            return run_seconds(row)
+            return took(row)
         if key in ("df_dr_auc", "test"):
             metrics = summary_metrics(row.get("summary"))
             v = test_headline(metrics) if key == "test" else metrics.get(key)
@@ -49,8 +52,64 @@ def sort_rows(rows: list[dict], key: str, reverse: bool) -> list[dict]:
     return sorted(rows, key=value, reverse=(not reverse) if key == "started" else reverse)
 
 
+def detail_text(row: dict, verdict: list[str]) -> str:
+    """The highlighted session in a few lines: what it is, then its verdict (the words of `replay --headless`),
+    or why it has none (still running, or how it ended)."""
+    head = f"{row.get('name') or row['id']}: {row.get('state', '?')}, {kind_label(row)} {row.get('method') or ''}"
+    head += f" on {row.get('model') or '?'} / {row.get('data') or '?'}, deletion {format_deletion(row.get('deletion'))}"
+    if verdict:
+        return "\n".join([head, *verdict])
+    if row.get("state") in ("queued", "running"):
+        return head + "\n(no verdict until it finishes)"
+    return head + (f"\n{row['message']}" if row.get("message") else "")
+
+
 class HomeScreen(Screen):
     """The sessions table."""
+
+    SCOPED_CSS = False  # the -compact rules start at the App, above the screen
+    DEFAULT_CSS = """
+    HomeScreen #engine-status {
+        height: 1;
+        padding: 0 1;
+        background: $boost;
+        color: $text-muted;
+    }
+    HomeScreen #engine-status.-ok {
+        color: $success;
+    }
+    HomeScreen #engine-status.-error {
+        background: $error 30%;
+        color: $text;
+        height: auto;
+    }
+    HomeScreen #filter {
+        margin: 0 1;
+    }
+    HomeScreen #sessions {
+        height: 1fr;
+        width: 100%;
+    }
+    HomeScreen #home-hint {
+        height: 1;
+        padding: 0 1;
+        color: $text-muted;
+    }
+    HomeScreen #home-detail {
+        height: auto;
+        max-height: 8;
+        padding: 0 1;
+        background: $boost;
+    }
+    .-compact HomeScreen #home-detail {
+        max-height: 4;
+    }
+    .-compact HomeScreen #filter {
+        border: none;
+        height: 1;
+        margin: 0;
+    }
+    """
 
     BINDINGS = [
         Binding("enter", "open", "Open", id="home.open"),
@@ -77,16 +136,17 @@ class HomeScreen(Screen):
         self.sort_reverse = False
         self._fingerprint: object = None
         self._load_error: str | None = None
+        self._columns: list[str] = []
+        self._detail_key: tuple | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="engine-status")
         yield Input(placeholder="filter: words matched against id, method, model, data, state  (/)",
                     id="filter")
-        table: DataTable = DataTable(id="sessions", cursor_type="row", zebra_stripes=True)
-        table.add_columns(*COLUMNS)
-        yield table
+        yield DataTable(id="sessions", cursor_type="row", zebra_stripes=True)
         yield Static("", id="home-hint")
+        yield Static("", id="home-detail", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -128,27 +188,26 @@ class HomeScreen(Screen):
         words = self.query_one("#filter", Input).value.lower().split()
         shown = sort_rows([r for r in self.rows if matches(r, words)], self.sort_key, self.sort_reverse)
         running = any(r.get("state") in ("queued", "running") for r in shown)
+        table = self.query_one("#sessions", DataTable)
         fingerprint = (json.dumps(shown, sort_keys=True, default=str), tuple(sorted(self.marked)),
-                       int(time.time()) if running else 0)
+                       int(time.time()) if running else 0, self.table_width(len(shown)))
         if fingerprint == self._fingerprint and not force:
             return
         self._fingerprint = fingerprint
         self.shown = shown
-        table = self.query_one("#sessions", DataTable)
         current = self.current_id()
-        table.clear()
-        for row in shown:
-            metrics = summary_metrics(row.get("summary"))
-            label = row.get("name") or row["id"]
-            table.add_row(
-                "*" if row["id"] in self.marked else " ",
-                label, row.get("state", "?"), fmt(row.get("method")),
-                fmt(metrics.get("df_dr_auc"), "df_dr_auc"), fmt(test_headline(metrics), test_headline_name(metrics)),
-                fmt(row.get("model")), fmt(row.get("data")), format_deletion(row.get("deletion")),
-                time.strftime("%m-%d %H:%M", time.localtime(row.get("created") or 0)),
-                format_duration(run_seconds(row)),
-                key=row["id"],
-            )
+        cells = [row_cells(row, row["id"] in self.marked) for row in shown]
+        columns = fit_columns(column_widths(cells), self.table_width(len(shown)))
+        if columns != self._columns:
+            table.clear(columns=True)
+            table.add_columns(*columns)
+            self._columns = columns
+        else:
+            table.clear()
+        for row, text in zip(shown, cells):
+            state = text["status"]
+            text["status"] = Text(state, style=self.state_style(state))
+            table.add_row(*(text[name] for name in columns), key=row["id"])
         if current is not None:
             for index, row in enumerate(shown):
                 if row["id"] == current:
@@ -159,9 +218,62 @@ class HomeScreen(Screen):
         hint += f"  sort: {self.sort_key}{' (reversed)' if self.sort_reverse else ''}"
         if self.marked:
             hint += f"  marked: {len(self.marked)} (c compares)"
+        if len(columns) < len(COLUMNS):
+            hint += f"  hidden: {', '.join(c for c in COLUMNS if c not in columns)}"  # a wider terminal shows them
         if not total:
             hint = "no sessions yet: n starts a new run (or `mmul-workbench demo`)"
         self.query_one("#home-hint", Static).update(hint)
+        self.show_detail()
+
+    def table_width(self, rows: int) -> int:
+        """The cells the table's columns may take: its width, less the vertical scrollbar's when its rows
+        overflow it (the header takes a line)."""
+        table = self.query_one("#sessions", DataTable)
+        width = table.size.width or self.app.size.width
+        overflows = rows + 1 > table.size.height
+        return max(0, width - (table.styles.scrollbar_size_vertical if overflows else 0))
+
+    def state_style(self, state: str) -> Style:
+        variable = self.app.theme_variables.get(STATE_COLOURS.get(state, ""), "")
+        try:
+            colour = Color.parse(variable).rich_color if variable else None
+        except Exception:  # a theme without that variable: the plain word
+            colour = None
+        return Style(color=colour, bold=state == "running")
+
+    def on_resize(self) -> None:
+        self.render_table(force=True)
+
+    # the highlighted session's detail -------------------------------------------------------------
+
+    @on(DataTable.RowHighlighted, "#sessions")
+    def _row_highlighted(self) -> None:
+        self.show_detail()
+
+    def show_detail(self) -> None:
+        """The highlighted session's verdict (read in a thread; again only when its row changed)."""
+        row = self.current_row()
+        key = None if row is None else (row["id"], row.get("state"), row.get("updated"))
+        if key == self._detail_key:
+            return
+        self._detail_key = key
+        if row is None:
+            self.query_one("#home-detail", Static).update("")
+            return
+        self.load_detail(row)
+
+    @work(thread=True, exclusive=True, group="detail", exit_on_error=False)
+    def load_detail(self, row: dict) -> None:
+        store = self.services.store
+        try:
+            lines = session_verdict(store, store.get(row["id"]))
+        except (SessionDamaged, UnknownSession, OSError) as exc:
+            lines = [str(exc).splitlines()[0]]
+        self.post_message(DetailLoaded(row["id"], detail_text(row, lines)))
+
+    def on_detail_loaded(self, message: DetailLoaded) -> None:
+        if message.session_id == self.current_id():
+            self.query_one("#home-detail", Static).update(message.text)
 
     def current_id(self) -> str | None:
         table = self.query_one("#sessions", DataTable)
@@ -242,7 +354,8 @@ class HomeScreen(Screen):
             if yes:
                 self.delete_session(sid)
 
-        self.app.push_screen(ConfirmScreen(f"Delete session {sid} ({row.get('method')}, "
+        named = f"{row['name']} ({sid}" if row.get("name") else f"{sid} ("
+        self.app.push_screen(ConfirmScreen(f"Delete session {named}, {row.get('method')}, "
                                            f"{row.get('state')})? Its files are removed."), done)
 
     @work(thread=True, group="delete", exit_on_error=False)

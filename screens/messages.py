@@ -45,3 +45,12 @@ class StudiesLoaded(Message):
     def __init__(self, rows: list[dict]) -> None:
         super().__init__()
         self.rows = rows
+
+
+class DetailLoaded(Message):
+    """The home's detail of one session (its verdict lines), read in a thread."""
+
+    def __init__(self, session_id: str, text: str) -> None:
+        super().__init__()
+        self.session_id = session_id
+        self.text = text

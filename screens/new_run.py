@@ -1,20 +1,21 @@
 """New run: model, data, method with its hyperparameters (fields generated from the ``engine.spec``
 Params), protocol, device, seed and the deletion set. The services validate the whole spec before
 anything is sent; a SpecError's message is shown under the field its ``field`` names, and nothing is
-submitted while the form is invalid. Submit goes to the engine, then the monitor follows the run live."""
+submitted while the form is invalid. Submit goes to the engine, then the monitor follows the run live.
+Errors, the help line, the deletion set's context and the buttons come from ``screens.form_base``."""
 from __future__ import annotations
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.suggester import SuggestFromList
-from textual.widgets import Button, Footer, Input, Select, Static
+from textual.widgets import Footer, Input, Select, Static
 
 from engine import spec as specs
 from engine.errors import SpecError
 from screens.deletion import DeletionForm
+from screens.form_base import FormScreen, int_or_text
 from screens.services import ServiceError, Services
 from screens.widgets.form import field
 
@@ -26,7 +27,25 @@ FIELD_WIDGETS = {"forget": "del-n"}
 DATA_TASK = "-"  # the task Select's value for "the data's own task" (a Select value cannot be None)
 
 
-class NewRunScreen(Screen):
+class NewRunScreen(FormScreen):
+    SCOPED_CSS = False  # the -compact rule starts at the App
+    DEFAULT_CSS = """
+    NewRunScreen #method-summary {
+        color: $text-muted;
+        margin: 1 0 0 0;
+    }
+    NewRunScreen #params {
+        height: auto;
+        layout: grid;
+        grid-size: 2;
+        grid-gutter: 0 1;
+        grid-rows: auto;
+    }
+    .-compact NewRunScreen #params {
+        grid-size: 1;
+    }
+    """
+    AUTO_FOCUS = "#model"
     BINDINGS = [
         Binding("ctrl+s", "submit", "Submit", id="new_run.submit"),
         Binding("escape", "back", "Back", id="new_run.back"),
@@ -36,46 +55,50 @@ class NewRunScreen(Screen):
         super().__init__()
         self.services = services
         self.method = "multidelete"
-        self.errors: dict[str, str] = {}
         self._params_key: tuple | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("[b]New run[/b]  ctrl+s submits, escape goes back; hyperparameters left empty use "
-                     "their defaults", id="nr-title")
-        with VerticalScroll(id="nr-form"):
+                     "their defaults", id="form-title")
+        with VerticalScroll(id="form"):
             with Horizontal(classes="row"):
-                yield field("model (registered name, hub id or local dir)",
-                            Input(DEFAULT_MODEL, id="model", compact=True,
-                                  suggester=SuggestFromList(list(specs.MODELS), case_sensitive=False)),
-                            "err-model")
-                yield field("data (built-in world or FORMAT:PATH)",
-                            Input("shapes-tiny" if "shapes-tiny" in specs.WORLDS else next(iter(specs.WORLDS)),
-                                  id="data", compact=True,
-                                  suggester=SuggestFromList([*specs.WORLDS, *(f + ":" for f in specs.DATA_FORMATS)])),
-                            "err-data")
+                yield field("model", Input(DEFAULT_MODEL, id="model", compact=True,
+                                           suggester=SuggestFromList(list(specs.MODELS), case_sensitive=False)),
+                            "err-model", "model: a registered name, a hub id or a local directory")
+                yield field("data", Input("shapes-tiny" if "shapes-tiny" in specs.WORLDS else next(iter(specs.WORLDS)),
+                                          id="data", compact=True,
+                                          suggester=SuggestFromList([*specs.WORLDS,
+                                                                     *(f + ":" for f in specs.DATA_FORMATS)])),
+                            "err-data", "data: a built-in world or FORMAT:PATH")
             with Horizontal(classes="row"):
                 yield field("method", Select([(f"{m.title} ({m.name})", m.name) for m in specs.METHODS.values()],
-                                             value=self.method, allow_blank=False, id="method", compact=True), "err-method")
+                                             value=self.method, allow_blank=False, id="method", compact=True),
+                            "err-method", "method: the unlearning method; its hyperparameters follow below")
                 yield field("device", Select([(d, d) for d in specs.DEVICES], value="auto", allow_blank=False,
-                                             id="device", compact=True), "err-device")
-                yield field("seed", Input(str(specs.DEFAULT_SEED), id="seed", compact=True), "err-seed")
+                                             id="device", compact=True), "err-device",
+                            "device: where the run trains (auto: a GPU when there is one)")
+                yield field("seed", Input(str(specs.DEFAULT_SEED), id="seed", compact=True), "err-seed",
+                            "seed: fixes the deletion set, the data order and the initialisation")
             with Horizontal(classes="row"):
-                yield field("protocol", Select(PROTOCOLS, value="single", allow_blank=False, id="protocol", compact=True),
-                            "err-protocol")
-                yield field("requests k", Input("2", id="requests", compact=True), "err-requests")
+                yield field("protocol", Select(PROTOCOLS, value="single", allow_blank=False, id="protocol",
+                                               compact=True), "err-protocol",
+                            "protocol: one deletion request, or the deletion set split into k sequential requests")
+                yield field("requests k", Input("2", id="requests", compact=True), "err-requests",
+                            "requests k: how many sequential requests the deletion set is split into")
                 yield field("task", Select([("the data's own", DATA_TASK)] + [(t, t) for t in specs.RUN_TASKS],
-                                           value=DATA_TASK, allow_blank=False, id="task", compact=True), "err-task")
+                                           value=DATA_TASK, allow_blank=False, id="task", compact=True), "err-task",
+                            "task: which of the data's tasks the run unlearns and measures")
                 yield field("knowledge", Select([(k, k) for k in specs.KNOWLEDGE_SOURCES],
                                                 value=specs.KNOWLEDGE_SOURCES[0],
-                                                allow_blank=False, id="knowledge", compact=True), "err-knowledge")
-                yield field("name (optional)", Input(placeholder="my run", id="name", compact=True), "err-name")
+                                                allow_blank=False, id="knowledge", compact=True), "err-knowledge",
+                            "knowledge: where the people's knowledge comes from (people data, PULSE)")
+                yield field("name", Input(placeholder="e.g. my run", id="name", compact=True), "err-name",
+                            "name (optional): how the home, replay and reports name the session")
             yield Static(id="method-summary")
             yield Vertical(id="params")
             yield DeletionForm(self.services.preview_deletion, id="deletion")
-            yield Static("", id="form-error", classes="field-error")
-            with Horizontal(id="nr-buttons"):
-                yield Button("Submit (ctrl+s)", variant="primary", id="submit")
-                yield Button("Back", id="back")
+            yield from self.form_end("Submit (ctrl+s)")
+        yield self.help_line()
         yield Footer()
 
     async def on_mount(self) -> None:
@@ -107,7 +130,6 @@ class NewRunScreen(Screen):
         self.query_one("#method-summary", Static).update(f"{info.title}: {info.summary}")
         fields = []
         for param in self.all_params():
-            label = f"{param.name} - {param.help}"
             choices = param.choices or ((True, False) if param.kind is bool else ())
             if choices:
                 widget = Select([(str(c), c) for c in choices], value=param.default, allow_blank=False,
@@ -116,7 +138,7 @@ class NewRunScreen(Screen):
                 placeholder = "default" if param.default is None else f"default {param.default}"
                 widget = Input("" if param.default is None else str(param.default), placeholder=placeholder,
                                id=f"p-{param.name}", classes="param", compact=True)
-            fields.append(field(label, widget, f"err-p-{param.name}", param.help))
+            fields.append(field(param.name, widget, f"err-p-{param.name}", f"{param.name}: {param.help}"))
         await box.mount_all(fields)
         self.errors = {k: v for k, v in self.errors.items() if not k.startswith("p-")}
 
@@ -153,42 +175,17 @@ class NewRunScreen(Screen):
         self.sync_deletion()
 
     def sync_deletion(self) -> None:
-        form = self.query_one("#deletion", DeletionForm)
-        form.data = self.query_one("#data", Input).value.strip()
-        form.seed = _int_or_text(self.query_one("#seed", Input).value)
-        requests = _int_or_text(self.query_one("#requests", Input).value)
-        sequential = self.query_one("#protocol", Select).value == "sequential"
-        form.requests = requests if sequential and isinstance(requests, int) and requests > 0 else 1
+        data = self.query_one("#data", Input).value.strip()
+        requests = int_or_text(self.query_one("#requests", Input).value)
+        sequential = self.sequential()
         self.query_one("#requests").parent.display = sequential
         self.query_one("#knowledge").parent.display = self.people_data()
-        info = specs.data_info(form.data)
+        info = specs.data_info(data)
         self.query_one("#task").parent.display = bool(info and info.also)  # only data serving several tasks
-        form.schedule_preview()
+        self.sync_deletion_form(data, int_or_text(self.query_one("#seed", Input).value),
+                                requests if sequential and isinstance(requests, int) and requests > 0 else 1)
 
     # errors --------------------------------------------------------------------------------------
-
-    def show_error(self, target: str, message: str) -> None:
-        try:
-            label = self.query_one(f"#err-{target}", Static)
-            widget = self.query_one(f"#{target}")
-        except Exception:
-            label, widget = self.query_one("#form-error", Static), None
-        label.update(message)
-        label.display = bool(message)
-        if widget is not None:
-            widget.set_class(bool(message), "-invalid")
-        if message:
-            self.errors[target] = message
-        else:
-            self.errors.pop(target, None)
-
-    def clear_errors(self) -> None:
-        for label in self.query(".field-error"):
-            label.update("")
-            label.display = False
-        for widget in self.query(".-invalid"):
-            widget.remove_class("-invalid")
-        self.errors.clear()
 
     def error_target(self, name: str | None) -> str | None:
         """The widget id a SpecError's ``field`` is shown under (None: the whole form)."""
@@ -219,7 +216,7 @@ class NewRunScreen(Screen):
                 text = widget.value.strip()
                 if text:
                     params[param.name] = text   # validate() coerces and names what is wrong
-        seed = _int_or_text(self.query_one("#seed", Input).value)
+        seed = int_or_text(self.query_one("#seed", Input).value)
         deletion = self.query_one("#deletion", DeletionForm).deletion()
         deletion["seed"] = seed
         spec = {
@@ -239,7 +236,7 @@ class NewRunScreen(Screen):
         """The raw spec: a run spec, with k requests when sequential; on people data a PULSE spec
         (forget N people over k requests on an LMM)."""
         raw = self.raw_spec()
-        requests = _int_or_text(self.query_one("#requests", Input).value) if self.sequential() else 1
+        requests = int_or_text(self.query_one("#requests", Input).value) if self.sequential() else 1
         if not self.people_data():
             return {**raw, "requests": requests}
         return {"kind": "pulse", "method": raw["method"], "model": raw["model"], "data": raw["data"],
@@ -259,7 +256,7 @@ class NewRunScreen(Screen):
     def action_submit(self) -> None:
         spec = self.build_spec()
         if spec is not None:
-            self.query_one("#submit", Button).disabled = True
+            self.set_busy(True)
             self.submit(spec)
 
     @work(exclusive=True, group="submit", exit_on_error=False)
@@ -273,29 +270,10 @@ class NewRunScreen(Screen):
             self.show_error("form-error", f"engine: {exc}")
             return
         finally:
-            self.query_one("#submit", Button).disabled = False
+            self.set_busy(False)
         session = reply["session"]
         self.notify(f"queued {session}")
         from screens.monitor import MonitorScreen
 
         self.app.switch_screen(MonitorScreen(self.services.live_source(session), services=self.services,
                                              replay=False, device=reply.get("device") or spec.get("device")))
-
-    @on(Button.Pressed, "#submit")
-    def _submit_pressed(self) -> None:
-        self.action_submit()
-
-    @on(Button.Pressed, "#back")
-    def _back_pressed(self) -> None:
-        self.action_back()
-
-    def action_back(self) -> None:
-        self.app.pop_screen()
-
-
-def _int_or_text(text: str):
-    text = text.strip()
-    try:
-        return int(text)
-    except ValueError:
-        return text

@@ -32,6 +32,16 @@ def study_row(row: dict) -> tuple[str, ...]:
 
 
 class StudiesScreen(Screen):
+    DEFAULT_CSS = """
+    StudiesScreen #studies-status {
+        height: auto;
+        padding: 0 1;
+        background: $boost;
+    }
+    StudiesScreen #studies {
+        height: 1fr;
+    }
+    """
     BINDINGS = [
         Binding("enter", "open", "Open grid", id="studies.open"),
         Binding("n", "app.new_study", "New study", id="studies.new"),

@@ -3,7 +3,7 @@ as `mmul-workbench study` takes them. Submit starts the study in the background 
 (`mmul-workbench study ... --json` in its own process; its cells queue on the engine when it is ready)
 and, once the study has said its id, switches to its grid. The form checks what it can at once (method
 names, seeds, the flags' shell quoting); the rest the study command checks, and its one-line error is
-shown here."""
+shown here. Errors, the help line, the deletion set's context and the buttons come from ``screens.form_base``."""
 from __future__ import annotations
 
 import shlex
@@ -12,13 +12,13 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.suggester import SuggestFromList
-from textual.widgets import Button, Footer, Input, Select, Static
+from textual.widgets import Footer, Input, Select, Static
 
 from engine import spec as specs
 from engine.errors import SpecError
 from screens.deletion import DeletionForm
+from screens.form_base import FormScreen, int_or_text
 from screens.new_run import DATA_TASK, DEFAULT_MODEL
 from screens.services import ServiceError, Services, StudyLaunch
 from screens.widgets.form import field
@@ -73,7 +73,8 @@ def study_args(values: dict[str, str], deletion: dict) -> list[str]:
     return args + extra
 
 
-class StudyFormScreen(Screen):
+class StudyFormScreen(FormScreen):
+    AUTO_FOCUS = "#methods"
     BINDINGS = [
         Binding("ctrl+s", "submit", "Start study", id="study_form.submit"),
         Binding("escape", "back", "Back", id="study_form.back"),
@@ -87,47 +88,46 @@ class StudyFormScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Static("[b]New study[/b]  methods x seeds on one protocol, each run a session; ctrl+s starts it "
-                     "in the background, escape goes back", id="sf-title")
-        with VerticalScroll(id="sf-form"):
+                     "in the background, escape goes back", id="form-title")
+        with VerticalScroll(id="form"):
             with Horizontal(classes="row"):
-                yield field("methods (comma-separated; retrain for the gaps)",
-                            Input(DEFAULT_METHODS, id="methods", compact=True), "err-methods")
-                yield field("seeds", Input(DEFAULT_SEEDS, id="seeds", compact=True), "err-seeds")
-            yield field("method flags, as on the command line (e.g. --epochs 1 --lr 1e-4)",
-                        Input("", id="flags", compact=True), "err-flags")
+                yield field("methods", Input(DEFAULT_METHODS, id="methods", compact=True), "err-methods",
+                            "methods: comma-separated method names; retrain gives the gaps to Retrain")
+                yield field("seeds", Input(DEFAULT_SEEDS, id="seeds", compact=True), "err-seeds",
+                            "seeds: comma-separated whole numbers; every method runs once per seed")
+            yield field("method flags", Input("", placeholder="e.g. --epochs 1 --lr 1e-4", id="flags", compact=True),
+                        "err-flags", "method flags: as on the command line, e.g. --epochs 1 --lr 1e-4")
             with Horizontal(classes="row"):
                 yield field("model", Input(DEFAULT_MODEL, id="model", compact=True,
                                            suggester=SuggestFromList(list(specs.MODELS), case_sensitive=False)),
-                            "err-model")
+                            "err-model", "model: a registered name, a hub id or a local directory")
                 yield field("data", Input("shapes-tiny" if "shapes-tiny" in specs.WORLDS else next(iter(specs.WORLDS)),
                                           id="data", compact=True, suggester=SuggestFromList(list(specs.WORLDS))),
-                            "err-data")
+                            "err-data", "data: a built-in world or FORMAT:PATH")
                 yield field("task", Select([("the data's own", DATA_TASK)] + [(t, t) for t in specs.RUN_TASKS],
-                                           value=DATA_TASK, allow_blank=False, id="task", compact=True), "err-task")
+                                           value=DATA_TASK, allow_blank=False, id="task", compact=True), "err-task",
+                            "task: which of the data's tasks the study unlearns and measures")
             with Horizontal(classes="row"):
-                yield field("requests k (empty: 1)", Input("", id="requests", compact=True), "err-requests")
+                yield field("requests k", Input("", placeholder="1", id="requests", compact=True), "err-requests",
+                            "requests k: split the deletion set into k sequential requests (empty: 1)")
                 yield field("device", Select([(d, d) for d in specs.DEVICES], value="auto", allow_blank=False,
-                                             id="device", compact=True), "err-device")
-                yield field("tolerance (points)", Input("", placeholder="5", id="tolerance", compact=True),
-                            "err-tolerance")
+                                             id="device", compact=True), "err-device",
+                            "device: where the cells train (auto: a GPU when there is one)")
+                yield field("tolerance", Input("", placeholder="default 5", id="tolerance", compact=True),
+                            "err-tolerance", "tolerance (points): the test gap to Retrain within which methods are ranked "
+                            "by their Df/Dr AUC gap to Retrain")
             yield DeletionForm(self.services.preview_deletion, id="deletion")
-            yield Static("", id="form-error", classes="field-error")
-            with Horizontal(id="nr-buttons"):
-                yield Button("Start study (ctrl+s)", variant="primary", id="submit")
-                yield Button("Back", id="back")
+            yield from self.form_end("Start study (ctrl+s)")
+        yield self.help_line()
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#methods", Input).focus()
         self.sync_deletion()
 
     @on(Input.Changed, "#data, #seeds")
     def sync_deletion(self) -> None:
-        form = self.query_one("#deletion", DeletionForm)
-        form.data = self.query_one("#data", Input).value.strip()
         first = self.query_one("#seeds", Input).value.split(",")[0].strip()
-        form.seed = int(first) if first.lstrip("-").isdigit() else first
-        form.schedule_preview()
+        self.sync_deletion_form(self.query_one("#data", Input).value.strip(), int_or_text(first))
 
     def values(self) -> dict[str, str]:
         out = {name: self.query_one(f"#{name}", Input).value
@@ -135,17 +135,10 @@ class StudyFormScreen(Screen):
         out.update(task=str(self.query_one("#task", Select).value), device=str(self.query_one("#device", Select).value))
         return out
 
-    def show_error(self, target: str, message: str) -> None:
-        for label in self.query(".field-error"):
-            label.update("")
-            label.display = False
-        label = self.query_one(f"#err-{target}" if self.query(f"#err-{target}") else "#form-error", Static)
-        label.update(message)
-        label.display = bool(message)
-
     def action_submit(self) -> None:
         if self.launch is not None:
             return
+        self.clear_errors()
         try:
             args = study_args(self.values(), self.query_one("#deletion", DeletionForm).deletion())
         except FormError as exc:
@@ -157,7 +150,7 @@ class StudyFormScreen(Screen):
             self.show_error("form-error", str(exc))
             return
         self.show_error("form-error", "starting the study...")
-        self.query_one("#submit", Button).disabled = True
+        self.set_busy(True)
         self._timer = self.set_interval(WAIT_SECONDS, self.wait_for_study)
 
     def wait_for_study(self) -> None:
@@ -172,7 +165,8 @@ class StudyFormScreen(Screen):
         self._timer.stop()
         if study_id is None:
             self.launch = None
-            self.query_one("#submit", Button).disabled = False
+            self.set_busy(False)
+            self.clear_errors()
             self.show_error("form-error", f"study: {error or 'it ended without saying its id'}")
             return
         watch = getattr(self.app, "watch_study", None)
@@ -181,14 +175,3 @@ class StudyFormScreen(Screen):
         from screens.study_grid import StudyGridScreen
 
         self.app.switch_screen(StudyGridScreen(study_id, self.services))
-
-    @on(Button.Pressed, "#submit")
-    def _submit_pressed(self) -> None:
-        self.action_submit()
-
-    @on(Button.Pressed, "#back")
-    def _back_pressed(self) -> None:
-        self.action_back()
-
-    def action_back(self) -> None:
-        self.app.pop_screen()

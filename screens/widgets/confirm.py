@@ -21,6 +21,9 @@ class ConfirmScreen(ModalScreen[bool]):
         background: $surface;
         padding: 1 2;
     }
+    ConfirmScreen #question {
+        width: 100%;  /* a long question wraps at word breaks (an auto-width label was cut mid-word) */
+    }
     ConfirmScreen Horizontal {
         height: auto;
         align-horizontal: right;

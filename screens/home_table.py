@@ -1,0 +1,87 @@
+"""The sessions home's table: the cells of a catalog row, the colour of each state, and which columns fit.
+
+A narrow terminal drops whole columns, lowest priority first (``PRIORITY``), so every value shown is shown
+in full: a cut ``md-seed`` or ``12-0`` would read as another session or another date. The columns left keep
+their display order (``COLUMNS``). Pure: no Textual widgets here, so the choice is tested without an app.
+"""
+from __future__ import annotations
+
+import time
+
+from rich.cells import cell_len
+
+from sessions.numbers import fmt, format_duration
+from sessions.summary import format_deletion, summary_metrics, test_headline, test_headline_name, took
+
+# display order; "test": the test split's headline, r_mean (retrieval) or accuracy (classification)
+COLUMNS = ("session", "status", "kind", "method", "Df/Dr AUC", "test", "model", "data", "deletion",
+           "started", "duration")
+# most important first: which session, how it went, what ran, its result, then how long, on what, when
+PRIORITY = ("session", "status", "method", "kind", "Df/Dr AUC", "test", "duration", "data", "model",
+            "started", "deletion")
+assert sorted(PRIORITY) == sorted(COLUMNS)
+CELL_PADDING = 1  # DataTable's default padding on each side of a cell
+
+# state -> the theme variable its word is drawn in (bold where it is still going)
+STATE_COLOURS = {
+    "queued": "foreground-muted",
+    "running": "primary",
+    "finished": "success",
+    "failed": "error",
+    "damaged": "error",
+    "cancelled": "warning",
+    "interrupted": "warning",
+}
+
+
+def requests_of(row: dict) -> int:
+    """How many deletion requests the row's run has: its spec's ``requests``, else (a row written before the
+    catalog kept it) the per-request entries of its summary, else 1."""
+    requests = row.get("requests")
+    if isinstance(requests, int) and not isinstance(requests, bool) and requests > 0:
+        return requests
+    summary = row.get("summary") if isinstance(row.get("summary"), dict) else {}
+    entries = summary.get("requests")
+    return len(entries) if isinstance(entries, list) and len(entries) > 1 else 1
+
+
+def kind_label(row: dict) -> str:
+    """``run`` (one request), ``k=5`` (five sequential requests), ``pulse`` / ``pulse k=3`` (people data)."""
+    k = requests_of(row)
+    if row.get("kind") == "pulse":
+        return "pulse" if k == 1 else f"pulse k={k}"
+    return "run" if k == 1 else f"k={k}"
+
+
+def row_cells(row: dict, marked: bool) -> dict[str, str]:
+    """The text of each column for one catalog row. Its duration is ``took``, as `sessions list` and `sessions
+    show` say it: the run's own seconds when it has them, else the time from its start to its end (or now)."""
+    metrics = summary_metrics(row.get("summary"))
+    return {
+        "session": ("* " if marked else "  ") + (row.get("name") or row["id"]),
+        "status": str(row.get("state", "?")),
+        "kind": kind_label(row),
+        "method": fmt(row.get("method")),
+        "Df/Dr AUC": fmt(metrics.get("df_dr_auc"), "df_dr_auc"),
+        "test": fmt(test_headline(metrics), test_headline_name(metrics)),
+        "model": fmt(row.get("model")),
+        "data": fmt(row.get("data")),
+        "deletion": format_deletion(row.get("deletion")),
+        "started": time.strftime("%m-%d %H:%M", time.localtime(row.get("created") or 0)),
+        "duration": format_duration(took(row)),
+    }
+
+
+def column_widths(cells: list[dict[str, str]]) -> dict[str, int]:
+    """Each column's width on screen: its widest value or its header, plus the cell padding."""
+    return {name: max([cell_len(name), *(cell_len(c[name]) for c in cells)]) + 2 * CELL_PADDING
+            for name in COLUMNS}
+
+
+def fit_columns(widths: dict[str, int], available: int) -> list[str]:
+    """The columns to show in ``available`` cells: all of them if they fit, else drop the lowest-priority
+    ones until the rest fit (the session, with its mark, and its status always stay). Display order."""
+    kept = list(PRIORITY)
+    while len(kept) > 2 and sum(widths[name] for name in kept) > available:
+        kept.pop()
+    return [name for name in COLUMNS if name in kept]

@@ -1,0 +1,184 @@
+"""The sessions home: columns that fit 80 and 120 columns (whole columns dropped by priority, no value cut),
+a colour per state, request and PULSE runs told apart in their row, and the highlighted session's verdict."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import wait_until
+from screens.home_table import COLUMNS, PRIORITY, fit_columns, kind_label
+from sessions.store import SessionStore
+from sessions.verdict import session_verdict
+from workbench.tui import create_app
+
+BASE = {"model": "blip-tiny", "data": "shapes-tiny", "deletion": {"strategy": "random", "n": 8, "seed": 0},
+        "device": "cpu"}
+
+
+@pytest.fixture
+def tmp_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMUL_HOME", str(tmp_path))
+    return tmp_path
+
+
+def write(store: SessionStore, name: str, method: str, state: str = "finished", summary: dict | None = None,
+          **spec) -> str:
+    writer = store.create({"method": method, **BASE, **spec}, name=name)
+    writer.emit("step", step=0, phase="unlearn", lr=1e-3, losses={"total": 1.0})
+    if summary is None and state == "finished":
+        summary = {"metrics": {"df_dr_auc": 0.52, "test": {"r_mean": 46.25}}}
+    if state == "running":
+        return writer.session_id  # left open: a live session
+    writer.finish(state, summary=summary, message=None if state == "finished" else f"{state} at step 1")
+    return writer.session_id
+
+
+def write_home(store: SessionStore) -> dict[str, str]:
+    return {
+        "single": write(store, "single-run", "multidelete", kind="run", requests=1),
+        "requests": write(store, "three-requests", "npo", kind="run", requests=3),
+        "pulse": write(store, "pulse-people", "ga", kind="pulse", requests=2, forget=4),
+        "failed": write(store, "md-lr-high", "multidelete", state="failed"),
+        "cancelled": write(store, "npo-try", "npo", state="cancelled"),
+    }
+
+
+def screen_lines(table) -> list[str]:
+    """The table's lines as drawn (header first)."""
+    return [table.render_line(y).text for y in range(table.size.height)]
+
+
+def test_fit_columns_drops_the_lowest_priority_first():
+    widths = {name: 10 for name in COLUMNS}
+    assert fit_columns(widths, 10 * len(COLUMNS)) == list(COLUMNS)
+    kept = fit_columns(widths, 10 * 5 + 9)  # room for five whole columns, not six
+    assert set(kept) == set(PRIORITY[:5]) and kept == [c for c in COLUMNS if c in kept]
+    # a wide high-priority column is not skipped to keep a narrower lower one
+    widths["session"] = 40
+    kept = fit_columns(widths, 40 + 10 * 4)
+    assert set(kept) == set(PRIORITY[:5])
+    assert set(fit_columns(widths, 1)) == {"session", "status"}  # the two that always stay
+
+
+def test_kind_tells_request_and_pulse_runs_apart():
+    assert kind_label({"kind": "run", "requests": 1}) == "run"
+    assert kind_label({"kind": "run", "requests": 5}) == "k=5"
+    assert kind_label({"kind": "pulse", "requests": 1}) == "pulse"
+    assert kind_label({"kind": "pulse", "requests": 3}) == "pulse k=3"
+    # a row from before the catalog kept the spec's requests: counted from the summary's request entries
+    assert kind_label({"summary": {"requests": [{}, {}]}}) == "k=2"
+    assert kind_label({}) == "run"
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 30)])
+async def test_home_table_fits_without_cutting_a_value(tmp_home, size):
+    store = SessionStore()
+    ids = write_home(store)
+    app = create_app(start_engine=False)
+    async with app.run_test(size=size) as pilot:
+        home = app.screen
+        table = home.query_one("#sessions")
+        await wait_until(pilot, lambda: table.row_count == len(ids))
+        await pilot.pause()
+        shown = [str(column.label) for column in table.columns.values()]
+        hidden = [c for c in COLUMNS if c not in shown]
+        # the dropped columns are the lowest-priority ones, the shown keep their display order
+        assert set(hidden) == set(PRIORITY[len(PRIORITY) - len(hidden):])
+        assert shown == [c for c in COLUMNS if c in shown]
+        assert "session" in shown and "status" in shown and "kind" in shown
+        if size[0] == 120:  # the issue saw started and duration off-screen at 120 columns
+            assert "started" in shown and "duration" in shown and "Df/Dr AUC" in shown
+        else:
+            assert len(hidden) >= 3
+        # nothing lies beyond the right edge, and every shown cell's whole value is on its row's line
+        assert table.virtual_size.width <= table.scrollable_content_region.width
+        lines = screen_lines(table)
+        for index, row in enumerate(home.shown):
+            for name in shown:
+                value = str(table.get_cell(row["id"], table.columns[_key(table, name)].key))
+                assert value.strip() in lines[index + 1], (name, value, lines[index + 1])
+        kinds = {row["name"]: str(table.get_cell(row["id"], _key(table, "kind"))) for row in home.shown}
+        assert kinds["three-requests"] == "k=3" and kinds["pulse-people"] == "pulse k=2"
+        assert kinds["md-lr-high"] == "run"
+
+
+def _key(table, label: str):
+    return next(key for key, column in table.columns.items() if str(column.label) == label)
+
+
+async def test_each_state_has_its_own_colour(tmp_home):
+    store = SessionStore()
+    write_home(store)
+    write(store, "live-one", "ft", state="running")
+    app = create_app(start_engine=False)
+    async with app.run_test(size=(120, 30)) as pilot:
+        home = app.screen
+        table = home.query_one("#sessions")
+        await wait_until(pilot, lambda: table.row_count == 6)
+        colours = {}
+        for row in home.shown:
+            cell = table.get_cell(row["id"], _key(table, "status"))
+            colours[str(cell)] = cell.style.color
+        assert set(colours) == {"finished", "failed", "cancelled", "running"}
+        assert None not in colours.values()
+        assert len(set(colours.values())) == 4
+
+
+async def test_the_highlighted_session_shows_its_verdict(tmp_home):
+    store = SessionStore()
+    summary = {"metrics": {"df_dr_auc": 0.52, "test": {"r_mean": 46.25}},
+               "original_metrics": {"df_dr_auc": 0.91, "test": {"r_mean": 50.0}}, "seconds": 1.5, "steps": 12}
+    requests_summary = {**summary, "requests": [
+        {"request": 1, "metrics": {"df_dr_auc": 0.7, "test": {"r_mean": 49.0}}, "seconds": 0.5, "steps": 4},
+        {"request": 2, "metrics": {"df_dr_auc": 0.52, "test": {"r_mean": 46.25}}, "seconds": 1.0, "steps": 8}]}
+    single = write(store, "single", "multidelete", summary=summary)
+    stepped = write(store, "stepped", "npo", summary=requests_summary, requests=2)
+    failed = write(store, "broken", "ft", state="failed")
+    app = create_app(start_engine=False)
+    async with app.run_test(size=(120, 30)) as pilot:
+        home = app.screen
+        table = home.query_one("#sessions")
+        detail = home.query_one("#home-detail")
+        await wait_until(pilot, lambda: table.row_count == 3)
+        seen: dict[str, str] = {}
+        for _ in range(3):
+            sid = home.current_id()
+            expected = session_verdict(store, store.get(sid))
+            await wait_until(pilot, lambda: all(line in str(detail.render()) for line in expected)
+                             and (expected or "failed at step 1" in str(detail.render())))
+            seen[sid] = str(detail.render())
+            await pilot.press("down")
+        assert "forgot Df/Dr AUC 91.0 -> 52.0" in seen[single] and "cost 1.5 s, 12 steps" in seen[single]
+        assert "request 1/2: forgot Df/Dr AUC 91.0 -> 70.0" in seen[stepped]
+        assert "request 2/2: " in seen[stepped] and "k=2 npo" in seen[stepped]
+        assert "failed at step 1" in seen[failed]
+
+
+async def test_the_delete_question_wraps_whole_words_at_80_columns(tmp_home):
+    from screens.widgets.confirm import ConfirmScreen
+
+    store = SessionStore()
+    sid = write(store, "a-rather-long-session-name", "multidelete")
+    app = create_app(start_engine=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = app.screen.query_one("#sessions")
+        await wait_until(pilot, lambda: table.row_count == 1)
+        await pilot.press("d")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        question = app.screen.query_one("#question")
+        await wait_until(pilot, lambda: question.size.height > 1)
+        lines = [question.render_line(y).text.strip() for y in range(question.size.height)]
+        assert " ".join(lines) == f"Delete session a-rather-long-session-name ({sid}, multidelete, finished)? " \
+                                  "Its files are removed."
+
+
+def test_duration_is_what_sessions_list_says():
+    """The CLI said "took 1.0 s" and the home "30 s" for one run: both now show the run's own seconds."""
+    from screens.home import sort_rows
+    from screens.home_table import row_cells
+
+    row = {"id": "a", "state": "finished", "created": 100.0, "ended": 130.0, "summary": {"seconds": 1.0}}
+    from sessions.numbers import format_duration
+
+    assert row_cells(row, False)["duration"] == format_duration(1.0) == "1 s"  # not the 30 s from start to end
+    slow = {"id": "b", "state": "finished", "created": 100.0, "ended": 105.0, "summary": {"seconds": 4.0}}
+    assert [r["id"] for r in sort_rows([slow, row], "duration", reverse=False)] == ["a", "b"]
