@@ -50,6 +50,16 @@ def cli(*args) -> list[str]:
     return [sys.executable, "-m", "workbench.cli", *args]
 
 
+async def until(condition, timeout: float = 30.0) -> None:
+    """Await until ``condition()`` holds, for asyncio code without a Textual pilot (an engine in-process)."""
+    import asyncio
+
+    async def poll():
+        while not condition():
+            await asyncio.sleep(0.01)
+    await asyncio.wait_for(poll(), timeout)
+
+
 async def wait_until(pilot, predicate, timeout: float = 10.0) -> None:
     """Let a Textual pilot run until ``predicate()`` holds; fail after ``timeout`` seconds."""
     import time

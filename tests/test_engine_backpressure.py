@@ -27,6 +27,7 @@ from workbench.client.async_client import EngineClient
 from workbench.client.errors import EngineError
 from workbench.client.sync import call
 
+from conftest import until
 from sessions_fixtures import kill_daemon, start_daemon, wait_for, writer_script
 
 EVENTS = 20_000          # a fifth of the probe's session, in 10 sealed segments as the probe's 100k are
@@ -122,13 +123,6 @@ async def _engine(tmp_path, **limits) -> Engine:
     return engine
 
 
-async def _until(condition, timeout=30.0) -> None:
-    async def poll():
-        while not condition():
-            await asyncio.sleep(0.01)
-    await asyncio.wait_for(poll(), timeout)
-
-
 async def test_stalled_and_silent_followers_are_cut_off_and_readers_kept(tmp_path):
     big = finished_session(tmp_path)
     writer = subprocess.Popen(writer_script(tmp_path, steps=30, sleep=0.1, flush_interval=0.2), stdout=subprocess.PIPE,
@@ -138,12 +132,12 @@ async def test_stalled_and_silent_followers_are_cut_off_and_readers_kept(tmp_pat
     try:
         stuck = stuck_client(engine.paths.socket, big, 1)          # its send buffer fills: stalled, cut
         silent = stuck_client(engine.paths.socket, live, 1)        # reads nothing of a trickle: idle, cut
-        await _until(lambda: len(engine.connections) == 2)
+        await until(lambda: len(engine.connections) == 2)
         async with EngineClient(tmp_path) as client:
             follower = client.subscribe(live, 0)                    # reads everything: kept to the end
             events = [e async for e in follower]
             assert follower.state == "finished" and [e["seq"] for e in events] == list(range(len(events)))
-            await _until(lambda: len(engine.connections) == 1)      # the stuck and the silent are gone
+            await until(lambda: len(engine.connections) == 1)      # the stuck and the silent are gone
             reader, writer_ = await asyncio.open_unix_connection(str(engine.paths.socket))
             requests = [P.hello_request(0)] + [{"id": n, "op": "subscribe", "session": big} for n in (1, 2, 3)]
             writer_.write(b"".join(P.encode(r) for r in requests))

@@ -21,7 +21,7 @@ from workbench.cli_engine import engine_app
 from workbench.client.async_client import EngineClient
 from workbench.client.errors import EngineError
 
-from conftest import cli, cli_env
+from conftest import cli, cli_env, until
 from sessions_fixtures import kill_daemon, run_cli, small_flickr, start_daemon
 
 SPEC = {"method": "ft", "model": "clip-tiny", "data": "shapes-tiny", "deletion": {"strategy": "random", "n": 4}}
@@ -119,13 +119,6 @@ async def _stop(engine: Engine) -> None:
     await asyncio.wait_for(engine.stopped.wait(), 30)
 
 
-async def _until(condition, timeout=20.0) -> None:
-    async def poll():
-        while not condition():
-            await asyncio.sleep(0.01)
-    await asyncio.wait_for(poll(), timeout)
-
-
 async def _messages_until_closed(reader) -> list[dict]:
     messages = []
     while line := await asyncio.wait_for(reader.readline(), 20):
@@ -145,7 +138,7 @@ async def test_silent_clients_are_disconnected(tmp_path):
         messages = await _messages_until_closed(reader)
         assert messages[0]["ok"] is True and any(m.get("error", {}).get("code") == P.IDLE for m in messages)
         writer.close()
-        await _until(lambda: not engine.connections)
+        await until(lambda: not engine.connections)
     finally:
         await _stop(engine)
 
@@ -157,7 +150,7 @@ async def test_half_sent_lines_are_bounded_and_released(tmp_path):
         half = b"x" * (900 << 10)
         for count, (_, writer) in enumerate(clients[:2], 1):
             writer.write(half)
-            await _until(lambda: engine.limits.used >= count * len(half))
+            await until(lambda: engine.limits.used >= count * len(half))
         clients[2][1].write(half + b"\n")                # past the engine's budget: refused whole
         assert json.loads(await clients[2][0].readline())["error"]["code"] == P.TOO_LONG
         assert engine.limits.used <= engine.limits.buffered
@@ -167,10 +160,10 @@ async def test_half_sent_lines_are_bounded_and_released(tmp_path):
         assert engine.limits.used == 0
         writer = clients[0][1]
         writer.write(half)
-        await _until(lambda: engine.limits.used >= len(half))
+        await until(lambda: engine.limits.used >= len(half))
         for _, writer in clients:
             writer.close()
-        await _until(lambda: not engine.connections)
+        await until(lambda: not engine.connections)
         assert engine.limits.used == 0                   # a closed connection's buffer is released
     finally:
         await _stop(engine)

@@ -339,6 +339,14 @@ async def test_replay_pause_step_speed_and_end(tmp_home):
     app = create_app(start_engine=False)
     async with app.run_test(size=SIZE) as pilot:
         screen = MonitorScreen(ListSource(make_events(400), live=False))
+        ticks = []
+        tick = screen.tick
+
+        def counted_tick() -> None:  # set_interval takes the bound name at mount: this instance attribute
+            ticks.append(1)
+            tick()
+
+        screen.tick = counted_tick
         await app.push_screen(screen)
         assert screen.replay
         await pilot.press("space")
@@ -349,8 +357,9 @@ async def test_replay_pause_step_speed_and_end(tmp_home):
         assert screen.model.x == start + 1
         await pilot.press("n", "n")
         assert screen.model.x == start + 3
-        await pilot.pause(0.6)
-        assert screen.model.x == start + 3  # paused: nothing moves
+        seen = len(ticks)
+        await wait_until(pilot, lambda: len(ticks) >= seen + 3)
+        assert screen.model.x == start + 3  # paused: three ticks of the replay timer moved nothing
         speed = screen.speed
         await pilot.press("plus")
         assert screen.speed == SPEEDS[SPEEDS.index(speed) + 1]
@@ -467,17 +476,31 @@ sys.path.insert(0, {root!r})
 from workbench.tui import create_app
 from sessions.source import ListSource
 
+async def until(pilot, predicate):
+    for _ in range(1200):   # up to a minute, in steps the app runs through
+        if predicate():
+            return
+        await pilot.pause(0.05)
+    raise SystemExit("condition not met in time")
+
+
+def preview_done(app):
+    found = app.screen.query("#del-preview")
+    return bool(found) and "selected" in str(found.first().render())
+
+
 async def main():
     app = create_app(engine_starter=lambda: {{"pid": 1}})
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("ctrl+n")
-        await pilot.pause(1.5)   # the deletion preview builds the world in a thread
+        await until(pilot, lambda: preview_done(app))   # the deletion preview has built the world
         await pilot.press("escape")
         from screens.monitor import MonitorScreen
-        await app.push_screen(MonitorScreen(ListSource([], live=False)))
-        await pilot.pause(0.3)
+        monitor = MonitorScreen(ListSource([], live=False))
+        await app.push_screen(monitor)
+        await until(pilot, lambda: monitor.source_done)
         await pilot.press("escape", "f2", "f3")   # the Studies list and the New-study form
-        await pilot.pause(1.0)
+        await until(pilot, lambda: type(app.screen).__name__ == "StudyFormScreen" and preview_done(app))
     heavy = [m for m in ("torch", "transformers", "torch_geometric", "peft") if m in sys.modules]
     print("HEAVY=" + ",".join(heavy))
 

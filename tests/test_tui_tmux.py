@@ -24,15 +24,28 @@ def _capture(name: str) -> str:
     return subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True).stdout
 
 
-def _wait(name: str, predicate, timeout: float = 30.0) -> str:
+def _until(predicate, timeout: float = 30.0, what: str = "the condition"):
+    """The one waiting loop of this file: poll ``predicate`` until it holds."""
     deadline = time.monotonic() + timeout
-    text = ""
     while time.monotonic() < deadline:
-        text = _capture(name)
-        if predicate(text):
-            return text
-        time.sleep(0.2)
-    raise AssertionError(f"screen never matched; last screen:\n{text}")
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"waited {timeout:.0f} s for {what}")
+
+
+def _wait(name: str, predicate, timeout: float = 30.0) -> str:
+    screens = []
+
+    def matched():
+        screens.append(_capture(name))
+        return predicate(screens[-1])
+    try:
+        _until(matched, timeout, "the screen")
+    except AssertionError:
+        raise AssertionError(f"screen never matched; last screen:\n{screens[-1] if screens else ''}") from None
+    return screens[-1]
 
 
 BRAILLE_OR_BLOCKS = re.compile(r"[\u2580-\u259f\u2800-\u28ff]")
@@ -66,15 +79,14 @@ def test_tui_in_tmux_launches_a_run_shows_its_curve_and_quits(tmp_path):
         _wait(name, _curve_drawn, timeout=120)
         session = next(s for s in store.list() if s["id"] != writer.session_id)
         subprocess.run(["tmux", "send-keys", "-t", name, "C-q"], check=True)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if subprocess.run(["tmux", "has-session", "-t", name], capture_output=True).returncode != 0:
-                break
-            time.sleep(0.2)
-        else:
-            raise AssertionError("the TUI did not quit on ctrl+q")
-        time.sleep(1.0)
-        assert store.get(session["id"])["state"] in ("running", "finished")  # closing the TUI left it going
+        _until(lambda: subprocess.run(["tmux", "has-session", "-t", name], capture_output=True).returncode != 0,
+               timeout=10, what="the TUI to quit on ctrl+q")
+        # closing the TUI left the run going: it takes further steps (or has finished) after the TUI is gone
+        steps_at_quit = sum(1 for e in store.events(session["id"]) if e["kind"] == "step")
+        _until(lambda: store.get(session["id"])["state"] == "finished"
+               or sum(1 for e in store.events(session["id"]) if e["kind"] == "step") > steps_at_quit,
+               what="the run to go on after the TUI quit")
+        assert store.get(session["id"])["state"] in ("running", "finished")
     finally:
         subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
         stop_engine(home, timeout=20)
@@ -96,11 +108,7 @@ def _tab(name: str) -> None:
     land in the field it leaves."""
     before = _cursor(name)
     _send(name, "Tab")
-    deadline = time.monotonic() + 30
-    while _cursor(name) == before:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"Tab did not move the focus; last screen:\n{_capture(name)}")
-        time.sleep(0.1)
+    _until(lambda: _cursor(name) != before, what="Tab to move the focus")
 
 
 def _replace(name: str, old: str, new: str) -> None:
