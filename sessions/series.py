@@ -49,14 +49,14 @@ def loss_series(events: Iterable[dict]) -> Series:
 
 
 def eval_series(events: Iterable[dict], split: str | None = "step") -> Series:
-    """Eval metrics over the run (x as in loss_series); ``split=None`` takes every split."""
+    """Eval metrics over the run (x as in loss_series); ``split=None`` takes every split but the history rows."""
     out: Series = {}
     x = 0
     for event in events:
         kind = event.get("kind")
         if kind == "step":
             x += 1
-        elif kind == "eval" and (split is None or event.get("split") == split):
+        elif kind == "eval" and (event.get("split") == split or split is None and event.get("split") != "history"):
             for label, value in plotted_metrics(flatten(event.get("metrics") or {})):
                 xs, ys = out.setdefault(label, ([], []))
                 xs.append(x)
@@ -93,7 +93,7 @@ def final_table(events: Iterable[dict]) -> tuple[list[str], dict[str, dict[str, 
     columns: list[str] = []
     rows: dict[str, dict[str, float]] = {}
     for event in events:
-        if event.get("kind") != "eval" or event.get("split") == "step":
+        if event.get("kind") != "eval" or event.get("split") in ("step", "history"):  # history: sessions/history.py
             continue
         label = column_label(event)
         if label not in columns:
