@@ -25,9 +25,11 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from screens.history_heatmap import HistoryHeatmap
 from screens.services import Services
 from screens.widgets.plot import Series, SeriesPlot
 from screens.widgets.tail_log import TailLog
+from sessions.history import history_from_events
 from sessions.metric_names import flatten
 from sessions.numbers import fmt, fmt_delta
 from sessions.protocol import HEARTBEAT_INTERVAL
@@ -50,6 +52,7 @@ class RunModel:
         self.losses: dict[str, Series] = {}
         self.evals: dict[str, Series] = {}
         self.requests: dict[str, Series] = {}
+        self.history: list[dict] = []  # eval events of split "history": the heatmap's rows
         self.columns: list[str] = []
         self.final: dict[str, dict[str, float]] = {}
         self.logs: list[str] = []      # lines not yet shown
@@ -94,6 +97,9 @@ class RunModel:
         if kind == "eval":
             metrics = flatten(event.get("metrics") or {})
             split = event.get("split")
+            if split == "history":
+                self.history.append(event)
+                return "history"
             if split == "step":
                 for label, value in plotted_metrics(metrics):
                     self.evals.setdefault(label, Series()).append(self.x, value)
@@ -188,6 +194,7 @@ class MonitorScreen(Screen):
             yield SeriesPlot("eval metrics over steps", id="plot-eval")
         with Horizontal(id="mon-bottom"):
             yield SeriesPlot("metrics after each request", "request", id="plot-requests")
+            yield HistoryHeatmap(id="mon-history")
             with Vertical(id="mon-summary-box"):
                 yield Static("", id="mon-verdict")
                 table: DataTable = DataTable(id="mon-summary", cursor_type="row", zebra_stripes=True)
@@ -203,6 +210,7 @@ class MonitorScreen(Screen):
         self.query_one("#plot-eval", SeriesPlot).set_series(self.model.evals)
         self.query_one("#plot-requests", SeriesPlot).set_series(self.model.requests)
         self.query_one("#plot-requests").display = False
+        self.query_one("#mon-history").display = False
         self.set_class(self.replay, "-replay")
         self.consume()
         self.set_interval(TICK_SECONDS, self.tick)
@@ -265,6 +273,8 @@ class MonitorScreen(Screen):
         if "status" in dirty and self.model.state == "finished" and not self.verdict_asked:
             self.verdict_asked = True
             self.load_verdict()
+        if "history" in dirty:
+            self.query_one("#mon-history", HistoryHeatmap).show(*history_from_events(self.model.history))
         if "summary" in dirty:
             plot = self.query_one("#plot-requests", SeriesPlot)
             if self.model.requests and any(len(s) > 1 for s in self.model.requests.values()):

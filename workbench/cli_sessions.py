@@ -323,6 +323,32 @@ def _plot(title: str, series: dict[str, tuple[list[float], list[float]]], width:
     return text if color else plt.uncolorize(text)
 
 
+def _print_history(console, events: list[dict], summary, width: int) -> None:
+    """The history matrix (sessions/history.py) as text rows, each value coloured as the monitor's heatmap,
+    in blocks of requests where it is wider than the console; then its summary metrics."""
+    from rich.text import Text
+
+    from sessions.history import binned, heat_colour, history_from_events, summary_words, value_range
+
+    before, matrix = history_from_events(events)
+    if len(matrix) < 2:
+        return
+    document = (summary or {}).get("history") if isinstance(summary, dict) else None
+    metric = (document or {}).get("metric", "")
+    labels, before_row, rows = binned(before, matrix, max(1, (width - 8) // 7))
+    low, high = value_range(before, matrix)
+    console.print(f"history: {metric or 'Df'} of request j (column) after request i (row)", highlight=False)
+    console.print(Text(" " * 8 + "".join(f"{label:>7}" for label in labels)))
+    for label, values in (("before", before_row), *zip(labels, rows)):
+        line = Text(f"{label:>8}")
+        for value in values:
+            line.append(f"{'' if value is None else fmt(value, metric):>7}", style=heat_colour(value, low, high)
+                        if value is not None else "")
+        console.print(line)
+    if document and document.get("summary"):
+        console.print("history summary: " + summary_words(document, fmt), highlight=False)
+
+
 def replay_headless(session_id: str, width: int | None = None, out=None) -> int:
     """Draw a stored session's curves (plotext) and its final metric table (rich) to stdout.
 
@@ -359,6 +385,7 @@ def replay_headless(session_id: str, width: int | None = None, out=None) -> int:
     per_request = request_series(events)
     if per_request and len(next(iter(per_request.values()))[0]) > 1:
         out.write(_plot("metrics after each request", per_request, width, 14, color, "request") + "\n")
+    _print_history(console, events, meta.get("summary"), width)
     columns, rows = final_table(events)
     if rows:
         console.print(_metric_table(columns, rows))
