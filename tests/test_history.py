@@ -148,3 +148,21 @@ def test_bad_schedule_is_one_line_exit_2(tmp_path):
                             env=cli_env(tmp_path), capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
     assert "--eval-every-requests must be >= 1" in result.stderr
+
+
+def test_pulse_sequence_keeps_a_history_of_its_people(home):
+    from engine.protocols.requests import run_requests
+    from engine.spec import validate_pulse
+
+    normal = validate_pulse({"method": "ga", "model": "llava-tiny", "data": "people-tiny", "requests": 3,
+                             "forget": 3, "knowledge": "finetuned", "device": "cpu", "eval_every_requests": 2,
+                             "eval_sample": 1, "params": {"epochs": 1}})
+    document = run_requests(normal, lambda kind, **fields: None, lambda: False)
+    assert [e["evaluation"] for e in document["requests"]] == ["sample", "full", "full"]
+    assert [e["evaluated_units"] for e in document["requests"]] == [1, 2, 3]
+    history = document["history"]
+    assert history["metric"] == "forget" and len(history["matrix"]) == 3 and len(history["before"]) == 3
+    assert all((v is None) == (j > i) for i, row in enumerate(history["matrix"]) for j, v in enumerate(row))
+    assert all(0.0 <= v <= 1.0 for row in history["matrix"] for v in row if v is not None)
+    # utility: the retain person's accuracy (the fourth fine-tuned person), image and text-only averaged
+    assert history["utility"] == [(e["retain"]["image"] + e["retain"]["text"]) / 2 for e in document["requests"]]

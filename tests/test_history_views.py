@@ -48,9 +48,10 @@ async def test_monitor_draws_the_history_heatmap(tmp_path, monkeypatch):
         await wait_until(pilot, lambda: heatmap.display and len(heatmap.matrix) == 3)
         assert heatmap.before == BEFORE and heatmap.matrix[2] == [25.0, 40.0, 30.0]
         assert heatmap.matrix[0] == [20.0, None, None]
-        text = heatmap.render()
-        plain = str(text)
-        assert "before" in plain and "r3" in plain and "██" in plain
+        # drawn again at its laid-out size (shown, it is sized on the next layout): one row per request
+        await wait_until(pilot, lambda: "r3" in str(heatmap.render()))
+        plain = str(heatmap.render())
+        assert "before" in plain and "r1 " in plain and "██" in plain
         # the 10 (request 2 just after it) is the lowest value: the bluest cell
         drawn = heatmap_text(heatmap.before, heatmap.matrix, heatmap.size.width, heatmap.size.height)
         assert str(drawn) == plain and any(span.style == "#313695" for span in drawn.spans)
