@@ -82,3 +82,8 @@ def test_replay_headless_prints_the_history(tmp_path, monkeypatch, capsys):
     assert ("history summary: preservation 0.66, rebound 30.0 (r2 at r3), stability 4.9, retain area 66.3"
             in out)
     assert "r1 " not in "".join(l for l in lines if l.startswith("final")), "history rows stay out of the table"
+    # narrow: the final table keeps "before" and the last requests that fit, and says how many it left out
+    assert replay_headless(writer.session_id, width=50) == 0
+    narrow = capsys.readouterr().out
+    assert "(2 of 4 columns left out of the table below" in narrow
+    assert "after r3" in narrow and "after r1 " not in narrow

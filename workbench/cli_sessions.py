@@ -335,14 +335,14 @@ def _print_history(console, events: list[dict], summary, width: int) -> None:
         return
     document = (summary or {}).get("history") if isinstance(summary, dict) else None
     metric = (document or {}).get("metric", "")
-    labels, before_row, rows = binned(before, matrix, max(1, (width - 8) // 7))
+    labels, before_row, rows = binned(before, matrix, max(1, (width - 8) // 8))
     low, high = value_range(before, matrix)
     console.print(f"history: {metric or 'Df'} of request j (column) after request i (row)", highlight=False)
-    console.print(Text(" " * 8 + "".join(f"{label:>7}" for label in labels)))
+    console.print(Text(" " * 8 + "".join(f"{label:>8}" for label in labels)))
     for label, values in (("before", before_row), *zip(labels, rows)):
         line = Text(f"{label:>8}")
         for value in values:
-            line.append(f"{'' if value is None else fmt(value, metric):>7}", style=heat_colour(value, low, high)
+            line.append(f"{'' if value is None else fmt(value, metric):>8}", style=heat_colour(value, low, high)
                         if value is not None else "")
         console.print(line)
     if document and document.get("summary"):
@@ -387,6 +387,11 @@ def replay_headless(session_id: str, width: int | None = None, out=None) -> int:
         out.write(_plot("metrics after each request", per_request, width, 14, color, "request") + "\n")
     _print_history(console, events, meta.get("summary"), width)
     columns, rows = final_table(events)
+    fits = max(2, (width - 30) // 12)  # a long request sequence: "before" and the last requests that fit
+    if len(columns) > fits:
+        console.print(f"({len(columns) - fits} of {len(columns)} columns left out of the table below; "
+                      "`sessions show --json` has them all)", highlight=False)
+        columns = columns[:1] + columns[len(columns) - fits + 1:]
     if rows:
         console.print(_metric_table(columns, rows))
     elif meta.get("summary"):
