@@ -30,9 +30,11 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from screens.panels import PanelGrid
+from screens.history_heatmap import HistoryHeatmap
 from screens.services import Services
 from screens.widgets.plot import Series
 from screens.widgets.tail_log import TailLog
+from sessions.history import history_from_events
 from sessions.metric_names import flatten
 from sessions.numbers import fmt, fmt_delta
 from sessions.protocol import HEARTBEAT_INTERVAL
@@ -56,6 +58,7 @@ class RunModel:
     def __init__(self) -> None:
         self.losses: dict[str, Series] = {}
         self.evals: dict[str, Series] = {}      # during the run and after it (and after each request)
+        self.history: list[dict] = []  # eval events of split "history": the heatmap's rows
         self.columns: list[str] = []
         self.final: dict[str, dict[str, float]] = {}
         self.logs: list[str] = []      # lines not yet shown
@@ -105,6 +108,9 @@ class RunModel:
         if kind == "eval":
             metrics = flatten(event.get("metrics") or {})
             split = event.get("split")
+            if split == "history":
+                self.history.append(event)
+                return "history"
             if split == "step":
                 for label, value in plotted_metrics(metrics):
                     self.evals.setdefault(label, Series()).append(self.x, value)
@@ -202,6 +208,7 @@ class MonitorScreen(Screen):
         yield Static("", id="mon-status")
         yield PanelGrid("panel", id="mon-plots")
         with Horizontal(id="mon-bottom"):
+            yield HistoryHeatmap(id="mon-history")
             with Vertical(id="mon-summary-box"):
                 yield Static("", id="mon-verdict")
                 table: DataTable = DataTable(id="mon-summary", cursor_type="row", zebra_stripes=True)
@@ -213,6 +220,7 @@ class MonitorScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one("#mon-history").display = False
         self.set_class(self.replay, "-replay")
         self.consume()
         self.load_reference()
@@ -274,6 +282,8 @@ class MonitorScreen(Screen):
         if "status" in dirty and self.model.state == "finished" and not self.verdict_asked:
             self.verdict_asked = True
             self.load_verdict()
+        if "history" in dirty:
+            self.query_one("#mon-history", HistoryHeatmap).show(*history_from_events(self.model.history))
         if "summary" in dirty:
             table = self.query_one("#mon-summary", DataTable)
             table.clear()

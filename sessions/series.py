@@ -73,8 +73,9 @@ def loss_series(events: Iterable[dict], training: bool = False) -> Series:
 
 
 def eval_series(events: Iterable[dict], split: str | None = "step") -> Series:
-    """Eval metrics over the run (x as in loss_series: unlearning steps done); ``split=None`` takes every split,
-    ``split="curve"`` the evaluations during the run and after it (and after each request): what panels draw."""
+    """Eval metrics over the run (x as in loss_series: unlearning steps done); ``split=None`` takes every split
+    but the history rows, ``split="curve"`` the evaluations during the run and after it (and after each request):
+    what panels draw."""
     out: Series = {}
     x = 0
     wanted = ("step", "after") if split == "curve" else (split,)
@@ -82,7 +83,7 @@ def eval_series(events: Iterable[dict], split: str | None = "step") -> Series:
         kind = event.get("kind")
         if kind == "step":
             x += is_unlearning_step(event)
-        elif kind == "eval" and (split is None or event.get("split") in wanted):
+        elif kind == "eval" and (event.get("split") in wanted or split is None and event.get("split") != "history"):
             for label, value in plotted_metrics(flatten(event.get("metrics") or {})):
                 xs, ys = out.setdefault(label, ([], []))
                 xs.append(x)
@@ -119,7 +120,7 @@ def final_table(events: Iterable[dict]) -> tuple[list[str], dict[str, dict[str, 
     columns: list[str] = []
     rows: dict[str, dict[str, float]] = {}
     for event in events:
-        if event.get("kind") != "eval" or event.get("split") == "step":
+        if event.get("kind") != "eval" or event.get("split") in ("step", "history"):  # history: sessions/history.py
             continue
         label = column_label(event)
         if label not in columns:

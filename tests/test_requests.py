@@ -39,7 +39,7 @@ def test_three_requests_on_clip(home, method):
         assert 0.0 <= entry["metrics"]["df_dr_auc"] <= 1.0 and "r_mean" in entry["metrics"]["test"]
         assert {"df_member_rate", "auc"} <= set(entry["metrics"]["mia"])
     assert document["metrics"] == document["requests"][-1]["metrics"]
-    evals = [(e["split"], e.get("request")) for e in events if e["kind"] == "eval" and e["split"] != "step"]
+    evals = [(e["split"], e.get("request")) for e in events if e["kind"] == "eval" and e["split"] not in ("step", "history")]
     assert evals == [("before", None), ("after", 1), ("after", 2), ("after", 3)]
     assert {e["request"] for e in events if e["kind"] == "step" and e["phase"] == "unlearn"} == {1, 2, 3}
     # Df grows request by request: after request k, Df recall is measured on the 3k units forgotten so far

@@ -13,6 +13,7 @@ import typer
 from engine import spec as specs
 from engine.errors import SpecError
 from engine.spec.inputs import absolute_paths
+from engine.spec.params import EVAL_EVERY_REQUESTS, EVAL_SAMPLE
 from sessions.numbers import fmt
 from workbench.cli_run import ARTIFACTS_HELP, ORIGINAL_HELP
 from workbench.completion import complete_data, complete_device, complete_model, complete_pulse_method
@@ -32,6 +33,8 @@ def pulse(
         + ", ".join(f.name for f in specs.FAMILIES.values() if "multiple_choice" in f.tasks) + ")"),
     original: Optional[str] = typer.Option(None, "--original", help=ORIGINAL_HELP, autocompletion=complete_model),
     requests: int = typer.Option(1, "--requests", metavar="K", help="K sequential deletion requests"),
+    every_requests: Optional[int] = typer.Option(None, "--eval-every-requests", metavar="N", help=EVAL_EVERY_REQUESTS.help),
+    eval_sample: Optional[int] = typer.Option(None, "--eval-sample", metavar="M", help=EVAL_SAMPLE.help),
     knowledge: str = typer.Option("pretrained", "--knowledge", help="pretrained or finetuned people"),
     forget: Optional[int] = typer.Option(None, "--forget", help="N people to forget (default: half the set)"),
     general: Optional[str] = typer.Option(None, "--general", help="mmbench:FILE general-capability set"),
@@ -45,7 +48,7 @@ def pulse(
     """Unlearn people from an LMM in K sequential requests; accuracy after each (image / text-only), MMBench."""
     raw = {"kind": "pulse", "method": method, "model": model, "data": data, "general": general,
            "knowledge": knowledge, "requests": requests, "forget": forget, "device": device, "seed": seed,
-           "name": name, "params": params or {}}
+           "name": name, "params": params or {}, "eval_every_requests": every_requests, "eval_sample": eval_sample}
     if original is not None:
         raw["original"] = original
     if cache_dir is not None:
@@ -79,8 +82,17 @@ def print_requests(result: dict) -> None:
 
     row("original", result["original_metrics"])
     for entry in result["requests"]:
-        row(f"request {entry['request']}", entry)
+        row(f"request {entry['request']}" + (" (sample)" if entry.get("evaluation") == "sample" else ""), entry)
     Console().print(table)
+    if result.get("history"):
+        print_history(result["history"])
+
+
+def print_history(history: dict) -> None:
+    """The history's summary metrics on one line (sessions/history.py defines them)."""
+    from sessions.history import summary_words
+
+    print("history: " + summary_words(history, fmt))
 
 
 def register(app: typer.Typer) -> None:

@@ -15,6 +15,7 @@ import typer
 from engine import spec as specs
 from engine.errors import SpecError
 from engine.spec.inputs import absolute_paths
+from engine.spec.params import EVAL_EVERY_REQUESTS, EVAL_SAMPLE
 from sessions.metric_names import flatten
 from sessions.numbers import fmt
 from workbench.completion import complete_data, complete_device, complete_method, complete_model, complete_task
@@ -84,6 +85,8 @@ def run(
     delete_ids: Optional[Path] = typer.Option(None, "--delete-ids", help="file with one unit id per line"),
     delete_query: Optional[str] = typer.Option(None, "--delete-query", help="delete units whose captions match"),
     requests: Optional[int] = typer.Option(None, "--requests", metavar="K", help=specs.REQUESTS.help),
+    every_requests: Optional[int] = typer.Option(None, "--eval-every-requests", metavar="N", help=EVAL_EVERY_REQUESTS.help),
+    eval_sample: Optional[int] = typer.Option(None, "--eval-sample", metavar="M", help=EVAL_SAMPLE.help),
     seed: int = typer.Option(specs.DEFAULT_SEED, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N", autocompletion=complete_device),
     name: Optional[str] = typer.Option(None, "--name", help="a name for the session"),
@@ -104,6 +107,8 @@ def run(
            "params": with_compile(params or {}, compiled)}
     if requests is not None:
         raw["requests"] = requests
+    raw.update({key: value for key, value in (("eval_every_requests", every_requests), ("eval_sample", eval_sample))
+                if value is not None})
     if task is not None:
         raw["task"] = task
     if original is not None:

@@ -343,6 +343,32 @@ def _panel_text(panel, width: int, height: int, color: bool) -> str:
     return (text if color else plt.uncolorize(text)) + "\n  " + legend
 
 
+def _print_history(console, events: list[dict], summary, width: int) -> None:
+    """The history matrix (sessions/history.py) as text rows, each value coloured as the monitor's heatmap,
+    in blocks of requests where it is wider than the console; then its summary metrics."""
+    from rich.text import Text
+
+    from sessions.history import binned, heat_colour, history_from_events, summary_words, value_range
+
+    before, matrix = history_from_events(events)
+    if len(matrix) < 2:
+        return
+    document = (summary or {}).get("history") if isinstance(summary, dict) else None
+    metric = (document or {}).get("metric", "")
+    labels, before_row, rows = binned(before, matrix, max(1, (width - 8) // 8))
+    low, high = value_range(before, matrix)
+    console.print(f"history: {metric or 'Df'} of request j (column) after request i (row)", highlight=False)
+    console.print(Text(" " * 8 + "".join(f"{label:>8}" for label in labels)))
+    for label, values in (("before", before_row), *zip(labels, rows)):
+        line = Text(f"{label:>8}")
+        for value in values:
+            line.append(f"{'' if value is None else fmt(value, metric):>8}", style=heat_colour(value, low, high)
+                        if value is not None else "")
+        console.print(line)
+    if document and document.get("summary"):
+        console.print("history summary: " + summary_words(document, fmt), highlight=False)
+
+
 def replay_headless(session_id: str, width: int | None = None, out=None) -> int:
     """Draw a stored session's curves (plotext) and its final metric table (rich) to stdout.
 
@@ -377,7 +403,13 @@ def replay_headless(session_id: str, width: int | None = None, out=None) -> int:
     panels = event_panels(events, retrain_metrics(store, meta))
     for panel in panels:  # the same panels as the monitor and the report: forget, keep, privacy, general, loss
         out.write(_panel_text(panel, width, 14, color) + "\n")
+    _print_history(console, events, meta.get("summary"), width)
     columns, rows = final_table(events)
+    fits = max(2, (width - 30) // 12)  # a long request sequence: "before" and the last requests that fit
+    if len(columns) > fits:
+        console.print(f"({len(columns) - fits} of {len(columns)} columns left out of the table below; "
+                      "`sessions show --json` has them all)", highlight=False)
+        columns = columns[:1] + columns[len(columns) - fits + 1:]
     if rows:
         console.print(_metric_table(columns, rows))
     elif meta.get("summary"):

@@ -73,7 +73,7 @@ class Progress:
         elif kind == "step":
             terms = " ".join(f"{k}={v:.4g}" for k, v in fields.get("losses", {}).items())
             self._say(f"{self.label}: {fields.get('phase')} step {fields.get('step')} {terms}")
-        elif kind == "eval":
+        elif kind == "eval" and fields.get("split") != "history":  # a history row is drawn, not printed
             m = fields.get("metrics", {})
             summary = ", ".join(f"{k}={fmt(m[k], k)}" for k in ("df_dr_auc", "test.r_mean", "test.accuracy") if k in m)
             self._say(f"{self.label}: eval ({fields.get('split')}) {summary}", force=True)

@@ -7,7 +7,9 @@
 3. For each request, on the same model: the model before it is the reference (NPO's pi_ref, GA+KLR's and
    MultiDelete's f), the family readies its update (LoRA for LMMs) and folds it in after; the method's
    loss terms drive the one loop; then the task evaluates with Df = the units forgotten so far (`after`,
-   with the request number).
+   with the request number): every unit forgotten so far, or between full evaluations a fixed-size sample
+   of them (`--eval-every-requests`), and every request's own forget set re-scored (the history:
+   engine/protocols/history.py).
 Every phase seeds every RNG from --seed and its own label (engine/seeding.py), so the same spec gives
 the same metrics whatever ran before it in the process. Retrain (starts from the initial weights) takes
 one request only.
@@ -26,6 +28,7 @@ from engine.parallel import is_main
 from engine.protocols.budget import time_budget
 from engine.protocols import tune as tuning
 from engine.protocols.guard import Guard
+from engine.protocols.history import EVAL_SAMPLE_DEFAULT, History
 from engine.cache import checkpoint_fingerprint
 from engine.cost import Cost, reset_peak_memory
 from engine.loop import peak_memory_mb
@@ -107,11 +110,17 @@ class Requests:
         model = task.load(spec["model"] if retraining else str(original), self.device)
         check_method_fits(self.info, task.name, model.family)  # a hub id's family is known only now
         task.prepare(model)
-        if original_metrics is None:
-            seed_everything(seed, "evaluate", 0)
-            with cost.evaluating():
-                original_metrics = task.evaluate(task.load(str(original), self.device) if retraining else model, units)
+        history = History(task, requests, emit, seed, spec.get("eval_every_requests", 1),
+                          spec.get("eval_sample", EVAL_SAMPLE_DEFAULT))
+        seed_everything(seed, "evaluate", 0)
+        with cost.evaluating():
+            original_model = task.load(str(original), self.device) if retraining else model
+            if original_metrics is None:
+                original_metrics = task.evaluate(original_model, units)
         emit("eval", step=0, phase="original", split="before", metrics=original_metrics)
+        with cost.evaluating():
+            history.score(original_model, 0, 0, original_metrics)
+        del original_model
         retain = task.retain_set(model, cls.reads_unimodal) if cls.uses_retain else None
         # what the method requires of the task's forget batches (validated: the task provides it); the preserve
         # sets are whole sets of their own, handed to the method below
@@ -197,16 +206,26 @@ class Requests:
             seconds += result.seconds
             forgotten = now_forgotten
             emit("phase", name="eval", request=number)
+            evaluation = history.kind(number)
             seed_everything(seed, "evaluate", number)
             with cost.evaluating():
-                metrics = task.evaluate(model, forgotten)
-            emit("eval", step=total_steps, phase="unlearn", split="after", request=number, metrics=metrics)
+                evaluated = history.evaluated(number, forgotten)
+                metrics = task.evaluate(model, evaluated)
             if guard.active and guard.fired is None:  # the request's final weights (noise and merges included)
                 with cost.evaluating():
                     guard.check(result.steps, judged(result.steps, forgotten, metrics))
+            if guard.fired is not None and evaluation == "sample":  # the run ends here: its last evaluation is full
+                evaluation, evaluated = "full", forgotten
+                seed_everything(seed, "evaluate", number)
+                with cost.evaluating():
+                    metrics = task.evaluate(model, forgotten)
+            emit("eval", step=total_steps, phase="unlearn", split="after", request=number, metrics=metrics)
+            with cost.evaluating():
+                history.score(model, number, total_steps, metrics)
             request_cost, request_start = cost.since(request_start), cost.snapshot()
             entries.append({"request": number, "steps": result.steps, "seconds": round(result.seconds, 3),
                             "cost": self.cost_record(request_cost),
+                            "evaluation": evaluation, "evaluated_units": len(evaluated),
                             **({"kept_step": kept} if kept is not None else {}),
                             **({"method_record": method_record} if method_record else {}),
                             **task.request_entry(request, metrics)})
@@ -239,6 +258,7 @@ class Requests:
             "hyperparameters": {**params, "lr": lr, "epochs": epochs},
             **task.result_fields(forgotten),
             "requests": entries,
+            "history": history.document(),
             **({"stopped_by": guard.fired} if guard.fired is not None else {}),
             **({"selected_on": SELECTED_ON, "judged": guard.judged} if guard.active else {}),
             **({"time_budget": timed} if timed is not None else {}),

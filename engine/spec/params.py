@@ -145,10 +145,16 @@ LMM_PARAMS: tuple[Param, ...] = (
           "MLLMU-Bench's forget VQA) or all their rows, the by-name text-only ones too", ("image", "all")),
 )
 
-MAX_REQUESTS = 64
+MAX_REQUESTS = 1000  # ICU-Bench runs 100 sequential forget tasks
 # The sequential-requests protocol: top-level entries of a spec (not method hyperparameters).
 REQUESTS = Param("requests", int, 1, "split the deletion set into K sequential requests, unlearned one after "
                  "another and evaluated after each", minimum=1, maximum=MAX_REQUESTS)
+# Its evaluation schedule (engine/protocols/history.py), recorded in a spec only with K > 1.
+EVAL_EVERY_REQUESTS = Param("eval_every_requests", int, 1, "with --requests K: a full evaluation every N requests "
+                            "(and after the last); between them Df is a fixed seeded sample of --eval-sample units",
+                            minimum=1, maximum=MAX_REQUESTS)
+EVAL_SAMPLE = Param("eval_sample", int, 20, "with --eval-every-requests N > 1: how many forgotten units (people) "
+                    "a sample evaluation scores as Df, the same seeded units every time", minimum=1, maximum=100000)
 
 # --compile: a training option outside the method catalogue (no form field, no per-method flag); it rides in a
 # spec's params, where the loop reads it, and only when on, so runs without it keep their params as they were.

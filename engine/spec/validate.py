@@ -39,7 +39,8 @@ from engine.spec.inputs import (
     checkpoint_problem,
     require_absolute,
 )
-from engine.spec.params import COMMON_PARAMS, COMPILE, LMM_PARAMS, MAX_REQUESTS, REQUESTS, TUNE_AGAINST, Param
+from engine.spec.params import (COMMON_PARAMS, COMPILE, EVAL_EVERY_REQUESTS, EVAL_SAMPLE, LMM_PARAMS, MAX_REQUESTS,
+                                 REQUESTS, TUNE_AGAINST, Param)
 
 PULSE_DEFAULT_PARAMS = {"batch_size": 8, "retain_batch_size": 8}
 
@@ -268,6 +269,15 @@ def check_requests(value, method: str, upper: int | None = None) -> int:
     return requests
 
 
+def check_schedule(spec: dict, requests: int, owner: str) -> dict:
+    """--eval-every-requests and --eval-sample, recorded only with K > 1 (a single request is evaluated fully)."""
+    given = {p.name: p.coerce(spec[p.name], owner) for p in (EVAL_EVERY_REQUESTS, EVAL_SAMPLE)
+             if spec.get(p.name) is not None}
+    if requests == 1:
+        return {}
+    return {p.name: given.get(p.name, p.default) for p in (EVAL_EVERY_REQUESTS, EVAL_SAMPLE)}
+
+
 def check_params(raw: dict, allowed: tuple[Param, ...], owner: str, defaults: dict | None = None) -> dict:
     table = {p.name: p for p in allowed}
     for name in raw:
@@ -360,6 +370,7 @@ def validate(spec: dict) -> dict:
         "seed": check_seed(spec.get("seed", DEFAULT_SEED)),
         "deletion": deletion,
         "requests": check_requests(spec.get("requests"), info.name, upper=n),
+        **check_schedule(spec, check_requests(spec.get("requests"), info.name, upper=n), f"method {info.name}"),
         "params": check_params(raw_params, COMMON_PARAMS + info.params, f"method {info.name}"),
         "name": check_name(spec.get("name")),
         **check_placement(spec),
@@ -467,6 +478,7 @@ def validate_pulse(spec: dict) -> dict:
         "general": general,
         "knowledge": knowledge,
         "requests": requests,
+        **check_schedule(spec, requests, f"pulse --method {method}"),
         "forget": forget,
         "device": check_device(spec.get("device", "auto")),
         "seed": check_seed(spec.get("seed", DEFAULT_SEED)),

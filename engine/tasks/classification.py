@@ -80,6 +80,7 @@ class Scored:
 
 class Classification(UnitTask):
     name = "classification"
+    HISTORY_METRIC, UTILITY_METRIC = "df.accuracy", "dr.accuracy"
     RECIPES = RECIPES
 
     @property
@@ -141,3 +142,15 @@ class Classification(UnitTask):
         mia |= attack_aucs(df.attack_examples(), test.attack_examples(test_sample))
         metrics.update({f"mia.{key}": value for key, value in mia.items()})
         return metrics
+
+    def request_headlines(self, model, requests: list[list[int]]) -> list[float]:
+        """Each request's own Df accuracy (the history, sessions/history.py), from one pass over every request's
+        texts."""
+        model.model.eval()
+        units = sorted(u for request in requests for u in request)
+        pairs = self.train.select_units(units)
+        scored = Scored(model, pairs)
+        right = scored.probs.argmax(axis=1) == scored.labels
+        owner = np.asarray(units)[pairs.pair_unit.cpu().numpy()]
+        return [float(100.0 * right[np.isin(owner, list(request))].mean()) if len(request) else None
+                for request in requests]

@@ -32,7 +32,7 @@ from engine.data.people_batches import encode_items
 from engine.data.people_records import HELDOUT, KNOWLEDGE_PHASE
 from engine.data.registry import load_data
 from engine.metrics.attacks import attack_aucs
-from engine.metrics.multiple_choice import accuracy, score_options
+from engine.metrics.multiple_choice import accuracy, choices, score_options
 from engine.devices import resolve_device
 from engine.models.registry import load_adapter
 from engine.seeding import derive_seed
@@ -260,6 +260,25 @@ class MultipleChoice:
                 if self.original_mmbench:
                     metrics["mmbench_retention"] = 100.0 * mmbench / self.original_mmbench
         return metrics
+
+    HISTORY_METRIC, UTILITY_METRIC = "forget", "retain"  # accuracy over image and text-only questions pooled
+
+    def request_headlines(self, model, requests: list[list[str]]) -> list[float | None]:
+        """Each request's own accuracy (a share, as the task's accuracies; image and text-only questions pooled) on its people's questions
+        (the history, sessions/history.py), from one pass over every request's questions."""
+        people = {pid for request in requests for pid in request}
+        asked = [q for q in self.data.eval_questions if q.person_id in people and q.answer]
+        right = {q.qid: picked == q.answer for q, picked in zip(asked, choices(model, asked, self.scoring))}
+        headlines = []
+        for request in requests:
+            mine = [right[q.qid] for q in asked if q.person_id in set(request)]
+            headlines.append(sum(mine) / len(mine) if mine else None)
+        return headlines
+
+    def utility(self, metrics: dict) -> float | None:
+        """The retain people's accuracy, image and text-only averaged, for the history's summary."""
+        values = [metrics[name] for name in ("retain.image", "retain.text") if metrics.get(name) is not None]
+        return sum(values) / len(values) if values else None
 
     def heldout_answers(self, model) -> list:
         """The held-out people's questions answered with their right option, scored as the members are."""

@@ -79,6 +79,26 @@ def gallery_recall(adapter, joint: PairSet, queries: list[int], distractors: lis
     return recall_from_ranks(torch.cat(text_ranks), torch.cat(image_ranks))
 
 
+def unit_ranks(adapter, joint: PairSet, queries: list[int], distractors: list[int], size: int,
+               rng: np.random.Generator) -> tuple[np.ndarray, torch.Tensor, np.ndarray, torch.Tensor]:
+    """`gallery_recall`'s ranks kept with the query unit each belongs to: (units of the text ranks, text ranks,
+    units of the image ranks, image ranks), for recall over any subset of the queries (the history)."""
+    text_units, text_ranks, image_units, image_ranks = [], [], [], []
+    for chunk, fill in gallery_plan(len(queries), len(distractors), size, rng):
+        asking = {queries[i] for i in chunk}
+        units = sorted(asking | {distractors[j] for j in fill})
+        gallery = joint.select_units(units)
+        is_query = torch.tensor([u in asking for u in units])
+        ranks = chunked_query_ranks(gallery_scores(adapter, gallery), gallery.pair_unit, is_query)
+        gallery_units = np.asarray(units)
+        text_units.append(gallery_units[is_query.numpy()])
+        caption_units = gallery_units[gallery.pair_unit.cpu().numpy()]
+        image_units.append(caption_units[is_query[gallery.pair_unit.cpu()].numpy()])
+        text_ranks.append(ranks[0].cpu())
+        image_ranks.append(ranks[1].cpu())
+    return np.concatenate(text_units), torch.cat(text_ranks), np.concatenate(image_units), torch.cat(image_ranks)
+
+
 def evaluate_splits(adapter, splits: Splits, seed: int) -> dict[str, float]:
     """Flat metrics: test.*, df.*, dr.* recall, df_dr_auc, mia.* (names as DESIGN.md section 7)."""
     device = adapter.device
@@ -111,6 +131,7 @@ def evaluate_splits(adapter, splits: Splits, seed: int) -> dict[str, float]:
 
 class Retrieval(UnitTask):
     name = "retrieval"
+    HISTORY_METRIC, UTILITY_METRIC = "df.r_mean", "dr.r_mean"
     RECIPES = RETRIEVAL_RECIPES
 
     def __init__(self, spec: dict, emit, should_stop, cache):
@@ -148,6 +169,23 @@ class Retrieval(UnitTask):
         splits = Splits(joint=self.joint, forget=sorted(forgotten), retain=retain, retain_eval=retain_eval,
                         test=list(range(self.train.n_units, self.joint.n_units)))
         return evaluate_splits(model, splits, derive_seed(self.spec["seed"], "evaluate"))
+
+    def request_headlines(self, model, requests: list[list[int]]) -> list[float]:
+        """Each request's own Df r_mean (the history, sessions/history.py): every request's units ranked at once
+        in test-sized galleries filled with test images (as Df recall is), with one seeded gallery plan, so a
+        request's value changes between rows only with the model."""
+        model.model.eval()
+        queries = sorted(u for request in requests for u in request)
+        test = list(range(self.train.n_units, self.joint.n_units))
+        rng = np.random.default_rng(derive_seed(self.spec["seed"], "history"))
+        text_units, text_ranks, image_units, image_ranks = unit_ranks(model, self.joint, queries, test, len(test), rng)
+        headlines = []
+        for request in requests:
+            members = list(request)
+            recall = recall_from_ranks(text_ranks[torch.from_numpy(np.isin(text_units, members))],
+                                       image_ranks[torch.from_numpy(np.isin(image_units, members))])
+            headlines.append(recall["r_mean"])
+        return headlines
 
     def result_fields(self, forgotten: list[int]) -> dict:
         return super().result_fields(forgotten) | {"pair_score": self.pair_score}

@@ -115,6 +115,12 @@ class UnitTask:
             return []
         return unit_means(torch.cat(values).tolist(), forget.pair_unit.tolist())
 
+    UTILITY_METRIC = ""  # the Dr headline the history's summary reads (each task names it)
+
+    def utility(self, metrics: dict) -> float | None:
+        """The Dr headline of flat metrics, for the history's stability and retain curve."""
+        return metrics.get(self.UTILITY_METRIC)
+
     def entry(self, metrics: dict) -> dict:
         return nest(metrics)
 

@@ -1,0 +1,89 @@
+"""Where the history is drawn: the monitor's heatmap (live and replay are one screen) and `replay --headless`."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import wait_until
+from sessions.history import heat_colour
+from sessions.source import ListSource
+from sessions.store import SessionStore
+
+BEFORE = [80.0, 60.0, 90.0]
+ROWS = [[20.0], [30.0, 10.0], [25.0, 40.0, 30.0]]
+SPEC = {"method": "ga", "model": "clip-tiny", "data": "shapes-tiny", "requests": 3,
+        "deletion": {"strategy": "random", "n": 6, "seed": 7}, "device": "cpu"}
+
+
+def history_events() -> list[dict]:
+    events = [{"kind": "status", "state": "running"},
+              {"kind": "eval", "step": 0, "phase": "original", "split": "before", "metrics": {"test.r_mean": 60.0}},
+              {"kind": "eval", "step": 0, "phase": "original", "split": "history", "request": 0,
+               "metrics": {f"r{j + 1}": v for j, v in enumerate(BEFORE)}}]
+    for i, row in enumerate(ROWS, start=1):
+        events.append({"kind": "step", "step": i, "phase": "unlearn", "losses": {"total": 1.0}, "lr": 1e-3,
+                       "request": i})
+        events.append({"kind": "eval", "step": i, "phase": "unlearn", "split": "after", "request": i,
+                       "metrics": {"test.r_mean": 60.0 - i}})
+        events.append({"kind": "eval", "step": i, "phase": "unlearn", "split": "history", "request": i,
+                       "metrics": {f"r{j + 1}": v for j, v in enumerate(row)}})
+    return events + [{"kind": "status", "state": "finished"}]
+
+
+def test_heat_colour_runs_blue_to_red():
+    assert heat_colour(0.0, 0.0, 100.0) == "#313695" and heat_colour(100.0, 0.0, 100.0) == "#a50026"
+    assert heat_colour(None, 0.0, 1.0) == "#444444"
+
+
+async def test_monitor_draws_the_history_heatmap(tmp_path, monkeypatch):
+    from screens.history_heatmap import HistoryHeatmap, heatmap_text
+    from screens.monitor import MonitorScreen
+    from workbench.tui import create_app
+
+    monkeypatch.setenv("MMUL_HOME", str(tmp_path))
+    app = create_app(start_engine=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = MonitorScreen(ListSource(history_events(), live=True))
+        await app.push_screen(screen)
+        heatmap = screen.query_one("#mon-history", HistoryHeatmap)
+        await wait_until(pilot, lambda: heatmap.display and len(heatmap.matrix) == 3)
+        assert heatmap.before == BEFORE and heatmap.matrix[2] == [25.0, 40.0, 30.0]
+        assert heatmap.matrix[0] == [20.0, None, None]
+        # drawn again at its laid-out size (shown, it is sized on the next layout): one row per request
+        await wait_until(pilot, lambda: "r3" in str(heatmap.render()))
+        plain = str(heatmap.render())
+        assert "before" in plain and "r1 " in plain and "██" in plain
+        # the 10 (request 2 just after it) is the lowest value: the bluest cell
+        drawn = heatmap_text(heatmap.before, heatmap.matrix, heatmap.size.width, heatmap.size.height)
+        assert str(drawn) == plain and any(span.style == "#313695" for span in drawn.spans)
+        # the history rows stay out of the summary table and the per-request curves
+        assert not any(name.startswith("r1") for name in screen.model.final)
+
+
+def test_replay_headless_prints_the_history(tmp_path, monkeypatch, capsys):
+    from workbench.cli_sessions import replay_headless
+
+    monkeypatch.setenv("MMUL_HOME", str(tmp_path))
+    writer = SessionStore(tmp_path).create(SPEC)
+    for event in history_events()[1:-1]:
+        kind = event.pop("kind")
+        writer.emit(kind, **event)
+    history = {"metric": "df.r_mean", "utility_metric": "dr.r_mean", "before": BEFORE,
+               "summary": {"preservation": 0.6583, "rebound": 30.0, "rebound_at": [2, 3], "stability": 4.899,
+                           "retain_area": 66.33}}
+    writer.finish("finished", summary={"method": "ga", "metrics": {"test": {"r_mean": 57.0}}, "history": history})
+    assert replay_headless(writer.session_id, width=100) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    header = lines.index("history: df.r_mean of request j (column) after request i (row)")
+    assert lines[header + 1].split() == ["r1", "r2", "r3"]
+    assert lines[header + 2].split() == ["before", "80.0", "60.0", "90.0"]
+    assert lines[header + 5].split() == ["r3", "25.0", "40.0", "30.0"]
+    assert lines[header + 3].split() == ["r1", "20.0"]
+    assert ("history summary: preservation 0.66, rebound 30.0 (r2 at r3), stability 4.9, retain area 66.3"
+            in out)
+    assert "r1 " not in "".join(l for l in lines if l.startswith("final")), "history rows stay out of the table"
+    # narrow: the final table keeps "before" and the last requests that fit, and says how many it left out
+    assert replay_headless(writer.session_id, width=50) == 0
+    narrow = capsys.readouterr().out
+    assert "(2 of 4 columns left out of the table below" in narrow
+    assert "after r3" in narrow and "after r1 " not in narrow
