@@ -30,3 +30,27 @@ def test_a_changed_number_is_caught():
     first = record["document"]["runs"][0]["metrics"]
     first["df_dr_auc"] = (first.get("df_dr_auc") or 0) + 0.123
     assert results.refreshed(page, record) != page
+
+
+def test_a_study_table_is_its_grid_in_markdown():
+    """A `study --json` document renders as the grid `study` prints: Retrain first, then the ranking; mean ± std
+    over the seeds from the runs themselves; the ranking rule below."""
+    from sessions.study import aggregate, rank
+
+    def result(auc: float, test: float) -> dict:
+        return {"metrics": {"df_dr_auc": auc, "test": {"r_mean": test}}, "seconds": 2.0}
+
+    runs = [("retrain", 1, result(0.60, 50.0)), ("retrain", 2, result(0.62, 52.0)),
+            ("ft", 1, result(0.52, 51.0)), ("ft", 2, result(0.54, 53.0)),
+            ("multidelete", 1, result(0.64, 49.0)), ("multidelete", 2, result(0.60, 51.0))]
+    methods = aggregate(runs, order=["retrain", "ft", "multidelete"])
+    document = {"study": "study-x", "cells": [], "methods": methods, "ranking": rank(methods, 5.0),
+                "spec": {"methods": ["retrain", "ft", "multidelete"], "seeds": [1, 2], "model": "clip-tiny",
+                         "data": "shapes-tiny", "task": "retrieval"}}
+    record = results.make_record("study-x", "mmul-workbench study ... --json", document)
+    table = results.render(record)
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| method")]
+    assert [row.split(" | ")[0] for row in rows[:3]] == ["| Retrain", "| MultiDelete", "| FT"]  # AUC gap 3.0 < 8.0
+    retrain = rows[0].split(" | ")
+    assert retrain[1] == "2" and "61.0 ± 1.4" in rows[0] and "51.0 ± 1.4" in rows[0]
+    assert "Ranked by closeness to Retrain" in table

@@ -74,11 +74,34 @@ def demo_table(record: dict) -> str:
     return "\n".join(lines)
 
 
-RENDERERS = {"demo": demo_table}
+def study_table(record: dict) -> str:
+    """A study's grid (Markdown): one row per method in the study's order (Retrain, then the ranking), the
+    task's headline columns as mean ± std over the seeds with n, the Retrain-relative scores and the rank, then
+    the cost per method; the ranking rule below (sessions.study, what `study` prints)."""
+    from sessions.study import cost_grid, grid, grid_caption
+
+    document = record["document"]
+    spec = document["spec"]
+    task = spec.get("task") or specs.data_kind(spec["data"])
+    columns = [(c.header, c.metric) for c in specs.TASKS[task].columns] if task in specs.TASKS else []
+    titles = {name: info.title for name, info in specs.METHODS.items()}
+    lines = [f"`{record['command']}` ({record['date']}; {record['machine']}; threads: {record['threads']}; "
+             f"{spec['model']} on {spec['data']}; seeds {', '.join(map(str, spec['seeds']))}; mean ± std, percent, "
+             "AUC x 100)", ""]
+    for headers, rows in (grid(document, columns, titles, cost=False), cost_grid(document, titles)):
+        if rows:
+            lines += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers),
+                      *("| " + " | ".join(row) + " |" for row in rows), ""]
+    lines.append(grid_caption(document))
+    return "\n".join(lines)
+
+
+RENDERERS = {"demo": demo_table, "study": study_table}
 
 
 def render(record: dict) -> str:
-    kind = "demo" if "runs" in record["document"] else None
+    document = record["document"]
+    kind = "demo" if "runs" in document else "study" if "study" in document and "methods" in document else None
     if kind not in RENDERERS:
         raise SystemExit(f"{record['name']}: no table renders this document (known: {', '.join(RENDERERS)})")
     return RENDERERS[kind](record)
