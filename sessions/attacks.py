@@ -29,8 +29,11 @@ def attacks_of(store, session_id: str) -> list[dict]:
 
 
 def attack_line(entry: dict) -> str:
-    """`20261206-080345-bddb relearn finished: recovered 61% of the gap (39.6 points); Retrain 55%`."""
-    text = f"{entry['id']} {entry.get('kind') or '?'} {entry.get('state')}"
+    """`20261206-080345-bddb quantize (bits 4) finished: recovered 61% of the forgotten gap (39.6 points); Retrain
+    under the same attack 55%`."""
+    shown = {k: v for k, v in (entry.get("params") or {}).items() if v is not None and k not in ("seed", "paraphrases")}
+    options = f" ({', '.join(f'{k} {v}' for k, v in shown.items())})" if shown else ""
+    text = f"{entry['id']} {entry.get('kind') or '?'}{options} {entry.get('state')}"
     if entry.get("points") is not None:
         fraction = "-" if entry.get("recovery") is None else f"{100 * entry['recovery']:.0f}%"
         text += f": recovered {fraction} of the forgotten gap ({fmt(entry['points'], 'r_mean')} points)"

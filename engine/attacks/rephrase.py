@@ -95,12 +95,14 @@ def transform_image(image, rng: random.Random, flip: bool) -> Image.Image:
 
 
 def rephrased_unit(unit, rng: random.Random, table: dict[str, list[str]]) -> tuple[object, int]:
-    """(the unit with paraphrased texts and transformed media, how many of its texts changed)."""
+    """(the unit with paraphrased texts and transformed media, how many of its texts were paraphrased: a side
+    swapped after a flip is not counted)."""
     texts = list(getattr(unit, "texts", None) or unit.captions)
     if table:
         new = [rng.choice(table[t]) if t in table else t for t in texts]
     else:
         new = builtin_paraphrases(unit, rng) or texts
+    changed = sum(a != b for a, b in zip(texts, new))
     flip = rng.random() < 0.5
     changes: dict = {}
     if getattr(unit, "image", None) is not None:
@@ -112,7 +114,7 @@ def rephrased_unit(unit, rng: random.Random, table: dict[str, list[str]]) -> tup
     if flip:
         new = [swap_sides(t) for t in new]
     changes["texts" if hasattr(unit, "texts") else "captions"] = new
-    return dataclasses.replace(unit, **changes), sum(a != b for a, b in zip(texts, new))
+    return dataclasses.replace(unit, **changes), changed
 
 
 def rephrase(task, model, params: dict, seed: int, emit, should_stop):

@@ -7,7 +7,9 @@ cache), the model is re-derived by running the session's own spec again with its
 the same spec and seed give the same model (DESIGN.md s. 3, Reproducibility). Nothing the attack does is
 saved: a relearned or quantised model is thrown away after its evaluation.
 
-Every evaluation is seeded from the attack's seed (engine/seeding.py), and the attack's own draws (the
+The numbers before the attack are the ones the session stored (its `metrics`, and the original's
+`original_metrics`): the same model under the same seeded evaluation gives them again (DESIGN.md s. 3), so
+they are not recomputed. Every evaluation is seeded from the attack's seed (engine/seeding.py), and the attack's own draws (the
 relearning sample and batches, the rephrasing) from the same seed and their labels, so the same session and
 seed give the same recovery.
 """
@@ -71,10 +73,10 @@ class Probe:
             self.prepared = True
         return model
 
-    def run(self, source: str, label: str, steps_before: int = 0) -> tuple[dict, dict, dict]:
-        """(flat metrics before, flat metrics after, the attack's record) of the model at `source`."""
+    def run(self, source: str, before: dict[str, float], label: str, steps_before: int = 0) -> tuple[dict, dict]:
+        """(flat metrics after, the attack's record) of the model at `source`, whose metrics as its session
+        stored them are `before` (the same evaluation, seeded the same: not repeated)."""
         model = self.load(source)
-        before = self.evaluate(self.task, model)
         self.emit("eval", step=steps_before, phase="attack", split=f"{label}before".strip(), metrics=before)
         self.emit("phase", name="attack")
         seed_everything(self.seed, "attack", self.kind)
@@ -83,7 +85,7 @@ class Probe:
         after = self.evaluate(evaluator, model)
         self.emit("eval", step=steps_before + record.get("steps", 0), phase="attack", split=f"{label}after".strip(),
                   metrics=after)
-        return before, after, record
+        return after, record
 
     def attacked_original(self, source: str) -> dict[str, float]:
         """The original model's metrics on what the attack evaluates on (rephrasing: the rephrased Df)."""
@@ -110,7 +112,8 @@ def run_attack(spec: dict, parent: dict, retrain: dict | None, emit: Callable[..
     emit("phase", name="prepare")
     probe = Probe(task, kind, params, device, emit, should_stop)
     original = flatten(parent["summary"].get("original_metrics") or {})
-    before, after, record = probe.run(unlearned_checkpoint(parent, emit, should_stop), "")
+    before = flatten(parent["summary"]["metrics"])
+    after, record = probe.run(unlearned_checkpoint(parent, emit, should_stop), before, "")
     name = headline(after)
     if name is None or name not in original:
         raise SpecError(f"session {parent['id']} reports no Df headline (df.r_mean or df.accuracy) to recover",
@@ -128,8 +131,9 @@ def run_attack(spec: dict, parent: dict, retrain: dict | None, emit: Callable[..
             document["original_attacked"] = numbers(probe.attacked_original(original_checkpoint), name)
     document["retrain"] = None
     if retrain is not None:
-        r_before, r_after, _ = probe.run(unlearned_checkpoint(retrain, emit, should_stop), "retrain ",
-                                         record.get("steps", 0))
+        r_before = flatten(retrain["summary"]["metrics"])
+        r_after, _ = probe.run(unlearned_checkpoint(retrain, emit, should_stop), r_before, "retrain ",
+                               record.get("steps", 0))
         document["retrain"] = {"session": retrain["id"], "unlearned": numbers(r_before, name),
                                "attacked": numbers(r_after, name),
                                "recovery": recovery(original[name], r_before[name], r_after[name])}
