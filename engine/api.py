@@ -13,7 +13,7 @@ from engine.jobs import run_job, validate
 from engine.preflight import preflight
 from engine.spec import PEOPLE_WORLDS, WORLDS
 
-__all__ = ["DeletionPreview", "attack_spec", "run_attack", "data_info", "export_world", "forget_quality", "memory_plan", "preflight", "run_plan",
+__all__ = ["DeletionPreview", "attack_kinds", "attack_spec", "run_attack", "data_info", "export_world", "forget_quality", "memory_plan", "preflight", "run_plan",
            "preview_deletion", "run_job", "validate"]
 
 EXPORT_FORMATS = {"retrieval": ("flickr30k", "coco"), "classification": ("snli-ve", "nlvr2"),
@@ -99,6 +99,13 @@ def forget_quality(scores, reference) -> float | None:
     from engine.metrics.forget_quality import forget_quality as ks_p_value
 
     return ks_p_value(scores, reference)
+
+
+def attack_kinds() -> tuple[str, ...]:
+    """The attacks `mmul-workbench attack` and `study --attacks` offer (engine/attacks: torch-free)."""
+    from engine.attacks import ATTACKS
+
+    return tuple(ATTACKS)
 
 
 def attack_spec(kind: str, parent: dict, options: dict) -> dict:

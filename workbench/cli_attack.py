@@ -29,7 +29,8 @@ attack_app = typer.Typer(name="attack", no_args_is_help=True, add_completion=Fal
 
 
 def attack_session(kind: str, session: str, options: dict, as_json: bool) -> dict:
-    """Check, run and store attack `kind` on `session`; prints its verdict (or document) and returns it."""
+    """Check, run and store attack `kind` on `session`, held against a finished Retrain of the same deletion set
+    when the home has one; prints its verdict (or document) and returns it."""
     from sessions.store import SessionStore
     from sessions.verdict import retrain_session
 
@@ -38,18 +39,9 @@ def attack_session(kind: str, session: str, options: dict, as_json: bool) -> dic
         meta = store.get(store.resolve(session))
     except (UnknownSession, SessionDamaged, SchemaMismatch) as error:
         fail(str(error))
-    from engine.api import attack_spec, run_attack
-
-    try:
-        spec = attack_spec(kind, meta, options)
-    except SpecError as error:
-        fail(str(error))
+    spec = checked_spec(kind, meta, options)
     retrain = retrain_session(store, meta["spec"], meta["id"])
-    spec["name"] = f"{kind} on {session_label(meta['id'], meta.get('name'), str(meta['spec'].get('method')))}"
-    from workbench.execute import run_in_session
-
-    result = run_in_session(spec, f"{kind} attack",
-                            lambda emitter: run_attack(spec, meta, retrain, emitter.emit, lambda: False))
+    result = run_attack_session(spec, meta, retrain)
     if as_json:
         print_json(result)
     else:
@@ -59,6 +51,28 @@ def attack_session(kind: str, session: str, options: dict, as_json: bool) -> dic
             print("no finished Retrain of this deletion set in the home: `run --method retrain` with the same "
                   "--model, --data, --delete and --seed gives the baseline")
     return result
+
+
+def checked_spec(kind: str, meta: dict, options: dict) -> dict:
+    """The attack's spec on the session whose meta is `meta`, or one line and exit 2."""
+    from engine.api import attack_spec
+
+    try:
+        spec = attack_spec(kind, meta, options)
+    except SpecError as error:
+        fail(str(error))
+    spec["name"] = f"{kind} on {session_label(meta['id'], meta.get('name'), str(meta['spec'].get('method')))}"
+    return spec
+
+
+def run_attack_session(spec: dict, meta: dict, retrain: dict | None) -> dict:
+    """Run a checked attack spec in this process as a new session (the exits of `run`); its document."""
+    from engine.api import run_attack
+    from workbench.execute import run_in_session
+
+    kind = spec["attack"]["kind"]
+    return run_in_session(spec, f"{kind} attack", lambda emitter: run_attack(spec, meta, retrain, emitter.emit,
+                                                                              lambda: False))
 
 
 @attack_app.command("relearn")
@@ -83,8 +97,8 @@ def relearn(
 @attack_app.command("quantize")
 def quantize(
     session: str = typer.Argument(..., help=SESSION_HELP, autocompletion=complete_session),
-    bits: int = typer.Option(8, "--bits", metavar="[8|4]", help="bits per weight (every Linear weight, per "
-                             "output channel, round to nearest)"),
+    bits: int = typer.Option(4, "--bits", metavar="[8|4]", help="bits per weight (every Linear weight, per "
+                             "output channel, round to nearest); 4, where the literature finds recovery, by default"),
     seed: Optional[int] = typer.Option(None, "--seed", help=SEED_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:

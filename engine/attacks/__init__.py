@@ -71,7 +71,7 @@ def check_params(kind: str, options: dict) -> dict:
             raise SpecError(f"--batch-size must be a whole number >= 1, got {batch!r}", field="batch_size")
         params |= {"steps": steps, "on": on, "units": units, "lr": lr, "batch_size": batch}
     elif kind == "quantize":
-        bits = options.get("bits", 8)
+        bits = options.get("bits", 4)
         if bits not in BITS:
             raise SpecError(f"--bits {bits!r} is not offered; choose 8 or 4", field="bits")
         params |= {"bits": bits}
