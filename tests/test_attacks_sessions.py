@@ -111,13 +111,19 @@ def test_bad_input_is_one_line_and_exit_2(parent, attack_home):
     from sessions.store import SessionStore
 
     home = attack_home[0]
-    running = SessionStore().create({"method": "neggrad", "model": "clip-tiny", "data": "shapes-tiny"})
+    store = SessionStore()
+    running = store.create({"method": "neggrad", "model": "clip-tiny", "data": "shapes-tiny"})
+    damaged = store.create({"method": "neggrad", "model": "clip-tiny", "data": "shapes-tiny"})
+    damaged.finish("finished", summary={"metrics": {}})
+    session_file = store.session_dir(damaged.session_id) / "session.json"
+    session_file.write_bytes(session_file.read_bytes()[: session_file.stat().st_size // 2])  # truncated
     try:
         for args, message in [
             (("attack", "relearn", "nosuchsession"), "no session"),
             (("attack", "quantize", parent["session"], "--bits", "3"), "--bits 3 is not offered; choose 8 or 4"),
             (("attack", "relearn", parent["session"], "--on", "everything"), "choose df-sample or neighbours"),
             (("attack", "rephrase", running.session_id), "is running; an attack needs a finished session"),
+            (("attack", "quantize", damaged.session_id), "damaged"),
         ]:
             out = subprocess.run(cli(*args), env=cli_env(home), capture_output=True, text=True, timeout=120)
             assert out.returncode == 2, out.stderr
@@ -125,4 +131,5 @@ def test_bad_input_is_one_line_and_exit_2(parent, attack_home):
             assert out.stdout == ""
     finally:
         running.finish("cancelled")
-        SessionStore().delete(running.session_id)
+        for sid in (running.session_id, damaged.session_id):
+            store.delete(sid)

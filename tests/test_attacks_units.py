@@ -143,3 +143,13 @@ def test_attack_spec_links_the_parent_and_refuses_bad_input(tmp_path):
     for args, message in cases:
         with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)")):
             attack_spec(*args)
+
+
+def test_a_classification_unit_keeps_its_texts_and_labels_and_transforms_both_images():
+    from engine.data.labelled import LabelledUnit
+
+    pair = (Image.new("RGB", (8, 8), (0, 0, 255)), Image.new("RGB", (8, 8), (0, 255, 0)))
+    unit = LabelledUnit("p/1", pair, ["the shape is on the left"], [1])
+    out, changed = rephrased_unit(unit, random.Random(1), {})
+    assert changed == 0 and out.labels == [1] and len(out.images) == 2
+    assert out.texts in (unit.texts, [swap_sides(unit.texts[0])])  # the wording kept, its side swapped on a flip

@@ -105,15 +105,16 @@ def rephrased_unit(unit, rng: random.Random, table: dict[str, list[str]]) -> tup
     changed = sum(a != b for a, b in zip(texts, new))
     flip = rng.random() < 0.5
     changes: dict = {}
-    if getattr(unit, "image", None) is not None:
-        changes["image"] = transform_image(unit.image, rng, flip)
-    elif getattr(unit, "images", None):
+    fields = {field.name for field in dataclasses.fields(unit)}
+    if "images" in fields and unit.images:  # a classification unit: one image, or an NLVR2 pair
         changes["images"] = tuple(transform_image(image, rng, flip) for image in unit.images)
+    elif "image" in fields and unit.image is not None:
+        changes["image"] = transform_image(unit.image, rng, flip)
     else:
         flip = False  # a graph: nothing to flip
     if flip:
         new = [swap_sides(t) for t in new]
-    changes["texts" if hasattr(unit, "texts") else "captions"] = new
+    changes["texts" if "texts" in fields else "captions"] = new
     return dataclasses.replace(unit, **changes), changed
 
 
