@@ -74,8 +74,10 @@ def chosen_units(task, model, on: str, units: int, seed: int) -> list[int]:
 
 
 def relearn(task, model, params: dict, seed: int, emit, should_stop):
-    """Fine-tune `model` in place; returns (the task that evaluates it, what was done)."""
-    units = chosen_units(task, model, params["on"], params["units"], seed)
+    """Fine-tune `model` in place; returns (the task that evaluates it, what was done). `params["chosen"]`, when
+    given, are the units to train on (the baseline on Retrain trains on the units chosen for the unlearned model:
+    neighbours found by Retrain's own embeddings would be another attack)."""
+    units = params.get("chosen") or chosen_units(task, model, params["on"], params["units"], seed)
     pairs = task.encode(model, units, False)
     lr = params["lr"] or task.original_recipe()["lr"]
     method = Relearn({}, model)
@@ -83,5 +85,6 @@ def relearn(task, model, params: dict, seed: int, emit, should_stop):
                         forget_batch_size=min(params["batch_size"], len(pairs)), max_steps=params["steps"],
                         weight_decay=0.0, seed=derive_seed(seed, "attack", "relearn", "batches"), phase="attack")
     result = run_loop(method, pairs, None, config, emit, should_stop)
-    return task, {"units": [task.train.unit_ids[i] for i in units], "pairs": len(pairs), "steps": result.steps,
+    return task, {"units": [task.train.unit_ids[i] for i in units], "chosen": units, "pairs": len(pairs),
+                  "steps": result.steps,
                   "lr": lr, "seconds": round(result.seconds, 3)}

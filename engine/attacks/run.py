@@ -73,14 +73,17 @@ class Probe:
             self.prepared = True
         return model
 
-    def run(self, source: str, before: dict[str, float], label: str, steps_before: int = 0) -> tuple[dict, dict]:
+    def run(self, source: str, before: dict[str, float], label: str, steps_before: int = 0,
+            chosen: list[int] | None = None) -> tuple[dict, dict]:
         """(flat metrics after, the attack's record) of the model at `source`, whose metrics as its session
-        stored them are `before` (the same evaluation, seeded the same: not repeated)."""
+        stored them are `before` (the same evaluation, seeded the same: not repeated); `chosen`: the units a
+        relearning trains on, when already chosen (for the unlearned model: Retrain's baseline reuses them)."""
         model = self.load(source)
         self.emit("eval", step=steps_before, phase="attack", split=f"{label}before".strip(), metrics=before)
         self.emit("phase", name="attack")
         seed_everything(self.seed, "attack", self.kind)
-        evaluator, record = attack_function(self.kind)(self.task, model, self.params, self.seed, self.emit,
+        params = {**self.params, "chosen": chosen} if chosen else self.params
+        evaluator, record = attack_function(self.kind)(self.task, model, params, self.seed, self.emit,
                                                        self.should_stop)
         after = self.evaluate(evaluator, model)
         self.emit("eval", step=steps_before + record.get("steps", 0), phase="attack", split=f"{label}after".strip(),
@@ -133,7 +136,7 @@ def run_attack(spec: dict, parent: dict, retrain: dict | None, emit: Callable[..
     if retrain is not None:
         r_before = flatten(retrain["summary"]["metrics"])
         r_after, _ = probe.run(unlearned_checkpoint(retrain, emit, should_stop), r_before, "retrain ",
-                               record.get("steps", 0))
+                               record.get("steps", 0), record.get("chosen"))
         document["retrain"] = {"session": retrain["id"], "unlearned": numbers(r_before, name),
                                "attacked": numbers(r_after, name),
                                "recovery": recovery(original[name], r_before[name], r_after[name])}
