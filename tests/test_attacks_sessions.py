@@ -93,12 +93,11 @@ def test_quantize_and_rephrase_with_the_retrain_baseline(parent, tmp_path):
     assert theirs["recovery"]["fraction"] is None  # so there is no gap to recover
     assert "Retrain under the same attack" in quantized["verdict"]
 
-    caption = store.get(parent["session"])  # any Df caption will do: read one from the world
     from engine.data.deletion import select_units
     from engine.data.registry import load_data
 
     world = load_data("shapes-tiny")
-    first_df = world.train[select_units(world.train, caption["spec"]["deletion"])[0]]
+    first_df = world.train[select_units(world.train, parent_meta["spec"]["deletion"])[0]]  # a Df unit
     paraphrases = tmp_path / "p.tsv"
     paraphrases.write_text(f"{first_df.captions[0]}\tthe picture shows a shape\n")
     rephrased = attack("rephrase", parent["session"], paraphrases=paraphrases)

@@ -18,9 +18,6 @@ from __future__ import annotations
 import torch
 from torch.ao.quantization.observer import PerChannelMinMaxObserver
 
-BITS = (8, 4)
-
-
 def quantize_linear_weights(module: torch.nn.Module, bits: int) -> int:
     """Fake-quantise every nn.Linear weight of `module` in place; returns how many weight values were rounded."""
     qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1

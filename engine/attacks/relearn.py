@@ -25,11 +25,6 @@ from engine.loop import LoopConfig, run_loop
 from engine.methods.base import Method
 from engine.seeding import derive_seed
 
-DEFAULT_STEPS = 10
-DEFAULT_BATCH = 8
-ON = ("df-sample", "neighbours")
-
-
 class Relearn(Method):
     """Descend the task loss on the attack's set (the loop's forget stream)."""
 
@@ -38,10 +33,6 @@ class Relearn(Method):
     def losses(self, forget, retain):
         loss = self.model.task_loss(forget)
         return {"total": loss, "task": loss}
-
-
-def default_units(n_forget: int) -> int:
-    return max(1, n_forget // 4)
 
 
 def unit_embeddings(model, pairs) -> torch.Tensor:
