@@ -13,7 +13,7 @@ from engine.jobs import run_job, validate
 from engine.preflight import preflight
 from engine.spec import PEOPLE_WORLDS, WORLDS
 
-__all__ = ["DeletionPreview", "data_info", "export_world", "forget_quality", "memory_plan", "preflight", "run_plan",
+__all__ = ["DeletionPreview", "attack_kinds", "attack_spec", "run_attack", "data_info", "export_world", "forget_quality", "memory_plan", "preflight", "run_plan",
            "preview_deletion", "run_job", "validate"]
 
 EXPORT_FORMATS = {"retrieval": ("flickr30k", "coco"), "classification": ("snli-ve", "nlvr2"),
@@ -99,6 +99,27 @@ def forget_quality(scores, reference) -> float | None:
     from engine.metrics.forget_quality import forget_quality as ks_p_value
 
     return ks_p_value(scores, reference)
+
+
+def attack_kinds() -> tuple[str, ...]:
+    """The attacks `mmul-workbench attack` and `study --attacks` offer (engine/attacks: torch-free)."""
+    from engine.attacks import ATTACKS
+
+    return tuple(ATTACKS)
+
+
+def attack_spec(kind: str, parent: dict, options: dict) -> dict:
+    """`mmul-workbench attack KIND SESSION`'s spec, checked (engine/attacks: torch-free); SpecError (one line)."""
+    from engine.attacks import attack_spec as checked
+
+    return checked(kind, parent, options)
+
+
+def run_attack(spec: dict, parent: dict, retrain: dict | None, emit, should_stop) -> dict:
+    """Run an attack on a finished session (engine/attacks/run.py; torch loads here)."""
+    from engine.attacks.run import run_attack as attack
+
+    return attack(spec, parent, retrain, emit, should_stop)
 
 
 def memory_plan(model: str, method: str, **options) -> dict:

@@ -55,6 +55,8 @@ def catalog_row(meta: dict) -> dict:
         "summary": listed_summary(meta.get("summary")),
         "message": meta.get("message"),
         "events": meta.get("last_seq", -1) + 1,
+        # an attack's session names the session it attacked (`sessions show PARENT` lists its attacks)
+        **({"parent": spec["parent"]} if isinstance(spec.get("parent"), str) else {}),
     }
 
 

@@ -35,8 +35,15 @@ def same_deletion(spec: dict, other: dict) -> bool:
 
 
 def retrain_reference(store, spec: dict, session_id: str | None = None) -> dict | None:
-    """The summary of the newest finished Retrain session whose spec has ``spec``'s deletion set, or None (also
-    for a Retrain run itself: it is the reference). ``store`` is a SessionStore (read only)."""
+    """The summary of the newest finished Retrain session whose spec has ``spec``'s deletion set, or None (also for
+    a Retrain run itself: it is the reference). ``store`` is a SessionStore (read only)."""
+    meta = retrain_session(store, spec, session_id)
+    return None if meta is None else meta["summary"]
+
+
+def retrain_session(store, spec: dict, session_id: str | None = None) -> dict | None:
+    """The meta (``store.get``) of that Retrain session (``retrain_reference``), or None; an attack reads its
+    checkpoint too."""
     if spec.get("method") == RETRAIN:
         return None
     for row in store.list(state="finished"):  # newest first; the catalog names the method
@@ -47,7 +54,7 @@ def retrain_reference(store, spec: dict, session_id: str | None = None) -> dict 
         except Exception:  # damaged or deleted meanwhile: not a reference
             continue
         if isinstance(meta.get("summary"), dict) and same_deletion(spec, meta.get("spec") or {}):
-            return meta["summary"]
+            return meta
     return None
 
 
@@ -155,6 +162,9 @@ def session_verdict(store, meta: dict) -> list[str]:
     if meta.get("state") != "finished":
         return []
     spec = meta.get("spec") if isinstance(meta.get("spec"), dict) else {}
+    if spec.get("kind") == "attack":  # an attack's document says its own verdict (engine/attacks/run.py)
+        verdict = (meta.get("summary") or {}).get("verdict") if isinstance(meta.get("summary"), dict) else None
+        return [verdict] if isinstance(verdict, str) else []
     try:
         retrain = retrain_reference(store, spec, meta.get("id"))
     except Exception:  # a catalog that cannot be read: the verdict without Retrain

@@ -29,7 +29,7 @@ app.add_typer(data_app, name="data")
 
 
 def _register_subcommands() -> None:
-    from workbench import cli_plan, cli_pulse, cli_report, cli_run, cli_serve, cli_study
+    from workbench import cli_attack, cli_plan, cli_pulse, cli_report, cli_run, cli_serve, cli_study
     from workbench.cli_engine import engine_app
     from workbench.cli_sessions import sessions_app
 
@@ -38,6 +38,7 @@ def _register_subcommands() -> None:
     cli_study.register(app)
     cli_plan.register(app)
     cli_serve.register(app)
+    cli_attack.register(app)
     cli_report.register(sessions_app)
 
     app.add_typer(sessions_app, name="sessions", help="List, show, export, report and delete sessions.")

@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 import typer
 
+from sessions.attacks import attack_line, attacks_of
 from sessions.check import check
 from sessions.export import session_document, write_export
 from sessions.schema import SchemaMismatch
@@ -62,10 +63,11 @@ def _open(store: SessionStore, ref: str) -> str:
 
 
 def _document(store: SessionStore, ref: str) -> tuple[str, dict]:
-    """The session's id and its whole document (spec, status, summary, events), or one line, exit 2."""
+    """The session's id and its whole document (spec, status, summary, events, and the attacks made on it,
+    sessions/attacks.py), or one line, exit 2."""
     sid = _open(store, ref)
     try:
-        return sid, session_document(store, sid)
+        return sid, {**session_document(store, sid), "attacks": attacks_of(store, sid)}
     except (UnknownSession, SchemaMismatch, SessionDamaged) as exc:
         _fail(str(exc))
     raise AssertionError  # unreachable
@@ -178,6 +180,8 @@ def show_cmd(
     for e in evs:
         counts[e["kind"]] = counts.get(e["kind"], 0) + 1
     console.print("events: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    for entry in doc["attacks"]:  # attack sessions made on this one (`mmul-workbench attack ...`)
+        console.print(f"attack: {attack_line(entry)}", highlight=False, markup=False, soft_wrap=True)
     if events > 0:
         table = Table(box=None, header_style="bold")
         for col in ("seq", "time", "kind", "fields"):

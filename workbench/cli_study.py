@@ -33,6 +33,7 @@ from workbench.cli_plan import GPU_MEMORY_HELP, announce_plan
 from workbench.completion import complete_data, complete_device, complete_method_list, complete_model, complete_task
 from workbench.output import Exit, Progress, fail, print_json
 from workbench.param_options import with_param_options
+from workbench.study_attacks import attack_columns, parse_attacks, run_study_attacks, with_attacks
 
 PAPER_SEEDS = "42,87,21"  # the MultiDelete paper's three seeds
 DEFAULT_TOLERANCE = 5.0  # points of the test headline (test r_mean, test accuracy)
@@ -130,12 +131,16 @@ def study(
     strategy: Optional[str] = typer.Option(None, "--strategy", metavar="[ddp|fsdp|zero3]", help=STRATEGY_HELP),
     compiled: bool = typer.Option(False, "--compile", help=COMPILE_HELP),
     gpu_memory: Optional[str] = typer.Option(None, "--gpu-memory", help=GPU_MEMORY_HELP),
+    attacks: Optional[str] = typer.Option(None, "--attacks", metavar="relearn,quantize,rephrase",
+                                          help="attack every finished cell (defaults of `mmul-workbench attack`) and "
+                                          "add each attack's recovery, mean ± std over the seeds"),
     as_json: bool = typer.Option(False, "--json", help="one JSON document on stdout"),
     params: Optional[dict] = None,
 ) -> None:
     """Run methods x seeds on one protocol (each run a session; re-running resumes) and report per method
     mean +/- std of every metric, with the AUC gap, test gap and forget quality against Retrain."""
     chosen, seed_list, given = parse_methods(methods), parse_seeds(seeds), params or {}
+    kinds = parse_attacks(attacks)
     if not math.isfinite(tolerance) or tolerance < 0:
         fail(f"--tolerance must be a number of points >= 0, got {tolerance}")
     unused = [name for name in given if not any(name in method_params(m, given) for m in chosen)]
@@ -182,9 +187,10 @@ def study(
         record.load()
         with record.running():
             failed = run_cells(record, cells, engine)
+            found = run_study_attacks(finished_cells(record, cells), kinds) if kinds else {}
     except StudyError as error:
         fail(str(error))
-    document = report(record, cells, tolerance)
+    document = report(record, cells, tolerance, found, kinds)
     if as_json:
         print_json(document)
     else:
@@ -338,15 +344,27 @@ def engine_errors() -> Iterator[None]:
         fail(f"engine unavailable: {error}", Exit.RUN_FAILED)
 
 
+def finished_cells(record: StudyRecord, cells: list[tuple[str, int, dict]]) -> list[tuple[str, int, str]]:
+    """(method, seed, session) of every cell whose session finished."""
+    out = []
+    for method, seed, _ in cells:
+        session = (record.cell(method, seed) or {}).get("session")
+        if stored_state(session)[0] == "finished":
+            out.append((method, seed, session))
+    return out
+
+
 # --- what the study reports -------------------------------------------------------------------------
-def report(record: StudyRecord, cells: list[tuple[str, int, dict]], tolerance: float) -> dict:
-    """The study's document: its cells, per method {metric: {mean, std, n}}, and the ranking against Retrain."""
+def report(record: StudyRecord, cells: list[tuple[str, int, dict]], tolerance: float,
+           attacked: dict | None = None, kinds: list[str] | None = None) -> dict:
+    """The study's document: its cells, per method {metric: {mean, std, n}} (with `attack.<kind>.*` when
+    `attacked` holds the cells' attacks, workbench/study_attacks.py), and the ranking against Retrain."""
     runs, listed = [], []
     for method, seed, _ in cells:
         cell = record.cell(method, seed) or {}
         state, summary, _ = stored_state(cell.get("session"))
         if state == "finished" and summary is not None:
-            runs.append((method, seed, summary))
+            runs.append((method, seed, with_attacks(summary, (attacked or {}).get(cell.get("session")))))
         listed.append({"method": method, "seed": seed, "session": cell.get("session"),
                        "state": state or cell.get("state") or "missing"})
     methods = record.spec["methods"]
@@ -354,7 +372,8 @@ def report(record: StudyRecord, cells: list[tuple[str, int, dict]], tolerance: f
     if REFERENCE in methods:
         from engine.api import forget_quality as ks  # torch-free; scipy loads on first use
     stats = aggregate(runs, ks, order=methods)
-    document = {"study": record.id, "spec": record.spec, "cells": listed, "methods": stats}
+    document = {"study": record.id, "spec": record.spec, "cells": listed, "methods": stats,
+                **({"attacks": kinds} if kinds else {})}
     if REFERENCE in methods:
         headline = headline_column(record.spec["task"], stats)
         document["ranking"] = {**rank(stats, tolerance, headline.scale if headline else 1.0),
@@ -386,7 +405,8 @@ def print_study(document: dict) -> None:
 
     spec = document["spec"]
     table = Table(title=study_title(document))
-    headers, rows = grid(document, headline_columns(spec["task"]), method_titles(), cost=False)
+    headers, rows = grid(document, headline_columns(spec["task"]) + attack_columns(document.get("attacks") or []),
+                         method_titles(), cost=False)
     for header in headers:
         table.add_column(header, justify="left" if header == "method" else "right")
     for row in rows:

@@ -27,6 +27,15 @@ def run_session(spec: dict, label: str, original_metrics: dict | None = None,
         preflight(spec)
     except SpecError as error:
         fail(str(error))
+    return run_in_session(spec, label, lambda emitter: run_job(spec, emitter, lambda: False,
+                                                               original_metrics=original_metrics), on_session)
+
+
+def run_in_session(spec: dict, label: str, job: Callable[[object], dict],
+                   on_session: Callable[[str], None] | None = None) -> dict:
+    """Run ``job(emitter)`` (``emitter.emit(kind, **fields)``, ``emitter.session_id``) as a new session of
+    ``spec`` with the progress display and the exits ``run_session`` has (an attack's job too); returns the
+    job's document with its ``session`` id."""
     writer = SessionStore().create(spec, name=spec.get("name"))
     if on_session is not None:
         on_session(writer.session_id)
@@ -41,7 +50,7 @@ def run_session(spec: dict, label: str, original_metrics: dict | None = None,
                 progress.event(kind, fields)
 
         try:
-            result = run_job(spec, Tee, lambda: False, original_metrics=original_metrics)
+            result = job(Tee)
         except SpecError as error:
             writer.finish("failed", message=str(error))
             fail(str(error))

@@ -1,0 +1,102 @@
+"""Attacks that try to bring forgotten data back, on a finished session (ANCHORS.md s. 9). Each attack is one
+file (relearn.py, quantize.py, rephrase.py) with one function `attack(task, model, params, seed, emit,
+should_stop) -> (evaluator, record)`: it changes the model in place (relearning, quantisation) or gives a
+view of the task whose Df is changed (rephrasing); run.py evaluates before and after, on the session's
+unlearned model and, when the home holds one, on a Retrain of the same deletion set, and reports recovery
+(recovery.py). An attack is a session of its own whose spec names its parent session.
+
+This module is torch-free: the spec of an attack (`attack_spec`) is checked here, before any session exists.
+"""
+from __future__ import annotations
+
+from engine.errors import SpecError
+from engine.spec import data_kind
+
+ATTACKS = {  # kind -> "module:function"
+    "relearn": "engine.attacks.relearn:relearn",
+    "quantize": "engine.attacks.quantize:quantize",
+    "rephrase": "engine.attacks.rephrase:rephrase",
+}
+TASKS = ("retrieval", "classification")  # tasks over units; people data (multiple-choice QA) is not built yet
+ON = ("df-sample", "neighbours")
+BITS = (8, 4)
+MAX_STEPS = 100_000
+
+
+def method_name(kind: str) -> str:
+    """The `method` an attack session lists under (`sessions list`: `attack:relearn / clip-tiny / shapes-tiny`)."""
+    return f"attack:{kind}"
+
+
+def check_parent(meta: dict, kind: str) -> dict:
+    """The parent's spec when session `meta` can be attacked by `kind`; SpecError (one line) otherwise."""
+    sid, state = meta.get("id"), meta.get("state")
+    if state != "finished":
+        raise SpecError(f"session {sid} is {state}; an attack needs a finished session (its unlearned model)",
+                        field="session")
+    spec, summary = meta.get("spec"), meta.get("summary")
+    if not isinstance(spec, dict) or not isinstance(summary, dict) or not isinstance(summary.get("metrics"), dict):
+        raise SpecError(f"session {sid} has no result document to attack; give a finished run's session",
+                        field="session")
+    if spec.get("kind") == "attack":
+        raise SpecError(f"session {sid} is itself an attack; give the run it attacked ({spec.get('parent')})",
+                        field="session")
+    task = spec.get("task") or data_kind(str(spec.get("data")))
+    if task not in TASKS:
+        raise SpecError(f"session {sid} is a {task or 'unknown'} run ({spec.get('data')}); attack {kind} is built for "
+                        f"tasks over units ({', '.join(TASKS)}), not yet for people data", field="session")
+    return spec
+
+
+def check_params(kind: str, options: dict) -> dict:
+    """The attack's parameters, defaults filled; SpecError (one line, with the field) for a bad one."""
+    if kind not in ATTACKS:
+        raise SpecError(f"unknown attack {kind!r}; choose one of: {', '.join(ATTACKS)}", field="attack")
+    seed = options.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise SpecError(f"--seed must be a whole number >= 0, got {seed!r}", field="seed")
+    params = {"seed": seed}
+    if kind == "relearn":
+        steps, on, units = options.get("steps", 10), options.get("on", "df-sample"), options.get("units")
+        lr, batch = options.get("lr"), options.get("batch_size", 8)
+        if not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+            raise SpecError(f"--steps must be a whole number from 1 to {MAX_STEPS}, got {steps!r}", field="steps")
+        if on not in ON:
+            raise SpecError(f"--on {on!r} is not known; choose {' or '.join(ON)}", field="on")
+        if units is not None and (not isinstance(units, int) or units < 1):
+            raise SpecError(f"--units must be a whole number >= 1, got {units!r}", field="units")
+        if lr is not None and not (isinstance(lr, (int, float)) and 0 < lr < 1):
+            raise SpecError(f"--lr must be a learning rate between 0 and 1, got {lr!r}", field="lr")
+        if not isinstance(batch, int) or batch < 1:
+            raise SpecError(f"--batch-size must be a whole number >= 1, got {batch!r}", field="batch_size")
+        params |= {"steps": steps, "on": on, "units": units, "lr": lr, "batch_size": batch}
+    elif kind == "quantize":
+        bits = options.get("bits", 4)
+        if bits not in BITS:
+            raise SpecError(f"--bits {bits!r} is not offered; choose 8 or 4", field="bits")
+        params |= {"bits": bits}
+    else:
+        path = options.get("paraphrases")
+        if path is not None:
+            from engine.attacks.rephrase import read_paraphrases
+
+            read_paraphrases(str(path))  # a bad file is refused before a session exists
+        params |= {"paraphrases": None if path is None else str(path)}
+    return params
+
+
+def attack_spec(kind: str, parent: dict, options: dict) -> dict:
+    """The spec of attack `kind` on the session whose meta (`store.get`) is `parent`: the attack with its
+    parameters, the parent's id, and the parent's model, data, task, deletion and seed (what the attack is
+    measured on); SpecError (one line) when it cannot run."""
+    params = check_params(kind, options)
+    base = check_parent(parent, kind)
+    if params["seed"] is None:
+        params["seed"] = int(base.get("seed", 0))
+    if kind == "relearn" and params["units"] is None:
+        deleted = ((parent.get("summary") or {}).get("deletion") or {}).get("units")
+        params["units"] = max(1, int(deleted) // 4) if isinstance(deleted, int) else 1
+    return {"kind": "attack", "attack": {"kind": kind, "params": params}, "parent": parent["id"],
+            "method": method_name(kind), "parent_method": base.get("method"),
+            **{key: base.get(key) for key in ("model", "data", "task", "seed", "deletion", "device", "artifacts")
+               if key in base}}

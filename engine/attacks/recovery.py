@@ -1,0 +1,24 @@
+"""How much of the forgotten gap an attack brings back, on the task's headline Df metric (pure Python).
+
+    recovery = (Df_after_attack - Df_unlearned) / (Df_original - Df_unlearned)
+
+0 = nothing comes back, 1 = Df is as well served as by the original, < 0 = the attack made Df worse still.
+`points` is the numerator alone, in the metric's own units (recall and classification accuracy in percent:
+points; people data's four-option accuracy as a fraction). There is no gap to recover when unlearning did not
+lower Df (Df_original - Df_unlearned <= 0): the fraction is then None, the points are still reported.
+"""
+from __future__ import annotations
+
+HEADLINES = ("df.r_mean", "df.accuracy")  # retrieval's recall mean, classification's accuracy (sessions.verdict's)
+
+
+def headline(metrics: dict[str, float]) -> str | None:
+    """The task's headline Df metric among flat `metrics`, or None."""
+    return next((name for name in HEADLINES if name in metrics), None)
+
+
+def recovery(original: float, unlearned: float, after: float) -> dict:
+    """{"points": after - unlearned, "fraction": that / (original - unlearned) or None, "gap": original - unlearned}."""
+    gap = original - unlearned
+    points = after - unlearned
+    return {"points": points, "fraction": points / gap if gap > 0 else None, "gap": gap}

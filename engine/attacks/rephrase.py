@@ -1,0 +1,142 @@
+"""Rephrasing: Df's texts paraphrased and its images transformed, then the unlearned model is scored on that
+Df: does forgetting reach beyond the exact deleted inputs? (Open-MMunlearning's image-rephrase probes,
+MLUBench's paraphrase sets; ANCHORS.md s. 9.)
+
+Texts, per Df text, in this order:
+- a user file (`paraphrases`: one `original<TAB>paraphrase` per line; several lines for one original give
+  several paraphrases, one drawn with the attack's seed): texts it names are replaced, the others kept;
+- else the built-in set of the shapes worlds: a unit that knows its attributes (`shapes`, `shapes-tiny`) gets
+  captions written from the world's caption templates it was NOT given (the same facts in phrasings the model
+  never trained on, in the world's vocabulary, so a word-level tiny tokenizer reads every word), drawn with
+  the attack's seed; other worlds (the classification worlds' hypotheses, whose labels a rewrite must keep)
+  keep their texts unless a file gives paraphrases. The document counts the texts changed.
+Images (each Df unit's image, or both images of a pair; graphs have none), with Pillow, seeded per unit:
+- a crop keeping 80-100% of each side at a random place, resized back to the image's size (bicubic);
+- a horizontal flip with probability 1/2; a flipped unit's texts swap "left" and "right", so a caption stays
+  true of its image;
+- colour jitter: brightness, contrast and saturation each scaled by a factor in [0.8, 1.2] (no hue jitter: the
+  worlds' captions name colours, and a hue shift would make them false).
+The evaluation re-encodes the task's data with Df so transformed (Dr and test as they were) and scores Df as
+before: the headline Df metric and the Df/Dr AUC on rephrased Df. The recovery's gap is the exact inputs'
+(original on Df minus unlearned on Df), so it reads like the other attacks'; the document also gives the
+original model's Df on the rephrased inputs (what these inputs allow at most).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import random
+import re
+from pathlib import Path
+
+from PIL import Image, ImageEnhance
+
+from engine.errors import SpecError
+
+CROP_KEEP = (0.8, 1.0)
+JITTER = (0.8, 1.2)
+_SIDES = re.compile(r"\b(left|right)\b")
+
+
+def read_paraphrases(path: str | None) -> dict[str, list[str]]:
+    """{original: [paraphrases]} from a file of `original<TAB>paraphrase` lines; SpecError (one line) when the file
+    cannot be read or a line is malformed."""
+    if not path:
+        return {}
+    table: dict[str, list[str]] = {}
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpecError(f"--paraphrases {path}: cannot read it ({getattr(error, 'strerror', None) or error}); give a "
+                        "UTF-8 file of original<TAB>paraphrase lines", field="paraphrases") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        original, tab, paraphrase = line.partition("\t")
+        if not tab or not original.strip() or not paraphrase.strip():
+            raise SpecError(f"--paraphrases {path}: line {number} is not original<TAB>paraphrase", field="paraphrases")
+        table.setdefault(original.strip(), []).append(paraphrase.strip())
+    if not table:
+        raise SpecError(f"--paraphrases {path} has no original<TAB>paraphrase line", field="paraphrases")
+    return table
+
+
+def swap_sides(text: str) -> str:
+    return _SIDES.sub(lambda m: "right" if m.group(1) == "left" else "left", text)
+
+
+def builtin_paraphrases(unit, rng: random.Random) -> list[str] | None:
+    """The shapes worlds' paraphrases of a unit's captions (templates it was not given), or None."""
+    attrs = getattr(unit, "attrs", None)
+    if attrs is None or not hasattr(unit, "captions"):
+        return None
+    from engine.data.shapes import captions_for
+
+    given = set(unit.captions)
+    unseen = [c for c in captions_for(attrs, random.Random(0), count=10**3) if c not in given]
+    if not unseen:
+        return None
+    rng.shuffle(unseen)
+    return [unseen[i % len(unseen)] for i in range(len(unit.captions))]
+
+
+def transform_image(image, rng: random.Random, flip: bool) -> Image.Image:
+    """One image cropped, maybe flipped and jittered (a real-data `ImageFile` is decoded first)."""
+    image = image if isinstance(image, Image.Image) else image.open()
+    width, height = image.size
+    keep_w, keep_h = (max(1, round(side * rng.uniform(*CROP_KEEP))) for side in (width, height))
+    left, top = rng.randint(0, width - keep_w), rng.randint(0, height - keep_h)
+    out = image.convert("RGB").crop((left, top, left + keep_w, top + keep_h)).resize((width, height), Image.BICUBIC)
+    if flip:
+        out = out.transpose(Image.FLIP_LEFT_RIGHT)
+    for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+        out = enhance(out).enhance(rng.uniform(*JITTER))
+    return out
+
+
+def rephrased_unit(unit, rng: random.Random, table: dict[str, list[str]]) -> tuple[object, int]:
+    """(the unit with paraphrased texts and transformed media, how many of its texts were paraphrased: a side
+    swapped after a flip is not counted)."""
+    texts = list(getattr(unit, "texts", None) or unit.captions)
+    if table:
+        new = [rng.choice(table[t]) if t in table else t for t in texts]
+    else:
+        new = builtin_paraphrases(unit, rng) or texts
+    changed = sum(a != b for a, b in zip(texts, new))
+    flip = rng.random() < 0.5
+    changes: dict = {}
+    fields = {field.name for field in dataclasses.fields(unit)}
+    if "images" in fields and unit.images:  # a classification unit: one image, or an NLVR2 pair
+        changes["images"] = tuple(transform_image(image, rng, flip) for image in unit.images)
+    elif "image" in fields and unit.image is not None:
+        changes["image"] = transform_image(unit.image, rng, flip)
+    else:
+        flip = False  # a graph: nothing to flip
+    if flip:
+        new = [swap_sides(t) for t in new]
+    changes["texts" if "texts" in fields else "captions"] = new
+    return dataclasses.replace(unit, **changes), changed
+
+
+def rephrase(task, model, params: dict, seed: int, emit, should_stop):
+    """A view of `task` whose Df units are rephrased (the model is not changed); returns (view, what was done)."""
+    from engine.seeding import derive_seed
+
+    table = read_paraphrases(params.get("paraphrases"))
+    deleted = set(task.deletion)
+    train, changed, texts = list(task.world.train), 0, 0
+    for index in sorted(deleted):
+        rng = random.Random(derive_seed(seed, "attack", "rephrase", index))
+        train[index], count = rephrased_unit(train[index], rng, table)
+        changed += count
+        texts += len(getattr(train[index], "texts", None) or train[index].captions)
+    view = copy.copy(task)
+    view.world = dataclasses.replace(task.world, train=train)
+    view.prepare(model)
+    source = "file" if table else ("built-in" if changed else "none")
+    emit("log", level="info", message=f"rephrased Df: {changed} of {texts} texts paraphrased ({source}), "
+         f"{len(deleted)} units' media transformed")
+    return view, {"paraphrased_texts": changed, "texts": texts, "paraphrases": source,
+                  **({"file": str(params["paraphrases"])} if table else {}),
+                  "images": "crop 80-100% per side, flip p=0.5 (left/right swapped in texts), brightness/contrast/"
+                            "saturation x[0.8, 1.2]"}

@@ -1,0 +1,164 @@
+"""The attack job: load the session's unlearned model, evaluate it, attack it, evaluate again, and do the same
+to a Retrain of the same deletion set when the home holds one (the honest baseline: Retrain relearns too).
+
+Where the unlearned model comes from: every finished run saves its weights to `<cache>/runs/<session id>`
+(engine/protocols/requests.py; the result document's `checkpoint`). When that directory is gone (a cleared
+cache), the model is re-derived by running the session's own spec again with its seed and saving it there:
+the same spec and seed give the same model (DESIGN.md s. 3, Reproducibility). Nothing the attack does is
+saved: a relearned or quantised model is thrown away after its evaluation.
+
+The numbers before the attack are the ones the session stored (its `metrics`, and the original's
+`original_metrics`): the same model under the same seeded evaluation gives them again (DESIGN.md s. 3), so
+they are not recomputed. Every evaluation is seeded from the attack's seed (engine/seeding.py), and the attack's own draws (the
+relearning sample and batches, the rephrasing) from the same seed and their labels, so the same session and
+seed give the same recovery.
+"""
+from __future__ import annotations
+
+import importlib
+import time
+from pathlib import Path
+from typing import Callable
+
+from engine.attacks import ATTACKS
+from engine.attacks.recovery import headline, recovery
+from engine.devices import resolve_device
+from engine.errors import SpecError
+from engine.seeding import seed_everything
+from engine.tasks import task_for
+from sessions.metric_names import flatten, nest
+from sessions.numbers import fmt
+from sessions.paths import cache_dir
+
+
+def attack_function(kind: str):
+    module, _, name = ATTACKS[kind].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def unlearned_checkpoint(meta: dict, emit, should_stop) -> str:
+    """The session's unlearned weights: its checkpoint directory, re-derived from its spec and seed when gone."""
+    summary, spec = meta["summary"], meta["spec"]
+    path = summary.get("checkpoint")
+    if path and Path(path).is_dir():
+        return str(path)
+    if spec.get("devices", 1) > 1:
+        raise SpecError(f"session {meta['id']}'s checkpoint {path} is gone, and a --devices run is not re-derived "
+                        "here; run its spec again", field="session")
+    emit("log", level="info", message=f"session {meta['id']}'s checkpoint {path} is gone: re-deriving it by running "
+         "its spec again with its seed (same spec + seed, same model)")
+    from engine.protocols.requests import run_requests
+
+    rerun = run_requests(spec, lambda kind, **fields: None, should_stop, session_id=meta["id"])
+    return rerun["checkpoint"]
+
+
+class Probe:
+    """One model's numbers under the attack: Df headline and Df/Dr AUC before and after, and the recovery."""
+
+    def __init__(self, task, kind: str, params: dict, device, emit, should_stop):
+        self.task, self.kind, self.params, self.device = task, kind, params, device
+        self.emit, self.should_stop = emit, should_stop
+        self.seed = params["seed"]
+        self.prepared = False
+
+    def evaluate(self, evaluator, model) -> dict[str, float]:
+        seed_everything(self.seed, "attack", "evaluate")
+        return evaluator.evaluate(model, list(self.task.deletion))
+
+    def load(self, source: str):
+        model = self.task.load(source, self.device)
+        if not self.prepared:  # every model here shares the task's processors: the data is encoded once
+            self.task.prepare(model)
+            self.prepared = True
+        return model
+
+    def run(self, source: str, before: dict[str, float], label: str, steps_before: int = 0,
+            chosen: list[int] | None = None) -> tuple[dict, dict]:
+        """(flat metrics after, the attack's record) of the model at `source`, whose metrics as its session
+        stored them are `before` (the same evaluation, seeded the same: not repeated); `chosen`: the units a
+        relearning trains on, when already chosen (for the unlearned model: Retrain's baseline reuses them)."""
+        model = self.load(source)
+        self.emit("eval", step=steps_before, phase="attack", split=f"{label}before".strip(), metrics=before)
+        self.emit("phase", name="attack")
+        seed_everything(self.seed, "attack", self.kind)
+        params = {**self.params, "chosen": chosen} if chosen else self.params
+        evaluator, record = attack_function(self.kind)(self.task, model, params, self.seed, self.emit,
+                                                       self.should_stop)
+        after = self.evaluate(evaluator, model)
+        self.emit("eval", step=steps_before + record.get("steps", 0), phase="attack", split=f"{label}after".strip(),
+                  metrics=after)
+        return after, record
+
+    def attacked_original(self, source: str) -> dict[str, float]:
+        """The original model's metrics on what the attack evaluates on (rephrasing: the rephrased Df)."""
+        model = self.load(source)
+        seed_everything(self.seed, "attack", self.kind)
+        evaluator, _ = attack_function(self.kind)(self.task, model, self.params, self.seed, lambda *a, **k: None,
+                                                  self.should_stop)
+        return self.evaluate(evaluator, model)
+
+
+def numbers(metrics: dict[str, float], name: str) -> dict:
+    return {"df": metrics.get(name), "df_dr_auc": metrics.get("df_dr_auc")}
+
+
+def run_attack(spec: dict, parent: dict, retrain: dict | None, emit: Callable[..., None],
+               should_stop: Callable[[], bool]) -> dict:
+    """Run attack `spec` (engine.attacks.attack_spec) on session `parent` (its meta), and on `retrain` (the meta
+    of a finished Retrain of the same deletion set, or None); returns the attack's document."""
+    started = time.perf_counter()
+    base, kind, params = parent["spec"], spec["attack"]["kind"], spec["attack"]["params"]
+    device = resolve_device(spec.get("device") or base.get("device") or "auto")
+    task = task_for(base, emit, should_stop, cache_dir(base.get("artifacts")))
+    task.forget_units()
+    emit("phase", name="prepare")
+    probe = Probe(task, kind, params, device, emit, should_stop)
+    original = flatten(parent["summary"].get("original_metrics") or {})
+    before = flatten(parent["summary"]["metrics"])
+    after, record = probe.run(unlearned_checkpoint(parent, emit, should_stop), before, "")
+    name = headline(after)
+    if name is None or name not in original:
+        raise SpecError(f"session {parent['id']} reports no Df headline (df.r_mean or df.accuracy) to recover",
+                        field="session")
+    document = {
+        "session": None, "kind": "attack", "attack": {"kind": kind, "params": params}, "parent": parent["id"],
+        "parent_method": base.get("method"), "model": base.get("model"), "data": base.get("data"), "task": task.name,
+        "seed": params["seed"], "device": str(device), "headline": name,
+        "original": numbers(original, name), "unlearned": numbers(before, name), "attacked": numbers(after, name),
+        "recovery": recovery(original[name], before[name], after[name]), "record": record,
+    }
+    if kind == "rephrase":  # what the rephrased inputs allow at most: the original model on them
+        original_checkpoint = parent["summary"].get("original_checkpoint")
+        if original_checkpoint and Path(original_checkpoint).exists():
+            document["original_attacked"] = numbers(probe.attacked_original(original_checkpoint), name)
+    document["retrain"] = None
+    if retrain is not None:
+        r_before = flatten(retrain["summary"]["metrics"])
+        r_after, _ = probe.run(unlearned_checkpoint(retrain, emit, should_stop), r_before, "retrain ",
+                               record.get("steps", 0), record.get("chosen"))
+        document["retrain"] = {"session": retrain["id"], "unlearned": numbers(r_before, name),
+                               "attacked": numbers(r_after, name),
+                               "recovery": recovery(original[name], r_before[name], r_after[name])}
+    document |= {"steps": record.get("steps", 0), "seconds": round(time.perf_counter() - started, 3),
+                 "metrics": nest(after), "unlearned_metrics": nest(before)}
+    document["verdict"] = verdict(document)
+    return document
+
+
+def verdict(document: dict) -> str:
+    """`relearn: Df r_mean 20.8 -> 60.4 (original 85.4): 39.6 points back, 61% of the forgotten gap; Retrain ...`"""
+    name, metric = document["headline"], document["headline"].split(".")[1]
+
+    def part(entry: dict) -> str:
+        back = entry["recovery"]
+        fraction = "no gap to recover" if back["fraction"] is None else f"{back['fraction']:.0%} of the forgotten gap"
+        return (f"Df {metric} {fmt(entry['unlearned']['df'], name)} -> {fmt(entry['attacked']['df'], name)}, "
+                f"{fmt(back['points'], name)} points back, {fraction}")
+
+    line = (f"{document['attack']['kind']} attack: {part(document)} (original {fmt(document['original']['df'], name)}); "
+            f"Df/Dr AUC {fmt(document['unlearned']['df_dr_auc'], 'df_dr_auc')} -> "
+            f"{fmt(document['attacked']['df_dr_auc'], 'df_dr_auc')}")
+    if document.get("retrain"):
+        line += f"; Retrain under the same attack: {part(document['retrain'])}"
+    return line

@@ -1,0 +1,43 @@
+"""Attack sessions beside the runs they attacked: which attacks a session has (from the catalog, whose rows
+of attack sessions name their `parent`) and an attack in one line.
+An attack's document (engine/attacks/run.py) holds `attack` {kind, params}, `parent`, `headline`, the
+`original`, `unlearned` and `attacked` numbers, `recovery` {points, fraction, gap} and `retrain` (the same
+attack on a Retrain of the same deletion set, or null; sessions.verdict.retrain_session finds that Retrain).
+Pure Python.
+"""
+from __future__ import annotations
+
+from sessions.numbers import fmt
+
+
+def attacks_of(store, session_id: str) -> list[dict]:
+    """The attack sessions of `session_id`, oldest first: {id, name, state, kind, params, recovery, points,
+    retrain_recovery, verdict} (numbers None until the attack finished)."""
+    rows = [row for row in store.list() if row.get("parent") == session_id]
+    out = []
+    for row in sorted(rows, key=lambda r: (r.get("created") or 0, r["id"])):
+        summary = row.get("summary") if isinstance(row.get("summary"), dict) else {}
+        back = summary.get("recovery") if isinstance(summary.get("recovery"), dict) else {}
+        theirs = summary.get("retrain") if isinstance(summary.get("retrain"), dict) else {}
+        attack = summary.get("attack") if isinstance(summary.get("attack"), dict) else {}
+        out.append({"id": row["id"], "name": row.get("name"), "state": row.get("state"),
+                    "kind": attack.get("kind") or str(row.get("method") or "").partition(":")[2] or None,
+                    "params": attack.get("params"), "recovery": back.get("fraction"), "points": back.get("points"),
+                    "retrain_recovery": (theirs.get("recovery") or {}).get("fraction"),
+                    "verdict": summary.get("verdict")})
+    return out
+
+
+def attack_line(entry: dict) -> str:
+    """`20261206-080345-bddb quantize (bits 4) finished: recovered 61% of the forgotten gap (39.6 points); Retrain
+    under the same attack 55%`."""
+    shown = {k: v for k, v in (entry.get("params") or {}).items() if v is not None and k not in ("seed", "paraphrases")}
+    options = f" ({', '.join(f'{k} {v}' for k, v in shown.items())})" if shown else ""
+    text = f"{entry['id']} {entry.get('kind') or '?'}{options} {entry.get('state')}"
+    if entry.get("points") is not None:
+        points = f"{fmt(entry['points'], 'r_mean')} points"
+        text += (f": {points} back, no forgotten gap to recover" if entry.get("recovery") is None else
+                 f": recovered {100 * entry['recovery']:.0f}% of the forgotten gap ({points})")
+        if entry.get("retrain_recovery") is not None:
+            text += f"; Retrain under the same attack {100 * entry['retrain_recovery']:.0f}%"
+    return text

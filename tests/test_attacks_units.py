@@ -1,0 +1,155 @@
+"""The attacks' parts checked by hand: recovery arithmetic, 4- and 8-bit weight rounding, the relearning
+neighbours, the paraphrase file and the image/text rephrasing, the attack spec's refusals (no model runs)."""
+import random
+
+import pytest
+import torch
+from PIL import Image
+
+from engine.attacks import attack_spec
+from engine.attacks.quantize import quantize_linear_weights
+from engine.attacks.recovery import headline, recovery
+from engine.attacks.relearn import chosen_units
+from engine.attacks.rephrase import read_paraphrases, rephrased_unit, swap_sides
+from engine.data.pairs import PairSet, TensorBank
+from engine.data.shapes import ShapeAttrs, Unit
+from engine.errors import SpecError
+
+
+def test_recovery_by_hand():
+    # Df r_mean: original 80, unlearned 20, after the attack 50: 30 points back of a 60-point gap = 0.5
+    assert recovery(80.0, 20.0, 50.0) == {"points": 30.0, "fraction": 0.5, "gap": 60.0}
+    # the attack made Df worse: negative; unlearning that lowered nothing has no gap to recover
+    assert recovery(80.0, 20.0, 14.0)["fraction"] == pytest.approx(-0.1)
+    assert recovery(50.0, 60.0, 70.0) == {"points": 10.0, "fraction": None, "gap": -10.0}
+    assert headline({"df.accuracy": 1.0, "test.accuracy": 2.0}) == "df.accuracy"
+    assert headline({"df.r_mean": 1.0}) == "df.r_mean"
+
+
+def test_quantize_rounds_each_row_to_its_own_grid():
+    layer = torch.nn.Linear(3, 2, bias=True)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[0.75, -0.3, 0.1], [2.0, 1.0, -0.6]]))
+        layer.bias.copy_(torch.tensor([0.123, -0.456]))
+    model = torch.nn.Sequential(layer, torch.nn.LayerNorm(2))
+    assert quantize_linear_weights(model, 4) == 6
+    # 4 bits, symmetric: scale = max|w| / ((7 - (-8)) / 2) = max|w| / 7.5 per row
+    # row 0: scale 0.1 -> 0.75 = 7.5 steps rounds (half to even) to 8, clamped to 7: 0.7; -0.3 -> -3 -> -0.3; 0.1 -> 1
+    # row 1: scale 2/7.5 = 0.2667 -> 2.0 = 7.5 steps -> 8 -> clamped 7: 1.8667; 1.0 = 3.75 -> 4: 1.0667; -0.6 = -2.25 -> -2
+    s1 = 2.0 / 7.5
+    assert layer.weight[0].tolist() == pytest.approx([0.7, -0.3, 0.1], abs=1e-6)
+    assert layer.weight[1].tolist() == pytest.approx([7 * s1, 4 * s1, -2 * s1], abs=1e-6)
+    assert layer.bias.tolist() == pytest.approx([0.123, -0.456])  # biases stay
+    # 8 bits: a grid of max|w| / 127.5 per row; every value within half a step
+    other = torch.nn.Linear(4, 3)
+    before = other.weight.detach().clone()
+    quantize_linear_weights(other, 8)
+    step = before.abs().amax(dim=1, keepdim=True) / 127.5
+    assert ((other.weight - before).abs() <= step / 2 + 1e-7).all()
+    assert torch.allclose(other.weight / step, torch.round(other.weight / step), atol=1e-4)
+
+
+class FakeAdapter:
+    """f_I = the unit's 2-pixel 'image', so the nearest units can be worked out by hand."""
+
+    class Module(torch.nn.Module):
+        pass
+
+    def __init__(self):
+        self.model = self.Module()
+        self.device = torch.device("cpu")
+
+    def image_embed(self, batch):
+        return batch["pixel_values"]
+
+
+class FakeTask:
+    def __init__(self, vectors, deletion):
+        n = len(vectors)
+        self.train = PairSet(TensorBank("pixel_values", torch.tensor(vectors, dtype=torch.float)),
+                             torch.zeros(n, 2, dtype=torch.long), torch.ones(n, 2, dtype=torch.long),
+                             torch.arange(n), [f"u{i}" for i in range(n)], [f"t{i}" for i in range(n)])
+        self.deletion = deletion
+
+
+def test_relearn_neighbours_are_the_retain_units_closest_to_df():
+    # Df = units 0 (east) and 1 (north); Dr: 2 at 10 degrees from east, 3 west, 4 at 60 degrees, 5 south
+    task = FakeTask([[1, 0], [0, 1], [0.985, 0.174], [-1, 0], [0.5, 0.866], [0, -1]], [0, 1])
+    assert chosen_units(task, FakeAdapter(), "neighbours", 2, seed=1) == [2, 4]
+    assert chosen_units(task, FakeAdapter(), "neighbours", 1, seed=1) == [2]
+    sample = chosen_units(task, FakeAdapter(), "df-sample", 1, seed=7)
+    assert sample in ([0], [1]) and sample == chosen_units(task, FakeAdapter(), "df-sample", 1, seed=7)
+
+
+def test_paraphrase_file(tmp_path):
+    good = tmp_path / "p.tsv"
+    good.write_text("a red circle\tone circle in red\na red circle\ta circle coloured red\n\nx\ty\n")
+    assert read_paraphrases(str(good)) == {"a red circle": ["one circle in red", "a circle coloured red"], "x": ["y"]}
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("no tab here\n")
+    with pytest.raises(SpecError, match="line 1 is not original<TAB>paraphrase"):
+        read_paraphrases(str(bad))
+    with pytest.raises(SpecError, match="cannot read it"):
+        read_paraphrases(str(tmp_path / "missing.tsv"))
+
+
+def test_rephrased_unit_is_seeded_and_keeps_captions_true():
+    assert swap_sides("a circle on the left, not the right; leftover") == "a circle on the right, not the left; leftover"
+    attrs = ShapeAttrs("circle", "red", "small", "left", "dark")
+    unit = Unit("u/1.png", Image.new("RGB", (16, 16), (200, 10, 10)),
+                ["a small red circle on the left", "a red circle on a dark background"], attrs)
+    first, changed = rephrased_unit(unit, random.Random(3), {})
+    again, _ = rephrased_unit(unit, random.Random(3), {})
+    assert first.captions == again.captions and first.image.tobytes() == again.image.tobytes()
+    assert changed == 2 and not set(first.captions) & set(unit.captions)  # phrasings it was not given
+    assert first.image.size == (16, 16) and first.unit_id == unit.unit_id
+    flipped = [rephrased_unit(unit, random.Random(seed), {})[0] for seed in range(12)]
+    # a flipped image's captions say "right" where the unflipped ones say "left" (never both sides at once)
+    sides = {("left" in " ".join(u.captions), "right" in " ".join(u.captions)) for u in flipped}
+    assert (True, True) not in sides and len(sides) == 2
+    table = {"a small red circle on the left": ["one small circle in red on the left"]}
+    from_file, changed = rephrased_unit(unit, random.Random(0), table)
+    assert changed == 1 and from_file.captions[1] in (unit.captions[1], swap_sides(unit.captions[1]))
+
+
+def parent(**changes):
+    meta = {"id": "20261206-000000-ab12", "state": "finished", "name": None,
+            "spec": {"kind": "run", "method": "neggrad", "model": "clip-tiny", "data": "shapes-tiny", "seed": 5,
+                     "task": "retrieval", "deletion": {"strategy": "random", "n": 8, "seed": 5}, "device": "cpu"},
+            "summary": {"metrics": {"df": {"r_mean": 1.0}}, "deletion": {"units": 8}}}
+    meta.update(changes)
+    return meta
+
+
+def test_attack_spec_links_the_parent_and_refuses_bad_input(tmp_path):
+    spec = attack_spec("relearn", parent(), {})
+    assert spec["parent"] == "20261206-000000-ab12" and spec["method"] == "attack:relearn"
+    assert spec["attack"] == {"kind": "relearn", "params": {"seed": 5, "steps": 10, "on": "df-sample", "units": 2,
+                                                            "lr": None, "batch_size": 8}}
+    assert spec["deletion"] == parent()["spec"]["deletion"] and spec["kind"] == "attack"
+    assert attack_spec("quantize", parent(), {"bits": 4, "seed": 9})["attack"]["params"] == {"seed": 9, "bits": 4}
+    cases = [
+        (("quantize", parent(), {"bits": 3}), "--bits 3 is not offered; choose 8 or 4"),
+        (("relearn", parent(), {"on": "all"}), "--on 'all' is not known; choose df-sample or neighbours"),
+        (("relearn", parent(), {"steps": 0}), "--steps must be a whole number from 1"),
+        (("relearn", parent(state="running"), {}), "is running; an attack needs a finished session"),
+        (("relearn", parent(summary=None), {}), "has no result document"),
+        (("quantize", parent(spec={**parent()["spec"], "data": "people-tiny", "task": "multiple_choice"}), {}),
+         "attack quantize is built for tasks over units"),
+        (("quantize", parent(spec={**parent()["spec"], "kind": "attack", "parent": "x"}), {}), "is itself an attack"),
+        (("rephrase", parent(), {"paraphrases": tmp_path / "none.tsv"}), "cannot read it"),
+        (("melt", parent(), {}), "unknown attack 'melt'"),
+    ]
+    for args, message in cases:
+        with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            attack_spec(*args)
+
+
+def test_a_classification_unit_keeps_its_texts_and_labels_and_transforms_both_images():
+    from engine.data.labelled import LabelledUnit
+
+    pair = (Image.new("RGB", (8, 8), (0, 0, 255)), Image.new("RGB", (8, 8), (0, 255, 0)))
+    unit = LabelledUnit("p/1", pair, ["the shape is on the left"], [1])
+    out, changed = rephrased_unit(unit, random.Random(1), {})
+    assert changed == 0 and out.labels == [1] and len(out.images) == 2
+    assert out.texts in (unit.texts, [swap_sides(unit.texts[0])])  # the wording kept, its side swapped on a flip

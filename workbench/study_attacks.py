@@ -1,0 +1,82 @@
+"""`study --attacks relearn,quantize,rephrase`: each attack, with its defaults and the cell's seed, on every
+finished cell of the study (Retrain's included), each a session linked to its cell's session; their recovery
+(the share of the forgotten gap that comes back, and the points) becomes per-method columns, mean ± std over
+the seeds, in the study's table and JSON (`attack.<kind>.recovery`, `attack.<kind>.points`).
+
+An attack already made on a cell with the same parameters (a finished attack session linked to it) is read
+back, not run again, so re-running the study resumes. The attacks run in this process (also with
+--engine, whose cells run in the daemon). A cell's attack is not held against Retrain itself: Retrain's own
+row shows the same attack on Retrain, which is the baseline.
+"""
+from __future__ import annotations
+
+import sys
+
+from sessions.attacks import attacks_of
+from workbench.output import fail
+
+
+def parse_attacks(text: str | None) -> list[str]:
+    """Attack names, in the order given, each once; one line and exit 2 on an unknown one."""
+    if text is None:
+        return []
+    from engine.api import attack_kinds
+
+    known, chosen = attack_kinds(), []
+    for name in (part.strip() for part in text.split(",")):
+        if not name:
+            continue
+        if name not in known:
+            fail(f"--attacks: unknown attack {name!r}; choose from {', '.join(known)}")
+        if name not in chosen:
+            chosen.append(name)
+    if not chosen:
+        fail(f"--attacks needs at least one attack, e.g. --attacks {','.join(known)}")
+    return chosen
+
+
+def stored_attack(store, session: str, spec: dict) -> dict | None:
+    """The newest finished attack on `session` with `spec`'s kind and parameters, as `attacks_of` lists it."""
+    found = [a for a in attacks_of(store, session) if a["state"] == "finished" and a["kind"] == spec["attack"]["kind"]
+             and a["params"] == spec["attack"]["params"]]
+    return found[-1] if found else None
+
+
+def run_study_attacks(sessions: list[tuple[str, int, str]], kinds: list[str]) -> dict[str, dict[str, dict]]:
+    """Run (or read back) each attack on each finished cell `(method, seed, session)`; returns
+    {session: {kind: {"recovery": fraction or None, "points": points}}}."""
+    from sessions.store import SessionStore
+    from workbench.cli_attack import checked_spec, run_attack_session
+
+    store, values = SessionStore(), {}
+    todo = []
+    for method, seed, session in sessions:
+        meta = store.get(session)
+        for kind in kinds:
+            spec = checked_spec(kind, meta, {})
+            done = stored_attack(store, session, spec)
+            if done is not None:
+                values.setdefault(session, {})[kind] = {"recovery": done["recovery"], "points": done["points"]}
+            else:
+                todo.append((method, seed, meta, kind, spec))
+    if todo:
+        print(f"study attacks: {len(todo)} to go", file=sys.stderr, flush=True)
+    for method, seed, meta, kind, spec in todo:
+        result = run_attack_session(spec, meta, None)
+        values.setdefault(meta["id"], {})[kind] = {"recovery": result["recovery"]["fraction"],
+                                                   "points": result["recovery"]["points"]}
+    return values
+
+
+def with_attacks(summary: dict, found: dict[str, dict] | None) -> dict:
+    """A cell's result document with its attacks' numbers among its metrics (`attack.<kind>.recovery`, ...), for
+    the study's mean ± std; the stored document is not changed."""
+    if not found:
+        return summary
+    numbers = {kind: {name: value for name, value in entry.items() if value is not None} for kind, entry in found.items()}
+    return {**summary, "metrics": {**(summary.get("metrics") or {}), "attack": numbers}}
+
+
+def attack_columns(kinds: list[str]) -> list[tuple[str, str]]:
+    """The study table's columns of the attacks: (header, metric)."""
+    return [(f"{kind} recovery", f"attack.{kind}.recovery") for kind in kinds]
