@@ -29,9 +29,11 @@ from sessions.numbers import fmt, fmt_delta, format_duration, is_rate, shown
 from sessions.panels import PALETTE, REFERENCE_COLOUR, Panel, compare_panels, event_panels, hex_colour
 from sessions.series import (Series, downsample, eval_series, final_table, is_headline_metric, loss_series,
                              training_steps, unlearning_steps)
+from sessions.attacks import attack_line
 from sessions.summary import summary_metrics, took
 from sessions.verdict import verdict_lines
 
+HISTORY_CELLS = 20  # a history wider than this many requests is shown in blocks of consecutive requests
 PLOT_POINTS = 1500  # per series: the file stays small, spikes survive (min/max per bucket)
 
 CSS = """
@@ -221,11 +223,40 @@ def session_section(meta: dict, events: list[dict]) -> str:
     if cost:
         parts.append("<h3>cost</h3>" + table_html(["", "run", *(f"request {n}" for n in range(1, len(cost[0]) - 1))],
                                                   cost, COST_CAPTION))
+    parts.append(history_html(events, meta.get("summary")))
+    if meta.get("attacks"):
+        parts.append("<h3>attacks</h3><ul>" + "".join(f"<li>{esc(attack_line(a))}</li>" for a in meta["attacks"])
+                     + "</ul>")
     if not panels and not rows:
         parts.append("<p>No step or eval events in this session.</p>")
     parts.append(training_html(events))
     parts.append(spec_html(spec, meta.get("summary")))
     return "".join(parts) + "</section>"
+
+
+def history_html(events: list[dict], summary) -> str:
+    """A request run's history (sessions/history.py): each request's own Df headline (column) re-scored after
+    each later request (row), as a heatmap table (blue forgotten, red still known, the monitor's colours) in blocks
+    of requests where it is long, then its summary metrics; nothing for a run of one request."""
+    from sessions.history import binned, heat_colour, history_from_events, summary_words, value_range
+
+    before, matrix = history_from_events(events)
+    if len(matrix) < 2:
+        return ""
+    document = (summary or {}).get("history") if isinstance(summary, dict) else None
+    metric = (document or {}).get("metric", "")
+    labels, before_row, rows = binned(before, matrix, HISTORY_CELLS)
+    low, high = value_range(before, matrix)
+
+    def cells(values) -> str:
+        return "".join(f'<td style="background:{heat_colour(v, low, high)};color:#fff">{esc(fmt(v, metric))}</td>'
+                       if v is not None else "<td></td>" for v in values)
+    head = "<tr><th></th>" + "".join(f"<th>{esc(label)}</th>" for label in labels) + "</tr>"
+    body = "".join(f"<tr><th>{esc(label)}</th>{cells(values)}</tr>"
+                   for label, values in (("before", before_row), *zip(labels, rows)))
+    words = f"<p>{esc(summary_words(document, fmt))}</p>" if document and document.get("summary") else ""
+    return (f"<h3>history</h3><p>{esc(metric or 'Df')} of each request's forget set (column) after request "
+            f"(row)</p><table>{head}{body}</table>{words}")
 
 
 def training_html(events: list[dict]) -> str:

@@ -87,3 +87,40 @@ def test_replay_headless_prints_the_history(tmp_path, monkeypatch, capsys):
     narrow = capsys.readouterr().out
     assert "(2 of 4 columns left out of the table below" in narrow
     assert "after r3" in narrow and "after r1 " not in narrow
+
+
+def test_the_report_carries_the_history_and_the_attacks(tmp_path, monkeypatch):
+    """`sessions report` of a request run: its history as a heatmap table with the summary line, and the attack
+    sessions whose parent it is, each in its one line."""
+    import re
+
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+
+    monkeypatch.setenv("MMUL_HOME", str(tmp_path))
+    store = SessionStore(tmp_path)
+    writer = store.create(SPEC)
+    for event in history_events()[1:-1]:
+        kind = event.pop("kind")
+        writer.emit(kind, **event)
+    history = {"metric": "df.r_mean", "before": BEFORE,
+               "summary": {"preservation": 0.6583, "rebound": 30.0, "rebound_at": [2, 3], "stability": 4.899,
+                           "retain_area": 66.33}}
+    writer.finish("finished", summary={"method": "ga", "metrics": {"test": {"r_mean": 57.0}}, "history": history})
+    attack = store.create({"kind": "attack", "method": "attack:quantize", "model": "clip-tiny", "data": "shapes-tiny",
+                           "parent": writer.session_id, "attack": {"kind": "quantize", "params": {"bits": 4}}})
+    attack.finish("finished", summary={"attack": {"kind": "quantize", "params": {"bits": 4}},
+                                       "recovery": {"points": 12.0, "fraction": 0.25, "gap": 48.0}})
+    out = tmp_path / "r.html"
+    result = CliRunner().invoke(app, ["sessions", "report", writer.session_id, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    table = re.search(r"<h3>history</h3>.*?<table>(.*?)</table>", text, re.S).group(1)
+    rows = [re.findall(r"<t[hd][^>]*>([^<]*)</t[hd]>", row) for row in re.findall(r"<tr>(.*?)</tr>", table)]
+    assert rows[0] == ["", "r1", "r2", "r3"] and rows[1] == ["before", "80.0", "60.0", "90.0"]
+    assert rows[4] == ["r3", "25.0", "40.0", "30.0"] and rows[2] == ["r1", "20.0", "", ""]
+    assert f'background:{heat_colour(90.0, 10.0, 90.0)}' in table   # the highest value in red
+    assert "preservation 0.66, rebound 30.0 (r2 at r3)" in text
+    attacks = re.search(r"<h3>attacks</h3><ul>(.*?)</ul>", text, re.S).group(1)
+    assert f"{attack.session_id} quantize (bits 4) finished: recovered 25% of the forgotten gap" in attacks

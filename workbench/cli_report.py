@@ -20,6 +20,7 @@ from sessions.schema import SchemaMismatch
 from sessions.store import SessionDamaged, SessionStore, UnknownSession
 from sessions.study import StudyError
 from sessions.panels import retrain_metrics
+from sessions.attacks import attacks_of
 from sessions.verdict import session_verdict
 from workbench.cli_study import DEFAULT_TOLERANCE
 from workbench.completion import complete_session, complete_study
@@ -48,8 +49,8 @@ def read_sessions(store: SessionStore, refs: list[str]) -> list[tuple[dict, list
                 continue
             seen.add(sid)
             meta = store.get(sid)
-            out.append(({**meta, "verdict": session_verdict(store, meta), "retrain": retrain_metrics(store, meta)},
-                        store.events(sid)))
+            out.append(({**meta, "verdict": session_verdict(store, meta), "retrain": retrain_metrics(store, meta),
+                         "attacks": attacks_of(store, sid)}, store.events(sid)))
         except (UnknownSession, SchemaMismatch, SessionDamaged) as exc:
             fail(str(exc).splitlines()[0])
     return out
