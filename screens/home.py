@@ -21,6 +21,7 @@ from screens.home_table import COLUMNS, STATE_COLOURS, column_widths, fit_column
 from screens.messages import DetailLoaded, SessionsLoaded
 from screens.services import Services
 from screens.widgets.confirm import ConfirmScreen
+from sessions.attacks import attack_line, attacks_of
 from sessions.export import session_document, write_export
 from sessions.store import SessionBusy, SessionDamaged, UnknownSession
 from sessions.summary import format_deletion, summary_metrics, test_headline, took
@@ -251,7 +252,7 @@ class HomeScreen(Screen):
         self.show_detail()
 
     def show_detail(self) -> None:
-        """The highlighted session's verdict (read in a thread; again only when its row changed)."""
+        """The highlighted session's verdict and its attacks (read in a thread; again only when its row changed)."""
         row = self.current_row()
         key = None if row is None else (row["id"], row.get("state"), row.get("updated"))
         if key == self._detail_key:
@@ -267,6 +268,7 @@ class HomeScreen(Screen):
         store = self.services.store
         try:
             lines = session_verdict(store, store.get(row["id"]))
+            lines += [f"attack {attack_line(attack)}" for attack in attacks_of(store, row["id"])]
         except (SessionDamaged, UnknownSession, OSError) as exc:
             lines = [str(exc).splitlines()[0]]
         self.post_message(DetailLoaded(row["id"], detail_text(row, lines)))

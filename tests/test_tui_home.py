@@ -133,12 +133,19 @@ async def test_the_highlighted_session_shows_its_verdict(tmp_home):
     single = write(store, "single", "multidelete", summary=summary)
     stepped = write(store, "stepped", "npo", summary=requests_summary, requests=2)
     failed = write(store, "broken", "ft", state="failed")
+    attack = store.create({"kind": "attack", "method": "attack:quantize", "model": "clip-tiny", "data": "shapes-tiny",
+                           "parent": single, "attack": {"kind": "quantize", "params": {"bits": 4}}})
+    attack.finish("finished", summary={"attack": {"kind": "quantize", "params": {"bits": 4}},
+                                       "recovery": {"points": 12.0, "fraction": 0.25, "gap": 48.0}})
     app = create_app(start_engine=False)
     async with app.run_test(size=(120, 30)) as pilot:
         home = app.screen
         table = home.query_one("#sessions")
         detail = home.query_one("#home-detail")
-        await wait_until(pilot, lambda: table.row_count == 3)
+        await wait_until(pilot, lambda: table.row_count == 4)
+        await wait_until(pilot, lambda: home.current_id() is not None)
+        if home.current_id() == attack.session_id:  # the newest first: start at the runs
+            await pilot.press("down")
         seen: dict[str, str] = {}
         for _ in range(3):
             sid = home.current_id()
@@ -151,6 +158,7 @@ async def test_the_highlighted_session_shows_its_verdict(tmp_home):
         assert "request 1/2: forgot Df/Dr AUC 91.0 -> 70.0" in seen[stepped]
         assert "request 2/2: " in seen[stepped] and "k=2 npo" in seen[stepped]
         assert "failed at step 1" in seen[failed]
+        assert f"attack {attack.session_id} quantize (bits 4) finished: recovered 25%" in seen[single]
 
 
 async def test_the_delete_question_wraps_whole_words_at_80_columns(tmp_home):
