@@ -655,3 +655,22 @@ async def test_status_line_is_one_line_with_lr_in_one_format(tmp_home, size):
         assert "20260101-000000-0001" in plain and "step 12" in plain and "finished" in plain
         if size[0] >= 120:
             assert "lr 5.0e-05" in plain and "original trained 300 steps" in plain
+
+
+async def test_palette_lists_each_command_once(tmp_home):
+    """Issue 25: "New run" and "Studies" were listed twice (the home's n and t beside the app's ctrl+n and f2)."""
+    from screens.monitor import MonitorScreen
+    from screens.new_run import NewRunScreen
+    from screens.studies import StudiesScreen
+
+    app = create_app(start_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        commands = list(app.get_system_commands(app.screen))
+        assert [c.help for c in commands if c.title == "New run"] == ["home.new_run  [n, ctrl+n]"]
+        for screen in (MonitorScreen(ListSource(make_events(3), live=True)), StudiesScreen(app.services),
+                       NewRunScreen(app.services)):
+            await app.push_screen(screen)
+            await pilot.pause()
+            titles = [c.title for c in app.get_system_commands(app.screen)]
+            assert len(titles) == len(set(titles)), (type(screen).__name__, titles)
