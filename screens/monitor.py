@@ -22,6 +22,7 @@ import asyncio
 import time
 from collections import deque
 
+from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -378,7 +379,7 @@ class MonitorScreen(Screen):
         src = self.source
         state = m.state or getattr(src, "state", None) or "waiting"
         # (priority, markup): at a narrow width the lowest priority goes first
-        parts = [(9, f"[b]{getattr(src, 'session_id', '?')}[/b]"), (2, "replay" if self.replay else "live"),
+        parts = [(9, f"[b]{escape(str(getattr(src, 'session_id', '?')))}[/b]"), (2, "replay" if self.replay else "live"),
                  (9, state)]
         if m.phase:
             parts.append((7, f"phase {m.phase}"))
@@ -399,12 +400,12 @@ class MonitorScreen(Screen):
         if self.paused:
             parts.append((9, f"[reverse] PAUSED [/reverse] {len(self.backlog)} new"))
         if m.message:
-            parts.append((6, m.message))
+            parts.append((6, escape(str(m.message))))  # a failure's text may hold [brackets]
         disconnected = self.engine_disconnected()
         if disconnected:
             parts.append((9, "[reverse] engine disconnected [/reverse]"))
         if self.source_error and self.source_error_code != "disconnected":
-            parts.append((9, f"[b]source: {self.source_error}[/b]"))
+            parts.append((9, f"[b]source: {escape(self.source_error)}[/b]"))
         elif self.source_done and not self.backlog and not self.replay and not disconnected:
             parts.append((1, "stream ended"))
         status = self.query_one("#mon-status", Static)

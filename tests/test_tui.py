@@ -642,6 +642,7 @@ async def test_status_line_is_one_line_with_lr_in_one_format(tmp_home, size):
         {"name": "cuda:0 (NVIDIA H200)", "util": 45.0, "mem_used_mb": 12_288.0, "mem_total_mb": 143_360.0}]})
     events[2:2] = [{"v": 1, "seq": 0, "ts": 0.0, "kind": "step", "step": i, "phase": "original",
                     "losses": {"total": 3.0}} for i in range(300)]
+    events[-1]["message"] = "kept [/b] as written"  # a message is text, not markup
     app = create_app(start_engine=False)
     async with app.run_test(size=size) as pilot:
         screen = MonitorScreen(ListSource(events, session_id="20260101-000000-0001", live=True))
@@ -654,7 +655,7 @@ async def test_status_line_is_one_line_with_lr_in_one_format(tmp_home, size):
         assert status.size.height == 1 and "\n" not in plain and len(plain) <= size[0] - 2, plain
         assert "20260101-000000-0001" in plain and "step 12" in plain and "finished" in plain
         if size[0] >= 120:
-            assert "lr 5.0e-05" in plain and "original trained 300 steps" in plain
+            assert "lr 5.0e-05" in plain and "original trained 300 steps" in plain and "kept [/b] as" in plain
 
 
 async def test_palette_lists_each_command_once(tmp_home):
