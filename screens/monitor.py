@@ -22,6 +22,7 @@ import asyncio
 import time
 from collections import deque
 
+from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -382,41 +383,45 @@ class MonitorScreen(Screen):
         return not getattr(client, "connected", True) or time.monotonic() - last_seen > STALE_AFTER
 
     def update_status(self) -> None:
+        """One line, never wrapped: the parts that do not fit the screen's width are left out, the least
+        telling first (status_line)."""
         m = self.model
         src = self.source
         state = m.state or getattr(src, "state", None) or "waiting"
-        mode = "replay" if self.replay else "live"
-        parts = [f"[b]{getattr(src, 'session_id', '?')}[/b]", mode, state]
+        # (priority, markup): at a narrow width the lowest priority goes first
+        parts = [(9, f"[b]{escape(str(getattr(src, 'session_id', '?')))}[/b]"), (2, "replay" if self.replay else "live"),
+                 (9, state)]
         if m.phase:
-            parts.append(f"phase {m.phase}")
+            parts.append((7, f"phase {m.phase}"))
         if m.request is not None:
-            parts.append(f"request {m.request}")
-        parts.append(f"step {m.x}")
+            parts.append((8, f"request {m.request}"))
+        parts.append((9, f"step {m.x}"))
         if m.training_steps:  # the original's training, collapsed to its count
-            parts.append(f"original trained {m.training_steps} steps")
+            parts.append((7, f"original trained {m.training_steps} steps"))
         if m.lr is not None:
-            parts.append(f"lr {m.lr:.3g}")
+            parts.append((5, f"lr {lr_text(m.lr)}"))
         device = self.device_label()
         if device:
-            parts.append(device)
+            parts.append((6, device))
         if self.replay:
             total = self.received if self.source_done else f"{self.received}+"
-            parts.append(f"event {m.applied}/{total}")
-            parts.append(f"speed x{self.speed:g}")
+            parts.append((3, f"event {m.applied}/{total}"))
+            parts.append((4, f"speed x{self.speed:g}"))
         if self.paused:
-            parts.append(f"[reverse] PAUSED [/reverse] {len(self.backlog)} new")
+            parts.append((9, f"[reverse] PAUSED [/reverse] {len(self.backlog)} new"))
         if m.message:
-            parts.append(m.message)
+            parts.append((6, escape(str(m.message))))  # a failure's text may hold [brackets]
         disconnected = self.engine_disconnected()
         if disconnected:
-            parts.append("[reverse] engine disconnected [/reverse]")
+            parts.append((9, "[reverse] engine disconnected [/reverse]"))
         if self.source_error and self.source_error_code != "disconnected":
-            parts.append(f"[b]source: {self.source_error}[/b]")
+            parts.append((9, f"[b]source: {escape(self.source_error)}[/b]"))
         elif self.source_done and not self.backlog and not self.replay and not disconnected:
-            parts.append("stream ended")
+            parts.append((1, "stream ended"))
         status = self.query_one("#mon-status", Static)
         status.set_class(disconnected, "-disconnected")
-        status.update("  ".join(parts))
+        width = (self.size.width or self.app.size.width) - 2  # the line's padding
+        status.update(status_line(parts, width))
 
     # actions -------------------------------------------------------------------------------------
 
@@ -486,3 +491,27 @@ def device_words(device: dict) -> str:
     if isinstance(used, (int, float)):
         words += f" {used / 1024:.1f}/{total / 1024:.1f} GB" if isinstance(total, (int, float)) else f" {used:,.0f} MB"
     return words
+
+
+def lr_text(lr: float) -> str:
+    """The learning rate in one format whatever its size: ``1.0e-03``, ``5.0e-05`` (not 0.001 beside 5e-05)."""
+    return f"{lr:.1e}"
+
+
+def status_line(parts: list[tuple[int, str]], width: int) -> str:
+    """The parts' markup in their order, joined by two spaces: taken by priority (the highest first, equal ones
+    in order) while the line still fits ``width`` cells, so a long part left out leaves room for shorter ones;
+    the first part is always kept (the widget's ellipsis cuts it if it alone is too long)."""
+    from rich.text import Text
+
+    def cells(markup: str) -> int:
+        return Text.from_markup(markup).cell_len
+
+    chosen: set[int] = set()
+    used = -2
+    for index in sorted(range(len(parts)), key=lambda i: (-parts[i][0], i)):
+        wanted = used + 2 + cells(parts[index][1])
+        if wanted <= width or not chosen:
+            chosen.add(index)
+            used = wanted
+    return "  ".join(markup for index, (_, markup) in enumerate(parts) if index in chosen)

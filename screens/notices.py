@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from sessions.numbers import fmt
 from sessions.schema import ACTIVE_STATES, TERMINAL_STATES
+from sessions.study import study_of
 from sessions.summary import summary_metrics
 
 SEVERITY = {"finished": "information", "failed": "error", "cancelled": "warning", "interrupted": "warning"}
 
 
 def ended_runs(seen: dict[str, str], rows: list[dict]) -> list[dict]:
-    """Catalog rows whose session was queued or running when last ``seen`` and has ended now."""
-    return [row for row in rows if seen.get(row.get("id")) in ACTIVE_STATES and row.get("state") in TERMINAL_STATES]
+    """Catalog rows whose session was queued or running when last ``seen`` and has ended now; a study's cells
+    are left out (issue 25: a toast for every cell): a study started here gets one toast when it ends."""
+    return [row for row in rows if seen.get(row.get("id")) in ACTIVE_STATES and row.get("state") in TERMINAL_STATES
+            and study_of(row.get("name")) is None]
 
 
 def run_notice(row: dict) -> tuple[str, str]:

@@ -35,10 +35,22 @@ from sessions.summary import test_headline_name
 
 STUDY_SCHEMA = 1
 STUDY_ID = re.compile(r"^study-[0-9a-f]{12}$")
+CELL_NAME = re.compile(r"^(study-[0-9a-f]{12}) \S+ s-?\d+$")
 REFERENCE = "retrain"  # the gold standard every other method is scored against
 RELATIVE = ("auc_gap_to_retrain", "test_gap_to_retrain", "forget_quality", "privleak")
 PRIVLEAK_ATTACK = "mia.mink_auc"  # the attack OpenUnlearning's privleak reads (Min-K%, k = 0.4)
 STUDY_SPEC_KEYS = ("methods", "seeds", "task", "model", "data", "deletion")  # what a study's report reads
+
+
+def cell_name(study: str, method: str, seed: int) -> str:
+    """The name of a study cell's session: ``study-0123456789ab ft s42``."""
+    return f"{study} {method} s{seed}"
+
+
+def study_of(name: object) -> str | None:
+    """The study a session is a cell of, read from its name (cell_name), else None."""
+    match = CELL_NAME.match(name) if isinstance(name, str) else None
+    return match.group(1) if match else None
 
 
 class StudyError(RuntimeError):

@@ -192,6 +192,42 @@ async def test_report_plots_render_in_chromium(tmp_path, monkeypatch):
             assert drawn > 0.02 and coloured > 40, (box, drawn, coloured)  # a one-point panel: about 60
 
 
+@needs_chromium
+async def test_several_sessions_and_study_reports_have_legends_and_verdicts_first(tmp_path, monkeypatch):
+    """Issue 25: the report's study plots had no legend; a several-session report opens with each session's
+    verdict before the first plot, and every SVG of it (folded sections' too) and of a study report has a legend."""
+    from test_report import STUDY, invoke, make, write_study
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("MMUL_HOME", str(home))
+    runs = [make(home, method, auc, 50.0) for method, auc in (("multidelete", 0.70), ("ft", 0.85), ("retrain", 0.65))]
+    cells = []
+    for seed in (42, 7):
+        for method in ("retrain", "ft", "multidelete"):
+            cells.append({"method": method, "seed": seed, "state": "finished",
+                          "session": make(home, method, 0.6, 50.0, seed=seed, steps=40 if method == "ft" else 80)})
+    write_study(home, cells)
+    several, study = tmp_path / "several.html", tmp_path / "study.html"
+    assert invoke(*runs, "--out", str(several)).exit_code == 0
+    assert invoke("--study", STUDY, "--out", str(study)).exit_code == 0
+    async with chromium_page(tmp_path) as page:
+        await page.call("Page.enable")
+        for out, verdicts in ((several, 3), (study, 0)):
+            await page.call("Page.navigate", url=out.as_uri())
+            await page.wait_for("document.readyState", lambda state: state == "complete")
+            found = await page.evaluate("""(() => {
+                const svgs = [...document.querySelectorAll("svg")];
+                const top = el => el.getBoundingClientRect().y + scrollY;
+                const shown = svgs.filter(svg => svg.getBoundingClientRect().height > 0);
+                return {svgs: svgs.length, legends: svgs.filter(s => s.querySelector('[id^="legend"]')).length,
+                        verdicts: [...document.querySelectorAll(".verdict")].map(top),
+                        first_plot: Math.min(...shown.map(top))};
+            })()""")
+            assert found["svgs"] >= 3 and found["legends"] == found["svgs"], (out.name, found)
+            # each session's verdict before the first plot (its folded section repeats it further down)
+            assert sum(y < found["first_plot"] for y in found["verdicts"]) == verdicts, (out.name, found)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

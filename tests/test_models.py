@@ -52,3 +52,32 @@ def test_not_an_image_text_checkpoint(tmp_path, world):
 def test_missing_checkpoint(tmp_path, world):
     with pytest.raises(SpecError, match="could not be loaded"):
         load_adapter(str(tmp_path / "nothing"), world, seed=0, cache=tmp_path, task="retrieval")
+
+
+FRESH_ORIGINAL = """
+import sys
+from pathlib import Path
+from engine.data.shapes import build_shapes_world
+from engine.models.registry import load_adapter
+cache = Path(sys.argv[1])
+adapter = load_adapter("clip-tiny", build_shapes_world("shapes-tiny"), 3, cache, "retrieval")  # built, saved
+adapter.save(cache / "original")  # where a trained original is saved (engine/protocols/originals.py)
+print("saved", file=sys.stderr)
+"""
+
+
+def test_a_fresh_tiny_model_and_its_original_save_print_no_progress_bar(tmp_path):
+    """Issue 25: a run with a fresh original printed transformers' "Writing model shards" bar on stderr. A fresh
+    process (whose progress bars are on, as a run's are) builds a tiny model and saves it as an original would."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", FRESH_ORIGINAL, str(tmp_path)], cwd=root, capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(root)}, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "original" / "config.json").exists()
+    assert "Writing model shards" not in out.stderr and "it/s" not in out.stderr, out.stderr
+    assert out.stderr.strip().splitlines()[-1] == "saved"

@@ -205,3 +205,22 @@ async def test_stored_source_is_an_event_source(home):
     assert isinstance(source, EventSource) and isinstance(LiveSource(sid), EventSource)
     events = [e async for e in source]
     assert source.state == "finished" and events == SessionStore(home).events(sid)
+
+
+def test_list_shows_the_unlearning_steps_of_a_run_that_trained_its_original(home):
+    """Issue 25: a run that trained its original (300 steps) before 12 unlearning steps is listed with 12."""
+    from workbench.cli import app
+
+    writer = SessionStore(home).create(SPEC, name="trained here")
+    writer.emit("phase", name="original")
+    for i in range(300):
+        writer.emit("step", step=i, phase="original", lr=1e-3, losses={"total": 2.0})
+    writer.emit("phase", name="unlearn")
+    for i in range(12):
+        writer.emit("step", step=i, phase="unlearn", lr=1e-3, losses={"total": 1.0})
+    writer.finish("finished", summary={"seconds": 1.5, "steps": 12, "metrics": {"df_dr_auc": 0.5}})
+    failed = SessionStore(home).create(SPEC, name="no summary")
+    failed.finish("failed", message="loss became NaN at step 3")
+    lines = run_cli(app, ["sessions", "list"]).stdout.splitlines()
+    rows = {row["name"]: row for row in (dict(zip(lines[0].split("\t"), line.split("\t"))) for line in lines[1:])}
+    assert rows["trained here"]["steps"] == "12" and rows["no summary"]["steps"] == "-"

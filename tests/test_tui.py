@@ -640,3 +640,61 @@ async def test_status_line_falls_back_to_the_resolved_device_not_auto(tmp_home):
         await pilot.press("e")
         await wait_until(pilot, lambda: screen.model.x == 1)
         assert "device cpu" in str(screen.query_one("#mon-status").render())
+
+
+def test_status_line_leaves_out_the_least_telling_parts_first_and_lr_has_one_format():
+    from screens.monitor import lr_text, status_line
+
+    assert [lr_text(lr) for lr in (1e-3, 5e-5, 0.02)] == ["1.0e-03", "5.0e-05", "2.0e-02"]  # not 0.001 beside 5e-05
+    parts = [(9, "[b]run[/b]"), (2, "live"), (9, "running"), (5, "lr 1.0e-03"), (1, "stream ended")]
+    assert status_line(parts, 80) == "[b]run[/b]  live  running  lr 1.0e-03  stream ended"
+    assert status_line(parts, 30) == "[b]run[/b]  live  running  lr 1.0e-03"     # 'stream ended' first
+    assert status_line(parts, 20) == "[b]run[/b]  live  running"   # lr left out; the shorter mode still fits
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 36)])
+async def test_status_line_is_one_line_with_lr_in_one_format(tmp_home, size):
+    """Issue 25: at 80 columns the status line wrapped, and lr switched between 0.001 and 5e-05."""
+    from screens.monitor import MonitorScreen
+
+    events = make_events(12)
+    for event in events:
+        if event["kind"] == "step" and event["step"] >= 6:
+            event["lr"] = 5e-5
+    events.insert(1, {"v": 1, "seq": 1, "ts": 1.0, "kind": "device", "devices": [
+        {"name": "cuda:0 (NVIDIA H200)", "util": 45.0, "mem_used_mb": 12_288.0, "mem_total_mb": 143_360.0}]})
+    events[2:2] = [{"v": 1, "seq": 0, "ts": 0.0, "kind": "step", "step": i, "phase": "original",
+                    "losses": {"total": 3.0}} for i in range(300)]
+    events[-1]["message"] = "kept [/b] as written"  # a message is text, not markup
+    app = create_app(start_engine=False)
+    async with app.run_test(size=size) as pilot:
+        screen = MonitorScreen(ListSource(events, session_id="20260101-000000-0001", live=True))
+        await app.push_screen(screen)
+        await wait_until(pilot, lambda: screen.source_done and not screen.backlog and screen.model.x == 12)
+        await pilot.pause()
+        status = screen.query_one("#mon-status")
+        text = status.render()
+        plain = getattr(text, "plain", str(text))
+        assert status.size.height == 1 and "\n" not in plain and len(plain) <= size[0] - 2, plain
+        assert "20260101-000000-0001" in plain and "step 12" in plain and "finished" in plain
+        if size[0] >= 120:
+            assert "lr 5.0e-05" in plain and "original trained 300 steps" in plain and "kept [/b] as" in plain
+
+
+async def test_palette_lists_each_command_once(tmp_home):
+    """Issue 25: "New run" and "Studies" were listed twice (the home's n and t beside the app's ctrl+n and f2)."""
+    from screens.monitor import MonitorScreen
+    from screens.new_run import NewRunScreen
+    from screens.studies import StudiesScreen
+
+    app = create_app(start_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        commands = list(app.get_system_commands(app.screen))
+        assert [c.help for c in commands if c.title == "New run"] == ["home.new_run  [n, ctrl+n]"]
+        for screen in (MonitorScreen(ListSource(make_events(3), live=True)), StudiesScreen(app.services),
+                       NewRunScreen(app.services)):
+            await app.push_screen(screen)
+            await pilot.pause()
+            titles = [c.title for c in app.get_system_commands(app.screen)]
+            assert len(titles) == len(set(titles)), (type(screen).__name__, titles)

@@ -1,5 +1,6 @@
-"""SVG snapshots (pytest-textual-snapshot) of the sessions home, the New-run form and the monitor, at
-100x30 and at 80x24 (the -compact layout).
+"""SVG snapshots (pytest-textual-snapshot) at 120x36 and at 80x24 (the -compact layout): the sessions home, the
+New-run form, the monitor of a single run, of a `--requests 3` run and of a PULSE run, Compare, the studies
+list and a study's grid (issue 25's must-hold).
 
 Deterministic: sessions are written into a tmp $MMUL_HOME with a fixed store clock and names (the
 table shows names, dates in UTC), the monitor reads a fixed in-memory event list, Input cursors do
@@ -23,7 +24,7 @@ from sessions.source import ListSource  # noqa: E402
 from sessions.store import SessionStore  # noqa: E402
 from workbench.tui import create_app  # noqa: E402
 
-SIZES = [pytest.param((100, 30), id="100x30"), pytest.param((80, 24), id="80x24")]
+SIZES = [pytest.param((120, 36), id="120x36"), pytest.param((80, 24), id="80x24")]
 T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
 
 
@@ -62,44 +63,73 @@ def write_sessions(clock: FixedClock) -> None:
         ("md-seed0", "multidelete", "finished", 0.52, 46.25, 312),
         ("md-lr-high", "multidelete", "failed", None, None, 41),
         ("npo-try", "npo", "cancelled", None, None, 7),
+        ("md-requests3", "multidelete", "finished", 0.55, 45.0, 150),  # a `--requests 3` run: "k=3" in its row
+        ("pulse-ga", "ga", "finished", None, None, 60),                 # a PULSE run: "pulse k=3"
     ]
+    extra = {"md-requests3": {"requests": 3},
+             "pulse-ga": {"kind": "pulse", "requests": 3, "model": "llava-tiny", "data": "people-tiny"}}
     for index, (name, method, state, auc, r_mean, seconds) in enumerate(runs):
         clock.now = T0 + 3600 * index
         writer = store.create({"method": method, "model": "blip-tiny", "data": "shapes-tiny",
-                               "deletion": {"strategy": "random", "n": 8, "seed": index}, "device": "cpu"},
-                              name=name)
+                               "deletion": {"strategy": "random", "n": 8, "seed": index}, "device": "cpu",
+                               **extra.get(name, {})}, name=name)
         writer.emit("step", step=0, phase="unlearn", lr=1e-3, losses={"total": 1.0})
         clock.now += seconds
         summary = {"metrics": {"df_dr_auc": auc, "test": {"r_mean": r_mean}}} if auc is not None else None
-        writer.finish(state, summary=summary, message=None if auc is not None else f"{state} at step 1")
+        if name == "pulse-ga":
+            summary = {"metrics": {"forget": {"image": 0.2, "text": 0.1}, "mmbench_retention": 97.0}}
+        writer.finish(state, summary=summary, message=None if summary else f"{state} at step 1")
 
 
-def monitor_events() -> list[dict]:
-    """A fixed run: 3 loss terms over 120 steps, step evals, 3 sequential requests, a few logs."""
+PULSE_BEFORE = {"forget": {"image": 0.9, "text": 0.8}, "retain": {"image": 0.85, "text": 0.8}, "mmbench": 0.6,
+                "mmbench_retention": 100.0, "mia": {"loss_auc": 0.7, "mink_auc": 0.72}}
+
+
+def pulse_after(request: int) -> dict:
+    """A PULSE request's evaluation: forgetting deepens, retention slips a little each request."""
+    return {"forget": {"image": 0.6 - request / 10, "text": 0.5 - request / 10},
+            "retain": {"image": 0.84 - request / 100, "text": 0.79 - request / 100}, "mmbench": 0.6 - request / 100,
+            "mmbench_retention": 100.0 - request, "mia": {"loss_auc": 0.6 - request / 50, "mink_auc": 0.6}}
+
+
+def monitor_events(kind: str = "run") -> list[dict]:
+    """A fixed run, ``kind``: "run" (120 steps, an evaluation every 30), "requests" (3 sequential requests of 40
+    steps, each evaluated after it) or "pulse" (3 PULSE requests of 20 steps, its metrics); 3 loss terms, logs."""
     events: list[dict] = []
 
     def add(kind: str, **fields) -> None:
         events.append({"v": 1, "seq": len(events), "ts": T0 + len(events), "kind": kind, **fields})
 
+    requests, per = {"run": ([None], 120), "requests": ([0, 1, 2], 40), "pulse": ([1, 2, 3], 20)}[kind]
     add("status", state="running")
     add("log", level="info", message="deletion set: 8 of 160 units")
     add("phase", name="unlearn")
-    add("eval", step=0, phase="original", split="before", metrics={"df_dr_auc": 0.91, "test": {"r_mean": 50.0}})
-    for i in range(120):
-        add("step", step=i, phase="unlearn", lr=1e-3, memory_mb=800.0 + (i % 5) * 3,
-            losses={"total": 1.0 / (1 + i / 10), "md": 0.6 / (1 + i / 20), "kl": 0.05 * (i % 9)})
-        if i and i % 30 == 0:
-            add("eval", step=i, phase="unlearn", split="step", metrics={"df_dr_auc": 0.91 - i / 400})
-    for r in range(3):
-        add("eval", step=120, phase="eval", split="after", request=r,
-            metrics={"forget": {"image": 0.5 - r / 10}, "df_dr_auc": 0.6 - r / 20})
-    add("phase", name="eval")
-    add("eval", step=120, phase="eval", split="after", metrics={"df_dr_auc": 0.52, "test": {"r_mean": 48.0}})
+    before = PULSE_BEFORE if kind == "pulse" else {"df_dr_auc": 0.91, "test": {"r_mean": 50.0}, "dr": {"r_mean": 60.0}}
+    add("eval", step=0, phase="original", split="before", metrics=before)
+    x = 0
+    for r in requests:
+        if r is not None:
+            add("phase", name="unlearn", request=r)
+        for _ in range(per):
+            add("step", step=x, phase="unlearn", lr=1e-3 if kind != "pulse" else 2e-5, request=r,
+                memory_mb=800.0 + (x % 5) * 3, losses={"total": 1.0 / (1 + x / 10), "md": 0.6 / (1 + x / 20),
+                                                       "kl": 0.05 * (x % 9)})
+            x += 1
+            if kind == "run" and x % 30 == 0 and x < per:
+                add("eval", step=x, phase="unlearn", split="step",
+                    metrics={"df_dr_auc": 0.91 - x / 400, "test": {"r_mean": 50.0 - x / 100}})
+        if r is not None:
+            after = pulse_after(r) if kind == "pulse" else {"df_dr_auc": 0.6 - r / 20, "test": {"r_mean": 49.0 - r},
+                                                            "dr": {"r_mean": 59.0 - r}}
+            add("eval", step=x, phase="eval", split="after", request=r, metrics=after)
+            add("log", level="info", message=f"request {r} done")
+    if kind == "run":
+        add("phase", name="eval")
+        add("eval", step=x, phase="eval", split="after", metrics={"df_dr_auc": 0.52, "test": {"r_mean": 48.0},
+                                                                  "dr": {"r_mean": 58.5}})
     add("artifact", name="checkpoint", path="runs/snapshot/checkpoint")
     add("status", state="finished")
     return events
-
-
 
 
 def fake_engine() -> dict:
@@ -113,7 +143,7 @@ def test_home_snapshot(snap_compare, snapshot_home, size):
 
     async def ready(pilot) -> None:
         table = app.screen.query_one("#sessions")
-        await wait_until(pilot, lambda: app.engine_state == "ready" and table.row_count == 4)
+        await wait_until(pilot, lambda: app.engine_state == "ready" and table.row_count == 6)
 
     assert snap_compare(app, terminal_size=size, run_before=ready)
 
@@ -138,18 +168,22 @@ def test_new_run_snapshot(snap_compare, snapshot_home, size):
     assert snap_compare(app, terminal_size=size, run_before=ready)
 
 
+@pytest.mark.parametrize("kind", ["run", "requests", "pulse"])
 @pytest.mark.parametrize("size", SIZES)
-def test_monitor_snapshot(snap_compare, snapshot_home, size):
+def test_monitor_snapshot(snap_compare, snapshot_home, size, kind):
     app = create_app(start_engine=False)
 
     async def ready(pilot) -> None:
         from screens.monitor import MonitorScreen
-
-        screen = MonitorScreen(ListSource(monitor_events(), session_id="md-seed0", live=True), device="cpu")
-        await app.push_screen(screen)
+        from screens.widgets.plot import SeriesPlot
         from screens.widgets.tail_log import TailLog
 
+        name = {"run": "md-seed0", "requests": "md-requests3", "pulse": "pulse-ga"}[kind]
+        screen = MonitorScreen(ListSource(monitor_events(kind), session_id=name, live=True), device="cpu")
+        await app.push_screen(screen)
         await wait_until(pilot, lambda: screen.source_done and not screen.backlog)
+        await wait_until(pilot, lambda: all(p.renders for p in screen.query(SeriesPlot)
+                                            if p.display and not p.has_class("-empty") and p.size.width))
         log = screen.query_one("#mon-log", TailLog)
         # the log follows its tail; wait for the scroll to land so the frame does not depend on timing
         for _ in range(2):  # twice, a tick apart: a scroll still under way shows up as a moved max
@@ -168,6 +202,27 @@ class CountingIds:
     def token_hex(self, _nbytes: int) -> str:
         self.count += 1
         return f"{self.count:04x}"
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_studies_list_snapshot(snap_compare, snapshot_home, size):
+    import os
+
+    from test_tui_studies import write_study
+
+    record = write_study(SessionStore())
+    os.utime(record.path, (T0, T0))  # the list's "updated" is the record file's time
+    app = create_app(engine_starter=fake_engine)
+
+    async def ready(pilot) -> None:
+        from screens.studies import StudiesScreen
+
+        await wait_until(pilot, lambda: app.engine_state == "ready")
+        await app.push_screen(StudiesScreen(app.services))
+        table = app.screen.query_one("#studies")
+        await wait_until(pilot, lambda: table.row_count == 1)
+
+    assert snap_compare(app, terminal_size=size, run_before=ready)
 
 
 @pytest.mark.parametrize("size", SIZES)

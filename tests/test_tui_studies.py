@@ -282,3 +282,35 @@ def test_study_process_says_the_study_commands_one_line_error(tmp_home):
     assert launch.poll() == 2 and launch.study_id() is None
     assert launch.error().startswith("--methods: unknown method 'nope'")
     assert int(launch.pid_file.read_text()) == launch.process.pid
+
+
+async def test_a_studys_cells_get_no_toast_each_the_study_gets_one(tmp_home):
+    """Issue 25: a toast for every study cell; now the cells are quiet and the study toasts once when it ends."""
+    from screens.studies import StudiesScreen
+    from sessions.study import cell_name, study_of
+
+    assert study_of(cell_name(STUDY_ID, "ft", 42)) == STUDY_ID and study_of("ft baseline") is None
+    store = SessionStore()
+    cells = [store.create({"method": m, "model": "clip-tiny", "data": "shapes-tiny"}, name=cell_name(STUDY_ID, m, 42))
+             for m in ("retrain", "ft")]
+    run = store.create({"method": "npo", "model": "clip-tiny", "data": "shapes-tiny"}, name="alone")
+    for writer in (*cells, run):
+        writer.flush()
+    toasts: list[str] = []
+    app = create_app(start_engine=False)
+    app.watch_seconds = 0.1
+    app.notify = lambda message, *, title="", severity="information", timeout=None, markup=True: \
+        toasts.append(message)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.seen_states is not None and len(app.seen_states) == 3)
+        await app.push_screen(StudiesScreen(app.services))
+        launch = FakeLaunch(code=None)
+        app.watch_study(STUDY_ID, launch)
+        for writer in cells:
+            writer.finish("finished", summary={"metrics": {"df_dr_auc": 0.6}})
+        run.finish("finished", summary={"metrics": {"df_dr_auc": 0.61}})
+        await wait_until(pilot, lambda: app.seen_states[run.session_id] == "finished")
+        assert toasts == ["npo alone finished: Df/Dr AUC 61.0"]       # the lone run only
+        launch.code = 0
+        await wait_until(pilot, lambda: len(toasts) == 2)
+        assert toasts[1] == f"study {STUDY_ID} finished"

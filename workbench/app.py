@@ -204,18 +204,26 @@ class WorkbenchApp(App):
     # every binding in the command palette ----------------------------------------------------------
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        seen: set[str] = set()
+        """Textual's own commands, then each binding of the screen and the app once by its title: the screen's
+        ``n`` and the app's ``ctrl+n`` are one "New run" entry naming both keys (issue 25: duplicate entries)."""
+        builtin = list(super().get_system_commands(screen))
+        yield from builtin
+        entries: dict[str, tuple[str, list[str], object]] = {}   # title -> (id, keys, callback)
+        taken = {command.title for command in builtin}
         for owner, bindings in ((screen, type(screen).BINDINGS), (self, type(self).BINDINGS)):
             for binding in bindings:
                 if not isinstance(binding, Binding) or not binding.description:
                     continue
-                if binding.action in seen or binding.action in ("quit", "command_palette"):
+                if binding.action in ("quit", "command_palette") or binding.description in taken:
                     continue
-                seen.add(binding.action)
                 key = binding.key.split(",")[0]
-                yield SystemCommand(binding.description, f"{binding.id or binding.action}  [{key}]",
-                                    partial(owner.run_action, binding.action))
+                if binding.description in entries:
+                    entries[binding.description][1].append(key)
+                    continue
+                entries[binding.description] = (binding.id or binding.action, [key],
+                                                partial(owner.run_action, binding.action))
+        for title, (name, keys, callback) in entries.items():
+            yield SystemCommand(title, f"{name}  [{', '.join(keys)}]", callback)
 
     # one place where worker errors become a visible line ---------------------------------------------
 

@@ -82,10 +82,10 @@ def _when(ts: float | None) -> str:
 
 
 LIST_COLUMNS = [Column("id"), Column("name", shrink=8), Column("state"), Column("method / model / data", shrink=12),
-                Column("created", drop=2), Column("took", right=True, drop=1),
+                Column("created", drop=2), Column("took", right=True, drop=1), Column("steps", right=True, drop=4),
                 Column("Df/Dr AUC", right=True), Column("test", right=True), Column("MIA", right=True, drop=3)]
 TSV_COLUMNS = [Column("id"), Column("name"), Column("state"), Column("method"), Column("model"), Column("data"), Column("created"),
-               Column("took"), Column("Df/Dr AUC"), Column("test"), Column("MIA")]
+               Column("took"), Column("steps"), Column("Df/Dr AUC"), Column("test"), Column("MIA")]
 
 
 def list_rows(rows: list[dict]) -> list[dict]:
@@ -98,7 +98,7 @@ def list_rows(rows: list[dict]) -> list[dict]:
             "id": row["id"], "name": row.get("name") or "-", "state": state + ("?" if row.get("live") is False else ""),
             **{key: str(row.get(key) or "?") for key in ("method", "model", "data")},
             "note": f": {row.get('message')}" if state == "damaged" else "",
-            "created": _when(row.get("created")), "took": format_duration(took(row)),
+            "created": _when(row.get("created")), "took": format_duration(took(row)), "steps": steps(row),
             "auc": fmt(metrics.get("df_dr_auc"), "df_dr_auc"),
             "test": fmt(test_headline(metrics), test_headline_name(metrics)),
             "mia": fmt(metrics.get("mia.df_member_rate"), "mia.df_member_rate"),
@@ -106,14 +106,23 @@ def list_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
+def steps(row: dict) -> str:
+    """The run's unlearning steps (its summary's ``steps``: an original trained in the same session is not
+    counted, issue 25), or "-"."""
+    summary = row.get("summary") if isinstance(row.get("summary"), dict) else {}
+    count = summary.get("steps")
+    return str(count) if isinstance(count, int) and not isinstance(count, bool) else "-"
+
+
 def list_lines(rows: list[dict], width: int | None) -> list[str]:
     """`sessions list` as text: aligned and at most ``width`` characters a line, or tab-separated (None)."""
     cells = list_rows(rows)
     if width is None:
         return tsv_lines(TSV_COLUMNS, [[c["id"], c["name"], c["state"], c["method"], c["model"], c["data"] + c["note"],
-                                        c["created"], c["took"], c["auc"], c["test"], c["mia"]] for c in cells])
+                                        c["created"], c["took"], c["steps"], c["auc"], c["test"], c["mia"]] for c in cells])
     return fit_lines(LIST_COLUMNS, [[c["id"], c["name"], c["state"], f"{c['method']} / {c['model']} / {c['data']}{c['note']}",
-                                     c["created"][5:] or "-", c["took"], c["auc"], c["test"], c["mia"]] for c in cells],
+                                     c["created"][5:] or "-", c["took"], c["steps"], c["auc"], c["test"], c["mia"]]
+                                    for c in cells],
                      width)
 
 

@@ -24,8 +24,8 @@ from engine.spec.params import TUNE_AGAINST
 from engine.spec.validate import check_seed
 from sessions.metric_names import flatten
 from sessions.schema import ACTIVE_STATES
-from sessions.study import (REFERENCE, StudyError, StudyRecord, aggregate, cost_grid, grid, grid_caption, rank,
-                            study_id)
+from sessions.study import (REFERENCE, StudyError, StudyRecord, aggregate, cell_name, cost_grid, grid, grid_caption,
+                            rank, study_id)
 from sessions.summary import format_deletion, test_headline_name
 from workbench.cli_run import (ARTIFACTS_HELP, CLUSTER_HELP, COMPILE_HELP, DEVICES_HELP, ORIGINAL_HELP, STRATEGY_HELP,
                                deletion_spec, placement, with_compile)
@@ -180,7 +180,7 @@ def study(
     sid = study_id(identity)
     spec_doc = {**protocol, "methods": chosen, "seeds": seed_list}
     for method, seed, spec in cells:
-        spec["name"] = f"{sid} {method} s{seed}"
+        spec["name"] = cell_name(sid, method, seed)
 
     record = StudyRecord(sid, spec_doc)
     try:

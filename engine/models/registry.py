@@ -76,15 +76,22 @@ def tiny_model_dir(name: str, world, seed: int, cache: Path, task: str) -> Path:
     return directory
 
 
+def quiet_transformers() -> None:
+    """No progress bars or warnings from transformers: our progress goes to stderr and theirs would garble it
+    (issue 25: building a tiny model or saving an original printed "Writing model shards" on stderr)."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+
+
 def checkpoint_model_type(model: str, source: str) -> str:
     """The checkpoint's `model_type`, quietly (our progress goes to stderr; theirs would garble it), or one
     line: a local directory's config.json (engine/spec/checkpoints.py, what validation reads), else a hub id's
     config from the local cache."""
     from transformers import AutoConfig
-    from transformers.utils import logging as transformers_logging
 
-    transformers_logging.disable_progress_bar()
-    transformers_logging.set_verbosity_error()
+    quiet_transformers()
     try:
         return config_model_type(source) or AutoConfig.from_pretrained(source).model_type
     except (OSError, ValueError, KeyError, TypeError) as error:
@@ -107,6 +114,7 @@ def family_serving(model: str, model_type: str, task: str) -> str:
 
 def load_adapter(model: str, world, seed: int, cache: Path, task: str):
     """The adapter for `model` serving `task`, on the CPU; move it with `.to(device)`."""
+    quiet_transformers()  # before a tiny model is built and saved
     source = str(tiny_model_dir(model, world, seed, cache, task)) if model in MODELS else model
     family = family_serving(model, checkpoint_model_type(model, source), task)
     load = adapter_class(family, task).from_checkpoint
