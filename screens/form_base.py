@@ -16,12 +16,17 @@ from __future__ import annotations
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual import events
 from textual.events import DescendantFocus
 from textual.screen import Screen
 from textual.widgets import Button, Static
 
 from screens.deletion import DeletionForm
 from screens.widgets.form import Field
+
+
+EDITING_ACTIONS = {"end": "end", "home": "home", "left": "cursor_left", "right": "cursor_right",
+                   "backspace": "delete_left", "delete": "delete_right"}  # Input's bindings of these keys
 
 
 class FormScreen(Screen):
@@ -102,6 +107,24 @@ class FormScreen(Screen):
     def on_mount(self) -> None:
         # focusing the first field scrolls it to the top, its label above the fold; show the form's start
         self.call_after_refresh(self.query_one("#form").scroll_home, animate=False)
+
+    def on_key(self, event: events.Key) -> None:
+        """A key that reaches the screen itself while nothing has focus yet (typed the moment the form opened,
+        on a busy machine before Textual focused ``AUTO_FOCUS``) goes to the first field instead of being lost:
+        it is queued on that field behind the field's own Focus (so it lands as if focus had been there), and
+        the keys after it go to the field directly, so their order holds."""
+        if self.focused is not None or not self.AUTO_FOCUS or not (event.is_printable or event.key in EDITING_ACTIONS):
+            return
+        found = self.query(self.AUTO_FOCUS)
+        if not found:
+            return
+        event.stop()
+        first = found.first()
+        self.set_focus(first)  # at once (Widget.focus defers it): its Focus is queued on it before the key
+        if event.is_printable:
+            first.post_message(events.Key(event.key, event.character))
+        else:  # an Input binding: run it through the field's queue, after its Focus
+            first.call_later(first.run_action, EDITING_ACTIONS[event.key])
 
     def form_end(self, submit_label: str) -> ComposeResult:
         """The form's last lines inside ``#form``: the whole-form error and the two buttons."""

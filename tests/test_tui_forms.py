@@ -146,3 +146,18 @@ def test_screen_styles_live_beside_their_screens():
     for screen, selector in ((HomeScreen, "#sessions"), (FormScreen, ".field:focus-within"),
                              (NewRunScreen, "#params"), (StudiesScreen, "#studies")):
         assert selector in screen.DEFAULT_CSS, (screen.__name__, selector)
+
+
+async def test_a_key_before_the_form_has_focus_goes_to_the_first_field(tmp_home):
+    """On a busy machine keys typed right after ctrl+n can reach the form before Textual focused its first
+    field: the screen hands them to that field instead of dropping them (here: focus taken away by hand)."""
+    from screens.new_run import NewRunScreen
+
+    app = create_app(start_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_form(pilot, "ctrl+n", NewRunScreen)
+        model = screen.query_one("#model")
+        await wait_until(pilot, lambda: screen.focused is model)
+        screen.set_focus(None)
+        await pilot.press("end", *"-ab")
+        assert screen.focused is model and model.value == "clip-tiny-ab"
