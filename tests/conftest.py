@@ -40,6 +40,23 @@ def home(shared_home, monkeypatch):
     return shared_home
 
 
+def run_in_memory(spec: dict) -> tuple[dict, list[dict]]:
+    """Run a validated spec in this process (engine.jobs.run_job) with a writer that keeps its events in a list:
+    (the run's document, its events)."""
+    from engine.jobs import run_job
+
+    events: list[dict] = []
+
+    class Writer:
+        session_id = None
+
+        @staticmethod
+        def emit(kind, **fields):
+            events.append({"kind": kind, **fields})
+
+    return run_job(spec, Writer, lambda: False), events
+
+
 def cli_env(home: Path) -> dict:
     env = dict(os.environ, MMUL_HOME=str(home), PYTHONUNBUFFERED="1")
     env.pop("MMUL_DEBUG", None)

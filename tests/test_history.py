@@ -6,6 +6,8 @@ import math
 
 import pytest
 
+from conftest import run_in_memory
+
 from sessions.history import (binned, history_from_events, history_matrix, history_summary, preservation,
                               rebound, retain_area, stability)
 
@@ -104,23 +106,13 @@ def test_history_rows_score_every_request_each_time_and_keep_the_asked_ones():
 
 
 def test_three_requests_on_clip_record_the_schedule_and_the_history(home):
-    from engine.jobs import run_job
     from engine.spec import validate
 
     spec = validate({"method": "ga", "model": "clip-tiny", "data": "shapes-tiny", "device": "cpu", "seed": 7,
                      "deletion": {"strategy": "random", "n": 6, "seed": 7}, "requests": 3,
                      "eval_every_requests": 2, "eval_sample": 2, "params": {"epochs": 1}})
     assert (spec["eval_every_requests"], spec["eval_sample"]) == (2, 2)
-    events = []
-
-    class Writer:
-        session_id = None
-
-        @staticmethod
-        def emit(kind, **fields):
-            events.append({"kind": kind, **fields})
-
-    document = run_job(spec, Writer, lambda: False)
+    document, events = run_in_memory(spec)
     entries = document["requests"]
     assert [e["evaluation"] for e in entries] == ["sample", "full", "full"]
     assert [e["evaluated_units"] for e in entries] == [2, 4, 6]

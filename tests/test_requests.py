@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import ROOT, cli, cli_env
+from conftest import ROOT, cli, cli_env, run_in_memory
 from engine.errors import SpecError
 from engine.spec import validate
 
@@ -15,19 +15,7 @@ def spec(method="multidelete", model="clip-tiny", requests=3, **params):
                      "params": {"epochs": 1, **params}})
 
 
-def run(normal):
-    from engine.jobs import run_job
-
-    events = []
-
-    class Writer:
-        session_id = None
-
-        @staticmethod
-        def emit(kind, **fields):
-            events.append({"kind": kind, **fields})
-
-    return run_job(normal, Writer, lambda: False), events
+run = run_in_memory
 
 
 @pytest.mark.parametrize("method", ["multidelete", "ft", "neggrad", "ga_klr", "npo"])
