@@ -129,6 +129,7 @@ class Queues:
         self.workers: dict[str, DeviceWorker] = {}
         self.cluster = RayBridge()
         self.cluster_threads: dict[str, threading.Thread] = {}
+        self.endings: dict[str, list[asyncio.Future]] = {}  # session -> who awaits its end (a study)
         self._jobs_module: Any = None
 
     def jobs_module(self) -> Any:
@@ -158,6 +159,30 @@ class Queues:
         thread.start()
         log.info("session %s: sent to the Ray cluster", job.session)
         return job
+
+    async def accept(self, store: Any, normal: dict, name: str | None) -> tuple[Job, int]:
+        """Create the session of a validated spec (``store``: the daemon's SessionStore) and queue it: on its
+        device's queue (with its position there), or sent to its Ray cluster (position 0). Runs on the loop
+        (``submit`` and a study's cells)."""
+        if normal.get("cluster"):
+            from sessions.paths import cache_dir
+
+            artifacts = normal.get("artifacts") or str(cache_dir())  # a local Ray instance shares this disk
+            writer = await asyncio.to_thread(store.create, normal, name, state="queued")
+            return self.enqueue_cluster(normal, artifacts, writer), 0
+        device = await asyncio.to_thread(self.jobs_module().queue_device, normal)
+        writer = await asyncio.to_thread(store.create, normal, name, state="queued")
+        return self.enqueue(normal, device, writer)
+
+    async def wait_end(self, session: str) -> str:
+        """The final state of job ``session`` once it has ended (at once when it has)."""
+        job = self.jobs.get(session)
+        if job is None or job.state not in ("queued", "running"):
+            return job.state if job is not None else "unknown"
+        assert self.loop is not None
+        future = self.loop.create_future()
+        self.endings.setdefault(session, []).append(future)
+        return await future
 
     def stop(self, job: Job, reason: str) -> bool:
         """Ask ``job`` to stop; True when it had not started (it is then out of its queue, and the
@@ -284,4 +309,7 @@ class Queues:
         job = self.jobs.get(session)
         if job is not None:
             job.state = state
+        for future in self.endings.pop(session, []):
+            if not future.done():
+                future.set_result(state)
 

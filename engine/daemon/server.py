@@ -34,6 +34,7 @@ import traceback
 
 from engine.daemon.connection import READ_CHUNK, Connection, Limits
 from engine.daemon.queue import Queues
+from engine.daemon.studies import Studies
 from sessions import protocol as P
 from sessions.recovery import recover
 from sessions.schema import SCHEMA_VERSION
@@ -64,6 +65,7 @@ class Engine:
         self.store = SessionStore(self.paths.home)
         self.allowed_uid = os.getuid() if allowed_uid is None else allowed_uid
         self.queues = Queues()
+        self.studies = Studies(self)
         self.started = time.time()
         self.sub_ids = itertools.count(1)
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -162,6 +164,7 @@ class Engine:
         if self.server is not None:
             self.server.close()
         await self.queues.close()
+        await self.studies.close()  # each running study records how its cells ended
         # let the jobs' last events and their "end" reach subscribers (stored-session followers of
         # another process's run would wait forever: give up on them after a moment)
         streams = [t for c in self.connections for t in c.subscriptions.values()]
