@@ -328,6 +328,8 @@ def run_in_engine(record: StudyRecord, cells: list[tuple[str, int, dict]]) -> in
     progress: dict[str, Progress] = {}
 
     def accepted(info: dict) -> None:
+        if not info["to_go"]:  # every cell had finished: nothing runs (as headless)
+            return
         following = "; it runs in the engine already: following it" if info.get("attached") else ""
         print(f"study {record.id}: {info['to_go']} of {len(cells)} runs to go{following}", file=sys.stderr,
               flush=True)
