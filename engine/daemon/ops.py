@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, Protocol
 
 from engine.daemon.hub import Subscription
-from engine.daemon.queue import Queues
 from engine.daemon.studies import WAIT_SECONDS, Studies, StudyError
+from engine.execution.queue import Queues
 from sessions import protocol as P
 from sessions.schema import SCHEMA_VERSION, TERMINAL_STATES
 from sessions.store import SessionDamaged, SessionStore, UnknownSession

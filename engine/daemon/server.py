@@ -33,8 +33,9 @@ import time
 import traceback
 
 from engine.daemon.connection import READ_CHUNK, Connection, Limits
-from engine.daemon.queue import Queues
+from engine.daemon.hub import Hub
 from engine.daemon.studies import Studies
+from engine.execution.queue import Queues
 from sessions import protocol as P
 from sessions.recovery import recover
 from sessions.schema import SCHEMA_VERSION
@@ -64,7 +65,7 @@ class Engine:
         self.limits = limits or Limits()
         self.store = SessionStore(self.paths.home)
         self.allowed_uid = os.getuid() if allowed_uid is None else allowed_uid
-        self.queues = Queues()
+        self.queues = Queues(make_hub=Hub)
         self.studies = Studies(self)
         self.started = time.time()
         self.sub_ids = itertools.count(1)
