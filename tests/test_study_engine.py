@@ -14,7 +14,7 @@ from conftest import cli, cli_env, link_shared_originals, until
 # neggrad first (it finishes), then ft: its 4 steps (50 Df pairs in batches of 16) each train on a retain batch
 # of 64, so `engine stop` sent at its first step finds it training
 ARGS = ["--methods", "neggrad,ft", "--seeds", "42", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "10",
-        "--epochs", "1"]
+        "--epochs", "1", "--device", "cpu"]
 
 
 async def test_a_study_runs_in_the_engine_outlives_its_client_and_resumes_after_engine_stop(tmp_path):

@@ -373,7 +373,7 @@ def engine_errors() -> Iterator[None]:
     except (SpecError, SpecRejected) as error:
         fail(str(error))
     except EngineError as error:
-        if error.code in ("damaged", "error"):
+        if error.code in ("damaged", "error", "busy"):  # busy: the study runs in another process already
             fail(str(error), Exit.RUN_FAILED)
         fail(f"engine unavailable: {error}", Exit.RUN_FAILED)
     except (ConnectionError, OSError, RuntimeError) as error:
