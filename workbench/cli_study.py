@@ -151,7 +151,7 @@ def study(
             failed = run_in_engine(record, plan.cells)
         else:
             with record.running():
-                failed = run_cells(record, plan.cells, engine=False)
+                failed = run_cells(record, plan.cells)
     except StudyError as error:
         fail(str(error))
     document = report(record.load(), plan.cells, tolerance)
