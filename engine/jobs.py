@@ -31,7 +31,7 @@ def queue_device(spec: dict) -> str:
 def run_job(spec: dict, writer, should_stop: Callable[[], bool], original_metrics: dict | None = None) -> dict:
     """Run a validated spec, emitting events through `writer.emit`; returns the result document."""
     if spec.get("devices", 1) > 1:
-        from engine.protocols.parallel_run import run_parallel
+        from engine.execution.parallel_run import run_parallel
 
         return run_parallel(spec, writer.emit, should_stop, getattr(writer, "session_id", None))
     from engine.protocols.requests import run_requests

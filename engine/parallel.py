@@ -1,4 +1,4 @@
-"""What a rank of a ``--devices N`` job does (engine/protocols/parallel_run.py starts the ranks): data-parallel
+"""What a rank of a ``--devices N`` job does (engine/execution/parallel_run.py starts the ranks): data-parallel
 over the Df and Dr batches, the ranks wired by accelerate (``PartialState``: gloo on CPUs, NCCL on CUDA devices).
 
 Every rank draws the same global batch from the same seeded order and takes its own contiguous shard

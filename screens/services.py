@@ -28,13 +28,13 @@ class DeletionPreview(Protocol):
 
 
 class StudyLaunch(Protocol):
-    """A study started in the background (``mmul-workbench study ... --json`` in its own process)."""
+    """A study started in the background (sent to the engine as a job, followed there)."""
 
     def poll(self) -> int | None:
-        """Its exit code, or None while it runs."""
+        """Its exit code (as `mmul-workbench study` would exit), or None while it runs."""
 
     def study_id(self) -> str | None:
-        """The study's id once the process has said it (or None)."""
+        """The study's id once the engine has accepted it (or None)."""
 
     def error(self) -> str | None:
         """Why it ended with an error, in one line (None while it runs or when it succeeded)."""
@@ -66,5 +66,5 @@ class Services(Protocol):
         """The KS p-value of a run's per-example Df scores against Retrain's (for a study's grid)."""
 
     def launch_study(self, args: list[str]) -> StudyLaunch:
-        """Start ``mmul-workbench study ARGS --json`` in the background (through the engine's queue when
-        it is ready); ServiceError when it cannot start."""
+        """Send the study of ``mmul-workbench study ARGS`` to the engine and follow it in the background;
+        ServiceError when it cannot start."""

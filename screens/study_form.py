@@ -1,7 +1,7 @@
 """New study: methods, seeds, model, data, task, deletion set, requests, device, tolerance and method flags,
-as `mmul-workbench study` takes them. Submit starts the study in the background through the services
-(`mmul-workbench study ... --json` in its own process; its cells queue on the engine when it is ready)
-and, once the study has said its id, switches to its grid. The form checks what it can at once (method
+as `mmul-workbench study` takes them. Submit sends the study to the engine through the services (as
+`mmul-workbench study ... --engine` does: the engine runs it as a job) and, once the engine has accepted it,
+switches to its grid. The form checks what it can at once (method
 names, seeds, the flags' shell quoting); the rest the study command checks, and its one-line error is
 shown here. Errors, the help line, the deletion set's context and the buttons come from ``screens.form_base``."""
 from __future__ import annotations

@@ -52,6 +52,8 @@ OPS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "unsubscribe": {"sub": (_INT, True)},
     "heartbeat": {},
     "shutdown": {},
+    "study": {"study": (_STR, True), "spec": ((dict,), True), "cells": ((list,), True)},
+    "study_status": {"study": (_STR, True), "after": (_INT, False)},
 }
 
 # error codes
@@ -72,6 +74,7 @@ BUSY = "busy"                  # too many connections: this one is closed
 LIMIT = "limit"                # a bound on one connection was reached (subscriptions per connection)
 STALLED = "stalled"            # the client stopped reading what the engine sends: the connection is cut
 BEHIND = "behind"              # an ``end`` state: the subscriber fell behind a live run (resubscribe)
+UNKNOWN_STUDY = "unknown_study"  # the engine runs no study of that id (since it started)
 INTERNAL = "internal"
 
 

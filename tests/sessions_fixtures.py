@@ -4,7 +4,7 @@
 by tests that exercise the daemon, the socket and the store rather than training: its runs take
 milliseconds per step and are deterministic. The daemon runs it through ``LAUNCH``, which puts it into
 ``sys.modules["engine.jobs"]`` before starting the real ``engine.daemon``, and starts its worker
-processes through ``WORKER_LAUNCH``, which does the same before the real ``engine.worker``.
+processes through ``WORKER_LAUNCH``, which does the same before the real ``engine.execution.worker``.
 """
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ ROOT = HERE.parent
 
 PATHS = "import sys; sys.path.insert(0, {here!r}); sys.path.insert(0, {root!r});".format(here=str(HERE), root=str(ROOT))
 WORKER_LAUNCH = (PATHS + "import sessions_fixtures as f; f.install_fake_jobs();"
-                 "import engine.worker as w; sys.exit(w.main(sys.argv[1:]))")
+                 "import engine.execution.worker as w; sys.exit(w.main(sys.argv[1:]))")
 LAUNCH = (PATHS + "import sessions_fixtures as f; f.install_fake_jobs();"
-          "import engine.daemon.job_process as jp; jp.WORKER_COMMAND[:] = [sys.executable, '-c', {worker!r}];"
+          "import engine.execution.job_process as jp; jp.WORKER_COMMAND[:] = [sys.executable, '-c', {worker!r}];"
           "import engine.daemon.server as s; sys.exit(s.main())").format(worker=WORKER_LAUNCH)
 
 

@@ -274,14 +274,18 @@ def test_study_args_are_the_study_commands():
         assert caught.value.field == field
 
 
-def test_study_process_says_the_study_commands_one_line_error(tmp_home):
-    from workbench.study_launch import StudyProcess
+def test_engine_study_says_the_study_commands_one_line_error(tmp_home):
+    """The form's study is planned here as `study` plans it, and refused in one line before the engine is asked
+    (no engine starts: nothing under $MMUL_HOME/engine)."""
+    from workbench.study_launch import EngineStudy
 
-    launch = StudyProcess(["--methods", "nope", "--model", "clip-tiny", "--data", "shapes-tiny"], tmp_home)
-    launch.process.wait(timeout=60)
-    assert launch.poll() == 2 and launch.study_id() is None
+    launch = EngineStudy(["--methods", "nope", "--model", "clip-tiny", "--data", "shapes-tiny"], tmp_home)
+    assert launch.wait(timeout=60) == 2 and launch.poll() == 2 and launch.study_id() is None
     assert launch.error().startswith("--methods: unknown method 'nope'")
-    assert int(launch.pid_file.read_text()) == launch.process.pid
+    bad = EngineStudy(["--methods", "ft", "--model", "clip-tiny", "--data", "shapes-tiny", "--tolerance", "-1"],
+                      tmp_home)
+    assert bad.wait(timeout=60) == 2 and bad.error() == "--tolerance must be a number of points >= 0, got -1.0"
+    assert not (tmp_home / "engine").exists()
 
 
 async def test_a_studys_cells_get_no_toast_each_the_study_gets_one(tmp_home):

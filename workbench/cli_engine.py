@@ -85,7 +85,7 @@ def status_cmd(as_json: bool = typer.Option(False, "--json", help="one JSON obje
     if info.get("damaged"):
         typer.echo(f"damaged sessions skipped at start: {', '.join(info['damaged'])} (`mmul-workbench sessions check`)")
     devices = info.get("devices") or {}
-    if not devices and not info.get("cluster"):
+    if not devices and not info.get("cluster") and not info.get("studies"):
         typer.echo("no jobs yet")
     cluster = info.get("cluster")
     if cluster:
@@ -100,6 +100,10 @@ def status_cmd(as_json: bool = typer.Option(False, "--json", help="one JSON obje
         worker = f"worker pid {dev['worker_pid']}" if dev.get("worker_pid") else "no worker process"
         typer.echo(f"  {name}: running {dev.get('running') or '-'}; queued {len(queued)}"
                    + (f" ({', '.join(queued)})" if queued else "") + f"; {worker}")
+    for sid, study in (info.get("studies") or {}).items():  # studies are engine jobs too (engine/daemon/studies.py)
+        typer.echo(f"  study {sid}: {study['state']}; {study['to_go']} of {study['cells']} runs to go"
+                   + (f", {study['failed']} failed" if study.get("failed") else "")
+                   + (f"; now {study['current']}" if study.get("current") and study["state"] == "running" else ""))
 
 
 @engine_app.command("logs")

@@ -2,18 +2,21 @@
 cell an ordinary run saved as its own session, and per method the mean, std and n of every metric, with
 the Retrain-relative scores (AUC gap, test gap, forget quality) and a ranking by closeness to Retrain.
 
-A cell runs as `run` would run it: in this process, or through the engine daemon's queue with
-`--engine`. Retrain runs first for each seed, since the others are scored against it. The study record
-(sessions/study.py) is keyed by a digest of the arguments, so the same command again resumes: cells
-whose session finished are skipped. Nothing heavy at import; torch loads only when a cell runs here.
+Headless, the cells run in this process as `run` would run them. With `--engine` (or `--cluster`) the
+study is an engine job (engine/daemon/studies.py): the engine queues, runs and records its cells and this
+command is a thin client that sends it and follows it (stopping it leaves the study running). Retrain
+runs first for each seed, since the others are scored against it. The study record (sessions/study.py)
+is keyed by a digest of the arguments, so the same command again resumes: cells whose session finished
+are skipped. Nothing heavy at import; torch loads only when a cell runs here.
 """
 from __future__ import annotations
 
 import math
 import sys
-from pathlib import Path
 from contextlib import contextmanager
-from typing import Callable, Iterator, Optional
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
 
 import typer
 
@@ -40,36 +43,35 @@ DEFAULT_TOLERANCE = 5.0  # points of the test headline (test r_mean, test accura
 
 
 def parse_methods(text: str) -> list[str]:
-    """Catalogue names, in the order given, each once, Retrain first; one-line exit 2 on an unknown name."""
+    """Catalogue names, in the order given, each once, Retrain first; SpecError (one line) on an unknown name."""
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
-        fail("--methods needs at least one method, e.g. --methods retrain,ft,multidelete (see `mmul-workbench methods`)")
+        raise SpecError("--methods needs at least one method, e.g. --methods retrain,ft,multidelete "
+                        "(see `mmul-workbench methods`)")
     chosen: list[str] = []
     for name in names:
         try:
             method = specs.method_info(name).name
         except SpecError as error:
-            fail(f"--methods: {error}")
+            raise SpecError(f"--methods: {error}") from None
         if method not in chosen:
             chosen.append(method)
     return sorted(chosen, key=lambda m: m != REFERENCE)  # stable: Retrain first, the rest as given
 
 
 def parse_seeds(text: str) -> list[int]:
-    """Whole numbers, in the order given, each once; one-line exit 2 on anything else."""
+    """Whole numbers, in the order given, each once; SpecError (one line) on anything else."""
     parts = [part.strip() for part in text.split(",") if part.strip()]
     if not parts:
-        fail(f"--seeds needs at least one seed, e.g. --seeds {PAPER_SEEDS}")
+        raise SpecError(f"--seeds needs at least one seed, e.g. --seeds {PAPER_SEEDS}")
     seeds: list[int] = []
     for part in parts:
         try:
             number = int(part)
         except ValueError:
-            fail(f"--seeds: {part!r} is not a whole number; give comma-separated seeds such as {PAPER_SEEDS}")
-        try:
-            seed = check_seed(number, "--seeds")
-        except SpecError as error:
-            fail(str(error))
+            raise SpecError(f"--seeds: {part!r} is not a whole number; give comma-separated seeds such as "
+                            f"{PAPER_SEEDS}") from None
+        seed = check_seed(number, "--seeds")
         if seed not in seeds:
             seeds.append(seed)
     return seeds
@@ -81,8 +83,8 @@ def timed_order(chosen: list[str], given: dict) -> list[str]:
     if given.get("budget") != "matched-time" or given.get("budget_seconds") is not None:
         return chosen
     if "multidelete" not in chosen:
-        fail("--budget matched-time gives every method MultiDelete's seconds: add multidelete to --methods, "
-             "or give --budget-seconds S")
+        raise SpecError("--budget matched-time gives every method MultiDelete's seconds: add multidelete to "
+                        "--methods, or give --budget-seconds S")
     rest = [m for m in chosen if m not in (REFERENCE, "multidelete")]
     return [m for m in chosen if m == REFERENCE] + ["multidelete"] + rest
 
@@ -124,7 +126,8 @@ def study(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N", autocompletion=complete_device),
     tolerance: float = typer.Option(DEFAULT_TOLERANCE, "--tolerance", help="the test gap to Retrain, in points, "
                                     "within which methods are ranked by their Df/Dr AUC gap to Retrain"),
-    engine: bool = typer.Option(False, "--engine", help="run the cells through the engine daemon's queue"),
+    engine: bool = typer.Option(False, "--engine", help="run the study inside the engine daemon (its cells on its "
+                                "queues) and follow it; stopping this command leaves it running"),
     cluster: Optional[str] = typer.Option(None, "--cluster", help=CLUSTER_HELP + "; the cells run side by side"),
     artifacts: Optional[Path] = typer.Option(None, "--cache-dir", "--artifacts", help=ARTIFACTS_HELP),
     devices: int = typer.Option(1, "--devices", metavar="N", help=DEVICES_HELP),
@@ -139,65 +142,105 @@ def study(
 ) -> None:
     """Run methods x seeds on one protocol (each run a session; re-running resumes) and report per method
     mean +/- std of every metric, with the AUC gap, test gap and forget quality against Retrain."""
-    chosen, seed_list, given = parse_methods(methods), parse_seeds(seeds), params or {}
+    options = {name: value for name, value in locals().items() if name != "params"}
     kinds = parse_attacks(attacks)
+    try:
+        plan = plan_study(options, params or {})
+    except SpecError as error:
+        fail(str(error))
+    announce_plan([spec for _, _, spec in plan.cells], gpu_memory)
+    record = StudyRecord(plan.id, plan.spec)
+    try:
+        record.load()
+        if engine or cluster is not None:  # the study runs inside the engine; this process follows it
+            failed = run_in_engine(record, plan.cells)
+            with record.running():  # the attacks run here, after the engine has let the study go
+                found = run_study_attacks(finished_cells(record, plan.cells), kinds) if kinds else {}
+        else:
+            with record.running():
+                failed = run_cells(record, plan.cells)
+                found = run_study_attacks(finished_cells(record, plan.cells), kinds) if kinds else {}
+    except StudyError as error:
+        fail(str(error))
+    document = report(record.load(), plan.cells, tolerance, found, kinds)
+    if as_json:
+        print_json(document)
+    else:
+        print_study(document)
+    if failed:
+        fail(f"{failed} of {len(plan.cells)} runs of study {plan.id} failed (their sessions are kept); run the same "
+             "command again to retry them", Exit.RUN_FAILED)
+
+
+@dataclass
+class StudyPlan:
+    """A study as its arguments define it: its id (the digest of its identity), its spec (what the record
+    keeps) and its cells ``(method, seed, validated run spec)``, Retrain first for each seed."""
+
+    id: str
+    spec: dict
+    cells: list[tuple[str, int, dict]]
+
+
+def plan_study(options: dict, given: dict) -> StudyPlan:
+    """The plan of a `study` command's ``options`` (its keyword arguments) and the method parameters given;
+    SpecError (one line) on bad input. Nothing runs and nothing is written."""
+    chosen, seed_list = parse_methods(options["methods"]), parse_seeds(options["seeds"])
+    tolerance, requests = options["tolerance"], options["requests"]
     if not math.isfinite(tolerance) or tolerance < 0:
-        fail(f"--tolerance must be a number of points >= 0, got {tolerance}")
+        raise SpecError(f"--tolerance must be a number of points >= 0, got {tolerance}")
     unused = [name for name in given if not any(name in method_params(m, given) for m in chosen)]
     if unused:
         owners = specs.param_owners(unused[0])
-        fail(f"none of the study's methods takes --{specs.dash(unused[0])}"
-             + (f"; it belongs to {', '.join(owners)}" if owners else ""))
+        raise SpecError(f"none of the study's methods takes --{specs.dash(unused[0])}"
+                        + (f"; it belongs to {', '.join(owners)}" if owners else ""))
 
     chosen = timed_order(chosen, given)
     given = tuning_against_retrain(chosen, given, tolerance)
-    engine = engine or cluster is not None
     cells: list[tuple[str, int, dict]] = []
-    try:
-        for seed in seed_list:
-            for method in chosen:
-                raw = {"method": method, "model": model, "data": data, "device": device, "seed": seed,
-                       "deletion": deletion_spec(delete, delete_ids, delete_query, seed),
-                       "params": with_compile(method_params(method, given), compiled)}
-                if requests is not None:
-                    raw["requests"] = requests if method in specs.SEQUENTIAL_METHODS else 1
-                if task is not None:
-                    raw["task"] = task
-                if original is not None:
-                    raw["original"] = original
-                # where and how the cells run is not part of the study's identity
-                raw.update(placement(cluster, artifacts, devices, strategy))
-                cells.append((method, seed, specs.validate(absolute_paths(raw))))
-    except SpecError as error:
-        fail(str(error))
+    for seed in seed_list:
+        for method in chosen:
+            raw = {"method": method, "model": options["model"], "data": options["data"], "device": options["device"],
+                   "seed": seed, "deletion": deletion_spec(options["delete"], options["delete_ids"],
+                                                           options["delete_query"], seed),
+                   "params": with_compile(method_params(method, given), options["compiled"])}
+            if requests is not None:
+                raw["requests"] = requests if method in specs.SEQUENTIAL_METHODS else 1
+            if options["task"] is not None:
+                raw["task"] = options["task"]
+            if options["original"] is not None:
+                raw["original"] = options["original"]
+            # where and how the cells run is not part of the study's identity
+            raw.update(placement(options["cluster"], options["artifacts"], options["devices"], options["strategy"]))
+            cells.append((method, seed, specs.validate(absolute_paths(raw))))
 
-    announce_plan([spec for _, _, spec in cells], gpu_memory)
     first = cells[0][2]
     protocol = {"model": first["model"], "data": first["data"], "task": first["task"], "device": first["device"],
                 "deletion": {k: v for k, v in first["deletion"].items() if k != "seed"},
                 "requests": requests or 1, "params": given}
     identity = {"protocol": protocol, "methods": sorted(chosen), "seeds": sorted(seed_list)}
     sid = study_id(identity)
-    spec_doc = {**protocol, "methods": chosen, "seeds": seed_list}
     for method, seed, spec in cells:
         spec["name"] = cell_name(sid, method, seed)
+    return StudyPlan(sid, {**protocol, "methods": chosen, "seeds": seed_list}, cells)
 
-    record = StudyRecord(sid, spec_doc)
+
+def plan_from_args(args: list[str]) -> StudyPlan:
+    """The plan of `mmul-workbench study ARGS` without running it (the TUI's New-study form submits it to the
+    engine); SpecError (one line) on bad input."""
+    import click
+
+    app = typer.Typer()
+    register(app)
+    command = typer.main.get_command(app)
     try:
-        record.load()
-        with record.running():
-            failed = run_cells(record, cells, engine)
-            found = run_study_attacks(finished_cells(record, cells), kinds) if kinds else {}
-    except StudyError as error:
-        fail(str(error))
-    document = report(record, cells, tolerance, found, kinds)
-    if as_json:
-        print_json(document)
-    else:
-        print_study(document)
-    if failed:
-        fail(f"{failed} of {len(cells)} runs of study {sid} failed (their sessions are kept); run the same "
-             "command again to retry them", Exit.RUN_FAILED)
+        with command.make_context("study", list(args)) as context:
+            options = dict(context.params)
+    except click.ClickException as error:
+        raise SpecError(error.format_message()) from None
+    generated = {param.name for param in specs.option_params("run")}
+    given = {name: value for name, value in options.items() if name in generated and value is not None}
+    return plan_study({name: value for name, value in options.items() if name not in generated}, given)
 
 
 # --- running the cells ------------------------------------------------------------------------------
@@ -215,8 +258,9 @@ def stored_state(session: str | None) -> tuple[str | None, dict | None, bool]:
     return meta.get("state"), summary, bool(meta.get("live"))
 
 
-def run_cells(record: StudyRecord, cells: list[tuple[str, int, dict]], engine: bool) -> int:
-    """Run every cell whose session has not finished (Retrain first per seed); returns how many failed."""
+def run_cells(record: StudyRecord, cells: list[tuple[str, int, dict]]) -> int:
+    """Run, in this process, every cell whose session has not finished (Retrain first per seed); returns how
+    many failed."""
     pending, originals = [], {}
     for method, seed, spec in cells:
         cell = record.cell(method, seed) or {}
@@ -227,37 +271,34 @@ def run_cells(record: StudyRecord, cells: list[tuple[str, int, dict]], engine: b
             originals.setdefault(seed, flatten(summary.get("original_metrics") or {}))
             continue
         if state in ACTIVE_STATES and live:  # queued or running in the engine (or another process) now
-            if not engine:
-                fail(f"{method} seed {seed} of {record.id} is still running in session {cell['session']}; "
-                     "wait for it, or re-run with --engine to follow it")
-            pending.append((method, seed, spec, cell["session"]))
-            continue
-        pending.append((method, seed, spec, None))
+            fail(f"{method} seed {seed} of {record.id} is still running in session {cell['session']}; "
+                 "wait for it, or re-run with --engine to follow it")
+        pending.append((method, seed, spec))
     if not pending:
         return 0
-    from engine.api import preflight, preview_deletion  # torch-free; preflight may load torch to list devices
-
-    try:  # bad input ends the study before anything runs: each seed's deletion set, the devices, the data
-        for spec in {cell[1]: cell[2] for cell in pending}.values():
-            preview_deletion(spec["data"], spec["deletion"])  # built-in worlds; real data is checked by the run
-        if not engine:
-            preflight(pending[0][2])  # devices and data records: the same for every cell
-    except SpecError as error:
-        fail(str(error))
+    check_inputs(pending, here=True)
     print(f"study {record.id}: {len(pending)} of {len(cells)} runs to go", file=sys.stderr, flush=True)
-    if engine and pending[0][2].get("cluster"):  # a cluster runs the cells side by side: send all, then follow
-        pending = [(m, s, spec, running or submit_cell(record, m, s, spec)) for m, s, spec, running in pending]
     failed = 0
-    for method, seed, spec, running in pending:
-        label = f"{method} s{seed}"
-        if engine:
-            ok = run_engine_cell(record, method, seed, spec, running, label)
-        else:
-            ok, result = run_local_cell(record, method, seed, spec, label, originals.get(seed))
-            if ok:
-                originals.setdefault(seed, flatten(result["original_metrics"]))
+    for method, seed, spec in pending:
+        ok, result = run_local_cell(record, method, seed, spec, f"{method} s{seed}", originals.get(seed))
+        if ok:
+            originals.setdefault(seed, flatten(result["original_metrics"]))
         failed += not ok
     return failed
+
+
+def check_inputs(cells: list[tuple[str, int, dict]], here: bool) -> None:
+    """Bad input ends the study before anything runs: each seed's deletion set, and (``here``: the cells run in
+    this process) the devices and the data records; the engine checks those itself."""
+    from engine.api import preflight, preview_deletion  # torch-free; preflight may load torch to list devices
+
+    try:
+        for spec in {cell[1]: cell[2] for cell in cells}.values():
+            preview_deletion(spec["data"], spec["deletion"])  # built-in worlds; real data is checked by the run
+        if here:
+            preflight(cells[0][2])  # the same for every cell
+    except SpecError as error:
+        fail(str(error))
 
 
 def run_local_cell(record: StudyRecord, method: str, seed: int, spec: dict, label: str,
@@ -285,43 +326,46 @@ def run_local_cell(record: StudyRecord, method: str, seed: int, spec: dict, labe
     return True, result
 
 
-def run_engine_cell(record: StudyRecord, method: str, seed: int, spec: dict, running: str | None, label: str) -> bool:
-    """One cell through the engine daemon's queue (as `run --engine`), or following the cell's job that is
-    still queued or running there; the session is recorded as soon as it is queued."""
-    from workbench.client.follow import follow
+def run_in_engine(record: StudyRecord, cells: list[tuple[str, int, dict]]) -> int:
+    """The study as an engine job (engine/daemon/studies.py): sent, or attached to when the engine runs it
+    already, and followed to its end, each cell's progress on stderr; returns how many cells failed. The
+    engine records the cells; stopping this process leaves the study running there."""
+    from workbench.client.follow import submit_study_and_follow
 
-    progress = Progress(label)
-    with progress, engine_errors():
-        on_event: Callable[[dict], None] = lambda event: progress.event(event["kind"], event)  # noqa: E731
-        session = running or submit_cell(record, method, seed, spec)
-        final = follow(session, on_event)
-    record.set_cell(method, seed, session, final if final in ("finished", "failed", "cancelled") else "failed")
-    if final == "cancelled":  # `engine stop` or `cancel`: the study stops here, as Ctrl-C stops a headless one
-        fail(f"{label} cancelled ({cancel_reason(session)}; session {session} kept); the study stops here: run the "
-             "same command again to go on", Exit.INTERRUPTED)
-    if final != "finished":
-        print(f"error: {label} {final} (session {session} kept)", file=sys.stderr, flush=True)
-    return final == "finished"
+    check_inputs(cells, here=False)
+    progress: dict[str, Progress] = {}
 
+    def accepted(info: dict) -> None:
+        if not info["to_go"]:  # every cell had finished: nothing runs (as headless)
+            return
+        following = "; it runs in the engine already: following it" if info.get("attached") else ""
+        print(f"study {record.id}: {info['to_go']} of {len(cells)} runs to go{following}", file=sys.stderr,
+              flush=True)
 
-def submit_cell(record: StudyRecord, method: str, seed: int, spec: dict) -> str:
-    """Queue one cell in the engine; its session is recorded at once."""
-    from workbench.client.follow import submit_and_follow
+    def on_event(cell: dict, event: dict) -> None:
+        label = f"{cell.get('method')} s{cell.get('seed')}"
+        bar = progress.get(label)
+        if bar is None:
+            bar = progress[label] = Progress(label).__enter__()
+        if event["kind"] != "end":
+            bar.event(event["kind"], event)
+            return
+        progress.pop(label).__exit__(None, None, None)
+        if event["state"] not in ("finished", "cancelled"):
+            print(f"error: {label} {event['state']} (session {cell.get('session')} kept)", file=sys.stderr,
+                  flush=True)
 
-    with engine_errors():
-        session, _ = submit_and_follow(spec, lambda event: None, detach=True)
-    record.set_cell(method, seed, session, "queued")
-    return session
-
-
-def cancel_reason(session: str) -> str:
-    """Why a cell's session was cancelled, as stored (the engine stopped, a `cancel`)."""
-    from sessions.store import SessionStore
-
+    sent = [{"method": method, "seed": seed, "spec": spec} for method, seed, spec in cells]
     try:
-        return str(SessionStore().get(session).get("message") or "cancelled")
-    except Exception:  # deleted or damaged meanwhile
-        return "cancelled"
+        with engine_errors():
+            info = submit_study_and_follow(record.id, record.spec, sent, on_event, accepted)
+    finally:
+        for bar in progress.values():
+            bar.__exit__(None, None, None)
+    if info["state"] == "cancelled":  # `engine stop` or `cancel`: the study stops, as Ctrl-C stops a headless one
+        fail(f"study {record.id} stopped: {info.get('message') or 'cancelled'}; run the same command again to go "
+             "on", Exit.INTERRUPTED)
+    return info["failed"]
 
 
 @contextmanager
@@ -337,7 +381,7 @@ def engine_errors() -> Iterator[None]:
     except (SpecError, SpecRejected) as error:
         fail(str(error))
     except EngineError as error:
-        if error.code in ("damaged", "error"):
+        if error.code in ("damaged", "error", "busy"):  # busy: the study runs in another process already
             fail(str(error), Exit.RUN_FAILED)
         fail(f"engine unavailable: {error}", Exit.RUN_FAILED)
     except (ConnectionError, OSError, RuntimeError) as error:

@@ -62,16 +62,15 @@ class EngineServices:
         return forget_quality(scores, reference)
 
     def launch_study(self, args: list[str]):
-        """`mmul-workbench study ARGS --json` in its own detached process (workbench.study_launch); with
-        ``--engine`` when the engine is ready, so its cells queue there like every other run."""
-        args = [*args, "--engine"] if self.engine_ready and "--engine" not in args else list(args)
+        """The study of `mmul-workbench study ARGS`, sent to the engine as a job and followed there
+        (workbench.study_launch), as `study ARGS --engine` would."""
         if self.study_launcher is not None:
-            return self.study_launcher(args)
-        from workbench.study_launch import StudyProcess
+            return self.study_launcher(list(args))
+        from workbench.study_launch import EngineStudy
 
         try:
-            return StudyProcess(args, self.home)
-        except OSError as exc:
+            return EngineStudy(args, self.home)
+        except (OSError, RuntimeError) as exc:  # no thread could start
             raise ServiceError(f"the study could not start: {exc}") from None
 
     # the engine daemon ---------------------------------------------------------------------------

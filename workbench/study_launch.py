@@ -1,73 +1,69 @@
-"""A study started from the TUI: `mmul-workbench study ARGS --json` in its own detached process (as the
-engine is started: a new session, stdin closed, output to files), so closing the TUI or losing the SSH
-connection never stops it. Its stderr goes to ``$MMUL_HOME/studies/launches/<stamp>.log`` (where the
-study says its id first, then its cells' progress), its JSON document to ``<stamp>.json`` and its process
-id to ``<stamp>.pid`` (to stop it: ``kill $(cat <stamp>.pid)``; the same `study` command resumes it)."""
+"""A study started from the TUI: its `mmul-workbench study` arguments planned here (``cli_study.plan_from_args``,
+torch-free) and the study sent to the engine as a job (engine/daemon/studies.py), through the same client
+facade as `study --engine` (``workbench.client.follow.submit_study_and_follow``). The engine runs and records
+it, so closing the TUI or losing the SSH connection never stops it; one thread here follows it to its end,
+for the App's toast.
+"""
 from __future__ import annotations
 
-import json
 import os
-import re
-import subprocess
-import sys
-import time
-from pathlib import Path
+import threading
 
-from sessions.files import private_dir
-from sessions.study import studies_dir
+from engine.errors import SpecError
 
-STUDY_SAID = re.compile(r"\bstudy (study-[0-9a-f]{12})\b")
-HEAD_BYTES = 65_536   # the id comes in the first lines
-TAIL_BYTES = 4_096    # the error is the last line
+ENDED_CODES = {"finished": 0, "failed": 1, "cancelled": 130}   # as the `study` command would exit
 
 
-class StudyProcess:
-    """The study's process and its files (``screens.services.StudyLaunch``)."""
+class EngineStudy:
+    """A study submitted to the engine (``screens.services.StudyLaunch``): ``study_id`` once the engine has
+    accepted it, ``poll`` its exit code once it has ended, ``error`` why, in one line."""
 
     def __init__(self, args: list[str], home: str | os.PathLike | None = None) -> None:
-        directory = private_dir(studies_dir(home) / "launches")
-        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 1_000_000}"
-        self.log, self.out = directory / f"{stamp}.log", directory / f"{stamp}.json"
-        env = dict(os.environ, PYTHONUNBUFFERED="1", **({"MMUL_HOME": str(home)} if home is not None else {}))
-        self.args = ["study", *args, "--json"]
-        with open(self.log, "wb") as log, open(self.out, "wb") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", "workbench.cli", *self.args],
-                                            stdin=subprocess.DEVNULL, stdout=out, stderr=log,
-                                            start_new_session=True, env=env)
-        self.pid_file = directory / f"{stamp}.pid"
-        self.pid_file.write_text(f"{self.process.pid}\n")
+        self.args, self.home = list(args), home
         self._id: str | None = None
+        self._code: int | None = None
+        self._error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="study-launch", daemon=True)
+        self._thread.start()
 
     def poll(self) -> int | None:
-        return self.process.poll()
+        return self._code
 
     def study_id(self) -> str | None:
-        if self._id is None:
-            found = STUDY_SAID.search(_read(self.log, 0, HEAD_BYTES))
-            if found is None and self.poll() == 0:  # every cell had finished already: only the document says it
-                try:
-                    found_id = json.loads(self.out.read_text()).get("study")
-                except (OSError, ValueError, AttributeError):
-                    found_id = None
-                self._id = found_id if isinstance(found_id, str) else None
-            elif found is not None:
-                self._id = found.group(1)
         return self._id
 
     def error(self) -> str | None:
-        code = self.poll()
-        if code in (None, 0):
-            return None
-        lines = [line.strip() for line in _read(self.log, -TAIL_BYTES, TAIL_BYTES).splitlines() if line.strip()]
-        said = next((line for line in reversed(lines) if line.startswith("error:")), None)
-        return said[len("error:"):].strip() if said else f"the study exited with code {code}; see {self.log}"
+        return self._error if self._code not in (None, 0) else None
 
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Its exit code once it has ended (None after ``timeout`` seconds)."""
+        self._thread.join(timeout)
+        return self._code
 
-def _read(path: Path, offset: int, size: int) -> str:
-    try:
-        with open(path, "rb") as handle:
-            if offset < 0:
-                handle.seek(max(0, handle.seek(0, os.SEEK_END) + offset))
-            return handle.read(size).decode("utf-8", "replace")
-    except OSError:
-        return ""
+    def _run(self) -> None:
+        import typer
+
+        from workbench.cli_study import check_inputs, plan_from_args
+        from workbench.client.errors import EngineError
+        from workbench.client.follow import submit_study_and_follow
+
+        try:
+            plan = plan_from_args(self.args)
+            check_inputs(plan.cells, here=False)
+            cells = [{"method": method, "seed": seed, "spec": spec} for method, seed, spec in plan.cells]
+            info = submit_study_and_follow(plan.id, plan.spec, cells, lambda cell, event: None,
+                                           on_accepted=lambda _: setattr(self, "_id", plan.id), home=self.home)
+        except SpecError as exc:
+            self._end(2, str(exc))
+        except EngineError as exc:
+            self._end(1, f"engine: {exc}")
+        except typer.Exit as exc:  # a `fail` of the checks the command shares (it said why on stderr)
+            self._end(int(exc.exit_code or 2), "the study's arguments were refused (see `mmul-workbench study --help`)")
+        except Exception as exc:  # the App shows it as the study's one-line error
+            self._end(1, f"{type(exc).__name__}: {exc}".splitlines()[0])
+        else:
+            self._end(ENDED_CODES.get(info["state"], 1), info.get("message"))
+
+    def _end(self, code: int, message: str | None) -> None:
+        self._error = message
+        self._code = code

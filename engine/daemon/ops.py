@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, Protocol
 
 from engine.daemon.hub import Subscription
-from engine.daemon.queue import Queues
+from engine.daemon.studies import WAIT_SECONDS, Studies, StudyError
+from engine.execution.queue import Queues
 from sessions import protocol as P
-from sessions.paths import cache_dir
 from sessions.schema import SCHEMA_VERSION, TERMINAL_STATES
 from sessions.store import SessionDamaged, SessionStore, UnknownSession
 
@@ -30,6 +30,7 @@ class Daemon(Protocol):
     paths: P.EnginePaths
     store: SessionStore
     queues: Queues
+    studies: Studies
     started: float
     stopping: bool
     sub_ids: Iterator[int]
@@ -86,15 +87,8 @@ async def submit(daemon: Daemon, conn: Client, rid: Any, spec: dict, name: str |
     if not isinstance(normal, dict):
         return P.error(rid, P.INTERNAL, "validate() did not return a spec")
     name = name if name is not None else normal.get("name")  # `run --name`, a study's cell: named in the spec
-    if normal.get("cluster"):
-        artifacts = normal.get("artifacts") or str(cache_dir())  # a local Ray instance shares this machine's disk
-        writer = await asyncio.to_thread(daemon.store.create, normal, name, state="queued")
-        job = daemon.queues.enqueue_cluster(normal, artifacts, writer)
-        return P.ok(rid, session=job.session, device="ray", position=0, state="queued")
-    device = await asyncio.to_thread(jobs.queue_device, normal)
-    writer = await asyncio.to_thread(daemon.store.create, normal, name, state="queued")
-    job, position = daemon.queues.enqueue(normal, device, writer)
-    return P.ok(rid, session=job.session, device=device, position=position, state="queued")
+    job, position = await daemon.queues.accept(daemon.store, normal, name)
+    return P.ok(rid, session=job.session, device=job.device, position=position, state="queued")
 
 
 async def cancel(daemon: Daemon, conn: Client, rid: Any, session: str) -> dict:
@@ -137,6 +131,7 @@ async def status(daemon: Daemon, conn: Client, rid: Any, session: str | None = N
                     home=str(paths.home), socket=str(paths.socket), log=str(paths.log),
                     protocol=P.PROTOCOL_VERSION, schema=SCHEMA_VERSION, devices=daemon.queues.devices(),
                     cluster=await asyncio.to_thread(daemon.queues.cluster.status),
+                    studies=daemon.studies.listing(),
                     stopping=daemon.stopping, damaged=daemon.damaged, connections=len(daemon.connections),
                     buffered=daemon.limits.used,
                     subscriptions=sum(len(c.subscriptions) for c in daemon.connections),
@@ -162,7 +157,8 @@ async def status(daemon: Daemon, conn: Client, rid: Any, session: str | None = N
 
 
 async def heartbeat(daemon: Daemon, conn: Client, rid: Any) -> dict:
-    return P.ok(rid, ts=time.time(), jobs=daemon.queues.active_count(), stopping=daemon.stopping)
+    return P.ok(rid, ts=time.time(), jobs=daemon.queues.active_count() + daemon.studies.active_count(),
+                stopping=daemon.stopping)
 
 
 async def shutdown(daemon: Daemon, conn: Client, rid: Any) -> dict:
@@ -194,9 +190,54 @@ async def unsubscribe(daemon: Daemon, conn: Client, rid: Any, sub: int) -> dict:
     return P.ok(rid, sub=sub)
 
 
+async def study(daemon: Daemon, conn: Client, rid: Any, study: str, spec: dict, cells: list) -> dict:
+    """Run a study (its cells checked as ``submit`` checks a run), or attach to it when it runs already."""
+    from sessions.study import STUDY_ID
+
+    if daemon.stopping:
+        return P.error(rid, P.SHUTTING_DOWN, "the engine is stopping; start it again and resubmit")
+    if not STUDY_ID.fullmatch(study):
+        return P.error(rid, P.BAD_REQUEST, f"{study!r} is not a study id (study-<12 hex digits>)", "study")
+    running = daemon.studies.active(study)
+    if running is not None:
+        return P.ok(rid, attached=True, **running.info())
+    from engine.errors import SpecError
+
+    checked: list[tuple[str, int, dict]] = []
+    try:
+        jobs = await asyncio.to_thread(daemon.queues.jobs_module)
+        for cell in cells:
+            if not isinstance(cell, dict) or not isinstance(cell.get("spec"), dict) or \
+                    not isinstance(cell.get("method"), str) or not isinstance(cell.get("seed"), int):
+                return P.error(rid, P.BAD_REQUEST, "each cell is {method, seed, spec}", "cells")
+            normal = await asyncio.to_thread(jobs.validate, cell["spec"])
+            checked.append((cell["method"], cell["seed"], normal))
+    except SpecError as exc:
+        message = str(exc).splitlines()[0] if str(exc) else "bad run spec"
+        return P.error(rid, P.BAD_SPEC, f"{cell['method']} seed {cell['seed']}: {message}", exc.field)
+    if not checked:
+        return P.error(rid, P.BAD_REQUEST, "a study has at least one cell", "cells")
+    try:
+        job = await daemon.studies.start(study, spec, checked)
+    except StudyError as exc:
+        return P.error(rid, P.BUSY, str(exc))
+    return P.ok(rid, attached=False, **job.info())
+
+
+async def study_status(daemon: Daemon, conn: Client, rid: Any, study: str, after: int = -1) -> dict:
+    """A study's state and cells once it has changed since version ``after`` (or after WAIT_SECONDS)."""
+    job = daemon.studies.jobs.get(study)
+    if job is None:
+        return P.error(rid, P.UNKNOWN_STUDY, f"this engine runs no study {study} (since it started); "
+                                             "run the study's command again to resume it")
+    await job.wait_change(after, WAIT_SECONDS)
+    return P.ok(rid, **job.info())
+
+
 Handler = Callable[..., Awaitable[dict]]
 
 HANDLERS: dict[str, Handler] = {
     "hello": hello, "submit": submit, "cancel": cancel, "list": list_sessions, "status": status,
     "heartbeat": heartbeat, "shutdown": shutdown, "subscribe": subscribe, "unsubscribe": unsubscribe,
+    "study": study, "study_status": study_status,
 }

@@ -33,7 +33,9 @@ import time
 import traceback
 
 from engine.daemon.connection import READ_CHUNK, Connection, Limits
-from engine.daemon.queue import Queues
+from engine.daemon.hub import Hub
+from engine.daemon.studies import Studies
+from engine.execution.queue import Queues
 from sessions import protocol as P
 from sessions.recovery import recover
 from sessions.schema import SCHEMA_VERSION
@@ -63,7 +65,8 @@ class Engine:
         self.limits = limits or Limits()
         self.store = SessionStore(self.paths.home)
         self.allowed_uid = os.getuid() if allowed_uid is None else allowed_uid
-        self.queues = Queues()
+        self.queues = Queues(make_hub=Hub)
+        self.studies = Studies(self)
         self.started = time.time()
         self.sub_ids = itertools.count(1)
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -162,6 +165,7 @@ class Engine:
         if self.server is not None:
             self.server.close()
         await self.queues.close()
+        await self.studies.close()  # each running study records how its cells ended
         # let the jobs' last events and their "end" reach subscribers (stored-session followers of
         # another process's run would wait forever: give up on them after a moment)
         streams = [t for c in self.connections for t in c.subscriptions.values()]

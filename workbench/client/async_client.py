@@ -199,5 +199,14 @@ class EngineClient:
     async def heartbeat(self) -> dict:
         return strip(await self.request("heartbeat"))
 
+    async def study(self, study: str, spec: dict, cells: list[dict]) -> dict:
+        """Run a study in the engine (or attach to it when it runs there already): its state and cells
+        (``engine.daemon.studies.StudyJob.info``). SpecRejected names the cell at fault."""
+        return strip(await self.request("study", study=study, spec=spec, cells=cells))
+
+    async def study_status(self, study: str, after: int = -1) -> dict:
+        """The study's state and cells once its version has moved past ``after`` (a long poll)."""
+        return strip(await self.request("study_status", study=study, after=after))
+
     def subscribe(self, session: str, from_seq: int = 0) -> Subscription:
         return Subscription(self, session, from_seq)

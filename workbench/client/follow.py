@@ -1,8 +1,9 @@
-"""Submit a run and follow its events from blocking code (``run --engine``), over the asyncio client."""
+"""Submit a run or a study and follow it from blocking code (``run --engine``, ``study --engine``, the TUI's
+New-study), over the asyncio client."""
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from typing import Callable, Optional
 
 from workbench.client.async_client import EngineClient
 from workbench.client.process import start_engine
@@ -46,3 +47,38 @@ async def _follow(client: EngineClient, session: str, from_seq: int, on_event: C
     async for event in subscription:
         on_event(event)
     return subscription.state or "unknown"
+
+
+STUDY_ENDED = ("finished", "failed", "cancelled")
+CellEvent = Callable[[dict, dict], None]   # (the cell: method, seed, session; the event)
+
+
+def submit_study_and_follow(study: str, spec: dict, cells: list[dict], on_event: CellEvent,
+                            on_accepted: Optional[Callable[[dict], None]] = None, home: Home = None,
+                            start: bool = True) -> dict:
+    """Run study ``study`` in the engine (starting it if needed; attaching when it runs there already) and
+    follow it to its end: each cell's session as it runs, every event passed to ``on_event(cell, event)``
+    (from seq 0, once, in order; ``kind: "end"`` with its ``state`` when the cell ends). ``on_accepted(info)``
+    sees the engine's first answer. Returns the study's final ``info`` (``state``: finished, failed or
+    cancelled). Raises SpecRejected (a bad cell: exit 2), EngineError; interrupting the follower never
+    stops the study."""
+    if start:
+        start_engine(home)
+
+    async def go() -> dict:
+        async with EngineClient(home) as client:
+            info = await client.study(study, spec, cells)
+            if on_accepted is not None:
+                on_accepted(info)
+            followed: set[str] = set()
+            while info["state"] not in STUDY_ENDED:
+                current = info.get("current")
+                if current and current not in followed:
+                    followed.add(current)
+                    cell = next((c for c in info["cells"] if c["session"] == current), {"session": current})
+                    state = await _follow(client, current, 0, lambda event: on_event(cell, event))
+                    on_event(cell, {"kind": "end", "state": state})
+                info = await client.study_status(study, after=info["version"])
+            return info
+
+    return asyncio.run(go())

@@ -1,4 +1,4 @@
-"""A run on a Ray cluster node: the task body that ``engine.daemon.cluster`` sends to Ray, a streaming
+"""A run on a Ray cluster node: the task body that ``engine.execution.cluster`` sends to Ray, a streaming
 generator that yields the job's events as they happen and then the ``done`` message (the same messages
 a local worker process writes on its pipe), so the daemon writes the session as for a local run.
 
@@ -14,7 +14,7 @@ import queue
 import threading
 from collections.abc import Iterator
 
-from engine.worker import EventSender, run_one
+from engine.execution.worker import EventSender, run_one
 from sessions.files import plain
 
 ARTIFACTS_ENV = "MMUL_ARTIFACTS"

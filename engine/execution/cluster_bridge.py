@@ -1,5 +1,5 @@
-"""The engine's Ray driver, a child process of the daemon (``python -m engine.cluster_bridge``): runs sent
-to a cluster (``--cluster ray``) execute as Ray tasks on its nodes (``engine.cluster_task.run_streaming``,
+"""The engine's Ray driver, a child process of the daemon (``python -m engine.execution.cluster_bridge``): runs sent
+to a cluster (``--cluster ray``) execute as Ray tasks on its nodes (``engine.execution.cluster_task.run_streaming``,
 a streaming generator), and their events come back through here to the daemon, which writes the
 sessions as for local runs, so the monitor, replay and compare work unchanged.
 
@@ -56,7 +56,7 @@ class RayCluster:
             try:
                 import ray
 
-                from engine.cluster_task import run_streaming
+                from engine.execution.cluster_task import run_streaming
 
                 if address == LOCAL:
                     ray.init(include_dashboard=False, log_to_driver=False)
@@ -198,7 +198,7 @@ class Bridge:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.cluster_bridge")
+    parser = argparse.ArgumentParser(prog="python -m engine.execution.cluster_bridge")
     parser.add_argument("--events-fd", type=int, required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")

@@ -6,7 +6,8 @@ machine), however many specs name devices.
 Specs are checked here through ``engine.jobs`` (``validate``, ``queue_device``), imported when first
 needed and looked up by name, so tests can put a fake ``engine.jobs`` into ``sys.modules`` (and into the
 worker, through ``job_process.WORKER_COMMAND``). Neither imports torch: the daemon never does. A job's
-events reach its ``Hub`` on the event loop.
+events reach its hub (the daemon's event fan-out, ``engine.daemon.hub.Hub``, handed in as ``make_hub`` so
+that nothing here imports the daemon) on the event loop.
 """
 from __future__ import annotations
 
@@ -19,15 +20,22 @@ import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from engine.daemon.hub import Hub
-from engine.daemon.cluster import RayBridge
-from engine.daemon.job_process import JobProcess, Outcome
+from engine.execution.cluster import RayBridge
+from engine.execution.job_process import JobProcess, Outcome
 from sessions.errors import DiskFull
 from sessions.writer import SessionWriter
 
 log = logging.getLogger("mmul.engine")
+
+
+class EventHub(Protocol):
+    """What the queues need of a session's event fan-out (``engine.daemon.hub.Hub``)."""
+
+    def publish(self, event: dict) -> None: ...
+
+    def close(self, state: str) -> None: ...
 
 
 @dataclass
@@ -122,13 +130,15 @@ class Queues:
     Lives on the event loop (``loop``, set by the server when it starts); ``run_job`` runs in a
     worker thread and hands everything back to the loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, make_hub: Callable[[SessionWriter], Any]) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.make_hub = make_hub
         self.jobs: dict[str, Job] = {}
-        self.hubs: dict[str, Hub] = {}
+        self.hubs: dict[str, Any] = {}  # session -> its EventHub (the daemon's Hub: ops read its next_seq)
         self.workers: dict[str, DeviceWorker] = {}
         self.cluster = RayBridge()
         self.cluster_threads: dict[str, threading.Thread] = {}
+        self.endings: dict[str, list[asyncio.Future]] = {}  # session -> who awaits its end (a study)
         self._jobs_module: Any = None
 
     def jobs_module(self) -> Any:
@@ -140,7 +150,7 @@ class Queues:
         """Queue a validated spec whose session ``writer`` has created; returns it and its position."""
         job = Job(session=writer.session_id, spec=spec, device=device, writer=writer)
         self.jobs[job.session] = job
-        self.hubs[job.session] = Hub(writer)
+        self.hubs[job.session] = self.make_hub(writer)
         writer.add_listener(self._listener(job.session))
         position = self._worker(device).put(job)
         log.info("session %s: queued on %s (position %d)", job.session, device, position)
@@ -150,7 +160,7 @@ class Queues:
         """Send a validated spec to its Ray cluster at once (Ray queues and places it)."""
         job = Job(session=writer.session_id, spec=spec, device="ray", writer=writer)
         self.jobs[job.session] = job
-        self.hubs[job.session] = Hub(writer)
+        self.hubs[job.session] = self.make_hub(writer)
         writer.add_listener(self._listener(job.session))
         thread = threading.Thread(target=self.run_cluster_job, args=(job, artifacts), name=f"ray-{job.session}",
                                   daemon=True)
@@ -158,6 +168,30 @@ class Queues:
         thread.start()
         log.info("session %s: sent to the Ray cluster", job.session)
         return job
+
+    async def accept(self, store: Any, normal: dict, name: str | None) -> tuple[Job, int]:
+        """Create the session of a validated spec (``store``: the daemon's SessionStore) and queue it: on its
+        device's queue (with its position there), or sent to its Ray cluster (position 0). Runs on the loop
+        (``submit`` and a study's cells)."""
+        if normal.get("cluster"):
+            from sessions.paths import cache_dir
+
+            artifacts = normal.get("artifacts") or str(cache_dir())  # a local Ray instance shares this disk
+            writer = await asyncio.to_thread(store.create, normal, name, state="queued")
+            return self.enqueue_cluster(normal, artifacts, writer), 0
+        device = await asyncio.to_thread(self.jobs_module().queue_device, normal)
+        writer = await asyncio.to_thread(store.create, normal, name, state="queued")
+        return self.enqueue(normal, device, writer)
+
+    async def wait_end(self, session: str) -> str:
+        """The final state of job ``session`` once it has ended (at once when it has)."""
+        job = self.jobs.get(session)
+        if job is None or job.state not in ("queued", "running"):
+            return job.state if job is not None else "unknown"
+        assert self.loop is not None
+        future = self.loop.create_future()
+        self.endings.setdefault(session, []).append(future)
+        return await future
 
     def stop(self, job: Job, reason: str) -> bool:
         """Ask ``job`` to stop; True when it had not started (it is then out of its queue, and the
@@ -284,4 +318,7 @@ class Queues:
         job = self.jobs.get(session)
         if job is not None:
             job.state = state
+        for future in self.endings.pop(session, []):
+            if not future.done():
+                future.set_result(state)
 

@@ -1,5 +1,5 @@
 """The daemon's child processes (``Child``), and among them a device's worker process (``JobProcess``):
-the child that runs the engine's job code (``python -m engine.worker``) so that a segfault, an ``os._exit``, an OOM kill or a CUDA error in a job
+the child that runs the engine's job code (``python -m engine.execution.worker``) so that a segfault, an ``os._exit``, an OOM kill or a CUDA error in a job
 ends that job's session as ``failed`` with the cause, and never the daemon.
 
 One child serves one device's queue and is kept between jobs (torch and the model code are imported
@@ -27,7 +27,7 @@ log = logging.getLogger("mmul.engine")
 
 # What starts a worker; tests that run the daemon on a fake ``engine.jobs`` point it at a launcher that
 # installs the fake into the child first.
-WORKER_COMMAND: list[str] = [sys.executable, "-m", "engine.worker"]
+WORKER_COMMAND: list[str] = [sys.executable, "-m", "engine.execution.worker"]
 STDERR_TAIL = 20
 
 

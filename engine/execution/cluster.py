@@ -1,4 +1,4 @@
-"""The daemon's side of a Ray cluster: the Ray driver runs in a child process (``engine.cluster_bridge``),
+"""The daemon's side of a Ray cluster: the Ray driver runs in a child process (``engine.execution.cluster_bridge``),
 started with the first cluster run and kept while the engine runs. Each run's messages come back tagged
 with its session and go to that run's thread; if the driver process dies, every run it carried fails
 with the cause, and the next cluster run starts a new one."""
@@ -10,9 +10,9 @@ import sys
 import threading
 from typing import Callable
 
-from engine.daemon.job_process import Child, Outcome
+from engine.execution.job_process import Child, Outcome
 
-BRIDGE_COMMAND: list[str] = [sys.executable, "-m", "engine.cluster_bridge"]
+BRIDGE_COMMAND: list[str] = [sys.executable, "-m", "engine.execution.cluster_bridge"]
 STATUS_TIMEOUT = 10.0
 
 

@@ -1,5 +1,5 @@
 """A device's worker process: runs the engine's jobs (``engine.jobs.run_job``) one at a time for the
-daemon (``engine.daemon.job_process`` starts it and reads what it says).
+daemon (``engine.execution.job_process`` starts it and reads what it says).
 
 Reads ``{"op": "run", ...}`` / ``{"op": "stop"}`` lines on stdin; writes one JSON line per event and a
 final ``{"op": "done", "state", "summary", "message"}`` per job to the events pipe (``--events-fd``).
@@ -80,7 +80,7 @@ def run_one(jobs, spec: dict, writer: EventSender, should_stop: Callable[[], boo
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.worker")
+    parser = argparse.ArgumentParser(prog="python -m engine.execution.worker")
     parser.add_argument("--events-fd", type=int, required=True)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
