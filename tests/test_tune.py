@@ -117,8 +117,6 @@ def test_tune_bad_input_through_the_cli_is_one_line_exit_2(home):
 
 
 def test_study_gives_budget_and_tuning_to_every_method_but_retrain_and_runs_multidelete_first():
-    import typer
-
     from workbench.cli_study import method_params, timed_order
 
     given = {"budget": "matched-time", "tune": True, "batch_size": 8}
@@ -126,8 +124,8 @@ def test_study_gives_budget_and_tuning_to_every_method_but_retrain_and_runs_mult
     assert method_params("npo", given) == given
     assert timed_order(["retrain", "ft", "multidelete", "npo"], given) == ["retrain", "multidelete", "ft", "npo"]
     assert timed_order(["retrain", "ft", "npo"], {**given, "budget_seconds": 2.0}) == ["retrain", "ft", "npo"]
-    with pytest.raises(typer.Exit):
-        timed_order(["retrain", "ft"], given)  # no MultiDelete to read the seconds of
+    with pytest.raises(SpecError, match="add multidelete to --methods"):
+        timed_order(["retrain", "ft"], given)  # no MultiDelete to read the seconds of (the CLI: one line, exit 2)
 
 
 # --- closest to a validation Retrain (study --tune with Retrain), and the grid's edge ---------------------
