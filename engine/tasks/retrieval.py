@@ -34,6 +34,9 @@ from engine.spec import RECIPES as RETRIEVAL_RECIPES
 from engine.tasks.units import UnitTask
 
 EVAL_BATCH = 128
+# k_test of the released BLIP retrieval evaluation by data format (LAVIS lavis/projects/blip/eval/
+# ret_flickr_eval.yaml, ret_coco_eval.yaml); built-in worlds keep the adapters' RERANK_TOP_K
+RELEASED_K_TEST = {"flickr30k": 128, "coco": 256}
 MIA_SAMPLE = 2000  # pairs per side for the attack: enough for a stable logistic fit, cheap on a CPU
 
 
@@ -53,6 +56,15 @@ def per_pair(fn, pairs: PairSet, indices: np.ndarray, device) -> np.ndarray:
             batch = pairs.batch(torch.as_tensor(indices[start : start + EVAL_BATCH]), device)
             values.append(fn(batch).float().cpu().numpy())
     return np.concatenate(values) if values else np.zeros(0)
+
+
+def k_test_for(spec: dict, tiny: int) -> int:
+    """The candidates per query ITM re-ranks: the run's --k-test; else the released config's for its data format
+    (flickr30k:DIR 128, coco:DIR 256); else `tiny` (the adapter's RERANK_TOP_K, for the built-in worlds)."""
+    chosen = spec["params"].get("k_test")
+    if chosen is not None:
+        return chosen
+    return RELEASED_K_TEST.get(spec["data"].partition(":")[0], tiny) if ":" in spec["data"] else tiny
 
 
 def gallery_scores(adapter, gallery: PairSet) -> GalleryScores:
@@ -128,6 +140,12 @@ class Retrieval(UnitTask):
         self.pair_score = heads[0] if chosen == "auto" else chosen
         if len(heads) > 1:
             adapter.pair_score = self.pair_score
+        self.k_test = None
+        if "itm" in heads:  # a family with an ITM head re-ranks each query's top k_test in evaluation
+            adapter.k_test = self.k_test = k_test_for(self.spec, adapter.k_test)
+        elif self.spec["params"].get("k_test") is not None:  # a hub id's family is known only now
+            raise SpecError(f"--k-test {self.spec['params']['k_test']}: {adapter.family} models have no ITM head "
+                            "to re-rank by; drop --k-test", field="k_test")
         return adapter
 
     def prepare(self, model) -> None:
@@ -150,4 +168,5 @@ class Retrieval(UnitTask):
         return evaluate_splits(model, splits, derive_seed(self.spec["seed"], "evaluate"))
 
     def result_fields(self, forgotten: list[int]) -> dict:
-        return super().result_fields(forgotten) | {"pair_score": self.pair_score}
+        return super().result_fields(forgotten) | {"pair_score": self.pair_score} | (
+            {"k_test": self.k_test} if self.k_test is not None else {})
