@@ -9,7 +9,8 @@
 - evaluation: R@1/5/10 both ways on test, Df and a test-sized sample of Dr, each ranked in a gallery of as
   many images as the test split (engine/metrics/retrieval.py: equal galleries, filled with test images);
   recall is computed a chunk of query rows at a time from the gallery's embeddings (the adapters'
-  `gallery_scores`), so a 1k Flickr30K or 5k COCO gallery never holds its score matrix; Df/Dr AUC; MIA; the standard attacks (engine/metrics/attacks.py) of Df against the test sample, the
+  `gallery_scores`), so a 1k Flickr30K or 5k COCO gallery never holds its score matrix; BLIP and GCN+BERT
+  rank by ITC with each query's top `k_test` re-ranked by ITM (`--k-test`, `k_test_for`); Df/Dr AUC; MIA; the standard attacks (engine/metrics/attacks.py) of Df against the test sample, the
   pair's match being the one "token" (LOSS = Min-K%; zlib over the caption; no Min-K%++: a pair score has
   no distribution over alternatives to standardise by).
 The original model is the starting weights trained on all training units with the model's recipe (a registered
