@@ -23,7 +23,12 @@ Per device, in bytes:
   bytes at 16 bits counts two dropout masks and the attention's dropout mask and output on top: for BLIP-base's
   vision tower (577 tokens, no dropout in its config) 1.6x what a layer keeps, which over-planned a BLIP run
   1.4-1.6x (measured on the CPU with random weights: tests/test_plan.py). Attention through SDPA keeps no
-  probabilities (a conservative count there); a causal LM's [b, s, vocabulary] logits are not counted.
+  probabilities (a conservative count there); a gated MLP (LLaMA, Qwen2) keeps 4 i, rotary embeddings and RMS
+  norms keep more than counted (the LLaVA-1.5-7B shape is under-planned, docs/pages/gpu.md).
+
+The parts are summed: the total is a run's steady state, where from the second step on AdamW's moments live
+through the forward and backward passes; a first step alone peaks lower (whole BLIP-base MultiDelete on the CPU:
+5.30 GiB in its first step, 7.29 GiB in its second, 7.06 GiB planned).
 
 It fits when the total is at most --gpu-memory. The figures are an estimate: the CUDA allocator's caching and
 fragmentation, the CUDA context (~0.5 GB) and a method's extra forward passes (the original's targets, cached
