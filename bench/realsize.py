@@ -59,10 +59,13 @@ def clip_config():
     return config
 
 
-def blip_config():
+def blip_config(layers: tuple[int, int] | None = None):
+    """BLIP-base; `layers` (vision, text) keeps its widths and 384 px with fewer layers (tests/test_plan.py)."""
     from transformers import BlipConfig
 
-    config = BlipConfig()  # the defaults are BLIP-base: ViT-B/16 at 384 px, BERT-base text encoder
+    # the defaults are BLIP-base: ViT-B/16 at 384 px, BERT-base text encoder
+    config = BlipConfig() if layers is None else BlipConfig(vision_config=dict(num_hidden_layers=layers[0]),
+                                                            text_config=dict(num_hidden_layers=layers[1]))
     config.architectures = ["BlipForImageTextRetrieval"]
     return config
 
@@ -200,18 +203,18 @@ SIZES = {  # name: (Df batch, Dr batch, update target)
 }
 
 
-def config_of(name: str):
-    """(config, tokenizer or None) of a named configuration."""
+def config_of(name: str, layers: tuple[int, int] | None = None):
+    """(config, tokenizer or None) of a named configuration (`layers`: BLIP-base's vision and text layers)."""
     if name == "clip-b32":
         return clip_config(), None
     if name == "blip-base":
-        return blip_config(), None
+        return blip_config(layers), None
     tokenizer = llava_tokenizer() if name == "llava-7b" else qwen2_vl_tokenizer()
     return (llava_config if name == "llava-7b" else qwen2_vl_config)(tokenizer), tokenizer
 
 
 # --- one step ---------------------------------------------------------------------------------------------------
-def smoke(name: str, method: str, threads: int | None = None) -> dict:
+def smoke(name: str, method: str, threads: int | None = None, layers: tuple[int, int] | None = None) -> dict:
     """One `method` step of configuration `name`: shapes, dtypes, the peak resident growth and the plan's total."""
     from engine.loop import build_optimizer
     from engine.methods.multidelete import MultiDelete
@@ -223,7 +226,7 @@ def smoke(name: str, method: str, threads: int | None = None) -> dict:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
     forget, retain, update = SIZES[name]
-    config, tokenizer = config_of(name)
+    config, tokenizer = config_of(name, layers)
     started = time.perf_counter()
     before = reset_peak()  # from here: the model, its copy, the batches, the step
     lmm = tokenizer is not None
@@ -287,5 +290,11 @@ def smoke(name: str, method: str, threads: int | None = None) -> dict:
             "plan_over_measured": round(planned["total_bytes"] / peak, 3), "torch_threads": torch.get_num_threads()}
 
 
-if __name__ == "__main__":
-    print(json.dumps(smoke(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else None)))
+if __name__ == "__main__":  # NAME METHOD [THREADS] [--layers VISION,TEXT]
+    args = sys.argv[1:]
+    layers = None
+    if "--layers" in args:
+        at = args.index("--layers")
+        layers = tuple(int(n) for n in args[at + 1].split(","))
+        del args[at:at + 2]
+    print(json.dumps(smoke(args[0], args[1], int(args[2]) if len(args) > 2 else None, layers)))

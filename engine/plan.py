@@ -12,10 +12,23 @@ Per device, in bytes:
 - optimizer step: the foreach AdamW step's temporaries, one trainable-sized buffer (measured, see the test);
 - frozen copies: the method's frozen original (Method.needs_original: MultiDelete, NPO, GA+KLR, KL-min,
   IdkDPO), a whole copy of the weights, never sharded;
-- activations (estimated): per transformer layer of each tower, Korthikanti et al. 2022's
-  s b h (34 + 5 a s / h) bytes at 16 bits (twice at fp32), with b = the Df batch + the Dr batch the method reads
-  and s the tower's tokens (image patches + 1; the text's --seq-len); with --grad-checkpointing each layer keeps
-  only its input (2 s b h at 16 bits) and one layer is recomputed at a time.
+- activations (estimated): per transformer layer of each tower, what its backward pass keeps, counted as
+  Korthikanti et al. 2022 count it but without the dropout they assume everywhere: s b (8 h + 2 i) values (the
+  two layer norms' inputs and outputs, Q, K and V, the attention's output, the MLP's two i-wide inner tensors;
+  i = the config's intermediate size, 4 h where it names none) and a s^2 b attention probabilities, each at
+  the activation dtype; a tower whose config has attention dropout keeps a second a s^2 b copy and its 1-byte
+  mask, hidden dropout a 1-byte s b h mask at each of its two sites. b = the Df batch + the Dr batch the method
+  reads, s the tower's tokens (image patches + 1; the text's --seq-len); with --grad-checkpointing each layer
+  keeps only its input (s b h) and one layer is recomputed at a time. Korthikanti's s b h (34 + 5 a s / h)
+  bytes at 16 bits counts two dropout masks and the attention's dropout mask and output on top: for BLIP-base's
+  vision tower (577 tokens, no dropout in its config) 1.6x what a layer keeps, which over-planned a BLIP run
+  1.4-1.6x (measured on the CPU with random weights: tests/test_plan.py). Attention through SDPA keeps no
+  probabilities (a conservative count there); a gated MLP (LLaMA, Qwen2) keeps 4 i, rotary embeddings and RMS
+  norms keep more than counted (the LLaVA-1.5-7B shape is under-planned, docs/pages/gpu.md).
+
+The parts are summed: the total is a run's steady state, where from the second step on AdamW's moments live
+through the forward and backward passes; a first step alone peaks lower (whole BLIP-base MultiDelete on the CPU:
+5.30 GiB in its first step, 7.29 GiB in its second, 7.06 GiB planned).
 
 It fits when the total is at most --gpu-memory. The figures are an estimate: the CUDA allocator's caching and
 fragmentation, the CUDA context (~0.5 GB) and a method's extra forward passes (the original's targets, cached
@@ -87,28 +100,53 @@ def lora_parameters(model, update: str, r: int) -> int:
     return count
 
 
+def first_of(part, *names, default=None):
+    return next((getattr(part, name) for name in names if getattr(part, name, None) is not None), default)
+
+
 def towers(config, seq_len: int) -> list[dict]:
-    """Each transformer stack of the model: layers, hidden size, heads and tokens per example."""
+    """Each transformer stack of the model: layers, hidden and MLP sizes, heads, tokens per example and its
+    dropout probabilities."""
     found = []
     for part in [config, *(getattr(config, key) for key in ("text_config", "vision_config") if
                           getattr(config, key, None) is not None)]:
-        layers = getattr(part, "num_hidden_layers", None) or getattr(part, "depth", None)
-        hidden = getattr(part, "hidden_size", None) or getattr(part, "embed_dim", None)
-        heads = getattr(part, "num_attention_heads", None) or getattr(part, "num_heads", None)
+        layers = first_of(part, "num_hidden_layers", "depth")
+        hidden = first_of(part, "hidden_size", "embed_dim")
+        heads = first_of(part, "num_attention_heads", "num_heads")
         if not (layers and hidden and heads) or part is config and found:
             continue
+        if getattr(part, "embed_dim", None) and getattr(part, "mlp_ratio", None):  # Qwen2-VL's vision blocks
+            hidden = part.embed_dim
+        inner = first_of(part, "intermediate_size", default=None) or int(first_of(part, "mlp_ratio", default=4) * hidden)
         image, patch = getattr(part, "image_size", None), getattr(part, "patch_size", None)
         tokens = (image // patch) ** 2 + 1 if image and patch else seq_len
-        found.append({"layers": int(layers), "hidden": int(hidden), "heads": int(heads), "tokens": int(tokens)})
+        found.append({"layers": int(layers), "hidden": int(hidden), "inner": int(inner), "heads": int(heads),
+                      "tokens": int(tokens),
+                      "attention_dropout": float(first_of(part, "attention_dropout", "attention_probs_dropout_prob",
+                                                          default=0.0) or 0.0),
+                      "hidden_dropout": float(first_of(part, "hidden_dropout_prob", "hidden_dropout", default=0.0)
+                                              or 0.0)})
     return found
+
+
+def layer_activation_bytes(stack: dict, batch: int, value_bytes: int) -> float:
+    """What one layer of `stack` keeps for its backward pass (the module docstring's count)."""
+    s, h, i, a = stack["tokens"], stack["hidden"], stack["inner"], stack["heads"]
+    tokens, scores = s * batch, a * s * s * batch
+    kept = tokens * (8 * h + 2 * i) * value_bytes + scores * value_bytes
+    if stack["attention_dropout"] > 0:
+        kept += scores * (value_bytes + 1)
+    if stack["hidden_dropout"] > 0:
+        kept += 2 * tokens * h
+    return kept
 
 
 def activation_bytes(stacks: list[dict], batch: int, dtype_bytes: int, checkpointing: bool) -> int:
     total = 0
     for stack in stacks:
-        s, h, a, layers = stack["tokens"], stack["hidden"], stack["heads"], stack["layers"]
-        per_layer = s * batch * h * (34 + 5 * a * s / h) * (dtype_bytes / 2)
-        total += (layers * 2 * s * batch * h * (dtype_bytes / 2) + per_layer) if checkpointing else layers * per_layer
+        per_layer = layer_activation_bytes(stack, batch, dtype_bytes)
+        inputs = stack["layers"] * stack["tokens"] * batch * stack["hidden"] * dtype_bytes
+        total += inputs + per_layer if checkpointing else stack["layers"] * per_layer
     return int(total)
 
 

@@ -108,6 +108,13 @@ def test_tiny_round_trip_and_both_task_contracts(world, tmp_path):
             assert adapter.similarity(batch).shape == (len(pairs), len(pairs))
             i2t, t2i = adapter.score_matrix(pairs, 8)
             assert i2t.shape == t2i.shape == (4, len(pairs))
+            # --k-test: each graph's top 2 texts (each text's top 2 graphs) re-ranked, the rest -100; 0 = ITC only
+            adapter.k_test = 2
+            top_i2t, top_t2i = adapter.score_matrix(pairs, 8)
+            assert ((top_i2t > -100).sum(dim=1) == 2).all() and ((top_t2i > -100).sum(dim=0) == 2).all()
+            adapter.k_test = 0
+            itc, same = adapter.score_matrix(pairs, 8)
+            assert (itc > -100).all() and torch.equal(itc, same)
             assert adapter.pair_scores(batch).shape == (len(pairs),)
         else:
             assert not hasattr(adapter, "similarity")  # MultiDelete regresses the fused embedding

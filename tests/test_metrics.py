@@ -170,3 +170,103 @@ def test_pair_score_is_refused_where_no_such_head_scores(spec, message):
     ok = validate({"method": "ft", "model": "blip-tiny", "data": "shapes-tiny", "deletion": {"strategy": "random", "n": 2},
                    "params": {"pair_score": "itm"}})
     assert ok["params"]["pair_score"] == "itm"
+
+
+def blip_gallery(tmp_path, units: int = 5):
+    """A tiny BLIP (random weights of its recipe) and a gallery of `units` shapes-tiny images with their captions."""
+    from engine.data.pairs import encode_units
+    from engine.data.shapes import build_shapes_world
+    from engine.models.registry import load_adapter
+
+    world = build_shapes_world("shapes-tiny")
+    adapter = load_adapter("blip-tiny", world, seed=3, cache=tmp_path, task="retrieval")
+    adapter.model.eval()
+    return adapter, encode_units(world.train[:units], adapter)
+
+
+def every_pair_by_itm(adapter, pairs):
+    """[n_images, n_texts] ITC cosine + ITM match probability of every image-caption pair, pair by pair."""
+    n_images, n_texts = pairs.n_units, len(pairs)
+    with torch.no_grad():
+        image_tokens = torch.cat([adapter.image_tokens(b["pixel_values"]) for b in adapter.unit_batches(pairs, 64)])
+        image_feat = adapter._image_feat(image_tokens)
+        text_feat = adapter._text_feat(adapter._text_cls(pairs.input_ids, pairs.attention_mask))
+        itc = image_feat @ text_feat.t()
+        match = torch.empty(n_images, n_texts)
+        for image in range(n_images):
+            logits = adapter._itm_logits(pairs.input_ids, pairs.attention_mask,
+                                         image_tokens[image].expand(n_texts, -1, -1))
+            match[image] = torch.softmax(logits.float(), dim=1)[:, 1]
+    return itc, match
+
+
+def test_blip_k_test_re_ranks_only_each_querys_top_k(tmp_path):
+    """k_test = the gallery's size re-ranks every pair: each score is ITC + ITM of that pair, scored alone; a
+    smaller k keeps ITC's top k of each row (ITM + ITC there, -100 elsewhere); k = 0 is ITC alone."""
+    adapter, pairs = blip_gallery(tmp_path)
+    itc, match = every_pair_by_itm(adapter, pairs)
+    n_images, n_texts = itc.shape
+    assert n_texts > n_images > 2
+    everything = torch.arange(n_images), torch.arange(n_texts)
+
+    adapter.k_test = n_texts  # every caption of each image; the text rows clamp it to the gallery's images
+    scores = adapter.gallery_scores(pairs, 4)  # batch 4: the text rows' ITM batches split
+    torch.testing.assert_close(scores.image_rows(everything[0]), itc + match, atol=1e-5, rtol=0)
+    torch.testing.assert_close(scores.text_rows(everything[1]), (itc + match).t(), atol=1e-5, rtol=0)
+
+    adapter.k_test = 2
+    scores = adapter.gallery_scores(pairs, 4)
+    i2t, t2i = scores.image_rows(everything[0]), scores.text_rows(everything[1])
+    top_texts = itc.topk(2, dim=1).indices
+    top_images = itc.t().topk(2, dim=1).indices
+    kept_i2t = torch.zeros_like(itc, dtype=torch.bool).scatter_(1, top_texts, True)
+    kept_t2i = torch.zeros_like(itc.t(), dtype=torch.bool).scatter_(1, top_images, True)
+    assert kept_i2t.sum() == 2 * n_images and kept_t2i.sum() == 2 * n_texts
+    torch.testing.assert_close(i2t[kept_i2t], (itc + match)[kept_i2t], atol=1e-5, rtol=0)
+    torch.testing.assert_close(t2i[kept_t2i], (itc + match).t()[kept_t2i], atol=1e-5, rtol=0)
+    assert (i2t[~kept_i2t] == -100).all() and (t2i[~kept_t2i] == -100).all()
+
+    adapter.k_test = 0
+    scores = adapter.gallery_scores(pairs, 4)
+    torch.testing.assert_close(scores.image_rows(everything[0]), itc, atol=1e-6, rtol=0)
+    torch.testing.assert_close(scores.text_rows(everything[1]), itc.t(), atol=1e-6, rtol=0)
+
+
+def test_k_test_defaults_to_the_released_config_of_the_data():
+    from engine.tasks.retrieval import k_test_for
+
+    assert k_test_for({"data": "shapes-tiny", "params": {"k_test": None}}, 16) == 16
+    assert k_test_for({"data": "flickr30k:/data/f30k", "params": {"k_test": None}}, 16) == 128
+    assert k_test_for({"data": "coco:/data/coco", "params": {}}, 16) == 256
+    assert k_test_for({"data": "coco:/data/coco", "params": {"k_test": 0}}, 16) == 0
+
+
+@pytest.mark.parametrize("spec,message", [
+    ({"model": "clip-tiny", "data": "shapes-tiny", "params": {"k_test": 8}}, "clip models have no ITM head"),
+    ({"model": "blip-tiny", "data": "shapes-ve-tiny", "params": {"k_test": 8}}, "applies to retrieval runs"),
+    ({"model": "blip-tiny", "data": "shapes-tiny", "params": {"k_test": -1}}, "--k-test must be >= 0"),
+    ({"model": "blip-tiny", "data": "shapes-tiny", "params": {"k_test": 2.5}}, "--k-test must be int"),
+])
+def test_k_test_is_refused_where_nothing_re_ranks(spec, message):
+    from engine.errors import SpecError
+    from engine.spec import validate
+
+    with pytest.raises(SpecError, match=message):
+        validate({"method": "ft", "deletion": {"strategy": "random", "n": 2}, **spec})
+    ok = validate({"method": "ft", "model": "blip-tiny", "data": "shapes-tiny", "deletion": {"strategy": "random", "n": 2},
+                   "params": {"k_test": 0}})
+    assert ok["params"]["k_test"] == 0
+
+
+def test_bad_k_test_is_one_line_exit_2(tmp_path):
+    import subprocess
+
+    from conftest import ROOT, cli, cli_env
+
+    for model, value, message in (("blip-tiny", "-1", "--k-test must be >= 0, got -1"),
+                                  ("clip-tiny", "8", "clip models have no ITM head to re-rank by")):
+        out = subprocess.run(cli("run", "--method", "ft", "--model", model, "--data", "shapes-tiny", "--delete", "2",
+                                 "--k-test", value), cwd=ROOT, env=cli_env(tmp_path), capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 2 and out.stdout == "" and "Traceback" not in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1 and message in out.stderr, out.stderr

@@ -42,6 +42,8 @@ def test_two_requests_on_blip(home):
     assert all(0.0 <= entry["metrics"]["df_dr_auc"] <= 1.0 for entry in document["requests"])
     # BLIP pairs scored by the ITC cosine by default, recorded; the pair's match is the attacks' one token
     assert document["pair_score"] == "itc" and document["hyperparameters"]["pair_score"] == "auto"
+    # its evaluation re-ranked each query's top 16 by ITM (the tiny worlds' k_test), recorded beside the option
+    assert document["k_test"] == 16 and document["hyperparameters"]["k_test"] is None
     mia = document["metrics"]["mia"]
     assert {"loss_auc", "zlib_auc", "mink_auc"} <= set(mia) and mia["mink_auc"] == mia["loss_auc"]
 

@@ -6,7 +6,7 @@ reads). Pair score (Df/Dr AUC) and per-pair loss (MIA) read the head `pair_score
 default, as the released MultiDelete evaluation) the cosine of the pair's ITC features, with the loss
 -log sigmoid(cosine / temperature) as CLIP's; "itm" the ITM match probability, with the loss -log p(match).
 NPO and the other methods read `log_likelihood`, the ITM's, whatever scores the pair. Ranking = ITC
-similarity re-ranked by ITM on the top k.
+similarity re-ranked by ITM on each query's top `k_test` (`--k-test`; 0 = ITC only).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from engine.models.base import (
 )
 from engine.models.tokenizer import build_word_tokenizer
 
-RERANK_TOP_K = 16
+RERANK_TOP_K = 16  # k_test on the tiny galleries (the task sets the run's: `--k-test`, or the released one)
 
 
 def tiny_blip_config(vocab_size: int, image_size: int, init_range: float | None = None,
@@ -54,6 +54,7 @@ def tiny_blip_config(vocab_size: int, image_size: int, init_range: float | None 
 class BlipRetrievalAdapter(RetrievalAdapter):
     family = "blip"
     pair_score = "itc"  # the head scoring a pair for Df/Dr AUC and the MIA: "itc" or "itm" (the task sets it)
+    k_test = RERANK_TOP_K  # candidates per query that ITM re-ranks in evaluation; 0 = ITC only (the task sets it)
 
     @staticmethod
     def model_class():
@@ -184,7 +185,7 @@ class BlipRetrievalAdapter(RetrievalAdapter):
     @torch.no_grad()
     def gallery_scores(self, pairset, batch_size):
         """The gallery's ITC features and image tokens, computed once; rows of scores on demand, each row's
-        top-k re-ranked by ITM (`ItmRerankScores`), so a large gallery never holds its score matrix."""
+        top `k_test` re-ranked by ITM (`ItmRerankScores`), so a large gallery never holds its score matrix."""
         device = self.device
         tokens, feats = [], []
         for images in self.unit_batches(pairset, batch_size):
@@ -202,7 +203,7 @@ class BlipRetrievalAdapter(RetrievalAdapter):
                 for s in range(0, len(pairset), batch_size)
             ]
         )
-        return ItmRerankScores(self, pairset, torch.cat(tokens), torch.cat(feats), text_feat, batch_size, RERANK_TOP_K)
+        return ItmRerankScores(self, pairset, torch.cat(tokens), torch.cat(feats), text_feat, batch_size, self.k_test)
 
     def score_matrix(self, pairset, batch_size):
         scores = self.gallery_scores(pairset, batch_size)
@@ -210,11 +211,15 @@ class BlipRetrievalAdapter(RetrievalAdapter):
 
 
 class ItmRerankScores:
-    """BLIP's retrieval scores as its evaluation computes them (LAVIS `compute_sim_matrix`): ITC cosine for
-    every pair, then each image's top-k captions and each caption's top-k images re-scored by ITM match
-    probability + ITC; the rest stay at -100. Given by rows (engine/metrics/retrieval.py `GalleryScores`).
-    Deliberate difference: k is RERANK_TOP_K (16) for the tiny galleries, where LAVIS's k_test is 256 (COCO)
-    and 128 (Flickr30K)."""
+    """BLIP's retrieval scores as its evaluation computes them (LAVIS lavis/models/albef_models/__init__.py
+    `compute_sim_matrix`, which blip_retrieval.py calls with the task config's `k_test`): ITC cosine for every
+    pair, then each image's top-k captions and each caption's top-k images re-scored by ITM + ITC; the rest stay
+    at -100. Given by rows (engine/metrics/retrieval.py `GalleryScores`). k is the run's `--k-test`; by default
+    the released configs' (lavis/projects/blip/eval/ret_flickr_eval.yaml 128, ret_coco_eval.yaml 256) on
+    Karpathy folders and RERANK_TOP_K (16) on the tiny galleries.
+    Deliberate differences: the ITM term is the match probability (softmax), where the released code adds the
+    raw match logit `itm_head(...)[:, 1]`; k larger than the gallery re-ranks all of it (the released `topk`
+    fails); k = 0 ranks by ITC alone (no ITM pass)."""
 
     def __init__(self, adapter, pairset, image_tokens, image_feat, text_feat, batch_size: int, k: int):
         self.adapter, self.pairset, self.batch_size = adapter, pairset, batch_size
@@ -233,6 +238,8 @@ class ItmRerankScores:
     def image_rows(self, images: torch.Tensor) -> torch.Tensor:
         """[len(images), n_texts]: each image's top-k captions by ITC re-scored, one ITM batch per image."""
         itc = (self.image_feat[images.to(self.image_feat.device)] @ self.text_feat.t()).float()
+        if self.k == 0:
+            return itc
         scores = torch.full_like(itc, -100.0)
         k = min(self.k, self.n_texts)
         top_sim, top_text = itc.topk(k, dim=1)
@@ -246,6 +253,8 @@ class ItmRerankScores:
         """[len(texts), n_images]: each caption's top-k images by ITC re-scored, batch_size // k captions per
         ITM batch."""
         itc = (self.image_feat @ self.text_feat[texts.to(self.text_feat.device)].t()).float().t()
+        if self.k == 0:
+            return itc
         scores = torch.full_like(itc, -100.0)
         k = min(self.k, self.n_images)
         top_sim, top_image = itc.topk(k, dim=1)

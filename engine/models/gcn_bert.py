@@ -25,7 +25,7 @@ from engine.models.base import ITC_TEMPERATURE, TINY_HIDDEN, AdapterBase, contra
 from engine.models.gcn_bert_model import GcnBertConfig, GcnBertModel
 from engine.models.tokenizer import build_word_tokenizer
 
-RERANK_TOP_K = 16
+RERANK_TOP_K = 16  # k_test on the tiny galleries (the task sets the run's `--k-test`)
 
 
 class GcnBertAdapter(AdapterBase):
@@ -153,6 +153,8 @@ class GcnBertClassifierAdapter(GcnBertAdapter):
 class GcnBertRetrievalAdapter(GcnBertAdapter):
     """Graph <-> text retrieval: ITC on projected f_G and f_T, ITM over f(G, T), as BLIP."""
 
+    k_test = RERANK_TOP_K  # candidates per query that ITM re-ranks in evaluation; 0 = ITC only (the task sets it)
+
     def _graph_feat(self, pooled):
         return F.normalize(self.model.graph_proj(pooled), dim=-1)
 
@@ -217,7 +219,8 @@ class GcnBertRetrievalAdapter(GcnBertAdapter):
     @torch.no_grad()
     def score_matrix(self, pairset, batch_size):
         """Scores [n_graphs, n_texts]: ITC, with each graph's top-k texts and each text's top-k graphs
-        re-scored by ITC + ITM match probability (as BLIP's evaluation); the rest stay at -100."""
+        re-scored by ITC + ITM match probability (as BLIP's evaluation, k = `k_test`); the rest stay at -100.
+        k_test 0: ITC alone."""
         device, n_units = self.device, pairset.n_units
         feats, node_chunks = [], []
         for start in range(0, n_units, batch_size):
@@ -231,6 +234,8 @@ class GcnBertRetrievalAdapter(GcnBertAdapter):
         text_feat = torch.cat([self._text_feat(self.text_embed(self._texts(pairset, torch.arange(s, min(s + batch_size, len(pairset))))))
                                for s in range(0, len(pairset), batch_size)])
         itc = (torch.cat(feats) @ text_feat.t()).float()
+        if self.k_test == 0:
+            return itc.cpu(), itc.cpu()
 
         def rerank(scores, graph_index, text_index):
             for start in range(0, len(graph_index), batch_size):
@@ -241,10 +246,10 @@ class GcnBertRetrievalAdapter(GcnBertAdapter):
                 scores[g, t] = F.softmax(itm.float(), dim=1)[:, 1].cpu() + itc[g, t].cpu()
 
         i2t = torch.full(itc.shape, -100.0)
-        top = itc.topk(min(RERANK_TOP_K, itc.shape[1]), dim=1).indices.cpu()
+        top = itc.topk(min(self.k_test, itc.shape[1]), dim=1).indices.cpu()
         rerank(i2t, torch.arange(itc.shape[0]).repeat_interleave(top.shape[1]), top.reshape(-1))
         t2i = torch.full(itc.shape, -100.0)
-        top = itc.t().topk(min(RERANK_TOP_K, itc.shape[0]), dim=1).indices.cpu()
+        top = itc.t().topk(min(self.k_test, itc.shape[0]), dim=1).indices.cpu()
         rerank(t2i, top.reshape(-1), torch.arange(itc.shape[1]).repeat_interleave(top.shape[1]))
         return i2t, t2i
 

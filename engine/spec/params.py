@@ -93,6 +93,7 @@ class Param:
 MAX_EPOCHS = 10_000
 MAX_BATCH = 65_536
 MAX_STEPS = 10**9
+MAX_K_TEST = 100_000  # candidates re-ranked per query; more than a gallery holds ranks all of it
 
 # Hyperparameters every method takes. lr None = the model's recipe (tiny models learn from scratch
 # and need a larger rate than the released 1e-5 for a pretrained BLIP).
@@ -129,6 +130,10 @@ COMMON_PARAMS: tuple[Param, ...] = (
     Param("pair_score", str, "auto", "retrieval: the head that scores a pair for Df/Dr AUC and the MIA: the ITC "
           "cosine, BLIP's ITM match probability, or auto (ITC for BLIP and CLIP, as the released MultiDelete "
           "evaluation; ITM for GCN+BERT)", ("auto", "itc", "itm")),
+    Param("k_test", int, None, "retrieval with an ITM head (BLIP, GCN+BERT): each query's top N candidates by ITC "
+          "are re-ranked by ITM + ITC, as BLIP's evaluation (k_test); 0 = ITC only, no re-ranking (default: 128 on "
+          "flickr30k:DIR, 256 on coco:DIR as the released LAVIS configs, 16 on built-in worlds)", minimum=0,
+          maximum=MAX_K_TEST),
 )
 
 UPDATE_TARGETS = ("llm", "proj+llm", "full")

@@ -86,6 +86,21 @@ def check_pair_score(params: dict, task: str, family: str | None) -> None:
                         f"or {', '.join(heads)}", field="pair_score")
 
 
+def check_k_test(params: dict, task: str, family: str | None) -> None:
+    """`--k-test N`: a retrieval run on a family with an ITM head to re-rank by (a hub id: checked when the
+    model loads)."""
+    chosen = params.get("k_test")
+    if chosen is None:
+        return
+    if task != "retrieval":
+        raise SpecError(f"--k-test {chosen} applies to retrieval runs (ITM re-ranking of a gallery's top "
+                        f"candidates); drop it for {task.replace('_', '-')}", field="k_test")
+    if family is not None and "itm" not in FAMILIES[family].pair_scores:
+        rerankers = [name for name, row in FAMILIES.items() if "itm" in row.pair_scores]
+        raise SpecError(f"--k-test {chosen}: {family} models have no ITM head to re-rank by; drop --k-test, or "
+                        f"use a {' or '.join(rerankers)} model", field="k_test")
+
+
 def option_params(kind: str) -> list[Param]:
     """Every method hyperparameter a `run` ("run") or `pulse` ("pulse") spec takes, each name once, in
     declaration order: the common ones, then each method's (then the LMM ones for pulse)."""
@@ -387,6 +402,7 @@ def validate(spec: dict) -> dict:
     check_budget(normal["params"], info.name)
     check_tune(normal["params"], info.name)
     check_pair_score(normal["params"], task, model_family(model))
+    check_k_test(normal["params"], task, model_family(model))
     return normal
 
 
@@ -495,6 +511,7 @@ def validate_pulse(spec: dict) -> dict:
     check_budget(normal["params"], method)
     check_tune(normal["params"], method, people=True)
     check_pair_score(normal["params"], "multiple_choice", None)
+    check_k_test(normal["params"], "multiple_choice", None)
     if method == "mmunlearner" and normal["params"]["forget_rows"] != "image":
         raise SpecError("--forget-rows all: mmunlearner ascends on the forget people's image questions only (as "
                         "released); leave --forget-rows at image", field="forget_rows")

@@ -9,7 +9,8 @@
 - evaluation: R@1/5/10 both ways on test, Df and a test-sized sample of Dr, each ranked in a gallery of as
   many images as the test split (engine/metrics/retrieval.py: equal galleries, filled with test images);
   recall is computed a chunk of query rows at a time from the gallery's embeddings (the adapters'
-  `gallery_scores`), so a 1k Flickr30K or 5k COCO gallery never holds its score matrix; Df/Dr AUC; MIA; the standard attacks (engine/metrics/attacks.py) of Df against the test sample, the
+  `gallery_scores`), so a 1k Flickr30K or 5k COCO gallery never holds its score matrix; BLIP and GCN+BERT
+  rank by ITC with each query's top `k_test` re-ranked by ITM (`--k-test`, `k_test_for`); Df/Dr AUC; MIA; the standard attacks (engine/metrics/attacks.py) of Df against the test sample, the
   pair's match being the one "token" (LOSS = Min-K%; zlib over the caption; no Min-K%++: a pair score has
   no distribution over alternatives to standardise by).
 The original model is the starting weights trained on all training units with the model's recipe (a registered
@@ -34,6 +35,9 @@ from engine.spec import RECIPES as RETRIEVAL_RECIPES
 from engine.tasks.units import UnitTask
 
 EVAL_BATCH = 128
+# k_test of the released BLIP retrieval evaluation by data format (LAVIS lavis/projects/blip/eval/
+# ret_flickr_eval.yaml, ret_coco_eval.yaml); built-in worlds keep the adapters' RERANK_TOP_K
+RELEASED_K_TEST = {"flickr30k": 128, "coco": 256}
 MIA_SAMPLE = 2000  # pairs per side for the attack: enough for a stable logistic fit, cheap on a CPU
 
 
@@ -53,6 +57,15 @@ def per_pair(fn, pairs: PairSet, indices: np.ndarray, device) -> np.ndarray:
             batch = pairs.batch(torch.as_tensor(indices[start : start + EVAL_BATCH]), device)
             values.append(fn(batch).float().cpu().numpy())
     return np.concatenate(values) if values else np.zeros(0)
+
+
+def k_test_for(spec: dict, tiny: int) -> int:
+    """The candidates per query ITM re-ranks: the run's --k-test; else the released config's for its data format
+    (flickr30k:DIR 128, coco:DIR 256); else `tiny` (the adapter's RERANK_TOP_K, for the built-in worlds)."""
+    chosen = spec["params"].get("k_test")
+    if chosen is not None:
+        return chosen
+    return RELEASED_K_TEST.get(spec["data"].partition(":")[0], tiny) if ":" in spec["data"] else tiny
 
 
 def gallery_scores(adapter, gallery: PairSet) -> GalleryScores:
@@ -149,6 +162,12 @@ class Retrieval(UnitTask):
         self.pair_score = heads[0] if chosen == "auto" else chosen
         if len(heads) > 1:
             adapter.pair_score = self.pair_score
+        self.k_test = None
+        if "itm" in heads:  # a family with an ITM head re-ranks each query's top k_test in evaluation
+            adapter.k_test = self.k_test = k_test_for(self.spec, adapter.k_test)
+        elif self.spec["params"].get("k_test") is not None:  # a hub id's family is known only now
+            raise SpecError(f"--k-test {self.spec['params']['k_test']}: {adapter.family} models have no ITM head "
+                            "to re-rank by; drop --k-test", field="k_test")
         return adapter
 
     def prepare(self, model) -> None:
@@ -188,4 +207,5 @@ class Retrieval(UnitTask):
         return headlines
 
     def result_fields(self, forgotten: list[int]) -> dict:
-        return super().result_fields(forgotten) | {"pair_score": self.pair_score}
+        return super().result_fields(forgotten) | {"pair_score": self.pair_score} | (
+            {"k_test": self.k_test} if self.k_test is not None else {})
