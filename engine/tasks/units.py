@@ -77,6 +77,12 @@ class UnitTask:
             n_retain, size=min(n_retain, max(len(self.world.test), 1), DR_EVAL_UNITS_MAX), replace=False)
         return sorted(sample.tolist())
 
+    def holdout_units(self) -> dict[str, list[int]]:
+        """The world's holdout sets of the deletion set (training units outside it: engine/data/facts.py), by
+        name; none where the data has no injected facts (real files)."""
+        sets = getattr(self.world, "holdout_sets", None)
+        return {name: units for name, units in (sets(self.deletion) if sets else {}).items() if units}
+
     def unlearn_defaults(self, retraining: bool) -> dict:
         if retraining:  # Retrain: the original's recipe on Dr
             return {"lr": self.recipe["lr"], "epochs": self.recipe["epochs"], "retain_batch_size": self.recipe["batch_size"]}
