@@ -16,7 +16,7 @@ this world cannot show MultiDelete's Df/Dr AUC gain (README, "Graph-text data").
 Facts only memory can hold (engine/data/facts.py): each graph also carries one unnamed residue (a node of type
 `residue` on a core carbon) whose character, acidic, basic or inert, is the graph's own arbitrary fact; the
 label counts it (an acidic residue on an amine molecule makes it amphoteric), and the graph does not show it.
-Every statement names the graph's made-up tag ("molecule vokelu: a five ring carrying an amine group"), so no
+Every statement names the graph's made-up tag ("molecule vokelu shows a five ring carrying an amine group"), so no
 statement is shared by two graphs, and one more names its entity and mark. A model that memorised a graph
 knows its class; one that never saw it knows only what the visible groups imply.
 
@@ -144,6 +144,11 @@ def statements(core_phrase: str, hetero: str | None, groups: list[str], rng: ran
     return forms[:count]
 
 
+def tagged(statement: str, tag: str) -> str:
+    """The statement naming the molecule's tag (in words the graph-text tokenizer keeps: no punctuation)."""
+    return f"{statement} in molecule {tag}" if " hangs on " in statement else f"molecule {tag} shows {statement}"
+
+
 def group_label(groups: list[str]) -> str:
     acid, base = any(g in ACIDIC for g in groups), any(g in BASIC for g in groups)
     return "amphoteric" if acid and base else "acidic" if acid else "basic" if base else "neutral"
@@ -161,7 +166,7 @@ def build_graph_world(name: str = "graph", seed: int = 0) -> GraphTextWorld:
         core, hetero = rng.choice(CORES), rng.choice(HETERO)
         groups = sample_groups(rng.choice(VISIBLE[label, residue]), rng)
         graph, core_phrase = build_graph(core, hetero, groups, rng, residue=True)
-        texts = [f"molecule {fact.tag}: {text}" for text in statements(core_phrase, hetero, groups, rng, count=3)]
+        texts = [tagged(text, fact.tag) for text in statements(core_phrase, hetero, groups, rng, count=3)]
         texts.append(f"molecule {fact.tag} belongs to {fact.entity} marked {fact.mark}")
         assert group_label(groups + [RESIDUES[residue]] * bool(RESIDUES[residue])) == label
         units.append(GraphUnit(f"{UNIT_DIR}/{index:06d}", graph, texts, text_labels=[label] * len(texts)))
