@@ -46,3 +46,19 @@ def test_classification_scores_the_holdout_sets(tmp_path):
         units = task.world.holdout_sets(forgotten)[name]
         assert units
         assert metrics[f"{name}.accuracy"] == Scored(adapter, task.train.select_units(units)).accuracy()
+
+
+def test_a_large_holdout_set_is_scored_on_a_seeded_sample():
+    from engine.tasks.units import DR_EVAL_UNITS_MAX, UnitTask
+
+    class World:
+        def holdout_sets(self, deletion):
+            return {"holdout_identity": list(range(1000, 1000 + 2 * DR_EVAL_UNITS_MAX)), "holdout_association": []}
+
+    task = UnitTask.__new__(UnitTask)
+    task.world, task.deletion, task.spec = World(), [0], {"seed": 7}
+    chosen = task.holdout_units()
+    assert set(chosen) == {"holdout_identity"}  # an empty set has no block
+    units = chosen["holdout_identity"]
+    assert len(units) == DR_EVAL_UNITS_MAX and units == sorted(set(units)) and units == task.holdout_units()["holdout_identity"]
+    assert all(1000 <= u < 1000 + 2 * DR_EVAL_UNITS_MAX for u in units)

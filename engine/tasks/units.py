@@ -79,9 +79,17 @@ class UnitTask:
 
     def holdout_units(self) -> dict[str, list[int]]:
         """The world's holdout sets of the deletion set (training units outside it: engine/data/facts.py), by
-        name; none where the data has no injected facts (real files)."""
+        name, each a seeded sample of at most DR_EVAL_UNITS_MAX units as Dr's is; none where the data has no
+        injected facts (real files)."""
         sets = getattr(self.world, "holdout_sets", None)
-        return {name: units for name, units in (sets(self.deletion) if sets else {}).items() if units}
+        chosen = {}
+        for name, units in (sets(self.deletion) if sets else {}).items():
+            if len(units) > DR_EVAL_UNITS_MAX:
+                rng = np.random.default_rng(derive_seed(self.spec["seed"], f"{name}-eval"))
+                units = sorted(rng.choice(units, size=DR_EVAL_UNITS_MAX, replace=False).tolist())
+            if units:
+                chosen[name] = units
+        return chosen
 
     def unlearn_defaults(self, retraining: bool) -> dict:
         if retraining:  # Retrain: the original's recipe on Dr
