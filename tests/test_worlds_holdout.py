@@ -62,3 +62,21 @@ def test_a_large_holdout_set_is_scored_on_a_seeded_sample():
     units = chosen["holdout_identity"]
     assert len(units) == DR_EVAL_UNITS_MAX and units == sorted(set(units)) and units == task.holdout_units()["holdout_identity"]
     assert all(1000 <= u < 1000 + 2 * DR_EVAL_UNITS_MAX for u in units)
+
+
+def test_an_evaluation_of_diverged_weights_fails_in_one_line():
+    """A step's loss can be finite while its update leaves nan weights (NegGrad at --lr 10 on shapes-tiny):
+    the evaluation then fails the run as a nan loss does, not with sklearn's 'Input contains NaN'."""
+    import pytest
+
+    from engine.errors import RunFailed
+    from engine.tasks.units import UnitTask
+
+    class Model:
+        model = torch.nn.Linear(2, 2)
+
+    UnitTask.check_finite(Model())
+    with torch.no_grad():
+        Model.model.weight[0, 0] = float("nan")
+    with pytest.raises(RunFailed, match="loss became nan after the last update.*lower --lr"):
+        UnitTask.check_finite(Model())

@@ -124,6 +124,7 @@ class Classification(UnitTask):
     def evaluate(self, model, forgotten: list[int]) -> dict[str, float]:
         """Df = the units forgotten so far; Dr = the training units outside the deletion set (accuracy on a
         test-sized sample of its units); accuracy on the world's holdout sets of the deletion set."""
+        self.check_finite(model)
         model.model.eval()
         retain = self.retain_set(model, False)
         forget = self.train.select_units(forgotten)

@@ -145,6 +145,7 @@ class Retrieval(UnitTask):
         """Df = the units forgotten so far (the whole deletion set before the first request); Dr = the
         training units outside the deletion set, with a test-sized sample of its images for Dr recall; the
         world's holdout sets of the deletion set (engine/data/facts.py), ranked as Df is."""
+        self.check_finite(model)
         deleted = set(self.deletion)
         retain = [i for i in range(self.train.n_units) if i not in deleted]  # train units = joint's first
         retain_eval = [retain[i] for i in self.retain_eval_units(len(retain))]
