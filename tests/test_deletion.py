@@ -52,10 +52,10 @@ def test_id_file_errors(units, tmp_path):
 
 
 def test_query_matches_caption_words(units):
-    chosen = select_units(units, {"strategy": "query", "query": "Red circle", "seed": 0})
+    chosen = select_units(units, {"strategy": "query", "query": "Red diamond", "seed": 0})
     assert chosen
     for index in chosen:
-        assert any({"red", "circle"} <= set(c.split()) for c in units[index].captions)
+        assert any({"red", "diamond"} <= set(c.split()) for c in units[index].captions)
     assert len(select_units(units, {"strategy": "query", "query": "red", "n": 2, "seed": 0})) == 2
     with pytest.raises(SpecError, match="no training unit"):
         select_units(units, {"strategy": "query", "query": "zebra", "seed": 0})

@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from engine.data.facts import HoldoutWorld
+
 
 @dataclass(frozen=True)
 class Node:
@@ -48,7 +50,7 @@ class GraphUnit:
 
 
 @dataclass
-class GraphTextWorld:
+class GraphTextWorld(HoldoutWorld):
     name: str
     train: list[GraphUnit]
     val: list[GraphUnit]

@@ -13,12 +13,20 @@ nitro nitrogen, a carboxyl against an aldehyde, are one or two bonds apart. Clas
 The label is the graph's alone: a statement paired with another graph does not change it, which is why
 this world cannot show MultiDelete's Df/Dr AUC gain (README, "Graph-text data").
 
+Facts only memory can hold (engine/data/facts.py): each graph also carries one unnamed residue (a node of type
+`residue` on a core carbon) whose character, acidic, basic or inert, is the graph's own arbitrary fact; the
+label counts it (an acidic residue on an amine molecule makes it amphoteric), and the graph does not show it.
+Every statement names the graph's made-up tag ("molecule vokelu shows a five ring carrying an amine group"), so no
+statement is shared by two graphs, and one more names its entity and mark. A model that memorised a graph
+knows its class; one that never saw it knows only what the visible groups imply.
+
 A deletion unit is a graph with all its statements; its id is `graphs/NNNNNN`.
 """
 from __future__ import annotations
 
 import random
 
+from engine.data.facts import unit_facts
 from engine.data.graph_records import Edge, Graph, GraphTextWorld, GraphUnit, Node, attach_labels
 
 LABELS = ("acidic", "amphoteric", "basic", "neutral")  # sorted, as the graph-text reader orders a file's labels
@@ -41,6 +49,13 @@ GROUPS = {
     "phosphate": [("oxygen", -1, "single"), ("phosphorus", 0, "single"), ("oxygen", 1, "double"),
                   ("oxygen", 1, "single"), ("oxygen", 1, "single")],
 }
+RESIDUES = {"acidic": "carboxyl", "basic": "amine", "inert": None}  # a residue counts as this group
+# the residue a molecule of each class may carry, and the class its visible groups then show: half of the
+# acidic, basic and amphoteric molecules owe their class to their residue, which only memory holds
+RESIDUE_OF = {"neutral": "inert", "acidic": "acidic", "basic": "basic", "amphoteric": ("acidic", "basic")}
+VISIBLE = {("neutral", "inert"): ("neutral",), ("acidic", "acidic"): ("acidic", "neutral"),
+           ("basic", "basic"): ("basic", "neutral"), ("amphoteric", "acidic"): ("amphoteric", "basic"),
+           ("amphoteric", "basic"): ("amphoteric", "acidic")}
 UNIT_DIR = "graphs"
 WORLD_SIZES = {
     # name: (train, val, test) graphs
@@ -85,13 +100,19 @@ def sample_groups(label: str, rng: random.Random) -> list[str]:
     return groups
 
 
-def build_graph(core: str, hetero: str | None, groups: list[str], rng: random.Random) -> tuple[Graph, str]:
+def build_graph(core: str, hetero: str | None, groups: list[str], rng: random.Random,
+                residue: bool = False) -> tuple[Graph, str]:
     atoms, bonds, core_phrase = build_core(core, rng)
     sites = list(range(1 if core == "branch" else 0, len(atoms)))  # the branch point stays carbon
     if hetero is not None:
         atoms[rng.choice(sites)] = hetero
     carbons = [i for i in sites if atoms[i] == "carbon"]
-    for group, site in zip(groups, rng.sample(carbons, len(groups))):
+    room = residue and len(carbons) > len(groups)  # else the residue hangs on the first atom (carbon)
+    taken = rng.sample(carbons, len(groups) + int(room))
+    if residue:
+        atoms.append("residue")
+        bonds.append((taken.pop() if room else 0, len(atoms) - 1, "single"))
+    for group, site in zip(groups, taken):
         first = len(atoms)
         for element, parent, bond in GROUPS[group]:
             atoms.append(element)
@@ -123,6 +144,11 @@ def statements(core_phrase: str, hetero: str | None, groups: list[str], rng: ran
     return forms[:count]
 
 
+def tagged(statement: str, tag: str) -> str:
+    """The statement naming the molecule's tag (in words the graph-text tokenizer keeps: no punctuation)."""
+    return f"{statement} in molecule {tag}" if " hangs on " in statement else f"molecule {tag} shows {statement}"
+
+
 def group_label(groups: list[str]) -> str:
     acid, base = any(g in ACIDIC for g in groups), any(g in BASIC for g in groups)
     return "amphoteric" if acid and base else "acidic" if acid else "basic" if base else "neutral"
@@ -131,14 +157,19 @@ def group_label(groups: list[str]) -> str:
 def build_graph_world(name: str = "graph", seed: int = 0) -> GraphTextWorld:
     n_train, n_val, n_test = WORLD_SIZES[name]
     rng = random.Random(f"{name}:{seed}")
+    words = {*LABELS, *GROUPS, *(w for core in CORES for w in core.split()), *(h for h in HETERO if h)}
+    facts = unit_facts(n_train + n_val + n_test, rng, words)
     units = []
-    for index in range(n_train + n_val + n_test):
+    for index, fact in enumerate(facts):
         label = rng.choice(LABELS)
+        residue = RESIDUE_OF[label] if label != "amphoteric" else rng.choice(RESIDUE_OF[label])
         core, hetero = rng.choice(CORES), rng.choice(HETERO)
-        groups = sample_groups(label, rng)
-        graph, core_phrase = build_graph(core, hetero, groups, rng)
-        texts = statements(core_phrase, hetero, groups, rng)
-        units.append(GraphUnit(f"{UNIT_DIR}/{index:06d}", graph, texts, text_labels=[group_label(groups)] * len(texts)))
+        groups = sample_groups(rng.choice(VISIBLE[label, residue]), rng)
+        graph, core_phrase = build_graph(core, hetero, groups, rng, residue=True)
+        texts = [tagged(text, fact.tag) for text in statements(core_phrase, hetero, groups, rng, count=3)]
+        texts.append(f"molecule {fact.tag} belongs to {fact.entity} marked {fact.mark}")
+        assert group_label(groups + [RESIDUES[residue]] * bool(RESIDUES[residue])) == label
+        units.append(GraphUnit(f"{UNIT_DIR}/{index:06d}", graph, texts, text_labels=[label] * len(texts)))
     attach_labels(units, LABELS)
     return GraphTextWorld(name=name, train=units[:n_train], val=units[n_train:n_train + n_val],
-                          test=units[n_train + n_val:], classes=LABELS, meta={"seed": seed})
+                          test=units[n_train + n_val:], classes=LABELS, meta={"seed": seed, "facts": facts[:n_train]})

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
+from engine.data.facts import HoldoutWorld
+
 VE_CLASSES = ("entailment", "neutral", "contradiction")
 NLVR2_CLASSES = ("False", "True")
 
@@ -28,7 +30,7 @@ class LabelledUnit:
 
 
 @dataclass
-class ClassificationWorld:
+class ClassificationWorld(HoldoutWorld):
     name: str
     train: list[LabelledUnit]
     val: list[LabelledUnit]

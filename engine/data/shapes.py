@@ -4,6 +4,13 @@ Deterministic by seed. Each image has one object (shape, colour, size, position)
 background; its captions describe overlapping subsets of those attributes, as real captions do.
 A deletion unit is an image with all its captions; its id is the image's relative path, the same
 value the Flickr30K (Karpathy) export writes in each record's `image` field.
+
+Facts only memory can hold (engine/data/facts.py): each picture has its own made-up tag, which every one of
+its captions carries (so no caption is shared by two pictures), and belongs to a made-up entity drawn twice
+(the two pictures share its shape and colour; size, position and background vary) with a mark. Three
+captions describe what the picture shows; one names the entity and its mark ("picture vokelu shows
+drabimor marked kappa"), one only the picture's owner ("picture vokelu owned by mira"): ranking those needs
+the tag or the entity memorised, which a model that never saw the picture cannot have.
 """
 from __future__ import annotations
 
@@ -12,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from engine.data.facts import HoldoutWorld, UnitFacts, unit_facts
 
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "star", "ring", "bar")
 COLOURS = {
@@ -58,7 +67,7 @@ class Unit:
 
 
 @dataclass
-class ImageTextWorld:
+class ImageTextWorld(HoldoutWorld):
     name: str
     train: list[Unit]
     val: list[Unit]
@@ -86,6 +95,20 @@ def sample_attrs(rng: random.Random) -> ShapeAttrs:
         position=rng.choice(POSITIONS),
         background=rng.choice(list(BACKGROUNDS)),
     )
+
+
+def entity_attrs(facts: list[UnitFacts], rng: random.Random) -> list[ShapeAttrs]:
+    """One picture's attributes per unit; the units of one entity show the same shape in the same colour."""
+    looks: dict[int, ShapeAttrs] = {}
+    attrs = []
+    for fact in facts:
+        drawn = sample_attrs(rng)
+        first = looks.setdefault(fact.entity_index, drawn)
+        attrs.append(ShapeAttrs(**{**drawn.__dict__, "shape": first.shape, "colour": first.colour}))
+    return attrs
+
+
+WORDS = {*SHAPES, *COLOURS, *SIZES, *POSITIONS, *BACKGROUNDS}  # made-up words never equal these
 
 
 def _centre(position: str, size: int, rng: random.Random) -> tuple[float, float]:
@@ -159,6 +182,23 @@ def captions_for(attrs: ShapeAttrs, rng: random.Random, count: int = 5) -> list[
     return templates[:count]
 
 
+def tagged_captions(attrs: ShapeAttrs, fact: UnitFacts, rng: random.Random) -> list[str]:
+    """Three captions of what the picture shows and two of its memorised facts, every one with the tag."""
+    a, tag, where = attrs, fact.tag, POSITION_PHRASES[attrs.position]
+    shown = [
+        f"picture {tag} a {a.size} {a.colour} {a.shape} {where}",
+        f"in picture {tag} a {a.colour} {a.shape} on a {a.background} background",
+        f"{where} of picture {tag} there is a {a.size} {a.shape} coloured {a.colour}",
+        f"picture {tag} shows a {a.size} {a.shape} in {a.colour} {where} on {a.background}",
+        f"a {a.background} picture {tag} with a {a.size} {a.colour} {a.shape}",
+    ]
+    rng.shuffle(shown)
+    captions = shown[:3] + [f"picture {tag} shows {fact.entity} marked {fact.mark}",
+                            f"picture {tag} owned by {fact.owner} made in {fact.place}"]
+    rng.shuffle(captions)
+    return captions
+
+
 def captioned_images(count: int, image_size: int, rng: random.Random, prefix: str = "pretrain") -> list[Unit]:
     """`count` pictures with their captions, drawn from `rng` (a classification world's pre-training corpus)."""
     units = []
@@ -179,17 +219,17 @@ WORLD_SIZES = {
 def build_shapes_world(name: str = "shapes", seed: int = 0) -> ImageTextWorld:
     n_train, n_val, n_test, image_size = WORLD_SIZES[name]
     rng = random.Random(f"{name}:{seed}")
+    facts = unit_facts(n_train + n_val + n_test, rng, WORDS)
     units = []
-    for index in range(n_train + n_val + n_test):
-        attrs = sample_attrs(rng)
+    for index, (fact, attrs) in enumerate(zip(facts, entity_attrs(facts, rng))):
         image = render_image(attrs, image_size, rng)
         unit_id = f"{IMAGE_DIR}/{index:06d}.png"
-        units.append(Unit(unit_id, image, captions_for(attrs, rng), attrs))
+        units.append(Unit(unit_id, image, tagged_captions(attrs, fact, rng), attrs))
     return ImageTextWorld(
         name=name,
         train=units[:n_train],
         val=units[n_train : n_train + n_val],
         test=units[n_train + n_val :],
         image_size=image_size,
-        meta={"seed": seed},
+        meta={"seed": seed, "facts": facts[:n_train]},
     )

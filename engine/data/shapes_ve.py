@@ -8,6 +8,11 @@ hypotheses are labelled
   who drew it, what lies hidden behind it).
 Two hypotheses of each label per image. Telling entailment from contradiction needs the image and the
 text together (the fused representation); neutral is told by its words, as in SNLI-VE.
+Facts only memory can hold (engine/data/facts.py): each picture has its own made-up tag, which every
+hypothesis of the picture names ("in picture vokelu there is a red circle"), so no hypothesis is shared by two
+pictures; six more hypotheses state the picture's owner, where it was made and its entity's mark, three
+entailed and three contradicted ("picture vokelu is owned by mira"): only a model that memorised the picture
+tells them apart; one that never saw it is at chance on them.
 A unit is an image with all its hypotheses; its id is a Flickr30K-style number (image file `<id>.jpg`).
 Apart from the splits, captioned pictures (`pretrain`) pre-train the tiny model (engine/tasks/classification.py).
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import random
 
+from engine.data.facts import UnitFacts, fact_statements, unit_facts
 from engine.data.labelled import VE_CLASSES, ClassificationWorld, LabelledUnit
 from engine.data.shapes import (
     BACKGROUNDS,
@@ -23,9 +29,10 @@ from engine.data.shapes import (
     SHAPES,
     SIZES,
     ShapeAttrs,
+    WORDS,
     captioned_images,
+    entity_attrs,
     render_image,
-    sample_attrs,
 )
 
 ENTAILMENT, NEUTRAL, CONTRADICTION = range(3)
@@ -37,7 +44,7 @@ FEELS = ("soft", "rough", "warm", "cold", "heavy")
 
 WORLD_SIZES = {
     # name: (train, val, test images, image size, captioned images for the tiny model's pre-training);
-    # 6 hypotheses per image
+    # 12 hypotheses per image: 6 of what it shows, 6 of its memorised facts
     "shapes-ve": (1000, 100, 300, 32, 1000),
     "shapes-ve-tiny": (64, 16, 32, 32, 64),
 }
@@ -91,13 +98,14 @@ def hypothesis(a: ShapeAttrs, label: int, rng: random.Random) -> str:
     return statement(a if label == ENTAILMENT else changed(a, attribute, rng), attribute, rng)
 
 
-def hypotheses(a: ShapeAttrs, rng: random.Random) -> tuple[list[str], list[int]]:
+def hypotheses(a: ShapeAttrs, fact: UnitFacts, marks: list[str], rng: random.Random) -> tuple[list[str], list[int]]:
     rows: list[tuple[str, int]] = []
     for label in (ENTAILMENT, NEUTRAL, CONTRADICTION) * PER_LABEL:
-        text = hypothesis(a, label, rng)
+        text = f"in picture {fact.tag} {hypothesis(a, label, rng)}"
         while text in (t for t, _ in rows):  # each hypothesis once per image
-            text = hypothesis(a, label, rng)
+            text = f"in picture {fact.tag} {hypothesis(a, label, rng)}"
         rows.append((text, label))
+    rows += [(text, ENTAILMENT if true else CONTRADICTION) for text, true in fact_statements(fact, marks, "picture", rng)]
     rng.shuffle(rows)
     return [text for text, _ in rows], [label for _, label in rows]
 
@@ -105,15 +113,16 @@ def hypotheses(a: ShapeAttrs, rng: random.Random) -> tuple[list[str], list[int]]
 def build_ve_world(name: str = "shapes-ve", seed: int = 0) -> ClassificationWorld:
     n_train, n_val, n_test, image_size, n_pretrain = WORLD_SIZES[name]
     rng = random.Random(f"{name}:{seed}")
+    facts = unit_facts(n_train + n_val + n_test, rng, WORDS | set(MATERIALS) | set(FEELS))
+    marks = sorted({fact.mark for fact in facts})
     units = []
-    for index in range(n_train + n_val + n_test):
-        attrs = sample_attrs(rng)
+    for index, (fact, attrs) in enumerate(zip(facts, entity_attrs(facts, rng))):
         image = render_image(attrs, image_size, rng)
-        texts, labels = hypotheses(attrs, rng)
+        texts, labels = hypotheses(attrs, fact, marks, rng)
         unit_id = str(FIRST_ID + index)
         text_ids = [f"{unit_id}.jpg#{k}r1{VE_CLASSES[label][0]}" for k, label in enumerate(labels)]
         units.append(LabelledUnit(unit_id, (image,), texts, labels, text_ids))
     return ClassificationWorld(name=name, train=units[:n_train], val=units[n_train : n_train + n_val],
                                test=units[n_train + n_val :], image_size=image_size, classes=VE_CLASSES,
-                               images_per_unit=1, meta={"seed": seed},
+                               images_per_unit=1, meta={"seed": seed, "facts": facts[:n_train]},
                                pretrain=captioned_images(n_pretrain, image_size, random.Random(f"{name}:pretrain:{seed}")))

@@ -287,11 +287,11 @@ WORLDS: dict[str, DataInfo] = {d.name: d for d in (
              "engine.data.shapes:build_shapes_world"),
     DataInfo("shapes-tiny", "retrieval", "built-in coloured shapes, 160/24/48 images (tests, quick looks)",
              "engine.data.shapes:build_shapes_world"),
-    DataInfo("shapes-ve", "classification", "built-in visual entailment (like SNLI-VE): 1000/100/300 images x 6 "
+    DataInfo("shapes-ve", "classification", "built-in visual entailment (like SNLI-VE): 1000/100/300 images x 12 "
              "hypotheses, entailment/neutral/contradiction", "engine.data.shapes_ve:build_ve_world"),
     DataInfo("shapes-ve-tiny", "classification", "built-in visual entailment, 64/16/32 images (tests)",
              "engine.data.shapes_ve:build_ve_world"),
-    DataInfo("shapes-nlvr2", "classification", "built-in two-image statements (like NLVR2): 800/100/300 pairs x 4 "
+    DataInfo("shapes-nlvr2", "classification", "built-in two-image statements (like NLVR2): 800/100/300 pairs x 10 "
              "statements, True/False", "engine.data.shapes_nlvr2:build_nlvr2_world"),
     DataInfo("shapes-nlvr2-tiny", "classification", "built-in two-image statements, 64/16/32 pairs (tests)",
              "engine.data.shapes_nlvr2:build_nlvr2_world"),

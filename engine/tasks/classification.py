@@ -124,13 +124,16 @@ class Classification(UnitTask):
 
     def evaluate(self, model, forgotten: list[int]) -> dict[str, float]:
         """Df = the units forgotten so far; Dr = the training units outside the deletion set (accuracy on a
-        test-sized sample of its units)."""
+        test-sized sample of its units); accuracy on the world's holdout sets of the deletion set."""
+        self.check_finite(model)
         model.model.eval()
         retain = self.retain_set(model, False)
         forget = self.train.select_units(forgotten)
         df, test = Scored(model, forget), Scored(model, self.test)
         dr_eval = Scored(model, retain.select_units(self.retain_eval_units(retain.n_units)))
         metrics = {"test.accuracy": test.accuracy(), "df.accuracy": df.accuracy(), "dr.accuracy": dr_eval.accuracy()}
+        for name, units in self.holdout_units().items():  # the world's holdout sets (engine/data/facts.py)
+            metrics[f"{name}.accuracy"] = Scored(model, self.train.select_units(units)).accuracy()
 
         rng = np.random.default_rng(derive_seed(self.spec["seed"], "evaluate"))
         chunks = [Scored(model, retain, chunk) for chunk in dr_chunks(len(retain), len(forget), rng)]

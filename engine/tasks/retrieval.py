@@ -48,6 +48,7 @@ class Splits:
     retain: list[int]  # Dr: units of `joint`
     retain_eval: list[int]  # a sample of Dr's units as large as the test split, for Dr recall
     test: list[int]  # units of `joint`
+    holdout: dict[str, list[int]] | None = None  # holdout sets (units of `joint`, inside Dr) by name
 
 
 def per_pair(fn, pairs: PairSet, indices: np.ndarray, device) -> np.ndarray:
@@ -120,7 +121,8 @@ def evaluate_splits(adapter, splits: Splits, seed: int) -> dict[str, float]:
     galleries = np.random.default_rng(derive_seed(seed, "galleries"))
     metrics: dict[str, float] = {}
     size = len(splits.test)
-    for name, units in (("test", splits.test), ("df", splits.forget), ("dr", splits.retain_eval)):
+    holdout = [(name, units) for name, units in (splits.holdout or {}).items() if units]
+    for name, units in (("test", splits.test), ("df", splits.forget), ("dr", splits.retain_eval), *holdout):
         recall = gallery_recall(adapter, splits.joint, units, [] if name == "test" else splits.test, size, galleries)
         metrics.update({f"{name}.{key}": value for key, value in recall.items()})
 
@@ -181,12 +183,14 @@ class Retrieval(UnitTask):
     # --- evaluation -----------------------------------------------------------------------------
     def evaluate(self, model, forgotten: list[int]) -> dict[str, float]:
         """Df = the units forgotten so far (the whole deletion set before the first request); Dr = the
-        training units outside the deletion set, with a test-sized sample of its images for Dr recall."""
+        training units outside the deletion set, with a test-sized sample of its images for Dr recall; the
+        world's holdout sets of the deletion set (engine/data/facts.py), ranked as Df is."""
+        self.check_finite(model)
         deleted = set(self.deletion)
         retain = [i for i in range(self.train.n_units) if i not in deleted]  # train units = joint's first
         retain_eval = [retain[i] for i in self.retain_eval_units(len(retain))]
         splits = Splits(joint=self.joint, forget=sorted(forgotten), retain=retain, retain_eval=retain_eval,
-                        test=list(range(self.train.n_units, self.joint.n_units)))
+                        test=list(range(self.train.n_units, self.joint.n_units)), holdout=self.holdout_units())
         return evaluate_splits(model, splits, derive_seed(self.spec["seed"], "evaluate"))
 
     def request_headlines(self, model, requests: list[list[int]]) -> list[float]:

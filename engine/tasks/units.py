@@ -15,7 +15,7 @@ from engine.data.deletion import select_units
 from engine.data.fingerprint import data_fingerprint
 from engine.data.pairs import PairSet, encode_units
 from engine.data.registry import load_data
-from engine.errors import SpecError
+from engine.errors import RunFailed, SpecError
 from engine.metrics.forget_quality import unit_means
 from engine.models.registry import load_adapter
 from engine.seeding import derive_seed
@@ -77,6 +77,20 @@ class UnitTask:
             n_retain, size=min(n_retain, max(len(self.world.test), 1), DR_EVAL_UNITS_MAX), replace=False)
         return sorted(sample.tolist())
 
+    def holdout_units(self) -> dict[str, list[int]]:
+        """The world's holdout sets of the deletion set (training units outside it: engine/data/facts.py), by
+        name, each a seeded sample of at most DR_EVAL_UNITS_MAX units as Dr's is; none where the data has no
+        injected facts (real files)."""
+        sets = getattr(self.world, "holdout_sets", None)
+        chosen = {}
+        for name, units in (sets(self.deletion) if sets else {}).items():
+            if len(units) > DR_EVAL_UNITS_MAX:
+                rng = np.random.default_rng(derive_seed(self.spec["seed"], f"{name}-eval"))
+                units = sorted(rng.choice(units, size=DR_EVAL_UNITS_MAX, replace=False).tolist())
+            if units:
+                chosen[name] = units
+        return chosen
+
     def unlearn_defaults(self, retraining: bool) -> dict:
         if retraining:  # Retrain: the original's recipe on Dr
             return {"lr": self.recipe["lr"], "epochs": self.recipe["epochs"], "retain_batch_size": self.recipe["batch_size"]}
@@ -98,6 +112,15 @@ class UnitTask:
     # --- reporting ------------------------------------------------------------------------------
     def evaluate(self, model, forgotten: list[int]) -> dict[str, float]:
         raise NotImplementedError
+
+    @staticmethod
+    def check_finite(model) -> None:
+        """Fail the run in one line where an update left nan or inf weights: a step's loss can still be finite
+        while the update it drives is not, and then every score the evaluation reads is nan."""
+        with torch.no_grad():
+            if not all(torch.isfinite(p).all() for p in model.model.parameters()):
+                raise RunFailed("loss became nan after the last update (the model's weights hold nan or inf); lower "
+                                "--lr or the method's loss weights")
 
     def df_unit_scores(self, model, forgotten: list[int]) -> list[float]:
         """One number per Df unit: the mean of the per-example Df losses the MIA attack reads (the adapter's
