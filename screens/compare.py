@@ -19,6 +19,7 @@ from screens.curves import SMOOTHING, X_AXES, ema, glob_match, map_x, session_co
 from screens.messages import CompareLoaded
 from screens.panels import PanelGrid
 from screens.services import Services
+from screens.widgets.filled_table import fill_table
 from screens.widgets.plot import Series
 from sessions.catalog import described, session_label
 from sessions.metric_order import headline_first
@@ -133,15 +134,11 @@ class CompareScreen(Screen):
         self.fill_table()
 
     def fill_table(self) -> None:
-        table = self.query_one("#cmp-table", DataTable)
-        table.clear(columns=True)
-        table.add_columns("metric", *(r["label"] for r in self.runs))
         names = glob_match(headline_first(m for r in self.runs for m in r["final"]), self.pattern)
-        for name in names:
-            table.add_row(name, *(fmt(r["final"].get(name), name) for r in self.runs))
-        for key in ("state", "model", "data"):
-            table.add_row(key, *(str((r["meta"].get("spec") or {}).get(key) if key != "state"
-                                     else r["meta"].get("state")) for r in self.runs))
+        rows = [(name, *(fmt(r["final"].get(name), name) for r in self.runs)) for name in names]
+        rows += [(key, *(str((r["meta"].get("spec") or {}).get(key) if key != "state" else r["meta"].get("state"))
+                         for r in self.runs)) for key in ("state", "model", "data")]
+        fill_table(self.query_one("#cmp-table", DataTable), ["metric", *(r["label"] for r in self.runs)], rows)
 
     def curve(self, run: dict, raw: tuple[list[float], list[float]]) -> Series:
         xs, ys = raw

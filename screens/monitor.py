@@ -33,6 +33,7 @@ from textual.widgets import DataTable, Footer, Static
 from screens.panels import PanelGrid
 from screens.history_heatmap import HistoryHeatmap
 from screens.services import Services
+from screens.widgets.filled_table import fill_table
 from screens.widgets.plot import Series
 from screens.widgets.tail_log import TailLog
 from sessions.history import history_from_events
@@ -165,6 +166,9 @@ class RunModel:
         return rows
 
 
+SUMMARY_HEADERS = ("metric", "before", "after", "delta")
+
+
 class MonitorScreen(Screen):
     """Panels by question (forget, keep, privacy, general ability, loss terms), the before/after table
     (headlines first; it wins the space over the log at 80x24), log tail and status. ``replay`` (default: not ``source.live``) adds pause/step/speed/end."""
@@ -213,7 +217,7 @@ class MonitorScreen(Screen):
             with Vertical(id="mon-summary-box"):
                 yield Static("", id="mon-verdict")
                 table: DataTable = DataTable(id="mon-summary", cursor_type="row", zebra_stripes=True)
-                table.add_columns("metric", "before", "after", "delta")
+                table.add_columns(*SUMMARY_HEADERS)
                 yield table
             log = TailLog(id="mon-log", max_lines=LOG_LINES, wrap=False, markup=False)
             log.border_title = "log"
@@ -286,10 +290,7 @@ class MonitorScreen(Screen):
         if "history" in dirty:
             self.query_one("#mon-history", HistoryHeatmap).show(*history_from_events(self.model.history))
         if "summary" in dirty:
-            table = self.query_one("#mon-summary", DataTable)
-            table.clear()
-            for row in self.model.summary_rows():
-                table.add_row(*row)
+            fill_table(self.query_one("#mon-summary", DataTable), list(SUMMARY_HEADERS), self.model.summary_rows())
         log = self.query_one("#mon-log", TailLog)
         following = log.follow
         if self.model.logs:

@@ -184,6 +184,8 @@ def test_monitor_snapshot(snap_compare, snapshot_home, size, kind):
         await wait_until(pilot, lambda: screen.source_done and not screen.backlog)
         await wait_until(pilot, lambda: all(p.renders for p in screen.query(SeriesPlot)
                                             if p.display and not p.has_class("-empty") and p.size.width))
+        summary = screen.query_one("#mon-summary")
+        await wait_until(pilot, lambda: summary.row_count == len(screen.model.summary_rows()) and tables_settled(screen))
         log = screen.query_one("#mon-log", TailLog)
         # the log follows its tail; wait for the scroll to land so the frame does not depend on timing
         for _ in range(2):  # twice, a tick apart: a scroll still under way shows up as a moved max
@@ -191,6 +193,15 @@ def test_monitor_snapshot(snap_compare, snapshot_home, size, kind):
             await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=size, run_before=ready)
+
+
+def tables_settled(screen) -> bool:
+    """Every table on the screen has sized its columns to the rows it was given (DataTable does it when idle:
+    a frame taken before shows a column cut to its header's width)."""
+    from textual.widgets import DataTable
+
+    tables = [table for table in screen.query(DataTable) if table.display]
+    return bool(tables) and all(table.row_count and not table._require_update_dimensions for table in tables)
 
 
 class CountingIds:
@@ -268,5 +279,6 @@ def test_compare_toggles_snapshot(snap_compare, snapshot_home, size, monkeypatch
         # every plot has rendered the toggled series (its last render is of its current version)
         plots = [p for p in screen.query(SeriesPlot) if p.display and p.size.width]
         await wait_until(pilot, lambda: all(p._built_for and p._built_for[0] == p._version for p in plots))
+        await wait_until(pilot, lambda: tables_settled(screen))
 
     assert snap_compare(app, terminal_size=size, run_before=ready)
