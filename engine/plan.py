@@ -23,8 +23,11 @@ Per device, in bytes:
   bytes at 16 bits counts two dropout masks and the attention's dropout mask and output on top: for BLIP-base's
   vision tower (577 tokens, no dropout in its config) 1.6x what a layer keeps, which over-planned a BLIP run
   1.4-1.6x (measured on the CPU with random weights: tests/test_plan.py). Attention through SDPA keeps no
-  probabilities (a conservative count there); a gated MLP (LLaMA, Qwen2) keeps 4 i, rotary embeddings and RMS
-  norms keep more than counted (the LLaVA-1.5-7B shape is under-planned, docs/pages/gpu.md).
+  probabilities (a conservative count there). A LLaMA-style decoder (RMS norms, a gated SiLU MLP and rotary
+  embeddings: LLaVA's and Qwen2's language models, told by `rms_norm_eps` in their config) keeps s b (10 h + 4 i):
+  the gated MLP's gate, up, act(gate) and their product (4 i) and the query and key both before and after their
+  rotation (2 h more); its RMS norms' fp32 copies are not counted. An LMM's loss adds its token logits over the
+  vocabulary and their log-softmax, in fp32 (2 x 4 b s V bytes).
 
 The parts are summed: the total is a run's steady state, where from the second step on AdamW's moments live
 through the forward and backward passes; a first step alone peaks lower (whole BLIP-base MultiDelete on the CPU:
@@ -121,7 +124,7 @@ def towers(config, seq_len: int) -> list[dict]:
         image, patch = getattr(part, "image_size", None), getattr(part, "patch_size", None)
         tokens = (image // patch) ** 2 + 1 if image and patch else seq_len
         found.append({"layers": int(layers), "hidden": int(hidden), "inner": int(inner), "heads": int(heads),
-                      "tokens": int(tokens),
+                      "tokens": int(tokens), "llama_style": getattr(part, "rms_norm_eps", None) is not None,
                       "attention_dropout": float(first_of(part, "attention_dropout", "attention_probs_dropout_prob",
                                                           default=0.0) or 0.0),
                       "hidden_dropout": float(first_of(part, "hidden_dropout_prob", "hidden_dropout", default=0.0)
@@ -133,7 +136,10 @@ def layer_activation_bytes(stack: dict, batch: int, value_bytes: int) -> float:
     """What one layer of `stack` keeps for its backward pass (the module docstring's count)."""
     s, h, i, a = stack["tokens"], stack["hidden"], stack["inner"], stack["heads"]
     tokens, scores = s * batch, a * s * s * batch
-    kept = tokens * (8 * h + 2 * i) * value_bytes + scores * value_bytes
+    per_token = 8 * h + 2 * i
+    if stack.get("llama_style"):  # a gated MLP keeps gate, up, act(gate) and their product; rotary q and k twice
+        per_token = 10 * h + 4 * i
+    kept = tokens * per_token * value_bytes + scores * value_bytes
     if stack["attention_dropout"] > 0:
         kept += scores * (value_bytes + 1)
     if stack["hidden_dropout"] > 0:
@@ -148,6 +154,16 @@ def activation_bytes(stacks: list[dict], batch: int, dtype_bytes: int, checkpoin
         inputs = stack["layers"] * stack["tokens"] * batch * stack["hidden"] * dtype_bytes
         total += inputs + per_layer if checkpointing else stack["layers"] * per_layer
     return int(total)
+
+
+def logits_bytes(config, seq_len: int, batch: int) -> int:
+    """An LMM's token logits over its vocabulary, which its loss reads in fp32 (transformers upcasts them) and
+    keeps with their log-softmax for the backward pass: 2 x 4 bytes per token per vocabulary entry."""
+    text = getattr(config, "text_config", None)
+    vocabulary = getattr(text, "vocab_size", None)
+    if config.model_type not in LMM_MODEL_TYPES or not vocabulary:
+        return 0
+    return 2 * 4 * batch * seq_len * int(vocabulary)
 
 
 def method_info(method: str):
@@ -180,7 +196,7 @@ def plan(model: str, method: str, update: str = "full", batch_size: int = 16, re
         "optimizer_step": trainable * weight_bytes // shards,
         "frozen_copies": parameters * weight_bytes if cls.needs_original else 0,
         "activations": activation_bytes(towers(config, seq_len), max(1, batch // devices), activation,
-                                        grad_checkpointing),
+                                        grad_checkpointing) + logits_bytes(config, seq_len, max(1, batch // devices)),
     }
     total = sum(parts.values())
     document = {"model": model, "model_type": config.model_type, "method": info.name, "update": update,
