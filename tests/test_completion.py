@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 
 from conftest import ROOT, cli, cli_env
 from engine import spec as specs
@@ -92,5 +93,9 @@ def test_install_and_show_completion_are_offered():
 
     shown = CliRunner().invoke(app, ["--help"], prog_name="mmul-workbench")
     assert "--install-completion" in shown.stdout and "--show-completion" in shown.stdout
-    script = CliRunner().invoke(app, ["--show-completion", "bash"], prog_name="mmul-workbench")
+    # the script as a user gets it, from the command itself (in-process, under a loaded full suite, typer once
+    # answered this with exit 1 and no output after other tests had driven the app)
+    script = subprocess.run([sys.executable, "-m", "workbench.cli", "--show-completion", "bash"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert script.returncode == 0, script.stderr[-2000:]
     assert "_MMUL_WORKBENCH_COMPLETE=complete_bash" in script.stdout and "complete -o default" in script.stdout
