@@ -62,6 +62,24 @@ def run_entry(session_id: str, meta: dict, events: list[dict]) -> dict:
 
 
 class CompareScreen(Screen):
+    SCOPED_CSS = False  # the -compact rules start at the App, above the screen
+    DEFAULT_CSS = """
+    CompareScreen #cmp-status {
+        height: auto;
+        padding: 0 1;
+        background: $boost;
+    }
+    CompareScreen #cmp-plots {
+        height: 2fr;
+    }
+    CompareScreen #cmp-table {
+        height: 1fr;
+    }
+    CompareScreen #cmp-filter {
+        margin: 0 1;
+    }
+    """
+
     BINDINGS = [
         Binding("t", "next_term", "Loss term", id="compare.term"),
         Binding("m", "next_metric", "Metric", id="compare.metric"),

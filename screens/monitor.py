@@ -173,6 +173,64 @@ class MonitorScreen(Screen):
     """Panels by question (forget, keep, privacy, general ability, loss terms), the before/after table
     (headlines first; it wins the space over the log at 80x24), log tail and status. ``replay`` (default: not ``source.live``) adds pause/step/speed/end."""
 
+    SCOPED_CSS = False  # the -compact rules start at the App, above the screen
+    DEFAULT_CSS = """
+    MonitorScreen #mon-status {
+        height: auto;
+        padding: 0 1;
+        background: $boost;
+        text-wrap: nowrap;  /* one line at 80 columns: update_status leaves out what does not fit */
+        text-overflow: ellipsis;
+    }
+    MonitorScreen #mon-status.-disconnected {
+        background: $error 40%;
+    }
+    MonitorScreen #mon-plots {
+        height: 2fr;
+    }
+    MonitorScreen #mon-bottom {
+        height: 1fr;
+        min-height: 8;
+    }
+    MonitorScreen #mon-summary-box {
+        width: 1fr;
+        border: round $panel;
+    }
+    MonitorScreen #mon-summary {
+        height: 1fr;
+    }
+    MonitorScreen #mon-verdict {
+        display: none;
+        height: auto;
+        max-height: 50%;
+        padding: 0 1;
+        color: $text;
+        background: $boost;
+    }
+    MonitorScreen #mon-verdict.-shown {
+        display: block;
+    }
+    MonitorScreen #mon-log {
+        width: 1fr;
+        border: round $panel;
+        border-title-color: $text-muted;
+        border-subtitle-color: $warning;
+        border-subtitle-style: bold;
+        background: $surface;
+    }
+    /* at 80x24 the before/after table wins the space over the log */
+    .-compact MonitorScreen #mon-plots {
+        height: 1fr;
+    }
+    .-compact MonitorScreen #mon-bottom {
+        min-height: 6;
+    }
+    .-compact MonitorScreen #mon-log {
+        display: none;
+    }
+    """
+
+
     BINDINGS = [
         Binding("space", "toggle_pause", "Pause", id="monitor.pause"),
         Binding("n", "step", "Step", id="monitor.step"),

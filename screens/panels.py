@@ -16,6 +16,7 @@ MINOR = ("privacy", "general")  # folded away at 80x24
 class PanelGrid(Grid):
     """One SeriesPlot per question, ``#<prefix>-<group>``; ``show(panels)`` draws those given and hides the rest."""
 
+    SCOPED_CSS = False  # the -compact rules start at the App, above the grid
     DEFAULT_CSS = """
     PanelGrid {
         grid-size: 3;
@@ -36,6 +37,12 @@ class PanelGrid(Grid):
         border-title-color: $text;
         border-title-style: bold;
         border-subtitle-color: $text;
+    }
+    .-compact PanelGrid, .-compact PanelGrid.-two {
+        grid-size: 3;
+    }
+    .-compact PanelGrid SeriesPlot.-minor {
+        display: none;
     }
     """
 

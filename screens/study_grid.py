@@ -21,6 +21,26 @@ REFRESH_SECONDS = 1.0
 
 
 class StudyGridScreen(Screen):
+    SCOPED_CSS = False  # the -compact rules start at the App, above the screen
+    DEFAULT_CSS = """
+    StudyGridScreen #study-status {
+        height: auto;
+        padding: 0 1;
+        background: $boost;
+    }
+    StudyGridScreen #study-grid {
+        height: 1fr;
+    }
+    StudyGridScreen #study-hint {
+        height: auto;
+        padding: 0 1;
+        color: $text-muted;
+    }
+    .-compact StudyGridScreen #study-hint {
+        display: none;
+    }
+    """
+
     BINDINGS = [
         Binding("enter", "open_method", "Sessions", id="study.open"),
         Binding("s", "sort", "Sort by column", id="study.sort"),

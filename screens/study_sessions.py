@@ -20,6 +20,18 @@ COLUMNS = ("seed", "state", "session", "Df/Dr AUC", "test", "duration")
 
 
 class StudySessionsScreen(Screen):
+    SCOPED_CSS = False  # the -compact rules start at the App, above the screen
+    DEFAULT_CSS = """
+    StudySessionsScreen #study-sessions-status {
+        height: auto;
+        padding: 0 1;
+        background: $boost;
+    }
+    StudySessionsScreen #study-sessions {
+        height: 1fr;
+    }
+    """
+
     BINDINGS = [
         Binding("enter", "open", "Open", id="study_sessions.open"),
         Binding("c", "compare", "Compare", id="study_sessions.compare"),
