@@ -166,14 +166,16 @@ def parse_json_output(text: str) -> dict:
     return json.loads(text)
 
 
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02):
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
+    """The tests' one synchronous waiting loop: poll ``predicate`` until it holds (its value), or fail naming
+    ``what`` (async code waits with conftest's ``until``, a Textual pilot with ``wait_until``)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError("condition not met within %.1f s" % timeout)
+    raise AssertionError("%s not met within %.1f s" % (what, timeout))
 
 
 def proc_output(proc: subprocess.Popen) -> str:

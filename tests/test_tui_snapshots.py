@@ -180,6 +180,14 @@ def test_monitor_snapshot(snap_compare, snapshot_home, size, kind):
 
         name = {"run": "md-seed0", "requests": "md-requests3", "pulse": "pulse-ga"}[kind]
         screen = MonitorScreen(ListSource(monitor_events(kind), session_id=name, live=True), device="cpu")
+        ticks = []
+        tick = screen.tick
+
+        def counted_tick() -> None:  # set_interval takes the bound name at mount: this instance attribute
+            ticks.append(1)
+            tick()
+
+        screen.tick = counted_tick
         await app.push_screen(screen)
         await wait_until(pilot, lambda: screen.source_done and not screen.backlog)
         await wait_until(pilot, lambda: all(p.renders for p in screen.query(SeriesPlot)
@@ -190,7 +198,8 @@ def test_monitor_snapshot(snap_compare, snapshot_home, size, kind):
         # the log follows its tail; wait for the scroll to land so the frame does not depend on timing
         for _ in range(2):  # twice, a tick apart: a scroll still under way shows up as a moved max
             await wait_until(pilot, lambda: log.scroll_y == log.max_scroll_y)
-            await pilot.pause(0.3)
+            seen = len(ticks)
+            await wait_until(pilot, lambda: len(ticks) > seen)
 
     assert snap_compare(app, terminal_size=size, run_before=ready)
 

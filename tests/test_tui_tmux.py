@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from sessions_fixtures import wait_for
+
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
@@ -23,14 +25,7 @@ def _capture(name: str) -> str:
 
 
 def _until(predicate, timeout: float = 30.0, what: str = "the condition"):
-    """The one waiting loop of this file: poll ``predicate`` until it holds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"waited {timeout:.0f} s for {what}")
+    return wait_for(predicate, timeout, interval=0.1, what=what)  # each poll runs tmux: ten a second
 
 
 def _wait(name: str, predicate, timeout: float = 30.0) -> str:
