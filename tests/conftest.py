@@ -67,14 +67,40 @@ def cli(*args) -> list[str]:
     return [sys.executable, "-m", "workbench.cli", *args]
 
 
+async def until_value(probe, done, timeout: float = 30.0, interval: float = 0.01):
+    """Await ``probe()`` (a coroutine function) until ``done(value)``, and return that value; fail with the last
+    value after ``timeout`` seconds: the tests' one asynchronous waiting loop."""
+    import asyncio
+    import time
+
+    deadline, value = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        value = await probe()
+        if done(value):
+            return value
+        await asyncio.sleep(interval)
+    raise AssertionError(f"not there in {timeout:g} s; last: {str(value)[:2000]}")
+
+
 async def until(condition, timeout: float = 30.0) -> None:
     """Await until ``condition()`` holds, for asyncio code without a Textual pilot (an engine in-process)."""
-    import asyncio
+    async def probe():
+        return condition()
+    await until_value(probe, bool, timeout)
 
-    async def poll():
-        while not condition():
-            await asyncio.sleep(0.01)
-    await asyncio.wait_for(poll(), timeout)
+
+def count_ticks(screen) -> list:
+    """Count a MonitorScreen's timer ticks (one entry each) from before it is mounted: ``set_interval`` takes
+    the bound name at mount, so this instance attribute is what ticks."""
+    ticks: list = []
+    tick = screen.tick
+
+    def counted_tick() -> None:
+        ticks.append(1)
+        tick()
+
+    screen.tick = counted_tick
+    return ticks
 
 
 async def wait_until(pilot, predicate, timeout: float = 10.0) -> None:

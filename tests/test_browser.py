@@ -8,7 +8,6 @@ Chromium is absent (`.ci/run` installs Debian's `chromium`). Every wait is on a 
 """
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
@@ -27,7 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, cli, cli_env
+from conftest import ROOT, cli, cli_env, until_value
+from sessions_fixtures import wait_for
 
 CHROMIUM = next((path for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
                  if (path := shutil.which(name))), None)
@@ -104,27 +104,18 @@ class Page:
 
     async def wait_for(self, expression: str, done, timeout: float = 20.0):
         """Evaluate until ``done(value)``; the last value in the failure."""
-        deadline = time.monotonic() + timeout
-        value = None
-        while time.monotonic() < deadline:
-            value = await self.evaluate(expression)
-            if done(value):
-                return value
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"the page never got there in {timeout} s; last:\n{value}")
+        return await until_value(lambda: self.evaluate(expression), done, timeout, interval=0.1)
 
 
 def page_when_up(url: str, timeout: float) -> str:
     """The page at ``url`` once its server answers (refused connections retried until ``timeout``)."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def page() -> str | None:
         try:
             with urllib.request.urlopen(url, timeout=10) as response:
                 return response.read().decode()
         except urllib.error.URLError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+            return None
+    return wait_for(page, timeout, interval=0.1, what=f"{url} to answer")
 
 
 @asynccontextmanager

@@ -276,7 +276,7 @@ def test_reader_process_in_tight_loop_sees_no_errors(tmp_path):
             _steps(writer, 1, start=i)
             if i % 500 == 0:
                 writer.emit("phase", name=f"p{i}")
-            time.sleep(0.0002)
+            os.sched_yield()  # let the reader process in between the writes
         writer.finish("finished")
         out, err = reader.communicate(timeout=40)
     finally:

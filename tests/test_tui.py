@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_until
+from conftest import count_ticks, wait_until
 from sessions.store import SessionStore
 from sessions.source import ListSource
 from workbench.tui import create_app
@@ -339,14 +339,7 @@ async def test_replay_pause_step_speed_and_end(tmp_home):
     app = create_app(start_engine=False)
     async with app.run_test(size=SIZE) as pilot:
         screen = MonitorScreen(ListSource(make_events(400), live=False))
-        ticks = []
-        tick = screen.tick
-
-        def counted_tick() -> None:  # set_interval takes the bound name at mount: this instance attribute
-            ticks.append(1)
-            tick()
-
-        screen.tick = counted_tick
+        ticks = count_ticks(screen)
         await app.push_screen(screen)
         assert screen.replay
         await pilot.press("space")
@@ -477,11 +470,12 @@ from workbench.tui import create_app
 from sessions.source import ListSource
 
 async def until(pilot, predicate):
-    for _ in range(1200):   # up to a minute, in steps the app runs through
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise SystemExit("condition not met in time")
+    import time
+    deadline = time.monotonic() + 60
+    while not predicate():   # each pause lets the app handle what is pending
+        if time.monotonic() > deadline:
+            raise SystemExit("condition not met in time")
+        await pilot.pause()
 
 
 def preview_done(app):

@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("pytest_textual_snapshot", reason="pip install -e '.[test]' (pytest-textual-snapshot)")
 
-from conftest import wait_until  # noqa: E402
+from conftest import count_ticks, wait_until  # noqa: E402
 from sessions.source import ListSource  # noqa: E402
 from sessions.store import SessionStore  # noqa: E402
 from workbench.tui import create_app  # noqa: E402
@@ -180,14 +180,7 @@ def test_monitor_snapshot(snap_compare, snapshot_home, size, kind):
 
         name = {"run": "md-seed0", "requests": "md-requests3", "pulse": "pulse-ga"}[kind]
         screen = MonitorScreen(ListSource(monitor_events(kind), session_id=name, live=True), device="cpu")
-        ticks = []
-        tick = screen.tick
-
-        def counted_tick() -> None:  # set_interval takes the bound name at mount: this instance attribute
-            ticks.append(1)
-            tick()
-
-        screen.tick = counted_tick
+        ticks = count_ticks(screen)
         await app.push_screen(screen)
         await wait_until(pilot, lambda: screen.source_done and not screen.backlog)
         await wait_until(pilot, lambda: all(p.renders for p in screen.query(SeriesPlot)
