@@ -30,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from engine.spec import DEFAULT_SEED, PULSE_METHODS  # noqa: E402  (torch-free catalogue)
+from sessions.pulse_grid import grid_lines  # noqa: E402
 
 METHODS = PULSE_METHODS
 KNOWLEDGE = ("pretrained", "finetuned")
@@ -66,61 +67,8 @@ def run_cell(args, method: str, knowledge: str, requests: int, seed: int, extra:
     return document
 
 
-def pct(value) -> str:
-    return "-" if value is None else f"{100 * value:5.1f}"
-
-
-def pair(entry: dict, group: str, mode: str):
-    return (entry.get(group) or {}).get(mode)
-
-
-def spread(values: list) -> str:
-    """mean ± the sample standard deviation (n - 1, as `study` reports), in percent; one value alone; "-" when
-    missing."""
-    values = [v for v in values if v is not None]
-    if not values:
-        return "-"
-    mean = sum(values) / len(values)
-    if len(values) == 1:
-        return f"{100 * mean:.1f}"
-    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-    return f"{100 * mean:.1f} ±{100 * std:.1f}"
-
-
-COLUMNS = (("forget img", "forget", "image"), ("forget txt", "forget", "text"),
-           ("retain img", "retain", "image"), ("retain txt", "retain", "text"))
-
-
 def print_table(cells: list[dict]) -> None:
-    print("Original model (request 0), accuracy %:")
-    print("| knowledge | seed | forget img | forget txt | retain img | retain txt | other img | other txt | MMBench |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    seen = set()
-    for cell in cells:
-        key = (cell["knowledge"], cell["seed"])
-        if key in seen:
-            continue
-        seen.add(key)
-        original = cell["document"]["original_metrics"]
-        values = [pct(pair(original, g, m)) for g, m in (*[(g, m) for _, g, m in COLUMNS], ("other", "image"),
-                                                          ("other", "text"))]
-        print(f"| {key[0]} | {key[1]} | " + " | ".join(values) + f" | {pct(original.get('mmbench'))} |")
-    print()
-    seeds = sorted({cell["seed"] for cell in cells})
-    print(f"After the last request, accuracy % (mean over seeds {', '.join(map(str, seeds))} ± sample std; "
-          "MMBench: retention in % of the original):")
-    print("| method | knowledge | K | " + " | ".join(c[0] for c in COLUMNS) + " | MMBench ret % | wall s |")
-    print("|---|---|---|" + "---|" * (len(COLUMNS) + 2))
-    groups: dict[tuple, list[dict]] = {}
-    for cell in cells:
-        groups.setdefault((cell["method"], cell["knowledge"], cell["requests"]), []).append(cell)
-    for (method, knowledge, k), group in groups.items():
-        lasts = [cell["document"]["requests"][-1] for cell in group]
-        values = [spread([pair(last, g, m) for last in lasts]) for _, g, m in COLUMNS]
-        retention = spread([None if last.get("mmbench_retention") is None else last["mmbench_retention"] / 100
-                            for last in lasts])
-        wall = sum(cell["document"]["wall_seconds"] for cell in group) / len(group)
-        print(f"| {method} | {knowledge} | {k} | " + " | ".join(values) + f" | {retention} | {wall:.0f} |")
+    print("\n".join(grid_lines(cells)))
 
 
 def main() -> None:

@@ -96,12 +96,31 @@ def study_table(record: dict) -> str:
     return "\n".join(lines)
 
 
-RENDERERS = {"demo": demo_table, "study": study_table}
+def pulse_table(record: dict) -> str:
+    """The PULSE grid of `bench/bench_pulse.py --json-out` (its cells), as the script prints it
+    (sessions.pulse_grid)."""
+    from sessions.pulse_grid import grid_lines
+
+    cells = record["document"]
+    first = cells[0]["document"]
+    return "\n".join([f"`{record['command']}` ({record['date']}; {record['machine']}; threads: {record['threads']}; "
+                      f"{first.get('model', 'model not recorded')} on {first.get('data', 'data not recorded')}; {len(cells)} runs)", "", *grid_lines(cells)])
+
+
+RENDERERS = {"demo": demo_table, "study": study_table, "pulse": pulse_table}
+
+
+def kind_of(document) -> str | None:
+    if isinstance(document, list):
+        return "pulse"
+    if "runs" in document:
+        return "demo"
+    return "study" if "study" in document and "methods" in document else None
 
 
 def render(record: dict) -> str:
     document = record["document"]
-    kind = "demo" if "runs" in document else "study" if "study" in document and "methods" in document else None
+    kind = kind_of(document)
     if kind not in RENDERERS:
         raise SystemExit(f"{record['name']}: no table renders this document (known: {', '.join(RENDERERS)})")
     return RENDERERS[kind](record)
