@@ -76,3 +76,23 @@ def test_a_pulse_grid_renders_its_cells_with_mean_and_sample_std():
     assert "95.0 ± 7.1" in row
     assert "| pretrained | 42 | 100.0 | 100.0 | 100.0 | 90.0 | 25.0 | 30.0 | 60.0 |" in table
     assert "- ga: ga as released" in table and "llava-tiny on people-tiny; 2 runs" in table
+
+
+def test_a_worlds_table_judges_each_world_on_its_seed_means():
+    """bench_worlds' grid: per world the original's and Retrain's Df, their gap and AUCs as mean ± sample std,
+    and the three criteria judged on the means (gap >= 15, original AUC in 45-55, Retrain's >= 10 away)."""
+    def cell(world: str, seed: int, original_df: float, retrain_df: float, original_auc: float, retrain_auc: float):
+        def metrics(df: float, auc: float) -> dict:
+            return {"df": {"accuracy": df}, "test": {"accuracy": 60.0}, "df_dr_auc": auc,
+                    "holdout_identity": {"accuracy": 70.0}, "holdout_association": {"accuracy": 71.0}}
+        return {"world": world, "model": "blip-tiny", "seed": seed, "original_metrics": metrics(original_df, original_auc),
+                "metrics": metrics(retrain_df, retrain_auc)}
+
+    grid = {"delete": 16, "worlds": [cell("w-a", 1, 80.0, 60.0, 0.50, 0.70), cell("w-a", 2, 90.0, 60.0, 0.52, 0.66),
+                                     cell("w-b", 1, 70.0, 60.0, 0.50, 0.52), cell("w-b", 2, 72.0, 64.0, 0.56, 0.50)]}
+    table = results.render(results.make_record("worlds-x", "python bench/bench_worlds.py", grid))
+    a = next(line for line in table.splitlines() if line.startswith("| `w-a`"))
+    b = next(line for line in table.splitlines() if line.startswith("| `w-b`"))
+    assert "| 85.0 ± 7.1 | 60.0 ± 0.0 | 25.0 ± 7.1 | 51.0 ± 1.4 | 68.0 ± 2.8 |" in a
+    assert a.endswith("| yes yes yes |")
+    assert b.endswith("| **no** yes **no** |")  # gap 9.0; AUC 53.0 against 51.0

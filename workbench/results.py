@@ -107,7 +107,15 @@ def pulse_table(record: dict) -> str:
                       f"{first.get('model', 'model not recorded')} on {first.get('data', 'data not recorded')}; {len(cells)} runs)", "", *grid_lines(cells)])
 
 
-RENDERERS = {"demo": demo_table, "study": study_table, "pulse": pulse_table}
+def worlds_table(record: dict) -> str:
+    """Whether each built-in world shows forgetting (`bench/bench_worlds.py --json-out`; sessions.worlds_table)."""
+    from sessions.worlds_table import table_lines
+
+    return "\n".join([f"`{record['command']}` ({record['date']}; {record['machine']}; threads: {record['threads']})",
+                      "", *table_lines(record["document"])])
+
+
+RENDERERS = {"demo": demo_table, "study": study_table, "pulse": pulse_table, "worlds": worlds_table}
 
 
 def kind_of(document) -> str | None:
@@ -115,6 +123,8 @@ def kind_of(document) -> str | None:
         return "pulse"
     if "runs" in document:
         return "demo"
+    if "worlds" in document:
+        return "worlds"
     return "study" if "study" in document and "methods" in document else None
 
 

@@ -1,0 +1,73 @@
+"""Can each built-in world show forgetting? The original against Retrain on every world, over seeds.
+
+Runs `mmul-workbench run --method retrain --model M --data W --delete N --seed S --json` once per world and
+seed (a subprocess each; a kept document is reused when the grid is re-run) and prints the table of issue 24
+item 6 (`python -m workbench.results` renders the same table into the docs from `--json-out`'s record): the
+original's and Retrain's Df performance and their gap, their Df/Dr AUC, test performance and the holdout
+sets, mean ± sample std over the seeds, and whether the world meets the three criteria: the original's Df
+performance at least 15 points above Retrain's, the original's Df/Dr AUC within 45-55 and Retrain's at least
+10 points away from it.
+
+    python bench/bench_worlds.py [--worlds shapes-tiny:clip-tiny,...] [--seeds 42,87,21] [--delete 16] \
+        [--home DIR] [--json-out FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from sessions.worlds_table import table_lines  # noqa: E402  (pure Python)
+
+WORLDS = "shapes-tiny:clip-tiny,shapes-ve-tiny:blip-tiny,shapes-nlvr2-tiny:blip-tiny,graph-tiny:gcn-bert-tiny"
+
+
+def run_cell(world: str, model: str, seed: int, delete: int, env: dict) -> dict:
+    command = [sys.executable, "-m", "workbench.cli", "run", "--method", "retrain", "--model", model, "--data", world,
+               "--delete", str(delete), "--seed", str(seed), "--device", "cpu", "--json"]
+    kept = Path(env["MMUL_HOME"]) / "bench-worlds" / (hashlib.sha1(" ".join(command[3:]).encode()).hexdigest()[:16] + ".json")
+    if kept.exists():
+        return json.loads(kept.read_text())
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed (exit {result.returncode}):\n{result.stderr[-2000:]}")
+    document = json.loads(result.stdout)
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_text(json.dumps(document))
+    return document
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worlds", default=WORLDS, help="comma-separated WORLD:MODEL pairs")
+    parser.add_argument("--seeds", default="42,87,21")
+    parser.add_argument("--delete", type=int, default=16)
+    parser.add_argument("--home", default=None, help="MMUL_HOME for the runs (default: $MMUL_HOME or a temp dir)")
+    parser.add_argument("--json-out", default=None, help="write the grid's documents here (a results record's input)")
+    args = parser.parse_args()
+    env = dict(os.environ)
+    env["MMUL_HOME"] = args.home or env.get("MMUL_HOME") or tempfile.mkdtemp(prefix="mmul-worlds-bench-")
+    cells = []
+    for pair in args.worlds.split(","):
+        world, model = pair.split(":")
+        for seed in (int(s) for s in args.seeds.split(",")):
+            document = run_cell(world, model, seed, args.delete, env)
+            print(f"done {world} seed {seed}", file=sys.stderr)
+            cells.append({"world": world, "model": model, "seed": seed,
+                          "original_metrics": document["original_metrics"], "metrics": document["metrics"],
+                          "task": document.get("task")})
+    grid = {"worlds": cells, "delete": args.delete}
+    print("\n".join(table_lines(grid)))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(grid, indent=1))
+
+
+if __name__ == "__main__":
+    main()
