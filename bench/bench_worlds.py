@@ -14,34 +14,23 @@ performance at least 15 points above Retrain's, the original's Df/Dr AUC within 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.kept_runs import run_kept  # noqa: E402
 from sessions.worlds_table import table_lines  # noqa: E402  (pure Python)
 
 WORLDS = "shapes-tiny:clip-tiny,shapes-ve-tiny:blip-tiny,shapes-nlvr2-tiny:blip-tiny,graph-tiny:gcn-bert-tiny"
 
 
 def run_cell(world: str, model: str, seed: int, delete: int, env: dict) -> dict:
-    command = [sys.executable, "-m", "workbench.cli", "run", "--method", "retrain", "--model", model, "--data", world,
-               "--delete", str(delete), "--seed", str(seed), "--device", "cpu", "--json"]
-    kept = Path(env["MMUL_HOME"]) / "bench-worlds" / (hashlib.sha1(" ".join(command[3:]).encode()).hexdigest()[:16] + ".json")
-    if kept.exists():
-        return json.loads(kept.read_text())
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed (exit {result.returncode}):\n{result.stderr[-2000:]}")
-    document = json.loads(result.stdout)
-    kept.parent.mkdir(parents=True, exist_ok=True)
-    kept.write_text(json.dumps(document))
-    return document
+    return run_kept(["run", "--method", "retrain", "--model", model, "--data", world, "--delete", str(delete),
+                     "--seed", str(seed), "--device", "cpu", "--json"], env, "bench-worlds")
 
 
 def main() -> None:

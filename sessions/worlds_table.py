@@ -8,6 +8,9 @@ original's AUC within 45-55, Retrain's at least 10 points away from the original
 """
 from __future__ import annotations
 
+from sessions.numbers import fmt_mean_std
+from sessions.study import mean_std
+
 GAP_AT_LEAST = 15.0
 ORIGINAL_AUC_BAND = (45.0, 55.0)
 AUC_DISTANCE_AT_LEAST = 10.0
@@ -18,48 +21,34 @@ def headline(metrics: dict) -> str:
 
 
 def value(metrics: dict, group: str, name: str) -> float | None:
-    if group == "df_dr_auc":
-        auc = metrics.get("df_dr_auc")
-        return None if auc is None else 100 * auc
-    return (metrics.get(group) or {}).get(name)
-
-
-def mean_std(values: list) -> tuple[float, float] | None:
-    values = [v for v in values if v is not None]
-    if not values:
-        return None
-    mean = sum(values) / len(values)
-    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
-    return mean, std
-
-
-def shown(stat: tuple[float, float] | None, n: int) -> str:
-    if stat is None:
-        return "-"
-    return f"{stat[0]:.1f}" if n == 1 else f"{stat[0]:.1f} ± {stat[1]:.1f}"
+    return metrics.get(group) if group == "df_dr_auc" else (metrics.get(group) or {}).get(name)
 
 
 def world_row(cells: list[dict]) -> tuple[list[str], list[bool]]:
     name = headline(cells[0]["original_metrics"])
-    n = len(cells)
 
     def stat(which: str, group: str):
-        return mean_std([value(c[which], group, name) for c in cells])
+        return mean_std(value(c[which], group, name) for c in cells)
 
-    original_df, retrain_df = stat("original_metrics", "df"), stat("metrics", "df")
-    gap = mean_std([value(c["original_metrics"], "df", name) - value(c["metrics"], "df", name) for c in cells
-                    if value(c["original_metrics"], "df", name) is not None and value(c["metrics"], "df", name) is not None])
+    def both(group: str) -> str:
+        return f"{fmt_mean_std(stat('original_metrics', group), f'{group}.{name}')} / " \
+               f"{fmt_mean_std(stat('metrics', group), f'{group}.{name}')}"
+
+    pairs = [(value(c["original_metrics"], "df", name), value(c["metrics"], "df", name)) for c in cells]
+    gap = mean_std(original - retrain for original, retrain in pairs if None not in (original, retrain))
     original_auc, retrain_auc = stat("original_metrics", "df_dr_auc"), stat("metrics", "df_dr_auc")
-    checks = [gap is not None and gap[0] >= GAP_AT_LEAST,
-              original_auc is not None and ORIGINAL_AUC_BAND[0] <= original_auc[0] <= ORIGINAL_AUC_BAND[1],
-              None not in (original_auc, retrain_auc) and abs(retrain_auc[0] - original_auc[0]) >= AUC_DISTANCE_AT_LEAST]
-    cells_shown = [f"`{cells[0]['world']}` ({cells[0]['model']}, {name})", shown(original_df, n), shown(retrain_df, n),
-                   shown(gap, n), shown(original_auc, n), shown(retrain_auc, n),
-                   shown(stat("original_metrics", "test"), n), shown(stat("metrics", "test"), n),
-                   f"{shown(stat('original_metrics', 'holdout_identity'), n)} / {shown(stat('metrics', 'holdout_identity'), n)}",
-                   f"{shown(stat('original_metrics', 'holdout_association'), n)} / {shown(stat('metrics', 'holdout_association'), n)}",
-                   " ".join("yes" if ok else "**no**" for ok in checks)]
-    return cells_shown, checks
+    checks = [gap is not None and gap["mean"] >= GAP_AT_LEAST,
+              original_auc is not None and ORIGINAL_AUC_BAND[0] <= 100 * original_auc["mean"] <= ORIGINAL_AUC_BAND[1],
+              None not in (original_auc, retrain_auc)
+              and 100 * abs(retrain_auc["mean"] - original_auc["mean"]) >= AUC_DISTANCE_AT_LEAST]
+    metric = f"df.{name}"
+    shown = [f"`{cells[0]['world']}` ({cells[0]['model']}, {name})",
+             fmt_mean_std(stat("original_metrics", "df"), metric), fmt_mean_std(stat("metrics", "df"), metric),
+             fmt_mean_std(gap, metric), fmt_mean_std(original_auc, "df_dr_auc"), fmt_mean_std(retrain_auc, "df_dr_auc"),
+             fmt_mean_std(stat("original_metrics", "test"), f"test.{name}"), fmt_mean_std(stat("metrics", "test"), f"test.{name}"),
+             both("holdout_identity"), both("holdout_association"),
+             " ".join("yes" if ok else "**no**" for ok in checks)]
+    return shown, checks
 
 
 def table_lines(grid: dict) -> list[str]:

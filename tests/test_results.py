@@ -96,3 +96,22 @@ def test_a_worlds_table_judges_each_world_on_its_seed_means():
     assert "| 85.0 ± 7.1 | 60.0 ± 0.0 | 25.0 ± 7.1 | 51.0 ± 1.4 | 68.0 ± 2.8 |" in a
     assert a.endswith("| yes yes yes |")
     assert b.endswith("| **no** yes **no** |")  # gap 9.0; AUC 53.0 against 51.0
+
+
+def test_a_continual_table_summarises_the_history_over_seeds():
+    """bench_continual's grid: per method the Df after the last request, preservation in percent and rebound as
+    mean ± sample std; each run's largest rebound listed with the requests it spans."""
+    def cell(seed: int, df_after: float, preservation: float, rebound: float, where) -> dict:
+        return {"method": "ga_klr", "seed": seed, "variant": "PULSE's GA+KLR", "seconds": 60.0,
+                "original_metrics": {"df": {"r_mean": 90.0}}, "metrics": {"df": {"r_mean": df_after}, "test": {"r_mean": 30.0}},
+                "history": {"metric": "df.r_mean", "utility_metric": "dr.r_mean", "sample": 20,
+                            "summary": {"preservation": preservation, "rebound": rebound, "rebound_at": where,
+                                        "stability": 1.0, "retain_area": 80.0}}}
+
+    grid = {"continual": [cell(42, 20.0, 0.9, 0.0, None), cell(87, 30.0, 0.7, 12.5, [3, 40])],
+            "model": "clip-tiny", "data": "shapes-tiny", "requests": 100, "eval_every": 10}
+    table = results.render(results.make_record("continual-x", "python bench/bench_continual.py", grid))
+    row = next(line for line in table.splitlines() if line.startswith("| ga_klr |"))
+    assert row.split(" | ")[1:6] == ["90.0 ± 0.0", "25.0 ± 7.1", "30.0 ± 0.0", "80.0 ± 14.1", "6.2 ± 8.8"]
+    assert "- ga_klr, seed 87: request 3's Df rose by 12.5 points by request 40" in table
+    assert "seed 42: request" not in table and "100 requests of one unit" in table

@@ -115,7 +115,16 @@ def worlds_table(record: dict) -> str:
                       "", *table_lines(record["document"])])
 
 
-RENDERERS = {"demo": demo_table, "study": study_table, "pulse": pulse_table, "worlds": worlds_table}
+def continual_table(record: dict) -> str:
+    """The 100-request table (`bench/bench_continual.py --json-out`; sessions.continual_table)."""
+    from sessions.continual_table import table_lines
+
+    return "\n".join([f"`{record['command']}` ({record['date']}; {record['machine']}; threads: {record['threads']})",
+                      "", *table_lines(record["document"])])
+
+
+RENDERERS = {"demo": demo_table, "study": study_table, "pulse": pulse_table, "worlds": worlds_table,
+             "continual": continual_table}
 
 
 def kind_of(document) -> str | None:
@@ -125,6 +134,8 @@ def kind_of(document) -> str | None:
         return "demo"
     if "worlds" in document:
         return "worlds"
+    if "continual" in document:
+        return "continual"
     return "study" if "study" in document and "methods" in document else None
 
 

@@ -1,0 +1,32 @@
+"""One `mmul-workbench ... --json` run as a subprocess whose document is kept under $MMUL_HOME/KEEP/, so that a
+bench grid re-run after a failure or an interruption runs only the cells it has no document for."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_kept(args: list[str], env: dict, keep: str) -> dict:
+    """The `--json` document of `python -m workbench.cli ARGS`, with its `wall_seconds`; SystemExit on failure."""
+    kept = Path(env["MMUL_HOME"]) / keep / (hashlib.sha1(" ".join(args).encode()).hexdigest()[:16] + ".json")
+    if kept.exists():
+        return json.loads(kept.read_text())
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "workbench.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                            text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"mmul-workbench {' '.join(args)} failed (exit {result.returncode}):\n{result.stderr[-2000:]}")
+    document = json.loads(result.stdout)
+    document["wall_seconds"] = round(time.perf_counter() - started, 1)
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    staging = kept.with_suffix(".tmp")
+    staging.write_text(json.dumps(document))
+    os.replace(staging, kept)
+    return document
