@@ -40,7 +40,7 @@ from engine.spec.inputs import (
     require_absolute,
 )
 from engine.spec.params import (COMMON_PARAMS, COMPILE, EVAL_EVERY_REQUESTS, EVAL_SAMPLE, LMM_PARAMS, MAX_REQUESTS,
-                                 REQUESTS, TUNE_AGAINST, Param)
+                                 GRANULARITY, REQUESTS, TUNE_AGAINST, Param)
 
 PULSE_DEFAULT_PARAMS = {"batch_size": 8, "retain_batch_size": 8}
 
@@ -266,7 +266,26 @@ def check_deletion(deletion) -> dict:
             raise bad(f"deletion ID file {file} does not exist; give a file with one unit id per line")
     if strategy == "query" and (not isinstance(deletion.get("query"), str) or not deletion["query"].strip()):
         raise bad("--delete-query needs a non-empty text to match captions against")
-    return {**deletion, "seed": check_seed(deletion.get("seed", DEFAULT_SEED))}
+    granularity = GRANULARITY.coerce(deletion.get("granularity", GRANULARITY.default), "the deletion set")
+    checked = {key: value for key, value in deletion.items() if key != "granularity"}
+    checked["seed"] = check_seed(deletion.get("seed", DEFAULT_SEED))
+    return checked | ({"granularity": granularity} if granularity != GRANULARITY.default else {})
+
+
+def no_facts(data: str) -> SpecError:
+    """Fact granularity on data without injected facts (real files): one line naming what it supports."""
+    return SpecError(f"--granularity fact: {data} has no facts (only the built-in worlds inject them); it supports "
+                     "--granularity unit", field="granularity")
+
+
+def check_fact_granularity(deletion: dict, data: str, params: dict) -> None:
+    if deletion.get("granularity") != "fact":
+        return
+    if data not in WORLDS and data not in PEOPLE_WORLDS:
+        raise no_facts(data)
+    if params.get("tune"):
+        raise SpecError("--tune picks on validation units, which have no facts to delete; drop --tune or use "
+                        "--granularity unit", field="tune")
 
 
 def check_requests(value, method: str, upper: int | None = None) -> int:
@@ -401,6 +420,7 @@ def validate(spec: dict) -> dict:
     check_guards(normal["params"], task)
     check_budget(normal["params"], info.name)
     check_tune(normal["params"], info.name)
+    check_fact_granularity(deletion, data, normal["params"])
     check_pair_score(normal["params"], task, model_family(model))
     check_k_test(normal["params"], task, model_family(model))
     return normal
