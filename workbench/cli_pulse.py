@@ -36,7 +36,10 @@ def pulse(
     every_requests: Optional[int] = typer.Option(None, "--eval-every-requests", metavar="N", help=EVAL_EVERY_REQUESTS.help),
     eval_sample: Optional[int] = typer.Option(None, "--eval-sample", metavar="M", help=EVAL_SAMPLE.help),
     knowledge: str = typer.Option("pretrained", "--knowledge", help="pretrained or finetuned people"),
-    forget: Optional[int] = typer.Option(None, "--forget", help="N people to forget (default: half the set)"),
+    forget: Optional[int] = typer.Option(None, "--forget", help="N people to forget (default: half the set); with "
+                                         "--granularity fact, N facts of them"),
+    granularity: str = typer.Option(specs.GRANULARITY.default, "--granularity", metavar="[unit|fact]",
+                                    help=specs.GRANULARITY.help),
     general: Optional[str] = typer.Option(None, "--general", help="mmbench:FILE general-capability set"),
     seed: int = typer.Option(specs.DEFAULT_SEED, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N", autocompletion=complete_device),
@@ -49,6 +52,8 @@ def pulse(
     raw = {"kind": "pulse", "method": method, "model": model, "data": data, "general": general,
            "knowledge": knowledge, "requests": requests, "forget": forget, "device": device, "seed": seed,
            "name": name, "params": params or {}, "eval_every_requests": every_requests, "eval_sample": eval_sample}
+    if granularity != specs.GRANULARITY.default:
+        raw["granularity"] = granularity
     if original is not None:
         raw["original"] = original
     if cache_dir is not None:
