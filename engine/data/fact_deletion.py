@@ -105,8 +105,7 @@ def select_facts(world, deletion: dict) -> list[FactRef]:
         unknown = [fid for fid in ids if fid not in position]
         if unknown:
             known_any = any(fid in position for _, fid in lines)
-            error = unknown_ids_error(deletion["file"], lines, unknown, known_any, facts[0].fact_id)
-            raise SpecError(str(error).replace("unit id", "fact id").replace("training unit ids", "fact ids"))
+            raise unknown_ids_error(deletion["file"], lines, unknown, known_any, facts[0].fact_id, "fact")
         chosen = sorted(position[fid] for fid in ids)
     else:
         wanted = words(deletion["query"])
