@@ -102,6 +102,13 @@ def test_the_retrieval_task_trains_and_scores_the_split(tmp_path):
     assert {"df.r_mean", "holdout_identity.r_mean", "holdout_association.r_mean"} <= set(metrics)
     assert task.result_fields(forgotten)["deletion"] == {"granularity": "fact", "facts": [OWNER_0], "units": 1,
                                                          "pairs": 1}
+    # the rephrase attack rephrases the fact part (Df), not picture 0 as a whole
+    from engine.attacks.rephrase import rephrase
+
+    view, done = rephrase(task, adapter, {}, 0, lambda *a, **k: None, lambda: False)
+    assert done["texts"] == 1 and view.train.unit_ids == task.train.unit_ids
+    assert view.encode(adapter, forgotten, False).unit_ids == [OWNER_0]
+    assert sorted(view.retain_set(adapter, False).texts) == sorted(retain.texts)
 
 
 def test_unit_granularity_keeps_its_spec_and_its_units(tmp_path):

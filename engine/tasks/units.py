@@ -31,6 +31,7 @@ class UnitTask:
     name = ""
     cpu_threads = None  # torch's default
     RECIPES: dict[str, dict] = {}
+    fact_split: FactSplit | None = None  # --granularity fact: the training units with the deleted facts split off
 
     def __init__(self, spec: dict, emit, should_stop, cache):
         self.spec, self.emit, self.should_stop, self.cache = spec, emit, should_stop, cache
@@ -41,7 +42,6 @@ class UnitTask:
         self.train: PairSet | None = None
         self.test: PairSet | None = None
         self.deletion: list[int] = []
-        self.fact_split: FactSplit | None = None  # --granularity fact: the training units with the facts split off
 
     def load(self, source: str, device):
         return load_adapter(source, self.world, self.spec["seed"], self.cache, self.name).to(device)
