@@ -167,7 +167,7 @@ class MultipleChoice:
         facts = f"{len(self.forget_facts)} facts of " if self.forget_facts is not None else ""
         self.emit("log", level="info", message=f"forget {facts}{len(self.forget_people)} {self.spec['knowledge']} "
                   f"people; {len(self.retain_people)} retain people; scoring {self.scoring}")
-        return self.forget_facts if self.forget_facts is not None else self.forget_people
+        return self.deletion_set()
 
     def draw_known_people(self) -> None:
         """Score every person of the data with the checkpoint as it is (it is the original), then draw the forget
@@ -218,7 +218,7 @@ class MultipleChoice:
         deleted = set(self.forget_facts or [])
         return [fact_id(pid, key) for pid in self.forget_people for key in KEYS if fact_id(pid, key) not in deleted]
 
-    def forget_units_ids(self) -> list[str]:
+    def deletion_set(self) -> list[str]:
         """The whole deletion set: the forget facts (--granularity fact) or the forget people."""
         return self.forget_facts if self.forget_facts is not None else self.forget_people
 
@@ -268,7 +268,7 @@ class MultipleChoice:
         return question.person_id in units or covers(units, question.person_id, question_key(question.qid))
 
     def evaluate(self, model, forgotten: list[str]) -> dict[str, float]:
-        groups = {"forget": set(forgotten), "forget_all": set(self.forget_units_ids()),
+        groups = {"forget": set(forgotten), "forget_all": set(self.deletion_set()),
                   "retain": set(self.retain_people), "other": set(self.other_people)}
         if self.forget_facts is not None:
             groups["holdout_identity"] = set(self.kept_facts())
