@@ -170,22 +170,30 @@ def test_run_forgets_facts_on_shapes_tiny(home):
     assert f"deletion: random 4 s42 facts: {', '.join(deletion['facts'])}" in " ".join(shown.stdout.split())
 
 
-def test_pulse_forgets_facts_and_keeps_the_others_on_people_tiny(home):
-    out = run_cli(home, "pulse", "--method", "ga", "--model", "llava-tiny", "--data", "people-tiny",
-                  "--granularity", "fact", "--forget", "4", "--forget-rows", "all", "--lr", "3e-3", "--json")
+def test_run_forgets_facts_and_keeps_the_others_on_people_tiny(home):
+    """`run` on a people world is a PULSE run of one request; --delete 4 at fact granularity forgets 4 facts."""
+    out = run_cli(home, "run", "--method", "ga", "--model", "llava-tiny", "--data", "people-tiny",
+                  "--granularity", "fact", "--delete", "4", "--lr", "3e-3", "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
-    assert result["deletion"]["granularity"] == "fact" and len(result["deletion"]["facts"]) == 4
-    people = sorted({fid.partition("#")[0] for fid in result["deletion"]["facts"]})
-    assert result["forget_people"] == people
-
-    def mean(block):
-        return (block["image"] + block["text"]) / 2
-
+    assert result["kind"] == "pulse" and result["deletion"]["granularity"] == "fact"
+    assert len(result["deletion"]["facts"]) == 4
+    assert result["forget_people"] == sorted({fid.partition("#")[0] for fid in result["deletion"]["facts"]})
     before, after = result["original_metrics"], result["metrics"]
-    assert mean(before["forget"]) == 1.0 and mean(before["holdout_identity"]) == 1.0
-    # the deleted facts go; the same people's other facts stay (measured: 0.375 against 0.91)
-    assert mean(after["forget"]) <= 0.5 < 0.85 <= mean(after["holdout_identity"])
+    assert before["forget"] == before["holdout_identity"] == {"image": 1.0, "text": 1.0}
+    # the deleted facts' photo questions go (measured 0.75); the same people's other facts stay (1.0)
+    assert after["forget"]["image"] < 1.0 and after["holdout_identity"]["image"] >= 0.9
+    shown = run_cli(home, "sessions", "show", result["session"], "--events", "0")
+    assert f"deletion: 4 facts: {', '.join(result['deletion']['facts'])}" in " ".join(shown.stdout.split())
+
+
+def test_pulse_takes_the_granularity(home, tmp_path):
+    out = run_cli(home, "pulse", "--method", "ga", "--data", f"mllmu:{tmp_path}", "--granularity", "fact")
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "has no facts" in out.stderr and "--granularity unit" in out.stderr
+    out = run_cli(home, "run", "--method", "ga", "--model", "llava-tiny", "--data", "people-tiny",
+                  "--delete-query", "job", "--granularity", "fact")
+    assert out.returncode == 2 and "people data takes --delete N" in out.stderr
 
 
 def test_the_spec_counts_the_people_worlds_facts():

@@ -68,6 +68,33 @@ def pulse(
     print_requests(result)
 
 
+def run_people(*, method: str, model: str, data: str, delete: Optional[int], other, granularity: str,
+               requests: Optional[int], seed: int, device: str, name: Optional[str], params: dict,
+               through_engine: bool, as_json: bool) -> None:
+    """`run --data people|people-tiny`: the PULSE run `pulse --forget N` makes (pretrained people, K requests),
+    with `--delete N` as N people or, with --granularity fact, N facts of them."""
+    if other:
+        fail("people data takes --delete N (people, or facts with --granularity fact), drawn by --seed; "
+             "--delete-ids and --delete-query select units of the image and graph worlds")
+    if delete is None:
+        fail("choose how many people (or facts, with --granularity fact) to forget: --delete N")
+    if through_engine:
+        fail("people data runs headless (as `mmul-workbench pulse` does); drop --engine and --cluster")
+    raw = {"kind": "pulse", "method": method, "model": model, "data": data, "knowledge": "pretrained",
+           "requests": requests or 1, "forget": delete, "device": device, "seed": seed, "name": name,
+           "params": params}
+    if granularity != specs.GRANULARITY.default:
+        raw["granularity"] = granularity
+    try:
+        spec = specs.validate_pulse(absolute_paths(raw))
+    except SpecError as error:
+        fail(str(error))
+    result = run_session(spec, label=f"pulse {method}")
+    if as_json:
+        return print_json(result)
+    print_requests(result)
+
+
 def print_requests(result: dict) -> None:
     """Rows = the original and each request; forget / retain accuracy (image, text-only), MMBench."""
     from rich.console import Console

@@ -114,6 +114,12 @@ def run(
     params: Optional[dict] = None,
 ) -> None:
     """Unlearn a deletion set with one method and report Df/Dr AUC, test recall, MIA and time."""
+    if data in specs.PEOPLE_WORLDS:  # a PULSE run of one request: --delete N people (or facts)
+        from workbench.cli_pulse import run_people
+
+        return run_people(method=method, model=model, data=data, delete=delete, other=delete_ids or delete_query,
+                          granularity=granularity, requests=requests, seed=seed, device=device, name=name,
+                          params=params or {}, through_engine=engine or cluster is not None, as_json=as_json)
     raw = {"method": method, "model": model, "data": data, "device": device, "seed": seed, "name": name,
            "deletion": deletion_spec(delete, delete_ids, delete_query, seed, granularity),
            "params": with_compile(params or {}, compiled)}
