@@ -204,3 +204,21 @@ def test_the_spec_counts_the_people_worlds_facts():
     with pytest.raises(SpecError, match="cannot forget 20 facts"):  # people-tiny: 4 pretrained people x 5 facts
         validate_pulse({"method": "ga", "model": "llava-tiny", "data": "people-tiny", "granularity": "fact",
                         "forget": 20})
+
+
+@pytest.mark.parametrize("model,data,texts", [("gcn-bert-tiny", "graph-tiny", 1), ("blip-tiny", "shapes-ve-tiny", 2)])
+def test_the_classification_task_scores_facts(tmp_path, model, data, texts):
+    """On the classification worlds Df is the fact's statements with their labels (shapes-ve: the true and the
+    false one); Df accuracy and the holdout blocks are scored on the split."""
+    spec = validate({"method": "ft", "model": model, "data": data,
+                     "deletion": {"strategy": "random", "n": 3, "granularity": "fact"}})
+    task = task_for(spec, lambda *a, **k: None, lambda: False, tmp_path / "cache")
+    forgotten = task.forget_units()
+    adapter = task.load(model, torch.device("cpu"))
+    task.prepare(adapter)
+    forget = task.encode(adapter, forgotten, False)
+    assert len(forget) == 3 * texts and all("#" in unit for unit in forget.unit_ids)
+    assert forget.labels is not None and len(forget.labels) == len(forget)
+    assert len(task.train) == sum(len(unit_texts(u)) for u in task.world.train)  # no text lost or doubled
+    metrics = task.evaluate(adapter, forgotten)
+    assert {"df.accuracy", "holdout_identity.accuracy"} <= set(metrics)
