@@ -44,8 +44,8 @@ def cached_world(name: str):
 class DeletionPreview:
     """What a deletion spec selects in a built-in world: counts and a few sample captions."""
 
-    def __init__(self, selected: int, total: int, samples: list[str]):
-        self.selected, self.total, self.samples = selected, total, samples
+    def __init__(self, selected: int, total: int, samples: list[str], kind: str = "units"):
+        self.selected, self.total, self.samples, self.kind = selected, total, samples, kind
 
 
 def preview_deletion(data: str, deletion: dict) -> DeletionPreview | None:
@@ -58,7 +58,14 @@ def preview_deletion(data: str, deletion: dict) -> DeletionPreview | None:
     if data not in WORLDS:
         return None
     world = cached_world(data)
-    chosen = select_units(world.train, check_deletion(dict(deletion)))
+    deletion = check_deletion(dict(deletion))
+    if deletion.get("granularity") == "fact":
+        from engine.data.fact_deletion import select_facts, world_facts
+
+        facts = select_facts(world, deletion)
+        return DeletionPreview(len(facts), len(world_facts(world)), [
+            f"{fact.fact_id}: {unit_texts(world.train[fact.unit])[fact.texts[0]]}" for fact in facts[:3]], "facts")
+    chosen = select_units(world.train, deletion)
     return DeletionPreview(len(chosen), len(world.train), [unit_texts(world.train[i])[0] for i in chosen[:3]])
 
 

@@ -72,11 +72,17 @@ def check_deletion_set(spec: dict, loaded=None) -> None:
 
     world = loaded if loaded is not None else load_data(spec["data"])
     try:
-        chosen = select_units(world.train, deletion)
+        if deletion.get("granularity") == "fact":
+            from engine.data.fact_deletion import select_facts
+
+            chosen = select_facts(world, deletion)
+        else:
+            chosen = select_units(world.train, deletion)
     except SpecError as error:
         error.field = error.field or "deletion"
         raise
     requests = spec.get("requests", 1)
     if requests > len(chosen):
-        raise SpecError(f"--requests K={requests} is larger than the {len(chosen)} units the deletion set holds; "
+        kind = "facts" if deletion.get("granularity") == "fact" else "units"
+        raise SpecError(f"--requests K={requests} is larger than the {len(chosen)} {kind} the deletion set holds; "
                         f"choose K <= {len(chosen)}", field="requests")

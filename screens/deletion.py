@@ -14,11 +14,13 @@ from textual.containers import Vertical
 from textual.widgets import Input, Select, Static
 
 from engine.errors import SpecError
+from engine.spec import GRANULARITY
 from screens.messages import PreviewReady
 from screens.services import DeletionPreview
 from screens.widgets.form import field
 
 STRATEGIES = (("random N units (by seed)", "random"), ("ID list file", "ids"), ("caption query", "query"))
+GRANULARITIES = tuple((choice, choice) for choice in GRANULARITY.choices)  # the catalogue's --granularity
 PREVIEW_DEBOUNCE = 0.4
 
 Preview = Callable[[str, dict], "DeletionPreview | None"]
@@ -35,9 +37,12 @@ def preview_text(preview: Preview, data: str, deletion: dict, requests: int = 1)
     if shown is None:
         return "preview: built-in worlds only (the engine checks real data when the run starts)"
     samples = "; ".join(repr(caption) for caption in shown.samples)
-    text = f"{shown.selected} of {shown.total} training units selected (each with all its captions); e.g. {samples}"
+    kind = getattr(shown, "kind", "units")
+    what = "facts selected (each with the texts stating it)" if kind == "facts" else \
+        "training units selected (each with all its captions)"
+    text = f"{shown.selected} of {shown.total} {what}; e.g. {samples}"
     if requests > 1:
-        text += f"\nsplit into {requests} sequential requests of ~{shown.selected / requests:.0f} units"
+        text += f"\nsplit into {requests} sequential requests of ~{shown.selected / requests:.0f} {kind}"
     return text
 
 
@@ -68,6 +73,9 @@ class DeletionForm(Vertical):
     def compose(self) -> ComposeResult:
         yield field("strategy", Select(STRATEGIES, value="random", allow_blank=False, id="del-strategy", compact=True),
                     "err-del-strategy", "strategy: how the deletion set is chosen")
+        yield field("granularity", Select(GRANULARITIES, value=GRANULARITY.default, allow_blank=False,
+                                          id="del-granularity", compact=True), "err-del-granularity",
+                    f"granularity: {GRANULARITY.help}")
         yield field("N units", Input("16", id="del-n", compact=True), "err-del-n",
                     "N units: how many units random picks (optional cap for an ID file or a query)")
         yield field("ID file", Input(placeholder="e.g. /path/to/ids.txt", id="del-file", compact=True), "err-del-file",
@@ -95,6 +103,9 @@ class DeletionForm(Vertical):
             out["file"] = self.query_one("#del-file", Input).value.strip()
         if strategy == "query":
             out["query"] = self.query_one("#del-query", Input).value.strip()
+        granularity = self.query_one("#del-granularity", Select).value
+        if granularity != GRANULARITY.default:  # a unit deletion's spec stays as it was
+            out["granularity"] = granularity
         return out
 
     def error_target(self) -> str:
@@ -109,6 +120,10 @@ class DeletionForm(Vertical):
         strategy = self.query_one("#del-strategy", Select).value
         self.query_one("#del-file").parent.display = strategy == "ids"
         self.query_one("#del-query").parent.display = strategy == "query"
+
+    @on(Select.Changed, "#del-granularity")
+    def _granularity_changed(self) -> None:
+        self.schedule_preview()
 
     @on(Select.Changed, "#del-strategy")
     def _strategy_changed(self) -> None:

@@ -43,6 +43,7 @@ from sessions.protocol import HEARTBEAT_INTERVAL
 from sessions.metric_order import headline_first
 from sessions.panels import Panel, run_panels
 from sessions.series import column_label, is_training_step, plotted_metrics
+from sessions.summary import deletion_line
 from sessions.verdict import retrain_reference, session_verdict
 
 TICK_SECONDS = 0.25          # redraw at most 4 times a second
@@ -406,6 +407,14 @@ class MonitorScreen(Screen):
         verdict.update("\n".join(lines))
         verdict.add_class("-shown")
 
+    def deletion_label(self) -> str | None:
+        """``deletion random 4 s7 facts: IMG#owner, ...`` where the run deletes facts (the spec and result say)."""
+        meta = getattr(self.source, "meta", None)
+        if not isinstance(meta, dict):
+            return None
+        line = deletion_line(meta.get("spec"), meta.get("summary"), shown=2)
+        return f"deletion {line}" if line else None
+
     def device_label(self) -> str | None:
         """``device cuda:0 (H200) util 45.0% 12.3/80.0 GB`` from the last device event; else ``device cpu``
         (+ the latest memory in MB) from an event's ``device`` field, the result, the caller or the spec,
@@ -462,6 +471,9 @@ class MonitorScreen(Screen):
         device = self.device_label()
         if device:
             parts.append((6, device))
+        deletion = self.deletion_label()
+        if deletion:
+            parts.append((5, escape(deletion)))
         if self.replay:
             total = self.received if self.source_done else f"{self.received}+"
             parts.append((3, f"event {m.applied}/{total}"))

@@ -23,7 +23,7 @@ PROTOCOLS = (("single request", "single"), ("k sequential requests", "sequential
 # the tiny model that learns the built-in world best (blip-tiny's text [CLS] learns it poorly; README)
 DEFAULT_MODEL = "clip-tiny" if "clip-tiny" in specs.MODELS else next(iter(specs.MODELS))
 # SpecError.field -> the form's widget id, where they differ (a parameter `x` is `p-x`)
-FIELD_WIDGETS = {"forget": "del-n"}
+FIELD_WIDGETS = {"forget": "del-n", "granularity": "del-granularity"}
 DATA_TASK = "-"  # the task Select's value for "the data's own task" (a Select value cannot be None)
 
 
@@ -242,7 +242,8 @@ class NewRunScreen(FormScreen):
         return {"kind": "pulse", "method": raw["method"], "model": raw["model"], "data": raw["data"],
                 "requests": requests, "knowledge": self.query_one("#knowledge", Select).value,
                 "forget": raw["deletion"].get("n"), "device": raw["device"], "seed": raw["seed"],
-                "params": raw["params"], "name": raw["name"]}
+                "params": raw["params"], "name": raw["name"],
+                **({"granularity": raw["deletion"]["granularity"]} if "granularity" in raw["deletion"] else {})}
 
     def build_spec(self) -> dict | None:
         """The validated spec, or None after showing what is wrong (inline)."""

@@ -61,6 +61,8 @@ def study_args(values: dict[str, str], deletion: dict) -> list[str]:
         args += ["--delete-ids", deletion.get("file") or ""]
     elif deletion.get("strategy") == "query":
         args += ["--delete-query", deletion.get("query") or ""]
+    if deletion.get("granularity"):
+        args += ["--granularity", deletion["granularity"]]
     for name, flag in (("requests", "--requests"), ("tolerance", "--tolerance")):
         if values.get(name, "").strip():
             args += [flag, values[name].strip()]

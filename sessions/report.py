@@ -30,7 +30,7 @@ from sessions.panels import PALETTE, REFERENCE_COLOUR, Panel, compare_panels, ev
 from sessions.series import (Series, downsample, eval_series, final_table, is_headline_metric, loss_series,
                              training_steps, unlearning_steps)
 from sessions.attacks import attack_line
-from sessions.summary import summary_metrics, took
+from sessions.summary import deletion_line, summary_metrics, took
 from sessions.verdict import verdict_lines
 
 HISTORY_CELLS = 20  # a history wider than this many requests is shown in blocks of consecutive requests
@@ -281,6 +281,9 @@ def spec_html(spec: dict, summary) -> str:
         environment["device"] = summary["device"]
     text = "<details><summary>spec and environment</summary><pre>" + esc(json.dumps(spec, indent=2, sort_keys=True,
                                                                                   default=str)) + "</pre>"
+    facts = deletion_line(spec, summary, shown=1000)
+    if facts:  # the fact ids the run deleted (its result's), as the spec names only how they were chosen
+        text += f"<p>deletion: {esc(facts)}</p>"
     if environment:
         text += table_html(["environment", ""], [[k, str(v)] for k, v in environment.items()])
     return text + "</details>"

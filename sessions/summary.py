@@ -34,17 +34,43 @@ def test_headline(metrics: dict[str, float]) -> float | None:
 
 
 def format_deletion(deletion: Any) -> str:
-    """``random 8 s0``, ``ids FILE.txt``, ``query 'red circle'``."""
+    """``random 8 s0``, ``ids FILE.txt``, ``query 'red circle'``; ``... facts`` at fact granularity."""
     if not isinstance(deletion, dict):
         return "" if deletion is None else str(deletion)
+    facts = " facts" if deletion.get("granularity") == "fact" else ""
     strategy = deletion.get("strategy", "")
     if strategy == "random":
-        return f"random {deletion.get('n')} s{deletion.get('seed', '')}"
+        return f"random {deletion.get('n')} s{deletion.get('seed', '')}{facts}"
     if strategy == "ids":
-        return f"ids {Path(str(deletion.get('file'))).name}"
+        return f"ids {Path(str(deletion.get('file'))).name}{facts}"
     if strategy == "query":
-        return f"query {deletion.get('query')!r}"
-    return str(strategy)
+        return f"query {deletion.get('query')!r}{facts}"
+    return str(strategy) + facts
+
+
+def granularity(spec: Any) -> str:
+    """What one deletion unit of a spec is: ``fact`` (a run's ``deletion.granularity``, a PULSE spec's
+    ``granularity``) or ``unit``."""
+    if not isinstance(spec, dict):
+        return "unit"
+    deletion = spec.get("deletion")
+    return (deletion.get("granularity") if isinstance(deletion, dict) else None) or spec.get("granularity") or "unit"
+
+
+def deletion_line(spec: Any, summary: Any, shown: int = 6) -> str | None:
+    """``random 4 s7 facts: IMG#owner, IMG#mark`` for a fact-granularity session (its result's fact ids once
+    it has one), None at unit granularity (the spec says it all)."""
+    if granularity(spec) != "fact":
+        return None
+    deletion = summary.get("deletion") if isinstance(summary, dict) else None
+    facts = deletion.get("facts") if isinstance(deletion, dict) else None
+    facts = [str(f) for f in facts] if isinstance(facts, list) else []
+    what = format_deletion(spec.get("deletion")) if isinstance(spec.get("deletion"), dict) else \
+        f"{spec.get('forget')} facts"
+    if not facts:
+        return what
+    more = f" and {len(facts) - shown} more" if len(facts) > shown else ""
+    return f"{what}: {', '.join(facts[:shown])}{more}"
 
 
 def run_seconds(row: dict, now: float | None = None) -> float:

@@ -25,7 +25,7 @@ from sessions.numbers import FRACTION, PERCENT, fmt, shown, unit
 RETRAIN = "retrain"
 # what fixes the deletion set and what it is measured on (engine/protocols/budget.py SAME_PROTOCOL, less the
 # keys of how the run was made: requests, device)
-SAME_DELETION = ("model", "data", "task", "seed", "deletion", "knowledge", "forget", "general")
+SAME_DELETION = ("model", "data", "task", "seed", "deletion", "knowledge", "forget", "general", "granularity")
 HEADLINES = ("r_mean", "accuracy")  # a split's headline: recall mean (retrieval) or accuracy
 
 

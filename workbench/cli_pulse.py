@@ -36,7 +36,10 @@ def pulse(
     every_requests: Optional[int] = typer.Option(None, "--eval-every-requests", metavar="N", help=EVAL_EVERY_REQUESTS.help),
     eval_sample: Optional[int] = typer.Option(None, "--eval-sample", metavar="M", help=EVAL_SAMPLE.help),
     knowledge: str = typer.Option("pretrained", "--knowledge", help="pretrained or finetuned people"),
-    forget: Optional[int] = typer.Option(None, "--forget", help="N people to forget (default: half the set)"),
+    forget: Optional[int] = typer.Option(None, "--forget", help="N people to forget (default: half the set); with "
+                                         "--granularity fact, N facts of them"),
+    granularity: str = typer.Option(specs.GRANULARITY.default, "--granularity", metavar="[unit|fact]",
+                                    help=specs.GRANULARITY.help),
     general: Optional[str] = typer.Option(None, "--general", help="mmbench:FILE general-capability set"),
     seed: int = typer.Option(specs.DEFAULT_SEED, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N", autocompletion=complete_device),
@@ -49,12 +52,41 @@ def pulse(
     raw = {"kind": "pulse", "method": method, "model": model, "data": data, "general": general,
            "knowledge": knowledge, "requests": requests, "forget": forget, "device": device, "seed": seed,
            "name": name, "params": params or {}, "eval_every_requests": every_requests, "eval_sample": eval_sample}
+    if granularity != specs.GRANULARITY.default:
+        raw["granularity"] = granularity
     if original is not None:
         raw["original"] = original
     if cache_dir is not None:
         raw["artifacts"] = str(cache_dir.expanduser().resolve())
     try:
         spec = specs.validate_pulse(absolute_paths(raw))  # the engine's directory is $MMUL_HOME
+    except SpecError as error:
+        fail(str(error))
+    result = run_session(spec, label=f"pulse {method}")
+    if as_json:
+        return print_json(result)
+    print_requests(result)
+
+
+def run_people(*, method: str, model: str, data: str, delete: Optional[int], other, granularity: str,
+               requests: Optional[int], seed: int, device: str, name: Optional[str], params: dict,
+               through_engine: bool, as_json: bool) -> None:
+    """`run --data people|people-tiny`: the PULSE run `pulse --forget N` makes (pretrained people, K requests),
+    with `--delete N` as N people or, with --granularity fact, N facts of them."""
+    if other:
+        fail("people data takes --delete N (people, or facts with --granularity fact), drawn by --seed; "
+             "--delete-ids and --delete-query select units of the image and graph worlds")
+    if delete is None:
+        fail("choose how many people (or facts, with --granularity fact) to forget: --delete N")
+    if through_engine:
+        fail("people data runs headless (as `mmul-workbench pulse` does); drop --engine and --cluster")
+    raw = {"kind": "pulse", "method": method, "model": model, "data": data, "knowledge": "pretrained",
+           "requests": requests or 1, "forget": delete, "device": device, "seed": seed, "name": name,
+           "params": params}
+    if granularity != specs.GRANULARITY.default:
+        raw["granularity"] = granularity
+    try:
+        spec = specs.validate_pulse(absolute_paths(raw))
     except SpecError as error:
         fail(str(error))
     result = run_session(spec, label=f"pulse {method}")

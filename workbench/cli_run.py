@@ -25,7 +25,17 @@ from workbench.cli_plan import GPU_MEMORY_HELP, announce_plan
 from workbench.param_options import with_param_options
 
 
-def deletion_spec(delete: Optional[int], delete_ids: Optional[Path], delete_query: Optional[str], seed: int) -> dict:
+def deletion_spec(delete: Optional[int], delete_ids: Optional[Path], delete_query: Optional[str], seed: int,
+                  granularity: str = specs.GRANULARITY.default) -> dict:
+    """The raw deletion set of the --delete* options; --granularity rides in it only when it is not `unit`."""
+    chosen = choose_deletion(delete, delete_ids, delete_query, seed)
+    return chosen | ({"granularity": granularity} if granularity != specs.GRANULARITY.default else {})
+
+
+GRANULARITY_HELP = specs.GRANULARITY.help + "; real FORMAT:PATH data supports unit only"
+
+
+def choose_deletion(delete: Optional[int], delete_ids: Optional[Path], delete_query: Optional[str], seed: int) -> dict:
     chosen = [name for name, value in (("--delete-ids", delete_ids), ("--delete-query", delete_query)) if value]
     if len(chosen) > 1:
         fail("give only one of --delete-ids and --delete-query (with --delete N to take the first N)")
@@ -84,6 +94,8 @@ def run(
     delete: Optional[int] = typer.Option(None, "--delete", help="N units to delete (random by --seed), or the first N"),
     delete_ids: Optional[Path] = typer.Option(None, "--delete-ids", help="file with one unit id per line"),
     delete_query: Optional[str] = typer.Option(None, "--delete-query", help="delete units whose captions match"),
+    granularity: str = typer.Option(specs.GRANULARITY.default, "--granularity", metavar="[unit|fact]",
+                                    help=GRANULARITY_HELP),
     requests: Optional[int] = typer.Option(None, "--requests", metavar="K", help=specs.REQUESTS.help),
     every_requests: Optional[int] = typer.Option(None, "--eval-every-requests", metavar="N", help=EVAL_EVERY_REQUESTS.help),
     eval_sample: Optional[int] = typer.Option(None, "--eval-sample", metavar="M", help=EVAL_SAMPLE.help),
@@ -102,8 +114,14 @@ def run(
     params: Optional[dict] = None,
 ) -> None:
     """Unlearn a deletion set with one method and report Df/Dr AUC, test recall, MIA and time."""
+    if data in specs.PEOPLE_WORLDS:  # a PULSE run of one request: --delete N people (or facts)
+        from workbench.cli_pulse import run_people
+
+        return run_people(method=method, model=model, data=data, delete=delete, other=delete_ids or delete_query,
+                          granularity=granularity, requests=requests, seed=seed, device=device, name=name,
+                          params=params or {}, through_engine=engine or cluster is not None, as_json=as_json)
     raw = {"method": method, "model": model, "data": data, "device": device, "seed": seed, "name": name,
-           "deletion": deletion_spec(delete, delete_ids, delete_query, seed),
+           "deletion": deletion_spec(delete, delete_ids, delete_query, seed, granularity),
            "params": with_compile(params or {}, compiled)}
     if requests is not None:
         raw["requests"] = requests

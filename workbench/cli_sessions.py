@@ -23,7 +23,7 @@ from sessions.numbers import fmt, fmt_delta, format_duration
 from sessions.metric_order import headline_first
 from sessions.series import downsample, final_table, training_steps, unlearning_steps
 from sessions.store import SessionBusy, SessionDamaged, SessionStore, UnknownSession
-from sessions.summary import summary_metrics, test_headline, test_headline_name, took
+from sessions.summary import deletion_line, summary_metrics, test_headline, test_headline_name, took
 from sessions.verdict import session_verdict
 from workbench.completion import complete_session
 from workbench.text_table import Column, fit_lines, tsv_lines
@@ -180,6 +180,9 @@ def show_cmd(
     console.print(f"created {_when(doc['created'])}  updated {_when(doc['updated'])}  took "
                   f"{format_duration(took(doc))}  {len(evs)} events")
     console.print("spec: " + json.dumps(doc["spec"], sort_keys=True))
+    facts = deletion_line(doc["spec"], doc.get("summary"), shown=50)
+    if facts:
+        console.print(f"deletion: {facts}", highlight=False, markup=False, soft_wrap=True)
     columns, rows = final_table(evs)
     if rows:
         console.print(_metric_table(columns, rows))

@@ -30,8 +30,8 @@ from sessions.schema import ACTIVE_STATES
 from sessions.study import (REFERENCE, StudyError, StudyRecord, aggregate, cell_name, cost_grid, grid, grid_caption,
                             rank, study_id)
 from sessions.summary import format_deletion, test_headline_name
-from workbench.cli_run import (ARTIFACTS_HELP, CLUSTER_HELP, COMPILE_HELP, DEVICES_HELP, ORIGINAL_HELP, STRATEGY_HELP,
-                               deletion_spec, placement, with_compile)
+from workbench.cli_run import (ARTIFACTS_HELP, CLUSTER_HELP, COMPILE_HELP, DEVICES_HELP, GRANULARITY_HELP, ORIGINAL_HELP,
+                               STRATEGY_HELP, deletion_spec, placement, with_compile)
 from workbench.cli_plan import GPU_MEMORY_HELP, announce_plan
 from workbench.completion import complete_data, complete_device, complete_method_list, complete_model, complete_task
 from workbench.output import Exit, Progress, fail, print_json
@@ -121,6 +121,8 @@ def study(
     delete: Optional[int] = typer.Option(None, "--delete", help="N units to delete (random by each seed), or the first N"),
     delete_ids: Optional[Path] = typer.Option(None, "--delete-ids", help="file with one unit id per line (every seed)"),
     delete_query: Optional[str] = typer.Option(None, "--delete-query", help="delete units whose captions match"),
+    granularity: str = typer.Option(specs.GRANULARITY.default, "--granularity", metavar="[unit|fact]",
+                                    help=GRANULARITY_HELP),
     requests: Optional[int] = typer.Option(None, "--requests", metavar="K",
                                            help=specs.REQUESTS.help + " (Retrain: one request)"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N", autocompletion=complete_device),
@@ -202,7 +204,8 @@ def plan_study(options: dict, given: dict) -> StudyPlan:
         for method in chosen:
             raw = {"method": method, "model": options["model"], "data": options["data"], "device": options["device"],
                    "seed": seed, "deletion": deletion_spec(options["delete"], options["delete_ids"],
-                                                           options["delete_query"], seed),
+                                                           options["delete_query"], seed,
+                                                           options.get("granularity", specs.GRANULARITY.default)),
                    "params": with_compile(method_params(method, given), options["compiled"])}
             if requests is not None:
                 raw["requests"] = requests if method in specs.SEQUENTIAL_METHODS else 1

@@ -124,14 +124,18 @@ def rephrase(task, model, params: dict, seed: int, emit, should_stop):
 
     table = read_paraphrases(params.get("paraphrases"))
     deleted = set(task.deletion)
-    train, changed, texts = list(task.world.train), 0, 0
+    split = getattr(task, "fact_split", None)  # --granularity fact: Df is the fact parts of the split units
+    train, changed, texts = list(split.train if split is not None else task.world.train), 0, 0
     for index in sorted(deleted):
         rng = random.Random(derive_seed(seed, "attack", "rephrase", index))
         train[index], count = rephrased_unit(train[index], rng, table)
         changed += count
         texts += len(getattr(train[index], "texts", None) or train[index].captions)
     view = copy.copy(task)
-    view.world = dataclasses.replace(task.world, train=train)
+    if split is not None:
+        view.fact_split = dataclasses.replace(split, train=train)
+    else:
+        view.world = dataclasses.replace(task.world, train=train)
     view.prepare(model)
     source = "file" if table else ("built-in" if changed else "none")
     emit("log", level="info", message=f"rephrased Df: {changed} of {texts} texts paraphrased ({source}), "

@@ -15,7 +15,7 @@ from engine.errors import SpecError
 
 
 # What a unit id looks like (an image path, a pair identifier): only such ids are ever quoted back.
-ID_LIKE = re.compile(r"[\w./+-]{1,200}")
+ID_LIKE = re.compile(r"[\w./+#-]{1,200}")  # '#': a fact id, UNIT_ID#KEY (engine/data/fact_deletion.py)
 
 
 def read_id_lines(path: str | Path) -> list[tuple[int, str]]:
@@ -39,17 +39,17 @@ def read_id_file(path: str | Path) -> list[str]:
 
 
 def unknown_ids_error(path, lines: list[tuple[int, str]], unknown: list[str], known_any: bool,
-                      example: str) -> SpecError:
+                      example: str, what: str = "unit") -> SpecError:
     """The error for ids that name no unit. They are quoted only where the file is evidently an ID file
     (some of its ids are units) and they look like ids; otherwise the file is named with line numbers, as
     a file given by mistake (a secret, a config) must never reach a message, a log or the catalog."""
     if known_any and all(ID_LIKE.fullmatch(u) for u in unknown[:3]):
         shown = ", ".join(unknown[:3]) + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
-        return SpecError(f"unknown unit id {shown} in {path}; ids are training unit ids like {example}")
+        return SpecError(f"unknown {what} id {shown} in {path}; ids are training {what} ids like {example}")
     wanted = set(unknown)
     numbers = sorted({number for number, unit_id in lines if unit_id in wanted})
     shown = ", ".join(map(str, numbers[:3])) + (f" and {len(numbers) - 3} more" if len(numbers) > 3 else "")
-    return SpecError(f"{path} line {shown}: not a training unit id (the lines are not shown); give one unit id "
+    return SpecError(f"{path} line {shown}: not a training {what} id (the lines are not shown); give one {what} id "
                      f"per line, like {example}")
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 from engine.errors import SpecError
 
 REFERENCE = "multidelete"
-SAME_PROTOCOL = ("model", "data", "task", "seed", "deletion", "requests", "device", "knowledge", "forget", "general")
+SAME_PROTOCOL = ("model", "data", "task", "seed", "deletion", "requests", "device", "knowledge", "forget", "general",
+                 "granularity")  # a PULSE spec's granularity; a run's rides in its deletion
 SAME_PARAMS = ("batch_size", "retain_batch_size", "update")
 
 

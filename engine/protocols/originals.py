@@ -53,7 +53,9 @@ def run_lineage(task, spec: dict, original: Path, retraining: bool) -> list[dict
     deletion set); an unlearned model's, its original's, which saw all of the data (a deployed model given with
     --original saw it by definition, whatever its own files say)."""
     if retraining:
-        return read_lineage(spec["model"]) + [data_entry(task, spec, excluding=list(task.deletion))]
+        split = getattr(task, "fact_split", None)  # --granularity fact: Retrain saw all but the facts
+        excluded = split.fact_ids if split is not None else list(task.deletion)
+        return read_lineage(spec["model"]) + [data_entry(task, spec, excluding=excluded)]
     entry = data_entry(task, spec)
     return [e for e in read_lineage(str(original)) if e.get("data") != entry["data"] or e.get("excluding")] + [entry]
 

@@ -27,7 +27,7 @@ from engine.spec.catalog import (
     demo_model,
     method_rows,
 )
-from engine.spec.params import COMMON_PARAMS, LMM_PARAMS, REQUESTS, Param, dash
+from engine.spec.params import COMMON_PARAMS, GRANULARITY, LMM_PARAMS, REQUESTS, Param, dash
 from engine.spec.validate import (
     check_deletion,
     check_method_fits,
@@ -39,7 +39,7 @@ from engine.spec.validate import (
 )
 
 __all__ = [
-    "CAPABILITIES", "COMMON_PARAMS", "Column", "DATA_FORMATS", "DEFAULT_SEED", "DEVICES", "FAMILIES", "KNOWLEDGE_SOURCES", "LMM_PARAMS",
+    "CAPABILITIES", "COMMON_PARAMS", "Column", "DATA_FORMATS", "DEFAULT_SEED", "DEVICES", "FAMILIES", "GRANULARITY", "KNOWLEDGE_SOURCES", "LMM_PARAMS",
     "METHODS", "MODELS", "PEOPLE_WORLDS", "PULSE_METHODS", "RECIPES", "REQUESTS", "RUN_TASKS", "SEQUENTIAL_METHODS", "TASKS",
     "WORLD_SEED", "WORLDS", "Param", "check_deletion", "check_method_fits", "dash", "data_info", "data_kind", "demo_model", "method_info", "method_rows", "option_params",
     "param_owners", "validate", "validate_pulse",

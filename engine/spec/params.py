@@ -154,6 +154,12 @@ MAX_REQUESTS = 1000  # ICU-Bench runs 100 sequential forget tasks
 # The sequential-requests protocol: top-level entries of a spec (not method hyperparameters).
 REQUESTS = Param("requests", int, 1, "split the deletion set into K sequential requests, unlearned one after "
                  "another and evaluated after each", minimum=1, maximum=MAX_REQUESTS)
+# What one deletion unit is (engine/data/fact_deletion.py): a whole unit (an image with all its texts, a person),
+# or one fact of one (PPU-Bench's selective setting); recorded in a spec's deletion only when "fact", so unit
+# runs keep their specs (and numbers) as they were.
+GRANULARITY = Param("granularity", str, "unit", "what one deletion unit is: a whole unit (an image, pair or graph "
+                    "with all its texts; a person) or one fact of one (UNIT_ID#KEY, e.g. IMAGE#owner, PERSON#job), "
+                    "the unit's other facts kept and scored as holdout_identity", ("unit", "fact"))
 # Its evaluation schedule (engine/protocols/history.py), recorded in a spec only with K > 1.
 EVAL_EVERY_REQUESTS = Param("eval_every_requests", int, 1, "with --requests K: a full evaluation every N requests "
                             "(and after the last); between them Df is a fixed seeded sample of --eval-sample units",

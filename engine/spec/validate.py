@@ -40,7 +40,7 @@ from engine.spec.inputs import (
     require_absolute,
 )
 from engine.spec.params import (COMMON_PARAMS, COMPILE, EVAL_EVERY_REQUESTS, EVAL_SAMPLE, LMM_PARAMS, MAX_REQUESTS,
-                                 REQUESTS, TUNE_AGAINST, Param)
+                                 GRANULARITY, REQUESTS, TUNE_AGAINST, Param)
 
 PULSE_DEFAULT_PARAMS = {"batch_size": 8, "retain_batch_size": 8}
 
@@ -266,7 +266,26 @@ def check_deletion(deletion) -> dict:
             raise bad(f"deletion ID file {file} does not exist; give a file with one unit id per line")
     if strategy == "query" and (not isinstance(deletion.get("query"), str) or not deletion["query"].strip()):
         raise bad("--delete-query needs a non-empty text to match captions against")
-    return {**deletion, "seed": check_seed(deletion.get("seed", DEFAULT_SEED))}
+    granularity = GRANULARITY.coerce(deletion.get("granularity", GRANULARITY.default), "the deletion set")
+    checked = {key: value for key, value in deletion.items() if key != "granularity"}
+    checked["seed"] = check_seed(deletion.get("seed", DEFAULT_SEED))
+    return checked | ({"granularity": granularity} if granularity != GRANULARITY.default else {})
+
+
+def no_facts(data: str) -> SpecError:
+    """Fact granularity on data without injected facts (real files): one line naming what it supports."""
+    return SpecError(f"--granularity fact: {data} has no facts (only the built-in worlds inject them); it supports "
+                     "--granularity unit", field="granularity")
+
+
+def check_fact_granularity(deletion: dict, data: str, params: dict) -> None:
+    if deletion.get("granularity") != "fact":
+        return
+    if data not in WORLDS and data not in PEOPLE_WORLDS:
+        raise no_facts(data)
+    if params.get("tune"):
+        raise SpecError("--tune picks on validation units, which have no facts to delete; drop --tune or use "
+                        "--granularity unit", field="tune")
 
 
 def check_requests(value, method: str, upper: int | None = None) -> int:
@@ -401,6 +420,7 @@ def validate(spec: dict) -> dict:
     check_guards(normal["params"], task)
     check_budget(normal["params"], info.name)
     check_tune(normal["params"], info.name)
+    check_fact_granularity(deletion, data, normal["params"])
     check_pair_score(normal["params"], task, model_family(model))
     check_k_test(normal["params"], task, model_family(model))
     return normal
@@ -445,6 +465,20 @@ def check_people_data(data) -> None:
                         field="data")
 
 
+PROFILE_FACTS = 5  # facts per person in the people worlds (engine/data/people.py FACTS; a test keeps them equal)
+
+
+def check_pulse_granularity(value, data: str, checkpoint_knowledge: bool) -> str:
+    granularity = GRANULARITY.coerce(value, "pulse")
+    if granularity == "fact" and data not in PEOPLE_WORLDS:
+        raise no_facts(data)
+    if granularity == "fact" and checkpoint_knowledge:
+        raise SpecError("--granularity fact draws facts of the people a tiny model learned; a checkpoint's pretrained "
+                        "people are found by scoring, whole: use --granularity unit, or --knowledge finetuned",
+                        field="granularity")
+    return granularity
+
+
 def validate_pulse(spec: dict) -> dict:
     """Normalise a PULSE spec (sequential deletion requests on an LMM) or raise SpecError with one line."""
     if not isinstance(spec, dict):
@@ -474,16 +508,22 @@ def validate_pulse(spec: dict) -> dict:
     # a real checkpoint's pretrained people are those it already answers: counted when the run scores them
     checkpoint_knowledge = knowledge == "pretrained" and model not in MODELS
     pool = None if checkpoint_knowledge else people_pool(data, knowledge)
+    granularity = check_pulse_granularity(spec.get("granularity", GRANULARITY.default), data, checkpoint_knowledge)
     forget = spec.get("forget")
     if forget is None:
         forget = max(requests, (pool + 1) // 2) if pool is not None else None
     else:
         check_whole(forget, "--forget N", "forget", 1, MAX_UNITS)
-    if pool is not None and forget > pool:
+    if granularity == "fact":
+        facts = pool * PROFILE_FACTS
+        if forget >= facts or requests > forget:
+            raise SpecError(f"cannot forget {forget} facts in {requests} requests: the {knowledge} people of {data} have "
+                            f"{facts} facts; choose --forget 1..{facts - 1} (and --requests K <= --forget)", field="forget")
+    elif pool is not None and forget > pool:
         raise SpecError(f"cannot forget {forget} people: {data} has {pool} {knowledge} people; "
                         f"choose --forget 1..{pool}" + (" (and --requests K <= --forget)" if requests > 1 else ""),
                         field="forget")
-    if forget is not None and requests > forget:
+    if granularity != "fact" and forget is not None and requests > forget:
         raise SpecError(f"--requests K={requests} is larger than the {forget} forget people; "
                         f"choose K <= {forget} or a larger --forget N", field="requests")
     normal = {
@@ -496,6 +536,7 @@ def validate_pulse(spec: dict) -> dict:
         "requests": requests,
         **check_schedule(spec, requests, f"pulse --method {method}"),
         "forget": forget,
+        **({"granularity": granularity} if granularity != GRANULARITY.default else {}),
         "device": check_device(spec.get("device", "auto")),
         "seed": check_seed(spec.get("seed", DEFAULT_SEED)),
         "params": check_params(raw_params, COMMON_PARAMS + METHODS[method].params + LMM_PARAMS,

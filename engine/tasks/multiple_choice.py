@@ -29,6 +29,7 @@ from pathlib import Path
 
 from engine.data.fingerprint import data_fingerprint
 from engine.data.people_batches import encode_items
+from engine.data.people_facts import KEYS, covers, draw_facts, fact_id, person_of, question_key, question_wordings
 from engine.data.people_records import HELDOUT, KNOWLEDGE_PHASE
 from engine.data.registry import load_data
 from engine.metrics.attacks import attack_aucs
@@ -138,6 +139,14 @@ class MultipleChoice:
             self.forget_people = self.data.forget_people(spec["knowledge"], count, spec["seed"])
             self.retain_people = sorted(set(pool) - set(self.forget_people))
             self.other_people = sorted(p.person_id for p in self.data.people if p.phase not in (self.phase, HELDOUT))
+        # --granularity fact (engine/data/people_facts.py): `forget` facts of the pool's people are the deletion set;
+        # the people they belong to are the forget people (their other facts kept), the others the retain people
+        self.forget_facts: list[str] | None = None
+        if spec.get("granularity") == "fact":
+            self.forget_facts = draw_facts(pool, spec["forget"], spec["knowledge"], spec["seed"])
+            self.forget_people = sorted({person_of(f) for f in self.forget_facts})
+            self.retain_people = sorted(set(pool) - set(self.forget_people))
+        self.wordings = question_wordings(self.data.people)
         self.by_person: dict[str, list] = {}
         for item in self.data.person_train:
             self.by_person.setdefault(item.person_id, []).append(item)
@@ -155,9 +164,10 @@ class MultipleChoice:
     def forget_units(self) -> list[str]:
         if self.original_is_checkpoint and self.person_accuracies is None:
             self.draw_known_people()
-        self.emit("log", level="info", message=f"forget {len(self.forget_people)} {self.spec['knowledge']} people; "
-                  f"{len(self.retain_people)} retain people; scoring {self.scoring}")
-        return self.forget_people
+        facts = f"{len(self.forget_facts)} facts of " if self.forget_facts is not None else ""
+        self.emit("log", level="info", message=f"forget {facts}{len(self.forget_people)} {self.spec['knowledge']} "
+                  f"people; {len(self.retain_people)} retain people; scoring {self.scoring}")
+        return self.deletion_set()
 
     def draw_known_people(self) -> None:
         """Score every person of the data with the checkpoint as it is (it is the original), then draw the forget
@@ -195,8 +205,22 @@ class MultipleChoice:
     def prepare(self, model) -> None:
         pass  # items are encoded per request: the text-only view is built only for methods that read it
 
-    def items(self, people) -> list:
-        return [item for pid in people for item in self.by_person.get(pid, [])]
+    def items(self, units) -> list:
+        """The training rows of `units`: people (all their rows) or facts (`PERSON#KEY`: the rows asking it)."""
+        if all(person_of(unit) == unit for unit in units):
+            return [item for pid in units for item in self.by_person.get(pid, [])]
+        chosen = set(units)
+        return [item for pid in dict.fromkeys(map(person_of, units)) for item in self.by_person.get(pid, [])
+                if covers(chosen, pid, self.wordings[pid].get(item.question))]
+
+    def kept_facts(self) -> list[str]:
+        """--granularity fact: the forget people's facts outside the deletion set (their holdout_identity)."""
+        deleted = set(self.forget_facts or [])
+        return [fact_id(pid, key) for pid in self.forget_people for key in KEYS if fact_id(pid, key) not in deleted]
+
+    def deletion_set(self) -> list[str]:
+        """The whole deletion set: the forget facts (--granularity fact) or the forget people."""
+        return self.forget_facts if self.forget_facts is not None else self.forget_people
 
     def forget_items(self, people) -> list:
         """A request's forget rows: the people's image questions (`--forget-rows image`) or all their rows."""
@@ -224,19 +248,31 @@ class MultipleChoice:
         if not self.retain_people:
             raise SpecError(f"no retain people left among the {self.spec['knowledge']} people for this method "
                             "(it needs Dr); choose a smaller --forget N", field="forget")
-        return encode_items(model, self.data, self.items(self.retain_people), multimodal=unimodal)
+        kept = []
+        if self.forget_facts is not None:  # the forget people's other rows ("Who is this person?" included)
+            deleted = set(self.forget_facts)
+            kept = [item for pid in self.forget_people for item in self.by_person.get(pid, [])
+                    if not covers(deleted, pid, self.wordings[pid].get(item.question))]
+        return encode_items(model, self.data, self.items(self.retain_people) + kept, multimodal=unimodal)
 
     def unlearn_defaults(self, retraining: bool) -> dict:
         return {"lr": self.recipe["unlearn_lr"], "epochs": self.recipe["unlearn_epochs"], "retain_batch_size": None}
 
     # --- evaluation -----------------------------------------------------------------------------
-    def questions(self, people: set[str], with_image: bool):
-        return [q for q in self.data.eval_questions if q.person_id in people and q.with_image == with_image]
+    def questions(self, units: set[str], with_image: bool):
+        """The evaluation questions of `units` (people, or facts `PERSON#KEY`) asked with or without the image."""
+        return [q for q in self.data.eval_questions if q.with_image == with_image and self.asks(units, q)]
+
+    @staticmethod
+    def asks(units: set[str], question) -> bool:
+        return question.person_id in units or covers(units, question.person_id, question_key(question.qid))
 
     def evaluate(self, model, forgotten: list[str]) -> dict[str, float]:
-        groups = {"forget": set(forgotten), "forget_all": set(self.forget_people), "retain": set(self.retain_people),
-                  "other": set(self.other_people)}
-        forget_questions = [q for q in self.data.eval_questions if q.person_id in groups["forget"] and q.answer]
+        groups = {"forget": set(forgotten), "forget_all": set(self.deletion_set()),
+                  "retain": set(self.retain_people), "other": set(self.other_people)}
+        if self.forget_facts is not None:
+            groups["holdout_identity"] = set(self.kept_facts())
+        forget_questions = [q for q in self.data.eval_questions if self.asks(groups["forget"], q) and q.answer]
         scored = score_options(model, forget_questions)
         metrics = {}
         for group, people in groups.items():
@@ -266,12 +302,12 @@ class MultipleChoice:
     def request_headlines(self, model, requests: list[list[str]]) -> list[float | None]:
         """Each request's own accuracy (a share, as the task's accuracies; image and text-only questions pooled) on its people's questions
         (the history, sessions/history.py), from one pass over every request's questions."""
-        people = {pid for request in requests for pid in request}
-        asked = [q for q in self.data.eval_questions if q.person_id in people and q.answer]
+        units = {unit for request in requests for unit in request}
+        asked = [q for q in self.data.eval_questions if self.asks(units, q) and q.answer]
         right = {q.qid: picked == q.answer for q, picked in zip(asked, choices(model, asked, self.scoring))}
         headlines = []
         for request in requests:
-            mine = [right[q.qid] for q in asked if q.person_id in set(request)]
+            mine = [right[q.qid] for q in asked if self.asks(set(request), q)]
             headlines.append(sum(mine) / len(mine) if mine else None)
         return headlines
 
@@ -293,7 +329,7 @@ class MultipleChoice:
                 return None
             return {"image": metrics.get(f"{group}.image"), "text": metrics.get(f"{group}.text")}
 
-        entry = {group: pair(group) for group in ("forget", "retain", "forget_all", "other")}
+        entry = {group: pair(group) for group in ("forget", "retain", "forget_all", "other", "holdout_identity")}
         entry = {k: v for k, v in entry.items() if v is not None}
         entry["mmbench"] = metrics.get("mmbench")
         entry["mmbench_retention"] = metrics.get("mmbench_retention")
@@ -312,5 +348,7 @@ class MultipleChoice:
                 "update": self.spec["params"]["update"], "scoring": self.scoring, "recipe": self.recipe,
                 "forget_people": self.forget_people, "retain_people": self.retain_people,
                 "forget_rows": self.forget_rows, "heldout_people": self.heldout_people,
+                **({"deletion": {"granularity": "fact", "facts": self.forget_facts, "units": len(self.forget_facts)}}
+                   if self.forget_facts is not None else {}),
                 **({"known_threshold": KNOWN_THRESHOLD, "person_accuracies": self.person_accuracies}
                    if self.original_is_checkpoint else {})}

@@ -174,8 +174,9 @@ class Retrieval(UnitTask):
 
     def prepare(self, model) -> None:
         """Training and test units encoded as one set (a gallery mixes them), then split."""
-        self.joint = encode_units(list(self.world.train) + list(self.world.test), model)
-        n_train = len(self.world.train)
+        train = list(self.train_units())
+        self.joint = encode_units(train + list(self.world.test), model)
+        n_train = len(train)
         self.train = self.joint.select_units(list(range(n_train)))
         self.test = self.joint.select_units(list(range(n_train, self.joint.n_units)))
         self.train_size = len(self.train)

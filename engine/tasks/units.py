@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from engine.data.deletion import select_units
+from engine.data.fact_deletion import FactSplit, select_facts, split_facts
 from engine.data.fingerprint import data_fingerprint
 from engine.data.pairs import PairSet, encode_units
 from engine.data.registry import load_data
@@ -30,6 +31,7 @@ class UnitTask:
     name = ""
     cpu_threads = None  # torch's default
     RECIPES: dict[str, dict] = {}
+    fact_split: FactSplit | None = None  # --granularity fact: the training units with the deleted facts split off
 
     def __init__(self, spec: dict, emit, should_stop, cache):
         self.spec, self.emit, self.should_stop, self.cache = spec, emit, should_stop, cache
@@ -45,9 +47,23 @@ class UnitTask:
         return load_adapter(source, self.world, self.spec["seed"], self.cache, self.name).to(device)
 
     def forget_units(self) -> list[int]:
-        self.deletion = select_units(self.world.train, self.spec["deletion"])
+        deletion = self.spec["deletion"]
+        if deletion.get("granularity") == "fact":
+            self.fact_split = split_facts(self.world, select_facts(self.world, deletion))
+            self.deletion = self.fact_split.deletion
+            touched = len({self.fact_split.train[i].unit_id.partition("#")[0] for i in self.deletion})
+            self.emit("log", level="info", message=f"deletion set: {len(self.deletion)} facts of {touched} of "
+                      f"{len(self.world.train)} units (their other texts kept)")
+            return self.deletion
+        self.deletion = select_units(self.world.train, deletion)
         self.emit("log", level="info", message=f"deletion set: {len(self.deletion)} of {len(self.world.train)} units")
         return self.deletion
+
+    def train_units(self) -> list:
+        """The training units Df and Dr are drawn from: the world's, or with --granularity fact the world's with the
+        deleted facts split off into units of their own (engine/data/fact_deletion.py); the original trains on the
+        world's as they are."""
+        return self.fact_split.train if self.fact_split is not None else self.world.train
 
     # --- the original ---------------------------------------------------------------------------
     def original_recipe(self) -> dict:
@@ -59,7 +75,7 @@ class UnitTask:
 
     # --- data -----------------------------------------------------------------------------------
     def prepare(self, model) -> None:
-        self.train = encode_units(self.world.train, model)
+        self.train = encode_units(self.train_units(), model)
         self.test = encode_units(self.world.test, model)
         self.train_size = len(self.train)
 
@@ -82,8 +98,12 @@ class UnitTask:
         name, each a seeded sample of at most DR_EVAL_UNITS_MAX units as Dr's is; none where the data has no
         injected facts (real files)."""
         sets = getattr(self.world, "holdout_sets", None)
+        if self.fact_split is not None:  # the split's own, by the deleted facts' entities
+            found = self.fact_split.holdout
+        else:
+            found = sets(self.deletion) if sets else {}
         chosen = {}
-        for name, units in (sets(self.deletion) if sets else {}).items():
+        for name, units in found.items():
             if len(units) > DR_EVAL_UNITS_MAX:
                 rng = np.random.default_rng(derive_seed(self.spec["seed"], f"{name}-eval"))
                 units = sorted(rng.choice(units, size=DR_EVAL_UNITS_MAX, replace=False).tolist())
@@ -152,4 +172,7 @@ class UnitTask:
 
     def result_fields(self, forgotten: list[int]) -> dict:
         forget = self.train.select_units(forgotten)
+        if self.fact_split is not None:
+            return {"deletion": {"granularity": "fact", "facts": list(forget.unit_ids), "units": len(forget.unit_ids),
+                                 "pairs": len(forget)}}
         return {"deletion": {"units": len(forget.unit_ids), "pairs": len(forget)}}
