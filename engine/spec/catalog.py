@@ -303,8 +303,9 @@ WORLDS: dict[str, DataInfo] = {d.name: d for d in (
 )}
 # People worlds (PULSE): synthetic people with faces and facts, learned in pretraining (P) or fine-tuning (F).
 PEOPLE_WORLDS: dict[str, DataInfo] = {d.name: d for d in (
-    DataInfo("people", "multiple_choice", "built-in people: 40 people (20 pretraining, 20 fine-tuning), 8 held-out "
-             "people never trained on + shape questions", "engine.data.people:build_people_world"),
+    DataInfo("people", "multiple_choice", "built-in people: 250 people (125 pretraining, 125 fine-tuning: a "
+             "100-request pulse forgets 100 distinct people), 25 held-out people never trained on + 200 MMBench-format "
+             "shape questions", "engine.data.people:build_people_world"),
     DataInfo("people-tiny", "multiple_choice", "built-in people: 8 people (4 + 4), 2 held-out + a few shape "
              "questions (tests)", "engine.data.people:build_people_world"),
 )}
@@ -319,8 +320,8 @@ class PeopleSize:
 
 
 PEOPLE_SIZES = {
-    "people": PeopleSize(people=40, pretrain_people=20, images_per_person=4,
-                        general_train_images=400, general_eval_questions=200, heldout_people=8),
+    "people": PeopleSize(people=250, pretrain_people=125, images_per_person=4,
+                        general_train_images=400, general_eval_questions=200, heldout_people=25),
     "people-tiny": PeopleSize(people=8, pretrain_people=4, images_per_person=4,
                              general_train_images=24, general_eval_questions=16, heldout_people=2),
 }
