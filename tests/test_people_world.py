@@ -189,6 +189,14 @@ def test_the_full_world_holds_a_100_request_pulse_in_either_phase():
     assert size.pretrain_people >= 100 + 1 and size.people - size.pretrain_people >= 100 + 1  # retain people left
 
 
+def test_one_general_question_moves_retention_by_at_most_a_point():
+    """Retention = 100 x accuracy / the original's: one question moves it by 100 / (N x the original's accuracy),
+    at most 1 point for N = 200 when the original answers half of them or more (it answered 63.5%)."""
+    questions = PEOPLE_SIZES["people"].general_eval_questions
+    assert questions >= 100 and 100 / (questions * 0.5) <= 1.0
+    assert PEOPLE_SIZES["people-tiny"].general_eval_questions < questions  # the tests' size
+
+
 def test_unknown_world_is_refused():
     with pytest.raises(SpecError, match="unknown people world 'folk'"):
         build_people_world("folk")

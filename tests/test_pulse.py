@@ -12,6 +12,7 @@ from engine.data.deletion import split_requests
 from engine.data.people import build_people_world
 from engine.errors import SpecError
 from engine.spec import validate_pulse
+from engine.spec.catalog import PEOPLE_SIZES
 
 
 def pulse_cli(home, *args, timeout=240):
@@ -99,9 +100,12 @@ def test_pulse_end_to_end_through_the_cli(home):
             assert set(entry[group]) == {"image", "text"}
             assert all(0.0 <= v <= 1.0 for v in entry[group].values())
         assert 0.0 <= entry["mmbench"] <= 1.0 and entry["mmbench_retention"] >= 0.0
+        # retention is the general set's accuracy in percent of the original's, on the world's 16 questions
+        assert entry["mmbench_retention"] == pytest.approx(100 * entry["mmbench"] / original["mmbench"])
         assert set(entry["mia"]) == {"loss_auc", "zlib_auc", "mink_auc", "minkpp_auc"}
         assert all(0.0 <= v <= 1.0 for v in entry["mia"].values())
     assert document["metrics"]["forget"] == document["requests"][-1]["forget"]
+    assert document["general_questions"] == PEOPLE_SIZES["people-tiny"].general_eval_questions == 16
     # the original knows its forget people: their facts are likelier than the held-out people's (membership),
     # and their right options likelier than their wrong ones (the option gap, a graded forget accuracy)
     assert original["mia"]["loss_auc"] > 0.5 and original["mia"]["mink_auc"] > 0.5

@@ -308,7 +308,9 @@ class MultipleChoice:
         return {"people": list(people), **self.entry(metrics)}
 
     def result_fields(self, forgotten: list[str]) -> dict:
+        # general_questions: the MMBench-format set's size, so a reader knows what one question moves retention by
         return {"kind": "pulse", "general": self.spec.get("general"), "knowledge": self.spec["knowledge"],
+                "general_questions": len(self.general) if self.general else 0,
                 "update": self.spec["params"]["update"], "scoring": self.scoring, "recipe": self.recipe,
                 "forget_people": self.forget_people, "retain_people": self.retain_people,
                 "forget_rows": self.forget_rows, "heldout_people": self.heldout_people,
