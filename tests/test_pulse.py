@@ -245,3 +245,12 @@ def test_a_checkpoints_pretrained_knowledge_trains_nothing_and_is_drawn_from_wha
                        "pretrained", "--forget", "1", "--mc-scoring", "option", "--device", "cpu", "--json")
     assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0 and "the checkpoint answers 0 of the 8 people" in result.stderr
+
+
+def test_a_20_request_sequence_fits_people_small_not_people_tiny():
+    """people-small holds `pulse --requests 20` with retain people left (measured: it finishes with a 20 x 20
+    history); people-tiny, the tests' world, has 4 pretrained people and says so."""
+    normal = validate_pulse(spec(data="people-small", requests=20))
+    assert normal["forget"] == 20 and PEOPLE_SIZES["people-small"].pretrain_people - normal["forget"] == 4
+    with pytest.raises(SpecError, match="cannot forget 20 people: people-tiny has 4 pretrained people"):
+        validate_pulse(spec(requests=20))
