@@ -31,10 +31,10 @@ def parent(pulse_home, monkeypatch):
     return result
 
 
-def attack(kind: str, session: str, **options) -> dict:
+def attack(kind: str, session: str, as_json: bool = True, **options) -> dict:
     from workbench.cli_attack import attack_session
 
-    return attack_session(kind, session, {"seed": None, **options}, as_json=True)
+    return attack_session(kind, session, {"seed": None, **options}, as_json=as_json)
 
 
 def forget_accuracy(entry: dict) -> float:
@@ -67,9 +67,13 @@ def test_relearn_on_a_pulse_session(parent):
     assert linked[-1]["id"] == document["session"] and linked[-1]["kind"] == "relearn"
 
 
-def test_quantize_on_a_pulse_session(parent):
-    document = attack("quantize", parent["session"], bits=4)
+def test_quantize_on_a_pulse_session(parent, capsys):
+    document = attack("quantize", parent["session"], as_json=False, bits=4)
     check_recovery(document, parent)
+    printed = capsys.readouterr().out.splitlines()  # what the operator reads: recovery in points and of the gap
+    assert printed[1] == document["verdict"] and "Df/Dr AUC" not in printed[1]  # people data has no Df/Dr AUC
+    assert printed[1].startswith("quantize attack: Df accuracy ") and "% of the forgotten gap" in printed[1]
+    assert printed[2].startswith("no Retrain baseline: pulse runs have none")
     assert 0 < document["record"]["quantised_weights"] < document["record"]["weights"]
 
 

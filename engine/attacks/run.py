@@ -160,9 +160,10 @@ def verdict(document: dict) -> str:
         return (f"Df {metric} {fmt(entry['unlearned']['df'], name)} -> {fmt(entry['attacked']['df'], name)}, "
                 f"{fmt(back['points'], name)} points back, {fraction}")
 
-    line = (f"{document['attack']['kind']} attack: {part(document)} (original {fmt(document['original']['df'], name)}); "
-            f"Df/Dr AUC {fmt(document['unlearned']['df_dr_auc'], 'df_dr_auc')} -> "
-            f"{fmt(document['attacked']['df_dr_auc'], 'df_dr_auc')}")
+    line = f"{document['attack']['kind']} attack: {part(document)} (original {fmt(document['original']['df'], name)})"
+    if document["unlearned"]["df_dr_auc"] is not None or document["attacked"]["df_dr_auc"] is not None:  # not on people
+        line += (f"; Df/Dr AUC {fmt(document['unlearned']['df_dr_auc'], 'df_dr_auc')} -> "
+                 f"{fmt(document['attacked']['df_dr_auc'], 'df_dr_auc')}")
     if document.get("retrain"):
         line += f"; Retrain under the same attack: {part(document['retrain'])}"
     return line
