@@ -118,3 +118,12 @@ def test_neighbours_is_refused_on_a_pulse_session_in_one_line(parent, pulse_home
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert "use --on df-sample" in out.stderr and out.stdout == ""
+
+
+def test_an_attack_line_shows_people_points_in_percent():
+    """forget.accuracy is a fraction: 0.005 is half a point (read as r_mean, in percent, it showed 0.0)."""
+    from sessions.attacks import attack_line
+
+    entry = {"id": "s1", "kind": "quantize", "params": {"bits": 4}, "state": "finished", "recovery": 0.02,
+             "points": 0.005, "retrain_recovery": None, "headline": "forget.accuracy"}
+    assert attack_line(entry) == "s1 quantize (bits 4) finished: recovered 2% of the forgotten gap (0.5 points)"
