@@ -67,6 +67,15 @@ LMM_RECIPES = {
         "unlearn_lr": 5e-4,
         "unlearn_epochs": 5,
     },
+    # people-small (seed 42, measured on the people not forgotten as well as those forgotten): with the tiny
+    # recipe (25 + 25 epochs) the original answered P people 48% image / 80% text-only, F 93% / 100%, MMBench-format
+    # set 38%; 50 pretraining epochs: P 52% / 88%; 80: P 70% / 86%, F 100% / 100%, MMBench 44% (as `people`'s P).
+    "tiny:people-small": {
+        "pretrain": {"lr": 3e-3, "epochs": 80, "batch_size": 32, "update": "full"},
+        "finetune": {"lr": 3e-3, "epochs": 25, "batch_size": 32, "update": "full", "replay": 1.0},
+        "unlearn_lr": 1e-3,
+        "unlearn_epochs": 5,
+    },
     "pretrained": {
         "pretrain": {"lr": 2e-4, "epochs": 3, "batch_size": 8, "update": "llm"},
         "finetune": {"lr": 2e-4, "epochs": 3, "batch_size": 8, "update": "llm", "replay": 0.0},
