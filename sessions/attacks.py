@@ -24,7 +24,7 @@ def attacks_of(store, session_id: str) -> list[dict]:
                     "kind": attack.get("kind") or str(row.get("method") or "").partition(":")[2] or None,
                     "params": attack.get("params"), "recovery": back.get("fraction"), "points": back.get("points"),
                     "retrain_recovery": (theirs.get("recovery") or {}).get("fraction"),
-                    "verdict": summary.get("verdict")})
+                    "verdict": summary.get("verdict"), "headline": summary.get("headline")})
     return out
 
 
@@ -35,7 +35,7 @@ def attack_line(entry: dict) -> str:
     options = f" ({', '.join(f'{k} {v}' for k, v in shown.items())})" if shown else ""
     text = f"{entry['id']} {entry.get('kind') or '?'}{options} {entry.get('state')}"
     if entry.get("points") is not None:
-        points = f"{fmt(entry['points'], 'r_mean')} points"
+        points = f"{fmt(entry['points'], entry.get('headline') or 'r_mean')} points"
         text += (f": {points} back, no forgotten gap to recover" if entry.get("recovery") is None else
                  f": recovered {100 * entry['recovery']:.0f}% of the forgotten gap ({points})")
         if entry.get("retrain_recovery") is not None:

@@ -50,7 +50,7 @@ def unit(name: str | None) -> str:
         return P_VALUE
     if last in FRACTION_NAMES or last.endswith("auc") or last.endswith("_rate"):
         return FRACTION
-    if len(parts) == 2 and parts[0] in PEOPLE_GROUPS and last in ("image", "text"):
+    if len(parts) == 2 and parts[0] in PEOPLE_GROUPS and last in ("image", "text", "accuracy"):  # accuracy: both
         return FRACTION
     if last in PERCENT_NAMES or last.endswith("retention") or RECALL.fullmatch(last):
         return PERCENT

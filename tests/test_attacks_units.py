@@ -134,8 +134,10 @@ def test_attack_spec_links_the_parent_and_refuses_bad_input(tmp_path):
         (("relearn", parent(), {"steps": 0}), "--steps must be a whole number from 1"),
         (("relearn", parent(state="running"), {}), "is running; an attack needs a finished session"),
         (("relearn", parent(summary=None), {}), "has no result document"),
-        (("quantize", parent(spec={**parent()["spec"], "data": "people-tiny", "task": "multiple_choice"}), {}),
-         "attack quantize is built for tasks over units"),
+        (("quantize", parent(spec={**parent()["spec"], "data": "x", "task": "generation"}), {}),
+         "attack quantize is built for retrieval, classification, multiple_choice runs"),
+        (("relearn", pulse_parent(), {"on": "neighbours"}), "relearn --on neighbours (an embedding search over units) "
+         "is not offered there; use --on df-sample"),
         (("quantize", parent(spec={**parent()["spec"], "kind": "attack", "parent": "x"}), {}), "is itself an attack"),
         (("rephrase", parent(), {"paraphrases": tmp_path / "none.tsv"}), "cannot read it"),
         (("melt", parent(), {}), "unknown attack 'melt'"),
@@ -143,6 +145,19 @@ def test_attack_spec_links_the_parent_and_refuses_bad_input(tmp_path):
     for args, message in cases:
         with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)")):
             attack_spec(*args)
+
+
+def pulse_parent():
+    return parent(spec={"kind": "pulse", "method": "ga", "model": "llava-tiny", "data": "people-tiny", "seed": 5,
+                        "knowledge": "pretrained", "forget": 8, "requests": 2},
+                  summary={"metrics": {"forget": {"image": 0.25, "text": 0.5}},
+                           "forget_people": [f"person-{k:04d}" for k in range(8)]})
+
+
+def test_a_pulse_session_is_attacked_on_a_quarter_of_its_forget_people_by_default():
+    spec = attack_spec("relearn", pulse_parent(), {})
+    assert spec["data"] == "people-tiny" and spec["parent"] == "20261206-000000-ab12"
+    assert spec["attack"]["params"]["units"] == 2  # 8 forget people / 4
 
 
 def test_a_classification_unit_keeps_its_texts_and_labels_and_transforms_both_images():

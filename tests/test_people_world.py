@@ -41,7 +41,7 @@ def test_same_seed_same_world_other_seed_other_world(tiny):
 
 
 @pytest.mark.parametrize("name", list(PEOPLE_SIZES))
-def test_world_sizes(name):
+def test_world_sizes(name):  # names distinct, from FIRST_NAMES x LAST_NAMES (engine/data/people.person_names)
     world = build_people_world(name)
     size = PEOPLE_SIZES[name]
     everyone = size.people + size.heldout_people  # the trained people, then the held-out ones
@@ -58,7 +58,8 @@ def test_world_sizes(name):
 
 
 def test_identities_are_told_apart_by_their_pixels(world):
-    """Nearest other image (plain pixel distance) is mostly the same person: a tiny ViT can learn who is who."""
+    """Nearest other image (plain pixel distance) is mostly the same person: a tiny ViT can learn who is who.
+    Among 275 identities (chance 1/275) it is 80% on seed 0 (88% among the 48 of the world before it grew)."""
     flat = np.stack([pixels(image).ravel() for p in world.people for image in p.images])
     owner = np.repeat(np.arange(len(world.people)), len(world.people[0].images))
     squared = (flat**2).sum(1)
@@ -66,7 +67,7 @@ def test_identities_are_told_apart_by_their_pixels(world):
     same = (owner[:, None] == owner[None, :]) & ~np.eye(len(owner), dtype=bool)
     assert distance[same].mean() < 0.6 * distance[owner[:, None] != owner[None, :]].mean()
     np.fill_diagonal(distance, np.inf)
-    assert (owner[distance.argmin(1)] == owner).mean() >= 0.85
+    assert (owner[distance.argmin(1)] == owner).mean() >= 0.75
 
 
 def test_photos_of_one_person_vary(tiny):
@@ -165,6 +166,35 @@ def test_split_requests_more_requests_than_people():
     assert str(raised.value) == "--requests K=4 is larger than the 3 units to forget; choose K <= 3"
     with pytest.raises(SpecError):
         split_requests(["p0"], 0)
+
+
+def test_names_are_distinct_pairs_and_small_worlds_share_no_name_word():
+    import random
+
+    from engine.data.people import FIRST_NAMES, LAST_NAMES, person_names
+
+    width = len(FIRST_NAMES)
+    assert len(LAST_NAMES) == width
+    every = person_names(width * width, random.Random(0))
+    assert len(set(every)) == width * width  # the whole product, each pair once
+    small = person_names(width, random.Random(0))
+    assert len({n.split()[0] for n in small}) == len({n.split()[1] for n in small}) == width
+    assert person_names(10, random.Random(0)) == every[:10]  # more people leave the first ones as they were
+    with pytest.raises(SpecError, match=f"needs more names: FIRST_NAMES x LAST_NAMES give {width * width}"):
+        person_names(width * width + 1, random.Random(0))
+
+
+def test_the_full_world_holds_a_100_request_pulse_in_either_phase():
+    size = PEOPLE_SIZES["people"]
+    assert size.pretrain_people >= 100 + 1 and size.people - size.pretrain_people >= 100 + 1  # retain people left
+
+
+def test_one_general_question_moves_retention_by_at_most_a_point():
+    """Retention = 100 x accuracy / the original's: one question moves it by 100 / (N x the original's accuracy),
+    at most 1 point for N = 200 when the original answers half of them or more (it answered 63.5%)."""
+    questions = PEOPLE_SIZES["people"].general_eval_questions
+    assert questions >= 100 and 100 / (questions * 0.5) <= 1.0
+    assert PEOPLE_SIZES["people-tiny"].general_eval_questions < questions  # the tests' size
 
 
 def test_unknown_world_is_refused():

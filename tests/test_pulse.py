@@ -12,6 +12,7 @@ from engine.data.deletion import split_requests
 from engine.data.people import build_people_world
 from engine.errors import SpecError
 from engine.spec import validate_pulse
+from engine.spec.catalog import PEOPLE_SIZES
 
 
 def pulse_cli(home, *args, timeout=240):
@@ -99,9 +100,12 @@ def test_pulse_end_to_end_through_the_cli(home):
             assert set(entry[group]) == {"image", "text"}
             assert all(0.0 <= v <= 1.0 for v in entry[group].values())
         assert 0.0 <= entry["mmbench"] <= 1.0 and entry["mmbench_retention"] >= 0.0
+        # retention is the general set's accuracy in percent of the original's, on the world's 16 questions
+        assert entry["mmbench_retention"] == pytest.approx(100 * entry["mmbench"] / original["mmbench"])
         assert set(entry["mia"]) == {"loss_auc", "zlib_auc", "mink_auc", "minkpp_auc"}
         assert all(0.0 <= v <= 1.0 for v in entry["mia"].values())
     assert document["metrics"]["forget"] == document["requests"][-1]["forget"]
+    assert document["general_questions"] == PEOPLE_SIZES["people-tiny"].general_eval_questions == 16
     # the original knows its forget people: their facts are likelier than the held-out people's (membership),
     # and their right options likelier than their wrong ones (the option gap, a graded forget accuracy)
     assert original["mia"]["loss_auc"] > 0.5 and original["mia"]["mink_auc"] > 0.5
@@ -241,3 +245,12 @@ def test_a_checkpoints_pretrained_knowledge_trains_nothing_and_is_drawn_from_wha
                        "pretrained", "--forget", "1", "--mc-scoring", "option", "--device", "cpu", "--json")
     assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0 and "the checkpoint answers 0 of the 8 people" in result.stderr
+
+
+def test_a_20_request_sequence_fits_people_small_not_people_tiny():
+    """people-small holds `pulse --requests 20` with retain people left (measured: it finishes with a 20 x 20
+    history); people-tiny, the tests' world, has 4 pretrained people and says so."""
+    normal = validate_pulse(spec(data="people-small", requests=20))
+    assert normal["forget"] == 20 and PEOPLE_SIZES["people-small"].pretrain_people - normal["forget"] == 4
+    with pytest.raises(SpecError, match="cannot forget 20 people: people-tiny has 4 pretrained people"):
+        validate_pulse(spec(requests=20))

@@ -47,7 +47,9 @@ def attack_session(kind: str, session: str, options: dict, as_json: bool) -> dic
     else:
         print(f"session {result['session']} ({kind} attack on {meta['id']})")
         print(result["verdict"])
-        if retrain is None and meta["spec"].get("method") != "retrain":
+        if meta["spec"].get("kind") == "pulse":  # pulse offers no Retrain: no baseline to look for
+            print("no Retrain baseline: pulse runs have none (pulse --method offers no retrain)")
+        elif retrain is None and meta["spec"].get("method") != "retrain":
             print("no finished Retrain of this deletion set in the home: `run --method retrain` with the same "
                   "--model, --data, --delete and --seed gives the baseline")
     return result

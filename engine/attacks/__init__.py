@@ -17,7 +17,7 @@ ATTACKS = {  # kind -> "module:function"
     "quantize": "engine.attacks.quantize:quantize",
     "rephrase": "engine.attacks.rephrase:rephrase",
 }
-TASKS = ("retrieval", "classification")  # tasks over units; people data (multiple-choice QA) is not built yet
+TASKS = ("retrieval", "classification", "multiple_choice")  # multiple choice: a pulse run on people (people.py)
 ON = ("df-sample", "neighbours")
 BITS = (8, 4)
 MAX_STEPS = 100_000
@@ -44,8 +44,18 @@ def check_parent(meta: dict, kind: str) -> dict:
     task = spec.get("task") or data_kind(str(spec.get("data")))
     if task not in TASKS:
         raise SpecError(f"session {sid} is a {task or 'unknown'} run ({spec.get('data')}); attack {kind} is built for "
-                        f"tasks over units ({', '.join(TASKS)}), not yet for people data", field="session")
+                        f"{', '.join(TASKS)} runs", field="session")
     return spec
+
+
+def forgotten_count(meta: dict) -> int | None:
+    """How many units the session deleted: its deletion's units, or a pulse run's forget people."""
+    summary = meta.get("summary") or {}
+    deleted = (summary.get("deletion") or {}).get("units")
+    if isinstance(deleted, int):
+        return deleted
+    people = summary.get("forget_people")
+    return len(people) if isinstance(people, list) else None
 
 
 def check_params(kind: str, options: dict) -> dict:
@@ -93,9 +103,12 @@ def attack_spec(kind: str, parent: dict, options: dict) -> dict:
     base = check_parent(parent, kind)
     if params["seed"] is None:
         params["seed"] = int(base.get("seed", 0))
+    if kind == "relearn" and params["on"] == "neighbours" and base.get("kind") == "pulse":
+        raise SpecError(f"session {parent['id']} is a pulse run on people: relearn --on neighbours (an embedding "
+                        "search over units) is not offered there; use --on df-sample", field="on")
     if kind == "relearn" and params["units"] is None:
-        deleted = ((parent.get("summary") or {}).get("deletion") or {}).get("units")
-        params["units"] = max(1, int(deleted) // 4) if isinstance(deleted, int) else 1
+        deleted = forgotten_count(parent)
+        params["units"] = max(1, deleted // 4) if deleted is not None else 1
     return {"kind": "attack", "attack": {"kind": kind, "params": params}, "parent": parent["id"],
             "method": method_name(kind), "parent_method": base.get("method"),
             **{key: base.get(key) for key in ("model", "data", "task", "seed", "deletion", "device", "artifacts")

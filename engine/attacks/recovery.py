@@ -9,7 +9,9 @@ lower Df (Df_original - Df_unlearned <= 0): the fraction is then None, the point
 """
 from __future__ import annotations
 
-HEADLINES = ("df.r_mean", "df.accuracy")  # retrieval's recall mean, classification's accuracy (sessions.verdict's)
+# retrieval's recall mean, classification's accuracy (sessions.verdict's); people data's forget accuracy, image and
+# text-only averaged (engine/attacks/people.with_headline adds it to a pulse run's metrics)
+HEADLINES = ("df.r_mean", "df.accuracy", "forget.accuracy")
 
 
 def headline(metrics: dict[str, float]) -> str | None:

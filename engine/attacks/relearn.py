@@ -51,8 +51,10 @@ def unit_embeddings(model, pairs) -> torch.Tensor:
 
 
 def chosen_units(task, model, on: str, units: int, seed: int) -> list[int]:
-    """The training units of the attack (indices into the task's training units)."""
-    deletion = sorted(task.deletion)
+    """The training units of the attack (indices into the task's training units; people data: person ids)."""
+    from engine.attacks.people import deleted_units
+
+    deletion = sorted(deleted_units(task))
     if on == "df-sample":
         rng = np.random.default_rng(derive_seed(seed, "attack", "relearn", "sample"))
         return sorted(rng.choice(deletion, size=min(units, len(deletion)), replace=False).tolist())
@@ -68,14 +70,23 @@ def relearn(task, model, params: dict, seed: int, emit, should_stop):
     """Fine-tune `model` in place; returns (the task that evaluates it, what was done). `params["chosen"]`, when
     given, are the units to train on (the baseline on Retrain trains on the units chosen for the unlearned model:
     neighbours found by Retrain's own embeddings would be another attack)."""
+    from engine.attacks.people import is_people, relearn_setting
+
+    people = is_people(task)
     units = params.get("chosen") or chosen_units(task, model, params["on"], params["units"], seed)
     pairs = task.encode(model, units, False)
-    lr = params["lr"] or task.original_recipe()["lr"]
+    setting = relearn_setting(task) if people else {"update": None, "lr": task.original_recipe()["lr"]}
+    lr = params["lr"] or setting["lr"]
     method = Relearn({}, model)
     config = LoopConfig(lr=lr, epochs=params["steps"], iterates="forget",
                         forget_batch_size=min(params["batch_size"], len(pairs)), max_steps=params["steps"],
                         weight_decay=0.0, seed=derive_seed(seed, "attack", "relearn", "batches"), phase="attack")
+    if setting["update"]:  # an LMM: the update that taught the people (LoRA merged after, as after a request)
+        model.begin_update({"update": setting["update"]})
     result = run_loop(method, pairs, None, config, emit, should_stop)
-    return task, {"units": [task.train.unit_ids[i] for i in units], "chosen": units, "pairs": len(pairs),
+    if setting["update"]:
+        model.end_update()
+    return task, {"units": list(units) if people else [task.train.unit_ids[i] for i in units], "chosen": units,
+                  "pairs": len(pairs),
                   "steps": result.steps,
                   "lr": lr, "seconds": round(result.seconds, 3)}

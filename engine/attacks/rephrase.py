@@ -36,6 +36,7 @@ from engine.errors import SpecError
 CROP_KEEP = (0.8, 1.0)
 JITTER = (0.8, 1.2)
 _SIDES = re.compile(r"\b(left|right)\b")
+IMAGES = "crop 80-100% per side, flip p=0.5 (left/right swapped in texts), brightness/contrast/saturation x[0.8, 1.2]"
 
 
 def read_paraphrases(path: str | None) -> dict[str, list[str]]:
@@ -123,6 +124,13 @@ def rephrase(task, model, params: dict, seed: int, emit, should_stop):
     from engine.seeding import derive_seed
 
     table = read_paraphrases(params.get("paraphrases"))
+    from engine.attacks.people import is_people, rephrased_view
+
+    if is_people(task):
+        view, record = rephrased_view(task, seed, table)
+        emit("log", level="info", message=f"rephrased the forget people's questions: {record['paraphrased_texts']} of "
+             f"{record['texts']} reworded ({record['paraphrases']}), portraits transformed")
+        return view, {**record, **({"file": str(params["paraphrases"])} if table else {}), "images": IMAGES}
     deleted = set(task.deletion)
     split = getattr(task, "fact_split", None)  # --granularity fact: Df is the fact parts of the split units
     train, changed, texts = list(split.train if split is not None else task.world.train), 0, 0
@@ -142,5 +150,4 @@ def rephrase(task, model, params: dict, seed: int, emit, should_stop):
          f"{len(deleted)} units' media transformed")
     return view, {"paraphrased_texts": changed, "texts": texts, "paraphrases": source,
                   **({"file": str(params["paraphrases"])} if table else {}),
-                  "images": "crop 80-100% per side, flip p=0.5 (left/right swapped in texts), brightness/contrast/"
-                            "saturation x[0.8, 1.2]"}
+                  "images": IMAGES}

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from engine.attacks import ATTACKS
+from engine.attacks.people import deleted_units, with_headline
 from engine.attacks.recovery import headline, recovery
 from engine.devices import resolve_device
 from engine.errors import SpecError
@@ -64,7 +65,7 @@ class Probe:
 
     def evaluate(self, evaluator, model) -> dict[str, float]:
         seed_everything(self.seed, "attack", "evaluate")
-        return evaluator.evaluate(model, list(self.task.deletion))
+        return with_headline(evaluator.evaluate(model, deleted_units(self.task)))
 
     def load(self, source: str):
         model = self.task.load(source, self.device)
@@ -114,12 +115,15 @@ def run_attack(spec: dict, parent: dict, retrain: dict | None, emit: Callable[..
     task.forget_units()
     emit("phase", name="prepare")
     probe = Probe(task, kind, params, device, emit, should_stop)
-    original = flatten(parent["summary"].get("original_metrics") or {})
-    before = flatten(parent["summary"]["metrics"])
+    original = with_headline(flatten(parent["summary"].get("original_metrics") or {}))
+    before = with_headline(flatten(parent["summary"]["metrics"]))
+    if hasattr(task, "original_mmbench"):  # people data: MMBench retention against the original's, as stored
+        task.original_mmbench = original.get("mmbench")
     after, record = probe.run(unlearned_checkpoint(parent, emit, should_stop), before, "")
     name = headline(after)
     if name is None or name not in original:
-        raise SpecError(f"session {parent['id']} reports no Df headline (df.r_mean or df.accuracy) to recover",
+        raise SpecError(f"session {parent['id']} reports no Df headline (df.r_mean, df.accuracy or forget.accuracy) "
+                        "to recover",
                         field="session")
     document = {
         "session": None, "kind": "attack", "attack": {"kind": kind, "params": params}, "parent": parent["id"],
@@ -134,7 +138,7 @@ def run_attack(spec: dict, parent: dict, retrain: dict | None, emit: Callable[..
             document["original_attacked"] = numbers(probe.attacked_original(original_checkpoint), name)
     document["retrain"] = None
     if retrain is not None:
-        r_before = flatten(retrain["summary"]["metrics"])
+        r_before = with_headline(flatten(retrain["summary"]["metrics"]))
         r_after, _ = probe.run(unlearned_checkpoint(retrain, emit, should_stop), r_before, "retrain ",
                                record.get("steps", 0), record.get("chosen"))
         document["retrain"] = {"session": retrain["id"], "unlearned": numbers(r_before, name),
@@ -156,9 +160,10 @@ def verdict(document: dict) -> str:
         return (f"Df {metric} {fmt(entry['unlearned']['df'], name)} -> {fmt(entry['attacked']['df'], name)}, "
                 f"{fmt(back['points'], name)} points back, {fraction}")
 
-    line = (f"{document['attack']['kind']} attack: {part(document)} (original {fmt(document['original']['df'], name)}); "
-            f"Df/Dr AUC {fmt(document['unlearned']['df_dr_auc'], 'df_dr_auc')} -> "
-            f"{fmt(document['attacked']['df_dr_auc'], 'df_dr_auc')}")
+    line = f"{document['attack']['kind']} attack: {part(document)} (original {fmt(document['original']['df'], name)})"
+    if document["unlearned"]["df_dr_auc"] is not None or document["attacked"]["df_dr_auc"] is not None:  # not on people
+        line += (f"; Df/Dr AUC {fmt(document['unlearned']['df_dr_auc'], 'df_dr_auc')} -> "
+                 f"{fmt(document['attacked']['df_dr_auc'], 'df_dr_auc')}")
     if document.get("retrain"):
         line += f"; Retrain under the same attack: {part(document['retrain'])}"
     return line

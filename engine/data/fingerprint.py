@@ -24,6 +24,9 @@ from engine.spec import PEOPLE_WORLDS, WORLD_SEED, WORLDS
 WORLD_GENERATOR_VERSION = 1
 WORLD_GENERATOR_VERSIONS = {world: 2 for world in ("shapes", "shapes-tiny", "shapes-ve", "shapes-ve-tiny",
                                                    "shapes-nlvr2", "shapes-nlvr2-tiny", "graph", "graph-tiny")}
+# 3 for the people worlds: 250 people with names drawn as distinct (first, last) pairs (engine/data/people.py);
+# 3, not 2, so that a cache keyed by another branch's people version 2 is never read as this one
+WORLD_GENERATOR_VERSIONS |= {"people": 3, "people-tiny": 3}
 HASHED_SUFFIXES = (".json", ".jsonl", ".tsv", ".csv", ".txt", ".parquet", ".model", ".jinja")
 HASH_LIMIT = 512 << 20
 

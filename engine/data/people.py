@@ -15,8 +15,15 @@ Two phases: "pretrain" = the general shape questions + people set P, "finetune" 
 Forget people come from P (knowledge "pretrained") or F ("finetuned"); the others are retain people.
 A few held-out people (phase "heldout", `PeopleSize.heldout_people`) have faces, names, facts and evaluation
 questions but no training item: no model ever trains on them, so their questions are the membership
-attacks' held-out side. They are drawn after the trained people from a stream of their own, with names and
-looks no trained person has, so adding them leaves the trained people as they were.
+attacks' held-out side. They are drawn after the trained people from a stream of their own, with full names
+and looks no trained person has, so adding them leaves the trained people as they were.
+
+Names: person k (held-out people numbered after the trained ones) is `first[k % N] last[(k + k // N) % N]` over
+the world's seeded shuffles of FIRST_NAMES and LAST_NAMES (N names each): distinct full names for up to N * N
+people (48 * 48 = 2,304; the `people` world asks for 275), and up to N people with no first or last name in
+common (the tiny world's people, held-out ones included, share no name word, as before). In the 250-person
+world a first or last name is shared by about six people, as in a real population: the text-only route must
+read the whole name.
 """
 from __future__ import annotations
 
@@ -114,8 +121,9 @@ def build_people_world(name: str = "people", seed: int = 0) -> PeopleWorld:
     if name not in PEOPLE_SIZES:
         raise SpecError(f"unknown people world {name!r}; choose one of {', '.join(PEOPLE_SIZES)}")
     size = PEOPLE_SIZES[name]
-    people, looks = _make_people(size, random.Random(f"{name}:{seed}:people"))
-    people += _make_heldout_people(size, people, looks, random.Random(f"{name}:{seed}:heldout"))
+    names = person_names(size.people + size.heldout_people, random.Random(f"{name}:{seed}:names"))
+    people, looks = _make_people(size, names, random.Random(f"{name}:{seed}:people"))
+    people += _make_heldout_people(size, names, looks, random.Random(f"{name}:{seed}:heldout"))
     general_rng = random.Random(f"{name}:{seed}:general")
     return PeopleWorld(
         name=name,
@@ -128,15 +136,24 @@ def build_people_world(name: str = "people", seed: int = 0) -> PeopleWorld:
     )
 
 
-def _make_people(size: PeopleSize, rng: random.Random) -> tuple[list[Person], list[dict]]:
+def person_names(count: int, rng: random.Random) -> list[str]:
+    """`count` distinct full names (see the module's docstring): person k's first name cycles through a seeded
+    shuffle of FIRST_NAMES, its last name is shifted by one more place on each pass."""
+    firsts, lasts = rng.sample(FIRST_NAMES, len(FIRST_NAMES)), rng.sample(LAST_NAMES, len(LAST_NAMES))
+    width = min(len(firsts), len(lasts))
+    if count > width * width:
+        raise SpecError(f"a people world of {count} people needs more names: FIRST_NAMES x LAST_NAMES give "
+                        f"{width * width} distinct ones")
+    return [f"{firsts[k % width]} {lasts[(k + k // width) % width]}" for k in range(count)]
+
+
+def _make_people(size: PeopleSize, names: list[str], rng: random.Random) -> tuple[list[Person], list[dict]]:
     looks = sample_looks(rng, size.people)
-    firsts = rng.sample(FIRST_NAMES, size.people)
-    lasts = rng.sample(LAST_NAMES, size.people)
     people = []
     for index in range(size.people):
         people.append(Person(
             person_id=f"person-{index:04d}",
-            name=f"{firsts[index]} {lasts[index]}",
+            name=names[index],
             facts={fact.key: rng.choice(fact.values) for fact in FACTS},
             images=[render_face(looks[index], rng) for _ in range(size.images_per_person)],
             phase="pretrain" if index < size.pretrain_people else "finetune",
@@ -144,15 +161,13 @@ def _make_people(size: PeopleSize, rng: random.Random) -> tuple[list[Person], li
     return people, looks
 
 
-def _make_heldout_people(size: PeopleSize, trained: list[Person], taken_looks: list[dict],
+def _make_heldout_people(size: PeopleSize, names: list[str], taken_looks: list[dict],
                          rng: random.Random) -> list[Person]:
-    """People asked about but never trained on: names and looks apart from the trained people's."""
+    """People asked about but never trained on: full names and looks apart from the trained people's."""
     looks = sample_looks(rng, size.heldout_people, taken=taken_looks)
-    firsts = rng.sample([n for n in FIRST_NAMES if n not in {p.name.split()[0] for p in trained}], size.heldout_people)
-    lasts = rng.sample([n for n in LAST_NAMES if n not in {p.name.split()[1] for p in trained}], size.heldout_people)
     return [Person(
-        person_id=f"person-{len(trained) + index:04d}",
-        name=f"{firsts[index]} {lasts[index]}",
+        person_id=f"person-{size.people + index:04d}",
+        name=names[size.people + index],
         facts={fact.key: rng.choice(fact.values) for fact in FACTS},
         images=[render_face(looks[index], rng) for _ in range(size.images_per_person)],
         phase=HELDOUT,

@@ -303,10 +303,13 @@ WORLDS: dict[str, DataInfo] = {d.name: d for d in (
 )}
 # People worlds (PULSE): synthetic people with faces and facts, learned in pretraining (P) or fine-tuning (F).
 PEOPLE_WORLDS: dict[str, DataInfo] = {d.name: d for d in (
-    DataInfo("people", "multiple_choice", "built-in people: 40 people (20 pretraining, 20 fine-tuning), 8 held-out "
-             "people never trained on + shape questions", "engine.data.people:build_people_world"),
-    DataInfo("people-tiny", "multiple_choice", "built-in people: 8 people (4 + 4), 2 held-out + a few shape "
+    DataInfo("people", "multiple_choice", "built-in people: 250 people (125 pretraining, 125 fine-tuning: a "
+             "100-request pulse forgets 100 distinct people), 25 held-out people never trained on + 200 MMBench-format "
+             "shape questions", "engine.data.people:build_people_world"),
+    DataInfo("people-tiny", "multiple_choice", "built-in people: 8 people (4 + 4), 2 held-out + 16 shape "
              "questions (tests)", "engine.data.people:build_people_world"),
+    DataInfo("people-small", "multiple_choice", "built-in people: 30 people (24 + 6), 3 held-out + 50 shape "
+             "questions: a 20-request pulse in minutes on a CPU", "engine.data.people:build_people_world"),
 )}
 @dataclass(frozen=True)
 class PeopleSize:
@@ -319,10 +322,14 @@ class PeopleSize:
 
 
 PEOPLE_SIZES = {
-    "people": PeopleSize(people=40, pretrain_people=20, images_per_person=4,
-                        general_train_images=400, general_eval_questions=200, heldout_people=8),
+    "people": PeopleSize(people=250, pretrain_people=125, images_per_person=4,
+                        general_train_images=400, general_eval_questions=200, heldout_people=25),
     "people-tiny": PeopleSize(people=8, pretrain_people=4, images_per_person=4,
                              general_train_images=24, general_eval_questions=16, heldout_people=2),
+    # people-tiny grown for long sequences: 24 pretrained people hold 20 requests with 4 retain people left;
+    # a world of its own so that the tests' pulse runs on people-tiny do not unlearn and score 3x more
+    "people-small": PeopleSize(people=30, pretrain_people=24, images_per_person=4,
+                               general_train_images=48, general_eval_questions=50, heldout_people=3),
 }
 
 

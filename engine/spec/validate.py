@@ -454,7 +454,7 @@ def people_pool(data: str, knowledge: str) -> int | None:
 
 def check_people_data(data) -> None:
     if not isinstance(data, str) or not data:
-        raise SpecError("pulse needs --data (people, people-tiny or mllmu:DIR)", field="data")
+        raise SpecError(f"pulse needs --data ({', '.join(PEOPLE_WORLDS)} or mllmu:DIR)", field="data")
     if data in PEOPLE_WORLDS:
         return
     fmt, _, location = data.partition(":")
