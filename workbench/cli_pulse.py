@@ -15,7 +15,7 @@ from engine.errors import SpecError
 from engine.spec.inputs import absolute_paths
 from engine.spec.params import EVAL_EVERY_REQUESTS, EVAL_SAMPLE
 from sessions.numbers import fmt
-from workbench.cli_run import ARTIFACTS_HELP, ORIGINAL_HELP
+from workbench.cli_options import ARTIFACTS_HELP, ORIGINAL_HELP
 from workbench.completion import complete_data, complete_device, complete_model, complete_pulse_method
 from workbench.execute import run_session
 from workbench.output import fail, print_json

@@ -30,7 +30,7 @@ from sessions.schema import ACTIVE_STATES
 from sessions.study import (REFERENCE, StudyError, StudyRecord, aggregate, cell_name, cost_grid, grid, grid_caption,
                             rank, study_id)
 from sessions.summary import format_deletion, test_headline_name
-from workbench.cli_run import (ARTIFACTS_HELP, CLUSTER_HELP, COMPILE_HELP, DEVICES_HELP, GRANULARITY_HELP, ORIGINAL_HELP,
+from workbench.cli_options import (ARTIFACTS_HELP, CLUSTER_HELP, COMPILE_HELP, DEVICES_HELP, GRANULARITY_HELP, ORIGINAL_HELP,
                                STRATEGY_HELP, deletion_spec, placement, with_compile)
 from workbench.cli_plan import GPU_MEMORY_HELP, announce_plan
 from workbench.completion import complete_data, complete_device, complete_method_list, complete_model, complete_task
