@@ -67,6 +67,26 @@ def cli(*args) -> list[str]:
     return [sys.executable, "-m", "workbench.cli", *args]
 
 
+def run_in_process(home: Path, *args: str, env: dict | None = None):
+    """``mmul-workbench ARGS`` through the typer app in this process, with ``MMUL_HOME=home``: its exit code,
+    stdout and stderr as a ``subprocess.CompletedProcess``, without a fresh interpreter importing torch and
+    transformers (5-10 s a call on a loaded 2-core machine). For tests about what a command prints and exits
+    with; a test about the process itself (signals, the daemon, the torch-free start, tmux, umask) runs the real
+    one (``cli``). An exception the command did not turn into an exit is raised here, traceback and all, as a
+    real process would print it."""
+    import subprocess
+
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+
+    result = CliRunner().invoke(app, list(args), prog_name="mmul-workbench",
+                                env={"MMUL_HOME": str(home), "MMUL_DEBUG": None, **(env or {})})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return subprocess.CompletedProcess(["mmul-workbench", *args], result.exit_code, result.stdout, result.stderr)
+
+
 async def until_value(probe, done, timeout: float = 30.0, interval: float = 0.01):
     """Await ``probe()`` (a coroutine function) until ``done(value)``, and return that value; fail with the last
     value after ``timeout`` seconds: the tests' one asynchronous waiting loop."""

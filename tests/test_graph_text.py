@@ -1,11 +1,10 @@
 """The graph-text JSONL format: the built-in world written and read back, a file written by hand (by someone
 else) accepted, malformed records refused with the file and line; and the graph world through the CLI."""
 import json
-import subprocess
 
 import pytest
 
-from conftest import ROOT, cli, cli_env
+from conftest import run_in_process
 from engine.data.graph_text import read_graph_text, write_graph_text
 from engine.data.graph_world import build_graph_world
 from engine.errors import SpecError
@@ -88,7 +87,7 @@ def test_half_labelled_file_is_refused(tmp_path):
 
 
 def run_cli(home, *args):
-    return subprocess.run(cli(*args), env=cli_env(home), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    return run_in_process(home, *args)
 
 
 def test_graph_world_end_to_end(home, tmp_path):
