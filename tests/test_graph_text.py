@@ -96,7 +96,7 @@ def test_graph_world_end_to_end(home, tmp_path):
     one line. (Retrieval on graphs runs through the same pipeline; tests/test_gcn_bert.py checks its adapter:
     its original costs minutes on a loaded 2-core machine.)"""
     out = run_cli(home, "run", "--method", "multidelete", "--model", "gcn-bert-tiny", "--data", "graph-tiny",
-                  "--delete", "6", "--requests", "2", "--json")
+                  "--delete", "6", "--requests", "2", "--epochs", "1", "--json")
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout)
     assert 0.0 <= result["metrics"]["df_dr_auc"] <= 1.0 and "accuracy" in result["metrics"]["test"]
