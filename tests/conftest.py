@@ -12,6 +12,25 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+# The test files that take longest (worker seconds in fresh-ci, most first): each runs whole on one worker
+# (`--dist loadfile`, pyproject's addopts) and these start first, so that the last file a worker takes is a short one
+# and no long test starts last to set the suite's tail; a module-scoped fixture (a measured step, a trained run) is
+# also built once, not once per worker. Files not named keep their order after these. Files that train the same
+# original are kept apart at the start, so that one worker does not wait on the other's training.
+SLOW_FILES = (
+    "test_pulse_methods.py", "test_plan.py", "test_cluster.py", "test_engine_daemon.py", "test_classification.py",
+    "test_pulse.py", "test_cache_keys.py", "test_graph_text.py", "test_requests.py", "test_tui_tmux.py",
+    "test_history.py", "test_study_engine.py", "test_parallel.py", "test_study.py", "test_cli.py", "test_tui.py",
+    "test_deployed.py", "test_engine_hardening.py", "test_disk_full.py", "test_guards.py", "test_compile.py",
+    "test_engine_daemon_real.py", "test_numbers.py", "test_input_checks.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: place for place, name in enumerate(SLOW_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file's tests keep their order
+
+
 def shared_originals() -> Path:
     """The tiny original models every test process shares (``$MMUL_TEST_CACHE``, default
     ``<repo>/.mmul-home/cache``, git-ignored): entries are keyed by content and produced under a per-key lock,
@@ -65,6 +84,26 @@ def cli_env(home: Path) -> dict:
 
 def cli(*args) -> list[str]:
     return [sys.executable, "-m", "workbench.cli", *args]
+
+
+def run_in_process(home: Path, *args: str, env: dict | None = None):
+    """``mmul-workbench ARGS`` through the typer app in this process, with ``MMUL_HOME=home``: its exit code,
+    stdout and stderr as a ``subprocess.CompletedProcess``, without a fresh interpreter importing torch and
+    transformers (5-10 s a call on a loaded 2-core machine). For tests about what a command prints and exits
+    with; a test about the process itself (signals, the daemon, the torch-free start, tmux, umask) runs the real
+    one (``cli``). An exception the command did not turn into an exit is raised here, traceback and all, as a
+    real process would print it."""
+    import subprocess
+
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+
+    result = CliRunner().invoke(app, list(args), prog_name="mmul-workbench",
+                                env={"MMUL_HOME": str(home), "MMUL_DEBUG": None, **(env or {})})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return subprocess.CompletedProcess(["mmul-workbench", *args], result.exit_code, result.stdout, result.stderr)
 
 
 async def until_value(probe, done, timeout: float = 30.0, interval: float = 0.01):

@@ -1,14 +1,13 @@
 """Image-text classification: the per-class Df/Dr AUC by hand, the tiny BLIP classifier through
 save_pretrained / from_pretrained (and a retrieval BLIP loaded with a fresh head), and a run per world
-through the real CLI on the -tiny worlds."""
+through the CLI's app (in this process) on the -tiny worlds."""
 import json
-import subprocess
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, cli, cli_env
+from conftest import run_in_process
 from engine.data.pairs import TensorBank, encode_units
 from engine.data.shapes_nlvr2 import build_nlvr2_world
 from engine.data.shapes_ve import build_ve_world
@@ -72,9 +71,8 @@ def test_retrieval_blip_loads_with_a_fresh_head(tmp_path):
 
 @pytest.mark.parametrize("data", ["shapes-ve-tiny", "shapes-nlvr2-tiny"])
 def test_run_classification_through_the_cli(home, data):
-    argv = cli("run", "--method", "multidelete", "--model", "blip-tiny", "--data", data, "--delete", "8",
-               "--epochs", "1", "--seed", "5", "--device", "cpu", "--json")
-    out = subprocess.run(argv, cwd=ROOT, env=cli_env(home), capture_output=True, text=True, timeout=900)
+    out = run_in_process(home, "run", "--method", "multidelete", "--model", "blip-tiny", "--data", data, "--delete",
+                         "8", "--epochs", "1", "--seed", "5", "--device", "cpu", "--json")
     assert out.returncode == 0, out.stderr[-2000:]
     document = json.loads(out.stdout)
     metrics = document["metrics"]
@@ -91,9 +89,8 @@ def test_run_classification_through_the_cli(home, data):
 def test_demo_table_has_the_classification_columns(home):
     # FT alone (one epoch over Dr: the demo path at its cheapest); the original is the one the nlvr2 run above
     # trained (same home, seed 5); the Retrain-gap column is checked below without training
-    argv = cli("demo", "--data", "shapes-nlvr2-tiny", "--delete", "8", "--seed", "5", "--device", "cpu",
-               "--methods", "ft")
-    out = subprocess.run(argv, cwd=ROOT, env=cli_env(home), capture_output=True, text=True, timeout=900)
+    out = run_in_process(home, "demo", "--data", "shapes-nlvr2-tiny", "--delete", "8", "--seed", "5", "--device",
+                         "cpu", "--methods", "ft")
     assert out.returncode == 0, out.stderr[-2000:]
     for header in ("Df/Dr AUC", "test acc", "Df acc", "Dr acc", "MIA AUC", "original", "FT"):
         assert header in out.stdout

@@ -1,11 +1,10 @@
 """The graph-text JSONL format: the built-in world written and read back, a file written by hand (by someone
 else) accepted, malformed records refused with the file and line; and the graph world through the CLI."""
 import json
-import subprocess
 
 import pytest
 
-from conftest import ROOT, cli, cli_env
+from conftest import run_in_process
 from engine.data.graph_text import read_graph_text, write_graph_text
 from engine.data.graph_world import build_graph_world
 from engine.errors import SpecError
@@ -88,7 +87,7 @@ def test_half_labelled_file_is_refused(tmp_path):
 
 
 def run_cli(home, *args):
-    return subprocess.run(cli(*args), env=cli_env(home), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    return run_in_process(home, *args)
 
 
 def test_graph_world_end_to_end(home, tmp_path):
@@ -97,7 +96,7 @@ def test_graph_world_end_to_end(home, tmp_path):
     one line. (Retrieval on graphs runs through the same pipeline; tests/test_gcn_bert.py checks its adapter:
     its original costs minutes on a loaded 2-core machine.)"""
     out = run_cli(home, "run", "--method", "multidelete", "--model", "gcn-bert-tiny", "--data", "graph-tiny",
-                  "--delete", "6", "--requests", "2", "--json")
+                  "--delete", "6", "--requests", "2", "--epochs", "1", "--json")
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout)
     assert 0.0 <= result["metrics"]["df_dr_auc"] <= 1.0 and "accuracy" in result["metrics"]["test"]

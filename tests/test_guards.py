@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import torch
 
-from conftest import ROOT, cli, cli_env
+from conftest import ROOT, cli, cli_env, run_in_process
 from engine import spec as specs
 from engine.errors import SpecError
 from engine.protocols.guard import Guard
@@ -109,10 +109,9 @@ def test_stop_if_ends_the_unlearning_with_a_logged_event(home):
 
 
 def test_keep_best_through_the_cli(home):
-    out = subprocess.run(cli("run", "--method", "neggrad", "--model", "clip-tiny", "--data", "shapes-tiny",
-                             "--delete", "9", "--seed", "7", "--device", "cpu", "--epochs", "2", "--eval-every", "2",
-                             "--keep", "best", "--keep-tolerance", "100", "--json"),
-                         cwd=ROOT, env=cli_env(home), capture_output=True, text=True, timeout=600)
+    out = run_in_process(home, "run", "--method", "neggrad", "--model", "clip-tiny", "--data", "shapes-tiny",
+                         "--delete", "9", "--seed", "7", "--device", "cpu", "--epochs", "2", "--eval-every", "2",
+                         "--keep", "best", "--keep-tolerance", "100", "--json")
     assert out.returncode == 0, out.stderr[-2000:]
     document = json.loads(out.stdout)
     entry = document["requests"][0]

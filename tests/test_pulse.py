@@ -1,4 +1,5 @@
-"""PULSE: spec validation, the sequential split, and end-to-end runs on people-tiny through the CLI."""
+"""PULSE: spec validation, the sequential split, and end-to-end runs on people-tiny through the CLI
+(the runs through its app in this process; the bad-input contract through a real process)."""
 from __future__ import annotations
 
 import json
@@ -7,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, cli, cli_env
+from conftest import ROOT, cli, cli_env, run_in_process
 from engine.data.deletion import split_requests
 from engine.data.people import build_people_world
 from engine.errors import SpecError
@@ -16,8 +17,14 @@ from engine.spec.catalog import PEOPLE_SIZES
 
 
 def pulse_cli(home, *args, timeout=240):
+    """A real `mmul-workbench pulse` process: its exit code and one-line errors (bad input)."""
     return subprocess.run(cli("pulse", *args), cwd=ROOT, env=cli_env(home),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def pulse_in_process(home, *args):
+    """`mmul-workbench pulse` through the CLI's app in this process: the runs (no fresh interpreter each)."""
+    return run_in_process(home, "pulse", *args)
 
 
 def spec(**overrides):
@@ -87,8 +94,8 @@ def test_pulse_end_to_end_through_the_cli(home):
     # fine-tuned people at seed 42: the original the sequence tests below share (trained once), and one that
     # knows its forget people (on people-tiny the pretrained people's image route is seed-sensitive: measured
     # forget.image 0.3 at seed 42, 0.9 at 1); this test needs an original that knows them
-    result = pulse_cli(home, "--method", "ga", "--data", "people-tiny", "--model", "llava-tiny", "--requests", "2",
-                       "--knowledge", "finetuned", "--device", "cpu", "--seed", "42", "--json")
+    result = pulse_in_process(home, "--method", "ga", "--data", "people-tiny", "--model", "llava-tiny", "--requests",
+                              "2", "--knowledge", "finetuned", "--device", "cpu", "--seed", "42", "--json")
     assert result.returncode == 0, result.stderr[-2000:]
     document = json.loads(result.stdout)
     assert document["method"] == "ga" and document["session"] and document["seconds"] >= 0
@@ -147,16 +154,14 @@ def test_data_export_people_through_the_cli_reads_back(tmp_path, home):
     from engine.data.mmbench import read_mmbench
 
     for fmt in ("mmbench", "mllmu"):
-        out = subprocess.run(cli("data", "export", "people-tiny", str(tmp_path / fmt), "--format", fmt, "--json"),
-                             cwd=ROOT, env=cli_env(home), capture_output=True, text=True, timeout=120)
+        out = run_in_process(home, "data", "export", "people-tiny", str(tmp_path / fmt), "--format", fmt, "--json")
         assert out.returncode == 0, out.stderr
         files = json.loads(out.stdout)["files"]
         assert files and all(Path(f).exists() for f in files)
         if fmt == "mmbench":
             assert len(read_mmbench(files[0])) > 0
     assert read_mllmu(tmp_path / "mllmu").people
-    bad = subprocess.run(cli("data", "export", "people-tiny", str(tmp_path / "x"), "--format", "flickr30k"),
-                         cwd=ROOT, env=cli_env(home), capture_output=True, text=True, timeout=60)
+    bad = run_in_process(home, "data", "export", "people-tiny", str(tmp_path / "x"), "--format", "flickr30k")
     assert bad.returncode == 2 and "mmbench" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -221,9 +226,9 @@ def test_a_checkpoints_pretrained_knowledge_trains_nothing_and_is_drawn_from_wha
                           lambda: False, cache)
     checkpoint = tmp_path / "llava-that-knows"
     shutil.copytree(source, checkpoint)
-    result = pulse_cli(home, "--method", "ga", "--data", "people-tiny", "--model", str(checkpoint), "--knowledge",
-                       "pretrained", "--requests", "1", "--forget", "1", "--epochs", "1", "--mc-scoring", "option",
-                       "--device", "cpu", "--json")
+    result = pulse_in_process(home, "--method", "ga", "--data", "people-tiny", "--model", str(checkpoint), "--knowledge",
+                              "pretrained", "--requests", "1", "--forget", "1", "--epochs", "1", "--mc-scoring",
+                              "option", "--device", "cpu", "--json")
     assert result.returncode == 0, result.stderr[-2000:]
     document = json.loads(result.stdout)
     accuracies, threshold = document["person_accuracies"], document["known_threshold"]
@@ -241,8 +246,8 @@ def test_a_checkpoints_pretrained_knowledge_trains_nothing_and_is_drawn_from_wha
     # seed 1; seed 0's random preferences happen to match one person's answers 8 of 10 since the world's
     # vocabulary holds the held-out people's names)
     build_tiny_llava(build_people_world("people-tiny").vocabulary(), seed=1, directory=blank)
-    result = pulse_cli(home, "--method", "ga", "--data", "people-tiny", "--model", str(blank), "--knowledge",
-                       "pretrained", "--forget", "1", "--mc-scoring", "option", "--device", "cpu", "--json")
+    result = pulse_in_process(home, "--method", "ga", "--data", "people-tiny", "--model", str(blank), "--knowledge",
+                              "pretrained", "--forget", "1", "--mc-scoring", "option", "--device", "cpu", "--json")
     assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0 and "the checkpoint answers 0 of the 8 people" in result.stderr
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, cli, cli_env, wait_until
+from conftest import ROOT, cli, cli_env, run_in_process, wait_until
 from engine import spec as specs
 from engine.errors import SpecError
 from engine.spec.catalog import method_variant
@@ -17,8 +17,7 @@ NEW = ("graddiff", "simnpo", "idk", "idkdpo", "rmu", "mmunlearner", "masked_ga")
 
 
 def test_listed_with_their_parameters(home):
-    out = subprocess.run(cli("methods", "--json"), cwd=ROOT, env=cli_env(home), capture_output=True, text=True,
-                         timeout=60)
+    out = run_in_process(home, "methods", "--json")
     rows = {row["name"]: row for row in json.loads(out.stdout)["methods"]}
     assert set(NEW) <= set(rows) and rows["ga_klr"]["aliases"] == [] and "kl_min" in rows
     assert all(row["variant"] for row in rows.values())  # every method names the variant it is
@@ -95,13 +94,12 @@ def test_every_new_method_runs_a_sequence_on_llava(home, method):
 
 
 def test_kl_min_through_the_cli(home):
-    listed = subprocess.run(cli("methods"), cwd=ROOT, env=cli_env(home), capture_output=True, text=True, timeout=60)
+    listed = run_in_process(home, "methods")
     lines = listed.stdout.splitlines()
     assert any(line.startswith("kl_min ") for line in lines) and any(line.startswith("ga_klr ") for line in lines)
     assert sum("variant: " in line for line in lines) == len(specs.METHODS)
-    result = subprocess.run(cli("pulse", "--method", "kl_min", "--data", "people-tiny", "--requests", "1",
-                                "--epochs", "1", "--device", "cpu", "--json"),
-                            cwd=ROOT, env=cli_env(home), capture_output=True, text=True, timeout=600)
+    result = run_in_process(home, "pulse", "--method", "kl_min", "--data", "people-tiny", "--requests", "1",
+                            "--epochs", "1", "--device", "cpu", "--json")
     assert result.returncode == 0, result.stderr[-2000:]
     document = json.loads(result.stdout)
     assert document["method"] == "kl_min" and document["variant"] == method_variant("kl_min")
@@ -136,9 +134,8 @@ def test_rmu_defaults_scaled_and_the_steered_layer_moves(home):
 
 
 def test_npo_on_qwen2_vl_through_the_cli(home):
-    result = subprocess.run(cli("pulse", "--method", "npo", "--data", "people-tiny", "--model", "qwen2-vl-tiny",
-                                "--requests", "2", "--device", "cpu", "--json"),
-                            cwd=ROOT, env=cli_env(home), capture_output=True, text=True, timeout=600)
+    result = run_in_process(home, "pulse", "--method", "npo", "--data", "people-tiny", "--model", "qwen2-vl-tiny",
+                            "--requests", "2", "--device", "cpu", "--json")
     assert result.returncode == 0, result.stderr[-2000:]
     document = json.loads(result.stdout)
     assert document["model"] == "qwen2-vl-tiny" and len(document["requests"]) == 2

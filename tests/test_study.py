@@ -1,4 +1,4 @@
-"""`mmul-workbench study`: the grid of runs end to end (real subprocess, tiny models), its resume, its
+"""`mmul-workbench study`: the grid of runs end to end (the CLI's app in this process, tiny models), its resume, its
 aggregation and the Retrain-relative scores checked by hand, and bad input refused before anything runs."""
 import json
 import math
@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, cli, cli_env
+from conftest import ROOT, cli_env, run_in_process
 
 from engine.metrics.forget_quality import forget_quality, unit_means
 from sessions.study import aggregate, mean_std, median_per_seed, rank, relative_scores, study_id
@@ -18,9 +18,8 @@ MUST_HOLD = ("df_dr_auc", "test.r_mean", "auc_gap_to_retrain", "test_gap_to_retr
              "mia.df_member_rate", "mia.auc")
 
 
-def run_cli(home, *args, timeout=600):
-    env = dict(cli_env(home), OMP_NUM_THREADS="1")
-    return subprocess.run(cli(*args), env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+def run_cli(home, *args):
+    return run_in_process(home, *args)
 
 
 # --- forget quality: the KS p-value, checked by hand --------------------------------------------------
