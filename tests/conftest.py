@@ -22,7 +22,8 @@ SLOW_FILES = (
     "test_pulse.py", "test_cache_keys.py", "test_graph_text.py", "test_requests.py", "test_tui_tmux.py",
     "test_history.py", "test_study_engine.py", "test_parallel.py", "test_study.py", "test_cli.py", "test_tui.py",
     "test_deployed.py", "test_engine_hardening.py", "test_disk_full.py", "test_guards.py", "test_compile.py",
-    "test_engine_daemon_real.py", "test_numbers.py", "test_input_checks.py",
+    "test_engine_daemon_real.py", "test_numbers.py", "test_input_checks.py", "test_fact_deletion.py",
+    "test_attacks_people.py",
 )
 
 

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import torch
 
-from conftest import ROOT, cli, cli_env
+from conftest import ROOT, cli, cli_env, run_in_process
 from engine.data.fact_deletion import select_facts, split_facts, world_facts
 from engine.data.labelled import unit_texts
 from engine.data.registry import load_data
@@ -157,8 +157,8 @@ def test_bad_granularity_input_is_one_line(home, tmp_path):
 
 
 def test_run_forgets_facts_on_shapes_tiny(home):
-    out = run_cli(home, "run", "--method", "neggrad", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4",
-                  "--granularity", "fact", "--epochs", "1", "--json")
+    out = run_in_process(home, "run", "--method", "neggrad", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4",
+                         "--granularity", "fact", "--epochs", "1", "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     deletion = result["deletion"]
@@ -166,14 +166,14 @@ def test_run_forgets_facts_on_shapes_tiny(home):
     assert all("#" in fid for fid in deletion["facts"])
     for block in ("df", "dr", "holdout_identity", "holdout_association"):
         assert "r_mean" in result["metrics"][block] and "r_mean" in result["original_metrics"][block]
-    shown = run_cli(home, "sessions", "show", result["session"], "--events", "0")
+    shown = run_in_process(home, "sessions", "show", result["session"], "--events", "0")
     assert f"deletion: random 4 s42 facts: {', '.join(deletion['facts'])}" in " ".join(shown.stdout.split())
 
 
 def test_run_forgets_facts_and_keeps_the_others_on_people_tiny(home):
     """`run` on a people world is a PULSE run of one request; --delete 4 at fact granularity forgets 4 facts."""
-    out = run_cli(home, "run", "--method", "ga", "--model", "llava-tiny", "--data", "people-tiny",
-                  "--granularity", "fact", "--delete", "4", "--lr", "3e-3", "--json")
+    out = run_in_process(home, "run", "--method", "ga", "--model", "llava-tiny", "--data", "people-tiny",
+                         "--granularity", "fact", "--delete", "4", "--lr", "3e-3", "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["kind"] == "pulse" and result["deletion"]["granularity"] == "fact"
@@ -183,7 +183,7 @@ def test_run_forgets_facts_and_keeps_the_others_on_people_tiny(home):
     assert before["forget"] == before["holdout_identity"] == {"image": 1.0, "text": 1.0}
     # the deleted facts' photo questions go (measured 0.75); the same people's other facts stay (1.0)
     assert after["forget"]["image"] < 1.0 and after["holdout_identity"]["image"] >= 0.9
-    shown = run_cli(home, "sessions", "show", result["session"], "--events", "0")
+    shown = run_in_process(home, "sessions", "show", result["session"], "--events", "0")
     assert f"deletion: 4 facts: {', '.join(result['deletion']['facts'])}" in " ".join(shown.stdout.split())
 
 
