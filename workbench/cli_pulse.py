@@ -58,14 +58,7 @@ def pulse(
         raw["original"] = original
     if cache_dir is not None:
         raw["artifacts"] = str(cache_dir.expanduser().resolve())
-    try:
-        spec = specs.validate_pulse(absolute_paths(raw))  # the engine's directory is $MMUL_HOME
-    except SpecError as error:
-        fail(str(error))
-    result = run_session(spec, label=f"pulse {method}")
-    if as_json:
-        return print_json(result)
-    print_requests(result)
+    run_pulse(raw, as_json)
 
 
 def run_people(*, method: str, model: str, data: str, delete: Optional[int], other, granularity: str,
@@ -85,11 +78,17 @@ def run_people(*, method: str, model: str, data: str, delete: Optional[int], oth
            "params": params}
     if granularity != specs.GRANULARITY.default:
         raw["granularity"] = granularity
+    run_pulse(raw, as_json)
+
+
+def run_pulse(raw: dict, as_json: bool) -> None:
+    """Validate a raw PULSE spec (paths made absolute: the engine's directory is $MMUL_HOME), run it headless
+    and print its table or its JSON document."""
     try:
         spec = specs.validate_pulse(absolute_paths(raw))
     except SpecError as error:
         fail(str(error))
-    result = run_session(spec, label=f"pulse {method}")
+    result = run_session(spec, label=f"pulse {raw['method']}")
     if as_json:
         return print_json(result)
     print_requests(result)

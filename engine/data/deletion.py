@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import re
 from pathlib import Path
+from typing import Callable
 
 from engine.data.labelled import unit_texts
 from engine.errors import SpecError
@@ -53,42 +54,53 @@ def unknown_ids_error(path, lines: list[tuple[int, str]], unknown: list[str], kn
                      f"per line, like {example}")
 
 
-def _words(text: str) -> list[str]:
+def words(text: str) -> list[str]:
     return re.findall(r"[\w-]+", text.lower())
 
 
-def select_units(units, deletion: dict) -> list[int]:
+def select_positions(ids: list[str], deletion: dict, matches: Callable[[int, list[str]], bool], what: str,
+                     query_hint: str = "") -> list[int]:
+    """Positions (in `ids`' order) of what a deletion spec names among `ids`, the training units' or facts' ids:
+    `random` N by seed, `ids` from a file, `query` the positions where `matches(position, query words)`
+    (at most N of them, drawn by seed); refused in one line when nothing or everything would be deleted."""
     strategy, n, seed = deletion["strategy"], deletion.get("n"), deletion.get("seed", 42)
-    total = len(units)
+    total = len(ids)
     if strategy == "random":
         if n >= total:
-            raise SpecError(f"--delete {n} leaves no remaining data: the training set has {total} units; choose N < {total}")
+            raise SpecError(f"--delete {n} leaves no remaining data: the training set has {total} {what}s; "
+                            f"choose N < {total}")
         return sorted(random.Random(seed).sample(range(total), n))
     if strategy == "ids":
         lines = read_id_lines(deletion["file"])
-        ids = list(dict.fromkeys(unit_id for _, unit_id in lines))
+        wanted_ids = list(dict.fromkeys(named for _, named in lines))
         if n is not None:
-            if n > len(ids):
-                raise SpecError(f"--delete {n} asks for more ids than the {len(ids)} in {deletion['file']}")
-            ids = ids[:n]
-        position = {unit.unit_id: index for index, unit in enumerate(units)}
-        unknown = [unit_id for unit_id in ids if unit_id not in position]
+            if n > len(wanted_ids):
+                raise SpecError(f"--delete {n} asks for more ids than the {len(wanted_ids)} in {deletion['file']}")
+            wanted_ids = wanted_ids[:n]
+        position = {named: index for index, named in enumerate(ids)}
+        unknown = [named for named in wanted_ids if named not in position]
         if unknown:
-            known_any = any(unit_id in position for _, unit_id in lines)
-            raise unknown_ids_error(deletion["file"], lines, unknown, known_any, units[0].unit_id if units else "?")
-        chosen = sorted(position[unit_id] for unit_id in ids)
+            known_any = any(named in position for _, named in lines)
+            raise unknown_ids_error(deletion["file"], lines, unknown, known_any, ids[0] if ids else "?", what)
+        chosen = sorted(position[named] for named in wanted_ids)
     else:
-        wanted = _words(deletion["query"])
-        matching = [i for i, unit in enumerate(units)
-                    if any(all(w in _words(c) for w in wanted) for c in unit_texts(unit))]
-        if not matching:
-            raise SpecError(f"no training unit has a text matching {deletion['query']!r}; try fewer or other words")
-        if n is not None and n < len(matching):
-            matching = sorted(random.Random(seed).sample(matching, n))
-        chosen = matching
+        wanted = words(deletion["query"])
+        chosen = [i for i in range(total) if matches(i, wanted)]
+        if not chosen:
+            raise SpecError(f"no training {what} has a text matching {deletion['query']!r}; try fewer or other "
+                            f"words{query_hint}")
+        if n is not None and n < len(chosen):
+            chosen = sorted(random.Random(seed).sample(chosen, n))
     if len(chosen) >= total:
-        raise SpecError(f"the deletion set covers all {total} training units; nothing would remain to keep")
+        raise SpecError(f"the deletion set covers all {total} training {what}s; nothing would remain to keep")
     return chosen
+
+
+def select_units(units, deletion: dict) -> list[int]:
+    def matches(index: int, wanted: list[str]) -> bool:
+        return any(all(w in words(text) for w in wanted) for text in unit_texts(units[index]))
+
+    return select_positions([unit.unit_id for unit in units], deletion, matches, "unit")
 
 
 def split_requests(units: list, k: int) -> list[list]:

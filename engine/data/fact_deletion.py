@@ -24,14 +24,11 @@ unit level, the units of other entities sharing a touched entity's mark.
 from __future__ import annotations
 
 import dataclasses
-import random
-import re
 from dataclasses import dataclass
 
-from engine.data.deletion import read_id_lines, unknown_ids_error
+from engine.data.deletion import select_positions, words
 from engine.data.facts import UnitFacts
 from engine.data.labelled import unit_texts
-from engine.errors import SpecError
 from engine.spec.validate import no_facts
 
 SEPARATOR = "#"
@@ -80,45 +77,18 @@ def world_facts(world) -> list[FactRef]:
     return refs
 
 
-def words(text: str) -> list[str]:
-    return re.findall(r"[\w-]+", text.lower())
-
-
 def select_facts(world, deletion: dict) -> list[FactRef]:
     """The facts a deletion spec names, in world order: `random` N facts by seed, `ids` fact ids from a file,
     `query` the facts one of whose texts (with the fact's key as one more word) holds every query word."""
     facts = world_facts(world)
-    strategy, n, seed = deletion["strategy"], deletion.get("n"), deletion.get("seed", 42)
-    total = len(facts)
-    if strategy == "random":
-        if n >= total:
-            raise SpecError(f"--delete {n} facts leaves no remaining fact: the training set has {total}; choose N < {total}")
-        chosen = sorted(random.Random(seed).sample(range(total), n))
-    elif strategy == "ids":
-        lines = read_id_lines(deletion["file"])
-        ids = list(dict.fromkeys(fid for _, fid in lines))
-        if n is not None:
-            if n > len(ids):
-                raise SpecError(f"--delete {n} asks for more ids than the {len(ids)} in {deletion['file']}")
-            ids = ids[:n]
-        position = {fact.fact_id: index for index, fact in enumerate(facts)}
-        unknown = [fid for fid in ids if fid not in position]
-        if unknown:
-            known_any = any(fid in position for _, fid in lines)
-            raise unknown_ids_error(deletion["file"], lines, unknown, known_any, facts[0].fact_id, "fact")
-        chosen = sorted(position[fid] for fid in ids)
-    else:
-        wanted = words(deletion["query"])
-        chosen = [i for i, fact in enumerate(facts)
-                  if any(all(w in [fact.key, *words(unit_texts(world.train[fact.unit])[t])] for w in wanted)
-                         for t in fact.texts)]
-        if not chosen:
-            raise SpecError(f"no fact has a text matching {deletion['query']!r}; try fewer or other words "
-                            f"(a fact's key, {', '.join(KEYS)}, counts as a word of its texts)")
-        if n is not None and n < len(chosen):
-            chosen = sorted(random.Random(seed).sample(chosen, n))
-    if len(chosen) >= total:
-        raise SpecError(f"the deletion set covers all {total} facts; nothing would remain to keep")
+
+    def matches(index: int, wanted: list[str]) -> bool:
+        fact = facts[index]
+        return any(all(w in [fact.key, *words(unit_texts(world.train[fact.unit])[t])] for w in wanted)
+                   for t in fact.texts)
+
+    chosen = select_positions([fact.fact_id for fact in facts], deletion, matches, "fact",
+                              f" (a fact's key, {', '.join(KEYS)}, counts as a word of its texts)")
     return [facts[i] for i in chosen]
 
 
