@@ -11,7 +11,7 @@ What differs from the tasks over units (retrieval, classification), and nothing 
   LoRA merged after; `--on neighbours` (an embedding search over units) is not offered on people data;
 - rephrasing re-asks every forget person's evaluation questions in the people world's paraphrase wording
   (`Fact.asks[1]`, engine/data/people.py; or a user file's paraphrase of the question text) with the portrait
-  transformed as the other worlds' images are (engine/attacks/rephrase.transform_image: crop, flip, colour
+  transformed as the other worlds' images are (engine/attacks/image_transform.py: crop, flip, colour
   jitter; the questions name no side, so a flip changes no text). The MMBench retention's reference is the
   original's MMBench accuracy as the session stored it.
 """
@@ -20,6 +20,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import random
+
+from engine.attacks.image_transform import transform_image
 
 HEADLINE = "forget.accuracy"
 
@@ -49,8 +51,6 @@ def relearn_setting(task) -> dict:
 def rephrased_question(question, rng: random.Random, table: dict[str, list[str]]):
     """One evaluation question re-worded (a file's paraphrase, else the world's `asks[1]`) and its image
     transformed; (the question, whether its text changed)."""
-    from engine.attacks.rephrase import transform_image
-
     text = question.question
     new = (rng.choice(table[text]) if text in table else text) if table else builtin_paraphrase(question)
     image = transform_image(question.image, rng, rng.random() < 0.5) if question.image is not None else None

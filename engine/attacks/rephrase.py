@@ -29,12 +29,9 @@ import random
 import re
 from pathlib import Path
 
-from PIL import Image, ImageEnhance
-
+from engine.attacks.image_transform import transform_image
 from engine.errors import SpecError
 
-CROP_KEEP = (0.8, 1.0)
-JITTER = (0.8, 1.2)
 _SIDES = re.compile(r"\b(left|right)\b")
 IMAGES = "crop 80-100% per side, flip p=0.5 (left/right swapped in texts), brightness/contrast/saturation x[0.8, 1.2]"
 
@@ -79,20 +76,6 @@ def builtin_paraphrases(unit, rng: random.Random) -> list[str] | None:
         return None
     rng.shuffle(unseen)
     return [unseen[i % len(unseen)] for i in range(len(unit.captions))]
-
-
-def transform_image(image, rng: random.Random, flip: bool) -> Image.Image:
-    """One image cropped, maybe flipped and jittered (a real-data `ImageFile` is decoded first)."""
-    image = image if isinstance(image, Image.Image) else image.open()
-    width, height = image.size
-    keep_w, keep_h = (max(1, round(side * rng.uniform(*CROP_KEEP))) for side in (width, height))
-    left, top = rng.randint(0, width - keep_w), rng.randint(0, height - keep_h)
-    out = image.convert("RGB").crop((left, top, left + keep_w, top + keep_h)).resize((width, height), Image.BICUBIC)
-    if flip:
-        out = out.transpose(Image.FLIP_LEFT_RIGHT)
-    for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
-        out = enhance(out).enhance(rng.uniform(*JITTER))
-    return out
 
 
 def rephrased_unit(unit, rng: random.Random, table: dict[str, list[str]]) -> tuple[object, int]:
