@@ -24,6 +24,8 @@ sys.path.insert(0, str(ROOT))
 from bench.kept_runs import run_kept  # noqa: E402
 from sessions.continual_table import table_lines  # noqa: E402  (pure Python)
 
+MATRIX = ("matrix", "before", "utility")  # the table reads the summary; the matrix stays in each run's session
+
 
 
 def main() -> None:
@@ -49,7 +51,8 @@ def main() -> None:
             print(f"done {method} seed {seed} in {document['wall_seconds']:.0f} s", file=sys.stderr)
             cells.append({"method": method, "seed": seed, "variant": document.get("variant"),
                           "metrics": document["metrics"], "original_metrics": document["original_metrics"],
-                          "history": document["history"], "seconds": document.get("seconds"),
+                          "history": {key: value for key, value in document["history"].items() if key not in MATRIX},
+                          "seconds": document.get("seconds"),
                           "wall_seconds": document["wall_seconds"]})
     grid = {"continual": cells, "model": args.model, "data": args.data, "requests": args.requests,
             "eval_every": args.eval_every}

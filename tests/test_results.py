@@ -25,7 +25,7 @@ def test_a_table_matches_its_json(path):
 
 
 def test_a_changed_number_is_caught():
-    record = json.loads(RECORDS[0].read_text())
+    record = next(r for r in map(json.loads, (path.read_text() for path in RECORDS)) if "runs" in r["document"])
     page = results.TARGET.read_text()
     first = record["document"]["runs"][0]["metrics"]
     first["df_dr_auc"] = (first.get("df_dr_auc") or 0) + 0.123
