@@ -143,13 +143,14 @@ def count_ticks(screen) -> list:
     return ticks
 
 
-async def wait_until(pilot, predicate, timeout: float = 10.0) -> None:
-    """Let a Textual pilot run until ``predicate()`` holds; fail after ``timeout`` seconds."""
+async def wait_until(pilot, predicate, timeout: float = 10.0, interval: float = 0.05) -> None:
+    """Let a Textual pilot run until ``predicate()`` holds, checking every ``interval`` seconds of app time
+    (the pilot's pause lets the app handle what is pending); fail after ``timeout`` seconds."""
     import time
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
-        await pilot.pause(0.05)
+        await pilot.pause(interval)
     raise AssertionError("condition not met in time")
