@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.kept_runs import run_kept  # noqa: E402
+from bench.kept_runs import add_grid_options, grid_env, run_kept  # noqa: E402
 from sessions.continual_table import table_lines  # noqa: E402  (pure Python)
 
 MATRIX = ("matrix", "before", "utility")  # the table reads the summary; the matrix stays in each run's session
@@ -35,12 +33,9 @@ def main() -> None:
     parser.add_argument("--data", default="shapes-tiny")
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--eval-every", type=int, default=10)
-    parser.add_argument("--seeds", default="42,87,21")
-    parser.add_argument("--home", default=None, help="MMUL_HOME for the runs (default: $MMUL_HOME or a temp dir)")
-    parser.add_argument("--json-out", default=None, help="write the grid here (a results record's input)")
+    add_grid_options(parser)
     args = parser.parse_args()
-    env = dict(os.environ)
-    env["MMUL_HOME"] = args.home or env.get("MMUL_HOME") or tempfile.mkdtemp(prefix="mmul-continual-bench-")
+    env = grid_env(args.home, "mmul-continual-bench-")
     cells = []
     for seed in (int(s) for s in args.seeds.split(",")):
         for method in args.methods.split(","):

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.kept_runs import run_kept  # noqa: E402
+from bench.kept_runs import add_grid_options, grid_env, run_kept  # noqa: E402
 from sessions.worlds_table import table_lines  # noqa: E402  (pure Python)
 
 WORLDS = "shapes-tiny:clip-tiny,shapes-ve-tiny:blip-tiny,shapes-nlvr2-tiny:blip-tiny,graph-tiny:gcn-bert-tiny"
@@ -36,13 +34,10 @@ def run_cell(world: str, model: str, seed: int, delete: int, env: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worlds", default=WORLDS, help="comma-separated WORLD:MODEL pairs")
-    parser.add_argument("--seeds", default="42,87,21")
     parser.add_argument("--delete", type=int, default=16)
-    parser.add_argument("--home", default=None, help="MMUL_HOME for the runs (default: $MMUL_HOME or a temp dir)")
-    parser.add_argument("--json-out", default=None, help="write the grid's documents here (a results record's input)")
+    add_grid_options(parser)
     args = parser.parse_args()
-    env = dict(os.environ)
-    env["MMUL_HOME"] = args.home or env.get("MMUL_HOME") or tempfile.mkdtemp(prefix="mmul-worlds-bench-")
+    env = grid_env(args.home, "mmul-worlds-bench-")
     cells = []
     for pair in args.worlds.split(","):
         world, model = pair.split(":")

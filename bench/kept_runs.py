@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,3 +31,17 @@ def run_kept(args: list[str], env: dict, keep: str) -> dict:
     staging.write_text(json.dumps(document))
     os.replace(staging, kept)
     return document
+
+
+def add_grid_options(parser, seeds: str = "42,87,21") -> None:
+    """The options every kept-run grid takes: the seeds, the home its runs share, where its grid goes."""
+    parser.add_argument("--seeds", default=seeds)
+    parser.add_argument("--home", default=None, help="MMUL_HOME for the runs (default: $MMUL_HOME or a temp dir)")
+    parser.add_argument("--json-out", default=None, help="write the grid here (a results record's input)")
+
+
+def grid_env(home: str | None, prefix: str) -> dict:
+    """This environment with MMUL_HOME set to `home`, else $MMUL_HOME, else a new temp dir."""
+    env = dict(os.environ)
+    env["MMUL_HOME"] = home or env.get("MMUL_HOME") or tempfile.mkdtemp(prefix=prefix)
+    return env
