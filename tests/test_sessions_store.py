@@ -247,6 +247,7 @@ READER = textwrap.dedent("""
     path = store.session_dir(sid) / "session.json"
     reads = errors = last = 0
     deadline = time.time() + 30
+    print("ready", flush=True)
     while time.time() < deadline:
         try:
             json.loads(path.read_bytes())
@@ -272,6 +273,7 @@ def test_reader_process_in_tight_loop_sees_no_errors(tmp_path):
     reader = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
     try:
+        assert reader.stdout.readline().strip() == "ready"  # writes start once the reader reads, not before
         for i in range(2500):
             _steps(writer, 1, start=i)
             if i % 500 == 0:
