@@ -159,7 +159,18 @@ def refreshed(text: str, record: dict) -> str:
     return pattern.sub(lambda match: match.group(1) + render(record) + match.group(3), text)
 
 
+USAGE = ("usage: python -m workbench.results RECORD.json [PAGE.md ...]  (fill the record's block)\n"
+         "       python -m workbench.results --record NAME --command \"...\" < OUTPUT.json  (make a record)")
+
+
+def usage_error(problem: str) -> None:
+    print(problem + USAGE, file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main(argv: list[str]) -> None:
+    if not argv or argv[0] in ("-h", "--help") or (argv[0] == "--record" and (len(argv) < 2 or "--command" not in argv[:-1])):
+        usage_error("")
     if argv[:1] == ["--record"]:
         name, command = argv[1], argv[argv.index("--command") + 1]
         RESULTS.mkdir(parents=True, exist_ok=True)
@@ -167,6 +178,8 @@ def main(argv: list[str]) -> None:
         path.write_text(json.dumps(make_record(name, command, json.load(sys.stdin)), indent=1) + "\n")
         print(path)
         return
+    if not Path(argv[0]).is_file():
+        usage_error(f"{argv[0]}: no such record (a docs/results/NAME.json file)\n")
     record = json.loads(Path(argv[0]).read_text())
     for target in argv[1:] or [str(TARGET)]:
         Path(target).write_text(refreshed(Path(target).read_text(), record))
