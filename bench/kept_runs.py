@@ -1,5 +1,7 @@
 """One `mmul-workbench ... --json` run as a subprocess whose document is kept under $MMUL_HOME/KEEP/, so that a
-bench grid re-run after a failure or an interruption runs only the cells it has no document for."""
+bench grid re-run after a failure or an interruption runs only the cells it has no document for. A kept document
+is keyed by the command and the engine's source, so a grid re-run after the engine changed (a recipe, a world, a
+method) runs again instead of reporting what the old code measured."""
 from __future__ import annotations
 
 import hashlib
@@ -14,9 +16,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def engine_source_digest() -> str:
+    """A digest of every engine source file's path and bytes: what a kept document was measured with."""
+    digest = hashlib.sha1()
+    for path in sorted((ROOT / "engine").rglob("*.py")):
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def run_kept(args: list[str], env: dict, keep: str) -> dict:
     """The `--json` document of `python -m workbench.cli ARGS`, with its `wall_seconds`; SystemExit on failure."""
-    kept = Path(env["MMUL_HOME"]) / keep / (hashlib.sha1(" ".join(args).encode()).hexdigest()[:16] + ".json")
+    key = hashlib.sha1((" ".join(args) + "\0" + engine_source_digest()).encode()).hexdigest()[:16]
+    kept = Path(env["MMUL_HOME"]) / keep / (key + ".json")
     if kept.exists():
         return json.loads(kept.read_text())
     started = time.perf_counter()

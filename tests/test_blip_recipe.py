@@ -80,3 +80,24 @@ def test_the_tiny_models_key_follows_the_scale_so_no_cached_build_is_reused(tmp_
     assert after != before and json.loads((after / "config.json").read_text())["text_config"]["initializer_range"] == 0.05
     clip = tiny_model_dir("clip-tiny", world, seed=3, cache=tmp_path, task="retrieval")
     assert "init" not in recorded_fingerprint(clip) and "init" in recorded_fingerprint(after)  # clip keeps its key
+
+
+def test_a_built_in_world_with_its_own_tiny_recipe_trains_its_original_and_retrain_with_it(tmp_path):
+    """shapes-ve-tiny's row (chosen on its validation split, issue 24 item 6) replaces the default for its original
+    and its Retrain, and the original's cache key says so; a world without a row keeps the default."""
+    from engine.tasks.classification import RECIPES as CLASSIFICATION
+
+    def task(data):
+        spec = validate({"method": "retrain", "model": "blip-tiny", "data": data, "seed": 3, "device": "cpu",
+                         "deletion": {"strategy": "random", "n": 2}})
+        return spec, task_for(spec, lambda *a, **k: None, lambda: False, tmp_path)
+
+    ve_spec, ve = task("shapes-ve-tiny")
+    nlvr2_spec, nlvr2 = task("shapes-nlvr2-tiny")
+    own, default = CLASSIFICATION["tiny:shapes-ve-tiny"], CLASSIFICATION["tiny"]
+    assert (own["lr"], own["epochs"]) != (default["lr"], default["epochs"])
+    assert ve.recipe == own and nlvr2.recipe == default
+    assert ve.unlearn_defaults(True) == {"lr": own["lr"], "epochs": own["epochs"], "retain_batch_size": 32}
+    assert ve.unlearn_defaults(False)["lr"] == default["unlearn_lr"]
+    assert original_fingerprint(ve, ve_spec)["recipe"] == own
+    assert original_fingerprint(nlvr2, nlvr2_spec)["recipe"] == default

@@ -34,14 +34,25 @@ EVAL_BATCH = 128
 MIA_SAMPLE = 2000
 
 # Original-model recipes. "tiny": a tiny BLIP, ITC-pre-trained on the world's captioned pictures, fine-tuned
-# on a built-in world; tuned on the val split only (lr 2e-4..1e-3, 12..34 epochs; at 3e-4 x 30 the val
+# on a built-in world; tuned on the val split only, before the worlds carried memorised facts (lr 2e-4..1e-3,
+# 12..34 epochs; at 3e-4 x 30 the val
 # accuracy is 74.5% on shapes-ve, chance 33%, and 63.0% on shapes-nlvr2, chance 50%: the accuracy climbs only
 # after epoch 15, when entailment starts to be told from contradiction). "pretrained": a real checkpoint
 # fine-tuned at the rate the released MultiDelete fine-tunes and unlearns ALBEF on SNLI-VE and NLVR2 (2e-5).
 # unlearn_lr: every method's default rate, the training rate as for retrieval.
+# "tiny:<world>": a built-in world's own (issue 24 item 6), chosen on the validation split only: the highest val
+# accuracy among the recipes whose train accuracy stands at least 15 points above val (a never-seen unit is
+# what Retrain's Df is) at no more than 1.5x the default's steps. shapes-ve-tiny, seed 42 (train / val %):
+# 3e-4 x 30 71.5 / 57.8 (gap 13.7: too little memorised), 6e-4 x 40 85.0 / 57.8, 1e-3 x 30 83.2 / 53.1,
+# 3e-4 x 80 91.7 / 59.9 (2.7x the steps). The unlearning rate stays the default's: it was not part of the choice.
+# shapes-nlvr2-tiny and graph-tiny keep the default: it already memorises (gaps 20 and 70 points) and the
+# candidates above did not move their validation-split Df/Dr AUC (docs/pages/results.md, "Can each built-in
+# world show forgetting?"). Each figure: `python bench/recipe_on_validation.py WORLD --lr LR --epochs N`.
 RECIPES = {
     "tiny": {"lr": 3e-4, "epochs": 30, "batch_size": 32, "unlearn_lr": 3e-4,
              "pretrain": {"lr": 5e-4, "epochs": 30, "batch_size": 64}},
+    "tiny:shapes-ve-tiny": {"lr": 6e-4, "epochs": 40, "batch_size": 32, "unlearn_lr": 3e-4,
+                            "pretrain": {"lr": 5e-4, "epochs": 30, "batch_size": 64}},
     "pretrained": {"lr": 2e-5, "epochs": 5, "batch_size": 32, "unlearn_lr": 2e-5},
 }
 

@@ -38,7 +38,8 @@ class UnitTask:
         self.world = load_data(spec["data"])
         self.data_name = self.world.name
         self.data_fingerprint = data_fingerprint(spec["data"])  # the original's cache key: content, not name
-        self.recipe = dict(self.RECIPES["tiny" if spec["model"] in MODELS else "pretrained"])
+        tiny = self.RECIPES.get(f"tiny:{self.data_name}", self.RECIPES.get("tiny"))  # a built-in world's own first
+        self.recipe = dict(tiny if spec["model"] in MODELS else self.RECIPES["pretrained"])
         self.train: PairSet | None = None
         self.test: PairSet | None = None
         self.deletion: list[int] = []
