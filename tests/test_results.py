@@ -115,3 +115,34 @@ def test_a_continual_table_summarises_the_history_over_seeds():
     assert row.split(" | ")[1:6] == ["90.0 ± 0.0", "25.0 ± 7.1", "30.0 ± 0.0", "80.0 ± 14.1", "6.2 ± 8.8"]
     assert "- ga_klr, seed 87: request 3's Df rose by 12.5 points by request 40" in table
     assert "seed 42: request" not in table and "100 requests of one unit" in table
+
+
+def test_demo_and_study_tables_show_the_holdout_sets_beside_test_where_the_runs_have_them():
+    """Issue 24: the holdout sets are columns of the demo and study tables on a built-in world; a run on real
+    files (no holdout sets) gets no empty columns."""
+    from sessions.study import aggregate
+    from engine.spec import shown_columns
+
+    def metrics(holdout: bool) -> dict:
+        return {"df_dr_auc": 0.5, "test": {"accuracy": 60.0}, "df": {"accuracy": 80.0}, "dr": {"accuracy": 79.0},
+                **({"holdout_identity": {"accuracy": 77.5}, "holdout_association": {"accuracy": 66.25}} if holdout else {})}
+
+    def demo(holdout: bool) -> str:
+        runs = [{"method": m, "task": "classification", "data": "shapes-ve-tiny", "seed": 1, "seconds": 1.0,
+                 "metrics": metrics(holdout)} for m in ("retrain", "ft")]
+        document = {"runs": runs, "deletion": {"units": 4}, "original_metrics": metrics(holdout)}
+        return results.render(results.make_record("demo-x", "mmul-workbench demo ...", document))
+
+    header = next(line for line in demo(True).splitlines() if line.startswith("| method"))
+    cells = [cell.strip() for cell in header.split("|")]
+    assert cells.index("holdout identity") == cells.index("Dr acc") + 1
+    assert "77.5" in demo(True) and "66.2" in demo(True)
+    assert "holdout" not in demo(False)
+
+    stats = aggregate([("retrain", 1, {"metrics": metrics(True)}), ("ft", 1, {"metrics": metrics(True)})],
+                      order=["retrain", "ft"])
+    document = {"study": "s", "cells": [], "methods": stats, "spec": {"methods": ["retrain", "ft"], "seeds": [1],
+                "model": "blip-tiny", "data": "shapes-ve-tiny", "task": "classification"}}
+    assert "| holdout identity | holdout association |" in results.render(results.make_record("s", "study", document))
+    assert [c.header for c in shown_columns("classification", lambda metric: False)] == [
+        "Df/Dr AUC", "test acc", "Df acc", "Dr acc", "MIA Df member", "MIA test member", "MIA AUC"]

@@ -68,7 +68,7 @@ def study_html(study: str, tolerance: float) -> str:
         fail(str(exc))
     cells = [(cell["method"], cell["seed"], None) for cell in record.cells]
     document = report(record, cells, tolerance)
-    columns, titles = headline_columns(record.spec["task"]), method_titles()
+    columns, titles = headline_columns(record.spec["task"], document["methods"]), method_titles()
     headers, rows = grid(document, columns, titles)
     metrics = [metric for _, metric in columns] or headline_names(document["methods"])
     store, finished = SessionStore(), []

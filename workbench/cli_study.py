@@ -452,7 +452,7 @@ def print_study(document: dict) -> None:
 
     spec = document["spec"]
     table = Table(title=study_title(document))
-    headers, rows = grid(document, headline_columns(spec["task"]) + attack_columns(document.get("attacks") or []),
+    headers, rows = grid(document, headline_columns(spec["task"], document["methods"]) + attack_columns(document.get("attacks") or []),
                          method_titles(), cost=False)
     for header in headers:
         table.add_column(header, justify="left" if header == "method" else "right")
@@ -477,9 +477,11 @@ def study_title(document: dict) -> str:
             f"{deletion_words(spec['deletion'])}, seeds {', '.join(map(str, spec['seeds']))}")
 
 
-def headline_columns(task: str) -> list[tuple[str, str]]:
-    """The task's headline columns as (header, metric)."""
-    return [(c.header, c.metric) for c in specs.TASKS[task].columns] if task in specs.TASKS else []
+def headline_columns(task: str, stats: dict) -> list[tuple[str, str]]:
+    """The task's headline columns as (header, metric), the holdout sets' where the study's runs have them
+    (`stats`: per method {metric: ...})."""
+    return [(c.header, c.metric) for c in specs.shown_columns(
+        task, lambda metric: any(metric in per_method for per_method in stats.values()))]
 
 
 def method_titles() -> dict[str, str]:

@@ -66,7 +66,7 @@ class Rule:
 def rule_metrics(task: str) -> tuple[str, ...]:
     """The metric names a rule may name on a task: its headline columns measured on validation, or the QA groups."""
     columns = TASKS[task].columns
-    return tuple(validation_name(c.metric) for c in columns) if columns else MULTIPLE_CHOICE_METRICS
+    return tuple(validation_name(c.metric) for c in columns if not c.optional) if columns else MULTIPLE_CHOICE_METRICS
 
 
 def parse_rules(text: str | None, task: str) -> tuple[Rule, ...]:
