@@ -1,11 +1,13 @@
-"""The headless CLI as a user runs it: a real subprocess, a temp $MMUL_HOME, real tiny models."""
+"""The headless CLI as a user runs it: a real subprocess, a temp $MMUL_HOME, real tiny models. Tests about what a
+run prints and records beyond the first (the demo table, a NaN run, export and read back) call the same typer app
+in-process (conftest.run_in_process): a fresh interpreter importing torch costs seconds a call."""
 import json
 import subprocess
 import sys
 
 import pytest
 
-from conftest import ROOT, cli, cli_env
+from conftest import ROOT, cli, cli_env, run_in_process
 
 HEAVY = ("torch", "transformers", "torch_geometric", "peft", "textual", "plotext")
 
@@ -117,8 +119,8 @@ def test_end_to_end_run_json(home):
 
 
 def test_demo_subset_table(home):
-    out = run_cli(home, "demo", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "8",
-                  "--methods", "ft,neggrad,d2d")
+    out = run_in_process(home, "demo", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "8",
+                           "--methods", "ft,neggrad,d2d")
     assert out.returncode == 0, out.stderr
     for title in ("original", "FT", "NegGrad", "Descent-to-Delete", "Df/Dr AUC"):
         assert title in out.stdout
@@ -127,32 +129,32 @@ def test_demo_subset_table(home):
             "--model clip-tiny --data shapes-tiny --delete 8 --budget matched-steps --tune") in " ".join(out.stdout.split())
 
 
-def test_nan_loss_fails_the_run_and_keeps_the_session(home):
-    out = run_cli(home, "run", "--method", "neggrad", "--model", "clip-tiny", "--data", "shapes-tiny",
-                  "--delete", "16", "--lr", "10", "--max-grad-norm", "0", "--epochs", "3", "--json")  # --lr <= 10
+def test_nan_loss_fails_the_run_and_keeps_the_session(home):  # --lr 10 is the largest the flag takes
+    out = run_in_process(home, "run", "--method", "neggrad", "--model", "clip-tiny", "--data", "shapes-tiny",
+                         "--delete", "16", "--lr", "10", "--max-grad-norm", "0", "--epochs", "3", "--json")
     assert out.returncode == 1 and out.stdout == ""
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("error: loss became nan") and "lower --lr" in last and "Traceback" not in out.stderr
     session = last.rsplit("session ", 1)[1].split()[0]
-    shown = json.loads(run_cli(home, "sessions", "show", session, "--json").stdout)
+    shown = json.loads(run_in_process(home, "sessions", "show", session, "--json").stdout)
     assert shown["state"] == "failed" and "loss became nan" in shown["message"]
     assert any(e["kind"] == "step" for e in shown["events"])  # what ran before the failure is kept
 
 
 def test_data_export_then_read_back_through_run(home, tmp_path):
     target = tmp_path / "flickr"
-    out = run_cli(home, "data", "export", "shapes-tiny", str(target), "--format", "flickr30k", "--json")
+    out = run_in_process(home, "data", "export", "shapes-tiny", str(target), "--format", "flickr30k", "--json")
     assert out.returncode == 0, out.stderr
     assert sorted(p.rsplit("/", 1)[1] for p in json.loads(out.stdout)["files"]) == [
         "flickr30k_test.json", "flickr30k_train.json", "flickr30k_val.json"]
     ids = tmp_path / "ids.txt"
     ids.write_text("shapes-images/000003.png\nshapes-images/999999.png\n")
-    out = run_cli(home, "run", "--method", "ft", "--model", "clip-tiny", "--data", f"flickr30k:{target}",
-                  "--delete-ids", str(ids))
+    out = run_in_process(home, "run", "--method", "ft", "--model", "clip-tiny", "--data", f"flickr30k:{target}",
+                           "--delete-ids", str(ids))
     assert out.returncode == 2 and "unknown unit id shapes-images/999999.png" in out.stderr
-    bad = run_cli(home, "data", "export", "shapes-tiny", str(target), "--format", "mmbench")
+    bad = run_in_process(home, "data", "export", "shapes-tiny", str(target), "--format", "mmbench")
     assert bad.returncode == 2 and "unknown export format" in bad.stderr
-    missing = run_cli(home, "run", "--method", "ft", "--model", "clip-tiny", "--data", "flickr30k:/no/such",
+    missing = run_in_process(home, "run", "--method", "ft", "--model", "clip-tiny", "--data", "flickr30k:/no/such",
                       "--delete", "2")
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 

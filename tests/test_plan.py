@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, cli, cli_env
+from conftest import ROOT, cli, cli_env, run_in_process
 
 MEASURE = r"""
 import json, sys
@@ -175,12 +175,12 @@ def test_bad_input_is_one_line_exit_2(tmp_path):
              (["--model", str(tmp_path), "--method", "nope"], "unknown method"),
              (["--model", str(tmp_path), "--method", "ft", "--dtype", "fp8"], "--dtype must be one of"),
              (["--model", str(tmp_path), "--method", "ft", "--gpu-memory", "lots"], "--gpu-memory"))
-    running = [(subprocess.Popen(cli("plan", *args), cwd=ROOT, env=cli_env(tmp_path), stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True), message) for args, message in cases]
-    for process, message in running:  # started together: each waits on its own imports, not on the others'
-        stdout, stderr = process.communicate(timeout=300)
-        assert process.returncode == 2 and stdout == "" and "Traceback" not in stderr, stderr
-        assert len(stderr.strip().splitlines()) == 1 and message in stderr, stderr
+    (args, message), *others = cases
+    real = subprocess.run(cli("plan", *args), cwd=ROOT, env=cli_env(tmp_path), capture_output=True, text=True,
+                          timeout=300)  # one as a real process exits; the others through the same app in-process
+    for out, message in [(real, message), *((run_in_process(tmp_path, "plan", *a), m) for a, m in others)]:
+        assert out.returncode == 2 and out.stdout == "" and "Traceback" not in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1 and message in out.stderr, out.stderr
 
 
 @pytest.fixture(scope="module")
@@ -200,17 +200,15 @@ def test_run_refuses_a_run_its_plan_says_cannot_fit(tmp_path, clip_checkpoint):
 
     total = format_megabytes(planned(clip_checkpoint, "multidelete")["total_bytes"] / 2**20)
     run = ["run", "--method", "multidelete", "--model", str(clip_checkpoint), "--data", "shapes-tiny", "--device", "cpu"]
-    commands = {  # each refused before anything trains: started together, each in a home of its own
-        "too large": cli(*run, "--delete", "8", "--gpu-memory", "1MB"),
+    commands = {  # each refused before anything trains, each in a home of its own; in-process (what they print)
+        "too large": [*run, "--delete", "8", "--gpu-memory", "1MB"],
         # one that fits prints its plan's total on stderr before anything loads (the deletion set is then refused)
-        "fits": cli(*run, "--delete", "100000", "--gpu-memory", "80GB"),
-        "study": cli("study", "--methods", "ft,multidelete", "--seeds", "1", *run[3:], "--delete", "8",
-                     "--gpu-memory", "1MB"),
+        "fits": [*run, "--delete", "100000", "--gpu-memory", "80GB"],
+        "study": ["study", "--methods", "ft,multidelete", "--seeds", "1", *run[3:], "--delete", "8",
+                  "--gpu-memory", "1MB"],
     }
-    running = {name: subprocess.Popen(command, cwd=ROOT, env=cli_env(tmp_path / name.replace(" ", "-")),
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for name, command in commands.items()}
-    outs = {name: process.communicate(timeout=300) + (process.returncode,) for name, process in running.items()}
+    outs = {name: run_in_process(tmp_path / name.replace(" ", "-"), *command) for name, command in commands.items()}
+    outs = {name: (out.stdout, out.stderr, out.returncode) for name, out in outs.items()}
     stdout, stderr, code = outs["too large"]
     assert code == 2 and stdout == "" and len(stderr.strip().splitlines()) == 1, stderr
     assert f"needs {total} per device by its memory plan" in stderr and "--gpu-memory 1MB" in stderr

@@ -134,11 +134,13 @@ def test_rmu_defaults_scaled_and_the_steered_layer_moves(home):
 
 
 def test_npo_on_qwen2_vl_through_the_cli(home):
+    # one epoch a request: the family and the document's shape are the point (5 epochs cost 12 s more, in evaluation)
     result = run_in_process(home, "pulse", "--method", "npo", "--data", "people-tiny", "--model", "qwen2-vl-tiny",
-                            "--requests", "2", "--device", "cpu", "--json")
+                            "--requests", "2", "--epochs", "1", "--device", "cpu", "--json")
     assert result.returncode == 0, result.stderr[-2000:]
     document = json.loads(result.stdout)
     assert document["model"] == "qwen2-vl-tiny" and len(document["requests"]) == 2
+    assert document["hyperparameters"]["epochs"] == 1
     assert all(set(entry["retain"]) == {"image", "text"} for entry in document["requests"])
 
 
