@@ -135,7 +135,7 @@ def test_demo_and_study_tables_show_the_holdout_sets_beside_test_where_the_runs_
 
     header = next(line for line in demo(True).splitlines() if line.startswith("| method"))
     cells = [cell.strip() for cell in header.split("|")]
-    assert cells.index("holdout identity") == cells.index("Dr acc") + 1
+    assert cells.index("holdout id") == cells.index("Dr acc") + 1
     assert "77.5" in demo(True) and "66.2" in demo(True)
     assert "holdout" not in demo(False)
 
@@ -143,6 +143,6 @@ def test_demo_and_study_tables_show_the_holdout_sets_beside_test_where_the_runs_
                       order=["retrain", "ft"])
     document = {"study": "s", "cells": [], "methods": stats, "spec": {"methods": ["retrain", "ft"], "seeds": [1],
                 "model": "blip-tiny", "data": "shapes-ve-tiny", "task": "classification"}}
-    assert "| holdout identity | holdout association |" in results.render(results.make_record("s", "study", document))
+    assert "| holdout id | holdout assoc |" in results.render(results.make_record("s", "study", document))
     assert [c.header for c in shown_columns("classification", lambda metric: False)] == [
         "Df/Dr AUC", "test acc", "Df acc", "Dr acc", "MIA Df member", "MIA test member", "MIA AUC"]

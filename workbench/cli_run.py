@@ -261,7 +261,7 @@ def print_table(results: list[dict], original: dict | None = None) -> None:
     table = Table(title="unlearning results" + (f" ({first['deletion']['units']} units deleted)" if results else ""))
     headers = ["method", *(c.header for c in columns), *(["Retrain gap"] if gap else []), *COST_HEADERS]
     for header in headers:
-        table.add_column(header, justify="left" if header == "method" else "right")
+        table.add_column(header, justify="left" if header == "method" else "right", no_wrap=header == "method")
 
     def row(label, metrics, result):
         flat = flatten(metrics)
@@ -276,7 +276,7 @@ def print_table(results: list[dict], original: dict | None = None) -> None:
     for result in results:
         row(specs.METHODS[result["method"]].title, result["metrics"], result)
     # piped output keeps whole numbers and names rather than squeezing to 80 columns
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -455,11 +455,11 @@ def print_study(document: dict) -> None:
     headers, rows = grid(document, headline_columns(spec["task"], document["methods"]) + attack_columns(document.get("attacks") or []),
                          method_titles(), cost=False)
     for header in headers:
-        table.add_column(header, justify="left" if header == "method" else "right")
+        table.add_column(header, justify="left" if header == "method" else "right", no_wrap=header == "method")
     for row in rows:
         table.add_row(*row)
     table.caption = grid_caption(document)
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    console = Console(width=None if sys.stdout.isatty() else 240)
     console.print(table)
     headers, rows = cost_grid(document, method_titles())
     if rows:  # what each method cost, mean ± std over its seeds (engine/cost.py)

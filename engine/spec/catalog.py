@@ -241,8 +241,8 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in (
 
 def holdout_columns(measure: str) -> tuple[Column, ...]:
     """The world's holdout sets (engine/data/facts.py), beside test: a drop there is over-generalised forgetting."""
-    return (Column("holdout identity", f"holdout_identity.{measure}", optional=True),
-            Column("holdout association", f"holdout_association.{measure}", optional=True))
+    return (Column("holdout id", f"holdout_identity.{measure}", optional=True),
+            Column("holdout assoc", f"holdout_association.{measure}", optional=True))
 
 
 def shown_columns(task: str, has) -> list[Column]:
