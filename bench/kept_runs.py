@@ -4,6 +4,7 @@ is keyed by the command and the engine's source, so a grid re-run after the engi
 method) runs again instead of reporting what the old code measured."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -16,6 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@functools.cache  # once per grid: the engine it starts with is the one its documents are measured with
 def engine_source_digest() -> str:
     """A digest of every engine source file's path and bytes: what a kept document was measured with."""
     digest = hashlib.sha1()

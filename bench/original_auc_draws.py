@@ -29,7 +29,21 @@ def main() -> None:
     parser.add_argument("--delete", type=int, default=16)
     parser.add_argument("--draws", type=int, default=300)
     args = parser.parse_args()
+    if not Path(args.original).is_dir():
+        parser.error(f"{args.original} is not a directory: give an original's checkpoint directory "
+                     "($MMUL_HOME/cache/originals/MODEL-DATA-seedS-...)")
+    if not 0 < args.delete or args.draws < 1:
+        parser.error(f"--delete must be > 0 and --draws >= 1 (got {args.delete} and {args.draws})")
+    from engine.errors import SpecError
 
+    try:
+        draws(args)
+    except SpecError as error:  # bad data or a checkpoint that does not load: one line, as the CLI says it
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def draws(args) -> None:
     import numpy as np
     import torch
 

@@ -30,7 +30,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cache", default=None, help="cache directory (default: a temp dir)")
     args = parser.parse_args()
+    if args.lr <= 0 or args.epochs < 1:
+        parser.error(f"--lr must be > 0 and --epochs >= 1 (got {args.lr:g} and {args.epochs})")
+    from engine.errors import SpecError
 
+    try:
+        probe(args)
+    except SpecError as error:  # bad data or model: one line, as the CLI says it
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def probe(args) -> None:
     import numpy as np
     import torch
 

@@ -253,7 +253,7 @@ def print_table(results: list[dict], original: dict | None = None) -> None:
 
     first = results[0] if results else {}
     task = first.get("task") or specs.data_kind(str(first.get("data", ""))) or "retrieval"
-    columns = specs.shown_columns(task, lambda metric: any(metric in flatten(r["metrics"]) for r in results))
+    columns = specs.shown_columns(task, (flatten(r["metrics"]) for r in results))
     test = next((c for c in columns if c.metric == specs.TASKS[task].test_metric), None)
     retrain = next((flatten(r["metrics"]) for r in results if r["method"] == "retrain"), None)
     gap = test is not None and retrain is not None and test.metric in retrain

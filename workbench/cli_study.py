@@ -480,8 +480,7 @@ def study_title(document: dict) -> str:
 def headline_columns(task: str, stats: dict) -> list[tuple[str, str]]:
     """The task's headline columns as (header, metric), the holdout sets' where the study's runs have them
     (`stats`: per method {metric: ...})."""
-    return [(c.header, c.metric) for c in specs.shown_columns(
-        task, lambda metric: any(metric in per_method for per_method in stats.values()))]
+    return [(c.header, c.metric) for c in specs.shown_columns(task, stats.values())]
 
 
 def method_titles() -> dict[str, str]:

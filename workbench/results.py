@@ -49,7 +49,7 @@ def demo_table(record: dict) -> str:
     document = record["document"]
     runs = document["runs"]
     task = runs[0].get("task") or specs.data_kind(runs[0]["data"])
-    columns = specs.shown_columns(task, lambda metric: any(metric in flatten(r["metrics"]) for r in runs))
+    columns = specs.shown_columns(task, (flatten(r["metrics"]) for r in runs))
     headline = specs.TASKS[task].test_metric
     retrain = next((flatten(r["metrics"]) for r in runs if r["method"] == "retrain"), None)
     headers = ["method", *(c.header for c in columns), *(["Retrain gap"] if retrain else []), "time"]
@@ -83,8 +83,7 @@ def study_table(record: dict) -> str:
     document = record["document"]
     spec = document["spec"]
     task = spec.get("task") or specs.data_kind(spec["data"])
-    columns = [(c.header, c.metric) for c in specs.shown_columns(
-        task, lambda metric: any(metric in per_method for per_method in document["methods"].values()))]
+    columns = [(c.header, c.metric) for c in specs.shown_columns(task, document["methods"].values())]
     titles = {name: info.title for name, info in specs.METHODS.items()}
     lines = [f"`{record['command']}` ({record['date']}; {record['machine']}; threads: {record['threads']}; "
              f"{spec['model']} on {spec['data']}; seeds {', '.join(map(str, spec['seeds']))}; mean ± std, percent, "

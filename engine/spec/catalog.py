@@ -239,16 +239,19 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in (
                   "shards do not give"),
 )}
 
+
 def holdout_columns(measure: str) -> tuple[Column, ...]:
     """The world's holdout sets (engine/data/facts.py), beside test: a drop there is over-generalised forgetting."""
     return (Column("holdout id", f"holdout_identity.{measure}", optional=True),
             Column("holdout assoc", f"holdout_association.{measure}", optional=True))
 
 
-def shown_columns(task: str, has) -> list[Column]:
-    """TASKS[task]'s columns a table shows: every required one, and an optional one where `has(metric)` (some row
-    of the table holds it)."""
-    return [c for c in TASKS[task].columns if not c.optional or has(c.metric)] if task in TASKS else []
+def shown_columns(task: str, rows) -> list[Column]:
+    """TASKS[task]'s columns a table shows: every required one, and an optional one where some row (a flat
+    {metric name: value} of the table) holds it."""
+    rows = list(rows)
+    return [c for c in TASKS[task].columns
+            if not c.optional or any(c.metric in row for row in rows)] if task in TASKS else []
 
 
 MIA_COLUMNS = (Column("MIA Df member", "mia.df_member_rate", 100.0), Column("MIA test member", "mia.test_member_rate", 100.0),
