@@ -93,9 +93,11 @@ def test_install_and_show_completion_are_offered():
 
     shown = CliRunner().invoke(app, ["--help"], prog_name="mmul-workbench")
     assert "--install-completion" in shown.stdout and "--show-completion" in shown.stdout
-    # the script as a user gets it, from the command itself (in-process, under a loaded full suite, typer once
-    # answered this with exit 1 and no output after other tests had driven the app)
-    script = subprocess.run([sys.executable, "-m", "workbench.cli", "--show-completion", "bash"], cwd=ROOT,
+    # the script as a user gets it, from the command itself typed at a bash prompt (in-process, under a loaded full
+    # suite, typer once answered this with exit 1 and no output after other tests had driven the app): typer names
+    # the shell from the process's parents, not from an argument, so the parent is bash as at a user's prompt (the
+    # trailing `exit` keeps bash from exec'ing the command in its own place; an orphaned pytest has no shell above it)
+    script = subprocess.run(["bash", "-c", '"$0" -m workbench.cli --show-completion; exit $?', sys.executable], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert script.returncode == 0, script.stderr[-2000:]
     assert "_MMUL_WORKBENCH_COMPLETE=complete_bash" in script.stdout and "complete -o default" in script.stdout
