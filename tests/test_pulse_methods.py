@@ -133,13 +133,23 @@ def test_rmu_defaults_scaled_and_the_steered_layer_moves(home):
     assert moved > 0.005  # measured 1.2% (LoRA, the default update: 0.17%; alpha 1200 holds layer 0 on Dr)
 
 
-def test_npo_on_qwen2_vl_through_the_cli(home):
-    # one epoch a request: the family and the document's shape are the point (5 epochs cost 12 s more, in evaluation)
+def test_npo_on_a_deployed_qwen2_vl_through_the_cli(home, tmp_path):
+    # the family and the document's shape are the point, so the model to unlearn is a deployed Qwen2-VL given with
+    # --original (a tiny one, untrained: nothing trains before the requests; LLaVA's tests train the LMM originals),
+    # one epoch a request (5 epochs cost 12 s more, in evaluation)
+    from engine.data.people import build_people_world
+    from engine.models.qwen2_vl import build_tiny_qwen2_vl
+
+    deployed = tmp_path / "deployed-qwen2-vl"
+    build_tiny_qwen2_vl(build_people_world("people-tiny", seed=0).vocabulary(), seed=0, directory=deployed)
     result = run_in_process(home, "pulse", "--method", "npo", "--data", "people-tiny", "--model", "qwen2-vl-tiny",
-                            "--requests", "2", "--epochs", "1", "--device", "cpu", "--json")
+                            "--original", str(deployed), "--requests", "2", "--epochs", "1", "--device", "cpu",
+                            "--json")
     assert result.returncode == 0, result.stderr[-2000:]
     document = json.loads(result.stdout)
     assert document["model"] == "qwen2-vl-tiny" and len(document["requests"]) == 2
+    assert document["original"]["model"] == str(deployed) and document["original"]["given"]
+    assert "original:pretrain" not in result.stderr
     assert document["hyperparameters"]["epochs"] == 1
     assert all(set(entry["retain"]) == {"image", "text"} for entry in document["requests"])
 

@@ -36,8 +36,16 @@ def test_three_requests_on_clip(home, method):
     assert document["seeds"]["run"] == 7 and len(set(document["seeds"]["requests"])) == 3
 
 
-def test_two_requests_on_blip(home):
-    document, _ = run(spec("multidelete", model="blip-tiny", requests=2))
+def test_two_requests_on_a_deployed_blip(home, tmp_path):
+    # the requests on BLIP's scoring are the point, so the model to unlearn is a deployed one given with --original
+    # (a tiny BLIP, untrained: nothing trains before the requests; tests/test_cli.py trains the originals)
+    from engine.data.shapes import build_shapes_world
+    from engine.models.registry import tiny_model_dir
+
+    deployed = tiny_model_dir("blip-tiny", build_shapes_world("shapes-tiny"), 7, tmp_path, task="retrieval")
+    document, events = run({**spec("multidelete", model="blip-tiny", requests=2), "original": str(deployed)})
+    assert document["original"]["model"] == str(deployed)
+    assert {e["phase"] for e in events if e["kind"] == "step"} == {"unlearn"}  # no original:* training step
     assert [entry["units"] for entry in document["requests"]] == [5, 4]
     assert all(0.0 <= entry["metrics"]["df_dr_auc"] <= 1.0 for entry in document["requests"])
     # BLIP pairs scored by the ITC cosine by default, recorded; the pair's match is the attacks' one token
