@@ -364,13 +364,13 @@ def test_a_run_submitted_with_a_name_in_its_spec_is_named(home):
     assert SessionStore(home).get(named)["name"] == "given"
 
 
-KILLS = 20
+KILLS = 10  # one every 50 ms across one whole 0.5 s flush cadence (sessions/writer.py FLUSH_INTERVAL)
 
 
 def test_kill9_of_the_daemon_loses_at_most_one_second_of_events_each_time(tmp_path):
     """kill -9 of the daemon in the middle of a job emitting every ~2 ms, KILLS times, each at a different moment
     of the flush cadence: the session on disk holds every event up to at most MAX_LOSS (1 s) before the kill."""
-    from sessions.writer import MAX_LOSS
+    from sessions.writer import FLUSH_INTERVAL, MAX_LOSS
 
     store, losses = SessionStore(tmp_path), []
     try:
@@ -380,7 +380,7 @@ def test_kill9_of_the_daemon_loses_at_most_one_second_of_events_each_time(tmp_pa
                                        detach=True, home=tmp_path, start=False)
             wait_for(lambda: any(e["kind"] == "step" for e in store.events(sid)), timeout=20)
             # not a wait for a condition: the kill's moment is what is varied, across the 0.5 s flush cadence
-            threading.Event().wait(0.3 + 0.037 * attempt)
+            threading.Event().wait(0.3 + FLUSH_INTERVAL * attempt / KILLS)
             pid = daemon_pid(tmp_path)
             killed_at = time.time()
             os.kill(pid, signal.SIGKILL)
