@@ -18,7 +18,7 @@ from engine.cache import FINGERPRINT_FILE, entry_matches
 from engine.data.fingerprint import data_fingerprint
 from engine.protocols.originals import original_dir
 
-from conftest import ROOT, cli, cli_env
+from conftest import ROOT, cli, cli_env, run_in_process
 from sessions_fixtures import small_flickr
 
 
@@ -186,12 +186,11 @@ def _run(home, *args, cwd=ROOT):
 def test_two_same_named_datasets_get_their_own_original(home, tmp_path):
     one, two = small_flickr(tmp_path / "a" / "ds"), small_flickr(tmp_path / "b" / "ds", shuffle=True)
     docs = []
-    for folder in (one, two):
-        proc = _run(home, "run", "--method", "ft", "--model", "clip-tiny", "--data", f"flickr30k:{folder}",
-                    "--delete", "4", "--epochs", "1", "--json")
-        out, err = proc.communicate(timeout=900)
-        assert proc.returncode == 0, err
-        docs.append(json.loads(out))
+    for folder in (one, two):  # in this process: what is cached is the point, not the process
+        done = run_in_process(home, "run", "--method", "ft", "--model", "clip-tiny", "--data", f"flickr30k:{folder}",
+                              "--delete", "4", "--epochs", "1", "--json")
+        assert done.returncode == 0, done.stderr
+        docs.append(json.loads(done.stdout))
     assert docs[0]["original_checkpoint"] != docs[1]["original_checkpoint"]
     assert docs[0]["fingerprints"]["data"] != docs[1]["fingerprints"]["data"]
     assert docs[0]["original_metrics"] != docs[1]["original_metrics"]

@@ -92,8 +92,8 @@ def run_cli(home, *args):
 
 def test_graph_world_end_to_end(home, tmp_path):
     """Classification on graph-tiny (the world's default task), two requests; then the world exported as
-    graph-text and read back by a run deleting an ID file's units; a model that reads images is refused with
-    one line. (Retrieval on graphs runs through the same pipeline; tests/test_gcn_bert.py checks its adapter:
+    graph-text and read back by a run deleting an ID file's units from the first run's original, given as the
+    deployed model; a model that reads images is refused with one line. (Retrieval on graphs runs through the same pipeline; tests/test_gcn_bert.py checks its adapter:
     its original costs minutes on a loaded 2-core machine.)"""
     out = run_cli(home, "run", "--method", "multidelete", "--model", "gcn-bert-tiny", "--data", "graph-tiny",
                   "--delete", "6", "--requests", "2", "--epochs", "1", "--json")
@@ -107,11 +107,14 @@ def test_graph_world_end_to_end(home, tmp_path):
     [path] = json.loads(export.stdout)["files"]
     ids = tmp_path / "ids.txt"
     ids.write_text("graphs/000003\ngraphs/000010\ngraphs/000011\n")
-    out = run_cli(home, "run", "--method", "ft", "--model", "gcn-bert-tiny", "--data", f"graph-text:{path}",
-                  "--task", "classification", "--delete-ids", str(ids), "--json")
+    # the model to unlearn is the one trained on graph-tiny above, deployed: the file holds the same graphs
+    deployed = result["original"]["model"]
+    out = run_cli(home, "run", "--method", "ft", "--model", "gcn-bert-tiny", "--original", deployed, "--data",
+                  f"graph-text:{path}", "--task", "classification", "--delete-ids", str(ids), "--json")
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout)
     assert result["deletion"]["units"] == 3 and "accuracy" in result["metrics"]["test"]
+    assert result["original"] == {**result["original"], "model": deployed, "given": True}
     wrong = run_cli(home, "run", "--method", "ft", "--model", "gcn-bert-tiny", "--data", "graph-tiny",
                     "--task", "multiple_choice", "--delete", "3")
     assert wrong.returncode == 2 and "--task multiple_choice does not fit graph-tiny" in wrong.stderr

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import link_shared_originals
 from sessions_fixtures import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +58,7 @@ def test_tui_in_tmux_launches_a_run_shows_its_curve_and_quits(tmp_path):
     from workbench.client.process import stop_engine
 
     home = tmp_path / "home"
+    link_shared_originals(home)  # the New-run form's defaults need the original other tests train (clip-tiny, 42)
     store = SessionStore(home)
     writer = store.create({"method": "ft", "model": "blip-tiny", "data": "shapes-tiny"})
     writer.finish("finished", summary={"metrics": {"df_dr_auc": 0.61}})
