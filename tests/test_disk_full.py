@@ -8,8 +8,6 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
-import sys
-import textwrap
 
 import pytest
 
@@ -19,7 +17,7 @@ from sessions.errors import DiskFull
 from sessions.files import atomic_write_text
 from sessions.store import SessionStore
 
-from conftest import ROOT, cli, cli_env, link_shared_originals
+from conftest import ROOT, cli, cli_env, link_shared_originals, run_in_process
 from sessions_fixtures import kill_daemon, start_daemon
 
 SPEC = {"method": "ft", "model": "clip-tiny", "data": "shapes-tiny", "deletion": {"strategy": "random", "n": 4}}
@@ -106,12 +104,11 @@ def test_a_writer_whose_final_write_finds_no_room_still_lets_the_session_go(tmp_
     assert writer.closed and store.reopen(writer.session_id)         # its lock is free: recovery can end it
 
 
-# A run in a subprocess whose os.replace fails with ENOSPC at one site: the N-th write of session.json (once), or
-# the run's checkpoint (always).
-LAUNCH = textwrap.dedent("""
-    import errno, os, sys
-    sys.path.insert(0, {root!r})
-    site, real, seen = sys.argv[1], os.replace, [0]
+def _fill_the_disk_at(monkeypatch, site: str) -> None:
+    """os.replace fails with ENOSPC at one site of a run: the N-th write of session.json (`session:N`, once), or
+    the run's checkpoint (`checkpoint`, always)."""
+    real, seen = os.replace, [0]
+
     def replace(src, dst, *args, **kwargs):
         if site.startswith("session:") and str(src).endswith("session.json.partial"):
             seen[0] += 1
@@ -120,11 +117,8 @@ LAUNCH = textwrap.dedent("""
         if site == "checkpoint" and "/cache/runs/" in str(dst):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(src, dst, *args, **kwargs)
-    os.replace = replace
-    sys.argv = ["mmul-workbench", *sys.argv[2:]]
-    from workbench.cli import main
-    main()
-""").format(root=str(ROOT))
+
+    monkeypatch.setattr(os, "replace", replace)
 
 
 def _one_error_line(out) -> str:
@@ -134,15 +128,15 @@ def _one_error_line(out) -> str:
 
 
 @pytest.mark.parametrize("site", ["session:3", "checkpoint"])
-def test_a_headless_run_on_a_full_disk_ends_in_one_line(tmp_path, site):
+def test_a_headless_run_on_a_full_disk_ends_in_one_line(tmp_path, monkeypatch, site):
     link_shared_originals(tmp_path)
     store = SessionStore(tmp_path)
     other = store.create(SPEC)
     other.finish("finished")
     other_bytes = (store.session_dir(other.session_id) / "session.json").read_bytes()
-    out = subprocess.run([sys.executable, "-c", LAUNCH, site, "run", "--method", "ft", "--model", "clip-tiny",
-                          "--data", "shapes-tiny", "--delete", "4", "--epochs", "1"],
-                         env=cli_env(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    _fill_the_disk_at(monkeypatch, site)  # in this process: the command's handling is the point, not the process
+    out = run_in_process(tmp_path, "run", "--method", "ft", "--model", "clip-tiny", "--data", "shapes-tiny",
+                         "--delete", "4", "--epochs", "1")
     line = _one_error_line(out)
     sid = next(r["id"] for r in store.list() if r["id"] != other.session_id)
     where = store.session_dir(sid) / "session.json" if site.startswith("session") else tmp_path / "cache" / "runs" / sid
