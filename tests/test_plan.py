@@ -61,8 +61,7 @@ def planned(model, method, **options) -> dict:
 
 
 def plan_json(home, *args):
-    out = subprocess.run(cli("plan", *args, "--json"), cwd=ROOT, env=cli_env(home), capture_output=True, text=True,
-                         timeout=300)
+    out = run_in_process(home, "plan", *args, "--json")  # test_bad_input_is_one_line_exit_2 runs the real process
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
