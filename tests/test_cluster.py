@@ -3,6 +3,7 @@ study sent to it (`study --cluster ray`), each run a Ray task streaming its even
 which writes the sessions. Uses the shared original-model cache, so the runs themselves are short."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -17,7 +18,9 @@ from workbench.client.process import engine_status, start_engine
 from conftest import link_shared_originals
 from sessions_fixtures import ROOT, kill_daemon
 
-pytest.importorskip("ray", reason="ray is the cluster extra: pip install -e '.[cluster]'")
+# found, not imported: importing ray costs every test worker half a second at collection
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                                reason="ray is the cluster extra: pip install -e '.[cluster]'")
 
 
 def cli(home: Path, *args: str) -> subprocess.CompletedProcess:

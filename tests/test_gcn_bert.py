@@ -8,7 +8,6 @@ import torch
 from engine.data.graph_records import Edge, Graph, GraphUnit, Node
 from engine.data.graph_world import build_graph_world
 from engine.data.pairs import encode_units
-from engine.models.gcn_bert import GcnBertClassifierAdapter
 from engine.models.registry import load_adapter, tiny_model_dir
 
 CPU = torch.device("cpu")
@@ -124,6 +123,7 @@ def test_tiny_round_trip_and_both_task_contracts(world, tmp_path):
 def test_a_plain_bert_checkpoint_becomes_the_text_side(world, tmp_path):
     from transformers import BertConfig, BertModel
 
+    from engine.models.gcn_bert import GcnBertClassifierAdapter  # torch_geometric: here, not at collection (seconds)
     from engine.models.tokenizer import build_word_tokenizer
 
     tokenizer = build_word_tokenizer(world.vocabulary())
