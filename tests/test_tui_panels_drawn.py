@@ -93,6 +93,9 @@ async def test_compare_of_six_sessions_draws_at_most_4_series_never_in_the_backg
         screen = CompareScreen(ids, app.services)
         await app.push_screen(screen)
         await wait_until(pilot, lambda: bool(screen.runs))
-        plots = [p for p in screen.query(SeriesPlot) if p.display and not p.has_class("-empty") and p.size.width]
-        await wait_until(pilot, lambda: plots and all(p.renders for p in plots))
+
+        def shown_plots() -> list:  # asked again each time: right after the runs load, none may have a size yet
+            return [p for p in screen.query(SeriesPlot) if p.display and not p.has_class("-empty") and p.size.width]
+
+        await wait_until(pilot, lambda: (plots := shown_plots()) and all(p.renders for p in plots))
         assert_readable(screen)
