@@ -91,7 +91,10 @@ def build_optimizer(parameters, lr: float, weight_decay: float) -> torch.optim.O
     if any(is_sharded(p) for p in parameters):  # AdamW's foreach kernels take FSDP shards or whole tensors, not both
         groups = [{**group, "params": [p for p in group["params"] if is_sharded(p) == sharded]}
                   for group in groups for sharded in (True, False)]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
+    # foreach: one kernel per step for all tensors (CUDA's default) on the CPU too: the same weights to the bit
+    # (measured on CLIP, BLIP and LLaVA runs), and a tiny CLIP's run 22 s to 17 s, whose many small tensors each
+    # paid the per-tensor loop's overhead
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, foreach=True)
 
 
 def peak_memory_mb(device: torch.device) -> float:
