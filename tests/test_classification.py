@@ -69,11 +69,23 @@ def test_retrieval_blip_loads_with_a_fresh_head(tmp_path):
                        itm.model.text_encoder.embeddings.word_embeddings.weight)
 
 
+@pytest.fixture
+def one_epoch_recipes(monkeypatch):
+    """The tiny classification recipes cut to one epoch of pre-training and one of training: the tests below are
+    about a run's shape, not the original's quality (its full recipe costs 35 s a world on 2 cores). The original's
+    cache key records the recipe, so no run ever takes these originals for full-recipe ones, or the reverse."""
+    from engine.tasks import classification
+
+    for name, recipe in list(classification.RECIPES.items()):
+        if name.startswith("tiny"):
+            monkeypatch.setitem(classification.RECIPES, name,
+                                {**recipe, "epochs": 1, "pretrain": {**recipe["pretrain"], "epochs": 1}})
+
+
 @pytest.mark.parametrize("data, deployed", [("shapes-ve-tiny", True), ("shapes-nlvr2-tiny", False)])
-def test_run_classification_through_the_cli(home, tmp_path, data, deployed):
-    # on VE the model to unlearn is a deployed one given with --original (a tiny BLIP classifier, untrained: the
-    # run's shape is the point, and its 40-epoch original would cost half a minute); NLVR2's original is trained
-    # (pre-training, then the recipe), and the demo below reuses it
+def test_run_classification_through_the_cli(home, tmp_path, one_epoch_recipes, data, deployed):
+    # on VE the model to unlearn is a deployed one given with --original (a tiny BLIP classifier, untrained);
+    # NLVR2's original is trained (pre-training, then the recipe, one epoch each), and the demo below reuses it
     world = {"shapes-ve-tiny": build_ve_world, "shapes-nlvr2-tiny": build_nlvr2_world}[data](data)
     original = ["--original", str(tiny_model_dir("blip-tiny", world, 5, tmp_path, task="classification"))] \
         if deployed else []
@@ -93,9 +105,9 @@ def test_run_classification_through_the_cli(home, tmp_path, data, deployed):
     assert {"accuracy"} == set(metrics["df"]) == set(metrics["dr"])
 
 
-def test_demo_table_has_the_classification_columns(home):
+def test_demo_table_has_the_classification_columns(home, one_epoch_recipes):
     # FT alone (one epoch over Dr: the demo path at its cheapest); the original is the one the nlvr2 run above
-    # trained (same home, seed 5); the Retrain-gap column is checked below without training
+    # trained (same home, seed 5, same recipes); the Retrain-gap column is checked below without training
     out = run_in_process(home, "demo", "--data", "shapes-nlvr2-tiny", "--delete", "8", "--seed", "5", "--device",
                          "cpu", "--methods", "ft")
     assert out.returncode == 0, out.stderr[-2000:]
