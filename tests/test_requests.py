@@ -38,7 +38,8 @@ def test_three_requests_on_clip(home, method):
 
 def test_two_requests_on_a_deployed_blip(home, tmp_path):
     # the requests on BLIP's scoring are the point, so the model to unlearn is a deployed one given with --original
-    # (a tiny BLIP, untrained: nothing trains before the requests; tests/test_cli.py trains the originals)
+    # (a tiny BLIP, untrained: nothing trains before the requests; an original's training is the loop and task loss
+    # that the requests' own steps run)
     from engine.data.shapes import build_shapes_world
     from engine.models.registry import tiny_model_dir
 
