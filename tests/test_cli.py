@@ -120,7 +120,7 @@ def test_end_to_end_run_json(home):
 
 def test_demo_subset_table(home):
     out = run_in_process(home, "demo", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "8",
-                           "--methods", "ft,neggrad,d2d")
+                         "--methods", "ft,neggrad,d2d")
     assert out.returncode == 0, out.stderr
     for title in ("original", "FT", "NegGrad", "Descent-to-Delete", "Df/Dr AUC"):
         assert title in out.stdout
@@ -150,12 +150,12 @@ def test_data_export_then_read_back_through_run(home, tmp_path):
     ids = tmp_path / "ids.txt"
     ids.write_text("shapes-images/000003.png\nshapes-images/999999.png\n")
     out = run_in_process(home, "run", "--method", "ft", "--model", "clip-tiny", "--data", f"flickr30k:{target}",
-                           "--delete-ids", str(ids))
+                         "--delete-ids", str(ids))
     assert out.returncode == 2 and "unknown unit id shapes-images/999999.png" in out.stderr
     bad = run_in_process(home, "data", "export", "shapes-tiny", str(target), "--format", "mmbench")
     assert bad.returncode == 2 and "unknown export format" in bad.stderr
     missing = run_in_process(home, "run", "--method", "ft", "--model", "clip-tiny", "--data", "flickr30k:/no/such",
-                      "--delete", "2")
+                             "--delete", "2")
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
 

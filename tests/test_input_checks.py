@@ -17,17 +17,12 @@ from engine.spec.validate import check_device
 from conftest import ROOT, cli, cli_env, run_in_process
 
 RUN = ["run", "--method", "ft", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4"]
+# The checks on a value, a path or a file's content call the typer app in-process (conftest.run_in_process); the
+# real processes' one line and exit 2 are the checkpoint and late-check tests' below (and tests/test_cli.py's).
 
 
 def run_cli(home, *args, cwd=ROOT, timeout=600):
     return subprocess.run(cli(*args), env=cli_env(home), cwd=cwd, capture_output=True, text=True, timeout=timeout)
-
-
-def checked(home, *args):
-    """The same command through the typer app in-process (conftest.run_in_process): for the checks on a value,
-    a path or a file's content; the real processes' one line and exit 2 are the checkpoint and late-check tests'
-    below (and tests/test_cli.py's)."""
-    return run_in_process(home, *args)
 
 
 def refused(out, *words) -> None:
@@ -69,7 +64,7 @@ BAD_VALUES = [
 @pytest.mark.parametrize("override,message", BAD_VALUES, ids=[" ".join(o)[:30] for o, _ in BAD_VALUES])
 def test_each_bad_value_is_refused_before_anything_runs(tmp_path, override, message):
     argv = RUN + override
-    refused(checked(tmp_path, *argv), message)
+    refused(run_in_process(tmp_path, *argv), message)
     no_session(tmp_path)
 
 
@@ -77,7 +72,7 @@ def test_a_device_the_machine_lacks_is_refused_before_anything_runs(tmp_path):
     if _cuda():
         pytest.skip("this machine has CUDA (the device check runs on the device machine)")
     for device in ("cuda", "cuda:0", "cuda:7"):
-        refused(checked(tmp_path, *RUN, "--device", device), f"--device {device}", "no CUDA device")
+        refused(run_in_process(tmp_path, *RUN, "--device", device), f"--device {device}", "no CUDA device")
     no_session(tmp_path)
 
 
@@ -118,7 +113,7 @@ def test_malformed_flickr30k_records_name_the_file_and_record(tmp_path, case):
         "escapes": json.dumps([{"image": "../../../../etc/hostname", "caption": "a"}]),
     }[case]
     root = _flickr(tmp_path / "ds", records, {"notes.txt": "not a picture"})
-    out = checked(tmp_path, *RUN[:6], f"flickr30k:{root}", "--delete", "1")
+    out = run_in_process(tmp_path, *RUN[:6], f"flickr30k:{root}", "--delete", "1")
     expected = {"nested": [f"{root}/flickr30k_train.json is nested too deeply"],
                 "unhashable": [f"{root}/flickr30k_train.json record 2", "'image' (a path)"],
                 "not an image": [f"{root}/notes.txt is not an image"],
@@ -130,8 +125,8 @@ def test_malformed_flickr30k_records_name_the_file_and_record(tmp_path, case):
 def test_a_non_utf8_mmbench_tsv_names_its_line(tmp_path):
     tsv = tmp_path / "general.tsv"
     tsv.write_bytes(b"index\tquestion\tA\tB\tanswer\timage\n0\tq\tx\ty\tA\t\n1\tq\xff\xfe\tx\ty\tA\t\n")
-    out = checked(tmp_path, "pulse", "--method", "ga", "--data", "people-tiny", "--model", "llava-tiny",
-                  "--general", f"mmbench:{tsv}")
+    out = run_in_process(tmp_path, "pulse", "--method", "ga", "--data", "people-tiny", "--model", "llava-tiny",
+                         "--general", f"mmbench:{tsv}")
     refused(out, f"{tsv} line 3: not UTF-8 text")
     no_session(tmp_path)
 
@@ -170,7 +165,7 @@ def test_paths_are_made_absolute_against_the_callers_directory(tmp_path):
 def test_a_secret_given_as_the_id_file_never_reaches_a_message_or_the_store(home, tmp_path):
     secret = tmp_path / "shadow"
     secret.write_text("root:$6$s3cr3tSALT$hash:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n")
-    out = checked(home, *RUN[:-2], "--delete-ids", str(secret))
+    out = run_in_process(home, *RUN[:-2], "--delete-ids", str(secret))
     assert out.returncode == 2 and "s3cr3t" not in out.stderr + out.stdout and "daemon" not in out.stderr
     assert f"{secret} line 1, 2: not a training unit id" in out.stderr
     for path in (home / "sessions").rglob("*.json"):

@@ -452,8 +452,8 @@ def print_study(document: dict) -> None:
 
     spec = document["spec"]
     table = Table(title=study_title(document))
-    headers, rows = grid(document, headline_columns(spec["task"], document["methods"]) + attack_columns(document.get("attacks") or []),
-                         method_titles(), cost=False)
+    columns = headline_columns(spec["task"], document["methods"]) + attack_columns(document.get("attacks") or [])
+    headers, rows = grid(document, columns, method_titles(), cost=False)
     for header in headers:
         table.add_column(header, justify="left" if header == "method" else "right", no_wrap=header == "method")
     for row in rows:

@@ -79,12 +79,12 @@ def study_table(record: dict) -> str:
     task's headline columns as mean ± std over the seeds with n, the Retrain-relative scores and the rank, then
     the cost per method; the ranking rule below (sessions.study, what `study` prints)."""
     from sessions.study import cost_grid, grid, grid_caption
+    from workbench.cli_study import headline_columns, method_titles
 
     document = record["document"]
     spec = document["spec"]
-    task = spec.get("task") or specs.data_kind(spec["data"])
-    columns = [(c.header, c.metric) for c in specs.shown_columns(task, document["methods"].values())]
-    titles = {name: info.title for name, info in specs.METHODS.items()}
+    columns = headline_columns(spec.get("task") or specs.data_kind(spec["data"]), document["methods"])
+    titles = method_titles()
     lines = [f"`{record['command']}` ({record['date']}; {record['machine']}; threads: {record['threads']}; "
              f"{spec['model']} on {spec['data']}; seeds {', '.join(map(str, spec['seeds']))}; mean ± std, percent, "
              "AUC x 100)", ""]

@@ -36,8 +36,9 @@ MIA_SAMPLE = 2000
 # Original-model recipes. "tiny": a tiny BLIP, ITC-pre-trained on the world's captioned pictures, fine-tuned
 # on a built-in world; tuned on the val split only, before the worlds carried memorised facts (lr 2e-4..1e-3,
 # 12..34 epochs; at 3e-4 x 30 the val accuracy was 74.5% on shapes-ve, chance 33%, and 63.0% on shapes-nlvr2,
-# chance 50%: the accuracy climbs only after epoch 15, when entailment starts to be told from contradiction). "pretrained": a real checkpoint
-# fine-tuned at the rate the released MultiDelete fine-tunes and unlearns ALBEF on SNLI-VE and NLVR2 (2e-5).
+# chance 50%: the accuracy climbs only after epoch 15, when entailment starts to be told from contradiction).
+# "pretrained": a real checkpoint fine-tuned at the rate the released MultiDelete fine-tunes and unlearns ALBEF
+# on SNLI-VE and NLVR2 (2e-5).
 # unlearn_lr: every method's default rate, the training rate as for retrieval.
 # "tiny:<world>": a built-in world's own (issue 24 item 6), chosen on the validation split only: the highest val
 # accuracy among the recipes whose train accuracy stands at least 15 points above val (a never-seen unit is
