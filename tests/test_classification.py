@@ -28,6 +28,23 @@ def test_class_auc_by_hand():
     assert class_df_dr_auc(df2, [dr2]) == pytest.approx(1.0)
 
 
+def test_class_auc_reads_confidence_not_which_class():
+    """Why a Retrain can sit at 50 on the classification worlds (docs/pages/results.md, "Can each built-in world
+    show forgetting?"): with 3 or more classes, confident (one-hot) predictions give exactly 0.5 whichever classes
+    Df and Dr are predicted as, since class c's AUC is 0.5 + (share of Dr in c - share of Df in c) / 2 and both
+    shares sum to 1 over the classes; only a Df predicted less (or more) confidently than Dr moves it. With two
+    classes the positive class's AUC follows the predicted classes instead."""
+    one_hot = np.eye(3)
+    dr = one_hot[[0, 1, 2, 0, 1, 2]]
+    for df_classes in ([0, 0, 0, 0], [1, 2, 2, 2], [0, 1, 2, 0]):
+        assert class_df_dr_auc(one_hot[df_classes], [dr]) == pytest.approx(0.5), df_classes
+    unsure = np.full((4, 3), 1 / 3)  # Df at chance: below each class's Dr examples, above none
+    assert class_df_dr_auc(unsure, [dr]) == pytest.approx(1 / 3)
+    binary = np.eye(2)
+    assert class_df_dr_auc(binary[[0, 0, 0, 0]], [binary[[0, 1, 0, 1]]]) == pytest.approx(0.75)  # Df all "False"
+    assert class_df_dr_auc(binary[[0, 1, 0, 1]], [binary[[0, 1, 0, 1]]]) == pytest.approx(0.5)
+
+
 @pytest.mark.parametrize("build,name,classes,images", [(build_ve_world, "shapes-ve-tiny", 3, 1),
                                                        (build_nlvr2_world, "shapes-nlvr2-tiny", 2, 2)])
 def test_blip_classifier_round_trip(tmp_path, build, name, classes, images):

@@ -24,7 +24,9 @@ def df_dr_auc(df_scores: np.ndarray, dr_scores_chunks: list[np.ndarray]) -> floa
 def class_df_dr_auc(df_probs: np.ndarray, dr_probs_chunks: list[np.ndarray]) -> float:
     """Df/Dr AUC from class probabilities [n, C]: the mean over classes of each class probability's AUC.
     With two classes p_0 = 1 - p_1 makes the two AUCs complementary (their mean is always 0.5), so the
-    positive class's probability alone is scored, as the released MultiDelete evaluation does for NLVR2."""
+    positive class's probability alone is scored, as the released MultiDelete evaluation does for NLVR2. With 3
+    or more classes, confident predictions give 0.5 whichever classes Df and Dr are given (each class's shares
+    sum to 1): the mean reads how much less (or more) sure the model is of Df than of Dr, not what it answers."""
     classes = [1] if df_probs.shape[1] == 2 else range(df_probs.shape[1])
     return float(np.mean([df_dr_auc(df_probs[:, c], [chunk[:, c] for chunk in dr_probs_chunks]) for c in classes]))
 
