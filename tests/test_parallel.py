@@ -18,7 +18,8 @@ from engine.loop import LoopConfig, run_loop
 from engine.methods.base import Method
 from engine.parallel import free_port, rank_of
 
-from conftest import cli_env, link_shared_originals, run_in_process
+from conftest import cli_env, run_in_process
+from sessions_fixtures import small_flickr
 
 
 class Rows:
@@ -207,18 +208,25 @@ def workbench(*args: str, home: Path, timeout: float = 120) -> subprocess.Comple
 
 def test_a_sharded_run_on_two_cpu_ranks_completes(tmp_path):
     """The whole job under --strategy fsdp (CLIP's towers part by part, its scalar logit_scale, the evaluations
-    and rank 0's checkpoint): the ddp path shares all of it but the loop's, which the tests above compare."""
-    link_shared_originals(tmp_path)
+    and rank 0's checkpoint): the ddp path shares all of it but the loop's, which the tests above compare. The
+    model to unlearn is an untrained tiny CLIP given as deployed, on a 24-image Flickr30K folder: what is
+    checked is the job's path through the ranks, not what the model knows."""
+    from engine.data.shapes import build_shapes_world
+    from engine.models.registry import tiny_model_dir
+
+    data = small_flickr(tmp_path / "ds")
+    deployed = tiny_model_dir("clip-tiny", build_shapes_world("shapes-tiny"), 42, tmp_path / "models", task="retrieval")
     # the command in this process (the ranks are processes whatever starts them; zero3's test below runs the real one)
-    done = run_in_process(tmp_path, "run", "--method", "ft", "--model", "clip-tiny", "--data", "shapes-tiny",
-                          "--delete", "4", "--epochs", "1", "--seed", "42", "--device", "cpu", "--devices", "2",
-                          "--strategy", "fsdp", "--json")
+    done = run_in_process(tmp_path, "run", "--method", "ft", "--model", "clip-tiny", "--original", str(deployed),
+                          "--data", f"flickr30k:{data}", "--delete", "4", "--epochs", "1", "--seed", "42",
+                          "--device", "cpu", "--devices", "2", "--strategy", "fsdp", "--json")
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
     assert result["steps"] >= 1 and 0 <= result["metrics"]["df_dr_auc"] <= 1
     assert (tmp_path / "cache" / "runs" / result["session"]).is_dir()  # rank 0 wrote the checkpoint
     session = (tmp_path / "sessions" / result["session"] / "session.json").read_text()
     assert '"strategy":"fsdp"' in session.replace(" ", "") and "fsdp: rank 0 holds" in session
+    assert result["original"]["given"] is True  # nothing was trained for it
 
 
 @pytest.mark.parametrize("method, args, said", [

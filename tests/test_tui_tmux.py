@@ -1,6 +1,8 @@
 """End to end in a real terminal: `mmul-workbench` in tmux shows the sessions home, starts the
-engine, launches a run on the built-in world from the New-run form, shows its loss curve live, and
-quits on ctrl+q without stopping the run. Skipped only where tmux is absent; stops the engine it started."""
+engine, launches a study from the New-study form and a run from the New-run form on the built-in world, shows
+the study's grid and the run's loss curve live, and quits on ctrl+q without stopping the run. The two TUIs share
+one home and its engine (as an operator's second session would find it running). Skipped only where tmux is
+absent; stops the engine it started."""
 from __future__ import annotations
 
 import re
@@ -53,38 +55,16 @@ def _curve_drawn(text: str) -> bool:
             and len(BRAILLE_OR_BLOCKS.findall(plot)) >= 5)
 
 
-def test_tui_in_tmux_launches_a_run_shows_its_curve_and_quits(tmp_path):
-    from sessions.store import SessionStore
+@pytest.fixture(scope="module")
+def tmux_home(tmp_path_factory):
+    """The home both TUIs open, with the shared originals (clip-tiny on shapes-tiny, seed 42, the forms'
+    defaults); the engine the first TUI starts is the one the second finds, and stopped at the end."""
     from workbench.client.process import stop_engine
 
-    home = tmp_path / "home"
-    link_shared_originals(home)  # the New-run form's defaults need the original other tests train (clip-tiny, 42)
-    store = SessionStore(home)
-    writer = store.create({"method": "ft", "model": "blip-tiny", "data": "shapes-tiny"})
-    writer.finish("finished", summary={"metrics": {"df_dr_auc": 0.61}})
-    name = f"mmul-{uuid.uuid4().hex[:8]}"
-    command = f"cd {ROOT} && MMUL_HOME={home} {sys.executable} -m workbench.cli"
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "100", "-y", "30", command], check=True)
-    try:
-        _wait(name, lambda t: writer.session_id in t and "61.0" in t)  # the AUC in percent
-        _wait(name, lambda t: "engine ready" in t, timeout=60)
-        subprocess.run(["tmux", "send-keys", "-t", name, "C-n"], check=True)
-        _wait(name, lambda t: "New run" in t and "shapes-tiny" in t)
-        subprocess.run(["tmux", "send-keys", "-t", name, "C-s"], check=True)
-        _wait(name, _curve_drawn, timeout=120)
-        session = next(s for s in store.list() if s["id"] != writer.session_id)
-        subprocess.run(["tmux", "send-keys", "-t", name, "C-q"], check=True)
-        _until(lambda: subprocess.run(["tmux", "has-session", "-t", name], capture_output=True).returncode != 0,
-               timeout=10, what="the TUI to quit on ctrl+q")
-        # closing the TUI left the run going: it takes further steps (or has finished) after the TUI is gone
-        steps_at_quit = sum(1 for e in store.events(session["id"]) if e["kind"] == "step")
-        _until(lambda: store.get(session["id"])["state"] == "finished"
-               or sum(1 for e in store.events(session["id"]) if e["kind"] == "step") > steps_at_quit,
-               what="the run to go on after the TUI quit")
-        assert store.get(session["id"])["state"] in ("running", "finished")
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
-        stop_engine(home, timeout=20)
+    home = tmp_path_factory.mktemp("tmux-home")
+    link_shared_originals(home)
+    yield home
+    stop_engine(home, timeout=20)
 
 
 def _send(name: str, *keys: str) -> None:
@@ -121,14 +101,12 @@ def _first_cell_filled(text: str) -> bool:
             and re.search(r"1/1\s+\d+\.\d", rows["ft"]) is not None)  # one seed: values with no ±
 
 
-def test_tui_in_tmux_launches_a_study_and_its_grid_fills_in(shared_home):
+def test_tui_in_tmux_launches_a_study_and_its_grid_fills_in(tmux_home):
     """F3 opens the study form; ctrl+s starts ft and neggrad for one epoch on clip-tiny / shapes-tiny (seed 42,
-    whose original the shared home caches once trained: test_study trains it earlier in the suite); the
-    grid opens and fills in, with no key, as its first cell finishes through the engine. The study runs in
-    the engine, which the test then stops (and the study's second cell with it)."""
-    from workbench.client.process import stop_engine
-
-    home = shared_home
+    whose original the shared cache holds once trained: test_study trains it earlier in the suite); the
+    grid opens and fills in, with no key, as its first cell finishes through the engine. The study goes on in
+    the engine after the TUI quits."""
+    home = tmux_home
     cached = any((home / "cache" / "originals").glob("clip-tiny-shapes-tiny-seed42-*"))
     name = f"mmul-{uuid.uuid4().hex[:8]}"
     command = f"cd {ROOT} && MMUL_HOME={home} {sys.executable} -m workbench.cli"
@@ -152,4 +130,35 @@ def test_tui_in_tmux_launches_a_study_and_its_grid_fills_in(shared_home):
         _send(name, "C-q")
     finally:
         subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
-        stop_engine(home, timeout=20)
+
+
+def test_tui_in_tmux_launches_a_run_shows_its_curve_and_quits(tmux_home):
+    from sessions.store import SessionStore
+
+    home = tmux_home
+    store = SessionStore(home)
+    writer = store.create({"method": "ft", "model": "blip-tiny", "data": "shapes-tiny"})
+    writer.finish("finished", summary={"metrics": {"df_dr_auc": 0.61}})
+    name = f"mmul-{uuid.uuid4().hex[:8]}"
+    command = f"cd {ROOT} && MMUL_HOME={home} {sys.executable} -m workbench.cli"
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "100", "-y", "30", command], check=True)
+    try:
+        _wait(name, lambda t: writer.session_id in t and "61.0" in t)  # the AUC in percent
+        _wait(name, lambda t: "engine ready" in t, timeout=60)
+        subprocess.run(["tmux", "send-keys", "-t", name, "C-n"], check=True)
+        _wait(name, lambda t: "New run" in t and "shapes-tiny" in t)
+        earlier = {s["id"] for s in store.list()}  # the study's, the test above's
+        subprocess.run(["tmux", "send-keys", "-t", name, "C-s"], check=True)
+        _wait(name, _curve_drawn, timeout=120)
+        session = next(s for s in store.list() if s["id"] not in earlier)
+        subprocess.run(["tmux", "send-keys", "-t", name, "C-q"], check=True)
+        _until(lambda: subprocess.run(["tmux", "has-session", "-t", name], capture_output=True).returncode != 0,
+               timeout=10, what="the TUI to quit on ctrl+q")
+        # closing the TUI left the run going: it takes further steps (or has finished) after the TUI is gone
+        steps_at_quit = sum(1 for e in store.events(session["id"]) if e["kind"] == "step")
+        _until(lambda: store.get(session["id"])["state"] == "finished"
+               or sum(1 for e in store.events(session["id"]) if e["kind"] == "step") > steps_at_quit,
+               what="the run to go on after the TUI quit")
+        assert store.get(session["id"])["state"] in ("running", "finished")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
