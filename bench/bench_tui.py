@@ -7,7 +7,9 @@ Prints:
   of N points each, median of repeated redraws, and the redraws per second that allows (target >= 4);
 - the same plot drawn with every point (no downsampling) at 10,000 points, for the ratio;
 - a full monitor tick (apply + redraw + the compositor's frame) measured through a headless pilot;
-- cold start: a fresh process from exec to the first painted frame of the sessions home (no engine).
+- cold start: a fresh process from exec to the first painted frame of the sessions home (no engine);
+- a Tab on the New-run form (the CPU of one focus move, median), with the workbench's footer
+  (screens/widgets/footer.py) and with Textual's own, in the same run, and their ratio.
 """
 from __future__ import annotations
 
@@ -134,6 +136,31 @@ def cold_start(repeats: int = 3) -> float:
     return statistics.median(samples)
 
 
+async def tab_cpu(footer_class, size: tuple[int, int], tabs: int = 20) -> float:
+    """Median CPU seconds of one Tab between the New-run form's fields, its footer ``footer_class``."""
+    from textual.widgets import Input
+
+    import screens.new_run as new_run
+    from workbench.tui import create_app
+
+    saved, new_run.Footer = new_run.Footer, footer_class
+    try:
+        app = create_app(start_engine=False)
+        async with app.run_test(size=size) as pilot:
+            await pilot.press("ctrl+n")
+            while not isinstance(app.focused, Input):
+                await pilot.pause(0.05)
+            samples = []
+            for _ in range(tabs):
+                started = time.process_time()
+                await pilot.press("tab")
+                await pilot.pause()
+                samples.append(time.process_time() - started)
+        return statistics.median(samples)
+    finally:
+        new_run.Footer = saved
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=100_000)
@@ -149,6 +176,13 @@ def main() -> None:
           f"{r['down_10k_redraw_s'] * 1000:.1f} ms (ratio {r['raw_10k_redraw_s'] / r['down_10k_redraw_s']:.0f}x)")
     print(f"monitor tick to painted frame at {args.points:,} points: {r['tick_to_frame_s'] * 1000:.1f} ms")
     print(f"cold start to first frame (new process, sessions home): {cold_start():.2f} s")
+    from textual.widgets import Footer as TextualFooter
+
+    from screens.widgets.footer import Footer
+
+    ours, textuals = (asyncio.run(tab_cpu(footer, (w, h))) for footer in (Footer, TextualFooter))
+    print(f"Tab on the New-run form, CPU: {ours * 1000:.0f} ms with the workbench's footer, {textuals * 1000:.0f} ms "
+          f"with Textual's (ratio {textuals / ours:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -13,13 +13,14 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Input, Static
 
 from screens.curves import SMOOTHING, X_AXES, ema, glob_match, map_x, session_colours
 from screens.messages import CompareLoaded
 from screens.panels import PanelGrid
 from screens.services import Services
 from screens.widgets.filled_table import fill_table
+from screens.widgets.footer import Footer
 from screens.widgets.plot import Series
 from sessions.catalog import described, session_label
 from sessions.metric_order import headline_first

@@ -15,12 +15,13 @@ from textual.screen import Screen
 from rich.style import Style
 from rich.text import Text
 from textual.color import Color
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from screens.home_table import COLUMNS, STATE_COLOURS, column_widths, fit_columns, kind_label, row_cells
 from screens.messages import DetailLoaded, SessionsLoaded
 from screens.services import Services
 from screens.widgets.confirm import ConfirmScreen
+from screens.widgets.footer import Footer
 from sessions.attacks import attack_line, attacks_of
 from sessions.export import session_document, write_export
 from sessions.store import SessionBusy, SessionDamaged, UnknownSession

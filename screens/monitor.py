@@ -28,12 +28,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from screens.panels import PanelGrid
 from screens.history_heatmap import HistoryHeatmap
 from screens.services import Services
 from screens.widgets.filled_table import fill_table
+from screens.widgets.footer import Footer
 from screens.widgets.plot import Series
 from screens.widgets.tail_log import TailLog
 from sessions.history import history_from_events

@@ -10,13 +10,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.suggester import SuggestFromList
-from textual.widgets import Footer, Input, Select, Static
+from textual.widgets import Input, Select, Static
 
 from engine import spec as specs
 from engine.errors import SpecError
 from screens.deletion import DeletionForm
 from screens.form_base import FormScreen, int_or_text
 from screens.services import ServiceError, Services
+from screens.widgets.footer import Footer
 from screens.widgets.form import field
 
 PROTOCOLS = (("single request", "single"), ("k sequential requests", "sequential"))

@@ -8,11 +8,12 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from screens.messages import StudiesLoaded
 from screens.services import Services
 from screens.study_data import list_studies
+from screens.widgets.footer import Footer
 from sessions.summary import format_deletion
 
 REFRESH_SECONDS = 2.0

@@ -692,3 +692,34 @@ async def test_palette_lists_each_command_once(tmp_home):
             await pilot.pause()
             titles = [c.title for c in app.get_system_commands(app.screen)]
             assert len(titles) == len(set(titles)), (type(screen).__name__, titles)
+
+
+async def test_footer_keeps_its_keys_while_the_bindings_it_shows_stay_the_same(tmp_home):
+    """screens/widgets/footer.py: a Tab from one Input to the next shows the same keys, so the footer keeps the
+    key widgets it has (Textual's rebuilds them twice a focus move); a new binding rebuilds it; and a key is
+    mounted with the footer's compact state, never toggling its class (each toggle is a restyle)."""
+    from textual.widgets import Input
+    from textual.widgets._footer import FooterKey
+
+    from screens.new_run import NewRunScreen
+
+    app = create_app(start_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+n")
+        await wait_until(pilot, lambda: isinstance(app.screen, NewRunScreen) and isinstance(app.focused, Input))
+        await wait_until(pilot, lambda: len(app.screen.query(FooterKey)) > 0)
+        keys = list(app.screen.query(FooterKey))
+        toggles: list[bool] = []
+        for key in keys:
+            key.watch(key, "compact", toggles.append, init=False)
+        first = app.focused
+        await pilot.press("tab")
+        await wait_until(pilot, lambda: isinstance(app.focused, Input) and app.focused is not first)
+        await pilot.pause()
+        assert list(app.screen.query(FooterKey)) == keys  # the same widgets: nothing was rebuilt
+        app.bind("f12", "bell", description="Ring")  # a key the footer must now show
+        app.screen.refresh_bindings()
+        await wait_until(pilot, lambda: any(key.description == "Ring" for key in app.screen.query(FooterKey)))
+        bound = [key for key in app.screen.query(FooterKey) if not key.has_class("-command-palette")]
+        assert all(key.compact is False and not key.has_class("-compact") for key in bound)
+        assert toggles == []
