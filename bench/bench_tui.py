@@ -148,7 +148,10 @@ async def tab_cpu(footer_class, size: tuple[int, int], tabs: int = 20) -> float:
         app = create_app(start_engine=False)
         async with app.run_test(size=size) as pilot:
             await pilot.press("ctrl+n")
+            deadline = time.monotonic() + 30
             while not isinstance(app.focused, Input):
+                if time.monotonic() > deadline:
+                    raise SystemExit("the New-run form never focused a field in 30 s")
                 await pilot.pause(0.05)
             samples = []
             for _ in range(tabs):
@@ -166,7 +169,12 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--size", default="120x40")
     args = parser.parse_args()
-    w, h = (int(v) for v in args.size.split("x"))
+    width, _, height = args.size.partition("x")
+    if not (width.isdigit() and height.isdigit() and int(width) >= 40 and int(height) >= 12):
+        parser.error(f"--size must be WIDTHxHEIGHT, at least 40x12, e.g. 120x40 (got {args.size!r})")
+    if args.points < 1:
+        parser.error(f"--points must be at least 1 (got {args.points})")
+    w, h = int(width), int(height)
     r = asyncio.run(plot_bench(args.points, (w, h)))
     print(f"terminal {w}x{h}, loss plot {r['plot_width']} columns, 3 terms x {args.points:,} points "
           f"({r['points_stored']:,} stored, {r['points_drawn']} drawn)")

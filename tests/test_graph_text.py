@@ -93,8 +93,9 @@ def run_cli(home, *args):
 def test_graph_world_end_to_end(home, tmp_path):
     """Classification on graph-tiny (the world's default task), two requests; then the world exported as
     graph-text and read back by a run deleting an ID file's units from the first run's original, given as the
-    deployed model; a model that reads images is refused with one line. (Retrieval on graphs runs through the same pipeline; tests/test_gcn_bert.py checks its adapter:
-    its original costs minutes on a loaded 2-core machine.)"""
+    deployed model; a model that reads images is refused with one line. (Retrieval on graphs runs through the
+    same pipeline; tests/test_gcn_bert.py checks its adapter: its original costs minutes on a loaded 2-core
+    machine.)"""
     out = run_cli(home, "run", "--method", "multidelete", "--model", "gcn-bert-tiny", "--data", "graph-tiny",
                   "--delete", "6", "--requests", "2", "--epochs", "1", "--json")
     assert out.returncode == 0, out.stderr[-2000:]
