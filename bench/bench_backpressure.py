@@ -13,11 +13,9 @@ cut the stuck connections off (its stall timeout).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time

@@ -69,7 +69,6 @@ async def plot_bench(points: int, size: tuple[int, int]) -> dict:
 
         keep = widgets.POINTS_PER_COLUMN
         raw_n = 10_000
-        from screens.widgets.plot import Series
 
         saved = plot.series
         plot.series = {k: _head(v, raw_n) for k, v in saved.items()}

@@ -51,7 +51,7 @@ def draws(args) -> None:
     from engine.metrics.auc import df_dr_auc, dr_chunks
     from engine.spec.validate import validate
     from engine.tasks import task_for
-    from engine.tasks.retrieval import per_pair
+    from engine.tasks.retrieval_scoring import per_pair
 
     torch.set_num_threads(1)
     spec = validate({"method": "retrain", "model": args.model, "data": args.data, "seed": args.seed, "device": "cpu",

@@ -78,6 +78,7 @@ class DotAdapter:
 def test_df_recall_ranks_in_a_test_sized_gallery():
     from engine.data.pairs import PairSet, TensorBank
     from engine.tasks.retrieval import gallery_recall
+    from engine.tasks.retrieval_scoring import NetworkScoring
 
     # units 0, 1 are training images (Df = {0}); 2, 3, 4 the test split. Image k is e_k; caption of unit 0
     # is e0, a test unit's caption is e0 + e_k: it scores 1 with image 0 too, tying with image 0's own.
@@ -86,14 +87,15 @@ def test_df_recall_ranks_in_a_test_sized_gallery():
     joint = PairSet(media=TensorBank("pixel_values", eye), input_ids=captions, attention_mask=torch.ones(5, 1),
                     pair_unit=torch.arange(5), unit_ids=[str(k) for k in range(5)], texts=["c"] * 5)
     adapter = DotAdapter()
-    test = gallery_recall(adapter, joint, [2, 3, 4], [], 3, np.random.default_rng(0))
+    scoring = NetworkScoring(adapter, joint)
+    test = gallery_recall(scoring, [2, 3, 4], [], 3, np.random.default_rng(0))
     assert test["txt_r1"] == test["img_r1"] == 100.0  # own caption 2 vs others' 1; own image 1 vs 0
-    df = gallery_recall(adapter, joint, [0], [2, 3, 4], 3, np.random.default_rng(0))
+    df = gallery_recall(scoring, [0], [2, 3, 4], 3, np.random.default_rng(0))
     assert adapter.gallery_sizes == [3, 3]  # Df ranks among as many images as the test split
     # text retrieval: whichever two test captions fill the gallery, each ties image 0's caption (a miss
     # at k = 1 with pessimistic ties, a hit at 5); image retrieval: caption e0 scores its image 1, others 0
     assert df["txt_r1"] == 0.0 and df["txt_r5"] == 100.0 and df["img_r1"] == 100.0
-    alone = gallery_recall(adapter, joint, [0], [], 3, np.random.default_rng(0))
+    alone = gallery_recall(scoring, [0], [], 3, np.random.default_rng(0))
     assert alone["txt_r1"] == 100.0  # what today's |Df|-image gallery reported
 
 

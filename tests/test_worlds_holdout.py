@@ -10,6 +10,7 @@ from engine.spec import validate
 from engine.tasks import task_for
 from engine.tasks.classification import Scored
 from engine.tasks.retrieval import gallery_recall
+from engine.tasks.retrieval_scoring import scoring_for
 
 
 def built_task(tmp_path, model: str, data: str):
@@ -32,10 +33,11 @@ def test_retrieval_ranks_the_holdout_sets(tmp_path):
     test_units = list(range(task.train.n_units, task.joint.n_units))
     retain = [i for i in range(task.train.n_units) if i not in set(forgotten)]
     galleries = np.random.default_rng(derive_seed(derive_seed(task.spec["seed"], "evaluate"), "galleries"))
+    scoring = scoring_for(adapter, task.joint)
     for units, fill in ((test_units, []), (sorted(forgotten), test_units),
                         ([retain[i] for i in task.retain_eval_units(len(retain))], test_units)):
-        gallery_recall(adapter, task.joint, units, fill, len(test_units), galleries)
-    expected = gallery_recall(adapter, task.joint, identity, test_units, len(test_units), galleries)
+        gallery_recall(scoring, units, fill, len(test_units), galleries)
+    expected = gallery_recall(scoring, identity, test_units, len(test_units), galleries)
     assert metrics["holdout_identity.r_mean"] == expected["r_mean"]
 
 

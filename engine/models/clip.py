@@ -96,33 +96,46 @@ class ClipAdapter(RetrievalAdapter):
         return contrastive_loss(self.similarity_logits(batch), batch["image_index"])
 
     def pair_scores(self, batch):
-        return self.fused_embed(batch).mean(dim=-1).float()
+        return self.pair_scores_of(self.image_embed(batch), self.text_embed(batch))
 
     def log_likelihood(self, batch):
+        return self.log_likelihood_of(self.image_embed(batch), self.text_embed(batch))
+
+    # every score from f_I and f_T rows alone: an evaluation embeds each image and caption once
+    # (engine/tasks/retrieval_scoring.py `EmbeddingScoring`)
+    def pair_scores_of(self, image_embeds, text_embeds):
+        """[B] each row's cosine (the mean of its f(I, T))."""
+        return self.fused_of(image_embeds, text_embeds).mean(dim=-1).float()
+
+    def log_likelihood_of(self, image_embeds, text_embeds):
         # a match "probability" from the cosine through the ITC temperature, for NPO and the MIA loss
-        return F.logsigmoid(self.pair_scores(batch) / ITC_TEMPERATURE)
+        return F.logsigmoid(self.pair_scores_of(image_embeds, text_embeds) / ITC_TEMPERATURE)
+
+    def example_losses_of(self, image_embeds, text_embeds):
+        return -self.log_likelihood_of(image_embeds, text_embeds)
+
+    def gallery_scores_of(self, image_embeds, text_embeds) -> "CosineScores":
+        """A gallery's scores by rows from its images' and captions' f_I and f_T."""
+        return CosineScores(F.normalize(image_embeds, dim=-1), F.normalize(text_embeds, dim=-1))
 
     @torch.no_grad()
     def gallery_scores(self, pairset, batch_size):
         """Rows of the cosine between every image and every caption, from the gallery's normalised embeddings
         (n_units + n_texts rows of the projection width), a chunk of rows at a time."""
         device = self.device
-        images = torch.cat([F.normalize(self.image_embed(batch), dim=-1) for batch in self.unit_batches(pairset, batch_size)])
+        images = torch.cat([self.image_embed(batch) for batch in self.unit_batches(pairset, batch_size)])
         texts = torch.cat(
             [
-                F.normalize(
-                    self.text_embed(
-                        {
-                            "input_ids": pairset.input_ids[s : s + batch_size].to(device),
-                            "attention_mask": pairset.attention_mask[s : s + batch_size].to(device),
-                        }
-                    ),
-                    dim=-1,
+                self.text_embed(
+                    {
+                        "input_ids": pairset.input_ids[s : s + batch_size].to(device),
+                        "attention_mask": pairset.attention_mask[s : s + batch_size].to(device),
+                    }
                 )
                 for s in range(0, len(pairset), batch_size)
             ]
         )
-        return CosineScores(images, texts)
+        return self.gallery_scores_of(images, texts)
 
     def score_matrix(self, pairset, batch_size):
         scores = self.gallery_scores(pairset, batch_size)

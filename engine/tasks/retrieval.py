@@ -28,13 +28,12 @@ from engine.errors import SpecError
 from engine.metrics.attacks import attack_aucs, one_token_examples
 from engine.metrics.auc import df_dr_auc, dr_chunks
 from engine.metrics.mia import membership_inference
-from engine.metrics.retrieval import GalleryScores, MatrixScores, chunked_query_ranks, gallery_plan, recall_from_ranks
+from engine.metrics.retrieval import chunked_query_ranks, gallery_plan, recall_from_ranks
 from engine.seeding import derive_seed
 from engine.spec import FAMILIES, MODELS
 from engine.spec import RECIPES as RETRIEVAL_RECIPES
+from engine.tasks.retrieval_scoring import pairs_of_units, scoring_for
 from engine.tasks.units import UnitTask
-
-EVAL_BATCH = 128
 # k_test of the released BLIP retrieval evaluation by data format (LAVIS lavis/projects/blip/eval/
 # ret_flickr_eval.yaml, ret_coco_eval.yaml); built-in worlds keep the adapters' RERANK_TOP_K
 RELEASED_K_TEST = {"flickr30k": 128, "coco": 256}
@@ -51,15 +50,6 @@ class Splits:
     holdout: dict[str, list[int]] | None = None  # holdout sets (units of `joint`, inside Dr) by name
 
 
-def per_pair(fn, pairs: PairSet, indices: np.ndarray, device) -> np.ndarray:
-    values = []
-    with torch.no_grad():
-        for start in range(0, len(indices), EVAL_BATCH):
-            batch = pairs.batch(torch.as_tensor(indices[start : start + EVAL_BATCH]), device)
-            values.append(fn(batch).float().cpu().numpy())
-    return np.concatenate(values) if values else np.zeros(0)
-
-
 def k_test_for(spec: dict, tiny: int) -> int:
     """The candidates per query ITM re-ranks: the run's --k-test; else the released config's for its data format
     (flickr30k:DIR 128, coco:DIR 256); else `tiny` (the adapter's RERANK_TOP_K, for the built-in worlds)."""
@@ -69,41 +59,32 @@ def k_test_for(spec: dict, tiny: int) -> int:
     return RELEASED_K_TEST.get(spec["data"].partition(":")[0], tiny) if ":" in spec["data"] else tiny
 
 
-def gallery_scores(adapter, gallery: PairSet) -> GalleryScores:
-    """The gallery's scores by rows (never the whole matrix), from an adapter that gives them; else its
-    `score_matrix` (an adapter with only that: the metrics' test doubles)."""
-    if hasattr(adapter, "gallery_scores"):
-        return adapter.gallery_scores(gallery, EVAL_BATCH)
-    return MatrixScores(*adapter.score_matrix(gallery, EVAL_BATCH))
-
-
-def gallery_recall(adapter, joint: PairSet, queries: list[int], distractors: list[int], size: int,
+def gallery_recall(scoring, queries: list[int], distractors: list[int], size: int,
                    rng: np.random.Generator) -> dict[str, float]:
     """Recall@k of the `queries` units, ranked in galleries of `size` units filled with `distractors`
-    (units of `joint` whose images and captions compete but ask nothing: engine/metrics/retrieval.py)."""
+    (units of the scoring's joint set whose images and captions compete but ask nothing:
+    engine/metrics/retrieval.py)."""
     text_ranks, image_ranks = [], []
     for chunk, fill in gallery_plan(len(queries), len(distractors), size, rng):
         asking = {queries[i] for i in chunk}
         units = sorted(asking | {distractors[j] for j in fill})
-        gallery = joint.select_units(units)  # its units in this (ascending) order
-        scores = gallery_scores(adapter, gallery)
+        gallery, scores = scoring.gallery(units)  # its units in this (ascending) order
         ranks = chunked_query_ranks(scores, gallery.pair_unit, torch.tensor([u in asking for u in units]))
         text_ranks.append(ranks[0].cpu())
         image_ranks.append(ranks[1].cpu())
     return recall_from_ranks(torch.cat(text_ranks), torch.cat(image_ranks))
 
 
-def unit_ranks(adapter, joint: PairSet, queries: list[int], distractors: list[int], size: int,
-               rng: np.random.Generator) -> tuple[np.ndarray, torch.Tensor, np.ndarray, torch.Tensor]:
+def unit_ranks(scoring, queries: list[int], distractors: list[int], size: int, rng: np.random.Generator) -> tuple[np.ndarray, torch.Tensor, np.ndarray, torch.Tensor]:
     """`gallery_recall`'s ranks kept with the query unit each belongs to: (units of the text ranks, text ranks,
     units of the image ranks, image ranks), for recall over any subset of the queries (the history)."""
     text_units, text_ranks, image_units, image_ranks = [], [], [], []
     for chunk, fill in gallery_plan(len(queries), len(distractors), size, rng):
         asking = {queries[i] for i in chunk}
         units = sorted(asking | {distractors[j] for j in fill})
-        gallery = joint.select_units(units)
+        gallery, scores = scoring.gallery(units)
         is_query = torch.tensor([u in asking for u in units])
-        ranks = chunked_query_ranks(gallery_scores(adapter, gallery), gallery.pair_unit, is_query)
+        ranks = chunked_query_ranks(scores, gallery.pair_unit, is_query)
         gallery_units = np.asarray(units)
         text_units.append(gallery_units[is_query.numpy()])
         caption_units = gallery_units[gallery.pair_unit.cpu().numpy()]
@@ -114,32 +95,34 @@ def unit_ranks(adapter, joint: PairSet, queries: list[int], distractors: list[in
 
 
 def evaluate_splits(adapter, splits: Splits, seed: int) -> dict[str, float]:
-    """Flat metrics: test.*, df.*, dr.* recall, df_dr_auc, mia.* (names as DESIGN.md section 7)."""
-    device = adapter.device
+    """Flat metrics: test.*, df.*, dr.* recall, df_dr_auc, mia.* (names as DESIGN.md section 7). Every score
+    comes from one scoring of the joint set (engine/tasks/retrieval_scoring.py)."""
     adapter.model.eval()
+    joint = splits.joint
+    scoring = scoring_for(adapter, joint)
     rng = np.random.default_rng(seed)
     galleries = np.random.default_rng(derive_seed(seed, "galleries"))
     metrics: dict[str, float] = {}
     size = len(splits.test)
     holdout = [(name, units) for name, units in (splits.holdout or {}).items() if units]
     for name, units in (("test", splits.test), ("df", splits.forget), ("dr", splits.retain_eval), *holdout):
-        recall = gallery_recall(adapter, splits.joint, units, [] if name == "test" else splits.test, size, galleries)
+        recall = gallery_recall(scoring, units, [] if name == "test" else splits.test, size, galleries)
         metrics.update({f"{name}.{key}": value for key, value in recall.items()})
 
-    forget, retain, test = (splits.joint.select_units(units) for units in (splits.forget, splits.retain, splits.test))
+    forget, retain, test = (pairs_of_units(joint, units) for units in (splits.forget, splits.retain, splits.test))
     n_forget = len(forget)
-    df_scores = per_pair(adapter.pair_scores, forget, np.arange(n_forget), device)
+    df_scores = scoring.pair_values("pair_scores", forget)
     chunks = dr_chunks(len(retain), n_forget, rng)
-    dr_scores = [per_pair(adapter.pair_scores, retain, chunk, device) for chunk in chunks]
+    dr_scores = [scoring.pair_values("pair_scores", retain[chunk]) for chunk in chunks]
     metrics["df_dr_auc"] = df_dr_auc(df_scores, dr_scores)
 
     dr_sample = rng.choice(len(retain), size=min(MIA_SAMPLE, len(retain)), replace=False)
     test_sample = rng.choice(len(test), size=min(MIA_SAMPLE, len(test)), replace=False)
-    test_losses = per_pair(adapter.example_losses, test, test_sample, device)
-    df_losses = per_pair(adapter.example_losses, forget, np.arange(n_forget), device)
-    mia = membership_inference(per_pair(adapter.example_losses, retain, dr_sample, device), test_losses, df_losses, rng)
-    mia |= attack_aucs(one_token_examples(-df_losses, forget.texts),
-                       one_token_examples(-test_losses, [test.texts[i] for i in test_sample]))
+    test_losses = scoring.pair_values("example_losses", test[test_sample])
+    df_losses = scoring.pair_values("example_losses", forget)
+    mia = membership_inference(scoring.pair_values("example_losses", retain[dr_sample]), test_losses, df_losses, rng)
+    mia |= attack_aucs(one_token_examples(-df_losses, [joint.texts[i] for i in forget]),
+                       one_token_examples(-test_losses, [joint.texts[i] for i in test[test_sample]]))
     metrics.update({f"mia.{key}": value for key, value in mia.items()})
     return metrics
 
@@ -202,7 +185,8 @@ class Retrieval(UnitTask):
         queries = sorted(u for request in requests for u in request)
         test = list(range(self.train.n_units, self.joint.n_units))
         rng = np.random.default_rng(derive_seed(self.spec["seed"], "history"))
-        text_units, text_ranks, image_units, image_ranks = unit_ranks(model, self.joint, queries, test, len(test), rng)
+        text_units, text_ranks, image_units, image_ranks = unit_ranks(scoring_for(model, self.joint), queries, test,
+                                                                      len(test), rng)
         headlines = []
         for request in requests:
             members = list(request)
