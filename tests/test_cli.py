@@ -89,7 +89,8 @@ def assert_cost(cost: dict, steps: int) -> None:
 
 
 def test_end_to_end_run_json(home):
-    out = run_cli(home, "run", "--method", "multidelete", "--model", "clip-tiny", "--data", "shapes-tiny",
+    # in this process: what the run prints and stores is the point (test_requests runs the real process)
+    out = run_in_process(home, "run", "--method", "multidelete", "--model", "clip-tiny", "--data", "shapes-tiny",
                   "--delete", "8", "--epochs", "2", "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
@@ -108,7 +109,7 @@ def test_end_to_end_run_json(home):
     # the original was trained once and really learned the task
     assert result["original_metrics"]["test"]["r_mean"] > 30
     # the session holds the spec, every loss term, and the final summary
-    shown = json.loads(run_cli(home, "sessions", "show", result["session"], "--json").stdout)
+    shown = json.loads(run_in_process(home, "sessions", "show", result["session"], "--json").stdout)
     steps = [e for e in shown["events"] if e["kind"] == "step" and e["phase"] == "unlearn"]
     assert len(steps) == 6 and {"total", "md", "mkr", "ukr"} <= set(steps[0]["losses"])
     assert all(step["memory_mb"] > 0 for step in steps)  # the monitor's device-memory readout
