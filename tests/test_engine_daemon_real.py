@@ -1,4 +1,6 @@
-"""The real engine job (engine.jobs) through the real daemon: the cheapest real spec, end to end.
+"""The real engine job (engine.jobs) through the real daemon: the cheapest real spec, end to end; and a
+`run --engine` from another directory, whose relative paths are the caller's. Both share one engine (a module's
+home), so the second finds the device's worker process with torch loaded.
 
 A run first trains and caches the original model (~35 s on 2 CPU cores). The temp $MMUL_HOME's
 ``cache/originals`` is a link to one shared cache (``$MMUL_TEST_CACHE``, default ``<repo>/.mmul-home/cache``,
@@ -7,6 +9,8 @@ test itself then takes ~10 s."""
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,8 +21,8 @@ from workbench.client.errors import SpecRejected
 from workbench.client.follow import submit_and_follow
 from workbench.client.process import engine_status, start_engine
 
-from conftest import link_shared_originals
-from sessions_fixtures import ROOT, kill_daemon
+from conftest import cli, cli_env, link_shared_originals
+from sessions_fixtures import kill_daemon, small_flickr
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("engine.jobs") is None, reason="engine.jobs not present")
 
@@ -26,36 +30,62 @@ CHEAP = {"method": "ft", "model": "clip-tiny", "data": "shapes-tiny",
          "deletion": {"strategy": "random", "n": 4, "seed": 42}, "epochs": 1}
 
 
-def test_real_job_through_the_daemon(tmp_path, monkeypatch, capsys):
-    link_shared_originals(tmp_path)
-    monkeypatch.setenv("MMUL_HOME", str(tmp_path))
+@pytest.fixture(scope="module")
+def engine_home(tmp_path_factory):
+    """One $MMUL_HOME with the shared originals and a running engine (the product entry point:
+    python -m engine.daemon) for the module's tests; killed after the last."""
+    home = tmp_path_factory.mktemp("engine-home")
+    link_shared_originals(home)
     try:
-        start_engine(tmp_path)              # the product entry point: python -m engine.daemon
-        with pytest.raises(SpecRejected):
-            submit_and_follow({**CHEAP, "method": "no-such-method"}, lambda e: None, home=tmp_path, start=False)
-        seen = []
-        sid, state = submit_and_follow(CHEAP, seen.append, home=tmp_path, start=False)
-        assert state == "finished", seen[-1]
-        assert [e["seq"] for e in seen] == list(range(len(seen)))
-        kinds = {e["kind"] for e in seen}
-        assert {"status", "phase", "step", "eval"} <= kinds
-        for e in seen:
-            if e["kind"] == "step":
-                assert "total" in e["losses"] and isinstance(e["step"], int)
-        store = SessionStore(tmp_path)
-        assert store.events(sid) == seen
-        row = next(r for r in store.list() if r["id"] == sid)
-        assert row["state"] == "finished" and "df_dr_auc" in row["summary"]["metrics"]
-        assert replay_headless(sid) == 0
-        out = capsys.readouterr().out
-        assert "loss terms" in out and "final metrics" in out
-        # the job ran in the device's worker process; the daemon itself never loaded torch
-        status = engine_status(tmp_path)
-        worker = status["devices"]["cpu"]["worker_pid"]
-        assert "libtorch" in Path(f"/proc/{worker}/maps").read_text()
-        assert "libtorch" not in Path(f"/proc/{status['pid']}/maps").read_text()
+        start_engine(home)
+        yield home
     finally:
-        kill_daemon(tmp_path)
+        kill_daemon(home)
+
+
+def test_real_job_through_the_daemon(engine_home, monkeypatch, capsys):
+    monkeypatch.setenv("MMUL_HOME", str(engine_home))
+    with pytest.raises(SpecRejected):
+        submit_and_follow({**CHEAP, "method": "no-such-method"}, lambda e: None, home=engine_home, start=False)
+    seen = []
+    sid, state = submit_and_follow(CHEAP, seen.append, home=engine_home, start=False)
+    assert state == "finished", seen[-1]
+    assert [e["seq"] for e in seen] == list(range(len(seen)))
+    kinds = {e["kind"] for e in seen}
+    assert {"status", "phase", "step", "eval"} <= kinds
+    for e in seen:
+        if e["kind"] == "step":
+            assert "total" in e["losses"] and isinstance(e["step"], int)
+    store = SessionStore(engine_home)
+    assert store.events(sid) == seen
+    row = next(r for r in store.list() if r["id"] == sid)
+    assert row["state"] == "finished" and "df_dr_auc" in row["summary"]["metrics"]
+    assert replay_headless(sid) == 0
+    out = capsys.readouterr().out
+    assert "loss terms" in out and "final metrics" in out
+    # the job ran in the device's worker process; the daemon itself never loaded torch
+    status = engine_status(engine_home)
+    worker = status["devices"]["cpu"]["worker_pid"]
+    assert "libtorch" in Path(f"/proc/{worker}/maps").read_text()
+    assert "libtorch" not in Path(f"/proc/{status['pid']}/maps").read_text()
+
+
+def test_a_relative_delete_ids_with_engine_is_the_callers_file(engine_home, tmp_path):
+    small_flickr(tmp_path / "ds")
+    units = list(dict.fromkeys(r["image"] for r in json.loads((tmp_path / "ds" / "flickr30k_train.json").read_text())))
+    (tmp_path / "ids.txt").write_text("\n".join(units[:2]) + "\n")
+    (engine_home / "ids.txt").write_text("\n".join(units[2:5]) + "\n")   # a decoy where the engine runs
+    try:
+        out = subprocess.run(cli("run", "--engine", "--method", "ft", "--model", "clip-tiny", "--data", "flickr30k:ds",
+                                 "--delete-ids", "ids.txt", "--epochs", "1", "--json"),
+                             env=cli_env(engine_home), cwd=tmp_path, capture_output=True, text=True, timeout=900)
+        assert out.returncode == 0, out.stderr
+        result = json.loads(out.stdout)
+        assert result["deletion"]["units"] == 2
+        spec = SessionStore(engine_home).get(result["session"])["spec"]
+        assert spec["deletion"]["file"] == str(tmp_path / "ids.txt") and spec["data"] == f"flickr30k:{tmp_path / 'ds'}"
+    finally:
+        (engine_home / "ids.txt").unlink()
 
 
 def test_one_queue_per_physical_device():

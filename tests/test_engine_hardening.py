@@ -1,14 +1,13 @@
 """The engine daemon against unlucky and careless clients: damaged sessions at start and on subscribe, 200
-clients at once, silent clients, half-sent lines, device strings the machine lacks, a relative path given to
-`run --engine`. The daemon tests run the fake job module (sessions_fixtures) or an in-process Engine; the
-last test runs a real job through the real daemon."""
+clients at once, silent clients, half-sent lines, device strings the machine lacks. The daemon tests run the fake
+job module (sessions_fixtures) or an in-process Engine; a relative path given to `run --engine` is checked with a
+real job in test_engine_daemon_real.py."""
 from __future__ import annotations
 
 import asyncio
 import json
 import os
 import socket
-import subprocess
 
 import pytest
 import typer
@@ -21,8 +20,8 @@ from workbench.cli_engine import engine_app
 from workbench.client.async_client import EngineClient
 from workbench.client.errors import EngineError
 
-from conftest import cli, cli_env, until
-from sessions_fixtures import kill_daemon, run_cli, small_flickr, start_daemon
+from conftest import until
+from sessions_fixtures import kill_daemon, run_cli, start_daemon
 
 SPEC = {"method": "ft", "model": "clip-tiny", "data": "shapes-tiny", "deletion": {"strategy": "random", "n": 4}}
 
@@ -188,22 +187,3 @@ async def test_device_strings_the_machine_lacks_start_no_worker(tmp_path):
         assert engine.queues.workers == {} and not SessionStore(tmp_path).list()
     finally:
         await _stop(engine)
-
-
-def test_a_relative_delete_ids_with_engine_is_the_callers_file(home, tmp_path):
-    small_flickr(tmp_path / "ds")
-    units = list(dict.fromkeys(r["image"] for r in json.loads((tmp_path / "ds" / "flickr30k_train.json").read_text())))
-    (tmp_path / "ids.txt").write_text("\n".join(units[:2]) + "\n")
-    (home / "ids.txt").write_text("\n".join(units[2:5]) + "\n")   # a decoy where the engine runs
-    try:
-        out = subprocess.run(cli("run", "--engine", "--method", "ft", "--model", "clip-tiny", "--data", "flickr30k:ds",
-                                 "--delete-ids", "ids.txt", "--epochs", "1", "--json"),
-                             env=cli_env(home), cwd=tmp_path, capture_output=True, text=True, timeout=900)
-        assert out.returncode == 0, out.stderr
-        result = json.loads(out.stdout)
-        assert result["deletion"]["units"] == 2
-        spec = SessionStore(home).get(result["session"])["spec"]
-        assert spec["deletion"]["file"] == str(tmp_path / "ids.txt") and spec["data"] == f"flickr30k:{tmp_path / 'ds'}"
-    finally:
-        kill_daemon(home)
-        (home / "ids.txt").unlink()
