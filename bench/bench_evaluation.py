@@ -45,12 +45,16 @@ def main() -> None:
     torch.manual_seed(args.seed)
     try:
         spec = specs.validate({"method": "ft", "model": args.model, "data": args.data, "device": args.device,
-                               "seed": args.seed, "deletion": {"strategy": "random", "n": args.delete, "seed": args.seed}})
+                               "seed": args.seed,
+                               "deletion": {"strategy": "random", "n": args.delete, "seed": args.seed}})
     except SpecError as error:
         parser.exit(2, f"{error}\n")
     device = resolve_device(spec["device"])
     task = retrieval.Retrieval(spec, lambda *_a, **_k: None, lambda: False, cache_dir())
     adapter = task.load(args.model, device)
+    if not hasattr(adapter, "pair_scores_of"):
+        parser.exit(2, f"--model {args.model}: a {adapter.family} model scores a pair in a network pass of its own, so "
+                       "its evaluation has one scoring; give a dual encoder (clip-tiny or a CLIP checkpoint)\n")
     task.prepare(adapter)
     forgotten = task.forget_units()
 
@@ -79,8 +83,8 @@ def main() -> None:
     network_seconds, network_metrics, network_rows = measured(NetworkScoring)
     embedding_seconds, embedding_metrics, embedding_rows = measured(EmbeddingScoring)
     difference = max(abs(network_metrics[name] - embedding_metrics[name]) for name in network_metrics)
-    print(f"{args.model} on {args.data} ({device.type}): joint set {task.joint.n_units} units, {len(task.joint)} texts; "
-          f"Df {len(forgotten)} units")
+    print(f"{args.model} on {args.data} ({device.type}): joint set {task.joint.n_units} units, "
+          f"{len(task.joint)} texts; Df {len(forgotten)} units")
     for label, seconds, rows in (("network pass per gallery and pair", network_seconds, network_rows),
                                  ("each embedded once", embedding_seconds, embedding_rows)):
         print(f"  {label:36s} {rows['image_embed']:7d} images {rows['text_embed']:7d} texts  {seconds:7.3f} s")

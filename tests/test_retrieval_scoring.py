@@ -25,7 +25,8 @@ def test_rows_are_embedded_once_each_the_missing_ones_ascending():
 
 
 def test_a_dual_encoder_embeds_each_unit_and_text_once_and_scores_as_the_network_does(tmp_path, monkeypatch):
-    spec = validate({"method": "ft", "model": "clip-tiny", "data": "shapes-tiny", "deletion": {"strategy": "random", "n": 6}})
+    spec = validate({"method": "ft", "model": "clip-tiny", "data": "shapes-tiny",
+                     "deletion": {"strategy": "random", "n": 6}})
     task = task_for(spec, lambda *a, **k: None, lambda: False, tmp_path / "cache")
     adapter = task.load("clip-tiny", torch.device("cpu"))  # untrained: enough to score
     task.prepare(adapter)

@@ -34,6 +34,7 @@ from engine.spec import FAMILIES, MODELS
 from engine.spec import RECIPES as RETRIEVAL_RECIPES
 from engine.tasks.retrieval_scoring import pairs_of_units, scoring_for
 from engine.tasks.units import UnitTask
+
 # k_test of the released BLIP retrieval evaluation by data format (LAVIS lavis/projects/blip/eval/
 # ret_flickr_eval.yaml, ret_coco_eval.yaml); built-in worlds keep the adapters' RERANK_TOP_K
 RELEASED_K_TEST = {"flickr30k": 128, "coco": 256}
@@ -75,7 +76,8 @@ def gallery_recall(scoring, queries: list[int], distractors: list[int], size: in
     return recall_from_ranks(torch.cat(text_ranks), torch.cat(image_ranks))
 
 
-def unit_ranks(scoring, queries: list[int], distractors: list[int], size: int, rng: np.random.Generator) -> tuple[np.ndarray, torch.Tensor, np.ndarray, torch.Tensor]:
+def unit_ranks(scoring, queries: list[int], distractors: list[int], size: int,
+               rng: np.random.Generator) -> tuple[np.ndarray, torch.Tensor, np.ndarray, torch.Tensor]:
     """`gallery_recall`'s ranks kept with the query unit each belongs to: (units of the text ranks, text ranks,
     units of the image ranks, image ranks), for recall over any subset of the queries (the history)."""
     text_units, text_ranks, image_units, image_ranks = [], [], [], []
