@@ -39,7 +39,7 @@ def main() -> None:
     from engine import spec as specs
     from engine.devices import resolve_device
     from engine.errors import SpecError
-    from engine.tasks.retrieval_scoring import EmbeddingScoring, NetworkScoring
+    from engine.tasks.retrieval_scoring import EmbeddingScoring, NetworkScoring, count_embedded_rows
     from sessions.paths import cache_dir
 
     torch.manual_seed(args.seed)
@@ -58,13 +58,7 @@ def main() -> None:
     task.prepare(adapter)
     forgotten = task.forget_units()
 
-    embedded = {"image_embed": 0, "text_embed": 0}
-    for name in embedded:
-        def counted(batch, _embed=getattr(adapter, name), _name=name):
-            out = _embed(batch)
-            embedded[_name] += out.shape[0]
-            return out
-        setattr(adapter, name, counted)
+    embedded = count_embedded_rows(adapter)
 
     def measured(scoring) -> tuple[float, dict, dict]:
         retrieval.scoring_for = scoring

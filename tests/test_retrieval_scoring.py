@@ -8,7 +8,8 @@ import torch
 import engine.tasks.retrieval as retrieval
 from engine.spec import validate
 from engine.tasks import task_for
-from engine.tasks.retrieval_scoring import EmbeddedRows, EmbeddingScoring, NetworkScoring, scoring_for
+from engine.tasks.retrieval_scoring import (EmbeddedRows, EmbeddingScoring, NetworkScoring, count_embedded_rows,
+                                            scoring_for)
 
 
 def test_rows_are_embedded_once_each_the_missing_ones_ascending():
@@ -33,13 +34,7 @@ def test_a_dual_encoder_embeds_each_unit_and_text_once_and_scores_as_the_network
     forgotten = task.forget_units()
     assert isinstance(scoring_for(adapter, task.joint), EmbeddingScoring)
 
-    embedded = {"image_embed": 0, "text_embed": 0}
-    for name in embedded:
-        def counted(batch, _embed=getattr(adapter, name), _name=name):
-            out = _embed(batch)
-            embedded[_name] += out.shape[0]
-            return out
-        monkeypatch.setattr(adapter, name, counted)
+    embedded = count_embedded_rows(adapter)
 
     by_embeddings = task.evaluate(adapter, forgotten)
     assert embedded == {"image_embed": task.joint.n_units, "text_embed": len(task.joint)}  # this world reads all

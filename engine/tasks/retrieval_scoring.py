@@ -115,6 +115,20 @@ class EmbeddingScoring:
             return gallery, self.adapter.gallery_scores_of(image, text)
 
 
+def count_embedded_rows(adapter) -> dict[str, int]:
+    """From now on, count the rows this adapter's `image_embed` and `text_embed` compute (wrapping them on the
+    instance): how often an evaluation runs each tower, as bench/bench_evaluation.py prints and the tests check.
+    The counts live in the returned dict; zero them to count again."""
+    embedded = {"image_embed": 0, "text_embed": 0}
+    for name in embedded:
+        def counted(batch, _embed=getattr(adapter, name), _name=name):
+            out = _embed(batch)
+            embedded[_name] += out.shape[0]
+            return out
+        setattr(adapter, name, counted)
+    return embedded
+
+
 def scoring_for(adapter, joint: PairSet):
     """The scoring of one evaluation: by embeddings for a dual encoder, by network passes otherwise."""
     return (EmbeddingScoring if hasattr(adapter, "pair_scores_of") else NetworkScoring)(adapter, joint)
