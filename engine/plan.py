@@ -59,14 +59,14 @@ def parse_bytes(text: str) -> int:
 
 def load_config(model: str):
     """The transformers config of a checkpoint or config directory (config.json), or of a hub id in the local
-    cache (nothing is downloaded)."""
-    from transformers import AutoConfig
-
+    cache (nothing is downloaded). A path that is no model directory is refused before transformers loads."""
     path = Path(model).expanduser()
     if not path.exists() and (model.startswith(("/", ".", "~")) or model.count("/") > 1):
         raise ValueError(f"no such directory {model}; give a model or config directory, or a cached hub id")
     if path.is_dir() and not (path / "config.json").is_file():
         raise ValueError(f"{model}: no config.json in this directory; give a model or config directory")
+    from transformers import AutoConfig
+
     return AutoConfig.from_pretrained(str(path) if path.is_dir() else model, local_files_only=True)
 
 

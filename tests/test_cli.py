@@ -17,7 +17,8 @@ def run_cli(home, *args, timeout=600):
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["pulse", "--help"], ["methods"], ["models"],
-                                  ["data", "list"], ["sessions", "list"]])
+                                  ["data", "list"], ["sessions", "list"],
+                                  ["plan", "--model", "/no/such/model-dir", "--method", "ft"]])  # refused before
 def test_start_is_torch_free(tmp_path, argv):
     code = (
         "import sys; sys.argv = ['mmul-workbench', *%r]\n"
