@@ -18,7 +18,8 @@ def run_cli(home, *args, timeout=600):
 
 @pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["pulse", "--help"], ["methods"], ["models"],
                                   ["data", "list"], ["sessions", "list"],
-                                  ["plan", "--model", "/no/such/model-dir", "--method", "ft"]])  # refused before
+                                  # a plan refused for its path, before transformers loads
+                                  ["plan", "--model", "/no/such/model-dir", "--method", "ft"]])
 def test_start_is_torch_free(tmp_path, argv):
     code = (
         "import sys; sys.argv = ['mmul-workbench', *%r]\n"
@@ -92,7 +93,7 @@ def assert_cost(cost: dict, steps: int) -> None:
 def test_end_to_end_run_json(home):
     # in this process: what the run prints and stores is the point (test_requests runs the real process)
     out = run_in_process(home, "run", "--method", "multidelete", "--model", "clip-tiny", "--data", "shapes-tiny",
-                  "--delete", "8", "--epochs", "2", "--json")
+                         "--delete", "8", "--epochs", "2", "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["method"] == "multidelete" and result["deletion"] == {"units": 8, "pairs": 40}
