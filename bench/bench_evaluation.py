@@ -47,11 +47,11 @@ def main() -> None:
         spec = specs.validate({"method": "ft", "model": args.model, "data": args.data, "device": args.device,
                                "seed": args.seed,
                                "deletion": {"strategy": "random", "n": args.delete, "seed": args.seed}})
+        device = resolve_device(spec["device"])
+        task = retrieval.Retrieval(spec, lambda *_a, **_k: None, lambda: False, cache_dir())
+        adapter = task.load(args.model, device)
     except SpecError as error:
         parser.exit(2, f"{error}\n")
-    device = resolve_device(spec["device"])
-    task = retrieval.Retrieval(spec, lambda *_a, **_k: None, lambda: False, cache_dir())
-    adapter = task.load(args.model, device)
     if not hasattr(adapter, "pair_scores_of"):
         parser.exit(2, f"--model {args.model}: a {adapter.family} model scores a pair in a network pass of its own, so "
                        "its evaluation has one scoring; give a dual encoder (clip-tiny or a CLIP checkpoint)\n")

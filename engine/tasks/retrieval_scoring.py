@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from engine.data.pairs import PairSet
+from engine.metrics.retrieval import MatrixScores
 
 EVAL_BATCH = 128
 
@@ -41,8 +42,6 @@ def per_pair(fn, pairs: PairSet, indices: np.ndarray, device) -> np.ndarray:
 def adapter_gallery_scores(adapter, gallery: PairSet):
     """The gallery's scores by rows (never the whole matrix), from an adapter that gives them; else its
     `score_matrix` (an adapter with only that: the metrics' test doubles)."""
-    from engine.metrics.retrieval import MatrixScores
-
     if hasattr(adapter, "gallery_scores"):
         return adapter.gallery_scores(gallery, EVAL_BATCH)
     return MatrixScores(*adapter.score_matrix(gallery, EVAL_BATCH))
@@ -73,7 +72,7 @@ class EmbeddedRows:
         self.slot = torch.full((n_rows,), -1, dtype=torch.long)
         self.parts: list[torch.Tensor] = []
         self.table: torch.Tensor | None = None
-        self.computed = 0  # rows embedded so far: the bench reads it
+        self.computed = 0  # rows embedded so far (each row's slot is its place in that order)
 
     def rows(self, indices: torch.Tensor) -> torch.Tensor:
         missing = torch.unique(indices[self.slot[indices] < 0])
