@@ -71,12 +71,17 @@ class PairSet:
             batch["labels"] = self.labels[pair_indices].to(device, non_blocking=True)
         return batch
 
+    def pairs_of_units(self, unit_indices) -> torch.Tensor:
+        """The pairs (texts) of these units, ascending: the pair order of `select_units(unit_indices)`."""
+        chosen = torch.as_tensor(list(unit_indices), dtype=torch.long)
+        return torch.nonzero(torch.isin(self.pair_unit, chosen)).squeeze(1)
+
     def select_units(self, unit_indices: list[int]) -> "PairSet":
         """The sub-set holding these units (in ascending order) and all their texts."""
         keep = torch.as_tensor(sorted(unit_indices), dtype=torch.long)
         remap = torch.full((self.n_units,), -1, dtype=torch.long)
         remap[keep] = torch.arange(len(keep))
-        pairs = torch.nonzero(remap[self.pair_unit] >= 0).squeeze(1)
+        pairs = self.pairs_of_units(keep)
         return PairSet(
             media=self.media.take(keep),
             input_ids=self.input_ids[pairs],

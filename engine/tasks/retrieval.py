@@ -32,7 +32,7 @@ from engine.metrics.retrieval import chunked_query_ranks, gallery_plan, recall_f
 from engine.seeding import derive_seed
 from engine.spec import FAMILIES, MODELS
 from engine.spec import RECIPES as RETRIEVAL_RECIPES
-from engine.tasks.retrieval_scoring import pairs_of_units, scoring_for
+from engine.tasks.retrieval_scoring import scoring_for
 from engine.tasks.units import UnitTask
 
 # k_test of the released BLIP retrieval evaluation by data format (LAVIS lavis/projects/blip/eval/
@@ -111,7 +111,8 @@ def evaluate_splits(adapter, splits: Splits, seed: int) -> dict[str, float]:
         recall = gallery_recall(scoring, units, [] if name == "test" else splits.test, size, galleries)
         metrics.update({f"{name}.{key}": value for key, value in recall.items()})
 
-    forget, retain, test = (pairs_of_units(joint, units) for units in (splits.forget, splits.retain, splits.test))
+    forget, retain, test = (joint.pairs_of_units(units).numpy()
+                            for units in (splits.forget, splits.retain, splits.test))
     n_forget = len(forget)
     df_scores = scoring.pair_values("pair_scores", forget)
     chunks = dr_chunks(len(retain), n_forget, rng)

@@ -23,12 +23,6 @@ from engine.metrics.retrieval import MatrixScores
 EVAL_BATCH = 128
 
 
-def pairs_of_units(joint: PairSet, units) -> np.ndarray:
-    """The joint set's pairs of these units, ascending (the pair order of `joint.select_units(units)`)."""
-    chosen = torch.as_tensor(list(units), dtype=torch.long)
-    return torch.nonzero(torch.isin(joint.pair_unit, chosen)).squeeze(1).numpy()
-
-
 def per_pair(fn, pairs: PairSet, indices: np.ndarray, device) -> np.ndarray:
     """`fn(batch)` of the pairs at `indices`, EVAL_BATCH pairs at a time, without gradients."""
     values = []
@@ -109,7 +103,7 @@ class EmbeddingScoring:
     def gallery(self, units: list[int]) -> tuple[PairSet, object]:
         gallery = self.joint.select_units(units)
         image = self.images.rows(torch.as_tensor(sorted(units), dtype=torch.long))
-        text = self.texts.rows(torch.as_tensor(pairs_of_units(self.joint, units)))
+        text = self.texts.rows(self.joint.pairs_of_units(units))
         with torch.no_grad():
             return gallery, self.adapter.gallery_scores_of(image, text)
 
