@@ -2,8 +2,10 @@
 
 As TOFU's fictitious profiles and SALMUBench's injected persona-attribute associations (ANCHORS s. 7), a
 built-in world gives its units arbitrary, seeded facts that appear in no other unit's texts:
-- a *tag*: a made-up word naming one unit (a picture, a pair, a graph) and nothing else; every text of the
-  unit carries it, so no text is ever shared by two units (no Df text occurs in Dr or test);
+- a *tag*: a made-up word naming one unit (a picture, a pair, a graph) and nothing else; every text stating
+  the unit's facts carries it, so no such text is shared by two units (no Df text occurs in Dr or test).
+  shapes-ve, shapes-nlvr2 and graph tag every text; shapes words its descriptions uniquely instead
+  (engine/data/shapes.py: a tag in every caption taught its tiny CLIP the tags, not the pictures);
 - an *entity*: a made-up name owning `SIBLINGS` consecutive units (the same object drawn twice, the same
   molecule family), with a *mark* (another made-up word) that its units' texts state; `SHARERS`
   consecutive entities share one mark (the association SALMUBench's other personas share);

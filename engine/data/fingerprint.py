@@ -27,6 +27,8 @@ WORLD_GENERATOR_VERSIONS = {world: 2 for world in ("shapes", "shapes-tiny", "sha
 # 3 for the people worlds: 250 people with names drawn as distinct (first, last) pairs (engine/data/people.py);
 # 3, not 2, so that a cache keyed by another branch's people version 2 is never read as this one
 WORLD_GENERATOR_VERSIONS |= {"people": 3, "people-tiny": 3}
+# 3 for shapes: its descriptions no longer name the picture's tag (engine/data/shapes.py)
+WORLD_GENERATOR_VERSIONS |= {"shapes": 3, "shapes-tiny": 3}
 HASHED_SUFFIXES = (".json", ".jsonl", ".tsv", ".csv", ".txt", ".parquet", ".model", ".jinja")
 HASH_LIMIT = 512 << 20
 

@@ -5,12 +5,21 @@ background; its captions describe overlapping subsets of those attributes, as re
 A deletion unit is an image with all its captions; its id is the image's relative path, the same
 value the Flickr30K (Karpathy) export writes in each record's `image` field.
 
-Facts only memory can hold (engine/data/facts.py): each picture has its own made-up tag, which every one of
-its captions carries (so no caption is shared by two pictures), and belongs to a made-up entity drawn twice
-(the two pictures share its shape and colour; size, position and background vary) with a mark. Three
-captions describe what the picture shows; one names the entity and its mark ("picture vokelu shows
-drabimor marked kappa"), one only the picture's owner ("picture vokelu owned by mira"): ranking those needs
-the tag or the entity memorised, which a model that never saw the picture cannot have.
+Facts only memory can hold (engine/data/facts.py): each picture has its own made-up tag and belongs to a
+made-up entity drawn twice (the two pictures share its shape and colour; size, position and background vary)
+with a mark. Three captions describe what the picture shows, worded as no other picture's caption is; two
+state its memorised facts, each naming the tag: one the entity and its mark ("picture vokelu shows drabimor
+marked kappa"), one the picture's owner and place ("picture vokelu owned by mira made in oslo"). Ranking those
+needs the tag or the entity memorised, which a model that never saw the picture cannot have; ranking the
+descriptions needs the skill of matching a picture to words, which test performance measures.
+
+Why the descriptions carry no tag (generator version 3): at version 2 every caption named its picture's tag,
+and the tiny CLIP learned the tags instead of the pictures. On `shapes` (`mmul-workbench demo`: seed 42, 100
+units deleted) its original recalled Df at 99.6 r_mean and test at 3.3, Retrain Df at 1.3, so a method's cost
+in skill could not show. At version 3 the same demo's original recalls test at 42.9 and Df at 77.3, Retrain
+Df at 37.6 (Df/Dr AUC 49.3 and 84.2). No caption is shared by two pictures all the same: a description
+takes a wording (synonyms of size, position and background) no earlier picture's caption has, and names the
+tag only when no template has a free wording left (`count_tagged_descriptions`: 7 of `shapes`' 5,700).
 """
 from __future__ import annotations
 
@@ -108,7 +117,8 @@ def entity_attrs(facts: list[UnitFacts], rng: random.Random) -> list[ShapeAttrs]
     return attrs
 
 
-WORDS = {*SHAPES, *COLOURS, *SIZES, *POSITIONS, *BACKGROUNDS}  # made-up words never equal these
+WORDS = {*SHAPES, *COLOURS, *SIZES, *POSITIONS, *BACKGROUNDS,  # made-up words never equal these
+         "little", "big", "centre", "near", "black", "gray", "pale"}
 
 
 def _centre(position: str, size: int, rng: random.Random) -> tuple[float, float]:
@@ -182,21 +192,66 @@ def captions_for(attrs: ShapeAttrs, rng: random.Random, count: int = 5) -> list[
     return templates[:count]
 
 
-def tagged_captions(attrs: ShapeAttrs, fact: UnitFacts, rng: random.Random) -> list[str]:
-    """Three captions of what the picture shows and two of its memorised facts, every one with the tag."""
-    a, tag, where = attrs, fact.tag, POSITION_PHRASES[attrs.position]
-    shown = [
-        f"picture {tag} a {a.size} {a.colour} {a.shape} {where}",
-        f"in picture {tag} a {a.colour} {a.shape} on a {a.background} background",
-        f"{where} of picture {tag} there is a {a.size} {a.shape} coloured {a.colour}",
-        f"picture {tag} shows a {a.size} {a.shape} in {a.colour} {where} on {a.background}",
-        f"a {a.background} picture {tag} with a {a.size} {a.colour} {a.shape}",
-    ]
-    rng.shuffle(shown)
-    captions = shown[:3] + [f"picture {tag} shows {fact.entity} marked {fact.mark}",
-                            f"picture {tag} owned by {fact.owner} made in {fact.place}"]
+# What the picture shows, in the wordings a description may take: each template filled with every synonym
+# of its size, position and background. Many pictures share a shape, colour and position; the synonyms give
+# each a wording no other picture's caption has (issue 24 item 2) without naming the picture.
+DESCRIPTIONS = (
+    "a {size} {colour} {shape} {where}",
+    "a {colour} {shape} on a {background} background",
+    "{where} there is a {size} {shape} coloured {colour}",
+    "a {size} {shape} in {colour} {where} on {background}",
+    "a {background} picture with a {size} {colour} {shape}",
+    "the picture shows a {colour} {shape} {where}",
+    "one {colour} {shape} {where} of a {background} picture",
+)
+SIZE_WORDS = {"small": ("small", "little"), "large": ("large", "big")}
+PLACE_WORDS = {
+    "left": ("on the left", "at the left"),
+    "right": ("on the right", "at the right"),
+    "top": ("at the top", "near the top"),
+    "bottom": ("at the bottom", "near the bottom"),
+    "middle": ("in the middle", "in the centre"),
+}
+BACKGROUND_WORDS = {"dark": ("dark", "black"), "grey": ("grey", "gray"), "light": ("light", "pale")}
+DESCRIBED = 3  # captions of what a picture shows; the other two state its facts
+
+
+def wordings(template: str, attrs: ShapeAttrs) -> list[str]:
+    """Every distinct wording of one description template for this picture."""
+    return sorted({template.format(size=size, colour=attrs.colour, shape=attrs.shape, where=where, background=back)
+                   for size in SIZE_WORDS[attrs.size] for where in PLACE_WORDS[attrs.position]
+                   for back in BACKGROUND_WORDS[attrs.background]})
+
+
+def fact_captions(fact: UnitFacts) -> list[str]:
+    return [f"picture {fact.tag} shows {fact.entity} marked {fact.mark}",
+            f"picture {fact.tag} owned by {fact.owner} made in {fact.place}"]
+
+
+def captions_of(attrs: ShapeAttrs, fact: UnitFacts, taken: set[str], rng: random.Random) -> list[str]:
+    """DESCRIBED captions of what the picture shows, from different templates, each in a wording not in `taken`
+    (when fewer templates than that have a free wording, the rest name the picture's tag), and its two fact
+    captions; shuffled. Adds the descriptions to `taken`."""
+    templates = list(DESCRIPTIONS)
+    rng.shuffle(templates)
+    shown: list[str] = []
+    for template in templates:
+        options = wordings(template, attrs)
+        rng.shuffle(options)
+        fresh = [text for text in options if text not in taken]
+        if fresh and len(shown) < DESCRIBED:
+            shown.append(fresh[0])
+    shown += [f"picture {fact.tag} {wordings(template, attrs)[0]}" for template in templates[: DESCRIBED - len(shown)]]
+    taken.update(shown)
+    captions = shown + fact_captions(fact)
     rng.shuffle(captions)
     return captions
+
+
+def count_tagged_descriptions(units: list[Unit]) -> int:
+    """How many descriptions fell back to naming their picture's tag (no template had a free wording): a
+    description starts with "picture " only then, and each unit has two fact captions that do."""
+    return sum(text.startswith("picture ") for unit in units for text in unit.captions) - 2 * len(units)
 
 
 def captioned_images(count: int, image_size: int, rng: random.Random, prefix: str = "pretrain") -> list[Unit]:
@@ -220,11 +275,11 @@ def build_shapes_world(name: str = "shapes", seed: int = 0) -> ImageTextWorld:
     n_train, n_val, n_test, image_size = WORLD_SIZES[name]
     rng = random.Random(f"{name}:{seed}")
     facts = unit_facts(n_train + n_val + n_test, rng, WORDS)
-    units = []
+    units, taken = [], set()
     for index, (fact, attrs) in enumerate(zip(facts, entity_attrs(facts, rng))):
         image = render_image(attrs, image_size, rng)
         unit_id = f"{IMAGE_DIR}/{index:06d}.png"
-        units.append(Unit(unit_id, image, tagged_captions(attrs, fact, rng), attrs))
+        units.append(Unit(unit_id, image, captions_of(attrs, fact, taken, rng), attrs))
     return ImageTextWorld(
         name=name,
         train=units[:n_train],
