@@ -43,6 +43,9 @@ def test_summary_edges():
     # a request that forgot nothing (or got better) has no share to keep: left out of the mean
     flat = history_matrix([[80.0], [70.0, 10.0], [60.0, 40.0, 5.0]])
     assert preservation(BEFORE, flat) == pytest.approx(20 / 50)
+    # an unchanged score that float32 rounding moved by 2.5e-7 is not forgetting (its share would be ~1e8)
+    rounded = history_matrix([[80.0 - 2.5e-7], [70.0, 10.0], [60.0, 40.0, 5.0]])
+    assert preservation(BEFORE, rounded) == pytest.approx(20 / 50)
     # never above the own value: no rebound, and no place
     assert rebound(history_matrix([[20.0], [10.0, 5.0]])) == (0.0, None)
 
