@@ -22,6 +22,8 @@ def test_recovery_by_hand():
     # the attack made Df worse: negative; unlearning that lowered nothing has no gap to recover
     assert recovery(80.0, 20.0, 14.0)["fraction"] == pytest.approx(-0.1)
     assert recovery(50.0, 60.0, 70.0) == {"points": 10.0, "fraction": None, "gap": -10.0}
+    # a Df that unlearning left as it was, up to float32 rounding: no gap, not a recovery of 3e7
+    assert recovery(33.3333335, 33.3333332, 43.3333332)["fraction"] is None
     assert headline({"df.accuracy": 1.0, "test.accuracy": 2.0}) == "df.accuracy"
     assert headline({"df.r_mean": 1.0}) == "df.r_mean"
 
