@@ -109,6 +109,12 @@ def test_rephrased_unit_is_seeded_and_keeps_captions_true():
     # a flipped image's captions say "right" where the unflipped ones say "left" (never both sides at once)
     sides = {("left" in " ".join(u.captions), "right" in " ".join(u.captions)) for u in flipped}
     assert (True, True) not in sides and len(sides) == 2
+    # a fact caption is paraphrased as the same fact, never as a description (which would state another thing)
+    facts = Unit("u/2.png", unit.image, ["picture vokelu owned by mira made in oslo",
+                                          "picture vokelu shows drabimor marked kappa", *unit.captions], attrs)
+    reworded, changed = rephrased_unit(facts, random.Random(3), {})
+    assert changed == 4 and reworded.captions[:2] == ["picture vokelu made in oslo owned by mira",
+                                                      "drabimor marked kappa in picture vokelu"]
     table = {"a small red circle on the left": ["one small circle in red on the left"]}
     from_file, changed = rephrased_unit(unit, random.Random(0), table)
     assert changed == 1 and from_file.captions[1] in (unit.captions[1], swap_sides(unit.captions[1]))

@@ -13,6 +13,7 @@ from conftest import ROOT, cli, cli_env, run_in_process
 from engine.data.fact_deletion import select_facts, split_facts, world_facts
 from engine.data.labelled import unit_texts
 from engine.data.registry import load_data
+from engine.data.shapes import reworded_fact
 from engine.errors import SpecError
 from engine.spec import validate, validate_pulse
 from engine.tasks import task_for
@@ -107,7 +108,9 @@ def test_the_retrieval_task_trains_and_scores_the_split(tmp_path):
 
     view, done = rephrase(task, adapter, {}, 0, lambda *a, **k: None, lambda: False)
     assert done["texts"] == 1 and view.train.unit_ids == task.train.unit_ids
-    assert view.encode(adapter, forgotten, False).unit_ids == [OWNER_0]
+    rephrased = view.encode(adapter, forgotten, False)
+    assert rephrased.unit_ids == [OWNER_0] and rephrased.texts == [reworded_fact(owner_caption)]
+    assert "owned by" in rephrased.texts[0] and rephrased.texts[0] != owner_caption
     assert sorted(view.retain_set(adapter, False).texts) == sorted(retain.texts)
 
 

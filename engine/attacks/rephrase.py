@@ -6,10 +6,12 @@ Texts, per Df text, in this order:
 - a user file (`paraphrases`: one `original<TAB>paraphrase` per line; several lines for one original give
   several paraphrases, one drawn with the attack's seed): texts it names are replaced, the others kept;
 - else the built-in set of the shapes worlds: a unit that knows its attributes (`shapes`, `shapes-tiny`) gets
-  captions written from the world's caption templates it was NOT given (the same facts in phrasings the model
-  never trained on, in the world's vocabulary, so a word-level tiny tokenizer reads every word), drawn with
-  the attack's seed; other worlds (the classification worlds' hypotheses, whose labels a rewrite must keep)
-  keep their texts unless a file gives paraphrases. The document counts the texts changed.
+  its descriptions written from the world's caption templates it was NOT given (what the picture shows in
+  phrasings the model never trained on, in the world's vocabulary, so a word-level tiny tokenizer reads every
+  word), drawn with the attack's seed, and its fact captions reworded ("drabimor marked kappa in picture
+  vokelu" for "picture vokelu shows drabimor marked kappa": engine/data/shapes.py `reworded_fact`); other
+  worlds (the classification worlds' hypotheses, whose labels a rewrite must keep) keep their texts unless a
+  file gives paraphrases. The document counts the texts changed.
 Images (each Df unit's image, or both images of a pair; graphs have none), with Pillow, seeded per unit:
 - a crop keeping 80-100% of each side at a random place, resized back to the image's size (bicubic);
 - a horizontal flip with probability 1/2; a flipped unit's texts swap "left" and "right", so a caption stays
@@ -64,18 +66,19 @@ def swap_sides(text: str) -> str:
 
 
 def builtin_paraphrases(unit, rng: random.Random) -> list[str] | None:
-    """The shapes worlds' paraphrases of a unit's captions (templates it was not given), or None."""
+    """The shapes worlds' paraphrases of a unit's captions, or None: a description becomes a template wording the
+    unit was not given, a fact caption the same fact in other words."""
     attrs = getattr(unit, "attrs", None)
     if attrs is None or not hasattr(unit, "captions"):
         return None
-    from engine.data.shapes import captions_for
+    from engine.data.shapes import captions_for, reworded_fact
 
     given = set(unit.captions)
     unseen = [c for c in captions_for(attrs, random.Random(0), count=10**3) if c not in given]
-    if not unseen:
-        return None
     rng.shuffle(unseen)
-    return [unseen[i % len(unseen)] for i in range(len(unit.captions))]
+    paraphrases = [reworded_fact(caption) or (unseen[i % len(unseen)] if unseen else caption)
+                   for i, caption in enumerate(unit.captions)]
+    return paraphrases if paraphrases != unit.captions else None
 
 
 def rephrased_unit(unit, rng: random.Random, table: dict[str, list[str]]) -> tuple[object, int]:

@@ -24,6 +24,7 @@ tag only when no template has a free wording left (`count_tagged_descriptions`: 
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -246,6 +247,22 @@ def captions_of(attrs: ShapeAttrs, fact: UnitFacts, taken: set[str], rng: random
     captions = shown + fact_captions(fact)
     rng.shuffle(captions)
     return captions
+
+
+FACT_FORMS = (  # a fact caption's form and the same fact in other words of the world's vocabulary
+    (re.compile(r"picture (\S+) shows (\S+) marked (\S+)"), "{1} marked {2} in picture {0}"),
+    (re.compile(r"picture (\S+) owned by (\S+) made in (\S+)"), "picture {0} made in {2} owned by {1}"),
+)
+
+
+def reworded_fact(caption: str) -> str | None:
+    """A fact caption (fact_captions) stated in other words, or None for a description: the rephrase attack's
+    paraphrase of a fact, which must keep the fact (a description in its place would state another thing)."""
+    for form, words in FACT_FORMS:
+        match = form.fullmatch(caption)
+        if match:
+            return words.format(*match.groups())
+    return None
 
 
 def count_tagged_descriptions(units: list[Unit]) -> int:
