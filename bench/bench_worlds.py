@@ -37,10 +37,12 @@ def main() -> None:
     parser.add_argument("--delete", type=int, default=16)
     add_grid_options(parser)
     args = parser.parse_args()
+    pairs = [pair.split(":") for pair in args.worlds.split(",")]
+    if any(len(pair) != 2 or not all(pair) for pair in pairs):
+        parser.error(f"--worlds {args.worlds}: give WORLD:MODEL pairs, comma-separated (e.g. shapes-tiny:clip-tiny)")
     env = grid_env(args.home, "mmul-worlds-bench-")
     cells = []
-    for pair in args.worlds.split(","):
-        world, model = pair.split(":")
+    for world, model in pairs:
         for seed in (int(s) for s in args.seeds.split(",")):
             document = run_cell(world, model, seed, args.delete, env)
             print(f"done {world} seed {seed}", file=sys.stderr)

@@ -9,11 +9,11 @@ historical-forgetting preservation, rebound, stability and the area under the re
 ICU-Bench code was read; the definitions below are ours, written so each is checkable by hand:
 
 - forgetting of request j at its own request:  f_j = before_j - H[j][j]
-- preservation = mean over past requests j < K with f_j > MIN_FORGETTING of (before_j - H[K][j]) / f_j: the
-  share of each past request's forgetting that remains after the last request (1 = all of it, 0 = back to the
-  original, above 1 = later requests forgot it further). None when no past request forgot anything (K = 1
-  included). A request whose score did not move reads f_j = 2.5e-7 (float32 means of the same recalls summed in
-  another order), and its share would be about 1e8: those are not forgetting.
+- preservation = mean over past requests j < K with f_j > SAME_SCORE (sessions/numbers.py) of
+  (before_j - H[K][j]) / f_j: the share of each past request's forgetting that remains after the last request
+  (1 = all of it, 0 = back to the original, above 1 = later requests forgot it further). None when no past
+  request forgot anything (K = 1 included). A request whose score did not move can read f_j = 2.5e-7 (a float32
+  mean of recalls that round differently), and its share would be about 1e8: that is not forgetting.
 - rebound = max over j < i of (H[i][j] - H[j][j]), at least 0: the largest rise, in the headline's points, of
   a past request's Df performance above what its own request left; `rebound_at` = (j, i) of that rise.
 - stability = the population standard deviation of the utility curve u_1..u_K (the Dr headline after each
@@ -27,8 +27,9 @@ from __future__ import annotations
 import math
 from typing import Iterable, Sequence
 
+from sessions.numbers import SAME_SCORE
+
 Matrix = list[list[float | None]]
-MIN_FORGETTING = 1e-3  # headline points: above float32 rounding (~1e-6), below any real step (0.1 on 1,000 rows)
 
 
 def history_matrix(rows: Sequence[Sequence[float | None]]) -> Matrix:
@@ -45,7 +46,7 @@ def preservation(before: Sequence[float], matrix: Matrix) -> float | None:
         if own is None or last is None or before[j] is None:
             continue
         forgotten = before[j] - own
-        if forgotten > MIN_FORGETTING:
+        if forgotten > SAME_SCORE:
             shares.append((before[j] - last) / forgotten)
     return sum(shares) / len(shares) if shares else None
 

@@ -23,6 +23,10 @@ from typing import Any
 
 FRACTION = "fraction"  # stored 0-1, shown in percent
 PERCENT = "percent"    # stored and shown in percent
+# Two stored scores closer than this are one score: the same outcome in float32 can differ from itself by a few
+# ulp (2.5e-7 measured, a one-unit recall mean whose six recalls round differently), while a real change is at
+# least one row of 1,000 (1e-3 as a fraction, 0.1 points). What divides by a difference of scores checks it.
+SAME_SCORE = 1e-4
 P_VALUE = "p-value"
 SECONDS = "seconds"
 MEGABYTES = "megabytes"

@@ -5,16 +5,17 @@
 0 = nothing comes back, 1 = Df is as well served as by the original, < 0 = the attack made Df worse still.
 `points` is the numerator alone, in the metric's own units (recall and classification accuracy in percent:
 points; people data's four-option accuracy as a fraction). There is no gap to recover when unlearning did not
-lower Df (Df_original - Df_unlearned <= MIN_GAP): the fraction is then None, the points are still reported.
-An unchanged score can differ from itself by float32 rounding (2.5e-7 points, measured on a one-unit recall):
-dividing by that would report a recovery of about 1e8.
+lower Df (Df_original - Df_unlearned within sessions.numbers.SAME_SCORE of 0 or below): the fraction is then
+None, the points are still reported. An unchanged score can differ from itself by float32 rounding (2.5e-7
+points, measured on a one-unit recall): dividing by that would report a recovery of about 1e8.
 """
 from __future__ import annotations
+
+from sessions.numbers import SAME_SCORE
 
 # retrieval's recall mean, classification's accuracy (sessions.verdict's); people data's forget accuracy, image and
 # text-only averaged (engine/attacks/people.with_headline adds it to a pulse run's metrics)
 HEADLINES = ("df.r_mean", "df.accuracy", "forget.accuracy")
-MIN_GAP = 1e-4  # above float32 rounding (< 1e-5 in points or fractions), below one of 1,000 rows (1e-3 as a fraction)
 
 
 def headline(metrics: dict[str, float]) -> str | None:
@@ -26,4 +27,4 @@ def recovery(original: float, unlearned: float, after: float) -> dict:
     """{"points": after - unlearned, "fraction": that / (original - unlearned) or None, "gap": original - unlearned}."""
     gap = original - unlearned
     points = after - unlearned
-    return {"points": points, "fraction": points / gap if gap > MIN_GAP else None, "gap": gap}
+    return {"points": points, "fraction": points / gap if gap > SAME_SCORE else None, "gap": gap}

@@ -61,8 +61,7 @@ class PairSet:
         units = self.pair_unit[pair_indices]
         batch = {
             **self.media.batch(units, device),
-            "input_ids": self.input_ids[pair_indices].to(device, non_blocking=True),
-            "attention_mask": self.attention_mask[pair_indices].to(device, non_blocking=True),
+            **self.text_batch(pair_indices, device),
             # which unit each text belongs to: texts of one unit are positives of each other (contrastive
             # loss) and never each other's unrelated pair (MultiDelete's permutation)
             "image_index": units.to(device, non_blocking=True),
@@ -70,6 +69,11 @@ class PairSet:
         if self.labels is not None:
             batch["labels"] = self.labels[pair_indices].to(device, non_blocking=True)
         return batch
+
+    def text_batch(self, pair_indices, device) -> dict[str, torch.Tensor]:
+        """The texts alone of these pairs (indices or a slice), as a text encoder takes them."""
+        return {"input_ids": self.input_ids[pair_indices].to(device, non_blocking=True),
+                "attention_mask": self.attention_mask[pair_indices].to(device, non_blocking=True)}
 
     def pairs_of_units(self, unit_indices) -> torch.Tensor:
         """The pairs (texts) of these units, ascending: the pair order of `select_units(unit_indices)`."""

@@ -224,9 +224,34 @@ def wordings(template: str, attrs: ShapeAttrs) -> list[str]:
                    for back in BACKGROUND_WORDS[attrs.background]})
 
 
+# A fact caption's wording, and the same fact in other words of the world's vocabulary (the rephrase attack's).
+FACT_WORDINGS = (
+    ("picture {tag} shows {entity} marked {mark}", "{entity} marked {mark} in picture {tag}"),
+    ("picture {tag} owned by {owner} made in {place}", "picture {tag} made in {place} owned by {owner}"),
+)
+
+
+def wording_pattern(wording: str) -> re.Pattern:
+    """A wording as a regular expression: each {field} one word, named by the field; the rest literal."""
+    parts = re.split(r"\{(\w+)\}", wording)  # literal, field, literal, field, ..., literal
+    return re.compile("".join(re.escape(part) if i % 2 == 0 else rf"(?P<{part}>\S+)" for i, part in enumerate(parts)))
+
+
+FACT_FORMS = [(wording_pattern(said), reworded) for said, reworded in FACT_WORDINGS]
+
+
 def fact_captions(fact: UnitFacts) -> list[str]:
-    return [f"picture {fact.tag} shows {fact.entity} marked {fact.mark}",
-            f"picture {fact.tag} owned by {fact.owner} made in {fact.place}"]
+    return [said.format(**vars(fact)) for said, _ in FACT_WORDINGS]
+
+
+def reworded_fact(caption: str) -> str | None:
+    """A fact caption (fact_captions) stated in other words, or None for a description: the rephrase attack's
+    paraphrase of a fact, which must keep the fact (a description in its place would state another thing)."""
+    for form, reworded in FACT_FORMS:
+        match = form.fullmatch(caption)
+        if match:
+            return reworded.format(**match.groupdict())
+    return None
 
 
 def captions_of(attrs: ShapeAttrs, fact: UnitFacts, taken: set[str], rng: random.Random) -> list[str]:
@@ -249,26 +274,10 @@ def captions_of(attrs: ShapeAttrs, fact: UnitFacts, taken: set[str], rng: random
     return captions
 
 
-FACT_FORMS = (  # a fact caption's form and the same fact in other words of the world's vocabulary
-    (re.compile(r"picture (\S+) shows (\S+) marked (\S+)"), "{1} marked {2} in picture {0}"),
-    (re.compile(r"picture (\S+) owned by (\S+) made in (\S+)"), "picture {0} made in {2} owned by {1}"),
-)
-
-
-def reworded_fact(caption: str) -> str | None:
-    """A fact caption (fact_captions) stated in other words, or None for a description: the rephrase attack's
-    paraphrase of a fact, which must keep the fact (a description in its place would state another thing)."""
-    for form, words in FACT_FORMS:
-        match = form.fullmatch(caption)
-        if match:
-            return words.format(*match.groups())
-    return None
-
-
 def count_tagged_descriptions(units: list[Unit]) -> int:
-    """How many descriptions fell back to naming their picture's tag (no template had a free wording): a
-    description starts with "picture " only then, and each unit has two fact captions that do."""
-    return sum(text.startswith("picture ") for unit in units for text in unit.captions) - 2 * len(units)
+    """How many descriptions fell back to naming their picture's tag (no template had a free wording): the
+    captions that start with "picture " and state no fact."""
+    return sum(text.startswith("picture ") and reworded_fact(text) is None for unit in units for text in unit.captions)
 
 
 def captioned_images(count: int, image_size: int, rng: random.Random, prefix: str = "pretrain") -> list[Unit]:

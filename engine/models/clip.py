@@ -122,19 +122,9 @@ class ClipAdapter(RetrievalAdapter):
     def gallery_scores(self, pairset, batch_size):
         """Rows of the cosine between every image and every caption, from the gallery's normalised embeddings
         (n_units + n_texts rows of the projection width), a chunk of rows at a time."""
-        device = self.device
         images = torch.cat([self.image_embed(batch) for batch in self.unit_batches(pairset, batch_size)])
-        texts = torch.cat(
-            [
-                self.text_embed(
-                    {
-                        "input_ids": pairset.input_ids[s : s + batch_size].to(device),
-                        "attention_mask": pairset.attention_mask[s : s + batch_size].to(device),
-                    }
-                )
-                for s in range(0, len(pairset), batch_size)
-            ]
-        )
+        texts = torch.cat([self.text_embed(pairset.text_batch(slice(s, s + batch_size), self.device))
+                           for s in range(0, len(pairset), batch_size)])
         return self.gallery_scores_of(images, texts)
 
     def score_matrix(self, pairset, batch_size):

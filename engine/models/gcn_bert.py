@@ -231,7 +231,7 @@ class GcnBertRetrievalAdapter(GcnBertAdapter):
         width = max(nodes.shape[1] for nodes, _ in node_chunks)
         nodes = torch.cat([F.pad(n, (0, 0, 0, width - n.shape[1])) for n, _ in node_chunks])
         node_mask = torch.cat([F.pad(m, (0, width - m.shape[1])) for _, m in node_chunks])
-        text_feat = torch.cat([self._text_feat(self.text_embed(self._texts(pairset, torch.arange(s, min(s + batch_size, len(pairset))))))
+        text_feat = torch.cat([self._text_feat(self.text_embed(pairset.text_batch(slice(s, s + batch_size), device)))
                                for s in range(0, len(pairset), batch_size)])
         itc = (torch.cat(feats) @ text_feat.t()).float()
         if self.k_test == 0:
@@ -240,7 +240,7 @@ class GcnBertRetrievalAdapter(GcnBertAdapter):
         def rerank(scores, graph_index, text_index):
             for start in range(0, len(graph_index), batch_size):
                 g, t = graph_index[start:start + batch_size], text_index[start:start + batch_size]
-                texts = self._texts(pairset, t)
+                texts = pairset.text_batch(t, self.device)
                 states = self.model.encode_text(texts["input_ids"], texts["attention_mask"])
                 itm = self._itm_logits(states, texts["attention_mask"], nodes[g.to(device)], node_mask[g.to(device)])
                 scores[g, t] = F.softmax(itm.float(), dim=1)[:, 1].cpu() + itc[g, t].cpu()
@@ -252,7 +252,3 @@ class GcnBertRetrievalAdapter(GcnBertAdapter):
         top = itc.t().topk(min(self.k_test, itc.shape[0]), dim=1).indices.cpu()
         rerank(t2i, top.reshape(-1), torch.arange(itc.shape[1]).repeat_interleave(top.shape[1]))
         return i2t, t2i
-
-    def _texts(self, pairset, indices: torch.Tensor) -> dict:
-        return {"input_ids": pairset.input_ids[indices].to(self.device),
-                "attention_mask": pairset.attention_mask[indices].to(self.device)}

@@ -89,8 +89,7 @@ class EmbeddingScoring:
         self.adapter, self.joint = adapter, joint
         device = adapter.device
         self.images = EmbeddedRows(joint.n_units, lambda units: adapter.image_embed(joint.media.batch(units, device)))
-        self.texts = EmbeddedRows(len(joint), lambda pairs: adapter.text_embed(
-            {"input_ids": joint.input_ids[pairs].to(device), "attention_mask": joint.attention_mask[pairs].to(device)}))
+        self.texts = EmbeddedRows(len(joint), lambda pairs: adapter.text_embed(joint.text_batch(pairs, device)))
 
     def pair_values(self, statistic: str, pairs: np.ndarray) -> np.ndarray:
         if len(pairs) == 0:
