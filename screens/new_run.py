@@ -28,6 +28,14 @@ FIELD_WIDGETS = {"forget": "del-n", "granularity": "del-granularity"}
 DATA_TASK = "-"  # the task Select's value for "the data's own task" (a Select value cannot be None)
 
 
+def form_params() -> tuple[specs.Param, ...]:
+    """Every parameter any method (or the LMM) takes, once each, in the order they first appear."""
+    by_name: dict[str, specs.Param] = {}
+    for param in (*specs.COMMON_PARAMS, *(p for m in specs.METHODS.values() for p in m.params), *specs.LMM_PARAMS):
+        by_name.setdefault(param.name, param)
+    return tuple(by_name.values())
+
+
 class NewRunScreen(FormScreen):
     SCOPED_CSS = False  # the -compact rule starts at the App
     DEFAULT_CSS = """
@@ -56,7 +64,6 @@ class NewRunScreen(FormScreen):
         super().__init__()
         self.services = services
         self.method = "multidelete"
-        self._params_key: tuple | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("[b]New run[/b]  ctrl+s submits, escape goes back; hyperparameters left empty use "
@@ -96,14 +103,15 @@ class NewRunScreen(FormScreen):
                 yield field("name", Input(placeholder="e.g. my run", id="name", compact=True), "err-name",
                             "name (optional): how the home, replay and reports name the session")
             yield Static(id="method-summary")
-            yield Vertical(id="params")
+            with Vertical(id="params"):
+                yield from (self.param_field(param) for param in form_params())
             yield DeletionForm(self.services.preview_deletion, id="deletion")
             yield from self.form_end("Submit (ctrl+s)")
         yield self.help_line()
         yield Footer()
 
-    async def on_mount(self) -> None:
-        await self.build_params()
+    def on_mount(self) -> None:
+        self.show_params()
         self.sync_deletion()
 
     # generated hyperparameter fields -------------------------------------------------------------
@@ -120,34 +128,38 @@ class NewRunScreen(FormScreen):
         extra = specs.LMM_PARAMS if self.people_data() else ()
         return specs.COMMON_PARAMS + specs.METHODS[self.method].params + extra
 
-    async def build_params(self) -> None:
-        key = (self.method, self.people_data())
-        if key == self._params_key:
-            return
-        self._params_key = key
-        box = self.query_one("#params", Vertical)
-        await box.remove_children()
+    def param_field(self, param: specs.Param):
+        choices = param.choices or ((True, False) if param.kind is bool else ())
+        if choices:
+            widget = Select([(str(c), c) for c in choices], value=param.default, allow_blank=False,
+                            id=f"p-{param.name}", classes="param", compact=True)
+        else:
+            placeholder = "default" if param.default is None else f"default {param.default}"
+            widget = Input("" if param.default is None else str(param.default), placeholder=placeholder,
+                           id=f"p-{param.name}", classes="param", compact=True)
+        return field(param.name, widget, f"err-p-{param.name}", f"{param.name}: {param.help}")
+
+    def show_params(self) -> None:
+        """Show the fields of the chosen method's parameters (and the LMM's on people data), hide the rest.
+        Every field is composed once and only shown or hidden: a value typed stays when the method changes
+        (a name has one default whatever the method), and no Select is mounted or removed while the form is
+        in use (removing one whose mount was still settling raised inside Textual's Select)."""
         info = specs.METHODS[self.method]
         self.query_one("#method-summary", Static).update(f"{info.title}: {info.summary}")
-        fields = []
-        for param in self.all_params():
-            choices = param.choices or ((True, False) if param.kind is bool else ())
-            if choices:
-                widget = Select([(str(c), c) for c in choices], value=param.default, allow_blank=False,
-                                id=f"p-{param.name}", classes="param", compact=True)
-            else:
-                placeholder = "default" if param.default is None else f"default {param.default}"
-                widget = Input("" if param.default is None else str(param.default), placeholder=placeholder,
-                               id=f"p-{param.name}", classes="param", compact=True)
-            fields.append(field(param.name, widget, f"err-p-{param.name}", f"{param.name}: {param.help}"))
-        await box.mount_all(fields)
-        self.errors = {k: v for k, v in self.errors.items() if not k.startswith("p-")}
+        shown = {param.name: param for param in self.all_params()}
+        for param_field in self.query_one("#params", Vertical).children:
+            name = param_field.query_one(".param").id[2:]
+            param_field.display = name in shown
+            if name in shown:  # a name's help can say what it does in this method
+                param_field.help_text = param_field.tooltip = f"{name}: {shown[name].help}"
+            elif f"p-{name}" in self.errors:
+                self.show_error(f"p-{name}", "")
 
     @on(Select.Changed, "#method")
-    async def _method_changed(self, event: Select.Changed) -> None:
+    def _method_changed(self, event: Select.Changed) -> None:
         if event.value != self.method and event.value in specs.METHODS:
             self.method = str(event.value)
-            await self.build_params()
+            self.show_params()
 
     @on(Input.Changed, ".param")
     def _param_changed(self, event: Input.Changed) -> None:
@@ -166,13 +178,13 @@ class NewRunScreen(FormScreen):
             self.show_error(f"p-{name}", "")
 
     @on(Input.Changed, "#data, #seed, #requests")
-    async def _deletion_context(self) -> None:
-        await self.build_params()
+    def _deletion_context(self) -> None:
+        self.show_params()
         self.sync_deletion()
 
     @on(Select.Changed, "#protocol")
-    async def _protocol_changed(self) -> None:
-        await self.build_params()
+    def _protocol_changed(self) -> None:
+        self.show_params()
         self.sync_deletion()
 
     def sync_deletion(self) -> None:

@@ -145,6 +145,13 @@ def count_ticks(screen) -> list:
     return ticks
 
 
+def param_shown(screen, name: str) -> bool:
+    """Whether the New-run form shows the field of parameter ``name`` (every field is composed; the chosen
+    method's are displayed)."""
+    found = screen.query(f"#p-{name}")
+    return bool(found) and bool(found.first().parent.display)
+
+
 async def wait_until(pilot, predicate, timeout: float = 10.0, interval: float = 0.05) -> None:
     """Let a Textual pilot run until ``predicate()`` holds, checking every ``interval`` seconds of app time
     (the pilot's pause lets the app handle what is pending); fail after ``timeout`` seconds."""

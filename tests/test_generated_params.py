@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from conftest import wait_until
+from conftest import param_shown, wait_until
 from engine import spec as specs
 from engine.spec.catalog import MethodInfo
 
@@ -77,9 +77,9 @@ async def test_new_param_is_a_form_field(forgetful):
         await wait_until(pilot, lambda: bool(app.screen.query("#p-lr")))
         screen = app.screen
         screen.query_one("#method").value = "forgetful"
-        await wait_until(pilot, lambda: bool(screen.query("#p-forget_rate")))
+        await wait_until(pilot, lambda: param_shown(screen, "forget_rate"))
         field = screen.query_one("#p-forget_rate")
-        assert field.value == "0.5" and not screen.query("#p-alpha")
+        assert field.value == "0.5" and not param_shown(screen, "alpha")
         field.value = "0"
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: "p-forget_rate" in screen.errors)

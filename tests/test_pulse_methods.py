@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, cli, cli_env, run_in_process, wait_until
+from conftest import ROOT, cli, cli_env, param_shown, run_in_process, wait_until
 from engine import spec as specs
 from engine.errors import SpecError
 from engine.spec.catalog import method_variant
@@ -56,10 +56,11 @@ async def test_new_run_form_fields(home):
         await wait_until(pilot, lambda: bool(app.screen.query("#p-lr")))
         screen = app.screen
         screen.query_one("#data").value = "people-tiny"
-        for method, field in (("rmu", "#p-rmu_layer"), ("mmunlearner", "#p-mask_ratio"), ("idkdpo", "#p-dpo_beta")):
+        for method, name in (("rmu", "rmu_layer"), ("mmunlearner", "mask_ratio"), ("idkdpo", "dpo_beta")):
             screen.query_one("#method").value = method
-            await wait_until(pilot, lambda: bool(screen.query(field)) and bool(screen.query("#p-lora_r")))
+            await wait_until(pilot, lambda: param_shown(screen, name) and param_shown(screen, "lora_r"))
         assert screen.query_one("#p-dpo_beta").value == "0.1"
+        assert not param_shown(screen, "rmu_layer") and not param_shown(screen, "mask_ratio")
 
 
 @pytest.mark.parametrize("command", [

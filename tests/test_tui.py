@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import count_ticks, wait_until
+from conftest import count_ticks, param_shown, wait_until
 from sessions.store import SessionStore
 from sessions.source import ListSource
 from workbench.tui import create_app
@@ -246,11 +246,14 @@ async def test_new_run_fields_follow_the_method(tmp_home):
     app = create_app(start_engine=False)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+n")
-        await wait_until(pilot, lambda: bool(app.screen.query("#p-alpha")))
+        await wait_until(pilot, lambda: param_shown(app.screen, "alpha"))
         screen = app.screen
+        assert not param_shown(screen, "npo_beta")
+        screen.query_one("#p-lr").value = "3e-5"
         screen.query_one("#method").value = "npo"
-        await wait_until(pilot, lambda: not screen.query("#p-alpha") and bool(screen.query("#p-npo_beta")))
-        assert screen.query("#p-lr")
+        await wait_until(pilot, lambda: not param_shown(screen, "alpha") and param_shown(screen, "npo_beta"))
+        assert param_shown(screen, "lr") and screen.query_one("#p-lr").value == "3e-5"  # typed values stay
+        assert screen.raw_spec()["params"]["lr"] == "3e-5" and "alpha" not in screen.raw_spec()["params"]
 
 
 async def test_deletion_preview_counts_units(tmp_home):
@@ -530,9 +533,9 @@ async def test_new_run_sequential_requests_builds_a_pulse_spec(tmp_home):
         screen = app.screen
         screen.query_one("#protocol").value = "sequential"
         await pilot.pause()  # the form has handled the change
-        assert not screen.query("#p-lora_r")  # image-text data: no LMM fields
+        assert not param_shown(screen, "lora_r")  # image-text data: no LMM fields
         screen.query_one("#data").value = "people-tiny"
-        await wait_until(pilot, lambda: bool(screen.query("#p-lora_r")))  # people data: the LMM fields appear
+        await wait_until(pilot, lambda: param_shown(screen, "lora_r"))  # people data: the LMM fields appear
         screen.query_one("#model").value = "llava-tiny"
         screen.query_one("#method").value = "ga"
         screen.query_one("#requests").value = "0"
