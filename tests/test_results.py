@@ -17,11 +17,16 @@ def test_there_are_records():
 
 @pytest.mark.parametrize("path", RECORDS, ids=lambda p: p.stem)
 def test_a_table_matches_its_json(path):
+    """Every record's table stands in some docs page (the results page, or the page whose subject it is), and
+    every page holding its block holds exactly what the record renders."""
     record = json.loads(path.read_text())
-    page = results.TARGET.read_text()
-    assert results.block(record["name"]).search(page), f"{results.TARGET.name} has no block for {path.name}"
-    assert results.refreshed(page, record) == page, (
-        f"the results page's {record['name']} table differs from {path.name}: run python -m workbench.results {path}")
+    pages = [page for page in sorted((results.ROOT / "docs" / "pages").glob("*.md"))
+             if results.block(record["name"]).search(page.read_text())]
+    assert pages, f"no docs page has a block for {path.name}"
+    for page in pages:
+        text = page.read_text()
+        assert results.refreshed(text, record) == text, (
+            f"{page.name}'s {record['name']} table differs from {path.name}: run python -m workbench.results {path} {page}")
 
 
 def test_a_changed_number_is_caught():
@@ -54,6 +59,28 @@ def test_a_study_table_is_its_grid_in_markdown():
     retrain = rows[0].split(" | ")
     assert retrain[1] == "2" and "61.0 ± 1.4" in rows[0] and "51.0 ± 1.4" in rows[0]
     assert "Ranked by closeness to Retrain" in table
+
+
+def test_a_study_with_attacks_shows_each_attacks_recovery_as_study_prints_it():
+    """`study --attacks` adds a recovery column per attack (workbench/study_attacks.py); the docs table is the
+    same grid, mean ± std of each method's fractions over the seeds, in percent."""
+    from sessions.study import aggregate
+    from workbench.study_attacks import with_attacks
+
+    def result(recovery: float) -> dict:
+        summary = {"metrics": {"df_dr_auc": 0.6, "test": {"r_mean": 50.0}}, "seconds": 2.0}
+        return with_attacks(summary, {"quantize": {"recovery": recovery, "points": 1.0}})
+
+    runs = [("retrain", 1, result(0.0)), ("retrain", 2, result(0.0)), ("ft", 1, result(0.10)), ("ft", 2, result(0.30))]
+    methods = aggregate(runs, order=["retrain", "ft"])
+    document = {"study": "s", "cells": [], "methods": methods, "attacks": ["quantize"],
+                "spec": {"methods": ["retrain", "ft"], "seeds": [1, 2], "model": "clip-tiny", "data": "shapes-tiny",
+                         "task": "retrieval"}}
+    table = results.render(results.make_record("s", "study --attacks quantize", document))
+    header = next(line for line in table.splitlines() if line.startswith("| method"))
+    assert "quantize recovery" in header
+    ft = next(line for line in table.splitlines() if line.startswith("| FT"))
+    assert "20.0 ± 14.1" in ft
 
 
 def test_a_pulse_grid_renders_its_cells_with_mean_and_sample_std():

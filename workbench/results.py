@@ -76,14 +76,17 @@ def demo_table(record: dict) -> str:
 
 def study_table(record: dict) -> str:
     """A study's grid (Markdown): one row per method in the study's order (Retrain, then the ranking), the
-    task's headline columns as mean ± std over the seeds with n, the Retrain-relative scores and the rank, then
+    task's headline columns (and each attack's recovery, `study --attacks`) as mean ± std over the seeds with n,
+    the Retrain-relative scores and the rank, then
     the cost per method; the ranking rule below (sessions.study, what `study` prints)."""
     from sessions.study import cost_grid, grid, grid_caption
     from workbench.cli_study import headline_columns, method_titles
+    from workbench.study_attacks import attack_columns
 
     document = record["document"]
     spec = document["spec"]
-    columns = headline_columns(spec.get("task") or specs.data_kind(spec["data"]), document["methods"])
+    columns = (headline_columns(spec.get("task") or specs.data_kind(spec["data"]), document["methods"])
+               + attack_columns(document.get("attacks") or []))
     titles = method_titles()
     lines = [f"`{record['command']}` ({record['date']}; {record['machine']}; threads: {record['threads']}; "
              f"{spec['model']} on {spec['data']}; seeds {', '.join(map(str, spec['seeds']))}; mean ± std, percent, "
