@@ -18,7 +18,7 @@ from screens.deletion import DeletionForm
 from screens.form_base import FormScreen, int_or_text
 from screens.services import ServiceError, Services
 from screens.widgets.footer import Footer
-from screens.widgets.form import field
+from screens.widgets.form import Field, field
 
 PROTOCOLS = (("single request", "single"), ("k sequential requests", "sequential"))
 # the tiny model that learns the built-in world best (blip-tiny's text [CLS] learns it poorly; README)
@@ -128,7 +128,7 @@ class NewRunScreen(FormScreen):
         extra = specs.LMM_PARAMS if self.people_data() else ()
         return specs.COMMON_PARAMS + specs.METHODS[self.method].params + extra
 
-    def param_field(self, param: specs.Param):
+    def param_field(self, param: specs.Param) -> Field:
         choices = param.choices or ((True, False) if param.kind is bool else ())
         if choices:
             widget = Select([(str(c), c) for c in choices], value=param.default, allow_blank=False,
