@@ -102,4 +102,5 @@ class Cost:
                 "examples_per_second": round(self.examples / self.unlearning_seconds, 3)
                 if self.unlearning_seconds > 0 else 0.0,
                 "peak_memory_mb": round(peak_memory_mb, 1), "memory": memory_measure(device),
-                "device": device_name(device), "device_count": devices, "torch_threads": torch.get_num_threads()}
+                "device": device_name(device), "device_count": devices, "torch_threads": torch.get_num_threads(),
+                "cpu_kernels": torch.backends.cpu.get_cpu_capability()}  # engine/cpu_kernels.py

@@ -174,7 +174,7 @@ COST_LABELS = (("original_seconds", "original training"), ("unlearning_seconds",
                ("evaluation_seconds", "evaluation"), ("wall_seconds", "wall clock"), ("steps", "steps"),
                ("examples", "examples"), ("examples_per_second", "examples / s"), ("peak_memory_mb", "peak memory"),
                ("memory", "measured as"), ("device", "device"), ("device_count", "devices"),
-               ("torch_threads", "torch threads"))
+               ("torch_threads", "torch threads"), ("cpu_kernels", "CPU kernels"))
 COST_CAPTION = ("Original training is 0 when the original came from the cache or was given; unlearning seconds "
                 "exclude the evaluations during the loop; a request counts from the end of the one before (the first "
                 "from the run's start); peak memory: CUDA's max allocated, or the process's peak RSS on the CPU.")
@@ -270,7 +270,7 @@ def training_html(events: list[dict]) -> str:
             f'<div class="plot">{plot}</div></details>')
 
 
-ENVIRONMENT = ("device", "device_count", "torch_threads", "memory")
+ENVIRONMENT = ("device", "device_count", "torch_threads", "cpu_kernels", "memory")
 
 
 def spec_html(spec: dict, summary) -> str:

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+import engine  # noqa: F401  first: it holds torch's CPU kernels to AVX2 before any test imports torch (engine/cpu_kernels.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 if os.environ.get("PYTEST_XDIST_WORKER"):

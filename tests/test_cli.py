@@ -75,7 +75,8 @@ def test_malformed_id_file(home, tmp_path):
 
 
 COST_FIELDS = {"original_seconds", "unlearning_seconds", "evaluation_seconds", "wall_seconds", "steps", "examples",
-               "examples_per_second", "peak_memory_mb", "memory", "device", "device_count", "torch_threads"}
+               "examples_per_second", "peak_memory_mb", "memory", "device", "device_count", "torch_threads",
+               "cpu_kernels"}
 
 
 def assert_cost(cost: dict, steps: int) -> None:
@@ -88,6 +89,11 @@ def assert_cost(cost: dict, steps: int) -> None:
     seconds = cost["unlearning_seconds"]
     assert cost["examples_per_second"] == pytest.approx(cost["examples"] / seconds, rel=1e-3 + 0.0005 / seconds)
     assert cost["peak_memory_mb"] > 50 and cost["torch_threads"] >= 1 and cost["device"]
+    import torch
+
+    # the kernels this test process holds (conftest imports engine first: engine/cpu_kernels.py), which the runs
+    # it starts inherit
+    assert cost["cpu_kernels"] == torch.backends.cpu.get_cpu_capability()
 
 
 def test_end_to_end_run_json(home):

@@ -173,7 +173,8 @@ def print_cost(result: dict) -> None:
                f"evaluation {fmt(cost['evaluation_seconds'], 'seconds')}, wall {fmt(cost['wall_seconds'], 'seconds')}; "
                f"{cost['steps']} steps, {cost['examples_per_second']:.4g} examples/s; peak "
                f"{fmt(cost['peak_memory_mb'], 'peak_memory_mb')} ({cost['memory']}) on {cost['device_count']} x "
-               f"{cost['device']}, {cost['torch_threads']} torch threads")
+               f"{cost['device']}, {cost['torch_threads']} torch threads"
+               + (f", {cost['cpu_kernels']} CPU kernels" if cost.get("cpu_kernels") else ""))
 
 
 DEMO_METHODS = ("retrain", "ft", "neggrad", "ga_klr", "npo", "d2d", "multidelete")

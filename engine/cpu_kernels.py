@@ -1,0 +1,51 @@
+"""The same numbers on every x86-64 CPU: torch's CPU kernels are held to AVX2 before torch loads.
+
+On one machine a spec and seed give the same metrics. Across machines torch picks its CPU kernels by the
+instruction set it finds (ATen's vectorised kernels, oneDNN's, MKL's GEMM); each rounds its own way, and a
+tiny model trained from scratch grows that rounding into another model. Measured on 2026-12-07 with
+`pulse --method ga --model llava-tiny --data people-tiny --requests 2 --knowledge pretrained --seed 42`: on an
+AVX-512 machine the original answered 62.5% of the MMBench-format set, and GA forgot none of the forget
+people's questions. The AVX2 machine that made docs/results/pulse-main.json had 50.0%, and GA forgot 20% of
+the image questions. With ATen's and oneDNN's kernels held to AVX2, the AVX-512 machine gives the record's
+cell exactly. MKL is held to its AVX2 reproducibility branch as well (`MKL_CBWR`): on Intel CPUs MKL would
+otherwise take its AVX-512 code; on AMD it runs AVX2 already. On the tiny models AVX2 costs no time (that pulse
+run: 20.1 s native, 19.5 s held; a clip-tiny MultiDelete run: 11.1 s and 11.4 s).
+
+`hold_cpu_kernels` runs when `engine` is imported, before any torch import: engine code imports torch lazily,
+and processes the engine starts inherit the variables. A variable the operator has set is kept;
+`MMUL_CPU_KERNELS=native` leaves every kernel to the machine. Other architectures and CPUs without AVX2 are left
+alone, and CUDA kernels are not touched. Each run's cost record names the ATen kernels that ran (`cpu_kernels`).
+"""
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import MutableMapping
+from pathlib import Path
+
+HELD = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
+OPT_OUT = ("MMUL_CPU_KERNELS", "native")  # the variable and the value that leave the kernels to the machine
+
+
+def cpu_has_avx2(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the CPU lists AVX2 (Linux; False where /proc/cpuinfo cannot be read)."""
+    try:
+        with cpuinfo.open() as lines:
+            flags = next((line for line in lines if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return "avx2" in flags.split()
+
+
+def hold_cpu_kernels(environ: MutableMapping[str, str] = os.environ, machine: str | None = None,
+                     has_avx2: bool | None = None) -> dict[str, str]:
+    """Set the HELD variables the environment does not set yet; return those it set."""
+    name, native = OPT_OUT
+    if environ.get(name) == native:
+        return {}
+    machine = (machine or platform.machine()).lower()
+    if machine not in ("x86_64", "amd64") or not (cpu_has_avx2() if has_avx2 is None else has_avx2):
+        return {}
+    added = {key: value for key, value in HELD.items() if key not in environ}
+    environ.update(added)
+    return added

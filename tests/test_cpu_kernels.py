@@ -1,0 +1,51 @@
+"""engine/cpu_kernels.py: torch's CPU kernels are held to AVX2 on x86-64 before torch loads, so that a spec and
+seed give the same numbers on an AVX2 and an AVX-512 machine; an operator's own setting, other architectures and
+CPUs without AVX2 are left alone."""
+import os
+import platform
+import subprocess
+import sys
+
+from conftest import ROOT
+from engine.cpu_kernels import HELD, OPT_OUT, cpu_has_avx2, hold_cpu_kernels
+
+
+def test_the_kernels_are_held_unless_the_operator_or_the_machine_says_otherwise():
+    environ = {}
+    assert hold_cpu_kernels(environ, machine="x86_64", has_avx2=True) == HELD and environ == HELD
+    environ = {"ATEN_CPU_CAPABILITY": "default"}  # the operator's own: kept
+    added = hold_cpu_kernels(environ, machine="AMD64", has_avx2=True)
+    assert environ["ATEN_CPU_CAPABILITY"] == "default" and "ATEN_CPU_CAPABILITY" not in added
+    assert environ["ONEDNN_MAX_CPU_ISA"] == "AVX2" and environ["MKL_CBWR"] == "AVX2"
+    name, native = OPT_OUT
+    for environ, machine, has_avx2 in (({name: native}, "x86_64", True), ({}, "aarch64", True), ({}, "x86_64", False)):
+        before = dict(environ)
+        assert hold_cpu_kernels(environ, machine=machine, has_avx2=has_avx2) == {} and environ == before
+
+
+def test_avx2_is_read_from_the_cpu_flags(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu sse sse2 avx avx2 fma\n")
+    assert cpu_has_avx2(cpuinfo)
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse sse2 avx avx512f\n")  # avx512f is not avx2's flag
+    assert not cpu_has_avx2(cpuinfo)
+    assert not cpu_has_avx2(tmp_path / "missing")
+
+
+def capability(code: str, **extra: str) -> str:
+    environ = {key: value for key, value in os.environ.items() if key not in HELD and key != OPT_OUT[0]}
+    out = subprocess.run([sys.executable, "-c", f"{code}; print(torch.backends.cpu.get_cpu_capability())"],
+                         cwd=ROOT, env={**environ, **extra}, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_a_process_that_imports_the_engine_first_runs_the_held_kernels():
+    """In a fresh process: torch alone takes the machine's best kernels; `import engine` first holds them to AVX2
+    on an x86-64 CPU with AVX2 (else changes nothing); MMUL_CPU_KERNELS=native gives the machine's own back."""
+    machine_own = capability("import torch")
+    held = capability("import engine, torch")
+    x86_with_avx2 = platform.machine().lower() in ("x86_64", "amd64") and cpu_has_avx2()
+    assert held == ("AVX2" if x86_with_avx2 else machine_own)
+    name, native = OPT_OUT
+    assert capability("import engine, torch", **{name: native}) == machine_own
