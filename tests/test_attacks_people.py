@@ -19,8 +19,9 @@ def pulse_home(tmp_path_factory):
         from engine.spec.validate import validate_pulse
         from workbench.execute import run_session
 
-        # lr 3e-3: at GA's default rate this seed-42 run forgot something in CI and nothing on another machine
-        # (forget accuracy 1.0 before and after: float rounding decided); recovery's arithmetic needs a gap
+        # lr 3e-3: at GA's default rate this seed-42 run forgot something on an AVX2 machine and nothing on an
+        # AVX-512 one before the CPU kernels were held (engine/cpu_kernels.py): float rounding decided. Recovery's
+        # arithmetic needs a gap that no rounding can close
         spec = validate_pulse({"method": "ga", "model": "llava-tiny", "data": "people-tiny", "requests": 2,
                                "device": "cpu", "seed": 42, "params": {"lr": 3e-3}})
         yield home, run_session(spec, label="ga")
