@@ -17,6 +17,7 @@ def test_the_kernels_are_held_unless_the_operator_or_the_machine_says_otherwise(
     added = hold_cpu_kernels(environ, machine="AMD64", has_avx2=True)
     assert environ["ATEN_CPU_CAPABILITY"] == "default" and "ATEN_CPU_CAPABILITY" not in added
     assert environ["ONEDNN_MAX_CPU_ISA"] == "AVX2" and environ["MKL_CBWR"] == "AVX2"
+    assert environ["OPENBLAS_CORETYPE"] == "Haswell"
     name, native = OPT_OUT
     for environ, machine, has_avx2 in (({name: native}, "x86_64", True), ({}, "aarch64", True), ({}, "x86_64", False)):
         before = dict(environ)
