@@ -24,6 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+MEANS = ("train_accuracy", "val_accuracy", "gap", "val_vs_train_auc")  # what the several-seed line averages
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data")
@@ -49,9 +52,6 @@ def main() -> None:
     if len(lines) > 1:
         print(json.dumps({"seeds": seeds, **{name: round(sum(line[name] for line in lines) / len(lines), 1)
                                              for name in MEANS}}))
-
-
-MEANS = ("train_accuracy", "val_accuracy", "gap", "val_vs_train_auc")
 
 
 def probe(args, seed: int) -> dict:

@@ -8,12 +8,13 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from engine.cpu_kernels import cpu_model
 from engine.errors import SpecError
 from engine.jobs import run_job, validate
 from engine.preflight import preflight
 from engine.spec import PEOPLE_WORLDS, WORLDS
 
-__all__ = ["DeletionPreview", "attack_kinds", "attack_spec", "run_attack", "data_info", "export_world", "forget_quality", "memory_plan", "preflight", "run_plan",
+__all__ = ["DeletionPreview", "attack_kinds", "cpu_model", "attack_spec", "run_attack", "data_info", "export_world", "forget_quality", "memory_plan", "preflight", "run_plan",
            "preview_deletion", "run_job", "validate"]
 
 EXPORT_FORMATS = {"retrieval": ("flickr30k", "coco"), "classification": ("snli-ve", "nlvr2"),

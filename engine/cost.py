@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from engine.cpu_kernels import cpu_model
+
 
 def reset_peak_memory(device) -> None:
     """Start the peak over: CUDA's allocator counter, or on Linux the process's resident high-water mark."""
@@ -43,15 +45,9 @@ def device_name(device) -> str:
 
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
     import platform
 
-    return platform.processor() or "cpu"
+    return cpu_model() or platform.processor() or "cpu"
 
 
 @dataclass

@@ -18,6 +18,11 @@ held; a clip-tiny MultiDelete run: 11.1 s and 11.4 s).
 lazily, and processes the engine starts inherit the variables. A variable the operator has set is kept;
 `MMUL_CPU_KERNELS=native` leaves every kernel to the machine. Other architectures and CPUs without AVX2 are left
 alone, and CUDA kernels are not touched. Each run's cost record names the ATen kernels that ran (`cpu_kernels`).
+Any other value of MMUL_CPU_KERNELS is refused before a run or an attack starts (`check_setting`: engine.preflight,
+engine.attacks.attack_spec).
+
+The module also reads the CPU's model name (`cpu_model`: a run's cost `device`, a results record's machine), from
+the same /proc/cpuinfo.
 """
 from __future__ import annotations
 
@@ -28,16 +33,46 @@ from pathlib import Path
 
 HELD = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2", "OPENBLAS_CORETYPE": "Haswell"}
 OPT_OUT = ("MMUL_CPU_KERNELS", "native")  # the variable and the value that leave the kernels to the machine
+SETTINGS = ("avx2", "native")  # what MMUL_CPU_KERNELS may say (unset: avx2)
+CPUINFO = Path("/proc/cpuinfo")
 
 
-def cpu_has_avx2(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether the CPU lists AVX2 (Linux; False where /proc/cpuinfo cannot be read)."""
+def cpuinfo_value(key: str, cpuinfo: Path = CPUINFO) -> str | None:
+    """The first `key : value` line's value in /proc/cpuinfo (Linux), or None (no such line, or no such file)."""
     try:
         with cpuinfo.open() as lines:
-            flags = next((line for line in lines if line.startswith("flags")), "")
+            line = next((line for line in lines if line.startswith(key)), None)
     except OSError:
-        return False
-    return "avx2" in flags.split()
+        return None
+    return line.partition(":")[2].strip() if line is not None else None
+
+
+def cpu_has_avx2(cpuinfo: Path = CPUINFO) -> bool:
+    """Whether the CPU lists AVX2 (Linux; False where /proc/cpuinfo cannot be read)."""
+    return "avx2" in (cpuinfo_value("flags", cpuinfo) or "").split()
+
+
+def cpu_model(cpuinfo: Path = CPUINFO) -> str | None:
+    """The CPU's model name (Linux), or None where /proc/cpuinfo does not say."""
+    return cpuinfo_value("model name", cpuinfo) or None
+
+
+def setting_error(environ: MutableMapping[str, str] = os.environ) -> str | None:
+    """One line on a MMUL_CPU_KERNELS that is neither unset nor one of SETTINGS, else None."""
+    name = OPT_OUT[0]
+    value = environ.get(name)
+    if value is None or value in SETTINGS:
+        return None
+    return (f"{name}={value}: give avx2 (torch's CPU kernels held to AVX2, the same numbers on every x86-64 "
+            f"machine; the default) or native (the machine's own)")
+
+
+def check_setting() -> None:
+    """SpecError when MMUL_CPU_KERNELS says something else than SETTINGS (before a run or an attack starts)."""
+    from engine.errors import SpecError
+
+    if (error := setting_error()) is not None:
+        raise SpecError(error)
 
 
 def hold_cpu_kernels(environ: MutableMapping[str, str] = os.environ, machine: str | None = None,

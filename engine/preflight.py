@@ -14,6 +14,7 @@ The data read here is handed to the job (`engine.data.preloaded`), so real files
 """
 from __future__ import annotations
 
+from engine.cpu_kernels import check_setting
 from engine.data.fingerprint import data_fingerprint
 from engine.data.preloaded import remember
 from engine.devices import check_available, check_device_count
@@ -33,6 +34,7 @@ def check_base(spec: dict) -> None:
 
 def preflight(spec: dict) -> None:
     """SpecError (with its field) when the engine cannot run the validated `spec` here."""
+    check_setting()
     if not spec.get("cluster"):  # a cluster's nodes have their own devices; Ray places the run on one
         check_available(spec["device"])
         check_device_count(spec["device"], spec.get("devices", 1))

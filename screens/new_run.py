@@ -64,6 +64,7 @@ class NewRunScreen(FormScreen):
         super().__init__()
         self.services = services
         self.method = "multidelete"
+        self._shown_for: tuple | None = None  # (method, people data) whose fields show_params last showed
 
     def compose(self) -> ComposeResult:
         yield Static("[b]New run[/b]  ctrl+s submits, escape goes back; hyperparameters left empty use "
@@ -143,7 +144,12 @@ class NewRunScreen(FormScreen):
         """Show the fields of the chosen method's parameters (and the LMM's on people data), hide the rest.
         Every field is composed once and only shown or hidden: a value typed stays when the method changes
         (a name has one default whatever the method), and no Select is mounted or removed while the form is
-        in use (removing one whose mount was still settling raised inside Textual's Select)."""
+        in use (removing one whose mount was still settling raised inside Textual's Select). A keystroke in the
+        data, seed or requests field that changes neither the method nor people data changes nothing here."""
+        shown_for = (self.method, self.people_data())
+        if shown_for == self._shown_for:
+            return
+        self._shown_for = shown_for
         info = specs.METHODS[self.method]
         self.query_one("#method-summary", Static).update(f"{info.title}: {info.summary}")
         shown = {param.name: param for param in self.all_params()}

@@ -6,8 +6,10 @@ import platform
 import subprocess
 import sys
 
-from conftest import ROOT
-from engine.cpu_kernels import HELD, OPT_OUT, cpu_has_avx2, hold_cpu_kernels
+import pytest
+
+from conftest import ROOT, cli, cli_env
+from engine.cpu_kernels import HELD, OPT_OUT, cpu_has_avx2, cpu_model, hold_cpu_kernels, setting_error
 
 
 def test_the_kernels_are_held_unless_the_operator_or_the_machine_says_otherwise():
@@ -31,6 +33,31 @@ def test_avx2_is_read_from_the_cpu_flags(tmp_path):
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse sse2 avx avx512f\n")  # avx512f is not avx2's flag
     assert not cpu_has_avx2(cpuinfo)
     assert not cpu_has_avx2(tmp_path / "missing")
+
+
+def test_the_cpu_model_is_read_from_the_same_file(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Some CPU 9000\nflags\t\t: avx2\n")
+    assert cpu_model(cpuinfo) == "Some CPU 9000"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: avx2\n")
+    assert cpu_model(cpuinfo) is None and cpu_model(tmp_path / "missing") is None
+
+
+def test_an_unknown_setting_is_refused_in_one_line_before_anything_runs(tmp_path, monkeypatch):
+    name, native = OPT_OUT
+    assert setting_error({}) is None and setting_error({name: native}) is None and setting_error({name: "avx2"}) is None
+    assert setting_error({name: "avx512"}).startswith(f"{name}=avx512: give avx2")
+    out = subprocess.run(cli("run", "--method", "ft", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4"),
+                         cwd=ROOT, env={**cli_env(tmp_path), name: "fast"}, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stdout == "" and "Traceback" not in out.stderr
+    assert out.stderr.strip() == f"error: {setting_error({name: 'fast'})}"
+    assert not (tmp_path / "sessions").exists() or not any((tmp_path / "sessions").iterdir())  # no session made
+    from engine.attacks import attack_spec  # an attack is refused the same way, before its parent is read
+    from engine.errors import SpecError
+
+    monkeypatch.setenv(name, "fast")
+    with pytest.raises(SpecError, match=f"{name}=fast: give avx2"):
+        attack_spec("quantize", {"id": "any"}, {})
 
 
 def capability(code: str, **extra: str) -> str:

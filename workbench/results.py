@@ -37,16 +37,9 @@ def trimmed(document):
     return document
 
 
-def cpu_model() -> str | None:
-    """The CPU's model name (Linux), for the record: float results can differ from one CPU to another."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return None
-    return next((line.partition(":")[2].strip() for line in lines if line.startswith("model name")), None) or None
-
-
 def make_record(name: str, command: str, document: dict) -> dict:
+    from engine.api import cpu_model  # torch-free; the CPU model, as results can differ from one CPU to another
+
     cpu = cpu_model()
     return {"name": name, "command": command, "date": date.today().isoformat(),
             "machine": f"{platform.machine()}{f' ({cpu})' if cpu else ''}, {os.cpu_count()} cores, {platform.system()}",

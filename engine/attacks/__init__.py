@@ -9,6 +9,7 @@ This module is torch-free: the spec of an attack (`attack_spec`) is checked here
 """
 from __future__ import annotations
 
+from engine.cpu_kernels import check_setting
 from engine.errors import SpecError
 from engine.spec import data_kind
 
@@ -99,6 +100,7 @@ def attack_spec(kind: str, parent: dict, options: dict) -> dict:
     """The spec of attack `kind` on the session whose meta (`store.get`) is `parent`: the attack with its
     parameters, the parent's id, and the parent's model, data, task, deletion and seed (what the attack is
     measured on); SpecError (one line) when it cannot run."""
+    check_setting()
     params = check_params(kind, options)
     base = check_parent(parent, kind)
     if params["seed"] is None:
