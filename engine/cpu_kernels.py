@@ -11,8 +11,12 @@ cell exactly. MKL is held to its AVX2 reproducibility branch as well (`MKL_CBWR`
 otherwise take its AVX-512 code; on AMD it runs AVX2 already. NumPy's and SciPy's OpenBLAS (the membership
 attack's logistic regression) is held to its Haswell (AVX2) kernels: on this machine OpenBLAS picks those
 itself, and its SkylakeX kernels, which an Intel AVX-512 CPU would get, move the `shapes-tiny` original's
-`mia.auc` from 0.86969 to 0.86979. On the tiny models AVX2 costs no time (that pulse run: 20.1 s native, 19.5 s
-held; a clip-tiny MultiDelete run: 11.1 s and 11.4 s).
+`mia.auc` from 0.86969 to 0.86979. NumPy's own vectorised loops (its `exp` and `log`, which the logistic
+regression calls) are held to AVX2 too (`NPY_DISABLE_CPU_FEATURES` names NumPy's AVX-512 dispatch targets, in the
+names NumPy 2.4 gives them): with them on AVX-512, `mmul-workbench demo --json` on this AMD EPYC read the
+record's every recall and AUC but the membership attack's (Retrain's `mia.auc` 0.479724 against 0.479812); held,
+all of its 1,031 numbers other than timings are the record's. On the tiny models AVX2 costs no time (that pulse
+run: 20.1 s native, 19.5 s held; a clip-tiny MultiDelete run: 11.1 s and 11.4 s).
 
 `hold_cpu_kernels` runs when `engine` is imported, before any torch or NumPy import: engine code imports them
 lazily, and processes the engine starts inherit the variables. A variable the operator has set is kept;
@@ -26,12 +30,17 @@ the same /proc/cpuinfo.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 from collections.abc import MutableMapping
 from pathlib import Path
 
-HELD = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2", "OPENBLAS_CORETYPE": "Haswell"}
+HELD = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2", "OPENBLAS_CORETYPE": "Haswell",
+        "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR"}
+# NumPy names its dispatch targets X86_V3 (AVX2), X86_V4 (AVX-512 Skylake), AVX512_ICL, AVX512_SPR from 2.4 on;
+# a name the installed NumPy does not dispatch would only print a warning on every start, so older ones keep theirs.
+NUMPY_NAMES_SINCE = (2, 4)
 OPT_OUT = ("MMUL_CPU_KERNELS", "native")  # the variable and the value that leave the kernels to the machine
 SETTINGS = ("avx2", "native")  # what MMUL_CPU_KERNELS may say (unset: avx2)
 CPUINFO = Path("/proc/cpuinfo")
@@ -57,6 +66,20 @@ def cpu_model(cpuinfo: Path = CPUINFO) -> str | None:
     return cpuinfo_value("model name", cpuinfo) or None
 
 
+def numpy_version() -> tuple[int, int] | None:
+    """The installed NumPy's (major, minor), read from its dist-info folder's name without importing it (an import
+    would fix its dispatch before the hold; importlib.metadata costs 40 ms, this under 1 ms); None if not found."""
+    spec = importlib.util.find_spec("numpy")
+    if spec is None or spec.origin is None:
+        return None
+    for info in Path(spec.origin).parent.parent.glob("numpy-*.dist-info"):
+        major, _, rest = info.name.removeprefix("numpy-").partition(".")
+        minor = rest.partition(".")[0]
+        if major.isdigit() and minor.isdigit():
+            return int(major), int(minor)
+    return None
+
+
 def setting_error(environ: MutableMapping[str, str] = os.environ) -> str | None:
     """One line on a MMUL_CPU_KERNELS that is neither unset nor one of SETTINGS, else None."""
     name = OPT_OUT[0]
@@ -76,14 +99,17 @@ def check_setting() -> None:
 
 
 def hold_cpu_kernels(environ: MutableMapping[str, str] = os.environ, machine: str | None = None,
-                     has_avx2: bool | None = None) -> dict[str, str]:
-    """Set the HELD variables the environment does not set yet; return those it set."""
+                     has_avx2: bool | None = None, numpy: tuple[int, int] | None = None) -> dict[str, str]:
+    """Set the HELD variables the environment does not set yet; return those it set. NumPy's is set only for a
+    NumPy that names its targets as HELD does (`numpy`: its version, read from the installation if not given)."""
     name, native = OPT_OUT
     if environ.get(name) == native:
         return {}
     machine = (machine or platform.machine()).lower()
     if machine not in ("x86_64", "amd64") or not (cpu_has_avx2() if has_avx2 is None else has_avx2):
         return {}
-    added = {key: value for key, value in HELD.items() if key not in environ}
+    numpy_names_match = (numpy or numpy_version() or (0, 0)) >= NUMPY_NAMES_SINCE
+    added = {key: value for key, value in HELD.items()
+             if key not in environ and (key != "NPY_DISABLE_CPU_FEATURES" or numpy_names_match)}
     environ.update(added)
     return added
