@@ -19,6 +19,7 @@ from engine.data.fingerprint import data_fingerprint
 from engine.data.preloaded import remember
 from engine.devices import check_available, check_device_count
 from engine.errors import SpecError
+from engine.offline import hub_id_problem
 from engine.spec import MODELS, PEOPLE_WORLDS, WORLDS
 from engine.spec.lineage import read_lineage, saw, trained_on_data_message
 
@@ -32,9 +33,21 @@ def check_base(spec: dict) -> None:
         raise SpecError(trained_on_data_message(spec["model"], spec["data"]), field="model")
 
 
+def check_hub_ids(spec: dict) -> None:
+    """A hub id given as `--model` or `--original` is in the local cache (offline, the default: engine/offline.py)."""
+    from engine.spec.validate import looks_like_hub_id
+
+    for field, what in (("model", "model"), ("original", "--original")):
+        ref = spec.get(field)
+        if isinstance(ref, str) and ref not in MODELS and not ref.startswith("/") and looks_like_hub_id(ref):
+            if (problem := hub_id_problem(ref, what)) is not None:
+                raise SpecError(problem, field=field)
+
+
 def preflight(spec: dict) -> None:
     """SpecError (with its field) when the engine cannot run the validated `spec` here."""
     check_setting()
+    check_hub_ids(spec)
     if not spec.get("cluster"):  # a cluster's nodes have their own devices; Ray places the run on one
         check_available(spec["device"])
         check_device_count(spec["device"], spec.get("devices", 1))

@@ -224,3 +224,27 @@ def test_every_float_parameter_has_a_stated_range_float32_holds():
         if param.minimum is None or param.minimum <= 0:
             with pytest.raises(SpecError, match="float32 holds nothing smaller"):
                 param.coerce(FLOAT_TINY / 10, "m")
+
+
+def test_a_hub_id_not_in_the_local_cache_is_refused_before_a_session(tmp_path, monkeypatch):
+    """Nothing downloads (engine/offline.py: importing the engine sets HF_HUB_OFFLINE=1 unless it is set): a hub id
+    the local cache lacks, as --model or --original, is one line and exit 2 before a session exists, not a
+    failed session after five network retries. One the cache holds passes the check."""
+    from engine.offline import hold_offline, hub_id_problem
+
+    assert hold_offline({}) is True and hold_offline({"HF_HUB_OFFLINE": "0"}) is False  # the operator's is kept
+    base = ["run", "--method", "ft", "--data", "shapes-tiny", "--delete", "4"]
+    for args, said in ((["--model", "some-org/not-cached"], "model 'some-org/not-cached' is not in the local"),
+                       (["--model", "clip-tiny", "--original", "some-org/not-cached"],
+                        "--original 'some-org/not-cached' is not in the local")):
+        refused(run_in_process(tmp_path, *base, *args), said, "downloads nothing")
+        no_session(tmp_path)
+    snapshot = tmp_path / "hub" / "models--some-org--cached" / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0123abcd")
+    assert hub_id_problem("some-org/cached", "model", cache_dir=str(tmp_path / "hub")) is None
+    assert hub_id_problem("some-org/other", "model", cache_dir=str(tmp_path / "hub")) is not None
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # downloads allowed: the operator's choice, nothing checked
+    assert hub_id_problem("some-org/other", "model", cache_dir=str(tmp_path / "hub")) is None

@@ -219,7 +219,8 @@ def test_a_sharded_run_on_two_cpu_ranks_completes(tmp_path):
     # the command in this process (the ranks are processes whatever starts them; zero3's test below runs the real one)
     done = run_in_process(tmp_path, "run", "--method", "ft", "--model", "clip-tiny", "--original", str(deployed),
                           "--data", f"flickr30k:{data}", "--delete", "4", "--epochs", "1", "--seed", "42",
-                          "--device", "cpu", "--devices", "2", "--strategy", "fsdp", "--json")
+                          *([] if not torch.cuda.is_available() else ["--device", "cpu"]),  # auto = CPU ranks here
+                          "--devices", "2", "--strategy", "fsdp", "--json")
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
     assert result["steps"] >= 1 and 0 <= result["metrics"]["df_dr_auc"] <= 1

@@ -10,6 +10,7 @@ from typing import Callable
 
 import torch
 
+from engine.devices import resolve_device
 from engine.errors import Cancelled, RunFailed, SpecError
 from engine.parallel import free_port, rank_of
 from engine.protocols.requests import prepare_original, run_requests
@@ -61,8 +62,8 @@ def rank_main(rank: int, world: int, port: int, spec: dict, session_id: str | No
         if rank == 0:
             outbox.put(("event", (kind, plain(fields))))
 
-    cpu = spec["device"] == "cpu"
     try:
+        cpu = resolve_device(spec["device"]).type == "cpu"  # --device auto on a machine without CUDA: gloo ranks
         with rank_of(rank, world, port, cpu, spec.get("strategy", "ddp")) as parallel:
             device = "cpu" if cpu else str(parallel.device)
             result = run_requests({**spec, "device": device}, emit, stop.is_set, session_id=session_id)
