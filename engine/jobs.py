@@ -6,14 +6,14 @@ from typing import Callable
 from engine import spec as specs
 
 
-def validate(spec: dict) -> dict:
+def validate(spec: dict, alone: bool = True) -> dict:
     """A normalised run spec the engine can run here, or SpecError with one line saying what is wrong (and
     which field): the spec's shape (engine.spec), then this machine's devices and the data's records
-    (engine.preflight). Nothing is queued or written before this passes."""
+    (engine.preflight; `alone=False` for a study's cells). Nothing is queued or written before this passes."""
     from engine.preflight import preflight
 
     normal = specs.validate_pulse(spec) if isinstance(spec, dict) and spec.get("kind") == "pulse" else specs.validate(spec)
-    preflight(normal)
+    preflight(normal, alone)
     return normal
 
 

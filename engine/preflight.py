@@ -44,10 +44,16 @@ def check_hub_ids(spec: dict) -> None:
                 raise SpecError(problem, field=field)
 
 
-def preflight(spec: dict) -> None:
-    """SpecError (with its field) when the engine cannot run the validated `spec` here."""
+def preflight(spec: dict, alone: bool = True) -> None:
+    """SpecError (with its field) when the engine cannot run the validated `spec` here. `alone`: the run starts by
+    itself, so a `--budget matched-time` source must exist now; a study's cells are checked up front (alone=False),
+    before the study's own MultiDelete cell, which runs first, has made it."""
     check_setting()
     check_hub_ids(spec)
+    if alone and spec.get("kind", "run") == "run":
+        from engine.protocols.budget import time_budget
+
+        time_budget(spec)
     if not spec.get("cluster"):  # a cluster's nodes have their own devices; Ray places the run on one
         check_available(spec["device"])
         check_device_count(spec["device"], spec.get("devices", 1))

@@ -248,3 +248,18 @@ def test_a_hub_id_not_in_the_local_cache_is_refused_before_a_session(tmp_path, m
     assert hub_id_problem("some-org/other", "model", cache_dir=str(tmp_path / "hub")) is not None
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # downloads allowed: the operator's choice, nothing checked
     assert hub_id_problem("some-org/other", "model", cache_dir=str(tmp_path / "hub")) is None
+
+
+def test_a_time_budget_without_its_source_is_refused_before_a_session(tmp_path):
+    """`--budget matched-time` with no MultiDelete session of the protocol (and no --budget-seconds) is bad input
+    found before a session exists (engine.preflight), not a failed session; a study's cells are checked without
+    it, since the study's own MultiDelete cell runs first and is the source."""
+    from engine.preflight import preflight
+    from engine.spec import validate as validate_spec
+
+    out = run_in_process(tmp_path, *RUN, "--budget", "matched-time")
+    refused(out, "--budget matched-time needs MultiDelete's seconds")
+    no_session(tmp_path)
+    spec = validate_spec({"method": "ft", "model": "clip-tiny", "data": "shapes-tiny", "deletion": {"strategy": "random", "n": 4, "seed": 42},
+                          "device": "cpu", "params": {"budget": "matched-time"}})
+    preflight(spec, alone=False)  # as a study's cell: no complaint

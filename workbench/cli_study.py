@@ -299,7 +299,7 @@ def check_inputs(cells: list[tuple[str, int, dict]], here: bool) -> None:
         for spec in {cell[1]: cell[2] for cell in cells}.values():
             preview_deletion(spec["data"], spec["deletion"])  # built-in worlds; real data is checked by the run
         if here:
-            preflight(cells[0][2])  # the same for every cell
+            preflight(cells[0][2], alone=False)  # the same for every cell; MultiDelete's seconds come from its cell
     except SpecError as error:
         fail(str(error))
 
