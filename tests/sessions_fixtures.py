@@ -27,7 +27,7 @@ LAUNCH = (PATHS + "import sessions_fixtures as f; f.install_fake_jobs();"
           "import engine.daemon.server as s; sys.exit(s.main())").format(worker=WORKER_LAUNCH)
 
 
-def fake_validate(spec: dict) -> dict:
+def fake_validate(spec: dict, alone: bool = True) -> dict:
     from engine.errors import SpecError
 
     if not isinstance(spec.get("method"), str):

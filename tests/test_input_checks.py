@@ -80,7 +80,7 @@ def test_a_checkpoint_without_its_preprocessor_config(tmp_path):
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     (ckpt / "config.json").write_text(json.dumps({"model_type": "clip"}))
-    (ckpt / "model.safetensors").write_bytes(b"\0" * 64)
+    (ckpt / "model.safetensors").write_bytes(EMPTY_SAFETENSORS)
     (ckpt / "tokenizer.json").write_text("{}")
     out = run_cli(tmp_path, "run", "--method", "ft", "--model", "ckpt", "--data", "shapes-tiny", "--delete", "4",
                   cwd=tmp_path)   # a relative directory: resolved against where the operator stands
@@ -88,6 +88,40 @@ def test_a_checkpoint_without_its_preprocessor_config(tmp_path):
             "preprocessor_config.json")
     (ckpt / "model.safetensors").write_bytes(b"")
     refused(run_cli(tmp_path, *RUN[:4], str(ckpt), *RUN[5:]), "model.safetensors is empty")
+    no_session(tmp_path)
+
+
+EMPTY_SAFETENSORS = (2).to_bytes(8, "little") + b"{}"  # a sound header listing no tensors
+
+
+def test_a_cut_or_damaged_weights_file_is_refused_before_a_session(tmp_path):
+    """A deployed checkpoint whose model.safetensors was cut short (a copy that stopped) or overwritten is named
+    from its header before a session exists (engine/spec/inputs.py `safetensors_problem`), not a failed session
+    with safetensors' own error."""
+    from engine.spec.inputs import safetensors_problem
+
+    tensors = {"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
+               "b": {"dtype": "F32", "shape": [2], "data_offsets": [16, 24]}}
+    header = json.dumps(tensors).encode()
+    whole = len(header).to_bytes(8, "little") + header + b"\0" * 24
+    ckpt = tmp_path / "deployed"
+    ckpt.mkdir()
+    for name, text in (("config.json", json.dumps({"model_type": "clip"})), ("tokenizer.json", "{}"),
+                       ("preprocessor_config.json", "{}")):
+        (ckpt / name).write_text(text)
+    weights = ckpt / "model.safetensors"
+    weights.write_bytes(whole)
+    assert safetensors_problem(weights) is None
+    for damaged, said in ((whole[:-5], "model.safetensors is cut short (19 bytes of tensors where its header lists 24)"),
+                          (whole[:1000][:30], "model.safetensors is damaged (its safetensors header is unreadable"),
+                          (b"x" * 100, "model.safetensors is damaged"),
+                          (whole + b"\0", "model.safetensors is longer than its header says")):
+        weights.write_bytes(damaged)
+        assert safetensors_problem(weights).startswith(said)
+    weights.write_bytes(whole[:-5])
+    out = run_in_process(tmp_path, "run", "--method", "ft", "--model", "clip-tiny", "--original", str(ckpt),
+                         "--data", "shapes-tiny", "--delete", "4")
+    refused(out, f"--original directory {ckpt} is not a complete checkpoint", "cut short")
     no_session(tmp_path)
 
 

@@ -112,10 +112,37 @@ def _weights_problem(path: Path, name: str) -> str | None:
     if (path / name).stat().st_size == 0:
         return f"{name} is empty"
     if not name.endswith(".index.json"):
-        return None
+        return safetensors_problem(path / name) if name.endswith(".safetensors") else None
     try:
         shards = set(json.loads((path / name).read_text(encoding="utf-8"))["weight_map"].values())
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return f"{name} is not a weight index"
     missing = sorted(str(s) for s in shards if not (path / str(s)).is_file())
-    return f"the weight shard {missing[0]} named in {name} is missing" if missing else None
+    if missing:
+        return f"the weight shard {missing[0]} named in {name} is missing"
+    return next((problem for shard in sorted(map(str, shards)) if shard.endswith(".safetensors")
+                 and (problem := safetensors_problem(path / shard))), None)
+
+
+MAX_SAFETENSORS_HEADER = 100 * 2**20  # the format's own limit on its JSON header
+
+
+def safetensors_problem(file: Path) -> str | None:
+    """What makes a .safetensors file unloadable, read from its header alone (8 bytes of length, a JSON table of
+    tensors and their byte ranges): a cut or damaged file is named here, before a session exists, instead of
+    failing inside the run. None when the header is sound and the tensors it lists fill the file exactly."""
+    size = file.stat().st_size
+    with file.open("rb") as stream:
+        length = int.from_bytes(stream.read(8), "little") if size >= 8 else -1
+        if not 0 < length <= min(size - 8, MAX_SAFETENSORS_HEADER):
+            return f"{file.name} is damaged (its safetensors header is unreadable; the file is {size:,} bytes)"
+        try:
+            header = json.loads(stream.read(length).decode("utf-8"))
+            ends = [int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"]
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            return f"{file.name} is damaged (its safetensors header is not a table of tensors)"
+    held, described = size - 8 - length, max(ends, default=0)
+    if held != described:
+        cut = "cut short" if held < described else "longer than its header says"
+        return f"{file.name} is {cut} ({held:,} bytes of tensors where its header lists {described:,})"
+    return None
