@@ -297,3 +297,26 @@ def test_a_time_budget_without_its_source_is_refused_before_a_session(tmp_path):
     spec = validate_spec({"method": "ft", "model": "clip-tiny", "data": "shapes-tiny", "deletion": {"strategy": "random", "n": 4, "seed": 42},
                           "device": "cpu", "params": {"budget": "matched-time"}})
     preflight(spec, alone=False)  # as a study's cell: no complaint
+
+
+@pytest.mark.parametrize("args, said", [
+    (["run", "--model", "clip-tiny"], "error: Missing option '--method'. (see `mmul-workbench run --help`)"),
+    (["run", "--method", "ft", "--lr", "abc"], "error: Invalid value for '--lr'"),
+    ([*RUN[:7], "--delete-query", "purple", "unicorn"], "quote a value of several words"),
+    (["nosuch"], "error: No such command 'nosuch'."),
+    (["sessions", "list", "-n", "-1"], "error: Invalid value for '--limit' / '-n'"),
+    (["sessions", "list", "--state", "bogus"], "error: --state bogus: a session is queued, running, finished"),
+], ids=["missing", "not a number", "extra", "command", "negative", "state"])
+def test_what_the_parser_refuses_is_one_line_too(tmp_path, args, said):
+    """The option parser's refusals (typer would draw a boxed panel of five lines) end as every bad input does:
+    one line naming the option and where the options are listed, exit 2 (workbench/cli.py `main`)."""
+    out = run_cli(tmp_path, *args)
+    refused(out, said)
+
+
+def test_a_home_that_cannot_be_a_directory_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    for home, said in ((tmp_path / "file", "it is a file"), (tmp_path / "file" / "sub", f"{tmp_path / 'file'} is a file")):
+        out = subprocess.run(cli("sessions", "list"), env={**cli_env(home)}, cwd=ROOT, capture_output=True, text=True,
+                             timeout=60)
+        refused(out, f"the workbench's home {home} (MMUL_HOME) cannot be a directory", said)

@@ -14,6 +14,7 @@ import typer
 from engine import spec as specs
 from engine.errors import SpecError
 from sessions.errors import DiskFull
+from sessions.paths import mmul_home
 from workbench.completion import complete_session
 from workbench.output import Exit, fail, print_json
 
@@ -154,16 +155,56 @@ def replay(
 PRIVATE_UMASK = 0o077  # everything the workbench creates (sessions, caches, exports, logs) is the user's alone
 
 
+try:  # typer 0.2x vendors click; before, it used click's own exceptions
+    from typer._click import exceptions as parser_errors
+except ImportError:  # pragma: no cover - the older typer's path
+    from click import exceptions as parser_errors
+
+
+def usage_error_line(error: parser_errors.UsageError) -> str:
+    """A flag or argument the parser refused, as the one line every other bad input gets (typer would draw a
+    boxed panel of five lines): what is wrong, and where the options are listed."""
+    message = " ".join(error.format_message().split())
+    if message.startswith("Got unexpected extra argument"):
+        message += "; quote a value of several words"
+    where = f" (see `{error.ctx.command_path} --help`)" if error.ctx is not None else ""
+    return f"error: {message}{where}"
+
+
+def home_problem(home: Path) -> str | None:
+    """One line when the workbench's home cannot be a directory: it, or the nearest part of its path that
+    exists, is a file."""
+    existing = next((part for part in (home, *home.parents) if part.exists()), None)
+    if existing is None or existing.is_dir():
+        return None
+    named = "it is a file" if existing == home else f"{existing} is a file"
+    return (f"the workbench's home {home} (MMUL_HOME) cannot be a directory: {named}; set MMUL_HOME to a directory "
+            "(made if missing) or move the file")
+
+
 def main() -> None:
     os.umask(PRIVATE_UMASK)  # inherited by the engine it starts
-    try:
-        app(prog_name="mmul-workbench")  # also names completion's variable: _MMUL_WORKBENCH_COMPLETE
-    except KeyboardInterrupt:
+    if (problem := home_problem(mmul_home())) is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(int(Exit.BAD_INPUT))
+    try:  # also names completion's variable: _MMUL_WORKBENCH_COMPLETE
+        code = app(prog_name="mmul-workbench", standalone_mode=False)
+    except parser_errors.UsageError as error:
+        if type(error).__name__ == "NoArgsIsHelpError":  # a command group alone: its help, as before
+            error.show()
+        else:
+            print(usage_error_line(error), file=sys.stderr)
+        sys.exit(int(Exit.BAD_INPUT))
+    except parser_errors.ClickException as error:
+        print(f"error: {' '.join(error.format_message().split())}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
         print("interrupted", file=sys.stderr)
         sys.exit(int(Exit.INTERRUPTED))
     except DiskFull as error:  # a write outside a run (a new session, the catalog, a study record): one line
         print(f"error: {error}", file=sys.stderr)
         sys.exit(int(Exit.RUN_FAILED))
+    sys.exit(code if isinstance(code, int) else 0)  # not standalone: typer returns a command's exit code
 
 
 if __name__ == "__main__":

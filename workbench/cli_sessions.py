@@ -18,7 +18,7 @@ import typer
 from sessions.attacks import attack_line, attacks_of
 from sessions.check import check
 from sessions.export import session_document, write_export
-from sessions.schema import SchemaMismatch
+from sessions.schema import STATES, SchemaMismatch
 from sessions.numbers import fmt, fmt_delta, format_duration
 from sessions.metric_order import headline_first
 from sessions.series import downsample, final_table, training_steps, unlearning_steps
@@ -26,6 +26,7 @@ from sessions.store import SessionBusy, SessionDamaged, SessionStore, UnknownSes
 from sessions.summary import deletion_line, summary_metrics, test_headline, test_headline_name, took
 from sessions.verdict import session_verdict
 from workbench.completion import complete_session
+from workbench.output import Exit, fail
 from workbench.text_table import Column, fit_lines, tsv_lines
 
 SESSION_HELP = "session id, name, or a unique prefix of either (or an id's end such as ab12)"
@@ -39,8 +40,7 @@ sessions_app = typer.Typer(
 
 
 def _fail(message: str, code: int = 2) -> None:
-    typer.echo(message, err=True)
-    raise typer.Exit(code)
+    fail(message, Exit(code))
 
 
 def _store() -> SessionStore:
@@ -81,6 +81,7 @@ def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
 
 
+LISTED_STATES = (*STATES, "damaged")  # a catalog row's state: the schema's, or damaged when its files are
 LIST_COLUMNS = [Column("id"), Column("name", shrink=8), Column("state"), Column("method / model / data", shrink=12),
                 Column("created", drop=2), Column("took", right=True, drop=1), Column("steps", right=True, drop=4),
                 Column("Df/Dr AUC", right=True), Column("test", right=True), Column("MIA", right=True, drop=3)]
@@ -129,11 +130,13 @@ def list_lines(rows: list[dict], width: int | None) -> list[str]:
 @sessions_app.command("list")
 def list_cmd(
     state: Optional[str] = typer.Option(None, "--state", help="only sessions in this state"),
-    limit: int = typer.Option(0, "--limit", "-n", help="at most this many (newest first); 0 = all"),
+    limit: int = typer.Option(0, "--limit", "-n", min=0, help="at most this many (newest first); 0 = all"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
     """List sessions, newest first, with their key final metrics (reads only the catalog). On a terminal
     the table fits its width (or $COLUMNS); piped, tab-separated rows under a header line."""
+    if state is not None and state not in LISTED_STATES:
+        _fail(f"--state {state}: a session is {', '.join(LISTED_STATES)}; give one of them")
     store = _store()
     try:
         rows = store.list(state)
@@ -146,7 +149,8 @@ def list_cmd(
         _json_out({"sessions": rows})
         return
     if not rows:
-        typer.echo("no sessions yet; `mmul-workbench run ...` or `mmul-workbench demo` makes one", err=True)
+        typer.echo(f"no {state} sessions" if state else
+                   "no sessions yet; `mmul-workbench run ...` or `mmul-workbench demo` makes one", err=True)
         return
     width = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else None
     for line in list_lines(rows, width):
@@ -161,7 +165,7 @@ def list_cmd(
 def show_cmd(
     session: str = typer.Argument(..., help=SESSION_HELP,
                                  autocompletion=complete_session),
-    events: int = typer.Option(10, "--events", "-e", help="how many of the last events to print (text mode)"),
+    events: int = typer.Option(10, "--events", "-e", min=0, help="how many of the last events to print (text mode)"),
     as_json: bool = typer.Option(False, "--json", help="the spec, status, summary and every event as JSON"),
 ) -> None:
     """Show a session: spec, status, summary and its events."""
