@@ -127,7 +127,9 @@ class SessionReader:
                 f"reads schema {SCHEMA_VERSION} (use the release that wrote it)")
         if (schema != SCHEMA_VERSION or meta.get("id") != session_id or meta.get("state") not in STATES
                 or not isinstance(meta.get("created"), (int, float))
-                or not isinstance(meta.get("last_seq", -1), int) or not isinstance(meta.get("sealed", 0), int)):
+                or not isinstance(meta.get("last_seq", -1), int) or not isinstance(meta.get("sealed", 0), int)
+                or not isinstance(meta.get("spec"), dict) or not isinstance(meta.get("summary") or {}, dict)
+                or not isinstance(meta.get("name") or "", str)):
             raise self._damaged(session_id, "session.json's meta record is incomplete or edited", mark)
         return meta, events
 

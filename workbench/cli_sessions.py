@@ -400,7 +400,7 @@ def replay_headless(session_id: str, width: int | None = None, out=None) -> int:
         meta = store.get(sid)
         events = store.events(sid)
     except (UnknownSession, SchemaMismatch, SessionDamaged) as exc:
-        print(str(exc), file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     from rich.console import Console
 
