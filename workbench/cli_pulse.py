@@ -88,7 +88,7 @@ def run_pulse(raw: dict, as_json: bool) -> None:
         spec = specs.validate_pulse(absolute_paths(raw))
     except SpecError as error:
         fail(str(error))
-    result = run_session(spec, label=f"pulse {raw['method']}")
+    result = run_session(spec, label=f"pulse {raw['method']}", as_json=as_json)
     if as_json:
         return print_json(result)
     print_requests(result)

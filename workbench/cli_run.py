@@ -87,7 +87,7 @@ def run(
     announce_plan([spec], gpu_memory)
     if engine:
         return follow_engine(spec, detach, as_json)
-    result = run_session(spec, label=method)
+    result = run_session(spec, label=method, as_json=as_json)
     verdict = verdict_of(spec, result)
     if as_json:
         return print_json({**result, "verdict": verdict})

@@ -3,7 +3,8 @@
 
 Errors end the session and the command: bad input exit 2, a failed run exit 1 (session kept, marked
 failed), a full disk exit 1 (one line naming the path and the space it needed; the session marked failed
-with it where the disk lets that be written), Ctrl-C exit 130 (marked cancelled).
+with it where the disk lets that be written), Ctrl-C exit 130 (marked cancelled). Under `--json` (`as_json`),
+a run that ends so once its session exists still prints one document: its session, state and error.
 """
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ from engine.errors import Cancelled, RunFailed, SpecError
 from sessions.errors import DiskFull
 from sessions.store import SessionStore
 from sessions.writer import SessionWriter
-from workbench.output import Exit, Progress, fail
+from workbench.output import Exit, Progress, fail, print_json
 
 
 def run_session(spec: dict, label: str, original_metrics: dict | None = None,
-                on_session: Callable[[str], None] | None = None) -> dict:
+                on_session: Callable[[str], None] | None = None, as_json: bool = False) -> dict:
     """Run ``spec``; returns the result document with its ``session`` id. What only the engine can check
     (this machine's devices, the data's records) is checked first: bad input there is exit 2 with no
     session made. ``on_session(id)`` is told the session's id as soon as it exists (a study records it)."""
@@ -28,17 +29,24 @@ def run_session(spec: dict, label: str, original_metrics: dict | None = None,
     except SpecError as error:
         fail(str(error))
     return run_in_session(spec, label, lambda emitter: run_job(spec, emitter, lambda: False,
-                                                               original_metrics=original_metrics), on_session)
+                                                               original_metrics=original_metrics), on_session,
+                          as_json)
 
 
 def run_in_session(spec: dict, label: str, job: Callable[[object], dict],
-                   on_session: Callable[[str], None] | None = None) -> dict:
+                   on_session: Callable[[str], None] | None = None, as_json: bool = False) -> dict:
     """Run ``job(emitter)`` (``emitter.emit(kind, **fields)``, ``emitter.session_id``) as a new session of
     ``spec`` with the progress display and the exits ``run_session`` has (an attack's job too); returns the
     job's document with its ``session`` id."""
     writer = SessionStore().create(spec, name=spec.get("name"))
     if on_session is not None:
         on_session(writer.session_id)
+
+    def fail_ended(state: str, message: str, line: str, code: Exit = Exit.RUN_FAILED) -> "NoReturn":  # noqa: F821
+        if as_json:
+            print_json({"session": writer.session_id, "state": state, "error": message})
+        fail(line, code)
+
     with Progress(label, quiet=False) as progress:
 
         class Tee:
@@ -53,19 +61,21 @@ def run_in_session(spec: dict, label: str, job: Callable[[object], dict],
             result = job(Tee)
         except SpecError as error:
             writer.finish("failed", message=str(error))
-            fail(str(error))
+            fail_ended("failed", str(error), str(error), Exit.BAD_INPUT)
         except RunFailed as error:
             writer.finish("failed", message=str(error))
-            fail(f"{error} (session {writer.session_id} kept)", Exit.RUN_FAILED)
+            fail_ended("failed", str(error), f"{error} (session {writer.session_id} kept)")
         except DiskFull as error:
-            fail(f"{error} ({finish_failed(writer, str(error))})", Exit.RUN_FAILED)
+            fail_ended("failed", str(error), f"{error} ({finish_failed(writer, str(error))})")
         except (Cancelled, KeyboardInterrupt):
             writer.finish("cancelled", message="interrupted from the terminal")
-            fail(f"cancelled (session {writer.session_id} kept)", Exit.INTERRUPTED)
+            fail_ended("cancelled", "interrupted from the terminal", f"cancelled (session {writer.session_id} kept)",
+                       Exit.INTERRUPTED)
         except Exception as error:  # an engine bug: keep the session, say where, exit 1
-            writer.finish("failed", message=f"{type(error).__name__}: {error}")
-            fail(f"run failed: {type(error).__name__}: {error} (session {writer.session_id}; MMUL_DEBUG=1 for a traceback)",
-                 Exit.RUN_FAILED)
+            message = f"{type(error).__name__}: {error}"
+            writer.finish("failed", message=message)
+            fail_ended("failed", message, f"run failed: {message} (session {writer.session_id}; MMUL_DEBUG=1 for a "
+                       "traceback)")
     result["session"] = writer.session_id
     writer.finish("finished", summary=result)
     return result
