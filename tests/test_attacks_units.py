@@ -176,3 +176,18 @@ def test_a_classification_unit_keeps_its_texts_and_labels_and_transforms_both_im
     out, changed = rephrased_unit(unit, random.Random(1), {})
     assert changed == 0 and out.labels == [1] and len(out.images) == 2
     assert out.texts in (unit.texts, [swap_sides(unit.texts[0])])  # the wording kept, its side swapped on a flip
+
+
+def test_relearn_cannot_draw_more_df_units_than_were_deleted():
+    """`attack relearn --units N` on a session that deleted fewer units is refused, not trained on all of Df while
+    the spec records N."""
+    from engine.attacks import attack_spec
+    from engine.errors import SpecError
+
+    parent = {"id": "20261207-000000-abcd", "state": "finished",
+              "spec": {"kind": "run", "method": "ft", "model": "clip-tiny", "data": "shapes-tiny", "task": "retrieval",
+                       "deletion": {"strategy": "random", "n": 8, "seed": 42}, "seed": 42, "device": "cpu"},
+              "summary": {"metrics": {"df": {"r_mean": 1.0}}, "deletion": {"units": 8}}}
+    assert attack_spec("relearn", parent, {"units": 8})["attack"]["params"]["units"] == 8
+    with pytest.raises(SpecError, match="--units 100000: session 20261207-000000-abcd deleted 8 units"):
+        attack_spec("relearn", parent, {"units": 100000})

@@ -54,6 +54,12 @@ BAD_VALUES = [
     (["--delete", str(10**9)], "at most 10000000"),
     (["--requests", "1001"], "--requests must be <= 1000"),
     (["--requests", "3", "--eval-sample", "0"], "--eval-sample must be >= 1"),
+    # options the rest of the command makes a no-op: refused, not dropped
+    (["--target-auc", "0.5"], "--target-auc applies to --keep best; add --keep best, or drop it"),
+    (["--keep-tolerance", "3"], "--keep-tolerance applies to --keep best"),
+    (["--eval-every-requests", "2"], "--eval-every-requests applies to --requests K > 1"),
+    (["--eval-sample", "3"], "--eval-sample applies to --requests K > 1"),
+    (["--method", "d2d", "--epochs", "3"], "Descent-to-Delete takes 1 step(s) whatever --epochs says"),
     (["--device", "cuda:x"], "--device must be auto, cpu, cuda or cuda:N"),
     (["--name", "x" * 300], "--name must be one line"),
     (["--data", "mmbench:/etc/hosts"], "unknown data format 'mmbench'"),

@@ -108,9 +108,13 @@ def attack_spec(kind: str, parent: dict, options: dict) -> dict:
     if kind == "relearn" and params["on"] == "neighbours" and base.get("kind") == "pulse":
         raise SpecError(f"session {parent['id']} is a pulse run on people: relearn --on neighbours (an embedding "
                         "search over units) is not offered there; use --on df-sample", field="on")
-    if kind == "relearn" and params["units"] is None:
+    if kind == "relearn":
         deleted = forgotten_count(parent)
-        params["units"] = max(1, deleted // 4) if deleted is not None else 1
+        if params["units"] is None:
+            params["units"] = max(1, deleted // 4) if deleted is not None else 1
+        elif params["on"] == "df-sample" and deleted is not None and params["units"] > deleted:
+            raise SpecError(f"--units {params['units']}: session {parent['id']} deleted {deleted} units, the most "
+                            f"--on df-sample can draw; give --units {deleted} or fewer", field="units")
     return {"kind": "attack", "attack": {"kind": kind, "params": params}, "parent": parent["id"],
             "method": method_name(kind), "parent_method": base.get("method"),
             **{key: base.get(key) for key in ("model", "data", "task", "seed", "deletion", "device", "artifacts")

@@ -34,6 +34,9 @@ class MethodInfo:
     # model the one before left; retrain has no "before") and "pulse" (it trains the answer NLL of LMM
     # question batches)
     protocols: tuple[str, ...] = ("requests",)
+    # a method that takes a set number of steps whatever --epochs says (Descent-to-Delete: T = 1); a budget may
+    # still give it MultiDelete's steps (engine/loop.py)
+    fixed_steps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,7 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in (
     M("d2d", "Descent-to-Delete", "T=1 descent step on Dr, then Gaussian noise from the (eps, delta) bound",
       "engine.methods.descent_to_delete:DescentToDelete",
       (Param("eps", float, 5.0, "privacy epsilon of the noise step", positive=True),), epochs=1, iterates="retain",
+      fixed_steps=1,
       variant="MultiDelete's Descent-to-Delete: descent on Dr, then Gaussian noise from the strongly-convex "
               "bound, eps {eps}, delta 1/n^2"),
     M("graddiff", "GradDiff", "gradient ascent on Df + task loss descent on Dr (OpenUnlearning's GradDiff)",

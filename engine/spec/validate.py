@@ -361,6 +361,25 @@ def check_budget(params: dict, method: str) -> None:
                         field="epochs")
 
 
+def check_given_options_apply(given: dict, normal: dict, info: MethodInfo) -> None:
+    """An option that the rest of the spec makes a no-op is refused, not silently dropped: --keep-tolerance and
+    --target-auc without --keep best, --eval-every-requests and --eval-sample with one request, --epochs on a
+    method with its own step count. A value equal to the default is taken (the New-run form sends them all)."""
+    defaults = {p.name: p.default for p in (*COMMON_PARAMS, EVAL_EVERY_REQUESTS, EVAL_SAMPLE)}
+    changed = {name for name, value in given.items() if value is not None and value != defaults.get(name)}
+    if normal["params"].get("keep") != "best":
+        for name in sorted(changed & {"keep_tolerance", "target_auc"}):
+            raise SpecError(f"--{name.replace('_', '-')} applies to --keep best; add --keep best, or drop it",
+                            field=name)
+    if normal["requests"] == 1:
+        for name in sorted(changed & {EVAL_EVERY_REQUESTS.name, EVAL_SAMPLE.name}):
+            raise SpecError(f"--{name.replace('_', '-')} applies to --requests K > 1 (one request is evaluated "
+                            "fully); add --requests, or drop it", field=name)
+    if info.fixed_steps is not None and "epochs" in changed:
+        raise SpecError(f"{info.title} takes {info.fixed_steps} step(s) whatever --epochs says (its released "
+                        "setting); drop --epochs (--budget matched-steps gives it MultiDelete's steps)", field="epochs")
+
+
 def check_tune(params: dict, method: str, people: bool = False) -> None:
     """--tune picks lr and epochs itself, on a validation split that people data does not have."""
     if not params.get("tune"):
@@ -417,6 +436,8 @@ def validate(spec: dict) -> dict:
             raise SpecError("tune_against retrain is --tune's criterion; it needs --tune", field="tune")
         normal["params"][TUNE_AGAINST.name] = "retrain"
     check_strategy_fits(info, normal)
+    check_given_options_apply({**raw_params, **{k: spec.get(k) for k in (EVAL_EVERY_REQUESTS.name, EVAL_SAMPLE.name)}},
+                              normal, info)
     check_guards(normal["params"], task)
     check_budget(normal["params"], info.name)
     check_tune(normal["params"], info.name)
