@@ -196,8 +196,8 @@ class HomeScreen(Screen):
         if fingerprint == self._fingerprint and not force:
             return
         self._fingerprint = fingerprint
+        current = self.current_id()  # read against the rows drawn so far: the cursor stays on its session
         self.shown = shown
-        current = self.current_id()
         cells = [row_cells(row, row["id"] in self.marked) for row in shown]
         columns = fit_columns(column_widths(cells), self.table_width(len(shown)))
         if columns != self._columns:

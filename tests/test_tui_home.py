@@ -190,3 +190,21 @@ def test_duration_is_what_sessions_list_says():
     assert row_cells(row, False)["duration"] == format_duration(1.0) == "1 s"  # not the 30 s from start to end
     slow = {"id": "b", "state": "finished", "created": 100.0, "ended": 105.0, "summary": {"seconds": 4.0}}
     assert [r["id"] for r in sort_rows([slow, row], "duration", reverse=False)] == ["a", "b"]
+
+
+async def test_the_highlight_stays_on_its_session_when_a_new_one_arrives(tmp_home):
+    """A session created elsewhere (a CLI run) lands at the top; the highlighted row keeps its session, not its row
+    number, so `enter`, `d` and `x` still act on what the operator chose."""
+    store = SessionStore()
+    first, second = write(store, "first", "multidelete"), write(store, "second", "ft")
+    app = create_app(start_engine=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        home = app.screen
+        table = home.query_one("#sessions")
+        await wait_until(pilot, lambda: table.row_count == 2 and home.current_id() == second)
+        await pilot.press("down")
+        await wait_until(pilot, lambda: home.current_id() == first)
+        write(store, "third", "npo")
+        await wait_until(pilot, lambda: table.row_count == 3)
+        assert home.current_id() == first and table.cursor_row == 2
+        assert str(home.query_one("#home-detail").render()).startswith("first: ")
