@@ -9,6 +9,8 @@ l toggles a log y axis; / filters metric names by glob (the plots and the table)
 one colour in every plot; the table lists the headline metrics first."""
 from __future__ import annotations
 
+import re
+
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -52,11 +54,16 @@ def step_requests(events: list[dict]) -> list[int | None]:
     return [event.get("request") for event in events if is_unlearning_step(event)]
 
 
+STUDY_CELL_NAME = re.compile(r"^study-[0-9a-f]{12}\s+")  # a study's cells are named "study-<id> METHOD sSEED"
+
+
 def run_entry(session_id: str, meta: dict, events: list[dict]) -> dict:
     """What Compare keeps of one session: its raw curves (x = steps done), the request of each step and
-    its final metrics."""
+    its final metrics. Its label drops a study cell's study id, which would fill a legend's width with the
+    same 18 characters for every cell (the status line names the study)."""
     spec = meta.get("spec") or {}
-    return {"id": session_id, "label": session_label(session_id, meta.get("name"), spec.get("method", "?")),
+    name = STUDY_CELL_NAME.sub("", meta["name"]) if isinstance(meta.get("name"), str) else None
+    return {"id": session_id, "label": session_label(session_id, name, spec.get("method", "?")),
             "meta": meta,
             "losses": loss_series(events), "evals": eval_series(events, split="curve"),
             "steps": step_requests(events), "final": final_metrics(events, meta.get("summary"))}
@@ -110,7 +117,8 @@ class CompareScreen(Screen):
         yield Static(f"comparing {len(self.session_ids)} sessions: loading...", id="cmp-status")
         yield Input(placeholder="metric filter: globs, e.g. *auc*,mia.*  (/)", id="cmp-filter", compact=True)
         yield PanelGrid("cmp", id="cmp-plots")
-        table: DataTable = DataTable(id="cmp-table", cursor_type="row", zebra_stripes=True)
+        # the metric column stays put while the sessions' columns scroll sideways
+        table: DataTable = DataTable(id="cmp-table", cursor_type="row", zebra_stripes=True, fixed_columns=1)
         yield table
         yield Footer()
 

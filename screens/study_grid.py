@@ -64,7 +64,7 @@ class StudyGridScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Static(f"[b]{self.study_id}[/b]: loading...", id="study-status")
-        yield DataTable(id="study-grid", cursor_type="cell", zebra_stripes=True)
+        yield DataTable(id="study-grid", cursor_type="cell", zebra_stripes=True, fixed_columns=1)  # the method stays
         yield Static("", id="study-hint")
         yield Footer()
 

@@ -14,12 +14,16 @@ HEADLINES = ("df_dr_auc", "test.r_mean", "test.accuracy", "forget.image", "forge
 
 
 def metric_rank(name: str) -> tuple[int, int, str]:
-    """Sort key: the headlines in HEADLINES order, then the holdout set's metrics, then other headline-like
-    metrics, then recall at k; alphabetical within a group."""
+    """Sort key: the headlines in HEADLINES order, then the holdout sets' metrics (`holdout`,
+    `holdout_identity`, `holdout_association`), then other headline-like metrics, then recall at k, then what a
+    run cost (`cost.*`, a study's columns); alphabetical within a group."""
     if name in HEADLINES:
         return 0, HEADLINES.index(name), name
-    if name.split(".")[0] == "holdout":
+    group = name.split(".")[0]
+    if group.startswith("holdout"):
         return 1, 0 if is_headline_metric(name) else 1, name
+    if group == "cost":
+        return 4, 0, name
     return (2 if is_headline_metric(name) else 3), 0, name
 
 

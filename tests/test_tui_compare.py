@@ -60,6 +60,19 @@ def test_headline_metrics_come_first():
     names = ["test.txt_r1", "seconds", "mia.auc", "test.r_mean", "df.r_mean", "df_dr_auc", "forget_quality"]
     assert headline_first(names) == ["df_dr_auc", "test.r_mean", "forget_quality", "mia.auc", "df.r_mean",
                                      "seconds", "test.txt_r1"]
+    # the holdout sets right after the headlines (a study grid's columns too), what a run cost last
+    names = ["cost.device_count", "dr.r_mean", "holdout_identity.r_mean", "df_dr_auc", "holdout_association.r_mean",
+             "cost.train_seconds", "test.txt_r1"]
+    assert headline_first(names) == ["df_dr_auc", "holdout_association.r_mean", "holdout_identity.r_mean", "dr.r_mean",
+                                     "test.txt_r1", "cost.device_count", "cost.train_seconds"]
+
+
+def test_a_study_cells_label_drops_its_study_id():
+    from screens.compare import run_entry
+
+    meta = {"name": "study-f44096c4b03a retrain s42", "spec": {"method": "retrain"}}
+    assert run_entry("20261207-045115-747c", meta, [])["label"] == "retrain s42 747c"
+    assert run_entry("20261207-045115-12bc", {"spec": {"method": "multidelete"}}, [])["label"] == "multidelete 12bc"
 
 
 def write_run(store: SessionStore, method: str, steps: int, requests: int = 1, name: str | None = None) -> str:

@@ -72,8 +72,12 @@ class SeriesPlot(PlotextPlot):
         self.series = {line.label: line for line in panel.lines}
         self.colours = {line.label: line.colour for line in panel.lines}
         self.border_title = panel.title if panel.xlabel == "step" else f"{panel.title} by {panel.xlabel.split()[0]}"
-        self.border_subtitle = legend_markup(panel)
+        self.border_subtitle = legend_markup(panel, self.legend_room())
         self.mark_dirty()
+
+    def legend_room(self) -> int | None:
+        """The border's room for the legend (its corners and padding off), once the widget has a size."""
+        return self.size.width - 4 if self.size.width else None
 
     def mark_dirty(self) -> None:
         self._version += 1
@@ -128,10 +132,21 @@ class SeriesPlot(PlotextPlot):
 
 
 
-def legend_markup(panel: Panel) -> str:
-    """``━ df_dr_auc ━ df.r_mean ┄ original 90.0``: each series in its colour, then the reference lines."""
+def legend_markup(panel: Panel, width: int | None = None) -> str:
+    """``━ df_dr_auc ━ df.r_mean ┄ original 90.0``: each series in its colour, then the reference lines. Where
+    that is wider than ``width`` (the border's room), each series is named by its label's last word instead: a
+    session's 4-character id in Compare (``━ 747c ━ 6f19``), so every colour stays named at 80 columns."""
     from rich.markup import escape
 
-    parts = [f"[rgb({r},{g},{b})]━[/] {escape(line.label)}" for line in panel.lines for r, g, b in [line.colour]]
-    parts += [f"┄ {escape(ref.label)} {ref.y:.1f}" for ref in panel.references]
-    return " ".join(parts)
+    def markup(label) -> str:
+        parts = [f"[rgb({r},{g},{b})]━[/] {escape(label(line.label))}" for line in panel.lines
+                 for r, g, b in [line.colour]]
+        return " ".join(parts + [f"┄ {escape(ref.label)} {ref.y:.1f}" for ref in panel.references])
+
+    def plain(label) -> int:
+        return len(" ".join([f"━ {label(line.label)}" for line in panel.lines]
+                            + [f"┄ {ref.label} {ref.y:.1f}" for ref in panel.references]))
+
+    if width is not None and plain(str) > width:
+        return markup(lambda label: label.split()[-1] if label.split() else label)
+    return markup(str)
