@@ -154,6 +154,9 @@ class FormScreen(Screen):
         label.display = bool(message)
         if widgets:
             widgets.first().set_class(bool(message), "-invalid")
+        elif message:  # a whole-form error sits under the form, out of view on a small terminal: bring it in
+            self.call_after_refresh(label.scroll_visible, animate=False)
+            self.notify(message, severity="error", timeout=10)
         if message:
             self.errors[target] = message
         else:

@@ -196,6 +196,23 @@ async def test_engine_ready_is_shown(tmp_home):
         assert "4242" in str(app.screen.query_one("#engine-status").render())
 
 
+async def test_an_engine_that_stops_answering_is_shown_and_ctrl_r_starts_one(tmp_home):
+    """`mmul-workbench engine stop` (or a crash) while the TUI is open: within a watch period the home says the
+    engine stopped (it said "ready" for ever), and ctrl+r starts one again."""
+    app = create_app(start_engine=False)  # the real services: no engine runs in this home, so none answers
+    app.watch_seconds = 0.1
+    async with app.run_test(size=SIZE) as pilot:
+        app.engine_state = "ready"  # as if one had answered and then stopped
+        app.services.engine_ready = True
+        await wait_until(pilot, lambda: app.engine_state == "failed")
+        assert "engine stopped" in str(app.screen.query_one("#engine-status").render())
+        assert app.services.engine_ready is False
+        starts = []
+        app.services._engine_starter = lambda: starts.append(1) or {"pid": 77}
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: app.engine_state == "ready" and starts == [1])
+
+
 # --------------------------------------------------------------------------------------------------
 # new run
 

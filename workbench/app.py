@@ -38,11 +38,13 @@ class EngineFailed(Message):
 
 
 class StatesRead(Message):
-    """The catalog's rows, read in a thread, for the toasts."""
+    """The catalog's rows, read in a thread, for the toasts; and whether an engine that was ready stopped
+    answering."""
 
-    def __init__(self, rows: list[dict]) -> None:
+    def __init__(self, rows: list[dict], engine_lost: bool = False) -> None:
         super().__init__()
         self.rows = rows
+        self.engine_lost = engine_lost
 
 
 class WorkbenchApp(App):
@@ -181,10 +183,17 @@ class WorkbenchApp(App):
             rows = self.services.store.list()
         except Exception:  # the sessions home says what is wrong with the catalog; no toast every 2 s
             return
-        self.post_message(StatesRead(rows))
+        lost = self.engine_state == "ready" and not self.services.engine_answers()  # `engine stop`, a crash
+        self.post_message(StatesRead(rows, engine_lost=lost))
 
     def on_states_read(self, message: "StatesRead") -> None:
         from screens.notices import ended_runs, run_notice
+
+        if message.engine_lost and self.engine_state == "ready":
+            self.services.engine_ready = False
+            self.engine_state = "failed"
+            self.engine_message = "engine stopped: it no longer answers on its socket; ctrl+r starts it"
+            self.notify(self.engine_message, title="engine", severity="error", timeout=15)
 
         if self.seen_states is not None:
             for row in ended_runs(self.seen_states, message.rows):

@@ -83,6 +83,15 @@ class EngineServices:
 
         return start_engine(self.home)
 
+    def engine_answers(self) -> bool:
+        """Whether the daemon still answers on its socket (blocking, about a millisecond; a second at most). An
+        injected engine (tests) is taken to answer."""
+        if self._engine_starter is not None or self._submitter is not None:
+            return True
+        from workbench.client.sync import ping
+
+        return ping(self.home, timeout=1.0) is not None
+
     async def submit(self, spec: dict) -> dict:
         self.submitted.append(spec)
         if self._submitter is not None:

@@ -361,12 +361,17 @@ def check_budget(params: dict, method: str) -> None:
                         field="epochs")
 
 
-def check_given_options_apply(given: dict, normal: dict, info: MethodInfo) -> None:
+def check_given_options_apply(spec: dict, given: dict, normal: dict, info: MethodInfo) -> None:
     """An option that the rest of the spec makes a no-op is refused, not silently dropped: --keep-tolerance and
     --target-auc without --keep best, --eval-every-requests and --eval-sample with one request, --epochs on a
-    method with its own step count. A value equal to the default is taken (the New-run form sends them all)."""
-    defaults = {p.name: p.default for p in (*COMMON_PARAMS, EVAL_EVERY_REQUESTS, EVAL_SAMPLE)}
-    changed = {name for name, value in given.items() if value is not None and value != defaults.get(name)}
+    method with its own step count. `given`: the raw params. A value equal to its default is taken (the New-run
+    form sends every field it shows, as text)."""
+    schedule = (EVAL_EVERY_REQUESTS, EVAL_SAMPLE)
+    defaults = {p.name: p.default for p in (*COMMON_PARAMS, *schedule)}
+    coerced = {**normal["params"], **{p.name: p.coerce(spec[p.name], f"method {info.name}") for p in schedule
+                                      if spec.get(p.name) is not None}}
+    named = set(given) | {p.name for p in schedule if spec.get(p.name) is not None}
+    changed = {name for name in named if coerced.get(name) is not None and coerced.get(name) != defaults.get(name)}
     if normal["params"].get("keep") != "best":
         for name in sorted(changed & {"keep_tolerance", "target_auc"}):
             raise SpecError(f"--{name.replace('_', '-')} applies to --keep best; add --keep best, or drop it",
@@ -436,8 +441,7 @@ def validate(spec: dict) -> dict:
             raise SpecError("tune_against retrain is --tune's criterion; it needs --tune", field="tune")
         normal["params"][TUNE_AGAINST.name] = "retrain"
     check_strategy_fits(info, normal)
-    check_given_options_apply({**raw_params, **{k: spec.get(k) for k in (EVAL_EVERY_REQUESTS.name, EVAL_SAMPLE.name)}},
-                              normal, info)
+    check_given_options_apply(spec, raw_params, normal, info)
     check_guards(normal["params"], task)
     check_budget(normal["params"], info.name)
     check_tune(normal["params"], info.name)
