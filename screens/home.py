@@ -220,8 +220,9 @@ class HomeScreen(Screen):
         hint += f"  sort: {self.sort_key}{' (reversed)' if self.sort_reverse else ''}"
         if self.marked:
             hint += f"  marked: {len(self.marked)} (c compares)"
-        if len(columns) < len(COLUMNS):
-            hint += f"  hidden: {', '.join(c for c in COLUMNS if c not in columns)}"  # a wider terminal shows them
+        if len(columns) < len(COLUMNS):  # a wider terminal shows them; the first two named, so the line fits 80
+            hidden = [c for c in COLUMNS if c not in columns]
+            hint += f"  hidden: {', '.join(hidden[:2])}" + (f" +{len(hidden) - 2}" if len(hidden) > 2 else "")
         if not total:
             hint = "no sessions yet: n starts a new run (or `mmul-workbench demo`)"
         self.query_one("#home-hint", Static).update(hint)

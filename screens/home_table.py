@@ -53,12 +53,25 @@ def kind_label(row: dict) -> str:
     return "run" if k == 1 else f"k={k}"
 
 
+SESSION_WIDTH = 24  # a session's id is 20; a longer name is cut to this, keeping its id's end
+
+
+def session_cell(row: dict) -> str:
+    """The session's name (else its id); a name longer than SESSION_WIDTH is cut and ends in the id's last four
+    characters (``a very long name o… 053e``): marked as cut, and still this session and no other, while the
+    columns after it (the result, the duration) keep their room at 80 columns."""
+    name = row.get("name") or row["id"]
+    if len(name) <= SESSION_WIDTH:
+        return name
+    return f"{name[:SESSION_WIDTH - 6]}… {row['id'][-4:]}"
+
+
 def row_cells(row: dict, marked: bool) -> dict[str, str]:
     """The text of each column for one catalog row. Its duration is ``took``, as `sessions list` and `sessions
     show` say it: the run's own seconds when it has them, else the time from its start to its end (or now)."""
     metrics = summary_metrics(row.get("summary"))
     return {
-        "session": ("* " if marked else "  ") + (row.get("name") or row["id"]),
+        "session": ("* " if marked else "  ") + session_cell(row),
         "status": str(row.get("state", "?")),
         "kind": kind_label(row),
         "method": fmt(row.get("method")),

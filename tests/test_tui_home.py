@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import wait_until
-from screens.home_table import COLUMNS, PRIORITY, fit_columns, kind_label
+from screens.home_table import COLUMNS, PRIORITY, column_widths, fit_columns, kind_label, row_cells
 from sessions.store import SessionStore
 from sessions.verdict import session_verdict
 from workbench.tui import create_app
@@ -208,3 +208,15 @@ async def test_the_highlight_stays_on_its_session_when_a_new_one_arrives(tmp_hom
         await wait_until(pilot, lambda: table.row_count == 3)
         assert home.current_id() == first and table.cursor_row == 2
         assert str(home.query_one("#home-detail").render()).startswith("first: ")
+
+
+def test_a_long_session_name_is_cut_with_its_ids_end_so_the_results_keep_their_room():
+    from screens.home_table import SESSION_WIDTH, session_cell
+
+    row = {"id": "20261207-050818-053e", "name": "a very long name of a session that goes on"}
+    cell = session_cell(row)
+    assert len(cell) == SESSION_WIDTH and cell.endswith("… 053e") and cell.startswith("a very long name")
+    assert session_cell({"id": "20261207-050818-053e", "name": "study-7361fbc06e56 ft s1"}) == "study-7361fbc06e56 ft s1"
+    assert session_cell({"id": "20261207-050818-053e"}) == "20261207-050818-053e"
+    widths = column_widths([row_cells({**row, "state": "finished", "method": "ft"}, False)])
+    assert "test" in fit_columns(widths, 78)  # at 80 columns the result stays (a 43-character name hid it)
