@@ -24,8 +24,9 @@ from workbench.param_options import with_param_options
 
 def pulse(
     method: str = typer.Option(..., "--method", autocompletion=complete_pulse_method,
-                               help=", ".join(specs.PULSE_METHODS) + " (or an alias: "
-                               + ", ".join(a for m in specs.PULSE_METHODS for a in specs.METHODS[m].aliases) + ")"),
+                               help=", ".join(specs.PULSE_METHODS) + "".join(
+                                   f" (or an alias: {', '.join(aliases)})" for aliases in
+                                   [[a for m in specs.PULSE_METHODS for a in specs.METHODS[m].aliases]] if aliases)),
     data: str = typer.Option("people", "--data", help="people, people-small, people-tiny or mllmu:DIR", autocompletion=complete_data),
     model: str = typer.Option("llava-tiny", "--model", autocompletion=complete_model, help=", ".join(
         m.name for m in specs.MODELS.values() if "multiple_choice" in specs.FAMILIES[m.family].tasks)

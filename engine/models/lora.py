@@ -8,6 +8,8 @@ model) starts from the plain model.
 """
 from __future__ import annotations
 
+import warnings
+
 import re
 
 UPDATES = ("llm", "proj+llm", "full")
@@ -27,7 +29,9 @@ def attach(adapter, update: str, r: int = 16, alpha: float = 16.0, dropout: floa
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=LLM_TARGETS, bias="none")
-    adapter.model = get_peft_model(adapter.core, config)
+    with warnings.catch_warnings():  # peft reads transformers' deprecated `is_gradient_checkpointing`: its
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        adapter.model = get_peft_model(adapter.core, config)  # warning is theirs, and our stderr is progress
     trainable = [p for name, p in adapter.core.named_parameters() if "lora_" in name]
     if update == "proj+llm":
         trainable += list(adapter.projector.parameters())
