@@ -222,3 +222,13 @@ def test_run_refuses_a_run_its_plan_says_cannot_fit(tmp_path, clip_checkpoint):
     _, stderr, code = outs["study"]
     assert code == 2 and len(stderr.strip().splitlines()) == 1, stderr
     assert stderr.startswith(f"error: multidelete on {clip_checkpoint} needs {total}")  # the larger plan of the two
+
+
+def test_plan_says_why_it_cannot_plan_a_tiny_model_or_an_uncached_hub_id(tmp_path):
+    """`plan --model clip-tiny` used to try it as a hub id and report a network error."""
+    from conftest import run_in_process
+
+    out = run_in_process(tmp_path, "plan", "--model", "clip-tiny", "--method", "multidelete")
+    assert out.returncode == 2 and "clip-tiny is a registered tiny model" in out.stderr and "huggingface.co" not in out.stderr
+    out = run_in_process(tmp_path, "plan", "--model", "some-org/not-cached", "--method", "multidelete")
+    assert out.returncode == 2 and "not in the local Hugging Face cache" in out.stderr
