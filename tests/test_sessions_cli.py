@@ -93,6 +93,11 @@ def test_export_json_csv_and_directory(home, tmp_path):
     assert sorted(json.loads(result.stdout)["files"]) == [str(folder / f"{sid}.csv"), str(folder / f"{sid}.json")]
     bad = run_cli(_app(), ["sessions", "export", sid, "--out", str(folder), "--format", "xml"])
     assert bad.exit_code == 2 and "json or csv" in bad.stderr
+    # a file name that is neither format, or one whose suffix contradicts --format: refused, nothing written
+    bad = run_cli(_app(), ["sessions", "export", sid, "--out", str(tmp_path / "x.txt")])
+    assert bad.exit_code == 2 and "a .txt file is neither format" in bad.stderr and not (tmp_path / "x.txt").exists()
+    bad = run_cli(_app(), ["sessions", "export", sid, "--out", str(tmp_path / "y.json"), "--format", "csv"])
+    assert bad.exit_code == 2 and "says json but --format says csv" in bad.stderr and not (tmp_path / "y.json").exists()
 
 
 def test_delete(home):

@@ -240,9 +240,15 @@ def export_cmd(
     (tidy: seq, ts, kind, phase, request, split, step, name, value)."""
     if fmt is not None and fmt not in ("json", "csv"):
         _fail(f"--format {fmt!r} is not known; use json or csv")
+    suffix = out.suffix.lower().lstrip(".")
+    if suffix and not out.is_dir():
+        if fmt is None and suffix not in ("json", "csv"):
+            _fail(f"--out {out}: a .{suffix} file is neither format; give FILE.json, FILE.csv, a directory (both "
+                  "files), or --format json|csv")
+        if fmt is not None and suffix in ("json", "csv") and suffix != fmt:
+            _fail(f"--out {out} says {suffix} but --format says {fmt}; make them agree")
     store = _store()
     sid, doc = _document(store, session)
-    suffix = out.suffix.lower().lstrip(".")
     if fmt is None and suffix in ("json", "csv") and not out.is_dir():
         targets = {suffix: out}
     elif fmt is not None and not out.is_dir():
