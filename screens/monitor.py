@@ -195,7 +195,7 @@ class MonitorScreen(Screen):
         min-height: 8;
     }
     MonitorScreen #mon-summary-box {
-        width: 1fr;
+        width: 2fr;  /* metric, before, after and delta need about 55 cells; the log and the heatmap give way */
         border: round $panel;
     }
     MonitorScreen #mon-summary {
@@ -276,7 +276,8 @@ class MonitorScreen(Screen):
             yield HistoryHeatmap(id="mon-history")
             with Vertical(id="mon-summary-box"):
                 yield Static("", id="mon-verdict")
-                table: DataTable = DataTable(id="mon-summary", cursor_type="row", zebra_stripes=True)
+                # the metric's name stays while a narrow box scrolls its numbers sideways
+                table: DataTable = DataTable(id="mon-summary", cursor_type="row", zebra_stripes=True, fixed_columns=1)
                 table.add_columns(*SUMMARY_HEADERS)
                 yield table
             log = TailLog(id="mon-log", max_lines=LOG_LINES, wrap=False, markup=False)
