@@ -275,3 +275,19 @@ def test_study_runs_the_grid_and_resumes(home, monkeypatch):
     stored = json.loads(record.read_text())["cells"]
     assert stored[4] == {"method": "ft", "seed": 7, "session": None, "state": "failed"}
     assert [c for i, c in enumerate(stored) if i != 4] == [c for i, c in enumerate(cells) if i != 4]
+
+
+def test_the_new_study_forms_refusals_name_what_is_wrong():
+    """The TUI's New-study form plans `study ARGS` in its process: a value the parser refuses names its option
+    (typer's vendored click raised past the old `click` catch as "BadParameter: ..."), and a missing deletion set
+    is a SpecError naming it (it was a `fail` that printed under the TUI and left "the study's arguments were
+    refused")."""
+    from engine.errors import SpecError
+    from workbench.cli_study import plan_from_args
+
+    base = ["--methods", "ft", "--seeds", "1", "--model", "clip-tiny", "--data", "shapes-tiny"]
+    with pytest.raises(SpecError, match="choose a deletion set: --delete N") as refused:
+        plan_from_args(base)
+    assert refused.value.field == "deletion"
+    with pytest.raises(SpecError, match="Invalid value for '--lr'"):
+        plan_from_args([*base, "--delete", "4", "--lr", "fast"])

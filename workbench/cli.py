@@ -16,7 +16,7 @@ from engine.errors import SpecError
 from sessions.errors import DiskFull
 from sessions.paths import mmul_home
 from workbench.completion import complete_session
-from workbench.output import Exit, fail, print_json
+from workbench.output import Exit, fail, parser_errors, print_json
 
 app = typer.Typer(
     name="mmul-workbench",
@@ -153,12 +153,6 @@ def replay(
 
 
 PRIVATE_UMASK = 0o077  # everything the workbench creates (sessions, caches, exports, logs) is the user's alone
-
-
-try:  # typer 0.2x vendors click; before, it used click's own exceptions
-    from typer._click import exceptions as parser_errors
-except ImportError:  # pragma: no cover - the older typer's path
-    from click import exceptions as parser_errors
 
 
 def usage_error_line(error: parser_errors.UsageError) -> str:

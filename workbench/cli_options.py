@@ -6,12 +6,13 @@ from pathlib import Path
 from typing import Optional
 
 from engine import spec as specs
-from workbench.output import fail
+from engine.errors import SpecError
 
 
 def deletion_spec(delete: Optional[int], delete_ids: Optional[Path], delete_query: Optional[str], seed: int,
                   granularity: str = specs.GRANULARITY.default) -> dict:
-    """The raw deletion set of the --delete* options; --granularity rides in it only when it is not `unit`."""
+    """The raw deletion set of the --delete* options; --granularity rides in it only when it is not `unit`.
+    SpecError (one line, field ``deletion``) when they choose none or two (the TUI's New-study form shows it)."""
     chosen = choose_deletion(delete, delete_ids, delete_query, seed)
     return chosen | ({"granularity": granularity} if granularity != specs.GRANULARITY.default else {})
 
@@ -22,13 +23,14 @@ GRANULARITY_HELP = specs.GRANULARITY.help + "; real FORMAT:PATH data supports un
 def choose_deletion(delete: Optional[int], delete_ids: Optional[Path], delete_query: Optional[str], seed: int) -> dict:
     chosen = [name for name, value in (("--delete-ids", delete_ids), ("--delete-query", delete_query)) if value]
     if len(chosen) > 1:
-        fail("give only one of --delete-ids and --delete-query (with --delete N to take the first N)")
+        raise SpecError("give only one of --delete-ids and --delete-query (with --delete N to take the first N)",
+                        field="deletion")
     if delete_ids:
         return {"strategy": "ids", "file": str(delete_ids), "n": delete, "seed": seed}
     if delete_query:
         return {"strategy": "query", "query": delete_query, "n": delete, "seed": seed}
     if delete is None:
-        fail("choose a deletion set: --delete N, --delete-ids FILE or --delete-query TEXT")
+        raise SpecError("choose a deletion set: --delete N, --delete-ids FILE or --delete-query TEXT", field="deletion")
     return {"strategy": "random", "n": delete, "seed": seed}
 
 

@@ -65,9 +65,12 @@ def run(
         return run_people(method=method, model=model, data=data, delete=delete, other=delete_ids or delete_query,
                           granularity=granularity, requests=requests, seed=seed, device=device, name=name,
                           params=params or {}, through_engine=engine or cluster is not None, as_json=as_json)
+    try:
+        deletion = deletion_spec(delete, delete_ids, delete_query, seed, granularity)
+    except SpecError as error:
+        fail(str(error))
     raw = {"method": method, "model": model, "data": data, "device": device, "seed": seed, "name": name,
-           "deletion": deletion_spec(delete, delete_ids, delete_query, seed, granularity),
-           "params": with_compile(params or {}, compiled)}
+           "deletion": deletion, "params": with_compile(params or {}, compiled)}
     if requests is not None:
         raw["requests"] = requests
     raw.update({key: value for key, value in (("eval_every_requests", every_requests), ("eval_sample", eval_sample))

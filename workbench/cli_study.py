@@ -34,7 +34,7 @@ from workbench.cli_options import (ARTIFACTS_HELP, CLUSTER_HELP, COMPILE_HELP, D
                                STRATEGY_HELP, deletion_spec, placement, with_compile)
 from workbench.cli_plan import GPU_MEMORY_HELP, announce_plan
 from workbench.completion import complete_data, complete_device, complete_method_list, complete_model, complete_task
-from workbench.output import Exit, Progress, fail, print_json
+from workbench.output import Exit, Progress, fail, parser_errors, print_json
 from workbench.param_options import with_param_options
 from workbench.study_attacks import attack_columns, parse_attacks, run_study_attacks, with_attacks
 
@@ -231,16 +231,14 @@ def plan_study(options: dict, given: dict) -> StudyPlan:
 def plan_from_args(args: list[str]) -> StudyPlan:
     """The plan of `mmul-workbench study ARGS` without running it (the TUI's New-study form submits it to the
     engine); SpecError (one line) on bad input."""
-    import click
-
     app = typer.Typer()
     register(app)
     command = typer.main.get_command(app)
     try:
         with command.make_context("study", list(args)) as context:
             options = dict(context.params)
-    except click.ClickException as error:
-        raise SpecError(error.format_message()) from None
+    except parser_errors.ClickException as error:  # "Invalid value for '--lr': ..." names the option
+        raise SpecError(" ".join(error.format_message().split())) from None
     generated = {param.name for param in specs.option_params("run")}
     given = {name: value for name, value in options.items() if name in generated and value is not None}
     return plan_study({name: value for name, value in options.items() if name not in generated}, given)
@@ -279,7 +277,10 @@ def run_cells(record: StudyRecord, cells: list[tuple[str, int, dict]]) -> int:
         pending.append((method, seed, spec))
     if not pending:
         return 0
-    check_inputs(pending, here=True)
+    try:
+        check_inputs(pending, here=True)
+    except SpecError as error:
+        fail(str(error))
     print(f"study {record.id}: {len(pending)} of {len(cells)} runs to go", file=sys.stderr, flush=True)
     failed = 0
     for method, seed, spec in pending:
@@ -292,16 +293,14 @@ def run_cells(record: StudyRecord, cells: list[tuple[str, int, dict]]) -> int:
 
 def check_inputs(cells: list[tuple[str, int, dict]], here: bool) -> None:
     """Bad input ends the study before anything runs: each seed's deletion set, and (``here``: the cells run in
-    this process) the devices and the data records; the engine checks those itself."""
+    this process) the devices and the data records; the engine checks those itself. SpecError (one line): the
+    command fails with it, the TUI's New-study form shows it."""
     from engine.api import preflight, preview_deletion  # torch-free; preflight may load torch to list devices
 
-    try:
-        for spec in {cell[1]: cell[2] for cell in cells}.values():
-            preview_deletion(spec["data"], spec["deletion"])  # built-in worlds; real data is checked by the run
-        if here:
-            preflight(cells[0][2], alone=False)  # the same for every cell; MultiDelete's seconds come from its cell
-    except SpecError as error:
-        fail(str(error))
+    for spec in {cell[1]: cell[2] for cell in cells}.values():
+        preview_deletion(spec["data"], spec["deletion"])  # built-in worlds; real data is checked by the run
+    if here:
+        preflight(cells[0][2], alone=False)  # the same for every cell; MultiDelete's seconds come from its cell
 
 
 def run_local_cell(record: StudyRecord, method: str, seed: int, spec: dict, label: str,
@@ -335,7 +334,10 @@ def run_in_engine(record: StudyRecord, cells: list[tuple[str, int, dict]]) -> in
     engine records the cells; stopping this process leaves the study running there."""
     from workbench.client.follow import submit_study_and_follow
 
-    check_inputs(cells, here=False)
+    try:
+        check_inputs(cells, here=False)
+    except SpecError as error:
+        fail(str(error))
     progress: dict[str, Progress] = {}
 
     def accepted(info: dict) -> None:

@@ -10,6 +10,12 @@ from enum import IntEnum
 from sessions.numbers import fmt
 
 
+try:  # typer 0.2x vendors click; before, it used click's own exceptions (the parser's refusals)
+    from typer._click import exceptions as parser_errors
+except ImportError:  # pragma: no cover - the older typer's path
+    from click import exceptions as parser_errors
+
+
 class Exit(IntEnum):
     OK = 0
     RUN_FAILED = 1
