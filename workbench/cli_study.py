@@ -90,10 +90,13 @@ def timed_order(chosen: list[str], given: dict) -> list[str]:
 
 
 def method_params(method: str, given: dict) -> dict:
-    """The given method parameters that `method` takes (the common ones, its own, and --tune's criterion)."""
+    """The given method parameters that `method` takes (the common ones, its own, and --tune's criterion; not
+    --epochs for a method with its own step count)."""
     takes = {p.name for p in (*specs.COMMON_PARAMS, *specs.METHODS[method].params)} | {TUNE_AGAINST.name}
     if method == REFERENCE:  # Retrain, the reference, keeps the original's recipe: no budget, no tuning
         takes -= {"budget", "budget_seconds", "tune", TUNE_AGAINST.name}
+    if specs.METHODS[method].fixed_steps is not None:  # Descent-to-Delete's T = 1: the study's --epochs is not its
+        takes -= {"epochs"}
     return {name: value for name, value in given.items() if name in takes}
 
 

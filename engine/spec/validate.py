@@ -380,7 +380,7 @@ def check_given_options_apply(spec: dict, given: dict, normal: dict, info: Metho
         for name in sorted(changed & {EVAL_EVERY_REQUESTS.name, EVAL_SAMPLE.name}):
             raise SpecError(f"--{name.replace('_', '-')} applies to --requests K > 1 (one request is evaluated "
                             "fully); add --requests, or drop it", field=name)
-    if info.fixed_steps is not None and "epochs" in changed:
+    if info.fixed_steps is not None and "epochs" in changed and coerced["epochs"] != info.fixed_steps:
         raise SpecError(f"{info.title} takes {info.fixed_steps} step(s) whatever --epochs says (its released "
                         "setting); drop --epochs (--budget matched-steps gives it MultiDelete's steps)", field="epochs")
 
