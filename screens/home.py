@@ -58,7 +58,9 @@ def detail_text(row: dict, verdict: list[str]) -> str:
     """The highlighted session in a few lines: what it is, then its verdict (the words of `replay --headless`),
     or why it has none (still running, or how it ended)."""
     head = f"{row.get('name') or row['id']}: {row.get('state', '?')}, {kind_label(row)} {row.get('method') or ''}"
-    head += f" on {row.get('model') or '?'} / {row.get('data') or '?'}, deletion {format_deletion(row.get('deletion'))}"
+    head += f" on {row.get('model') or '?'} / {row.get('data') or '?'}"
+    if deletion := format_deletion(row.get("deletion")):  # a PULSE run names its people in its verdict instead
+        head += f", deletion {deletion}"
     if verdict:
         return "\n".join([head, *verdict])
     if row.get("state") in ("queued", "running"):

@@ -40,7 +40,8 @@ def format_deletion(deletion: Any) -> str:
     facts = " facts" if deletion.get("granularity") == "fact" else ""
     strategy = deletion.get("strategy", "")
     if strategy == "random":
-        return f"random {deletion.get('n')} s{deletion.get('seed', '')}{facts}"
+        seed = deletion.get("seed")  # a study's protocol has none: each cell draws with its own seed
+        return f"random {deletion.get('n')}{'' if seed is None else f' s{seed}'}{facts}"
     if strategy == "ids":
         return f"ids {Path(str(deletion.get('file'))).name}{facts}"
     if strategy == "query":

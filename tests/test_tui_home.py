@@ -220,3 +220,16 @@ def test_a_long_session_name_is_cut_with_its_ids_end_so_the_results_keep_their_r
     assert session_cell({"id": "20261207-050818-053e"}) == "20261207-050818-053e"
     widths = column_widths([row_cells({**row, "state": "finished", "method": "ft"}, False)])
     assert "test" in fit_columns(widths, 78)  # at 80 columns the result stays (a 43-character name hid it)
+
+
+def test_the_deletion_is_named_as_far_as_the_spec_says_it():
+    """A study's protocol has no seed (each cell draws with its own): no dangling "s"; a PULSE run has no deletion
+    spec (its people are in its verdict): the detail leaves the word out."""
+    from screens.home import detail_text
+    from sessions.summary import format_deletion
+
+    assert format_deletion({"strategy": "random", "n": 8, "seed": 3}) == "random 8 s3"
+    assert format_deletion({"strategy": "random", "n": 8}) == "random 8"
+    pulse = {"id": "20261207-000000-abcd", "state": "finished", "kind": "pulse", "method": "ga",
+             "model": "llava-tiny", "data": "people-tiny"}
+    assert detail_text(pulse, []).splitlines()[0].endswith("on llava-tiny / people-tiny")

@@ -202,6 +202,8 @@ def check_data(ref) -> None:
             raise SpecError(f"unknown data format {fmt!r}; choose one of: "
                             f"{', '.join(d.name for d in DATA_FORMATS.values() if d.kind in RUN_TASKS)} "
                             "(as FORMAT:PATH)", field="data")
+        if not location:
+            raise SpecError(f"--data {ref} names no directory; give {fmt}:DIR, e.g. {fmt}:./my-{fmt}", field="data")
         if not require_absolute(location, "data", "data path").exists():
             raise SpecError(f"data path {location} does not exist; give FORMAT:PATH with an existing directory",
                             field="data")
