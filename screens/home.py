@@ -54,9 +54,13 @@ def sort_rows(rows: list[dict], key: str, reverse: bool) -> list[dict]:
     return sorted(rows, key=value, reverse=(not reverse) if key == "started" else reverse)
 
 
-def detail_text(row: dict, verdict: list[str]) -> str:
+def detail_text(row: dict, verdict: list[str], compact: bool = False) -> str:
     """The highlighted session in a few lines: what it is, then its verdict (the words of `replay --headless`),
-    or why it has none (still running, or how it ended)."""
+    or why it has none (still running, or how it ended). ``compact`` (80x24, four lines): of a request run's
+    verdicts only the last request's, the state it ended in, so that it is not cut mid-sentence."""
+    requests = [line for line in verdict if line.startswith("request ")]
+    if compact and len(requests) > 1:
+        verdict = [line for line in verdict if not line.startswith("request ")] + [requests[-1]]
     head = f"{row.get('name') or row['id']}: {row.get('state', '?')}, {kind_label(row)} {row.get('method') or ''}"
     head += f" on {row.get('model') or '?'} / {row.get('data') or '?'}"
     if deletion := format_deletion(row.get("deletion")):  # a PULSE run names its people in its verdict instead
@@ -275,7 +279,7 @@ class HomeScreen(Screen):
             lines += [f"attack {attack_line(attack)}" for attack in attacks_of(store, row["id"])]
         except (SessionDamaged, UnknownSession, OSError) as exc:
             lines = [str(exc).splitlines()[0]]
-        self.post_message(DetailLoaded(row["id"], detail_text(row, lines)))
+        self.post_message(DetailLoaded(row["id"], detail_text(row, lines, self.app.has_class("-compact"))))
 
     def on_detail_loaded(self, message: DetailLoaded) -> None:
         if message.session_id == self.current_id():

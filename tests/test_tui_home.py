@@ -233,3 +233,13 @@ def test_the_deletion_is_named_as_far_as_the_spec_says_it():
     pulse = {"id": "20261207-000000-abcd", "state": "finished", "kind": "pulse", "method": "ga",
              "model": "llava-tiny", "data": "people-tiny"}
     assert detail_text(pulse, []).splitlines()[0].endswith("on llava-tiny / people-tiny")
+
+
+def test_at_80x24_a_request_runs_detail_keeps_its_last_request_whole():
+    from screens.home import detail_text
+
+    row = {"id": "20261207-000000-abcd", "name": "seq-ft", "state": "finished", "method": "ft", "requests": 2,
+           "model": "clip-tiny", "data": "shapes-tiny", "deletion": {"strategy": "random", "n": 8, "seed": 1}}
+    verdict = ["request 1/2: forgot Df/Dr AUC 52.2 -> 53.6", "request 2/2: forgot Df/Dr AUC 52.2 -> 54.9"]
+    assert detail_text(row, verdict).splitlines()[1:] == verdict
+    assert detail_text(row, verdict, compact=True).splitlines()[1:] == [verdict[1]]
