@@ -182,7 +182,7 @@ class CompareScreen(Screen):
             panel.title += " (EMA)" if self.smoothing else ""
             for line in panel.lines:   # a session keeps its colour whatever the filter leaves
                 line.colour = self.colours.get(line.label, line.colour)
-        self.query_one("#cmp-plots", PanelGrid).show(panels, log_y=self.log_y)
+        self.query_one("#cmp-plots", PanelGrid).show(panels, log_y=self.log_y, unfold=metric_group(self.metric))
         self.update_status()
 
     def update_status(self) -> None:

@@ -61,12 +61,15 @@ class PanelGrid(Grid):
     def plot(self, group: str) -> SeriesPlot:
         return self.query_one(f"#{self.prefix}-{group}", SeriesPlot)
 
-    def show(self, panels: list[Panel], *, log_y: bool = False) -> None:
+    def show(self, panels: list[Panel], *, log_y: bool = False, unfold: str | None = None) -> None:
+        """Draw ``panels``; ``unfold``: a minor question's group kept open at 80x24 (Compare's `m` chose a metric
+        drawn there, so that the key's effect is seen)."""
         given = {panel.key: panel for panel in panels}
         for group in GROUPS:
             plot = self.plot(group)
             panel = given.get(group)
             plot.set_class(panel is None, "-empty")
+            plot.set_class(group in MINOR and group != unfold, "-minor")
             if panel is not None:
                 plot.log_y = log_y
                 plot.set_panel(panel)

@@ -192,3 +192,21 @@ async def test_compare_shows_names_where_it_showed_ids(tmp_path, monkeypatch):
         assert list(screen.query_one("#cmp-loss", SeriesPlot).series) == labels   # the legend
         status = str(screen.query_one("#cmp-status", Static).render())
         assert f"{named} (strong forgetting)" in status and plain in status
+
+
+async def test_at_80x24_the_metric_m_chooses_is_drawn_in_an_open_panel(two_runs):
+    """The privacy and general-ability panels fold away at 80x24; `m` choosing a membership metric opens the
+    privacy panel, so the key is seen to do something (it used to change nothing visible for 3-4 presses)."""
+    from screens.compare import CompareScreen
+
+    app = create_app(start_engine=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = CompareScreen(two_runs, app.services)
+        await app.push_screen(screen)
+        await wait_until(pilot, lambda: bool(screen.runs))
+        privacy = screen.query_one("#cmp-privacy")
+        assert privacy.has_class("-minor")
+        while screen.metric != "mia.auc":
+            await pilot.press("m")
+        await wait_until(pilot, lambda: not privacy.has_class("-minor") and privacy.display)
+        assert privacy.region.width > 0
