@@ -291,3 +291,16 @@ def test_the_new_study_forms_refusals_name_what_is_wrong():
     assert refused.value.field == "deletion"
     with pytest.raises(SpecError, match="Invalid value for '--lr'"):
         plan_from_args([*base, "--delete", "4", "--lr", "fast"])
+
+
+def test_a_study_on_a_deployed_model_is_its_own_study(tmp_path):
+    """`--original` is part of what a study is: the same command on another deployed model (or without one) must
+    not resume and report the other study's cells (it did: the id left --original out)."""
+    from workbench.cli_study import plan_from_args
+    from engine.models.registry import tiny_model_dir
+    from engine.data.shapes import build_shapes_world
+
+    deployed = tiny_model_dir("clip-tiny", build_shapes_world("shapes-tiny"), 3, tmp_path / "models", task="retrieval")
+    base = ["--methods", "ft", "--seeds", "42", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4"]
+    plain, given = plan_from_args(base), plan_from_args([*base, "--original", str(deployed)])
+    assert plain.id != given.id and given.spec["original"] == str(deployed) and "original" not in plain.spec

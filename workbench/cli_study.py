@@ -223,7 +223,9 @@ def plan_study(options: dict, given: dict) -> StudyPlan:
     first = cells[0][2]
     protocol = {"model": first["model"], "data": first["data"], "task": first["task"], "device": first["device"],
                 "deletion": {k: v for k, v in first["deletion"].items() if k != "seed"},
-                "requests": requests or 1, "params": given}
+                "requests": requests or 1, "params": given,
+                # the deployed model unlearned (absent without --original, so earlier studies keep their ids)
+                **({"original": first["original"]} if first.get("original") else {})}
     identity = {"protocol": protocol, "methods": sorted(chosen), "seeds": sorted(seed_list)}
     sid = study_id(identity)
     for method, seed, spec in cells:
