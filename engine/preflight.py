@@ -50,7 +50,7 @@ def preflight(spec: dict, alone: bool = True) -> None:
     before the study's own MultiDelete cell, which runs first, has made it."""
     check_setting()
     check_hub_ids(spec)
-    if alone and spec.get("kind", "run") == "run":
+    if alone and spec.get("kind", "run") in ("run", "pulse"):
         from engine.protocols.budget import time_budget
 
         time_budget(spec)

@@ -326,3 +326,16 @@ def test_a_home_that_cannot_be_a_directory_is_one_line(tmp_path):
         out = subprocess.run(cli("sessions", "list"), env={**cli_env(home)}, cwd=ROOT, capture_output=True, text=True,
                              timeout=60)
         refused(out, f"the workbench's home {home} (MMUL_HOME) cannot be a directory", said)
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--target-auc", "0.5"], "--target-auc applies to --keep best"),
+    (["--eval-sample", "2"], "--eval-sample applies to --requests K > 1"),
+    (["--update", "full", "--lora-r", "8"], "--lora-r shapes the LoRA adapter of --update llm or proj+llm"),
+    (["--budget", "matched-time"], "--budget matched-time needs MultiDelete's seconds"),
+], ids=["target-auc", "eval-sample", "lora-under-full", "time-budget"])
+def test_pulse_refuses_what_run_refuses_before_a_session(tmp_path, args, said):
+    """The no-op options and a time budget without its source are refused on `pulse` as on `run`: one line,
+    exit 2, no session (pulse used to take the first three silently, and fail the last inside a session)."""
+    refused(run_in_process(tmp_path, "pulse", "--method", "ga", "--data", "people-tiny", *args), said)
+    no_session(tmp_path)

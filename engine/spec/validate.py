@@ -366,10 +366,10 @@ def check_budget(params: dict, method: str) -> None:
 def check_given_options_apply(spec: dict, given: dict, normal: dict, info: MethodInfo) -> None:
     """An option that the rest of the spec makes a no-op is refused, not silently dropped: --keep-tolerance and
     --target-auc without --keep best, --eval-every-requests and --eval-sample with one request, --epochs on a
-    method with its own step count. `given`: the raw params. A value equal to its default is taken (the New-run
+    method with its own step count, LoRA's shape under --update full. `given`: the raw params. A value equal to its default is taken (the New-run
     form sends every field it shows, as text)."""
     schedule = (EVAL_EVERY_REQUESTS, EVAL_SAMPLE)
-    defaults = {p.name: p.default for p in (*COMMON_PARAMS, *schedule)}
+    defaults = {p.name: p.default for p in (*COMMON_PARAMS, *LMM_PARAMS, *schedule)}
     coerced = {**normal["params"], **{p.name: p.coerce(spec[p.name], f"method {info.name}") for p in schedule
                                       if spec.get(p.name) is not None}}
     named = set(given) | {p.name for p in schedule if spec.get(p.name) is not None}
@@ -382,6 +382,10 @@ def check_given_options_apply(spec: dict, given: dict, normal: dict, info: Metho
         for name in sorted(changed & {EVAL_EVERY_REQUESTS.name, EVAL_SAMPLE.name}):
             raise SpecError(f"--{name.replace('_', '-')} applies to --requests K > 1 (one request is evaluated "
                             "fully); add --requests, or drop it", field=name)
+    if coerced.get("update") == "full":
+        for name in sorted(changed & {"lora_r", "lora_alpha", "lora_dropout"}):
+            raise SpecError(f"--{name.replace('_', '-')} shapes the LoRA adapter of --update llm or proj+llm; "
+                            "--update full trains the weights themselves: drop it, or choose an adapter", field=name)
     if info.fixed_steps is not None and "epochs" in changed and coerced["epochs"] != info.fixed_steps:
         raise SpecError(f"{info.title} takes {info.fixed_steps} step(s) whatever --epochs says (its released "
                         "setting); drop --epochs (--budget matched-steps gives it MultiDelete's steps)", field="epochs")
@@ -575,6 +579,7 @@ def validate_pulse(spec: dict) -> dict:
     if compiling:
         normal["params"][COMPILE.name] = True
     check_strategy_fits(info, normal)
+    check_given_options_apply(spec, raw_params, normal, info)
     check_guards(normal["params"], "multiple_choice")
     check_budget(normal["params"], method)
     check_tune(normal["params"], method, people=True)
