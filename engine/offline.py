@@ -14,8 +14,9 @@ VARIABLE = "HF_HUB_OFFLINE"
 
 
 def hold_offline(environ: MutableMapping[str, str] = os.environ) -> bool:
-    """Set HF_HUB_OFFLINE=1 unless the environment sets it; whether it was set here."""
-    if VARIABLE in environ:
+    """Set HF_HUB_OFFLINE=1 unless the environment sets it (an exported empty value counts as unset: the hub
+    would read it as online); whether it was set here."""
+    if environ.get(VARIABLE, "").strip():
         return False
     environ[VARIABLE] = "1"
     return True

@@ -273,6 +273,8 @@ def test_a_hub_id_not_in_the_local_cache_is_refused_before_a_session(tmp_path, m
     from engine.offline import hold_offline, hub_id_problem
 
     assert hold_offline({}) is True and hold_offline({"HF_HUB_OFFLINE": "0"}) is False  # the operator's is kept
+    environ = {"HF_HUB_OFFLINE": ""}  # `export HF_HUB_OFFLINE=` reads as online to the hub: held like unset
+    assert hold_offline(environ) is True and environ["HF_HUB_OFFLINE"] == "1"
     base = ["run", "--method", "ft", "--data", "shapes-tiny", "--delete", "4"]
     for args, said in ((["--model", "some-org/not-cached"], "model 'some-org/not-cached' is not in the local"),
                        (["--model", "clip-tiny", "--original", "some-org/not-cached"],
