@@ -89,8 +89,11 @@ def export_world(world: str, fmt: str, directory: Path) -> list[Path]:
         raise SpecError(f"unknown export format {fmt!r} for {world}; choose one of: {', '.join(formats)}",
                         field="format")
     directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise SpecError(f"{directory} exists and is not a directory; give a new or empty directory", field="directory")
+    from engine.spec.inputs import blocking_file
+
+    if (blocking := blocking_file(directory)) is not None:
+        raise SpecError(f"{directory} cannot be a directory: {blocking} is a file; give a new or empty directory",
+                        field="directory")
     if fmt in WRITERS:
         from engine.data.registry import target_function
 

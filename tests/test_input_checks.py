@@ -323,11 +323,24 @@ def test_what_the_parser_refuses_is_one_line_too(tmp_path, args, said):
 
 
 def test_a_home_that_cannot_be_a_directory_is_one_line(tmp_path):
+    """MMUL_HOME, a folder under it, MMUL_CACHE or --cache-dir that is (or lies under) a file: one line, exit 2,
+    no session (each was a traceback, or a failed session)."""
     (tmp_path / "file").write_text("x")
     for home, said in ((tmp_path / "file", "it is a file"), (tmp_path / "file" / "sub", f"{tmp_path / 'file'} is a file")):
         out = subprocess.run(cli("sessions", "list"), env={**cli_env(home)}, cwd=ROOT, capture_output=True, text=True,
                              timeout=60)
         refused(out, f"the workbench's home {home} (MMUL_HOME) cannot be a directory", said)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "sessions").write_text("x")
+    out = subprocess.run(cli("sessions", "list"), env=cli_env(home), cwd=ROOT, capture_output=True, text=True, timeout=60)
+    refused(out, f"{home / 'sessions'}, the home's sessions folder, cannot be a directory")
+    (home / "sessions").unlink()
+    out = subprocess.run(cli("sessions", "list"), env={**cli_env(home), "MMUL_CACHE": str(tmp_path / "file")}, cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    refused(out, "(MMUL_CACHE) cannot be a directory", "set MMUL_CACHE to a directory")
+    refused(run_in_process(home, *RUN, "--cache-dir", str(tmp_path / "file" / "x")), "--cache-dir", "is a file")
+    no_session(home)
 
 
 @pytest.mark.parametrize("args, said", [
@@ -341,3 +354,10 @@ def test_pulse_refuses_what_run_refuses_before_a_session(tmp_path, args, said):
     exit 2, no session (pulse used to take the first three silently, and fail the last inside a session)."""
     refused(run_in_process(tmp_path, "pulse", "--method", "ga", "--data", "people-tiny", *args), said)
     no_session(tmp_path)
+
+
+def test_export_under_a_file_and_a_demo_of_no_method_are_one_line(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    refused(run_in_process(tmp_path, "data", "export", "shapes-tiny", str(tmp_path / "afile" / "sub"), "--format",
+                           "coco"), "cannot be a directory", "afile is a file")
+    refused(run_in_process(tmp_path, "demo", "--methods", ",", "--data", "shapes-tiny"), "--methods ',' names no method")

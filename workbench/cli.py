@@ -166,14 +166,23 @@ def usage_error_line(error: parser_errors.UsageError) -> str:
 
 
 def home_problem(home: Path) -> str | None:
-    """One line when the workbench's home cannot be a directory: it, or the nearest part of its path that
-    exists, is a file."""
-    existing = next((part for part in (home, *home.parents) if part.exists()), None)
-    if existing is None or existing.is_dir():
-        return None
-    named = "it is a file" if existing == home else f"{existing} is a file"
-    return (f"the workbench's home {home} (MMUL_HOME) cannot be a directory: {named}; set MMUL_HOME to a directory "
-            "(made if missing) or move the file")
+    """One line when the workbench's home, one of its folders, or $MMUL_CACHE cannot be a directory: it, or the
+    nearest part of its path that exists, is a file."""
+    from engine.spec.inputs import blocking_file
+
+    cache = os.environ.get("MMUL_CACHE")
+    for path, named, variable in (
+            (home, "the workbench's home {path} (MMUL_HOME)", "MMUL_HOME"),
+            *((home / folder, "{path}, the home's " + folder + " folder,", "MMUL_HOME") for folder in HOME_FOLDERS),
+            *(((Path(cache).expanduser(), "the model cache {path} (MMUL_CACHE)", "MMUL_CACHE"),) if cache else ())):
+        if (blocking := blocking_file(path)) is not None:
+            what = "it is a file" if blocking == path else f"{blocking} is a file"
+            return (f"{named.format(path=path)} cannot be a directory: {what}; move the file, or set {variable} to "
+                    "a directory (made if missing)")
+    return None
+
+
+HOME_FOLDERS = ("sessions", "studies", "engine", "cache")  # what lives under $MMUL_HOME (README)
 
 
 def main() -> None:

@@ -204,7 +204,9 @@ def demo(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The main job: train (or reuse) the original, then Retrain and every method on one deletion set."""
-    chosen = DEMO_METHODS if not only else tuple(m.strip() for m in only.split(",") if m.strip())
+    chosen = DEMO_METHODS if only is None else tuple(dict.fromkeys(m.strip() for m in only.split(",") if m.strip()))
+    if not chosen:  # each method once, in the order given
+        fail(f"--methods {only!r} names no method; give some of {', '.join(DEMO_METHODS)}")
     model = model or specs.demo_model(data, task) or "clip-tiny"  # unknown data: validation names the problem
     extra = DEMO_PARAMS.get(task or specs.data_kind(data) or "", {})
     try:

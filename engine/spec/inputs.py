@@ -51,6 +51,13 @@ def check_whole(value, flag: str, field: str, lowest: int, highest: int) -> int:
     return value
 
 
+def blocking_file(path: Path) -> Path | None:
+    """The file that keeps `path` from being (or becoming) a directory: `path` itself, or the nearest part of it
+    that exists, when that is not a directory; None when `path` is or can be made a directory."""
+    existing = next((part for part in (path, *path.parents) if os.path.lexists(part)), None)
+    return None if existing is None or existing.is_dir() else existing
+
+
 def require_absolute(path, field: str, what: str) -> Path:
     """`path` as a Path when it is an absolute path; the engine never resolves relative ones."""
     if not isinstance(path, str) or not path:

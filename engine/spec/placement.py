@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from pathlib import Path
 
 from engine.errors import SpecError
-from engine.spec.inputs import require_absolute
+from engine.spec.inputs import blocking_file, require_absolute
 
 RAY_ADDRESS = re.compile(r"^ray://[\w.-]+:\d{1,5}$")
 
@@ -63,5 +64,8 @@ def check_placement(spec: dict) -> dict:
     artifacts = spec.get("artifacts")  # --cache-dir (--artifacts): with --cluster, a path every node shares
     if artifacts is not None:
         artifacts = str(require_absolute(artifacts, "artifacts", "the model cache directory (--cache-dir)"))
+        if (blocking := blocking_file(Path(artifacts))) is not None:
+            raise SpecError(f"--cache-dir {artifacts} cannot be a directory: {blocking} is a file; give a directory "
+                            "(made if missing)", field="artifacts")
     placed = {key: value for key, value in (("cluster", cluster), ("artifacts", artifacts)) if value is not None}
     return {**placed, "devices": devices, "strategy": strategy} if devices > 1 else placed
