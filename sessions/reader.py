@@ -26,6 +26,18 @@ ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 SESSION_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{4}$")
 
 
+# a spec's fields that every reader (replay, report, attacks) takes as they were written: their JSON type
+SPEC_FIELD_TYPES = {"params": dict, "deletion": dict, "attack": dict, "seed": int, "requests": int, "method": str,
+                    "model": str, "data": str}
+
+
+def spec_fields_typed(spec: dict) -> bool:
+    """Whether each of the spec's SPEC_FIELD_TYPES fields, where present and not null, has its type (a session
+    edited by hand into another type is damaged, not a traceback in whichever command reads it next)."""
+    return all(spec.get(name) is None or (isinstance(spec[name], kind) and not isinstance(spec[name], bool))
+               for name, kind in SPEC_FIELD_TYPES.items())
+
+
 class SessionReader:
     """Read-only access to the sessions under ``<home>/sessions``."""
 
@@ -129,7 +141,7 @@ class SessionReader:
                 or not isinstance(meta.get("created"), (int, float))
                 or not isinstance(meta.get("last_seq", -1), int) or not isinstance(meta.get("sealed", 0), int)
                 or not isinstance(meta.get("spec"), dict) or not isinstance(meta.get("summary") or {}, dict)
-                or not isinstance(meta.get("name") or "", str)):
+                or not isinstance(meta.get("name") or "", str) or not spec_fields_typed(meta["spec"])):
             raise self._damaged(session_id, "session.json's meta record is incomplete or edited", mark)
         return meta, events
 

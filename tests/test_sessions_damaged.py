@@ -114,7 +114,7 @@ def _healthy_everywhere(home, ids):
     assert all(listed[sid] == "finished" for sid in ids)
 
 
-@pytest.mark.parametrize("damage", ["truncated", "directory", "unreadable", "edited"])
+@pytest.mark.parametrize("damage", ["truncated", "directory", "unreadable", "edited", "edited-inside"])
 def test_a_damaged_session_is_one_line_everywhere_and_still_deletable(home, damage, unreadable, capsys):
     bad, *good = _make(home, 3)
     path = SessionStore(home).session_dir(bad) / "session.json"
@@ -123,14 +123,18 @@ def test_a_damaged_session_is_one_line_everywhere_and_still_deletable(home, dama
     elif damage == "directory":
         path.unlink()
         path.mkdir()
-    elif damage == "edited":  # valid JSON, but its spec is no longer a spec (replay and report read it)
+    elif damage.startswith("edited"):  # valid JSON, but its spec (or its seed) is no longer what readers take
         document = json.loads(path.read_text())
-        document["meta"]["1"]["spec"] = "garbage"
+        if damage == "edited":
+            document["meta"]["1"]["spec"] = "garbage"
+        else:  # an attack read it and raised ValueError
+            document["meta"]["1"]["spec"]["seed"] = "abc"
         path.write_text(json.dumps(document))
     else:
         unreadable(path.parent)
     reason = {"truncated": "not valid JSON", "directory": "is a directory", "unreadable": "permission denied",
-              "edited": "meta record is incomplete or edited"}[damage]
+              "edited": "meta record is incomplete or edited",
+              "edited-inside": "meta record is incomplete or edited"}[damage]
     for args in (["show", bad], ["show", bad, "--json"], ["export", bad, "--out", str(home / "x.json")]):
         _one_line_exit_2(run_cli(_app(), ["sessions", *args]), f"session {bad} is damaged", reason)
     assert replay_headless(bad) == 2
