@@ -191,3 +191,25 @@ def test_relearn_cannot_draw_more_df_units_than_were_deleted():
     assert attack_spec("relearn", parent, {"units": 8})["attack"]["params"]["units"] == 8
     with pytest.raises(SpecError, match="--units 100000: session 20261207-000000-abcd deleted 8 units"):
         attack_spec("relearn", parent, {"units": 100000})
+
+
+def test_an_attack_on_a_session_whose_checkpoint_was_cut_is_refused_before_it_starts(tmp_path):
+    """The unlearned weights are read from their headers first: a cut model.safetensors is one line naming it (it
+    failed inside the attack's session with safetensors' own error)."""
+    import json as json_module
+
+    from engine.attacks import attack_spec
+    from engine.errors import SpecError
+
+    checkpoint = tmp_path / "runs" / "20261207-000000-abcd"
+    checkpoint.mkdir(parents=True)
+    header = json_module.dumps({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}).encode()
+    (checkpoint / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 10)
+    parent = {"id": "20261207-000000-abcd", "state": "finished",
+              "spec": {"kind": "run", "method": "ft", "model": "clip-tiny", "data": "shapes-tiny", "task": "retrieval",
+                       "deletion": {"strategy": "random", "n": 8, "seed": 42}, "seed": 42, "device": "cpu"},
+              "summary": {"metrics": {"df": {"r_mean": 1.0}}, "deletion": {"units": 8}, "checkpoint": str(checkpoint)}}
+    with pytest.raises(SpecError, match="checkpoint .* is damaged: model.safetensors is cut short"):
+        attack_spec("quantize", parent, {})
+    (checkpoint / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 16)
+    assert attack_spec("quantize", parent, {})["attack"]["kind"] == "quantize"

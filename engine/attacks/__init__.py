@@ -9,6 +9,8 @@ This module is torch-free: the spec of an attack (`attack_spec`) is checked here
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from engine.cpu_kernels import check_setting
 from engine.errors import SpecError
 from engine.spec import data_kind
@@ -46,7 +48,22 @@ def check_parent(meta: dict, kind: str) -> dict:
     if task not in TASKS:
         raise SpecError(f"session {sid} is a {task or 'unknown'} run ({spec.get('data')}); attack {kind} is built for "
                         f"{', '.join(TASKS)} runs", field="session")
+    check_checkpoint(sid, summary.get("checkpoint"))
     return spec
+
+
+def check_checkpoint(sid, path) -> None:
+    """The session's unlearned weights, where they still are, read from their headers (a gone directory is
+    re-derived by the attack): a cut or damaged file is bad input, named before an attack session exists."""
+    from engine.spec.inputs import safetensors_problem
+
+    directory = Path(path) if isinstance(path, str) and path else None
+    if directory is None or not directory.is_dir():
+        return
+    for weights in sorted(directory.glob("*.safetensors")):
+        if (problem := safetensors_problem(weights)) is not None:
+            raise SpecError(f"session {sid}'s checkpoint {directory} is damaged: {problem}; delete that directory and "
+                            "the attack re-derives the model from the session's spec and seed", field="session")
 
 
 def forgotten_count(meta: dict) -> int | None:
