@@ -11,6 +11,7 @@ from sessions.protocol import engine_paths
 from sessions.numbers import format_duration
 from workbench.client.errors import EngineError
 from workbench.client.process import engine_status, start_engine, stop_engine
+from workbench.output import Exit, fail
 
 engine_app = typer.Typer(
     name="engine",
@@ -26,15 +27,15 @@ def _json_out(obj: Any) -> None:
 
 @engine_app.command("start")
 def start_cmd(
-    timeout: float = typer.Option(30.0, "--timeout", help="seconds to wait for the engine to answer"),
+    timeout: float = typer.Option(30.0, "--timeout", min=0.1, max=3600.0,
+                                  help="seconds to wait for the engine to answer"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
     """Start the engine in the background (says so and exits 0 if it already runs)."""
     try:
         info = start_engine(timeout=timeout)
     except (EngineError, PermissionError) as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1)
+        fail(str(exc), Exit.RUN_FAILED)
     if as_json:
         _json_out({"running": True, **info})
     elif info["started"]:
@@ -49,7 +50,7 @@ def start_cmd(
 
 @engine_app.command("stop")
 def stop_cmd(
-    timeout: float = typer.Option(60.0, "--timeout",
+    timeout: float = typer.Option(60.0, "--timeout", min=0.0, max=3600.0,
                                   help="seconds to let running jobs end their current step before killing"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
@@ -57,8 +58,7 @@ def stop_cmd(
     try:
         info = stop_engine(timeout=timeout)
     except EngineError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1)
+        fail(str(exc), Exit.RUN_FAILED)
     if as_json:
         _json_out(info)
     elif not info["was_running"]:
@@ -108,7 +108,7 @@ def status_cmd(as_json: bool = typer.Option(False, "--json", help="one JSON obje
 
 @engine_app.command("logs")
 def logs_cmd(
-    lines: int = typer.Option(50, "--lines", "-n", help="how many of the last lines"),
+    lines: int = typer.Option(50, "--lines", "-n", min=1, help="how many of the last lines"),
     follow: bool = typer.Option(False, "--follow", "-f", help="keep printing new lines (Ctrl-C stops)"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
