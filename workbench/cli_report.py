@@ -32,6 +32,8 @@ def check_out(out: Path) -> Path:
     if out.is_dir():
         fail(f"--out {out} is a directory; give a file such as {out / 'report.html'}")
     parent = out.parent if str(out.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        fail(f"--out {out}: {parent} is a file, not a directory; choose another path")
     if not parent.is_dir():
         fail(f"--out {out}: directory {parent} does not exist; create it or choose another path")
     if not os.access(parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
@@ -104,6 +106,8 @@ def report_cmd(
              "ab12 cd34 --out report.html`")
     if not math.isfinite(tolerance) or tolerance < 0:
         fail(f"--tolerance {tolerance:g} must be a number of points >= 0 (default {DEFAULT_TOLERANCE:g})")
+    if not study and tolerance != DEFAULT_TOLERANCE:
+        fail("--tolerance ranks a study's methods; it applies with --study STUDY_ID, not to sessions")
     check_out(out)
     if study:
         text = study_html(study, tolerance)
