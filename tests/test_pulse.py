@@ -249,9 +249,9 @@ def test_a_checkpoints_pretrained_knowledge_trains_nothing_and_is_drawn_from_wha
     result = pulse_in_process(home, "--method", "ga", "--data", "people-tiny", "--model", str(blank), "--knowledge",
                               "pretrained", "--forget", "1", "--mc-scoring", "option", "--device", "cpu", "--json")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip().count("\n") == 0 and "the checkpoint answers 0 of the 8 people" in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "the checkpoint answers none of the 8 people" in result.stderr
     ended = json.loads(result.stdout)  # found once the session existed: --json still names it
-    assert ended["state"] == "failed" and "the checkpoint answers 0 of the 8 people" in ended["error"]
+    assert ended["state"] == "failed" and "the checkpoint answers none of the 8 people" in ended["error"]
 
 
 def test_a_20_request_sequence_fits_people_small_not_people_tiny():

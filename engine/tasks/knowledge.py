@@ -49,7 +49,11 @@ def draw_known(accuracies: dict[str, float], count: int | None, seed: int,
     and the other known people; both in id order."""
     known = sorted(person for person, value in accuracies.items() if value >= threshold)
     count = (len(known) + 1) // 2 if count is None else count
-    if not known or not 1 <= count <= len(known):
+    if not known:
+        raise SpecError(f"cannot forget pretrained people: the checkpoint answers none of the {len(accuracies)} "
+                        f"people at >= {threshold:.0%} of their questions, so it holds no pretrained knowledge of "
+                        "them to forget; give a checkpoint that knows them, or --knowledge finetuned", field="forget")
+    if not 1 <= count <= len(known):
         raise SpecError(f"cannot forget {count} pretrained people: the checkpoint answers {len(known)} of the "
                         f"{len(accuracies)} people at >= {threshold:.0%} of their questions; choose --forget "
                         f"1..{len(known)}, or use people the checkpoint knows (or --knowledge finetuned)",
