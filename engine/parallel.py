@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -93,6 +94,19 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def leave_rank(outbox=None, code: int = 0) -> None:
+    """End a rank process once what it reports is out: ``outbox`` (a multiprocessing queue) flushed, then
+    ``os._exit``, skipping the interpreter's teardown. torch's C++ side now and then aborted a finished gloo rank
+    there ("terminate called without an active exception", exit -6: a thread still joinable when its owner was
+    destroyed), after the work and its results were done; the exit status should say how the work went."""
+    if outbox is not None:
+        outbox.close()
+        outbox.join_thread()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 @contextmanager

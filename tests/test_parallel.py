@@ -16,7 +16,7 @@ import torch
 
 from engine.loop import LoopConfig, run_loop
 from engine.methods.base import Method
-from engine.parallel import free_port, rank_of
+from engine.parallel import free_port, leave_rank, rank_of
 
 from conftest import cli_env, run_in_process
 from sessions_fixtures import small_flickr
@@ -75,6 +75,7 @@ def rank_run(rank: int, world: int, port: int, outbox) -> None:
         steps, weights, rows_seen = train()
     if rank == 0:  # plain lists: a tensor would be shared by a file descriptor that dies with this process
         outbox.put((steps, [w.tolist() for w in weights], rows_seen))
+    leave_rank(outbox)  # as the job's ranks leave (engine/execution/parallel_run.py)
 
 
 def test_two_gloo_ranks_take_the_single_process_steps():
@@ -174,6 +175,7 @@ def fsdp_rank_run(rank: int, world: int, port: int, outbox) -> None:
     with rank_of(rank, world, port, cpu=True, strategy="fsdp") as parallel:
         steps, evaluations, weights, layer_values_held = train_stack()
     outbox.put((rank, steps, evaluations, [w.tolist() for w in weights], layer_values_held, parallel.held))
+    leave_rank(outbox)
 
 
 def test_fsdp_ranks_hold_shards_and_take_the_single_process_steps():

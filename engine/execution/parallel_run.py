@@ -12,7 +12,7 @@ import torch
 
 from engine.devices import resolve_device
 from engine.errors import Cancelled, RunFailed, SpecError
-from engine.parallel import free_port, rank_of
+from engine.parallel import free_port, leave_rank, rank_of
 from engine.protocols.requests import prepare_original, run_requests
 from sessions.files import plain
 
@@ -76,3 +76,4 @@ def rank_main(rank: int, world: int, port: int, spec: dict, session_id: str | No
     except BaseException as exc:
         traceback.print_exc()
         outbox.put(("failed", f"rank {rank}: internal error: {type(exc).__name__}: {exc}".splitlines()[0]))
+    leave_rank(outbox)
