@@ -36,6 +36,6 @@ def hub_id_problem(ref: str, what: str, cache_dir: str | None = None) -> str | N
 
     if isinstance(try_to_load_from_cache(ref, "config.json", cache_dir=cache_dir), str):
         return None
-    return (f"{what} {ref!r} is not in the local Hugging Face cache ({cache_dir or HF_HUB_CACHE}) and the workbench downloads "
-            f"nothing: fetch it beforehand (`hf download {ref}` where there is internet, then copy the cache), give "
+    return (f"{what} {ref!r} is not in the local Hugging Face cache ({cache_dir or HF_HUB_CACHE}) and the workbench "
+            f"downloads nothing: fetch it beforehand (`hf download {ref}` where there is internet, then copy the cache), give "
             "a checkpoint directory, or set HF_HUB_OFFLINE=0 to let it download")

@@ -366,8 +366,8 @@ def check_budget(params: dict, method: str) -> None:
 def check_given_options_apply(spec: dict, given: dict, normal: dict, info: MethodInfo) -> None:
     """An option that the rest of the spec makes a no-op is refused, not silently dropped: --keep-tolerance and
     --target-auc without --keep best, --eval-every-requests and --eval-sample with one request, --epochs on a
-    method with its own step count, LoRA's shape under --update full. `given`: the raw params. A value equal to its default is taken (the New-run
-    form sends every field it shows, as text)."""
+    method with its own step count, LoRA's shape under --update full. `given`: the raw params. A value equal to
+    its default is taken (the New-run form sends every field it shows, as text)."""
     schedule = (EVAL_EVERY_REQUESTS, EVAL_SAMPLE)
     defaults = {p.name: p.default for p in (*COMMON_PARAMS, *LMM_PARAMS, *schedule)}
     coerced = {**normal["params"], **{p.name: p.coerce(spec[p.name], f"method {info.name}") for p in schedule
