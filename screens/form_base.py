@@ -19,7 +19,7 @@ from textual.containers import Horizontal
 from textual import events
 from textual.events import DescendantFocus
 from textual.screen import Screen
-from textual.widgets import Button, Static
+from textual.widgets import Button, Input, Static
 
 from screens.deletion import DeletionForm
 from screens.widgets.form import Field
@@ -188,6 +188,13 @@ class FormScreen(Screen):
 
     def action_submit(self) -> None:
         raise NotImplementedError
+
+    @on(Input.Changed)
+    def _error_edited_away(self, event: Input.Changed) -> None:
+        """A field's error goes as soon as its value is edited (it stayed until the next submit); the next submit
+        says again what is still wrong."""
+        if event.input.id and event.input.id in self.errors:
+            self.show_error(event.input.id, "")
 
     @on(Button.Pressed, "#submit")
     def _submit_pressed(self) -> None:

@@ -240,6 +240,8 @@ async def test_new_run_invalid_lr_shows_inline_error_and_submits_nothing(tmp_hom
         await wait_until(pilot, lambda: "--lr" in str(error.render()) and error.display)
         assert lr.has_class("-invalid")
         assert calls == [] and app.services.submitted == []
+        lr.value = "fas"  # edited: its error goes at once (it stayed until the next submit)
+        await wait_until(pilot, lambda: not error.display and not lr.has_class("-invalid"))
         # a bad deletion N is shown under N, still nothing submitted
         lr.value = "1e-4"
         screen.query_one("#del-n").value = "-3"
