@@ -139,13 +139,12 @@ def memory_plan(model: str, method: str, **options) -> dict:
     from engine.offline import hub_id_problem
     from engine.plan import parse_bytes, plan
     from engine.spec import MODELS
-    from engine.spec.validate import looks_like_hub_id
 
     if model in MODELS:
         raise SpecError(f"{model} is a registered tiny model, built for a world when it runs (a few MB); plan reads "
                         "a checkpoint's config.json: give a checkpoint directory or a hub id in the local cache",
                         field="model")
-    if not model.startswith("/") and looks_like_hub_id(model) and (problem := hub_id_problem(model, "model")):
+    if (problem := hub_id_problem(model, "model")) is not None:
         raise SpecError(problem, field="model")
     try:
         if isinstance(options.get("gpu_memory"), str):

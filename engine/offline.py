@@ -26,10 +26,15 @@ def hub_is_offline(environ: MutableMapping[str, str] = os.environ) -> bool:
     return environ.get(VARIABLE, "").strip().upper() in ("1", "ON", "YES", "TRUE")
 
 
-def hub_id_problem(ref: str, what: str, cache_dir: str | None = None) -> str | None:
-    """One line when hub id `ref` cannot be loaded offline (its config.json is not in the local cache: `cache_dir`,
-    else the hub's own), else None. Online (HF_HUB_OFFLINE=0) nothing is checked: downloading is then allowed."""
-    if not hub_is_offline():
+def hub_id_problem(ref, what: str, cache_dir: str | None = None) -> str | None:
+    """One line when `ref` is a hub id (not a registered name, not a path) that cannot be loaded offline: its
+    config.json is not in the local cache (`cache_dir`, else the hub's own); else None. Online (HF_HUB_OFFLINE=0)
+    nothing is checked: downloading is then allowed."""
+    from engine.spec import MODELS  # not at import: engine/__init__ imports this module on every start
+    from engine.spec.validate import looks_like_hub_id
+
+    if (not isinstance(ref, str) or ref in MODELS or ref.startswith("/") or not looks_like_hub_id(ref)
+            or not hub_is_offline()):
         return None
     from huggingface_hub import try_to_load_from_cache
     from huggingface_hub.constants import HF_HUB_CACHE

@@ -35,13 +35,9 @@ def check_base(spec: dict) -> None:
 
 def check_hub_ids(spec: dict) -> None:
     """A hub id given as `--model` or `--original` is in the local cache (offline, the default: engine/offline.py)."""
-    from engine.spec.validate import looks_like_hub_id
-
     for field, what in (("model", "model"), ("original", "--original")):
-        ref = spec.get(field)
-        if isinstance(ref, str) and ref not in MODELS and not ref.startswith("/") and looks_like_hub_id(ref):
-            if (problem := hub_id_problem(ref, what)) is not None:
-                raise SpecError(problem, field=field)
+        if (problem := hub_id_problem(spec.get(field), what)) is not None:
+            raise SpecError(problem, field=field)
 
 
 def preflight(spec: dict, alone: bool = True) -> None:

@@ -9,8 +9,6 @@ l toggles a log y axis; / filters metric names by glob (the plots and the table)
 one colour in every plot; the table lists the headline metrics first."""
 from __future__ import annotations
 
-import re
-
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -29,6 +27,7 @@ from sessions.metric_order import headline_first
 from sessions.numbers import fmt
 from sessions.panels import MAX_SERIES, compare_panels, metric_group
 from sessions.series import eval_series, final_table, is_unlearning_step, loss_series
+from sessions.study import without_study_id
 from sessions.summary import summary_metrics
 
 AXIS_LABELS = {"step": "step", "fraction": "fraction of the run", "request": "request"}
@@ -54,15 +53,12 @@ def step_requests(events: list[dict]) -> list[int | None]:
     return [event.get("request") for event in events if is_unlearning_step(event)]
 
 
-STUDY_CELL_NAME = re.compile(r"^study-[0-9a-f]{12}\s+")  # a study's cells are named "study-<id> METHOD sSEED"
-
-
 def run_entry(session_id: str, meta: dict, events: list[dict]) -> dict:
     """What Compare keeps of one session: its raw curves (x = steps done), the request of each step and
     its final metrics. Its label drops a study cell's study id, which would fill a legend's width with the
     same 18 characters for every cell (the status line names the study)."""
     spec = meta.get("spec") or {}
-    name = STUDY_CELL_NAME.sub("", meta["name"]) if isinstance(meta.get("name"), str) else None
+    name = without_study_id(meta.get("name"))
     return {"id": session_id, "label": session_label(session_id, name, spec.get("method", "?")),
             "meta": meta,
             "losses": loss_series(events), "evals": eval_series(events, split="curve"),

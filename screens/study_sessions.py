@@ -13,6 +13,7 @@ from screens.services import Services
 from screens.study_data import load_study, method_cells
 from sessions.catalog import session_label
 from sessions.numbers import fmt
+from sessions.study import without_study_id
 from sessions.summary import run_seconds, summary_metrics, test_headline, test_headline_name
 
 REFRESH_SECONDS = 1.0
@@ -82,7 +83,7 @@ class StudySessionsScreen(Screen):
         for cell in cells:
             row = cell["row"] or {}
             metrics = summary_metrics(row.get("summary"))
-            label = session_label(cell["session"], self.within_study(row.get("name")), self.method) \
+            label = session_label(cell["session"], without_study_id(row.get("name")), self.method) \
                 if cell["session"] else "-"
             table.add_row(str(cell["seed"]), cell["state"], label,
                           fmt(metrics.get("df_dr_auc"), "df_dr_auc"),
@@ -90,12 +91,6 @@ class StudySessionsScreen(Screen):
                           fmt(run_seconds(row), "seconds") if row else "-")
         if cells:
             table.move_cursor(row=min(cursor, len(cells) - 1), animate=False)
-
-    def within_study(self, name):
-        """A cell's name without the study id it starts with (``study-… ft s42`` reads ``ft s42`` here)."""
-        if isinstance(name, str) and name.startswith(self.study_id):
-            return name[len(self.study_id):].strip() or None
-        return name
 
     def current(self) -> dict | None:
         row = self.query_one("#study-sessions", DataTable).cursor_row

@@ -35,6 +35,16 @@ from sessions.summary import test_headline_name
 
 STUDY_SCHEMA = 1
 STUDY_ID = re.compile(r"^study-[0-9a-f]{12}$")
+CELL_NAME_PREFIX = re.compile(r"^study-[0-9a-f]{12}\s+")  # a cell is named "study-<id> METHOD sSEED" (cli_study)
+
+
+def without_study_id(name):
+    """A study cell's name without the study id it starts with (``study-… ft s42`` reads ``ft s42``): where
+    the study is named already (its screens, Compare's status line); None when nothing is left; other names as
+    they are."""
+    if not isinstance(name, str) or not CELL_NAME_PREFIX.match(name):
+        return name
+    return CELL_NAME_PREFIX.sub("", name).strip() or None
 CELL_NAME = re.compile(r"^(study-[0-9a-f]{12}) \S+ s-?\d+$")
 REFERENCE = "retrain"  # the gold standard every other method is scored against
 RELATIVE = ("auc_gap_to_retrain", "test_gap_to_retrain", "forget_quality", "privleak")

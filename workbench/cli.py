@@ -14,7 +14,7 @@ import typer
 from engine import spec as specs
 from engine.errors import SpecError
 from sessions.errors import DiskFull
-from sessions.paths import mmul_home
+from sessions.paths import cache_dir, engine_dir, mmul_home, sessions_dir
 from workbench.completion import complete_session
 from workbench.output import Exit, fail, parser_errors, print_json
 
@@ -165,16 +165,19 @@ def usage_error_line(error: parser_errors.UsageError) -> str:
     return f"error: {message}{where}"
 
 
-def home_problem(home: Path) -> str | None:
-    """One line when the workbench's home, one of its folders, or $MMUL_CACHE cannot be a directory: it, or the
-    nearest part of its path that exists, is a file."""
+def home_problem() -> str | None:
+    """One line when the workbench's home, one of its folders (sessions.paths, sessions.study), or $MMUL_CACHE
+    cannot be a directory: it, or the nearest part of its path that exists, is a file."""
     from engine.spec.inputs import blocking_file
+    from sessions.study import studies_dir
 
-    cache = os.environ.get("MMUL_CACHE")
-    for path, named, variable in (
-            (home, "the workbench's home {path} (MMUL_HOME)", "MMUL_HOME"),
-            *((home / folder, "{path}, the home's " + folder + " folder,", "MMUL_HOME") for folder in HOME_FOLDERS),
-            *(((Path(cache).expanduser(), "the model cache {path} (MMUL_CACHE)", "MMUL_CACHE"),) if cache else ())):
+    home, own_cache = mmul_home(), "MMUL_CACHE" in os.environ
+    places = [(home, "the workbench's home {path} (MMUL_HOME)", "MMUL_HOME")]
+    places += [(folder, "{path}, the home's " + folder.name + " folder,", "MMUL_HOME")
+               for folder in (sessions_dir(), studies_dir(), engine_dir(), *(() if own_cache else (cache_dir(),)))]
+    if own_cache:
+        places.append((cache_dir(), "the model cache {path} (MMUL_CACHE)", "MMUL_CACHE"))
+    for path, named, variable in places:
         if (blocking := blocking_file(path)) is not None:
             what = "it is a file" if blocking == path else f"{blocking} is a file"
             return (f"{named.format(path=path)} cannot be a directory: {what}; move the file, or set {variable} to "
@@ -182,12 +185,9 @@ def home_problem(home: Path) -> str | None:
     return None
 
 
-HOME_FOLDERS = ("sessions", "studies", "engine", "cache")  # what lives under $MMUL_HOME (README)
-
-
 def main() -> None:
     os.umask(PRIVATE_UMASK)  # inherited by the engine it starts
-    if (problem := home_problem(mmul_home())) is not None:
+    if (problem := home_problem()) is not None:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(int(Exit.BAD_INPUT))
     try:  # also names completion's variable: _MMUL_WORKBENCH_COMPLETE

@@ -137,16 +137,14 @@ def legend_markup(panel: Panel, width: int | None = None) -> str:
     that is wider than ``width`` (the border's room), each series is named by its label's last word instead: a
     session's 4-character id in Compare (``━ 747c ━ 6f19``), so every colour stays named at 80 columns."""
     from rich.markup import escape
+    from rich.text import Text
 
     def markup(label) -> str:
         parts = [f"[rgb({r},{g},{b})]━[/] {escape(label(line.label))}" for line in panel.lines
                  for r, g, b in [line.colour]]
         return " ".join(parts + [f"┄ {escape(ref.label)} {ref.y:.1f}" for ref in panel.references])
 
-    def plain(label) -> int:
-        return len(" ".join([f"━ {label(line.label)}" for line in panel.lines]
-                            + [f"┄ {ref.label} {ref.y:.1f}" for ref in panel.references]))
-
-    if width is not None and plain(str) > width:
+    full = markup(str)
+    if width is not None and Text.from_markup(full).cell_len > width:
         return markup(lambda label: label.split()[-1] if label.split() else label)
-    return markup(str)
+    return full
