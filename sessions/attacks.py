@@ -35,7 +35,7 @@ def attack_line(entry: dict) -> str:
     options = f" ({', '.join(f'{k} {v}' for k, v in shown.items())})" if shown else ""
     text = f"{entry['id']} {entry.get('kind') or '?'}{options} {entry.get('state')}"
     if entry.get("points") is not None:
-        points = f"{fmt(entry['points'], entry.get('headline') or 'r_mean')} points"
+        points = f"{fmt(entry['points'], 'points')} points"
         text += (f": {points} back, no forgotten gap to recover" if entry.get("recovery") is None else
                  f": recovered {100 * entry['recovery']:.0f}% of the forgotten gap ({points})")
         if entry.get("retrain_recovery") is not None:

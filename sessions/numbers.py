@@ -34,7 +34,7 @@ NUMBER = "number"
 
 PEOPLE_GROUPS = ("forget", "forget_all", "retain", "other")  # four-option QA groups, each .image and .text
 FRACTION_NAMES = {"mmbench", "auc_gap_to_retrain", "recovery"}  # recovery: an attack's share of the forgotten gap
-PERCENT_NAMES = {"r_mean", "accuracy", "test_gap_to_retrain", "privleak"}
+PERCENT_NAMES = {"r_mean", "accuracy", "test_gap_to_retrain", "privleak", "points"}  # points: an attack's, any task
 RECALL = re.compile(r"(txt|img)_r\d+|r\d+_(i2t|t2i)")  # recall at k, in percent
 P_VALUE_NAMES = {"forget_quality"}
 SECONDS_NAMES = {"seconds"}

@@ -50,8 +50,10 @@ def check_recovery(document: dict, parent: dict) -> None:
     assert document["headline"] == "forget.accuracy" and document["parent"] == parent["session"]
     assert original == pytest.approx(forget_accuracy(parent["original_metrics"]))
     assert unlearned == pytest.approx(forget_accuracy(parent["metrics"]))
-    assert document["recovery"]["points"] == pytest.approx(attacked - unlearned)
+    # points in percentage points, as on runs: the fractions' difference x 100
+    assert document["recovery"]["points"] == pytest.approx(100 * (attacked - unlearned))
     gap = original - unlearned
+    assert document["recovery"]["gap"] == pytest.approx(100 * gap)
     assert gap > 0  # GA forgot something on people-tiny
     assert document["recovery"]["fraction"] == pytest.approx((attacked - unlearned) / gap)
     assert "of the forgotten gap" in document["verdict"] and "points back" in document["verdict"]
@@ -124,9 +126,9 @@ def test_neighbours_is_refused_on_a_pulse_session_in_one_line(parent, pulse_home
 
 
 def test_an_attack_line_shows_people_points_in_percent():
-    """forget.accuracy is a fraction: 0.005 is half a point (read as r_mean, in percent, it showed 0.0)."""
+    """The document stores points in percentage points on every task (forget.accuracy's 0.005 is 0.5)."""
     from sessions.attacks import attack_line
 
     entry = {"id": "s1", "kind": "quantize", "params": {"bits": 4}, "state": "finished", "recovery": 0.02,
-             "points": 0.005, "retrain_recovery": None, "headline": "forget.accuracy"}
+             "points": 0.5, "retrain_recovery": None, "headline": "forget.accuracy"}
     assert attack_line(entry) == "s1 quantize (bits 4) finished: recovered 2% of the forgotten gap (0.5 points)"

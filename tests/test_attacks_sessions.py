@@ -74,7 +74,7 @@ def test_relearn_links_its_parent_and_repeats_itself(parent, capsys):
     assert f"{first['session']}\trelearn on neggrad" in listed and "attack:relearn" in listed
 
 
-def test_quantize_and_rephrase_with_the_retrain_baseline(parent, tmp_path):
+def test_quantize_and_rephrase_with_the_retrain_baseline(parent, tmp_path, capsys):
     from sessions.store import SessionStore
 
     store = SessionStore()
@@ -103,6 +103,13 @@ def test_quantize_and_rephrase_with_the_retrain_baseline(parent, tmp_path):
     rephrased = attack("rephrase", parent["session"], paraphrases=paraphrases)
     assert rephrased["record"]["paraphrases"] == "file" and rephrased["record"]["paraphrased_texts"] == 1
     assert rephrased["original_attacked"]["df"] is not None and rephrased["retrain"]["session"] == writer.session_id
+    # a file that names no Df text paraphrases nothing, and the operator is told so (it ran silently before)
+    unmatched = tmp_path / "none.tsv"
+    unmatched.write_text("a caption no picture has\tanother one\n")
+    capsys.readouterr()
+    media_only = attack("rephrase", parent["session"], paraphrases=unmatched)
+    assert media_only["record"]["paraphrased_texts"] == 0
+    assert f"--paraphrases {unmatched}: no original in it is one of the" in capsys.readouterr().err
     store.delete(writer.session_id)
 
 

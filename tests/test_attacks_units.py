@@ -18,12 +18,14 @@ from engine.errors import SpecError
 
 def test_recovery_by_hand():
     # Df r_mean: original 80, unlearned 20, after the attack 50: 30 points back of a 60-point gap = 0.5
-    assert recovery(80.0, 20.0, 50.0) == {"points": 30.0, "fraction": 0.5, "gap": 60.0}
+    assert recovery("df.r_mean", 80.0, 20.0, 50.0) == {"points": 30.0, "fraction": 0.5, "gap": 60.0}
     # the attack made Df worse: negative; unlearning that lowered nothing has no gap to recover
-    assert recovery(80.0, 20.0, 14.0)["fraction"] == pytest.approx(-0.1)
-    assert recovery(50.0, 60.0, 70.0) == {"points": 10.0, "fraction": None, "gap": -10.0}
+    assert recovery("df.r_mean", 80.0, 20.0, 14.0)["fraction"] == pytest.approx(-0.1)
+    assert recovery("df.r_mean", 50.0, 60.0, 70.0) == {"points": 10.0, "fraction": None, "gap": -10.0}
     # a Df that unlearning left as it was, up to float32 rounding: no gap, not a recovery of 3e7
-    assert recovery(33.3333335, 33.3333332, 43.3333332)["fraction"] is None
+    assert recovery("df.r_mean", 33.3333335, 33.3333332, 43.3333332)["fraction"] is None
+    # people data's accuracy is a fraction: points and gap in percentage points all the same, the share unchanged
+    assert recovery("forget.accuracy", 0.8, 0.2, 0.5) == pytest.approx({"points": 30.0, "fraction": 0.5, "gap": 60.0})
     assert headline({"df.accuracy": 1.0, "test.accuracy": 2.0}) == "df.accuracy"
     assert headline({"df.r_mean": 1.0}) == "df.r_mean"
 
@@ -79,6 +81,12 @@ def test_relearn_neighbours_are_the_retain_units_closest_to_df():
     task = FakeTask([[1, 0], [0, 1], [0.985, 0.174], [-1, 0], [0.5, 0.866], [0, -1]], [0, 1])
     assert chosen_units(task, FakeAdapter(), "neighbours", 2, seed=1) == [2, 4]
     assert chosen_units(task, FakeAdapter(), "neighbours", 1, seed=1) == [2]
+    # more neighbours than Dr holds: all of Dr, and a warning says so (it used to be capped silently)
+    said = []
+    assert chosen_units(task, FakeAdapter(), "neighbours", 9, seed=1,
+                        emit=lambda kind, **event: said.append((kind, event))) == [2, 3, 4, 5]
+    assert said == [("log", {"level": "warning",
+                             "message": "--units 9: Dr holds 4 units, so the attack relearns on all 4 of them"})]
     sample = chosen_units(task, FakeAdapter(), "df-sample", 1, seed=7)
     assert sample in ([0], [1]) and sample == chosen_units(task, FakeAdapter(), "df-sample", 1, seed=7)
 

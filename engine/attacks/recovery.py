@@ -3,15 +3,16 @@
     recovery = (Df_after_attack - Df_unlearned) / (Df_original - Df_unlearned)
 
 0 = nothing comes back, 1 = Df is as well served as by the original, < 0 = the attack made Df worse still.
-`points` is the numerator alone, in the metric's own units (recall and classification accuracy in percent:
-points; people data's four-option accuracy as a fraction). There is no gap to recover when unlearning did not
+`points` is the numerator alone and `gap` the denominator, both in percentage points whatever the metric's stored
+unit (recall and classification accuracy are stored in percent, people data's four-option accuracy as a 0-1
+fraction: sessions.numbers.shown puts both in points), so runs and pulse sessions compare. There is no gap to recover when unlearning did not
 lower Df (Df_original - Df_unlearned within sessions.numbers.SAME_SCORE of 0 or below): the fraction is then
 None, the points are still reported. An unchanged score can differ from itself by float32 rounding (2.5e-7
 points, measured on a one-unit recall): dividing by that would report a recovery of about 1e8.
 """
 from __future__ import annotations
 
-from sessions.numbers import SAME_SCORE
+from sessions.numbers import SAME_SCORE, shown
 
 # retrieval's recall mean, classification's accuracy (sessions.verdict's); people data's forget accuracy, image and
 # text-only averaged (engine/attacks/people.with_headline adds it to a pulse run's metrics)
@@ -23,8 +24,10 @@ def headline(metrics: dict[str, float]) -> str | None:
     return next((name for name in HEADLINES if name in metrics), None)
 
 
-def recovery(original: float, unlearned: float, after: float) -> dict:
-    """{"points": after - unlearned, "fraction": that / (original - unlearned) or None, "gap": original - unlearned}."""
+def recovery(name: str, original: float, unlearned: float, after: float) -> dict:
+    """Of headline `name`: {"points": after - unlearned, "fraction": that / (original - unlearned) or None,
+    "gap": original - unlearned}, points and gap in percentage points."""
     gap = original - unlearned
     points = after - unlearned
-    return {"points": points, "fraction": points / gap if gap > SAME_SCORE else None, "gap": gap}
+    return {"points": shown(name, points), "fraction": points / gap if gap > SAME_SCORE else None,
+            "gap": shown(name, gap)}

@@ -50,8 +50,9 @@ def unit_embeddings(model, pairs) -> torch.Tensor:
     return torch.cat(out)
 
 
-def chosen_units(task, model, on: str, units: int, seed: int) -> list[int]:
-    """The training units of the attack (indices into the task's training units; people data: person ids)."""
+def chosen_units(task, model, on: str, units: int, seed: int, emit=None) -> list[int]:
+    """The training units of the attack (indices into the task's training units; people data: person ids). More
+    neighbours than Dr holds take all of Dr, said in a warning (the spec check knows Df's size, not Dr's)."""
     from engine.attacks.people import deleted_units
 
     deletion = sorted(deleted_units(task))
@@ -60,6 +61,9 @@ def chosen_units(task, model, on: str, units: int, seed: int) -> list[int]:
         return sorted(rng.choice(deletion, size=min(units, len(deletion)), replace=False).tolist())
     deleted = set(deletion)
     retain = [i for i in range(task.train.n_units) if i not in deleted]
+    if units > len(retain) and emit is not None:
+        emit("log", level="warning", message=f"--units {units}: Dr holds {len(retain)} units, so the attack "
+                                             f"relearns on all {len(retain)} of them")
     embeddings = unit_embeddings(model, task.train)
     nearest = (embeddings[retain] @ embeddings[deletion].t()).max(dim=1).values  # each Dr unit's closest Df unit
     order = torch.argsort(nearest, descending=True, stable=True)[: min(units, len(retain))]
@@ -73,7 +77,7 @@ def relearn(task, model, params: dict, seed: int, emit, should_stop):
     from engine.attacks.people import is_people, relearn_setting
 
     people = is_people(task)
-    units = params.get("chosen") or chosen_units(task, model, params["on"], params["units"], seed)
+    units = params.get("chosen") or chosen_units(task, model, params["on"], params["units"], seed, emit)
     pairs = task.encode(model, units, False)
     setting = relearn_setting(task) if people else {"update": None, "lr": task.original_recipe()["lr"]}
     lr = params["lr"] or setting["lr"]
@@ -87,6 +91,6 @@ def relearn(task, model, params: dict, seed: int, emit, should_stop):
     if setting["update"]:
         model.end_update()
     return task, {"units": list(units) if people else [task.train.unit_ids[i] for i in units], "chosen": units,
-                  "pairs": len(pairs),
+                  "units_asked": params["units"], "pairs": len(pairs),
                   "steps": result.steps,
                   "lr": lr, "seconds": round(result.seconds, 3)}

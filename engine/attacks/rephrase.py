@@ -105,6 +105,15 @@ def rephrased_unit(unit, rng: random.Random, table: dict[str, list[str]]) -> tup
     return dataclasses.replace(unit, **changes), changed
 
 
+def warn_if_unmatched(table: dict, params: dict, changed: int, texts: int, emit) -> None:
+    """A paraphrase file that names none of the forget texts rephrases nothing: say so, since the attack then
+    measures the media transforms alone."""
+    if table and changed == 0:
+        emit("log", level="warning", message=f"--paraphrases {params['paraphrases']}: no original in it is one of the "
+                                             f"{texts} forget texts (an original must equal a text exactly), so no "
+                                             "text was paraphrased; only the media were transformed")
+
+
 def rephrase(task, model, params: dict, seed: int, emit, should_stop):
     """A view of `task` whose Df units are rephrased (the model is not changed); returns (view, what was done)."""
     from engine.seeding import derive_seed
@@ -116,6 +125,7 @@ def rephrase(task, model, params: dict, seed: int, emit, should_stop):
         view, record = rephrased_view(task, seed, table)
         emit("log", level="info", message=f"rephrased the forget people's questions: {record['paraphrased_texts']} of "
              f"{record['texts']} reworded ({record['paraphrases']}), portraits transformed")
+        warn_if_unmatched(table, params, record["paraphrased_texts"], record["texts"], emit)
         return view, {**record, **({"file": str(params["paraphrases"])} if table else {}), "images": IMAGES}
     deleted = set(task.deletion)
     split = getattr(task, "fact_split", None)  # --granularity fact: Df is the fact parts of the split units
@@ -134,6 +144,7 @@ def rephrase(task, model, params: dict, seed: int, emit, should_stop):
     source = "file" if table else ("built-in" if changed else "none")
     emit("log", level="info", message=f"rephrased Df: {changed} of {texts} texts paraphrased ({source}), "
          f"{len(deleted)} units' media transformed")
+    warn_if_unmatched(table, params, changed, texts, emit)
     return view, {"paraphrased_texts": changed, "texts": texts, "paraphrases": source,
                   **({"file": str(params["paraphrases"])} if table else {}),
                   "images": IMAGES}

@@ -130,7 +130,7 @@ def run_attack(spec: dict, parent: dict, retrain: dict | None, emit: Callable[..
         "parent_method": base.get("method"), "model": base.get("model"), "data": base.get("data"), "task": task.name,
         "seed": params["seed"], "device": str(device), "headline": name,
         "original": numbers(original, name), "unlearned": numbers(before, name), "attacked": numbers(after, name),
-        "recovery": recovery(original[name], before[name], after[name]), "record": record,
+        "recovery": recovery(name, original[name], before[name], after[name]), "record": record,
     }
     if kind == "rephrase":  # what the rephrased inputs allow at most: the original model on them
         original_checkpoint = parent["summary"].get("original_checkpoint")
@@ -143,7 +143,7 @@ def run_attack(spec: dict, parent: dict, retrain: dict | None, emit: Callable[..
                                record.get("steps", 0), record.get("chosen"))
         document["retrain"] = {"session": retrain["id"], "unlearned": numbers(r_before, name),
                                "attacked": numbers(r_after, name),
-                               "recovery": recovery(original[name], r_before[name], r_after[name])}
+                               "recovery": recovery(name, original[name], r_before[name], r_after[name])}
     document |= {"steps": record.get("steps", 0), "seconds": round(time.perf_counter() - started, 3),
                  "metrics": nest(after), "unlearned_metrics": nest(before)}
     document["verdict"] = verdict(document)
@@ -158,7 +158,7 @@ def verdict(document: dict) -> str:
         back = entry["recovery"]
         fraction = "no gap to recover" if back["fraction"] is None else f"{back['fraction']:.0%} of the forgotten gap"
         return (f"Df {metric} {fmt(entry['unlearned']['df'], name)} -> {fmt(entry['attacked']['df'], name)}, "
-                f"{fmt(back['points'], name)} points back, {fraction}")
+                f"{back['points']:.1f} points back, {fraction}")
 
     line = f"{document['attack']['kind']} attack: {part(document)} (original {fmt(document['original']['df'], name)})"
     if document["unlearned"]["df_dr_auc"] is not None or document["attacked"]["df_dr_auc"] is not None:  # not on people
