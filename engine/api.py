@@ -78,8 +78,10 @@ def data_info(ref: str) -> tuple[dict, str]:
     return info, describe_text(info)
 
 
-def export_world(world: str, fmt: str, directory: Path) -> list[Path]:
-    """Write built-in world `world` as `fmt` into `directory`; SpecError (naming what would work) on bad input."""
+def export_world(world: str, fmt: str, directory: Path, force: bool = False) -> list[Path]:
+    """Write built-in world `world` as `fmt` into `directory`; SpecError (naming what would work) on bad input.
+    A directory that holds anything is refused unless `force`: the export writes over files of its names (a real
+    data set's annotation files, exported into by mistake, would be lost)."""
     kind = WORLDS[world].kind if world in WORLDS else PEOPLE_WORLDS[world].kind if world in PEOPLE_WORLDS else None
     if kind is None:
         raise SpecError(f"unknown world {world!r}; choose one of: {', '.join([*WORLDS, *PEOPLE_WORLDS])}", field="data")
@@ -94,6 +96,11 @@ def export_world(world: str, fmt: str, directory: Path) -> list[Path]:
     if (blocking := blocking_file(directory)) is not None:
         raise SpecError(f"{directory} cannot be a directory: {blocking} is a file; give a new or empty directory",
                         field="directory")
+    held = sorted(directory.iterdir()) if directory.is_dir() and not force else []
+    if held:
+        more = f" and {len(held) - 1} more" if len(held) > 1 else ""
+        raise SpecError(f"{directory} is not empty (it holds {held[0].name}{more}); give a new or empty directory, "
+                        "or --force to write over files of the same names", field="directory")
     if fmt in WRITERS:
         from engine.data.registry import target_function
 

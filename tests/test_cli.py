@@ -165,6 +165,14 @@ def test_data_export_then_read_back_through_run(home, tmp_path):
     assert out.returncode == 2 and "unknown unit id shapes-images/999999.png" in out.stderr
     bad = run_in_process(home, "data", "export", "shapes-tiny", str(target), "--format", "mmbench")
     assert bad.returncode == 2 and "unknown export format" in bad.stderr
+    # a directory with files in it is written over only on --force (a real data set's files could be lost)
+    before = (target / "flickr30k_train.json").read_bytes()
+    again = run_in_process(home, "data", "export", "shapes-tiny", str(target), "--format", "coco")
+    assert again.returncode == 2 and len(again.stderr.splitlines()) == 1
+    assert f"{target} is not empty (it holds flickr30k_test.json and " in again.stderr and "--force" in again.stderr
+    assert not (target / "dataset_coco.json").exists() and (target / "flickr30k_train.json").read_bytes() == before
+    forced = run_in_process(home, "data", "export", "shapes-tiny", str(target), "--format", "coco", "--force")
+    assert forced.returncode == 0 and (target / "dataset_coco.json").exists()
     missing = run_in_process(home, "run", "--method", "ft", "--model", "clip-tiny", "--data", "flickr30k:/no/such",
                              "--delete", "2")
     assert missing.returncode == 2 and "does not exist" in missing.stderr

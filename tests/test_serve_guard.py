@@ -41,6 +41,27 @@ def test_no_token_is_refused_off_the_loopback(tmp_path):
     assert out.stderr.startswith("error: --no-token with --host 0.0.0.0 ")
 
 
+@pytest.mark.parametrize("name, said", [
+    ("http://box.example", "without a scheme or a path"),
+    ("box.example:8000", "without a port"),
+    ("box example", "is not a host name"),
+    ("-box.example", "is not a host name"),
+])
+def test_a_malformed_allow_host_is_refused_in_one_line(tmp_path, name, said):
+    """Such a name never matches a browser's Host, so it was accepted and did nothing."""
+    out = subprocess.run(cli("serve", "--allow-host", name, "--port", str(free_port())),
+                         env=cli_env(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stdout == "" and len(out.stderr.splitlines()) == 1, out.stderr
+    assert out.stderr.startswith(f"error: --allow-host {name!r}") and said in out.stderr
+
+
+def test_well_formed_allow_hosts_pass():
+    from workbench.cli_serve import allow_host_problem
+
+    assert [allow_host_problem(n) for n in ("box.example", "box", "10.0.0.5", "fe80::1", "[fe80::1]", "a-b.c.")] \
+        == [None] * 6
+
+
 async def _handshake(url: str, **headers) -> int | str:
     """The HTTP status a websocket handshake got (101: accepted, and the first frame arrived)."""
     async with aiohttp.ClientSession() as client:

@@ -103,13 +103,15 @@ def data_export(
     directory: Path = typer.Argument(..., help="output directory"),
     fmt: str = typer.Option(..., "--format", help="flickr30k or coco for retrieval worlds, snli-ve or nlvr2 "
                              "for classification worlds, graph-text for graph worlds, mmbench or mllmu for people"),
+    force: bool = typer.Option(False, "--force", help="write into a directory that is not empty, over files of "
+                               "the same names"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Write a built-in world in a real file format."""
     from engine.api import export_world
 
     try:
-        written = export_world(world, fmt, directory)
+        written = export_world(world, fmt, directory, force)
     except SpecError as error:
         fail(str(error))
     if as_json:

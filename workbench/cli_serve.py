@@ -12,6 +12,8 @@ here imports torch; textual-serve loads inside the command.
 from __future__ import annotations
 
 import errno
+import ipaddress
+import re
 import secrets
 import shlex
 import socket
@@ -41,6 +43,30 @@ def bind_problem(host: str, port: int) -> Optional[str]:
                 probe.bind(address)
             except OSError as error:
                 return describe_bind_error(host, port, error)
+    return None
+
+
+HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.IGNORECASE)
+
+
+def allow_host_problem(name: str) -> Optional[str]:
+    """Why ``name`` cannot be a Host the browser sends (one line, with what would be right), or None: a DNS
+    name or an IP address, alone (the port is not compared, so one is refused rather than ignored)."""
+    example = "e.g. --allow-host box.example or --allow-host 10.0.0.5"
+    if "://" in name or "/" in name:
+        return f"--allow-host {name!r}: give the name alone, without a scheme or a path ({example})"
+    bare = name[1:-1] if name.startswith("[") and name.endswith("]") else name
+    try:
+        ipaddress.ip_address(bare)
+        return None
+    except ValueError:
+        pass
+    if ":" in name:
+        return f"--allow-host {name!r}: give the name without a port; every port of the name is allowed ({example})"
+    labels = name.rstrip(".").split(".")
+    if len(name) > 253 or not all(HOST_LABEL.fullmatch(label) for label in labels):
+        return (f"--allow-host {name!r} is not a host name (letters, digits and hyphens, in dot-separated parts) or "
+                f"an IP address ({example})")
     return None
 
 
@@ -84,7 +110,7 @@ def serve(
     if no_token and host not in LOOPBACK:
         fail(f"--no-token with --host {host} would let every machine that reaches it use this workbench; "
              "keep the token, or bind 127.0.0.1 and forward the port over SSH")
-    problem = bind_problem(host, port)
+    problem = next(filter(None, map(allow_host_problem, allow_host)), None) or bind_problem(host, port)
     if problem is not None:
         fail(problem)
     from workbench.serve_server import WorkbenchServer, allowed_hosts
