@@ -322,6 +322,14 @@ def test_what_the_parser_refuses_is_one_line_too(tmp_path, args, said):
     refused(out, said)
 
 
+def test_a_command_group_alone_prints_its_help_and_succeeds(tmp_path):
+    """`mmul-workbench sessions` asks what the group offers: its help on stdout, exit 0 (it was exit 2, the code
+    of bad input, with a blank line on stderr)."""
+    out = run_cli(tmp_path, "sessions")
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    assert "Usage: mmul-workbench sessions" in out.stdout and out.stdout.count("Usage:") == 1
+
+
 def test_a_home_that_cannot_be_a_directory_is_one_line(tmp_path):
     """MMUL_HOME, a folder under it, MMUL_CACHE or --cache-dir that is (or lies under) a file: one line, exit 2,
     no session (each was a traceback, or a failed session)."""

@@ -195,8 +195,8 @@ def main() -> None:
     try:  # also names completion's variable: _MMUL_WORKBENCH_COMPLETE
         code = app(prog_name="mmul-workbench", standalone_mode=False)
     except parser_errors.UsageError as error:
-        if type(error).__name__ == "NoArgsIsHelpError":  # a command group alone: its help, as before
-            error.show()
+        if type(error).__name__ == "NoArgsIsHelpError":  # a group alone asks for its help: typer printed it
+            sys.exit(int(Exit.OK))
         else:
             print(usage_error_line(error), file=sys.stderr)
         sys.exit(int(Exit.BAD_INPUT))
