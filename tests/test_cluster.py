@@ -59,5 +59,15 @@ def test_study_on_a_local_ray_cluster(tmp_path, monkeypatch):
         again = cli(tmp_path, *args)  # a re-run finds every cell finished and runs nothing
         assert again.returncode == 0 and "runs to go" not in again.stderr
         assert json.loads(again.stdout)["methods"] == document["methods"]
+        # another cluster than the engine's: refused in one line before a session exists (it left a failed one)
+        sessions = {row["id"] for row in store.list()}
+        other = cli(tmp_path, "run", "--cluster", "ray://127.0.0.1:1", "--method", "ft", "--model", "clip-tiny",
+                    "--data", "shapes-tiny", "--delete", "4", "--device", "cpu")
+        assert other.returncode == 2 and len(other.stderr.strip().splitlines()) == 1, other.stderr
+        assert "this engine already sends runs to a local Ray instance; stop it" in other.stderr
+        elsewhere = cli(tmp_path, "study", "--cluster", "ray://127.0.0.1:1", "--methods", "ft", "--seeds", "5", "--model",
+                        "clip-tiny", "--data", "shapes-tiny", "--delete", "4", "--device", "cpu")
+        assert elsewhere.returncode == 2 and "already sends runs to a local Ray instance" in elsewhere.stderr
+        assert {row["id"] for row in store.list()} == sessions
     finally:
         kill_daemon(tmp_path)

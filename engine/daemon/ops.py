@@ -86,9 +86,18 @@ async def submit(daemon: Daemon, conn: Client, rid: Any, spec: dict, name: str |
                        .splitlines()[0])
     if not isinstance(normal, dict):
         return P.error(rid, P.INTERNAL, "validate() did not return a spec")
+    if conflict := await cluster_conflict(daemon, normal):
+        return P.error(rid, P.BAD_SPEC, conflict, "cluster")
     name = name if name is not None else normal.get("name")  # `run --name`, a study's cell: named in the spec
     job, position = await daemon.queues.accept(daemon.store, normal, name)
     return P.ok(rid, session=job.session, device=job.device, position=position, state="queued")
+
+
+async def cluster_conflict(daemon: Daemon, normal: dict) -> str | None:
+    """Why the run's cluster is not this engine's (one line), asked before a session exists; else None."""
+    if not normal.get("cluster"):
+        return None
+    return await asyncio.to_thread(daemon.queues.cluster.conflict, normal["cluster"])
 
 
 async def cancel(daemon: Daemon, conn: Client, rid: Any, session: str) -> dict:
@@ -217,6 +226,8 @@ async def study(daemon: Daemon, conn: Client, rid: Any, study: str, spec: dict, 
         return P.error(rid, P.BAD_SPEC, f"{cell['method']} seed {cell['seed']}: {message}", exc.field)
     if not checked:
         return P.error(rid, P.BAD_REQUEST, "a study has at least one cell", "cells")
+    if conflict := await cluster_conflict(daemon, checked[0][2]):  # a study's cells share their placement
+        return P.error(rid, P.BAD_SPEC, conflict, "cluster")
     try:
         job = await daemon.studies.start(study, spec, checked)
     except StudyError as exc:

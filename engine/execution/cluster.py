@@ -11,6 +11,7 @@ import threading
 from typing import Callable
 
 from engine.execution.job_process import Child, Outcome
+from engine.spec.placement import already_on, resolve_address
 
 BRIDGE_COMMAND: list[str] = [sys.executable, "-m", "engine.execution.cluster_bridge"]
 STATUS_TIMEOUT = 10.0
@@ -62,6 +63,14 @@ class RayBridge:
             return self._statuses.get(timeout=STATUS_TIMEOUT)
         except queue.Empty:
             return None
+
+    def conflict(self, cluster: str) -> str | None:
+        """Why a run for `cluster` cannot go to this engine's driver (it is on another cluster: one line), or
+        None; asked before the run's session exists, so the refusal leaves no failed session behind."""
+        status = self.status()
+        if status is None or status["address"] == resolve_address(cluster):
+            return None
+        return already_on(status["address"], resolve_address(cluster))
 
     def close(self) -> None:
         child, self._child = self._child, None

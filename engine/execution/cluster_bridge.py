@@ -23,18 +23,13 @@ import sys
 import threading
 from typing import Callable
 
+from engine.spec.placement import LOCAL, already_on, resolve_address
+
 log = logging.getLogger("mmul.engine")
-LOCAL = "a local Ray instance"
 
 
 class ClusterUnavailable(RuntimeError):
     pass
-
-
-def resolve_address(cluster: str) -> str:
-    if cluster.startswith("ray://"):
-        return cluster
-    return os.environ.get("RAY_ADDRESS") or LOCAL
 
 
 class RayCluster:
@@ -50,8 +45,7 @@ class RayCluster:
         with self._lock:
             if self.address is not None:
                 if address != self.address:
-                    raise ClusterUnavailable(f"this engine already sends runs to {self.address}; stop it "
-                                             f"(`mmul-workbench engine stop`) to use {address}")
+                    raise ClusterUnavailable(already_on(self.address, address))
                 return
             try:
                 import ray

@@ -5,6 +5,7 @@ many devices at once (``--devices N``, data-parallel ranks), and how the ranks h
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 from pathlib import Path
 
@@ -20,6 +21,21 @@ def check_cluster(value) -> str | None:
         return value
     raise SpecError(f"--cluster must be ray (the cluster at $RAY_ADDRESS, or a local Ray instance) or "
                     f"ray://HOST:PORT, got {value!r}", field="cluster")
+
+
+LOCAL = "a local Ray instance"
+
+
+def resolve_address(cluster: str) -> str:
+    """The cluster a run's `cluster` names, read with the engine's environment: ray://HOST:PORT, else $RAY_ADDRESS,
+    else a local Ray instance."""
+    if cluster.startswith("ray://"):
+        return cluster
+    return os.environ.get("RAY_ADDRESS") or LOCAL
+
+
+def already_on(current: str, wanted: str) -> str:
+    return f"this engine already sends runs to {current}; stop it (`mmul-workbench engine stop`) to use {wanted}"
 
 
 MAX_DEVICES = 64
