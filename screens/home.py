@@ -17,7 +17,8 @@ from rich.text import Text
 from textual.color import Color
 from textual.widgets import DataTable, Header, Input, Static
 
-from screens.home_table import COLUMNS, STATE_COLOURS, column_widths, fit_columns, kind_label, row_cells
+from screens.home_table import (COLUMNS, STATE_COLOURS, column_widths, fit_columns, kind_label, requests_of,
+                                row_cells)
 from screens.messages import DetailLoaded, SessionsLoaded
 from screens.services import Services
 from screens.widgets.confirm import ConfirmScreen
@@ -28,7 +29,7 @@ from sessions.store import SessionBusy, SessionDamaged, UnknownSession
 from sessions.summary import format_deletion, summary_metrics, test_headline, took
 from sessions.verdict import session_verdict
 
-SORTS = ("started", "status", "method", "df_dr_auc", "test", "duration")
+SORTS = ("started", "status", "kind", "method", "df_dr_auc", "test", "duration")  # the columns' order
 REFRESH_SECONDS = 1.0
 
 
@@ -44,6 +45,8 @@ def sort_rows(rows: list[dict], key: str, reverse: bool) -> list[dict]:
             return row.get("created") or 0
         if key == "duration":
             return took(row)
+        if key == "kind":  # runs, then pulse runs; each by its number of requests (k=10 after k=5)
+            return (row.get("kind") == "pulse", requests_of(row))
         if key in ("df_dr_auc", "test"):
             metrics = summary_metrics(row.get("summary"))
             v = test_headline(metrics) if key == "test" else metrics.get(key)

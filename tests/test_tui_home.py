@@ -192,6 +192,17 @@ def test_duration_is_what_sessions_list_says():
     assert [r["id"] for r in sort_rows([slow, row], "duration", reverse=False)] == ["a", "b"]
 
 
+def test_s_sorts_by_kind_too():
+    """`s` went from status to method past the kind column; k=10 sorts after k=5, pulse runs after runs."""
+    from screens.home import SORTS, sort_rows
+    from screens.home_table import kind_label
+
+    assert SORTS.index("kind") == SORTS.index("status") + 1
+    rows = [{"id": "p", "kind": "pulse", "requests": 2}, {"id": "k10", "requests": 10},
+            {"id": "one"}, {"id": "k5", "requests": 5}]
+    assert [kind_label(r) for r in sort_rows(rows, "kind", reverse=False)] == ["run", "k=5", "k=10", "pulse k=2"]
+
+
 async def test_the_highlight_stays_on_its_session_when_a_new_one_arrives(tmp_home):
     """A session created elsewhere (a CLI run) lands at the top; the highlighted row keeps its session, not its row
     number, so `enter`, `d` and `x` still act on what the operator chose."""
