@@ -122,6 +122,11 @@ def test_study_gives_budget_and_tuning_to_every_method_but_retrain_and_runs_mult
     given = {"budget": "matched-time", "tune": True, "batch_size": 8}
     assert method_params("retrain", given) == {"batch_size": 8}
     assert method_params("npo", given) == given
+    # nor the guardrails: a stop-if cut the reference short (Retrain stopped at step 48 of 288), keep best kept
+    # an earlier step of it
+    guards = {"stop_if": "df_dr_auc>0.6", "keep": "best", "keep_tolerance": 2.0, "target_auc": 0.7}
+    assert method_params("retrain", {**guards, "batch_size": 8}) == {"batch_size": 8}
+    assert method_params("ft", guards) == guards
     assert timed_order(["retrain", "ft", "multidelete", "npo"], given) == ["retrain", "multidelete", "ft", "npo"]
     assert timed_order(["retrain", "ft", "npo"], {**given, "budget_seconds": 2.0}) == ["retrain", "ft", "npo"]
     with pytest.raises(SpecError, match="add multidelete to --methods"):
@@ -216,8 +221,7 @@ def test_study_with_retrain_tunes_every_method_against_retrain_within_its_tolera
 
     given = tuning_against_retrain(["retrain", "ft", "npo"], {"tune": True, "batch_size": 8}, 3.0)
     assert given == {"tune": True, "batch_size": 8, "tune_against": "retrain", "keep_tolerance": 3.0}
-    assert method_params("ft", given) == given and method_params("retrain", given) == {"batch_size": 8,
-                                                                                      "keep_tolerance": 3.0}
+    assert method_params("ft", given) == given and method_params("retrain", given) == {"batch_size": 8}
     assert tuning_against_retrain(["retrain", "ft"], {"tune": True, "keep_tolerance": 1.0}, 3.0)["keep_tolerance"] == 1.0
     assert tuning_against_retrain(["ft", "npo"], {"tune": True}, 3.0) == {"tune": True}  # no Retrain: as before
     assert tuning_against_retrain(["retrain", "ft"], {"epochs": 1}, 3.0) == {"epochs": 1}  # no --tune

@@ -89,12 +89,16 @@ def timed_order(chosen: list[str], given: dict) -> list[str]:
     return [m for m in chosen if m == REFERENCE] + ["multidelete"] + rest
 
 
+GUARDRAILS = ("stop_if", "keep", "keep_tolerance", "target_auc")
+
+
 def method_params(method: str, given: dict) -> dict:
     """The given method parameters that `method` takes (the common ones, its own, and --tune's criterion; not
     --epochs for a method with its own step count)."""
     takes = {p.name for p in (*specs.COMMON_PARAMS, *specs.METHODS[method].params)} | {TUNE_AGAINST.name}
-    if method == REFERENCE:  # Retrain, the reference, keeps the original's recipe: no budget, no tuning
-        takes -= {"budget", "budget_seconds", "tune", TUNE_AGAINST.name}
+    if method == REFERENCE:  # Retrain, the reference, keeps the original's recipe: no budget, no tuning, and no
+        # guardrail, which would cut the reference short or keep an earlier step of it
+        takes -= {"budget", "budget_seconds", "tune", TUNE_AGAINST.name, *GUARDRAILS}
     if specs.METHODS[method].fixed_steps is not None:  # Descent-to-Delete's T = 1: the study's --epochs is not its
         takes -= {"epochs"}
     return {name: value for name, value in given.items() if name in takes}
