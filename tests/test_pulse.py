@@ -259,5 +259,11 @@ def test_a_20_request_sequence_fits_people_small_not_people_tiny():
     history); people-tiny, the tests' world, has 4 pretrained people and says so."""
     normal = validate_pulse(spec(data="people-small", requests=20))
     assert normal["forget"] == 20 and PEOPLE_SIZES["people-small"].pretrain_people - normal["forget"] == 4
-    with pytest.raises(SpecError, match="cannot forget 20 people: people-tiny has 4 pretrained people"):
+    with pytest.raises(SpecError, match="--requests 20 forgets one person a request at least, and people-tiny has 4 "
+                                        "pretrained people: none would be left to retain"):
         validate_pulse(spec(requests=20))
+    # K = the whole set, with the default --forget, forgot everyone and reported no retain people, silently
+    with pytest.raises(SpecError, match="choose --requests 3 or fewer, or --forget 4 to forget them all on purpose"):
+        validate_pulse(spec(requests=4))
+    assert validate_pulse(spec(requests=4, forget=4))["forget"] == 4  # asked for: allowed
+    assert validate_pulse(spec(requests=3))["forget"] == 3

@@ -543,6 +543,12 @@ def validate_pulse(spec: dict) -> dict:
     forget = spec.get("forget")
     if forget is None:
         forget = max(requests, (pool + 1) // 2) if pool is not None else None
+        if pool is not None and granularity != "fact" and requests >= pool > 1:  # K raised the default to them all
+            raise SpecError(f"--requests {requests} forgets one person a request at least, and {data} has {pool} "
+                            f"{knowledge} people: none would be left to retain, so nothing could measure what is kept; "
+                            f"choose --requests {pool - 1} or fewer"
+                            + (f", or --forget {pool} to forget them all on purpose" if requests == pool else ""),
+                            field="requests")
     else:
         check_whole(forget, "--forget N", "forget", 1, MAX_UNITS)
     if granularity == "fact":
