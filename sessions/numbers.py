@@ -56,6 +56,8 @@ def unit(name: str | None) -> str:
         return FRACTION
     if len(parts) == 2 and parts[0] in PEOPLE_GROUPS and last in ("image", "text", "accuracy"):  # accuracy: both
         return FRACTION
+    if name in PEOPLE_GROUPS:  # a group's accuracy pooled over its questions (a pulse run's history metrics)
+        return FRACTION
     if last in PERCENT_NAMES or last.endswith("retention") or RECALL.fullmatch(last):
         return PERCENT
     return NUMBER

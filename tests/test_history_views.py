@@ -124,3 +124,15 @@ def test_the_report_carries_the_history_and_the_attacks(tmp_path, monkeypatch):
     assert "preservation 0.66, rebound 30.0 (r2 at r3)" in text
     attacks = re.search(r"<h3>attacks</h3><ul>(.*?)</ul>", text, re.S).group(1)
     assert f"{attack.session_id} quantize (bits 4) finished: recovered 25% of the forgotten gap" in attacks
+
+
+def test_a_pulse_history_summary_reads_in_percent_as_its_table():
+    """A pulse run's history metrics are the people groups' pooled accuracies, stored as fractions: the summary
+    line printed 'rebound 0, retain area 1' under a table in percent."""
+    from sessions.history import summary_words
+    from sessions.numbers import fmt
+
+    document = {"metric": "forget", "utility_metric": "retain",
+                "summary": {"preservation": 0.5, "rebound": 0.125, "rebound_at": [1, 2], "stability": 0.05,
+                            "retain_area": 0.9}}
+    assert summary_words(document, fmt) == "preservation 0.50, rebound 12.5 (r1 at r2), stability 5.0, retain area 90.0"
