@@ -99,6 +99,10 @@ def test_kl_min_through_the_cli(home):
     lines = listed.stdout.splitlines()
     assert any(line.startswith("kl_min ") for line in lines) and any(line.startswith("ga_klr ") for line in lines)
     assert sum("variant: " in line for line in lines) == len(specs.METHODS)
+    # each method's default budget, which the protocols page sends readers here for
+    budgets = [line.split("budget: ")[1] for line in lines if "budget: " in line]
+    assert len(budgets) == len(specs.METHODS) and budgets[0] == "5 epochs over Df"  # MultiDelete, listed first
+    assert "the original's recipe over Dr" in budgets and "1 step over Dr (its own count)" in budgets  # Retrain, D2D
     result = run_in_process(home, "pulse", "--method", "kl_min", "--data", "people-tiny", "--requests", "1",
                             "--epochs", "1", "--device", "cpu", "--json")
     assert result.returncode == 0, result.stderr[-2000:]

@@ -70,6 +70,7 @@ def methods(as_json: bool = typer.Option(False, "--json", help="one JSON documen
         name = row["name"] + "".join(f" ({alias})" for alias in row["aliases"])
         print(f"{name:<12} {row['summary']}" + (f"  [{params}]" if params else ""))
         print(f"{'':<12} variant: {row['variant']}")
+        print(f"{'':<12} budget: {row['budget']}")
 
 
 @app.command()

@@ -433,6 +433,16 @@ def method_variant(name: str, params: dict | None = None) -> str:
     return info.variant.format(**{k: "auto" if v is None else v for k, v in values.items()})
 
 
+def budget_words(method) -> str:
+    """A method's default budget (`--budget default`) in words: `5 epochs over Df`."""
+    over = "Df" if method.iterates == "forget" else "Dr"
+    if method.fixed_steps is not None:
+        return f"{method.fixed_steps} step{'s' if method.fixed_steps != 1 else ''} over {over} (its own count)"
+    if method.epochs == 0:  # Retrain
+        return f"the original's recipe over {over}"
+    return f"{method.epochs} epoch{'s' if method.epochs != 1 else ''} over {over}"
+
+
 def method_rows() -> list[dict]:
     return [
         {
@@ -442,6 +452,8 @@ def method_rows() -> list[dict]:
             "variant": method_variant(m.name),
             "epochs": m.epochs,
             "iterates": m.iterates,
+            "fixed_steps": m.fixed_steps,
+            "budget": budget_words(m),
             "aliases": list(m.aliases),
             "requires": list(m.requires),
             "params": [{"name": p.name, "default": p.default, "help": p.help, "choices": list(p.choices)}
