@@ -45,6 +45,10 @@ def test_pulse_help_generates_their_flags():
         assert param in shown.stdout
     command = next(c for c in typer.main.get_command(app).commands.values() if c.name == "pulse")
     assert {p.flag for p in specs.option_params("pulse")} <= {opt for p in command.params for opt in p.opts}
+    # what people data cannot use is not offered (it listed --tune, --keep, ... and refused them when given)
+    offered = {opt for p in command.params for opt in p.opts}
+    assert not offered & {"--tune", "--keep", "--keep-tolerance", "--target-auc", "--pair-score", "--k-test"}
+    assert "Retrain" not in next(p for p in command.params if p.name == "original").help
 
 
 async def test_new_run_form_fields(home):

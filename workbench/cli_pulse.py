@@ -32,7 +32,8 @@ def pulse(
         m.name for m in specs.MODELS.values() if "multiple_choice" in specs.FAMILIES[m.family].tasks)
         + ", a checkpoint directory or hub id of an LMM family ("
         + ", ".join(f.name for f in specs.FAMILIES.values() if "multiple_choice" in f.tasks) + ")"),
-    original: Optional[str] = typer.Option(None, "--original", help=ORIGINAL_HELP, autocompletion=complete_model),
+    original: Optional[str] = typer.Option(None, "--original", help=ORIGINAL_HELP.split(", which Retrain")[0],
+                                           autocompletion=complete_model),
     requests: int = typer.Option(1, "--requests", metavar="K", help="K sequential deletion requests"),
     every_requests: Optional[int] = typer.Option(None, "--eval-every-requests", metavar="N", help=EVAL_EVERY_REQUESTS.help),
     eval_sample: Optional[int] = typer.Option(None, "--eval-sample", metavar="M", help=EVAL_SAMPLE.help),

@@ -101,15 +101,21 @@ def check_k_test(params: dict, task: str, family: str | None) -> None:
                         f"use a {' or '.join(rerankers)} model", field="k_test")
 
 
+# common parameters that people data has no use for: no validation split to tune or keep the best on, no Df/Dr
+# AUC to aim at, no image-text pairs to score; `pulse` does not offer them (a spec that gives them is refused)
+NOT_ON_PEOPLE = frozenset({"tune", "keep", "keep_tolerance", "target_auc", "pair_score", "k_test"})
+
+
 def option_params(kind: str) -> list[Param]:
     """Every method hyperparameter a `run` ("run") or `pulse` ("pulse") spec takes, each name once, in
-    declaration order: the common ones, then each method's (then the LMM ones for pulse)."""
+    declaration order: the common ones, then each method's (then the LMM ones for pulse; not NOT_ON_PEOPLE)."""
     methods = [METHODS[m] for m in (PULSE_METHODS if kind == "pulse" else METHODS)]
     groups = [COMMON_PARAMS, *(m.params for m in methods)] + ([LMM_PARAMS] if kind == "pulse" else [])
     seen: dict[str, Param] = {}
     for group in groups:
         for param in group:
-            seen.setdefault(param.name, param)
+            if not (kind == "pulse" and param.name in NOT_ON_PEOPLE):
+                seen.setdefault(param.name, param)
     return list(seen.values())
 
 
