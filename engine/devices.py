@@ -59,7 +59,7 @@ def check_available(device: str) -> None:
         return
     gpus = [d for d in available if d != "cpu"]
     have = f"its CUDA devices are {', '.join(gpus)}" if gpus else "it has no CUDA device"
-    raise SpecError(f"--device {device}: the engine's machine has no such device ({have}); use --device "
+    raise SpecError(f"--device {device}: this machine has no such device ({have}); use --device "
                     f"{'cpu' if not gpus else ' or '.join(['auto', *gpus])}", field="device")
 
 

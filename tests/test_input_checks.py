@@ -352,7 +352,7 @@ def test_a_home_that_cannot_be_a_directory_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("args, said", [
-    (["--target-auc", "0.5"], "--target-auc applies to --keep best"),
+    (["--target-auc", "0.5"], "No such option: --target-auc"),  # people data has no Df/Dr AUC: not offered
     (["--eval-sample", "2"], "--eval-sample applies to --requests K > 1"),
     (["--update", "full", "--lora-r", "8"], "--lora-r shapes the LoRA adapter of --update llm or proj+llm"),
     (["--budget", "matched-time"], "--budget matched-time needs MultiDelete's seconds"),

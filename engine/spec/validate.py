@@ -214,9 +214,11 @@ def check_data(ref) -> None:
             raise SpecError(f"data path {location} does not exist; give FORMAT:PATH with an existing directory",
                             field="data")
         return
-    hint = " (people worlds go to `mmul-workbench pulse`)" if ref in PEOPLE_WORLDS else ""
-    raise SpecError(f"unknown data {ref!r}; choose a built-in world ({', '.join(WORLDS)}) or FORMAT:PATH{hint}",
-                    field="data")
+    if ref in PEOPLE_WORLDS:  # reached only where people data is not taken: the engine, a study
+        raise SpecError(f"--data {ref} is people data, which `mmul-workbench pulse` (or `run` without --engine) runs; "
+                        f"here choose a built-in world ({', '.join(WORLDS)}) or FORMAT:PATH", field="data")
+    raise SpecError(f"unknown data {ref!r}; choose a built-in world ({', '.join(WORLDS)}; or a people world, "
+                    f"{', '.join(PEOPLE_WORLDS)}, run as `pulse` runs it) or FORMAT:PATH", field="data")
 
 
 def check_task(data: str, task) -> str:
