@@ -314,7 +314,8 @@ def test_a_time_budget_without_its_source_is_refused_before_a_session(tmp_path):
     (["nosuch"], "error: No such command 'nosuch'."),
     (["sessions", "list", "-n", "-1"], "error: Invalid value for '--limit' / '-n'"),
     (["sessions", "list", "--state", "bogus"], "error: --state bogus: a session is queued, running, finished"),
-], ids=["missing", "not a number", "extra", "command", "negative", "state"])
+    (["pulse", "--method", "ga", "--target-auc", "0.5"], "error: No such option: --target-auc"),  # not offered
+], ids=["missing", "not a number", "extra", "command", "negative", "state", "pulse keep option"])
 def test_what_the_parser_refuses_is_one_line_too(tmp_path, args, said):
     """The option parser's refusals (typer would draw a boxed panel of five lines) end as every bad input does:
     one line naming the option and where the options are listed, exit 2 (workbench/cli.py `main`)."""
@@ -352,11 +353,10 @@ def test_a_home_that_cannot_be_a_directory_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("args, said", [
-    (["--target-auc", "0.5"], "No such option: --target-auc"),  # people data has no Df/Dr AUC: not offered
     (["--eval-sample", "2"], "--eval-sample applies to --requests K > 1"),
     (["--update", "full", "--lora-r", "8"], "--lora-r shapes the LoRA adapter of --update llm or proj+llm"),
     (["--budget", "matched-time"], "--budget matched-time needs MultiDelete's seconds"),
-], ids=["target-auc", "eval-sample", "lora-under-full", "time-budget"])
+], ids=["eval-sample", "lora-under-full", "time-budget"])
 def test_pulse_refuses_what_run_refuses_before_a_session(tmp_path, args, said):
     """The no-op options and a time budget without its source are refused on `pulse` as on `run`: one line,
     exit 2, no session (pulse used to take the first three silently, and fail the last inside a session)."""
