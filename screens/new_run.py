@@ -126,8 +126,10 @@ class NewRunScreen(FormScreen):
         return data in specs.PEOPLE_WORLDS or data.partition(":")[0] == "mllmu"
 
     def all_params(self) -> tuple[specs.Param, ...]:
-        extra = specs.LMM_PARAMS if self.people_data() else ()
-        return specs.COMMON_PARAMS + specs.METHODS[self.method].params + extra
+        if not self.people_data():
+            return specs.COMMON_PARAMS + specs.METHODS[self.method].params
+        common = tuple(p for p in specs.COMMON_PARAMS if p.name not in specs.NOT_ON_PEOPLE)  # as `pulse` offers
+        return common + specs.METHODS[self.method].params + specs.LMM_PARAMS
 
     def param_field(self, param: specs.Param) -> Field:
         choices = param.choices or ((True, False) if param.kind is bool else ())

@@ -7,7 +7,7 @@ Pure Python.
 """
 from __future__ import annotations
 
-from sessions.numbers import fmt
+from sessions.numbers import fmt, shown
 
 
 def attacks_of(store, session_id: str) -> list[dict]:
@@ -22,10 +22,20 @@ def attacks_of(store, session_id: str) -> list[dict]:
         attack = summary.get("attack") if isinstance(summary.get("attack"), dict) else {}
         out.append({"id": row["id"], "name": row.get("name"), "state": row.get("state"),
                     "kind": attack.get("kind") or str(row.get("method") or "").partition(":")[2] or None,
-                    "params": attack.get("params"), "recovery": back.get("fraction"), "points": back.get("points"),
+                    "params": attack.get("params"), "recovery": back.get("fraction"),
+                    "points": percentage_points(back, summary.get("headline")),
                     "retrain_recovery": (theirs.get("recovery") or {}).get("fraction"),
                     "verdict": summary.get("verdict"), "headline": summary.get("headline")})
     return out
+
+
+def percentage_points(recovery: dict, headline) -> float | None:
+    """An attack's recovered points in percentage points: as stored, or (a document from before `unit` was
+    recorded, whose people-data points were 0-1 fractions) through the headline's unit."""
+    points = recovery.get("points")
+    if not isinstance(points, (int, float)) or recovery.get("unit") == "points":
+        return points
+    return shown(headline if isinstance(headline, str) else None, points)
 
 
 def attack_line(entry: dict) -> str:

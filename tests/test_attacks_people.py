@@ -132,3 +132,9 @@ def test_an_attack_line_shows_people_points_in_percent():
     entry = {"id": "s1", "kind": "quantize", "params": {"bits": 4}, "state": "finished", "recovery": 0.02,
              "points": 0.5, "retrain_recovery": None, "headline": "forget.accuracy"}
     assert attack_line(entry) == "s1 quantize (bits 4) finished: recovered 2% of the forgotten gap (0.5 points)"
+    # a document stored before points were percentage points everywhere still reads in points
+    from sessions.attacks import percentage_points
+
+    assert percentage_points({"points": 0.005}, "forget.accuracy") == pytest.approx(0.5)
+    assert percentage_points({"points": 0.5, "unit": "points"}, "forget.accuracy") == 0.5
+    assert percentage_points({"points": 12.0}, "df.r_mean") == 12.0

@@ -109,7 +109,8 @@ def test_quantize_and_rephrase_with_the_retrain_baseline(parent, tmp_path, capsy
     capsys.readouterr()
     media_only = attack("rephrase", parent["session"], paraphrases=unmatched)
     assert media_only["record"]["paraphrased_texts"] == 0
-    assert f"--paraphrases {unmatched}: no original in it is one of the" in capsys.readouterr().err
+    assert (f"--paraphrases {unmatched} changed none of the 40 forget texts (an original must equal a text exactly, "
+            "and its paraphrase differ from it); only the media were transformed") in capsys.readouterr().err
     store.delete(writer.session_id)
 
 

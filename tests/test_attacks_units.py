@@ -18,14 +18,17 @@ from engine.errors import SpecError
 
 def test_recovery_by_hand():
     # Df r_mean: original 80, unlearned 20, after the attack 50: 30 points back of a 60-point gap = 0.5
-    assert recovery("df.r_mean", 80.0, 20.0, 50.0) == {"points": 30.0, "fraction": 0.5, "gap": 60.0}
+    assert recovery("df.r_mean", 80.0, 20.0, 50.0) == {"points": 30.0, "fraction": 0.5, "gap": 60.0,
+                                                        "unit": "points"}
     # the attack made Df worse: negative; unlearning that lowered nothing has no gap to recover
     assert recovery("df.r_mean", 80.0, 20.0, 14.0)["fraction"] == pytest.approx(-0.1)
-    assert recovery("df.r_mean", 50.0, 60.0, 70.0) == {"points": 10.0, "fraction": None, "gap": -10.0}
+    assert recovery("df.r_mean", 50.0, 60.0, 70.0) == {"points": 10.0, "fraction": None, "gap": -10.0,
+                                                        "unit": "points"}
     # a Df that unlearning left as it was, up to float32 rounding: no gap, not a recovery of 3e7
     assert recovery("df.r_mean", 33.3333335, 33.3333332, 43.3333332)["fraction"] is None
     # people data's accuracy is a fraction: points and gap in percentage points all the same, the share unchanged
-    assert recovery("forget.accuracy", 0.8, 0.2, 0.5) == pytest.approx({"points": 30.0, "fraction": 0.5, "gap": 60.0})
+    assert recovery("forget.accuracy", 0.8, 0.2, 0.5) == pytest.approx({"points": 30.0, "fraction": 0.5, "gap": 60.0,
+                                                                         "unit": "points"})
     assert headline({"df.accuracy": 1.0, "test.accuracy": 2.0}) == "df.accuracy"
     assert headline({"df.r_mean": 1.0}) == "df.r_mean"
 

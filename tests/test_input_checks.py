@@ -369,3 +369,21 @@ def test_export_under_a_file_and_a_demo_of_no_method_are_one_line(tmp_path):
     refused(run_in_process(tmp_path, "data", "export", "shapes-tiny", str(tmp_path / "afile" / "sub"), "--format",
                            "coco"), "cannot be a directory", "afile is a file")
     refused(run_in_process(tmp_path, "demo", "--methods", ",", "--data", "shapes-tiny"), "--methods ',' names no method")
+
+
+def test_a_run_for_another_cluster_than_the_engines_is_named_before_a_session(monkeypatch):
+    """The daemon asks the bridge before a session exists (engine/daemon/ops.py): the cluster the engine is on
+    against the one the run names, read with the engine's $RAY_ADDRESS. No Ray needed: the bridge's status is
+    what its driver process would answer."""
+    from engine.execution.cluster import RayBridge
+    from engine.spec.placement import LOCAL, already_on
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    bridge = RayBridge()
+    assert bridge.conflict("ray://h:1") is None  # no cluster run yet: the first one picks the cluster
+    monkeypatch.setattr(bridge, "status", lambda: {"address": LOCAL})
+    assert bridge.conflict("ray") is None
+    assert bridge.conflict("ray://h:1") == already_on(LOCAL, "ray://h:1")
+    assert already_on(LOCAL, "ray://h:1").startswith("this engine already sends runs to a local Ray instance; stop it")
+    monkeypatch.setenv("RAY_ADDRESS", "ray://h:1")  # the engine's own $RAY_ADDRESS decides what "ray" means
+    assert bridge.conflict("ray") == already_on(LOCAL, "ray://h:1")

@@ -65,6 +65,10 @@ async def test_new_run_form_fields(home):
             await wait_until(pilot, lambda: param_shown(screen, name) and param_shown(screen, "lora_r"))
         assert screen.query_one("#p-dpo_beta").value == "0.1"
         assert not param_shown(screen, "rmu_layer") and not param_shown(screen, "mask_ratio")
+        # on people data the form offers what `pulse` offers: no tuning, keeping or pair scoring
+        assert not any(param_shown(screen, name) for name in specs.NOT_ON_PEOPLE)
+        screen.query_one("#data").value = "shapes-tiny"
+        await wait_until(pilot, lambda: param_shown(screen, "keep") and param_shown(screen, "tune"))
 
 
 @pytest.mark.parametrize("command", [

@@ -46,6 +46,7 @@ def test_no_token_is_refused_off_the_loopback(tmp_path):
     ("box.example:8000", "without a port"),
     ("box example", "is not a host name"),
     ("-box.example", "is not a host name"),
+    ("999.1.1.1", "is not an IP address"),
 ])
 def test_a_malformed_allow_host_is_refused_in_one_line(tmp_path, name, said):
     """Such a name never matches a browser's Host, so it was accepted and did nothing."""
@@ -58,8 +59,13 @@ def test_a_malformed_allow_host_is_refused_in_one_line(tmp_path, name, said):
 def test_well_formed_allow_hosts_pass():
     from workbench.cli_serve import allow_host_problem
 
-    assert [allow_host_problem(n) for n in ("box.example", "box", "10.0.0.5", "fe80::1", "[fe80::1]", "a-b.c.")] \
-        == [None] * 6
+    from workbench.serve_server import allowed_hosts, host_name
+
+    good = ("box.example", "box", "10.0.0.5", "fe80::1", "[fe80::1]", "a-b.c.", "web_app")
+    assert [allow_host_problem(n) for n in good] == [None] * len(good)
+    # a final dot names the same host, given or sent
+    assert host_name("box.example.:8000") in allowed_hosts("127.0.0.1", ["box.example."])
+    assert host_name("box.example:8000") in allowed_hosts("127.0.0.1", ["box.example."])
 
 
 async def _handshake(url: str, **headers) -> int | str:

@@ -127,6 +127,14 @@ def test_study_gives_budget_and_tuning_to_every_method_but_retrain_and_runs_mult
     guards = {"stop_if": "df_dr_auc>0.6", "keep": "best", "keep_tolerance": 2.0, "target_auc": 0.7}
     assert method_params("retrain", {**guards, "batch_size": 8}) == {"batch_size": 8}
     assert method_params("ft", guards) == guards
+    # a study planned with a guardrail before this gets another id, so its cut-short Retrain is not resumed
+    from workbench.cli_study import plan_from_args
+
+    args = ["--methods", "retrain,ft", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4", "--seeds", "42"]
+    guarded = plan_from_args([*args, "--stop-if", "df_dr_auc>0.6"])
+    assert guarded.spec["unguarded_reference"] is True and guarded.cells[0][2]["params"]["stop_if"] is None
+    assert guarded.cells[1][2]["params"]["stop_if"] == "df_dr_auc>0.6"  # FT keeps it
+    assert "unguarded_reference" not in plan_from_args(args).spec  # other studies keep their ids
     assert timed_order(["retrain", "ft", "multidelete", "npo"], given) == ["retrain", "multidelete", "ft", "npo"]
     assert timed_order(["retrain", "ft", "npo"], {**given, "budget_seconds": 2.0}) == ["retrain", "ft", "npo"]
     with pytest.raises(SpecError, match="add multidelete to --methods"):

@@ -45,9 +45,10 @@ DEVICES_HELP = ("run on N devices at once, data-parallel (CPU ranks on gloo; on 
 STRATEGY_HELP = ("with --devices N: how the ranks hold the model: ddp, whole on each (default); fsdp, weights, "
                  "gradients and AdamW state sharded over them (torch FSDP2); zero3, DeepSpeed ZeRO-3 (not yet "
                  "available: use fsdp)")
-ORIGINAL_HELP = ("the deployed model to unlearn as it is (a checkpoint directory or hub id of --model's family, "
-                 "already trained on --data): nothing is trained for it; --model stays the base it came from, which "
-                 "Retrain trains on Dr")
+PULSE_ORIGINAL_HELP = ("the deployed model to unlearn as it is (a checkpoint directory or hub id of --model's "
+                       "family, already trained on --data): nothing is trained for it; --model stays the base it "
+                       "came from")
+ORIGINAL_HELP = PULSE_ORIGINAL_HELP + ", which Retrain trains on Dr"
 COMPILE_HELP = "torch.compile each transformer layer while it trains (the first steps compile; CPU needs g++)"
 
 

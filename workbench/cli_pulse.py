@@ -15,7 +15,7 @@ from engine.errors import SpecError
 from engine.spec.inputs import absolute_paths
 from engine.spec.params import EVAL_EVERY_REQUESTS, EVAL_SAMPLE
 from sessions.numbers import fmt
-from workbench.cli_options import ARTIFACTS_HELP, ORIGINAL_HELP
+from workbench.cli_options import ARTIFACTS_HELP, PULSE_ORIGINAL_HELP
 from workbench.completion import complete_data, complete_device, complete_model, complete_pulse_method
 from workbench.execute import run_session
 from workbench.output import fail, print_json
@@ -32,8 +32,7 @@ def pulse(
         m.name for m in specs.MODELS.values() if "multiple_choice" in specs.FAMILIES[m.family].tasks)
         + ", a checkpoint directory or hub id of an LMM family ("
         + ", ".join(f.name for f in specs.FAMILIES.values() if "multiple_choice" in f.tasks) + ")"),
-    original: Optional[str] = typer.Option(None, "--original", help=ORIGINAL_HELP.split(", which Retrain")[0],
-                                           autocompletion=complete_model),
+    original: Optional[str] = typer.Option(None, "--original", help=PULSE_ORIGINAL_HELP, autocompletion=complete_model),
     requests: int = typer.Option(1, "--requests", metavar="K", help="K sequential deletion requests"),
     every_requests: Optional[int] = typer.Option(None, "--eval-every-requests", metavar="N", help=EVAL_EVERY_REQUESTS.help),
     eval_sample: Optional[int] = typer.Option(None, "--eval-sample", metavar="M", help=EVAL_SAMPLE.help),

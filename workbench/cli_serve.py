@@ -46,7 +46,7 @@ def bind_problem(host: str, port: int) -> Optional[str]:
     return None
 
 
-HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.IGNORECASE)
+HOST_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)", re.IGNORECASE)  # _: container and compose service names
 
 
 def allow_host_problem(name: str) -> Optional[str]:
@@ -64,6 +64,8 @@ def allow_host_problem(name: str) -> Optional[str]:
     if ":" in name:
         return f"--allow-host {name!r}: give the name without a port; every port of the name is allowed ({example})"
     labels = name.rstrip(".").split(".")
+    if all(label.isdigit() for label in labels):  # 999.1.1.1 reads as an address, and is none
+        return f"--allow-host {name!r} is not an IP address ({example})"
     if len(name) > 253 or not all(HOST_LABEL.fullmatch(label) for label in labels):
         return (f"--allow-host {name!r} is not a host name (letters, digits and hyphens, in dot-separated parts) or "
                 f"an IP address ({example})")

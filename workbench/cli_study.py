@@ -89,16 +89,13 @@ def timed_order(chosen: list[str], given: dict) -> list[str]:
     return [m for m in chosen if m == REFERENCE] + ["multidelete"] + rest
 
 
-GUARDRAILS = ("stop_if", "keep", "keep_tolerance", "target_auc")
-
-
 def method_params(method: str, given: dict) -> dict:
     """The given method parameters that `method` takes (the common ones, its own, and --tune's criterion; not
     --epochs for a method with its own step count)."""
     takes = {p.name for p in (*specs.COMMON_PARAMS, *specs.METHODS[method].params)} | {TUNE_AGAINST.name}
     if method == REFERENCE:  # Retrain, the reference, keeps the original's recipe: no budget, no tuning, and no
         # guardrail, which would cut the reference short or keep an earlier step of it
-        takes -= {"budget", "budget_seconds", "tune", TUNE_AGAINST.name, *GUARDRAILS}
+        takes -= {"budget", "budget_seconds", "tune", TUNE_AGAINST.name, *specs.GUARDRAILS}
     if specs.METHODS[method].fixed_steps is not None:  # Descent-to-Delete's T = 1: the study's --epochs is not its
         takes -= {"epochs"}
     return {name: value for name, value in given.items() if name in takes}
@@ -229,7 +226,11 @@ def plan_study(options: dict, given: dict) -> StudyPlan:
                 "deletion": {k: v for k, v in first["deletion"].items() if k != "seed"},
                 "requests": requests or 1, "params": given,
                 # the deployed model unlearned (absent without --original, so earlier studies keep their ids)
-                **({"original": first["original"]} if first.get("original") else {})}
+                **({"original": first["original"]} if first.get("original") else {}),
+                # a guarded study's Retrain once took the guardrails and was cut short: such a study gets a new id,
+                # so its cells run again rather than resume that Retrain (unguarded studies keep their ids)
+                **({"unguarded_reference": True}
+                   if REFERENCE in chosen and any(name in given for name in specs.GUARDRAILS) else {})}
     identity = {"protocol": protocol, "methods": sorted(chosen), "seeds": sorted(seed_list)}
     sid = study_id(identity)
     for method, seed, spec in cells:

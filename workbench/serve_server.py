@@ -34,14 +34,15 @@ def host_name(host_header: str) -> str:
     host = host_header.strip().lower()
     if host.startswith("["):
         return host[1:host.find("]")] if "]" in host else host[1:]
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return name.rstrip(".")  # a fully qualified name's final dot names the same host
 
 
 def allowed_hosts(bound: str, extra: Iterable[str], machine_names: Iterable[str] = ()) -> frozenset[str]:
     """The Host names this server answers: the bound host, the loopback names, ``extra`` (--allow-host)
     and, on a wildcard bind, ``machine_names`` (this machine's names)."""
     names = {bound, *LOOPBACK_NAMES, *extra, *machine_names}
-    return frozenset(host_name(n) if n.startswith("[") else n.lower() for n in names if n)
+    return frozenset(host_name(n) if n.startswith("[") else n.lower().rstrip(".") for n in names if n)
 
 
 def refusal(method_path: str, headers: Any, hosts: frozenset[str], token: Optional[str],

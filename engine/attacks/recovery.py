@@ -30,4 +30,4 @@ def recovery(name: str, original: float, unlearned: float, after: float) -> dict
     gap = original - unlearned
     points = after - unlearned
     return {"points": shown(name, points), "fraction": points / gap if gap > SAME_SCORE else None,
-            "gap": shown(name, gap)}
+            "gap": shown(name, gap), "unit": "points"}  # unit: documents before it stored people data's as fractions

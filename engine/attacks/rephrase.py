@@ -105,13 +105,14 @@ def rephrased_unit(unit, rng: random.Random, table: dict[str, list[str]]) -> tup
     return dataclasses.replace(unit, **changes), changed
 
 
-def warn_if_unmatched(table: dict, params: dict, changed: int, texts: int, emit) -> None:
-    """A paraphrase file that names none of the forget texts rephrases nothing: say so, since the attack then
-    measures the media transforms alone."""
+def warn_if_unchanged(table: dict, params: dict, changed: int, texts: int, media: bool, emit) -> None:
+    """A paraphrase file that changes none of the forget texts rephrases nothing: say so, since the attack then
+    measures the media transforms alone, or, on data without media, nothing."""
     if table and changed == 0:
-        emit("log", level="warning", message=f"--paraphrases {params['paraphrases']}: no original in it is one of the "
-                                             f"{texts} forget texts (an original must equal a text exactly), so no "
-                                             "text was paraphrased; only the media were transformed")
+        what = "only the media were transformed" if media else "and this data has no media, so nothing changed"
+        emit("log", level="warning", message=f"--paraphrases {params['paraphrases']} changed none of the {texts} forget "
+                                             "texts (an original must equal a text exactly, and its paraphrase differ "
+                                             f"from it); {what}")
 
 
 def rephrase(task, model, params: dict, seed: int, emit, should_stop):
@@ -125,7 +126,7 @@ def rephrase(task, model, params: dict, seed: int, emit, should_stop):
         view, record = rephrased_view(task, seed, table)
         emit("log", level="info", message=f"rephrased the forget people's questions: {record['paraphrased_texts']} of "
              f"{record['texts']} reworded ({record['paraphrases']}), portraits transformed")
-        warn_if_unmatched(table, params, record["paraphrased_texts"], record["texts"], emit)
+        warn_if_unchanged(table, params, record["paraphrased_texts"], record["texts"], True, emit)
         return view, {**record, **({"file": str(params["paraphrases"])} if table else {}), "images": IMAGES}
     deleted = set(task.deletion)
     split = getattr(task, "fact_split", None)  # --granularity fact: Df is the fact parts of the split units
@@ -144,7 +145,8 @@ def rephrase(task, model, params: dict, seed: int, emit, should_stop):
     source = "file" if table else ("built-in" if changed else "none")
     emit("log", level="info", message=f"rephrased Df: {changed} of {texts} texts paraphrased ({source}), "
          f"{len(deleted)} units' media transformed")
-    warn_if_unmatched(table, params, changed, texts, emit)
+    media = any(getattr(train[i], "image", None) is not None or getattr(train[i], "images", None) for i in deleted)
+    warn_if_unchanged(table, params, changed, texts, media, emit)
     return view, {"paraphrased_texts": changed, "texts": texts, "paraphrases": source,
                   **({"file": str(params["paraphrases"])} if table else {}),
                   "images": IMAGES}

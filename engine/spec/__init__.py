@@ -28,7 +28,8 @@ from engine.spec.catalog import (
     method_rows,
     shown_columns,
 )
-from engine.spec.params import COMMON_PARAMS, GRANULARITY, LMM_PARAMS, REQUESTS, Param, dash
+from engine.spec.params import (COMMON_PARAMS, GRANULARITY, GUARDRAILS, LMM_PARAMS, NOT_ON_PEOPLE, REQUESTS, Param,
+                                dash)
 from engine.spec.validate import (
     check_deletion,
     check_method_fits,
@@ -40,8 +41,8 @@ from engine.spec.validate import (
 )
 
 __all__ = [
-    "CAPABILITIES", "COMMON_PARAMS", "Column", "DATA_FORMATS", "DEFAULT_SEED", "DEVICES", "FAMILIES", "GRANULARITY", "KNOWLEDGE_SOURCES", "LMM_PARAMS",
-    "METHODS", "MODELS", "PEOPLE_WORLDS", "PULSE_METHODS", "RECIPES", "REQUESTS", "RUN_TASKS", "SEQUENTIAL_METHODS", "TASKS",
+    "CAPABILITIES", "COMMON_PARAMS", "Column", "DATA_FORMATS", "DEFAULT_SEED", "DEVICES", "FAMILIES", "GRANULARITY", "GUARDRAILS", "KNOWLEDGE_SOURCES", "LMM_PARAMS",
+    "METHODS", "MODELS", "NOT_ON_PEOPLE", "PEOPLE_WORLDS", "PULSE_METHODS", "RECIPES", "REQUESTS", "RUN_TASKS", "SEQUENTIAL_METHODS", "TASKS",
     "WORLD_SEED", "WORLDS", "Param", "check_deletion", "check_method_fits", "dash", "data_info", "data_kind", "demo_model", "method_info", "method_rows", "option_params",
     "param_owners", "shown_columns", "validate", "validate_pulse",
 ]

@@ -116,7 +116,7 @@ COMMON_PARAMS: tuple[Param, ...] = (
     Param("tune", bool, False, "pick lr and epochs from a small grid (lr/3, lr, 3 lr x 1, 3 epochs) on a validation "
           "deletion set disjoint from Df, scored on the validation split (never test); the choice is stored"),
     Param("stop_if", str, None, "stop unlearning when a rule holds at a validation evaluation, e.g. "
-          "val.r_mean<10 (comma-separated; values as --json reports them)"),
+          "val.r_mean<10, or forget.image<0.1 on people data (comma-separated; values as --json reports them)"),
     Param("keep", str, "last", "the weights a request ends with: the last, or the best evaluated (highest Df/Dr "
           "AUC, or closest to --target-auc, with the validation headline within --keep-tolerance of the "
           "original's)", ("last", "best")),
@@ -135,6 +135,14 @@ COMMON_PARAMS: tuple[Param, ...] = (
           "flickr30k:DIR, 256 on coco:DIR as the released LAVIS configs, 16 on built-in worlds)", minimum=0,
           maximum=MAX_K_TEST),
 )
+
+# the guardrails: what judges a run's evaluations to stop it or keep an earlier step (a study's Retrain, the
+# reference, takes none of them)
+GUARDRAILS = ("stop_if", "keep", "keep_tolerance", "target_auc")
+# common parameters that people data has no use for: no validation split to tune or keep the best on, no Df/Dr
+# AUC to aim at, no image-text pairs to score; neither `pulse` nor the New-run form offers them on people data
+# (a spec that gives them is refused)
+NOT_ON_PEOPLE = frozenset({"tune", "keep", "keep_tolerance", "target_auc", "pair_score", "k_test"})
 
 UPDATE_TARGETS = ("llm", "proj+llm", "full")
 # Hyperparameters of runs on large multimodal models (LoRA through peft, four-option scoring).

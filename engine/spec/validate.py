@@ -39,7 +39,7 @@ from engine.spec.inputs import (
     checkpoint_problem,
     require_absolute,
 )
-from engine.spec.params import (COMMON_PARAMS, COMPILE, EVAL_EVERY_REQUESTS, EVAL_SAMPLE, LMM_PARAMS, MAX_REQUESTS,
+from engine.spec.params import (COMMON_PARAMS, NOT_ON_PEOPLE, COMPILE, EVAL_EVERY_REQUESTS, EVAL_SAMPLE, LMM_PARAMS, MAX_REQUESTS,
                                  GRANULARITY, REQUESTS, TUNE_AGAINST, Param)
 
 PULSE_DEFAULT_PARAMS = {"batch_size": 8, "retain_batch_size": 8}
@@ -99,11 +99,6 @@ def check_k_test(params: dict, task: str, family: str | None) -> None:
         rerankers = [name for name, row in FAMILIES.items() if "itm" in row.pair_scores]
         raise SpecError(f"--k-test {chosen}: {family} models have no ITM head to re-rank by; drop --k-test, or "
                         f"use a {' or '.join(rerankers)} model", field="k_test")
-
-
-# common parameters that people data has no use for: no validation split to tune or keep the best on, no Df/Dr
-# AUC to aim at, no image-text pairs to score; `pulse` does not offer them (a spec that gives them is refused)
-NOT_ON_PEOPLE = frozenset({"tune", "keep", "keep_tolerance", "target_auc", "pair_score", "k_test"})
 
 
 def option_params(kind: str) -> list[Param]:
@@ -217,8 +212,8 @@ def check_data(ref) -> None:
     if ref in PEOPLE_WORLDS:  # reached only where people data is not taken: the engine, a study
         raise SpecError(f"--data {ref} is people data, which `mmul-workbench pulse` (or `run` without --engine) runs; "
                         f"here choose a built-in world ({', '.join(WORLDS)}) or FORMAT:PATH", field="data")
-    raise SpecError(f"unknown data {ref!r}; choose a built-in world ({', '.join(WORLDS)}; or a people world, "
-                    f"{', '.join(PEOPLE_WORLDS)}, run as `pulse` runs it) or FORMAT:PATH", field="data")
+    raise SpecError(f"unknown data {ref!r}; choose a built-in world ({', '.join(WORLDS)}) or FORMAT:PATH (people "
+                    f"worlds, {', '.join(PEOPLE_WORLDS)}, run with `pulse`, or `run` without --engine)", field="data")
 
 
 def check_task(data: str, task) -> str:
