@@ -37,7 +37,7 @@ from screens.widgets.filled_table import fill_table
 from screens.widgets.footer import Footer
 from screens.widgets.plot import Series
 from screens.widgets.tail_log import TailLog
-from sessions.history import history_from_events
+from sessions.history import history_from_events, history_metric
 from sessions.metric_names import flatten
 from sessions.numbers import fmt, fmt_delta
 from sessions.protocol import HEARTBEAT_INTERVAL
@@ -349,7 +349,8 @@ class MonitorScreen(Screen):
             self.verdict_asked = True
             self.load_verdict()
         if "history" in dirty:
-            self.query_one("#mon-history", HistoryHeatmap).show(*history_from_events(self.model.history))
+            self.query_one("#mon-history", HistoryHeatmap).show(*history_from_events(self.model.history),
+                                                                metric=history_metric(self.model.history))
         if "summary" in dirty:
             fill_table(self.query_one("#mon-summary", DataTable), list(SUMMARY_HEADERS), self.model.summary_rows())
         log = self.query_one("#mon-log", TailLog)

@@ -105,6 +105,13 @@ def history_from_events(events: Iterable[dict]) -> tuple[list[float | None], Mat
     return before, history_matrix([rows.get(i, []) for i in range(1, max(rows) + 1)])
 
 
+def history_metric(events: Iterable[dict]) -> str:
+    """The metric a session's history rows score (`df.r_mean`, `forget`, ...), as its `eval` events of split
+    "history" name it; "" for a session written before they did."""
+    return next((event.get("metric") or "" for event in events
+                 if event.get("kind") == "eval" and event.get("split") == "history"), "")
+
+
 def binned(before: Sequence[float | None], matrix: Matrix, cells: int
            ) -> tuple[list[str], list[float | None], Matrix]:
     """The matrix in at most `cells` x `cells` blocks of consecutive requests (each the mean of its known

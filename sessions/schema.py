@@ -10,7 +10,8 @@ step         ``step`` (int), ``phase`` (str), ``losses`` (term -> float, has "to
              ``lr`` (float), optional ``request``, optional ``memory_mb`` (peak so far: CUDA
              allocated, or the process's resident set on the CPU)
 eval         ``step``, ``phase``, ``split`` ("before", "after", "step", ...), ``metrics``
-             (flat name -> float, e.g. "df_dr_auc", "test.r_mean"), optional ``request``
+             (flat name -> float, e.g. "df_dr_auc", "test.r_mean"), optional ``request``, optional ``metric``
+             (split "history": the metric its r1..ri score, e.g. "df.r_mean", "forget")
 log          ``level``, ``message``
 artifact     ``name``, ``path``
 device       ``devices``: one entry per device the run uses, ``{"name": str, "util": percent,
@@ -37,7 +38,8 @@ KINDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "phase": ({"name": str}, {"request": (int, type(None))}),
     "step": ({"step": int, "phase": str, "losses": dict, "lr": _NUM},
              {"request": (int, type(None)), "memory_mb": _NUM}),
-    "eval": ({"step": int, "phase": str, "split": str, "metrics": dict}, {"request": (int, type(None))}),
+    "eval": ({"step": int, "phase": str, "split": str, "metrics": dict},
+             {"request": (int, type(None)), "metric": str}),  # metric: what a "history" row's r1..ri score
     "log": ({"level": str, "message": str}, {}),
     "artifact": ({"name": str, "path": str}, {}),
     "device": ({"devices": list}, {}),

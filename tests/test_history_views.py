@@ -18,14 +18,14 @@ def history_events() -> list[dict]:
     events = [{"kind": "status", "state": "running"},
               {"kind": "eval", "step": 0, "phase": "original", "split": "before", "metrics": {"test.r_mean": 60.0}},
               {"kind": "eval", "step": 0, "phase": "original", "split": "history", "request": 0,
-               "metrics": {f"r{j + 1}": v for j, v in enumerate(BEFORE)}}]
+               "metrics": {f"r{j + 1}": v for j, v in enumerate(BEFORE)}, "metric": "df.r_mean"}]
     for i, row in enumerate(ROWS, start=1):
         events.append({"kind": "step", "step": i, "phase": "unlearn", "losses": {"total": 1.0}, "lr": 1e-3,
                        "request": i})
         events.append({"kind": "eval", "step": i, "phase": "unlearn", "split": "after", "request": i,
                        "metrics": {"test.r_mean": 60.0 - i}})
         events.append({"kind": "eval", "step": i, "phase": "unlearn", "split": "history", "request": i,
-                       "metrics": {f"r{j + 1}": v for j, v in enumerate(row)}})
+                       "metrics": {f"r{j + 1}": v for j, v in enumerate(row)}, "metric": "df.r_mean"})
     return events + [{"kind": "status", "state": "finished"}]
 
 
@@ -52,11 +52,23 @@ async def test_monitor_draws_the_history_heatmap(tmp_path, monkeypatch):
         await wait_until(pilot, lambda: "r3" in str(heatmap.render()))
         plain = str(heatmap.render())
         assert "before" in plain and "r1 " in plain and "██" in plain
+        assert "df.r_mean of request j (column) after request i (row); blue 10.0 .. red 90.0" in plain  # its unit
         # the 10 (request 2 just after it) is the lowest value: the bluest cell
-        drawn = heatmap_text(heatmap.before, heatmap.matrix, heatmap.size.width, heatmap.size.height)
+        drawn = heatmap_text(heatmap.before, heatmap.matrix, heatmap.size.width, heatmap.size.height, heatmap.metric)
         assert str(drawn) == plain and any(span.style == "#313695" for span in drawn.spans)
         # the history rows stay out of the summary table and the per-request curves
         assert not any(name.startswith("r1") for name in screen.model.final)
+
+
+def test_a_pulse_heatmap_reads_its_fractions_in_percent():
+    """People accuracies are stored 0-1: the legend said 'blue 0.9 .. red 1' beside tables in percent."""
+    from screens.history_heatmap import heatmap_text
+    from sessions.history import history_metric
+
+    assert history_metric([{"kind": "eval", "split": "history", "request": 0, "metric": "forget"}]) == "forget"
+    assert history_metric([{"kind": "eval", "split": "history", "request": 0}]) == ""  # an older session
+    drawn = str(heatmap_text([1.0, 1.0], [[0.25], [0.5, 0.9]], 40, metric="forget"))
+    assert drawn.startswith("forget of request j (column) after request i (row); blue 25.0 .. red 100.0")
 
 
 def test_replay_headless_prints_the_history(tmp_path, monkeypatch, capsys):

@@ -61,7 +61,7 @@ class History:
             self.utility.append(self.task.utility(metrics))
         self.emit("eval", step=step, phase="original" if request == 0 else "unlearn", split="history",
                   request=request, metrics={f"r{j}": value for j, value in enumerate(shown, start=1)
-                                            if value is not None})
+                                            if value is not None}, metric=self.task.HISTORY_METRIC)
 
     def document(self) -> dict:
         matrix = history_matrix(self.rows)
