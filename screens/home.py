@@ -367,9 +367,9 @@ class HomeScreen(Screen):
             if yes:
                 self.delete_session(sid)
 
-        named = f"{row['name']} ({sid}" if row.get("name") else f"{sid} ("
-        self.app.push_screen(ConfirmScreen(f"Delete session {named}, {row.get('method')}, "
-                                           f"{row.get('state')})? Its files are removed."), done)
+        about = ", ".join([*([sid] if row.get("name") else []), str(row.get("method")), str(row.get("state"))])
+        self.app.push_screen(ConfirmScreen(f"Delete session {row.get('name') or sid} ({about})? Its files are "
+                                           "removed."), done)
 
     @work(thread=True, group="delete", exit_on_error=False)
     def delete_session(self, sid: str) -> None:

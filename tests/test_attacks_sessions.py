@@ -140,3 +140,13 @@ def test_bad_input_is_one_line_and_exit_2(parent, attack_home):
         running.finish("cancelled")
         for sid in (running.session_id, damaged.session_id):
             store.delete(sid)
+
+
+def test_an_attack_on_a_study_cell_is_named_without_the_study_id(parent):
+    """`quantize on study-65948cbad682 npo s42 e1ed` lost its method and id to the home's 24-character cut."""
+    from sessions.store import SessionStore
+    from workbench.cli_attack import checked_spec
+
+    meta = SessionStore().get(parent["session"])
+    spec = checked_spec("quantize", {**meta, "name": "study-0123456789ab npo s42"}, {"seed": None})
+    assert spec["name"] == f"quantize on npo s42 {meta['id'][-4:]}"

@@ -177,6 +177,17 @@ async def test_the_delete_question_wraps_whole_words_at_80_columns(tmp_home):
         lines = [question.render_line(y).text.strip() for y in range(question.size.height)]
         assert " ".join(lines) == f"Delete session a-rather-long-session-name ({sid}, multidelete, finished)? " \
                                   "Its files are removed."
+        await pilot.press("escape")
+        # a session without a name is named by its id, once ("Delete session ID (, npo, finished)?" before)
+        unnamed = write(store, None, "npo")
+        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen) and table.row_count == 2)
+        table.move_cursor(row=0)  # the newest first
+        await pilot.press("d")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        question = app.screen.query_one("#question")
+        await wait_until(pilot, lambda: question.size.height > 1)
+        lines = [question.render_line(y).text.strip() for y in range(question.size.height)]
+        assert " ".join(lines) == f"Delete session {unnamed} (npo, finished)? Its files are removed."
 
 
 def test_duration_is_what_sessions_list_says():

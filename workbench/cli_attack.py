@@ -17,6 +17,7 @@ from engine.errors import SpecError
 from sessions.catalog import session_label
 from sessions.errors import SessionDamaged, UnknownSession
 from sessions.schema import SchemaMismatch
+from sessions.study import without_study_id
 from workbench.completion import complete_session
 from workbench.output import fail, print_json
 
@@ -63,7 +64,10 @@ def checked_spec(kind: str, meta: dict, options: dict) -> dict:
         spec = attack_spec(kind, meta, options)
     except SpecError as error:
         fail(str(error))
-    spec["name"] = f"{kind} on {session_label(meta['id'], meta.get('name'), str(meta['spec'].get('method')))}"
+    # a study cell's name loses its study id: `quantize on npo s42 e1ed` fits the home's name column, and the
+    # parent (with its study) is linked in the attack's document
+    parent = session_label(meta["id"], without_study_id(meta.get("name")), str(meta["spec"].get("method")))
+    spec["name"] = f"{kind} on {parent}"
     return spec
 
 
