@@ -17,8 +17,8 @@ from rich.text import Text
 from textual.color import Color
 from textual.widgets import DataTable, Header, Input, Static
 
-from screens.home_table import (COLUMNS, STATE_COLOURS, column_widths, fit_columns, kind_label, requests_of,
-                                row_cells)
+from screens.home_table import (COLUMNS, STATE_COLOURS, column_widths, deletion_cell, fit_columns, kind_label,
+                                requests_of, row_cells)
 from screens.messages import DetailLoaded, SessionsLoaded
 from screens.services import Services
 from screens.widgets.confirm import ConfirmScreen
@@ -66,8 +66,8 @@ def detail_text(row: dict, verdict: list[str], compact: bool = False) -> str:
         verdict = [line for line in verdict if not line.startswith("request ")] + [requests[-1]]
     head = f"{row.get('name') or row['id']}: {row.get('state', '?')}, {kind_label(row)} {row.get('method') or ''}"
     head += f" on {row.get('model') or '?'} / {row.get('data') or '?'}"
-    if deletion := format_deletion(row.get("deletion")):  # a PULSE run names its people in its verdict instead
-        head += f", deletion {deletion}"
+    if deletion := deletion_cell(row):
+        head += f", deletion {deletion}" if row.get("kind") != "pulse" else f", forgets {deletion}"
     if verdict:
         return "\n".join([head, *verdict])
     if row.get("state") in ("queued", "running"):

@@ -53,6 +53,17 @@ def kind_label(row: dict) -> str:
     return "run" if k == 1 else f"k={k}"
 
 
+def deletion_cell(row: dict) -> str:
+    """A run's deletion set (``random 8 s42``); a PULSE run's forget people or facts (``2 people``, ``4 facts``),
+    which its spec holds as ``forget`` and ``granularity`` instead."""
+    if row.get("kind") != "pulse":
+        return format_deletion(row.get("deletion"))
+    forget = row.get("forget")
+    if not isinstance(forget, int) or isinstance(forget, bool):
+        return "known people"  # a checkpoint's pretrained people: drawn when the run scores them
+    return f"{forget} {'facts' if row.get('granularity') == 'fact' else 'people'}"
+
+
 SESSION_WIDTH = 24  # a session's id is 20; a longer name is cut to this, keeping its id's end
 
 
@@ -79,7 +90,7 @@ def row_cells(row: dict, marked: bool) -> dict[str, str]:
         "test": fmt(test_headline(metrics), test_headline_name(metrics)),
         "model": fmt(row.get("model")),
         "data": fmt(row.get("data")),
-        "deletion": format_deletion(row.get("deletion")),
+        "deletion": deletion_cell(row),
         "started": time.strftime("%m-%d %H:%M", time.localtime(row.get("created") or 0)),
         "duration": format_duration(took(row)),
     }

@@ -254,7 +254,13 @@ def test_the_deletion_is_named_as_far_as_the_spec_says_it():
     assert format_deletion({"strategy": "random", "n": 8}) == "random 8"
     pulse = {"id": "20261207-000000-abcd", "state": "finished", "kind": "pulse", "method": "ga",
              "model": "llava-tiny", "data": "people-tiny"}
-    assert detail_text(pulse, []).splitlines()[0].endswith("on llava-tiny / people-tiny")
+    assert detail_text(pulse, []).splitlines()[0].endswith("on llava-tiny / people-tiny, forgets known people")
+    # what a PULSE run forgot: its people, or their facts (the deletion column was blank for it)
+    from screens.home_table import deletion_cell
+
+    assert detail_text({**pulse, "forget": 4, "granularity": "fact"}, []).splitlines()[0].endswith(", forgets 4 facts")
+    assert deletion_cell({**pulse, "forget": 2}) == "2 people"
+    assert deletion_cell({"deletion": {"strategy": "random", "n": 8, "seed": 3}}) == "random 8 s3"
 
 
 def test_at_80x24_a_request_runs_detail_keeps_its_last_request_whole():
