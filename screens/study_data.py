@@ -7,17 +7,21 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+from engine.spec import TASKS
 from screens.metric_order import headline_first
+from sessions.attacks import percentage_points
 from sessions.numbers import fmt_mean_std
 from sessions.schema import ACTIVE_STATES
-from sessions.store import SessionStore
-from sessions.study import RELATIVE_HEADERS, StudyError, StudyRecord, aggregate, studies_dir
+from sessions.store import SessionBusy, SessionDamaged, SessionStore, UnknownSession
+from sessions.study import (REFERENCE, RELATIVE_HEADERS, StudyError, StudyRecord, aggregate, rank, studies_dir,
+                            test_scale, with_attacks)
 
 KS = Callable[[list, list], "float | None"]
 HEADERS = {"df_dr_auc": "Df/Dr AUC", "test.r_mean": "test r_mean", "test.accuracy": "test acc",
            "mia.df_member_rate": "MIA Df member", "mia.auc": "MIA AUC", "mia.test_member_rate": "MIA test member",
            **{metric: header for header, metric in RELATIVE_HEADERS}}
-FIXED_COLUMNS = ("method", "n")
+FIXED_COLUMNS = ("method", "n", "rank")
+DEFAULT_TOLERANCE = 5.0  # `study --tolerance`'s default, for a study whose command has not reported it yet
 
 
 def list_studies(store: SessionStore) -> list[dict]:
@@ -58,9 +62,34 @@ def load_study(store: SessionStore, study_id: str, ks: KS | None, summaries: dic
                 if isinstance(summary, dict):
                     summaries[session] = summary
             if state == "finished" and session in summaries:
-                runs.append((method, seed, summaries[session]))
+                runs.append((method, seed, with_attacks(summaries[session], cell_attacks(store, cell, summaries))))
             cells.append({"method": method, "seed": seed, "session": session, "state": state, "row": row})
-    return {"id": study_id, "spec": record.spec, "cells": cells, "methods": aggregate(runs, ks, order=methods)}
+    stats = aggregate(runs, ks, order=methods)
+    study = {"id": study_id, "spec": record.spec, "cells": cells, "methods": stats}
+    if REFERENCE in methods:  # ranked as `study` ranks, with the tolerance its command last reported
+        task = TASKS.get(record.spec.get("task"))
+        study["ranking"] = rank(stats, float(record.reported.get("tolerance", DEFAULT_TOLERANCE)),
+                                test_scale(task.columns if task else (), stats))
+    return study
+
+
+def cell_attacks(store: SessionStore, cell: dict, summaries: dict[str, dict]) -> dict[str, dict]:
+    """The recovery of each attack `study --attacks` made on the cell (the record names their sessions):
+    {kind: {"recovery", "points"}}, as the command's table reads them; an attack gone or unfinished is left out."""
+    found = {}
+    for kind, session in (cell.get("attacks") or {}).items():
+        if session not in summaries:
+            try:
+                meta = store.get(session)
+            except (UnknownSession, SessionDamaged, SessionBusy, ValueError):
+                continue
+            if meta.get("state") != "finished" or not isinstance(meta.get("summary"), dict):
+                continue
+            summaries[session] = meta["summary"]
+        back = summaries[session].get("recovery") if isinstance(summaries[session].get("recovery"), dict) else {}
+        found[kind] = {"recovery": back.get("fraction"),
+                       "points": percentage_points(back, summaries[session].get("headline"))}
+    return found
 
 
 def progress(study: dict) -> str:
@@ -82,7 +111,23 @@ def grid_metrics(study: dict) -> list[str]:
 
 
 def header(metric: str) -> str:
+    if metric.startswith("attack.") and metric.count(".") == 2:  # attack.relearn.recovery: as `study` heads it
+        _, kind, name = metric.split(".")
+        return f"{kind} {name}"
     return HEADERS.get(metric, metric)
+
+
+def rank_cell(study: dict, method: str) -> str:
+    """``ref`` (Retrain), the method's place among those within the tolerance, ``over tol.``, or ``-`` (no
+    Retrain in the study, or no AUC gap yet)."""
+    ranking = study.get("ranking")
+    if ranking is None:
+        return "-"
+    if method == REFERENCE:
+        return "ref"
+    if method in ranking["within"]:
+        return str(ranking["within"].index(method) + 1)
+    return "over tol." if method in ranking["outside"] else "-"
 
 
 def method_counts(study: dict, method: str) -> tuple[int, int]:
@@ -102,6 +147,10 @@ def grid_rows(study: dict, metrics: list[str], sort: str = "method", reverse: bo
             return order.index(method)
         if sort == "n":
             return method_counts(study, method)[0]
+        if sort == "rank":  # Retrain, then the ranking's order; unranked methods last
+            ranking = study.get("ranking") or {"within": [], "outside": []}
+            placed = [REFERENCE, *ranking["within"], *ranking["outside"]]
+            return placed.index(method) if method in placed else None
         stats = study["methods"].get(method, {}).get(sort) or {}
         value = stats.get("mean", stats.get("median"))  # a p-value (forget quality) has its median, no mean
         return value if value is not None and math.isfinite(value) else None
@@ -111,7 +160,8 @@ def grid_rows(study: dict, metrics: list[str], sort: str = "method", reverse: bo
     for method in present + [m for m in order if key(m) is None]:
         done, total = method_counts(study, method)
         per_method = study["methods"].get(method, {})
-        rows.append([method, f"{done}/{total}", *(fmt_mean_std(per_method.get(m), m) for m in metrics)])
+        rows.append([method, f"{done}/{total}", rank_cell(study, method),
+                     *(fmt_mean_std(per_method.get(m), m) for m in metrics)])
     return rows
 
 

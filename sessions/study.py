@@ -86,6 +86,9 @@ class StudyRecord:
         self.path = self.root / f"{study_id}.json"
         self.created = time.time()
         self.cells: list[dict] = []
+        # how its command last reported it (`tolerance`, `attacks`): the TUI's grid ranks and adds attack columns
+        # as the command did; not part of the study's identity
+        self.reported: dict = {}
 
     def load(self) -> "StudyRecord":
         """Read the stored cells (none for a new study); StudyError when the file cannot be used."""
@@ -103,6 +106,7 @@ class StudyRecord:
                              f"reads {STUDY_SCHEMA}")
         self.created = float(document.get("created") or self.created)
         self.cells = [c for c in document["cells"] if isinstance(c, dict) and "method" in c and "seed" in c]
+        self.reported = document["reported"] if isinstance(document.get("reported"), dict) else {}
         return self
 
     @classmethod
@@ -138,10 +142,19 @@ class StudyRecord:
         cell.update(session=session, state=state)
         self.save()
 
+    def set_reported(self, tolerance: float, attacks: dict[str, dict[str, str]]) -> None:
+        """Record how the study was reported: its --tolerance and its attacks, each cell's attack sessions
+        (``{cell session: {kind: attack session}}``), and write the record."""
+        self.reported = {"tolerance": tolerance, "attacks": sorted({k for found in attacks.values() for k in found})}
+        for cell in self.cells:
+            if cell.get("session") in attacks:
+                cell["attacks"] = attacks[cell["session"]]
+        self.save()
+
     def save(self) -> None:
         private_dir(self.root)
         document = {"schema": STUDY_SCHEMA, "study": self.id, "spec": self.spec, "created": self.created,
-                    "updated": time.time(), "cells": self.cells}
+                    "updated": time.time(), "cells": self.cells, **({"reported": self.reported} if self.reported else {})}
         atomic_write_text(self.path, dumps(document))
 
     @contextmanager
@@ -256,6 +269,24 @@ def aggregate(runs: list[tuple[str, int, dict]], ks: Callable[[list, list], floa
             if stats is not None:
                 out[method][name] = stats
     return out
+
+
+def with_attacks(summary: dict, found: dict[str, dict] | None) -> dict:
+    """A cell's result document with its attacks' numbers among its metrics (`attack.<kind>.recovery`, `.points`),
+    for the study's mean ± std; the stored document is not changed. `found`: {kind: {recovery, points, ...}}."""
+    if not found:
+        return summary
+    numbers = {kind: {name: entry.get(name) for name in ("recovery", "points") if entry.get(name) is not None}
+               for kind, entry in found.items()}
+    return {**summary, "metrics": {**(summary.get("metrics") or {}), "attack": numbers}}
+
+
+def test_scale(columns, stats: dict) -> float:
+    """The scale of the task's test headline among `columns` (engine.spec's task columns: `metric`, `scale`), for
+    the ranking's tolerance in points; 1 when the runs report none."""
+    names = {name for per_method in stats.values() for name in per_method}
+    metric = test_headline_name(dict.fromkeys(names, 0.0))
+    return next((c.scale for c in columns if c.metric == metric), 1.0)
 
 
 def rank(methods: dict[str, dict[str, dict]], tolerance: float, scale: float = 1.0) -> dict:

@@ -4,7 +4,8 @@ import pytest
 import typer
 
 from sessions.study import aggregate, grid
-from workbench.study_attacks import attack_columns, parse_attacks, stored_attack, with_attacks
+from sessions.study import with_attacks
+from workbench.study_attacks import attack_columns, parse_attacks, stored_attack
 
 
 def test_recovery_columns_are_mean_and_std_over_seeds():

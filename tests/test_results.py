@@ -65,7 +65,7 @@ def test_a_study_with_attacks_shows_each_attacks_recovery_as_study_prints_it():
     """`study --attacks` adds a recovery column per attack (workbench/study_attacks.py); the docs table is the
     same grid, mean ± std of each method's fractions over the seeds, in percent."""
     from sessions.study import aggregate
-    from workbench.study_attacks import with_attacks
+    from sessions.study import with_attacks
 
     def result(recovery: float) -> dict:
         summary = {"metrics": {"df_dr_auc": 0.6, "test": {"r_mean": 50.0}}, "seconds": 2.0}

@@ -80,10 +80,36 @@ def test_load_study_aggregates_the_cells_with_headlines_first(tmp_home):
                            "mia.df_member_rate"]
     rows = grid_rows(study, metrics)
     assert [row[0] for row in rows] == ["retrain", "ft", "multidelete"]
-    assert rows[1][1:4] == ["2/2", "51.0 ± 1.4", "48.0 ± 1.4"]  # percent, one decimal; n = finished/runs
+    assert rows[1][1:5] == ["2/2", "2", "51.0 ± 1.4", "48.0 ± 1.4"]  # percent, one decimal; n = finished/runs
+    # ranked as `study` ranks: Retrain the reference, then by AUC gap among those within 5 test points
+    assert [row[2] for row in rows] == ["ref", "2", "1"] and study["ranking"]["within"] == ["multidelete", "ft"]
+    assert [row[0] for row in grid_rows(study, metrics, "rank", reverse=True)] == ["ft", "multidelete", "retrain"]
     by_auc = grid_rows(study, metrics, "df_dr_auc")
     assert [row[0] for row in by_auc] == ["ft", "retrain", "multidelete"]
     assert [row[0] for row in grid_rows(study, metrics, "df_dr_auc", reverse=True)] == ["multidelete", "retrain", "ft"]
+
+
+def test_the_grid_shows_the_attacks_and_tolerance_the_study_command_reported(tmp_home):
+    """`study --attacks` printed each attack's recovery and a rank; the grid had neither (a TUI review)."""
+    from screens.study_data import grid_metrics, grid_rows, header, load_study
+
+    store = SessionStore()
+    record = write_study(store)
+    attacks = {}
+    for method, seed, fraction, points in (("ft", 42, 0.25, 12.0), ("ft", 87, 0.75, 20.0)):
+        writer = store.create({"kind": "attack", "method": "attack:relearn", "model": "clip-tiny", "data": "shapes-tiny"})
+        writer.finish("finished", summary={"headline": "df.r_mean", "attack": {"kind": "relearn", "params": {}},
+                                           "recovery": {"fraction": fraction, "points": points, "unit": "points"}})
+        attacks[record.cell(method, seed)["session"]] = {"relearn": writer.session_id}
+    record.set_reported(0.5, attacks)  # a tolerance of half a point: ft (test gap 1.0) falls outside
+    study = load_study(store, STUDY_ID, None, {})
+    ft = study["methods"]["ft"]
+    assert ft["attack.relearn.recovery"]["mean"] == pytest.approx(0.5) and ft["attack.relearn.points"]["mean"] == 16.0
+    assert header("attack.relearn.recovery") == "relearn recovery" and "attack.relearn.points" in grid_metrics(study)
+    rows = {row[0]: row for row in grid_rows(study, grid_metrics(study))}
+    column = 3 + grid_metrics(study).index("attack.relearn.recovery")
+    assert rows["ft"][column] == "50.0 ± 35.4" and rows["multidelete"][column] == "-"
+    assert study["ranking"]["tolerance"] == 0.5 and rows["ft"][2] == "over tol."
 
 
 def test_forget_quality_shows_its_median_and_each_seed_and_sorts_by_the_median(tmp_home):
@@ -98,7 +124,7 @@ def test_forget_quality_shows_its_median_and_each_seed_and_sorts_by_the_median(t
                                                         "n": 2}
     rows = grid_rows(study, ["forget_quality"], "forget_quality")
     assert [row[0] for row in rows] == ["ft", "multidelete", "retrain"]
-    assert rows[0][2] == "0.12 (median of 0.12, 0.12)" and rows[2][2] == "1 (median of 1, 1)"
+    assert rows[0][3] == "0.12 (median of 0.12, 0.12)" and rows[2][3] == "1 (median of 1, 1)"
 
 
 def test_a_running_cell_counts_as_running_and_is_left_out_of_the_means(tmp_home):
@@ -142,13 +168,13 @@ async def test_studies_from_home_grid_sorts_fills_in_live_and_opens_sessions(tmp
         await wait_until(pilot, lambda: isinstance(app.screen, StudyGridScreen) and app.screen.rows)
         grid = app.screen
         assert "1 running" in str(grid.query_one("#study-status").render())
-        assert grid_cells(grid)[2][:3] == ["multidelete", "1/2", "66.0"]  # one seed: no ±
+        assert grid_cells(grid)[2][:4] == ["multidelete", "1/2", "1", "66.0"]  # one seed: no ±
         # the running cell finishes: the grid fills in without a key
         record.writer.finish("finished", summary={"metrics": {"df_dr_auc": 0.70, "test": {"r_mean": 50.0}}})
-        await wait_until(pilot, lambda: grid_cells(grid)[2][:3] == ["multidelete", "2/2", "68.0 ± 2.8"], timeout=10)
+        await wait_until(pilot, lambda: grid_cells(grid)[2][:4] == ["multidelete", "2/2", "1", "68.0 ± 2.8"], timeout=10)
         assert "6 of 6 runs finished" in str(grid.query_one("#study-status").render())
         # sort by the column under the cursor (Df/Dr AUC), then reversed
-        await pilot.press("right", "right", "s")
+        await pilot.press("right", "right", "right", "s")
         assert grid.sort_key == "df_dr_auc"
         assert [row[0] for row in grid_cells(grid)] == ["ft", "retrain", "multidelete"]
         await pilot.press("s")

@@ -28,7 +28,7 @@ from engine.spec.validate import check_seed
 from sessions.metric_names import flatten
 from sessions.schema import ACTIVE_STATES
 from sessions.study import (REFERENCE, StudyError, StudyRecord, aggregate, cell_name, cost_grid, grid, grid_caption,
-                            rank, study_id)
+                            rank, study_id, with_attacks)
 from sessions.summary import format_deletion, test_headline_name
 from workbench.cli_options import (ARTIFACTS_HELP, CLUSTER_HELP, COMPILE_HELP, DEVICES_HELP, GRANULARITY_HELP, ORIGINAL_HELP,
                                STRATEGY_HELP, deletion_spec, placement, with_compile)
@@ -36,7 +36,7 @@ from workbench.cli_plan import GPU_MEMORY_HELP, announce_plan
 from workbench.completion import complete_data, complete_device, complete_method_list, complete_model, complete_task
 from workbench.output import Exit, Progress, fail, parser_errors, print_json
 from workbench.param_options import with_param_options
-from workbench.study_attacks import attack_columns, parse_attacks, run_study_attacks, with_attacks
+from workbench.study_attacks import attack_columns, parse_attacks, run_study_attacks
 
 PAPER_SEEDS = "42,87,21"  # the MultiDelete paper's three seeds
 DEFAULT_TOLERANCE = 5.0  # points of the test headline (test r_mean, test accuracy)
@@ -168,7 +168,9 @@ def study(
                 found = run_study_attacks(finished_cells(record, plan.cells), kinds) if kinds else {}
     except StudyError as error:
         fail(str(error))
-    document = report(record.load(), plan.cells, tolerance, found, kinds)
+    record.load().set_reported(tolerance, {cell: {kind: entry["session"] for kind, entry in by_kind.items()}
+                                           for cell, by_kind in found.items()})
+    document = report(record, plan.cells, tolerance, found, kinds)
     if as_json:
         print_json(document)
     else:

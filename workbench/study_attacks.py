@@ -44,7 +44,7 @@ def stored_attack(store, session: str, spec: dict) -> dict | None:
 
 def run_study_attacks(sessions: list[tuple[str, int, str]], kinds: list[str]) -> dict[str, dict[str, dict]]:
     """Run (or read back) each attack on each finished cell `(method, seed, session)`; returns
-    {session: {kind: {"recovery": fraction or None, "points": points}}}."""
+    {session: {kind: {"recovery": fraction or None, "points": points, "session": the attack's session}}}."""
     from sessions.store import SessionStore
     from workbench.cli_attack import checked_spec, run_attack_session
 
@@ -56,7 +56,8 @@ def run_study_attacks(sessions: list[tuple[str, int, str]], kinds: list[str]) ->
             spec = checked_spec(kind, meta, {})
             done = stored_attack(store, session, spec)
             if done is not None:
-                values.setdefault(session, {})[kind] = {"recovery": done["recovery"], "points": done["points"]}
+                values.setdefault(session, {})[kind] = {"recovery": done["recovery"], "points": done["points"],
+                                                        "session": done["id"]}
             else:
                 todo.append((method, seed, meta, kind, spec))
     if todo:
@@ -64,17 +65,8 @@ def run_study_attacks(sessions: list[tuple[str, int, str]], kinds: list[str]) ->
     for method, seed, meta, kind, spec in todo:
         result = run_attack_session(spec, meta, None)
         values.setdefault(meta["id"], {})[kind] = {"recovery": result["recovery"]["fraction"],
-                                                   "points": result["recovery"]["points"]}
+                                                   "points": result["recovery"]["points"], "session": result["session"]}
     return values
-
-
-def with_attacks(summary: dict, found: dict[str, dict] | None) -> dict:
-    """A cell's result document with its attacks' numbers among its metrics (`attack.<kind>.recovery`, ...), for
-    the study's mean ± std; the stored document is not changed."""
-    if not found:
-        return summary
-    numbers = {kind: {name: value for name, value in entry.items() if value is not None} for kind, entry in found.items()}
-    return {**summary, "metrics": {**(summary.get("metrics") or {}), "attack": numbers}}
 
 
 def attack_columns(kinds: list[str]) -> list[tuple[str, str]]:
