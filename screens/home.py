@@ -27,7 +27,7 @@ from sessions.attacks import attack_line, attacks_of
 from sessions.export import session_document, write_export
 from sessions.store import SessionBusy, SessionDamaged, UnknownSession
 from sessions.summary import format_deletion, summary_metrics, test_headline, took
-from sessions.verdict import session_verdict
+from sessions.verdict import last_request_only, session_verdict
 
 SORTS = ("started", "status", "kind", "method", "df_dr_auc", "test", "duration")  # the columns' order
 REFRESH_SECONDS = 1.0
@@ -61,9 +61,8 @@ def detail_text(row: dict, verdict: list[str], compact: bool = False) -> str:
     """The highlighted session in a few lines: what it is, then its verdict (the words of `replay --headless`),
     or why it has none (still running, or how it ended). ``compact`` (80x24, four lines): of a request run's
     verdicts only the last request's, the state it ended in, so that it is not cut mid-sentence."""
-    requests = [line for line in verdict if line.startswith("request ")]
-    if compact and len(requests) > 1:
-        verdict = [line for line in verdict if not line.startswith("request ")] + [requests[-1]]
+    if compact:
+        verdict = last_request_only(verdict)
     head = f"{row.get('name') or row['id']}: {row.get('state', '?')}, {kind_label(row)} {row.get('method') or ''}"
     head += f" on {row.get('model') or '?'} / {row.get('data') or '?'}"
     if deletion := deletion_cell(row):

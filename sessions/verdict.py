@@ -152,6 +152,15 @@ def verdict_lines(summary: Any, retrain: dict | None = None) -> list[str]:
     return lines
 
 
+def last_request_only(lines: list[str]) -> list[str]:
+    """A verdict where room is short (80x24): of a request run's lines ``request i/K: ...`` only the last (the
+    state the run ended in), so no line is cut mid-sentence; the others as they are."""
+    requests = [line for line in lines if line.startswith("request ")]
+    if len(requests) < 2:
+        return lines
+    return [line for line in lines if not line.startswith("request ")] + [requests[-1]]
+
+
 def verdict_text(summary: Any, retrain: dict | None = None) -> str:
     """``verdict_lines`` joined by line breaks ("" when there is nothing to judge)."""
     return "\n".join(verdict_lines(summary, retrain))

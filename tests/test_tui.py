@@ -406,6 +406,26 @@ async def test_replay_cli_path_opens_stored_session(tmp_home):
     assert app.return_code == 0
 
 
+async def test_at_80x24_a_request_runs_monitor_verdict_keeps_its_last_request(tmp_home):
+    """The verdict box holds a few lines at 80x24: it showed request 1/3's verdict, cut, and never the last."""
+    store = SessionStore()
+    writer = store.create({"method": "ft", "model": "blip-tiny", "data": "shapes-tiny", "requests": 3,
+                           "deletion": {"strategy": "random", "n": 9, "seed": 0}, "device": "cpu"})
+    writer.emit("step", step=0, phase="unlearn", lr=1e-3, losses={"total": 1.0})
+    original = {"df_dr_auc": 0.5, "test": {"r_mean": 40.0}}
+    requests = [{"request": i, "metrics": {"df_dr_auc": 0.5 + i / 10, "test": {"r_mean": 40.0 - i}}} for i in (1, 2, 3)]
+    writer.finish("finished", summary={"metrics": requests[-1]["metrics"], "original_metrics": original,
+                                       "requests": requests})
+    app = create_app(replay=writer.session_id)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await pilot.press("e")
+        verdict = screen.query_one("#mon-verdict")
+        await wait_until(pilot, lambda: verdict.has_class("-shown"))
+        shown = str(verdict.render())
+        assert shown.startswith("request 3/3: forgot Df/Dr AUC 50.0 -> 80.0") and "request 1/3" not in shown
+
+
 def test_run_tui_unknown_replay_is_one_line(tmp_home, capsys):
     from workbench.tui import run_tui
 
