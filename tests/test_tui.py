@@ -406,6 +406,22 @@ async def test_replay_cli_path_opens_stored_session(tmp_home):
     assert app.return_code == 0
 
 
+def test_a_flat_line_sits_on_its_own_tick():
+    """A run that keeps 100% drew its line on a 50-150 axis, on the row labelled 116.7."""
+    import re
+
+    plot = SeriesPlot("retain")
+    flat = Series()
+    for step in range(10):
+        flat.append(step, 100.0)
+    plot.set_series({"retain": flat})
+    plot._rebuild(60)
+    plot.plt.plotsize(60, 12)
+    rows = re.sub(r"\x1b\[[0-9;]*m", "", plot.plt.build()).splitlines()
+    labelled = [row for row in rows if re.match(r"^\s*[-0-9.]+┤", row)]
+    assert len(labelled) == 1 and labelled[0].startswith("100┤") and "▀" in labelled[0]
+
+
 async def test_at_80x24_a_request_runs_monitor_verdict_keeps_its_last_request(tmp_home):
     """The verdict box holds a few lines at 80x24: it showed request 1/3's verdict, cut, and never the last."""
     store = SessionStore()

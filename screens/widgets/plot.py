@@ -94,6 +94,7 @@ class SeriesPlot(PlotextPlot):
             plt.xlabel(self.xlabel)
         points = max(8, POINTS_PER_COLUMN * max(1, width - 8))
         drawn = 0
+        levels: set[float] = set()
         for name, series in list(self.series.items()):
             if not len(series):
                 continue
@@ -103,6 +104,7 @@ class SeriesPlot(PlotextPlot):
             if not xs:
                 continue
             drawn += len(xs)
+            levels.update(ys)
             if panel is not None:  # the legend is on the border, outside the plotting area
                 style = {"color": self.colours[name]}
             else:
@@ -112,6 +114,15 @@ class SeriesPlot(PlotextPlot):
             else:
                 plt.plot(xs, ys, **style)
         plt.yscale("log" if self.log_y and drawn else "linear")  # plotext fails on an empty log axis
+        if panel is not None and drawn:
+            levels.update(reference.y for reference in panel.references)
+        if len(levels) == 1 and not self.log_y:
+            # a flat line: plotext spans value +- 50% and labels rows that miss it (a flat 100% sat on the row
+            # labelled 116.7); one tick at the value itself, on a narrow band around it
+            level = next(iter(levels))
+            band = abs(level) * 0.05 or 1.0
+            plt.ylim(level - band, level + band)
+            plt.yticks([level], [f"{level:g}"])
         if panel is not None and drawn:
             for reference in panel.references:
                 if not self.log_y or reference.y > 0:
