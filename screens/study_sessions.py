@@ -14,7 +14,7 @@ from screens.study_data import load_study, method_cells
 from sessions.catalog import session_label
 from sessions.numbers import fmt
 from sessions.study import without_study_id
-from sessions.summary import run_seconds, summary_metrics, test_headline, test_headline_name
+from sessions.summary import summary_metrics, test_headline, test_headline_name, took
 
 REFRESH_SECONDS = 1.0
 COLUMNS = ("seed", "state", "session", "Df/Dr AUC", "test", "duration")
@@ -88,7 +88,7 @@ class StudySessionsScreen(Screen):
             table.add_row(str(cell["seed"]), cell["state"], label,
                           fmt(metrics.get("df_dr_auc"), "df_dr_auc"),
                           fmt(test_headline(metrics), test_headline_name(metrics)),
-                          fmt(run_seconds(row), "seconds") if row else "-")
+                          fmt(took(row), "seconds") if row else "-")  # as the home and `sessions list`
         if cells:
             table.move_cursor(row=min(cursor, len(cells) - 1), animate=False)
 

@@ -187,6 +187,8 @@ async def test_studies_from_home_grid_sorts_fills_in_live_and_opens_sessions(tmp
         shown = app.screen.query_one("#study-sessions", DataTable)
         assert [str(shown.get_row_at(i)[2]) for i in range(2)] == \
             [f"retrain s{seed} {c['session'][-4:]}" for seed, c in zip((42, 87), app.screen.cells)]  # names, not ids
+        # the run's own seconds, as the home says (it showed the wall time from the session's start to its end)
+        assert [str(shown.get_row_at(i)[5]) for i in range(2)] == ["10 s", "11 s"]  # 10.42 and 10.87
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, MonitorScreen))
         await wait_until(pilot, lambda: app.screen.model.x == 4)
