@@ -26,6 +26,22 @@ PREVIEW_DEBOUNCE = 0.4
 Preview = Callable[[str, dict], "DeletionPreview | None"]
 
 
+def people_preview(pool: int, knowledge: str, data: str, deletion: dict, requests: int) -> str:
+    """What a PULSE run on a built-in people world forgets: N of the knowledge source's people (or facts of
+    them), with the range that works (`pulse --forget N`; blank: the larger of K and half the set)."""
+    n, facts = deletion.get("n"), deletion.get("granularity") == "fact"
+    what = "facts of" if facts else "people of"
+    if n is None:
+        return f"forgets {max(requests, (pool + 1) // 2)} of the {pool} {knowledge} people of {data} (N blank: half)"
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        return f"N: a whole number of people from 1 to {pool}, or blank for half"
+    limit = pool * 5 - 1 if facts else pool  # five profile facts a person
+    if n > limit:
+        return f"N {n}: {data} has {pool} {knowledge} people; choose N from 1 to {limit}"
+    return f"forgets {n} {what} the {pool} {knowledge} people of {data}" + (
+        f", in {requests} requests" if requests > 1 else "")
+
+
 def preview_text(preview: Preview, data: str, deletion: dict, requests: int = 1) -> str:
     """One or two lines: how many units the deletion set selects and a few of their captions."""
     try:
@@ -67,6 +83,7 @@ class DeletionForm(Vertical):
         self.data = "shapes-tiny"
         self.seed: object = 42
         self.requests = 1
+        self.people: tuple[int, str] | None = None  # a built-in people world's (pool, knowledge): N counts people
         self.border_title = "deletion set"
         self._timer = None
 
@@ -145,7 +162,11 @@ class DeletionForm(Vertical):
 
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
     def compute_preview(self, data: str, deletion: dict, requests: int) -> None:
-        self.post_message(PreviewReady(preview_text(self.preview, data, deletion, requests)))
+        if self.people is not None:
+            text = people_preview(*self.people, data, deletion, requests)
+        else:
+            text = preview_text(self.preview, data, deletion, requests)
+        self.post_message(PreviewReady(text))
 
     def on_preview_ready(self, message: PreviewReady) -> None:
         message.stop()

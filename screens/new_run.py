@@ -190,7 +190,7 @@ class NewRunScreen(FormScreen):
         self.show_params()
         self.sync_deletion()
 
-    @on(Select.Changed, "#protocol")
+    @on(Select.Changed, "#protocol, #knowledge")
     def _protocol_changed(self) -> None:
         self.show_params()
         self.sync_deletion()
@@ -201,6 +201,15 @@ class NewRunScreen(FormScreen):
         sequential = self.sequential()
         self.query_one("#requests").parent.display = sequential
         self.query_one("#knowledge").parent.display = self.people_data()
+        knowledge = str(self.query_one("#knowledge", Select).value)
+        pool = specs.people_pool(data, knowledge)
+        form = self.query_one("#deletion", DeletionForm)
+        n = form.query_one("#del-n", Input)
+        if pool is not None and form.people is None and n.value.strip() == "16":
+            n.value = ""  # the units' default, 16, is more people than a world has; blank: half of them
+        elif pool is None and form.people is not None and not n.value.strip():
+            n.value = "16"  # back to units: their default
+        form.people = (pool, knowledge) if pool is not None else None
         info = specs.data_info(data)
         self.query_one("#task").parent.display = bool(info and info.also)  # only data serving several tasks
         self.sync_deletion_form(data, int_or_text(self.query_one("#seed", Input).value),

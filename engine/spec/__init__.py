@@ -36,6 +36,7 @@ from engine.spec.validate import (
     method_info,
     option_params,
     param_owners,
+    people_pool,
     validate,
     validate_pulse,
 )
@@ -44,5 +45,5 @@ __all__ = [
     "CAPABILITIES", "COMMON_PARAMS", "Column", "DATA_FORMATS", "DEFAULT_SEED", "DEVICES", "FAMILIES", "GRANULARITY", "GUARDRAILS", "KNOWLEDGE_SOURCES", "LMM_PARAMS",
     "METHODS", "MODELS", "NOT_ON_PEOPLE", "PEOPLE_WORLDS", "PULSE_METHODS", "RECIPES", "REQUESTS", "RUN_TASKS", "SEQUENTIAL_METHODS", "TASKS",
     "WORLD_SEED", "WORLDS", "Param", "check_deletion", "check_method_fits", "dash", "data_info", "data_kind", "demo_model", "method_info", "method_rows", "option_params",
-    "param_owners", "shown_columns", "validate", "validate_pulse",
+    "param_owners", "people_pool", "shown_columns", "validate", "validate_pulse",
 ]
