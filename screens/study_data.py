@@ -20,7 +20,7 @@ KS = Callable[[list, list], "float | None"]
 HEADERS = {"df_dr_auc": "Df/Dr AUC", "test.r_mean": "test r_mean", "test.accuracy": "test acc",
            "mia.df_member_rate": "MIA Df member", "mia.auc": "MIA AUC", "mia.test_member_rate": "MIA test member",
            **{metric: header for header, metric in RELATIVE_HEADERS}}
-FIXED_COLUMNS = ("method", "n", "rank")
+FIXED_COLUMNS = ("method", "n")
 DEFAULT_TOLERANCE = 5.0  # `study --tolerance`'s default, for a study whose command has not reported it yet
 
 
@@ -117,6 +117,11 @@ def header(metric: str) -> str:
     return HEADERS.get(metric, metric)
 
 
+def fixed_columns(study: dict) -> tuple[str, ...]:
+    """The grid's first columns: method and n, and the rank where the study has Retrain to rank against."""
+    return (*FIXED_COLUMNS, "rank") if study.get("ranking") is not None else FIXED_COLUMNS
+
+
 def rank_cell(study: dict, method: str) -> str:
     """``ref`` (Retrain), the method's place among those within the tolerance, ``over tol.``, or ``-`` (no
     Retrain in the study, or no AUC gap yet)."""
@@ -160,8 +165,8 @@ def grid_rows(study: dict, metrics: list[str], sort: str = "method", reverse: bo
     for method in present + [m for m in order if key(m) is None]:
         done, total = method_counts(study, method)
         per_method = study["methods"].get(method, {})
-        rows.append([method, f"{done}/{total}", rank_cell(study, method),
-                     *(fmt_mean_std(per_method.get(m), m) for m in metrics)])
+        ranked = [rank_cell(study, method)] if "rank" in fixed_columns(study) else []
+        rows.append([method, f"{done}/{total}", *ranked, *(fmt_mean_std(per_method.get(m), m) for m in metrics)])
     return rows
 
 

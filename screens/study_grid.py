@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from screens.messages import StudyLoaded
 from screens.services import Services
-from screens.study_data import FIXED_COLUMNS, grid_metrics, grid_rows, header, load_study, progress
+from screens.study_data import fixed_columns, grid_metrics, grid_rows, header, load_study, progress
 from sessions.study import StudyError
 
 REFRESH_SECONDS = 1.0
@@ -111,7 +111,7 @@ class StudyGridScreen(Screen):
         self.metrics = grid_metrics(study)
         self.rows = grid_rows(study, self.metrics, self.sort_key, self.sort_reverse)
         table.clear(columns=True)
-        for key in (*FIXED_COLUMNS, *self.metrics):
+        for key in (*fixed_columns(study), *self.metrics):
             marker = (" v" if self.sort_reverse else " ^") if key == self.sort_key else ""
             table.add_column(header(key) + marker, key=key)
         for row in self.rows:
@@ -126,7 +126,7 @@ class StudyGridScreen(Screen):
     # actions ---------------------------------------------------------------------------------------
 
     def column_key(self, column: int) -> str:
-        keys = [*FIXED_COLUMNS, *self.metrics]
+        keys = [*fixed_columns(self.study or {}), *self.metrics]
         return keys[column] if 0 <= column < len(keys) else "method"
 
     def sort_by(self, key: str) -> None:
