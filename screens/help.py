@@ -11,9 +11,18 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Static
 
 
-def binding_rows(bindings: Iterable) -> list[tuple[str, str, str]]:
-    """(key, description, id) for each Binding (tuples are skipped)."""
-    return [(b.key, b.description, b.id or "") for b in bindings if isinstance(b, Binding)]
+def binding_rows(bindings: Iterable, app=None, screen=None) -> list[tuple[str, str, str]]:
+    """(key, description, id) for each Binding (tuples are skipped): the keys as the footer writes them
+    (``+ / =``, not ``plus,equals_sign``) when `app` is given, and none that `screen` refuses now (its
+    ``check_action``: ctrl+k cancels a live run, not a replay)."""
+    rows = []
+    for b in bindings:
+        if not isinstance(b, Binding) or (screen is not None and screen.check_action(b.action, ()) is False):
+            continue
+        keys = b.key if app is None else " / ".join(app.get_key_display(Binding(key.strip(), b.action))
+                                                   for key in b.key.split(","))
+        rows.append((keys, b.description, b.id or ""))
+    return rows
 
 
 class HelpScreen(ModalScreen[None]):
@@ -54,9 +63,9 @@ class HelpScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         table = self.query_one("#help-table", DataTable)
         where = type(self.under).__name__
-        for key, description, ident in binding_rows(type(self.under).BINDINGS):
+        for key, description, ident in binding_rows(type(self.under).BINDINGS, self.app, self.under):
             table.add_row(key, description, ident, where)
-        for key, description, ident in binding_rows(type(self.app).BINDINGS):
+        for key, description, ident in binding_rows(type(self.app).BINDINGS, self.app):
             table.add_row(key, description, ident, "app")
         table.add_row("ctrl+p", "Command palette", "textual.palette", "app")
         table.focus()

@@ -499,6 +499,22 @@ async def test_palette_lists_screen_actions_and_help_lists_bindings(tmp_home):
         assert not isinstance(app.screen, HelpScreen)
 
 
+async def test_help_over_a_replay_lists_what_it_can_do_in_the_footers_words(tmp_home):
+    """f1 over a replay listed ctrl+k 'Cancel run' (a live run's) and keys as `plus,equals_sign`."""
+    from screens.help import HelpScreen
+
+    sid = write_session(SessionStore(), "ft", steps=5)
+    app = create_app(replay=sid)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f1")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        table = app.screen.query_one("#help-table")
+        rows = [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+        assert not any(r[2] == "monitor.cancel" for r in rows)
+        assert not any("equals_sign" in r[0] or r[0] == "slash" for r in rows)
+        assert any(r[0] == "+ / =" for r in rows)
+
+
 async def test_compact_class_at_80x24(tmp_home):
     app = create_app(start_engine=False)
     async with app.run_test(size=(80, 24)) as pilot:
