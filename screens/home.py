@@ -23,7 +23,7 @@ from screens.messages import DetailLoaded, SessionsLoaded
 from screens.services import Services
 from screens.widgets.confirm import ConfirmScreen
 from screens.widgets.footer import Footer
-from sessions.attacks import attack_line, attacks_of
+from sessions.attacks import attack_line, attacks_brief, attacks_of
 from sessions.export import session_document, write_export
 from sessions.store import SessionBusy, SessionDamaged, UnknownSession
 from sessions.summary import format_deletion, summary_metrics, test_headline, took
@@ -107,7 +107,7 @@ class HomeScreen(Screen):
     }
     HomeScreen #home-detail {
         height: auto;
-        max-height: 8;
+        max-height: 40%;  /* a verdict per request and a line per attack: room the table can give */
         padding: 0 1;
         background: $boost;
     }
@@ -278,7 +278,11 @@ class HomeScreen(Screen):
         store = self.services.store
         try:
             lines = session_verdict(store, store.get(row["id"]))
-            lines += [f"attack {attack_line(attack)}" for attack in attacks_of(store, row["id"])]
+            attacks = attacks_of(store, row["id"])
+            if self.app.has_class("-compact"):  # four lines: the attacks in one
+                lines += [brief] if (brief := attacks_brief(attacks)) else []
+            else:
+                lines += [f"attack {attack_line(attack)}" for attack in attacks]
         except (SessionDamaged, UnknownSession, OSError) as exc:
             lines = [str(exc).splitlines()[0]]
         self.post_message(DetailLoaded(row["id"], detail_text(row, lines, self.app.has_class("-compact"))))

@@ -51,3 +51,20 @@ def attack_line(entry: dict) -> str:
         if entry.get("retrain_recovery") is not None:
             text += f"; Retrain under the same attack {100 * entry['retrain_recovery']:.0f}%"
     return text
+
+
+def attacks_brief(entries: list[dict]) -> str | None:
+    """Every attack of a session in one line, where room is short (80x24): ``attacks: relearn 61% back,
+    quantize no gap (1.2 points), rephrase running``; None without attacks."""
+    if not entries:
+        return None
+    words = []
+    for entry in entries:
+        kind = entry.get("kind") or "?"
+        if entry.get("points") is None:
+            words.append(f"{kind} {entry.get('state')}")
+        elif entry.get("recovery") is None:
+            words.append(f"{kind} no gap ({fmt(entry['points'], 'points')} points)")
+        else:
+            words.append(f"{kind} {100 * entry['recovery']:.0f}% back")
+    return "attacks: " + ", ".join(words)

@@ -161,6 +161,18 @@ async def test_the_highlighted_session_shows_its_verdict(tmp_home):
         assert f"attack {attack.session_id} quantize (bits 4) finished: recovered 25%" in seen[single]
 
 
+
+def test_at_80x24_a_sessions_attacks_take_one_line():
+    """The four-line detail cut an attack's line mid-sentence, and showed none of a second one."""
+    from sessions.attacks import attacks_brief
+
+    entries = [{"kind": "relearn", "state": "finished", "recovery": 0.61, "points": 12.0},
+               {"kind": "quantize", "state": "finished", "recovery": None, "points": 1.25},
+               {"kind": "rephrase", "state": "running", "recovery": None, "points": None}]
+    assert attacks_brief(entries) == "attacks: relearn 61% back, quantize no gap (1.2 points), rephrase running"
+    assert attacks_brief([]) is None
+
+
 async def test_the_delete_question_wraps_whole_words_at_80_columns(tmp_home):
     from screens.widgets.confirm import ConfirmScreen
 
