@@ -56,6 +56,11 @@ REPLAY_TARGET_SECONDS = 10   # the default speed plays a stored session in about
 STALE_AFTER = 3 * HEARTBEAT_INTERVAL  # no message from the engine for this long: "engine disconnected"
 
 
+def skipped_in_replay(event: dict) -> bool:
+    """A step of the original's training: counted by the status line, not drawn, so a replay does not wait on it."""
+    return event.get("kind") == "step" and is_training_step(event)
+
+
 class RunModel:
     """Everything the monitor draws, built from events (pure Python; testable without a screen)."""
 
@@ -254,6 +259,7 @@ class MonitorScreen(Screen):
         self.model = RunModel()
         self.backlog: deque[dict] = deque()
         self.received = 0
+        self.paced = 0  # received events a replay spends time on: not the original's training steps (not drawn)
         self.source_done = False
         self.source_error: str | None = None
         self.source_error_code: str | None = None
@@ -302,6 +308,7 @@ class MonitorScreen(Screen):
             async for event in self.source:
                 self.backlog.append(event)
                 self.received += 1
+                self.paced += not skipped_in_replay(event)
                 count += 1
                 if count % 2000 == 0:
                     await asyncio.sleep(0)   # let the UI breathe during a large backlog
@@ -313,8 +320,8 @@ class MonitorScreen(Screen):
             self.source_error_code = getattr(exc, "code", None)
         finally:
             self.source_done = True
-            if not self.speed_set and self.replay and self.received:
-                wanted = self.received / (REPLAY_RATE * REPLAY_TARGET_SECONDS)
+            if not self.speed_set and self.replay and self.paced:
+                wanted = self.paced / (REPLAY_RATE * REPLAY_TARGET_SECONDS)
                 self.speed = next((s for s in SPEEDS if s >= wanted), SPEEDS[-1])
 
     # the timer moves events and redraws -------------------------------------------------------------
@@ -325,12 +332,22 @@ class MonitorScreen(Screen):
                 self.apply(min(len(self.backlog), MAX_APPLY_PER_TICK))
             else:
                 self._budget += REPLAY_RATE * self.speed * TICK_SECONDS
-                take = min(int(self._budget), len(self.backlog), MAX_APPLY_PER_TICK)
-                self._budget -= take
-                if not self.backlog:
-                    self._budget = 0.0
-                self.apply(take)
+                self.apply_paced()
         self.redraw()
+
+    def apply_paced(self) -> None:
+        """Events as the replay budget allows; the original's training steps cost none of it (they are counted,
+        not drawn: a PULSE session's replay spent most of its time on blank panels)."""
+        count = 0
+        while self.backlog and count < MAX_APPLY_PER_TICK:
+            free = skipped_in_replay(self.backlog[0])
+            if not free and self._budget < 1:
+                break
+            self.apply(1)
+            self._budget -= not free
+            count += 1
+        if not self.backlog:
+            self._budget = 0.0
 
     def apply(self, count: int) -> None:
         model, backlog, dirty = self.model, self.backlog, self._dirty

@@ -499,6 +499,24 @@ async def test_palette_lists_screen_actions_and_help_lists_bindings(tmp_home):
         assert not isinstance(app.screen, HelpScreen)
 
 
+async def test_a_replay_does_not_wait_on_the_originals_training(tmp_home):
+    """A PULSE session trains its original in the session: its replay showed blank panels for most of its time
+    while those (undrawn) steps played at the replay's pace."""
+    store = SessionStore()
+    writer = store.create({"method": "ga", "model": "llava-tiny", "data": "people-tiny", "kind": "pulse"})
+    for i in range(400):
+        writer.emit("step", step=i, phase="original:pretrain", lr=1e-3, losses={"total": 1.0})
+    for i in range(20):
+        writer.emit("step", step=i, phase="unlearn", lr=1e-3, losses={"total": 1.0 / (i + 1)})
+    writer.finish("finished", summary={"metrics": {"forget": {"image": 0.5, "text": 0.5}}})
+    app = create_app(replay=writer.session_id)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.model.training_steps == 400, timeout=2)
+        assert screen.model.x < 20  # the unlearning steps still play at the replay's pace
+        await wait_until(pilot, lambda: screen.model.x == 20, timeout=10)
+
+
 async def test_help_over_a_replay_lists_what_it_can_do_in_the_footers_words(tmp_home):
     """f1 over a replay listed ctrl+k 'Cancel run' (a live run's) and keys as `plus,equals_sign`."""
     from screens.help import HelpScreen
