@@ -227,7 +227,9 @@ class HomeScreen(Screen):
         hint = f"{len(shown)} of {total} sessions" if words else f"{total} sessions"
         hint += f"  sort: {self.sort_key}{' (reversed)' if self.sort_reverse else ''}"
         if self.marked:
-            hint += f"  marked: {len(self.marked)} (c compares)"
+            out_of_view = len(self.marked - {row["id"] for row in shown})  # marks outlive a filter: said, not lost
+            hint += f"  marked: {len(self.marked)}" + (f", {out_of_view} filtered out" if out_of_view else "") + \
+                " (c compares" + (" all)" if out_of_view else ")")
         if len(columns) < len(COLUMNS):  # a wider terminal shows them; the first two named, so the line fits 80
             hidden = [c for c in COLUMNS if c not in columns]
             hint += f"  hidden: {', '.join(hidden[:2])}" + (f" +{len(hidden) - 2}" if len(hidden) > 2 else "")

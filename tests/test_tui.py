@@ -129,6 +129,12 @@ async def test_home_lists_filters_compares_and_deletes(tmp_home):
         # mark both, compare
         await pilot.press("space", "down", "space")
         assert home.marked == {ft, md}
+        # a filter hides a marked session: the hint says so, and c still compares both
+        await pilot.press("slash", *"multi")
+        hint = home.query_one("#home-hint")
+        await wait_until(pilot, lambda: "marked: 2, 1 filtered out (c compares all)" in str(hint.render()))
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: "marked: 2 (c compares)" in str(hint.render()))
         await pilot.press("c")
         from screens.compare import CompareScreen
 
