@@ -17,19 +17,20 @@ from screens.widgets.footer import Footer
 from sessions.summary import format_deletion
 
 REFRESH_SECONDS = 2.0
-COLUMNS = ("study", "model", "data", "deletion", "methods", "seeds", "runs", "updated")
+# progress first after the id: at 80 columns the table scrolls sideways from about the fourth column on
+COLUMNS = ("study", "runs", "methods", "model", "data", "deletion", "seeds", "updated")
 
 
 def study_row(row: dict) -> tuple[str, ...]:
     """A study in words, for the list (a damaged record says why in the methods column)."""
     spec, cells = row["spec"], row["cells"]
     if row.get("error"):
-        return row["id"], "-", "-", "-", row["error"], "-", "-", "-"
+        return row["id"], "-", row["error"], "-", "-", "-", "-", "-"
     runs = len(spec.get("methods") or []) * len(spec.get("seeds") or [])
     finished = sum(cell.get("state") == "finished" for cell in cells)
-    return (row["id"], str(spec.get("model")), str(spec.get("data")), format_deletion(spec.get("deletion")),
-            ",".join(spec.get("methods") or []), ",".join(map(str, spec.get("seeds") or [])),
-            f"{finished}/{runs}", time.strftime("%m-%d %H:%M", time.localtime(row["updated"])))
+    return (row["id"], f"{finished}/{runs}", ",".join(spec.get("methods") or []), str(spec.get("model")),
+            str(spec.get("data")), format_deletion(spec.get("deletion")), ",".join(map(str, spec.get("seeds") or [])),
+            time.strftime("%m-%d %H:%M", time.localtime(row["updated"])))
 
 
 class StudiesScreen(Screen):
