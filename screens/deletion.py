@@ -26,22 +26,6 @@ PREVIEW_DEBOUNCE = 0.4
 Preview = Callable[[str, dict], "DeletionPreview | None"]
 
 
-def people_preview(pool: int, knowledge: str, data: str, deletion: dict, requests: int) -> str:
-    """What a PULSE run on a built-in people world forgets: N of the knowledge source's people (or facts of
-    them), with the range that works (`pulse --forget N`; blank: the larger of K and half the set)."""
-    n, facts = deletion.get("n"), deletion.get("granularity") == "fact"
-    what = "facts of" if facts else "people of"
-    if n is None:
-        return f"forgets {max(requests, (pool + 1) // 2)} of the {pool} {knowledge} people of {data} (N blank: half)"
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        return f"N: a whole number of people from 1 to {pool}, or blank for half"
-    limit = pool * 5 - 1 if facts else pool  # five profile facts a person
-    if n > limit:
-        return f"N {n}: {data} has {pool} {knowledge} people; choose N from 1 to {limit}"
-    return f"forgets {n} {what} the {pool} {knowledge} people of {data}" + (
-        f", in {requests} requests" if requests > 1 else "")
-
-
 def preview_text(preview: Preview, data: str, deletion: dict, requests: int = 1) -> str:
     """One or two lines: how many units the deletion set selects and a few of their captions."""
     try:
@@ -83,7 +67,8 @@ class DeletionForm(Vertical):
         self.data = "shapes-tiny"
         self.seed: object = 42
         self.requests = 1
-        self.people: tuple[int, str] | None = None  # a built-in people world's (pool, knowledge): N counts people
+        # on people data N counts people (or facts), and the form that owns this section says what the run forgets
+        self.describe_people: Callable[[], str] | None = None
         self.border_title = "deletion set"
         self._timer = None
 
@@ -157,16 +142,15 @@ class DeletionForm(Vertical):
         self._timer = self.set_timer(PREVIEW_DEBOUNCE, self._start_preview)
 
     def _start_preview(self) -> None:
+        if self.describe_people is not None:  # the spec's own check, on this thread: no data to read
+            self.query_one("#del-preview", Static).update(self.describe_people())
+            return
         self.query_one("#del-preview", Static).update("preview: computing...")
         self.compute_preview(self.data, self.deletion(), self.requests)
 
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
     def compute_preview(self, data: str, deletion: dict, requests: int) -> None:
-        if self.people is not None:
-            text = people_preview(*self.people, data, deletion, requests)
-        else:
-            text = preview_text(self.preview, data, deletion, requests)
-        self.post_message(PreviewReady(text))
+        self.post_message(PreviewReady(preview_text(self.preview, data, deletion, requests)))
 
     def on_preview_ready(self, message: PreviewReady) -> None:
         message.stop()

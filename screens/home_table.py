@@ -61,6 +61,8 @@ def deletion_cell(row: dict) -> str:
     forget = row.get("forget")
     if not isinstance(forget, int) or isinstance(forget, bool):
         return "known people"  # a checkpoint's pretrained people: drawn when the run scores them
+    if "granularity" not in row:  # a row from before the catalog kept it: people or facts, it cannot say
+        return f"forget {forget}"
     return f"{forget} {'facts' if row.get('granularity') == 'fact' else 'people'}"
 
 

@@ -185,7 +185,7 @@ class NewRunScreen(FormScreen):
         else:
             self.show_error(f"p-{name}", "")
 
-    @on(Input.Changed, "#data, #seed, #requests")
+    @on(Input.Changed, "#data, #seed, #requests, #model")
     def _deletion_context(self) -> None:
         self.show_params()
         self.sync_deletion()
@@ -201,19 +201,35 @@ class NewRunScreen(FormScreen):
         sequential = self.sequential()
         self.query_one("#requests").parent.display = sequential
         self.query_one("#knowledge").parent.display = self.people_data()
-        knowledge = str(self.query_one("#knowledge", Select).value)
-        pool = specs.people_pool(data, knowledge)
         form = self.query_one("#deletion", DeletionForm)
         n = form.query_one("#del-n", Input)
-        if pool is not None and form.people is None and n.value.strip() == "16":
+        people = self.people_data()
+        if people and form.describe_people is None and n.value.strip() == "16":
             n.value = ""  # the units' default, 16, is more people than a world has; blank: half of them
-        elif pool is None and form.people is not None and not n.value.strip():
+        elif not people and form.describe_people is not None and not n.value.strip():
             n.value = "16"  # back to units: their default
-        form.people = (pool, knowledge) if pool is not None else None
+        form.describe_people = self.people_preview if people else None
         info = specs.data_info(data)
         self.query_one("#task").parent.display = bool(info and info.also)  # only data serving several tasks
         self.sync_deletion_form(data, int_or_text(self.query_one("#seed", Input).value),
                                 requests if sequential and isinstance(requests, int) and requests > 0 else 1)
+
+    def people_preview(self) -> str:
+        """What the PULSE run the form describes forgets, as its spec's check resolves it (N blank: the larger of
+        K and half the set), or the check's refusal of N, K or the granularity."""
+        try:
+            normal = specs.validate_pulse(self.spec())
+        except SpecError as exc:
+            if exc.field in ("forget", "requests", "granularity"):
+                return f"[b]preview:[/b] {exc}"
+            return "preview: N people to forget (blank: half the set); the rest of the form is checked on submit"
+        what = "facts of the" if normal.get("granularity") == "fact" else ""
+        pool = specs.people_pool(normal["data"], normal["knowledge"])
+        if normal["forget"] is None:  # a checkpoint's pretrained people: found by scoring when the run starts
+            return f"forgets half of the people {normal['model']} answers, found when the run starts"
+        text = f"forgets {normal['forget']} {what} {normal['knowledge']} people".replace("  ", " ")
+        text += f" of {normal['data']}" + (f" (it has {pool})" if pool is not None else "")
+        return text + (f", in {normal['requests']} requests" if normal["requests"] > 1 else "")
 
     # errors --------------------------------------------------------------------------------------
 

@@ -13,15 +13,14 @@ from sessions.attacks import percentage_points
 from sessions.numbers import fmt_mean_std
 from sessions.schema import ACTIVE_STATES
 from sessions.store import SessionBusy, SessionDamaged, SessionStore, UnknownSession
-from sessions.study import (REFERENCE, RELATIVE_HEADERS, StudyError, StudyRecord, aggregate, rank, studies_dir,
-                            test_scale, with_attacks)
+from sessions.study import (DEFAULT_TOLERANCE, REFERENCE, RELATIVE_HEADERS, StudyError, StudyRecord, aggregate, rank,
+                            studies_dir, test_scale, with_attacks)
 
 KS = Callable[[list, list], "float | None"]
 HEADERS = {"df_dr_auc": "Df/Dr AUC", "test.r_mean": "test r_mean", "test.accuracy": "test acc",
            "mia.df_member_rate": "MIA Df member", "mia.auc": "MIA AUC", "mia.test_member_rate": "MIA test member",
            **{metric: header for header, metric in RELATIVE_HEADERS}}
 FIXED_COLUMNS = ("method", "n")
-DEFAULT_TOLERANCE = 5.0  # `study --tolerance`'s default, for a study whose command has not reported it yet
 
 
 def list_studies(store: SessionStore) -> list[dict]:
@@ -66,16 +65,18 @@ def load_study(store: SessionStore, study_id: str, ks: KS | None, summaries: dic
             cells.append({"method": method, "seed": seed, "session": session, "state": state, "row": row})
     stats = aggregate(runs, ks, order=methods)
     study = {"id": study_id, "spec": record.spec, "cells": cells, "methods": stats}
-    if REFERENCE in methods:  # ranked as `study` ranks, with the tolerance its command last reported
+    if REFERENCE in methods:  # ranked as `study` ranks, by the --tolerance it was last run with
         task = TASKS.get(record.spec.get("task"))
-        study["ranking"] = rank(stats, float(record.reported.get("tolerance", DEFAULT_TOLERANCE)),
-                                test_scale(task.columns if task else (), stats))
+        tolerance = record.spec.get("tolerance")
+        tolerance = float(tolerance) if isinstance(tolerance, (int, float)) and tolerance >= 0 else DEFAULT_TOLERANCE
+        study["ranking"] = rank(stats, tolerance, test_scale(task.columns if task else (), stats))
     return study
 
 
 def cell_attacks(store: SessionStore, cell: dict, summaries: dict[str, dict]) -> dict[str, dict]:
     """The recovery of each attack `study --attacks` made on the cell (the record names their sessions):
-    {kind: {"recovery", "points"}}, as the command's table reads them; an attack gone or unfinished is left out."""
+    {kind: {"recovery", "points"}}, as the command's table reads them; an attack gone, unfinished or not on the
+    cell's session (a cell run again) is left out."""
     found = {}
     for kind, session in (cell.get("attacks") or {}).items():
         if session not in summaries:
@@ -83,7 +84,8 @@ def cell_attacks(store: SessionStore, cell: dict, summaries: dict[str, dict]) ->
                 meta = store.get(session)
             except (UnknownSession, SessionDamaged, SessionBusy, ValueError):
                 continue
-            if meta.get("state") != "finished" or not isinstance(meta.get("summary"), dict):
+            if meta.get("state") != "finished" or not isinstance(meta.get("summary"), dict) or \
+                    (meta.get("spec") or {}).get("parent") != cell.get("session"):
                 continue
             summaries[session] = meta["summary"]
         back = summaries[session].get("recovery") if isinstance(summaries[session].get("recovery"), dict) else {}

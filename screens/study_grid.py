@@ -98,7 +98,7 @@ class StudyGridScreen(Screen):
         if study is None:
             return
         fingerprint = json.dumps([study["methods"], [(c["session"], c["state"]) for c in study["cells"]],
-                                  self.sort_key, self.sort_reverse], sort_keys=True, default=str)
+                                  study.get("ranking"), self.sort_key, self.sort_reverse], sort_keys=True, default=str)
         if fingerprint == self._fingerprint and not force:
             return
         self._fingerprint = fingerprint

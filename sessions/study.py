@@ -50,6 +50,9 @@ REFERENCE = "retrain"  # the gold standard every other method is scored against
 RELATIVE = ("auc_gap_to_retrain", "test_gap_to_retrain", "forget_quality", "privleak")
 PRIVLEAK_ATTACK = "mia.mink_auc"  # the attack OpenUnlearning's privleak reads (Min-K%, k = 0.4)
 STUDY_SPEC_KEYS = ("methods", "seeds", "task", "model", "data", "deletion")  # what a study's report reads
+# points of the test headline (test r_mean, test accuracy) within which methods are ranked; a study's spec keeps
+# the --tolerance it was last run with (not part of its id), which the TUI's grid ranks by
+DEFAULT_TOLERANCE = 5.0
 
 
 def cell_name(study: str, method: str, seed: int) -> str:
@@ -86,9 +89,6 @@ class StudyRecord:
         self.path = self.root / f"{study_id}.json"
         self.created = time.time()
         self.cells: list[dict] = []
-        # how its command last reported it (`tolerance`, `attacks`): the TUI's grid ranks and adds attack columns
-        # as the command did; not part of the study's identity
-        self.reported: dict = {}
 
     def load(self) -> "StudyRecord":
         """Read the stored cells (none for a new study); StudyError when the file cannot be used."""
@@ -106,7 +106,6 @@ class StudyRecord:
                              f"reads {STUDY_SCHEMA}")
         self.created = float(document.get("created") or self.created)
         self.cells = [c for c in document["cells"] if isinstance(c, dict) and "method" in c and "seed" in c]
-        self.reported = document["reported"] if isinstance(document.get("reported"), dict) else {}
         return self
 
     @classmethod
@@ -139,13 +138,14 @@ class StudyRecord:
         if cell is None:
             cell = {"method": method, "seed": seed}
             self.cells.append(cell)
+        if cell.get("session") != session:  # another run of the cell: the old one's attacks are not its
+            cell.pop("attacks", None)
         cell.update(session=session, state=state)
         self.save()
 
-    def set_reported(self, tolerance: float, attacks: dict[str, dict[str, str]]) -> None:
-        """Record how the study was reported: its --tolerance and its attacks, each cell's attack sessions
-        (``{cell session: {kind: attack session}}``), and write the record."""
-        self.reported = {"tolerance": tolerance, "attacks": sorted({k for found in attacks.values() for k in found})}
+    def set_attacks(self, attacks: dict[str, dict[str, str]]) -> None:
+        """Record the attack sessions `study --attacks` made or read back on each cell (``{cell session: {kind:
+        attack session}}``; the TUI's grid reads their recovery) and write the record."""
         for cell in self.cells:
             if cell.get("session") in attacks:
                 cell["attacks"] = attacks[cell["session"]]
@@ -154,7 +154,7 @@ class StudyRecord:
     def save(self) -> None:
         private_dir(self.root)
         document = {"schema": STUDY_SCHEMA, "study": self.id, "spec": self.spec, "created": self.created,
-                    "updated": time.time(), "cells": self.cells, **({"reported": self.reported} if self.reported else {})}
+                    "updated": time.time(), "cells": self.cells}
         atomic_write_text(self.path, dumps(document))
 
     @contextmanager

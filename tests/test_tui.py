@@ -631,13 +631,15 @@ async def test_new_run_sequential_requests_builds_a_pulse_spec(tmp_home):
         assert not param_shown(screen, "lora_r")  # image-text data: no LMM fields
         screen.query_one("#data").value = "people-tiny"
         await wait_until(pilot, lambda: param_shown(screen, "lora_r"))  # people data: the LMM fields appear
-        # N counts people here: the units' default 16 (more than people-tiny has) gives way to blank (half)
+        # N counts people here: the units' default 16 (more than people-tiny has) gives way to blank (half), and
+        # the preview is the spec's own check
         preview = screen.query_one("#del-preview")
         assert screen.query_one("#del-n").value == ""
-        await wait_until(pilot, lambda: "forgets 2 of the 4 pretrained people of people-tiny (N blank: half)"
+        screen.query_one("#model").value = "llava-tiny"
+        await wait_until(pilot, lambda: "forgets 2 pretrained people of people-tiny (it has 4)"
                          in str(preview.render()))
         screen.query_one("#del-n").value = "16"
-        await wait_until(pilot, lambda: "N 16: people-tiny has 4 pretrained people; choose N from 1 to 4"
+        await wait_until(pilot, lambda: "cannot forget 16 people: people-tiny has 4 pretrained people"
                          in str(preview.render()))
         screen.query_one("#data").value = "shapes-tiny"  # and back: units again, their default with them
         screen.query_one("#del-n").value = ""

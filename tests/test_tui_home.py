@@ -271,7 +271,8 @@ def test_the_deletion_is_named_as_far_as_the_spec_says_it():
     from screens.home_table import deletion_cell
 
     assert detail_text({**pulse, "forget": 4, "granularity": "fact"}, []).splitlines()[0].endswith(", forgets 4 facts")
-    assert deletion_cell({**pulse, "forget": 2}) == "2 people"
+    assert deletion_cell({**pulse, "forget": 2, "granularity": None}) == "2 people"
+    assert deletion_cell({**pulse, "forget": 2}) == "forget 2"  # an older row: it does not say which
     assert deletion_cell({"deletion": {"strategy": "random", "n": 8, "seed": 3}}) == "random 8 s3"
 
 

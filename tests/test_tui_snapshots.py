@@ -251,7 +251,7 @@ def test_study_grid_snapshot(snap_compare, snapshot_home, size):
         await wait_until(pilot, lambda: app.engine_state == "ready")
         await app.push_screen(StudyGridScreen(STUDY_ID, app.services))
         await wait_until(pilot, lambda: bool(app.screen.rows), timeout=30)  # the first KS test loads scipy
-        await pilot.press("right", "right", "s")  # sorted by Df/Dr AUC: the header shows it
+        await pilot.press("right", "right", "right", "s")  # past method, n and rank: sorted by Df/Dr AUC
 
     assert snap_compare(app, terminal_size=size, run_before=ready)
 

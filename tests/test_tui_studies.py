@@ -89,19 +89,23 @@ def test_load_study_aggregates_the_cells_with_headlines_first(tmp_home):
     assert [row[0] for row in grid_rows(study, metrics, "df_dr_auc", reverse=True)] == ["multidelete", "retrain", "ft"]
 
 
-def test_the_grid_shows_the_attacks_and_tolerance_the_study_command_reported(tmp_home):
+def test_the_grid_shows_the_attacks_and_tolerance_of_the_study_command(tmp_home):
     """`study --attacks` printed each attack's recovery and a rank; the grid had neither (a TUI review)."""
     from screens.study_data import grid_metrics, grid_rows, header, load_study
 
     store = SessionStore()
     record = write_study(store)
-    attacks = {}
-    for method, seed, fraction, points in (("ft", 42, 0.25, 12.0), ("ft", 87, 0.75, 20.0)):
-        writer = store.create({"kind": "attack", "method": "attack:relearn", "model": "clip-tiny", "data": "shapes-tiny"})
+    record.spec["tolerance"] = 0.5  # as `study --tolerance 0.5` plans it: ft (test gap 1.0) falls outside
+
+    def attack(parent: str, fraction: float, points: float) -> str:
+        writer = store.create({"kind": "attack", "method": "attack:relearn", "model": "clip-tiny",
+                               "data": "shapes-tiny", "parent": parent})
         writer.finish("finished", summary={"headline": "df.r_mean", "attack": {"kind": "relearn", "params": {}},
                                            "recovery": {"fraction": fraction, "points": points, "unit": "points"}})
-        attacks[record.cell(method, seed)["session"]] = {"relearn": writer.session_id}
-    record.set_reported(0.5, attacks)  # a tolerance of half a point: ft (test gap 1.0) falls outside
+        return writer.session_id
+
+    ft42, ft87 = record.cell("ft", 42)["session"], record.cell("ft", 87)["session"]
+    record.set_attacks({ft42: {"relearn": attack(ft42, 0.25, 12.0)}, ft87: {"relearn": attack(ft87, 0.75, 20.0)}})
     study = load_study(store, STUDY_ID, None, {})
     ft = study["methods"]["ft"]
     assert ft["attack.relearn.recovery"]["mean"] == pytest.approx(0.5) and ft["attack.relearn.points"]["mean"] == 16.0
@@ -110,6 +114,13 @@ def test_the_grid_shows_the_attacks_and_tolerance_the_study_command_reported(tmp
     column = 3 + grid_metrics(study).index("attack.relearn.recovery")
     assert rows["ft"][column] == "50.0 ± 35.4" and rows["multidelete"][column] == "-"
     assert study["ranking"]["tolerance"] == 0.5 and rows["ft"][2] == "over tol."
+
+    # the cell run again (its session deleted): the old session's attacks are not the new one's
+    record.set_cell("ft", 42, finished_session(store, "ft", 42, NUMBERS["ft"][0]), "finished")
+    assert "attacks" not in record.cell("ft", 42)
+    record.cell("ft", 87)["session"] = record.cell("ft", 42)["session"]  # a record naming another cell's attack
+    record.save()
+    assert load_study(store, STUDY_ID, None, {})["methods"]["ft"].get("attack.relearn.recovery") is None
 
 
 def test_forget_quality_shows_its_median_and_each_seed_and_sorts_by_the_median(tmp_home):

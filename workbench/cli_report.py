@@ -22,7 +22,7 @@ from sessions.study import StudyError
 from sessions.panels import retrain_metrics
 from sessions.attacks import attacks_of
 from sessions.verdict import session_verdict
-from workbench.cli_study import DEFAULT_TOLERANCE
+from sessions.study import DEFAULT_TOLERANCE
 from workbench.completion import complete_session, complete_study
 from workbench.output import fail, print_json
 

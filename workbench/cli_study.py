@@ -27,7 +27,8 @@ from engine.spec.params import TUNE_AGAINST
 from engine.spec.validate import check_seed
 from sessions.metric_names import flatten
 from sessions.schema import ACTIVE_STATES
-from sessions.study import (REFERENCE, StudyError, StudyRecord, aggregate, cell_name, cost_grid, grid, grid_caption,
+from sessions.study import (DEFAULT_TOLERANCE, REFERENCE, StudyError, StudyRecord, aggregate, cell_name, cost_grid, grid,
+                            grid_caption,
                             rank, study_id, with_attacks)
 from sessions.summary import format_deletion, test_headline_name
 from workbench.cli_options import (ARTIFACTS_HELP, CLUSTER_HELP, COMPILE_HELP, DEVICES_HELP, GRANULARITY_HELP, ORIGINAL_HELP,
@@ -39,7 +40,6 @@ from workbench.param_options import with_param_options
 from workbench.study_attacks import attack_columns, parse_attacks, run_study_attacks
 
 PAPER_SEEDS = "42,87,21"  # the MultiDelete paper's three seeds
-DEFAULT_TOLERANCE = 5.0  # points of the test headline (test r_mean, test accuracy)
 
 
 def parse_methods(text: str) -> list[str]:
@@ -161,16 +161,14 @@ def study(
         if engine or cluster is not None:  # the study runs inside the engine; this process follows it
             failed = run_in_engine(record, plan.cells)
             with record.running():  # the attacks run here, after the engine has let the study go
-                found = run_study_attacks(finished_cells(record, plan.cells), kinds) if kinds else {}
+                found = attack_cells(record, plan.cells, kinds)
         else:
             with record.running():
                 failed = run_cells(record, plan.cells)
-                found = run_study_attacks(finished_cells(record, plan.cells), kinds) if kinds else {}
+                found = attack_cells(record, plan.cells, kinds)
     except StudyError as error:
         fail(str(error))
-    record.load().set_reported(tolerance, {cell: {kind: entry["session"] for kind, entry in by_kind.items()}
-                                           for cell, by_kind in found.items()})
-    document = report(record, plan.cells, tolerance, found, kinds)
+    document = report(record.load(), plan.cells, tolerance, found, kinds)
     if as_json:
         print_json(document)
     else:
@@ -237,7 +235,8 @@ def plan_study(options: dict, given: dict) -> StudyPlan:
     sid = study_id(identity)
     for method, seed, spec in cells:
         spec["name"] = cell_name(sid, method, seed)
-    return StudyPlan(sid, {**protocol, "methods": chosen, "seeds": seed_list}, cells)
+    # the --tolerance it ranks by travels with the record (not its id): the TUI's grid ranks as this command does
+    return StudyPlan(sid, {**protocol, "methods": chosen, "seeds": seed_list, "tolerance": tolerance}, cells)
 
 
 def plan_from_args(args: list[str]) -> StudyPlan:
@@ -403,6 +402,16 @@ def engine_errors() -> Iterator[None]:
         fail(f"engine unavailable: {error}", Exit.RUN_FAILED)
     except (ConnectionError, OSError, RuntimeError) as error:
         fail(f"engine unavailable: {error}", Exit.RUN_FAILED)
+
+
+def attack_cells(record: StudyRecord, cells: list[tuple[str, int, dict]], kinds: list[str]) -> dict:
+    """Run (or read back) `kinds` on every finished cell, under the study's lock, and record each cell's attack
+    sessions (the TUI's grid reads them); {cell session: {kind: {recovery, points, session}}}."""
+    if not kinds:
+        return {}
+    found = run_study_attacks(finished_cells(record.load(), cells), kinds)
+    record.set_attacks({cell: {kind: entry["session"] for kind, entry in by_kind.items()} for cell, by_kind in found.items()})
+    return found
 
 
 def finished_cells(record: StudyRecord, cells: list[tuple[str, int, dict]]) -> list[tuple[str, int, str]]:
