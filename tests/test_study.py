@@ -242,11 +242,14 @@ def test_study_runs_the_grid_and_resumes(home, monkeypatch):
     assert json.loads(record.read_text())["cells"] == cells
 
     # the same study again (methods in another order): nothing runs, the same numbers
-    again = run_cli(home, "study", "--methods", "ft,multidelete,retrain", *args, "--json")
+    assert json.loads(record.read_text())["spec"]["tolerance"] == 5.0  # what the TUI's grid ranks by
+    again = run_cli(home, "study", "--methods", "ft,multidelete,retrain", *args, "--tolerance", "3", "--json")
     assert again.returncode == 0, again.stderr[-2000:]
     assert "runs to go" not in again.stderr
+    assert json.loads(record.read_text())["spec"]["tolerance"] == 3.0  # rerun with another: the record says so
     redo = json.loads(again.stdout)
     assert redo["study"] == doc["study"] and redo["cells"] == cells and redo["methods"] == doc["methods"]
+    assert redo["ranking"]["tolerance"] == 3.0
     assert set(session_ids(home)) - before == {c["session"] for c in cells}
 
     # a missing cell (its session deleted) runs again, alone; a failed run fails the study (exit 1) after

@@ -164,6 +164,7 @@ def study(
                 found = attack_cells(record, plan.cells, kinds)
         else:
             with record.running():
+                record.load().save()  # the spec as given now (its --tolerance, which the TUI's grid ranks by)
                 failed = run_cells(record, plan.cells)
                 found = attack_cells(record, plan.cells, kinds)
     except StudyError as error:
