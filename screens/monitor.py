@@ -556,14 +556,15 @@ class MonitorScreen(Screen):
         self.log_unseen = 0
         self.redraw()
 
+    def live(self) -> bool:
+        return not self.replay and getattr(self.source, "live", False)
+
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         """ctrl+k cancels a live run: a replay does not offer it (the keys help leaves it out)."""
-        if action == "cancel_run" and (self.replay or not getattr(self.source, "live", False)):
-            return False
-        return True
+        return action != "cancel_run" or self.live()
 
     async def action_cancel_run(self) -> None:
-        if self.replay or not getattr(self.source, "live", False) or self.services is None:
+        if not self.live() or self.services is None:
             self.notify("only a live run can be cancelled", severity="warning")
             return
         self.cancel_run()

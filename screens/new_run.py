@@ -223,12 +223,13 @@ class NewRunScreen(FormScreen):
             if exc.field in ("forget", "requests", "granularity"):
                 return f"[b]preview:[/b] {exc}"
             return "preview: N people to forget (blank: half the set); the rest of the form is checked on submit"
-        what = "facts of the" if normal.get("granularity") == "fact" else ""
-        pool = specs.people_pool(normal["data"], normal["knowledge"])
         if normal["forget"] is None:  # a checkpoint's pretrained people: found by scoring when the run starts
             return f"forgets half of the people {normal['model']} answers, found when the run starts"
-        text = f"forgets {normal['forget']} {what} {normal['knowledge']} people".replace("  ", " ")
-        text += f" of {normal['data']}" + (f" (it has {pool})" if pool is not None else "")
+        what = "facts of the" if normal.get("granularity") == "fact" else ""
+        pool = specs.people_pool(normal["data"], normal["knowledge"])
+        words = ["forgets", str(normal["forget"]), what, normal["knowledge"], "people of", normal["data"],
+                 f"(it has {pool})" if pool is not None else ""]
+        text = " ".join(word for word in words if word)
         return text + (f", in {normal['requests']} requests" if normal["requests"] > 1 else "")
 
     # errors --------------------------------------------------------------------------------------

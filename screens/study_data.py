@@ -14,7 +14,7 @@ from sessions.numbers import fmt_mean_std
 from sessions.schema import ACTIVE_STATES
 from sessions.store import SessionBusy, SessionDamaged, SessionStore, UnknownSession
 from sessions.study import (DEFAULT_TOLERANCE, REFERENCE, RELATIVE_HEADERS, StudyError, StudyRecord, aggregate, rank,
-                            studies_dir, test_scale, with_attacks)
+                            rank_label, studies_dir, test_column, with_attacks)
 
 KS = Callable[[list, list], "float | None"]
 HEADERS = {"df_dr_auc": "Df/Dr AUC", "test.r_mean": "test r_mean", "test.accuracy": "test acc",
@@ -69,7 +69,8 @@ def load_study(store: SessionStore, study_id: str, ks: KS | None, summaries: dic
         task = TASKS.get(record.spec.get("task"))
         tolerance = record.spec.get("tolerance")
         tolerance = float(tolerance) if isinstance(tolerance, (int, float)) and tolerance >= 0 else DEFAULT_TOLERANCE
-        study["ranking"] = rank(stats, tolerance, test_scale(task.columns if task else (), stats))
+        column = test_column(task.columns if task else (), stats)
+        study["ranking"] = rank(stats, tolerance, column.scale if column else 1.0)
     return study
 
 
@@ -124,19 +125,6 @@ def fixed_columns(study: dict) -> tuple[str, ...]:
     return (*FIXED_COLUMNS, "rank") if study.get("ranking") is not None else FIXED_COLUMNS
 
 
-def rank_cell(study: dict, method: str) -> str:
-    """``ref`` (Retrain), the method's place among those within the tolerance, ``over tol.``, or ``-`` (no
-    Retrain in the study, or no AUC gap yet)."""
-    ranking = study.get("ranking")
-    if ranking is None:
-        return "-"
-    if method == REFERENCE:
-        return "ref"
-    if method in ranking["within"]:
-        return str(ranking["within"].index(method) + 1)
-    return "over tol." if method in ranking["outside"] else "-"
-
-
 def method_counts(study: dict, method: str) -> tuple[int, int]:
     """(finished runs, runs) of ``method``."""
     cells = [c for c in study["cells"] if c["method"] == method]
@@ -167,7 +155,7 @@ def grid_rows(study: dict, metrics: list[str], sort: str = "method", reverse: bo
     for method in present + [m for m in order if key(m) is None]:
         done, total = method_counts(study, method)
         per_method = study["methods"].get(method, {})
-        ranked = [rank_cell(study, method)] if "rank" in fixed_columns(study) else []
+        ranked = [rank_label(study["ranking"], method)] if "rank" in fixed_columns(study) else []
         rows.append([method, f"{done}/{total}", *ranked, *(fmt_mean_std(per_method.get(m), m) for m in metrics)])
     return rows
 

@@ -36,6 +36,14 @@ from sessions.summary import test_headline_name
 STUDY_SCHEMA = 1
 STUDY_ID = re.compile(r"^study-[0-9a-f]{12}$")
 CELL_NAME_PREFIX = re.compile(r"^study-[0-9a-f]{12}\s+")  # a cell is named "study-<id> METHOD sSEED" (cli_study)
+CELL_NAME = re.compile(r"^(study-[0-9a-f]{12}) \S+ s-?\d+$")
+REFERENCE = "retrain"  # the gold standard every other method is scored against
+RELATIVE = ("auc_gap_to_retrain", "test_gap_to_retrain", "forget_quality", "privleak")
+PRIVLEAK_ATTACK = "mia.mink_auc"  # the attack OpenUnlearning's privleak reads (Min-K%, k = 0.4)
+STUDY_SPEC_KEYS = ("methods", "seeds", "task", "model", "data", "deletion")  # what a study's report reads
+# points of the test headline (test r_mean, test accuracy) within which methods are ranked; a study's spec keeps
+# the --tolerance it was last run with (not part of its id), which the TUI's grid ranks by
+DEFAULT_TOLERANCE = 5.0
 
 
 def without_study_id(name):
@@ -45,14 +53,6 @@ def without_study_id(name):
     if not isinstance(name, str) or not CELL_NAME_PREFIX.match(name):
         return name
     return CELL_NAME_PREFIX.sub("", name).strip() or None
-CELL_NAME = re.compile(r"^(study-[0-9a-f]{12}) \S+ s-?\d+$")
-REFERENCE = "retrain"  # the gold standard every other method is scored against
-RELATIVE = ("auc_gap_to_retrain", "test_gap_to_retrain", "forget_quality", "privleak")
-PRIVLEAK_ATTACK = "mia.mink_auc"  # the attack OpenUnlearning's privleak reads (Min-K%, k = 0.4)
-STUDY_SPEC_KEYS = ("methods", "seeds", "task", "model", "data", "deletion")  # what a study's report reads
-# points of the test headline (test r_mean, test accuracy) within which methods are ranked; a study's spec keeps
-# the --tolerance it was last run with (not part of its id), which the TUI's grid ranks by
-DEFAULT_TOLERANCE = 5.0
 
 
 def cell_name(study: str, method: str, seed: int) -> str:
@@ -281,12 +281,23 @@ def with_attacks(summary: dict, found: dict[str, dict] | None) -> dict:
     return {**summary, "metrics": {**(summary.get("metrics") or {}), "attack": numbers}}
 
 
-def test_scale(columns, stats: dict) -> float:
-    """The scale of the task's test headline among `columns` (engine.spec's task columns: `metric`, `scale`), for
-    the ranking's tolerance in points; 1 when the runs report none."""
+def test_column(columns, stats: dict):
+    """The task's test headline among `columns` (engine.spec's task columns: `metric`, `scale`), the metric the
+    runs of `stats` report (test r_mean or test accuracy); None when they report none. Its scale puts the
+    ranking's tolerance in points."""
     names = {name for per_method in stats.values() for name in per_method}
     metric = test_headline_name(dict.fromkeys(names, 0.0))
-    return next((c.scale for c in columns if c.metric == metric), 1.0)
+    return next((c for c in columns if c.metric == metric), None)
+
+
+def rank_label(ranking: dict, method: str) -> str:
+    """A method's place in a `rank` result: ``ref`` (Retrain), 1, 2, ... within the tolerance, ``over tol.``
+    outside it, ``-`` unranked (no AUC gap yet)."""
+    if method == REFERENCE:
+        return "ref"
+    if method in ranking["within"]:
+        return str(ranking["within"].index(method) + 1)
+    return "over tol." if method in ranking["outside"] else "-"
 
 
 def rank(methods: dict[str, dict[str, dict]], tolerance: float, scale: float = 1.0) -> dict:
@@ -343,8 +354,7 @@ def grid(document: dict, columns: Iterable[tuple[str, str]], titles: dict[str, s
                *(fmt_mean_std(per_method.get(metric), metric) for _, metric in columns),
                *(fmt_mean_std(per_method.get(metric), metric) for _, metric in relative)]
         if ranking:
-            row.append("ref" if method == REFERENCE else str(ranking["within"].index(method) + 1)
-                       if method in ranking["within"] else "over tol.")
+            row.append(rank_label(ranking, method))
         rows.append(row)
     return headers, rows
 

@@ -168,6 +168,8 @@ BAD = [
     (["--seeds", "42,x7"], "'x7' is not a whole number"),
     (["--seeds", "42,-1"], "--seeds must be a whole number from 0"),
     (["--alpha", "2"], "none of the study's methods takes --alpha; it belongs to MultiDelete"),
+    (["--methods", "retrain", "--stop-if", "df_dr_auc>0.6"],
+     "none of the study's methods takes --stop-if; Retrain, the reference, runs the original's recipe whole"),
     (["--tolerance", "-1"], "--tolerance must be"),
     (["--delete", "100000"], "choose N <"),
 ]

@@ -198,8 +198,7 @@ def main() -> None:
     except parser_errors.UsageError as error:
         if type(error).__name__ == "NoArgsIsHelpError":  # a group alone asks for its help: typer printed it
             sys.exit(int(Exit.OK))
-        else:
-            print(usage_error_line(error), file=sys.stderr)
+        print(usage_error_line(error), file=sys.stderr)
         sys.exit(int(Exit.BAD_INPUT))
     except parser_errors.ClickException as error:
         print(f"error: {' '.join(error.format_message().split())}", file=sys.stderr)

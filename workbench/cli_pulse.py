@@ -22,11 +22,13 @@ from workbench.output import fail, print_json
 from workbench.param_options import with_param_options
 
 
+PULSE_ALIASES = [alias for method in specs.PULSE_METHODS for alias in specs.METHODS[method].aliases]
+
+
 def pulse(
     method: str = typer.Option(..., "--method", autocompletion=complete_pulse_method,
-                               help=", ".join(specs.PULSE_METHODS) + "".join(
-                                   f" (or an alias: {', '.join(aliases)})" for aliases in
-                                   [[a for m in specs.PULSE_METHODS for a in specs.METHODS[m].aliases]] if aliases)),
+                               help=", ".join(specs.PULSE_METHODS)
+                               + (f" (or an alias: {', '.join(PULSE_ALIASES)})" if PULSE_ALIASES else "")),
     data: str = typer.Option("people", "--data", help="people, people-small, people-tiny or mllmu:DIR", autocompletion=complete_data),
     model: str = typer.Option("llava-tiny", "--model", autocompletion=complete_model, help=", ".join(
         m.name for m in specs.MODELS.values() if "multiple_choice" in specs.FAMILIES[m.family].tasks)

@@ -39,10 +39,6 @@ sessions_app = typer.Typer(
 )
 
 
-def _fail(message: str, code: int = 2) -> None:
-    fail(message, Exit(code))
-
-
 def _store() -> SessionStore:
     return SessionStore()
 
@@ -58,7 +54,7 @@ def _open(store: SessionStore, ref: str) -> str:
     try:
         return store.resolve(ref)
     except UnknownSession as exc:
-        _fail(str(exc))
+        fail(str(exc))
     raise AssertionError  # unreachable
 
 
@@ -69,7 +65,7 @@ def _document(store: SessionStore, ref: str) -> tuple[str, dict]:
     try:
         return sid, {**session_document(store, sid), "attacks": attacks_of(store, sid)}
     except (UnknownSession, SchemaMismatch, SessionDamaged) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     raise AssertionError  # unreachable
 
 
@@ -136,12 +132,12 @@ def list_cmd(
     """List sessions, newest first, with their key final metrics (reads only the catalog). On a terminal
     the table fits its width (or $COLUMNS); piped, tab-separated rows under a header line."""
     if state is not None and state not in LISTED_STATES:
-        _fail(f"--state {state}: a session is {', '.join(LISTED_STATES)}; give one of them")
+        fail(f"--state {state}: a session is {', '.join(LISTED_STATES)}; give one of them")
     store = _store()
     try:
         rows = store.list(state)
     except (SchemaMismatch, OSError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     _notices(store)
     if limit > 0:
         rows = rows[:limit]
@@ -239,14 +235,14 @@ def export_cmd(
     """Export a session: JSON (spec, status, summary, events) and/or CSV of the metric series
     (tidy: seq, ts, kind, phase, request, split, step, name, value)."""
     if fmt is not None and fmt not in ("json", "csv"):
-        _fail(f"--format {fmt!r} is not known; use json or csv")
+        fail(f"--format {fmt!r} is not known; use json or csv")
     suffix = out.suffix.lower().lstrip(".")
     if suffix and not out.is_dir():
         if fmt is None and suffix not in ("json", "csv"):
-            _fail(f"--out {out}: a .{suffix} file is neither format; give FILE.json, FILE.csv, a directory (both "
+            fail(f"--out {out}: a .{suffix} file is neither format; give FILE.json, FILE.csv, a directory (both "
                   "files), or --format json|csv")
         if fmt is not None and suffix in ("json", "csv") and suffix != fmt:
-            _fail(f"--out {out} says {suffix} but --format says {fmt}; make them agree")
+            fail(f"--out {out} says {suffix} but --format says {fmt}; make them agree")
     store = _store()
     sid, doc = _document(store, session)
     if fmt is None and suffix in ("json", "csv") and not out.is_dir():
@@ -264,7 +260,7 @@ def export_cmd(
             write_export(doc, path, kind)
             written.append(str(path))
     except OSError as exc:
-        _fail(f"cannot write {exc.filename or out}: {exc.strerror}; choose a writable --out path")
+        fail(f"cannot write {exc.filename or out}: {exc.strerror}; choose a writable --out path")
     if as_json:
         _json_out({"session": sid, "files": written})
     else:
@@ -283,9 +279,9 @@ def delete_cmd(
     try:
         store.delete(sid)
     except (SessionBusy, UnknownSession, SchemaMismatch) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except OSError as exc:
-        _fail(f"cannot delete session {sid}: {exc.strerror or type(exc).__name__}")
+        fail(f"cannot delete session {sid}: {exc.strerror or type(exc).__name__}")
     _notices(store)
     if as_json:
         _json_out({"deleted": sid})
@@ -305,7 +301,7 @@ def check_cmd(
     try:
         report = check(store, repair=repair)
     except OSError as exc:
-        _fail(f"cannot check {store.root}: {exc.strerror or type(exc).__name__}", 1)
+        fail(f"cannot check {store.root}: {exc.strerror or type(exc).__name__}", Exit.RUN_FAILED)
     if as_json:
         _json_out(report.document())
     else:

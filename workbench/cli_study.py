@@ -27,10 +27,9 @@ from engine.spec.params import TUNE_AGAINST
 from engine.spec.validate import check_seed
 from sessions.metric_names import flatten
 from sessions.schema import ACTIVE_STATES
-from sessions.study import (DEFAULT_TOLERANCE, REFERENCE, StudyError, StudyRecord, aggregate, cell_name, cost_grid, grid,
-                            grid_caption,
-                            rank, study_id, with_attacks)
-from sessions.summary import format_deletion, test_headline_name
+from sessions.study import (DEFAULT_TOLERANCE, REFERENCE, StudyError, StudyRecord, aggregate, cell_name, cost_grid,
+                            grid, grid_caption, rank, study_id, test_column, with_attacks)
+from sessions.summary import format_deletion
 from workbench.cli_options import (ARTIFACTS_HELP, CLUSTER_HELP, COMPILE_HELP, DEVICES_HELP, GRANULARITY_HELP, ORIGINAL_HELP,
                                STRATEGY_HELP, deletion_spec, placement, with_compile)
 from workbench.cli_plan import GPU_MEMORY_HELP, announce_plan
@@ -199,8 +198,9 @@ def plan_study(options: dict, given: dict) -> StudyPlan:
     unused = [name for name in given if not any(name in method_params(m, given) for m in chosen)]
     if unused:
         owners = specs.param_owners(unused[0])
-        raise SpecError(f"none of the study's methods takes --{specs.dash(unused[0])}"
-                        + (f"; it belongs to {', '.join(owners)}" if owners else ""))
+        why = (f"; it belongs to {', '.join(owners)}" if owners else
+               "; Retrain, the reference, runs the original's recipe whole" if REFERENCE in chosen else "")
+        raise SpecError(f"none of the study's methods takes --{specs.dash(unused[0])}{why}")
 
     chosen = timed_order(chosen, given)
     given = tuning_against_retrain(chosen, given, tolerance)
@@ -411,7 +411,8 @@ def attack_cells(record: StudyRecord, cells: list[tuple[str, int, dict]], kinds:
     if not kinds:
         return {}
     found = run_study_attacks(finished_cells(record.load(), cells), kinds)
-    record.set_attacks({cell: {kind: entry["session"] for kind, entry in by_kind.items()} for cell, by_kind in found.items()})
+    record.set_attacks({cell: {kind: entry["session"] for kind, entry in by_kind.items()}
+                        for cell, by_kind in found.items()})
     return found
 
 
@@ -456,9 +457,7 @@ def report(record: StudyRecord, cells: list[tuple[str, int, dict]], tolerance: f
 
 def headline_column(task: str, stats: dict) -> Optional[specs.Column]:
     """The task's test-headline column (test r_mean or test accuracy), for its scale."""
-    names = {name for per_method in stats.values() for name in per_method}
-    metric = test_headline_name(dict.fromkeys(names, 0.0))
-    return next((c for c in specs.TASKS[task].columns if c.metric == metric), None) if task in specs.TASKS else None
+    return test_column(specs.TASKS[task].columns, stats) if task in specs.TASKS else None
 
 
 def deletion_words(deletion: dict) -> str:

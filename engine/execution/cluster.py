@@ -67,10 +67,10 @@ class RayBridge:
     def conflict(self, cluster: str) -> str | None:
         """Why a run for `cluster` cannot go to this engine's driver (it is on another cluster: one line), or
         None; asked before the run's session exists, so the refusal leaves no failed session behind."""
-        status = self.status()
-        if status is None or status["address"] == resolve_address(cluster):
+        status, wanted = self.status(), resolve_address(cluster)
+        if status is None or status["address"] == wanted:
             return None
-        return already_on(status["address"], resolve_address(cluster))
+        return already_on(status["address"], wanted)
 
     def close(self) -> None:
         child, self._child = self._child, None

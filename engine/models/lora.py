@@ -8,9 +8,8 @@ model) starts from the plain model.
 """
 from __future__ import annotations
 
-import warnings
-
 import re
+import warnings
 
 UPDATES = ("llm", "proj+llm", "full")
 LLM_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")

@@ -39,8 +39,8 @@ from engine.spec.inputs import (
     checkpoint_problem,
     require_absolute,
 )
-from engine.spec.params import (COMMON_PARAMS, NOT_ON_PEOPLE, COMPILE, EVAL_EVERY_REQUESTS, EVAL_SAMPLE, LMM_PARAMS, MAX_REQUESTS,
-                                 GRANULARITY, REQUESTS, TUNE_AGAINST, Param)
+from engine.spec.params import (COMMON_PARAMS, COMPILE, EVAL_EVERY_REQUESTS, EVAL_SAMPLE, GRANULARITY, LMM_PARAMS,
+                                 MAX_REQUESTS, NOT_ON_PEOPLE, REQUESTS, TUNE_AGAINST, Param)
 
 PULSE_DEFAULT_PARAMS = {"batch_size": 8, "retain_batch_size": 8}
 

@@ -115,7 +115,14 @@ class SeriesPlot(PlotextPlot):
                 plt.plot(xs, ys, **style)
         plt.yscale("log" if self.log_y and drawn else "linear")  # plotext fails on an empty log axis
         if panel is not None and drawn:
-            levels.update(reference.y for reference in panel.references)
+            for reference in panel.references:
+                levels.add(reference.y)
+                if not self.log_y or reference.y > 0:
+                    plt.hline(reference.y, REFERENCE_COLOUR)
+            lo, hi = panel.x_range
+            plt.xlim(lo, hi)
+            if panel.integer_x:
+                plt.xticks(integer_ticks(lo, hi, max(2, width // 8)))
         if len(levels) == 1 and not self.log_y:
             # a flat line: plotext spans value +- 50% and labels rows that miss it (a flat 100% sat on the row
             # labelled 116.7); one tick at the value itself, on a narrow band around it
@@ -123,14 +130,6 @@ class SeriesPlot(PlotextPlot):
             band = abs(level) * 0.05 or 1.0
             plt.ylim(level - band, level + band)
             plt.yticks([level], [f"{level:g}"])
-        if panel is not None and drawn:
-            for reference in panel.references:
-                if not self.log_y or reference.y > 0:
-                    plt.hline(reference.y, REFERENCE_COLOUR)
-            lo, hi = panel.x_range
-            plt.xlim(lo, hi)
-            if panel.integer_x:
-                plt.xticks(integer_ticks(lo, hi, max(2, width // 8)))
         self.points_drawn = drawn
 
     def render(self):
