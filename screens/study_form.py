@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.suggester import SuggestFromList
-from textual.widgets import Footer, Input, Select, Static
+from textual.widgets import Input, Select, Static
 
 from engine import spec as specs
 from engine.errors import SpecError
@@ -22,6 +22,7 @@ from screens.form_base import FormScreen, int_or_text
 from screens.new_run import DATA_TASK, DEFAULT_MODEL
 from screens.services import ServiceError, Services, StudyLaunch
 from screens.widgets.form import field
+from screens.widgets.footer import Footer
 
 DEFAULT_METHODS = "retrain,ft,multidelete"
 DEFAULT_SEEDS = "42,87,21"  # the MultiDelete paper's three seeds, as `study` defaults

@@ -10,11 +10,12 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from screens.messages import StudyLoaded
 from screens.services import Services
 from screens.study_data import fixed_columns, grid_metrics, grid_rows, header, load_study, progress
+from screens.widgets.footer import Footer
 from sessions.study import StudyError
 
 REFRESH_SECONDS = 1.0

@@ -6,11 +6,12 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from screens.messages import StudyLoaded
 from screens.services import Services
 from screens.study_data import load_study, method_cells
+from screens.widgets.footer import Footer
 from sessions.catalog import session_label
 from sessions.numbers import fmt
 from sessions.study import without_study_id

@@ -837,3 +837,26 @@ async def test_footer_keeps_its_keys_while_the_bindings_it_shows_stay_the_same(t
         bound = [key for key in app.screen.query(FooterKey) if not key.has_class("-command-palette")]
         assert all(key.compact is False and not key.has_class("-compact") for key in bound)
         assert toggles == []
+
+
+async def test_the_footer_draws_help_back_and_quit_first_on_every_screen_at_80_columns(tmp_home):
+    """Textual's footer ordered keys from the focused widget out to the app, so at 80x24 the app's Help and
+    Quit and the monitor's Back were cut off the right edge. Ours draws them first and fits them."""
+    from textual.widgets._footer import FooterKey
+
+    sid = write_session(SessionStore(), "ft", steps=5)
+    app = create_app(replay=sid)
+
+    def drawn_actions() -> list[str]:   # the keys left of the command palette's, in the order drawn
+        keys = [key for key in app.screen.query(FooterKey) if not key.has_class("-command-palette")]
+        return [key.action for key in sorted(keys, key=lambda key: key.region.x) if key.region.right <= 80 - 11]
+
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: len(app.screen.query(FooterKey)) > 3)   # the replay's monitor
+        await pilot.pause()
+        assert drawn_actions()[:3] == ["help", "back", "quit"]
+    app = create_app(start_engine=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: "help" in drawn_actions())
+        assert drawn_actions()[:2] == ["help", "quit"]
+        assert "new_run" not in drawn_actions()   # ctrl+n: the home's n says the same

@@ -57,9 +57,10 @@ class WorkbenchApp(App):
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
         Binding("f1", "help", "Help", id="app.help"),
-        Binding("ctrl+n", "new_run", "New run", id="app.new_run"),
-        Binding("f2", "studies", "Studies", id="app.studies"),
-        Binding("f3", "new_study", "New study", id="app.new_study"),
+        # Everywhere, but not drawn in the footer: the home's n and t draw the same, and Help lists them.
+        Binding("ctrl+n", "new_run", "New run", id="app.new_run", show=False),
+        Binding("f2", "studies", "Studies", id="app.studies", show=False),
+        Binding("f3", "new_study", "New study", id="app.new_study", show=False),
         Binding("ctrl+r", "restart_engine", "Start engine", id="app.engine", show=False),
     ]
 

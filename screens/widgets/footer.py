@@ -8,7 +8,11 @@ class default) before it is bound to the footer's ``compact`` (``False`` here), 
 
 This footer keeps what its keys were built from (every active binding, whether it is enabled, its tooltip and
 key display, and the command palette's) and rebuilds only when that changed; and it gives each bound key the
-footer's ``compact``, and the class that goes with it, before the key is mounted. What is drawn is the same.
+footer's ``compact``, and the class that goes with it, before the key is mounted.
+
+And it draws Help, Back and Quit first: Textual orders keys from the focused widget out to the app, so the
+app's own keys came last and, with each screen's Back, were the first cut on an 80-column terminal, where an
+operator over SSH needs them most (Help lists every key the footer has no room for).
 """
 from __future__ import annotations
 
@@ -16,6 +20,9 @@ from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer as TextualFooter
 from textual.widgets._footer import FooterKey
+
+
+FIRST_ACTIONS = ("help", "back", "quit")   # drawn before the screen's other keys
 
 
 class Footer(TextualFooter):
@@ -37,8 +44,11 @@ class Footer(TextualFooter):
     def compose(self) -> ComposeResult:
         if self._bindings_ready:
             self._built_from = self.shown_bindings()
+        first, rest = [], []
         for widget in super().compose():
             if isinstance(widget, FooterKey) and not widget.has_class("-command-palette"):  # the bound keys
                 widget.set_reactive(FooterKey.compact, self.compact)
                 widget.set_class(self.compact, "-compact", update=False)
-            yield widget
+            (first if isinstance(widget, FooterKey) and widget.action in FIRST_ACTIONS else rest).append(widget)
+        yield from sorted(first, key=lambda key: FIRST_ACTIONS.index(key.action))
+        yield from rest
