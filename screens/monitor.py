@@ -41,6 +41,7 @@ from sessions.history import history_from_events, history_metric
 from sessions.metric_names import flatten
 from sessions.numbers import fmt, fmt_delta
 from sessions.protocol import HEARTBEAT_INTERVAL
+from sessions.schema import TERMINAL_STATES
 from sessions.metric_order import headline_first
 from sessions.panels import Panel, run_panels
 from sessions.series import column_label, is_training_step, plotted_metrics
@@ -225,6 +226,11 @@ class MonitorScreen(Screen):
         border-subtitle-style: bold;
         background: $surface;
     }
+    /* a session that ended without one unlearning step (a quantize or rephrase attack, a run that failed before
+       it trained) has nothing over steps to draw: its table and log take the screen */
+    MonitorScreen.-stepless #mon-plots {
+        display: none;
+    }
     /* at 80x24 the before/after table wins the space over the log */
     .-compact MonitorScreen #mon-plots {
         height: 1fr;
@@ -362,6 +368,8 @@ class MonitorScreen(Screen):
         dirty, self._dirty = self._dirty, set()
         if dirty & {"loss", "eval", "summary", "reference"}:
             self.query_one("#mon-plots", PanelGrid).show(self.model.panels(self.retrain))
+        if "status" in dirty:
+            self.set_class(self.model.state in TERMINAL_STATES and self.model.x == 0, "-stepless")
         if "status" in dirty and self.model.state == "finished" and not self.verdict_asked:
             self.verdict_asked = True
             self.load_verdict()

@@ -860,3 +860,25 @@ async def test_the_footer_draws_help_back_and_quit_first_on_every_screen_at_80_c
         await wait_until(pilot, lambda: "help" in drawn_actions())
         assert drawn_actions()[:2] == ["help", "quit"]
         assert "new_run" not in drawn_actions()   # ctrl+n: the home's n says the same
+
+
+async def test_a_session_that_ended_without_a_step_gives_its_table_the_panels_room(tmp_home):
+    """A quantize attack has no unlearning step: its panels drew two dots at x = 0 and squeezed the before/after
+    table, which is its whole result. A run with steps keeps its panels, also while it runs."""
+    from screens.monitor import MonitorScreen
+
+    app = create_app(start_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        stepless = MonitorScreen(ListSource(make_events(0), live=False))
+        await app.push_screen(stepless)
+        await wait_until(pilot, lambda: stepless.model.state == "finished")
+        await wait_until(pilot, lambda: stepless.has_class("-stepless"))
+        assert not stepless.query_one("#mon-plots").display
+        await pilot.pause()
+        assert stepless.query_one("#mon-summary").size.height > 10
+        app.pop_screen()
+        stepped = MonitorScreen(ListSource(make_events(5), live=False))
+        await app.push_screen(stepped)
+        await wait_until(pilot, lambda: stepped.model.state == "finished")
+        await pilot.pause()
+        assert not stepped.has_class("-stepless") and stepped.query_one("#mon-plots").display
