@@ -295,7 +295,7 @@ def test_report_tells_the_story_verdict_panels_table_then_folded_details(home, t
     assert "original df_dr_auc (91.0)" in text          # the original's reference line, named in the legend
     table = re.search(r"<h3>final metrics</h3>(.*?)</table>", text, re.S).group(1)
     names = re.findall(r"<tr><td>([^<]+)</td>", table)
-    assert names == ["df_dr_auc", "test.r_mean", "holdout.r_mean", "dr.r_mean", "test.txt_r1"]  # headline first
+    assert names == ["df_dr_auc", "test.r_mean", "dr.r_mean", "holdout.r_mean", "test.txt_r1"]  # headline first
     assert "<td>AMD EPYC</td>" in text.split("<summary>spec and environment</summary>")[1]
 
 

@@ -58,13 +58,17 @@ def test_log_points_colours_and_glob():
 
 def test_headline_metrics_come_first():
     names = ["test.txt_r1", "seconds", "mia.auc", "test.r_mean", "df.r_mean", "df_dr_auc", "forget_quality"]
-    assert headline_first(names) == ["df_dr_auc", "test.r_mean", "forget_quality", "mia.auc", "df.r_mean",
+    assert headline_first(names) == ["df_dr_auc", "test.r_mean", "df.r_mean", "forget_quality", "mia.auc",
                                      "seconds", "test.txt_r1"]
     # the holdout sets right after the headlines (a study grid's columns too), what a run cost last
     names = ["cost.device_count", "dr.r_mean", "holdout_identity.r_mean", "df_dr_auc", "holdout_association.r_mean",
              "cost.train_seconds", "test.txt_r1"]
-    assert headline_first(names) == ["df_dr_auc", "holdout_association.r_mean", "holdout_identity.r_mean", "dr.r_mean",
+    assert headline_first(names) == ["df_dr_auc", "dr.r_mean", "holdout_association.r_mean", "holdout_identity.r_mean",
                                      "test.txt_r1", "cost.device_count", "cost.train_seconds"]
+    # a holdout set's recall at k goes with the others', after them (it sat between the holdouts' means and Df's)
+    names = ["holdout_identity.txt_r1", "df.txt_r1", "holdout_identity.r_mean", "df.r_mean", "mia.attack_auc"]
+    assert headline_first(names) == ["df.r_mean", "holdout_identity.r_mean", "mia.attack_auc", "df.txt_r1",
+                                     "holdout_identity.txt_r1"]
 
 
 def test_a_study_cells_label_drops_its_study_id():
