@@ -70,12 +70,13 @@ def preview_deletion(data: str, deletion: dict) -> DeletionPreview | None:
     return DeletionPreview(len(chosen), len(world.train), [unit_texts(world.train[i])[0] for i in chosen[:3]])
 
 
-def data_info(ref: str) -> tuple[dict, str]:
-    """(document, text) of `data info`: counts per split, texts per unit and the fingerprint, no image decoded."""
-    from engine.data.describe import describe_data, describe_text
+def data_info(ref: str, decode: bool = False) -> tuple[dict, str, str | None]:
+    """(document, text, problem) of `data info`: counts per split, texts per unit and the fingerprint; with
+    `decode` every image decoded too, and `problem` the line naming those that do not decode (else None)."""
+    from engine.data.describe import decoding_problem, describe_data, describe_text
 
-    info = describe_data(ref)
-    return info, describe_text(info)
+    info = describe_data(ref, decode)
+    return info, describe_text(info), decoding_problem(info)
 
 
 def export_world(world: str, fmt: str, directory: Path, force: bool = False) -> list[Path]:

@@ -64,6 +64,7 @@ def preflight(spec: dict, alone: bool = True) -> None:
             error.field = error.field or "data"
             raise
         remember(data, loaded)
+        check_validation_split(spec, loaded)
     check_deletion_set(spec, loaded)
     general = spec.get("general")
     if isinstance(general, str) and general.startswith("mmbench:"):
@@ -75,6 +76,18 @@ def preflight(spec: dict, alone: bool = True) -> None:
             error.field = error.field or "general"
             raise
     check_base(spec)
+
+
+def check_validation_split(spec: dict, world) -> None:
+    """Refuse --tune, --keep best and --stop-if on real data whose val split is empty: they judge on it, never on
+    test, and found it empty only once the session had started (the built-in worlds all have one)."""
+    params = spec.get("params") or {}
+    judging = [flag for flag, given in (("--tune", params.get("tune")), ("--keep best", params.get("keep") == "best"),
+                                        ("--stop-if", params.get("stop_if"))) if given]
+    if judging and isinstance(getattr(world, "val", None), list) and not world.val:
+        raise SpecError(f"{spec['data']} has no validation units, and {' and '.join(judging)} judge on them (never on "
+                        f"test); drop {' and '.join(judging)}, or give the data a val split",
+                        field="tune" if params.get("tune") else "keep")
 
 
 def check_deletion_set(spec: dict, loaded=None) -> None:

@@ -80,7 +80,7 @@ def test_a_body_that_does_not_decode_fails_when_drawn_naming_the_file(folder, tm
     back = read_flickr30k(broken)  # reading never decodes
     bank = image_media(back.train + back.val + back.test, preprocess)
     index = next(i for i, unit in enumerate(back.train + back.val + back.test) if unit.image.path == str(victim))
-    with pytest.raises(SpecError, match=f"{victim} is not an image this reader can decode"):
+    with pytest.raises(SpecError, match=rf"{victim} does not decode \(Truncated File Read\); replace the file"):
         bank.batch(torch.tensor([index]), "cpu")
 
 

@@ -34,10 +34,18 @@ def test_id_file_first_n_and_order(units, tmp_path):
         select_units(units, {"strategy": "ids", "file": str(path), "n": 4, "seed": 0})
 
 
+def test_id_file_takes_a_byte_order_mark_and_comments(units, tmp_path):
+    """A BOM (some editors write one) was read into the first id, and a `# note` line was an unknown id."""
+    path = tmp_path / "ids.txt"
+    path.write_text(f"# forget these two\n{units[5].unit_id}\n  # and this one\n{units[2].unit_id}\n", encoding="utf-8-sig")
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")
+    assert select_units(units, {"strategy": "ids", "file": str(path), "seed": 0}) == [2, 5]
+
+
 def test_id_file_errors(units, tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_text(f"{units[0].unit_id}\nshapes-images/nope.png\n")
-    with pytest.raises(SpecError, match="unknown unit id shapes-images/nope.png"):
+    with pytest.raises(SpecError, match=r"unknown unit id shapes-images/nope.png \(line 2\)"):
         select_units(units, {"strategy": "ids", "file": str(bad), "seed": 0})
     empty = tmp_path / "empty.txt"
     empty.write_text("\n \n")

@@ -248,9 +248,10 @@ def test_a_checkpoints_pretrained_knowledge_trains_nothing_and_is_drawn_from_wha
     build_tiny_llava(build_people_world("people-tiny").vocabulary(), seed=1, directory=blank)
     result = pulse_in_process(home, "--method", "ga", "--data", "people-tiny", "--model", str(blank), "--knowledge",
                               "pretrained", "--forget", "1", "--mc-scoring", "option", "--device", "cpu", "--json")
-    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.returncode == 1 and "Traceback" not in result.stderr  # 2 would say no session was made
     assert result.stderr.strip().count("\n") == 0 and "the checkpoint answers none of the 8 people" in result.stderr
     ended = json.loads(result.stdout)  # found once the session existed: --json still names it
+    assert f"session {ended['session']} kept" in result.stderr
     assert ended["state"] == "failed" and "the checkpoint answers none of the 8 people" in ended["error"]
 
 

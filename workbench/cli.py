@@ -123,21 +123,26 @@ def data_export(
 @data_app.command("info")
 def data_info(
     data: str = typer.Argument(..., help="FORMAT:PATH (flickr30k:DIR, coco:DIR, snli-ve:DIR, nlvr2:DIR, ...) or a built-in world"),
+    decode_images: bool = typer.Option(False, "--decode-images", help="decode every image file too, and exit 2 "
+                                       "naming those that do not (cut short, corrupt): a run finds them only when a "
+                                       "batch first draws them"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Counts per split, units, texts per unit and the fingerprint, read without decoding any image."""
+    """Counts per split, units, texts per unit and the fingerprint, read without decoding any image (unless
+    --decode-images)."""
     from engine.api import data_info as describe
 
     fmt, _, location = data.partition(":")
     if location and not Path(location).expanduser().exists():
         fail(f"{location} does not exist; give FORMAT:PATH with an existing file or directory")
     try:
-        info, text = describe(data if not location else f"{fmt}:{Path(location).expanduser().resolve()}")
+        info, text, problem = describe(data if not location else f"{fmt}:{Path(location).expanduser().resolve()}",
+                                       decode_images)
     except SpecError as error:
         fail(str(error))
-    if as_json:
-        return print_json(info)
-    print(text)
+    print_json(info) if as_json else print(text)
+    if problem is not None:
+        fail(problem)
 
 
 @app.command()

@@ -123,9 +123,11 @@ def follow_engine(spec: dict, detach: bool, as_json: bool) -> None:
         record = SessionStore().get(session_id)
     except SessionDamaged as error:
         fail(str(error), Exit.RUN_FAILED)
-    if final == "failed" and record.get("message"):  # as a headless run says it (a full disk: the same line)
-        fail(f"{record['message']} (session {session_id} kept)", Exit.RUN_FAILED)
     if final != "finished":
+        if as_json:  # the document a headless run prints when it ends so (workbench/execute.py)
+            print_json({"session": session_id, "state": final, "error": record.get("message")})
+        if final == "failed" and record.get("message"):  # as a headless run says it (a full disk: the same line)
+            fail(f"{record['message']} (session {session_id} kept)", Exit.RUN_FAILED)
         fail(f"run {final}: {record.get('message') or 'see `mmul-workbench sessions show ' + session_id + '`'}",
              Exit.RUN_FAILED)
     result = record.get("summary") or {}

@@ -1,8 +1,8 @@
 """A validated spec run in this process as a session (``run``, ``demo`` and ``pulse`` without
 ``--engine``): the job's events go to the session writer and to the progress display on stderr.
 
-Errors end the session and the command: bad input exit 2, a failed run exit 1 (session kept, marked
-failed), a full disk exit 1 (one line naming the path and the space it needed; the session marked failed
+Errors end the session and the command: bad input found before the session exists exit 2, a failed run exit
+1 (session kept, marked failed; also bad input found only while running, e.g. an image that does not decode), a full disk exit 1 (one line naming the path and the space it needed; the session marked failed
 with it where the disk lets that be written), Ctrl-C exit 130 (marked cancelled). Under `--json` (`as_json`),
 a run that ends so once its session exists still prints one document: its session, state and error.
 """
@@ -59,10 +59,7 @@ def run_in_session(spec: dict, label: str, job: Callable[[object], dict],
 
         try:
             result = job(Tee)
-        except SpecError as error:
-            writer.finish("failed", message=str(error))
-            fail_ended("failed", str(error), str(error), Exit.BAD_INPUT)
-        except RunFailed as error:
+        except (SpecError, RunFailed) as error:  # exit 2 says no session was made; this one is kept
             writer.finish("failed", message=str(error))
             fail_ended("failed", str(error), f"{error} (session {writer.session_id} kept)")
         except DiskFull as error:

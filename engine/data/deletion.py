@@ -20,16 +20,18 @@ ID_LIKE = re.compile(r"[\w./+#-]{1,200}")  # '#': a fact id, UNIT_ID#KEY (engine
 
 
 def read_id_lines(path: str | Path) -> list[tuple[int, str]]:
-    """(line number, id) for each non-empty line of an ID file; SpecError naming the file (never its text)."""
+    """(line number, id) for each line of an ID file that is neither blank nor a `#` comment (a UTF-8 byte-order
+    mark, as some editors write one, is not part of the first id); SpecError naming the file (never its text)."""
     try:
-        text = Path(path).expanduser().read_text(encoding="utf-8")
+        text = Path(path).expanduser().read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise SpecError(f"deletion ID file {path} does not exist; give a file with one unit id per line") from None
     except UnicodeDecodeError:
         raise SpecError(f"deletion ID file {path} is not UTF-8 text; give one unit id per line") from None
     except OSError as error:
         raise SpecError(f"deletion ID file {path} cannot be read ({error.strerror})") from None
-    ids = [(number, line.strip()) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    ids = [(number, line.strip()) for number, line in enumerate(text.splitlines(), start=1)
+           if line.strip() and not line.lstrip().startswith("#")]
     if not ids:
         raise SpecError(f"deletion ID file {path} lists no ids; give one unit id per line")
     return ids
@@ -45,7 +47,11 @@ def unknown_ids_error(path, lines: list[tuple[int, str]], unknown: list[str], kn
     (some of its ids are units) and they look like ids; otherwise the file is named with line numbers, as
     a file given by mistake (a secret, a config) must never reach a message, a log or the catalog."""
     if known_any and all(ID_LIKE.fullmatch(u) for u in unknown[:3]):
-        shown = ", ".join(unknown[:3]) + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
+        line_of = {}
+        for number, unit_id in lines:
+            line_of.setdefault(unit_id, number)
+        shown = ", ".join(f"{u} (line {line_of[u]})" for u in unknown[:3]) + (
+            f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
         return SpecError(f"unknown {what} id {shown} in {path}; ids are training {what} ids like {example}")
     wanted = set(unknown)
     numbers = sorted({number for number, unit_id in lines if unit_id in wanted})

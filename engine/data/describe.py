@@ -4,12 +4,18 @@ size, the fingerprint (engine/data/fingerprint.py) and how long reading and fing
 Reading indexes the annotations and finds the image files without decoding them (engine/data/images.py), so
 this answers in seconds on a full-size Flickr30K or COCO folder; only the first training image's header is
 read, for its size. No torch is imported.
+
+`--decode-images` decodes every image file too (on the machine's cores), so a file that is cut short or
+corrupt is found before a run, not when a batch first draws it after the original has trained.
 """
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from engine.data.fingerprint import data_fingerprint
+from engine.data.images import ImageFile, decoding_error
 from engine.data.labelled import unit_texts
 from engine.data.registry import load_data
 
@@ -24,7 +30,31 @@ def split_counts(units) -> dict:
                                "max": max(per_unit, default=0)}}
 
 
-def describe_data(ref: str) -> dict:
+SHOWN_FAILURES = 10
+
+
+def image_files(world) -> list[ImageFile]:
+    """Every image file of the data's splits, each once (built-in worlds hold pixels, not files: none)."""
+    files: dict[ImageFile, None] = {}
+    for name in SPLITS:
+        for unit in getattr(world, name, None) or []:
+            for image in getattr(unit, "images", None) or [getattr(unit, "image", None)]:
+                if isinstance(image, ImageFile):
+                    files[image] = None
+    return list(files)
+
+
+def decode_images(world) -> dict:
+    """{"decoded": n, "seconds": s, "failed": [{"path", "reason"}]}: every image file decoded (PIL's decoders
+    let go of the GIL, so threads use the cores)."""
+    started, files = time.perf_counter(), image_files(world)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        failed = [{"path": image.path, "reason": reason}
+                  for image, reason in zip(files, pool.map(decoding_error, files)) if reason is not None]
+    return {"decoded": len(files) - len(failed), "failed": failed, "seconds": round(time.perf_counter() - started, 3)}
+
+
+def describe_data(ref: str, decode: bool = False) -> dict:
     started = time.perf_counter()
     world = load_data(ref)
     read_seconds = time.perf_counter() - started
@@ -37,6 +67,8 @@ def describe_data(ref: str) -> dict:
             "units": sum(s["units"] for s in splits.values()), "texts": sum(s["texts"] for s in splits.values()),
             "image_size": getattr(world, "image_size", None), "fingerprint": fingerprint,
             "seconds": {"read": round(read_seconds, 3), "fingerprint": round(fingerprint_seconds, 3)}}
+    if decode:
+        info["images"] = decode_images(world)
     for extra in ("classes", "images_per_unit"):
         if hasattr(world, extra):
             info[extra] = list(value) if isinstance(value := getattr(world, extra), tuple) else value
@@ -54,6 +86,19 @@ def describe_text(info: dict) -> str:
         lines.append(f"  image size {info['image_size']} (first training image's width)")
     if info.get("classes"):
         lines.append(f"  classes {', '.join(info['classes'])}; {info.get('images_per_unit', 1)} image(s) per unit")
-    seconds = info["seconds"]
-    lines.append(f"  read {seconds['read']:.2f} s, fingerprint {seconds['fingerprint']:.2f} s (no image decoded)")
+    seconds, images = info["seconds"], info.get("images")
+    decoded = (f", {images['decoded']} of {images['decoded'] + len(images['failed'])} images decode "
+               f"({images['seconds']:.2f} s)" if images else " (no image decoded)")
+    lines.append(f"  read {seconds['read']:.2f} s, fingerprint {seconds['fingerprint']:.2f} s{decoded}")
     return "\n".join(lines)
+
+
+def decoding_problem(info: dict) -> str | None:
+    """One line naming the image files that do not decode (the first few), or None."""
+    failed = (info.get("images") or {}).get("failed") or []
+    if not failed:
+        return None
+    shown = "; ".join(f"{f['path']} ({f['reason']})" for f in failed[:SHOWN_FAILURES])
+    more = f"; and {len(failed) - SHOWN_FAILURES} more (--json lists them all)" if len(failed) > SHOWN_FAILURES else ""
+    return (f"{len(failed)} of {info['images']['decoded'] + len(failed)} images do not decode: {shown}{more}; replace "
+            "them, or drop their records")

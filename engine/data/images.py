@@ -21,8 +21,30 @@ SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM"
 DECODABLE = "PNG, JPEG, GIF, BMP, TIFF, WebP"
 
 
-def not_decodable(path) -> SpecError:
+def pillow_reason(error: Exception) -> str | None:
+    """Pillow's reason a file with an image's signature does not decode ("image file is truncated"), or None
+    where it only says it cannot identify the file."""
+    reason = str(error).splitlines()[0] if str(error) else ""
+    return reason if reason and not reason.startswith("cannot identify image file") else None
+
+
+def not_decodable(path, error: Exception | None = None) -> SpecError:
+    """One line naming the file, and Pillow's reason where it has one: a PNG cut short reads "image file is
+    truncated", which "not an image" would misname."""
+    if error is not None and (reason := pillow_reason(error)):
+        return SpecError(f"{path} does not decode ({reason}); replace the file, or drop its records (`data info "
+                         "--decode-images` lists every such file)")
     return SpecError(f"{path} is not an image this reader can decode ({DECODABLE})")
+
+
+def decoding_error(image: "ImageFile") -> str | None:
+    """Why `image` does not decode, in a few words (None when it does): what `data info --decode-images` lists."""
+    try:
+        with Image.open(image.path) as opened:
+            opened.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        return pillow_reason(error) or f"not an image this reader can decode ({DECODABLE})"
+    return None
 
 
 def looks_like_image(path: str) -> bool:
@@ -44,8 +66,8 @@ class ImageFile:
         try:
             with Image.open(self.path) as image:
                 return image.convert("RGB")
-        except (OSError, ValueError, Image.DecompressionBombError):  # UnidentifiedImageError is an OSError
-            raise not_decodable(self.path) from None
+        except (OSError, ValueError, Image.DecompressionBombError) as error:  # UnidentifiedImageError: an OSError
+            raise not_decodable(self.path, error) from None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -53,8 +75,8 @@ class ImageFile:
         try:
             with Image.open(self.path) as image:
                 return image.size
-        except (OSError, ValueError, Image.DecompressionBombError):
-            raise not_decodable(self.path) from None
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
+            raise not_decodable(self.path, error) from None
 
     def __array__(self, dtype=None, copy=None):
         import numpy as np

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 
 from engine.data.preloaded import take as take_preloaded
+from engine.data.split_checks import check_splits
 from engine.errors import SpecError
 from engine.spec import DATA_FORMATS, PEOPLE_WORLDS, WORLD_SEED, WORLDS
 
@@ -24,6 +25,9 @@ def load_data(ref: str):
         return target_function(world.target)(ref, seed=WORLD_SEED)
     fmt, _, location = ref.partition(":")
     if fmt in DATA_FORMATS and DATA_FORMATS[fmt].target:
-        return target_function(DATA_FORMATS[fmt].target)(location)
+        data = target_function(DATA_FORMATS[fmt].target)(location)
+        if hasattr(data, "split"):  # image-text, labelled and graph-text data (people data is checked as read)
+            check_splits(ref, data)
+        return data
     raise SpecError(f"unknown data {ref!r}; choose {', '.join([*WORLDS, *PEOPLE_WORLDS])} or one of "
                     f"{', '.join(f for f in DATA_FORMATS if f != 'mmbench')} as FORMAT:PATH", field="data")

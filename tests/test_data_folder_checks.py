@@ -1,0 +1,110 @@
+"""An operator's own data folder (FORMAT:PATH), refused or failed the way the README's exit codes say: what makes
+a folder unusable is refused as it is read (exit 2, no session), what only a run can find (an image that does
+not decode) fails that run (exit 1, its session kept), and `data info --decode-images` finds such images up
+front."""
+import json
+import shutil
+
+import pytest
+
+from conftest import run_in_process
+from engine.data.flickr30k import write_flickr30k
+from engine.data.registry import load_data
+from engine.data.shapes import build_shapes_world
+from engine.errors import SpecError
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("flickr")
+    write_flickr30k(build_shapes_world("shapes-tiny"), root)
+    return root
+
+
+def copy_of(folder, tmp_path):
+    target = tmp_path / "copy"
+    shutil.copytree(folder, target)
+    return target
+
+
+def records(path):
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_an_empty_train_or_test_split_is_refused_as_read(folder, tmp_path, split):
+    """An empty test split was read, then the run failed in torch.cat after the original had trained; an empty
+    train split was told to choose `--delete N < 0`."""
+    data = copy_of(folder, tmp_path)
+    (data / f"flickr30k_{split}.json").write_text("[]")
+    with pytest.raises(SpecError, match=f"its {split} split has no units"):
+        load_data(f"flickr30k:{data}")
+    out = run_in_process(tmp_path / "home", "data", "info", f"flickr30k:{data}")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and f"its {split} split has no units" in out.stderr
+    (data / f"flickr30k_{split}.json").write_text((folder / f"flickr30k_{split}.json").read_text())
+    (data / "flickr30k_val.json").write_text("[]")   # an empty val split is fine
+    assert load_data(f"flickr30k:{data}").val == []
+
+
+def test_a_unit_in_two_splits_and_an_empty_caption_are_refused(folder, tmp_path):
+    data = copy_of(folder, tmp_path)
+    test = records(data / "flickr30k_test.json")
+    test[0]["image"] = records(data / "flickr30k_train.json")[0]["image"]  # a test record on a training image
+    (data / "flickr30k_test.json").write_text(json.dumps(test))
+    with pytest.raises(SpecError, match=f"unit '{test[0]['image']}' is in both the train and the test split"):
+        load_data(f"flickr30k:{data}")
+    shutil.copy(folder / "flickr30k_test.json", data / "flickr30k_test.json")
+    train = records(data / "flickr30k_train.json")
+    train[3]["caption"] = "   "
+    (data / "flickr30k_train.json").write_text(json.dumps(train))
+    with pytest.raises(SpecError, match=f"train unit '{train[3]['image']}' has an empty text"):
+        load_data(f"flickr30k:{data}")
+
+
+@pytest.mark.parametrize("flags", [["--keep", "best"], ["--stop-if", "df_dr_auc>0.9"], ["--tune"]])
+def test_what_judges_on_validation_is_refused_before_a_session_on_data_without_it(folder, tmp_path, flags):
+    """They found the empty val split only once the session had started (exit 2, a failed session left)."""
+    data = copy_of(folder, tmp_path)
+    (data / "flickr30k_val.json").write_text("[]")
+    home = tmp_path / "home"
+    out = run_in_process(home, "run", "--method", "ft", "--model", "clip-tiny", "--data", f"flickr30k:{data}",
+                         "--delete", "4", *flags)
+    assert out.returncode == 2, out.stderr
+    assert "has no validation units" in out.stderr and flags[0] in out.stderr.splitlines()[-1]
+    listed = run_in_process(home, "sessions", "list", "--json")
+    assert listed.returncode == 0 and not json.loads(listed.stdout)["sessions"]   # no session was made
+
+
+def test_an_image_that_does_not_decode_fails_the_run_keeping_its_session_and_decode_images_finds_it(
+        folder, tmp_path, home):
+    data = copy_of(folder, tmp_path)
+    victim = data / records(data / "flickr30k_train.json")[0]["image"]
+    victim.write_bytes(victim.read_bytes()[:50])   # a PNG cut short: its signature is right
+    out = run_in_process(home, "run", "--method", "ft", "--model", "clip-tiny", "--data", f"flickr30k:{data}",
+                         "--delete", "4", "--json")
+    assert out.returncode == 1, out.stderr   # 2 would say no session was made
+    document = json.loads(out.stdout)
+    assert document["state"] == "failed" and "image file is truncated" in document["error"]
+    assert f"session {document['session']} kept" in out.stderr and str(victim) in out.stderr
+    found = run_in_process(home, "data", "info", f"flickr30k:{data}", "--decode-images", "--json")
+    assert found.returncode == 2 and found.stderr.count("\n") == 1
+    assert json.loads(found.stdout)["images"]["failed"] == [{"path": str(victim), "reason": "image file is truncated"}]
+    fine = run_in_process(home, "data", "info", f"flickr30k:{folder}", "--decode-images")
+    assert fine.returncode == 0 and "232 of 232 images decode" in fine.stdout
+
+
+def test_a_failed_engine_run_under_json_still_prints_its_document(tmp_path, monkeypatch):
+    """`run --engine --json` printed nothing on stdout for a failed run, where a headless run prints its session,
+    state and error."""
+    import workbench.client.follow as follow
+    from sessions.store import SessionStore
+
+    monkeypatch.setenv("MMUL_HOME", str(tmp_path))
+    writer = SessionStore().create({"method": "ft"})
+    writer.finish("failed", message="images/1.png does not decode (image file is truncated)")
+    monkeypatch.setattr(follow, "submit_and_follow", lambda spec, on_event, detach: (writer.session_id, "failed"))
+    out = run_in_process(tmp_path, "run", "--method", "ft", "--model", "clip-tiny", "--data", "shapes-tiny",
+                         "--delete", "4", "--engine", "--json")
+    assert out.returncode == 1
+    assert json.loads(out.stdout) == {"session": writer.session_id, "state": "failed",
+                                      "error": "images/1.png does not decode (image file is truncated)"}
