@@ -5,7 +5,9 @@ sealed segments and the open one), compares the catalog with what the files say,
 ``.partial`` files. ``repair`` then moves every damaged session aside into ``sessions/.quarantine/``
 (never deleted; a ``<id>.reason`` note says why), removes the stale files and rebuilds the catalog from
 the session files (a damaged catalog is moved aside first). Sessions a live process writes are never
-touched.
+touched. A session still queued or running whose writer is gone (a headless run killed with SIGKILL, a
+machine that lost power) is listed as ``abandoned``; ``repair`` marks it ``interrupted``, as the next
+``engine start`` would (sessions.recovery), for a user who only runs headless.
 """
 from __future__ import annotations
 
@@ -13,11 +15,12 @@ from dataclasses import dataclass, field
 
 from sessions.catalog import CatalogDamaged, catalog_row, quarantine, read_rows
 from sessions.errors import SessionDamaged, UnknownSession
-from sessions.recovery import clean_stale, stale_files
-from sessions.schema import SchemaMismatch, check_event
+from sessions.recovery import clean_stale, recover, stale_files
+from sessions.schema import ACTIVE_STATES, SchemaMismatch, check_event
 from sessions.store import SessionStore
 
 CATALOG_FIELDS = ("state", "summary", "events")
+ABANDONED = "its writer stopped without ending it (marked by `sessions check --repair`)"
 
 
 @dataclass
@@ -32,17 +35,19 @@ class Report:
     catalog: str | None = None                          # what is wrong with the catalog, or None
     catalog_kept: str | None = None                     # where a damaged catalog was moved
     stale: list[str] = field(default_factory=list)      # stale files found (removed when repaired)
+    abandoned: list[str] = field(default_factory=list)  # queued or running, no live writer (interrupted when repaired)
     repaired: bool = False
 
     @property
     def problems(self) -> int:
-        return len(self.damaged) + (self.catalog is not None) + len(self.stale)
+        return len(self.damaged) + (self.catalog is not None) + len(self.stale) + len(self.abandoned)
 
     def document(self) -> dict:
         return {"sessions": self.sessions, "healthy": len(self.healthy), "live": self.live,
                 "damaged": self.damaged, "other_schema": self.other_schema,
                 "catalog": {"ok": self.catalog is None, "problem": self.catalog, "kept": self.catalog_kept},
-                "stale": self.stale, "problems": self.problems, "repaired": self.repaired}
+                "stale": self.stale, "abandoned": self.abandoned, "problems": self.problems,
+                "repaired": self.repaired}
 
 
 def verify_session(store: SessionStore, session_id: str) -> None:
@@ -76,6 +81,8 @@ def check(store: SessionStore, repair: bool = False) -> Report:
             verify_session(store, sid)
             truth[sid] = catalog_row(store.read_meta(sid, mark=False))
             report.healthy.append(sid)
+            if truth[sid].get("state") in ACTIVE_STATES:
+                report.abandoned.append(sid)
         except SessionDamaged as exc:
             report.damaged.append({"id": sid, "reason": exc.reason})
         except SchemaMismatch:
@@ -88,6 +95,8 @@ def check(store: SessionStore, repair: bool = False) -> Report:
         for entry in report.damaged:
             moved = quarantine(store.root, store.root / entry["id"], entry["id"], entry["reason"])
             entry["moved_to"] = str(moved)
+        if report.abandoned:
+            recover(store, ABANDONED)
         clean_stale(store)
         _, kept = store.rebuild_catalog()
         report.catalog_kept = str(kept) if kept else None

@@ -4,6 +4,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -227,3 +229,35 @@ def test_list_shows_the_unlearning_steps_of_a_run_that_trained_its_original(home
     lines = run_cli(app, ["sessions", "list"]).stdout.splitlines()
     rows = {row["name"]: row for row in (dict(zip(lines[0].split("\t"), line.split("\t"))) for line in lines[1:])}
     assert rows["trained here"]["steps"] == "12" and rows["no summary"]["steps"] == "-"
+
+
+STOPPED_RUN = """
+import signal, sys
+import typer
+from workbench.execute import run_in_session
+
+def job(emitter):
+    print(emitter.session_id, flush=True)
+    signal.pause()   # a long run, stopped from outside
+
+try:
+    run_in_session({"method": "ft", "model": "clip-tiny", "data": "shapes-tiny"}, "ft", job)
+except typer.Exit as ended:
+    sys.exit(ended.exit_code)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_headless_run_stopped_by_sigterm_or_sighup_ends_its_session_cancelled(tmp_path, signum):
+    """A batch scheduler's SIGTERM or a closed terminal's SIGHUP ended the process with no word (exit 143, 129)
+    and left its session `running?`, which only an engine start would mend."""
+    from conftest import ROOT
+
+    proc = subprocess.Popen([sys.executable, "-c", STOPPED_RUN], cwd=ROOT, env={**os.environ, "MMUL_HOME": str(tmp_path)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    session = proc.stdout.readline().strip()
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.strip().splitlines()[-1] == f"error: cancelled (session {session} kept)"
+    meta = SessionStore(tmp_path).get(session)
+    assert meta["state"] == "cancelled" and meta["message"] == f"stopped by {signal.Signals(signum).name}"

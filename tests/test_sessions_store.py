@@ -237,6 +237,30 @@ def test_recovery_marks_dead_writers_interrupted_only(tmp_path):
     live.finish("finished")
 
 
+
+def test_check_finds_a_session_its_killed_writer_left_running_and_repair_ends_it(tmp_path):
+    """A headless user never starts the engine, whose start marks such sessions interrupted: `check --repair`
+    said all was healthy and left it `running?` for good."""
+    from sessions.check import check
+
+    store = SessionStore(tmp_path)
+    live = store.create(SPEC)      # written by a live process: neither abandoned nor touched
+    proc = subprocess.Popen(writer_script(tmp_path, steps=100000, sleep=0.001, flush_interval=0.05),
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        sid = proc.stdout.readline().strip()
+        wait_for(lambda: len(store.events(sid)) > 5, timeout=10)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    report = check(store)
+    assert report.abandoned == [sid] and report.problems and live.session_id in report.live
+    repaired = check(store, repair=True)
+    assert repaired.repaired and store.get(sid)["state"] == "interrupted"
+    assert "sessions check --repair" in store.get(sid)["message"] and store.get(live.session_id)["state"] == "running"
+    assert not check(store).problems
+    live.finish("finished")
+
 READER = textwrap.dedent("""
     import json, sys, time
     sys.path.insert(0, {root!r})

@@ -316,6 +316,9 @@ def check_cmd(
                                                        else "") + kept)
         if report.stale:
             typer.echo(f"{len(report.stale)} stale file(s) left by a crash" + (": removed" if report.repaired else ""))
+        for sid in report.abandoned:
+            typer.echo(f"{sid}: still marked running, and no process writes it" +
+                       (": marked interrupted" if report.repaired else ""))
         live = f", {len(report.live)} being written (not checked)" if report.live else ""
         verdict = ("repaired" if report.repaired else "run `mmul-workbench sessions check --repair`") \
             if report.problems else "all good"

@@ -3,18 +3,50 @@
 
 Errors end the session and the command: bad input found before the session exists exit 2, a failed run exit
 1 (session kept, marked failed; also bad input found only while running, e.g. an image that does not decode), a full disk exit 1 (one line naming the path and the space it needed; the session marked failed
-with it where the disk lets that be written), Ctrl-C exit 130 (marked cancelled). Under `--json` (`as_json`),
+with it where the disk lets that be written), Ctrl-C exit 130 (marked cancelled), and so SIGTERM and SIGHUP too
+(a batch scheduler's stop, a closed terminal): they ended the process and left its session marked running. Under
+`--json` (`as_json`),
 a run that ends so once its session exists still prints one document: its session, state and error.
 """
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+import signal
+import threading
+from typing import Callable, Iterator
 
 from engine.errors import Cancelled, RunFailed, SpecError
 from sessions.errors import DiskFull
 from sessions.store import SessionStore
 from sessions.writer import SessionWriter
 from workbench.output import Exit, Progress, fail, print_json
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP while a session is written here: handled as Ctrl-C is, in the signal's name."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signal_name = signal.Signals(signum).name
+
+
+@contextlib.contextmanager
+def stops_as_interrupts() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise `Stopped` in the main thread while the block runs (the handlers are restored
+    after), so the session is ended as cancelled rather than left running by a killed process."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Stopped(signum)
+
+    kept = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in kept.items():
+            signal.signal(signum, handler)
 
 
 def run_session(spec: dict, label: str, original_metrics: dict | None = None,
@@ -58,16 +90,17 @@ def run_in_session(spec: dict, label: str, job: Callable[[object], dict],
                 progress.event(kind, fields)
 
         try:
-            result = job(Tee)
+            with stops_as_interrupts():
+                result = job(Tee)
         except (SpecError, RunFailed) as error:  # exit 2 says no session was made; this one is kept
             writer.finish("failed", message=str(error))
             fail_ended("failed", str(error), f"{error} (session {writer.session_id} kept)")
         except DiskFull as error:
             fail_ended("failed", str(error), f"{error} ({finish_failed(writer, str(error))})")
-        except (Cancelled, KeyboardInterrupt):
-            writer.finish("cancelled", message="interrupted from the terminal")
-            fail_ended("cancelled", "interrupted from the terminal", f"cancelled (session {writer.session_id} kept)",
-                       Exit.INTERRUPTED)
+        except (Cancelled, KeyboardInterrupt) as error:
+            why = f"stopped by {error.signal_name}" if isinstance(error, Stopped) else "interrupted from the terminal"
+            writer.finish("cancelled", message=why)
+            fail_ended("cancelled", why, f"cancelled (session {writer.session_id} kept)", Exit.INTERRUPTED)
         except Exception as error:  # an engine bug: keep the session, say where, exit 1
             message = f"{type(error).__name__}: {error}"
             writer.finish("failed", message=message)
