@@ -92,19 +92,3 @@ def test_an_image_that_does_not_decode_fails_the_run_keeping_its_session_and_dec
     fine = run_in_process(home, "data", "info", f"flickr30k:{folder}", "--decode-images")
     assert fine.returncode == 0 and "232 of 232 images decode" in fine.stdout
 
-
-def test_a_failed_engine_run_under_json_still_prints_its_document(tmp_path, monkeypatch):
-    """`run --engine --json` printed nothing on stdout for a failed run, where a headless run prints its session,
-    state and error."""
-    import workbench.client.follow as follow
-    from sessions.store import SessionStore
-
-    monkeypatch.setenv("MMUL_HOME", str(tmp_path))
-    writer = SessionStore().create({"method": "ft"})
-    writer.finish("failed", message="images/1.png does not decode (image file is truncated)")
-    monkeypatch.setattr(follow, "submit_and_follow", lambda spec, on_event, detach: (writer.session_id, "failed"))
-    out = run_in_process(tmp_path, "run", "--method", "ft", "--model", "clip-tiny", "--data", "shapes-tiny",
-                         "--delete", "4", "--engine", "--json")
-    assert out.returncode == 1
-    assert json.loads(out.stdout) == {"session": writer.session_id, "state": "failed",
-                                      "error": "images/1.png does not decode (image file is truncated)"}

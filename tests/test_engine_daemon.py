@@ -507,3 +507,54 @@ def test_a_job_that_takes_its_process_down_fails_alone(home, crash, cause):
         assert "Fatal Python error: Segmentation fault" in message   # the worker's last words
     sid, state = submit_and_follow({"method": "ft", "steps": 3}, lambda e: None, home=home, start=False)
     assert state == "finished"
+
+
+def test_an_engine_that_stops_answering_is_said_so_in_one_line_and_stop_kills_it(tmp_path, monkeypatch):
+    """A daemon stopped with SIGSTOP (or stuck): `engine status` died in a traceback, and `engine stop` said only
+    "did not answer" and left it holding the lock, so no engine could start again."""
+    import workbench.client.process as process
+    from conftest import run_in_process
+
+    start_daemon(tmp_path)
+    pid = daemon_pid(tmp_path)
+    monkeypatch.setattr(process, "STATUS_TIMEOUT", 0.5)
+    monkeypatch.setattr(process, "SHUTDOWN_TIMEOUT", 0.5)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        status = run_in_process(tmp_path, "engine", "status")
+        assert status.returncode == 1 and status.stderr.count("\n") == 1
+        assert f"the engine (pid {pid}) runs but did not answer" in status.stderr and "engine stop" in status.stderr
+        assert process.lock_holder(P.engine_paths(tmp_path)) == pid
+        (tmp_path / "engine" / "engine.pid").write_text(str(os.getpid()))   # a pid file that lies: never killed
+        assert process.lock_holder(P.engine_paths(tmp_path)) is None
+        (tmp_path / "engine" / "engine.pid").write_text(str(pid))
+        stopped = stop_engine(tmp_path, timeout=0.5)
+        assert stopped["was_running"] and stopped["killed"] and stopped["pid"] == pid
+        assert not process.lock_held(P.engine_paths(tmp_path))
+        assert not engine_status(tmp_path)["running"]
+    finally:
+        kill_daemon(tmp_path)
+
+
+def test_engine_cancel_stops_one_run_from_the_command_line(home, tmp_path):
+    """The monitor's ctrl+k had no headless command (`engine stop` cancels everything), so a run left in the
+    engine by a Ctrl-C'd `run --engine` could not be stopped on its own."""
+    from conftest import run_in_process
+
+    async def submit(spec):
+        async with EngineClient(home) as client:
+            return (await client.submit(spec))["session"]
+
+    running = asyncio.run(submit({"method": "ft", "steps": 100000, "sleep": 0.002}))
+    other = asyncio.run(submit({"method": "ft", "steps": 5}))
+    wait_for(lambda: any(e["kind"] == "step" for e in SessionStore(home).events(running)), what="a first step")
+    out = run_in_process(home, "engine", "cancel", running[-6:], "--json")   # a unique prefix or suffix works
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"session": running, "state": "cancelling"}
+    assert _follow(home, running)[1] == "cancelled" and _follow(home, other)[1] == "finished"
+    again = run_in_process(home, "engine", "cancel", running)
+    assert again.returncode == 2 and again.stderr == f"error: session {running} is cancelled, not queued or running\n"
+    unknown = run_in_process(home, "engine", "cancel", "no-such-session")
+    assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1
+    nowhere = run_in_process(tmp_path, "engine", "cancel", running)
+    assert nowhere.returncode == 2 and "the engine is not running" in nowhere.stderr

@@ -20,7 +20,7 @@ from workbench.cli_engine import engine_app
 from workbench.client.async_client import EngineClient
 from workbench.client.errors import EngineError
 
-from conftest import until
+from conftest import run_in_process, until
 from sessions_fixtures import kill_daemon, run_cli, start_daemon
 
 SPEC = {"method": "ft", "model": "clip-tiny", "data": "shapes-tiny", "deletion": {"strategy": "random", "n": 4}}
@@ -187,3 +187,58 @@ async def test_device_strings_the_machine_lacks_start_no_worker(tmp_path):
         assert engine.queues.workers == {} and not SessionStore(tmp_path).list()
     finally:
         await _stop(engine)
+
+
+def test_a_failed_engine_run_under_json_still_prints_its_document(tmp_path, monkeypatch):
+    """`run --engine --json` printed nothing on stdout for a failed run, where a headless run prints its session,
+    state and error."""
+    import workbench.client.follow as follow
+
+    monkeypatch.setenv("MMUL_HOME", str(tmp_path))
+    writer = SessionStore().create({"method": "ft"})
+    writer.finish("failed", message="images/1.png does not decode (image file is truncated)")
+    monkeypatch.setattr(follow, "submit_and_follow", lambda spec, on_event, **options: (writer.session_id, "failed"))
+    out = run_in_process(tmp_path, "run", "--method", "ft", "--model", "clip-tiny", "--data", "shapes-tiny",
+                         "--delete", "4", "--engine", "--json")
+    assert out.returncode == 1
+    assert json.loads(out.stdout) == {"session": writer.session_id, "state": "failed",
+                                      "error": "images/1.png does not decode (image file is truncated)"}
+
+
+RUN = ("run", "--method", "ft", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4", "--engine", "--json")
+
+
+def test_ctrl_c_on_an_engine_run_says_the_run_goes_on_and_how_to_stop_it(tmp_path, monkeypatch):
+    """Ctrl-C exited 130 in silence, which the README reads as cancelled, while the run went on in the engine and
+    its session id was never printed."""
+    import workbench.client.follow as follow
+
+    def interrupted(spec, on_event, on_submitted=None, **options):
+        on_submitted("20261207-101010-abcd")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(follow, "submit_and_follow", interrupted)
+    out = run_in_process(tmp_path, *RUN)
+    assert out.returncode == 130 and out.stderr.count("\n") == 1
+    assert "session 20261207-101010-abcd goes on in the engine" in out.stderr
+    assert "mmul-workbench engine cancel 20261207-101010-abcd" in out.stderr
+    assert json.loads(out.stdout)["state"] == "running"
+
+
+def test_an_engine_lost_while_followed_still_prints_the_runs_document(tmp_path, monkeypatch):
+    import workbench.client.follow as follow
+    from workbench.client.errors import EngineDisconnected
+
+    monkeypatch.setenv("MMUL_HOME", str(tmp_path))
+    writer = SessionStore().create({"method": "ft"})   # the engine's session, left running when it died
+
+    def lost(spec, on_event, on_submitted=None, **options):
+        on_submitted(writer.session_id)
+        raise EngineDisconnected(f"lost the engine while following session {writer.session_id}", "disconnected")
+
+    monkeypatch.setattr(follow, "submit_and_follow", lost)
+    out = run_in_process(tmp_path, *RUN)
+    assert out.returncode == 1 and out.stderr.count("\n") == 1
+    assert json.loads(out.stdout) == {"session": writer.session_id, "state": "running",
+                                      "error": f"lost the engine while following session {writer.session_id}"}
+    writer.finish("interrupted")

@@ -9,8 +9,10 @@ import typer
 
 from sessions.protocol import engine_paths
 from sessions.numbers import format_duration
-from workbench.client.errors import EngineError
-from workbench.client.process import engine_status, start_engine, stop_engine
+from sessions import protocol as P
+from workbench.client.errors import EngineError, EngineNotRunning
+from workbench.completion import complete_session
+from workbench.client.process import STATUS_TIMEOUT, engine_status, start_engine, stop_engine
 from workbench.output import Exit, fail
 
 engine_app = typer.Typer(
@@ -69,17 +71,46 @@ def stop_cmd(
         typer.echo(f"engine stopped (pid {info['pid']}){killed}{cancelled}")
 
 
+@engine_app.command("cancel")
+def cancel_cmd(
+    session: str = typer.Argument(..., help="session id, name, or a unique prefix of either",
+                                  autocompletion=complete_session),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+) -> None:
+    """Cancel one queued or running engine run (the monitor's ctrl+k): a queued run never starts, a running one
+    ends after its current step, marked cancelled; the engine's other runs go on."""
+    from workbench.client.process import cancel_run
+
+    try:
+        reply = cancel_run(session)
+    except EngineNotRunning:
+        fail("the engine is not running, so it runs nothing to cancel (a headless run stops with Ctrl-C in its "
+             "terminal)")
+    except EngineError as exc:
+        fail(str(exc), Exit.RUN_FAILED if exc.code == P.INTERNAL else Exit.BAD_INPUT)
+    if as_json:
+        _json_out(reply)
+    else:
+        typer.echo(f"session {reply['session']}: {reply['state']}"
+                   + (" (it ends after its current step)" if reply["state"] == "cancelling" else ""))
+
+
 @engine_app.command("status")
 def status_cmd(as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout")) -> None:
     """Is the engine running; what does each device run and hold queued."""
     info = engine_status()
     if as_json:
         _json_out(info)
-        return
+        raise typer.Exit(Exit.RUN_FAILED if info["running"] and not info["answering"] else Exit.OK)
     if not info["running"]:
         stale = " (stale files of a dead engine are left; `engine start` cleans them)" if info.get("stale") else ""
         typer.echo(f"engine not running{stale}; log {info['log']}")
         return
+    if not info["answering"]:
+        pid = f"pid {info['pid']}" if info.get("pid") else "its pid unknown"
+        fail(f"the engine ({pid}) runs but did not answer on {info['socket']} within {STATUS_TIMEOUT:g} s (stopped "
+             f"with SIGSTOP, or stuck; see {info['log']}); `mmul-workbench engine stop` kills it after --timeout",
+             Exit.RUN_FAILED)
     typer.echo(f"engine running (pid {info['pid']}, up {format_duration(info.get('uptime', 0))}); "
                f"socket {info['socket']}; log {info['log']}")
     if info.get("damaged"):

@@ -106,16 +106,33 @@ def follow_engine(spec: dict, detach: bool, as_json: bool) -> None:
     from workbench.client.follow import submit_and_follow
 
     progress = Progress(spec["method"], quiet=detach)
+    submitted: list[str] = []
+
+    def ended_without_result(state: str, message: str | None) -> None:
+        """The document a run prints when it ends without a result, once the engine has its session."""
+        if as_json and submitted:
+            print_json({"session": submitted[0], "state": state, "error": message})
+
     with progress:
         try:
-            session_id, final = submit_and_follow(spec, lambda event: progress.event(event["kind"], event), detach=detach)
+            session_id, final = submit_and_follow(spec, lambda event: progress.event(event["kind"], event),
+                                                  detach=detach, on_submitted=submitted.append)
         except (SpecError, SpecRejected) as error:
             fail(str(error))
+        except KeyboardInterrupt:  # the run lives in the engine: only the following stops
+            if not submitted:
+                fail("interrupted before the engine answered; `mmul-workbench engine status` says whether it queued "
+                     "the run", Exit.INTERRUPTED)
+            ended_without_result("running", "no longer followed: the run goes on in the engine")
+            fail(f"stopped following; session {submitted[0]} goes on in the engine (`mmul-workbench replay "
+                 f"{submitted[0]}` follows it, `mmul-workbench engine cancel {submitted[0]}` stops it)", Exit.INTERRUPTED)
         except EngineError as error:
+            ended_without_result(stored_state(submitted), str(error))
             if error.code in ("damaged", "error"):  # the run's own session could not be read back
                 fail(str(error), Exit.RUN_FAILED)
             fail(f"engine unavailable: {error}", Exit.RUN_FAILED)
         except (ConnectionError, OSError, RuntimeError) as error:
+            ended_without_result(stored_state(submitted), str(error))
             fail(f"engine unavailable: {error}", Exit.RUN_FAILED)
     if detach:
         return print_json({"session": session_id}) if as_json else print(session_id)
@@ -138,6 +155,17 @@ def follow_engine(spec: dict, detach: bool, as_json: bool) -> None:
     print_verdict(verdict)
     print_budget(result)
     print_cost(result)
+
+
+def stored_state(submitted: list[str]) -> str:
+    """The state the store holds for the session the engine accepted (a lost engine leaves it running until the
+    next `engine start` marks it interrupted), or "unknown"."""
+    from sessions.store import SessionStore
+
+    try:
+        return SessionStore().get(submitted[0])["state"] if submitted else "unknown"
+    except Exception:   # damaged, or never written: the error line says what happened
+        return "unknown"
 
 
 def verdict_of(spec: dict, result: dict) -> str:

@@ -11,13 +11,15 @@ from workbench.client.sync import Home
 
 
 def submit_and_follow(spec: dict, on_event: Callable[[dict], None], detach: bool = False,
-                      name: str | None = None, home: Home = None, start: bool = True) -> tuple[str, str]:
+                      name: str | None = None, home: Home = None, start: bool = True,
+                      on_submitted: Optional[Callable[[str], None]] = None) -> tuple[str, str]:
     """Submit ``spec`` to the engine (starting it if needed) and follow its events.
 
     ``on_event(event)`` sees every event of the session from seq 0, exactly once, in order. Returns
     ``(session_id, final_state)``; with ``detach`` returns at once with state ``"queued"``. Raises
     SpecRejected (bad spec: exit 2), EngineStartError, or EngineDisconnected (with ``.session``) when
-    the engine goes away mid-run. Interrupting the follower (Ctrl-C) never stops the job."""
+    the engine goes away mid-run. ``on_submitted(session)`` is told the session's id once the engine has
+    accepted it. Interrupting the follower (Ctrl-C) never stops the job."""
     if start:
         start_engine(home)
 
@@ -25,6 +27,8 @@ def submit_and_follow(spec: dict, on_event: Callable[[dict], None], detach: bool
         async with EngineClient(home) as client:
             reply = await client.submit(spec, name=name)
             session = reply["session"]
+            if on_submitted is not None:
+                on_submitted(session)
             if detach:
                 return session, reply.get("state", "queued")
             return session, await _follow(client, session, 0, on_event)

@@ -14,10 +14,12 @@ import time
 from pathlib import Path
 
 from sessions import protocol as P
-from workbench.client.errors import EngineNotRunning, EngineStartError, strip
+from workbench.client.errors import EngineDisconnected, EngineNotRunning, EngineStartError, strip
 from workbench.client.sync import Home, call, ping
 
 LOG_ROTATE_BYTES = 8 << 20
+STATUS_TIMEOUT = 5.0     # seconds an engine has to answer `engine status`
+SHUTDOWN_TIMEOUT = 10.0  # ... and `engine stop`, before it is taken for stuck
 REPO_ROOT = str(Path(__file__).resolve().parents[2])
 
 
@@ -32,6 +34,24 @@ def lock_held(paths: P.EnginePaths) -> bool:
     finally:
         os.close(fd)  # closing releases our probe lock
     return False
+
+
+def lock_holder(paths: P.EnginePaths) -> int | None:
+    """The pid of the process that holds the engine's lock (Linux's /proc/locks, matched by the lock file's
+    inode), when it is also the pid the engine wrote to its pid file; else None. An engine that stops answering
+    is killed by this pid only: a pid file alone, stale or written by hand, never names what is killed."""
+    try:
+        inode = paths.lock.stat().st_ino
+        written = int(paths.pid.read_text().split()[0])
+        locks = Path("/proc/locks").read_text()
+    except (OSError, ValueError, IndexError):
+        return None
+    for line in locks.splitlines():
+        fields = line.split()
+        if len(fields) > 5 and fields[1] == "FLOCK" and fields[5].rsplit(":", 1)[-1] == str(inode) \
+                and fields[4] == str(written):
+            return written
+    return None
 
 
 def clean_stale(paths: P.EnginePaths) -> bool:
@@ -103,10 +123,16 @@ def stop_engine(home: Home = None, timeout: float = 60.0) -> dict:
     next start). Returns ``{"was_running", "pid", "cancelled", "killed"}``."""
     paths = P.engine_paths(home)
     try:
-        reply = call(paths, "shutdown", timeout=10.0)
+        reply = call(paths, "shutdown", timeout=SHUTDOWN_TIMEOUT)
     except EngineNotRunning:
         clean_stale(paths)
         return {"was_running": False, "pid": None, "cancelled": [], "killed": False}
+    except EngineDisconnected:  # it holds its lock and does not answer (stopped, stuck): killed after `timeout`
+        pid = lock_holder(paths)
+        if pid is None:
+            raise
+        reply = {"pid": pid}
+        os.kill(pid, 15)
     pid = reply.get("pid")
     cancelled = list(reply.get("running", [])) + list(reply.get("queued", []))
     deadline = time.monotonic() + timeout
@@ -124,12 +150,21 @@ def stop_engine(home: Home = None, timeout: float = 60.0) -> dict:
     return {"was_running": True, "pid": pid, "cancelled": cancelled, "killed": True}
 
 
+def cancel_run(session: str, home: Home = None) -> dict:
+    """Ask the engine to cancel one queued or running session: ``{"session", "state"}``, state ``cancelled`` (it
+    had not started) or ``cancelling``; EngineNotRunning, or EngineError naming why it cannot be."""
+    return strip(call(P.engine_paths(home), "cancel", session=session))
+
+
 def engine_status(home: Home = None) -> dict:
     """``{"running": False, ...}`` or the engine's status reply with ``running: True``."""
     paths = P.engine_paths(home)
     try:
-        reply = call(paths, "status", timeout=5.0)
+        reply = call(paths, "status", timeout=STATUS_TIMEOUT)
     except EngineNotRunning:
         return {"running": False, "home": str(paths.home), "socket": str(paths.socket), "log": str(paths.log),
                 "stale": paths.pid.exists() or paths.socket.exists()}
-    return {"running": True, **strip(reply)}
+    except EngineDisconnected:  # alive (it holds the lock) but silent: stopped with SIGSTOP, or stuck
+        return {"running": True, "answering": False, "pid": lock_holder(paths), "home": str(paths.home),
+                "socket": str(paths.socket), "log": str(paths.log)}
+    return {"running": True, "answering": True, **strip(reply)}
