@@ -324,6 +324,9 @@ class MonitorScreen(Screen):
             text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             self.source_error = text
             self.source_error_code = getattr(exc, "code", None)
+            if self.source_error_code != "disconnected":  # a damaged session: the status line cannot hold why
+                self.model.logs.append(f"  error {text}")
+                self.notify(text, title="this session cannot be read", severity="error", timeout=30)
         finally:
             self.source_done = True
             if not self.speed_set and self.replay and self.paced:

@@ -882,3 +882,30 @@ async def test_a_session_that_ended_without_a_step_gives_its_table_the_panels_ro
         await wait_until(pilot, lambda: stepped.model.state == "finished")
         await pilot.pause()
         assert not stepped.has_class("-stepless") and stepped.query_one("#mon-plots").display
+
+
+async def test_a_session_that_cannot_be_read_says_why_where_it_can_be_seen(tmp_home):
+    """The reason sat only in the status line, whose width fitter dropped it below 300 columns: the monitor read
+    `replay waiting step 0 event 0/0` for good."""
+    from screens.monitor import MonitorScreen
+    from sessions.errors import SessionDamaged
+
+    class Damaged:
+        live = False
+
+        def __aiter__(self):
+            return self
+
+        async def __anext__(self):
+            raise SessionDamaged("20261207-000000-abcd", "session.json is not valid JSON")
+
+    app = create_app(start_engine=False)
+    told: list[tuple[str, str]] = []
+    async with app.run_test(size=SIZE) as pilot:
+        app.notify = lambda message, *, title="", severity="information", timeout=None, markup=True: \
+            told.append((message, severity))
+        screen = MonitorScreen(Damaged())
+        await app.push_screen(screen)
+        await wait_until(pilot, lambda: told)
+        assert told[0][1] == "error" and "session.json is not valid JSON" in told[0][0]
+        await wait_until(pilot, lambda: any("is damaged" in str(line) for line in screen.query_one("#mon-log").lines))
