@@ -170,6 +170,20 @@ class StudyRecord:
             os.close(fd)
 
 
+def cells_of_session(session_id: str, home: str | os.PathLike | None = None) -> list[str]:
+    """Where the studies in the home count `session_id` as a cell: ``"<method> s<seed> of <study id>"`` each
+    (records that cannot be read are passed over: `sessions delete` asks, it does not judge them)."""
+    found = []
+    for path in sorted(studies_dir(home).glob("study-*.json")):
+        try:
+            cells = read_json(path).get("cells") or []
+        except (OSError, ValueError, RecursionError, AttributeError):
+            continue
+        found += [f"{cell.get('method')} s{cell.get('seed')} of {path.stem}" for cell in cells
+                  if isinstance(cell, dict) and cell.get("session") == session_id]
+    return found
+
+
 # --- what a study reports ---------------------------------------------------------------------------
 def mean_std(values: Iterable[float]) -> dict | None:
     """``{"mean", "std", "n"}`` of the finite values: the sample std (ddof = 1; 0.0 for one value); None if none."""

@@ -182,6 +182,37 @@ def test_every_command_takes_a_name_or_a_prefix_of_one(home, tmp_path):
     assert run_cli(app, ["sessions", "delete", "ft tuned"]).stdout == f"deleted {second}\n"
 
 
+def test_delete_takes_a_whole_id_or_an_exact_name_and_asks_before_a_studys_cell(home):
+    """`sessions delete 5` deleted the session whose id ended in 5, for good, and deleting a study's Retrain cell
+    broke the study's report with no word."""
+    from sessions.study import StudyRecord
+    from workbench.cli import app
+
+    named, cell = _make(home, steps=3, name="ft trial"), _make(home, steps=3, name="retrain s42")
+    for part in (named[-4:], named[:-1], "ft tri"):   # an id's end, an id's start, a name's start
+        refused = run_cli(app, ["sessions", "delete", part])
+        assert refused.exit_code == 2 and refused.stderr.count("\n") == 1, part
+        assert f"is only part of {named}; run `mmul-workbench sessions delete {named}`" in refused.stderr
+    record = StudyRecord("study-0123456789ab", {"methods": ["retrain"]}, home)
+    record.set_cell("retrain", 42, cell, "finished")
+    asked = run_cli(app, ["sessions", "delete", cell])
+    assert asked.exit_code == 2 and "is the cell retrain s42 of study-0123456789ab" in asked.stderr
+    assert len(SessionStore(home).list()) == 2
+    assert run_cli(app, ["sessions", "delete", "FT TRIAL"]).stdout == f"deleted {named}\n"   # its name, any case
+    assert run_cli(app, ["sessions", "delete", cell, "--force"]).stdout == f"deleted {cell}\n"
+    assert SessionStore(home).list() == []
+
+
+def test_a_name_shaped_like_a_session_id_is_refused():
+    """`run --name 20261207-090735-2082` made a session whose name was another session's id: a command given that
+    id then meant one or the other."""
+    from engine.errors import SpecError
+    from engine.spec.inputs import check_name
+
+    with pytest.raises(SpecError, match="has the shape of a session id"):
+        check_name("20261207-090735-2082")
+    assert check_name("ft at 20261207") == "ft at 20261207"
+
 def test_cli_modules_import_no_heavy_packages():
     code = (
         "import sys; sys.path.insert(0, %r);"

@@ -270,12 +270,24 @@ def export_cmd(
 
 @sessions_app.command("delete")
 def delete_cmd(
-    session: str = typer.Argument(..., help=SESSION_HELP, autocompletion=complete_session),
+    session: str = typer.Argument(..., help="the session's whole id or its exact name (no prefix: a delete is "
+                                  "for good)", autocompletion=complete_session),
+    force: bool = typer.Option(False, "--force", help="delete a study's cell too (the study runs it again when "
+                               "re-run; until then its report and grid lack it)"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
-    """Delete a session (refused while it is queued or running)."""
+    """Delete a session for good (refused while it is queued or running, and for a study's cell unless --force)."""
+    from sessions.study import cells_of_session
+
     store = _store()
     sid = _open(store, session)
+    names = [row.get("name") for row in store.named_rows() if row.get("id") == sid]
+    if session != sid and not any(isinstance(name, str) and name.casefold() == session.casefold() for name in names):
+        fail(f"sessions delete takes a session's whole id or its exact name, and {session!r} is only part of "
+             f"{sid}; run `mmul-workbench sessions delete {sid}` to delete it")
+    if (cells := cells_of_session(sid)) and not force:
+        fail(f"session {sid} is the cell {'; '.join(cells)}: its report and grid lack it until the study runs it "
+             "again; add --force to delete it anyway")
     try:
         store.delete(sid)
     except (SessionBusy, UnknownSession, SchemaMismatch) as exc:

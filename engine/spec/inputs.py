@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from engine.errors import SpecError
@@ -35,11 +36,17 @@ def check_object(value, field: str, what: str) -> dict:
     return dict(value)
 
 
+SESSION_ID_SHAPE = re.compile(r"\d{8}-\d{6}-[0-9a-f]{4}")   # sessions.reader.SESSION_ID
+
+
 def check_name(value) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > MAX_NAME or "\n" in value:
         raise SpecError(f"--name must be one line of text of at most {MAX_NAME} characters", field="name")
+    if SESSION_ID_SHAPE.fullmatch(value.strip()):  # a command given it would mean the other session, or this one
+        raise SpecError(f"--name {value!r} has the shape of a session id (YYYYMMDD-HHMMSS-xxxx); name the session "
+                        "in words", field="name")
     return value
 
 
