@@ -175,6 +175,20 @@ def locked(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def lock_is_held(path: Path) -> bool:
+    """Whether a process holds the exclusive flock on `path` (a writer's), probed through a read-only descriptor
+    with a shared lock: a home on a read-only file system can still be read (nothing can be writing it), and
+    two readers probing at once never take each other for a writer."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def try_lock(path: Path) -> int | None:
     """Take an exclusive flock without waiting; returns the fd (keep it open) or None if held."""
     try:

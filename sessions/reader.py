@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sessions.catalog import described, matching_sessions
 from sessions.errors import SessionDamaged, UnknownSession
-from sessions.files import SESSION_FILE, WRITER_LOCK, describe_error, read_json, segment_name, try_lock
+from sessions.files import SESSION_FILE, WRITER_LOCK, describe_error, lock_is_held, read_json, segment_name
 from sessions.paths import mmul_home
 from sessions.schema import SCHEMA_VERSION, STATES, SchemaMismatch
 from sessions.shared import SharedEvents, shared_parse
@@ -256,15 +256,11 @@ class SessionReader:
         SessionDamaged when the session's directory cannot be probed."""
         path = self.root / session_id / WRITER_LOCK
         try:
-            if not os.path.lexists(path):
-                return False
-            fd = try_lock(path)
+            return os.path.lexists(path) and lock_is_held(path)
+        except FileNotFoundError:   # the writer removed it as it finished
+            return False
         except OSError as exc:
             raise SessionDamaged(session_id, describe_error(exc, path.parent)) from None
-        if fd is None:
-            return True
-        os.close(fd)
-        return False
 
     def live_or_unknown(self, session_id: str) -> bool:
         """``is_live``, with a session that cannot be probed counted as not live."""

@@ -71,7 +71,8 @@ def _truncate_half(path: Path) -> None:
 def unreadable(monkeypatch):
     """Make a directory unreadable for this process, root or not (see the module docstring)."""
     blocked: list[str] = []
-    real_open, real_access, real_try_lock = builtins.open, os.access, sessions.files.try_lock
+    real_open, real_access = builtins.open, os.access
+    real_try_lock, real_lock_is_held = sessions.files.try_lock, sessions.files.lock_is_held
 
     def inside(path) -> bool:
         path = os.path.abspath(os.fspath(path)) if isinstance(path, (str, os.PathLike)) else ""
@@ -85,15 +86,17 @@ def unreadable(monkeypatch):
     def fake_access(path, mode, *args, **kwargs):
         return False if inside(path) else real_access(path, mode, *args, **kwargs)
 
-    def fake_try_lock(path):
-        if inside(path):
-            raise PermissionError(errno.EACCES, "Permission denied", str(path))
-        return real_try_lock(path)
+    def blocking(real):
+        def fake(path):
+            if inside(path):
+                raise PermissionError(errno.EACCES, "Permission denied", str(path))
+            return real(path)
+        return fake
 
     monkeypatch.setattr(sessions.files, "open", fake_open, raising=False)
     monkeypatch.setattr(os, "access", fake_access)
-    for module in (sessions.reader, sessions.store):
-        monkeypatch.setattr(module, "try_lock", fake_try_lock)
+    monkeypatch.setattr(sessions.reader, "lock_is_held", blocking(real_lock_is_held))
+    monkeypatch.setattr(sessions.store, "try_lock", blocking(real_try_lock))
     return lambda path: blocked.append(os.path.abspath(path))
 
 
@@ -331,3 +334,44 @@ async def test_the_tui_home_lists_a_damaged_session_and_opens_it_to_an_error(hom
 
         await wait_until(pilot, lambda: isinstance(app.screen, MonitorScreen) and app.screen.source_error)
         assert f"session {bad} is damaged" in app.screen.source_error
+
+
+def test_a_home_on_a_read_only_file_system_is_read_and_a_write_to_it_is_one_line(tmp_path, monkeypatch, capsys):
+    """Every session of a read-only home read as damaged (probing the writer's lock opened it for writing), and
+    `run` and `engine start` died in tracebacks."""
+    import errno
+    import sys
+
+    from sessions.check import check
+    from workbench.cli import main
+
+    writer = SessionStore(tmp_path).create({"method": "ft"})
+    writer.emit("log", level="info", message="kept")
+    writer.finish("finished")
+    real_open, real_mkdir = os.open, os.mkdir
+
+    def refuse(path):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    def read_only_open(path, flags, *args, **kwargs):
+        if str(path).startswith(str(tmp_path)) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            refuse(path)
+        return real_open(path, flags, *args, **kwargs)
+
+    def read_only_mkdir(path, *args, **kwargs):
+        if str(path).startswith(str(tmp_path)):
+            refuse(path)
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only_open)
+    monkeypatch.setattr(os, "mkdir", read_only_mkdir)
+    store = SessionStore(tmp_path)
+    assert not store.is_live(writer.session_id) and store.get(writer.session_id)["state"] == "finished"
+    assert not check(store).problems
+    monkeypatch.setenv("MMUL_HOME", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["mmul-workbench", "engine", "start"])
+    with pytest.raises(SystemExit) as ended:
+        main()
+    err = capsys.readouterr().err
+    assert ended.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"error: cannot write {tmp_path}/engine (Read-only file system); set MMUL_HOME")

@@ -5,6 +5,7 @@ Nothing heavy at import: torch and transformers load inside the commands that ru
 """
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
@@ -160,6 +161,7 @@ def replay(
     raise typer.Exit(run_tui(replay=session))
 
 
+UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)   # a home on a read-only mount, or someone else's
 PRIVATE_UMASK = 0o077  # everything the workbench creates (sessions, caches, exports, logs) is the user's alone
 
 
@@ -214,6 +216,12 @@ def main() -> None:
     except DiskFull as error:  # a write outside a run (a new session, the catalog, a study record): one line
         print(f"error: {error}", file=sys.stderr)
         sys.exit(int(Exit.RUN_FAILED))
+    except OSError as error:
+        if error.errno not in UNWRITABLE:
+            raise
+        print(f"error: cannot write {error.filename or mmul_home()} ({error.strerror}); set MMUL_HOME to a directory "
+              "you can write (reading sessions needs no write access)", file=sys.stderr)
+        sys.exit(int(Exit.BAD_INPUT))
     sys.exit(code if isinstance(code, int) else 0)  # not standalone: typer returns a command's exit code
 
 
