@@ -32,7 +32,7 @@ SPEC_SUMMARY_FIELDS = ("method", "model", "data", "deletion", "device", "protoco
 _ID_TIME = re.compile(r"^(\d{8}-\d{6})-")
 # per-example and per-unit fields of a run's summary (one number per Df example or unit; `df_scores`: sessions
 # written before forget quality went per unit): kept in the session, not in its row
-PER_EXAMPLE_FIELDS = ("df_scores", "df_unit_scores")
+PER_EXAMPLE_FIELDS = ("df_scores", "df_unit_scores", "df_unit_ids")
 
 
 class CatalogDamaged(ValueError):

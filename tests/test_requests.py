@@ -5,6 +5,8 @@ import json
 import pytest
 
 from conftest import ROOT, cli, cli_env, run_in_memory, run_in_process
+from engine.data.deletion import select_units
+from engine.data.shapes import build_shapes_world
 from engine.errors import SpecError
 from engine.spec import validate
 
@@ -34,6 +36,10 @@ def test_three_requests_on_clip(home, method):
     df_pairs = [e for e in events if e["kind"] == "eval" and e["split"] == "after"]
     assert len(df_pairs) == 3 and document["deletion"]["units"] == 9
     assert document["seeds"]["run"] == 7 and len(set(document["seeds"]["requests"])) == 3
+    # the document names what it forgot by the data's own ids (a random draw was recorded only as its seed)
+    train = build_shapes_world("shapes-tiny").train
+    chosen = select_units(train, {"strategy": "random", "n": 9, "seed": 7})
+    assert sorted(document["df_unit_ids"]) == sorted(train[i].unit_id for i in chosen)
 
 
 def test_two_requests_on_a_deployed_blip(home, tmp_path):

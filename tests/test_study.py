@@ -238,6 +238,7 @@ def test_study_runs_the_grid_and_resumes(home, monkeypatch):
     assert "df_scores" not in summary
     row = next(r for r in store.catalog_rows() if r["id"] == cells[1]["session"])
     assert "df_unit_scores" not in row["summary"]  # the catalog lists; the session keeps the per-unit scores
+    assert len(summary["df_unit_ids"]) == 10 and "df_unit_ids" not in row["summary"]   # ... and the forgotten ids
 
     record = home / "studies" / f"{doc['study']}.json"
     assert stat.S_IMODE(record.stat().st_mode) == 0o600 and stat.S_IMODE(record.parent.stat().st_mode) == 0o700
