@@ -102,6 +102,11 @@ def export_world(world: str, fmt: str, directory: Path, force: bool = False) -> 
         more = f" and {len(held) - 1} more" if len(held) > 1 else ""
         raise SpecError(f"{directory} is not empty (it holds {held[0].name}{more}); give a new or empty directory, "
                         "or --force to write over files of the same names", field="directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:   # /proc/x, a read-only mount, someone else's folder
+        raise SpecError(f"cannot make the directory {directory} ({error.strerror}); give one you can write",
+                        field="directory") from None
     if fmt in WRITERS:
         from engine.data.registry import target_function
 

@@ -156,3 +156,21 @@ def test_id_file_naming_a_missing_unit_is_refused_with_its_name(tmp_path):
     chosen = select_units(build_ve_world("shapes-ve-tiny").train, {"strategy": "query", "query": "made of", "n": 4,
                                                                    "seed": 0})
     assert len(chosen) == 4  # queries read hypotheses as they read captions
+
+
+def test_file_data_without_a_pretraining_corpus_says_the_tiny_model_starts_from_scratch(tmp_path):
+    """An export of shapes-nlvr2-tiny trained blip-tiny from random weights with no word, its numbers differed from
+    the built-in world's, and the original's recipe still recorded the pre-training it never ran."""
+    from engine.spec import validate
+    from engine.tasks.classification import Classification
+
+    write_nlvr2(small(build_nlvr2_world("shapes-nlvr2-tiny")), tmp_path / "nlvr2")
+    logged = []
+    spec = validate({"method": "ft", "model": "blip-tiny", "data": f"nlvr2:{tmp_path / 'nlvr2'}", "device": "cpu",
+                     "deletion": {"strategy": "random", "n": 2, "seed": 0}})
+    task = Classification(spec, lambda kind, **fields: logged.append((kind, fields)), lambda: False, None)
+    assert "pretrain" not in task.original_recipe()
+    assert any(kind == "log" and fields["level"] == "warning" and "starts from random weights" in fields["message"]
+               for kind, fields in logged)
+    built_in = Classification(validate({**spec, "data": "shapes-nlvr2-tiny"}), lambda *a, **k: None, lambda: False, None)
+    assert "pretrain" in built_in.original_recipe()

@@ -92,3 +92,37 @@ def test_an_image_that_does_not_decode_fails_the_run_keeping_its_session_and_dec
     fine = run_in_process(home, "data", "info", f"flickr30k:{folder}", "--decode-images")
     assert fine.returncode == 0 and "232 of 232 images decode" in fine.stdout
 
+
+
+def test_a_path_of_the_wrong_kind_is_named_for_what_it_is(folder, tmp_path):
+    """A Karpathy file given for its folder read "FILE has no flickr30k_train.json"; a folder given to graph-text
+    "does not exist"; an ID file that is a folder "does not exist"; `flickr30k:` read the current directory."""
+    home = tmp_path / "home"
+    graphs = tmp_path / "graphs"
+    assert run_in_process(home, "data", "export", "graph-tiny", "--format", "graph-text", str(graphs)).returncode == 0
+    cases = {
+        ("data", "info", f"flickr30k:{folder}/flickr30k_train.json"):
+            f"is a file, and flickr30k reads a folder (its annotation files and images); give flickr30k:{folder}",
+        ("data", "info", f"graph-text:{graphs}"): "is a directory, and graph-text reads one file (it holds graph-tiny",
+        ("data", "info", "flickr30k:"): "flickr30k: names no path; give flickr30k:DIR",
+        ("data", "info", f"mmbench:{folder}/flickr30k_train.json"): "give it to `mmul-workbench pulse --general",
+        ("run", "--method", "ft", "--model", "clip-tiny", "--data", f"mllmu:{folder}", "--delete", "4"):
+            "mllmu data is not what `run` unlearns: MLLMU-Bench parquet folder; give it to `mmul-workbench pulse",
+        ("run", "--method", "ft", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete-ids", str(folder)):
+            f"deletion ID file {folder} is a directory",
+        ("data", "export", "shapes-tiny", "--format", "coco", "/proc/no-such-place"):
+            "cannot make the directory /proc/no-such-place",
+    }
+    for args, words in cases.items():
+        out = run_in_process(home, *args)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1 and words in out.stderr, (args, out.stderr)
+
+
+def test_data_info_on_people_data_counts_people_and_questions(tmp_path):
+    """It printed `total 0 units 0 texts` for a folder `pulse` then trained on."""
+    home, people = tmp_path / "home", tmp_path / "people"
+    assert run_in_process(home, "data", "export", "people-tiny", "--format", "mllmu", str(people)).returncode == 0
+    out = run_in_process(home, "data", "info", f"mllmu:{people}", "--json")
+    assert out.returncode == 0, out.stderr
+    counts = json.loads(out.stdout)["people"]
+    assert counts["people"] == 10 and counts["questions"] > 0 and counts["training_items"] > 0

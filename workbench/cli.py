@@ -134,8 +134,6 @@ def data_info(
     from engine.api import data_info as describe
 
     fmt, _, location = data.partition(":")
-    if location and not Path(location).expanduser().exists():
-        fail(f"{location} does not exist; give FORMAT:PATH with an existing file or directory")
     try:
         info, text, problem = describe(data if not location else f"{fmt}:{Path(location).expanduser().resolve()}",
                                        decode_images)

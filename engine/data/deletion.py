@@ -26,6 +26,8 @@ def read_id_lines(path: str | Path) -> list[tuple[int, str]]:
         text = Path(path).expanduser().read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise SpecError(f"deletion ID file {path} does not exist; give a file with one unit id per line") from None
+    except IsADirectoryError:
+        raise SpecError(f"deletion ID file {path} is a directory; give a file with one unit id per line") from None
     except UnicodeDecodeError:
         raise SpecError(f"deletion ID file {path} is not UTF-8 text; give one unit id per line") from None
     except OSError as error:

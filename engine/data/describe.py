@@ -69,6 +69,9 @@ def describe_data(ref: str, decode: bool = False) -> dict:
             "seconds": {"read": round(read_seconds, 3), "fingerprint": round(fingerprint_seconds, 3)}}
     if decode:
         info["images"] = decode_images(world)
+    if isinstance(getattr(world, "people", None), list):  # people data (mllmu:DIR): people and their questions
+        info["people"] = {"people": len(world.people), "questions": len(world.eval_questions),
+                          "training_items": len(world.person_train)}
     for extra in ("classes", "images_per_unit"):
         if hasattr(world, extra):
             info[extra] = list(value) if isinstance(value := getattr(world, extra), tuple) else value
@@ -81,7 +84,12 @@ def describe_text(info: dict) -> str:
         per = split["texts_per_unit"]
         lines.append(f"  {name:<5} {split['units']:>8} units {split['texts']:>9} texts  "
                      f"texts/unit {per['min']}-{per['max']} (mean {per['mean']})")
-    lines.append(f"  total {info['units']:>8} units {info['texts']:>9} texts")
+    if info.get("people"):
+        people = info["people"]
+        lines.append(f"  {people['people']} people, {people['questions']} evaluation questions, "
+                     f"{people['training_items']} training question-answer items (`pulse --data {info['data']}`)")
+    else:
+        lines.append(f"  total {info['units']:>8} units {info['texts']:>9} texts")
     if info.get("image_size"):
         lines.append(f"  image size {info['image_size']} (first training image's width)")
     if info.get("classes"):

@@ -24,6 +24,11 @@ def load_data(ref: str):
     if world is not None:
         return target_function(world.target)(ref, seed=WORLD_SEED)
     fmt, _, location = ref.partition(":")
+    if fmt in DATA_FORMATS and (problem := DATA_FORMATS[fmt].path_problem(location)) is not None:
+        raise SpecError(problem, field="data")
+    if fmt == "mmbench":
+        raise SpecError("mmbench data holds general-ability questions, not units to unlearn; give it to "
+                        "`mmul-workbench pulse --general mmbench:FILE`", field="data")
     if fmt in DATA_FORMATS and DATA_FORMATS[fmt].target:
         data = target_function(DATA_FORMATS[fmt].target)(location)
         if hasattr(data, "split"):  # image-text, labelled and graph-text data (people data is checked as read)

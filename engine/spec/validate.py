@@ -199,15 +199,19 @@ def check_data(ref) -> None:
         return
     if ":" in ref:
         fmt, _, location = ref.partition(":")
-        if fmt not in DATA_FORMATS or DATA_FORMATS[fmt].kind not in RUN_TASKS:
+        if fmt in DATA_FORMATS and DATA_FORMATS[fmt].kind not in RUN_TASKS:  # people data, general questions
+            elsewhere = ("`mmul-workbench pulse --data mllmu:DIR`" if DATA_FORMATS[fmt].kind == "multiple_choice"
+                         else f"`mmul-workbench pulse --general {fmt}:FILE`")
+            raise SpecError(f"{fmt} data is not what `run` unlearns: {DATA_FORMATS[fmt].summary.split(' (')[0]}; "
+                            f"give it to {elsewhere}", field="data")
+        if fmt not in DATA_FORMATS:
             raise SpecError(f"unknown data format {fmt!r}; choose one of: "
                             f"{', '.join(d.name for d in DATA_FORMATS.values() if d.kind in RUN_TASKS)} "
                             "(as FORMAT:PATH)", field="data")
-        if not location:
-            raise SpecError(f"--data {ref} names no directory; give {fmt}:DIR, e.g. {fmt}:./my-{fmt}", field="data")
-        if not require_absolute(location, "data", "data path").exists():
-            raise SpecError(f"data path {location} does not exist; give FORMAT:PATH with an existing directory",
-                            field="data")
+        if location:
+            require_absolute(location, "data", "data path")
+        if (problem := DATA_FORMATS[fmt].path_problem(location)) is not None:
+            raise SpecError(problem, field="data")
         return
     if ref in PEOPLE_WORLDS:  # reached only where people data is not taken: the engine, a study
         raise SpecError(f"--data {ref} is people data, which `mmul-workbench pulse` (or `run` without --engine) runs; "
@@ -268,7 +272,8 @@ def check_deletion(deletion) -> dict:
     if strategy == "ids":
         file = deletion.get("file")
         if not isinstance(file, str) or not file or not require_absolute(file, "deletion", "deletion ID file").is_file():
-            raise bad(f"deletion ID file {file} does not exist; give a file with one unit id per line")
+            what = "is a directory" if isinstance(file, str) and Path(file).is_dir() else "does not exist"
+            raise bad(f"deletion ID file {file} {what}; give a file with one unit id per line")
     if strategy == "query" and (not isinstance(deletion.get("query"), str) or not deletion["query"].strip()):
         raise bad("--delete-query needs a non-empty text to match captions against")
     granularity = GRANULARITY.coerce(deletion.get("granularity", GRANULARITY.default), "the deletion set")

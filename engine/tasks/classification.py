@@ -96,6 +96,17 @@ class Classification(UnitTask):
     HISTORY_METRIC, UTILITY_METRIC = "df.accuracy", "dr.accuracy"
     RECIPES = RECIPES
 
+    def __init__(self, spec: dict, emit, should_stop, cache):
+        super().__init__(spec, emit, should_stop, cache)
+        if "pretrain" in self.recipe and not getattr(self.world, "pretrain", None):
+            # file data (an export of a built-in world too) carries no captioned images to pre-train on: the tiny
+            # model learns the task from random weights, and the recorded recipe says so
+            self.recipe.pop("pretrain")
+            self.emit("log", level="warning", message=f"{spec['model']} on {self.data_name} starts from random "
+                      "weights: file data holds no pre-training corpus (a built-in world's captioned images), so its "
+                      "numbers need not match the built-in world's; a real checkpoint (--model DIR or a hub id) is "
+                      "the path for real data")
+
     @property
     def cpu_threads(self) -> int | None:
         # a tiny BLIP is op-overhead bound: on one thread a step takes 0.36 s, on two under load 2-5 s
