@@ -32,7 +32,10 @@ def list_studies(store: SessionStore) -> list[dict]:
         study_id = path.stem
         try:
             record = StudyRecord.stored(study_id, store.home)
-            rows.append({"id": study_id, "spec": record.spec, "cells": record.cells, "updated": path.stat().st_mtime})
+            # a cell whose session was deleted since counts as not finished (a stat each, no file read)
+            cells = [{**cell, "state": "gone"} if cell.get("session") and not store.session_dir(cell["session"]).exists()
+                     else cell for cell in record.cells]
+            rows.append({"id": study_id, "spec": record.spec, "cells": cells, "updated": path.stat().st_mtime})
         except (StudyError, OSError) as exc:
             rows.append({"id": study_id, "spec": {}, "cells": [], "updated": 0.0, "error": str(exc)})
     return sorted(rows, key=lambda row: (row["updated"], row["id"]), reverse=True)
@@ -55,7 +58,8 @@ def load_study(store: SessionStore, study_id: str, ks: KS | None, summaries: dic
             cell = record.cell(method, seed) or {}
             session = cell.get("session")
             row = catalog.get(session) if session else None
-            state = (row or {}).get("state") or cell.get("state") or "pending"
+            # a session deleted (or moved aside) since it ran is "gone": its cell is left out, the rest still shown
+            state = row.get("state") if row else "gone" if session else cell.get("state") or "pending"
             if state == "finished" and session not in summaries:
                 summary = store.get(session).get("summary")
                 if isinstance(summary, dict):
@@ -96,15 +100,15 @@ def cell_attacks(store: SessionStore, cell: dict, summaries: dict[str, dict]) ->
 
 
 def progress(study: dict) -> str:
-    """``3 of 4 runs finished, 1 running`` (failed and pending ones named when there are any)."""
+    """``3 of 4 runs finished, 1 running`` (failed, pending and deleted ones named when there are any)."""
     states = [cell["state"] for cell in study["cells"]]
     done = states.count("finished")
     words = [f"{done} of {len(states)} runs finished"]
     active = sum(state in ACTIVE_STATES for state in states)
     failed = sum(state in ("failed", "cancelled", "interrupted") for state in states)
-    pending = states.count("pending")
+    pending, gone = states.count("pending"), states.count("gone")
     words += [f"{active} running"] * bool(active) + [f"{failed} failed"] * bool(failed) + \
-        [f"{pending} to start"] * bool(pending)
+        [f"{pending} to start"] * bool(pending) + [f"{gone} deleted since (the study runs them again)"] * bool(gone)
     return ", ".join(words)
 
 

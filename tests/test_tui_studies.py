@@ -138,6 +138,24 @@ def test_forget_quality_shows_its_median_and_each_seed_and_sorts_by_the_median(t
     assert rows[0][3] == "0.12 (median of 0.12, 0.12)" and rows[2][3] == "1 (median of 1, 1)"
 
 
+def test_a_cell_whose_session_was_deleted_is_left_out_and_the_rest_still_shown(tmp_home, tmp_path):
+    """Deleting a study's Retrain session made its grid show only an error, its report fail (exit 2) and its list
+    row still read 6/6: the cell kept its recorded `finished`."""
+    from conftest import run_in_process
+    from screens.study_data import list_studies, load_study, progress
+
+    store = SessionStore()
+    record = write_study(store)
+    store.delete(record.cell("retrain", 42)["session"])
+    study = load_study(store, STUDY_ID, None, {})
+    assert progress(study) == "5 of 6 runs finished, 1 deleted since (the study runs them again)"
+    assert study["methods"]["retrain"]["df_dr_auc"]["n"] == 1 and study["methods"]["ft"]["df_dr_auc"]["n"] == 2
+    listed = next(row for row in list_studies(store) if row["id"] == STUDY_ID)
+    assert sum(cell["state"] == "finished" for cell in listed["cells"]) == 5
+    out = run_in_process(tmp_home, "sessions", "report", "--study", STUDY_ID, "--out", str(tmp_path / "r.html"))
+    assert out.returncode == 0, out.stderr
+    assert "gone" in (tmp_path / "r.html").read_text()   # the cell's state in the report's list of cells
+
 def test_a_running_cell_counts_as_running_and_is_left_out_of_the_means(tmp_home):
     from screens.study_data import load_study, progress
 

@@ -437,8 +437,9 @@ def report(record: StudyRecord, cells: list[tuple[str, int, dict]], tolerance: f
         state, summary, _ = stored_state(cell.get("session"))
         if state == "finished" and summary is not None:
             runs.append((method, seed, with_attacks(summary, (attacked or {}).get(cell.get("session")))))
+        # a session deleted (or moved aside) since it ran is "gone": its recorded state no longer holds
         listed.append({"method": method, "seed": seed, "session": cell.get("session"),
-                       "state": state or cell.get("state") or "missing"})
+                       "state": state or ("gone" if cell.get("session") else cell.get("state") or "missing")})
     methods = record.spec["methods"]
     ks = None
     if REFERENCE in methods:
