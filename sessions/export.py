@@ -11,7 +11,7 @@ from sessions.files import atomic_write_text
 from sessions.series import CSV_COLUMNS, tidy_rows
 from sessions.store import SessionStore
 
-DOCUMENT_FIELDS = ("id", "name", "state", "created", "updated", "message", "live", "spec", "summary", "schema")
+DOCUMENT_FIELDS = ("id", "name", "state", "created", "updated", "ended", "message", "live", "spec", "summary", "schema")
 
 
 def session_document(store: SessionStore, session_id: str) -> dict:

@@ -122,7 +122,8 @@ def describe_error(exc: BaseException, path: Path) -> str:
     if isinstance(exc, UnicodeDecodeError):
         return f"{name} is not UTF-8 text (byte {exc.start})"
     if isinstance(exc, json.JSONDecodeError):
-        return f"{name} is not valid JSON ({exc.msg} at byte {exc.pos}: truncated or overwritten)"
+        problem = exc.msg[:-len(" at")] if exc.msg.endswith(" at") else exc.msg   # "Unterminated string starting at"
+        return f"{name} is not valid JSON ({problem}, byte {exc.pos}: truncated or overwritten)"
     if isinstance(exc, RecursionError):
         return f"{name} is nested too deeply to be a session file"
     return f"{name} cannot be read ({type(exc).__name__})"

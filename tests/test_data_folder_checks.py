@@ -61,6 +61,24 @@ def test_a_unit_in_two_splits_and_an_empty_caption_are_refused(folder, tmp_path)
         load_data(f"flickr30k:{data}")
 
 
+def test_a_record_given_twice_is_refused_not_merged(folder, tmp_path):
+    """A val record given twice made a unit of 10 captions; an NLVR2 line given twice one more text."""
+    from engine.data.nlvr2 import write_nlvr2
+    from engine.data.shapes_nlvr2 import build_nlvr2_world
+
+    data = copy_of(folder, tmp_path)
+    val = records(data / "flickr30k_val.json")
+    (data / "flickr30k_val.json").write_text(json.dumps(val + [val[2]]))
+    with pytest.raises(SpecError, match=f"record {len(val) + 1}: image {val[2]['image']} has a record already "
+                                        r"\(record 3\)"):
+        load_data(f"flickr30k:{data}")
+    pairs = tmp_path / "nlvr2"
+    write_nlvr2(build_nlvr2_world("shapes-nlvr2-tiny"), pairs)
+    lines = (pairs / "train.json").read_text().splitlines(keepends=True)
+    (pairs / "train.json").write_text("".join(lines + lines[:1]))
+    with pytest.raises(SpecError, match=f"holds the text '{json.loads(lines[0])['identifier']}' twice"):
+        load_data(f"nlvr2:{pairs}")
+
 @pytest.mark.parametrize("flags", [["--keep", "best"], ["--stop-if", "df_dr_auc>0.9"], ["--tune"]])
 def test_what_judges_on_validation_is_refused_before_a_session_on_data_without_it(folder, tmp_path, flags):
     """They found the empty val split only once the session had started (exit 2, a failed session left)."""

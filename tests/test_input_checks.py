@@ -62,8 +62,8 @@ BAD_VALUES = [
     (["--method", "d2d", "--epochs", "3"], "Descent-to-Delete takes 1 step(s) whatever --epochs says"),
     (["--device", "cuda:x"], "--device must be auto, cpu, cuda or cuda:N"),
     (["--name", "x" * 300], "--name must be one line"),
-    (["--data", "mmbench:/etc/hosts"], "unknown data format 'mmbench'"),
-    (["--data", "mllmu:/tmp"], "unknown data format 'mllmu'"),
+    (["--data", "mmbench:/etc/hosts"], "give it to `mmul-workbench pulse --general mmbench:FILE`"),
+    (["--data", "mllmu:/tmp"], "give it to `mmul-workbench pulse --data mllmu:DIR`"),
 ]
 
 

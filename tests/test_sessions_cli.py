@@ -292,3 +292,12 @@ def test_a_headless_run_stopped_by_sigterm_or_sighup_ends_its_session_cancelled(
     assert proc.returncode == 130 and err.strip().splitlines()[-1] == f"error: cancelled (session {session} kept)"
     meta = SessionStore(tmp_path).get(session)
     assert meta["state"] == "cancelled" and meta["message"] == f"stopped by {signal.Signals(signum).name}"
+
+
+def test_show_says_running_with_a_question_as_list_does_for_a_session_no_process_writes(home):
+    """`sessions list` printed `running?` and `sessions show` `state running` for the same dead session."""
+    writer = SessionStore(home).create(SPEC, name="killed")
+    writer.emit("log", level="info", message="started")
+    writer.abandon()   # as if its process died mid-run: state running, lock free
+    out = run_cli(_app(), ["sessions", "show", writer.session_id])
+    assert out.exit_code == 0 and "state running?" in out.stdout and "sessions check --repair" in out.stdout

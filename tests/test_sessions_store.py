@@ -406,3 +406,5 @@ def test_an_interrupted_sessions_took_ends_at_its_last_event(tmp_path):
     meta, (row,) = store.get(writer.session_id), store.list()
     assert meta["state"] == "interrupted" and store.events(writer.session_id)[-1]["ts"] == clock.now
     assert took(meta) == run_seconds(row) == 12.5
+    from sessions.export import session_document   # what `sessions show` and `export` read: the same 12.5 s
+    assert took(session_document(store, writer.session_id)) == 12.5

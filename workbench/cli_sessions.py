@@ -18,7 +18,7 @@ import typer
 from sessions.attacks import attack_line, attacks_of
 from sessions.check import check
 from sessions.export import session_document, write_export
-from sessions.schema import STATES, SchemaMismatch
+from sessions.schema import ACTIVE_STATES, STATES, SchemaMismatch
 from sessions.numbers import fmt, fmt_delta, format_duration
 from sessions.metric_order import headline_first
 from sessions.series import downsample, final_table, training_steps, unlearning_steps
@@ -175,8 +175,11 @@ def show_cmd(
 
     console = Console()
     evs = doc["events"]
-    console.print(f"[bold]{doc['id']}[/]  {doc.get('name') or ''}  state [bold]{doc['state']}[/]"
-                  + (f" ({doc['message']})" if doc.get("message") else ""))
+    abandoned = doc.get("live") is False and doc["state"] in ACTIVE_STATES   # `sessions list` shows running?
+    console.print(f"[bold]{doc['id']}[/]  {doc.get('name') or ''}  state [bold]{doc['state']}{'?' * abandoned}[/]"
+                  + (f" ({doc['message']})" if doc.get("message") else "")
+                  + (" (no process writes it: `mmul-workbench sessions check --repair` marks it interrupted)"
+                     if abandoned else ""))
     console.print(f"created {_when(doc['created'])}  updated {_when(doc['updated'])}  took "
                   f"{format_duration(took(doc))}  {len(evs)} events")
     console.print("spec: " + json.dumps(doc["spec"], sort_keys=True))

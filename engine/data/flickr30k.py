@@ -24,11 +24,16 @@ PREFIX = {"flickr30k": "flickr30k", "coco": "coco_karpathy"}  # LAVIS annotation
 
 def read_split(root: Path, path: Path) -> list[Unit]:
     captions_by_image: dict[str, list[str]] = {}
+    listed_at: dict[str, str] = {}   # where an image's record with all its captions (val, test) was
     for where, record in json_records(path, "caption records {\"image\", \"caption\"}"):
         image, caption = record.get("image"), record.get("caption")
         captions = caption if isinstance(caption, list) else [caption]
         if not isinstance(image, str) or not image or not captions or not all(isinstance(c, str) for c in captions):
             raise malformed(path, where, "needs 'image' (a path) and 'caption' (a string or a list of strings)")
+        if isinstance(caption, list):  # one record per image: a second one is the first given twice
+            if image in listed_at:
+                raise malformed(path, where, f"image {image} has a record already ({listed_at[image]}); keep one")
+            listed_at[image] = where
         captions_by_image.setdefault(image, []).extend(captions)
     units = []
     for image_id, captions in captions_by_image.items():

@@ -6,7 +6,8 @@ read (engine/data/registry.py), so `data info`, the preflight and the job refuse
   it, and the preflight refuses them on such data before a session exists);
 - no unit is in two splits: an image in train and in test (a test record pointing at a training image, a
   SNLI-VE line copied across) leaves a deleted unit in the test set, so test no longer measures unseen data;
-- no text is empty or blank: a caption of spaces would train and score as if it said something.
+- no text is empty or blank: a caption of spaces would train and score as if it said something;
+- no text id twice in a unit (an NLVR2 or SNLI-VE record given twice was merged into one more text).
 
 Built-in worlds are generated to hold all three (tests/test_worlds*.py); people data (`mllmu:`) is
 questions per person and has checks of its own (engine/data/mllmu.py).
@@ -37,3 +38,8 @@ def check_splits(ref: str, world) -> None:
             if any(not text.strip() for text in unit_texts(unit)):
                 raise SpecError(f"{ref}: {split} unit {unit.unit_id!r} has an empty text; give every caption or "
                                 "sentence its words, or leave the empty one out", field="data")
+            ids = getattr(unit, "text_ids", None) or []
+            if len(set(ids)) < len(ids):
+                twice = next(text_id for text_id in ids if ids.count(text_id) > 1)
+                raise SpecError(f"{ref}: {split} unit {unit.unit_id!r} holds the text {twice!r} twice (a record given "
+                                "twice); keep one", field="data")
