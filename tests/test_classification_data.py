@@ -127,7 +127,7 @@ def test_malformed_records_name_file_and_line(tmp_path):
         {"gold_label": "entailment", "sentence2": "ok", "Flickr30K_ID": "2248275918"},
         {"gold_label": "maybe", "sentence2": "bad", "Flickr30K_ID": "2248275918"}])
     write_lines(tmp_path / "snli_ve_test.jsonl", [])
-    with pytest.raises(SpecError, match=r"snli_ve_train.jsonl line 2: its label is not one of entailment"):
+    with pytest.raises(SpecError, match=r"snli_ve_train.jsonl line 2: its label 'maybe' is not one of entailment"):
         read_snli_ve(tmp_path)
     (tmp_path / "snli_ve_train.jsonl").write_text('{"gold_label": "entailment"}\n{not json\n')
     with pytest.raises(SpecError, match=r"snli_ve_train.jsonl line 1: has no image id"):
@@ -138,7 +138,7 @@ def test_malformed_records_name_file_and_line(tmp_path):
         read_snli_ve(tmp_path)
     (tmp_path / "nlvr_train.json").write_text(json.dumps([{"images": ["a.png", "b.png"], "sentence": "s", "label": "yes"}]))
     (tmp_path / "nlvr_test.json").write_text("[]")
-    with pytest.raises(SpecError, match=r"nlvr_train.json record 1: its label is not True or False"):
+    with pytest.raises(SpecError, match=r"nlvr_train.json record 1: its label 'yes' is not True or False"):
         read_nlvr2(tmp_path)
     (tmp_path / "nlvr_train.json").write_text(json.dumps([{"images": ["a.png", "b.png"], "sentence": "s", "label": "True"}]))
     with pytest.raises(SpecError, match=r"nlvr_train.json record 1: the images of a.png\|b.png are missing"):

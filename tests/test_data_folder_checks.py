@@ -144,3 +144,21 @@ def test_data_info_on_people_data_counts_people_and_questions(tmp_path):
     assert out.returncode == 0, out.stderr
     counts = json.loads(out.stdout)["people"]
     assert counts["people"] == 10 and counts["questions"] > 0 and counts["training_items"] > 0
+
+
+def test_a_byte_order_mark_is_read_and_a_wrong_label_is_quoted(tmp_path):
+    """A UTF-8 BOM (some editors write one) was refused with Python's 'decode using utf-8-sig'; a wrong label was
+    refused without saying what it was."""
+    from engine.data.snli_ve import read_snli_ve, write_snli_ve
+    from engine.data.shapes_ve import build_ve_world
+
+    data = tmp_path / "ve"
+    write_snli_ve(build_ve_world("shapes-ve-tiny"), data)
+    train = data / "snli_ve_train.jsonl"
+    text = train.read_text()
+    train.write_text(text, encoding="utf-8-sig")
+    assert len(read_snli_ve(data).train) == len(build_ve_world("shapes-ve-tiny").train)
+    first = json.loads(text.splitlines()[0])
+    train.write_text(json.dumps({**first, "gold_label": "entails"}) + "\n" + text)
+    with pytest.raises(SpecError, match="line 1: its label 'entails' is not one of entailment"):
+        read_snli_ve(data)

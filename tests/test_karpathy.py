@@ -67,7 +67,7 @@ def test_malformed_caption_record_names_file_and_record(tmp_path):
     with pytest.raises(SpecError, match=r"dataset_flickr30k.json image record 2: a sentence has no 'raw'"):
         read_flickr30k(tmp_path)
     foreign_flickr(tmp_path / "b", [record("1000092795.jpg", "holdout", ["x"])])
-    with pytest.raises(SpecError, match=r"image record 1: its split is not one of train, restval, val, test"):
+    with pytest.raises(SpecError, match=r"image record 1: its split 'holdout' is not one of train, restval, val, test"):
         read_flickr30k(tmp_path / "b")
     with pytest.raises(SpecError, match="no coco_karpathy_train.json.*dataset_coco.json"):
         read_coco(tmp_path / "b")

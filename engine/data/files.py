@@ -12,13 +12,19 @@ from engine.data.images import decoded
 from engine.errors import SpecError
 
 
+def shown(value) -> str:
+    """A field's value for an error line, cut short (a label, a split: the words that are wrong)."""
+    text = repr(value)
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
 def malformed(path: Path, where: str, problem: str) -> SpecError:
     return SpecError(f"{path} {where}: {problem}")
 
 
 def read_json(path: Path, expected: str):
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))   # a byte-order mark, as some editors write one
     except RecursionError:
         raise SpecError(f"{path} is nested too deeply to be {expected}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -42,7 +48,7 @@ def json_records(path: Path, expected: str) -> Iterator[tuple[str, dict]]:
 def jsonl_records(path: Path, expected: str) -> Iterator[tuple[str, dict]]:
     """(where, record) for each non-empty line of a JSON-lines file: where = "line N" (1-based)."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise SpecError(f"{path} cannot be read as UTF-8 text ({error})") from None
     for number, line in enumerate(lines, start=1):
@@ -70,7 +76,7 @@ def is_blank(path: Path) -> bool:
 def is_jsonl(path: Path) -> bool:
     """True for JSON lines (one object per line), False for one JSON document; by content, not by name
     (NLVR2 ships its jsonl files as `train.json`)."""
-    with path.open(encoding="utf-8", errors="replace") as stream:
+    with path.open(encoding="utf-8-sig", errors="replace") as stream:
         head = stream.read(4096).lstrip()
     return head.startswith("{")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.data.files import malformed, read_json, save_image, write_json
+from engine.data.files import malformed, read_json, save_image, shown, write_json
 from engine.data.images import find_image
 from engine.data.shapes import ImageTextWorld, Unit
 from engine.errors import SpecError
@@ -30,12 +30,13 @@ def check_image(path: Path, where: str, image: dict, dataset: str) -> list[str]:
     if not isinstance(image.get("filename"), str) or not image["filename"]:
         raise malformed(path, where, "has no 'filename'")
     if image.get("split") not in SPLIT_OF:
-        raise malformed(path, where, f"its split is not one of {', '.join(SPLIT_OF)}")
+        raise malformed(path, where, f"its split {shown(image.get('split'))} is not one of {', '.join(SPLIT_OF)}")
     if dataset == "coco" and not isinstance(image.get("filepath"), str):
         raise malformed(path, where, "has no 'filepath' (COCO images live under <filepath>/<filename>)")
     sentences = image.get("sentences")
     if not isinstance(sentences, list) or not sentences:
-        raise malformed(path, where, "has no 'sentences' list")
+        raise malformed(path, where, "has no 'sentences' list" if not isinstance(sentences, list)
+                        else "has an empty 'sentences' list (an image needs at least one caption)")
     captions = []
     for sentence in sentences:
         raw = sentence.get("raw") if isinstance(sentence, dict) else None

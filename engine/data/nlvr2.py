@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from engine.data.files import find_file, malformed, records, save_image, write_jsonl
+from engine.data.files import find_file, malformed, records, save_image, shown, write_jsonl
 from engine.data.images import find_image
 from engine.data.labelled import NLVR2_CLASSES, ClassificationWorld, LabelledUnit
 from engine.errors import SpecError
@@ -73,7 +73,7 @@ def read_split(root: Path, path: Path, split: str) -> list[LabelledUnit]:
     for where, record in records(path, EXPECTED):
         sentence, label = record.get("sentence"), label_index(record.get("label"))
         if label is None:
-            raise malformed(path, where, "its label is not True or False")
+            raise malformed(path, where, f"its label {shown(record.get('label'))} is not True or False")
         if not isinstance(sentence, str) or not sentence.strip():
             raise malformed(path, where, "has no 'sentence'")
         if "identifier" in record:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.data.files import find_file, malformed, records, save_image, write_jsonl
+from engine.data.files import find_file, malformed, records, save_image, shown, write_jsonl
 from engine.data.images import find_image
 from engine.data.labelled import VE_CLASSES, ClassificationWorld, LabelledUnit
 from engine.errors import SpecError
@@ -48,7 +48,8 @@ def read_split(root: Path, path: Path, split: str) -> list[LabelledUnit]:
         if label == NO_CONSENSUS:
             continue
         if label not in VE_CLASSES:
-            raise malformed(path, where, f"its label is not one of {', '.join(VE_CLASSES)} (or '-', dropped)")
+            raise malformed(path, where, f"its label {shown(label)} is not one of {', '.join(VE_CLASSES)} (or '-', "
+                                         "dropped)")
         if not isinstance(sentence, str) or not sentence.strip():
             raise malformed(path, where, "has no hypothesis text (sentence2 / sentence)")
         unit = units.get(image_id)
