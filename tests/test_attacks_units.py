@@ -224,3 +224,16 @@ def test_an_attack_on_a_session_whose_checkpoint_was_cut_is_refused_before_it_st
         attack_spec("quantize", parent, {})
     (checkpoint / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 16)
     assert attack_spec("quantize", parent, {})["attack"]["kind"] == "quantize"
+
+
+def test_a_relearn_that_lowered_df_says_it_damaged_the_model():
+    """At its default rate (the original's) relearn on clip-tiny took Df r_mean 65.6 -> 46.5 and test 50.7 -> 33.0,
+    and the line read only '-76% of the forgotten gap', as if the method had hidden nothing and more."""
+    from engine.attacks.run import damage_note
+
+    document = {"attack": {"kind": "relearn"}, "recovery": {"points": -19.2}, "record": {"lr": 5e-4},
+                "unlearned_metrics": {"test": {"r_mean": 50.7}}, "metrics": {"test": {"r_mean": 33.0}}}
+    assert damage_note(document) == ("; Df fell: at lr 0.0005 the attack damaged the model rather than recovering it "
+                                     "(test r_mean 50.7 -> 33.0); a lower --lr asks the question better")
+    assert damage_note({**document, "recovery": {"points": 6.0}}) == ""
+    assert damage_note({**document, "attack": {"kind": "rephrase"}}) == ""   # harder inputs, not a damaged model

@@ -166,4 +166,17 @@ def verdict(document: dict) -> str:
                  f"{fmt(document['attacked']['df_dr_auc'], 'df_dr_auc')}")
     if document.get("retrain"):
         line += f"; Retrain under the same attack: {part(document['retrain'])}"
-    return line
+    return line + damage_note(document)
+
+
+def damage_note(document: dict) -> str:
+    """What a relearn attack that lowered Df did instead of recovering it: at a rate the small models cannot take
+    in ten steps on a few units (the original's, the default), it bends the whole embedding space, and the test
+    headline falls with Df; '' otherwise."""
+    if document["attack"]["kind"] != "relearn" or document["recovery"]["points"] >= 0:
+        return ""
+    before, after = flatten(document.get("unlearned_metrics") or {}), flatten(document.get("metrics") or {})
+    test = next((name for name in ("test.r_mean", "test.accuracy") if name in before and name in after), None)
+    fell = f" (test {test.split('.')[1]} {fmt(before[test], test)} -> {fmt(after[test], test)})" if test else ""
+    return (f"; Df fell: at lr {document['record'].get('lr', 0):.2g} the attack damaged the model rather than "
+            f"recovering it{fell}; a lower --lr asks the question better")
