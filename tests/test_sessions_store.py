@@ -206,21 +206,26 @@ def test_delete_refused_while_live(tmp_path):
         store.get(live.session_id)
 
 
+def killed_writer(store: SessionStore, events: int) -> str:
+    """A session whose writer, a subprocess, was killed with SIGKILL after writing more than `events` events."""
+    proc = subprocess.Popen(writer_script(store.root.parent, steps=100000, sleep=0.001, flush_interval=0.05),
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        sid = proc.stdout.readline().strip()
+        wait_for(lambda: len(store.events(sid)) > events, timeout=10)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return sid
+
+
 def test_recovery_marks_dead_writers_interrupted_only(tmp_path):
     store = SessionStore(tmp_path)
     done = store.create(SPEC)
     done.finish("finished")
     done_bytes = (store.session_dir(done.session_id) / "session.json").read_bytes()
     live = store.create(SPEC)      # a live writer in this process (e.g. a headless run): untouched
-    # a killed writer: run one in a subprocess and kill -9 it mid-run
-    proc = subprocess.Popen(writer_script(tmp_path, steps=100000, sleep=0.001, flush_interval=0.05),
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        sid = proc.stdout.readline().strip()
-        wait_for(lambda: len(store.events(sid)) > 30, timeout=10)
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    sid = killed_writer(store, events=30)
     flushed = store.events(sid)                       # parses; holds events up to the last flush
     assert [e["seq"] for e in flushed] == list(range(len(flushed)))
     assert store.get(sid)["state"] == "running"
@@ -237,7 +242,6 @@ def test_recovery_marks_dead_writers_interrupted_only(tmp_path):
     live.finish("finished")
 
 
-
 def test_check_finds_a_session_its_killed_writer_left_running_and_repair_ends_it(tmp_path):
     """A headless user never starts the engine, whose start marks such sessions interrupted: `check --repair`
     said all was healthy and left it `running?` for good."""
@@ -245,14 +249,7 @@ def test_check_finds_a_session_its_killed_writer_left_running_and_repair_ends_it
 
     store = SessionStore(tmp_path)
     live = store.create(SPEC)      # written by a live process: neither abandoned nor touched
-    proc = subprocess.Popen(writer_script(tmp_path, steps=100000, sleep=0.001, flush_interval=0.05),
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        sid = proc.stdout.readline().strip()
-        wait_for(lambda: len(store.events(sid)) > 5, timeout=10)
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    sid = killed_writer(store, events=5)
     report = check(store)
     assert report.abandoned == [sid] and report.problems and live.session_id in report.live
     repaired = check(store, repair=True)
