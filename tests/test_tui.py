@@ -195,6 +195,19 @@ async def test_engine_start_failure_is_one_clear_line(tmp_home):
         assert app.is_running
 
 
+async def test_an_engine_that_cannot_start_on_a_read_only_home_says_so_not_to_read_its_log(tmp_home):
+    """It said 'see .../engine/engine.log', a log the read-only home could not hold."""
+    import errno
+
+    def read_only():
+        raise OSError(errno.EROFS, "Read-only file system", f"{tmp_home}/engine")
+
+    app = create_app(engine_starter=read_only)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.engine_state == "failed")
+        assert app.engine_message.startswith(f"engine not available: cannot write {tmp_home}/engine (Read-only")
+        assert "engine.log" not in app.engine_message
+
 async def test_engine_ready_is_shown(tmp_home):
     app = create_app(engine_starter=lambda: {"pid": 4242})
     async with app.run_test(size=SIZE) as pilot:
