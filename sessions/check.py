@@ -36,6 +36,7 @@ class Report:
     catalog_kept: str | None = None                     # where a damaged catalog was moved
     stale: list[str] = field(default_factory=list)      # stale files found (removed when repaired)
     abandoned: list[str] = field(default_factory=list)  # queued or running, no live writer (interrupted when repaired)
+    off: list[dict] = field(default_factory=list)       # {"id", "what"}: readable, with fields outside the schema
     repaired: bool = False
 
     @property
@@ -46,25 +47,34 @@ class Report:
         return {"sessions": self.sessions, "healthy": len(self.healthy), "live": self.live,
                 "damaged": self.damaged, "other_schema": self.other_schema,
                 "catalog": {"ok": self.catalog is None, "problem": self.catalog, "kept": self.catalog_kept},
-                "stale": self.stale, "abandoned": self.abandoned, "problems": self.problems,
+                "stale": self.stale, "abandoned": self.abandoned, "off": self.off, "problems": self.problems,
                 "repaired": self.repaired}
 
 
-def verify_session(store: SessionStore, session_id: str) -> None:
-    """Read every file of a session and check every event; SessionDamaged says what is wrong."""
+def verify_session(store: SessionStore, session_id: str) -> list[str]:
+    """Read every file of a session and check every event; SessionDamaged says what makes it unreadable. Returns
+    what is off in a session that still reads (an event's fields outside the schema, a summary that is no object):
+    the commands show such a session, so a repair must not move it aside."""
     meta = store.read_meta(session_id, mark=False)
     events = store.events(session_id)
+    off = []
     for event in events:
         try:
             check_event(event)
-        except (ValueError, SchemaMismatch) as exc:
+        except SchemaMismatch as exc:
             raise SessionDamaged(session_id, f"event {event.get('seq')} is invalid ({exc})") from None
+        except ValueError as exc:
+            off.append(f"event {event.get('seq')} is outside the schema ({exc})")
+    summary = meta.get("summary")
+    if summary is not None and not (isinstance(summary, dict) and isinstance(summary.get("metrics", {}), dict)):
+        off.append("its summary is not an object with a metrics object")
     last = events[-1]["seq"] if events else -1
     if events and events[0]["seq"] != 0:
         raise SessionDamaged(session_id, f"its events start at seq {events[0]['seq']}, not 0")
     if last != meta.get("last_seq", -1):
         raise SessionDamaged(session_id, f"session.json names {meta.get('last_seq', -1) + 1} events; "
                                          f"its files hold {last + 1}")
+    return off
 
 
 def check(store: SessionStore, repair: bool = False) -> Report:
@@ -78,9 +88,12 @@ def check(store: SessionStore, repair: bool = False) -> Report:
             if store.is_live(sid):
                 report.live.append(sid)
                 continue
-            verify_session(store, sid)
+            off = verify_session(store, sid)
             truth[sid] = catalog_row(store.read_meta(sid, mark=False))
-            report.healthy.append(sid)
+            if off:
+                report.off.append({"id": sid, "what": off})
+            else:
+                report.healthy.append(sid)
             if truth[sid].get("state") in ACTIVE_STATES:
                 report.abandoned.append(sid)
         except SessionDamaged as exc:

@@ -375,3 +375,31 @@ def test_a_home_on_a_read_only_file_system_is_read_and_a_write_to_it_is_one_line
     err = capsys.readouterr().err
     assert ended.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith(f"error: cannot write {tmp_path}/engine (Read-only file system); set MMUL_HOME")
+
+
+def test_a_readable_session_with_fields_off_is_reported_and_never_moved_aside(home):
+    """An eval event whose metrics were edited into a string read fine everywhere, yet check called the session
+    damaged and --repair moved it into the quarantine; a summary replaced by garbage passed as healthy."""
+    edited, garbage, good = _make(home, 3)
+    store = SessionStore(home)
+    path = store.session_dir(edited) / "session.json"
+    document = json.loads(path.read_text())
+    event = next(e for e in document["events"].values() if e["kind"] == "eval")
+    event["metrics"] = "x"
+    path.write_text(json.dumps(document))
+    path = store.session_dir(garbage) / "session.json"
+    document = json.loads(path.read_text())
+    next(iter(document["meta"].values()))["summary"] = {"metrics": "x", "steps": "many"}
+    path.write_text(json.dumps(document))
+
+    # the edited summary left the catalog's row behind, which is what --repair rebuilds (exit 1 until then)
+    assert run_cli(_app(), ["sessions", "check"]).exit_code == 1
+    for args in (["sessions", "check", "--repair"], ["sessions", "check"]):
+        out = run_cli(_app(), args)
+        assert out.exit_code == 0, out.output
+        assert f"{edited}: readable, but event {event['seq']} is outside the schema" in out.stdout
+        assert f"{garbage}: readable, but its summary is not an object with a metrics object" in out.stdout
+        assert "1 healthy, 2 readable with fields off, 0 damaged;" in out.stdout
+    assert sorted(r["id"] for r in store.list()) == sorted([edited, garbage, good])
+    assert not (store.root / ".quarantine").exists()
+    assert run_cli(_app(), ["sessions", "show", edited]).exit_code == 0

@@ -331,13 +331,16 @@ def check_cmd(
                                                        else "") + kept)
         if report.stale:
             typer.echo(f"{len(report.stale)} stale file(s) left by a crash" + (": removed" if report.repaired else ""))
+        for entry in report.off:
+            typer.echo(f"{entry['id']}: readable, but {'; '.join(entry['what'])} (edited by hand?); left as it is")
         for sid in report.abandoned:
             typer.echo(f"{sid}: still marked running, and no process writes it" +
                        (": marked interrupted" if report.repaired else ""))
         live = f", {len(report.live)} being written (not checked)" if report.live else ""
         verdict = ("repaired" if report.repaired else "run `mmul-workbench sessions check --repair`") \
             if report.problems else "all good"
-        typer.echo(f"checked {report.sessions} session(s): {len(report.healthy)} healthy, "
+        off = f", {len(report.off)} readable with fields off" if report.off else ""
+        typer.echo(f"checked {report.sessions} session(s): {len(report.healthy)} healthy{off}, "
                    f"{len(report.damaged)} damaged{live}; {verdict}")
     raise typer.Exit(1 if report.problems and not report.repaired else 0)
 
