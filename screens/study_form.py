@@ -1,4 +1,4 @@
-"""New study: methods, seeds, model, data, task, deletion set, requests, device, tolerance and method flags,
+"""New study: methods, seeds, model, data, task, deletion set, requests, device, tolerance, attacks and method flags,
 as `mmul-workbench study` takes them. Submit sends the study to the engine through the services (as
 `mmul-workbench study ... --engine` does: the engine runs it as a job) and, once the engine has accepted it,
 switches to its grid. The form checks what it can at once (method
@@ -67,6 +67,11 @@ def study_args(values: dict[str, str], deletion: dict) -> list[str]:
     for name, flag in (("requests", "--requests"), ("tolerance", "--tolerance")):
         if values.get(name, "").strip():
             args += [flag, values[name].strip()]
+    attacks = [a.strip() for a in values.get("attacks", "").split(",") if a.strip()]
+    if attacks:
+        if unknown := [a for a in attacks if a not in specs.ATTACK_KINDS]:
+            raise FormError("attacks", f"unknown attack {unknown[0]!r}; choose from {', '.join(specs.ATTACK_KINDS)}")
+        args += ["--attacks", ",".join(dict.fromkeys(attacks))]
     try:
         extra = shlex.split(values.get("flags", ""))
     except ValueError as exc:
@@ -98,8 +103,13 @@ class StudyFormScreen(FormScreen):
                             "methods: comma-separated method names; retrain gives the gaps to Retrain")
                 yield field("seeds", Input(DEFAULT_SEEDS, id="seeds", compact=True), "err-seeds",
                             "seeds: comma-separated whole numbers; every method runs once per seed")
-            yield field("method flags", Input("", placeholder="e.g. --epochs 1 --lr 1e-4", id="flags", compact=True),
-                        "err-flags", "method flags: as on the command line, e.g. --epochs 1 --lr 1e-4")
+            with Horizontal(classes="row"):
+                yield field("method flags", Input("", placeholder="e.g. --epochs 1 --lr 1e-4", id="flags",
+                                                  compact=True),
+                            "err-flags", "method flags: as on the command line, e.g. --epochs 1 --lr 1e-4")
+                yield field("attacks", Input("", placeholder="none; e.g. quantize,rephrase", id="attacks",
+                                             compact=True), "err-attacks",
+                            "attacks: run on every finished cell once the study ends (its grid gains their recovery)")
             with Horizontal(classes="row"):
                 yield field("model", Input(DEFAULT_MODEL, id="model", compact=True,
                                            suggester=SuggestFromList(list(specs.MODELS), case_sensitive=False)),
@@ -134,7 +144,7 @@ class StudyFormScreen(FormScreen):
 
     def values(self) -> dict[str, str]:
         out = {name: self.query_one(f"#{name}", Input).value
-               for name in ("methods", "seeds", "model", "data", "requests", "tolerance", "flags")}
+               for name in ("methods", "seeds", "model", "data", "requests", "tolerance", "flags", "attacks")}
         out.update(task=str(self.query_one("#task", Select).value), device=str(self.query_one("#device", Select).value))
         return out
 

@@ -324,8 +324,10 @@ def test_study_args_are_the_study_commands():
     assert study_args({**values, "requests": "", "tolerance": "", "flags": ""},
                       {"strategy": "ids", "file": "/tmp/ids.txt", "n": 5})[-4:] == [
         "--delete", "5", "--delete-ids", "/tmp/ids.txt"]
+    assert study_args({**values, "attacks": "quantize, rephrase,quantize", "flags": ""},
+                      {"strategy": "random", "n": 4})[-2:] == ["--attacks", "quantize,rephrase"]
     for field, value, words in (("seeds", "42,x", "whole numbers"), ("flags", "--lr '1e-4", "quotation"),
-                                ("flags", "--json", "leave out --json")):
+                                ("flags", "--json", "leave out --json"), ("attacks", "quantise", "unknown attack")):
         with pytest.raises(FormError, match=words) as caught:
             study_args({**values, field: value}, {"strategy": "random", "n": 4})
         assert caught.value.field == field
@@ -343,6 +345,41 @@ def test_engine_study_says_the_study_commands_one_line_error(tmp_home):
                       tmp_home)
     assert bad.wait(timeout=60) == 2 and bad.error() == "--tolerance must be a number of points >= 0, got -1.0"
     assert not (tmp_home / "engine").exists()
+
+
+def test_a_form_study_with_attacks_runs_them_once_the_engine_has_finished_it(tmp_home, monkeypatch):
+    """The New-study form had no attacks: `study --attacks` runs them client-side after the engine, and the TUI
+    never imports torch. The launch now runs `study ARGS --engine` as a child once the engine is done (the engine
+    finds every cell finished, the child attacks them)."""
+    import subprocess
+
+    import workbench.client.follow as follow
+    import workbench.study_launch as study_launch
+
+    ran = []
+
+    def recorded(command, **options):
+        ran.append((command, options))
+        return subprocess.CompletedProcess(command, 0, None, "")
+
+    monkeypatch.setattr(follow, "submit_study_and_follow",
+                        lambda study, spec, cells, on_event, on_accepted, home: on_accepted({}) or {"state": "finished"})
+    monkeypatch.setattr(study_launch.subprocess, "run", recorded)
+    args = ["--methods", "retrain,ft", "--seeds", "42", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "8",
+            "--attacks", "quantize"]
+    launch = study_launch.EngineStudy(args, tmp_home)
+    assert launch.wait(timeout=60) == 0 and launch.study_id().startswith("study-")
+    (command, options), = ran
+    assert command[1:] == ["-m", "workbench.cli", "study", *args, "--engine"]
+    assert options["env"]["MMUL_HOME"] == str(tmp_home)
+    monkeypatch.setattr(study_launch.subprocess, "run", lambda command, **options: subprocess.CompletedProcess(
+        command, 1, None, "study attacks: 2 to go\nerror: quantize attack failed: out of memory\n"))
+    failed = study_launch.EngineStudy(args, tmp_home)
+    assert failed.wait(timeout=60) == 1 and failed.error() == "quantize attack failed: out of memory"
+    ran.clear()
+    monkeypatch.setattr(study_launch.subprocess, "run", recorded)
+    plain = study_launch.EngineStudy(args[:-2], tmp_home)   # no attacks: no child
+    assert plain.wait(timeout=60) == 0 and not ran
 
 
 async def test_a_studys_cells_get_no_toast_each_the_study_gets_one(tmp_home):

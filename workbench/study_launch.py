@@ -3,15 +3,24 @@ torch-free) and the study sent to the engine as a job (engine/daemon/studies.py)
 facade as `study --engine` (``workbench.client.follow.submit_study_and_follow``). The engine runs and records
 it, so closing the TUI or losing the SSH connection never stops it; one thread here follows it to its end,
 for the App's toast.
+
+With `--attacks`, once the engine has finished the study, that thread runs `mmul-workbench study ARGS --engine`
+as a child process: the engine finds every cell done, and the child runs the attacks (they import torch, which the
+TUI never does) and records them on the study, whose grid gains their columns as they land. The TUI closing
+stops the child, which a re-run of the study or the same form resumes (attacks made are read back).
 """
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 from engine.errors import SpecError
 
 ENDED_CODES = {"finished": 0, "failed": 1, "cancelled": 130}   # as the `study` command would exit
+REPO_ROOT = Path(__file__).resolve().parents[1]   # where `python -m workbench.cli` is found
 
 
 class EngineStudy:
@@ -62,7 +71,23 @@ class EngineStudy:
         except Exception as exc:  # the App shows it as the study's one-line error
             self._end(1, f"{type(exc).__name__}: {exc}".splitlines()[0])
         else:
+            if info["state"] == "finished" and "--attacks" in self.args:
+                self._end(*self._attack())
+                return
             self._end(ENDED_CODES.get(info["state"], 1), info.get("message"))
+
+    def _attack(self) -> tuple[int, str | None]:
+        """The study's attacks on its finished cells, in a child `study ... --engine` (exit code, its error line)."""
+        command = [sys.executable, "-m", "workbench.cli", "study", *self.args, "--engine"]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO_ROOT), os.environ.get("PYTHONPATH")))),
+               **({"MMUL_HOME": str(self.home)} if self.home is not None else {})}
+        try:  # in this directory, as the study's paths were given here
+            done = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True)
+        except OSError as exc:
+            return 1, f"the study's attacks could not start: {exc}"
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+        return done.returncode, (errors[-1].removeprefix("error: ") if errors else None)
 
     def _end(self, code: int, message: str | None) -> None:
         self._error = message

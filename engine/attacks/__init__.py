@@ -13,13 +13,9 @@ from pathlib import Path
 
 from engine.cpu_kernels import check_setting
 from engine.errors import SpecError
-from engine.spec import data_kind
+from engine.spec import ATTACK_KINDS, data_kind
 
-ATTACKS = {  # kind -> "module:function"
-    "relearn": "engine.attacks.relearn:relearn",
-    "quantize": "engine.attacks.quantize:quantize",
-    "rephrase": "engine.attacks.rephrase:rephrase",
-}
+ATTACKS = {kind: f"engine.attacks.{kind}:{kind}" for kind in ATTACK_KINDS}  # kind -> "module:function"
 TASKS = ("retrieval", "classification", "multiple_choice")  # multiple choice: a pulse run on people (people.py)
 ON = ("df-sample", "neighbours")
 BITS = (8, 4)

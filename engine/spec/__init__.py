@@ -5,6 +5,7 @@ hyperparameter declarations the CLI options and form fields are generated from, 
 that turn a raw spec into a normalised one or a SpecError naming its field.
 """
 from engine.spec.catalog import (
+    ATTACK_KINDS,
     CAPABILITIES,
     DATA_FORMATS,
     DEFAULT_SEED,
@@ -42,7 +43,7 @@ from engine.spec.validate import (
 )
 
 __all__ = [
-    "CAPABILITIES", "COMMON_PARAMS", "Column", "DATA_FORMATS", "DEFAULT_SEED", "DEVICES", "FAMILIES", "GRANULARITY", "GUARDRAILS", "KNOWLEDGE_SOURCES", "LMM_PARAMS",
+    "ATTACK_KINDS", "CAPABILITIES", "COMMON_PARAMS", "Column", "DATA_FORMATS", "DEFAULT_SEED", "DEVICES", "FAMILIES", "GRANULARITY", "GUARDRAILS", "KNOWLEDGE_SOURCES", "LMM_PARAMS",
     "METHODS", "MODELS", "NOT_ON_PEOPLE", "PEOPLE_WORLDS", "PULSE_METHODS", "RECIPES", "REQUESTS", "RUN_TASKS", "SEQUENTIAL_METHODS", "TASKS",
     "WORLD_SEED", "WORLDS", "Param", "check_deletion", "check_method_fits", "dash", "data_info", "data_kind", "demo_model", "method_info", "method_rows", "option_params",
     "param_owners", "people_pool", "shown_columns", "validate", "validate_pulse",

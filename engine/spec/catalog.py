@@ -408,6 +408,7 @@ RECIPES = {
 }
 
 DELETION_STRATEGIES = ("random", "ids", "query")
+ATTACK_KINDS = ("relearn", "quantize", "rephrase")   # engine/attacks: what `attack` and `study --attacks` offer
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_SEED = 42
 PULSE_METHODS = tuple(m.name for m in METHODS.values() if "pulse" in m.protocols)
