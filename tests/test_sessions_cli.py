@@ -267,6 +267,9 @@ import signal, sys
 import typer
 from workbench.execute import run_in_session
 
+if "--nohup" in sys.argv:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)   # as `nohup` starts it
+
 def job(emitter):
     print(emitter.session_id, flush=True)
     signal.pause()   # a long run, stopped from outside
@@ -301,3 +304,34 @@ def test_show_says_running_with_a_question_as_list_does_for_a_session_no_process
     writer.abandon()   # as if its process died mid-run: state running, lock free
     out = run_cli(_app(), ["sessions", "show", writer.session_id])
     assert out.exit_code == 0 and "state running?" in out.stdout and "sessions check --repair" in out.stdout
+
+
+
+def start_stopped_run(home, *flags):
+    from conftest import ROOT
+
+    proc = subprocess.Popen([sys.executable, "-c", STOPPED_RUN, *flags], cwd=ROOT,
+                            env={**os.environ, "MMUL_HOME": str(home)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    return proc, proc.stdout.readline().strip()
+
+
+def test_sigterm_then_sighup_at_once_still_ends_the_session_cancelled(tmp_path):
+    """systemd sends SIGTERM and SIGHUP together: the second, arriving while the end was written, killed the process
+    and at times left the session running."""
+    proc, session = start_stopped_run(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.strip().splitlines()[-1] == f"error: cancelled (session {session} kept)"
+    # both pending at once are handled in signal-number order, so either may be the one named
+    assert SessionStore(tmp_path).get(session)["message"] in ("stopped by SIGTERM", "stopped by SIGHUP")
+
+
+def test_a_run_under_nohup_outlives_the_hang_up(tmp_path):
+    """The handler replaced the SIGHUP that `nohup` had ignored: a logout cancelled a run started to outlive it."""
+    proc, session = start_stopped_run(tmp_path, "--nohup")
+    proc.send_signal(signal.SIGHUP)
+    proc.send_signal(signal.SIGTERM)   # ordered after the hang-up: had that stopped the run, it would say so
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and SessionStore(tmp_path).get(session)["message"] == "stopped by SIGTERM"

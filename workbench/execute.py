@@ -10,10 +10,9 @@ a run that ends so once its session exists still prints one document: its sessio
 """
 from __future__ import annotations
 
-import contextlib
 import signal
 import threading
-from typing import Callable, Iterator
+from typing import Callable
 
 from engine.errors import Cancelled, RunFailed, SpecError
 from sessions.errors import DiskFull
@@ -30,22 +29,33 @@ class Stopped(KeyboardInterrupt):
         self.signal_name = signal.Signals(signum).name
 
 
-@contextlib.contextmanager
-def stops_as_interrupts() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise `Stopped` in the main thread while the block runs (the handlers are restored
-    after), so the session is ended as cancelled rather than left running by a killed process."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class StopSignals:
+    """SIGTERM and SIGHUP raise `Stopped` in the main thread while a session is written here, so the session is
+    ended as cancelled rather than left running by a killed process. Only signals left at their default action
+    are taken over (`nohup` ignores SIGHUP, and a run under it must outlive the terminal), and once one has been
+    raised, or the session is being ended, both are ignored until the end is written (systemd sends SIGTERM
+    and SIGHUP together, and a shell passes its hang-up on to its jobs). Restored on leaving the block."""
 
-    def stop(signum, frame):
+    SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+    def __enter__(self) -> "StopSignals":
+        self.kept = {}
+        if threading.current_thread() is threading.main_thread():
+            self.kept = {signum: signal.signal(signum, self.stop) for signum in self.SIGNALS
+                         if signal.getsignal(signum) is signal.SIG_DFL}
+        return self
+
+    def stop(self, signum, frame) -> None:
+        self.hold()
         raise Stopped(signum)
 
-    kept = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for signum, handler in kept.items():
+    def hold(self) -> None:
+        """Ignore the signals taken over while the session's end is written."""
+        for signum in self.kept:
+            signal.signal(signum, signal.SIG_IGN)
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.kept.items():
             signal.signal(signum, handler)
 
 
@@ -89,25 +99,30 @@ def run_in_session(spec: dict, label: str, job: Callable[[object], dict],
                 writer.emit(kind, **fields)
                 progress.event(kind, fields)
 
-        try:
-            with stops_as_interrupts():
+        with StopSignals() as stops:
+            try:
                 result = job(Tee)
-        except (SpecError, RunFailed) as error:  # exit 2 says no session was made; this one is kept
-            writer.finish("failed", message=str(error))
-            fail_ended("failed", str(error), f"{error} (session {writer.session_id} kept)")
-        except DiskFull as error:
-            fail_ended("failed", str(error), f"{error} ({finish_failed(writer, str(error))})")
-        except (Cancelled, KeyboardInterrupt) as error:
-            why = f"stopped by {error.signal_name}" if isinstance(error, Stopped) else "interrupted from the terminal"
-            writer.finish("cancelled", message=why)
-            fail_ended("cancelled", why, f"cancelled (session {writer.session_id} kept)", Exit.INTERRUPTED)
-        except Exception as error:  # an engine bug: keep the session, say where, exit 1
-            message = f"{type(error).__name__}: {error}"
-            writer.finish("failed", message=message)
-            fail_ended("failed", message, f"run failed: {message} (session {writer.session_id}; MMUL_DEBUG=1 for a "
-                       "traceback)")
-    result["session"] = writer.session_id
-    writer.finish("finished", summary=result)
+            except (SpecError, RunFailed) as error:  # exit 2 says no session was made; this one is kept
+                stops.hold()
+                writer.finish("failed", message=str(error))
+                fail_ended("failed", str(error), f"{error} (session {writer.session_id} kept)")
+            except DiskFull as error:
+                stops.hold()
+                fail_ended("failed", str(error), f"{error} ({finish_failed(writer, str(error))})")
+            except (Cancelled, KeyboardInterrupt) as error:
+                stops.hold()
+                why = f"stopped by {error.signal_name}" if isinstance(error, Stopped) else "interrupted from the terminal"
+                writer.finish("cancelled", message=why)
+                fail_ended("cancelled", why, f"cancelled (session {writer.session_id} kept)", Exit.INTERRUPTED)
+            except Exception as error:  # an engine bug: keep the session, say where, exit 1
+                stops.hold()
+                message = f"{type(error).__name__}: {error}"
+                writer.finish("failed", message=message)
+                fail_ended("failed", message, f"run failed: {message} (session {writer.session_id}; MMUL_DEBUG=1 for a "
+                           "traceback)")
+            stops.hold()
+            result["session"] = writer.session_id
+            writer.finish("finished", summary=result)
     return result
 
 
