@@ -25,6 +25,7 @@ import fcntl
 import json
 import os
 import shutil
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -190,15 +191,27 @@ def lock_is_held(path: Path) -> bool:
     return False
 
 
+PROBE_PATIENCE = (0.001, 0.002, 0.004, 0.008)   # seconds between tries: a probe's shared lock lasts microseconds
+
+
 def try_lock(path: Path) -> int | None:
-    """Take an exclusive flock without waiting; returns the fd (keep it open) or None if held."""
+    """Take an exclusive flock without waiting for a holder; returns the fd (keep it open) or None if held. A
+    reader's probe (`lock_is_held`) holds a shared lock for microseconds, so a refusal is tried again a few times
+    over 15 ms before it is taken for a writer's: a probe that happened to sit there made a new session's writer
+    fail, recovery skip a dead session, and a delete say "queued or running"."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, LOCK_MODE)
     except FileNotFoundError:
         return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
+    for pause in (*PROBE_PATIENCE, None):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if pause is None:
+                break
+            time.sleep(pause)
+        except OSError:
+            break
+    os.close(fd)
+    return None

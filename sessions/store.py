@@ -88,7 +88,9 @@ class SessionStore(SessionReader):
             except FileExistsError:
                 continue
         lock_fd = try_lock(self.root / session_id / WRITER_LOCK)
-        assert lock_fd is not None
+        if lock_fd is None:  # a directory made a moment ago, held past a probe's patience: never ours to write
+            remove_tree(self.root / session_id)
+            raise OSError(f"session {session_id} could not be locked for writing; try again")
         meta = {"schema": SCHEMA_VERSION, "id": session_id, "name": name, "spec": spec, "state": state,
                 "created": now, "updated": now, "summary": None, "message": None, "last_seq": -1,
                 "sealed": 0, "segment_size": self.segment_size}

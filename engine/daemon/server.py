@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import fcntl
 import itertools
 import logging
 import os
@@ -37,6 +36,7 @@ from engine.daemon.hub import Hub
 from engine.daemon.studies import Studies
 from engine.execution.queue import Queues
 from sessions import protocol as P
+from sessions.files import try_lock
 from sessions.recovery import recover
 from sessions.schema import SCHEMA_VERSION
 from sessions.store import SessionStore
@@ -79,14 +79,8 @@ class Engine:
 
     def acquire_lock(self) -> bool:
         P.private_dir(self.paths.dir)
-        fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False
-        self._lock_fd = fd
-        return True
+        self._lock_fd = try_lock(self.paths.lock)   # patient past a client's momentary probe
+        return self._lock_fd is not None
 
     async def start(self) -> None:
         self.loop = self.queues.loop = asyncio.get_running_loop()

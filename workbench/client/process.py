@@ -6,7 +6,6 @@ a dead one are removed only when nobody holds the lock.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import time
 from pathlib import Path
 
 from sessions import protocol as P
+from sessions.files import lock_is_held
 from workbench.client.errors import EngineDisconnected, EngineNotRunning, EngineStartError, strip
 from workbench.client.sync import Home, call, ping
 
@@ -24,16 +24,11 @@ REPO_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def lock_held(paths: P.EnginePaths) -> bool:
-    if not paths.lock.exists():
-        return False
-    fd = os.open(paths.lock, os.O_RDWR)
+    """Whether an engine holds its lock: the sessions' read-only probe, so a read-only home can be asked too."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)  # closing releases our probe lock
-    return False
+        return lock_is_held(paths.lock)
+    except FileNotFoundError:
+        return False
 
 
 def lock_holder(paths: P.EnginePaths) -> int | None:
