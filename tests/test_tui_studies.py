@@ -8,6 +8,7 @@ import pytest
 from textual.widgets import DataTable
 
 from conftest import wait_until
+from sessions_fixtures import wait_for
 from sessions.store import SessionStore
 from sessions.study import StudyRecord
 from workbench.tui import create_app
@@ -350,36 +351,72 @@ def test_engine_study_says_the_study_commands_one_line_error(tmp_home):
 def test_a_form_study_with_attacks_runs_them_once_the_engine_has_finished_it(tmp_home, monkeypatch):
     """The New-study form had no attacks: `study --attacks` runs them client-side after the engine, and the TUI
     never imports torch. The launch now runs `study ARGS --engine` as a child once the engine is done (the engine
-    finds every cell finished, the child attacks them)."""
-    import subprocess
+    finds every cell finished, the child attacks them); closing the TUI stops that child."""
+    import threading
 
     import workbench.client.follow as follow
     import workbench.study_launch as study_launch
 
-    ran = []
+    started, release = [], threading.Event()
 
-    def recorded(command, **options):
-        ran.append((command, options))
-        return subprocess.CompletedProcess(command, 0, None, "")
+    class Child:   # `study ... --engine` as a process: it says what it says on stderr, and ends with its code
+        def __init__(self, command, stderr, **options):
+            self.command, self.options, self.stderr, self.code = command, options, stderr, None
+            started.append(self)
+
+        def wait(self):
+            release.wait(timeout=60)
+            self.stderr.write(outcome[1])
+            self.stderr.flush()
+            self.code = outcome[0]
+            return self.code
+
+        def poll(self):
+            return self.code
+
+        def terminate(self):
+            outcome[:] = [130, "error: cancelled (session 20261207-101010-abcd kept)\n"]
+            release.set()
 
     monkeypatch.setattr(follow, "submit_study_and_follow",
                         lambda study, spec, cells, on_event, on_accepted, home: on_accepted({}) or {"state": "finished"})
-    monkeypatch.setattr(study_launch.subprocess, "run", recorded)
+    monkeypatch.setattr(study_launch.subprocess, "Popen", Child)
     args = ["--methods", "retrain,ft", "--seeds", "42", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "8",
             "--attacks", "quantize"]
-    launch = study_launch.EngineStudy(args, tmp_home)
-    assert launch.wait(timeout=60) == 0 and launch.study_id().startswith("study-")
-    (command, options), = ran
-    assert command[1:] == ["-m", "workbench.cli", "study", *args, "--engine"]
-    assert options["env"]["MMUL_HOME"] == str(tmp_home)
-    monkeypatch.setattr(study_launch.subprocess, "run", lambda command, **options: subprocess.CompletedProcess(
-        command, 1, None, "study attacks: 2 to go\nerror: quantize attack failed: out of memory\n"))
+    outcome = [1, "study attacks: 2 to go\nerror: quantize attack failed: out of memory\n"]
+    release.set()
     failed = study_launch.EngineStudy(args, tmp_home)
     assert failed.wait(timeout=60) == 1 and failed.error() == "quantize attack failed: out of memory"
-    ran.clear()
-    monkeypatch.setattr(study_launch.subprocess, "run", recorded)
+    child = started[-1]
+    assert child.command[1:] == ["-m", "workbench.cli", "study", *args, "--engine"]
+    assert child.options["env"]["MMUL_HOME"] == str(tmp_home)
+    assert (tmp_home / "studies" / f"{failed.study_id()}.attacks.log").read_text().endswith("out of memory\n")
+
+    release.clear()
+    outcome = [0, ""]
+    running = study_launch.EngineStudy(args[:-2] + ["--attacks=quantize"], tmp_home)   # as the flags field writes it
+    wait_for(lambda: len(started) == 2, what="the attack child")
+    running.stop()   # the TUI closes
+    assert running.wait(timeout=60) == 130 and "cancelled" in running.error()
+
     plain = study_launch.EngineStudy(args[:-2], tmp_home)   # no attacks: no child
-    assert plain.wait(timeout=60) == 0 and not ran
+    assert plain.wait(timeout=60) == 0 and len(started) == 2
+
+
+async def test_closing_the_tui_stops_a_studys_attacks(tmp_home):
+    stopped = []
+
+    class Launch:
+        def poll(self):
+            return None
+
+        def stop(self):
+            stopped.append(True)
+
+    app = create_app(start_engine=False)
+    async with app.run_test(size=SIZE):
+        app.watch_study(STUDY_ID, Launch())
+    assert stopped == [True]
 
 
 async def test_a_studys_cells_get_no_toast_each_the_study_gets_one(tmp_home):

@@ -172,6 +172,11 @@ class WorkbenchApp(App):
         """Follow a study started from the TUI, for its toast when its process ends."""
         self.studies[study_id] = launch
 
+    def on_unmount(self) -> None:
+        """Closing: a study's attacks running in a child process stop with it (workbench/study_launch.py)."""
+        for launch in self.studies.values():
+            getattr(launch, "stop", lambda: None)()
+
     def look_for_endings(self) -> None:
         self._read_states()
         for study_id, launch in list(self.studies.items()):

@@ -7,7 +7,7 @@ for the App's toast.
 With `--attacks`, once the engine has finished the study, that thread runs `mmul-workbench study ARGS --engine`
 as a child process: the engine finds every cell done, and the child runs the attacks (they import torch, which the
 TUI never does) and records them on the study, whose grid gains their columns as they land. The TUI closing
-stops the child, which a re-run of the study or the same form resumes (attacks made are read back).
+stops the child (`stop`), and a re-run of the study or the same form resumes (attacks made are read back).
 """
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ import threading
 from pathlib import Path
 
 from engine.errors import SpecError
+from sessions.files import private_dir
+from sessions.study import studies_dir
 
 ENDED_CODES = {"finished": 0, "failed": 1, "cancelled": 130}   # as the `study` command would exit
 REPO_ROOT = Path(__file__).resolve().parents[1]   # where `python -m workbench.cli` is found
@@ -32,6 +34,9 @@ class EngineStudy:
         self._id: str | None = None
         self._code: int | None = None
         self._error: str | None = None
+        self._child: subprocess.Popen | None = None   # the attacks' child process, while it runs
+        self._stopping = False
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="study-launch", daemon=True)
         self._thread.start()
 
@@ -71,23 +76,39 @@ class EngineStudy:
         except Exception as exc:  # the App shows it as the study's one-line error
             self._end(1, f"{type(exc).__name__}: {exc}".splitlines()[0])
         else:
-            if info["state"] == "finished" and "--attacks" in self.args:
-                self._end(*self._attack())
+            if info["state"] == "finished" and any(a == "--attacks" or a.startswith("--attacks=") for a in self.args):
+                self._end(*self._attack(plan.id))
                 return
             self._end(ENDED_CODES.get(info["state"], 1), info.get("message"))
 
-    def _attack(self) -> tuple[int, str | None]:
-        """The study's attacks on its finished cells, in a child `study ... --engine` (exit code, its error line)."""
+    def _attack(self, study_id: str) -> tuple[int, str | None]:
+        """The study's attacks on its finished cells, in a child `study ... --engine` (exit code, its error line).
+        Its stderr goes to `<home>/studies/<id>.attacks.log`, never a pipe this process could leave unread."""
         command = [sys.executable, "-m", "workbench.cli", "study", *self.args, "--engine"]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO_ROOT), os.environ.get("PYTHONPATH")))),
                **({"MMUL_HOME": str(self.home)} if self.home is not None else {})}
+        log = studies_dir(self.home) / f"{study_id}.attacks.log"
         try:  # in this directory, as the study's paths were given here
-            done = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True)
+            private_dir(log.parent)
+            with open(log, "w", encoding="utf-8") as stderr:
+                with self._lock:
+                    if self._stopping:
+                        return 130, "the TUI closed before the study's attacks started; run the study again for them"
+                    self._child = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
+                                                   stdout=subprocess.DEVNULL, stderr=stderr)
+                code = self._child.wait()
         except OSError as exc:
             return 1, f"the study's attacks could not start: {exc}"
-        errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
-        return done.returncode, (errors[-1].removeprefix("error: ") if errors else None)
+        errors = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("error: ")]
+        return code, (errors[-1].removeprefix("error: ") if errors else None)
+
+    def stop(self) -> None:
+        """The TUI is closing: a running attack child is stopped (SIGTERM: it ends its attack session cancelled);
+        a re-run of the study reads back the attacks it finished and makes the rest."""
+        with self._lock:
+            self._stopping = True
+            if self._child is not None and self._child.poll() is None:
+                self._child.terminate()
 
     def _end(self, code: int, message: str | None) -> None:
         self._error = message
