@@ -162,3 +162,17 @@ def test_a_byte_order_mark_is_read_and_a_wrong_label_is_quoted(tmp_path):
     train.write_text(json.dumps({**first, "gold_label": "entails"}) + "\n" + text)
     with pytest.raises(SpecError, match="line 1: its label 'entails' is not one of entailment"):
         read_snli_ve(data)
+
+
+def test_a_study_stops_at_an_image_that_does_not_decode(folder, tmp_path):
+    """Bad input found while running became exit 1, and a study took exit 1 for a failed run and went on: every
+    cell rebuilt its original and failed on the same image."""
+    data = copy_of(folder, tmp_path)
+    victim = data / records(data / "flickr30k_train.json")[0]["image"]
+    victim.write_bytes(victim.read_bytes()[:50])
+    home = tmp_path / "home"
+    out = run_in_process(home, "study", "--methods", "retrain,ft", "--seeds", "42", "--model", "clip-tiny",
+                         "--data", f"flickr30k:{data}", "--delete", "4")
+    assert out.returncode == 1 and "image file is truncated" in out.stderr.splitlines()[-1]
+    listed = json.loads(run_in_process(home, "sessions", "list", "--json").stdout)["sessions"]
+    assert len(listed) == 1 and listed[0]["state"] == "failed"   # the first cell; the second never started

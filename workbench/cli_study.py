@@ -318,8 +318,9 @@ def check_inputs(cells: list[tuple[str, int, dict]], here: bool) -> None:
 def run_local_cell(record: StudyRecord, method: str, seed: int, spec: dict, label: str,
                    original: dict | None) -> tuple[bool, dict | None]:
     """One cell in this process (as `run`): (finished?, result). A failed run is recorded and the study goes
-    on; Ctrl-C or bad input ends the study."""
-    from workbench.execute import run_session
+    on; Ctrl-C or bad input ends the study, also bad input a run finds only while running (an image that does not
+    decode: every other cell would fail on it alike)."""
+    from workbench.execute import FailedOnInput, run_session
 
     session: list[str] = []
 
@@ -333,7 +334,7 @@ def run_local_cell(record: StudyRecord, method: str, seed: int, spec: dict, labe
         code = getattr(stop, "exit_code", None)
         if session:  # a failed run is kept as its session; Ctrl-C (exit 130) or bad input ends the study
             record.set_cell(method, seed, session[0], "cancelled" if code == Exit.INTERRUPTED else "failed")
-        if code == Exit.RUN_FAILED:
+        if code == Exit.RUN_FAILED and not isinstance(stop, FailedOnInput):
             return False, None
         raise
     record.set_cell(method, seed, result["session"], "finished")

@@ -14,11 +14,18 @@ import signal
 import threading
 from typing import Callable
 
+import typer
+
 from engine.errors import Cancelled, RunFailed, SpecError
 from sessions.errors import DiskFull
 from sessions.store import SessionStore
 from sessions.writer import SessionWriter
 from workbench.output import Exit, Progress, fail, print_json
+
+
+class FailedOnInput(typer.Exit):
+    """Exit 1 for bad input found only while running (an image that does not decode, a checkpoint that knows
+    none of the people): its session is kept, and a study stops at it, as every other cell would fail alike."""
 
 
 class Stopped(KeyboardInterrupt):
@@ -102,7 +109,14 @@ def run_in_session(spec: dict, label: str, job: Callable[[object], dict],
         with StopSignals() as stops:
             try:
                 result = job(Tee)
-            except (SpecError, RunFailed) as error:  # exit 2 says no session was made; this one is kept
+            except SpecError as error:  # exit 2 says no session was made; this one is kept
+                stops.hold()
+                writer.finish("failed", message=str(error))
+                try:
+                    fail_ended("failed", str(error), f"{error} (session {writer.session_id} kept)")
+                except typer.Exit as ended:
+                    raise FailedOnInput(ended.exit_code) from None
+            except RunFailed as error:
                 stops.hold()
                 writer.finish("failed", message=str(error))
                 fail_ended("failed", str(error), f"{error} (session {writer.session_id} kept)")
