@@ -403,3 +403,18 @@ def test_a_readable_session_with_fields_off_is_reported_and_never_moved_aside(ho
     assert sorted(r["id"] for r in store.list()) == sorted([edited, garbage, good])
     assert not (store.root / ".quarantine").exists()
     assert run_cli(_app(), ["sessions", "show", edited]).exit_code == 0
+
+
+def test_only_a_write_refused_under_the_home_is_called_the_homes(tmp_path, monkeypatch):
+    """Every EACCES/EPERM/EROFS anywhere (a kill of another user's process, a file elsewhere) was told to set
+    MMUL_HOME."""
+    import errno
+
+    from workbench.output import unwritable_home
+
+    monkeypatch.setenv("MMUL_HOME", str(tmp_path / "home"))
+    inside = OSError(errno.EROFS, "Read-only file system", str(tmp_path / "home" / "sessions" / "x"))
+    assert unwritable_home(inside).startswith(f"cannot write {tmp_path}/home/sessions/x (Read-only file system)")
+    assert unwritable_home(OSError(errno.EACCES, "Permission denied", "/etc/shadow")) is None
+    assert unwritable_home(OSError(errno.EPERM, "Operation not permitted")) is None   # no path: not the home's
+    assert unwritable_home(OSError(errno.ENOSPC, "No space", str(tmp_path / "home" / "x"))) is None

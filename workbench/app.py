@@ -110,13 +110,13 @@ class WorkbenchApp(App):
         """Find or start the daemon (a thread: start_engine polls with sleeps)."""
         try:
             info = self.services.start_engine()
-        except OSError as exc:  # the home cannot be written (a read-only mount): no log could be written either
-            self.post_message(EngineFailed(f"cannot write {exc.filename or self.services.home} ({exc.strerror}); "
-                                           "sessions can be browsed, and runs need MMUL_HOME set to a directory you "
-                                           "can write"))
         except Exception as exc:  # EngineStartError names the log; anything else gets the log too
+            from workbench.output import unwritable_home
+
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if "log" not in message:
+            if isinstance(exc, OSError) and (unwritable := unwritable_home(exc)) is not None:
+                message = unwritable   # a read-only home: no log could be written there either
+            elif "log" not in message:
                 from sessions.protocol import engine_paths
 
                 message += f" (see {engine_paths(self.services.home).log})"

@@ -5,7 +5,6 @@ Nothing heavy at import: torch and transformers load inside the commands that ru
 """
 from __future__ import annotations
 
-import errno
 import os
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from engine.errors import SpecError
 from sessions.errors import DiskFull
 from sessions.paths import cache_dir, engine_dir, mmul_home, sessions_dir
 from workbench.completion import complete_session
-from workbench.output import Exit, fail, parser_errors, print_json
+from workbench.output import Exit, fail, parser_errors, print_json, unwritable_home
 
 app = typer.Typer(
     name="mmul-workbench",
@@ -159,7 +158,6 @@ def replay(
     raise typer.Exit(run_tui(replay=session))
 
 
-UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)   # a home on a read-only mount, or someone else's
 PRIVATE_UMASK = 0o077  # everything the workbench creates (sessions, caches, exports, logs) is the user's alone
 
 
@@ -215,10 +213,9 @@ def main() -> None:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(int(Exit.RUN_FAILED))
     except OSError as error:
-        if error.errno not in UNWRITABLE:
+        if (line := unwritable_home(error)) is None:
             raise
-        print(f"error: cannot write {error.filename or mmul_home()} ({error.strerror}); set MMUL_HOME to a directory "
-              "you can write (reading sessions needs no write access)", file=sys.stderr)
+        print(f"error: {line}", file=sys.stderr)
         sys.exit(int(Exit.BAD_INPUT))
     sys.exit(code if isinstance(code, int) else 0)  # not standalone: typer returns a command's exit code
 

@@ -1,11 +1,13 @@
 """stdout is data, stderr is for people: exit codes, one-line errors, progress, the JSON document."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
 import time
 from enum import IntEnum
+from pathlib import Path
 
 from sessions.numbers import fmt
 
@@ -14,6 +16,23 @@ try:  # typer 0.2x vendors click; before, it used click's own exceptions (the pa
     from typer._click import exceptions as parser_errors
 except ImportError:  # pragma: no cover - the older typer's path
     from click import exceptions as parser_errors
+
+
+UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)   # a home on a read-only mount, or one not the user's
+
+
+def unwritable_home(error: OSError) -> str | None:
+    """The one line for a write refused under the workbench's home or its cache (a read-only mount), or None for
+    any other error, which is not the home's to explain."""
+    from sessions.paths import cache_dir, mmul_home
+
+    if error.errno not in UNWRITABLE or not error.filename:
+        return None
+    path = Path(os.fsdecode(error.filename)).absolute()
+    if not any(path == root or root in path.parents for root in (mmul_home().absolute(), cache_dir().absolute())):
+        return None
+    return (f"cannot write {path} ({error.strerror}); set MMUL_HOME to a directory you can write (reading "
+            "sessions needs no write access)")
 
 
 class Exit(IntEnum):
