@@ -87,7 +87,7 @@ def check_validation_split(spec: dict, world) -> None:
     if judging and isinstance(getattr(world, "val", None), list) and not world.val:
         raise SpecError(f"{spec['data']} has no validation units, and {' and '.join(judging)} judge on them (never on "
                         f"test); drop {' and '.join(judging)}, or give the data a val split",
-                        field="tune" if params.get("tune") else "keep")
+                        field="tune" if params.get("tune") else "keep" if params.get("keep") == "best" else "stop_if")
 
 
 def check_deletion_set(spec: dict, loaded=None) -> None:

@@ -26,6 +26,7 @@ from screens.widgets.footer import Footer
 from sessions.attacks import attack_line, attacks_brief, attacks_of
 from sessions.export import session_document, write_export
 from sessions.store import SessionBusy, SessionDamaged, UnknownSession
+from sessions.study import cells_of_session
 from sessions.summary import format_deletion, summary_metrics, test_headline, took
 from sessions.verdict import last_request_only, session_verdict
 
@@ -374,8 +375,11 @@ class HomeScreen(Screen):
                 self.delete_session(sid)
 
         about = ", ".join([*([sid] if row.get("name") else []), str(row.get("method")), str(row.get("state"))])
+        cells = cells_of_session(sid, self.services.store.home)   # as `sessions delete` refuses without --force
+        study = (f" It is the cell {'; '.join(cells)}: the study's grid lacks it until the study runs it again."
+                 if cells else "")
         self.app.push_screen(ConfirmScreen(f"Delete session {row.get('name') or sid} ({about})? Its files are "
-                                           "removed."), done)
+                                           f"removed.{study}"), done)
 
     @work(thread=True, group="delete", exit_on_error=False)
     def delete_session(self, sid: str) -> None:

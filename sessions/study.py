@@ -179,8 +179,8 @@ def cells_of_session(session_id: str, home: str | os.PathLike | None = None) -> 
             cells = read_json(path).get("cells") or []
         except (OSError, ValueError, RecursionError, AttributeError):
             continue
-        found += [f"{cell.get('method')} s{cell.get('seed')} of {path.stem}" for cell in cells
-                  if isinstance(cell, dict) and cell.get("session") == session_id]
+        found += [f"{cell.get('method')} s{cell.get('seed')} of {path.stem}" for cell in
+                  (cells if isinstance(cells, list) else []) if isinstance(cell, dict) and cell.get("session") == session_id]
     return found
 
 

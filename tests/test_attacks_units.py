@@ -236,4 +236,5 @@ def test_a_relearn_that_lowered_df_says_it_damaged_the_model():
     assert damage_note(document) == ("; Df fell: at lr 0.0005 the attack damaged the model rather than recovering it "
                                      "(test r_mean 50.7 -> 33.0); a lower --lr asks the question better")
     assert damage_note({**document, "recovery": {"points": 6.0}}) == ""
+    assert damage_note({**document, "recovery": {"points": -0.4}}) == ""   # a query or two: noise, not damage
     assert damage_note({**document, "attack": {"kind": "rephrase"}}) == ""   # harder inputs, not a damaged model

@@ -91,6 +91,10 @@ def test_what_judges_on_validation_is_refused_before_a_session_on_data_without_i
     assert "has no validation units" in out.stderr and flags[0] in out.stderr.splitlines()[-1]
     listed = run_in_process(home, "sessions", "list", "--json")
     assert listed.returncode == 0 and not json.loads(listed.stdout)["sessions"]   # no session was made
+    from engine.preflight import check_validation_split   # the field a form flags is the flag given
+    with pytest.raises(SpecError) as refused:
+        check_validation_split({"data": "x", "params": {"stop_if": "df_dr_auc>0.9"}}, load_data(f"flickr30k:{data}"))
+    assert refused.value.field == "stop_if"
 
 
 def test_an_image_that_does_not_decode_fails_the_run_keeping_its_session_and_decode_images_finds_it(
@@ -176,3 +180,15 @@ def test_a_study_stops_at_an_image_that_does_not_decode(folder, tmp_path):
     assert out.returncode == 1 and "image file is truncated" in out.stderr.splitlines()[-1]
     listed = json.loads(run_in_process(home, "sessions", "list", "--json").stdout)["sessions"]
     assert len(listed) == 1 and listed[0]["state"] == "failed"   # the first cell; the second never started
+
+
+
+def test_a_graph_text_file_without_splits_that_hashes_all_to_train_says_so(tmp_path):
+    """It was refused as "its test split has no units", with no word that the split had been made by id."""
+    path = tmp_path / "two.jsonl"
+    records_ = [{"id": name, "graph": {"nodes": [{"type": "C"}], "edges": []}, "texts": ["a carbon"]}
+                for name in ("a", "b")]
+    path.write_text("".join(json.dumps(record) + "\n" for record in records_))
+    with pytest.raises(SpecError, match=r"its test split has no units \(no record names a `split`, so its records "
+                                        "were split by id"):
+        load_data(f"graph-text:{path}")

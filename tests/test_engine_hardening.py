@@ -213,16 +213,20 @@ def test_ctrl_c_on_an_engine_run_says_the_run_goes_on_and_how_to_stop_it(tmp_pat
     its session id was never printed."""
     import workbench.client.follow as follow
 
+    monkeypatch.setenv("MMUL_HOME", str(tmp_path))
+    writer = SessionStore().create({"method": "ft"}, state="queued")   # the engine's session, queued behind another
+    sid = writer.session_id
+
     def interrupted(spec, on_event, on_submitted=None, **options):
-        on_submitted("20261207-101010-abcd")
+        on_submitted(sid)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(follow, "submit_and_follow", interrupted)
     out = run_in_process(tmp_path, *RUN)
     assert out.returncode == 130 and out.stderr.count("\n") == 1
-    assert "session 20261207-101010-abcd goes on in the engine" in out.stderr
-    assert "mmul-workbench engine cancel 20261207-101010-abcd" in out.stderr
-    assert json.loads(out.stdout)["state"] == "running"
+    assert f"session {sid} goes on in the engine" in out.stderr and f"mmul-workbench engine cancel {sid}" in out.stderr
+    assert json.loads(out.stdout)["state"] == "queued"   # as stored, not taken for running
+    writer.finish("cancelled")
 
 
 def test_an_engine_lost_while_followed_still_prints_the_runs_document(tmp_path, monkeypatch):

@@ -449,3 +449,20 @@ async def test_a_studys_cells_get_no_toast_each_the_study_gets_one(tmp_home):
         launch.code = 0
         await wait_until(pilot, lambda: len(toasts) == 2)
         assert toasts[1] == f"study {STUDY_ID} finished"
+
+
+async def test_deleting_a_studys_cell_from_home_says_what_the_study_loses(tmp_home):
+    """`sessions delete` refuses a study's cell without --force; the home's d asked the same as for any session."""
+    from screens.widgets.confirm import ConfirmScreen
+
+    store = SessionStore()
+    record = write_study(store)
+    cell = record.cell("retrain", 42)["session"]
+    app = create_app(start_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#sessions", DataTable)
+        await wait_until(pilot, lambda: table.row_count == 6)
+        table.move_cursor(row=next(i for i, row in enumerate(app.screen.shown) if row["id"] == cell))
+        await pilot.press("d")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert f"It is the cell retrain s42 of {STUDY_ID}" in app.screen.question

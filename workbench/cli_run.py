@@ -123,16 +123,16 @@ def follow_engine(spec: dict, detach: bool, as_json: bool) -> None:
             if not submitted:
                 fail("interrupted before the engine answered; `mmul-workbench engine status` says whether it queued "
                      "the run", Exit.INTERRUPTED)
-            ended_without_result("running", "no longer followed: the run goes on in the engine")
+            ended_without_result(session_state_now(submitted), "no longer followed: the run goes on in the engine")
             fail(f"stopped following; session {submitted[0]} goes on in the engine (`mmul-workbench replay "
                  f"{submitted[0]}` follows it, `mmul-workbench engine cancel {submitted[0]}` stops it)", Exit.INTERRUPTED)
         except EngineError as error:
-            ended_without_result(stored_state(submitted), str(error))
+            ended_without_result(session_state_now(submitted), str(error))
             if error.code in ("damaged", "error"):  # the run's own session could not be read back
                 fail(str(error), Exit.RUN_FAILED)
             fail(f"engine unavailable: {error}", Exit.RUN_FAILED)
         except (ConnectionError, OSError, RuntimeError) as error:
-            ended_without_result(stored_state(submitted), str(error))
+            ended_without_result(session_state_now(submitted), str(error))
             fail(f"engine unavailable: {error}", Exit.RUN_FAILED)
     if detach:
         return print_json({"session": session_id}) if as_json else print(session_id)
@@ -157,7 +157,7 @@ def follow_engine(spec: dict, detach: bool, as_json: bool) -> None:
     print_cost(result)
 
 
-def stored_state(submitted: list[str]) -> str:
+def session_state_now(submitted: list[str]) -> str:
     """The state the store holds for the session the engine accepted (a lost engine leaves it running until the
     next `engine start` marks it interrupted), or "unknown"."""
     from sessions.store import SessionStore

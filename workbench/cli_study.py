@@ -258,15 +258,18 @@ def plan_from_args(args: list[str]) -> StudyPlan:
 
 # --- running the cells ------------------------------------------------------------------------------
 def stored_state(session: str | None) -> tuple[str | None, dict | None, bool]:
-    """A cell's session as stored: (state, summary, live), or (None, None, False) when it is gone or unreadable."""
-    from sessions.store import SessionStore
+    """A cell's session as stored: (state, summary, live); (None, None, False) when it is gone, ("damaged", None,
+    False) when it cannot be read."""
+    from sessions.store import SessionStore, UnknownSession
 
     if not session:
         return None, None, False
     try:
         meta = SessionStore().get(session)
-    except Exception:  # deleted, damaged: the cell runs again
+    except UnknownSession:  # deleted since: the cell runs again, and reads "gone" until it has
         return None, None, False
+    except Exception:  # damaged (or unreadable): the cell runs again
+        return "damaged", None, False
     summary = meta.get("summary") if isinstance(meta.get("summary"), dict) else None
     return meta.get("state"), summary, bool(meta.get("live"))
 

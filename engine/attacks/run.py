@@ -169,11 +169,14 @@ def verdict(document: dict) -> str:
     return line + damage_note(document)
 
 
+DAMAGE_POINTS = 1.0   # a relearn that lowered Df by less is within a query or two of nothing, not damage
+
+
 def damage_note(document: dict) -> str:
     """What a relearn attack that lowered Df did instead of recovering it: at a rate the small models cannot take
     in ten steps on a few units (the original's, the default), it bends the whole embedding space, and the test
     headline falls with Df; '' otherwise."""
-    if document["attack"]["kind"] != "relearn" or document["recovery"]["points"] >= 0:
+    if document["attack"]["kind"] != "relearn" or document["recovery"]["points"] > -DAMAGE_POINTS:
         return ""
     before, after = flatten(document.get("unlearned_metrics") or {}), flatten(document.get("metrics") or {})
     test = next((name for name in ("test.r_mean", "test.accuracy") if name in before and name in after), None)

@@ -98,7 +98,8 @@ def read_graph_text(location: str | Path, name: str | None = None) -> GraphTextW
         splits.append(split)
     if not units:
         raise SpecError(f"{path} holds no records; expected one JSON object per line with {EXPECTED}")
-    if all(split is None for split in splits):
+    split_by_id = all(split is None for split in splits)
+    if split_by_id:
         splits = ["test" if zlib.crc32(u.unit_id.encode()) % 5 == 0 else "train" for u in units]
     by_split = {s: [u for u, chosen in zip(units, splits) if (chosen or "train") == s] for s in SPLITS}
     labelled = [u.text_labels is not None for u in units]
@@ -111,7 +112,8 @@ def read_graph_text(location: str | Path, name: str | None = None) -> GraphTextW
         raise SpecError(f"{path}: record {units[first].unit_id!r} has no `label` while others have one; label "
                         "every record (classification) or none (retrieval)")
     return GraphTextWorld(name=name or f"graph-text:{path.name}", train=by_split["train"], val=by_split["val"],
-                          test=by_split["test"], classes=classes, meta={"source": str(path)})
+                          test=by_split["test"], classes=classes,
+                          meta={"source": str(path), **({"split": "by id"} if split_by_id else {})})
 
 
 def unit_record(unit: GraphUnit, split: str) -> dict:

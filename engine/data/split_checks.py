@@ -9,7 +9,7 @@ read (engine/data/registry.py), so `data info`, the preflight and the job refuse
 - no text is empty or blank: a caption of spaces would train and score as if it said something;
 - no text id twice in a unit (an NLVR2 or SNLI-VE record given twice was merged into one more text).
 
-Built-in worlds are generated to hold all three (tests/test_worlds*.py); people data (`mllmu:`) is
+Built-in worlds are generated to hold all of these (tests/test_worlds*.py); people data (`mllmu:`) is
 questions per person and has checks of its own (engine/data/mllmu.py).
 """
 from __future__ import annotations
@@ -26,7 +26,9 @@ def check_splits(ref: str, world) -> None:
     """SpecError (field ``data``), naming the split and the unit, when `world` breaks one of the rules above."""
     for split, why in NEEDED.items():
         if not world.split(split):
-            raise SpecError(f"{ref}: its {split} split has no units; {why}", field="data")
+            by_id = (" (no record names a `split`, so its records were split by id: give them a `split`)"
+                     if getattr(world, "meta", {}).get("split") == "by id" else "")
+            raise SpecError(f"{ref}: its {split} split has no units{by_id}; {why}", field="data")
     first_seen: dict[str, str] = {}
     for split in SPLITS:
         for unit in world.split(split):

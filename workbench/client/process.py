@@ -125,9 +125,15 @@ def stop_engine(home: Home = None, timeout: float = 60.0) -> dict:
     except EngineDisconnected:  # it holds its lock and does not answer (stopped, stuck): killed after `timeout`
         pid = lock_holder(paths)
         if pid is None:
+            if not lock_held(paths):   # it was on its way out, and is gone now
+                clean_stale(paths)
+                return {"was_running": True, "pid": None, "cancelled": [], "killed": False}
             raise
         reply = {"pid": pid}
-        os.kill(pid, 15)
+        try:
+            os.kill(pid, 15)
+        except ProcessLookupError:   # it ended between the look and the signal
+            pass
     pid = reply.get("pid")
     cancelled = list(reply.get("running", [])) + list(reply.get("queued", []))
     deadline = time.monotonic() + timeout
@@ -160,6 +166,9 @@ def engine_status(home: Home = None) -> dict:
         return {"running": False, "home": str(paths.home), "socket": str(paths.socket), "log": str(paths.log),
                 "stale": paths.pid.exists() or paths.socket.exists()}
     except EngineDisconnected:  # alive (it holds the lock) but silent: stopped with SIGSTOP, or stuck
+        if not lock_held(paths):   # no: it closed the connection on its way out
+            return {"running": False, "home": str(paths.home), "socket": str(paths.socket), "log": str(paths.log),
+                    "stale": paths.pid.exists() or paths.socket.exists()}
         return {"running": True, "answering": False, "pid": lock_holder(paths), "home": str(paths.home),
                 "socket": str(paths.socket), "log": str(paths.log)}
     return {"running": True, "answering": True, **strip(reply)}
