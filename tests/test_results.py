@@ -173,3 +173,16 @@ def test_demo_and_study_tables_show_the_holdout_sets_beside_test_where_the_runs_
     assert "| holdout id | holdout assoc |" in results.render(results.make_record("s", "study", document))
     assert [c.header for c in shown_columns("classification", [{"test.accuracy": 60.0}])] == [
         "Df/Dr AUC", "test acc", "Df acc", "Dr acc", "MIA Df member", "MIA test member", "MIA AUC"]
+
+
+def test_each_recorded_studys_command_still_plans_the_recorded_study():
+    """A recorded study's id is how it is found and resumed: study-shapes-tiny's command planned another id once
+    --tune's tolerance was taken for a guardrail (its numbers were the same, its record was lost to the command)."""
+    import shlex
+
+    from workbench.cli_study import plan_from_args
+
+    for path in sorted(results.RESULTS.glob("study-*.json")):
+        record = json.loads(path.read_text())
+        args = [word for word in shlex.split(record["command"])[2:] if word != "--json"]
+        assert plan_from_args(args).id == record["document"]["study"], path.name

@@ -135,6 +135,8 @@ def test_study_gives_budget_and_tuning_to_every_method_but_retrain_and_runs_mult
     assert guarded.spec["unguarded_reference"] is True and guarded.cells[0][2]["params"]["stop_if"] is None
     assert guarded.cells[1][2]["params"]["stop_if"] == "df_dr_auc>0.6"  # FT keeps it
     assert "unguarded_reference" not in plan_from_args(args).spec  # other studies keep their ids
+    # --tune sets --keep-tolerance, which never acted on Retrain: a tuned study keeps its id too (it got a new one)
+    assert "unguarded_reference" not in plan_from_args([*args, "--tune"]).spec
     # the tolerance a study ranks by travels in its record's spec, not in its id (the TUI's grid ranks by it)
     tight = plan_from_args([*args, "--tolerance", "0.5"])
     assert tight.spec["tolerance"] == 0.5 and tight.id == plan_from_args(args).id

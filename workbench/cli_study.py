@@ -228,10 +228,12 @@ def plan_study(options: dict, given: dict) -> StudyPlan:
                 "requests": requests or 1, "params": given,
                 # the deployed model unlearned (absent without --original, so earlier studies keep their ids)
                 **({"original": first["original"]} if first.get("original") else {}),
-                # a guarded study's Retrain once took the guardrails and was cut short: such a study gets a new id,
-                # so its cells run again rather than resume that Retrain (unguarded studies keep their ids)
+                # a guarded study's Retrain once took the guardrails and was cut short or kept an earlier step: such
+                # a study gets a new id, so its cells run again rather than resume that Retrain. Only a guardrail
+                # that acted counts (--keep-tolerance alone, as --tune sets it, changed nothing), so every other
+                # study keeps its id
                 **({"unguarded_reference": True}
-                   if REFERENCE in chosen and any(name in given for name in specs.GUARDRAILS) else {})}
+                   if REFERENCE in chosen and (given.get("stop_if") or given.get("keep") == "best") else {})}
     identity = {"protocol": protocol, "methods": sorted(chosen), "seeds": sorted(seed_list)}
     sid = study_id(identity)
     for method, seed, spec in cells:
