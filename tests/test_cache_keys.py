@@ -115,6 +115,25 @@ def test_an_entry_made_from_other_inputs_is_never_reused(tmp_path):
     assert again.trained == [1] and json.loads((path / FINGERPRINT_FILE).read_text())["data"] == "data-one"
 
 
+def test_an_original_trained_at_another_cpu_thread_count_is_another_entry(tmp_path):
+    """An original trained at 1 thread and one at 2 differ in their last bits; both were cached under one key, so
+    a run at 2 threads gave other numbers from the one cached at 1 than from one it trained itself."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = original_dir(FakeTask("data-one"), {**SPEC, "device": "cpu"}, "cpu", lambda *a, **k: None,
+                           lambda: False, tmp_path)
+        torch.set_num_threads(2)
+        task = FakeTask("data-one")
+        two = original_dir(task, {**SPEC, "device": "cpu"}, "cpu", lambda *a, **k: None, lambda: False, tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+    assert one != two and task.trained == [1]
+    assert json.loads((two / FINGERPRINT_FILE).read_text())["cpu"]["threads"] == 2
+
+
 def _flickr(directory: Path, units: int = 6) -> Path:
     from PIL import Image
 

@@ -34,10 +34,25 @@ def original_key(model: str, data_name: str, seed: int, fingerprint: dict) -> st
 
 def original_fingerprint(task, spec: dict) -> dict:
     """What the original is made from: the data read (`task.data_fingerprint`, or the data reference's),
-    the starting checkpoint, the task, the seed and the task's recipe."""
+    the starting checkpoint, the task, the seed and the task's recipe, and on the CPU its arithmetic."""
     data = getattr(task, "data_fingerprint", None) or data_fingerprint(spec["data"])
     return {"data": data, "model": checkpoint_fingerprint(spec["model"]), "model_ref": spec["model"],
-            "task": task.name, "seed": spec["seed"], "recipe": task.original_recipe()}
+            "task": task.name, "seed": spec["seed"], "recipe": task.original_recipe(),
+            **cpu_arithmetic(spec.get("device", "auto"))}
+
+
+def cpu_arithmetic(device: str) -> dict:
+    """On the CPU, what changes a trained model's float sums beside its recipe: torch's thread count (how a sum is
+    split) and its kernels (AVX2 or AVX-512; engine/cpu_kernels.py). An original trained at 1 thread and one at 2
+    differ in their last bits, and a run at 2 threads gave other numbers from the one cached at 1 than from one
+    it trained itself; each count now has its own original. Nothing on a GPU (its runs are not bit-for-bit)."""
+    from engine.devices import resolve_device
+
+    if resolve_device(device).type != "cpu":
+        return {}
+    import torch
+
+    return {"cpu": {"threads": torch.get_num_threads(), "kernels": torch.backends.cpu.get_cpu_capability()}}
 
 
 def data_entry(task, spec: dict, excluding: list | None = None) -> dict:
