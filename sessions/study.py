@@ -198,13 +198,13 @@ def mean_std(values: Iterable[float]) -> dict | None:
 
 def median_per_seed(per_seed: dict[str, float]) -> dict | None:
     """``{"median", "per_seed", "n"}`` of p-values, one per seed (``{"42": p, ...}``): a p-value is reported
-    per seed and summarised by its median, never averaged (a mean of p-values is no p-value); None if none."""
+    per seed and summarised by its median, never averaged (a mean of p-values is no p-value); for an even number
+    of seeds the lower of the middle two (the usual median averages them: of two seeds, their mean). None if none."""
     finite = {seed: float(v) for seed, v in per_seed.items() if v is not None and math.isfinite(float(v))}
     if not finite:
         return None
     ordered, n = sorted(finite.values()), len(finite)
-    median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
-    return {"median": median, "per_seed": finite, "n": n}
+    return {"median": ordered[(n - 1) // 2], "per_seed": finite, "n": n}
 
 
 def run_metrics(summary: dict) -> dict[str, float]:
