@@ -310,3 +310,21 @@ def test_a_study_on_a_deployed_model_is_its_own_study(tmp_path):
     base = ["--methods", "ft", "--seeds", "42", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4"]
     plain, given = plan_from_args(base), plan_from_args([*base, "--original", str(deployed)])
     assert plain.id != given.id and given.spec["original"] == str(deployed) and "original" not in plain.spec
+
+
+def test_a_cancelled_study_under_json_still_prints_its_document(tmp_path, monkeypatch):
+    """A cancelled study printed nothing on stdout under --json, where a cancelled run prints its document."""
+    import typer
+
+    import workbench.cli_study as cli_study
+    from conftest import run_in_process
+
+    def cancelled(record, cells):
+        raise typer.Exit(130)
+
+    monkeypatch.setattr(cli_study, "run_cells", cancelled)
+    out = run_in_process(tmp_path, "study", "--methods", "retrain,ft", "--seeds", "42", "--model", "clip-tiny",
+                         "--data", "shapes-tiny", "--delete", "4", "--json")
+    assert out.returncode == 130
+    document = json.loads(out.stdout)
+    assert document["state"] == "cancelled" and [c["method"] for c in document["cells"]] == ["retrain", "ft"]

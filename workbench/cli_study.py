@@ -168,6 +168,10 @@ def study(
                 found = attack_cells(record, plan.cells, kinds)
     except StudyError as error:
         fail(str(error))
+    except typer.Exit as stop:   # Ctrl-C, or `engine stop` under --engine: the one document, as a run prints it
+        if as_json and stop.exit_code == Exit.INTERRUPTED:
+            print_json({**report(record.load(), plan.cells, tolerance), "state": "cancelled"})
+        raise
     document = report(record.load(), plan.cells, tolerance, found, kinds)
     if as_json:
         print_json(document)
