@@ -328,3 +328,15 @@ def test_a_cancelled_study_under_json_still_prints_its_document(tmp_path, monkey
     assert out.returncode == 130
     document = json.loads(out.stdout)
     assert document["state"] == "cancelled" and [c["method"] for c in document["cells"]] == ["retrain", "ft"]
+
+
+def test_a_study_says_when_its_flags_change_how_retrain_trains():
+    """`--epochs 3` took a tiny Retrain's test r_mean from 50.4 to 24.9 with no word, and it was still `ref`."""
+    from workbench.cli_study import plan_from_args, reference_note
+
+    args = ["--methods", "retrain,ft", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4", "--seeds", "42"]
+    assert reference_note(plan_from_args(args)) is None
+    assert reference_note(plan_from_args([*args, "--epochs", "3", "--lr", "1e-4"])) == (
+        "note: Retrain, the reference, trains with --lr 0.0001, --epochs 3 too, not by the original's recipe: every "
+        "gap to Retrain is measured against that model")
+    assert reference_note(plan_from_args(["--methods", "ft", *args[2:], "--epochs", "3"])) is None   # no Retrain
