@@ -86,21 +86,24 @@ def test_a_study_with_attacks_shows_each_attacks_recovery_as_study_prints_it():
 def test_a_pulse_grid_renders_its_cells_with_mean_and_sample_std():
     """bench_pulse's cells: one row per method x knowledge x K after the last request, mean ± sample std over
     the seeds in percent; the originals per knowledge and seed; each method's variant below."""
-    def cell(method: str, seed: int, forget_image: float, retention: float) -> dict:
+    def cell(method: str, seed: int, forget_image: float, retention: float, unlearning: float) -> dict:
         last = {"forget": {"image": forget_image, "text": 0.5}, "retain": {"image": 0.9, "text": 0.8},
                 "mmbench_retention": retention}
         original = {"forget": {"image": 1.0, "text": 1.0}, "retain": {"image": 1.0, "text": 0.9},
                     "other": {"image": 0.25, "text": 0.3}, "mmbench": 0.6}
         return {"method": method, "knowledge": "pretrained", "requests": 2, "seed": seed,
                 "document": {"model": "llava-tiny", "data": "people-tiny", "variant": f"{method} as released",
-                             "original_metrics": original, "requests": [{}, last], "wall_seconds": 10.0}}
+                             "original_metrics": original, "requests": [{}, last], "wall_seconds": 70.0,
+                             "cost": {"unlearning_seconds": unlearning, "original_seconds": 60.0}}}
 
-    cells = [cell("ga", 42, 0.2, 90.0), cell("ga", 87, 0.4, 100.0)]
+    cells = [cell("ga", 42, 0.2, 90.0, 2.0), cell("ga", 87, 0.4, 100.0, 3.0)]
     record = results.make_record("pulse-x", "python bench/bench_pulse.py ...", cells)
     table = results.render(record)
     row = next(line for line in table.splitlines() if line.startswith("| ga |"))
     assert row.split(" | ")[3:5] == ["30.0 ± 14.1", "50.0 ± 0.0"]  # forget img: (20 + 40) / 2, std sqrt(200)
     assert "95.0 ± 7.1" in row
+    # the unlearning's own seconds, with their spread: a wall time held the original's training where a cell paid
+    assert row.endswith("| 2.5 ± 0.7 |") and "| unlearning s |" in table
     assert "| pretrained | 42 | 100.0 | 100.0 | 100.0 | 90.0 | 25.0 | 30.0 | 60.0 |" in table
     assert "- ga: ga as released" in table and "llava-tiny on people-tiny; 2 runs" in table
 
