@@ -189,3 +189,15 @@ def test_each_recorded_studys_command_still_plans_the_recorded_study():
         record = json.loads(path.read_text())
         args = [word for word in shlex.split(record["command"])[2:] if word != "--json"]
         assert plan_from_args(args).id == record["document"]["study"], path.name
+
+
+def test_a_records_threads_are_those_its_runs_recorded():
+    """The header took the thread count from the recording shell's OMP_NUM_THREADS ("torch default"), though each
+    run had recorded its own (1), and said nothing of a study resumed at another count."""
+    run = {"runs": [{"cost": {"torch_threads": 1}}, {"cost": {"torch_threads": 1}}]}
+    assert results.threads_of(run) == "1"
+    study = {"methods": {"ft": {"cost.torch_threads": {"mean": 1.5, "std": 0.71, "n": 2}},
+                         "npo": {"cost.torch_threads": {"mean": 1.0, "std": 0.0, "n": 2}}}}
+    assert results.threads_of(study) == "mixed: 1, 1.5"
+    assert results.threads_of({"metrics": {}}) is None
+    assert results.make_record("x", "cmd", run)["threads"] == "1"

@@ -43,7 +43,38 @@ def make_record(name: str, command: str, document: dict) -> dict:
     cpu = cpu_model()
     return {"name": name, "command": command, "date": date.today().isoformat(),
             "machine": f"{platform.machine()}{f' ({cpu})' if cpu else ''}, {os.cpu_count()} cores, {platform.system()}",
-            "threads": os.environ.get("OMP_NUM_THREADS", "torch default"), "document": trimmed(document)}
+            "threads": threads_of(document) or os.environ.get("OMP_NUM_THREADS", "torch default"),
+            "document": trimmed(document)}
+
+
+def threads_of(document) -> str | None:
+    """The torch thread counts the runs of a document trained at, as their costs recorded them (`cost.torch_threads`;
+    a study's as mean ± std): "1", or "mixed: 1, 2" for a study resumed at another count; None when none says.
+    The environment of the shell that made the record says nothing of runs an engine or an earlier shell ran."""
+    counts: set[float] = set()
+
+    def walk(value) -> None:
+        if isinstance(value, dict):   # a run's cost, or a study's flat `cost.torch_threads`
+            threads = value.get("torch_threads", value.get("cost.torch_threads"))
+            if isinstance(threads, (int, float)) and not isinstance(threads, bool):
+                counts.add(float(threads))
+            elif isinstance(threads, dict) and isinstance(threads.get("mean"), (int, float)):
+                counts.add(float(threads["mean"]))
+                if threads.get("std"):
+                    counts.add(float("nan"))   # runs of one method at more than one count
+            for sub in value.values():
+                walk(sub)
+        elif isinstance(value, list):
+            for sub in value:
+                walk(sub)
+
+    walk(document)
+    if not counts:
+        return None
+    if len(counts) == 1 and all(c == int(c) for c in counts):
+        return str(int(next(iter(counts))))
+    known = sorted(c for c in counts if c == c)
+    return "mixed: " + ", ".join(f"{c:g}" for c in known)
 
 
 def demo_table(record: dict) -> str:
