@@ -558,3 +558,18 @@ def test_engine_cancel_stops_one_run_from_the_command_line(home, tmp_path):
     assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1
     nowhere = run_in_process(tmp_path, "engine", "cancel", running)
     assert nowhere.returncode == 2 and "the engine is not running" in nowhere.stderr
+
+
+def test_a_client_is_told_when_the_engines_jobs_run_at_another_thread_count(home, monkeypatch):
+    """A run through an engine started with OMP_NUM_THREADS=2 trained at 2 threads while the client's shell had
+    1, and its per-unit scores differed from a headless run's with no word."""
+    from workbench.client.process import threads_note
+
+    assert start_engine(home)["threads"] == os.environ.get("OMP_NUM_THREADS")   # the daemon's, from its start
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert threads_note({"threads": "1"}) is None
+    note = threads_note({"threads": "2"})
+    assert note.startswith("note: the engine runs its jobs at OMP_NUM_THREADS=2, as it was started, and this shell "
+                           "has OMP_NUM_THREADS=1")
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert "this shell has torch's default threads" in threads_note({"threads": "2"})

@@ -189,7 +189,7 @@ async def test_device_strings_the_machine_lacks_start_no_worker(tmp_path):
         await _stop(engine)
 
 
-def test_a_failed_engine_run_under_json_still_prints_its_document(tmp_path, monkeypatch):
+def test_a_failed_engine_run_under_json_still_prints_its_document(tmp_path, monkeypatch, no_engine_start):
     """`run --engine --json` printed nothing on stdout for a failed run, where a headless run prints its session,
     state and error."""
     import workbench.client.follow as follow
@@ -208,7 +208,15 @@ def test_a_failed_engine_run_under_json_still_prints_its_document(tmp_path, monk
 RUN = ("run", "--method", "ft", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4", "--engine", "--json")
 
 
-def test_ctrl_c_on_an_engine_run_says_the_run_goes_on_and_how_to_stop_it(tmp_path, monkeypatch):
+@pytest.fixture
+def no_engine_start(monkeypatch):
+    """The engine the command would find or start, stood in for: these tests follow a fake."""
+    import workbench.client.process as process
+
+    monkeypatch.setattr(process, "start_engine", lambda *a, **k: {"threads": os.environ.get("OMP_NUM_THREADS")})
+
+
+def test_ctrl_c_on_an_engine_run_says_the_run_goes_on_and_how_to_stop_it(tmp_path, monkeypatch, no_engine_start):
     """Ctrl-C exited 130 in silence, which the README reads as cancelled, while the run went on in the engine and
     its session id was never printed."""
     import workbench.client.follow as follow
@@ -229,7 +237,7 @@ def test_ctrl_c_on_an_engine_run_says_the_run_goes_on_and_how_to_stop_it(tmp_pat
     writer.finish("cancelled")
 
 
-def test_an_engine_lost_while_followed_still_prints_the_runs_document(tmp_path, monkeypatch):
+def test_an_engine_lost_while_followed_still_prints_the_runs_document(tmp_path, monkeypatch, no_engine_start):
     import workbench.client.follow as follow
     from workbench.client.errors import EngineDisconnected
 

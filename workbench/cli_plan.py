@@ -1,6 +1,7 @@
 """`mmul-workbench plan`: the memory a run needs per device, before anything loads (engine/plan.py through
 engine.api): parameters, gradients, AdamW state, the frozen copies the method keeps, estimated activations,
-and whether it fits --gpu-memory. Nothing heavy at import; the model is built on torch's meta device."""
+and whether it fits --gpu-memory. Nothing heavy at import; the model is built on torch's meta device. Also what a
+run through the engine is told before it is sent: the thread count the engine's jobs run at, where it differs."""
 from __future__ import annotations
 
 import sys
@@ -13,7 +14,7 @@ from engine.errors import SpecError
 from engine.spec.params import UPDATE_TARGETS
 from sessions.numbers import format_megabytes
 from workbench.completion import complete_method, complete_model
-from workbench.output import fail, print_json
+from workbench.output import Exit, fail, print_json
 
 PARTS = (("parameters", "parameters"), ("gradients", "gradients"), ("optimizer", "AdamW moments"),
          ("optimizer_step", "AdamW step temporaries"), ("frozen_copies", "frozen copies (the method's original)"),
@@ -118,3 +119,16 @@ def announce_plan(specs_to_run: list[dict], gpu_memory: Optional[str]) -> None:
 
 def register(app: typer.Typer) -> None:
     app.command("plan")(plan)
+
+
+def announce_engine_threads() -> None:
+    """Start (or find) the engine and say on stderr when its jobs run at another thread count than this shell's."""
+    from workbench.client.errors import EngineError
+    from workbench.client.process import start_engine, threads_note
+
+    try:
+        note = threads_note(start_engine())
+    except (EngineError, OSError) as error:
+        fail(f"engine unavailable: {error}", Exit.RUN_FAILED)
+    if note is not None:
+        print(note, file=sys.stderr)

@@ -63,8 +63,10 @@ async def hello(daemon: Daemon, conn: Client, rid: Any, protocol: int, schema: i
                        f"sent {protocol} / {schema}; restart the engine with this mmul-workbench "
                        f"(`mmul-workbench engine stop && mmul-workbench engine start`)")
     conn.greeted = True
+    # its jobs' torch thread count comes from the environment it was started in (a client compares its own)
     return P.ok(rid, protocol=P.PROTOCOL_VERSION, schema=SCHEMA_VERSION, pid=os.getpid(),
-                started=daemon.started, home=str(daemon.paths.home), damaged=daemon.damaged)
+                started=daemon.started, home=str(daemon.paths.home), damaged=daemon.damaged,
+                threads=os.environ.get("OMP_NUM_THREADS"))
 
 
 async def submit(daemon: Daemon, conn: Client, rid: Any, spec: dict, name: str | None = None) -> dict:

@@ -82,7 +82,8 @@ def start_engine(home: Home = None, timeout: float = 30.0, command: list[str] | 
     hello = ping(home)
     if hello is not None:
         return {"started": False, "pid": hello.get("pid"), "socket": str(paths.socket),
-                "log": str(paths.log), "home": str(paths.home), "damaged": hello.get("damaged") or []}
+                "log": str(paths.log), "home": str(paths.home), "damaged": hello.get("damaged") or [],
+                "threads": hello.get("threads")}
     P.private_dir(paths.dir)
     proc = None
     if not lock_held(paths):
@@ -103,7 +104,8 @@ def start_engine(home: Home = None, timeout: float = 30.0, command: list[str] | 
         hello = ping(home, timeout=1.0)
         if hello is not None:
             return {"started": proc is not None, "pid": hello.get("pid"), "socket": str(paths.socket),
-                    "log": str(paths.log), "home": str(paths.home), "damaged": hello.get("damaged") or []}
+                    "log": str(paths.log), "home": str(paths.home), "damaged": hello.get("damaged") or [],
+                    "threads": hello.get("threads")}
         if proc is not None and proc.poll() not in (None, 0):
             raise EngineStartError(f"the engine exited with code {proc.returncode} while starting; "
                                    f"see {paths.log}: {log_tail(paths.log, 3)}", "start_failed")
@@ -149,6 +151,19 @@ def stop_engine(home: Home = None, timeout: float = 60.0) -> dict:
         time.sleep(0.2)
     clean_stale(paths)
     return {"was_running": True, "pid": pid, "cancelled": cancelled, "killed": True}
+
+
+def threads_note(info: dict) -> str | None:
+    """A line when the engine's jobs run at another torch thread count than a headless run from this shell would
+    (its OMP_NUM_THREADS against this shell's): on the CPU their numbers differ in their last digits."""
+    engine, here = info.get("threads"), os.environ.get("OMP_NUM_THREADS")
+    if engine == here:
+        return None
+    def say(value):
+        return f"OMP_NUM_THREADS={value}" if value is not None else "torch's default threads"
+    return (f"note: the engine runs its jobs at {say(engine)}, as it was started, and this shell has {say(here)}: "
+            "the numbers can differ in their last digits from a headless run here; `mmul-workbench engine stop` "
+            "and a start from this shell align them")
 
 
 def cancel_run(session: str, home: Home = None) -> dict:
