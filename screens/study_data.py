@@ -10,7 +10,7 @@ from typing import Callable
 from engine.spec import TASKS
 from screens.metric_order import headline_first
 from sessions.attacks import percentage_points
-from sessions.numbers import fmt_mean_std
+from sessions.numbers import fmt_over
 from sessions.schema import ACTIVE_STATES
 from sessions.store import SessionBusy, SessionDamaged, SessionStore, UnknownSession
 from sessions.study import (DEFAULT_TOLERANCE, REFERENCE, RELATIVE_HEADERS, StudyError, StudyRecord, aggregate, rank,
@@ -160,7 +160,7 @@ def grid_rows(study: dict, metrics: list[str], sort: str = "method", reverse: bo
         done, total = method_counts(study, method)
         per_method = study["methods"].get(method, {})
         ranked = [rank_label(study["ranking"], method)] if "rank" in fixed_columns(study) else []
-        rows.append([method, f"{done}/{total}", *ranked, *(fmt_mean_std(per_method.get(m), m) for m in metrics)])
+        rows.append([method, f"{done}/{total}", *ranked, *(fmt_over(per_method.get(m), m, done) for m in metrics)])
     return rows
 
 

@@ -126,6 +126,14 @@ def fmt_delta(before: Any, after: Any, name: str | None = None) -> str:
     return f"{diff:+.2g}" if kind == P_VALUE else f"{diff:+.4g}"
 
 
+def fmt_over(stats: dict | None, name: str | None, runs: int) -> str:
+    """``fmt_mean_std``, and ``(n 2)`` after it when fewer than the row's ``runs`` seeds gave it (a seed where Retrain
+    did not finish has no gap to it, a NaN is left out): a row's columns can rest on different seeds."""
+    text = fmt_mean_std(stats, name)
+    n = (stats or {}).get("n")
+    return f"{text} (n {n})" if isinstance(n, int) and 0 < n < runs else text
+
+
 def fmt_mean_std(stats: dict | None, name: str | None = None) -> str:
     """``{"mean", "std", "n"}`` as ``70.3 ± 1.2`` (the std in the mean's units; ``70.3`` for n = 1); a p-value's
     ``{"median", "per_seed", "n"}`` as ``0.012 (median of 0.004, 0.012, 0.5)``; ``-`` for nothing."""

@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Iterator
 
 from sessions.files import describe_error, dumps, private_dir, read_json, atomic_write_text, try_lock
 from sessions.metric_names import flatten
-from sessions.numbers import P_VALUE_NAMES, fmt_mean_std
+from sessions.numbers import P_VALUE_NAMES, fmt_mean_std, fmt_over
 from sessions.paths import mmul_home
 from sessions.summary import test_headline_name
 
@@ -365,8 +365,8 @@ def grid(document: dict, columns: Iterable[tuple[str, str]], titles: dict[str, s
         per_method = stats.get(method, {})
         n = max((s["n"] for s in per_method.values()), default=0)
         row = [(titles or {}).get(method, method), str(n),
-               *(fmt_mean_std(per_method.get(metric), metric) for _, metric in columns),
-               *(fmt_mean_std(per_method.get(metric), metric) for _, metric in relative)]
+               *(fmt_over(per_method.get(metric), metric, n) for _, metric in columns),
+               *(fmt_over(per_method.get(metric), metric, n) for _, metric in relative)]
         if ranking:
             row.append(rank_label(ranking, method))
         rows.append(row)

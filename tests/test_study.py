@@ -340,3 +340,19 @@ def test_a_study_says_when_its_flags_change_how_retrain_trains():
         "note: Retrain, the reference, trains with --lr 0.0001, --epochs 3 too, not by the original's recipe: every "
         "gap to Retrain is measured against that model")
     assert reference_note(plan_from_args(["--methods", "ft", *args[2:], "--epochs", "3"])) is None   # no Retrain
+
+
+def test_a_cell_resting_on_fewer_seeds_than_its_row_says_so():
+    """A study row's n was its largest count: FT finished three seeds and Retrain two, and the test gap, over two,
+    sat beside a test over three with nothing to tell them apart."""
+    from sessions.study import grid
+
+    runs = [("retrain", 42, result(0.60, 50.0, 0.5, [1, 2, 3])), ("retrain", 87, result(0.62, 52.0, 0.7, [4, 5, 6])),
+            ("ft", 42, result(0.70, 48.0, 0.9, [1, 2, 3])), ("ft", 87, result(0.66, 45.0, 0.8, [9, 9, 9])),
+            ("ft", 21, result(0.64, 20.0, 0.8, [7, 7, 7]))]
+    document = {"methods": aggregate(runs, None, order=["retrain", "ft"]), "spec": {"methods": ["retrain", "ft"]}}
+    document["ranking"] = rank(document["methods"], 5.0)
+    headers, rows = grid(document, [("test r_mean", "test.r_mean")])
+    ft = dict(zip(headers, next(row for row in rows if row[0] == "ft")))
+    assert ft["n"] == "3" and ft["test r_mean"] == "37.7 ± 15.4"
+    assert ft["test gap"] == "4.5 ± 3.5 (n 2)" and ft["AUC gap"].endswith("(n 2)")
