@@ -105,7 +105,8 @@ def follow_engine(spec: dict, detach: bool, as_json: bool) -> None:
     from workbench.client.errors import EngineError, SpecRejected
     from workbench.client.follow import submit_and_follow
 
-    announce_engine_threads()
+    if not spec.get("cluster"):   # a cluster's nodes run at their own thread counts
+        announce_engine_threads()
     progress = Progress(spec["method"], quiet=detach)
     submitted: list[str] = []
 

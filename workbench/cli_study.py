@@ -400,7 +400,8 @@ def run_in_engine(record: StudyRecord, cells: list[tuple[str, int, dict]]) -> in
                   flush=True)
 
     sent = [{"method": method, "seed": seed, "spec": spec} for method, seed, spec in cells]
-    announce_engine_threads()
+    if not cells[0][2].get("cluster"):   # a cluster's nodes run at their own thread counts
+        announce_engine_threads()
     try:
         with engine_errors():
             info = submit_study_and_follow(record.id, record.spec, sent, on_event, accepted)
