@@ -335,3 +335,22 @@ def test_a_run_under_nohup_outlives_the_hang_up(tmp_path):
     proc.send_signal(signal.SIGTERM)   # ordered after the hang-up: had that stopped the run, it would say so
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and SessionStore(tmp_path).get(session)["message"] == "stopped by SIGTERM"
+
+
+def test_export_and_report_never_replace_what_is_not_a_regular_file(home, tmp_path):
+    """The atomic write replaces what it finds: `--out` given a pipe (or, as root, /dev/null) replaced it with a
+    regular file. A symbolic link to a file is written through, not replaced."""
+    from workbench.cli import app
+
+    sid = _make(home, steps=3)
+    pipe = tmp_path / "pipe.json"
+    os.mkfifo(pipe)
+    for args in (["sessions", "export", sid, "--out", str(pipe)], ["sessions", "report", sid, "--out", str(pipe)]):
+        out = run_cli(app, args)
+        assert out.exit_code == 2 and "is not a regular file (a device, a pipe or a socket)" in out.stderr, args
+        assert pipe.is_fifo()
+    target, link = tmp_path / "real.json", tmp_path / "link.json"
+    target.write_text("{}")
+    link.symlink_to(target)
+    assert run_cli(app, ["sessions", "export", sid, "--out", str(link)]).exit_code == 0
+    assert link.is_symlink() and json.loads(target.read_text())["id"] == sid

@@ -24,7 +24,7 @@ from sessions.attacks import attacks_of
 from sessions.verdict import session_verdict
 from sessions.study import DEFAULT_TOLERANCE
 from workbench.completion import complete_session, complete_study
-from workbench.output import fail, print_json
+from workbench.output import fail, output_file, print_json
 
 
 def check_out(out: Path) -> Path:
@@ -38,7 +38,7 @@ def check_out(out: Path) -> Path:
         fail(f"--out {out}: directory {parent} does not exist; create it or choose another path")
     if not os.access(parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
         fail(f"--out {out} cannot be written (permission denied); choose a writable path")
-    return out
+    return output_file(out)
 
 
 def read_sessions(store: SessionStore, refs: list[str]) -> list[tuple[dict, list[dict]]]:
@@ -108,7 +108,7 @@ def report_cmd(
         fail(f"--tolerance {tolerance:g} must be a number of points >= 0 (default {DEFAULT_TOLERANCE:g})")
     if not study and tolerance != DEFAULT_TOLERANCE:
         fail("--tolerance ranks a study's methods; it applies with --study STUDY_ID, not to sessions")
-    check_out(out)
+    out = check_out(out)
     if study:
         text = study_html(study, tolerance)
     else:

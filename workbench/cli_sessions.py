@@ -26,7 +26,7 @@ from sessions.store import SessionBusy, SessionDamaged, SessionStore, UnknownSes
 from sessions.summary import deletion_line, summary_metrics, test_headline, test_headline_name, took
 from sessions.verdict import session_verdict
 from workbench.completion import complete_session
-from workbench.output import Exit, fail
+from workbench.output import Exit, fail, output_file
 from workbench.text_table import Column, fit_lines, tsv_lines
 
 SESSION_HELP = "session id, name, or a unique prefix of either (or an id's end such as ab12)"
@@ -256,6 +256,7 @@ def export_cmd(
         targets = {"json": out / f"{sid}.json", "csv": out / f"{sid}.csv"}
         if fmt is not None:
             targets = {fmt: targets[fmt]}
+    targets = {kind: output_file(path) for kind, path in targets.items()}
     written = []
     try:
         for kind, path in targets.items():

@@ -35,6 +35,19 @@ def unwritable_home(error: OSError) -> str | None:
             "sessions needs no write access)")
 
 
+def output_file(path: Path, flag: str = "--out") -> Path:
+    """``path`` as the regular file a command writes (replaced atomically): a symbolic link is followed to its
+    file; anything else already there (a device such as /dev/stdout, a pipe, a socket) is refused in one line,
+    exit 2. The atomic write replaces what it finds, so an export given /dev/null as root replaced the device."""
+    if not os.path.lexists(path):
+        return path
+    target = Path(os.path.realpath(path))
+    if target.exists() and not target.is_file():
+        fail(f"{flag} {path} is not a regular file (a device, a pipe or a socket), which the write would replace; "
+             "give a file path")
+    return target
+
+
 class Exit(IntEnum):
     OK = 0
     RUN_FAILED = 1
