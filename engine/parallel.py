@@ -109,6 +109,11 @@ def leave_rank(outbox=None) -> None:
     os._exit(0)
 
 
+def rank_threads(world: int) -> int:
+    """The torch threads each of ``world`` CPU ranks computes with: the machine's cores shared out."""
+    return max(1, (os.cpu_count() or 1) // world)
+
+
 @contextmanager
 def rank_of(rank: int, world: int, port: int, cpu: bool, strategy: str = "ddp") -> Iterator[DataParallel]:
     """Be rank ``rank`` of ``world`` while inside: the process group joined through accelerate (gloo for
@@ -116,7 +121,7 @@ def rank_of(rank: int, world: int, port: int, cpu: bool, strategy: str = "ddp") 
     global _current
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    torch.set_num_threads(rank_threads(world))
     from accelerate import PartialState
 
     state = PartialState(cpu=cpu, backend="gloo" if cpu else "nccl")

@@ -255,3 +255,25 @@ def test_zero3_without_deepspeed_says_what_to_install(tmp_path):
     assert bad.returncode == 2
     assert bad.stderr.strip() == ("error: --strategy zero3 needs DeepSpeed: pip install deepspeed, or use --strategy "
                                   "fsdp (the same ZeRO-3 sharding in torch)")
+
+
+def test_cpu_ranks_read_the_original_their_parent_prepared_at_their_thread_count(tmp_path):
+    """The original's key holds its CPU thread count. The parent trained it at its own count, the ranks looked
+    for theirs (the cores shared out), and one rank trained it inside the process group while the other waited on
+    it: `run --devices 2 --device cpu` hung for good."""
+    from engine.cache import FINGERPRINT_FILE
+    from engine.parallel import rank_threads
+
+    data = small_flickr(tmp_path / "ds")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(rank_threads(2) + 1)   # this process computes otherwise than a rank will
+    try:
+        done = run_in_process(tmp_path, "run", "--method", "ft", "--model", "clip-tiny", "--data", f"flickr30k:{data}",
+                              "--delete", "4", "--epochs", "1", "--seed", "42", "--device", "cpu", "--devices", "2",
+                              "--json")
+    finally:
+        torch.set_num_threads(threads)
+    assert done.returncode == 0, done.stderr[-2000:]
+    originals = [entry for entry in (tmp_path / "cache" / "originals").iterdir() if not entry.name.startswith(".")]
+    assert len(originals) == 1   # trained once, by the parent, and read by both ranks
+    assert json.loads((originals[0] / FINGERPRINT_FILE).read_text())["cpu"]["threads"] == rank_threads(2)

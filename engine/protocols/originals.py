@@ -22,6 +22,7 @@ from pathlib import Path
 
 from engine.cache import checkpoint_fingerprint, entry_matches, producing, publish, recorded_fingerprint, slug, staged
 from engine.data.fingerprint import data_fingerprint, digest
+from engine.errors import RunFailed
 from engine.seeding import derive_seed, seed_everything
 from engine.spec import data_kind
 from engine.spec.lineage import read_lineage, write_lineage
@@ -133,6 +134,11 @@ def trained_original(task, spec: dict, device, emit, should_stop, cache: Path) -
     if entry_matches(directory, fingerprint):
         emit("log", level="info", message=f"reusing the cached original model {directory}")
         return directory, 0.0
+    from engine.parallel import current as current_parallel
+
+    if current_parallel() is not None:  # a rank: training here would wait on the other ranks, and they on it
+        raise RunFailed(f"the original prepared for the ranks is not cached under their key {directory.name}; "
+                        "run the job again (it prepares the original before the ranks start)")
 
     def waiting() -> None:  # a warning, so the terminal shows it (headless and --engine alike), not the log alone
         emit("log", level="warning", message=f"waiting for another run that is training the same original model "

@@ -33,6 +33,7 @@ from engine.cache import checkpoint_fingerprint
 from engine.cost import Cost, reset_peak_memory
 from engine.loop import peak_memory_mb
 from engine.parallel import current as current_parallel
+from engine.parallel import rank_threads
 from engine.protocols.originals import original_dir, original_record, run_lineage, save_atomically, trained_original
 from engine.seeding import derive_seed, generator, seed_everything
 from engine.spec import CAPABILITIES, METHODS, check_method_fits
@@ -74,10 +75,22 @@ def run_requests(spec: dict, emit: Callable[..., None], should_stop: Callable[[]
 
 def prepare_original(spec: dict, emit: Callable[..., None], should_stop: Callable[[], bool]) -> None:
     """Train and cache the run's original model unless it is cached: a --devices N job does this before its
-    ranks start, so that they only read it."""
+    ranks start, so that they only read it. On the CPU it trains at the thread count each rank will compute
+    with (its share of the cores, or the task's own count), which is part of the original's key: trained at
+    this process's count, the ranks looked for another key, and one of them trained it inside the process group
+    while the other waited for it, for good."""
+    import torch
+
     cache = cache_dir(spec.get("artifacts"))
-    original_dir(task_for(spec, emit, should_stop, cache), spec, resolve_device(spec["device"]), emit, should_stop,
-                 cache)
+    device = resolve_device(spec["device"])
+    task = task_for(spec, emit, should_stop, cache)
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(task.cpu_threads or rank_threads(spec.get("devices", 1)))
+    try:
+        original_dir(task, spec, device, emit, should_stop, cache)
+    finally:
+        torch.set_num_threads(threads)
 
 
 class Requests:
