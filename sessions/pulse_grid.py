@@ -50,11 +50,11 @@ def original_lines(cells: list[dict]) -> list[str]:
 
 
 def seconds_spread(values: list[float]) -> str:
-    """``2.2 ± 0.1`` (mean ± sample std over the seeds, sessions.study.mean_std)."""
+    """``2.2 ± 0.1`` (mean ± sample std over the seeds, sessions.study.mean_std; one seed's alone)."""
     from sessions.study import mean_std
 
     spread_of = mean_std(values)
-    return f"{spread_of['mean']:.1f} ± {spread_of['std']:.1f}"
+    return f"{spread_of['mean']:.1f}" if spread_of["n"] == 1 else f"{spread_of['mean']:.1f} ± {spread_of['std']:.1f}"
 
 
 def last_request_lines(cells: list[dict]) -> list[str]:

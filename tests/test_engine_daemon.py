@@ -572,4 +572,7 @@ def test_a_client_is_told_when_the_engines_jobs_run_at_another_thread_count(home
     assert note.startswith("note: the engine runs its jobs at OMP_NUM_THREADS=2, as it was started, and this shell "
                            "has OMP_NUM_THREADS=1")
     monkeypatch.delenv("OMP_NUM_THREADS")
-    assert "this shell has torch's default threads" in threads_note({"threads": "2"})
+    more = str((os.cpu_count() or 1) + 1)
+    assert "this shell has torch's default threads" in threads_note({"threads": more})
+    assert threads_note({"threads": str(os.cpu_count() or 1)}) is None   # unset here comes to the cores
+    assert threads_note({"threads": None}) is None and threads_note({}) is None   # an older engine: unknown

@@ -130,5 +130,7 @@ def announce_engine_threads() -> None:
         note = threads_note(start_engine())
     except (EngineError, OSError) as error:
         fail(f"engine unavailable: {error}", Exit.RUN_FAILED)
+    except KeyboardInterrupt:
+        fail("interrupted before the engine answered; nothing was sent to it", Exit.INTERRUPTED)
     if note is not None:
         print(note, file=sys.stderr)

@@ -105,7 +105,7 @@ def follow_engine(spec: dict, detach: bool, as_json: bool) -> None:
     from workbench.client.errors import EngineError, SpecRejected
     from workbench.client.follow import submit_and_follow
 
-    if not spec.get("cluster"):   # a cluster's nodes run at their own thread counts
+    if not spec.get("cluster") and not spec["device"].startswith("cuda"):   # a cluster's nodes, a GPU: not the note's
         announce_engine_threads()
     progress = Progress(spec["method"], quiet=detach)
     submitted: list[str] = []

@@ -172,7 +172,10 @@ def study(
         fail(str(error))
     except typer.Exit as stop:   # Ctrl-C, or `engine stop` under --engine: the one document, as a run prints it
         if as_json and stop.exit_code == Exit.INTERRUPTED:
-            print_json({**report(record.load(), plan.cells, tolerance), "state": "cancelled"})
+            try:
+                print_json({**report(record.load(), plan.cells, tolerance), "state": "cancelled"})
+            except StudyError as error:   # the record cannot be read back: its one line, not a traceback
+                fail(str(error), Exit.INTERRUPTED)
         raise
     document = report(record.load(), plan.cells, tolerance, found, kinds)
     if as_json:
@@ -400,7 +403,7 @@ def run_in_engine(record: StudyRecord, cells: list[tuple[str, int, dict]]) -> in
                   flush=True)
 
     sent = [{"method": method, "seed": seed, "spec": spec} for method, seed, spec in cells]
-    if not cells[0][2].get("cluster"):   # a cluster's nodes run at their own thread counts
+    if not cells[0][2].get("cluster") and not cells[0][2]["device"].startswith("cuda"):   # not the note's business
         announce_engine_threads()
     try:
         with engine_errors():

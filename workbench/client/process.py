@@ -156,14 +156,25 @@ def stop_engine(home: Home = None, timeout: float = 60.0) -> dict:
 def threads_note(info: dict) -> str | None:
     """A line when the engine's jobs run at another torch thread count than a headless run from this shell would
     (its OMP_NUM_THREADS against this shell's): on the CPU their numbers differ in their last digits."""
-    engine, here = info.get("threads"), os.environ.get("OMP_NUM_THREADS")
-    if engine == here:
+    if "threads" not in info:   # an engine from before it said: unknown, not a difference
         return None
+    engine, here = info["threads"], os.environ.get("OMP_NUM_THREADS")
+    if effective_threads(engine) == effective_threads(here):
+        return None
+
     def say(value):
         return f"OMP_NUM_THREADS={value}" if value is not None else "torch's default threads"
     return (f"note: the engine runs its jobs at {say(engine)}, as it was started, and this shell has {say(here)}: "
             "the numbers can differ in their last digits from a headless run here; `mmul-workbench engine stop` "
             "and a start from this shell align them")
+
+
+def effective_threads(setting: str | None) -> int | str:
+    """What an OMP_NUM_THREADS setting comes to on this machine (unset: torch's default, the cores)."""
+    try:
+        return int(setting) if setting is not None else (os.cpu_count() or 1)
+    except ValueError:
+        return setting
 
 
 def cancel_run(session: str, home: Home = None) -> dict:
