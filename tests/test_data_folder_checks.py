@@ -192,3 +192,18 @@ def test_a_graph_text_file_without_splits_that_hashes_all_to_train_says_so(tmp_p
     with pytest.raises(SpecError, match=r"its test split has no units \(no record names a `split`, so its records "
                                         "were split by id"):
         load_data(f"graph-text:{path}")
+
+
+def test_a_missing_nlvr2_image_names_the_folders_looked_in(tmp_path):
+    """It said the images were missing under the folder, not which of its six places were searched."""
+    from engine.data.nlvr2 import write_nlvr2
+    from engine.data.shapes_nlvr2 import build_nlvr2_world
+
+    pairs = tmp_path / "nlvr2"
+    write_nlvr2(build_nlvr2_world("shapes-nlvr2-tiny"), pairs)
+    first = json.loads((pairs / "train.json").read_text().splitlines()[0])
+    for image in pairs.rglob(f"{first['identifier'].rsplit('-', 1)[0]}-img0.png"):
+        image.unlink()
+    with pytest.raises(SpecError, match=rf"are missing under {pairs} \(looked in {pairs}, {pairs}/images, "
+                                        rf"{pairs}/train, {pairs}/images/train"):
+        load_data(f"nlvr2:{pairs}")

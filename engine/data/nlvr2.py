@@ -86,7 +86,9 @@ def read_split(root: Path, path: Path, split: str) -> list[LabelledUnit]:
         else:
             raise malformed(path, where, f"needs 'identifier' or 'images' [left, right] (expected {EXPECTED})")
         if found is None:
-            raise malformed(path, where, f"the images of {key} are missing under {root}")
+            places = folders(split, record.get("directory")) if "identifier" in record else []
+            looked = f" (looked in {', '.join(str(root / place) for place in places)})" if places else ""
+            raise malformed(path, where, f"the images of {key} are missing under {root}{looked}")
         pair, images = found
         resolved[key] = resolved[pair] = found
         unit = units.get(pair) or units.setdefault(pair, LabelledUnit(pair, images, [], [], []))
