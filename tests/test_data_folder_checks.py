@@ -4,6 +4,7 @@ not decode) fails that run (exit 1, its session kept), and `data info --decode-i
 front."""
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -207,3 +208,19 @@ def test_a_missing_nlvr2_image_names_the_folders_looked_in(tmp_path):
     with pytest.raises(SpecError, match=rf"are missing under {pairs} \(looked in {pairs}, {pairs}/images, "
                                         rf"{pairs}/train, {pairs}/images/train"):
         load_data(f"nlvr2:{pairs}")
+
+
+def test_flickr30k_pictures_unpacked_as_the_shared_download_does_are_found(folder, tmp_path):
+    """The widely shared Flickr30K download unpacks flickr30k_images/ (underscore); the LAVIS annotations name
+    flickr30k-images/, and the reader looked only where the annotation said."""
+    data = copy_of(folder, tmp_path)
+    first = records(data / "flickr30k_train.json")[0]["image"]   # shapes-images/000000.png in the export
+    (data / "flickr30k_images").mkdir()
+    for image in (data / Path(first).parent).iterdir():
+        image.rename(data / "flickr30k_images" / image.name)
+    world = load_data(f"flickr30k:{data}")
+    assert world.train[0].image.path == str(data / "flickr30k_images" / Path(first).name)
+    (data / "flickr30k_images" / Path(first).name).unlink()
+    with pytest.raises(SpecError, match=rf"looked for it as listed, and for {Path(first).name} in \., images, "
+                                        "flickr30k-images, flickr30k_images"):
+        load_data(f"flickr30k:{data}")

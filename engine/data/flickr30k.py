@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.data.files import find_file, json_records, malformed, save_image, write_json
-from engine.data.images import find_image
+from engine.data.images import FLICKR_IMAGE_DIRS, find_image
 from engine.data.karpathy import read_caption_dataset, write_caption_dataset
 from engine.data.shapes import ImageTextWorld, Unit
 from engine.errors import SpecError
@@ -37,9 +37,11 @@ def read_split(root: Path, path: Path) -> list[Unit]:
         captions_by_image.setdefault(image, []).extend(captions)
     units = []
     for image_id, captions in captions_by_image.items():
-        picture = find_image(root, image_id)
+        # as listed, else by its file name where Flickr30K's pictures are kept (flickr30k_images/ too)
+        picture = find_image(root, image_id) or find_image(root, Path(image_id).name, FLICKR_IMAGE_DIRS)
         if picture is None:
-            raise SpecError(f"image {image_id} listed in {path.name} is missing under {root}")
+            raise SpecError(f"image {image_id} listed in {path.name} is missing under {root} (looked for it as "
+                            f"listed, and for {Path(image_id).name} in {', '.join(d or '.' for d in FLICKR_IMAGE_DIRS)})")
         units.append(Unit(image_id, picture, captions))
     return units
 

@@ -98,6 +98,11 @@ def decoded(image) -> Image.Image:
     return image.open() if isinstance(image, ImageFile) else image
 
 
+# where Flickr30K's pictures are found under a data folder: LAVIS writes flickr30k-images/, the widely shared
+# download unpacks flickr30k_images/ (SNLI-VE's pictures are Flickr30K's)
+FLICKR_IMAGE_DIRS = ("", "images", "flickr30k-images", "flickr30k_images", "flickr30k_images/flickr30k_images")
+
+
 def find_image(root: Path, relative: str, subdirs: tuple[str, ...] = ("", "images")) -> ImageFile | None:
     """The image file at `relative` under the first of `root/<subdir>` that has it, undecoded; None when none
     has it. SpecError naming the file when it is not an image, or when `relative` leaves `root`."""

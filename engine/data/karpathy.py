@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.data.files import malformed, read_json, save_image, shown, write_json
-from engine.data.images import find_image
+from engine.data.images import FLICKR_IMAGE_DIRS, find_image
 from engine.data.shapes import ImageTextWorld, Unit
 from engine.errors import SpecError
 
@@ -59,7 +59,7 @@ def read_caption_dataset(path: Path, dataset: str, name: str) -> ImageTextWorld:
             raise malformed(path, where, f"expected an object, got a {type(image).__name__}")
         captions = check_image(path, where, image, dataset)
         uid = unit_id(dataset, image)
-        picture = find_image(root, uid) or find_image(root, image["filename"])
+        picture = find_image(root, uid) or find_image(root, image["filename"], FLICKR_IMAGE_DIRS)
         if picture is None:
             raise malformed(path, where, f"image {uid} is missing under {root}")
         splits[SPLIT_OF[image["split"]]].append(Unit(uid, picture, captions))

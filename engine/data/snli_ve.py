@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.data.files import find_file, malformed, records, save_image, shown, write_jsonl
-from engine.data.images import find_image
+from engine.data.images import FLICKR_IMAGE_DIRS, find_image
 from engine.data.labelled import VE_CLASSES, ClassificationWorld, LabelledUnit
 from engine.errors import SpecError
 
@@ -24,7 +24,6 @@ FILES = {  # split -> the file names each layout gives it
     "val": ["snli_ve_dev.jsonl", "ve_dev.json"],
     "test": ["snli_ve_test.jsonl", "ve_test.json"],
 }
-IMAGE_DIRS = ("", "images", "flickr30k-images", "flickr30k_images")
 NO_CONSENSUS = "-"
 EXPECTED = "Flickr30K_ID, sentence2, gold_label (jsonl) or image, sentence, label (JSON)"
 
@@ -54,10 +53,10 @@ def read_split(root: Path, path: Path, split: str) -> list[LabelledUnit]:
             raise malformed(path, where, "has no hypothesis text (sentence2 / sentence)")
         unit = units.get(image_id)
         if unit is None:
-            image = find_image(root, f"{image_id}.jpg", IMAGE_DIRS)
+            image = find_image(root, f"{image_id}.jpg", FLICKR_IMAGE_DIRS)
             if image is None:
                 raise malformed(path, where, f"image {image_id}.jpg is missing under {root} "
-                                             f"(looked in {', '.join(d or '.' for d in IMAGE_DIRS)})")
+                                             f"(looked in {', '.join(d or '.' for d in FLICKR_IMAGE_DIRS)})")
             unit = units[image_id] = LabelledUnit(image_id, (image,), [], [], [])
         unit.texts.append(sentence.strip())
         unit.labels.append(VE_CLASSES.index(label))
