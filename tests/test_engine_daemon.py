@@ -576,3 +576,6 @@ def test_a_client_is_told_when_the_engines_jobs_run_at_another_thread_count(home
     assert "this shell has torch's default threads" in threads_note({"threads": more})
     assert threads_note({"threads": str(os.cpu_count() or 1)}) is None   # unset here comes to the cores
     assert threads_note({"threads": None}) is None and threads_note({}) is None   # an older engine: unknown
+    from workbench.client.process import engine_info
+
+    assert threads_note(engine_info(P.engine_paths(home), {"pid": 1}, started=False)) is None

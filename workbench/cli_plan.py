@@ -121,8 +121,11 @@ def register(app: typer.Typer) -> None:
     app.command("plan")(plan)
 
 
-def announce_engine_threads() -> None:
-    """Start (or find) the engine and say on stderr when its jobs run at another thread count than this shell's."""
+def announce_engine_threads(spec: dict) -> None:
+    """Start (or find) the engine and say on stderr when its jobs run at another thread count than this shell's;
+    nothing for a cluster's runs (its nodes have their own) or a GPU's."""
+    if spec.get("cluster") or spec["device"].startswith("cuda"):
+        return
     from workbench.client.errors import EngineError
     from workbench.client.process import start_engine, threads_note
 

@@ -105,8 +105,7 @@ def follow_engine(spec: dict, detach: bool, as_json: bool) -> None:
     from workbench.client.errors import EngineError, SpecRejected
     from workbench.client.follow import submit_and_follow
 
-    if not spec.get("cluster") and not spec["device"].startswith("cuda"):   # a cluster's nodes, a GPU: not the note's
-        announce_engine_threads()
+    announce_engine_threads(spec)
     progress = Progress(spec["method"], quiet=detach)
     submitted: list[str] = []
 
@@ -162,12 +161,9 @@ def follow_engine(spec: dict, detach: bool, as_json: bool) -> None:
 def session_state_now(submitted: list[str]) -> str:
     """The state the store holds for the session the engine accepted (a lost engine leaves it running until the
     next `engine start` marks it interrupted), or "unknown"."""
-    from sessions.store import SessionStore
+    from workbench.cli_study import stored_state   # a study cell's reading of its session
 
-    try:
-        return SessionStore().get(submitted[0])["state"] if submitted else "unknown"
-    except Exception:   # damaged, or never written: the error line says what happened
-        return "unknown"
+    return (stored_state(submitted[0])[0] if submitted else None) or "unknown"
 
 
 def verdict_of(spec: dict, result: dict) -> str:

@@ -403,8 +403,7 @@ def run_in_engine(record: StudyRecord, cells: list[tuple[str, int, dict]]) -> in
                   flush=True)
 
     sent = [{"method": method, "seed": seed, "spec": spec} for method, seed, spec in cells]
-    if not cells[0][2].get("cluster") and not cells[0][2]["device"].startswith("cuda"):   # not the note's business
-        announce_engine_threads()
+    announce_engine_threads(cells[0][2])
     try:
         with engine_errors():
             info = submit_study_and_follow(record.id, record.spec, sent, on_event, accepted)

@@ -108,33 +108,30 @@ def run_in_session(spec: dict, label: str, job: Callable[[object], dict],
 
         with StopSignals() as stops:
             try:
-                result = job(Tee)
+                try:
+                    result = job(Tee)
+                finally:   # however the job ended, a stop signal waits until its end is written
+                    stops.hold()
             except SpecError as error:  # exit 2 says no session was made; this one is kept
-                stops.hold()
                 writer.finish("failed", message=str(error))
                 try:
                     fail_ended("failed", str(error), f"{error} (session {writer.session_id} kept)")
                 except typer.Exit as ended:
                     raise FailedOnInput(ended.exit_code) from None
             except RunFailed as error:
-                stops.hold()
                 writer.finish("failed", message=str(error))
                 fail_ended("failed", str(error), f"{error} (session {writer.session_id} kept)")
             except DiskFull as error:
-                stops.hold()
                 fail_ended("failed", str(error), f"{error} ({finish_failed(writer, str(error))})")
             except (Cancelled, KeyboardInterrupt) as error:
-                stops.hold()
                 why = f"stopped by {error.signal_name}" if isinstance(error, Stopped) else "interrupted from the terminal"
                 writer.finish("cancelled", message=why)
                 fail_ended("cancelled", why, f"cancelled (session {writer.session_id} kept)", Exit.INTERRUPTED)
             except Exception as error:  # an engine bug: keep the session, say where, exit 1
-                stops.hold()
                 message = f"{type(error).__name__}: {error}"
                 writer.finish("failed", message=message)
                 fail_ended("failed", message, f"run failed: {message} (session {writer.session_id}; MMUL_DEBUG=1 for a "
                            "traceback)")
-            stops.hold()
             result["session"] = writer.session_id
             writer.finish("finished", summary=result)
     return result

@@ -26,9 +26,8 @@ def load_data(ref: str):
     fmt, _, location = ref.partition(":")
     if fmt in DATA_FORMATS and (problem := DATA_FORMATS[fmt].path_problem(location)) is not None:
         raise SpecError(problem, field="data")
-    if fmt == "mmbench":
-        raise SpecError("mmbench data holds general-ability questions, not units to unlearn; give it to "
-                        "`mmul-workbench pulse --general mmbench:FILE`", field="data")
+    if fmt in DATA_FORMATS and not DATA_FORMATS[fmt].target:   # read elsewhere (MMBench: pulse --general)
+        raise SpecError(DATA_FORMATS[fmt].elsewhere(), field="data")
     if fmt in DATA_FORMATS and DATA_FORMATS[fmt].target:
         data = target_function(DATA_FORMATS[fmt].target)(location)
         if hasattr(data, "split"):  # image-text, labelled and graph-text data (people data is checked as read)

@@ -100,7 +100,7 @@ class DataInfo:
     target: str = ""
     also: tuple[str, ...] = ()  # further tasks its records serve, chosen with `run --task` (`kind` is the default)
     media: str = "image"  # what its units hold beside text: "image" (one or two) or "graph"
-    path: str = "dir"  # what FORMAT:PATH names: "dir" (a folder of annotations and images) or "file"
+    path: str = "dir"  # what FORMAT:PATH names: "dir" (a folder of annotations and images), or a file's suffix
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -109,19 +109,25 @@ class DataInfo:
     def path_problem(self, location: str) -> str | None:
         """Why `location` cannot be this format's PATH (missing, a file given for a folder or the other way), in
         words that say what would be right; None when it can."""
-        path = Path(location).expanduser()
+        path, folder = Path(location).expanduser(), self.path == "dir"
         if not location:
-            return f"{self.name}: names no path; give {self.name}:{'DIR' if self.path == 'dir' else 'FILE'}"
+            return f"{self.name}: names no path; give {self.name}:{'DIR' if folder else 'FILE'}"
         if not path.exists():
-            return f"{location} does not exist; give {self.name}:PATH with an existing {'directory' if self.path == 'dir' else 'file'}"
-        if self.path == "dir" and not path.is_dir():
+            return f"{location} does not exist; give {self.name}:PATH with an existing {'directory' if folder else 'file'}"
+        if folder and not path.is_dir():
             return (f"{location} is a file, and {self.name} reads a folder (its annotation files and images); give "
                     f"{self.name}:{path.parent}")
-        if self.path == "file" and path.is_dir():
-            inside = sorted(p.name for p in path.glob("*.jsonl" if self.name == "graph-text" else "*.tsv"))[:3]
+        if not folder and path.is_dir():
+            inside = sorted(p.name for p in path.glob(f"*{self.path}"))[:3]
             hint = f" (it holds {', '.join(inside)})" if inside else ""
             return f"{location} is a directory, and {self.name} reads one file{hint}; give {self.name}:FILE"
         return None
+
+    def elsewhere(self) -> str:
+        """Where data of a format that `run` does not unlearn goes (people data, general-ability questions)."""
+        given = (f"`mmul-workbench pulse --data {self.name}:DIR`" if self.kind == "multiple_choice"
+                 else f"`mmul-workbench pulse --general {self.name}:FILE`")
+        return f"{self.name} data is not what `run` unlearns: {self.summary.split(' (')[0]}; give it to {given}"
 
 
 # What a method may require beyond the task loss, and who provides it: a task (through `encode`, see
@@ -385,8 +391,8 @@ DATA_FORMATS: dict[str, DataInfo] = {d.name: d for d in (
              "sentence, label) + <id>-img0/1.png images, FORMAT:DIR", "engine.data.nlvr2:read_nlvr2"),
     DataInfo("graph-text", "classification", "graph-text JSONL: id, graph {nodes [{type, text?}], edges [[i, j, "
              "type?]]}, texts, label?, split?; FORMAT:FILE.jsonl (--task retrieval needs no labels)",
-             "engine.data.graph_text:read_graph_text", also=("retrieval",), media="graph", path="file"),
-    DataInfo("mmbench", "general", "MMBench TSV with an answer column (pulse --general mmbench:FILE)", path="file"),
+             "engine.data.graph_text:read_graph_text", also=("retrieval",), media="graph", path=".jsonl"),
+    DataInfo("mmbench", "general", "MMBench TSV with an answer column (pulse --general mmbench:FILE)", path=".tsv"),
     DataInfo("mllmu", "multiple_choice", "MLLMU-Bench parquet folder (pulse --data mllmu:DIR)",
              "engine.data.mllmu:read_mllmu"),
 )}

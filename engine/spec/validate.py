@@ -200,10 +200,7 @@ def check_data(ref) -> None:
     if ":" in ref:
         fmt, _, location = ref.partition(":")
         if fmt in DATA_FORMATS and DATA_FORMATS[fmt].kind not in RUN_TASKS:  # people data, general questions
-            elsewhere = ("`mmul-workbench pulse --data mllmu:DIR`" if DATA_FORMATS[fmt].kind == "multiple_choice"
-                         else f"`mmul-workbench pulse --general {fmt}:FILE`")
-            raise SpecError(f"{fmt} data is not what `run` unlearns: {DATA_FORMATS[fmt].summary.split(' (')[0]}; "
-                            f"give it to {elsewhere}", field="data")
+            raise SpecError(DATA_FORMATS[fmt].elsewhere(), field="data")
         if fmt not in DATA_FORMATS:
             raise SpecError(f"unknown data format {fmt!r}; choose one of: "
                             f"{', '.join(d.name for d in DATA_FORMATS.values() if d.kind in RUN_TASKS)} "

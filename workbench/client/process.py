@@ -71,6 +71,13 @@ def log_tail(path: Path, lines: int = 5) -> str:
     return " | ".join(line.strip() for line in text[-lines:] if line.strip())
 
 
+def engine_info(paths: P.EnginePaths, hello: dict, started: bool) -> dict:
+    """What `start_engine` says of the engine that answered ``hello``."""
+    info = {"started": started, "pid": hello.get("pid"), "socket": str(paths.socket), "log": str(paths.log),
+            "home": str(paths.home), "damaged": hello.get("damaged") or []}
+    return {**info, "threads": hello["threads"]} if "threads" in hello else info   # an older engine does not say
+
+
 def start_engine(home: Home = None, timeout: float = 30.0, command: list[str] | None = None) -> dict:
     """Start the daemon unless one is running; wait until it answers.
 
@@ -81,9 +88,7 @@ def start_engine(home: Home = None, timeout: float = 30.0, command: list[str] | 
     paths = P.engine_paths(home)
     hello = ping(home)
     if hello is not None:
-        return {"started": False, "pid": hello.get("pid"), "socket": str(paths.socket),
-                "log": str(paths.log), "home": str(paths.home), "damaged": hello.get("damaged") or [],
-                "threads": hello.get("threads")}
+        return engine_info(paths, hello, started=False)
     P.private_dir(paths.dir)
     proc = None
     if not lock_held(paths):
@@ -103,9 +108,7 @@ def start_engine(home: Home = None, timeout: float = 30.0, command: list[str] | 
     while time.monotonic() < deadline:
         hello = ping(home, timeout=1.0)
         if hello is not None:
-            return {"started": proc is not None, "pid": hello.get("pid"), "socket": str(paths.socket),
-                    "log": str(paths.log), "home": str(paths.home), "damaged": hello.get("damaged") or [],
-                    "threads": hello.get("threads")}
+            return engine_info(paths, hello, started=proc is not None)
         if proc is not None and proc.poll() not in (None, 0):
             raise EngineStartError(f"the engine exited with code {proc.returncode} while starting; "
                                    f"see {paths.log}: {log_tail(paths.log, 3)}", "start_failed")
