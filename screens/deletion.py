@@ -17,6 +17,8 @@ from engine.errors import SpecError
 from engine.spec import GRANULARITY
 from screens.messages import PreviewReady
 from screens.services import DeletionPreview
+
+DEFAULT_UNITS = "16"   # N's default: units of image-text data (on people data the New-run form leaves it blank)
 from screens.widgets.form import field
 
 STRATEGIES = (("random N units (by seed)", "random"), ("ID list file", "ids"), ("caption query", "query"))
@@ -78,7 +80,7 @@ class DeletionForm(Vertical):
         yield field("granularity", Select(GRANULARITIES, value=GRANULARITY.default, allow_blank=False,
                                           id="del-granularity", compact=True), "err-del-granularity",
                     f"granularity: {GRANULARITY.help}")
-        yield field("N units", Input("16", id="del-n", compact=True), "err-del-n",
+        yield field("N units", Input(DEFAULT_UNITS, id="del-n", compact=True), "err-del-n",
                     "N units: how many units random picks (optional cap for an ID file or a query)")
         yield field("ID file", Input(placeholder="e.g. /path/to/ids.txt", id="del-file", compact=True), "err-del-file",
                     "ID file: one unit id per line")

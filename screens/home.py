@@ -193,6 +193,7 @@ class HomeScreen(Screen):
             return
         self._load_error = None
         self.rows = message.rows or []
+        self.marked &= {row["id"] for row in self.rows}  # a session deleted elsewhere is marked no longer
         self.render_table()
 
     def render_table(self, force: bool = False) -> None:
@@ -227,7 +228,6 @@ class HomeScreen(Screen):
         total = len(self.rows)
         hint = f"{len(shown)} of {total} sessions" if words else f"{total} sessions"
         hint += f"  sort: {self.sort_key}{' (reversed)' if self.sort_reverse else ''}"
-        self.marked &= {row["id"] for row in self.rows}  # a session deleted elsewhere is marked no longer
         if self.marked:
             out_of_view = len(self.marked - {row["id"] for row in shown})  # marks outlive a filter: said, not lost
             hint += f"  marked: {len(self.marked)}" + (f", {out_of_view} filtered out" if out_of_view else "") + \

@@ -14,7 +14,7 @@ from textual.widgets import Input, Select, Static
 
 from engine import spec as specs
 from engine.errors import SpecError
-from screens.deletion import DeletionForm
+from screens.deletion import DEFAULT_UNITS, DeletionForm
 from screens.form_base import FormScreen, int_or_text
 from screens.services import ServiceError, Services
 from screens.widgets.footer import Footer
@@ -200,14 +200,14 @@ class NewRunScreen(FormScreen):
         requests = int_or_text(self.query_one("#requests", Input).value)
         sequential = self.sequential()
         self.query_one("#requests").parent.display = sequential
-        self.query_one("#knowledge").parent.display = self.people_data()
+        people = self.people_data()
+        self.query_one("#knowledge").parent.display = people
         form = self.query_one("#deletion", DeletionForm)
         n = form.query_one("#del-n", Input)
-        people = self.people_data()
-        if people and form.describe_people is None and n.value.strip() == "16":
-            n.value = ""  # the units' default, 16, is more people than a world has; blank: half of them
+        if people and form.describe_people is None and n.value.strip() == DEFAULT_UNITS:
+            n.value = ""  # the units' default is more people than a world has; blank: half of them
         elif not people and form.describe_people is not None and not n.value.strip():
-            n.value = "16"  # back to units: their default
+            n.value = DEFAULT_UNITS  # back to units: their default
         form.describe_people = self.people_preview if people else None
         info = specs.data_info(data)
         self.query_one("#task").parent.display = bool(info and info.also)  # only data serving several tasks

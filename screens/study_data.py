@@ -9,10 +9,10 @@ from typing import Callable
 
 from engine.spec import TASKS
 from screens.metric_order import headline_first
-from sessions.attacks import percentage_points
+from sessions.attacks import attack_entry
 from sessions.numbers import fmt_over
 from sessions.schema import ACTIVE_STATES
-from sessions.store import SessionBusy, SessionDamaged, SessionStore, UnknownSession
+from sessions.store import SessionStore
 from sessions.study import (DEFAULT_TOLERANCE, REFERENCE, RELATIVE_HEADERS, StudyError, StudyRecord, aggregate, rank,
                             rank_label, studies_dir, test_column, with_attacks)
 
@@ -65,7 +65,7 @@ def load_study(store: SessionStore, study_id: str, ks: KS | None, summaries: dic
                 if isinstance(summary, dict):
                     summaries[session] = summary
             if state == "finished" and session in summaries:
-                runs.append((method, seed, with_attacks(summaries[session], cell_attacks(store, cell, summaries))))
+                runs.append((method, seed, with_attacks(summaries[session], cell_attacks(catalog, cell))))
             cells.append({"method": method, "seed": seed, "session": session, "state": state, "row": row})
     stats = aggregate(runs, ks, order=methods)
     study = {"id": study_id, "spec": record.spec, "cells": cells, "methods": stats}
@@ -78,24 +78,17 @@ def load_study(store: SessionStore, study_id: str, ks: KS | None, summaries: dic
     return study
 
 
-def cell_attacks(store: SessionStore, cell: dict, summaries: dict[str, dict]) -> dict[str, dict]:
+def cell_attacks(catalog: dict[str, dict], cell: dict) -> dict[str, dict]:
     """The recovery of each attack `study --attacks` made on the cell (the record names their sessions):
-    {kind: {"recovery", "points"}}, as the command's table reads them; an attack gone, unfinished or not on the
-    cell's session (a cell run again) is left out."""
+    {kind: {"recovery", "points"}}, as the command's table reads them, from the catalog's rows the grid has read
+    anyway (a session read per attack and poll, before); an attack gone, unfinished or not on the cell's session
+    (a cell run again) is left out."""
     found = {}
     for kind, session in (cell.get("attacks") or {}).items():
-        if session not in summaries:
-            try:
-                meta = store.get(session)
-            except (UnknownSession, SessionDamaged, SessionBusy, ValueError):
-                continue
-            if meta.get("state") != "finished" or not isinstance(meta.get("summary"), dict) or \
-                    (meta.get("spec") or {}).get("parent") != cell.get("session"):
-                continue
-            summaries[session] = meta["summary"]
-        back = summaries[session].get("recovery") if isinstance(summaries[session].get("recovery"), dict) else {}
-        found[kind] = {"recovery": back.get("fraction"),
-                       "points": percentage_points(back, summaries[session].get("headline"))}
+        row = catalog.get(session)
+        if row is not None and row.get("state") == "finished" and row.get("parent") == cell.get("session"):
+            entry = attack_entry(row)
+            found[kind] = {"recovery": entry["recovery"], "points": entry["points"]}
     return found
 
 

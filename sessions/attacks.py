@@ -14,19 +14,21 @@ def attacks_of(store, session_id: str) -> list[dict]:
     """The attack sessions of `session_id`, oldest first: {id, name, state, kind, params, recovery, points,
     retrain_recovery, verdict} (numbers None until the attack finished)."""
     rows = [row for row in store.list() if row.get("parent") == session_id]
-    out = []
-    for row in sorted(rows, key=lambda r: (r.get("created") or 0, r["id"])):
-        summary = row.get("summary") if isinstance(row.get("summary"), dict) else {}
-        back = summary.get("recovery") if isinstance(summary.get("recovery"), dict) else {}
-        theirs = summary.get("retrain") if isinstance(summary.get("retrain"), dict) else {}
-        attack = summary.get("attack") if isinstance(summary.get("attack"), dict) else {}
-        out.append({"id": row["id"], "name": row.get("name"), "state": row.get("state"),
-                    "kind": attack.get("kind") or str(row.get("method") or "").partition(":")[2] or None,
-                    "params": attack.get("params"), "recovery": back.get("fraction"),
-                    "points": percentage_points(back, summary.get("headline")),
-                    "retrain_recovery": (theirs.get("recovery") or {}).get("fraction"),
-                    "verdict": summary.get("verdict"), "headline": summary.get("headline")})
-    return out
+    return [attack_entry(row) for row in sorted(rows, key=lambda r: (r.get("created") or 0, r["id"]))]
+
+
+def attack_entry(row: dict) -> dict:
+    """An attack session's catalog row as `attacks_of` lists it."""
+    summary = row.get("summary") if isinstance(row.get("summary"), dict) else {}
+    back = summary.get("recovery") if isinstance(summary.get("recovery"), dict) else {}
+    theirs = summary.get("retrain") if isinstance(summary.get("retrain"), dict) else {}
+    attack = summary.get("attack") if isinstance(summary.get("attack"), dict) else {}
+    return {"id": row["id"], "name": row.get("name"), "state": row.get("state"),
+            "kind": attack.get("kind") or str(row.get("method") or "").partition(":")[2] or None,
+            "params": attack.get("params"), "recovery": back.get("fraction"),
+            "points": percentage_points(back, summary.get("headline")),
+            "retrain_recovery": (theirs.get("recovery") or {}).get("fraction"),
+            "verdict": summary.get("verdict"), "headline": summary.get("headline")}
 
 
 def percentage_points(recovery: dict, headline) -> float | None:

@@ -42,7 +42,7 @@ def allowed_hosts(bound: str, extra: Iterable[str], machine_names: Iterable[str]
     """The Host names this server answers: the bound host, the loopback names, ``extra`` (--allow-host)
     and, on a wildcard bind, ``machine_names`` (this machine's names)."""
     names = {bound, *LOOPBACK_NAMES, *extra, *machine_names}
-    return frozenset(host_name(n) if n.startswith("[") else n.lower().rstrip(".") for n in names if n)
+    return frozenset(host_name(n) for n in names if n)   # none carries a port (allow_host_problem refuses one)
 
 
 def refusal(method_path: str, headers: Any, hosts: frozenset[str], token: Optional[str],
