@@ -2,8 +2,8 @@
 
 Requests (client -> engine), one JSON object per line, ``id`` is echoed in the reply::
 
-    {"id": 1, "op": "hello", "protocol": 1, "schema": 1, "client": "mmul-workbench"}
-    {"id": 2, "op": "submit", "spec": {...}, "name": "optional"}
+    {"id": 1, "op": "hello", "protocol": 2, "schema": 1, "client": "mmul-workbench"}
+    {"id": 2, "op": "submit", "spec": {...}, "name": "optional", "threads": "1"}
     {"id": 3, "op": "subscribe", "session": "20261125-115012-ab12", "from_seq": 0}
     {"id": 4, "op": "cancel" | "status" | "unsubscribe" | "list" | "heartbeat" | "shutdown", ...}
 
@@ -16,6 +16,11 @@ Stream messages carry no ``id`` but a ``type``::
                       (the client fell too far behind a live run: subscribe again from ``from_seq``)
     {"type": "heartbeat", "ts": 1764071412.5}                             (every HEARTBEAT_INTERVAL s)
 
+``threads`` (``submit``, ``study``; optional) is the client's ``OMP_NUM_THREADS``, ``""`` when it has none: the
+job's worker process runs with that setting, so that a run through the engine computes at the thread count a
+headless run in the client's shell would (on the CPU a sum split over 2 threads rounds otherwise than over 1).
+Left out, the job runs at the engine's own.
+
 ``hello`` must come first. A line longer than MAX_LINE, a line that is not a JSON object, an unknown
 ``op`` or a field of the wrong type gets an error reply and the connection stays open.
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,19 +38,21 @@ from typing import Any
 from sessions.paths import engine_dir, mmul_home
 from sessions.schema import SCHEMA_VERSION
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2           # 2: `threads` on submit and study
 MAX_LINE = 1 << 20            # requests longer than this get a "too_long" error reply
 CLIENT_LINE_LIMIT = 64 << 20  # the client's StreamReader limit (event batches can be large)
 EVENT_BATCH = 256             # events per stream message when replaying a backlog
 HEARTBEAT_INTERVAL = 2.0      # the engine sends a heartbeat to every connection this often
 SOCKET_PATH_MAX = 100         # bytes; sun_path holds 108 on Linux, 104 on macOS
 
+THREADS = re.compile(r"[0-9][0-9,]{0,31}|")   # OMP_NUM_THREADS: a count, or OpenMP's list of counts per level
+
 # op -> {field: (types, required)}
 _STR = (str,)
 _INT = (int,)
 OPS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "hello": {"protocol": (_INT, True), "schema": (_INT, False), "client": (_STR, False)},
-    "submit": {"spec": ((dict,), True), "name": ((str, type(None)), False)},
+    "submit": {"spec": ((dict,), True), "name": ((str, type(None)), False), "threads": (_STR, False)},
     "cancel": {"session": (_STR, True)},
     "list": {"state": ((str, type(None)), False)},
     "status": {"session": ((str, type(None)), False)},
@@ -52,7 +60,7 @@ OPS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "unsubscribe": {"sub": (_INT, True)},
     "heartbeat": {},
     "shutdown": {},
-    "study": {"study": (_STR, True), "spec": ((dict,), True), "cells": ((list,), True)},
+    "study": {"study": (_STR, True), "spec": ((dict,), True), "cells": ((list,), True), "threads": (_STR, False)},
     "study_status": {"study": (_STR, True), "after": (_INT, False)},
 }
 
@@ -133,6 +141,9 @@ def parse_request(message: dict) -> tuple[Any, str, dict]:
             want = " or ".join("null" if t is type(None) else t.__name__ for t in types)
             raise ProtocolError(BAD_REQUEST, f"{op}: field {name!r} must be {want}", request_id)
         fields[name] = value
+    if not THREADS.fullmatch(fields.get("threads", "")):
+        raise ProtocolError(BAD_REQUEST, f"{op}: 'threads' is the client's OMP_NUM_THREADS, {fields['threads'][:40]!r} is "
+                            "not a thread count (set it to a number, or unset it)", request_id)
     if op == "subscribe" and fields.get("from_seq", 0) < 0:
         raise ProtocolError(BAD_REQUEST, "subscribe: 'from_seq' must be >= 0", request_id)
     return request_id, op, fields

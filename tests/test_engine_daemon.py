@@ -560,22 +560,32 @@ def test_engine_cancel_stops_one_run_from_the_command_line(home, tmp_path):
     assert nowhere.returncode == 2 and "the engine is not running" in nowhere.stderr
 
 
-def test_a_client_is_told_when_the_engines_jobs_run_at_another_thread_count(home, monkeypatch):
+def test_a_devices_worker_process_runs_at_its_jobs_thread_count(monkeypatch):
     """A run through an engine started with OMP_NUM_THREADS=2 trained at 2 threads while the client's shell had
-    1, and its per-unit scores differed from a headless run's with no word."""
-    from workbench.client.process import threads_note
+    1, and its numbers differed from a headless run's. The worker now starts with the job's client's setting,
+    and is replaced when a job asks for another."""
+    from engine.execution import job_process
+    from engine.execution.queue import DeviceWorker
 
-    assert start_engine(home)["threads"] == os.environ.get("OMP_NUM_THREADS")   # the daemon's, from its start
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert threads_note({"threads": "1"}) is None
-    note = threads_note({"threads": "2"})
-    assert note.startswith("note: the engine runs its jobs at OMP_NUM_THREADS=2, as it was started, and this shell "
-                           "has OMP_NUM_THREADS=1")
-    monkeypatch.delenv("OMP_NUM_THREADS")
-    more = str((os.cpu_count() or 1) + 1)
-    assert "this shell has torch's default threads" in threads_note({"threads": more})
-    assert threads_note({"threads": str(os.cpu_count() or 1)}) is None   # unset here comes to the cores
-    assert threads_note({"threads": None}) is None and threads_note({}) is None   # an older engine: unknown
-    from workbench.client.process import engine_info
+    def setting(process) -> str | None:
+        environ = Path(f"/proc/{process.pid}/environ").read_bytes().split(b"\0")
+        return next((v.decode().partition("=")[2] for v in environ if v.startswith(b"OMP_NUM_THREADS=")), None)
 
-    assert threads_note(engine_info(P.engine_paths(home), {"pid": 1}, started=False)) is None
+    monkeypatch.setattr(job_process, "WORKER_COMMAND", [sys.executable, "-c", "import sys; sys.stdin.read()"])
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")   # the daemon's own
+    worker = DeviceWorker("cpu", lambda job, worker: None)
+    try:
+        one = worker.worker_process("1")
+        assert setting(one) == "1" and worker.worker_process("1") is one   # kept between jobs at one count
+        unset = worker.worker_process("")
+        assert unset.pid != one.pid and setting(unset) is None and not one.alive()   # "": torch's default
+        assert setting(worker.worker_process(None)) == "3"   # a client that does not say: the engine's
+    finally:
+        worker.retire_process()
+
+
+def test_the_protocol_refuses_a_threads_field_that_is_no_thread_count():
+    assert P.parse_request({"id": 1, "op": "submit", "spec": {}, "threads": "2"})[2]["threads"] == "2"
+    assert P.parse_request({"id": 1, "op": "study", "study": "s", "spec": {}, "cells": [], "threads": ""})[2]["threads"] == ""
+    with pytest.raises(P.ProtocolError, match="'threads' is the client's OMP_NUM_THREADS, 'two' is not a thread count"):
+        P.parse_request({"id": 1, "op": "submit", "spec": {}, "threads": "two"})

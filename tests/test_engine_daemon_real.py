@@ -96,3 +96,28 @@ def test_one_queue_per_physical_device():
     assert queue_device({"device": "cpu"}) == "cpu"
     assert queue_device({"device": "cuda"}) == queue_device({"device": "cuda:0"}) == "cuda:0"
     assert queue_device({"device": "auto"}) == ("cuda:0" if torch.cuda.is_available() else "cpu")
+
+
+def test_a_run_through_an_engine_started_at_other_threads_computes_at_the_clients(engine_home, tmp_path_factory,
+                                                                                  monkeypatch):
+    """An engine started with OMP_NUM_THREADS=2 trained its jobs at 2 threads while the client's shell had 1 (and
+    trained an original of its own for it): its numbers differed from a headless run's in that shell."""
+    monkeypatch.setenv("MMUL_HOME", str(engine_home))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    at_one, state = submit_and_follow(CHEAP, lambda e: None, home=engine_home, start=False)
+    assert state == "finished"
+    other = tmp_path_factory.mktemp("engine-at-2")
+    link_shared_originals(other)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    try:
+        start_engine(other)
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")   # this shell's, as the first run's
+        phases = []
+        sid, state = submit_and_follow(CHEAP, phases.append, home=other, start=False)
+        assert state == "finished"
+        assert not [e for e in phases if e["kind"] == "phase" and e["name"].startswith("original")]
+        ran, reference = SessionStore(other).get(sid)["summary"], SessionStore(engine_home).get(at_one)["summary"]
+        assert ran["cost"]["torch_threads"] == 1
+        assert ran["metrics"] == reference["metrics"]
+    finally:
+        kill_daemon(other)

@@ -213,7 +213,7 @@ def no_engine_start(monkeypatch):
     """The engine the command would find or start, stood in for: these tests follow a fake."""
     import workbench.client.process as process
 
-    monkeypatch.setattr(process, "start_engine", lambda *a, **k: {"threads": os.environ.get("OMP_NUM_THREADS")})
+    monkeypatch.setattr(process, "start_engine", lambda *a, **k: {})
 
 
 def test_ctrl_c_on_an_engine_run_says_the_run_goes_on_and_how_to_stop_it(tmp_path, monkeypatch, no_engine_start):

@@ -14,7 +14,7 @@ from engine.errors import SpecError
 from engine.spec.params import UPDATE_TARGETS
 from sessions.numbers import format_megabytes
 from workbench.completion import complete_method, complete_model
-from workbench.output import Exit, fail, print_json
+from workbench.output import fail, print_json
 
 PARTS = (("parameters", "parameters"), ("gradients", "gradients"), ("optimizer", "AdamW moments"),
          ("optimizer_step", "AdamW step temporaries"), ("frozen_copies", "frozen copies (the method's original)"),
@@ -119,21 +119,3 @@ def announce_plan(specs_to_run: list[dict], gpu_memory: Optional[str]) -> None:
 
 def register(app: typer.Typer) -> None:
     app.command("plan")(plan)
-
-
-def announce_engine_threads(spec: dict) -> None:
-    """Start (or find) the engine and say on stderr when its jobs run at another thread count than this shell's;
-    nothing for a cluster's runs (its nodes have their own) or a GPU's."""
-    if spec.get("cluster") or spec["device"].startswith("cuda"):
-        return
-    from workbench.client.errors import EngineError
-    from workbench.client.process import start_engine, threads_note
-
-    try:
-        note = threads_note(start_engine())
-    except (EngineError, OSError) as error:
-        fail(f"engine unavailable: {error}", Exit.RUN_FAILED)
-    except KeyboardInterrupt:
-        fail("interrupted before the engine answered; nothing was sent to it", Exit.INTERRUPTED)
-    if note is not None:
-        print(note, file=sys.stderr)

@@ -21,7 +21,7 @@ from sessions.numbers import fmt
 from workbench.completion import complete_data, complete_device, complete_method, complete_model, complete_task
 from workbench.execute import run_session
 from workbench.output import Exit, Progress, fail, print_json
-from workbench.cli_plan import GPU_MEMORY_HELP, announce_engine_threads, announce_plan
+from workbench.cli_plan import GPU_MEMORY_HELP, announce_plan
 from workbench.cli_options import (ARTIFACTS_HELP, CLUSTER_HELP, COMPILE_HELP, DEVICES_HELP, GRANULARITY_HELP,
                                    ORIGINAL_HELP, STRATEGY_HELP, deletion_spec, placement, with_compile)
 from workbench.param_options import with_param_options
@@ -105,7 +105,6 @@ def follow_engine(spec: dict, detach: bool, as_json: bool) -> None:
     from workbench.client.errors import EngineError, SpecRejected
     from workbench.client.follow import submit_and_follow
 
-    announce_engine_threads(spec)
     progress = Progress(spec["method"], quiet=detach)
     submitted: list[str] = []
 

@@ -32,7 +32,7 @@ from sessions.study import (DEFAULT_TOLERANCE, REFERENCE, StudyError, StudyRecor
 from sessions.summary import format_deletion
 from workbench.cli_options import (ARTIFACTS_HELP, CLUSTER_HELP, COMPILE_HELP, DEVICES_HELP, GRANULARITY_HELP, ORIGINAL_HELP,
                                STRATEGY_HELP, deletion_spec, placement, with_compile)
-from workbench.cli_plan import GPU_MEMORY_HELP, announce_engine_threads, announce_plan
+from workbench.cli_plan import GPU_MEMORY_HELP, announce_plan
 from workbench.completion import complete_data, complete_device, complete_method_list, complete_model, complete_task
 from workbench.output import Exit, Progress, fail, parser_errors, print_json
 from workbench.param_options import with_param_options
@@ -403,7 +403,6 @@ def run_in_engine(record: StudyRecord, cells: list[tuple[str, int, dict]]) -> in
                   flush=True)
 
     sent = [{"method": method, "seed": seed, "spec": spec} for method, seed, spec in cells]
-    announce_engine_threads(cells[0][2])
     try:
         with engine_errors():
             info = submit_study_and_follow(record.id, record.spec, sent, on_event, accepted)

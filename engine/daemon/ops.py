@@ -63,13 +63,12 @@ async def hello(daemon: Daemon, conn: Client, rid: Any, protocol: int, schema: i
                        f"sent {protocol} / {schema}; restart the engine with this mmul-workbench "
                        f"(`mmul-workbench engine stop && mmul-workbench engine start`)")
     conn.greeted = True
-    # its jobs' torch thread count comes from the environment it was started in (a client compares its own)
     return P.ok(rid, protocol=P.PROTOCOL_VERSION, schema=SCHEMA_VERSION, pid=os.getpid(),
-                started=daemon.started, home=str(daemon.paths.home), damaged=daemon.damaged,
-                threads=os.environ.get("OMP_NUM_THREADS"))
+                started=daemon.started, home=str(daemon.paths.home), damaged=daemon.damaged)
 
 
-async def submit(daemon: Daemon, conn: Client, rid: Any, spec: dict, name: str | None = None) -> dict:
+async def submit(daemon: Daemon, conn: Client, rid: Any, spec: dict, name: str | None = None,
+                 threads: str | None = None) -> dict:
     if daemon.stopping:
         return P.error(rid, P.SHUTTING_DOWN, "the engine is stopping; start it again and resubmit")
     from engine.errors import SpecError
@@ -91,7 +90,7 @@ async def submit(daemon: Daemon, conn: Client, rid: Any, spec: dict, name: str |
     if conflict := await cluster_conflict(daemon, normal):
         return P.error(rid, P.BAD_SPEC, conflict, "cluster")
     name = name if name is not None else normal.get("name")  # `run --name`, a study's cell: named in the spec
-    job, position = await daemon.queues.accept(daemon.store, normal, name)
+    job, position = await daemon.queues.accept(daemon.store, normal, name, threads)
     return P.ok(rid, session=job.session, device=job.device, position=position, state="queued")
 
 
@@ -201,7 +200,8 @@ async def unsubscribe(daemon: Daemon, conn: Client, rid: Any, sub: int) -> dict:
     return P.ok(rid, sub=sub)
 
 
-async def study(daemon: Daemon, conn: Client, rid: Any, study: str, spec: dict, cells: list) -> dict:
+async def study(daemon: Daemon, conn: Client, rid: Any, study: str, spec: dict, cells: list,
+                threads: str | None = None) -> dict:
     """Run a study (its cells checked as ``submit`` checks a run), or attach to it when it runs already."""
     from sessions.study import STUDY_ID
 
@@ -231,7 +231,7 @@ async def study(daemon: Daemon, conn: Client, rid: Any, study: str, spec: dict, 
     if conflict := await cluster_conflict(daemon, checked[0][2]):  # a study's cells share their placement
         return P.error(rid, P.BAD_SPEC, conflict, "cluster")
     try:
-        job = await daemon.studies.start(study, spec, checked)
+        job = await daemon.studies.start(study, spec, checked, threads)
     except StudyError as exc:
         return P.error(rid, P.BUSY, str(exc))
     return P.ok(rid, attached=False, **job.info())

@@ -36,8 +36,10 @@ class StudyJob:
     """One study the daemon runs: its cells (``(method, seed, spec)``, specs validated), its record, and a
     version that moves on every change (what a long poll waits on)."""
 
-    def __init__(self, study_id: str, spec: dict, cells: list[tuple[str, int, dict]], record: StudyRecord):
+    def __init__(self, study_id: str, spec: dict, cells: list[tuple[str, int, dict]], record: StudyRecord,
+                 threads: str | None = None):
         self.id, self.spec, self.cells, self.record = study_id, spec, cells, record
+        self.threads = threads               # the asking client's OMP_NUM_THREADS, for every cell (sessions.protocol)
         self.state = "running"
         self.message: str | None = None
         self.current: str | None = None      # the session of the cell running now
@@ -82,14 +84,15 @@ class Studies:
         job = self.jobs.get(study_id)
         return job if job is not None and job.state not in STUDY_ENDED else None
 
-    async def start(self, study_id: str, spec: dict, cells: list[tuple[str, int, dict]]) -> StudyJob:
+    async def start(self, study_id: str, spec: dict, cells: list[tuple[str, int, dict]],
+                    threads: str | None = None) -> StudyJob:
         """Begin running a study: its record read, its lock taken, the cells still to run found (StudyError,
         one line, when its record cannot be used or another process runs it)."""
         record = StudyRecord(study_id, spec, self.daemon.paths.home)
         await asyncio.to_thread(record.load)
         hold = ExitStack()
         hold.enter_context(record.running())
-        job = StudyJob(study_id, spec, cells, record)
+        job = StudyJob(study_id, spec, cells, record, threads)
         try:
             pending = await self._pending(job)
         except BaseException:
@@ -171,7 +174,7 @@ class Studies:
             job.message = f"{job.failed} of {len(job.cells)} runs failed (their sessions are kept)"
 
     async def _queue_cell(self, job: StudyJob, method: str, seed: int, spec: dict) -> str:
-        queued, _ = await self.daemon.queues.accept(self.daemon.store, spec, spec.get("name"))
+        queued, _ = await self.daemon.queues.accept(self.daemon.store, spec, spec.get("name"), job.threads)
         await asyncio.to_thread(job.record.set_cell, method, seed, queued.session, "queued")
         return queued.session
 

@@ -3,7 +3,8 @@ the child that runs the engine's job code (``python -m engine.execution.worker``
 ends that job's session as ``failed`` with the cause, and never the daemon.
 
 One child serves one device's queue and is kept between jobs (torch and the model code are imported
-once); after a job that failed or crashed, the next job gets a fresh child. The daemon stays the only
+once); after a job that failed or crashed, or before one whose client computes at another thread count (its
+``OMP_NUM_THREADS``, which the child is started with), the next job gets a fresh child. The daemon stays the only
 writer of session files: the child sends each event as one JSON line on its own pipe, and the daemon's
 thread for that device hands it to the session's writer. Lines the other way (the child's stdin):
 ``{"op": "run", "session", "spec"}`` and ``{"op": "stop"}``; closing stdin ends the child.
@@ -44,10 +45,16 @@ class Child:
     events pipe (``--events-fd``); its stdout and stderr go to the engine log, the last lines kept to
     say why it died."""
 
-    def __init__(self, command: list[str], label: str):
+    def __init__(self, command: list[str], label: str, settings: dict[str, str | None] | None = None):
+        """``settings``: environment variables that differ from the daemon's (None: unset)."""
         self.label = label
         read_fd, write_fd = os.pipe()
         env = {**os.environ, "PYTHONFAULTHANDLER": "1", "PYTHONUNBUFFERED": "1"}
+        for key, value in (settings or {}).items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
         try:
             self.process = subprocess.Popen(
                 [*command, "--events-fd", str(write_fd)],
@@ -128,9 +135,11 @@ class Child:
 class JobProcess(Child):
     """One live worker child for a device. ``run`` is called from the device's thread; ``stop`` from any."""
 
-    def __init__(self, device: str):
-        super().__init__([*WORKER_COMMAND, "--device", device], f"worker {device}")
-        self.device = device
+    def __init__(self, device: str, threads: str | None = None):
+        """``threads``: the OMP_NUM_THREADS its jobs compute at ("": none, torch's default; None: the daemon's)."""
+        settings = {} if threads is None else {"OMP_NUM_THREADS": threads or None}
+        super().__init__([*WORKER_COMMAND, "--device", device], f"worker {device}", settings)
+        self.device, self.threads = device, threads
 
     def run(self, session: str, spec: dict, emit: Callable[..., object], stopped: Callable[[], bool]) -> Outcome:
         """Run one job in the child, passing each event to ``emit(kind, **fields)``; returns how it ended.

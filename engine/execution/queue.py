@@ -51,6 +51,7 @@ class Job:
     stop_reason: str = "cancelled by request"
     last_step: int | None = None
     halt: Callable[[], None] | None = None  # passes a stop on to where it runs (its worker, its Ray task)
+    threads: str | None = None  # the client's OMP_NUM_THREADS ("": none), its worker's; None: the engine's
 
     def request_stop(self, reason: str) -> None:
         self.stop_reason = reason
@@ -72,10 +73,13 @@ class DeviceWorker(threading.Thread):
         self.closing = False
         self.process: JobProcess | None = None
 
-    def worker_process(self) -> JobProcess:
-        """The live worker process, started anew when there is none or the last one died."""
-        if self.process is None or not self.process.alive():
-            self.process = JobProcess(self.device)
+    def worker_process(self, threads: str | None) -> JobProcess:
+        """The live worker process for a job at ``threads`` (its client's OMP_NUM_THREADS), started anew when
+        there is none, the last one died, or it computes at another thread count."""
+        if self.process is not None and (not self.process.alive() or self.process.threads != threads):
+            self.retire_process()
+        if self.process is None:
+            self.process = JobProcess(self.device, threads)
         return self.process
 
     def retire_process(self) -> None:
@@ -146,9 +150,9 @@ class Queues:
             self._jobs_module = importlib.import_module("engine.jobs")
         return self._jobs_module
 
-    def enqueue(self, spec: dict, device: str, writer: SessionWriter) -> tuple[Job, int]:
+    def enqueue(self, spec: dict, device: str, writer: SessionWriter, threads: str | None = None) -> tuple[Job, int]:
         """Queue a validated spec whose session ``writer`` has created; returns it and its position."""
-        job = Job(session=writer.session_id, spec=spec, device=device, writer=writer)
+        job = Job(session=writer.session_id, spec=spec, device=device, writer=writer, threads=threads)
         self.jobs[job.session] = job
         self.hubs[job.session] = self.make_hub(writer)
         writer.add_listener(self._listener(job.session))
@@ -169,9 +173,11 @@ class Queues:
         log.info("session %s: sent to the Ray cluster", job.session)
         return job
 
-    async def accept(self, store: Any, normal: dict, name: str | None) -> tuple[Job, int]:
+    async def accept(self, store: Any, normal: dict, name: str | None,
+                     threads: str | None = None) -> tuple[Job, int]:
         """Create the session of a validated spec (``store``: the daemon's SessionStore) and queue it: on its
-        device's queue (with its position there), or sent to its Ray cluster (position 0). Runs on the loop
+        device's queue (with its position there), to run at ``threads`` (the client's OMP_NUM_THREADS; None:
+        the engine's), or sent to its Ray cluster (position 0; its nodes have their own). Runs on the loop
         (``submit`` and a study's cells)."""
         if normal.get("cluster"):
             from sessions.paths import cache_dir
@@ -181,7 +187,7 @@ class Queues:
             return self.enqueue_cluster(normal, artifacts, writer), 0
         device = await asyncio.to_thread(self.jobs_module().queue_device, normal)
         writer = await asyncio.to_thread(store.create, normal, name, state="queued")
-        return self.enqueue(normal, device, writer)
+        return self.enqueue(normal, device, writer, threads)
 
     async def wait_end(self, session: str) -> str:
         """The final state of job ``session`` once it has ended (at once when it has)."""
@@ -235,7 +241,7 @@ class Queues:
     def run_job(self, job: Job, worker: DeviceWorker) -> None:
         """Runs in the device's thread: the job in the device's worker process."""
         def start() -> Outcome:
-            process = worker.worker_process()
+            process = worker.worker_process(job.threads)
             job.halt = process.stop
             return process.run(job.session, job.spec, job.writer.emit, job.stop.is_set)
 

@@ -15,6 +15,13 @@ from workbench.client.errors import EngineDisconnected, EngineError, EngineNotRu
 DISCONNECTED: Any = object()  # queued to every subscription when the connection ends
 
 
+def shell_threads() -> str:
+    """This process's OMP_NUM_THREADS ("" when unset), sent with every job: the engine starts the job's worker
+    with it, so that a run through the engine computes at the thread count a headless run from this shell
+    would, and gives the same numbers on the CPU."""
+    return os.environ.get("OMP_NUM_THREADS", "")
+
+
 class Subscription:
     """``async for event in client.subscribe(session, from_seq)``: stored events, then live ones,
     each exactly once and in seq order; ends when the session ends (``.state`` then holds its final
@@ -184,8 +191,9 @@ class EngineClient:
         return check_reply(await future)
 
     async def submit(self, spec: dict, name: str | None = None) -> dict:
-        """Queue a run; ``{"session", "device", "position", "state"}``. SpecRejected on a bad spec."""
-        return strip(await self.request("submit", spec=spec, name=name))
+        """Queue a run, to compute at this process's thread count; ``{"session", "device", "position", "state"}``.
+        SpecRejected on a bad spec."""
+        return strip(await self.request("submit", spec=spec, name=name, threads=shell_threads()))
 
     async def cancel(self, session: str) -> dict:
         return strip(await self.request("cancel", session=session))
@@ -202,7 +210,7 @@ class EngineClient:
     async def study(self, study: str, spec: dict, cells: list[dict]) -> dict:
         """Run a study in the engine (or attach to it when it runs there already): its state and cells
         (``engine.daemon.studies.StudyJob.info``). SpecRejected names the cell at fault."""
-        return strip(await self.request("study", study=study, spec=spec, cells=cells))
+        return strip(await self.request("study", study=study, spec=spec, cells=cells, threads=shell_threads()))
 
     async def study_status(self, study: str, after: int = -1) -> dict:
         """The study's state and cells once its version has moved past ``after`` (a long poll)."""

@@ -73,9 +73,8 @@ def log_tail(path: Path, lines: int = 5) -> str:
 
 def engine_info(paths: P.EnginePaths, hello: dict, started: bool) -> dict:
     """What `start_engine` says of the engine that answered ``hello``."""
-    info = {"started": started, "pid": hello.get("pid"), "socket": str(paths.socket), "log": str(paths.log),
+    return {"started": started, "pid": hello.get("pid"), "socket": str(paths.socket), "log": str(paths.log),
             "home": str(paths.home), "damaged": hello.get("damaged") or []}
-    return {**info, "threads": hello["threads"]} if "threads" in hello else info   # an older engine does not say
 
 
 def start_engine(home: Home = None, timeout: float = 30.0, command: list[str] | None = None) -> dict:
@@ -154,30 +153,6 @@ def stop_engine(home: Home = None, timeout: float = 60.0) -> dict:
         time.sleep(0.2)
     clean_stale(paths)
     return {"was_running": True, "pid": pid, "cancelled": cancelled, "killed": True}
-
-
-def threads_note(info: dict) -> str | None:
-    """A line when the engine's jobs run at another torch thread count than a headless run from this shell would
-    (its OMP_NUM_THREADS against this shell's): on the CPU their numbers differ in their last digits."""
-    if "threads" not in info:   # an engine from before it said: unknown, not a difference
-        return None
-    engine, here = info["threads"], os.environ.get("OMP_NUM_THREADS")
-    if effective_threads(engine) == effective_threads(here):
-        return None
-
-    def say(value):
-        return f"OMP_NUM_THREADS={value}" if value is not None else "torch's default threads"
-    return (f"note: the engine runs its jobs at {say(engine)}, as it was started, and this shell has {say(here)}: "
-            "the numbers can differ in their last digits from a headless run here; `mmul-workbench engine stop` "
-            "and a start from this shell align them")
-
-
-def effective_threads(setting: str | None) -> int | str:
-    """What an OMP_NUM_THREADS setting comes to on this machine (unset: torch's default, the cores)."""
-    try:
-        return int(setting) if setting is not None else (os.cpu_count() or 1)
-    except ValueError:
-        return setting
 
 
 def cancel_run(session: str, home: Home = None) -> dict:
