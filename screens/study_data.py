@@ -13,8 +13,8 @@ from sessions.attacks import attack_entry
 from sessions.numbers import fmt_over
 from sessions.schema import ACTIVE_STATES
 from sessions.store import SessionStore
-from sessions.study import (DEFAULT_TOLERANCE, REFERENCE, RELATIVE_HEADERS, StudyError, StudyRecord, aggregate, rank,
-                            rank_label, studies_dir, test_column, with_attacks)
+from sessions.study import (DEFAULT_TOLERANCE, REFERENCE, RELATIVE_HEADERS, StudyError, StudyRecord, aggregate,
+                            rank_label, studies_dir, study_ranking, with_attacks)
 
 KS = Callable[[list, list], "float | None"]
 HEADERS = {"df_dr_auc": "Df/Dr AUC", "test.r_mean": "test r_mean", "test.accuracy": "test acc",
@@ -73,8 +73,7 @@ def load_study(store: SessionStore, study_id: str, ks: KS | None, summaries: dic
         task = TASKS.get(record.spec.get("task"))
         tolerance = record.spec.get("tolerance")
         tolerance = float(tolerance) if isinstance(tolerance, (int, float)) and tolerance >= 0 else DEFAULT_TOLERANCE
-        column = test_column(task.columns if task else (), stats)
-        study["ranking"] = rank(stats, tolerance, column.scale if column else 1.0)
+        study["ranking"] = study_ranking(stats, tolerance, task.columns if task else ())
     return study
 
 

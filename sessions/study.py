@@ -331,6 +331,16 @@ def rank(methods: dict[str, dict[str, dict]], tolerance: float, scale: float = 1
             "outside": sorted((m for m in scored if not within(m)), key=gap)}
 
 
+def study_ranking(stats: dict[str, dict[str, dict]], tolerance: float, columns) -> dict:
+    """A study's ranking as `study`, its report and the TUI's grid show it: `rank` with the tolerance in points of
+    the task's test headline (among `columns`, engine.spec's task columns), which it names, and the rule in words."""
+    headline = test_column(columns, stats)
+    return {**rank(stats, tolerance, headline.scale if headline else 1.0),
+            "test_metric": headline.metric if headline else None,
+            "note": "closest to Retrain first (smallest mean |Df/Dr AUC - Retrain's|) among methods whose mean test "
+                    f"gap to Retrain is within {tolerance:g} points"}
+
+
 
 # --- the study as a person reads it (the `study` table and the HTML report) -------------------------
 RELATIVE_HEADERS = (("AUC gap", "auc_gap_to_retrain"), ("test gap", "test_gap_to_retrain"),
@@ -400,4 +410,4 @@ def grid_caption(document: dict) -> str:
 
 
 __all__ = ["REFERENCE", "RELATIVE", "STUDY_ID", "StudyError", "StudyRecord", "aggregate", "cost_grid", "grid", "grid_caption",
-           "grid_order", "mean_std", "median_per_seed", "privleak", "rank", "relative_scores", "run_metrics", "studies_dir", "study_id"]
+           "grid_order", "mean_std", "median_per_seed", "privleak", "rank", "relative_scores", "run_metrics", "studies_dir", "study_id", "study_ranking"]

@@ -28,7 +28,7 @@ from engine.spec.validate import check_seed
 from sessions.metric_names import flatten
 from sessions.schema import ACTIVE_STATES
 from sessions.study import (DEFAULT_TOLERANCE, REFERENCE, StudyError, StudyRecord, aggregate, cell_name, cost_grid,
-                            grid, grid_caption, rank, study_id, test_column, with_attacks)
+                            grid, grid_caption, study_id, study_ranking, with_attacks)
 from sessions.summary import format_deletion
 from workbench.cli_options import (ARTIFACTS_HELP, CLUSTER_HELP, COMPILE_HELP, DEVICES_HELP, GRANULARITY_HELP, ORIGINAL_HELP,
                                STRATEGY_HELP, deletion_spec, placement, with_compile)
@@ -478,17 +478,9 @@ def report(record: StudyRecord, cells: list[tuple[str, int, dict]], tolerance: f
     document = {"study": record.id, "spec": record.spec, "cells": listed, "methods": stats,
                 **({"attacks": kinds} if kinds else {})}
     if REFERENCE in methods:
-        headline = headline_column(record.spec["task"], stats)
-        document["ranking"] = {**rank(stats, tolerance, headline.scale if headline else 1.0),
-                               "test_metric": headline.metric if headline else None,
-                               "note": "closest to Retrain first (smallest mean |Df/Dr AUC - Retrain's|) among "
-                                       f"methods whose mean test gap to Retrain is within {tolerance:g} points"}
+        task = specs.TASKS.get(record.spec["task"])
+        document["ranking"] = study_ranking(stats, tolerance, task.columns if task else ())
     return document
-
-
-def headline_column(task: str, stats: dict) -> Optional[specs.Column]:
-    """The task's test-headline column (test r_mean or test accuracy), for its scale."""
-    return test_column(specs.TASKS[task].columns, stats) if task in specs.TASKS else None
 
 
 def deletion_words(deletion: dict) -> str:
