@@ -11,7 +11,8 @@ step         ``step`` (int), ``phase`` (str), ``losses`` (term -> float, has "to
              allocated, or the process's resident set on the CPU)
 eval         ``step``, ``phase``, ``split`` ("before", "after", "step", ...), ``metrics``
              (flat name -> float, e.g. "df_dr_auc", "test.r_mean"), optional ``request``, optional ``metric``
-             (split "history": the metric its r1..ri score, e.g. "df.r_mean", "forget")
+             (split "history": the metric its r1..ri score, e.g. "df.r_mean", "forget"), optional
+             ``evaluation`` ("sample": Df was a sample of the units forgotten so far, `--eval-sample`)
 log          ``level``, ``message``
 artifact     ``name``, ``path``
 device       ``devices``: one entry per device the run uses, ``{"name": str, "util": percent,
@@ -39,7 +40,7 @@ KINDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "step": ({"step": int, "phase": str, "losses": dict, "lr": _NUM},
              {"request": (int, type(None)), "memory_mb": _NUM}),
     "eval": ({"step": int, "phase": str, "split": str, "metrics": dict},
-             {"request": (int, type(None)), "metric": str}),  # metric: what a "history" row's r1..ri score
+             {"request": (int, type(None)), "metric": str, "evaluation": str}),  # metric: what a "history" row's r1..ri score
     "log": ({"level": str, "message": str}, {}),
     "artifact": ({"name": str, "path": str}, {}),
     "device": ({"devices": list}, {}),

@@ -110,8 +110,10 @@ def plotted_metrics(metrics: dict[str, float]) -> list[tuple[str, float]]:
 
 
 def column_label(event: dict) -> str:
+    """``before``, ``after``, ``after r3``, or ``after r6 (sample)`` where request 6's Df was a sample."""
     request = event.get("request")
-    return f"{event.get('split')} r{request}" if request is not None else str(event.get("split"))
+    label = f"{event.get('split')} r{request}" if request is not None else str(event.get("split"))
+    return label + " (sample)" if event.get("evaluation") == "sample" else label
 
 
 def final_table(events: Iterable[dict]) -> tuple[list[str], dict[str, dict[str, float]]]:

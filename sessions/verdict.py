@@ -138,6 +138,8 @@ def verdict_lines(summary: Any, retrain: dict | None = None) -> list[str]:
         line = _line(forgot, kept, _cost(summary.get("seconds"), summary.get("steps")))
         return [line] if line else []
     theirs = [e for e in (retrain or {}).get("requests") or [] if isinstance(e, dict)]
+    whole = (summary.get("deletion") or {}).get("units")
+    so_far: int | None = 0
     lines = []
     for number, entry in enumerate(requests, start=1):
         last = number == len(requests)
@@ -145,11 +147,34 @@ def verdict_lines(summary: Any, retrain: dict | None = None) -> list[str]:
             reference = final_reference
         else:  # an earlier request: Retrain's own request of that number, when it ran the same requests
             reference = _request_metrics(theirs[number - 1]) if len(theirs) == len(requests) else None
-        forgot, kept = _parts(before, _request_metrics(entry), reference)
+        units = entry.get("units")
+        so_far = so_far + units if isinstance(units, int) and so_far is not None else None
+        part = _part_of_df(entry, so_far, whole)
+        # the original was scored on the whole deletion set: against a part of it its Df numbers would compare
+        # other units (20 units' 89.3 against the one forgotten unit's 0.0)
+        forgot, kept = _parts(before if part is None else _without_df(before), _request_metrics(entry), reference)
+        if part is not None and forgot:
+            forgot[-1] += f" ({part})"
         line = _line(forgot, kept, _cost(entry.get("seconds"), entry.get("steps")))
         if line:
             lines.append(f"request {entry.get('request', number)}/{len(requests)}: {line}")
     return lines
+
+
+def _part_of_df(entry: dict, so_far: int | None, whole: Any) -> str | None:
+    """What a request's Df evaluation scored when it is not the whole deletion set (None when it is, or unknown):
+    ``the 3 units forgotten so far``, or ``a sample of 5 of the 12 units forgotten so far`` (`--eval-sample`)."""
+    units = entry.get("evaluated_units")
+    if not isinstance(units, int) or not isinstance(whole, int) or units == whole:
+        return None
+    if so_far is not None and units < so_far:
+        return f"a sample of {units} of the {so_far} units forgotten so far"
+    return "the 1 unit forgotten so far" if units == 1 else f"the {units} units forgotten so far"
+
+
+def _without_df(metrics: dict[str, float]) -> dict[str, float]:
+    """Metrics without those measured on Df (its AUC against Dr, its headline, the people's forget questions)."""
+    return {k: v for k, v in metrics.items() if not (k == "df_dr_auc" or k.startswith(("df.", "forget.")))}
 
 
 def last_request_only(lines: list[str]) -> list[str]:

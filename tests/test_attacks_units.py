@@ -238,3 +238,11 @@ def test_a_relearn_that_lowered_df_says_it_damaged_the_model():
     assert damage_note({**document, "recovery": {"points": 6.0}}) == ""
     assert damage_note({**document, "recovery": {"points": -0.4}}) == ""   # a query or two: noise, not damage
     assert damage_note({**document, "attack": {"kind": "rephrase"}}) == ""   # harder inputs, not a damaged model
+    # test held and Dr fell: the damage is named by Dr; both held: no word of damage (it read "damaged the model
+    # rather than recovering it (test r_mean 14.4 -> 14.4)")
+    dr_fell = {**document, "unlearned_metrics": {"test": {"r_mean": 14.4}, "dr": {"r_mean": 29.0}},
+               "metrics": {"test": {"r_mean": 14.4}, "dr": {"r_mean": 18.1}}}
+    assert "damaged the model rather than recovering it (Dr r_mean 29.0 -> 18.1)" in damage_note(dr_fell)
+    held = {**dr_fell, "metrics": {"test": {"r_mean": 14.4}, "dr": {"r_mean": 28.9}}}
+    assert damage_note(held) == ("; Df fell further: at lr 0.0005 relearning these units did not bring them back "
+                                 "(test and Dr held)")

@@ -148,3 +148,26 @@ def test_a_pulse_history_summary_reads_in_percent_as_its_table():
                 "summary": {"preservation": 0.5, "rebound": 0.125, "rebound_at": [1, 2], "stability": 0.05,
                             "retain_area": 0.9}}
     assert summary_words(document, fmt) == "preservation 0.50, rebound 12.5 (r1 at r2), stability 5.0, retain area 90.0"
+
+
+def test_sessions_show_of_a_long_sequence_prints_whole_names_and_the_last_requests_that_fit(tmp_path, monkeypatch):
+    """`sessions show` of a 100-request run printed a table of 101 columns squeezed into the terminal: not one digit
+    in its 43 rows, and the names cut to `holdo…`. A sample evaluation's column did not say it was one."""
+    from typer.testing import CliRunner
+
+    from workbench.cli_sessions import sessions_app
+
+    monkeypatch.setenv("MMUL_HOME", str(tmp_path))
+    writer = SessionStore(tmp_path).create({**SPEC, "requests": 100})
+    metrics = {"test.r_mean": 50.0, "holdout_association.r_mean": 40.0, "holdout_identity.r_mean": 30.0}
+    writer.emit("eval", step=0, phase="original", split="before", metrics=metrics)
+    for i in range(1, 101):
+        writer.emit("eval", step=i, phase="unlearn", split="after", request=i, metrics=metrics,
+                    **({"evaluation": "sample"} if i % 10 else {}))
+    writer.finish("finished", summary={"method": "ga", "metrics": metrics})
+    out = CliRunner().invoke(sessions_app, ["show", writer.session_id, "-e", "0"], env={"COLUMNS": "80"}).output
+    assert "columns left out of the table below" in out
+    rows = [line for line in out.splitlines() if line.startswith("│ holdout")]
+    assert [row.split()[1] for row in rows] == ["holdout_association.r_mean", "holdout_identity.r_mean"]
+    assert all(row.count("40.0") + row.count("30.0") >= 3 for row in rows)   # before and two requests at least
+    assert "r100" in out and "(sample)" in out   # request 99 was a sample evaluation; 100 a full one

@@ -36,6 +36,23 @@ def test_a_request_run_gives_one_line_per_request():
         "cost 2 s, 20 steps"]
 
 
+def test_a_requests_df_that_is_part_of_the_deletion_set_is_not_held_against_the_originals_whole_set():
+    """Request 1 of 20 read `Df r_mean 89.3 -> 0.0`: the original over all 20 units against the one unit forgotten
+    so far; and a sample evaluation (`--eval-sample`) was shown as if it were the full one."""
+    def entry(number, units, kind, df):
+        return {"request": number, "units": 1, "evaluation": kind, "evaluated_units": units, "steps": 1,
+                "metrics": {"df_dr_auc": 0.7, "df": {"r_mean": df}, "test": {"r_mean": 50.0}}}
+
+    doc = {"metrics": {"df_dr_auc": 0.6, "df": {"r_mean": 30.0}, "test": {"r_mean": 50.0}}, "deletion": {"units": 3},
+           "original_metrics": {"df_dr_auc": 0.5, "df": {"r_mean": 89.3}, "test": {"r_mean": 54.0}},
+           "requests": [entry(1, 1, "sample", 0.0), entry(2, 1, "sample", 20.0), entry(3, 3, "full", 30.0)]}
+    lines = verdict_lines(doc)
+    assert lines[0].startswith("request 1/3: forgot Df/Dr AUC 70.0, Df r_mean 0.0 (the 1 unit forgotten so far); "
+                               "kept test r_mean 54.0 -> 50.0")
+    assert "Df r_mean 20.0 (a sample of 1 of the 2 units forgotten so far)" in lines[1]
+    assert lines[2].startswith("request 3/3: forgot Df/Dr AUC 50.0 -> 70.0, Df r_mean 89.3 -> 30.0; kept")
+
+
 def test_people_data_forget_and_retention():
     doc = {"metrics": {"forget": {"image": 0.25, "text": 0.3}, "retain": {"image": 0.9}, "mmbench_retention": 98.5},
            "original_metrics": {"forget": {"image": 0.95, "text": 0.9}, "retain": {"image": 0.92}},

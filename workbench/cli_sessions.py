@@ -188,7 +188,7 @@ def show_cmd(
         console.print(f"deletion: {facts}", highlight=False, markup=False, soft_wrap=True)
     columns, rows = final_table(evs)
     if rows:
-        console.print(_metric_table(columns, rows))
+        console.print(_metric_table(_fitting_columns(console, columns, rows), rows))
     elif doc.get("summary"):
         console.print("summary: " + json.dumps(doc["summary"], sort_keys=True, default=str))
     counts: dict[str, int] = {}
@@ -208,12 +208,26 @@ def show_cmd(
         console.print(table)
 
 
+def _fitting_columns(console, columns: list[str], rows: dict[str, dict[str, float]]) -> list[str]:
+    """The columns of the final-metrics table that fit the console beside whole metric names: all of them, or, for
+    a long request sequence, "before" and the last requests, saying on the console how many were left out (the
+    table squeezed 101 columns into 80 and printed no digit, and cut the names to `holdo…`)."""
+    cell = 10   # a value column: "100.0" or "after r100", padding and a border
+    room = console.width - max(map(len, rows), default=6) - 4 - (cell if "before" in columns else 0)   # - delta
+    fits = max(2, room // cell)
+    if len(columns) <= fits:
+        return columns
+    console.print(f"({len(columns) - fits} of {len(columns)} columns left out of the table below; "
+                  "`sessions show --json` has them all)", highlight=False)
+    return columns[:1] + columns[len(columns) - fits + 1:]
+
+
 def _metric_table(columns: list[str], rows: dict[str, dict[str, float]]):
     """The final metrics (headline metrics first), in the one number format, with before -> after deltas."""
     from rich.table import Table
 
     table = Table(title="final metrics (rates and AUCs in percent)", header_style="bold")
-    table.add_column("metric")
+    table.add_column("metric", no_wrap=True)
     for col in columns:
         table.add_column(col, justify="right")
     delta = "before" in columns and "after" in columns
@@ -449,13 +463,8 @@ def replay_headless(session_id: str, width: int | None = None, out=None) -> int:
         out.write(_panel_text(panel, width, 14, color) + "\n")
     _print_history(console, events, meta.get("summary"), width)
     columns, rows = final_table(events)
-    fits = max(2, (width - 30) // 12)  # a long request sequence: "before" and the last requests that fit
-    if len(columns) > fits:
-        console.print(f"({len(columns) - fits} of {len(columns)} columns left out of the table below; "
-                      "`sessions show --json` has them all)", highlight=False)
-        columns = columns[:1] + columns[len(columns) - fits + 1:]
     if rows:
-        console.print(_metric_table(columns, rows))
+        console.print(_metric_table(_fitting_columns(console, columns, rows), rows))
     elif meta.get("summary"):
         metrics = summary_metrics(meta["summary"])
         if metrics:

@@ -28,7 +28,7 @@ from engine.errors import SpecError
 from engine.seeding import seed_everything
 from engine.tasks import task_for
 from sessions.metric_names import flatten, nest
-from sessions.numbers import fmt
+from sessions.numbers import fmt, shown
 from sessions.paths import cache_dir
 
 
@@ -179,7 +179,12 @@ def damage_note(document: dict) -> str:
     if document["attack"]["kind"] != "relearn" or document["recovery"]["points"] > -DAMAGE_POINTS:
         return ""
     before, after = flatten(document.get("unlearned_metrics") or {}), flatten(document.get("metrics") or {})
-    test = next((name for name in ("test.r_mean", "test.accuracy") if name in before and name in after), None)
-    fell = f" (test {test.split('.')[1]} {fmt(before[test], test)} -> {fmt(after[test], test)})" if test else ""
-    return (f"; Df fell: at lr {document['record'].get('lr', 0):.2g} the attack damaged the model rather than "
-            f"recovering it{fell}; a lower --lr asks the question better")
+    lr = document["record"].get("lr", 0)
+    for name in ("test.r_mean", "test.accuracy", "dr.r_mean", "dr.accuracy"):   # the first that fell names the damage
+        if name in before and name in after and shown(name, before[name]) - shown(name, after[name]) >= DAMAGE_POINTS:
+            split, headline = name.split(".")
+            return (f"; Df fell: at lr {lr:.2g} the attack damaged the model rather than recovering it "
+                    f"({'Dr' if split == 'dr' else split} {headline} {fmt(before[name], name)} -> "
+                    f"{fmt(after[name], name)}); a lower --lr asks the question better")
+    # test and Dr held: relearning on these units pushed the model further from them, which recovers nothing
+    return f"; Df fell further: at lr {lr:.2g} relearning these units did not bring them back (test and Dr held)"

@@ -232,7 +232,8 @@ class Requests:
                 seed_everything(seed, "evaluate", number)
                 with cost.evaluating():
                     metrics = task.evaluate(model, forgotten)
-            emit("eval", step=total_steps, phase="unlearn", split="after", request=number, metrics=metrics)
+            emit("eval", step=total_steps, phase="unlearn", split="after", request=number, metrics=metrics,
+                 **({"evaluation": "sample"} if len(evaluated) < len(forgotten) else {}))
             with cost.evaluating():
                 history.score(model, number, total_steps, metrics)
             request_cost, request_start = cost.since(request_start), cost.snapshot()
