@@ -59,6 +59,9 @@ BAD_VALUES = [
     (["--keep-tolerance", "3"], "--keep-tolerance applies to --keep best"),
     (["--eval-every-requests", "2"], "--eval-every-requests applies to --requests K > 1"),
     (["--eval-sample", "3"], "--eval-sample applies to --requests K > 1"),
+    # requests 1-4 were sample evaluations and the run exited 0; an --eval-sample that no evaluation used was stored
+    (["--requests", "3", "--eval-every-requests", "4"], "--eval-every-requests N=4 is more than the 3 requests"),
+    (["--requests", "3", "--eval-sample", "2"], "--eval-sample applies between full evaluations"),
     (["--method", "d2d", "--epochs", "3"], "Descent-to-Delete takes 1 step(s) whatever --epochs says"),
     (["--device", "cuda:x"], "--device must be auto, cpu, cuda or cuda:N"),
     (["--name", "x" * 300], "--name must be one line"),

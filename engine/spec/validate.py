@@ -316,6 +316,14 @@ def check_schedule(spec: dict, requests: int, owner: str) -> dict:
              if spec.get(p.name) is not None}
     if requests == 1:
         return {}
+    every = given.get(EVAL_EVERY_REQUESTS.name, EVAL_EVERY_REQUESTS.default)
+    if every > requests:
+        raise SpecError(f"--eval-every-requests N={every} is more than the {requests} requests: only the last would "
+                        f"be evaluated in full; choose N <= {requests}", field=EVAL_EVERY_REQUESTS.name)
+    if every == 1 and EVAL_SAMPLE.name in given:
+        raise SpecError("--eval-sample applies between full evaluations, and with --eval-every-requests 1 (the "
+                        "default) every request is evaluated in full: add --eval-every-requests N > 1 or drop "
+                        "--eval-sample", field=EVAL_SAMPLE.name)
     return {p.name: given.get(p.name, p.default) for p in (EVAL_EVERY_REQUESTS, EVAL_SAMPLE)}
 
 
