@@ -536,6 +536,29 @@ def test_an_engine_that_stops_answering_is_said_so_in_one_line_and_stop_kills_it
         kill_daemon(tmp_path)
 
 
+def test_an_engine_of_another_version_is_named_and_engine_stop_stops_it(tmp_path, monkeypatch):
+    """An engine started before an upgrade refuses the new client's hello: `engine stop` failed on that refusal and
+    left it running, `engine status` printed a traceback, and a start (the TUI's) waited 30 s on its lock and
+    blamed the time."""
+    from conftest import run_in_process
+
+    start_daemon(tmp_path)
+    pid = daemon_pid(tmp_path)
+    monkeypatch.setattr(P, "PROTOCOL_VERSION", P.PROTOCOL_VERSION + 1)   # this client is the newer one
+    try:
+        status = run_in_process(tmp_path, "engine", "status")
+        assert status.returncode == 1 and status.stderr.count("\n") == 1
+        assert f"the engine (pid {pid}) is of another mmul-workbench version" in status.stderr
+        with pytest.raises(EngineError, match="engine speaks protocol"):
+            start_engine(tmp_path, timeout=5)
+        stopped = run_in_process(tmp_path, "engine", "stop")
+        assert stopped.returncode == 0, stopped.stderr
+        assert not engine_status(tmp_path)["running"]
+        wait_for(lambda: not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text())
+    finally:
+        kill_daemon(tmp_path)
+
+
 def test_engine_cancel_stops_one_run_from_the_command_line(home, tmp_path):
     """The monitor's ctrl+k had no headless command (`engine stop` cancels everything), so a run left in the
     engine by a Ctrl-C'd `run --engine` could not be stopped on its own."""

@@ -108,6 +108,9 @@ def status_cmd(as_json: bool = typer.Option(False, "--json", help="one JSON obje
         return
     if not info["answering"]:
         pid = f"pid {info['pid']}" if info.get("pid") else "its pid unknown"
+        if info.get("other_version"):   # started before an upgrade
+            fail(f"the engine ({pid}) is of another mmul-workbench version and refuses this one ({info['other_version']}"
+                 f"); `mmul-workbench engine stop` stops it, and the next run starts this version's", Exit.RUN_FAILED)
         fail(f"the engine ({pid}) runs but did not answer on {info['socket']} within {STATUS_TIMEOUT:g} s (stopped "
              f"with SIGSTOP, or stuck; see {info['log']}); `mmul-workbench engine stop` kills it after --timeout",
              Exit.RUN_FAILED)

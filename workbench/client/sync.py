@@ -44,8 +44,11 @@ def call(paths: P.EnginePaths, op: str, timeout: float = 10.0, **fields: Any) ->
 
 
 def ping(home: Home = None, timeout: float = 2.0) -> dict | None:
-    """The engine's hello reply, or None when no engine answers."""
+    """The engine's hello reply, or None when no engine answers. An engine of another protocol (one started before
+    an upgrade) raises its EngineError: taken for none, a start waited 30 s on the lock it holds and blamed the time."""
     try:
         return call(P.engine_paths(home), "hello", timeout=timeout)
-    except EngineError:
+    except EngineError as error:
+        if error.code == P.VERSION_MISMATCH:
+            raise
         return None
