@@ -369,6 +369,10 @@ class HomeScreen(Screen):
         if row is None:
             return
         sid = row["id"]
+        if row.get("live"):   # refused before the question, not after a yes
+            self.notify(f"session {sid} is {row.get('state')}; cancel it first (ctrl+k in its monitor, or "
+                        f"`mmul-workbench engine cancel {sid}`)", severity="warning")
+            return
 
         def done(yes: bool | None) -> None:
             if yes:
@@ -393,18 +397,25 @@ class HomeScreen(Screen):
         self.load_rows()
 
     def action_export(self) -> None:
-        row = self.current_row()
-        if row is not None:
-            self.export_session(row["id"], Path.cwd() / "mmul-exports")
+        """The marked sessions, or the highlighted one when none is marked (as `c` compares the marked)."""
+        ids = [r["id"] for r in self.shown if r["id"] in self.marked] + sorted(
+            self.marked - {r["id"] for r in self.shown})
+        if not ids and (row := self.current_row()) is not None:
+            ids = [row["id"]]
+        if ids:
+            self.export_sessions(ids, Path.cwd() / "mmul-exports")
 
     @work(thread=True, group="export", exit_on_error=False)
-    def export_session(self, sid: str, directory: Path) -> None:
-        try:
-            doc = session_document(self.services.store, sid)
-            directory.mkdir(parents=True, exist_ok=True)
-            for kind in ("json", "csv"):
-                write_export(doc, directory / f"{sid}.{kind}", kind)
-        except (SessionDamaged, UnknownSession, OSError) as exc:
-            self.app.call_from_thread(self.notify, str(exc).splitlines()[0], title="export", severity="error")
-            return
-        self.app.call_from_thread(self.notify, f"exported {sid} to {directory}/{sid}.json and .csv")
+    def export_sessions(self, ids: list[str], directory: Path) -> None:
+        for sid in ids:
+            try:
+                doc = session_document(self.services.store, sid)
+                directory.mkdir(parents=True, exist_ok=True)
+                for kind in ("json", "csv"):
+                    write_export(doc, directory / f"{sid}.{kind}", kind)
+            except (SessionDamaged, UnknownSession, OSError) as exc:
+                self.app.call_from_thread(self.notify, str(exc).splitlines()[0], title="export", severity="error")
+                return
+        what = f"{ids[0]} to {directory}/{ids[0]}.json and .csv" if len(ids) == 1 else \
+            f"{len(ids)} sessions to {directory}/ (a .json and a .csv each)"
+        self.app.call_from_thread(self.notify, f"exported {what}")

@@ -489,8 +489,9 @@ class MonitorScreen(Screen):
         src = self.source
         state = m.state or getattr(src, "state", None) or "waiting"
         # (priority, markup): at a narrow width the lowest priority goes first
-        parts = [(9, f"[b]{escape(str(getattr(src, 'session_id', '?')))}[/b]"), (2, "replay" if self.replay else "live"),
-                 (9, state)]
+        # a replay says so at any width: its state is the replayed one ("running" half-way through a finished run)
+        parts = [(9, f"[b]{escape(str(getattr(src, 'session_id', '?')))}[/b]"),
+                 (9, "replay") if self.replay else (2, "live"), (9, state)]
         if m.phase:
             parts.append((7, f"phase {m.phase}"))
         if m.request is not None:

@@ -72,7 +72,7 @@ class StudySessionsScreen(Screen):
             status.update(f"[b]{self.method}[/b] in {self.study_id}: {message.error}")
             return
         cells = method_cells(message.study, self.method)
-        status.update(f"[b]{self.method}[/b] in {self.study_id}: {len(cells)} runs   enter opens one, "
+        status.update(f"[b]{self.method}[/b] in {self.study_id}: {len(cells)} run{'' if len(cells) == 1 else 's'}   enter opens one, "
                       "c compares them")
         if [(c["session"], c["state"], (c["row"] or {}).get("summary")) for c in cells] == \
                 [(c["session"], c["state"], (c["row"] or {}).get("summary")) for c in self.cells]:

@@ -230,8 +230,8 @@ class SessionStore(SessionReader):
             fd = None  # an unreadable or broken directory: no writer can be using it either
         else:
             if fd is None and sdir.is_dir():
-                raise SessionBusy(f"session {session_id} is queued or running; cancel it first "
-                                  f"(`mmul-workbench engine` cancels through the TUI or stop)")
+                raise SessionBusy(f"session {session_id} is queued or running; cancel it first (`mmul-workbench engine "
+                                  f"cancel {session_id}`, ctrl+k in its monitor, or Ctrl-C where a headless run runs)")
         try:
             self._update_catalog(session_id, None)
             trash = self.root / f"{TRASH_PREFIX}{session_id}-{secrets.token_hex(2)}"

@@ -181,6 +181,31 @@ async def test_home_export_writes_json_and_csv(tmp_home, tmp_path, monkeypatch):
         assert doc["id"] == sid and len(doc["events"]) > 20
 
 
+async def test_home_export_takes_the_marked_sessions_and_delete_refuses_a_live_one_before_asking(tmp_home, tmp_path,
+                                                                                             monkeypatch):
+    """`x` exported only the highlighted session while three were marked; `d` on a running session asked to delete
+    it, and after a yes said it could not, pointing to a command that does not exist."""
+    from screens.widgets.confirm import ConfirmScreen
+
+    store = SessionStore()
+    first, second = write_session(store, "ft"), write_session(store, "npo")
+    running = store.create({"method": "ga", "model": "blip-tiny", "data": "shapes-tiny", "device": "cpu"})
+    monkeypatch.chdir(tmp_path)
+    app = create_app(start_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#sessions")
+        await wait_until(pilot, lambda: table.row_count == 3)
+        await pilot.press("d")   # the newest, highlighted: the running one
+        await wait_until(pilot, lambda: any(f"cancel it first (ctrl+k in its monitor, or `mmul-workbench engine cancel "
+                                            f"{running.session_id}`)" in str(n.message) for n in app._notifications))
+        assert not isinstance(app.screen, ConfirmScreen) and len(store.list()) == 3
+        await pilot.press("down", "space", "down", "space", "x")
+        out = tmp_path / "mmul-exports"
+        await wait_until(pilot, lambda: (out / f"{first}.csv").exists() and (out / f"{second}.csv").exists())
+        assert not (out / f"{running.session_id}.json").exists()
+    running.finish("cancelled")
+
+
 async def test_engine_start_failure_is_one_clear_line(tmp_home):
     from workbench.client.errors import EngineStartError
 
