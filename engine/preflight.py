@@ -14,6 +14,9 @@ The data read here is handed to the job (`engine.data.preloaded`), so real files
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from engine.cpu_kernels import check_setting
 from engine.data.fingerprint import data_fingerprint
 from engine.data.preloaded import remember
@@ -33,6 +36,29 @@ def check_base(spec: dict) -> None:
         raise SpecError(trained_on_data_message(spec["model"], spec["data"]), field="model")
 
 
+def decoder_layers(model: str) -> int | None:
+    """An LMM's language-model layer count, read without loading it: a registered tiny model's from the catalog, a
+    checkpoint directory's from its config.json (text_config); None when it cannot be told here (a hub id)."""
+    if model in MODELS:
+        return MODELS[model].decoder_layers
+    try:
+        config = json.loads((Path(model).expanduser() / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    layers = (config.get("text_config") or {}).get("num_hidden_layers", config.get("num_hidden_layers"))
+    return layers if isinstance(layers, int) else None
+
+
+def check_rmu_layer(spec: dict) -> None:
+    """--rmu-layer past the model's decoder layers, refused before the session exists; the method's own check came
+    after the original had trained, and failed the session (exit 1)."""
+    layer = (spec.get("params") or {}).get("rmu_layer")
+    count = decoder_layers(spec.get("original") or spec["model"]) if layer is not None else None
+    if count is not None and layer >= count:
+        raise SpecError(f"--rmu-layer {layer} is past the model's {count} decoder layers; choose 0..{count - 1}",
+                        field="rmu_layer")
+
+
 def check_hub_ids(spec: dict) -> None:
     """A hub id given as `--model` or `--original` is in the local cache (offline, the default: engine/offline.py)."""
     for field, what in (("model", "model"), ("original", "--original")):
@@ -46,6 +72,7 @@ def preflight(spec: dict, alone: bool = True) -> None:
     before the study's own MultiDelete cell, which runs first, has made it."""
     check_setting()
     check_hub_ids(spec)
+    check_rmu_layer(spec)
     if alone and spec.get("kind", "run") in ("run", "pulse"):
         from engine.protocols.budget import time_budget
 

@@ -174,3 +174,9 @@ def test_file_data_without_a_pretraining_corpus_says_the_tiny_model_starts_from_
                for kind, fields in logged)
     built_in = Classification(validate({**spec, "data": "shapes-nlvr2-tiny"}), lambda *a, **k: None, lambda: False, None)
     assert "pretrain" in built_in.original_recipe()
+    # graphs have no pre-training corpus built in or exported: nothing differs, nothing to say (it warned on
+    # graph-tiny itself of "file data")
+    graph_logs = []
+    Classification(validate({**spec, "model": "gcn-bert-tiny", "data": "graph-tiny"}),
+                   lambda kind, **fields: graph_logs.append(kind), lambda: False, None)
+    assert "log" not in graph_logs

@@ -254,3 +254,16 @@ def _frozen_before_lora(adapter):
 
 def test_image_prompt_is_llava_1_5():
     assert IMAGE_PROMPT == "USER: <image>\n{question} ASSISTANT:"
+
+
+def test_the_catalogs_decoder_layers_are_the_tiny_models_and_its_checkpoints(tiny_dir, adapter):
+    """`--rmu-layer` past the decoder is refused before a session exists, from these counts (engine/preflight.py);
+    it failed the session after the original had trained."""
+    from engine.errors import SpecError
+    from engine.preflight import check_rmu_layer, decoder_layers
+    from engine.spec import MODELS
+
+    assert MODELS["llava-tiny"].decoder_layers == adapter.num_layers == decoder_layers(str(tiny_dir))
+    with pytest.raises(SpecError, match=r"--rmu-layer 2 is past the model's 2 decoder layers; choose 0..1"):
+        check_rmu_layer({"model": str(tiny_dir), "params": {"rmu_layer": 2}})
+    check_rmu_layer({"model": "llava-tiny", "params": {"rmu_layer": 1}})

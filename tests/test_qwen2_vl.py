@@ -129,3 +129,10 @@ def test_refusal_rows_share_the_prompt(adapter, world):
 def test_image_prompt_is_qwen2_vl_chat():
     assert IMAGE_PROMPT.startswith("<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>")
     assert IMAGE_PROMPT.endswith("<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_the_catalogs_decoder_layers_are_the_tiny_models(tiny_dir, adapter):
+    from engine.preflight import decoder_layers
+    from engine.spec import MODELS
+
+    assert MODELS["qwen2-vl-tiny"].decoder_layers == adapter.num_layers == decoder_layers(str(tiny_dir))

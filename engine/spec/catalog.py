@@ -63,6 +63,7 @@ class ModelInfo:
     name: str
     family: str
     summary: str
+    decoder_layers: int | None = None  # an LMM's language-model layers (what --rmu-layer indexes), checked up front
 
 
 @dataclass(frozen=True)
@@ -322,9 +323,10 @@ MODELS: dict[str, ModelInfo] = {m.name: m for m in (
               "on classification data the same encoders with a classification head on the fused [CLS]"),
     ModelInfo("clip-tiny", "clip", "CLIPModel dual encoder, hidden 64, 2+2 layers (tokenizer from the world)"),
     ModelInfo("llava-tiny", "llava", "LlavaForConditionalGeneration: CLIP vision 64 (32 px, patch 8: 16 image "
-              "tokens) + Llama 64, 2+2 layers (tokenizer from the world); for `pulse`"),
+              "tokens) + Llama 64, 2+2 layers (tokenizer from the world); for `pulse`", decoder_layers=2),
     ModelInfo("qwen2-vl-tiny", "qwen2_vl", "Qwen2VLForConditionalGeneration: vision 64 (32 px, patch 4, merge 2: "
-              "16 image tokens) + Qwen2 64 with M-RoPE, 2+2 layers (tokenizer from the world); for `pulse`"),
+              "16 image tokens) + Qwen2 64 with M-RoPE, 2+2 layers (tokenizer from the world); for `pulse`",
+              decoder_layers=2),
     ModelInfo("gcn-bert-tiny", "gcn_bert", "GCN (torch_geometric, 2 layers) + BERT (2 layers), hidden 64, fused by "
               "cross-attention; ITC+ITM for retrieval, a head on the fused [CLS] for classification (graph data)"),
 )}

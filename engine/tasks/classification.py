@@ -27,7 +27,7 @@ from engine.metrics.auc import class_df_dr_auc, dr_chunks
 from engine.metrics.classification import accuracy
 from engine.metrics.mia import membership_inference
 from engine.seeding import derive_seed, seed_everything
-from engine.spec import MODELS
+from engine.spec import MODELS, WORLDS, data_info
 from engine.tasks.units import UnitTask
 
 EVAL_BATCH = 128
@@ -99,13 +99,16 @@ class Classification(UnitTask):
     def __init__(self, spec: dict, emit, should_stop, cache):
         super().__init__(spec, emit, should_stop, cache)
         if "pretrain" in self.recipe and not getattr(self.world, "pretrain", None):
-            # file data (an export of a built-in world too) carries no captioned images to pre-train on: the tiny
-            # model learns the task from random weights, and the recorded recipe says so
+            # no corpus to pre-train on: the tiny model learns the task from random weights, and the recorded recipe
+            # says so. Only image file data (an export of a built-in world too) differs for it from the built-in
+            # world, which pre-trains on its captioned images; graphs have none either way (it warned on graph-tiny)
             self.recipe.pop("pretrain")
-            self.emit("log", level="warning", message=f"{spec['model']} on {self.data_name} starts from random "
-                      "weights: file data holds no pre-training corpus (a built-in world's captioned images), so its "
-                      "numbers need not match the built-in world's; a real checkpoint (--model DIR or a hub id) is "
-                      "the path for real data")
+            info = data_info(spec["data"])
+            if spec["data"] not in WORLDS and info is not None and info.media == "image":
+                self.emit("log", level="warning", message=f"{spec['model']} on {self.data_name} starts from random "
+                          "weights: file data holds no pre-training corpus (a built-in world's captioned images), so "
+                          "its numbers need not match the built-in world's; a real checkpoint (--model DIR or a hub "
+                          "id) is the path for real data")
 
     @property
     def cpu_threads(self) -> int | None:
