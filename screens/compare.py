@@ -19,6 +19,7 @@ from screens.curves import SMOOTHING, X_AXES, ema, glob_match, map_x, session_co
 from screens.messages import CompareLoaded
 from screens.panels import PanelGrid
 from screens.services import Services
+from screens.widgets.column_table import ColumnTable
 from screens.widgets.filled_table import fill_table
 from screens.widgets.footer import Footer
 from screens.widgets.plot import Series
@@ -114,7 +115,7 @@ class CompareScreen(Screen):
         yield Input(placeholder="metric filter: globs, e.g. *auc*,mia.*  (/)", id="cmp-filter", compact=True)
         yield PanelGrid("cmp", id="cmp-plots")
         # the metric column stays put while the sessions' columns scroll sideways
-        table: DataTable = DataTable(id="cmp-table", cursor_type="row", zebra_stripes=True, fixed_columns=1)
+        table: DataTable = ColumnTable(id="cmp-table", cursor_type="row", zebra_stripes=True, fixed_columns=1)
         yield table
         yield Footer()
 

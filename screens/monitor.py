@@ -33,6 +33,7 @@ from textual.widgets import DataTable, Static
 from screens.panels import PanelGrid
 from screens.history_heatmap import HistoryHeatmap
 from screens.services import Services
+from screens.widgets.column_table import ColumnTable
 from screens.widgets.filled_table import fill_table
 from screens.widgets.footer import Footer
 from screens.widgets.plot import Series
@@ -289,7 +290,7 @@ class MonitorScreen(Screen):
             with Vertical(id="mon-summary-box"):
                 yield Static("", id="mon-verdict")
                 # the metric's name stays while a narrow box scrolls its numbers sideways
-                table: DataTable = DataTable(id="mon-summary", cursor_type="row", zebra_stripes=True, fixed_columns=1)
+                table: DataTable = ColumnTable(id="mon-summary", cursor_type="row", zebra_stripes=True, fixed_columns=1)
                 table.add_columns(*SUMMARY_HEADERS)
                 yield table
             log = TailLog(id="mon-log", max_lines=LOG_LINES, wrap=False, markup=False)

@@ -9,7 +9,7 @@ from typing import Callable
 
 from engine.spec import TASKS
 from screens.metric_order import headline_first
-from sessions.attacks import attack_entry
+from sessions.attacks import recorded_attacks
 from sessions.numbers import fmt_over
 from sessions.schema import ACTIVE_STATES
 from sessions.store import SessionStore
@@ -65,7 +65,7 @@ def load_study(store: SessionStore, study_id: str, ks: KS | None, summaries: dic
                 if isinstance(summary, dict):
                     summaries[session] = summary
             if state == "finished" and session in summaries:
-                runs.append((method, seed, with_attacks(summaries[session], cell_attacks(catalog, cell))))
+                runs.append((method, seed, with_attacks(summaries[session], recorded_attacks(catalog, cell))))
             cells.append({"method": method, "seed": seed, "session": session, "state": state, "row": row})
     stats = aggregate(runs, ks, order=methods)
     study = {"id": study_id, "spec": record.spec, "cells": cells, "methods": stats}
@@ -75,20 +75,6 @@ def load_study(store: SessionStore, study_id: str, ks: KS | None, summaries: dic
         tolerance = float(tolerance) if isinstance(tolerance, (int, float)) and tolerance >= 0 else DEFAULT_TOLERANCE
         study["ranking"] = study_ranking(stats, tolerance, task.columns if task else ())
     return study
-
-
-def cell_attacks(catalog: dict[str, dict], cell: dict) -> dict[str, dict]:
-    """The recovery of each attack `study --attacks` made on the cell (the record names their sessions):
-    {kind: {"recovery", "points"}}, as the command's table reads them, from the catalog's rows the grid has read
-    anyway (a session read per attack and poll, before); an attack gone, unfinished or not on the cell's session
-    (a cell run again) is left out."""
-    found = {}
-    for kind, session in (cell.get("attacks") or {}).items():
-        row = catalog.get(session)
-        if row is not None and row.get("state") == "finished" and row.get("parent") == cell.get("session"):
-            entry = attack_entry(row)
-            found[kind] = {"recovery": entry["recovery"], "points": entry["points"]}
-    return found
 
 
 def progress(study: dict) -> str:

@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Static
 from screens.messages import StudyLoaded
 from screens.services import Services
 from screens.study_data import fixed_columns, grid_metrics, grid_rows, header, load_study, progress
+from screens.widgets.column_table import ColumnTable
 from screens.widgets.footer import Footer
 from sessions.study import StudyError
 
@@ -65,7 +66,7 @@ class StudyGridScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Static(f"[b]{self.study_id}[/b]: loading...", id="study-status")
-        yield DataTable(id="study-grid", cursor_type="cell", zebra_stripes=True, fixed_columns=1)  # the method stays
+        yield ColumnTable(id="study-grid", cursor_type="cell", zebra_stripes=True, fixed_columns=1)  # the method stays
         yield Static("", id="study-hint")
         yield Footer()
 

@@ -31,6 +31,20 @@ def attack_entry(row: dict) -> dict:
             "verdict": summary.get("verdict"), "headline": summary.get("headline")}
 
 
+def recorded_attacks(catalog: dict[str, dict], cell: dict) -> dict[str, dict]:
+    """The recovery of each attack `study --attacks` made on a study's cell (its record names their sessions):
+    {kind: {"recovery", "points"}}, as the command's table reads them, from catalog rows (`catalog`: id -> row; the
+    TUI's grid has read them anyway, the report reads them once); an attack gone, unfinished or not on the cell's
+    session (a cell run again) is left out."""
+    found = {}
+    for kind, session in (cell.get("attacks") or {}).items():
+        row = catalog.get(session)
+        if row is not None and row.get("state") == "finished" and row.get("parent") == cell.get("session"):
+            entry = attack_entry(row)
+            found[kind] = {"recovery": entry["recovery"], "points": entry["points"]}
+    return found
+
+
 def percentage_points(recovery: dict, headline) -> float | None:
     """An attack's recovered points in percentage points: as stored, or (a document from before `unit` was
     recorded, whose people-data points were 0-1 fractions) through the headline's unit."""

@@ -356,3 +356,15 @@ def test_a_cell_resting_on_fewer_seeds_than_its_row_says_so():
     ft = dict(zip(headers, next(row for row in rows if row[0] == "ft")))
     assert ft["n"] == "3" and ft["test r_mean"] == "37.7 ± 15.4"
     assert ft["test gap"] == "4.5 ± 3.5 (n 2)" and ft["AUC gap"].endswith("(n 2)")
+
+
+def test_a_study_title_says_its_requests():
+    """The title of a study run with --requests 4 read as if each method forgot its units in one go."""
+    from workbench.cli_study import study_title
+
+    spec = {"model": "clip-tiny", "data": "shapes-tiny", "deletion": {"strategy": "random", "n": 16, "seed": 0},
+            "seeds": [42, 87]}
+    assert study_title({"study": "study-x", "spec": {**spec, "requests": 4}}) == (
+        "study study-x: clip-tiny on shapes-tiny, deleting 16 random units (drawn by each seed) in 4 requests, "
+        "seeds 42, 87")
+    assert " in 1 requests" not in study_title({"study": "study-x", "spec": {**spec, "requests": 1}})

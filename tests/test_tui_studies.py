@@ -115,6 +115,11 @@ def test_the_grid_shows_the_attacks_and_tolerance_of_the_study_command(tmp_home)
     column = 3 + grid_metrics(study).index("attack.relearn.recovery")
     assert rows["ft"][column] == "50.0 ± 35.4" and rows["multidelete"][column] == "-"
     assert study["ranking"]["tolerance"] == 0.5 and rows["ft"][2] == "over tol."
+    # and the study's HTML report has the column too: it had no attack at all (a review of continual unlearning)
+    from workbench.cli_report import study_html
+
+    html = study_html(STUDY_ID, 0.5)
+    assert "relearn recovery" in html and "50.0 ± 35.4" in html
 
     # the cell run again (its session deleted): the old session's attacks are not the new one's
     record.set_cell("ft", 42, finished_session(store, "ft", 42, NUMBERS["ft"][0]), "finished")
@@ -466,3 +471,32 @@ async def test_deleting_a_studys_cell_from_home_says_what_the_study_loses(tmp_ho
         await pilot.press("d")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         assert f"It is the cell retrain s42 of {STUDY_ID}" in app.screen.question
+
+
+async def test_the_grid_scrolled_sideways_never_shows_part_of_a_number(tmp_home):
+    """At 80x24, Right past the screen's edge showed `retrain 0.5 ± 2.7` for 80.5 ± 2.7: Textual scrolls by the
+    character, and the column under the fixed method column lost its first digits."""
+    from screens.study_grid import StudyGridScreen
+    from screens.widgets.column_table import ColumnTable
+
+    write_study(SessionStore())
+    app = create_app(start_engine=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("t")
+        await wait_until(pilot, lambda: app.screen.query_one("#studies").row_count == 1)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, StudyGridScreen) and app.screen.rows)
+        table = app.screen.query_one("#study-grid", ColumnTable)
+        assert table.max_scroll_x > 0, "the grid must be wider than the screen for this test"
+        seen = set()
+        for _ in range(len(table.columns) + 2):
+            await pilot.press("right")
+            await pilot.pause()
+            assert table.scroll_x in table.column_starts()
+            seen.add(table.scroll_x)
+        assert len(seen) > 1   # it did scroll
+        for _ in range(len(table.columns) + 2):
+            await pilot.press("left")
+            await pilot.pause()
+            assert table.scroll_x in table.column_starts()
+        assert table.scroll_x == 0

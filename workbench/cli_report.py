@@ -62,18 +62,24 @@ def study_html(study: str, tolerance: float) -> str:
     """The study's report: its grid (as `study` prints it), its cells and one plot per headline metric."""
     from sessions.report import headline_names, study_report
     from sessions.study import StudyRecord, grid, grid_caption
-    from workbench.cli_study import headline_columns, method_titles, report, study_title
+    from engine.spec import ATTACK_KINDS
+    from sessions.attacks import recorded_attacks
+    from workbench.cli_study import method_titles, report, study_columns, study_title
 
     try:
         record = StudyRecord.stored(study)
     except StudyError as exc:
         fail(str(exc))
     cells = [(cell["method"], cell["seed"], None) for cell in record.cells]
-    document = report(record, cells, tolerance)
-    columns, titles = headline_columns(record.spec["task"], document["methods"]), method_titles()
+    store = SessionStore()
+    catalog = {row["id"]: row for row in store.list()}
+    attacked = {cell["session"]: recorded_attacks(catalog, cell) for cell in record.cells if cell.get("attacks")}
+    kinds = [kind for kind in ATTACK_KINDS if any(kind in found for found in attacked.values())]   # as recorded
+    document = report(record, cells, tolerance, attacked, kinds)
+    columns, titles = study_columns(document), method_titles()
     headers, rows = grid(document, columns, titles)
     metrics = [metric for _, metric in columns] or headline_names(document["methods"])
-    store, finished = SessionStore(), []
+    finished = []
     for cell in document["cells"]:
         if cell["state"] != "finished" or not cell.get("session"):
             continue

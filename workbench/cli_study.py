@@ -496,10 +496,8 @@ def print_study(document: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    spec = document["spec"]
     table = Table(title=study_title(document))
-    columns = headline_columns(spec["task"], document["methods"]) + attack_columns(document.get("attacks") or [])
-    headers, rows = grid(document, columns, method_titles(), cost=False)
+    headers, rows = grid(document, study_columns(document), method_titles(), cost=False)
     for header in headers:
         table.add_column(header, justify="left" if header == "method" else "right", no_wrap=header == "method")
     for row in rows:
@@ -519,8 +517,16 @@ def print_study(document: dict) -> None:
 
 def study_title(document: dict) -> str:
     spec = document["spec"]
+    requests = spec.get("requests") or 1
     return (f"study {document['study']}: {spec['model']} on {spec['data']}, deleting "
-            f"{deletion_words(spec['deletion'])}, seeds {', '.join(map(str, spec['seeds']))}")
+            f"{deletion_words(spec['deletion'])}" + (f" in {requests} requests" if requests > 1 else "")
+            + f", seeds {', '.join(map(str, spec['seeds']))}")
+
+
+def study_columns(document: dict) -> list[tuple[str, str]]:
+    """The study table's columns, (header, metric): the task's headlines, then its attacks' recovery."""
+    return (headline_columns(document["spec"]["task"], document["methods"])
+            + attack_columns(document.get("attacks") or []))
 
 
 def headline_columns(task: str, stats: dict) -> list[tuple[str, str]]:
