@@ -73,8 +73,8 @@ def test_report_of_two_sessions(home, tmp_path):
     words = re.sub(r"<svg.*?</svg>", "", text, flags=re.S)
     assert "0.7032" not in words and "took 3 m 20 s" in words
     # each section opens with its verdict, before its first plot
-    for sid, verdict in ((a, "forgot Df/Dr AUC 91.0 -&gt; 70.3; kept test r_mean 52.0 -&gt; 50.2; cost 3 m 20 s, 60 steps"),
-                         (b, "forgot Df/Dr AUC 91.0 -&gt; 85.1; kept test r_mean 52.0 -&gt; 51.0; cost 3 m 20 s, 60 steps")):
+    for sid, verdict in ((a, "forget: Df/Dr AUC 91.0 -&gt; 70.3; keep: test r_mean 52.0 -&gt; 50.2; cost 3 m 20 s, 60 steps"),
+                         (b, "forget: Df/Dr AUC 91.0 -&gt; 85.1; keep: test r_mean 52.0 -&gt; 51.0; cost 3 m 20 s, 60 steps")):
         section = text[text.index(f'<section id="{sid}">'):]
         assert f'<p class="verdict"><b>verdict</b>: {verdict}</p>' in section
         assert section.index("verdict") < section.index("<svg") and section.index("verdict") < section.index("<table")
@@ -100,9 +100,9 @@ def test_report_holds_a_run_against_a_retrain_of_its_deletion_set(home, tmp_path
     run, retrain = make(home, "multidelete", 0.7032, 50.23), make(home, "retrain", 0.6504, 51.0)
     out = tmp_path / "report.html"
     assert invoke("multidelete s42", "--out", str(out)).exit_code == 0   # a name
-    assert "forgot Df/Dr AUC 91.0 -&gt; 70.3 (Retrain 65.0, +5.3);" in out.read_text()
+    assert "forget: Df/Dr AUC 91.0 -&gt; 70.3 (Retrain 65.0, +5.3);" in out.read_text()
     assert invoke(retrain, "--out", str(out)).exit_code == 0             # Retrain: no reference but itself
-    assert "(Retrain" not in out.read_text() and "forgot Df/Dr AUC 91.0 -&gt; 65.0;" in out.read_text()
+    assert "(Retrain" not in out.read_text() and "forget: Df/Dr AUC 91.0 -&gt; 65.0;" in out.read_text()
 
 
 def test_report_of_a_study(home, tmp_path):

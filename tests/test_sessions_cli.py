@@ -121,10 +121,10 @@ def test_replay_headless_draws_curves_and_table(home, capsys):
     assert "final metrics" in out and "df_dr_auc" in out and "91.0" in out and "52.0" in out and "-39.0" in out
     assert "\x1b[" not in out        # no colour codes when stdout is not a terminal
     # (the home is shared with other tests: a Retrain of the same protocol there adds its distances after the values)
-    verdict = "verdict: forgot Df/Dr AUC 91.0 -> 52.0"
+    verdict = "verdict: forget: Df/Dr AUC 91.0 -> 52.0"
     assert verdict in out and out.index(verdict) < out.index("loss terms")   # the verdict first
     line = next((l for l in out.splitlines() if l.startswith("verdict:")), out[:400])
-    assert "kept test r_mean 52.0 -> 50.5" in line and "cost 1.5 s, 3000 steps" in line, line
+    assert "keep: test r_mean 52.0 -> 50.5" in line and "cost 1.5 s, 3000 steps" in line, line
 
 
 def test_replay_headless_draws_the_panels_and_keeps_the_originals_training_apart(home, capsys):

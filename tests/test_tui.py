@@ -444,7 +444,7 @@ async def test_replay_cli_path_opens_stored_session(tmp_home):
         await wait_until(pilot, lambda: screen.model.x == 30)
         verdict = screen.query_one("#mon-verdict")   # the summary panel opens with the finished run's verdict
         await wait_until(pilot, lambda: verdict.has_class("-shown"))
-        assert str(verdict.render()) == "forgot Df/Dr AUC 50.0; kept test r_mean 40.0" and verdict.display
+        assert str(verdict.render()) == "forget: Df/Dr AUC 50.0; keep: test r_mean 40.0" and verdict.display
         await pilot.press("escape")
         await pilot.pause()  # the app has handled the key (and exited)
     assert app.return_code == 0
@@ -483,7 +483,7 @@ async def test_at_80x24_a_request_runs_monitor_verdict_keeps_its_last_request(tm
         verdict = screen.query_one("#mon-verdict")
         await wait_until(pilot, lambda: verdict.has_class("-shown"))
         shown = str(verdict.render())
-        assert shown.startswith("request 3/3: forgot Df/Dr AUC 50.0 -> 80.0") and "request 1/3" not in shown
+        assert shown.startswith("request 3/3: forget: Df/Dr AUC 50.0 -> 80.0") and "request 1/3" not in shown
 
 
 def test_run_tui_unknown_replay_is_one_line(tmp_home, capsys):

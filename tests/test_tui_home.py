@@ -154,8 +154,8 @@ async def test_the_highlighted_session_shows_its_verdict(tmp_home):
                              and (expected or "failed at step 1" in str(detail.render())))
             seen[sid] = str(detail.render())
             await pilot.press("down")
-        assert "forgot Df/Dr AUC 91.0 -> 52.0" in seen[single] and "cost 1.5 s, 12 steps" in seen[single]
-        assert "request 1/2: forgot Df/Dr AUC 91.0 -> 70.0" in seen[stepped]
+        assert "forget: Df/Dr AUC 91.0 -> 52.0" in seen[single] and "cost 1.5 s, 12 steps" in seen[single]
+        assert "request 1/2: forget: Df/Dr AUC 91.0 -> 70.0" in seen[stepped]
         assert "request 2/2: " in seen[stepped] and "k=2 npo" in seen[stepped]
         assert "failed at step 1" in seen[failed]
         assert f"attack {attack.session_id} quantize (bits 4) finished: recovered 25%" in seen[single]
@@ -281,6 +281,6 @@ def test_at_80x24_a_request_runs_detail_keeps_its_last_request_whole():
 
     row = {"id": "20261207-000000-abcd", "name": "seq-ft", "state": "finished", "method": "ft", "requests": 2,
            "model": "clip-tiny", "data": "shapes-tiny", "deletion": {"strategy": "random", "n": 8, "seed": 1}}
-    verdict = ["request 1/2: forgot Df/Dr AUC 52.2 -> 53.6", "request 2/2: forgot Df/Dr AUC 52.2 -> 54.9"]
+    verdict = ["request 1/2: forget: Df/Dr AUC 52.2 -> 53.6", "request 2/2: forget: Df/Dr AUC 52.2 -> 54.9"]
     assert detail_text(row, verdict).splitlines()[1:] == verdict
     assert detail_text(row, verdict, compact=True).splitlines()[1:] == [verdict[1]]

@@ -12,17 +12,17 @@ DOC = {"metrics": {"df_dr_auc": 0.5204, "df": {"r_mean": 12.04}, "dr": {"r_mean"
 RETRAIN = {"metrics": {"df_dr_auc": 0.5004, "df": {"r_mean": 10.96}, "test": {"r_mean": 51.0}}}
 
 
-def test_one_line_forgot_kept_cost():
-    assert verdict_lines(DOC) == ["forgot Df/Dr AUC 91.0 -> 52.0, Df r_mean 48.0 -> 12.0; "
-                                  "kept test r_mean 52.0 -> 50.5, Dr r_mean 60.0 -> 59.0; cost 1.5 s, 120 steps"]
+def test_one_line_forget_keep_cost():
+    assert verdict_lines(DOC) == ["forget: Df/Dr AUC 91.0 -> 52.0, Df r_mean 48.0 -> 12.0; "
+                                  "keep: test r_mean 52.0 -> 50.5, Dr r_mean 60.0 -> 59.0; cost 1.5 s, 120 steps"]
 
 
 def test_the_gap_to_retrain_agrees_with_the_numbers_shown():
     # AUC 52.04 and 50.04 are shown 52.0 and 50.0: the gap is +2.0 (raw +2.0); Df 12.04 vs 10.96 are shown
     # 12.0 and 11.0: the gap is +1.0 (the raw difference, 1.08, would print +1.1 beside them)
     line, = verdict_lines(DOC, RETRAIN)
-    assert line.startswith("forgot Df/Dr AUC 91.0 -> 52.0 (Retrain 50.0, +2.0), Df r_mean 48.0 -> 12.0 "
-                           "(Retrain 11.0, +1.0); kept test r_mean 52.0 -> 50.5,")
+    assert line.startswith("forget: Df/Dr AUC 91.0 -> 52.0 (Retrain 50.0, +2.0), Df r_mean 48.0 -> 12.0 "
+                           "(Retrain 11.0, +1.0); keep: test r_mean 52.0 -> 50.5,")
 
 
 def test_a_request_run_gives_one_line_per_request():
@@ -31,8 +31,8 @@ def test_a_request_run_gives_one_line_per_request():
            "requests": [{"request": 1, "steps": 10, "seconds": 1.0, "metrics": {"df_dr_auc": 0.7, "test": {"accuracy": 72.0}}},
                         {"request": 2, "steps": 20, "seconds": 2.0, "metrics": {"df_dr_auc": 0.6, "test": {"accuracy": 70.0}}}]}
     assert verdict_lines(doc, {"metrics": {"df_dr_auc": 0.55}}) == [
-        "request 1/2: forgot Df/Dr AUC 90.0 -> 70.0; kept test accuracy 75.0 -> 72.0; cost 1 s, 10 steps",
-        "request 2/2: forgot Df/Dr AUC 90.0 -> 60.0 (Retrain 55.0, +5.0); kept test accuracy 75.0 -> 70.0; "
+        "request 1/2: forget: Df/Dr AUC 90.0 -> 70.0; keep: test accuracy 75.0 -> 72.0; cost 1 s, 10 steps",
+        "request 2/2: forget: Df/Dr AUC 90.0 -> 60.0 (Retrain 55.0, +5.0); keep: test accuracy 75.0 -> 70.0; "
         "cost 2 s, 20 steps"]
 
 
@@ -47,17 +47,17 @@ def test_a_requests_df_that_is_part_of_the_deletion_set_is_not_held_against_the_
            "original_metrics": {"df_dr_auc": 0.5, "df": {"r_mean": 89.3}, "test": {"r_mean": 54.0}},
            "requests": [entry(1, 1, "sample", 0.0), entry(2, 1, "sample", 20.0), entry(3, 3, "full", 30.0)]}
     lines = verdict_lines(doc)
-    assert lines[0].startswith("request 1/3: forgot Df/Dr AUC 70.0, Df r_mean 0.0 (the 1 unit forgotten so far); "
-                               "kept test r_mean 54.0 -> 50.0")
+    assert lines[0].startswith("request 1/3: forget: Df/Dr AUC 70.0, Df r_mean 0.0 (the 1 unit forgotten so far); "
+                               "keep: test r_mean 54.0 -> 50.0")
     assert "Df r_mean 20.0 (a sample of 1 of the 2 units forgotten so far)" in lines[1]
-    assert lines[2].startswith("request 3/3: forgot Df/Dr AUC 50.0 -> 70.0, Df r_mean 89.3 -> 30.0; kept")
+    assert lines[2].startswith("request 3/3: forget: Df/Dr AUC 50.0 -> 70.0, Df r_mean 89.3 -> 30.0; keep:")
 
 
 def test_people_data_forget_and_retention():
     doc = {"metrics": {"forget": {"image": 0.25, "text": 0.3}, "retain": {"image": 0.9}, "mmbench_retention": 98.5},
            "original_metrics": {"forget": {"image": 0.95, "text": 0.9}, "retain": {"image": 0.92}},
            "seconds": 75, "steps": 1, "requests": [{"request": 1, "people": ["a"], "forget": {"image": 0.25}}]}
-    assert verdict_lines(doc) == ["forgot forget.image 95.0 -> 25.0, forget.text 90.0 -> 30.0; kept retain.image "
+    assert verdict_lines(doc) == ["forget: forget.image 95.0 -> 25.0, forget.text 90.0 -> 30.0; keep: retain.image "
                                   "92.0 -> 90.0, mmbench_retention 98.5; cost 1 m 15 s, 1 step"]
 
 
