@@ -45,7 +45,7 @@ from sessions.protocol import HEARTBEAT_INTERVAL
 from sessions.schema import TERMINAL_STATES
 from sessions.metric_order import headline_first
 from sessions.panels import Panel, run_panels
-from sessions.series import column_label, is_training_step, plotted_metrics
+from sessions.series import column_label, is_baseline_step, is_training_step, plotted_metrics
 from sessions.summary import deletion_line
 from sessions.verdict import last_request_only, retrain_reference, session_verdict
 
@@ -102,6 +102,8 @@ class RunModel:
         if kind == "step" and is_training_step(event):
             self.training_steps += 1
             self.phase = event.get("phase", self.phase)
+            return "status"
+        if is_baseline_step(event):   # Retrain relearned beside an attack: not this session's curve
             return "status"
         if kind == "step":
             for term, value in (event.get("losses") or {}).items():

@@ -42,8 +42,18 @@ def is_training_step(event: dict) -> bool:
     return phase in TRAINING_PHASES or phase.startswith("original:")
 
 
+# an attack's relearning of Retrain, its baseline (engine/attacks/run.py): steps of another model than the attacked one
+BASELINE_PHASE = "attack:retrain"
+
+
+def is_baseline_step(event: dict) -> bool:
+    return event.get("kind") == "step" and event.get("phase") == BASELINE_PHASE
+
+
 def is_unlearning_step(event: dict) -> bool:
-    return event.get("kind") == "step" and not is_training_step(event)
+    """A step of the session's own run: neither the original's training nor a baseline's (an attack session that
+    relearned Retrain too counted 20 steps for its 10)."""
+    return event.get("kind") == "step" and not is_training_step(event) and not is_baseline_step(event)
 
 
 def unlearning_steps(events: Iterable[dict]) -> int:
@@ -61,7 +71,7 @@ def loss_series(events: Iterable[dict], training: bool = False) -> Series:
     out: Series = {}
     x = 0
     for event in events:
-        if event.get("kind") != "step" or is_training_step(event) != training:
+        if event.get("kind") != "step" or is_baseline_step(event) or is_training_step(event) != training:
             continue
         for term, value in (event.get("losses") or {}).items():
             if isinstance(value, (int, float)):

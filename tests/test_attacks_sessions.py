@@ -92,6 +92,14 @@ def test_quantize_and_rephrase_with_the_retrain_baseline(parent, tmp_path, capsy
     assert theirs["unlearned"]["df"] == pytest.approx(original)  # the original's weights: nothing was forgotten
     assert theirs["recovery"]["fraction"] is None  # so there is no gap to recover
     assert "Retrain under the same attack" in quantized["verdict"]
+    # Retrain relearned beside the run: its steps are the baseline's, not the attack session's own (they were counted
+    # as a second run of its steps: "20 unlearning steps" for 10)
+    from sessions.series import BASELINE_PHASE, unlearning_steps
+
+    relearned = attack("relearn", parent["session"], steps=3, on="df-sample", units=None, lr=None, batch_size=16)
+    events = store.events(relearned["session"])
+    assert unlearning_steps(events) == relearned["record"]["steps"] == 3
+    assert sum(e["kind"] == "step" and e["phase"] == BASELINE_PHASE for e in events) == 3
 
     from engine.data.deletion import select_units
     from engine.data.registry import load_data

@@ -29,6 +29,7 @@ from engine.seeding import seed_everything
 from engine.tasks import task_for
 from sessions.metric_names import flatten, nest
 from sessions.numbers import fmt, shown
+from sessions.series import BASELINE_PHASE
 from sessions.paths import cache_dir
 
 
@@ -84,8 +85,8 @@ class Probe:
         self.emit("phase", name="attack")
         seed_everything(self.seed, "attack", self.kind)
         params = {**self.params, "chosen": chosen} if chosen else self.params
-        evaluator, record = attack_function(self.kind)(self.task, model, params, self.seed, self.emit,
-                                                       self.should_stop)
+        emit = as_baseline(self.emit) if label else self.emit   # Retrain's: not the attacked run's own steps
+        evaluator, record = attack_function(self.kind)(self.task, model, params, self.seed, emit, self.should_stop)
         after = self.evaluate(evaluator, model)
         self.emit("eval", step=steps_before + record.get("steps", 0), phase="attack", split=f"{label}after".strip(),
                   metrics=after)
@@ -170,6 +171,13 @@ def verdict(document: dict) -> str:
 
 
 DAMAGE_POINTS = 1.0   # a relearn that lowered Df by less is within a query or two of nothing, not damage
+
+
+def as_baseline(emit: Callable[..., None]) -> Callable[..., None]:
+    """`emit` with its step events in the baseline's phase (sessions.series.BASELINE_PHASE)."""
+    def emit_baseline(kind: str, **fields):
+        return emit(kind, **({**fields, "phase": BASELINE_PHASE} if kind == "step" else fields))
+    return emit_baseline
 
 
 def damage_note(document: dict) -> str:
