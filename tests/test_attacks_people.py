@@ -77,7 +77,7 @@ def test_quantize_on_a_pulse_session(parent, capsys):
     check_recovery(document, parent)
     printed = capsys.readouterr().out.splitlines()  # what the operator reads: recovery in points and of the gap
     assert printed[1] == document["verdict"] and "Df/Dr AUC" not in printed[1]  # people data has no Df/Dr AUC
-    assert printed[1].startswith("quantize attack: Df accuracy ") and "% of the forgotten gap" in printed[1]
+    assert printed[1].startswith("quantize attack on the model after request 2 of 2: Df accuracy ") and "% of the forgotten gap" in printed[1]
     assert printed[2].startswith("no Retrain baseline: pulse runs have none")
     assert 0 < document["record"]["quantised_weights"] < document["record"]["weights"]
 

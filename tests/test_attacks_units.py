@@ -246,3 +246,19 @@ def test_a_relearn_that_lowered_df_says_it_damaged_the_model():
     held = {**dr_fell, "metrics": {"test": {"r_mean": 14.4}, "dr": {"r_mean": 28.9}}}
     assert damage_note(held) == ("; Df fell further: at lr 0.0005 relearning these units did not bring them back "
                                  "(test and Dr held)")
+
+
+def test_an_attack_on_a_request_sequence_names_the_model_it_took():
+    """An attack on a 20-request run attacked its final model and said nothing of which (the review checked it by
+    hand: 33.3, Df after request 20/20)."""
+    from engine.attacks.run import last_request, verdict
+
+    parent = {"spec": {"requests": 20}, "summary": {"requests": [{"request": i} for i in range(1, 21)]}}
+    assert last_request(parent) == {"request": 20, "of": 20}
+    stopped = {"spec": {"requests": 20}, "summary": {"requests": [{"request": i} for i in range(1, 8)]}}
+    assert last_request(stopped) == {"request": 7, "of": 20}   # a guardrail ended it at request 7
+    assert last_request({"spec": {}, "summary": {"requests": [{"request": 1}]}}) is None
+    document = {"headline": "df.r_mean", "attack": {"kind": "quantize"}, "parent_request": {"request": 20, "of": 20},
+                "original": {"df": 89.3}, "unlearned": {"df": 33.3, "df_dr_auc": None},
+                "attacked": {"df": 22.8, "df_dr_auc": None}, "recovery": {"fraction": -0.2, "points": -10.5}}
+    assert verdict(document).startswith("quantize attack on the model after request 20 of 20: Df r_mean 33.3 -> 22.8")

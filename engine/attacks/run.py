@@ -132,6 +132,7 @@ def run_attack(spec: dict, parent: dict, retrain: dict | None, emit: Callable[..
         "seed": params["seed"], "device": str(device), "headline": name,
         "original": numbers(original, name), "unlearned": numbers(before, name), "attacked": numbers(after, name),
         "recovery": recovery(name, original[name], before[name], after[name]), "record": record,
+        **({"parent_request": request} if (request := last_request(parent)) else {}),
     }
     if kind == "rephrase":  # what the rephrased inputs allow at most: the original model on them
         original_checkpoint = parent["summary"].get("original_checkpoint")
@@ -151,6 +152,16 @@ def run_attack(spec: dict, parent: dict, retrain: dict | None, emit: Callable[..
     return document
 
 
+def last_request(parent: dict) -> dict | None:
+    """Which model of a request sequence an attack takes (its final one, the checkpoint the run saved):
+    ``{"request": i, "of": K}``, i < K when a guardrail ended the run early; None for a single request."""
+    asked = parent["spec"].get("requests") or 1
+    entries = [e for e in parent["summary"].get("requests") or [] if isinstance(e, dict)]
+    if asked <= 1 or not entries:
+        return None
+    return {"request": entries[-1].get("request", len(entries)), "of": asked}
+
+
 def verdict(document: dict) -> str:
     """`relearn: Df r_mean 20.8 -> 60.4 (original 85.4): 39.6 points back, 61% of the forgotten gap; Retrain ...`"""
     name, metric = document["headline"], document["headline"].split(".")[1]
@@ -161,7 +172,10 @@ def verdict(document: dict) -> str:
         return (f"Df {metric} {fmt(entry['unlearned']['df'], name)} -> {fmt(entry['attacked']['df'], name)}, "
                 f"{back['points']:.1f} points back, {fraction}")
 
-    line = f"{document['attack']['kind']} attack: {part(document)} (original {fmt(document['original']['df'], name)})"
+    request = document.get("parent_request")
+    on = f" on the model after request {request['request']} of {request['of']}" if request else ""
+    line = (f"{document['attack']['kind']} attack{on}: {part(document)} "
+            f"(original {fmt(document['original']['df'], name)})")
     if document["unlearned"]["df_dr_auc"] is not None or document["attacked"]["df_dr_auc"] is not None:  # not on people
         line += (f"; Df/Dr AUC {fmt(document['unlearned']['df_dr_auc'], 'df_dr_auc')} -> "
                  f"{fmt(document['attacked']['df_dr_auc'], 'df_dr_auc')}")
