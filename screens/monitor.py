@@ -35,6 +35,7 @@ from screens.history_heatmap import HistoryHeatmap
 from screens.services import Services
 from screens.widgets.column_table import ColumnTable
 from screens.widgets.filled_table import fill_table
+from screens.widgets.confirm import ConfirmScreen
 from screens.widgets.footer import Footer
 from screens.widgets.plot import Series
 from screens.widgets.tail_log import TailLog
@@ -248,12 +249,12 @@ class MonitorScreen(Screen):
 
 
     BINDINGS = [
+        Binding("ctrl+k", "cancel_run", "Cancel run", id="monitor.cancel"),   # first: a live run's footer has room for it
         Binding("space", "toggle_pause", "Pause", id="monitor.pause"),
         Binding("n", "step", "Step", id="monitor.step"),
         Binding("plus,equals_sign", "faster", "Faster", id="monitor.faster"),
         Binding("minus", "slower", "Slower", id="monitor.slower"),
         Binding("e", "to_end", "Jump to end", id="monitor.end"),
-        Binding("ctrl+k", "cancel_run", "Cancel run", id="monitor.cancel", show=False),
         Binding("escape,q", "back", "Back", id="monitor.back"),
     ]
 
@@ -575,14 +576,25 @@ class MonitorScreen(Screen):
         return not self.replay and getattr(self.source, "live", False)
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        """ctrl+k cancels a live run: a replay does not offer it (the keys help leaves it out)."""
-        return action != "cancel_run" or self.live()
+        """ctrl+k cancels a live run, and a replay does not offer it; the replay's speed keys are not a live run's
+        (the footer showed + Faster, - Slower over a live run, and kept ctrl+k to f1)."""
+        if action == "cancel_run":
+            return self.live()
+        return action not in ("faster", "slower") or not self.live()
 
     async def action_cancel_run(self) -> None:
         if not self.live() or self.services is None:
             self.notify("only a live run can be cancelled", severity="warning")
             return
-        self.cancel_run()
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.cancel_run()
+
+        session = self.source.session_id   # asked first, as a delete is: a cancelled run does not resume
+        self.app.push_screen(ConfirmScreen(f"Cancel run {session}? It stops after its current step; its session is "
+                                           "kept, marked cancelled, and the run starts again from its first request "
+                                           "if you run it again."), answered)
 
     @work(group="cancel", exit_on_error=False)
     async def cancel_run(self) -> None:

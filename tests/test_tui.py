@@ -577,6 +577,36 @@ async def test_help_over_a_replay_lists_what_it_can_do_in_the_footers_words(tmp_
         assert any(r[0] == "+ / =" for r in rows)
 
 
+async def test_ctrl_k_asks_before_it_cancels_a_live_run_and_the_footer_offers_it(tmp_home):
+    """ctrl+k cancelled a 40-epoch Retrain at once, with nothing asked, and only f1 listed it; the footer offered a
+    live run the replay's + Faster and - Slower."""
+    from screens.monitor import MonitorScreen
+    from screens.widgets.confirm import ConfirmScreen
+
+    cancelled = []
+
+    class Engine:
+        async def cancel(self, session):
+            cancelled.append(session)
+
+    app = create_app(start_engine=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = MonitorScreen(ListSource(make_events(5), session_id="20261207-120000-ab12", live=True),
+                               services=Engine())
+        await app.push_screen(screen)
+        await wait_until(pilot, lambda: screen.model.x == 5)
+        assert screen.check_action("cancel_run", ()) and not screen.check_action("faster", ())
+        await pilot.press("ctrl+k")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await wait_until(pilot, lambda: app.screen is screen)
+        assert cancelled == []
+        await pilot.press("ctrl+k")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: cancelled == ["20261207-120000-ab12"])
+
+
 async def test_compact_class_at_80x24(tmp_home):
     app = create_app(start_engine=False)
     async with app.run_test(size=(80, 24)) as pilot:
