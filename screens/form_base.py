@@ -19,9 +19,10 @@ from textual.containers import Horizontal
 from textual import events
 from textual.events import DescendantFocus
 from textual.screen import Screen
-from textual.widgets import Button, Input, Static
+from textual.widgets import Button, Input, Select, Static
 
 from screens.deletion import DeletionForm
+from screens.widgets.confirm import ConfirmScreen
 from screens.widgets.form import Field
 
 
@@ -103,10 +104,13 @@ class FormScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.errors: dict[str, str] = {}
+        self.edited = False            # the operator changed a field (back asks before it drops the form)
+        self.watching_edits = False    # from the first refresh on: what mounting filled in is not an edit
 
     def on_mount(self) -> None:
         # focusing the first field scrolls it to the top, its label above the fold; show the form's start
         self.call_after_refresh(self.query_one("#form").scroll_home, animate=False)
+        self.call_after_refresh(setattr, self, "watching_edits", True)
 
     def on_key(self, event: events.Key) -> None:
         """A key that reaches the screen itself while nothing has focus yet (typed the moment the form opened,
@@ -190,6 +194,11 @@ class FormScreen(Screen):
         raise NotImplementedError
 
     @on(Input.Changed)
+    @on(Select.Changed)
+    def _edited(self) -> None:
+        self.edited = self.edited or self.watching_edits
+
+    @on(Input.Changed)
     def _error_edited_away(self, event: Input.Changed) -> None:
         """A field's error goes as soon as its value is edited (it stayed until the next submit); the next submit
         says again what is still wrong."""
@@ -205,7 +214,16 @@ class FormScreen(Screen):
         self.action_back()
 
     def action_back(self) -> None:
-        self.app.pop_screen()
+        """Back; a form the operator has filled in asks first (escape threw the settings away without a word)."""
+        if not self.edited:
+            self.app.pop_screen()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.app.pop_screen()
+
+        self.app.push_screen(ConfirmScreen("Leave this form? What you filled in is not kept."), answered)
 
 
 def int_or_text(text: str):

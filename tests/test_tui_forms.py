@@ -161,3 +161,29 @@ async def test_a_key_before_the_form_has_focus_goes_to_the_first_field(tmp_home)
         screen.set_focus(None)
         await pilot.press("end", *"-ab")
         assert screen.focused is model and model.value == "clip-tiny-ab"
+
+
+async def test_escape_asks_before_it_drops_a_filled_in_form(tmp_home):
+    """Escape on a New-run form with the seed changed went back and the next ctrl+n showed seed 42 again: the
+    settings were lost without a word. An untouched form still goes back at once."""
+    from screens.home import HomeScreen
+    from screens.new_run import NewRunScreen
+    from screens.widgets.confirm import ConfirmScreen
+
+    app = create_app(start_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_form(pilot, "ctrl+n", NewRunScreen)
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, HomeScreen))
+        screen = await open_form(pilot, "ctrl+n", NewRunScreen)
+        await wait_until(pilot, lambda: screen.watching_edits)   # the form has settled: what comes now is typed
+        screen.query_one("#seed").value = "7"
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await wait_until(pilot, lambda: app.screen is screen)
+        assert screen.query_one("#seed").value == "7"
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: isinstance(app.screen, HomeScreen))
