@@ -103,10 +103,11 @@ class NewRunScreen(FormScreen):
                             "knowledge: where the people's knowledge comes from (people data, PULSE)")
                 yield field("name", Input(placeholder="e.g. my run", id="name", compact=True), "err-name",
                             "name (optional): how the home, replay and reports name the session")
+            # what to forget before how: the deletion set came after every hyperparameter, about 37 tabs down
+            yield DeletionForm(self.services.preview_deletion, id="deletion")
             yield Static(id="method-summary")
             with Vertical(id="params"):
                 yield from (self.param_field(param) for param in form_params())
-            yield DeletionForm(self.services.preview_deletion, id="deletion")
             yield from self.form_end("Submit (ctrl+s)")
         yield self.help_line()
         yield Footer()
