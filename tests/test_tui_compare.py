@@ -214,3 +214,19 @@ async def test_at_80x24_the_metric_m_chooses_is_drawn_in_an_open_panel(two_runs)
             await pilot.press("m")
         await wait_until(pilot, lambda: not privacy.has_class("-minor") and privacy.display)
         assert privacy.region.width > 0
+
+
+def test_every_runs_colour_is_named_in_a_narrow_legend():
+    """Three runs at 80x24: the legend read `━ ft s42 5522 ━ ret…`, naming one of the three (set before the panel had
+    a size, and with the reference line it overflowed even by the ids' ends)."""
+    from rich.text import Text
+
+    from screens.widgets.plot import legend_markup
+    from sessions.panels import Line, Panel, Reference
+
+    lines = [Line(label, [0.0], [1.0], (200, 0, 0)) for label in ("ft s42 5522", "retrain s42 f319", "multidelete ab12")]
+    panel = Panel("forget", "forget: df_dr_auc", lines, [Reference("original", 90.0)])
+    wide = Text.from_markup(legend_markup(panel, 200)).plain
+    assert "ft s42 5522" in wide and "original 90.0" in wide
+    narrow = Text.from_markup(legend_markup(panel, 26)).plain
+    assert narrow == "━ 5522 ━ f319 ━ ab12" and len(narrow) <= 26

@@ -75,6 +75,11 @@ class SeriesPlot(PlotextPlot):
         self.border_subtitle = legend_markup(panel, self.legend_room())
         self.mark_dirty()
 
+    def on_resize(self) -> None:
+        """The legend fitted anew to the border's width (set before the widget had a size, it kept whole labels)."""
+        if self.panel is not None:
+            self.border_subtitle = legend_markup(self.panel, self.legend_room())
+
     def legend_room(self) -> int | None:
         """The border's room for the legend (its corners and padding off), once the widget has a size."""
         return self.size.width - 4 if self.size.width else None
@@ -149,12 +154,16 @@ def legend_markup(panel: Panel, width: int | None = None) -> str:
     from rich.markup import escape
     from rich.text import Text
 
-    def markup(label) -> str:
+    def markup(label, references: bool = True) -> str:
         parts = [f"[rgb({r},{g},{b})]━[/] {escape(label(line.label))}" for line in panel.lines
                  for r, g, b in [line.colour]]
-        return " ".join(parts + [f"┄ {escape(ref.label)} {ref.y:.1f}" for ref in panel.references])
+        return " ".join(parts + [f"┄ {escape(ref.label)} {ref.y:.1f}" for ref in panel.references if references])
 
-    full = markup(str)
-    if width is not None and Text.from_markup(full).cell_len > width:
-        return markup(lambda label: label.split()[-1] if label.split() else label)
-    return full
+    def last_word(label: str) -> str:
+        return label.split()[-1] if label.split() else label
+
+    # the whole legend; each series by its last word; those alone (the reference lines are drawn, and Compare's
+    # table has their numbers): the first that fits, so no colour is left unnamed (three runs at 80 columns)
+    options = [markup(str), markup(last_word), markup(last_word, references=False)]
+    fitting = (text for text in options if width is None or Text.from_markup(text).cell_len <= width)
+    return next(fitting, options[-1])
