@@ -75,11 +75,6 @@ class SeriesPlot(PlotextPlot):
         self.border_subtitle = legend_markup(panel, self.legend_room())
         self.mark_dirty()
 
-    def on_resize(self) -> None:
-        """The legend fitted anew to the border's width (set before the widget had a size, it kept whole labels)."""
-        if self.panel is not None:
-            self.border_subtitle = legend_markup(self.panel, self.legend_room())
-
     def legend_room(self) -> int | None:
         """The border's room for the legend (its corners and padding off), once the widget has a size."""
         return self.size.width - 4 if self.size.width else None
@@ -142,6 +137,10 @@ class SeriesPlot(PlotextPlot):
         if key != self._built_for:
             self._rebuild(self.size.width)
             self._built_for = key
+            if self.panel is not None:   # fitted to the size drawn at (set before there was one, it kept whole labels)
+                legend = legend_markup(self.panel, self.legend_room())
+                if legend != self.border_subtitle:
+                    self.border_subtitle = legend
         self.renders += 1
         return super().render()
 
@@ -164,6 +163,8 @@ def legend_markup(panel: Panel, width: int | None = None) -> str:
 
     # the whole legend; each series by its last word; those alone (the reference lines are drawn, and Compare's
     # table has their numbers): the first that fits, so no colour is left unnamed (three runs at 80 columns)
-    options = [markup(str), markup(last_word), markup(last_word, references=False)]
+    options = [markup(str), markup(last_word)]
+    if options[1] != options[0]:   # series named by more than a word (Compare's runs): they may lose the references
+        options.append(markup(last_word, references=False))
     fitting = (text for text in options if width is None or Text.from_markup(text).cell_len <= width)
     return next(fitting, options[-1])
