@@ -1,7 +1,8 @@
 """The history heatmap: request j's Df headline (columns) after request i (rows), coloured by value.
 
-Rows and columns are the requests (a `before` row first: the original); a cell is two characters, blue
-where the request's data is forgotten (low Df performance), red where it is known (high), on the range of
+Rows and columns are the requests (a `before` row first: the original); a cell is two characters, blue and
+light (`░░`) where the request's data is forgotten (low Df performance), red and solid (`██`) where it is known
+(high; the shade reads without colour, as under NO_COLOR, where the cells were grey on grey), on the range of
 the whole matrix; a long history is drawn in blocks of consecutive requests (sessions/history.py `binned`)
 so it fits the widget's width. The monitor feeds it the rows of `eval` events of split "history"; it stays
 hidden until a run has two requests.
@@ -16,6 +17,13 @@ from sessions.numbers import fmt
 
 LABEL_WIDTH = 8
 CELL = "██"
+# a cell's shade says its level where colour is not drawn (NO_COLOR, a monochrome terminal): light where forgotten
+SHADES = ("░░", "▒▒", "▓▓", CELL)
+
+
+def shade(value: float, low: float, high: float) -> str:
+    t = 0.5 if high <= low else min(1.0, max(0.0, (value - low) / (high - low)))
+    return SHADES[min(len(SHADES) - 1, int(t * len(SHADES)))]
 
 
 def heatmap_text(before: list, matrix: Matrix, width: int, height: int = 1000, metric: str = "") -> Text:
@@ -25,12 +33,12 @@ def heatmap_text(before: list, matrix: Matrix, width: int, height: int = 1000, m
     labels, before_row, rows = binned(before, matrix, cells)
     low, high = value_range(before, matrix)
     text = Text(f"{metric or 'Df'} of request j (column) after request i (row); "
-                f"blue {fmt(low, metric)} .. red {fmt(high, metric)}\n", style="dim")
+                f"blue {SHADES[0]} {fmt(low, metric)} .. red {SHADES[-1]} {fmt(high, metric)}\n", style="dim")
 
     def row(label: str, values: list) -> None:
         text.append(f"{label:>{LABEL_WIDTH - 1}} ")
         for value in values:
-            text.append(CELL if value is not None else "  ", style=heat_colour(value, low, high))
+            text.append(shade(value, low, high) if value is not None else "  ", style=heat_colour(value, low, high))
         text.append("\n")
 
     if before_row:

@@ -108,6 +108,22 @@ def test_history_rows_score_every_request_each_time_and_keep_the_asked_ones():
     assert document["summary"]["retain_area"] == pytest.approx((71 + 67) / 2)
 
 
+def test_a_validated_request_spec_validates_again_as_it_is():
+    """The engine checks the spec a client has checked: a K > 1 spec carries --eval-sample's default, and a check of
+    the schedule that took it for given refused every `run --requests K --engine` (exit 2)."""
+    from engine.spec import validate, validate_pulse
+
+    for check, raw in ((validate, {"method": "ga", "model": "clip-tiny", "data": "shapes-tiny", "device": "cpu",
+                                   "deletion": {"strategy": "random", "n": 4, "seed": 0}, "requests": 2}),
+                       (validate_pulse, {"kind": "pulse", "method": "ga", "model": "llava-tiny", "data": "people-tiny",
+                                         "requests": 2, "device": "cpu"}),
+                       (validate, {"method": "ga", "model": "clip-tiny", "data": "shapes-tiny", "device": "cpu",
+                                   "deletion": {"strategy": "random", "n": 4, "seed": 0}, "requests": 4,
+                                   "eval_every_requests": 2, "eval_sample": 2})):
+        once = check(raw)
+        assert check(once) == once
+
+
 def test_three_requests_on_clip_record_the_schedule_and_the_history(home):
     from engine.spec import validate
 

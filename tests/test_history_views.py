@@ -52,7 +52,7 @@ async def test_monitor_draws_the_history_heatmap(tmp_path, monkeypatch):
         await wait_until(pilot, lambda: "r3" in str(heatmap.render()))
         plain = str(heatmap.render())
         assert "before" in plain and "r1 " in plain and "██" in plain
-        assert "df.r_mean of request j (column) after request i (row); blue 10.0 .. red 90.0" in plain  # its unit
+        assert "df.r_mean of request j (column) after request i (row); blue ░░ 10.0 .. red ██ 90.0" in plain  # its unit
         # the 10 (request 2 just after it) is the lowest value: the bluest cell
         drawn = heatmap_text(heatmap.before, heatmap.matrix, heatmap.size.width, heatmap.size.height, heatmap.metric)
         assert str(drawn) == plain and any(span.style == "#313695" for span in drawn.spans)
@@ -68,7 +68,7 @@ def test_a_pulse_heatmap_reads_its_fractions_in_percent():
     assert history_metric([{"kind": "eval", "split": "history", "request": 0, "metric": "forget"}]) == "forget"
     assert history_metric([{"kind": "eval", "split": "history", "request": 0}]) == ""  # an older session
     drawn = str(heatmap_text([1.0, 1.0], [[0.25], [0.5, 0.9]], 40, metric="forget"))
-    assert drawn.startswith("forget of request j (column) after request i (row); blue 25.0 .. red 100.0")
+    assert drawn.startswith("forget of request j (column) after request i (row); blue ░░ 25.0 .. red ██ 100.0")
 
 
 def test_replay_headless_prints_the_history(tmp_path, monkeypatch, capsys):
@@ -171,3 +171,12 @@ def test_sessions_show_of_a_long_sequence_prints_whole_names_and_the_last_reques
     assert [row.split()[1] for row in rows] == ["holdout_association.r_mean", "holdout_identity.r_mean"]
     assert all(row.count("40.0") + row.count("30.0") >= 3 for row in rows)   # before and two requests at least
     assert "r100" in out and "(sample)" in out   # request 99 was a sample evaluation; 100 a full one
+
+
+def test_the_heatmaps_cells_read_without_colour():
+    """Under NO_COLOR the cells were grey on grey, and the legend still said blue .. red."""
+    from screens.history_heatmap import heatmap_text
+
+    plain = heatmap_text([90.0, 90.0], [[10.0], [50.0, 90.0]], 40).plain
+    rows = [line.split(maxsplit=1)[1].rstrip() for line in plain.splitlines()[1:]]   # the cells after each label
+    assert rows == ["████", "░░", "▓▓██"]   # before; request 1 forgot its data (10); request 2 half (50)

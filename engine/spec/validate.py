@@ -320,7 +320,8 @@ def check_schedule(spec: dict, requests: int, owner: str) -> dict:
     if every > requests:
         raise SpecError(f"--eval-every-requests N={every} is more than the {requests} requests: only the last would "
                         f"be evaluated in full; choose N <= {requests}", field=EVAL_EVERY_REQUESTS.name)
-    if every == 1 and EVAL_SAMPLE.name in given:
+    # a value equal to its default is taken (a validated spec, sent again to the engine, carries the default)
+    if every == 1 and given.get(EVAL_SAMPLE.name, EVAL_SAMPLE.default) != EVAL_SAMPLE.default:
         raise SpecError("--eval-sample applies between full evaluations, and with --eval-every-requests 1 (the "
                         "default) every request is evaluated in full: add --eval-every-requests N > 1 or drop "
                         "--eval-sample", field=EVAL_SAMPLE.name)
