@@ -370,8 +370,9 @@ class HomeScreen(Screen):
             return
         sid = row["id"]
         if row.get("live"):   # refused before the question, not after a yes
-            self.notify(f"session {sid} is {row.get('state')}; cancel it first (ctrl+k in its monitor, or "
-                        f"`mmul-workbench engine cancel {sid}`)", severity="warning")
+            self.notify(f"session {sid} is {row.get('state')}; cancel it first (ctrl+k in its monitor, "
+                        f"`mmul-workbench engine cancel {sid}`, or Ctrl-C where a headless run runs)",
+                        severity="warning")
             return
 
         def done(yes: bool | None) -> None:
@@ -407,6 +408,8 @@ class HomeScreen(Screen):
 
     @work(thread=True, group="export", exit_on_error=False)
     def export_sessions(self, ids: list[str], directory: Path) -> None:
+        """Each session that can be read is exported; one that cannot is named, and the others still go."""
+        done = []
         for sid in ids:
             try:
                 doc = session_document(self.services.store, sid)
@@ -414,8 +417,11 @@ class HomeScreen(Screen):
                 for kind in ("json", "csv"):
                     write_export(doc, directory / f"{sid}.{kind}", kind)
             except (SessionDamaged, UnknownSession, OSError) as exc:
-                self.app.call_from_thread(self.notify, str(exc).splitlines()[0], title="export", severity="error")
-                return
-        what = f"{ids[0]} to {directory}/{ids[0]}.json and .csv" if len(ids) == 1 else \
-            f"{len(ids)} sessions to {directory}/ (a .json and a .csv each)"
-        self.app.call_from_thread(self.notify, f"exported {what}")
+                self.app.call_from_thread(self.notify, f"{sid}: {str(exc).splitlines()[0]}", title="export",
+                                          severity="error")
+            else:
+                done.append(sid)
+        if done:
+            what = f"{done[0]} to {directory}/{done[0]}.json and .csv" if len(done) == 1 else \
+                f"{len(done)} sessions to {directory}/ (a .json and a .csv each)"
+            self.app.call_from_thread(self.notify, f"exported {what}")

@@ -39,6 +39,7 @@ from sessions.paths import engine_dir, mmul_home
 from sessions.schema import SCHEMA_VERSION
 
 PROTOCOL_VERSION = 2           # 2: `threads` on submit and study
+SUPPORTED_PROTOCOLS = (1, 2)   # what the engine takes: a protocol-1 client sends no threads (its jobs: the engine's)
 MAX_LINE = 1 << 20            # requests longer than this get a "too_long" error reply
 CLIENT_LINE_LIMIT = 64 << 20  # the client's StreamReader limit (event batches can be large)
 EVENT_BATCH = 256             # events per stream message when replaying a backlog

@@ -140,7 +140,10 @@ def verdict_lines(summary: Any, retrain: dict | None = None) -> list[str]:
         line = _line(forgot, kept, _cost(summary.get("seconds"), summary.get("steps")))
         return [line] if line else []
     theirs = [e for e in (retrain or {}).get("requests") or [] if isinstance(e, dict)]
+    sizes = [_size(entry) for entry in requests]
     whole = (summary.get("deletion") or {}).get("units")
+    if not isinstance(whole, int):   # a PULSE run's: its requests' people (or facts) together
+        whole = sum(sizes) if None not in sizes else None
     so_far: int | None = 0
     lines = []
     for number, entry in enumerate(requests, start=1):
@@ -149,8 +152,8 @@ def verdict_lines(summary: Any, retrain: dict | None = None) -> list[str]:
             reference = final_reference
         else:  # an earlier request: Retrain's own request of that number, when it ran the same requests
             reference = _request_metrics(theirs[number - 1]) if len(theirs) == len(requests) else None
-        units = entry.get("units")
-        so_far = so_far + units if isinstance(units, int) and so_far is not None else None
+        size = sizes[number - 1]
+        so_far = so_far + size if size is not None and so_far is not None else None
         part = _part_of_df(entry, so_far, whole)
         # the original was scored on the whole deletion set: against a part of it its Df numbers would compare
         # other units (20 units' 89.3 against the one forgotten unit's 0.0)
@@ -163,15 +166,28 @@ def verdict_lines(summary: Any, retrain: dict | None = None) -> list[str]:
     return lines
 
 
-def _part_of_df(entry: dict, so_far: int | None, whole: Any) -> str | None:
-    """What a request's Df evaluation scored when it is not the whole deletion set (None when it is, or unknown):
-    ``the 3 units forgotten so far``, or ``a sample of 5 of the 12 units forgotten so far`` (`--eval-sample`)."""
+def _size(entry: dict) -> int | None:
+    """How many units (people, on people data) a request forgot; None when its entry does not say."""
+    if isinstance(entry.get("units"), int):
+        return entry["units"]
+    return len(entry["people"]) if isinstance(entry.get("people"), list) else None
+
+
+def _part_of_df(entry: dict, so_far: int | None, whole: int | None) -> str | None:
+    """What a request's Df evaluation scored when it is not the whole deletion set (None when it is, or when that
+    cannot be told): ``the 3 units forgotten so far``, or ``a sample of 5 of the 12 units forgotten so far``
+    (`--eval-sample`; its entry says `evaluation: sample`)."""
     units = entry.get("evaluated_units")
-    if not isinstance(units, int) or not isinstance(whole, int) or units == whole:
+    if not isinstance(units, int) or units == whole:
         return None
-    if so_far is not None and units < so_far:
-        return f"a sample of {units} of the {so_far} units forgotten so far"
-    return "the 1 unit forgotten so far" if units == 1 else f"the {units} units forgotten so far"
+    noun = "people" if isinstance(entry.get("people"), list) else "units"
+    if entry.get("evaluation") == "sample" and (so_far is None or units < so_far):
+        return f"a sample of {units} of the {so_far} {noun} forgotten so far" if so_far is not None else \
+            f"a sample of {units} forgotten {noun}"
+    if whole is None:
+        return None
+    return f"the {units} {noun} forgotten so far" if units != 1 else \
+        f"the 1 {'person' if noun == 'people' else 'unit'} forgotten so far"
 
 
 def _without_df(metrics: dict[str, float]) -> dict[str, float]:

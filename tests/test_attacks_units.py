@@ -245,7 +245,11 @@ def test_a_relearn_that_lowered_df_says_it_damaged_the_model():
     assert "damaged the model rather than recovering it (Dr r_mean 29.0 -> 18.1)" in damage_note(dr_fell)
     held = {**dr_fell, "metrics": {"test": {"r_mean": 14.4}, "dr": {"r_mean": 28.9}}}
     assert damage_note(held) == ("; Df fell further: at lr 0.0005 relearning these units did not bring them back "
-                                 "(test and Dr held)")
+                                 "(test r_mean, Dr r_mean held)")
+    # people data has no test or Dr: its retain questions are what a damaged model loses (it said "test and Dr held")
+    people = {**document, "unlearned_metrics": {"retain": {"image": 0.9}}, "metrics": {"retain": {"image": 0.5}}}
+    assert "(retain.image 90.0 -> 50.0)" in damage_note(people)
+    assert damage_note({**people, "unlearned_metrics": {}, "metrics": {}}).endswith("did not bring them back")
 
 
 def test_an_attack_on_a_request_sequence_names_the_model_it_took():

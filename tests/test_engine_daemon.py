@@ -118,6 +118,8 @@ def test_bad_input_gets_error_replies_and_engine_keeps_serving(home):
         assert raw.call(id=1, op="list")["error"]["code"] == P.HELLO_REQUIRED
         bad = raw.call(id=2, op="hello", protocol=99)
         assert bad["id"] == 2 and bad["error"]["code"] == P.VERSION_MISMATCH
+        assert "send protocol 1 or 2" in raw.call(id=2, op="hello", protocol=0)["error"]["message"]
+        assert raw.call(id=3, op="hello", protocol=1)["ok"] is True   # a protocol-1 script: no threads, still served
         assert raw.call(id=3, op="hello", protocol=P.PROTOCOL_VERSION)["ok"] is True
         assert raw.call(id=4, op="explode")["error"]["code"] == P.UNKNOWN_OP
         assert raw.call(id=5, op="subscribe", session=12)["error"]["code"] == P.BAD_REQUEST
@@ -551,6 +553,9 @@ def test_an_engine_of_another_version_is_named_and_engine_stop_stops_it(tmp_path
         assert f"the engine (pid {pid}) is of another mmul-workbench version" in status.stderr
         with pytest.raises(EngineError, match="engine speaks protocol"):
             start_engine(tmp_path, timeout=5)
+        from workbench.services import EngineServices   # the TUI home's poll: it died on the refusal, in silence
+
+        assert EngineServices(SessionStore(tmp_path), tmp_path).engine_answers() is False
         stopped = run_in_process(tmp_path, "engine", "stop")
         assert stopped.returncode == 0, stopped.stderr
         assert not engine_status(tmp_path)["running"]
@@ -605,6 +610,18 @@ def test_a_devices_worker_process_runs_at_its_jobs_thread_count(monkeypatch):
         assert setting(worker.worker_process(None)) == "3"   # a client that does not say: the engine's
     finally:
         worker.retire_process()
+
+
+def test_a_shell_with_a_thread_setting_openmp_cannot_read_sends_it_as_unset(monkeypatch):
+    """OMP_NUM_THREADS="4 " had every submit refused as "engine unavailable": a headless run reads it as 4, and one
+    with a value OpenMP cannot read runs at torch's default."""
+    from workbench.client.async_client import shell_threads
+
+    for value, sent in (("4 ", "4"), ("two", ""), ("4,2", "4,2")):
+        monkeypatch.setenv("OMP_NUM_THREADS", value)
+        assert shell_threads() == sent
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert shell_threads() == ""
 
 
 def test_the_protocol_refuses_a_threads_field_that_is_no_thread_count():

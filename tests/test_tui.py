@@ -196,8 +196,9 @@ async def test_home_export_takes_the_marked_sessions_and_delete_refuses_a_live_o
         table = app.screen.query_one("#sessions")
         await wait_until(pilot, lambda: table.row_count == 3)
         await pilot.press("d")   # the newest, highlighted: the running one
-        await wait_until(pilot, lambda: any(f"cancel it first (ctrl+k in its monitor, or `mmul-workbench engine cancel "
-                                            f"{running.session_id}`)" in str(n.message) for n in app._notifications))
+        await wait_until(pilot, lambda: any(f"cancel it first (ctrl+k in its monitor, `mmul-workbench engine cancel "
+                                            f"{running.session_id}`, or Ctrl-C" in str(n.message)
+                                            for n in app._notifications))
         assert not isinstance(app.screen, ConfirmScreen) and len(store.list()) == 3
         await pilot.press("down", "space", "down", "space", "x")
         out = tmp_path / "mmul-exports"

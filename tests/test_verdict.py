@@ -51,6 +51,18 @@ def test_a_requests_df_that_is_part_of_the_deletion_set_is_not_held_against_the_
                                "keep: test r_mean 54.0 -> 50.0")
     assert "Df r_mean 20.0 (a sample of 1 of the 2 units forgotten so far)" in lines[1]
     assert lines[2].startswith("request 3/3: forget: Df/Dr AUC 50.0 -> 70.0, Df r_mean 89.3 -> 30.0; keep:")
+    # an entry that does not say how many it forgot (an older document): a sample is still called one
+    unsaid = {**doc, "requests": [{k: v for k, v in e.items() if k != "units"} for e in doc["requests"]]}
+    assert "Df r_mean 20.0 (a sample of 1 forgotten units)" in verdict_lines(unsaid)[1]
+    # a PULSE run names people, and its summary has no deletion.units: its requests' people make the whole set
+    pulse = {"metrics": {"forget": {"image": 0.3}}, "original_metrics": {"forget": {"image": 1.0}},
+             "requests": [{"request": 1, "people": ["a", "b"], "evaluation": "full", "evaluated_units": 2,
+                           "forget": {"image": 0.5}},
+                          {"request": 2, "people": ["c", "d"], "evaluation": "full", "evaluated_units": 4,
+                           "forget": {"image": 0.3}}]}
+    first, last = verdict_lines(pulse)
+    assert first == "request 1/2: forget: forget.image 50.0 (the 2 people forgotten so far)"
+    assert last == "request 2/2: forget: forget.image 100.0 -> 30.0"
 
 
 def test_people_data_forget_and_retention():

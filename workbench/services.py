@@ -84,13 +84,18 @@ class EngineServices:
         return start_engine(self.home)
 
     def engine_answers(self) -> bool:
-        """Whether the daemon still answers on its socket (blocking, about a millisecond; a second at most). An
-        injected engine (tests) is taken to answer."""
+        """Whether this version's daemon still answers on its socket (blocking, about a millisecond; a second at
+        most): one of another version, which refuses this client, does not (the home then says the engine stopped,
+        and ctrl+r names the version). An injected engine (tests) is taken to answer."""
         if self._engine_starter is not None or self._submitter is not None:
             return True
+        from workbench.client.errors import EngineError
         from workbench.client.sync import ping
 
-        return ping(self.home, timeout=1.0) is not None
+        try:
+            return ping(self.home, timeout=1.0) is not None
+        except EngineError:   # another version's engine: the states poll died on it every 2 s, in silence
+            return False
 
     async def submit(self, spec: dict) -> dict:
         self.submitted.append(spec)

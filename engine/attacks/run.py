@@ -185,6 +185,10 @@ def verdict(document: dict) -> str:
 
 
 DAMAGE_POINTS = 1.0   # a relearn that lowered Df by less is within a query or two of nothing, not damage
+# what a damaged model loses, by the name the note gives it: the test and Dr headlines, people data's retain questions
+KEPT_HEADLINES = {"test.r_mean": "test r_mean", "test.accuracy": "test accuracy", "dr.r_mean": "Dr r_mean",
+                  "dr.accuracy": "Dr accuracy", "retain.image": "retain.image", "retain.text": "retain.text",
+                  "mmbench_retention": "mmbench_retention"}
 
 
 def as_baseline(emit: Callable[..., None]) -> Callable[..., None]:
@@ -202,11 +206,12 @@ def damage_note(document: dict) -> str:
         return ""
     before, after = flatten(document.get("unlearned_metrics") or {}), flatten(document.get("metrics") or {})
     lr = document["record"].get("lr", 0)
-    for name in ("test.r_mean", "test.accuracy", "dr.r_mean", "dr.accuracy"):   # the first that fell names the damage
-        if name in before and name in after and shown(name, before[name]) - shown(name, after[name]) >= DAMAGE_POINTS:
-            split, headline = name.split(".")
+    measured = [name for name in KEPT_HEADLINES if name in before and name in after]
+    for name in measured:   # the first that fell names the damage
+        if shown(name, before[name]) - shown(name, after[name]) >= DAMAGE_POINTS:
             return (f"; Df fell: at lr {lr:.2g} the attack damaged the model rather than recovering it "
-                    f"({'Dr' if split == 'dr' else split} {headline} {fmt(before[name], name)} -> "
-                    f"{fmt(after[name], name)}); a lower --lr asks the question better")
-    # test and Dr held: relearning on these units pushed the model further from them, which recovers nothing
-    return f"; Df fell further: at lr {lr:.2g} relearning these units did not bring them back (test and Dr held)"
+                    f"({KEPT_HEADLINES[name]} {fmt(before[name], name)} -> {fmt(after[name], name)}); a lower --lr "
+                    "asks the question better")
+    # what was kept held: relearning on these units pushed the model further from them, which recovers nothing
+    held = f" ({', '.join(KEPT_HEADLINES[name] for name in measured)} held)" if measured else ""
+    return f"; Df fell further: at lr {lr:.2g} relearning these units did not bring them back{held}"

@@ -57,11 +57,13 @@ class Client(Protocol):
 
 async def hello(daemon: Daemon, conn: Client, rid: Any, protocol: int, schema: int | None = None,
                 client: str | None = None) -> dict:
-    if protocol != P.PROTOCOL_VERSION or (schema is not None and schema != SCHEMA_VERSION):
-        return P.error(rid, P.VERSION_MISMATCH,
-                       f"engine speaks protocol {P.PROTOCOL_VERSION} / schema {SCHEMA_VERSION}, client "
-                       f"sent {protocol} / {schema}; restart the engine with this mmul-workbench "
-                       f"(`mmul-workbench engine stop && mmul-workbench engine start`)")
+    if protocol not in P.SUPPORTED_PROTOCOLS or (schema is not None and schema != SCHEMA_VERSION):
+        # a newer client meets an engine started before an upgrade; an older one (a script) is the one to change
+        remedy = ("restart the engine with this mmul-workbench (`mmul-workbench engine stop && mmul-workbench "
+                  "engine start`)" if protocol > P.PROTOCOL_VERSION or schema not in (None, SCHEMA_VERSION) else
+                  f"send protocol {' or '.join(map(str, P.SUPPORTED_PROTOCOLS))}")
+        return P.error(rid, P.VERSION_MISMATCH, f"engine speaks protocol {P.PROTOCOL_VERSION} / schema "
+                       f"{SCHEMA_VERSION}, client sent {protocol} / {schema}; {remedy}")
     conn.greeted = True
     return P.ok(rid, protocol=P.PROTOCOL_VERSION, schema=SCHEMA_VERSION, pid=os.getpid(),
                 started=daemon.started, home=str(daemon.paths.home), damaged=daemon.damaged)

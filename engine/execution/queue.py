@@ -241,7 +241,8 @@ class Queues:
     def run_job(self, job: Job, worker: DeviceWorker) -> None:
         """Runs in the device's thread: the job in the device's worker process."""
         def start() -> Outcome:
-            process = worker.worker_process(job.threads)
+            # the CPU's jobs compute at their client's threads; a GPU's are not restarted for them (CUDA set up anew)
+            process = worker.worker_process(job.threads if worker.device == "cpu" else None)
             job.halt = process.stop
             return process.run(job.session, job.spec, job.writer.emit, job.stop.is_set)
 

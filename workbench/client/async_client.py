@@ -16,10 +16,11 @@ DISCONNECTED: Any = object()  # queued to every subscription when the connection
 
 
 def shell_threads() -> str:
-    """This process's OMP_NUM_THREADS ("" when unset), sent with every job: the engine starts the job's worker
+    """This process's OMP_NUM_THREADS ("" when unset), sent with every job: the engine starts the job's CPU worker
     with it, so that a run through the engine computes at the thread count a headless run from this shell
-    would, and gives the same numbers on the CPU."""
-    return os.environ.get("OMP_NUM_THREADS", "")
+    would, and gives the same numbers. A value OpenMP cannot read (a headless run ignores it) is sent as unset."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return value if P.THREADS.fullmatch(value) else ""
 
 
 class Subscription:
