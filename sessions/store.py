@@ -103,10 +103,20 @@ class SessionStore(SessionReader):
             raise
         return writer
 
-    def _writer(self, meta: dict, *, next_seq: int, tail: list[str], lock_fd: int) -> SessionWriter:
+    def _writer(self, meta: dict, *, next_seq: int, tail: list[str], lock_fd: int,
+                clock: Clock | None = None) -> SessionWriter:
         return SessionWriter(self.session_dir(meta["id"]), meta, next_seq=next_seq, tail=tail,
                              lock_fd=lock_fd, on_status=self.catalog_put, flush_interval=self.flush_interval,
-                             clock=self.clock)
+                             clock=clock or self.clock)
+
+    def writer_for(self, meta: dict, lock_fd: int, clock: Clock) -> SessionWriter:
+        """A writer of a new session whose directory the caller has made and locked, timed by `clock`
+        (sessions.importing: each copied event keeps its own time)."""
+        return self._writer(meta, next_seq=0, tail=[], lock_fd=lock_fd, clock=clock)
+
+    def forget(self, session_id: str) -> None:
+        """Drop a session's catalog row (one whose directory the caller has removed)."""
+        self._update_catalog(session_id, None)
 
     # the catalog ---------------------------------------------------------------------------------
 

@@ -354,3 +354,38 @@ def test_export_and_report_never_replace_what_is_not_a_regular_file(home, tmp_pa
     link.symlink_to(target)
     assert run_cli(app, ["sessions", "export", sid, "--out", str(link)]).exit_code == 0
     assert link.is_symlink() and json.loads(target.read_text())["id"] == sid
+
+
+def test_an_exported_session_imports_into_another_home_as_it_was(home, tmp_path_factory, monkeypatch):
+    """There was no way back from `sessions export`: a session moved to another machine, or restored from a backup,
+    could be read as JSON and no more (no replay, show, report or compare)."""
+    sid = _make(home, steps=30, state="cancelled")
+    exported = home / "out.json"
+    assert run_cli(_app(), ["sessions", "export", sid, "--out", str(exported)]).exit_code == 0
+    other = tmp_path_factory.mktemp("other-home")
+    monkeypatch.setenv("MMUL_HOME", str(other))
+    imported = run_cli(_app(), ["sessions", "import", str(exported), "--json"])
+    assert imported.exit_code == 0, imported.stderr
+    assert json.loads(imported.stdout)["session"] == sid
+    again = home / "again.json"
+    assert run_cli(_app(), ["sessions", "export", sid, "--out", str(again)]).exit_code == 0
+    assert json.loads(again.read_text()) == json.loads(exported.read_text())   # ids, seqs, times, summary, state
+    assert replay_headless(sid) == 0
+    twice = run_cli(_app(), ["sessions", "import", str(exported)])
+    assert twice.exit_code == 2 and twice.stderr.count("\n") == 1 and f"session {sid} is already in this home" in twice.stderr
+
+    document = json.loads(exported.read_text())
+    bad = {"not JSON": "{", "another schema": {**document, "schema": 99},
+           "a running session": {**document, "state": "running"},
+           "a gap in the events": {**document, "events": document["events"][:3] + document["events"][4:]},
+           "an event outside the schema": {**document, "events": [*document["events"][:-1],
+                                                                  {**document["events"][-1], "state": "exploded"}]}}
+    store = SessionStore(other)
+    store.delete(sid)
+    for what, content in bad.items():
+        path = home / "bad.json"
+        path.write_text(content if isinstance(content, str) else json.dumps(content))
+        refused = run_cli(_app(), ["sessions", "import", str(path)])
+        assert refused.exit_code == 2 and refused.stderr.startswith("error: cannot import"), what
+        assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr, what
+        assert store.list() == [] and not (other / "sessions" / sid).exists(), what   # nothing half-written

@@ -286,6 +286,30 @@ def export_cmd(
             typer.echo(path)
 
 
+@sessions_app.command("import")
+def import_cmd(
+    document: Path = typer.Argument(..., metavar="FILE.json", help="a session document `sessions export` wrote"),
+    as_json: bool = typer.Option(False, "--json", help="print the imported session's id as JSON"),
+) -> None:
+    """Bring an exported session into this home (from another machine, a backup): its own id, events and times,
+    so replay, show, report and compare read it as where it ran. Its weights stay where its run wrote them."""
+    from sessions.files import describe_error, read_json
+    from sessions.importing import NotImportable, import_session
+
+    try:
+        doc = read_json(document)
+    except (OSError, ValueError, RecursionError) as exc:
+        fail(f"cannot import {document}: {describe_error(exc, document)}")
+    try:
+        session_id = import_session(_store(), doc)
+    except NotImportable as exc:
+        fail(f"cannot import {document}: {exc}")
+    if as_json:
+        _json_out({"session": session_id, "from": str(document)})
+    else:
+        typer.echo(session_id)
+
+
 @sessions_app.command("delete")
 def delete_cmd(
     session: str = typer.Argument(..., help="the session's whole id or its exact name (no prefix: a delete is "
