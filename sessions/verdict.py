@@ -195,6 +195,21 @@ def _without_df(metrics: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if not (k == "df_dr_auc" or k.startswith(("df.", "forget.")))}
 
 
+TERMINAL_REQUEST_LINES = 12   # a request run's verdict lines a terminal shows (the --json verdict keeps them all)
+
+
+def thinned(lines: list[str], limit: int = TERMINAL_REQUEST_LINES) -> tuple[list[str], int]:
+    """A request run's verdict for a terminal, and how many request lines it leaves out: at most `limit` of them,
+    evenly spaced, the first and the last always (a 100-request run printed 100 lines under its table); the
+    other lines as they are."""
+    requests = [i for i, line in enumerate(lines) if line.startswith("request ")]
+    if len(requests) <= limit:
+        return lines, 0
+    step = (len(requests) - 1) / (limit - 1)
+    kept = {requests[round(k * step)] for k in range(limit)}
+    return [line for i, line in enumerate(lines) if i not in requests or i in kept], len(requests) - len(kept)
+
+
 def last_request_only(lines: list[str]) -> list[str]:
     """A verdict where room is short (80x24): of a request run's lines ``request i/K: ...`` only the last (the
     state the run ended in), so no line is cut mid-sentence; the others as they are."""

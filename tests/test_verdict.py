@@ -104,3 +104,15 @@ def test_run_prints_the_verdict_under_its_table_and_json_carries_it(tmp_path, mo
     assert verdict == verdict_lines(DOC, RETRAIN)[0]
     print_verdict(verdict)
     assert capsys.readouterr().out == f"verdict: {verdict}\n"
+
+
+def test_a_long_sequences_verdict_is_thinned_for_a_terminal():
+    """A 100-request run printed 100 verdict lines under its table (its --json keeps them all)."""
+    from sessions.verdict import thinned
+
+    lines = ["note"] + [f"request {i}/100: forget: ..." for i in range(1, 101)]
+    shown, left_out = thinned(lines)
+    requests = [line for line in shown if line.startswith("request ")]
+    assert shown[0] == "note" and len(requests) == 12 and left_out == 88
+    assert requests[0].startswith("request 1/100") and requests[-1].startswith("request 100/100")
+    assert thinned(lines[:13]) == (lines[:13], 0)   # 12 requests: all of them

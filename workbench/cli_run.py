@@ -18,6 +18,7 @@ from engine.spec.inputs import absolute_paths
 from engine.spec.params import EVAL_EVERY_REQUESTS, EVAL_SAMPLE
 from sessions.metric_names import flatten
 from sessions.numbers import fmt
+from sessions.verdict import thinned
 from workbench.completion import complete_data, complete_device, complete_method, complete_model, complete_task
 from workbench.execute import run_session
 from workbench.output import Exit, Progress, fail, print_json
@@ -178,9 +179,12 @@ def verdict_of(spec: dict, result: dict) -> str:
 
 
 def print_verdict(verdict: str) -> None:
-    """The verdict under the table, one line (one per request)."""
-    for line in verdict.splitlines():
+    """The verdict under the table, one line (one per request, a long sequence's thinned: sessions.verdict)."""
+    lines, left_out = thinned(verdict.splitlines())
+    for line in lines:
         typer.echo(f"verdict: {line}")
+    if left_out:
+        typer.echo(f"({left_out} requests' verdict lines left out; `--json` and `sessions show --json` have them all)")
 
 
 def print_budget(result: dict) -> None:

@@ -24,7 +24,7 @@ from sessions.metric_order import headline_first
 from sessions.series import downsample, final_table, training_steps, unlearning_steps
 from sessions.store import SessionBusy, SessionDamaged, SessionStore, UnknownSession
 from sessions.summary import deletion_line, summary_metrics, test_headline, test_headline_name, took
-from sessions.verdict import session_verdict
+from sessions.verdict import session_verdict, thinned
 from workbench.completion import complete_session
 from workbench.output import Exit, fail, output_file
 from workbench.text_table import Column, fit_lines, tsv_lines
@@ -478,8 +478,12 @@ def replay_headless(session_id: str, width: int | None = None, out=None) -> int:
     console.print(f"{len(events)} events, {unlearning_steps(events)} unlearning steps; "
                   + (f"the original's training ran here first ({trained} steps, not drawn); " if trained else "")
                   + f"created {_when(meta.get('created'))}", soft_wrap=True)
-    for line in session_verdict(store, meta):  # one line a verdict, whatever the width: scripts grep it
+    lines, left_out = thinned(session_verdict(store, meta))
+    for line in lines:  # one line a verdict, whatever the width: scripts grep it
         console.print(f"verdict: {line}", highlight=False, markup=False, soft_wrap=True)
+    if left_out:
+        console.print(f"({left_out} requests' verdict lines left out; `sessions show --json` has them all)",
+                      highlight=False)
     from sessions.panels import event_panels, retrain_metrics
 
     panels = event_panels(events, retrain_metrics(store, meta))
