@@ -12,6 +12,7 @@ from rich.cells import cell_len
 
 from sessions.numbers import fmt, format_duration
 from sessions.summary import format_deletion, summary_metrics, test_headline, test_headline_name, took
+from sessions.study import study_of, without_study_id
 
 # display order; "test": the test split's headline, r_mean (retrieval) or accuracy (classification)
 COLUMNS = ("session", "status", "kind", "method", "Df/Dr AUC", "test", "model", "data", "deletion",
@@ -70,10 +71,14 @@ SESSION_WIDTH = 24  # a session's id is 20; a longer name is cut to this, keepin
 
 
 def session_cell(row: dict) -> str:
-    """The session's name (else its id); a name longer than SESSION_WIDTH is cut and ends in the id's last four
+    """The session's name (else its id; a study's cell as ``ft s42 · 5075b6``, the study's id begun); a name longer
+    than SESSION_WIDTH is cut and ends in the id's last four
     characters (``a very long name o… 053e``): marked as cut, and still this session and no other, while the
     columns after it (the result, the duration) keep their room at 80 columns."""
     name = row.get("name") or row["id"]
+    study = study_of(name)
+    if study is not None:   # a study's cell: its method and seed first (cut, it read `study-5075b61b38… 5522`)
+        name = f"{without_study_id(name)} · {study.removeprefix('study-')[:6]}"
     if len(name) <= SESSION_WIDTH:
         return name
     return f"{name[:SESSION_WIDTH - 6]}… {row['id'][-4:]}"
