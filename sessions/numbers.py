@@ -136,12 +136,14 @@ def fmt_over(stats: dict | None, name: str | None, runs: int) -> str:
 
 def fmt_mean_std(stats: dict | None, name: str | None = None) -> str:
     """``{"mean", "std", "n"}`` as ``70.3 ± 1.2`` (the std in the mean's units; ``70.3`` for n = 1); a p-value's
-    ``{"median", "per_seed", "n"}`` as ``0.012 (median of 0.004, 0.012, 0.5)``; ``-`` for nothing."""
+    ``{"median", "per_seed", "n"}`` as ``0.012 (median of 0.004, 0.012, 0.5)`` (``lower median of`` two or four
+    seeds, which is what it takes); ``-`` for nothing."""
     if not stats:
         return "-"
     if "median" in stats:
         seeds = [fmt(v, name) for v in (stats.get("per_seed") or {}).values()]
-        return f"{fmt(stats['median'], name)} (median of {', '.join(seeds)})" if len(seeds) > 1 else \
+        which = "lower median" if len(seeds) % 2 == 0 else "median"   # of an even count: the lower middle one
+        return f"{fmt(stats['median'], name)} ({which} of {', '.join(seeds)})" if len(seeds) > 1 else \
             fmt(stats["median"], name)
     mean, std = _number(stats.get("mean")), _number(stats.get("std"))
     if mean is None:

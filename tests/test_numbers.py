@@ -153,3 +153,13 @@ def test_sessions_list_piped_is_tab_separated(listed):
     assert row["model"] == LONG and row["Df/Dr AUC"] == "70.3" and row["test"] == "50.2" and row["MIA"] == "10.0"
     assert row["name"] == "run 2"  # newest first
     assert row["state"] == "finished" and row["took"] == "3 m 20 s"  # the run's own seconds, humanised
+
+
+def test_forget_quality_of_an_even_count_of_seeds_says_it_is_the_lower_median():
+    """Two seeds read `1.1e-07 (median of 1.7e-06, 1.1e-07)`: the lower of the two, which nothing said."""
+    from sessions.numbers import fmt_mean_std
+
+    two = {"median": 1.1e-07, "per_seed": {"42": 1.7e-06, "87": 1.1e-07}, "n": 2}
+    assert fmt_mean_std(two, "forget_quality") == "1.1e-07 (lower median of 1.7e-06, 1.1e-07)"
+    three = {"median": 0.003, "per_seed": {"42": 0.00067, "87": 0.035, "21": 0.003}, "n": 3}
+    assert fmt_mean_std(three, "forget_quality") == "0.003 (median of 0.00067, 0.035, 0.003)"

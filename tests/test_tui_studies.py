@@ -141,7 +141,7 @@ def test_forget_quality_shows_its_median_and_each_seed_and_sorts_by_the_median(t
                                                         "n": 2}
     rows = grid_rows(study, ["forget_quality"], "forget_quality")
     assert [row[0] for row in rows] == ["ft", "multidelete", "retrain"]
-    assert rows[0][3] == "0.12 (median of 0.12, 0.12)" and rows[2][3] == "1 (median of 1, 1)"
+    assert rows[0][3] == "0.12 (lower median of 0.12, 0.12)" and rows[2][3] == "1 (lower median of 1, 1)"
 
 
 def test_a_cell_whose_session_was_deleted_is_left_out_and_the_rest_still_shown(tmp_home, tmp_path):
