@@ -25,12 +25,12 @@ from typing import Iterable
 
 from sessions.files import atomic_write_text
 from sessions.metric_order import headline_first
-from sessions.numbers import fmt, fmt_delta, format_duration, is_rate, shown
+from sessions.numbers import fmt, fmt_delta, is_rate, shown
 from sessions.panels import PALETTE, REFERENCE_COLOUR, Panel, compare_panels, event_panels, hex_colour
 from sessions.series import (Series, downsample, eval_series, final_table, is_headline_metric, loss_series,
                              training_steps, unlearning_steps)
 from sessions.attacks import attack_line
-from sessions.summary import deletion_line, summary_metrics, took
+from sessions.summary import deletion_line, summary_metrics, took_words
 from sessions.verdict import verdict_lines
 
 HISTORY_CELLS = 20  # a history wider than this many requests is shown in blocks of consecutive requests
@@ -211,7 +211,7 @@ def session_section(meta: dict, events: list[dict]) -> str:
              verdict_html(meta),
              f'<p class="meta">{esc(what)}; state <b>{esc(meta.get("state", "?"))}</b>'
              + (f" ({esc(meta['message'])})" if meta.get("message") else "")
-             + f"; created {esc(created)}; took {esc(format_duration(took(meta)))}; {len(events)} events,"
+             + f"; created {esc(created)}; took {esc(took_words(meta))}; {len(events)} events,"
                f" {unlearning_steps(events)} unlearning steps</p>"]
     panels = event_panels(events, meta.get("retrain"))
     if panels:

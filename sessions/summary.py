@@ -10,6 +10,7 @@ from typing import Any
 
 from sessions.metric_names import flatten
 from sessions.schema import ACTIVE_STATES
+from sessions.numbers import format_duration
 
 
 def summary_metrics(summary: Any) -> dict[str, float]:
@@ -84,8 +85,19 @@ def run_seconds(row: dict, now: float | None = None) -> float:
 
 def took(meta: dict) -> float:
     """How long a session's run took: its summary's own ``seconds`` when it has one, else ``run_seconds``."""
+    seconds = own_seconds(meta)
+    return seconds if seconds is not None else run_seconds(meta)
+
+
+def own_seconds(meta: dict) -> float | None:
+    """A finished run's own seconds (its unlearning: no original's training, no evaluation), None without them."""
     summary = meta.get("summary") if isinstance(meta.get("summary"), dict) else {}
     seconds = summary.get("seconds")
-    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
-        return float(seconds)
-    return run_seconds(meta)
+    return float(seconds) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else None
+
+
+def took_words(meta: dict) -> str:
+    """``took`` in words that say which it is: ``0.3 s of unlearning (8.0 s in all)`` for a run with its own
+    seconds, ``15 s in all`` otherwise (a cancelled or failed run): the one figure read as two things."""
+    seconds, wall = own_seconds(meta), format_duration(run_seconds(meta))
+    return f"{format_duration(seconds)} of unlearning ({wall} in all)" if seconds is not None else f"{wall} in all"

@@ -389,3 +389,13 @@ def test_an_exported_session_imports_into_another_home_as_it_was(home, tmp_path_
         assert refused.exit_code == 2 and refused.stderr.startswith("error: cannot import"), what
         assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr, what
         assert store.list() == [] and not (other / "sessions" / sid).exists(), what   # nothing half-written
+
+
+def test_took_says_whether_it_is_the_runs_own_seconds_or_all_of_it():
+    """`took` read a finished run's unlearning seconds (0.3 s of an 8 s run) and a cancelled run's wall time (15 s)
+    with the same word."""
+    from sessions.summary import took_words
+
+    finished = {"state": "finished", "created": 100.0, "ended": 108.0, "summary": {"seconds": 0.3}}
+    assert took_words(finished) == "0.3 s of unlearning (8 s in all)"
+    assert took_words({"state": "cancelled", "created": 100.0, "ended": 115.0, "summary": None}) == "15 s in all"

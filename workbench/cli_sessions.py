@@ -23,7 +23,7 @@ from sessions.numbers import fmt, fmt_delta, format_duration
 from sessions.metric_order import headline_first
 from sessions.series import downsample, final_table, training_steps, unlearning_steps
 from sessions.store import SessionBusy, SessionDamaged, SessionStore, UnknownSession
-from sessions.summary import deletion_line, summary_metrics, test_headline, test_headline_name, took
+from sessions.summary import deletion_line, summary_metrics, test_headline, test_headline_name, took, took_words
 from sessions.verdict import session_verdict, thinned
 from workbench.completion import complete_session
 from workbench.output import Exit, fail, output_file
@@ -180,8 +180,8 @@ def show_cmd(
                   + (f" ({doc['message']})" if doc.get("message") else "")
                   + (" (no process writes it: `mmul-workbench sessions check --repair` marks it interrupted)"
                      if abandoned else ""))
-    console.print(f"created {_when(doc['created'])}  updated {_when(doc['updated'])}  took "
-                  f"{format_duration(took(doc))}  {len(evs)} events")
+    console.print(f"created {_when(doc['created'])}  updated {_when(doc['updated'])}  took {took_words(doc)}  "
+                  f"{len(evs)} events")
     console.print("spec: " + json.dumps(doc["spec"], sort_keys=True))
     facts = deletion_line(doc["spec"], doc.get("summary"), shown=50)
     if facts:
