@@ -78,7 +78,7 @@ def session_cell(row: dict) -> str:
     name = row.get("name") or row["id"]
     study = study_of(name)
     if study is not None:   # a study's cell: its method and seed first (cut, it read `study-5075b61b38… 5522`)
-        name = f"{without_study_id(name)} · {study.removeprefix('study-')[:6]}"
+        name = f"{without_study_id(name)} · {study.removeprefix('study-')[:4]}"
     if len(name) <= SESSION_WIDTH:
         return name
     return f"{name[:SESSION_WIDTH - 6]}… {row['id'][-4:]}"

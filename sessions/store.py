@@ -103,20 +103,22 @@ class SessionStore(SessionReader):
             raise
         return writer
 
-    def _writer(self, meta: dict, *, next_seq: int, tail: list[str], lock_fd: int,
-                clock: Clock | None = None) -> SessionWriter:
+    def _writer(self, meta: dict, *, next_seq: int, tail: list[str], lock_fd: int) -> SessionWriter:
         return SessionWriter(self.session_dir(meta["id"]), meta, next_seq=next_seq, tail=tail,
                              lock_fd=lock_fd, on_status=self.catalog_put, flush_interval=self.flush_interval,
-                             clock=clock or self.clock)
+                             clock=self.clock)
 
-    def writer_for(self, meta: dict, lock_fd: int, clock: Clock) -> SessionWriter:
-        """A writer of a new session whose directory the caller has made and locked, timed by `clock`
-        (sessions.importing: each copied event keeps its own time)."""
-        return self._writer(meta, next_seq=0, tail=[], lock_fd=lock_fd, clock=clock)
+    def staging_dir(self, name: str) -> Path:
+        """A hidden directory beside the sessions, for one being put together (an import): named as a deleted
+        session's leftovers are, so that recovery removes it if the process dies before it is moved into place."""
+        return self.root / f"{TRASH_PREFIX}{name}"
 
-    def forget(self, session_id: str) -> None:
-        """Drop a session's catalog row (one whose directory the caller has removed)."""
-        self._update_catalog(session_id, None)
+    def staged_writer(self, directory: Path, meta: dict, lock_fd: int, clock: Clock) -> SessionWriter:
+        """A writer of session `meta` in `directory` (made and locked by the caller, a `staging_dir`), timed by
+        `clock` (sessions.importing: each copied event keeps its own time). It lists nothing in the catalog: the
+        caller does, once the session is in its place."""
+        return SessionWriter(directory, meta, next_seq=0, tail=[], lock_fd=lock_fd, on_status=lambda meta: None,
+                             flush_interval=self.flush_interval, clock=clock)
 
     # the catalog ---------------------------------------------------------------------------------
 

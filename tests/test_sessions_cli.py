@@ -356,6 +356,13 @@ def test_export_and_report_never_replace_what_is_not_a_regular_file(home, tmp_pa
     assert link.is_symlink() and json.loads(target.read_text())["id"] == sid
 
 
+def nested(levels: int):
+    value: object = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
 def test_an_exported_session_imports_into_another_home_as_it_was(home, tmp_path_factory, monkeypatch):
     """There was no way back from `sessions export`: a session moved to another machine, or restored from a backup,
     could be read as JSON and no more (no replay, show, report or compare)."""
@@ -379,7 +386,16 @@ def test_an_exported_session_imports_into_another_home_as_it_was(home, tmp_path_
            "a running session": {**document, "state": "running"},
            "a gap in the events": {**document, "events": document["events"][:3] + document["events"][4:]},
            "an event outside the schema": {**document, "events": [*document["events"][:-1],
-                                                                  {**document["events"][-1], "state": "exploded"}]}}
+                                                                  {**document["events"][-1], "state": "exploded"}]},
+           # each imported and then read as damaged, or made `sessions list` fail for the whole home (a review)
+           "a spec that is no record": {**document, "spec": "hello"},
+           "a summary that is no record": {**document, "summary": [1, 2]},
+           "a time past 2200": {**document, "created": 1e300},
+           "a name shaped like an id": {**document, "name": "20261207-125544-ef31"},
+           "a spec nested 900 deep": {**document, "spec": {**document["spec"], "x": nested(900)}},
+           "a session ended before its last event": {**document, "events": [
+               *document["events"][:2], {**document["events"][2], "kind": "status", "state": "finished"},
+               *document["events"][3:]]}}
     store = SessionStore(other)
     store.delete(sid)
     for what, content in bad.items():
@@ -389,6 +405,22 @@ def test_an_exported_session_imports_into_another_home_as_it_was(home, tmp_path_
         assert refused.exit_code == 2 and refused.stderr.startswith("error: cannot import"), what
         assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr, what
         assert store.list() == [] and not (other / "sessions" / sid).exists(), what   # nothing half-written
+        assert [p.name for p in (other / "sessions").iterdir() if p.name.startswith(".deleted-import")] == [], what
+    # something that is not a session where the id would go: named as such, and left as it is
+    (other / "sessions" / sid).mkdir()
+    clash = run_cli(_app(), ["sessions", "import", str(exported)])
+    assert clash.exit_code == 2 and "something that is not a session is in its place" in clash.stderr
+    (other / "sessions" / sid).rmdir()
+    # the session is put together out of sight and moved into place last: a failure there leaves nothing
+    import sessions.importing as importing
+
+    def refuse(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(importing.os, "rename", refuse)
+    full = run_cli(_app(), ["sessions", "import", str(exported)])
+    assert full.exit_code == 2 and "could not be written (No space left on device)" in full.stderr
+    assert [p.name for p in (other / "sessions").iterdir() if "catalog" not in p.name] == []
 
 
 def test_took_says_whether_it_is_the_runs_own_seconds_or_all_of_it():

@@ -251,9 +251,11 @@ def test_a_long_session_name_is_cut_with_its_ids_end_so_the_results_keep_their_r
     cell = session_cell(row)
     assert len(cell) == SESSION_WIDTH and cell.endswith("… 053e") and cell.startswith("a very long name")
     # a study's cell reads as its method and seed, with the study's id begun (cut, it hid both at 25 characters)
-    assert session_cell({"id": "20261207-050818-053e", "name": "study-7361fbc06e56 ft s1"}) == "ft s1 · 7361fb"
+    assert session_cell({"id": "20261207-050818-053e", "name": "study-7361fbc06e56 ft s1"}) == "ft s1 · 7361"
     assert session_cell({"id": "20261207-050818-053e", "name": "study-5075b61b385e multidelete s42"}) == \
-        "multidelete s42 · 5075b6"
+        "multidelete s42 · 5075"
+    assert session_cell({"id": "20261207-050818-053e", "name": "study-5075b61b385e mmunlearner s100"}) == \
+        "mmunlearner s100 · 5075"   # a long method and seed: whole
     assert session_cell({"id": "20261207-050818-053e"}) == "20261207-050818-053e"
     widths = column_widths([row_cells({**row, "state": "finished", "method": "ft"}, False)])
     assert "test" in fit_columns(widths, 78)  # at 80 columns the result stays (a 43-character name hid it)

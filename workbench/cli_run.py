@@ -184,7 +184,7 @@ def print_verdict(verdict: str) -> None:
     for line in lines:
         typer.echo(f"verdict: {line}")
     if left_out:
-        typer.echo(f"({left_out} requests' verdict lines left out; `--json` and `sessions show --json` have them all)")
+        typer.echo(f"({left_out} more request{'s' if left_out > 1 else ''} between these; `--json` has every line)")
 
 
 def print_budget(result: dict) -> None:

@@ -482,8 +482,8 @@ def replay_headless(session_id: str, width: int | None = None, out=None) -> int:
     for line in lines:  # one line a verdict, whatever the width: scripts grep it
         console.print(f"verdict: {line}", highlight=False, markup=False, soft_wrap=True)
     if left_out:
-        console.print(f"({left_out} requests' verdict lines left out; `sessions show --json` has them all)",
-                      highlight=False)
+        console.print(f"({left_out} more request{'s' if left_out > 1 else ''} between these; `sessions show --json` "
+                      "has each one's numbers)", highlight=False)
     from sessions.panels import event_panels, retrain_metrics
 
     panels = event_panels(events, retrain_metrics(store, meta))
