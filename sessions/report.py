@@ -238,13 +238,14 @@ def history_html(events: list[dict], summary) -> str:
     """A request run's history (sessions/history.py): each request's own Df headline (column) re-scored after
     each later request (row), as a heatmap table (blue forgotten, red still known, the monitor's colours) in blocks
     of requests where it is long, then its summary metrics; nothing for a run of one request."""
-    from sessions.history import binned, heat_colour, history_from_events, summary_words, value_range
+    from sessions.history import binned, heat_colour, history_from_events, history_metric, summary_words, value_range
 
     before, matrix = history_from_events(events)
     if len(matrix) < 2:
         return ""
     document = (summary or {}).get("history") if isinstance(summary, dict) else None
-    metric = (document or {}).get("metric", "")
+    # a run that did not finish has no summary: its events name the metric (it read `Df`, numbers unrounded)
+    metric = (document or {}).get("metric") or history_metric(events)
     labels, before_row, rows = binned(before, matrix, HISTORY_CELLS)
     low, high = value_range(before, matrix)
 
@@ -254,7 +255,8 @@ def history_html(events: list[dict], summary) -> str:
     head = "<tr><th></th>" + "".join(f"<th>{esc(label)}</th>" for label in labels) + "</tr>"
     body = "".join(f"<tr><th>{esc(label)}</th>{cells(values)}</tr>"
                    for label, values in (("before", before_row), *zip(labels, rows)))
-    words = f"<p>{esc(summary_words(document, fmt))}</p>" if document and document.get("summary") else ""
+    words = f"<p>{esc(summary_words(document, fmt))}</p>" if document and document.get("summary") else \
+        "<p>no history summary: the run did not finish its requests</p>"
     return (f"<h3>history</h3><p>{esc(metric or 'Df')} of each request's forget set (column) after request "
             f"(row)</p><table>{head}{body}</table>{words}")
 

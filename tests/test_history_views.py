@@ -180,3 +180,17 @@ def test_the_heatmaps_cells_read_without_colour():
     plain = heatmap_text([90.0, 90.0], [[10.0], [50.0, 90.0]], 40).plain
     rows = [line.split(maxsplit=1)[1].rstrip() for line in plain.splitlines()[1:]]   # the cells after each label
     assert rows == ["████", "░░", "▓▓██"]   # before; request 1 forgot its data (10); request 2 half (50)
+
+
+def test_a_cancelled_request_runs_report_names_its_history_metric_and_rounds_it(tmp_path, monkeypatch):
+    """A cancelled sequence has no summary: its report's history read `Df` and `72.67` where a finished one reads
+    `df.r_mean` and `72.7`."""
+    import re
+
+    from sessions.report import history_html
+
+    events = [dict(e) for e in history_events()[1:-1]]
+    events[-1]["metrics"] = {"r1": 25.0, "r2": 40.0, "r3": 30.666}
+    html = history_html(events, None)
+    assert "<p>df.r_mean of each request's forget set" in html and "30.7" in html and "30.666" not in html
+    assert re.search(r"no history summary: the run did not finish", html)
