@@ -368,3 +368,20 @@ def test_a_study_title_says_its_requests():
         "study study-x: clip-tiny on shapes-tiny, deleting 16 random units (drawn by each seed) in 4 requests, "
         "seeds 42, 87")
     assert " in 1 requests" not in study_title({"study": "study-x", "spec": {**spec, "requests": 1}})
+
+
+def test_a_study_takes_the_evaluation_schedule_of_a_long_sequence():
+    """`study --requests 100` evaluated every request in full, with no `--eval-every-requests` to bound it
+    (`run` had it; the docs said a study took run's options)."""
+    from engine.errors import SpecError
+    from workbench.cli_study import plan_from_args
+
+    base = ["--methods", "retrain,ga", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "10",
+            "--seeds", "42", "--requests", "10"]
+    plan = plan_from_args([*base, "--eval-every-requests", "5", "--eval-sample", "3"])
+    specs_of = {method: spec for method, _, spec in plan.cells}
+    assert (specs_of["ga"]["eval_every_requests"], specs_of["ga"]["eval_sample"]) == (5, 3)
+    assert "eval_every_requests" not in specs_of["retrain"]   # the reference forgets in one request
+    assert plan.id != plan_from_args(base).id   # another schedule, another study; without one, the id as before
+    with pytest.raises(SpecError, match="--eval-every-requests applies to --requests K > 1"):
+        plan_from_args([*base[:-2], "--eval-every-requests", "5"])

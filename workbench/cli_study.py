@@ -23,7 +23,7 @@ import typer
 from engine import spec as specs
 from engine.errors import SpecError
 from engine.spec.inputs import absolute_paths
-from engine.spec.params import TUNE_AGAINST
+from engine.spec.params import EVAL_EVERY_REQUESTS, EVAL_SAMPLE, TUNE_AGAINST
 from engine.spec.validate import check_seed
 from sessions.metric_names import flatten
 from sessions.schema import ACTIVE_STATES
@@ -128,6 +128,9 @@ def study(
                                     help=GRANULARITY_HELP),
     requests: Optional[int] = typer.Option(None, "--requests", metavar="K",
                                            help=specs.REQUESTS.help + " (Retrain: one request)"),
+    every_requests: Optional[int] = typer.Option(None, "--eval-every-requests", metavar="N",
+                                                 help=EVAL_EVERY_REQUESTS.help + " (every method but Retrain)"),
+    eval_sample: Optional[int] = typer.Option(None, "--eval-sample", metavar="M", help=EVAL_SAMPLE.help),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N", autocompletion=complete_device),
     tolerance: float = typer.Option(DEFAULT_TOLERANCE, "--tolerance", help="the test gap to Retrain, in points, "
                                     "within which methods are ranked by their Df/Dr AUC gap to Retrain"),
@@ -219,6 +222,13 @@ def plan_study(options: dict, given: dict) -> StudyPlan:
     tolerance, requests = options["tolerance"], options["requests"]
     if not math.isfinite(tolerance) or tolerance < 0:
         raise SpecError(f"--tolerance must be a number of points >= 0, got {tolerance}")
+    # a long sequence's evaluation schedule, as `run` takes it, for every method that runs K requests
+    schedule = {name: options.get(option) for name, option in (("eval_every_requests", "every_requests"),
+                                                               ("eval_sample", "eval_sample"))
+                if options.get(option) is not None}
+    if schedule and (requests or 1) <= 1:
+        raise SpecError(f"--{specs.dash(next(iter(schedule)))} applies to --requests K > 1; add --requests K, or "
+                        "drop it")
     unused = [name for name in given if not any(name in method_params(m, given) for m in chosen)]
     if unused:
         owners = specs.param_owners(unused[0])
@@ -238,6 +248,8 @@ def plan_study(options: dict, given: dict) -> StudyPlan:
                    "params": with_compile(method_params(method, given), options["compiled"])}
             if requests is not None:
                 raw["requests"] = requests if method in specs.SEQUENTIAL_METHODS else 1
+                if method in specs.SEQUENTIAL_METHODS:
+                    raw.update(schedule)
             if options["task"] is not None:
                 raw["task"] = options["task"]
             if options["original"] is not None:
@@ -250,6 +262,7 @@ def plan_study(options: dict, given: dict) -> StudyPlan:
     protocol = {"model": first["model"], "data": first["data"], "task": first["task"], "device": first["device"],
                 "deletion": {k: v for k, v in first["deletion"].items() if k != "seed"},
                 "requests": requests or 1, "params": given,
+                **({"schedule": schedule} if schedule else {}),   # absent by default: earlier studies keep their ids
                 # the deployed model unlearned (absent without --original, so earlier studies keep their ids)
                 **({"original": first["original"]} if first.get("original") else {}),
                 # a guarded study's Retrain once took the guardrails and was cut short or kept an earlier step: such
