@@ -475,7 +475,7 @@ async def test_deleting_a_studys_cell_from_home_says_what_the_study_loses(tmp_ho
 
 async def test_the_grid_scrolled_sideways_never_shows_part_of_a_number(tmp_home):
     """At 80x24, Right past the screen's edge showed `retrain 0.5 ± 2.7` for 80.5 ± 2.7: Textual scrolls by the
-    character, and the column under the fixed method column lost its first digits."""
+    character, and the column under the fixed method column lost its first digits; the right edge cut another."""
     from screens.study_grid import StudyGridScreen
     from screens.widgets.column_table import ColumnTable
 
@@ -488,6 +488,9 @@ async def test_the_grid_scrolled_sideways_never_shows_part_of_a_number(tmp_home)
         await wait_until(pilot, lambda: isinstance(app.screen, StudyGridScreen) and app.screen.rows)
         table = app.screen.query_one("#study-grid", ColumnTable)
         assert table.max_scroll_x > 0, "the grid must be wider than the screen for this test"
+        shown = table.whole_width()   # and the column the right edge cuts is left blank (`52.0` read `5`)
+        assert shown is not None and all(not table.render_line(y).text[shown:].strip() for y in range(4))
+        assert table.render_line(1).text[:shown].strip()
         seen = set()
         for _ in range(len(table.columns) + 2):
             await pilot.press("right")

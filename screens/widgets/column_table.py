@@ -3,10 +3,12 @@
 Textual scrolls a table by the character: a value column half under the fixed columns (the method, the metric)
 lost its first digits there, and `80.5 ± 2.7` read `0.5 ± 2.7`, another number. Here every scroll offset is
 snapped to a column's start, up when the scroll moves right and down when it moves left, and the table may scroll
-until its last column starts the scrolled part, so that no offset has to cut one.
+until its last column starts the scrolled part, so that no offset has to cut one. A column the right edge cuts is
+left blank (`52.0` read `5` there).
 """
 from __future__ import annotations
 
+from textual.strip import Strip
 from textual.widgets import DataTable
 
 
@@ -34,3 +36,26 @@ class ColumnTable(DataTable):
 
     def validate_scroll_target_x(self, value: float) -> float:
         return self.snapped(super().validate_scroll_target_x(value))
+
+    def render_line(self, y: int) -> Strip:
+        """The line with a column the right edge would cut left blank: cut there, `52.0` read `5`."""
+        line = super().render_line(y)
+        shown = self.whole_width()
+        if shown is None:
+            return line
+        return line.crop(0, shown).extend_cell_length(line.cell_length, self.rich_style)
+
+    def whole_width(self) -> int | None:
+        """How many cells from the left the fixed columns and the scrolled columns that fit whole take up, where
+        the right edge cuts a column; None where none is cut."""
+        columns = self.ordered_columns
+        used = sum(column.get_render_width(self) for column in columns[:self.fixed_columns])
+        room, offset = self.scrollable_content_region.width, 0
+        for column in columns[self.fixed_columns:]:
+            width = column.get_render_width(self)
+            if offset >= self.scroll_x:   # the columns scrolled past do not count
+                if used + width > room:
+                    return used
+                used += width
+            offset += width
+        return None
