@@ -24,6 +24,7 @@ from engine.devices import check_available, check_device_count
 from engine.errors import SpecError
 from engine.offline import hub_id_problem
 from engine.spec import MODELS, PEOPLE_WORLDS, WORLDS
+from engine.spec.inputs import check_layer_within
 from engine.spec.lineage import read_lineage, saw, trained_on_data_message
 
 
@@ -54,9 +55,8 @@ def check_rmu_layer(spec: dict) -> None:
     after the original had trained, and failed the session (exit 1)."""
     layer = (spec.get("params") or {}).get("rmu_layer")
     count = decoder_layers(spec.get("original") or spec["model"]) if layer is not None else None
-    if count is not None and layer >= count:
-        raise SpecError(f"--rmu-layer {layer} is past the model's {count} decoder layers; choose 0..{count - 1}",
-                        field="rmu_layer")
+    if count is not None:
+        check_layer_within(layer, count)
 
 
 def check_hub_ids(spec: dict) -> None:

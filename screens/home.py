@@ -25,7 +25,7 @@ from screens.widgets.confirm import ConfirmScreen
 from screens.widgets.footer import Footer
 from sessions.attacks import attack_line, attacks_brief, attacks_of
 from sessions.export import session_document, write_export
-from sessions.store import SessionBusy, SessionDamaged, UnknownSession
+from sessions.store import SessionBusy, SessionDamaged, UnknownSession, busy_message
 from sessions.study import cells_of_session
 from sessions.summary import format_deletion, summary_metrics, test_headline, took
 from sessions.verdict import last_request_only, session_verdict
@@ -354,9 +354,13 @@ class HomeScreen(Screen):
         self.marked.symmetric_difference_update({sid})
         self.render_table(force=True)
 
-    def action_compare(self) -> None:
+    def marked_ids(self) -> list[str]:
+        """The marked sessions, in the table's order, then those a filter hides."""
         ids = [r["id"] for r in self.shown if r["id"] in self.marked]
-        ids += [sid for sid in self.marked if sid not in ids]
+        return ids + sorted(self.marked.difference(ids))
+
+    def action_compare(self) -> None:
+        ids = self.marked_ids()
         if len(ids) < 2:
             self.notify("mark two or more sessions with space, then press c", severity="warning")
             return
@@ -370,9 +374,7 @@ class HomeScreen(Screen):
             return
         sid = row["id"]
         if row.get("live"):   # refused before the question, not after a yes
-            self.notify(f"session {sid} is {row.get('state')}; cancel it first (ctrl+k in its monitor, "
-                        f"`mmul-workbench engine cancel {sid}`, or Ctrl-C where a headless run runs)",
-                        severity="warning")
+            self.notify(busy_message(sid), severity="warning")
             return
 
         def done(yes: bool | None) -> None:
@@ -399,8 +401,7 @@ class HomeScreen(Screen):
 
     def action_export(self) -> None:
         """The marked sessions, or the highlighted one when none is marked (as `c` compares the marked)."""
-        ids = [r["id"] for r in self.shown if r["id"] in self.marked] + sorted(
-            self.marked - {r["id"] for r in self.shown})
+        ids = self.marked_ids()
         if not ids and (row := self.current_row()) is not None:
             ids = [row["id"]]
         if ids:

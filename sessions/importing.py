@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import secrets
+import time
 from typing import Any
 
 from sessions.files import DIR_MODE, WRITER_LOCK, plain, remove_tree, try_lock
@@ -34,11 +35,10 @@ class NotImportable(ValueError):
 class EventClock:
     """The writer's clock while events are copied: each event keeps the time it was recorded at."""
 
-    def __init__(self) -> None:
-        import time
+    monotonic = staticmethod(time.monotonic)   # the flush cadence keeps real time
 
+    def __init__(self) -> None:
         self.now = 0.0
-        self.monotonic = time.monotonic
 
     def time(self) -> float:
         return self.now
@@ -98,7 +98,7 @@ def check_document(doc: Any) -> str:
         raise NotImportable(f"it was written with session schema {doc.get('schema')}, and this mmul-workbench reads "
                             f"schema {SCHEMA_VERSION}")
     session_id = doc.get("id")
-    if not isinstance(session_id, str) or not SESSION_ID.match(session_id) or session_id.endswith("\n"):
+    if not isinstance(session_id, str) or not SESSION_ID.fullmatch(session_id):
         raise NotImportable(f"its id {session_id!r:.40} is not a session id (YYYYMMDD-HHMMSS-xxxx)")
     if doc.get("state") not in TERMINAL_STATES:
         raise NotImportable(f"session {session_id} was {doc.get('state')} when exported; export it again once it has "
@@ -109,7 +109,7 @@ def check_document(doc: Any) -> str:
     if depth(spec) > MAX_DEPTH or depth(summary) > MAX_DEPTH:
         raise NotImportable(f"its spec or summary nests deeper than {MAX_DEPTH} levels")
     if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME or "\n" in name or "\t" in name
-                             or SESSION_ID.match(name.strip())):
+                             or SESSION_ID.fullmatch(name.strip())):
         raise NotImportable(f"its name is not one a session takes (one line of at most {MAX_NAME} characters, "
                             "not shaped like a session id)")
     for field in ("created", "ended"):

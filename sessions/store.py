@@ -40,6 +40,12 @@ __all__ = ["SessionBusy", "SessionDamaged", "SessionStore", "UnknownSession", "n
 TRASH_PREFIX = ".deleted-"
 
 
+def busy_message(session_id: str) -> str:
+    """Why a live session cannot be deleted, and the three ways to stop it first."""
+    return (f"session {session_id} is queued or running; cancel it first (ctrl+k in its monitor, `mmul-workbench "
+            f"engine cancel {session_id}`, or Ctrl-C where a headless run runs)")
+
+
 def new_session_id(now: float) -> str:
     """``YYYYMMDD-HHMMSS-xxxx`` in UTC: sorts by creation time, short enough to type."""
     return f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime(now))}-{secrets.token_hex(2)}"
@@ -242,8 +248,7 @@ class SessionStore(SessionReader):
             fd = None  # an unreadable or broken directory: no writer can be using it either
         else:
             if fd is None and sdir.is_dir():
-                raise SessionBusy(f"session {session_id} is queued or running; cancel it first (`mmul-workbench engine "
-                                  f"cancel {session_id}`, ctrl+k in its monitor, or Ctrl-C where a headless run runs)")
+                raise SessionBusy(busy_message(session_id))
         try:
             self._update_catalog(session_id, None)
             trash = self.root / f"{TRASH_PREFIX}{session_id}-{secrets.token_hex(2)}"

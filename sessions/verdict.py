@@ -210,6 +210,11 @@ def thinned(lines: list[str], limit: int = TERMINAL_REQUEST_LINES) -> tuple[list
     return [line for i, line in enumerate(lines) if i not in requests or i in kept], len(requests) - len(kept)
 
 
+def left_out_words(left_out: int) -> str:
+    """What a thinned verdict says of the request lines it left out."""
+    return f"{left_out} more request{'s' if left_out > 1 else ''} between these"
+
+
 def last_request_only(lines: list[str]) -> list[str]:
     """A verdict where room is short (80x24): of a request run's lines ``request i/K: ...`` only the last (the
     state the run ended in), so no line is cut mid-sentence; the others as they are."""

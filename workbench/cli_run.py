@@ -18,7 +18,7 @@ from engine.spec.inputs import absolute_paths
 from engine.spec.params import EVAL_EVERY_REQUESTS, EVAL_SAMPLE
 from sessions.metric_names import flatten
 from sessions.numbers import fmt
-from sessions.verdict import thinned
+from sessions.verdict import left_out_words, thinned
 from workbench.completion import complete_data, complete_device, complete_method, complete_model, complete_task
 from workbench.execute import run_session
 from workbench.output import Exit, Progress, fail, print_json
@@ -184,7 +184,7 @@ def print_verdict(verdict: str) -> None:
     for line in lines:
         typer.echo(f"verdict: {line}")
     if left_out:
-        typer.echo(f"({left_out} more request{'s' if left_out > 1 else ''} between these; `--json` has every line)")
+        typer.echo(f"({left_out_words(left_out)}; `--json` has every line)")
 
 
 def print_budget(result: dict) -> None:

@@ -24,7 +24,7 @@ from sessions.metric_order import headline_first
 from sessions.series import downsample, final_table, training_steps, unlearning_steps
 from sessions.store import SessionBusy, SessionDamaged, SessionStore, UnknownSession
 from sessions.summary import deletion_line, summary_metrics, test_headline, test_headline_name, took, took_words
-from sessions.verdict import session_verdict, thinned
+from sessions.verdict import left_out_words, session_verdict, thinned
 from workbench.completion import complete_session
 from workbench.output import Exit, fail, output_file
 from workbench.text_table import Column, fit_lines, tsv_lines
@@ -482,8 +482,7 @@ def replay_headless(session_id: str, width: int | None = None, out=None) -> int:
     for line in lines:  # one line a verdict, whatever the width: scripts grep it
         console.print(f"verdict: {line}", highlight=False, markup=False, soft_wrap=True)
     if left_out:
-        console.print(f"({left_out} more request{'s' if left_out > 1 else ''} between these; `sessions show --json` "
-                      "has each one's numbers)", highlight=False)
+        console.print(f"({left_out_words(left_out)}; `sessions show --json` has each one's numbers)", highlight=False)
     from sessions.panels import event_panels, retrain_metrics
 
     panels = event_panels(events, retrain_metrics(store, meta))

@@ -89,12 +89,12 @@ class EngineServices:
         and ctrl+r names the version). An injected engine (tests) is taken to answer."""
         if self._engine_starter is not None or self._submitter is not None:
             return True
-        from workbench.client.errors import EngineError
+        from workbench.client.errors import EngineOtherVersion
         from workbench.client.sync import ping
 
         try:
             return ping(self.home, timeout=1.0) is not None
-        except EngineError:   # another version's engine: the states poll died on it every 2 s, in silence
+        except EngineOtherVersion:   # the states poll died on it every 2 s, in silence
             return False
 
     async def submit(self, spec: dict) -> dict:

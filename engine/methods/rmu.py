@@ -28,6 +28,7 @@ import torch
 
 from engine.errors import SpecError
 from engine.methods.base import Method
+from engine.spec.inputs import check_layer_within
 
 WMDP_LAYER = 7  # of WMDP_DEPTH decoder layers
 WMDP_DEPTH = 32
@@ -69,9 +70,7 @@ class RMU(Method):
         layer = params["rmu_layer"]
         if layer is None:
             layer = default_layer(count)
-        elif layer >= count:
-            raise SpecError(f"--rmu-layer {layer} is past the model's {count} decoder layers; choose 0..{count - 1}",
-                            field="rmu_layer")
+        check_layer_within(layer, count)
         self.layer = layer
         self.updated = list(range(max(0, layer - params["rmu_update_layers"] + 1), layer + 1))
         self.direction: torch.Tensor | None = None

@@ -50,6 +50,14 @@ def check_name(value) -> str | None:
     return value
 
 
+def check_layer_within(layer: int, count: int) -> None:
+    """--rmu-layer within the model's `count` decoder layers: preflight checks it from a model's config, RMU
+    from the loaded model (a hub id's count is known only then)."""
+    if layer >= count:
+        raise SpecError(f"--rmu-layer {layer} is past the model's {count} decoder layers; choose 0..{count - 1}",
+                        field="rmu_layer")
+
+
 def check_whole(value, flag: str, field: str, lowest: int, highest: int) -> int:
     """A whole number in [lowest, highest] (a bool is not one), or SpecError naming `field`."""
     if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= highest:

@@ -38,6 +38,10 @@ class EngineStartError(EngineError):
     """The engine could not be started (the message names its log)."""
 
 
+class EngineOtherVersion(EngineError):
+    """An engine of another protocol or schema (one started before an upgrade) refused this client's hello."""
+
+
 def check_reply(reply: dict) -> dict:
     """The reply itself when it is ok; else raise what its error says."""
     if reply.get("ok"):
@@ -46,6 +50,8 @@ def check_reply(reply: dict) -> dict:
     code, message = error.get("code", P.INTERNAL), error.get("message", "engine error")
     if code == P.BAD_SPEC:
         raise SpecRejected(message, code, error.get("field"))
+    if code == P.VERSION_MISMATCH:
+        raise EngineOtherVersion(message, code)
     raise EngineError(message, code)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sessions import protocol as P
 from sessions.files import lock_is_held
-from workbench.client.errors import EngineDisconnected, EngineError, EngineNotRunning, EngineStartError, strip
+from workbench.client.errors import EngineDisconnected, EngineNotRunning, EngineOtherVersion, EngineStartError, strip
 from workbench.client.sync import Home, call, ping
 
 LOG_ROTATE_BYTES = 8 << 20
@@ -126,11 +126,9 @@ def stop_engine(home: Home = None, timeout: float = 60.0) -> dict:
     except EngineNotRunning:
         clean_stale(paths)
         return {"was_running": False, "pid": None, "cancelled": [], "killed": False}
-    except EngineError as error:
+    except (EngineDisconnected, EngineOtherVersion):
         # silent (it holds its lock and does not answer: stopped, stuck), or of another protocol (started before an
         # upgrade, it refuses this client's hello): SIGTERM, which it takes as a shutdown; killed after `timeout`
-        if not isinstance(error, EngineDisconnected) and error.code != P.VERSION_MISMATCH:
-            raise
         pid = lock_holder(paths)
         if pid is None:
             if not lock_held(paths):   # it was on its way out, and is gone now
@@ -173,15 +171,12 @@ def engine_status(home: Home = None) -> dict:
     except EngineNotRunning:
         return {"running": False, "home": str(paths.home), "socket": str(paths.socket), "log": str(paths.log),
                 "stale": paths.pid.exists() or paths.socket.exists()}
-    except EngineDisconnected:  # alive (it holds the lock) but silent: stopped with SIGSTOP, or stuck
-        if not lock_held(paths):   # no: it closed the connection on its way out
+    except (EngineDisconnected, EngineOtherVersion) as error:
+        # alive (it holds the lock) but silent (stopped with SIGSTOP, or stuck), or of another version
+        other = {"other_version": str(error)} if isinstance(error, EngineOtherVersion) else {}
+        if not other and not lock_held(paths):   # no: it closed the connection on its way out
             return {"running": False, "home": str(paths.home), "socket": str(paths.socket), "log": str(paths.log),
                     "stale": paths.pid.exists() or paths.socket.exists()}
         return {"running": True, "answering": False, "pid": lock_holder(paths), "home": str(paths.home),
-                "socket": str(paths.socket), "log": str(paths.log)}
-    except EngineError as error:
-        if error.code != P.VERSION_MISMATCH:
-            raise
-        return {"running": True, "answering": False, "pid": lock_holder(paths), "home": str(paths.home),
-                "socket": str(paths.socket), "log": str(paths.log), "other_version": str(error)}
+                "socket": str(paths.socket), "log": str(paths.log), **other}
     return {"running": True, "answering": True, **strip(reply)}

@@ -7,7 +7,7 @@ import socket
 from typing import Any
 
 from sessions import protocol as P
-from workbench.client.errors import EngineDisconnected, EngineError, EngineNotRunning, check_reply
+from workbench.client.errors import EngineDisconnected, EngineError, EngineNotRunning, EngineOtherVersion, check_reply
 
 Home = str | os.PathLike | None
 
@@ -48,7 +48,7 @@ def ping(home: Home = None, timeout: float = 2.0) -> dict | None:
     an upgrade) raises its EngineError: taken for none, a start waited 30 s on the lock it holds and blamed the time."""
     try:
         return call(P.engine_paths(home), "hello", timeout=timeout)
-    except EngineError as error:
-        if error.code == P.VERSION_MISMATCH:
-            raise
+    except EngineOtherVersion:
+        raise
+    except EngineError:
         return None
