@@ -81,6 +81,18 @@ class Cost:
                     self.evaluation_seconds - earlier.evaluation_seconds, self.steps - earlier.steps,
                     self.examples - earlier.examples, started=earlier.started)
 
+    def state(self) -> dict:
+        """The figures so far, for a resume point (engine/protocols/resume.py)."""
+        return {"original_seconds": self.original_seconds, "unlearning_seconds": self.unlearning_seconds,
+                "evaluation_seconds": self.evaluation_seconds, "steps": self.steps, "examples": self.examples,
+                "wall_seconds": time.perf_counter() - self.started}
+
+    def restore(self, state: dict) -> None:
+        """Go on from a resume point's figures: the wall clock counts on from what had passed then."""
+        self.original_seconds, self.unlearning_seconds = state["original_seconds"], state["unlearning_seconds"]
+        self.evaluation_seconds, self.steps, self.examples = state["evaluation_seconds"], state["steps"], state["examples"]
+        self.started = time.perf_counter() - state["wall_seconds"]
+
     def add_loop(self, result) -> None:
         self.unlearning_seconds += result.seconds
         self.evaluation_seconds += result.evaluation_seconds

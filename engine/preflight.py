@@ -4,7 +4,8 @@ record is refused with its file and record number), and `--model` (the base) was
 content (engine/spec/lineage.py: validation compares the data's reference; a copied or renamed folder, or an
 original cached before lineage files, is caught here by its fingerprint), and a run's deletion set resolves against
 the data (`--delete N` below the units there are, an ID file naming at least its ids, a query matching some units,
-`--requests K` no more than the units chosen). So a spec that would fail on any of these is refused (``bad_spec`` /
+`--requests K` no more than the units chosen), and a resumed run's point exists for its spec (whose `resumes` it
+completes with the request the point follows). So a spec that would fail on any of these is refused (``bad_spec`` /
 exit 2) before a session is created and before anything trains. The headless CLI and the daemon (through
 `engine.jobs.validate`) both call `preflight`: one check, one line, whichever way the run is started.
 
@@ -103,6 +104,25 @@ def preflight(spec: dict, alone: bool = True) -> None:
             error.field = error.field or "general"
             raise
     check_base(spec)
+    if spec.get("resumes"):  # the point exists and was written for this spec: the request it goes on after
+        from engine.protocols.resume import check_resumable
+        from sessions.paths import cache_dir
+
+        spec["resumes"] = check_resumable(spec, cache_dir(spec.get("artifacts")))
+        check_resumed_events(spec["resumes"])
+
+
+def check_resumed_events(resumes: dict) -> None:
+    """The resumed session is in this home and its events reach its resume point (they are copied into the new
+    session when it is created: sessions/resuming.py)."""
+    from sessions.errors import SessionDamaged, UnknownSession
+    from sessions.resuming import point_events
+    from sessions.store import SessionStore
+
+    try:
+        point_events(SessionStore(), resumes["session"], resumes["request"])
+    except (ValueError, UnknownSession, SessionDamaged) as error:
+        raise SpecError((getattr(error, "message", None) or str(error)).splitlines()[0], field="resumes") from None
 
 
 def check_validation_split(spec: dict, world) -> None:

@@ -24,6 +24,7 @@ from screens.services import Services
 from screens.widgets.confirm import ConfirmScreen
 from screens.widgets.footer import Footer
 from sessions.attacks import attack_line, attacks_brief, attacks_of
+from sessions.resuming import resume_problem, resuming_spec
 from sessions.export import session_document, write_export
 from sessions.store import SessionBusy, SessionDamaged, UnknownSession, busy_message
 from sessions.study import cells_of_session
@@ -133,6 +134,7 @@ class HomeScreen(Screen):
         Binding("S", "reverse_sort", "Reverse sort", id="home.reverse", show=False),
         Binding("d", "delete", "Delete", id="home.delete"),
         Binding("x", "export", "Export", id="home.export"),
+        Binding("R", "resume", "Resume", id="home.resume", show=False),  # the footer is full at 120 columns: f1 lists it
         Binding("r", "refresh", "Refresh", id="home.refresh", show=False),
         Binding("escape", "clear_filter", "Clear filter", id="home.clear_filter", show=False),
     ]
@@ -346,6 +348,38 @@ class HomeScreen(Screen):
 
         self.app.push_screen(MonitorScreen(self.services.source_for(row), services=self.services,
                                            device=row.get("device")))
+
+    def action_resume(self) -> None:
+        """Go on with a stopped run of K requests from its resume point, in the engine (`mmul-workbench resume`)."""
+        row = self.current_row()
+        if row is None:
+            return
+        try:
+            record = self.services.store.get(row["id"])
+        except (UnknownSession, SessionDamaged) as exc:
+            self.notify(str(getattr(exc, "message", exc)), severity="error")
+            return
+        problem = resume_problem(row["id"], record)
+        if problem:
+            self.notify(problem, severity="warning")
+            return
+        self.submit_resume(resuming_spec(row["id"], record), record.get("device"))
+
+    @work(exclusive=True, group="resume", exit_on_error=False)
+    async def submit_resume(self, spec: dict, device: str | None) -> None:
+        from engine.errors import SpecError
+        from screens.services import ServiceError
+
+        try:
+            reply = await self.services.submit(spec)
+        except (SpecError, ServiceError) as exc:
+            self.notify(f"resume: {exc}", severity="error")
+            return
+        from screens.monitor import MonitorScreen
+
+        self.notify(f"resuming {spec['resumes']['session']} as {reply['session']}")
+        self.app.push_screen(MonitorScreen(self.services.live_source(reply["session"]), services=self.services,
+                                           replay=False, device=reply.get("device") or device))
 
     def action_mark(self) -> None:
         sid = self.current_id()

@@ -32,6 +32,7 @@ from sessions.errors import SessionBusy, SessionDamaged, UnknownSession
 from sessions.files import (DIR_MODE, WRITER_LOCK, describe_error, dumps, locked, plain, private_dir, remove_tree,
                             try_lock)
 from sessions.reader import SessionReader
+from sessions.resuming import copy_events, point_events
 from sessions.schema import ACTIVE_STATES, SCHEMA_VERSION, SchemaMismatch
 from sessions.writer import FLUSH_INTERVAL, SEGMENT_SIZE, Clock, SessionWriter
 
@@ -103,6 +104,8 @@ class SessionStore(SessionReader):
         writer = self._writer(meta, next_seq=0, tail=[], lock_fd=lock_fd)
         try:
             writer.emit("status", state=state)  # flushes and adds the catalog row
+            if spec.get("resumes"):  # a resumed run: the old session's events up to its resume point first
+                copy_events(writer, point_events(self, spec["resumes"]["session"], spec["resumes"]["request"]))
         except BaseException:
             writer.abandon()
             remove_tree(self.root / session_id)

@@ -20,7 +20,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 # also built once, not once per worker. Files not named keep their order after these. Files that train the same
 # original are kept apart at the start, so that one worker does not wait on the other's training.
 SLOW_FILES = (
-    "test_cache_keys.py", "test_requests.py", "test_parallel.py", "test_classification.py", "test_plan.py",
+    "test_cache_keys.py", "test_requests.py", "test_resume.py", "test_parallel.py", "test_classification.py", "test_plan.py",
     "test_pulse_methods.py", "test_tui_tmux.py", "test_tui.py", "test_study_engine.py", "test_cluster.py",
     "test_graph_text.py", "test_disk_full.py", "test_guards.py", "test_engine_hardening.py",
     "test_engine_daemon.py", "test_cli.py", "test_engine_daemon_real.py", "test_browser.py", "test_study.py",

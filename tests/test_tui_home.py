@@ -289,3 +289,32 @@ def test_at_80x24_a_request_runs_detail_keeps_its_last_request_whole():
     verdict = ["request 1/2: forget: Df/Dr AUC 52.2 -> 53.6", "request 2/2: forget: Df/Dr AUC 52.2 -> 54.9"]
     assert detail_text(row, verdict).splitlines()[1:] == verdict
     assert detail_text(row, verdict, compact=True).splitlines()[1:] == [verdict[1]]
+
+
+async def test_shift_r_resumes_a_stopped_request_run_in_the_engine_and_says_why_not_otherwise(tmp_home):
+    """`mmul-workbench resume` from the home: the stopped run's spec goes to the engine with `resumes` naming it,
+    and the monitor follows the new session; a run that cannot resume says why, and nothing is sent."""
+    from screens.monitor import MonitorScreen
+
+    store = SessionStore()
+    single = write(store, "one-request", "npo", state="cancelled", kind="run", requests=1)
+    stopped = write(store, "ten-requests", "npo", state="cancelled", kind="run", requests=10)
+    app = create_app(start_engine=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.screen.query_one("#sessions")
+        await wait_until(pilot, lambda: table.row_count == 2)
+        sent = []
+
+        async def submit(spec):
+            sent.append(spec)
+            return {"session": single, "device": "cpu"}   # a session the monitor can open
+        app.screen.services.submit = submit
+        table.move_cursor(row=1)  # the older: a single request
+        await pilot.press("R")
+        await wait_until(pilot, lambda: any(f"session {single} is not a run of K > 1 requests" in str(n.message)
+                                            for n in app._notifications))
+        table.move_cursor(row=0)
+        await pilot.press("R")
+        await wait_until(pilot, lambda: isinstance(app.screen, MonitorScreen))
+        assert [spec["resumes"] for spec in sent] == [{"session": stopped}]
+        assert sent[0]["requests"] == 10 and sent[0]["method"] == "npo"

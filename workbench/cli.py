@@ -30,12 +30,13 @@ app.add_typer(data_app, name="data")
 
 
 def _register_subcommands() -> None:
-    from workbench import cli_attack, cli_plan, cli_pulse, cli_report, cli_run, cli_serve, cli_study
+    from workbench import cli_attack, cli_plan, cli_pulse, cli_report, cli_resume, cli_run, cli_serve, cli_study
     from workbench.cli_engine import engine_app
     from workbench.cli_sessions import sessions_app
 
     cli_run.register(app)
     cli_pulse.register(app)
+    cli_resume.register(app)
     cli_study.register(app)
     cli_plan.register(app)
     cli_serve.register(app)

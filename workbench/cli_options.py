@@ -67,3 +67,21 @@ def placement(cluster: Optional[str], artifacts: Optional[Path], devices: int, s
 def with_compile(params: dict, compiled: bool) -> dict:
     """--compile rides in the spec's params (the loop reads it there), only when on."""
     return {**params, "compile": True} if compiled else params
+
+
+RESUME_EVERY_HELP = ("with --requests K: minutes between resume points (the model and the run's state after a "
+                     "request, from which `mmul-workbench resume SESSION` goes on if the run stops); 0: after every "
+                     "request; off: none; default 10")
+
+
+def resume_every_value(given: Optional[str]) -> dict:
+    """`--resume-every` as the spec records it (only when given): minutes, or "off"."""
+    if given is None:
+        return {}
+    if given.strip().lower() == "off":
+        return {"resume_every": "off"}
+    try:
+        return {"resume_every": float(given)}
+    except ValueError:
+        raise SpecError(f"--resume-every {given!r}: give minutes between resume points (0: after every request) "
+                        "or off", field="resume_every") from None

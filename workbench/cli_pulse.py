@@ -15,7 +15,7 @@ from engine.errors import SpecError
 from engine.spec.inputs import absolute_paths
 from engine.spec.params import EVAL_EVERY_REQUESTS, EVAL_SAMPLE
 from sessions.numbers import fmt
-from workbench.cli_options import ARTIFACTS_HELP, PULSE_ORIGINAL_HELP
+from workbench.cli_options import ARTIFACTS_HELP, PULSE_ORIGINAL_HELP, RESUME_EVERY_HELP, resume_every_value
 from workbench.completion import complete_data, complete_device, complete_model, complete_pulse_method
 from workbench.execute import run_session
 from workbench.output import fail, print_json
@@ -38,6 +38,7 @@ def pulse(
     requests: int = typer.Option(1, "--requests", metavar="K", help="K sequential deletion requests"),
     every_requests: Optional[int] = typer.Option(None, "--eval-every-requests", metavar="N", help=EVAL_EVERY_REQUESTS.help),
     eval_sample: Optional[int] = typer.Option(None, "--eval-sample", metavar="M", help=EVAL_SAMPLE.help),
+    resume_every: Optional[str] = typer.Option(None, "--resume-every", metavar="MINUTES|off", help=RESUME_EVERY_HELP),
     knowledge: str = typer.Option("pretrained", "--knowledge", help="pretrained or finetuned people"),
     forget: Optional[int] = typer.Option(None, "--forget", help="N people to forget (default: half the set); with "
                                          "--granularity fact, N facts of them"),
@@ -59,6 +60,10 @@ def pulse(
         raw["granularity"] = granularity
     if original is not None:
         raw["original"] = original
+    try:
+        raw.update(resume_every_value(resume_every))
+    except SpecError as error:
+        fail(str(error))
     if cache_dir is not None:
         raw["artifacts"] = str(cache_dir.expanduser().resolve())
     run_pulse(raw, as_json)
@@ -66,7 +71,7 @@ def pulse(
 
 def run_people(*, method: str, model: str, data: str, delete: Optional[int], other, granularity: str,
                requests: Optional[int], seed: int, device: str, name: Optional[str], params: dict,
-               through_engine: bool, as_json: bool) -> None:
+               through_engine: bool, as_json: bool, resume_every: Optional[str] = None) -> None:
     """`run --data people|people-tiny`: the PULSE run `pulse --forget N` makes (pretrained people, K requests),
     with `--delete N` as N people or, with --granularity fact, N facts of them."""
     if other:
@@ -81,6 +86,10 @@ def run_people(*, method: str, model: str, data: str, delete: Optional[int], oth
            "params": params}
     if granularity != specs.GRANULARITY.default:
         raw["granularity"] = granularity
+    try:
+        raw.update(resume_every_value(resume_every))
+    except SpecError as error:
+        fail(str(error))
     run_pulse(raw, as_json)
 
 

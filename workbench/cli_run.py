@@ -24,7 +24,8 @@ from workbench.execute import run_session
 from workbench.output import Exit, Progress, fail, print_json
 from workbench.cli_plan import GPU_MEMORY_HELP, announce_plan
 from workbench.cli_options import (ARTIFACTS_HELP, CLUSTER_HELP, COMPILE_HELP, DEVICES_HELP, GRANULARITY_HELP,
-                                   ORIGINAL_HELP, STRATEGY_HELP, deletion_spec, placement, with_compile)
+                                   ORIGINAL_HELP, RESUME_EVERY_HELP, STRATEGY_HELP, deletion_spec, placement,
+                                   resume_every_value, with_compile)
 from workbench.param_options import with_param_options
 
 
@@ -45,6 +46,7 @@ def run(
     requests: Optional[int] = typer.Option(None, "--requests", metavar="K", help=specs.REQUESTS.help),
     every_requests: Optional[int] = typer.Option(None, "--eval-every-requests", metavar="N", help=EVAL_EVERY_REQUESTS.help),
     eval_sample: Optional[int] = typer.Option(None, "--eval-sample", metavar="M", help=EVAL_SAMPLE.help),
+    resume_every: Optional[str] = typer.Option(None, "--resume-every", metavar="MINUTES|off", help=RESUME_EVERY_HELP),
     seed: int = typer.Option(specs.DEFAULT_SEED, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N", autocompletion=complete_device),
     name: Optional[str] = typer.Option(None, "--name", help="a name for the session"),
@@ -65,13 +67,15 @@ def run(
 
         return run_people(method=method, model=model, data=data, delete=delete, other=delete_ids or delete_query,
                           granularity=granularity, requests=requests, seed=seed, device=device, name=name,
-                          params=params or {}, through_engine=engine or cluster is not None, as_json=as_json)
+                          params=params or {}, through_engine=engine or cluster is not None, as_json=as_json,
+                          resume_every=resume_every)
     try:
         deletion = deletion_spec(delete, delete_ids, delete_query, seed, granularity)
+        resume_points = resume_every_value(resume_every)
     except SpecError as error:
         fail(str(error))
     raw = {"method": method, "model": model, "data": data, "device": device, "seed": seed, "name": name,
-           "deletion": deletion, "params": with_compile(params or {}, compiled)}
+           "deletion": deletion, "params": with_compile(params or {}, compiled), **resume_points}
     if requests is not None:
         raw["requests"] = requests
     raw.update({key: value for key, value in (("eval_every_requests", every_requests), ("eval_sample", eval_sample))

@@ -63,6 +63,13 @@ class History:
                   request=request, metrics={f"r{j}": value for j, value in enumerate(shown, start=1)
                                             if value is not None}, metric=self.task.HISTORY_METRIC)
 
+    def state(self) -> dict:
+        """What a resume point keeps of the history (the original's row is scored again when a run resumes)."""
+        return {"panel": self.panel, "rows": self.rows, "utility": self.utility}
+
+    def restore(self, state: dict) -> None:
+        self.panel, self.rows, self.utility = state["panel"], state["rows"], state["utility"]
+
     def document(self) -> dict:
         matrix = history_matrix(self.rows)
         utility = [u for u in self.utility if u is not None]

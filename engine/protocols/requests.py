@@ -23,6 +23,7 @@ from typing import Callable
 
 from engine.data.deletion import split_requests
 from engine.devices import resolve_device
+from engine.errors import SpecError
 from engine.loop import LoopConfig, run_loop
 from engine.parallel import is_main
 from engine.protocols.budget import time_budget
@@ -35,6 +36,8 @@ from engine.loop import peak_memory_mb
 from engine.parallel import current as current_parallel
 from engine.parallel import rank_threads
 from engine.protocols.originals import original_dir, original_record, run_lineage, save_atomically, trained_original
+from engine.protocols.resume import (Cadence, check_original, discard, point_dir, read_point, restore_weights,
+                                     save_point)
 from engine.seeding import derive_seed, generator, seed_everything
 from engine.spec import CAPABILITIES, METHODS, check_method_fits
 from engine.spec.catalog import method_variant
@@ -93,19 +96,34 @@ def prepare_original(spec: dict, emit: Callable[..., None], should_stop: Callabl
         torch.set_num_threads(threads)
 
 
+class HeldBack:
+    """The run's emit, which holds back the events of a resumed run's setup (the session has the old run's, copied
+    when it was created): only warnings and errors go through while `holding`."""
+
+    def __init__(self, emit: Callable[..., None], holding: bool):
+        self.emit, self.holding = emit, holding
+
+    def __call__(self, kind: str, **fields) -> None:
+        if not self.holding or (kind == "log" and fields.get("level") in ("warning", "error")):
+            self.emit(kind, **fields)
+
+
 class Requests:
     def cost_record(self, cost: Cost) -> dict:
         parallel = current_parallel()
         return cost.record(self.device, parallel.world if parallel else 1, peak_memory_mb(self.device))
 
     def __init__(self, spec: dict, emit, should_stop, device, task=None):
-        self.spec, self.emit, self.should_stop, self.device = spec, emit, should_stop, device
+        self.spec, self.should_stop, self.device = spec, should_stop, device
+        self.emit = HeldBack(emit, holding=bool(spec.get("resumes")))
         self.cache = cache_dir(spec.get("artifacts"))
-        self.task = task or task_for(spec, emit, should_stop, self.cache)  # tuning passes its validation task
+        self.task = task or task_for(spec, self.emit, should_stop, self.cache)  # tuning passes its validation task
         self.info = METHODS[spec["method"]]
         self.cls = method_class(spec["method"])
 
     def run(self, session_id: str | None, original_metrics: dict | None) -> dict:
+        import torch
+
         spec, task, cls, emit, seed = self.spec, self.task, self.cls, self.emit, self.spec["seed"]
         started = time.perf_counter()
         cost = Cost(started=started)
@@ -113,6 +131,7 @@ class Requests:
         if timed is not None:
             emit("log", level="info", message=f"time budget: {', '.join(f'{s:.2f}' for s in timed['seconds'])} s "
                  f"of training per request ({timed['source']})")
+        point = read_point(self.cache, spec["resumes"]["session"]) if spec.get("resumes") else None
         units = task.forget_units()
         requests = split_requests(units, spec["requests"])
         original, cost.original_seconds = trained_original(task, spec, self.device, emit, self.should_stop, self.cache)
@@ -143,7 +162,9 @@ class Requests:
         defaults = task.unlearn_defaults(retraining)
         params = spec["params"]
         tuned = None
-        if params.get("tune"):  # lr and epochs picked on validation data (engine/protocols/tune.py)
+        if point is not None:  # tuned before the point was written: its choice stands
+            params, tuned = point[0]["params"], point[0]["tuned"]
+        elif params.get("tune"):  # lr and epochs picked on validation data (engine/protocols/tune.py)
             def run_point(point: dict, quiet, validation, original: dict | None) -> dict:
                 return Requests(point, quiet, self.should_stop, self.device, task=validation).run(None, original)
 
@@ -170,8 +191,31 @@ class Requests:
             """What the guard reads at this evaluation: the validation view's, or on people data the reported one."""
             return guard.judging(step, as_validation(validation.evaluate(model, forgotten_now)) if validation
                                  else reported)
-        request_start = Cost(started=started)  # the first request's cost counts from the run's start
+        done = 0
+        if point is not None:  # go on after the point's request as if the run had never stopped
+            state, weights = point
+            check_original(state, original, bool(spec.get("original")))
+            if state["forgotten"] != [unit for request in requests[:state["request"]] for unit in request]:
+                raise SpecError(f"the deletion set is not the one session {spec['resumes']['session']}'s resume point "
+                                "was written for (did the data change?); run its command again instead", field="resumes")
+            restore_weights(task, model, weights)
+            done, entries, forgotten, metrics = state["request"], state["entries"], state["forgotten"], state["metrics"]
+            total_steps, seconds, guard.judged = state["total_steps"], state["seconds"], state["judged"]
+            history.restore(state["history"])
+            cost.restore(state["cost"])
+            started = cost.started  # the document's total_seconds counts the time before the stop too
+            emit.holding = False
+            emit("log", level="info", message=f"resumed session {spec['resumes']['session']} after request {done} of "
+                 f"{len(requests)}")
+            if state["torch_threads"] != torch.get_num_threads():
+                emit("log", level="warning", message=f"the resume point was written at {state['torch_threads']} "
+                     f"torch threads and this run computes at {torch.get_num_threads()}: its last digits may differ "
+                     "from a run never stopped (set OMP_NUM_THREADS to match)")
+        cadence = Cadence(spec, len(requests))
+        request_start = cost.snapshot() if done else Cost(started=started)  # the first request's counts from the start
         for number, request in enumerate(requests, start=1):
+            if number <= done:
+                continue
             seed_everything(seed, "request", number)
             emit("phase", name="unlearn", request=number)
             forget = task.encode(model, request, cls.reads_unimodal, **views) if cls.uses_forget else None
@@ -245,6 +289,16 @@ class Requests:
                             **task.request_entry(request, metrics)})
             if guard.fired is not None:
                 break  # a collapse rule held: no further request runs
+            if session_id is not None and cadence.due(number, len(requests)) and is_main():
+                directory = point_dir(self.cache, session_id)
+                save_point(model, directory, {
+                    "spec": spec, "request": number, "requests": len(requests), "forgotten": forgotten,
+                    "entries": entries, "metrics": metrics, "total_steps": total_steps, "seconds": seconds,
+                    "history": history.state(), "judged": guard.judged, "params": params, "tuned": tuned,
+                    "cost": cost.state(), "torch_threads": torch.get_num_threads(),
+                    "original": {"model": str(original), "fingerprint": checkpoint_fingerprint(str(original))}})
+                cadence.written()
+                emit("artifact", name="resume_point", request=number, path=str(directory))
         # per-unit mean Df losses of the final model (tasks over units): a study's forget quality against Retrain
         with cost.evaluating():
             df_unit_scores = task.df_unit_scores(model, forgotten) if hasattr(task, "df_unit_scores") else None
@@ -252,6 +306,9 @@ class Requests:
         run_dir = self.cache / "runs" / (session_id or f"{spec['method']}-{int(time.time() * 1000)}")
         if is_main():  # of a --devices N job's ranks, rank 0 alone writes the checkpoint
             save_atomically(model, run_dir, run_lineage(task, spec, original, retraining))
+            for resumable in (session_id, (spec.get("resumes") or {}).get("session")):
+                if resumable is not None:  # the run's own checkpoint covers it now
+                    discard(point_dir(self.cache, resumable))
         emit("artifact", name="checkpoint", path=str(run_dir))
         return {
             "session": session_id,
@@ -268,6 +325,7 @@ class Requests:
             "seconds": round(seconds, 3),
             "steps": total_steps,
             "total_seconds": round(time.perf_counter() - started, 3),
+            **({"resumed": spec["resumes"]} if spec.get("resumes") else {}),
             "cost": self.cost_record(cost),
             "hyperparameters": {**params, "lr": lr, "epochs": epochs},
             **task.result_fields(forgotten),

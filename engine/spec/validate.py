@@ -43,6 +43,7 @@ from engine.spec.params import (COMMON_PARAMS, COMPILE, EVAL_EVERY_REQUESTS, EVA
                                  MAX_REQUESTS, NOT_ON_PEOPLE, REQUESTS, TUNE_AGAINST, Param)
 
 PULSE_DEFAULT_PARAMS = {"batch_size": 8, "retain_batch_size": 8}
+MAX_RESUME_MINUTES = 7 * 24 * 60.0  # --resume-every: a week at most
 
 
 def canonical_method(name: str) -> str:
@@ -315,6 +316,10 @@ def check_schedule(spec: dict, requests: int, owner: str) -> dict:
     given = {p.name: p.coerce(spec[p.name], owner) for p in (EVAL_EVERY_REQUESTS, EVAL_SAMPLE)
              if spec.get(p.name) is not None}
     if requests == 1:
+        for name in ("resume_every", "resumes"):
+            if spec.get(name) is not None:
+                raise SpecError(f"{name.replace('_', '-')} applies to a run of K > 1 requests (a resume point falls "
+                                "between two requests); this one has a single request", field=name)
         return {}
     every = given.get(EVAL_EVERY_REQUESTS.name, EVAL_EVERY_REQUESTS.default)
     if every > requests:
@@ -325,7 +330,30 @@ def check_schedule(spec: dict, requests: int, owner: str) -> dict:
         raise SpecError("--eval-sample applies between full evaluations, and with --eval-every-requests 1 (the "
                         "default) every request is evaluated in full: add --eval-every-requests N > 1 or drop "
                         "--eval-sample", field=EVAL_SAMPLE.name)
-    return {p.name: given.get(p.name, p.default) for p in (EVAL_EVERY_REQUESTS, EVAL_SAMPLE)}
+    return {**{p.name: given.get(p.name, p.default) for p in (EVAL_EVERY_REQUESTS, EVAL_SAMPLE)},
+            **check_resume_fields(spec)}
+
+
+def check_resume_fields(spec: dict) -> dict:
+    """`resume_every` (minutes between resume points, 0: after every request, "off"; recorded only when given)
+    and `resumes` (the session whose resume point this run goes on from: engine/protocols/resume.py)."""
+    fields = {}
+    every = spec.get("resume_every")
+    if every is not None:
+        if every != "off" and (isinstance(every, bool) or not isinstance(every, (int, float))
+                               or not 0 <= every <= MAX_RESUME_MINUTES):
+            raise SpecError(f"--resume-every {every!r}: give minutes between resume points, 0..{MAX_RESUME_MINUTES:g} "
+                            "(0: after every request), or off", field="resume_every")
+        fields["resume_every"] = every if every == "off" else float(every)
+    resumes = spec.get("resumes")
+    if resumes is not None:
+        if (not isinstance(resumes, dict) or not isinstance(resumes.get("session"), str)
+                or set(resumes) - {"session", "request"}
+                or not isinstance(resumes.get("request", 0), int) or isinstance(resumes.get("request"), bool)):
+            raise SpecError("resumes must be {\"session\": ID} (the session whose resume point the run goes on from)",
+                            field="resumes")
+        fields["resumes"] = dict(resumes)
+    return fields
 
 
 def check_params(raw: dict, allowed: tuple[Param, ...], owner: str, defaults: dict | None = None) -> dict:

@@ -1,0 +1,188 @@
+"""A stopped run of K requests goes on from its resume point (engine/protocols/resume.py, sessions/resuming.py,
+`mmul-workbench resume`) and ends with the numbers of a run that was never stopped."""
+import json
+import secrets
+
+import pytest
+import typer
+
+from conftest import run_in_process
+
+SPEC = {"method": "multidelete", "model": "clip-tiny", "data": "shapes-tiny", "device": "cpu", "seed": 7,
+        "deletion": {"strategy": "random", "n": 6, "seed": 7}, "requests": 3, "resume_every": 0,
+        "params": {"epochs": 1}}
+PULSE = {"kind": "pulse", "method": "npo", "model": "llava-tiny", "data": "people-tiny", "requests": 3, "forget": 3,
+         "knowledge": "finetuned", "device": "cpu", "seed": 5, "resume_every": 0}
+
+
+def validated(raw: dict) -> dict:
+    from engine.spec import validate, validate_pulse
+
+    return validate_pulse(raw) if raw.get("kind") == "pulse" else validate(raw)
+
+
+def stopped_after(spec: dict, request: int) -> tuple[str, list[dict]]:
+    """Run `spec` as session id S until its resume point after `request` is written, then stop it as Ctrl-C
+    would between two steps: (S, the events it emitted)."""
+    from engine.errors import Cancelled
+    from engine.protocols.requests import run_requests
+
+    session, events, stop = f"stopped-{secrets.token_hex(4)}", [], []
+
+    def emit(kind, **fields):
+        events.append({"kind": kind, **fields})
+        if kind == "artifact" and fields["name"] == "resume_point" and fields["request"] == request:
+            stop.append(True)
+    with pytest.raises(Cancelled):
+        run_requests(spec, emit, lambda: bool(stop), session_id=session)
+    return session, events
+
+
+def resumed(spec: dict, session: str) -> tuple[dict, list[dict]]:
+    from engine.protocols.requests import run_requests
+    from engine.protocols.resume import check_resumable
+    from sessions.paths import cache_dir
+
+    again = {**spec, "resumes": {"session": session}}
+    again["resumes"] = check_resumable(again, cache_dir(spec.get("artifacts")))
+    events: list[dict] = []
+    document = run_requests(again, lambda kind, **fields: events.append({"kind": kind, **fields}), lambda: False,
+                            session_id=f"resumed-{secrets.token_hex(4)}")
+    return document, events
+
+
+def numbers(document: dict) -> dict:
+    """What a run measured (not what it took): every request's entry without its timings, the final metrics, the
+    history, the per-unit scores."""
+    return {"requests": [{key: value for key, value in entry.items() if key not in ("seconds", "cost")}
+                         for entry in document["requests"]],
+            **{key: document.get(key) for key in ("metrics", "original_metrics", "history", "df_unit_scores",
+                                                  "steps", "hyperparameters", "variant")}}
+
+
+def never_stopped(raw: dict) -> dict:
+    from engine.protocols.requests import run_requests
+    from engine.protocols.resume import point_dir
+    from sessions.paths import cache_dir
+
+    whole = run_requests(validated(raw), lambda kind, **fields: None, lambda: False,
+                         session_id=f"whole-{secrets.token_hex(4)}")
+    assert not point_dir(cache_dir(), whole["session"]).exists()  # a finished run keeps no point
+    return whole
+
+
+@pytest.fixture(scope="module")
+def whole_clip(shared_home):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MMUL_HOME", str(shared_home))
+        return never_stopped(SPEC)
+
+
+@pytest.mark.parametrize("raw", [SPEC, PULSE], ids=["clip-multidelete", "llava-npo-lora"])
+def test_a_run_resumed_after_a_request_ends_as_one_never_stopped(home, raw, request):
+    from engine.protocols.resume import point_dir
+    from sessions.paths import cache_dir
+
+    spec = validated(raw)
+    whole = request.getfixturevalue("whole_clip") if raw is SPEC else never_stopped(raw)
+    session, before = stopped_after(spec, 1)
+    assert [e["request"] for e in before if e["kind"] == "artifact"] == [1]
+    assert point_dir(cache_dir(), session).is_dir()
+    document, events = resumed(spec, session)
+    assert numbers(document) == numbers(whole)
+    assert document["resumed"] == {"session": session, "request": 1}
+    # the setup's events are held back (the new session has the old one's); requests 2 and 3 are emitted
+    assert not any(e["kind"] == "eval" and e.get("split") == "before" for e in events)
+    assert sorted({e["request"] for e in events if e["kind"] == "eval" and e.get("split") == "after"}) == [2, 3]
+    assert [e["message"] for e in events if e["kind"] == "log"][0] == f"resumed session {session} after request 1 of 3"
+    assert not point_dir(cache_dir(), session).exists()  # gone once the resumed run has its own checkpoint
+
+
+def test_a_point_for_another_spec_or_none_is_refused(home):
+    from engine.errors import SpecError
+    from engine.protocols.resume import check_resumable
+    from sessions.paths import cache_dir
+
+    spec = validated(SPEC)
+    session, _ = stopped_after(spec, 1)
+    other = validated({**SPEC, "seed": 8})
+    with pytest.raises(SpecError, match="written for another spec"):
+        check_resumable({**other, "resumes": {"session": session}}, cache_dir())
+    with pytest.raises(SpecError, match="has no resume point"):
+        check_resumable({**spec, "resumes": {"session": "20260101-000000-abcd"}}, cache_dir())
+    assert check_resumable({**spec, "name": "again", "resumes": {"session": session}}, cache_dir())["request"] == 1
+
+
+def stopped_session(home, spec: dict, request: int) -> str:
+    """A session in `home`'s store stopped (cancelled) after the resume point of `request`, as a headless run
+    that got Ctrl-C there is."""
+    from engine.jobs import run_job
+    from workbench.execute import run_in_session
+
+    made: list[str] = []
+
+    def job(emitter):
+        stop = []
+
+        class Stopping:
+            session_id = emitter.session_id
+
+            @staticmethod
+            def emit(kind, **fields):
+                emitter.emit(kind, **fields)
+                if kind == "artifact" and fields["name"] == "resume_point" and fields["request"] == request:
+                    stop.append(True)
+        return run_job(spec, Stopping, lambda: bool(stop))
+    with pytest.raises(typer.Exit) as ended:
+        run_in_session(spec, "stopped", job, on_session=made.append)
+    assert ended.value.exit_code == 130
+    return made[0]
+
+
+def test_resume_command_goes_on_in_a_new_session_with_the_old_events(home, monkeypatch, whole_clip):
+    from sessions.store import SessionStore
+
+    monkeypatch.setenv("MMUL_HOME", str(home))
+    spec = validated(SPEC)
+    old = stopped_session(home, spec, 2)
+    result = run_in_process(home, "resume", old[-4:], "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert numbers(document) == numbers(whole_clip)
+    store = SessionStore()
+    assert store.get(old)["state"] == "cancelled"  # the old session stays as it was
+    new = store.get(document["session"])
+    assert (new["state"], new["spec"]["resumes"]) == ("finished", {"session": old, "request": 2})
+    events = store.events(document["session"])
+    assert [e["request"] for e in events if e["kind"] == "eval" and e["split"] == "after"] == [1, 2, 3]
+    assert [e["state"] for e in events if e["kind"] == "status"] == ["running", "finished"]
+    history = [e["request"] for e in events if e["kind"] == "eval" and e["split"] == "history"]
+    assert history == [0, 1, 2, 3]
+    again = run_in_process(home, "resume", old)
+    assert again.returncode == 2 and f"session {old} has no resume point" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, words", [
+    (("resume", "nosuchsession"), "no session 'nosuchsession'"),
+    (("run", "--method", "ga", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4", "--resume-every", "0"),
+     "resume-every applies to a run of K > 1 requests"),
+    (("run", "--method", "ga", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4", "--requests", "2",
+      "--resume-every", "soon"), "--resume-every 'soon': give minutes"),
+    (("run", "--method", "ga", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4", "--requests", "2",
+      "--resume-every", "-1"), "--resume-every -1.0: give minutes"),
+])
+def test_bad_resume_input_is_one_line_exit_2(tmp_path, args, words):
+    result = run_in_process(tmp_path, *args)
+    assert result.returncode == 2, result.stderr
+    assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_finished_or_single_request_session_does_not_resume(home, monkeypatch):
+    monkeypatch.setenv("MMUL_HOME", str(home))
+    single = run_in_process(home, "run", "--method", "ft", "--model", "clip-tiny", "--data", "shapes-tiny", "--device",
+                            "cpu", "--seed", "7", "--delete", "3", "--epochs", "1", "--json")
+    assert single.returncode == 0, single.stderr
+    session = json.loads(single.stdout)["session"]
+    result = run_in_process(home, "resume", session)
+    assert result.returncode == 2 and f"session {session} is finished: only a stopped run resumes" in result.stderr

@@ -1,0 +1,79 @@
+"""`mmul-workbench resume SESSION`: go on with a run of K requests that stopped (cancelled, interrupted by a lost
+engine, failed) from its last resume point, in a new session that begins with the old one's events up to that
+point (engine/protocols/resume.py, sessions/resuming.py). The old session stays as it was."""
+from __future__ import annotations
+
+import typer
+
+from engine import spec as specs
+from engine.errors import SpecError
+from workbench.completion import complete_session
+from sessions.resuming import resume_problem, resuming_spec
+from workbench.output import fail, print_json
+
+
+def resume(
+    session: str = typer.Argument(..., help="the stopped run: its id, name, or a unique prefix of either",
+                                  autocompletion=complete_session),
+    engine: bool = typer.Option(False, "--engine", help="submit to the engine daemon and follow it"),
+    detach: bool = typer.Option(False, "--detach", help="with --engine: print the new session's id and return"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON document on stdout"),
+) -> None:
+    """Go on with a stopped run of K requests after its last resume point, as if it had never stopped."""
+    spec = resumed_spec(session)
+    if detach and not engine:
+        fail("--detach needs --engine (a detached run lives in the engine daemon)")
+    if engine:
+        if spec.get("kind") == "pulse":
+            fail("a PULSE run resumes here, not in the engine (pulse runs headless); drop --engine")
+        from workbench.cli_run import follow_engine
+
+        return follow_engine(spec, detach, as_json)
+    from engine.api import preflight
+    from workbench.execute import run_session
+
+    try:
+        preflight(spec)
+    except SpecError as error:
+        fail(str(error))
+    result = run_session(spec, label=f"resume {spec['method']}", as_json=as_json)
+    if spec.get("kind") == "pulse":
+        from workbench.cli_pulse import print_requests
+
+        return print_json(result) if as_json else print_requests(result)
+    from workbench.cli_run import print_budget, print_cost, print_table, print_verdict, verdict_of
+
+    verdict = verdict_of(spec, result)
+    if as_json:
+        return print_json({**result, "verdict": verdict})
+    print_table([result], original=result.get("original_metrics"))
+    print_verdict(verdict)
+    print_budget(result)
+    print_cost(result)
+
+
+def resumed_spec(session: str) -> dict:
+    """The stopped session's spec with `resumes` naming it, validated; one line and exit 2 when it cannot
+    resume (unknown, still running, finished, a single request, a study)."""
+    from sessions.store import SessionDamaged, SessionStore, UnknownSession
+
+    store = SessionStore()
+    try:
+        session_id = store.resolve(session)
+        record = store.get(session_id)
+    except UnknownSession as error:
+        fail(error.message)
+    except SessionDamaged as error:
+        fail(str(error))
+    problem = resume_problem(session_id, record)
+    if problem:
+        fail(problem)
+    spec = resuming_spec(session_id, record)
+    try:
+        return specs.validate_pulse(spec) if spec.get("kind") == "pulse" else specs.validate(spec)
+    except SpecError as error:
+        fail(str(error))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("resume")(resume)
