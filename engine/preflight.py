@@ -24,7 +24,7 @@ from engine.data.preloaded import remember
 from engine.devices import check_available, check_device_count
 from engine.errors import SpecError
 from engine.offline import hub_id_problem
-from engine.spec import MODELS, PEOPLE_WORLDS, WORLDS
+from engine.spec import METHODS, MODELS, PEOPLE_WORLDS, WORLDS
 from engine.spec.inputs import check_layer_within
 from engine.spec.lineage import read_lineage, saw, trained_on_data_message
 
@@ -159,7 +159,18 @@ def check_deletion_set(spec: dict, loaded=None) -> None:
         error.field = error.field or "deletion"
         raise
     requests = spec.get("requests", 1)
+    kind = "facts" if deletion.get("granularity") == "fact" else "units"
     if requests > len(chosen):
-        kind = "facts" if deletion.get("granularity") == "fact" else "units"
         raise SpecError(f"--requests K={requests} is larger than the {len(chosen)} {kind} the deletion set holds; "
                         f"choose K <= {len(chosen)}", field="requests")
+    if spec.get("task") == "retrieval" and METHODS[spec["method"]].iterates == "forget":
+        from engine.data.deletion import split_requests
+        from engine.data.labelled import unit_texts
+
+        pairs = [len(item.texts) if kind == "facts" else len(unit_texts(world.train[item])) for item in chosen]
+        smallest = min(sum(request) for request in split_requests(pairs, requests))
+        if smallest < 2:
+            raise SpecError(f"a request of this deletion set holds 1 image-text pair: a retrieval loss contrasts the "
+                            f"pairs of a batch, and one pair alone has nothing to contrast (its gradient is zero); "
+                            f"delete at least 2 {kind} a request (a larger --delete, fewer --requests)"
+                            + (" or whole units" if kind == "facts" else ""), field="deletion")

@@ -58,6 +58,8 @@ def unit(name: str | None) -> str:
         return FRACTION
     if name in PEOPLE_GROUPS:  # a group's accuracy pooled over its questions (a pulse run's history metrics)
         return FRACTION
+    if len(parts) == 2 and parts[0] == "holdout_identity" and last in ("image", "text"):  # people data's kept facts
+        return FRACTION
     if last in PERCENT_NAMES or last.endswith("retention") or RECALL.fullmatch(last):
         return PERCENT
     return NUMBER

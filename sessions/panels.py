@@ -27,8 +27,9 @@ TITLES = {"forget": "forget", "keep": "keep", "privacy": "privacy", "general": "
 GROUP_ORDER = {
     "forget": ("df_dr_auc", "df.r_mean", "df.accuracy", "forget.image", "forget.text", "forget_all.image",
                "forget_all.text", "auc_gap_to_retrain"),
-    "keep": ("test.r_mean", "test.accuracy", "holdout.r_mean", "holdout.accuracy", "dr.r_mean", "dr.accuracy",
-             "retain.image", "retain.text", "test_gap_to_retrain"),
+    "keep": ("test.r_mean", "test.accuracy", "holdout_identity.r_mean", "holdout_identity.accuracy",
+             "holdout_association.r_mean", "holdout_association.accuracy", "dr.r_mean", "dr.accuracy",
+             "retain.image", "retain.text", "holdout_identity.image", "holdout_identity.text", "test_gap_to_retrain"),
     "privacy": ("mia.df_member_rate", "mia.auc", "mia.attack_auc", "mia.test_member_rate", "privleak"),
     "general": ("mmbench_retention", "mmbench", "other.image", "other.text"),
     "loss": ("total",),
@@ -89,7 +90,7 @@ def metric_group(name: str) -> str | None:
     if not is_rate(name):
         return None
     head, last = name.split(".")[0], name.rsplit(".", 1)[-1]
-    if head == "mia" or last.endswith("member_rate") or last == "privleak":
+    if head in ("mia", "option_gap") or last.endswith("member_rate") or last == "privleak":  # option_gap: PULSE's attacks
         return "privacy"
     if name == "df_dr_auc" or head in ("df", "forget", "forget_all") or name == "auc_gap_to_retrain":
         return "forget"

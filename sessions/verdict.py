@@ -91,11 +91,13 @@ def _parts(before: dict, after: dict, retrain: dict | None) -> tuple[list[str], 
         forgot.append(_change(f"Df {df.split('.')[1]}", df, before, after, retrain))
     for group in ("forget.image", "forget.text"):  # people data: four-option accuracy on the forget questions
         forgot.append(_change(group, group, before, after, retrain))
-    for split, label in (("test", "test"), ("dr", "Dr"), ("holdout", "holdout")):
+    for split, label in (("test", "test"), ("dr", "Dr"), ("holdout_identity", "holdout id"),
+                         ("holdout_association", "holdout assoc")):
         name = _headline(after, split)
         if name:
             kept.append(_change(f"{label} {name.split('.')[1]}", name, before, after))
-    for name in ("retain.image", "retain.text", "mmbench_retention"):
+    # people data: the forget people's other facts (--granularity fact)
+    for name in ("retain.image", "retain.text", "holdout_identity.image", "holdout_identity.text", "mmbench_retention"):
         kept.append(_change(name, name, before, after))
     return [p for p in forgot if p], [p for p in kept if p]
 

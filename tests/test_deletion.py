@@ -67,3 +67,13 @@ def test_query_matches_caption_words(units):
     assert len(select_units(units, {"strategy": "query", "query": "red", "n": 2, "seed": 0})) == 2
     with pytest.raises(SpecError, match="no training unit"):
         select_units(units, {"strategy": "query", "query": "zebra", "seed": 0})
+
+
+def test_a_query_asked_for_more_units_than_it_matches_is_refused(units):
+    """`--delete-query Q --delete 10` where 4 units match ran with 4 and recorded n 10, while the same N above an ID
+    file's ids is refused."""
+    matching = len(select_units(units, {"strategy": "query", "query": "Red diamond", "seed": 0}))
+    assert len(select_units(units, {"strategy": "query", "query": "Red diamond", "n": matching, "seed": 0})) == matching
+    with pytest.raises(SpecError, match=f"--delete {matching + 1} asks for more units than the {matching} whose texts "
+                                        "match 'Red diamond'"):
+        select_units(units, {"strategy": "query", "query": "Red diamond", "n": matching + 1, "seed": 0})

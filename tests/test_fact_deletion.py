@@ -143,6 +143,19 @@ def test_people_facts_rows(tmp_path):
     assert len(task.questions(set(task.kept_facts()), True)) == 8  # one portrait question per kept fact
 
 
+@pytest.mark.parametrize("forget", [5, 19])
+def test_more_facts_than_people_are_drawn_as_facts(tmp_path, forget):
+    """`pulse --granularity fact --forget 5` on the 4 people of people-tiny drew 5 *people* first, and the run
+    failed after validation had taken it ("cannot forget 5 people: there are 4 pretrained people")."""
+    spec = validate_pulse({"method": "ga", "model": "llava-tiny", "data": "people-tiny", "granularity": "fact",
+                           "forget": forget})
+    task = task_for(spec, lambda *a, **k: None, lambda: False, tmp_path / "cache")
+    assert len(task.forget_facts) == forget and len(set(task.forget_facts)) == forget
+    assert task.forget_people == sorted({fact.partition("#")[0] for fact in task.forget_facts})
+    pool = set(task.forget_people) | set(task.retain_people)
+    assert len(pool) == 4 and not set(task.forget_people) & set(task.retain_people)
+
+
 def test_bad_granularity_input_is_one_line(home, tmp_path):
     data = tmp_path / "flickr"
     data.mkdir()
@@ -226,3 +239,15 @@ def test_the_classification_task_scores_facts(tmp_path):
     assert len(task.train) == sum(len(unit_texts(u)) for u in task.world.train)  # no text lost or doubled
     metrics = task.evaluate(adapter, forgotten)
     assert {"df.accuracy", "holdout_identity.accuracy"} <= set(metrics)
+
+
+@pytest.mark.parametrize("args", [("--delete", "1"), ("--delete", "4", "--requests", "4")])
+def test_a_request_of_one_retrieval_pair_is_refused_before_a_session(tmp_path, args):
+    """One fact of a shapes picture is one caption: a forget batch of one pair gives the contrastive loss nothing to
+    contrast, and the run failed at its first step ("no gradient reached ..., with --grad-checkpointing and LoRA")
+    with its session kept."""
+    result = run_in_process(tmp_path, "run", "--method", "ga", "--model", "clip-tiny", "--data", "shapes-tiny",
+                            "--granularity", "fact", *args)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: a request of this deletion set holds 1 image-text pair")
+    assert len(result.stderr.splitlines()) == 1 and not (tmp_path / "sessions").exists()

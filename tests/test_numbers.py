@@ -19,13 +19,15 @@ from workbench.text_table import Column, fit_lines, tsv_lines
 # --- which metrics are fractions ---------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["df_dr_auc", "mia.auc", "mia.attack_auc", "mia.df_member_rate",
                                   "mia.test_member_rate", "forget.image", "retain.text", "forget_all.image",
-                                  "other.text", "mmbench", "auc_gap_to_retrain"])
+                                  "other.text", "mmbench", "auc_gap_to_retrain", "holdout_identity.image",
+                                  "holdout_identity.text"])
 def test_fractions(name):
     assert unit(name) == FRACTION
 
 
 @pytest.mark.parametrize("name", ["test.r_mean", "df.r_mean", "test.txt_r1", "dr.img_r10", "test.r1_i2t",
-                                  "test.accuracy", "df.accuracy", "mmbench_retention", "test_gap_to_retrain"])
+                                  "test.accuracy", "df.accuracy", "mmbench_retention", "test_gap_to_retrain",
+                                  "holdout_identity.accuracy", "holdout_association.r_mean"])
 def test_percents(name):
     assert unit(name) == PERCENT
 

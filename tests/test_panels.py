@@ -15,6 +15,18 @@ def test_metrics_go_to_the_panel_of_their_question():
                                       "mmbench_retention", "other.image")] == \
         ["forget", "forget", "forget", "keep", "keep", "keep", "keep", "privacy", "privacy", "general", "general"]
     assert metric_group("forget_quality") is None  # a p-value: left to the tables
+    # PULSE's attack AUCs were drawn in the keep panel (in place of the forget people's kept facts)
+    assert metric_group("option_gap.loss_auc") == "privacy" and metric_group("holdout_identity.image") == "keep"
+
+
+def test_the_keep_panel_draws_the_holdout_sets_before_dr():
+    from sessions.panels import run_panels
+
+    line = ([0.0, 5.0], [1.0, 2.0])
+    names = ("test.r_mean", "dr.r_mean", "holdout_identity.r_mean", "holdout_association.r_mean", "dr.txt_r1")
+    keep = next(panel for panel in run_panels({}, {name: line for name in names}) if panel.title == "keep")
+    assert [drawn.label for drawn in keep.lines] == ["test.r_mean", "holdout_identity.r_mean",
+                                                     "holdout_association.r_mean", "dr.r_mean"]
 
 
 def test_panels_cap_series_headline_first_and_share_one_x_range():

@@ -73,6 +73,21 @@ def test_people_data_forget_and_retention():
                                   "92.0 -> 90.0, mmbench_retention 98.5; cost 1 m 15 s, 1 step"]
 
 
+def test_the_holdout_sets_are_kept_clauses():
+    """A --granularity fact run forgets one fact and must keep its unit's others: the verdict looked for a split
+    named `holdout`, which no task has, and never showed holdout_identity or holdout_association."""
+    doc = {**DOC, "metrics": {**DOC["metrics"], "holdout_identity": {"r_mean": 80.0},
+                              "holdout_association": {"r_mean": 85.0}},
+           "original_metrics": {**DOC["original_metrics"], "holdout_identity": {"r_mean": 83.0},
+                                "holdout_association": {"r_mean": 90.0}}}
+    assert verdict_lines(doc)[0].split("; ")[1] == ("keep: test r_mean 52.0 -> 50.5, Dr r_mean 60.0 -> 59.0, "
+                                                     "holdout id r_mean 83.0 -> 80.0, holdout assoc r_mean 90.0 -> 85.0")
+    people = {"metrics": {"forget": {"image": 0.25}, "holdout_identity": {"image": 0.8182, "text": 0.9}},
+              "original_metrics": {"forget": {"image": 1.0}, "holdout_identity": {"image": 1.0, "text": 1.0}}}
+    assert verdict_lines(people) == ["forget: forget.image 100.0 -> 25.0; keep: holdout_identity.image 100.0 -> 81.8, "
+                                     "holdout_identity.text 100.0 -> 90.0"]
+
+
 def test_nothing_to_judge():
     assert verdict_lines(None) == verdict_lines({"error": "x"}) == []
 

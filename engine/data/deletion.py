@@ -70,7 +70,8 @@ def select_positions(ids: list[str], deletion: dict, matches: Callable[[int, lis
                      query_hint: str = "") -> list[int]:
     """Positions (in `ids`' order) of what a deletion spec names among `ids`, the training units' or facts' ids:
     `random` N by seed, `ids` from a file, `query` the positions where `matches(position, query words)`
-    (at most N of them, drawn by seed); refused in one line when nothing or everything would be deleted."""
+    (N of them, drawn by seed); refused in one line when nothing or everything would be deleted, or when N asks
+    for more than the file or the query gives."""
     strategy, n, seed = deletion["strategy"], deletion.get("n"), deletion.get("seed", 42)
     total = len(ids)
     if strategy == "random":
@@ -97,6 +98,10 @@ def select_positions(ids: list[str], deletion: dict, matches: Callable[[int, lis
         if not chosen:
             raise SpecError(f"no training {what} has a text matching {deletion['query']!r}; try fewer or other "
                             f"words{query_hint}")
+        if n is not None and n > len(chosen):
+            raise SpecError(f"--delete {n} asks for more {what}s than the {len(chosen)} whose texts match "
+                            f"{deletion['query']!r}; choose --delete {len(chosen)} or fewer, or drop --delete to take "
+                            "them all")
         if n is not None and n < len(chosen):
             chosen = sorted(random.Random(seed).sample(chosen, n))
     if len(chosen) >= total:

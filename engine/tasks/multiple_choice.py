@@ -142,21 +142,21 @@ class MultipleChoice:
         # (engine/protocols/originals.py then returns the checkpoint itself as the original)
         self.original_is_checkpoint = trains_nothing(spec["model"] not in MODELS, spec["knowledge"])
         self.person_accuracies: dict[str, float] | None = None
-        if self.original_is_checkpoint:
-            self.forget_people, self.retain_people, self.other_people = [], [], []  # drawn in forget_units
-        else:
-            pool = [p.person_id for p in self.data.people if p.phase == self.phase]
-            count = spec["forget"] if spec["forget"] is not None else max(spec["requests"], (len(pool) + 1) // 2)
-            self.forget_people = self.data.forget_people(spec["knowledge"], count, spec["seed"])
-            self.retain_people = sorted(set(pool) - set(self.forget_people))
-            self.other_people = sorted(p.person_id for p in self.data.people if p.phase not in (self.phase, HELDOUT))
         # --granularity fact (engine/data/people_facts.py): `forget` facts of the pool's people are the deletion set;
         # the people they belong to are the forget people (their other facts kept), the others the retain people
         self.forget_facts: list[str] | None = None
-        if spec.get("granularity") == "fact":
-            self.forget_facts = draw_facts(pool, spec["forget"], spec["knowledge"], spec["seed"])
-            self.forget_people = sorted({person_of(f) for f in self.forget_facts})
+        if self.original_is_checkpoint:  # (validation refuses facts there: the checkpoint's people are not drawn yet)
+            self.forget_people, self.retain_people, self.other_people = [], [], []  # drawn in forget_units
+        else:
+            pool = [p.person_id for p in self.data.people if p.phase == self.phase]
+            if spec.get("granularity") == "fact":  # `forget` counts facts here, not people
+                self.forget_facts = draw_facts(pool, spec["forget"], spec["knowledge"], spec["seed"])
+                self.forget_people = sorted({person_of(f) for f in self.forget_facts})
+            else:
+                count = spec["forget"] if spec["forget"] is not None else max(spec["requests"], (len(pool) + 1) // 2)
+                self.forget_people = self.data.forget_people(spec["knowledge"], count, spec["seed"])
             self.retain_people = sorted(set(pool) - set(self.forget_people))
+            self.other_people = sorted(p.person_id for p in self.data.people if p.phase not in (self.phase, HELDOUT))
         self.wordings = question_wordings(self.data.people)
         self.by_person: dict[str, list] = {}
         for item in self.data.person_train:
