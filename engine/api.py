@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 from engine.cpu_kernels import cpu_model
-from engine.errors import SpecError
+from engine.errors import SpecError, reading_inputs
 from engine.jobs import run_job, validate
 from engine.preflight import preflight
 from engine.spec import PEOPLE_WORLDS, WORLDS
@@ -70,6 +70,7 @@ def preview_deletion(data: str, deletion: dict) -> DeletionPreview | None:
     return DeletionPreview(len(chosen), len(world.train), [unit_texts(world.train[i])[0] for i in chosen[:3]])
 
 
+@reading_inputs
 def data_info(ref: str, decode: bool = False) -> tuple[dict, str, str | None]:
     """(document, text, problem) of `data info`: counts per split, texts per unit and the fingerprint; with
     `decode` every image decoded too, and `problem` the line naming those that do not decode (else None)."""

@@ -22,11 +22,11 @@ from engine.cpu_kernels import check_setting
 from engine.data.fingerprint import data_fingerprint
 from engine.data.preloaded import remember
 from engine.devices import check_available, check_device_count
-from engine.errors import SpecError
+from engine.errors import SpecError, reading_inputs
 from engine.offline import hub_id_problem
 from engine.spec import METHODS, MODELS, PEOPLE_WORLDS, WORLDS
 from engine.spec.inputs import check_layer_within
-from engine.spec.lineage import read_lineage, saw, trained_on_data_message
+from engine.spec.lineage import LINEAGE_FILE, read_lineage, saw, trained_on_data_message
 
 
 def check_base(spec: dict) -> None:
@@ -34,8 +34,21 @@ def check_base(spec: dict) -> None:
     itself: `pulse --knowledge pretrained` on a checkpoint, as engine.spec.validate says)."""
     if spec.get("knowledge") == "pretrained" and spec["model"] not in MODELS:
         return
-    if saw(read_lineage(spec["model"]), fingerprint=data_fingerprint(spec["data"])) is not None:
-        raise SpecError(trained_on_data_message(spec["model"], spec["data"]), field="model")
+    seen = saw(read_lineage(spec["model"]), fingerprint=data_fingerprint(spec["data"]))
+    if seen is not None:
+        raise SpecError(trained_on_data_message(spec["model"], spec["data"], seen.get("data_ref")), field="model")
+
+
+def check_original_task(spec: dict) -> None:
+    """Refuse an --original the workbench trained for another task (its lineage says so): a BLIP fine-tuned for
+    SNLI-VE classification given to a COCO retrieval run loads without its retrieval heads, and the run unlearned a
+    model at chance as if it were the deployed one."""
+    original, task = spec.get("original"), spec.get("task")
+    tasks = {entry.get("task") for entry in read_lineage(original)} - {None} if original else set()
+    if task and tasks and task not in tasks:
+        trained = ", ".join(sorted(tasks))
+        raise SpecError(f"--original {original} was trained for {trained} (its {LINEAGE_FILE}), and this run unlearns "
+                        f"{task}: give the checkpoint deployed for {task} on this data", field="original")
 
 
 def decoder_layers(model: str) -> int | None:
@@ -67,6 +80,7 @@ def check_hub_ids(spec: dict) -> None:
             raise SpecError(problem, field=field)
 
 
+@reading_inputs
 def preflight(spec: dict, alone: bool = True) -> None:
     """SpecError (with its field) when the engine cannot run the validated `spec` here. `alone`: the run starts by
     itself, so a `--budget matched-time` source must exist now; a study's cells are checked up front (alone=False),
@@ -104,6 +118,7 @@ def preflight(spec: dict, alone: bool = True) -> None:
             error.field = error.field or "general"
             raise
     check_base(spec)
+    check_original_task(spec)
     if spec.get("resumes"):  # the point exists and was written for this spec: the request it goes on after
         from engine.protocols.resume import check_resumable
         from sessions.paths import cache_dir

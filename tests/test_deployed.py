@@ -85,3 +85,32 @@ def test_original_is_checked_like_a_model(shared_home, tmp_path):
     for original, expected in (("clip-tiny", "registered starting model"), (str(tmp_path / "none"), "does not exist")):
         out = run_cli(shared_home, "--method", "ft", "--model", "clip-tiny", "--original", original, *RUN)
         assert out.returncode == 2 and expected in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_the_refusal_names_the_data_the_lineage_holds_when_another_path_has_the_same_content():
+    """A copy of the data kept its fingerprint, and the refusal said the model was trained on the copy."""
+    from engine.spec.lineage import trained_on_data_message
+
+    said = trained_on_data_message("/m/deployed", "flickr30k:/data/copy", "flickr30k:/data/fl")
+    assert said.startswith("--model /m/deployed was trained on flickr30k:/data/fl (the same data as --data "
+                           "flickr30k:/data/copy, by content), the data this run forgets from")
+    assert "trained on shapes-tiny, the data" in trained_on_data_message("/m/d", "shapes-tiny", "shapes-tiny")
+
+
+def test_an_original_trained_for_another_task_is_refused(tmp_path):
+    """A BLIP the workbench fine-tuned for SNLI-VE classification, given as --original to a COCO retrieval run, was
+    unlearned at chance as if it were the deployed model (its retrieval heads are new)."""
+    import pytest
+
+    from engine.errors import SpecError
+    from engine.preflight import check_original_task
+    from engine.spec.lineage import write_lineage
+
+    checkpoint = tmp_path / "ve-original"
+    checkpoint.mkdir()
+    write_lineage(checkpoint, [{"data": "f00", "data_ref": "snli-ve:/data/ve", "task": "classification"}])
+    with pytest.raises(SpecError, match=f"--original {checkpoint} was trained for classification "
+                                        r"\(its mmul-lineage.json\), and this run unlearns retrieval"):
+        check_original_task({"original": str(checkpoint), "task": "retrieval"})
+    check_original_task({"original": str(checkpoint), "task": "classification"})
+    check_original_task({"original": str(tmp_path / "no-lineage"), "task": "retrieval"})  # not ours: nothing known

@@ -134,6 +134,35 @@ def test_a_cut_or_damaged_weights_file_is_refused_before_a_session(tmp_path):
     no_session(tmp_path)
 
 
+def test_an_input_that_cannot_be_read_is_one_line_on_every_path(tmp_path):
+    """A symbolic link that loops (an image, a checkpoint's weights) raised OSError out of whichever reader met it
+    first: a traceback headless, and "engine unavailable: could not validate the spec" through the engine."""
+    from engine.api import data_info
+    from engine.jobs import validate as engine_validate
+
+    data = _flickr(tmp_path / "fl", json.dumps([{"image": "0.png", "caption": ["a red thing"]},
+                                                 {"image": "1.png", "caption": ["a blue thing"]}]))
+    (data / "1.png").symlink_to("1.png")
+    said = f"{data / '1.png'} cannot be read: a symbolic link that loops; point the link at the real file"
+    refused(run_in_process(tmp_path, "run", "--method", "ft", "--model", "clip-tiny", "--data", f"flickr30k:{data}",
+                           "--delete", "1"), said)
+    with pytest.raises(SpecError, match="a symbolic link that loops"):
+        engine_validate({"method": "ft", "model": "clip-tiny", "data": f"flickr30k:{data}",
+                         "deletion": {"strategy": "random", "n": 1, "seed": 0}})
+    with pytest.raises(SpecError, match="a symbolic link that loops"):
+        data_info(f"flickr30k:{data}")
+    ckpt = tmp_path / "deployed"
+    ckpt.mkdir()
+    for name, text in (("config.json", json.dumps({"model_type": "clip"})), ("tokenizer.json", "{}"),
+                       ("preprocessor_config.json", "{}")):
+        (ckpt / name).write_text(text)
+    (ckpt / "model.safetensors").symlink_to("model.safetensors")
+    refused(run_in_process(tmp_path, "run", "--method", "ft", "--model", "clip-tiny", "--original", str(ckpt),
+                           "--data", "shapes-tiny", "--delete", "4"),
+            f"{ckpt / 'model.safetensors'} cannot be read: a symbolic link that loops")
+    no_session(tmp_path)
+
+
 def _flickr(root, train_json: str, extra=None):
     from PIL import Image
 
@@ -390,3 +419,18 @@ def test_a_run_for_another_cluster_than_the_engines_is_named_before_a_session(mo
     assert already_on(LOCAL, "ray://h:1").startswith("this engine already sends runs to a local Ray instance; stop it")
     monkeypatch.setenv("RAY_ADDRESS", "ray://h:1")  # the engine's own $RAY_ADDRESS decides what "ray" means
     assert bridge.conflict("ray") == already_on(LOCAL, "ray://h:1")
+
+
+def test_a_path_of_the_wrong_kind_is_named_for_what_it_is(tmp_path):
+    """A checkpoint's config.json given for its folder, and a folder given for the MMBench file, read "does not
+    exist"; so did a symbolic link that loops."""
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "config.json").write_text("{}")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    base = ("run", "--method", "ft", "--data", "shapes-tiny", "--delete", "4")
+    refused(run_in_process(tmp_path, *base, "--model", str(tmp_path / "ckpt" / "config.json")),
+            f"model directory {tmp_path / 'ckpt' / 'config.json'} is a file;")
+    refused(run_in_process(tmp_path, *base, "--model", "clip-tiny", "--original", str(tmp_path / "loop")),
+            f"--original directory {tmp_path / 'loop'} is a symbolic link that loops;")
+    refused(run_in_process(tmp_path, "pulse", "--method", "ga", "--data", "people-tiny", "--general",
+                           f"mmbench:{tmp_path / 'ckpt'}"), f"MMBench file {tmp_path / 'ckpt'} is a folder;")

@@ -266,11 +266,11 @@ def trained_original(home) -> str:
     for i in range(300):
         writer.emit("step", step=i, phase="original", lr=1e-3, losses={"total": 3.0 - i / 150})
     writer.emit("eval", step=0, phase="original", split="before",
-                metrics={"df_dr_auc": 0.91, "test.r_mean": 52.0, "holdout.r_mean": 45.0, "dr.r_mean": 60.0,
+                metrics={"df_dr_auc": 0.91, "test.r_mean": 52.0, "holdout_identity.r_mean": 45.0, "dr.r_mean": 60.0,
                          "test.txt_r1": 30.0})
     for i in range(12):
         writer.emit("step", step=i, phase="unlearn", lr=1e-3, losses={"total": 1.0, "kl": 0.1})
-    after = {"df_dr_auc": 0.5, "test.r_mean": 50.0, "holdout.r_mean": 44.0, "dr.r_mean": 59.0, "test.txt_r1": 29.0}
+    after = {"df_dr_auc": 0.5, "test.r_mean": 50.0, "holdout_identity.r_mean": 44.0, "dr.r_mean": 59.0, "test.txt_r1": 29.0}
     writer.emit("eval", step=12, phase="eval", split="after", metrics=after)
     writer.finish("finished", summary={"metrics": after, "original_metrics": {"df_dr_auc": 0.91}, "seconds": 3.0,
                                        "steps": 12, "cost": {"device": "AMD EPYC", "torch_threads": 4}})
@@ -295,7 +295,7 @@ def test_report_tells_the_story_verdict_panels_table_then_folded_details(home, t
     assert "original df_dr_auc (91.0)" in text          # the original's reference line, named in the legend
     table = re.search(r"<h3>final metrics</h3>(.*?)</table>", text, re.S).group(1)
     names = re.findall(r"<tr><td>([^<]+)</td>", table)
-    assert names == ["df_dr_auc", "test.r_mean", "dr.r_mean", "holdout.r_mean", "test.txt_r1"]  # headline first
+    assert names == ["df_dr_auc", "test.r_mean", "dr.r_mean", "holdout_identity.r_mean", "test.txt_r1"]  # headline first
     assert "<td>AMD EPYC</td>" in text.split("<summary>spec and environment</summary>")[1]
 
 

@@ -138,12 +138,13 @@ def test_replay_headless_draws_the_panels_and_keeps_the_originals_training_apart
     assert titles == ["forget", "keep", "loss terms"]
     legends = [line.strip() for line in out.splitlines() if line.startswith("  • ")]
     assert legends[0] == "• df_dr_auc   ┄ original df_dr_auc 91.0"    # the legend under the plot, outside it
-    assert legends[1].startswith("• test.r_mean   x holdout.r_mean   + dr.r_mean")  # a marker a series
+    assert legends[1].startswith("• test.r_mean   x holdout_identity.r_mean   + dr.r_mean")  # a marker a series (the
+    # kept facts before Dr: the holdout sets answer the same question)
     assert legends[2] == "• total   x kl"
     ticks = [line for line in out.splitlines() if line.strip().startswith("0 ") and line.rstrip().endswith("12")]
     assert ticks and all("." not in t for t in ticks)  # integer step ticks, 0 to the 12th unlearning step
     table = out[out.index("final metrics"):]
-    assert table.index("test.r_mean") < table.index("dr.r_mean") < table.index("holdout.r_mean") < \
+    assert table.index("test.r_mean") < table.index("dr.r_mean") < table.index("holdout_identity.r_mean") < \
         table.index("test.txt_r1")   # headlines (Dr's too), then holdout, then the rest
 
 

@@ -29,14 +29,11 @@ def resume(
         from workbench.cli_run import follow_engine
 
         return follow_engine(spec, detach, as_json)
-    from engine.api import preflight
+    from workbench.cli_run import preflighted
     from workbench.execute import run_session
 
-    try:
-        preflight(spec)
-    except SpecError as error:
-        fail(str(error))
-    result = run_session(spec, label=f"resume {spec['method']}", as_json=as_json)
+    preflighted(spec)
+    result = run_session(spec, label=f"resume {spec['method']}", as_json=as_json, preflighted=True)
     if spec.get("kind") == "pulse":
         from workbench.cli_pulse import print_requests
 

@@ -92,10 +92,12 @@ def run(
         fail(str(error))
     if detach and not engine:
         fail("--detach needs --engine (a detached run lives in the engine daemon)")
-    announce_plan([spec], gpu_memory)
     if engine:
+        announce_plan([spec], gpu_memory)
         return follow_engine(spec, detach, as_json)
-    result = run_session(spec, label=method, as_json=as_json)
+    preflighted(spec)  # bad input is the only line: the plan's is for a run that goes ahead
+    announce_plan([spec], gpu_memory)
+    result = run_session(spec, label=method, as_json=as_json, preflighted=True)
     verdict = verdict_of(spec, result)
     if as_json:
         return print_json({**result, "verdict": verdict})
@@ -103,6 +105,16 @@ def run(
     print_verdict(verdict)
     print_budget(result)
     print_cost(result)
+
+
+def preflighted(spec: dict) -> None:
+    """What the engine checks before a session exists (engine/preflight.py), or exit 2 in one line."""
+    from engine.api import preflight
+
+    try:
+        preflight(spec)
+    except SpecError as error:
+        fail(str(error))
 
 
 def follow_engine(spec: dict, detach: bool, as_json: bool) -> None:

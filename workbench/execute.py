@@ -67,16 +67,19 @@ class StopSignals:
 
 
 def run_session(spec: dict, label: str, original_metrics: dict | None = None,
-                on_session: Callable[[str], None] | None = None, as_json: bool = False) -> dict:
+                on_session: Callable[[str], None] | None = None, as_json: bool = False,
+                preflighted: bool = False) -> dict:
     """Run ``spec``; returns the result document with its ``session`` id. What only the engine can check
-    (this machine's devices, the data's records) is checked first: bad input there is exit 2 with no
-    session made. ``on_session(id)`` is told the session's id as soon as it exists (a study records it)."""
+    (this machine's devices, the data's records) is checked first, unless the caller has (`preflighted`): bad
+    input there is exit 2 with no session made. ``on_session(id)`` is told the session's id as soon as it exists
+    (a study records it)."""
     from engine.api import preflight, run_job
 
-    try:
-        preflight(spec)
-    except SpecError as error:
-        fail(str(error))
+    if not preflighted:
+        try:
+            preflight(spec)
+        except SpecError as error:
+            fail(str(error))
     return run_in_session(spec, label, lambda emitter: run_job(spec, emitter, lambda: False,
                                                                original_metrics=original_metrics), on_session,
                           as_json)

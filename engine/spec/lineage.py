@@ -62,7 +62,9 @@ def write_lineage(directory: Path, entries: list[dict]) -> None:
                                                  encoding="utf-8")
 
 
-def trained_on_data_message(model: str, data: str) -> str:
-    return (f"--model {model} was trained on {data}, the data this run forgets from, so Retrain would start from a "
+def trained_on_data_message(model: str, data: str, trained_on: str | None = None) -> str:
+    """`trained_on`: the data reference its lineage names, where it is another path to the same data (a copy)."""
+    named = data if trained_on in (None, data) else f"{trained_on} (the same data as --data {data}, by content)"
+    return (f"--model {model} was trained on {named}, the data this run forgets from, so Retrain would start from a "
             f"model that remembers Df; pass it as --original {model} (the deployed model, unlearned as it is) and "
             f"give --model the weights it was trained from")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from engine.errors import SpecError
+from engine.errors import SpecError, reading_inputs
 from engine.spec.catalog import (
     CAPABILITIES,
     DATA_FORMATS,
@@ -37,6 +37,7 @@ from engine.spec.inputs import (
     check_object,
     check_whole,
     checkpoint_problem,
+    not_there,
     require_absolute,
 )
 from engine.spec.params import (COMMON_PARAMS, COMPILE, EVAL_EVERY_REQUESTS, EVAL_SAMPLE, GRANULARITY, LMM_PARAMS,
@@ -129,7 +130,7 @@ def model_family(ref: str, complete: bool = True, field: str = "model") -> str |
     With `complete`, a checkpoint directory must also hold its weights and processor files. `field` names the
     option in the messages (`model`, or `original` for --original)."""
     what = "model" if field == "model" else f"--{field}"
-    choices = (f"choose one of {', '.join(MODELS)}, a checkpoint directory (an absolute path), or a hub id"
+    choices = (f"choose one of {', '.join(MODELS)}, a checkpoint directory (its path), or a hub id"
                if field == "model" else "give a checkpoint directory or a hub id")
     if ref in MODELS:
         return MODELS[ref].family
@@ -139,7 +140,7 @@ def model_family(ref: str, complete: bool = True, field: str = "model") -> str |
     if not path.is_absolute():
         raise SpecError(f"unknown {what} {ref!r}; {choices}", field=field)
     if not path.is_dir():
-        raise SpecError(f"{what} directory {ref} does not exist; {choices}", field=field)
+        raise SpecError(f"{what} directory {ref} {not_there(path, folder=True)}; {choices}", field=field)
     try:
         model_type = config_model_type(path)
     except SpecError:
@@ -448,6 +449,7 @@ def check_tune(params: dict, method: str, people: bool = False) -> None:
             raise SpecError(f"--tune picks --{name} itself; drop --{name}, or drop --tune", field=name)
 
 
+@reading_inputs
 def validate(spec: dict) -> dict:
     """Normalise a run spec (fill defaults, coerce types) or raise SpecError with one line."""
     if not isinstance(spec, dict):
@@ -508,8 +510,8 @@ def check_general(ref: str | None) -> None:
         raise SpecError(f"--general must be mmbench:FILE (an MMBench TSV with answers), got {ref!r}", field="general")
     path = require_absolute(location, "general", "MMBench file")
     if not path.is_file():
-        raise SpecError(f"MMBench file {location} does not exist; give --general mmbench:FILE with a .tsv file",
-                        field="general")
+        raise SpecError(f"MMBench file {location} {not_there(path, folder=False)}; give --general mmbench:FILE with "
+                        "a .tsv file", field="general")
     with path.open(encoding="utf-8", errors="replace") as stream:
         header = stream.readline().rstrip("\r\n").split("\t")
     if "answer" not in header:
@@ -552,6 +554,7 @@ def check_pulse_granularity(value, data: str, checkpoint_knowledge: bool) -> str
     return granularity
 
 
+@reading_inputs
 def validate_pulse(spec: dict) -> dict:
     """Normalise a PULSE spec (sequential deletion requests on an LMM) or raise SpecError with one line."""
     if not isinstance(spec, dict):
