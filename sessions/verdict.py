@@ -156,7 +156,7 @@ def verdict_lines(summary: Any, retrain: dict | None = None) -> list[str]:
             reference = _request_metrics(theirs[number - 1]) if len(theirs) == len(requests) else None
         size = sizes[number - 1]
         so_far = so_far + size if size is not None and so_far is not None else None
-        part = _part_of_df(entry, so_far, whole)
+        part = _part_of_df(entry, so_far, whole, deletion_nouns(summary))
         # the original was scored on the whole deletion set: against a part of it its Df numbers would compare
         # other units (20 units' 89.3 against the one forgotten unit's 0.0)
         forgot, kept = _parts(before if part is None else _without_df(before), _request_metrics(entry), reference)
@@ -175,21 +175,31 @@ def _size(entry: dict) -> int | None:
     return len(entry["people"]) if isinstance(entry.get("people"), list) else None
 
 
-def _part_of_df(entry: dict, so_far: int | None, whole: int | None) -> str | None:
+def deletion_nouns(summary: dict) -> tuple[str, str]:
+    """What one deletion unit of a result is called, singular and plural: a fact (--granularity fact), a person
+    (people data), or a unit."""
+    if (summary.get("deletion") or {}).get("granularity") == "fact":
+        return "fact", "facts"
+    if summary.get("kind") == "pulse" or any(isinstance(e, dict) and isinstance(e.get("people"), list)
+                                             for e in summary.get("requests") or []):
+        return "person", "people"
+    return "unit", "units"
+
+
+def _part_of_df(entry: dict, so_far: int | None, whole: int | None, nouns: tuple[str, str]) -> str | None:
     """What a request's Df evaluation scored when it is not the whole deletion set (None when it is, or when that
     cannot be told): ``the 3 units forgotten so far``, or ``a sample of 5 of the 12 units forgotten so far``
     (`--eval-sample`; its entry says `evaluation: sample`)."""
     units = entry.get("evaluated_units")
     if not isinstance(units, int) or units == whole:
         return None
-    noun = "people" if isinstance(entry.get("people"), list) else "units"
+    one, noun = nouns
     if entry.get("evaluation") == "sample" and (so_far is None or units < so_far):
         return f"a sample of {units} of the {so_far} {noun} forgotten so far" if so_far is not None else \
             f"a sample of {units} forgotten {noun}"
     if whole is None:
         return None
-    return f"the {units} {noun} forgotten so far" if units != 1 else \
-        f"the 1 {'person' if noun == 'people' else 'unit'} forgotten so far"
+    return f"the {units} {noun if units != 1 else one} forgotten so far"
 
 
 def _without_df(metrics: dict[str, float]) -> dict[str, float]:

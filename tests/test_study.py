@@ -172,6 +172,7 @@ BAD = [
      "none of the study's methods takes --stop-if; Retrain, the reference, runs the original's recipe whole"),
     (["--tolerance", "-1"], "--tolerance must be"),
     (["--delete", "100000"], "choose N <"),
+    (["--delete-query", "owner nobody", "--granularity", "fact"], "no training fact has a text matching 'owner nobody'"),
 ]
 
 
@@ -186,6 +187,8 @@ def test_bad_input_is_one_line_exit_2_nothing_run(tmp_path, override, message):
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], out.stderr
     assert "Traceback" not in out.stderr and out.stdout == ""
     assert not (tmp_path / "sessions").exists() or not any((tmp_path / "sessions").glob("2*")), "a run was started"
+    # nor a study record (an empty one, with its lock, was left by a deletion set refused headless)
+    assert not (tmp_path / "studies").exists() or not any((tmp_path / "studies").iterdir())
 
 
 def session_ids(home):

@@ -131,3 +131,25 @@ def test_a_long_sequences_verdict_is_thinned_for_a_terminal():
     assert shown[0] == "note" and len(requests) == 12 and left_out == 88
     assert requests[0].startswith("request 1/100") and requests[-1].startswith("request 100/100")
     assert thinned(lines[:13]) == (lines[:13], 0)   # 12 requests: all of them
+
+
+def test_a_fact_runs_requests_count_facts():
+    """At --granularity fact a request's Df was said to hold "the 2 units forgotten so far" (2 facts of one
+    picture), and on people data "the 2 people" for 2 facts of one person."""
+    def entry(number, units):
+        return {"request": number, "units": 1, "evaluated_units": units, "steps": 1,
+                "metrics": {"df_dr_auc": 0.7, "df": {"r_mean": 20.0}, "test": {"r_mean": 50.0}}}
+
+    doc = {"metrics": {"df_dr_auc": 0.6, "df": {"r_mean": 30.0}, "test": {"r_mean": 50.0}},
+           "deletion": {"granularity": "fact", "facts": ["a#owner", "a#mark", "b#owner"], "units": 3},
+           "original_metrics": {"df_dr_auc": 0.5, "df": {"r_mean": 89.3}, "test": {"r_mean": 54.0}},
+           "requests": [entry(1, 1), entry(2, 2), entry(3, 3)]}
+    lines = verdict_lines(doc)
+    assert "(the 1 fact forgotten so far)" in lines[0] and "(the 2 facts forgotten so far)" in lines[1]
+
+
+def test_a_studys_deletion_is_named_in_its_own_noun():
+    from workbench.cli_study import deletion_words
+
+    assert deletion_words({"strategy": "random", "n": 1}) == "1 random unit (drawn by each seed)"
+    assert deletion_words({"strategy": "random", "n": 4, "granularity": "fact"}) == "4 random facts (drawn by each seed)"

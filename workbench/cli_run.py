@@ -18,7 +18,7 @@ from engine.spec.inputs import absolute_paths
 from engine.spec.params import EVAL_EVERY_REQUESTS, EVAL_SAMPLE
 from sessions.metric_names import flatten
 from sessions.numbers import fmt
-from sessions.verdict import left_out_words, thinned
+from sessions.verdict import deletion_nouns, left_out_words, thinned
 from workbench.completion import complete_data, complete_device, complete_method, complete_model, complete_task
 from workbench.execute import run_session
 from workbench.output import Exit, Progress, fail, print_json
@@ -311,7 +311,12 @@ def print_table(results: list[dict], original: dict | None = None) -> None:
     retrain = next((flatten(r["metrics"]) for r in results if r["method"] == "retrain"), None)
     gap = test is not None and retrain is not None and test.metric in retrain
 
-    table = Table(title="unlearning results" + (f" ({first['deletion']['units']} units deleted)" if results else ""))
+    if results:
+        count, (one, many) = first["deletion"]["units"], deletion_nouns(first)
+        title = f"unlearning results ({count} {one if count == 1 else many} deleted)"
+    else:
+        title = "unlearning results"
+    table = Table(title=title)
     headers = ["method", *(c.header for c in columns), *(["Retrain gap"] if gap else []), *COST_HEADERS]
     for header in headers:
         table.add_column(header, justify="left" if header == "method" else "right", no_wrap=header == "method")

@@ -167,6 +167,11 @@ def study(
             with record.running():  # the attacks run here, after the engine has let the study go
                 found = attack_cells(record, plan.cells, kinds)
         else:
+            if not record.path.is_file():  # a new study: bad input leaves no record behind (nor its lock)
+                try:
+                    check_inputs(plan.cells, here=True)
+                except SpecError as error:
+                    fail(str(error))
             with record.running():
                 record.load().save()  # the spec as given now (its --tolerance, which the TUI's grid ranks by)
                 failed = run_cells(record, plan.cells)
@@ -497,9 +502,10 @@ def report(record: StudyRecord, cells: list[tuple[str, int, dict]], tolerance: f
 
 
 def deletion_words(deletion: dict) -> str:
-    """``10 random units (drawn by each seed)``, or the fixed set as `sessions list` shows it."""
+    """``10 random units (drawn by each seed)`` (facts at fact granularity), or the fixed set as `sessions list` shows it."""
     if deletion.get("strategy") == "random":
-        return f"{deletion.get('n')} random units (drawn by each seed)"
+        n, fact = deletion.get("n"), deletion.get("granularity") == "fact"
+        return f"{n} random {('fact' if fact else 'unit') + ('' if n == 1 else 's')} (drawn by each seed)"
     return format_deletion(deletion)
 
 

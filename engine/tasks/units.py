@@ -53,8 +53,9 @@ class UnitTask:
             self.fact_split = split_facts(self.world, select_facts(self.world, deletion))
             self.deletion = self.fact_split.deletion
             touched = len({self.fact_split.train[i].unit_id.partition("#")[0] for i in self.deletion})
-            self.emit("log", level="info", message=f"deletion set: {len(self.deletion)} facts of {touched} of "
-                      f"{len(self.world.train)} units (their other texts kept)")
+            facts = f"{len(self.deletion)} fact" + ("s" if len(self.deletion) != 1 else "")
+            self.emit("log", level="info", message=f"deletion set: {facts} of {touched} of {len(self.world.train)} "
+                      "units (their other texts kept)")
             return self.deletion
         self.deletion = select_units(self.world.train, deletion)
         self.emit("log", level="info", message=f"deletion set: {len(self.deletion)} of {len(self.world.train)} units")
