@@ -51,6 +51,9 @@ def catalog_row(meta: dict) -> dict:
         "name": meta.get("name"),
         "state": meta["state"],
         **{key: spec.get(key) for key in SPEC_SUMMARY_FIELDS},
+        # a run's granularity rides in its deletion (a PULSE spec's at its top): one place in the row for both
+        "granularity": spec.get("granularity") or (spec.get("deletion") or {}).get("granularity")
+        if isinstance(spec.get("deletion") or {}, dict) else spec.get("granularity"),
         "created": meta["created"],
         "updated": meta.get("updated", meta["created"]),
         **({"ended": meta["ended"]} if isinstance(meta.get("ended"), (int, float)) else {}),

@@ -251,3 +251,25 @@ def test_a_request_of_one_retrieval_pair_is_refused_before_a_session(tmp_path, a
     assert result.returncode == 2
     assert result.stderr.startswith("error: a request of this deletion set holds 1 image-text pair")
     assert len(result.stderr.splitlines()) == 1 and not (tmp_path / "sessions").exists()
+
+
+def test_the_pulse_table_of_a_fact_run_shows_the_kept_facts(capsys, monkeypatch):
+    """The documented holdout_identity (the forget people's other facts) was in no column of `pulse`'s table, and
+    its title said "pretrained people" for 3 facts."""
+    from workbench.cli_pulse import print_requests
+
+    monkeypatch.setenv("COLUMNS", "160")
+    metrics = {"forget": {"image": 0.25, "text": 0.5}, "holdout_identity": {"image": 0.8182, "text": 0.9},
+               "retain": {"image": 1.0, "text": 1.0}, "mmbench": 0.875, "mmbench_retention": 100.0}
+    result = {"method": "npo", "data": "people-tiny", "knowledge": "pretrained", "update": "llm", "session": "s1",
+              "deletion": {"granularity": "fact", "facts": ["p#job", "p#city", "q#pet"], "units": 3},
+              "original_metrics": {**metrics, "forget": {"image": 1.0, "text": 1.0},
+                                   "holdout_identity": {"image": 1.0, "text": 1.0}},
+              "requests": [{"request": 1, "people": ["p#job", "p#city", "q#pet"], **metrics}], "history": None}
+    print_requests(result)
+    out = capsys.readouterr().out
+    assert "(3 facts of pretrained people, update llm, session s1)" in " ".join(out.split())
+    header = next(line for line in out.splitlines() if "forget img" in line)
+    assert header.index("forget txt") < header.index("kept img") < header.index("kept txt") < header.index("retain img")
+    row = next(line for line in out.splitlines() if "request 1" in line)
+    assert "81.8" in row and "90.0" in row

@@ -107,20 +107,26 @@ def run_pulse(raw: dict, as_json: bool) -> None:
 
 
 def print_requests(result: dict) -> None:
-    """Rows = the original and each request; forget / retain accuracy (image, text-only), MMBench."""
+    """Rows = the original and each request; forget / retain accuracy (image, text-only), MMBench; with
+    --granularity fact the forget people's other facts too (kept)."""
     from rich.console import Console
     from rich.table import Table
 
+    facts = (result.get("deletion") or {}).get("facts")
+    forgetting = f"{len(facts)} facts of {result['knowledge']} people" if facts else f"{result['knowledge']} people"
     table = Table(title=f"PULSE {specs.METHODS[result['method']].title} on {result['data']} "
-                        f"({result['knowledge']} people, update {result['update']}, session {result['session']})")
-    for column in ("after", "forget img", "forget txt", "retain img", "retain txt", "MMBench", "MMBench ret. %"):
+                        f"({forgetting}, update {result['update']}, session {result['session']})")
+    # --granularity fact: the forget people's other facts (holdout_identity), beside what is forgotten
+    kept = ("kept img", "kept txt") if facts else ()
+    for column in ("after", "forget img", "forget txt", *kept, "retain img", "retain txt", "MMBench", "MMBench ret. %"):
         table.add_column(column, justify="left" if column == "after" else "right")
 
     def row(label: str, entry: dict) -> None:
-        f, r = entry.get("forget") or {}, entry.get("retain") or {}
+        f, r, h = entry.get("forget") or {}, entry.get("retain") or {}, entry.get("holdout_identity") or {}
         retention = entry.get("mmbench_retention")
+        holdout = (fmt(h.get("image"), "holdout_identity.image"), fmt(h.get("text"), "holdout_identity.text"))
         table.add_row(label, fmt(f.get("image"), "forget.image"), fmt(f.get("text"), "forget.text"),
-                      fmt(r.get("image"), "retain.image"), fmt(r.get("text"), "retain.text"),
+                      *(holdout if facts else ()), fmt(r.get("image"), "retain.image"), fmt(r.get("text"), "retain.text"),
                       fmt(entry.get("mmbench"), "mmbench"), fmt(retention, "mmbench_retention"))
 
     row("original", result["original_metrics"])

@@ -23,7 +23,7 @@ from sessions.numbers import fmt, fmt_delta, format_duration
 from sessions.metric_order import headline_first
 from sessions.series import downsample, final_table, training_steps, unlearning_steps
 from sessions.store import SessionBusy, SessionDamaged, SessionStore, UnknownSession
-from sessions.summary import deletion_line, summary_metrics, test_headline, test_headline_name, took, took_words
+from sessions.summary import deletion_line, format_deletion, summary_metrics, test_headline, test_headline_name, took, took_words
 from sessions.verdict import left_out_words, session_verdict, thinned
 from workbench.completion import complete_session
 from workbench.output import Exit, fail, output_file
@@ -474,6 +474,10 @@ def replay_headless(session_id: str, width: int | None = None, out=None) -> int:
     console.print(f"session {sid}  {spec.get('method', '?')} / {spec.get('model', '?')} / "
                   f"{spec.get('data', '?')}  state {meta['state']}"
                   + (f" ({meta['message']})" if meta.get("message") else ""))
+    deletion = deletion_line(spec, meta.get("summary")) or (format_deletion(spec["deletion"])  # as `sessions show`
+                                                             if isinstance(spec.get("deletion"), dict) else None)
+    if deletion:
+        console.print(f"deletion: {deletion}", highlight=False, markup=False, soft_wrap=True)
     trained = training_steps(events)
     console.print(f"{len(events)} events, {unlearning_steps(events)} unlearning steps; "
                   + (f"the original's training ran here first ({trained} steps, not drawn); " if trained else "")
