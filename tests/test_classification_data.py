@@ -129,6 +129,9 @@ def test_malformed_records_name_file_and_line(tmp_path):
     write_lines(tmp_path / "snli_ve_test.jsonl", [])
     with pytest.raises(SpecError, match=r"snli_ve_train.jsonl line 2: its label 'maybe' is not one of entailment"):
         read_snli_ve(tmp_path)
+    write_lines(tmp_path / "snli_ve_train.jsonl", [{"label_gold": "entailment", "sentence2": "ok", "Flickr30K_ID": "2248275918"}])
+    with pytest.raises(SpecError, match=r"snli_ve_train.jsonl line 1: has no label \(gold_label or label"):
+        read_snli_ve(tmp_path)   # it read "its label None is not one of entailment, ..."
     (tmp_path / "snli_ve_train.jsonl").write_text('{"gold_label": "entailment"}\n{not json\n')
     with pytest.raises(SpecError, match=r"snli_ve_train.jsonl line 1: has no image id"):
         read_snli_ve(tmp_path)

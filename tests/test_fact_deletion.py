@@ -273,3 +273,11 @@ def test_the_pulse_table_of_a_fact_run_shows_the_kept_facts(capsys, monkeypatch)
     assert header.index("forget txt") < header.index("kept img") < header.index("kept txt") < header.index("retain img")
     row = next(line for line in out.splitlines() if "request 1" in line)
     assert "81.8" in row and "90.0" in row
+
+
+def test_a_query_that_matches_nothing_names_only_the_keys_the_world_has():
+    """graph-tiny's hint listed owner and place, which no graph unit has."""
+    from engine.errors import SpecError
+
+    with pytest.raises(SpecError, match=r"\(a fact's key, mark, counts as a word of its texts\)"):
+        select_facts(load_data("graph-tiny"), {"strategy": "query", "query": "owner", "seed": 0})

@@ -63,7 +63,9 @@ BAD = [
     ({"id": "x", "graph": {"nodes": [{"type": "a"}], "edges": []}, "texts": []}, "`texts` must be a non-empty list"),
     ({"id": "x", "graph": {"nodes": [], "edges": []}, "texts": ["t"]}, "`graph.nodes` is empty"),
     ({"id": "x", "graph": {"nodes": [{"text": "no type"}], "edges": []}, "texts": ["t"]}, "node 0 must be"),
-    ({"id": "x", "graph": {"nodes": [{"type": "a"}], "edges": [[0, 5]]}, "texts": ["t"]}, "edge 0 must be [i, j]"),
+    ({"id": "x", "graph": {"nodes": [{"type": "a"}], "edges": [[0, 5]]}, "texts": ["t"]},
+     "edge 0 must be [i, j] or [i, j, type] with node indices 0..0, got [0, 5]"),  # it said "got a list"
+    ({"id": "x", "graph": {"nodes": [{"type": "a"}], "edges": [[0]]}, "texts": ["t"]}, "got a list of 1"),
     ({"id": "x", "graph": {"nodes": [{"type": "a"}], "edges": []}, "texts": ["t"], "split": "dev"}, "`split` must be"),
     ({"id": "PGR-1", "graph": {"nodes": [{"type": "a"}], "edges": []}, "texts": ["t"], "label": "0"}, "repeats the record at line 1"),
     ({"id": "x", "graph": {"nodes": [{"type": "a"}], "edges": []}, "texts": ["t", "u"], "labels": ["0"]}, "one label per text (2)"),

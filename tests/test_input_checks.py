@@ -434,3 +434,32 @@ def test_a_path_of_the_wrong_kind_is_named_for_what_it_is(tmp_path):
             f"--original directory {tmp_path / 'loop'} is a symbolic link that loops;")
     refused(run_in_process(tmp_path, "pulse", "--method", "ga", "--data", "people-tiny", "--general",
                            f"mmbench:{tmp_path / 'ckpt'}"), f"MMBench file {tmp_path / 'ckpt'} is a folder;")
+
+
+def test_an_unreadable_annotation_file_is_not_called_bad_json(tmp_path, monkeypatch):
+    """A flickr30k_train.json this user may not read was refused as "is not valid JSON ([Errno 13] Permission
+    denied ...)": it is named for what it is. (The suite may run as root, whom chmod does not stop: the read is
+    refused by hand.)"""
+    import errno
+    from pathlib import Path
+
+    from engine.api import data_info
+
+    data = _flickr(tmp_path / "fl", json.dumps([{"image": "0.png", "caption": ["a red thing"]}]))
+    locked = data / "flickr30k_train.json"
+    read_text, open_file = Path.read_text, Path.open
+
+    def refuse(path, *args, **kwargs):
+        if path == locked:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return read_text(path, *args, **kwargs)
+
+    def refuse_open(path, *args, **kwargs):
+        if path == locked:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return open_file(path, *args, **kwargs)
+    monkeypatch.setattr(Path, "read_text", refuse)
+    monkeypatch.setattr(Path, "open", refuse_open)
+    with pytest.raises(SpecError) as refused_read:
+        data_info(f"flickr30k:{data}")
+    assert str(refused_read.value) == f"{locked} cannot be read: permission denied; make it readable by this user"

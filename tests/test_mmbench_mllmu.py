@@ -268,3 +268,20 @@ def test_mllmu_missing_or_empty_or_not_parquet(tmp_path):
 def test_unknown_export_format(world, tmp_path):
     with pytest.raises(SpecError, match="cannot be written as 'flickr30k'"):
         export_people(world, "flickr30k", tmp_path)
+
+
+def test_data_info_describes_an_mmbench_file(tmp_path):
+    """`data list` lists mmbench:PATH and `data info` takes FORMAT:PATH, but it refused the file with a line about
+    `run`: checking a TSV before `pulse --general` is what it is for."""
+    from conftest import run_in_process
+
+    exported = run_in_process(tmp_path, "data", "export", "people-tiny", "--format", "mmbench", str(tmp_path / "mmb"))
+    assert exported.returncode == 0, exported.stderr
+    tsv = tmp_path / "mmb" / "mmbench_people_world.tsv"
+    out = run_in_process(tmp_path, "data", "info", f"mmbench:{tsv}", "--json")
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert (info["kind"], info["questions"], info["answered"]) == ("MMBench", 16, 16)
+    assert sum(info["categories"].values()) == 16
+    text = run_in_process(tmp_path, "data", "info", f"mmbench:{tsv}")
+    assert "16 questions, every one with its answer" in text.stdout

@@ -54,7 +54,24 @@ def decode_images(world) -> dict:
     return {"decoded": len(files) - len(failed), "failed": failed, "seconds": round(time.perf_counter() - started, 3)}
 
 
+def describe_general(ref: str) -> dict:
+    """`data info mmbench:FILE`: a general-ability set (`pulse --general`) has questions, not units."""
+    from engine.data.mmbench import read_mmbench
+
+    started = time.perf_counter()
+    questions = read_mmbench(ref.partition(":")[2], require_answer=False)
+    categories: dict[str, int] = {}
+    for question in questions:
+        categories[question.category or "-"] = categories.get(question.category or "-", 0) + 1
+    return {"data": ref, "kind": "MMBench", "questions": len(questions),
+            "answered": sum(q.answer is not None for q in questions),
+            "with_images": sum(q.image is not None for q in questions), "categories": categories,
+            "seconds": {"read": round(time.perf_counter() - started, 3)}}
+
+
 def describe_data(ref: str, decode: bool = False) -> dict:
+    if ref.startswith("mmbench:"):
+        return describe_general(ref)
     started = time.perf_counter()
     world = load_data(ref)
     read_seconds = time.perf_counter() - started
@@ -79,6 +96,14 @@ def describe_data(ref: str, decode: bool = False) -> dict:
 
 
 def describe_text(info: dict) -> str:
+    if info["kind"] == "MMBench":
+        shown = ", ".join(f"{name} {count}" for name, count in sorted(info["categories"].items())[:8])
+        more = f" and {len(info['categories']) - 8} more" if len(info["categories"]) > 8 else ""
+        answers = ("every one with its answer" if info["answered"] == info["questions"] else
+                   f"{info['answered']} with an answer (`pulse --general` needs them all)")
+        return "\n".join([f"{info['data']}  (MMBench questions for `pulse --general`)",
+                          f"  {info['questions']} questions, {answers}, {info['with_images']} with an image",
+                          f"  categories: {shown}{more}", f"  read {info['seconds']['read']:.2f} s"])
     lines = [f"{info['data']}  ({info['kind']}, fingerprint {info['fingerprint']})"]
     for name, split in info["splits"].items():
         per = split["texts_per_unit"]

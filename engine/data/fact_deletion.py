@@ -87,8 +87,9 @@ def select_facts(world, deletion: dict) -> list[FactRef]:
         return any(all(w in [fact.key, *words(unit_texts(world.train[fact.unit])[t])] for w in wanted)
                    for t in fact.texts)
 
+    keys = [key for key in KEYS if any(fact.key == key for fact in facts)]  # the graph world's units hold marks only
     chosen = select_positions([fact.fact_id for fact in facts], deletion, matches, "fact",
-                              f" (a fact's key, {', '.join(KEYS)}, counts as a word of its texts)")
+                              f" (a fact's key, {', '.join(keys)}, counts as a word of its texts)")
     return [facts[i] for i in chosen]
 
 

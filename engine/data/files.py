@@ -27,7 +27,7 @@ def read_json(path: Path, expected: str):
         return json.loads(path.read_text(encoding="utf-8-sig"))   # a byte-order mark, as some editors write one
     except RecursionError:
         raise SpecError(f"{path} is nested too deeply to be {expected}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:  # (an OSError is not bad JSON: engine.errors words it)
         raise SpecError(f"{path} is not valid JSON ({str(error).splitlines()[0]}); expected {expected}") from None
 
 
@@ -49,7 +49,7 @@ def jsonl_records(path: Path, expected: str) -> Iterator[tuple[str, dict]]:
     """(where, record) for each non-empty line of a JSON-lines file: where = "line N" (1-based)."""
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
+    except UnicodeDecodeError as error:
         raise SpecError(f"{path} cannot be read as UTF-8 text ({error})") from None
     for number, line in enumerate(lines, start=1):
         if not line.strip():

@@ -21,7 +21,7 @@ import os
 import zlib
 from pathlib import Path
 
-from engine.data.files import jsonl_records, malformed
+from engine.data.files import jsonl_records, malformed, shown
 from engine.data.graph_records import Edge, Graph, GraphTextWorld, GraphUnit, Node, attach_labels
 from engine.errors import SpecError
 
@@ -47,7 +47,9 @@ def parse_graph(raw, bad) -> Graph:
         ends_ok = isinstance(edge, list) and len(edge) in (2, 3) and all(
             isinstance(v, int) and not isinstance(v, bool) and 0 <= v < len(nodes) for v in edge[:2])
         if not ends_ok or (len(edge) == 3 and edge[2] is not None and not isinstance(edge[2], str)):
-            raise bad(f"edge {number} must be [i, j] or [i, j, type] with node indices 0..{len(nodes) - 1}, got a {type(edge).__name__}")
+            got = (f"got {shown(edge)}" if isinstance(edge, list) and len(edge) in (2, 3)
+                   else f"got a {type(edge).__name__}" + (f" of {len(edge)}" if isinstance(edge, list) else ""))
+            raise bad(f"edge {number} must be [i, j] or [i, j, type] with node indices 0..{len(nodes) - 1}, {got}")
         edges.append(Edge(edge[0], edge[1], edge[2] if len(edge) == 3 else None))
     return Graph(nodes, edges)
 

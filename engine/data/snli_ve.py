@@ -46,6 +46,8 @@ def read_split(root: Path, path: Path, split: str) -> list[LabelledUnit]:
         image_id = image_id.removesuffix(".jpg")
         if label == NO_CONSENSUS:
             continue
+        if label is None:
+            raise malformed(path, where, f"has no label (gold_label or label; expected {EXPECTED})")
         if label not in VE_CLASSES:
             raise malformed(path, where, f"its label {shown(label)} is not one of {', '.join(VE_CLASSES)} (or '-', "
                                          "dropped)")
