@@ -24,6 +24,8 @@ from engine.spec import MODELS
 from sessions.metric_names import nest
 
 DR_EVAL_UNITS_MAX = 300
+BUILT_IN_IMAGES = 32  # the built-in worlds' image size, which the tiny models are made for
+LARGE_TINY_IMAGES = 128  # a tiny model built for larger images than this is said to be slow
 SCORE_BATCH = 128  # the evaluation's batch: per-example losses come out as the MIA's (same batches)
 
 
@@ -40,6 +42,12 @@ class UnitTask:
         self.data_fingerprint = data_fingerprint(spec["data"])  # the original's cache key: content, not name
         tiny = self.RECIPES.get(f"tiny:{self.data_name}", self.RECIPES.get("tiny"))  # a built-in world's own first
         self.recipe = dict(tiny if spec["model"] in MODELS else self.RECIPES["pretrained"])
+        size = getattr(self.world, "image_size", None)
+        if spec["model"] in MODELS and isinstance(size, int) and size > LARGE_TINY_IMAGES:  # said as the run starts
+            emit("log", level="warning", message=f"{spec['model']} is built here for {size}-px images (the first "
+                 f"training image's width): {(size / BUILT_IN_IMAGES) ** 2:.0f}x the pixels of the built-in worlds' "
+                 f"{BUILT_IN_IMAGES} px, and each step about as much slower; resize the images (to 64 px, say) for a "
+                 "quick look, or give a real checkpoint, whose processor resizes them")
         self.train: PairSet | None = None
         self.test: PairSet | None = None
         self.deletion: list[int] = []
