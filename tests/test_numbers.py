@@ -165,3 +165,13 @@ def test_forget_quality_of_an_even_count_of_seeds_says_it_is_the_lower_median():
     assert fmt_mean_std(two, "forget_quality") == "1.1e-07 (lower median of 1.7e-06, 1.1e-07)"
     three = {"median": 0.003, "per_seed": {"42": 0.00067, "87": 0.035, "21": 0.003}, "n": 3}
     assert fmt_mean_std(three, "forget_quality") == "0.003 (median of 0.00067, 0.035, 0.003)"
+
+
+def test_a_pulse_runs_progress_lines_carry_its_numbers(capsys):
+    """`pulse ga: eval (before) ` printed nothing after it on people data: its headlines are the forget and
+    retain accuracies."""
+    from workbench.output import Progress
+
+    with Progress("pulse ga") as progress:
+        progress.event("eval", {"split": "before", "metrics": {"forget.image": 1.0, "retain.text": 0.75}})
+    assert "pulse ga: eval (before) forget.image=100.0, retain.text=75.0" in capsys.readouterr().err

@@ -118,7 +118,7 @@ def data_export(
         fail(str(error))
     if as_json:
         return print_json({"world": world, "format": fmt, "directory": str(directory), "files": [str(p) for p in written]})
-    print(f"wrote {world} as {fmt} to {directory} ({', '.join(p.name for p in written)})")
+    print(f"wrote {world} as {fmt} to {directory} ({', '.join(str(p.relative_to(directory)) if p.is_relative_to(directory) else p.name for p in written)})")
 
 
 @data_app.command("info")

@@ -72,6 +72,11 @@ def print_json(document) -> None:
     sys.stdout.flush()
 
 
+# what an evaluation's progress line shows: the task's headlines (people data: forget and retain accuracy)
+PROGRESS_METRICS = ("df_dr_auc", "test.r_mean", "test.accuracy", "forget.image", "forget.text", "retain.image",
+                    "retain.text")
+
+
 class Progress:
     """Shows a run's events on stderr: a rich bar on a terminal, throttled plain lines otherwise."""
 
@@ -113,7 +118,7 @@ class Progress:
             self._say(f"{self.label}: {fields.get('phase')} step {fields.get('step')} {terms}")
         elif kind == "eval" and fields.get("split") != "history":  # a history row is drawn, not printed
             m = fields.get("metrics", {})
-            summary = ", ".join(f"{k}={fmt(m[k], k)}" for k in ("df_dr_auc", "test.r_mean", "test.accuracy") if k in m)
+            summary = ", ".join(f"{k}={fmt(m[k], k)}" for k in PROGRESS_METRICS if k in m)
             self._say(f"{self.label}: eval ({fields.get('split')}) {summary}", force=True)
         elif kind == "log" and fields.get("level") in ("warning", "error"):
             self._say(f"{self.label}: {fields.get('message')}", force=True)
