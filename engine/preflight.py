@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from engine.cpu_kernels import check_setting
-from engine.data.fingerprint import data_fingerprint
+from engine.data.fingerprint import data_fingerprint, data_identity
 from engine.data.preloaded import remember
 from engine.devices import check_available, check_device_count
 from engine.errors import SpecError, reading_inputs
@@ -34,7 +34,8 @@ def check_base(spec: dict) -> None:
     itself: `pulse --knowledge pretrained` on a checkpoint, as engine.spec.validate says)."""
     if spec.get("knowledge") == "pretrained" and spec["model"] not in MODELS:
         return
-    seen = saw(read_lineage(spec["model"]), fingerprint=data_fingerprint(spec["data"]))
+    seen = saw(read_lineage(spec["model"]), fingerprint=data_fingerprint(spec["data"]),
+               identity=data_identity(spec["data"]))  # a copy of the data (new file times) is the same data
     if seen is not None:
         raise SpecError(trained_on_data_message(spec["model"], spec["data"], seen.get("data_ref")), field="model")
 

@@ -114,3 +114,35 @@ def test_an_original_trained_for_another_task_is_refused(tmp_path):
         check_original_task({"original": str(checkpoint), "task": "retrieval"})
     check_original_task({"original": str(checkpoint), "task": "classification"})
     check_original_task({"original": str(tmp_path / "no-lineage"), "task": "retrieval"})  # not ours: nothing known
+
+
+def test_a_model_trained_on_a_folder_is_refused_on_a_plain_copy_of_it(tmp_path):
+    """`cp -r` gives the copy new file times, hence another fingerprint, and a deployed model given as --model on
+    the copy went on to train an original from weights that had seen every Df pair."""
+    import os
+    import shutil
+
+    import pytest
+
+    from engine.data.fingerprint import data_fingerprint, data_identity
+    from engine.errors import SpecError
+    from engine.preflight import check_base
+    from engine.spec.lineage import write_lineage
+
+    source = tmp_path / "fl"
+    source.mkdir()
+    (source / "flickr30k_train.json").write_text('[{"image": "0.png", "caption": ["a red thing"]}]')
+    (source / "0.png").write_bytes(b"\x89PNG" + bytes(60))
+    deployed = tmp_path / "deployed"
+    deployed.mkdir()
+    write_lineage(deployed, [{"data": data_fingerprint(f"flickr30k:{source}"), "data_ref": f"flickr30k:{source}",
+                              "identity": data_identity(f"flickr30k:{source}"), "task": "retrieval"}])
+    copy = tmp_path / "copy"
+    shutil.copytree(source, copy, copy_function=shutil.copyfile)   # as `cp -r`: new modification times
+    for name in ("flickr30k_train.json", "0.png"):
+        os.utime(copy / name, ns=(1, 1))
+    assert data_fingerprint(f"flickr30k:{copy}") != data_fingerprint(f"flickr30k:{source}")
+    with pytest.raises(SpecError, match=f"was trained on flickr30k:{source} \\(the same data as --data flickr30k:{copy}"):
+        check_base({"model": str(deployed), "data": f"flickr30k:{copy}"})
+    (copy / "flickr30k_train.json").write_text('[{"image": "0.png", "caption": ["a blue thing"]}]')   # other data
+    check_base({"model": str(deployed), "data": f"flickr30k:{copy}"})

@@ -47,12 +47,12 @@ def file_hash(path: Path) -> str:
     return sha.hexdigest()
 
 
-def path_fingerprint(path: Path, hashed: tuple[str, ...] = HASHED_SUFFIXES) -> str:
+def path_fingerprint(path: Path, hashed: tuple[str, ...] = HASHED_SUFFIXES, times: bool = True) -> str:
     """The fingerprint of a file, or of every file under a directory (hidden names and our `.partial`
-    files left out; symbolic links followed once)."""
+    files left out; symbolic links followed once); without `times`, what a copy keeps (no modification times)."""
     path = Path(path)
     if path.is_file():
-        return digest([_entry(path, path.name, hashed)])
+        return digest([_entry(path, path.name, hashed, times)])
     entries, seen = [], set()
     for folder, dirs, files in os.walk(path, followlinks=True):
         info = os.stat(folder)
@@ -65,14 +65,14 @@ def path_fingerprint(path: Path, hashed: tuple[str, ...] = HASHED_SUFFIXES) -> s
             if name.startswith(".") or name.endswith(".partial"):
                 continue
             full = Path(folder) / name
-            entries.append(_entry(full, full.relative_to(path).as_posix(), hashed))
+            entries.append(_entry(full, full.relative_to(path).as_posix(), hashed, times))
     return digest(entries)
 
 
-def _entry(path: Path, name: str, hashed: tuple[str, ...]) -> list:
+def _entry(path: Path, name: str, hashed: tuple[str, ...], times: bool = True) -> list:
     info = path.stat()
     content = file_hash(path) if path.suffix.lower() in hashed and info.st_size <= HASH_LIMIT else None
-    return [name, info.st_size, info.st_mtime_ns, content]
+    return [name, info.st_size, info.st_mtime_ns if times else None, content]
 
 
 def data_fingerprint(ref: str) -> str:
@@ -86,3 +86,14 @@ def data_fingerprint(ref: str) -> str:
     if fmt and location and path.exists():
         return digest({"format": fmt, "files": path_fingerprint(path)})
     return digest({"ref": ref})
+
+
+def data_identity(ref: str) -> str:
+    """What a copy of the data keeps of `data_fingerprint`: the files' names, sizes and annotation contents, not their
+    modification times (`cp -r` sets new ones). Lineage records it, so that a model trained on a folder is known
+    to have seen a plain copy of it too; the cache keys keep the fingerprint, which an edit in place changes."""
+    fmt, _, location = ref.partition(":")
+    path = Path(location).expanduser()
+    if ref in WORLDS or ref in PEOPLE_WORLDS or not (fmt and location and path.exists()):
+        return data_fingerprint(ref)
+    return digest({"format": fmt, "files": path_fingerprint(path, times=False)})

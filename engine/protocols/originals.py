@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from engine.cache import checkpoint_fingerprint, entry_matches, producing, publish, recorded_fingerprint, slug, staged
-from engine.data.fingerprint import data_fingerprint, digest
+from engine.data.fingerprint import data_fingerprint, data_identity, digest
 from engine.errors import RunFailed
 from engine.seeding import derive_seed, seed_everything
 from engine.spec import data_kind
@@ -59,7 +59,7 @@ def cpu_arithmetic(device: str) -> dict:
 def data_entry(task, spec: dict, excluding: list | None = None) -> dict:
     """A lineage entry: the weights were trained on this data (all of it, or all but `excluding`'s units)."""
     data = getattr(task, "data_fingerprint", None) or data_fingerprint(spec["data"])
-    entry = {"data": data, "data_ref": spec["data"], "task": task.name}
+    entry = {"data": data, "data_ref": spec["data"], "identity": data_identity(spec["data"]), "task": task.name}
     return {**entry, "excluding": {"units": len(excluding), "digest": digest(sorted(map(str, excluding)))}} \
         if excluding is not None else entry
 

@@ -7,7 +7,8 @@ from would make Retrain a model that remembers Df, and every Retrain-relative nu
 run is refused before anything trains.
 
 Every checkpoint the workbench saves (cached originals, run outputs) carries `mmul-lineage.json`: the list of
-data it was trained on, each entry `{"data": fingerprint, "data_ref": reference, "task": task}` (plus
+data it was trained on, each entry `{"data": fingerprint, "data_ref": reference, "identity": the fingerprint
+without file times (what a copy keeps), "task": task}` (plus
 `"excluding"`: the deletion set, for a Retrain output, which never saw it), inherited from the checkpoint it
 started from. Validation (torch-free) compares the data *reference* (a world name, or FORMAT:PATH with an
 absolute path); the engine compares the data *fingerprint* (by content) before anything trains, which also
@@ -45,14 +46,17 @@ def read_lineage(checkpoint: str) -> list[dict]:
     return []
 
 
-def saw(lineage: list[dict], *, data_ref: str | None = None, fingerprint: str | None = None) -> dict | None:
-    """The lineage entry saying the checkpoint was trained on all of this data (by reference or by
-    fingerprint), or None. A Retrain output's entry (`excluding` its deletion set) does not count."""
+def saw(lineage: list[dict], *, data_ref: str | None = None, fingerprint: str | None = None,
+        identity: str | None = None) -> dict | None:
+    """The lineage entry saying the checkpoint was trained on all of this data (by reference, by fingerprint, or by
+    identity: a copy's files without their times), or None. A Retrain output's entry (`excluding` its deletion set)
+    does not count."""
     for entry in lineage:
         if entry.get("excluding"):
             continue
         if (data_ref is not None and entry.get("data_ref") == data_ref) or \
-                (fingerprint is not None and entry.get("data") == fingerprint):
+                (fingerprint is not None and entry.get("data") == fingerprint) or \
+                (identity is not None and entry.get("identity") == identity):
             return entry
     return None
 
