@@ -101,8 +101,9 @@ def test_the_retrieval_task_trains_and_scores_the_split(tmp_path):
     assert task.holdout_units() == {"holdout_identity": [0, 1], "holdout_association": [2, 3]}
     metrics = task.evaluate(adapter, forgotten)
     assert {"df.r_mean", "holdout_identity.r_mean", "holdout_association.r_mean"} <= set(metrics)
-    assert task.result_fields(forgotten)["deletion"] == {"granularity": "fact", "facts": [OWNER_0], "units": 1,
-                                                         "pairs": 1}
+    fields = task.result_fields(forgotten)
+    assert fields["deletion"] == {"granularity": "fact", "facts": [OWNER_0], "units": 1, "pairs": 1}
+    assert fields["df_unit_ids"] == [OWNER_0]   # beside df_unit_scores, one per fact, as protocols.md says of every run
     # the rephrase attack rephrases the fact part (Df), not picture 0 as a whole
     from engine.attacks.rephrase import rephrase
 

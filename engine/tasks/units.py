@@ -184,7 +184,7 @@ class UnitTask:
         forget = self.train.select_units(forgotten)
         if self.fact_split is not None:
             return {"deletion": {"granularity": "fact", "facts": list(forget.unit_ids), "units": len(forget.unit_ids),
-                                 "pairs": len(forget)}}
+                                 "pairs": len(forget)}, "df_unit_ids": list(forget.unit_ids)}  # the facts' ids
         # which units were forgotten, by their data's ids (an ID file may change later, a random draw is a seed's):
         # a document proves what it deleted; kept out of the catalog's rows, as the per-unit scores are
         return {"deletion": {"units": len(forget.unit_ids), "pairs": len(forget)}, "df_unit_ids": list(forget.unit_ids)}
