@@ -38,15 +38,9 @@ def resume(
         from workbench.cli_pulse import print_requests
 
         return print_json(result) if as_json else print_requests(result)
-    from workbench.cli_run import print_budget, print_cost, print_table, print_verdict, verdict_of
+    from workbench.cli_run import print_result
 
-    verdict = verdict_of(spec, result)
-    if as_json:
-        return print_json({**result, "verdict": verdict})
-    print_table([result], original=result.get("original_metrics"))
-    print_verdict(verdict)
-    print_budget(result)
-    print_cost(result)
+    print_result(spec, result, as_json)
 
 
 def resumed_spec(session: str) -> dict:

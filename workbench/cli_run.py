@@ -98,6 +98,11 @@ def run(
     preflighted(spec)  # bad input is the only line: the plan's is for a run that goes ahead
     announce_plan([spec], gpu_memory)
     result = run_session(spec, label=method, as_json=as_json, preflighted=True)
+    print_result(spec, result, as_json)
+
+
+def print_result(spec: dict, result: dict, as_json: bool) -> None:
+    """A finished run's table, verdict, budget and cost (or its JSON document with the verdict)."""
     verdict = verdict_of(spec, result)
     if as_json:
         return print_json({**result, "verdict": verdict})
@@ -165,13 +170,7 @@ def follow_engine(spec: dict, detach: bool, as_json: bool) -> None:
         fail(f"run {final}: {record.get('message') or 'see `mmul-workbench sessions show ' + session_id + '`'}",
              Exit.RUN_FAILED)
     result = record.get("summary") or {}
-    verdict = verdict_of(spec, result)
-    if as_json:
-        return print_json({**result, "verdict": verdict})
-    print_table([result], original=result.get("original_metrics"))
-    print_verdict(verdict)
-    print_budget(result)
-    print_cost(result)
+    print_result(spec, result, as_json)
 
 
 def session_state_now(submitted: list[str]) -> str:
