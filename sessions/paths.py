@@ -21,10 +21,17 @@ def engine_dir() -> Path:
     return mmul_home() / "engine"
 
 
-def cache_dir(chosen: str | None = None) -> Path:
+def cache_dir(chosen: str | None = None, home: Path | None = None) -> Path:
     """The original-model cache and run checkpoints: the run's own (its spec's ``artifacts``: ``--cache-dir``,
     or with --cluster ``--artifacts``), on a cluster node the shared path its task was given ($MMUL_ARTIFACTS),
     else $MMUL_CACHE (another disk, for every local run of the process: headless, or the engine as started),
-    else $MMUL_HOME/cache."""
+    else $MMUL_HOME/cache (``home``'s, for a store opened on another home)."""
     place = chosen or os.environ.get("MMUL_ARTIFACTS") or os.environ.get("MMUL_CACHE")
-    return Path(place).expanduser() if place else mmul_home() / "cache"
+    return Path(place).expanduser() if place else (home or mmul_home()) / "cache"
+
+
+def resume_point_dirs(cache: Path, session_id: str) -> tuple[Path, Path]:
+    """Where a run of K requests keeps its resume point (engine/protocols/resume.py), and where the point it
+    replaces waits while the new one is swapped in."""
+    point = cache / "runs" / f"{session_id}.resume"
+    return point, point.with_name(point.name + ".old")

@@ -163,6 +163,19 @@ def test_resume_command_goes_on_in_a_new_session_with_the_old_events(home, monke
     assert len(again.stderr.strip().splitlines()) == 1
 
 
+def test_deleting_a_stopped_session_removes_its_resume_point(home, monkeypatch):
+    """A point is a whole model's weights, of no use without its session's events."""
+    from engine.protocols.resume import point_dir
+    from sessions.paths import cache_dir
+
+    monkeypatch.setenv("MMUL_HOME", str(home))
+    old = stopped_session(home, validated(SPEC), 1)
+    assert point_dir(cache_dir(), old).is_dir()
+    deleted = run_in_process(home, "sessions", "delete", old)
+    assert deleted.returncode == 0, deleted.stderr
+    assert not point_dir(cache_dir(), old).exists()
+
+
 @pytest.mark.parametrize("args, words", [
     (("resume", "nosuchsession"), "no session 'nosuchsession'"),
     (("run", "--method", "ga", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4", "--resume-every", "0"),

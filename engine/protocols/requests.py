@@ -36,8 +36,7 @@ from engine.loop import peak_memory_mb
 from engine.parallel import current as current_parallel
 from engine.parallel import rank_threads
 from engine.protocols.originals import original_dir, original_record, run_lineage, save_atomically, trained_original
-from engine.protocols.resume import (Cadence, check_original, discard, point_dir, read_point, restore_weights,
-                                     save_point)
+from engine.protocols.resume import Cadence, check_original, discard, read_point, restore_weights, save_point
 from engine.seeding import derive_seed, generator, seed_everything
 from engine.spec import CAPABILITIES, METHODS, check_method_fits
 from engine.spec.catalog import method_variant
@@ -290,8 +289,7 @@ class Requests:
             if guard.fired is not None:
                 break  # a collapse rule held: no further request runs
             if session_id is not None and cadence.due(number, len(requests)) and is_main():
-                directory = point_dir(self.cache, session_id)
-                save_point(model, directory, {
+                directory = save_point(model, self.cache, session_id, {
                     "spec": spec, "request": number, "requests": len(requests), "forgotten": forgotten,
                     "entries": entries, "metrics": metrics, "total_steps": total_steps, "seconds": seconds,
                     "history": history.state(), "judged": guard.judged, "params": params, "tuned": tuned,
@@ -308,7 +306,7 @@ class Requests:
             save_atomically(model, run_dir, run_lineage(task, spec, original, retraining))
             for resumable in (session_id, (spec.get("resumes") or {}).get("session")):
                 if resumable is not None:  # the run's own checkpoint covers it now
-                    discard(point_dir(self.cache, resumable))
+                    discard(self.cache, resumable)
         emit("artifact", name="checkpoint", path=str(run_dir))
         return {
             "session": session_id,

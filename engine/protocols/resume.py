@@ -27,6 +27,7 @@ from pathlib import Path
 
 from engine.cache import checkpoint_fingerprint, staged
 from engine.errors import SpecError
+from sessions.paths import resume_point_dirs
 
 RESUME_VERSION = 1
 DEFAULT_MINUTES = 10.0
@@ -37,11 +38,7 @@ NOT_COMPARED = ("name", "resumes", "resume_every")
 
 
 def point_dir(cache: Path, session_id: str) -> Path:
-    return cache / "runs" / f"{session_id}.resume"
-
-
-def _previous(directory: Path) -> Path:
-    return directory.with_name(directory.name + ".old")
+    return resume_point_dirs(cache, session_id)[0]
 
 
 def compared(spec: dict) -> dict:
@@ -68,30 +65,31 @@ class Cadence:
         self.last = time.monotonic()
 
 
-def save_point(model, directory: Path, state: dict) -> None:
-    """Write the weights and the state beside `directory`, then swap them in whole (a crash at any moment
-    leaves the last complete point, under its name or under `.old`)."""
+def save_point(model, cache: Path, session_id: str, state: dict) -> Path:
+    """Write the weights and the state beside the session's point, then swap them in whole (a crash at any moment
+    leaves the last complete point, under its name or under `.old`); returns where it is."""
+    directory, previous = resume_point_dirs(cache, session_id)
     with staged(directory) as staging:
         model.save(staging / WEIGHTS)
         (staging / STATE_FILE).write_text(json.dumps({"version": RESUME_VERSION, **state}))
-        previous = _previous(directory)
         shutil.rmtree(previous, ignore_errors=True)
         if directory.exists():
             os.replace(directory, previous)
         os.replace(staging, directory)
         shutil.rmtree(previous, ignore_errors=True)
+    return directory
 
 
-def discard(directory: Path) -> None:
-    for path in (directory, _previous(directory)):
+def discard(cache: Path, session_id: str) -> None:
+    for path in resume_point_dirs(cache, session_id):
         shutil.rmtree(path, ignore_errors=True)
 
 
 def read_point(cache: Path, session_id: str) -> tuple[dict, Path]:
     """The state of `session_id`'s resume point and the folder of its weights, or SpecError saying why there is
     none."""
-    directory = point_dir(cache, session_id)
-    for candidate in (directory, _previous(directory)):
+    directory, previous = resume_point_dirs(cache, session_id)
+    for candidate in (directory, previous):
         state_file = candidate / STATE_FILE
         if state_file.is_file() and (candidate / WEIGHTS).is_dir():
             try:
