@@ -121,24 +121,35 @@ def preflight(spec: dict, alone: bool = True) -> None:
     check_base(spec)
     check_original_task(spec)
     if spec.get("resumes"):  # the point exists and was written for this spec: the request it goes on after
-        from engine.protocols.resume import check_resumable
-        from sessions.paths import cache_dir
-
-        spec["resumes"] = check_resumable(spec, cache_dir(spec.get("artifacts")))
-        check_resumed_events(spec["resumes"])
+        spec["resumes"] = check_resumed(spec)
 
 
-def check_resumed_events(resumes: dict) -> None:
-    """The resumed session is in this home and its events reach its resume point (they are copied into the new
-    session when it is created: sessions/resuming.py)."""
+def check_resumed(spec: dict) -> dict:
+    """`resumes` completed with the request of the point it goes on from (engine/protocols/resume.py): the
+    resumed session is in this home, no other run is resuming it or has gone on past it, and it has a complete
+    point its events reach, written for this spec. Its events up to that point are copied into the new session
+    when it is created (sessions/resuming.py)."""
+    from engine.protocols.resume import NoPoint, check_resumable
     from sessions.errors import SessionDamaged, UnknownSession
-    from sessions.resuming import point_events
+    from sessions.paths import cache_dir
+    from sessions.resuming import reached_points, resume_conflict, resumers
     from sessions.store import SessionStore
 
+    store, session = SessionStore(), spec["resumes"]["session"]
     try:
-        point_events(SessionStore(), resumes["session"], resumes["request"])
-    except (ValueError, UnknownSession, SessionDamaged) as error:
+        if (conflict := resume_conflict(store, session)) is not None:
+            raise SpecError(conflict, field="resumes")
+        reached = reached_points(store, session)
+    except (UnknownSession, SessionDamaged) as error:
         raise SpecError((getattr(error, "message", None) or str(error)).splitlines()[0], field="resumes") from None
+    try:
+        return check_resumable(spec, cache_dir(spec.get("artifacts")), reached)
+    except NoPoint:
+        others = [f"{row['id']} ({row.get('state')})" for row in resumers(store, session)]
+        if others:  # a run that resumed it and wrote a point of its own has removed this session's
+            raise SpecError(f"session {session} has no resume point left: {', '.join(others)} resumed it and went on "
+                            "past it; resume that one instead", field="resumes") from None
+        raise
 
 
 def check_validation_split(spec: dict, world) -> None:

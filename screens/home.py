@@ -24,7 +24,7 @@ from screens.services import Services
 from screens.widgets.confirm import ConfirmScreen
 from screens.widgets.footer import Footer
 from sessions.attacks import attack_line, attacks_brief, attacks_of
-from sessions.resuming import resume_problem, resuming_spec
+from sessions.resuming import resume_problem, resuming_spec, settled
 from sessions.export import session_document, write_export
 from sessions.store import SessionBusy, SessionDamaged, UnknownSession, busy_message
 from sessions.study import cells_of_session
@@ -355,8 +355,8 @@ class HomeScreen(Screen):
         if row is None:
             return
         try:
-            record = self.services.store.get(row["id"])
-        except (UnknownSession, SessionDamaged) as exc:
+            record = settled(self.services.store, row["id"], self.services.store.get(row["id"]))
+        except (UnknownSession, SessionDamaged, SessionBusy) as exc:
             self.notify(str(getattr(exc, "message", exc)), severity="error")
             return
         problem = resume_problem(row["id"], record)

@@ -28,7 +28,7 @@ DAMAGED = "damaged"
 # kind (run or pulse), requests, forget and granularity: the home tells a request run and a PULSE run apart in its
 # row, and what a PULSE run forgot (its people, or their facts)
 SPEC_SUMMARY_FIELDS = ("method", "model", "data", "deletion", "device", "protocol", "kind", "requests", "forget",
-                       "granularity")
+                       "granularity", "resumes")  # resumes: the session a resumed run goes on from
 _ID_TIME = re.compile(r"^(\d{8}-\d{6})-")
 # per-example and per-unit fields of a run's summary (one number per Df example or unit; `df_scores`: sessions
 # written before forget quality went per unit): kept in the session, not in its row

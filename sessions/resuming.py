@@ -3,10 +3,23 @@
 history then read as those of one run. The old session's status and device events stay its own."""
 from __future__ import annotations
 
-from sessions.schema import RESERVED
+import re
+
+from sessions.schema import ACTIVE_STATES
 
 NOT_COPIED = ("status", "device")
 RESUMABLE_STATES = ("cancelled", "interrupted", "failed")
+
+
+def settled(store, session_id: str, record: dict) -> dict:
+    """The session's record, marked interrupted first when it says queued or running but no process writes it
+    (a headless run killed with -9: what `sessions check --repair` and an engine start do to it)."""
+    if record.get("state") not in ACTIVE_STATES or store.is_live(session_id):
+        return record
+    writer = store.reopen(session_id)
+    writer.finish("interrupted", message="the process that ran it is gone (found when it was resumed)",
+                  ended=writer.last_event_time)
+    return store.get(session_id)
 
 
 def resume_problem(session_id: str, record: dict) -> str | None:
@@ -23,9 +36,45 @@ def resume_problem(session_id: str, record: dict) -> str | None:
     return None
 
 
+RESUMED = re.compile(r" \(resumed(?: (\d+))?\)$")
+
+
 def resuming_spec(session_id: str, record: dict) -> dict:
-    """The spec that resumes session `session_id`: its own, with `resumes` naming it (still to validate)."""
-    return {**(record.get("spec") or {}), "resumes": {"session": session_id}}
+    """The spec that resumes session `session_id`: its own, with `resumes` naming it (still to validate), and its
+    name marked (`par (resumed)`, then `par (resumed 2)`): a name keeps naming one session."""
+    spec = {**(record.get("spec") or {}), "resumes": {"session": session_id}}
+    name = record.get("name")
+    if isinstance(name, str) and name:
+        found = RESUMED.search(name)
+        mark = f" (resumed {int(found.group(1) or 1) + 1})" if found else " (resumed)"
+        stem = name[:found.start()] if found else name
+        spec["name"] = stem[:200 - len(mark)] + mark  # run --name's 200 characters
+    return spec
+
+
+def reached_points(store, session_id: str) -> set[int]:
+    """The requests after which the session's events say a resume point was written."""
+    return {event["request"] for event in store.events(session_id)
+            if event["kind"] == "artifact" and event.get("name") == "resume_point" and isinstance(event.get("request"), int)}
+
+
+def resumers(store, session_id: str) -> list[dict]:
+    """The catalog rows of the sessions that resume `session_id` (newest first)."""
+    return [row for row in store.list() if (row.get("resumes") or {}).get("session") == session_id]
+
+
+def resume_conflict(store, session_id: str) -> str | None:
+    """Why `session_id` cannot be resumed now because of another session (one line), or None: a run resuming it is
+    queued or running (two runs from one point would race for it), or one that resumed it has gone on past it (its
+    points are gone, and that session is the one to resume)."""
+    for row in resumers(store, session_id):
+        state, other = row.get("state"), row["id"]
+        if state in ACTIVE_STATES and store.is_live(other):
+            return f"session {session_id} is being resumed by session {other} ({state}); follow it with " \
+                   f"`mmul-workbench replay {other}`"
+        if state == "finished":
+            return f"session {session_id} was resumed by session {other}, which finished; see that one"
+    return None
 
 
 def point_events(store, session_id: str, request: int) -> list[dict]:
@@ -40,5 +89,24 @@ def point_events(store, session_id: str, request: int) -> list[dict]:
 
 
 def copy_events(writer, events: list[dict]) -> None:
+    """The events into `writer`, each at the time it happened (exports and time axes read the request times)."""
     for event in events:
-        writer.emit(event["kind"], **{name: value for name, value in event.items() if name not in RESERVED})
+        writer.emit_copy(event)
+
+
+def resumed_words(spec: dict) -> str | None:
+    """``resumed session S after request 3``: what a resumed run's show and replay say first; None otherwise."""
+    resumes = spec.get("resumes") if isinstance(spec, dict) else None
+    if not isinstance(resumes, dict) or not resumes.get("session"):
+        return None
+    after = f" after request {resumes['request']}" if isinstance(resumes.get("request"), int) else ""
+    return f"resumed session {resumes['session']}{after}"
+
+
+def resume_hint(spec: dict, session_id: str) -> str | None:
+    """``mmul-workbench resume S`` goes on ...: said when a stopped run has a resume point to go on from."""
+    from sessions.paths import cache_dir, resume_point_dirs
+
+    if not any(path.is_dir() for path in resume_point_dirs(cache_dir(spec.get("artifacts")), session_id)):
+        return None
+    return f"`mmul-workbench resume {session_id}` goes on from its last resume point"

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from sessions.files import SESSION_FILE, atomic_write_text, dumps, jsonable, plain, segment_name
-from sessions.schema import SCHEMA_VERSION, TERMINAL_STATES, check_fields
+from sessions.schema import RESERVED, SCHEMA_VERSION, TERMINAL_STATES, check_fields
 
 SEGMENT_SIZE = 10_000   # events per sealed segment file
 FLUSH_INTERVAL = 0.5    # seconds from the oldest unflushed event to its flush
@@ -96,6 +96,13 @@ class SessionWriter:
             raise ValueError("use writer.finish(state, ...) to end a session")
         return self._append(kind, fields)
 
+    def emit_copy(self, event: dict) -> dict:
+        """Record an event of another session (a resumed run's past: sessions/resuming.py) at the time it
+        happened there, under this session's next seq."""
+        fields = {name: value for name, value in event.items() if name not in RESERVED}
+        check_fields(event["kind"], fields)
+        return self._append(event["kind"], fields, at=event.get("ts"))
+
     def flush(self) -> None:
         with self._lock:
             self._flush()
@@ -165,12 +172,13 @@ class SessionWriter:
 
     # internals -----------------------------------------------------------------------------------
 
-    def _append(self, kind: str, fields: dict, final: bool = False) -> dict:
+    def _append(self, kind: str, fields: dict, final: bool = False, at: float | None = None) -> dict:
         with self._lock:
             if self.closed:
                 raise RuntimeError(f"session {self.session_id} is finished; cannot emit {kind!r}")
             seq = self._next_seq
-            event = {"v": SCHEMA_VERSION, "seq": seq, "ts": self._clock.time(), "kind": kind, **fields}
+            event = {"v": SCHEMA_VERSION, "seq": seq, "ts": self._clock.time() if at is None else at, "kind": kind,
+                     **fields}
             converted: list[bool] = []
 
             def default(obj: Any) -> Any:

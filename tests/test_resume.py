@@ -38,13 +38,18 @@ def stopped_after(spec: dict, request: int) -> tuple[str, list[dict]]:
     return session, events
 
 
-def resumed(spec: dict, session: str) -> tuple[dict, list[dict]]:
+def marked(events: list[dict]) -> set[int]:
+    """The requests whose resume_point events a run emitted (what its session's events would hold)."""
+    return {e["request"] for e in events if e["kind"] == "artifact" and e["name"] == "resume_point"}
+
+
+def resumed(spec: dict, session: str, reached: set[int]) -> tuple[dict, list[dict]]:
     from engine.protocols.requests import run_requests
     from engine.protocols.resume import check_resumable
     from sessions.paths import cache_dir
 
     again = {**spec, "resumes": {"session": session}}
-    again["resumes"] = check_resumable(again, cache_dir(spec.get("artifacts")))
+    again["resumes"] = check_resumable(again, cache_dir(spec.get("artifacts")), reached)
     events: list[dict] = []
     document = run_requests(again, lambda kind, **fields: events.append({"kind": kind, **fields}), lambda: False,
                             session_id=f"resumed-{secrets.token_hex(4)}")
@@ -88,7 +93,7 @@ def test_a_run_resumed_after_a_request_ends_as_one_never_stopped(home, raw, requ
     session, before = stopped_after(spec, 1)
     assert [e["request"] for e in before if e["kind"] == "artifact"] == [1]
     assert point_dir(cache_dir(), session).is_dir()
-    document, events = resumed(spec, session)
+    document, events = resumed(spec, session, marked(before))
     assert numbers(document) == numbers(whole)
     assert document["resumed"] == {"session": session, "request": 1}
     # the setup's events are held back (the new session has the old one's); requests 2 and 3 are emitted
@@ -98,19 +103,44 @@ def test_a_run_resumed_after_a_request_ends_as_one_never_stopped(home, raw, requ
     assert not point_dir(cache_dir(), session).exists()  # gone once the resumed run has its own checkpoint
 
 
+def test_the_point_its_events_reach_is_the_one_it_goes_on_from(home):
+    """A kill -9 of the engine in the half second after a point was written left a session whose events ended
+    before that point's event, with the point before it already deleted: it could never resume. The point before
+    is kept, and taken when the newest is out of the events' reach, or damaged."""
+    from engine.errors import SpecError
+    from engine.protocols.resume import check_resumable, points, resume_point_dirs
+    from sessions.paths import cache_dir
+
+    spec = validated(SPEC)
+    session, events = stopped_after(spec, 2)
+    assert marked(events) == {1, 2} and [state["request"] for state, _ in points(cache_dir(), session)[0]] == [2, 1]
+    whole = {"session": session}
+    assert check_resumable({**spec, "resumes": whole}, cache_dir(), {1, 2})["request"] == 2
+    assert check_resumable({**spec, "resumes": whole}, cache_dir(), {1})["request"] == 1  # event 2 never written
+    newest, older = resume_point_dirs(cache_dir(), session)
+    weights = newest / "model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])   # cut short
+    assert check_resumable({**spec, "resumes": whole}, cache_dir(), {1, 2})["request"] == 1
+    (older / "state.json").write_text('{"version": 1, "request": "1"}')
+    with pytest.raises(SpecError, match=f"session {session} cannot resume: its points cannot be used .*model.safetensors "
+                                        "is damaged.*has no valid 'spec'"):
+        check_resumable({**spec, "resumes": whole}, cache_dir(), {1, 2})
+
+
 def test_a_point_for_another_spec_or_none_is_refused(home):
     from engine.errors import SpecError
     from engine.protocols.resume import check_resumable
     from sessions.paths import cache_dir
 
     spec = validated(SPEC)
-    session, _ = stopped_after(spec, 1)
+    session, events = stopped_after(spec, 1)
     other = validated({**SPEC, "seed": 8})
-    with pytest.raises(SpecError, match="written for another spec"):
-        check_resumable({**other, "resumes": {"session": session}}, cache_dir())
+    with pytest.raises(SpecError, match="written for a spec that differs from the session's in seed "):
+        check_resumable({**other, "resumes": {"session": session}}, cache_dir(), marked(events))
     with pytest.raises(SpecError, match="has no resume point"):
-        check_resumable({**spec, "resumes": {"session": "20260101-000000-abcd"}}, cache_dir())
-    assert check_resumable({**spec, "name": "again", "resumes": {"session": session}}, cache_dir())["request"] == 1
+        check_resumable({**spec, "resumes": {"session": "20260101-000000-abcd"}}, cache_dir(), set())
+    assert check_resumable({**spec, "name": "again", "resumes": {"session": session}}, cache_dir(),
+                           marked(events))["request"] == 1
 
 
 def stopped_session(home, spec: dict, request: int) -> str:
@@ -158,18 +188,25 @@ def test_resume_command_goes_on_in_a_new_session_with_the_old_events(home, monke
     assert [e["state"] for e in events if e["kind"] == "status"] == ["running", "finished"]
     history = [e["request"] for e in events if e["kind"] == "eval" and e["split"] == "history"]
     assert history == [0, 1, 2, 3]
+    for command in (("sessions", "show", document["session"]), ("replay", document["session"], "--headless")):
+        assert f"resumed session {old} after request 2" in run_in_process(home, *command).stdout
     again = run_in_process(home, "resume", old)
-    assert again.returncode == 2 and f"session {old} has no resume point" in again.stderr
-    assert len(again.stderr.strip().splitlines()) == 1
+    assert again.returncode == 2 and again.stderr == (f"error: session {old} was resumed by session "
+                                                      f"{document['session']}, which finished; see that one\n")
 
 
-def test_deleting_a_stopped_session_removes_its_resume_point(home, monkeypatch):
-    """A point is a whole model's weights, of no use without its session's events."""
+def test_deleting_a_stopped_session_removes_its_resume_point(home, monkeypatch, capsys):
+    """A point is a whole model's weights, of no use without its session's events. (And the stopped run says how
+    it goes on: its line said only that the session was kept.)"""
     from engine.protocols.resume import point_dir
     from sessions.paths import cache_dir
 
     monkeypatch.setenv("MMUL_HOME", str(home))
     old = stopped_session(home, validated(SPEC), 1)
+    assert capsys.readouterr().err.strip().endswith(
+        f"error: cancelled (session {old} kept; `mmul-workbench resume {old}` goes on from its last resume point)")
+    shown = run_in_process(home, "sessions", "show", old)
+    assert f"`mmul-workbench resume {old}` goes on from its last resume point" in shown.stdout
     assert point_dir(cache_dir(), old).is_dir()
     deleted = run_in_process(home, "sessions", "delete", old)
     assert deleted.returncode == 0, deleted.stderr
@@ -179,7 +216,7 @@ def test_deleting_a_stopped_session_removes_its_resume_point(home, monkeypatch):
 @pytest.mark.parametrize("args, words", [
     (("resume", "nosuchsession"), "no session 'nosuchsession'"),
     (("run", "--method", "ga", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4", "--resume-every", "0"),
-     "resume-every applies to a run of K > 1 requests"),
+     "--resume-every applies to a run of K > 1 requests"),
     (("run", "--method", "ga", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4", "--requests", "2",
       "--resume-every", "soon"), "--resume-every 'soon': give minutes"),
     (("run", "--method", "ga", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4", "--requests", "2",
@@ -199,3 +236,70 @@ def test_a_finished_or_single_request_session_does_not_resume(home, monkeypatch)
     session = json.loads(single.stdout)["session"]
     result = run_in_process(home, "resume", session)
     assert result.returncode == 2 and f"session {session} is finished: only a stopped run resumes" in result.stderr
+
+
+def test_a_resumed_run_with_a_point_of_its_own_removes_the_points_it_went_on_from(home):
+    """A -> B (stopped after its own point) -> C left A's point (a model's weights) for good, and `resume A` then
+    ran the same requests a second time."""
+    from engine.protocols.resume import check_resumable, point_dir
+    from sessions.paths import cache_dir
+
+    spec = validated(SPEC)
+    first, events = stopped_after(spec, 1)
+    again = {**spec, "resumes": check_resumable({**spec, "resumes": {"session": first}}, cache_dir(), marked(events))}
+    second, later = stopped_after(again, 2)
+    assert marked(later) == {2}
+    assert not point_dir(cache_dir(), first).exists() and point_dir(cache_dir(), second).is_dir()
+
+
+def test_one_resumer_at_a_time_and_the_one_that_went_on_is_named(home, monkeypatch):
+    """Two resumes of one session raced for its point (the second failed loading what the first had removed), and
+    a session resumed by a run that went on past its point said only that it had none."""
+    from engine.protocols.resume import discard
+    from sessions.paths import cache_dir
+    from sessions.store import SessionStore
+
+    monkeypatch.setenv("MMUL_HOME", str(home))
+    spec = validated(SPEC)
+    old = stopped_session(home, spec, 1)
+    store = SessionStore()
+    running = store.create({**spec, "resumes": {"session": old, "request": 1}})   # a resume going on now
+    busy = run_in_process(home, "resume", old)
+    assert busy.returncode == 2 and busy.stderr.strip() == (
+        f"error: session {old} is being resumed by session {running.session_id} (running); follow it with "
+        f"`mmul-workbench replay {running.session_id}`")
+    running.finish("cancelled")
+    discard(cache_dir(), old)   # as that run does once it has written a point of its own
+    gone = run_in_process(home, "resume", old)
+    assert gone.returncode == 2 and f"session {old} has no resume point left: {running.session_id} (cancelled) " \
+                                   "resumed it and went on past it; resume that one instead" in gone.stderr
+
+
+def test_a_run_left_running_by_a_dead_process_resumes_and_names_stay_one_sessions(home, monkeypatch):
+    """After a headless kill -9 the session still says running: resume pointed to `engine cancel`, which refused
+    it. And the resumed session took the old one's name, so the name matched two sessions."""
+    from sessions.store import SessionStore
+
+    monkeypatch.setenv("MMUL_HOME", str(home))
+    spec = validated({**SPEC, "name": "long-sequence"})
+    old = stopped_session(home, spec, 1)
+    store = SessionStore()
+    events = store.events(old)
+    dead = store.create(spec, name="long-sequence-2")   # its process killed with -9 after request 1's point
+    for event in events[1:]:
+        if event["kind"] != "status":
+            dead.emit_copy(event)
+    dead.abandon()
+    from engine.protocols.resume import point_dir
+    from sessions.paths import cache_dir
+    import shutil
+
+    shutil.copytree(point_dir(cache_dir(), old), point_dir(cache_dir(), dead.session_id))
+    result = run_in_process(home, "resume", "long-sequence-2", "--json")
+    assert result.returncode == 0, result.stderr
+    assert store.get(dead.session_id)["state"] == "interrupted"
+    new = json.loads(result.stdout)["session"]
+    assert store.get(new)["name"] == "long-sequence-2 (resumed)"
+    assert store.resolve("long-sequence-2") == dead.session_id
+    copied = [e for e in store.events(new) if e["kind"] == "eval" and e.get("split") == "before"]
+    assert copied and copied[0]["ts"] == next(e["ts"] for e in events if e["kind"] == "eval" and e.get("split") == "before")

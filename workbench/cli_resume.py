@@ -3,13 +3,15 @@ engine, failed) from its last resume point, in a new session that begins with th
 point (engine/protocols/resume.py, sessions/resuming.py). The old session stays as it was."""
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from engine import spec as specs
 from engine.errors import SpecError
 from workbench.completion import complete_session
-from sessions.resuming import resume_problem, resuming_spec
-from workbench.output import fail, print_json
+from sessions.resuming import resume_problem, resumed_words, resuming_spec, settled
+from workbench.output import fail
 
 
 def resume(
@@ -23,38 +25,31 @@ def resume(
     spec = resumed_spec(session)
     if detach and not engine:
         fail("--detach needs --engine (a detached run lives in the engine daemon)")
-    if engine:
-        if spec.get("kind") == "pulse":
-            fail("a PULSE run resumes here, not in the engine (pulse runs headless); drop --engine")
-        from workbench.cli_run import follow_engine
+    from workbench.cli_run import follow_engine, preflighted, print_result
 
+    if engine:
         return follow_engine(spec, detach, as_json)
-    from workbench.cli_run import preflighted
     from workbench.execute import run_session
 
     preflighted(spec)
+    print(f"resume: {resumed_words(spec)} of {spec['requests']}: the run is set up again as it was (a cached "
+          "original loads; one gone from the cache trains again first), then goes on", file=sys.stderr, flush=True)
     result = run_session(spec, label=f"resume {spec['method']}", as_json=as_json, preflighted=True)
-    if spec.get("kind") == "pulse":
-        from workbench.cli_pulse import print_requests
-
-        return print_json(result) if as_json else print_requests(result)
-    from workbench.cli_run import print_result
-
     print_result(spec, result, as_json)
 
 
 def resumed_spec(session: str) -> dict:
     """The stopped session's spec with `resumes` naming it, validated; one line and exit 2 when it cannot
     resume (unknown, still running, finished, a single request, a study)."""
-    from sessions.store import SessionDamaged, SessionStore, UnknownSession
+    from sessions.store import SessionBusy, SessionDamaged, SessionStore, UnknownSession
 
     store = SessionStore()
     try:
         session_id = store.resolve(session)
-        record = store.get(session_id)
+        record = settled(store, session_id, store.get(session_id))
     except UnknownSession as error:
         fail(error.message)
-    except SessionDamaged as error:
+    except (SessionDamaged, SessionBusy) as error:
         fail(str(error))
     problem = resume_problem(session_id, record)
     if problem:

@@ -102,7 +102,12 @@ def run(
 
 
 def print_result(spec: dict, result: dict, as_json: bool) -> None:
-    """A finished run's table, verdict, budget and cost (or its JSON document with the verdict)."""
+    """A finished run's table, verdict, budget and cost (or its JSON document with the verdict); a PULSE run's
+    as `pulse` prints it."""
+    if spec.get("kind") == "pulse":
+        from workbench.cli_pulse import print_requests
+
+        return print_json(result) if as_json else print_requests(result)
     verdict = verdict_of(spec, result)
     if as_json:
         return print_json({**result, "verdict": verdict})

@@ -23,6 +23,7 @@ from sessions.numbers import fmt, fmt_delta, format_duration
 from sessions.metric_order import headline_first
 from sessions.series import downsample, final_table, training_steps, unlearning_steps
 from sessions.store import SessionBusy, SessionDamaged, SessionStore, UnknownSession
+from sessions.resuming import RESUMABLE_STATES, resume_hint, resumed_words
 from sessions.summary import deletion_line, format_deletion, summary_metrics, test_headline, test_headline_name, took, took_words
 from sessions.verdict import left_out_words, session_verdict, thinned
 from workbench.completion import complete_session
@@ -182,6 +183,10 @@ def show_cmd(
                      if abandoned else ""))
     console.print(f"created {_when(doc['created'])}  updated {_when(doc['updated'])}  took {took_words(doc)}  "
                   f"{len(evs)} events")
+    for said in (resumed_words(doc["spec"]), resume_hint(doc["spec"], doc["id"]) if doc["state"] in RESUMABLE_STATES
+                 else None):
+        if said:  # a resumed run's past is the session it resumed; a stopped one says how it goes on
+            console.print(said, highlight=False, markup=False, soft_wrap=True)
     console.print("spec: " + json.dumps(doc["spec"], sort_keys=True))
     facts = deletion_line(doc["spec"], doc.get("summary"), shown=50)
     if facts:
@@ -474,6 +479,8 @@ def replay_headless(session_id: str, width: int | None = None, out=None) -> int:
     console.print(f"session {sid}  {spec.get('method', '?')} / {spec.get('model', '?')} / "
                   f"{spec.get('data', '?')}  state {meta['state']}"
                   + (f" ({meta['message']})" if meta.get("message") else ""))
+    if (resumed := resumed_words(spec)) is not None:
+        console.print(resumed, highlight=False, markup=False, soft_wrap=True)
     deletion = deletion_line(spec, meta.get("summary")) or (format_deletion(spec["deletion"])  # as `sessions show`
                                                              if isinstance(spec.get("deletion"), dict) else None)
     if deletion:

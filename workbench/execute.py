@@ -18,6 +18,7 @@ import typer
 
 from engine.errors import Cancelled, RunFailed, SpecError
 from sessions.errors import DiskFull
+from sessions.resuming import resume_hint
 from sessions.store import SessionStore
 from sessions.writer import SessionWriter
 from workbench.output import Exit, Progress, fail, print_json
@@ -123,13 +124,13 @@ def run_in_session(spec: dict, label: str, job: Callable[[object], dict],
                     raise FailedOnInput(ended.exit_code) from None
             except RunFailed as error:
                 writer.finish("failed", message=str(error))
-                fail_ended("failed", str(error), f"{error} (session {writer.session_id} kept)")
+                fail_ended("failed", str(error), f"{error} ({kept(spec, writer.session_id)})")
             except DiskFull as error:
                 fail_ended("failed", str(error), f"{error} ({finish_failed(writer, str(error))})")
             except (Cancelled, KeyboardInterrupt) as error:
                 why = f"stopped by {error.signal_name}" if isinstance(error, Stopped) else "interrupted from the terminal"
                 writer.finish("cancelled", message=why)
-                fail_ended("cancelled", why, f"cancelled (session {writer.session_id} kept)", Exit.INTERRUPTED)
+                fail_ended("cancelled", why, f"cancelled ({kept(spec, writer.session_id)})", Exit.INTERRUPTED)
             except Exception as error:  # an engine bug: keep the session, say where, exit 1
                 message = f"{type(error).__name__}: {error}"
                 writer.finish("failed", message=message)
@@ -138,6 +139,12 @@ def run_in_session(spec: dict, label: str, job: Callable[[object], dict],
             result["session"] = writer.session_id
             writer.finish("finished", summary=result)
     return result
+
+
+def kept(spec: dict, session_id: str) -> str:
+    """``session S kept``, and how a run of K requests goes on when it left a resume point."""
+    hint = resume_hint(spec, session_id)
+    return f"session {session_id} kept" + (f"; {hint}" if hint else "")
 
 
 def finish_failed(writer: SessionWriter, message: str) -> str:

@@ -130,7 +130,8 @@ class Requests:
         if timed is not None:
             emit("log", level="info", message=f"time budget: {', '.join(f'{s:.2f}' for s in timed['seconds'])} s "
                  f"of training per request ({timed['source']})")
-        point = read_point(self.cache, spec["resumes"]["session"]) if spec.get("resumes") else None
+        resumes = spec.get("resumes")
+        point = read_point(self.cache, resumes["session"], resumes["request"]) if resumes else None
         units = task.forget_units()
         requests = split_requests(units, spec["requests"])
         original, cost.original_seconds = trained_original(task, spec, self.device, emit, self.should_stop, self.cache)
@@ -201,9 +202,14 @@ class Requests:
             done, entries, forgotten, metrics = state["request"], state["entries"], state["forgotten"], state["metrics"]
             total_steps, seconds, guard.judged = state["total_steps"], state["seconds"], state["judged"]
             history.restore(state["history"])
+            retrained = cost.original_seconds  # an original gone from the cache trains again (bit for bit) first
             cost.restore(state["cost"])
+            cost.original_seconds += retrained
             started = cost.started  # the document's total_seconds counts the time before the stop too
             emit.holding = False
+            if retrained:
+                emit("log", level="warning", message=f"the original model was not in the cache: it trained again "
+                     f"({retrained:.1f} s) before the run went on")
             emit("log", level="info", message=f"resumed session {spec['resumes']['session']} after request {done} of "
                  f"{len(requests)}")
             if state["torch_threads"] != torch.get_num_threads():
@@ -289,6 +295,8 @@ class Requests:
             if guard.fired is not None:
                 break  # a collapse rule held: no further request runs
             if session_id is not None and cadence.due(number, len(requests)) and is_main():
+                if resumes and not cadence.points:  # its own point now stands in for the one it went on from
+                    discard(self.cache, resumes["session"])
                 directory = save_point(model, self.cache, session_id, {
                     "spec": spec, "request": number, "requests": len(requests), "forgotten": forgotten,
                     "entries": entries, "metrics": metrics, "total_steps": total_steps, "seconds": seconds,
@@ -304,7 +312,7 @@ class Requests:
         run_dir = self.cache / "runs" / (session_id or f"{spec['method']}-{int(time.time() * 1000)}")
         if is_main():  # of a --devices N job's ranks, rank 0 alone writes the checkpoint
             save_atomically(model, run_dir, run_lineage(task, spec, original, retraining))
-            for resumable in (session_id, (spec.get("resumes") or {}).get("session")):
+            for resumable in (session_id, (resumes or {}).get("session")):
                 if resumable is not None:  # the run's own checkpoint covers it now
                     discard(self.cache, resumable)
         emit("artifact", name="checkpoint", path=str(run_dir))

@@ -1,16 +1,21 @@
-"""A request sequence's resume point: what a run of K requests needs to go on after request j as if it had
+"""A request sequence's resume points: what a run of K requests needs to go on after request j as if it had
 never stopped.
 
 After a request has been unlearned, evaluated and scored into the history, the run may write a resume point
 (`--resume-every MINUTES`: when that long has passed since the run's start or its last point; 0: after every
 request; `off`: never; default 10): the model's weights as they are then, and `state.json` with the rest of
 the run's state (the requests done, each one's entry, the history's rows, the judged evaluations, the
-hyperparameters after tuning, the cost so far and the original it started from). One point per session, at
-`cache/runs/SESSION.resume/`, replaced whole by the next (written beside it, then swapped in), and removed when
-the run finishes. Nothing is written after the last request, which the run's own checkpoint covers.
+hyperparameters after tuning, the cost so far and the original it started from), then a `resume_point`
+artifact event naming the request. Two points are kept, at `cache/runs/SESSION.resume/` (the last) and
+`SESSION.resume.old` (the one before), each replaced whole (written beside them, then renamed in): the session
+writer holds events up to half a second before they reach the disk, so a stop in the moment after a point is
+written may leave a session whose events end before that point's event, and the point before it is then the
+one to go on from. A run that finishes removes its points; nothing is written after the last request, which
+the run's own checkpoint covers. A resumed run removes the points it resumed from once it has one of its own.
 
-`mmul-workbench resume SESSION` runs the session's spec again with `resumes` naming it: the new session gets
-the old one's events up to its point (sessions/resuming.py), the run sets itself up as before (the same
+`mmul-workbench resume SESSION` runs the session's spec again with `resumes` naming it. The engine's preflight
+takes the newest complete point whose event the session holds (`check_resumable`), and the new session begins
+with the old one's events up to that event (sessions/resuming.py). The run sets itself up as before (the same
 original, the same deletion set and requests, the task prepared the same way) with its events held back, then
 loads the point's weights into the model and its state, and goes on from request j + 1. Every request seeds
 its RNGs from the run's seed and its own number (engine/seeding.py), so the resumed run's numbers are those of
@@ -35,6 +40,14 @@ STATE_FILE = "state.json"
 WEIGHTS = "model"
 # what may differ between a spec and the spec that resumes it (nothing that changes a number)
 NOT_COMPARED = ("name", "resumes", "resume_every")
+# the state a point must hold, with its type: a point edited or cut short is refused before a session exists
+STATE_FIELDS = {"spec": dict, "request": int, "requests": int, "forgotten": list, "entries": list, "metrics": dict,
+                "total_steps": int, "seconds": (int, float), "history": dict, "judged": list, "params": dict,
+                "cost": dict, "torch_threads": int, "original": dict}
+
+
+class NoPoint(SpecError):
+    """The session has no resume point to go on from (none written, none its events reach, or none complete)."""
 
 
 def point_dir(cache: Path, session_id: str) -> Path:
@@ -54,7 +67,7 @@ class Cadence:
         given = spec.get("resume_every", DEFAULT_MINUTES)
         off = given == "off" or requests < 2 or spec.get("devices", 1) > 1
         self.seconds = None if off else float(given) * 60.0
-        self.last = time.monotonic()
+        self.last, self.points = time.monotonic(), 0
 
     def due(self, request: int, requests: int) -> bool:
         if self.seconds is None or request >= requests:
@@ -62,13 +75,15 @@ class Cadence:
         return time.monotonic() - self.last >= self.seconds
 
     def written(self) -> None:
-        self.last = time.monotonic()
+        self.last, self.points = time.monotonic(), self.points + 1
 
 
 def save_point(model, cache: Path, session_id: str, state: dict) -> Path:
-    """Write the weights and the state beside the session's point, then swap them in whole (a crash at any moment
-    leaves the last complete point, under its name or under `.old`); returns where it is."""
+    """Write the weights and the state beside the session's points, then rename them in whole: the last point
+    becomes the one before, and the one before that goes. Returns where the new point is."""
     directory, previous = resume_point_dirs(cache, session_id)
+    for stale in directory.parent.glob(f".{directory.name}.*"):  # the staging of a write a kill cut short
+        shutil.rmtree(stale, ignore_errors=True)
     with staged(directory) as staging:
         model.save(staging / WEIGHTS)
         (staging / STATE_FILE).write_text(json.dumps({"version": RESUME_VERSION, **state}))
@@ -76,7 +91,6 @@ def save_point(model, cache: Path, session_id: str, state: dict) -> Path:
         if directory.exists():
             os.replace(directory, previous)
         os.replace(staging, directory)
-        shutil.rmtree(previous, ignore_errors=True)
     return directory
 
 
@@ -85,36 +99,71 @@ def discard(cache: Path, session_id: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def read_point(cache: Path, session_id: str) -> tuple[dict, Path]:
-    """The state of `session_id`'s resume point and the folder of its weights, or SpecError saying why there is
-    none."""
-    directory, previous = resume_point_dirs(cache, session_id)
-    for candidate in (directory, previous):
-        state_file = candidate / STATE_FILE
-        if state_file.is_file() and (candidate / WEIGHTS).is_dir():
-            try:
-                state = json.loads(state_file.read_text())
-            except (OSError, ValueError) as error:
-                raise SpecError(f"session {session_id}'s resume point {state_file} cannot be read ({error}); run "
-                                "the session's command again instead", field="resumes") from None
-            if not isinstance(state, dict) or state.get("version") != RESUME_VERSION:
-                raise SpecError(f"session {session_id}'s resume point {state_file} was written by another version "
-                                "of mmul-workbench; run the session's command again instead", field="resumes")
-            return state, candidate / WEIGHTS
-    raise SpecError(f"session {session_id} has no resume point in {directory.parent} (it stopped before its first "
-                    "point was written, ran with --resume-every off or on --devices N, or a run that resumed it has "
-                    "finished and removed it); run its command again instead", field="resumes")
+def point_problem(folder: Path) -> tuple[dict | None, str | None]:
+    """(state, None) for a complete point in `folder`; (None, why not) otherwise (None, None: no point there)."""
+    from engine.spec.inputs import checkpoint_problem
+
+    state_file, weights = folder / STATE_FILE, folder / WEIGHTS
+    if not state_file.exists() and not weights.exists():
+        return None, None
+    try:
+        state = json.loads(state_file.read_text())
+    except (OSError, ValueError) as error:
+        return None, f"its {STATE_FILE} cannot be read ({error.__class__.__name__})"
+    if not isinstance(state, dict) or state.get("version") != RESUME_VERSION:
+        return None, f"its {STATE_FILE} is not a resume point of this mmul-workbench"
+    for name, kind in STATE_FIELDS.items():
+        if not isinstance(state.get(name), kind) or isinstance(state.get(name), bool):
+            return None, f"its {STATE_FILE} has no valid {name!r}"
+    if not weights.is_dir():
+        return None, "its weights are missing"
+    if (problem := checkpoint_problem(weights, images=False)) is not None:
+        return None, f"its weights are damaged ({problem})"
+    return state, None
 
 
-def check_resumable(spec: dict, cache: Path) -> dict:
-    """The resume point `spec["resumes"]` names, checked against the spec (the same run in every respect that
-    changes a number); returns `resumes` with the request it goes on after."""
-    resumes = spec["resumes"]
-    state, _ = read_point(cache, resumes["session"])
-    if compared(state.get("spec", {})) != compared(spec):
-        raise SpecError(f"session {resumes['session']}'s resume point was written for another spec than this one; "
-                        f"resume it with `mmul-workbench resume {resumes['session']}`", field="resumes")
-    return {**resumes, "request": int(state["request"])}
+def points(cache: Path, session_id: str) -> tuple[list[tuple[dict, Path]], list[str]]:
+    """The session's complete points, newest first, as (state, weights folder); and why others are not."""
+    found, problems = [], []
+    for folder in resume_point_dirs(cache, session_id):
+        state, problem = point_problem(folder)
+        if state is not None:
+            found.append((state, folder / WEIGHTS))
+        elif problem is not None:
+            problems.append(f"{folder}: {problem}")
+    return sorted(found, key=lambda point: -point[0]["request"]), problems
+
+
+def read_point(cache: Path, session_id: str, request: int) -> tuple[dict, Path]:
+    """The session's point after `request` (the one preflight chose), or SpecError."""
+    for state, weights in points(cache, session_id)[0]:
+        if state["request"] == request:
+            return state, weights
+    raise SpecError(f"session {session_id}'s resume point after request {request} is gone from "
+                    f"{point_dir(cache, session_id).parent}; resume it again", field="resumes")
+
+
+def check_resumable(spec: dict, cache: Path, reached: set[int]) -> dict:
+    """The point `spec["resumes"]` goes on from: the newest complete one whose `resume_point` event the session
+    holds (`reached`: the requests of those events), written for this spec; returns `resumes` with its request."""
+    session = spec["resumes"]["session"]
+    found, problems = points(cache, session)
+    usable = [state for state, _ in found if state["request"] in reached]
+    if not usable:
+        why = (f"its points cannot be used ({'; '.join(problems)})" if problems and not found else
+               f"its events end before its resume point after request {found[0][0]['request']} (it stopped as the "
+               "point was written)" if found else
+               f"it has no resume point in {point_dir(cache, session).parent} (it stopped before its first point was "
+               "written, or ran with --resume-every off or on --devices N)")
+        raise NoPoint(f"session {session} cannot resume: {why}; run its command again instead", field="resumes")
+    state = usable[0]
+    if compared(state["spec"]) != compared(spec):
+        differ = sorted(key for key in set(compared(state["spec"])) | set(compared(spec))
+                        if state["spec"].get(key) != spec.get(key))
+        raise SpecError(f"session {session}'s resume point was written for a spec that differs from the session's in "
+                        f"{', '.join(differ)} (by another version of mmul-workbench?); run its command again instead",
+                        field="resumes")
+    return {**spec["resumes"], "request": state["request"]}
 
 
 def restore_weights(task, model, weights: Path) -> None:

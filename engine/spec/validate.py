@@ -319,8 +319,9 @@ def check_schedule(spec: dict, requests: int, owner: str) -> dict:
     if requests == 1:
         for name in ("resume_every", "resumes"):
             if spec.get(name) is not None:
-                raise SpecError(f"{name.replace('_', '-')} applies to a run of K > 1 requests (a resume point falls "
-                                "between two requests); this one has a single request", field=name)
+                raise SpecError(f"{'--resume-every' if name == 'resume_every' else name} applies to a run of K > 1 "
+                                "requests (a resume point falls between two requests); this one has a single request",
+                                field=name)
         return {}
     every = given.get(EVAL_EVERY_REQUESTS.name, EVAL_EVERY_REQUESTS.default)
     if every > requests:
