@@ -128,7 +128,7 @@ def test_a_path_of_the_wrong_kind_is_named_for_what_it_is(folder, tmp_path):
             f"is a file, and flickr30k reads a folder (its annotation files and images); give flickr30k:{folder}",
         ("data", "info", f"graph-text:{graphs}"): "is a directory, and graph-text reads one file (it holds graph-tiny",
         ("data", "info", "flickr30k:"): "flickr30k: names no path; give flickr30k:DIR",
-        ("data", "info", f"mmbench:{folder}/flickr30k_train.json"): "give it to `mmul-workbench pulse --general",
+        ("data", "info", f"mmbench:{folder}/flickr30k_train.json"): "lacks the MMBench column(s) index, question",
         ("run", "--method", "ft", "--model", "clip-tiny", "--data", f"mllmu:{folder}", "--delete", "4"):
             "mllmu data is not what `run` unlearns: MLLMU-Bench parquet folder; give it to `mmul-workbench pulse",
         ("run", "--method", "ft", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete-ids", str(folder)):

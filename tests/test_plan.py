@@ -197,6 +197,17 @@ def clip_checkpoint(tmp_path_factory):
     return directory
 
 
+def test_a_run_that_fits_says_its_plan_before_anything_loads(clip_checkpoint, capsys):
+    from engine.spec import validate
+    from sessions.numbers import format_megabytes
+    from workbench.cli_plan import announce_plan
+
+    total = format_megabytes(planned(clip_checkpoint, "multidelete")["total_bytes"] / 2**20)
+    announce_plan([validate({"method": "multidelete", "model": str(clip_checkpoint), "data": "shapes-tiny",
+                             "device": "cpu", "deletion": {"strategy": "random", "n": 8, "seed": 0}})], "80GB")
+    assert capsys.readouterr().err == f"memory plan: {total} per device (1 x ddp, update full; fits 80.0 GB)\n"
+
+
 def test_run_refuses_a_run_its_plan_says_cannot_fit(tmp_path, clip_checkpoint):
     from sessions.numbers import format_megabytes
 
@@ -204,7 +215,8 @@ def test_run_refuses_a_run_its_plan_says_cannot_fit(tmp_path, clip_checkpoint):
     run = ["run", "--method", "multidelete", "--model", str(clip_checkpoint), "--data", "shapes-tiny", "--device", "cpu"]
     commands = {  # each refused before anything trains, each in a home of its own; in-process (what they print)
         "too large": [*run, "--delete", "8", "--gpu-memory", "1MB"],
-        # one that fits prints its plan's total on stderr before anything loads (the deletion set is then refused)
+        # one that fits but asks for a deletion set the data cannot give: the refusal is its only line (the plan's
+        # line, printed before it, read as if the run went ahead)
         "fits": [*run, "--delete", "100000", "--gpu-memory", "80GB"],
         "study": ["study", "--methods", "ft,multidelete", "--seeds", "1", *run[3:], "--delete", "8",
                   "--gpu-memory", "1MB"],
@@ -217,8 +229,7 @@ def test_run_refuses_a_run_its_plan_says_cannot_fit(tmp_path, clip_checkpoint):
     assert "try --grad-checkpointing" in stderr  # not LoRA: a CLIP run has no --update
     _, stderr, code = outs["fits"]
     lines = stderr.strip().splitlines()
-    assert code == 2 and lines[0] == f"memory plan: {total} per device (1 x ddp, update full; fits 80.0 GB)"
-    assert len(lines) == 2 and "100000" in lines[1], stderr
+    assert code == 2 and len(lines) == 1 and "100000" in lines[0], stderr
     _, stderr, code = outs["study"]
     assert code == 2 and len(stderr.strip().splitlines()) == 1, stderr
     assert stderr.startswith(f"error: multidelete on {clip_checkpoint} needs {total}")  # the larger plan of the two
