@@ -220,7 +220,7 @@ def smoke(name: str, method: str, threads: int | None = None, layers: tuple[int,
     from engine.methods.multidelete import MultiDelete
     from engine.methods.neggrad import NegGrad
     from engine.models import lora
-    from engine.plan import plan
+    from engine.plan import image_tokens, plan
 
     if threads:
         torch.set_num_threads(threads)
@@ -276,8 +276,9 @@ def smoke(name: str, method: str, threads: int | None = None, layers: tuple[int,
 
     with tempfile.TemporaryDirectory() as directory:
         config.save_pretrained(directory)
+        # the plan's --seq-len is the text's tokens: it adds an LMM's image tokens from the config itself
         planned = plan(directory, method, update=update, batch_size=forget, retain_batch_size=retain,
-                       seq_len=seq_len)
+                       seq_len=seq_len - image_tokens(config))
     core = adapter.core if lmm else adapter.model
     parameters = sum(p.numel() for n, p in core.named_parameters() if "lora_" not in n)
     assert parameters == planned["parameters"], (parameters, planned["parameters"])  # the plan counts this model

@@ -18,7 +18,9 @@ Per device, in bytes:
   i = the config's intermediate size, 4 h where it names none) and a s^2 b attention probabilities, each at
   the activation dtype; a tower whose config has attention dropout keeps a second a s^2 b copy and its 1-byte
   mask, hidden dropout a 1-byte s b h mask at each of its two sites. b = the Df batch + the Dr batch the method
-  reads, s the tower's tokens (image patches + 1; the text's --seq-len); with --grad-checkpointing each layer
+  reads, s the tower's tokens (image patches + 1; the text's --seq-len, and for an LMM's language model its image
+  tokens too: LLaVA-1.5's 576, Qwen2-VL's 256 at 448 px); an LMM's vision tower under LoRA (--update llm,
+  proj+llm) is frozen and keeps none; with --grad-checkpointing each layer
   keeps only its input (s b h) and one layer is recomputed at a time. Korthikanti's s b h (34 + 5 a s / h)
   bytes at 16 bits counts two dropout masks and the attention's dropout mask and output on top: for BLIP-base's
   vision tower (577 tokens, no dropout in its config) 1.6x what a layer keeps, which over-planned a BLIP run
@@ -107,10 +109,32 @@ def first_of(part, *names, default=None):
     return next((getattr(part, name) for name in names if getattr(part, name, None) is not None), default)
 
 
+def qwen2_vl_side() -> int:
+    """The side a Qwen2-VL checkpoint's images are resized to (its config names no image size)."""
+    from engine.models.qwen2_vl import CHECKPOINT_SIDE
+
+    return CHECKPOINT_SIDE
+
+
+def image_tokens(config) -> int:
+    """The tokens an LMM's language model reads for one image beside the text: LLaVA's patches without the
+    class token ((336 / 14)^2 = 576 for LLaVA-1.5), Qwen2-VL's patches merged 2 x 2 (at 448 px: 256); 0 for
+    models that put no image into the language model."""
+    vision = getattr(config, "vision_config", None)
+    if config.model_type not in LMM_MODEL_TYPES or vision is None:
+        return 0
+    patch = getattr(vision, "patch_size", None) or 14
+    side = (getattr(vision, "image_size", None) or qwen2_vl_side()) // patch
+    merge = getattr(vision, "spatial_merge_size", None) or 1
+    return (side // merge) ** 2
+
+
 def towers(config, seq_len: int) -> list[dict]:
-    """Each transformer stack of the model: layers, hidden and MLP sizes, heads, tokens per example and its
-    dropout probabilities."""
+    """Each transformer stack of the model: layers, hidden and MLP sizes, heads, tokens per example (a vision
+    tower's patches; a text stack's --seq-len, and an LMM's language model its image tokens too), whether it is
+    an LMM's vision tower, and its dropout probabilities."""
     found = []
+    lmm = config.model_type in LMM_MODEL_TYPES
     for part in [config, *(getattr(config, key) for key in ("text_config", "vision_config") if
                           getattr(config, key, None) is not None)]:
         layers = first_of(part, "num_hidden_layers", "depth")
@@ -122,9 +146,13 @@ def towers(config, seq_len: int) -> list[dict]:
             hidden = part.embed_dim
         inner = first_of(part, "intermediate_size", default=None) or int(first_of(part, "mlp_ratio", default=4) * hidden)
         image, patch = getattr(part, "image_size", None), getattr(part, "patch_size", None)
-        tokens = (image // patch) ** 2 + 1 if image and patch else seq_len
+        vision = part is getattr(config, "vision_config", None)
+        if vision and lmm and not image and patch:  # Qwen2-VL: its patches at the side its adapter resizes to
+            image = qwen2_vl_side()
+        tokens = (image // patch) ** 2 + 1 if image and patch else seq_len + (image_tokens(config) if lmm else 0)
         found.append({"layers": int(layers), "hidden": int(hidden), "inner": int(inner), "heads": int(heads),
-                      "tokens": int(tokens), "llama_style": getattr(part, "rms_norm_eps", None) is not None,
+                      "tokens": int(tokens), "vision": vision and lmm,
+                      "llama_style": getattr(part, "rms_norm_eps", None) is not None,
                       "attention_dropout": float(first_of(part, "attention_dropout", "attention_probs_dropout_prob",
                                                           default=0.0) or 0.0),
                       "hidden_dropout": float(first_of(part, "hidden_dropout_prob", "hidden_dropout", default=0.0)
@@ -149,7 +177,7 @@ def layer_activation_bytes(stack: dict, batch: int, value_bytes: int) -> float:
 
 def activation_bytes(stacks: list[dict], batch: int, dtype_bytes: int, checkpointing: bool) -> int:
     total = 0
-    for stack in stacks:
+    for stack in stacks:  # (an LMM's frozen vision tower is left out by the caller: it keeps nothing for backward)
         per_layer = layer_activation_bytes(stack, batch, dtype_bytes)
         inputs = stack["layers"] * stack["tokens"] * batch * stack["hidden"] * dtype_bytes
         total += inputs + per_layer if checkpointing else stack["layers"] * per_layer
@@ -157,13 +185,14 @@ def activation_bytes(stacks: list[dict], batch: int, dtype_bytes: int, checkpoin
 
 
 def logits_bytes(config, seq_len: int, batch: int) -> int:
-    """An LMM's token logits over its vocabulary, which its loss reads in fp32 (transformers upcasts them) and
-    keeps with their log-softmax for the backward pass: 2 x 4 bytes per token per vocabulary entry."""
+    """An LMM's token logits over its vocabulary at every position (the image tokens' too), which its loss reads in
+    fp32 (transformers upcasts them) and keeps with their log-softmax for the backward pass: 2 x 4 bytes per
+    token per vocabulary entry."""
     text = getattr(config, "text_config", None)
     vocabulary = getattr(text, "vocab_size", None)
     if config.model_type not in LMM_MODEL_TYPES or not vocabulary:
         return 0
-    return 2 * 4 * batch * seq_len * int(vocabulary)
+    return 2 * 4 * batch * (seq_len + image_tokens(config)) * int(vocabulary)
 
 
 def method_info(method: str):
@@ -180,6 +209,11 @@ def plan(model: str, method: str, update: str = "full", batch_size: int = 16, re
          gpu_memory: int | None = None) -> dict:
     """The per-device memory of a run (bytes per part), and whether it fits ``gpu_memory`` bytes."""
     config = load_config(model)
+    if update != "full" and config.model_type not in LMM_MODEL_TYPES:  # as a run refuses them
+        raise ValueError(f"--update {update} puts LoRA on a language model, and {config.model_type} has none; give "
+                         "--update full")
+    if strategy == "fsdp" and devices < 2:
+        raise ValueError("--strategy fsdp shards the model over the ranks of --devices N; give --devices 2 or more")
     meta = meta_model(config)
     parameters = sum(p.numel() for p in meta.parameters())
     trainable = parameters if update == "full" else lora_parameters(meta, update, lora_r)
@@ -195,14 +229,20 @@ def plan(model: str, method: str, update: str = "full", batch_size: int = 16, re
         "optimizer": ADAMW_STATES * trainable * weight_bytes // shards,
         "optimizer_step": trainable * weight_bytes // shards,
         "frozen_copies": parameters * weight_bytes if cls.needs_original else 0,
-        "activations": activation_bytes(towers(config, seq_len), max(1, batch // devices), activation,
-                                        grad_checkpointing) + logits_bytes(config, seq_len, max(1, batch // devices)),
+        # under LoRA (--update llm, proj+llm) an LMM's vision tower is frozen: no gradient reaches it, and it keeps
+        # no activations for the backward pass
+        "activations": activation_bytes([stack for stack in towers(config, seq_len)
+                                         if update == "full" or not stack["vision"]], max(1, batch // devices),
+                                        activation, grad_checkpointing)
+        + logits_bytes(config, seq_len, max(1, batch // devices)),
     }
     total = sum(parts.values())
     document = {"model": model, "model_type": config.model_type, "method": info.name, "update": update,
+                "seq_len": seq_len, "image_tokens": image_tokens(config),
                 "dtype": dtype, "activation_dtype": activation_dtype or dtype, "strategy": strategy,
                 "devices": devices, "batch": {"forget": batch_size if cls.uses_forget else 0,
                                               "retain": retain_batch_size if cls.uses_retain else 0},
+                "batch_sizes": {"forget": batch_size, "retain": retain_batch_size},  # as given (the method reads "batch")
                 "grad_checkpointing": grad_checkpointing, "parameters": parameters, "trainable": trainable,
                 "bytes": parts, "total_bytes": total}
     if gpu_memory is not None:

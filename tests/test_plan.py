@@ -105,6 +105,42 @@ def test_lora_trains_r_times_in_plus_out_per_adapted_layer(tmp_path):
     assert lora["bytes"]["optimizer"] == 8 * 34_816 and lora["bytes"]["parameters"] == 4 * (lora["parameters"] + 34_816)
 
 
+def test_an_lmms_language_model_reads_its_image_tokens_and_a_frozen_vision_tower_keeps_nothing(tmp_path):
+    """The plan gave LLaVA-1.5-7B's language model 32 tokens an example (--seq-len alone: 79.9 GB, "fits" 80 GB,
+    where its 576 image tokens make it 198 GB), and counted activations for a vision tower LoRA leaves frozen."""
+    from transformers import LlavaConfig
+
+    from engine.plan import activation_bytes, image_tokens, load_config, logits_bytes, towers
+
+    config = LlavaConfig(text_config=dict(model_type="llama", hidden_size=64, intermediate_size=128,
+                                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+                                          vocab_size=500),
+                         vision_config=dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64,
+                                            num_hidden_layers=2, num_attention_heads=2, image_size=336, patch_size=14))
+    config.architectures = ["LlavaForConditionalGeneration"]
+    config.save_pretrained(tmp_path / "llava")
+    loaded = load_config(str(tmp_path / "llava"))
+    assert image_tokens(loaded) == 576
+    language, vision = sorted(towers(loaded, 32), key=lambda stack: stack["vision"])
+    assert (language["tokens"], vision["tokens"], vision["vision"]) == (32 + 576, 577, True)
+    lora, full = (planned(tmp_path / "llava", "npo", update=update, batch_size=2, retain_batch_size=2)
+                  for update in ("llm", "full"))
+    batch, text_only = 4, activation_bytes([language], 4, 4, False) + logits_bytes(loaded, 32, 4)
+    assert lora["bytes"]["activations"] == text_only
+    assert full["bytes"]["activations"] == text_only + activation_bytes([vision], batch, 4, False)
+
+
+def test_plan_refuses_what_a_run_refuses(clip_checkpoint):
+    """`plan --update llm` on a model without a language model planned nothing trained, exit 0; fsdp on one
+    device planned what `run` refuses."""
+    from engine.errors import SpecError
+
+    with pytest.raises(SpecError, match="--update llm puts LoRA on a language model, and clip has none"):
+        planned(clip_checkpoint, "npo", update="llm")
+    with pytest.raises(SpecError, match="--strategy fsdp shards the model over the ranks of --devices N"):
+        planned(clip_checkpoint, "npo", strategy="fsdp", devices=1)
+
+
 BLIP_LAYERS = (2, 1)  # vision, text: the vision tower at 577 tokens is what a BLIP plan's activations are about
 # (2 + 1 layers measure in 12 s of CPU what 3 + 1 did in 16 and 6 + 2 in 21; the plan was as close on each, below)
 
@@ -227,6 +263,10 @@ def test_run_refuses_a_run_its_plan_says_cannot_fit(tmp_path, clip_checkpoint):
     assert code == 2 and stdout == "" and len(stderr.strip().splitlines()) == 1, stderr
     assert f"needs {total} per device by its memory plan" in stderr and "--gpu-memory 1MB" in stderr
     assert "try --grad-checkpointing" in stderr  # not LoRA: a CLIP run has no --update
+    # the plan command it names gives the same total (it sent to a bare `plan`, whose fp32 activations differ)
+    command = stderr.split("(`mmul-workbench ")[1].split("` shows each part)")[0].split()
+    shown = run_in_process(tmp_path / "plan-again", *command)
+    assert shown.returncode == 0 and total in shown.stdout.splitlines()[-1], shown.stdout
     _, stderr, code = outs["fits"]
     lines = stderr.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "100000" in lines[0], stderr

@@ -249,7 +249,8 @@ def test_a_checkpoints_pretrained_knowledge_trains_nothing_and_is_drawn_from_wha
     result = pulse_in_process(home, "--method", "ga", "--data", "people-tiny", "--model", str(blank), "--knowledge",
                               "pretrained", "--forget", "1", "--mc-scoring", "option", "--device", "cpu", "--json")
     assert result.returncode == 1 and "Traceback" not in result.stderr  # 2 would say no session was made
-    assert result.stderr.strip().count("\n") == 0 and "the checkpoint answers none of the 8 people" in result.stderr
+    plan, failed = result.stderr.strip().splitlines()  # a real checkpoint's memory plan first: the run went ahead
+    assert plan.startswith("memory plan: ") and "the checkpoint answers none of the 8 people" in failed
     ended = json.loads(result.stdout)  # found once the session existed: --json still names it
     assert f"session {ended['session']} kept" in result.stderr
     assert ended["state"] == "failed" and "the checkpoint answers none of the 8 people" in ended["error"]
@@ -268,3 +269,23 @@ def test_a_20_request_sequence_fits_people_small_not_people_tiny():
         validate_pulse(spec(requests=4))
     assert validate_pulse(spec(requests=4, forget=4))["forget"] == 4  # asked for: allowed
     assert validate_pulse(spec(requests=3))["forget"] == 3
+
+
+def test_an_lmm_run_is_held_to_its_memory_plan(tmp_path):
+    """`run --data people... --gpu-memory` dropped the option and `pulse` had none: an LMM run, the largest there is,
+    was the one run never checked against its device's memory. --devices, --strategy and --compile were dropped
+    too."""
+    from engine.models.llava import build_tiny_llava
+
+    checkpoint = tmp_path / "llava"
+    build_tiny_llava(build_people_world("people-tiny").vocabulary(), seed=1, directory=checkpoint)
+    for command in (("pulse", "--method", "ga", "--data", "people-tiny", "--model", str(checkpoint)),
+                    ("run", "--method", "ga", "--data", "people-tiny", "--model", str(checkpoint), "--delete", "1")):
+        out = run_in_process(tmp_path / "home", *command, "--gpu-memory", "1MB")
+        assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+        assert out.stderr.startswith(f"error: ga on {checkpoint} needs ") and "per device by its memory plan" in out.stderr
+        assert "--batch-size 8 --retain-batch-size 8" in out.stderr   # PULSE's own batches, in the plan command
+    dropped = run_in_process(tmp_path / "home", "run", "--method", "ga", "--data", "people-tiny", "--model", "llava-tiny",
+                             "--delete", "1", "--devices", "2")
+    assert dropped.returncode == 2 and dropped.stderr == ("error: people data runs as `mmul-workbench pulse` does, which "
+                                                          "takes no --devices; drop it\n")

@@ -16,6 +16,7 @@ from engine.spec.inputs import absolute_paths
 from engine.spec.params import EVAL_EVERY_REQUESTS, EVAL_SAMPLE
 from sessions.numbers import fmt
 from workbench.cli_options import ARTIFACTS_HELP, PULSE_ORIGINAL_HELP, RESUME_EVERY_HELP, resume_every_value
+from workbench.cli_plan import GPU_MEMORY_HELP
 from workbench.completion import complete_data, complete_device, complete_model, complete_pulse_method
 from workbench.execute import run_session
 from workbench.output import fail, print_json
@@ -49,6 +50,7 @@ def pulse(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N", autocompletion=complete_device),
     name: Optional[str] = typer.Option(None, "--name", help="a name for the session"),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help=ARTIFACTS_HELP.split("; with --cluster")[0]),
+    gpu_memory: Optional[str] = typer.Option(None, "--gpu-memory", help=GPU_MEMORY_HELP),
     as_json: bool = typer.Option(False, "--json", help="one JSON document on stdout"),
     params: Optional[dict] = None,
 ) -> None:
@@ -66,12 +68,14 @@ def pulse(
         fail(str(error))
     if cache_dir is not None:
         raw["artifacts"] = str(cache_dir.expanduser().resolve())
-    run_pulse(raw, as_json)
+    run_pulse(raw, as_json, gpu_memory)
 
 
 def run_people(*, method: str, model: str, data: str, delete: Optional[int], other, granularity: str,
                requests: Optional[int], seed: int, device: str, name: Optional[str], params: dict,
-               through_engine: bool, as_json: bool, resume_every: Optional[str] = None) -> None:
+               through_engine: bool, as_json: bool, resume_every: Optional[str] = None,
+               gpu_memory: Optional[str] = None, artifacts: Optional[str] = None,
+               original: Optional[str] = None) -> None:
     """`run --data people|people-tiny`: the PULSE run `pulse --forget N` makes (pretrained people, K requests),
     with `--delete N` as N people or, with --granularity fact, N facts of them."""
     if other:
@@ -86,21 +90,31 @@ def run_people(*, method: str, model: str, data: str, delete: Optional[int], oth
            "params": params}
     if granularity != specs.GRANULARITY.default:
         raw["granularity"] = granularity
+    if artifacts is not None:
+        raw["artifacts"] = artifacts
+    if original is not None:
+        raw["original"] = original
     try:
         raw.update(resume_every_value(resume_every))
     except SpecError as error:
         fail(str(error))
-    run_pulse(raw, as_json)
+    run_pulse(raw, as_json, gpu_memory)
 
 
-def run_pulse(raw: dict, as_json: bool) -> None:
-    """Validate a raw PULSE spec (paths made absolute: the engine's directory is $MMUL_HOME), run it headless
-    and print its table or its JSON document."""
+def run_pulse(raw: dict, as_json: bool, gpu_memory: Optional[str] = None) -> None:
+    """Validate a raw PULSE spec (paths made absolute: the engine's directory is $MMUL_HOME), check it and its
+    memory plan (a real LMM's: --gpu-memory, or the CUDA device's own), run it headless and print its table or
+    its JSON document."""
+    from workbench.cli_plan import announce_plan
+    from workbench.cli_run import preflighted
+
     try:
         spec = specs.validate_pulse(absolute_paths(raw))
     except SpecError as error:
         fail(str(error))
-    result = run_session(spec, label=f"pulse {raw['method']}", as_json=as_json)
+    preflighted(spec)
+    announce_plan([spec], gpu_memory)
+    result = run_session(spec, label=f"pulse {raw['method']}", as_json=as_json, preflighted=True)
     if as_json:
         return print_json(result)
     print_requests(result)

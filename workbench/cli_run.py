@@ -65,10 +65,16 @@ def run(
     if data in specs.PEOPLE_WORLDS:  # a PULSE run of one request: --delete N people (or facts)
         from workbench.cli_pulse import run_people
 
+        ignored = [flag for flag, given in (("--devices", devices != 1), ("--strategy", strategy),
+                                            ("--compile", compiled)) if given]
+        if ignored:  # they were dropped without a word
+            fail(f"people data runs as `mmul-workbench pulse` does, which takes no {', '.join(ignored)}; drop "
+                 + ("them" if len(ignored) > 1 else "it"))
         return run_people(method=method, model=model, data=data, delete=delete, other=delete_ids or delete_query,
                           granularity=granularity, requests=requests, seed=seed, device=device, name=name,
                           params=params or {}, through_engine=engine or cluster is not None, as_json=as_json,
-                          resume_every=resume_every)
+                          resume_every=resume_every, gpu_memory=gpu_memory, original=original,
+                          artifacts=str(artifacts.expanduser().resolve()) if artifacts else None)
     try:
         deletion = deletion_spec(delete, delete_ids, delete_query, seed, granularity)
         resume_points = resume_every_value(resume_every)
