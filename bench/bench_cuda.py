@@ -142,3 +142,8 @@ def report_real_size(device: torch.device) -> None:
     measure("BLIP-base retrieval", blip_base, device)
     torch.cuda.empty_cache()  # BLIP's tensors went with measure's frame
     measure("LLaVA-7B size, LoRA on the LLM", llava_7b_lora, device)
+
+
+if __name__ == "__main__":  # it is bench_engine.py's CUDA part, not a script of its own
+    raise SystemExit("bench_cuda.py runs inside bench/bench_engine.py on a CUDA device: run "
+                     "`python bench/bench_engine.py --model clip-tiny --delete 100` on a machine with a GPU")

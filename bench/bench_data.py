@@ -74,7 +74,11 @@ def ensure_folder(root: Path, n: int, workers: int) -> float:
     import numpy as np
 
     annotations = root / "dataset_flickr30k.json"
-    if annotations.is_file():
+    if annotations.is_file():  # reused only at the size asked for: the goals are for that many images
+        held = len(json.loads(annotations.read_text())["images"])
+        if held != n:
+            raise SystemExit(f"{root} holds a folder of {held} images, not --images {n}: give another "
+                             "MMUL_BENCH_DATA, or remove it to write it again")
         return 0.0
     started = time.perf_counter()
     (root / IMAGE_DIR).mkdir(parents=True, exist_ok=True)

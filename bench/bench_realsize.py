@@ -19,11 +19,13 @@ from realsize import METHODS, SIZES  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("names", nargs="*", default=list(SIZES))
+    parser.add_argument("names", nargs="*", default=list(SIZES), choices=list(SIZES),
+                        metavar="NAME", help=f"configs to step: {', '.join(SIZES)} (default: all)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    print(f"{'config':<10} {'method':<12} {'build s':>8} {'step s':>7} {'peak GB':>8} {'plan GB':>8} {'plan/peak':>9}")
+    failed = 0
+    print(f"{'config':<10} {'method':<12} {'build s':>8} {'step s':>7} {'peak GiB':>8} {'plan GiB':>8} {'plan/peak':>9}")
     for name in args.names:
         for method in METHODS:
             command = [sys.executable, str(ROOT / "bench" / "realsize.py"), name, method]
@@ -31,12 +33,15 @@ def main() -> None:
                                  text=True, env=env, cwd=ROOT)
             if out.returncode != 0:
                 print(f"{name:<10} {method:<12} failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}")
+                failed += 1
                 continue
             r = json.loads(out.stdout.strip().splitlines()[-1])
             print(f"{name:<10} {method:<12} {r['build_seconds']:>8.1f} {r['step_seconds']:>7.1f} "
                   f"{r['peak_rss_growth_bytes'] / 2**30:>8.2f} {r['plan_total_bytes'] / 2**30:>8.2f} "
                   f"{r['plan_over_measured']:>9.2f}", flush=True)
             print("  " + json.dumps(r), file=sys.stderr, flush=True)
+    if failed:
+        raise SystemExit(f"{failed} step(s) failed")
 
 
 if __name__ == "__main__":

@@ -67,7 +67,8 @@ def main() -> int:
     print(f"{len(seconds)} requests in {wall:.1f} s wall ({document['cost'].get('torch_threads')} torch threads); "
           f"seconds per request: mean {sum(seconds) / len(seconds):.2f}, first {WINDOW} {sum(first) / len(first):.2f}, "
           f"last {WINDOW} {sum(last) / len(last):.2f}")
-    print(f"last {WINDOW} / first {WINDOW}: {ratio:.3f} (goal <= 1.10)")
+    print(f"last {WINDOW} / first {WINDOW}: {ratio:.3f} (goal <= 1.10: {'met' if ratio <= 1.10 else 'MISSED'}; a "
+          f"request of 0.1-0.2 s on a loaded machine moves this 10%: run it on a quiet one)")
     print(f"peak RSS: request 1 {memory[0]:.0f} MB, request {len(memory)} {memory[-1]:.0f} MB "
           f"(growth {memory[-1] - memory[0]:+.0f} MB)")
     kinds = [entry["evaluation"] for entry in document["requests"]]

@@ -291,11 +291,14 @@ def smoke(name: str, method: str, threads: int | None = None, layers: tuple[int,
             "plan_over_measured": round(planned["total_bytes"] / peak, 3), "torch_threads": torch.get_num_threads()}
 
 
-if __name__ == "__main__":  # NAME METHOD [THREADS] [--layers VISION,TEXT]
-    args = sys.argv[1:]
-    layers = None
-    if "--layers" in args:
-        at = args.index("--layers")
-        layers = tuple(int(n) for n in args[at + 1].split(","))
-        del args[at:at + 2]
-    print(json.dumps(smoke(args[0], args[1], int(args[2]) if len(args) > 2 else None, layers)))
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="One real-size smoke step (one JSON line); see the module docstring.")
+    parser.add_argument("name", choices=list(SIZES))
+    parser.add_argument("method", choices=METHODS)
+    parser.add_argument("threads", nargs="?", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--layers", default=None, help="VISION,TEXT layers to build (default: the module's)")
+    args = parser.parse_args()
+    layers = tuple(int(n) for n in args.layers.split(",")) if args.layers else None
+    print(json.dumps(smoke(args.name, args.method, args.threads, layers)))
