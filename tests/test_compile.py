@@ -90,7 +90,7 @@ def test_the_flag_is_recorded_in_the_spec(monkeypatch, tmp_path):
 
     monkeypatch.setenv("MMUL_HOME", str(tmp_path))
     ran: list[dict] = []
-    monkeypatch.setattr(cli_run, "run_session", lambda spec, label, original_metrics=None, as_json=False, preflighted=False:
+    monkeypatch.setattr(cli_run, "run_session", lambda spec, label, original_metrics=None, as_json=False, checked=False:
                         ran.append(spec) or {"session": "fake", "params": spec["params"]})
     app = typer.Typer()
     cli_run.register(app)

@@ -31,7 +31,7 @@ def run_app(monkeypatch) -> tuple[typer.Typer, list[dict]]:
 
     ran: list[dict] = []
 
-    def record(spec, label, original_metrics=None, as_json=False, preflighted=False):
+    def record(spec, label, original_metrics=None, as_json=False, checked=False):
         ran.append(spec)
         return {"session": "fake", "method": spec["method"], "params": spec["params"]}
 

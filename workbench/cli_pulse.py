@@ -106,7 +106,7 @@ def run_pulse(raw: dict, as_json: bool, gpu_memory: Optional[str] = None) -> Non
     memory plan (a real LMM's: --gpu-memory, or the CUDA device's own), run it headless and print its table or
     its JSON document."""
     from workbench.cli_plan import announce_plan
-    from workbench.cli_run import preflighted
+    from workbench.execute import preflighted
 
     try:
         spec = specs.validate_pulse(absolute_paths(raw))
@@ -114,7 +114,7 @@ def run_pulse(raw: dict, as_json: bool, gpu_memory: Optional[str] = None) -> Non
         fail(str(error))
     preflighted(spec)
     announce_plan([spec], gpu_memory)
-    result = run_session(spec, label=f"pulse {raw['method']}", as_json=as_json, preflighted=True)
+    result = run_session(spec, label=f"pulse {raw['method']}", as_json=as_json, checked=True)
     if as_json:
         return print_json(result)
     print_requests(result)

@@ -25,7 +25,8 @@ def resume(
     spec = resumed_spec(session)
     if detach and not engine:
         fail("--detach needs --engine (a detached run lives in the engine daemon)")
-    from workbench.cli_run import follow_engine, preflighted, print_result
+    from workbench.cli_run import follow_engine, print_result
+    from workbench.execute import preflighted
 
     if engine:
         return follow_engine(spec, detach, as_json)
@@ -34,7 +35,7 @@ def resume(
     preflighted(spec)
     print(f"resume: {resumed_words(spec)} of {spec['requests']}: the run is set up again as it was (a cached "
           "original loads; one gone from the cache trains again first), then goes on", file=sys.stderr, flush=True)
-    result = run_session(spec, label=f"resume {spec['method']}", as_json=as_json, preflighted=True)
+    result = run_session(spec, label=f"resume {spec['method']}", as_json=as_json, checked=True)
     print_result(spec, result, as_json)
 
 

@@ -20,7 +20,7 @@ from sessions.metric_names import flatten
 from sessions.numbers import fmt
 from sessions.verdict import deletion_nouns, left_out_words, thinned
 from workbench.completion import complete_data, complete_device, complete_method, complete_model, complete_task
-from workbench.execute import run_session
+from workbench.execute import preflighted, run_session
 from workbench.output import Exit, Progress, fail, print_json
 from workbench.cli_plan import GPU_MEMORY_HELP, announce_plan
 from workbench.cli_options import (ARTIFACTS_HELP, CLUSTER_HELP, COMPILE_HELP, DEVICES_HELP, GRANULARITY_HELP,
@@ -103,7 +103,7 @@ def run(
         return follow_engine(spec, detach, as_json)
     preflighted(spec)  # bad input is the only line: the plan's is for a run that goes ahead
     announce_plan([spec], gpu_memory)
-    result = run_session(spec, label=method, as_json=as_json, preflighted=True)
+    result = run_session(spec, label=method, as_json=as_json, checked=True)
     print_result(spec, result, as_json)
 
 
@@ -121,16 +121,6 @@ def print_result(spec: dict, result: dict, as_json: bool) -> None:
     print_verdict(verdict)
     print_budget(result)
     print_cost(result)
-
-
-def preflighted(spec: dict) -> None:
-    """What the engine checks before a session exists (engine/preflight.py), or exit 2 in one line."""
-    from engine.api import preflight
-
-    try:
-        preflight(spec)
-    except SpecError as error:
-        fail(str(error))
 
 
 def follow_engine(spec: dict, detach: bool, as_json: bool) -> None:

@@ -67,20 +67,27 @@ class StopSignals:
             signal.signal(signum, handler)
 
 
+def preflighted(spec: dict) -> None:
+    """What the engine checks before a session exists (engine/preflight.py), or exit 2 in one line."""
+    from engine.api import preflight
+
+    try:
+        preflight(spec)
+    except SpecError as error:
+        fail(str(error))
+
+
 def run_session(spec: dict, label: str, original_metrics: dict | None = None,
                 on_session: Callable[[str], None] | None = None, as_json: bool = False,
-                preflighted: bool = False) -> dict:
+                checked: bool = False) -> dict:
     """Run ``spec``; returns the result document with its ``session`` id. What only the engine can check
-    (this machine's devices, the data's records) is checked first, unless the caller has (`preflighted`): bad
+    (this machine's devices, the data's records) is checked first, unless the caller has (`checked`): bad
     input there is exit 2 with no session made. ``on_session(id)`` is told the session's id as soon as it exists
     (a study records it)."""
-    from engine.api import preflight, run_job
+    from engine.api import run_job
 
-    if not preflighted:
-        try:
-            preflight(spec)
-        except SpecError as error:
-            fail(str(error))
+    if not checked:
+        preflighted(spec)
     return run_in_session(spec, label, lambda emitter: run_job(spec, emitter, lambda: False,
                                                                original_metrics=original_metrics), on_session,
                           as_json)
