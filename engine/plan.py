@@ -243,6 +243,7 @@ def plan(model: str, method: str, update: str = "full", batch_size: int = 16, re
                 "devices": devices, "batch": {"forget": batch_size if cls.uses_forget else 0,
                                               "retain": retain_batch_size if cls.uses_retain else 0},
                 "batch_sizes": {"forget": batch_size, "retain": retain_batch_size},  # as given (the method reads "batch")
+                "lora_r": lora_r,
                 "grad_checkpointing": grad_checkpointing, "parameters": parameters, "trainable": trainable,
                 "bytes": parts, "total_bytes": total}
     if gpu_memory is not None:

@@ -146,9 +146,14 @@ def check_resumed(spec: dict) -> dict:
         return check_resumable(spec, cache_dir(spec.get("artifacts")), reached)
     except NoPoint:
         others = [f"{row['id']} ({row.get('state')})" for row in resumers(store, session)]
-        if others:  # a run that resumed it and wrote a point of its own has removed this session's
+        if others:  # a run that resumed it and wrote points of its own has removed this session's
             raise SpecError(f"session {session} has no resume point left: {', '.join(others)} resumed it and went on "
                             "past it; resume that one instead", field="resumes") from None
+        went_on_from = ((store.get(session).get("spec") or {}).get("resumes") or {}).get("session")
+        if went_on_from:  # a resumed run stopped before a point of its own: the one it went on from still stands
+            raise SpecError(f"session {session} stopped before a resume point of its own; resume {went_on_from}, the "
+                            "session it went on from, instead (the same requests, from its point)", field="resumes") \
+                from None
         raise
 
 

@@ -42,8 +42,7 @@ def recover(store: SessionStore, message: str = INTERRUPTED) -> Recovery:
                 if sid not in rows or rows[sid].get("state") != meta.get("state"):
                     store.catalog_put(meta)
                 continue
-            writer = store.reopen(sid)
-            writer.finish("interrupted", message=message, ended=writer.last_event_time)
+            interrupt(store, sid, message)
             recovered.append(sid)
         except SessionDamaged as exc:
             damaged.append((sid, exc.reason))
@@ -52,6 +51,22 @@ def recover(store: SessionStore, message: str = INTERRUPTED) -> Recovery:
         except OSError as exc:  # a directory we may read but not write
             damaged.append((sid, describe_error(exc, store.root / sid)))
     return Recovery(recovered, damaged, clean_stale(store))
+
+
+def interrupt(store: SessionStore, session_id: str, message: str) -> None:
+    """End a session no process writes as ``interrupted``, at the time of its last event (SessionBusy when one
+    does)."""
+    writer = store.reopen(session_id)
+    writer.finish("interrupted", message=message, ended=writer.last_event_time)
+
+
+def settled(store: SessionStore, session_id: str, record: dict) -> dict:
+    """The session's record, marked interrupted first when it says queued or running but no process writes it
+    (a headless run killed with -9: what an engine start and `sessions check --repair` do to it)."""
+    if record.get("state") not in ACTIVE_STATES or store.is_live(session_id):
+        return record
+    interrupt(store, session_id, "the process that ran it is gone (found when it was resumed)")
+    return store.get(session_id)
 
 
 def stale_files(store: SessionStore) -> list[Path]:

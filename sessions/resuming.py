@@ -3,23 +3,14 @@
 history then read as those of one run. The old session's status and device events stay its own."""
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 from sessions.schema import ACTIVE_STATES
 
 NOT_COPIED = ("status", "device")
 RESUMABLE_STATES = ("cancelled", "interrupted", "failed")
-
-
-def settled(store, session_id: str, record: dict) -> dict:
-    """The session's record, marked interrupted first when it says queued or running but no process writes it
-    (a headless run killed with -9: what `sessions check --repair` and an engine start do to it)."""
-    if record.get("state") not in ACTIVE_STATES or store.is_live(session_id):
-        return record
-    writer = store.reopen(session_id)
-    writer.finish("interrupted", message="the process that ran it is gone (found when it was resumed)",
-                  ended=writer.last_event_time)
-    return store.get(session_id)
 
 
 def resume_problem(session_id: str, record: dict) -> str | None:
@@ -39,16 +30,19 @@ def resume_problem(session_id: str, record: dict) -> str | None:
 RESUMED = re.compile(r" \(resumed(?: (\d+))?\)$")
 
 
-def resuming_spec(session_id: str, record: dict) -> dict:
+def resuming_spec(store, session_id: str, record: dict) -> dict:
     """The spec that resumes session `session_id`: its own, with `resumes` naming it (still to validate), and its
-    name marked (`par (resumed)`, then `par (resumed 2)`): a name keeps naming one session."""
+    name marked (`par (resumed)`, then `par (resumed 2)`, the first not taken in the home): a name keeps naming
+    one session."""
     spec = {**(record.get("spec") or {}), "resumes": {"session": session_id}}
     name = record.get("name")
     if isinstance(name, str) and name:
         found = RESUMED.search(name)
-        mark = f" (resumed {int(found.group(1) or 1) + 1})" if found else " (resumed)"
         stem = name[:found.start()] if found else name
-        spec["name"] = stem[:200 - len(mark)] + mark  # run --name's 200 characters
+        taken = {row.get("name") for row in store.list()}
+        marks = (" (resumed)" if number == 1 else f" (resumed {number})" for number in range(1, len(taken) + 2))
+        spec["name"] = next(stem[:200 - len(mark)] + mark for mark in marks  # run --name's 200 characters
+                            if stem[:200 - len(mark)] + mark not in taken)
     return spec
 
 
@@ -103,10 +97,34 @@ def resumed_words(spec: dict) -> str | None:
     return f"resumed session {resumes['session']}{after}"
 
 
-def resume_hint(spec: dict, session_id: str) -> str | None:
-    """``mmul-workbench resume S`` goes on ...: said when a stopped run has a resume point to go on from."""
+def point_dirs(store, session_id: str, spec: dict) -> list[Path]:
+    """Every folder of the session's resume points: where its own `resume_point` events say they were written (the
+    cache of the engine or process that ran it) and where this process's cache would hold them, each with the
+    point before it (`.old`) and the staging of a write a kill cut short. (A resumed session's copied events name
+    the points of the session it resumed: those are not its own.)"""
     from sessions.paths import cache_dir, resume_point_dirs
 
-    if not any(path.is_dir() for path in resume_point_dirs(cache_dir(spec.get("artifacts")), session_id)):
-        return None
-    return f"`mmul-workbench resume {session_id}` goes on from its last resume point"
+    own = f"{session_id}.resume"
+    try:
+        events = store.events(session_id)
+    except Exception:  # a damaged session: its points, if any, where this process's cache keeps them
+        events = []
+    named = {Path(event["path"]) for event in events if event["kind"] == "artifact"
+             and event.get("name") == "resume_point" and isinstance(event.get("path"), str)}
+    places = {place for place in named if place.name == own}
+    places.add(resume_point_dirs(cache_dir(spec.get("artifacts"), store.home), session_id)[0])
+    return [path for place in sorted(places) for path in
+            (place, place.with_name(place.name + ".old"), *sorted(place.parent.glob(f".{place.name}.*")))]
+
+
+def resume_hint(store, spec: dict, session_id: str) -> str | None:
+    """``mmul-workbench resume S`` goes on ...: said when a stopped run has a point its events reach."""
+    reached = reached_points(store, session_id)
+    for place in point_dirs(store, session_id, spec):
+        try:
+            request = json.loads((place / "state.json").read_text()).get("request")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if request in reached:
+            return f"`mmul-workbench resume {session_id}` goes on from its last resume point"
+    return None

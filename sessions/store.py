@@ -32,8 +32,7 @@ from sessions.errors import SessionBusy, SessionDamaged, UnknownSession
 from sessions.files import (DIR_MODE, WRITER_LOCK, describe_error, dumps, locked, plain, private_dir, remove_tree,
                             try_lock)
 from sessions.reader import SessionReader
-from sessions.paths import cache_dir, resume_point_dirs
-from sessions.resuming import copy_events, point_events
+from sessions.resuming import copy_events, point_dirs, point_events
 from sessions.schema import ACTIVE_STATES, SCHEMA_VERSION, SchemaMismatch
 from sessions.writer import FLUSH_INTERVAL, SEGMENT_SIZE, Clock, SessionWriter
 
@@ -246,10 +245,10 @@ class SessionStore(SessionReader):
         """Remove a session (refused while a live process writes it); a damaged one is removed too."""
         session_id = self.resolve(session_id)
         sdir = self.session_dir(session_id)
-        try:  # a run of K requests may have left a resume point: of no use without its session's events
-            artifacts = (self.read_meta(session_id, mark=False).get("spec") or {}).get("artifacts")
-        except Exception:  # a damaged session: its point, if any, is under the default cache
-            artifacts = None
+        try:  # a run of K requests may have left resume points: of no use without its session's events
+            points = point_dirs(self, session_id, self.read_meta(session_id, mark=False).get("spec") or {})
+        except Exception:  # a damaged session: its points, if any, where this process's cache keeps them
+            points = point_dirs(self, session_id, {})
         try:
             fd = try_lock(sdir / WRITER_LOCK)
         except OSError:
@@ -262,7 +261,7 @@ class SessionStore(SessionReader):
             trash = self.root / f"{TRASH_PREFIX}{session_id}-{secrets.token_hex(2)}"
             os.replace(sdir, trash)  # atomic: readers see the session or nothing
             remove_tree(trash)
-            for point in resume_point_dirs(cache_dir(artifacts, self.home), session_id):
+            for point in points:
                 remove_tree(point)
         finally:
             if fd is not None:

@@ -195,7 +195,8 @@ class SessionWriter:
                 self._wake.set()
             self._pending += 1
             self._meta["last_seq"] = seq
-            self._meta["updated"] = event["ts"]
+            if at is None:  # a copied event happened before this session began: its time is not this one's update
+                self._meta["updated"] = event["ts"]
             status_change = kind == "status"
             if status_change:
                 self._meta["state"] = fields["state"]

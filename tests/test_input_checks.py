@@ -463,3 +463,16 @@ def test_an_unreadable_annotation_file_is_not_called_bad_json(tmp_path, monkeypa
     with pytest.raises(SpecError) as refused_read:
         data_info(f"flickr30k:{data}")
     assert str(refused_read.value) == f"{locked} cannot be read: permission denied; make it readable by this user"
+
+
+def test_a_data_folder_that_is_a_looping_link_is_named_so(tmp_path):
+    """`data info flickr30k:LOOP` ended in a traceback (RuntimeError: Symlink loop) and `run` said it did not exist;
+    `data info mmbench:FOLDER` said the folder did not exist."""
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "folder").mkdir()
+    said = f"{tmp_path / 'loop'} is a symbolic link that loops"
+    refused(run_in_process(tmp_path, "data", "info", f"flickr30k:{tmp_path / 'loop'}"), said)
+    refused(run_in_process(tmp_path, "run", "--method", "ft", "--model", "clip-tiny", "--data",
+                           f"flickr30k:{tmp_path / 'loop'}", "--delete", "2"), said)
+    refused(run_in_process(tmp_path, "data", "info", f"mmbench:{tmp_path / 'folder'}"),
+            f"MMBench file {tmp_path / 'folder'} is a folder")

@@ -88,37 +88,36 @@ def test_plan_reports_bytes_per_part(tmp_path):
     assert kept["bytes"]["activations"] < md["bytes"]["activations"] / 3
 
 
-def test_lora_trains_r_times_in_plus_out_per_adapted_layer(tmp_path):
-    """A LLaVA-shaped config, language model hidden 64, MLP 128, 2 layers: per layer q, k, v, o r(64 + 64) each,
-    gate and up r(64 + 128), down r(128 + 64): 1088 r; r 16 over 2 layers = 34,816 trained."""
+def save_llava(directory, image_size: int, patch_size: int) -> None:
+    """A LLaVA-shaped config: language model hidden 64, MLP 128, 2 layers; a 2-layer CLIP vision tower."""
     from transformers import LlavaConfig
 
     config = LlavaConfig(text_config=dict(model_type="llama", hidden_size=64, intermediate_size=128,
                                           num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
                                           vocab_size=500),
                          vision_config=dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64,
-                                            num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8))
+                                            num_hidden_layers=2, num_attention_heads=2, image_size=image_size,
+                                            patch_size=patch_size))
     config.architectures = ["LlavaForConditionalGeneration"]
-    config.save_pretrained(tmp_path / "llava")
+    config.save_pretrained(directory)
+
+
+def test_lora_trains_r_times_in_plus_out_per_adapted_layer(tmp_path):
+    """A LLaVA-shaped config, language model hidden 64, MLP 128, 2 layers: per layer q, k, v, o r(64 + 64) each,
+    gate and up r(64 + 128), down r(128 + 64): 1088 r; r 16 over 2 layers = 34,816 trained."""
+    save_llava(tmp_path / "llava", image_size=32, patch_size=8)
     lora = planned(tmp_path / "llava", "npo", update="llm")
     assert lora["trainable"] == 34_816
     assert lora["bytes"]["optimizer"] == 8 * 34_816 and lora["bytes"]["parameters"] == 4 * (lora["parameters"] + 34_816)
 
 
 def test_an_lmms_language_model_reads_its_image_tokens_and_a_frozen_vision_tower_keeps_nothing(tmp_path):
-    """The plan gave LLaVA-1.5-7B's language model 32 tokens an example (--seq-len alone: 79.9 GB, "fits" 80 GB,
-    where its 576 image tokens make it 198 GB), and counted activations for a vision tower LoRA leaves frozen."""
-    from transformers import LlavaConfig
-
+    """The plan gave LLaVA-1.5-7B's language model 32 tokens an example (--seq-len alone: NPO under LoRA at 8 + 8 with
+    fp32 activations 79.9 GiB, "fits" 80, where its 576 image tokens make it 176.8 GiB, 116.3 in bf16), and counted
+    activations for a vision tower LoRA leaves frozen."""
     from engine.plan import activation_bytes, image_tokens, load_config, logits_bytes, towers
 
-    config = LlavaConfig(text_config=dict(model_type="llama", hidden_size=64, intermediate_size=128,
-                                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-                                          vocab_size=500),
-                         vision_config=dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64,
-                                            num_hidden_layers=2, num_attention_heads=2, image_size=336, patch_size=14))
-    config.architectures = ["LlavaForConditionalGeneration"]
-    config.save_pretrained(tmp_path / "llava")
+    save_llava(tmp_path / "llava", image_size=336, patch_size=14)
     loaded = load_config(str(tmp_path / "llava"))
     assert image_tokens(loaded) == 576
     language, vision = sorted(towers(loaded, 32), key=lambda stack: stack["vision"])

@@ -285,6 +285,7 @@ def test_an_lmm_run_is_held_to_its_memory_plan(tmp_path):
         assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
         assert out.stderr.startswith(f"error: ga on {checkpoint} needs ") and "per device by its memory plan" in out.stderr
         assert "--batch-size 8 --retain-batch-size 8" in out.stderr   # PULSE's own batches, in the plan command
+        assert "--lora-r 16 --gpu-memory 1MB`" in out.stderr   # its rank, and the memory as given (not rounded)
     dropped = run_in_process(tmp_path / "home", "run", "--method", "ga", "--data", "people-tiny", "--model", "llava-tiny",
                              "--delete", "1", "--devices", "2")
     assert dropped.returncode == 2 and dropped.stderr == ("error: people data runs as `mmul-workbench pulse` does, which "

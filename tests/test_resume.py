@@ -143,9 +143,9 @@ def test_a_point_for_another_spec_or_none_is_refused(home):
                            marked(events))["request"] == 1
 
 
-def stopped_session(home, spec: dict, request: int) -> str:
-    """A session in `home`'s store stopped (cancelled) after the resume point of `request`, as a headless run
-    that got Ctrl-C there is."""
+def stopped_session(home, spec: dict, request: int | None) -> str:
+    """A session in `home`'s store stopped (cancelled) after the resume point of `request` (None: at its first
+    step), as a headless run that got Ctrl-C there is."""
     from engine.jobs import run_job
     from workbench.execute import run_in_session
 
@@ -162,7 +162,7 @@ def stopped_session(home, spec: dict, request: int) -> str:
                 emitter.emit(kind, **fields)
                 if kind == "artifact" and fields["name"] == "resume_point" and fields["request"] == request:
                     stop.append(True)
-        return run_job(spec, Stopping, lambda: bool(stop))
+        return run_job(spec, Stopping, lambda: bool(stop) or request is None)
     with pytest.raises(typer.Exit) as ended:
         run_in_session(spec, "stopped", job, on_session=made.append)
     assert ended.value.exit_code == 130
@@ -208,9 +208,11 @@ def test_deleting_a_stopped_session_removes_its_resume_point(home, monkeypatch, 
     shown = run_in_process(home, "sessions", "show", old)
     assert f"`mmul-workbench resume {old}` goes on from its last resume point" in shown.stdout
     assert point_dir(cache_dir(), old).is_dir()
+    staging = point_dir(cache_dir(), old).with_name(f".{old}.resume.cut-short")   # a write a kill cut short
+    staging.mkdir()
     deleted = run_in_process(home, "sessions", "delete", old)
     assert deleted.returncode == 0, deleted.stderr
-    assert not point_dir(cache_dir(), old).exists()
+    assert not point_dir(cache_dir(), old).exists() and not staging.exists()
 
 
 @pytest.mark.parametrize("args, words", [
@@ -238,18 +240,21 @@ def test_a_finished_or_single_request_session_does_not_resume(home, monkeypatch)
     assert result.returncode == 2 and f"session {session} is finished: only a stopped run resumes" in result.stderr
 
 
-def test_a_resumed_run_with_a_point_of_its_own_removes_the_points_it_went_on_from(home):
-    """A -> B (stopped after its own point) -> C left A's point (a model's weights) for good, and `resume A` then
-    ran the same requests a second time."""
+def test_a_resumed_run_removes_the_points_it_went_on_from_at_its_second_point(home):
+    """A -> B (stopped after its own points) -> C left A's points (a model's weights) for good, and `resume A` then
+    ran the same requests a second time. They go as the resumed run writes its second point: after its first, a
+    kill -9 in the writer's half second could leave its event unwritten, and A's points are then the ones to use."""
     from engine.protocols.resume import check_resumable, point_dir
     from sessions.paths import cache_dir
 
-    spec = validated(SPEC)
+    spec = validated({**SPEC, "requests": 6})
     first, events = stopped_after(spec, 1)
     again = {**spec, "resumes": check_resumable({**spec, "resumes": {"session": first}}, cache_dir(), marked(events))}
     second, later = stopped_after(again, 2)
-    assert marked(later) == {2}
-    assert not point_dir(cache_dir(), first).exists() and point_dir(cache_dir(), second).is_dir()
+    assert marked(later) == {2} and point_dir(cache_dir(), first).is_dir()   # its first point alone: A's kept
+    third, latest = stopped_after(again, 3)
+    assert marked(latest) == {2, 3}
+    assert not point_dir(cache_dir(), first).exists() and point_dir(cache_dir(), third).is_dir()
 
 
 def test_one_resumer_at_a_time_and_the_one_that_went_on_is_named(home, monkeypatch):
@@ -303,3 +308,37 @@ def test_a_run_left_running_by_a_dead_process_resumes_and_names_stay_one_session
     assert store.resolve("long-sequence-2") == dead.session_id
     copied = [e for e in store.events(new) if e["kind"] == "eval" and e.get("split") == "before"]
     assert copied and copied[0]["ts"] == next(e["ts"] for e in events if e["kind"] == "eval" and e.get("split") == "before")
+
+
+def test_a_resumed_run_stopped_before_a_point_of_its_own_points_to_the_one_it_went_on_from(home, monkeypatch):
+    """`resume B`, B stopped before its first point (any resumed run stopped within its first 10 minutes), said
+    "run its command again" and threw the progress away, while A's points still stood."""
+    from sessions.store import SessionStore
+
+    monkeypatch.setenv("MMUL_HOME", str(home))
+    spec = validated(SPEC)
+    first = stopped_session(home, spec, 1)
+    second = stopped_session(home, {**spec, "resumes": {"session": first, "request": 1}}, None)
+    told = run_in_process(home, "resume", second)
+    assert told.returncode == 2 and told.stderr == (f"error: session {second} stopped before a resume point of its own; "
+                                                    f"resume {first}, the session it went on from, instead (the same "
+                                                    "requests, from its point)\n")
+    store = SessionStore()
+    assert store.get(second)["updated"] >= store.get(second)["created"]   # copied events kept their own times
+
+
+def test_a_resumed_sessions_name_is_one_no_other_session_has():
+    from sessions.resuming import resuming_spec
+
+    class Home:
+        def __init__(self, *names):
+            self.names = names
+
+        def list(self):
+            return [{"name": name} for name in self.names]
+
+    assert resuming_spec(Home("par"), "A", {"name": "par", "spec": {}})["name"] == "par (resumed)"
+    assert resuming_spec(Home("par", "par (resumed)"), "A", {"name": "par", "spec": {}})["name"] == "par (resumed 2)"
+    assert resuming_spec(Home("par (resumed)"), "B", {"name": "par (resumed)", "spec": {}})["name"] == "par (resumed 2)"
+    assert "name" not in resuming_spec(Home(), "A", {"name": None, "spec": {}}) or \
+        resuming_spec(Home(), "A", {"name": None, "spec": {}})["name"] is None

@@ -135,7 +135,7 @@ def data_info(
 
     fmt, _, location = data.partition(":")
     try:
-        info, text, problem = describe(data if not location else f"{fmt}:{Path(location).expanduser().resolve()}",
+        info, text, problem = describe(data if not location else f"{fmt}:{os.path.abspath(Path(location).expanduser())}",
                                        decode_images)
     except SpecError as error:
         fail(str(error))

@@ -111,25 +111,28 @@ def announce_plan(specs_to_run: list[dict], gpu_memory: Optional[str]) -> None:
             lora = "--update llm, " if largest["update"] == "full" and largest.get("lora") else ""
             fail(f"{largest['method']} on {largest['model']} needs {total} per device by its memory plan ({where}), "
                  f"more than the {limit} of {named}; try {lora}--grad-checkpointing, a smaller --batch-size "
-                 f"or --retain-batch-size, or --devices N --strategy fsdp (`{plan_command(largest)}` shows each part)")
+                 f"or --retain-batch-size, or --devices N --strategy fsdp (`{plan_command(largest, gpu_memory)}` shows each "
+                 "part)")
         where += f"; fits {limit}"
     method = f" ({largest['method']}, the largest)" if len(planned) > 1 else ""
     print(f"memory plan: {total} per device{method} ({where})", file=sys.stderr)
 
 
-def plan_command(document: dict) -> str:
+def plan_command(document: dict, gpu_memory: Optional[str] = None) -> str:
     """The `mmul-workbench plan` command that gives the same plan part by part (the run's batches, update,
     activation dtype: bf16 where the run has a GPU, which `plan` takes only when told)."""
     batch = document["batch_sizes"]
     flags = [f"--model {document['model']}", f"--method {document['method']}", f"--update {document['update']}",
              f"--batch-size {batch['forget']}", f"--retain-batch-size {batch['retain']}",
              f"--activation-dtype {document['activation_dtype']}"]
+    if document["update"] != "full":
+        flags.append(f"--lora-r {document['lora_r']}")
     if document["devices"] > 1:
         flags += [f"--devices {document['devices']}", f"--strategy {document['strategy']}"]
     if document["grad_checkpointing"]:
         flags.append("--grad-checkpointing")
-    if "gpu_memory_bytes" in document:
-        flags.append(f"--gpu-memory {format_megabytes(document['gpu_memory_bytes'] / 2**20).replace(' ', '')}")
+    if "gpu_memory_bytes" in document:  # as given, or the device's own in bytes: a rounded size can flip the verdict
+        flags.append(f"--gpu-memory {gpu_memory or str(document['gpu_memory_bytes']) + 'B'}")
     return "mmul-workbench plan " + " ".join(flags)
 
 

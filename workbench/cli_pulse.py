@@ -58,17 +58,24 @@ def pulse(
     raw = {"kind": "pulse", "method": method, "model": model, "data": data, "general": general,
            "knowledge": knowledge, "requests": requests, "forget": forget, "device": device, "seed": seed,
            "name": name, "params": params or {}, "eval_every_requests": every_requests, "eval_sample": eval_sample}
+    run_pulse(with_options(raw, granularity, original, resume_every,
+                           str(cache_dir.expanduser().resolve()) if cache_dir is not None else None), as_json, gpu_memory)
+
+
+def with_options(raw: dict, granularity: str, original: Optional[str], resume_every: Optional[str],
+                 artifacts: Optional[str]) -> dict:
+    """A raw PULSE spec with the options `pulse` and `run` on people data share, each only when given."""
     if granularity != specs.GRANULARITY.default:
         raw["granularity"] = granularity
     if original is not None:
         raw["original"] = original
+    if artifacts is not None:
+        raw["artifacts"] = artifacts
     try:
         raw.update(resume_every_value(resume_every))
     except SpecError as error:
         fail(str(error))
-    if cache_dir is not None:
-        raw["artifacts"] = str(cache_dir.expanduser().resolve())
-    run_pulse(raw, as_json, gpu_memory)
+    return raw
 
 
 def run_people(*, method: str, model: str, data: str, delete: Optional[int], other, granularity: str,
@@ -88,17 +95,7 @@ def run_people(*, method: str, model: str, data: str, delete: Optional[int], oth
     raw = {"kind": "pulse", "method": method, "model": model, "data": data, "knowledge": "pretrained",
            "requests": requests or 1, "forget": delete, "device": device, "seed": seed, "name": name,
            "params": params}
-    if granularity != specs.GRANULARITY.default:
-        raw["granularity"] = granularity
-    if artifacts is not None:
-        raw["artifacts"] = artifacts
-    if original is not None:
-        raw["original"] = original
-    try:
-        raw.update(resume_every_value(resume_every))
-    except SpecError as error:
-        fail(str(error))
-    run_pulse(raw, as_json, gpu_memory)
+    run_pulse(with_options(raw, granularity, original, resume_every, artifacts), as_json, gpu_memory)
 
 
 def run_pulse(raw: dict, as_json: bool, gpu_memory: Optional[str] = None) -> None:

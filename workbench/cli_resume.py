@@ -10,7 +10,8 @@ import typer
 from engine import spec as specs
 from engine.errors import SpecError
 from workbench.completion import complete_session
-from sessions.resuming import resume_problem, resumed_words, resuming_spec, settled
+from sessions.recovery import settled
+from sessions.resuming import resume_problem, resumed_words, resuming_spec
 from workbench.output import fail
 
 
@@ -22,9 +23,9 @@ def resume(
     as_json: bool = typer.Option(False, "--json", help="one JSON document on stdout"),
 ) -> None:
     """Go on with a stopped run of K requests after its last resume point, as if it had never stopped."""
-    spec = resumed_spec(session)
     if detach and not engine:
         fail("--detach needs --engine (a detached run lives in the engine daemon)")
+    spec = resumed_spec(session)
     from workbench.cli_run import follow_engine, print_result
     from workbench.execute import preflighted
 
@@ -42,6 +43,7 @@ def resume(
 def resumed_spec(session: str) -> dict:
     """The stopped session's spec with `resumes` naming it, validated; one line and exit 2 when it cannot
     resume (unknown, still running, finished, a single request, a study)."""
+    from sessions.schema import SchemaMismatch
     from sessions.store import SessionBusy, SessionDamaged, SessionStore, UnknownSession
 
     store = SessionStore()
@@ -50,12 +52,15 @@ def resumed_spec(session: str) -> dict:
         record = settled(store, session_id, store.get(session_id))
     except UnknownSession as error:
         fail(error.message)
-    except (SessionDamaged, SessionBusy) as error:
+    except (SessionDamaged, SessionBusy, SchemaMismatch) as error:
         fail(str(error))
+    except OSError as error:  # a session directory this user may read but not write
+        fail(f"session {session} cannot be marked interrupted here ({error.strerror}); `mmul-workbench sessions check "
+             "--repair` as its owner does it")
     problem = resume_problem(session_id, record)
     if problem:
         fail(problem)
-    spec = resuming_spec(session_id, record)
+    spec = resuming_spec(store, session_id, record)
     try:
         return specs.validate_pulse(spec) if spec.get("kind") == "pulse" else specs.validate(spec)
     except SpecError as error:

@@ -183,7 +183,7 @@ def show_cmd(
                      if abandoned else ""))
     console.print(f"created {_when(doc['created'])}  updated {_when(doc['updated'])}  took {took_words(doc)}  "
                   f"{len(evs)} events")
-    for said in (resumed_words(doc["spec"]), resume_hint(doc["spec"], doc["id"]) if doc["state"] in RESUMABLE_STATES
+    for said in (resumed_words(doc["spec"]), resume_hint(store, doc["spec"], doc["id"]) if doc["state"] in RESUMABLE_STATES
                  else None):
         if said:  # a resumed run's past is the session it resumed; a stopped one says how it goes on
             console.print(said, highlight=False, markup=False, soft_wrap=True)

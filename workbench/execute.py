@@ -141,8 +141,8 @@ def run_in_session(spec: dict, label: str, job: Callable[[object], dict],
             except Exception as error:  # an engine bug: keep the session, say where, exit 1
                 message = f"{type(error).__name__}: {error}"
                 writer.finish("failed", message=message)
-                fail_ended("failed", message, f"run failed: {message} (session {writer.session_id}; MMUL_DEBUG=1 for a "
-                           "traceback)")
+                fail_ended("failed", message, f"run failed: {message} ({kept(spec, writer.session_id)}; MMUL_DEBUG=1 "
+                           "for a traceback)")
             result["session"] = writer.session_id
             writer.finish("finished", summary=result)
     return result
@@ -150,7 +150,10 @@ def run_in_session(spec: dict, label: str, job: Callable[[object], dict],
 
 def kept(spec: dict, session_id: str) -> str:
     """``session S kept``, and how a run of K requests goes on when it left a resume point."""
-    hint = resume_hint(spec, session_id)
+    try:
+        hint = resume_hint(SessionStore(), spec, session_id)
+    except Exception:  # the hint is a courtesy: the session's line is said whatever the store answers
+        hint = None
     return f"session {session_id} kept" + (f"; {hint}" if hint else "")
 
 

@@ -96,7 +96,9 @@ def _row(index: int, question: MCQuestion) -> dict[str, str]:
 def read_mmbench(path: str | Path, require_answer: bool = True) -> list[MCQuestion]:
     path = Path(path)
     if not path.is_file():
-        raise SpecError(f"MMBench file {path} does not exist; give the path of an MMBench .tsv file")
+        from engine.spec.catalog import not_there
+
+        raise SpecError(f"MMBench file {path} {not_there(path, folder=False)}; give the path of an MMBench .tsv file")
     reader = csv.DictReader(io.StringIO(_text(path), newline=""), delimiter="\t")
     try:
         _check_columns(path, reader.fieldnames or [], require_answer)

@@ -295,8 +295,8 @@ class Requests:
             if guard.fired is not None:
                 break  # a collapse rule held: no further request runs
             if session_id is not None and cadence.due(number, len(requests)) and is_main():
-                if resumes and not cadence.points:  # its own point now stands in for the one it went on from
-                    discard(self.cache, resumes["session"])
+                if resumes and cadence.points == 1:  # its first point's event is written by now (a request's phase
+                    discard(self.cache, resumes["session"])  # event flushes it): the points it went on from can go
                 directory = save_point(model, self.cache, session_id, {
                     "spec": spec, "request": number, "requests": len(requests), "forgotten": forgotten,
                     "entries": entries, "metrics": metrics, "total_steps": total_steps, "seconds": seconds,

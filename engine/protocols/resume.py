@@ -11,7 +11,8 @@ artifact event naming the request. Two points are kept, at `cache/runs/SESSION.r
 writer holds events up to half a second before they reach the disk, so a stop in the moment after a point is
 written may leave a session whose events end before that point's event, and the point before it is then the
 one to go on from. A run that finishes removes its points; nothing is written after the last request, which
-the run's own checkpoint covers. A resumed run removes the points it resumed from once it has one of its own.
+the run's own checkpoint covers. A resumed run removes the points it resumed from as it writes its second point
+(its first point's event is on disk by then) or finishes.
 
 `mmul-workbench resume SESSION` runs the session's spec again with `resumes` naming it. The engine's preflight
 takes the newest complete point whose event the session holds (`check_resumable`), and the new session begins
@@ -43,7 +44,7 @@ NOT_COMPARED = ("name", "resumes", "resume_every")
 # the state a point must hold, with its type: a point edited or cut short is refused before a session exists
 STATE_FIELDS = {"spec": dict, "request": int, "requests": int, "forgotten": list, "entries": list, "metrics": dict,
                 "total_steps": int, "seconds": (int, float), "history": dict, "judged": list, "params": dict,
-                "cost": dict, "torch_threads": int, "original": dict}
+                "cost": dict, "torch_threads": int, "original": dict, "tuned": (dict, type(None))}
 
 
 class NoPoint(SpecError):
@@ -95,7 +96,9 @@ def save_point(model, cache: Path, session_id: str, state: dict) -> Path:
 
 
 def discard(cache: Path, session_id: str) -> None:
-    for path in resume_point_dirs(cache, session_id):
+    """Remove the session's points, and the staging of one a kill cut short."""
+    directory, previous = resume_point_dirs(cache, session_id)
+    for path in (directory, previous, *directory.parent.glob(f".{directory.name}.*")):
         shutil.rmtree(path, ignore_errors=True)
 
 

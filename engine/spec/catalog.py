@@ -9,6 +9,8 @@ fields are generated from `params`). Adding a model family: one adapter file und
 """
 from __future__ import annotations
 
+import errno
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,7 +116,8 @@ class DataInfo:
         if not location:
             return f"{self.name}: names no path; give {self.name}:{'DIR' if folder else 'FILE'}"
         if not path.exists():
-            return f"{location} does not exist; give {self.name}:PATH with an existing {'directory' if folder else 'file'}"
+            return (f"{location} {not_there(path, folder)}; give {self.name}:PATH with an existing "
+                    f"{'directory' if folder else 'file'}")
         if folder and not path.is_dir():
             return (f"{location} is a file, and {self.name} reads a folder (its annotation files and images); give "
                     f"{self.name}:{path.parent}")
@@ -489,3 +492,20 @@ def method_rows() -> list[dict]:
         }
         for m in METHODS.values()
     ]
+
+
+def not_there(path: Path, folder: bool) -> str:
+    """What is at `path` where a folder (`folder`) or a file was expected and is not: "does not exist", "is a
+    file", "is a folder", or "is a symbolic link that loops"."""
+    if path.is_symlink() and not path.exists():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:
+            return "is a symbolic link that loops"
+        except OSError as error:
+            if getattr(error, "errno", None) == errno.ELOOP:
+                return "is a symbolic link that loops"
+        return "is a symbolic link to nothing"
+    if not path.exists():
+        return "does not exist"
+    return "is a file" if folder else "is a folder"

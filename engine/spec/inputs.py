@@ -168,20 +168,3 @@ def safetensors_problem(file: Path) -> str | None:
         cut = "cut short" if held < described else "longer than its header says"
         return f"{file.name} is {cut} ({held:,} bytes of tensors where its header lists {described:,})"
     return None
-
-
-def not_there(path: Path, folder: bool) -> str:
-    """What is at `path` where a folder (`folder`) or a file was expected and is not: "does not exist", "is a
-    file", "is a folder", or "is a symbolic link that loops"."""
-    if path.is_symlink() and not path.exists():
-        try:
-            path.resolve(strict=True)
-        except RuntimeError:
-            return "is a symbolic link that loops"
-        except OSError as error:
-            if getattr(error, "errno", None) == 40:  # ELOOP
-                return "is a symbolic link that loops"
-        return "is a symbolic link to nothing"
-    if not path.exists():
-        return "does not exist"
-    return "is a file" if folder else "is a folder"

@@ -30,6 +30,7 @@ from engine.spec.checkpoints import config_model_type, family_of, known_model_ty
 from engine.spec.guards import check_guards
 from engine.spec.lineage import read_lineage, saw, trained_on_data_message
 from engine.spec.placement import check_placement
+from engine.spec.catalog import not_there
 from engine.spec.inputs import (
     MAX_SEED,
     MAX_UNITS,
@@ -37,7 +38,6 @@ from engine.spec.inputs import (
     check_object,
     check_whole,
     checkpoint_problem,
-    not_there,
     require_absolute,
 )
 from engine.spec.params import (COMMON_PARAMS, COMPILE, EVAL_EVERY_REQUESTS, EVAL_SAMPLE, GRANULARITY, LMM_PARAMS,
