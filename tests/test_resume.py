@@ -342,3 +342,40 @@ def test_a_resumed_sessions_name_is_one_no_other_session_has():
     assert resuming_spec(Home("par (resumed)"), "B", {"name": "par (resumed)", "spec": {}})["name"] == "par (resumed 2)"
     assert "name" not in resuming_spec(Home(), "A", {"name": None, "spec": {}}) or \
         resuming_spec(Home(), "A", {"name": None, "spec": {}})["name"] is None
+
+
+def test_two_resumes_submitted_at_once_to_the_engine_are_one(tmp_path):
+    """The engine checks a resume against live resumers while validating, and creates its session after: two quick
+    submits both passed the check, and both ran from one point."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from engine.daemon import ops
+
+    created = asyncio.Event()
+    release = None
+
+    async def accept(store, normal, name, threads):
+        created.set()
+        await release.wait()    # the first resume's session is being created
+        return SimpleNamespace(session="new", device="cpu"), 0
+
+    async def main():
+        nonlocal release
+        release = asyncio.Event()
+        daemon = SimpleNamespace(stopping=False, resuming=set(),
+                                 store=SimpleNamespace(list=lambda: []),
+                                 queues=SimpleNamespace(jobs_module=lambda: SimpleNamespace(validate=lambda spec: spec),
+                                                        accept=accept))
+        spec = {"method": "ga", "resumes": {"session": "old", "request": 1}}
+        first = asyncio.create_task(ops.submit(daemon, None, 1, spec))
+        await created.wait()
+        second = await ops.submit(daemon, None, 2, spec)
+        release.set()
+        return await first, second, daemon.resuming
+
+    first, second, left = asyncio.run(main())
+    assert first["ok"] and first["session"] == "new"
+    assert not second["ok"] and "session old is being resumed by another run submitted a moment ago" in \
+        second["error"]["message"]
+    assert left == set()

@@ -92,7 +92,21 @@ async def submit(daemon: Daemon, conn: Client, rid: Any, spec: dict, name: str |
     if conflict := await cluster_conflict(daemon, normal):
         return P.error(rid, P.BAD_SPEC, conflict, "cluster")
     name = name if name is not None else normal.get("name")  # `run --name`, a study's cell: named in the spec
-    job, position = await daemon.queues.accept(daemon.store, normal, name, threads)
+    resumed = (normal.get("resumes") or {}).get("session")
+    if resumed is not None:
+        if resumed in daemon.resuming:
+            return P.error(rid, P.BAD_SPEC, f"session {resumed} is being resumed by another run submitted a moment "
+                           "ago; follow that one", "resumes")
+        daemon.resuming.add(resumed)
+    try:
+        if resumed is not None:  # asked again now: a resume accepted since this one's check is live by now
+            from sessions.resuming import resume_conflict
+
+            if (conflict := await asyncio.to_thread(resume_conflict, daemon.store, resumed)) is not None:
+                return P.error(rid, P.BAD_SPEC, conflict, "resumes")
+        job, position = await daemon.queues.accept(daemon.store, normal, name, threads)
+    finally:  # from here on its session is live, and the check finds it
+        daemon.resuming.discard(resumed)
     return P.ok(rid, session=job.session, device=job.device, position=position, state="queued")
 
 

@@ -75,6 +75,9 @@ class Engine:
         self.stopped: asyncio.Event | None = None
         self.connections: set[Connection] = set()
         self.damaged: list[str] = []   # sessions recovery found damaged (hello and status report them)
+        # sessions a submitted resume is going on from, between its check and its own session's creation (two quick
+        # submits both passed the check that a live resumer fails)
+        self.resuming: set[str] = set()
         self._lock_fd: int | None = None
 
     def acquire_lock(self) -> bool:
