@@ -31,7 +31,7 @@ from sessions.schema import SchemaMismatch
 from sessions.store import SessionBusy, SessionDamaged, UnknownSession, busy_message
 from sessions.study import cells_of_session
 from sessions.summary import format_deletion, summary_metrics, test_headline, took
-from sessions.verdict import last_request_only, session_verdict
+from sessions.verdict import last_request_only, last_requests, session_verdict
 
 SORTS = ("started", "status", "kind", "method", "df_dr_auc", "test", "duration")  # the columns' order
 REFRESH_SECONDS = 1.0
@@ -65,8 +65,7 @@ def detail_text(row: dict, verdict: list[str], compact: bool = False) -> str:
     """The highlighted session in a few lines: what it is, then its verdict (the words of `replay --headless`),
     or why it has none (still running, or how it ended). ``compact`` (80x24, four lines): of a request run's
     verdicts only the last request's, the state it ended in, so that it is not cut mid-sentence."""
-    if compact:
-        verdict = last_request_only(verdict)
+    verdict = last_request_only(verdict) if compact else last_requests(verdict)
     head = f"{row.get('name') or row['id']}: {row.get('state', '?')}, {kind_label(row)} {row.get('method') or ''}"
     head += f" on {row.get('model') or '?'} / {row.get('data') or '?'}"
     if deletion := deletion_cell(row):

@@ -48,7 +48,7 @@ from sessions.metric_order import headline_first
 from sessions.panels import Panel, run_panels
 from sessions.series import column_label, is_baseline_step, is_training_step, plotted_metrics
 from sessions.summary import deletion_line
-from sessions.verdict import last_request_only, retrain_reference, session_verdict
+from sessions.verdict import last_request_only, last_requests, retrain_reference, session_verdict
 
 TICK_SECONDS = 0.25          # redraw at most 4 times a second
 REPLAY_RATE = 40             # events per second at speed 1
@@ -440,7 +440,7 @@ class MonitorScreen(Screen):
     def show_verdict(self, lines: list[str]) -> None:
         verdict = self.query_one("#mon-verdict", Static)
         # at 80x24 the box holds a few lines: a request run's last request (where it ended), as the home shows it
-        verdict.update("\n".join(last_request_only(lines) if self.app.has_class("-compact") else lines))
+        verdict.update("\n".join(last_request_only(lines) if self.app.has_class("-compact") else last_requests(lines)))
         verdict.add_class("-shown")
 
     def deletion_label(self) -> str | None:

@@ -88,6 +88,13 @@ def copy_events(writer, events: list[dict]) -> None:
         writer.emit_copy(event)
 
 
+def resumed_by_words(store, session_id: str) -> str | None:
+    """``resumed by session S (finished)``: what a stopped session's show and replay say once a run went on from
+    it; None otherwise."""
+    others = [f"{row['id']} ({row.get('state')})" for row in resumers(store, session_id)]
+    return f"resumed by session{'s' if len(others) > 1 else ''} {', '.join(others)}" if others else None
+
+
 def resumed_words(spec: dict) -> str | None:
     """``resumed session S after request 3``: what a resumed run's show and replay say first; None otherwise."""
     resumes = spec.get("resumes") if isinstance(spec, dict) else None

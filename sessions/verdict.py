@@ -227,6 +227,9 @@ def left_out_words(left_out: int) -> str:
     return f"{left_out} more request{'s' if left_out > 1 else ''} between these"
 
 
+SCREEN_REQUEST_LINES = 3  # a screen's verdict box (the home's detail, the monitor's) above 80x24
+
+
 def last_request_only(lines: list[str]) -> list[str]:
     """A verdict where room is short (80x24): of a request run's lines ``request i/K: ...`` only the last (the
     state the run ended in), so no line is cut mid-sentence; the others as they are."""
@@ -234,6 +237,19 @@ def last_request_only(lines: list[str]) -> list[str]:
     if len(requests) < 2:
         return lines
     return [line for line in lines if not line.startswith("request ")] + [requests[-1]]
+
+
+def last_requests(lines: list[str], keep: int = SCREEN_REQUEST_LINES) -> list[str]:
+    """A verdict for a screen's box: of a request run's lines the last `keep` (the last one is where the run
+    ended), after one line counting those left out. A 30-request run's box showed requests 1 to 4, cut, and
+    never the end."""
+    requests = [line for line in lines if line.startswith("request ")]
+    if len(requests) <= keep:
+        return lines
+    left_out = len(requests) - keep
+    return [line for line in lines if not line.startswith("request ")] + [
+        f"({left_out} earlier request{'s' if left_out > 1 else ''} left out: `mmul-workbench sessions show` has each)",
+        *requests[-keep:]]
 
 
 def verdict_text(summary: Any, retrain: dict | None = None) -> str:

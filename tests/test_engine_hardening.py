@@ -254,3 +254,28 @@ def test_an_engine_lost_while_followed_still_prints_the_runs_document(tmp_path, 
     assert json.loads(out.stdout) == {"session": writer.session_id, "state": "running",
                                       "error": f"lost the engine while following session {writer.session_id}"}
     writer.finish("interrupted")
+
+
+def test_sigterm_to_an_engine_follower_stops_the_following_as_ctrl_c_does(tmp_path, monkeypatch, no_engine_start):
+    """`kill -TERM` on `run --engine` (a script's way, as a background job ignores SIGINT) ended it with exit 143 and
+    no word while the run went on in the engine: the follower takes SIGTERM and SIGHUP as it takes Ctrl-C."""
+    import signal
+
+    import workbench.client.follow as follow
+
+    monkeypatch.setenv("MMUL_HOME", str(tmp_path))
+    writer = SessionStore().create({"method": "ft"}, state="queued")
+    sid, seen = writer.session_id, []
+
+    def followed(spec, on_event, on_submitted=None, **options):
+        on_submitted(sid)
+        seen.append(signal.getsignal(signal.SIGTERM))
+        raise KeyboardInterrupt   # what the taken-over SIGTERM raises (execute.Stopped is one)
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(follow, "submit_and_follow", followed)
+    out = run_in_process(tmp_path, *RUN)
+    assert out.returncode == 130 and f"session {sid} goes on in the engine" in out.stderr
+    assert before is not signal.SIG_DFL or seen[0] is not signal.SIG_DFL   # taken over while following
+    assert signal.getsignal(signal.SIGTERM) is before                       # and given back
+    writer.finish("cancelled")

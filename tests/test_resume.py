@@ -190,6 +190,8 @@ def test_resume_command_goes_on_in_a_new_session_with_the_old_events(home, monke
     assert history == [0, 1, 2, 3]
     for command in (("sessions", "show", document["session"]), ("replay", document["session"], "--headless")):
         assert f"resumed session {old} after request 2" in run_in_process(home, *command).stdout
+    for command in (("sessions", "show", old), ("replay", old, "--headless")):   # and the old one names it
+        assert f"resumed by session {document['session']} (finished)" in run_in_process(home, *command).stdout
     again = run_in_process(home, "resume", old)
     assert again.returncode == 2 and again.stderr == (f"error: session {old} was resumed by session "
                                                       f"{document['session']}, which finished; see that one\n")
@@ -207,6 +209,10 @@ def test_deleting_a_stopped_session_removes_its_resume_point(home, monkeypatch, 
         f"error: cancelled (session {old} kept; `mmul-workbench resume {old}` goes on from its last resume point)")
     shown = run_in_process(home, "sessions", "show", old)
     assert f"`mmul-workbench resume {old}` goes on from its last resume point" in shown.stdout
+    from workbench.execute import kept   # a run of K requests stopped before its first point says that instead
+    assert kept(validated({**SPEC, "resume_every": 10}), "20260101-000000-abcd") == (
+        "session 20260101-000000-abcd kept; it stopped before its first resume point (--resume-every 10 minutes), so "
+        "its command starts it again")
     assert point_dir(cache_dir(), old).is_dir()
     staging = point_dir(cache_dir(), old).with_name(f".{old}.resume.cut-short")   # a write a kill cut short
     staging.mkdir()

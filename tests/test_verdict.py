@@ -153,3 +153,13 @@ def test_a_studys_deletion_is_named_in_its_own_noun():
 
     assert deletion_words({"strategy": "random", "n": 1}) == "1 random unit (drawn by each seed)"
     assert deletion_words({"strategy": "random", "n": 4, "granularity": "fact"}) == "4 random facts (drawn by each seed)"
+
+
+def test_a_screens_verdict_box_ends_with_the_last_request():
+    """At 100x30 the home's detail listed requests 1 to 4 of 30, cut, and never the one the run ended with."""
+    from sessions.verdict import last_requests
+
+    lines = [f"request {i}/30: forget: Df/Dr AUC {40 + i}.0" for i in range(1, 31)]
+    assert last_requests(lines) == ["(27 earlier requests left out: `mmul-workbench sessions show` has each)",
+                                    *lines[-3:]]
+    assert last_requests(lines[:3]) == lines[:3] and last_requests(["forget: x"]) == ["forget: x"]

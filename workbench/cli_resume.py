@@ -30,6 +30,8 @@ def resume(
     from workbench.execute import preflighted
 
     if engine:
+        print("resume: in the engine; its session begins with the stopped run's events (shown first, as they were) "
+              "and goes on after its last resume point", file=sys.stderr, flush=True)
         return follow_engine(spec, detach, as_json)
     from workbench.execute import run_session
 

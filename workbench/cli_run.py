@@ -20,7 +20,7 @@ from sessions.metric_names import flatten
 from sessions.numbers import fmt
 from sessions.verdict import deletion_nouns, left_out_words, thinned
 from workbench.completion import complete_data, complete_device, complete_method, complete_model, complete_task
-from workbench.execute import preflighted, run_session
+from workbench.execute import StopSignals, preflighted, run_session
 from workbench.output import Exit, Progress, fail, print_json
 from workbench.cli_plan import GPU_MEMORY_HELP, announce_plan
 from workbench.cli_options import (ARTIFACTS_HELP, CLUSTER_HELP, COMPILE_HELP, DEVICES_HELP, GRANULARITY_HELP,
@@ -136,7 +136,7 @@ def follow_engine(spec: dict, detach: bool, as_json: bool) -> None:
         if as_json and submitted:
             print_json({"session": submitted[0], "state": state, "error": message})
 
-    with progress:
+    with progress, StopSignals():  # SIGTERM and SIGHUP stop the following as Ctrl-C does (exit 130, not 143)
         try:
             session_id, final = submit_and_follow(spec, lambda event: progress.event(event["kind"], event),
                                                   detach=detach, on_submitted=submitted.append)

@@ -23,7 +23,7 @@ from sessions.numbers import fmt, fmt_delta, format_duration
 from sessions.metric_order import headline_first
 from sessions.series import downsample, final_table, training_steps, unlearning_steps
 from sessions.store import SessionBusy, SessionDamaged, SessionStore, UnknownSession
-from sessions.resuming import RESUMABLE_STATES, resume_hint, resumed_words
+from sessions.resuming import RESUMABLE_STATES, resume_hint, resumed_by_words, resumed_words
 from sessions.summary import deletion_line, format_deletion, summary_metrics, test_headline, test_headline_name, took, took_words
 from sessions.verdict import left_out_words, session_verdict, thinned
 from workbench.completion import complete_session
@@ -183,8 +183,9 @@ def show_cmd(
                      if abandoned else ""))
     console.print(f"created {_when(doc['created'])}  updated {_when(doc['updated'])}  took {took_words(doc)}  "
                   f"{len(evs)} events")
-    for said in (resumed_words(doc["spec"]), resume_hint(store, doc["spec"], doc["id"]) if doc["state"] in RESUMABLE_STATES
-                 else None):
+    stopped = doc["state"] in RESUMABLE_STATES
+    for said in (resumed_words(doc["spec"]), resumed_by_words(store, doc["id"]) if stopped else None,
+                 resume_hint(store, doc["spec"], doc["id"]) if stopped else None):
         if said:  # a resumed run's past is the session it resumed; a stopped one says how it goes on
             console.print(said, highlight=False, markup=False, soft_wrap=True)
     console.print("spec: " + json.dumps(doc["spec"], sort_keys=True))
@@ -479,8 +480,9 @@ def replay_headless(session_id: str, width: int | None = None, out=None) -> int:
     console.print(f"session {sid}  {spec.get('method', '?')} / {spec.get('model', '?')} / "
                   f"{spec.get('data', '?')}  state {meta['state']}"
                   + (f" ({meta['message']})" if meta.get("message") else ""))
-    if (resumed := resumed_words(spec)) is not None:
-        console.print(resumed, highlight=False, markup=False, soft_wrap=True)
+    for said in (resumed_words(spec), resumed_by_words(store, sid)):
+        if said is not None:
+            console.print(said, highlight=False, markup=False, soft_wrap=True)
     deletion = deletion_line(spec, meta.get("summary")) or (format_deletion(spec["deletion"])  # as `sessions show`
                                                              if isinstance(spec.get("deletion"), dict) else None)
     if deletion:

@@ -154,6 +154,9 @@ def kept(spec: dict, session_id: str) -> str:
         hint = resume_hint(SessionStore(), spec, session_id)
     except Exception:  # the hint is a courtesy: the session's line is said whatever the store answers
         hint = None
+    if hint is None and spec.get("requests", 1) > 1 and spec.get("resume_every") != "off":
+        hint = (f"it stopped before its first resume point (--resume-every {spec.get('resume_every', 10):g} "
+                "minutes), so its command starts it again")
     return f"session {session_id} kept" + (f"; {hint}" if hint else "")
 
 
