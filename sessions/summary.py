@@ -100,4 +100,9 @@ def took_words(meta: dict) -> str:
     """``took`` in words that say which it is: ``0.3 s of unlearning (8.0 s in all)`` for a run with its own
     seconds, ``15 s in all`` otherwise (a cancelled or failed run): the one figure read as two things."""
     seconds, wall = own_seconds(meta), format_duration(run_seconds(meta))
+    summary = meta.get("summary") if isinstance(meta.get("summary"), dict) else {}
+    total = summary.get("total_seconds")
+    if isinstance((meta.get("spec") or {}).get("resumes"), dict) and isinstance(total, (int, float)) \
+            and not isinstance(total, bool) and seconds is not None:  # its own process ran only the requests after
+        return f"{format_duration(seconds)} of unlearning ({format_duration(total)} in all, with the run it resumed)"
     return f"{format_duration(seconds)} of unlearning ({wall} in all)" if seconds is not None else f"{wall} in all"
