@@ -106,6 +106,9 @@ class SessionStore(SessionReader):
             writer.emit("status", state=state)  # flushes and adds the catalog row
             if spec.get("resumes"):  # a resumed run: the old session's events up to its resume point first
                 copy_events(writer, point_events(self, spec["resumes"]["session"], spec["resumes"]["request"]))
+                # on disk before anyone follows the session: a follower reads what is written, then hears what comes
+                # (the copied tail after the last phase event waited half a second, and a follower missed it)
+                writer.flush()
         except BaseException:
             writer.abandon()
             remove_tree(self.root / session_id)

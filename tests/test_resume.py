@@ -385,3 +385,22 @@ def test_two_resumes_submitted_at_once_to_the_engine_are_one(tmp_path):
     assert not second["ok"] and "session old is being resumed by another run submitted a moment ago" in \
         second["error"]["message"]
     assert left == set()
+
+
+def test_a_resumed_sessions_copied_events_are_on_disk_when_it_is_created(home, monkeypatch):
+    """The copied tail after the last phase event waited for the writer's half-second flush: an engine follower that
+    subscribed at once read the disk without it, and its console skipped request j's `eval (after)` line."""
+    from sessions.reader import SessionReader
+    from sessions.resuming import point_events
+    from sessions.store import SessionStore
+
+    monkeypatch.setenv("MMUL_HOME", str(home))
+    spec = validated(SPEC)
+    old = stopped_session(home, spec, 1)
+    store = SessionStore()
+    copied = point_events(store, old, 1)
+    assert copied[-1]["kind"] == "artifact" and copied[-2]["kind"] != "phase"   # a tail after the last phase event
+    writer = store.create({**spec, "resumes": {"session": old, "request": 1}})
+    on_disk = SessionReader(home).events(writer.session_id)
+    assert len(on_disk) == 1 + len(copied) and on_disk[-1]["name"] == "resume_point"
+    writer.finish("cancelled")
