@@ -34,8 +34,11 @@ def check_base(spec: dict) -> None:
     itself: `pulse --knowledge pretrained` on a checkpoint, as engine.spec.validate says)."""
     if spec.get("knowledge") == "pretrained" and spec["model"] not in MODELS:
         return
-    seen = saw(read_lineage(spec["model"]), fingerprint=data_fingerprint(spec["data"]),
-               identity=data_identity(spec["data"]))  # a copy of the data (new file times) is the same data
+    lineage = read_lineage(spec["model"])
+    if not lineage:  # a registered name, a hub id, a checkpoint the workbench did not make: nothing to compare (and
+        return       # a real folder's two walks, its fingerprint and its identity, are not paid for on every run)
+    # by fingerprint first; by identity (a copy of the data, with new file times) only when that finds nothing
+    seen = saw(lineage, fingerprint=data_fingerprint(spec["data"])) or saw(lineage, identity=data_identity(spec["data"]))
     if seen is not None:
         raise SpecError(trained_on_data_message(spec["model"], spec["data"], seen.get("data_ref")), field="model")
 

@@ -24,10 +24,8 @@ from screens.services import Services
 from screens.widgets.confirm import ConfirmScreen
 from screens.widgets.footer import Footer
 from sessions.attacks import attack_line, attacks_brief, attacks_of
-from sessions.recovery import settled
-from sessions.resuming import resume_problem, resuming_spec
+from sessions.resuming import NotResumable, resume_spec
 from sessions.export import session_document, write_export
-from sessions.schema import SchemaMismatch
 from sessions.store import SessionBusy, SessionDamaged, UnknownSession, busy_message
 from sessions.study import cells_of_session
 from sessions.summary import format_deletion, summary_metrics, test_headline, took
@@ -356,15 +354,11 @@ class HomeScreen(Screen):
         if row is None:
             return
         try:
-            record = settled(self.services.store, row["id"], self.services.store.get(row["id"]))
-        except (UnknownSession, SessionDamaged, SessionBusy, SchemaMismatch, OSError) as exc:
-            self.notify(str(getattr(exc, "message", exc)), severity="error")
+            spec = resume_spec(self.services.store, row["id"])
+        except NotResumable as exc:
+            self.notify(str(exc), severity="warning")
             return
-        problem = resume_problem(row["id"], record)
-        if problem:
-            self.notify(problem, severity="warning")
-            return
-        self.submit_resume(resuming_spec(self.services.store, row["id"], record), record.get("device"))
+        self.submit_resume(spec, row.get("device"))
 
     @work(exclusive=True, group="resume", exit_on_error=False)
     async def submit_resume(self, spec: dict, device: str | None) -> None:

@@ -34,4 +34,14 @@ def resume_point_dirs(cache: Path, session_id: str) -> tuple[Path, Path]:
     """Where a run of K requests keeps its resume point (engine/protocols/resume.py), and where the point it
     replaces waits while the new one is swapped in."""
     point = cache / "runs" / f"{session_id}.resume"
-    return point, point.with_name(point.name + ".old")
+    return point, previous_point(point)
+
+
+def previous_point(point: Path) -> Path:
+    """Where the point before `point` waits (kept until the next is written)."""
+    return point.with_name(point.name + ".old")
+
+
+def point_staging(point: Path) -> list[Path]:
+    """The staging folders a write of `point` left when a kill cut it short (engine.cache.staged's names)."""
+    return sorted(point.parent.glob(f".{point.name}.*"))

@@ -27,6 +27,31 @@ def resume_problem(session_id: str, record: dict) -> str | None:
     return None
 
 
+class NotResumable(ValueError):
+    """Why a session cannot be resumed, in one line (the CLI's exit 2, the TUI's notice)."""
+
+
+def resume_spec(store, session_id: str) -> dict:
+    """The spec that resumes `session_id` (still to validate), for `resume` and the TUI's shift+R alike: its record
+    settled first (one a dead process left running is marked interrupted), or NotResumable saying why not."""
+    from sessions.errors import SessionBusy, SessionDamaged, UnknownSession
+    from sessions.recovery import settled
+    from sessions.schema import SchemaMismatch
+
+    try:
+        record = settled(store, session_id, store.get(session_id))
+    except UnknownSession as error:
+        raise NotResumable(error.message) from None
+    except (SessionDamaged, SessionBusy, SchemaMismatch) as error:
+        raise NotResumable(str(error)) from None
+    except OSError as error:  # a session directory this user may read but not write
+        raise NotResumable(f"session {session_id} cannot be marked interrupted here ({error.strerror}); "
+                           "`mmul-workbench sessions check --repair` as its owner does it") from None
+    if (problem := resume_problem(session_id, record)) is not None:
+        raise NotResumable(problem)
+    return resuming_spec(store, session_id, record)
+
+
 RESUMED = re.compile(r" \(resumed(?: (\d+))?\)$")
 
 
@@ -46,10 +71,15 @@ def resuming_spec(store, session_id: str, record: dict) -> dict:
     return spec
 
 
-def reached_points(store, session_id: str) -> set[int]:
+def is_point(event: dict) -> bool:
+    """Whether `event` says a resume point was written (its request and path with it)."""
+    return event["kind"] == "artifact" and event.get("name") == "resume_point"
+
+
+def reached_points(store, session_id: str, events: list[dict] | None = None) -> set[int]:
     """The requests after which the session's events say a resume point was written."""
-    return {event["request"] for event in store.events(session_id)
-            if event["kind"] == "artifact" and event.get("name") == "resume_point" and isinstance(event.get("request"), int)}
+    events = store.events(session_id) if events is None else events
+    return {event["request"] for event in events if is_point(event) and isinstance(event.get("request"), int)}
 
 
 def resumers(store, session_id: str) -> list[dict]:
@@ -76,7 +106,7 @@ def point_events(store, session_id: str, request: int) -> list[dict]:
     events; ValueError (one line) when they end before it (the run stopped as the point was being written)."""
     events = store.events(session_id)
     for index, event in enumerate(events):
-        if event["kind"] == "artifact" and event.get("name") == "resume_point" and event.get("request") == request:
+        if is_point(event) and event.get("request") == request:
             return [kept for kept in events[: index + 1] if kept["kind"] not in NOT_COPIED]
     raise ValueError(f"session {session_id}'s events end before its resume point after request {request} (it stopped "
                      "while the point was written); run its command again instead")
@@ -104,30 +134,30 @@ def resumed_words(spec: dict) -> str | None:
     return f"resumed session {resumes['session']}{after}"
 
 
-def point_dirs(store, session_id: str, spec: dict) -> list[Path]:
+def point_dirs(store, session_id: str, spec: dict, events: list[dict] | None = None) -> list[Path]:
     """Every folder of the session's resume points: where its own `resume_point` events say they were written (the
     cache of the engine or process that ran it) and where this process's cache would hold them, each with the
     point before it (`.old`) and the staging of a write a kill cut short. (A resumed session's copied events name
     the points of the session it resumed: those are not its own.)"""
-    from sessions.paths import cache_dir, resume_point_dirs
+    from sessions.paths import cache_dir, point_staging, previous_point, resume_point_dirs
 
-    own = f"{session_id}.resume"
-    try:
-        events = store.events(session_id)
-    except Exception:  # a damaged session: its points, if any, where this process's cache keeps them
-        events = []
-    named = {Path(event["path"]) for event in events if event["kind"] == "artifact"
-             and event.get("name") == "resume_point" and isinstance(event.get("path"), str)}
-    places = {place for place in named if place.name == own}
-    places.add(resume_point_dirs(cache_dir(spec.get("artifacts"), store.home), session_id)[0])
+    if events is None:
+        try:
+            events = store.events(session_id)
+        except Exception:  # a damaged session: its points, if any, where this process's cache keeps them
+            events = []
+    default, _ = resume_point_dirs(cache_dir(spec.get("artifacts"), store.home), session_id)
+    places = {Path(event["path"]) for event in events if is_point(event) and isinstance(event.get("path"), str)}
+    places = {place for place in places if place.name == default.name} | {default}
     return [path for place in sorted(places) for path in
-            (place, place.with_name(place.name + ".old"), *sorted(place.parent.glob(f".{place.name}.*")))]
+            (place, previous_point(place), *point_staging(place))]
 
 
 def resume_hint(store, spec: dict, session_id: str) -> str | None:
     """``mmul-workbench resume S`` goes on ...: said when a stopped run has a point its events reach."""
-    reached = reached_points(store, session_id)
-    for place in point_dirs(store, session_id, spec):
+    events = store.events(session_id)
+    reached = reached_points(store, session_id, events)
+    for place in point_dirs(store, session_id, spec, events):
         try:
             request = json.loads((place / "state.json").read_text()).get("request")
         except (OSError, ValueError, AttributeError):

@@ -10,8 +10,7 @@ import typer
 from engine import spec as specs
 from engine.errors import SpecError
 from workbench.completion import complete_session
-from sessions.recovery import settled
-from sessions.resuming import resume_problem, resumed_words, resuming_spec
+from sessions.resuming import NotResumable, resume_spec, resumed_words
 from workbench.output import fail
 
 
@@ -45,24 +44,15 @@ def resume(
 def resumed_spec(session: str) -> dict:
     """The stopped session's spec with `resumes` naming it, validated; one line and exit 2 when it cannot
     resume (unknown, still running, finished, a single request, a study)."""
-    from sessions.schema import SchemaMismatch
-    from sessions.store import SessionBusy, SessionDamaged, SessionStore, UnknownSession
+    from sessions.store import SessionStore, UnknownSession
 
     store = SessionStore()
     try:
-        session_id = store.resolve(session)
-        record = settled(store, session_id, store.get(session_id))
+        spec = resume_spec(store, store.resolve(session))
     except UnknownSession as error:
         fail(error.message)
-    except (SessionDamaged, SessionBusy, SchemaMismatch) as error:
+    except NotResumable as error:
         fail(str(error))
-    except OSError as error:  # a session directory this user may read but not write
-        fail(f"session {session} cannot be marked interrupted here ({error.strerror}); `mmul-workbench sessions check "
-             "--repair` as its owner does it")
-    problem = resume_problem(session_id, record)
-    if problem:
-        fail(problem)
-    spec = resuming_spec(store, session_id, record)
     try:
         return specs.validate_pulse(spec) if spec.get("kind") == "pulse" else specs.validate(spec)
     except SpecError as error:

@@ -196,7 +196,7 @@ class Requests:
             state, weights = point
             check_original(state, original, bool(spec.get("original")))
             if state["forgotten"] != [unit for request in requests[:state["request"]] for unit in request]:
-                raise SpecError(f"the deletion set is not the one session {spec['resumes']['session']}'s resume point "
+                raise SpecError(f"the deletion set is not the one session {resumes['session']}'s resume point "
                                 "was written for (did the data change?); run its command again instead", field="resumes")
             restore_weights(task, model, weights)
             done, entries, forgotten, metrics = state["request"], state["entries"], state["forgotten"], state["metrics"]
@@ -210,7 +210,7 @@ class Requests:
             if retrained:
                 emit("log", level="warning", message=f"the original model was not in the cache: it trained again "
                      f"({retrained:.1f} s) before the run went on")
-            emit("log", level="info", message=f"resumed session {spec['resumes']['session']} after request {done} of "
+            emit("log", level="info", message=f"resumed session {resumes['session']} after request {done} of "
                  f"{len(requests)}")
             if state["torch_threads"] != torch.get_num_threads():
                 emit("log", level="warning", message=f"the resume point was written at {state['torch_threads']} "
@@ -298,7 +298,7 @@ class Requests:
                 if resumes and cadence.points == 1:  # its first point's event is written by now (a request's phase
                     discard(self.cache, resumes["session"])  # event flushes it): the points it went on from can go
                 directory = save_point(model, self.cache, session_id, {
-                    "spec": spec, "request": number, "requests": len(requests), "forgotten": forgotten,
+                    "spec": spec, "request": number, "forgotten": forgotten,
                     "entries": entries, "metrics": metrics, "total_steps": total_steps, "seconds": seconds,
                     "history": history.state(), "judged": guard.judged, "params": params, "tuned": tuned,
                     "cost": cost.state(), "torch_threads": torch.get_num_threads(),
@@ -331,7 +331,7 @@ class Requests:
             "seconds": round(seconds, 3),
             "steps": total_steps,
             "total_seconds": round(time.perf_counter() - started, 3),
-            **({"resumed": spec["resumes"]} if spec.get("resumes") else {}),
+            **({"resumed": resumes} if resumes else {}),
             "cost": self.cost_record(cost),
             "hyperparameters": {**params, "lr": lr, "epochs": epochs},
             **task.result_fields(forgotten),

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from engine.cache import checkpoint_fingerprint, staged
 from engine.errors import SpecError
-from sessions.paths import resume_point_dirs
+from sessions.paths import point_staging, resume_point_dirs
 
 RESUME_VERSION = 1
 DEFAULT_MINUTES = 10.0
@@ -42,7 +42,7 @@ WEIGHTS = "model"
 # what may differ between a spec and the spec that resumes it (nothing that changes a number)
 NOT_COMPARED = ("name", "resumes", "resume_every")
 # the state a point must hold, with its type: a point edited or cut short is refused before a session exists
-STATE_FIELDS = {"spec": dict, "request": int, "requests": int, "forgotten": list, "entries": list, "metrics": dict,
+STATE_FIELDS = {"spec": dict, "request": int, "forgotten": list, "entries": list, "metrics": dict,
                 "total_steps": int, "seconds": (int, float), "history": dict, "judged": list, "params": dict,
                 "cost": dict, "torch_threads": int, "original": dict, "tuned": (dict, type(None))}
 
@@ -83,7 +83,7 @@ def save_point(model, cache: Path, session_id: str, state: dict) -> Path:
     """Write the weights and the state beside the session's points, then rename them in whole: the last point
     becomes the one before, and the one before that goes. Returns where the new point is."""
     directory, previous = resume_point_dirs(cache, session_id)
-    for stale in directory.parent.glob(f".{directory.name}.*"):  # the staging of a write a kill cut short
+    for stale in point_staging(directory):
         shutil.rmtree(stale, ignore_errors=True)
     with staged(directory) as staging:
         model.save(staging / WEIGHTS)
@@ -98,7 +98,7 @@ def save_point(model, cache: Path, session_id: str, state: dict) -> Path:
 def discard(cache: Path, session_id: str) -> None:
     """Remove the session's points, and the staging of one a kill cut short."""
     directory, previous = resume_point_dirs(cache, session_id)
-    for path in (directory, previous, *directory.parent.glob(f".{directory.name}.*")):
+    for path in (directory, previous, *point_staging(directory)):
         shutil.rmtree(path, ignore_errors=True)
 
 
