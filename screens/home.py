@@ -24,7 +24,7 @@ from screens.services import Services
 from screens.widgets.confirm import ConfirmScreen
 from screens.widgets.footer import Footer
 from sessions.attacks import attack_line, attacks_brief, attacks_of
-from sessions.resuming import NotResumable, resume_spec
+from sessions.recovery import NotResumable, resume_spec
 from sessions.export import session_document, write_export
 from sessions.store import SessionBusy, SessionDamaged, UnknownSession, busy_message
 from sessions.study import cells_of_session

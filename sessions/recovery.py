@@ -1,6 +1,7 @@
 """What an engine start does to the store: sessions a dead writer left queued or running become
-``interrupted`` (never resumed), damaged ones are skipped and reported, and the leftovers of a crash
-(``.partial`` files of sessions no process writes, half-deleted sessions) are removed."""
+``interrupted`` (never resumed on their own), damaged ones are skipped and reported, and the leftovers of a crash
+(``.partial`` files of sessions no process writes, half-deleted sessions) are removed. And what asking to resume a
+stopped session reads of it (`resume_spec`, for `mmul-workbench resume` and the TUI's shift+R)."""
 from __future__ import annotations
 
 import os
@@ -11,6 +12,7 @@ from sessions.catalog import CATALOG, CATALOG_LOCK
 from sessions.errors import SessionBusy, SessionDamaged, UnknownSession
 from sessions.files import PARTIAL, describe_error, locked, remove_tree
 from sessions.schema import ACTIVE_STATES, SchemaMismatch
+from sessions.resuming import resume_problem, resuming_spec
 from sessions.store import TRASH_PREFIX, SessionStore
 
 INTERRUPTED = "the engine stopped while this run was active"
@@ -67,6 +69,27 @@ def settled(store: SessionStore, session_id: str, record: dict) -> dict:
         return record
     interrupt(store, session_id, "the process that ran it is gone (found when it was resumed)")
     return store.get(session_id)
+
+
+class NotResumable(ValueError):
+    """Why a session cannot be resumed, in one line (the CLI's exit 2, the TUI's notice)."""
+
+
+def resume_spec(store: SessionStore, session_id: str) -> dict:
+    """The spec that resumes `session_id` (still to validate), for `resume` and the TUI's shift+R alike: its record
+    settled first (one a dead process left running is marked interrupted), or NotResumable saying why not."""
+    try:
+        record = settled(store, session_id, store.get(session_id))
+    except UnknownSession as error:
+        raise NotResumable(error.message) from None
+    except (SessionDamaged, SessionBusy, SchemaMismatch) as error:
+        raise NotResumable(str(error)) from None
+    except OSError as error:  # a session directory this user may read but not write
+        raise NotResumable(f"session {session_id} cannot be marked interrupted here ({error.strerror}); "
+                           "`mmul-workbench sessions check --repair` as its owner does it") from None
+    if (problem := resume_problem(session_id, record)) is not None:
+        raise NotResumable(problem)
+    return resuming_spec(store, session_id, record)
 
 
 def stale_files(store: SessionStore) -> list[Path]:

@@ -27,31 +27,6 @@ def resume_problem(session_id: str, record: dict) -> str | None:
     return None
 
 
-class NotResumable(ValueError):
-    """Why a session cannot be resumed, in one line (the CLI's exit 2, the TUI's notice)."""
-
-
-def resume_spec(store, session_id: str) -> dict:
-    """The spec that resumes `session_id` (still to validate), for `resume` and the TUI's shift+R alike: its record
-    settled first (one a dead process left running is marked interrupted), or NotResumable saying why not."""
-    from sessions.errors import SessionBusy, SessionDamaged, UnknownSession
-    from sessions.recovery import settled
-    from sessions.schema import SchemaMismatch
-
-    try:
-        record = settled(store, session_id, store.get(session_id))
-    except UnknownSession as error:
-        raise NotResumable(error.message) from None
-    except (SessionDamaged, SessionBusy, SchemaMismatch) as error:
-        raise NotResumable(str(error)) from None
-    except OSError as error:  # a session directory this user may read but not write
-        raise NotResumable(f"session {session_id} cannot be marked interrupted here ({error.strerror}); "
-                           "`mmul-workbench sessions check --repair` as its owner does it") from None
-    if (problem := resume_problem(session_id, record)) is not None:
-        raise NotResumable(problem)
-    return resuming_spec(store, session_id, record)
-
-
 RESUMED = re.compile(r" \(resumed(?: (\d+))?\)$")
 
 

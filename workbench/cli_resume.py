@@ -10,7 +10,8 @@ import typer
 from engine import spec as specs
 from engine.errors import SpecError
 from workbench.completion import complete_session
-from sessions.resuming import NotResumable, resume_spec, resumed_words
+from sessions.recovery import NotResumable, resume_spec
+from sessions.resuming import resumed_words
 from workbench.output import fail
 
 
