@@ -14,7 +14,7 @@ Printed:
 4. one evaluation's seconds: recall both ways on the 1,000-image test gallery (5,000 captions) with a tiny
    CLIP (random weights), chunked (engine/metrics/retrieval.py).
 
-    python bench/bench_data.py [--images 31783] [--workers 2] [--sample 2000]
+    python bench/bench_data.py [--images 31783] [--workers 2] [--sample 2000] [--json-out F]
 """
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from figures import Figures, add_json_out  # noqa: E402  (beside this script)
 
 FLICKR30K_IMAGES = 31_783
 TEST_IMAGES = VAL_IMAGES = 1_000
@@ -109,7 +111,7 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(root: Path, args) -> None:
+def measure(root: Path, args, figures: Figures) -> None:
     from engine.data.fingerprint import data_fingerprint
     from engine.data.registry import load_data
 
@@ -121,6 +123,9 @@ def measure(root: Path, args) -> None:
     index_seconds = time.perf_counter() - started
     rss_indexed = rss_mb()
     units = len(world.train) + len(world.val) + len(world.test)
+    figures.add("index + fingerprint", index_seconds, "s", goal="<= 10",
+                detail=f"{units:,} images: index {indexed:.2f} s, fingerprint {index_seconds - indexed:.2f} s")
+    figures.add("resident memory after indexing", rss_indexed, "MB", goal="<= 1024", detail="torch not yet imported")
     print(f"1. index {indexed:.2f} s + fingerprint {index_seconds - indexed:.2f} s = {index_seconds:.2f} s "
           f"for {units} images (goal <= 10 s) [{fingerprint}]")
     print(f"2. resident memory after indexing: {rss_indexed:.0f} MB (goal <= 1024 MB; torch not yet imported)")
@@ -165,6 +170,9 @@ def measure(root: Path, args) -> None:
         count = loader()
         rates.setdefault(name, []).append(count / (time.perf_counter() - started))
     bare_rate, bench_rate = max(rates["bare PIL"]), max(rates["workbench"])
+    figures.add("decode + preprocess, workbench against bare PIL", bench_rate / bare_rate, "x", goal=">= 0.9",
+                detail=f"500x375 JPEG to 224 px, {args.workers} threads, best of 3 interleaved passes of {len(sample)}: "
+                       f"{bench_rate:.0f} against {bare_rate:.0f} images/s")
     print(f"3. decode + preprocess (500x375 JPEG -> 224 px, {args.workers} threads, best of 3 interleaved passes of "
           f"{len(sample)}): workbench {bench_rate:.0f} images/s, bare PIL {bare_rate:.0f} images/s, "
           f"ratio {bench_rate / bare_rate:.2f} (goal >= 0.9)")
@@ -182,9 +190,13 @@ def measure(root: Path, args) -> None:
     scores = adapter.gallery_scores(gallery, 128)
     recall = recall_from_ranks(*chunked_query_ranks(scores, gallery.pair_unit))
     seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures.add("one evaluation on the 1k test gallery", seconds, "s",
+                detail=f"{gallery.n_units:,} images, {len(gallery):,} captions; tiny CLIP at 224 px, random weights")
+    figures.add("peak resident memory", peak, "MB")
     print(f"4. one evaluation on the 1k test gallery ({gallery.n_units} images, {len(gallery)} captions; tiny CLIP "
           f"at 224 px, random weights): {seconds:.1f} s (r_mean {recall['r_mean']:.2f}); peak RSS "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+          f"{peak:.0f} MB")
 
 
 def main() -> None:
@@ -193,6 +205,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="processes writing the folder; threads decoding")
     parser.add_argument("--sample", type=int, default=2000, help="images decoded by each loader")
     parser.add_argument("--write-only", action="store_true", help="write the folder and stop")
+    add_json_out(parser)
     args = parser.parse_args()
     os.environ.setdefault("MMUL_HOME", tempfile.mkdtemp(prefix="mmul-bench-"))
     root = Path(os.environ.get("MMUL_BENCH_DATA") or Path(os.environ["MMUL_HOME"]) / "bench" / "flickr30k-sized")
@@ -200,7 +213,10 @@ def main() -> None:
     print(f"folder: {root} ({args.images} images; {'written in %.0f s' % written if written else 'reused'})")
     if args.write_only:
         return
-    measure(root, args)
+    figures = Figures("data", f"a generated Flickr30K-sized Karpathy folder: {args.images:,} JPEGs of 500x375, "
+                              f"5 captions each; {os.cpu_count()} cores")
+    measure(root, args, figures)
+    figures.write(args.json_out)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ and the largest difference between the two metric sets: 0, or an AUC's step wher
 computed in another batch) breaks a near-tie of two scores the other way (one pair in 120 x 120: 6.9e-05).
 
     python bench/bench_evaluation.py [--model clip-tiny] [--data shapes] [--delete 50] [--device auto] [--repeats 3]
+        [--json-out F]
 
 The model is untrained (its starting weights): how long scoring takes does not depend on what the weights hold.
 """
@@ -19,6 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from figures import Figures, add_json_out  # noqa: E402  (beside this script)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -28,6 +31,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=42)
+    add_json_out(parser)
     args = parser.parse_args()
     if args.repeats < 1:
         parser.exit(2, f"--repeats {args.repeats}: give 1 or more\n")
@@ -77,13 +81,18 @@ def main() -> None:
     network_seconds, network_metrics, network_rows = measured(NetworkScoring)
     embedding_seconds, embedding_metrics, embedding_rows = measured(EmbeddingScoring)
     difference = max(abs(network_metrics[name] - embedding_metrics[name]) for name in network_metrics)
-    print(f"{args.model} on {args.data} ({device.type}): joint set {task.joint.n_units} units, "
-          f"{len(task.joint)} texts; Df {len(forgotten)} units")
+    setting = (f"{args.model} (untrained) on {args.data} ({device.type}): joint set {task.joint.n_units} units, "
+               f"{len(task.joint)} texts; Df {len(forgotten)} units; best of {args.repeats}")
+    figures = Figures("evaluation", setting, torch_threads=torch.get_num_threads())
+    print(setting)
     for label, seconds, rows in (("network pass per gallery and pair", network_seconds, network_rows),
                                  ("each embedded once", embedding_seconds, embedding_rows)):
+        figures.add(label, seconds, "s", detail=f"{rows['image_embed']:,} images + {rows['text_embed']:,} texts embedded")
         print(f"  {label:36s} {rows['image_embed']:7d} images {rows['text_embed']:7d} texts  {seconds:7.3f} s")
+    figures.add("speed-up", network_seconds / embedding_seconds, "x")
+    figures.add("largest metric difference", difference)
     print(f"  speed-up {network_seconds / embedding_seconds:.2f}x; largest metric difference {difference:.3g}")
-
+    figures.write(args.json_out)
 
 if __name__ == "__main__":
     main()

@@ -7,7 +7,7 @@
 3. Time to open and replay a 100,000-event session: read every event (10 sealed segments + the open
    one), build the curves and the final table, and draw the headless replay (plotext + rich).
 
-    .venv/bin/python bench/bench_sessions.py [--step-ms 1.0] [--steps 10000]
+    .venv/bin/python bench/bench_sessions.py [--step-ms 1.0] [--steps 10000] [--json-out F]
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from figures import Figures, add_json_out  # noqa: E402  (beside this script)
 from sessions.series import final_table, loss_series  # noqa: E402
 from sessions.store import SessionStore  # noqa: E402
 
@@ -42,7 +43,7 @@ def _step(writer, i: int) -> None:
                 losses={"total": 3 * x, LOSSES[0]: x, LOSSES[1]: x * 0.9, LOSSES[2]: x * 1.1})
 
 
-def bench_run(root: Path, steps: int, step_ms: float) -> None:
+def bench_run(root: Path, steps: int, step_ms: float, figures: Figures) -> None:
     store = SessionStore(root)
     started = time.perf_counter()
     writer = store.create(SPEC)
@@ -58,6 +59,9 @@ def bench_run(root: Path, steps: int, step_ms: float) -> None:
     writer.finish("finished", summary={"metrics": {"df_dr_auc": 0.5}})
     wall = time.perf_counter() - started
     st = writer.stats
+    figures.add(f"flush time as a share of a {steps:,}-step run", 100 * st["flush_seconds"] / wall, "%",
+                detail=f"{step_ms:g} ms simulated compute a step; {st['flushes']} flushes, the longest "
+                       f"{1000 * st['flush_max']:.2f} ms")
     print(f"[1] {steps:,}-step run, {step_ms:g} ms simulated compute per step: wall {wall:.2f} s")
     print(f"    flushes {st['flushes']} (incl. {st['seals']} segment seals), total flush time "
           f"{st['flush_seconds'] * 1000:.1f} ms = {100 * st['flush_seconds'] / wall:.3f}% of run time; "
@@ -71,7 +75,7 @@ def x_of(i: int) -> float:
     return 0.4 / (1 + i / 1000)
 
 
-def bench_constant_flush(root: Path, events: int = 200_000, probe: int = 5_000) -> None:
+def bench_constant_flush(root: Path, figures: Figures, events: int = 200_000, probe: int = 5_000) -> None:
     """Flush with the open segment at `probe` events, in the first segment and in the last one."""
     store = SessionStore(root, flush_interval=3600)  # flush only when we say so
     writer = store.create(SPEC)
@@ -88,11 +92,14 @@ def bench_constant_flush(root: Path, events: int = 200_000, probe: int = 5_000) 
     writer.finish("finished")
     first, last = min(samples), max(samples)
     a, b = statistics.median(samples[first]), statistics.median(samples[last])
+    figures.add("one flush late in the log against early", b / a, "x",
+                detail=f"{probe:,} events in the open segment at event ~{first * size + probe:,} ({a * 1000:.2f} ms) "
+                       f"and ~{last * size + probe:,} ({b * 1000:.2f} ms) of {events:,}")
     print(f"[2] flush with {probe:,} events in the open segment: at event ~{first * size + probe:,} "
           f"{a * 1000:.2f} ms, at event ~{last * size + probe:,} {b * 1000:.2f} ms (ratio {b / a:.2f})")
 
 
-def bench_replay(root: Path, events: int = 100_000) -> None:
+def bench_replay(root: Path, figures: Figures, events: int = 100_000) -> None:
     store = SessionStore(root, flush_interval=3600)
     writer = store.create(SPEC)
     writer.emit("eval", step=0, phase="unlearn", split="before", metrics={"df_dr_auc": 0.9, "test.r_mean": 52.0})
@@ -122,6 +129,9 @@ def bench_replay(root: Path, events: int = 100_000) -> None:
     replay_headless(sid, width=100, out=buf)
     t4 = time.perf_counter()
     assert len(evs) == n and meta["state"] == "finished" and len(curves["total"][0]) == i
+    figures.add(f"open + read a {n:,}-event session", t1 - t0, "s", detail=f"{meta['sealed']} sealed segments")
+    figures.add("its curves + final table", t2 - t1, "s")
+    figures.add("its whole headless replay (read + plotext + rich)", t4 - t3, "s")
     print(f"[3] {n:,}-event session ({meta['sealed']} sealed segments): open + read every event "
           f"{(t1 - t0) * 1000:.0f} ms, curves + final table {(t2 - t1) * 1000:.0f} ms, whole headless replay "
           f"(read + plotext + rich) {(t4 - t3) * 1000:.0f} ms")
@@ -131,12 +141,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10_000)
     parser.add_argument("--step-ms", type=float, default=1.0)
+    add_json_out(parser)
     args = parser.parse_args()
+    figures = Figures("sessions", f"the session store on a temporary folder, {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory(prefix="mmul-bench-") as tmp:
         root = Path(tmp)
-        bench_run(root / "a", args.steps, args.step_ms)
-        bench_constant_flush(root / "b")
-        bench_replay(root / "c")
+        bench_run(root / "a", args.steps, args.step_ms, figures)
+        bench_constant_flush(root / "b", figures)
+        bench_replay(root / "c", figures)
+    figures.write(args.json_out)
 
 
 if __name__ == "__main__":

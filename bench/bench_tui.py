@@ -1,6 +1,6 @@
 """TUI speed: plot redraw time with a 100,000-point loss series, and cold start to first frame.
 
-    .venv/bin/python bench/bench_tui.py [--points 100000] [--size 120x40]
+    .venv/bin/python bench/bench_tui.py [--points 100000] [--size 120x40] [--json-out F]
 
 Prints:
 - the monitor's plot redraw (downsample to ~2 points per column + plotext build) with 3 loss terms
@@ -25,6 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from figures import Figures, add_json_out  # noqa: E402  (beside this script)
 
 
 def events(n: int) -> list[dict]:
@@ -167,6 +169,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--size", default="120x40")
+    add_json_out(parser)
     args = parser.parse_args()
     width, _, height = args.size.partition("x")
     if not (width.isdigit() and height.isdigit() and int(width) >= 40 and int(height) >= 12):
@@ -175,22 +178,31 @@ def main() -> None:
         parser.error(f"--points must be at least 1 (got {args.points})")
     w, h = int(width), int(height)
     r = asyncio.run(plot_bench(args.points, (w, h)))
-    print(f"terminal {w}x{h}, loss plot {r['plot_width']} columns, 3 terms x {args.points:,} points "
-          f"({r['points_stored']:,} stored, {r['points_drawn']} drawn)")
+    figures = Figures("tui", f"terminal {w}x{h}, loss plot {r['plot_width']} columns, 3 terms x {args.points:,} points "
+                             f"({r['points_stored']:,} stored, {r['points_drawn']} drawn)")
+    print(figures.document["setting"])
+    figures.add(f"plot redraw at {args.points:,} points", r["plot_redraw_s"], "s")
+    figures.add("redraws a second", 1 / r["plot_redraw_s"], "/s", goal=">= 4")
     print(f"plot redraw at {args.points:,} points: {r['plot_redraw_s'] * 1000:.1f} ms "
           f"-> {1 / r['plot_redraw_s']:.0f} redraws/s possible (target >= 4)")
+    figures.add("10,000 points drawn each against downsampled", r["raw_10k_redraw_s"] / r["down_10k_redraw_s"], "x",
+                detail=f"{r['raw_10k_redraw_s'] * 1000:.0f} ms against {r['down_10k_redraw_s'] * 1000:.1f} ms")
     print(f"10,000 points: every point {r['raw_10k_redraw_s'] * 1000:.0f} ms, downsampled "
           f"{r['down_10k_redraw_s'] * 1000:.1f} ms (ratio {r['raw_10k_redraw_s'] / r['down_10k_redraw_s']:.0f}x)")
+    figures.add(f"monitor tick to painted frame at {args.points:,} points", r["tick_to_frame_s"], "s")
     print(f"monitor tick to painted frame at {args.points:,} points: {r['tick_to_frame_s'] * 1000:.1f} ms")
-    print(f"cold start to first frame (new process, sessions home): {cold_start():.2f} s")
+    started = figures.add("cold start to the first frame", cold_start(), "s",
+                          detail="a new process on a sessions home, median of 3")
+    print(f"cold start to first frame (new process, sessions home): {started:.2f} s")
     from textual.widgets import Footer as TextualFooter
 
     from screens.widgets.footer import Footer
 
     ours, textuals = (asyncio.run(tab_cpu(footer, (w, h))) for footer in (Footer, TextualFooter))
+    figures.add("Tab on the New-run form, CPU", ours, "s", detail=f"{textuals * 1000:.0f} ms with Textual's own footer")
     print(f"Tab on the New-run form, CPU: {ours * 1000:.0f} ms with the workbench's footer, {textuals * 1000:.0f} ms "
           f"with Textual's (ratio {textuals / ours:.2f}x)")
-
+    figures.write(args.json_out)
 
 if __name__ == "__main__":
     main()

@@ -201,3 +201,24 @@ def test_a_records_threads_are_those_its_runs_recorded():
     assert results.threads_of(study) == "mixed (the runs trained at different counts)"
     assert results.threads_of({"metrics": {}}) is None
     assert results.make_record("x", "cmd", run)["threads"] == "1"
+
+
+def test_a_bench_table_says_which_goals_were_met():
+    """A bench script's `--json-out` figures (bench/figures.py) render with their goals, met or missed."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("figures", results.ROOT / "bench" / "figures.py")
+    figures_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(figures_module)
+    figures = figures_module.Figures("engine", "clip-tiny on shapes", torch_threads=1)
+    figures.add("Retrain", 35.2, "s", detail="2628 steps")
+    figures.add("MultiDelete / Retrain time", 0.129, goal="<= 0.12")
+    figures.add("redraws a second", 44.2, "/s", goal=">= 4")
+    figures.add("plot redraw", 0.0226, "s")
+    record = results.make_record("bench-x", "python bench/bench_engine.py --json-out x.json", figures.document)
+    assert record["threads"] == "1"
+    rows = [line for line in results.render(record).splitlines() if line.startswith("| ") and "figure" not in line]
+    assert rows == ["| Retrain | 35.2 s (2628 steps) |  |  |",
+                    "| MultiDelete / Retrain time | 0.129 | <= 0.12 | **missed** |",
+                    "| redraws a second | 44.2/s | >= 4 | met |",
+                    "| plot redraw | 22.6 ms |  |  |"]

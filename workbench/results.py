@@ -159,8 +159,36 @@ def continual_table(record: dict) -> str:
                       "", *table_lines(record["document"])])
 
 
+def figure_value(value: float, unit: str) -> str:
+    """A measured figure at the precision its size calls for: 3 significant digits, thousands grouped."""
+    if unit == "s" and 0 < abs(value) < 1:
+        value, unit = value * 1000, "ms"
+    if value == 0:
+        text = "0"
+    elif abs(value) >= 100:
+        text = f"{value:,.0f}"
+    else:
+        text = f"{value:.3g}"
+    return f"{text}{unit}" if unit in ("x", "%", "/s") else f"{text} {unit}".strip()
+
+
+def bench_table(record: dict) -> str:
+    """A bench script's figures (`bench/*.py --json-out`; bench/figures.py): each with its goal and whether it was
+    met, as the script printed them."""
+    document = record["document"]
+    lines = [f"`{record['command']}` ({record['date']}; {record['machine']}; threads: {record['threads']}; "
+             f"{document['setting']})", "", "| figure | measured | goal | |", "|---|---|---|---|"]
+    for figure in document["figures"]:
+        measured = figure_value(figure["value"], figure.get("unit", ""))
+        if figure.get("detail"):
+            measured += f" ({figure['detail']})"
+        met = "" if "met" not in figure else ("met" if figure["met"] else "**missed**")
+        lines.append(f"| {figure['name']} | {measured} | {figure.get('goal', '')} | {met} |")
+    return "\n".join(lines)
+
+
 RENDERERS = {"demo": demo_table, "study": study_table, "pulse": pulse_table, "worlds": worlds_table,
-             "continual": continual_table}
+             "continual": continual_table, "bench": bench_table}
 
 
 def kind_of(document) -> str | None:
@@ -172,6 +200,8 @@ def kind_of(document) -> str | None:
         return "worlds"
     if "continual" in document:
         return "continual"
+    if "bench" in document:
+        return "bench"
     return "study" if "study" in document and "methods" in document else None
 
 
