@@ -103,6 +103,27 @@ def test_a_run_resumed_after_a_request_ends_as_one_never_stopped(home, raw, requ
     assert not point_dir(cache_dir(), session).exists()  # gone once the resumed run has its own checkpoint
 
 
+def test_a_resume_at_another_thread_count_computes_at_the_points(home, whole_clip):
+    """On the CPU the thread count is part of the arithmetic and of the cached original's key: a resume in a process
+    at another count went looking for (and trained) another original, then failed on it (exit 1). It computes at
+    the point's count instead, ends with the numbers of a run never stopped, and gives the process its count back."""
+    import torch
+
+    spec = validated(SPEC)
+    session, before = stopped_after(spec, 1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads + 1)
+    try:
+        document, events = resumed(spec, session, marked(before))
+        assert torch.get_num_threads() == threads + 1
+    finally:
+        torch.set_num_threads(threads)
+    assert numbers(document) == numbers(whole_clip)
+    assert not any(e["kind"] == "phase" and e["name"] == "original" for e in events)  # the point's original loaded
+    assert any(e["kind"] == "log" and e["message"].startswith(f"computing at the resume point's {threads} torch threads")
+               for e in events)
+
+
 def test_the_point_its_events_reach_is_the_one_it_goes_on_from(home):
     """A kill -9 of the engine in the half second after a point was written left a session whose events ended
     before that point's event, with the point before it already deleted: it could never resume. The point before
@@ -127,7 +148,8 @@ def test_the_point_its_events_reach_is_the_one_it_goes_on_from(home):
         check_resumable({**spec, "resumes": whole}, cache_dir(), {1, 2})
 
 
-def test_a_point_for_another_spec_or_none_is_refused(home):
+def test_a_point_for_another_spec_or_none_is_refused(home, monkeypatch):
+    import engine.protocols.resume as resume
     from engine.errors import SpecError
     from engine.protocols.resume import check_resumable
     from sessions.paths import cache_dir
@@ -141,6 +163,10 @@ def test_a_point_for_another_spec_or_none_is_refused(home):
         check_resumable({**spec, "resumes": {"session": "20260101-000000-abcd"}}, cache_dir(), set())
     assert check_resumable({**spec, "name": "again", "resumes": {"session": session}}, cache_dir(),
                            marked(events))["request"] == 1
+    # data whose files changed since the point (a deletion set and requests that may be others): refused up front
+    monkeypatch.setattr(resume, "data_identity", lambda ref: "another identity")
+    with pytest.raises(SpecError, match="shapes-tiny changed since session .* resume point was written"):
+        check_resumable({**spec, "resumes": {"session": session}}, cache_dir(), marked(events))
 
 
 def stopped_session(home, spec: dict, request: int | None) -> str:

@@ -22,6 +22,7 @@ import time
 from typing import Callable
 
 from engine.data.deletion import split_requests
+from engine.data.fingerprint import data_identity
 from engine.devices import resolve_device
 from engine.errors import SpecError
 from engine.loop import LoopConfig, run_loop
@@ -36,7 +37,8 @@ from engine.loop import peak_memory_mb
 from engine.parallel import current as current_parallel
 from engine.parallel import rank_threads
 from engine.protocols.originals import original_dir, original_record, run_lineage, save_atomically, trained_original
-from engine.protocols.resume import Cadence, check_original, discard, read_point, restore_weights, save_point
+from engine.protocols.resume import (Cadence, check_original, discard, kept_original, read_point, restore_weights,
+                                     save_point)
 from engine.seeding import derive_seed, generator, seed_everything
 from engine.spec import CAPABILITIES, METHODS, check_method_fits
 from engine.spec.catalog import method_variant
@@ -132,9 +134,16 @@ class Requests:
                  f"of training per request ({timed['source']})")
         resumes = spec.get("resumes")
         point = read_point(self.cache, resumes["session"], resumes["request"]) if resumes else None
+        # on the CPU the thread count is part of the arithmetic (and of the cached original's key): a resume
+        # computes at the point's count, whatever this process's, so it goes on with the same original and numbers
+        threads_were = torch.get_num_threads()
+        if point is not None and self.device.type == "cpu" and point[0]["torch_threads"] != threads_were:
+            torch.set_num_threads(point[0]["torch_threads"])
         units = task.forget_units()
         requests = split_requests(units, spec["requests"])
-        original, cost.original_seconds = trained_original(task, spec, self.device, emit, self.should_stop, self.cache)
+        kept = kept_original(point[0]) if point is not None and not spec.get("original") else None
+        original, cost.original_seconds = (kept, 0.0) if kept is not None else trained_original(
+            task, spec, self.device, emit, self.should_stop, self.cache)
 
         emit("phase", name="prepare")
         seed_everything(seed, "prepare")
@@ -212,11 +221,11 @@ class Requests:
                      f"({retrained:.1f} s) before the run went on")
             emit("log", level="info", message=f"resumed session {resumes['session']} after request {done} of "
                  f"{len(requests)}")
-            if state["torch_threads"] != torch.get_num_threads():
-                emit("log", level="warning", message=f"the resume point was written at {state['torch_threads']} "
-                     f"torch threads and this run computes at {torch.get_num_threads()}: its last digits may differ "
-                     "from a run never stopped (set OMP_NUM_THREADS to match)")
+            if state["torch_threads"] != threads_were and self.device.type == "cpu":
+                emit("log", level="info", message=f"computing at the resume point's {state['torch_threads']} torch "
+                     f"threads (this process had {threads_were}), so that the numbers are those of a run never stopped")
         cadence = Cadence(spec, len(requests))
+        data = None  # the data's identity, read at the first point (a real folder's is a walk of its files)
         request_start = cost.snapshot() if done else Cost(started=started)  # the first request's counts from the start
         for number, request in enumerate(requests, start=1):
             if number <= done:
@@ -302,7 +311,8 @@ class Requests:
                     "entries": entries, "metrics": metrics, "total_steps": total_steps, "seconds": seconds,
                     "history": history.state(), "judged": guard.judged, "params": params, "tuned": tuned,
                     "cost": cost.state(), "torch_threads": torch.get_num_threads(),
-                    "original": {"model": str(original), "fingerprint": checkpoint_fingerprint(str(original))}})
+                    "original": {"model": str(original), "fingerprint": checkpoint_fingerprint(str(original))},
+                    "data": (data := data or data_identity(spec["data"]))})
                 cadence.written()
                 emit("artifact", name="resume_point", request=number, path=str(directory))
         # per-unit mean Df losses of the final model (tasks over units): a study's forget quality against Retrain

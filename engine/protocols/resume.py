@@ -20,8 +20,10 @@ with the old one's events up to that event (sessions/resuming.py). The run sets 
 original, the same deletion set and requests, the task prepared the same way) with its events held back, then
 loads the point's weights into the model and its state, and goes on from request j + 1. Every request seeds
 its RNGs from the run's seed and its own number (engine/seeding.py), so the resumed run's numbers are those of
-a run that was never stopped, at the same thread count (the point records it; another count is said in a
-warning, as its last digits may differ).
+a run that was never stopped. On the CPU the thread count is part of the arithmetic (and of a cached original's
+key), so a resume computes at the count the point records, and it goes on with the original the point started
+from while that is cached as it was (`kept_original`). Preflight refuses a point whose data changed
+(`data_identity`: the files' names, sizes and annotations) before anything loads.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ import time
 from pathlib import Path
 
 from engine.cache import checkpoint_fingerprint, staged
+from engine.data.fingerprint import data_identity
 from engine.errors import SpecError
 from sessions.paths import point_staging, resume_point_dirs
 
@@ -166,6 +169,10 @@ def check_resumable(spec: dict, cache: Path, reached: set[int]) -> dict:
         raise SpecError(f"session {session}'s resume point was written for a spec that differs from the session's in "
                         f"{', '.join(differ)} (by another version of mmul-workbench?); run its command again instead",
                         field="resumes")
+    if state.get("data") is not None and state["data"] != data_identity(spec["data"]):
+        raise SpecError(f"{spec['data']} changed since session {session}'s resume point was written (its files' names, "
+                        "sizes or annotations differ), so its deletion set and requests may be others; run its command "
+                        "again instead", field="resumes")
     return {**spec["resumes"], "request": state["request"]}
 
 
@@ -174,6 +181,14 @@ def restore_weights(task, model, weights: Path) -> None:
     saved = task.load(str(weights), "cpu")
     model.model.load_state_dict(saved.model.state_dict())
     del saved
+
+
+def kept_original(state: dict) -> Path | None:
+    """The cached original the point started from, when it is still there as it was: a resume goes on with it
+    rather than with the entry its key would name today (a thread count, or file times, that differ name another)."""
+    recorded = state["original"]
+    path = Path(recorded["model"])
+    return path if path.is_dir() and checkpoint_fingerprint(str(path)) == recorded["fingerprint"] else None
 
 
 def check_original(state: dict, original: Path, given: bool) -> None:
