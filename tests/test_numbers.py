@@ -175,3 +175,16 @@ def test_a_pulse_runs_progress_lines_carry_its_numbers(capsys):
     with Progress("pulse ga") as progress:
         progress.event("eval", {"split": "before", "metrics": {"forget.image": 1.0, "retain.text": 0.75}})
     assert "pulse ga: eval (before) forget.image=100.0, retain.text=75.0" in capsys.readouterr().err
+
+
+def test_a_sequences_progress_lines_say_which_request(capsys):
+    """A run of K requests printed `ga: unlearn` and `ga: eval (after) ...` K times, none saying which request."""
+    from workbench.output import Progress
+
+    with Progress("ga", requests=8) as progress:
+        progress.event("phase", {"name": "unlearn", "request": 3})
+        progress.event("eval", {"split": "after", "request": 3, "metrics": {"df_dr_auc": 0.6}})
+        progress.event("phase", {"name": "prepare"})
+    err = capsys.readouterr().err
+    assert "ga: unlearn (request 3 of 8)\n" in err and "ga: eval (after, request 3 of 8) df_dr_auc=60.0" in err
+    assert "ga: prepare\n" in err

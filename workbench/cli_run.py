@@ -128,7 +128,7 @@ def follow_engine(spec: dict, detach: bool, as_json: bool) -> None:
     from workbench.client.errors import EngineError, SpecRejected
     from workbench.client.follow import submit_and_follow
 
-    progress = Progress(spec["method"], quiet=detach)
+    progress = Progress(spec["method"], quiet=detach, requests=spec.get("requests") or 1)
     submitted: list[str] = []
 
     def ended_without_result(state: str, message: str | None) -> None:

@@ -107,7 +107,7 @@ def run_in_session(spec: dict, label: str, job: Callable[[object], dict],
             print_json({"session": writer.session_id, "state": state, "error": message})
         fail(line, code)
 
-    with Progress(label, quiet=False) as progress:
+    with Progress(label, quiet=False, requests=spec.get("requests") or 1) as progress:
 
         class Tee:
             session_id = writer.session_id

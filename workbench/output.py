@@ -82,8 +82,9 @@ class Progress:
 
     PLAIN_INTERVAL = 2.0
 
-    def __init__(self, label: str, quiet: bool = False):
-        self.label, self.quiet = label, quiet
+    def __init__(self, label: str, quiet: bool = False, requests: int = 1):
+        """`requests`: the run's K; with more than one, its phase and eval lines say which request they are of."""
+        self.label, self.quiet, self.requests = label, quiet, requests
         self.interactive = sys.stderr.isatty() and not quiet
         self._last_plain = 0.0
         self._bar = None
@@ -111,7 +112,8 @@ class Progress:
         if self.quiet:
             return
         if kind == "phase":
-            self._phase = fields.get("name", "")
+            which = self.of_request(fields)
+            self._phase = fields.get("name", "") + (f" ({which})" if which else "")
             self._say(f"{self.label}: {self._phase}", force=True)
         elif kind == "step":
             terms = " ".join(f"{k}={v:.4g}" for k, v in fields.get("losses", {}).items())
@@ -119,9 +121,14 @@ class Progress:
         elif kind == "eval" and fields.get("split") != "history":  # a history row is drawn, not printed
             m = fields.get("metrics", {})
             summary = ", ".join(f"{k}={fmt(m[k], k)}" for k in PROGRESS_METRICS if k in m)
-            self._say(f"{self.label}: eval ({fields.get('split')}) {summary}", force=True)
+            which = self.of_request(fields)
+            self._say(f"{self.label}: eval ({fields.get('split')}{', ' + which if which else ''}) {summary}", force=True)
         elif kind == "log" and fields.get("level") in ("warning", "error"):
             self._say(f"{self.label}: {fields.get('message')}", force=True)
+
+    def of_request(self, fields: dict) -> str:
+        number = fields.get("request")
+        return f"request {number} of {self.requests}" if number is not None and self.requests > 1 else ""
 
     def _say(self, line: str, force: bool = False) -> None:
         if self._bar is not None:
