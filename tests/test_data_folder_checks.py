@@ -196,7 +196,8 @@ def test_a_graph_text_file_without_splits_that_hashes_all_to_train_says_so(tmp_p
 
 
 def test_a_missing_nlvr2_image_names_the_folders_looked_in(tmp_path):
-    """It said the images were missing under the folder, not which of its six places were searched."""
+    """It said the images were missing under the folder, not which of its six places were searched, nor which of
+    the pair's two images was gone."""
     from engine.data.nlvr2 import write_nlvr2
     from engine.data.shapes_nlvr2 import build_nlvr2_world
 
@@ -205,8 +206,9 @@ def test_a_missing_nlvr2_image_names_the_folders_looked_in(tmp_path):
     first = json.loads((pairs / "train.json").read_text().splitlines()[0])
     for image in pairs.rglob(f"{first['identifier'].rsplit('-', 1)[0]}-img0.png"):
         image.unlink()
-    with pytest.raises(SpecError, match=rf"are missing under {pairs} \(looked in {pairs}, {pairs}/images, "
-                                        rf"{pairs}/train, {pairs}/images/train"):
+    pair = first["identifier"].rsplit("-", 1)[0]
+    with pytest.raises(SpecError, match=rf"{pair}-img0.png of {first['identifier']} is missing under {pairs} "
+                                        rf"\(looked in {pairs}, {pairs}/images, {pairs}/train, {pairs}/images/train"):
         load_data(f"nlvr2:{pairs}")
 
 

@@ -67,6 +67,16 @@ def lavis_pair(root: Path, record: dict) -> tuple[str, tuple] | None:
     return (pair, (left, right)) if left is not None and right is not None else None
 
 
+def missing_images(root: Path, split: str, record: dict) -> list[str]:
+    """Which of a record's two images cannot be found (a pair with one of them gone names that one)."""
+    if "identifier" in record:
+        match = SENTENCE_NUMBER.match(str(record["identifier"]))
+        pair = match.group(1) if match else str(record["identifier"])
+        places = tuple(folders(split, record.get("directory")))
+        return [name for name in (f"{pair}-img0.png", f"{pair}-img1.png") if find_image(root, name, places) is None]
+    return [name for name in record["images"] if find_image(root, name) is None]
+
+
 def read_split(root: Path, path: Path, split: str) -> list[LabelledUnit]:
     units: dict[str, LabelledUnit] = {}
     resolved: dict[str, tuple] = {}  # a pair's images are read once, whatever number of statements it has
@@ -88,7 +98,9 @@ def read_split(root: Path, path: Path, split: str) -> list[LabelledUnit]:
         if found is None:
             places = folders(split, record.get("directory")) if "identifier" in record else []
             looked = f" (looked in {', '.join(str(root / place) for place in places)})" if places else ""
-            raise malformed(path, where, f"the images of {key} are missing under {root}{looked}")
+            missing = missing_images(root, split, record) or ["its images"]
+            raise malformed(path, where, f"{' and '.join(missing)} of {key} {'is' if len(missing) == 1 else 'are'} "
+                                         f"missing under {root}{looked}")
         pair, images = found
         resolved[key] = resolved[pair] = found
         unit = units.get(pair) or units.setdefault(pair, LabelledUnit(pair, images, [], [], []))
