@@ -167,6 +167,16 @@ def test_a_point_for_another_spec_or_none_is_refused(home, monkeypatch):
     monkeypatch.setattr(resume, "data_identity", lambda ref: "another identity")
     with pytest.raises(SpecError, match="shapes-tiny changed since session .* resume point was written"):
         check_resumable({**spec, "resumes": {"session": session}}, cache_dir(), marked(events))
+    # a point of real files written before points recorded the data's identity cannot tell a change: refused
+    state_file = resume.point_dir(cache_dir(), session) / resume.STATE_FILE
+    state = json.loads(state_file.read_text())
+    state["spec"]["data"] = "flickr30k:/srv/flickr30k"
+    del state["data"]
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(SpecError, match="written by an earlier mmul-workbench, which did not record the identity of "
+                                        "flickr30k:/srv/flickr30k"):
+        check_resumable({**spec, "data": "flickr30k:/srv/flickr30k", "resumes": {"session": session}}, cache_dir(),
+                        marked(events))
 
 
 def stopped_session(home, spec: dict, request: int | None) -> str:

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from engine.cache import checkpoint_fingerprint, staged
 from engine.data.fingerprint import data_identity
+from engine.spec.catalog import PEOPLE_WORLDS, WORLDS
 from engine.errors import SpecError
 from sessions.paths import point_staging, resume_point_dirs
 
@@ -169,6 +170,10 @@ def check_resumable(spec: dict, cache: Path, reached: set[int]) -> dict:
         raise SpecError(f"session {session}'s resume point was written for a spec that differs from the session's in "
                         f"{', '.join(differ)} (by another version of mmul-workbench?); run its command again instead",
                         field="resumes")
+    if state.get("data") is None and spec["data"] not in WORLDS and spec["data"] not in PEOPLE_WORLDS:
+        raise SpecError(f"session {session}'s resume point was written by an earlier mmul-workbench, which did not "
+                        f"record the identity of {spec['data']}, so a change of its files could not be told (and would "
+                        "shift its deletion set); run its command again instead", field="resumes")
     if state.get("data") is not None and state["data"] != data_identity(spec["data"]):
         raise SpecError(f"{spec['data']} changed since session {session}'s resume point was written (its files' names, "
                         "sizes or annotations differ), so its deletion set and requests may be others; run its command "
