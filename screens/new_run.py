@@ -36,6 +36,10 @@ def form_params() -> tuple[specs.Param, ...]:
     return tuple(by_name.values())
 
 
+def form_default(name: str):
+    return next(param.default for param in form_params() if param.name == name)
+
+
 class NewRunScreen(FormScreen):
     SCOPED_CSS = False  # the -compact rule starts at the App
     DEFAULT_CSS = """
@@ -65,6 +69,7 @@ class NewRunScreen(FormScreen):
         self.services = services
         self.method = "multidelete"
         self._shown_for: tuple | None = None  # (method, people data) whose fields show_params last showed
+        self._defaults_shown: dict = {}  # the default each hyperparameter field was last given
 
     def compose(self) -> ComposeResult:
         yield Static("[b]New run[/b]  ctrl+s submits, escape goes back; hyperparameters left empty use "
@@ -153,6 +158,7 @@ class NewRunScreen(FormScreen):
         if shown_for == self._shown_for:
             return
         self._shown_for = shown_for
+        self.show_defaults()
         info = specs.METHODS[self.method]
         self.query_one("#method-summary", Static).update(f"{info.title}: {info.summary}")
         shown = {param.name: param for param in self.all_params()}
@@ -163,6 +169,24 @@ class NewRunScreen(FormScreen):
                 param_field.help_text = param_field.tooltip = f"{name}: {shown[name].help}"
             elif f"p-{name}" in self.errors:
                 self.show_error(f"p-{name}", "")
+
+    def show_defaults(self) -> None:
+        """Each untouched field holds the default that applies to the run it builds: on people data the PULSE
+        batch sizes (engine.spec.validate.PULSE_DEFAULT_PARAMS), not CLIP's 16 and 64, which were sent as given."""
+        from engine.spec.validate import PULSE_DEFAULT_PARAMS
+
+        defaults = {param.name: param.default for param in form_params()}
+        if self.people_data():
+            defaults.update(PULSE_DEFAULT_PARAMS)
+        for name, default in defaults.items():
+            widget = self.query_one(f"#p-{name}")
+            if not isinstance(widget, Input):
+                continue
+            shown = self._defaults_shown.get(name, form_default(name))
+            if widget.value.strip() == ("" if shown is None else str(shown)):  # untouched: follow the data
+                widget.value = "" if default is None else str(default)
+            widget.placeholder = "default" if default is None else f"default {default}"
+            self._defaults_shown[name] = default
 
     @on(Select.Changed, "#method")
     def _method_changed(self, event: Select.Changed) -> None:

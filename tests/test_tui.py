@@ -716,6 +716,15 @@ async def test_new_run_sequential_requests_builds_a_pulse_spec(tmp_home):
         assert screen.query_one("#del-n").value == "16"
         screen.query_one("#data").value = "people-tiny"
         await wait_until(pilot, lambda: param_shown(screen, "lora_r") and screen.query_one("#del-n").value == "")
+        assert screen.query_one("#p-retain_batch_size").value == "8"
+        assert screen.query_one("#p-retain_batch_size").placeholder == "default 8"
+        screen.query_one("#p-batch_size").value = "4"  # typed: it stays when the data changes, there and back
+        screen.query_one("#data").value = "shapes-tiny"
+        await wait_until(pilot, lambda: not param_shown(screen, "lora_r"))
+        assert (screen.query_one("#p-batch_size").value, screen.query_one("#p-retain_batch_size").value) == ("4", "64")
+        screen.query_one("#data").value = "people-tiny"
+        await wait_until(pilot, lambda: param_shown(screen, "lora_r"))
+        assert (screen.query_one("#p-batch_size").value, screen.query_one("#p-retain_batch_size").value) == ("4", "8")
         screen.query_one("#model").value = "llava-tiny"
         screen.query_one("#method").value = "ga"
         screen.query_one("#requests").value = "0"
@@ -728,6 +737,8 @@ async def test_new_run_sequential_requests_builds_a_pulse_spec(tmp_home):
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: bool(calls))
         assert calls[0]["kind"] == "pulse" and calls[0]["requests"] == 2 and calls[0]["forget"] == 2
+        # the batch sizes a PULSE run takes from the CLI (8), not CLIP's (64) left in the field; one typed stays
+        assert calls[0]["params"]["batch_size"] == 4 and calls[0]["params"]["retain_batch_size"] == 8
 
 
 async def test_new_run_sequential_requests_on_image_text_builds_a_run_spec(tmp_home):
