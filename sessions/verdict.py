@@ -188,18 +188,19 @@ def deletion_nouns(summary: dict) -> tuple[str, str]:
 
 def _part_of_df(entry: dict, so_far: int | None, whole: int | None, nouns: tuple[str, str]) -> str | None:
     """What a request's Df evaluation scored when it is not the whole deletion set (None when it is, or when that
-    cannot be told): ``the 3 units forgotten so far``, or ``a sample of 5 of the 12 units forgotten so far``
-    (`--eval-sample`; its entry says `evaluation: sample`)."""
+    cannot be told): ``the 3 units requested so far``, or ``a sample of 5 of the 12 units requested so far``
+    (`--eval-sample`; its entry says `evaluation: sample`). "Requested", not "forgotten": the numbers beside it
+    say whether they were."""
     units = entry.get("evaluated_units")
     if not isinstance(units, int) or units == whole:
         return None
     one, noun = nouns
     if entry.get("evaluation") == "sample" and (so_far is None or units < so_far):
-        return f"a sample of {units} of the {so_far} {noun} forgotten so far" if so_far is not None else \
-            f"a sample of {units} forgotten {noun}"
+        return f"a sample of {units} of the {so_far} {noun} requested so far" if so_far is not None else \
+            f"a sample of {units} of the {noun} requested"
     if whole is None:
         return None
-    return f"the {units} {noun if units != 1 else one} forgotten so far"
+    return f"the {units} {noun if units != 1 else one} requested so far"
 
 
 def _without_df(metrics: dict[str, float]) -> dict[str, float]:
@@ -240,16 +241,16 @@ def last_request_only(lines: list[str]) -> list[str]:
 
 
 def last_requests(lines: list[str], keep: int = SCREEN_REQUEST_LINES) -> list[str]:
-    """A verdict for a screen's box: of a request run's lines the last `keep` (the last one is where the run
-    ended), after one line counting those left out. A 30-request run's box showed requests 1 to 4, cut, and
-    never the end."""
+    """A verdict for a screen's box: of a request run's lines the last `keep`, newest first (the run ended there,
+    and a box too short for them all cuts the older ones), then one line counting those left out. A 30-request
+    run's box showed requests 1 to 4, cut, and never the end; a 2-request run's showed request 1, cut before 2."""
     requests = [line for line in lines if line.startswith("request ")]
+    others = [line for line in lines if not line.startswith("request ")]
     if len(requests) <= keep:
-        return lines
+        return others + requests[::-1]
     left_out = len(requests) - keep
-    return [line for line in lines if not line.startswith("request ")] + [
-        f"({left_out} earlier request{'s' if left_out > 1 else ''} left out: `mmul-workbench sessions show` has each)",
-        *requests[-keep:]]
+    return others + requests[:-keep - 1:-1] + [
+        f"({left_out} earlier request{'s' if left_out > 1 else ''} left out: `mmul-workbench sessions show` has each)"]
 
 
 def verdict_text(summary: Any, retrain: dict | None = None) -> str:

@@ -287,7 +287,7 @@ def test_at_80x24_a_request_runs_detail_keeps_its_last_request_whole():
     row = {"id": "20261207-000000-abcd", "name": "seq-ft", "state": "finished", "method": "ft", "requests": 2,
            "model": "clip-tiny", "data": "shapes-tiny", "deletion": {"strategy": "random", "n": 8, "seed": 1}}
     verdict = ["request 1/2: forget: Df/Dr AUC 52.2 -> 53.6", "request 2/2: forget: Df/Dr AUC 52.2 -> 54.9"]
-    assert detail_text(row, verdict).splitlines()[1:] == verdict
+    assert detail_text(row, verdict).splitlines()[1:] == verdict[::-1]  # newest first
     assert detail_text(row, verdict, compact=True).splitlines()[1:] == [verdict[1]]
 
 

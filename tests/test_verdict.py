@@ -47,13 +47,13 @@ def test_a_requests_df_that_is_part_of_the_deletion_set_is_not_held_against_the_
            "original_metrics": {"df_dr_auc": 0.5, "df": {"r_mean": 89.3}, "test": {"r_mean": 54.0}},
            "requests": [entry(1, 1, "sample", 0.0), entry(2, 1, "sample", 20.0), entry(3, 3, "full", 30.0)]}
     lines = verdict_lines(doc)
-    assert lines[0].startswith("request 1/3: forget: Df/Dr AUC 70.0, Df r_mean 0.0 (the 1 unit forgotten so far); "
+    assert lines[0].startswith("request 1/3: forget: Df/Dr AUC 70.0, Df r_mean 0.0 (the 1 unit requested so far); "
                                "keep: test r_mean 54.0 -> 50.0")
-    assert "Df r_mean 20.0 (a sample of 1 of the 2 units forgotten so far)" in lines[1]
+    assert "Df r_mean 20.0 (a sample of 1 of the 2 units requested so far)" in lines[1]
     assert lines[2].startswith("request 3/3: forget: Df/Dr AUC 50.0 -> 70.0, Df r_mean 89.3 -> 30.0; keep:")
     # an entry that does not say how many it forgot (an older document): a sample is still called one
     unsaid = {**doc, "requests": [{k: v for k, v in e.items() if k != "units"} for e in doc["requests"]]}
-    assert "Df r_mean 20.0 (a sample of 1 forgotten units)" in verdict_lines(unsaid)[1]
+    assert "Df r_mean 20.0 (a sample of 1 of the units requested)" in verdict_lines(unsaid)[1]
     # a PULSE run names people, and its summary has no deletion.units: its requests' people make the whole set
     pulse = {"metrics": {"forget": {"image": 0.3}}, "original_metrics": {"forget": {"image": 1.0}},
              "requests": [{"request": 1, "people": ["a", "b"], "evaluation": "full", "evaluated_units": 2,
@@ -61,7 +61,7 @@ def test_a_requests_df_that_is_part_of_the_deletion_set_is_not_held_against_the_
                           {"request": 2, "people": ["c", "d"], "evaluation": "full", "evaluated_units": 4,
                            "forget": {"image": 0.3}}]}
     first, last = verdict_lines(pulse)
-    assert first == "request 1/2: forget: forget.image 50.0 (the 2 people forgotten so far)"
+    assert first == "request 1/2: forget: forget.image 50.0 (the 2 people requested so far)"
     assert last == "request 2/2: forget: forget.image 100.0 -> 30.0"
 
 
@@ -145,7 +145,7 @@ def test_a_fact_runs_requests_count_facts():
            "original_metrics": {"df_dr_auc": 0.5, "df": {"r_mean": 89.3}, "test": {"r_mean": 54.0}},
            "requests": [entry(1, 1), entry(2, 2), entry(3, 3)]}
     lines = verdict_lines(doc)
-    assert "(the 1 fact forgotten so far)" in lines[0] and "(the 2 facts forgotten so far)" in lines[1]
+    assert "(the 1 fact requested so far)" in lines[0] and "(the 2 facts requested so far)" in lines[1]
 
 
 def test_a_studys_deletion_is_named_in_its_own_noun():
@@ -160,6 +160,7 @@ def test_a_screens_verdict_box_ends_with_the_last_request():
     from sessions.verdict import last_requests
 
     lines = [f"request {i}/30: forget: Df/Dr AUC {40 + i}.0" for i in range(1, 31)]
-    assert last_requests(lines) == ["(27 earlier requests left out: `mmul-workbench sessions show` has each)",
-                                    *lines[-3:]]
-    assert last_requests(lines[:3]) == lines[:3] and last_requests(["forget: x"]) == ["forget: x"]
+    assert last_requests(lines) == [*lines[:-4:-1],
+                                    "(27 earlier requests left out: `mmul-workbench sessions show` has each)"]
+    # newest first: a box too short for both cut request 2/2 of a 2-request run, where it ended, not request 1/2
+    assert last_requests(lines[:2]) == lines[1::-1] and last_requests(["forget: x"]) == ["forget: x"]
