@@ -223,7 +223,7 @@ class FormScreen(Screen):
             if yes:
                 self.app.pop_screen()
 
-        self.app.push_screen(ConfirmScreen("Leave this form? What you filled in is not kept."), answered)
+        self.app.push_screen(ConfirmScreen("Leave this form? What you filled in is not kept.", yes="Yes, leave"), answered)
 
 
 def int_or_text(text: str):

@@ -415,7 +415,7 @@ class HomeScreen(Screen):
         study = (f" It is the cell {'; '.join(cells)}: the study's grid lacks it until the study runs it again."
                  if cells else "")
         self.app.push_screen(ConfirmScreen(f"Delete session {row.get('name') or sid} ({about})? Its files are "
-                                           f"removed.{study}"), done)
+                                           f"removed.{study}", yes="Yes, delete"), done)
 
     @work(thread=True, group="delete", exit_on_error=False)
     def delete_session(self, sid: str) -> None:

@@ -32,7 +32,7 @@ from textual.widgets import DataTable, Static
 
 from screens.panels import PanelGrid
 from screens.history_heatmap import HistoryHeatmap
-from screens.services import Services
+from screens.services import ServiceError, Services
 from screens.widgets.column_table import ColumnTable
 from screens.widgets.filled_table import fill_table
 from screens.widgets.confirm import ConfirmScreen
@@ -179,6 +179,18 @@ class RunModel:
 
 
 SUMMARY_HEADERS = ("metric", "before", "after", "delta")
+
+
+def after_cancel(spec: dict) -> str:
+    """What a cancelled run can do next, as its spec says: a run of K requests that writes resume points goes on
+    from its last one (the dialog said every run starts again from its first request)."""
+    requests = spec.get("requests") or 1
+    every = spec.get("resume_every", 10.0)
+    if requests > 1 and every != "off" and (spec.get("devices") or 1) == 1 and spec.get("kind") in (None, "run", "pulse"):
+        cadence = "after every request" if every == 0 else f"every {every:g} minutes"
+        return (f"It goes on later from its last resume point (written {cadence}) with R on the home or "
+                "`mmul-workbench resume`; stopped before its first point, it starts again from its first request.")
+    return "Run it again to start it again from its start."
 
 
 class MonitorScreen(Screen):
@@ -377,6 +389,7 @@ class MonitorScreen(Screen):
             self.query_one("#mon-plots", PanelGrid).show(self.model.panels(self.retrain))
         if "status" in dirty:
             self.set_class(self.model.state in TERMINAL_STATES and self.model.x == 0, "-stepless")
+            self.refresh_bindings()  # an ended run's footer no longer offers ctrl+k
         if "status" in dirty and self.model.state == "finished" and not self.verdict_asked:
             self.verdict_asked = True
             self.load_verdict()
@@ -573,7 +586,9 @@ class MonitorScreen(Screen):
         self.redraw()
 
     def live(self) -> bool:
-        return not self.replay and getattr(self.source, "live", False)
+        """A run that is still going: its source follows the engine, and no end has come (ctrl+k stayed in the
+        footer after the run finished, and its yes did nothing)."""
+        return not self.replay and getattr(self.source, "live", False) and self.model.state not in TERMINAL_STATES
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         """ctrl+k cancels a live run, and a replay does not offer it; the replay's speed keys are not a live run's
@@ -591,14 +606,20 @@ class MonitorScreen(Screen):
             if yes:
                 self.cancel_run()
 
-        session = self.source.session_id   # asked first, as a delete is: a cancelled run does not resume
+        session = self.source.session_id   # asked first, as a delete is
+        meta = getattr(self.source, "meta", None)
+        spec = meta.get("spec") if isinstance(meta, dict) and isinstance(meta.get("spec"), dict) else {}
         self.app.push_screen(ConfirmScreen(f"Cancel run {session}? It stops after its current step; its session is "
-                                           "kept, marked cancelled, and the run starts again from its first request "
-                                           "if you run it again."), answered)
+                                           f"kept, marked cancelled. {after_cancel(spec)}", yes="Yes, cancel it"),
+                             answered)
 
     @work(group="cancel", exit_on_error=False)
     async def cancel_run(self) -> None:
-        await self.services.cancel(self.source.session_id)
+        try:
+            await self.services.cancel(self.source.session_id)
+        except ServiceError as error:   # it ended meanwhile, or the engine is gone: said, not swallowed
+            self.notify(f"could not cancel {self.source.session_id}: {error}", severity="error")
+            return
         self.notify(f"cancel requested for {self.source.session_id}")
 
     def action_back(self) -> None:

@@ -592,13 +592,19 @@ async def test_ctrl_k_asks_before_it_cancels_a_live_run_and_the_footer_offers_it
 
     app = create_app(start_engine=False)
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = MonitorScreen(ListSource(make_events(5), session_id="20261207-120000-ab12", live=True),
-                               services=Engine())
+        source = ListSource(make_events(5)[:-1], session_id="20261207-120000-ab12", live=True)  # still running
+        source.meta = {"spec": {"method": "ga", "requests": 8}}
+        screen = MonitorScreen(source, services=Engine())
         await app.push_screen(screen)
         await wait_until(pilot, lambda: screen.model.x == 5)
         assert screen.check_action("cancel_run", ()) and not screen.check_action("faster", ())
         await pilot.press("ctrl+k")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        # a run of 8 requests goes on from its last resume point: the dialog said it starts again from request 1,
+        # and its yes read "Yes, delete"
+        question = str(app.screen.query_one("#question").render())
+        assert "goes on later from its last resume point (written every 10 minutes)" in question
+        assert str(app.screen.query_one("#yes").label) == "Yes, cancel it"
         await pilot.press("n")
         await wait_until(pilot, lambda: app.screen is screen)
         assert cancelled == []
@@ -606,6 +612,12 @@ async def test_ctrl_k_asks_before_it_cancels_a_live_run_and_the_footer_offers_it
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
         await wait_until(pilot, lambda: cancelled == ["20261207-120000-ab12"])
+        app.pop_screen()
+        ended = MonitorScreen(ListSource(make_events(5), session_id="20261207-120000-cd34", live=True),
+                              services=Engine())
+        await app.push_screen(ended)
+        await wait_until(pilot, lambda: ended.model.state == "finished")
+        assert not ended.check_action("cancel_run", ())  # an ended run's footer no longer offers ctrl+k
 
 
 async def test_compact_class_at_80x24(tmp_home):

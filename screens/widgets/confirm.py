@@ -39,16 +39,17 @@ class ConfirmScreen(ModalScreen[bool]):
         Binding("n,escape", "answer(False)", "No", id="confirm.no"),
     ]
 
-    def __init__(self, question: str) -> None:
+    def __init__(self, question: str, yes: str = "Yes") -> None:
+        """`yes`: the button's words, what a yes does ("Yes, delete"; a cancel's dialog said "delete" too)."""
         super().__init__()
-        self.question = question
+        self.question, self.yes = question, yes
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(self.question, id="question")
             with Horizontal():
                 yield Button("No", id="no")
-                yield Button("Yes, delete", variant="error", id="yes")
+                yield Button(self.yes, variant="error", id="yes")
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
