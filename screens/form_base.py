@@ -233,3 +233,12 @@ def int_or_text(text: str):
         return int(text)
     except ValueError:
         return text
+
+
+def number_or_text(text: str):
+    """A field's number (whole or not), or its text as typed ("off", or what the validation names as wrong)."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        return text

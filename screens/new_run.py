@@ -15,7 +15,7 @@ from textual.widgets import Input, Select, Static
 from engine import spec as specs
 from engine.errors import SpecError
 from screens.deletion import DEFAULT_UNITS, DeletionForm
-from screens.form_base import FormScreen, int_or_text
+from screens.form_base import FormScreen, int_or_text, number_or_text
 from screens.services import ServiceError, Services
 from screens.widgets.footer import Footer
 from screens.widgets.form import Field, field
@@ -99,6 +99,9 @@ class NewRunScreen(FormScreen):
                             "protocol: one deletion request, or the deletion set split into k sequential requests")
                 yield field("requests k", Input("2", id="requests", compact=True), "err-requests",
                             "requests k: how many sequential requests the deletion set is split into")
+                yield field("resume every", Input("10", placeholder="minutes", id="resume_every", compact=True),
+                            "err-resume_every", "resume every: minutes between resume points, from which a stopped "
+                            "run goes on (R on the home); 0: after every request; off: none")
                 yield field("task", Select([("the data's own", DATA_TASK)] + [(t, t) for t in specs.RUN_TASKS],
                                            value=DATA_TASK, allow_blank=False, id="task", compact=True), "err-task",
                             "task: which of the data's tasks the run unlearns and measures")
@@ -225,6 +228,7 @@ class NewRunScreen(FormScreen):
         requests = int_or_text(self.query_one("#requests", Input).value)
         sequential = self.sequential()
         self.query_one("#requests").parent.display = sequential
+        self.query_one("#resume_every").parent.display = sequential
         people = self.people_data()
         self.query_one("#knowledge").parent.display = people
         form = self.query_one("#deletion", DeletionForm)
@@ -309,10 +313,13 @@ class NewRunScreen(FormScreen):
         (forget N people over k requests on an LMM)."""
         raw = self.raw_spec()
         requests = int_or_text(self.query_one("#requests", Input).value) if self.sequential() else 1
+        every = self.query_one("#resume_every", Input).value.strip()
+        # a K-request run started here had no way to write a point before 10 minutes had passed
+        resuming = {"resume_every": number_or_text(every)} if self.sequential() and every and requests != 1 else {}
         if not self.people_data():
-            return {**raw, "requests": requests}
+            return {**raw, "requests": requests, **resuming}
         return {"kind": "pulse", "method": raw["method"], "model": raw["model"], "data": raw["data"],
-                "requests": requests, "knowledge": self.query_one("#knowledge", Select).value,
+                "requests": requests, **resuming, "knowledge": self.query_one("#knowledge", Select).value,
                 "forget": raw["deletion"].get("n"), "device": raw["device"], "seed": raw["seed"],
                 "params": raw["params"], "name": raw["name"],
                 **({"granularity": raw["deletion"]["granularity"]} if "granularity" in raw["deletion"] else {})}

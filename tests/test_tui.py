@@ -768,10 +768,19 @@ async def test_new_run_sequential_requests_on_image_text_builds_a_run_spec(tmp_h
         screen.query_one("#method").value = "npo"
         screen.query_one("#requests").value = "3"
         screen.query_one("#del-n").value = "9"
+        # its resume points' cadence, as `--resume-every` (a K-request run from here had none before 10 minutes)
+        await wait_until(pilot, lambda: screen.query_one("#resume_every").parent.display)
+        assert screen.query_one("#resume_every").value == "10"
+        screen.query_one("#resume_every").value = "soon"
         await pilot.pause()
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: "--resume-every 'soon'" in str(screen.query_one("#err-resume_every").render()))
+        assert calls == []
+        screen.query_one("#resume_every").value = "0"
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: bool(calls))
         assert calls[0]["kind"] == "run" and calls[0]["requests"] == 3 and calls[0]["deletion"]["n"] == 9
+        assert calls[0]["resume_every"] == 0.0
 
 
 async def test_new_run_task_field_for_data_serving_several_tasks(tmp_home):
