@@ -55,6 +55,36 @@ def check_original_task(spec: dict) -> None:
                         f"{task}: give the checkpoint deployed for {task} on this data", field="original")
 
 
+def check_original_head(spec: dict, world) -> None:
+    """Refuse an --original classifier whose head does not fit the data's labels (and images per example): a
+    SNLI-VE classifier given to an NLVR2 run loaded with a fresh head, at chance, and was unlearned as if it were
+    the deployed model (a warning said the original's training would teach the head, and nothing trains it)."""
+    from engine.models.registry import model_options
+
+    original = spec.get("original")
+    config_file = Path(str(original)).expanduser() / "config.json" if original else None
+    if spec.get("task") != "classification" or config_file is None or not config_file.is_file():
+        return
+    options = model_options(world)
+    labels = list(options.get("labels") or ())
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # the checkpoint checks name what is wrong with it
+    held = config.get("id2label") if isinstance(config.get("id2label"), dict) else {}
+    held_labels = [held[key] for key in sorted(held, key=lambda key: int(key) if str(key).isdigit() else 0)]
+    images = options.get("images_per_example")
+    held_images = config.get("images_per_example", 1)
+    if not labels or (held_labels == labels and (images is None or held_images == images)):
+        return
+    has = f"labels {', '.join(map(str, held_labels))}" + (f" over {held_images} image(s)" if images else "")
+    wants = f"labels {', '.join(labels)}" + (f" over {images} image(s)" if images else "")
+    raise SpecError(f"--original {original} has no classification head for {spec['data']} (its head answers {has}; "
+                    f"this data's {wants}): a deployed model is unlearned as it is, and a fresh head is at chance; give "
+                    f"the checkpoint deployed on this data, or give it as --model to train an original from it",
+                    field="original")
+
+
 def decoder_layers(model: str) -> int | None:
     """An LMM's language-model layer count, read without loading it: a registered tiny model's from the catalog, a
     checkpoint directory's from its config.json (text_config); None when it cannot be told here (a hub id)."""
@@ -123,6 +153,10 @@ def preflight(spec: dict, alone: bool = True) -> None:
             raise
     check_base(spec)
     check_original_task(spec)
+    if spec.get("original") and spec.get("task") == "classification":
+        from engine.data.registry import load_data
+
+        check_original_head(spec, loaded if loaded is not None else load_data(spec["data"]))
     if spec.get("resumes"):  # the point exists and was written for this spec: the request it goes on after
         spec["resumes"] = check_resumed(spec)
 

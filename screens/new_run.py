@@ -176,11 +176,9 @@ class NewRunScreen(FormScreen):
     def show_defaults(self) -> None:
         """Each untouched field holds the default that applies to the run it builds: on people data the PULSE
         batch sizes (engine.spec.validate.PULSE_DEFAULT_PARAMS), not CLIP's 16 and 64, which were sent as given."""
-        from engine.spec.validate import PULSE_DEFAULT_PARAMS
-
         defaults = {param.name: param.default for param in form_params()}
         if self.people_data():
-            defaults.update(PULSE_DEFAULT_PARAMS)
+            defaults.update(specs.PULSE_DEFAULT_PARAMS)
         for name, default in defaults.items():
             widget = self.query_one(f"#p-{name}")
             if not isinstance(widget, Input):

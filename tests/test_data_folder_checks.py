@@ -207,7 +207,7 @@ def test_a_missing_nlvr2_image_names_the_folders_looked_in(tmp_path):
     for image in pairs.rglob(f"{first['identifier'].rsplit('-', 1)[0]}-img0.png"):
         image.unlink()
     pair = first["identifier"].rsplit("-", 1)[0]
-    with pytest.raises(SpecError, match=rf"{pair}-img0.png of {first['identifier']} is missing under {pairs} "
+    with pytest.raises(SpecError, match=rf"the image {pair}-img0.png of {first['identifier']} is missing under {pairs} "
                                         rf"\(looked in {pairs}, {pairs}/images, {pairs}/train, {pairs}/images/train"):
         load_data(f"nlvr2:{pairs}")
 

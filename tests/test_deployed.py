@@ -116,6 +116,32 @@ def test_an_original_trained_for_another_task_is_refused(tmp_path):
     check_original_task({"original": str(tmp_path / "no-lineage"), "task": "retrieval"})  # not ours: nothing known
 
 
+def test_an_original_classifier_without_a_head_for_the_datas_labels_is_refused(tmp_path):
+    """A SNLI-VE classifier given as --original to an NLVR2 run loaded with a fresh head, at chance (test accuracy
+    47.5 on two classes), and was unlearned as the deployed model; a head that fits passes."""
+    import json
+
+    import pytest
+
+    from engine.data.registry import load_data
+    from engine.errors import SpecError
+    from engine.preflight import check_original_head
+
+    nlvr2 = load_data("shapes-nlvr2-tiny")
+    checkpoint = tmp_path / "ve-classifier"
+    checkpoint.mkdir()
+    ve_head = {"id2label": {"0": "entailment", "1": "neutral", "2": "contradiction"}, "images_per_example": 1}
+    (checkpoint / "config.json").write_text(json.dumps(ve_head))
+    spec = {"original": str(checkpoint), "task": "classification", "data": "shapes-nlvr2-tiny"}
+    with pytest.raises(SpecError, match=rf"--original {checkpoint} has no classification head for shapes-nlvr2-tiny "
+                                        r"\(its head answers labels entailment, neutral, contradiction over 1 image"):
+        check_original_head(spec, nlvr2)
+    labels = nlvr2.model_options()["labels"]
+    (checkpoint / "config.json").write_text(json.dumps({"id2label": dict(enumerate(labels)), "images_per_example": 2}))
+    check_original_head(spec, nlvr2)
+    check_original_head({**spec, "task": "retrieval"}, nlvr2)  # a retrieval run reads no head
+
+
 def test_a_model_trained_on_a_folder_is_refused_on_a_plain_copy_of_it(tmp_path):
     """`cp -r` gives the copy new file times, hence another fingerprint, and a deployed model given as --model on
     the copy went on to train an original from weights that had seen every Df pair."""

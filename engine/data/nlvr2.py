@@ -98,9 +98,12 @@ def read_split(root: Path, path: Path, split: str) -> list[LabelledUnit]:
         if found is None:
             places = folders(split, record.get("directory")) if "identifier" in record else []
             looked = f" (looked in {', '.join(str(root / place) for place in places)})" if places else ""
-            missing = missing_images(root, split, record) or ["its images"]
-            raise malformed(path, where, f"{' and '.join(missing)} of {key} {'is' if len(missing) == 1 else 'are'} "
-                                         f"missing under {root}{looked}")
+            missing = missing_images(root, split, record)
+            which = (f"image {missing[0]}" if len(missing) == 1 else f"images {' and '.join(missing)}" if missing
+                     else "images")
+            of = f" of {record['identifier']}" if "identifier" in record else ""
+            verb = "is" if len(missing) == 1 else "are"
+            raise malformed(path, where, f"the {which}{of} {verb} missing under {root}{looked}")
         pair, images = found
         resolved[key] = resolved[pair] = found
         unit = units.get(pair) or units.setdefault(pair, LabelledUnit(pair, images, [], [], []))

@@ -32,6 +32,7 @@ from engine.spec.catalog import (
 from engine.spec.params import (COMMON_PARAMS, GRANULARITY, GUARDRAILS, LMM_PARAMS, NOT_ON_PEOPLE, REQUESTS, Param,
                                 dash)
 from engine.spec.validate import (
+    PULSE_DEFAULT_PARAMS,
     check_deletion,
     check_method_fits,
     method_info,
@@ -44,7 +45,7 @@ from engine.spec.validate import (
 
 __all__ = [
     "ATTACK_KINDS", "CAPABILITIES", "COMMON_PARAMS", "Column", "DATA_FORMATS", "DEFAULT_SEED", "DEVICES", "FAMILIES", "GRANULARITY", "GUARDRAILS", "KNOWLEDGE_SOURCES", "LMM_PARAMS",
-    "METHODS", "MODELS", "NOT_ON_PEOPLE", "PEOPLE_WORLDS", "PULSE_METHODS", "RECIPES", "REQUESTS", "RUN_TASKS", "SEQUENTIAL_METHODS", "TASKS",
+    "METHODS", "MODELS", "NOT_ON_PEOPLE", "PEOPLE_WORLDS", "PULSE_DEFAULT_PARAMS", "PULSE_METHODS", "RECIPES", "REQUESTS", "RUN_TASKS", "SEQUENTIAL_METHODS", "TASKS",
     "WORLD_SEED", "WORLDS", "Param", "check_deletion", "check_method_fits", "dash", "data_info", "data_kind", "demo_model", "method_info", "method_rows", "option_params",
     "param_owners", "people_pool", "shown_columns", "validate", "validate_pulse",
 ]
