@@ -30,17 +30,23 @@ from engine.spec.lineage import LINEAGE_FILE, read_lineage, saw, trained_on_data
 
 
 def check_base(spec: dict) -> None:
-    """Refuse a base (`--model`) whose lineage holds this data by content (not where `--model` is the original
-    itself: `pulse --knowledge pretrained` on a checkpoint, as engine.spec.validate says)."""
-    if spec.get("knowledge") == "pretrained" and spec["model"] not in MODELS:
-        return
+    """Refuse a base (`--model`) whose lineage holds this data by content. Where `--model` is the original itself
+    (`pulse --knowledge pretrained` on a checkpoint, as engine.spec.validate says), a checkpoint the workbench
+    trained on these people holds them as fine-tuned knowledge: scored as a pretrained checkpoint it "knew none
+    of them" and the run failed (exit 1) for a reason that was not so; it is refused, pointing to --original."""
     lineage = read_lineage(spec["model"])
     if not lineage:  # a registered name, a hub id, a checkpoint the workbench did not make: nothing to compare (and
         return       # a real folder's two walks, its fingerprint and its identity, are not paid for on every run)
     # by fingerprint first; by identity (a copy of the data, with new file times) only when that finds nothing
     seen = saw(lineage, fingerprint=data_fingerprint(spec["data"])) or saw(lineage, identity=data_identity(spec["data"]))
-    if seen is not None:
-        raise SpecError(trained_on_data_message(spec["model"], spec["data"], seen.get("data_ref")), field="model")
+    if seen is None:
+        return
+    if spec.get("knowledge") == "pretrained" and spec["model"] not in MODELS:
+        raise SpecError(f"--model {spec['model']} was trained on {seen.get('data_ref') or spec['data']} (its "
+                        f"{LINEAGE_FILE}): it holds these people as fine-tuned knowledge, not pretrained; pass it as "
+                        f"--original {spec['model']} (the deployed model, unlearned as it is) and give --model the "
+                        "weights it was trained from (e.g. llava-tiny)", field="model")
+    raise SpecError(trained_on_data_message(spec["model"], spec["data"], seen.get("data_ref")), field="model")
 
 
 def check_original_task(spec: dict) -> None:

@@ -66,6 +66,26 @@ def test_a_copied_base_is_refused_by_content(trained, tmp_path):
     check_base({"model": str(copy), "data": "shapes-ve-tiny"})  # other data: a fine base
 
 
+def test_a_checkpoint_trained_on_the_people_is_not_taken_for_pretrained_knowledge(tmp_path):
+    """`pulse --model DIR` on people-tiny, DIR a LLaVA the workbench fine-tuned on those people: scored as a
+    pretrained checkpoint it 'answered none of the 8 people' and the run failed (exit 1, a failed session); it is
+    refused up front, pointing to --original. A checkpoint with no lineage (a real LLaVA) is not."""
+    from engine.data.fingerprint import data_fingerprint, data_identity
+    from engine.errors import SpecError
+    from engine.preflight import check_base
+    from engine.spec.lineage import write_lineage
+
+    deployed = tmp_path / "deployed-llava"
+    deployed.mkdir()
+    write_lineage(deployed, [{"data": data_fingerprint("people-tiny"), "identity": data_identity("people-tiny"),
+                              "data_ref": "people-tiny", "task": "multiple_choice"}])
+    spec = {"model": str(deployed), "data": "people-tiny", "knowledge": "pretrained"}
+    with pytest.raises(SpecError, match=rf"--model {deployed} was trained on people-tiny .* fine-tuned knowledge, not "
+                                        rf"pretrained; pass it as --original {deployed}"):
+        check_base(spec)
+    check_base({**spec, "model": str(tmp_path / "real-llava")})  # no lineage: its pretrained knowledge is scored
+
+
 def test_original_unlearns_the_deployed_model_as_it_is(shared_home, trained):
     from sessions.store import SessionStore
 
