@@ -259,6 +259,9 @@ class HomeScreen(Screen):
 
     def on_resize(self) -> None:
         self.render_table(force=True)
+        # the detail's form follows the size (at 80x24 a sequence's last request alone): it was left as it was
+        # drawn until the cursor moved, cut mid-line after the terminal shrank
+        self.call_after_refresh(self.show_detail)
 
     # the highlighted session's detail -------------------------------------------------------------
 
@@ -269,7 +272,7 @@ class HomeScreen(Screen):
     def show_detail(self) -> None:
         """The highlighted session's verdict and its attacks (read in a thread; again only when its row changed)."""
         row = self.current_row()
-        key = None if row is None else (row["id"], row.get("state"), row.get("updated"))
+        key = None if row is None else (row["id"], row.get("state"), row.get("updated"), self.app.has_class("-compact"))
         if key == self._detail_key:
             return
         self._detail_key = key

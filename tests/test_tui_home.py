@@ -162,6 +162,25 @@ async def test_the_highlighted_session_shows_its_verdict(tmp_home):
 
 
 
+async def test_the_detail_takes_its_form_for_the_size_when_the_terminal_is_resized(tmp_home):
+    """Shrunk to 80x24, a sequence's detail kept its three-request form, cut after the oldest; it was redrawn
+    only when the cursor moved."""
+    store = SessionStore()
+    summary = {"metrics": {"df_dr_auc": 0.52, "test": {"r_mean": 46.25}}, "original_metrics": {"df_dr_auc": 0.91},
+               "requests": [{"request": r, "metrics": {"df_dr_auc": 0.5 + r / 100}, "seconds": 0.5, "steps": 4}
+                            for r in (1, 2, 3)]}
+    write(store, "three", "npo", summary=summary, requests=3)
+    app = create_app(start_engine=False)
+    async with app.run_test(size=(120, 30)) as pilot:
+        detail = app.screen.query_one("#home-detail")
+        await wait_until(pilot, lambda: "request 1/3" in str(detail.render()))
+        await pilot.resize_terminal(80, 24)
+        await wait_until(pilot, lambda: "request 1/3" not in str(detail.render())
+                         and "request 3/3" in str(detail.render()))
+        await pilot.resize_terminal(120, 30)
+        await wait_until(pilot, lambda: "request 1/3" in str(detail.render()))
+
+
 def test_at_80x24_a_sessions_attacks_take_one_line():
     """The four-line detail cut an attack's line mid-sentence, and showed none of a second one."""
     from sessions.attacks import attacks_brief
