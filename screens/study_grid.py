@@ -120,8 +120,13 @@ class StudyGridScreen(Screen):
             table.add_row(*row, key=row[0])
         if self.rows:
             table.cursor_coordinate = table.validate_cursor_coordinate(cursor)
+        ranking = study.get("ranking")
+        # the rank column read as contradicting its numbers (a method closest to Retrain's AUC "over tol.") while
+        # the rule that decides it, and the tolerance, were said only by `study` on a terminal
+        rule = (f"rank: the mean Df/Dr AUC closest to Retrain's, among methods whose mean test gap to Retrain is "
+                f"within {ranking['tolerance']:g} points (over tol.: outside it)\n" if ranking else "")
         self.query_one("#study-hint", Static).update(
-            f"sort: {header(self.sort_key)}{' (reversed)' if self.sort_reverse else ''}   "
+            f"{rule}sort: {header(self.sort_key)}{' (reversed)' if self.sort_reverse else ''}   "
             "s sorts by the cursor's column, S reverses, enter shows the method's sessions; mean ± std, n = "
             "finished/runs")
 
