@@ -1010,3 +1010,43 @@ async def test_a_session_that_cannot_be_read_says_why_where_it_can_be_seen(tmp_h
         await wait_until(pilot, lambda: told)
         assert told[0][1] == "error" and "session.json is not valid JSON" in told[0][0]
         await wait_until(pilot, lambda: any("is damaged" in str(line) for line in screen.query_one("#mon-log").lines))
+
+
+async def test_ctrl_q_asks_before_it_throws_a_filled_in_form_away(tmp_home):
+    """escape asked before leaving a filled-in form; ctrl+q quit at once, and the settings were gone."""
+    from screens.new_run import NewRunScreen
+    from screens.widgets.confirm import ConfirmScreen
+
+    app = create_app(start_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+n")
+        await wait_until(pilot, lambda: isinstance(app.screen, NewRunScreen) and bool(app.screen.query("#name")))
+        form = app.screen
+        form.query_one("#name").value = "important-run"
+        await wait_until(pilot, lambda: form.edited)
+        await pilot.press("ctrl+q")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert str(app.screen.query_one("#yes").label) == "Yes, quit"
+        await pilot.press("n")
+        await wait_until(pilot, lambda: app.screen is form)
+        assert app.is_running and form.query_one("#name").value == "important-run"
+        await pilot.press("ctrl+q")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: not app.is_running)
+
+
+def test_quitting_says_which_runs_go_on_in_the_engine(tmp_home, capsys):
+    """Quitting with a run live said nothing; the run goes on in the engine, and now the terminal says so."""
+    from workbench.tui import say_what_goes_on
+
+    store = SessionStore()
+    say_what_goes_on(store)
+    assert capsys.readouterr().err == ""
+    running = store.create({"method": "ft", "model": "clip-tiny", "data": "shapes-tiny"}, name="longrun")
+    done = store.create({"method": "ga", "model": "clip-tiny", "data": "shapes-tiny"}, name="done")
+    done.finish("finished")
+    say_what_goes_on(store)
+    said = capsys.readouterr().err
+    assert said.startswith("1 run goes on in the engine (longrun); `mmul-workbench` shows it again") and "done" not in said
+    running.finish("cancelled")

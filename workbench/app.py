@@ -142,6 +142,23 @@ class WorkbenchApp(App):
 
     # actions -------------------------------------------------------------------------------------
 
+    def action_quit(self) -> None:
+        """ctrl+q: a form the operator has filled in asks first, as escape does (ctrl+q threw it away at once)."""
+        from screens.form_base import FormScreen
+        from screens.widgets.confirm import ConfirmScreen
+
+        screen = self.screen
+        if not (isinstance(screen, FormScreen) and screen.edited):
+            self.exit()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.exit()
+
+        self.push_screen(ConfirmScreen("Quit? What you filled in on this form is not kept.", yes="Yes, quit"),
+                         answered)
+
     def action_help(self) -> None:
         from screens.help import HelpScreen
 

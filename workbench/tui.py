@@ -41,4 +41,20 @@ def run_tui(replay: str | None = None) -> int:
         app.run()
     except KeyboardInterrupt:
         return 130
+    if replay is None:
+        say_what_goes_on(app.services.store)
     return int(app.return_code or 0)
+
+
+def say_what_goes_on(store) -> None:
+    """After the TUI quits, the runs still going in the engine (quitting never stops them, and nothing said so)."""
+    try:
+        going = [row for row in store.catalog_rows() if row.get("state") in ("running", "queued")]
+    except Exception:  # an unreadable catalog: the sessions commands say what is wrong with it
+        return
+    if going:
+        names = ", ".join(str(row.get("name") or row.get("id")) for row in going[:3]) + (
+            f" and {len(going) - 3} more" if len(going) > 3 else "")
+        print(f"{len(going)} run{'s' if len(going) > 1 else ''} go{'es' if len(going) == 1 else ''} on in the engine "
+              f"({names}); `mmul-workbench` shows {'them' if len(going) > 1 else 'it'} again, `mmul-workbench engine "
+              "status` lists the engine's jobs", file=sys.stderr)
