@@ -118,6 +118,11 @@ def test_mmbench_reads_large_cells(tmp_path):
          "line 2: the answer is not one of the row's options A, B"),
         (["index", "question", "A", "B", "answer", "image"], ["0", "q", "x", "y", "", png_base64()],
          "the `answer` cell is empty"),
+        # a row cut to 3 of its 6 cells read as "the `answer` cell is empty"
+        (["index", "question", "A", "B", "answer", "image"], ["0", "q", "x"],
+         "line 2: the row has 3 of the header's 6 tab-separated cells \\(a line cut short, or a tab missing\\)"),
+        (["index", "question", "A", "B", "answer", "image"], ["0", "q", "x", "y", "A", png_base64(), "extra"],
+         "line 2: the row has 7 of the header's 6 tab-separated cells \\(a tab too many\\)"),
     ],
 )
 def test_bad_mmbench_files_give_one_line(tmp_path, header, row, message):

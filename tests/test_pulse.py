@@ -214,6 +214,7 @@ def test_a_checkpoints_pretrained_knowledge_trains_nothing_and_is_drawn_from_wha
 
     from engine.models.llava import build_tiny_llava
     from engine.protocols.originals import original_dir
+    from engine.spec.lineage import CACHE_FINGERPRINT_FILE, LINEAGE_FILE
     from engine.tasks import task_for
     from sessions.store import SessionStore
 
@@ -226,6 +227,8 @@ def test_a_checkpoints_pretrained_knowledge_trains_nothing_and_is_drawn_from_wha
                           lambda: False, cache)
     checkpoint = tmp_path / "llava-that-knows"
     shutil.copytree(source, checkpoint)
+    for record in (LINEAGE_FILE, CACHE_FINGERPRINT_FILE):  # a real checkpoint says nothing of what it saw (with
+        (checkpoint / record).unlink()                     # its lineage, it is refused: test_deployed.py)
     result = pulse_in_process(home, "--method", "ga", "--data", "people-tiny", "--model", str(checkpoint), "--knowledge",
                               "pretrained", "--requests", "1", "--forget", "1", "--epochs", "1", "--mc-scoring",
                               "option", "--device", "cpu", "--json")

@@ -107,7 +107,9 @@ def read_mmbench(path: str | Path, require_answer: bool = True) -> list[MCQuesti
         raise SpecError(f"{path} line {reader.line_num}: not tab-separated text ({error})") from None
     images_by_index: dict[str, Image.Image | None] = {}
     questions = []
+    columns = reader.fieldnames or []
     for line, row in enumerate(rows, start=2):
+        _check_row_length(path, line, row, columns)
         image = _image(path, line, row["image"] or "", images_by_index)
         images_by_index[row["index"]] = image
         questions.append(_question(path, line, row, image, require_answer))
@@ -139,6 +141,16 @@ def _check_columns(path: Path, columns: list[str], require_answer: bool) -> None
             f"{path} has no `answer` column (an MMBench test file); accuracy needs a file with answers, "
             "such as the DEV split (MMBench_DEV_EN.tsv)"
         )
+
+
+def _check_row_length(path: Path, line: int, row: dict, columns: list[str]) -> None:
+    """A row with fewer or more cells than the header has columns (a tab lost, a line cut short): named as such, where
+    it read as an empty `answer` or `question` cell."""
+    cells = len(columns) - sum(row.get(column) is None for column in columns) + len(row.get(None) or [])
+    if cells != len(columns):
+        raise SpecError(f"{path} line {line}: the row has {cells} of the header's {len(columns)} tab-separated cells "
+                        f"({'a line cut short, or a tab missing' if cells < len(columns) else 'a tab too many'}); "
+                        "every row has one cell for each column")
 
 
 def _image(path: Path, line: int, cell: str, earlier: dict[str, Image.Image | None]) -> Image.Image | None:
