@@ -585,17 +585,21 @@ class MonitorScreen(Screen):
         self.log_unseen = 0
         self.redraw()
 
+    def following(self) -> bool:
+        """The screen follows a run in the engine (not a replay), whether or not the run has ended since."""
+        return not self.replay and getattr(self.source, "live", False)
+
     def live(self) -> bool:
-        """A run that is still going: its source follows the engine, and no end has come (ctrl+k stayed in the
-        footer after the run finished, and its yes did nothing)."""
-        return not self.replay and getattr(self.source, "live", False) and self.model.state not in TERMINAL_STATES
+        """A run that is still going: followed, and no end has come (ctrl+k stayed in the footer after the run
+        finished, and its yes did nothing)."""
+        return self.following() and self.model.state not in TERMINAL_STATES
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         """ctrl+k cancels a live run, and a replay does not offer it; the replay's speed keys are not a live run's
         (the footer showed + Faster, - Slower over a live run, and kept ctrl+k to f1)."""
         if action == "cancel_run":
             return self.live()
-        return action not in ("faster", "slower") or not self.live()
+        return action not in ("faster", "slower") or not self.following()
 
     async def action_cancel_run(self) -> None:
         if not self.live() or self.services is None:

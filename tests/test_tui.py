@@ -618,6 +618,7 @@ async def test_ctrl_k_asks_before_it_cancels_a_live_run_and_the_footer_offers_it
         await app.push_screen(ended)
         await wait_until(pilot, lambda: ended.model.state == "finished")
         assert not ended.check_action("cancel_run", ())  # an ended run's footer no longer offers ctrl+k
+        assert not ended.check_action("faster", ())  # nor a replay's speed keys: it is still the followed run
 
 
 async def test_compact_class_at_80x24(tmp_home):
