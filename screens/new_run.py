@@ -70,6 +70,8 @@ class NewRunScreen(FormScreen):
         self.method = "multidelete"
         self._shown_for: tuple | None = None  # (method, people data) whose fields show_params last showed
         self._defaults_shown: dict = {}  # the default each hyperparameter field was last given
+        self._fields: dict[str, Field] = {}  # the hyperparameter fields mounted so far, by name
+        self._param_widgets: dict = {}       # and their inputs
 
     def compose(self) -> ComposeResult:
         yield Static("[b]New run[/b]  ctrl+s submits, escape goes back; hyperparameters left empty use "
@@ -114,8 +116,9 @@ class NewRunScreen(FormScreen):
             # what to forget before how: the deletion set came after every hyperparameter, about 37 tabs down
             yield DeletionForm(self.services.preview_deletion, id="deletion")
             yield Static(id="method-summary")
-            with Vertical(id="params"):
-                yield from (self.param_field(param) for param in form_params())
+            with Vertical(id="params"):  # the default method's fields; another's are mounted when it is chosen
+                first = {param.name for param in specs.COMMON_PARAMS + specs.METHODS[self.method].params}
+                yield from (self.param_field(param) for param in form_params() if param.name in first)
             yield from self.form_end("Submit (ctrl+s)")
         yield self.help_line()
         yield Footer()
@@ -140,16 +143,34 @@ class NewRunScreen(FormScreen):
         common = tuple(p for p in specs.COMMON_PARAMS if p.name not in specs.NOT_ON_PEOPLE)  # as `pulse` offers
         return common + specs.METHODS[self.method].params + specs.LMM_PARAMS
 
-    def param_field(self, param: specs.Param) -> Field:
+    def param_field(self, param: specs.Param, default=None) -> Field:
+        """The field of `param`, holding `default` (None: the parameter's own), remembered by name."""
         choices = param.choices or ((True, False) if param.kind is bool else ())
         if choices:
             widget = Select([(str(c), c) for c in choices], value=param.default, allow_blank=False,
                             id=f"p-{param.name}", classes="param", compact=True)
         else:
-            placeholder = "default" if param.default is None else f"default {param.default}"
-            widget = Input("" if param.default is None else str(param.default), placeholder=placeholder,
+            default = param.default if default is None else default
+            placeholder = "default" if default is None else f"default {default}"
+            widget = Input("" if default is None else str(default), placeholder=placeholder,
                            id=f"p-{param.name}", classes="param", compact=True)
-        return field(param.name, widget, f"err-p-{param.name}", f"{param.name}: {param.help}")
+            self._defaults_shown[param.name] = default
+        self._param_widgets[param.name] = widget
+        self._fields[param.name] = field(param.name, widget, f"err-p-{param.name}", f"{param.name}: {param.help}")
+        return self._fields[param.name]
+
+    def mount_params(self, names: set[str]) -> None:
+        """Mount the fields of `names` not mounted yet, in the form's order. Only the chosen method's fields are
+        composed (all 46 made the form take 1.6 s to open); a field once mounted stays, shown or hidden, so a
+        value typed stays when the method changes and no Select is removed (removing one whose mount was
+        still settling raised inside Textual's Select)."""
+        order = [param.name for param in form_params()]
+        container = self.query_one("#params", Vertical)
+        defaults = self.defaults()
+        for param in form_params():
+            if param.name in names and param.name not in self._fields:
+                later = [self._fields[name] for name in order[order.index(param.name) + 1:] if name in self._fields]
+                container.mount(self.param_field(param, defaults.get(param.name)), before=later[0] if later else None)
 
     def show_params(self) -> None:
         """Show the fields of the chosen method's parameters (and the LMM's on people data), hide the rest.
@@ -165,8 +186,8 @@ class NewRunScreen(FormScreen):
         info = specs.METHODS[self.method]
         self.query_one("#method-summary", Static).update(f"{info.title}: {info.summary}")
         shown = {param.name: param for param in self.all_params()}
-        for param_field in self.query_one("#params", Vertical).children:
-            name = param_field.query_one(".param").id[2:]
+        self.mount_params(set(shown))
+        for name, param_field in self._fields.items():
             param_field.display = name in shown
             if name in shown:  # a name's help can say what it does in this method
                 param_field.help_text = param_field.tooltip = f"{name}: {shown[name].help}"
@@ -176,11 +197,8 @@ class NewRunScreen(FormScreen):
     def show_defaults(self) -> None:
         """Each untouched field holds the default that applies to the run it builds: on people data the PULSE
         batch sizes (engine.spec.validate.PULSE_DEFAULT_PARAMS), not CLIP's 16 and 64, which were sent as given."""
-        defaults = {param.name: param.default for param in form_params()}
-        if self.people_data():
-            defaults.update(specs.PULSE_DEFAULT_PARAMS)
-        for name, default in defaults.items():
-            widget = self.query_one(f"#p-{name}")
+        for name, default in self.defaults().items():
+            widget = self._param_widgets.get(name)
             if not isinstance(widget, Input):
                 continue
             shown = self._defaults_shown.get(name, form_default(name))
@@ -188,6 +206,12 @@ class NewRunScreen(FormScreen):
                 widget.value = "" if default is None else str(default)
             widget.placeholder = "default" if default is None else f"default {default}"
             self._defaults_shown[name] = default
+
+    def defaults(self) -> dict:
+        defaults = {param.name: param.default for param in form_params()}
+        if self.people_data():
+            defaults.update(specs.PULSE_DEFAULT_PARAMS)
+        return defaults
 
     @on(Select.Changed, "#method")
     def _method_changed(self, event: Select.Changed) -> None:
@@ -283,7 +307,7 @@ class NewRunScreen(FormScreen):
     def raw_spec(self) -> dict:
         params: dict = {}
         for param in self.all_params():
-            widget = self.query_one(f"#p-{param.name}")
+            widget = self._param_widgets[param.name]
             if isinstance(widget, Select):
                 params[param.name] = widget.value
             else:

@@ -148,8 +148,8 @@ def count_ticks(screen) -> list:
 
 
 def param_shown(screen, name: str) -> bool:
-    """Whether the New-run form shows the field of parameter ``name`` (every field is composed; the chosen
-    method's are displayed)."""
+    """Whether the New-run form shows the field of parameter ``name`` (the fields of the methods chosen so far are
+    mounted; the chosen method's are displayed)."""
     found = screen.query(f"#p-{name}")
     return bool(found) and bool(found.first().parent.display)
 
