@@ -17,8 +17,9 @@ from sessions.study import study_of, without_study_id
 # display order; "test": the test split's headline, r_mean (retrieval) or accuracy (classification)
 COLUMNS = ("session", "status", "kind", "method", "Df/Dr AUC", "test", "model", "data", "deletion",
            "started", "duration")
-# most important first: which session, how it went, what ran, its result, then how long, on what, when
-PRIORITY = ("session", "status", "method", "kind", "Df/Dr AUC", "test", "duration", "data", "model",
+# most important first: which session, how it went, what ran, its result, then its kind, how long, on what, when
+# (the result before the kind: at 80x24 with a "pulse k=2" row, the kind's column hid the test's)
+PRIORITY = ("session", "status", "method", "Df/Dr AUC", "test", "kind", "duration", "data", "model",
             "started", "deletion")
 assert sorted(PRIORITY) == sorted(COLUMNS)
 CELL_PADDING = 1  # DataTable's default padding on each side of a cell
@@ -47,7 +48,10 @@ def requests_of(row: dict) -> int:
 
 
 def kind_label(row: dict) -> str:
-    """``run`` (one request), ``k=5`` (five sequential requests), ``pulse`` / ``pulse k=3`` (people data)."""
+    """``run`` (one request), ``k=5`` (five sequential requests), ``pulse`` / ``pulse k=3`` (people data),
+    ``attack`` (an attack on a finished run: it read ``run``)."""
+    if row.get("kind") == "attack":
+        return "attack"
     k = requests_of(row)
     if row.get("kind") == "pulse":
         return "pulse" if k == 1 else f"pulse k={k}"
@@ -92,7 +96,7 @@ def row_cells(row: dict, marked: bool) -> dict[str, str]:
         "session": ("* " if marked else "  ") + session_cell(row),
         "status": str(row.get("state", "?")),
         "kind": kind_label(row),
-        "method": fmt(row.get("method")),
+        "method": fmt(str(row["method"]).removeprefix("attack:") if row.get("method") else None),  # kind says attack
         "Df/Dr AUC": fmt(metrics.get("df_dr_auc"), "df_dr_auc"),
         "test": fmt(test_headline(metrics), test_headline_name(metrics)),
         "model": fmt(row.get("model")),

@@ -67,6 +67,14 @@ def test_kind_tells_request_and_pulse_runs_apart():
     # a row from before the catalog kept the spec's requests: counted from the summary's request entries
     assert kind_label({"summary": {"requests": [{}, {}]}}) == "k=2"
     assert kind_label({}) == "run"
+    # an attack read "run", its method "attack:quantize"; and at 80 columns a "pulse k=2" row's kind took the room
+    # of the test column (`hidden: test, model +4`): the results come before the kind now
+    attack = {"id": "20261207-050818-053e", "kind": "attack", "method": "attack:quantize", "state": "interrupted"}
+    assert kind_label(attack) == "attack" and row_cells(attack, False)["method"] == "quantize"
+    pulse = {"id": "20261207-050818-0540", "name": "a rather long session name here", "kind": "pulse", "requests": 2,
+             "method": "multidelete", "state": "interrupted"}
+    kept = fit_columns(column_widths([row_cells(pulse, False), row_cells(attack, False)]), 78)
+    assert {"Df/Dr AUC", "test"} <= set(kept)
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 30)])
