@@ -113,10 +113,18 @@ def column_widths(cells: list[dict[str, str]]) -> dict[str, int]:
             for name in COLUMNS}
 
 
-def fit_columns(widths: dict[str, int], available: int) -> list[str]:
+def fit_columns(widths: dict[str, int], available: int, priority: tuple[str, ...] = PRIORITY,
+                order: tuple[str, ...] = COLUMNS) -> list[str]:
     """The columns to show in ``available`` cells: all of them if they fit, else drop the lowest-priority
-    ones until the rest fit (the session, with its mark, and its status always stay). Display order."""
-    kept = list(PRIORITY)
+    ones until the rest fit (the first two, here the session with its mark and its status, always stay). In the
+    display `order`; the home's by default, another table's (the studies list) given."""
+    kept = list(priority)
     while len(kept) > 2 and sum(widths[name] for name in kept) > available:
         kept.pop()
-    return [name for name in COLUMNS if name in kept]
+    return [name for name in order if name in kept]
+
+
+def cell_widths(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> dict[str, int]:
+    """Each column's width on screen for rows of plain cells in `columns`' order, as ``column_widths``."""
+    return {name: max([cell_len(name), *(cell_len(row[i]) for row in rows)]) + 2 * CELL_PADDING
+            for i, name in enumerate(columns)}

@@ -12,13 +12,16 @@ from textual.widgets import DataTable, Static
 
 from screens.messages import StudiesLoaded
 from screens.services import Services
+from screens.home_table import cell_widths, fit_columns
 from screens.study_data import list_studies
 from screens.widgets.footer import Footer
 from sessions.summary import format_deletion
 
 REFRESH_SECONDS = 2.0
-# progress first after the id: at 80 columns the table scrolls sideways from about the fourth column on
+# progress first after the id
 COLUMNS = ("study", "runs", "methods", "model", "data", "deletion", "seeds", "updated")
+# what a narrow terminal keeps (it cut the columns beyond its edge mid-word: "delet", "rando")
+PRIORITY = ("study", "runs", "methods", "data", "model", "updated", "deletion", "seeds")
 
 
 def study_row(row: dict) -> tuple[str, ...]:
@@ -55,12 +58,11 @@ class StudiesScreen(Screen):
         super().__init__()
         self.services = services
         self.rows: list[dict] = []
+        self._columns: list[str] = []  # the columns drawn now
 
     def compose(self) -> ComposeResult:
         yield Static("[b]Studies[/b]  enter opens a study's grid, n starts a new study", id="studies-status")
-        table: DataTable = DataTable(id="studies", cursor_type="row", zebra_stripes=True)
-        table.add_columns(*COLUMNS)
-        yield table
+        yield DataTable(id="studies", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -74,18 +76,34 @@ class StudiesScreen(Screen):
 
     def on_studies_loaded(self, message: StudiesLoaded) -> None:
         shown = [study_row(row) for row in message.rows]
-        if shown == [study_row(row) for row in self.rows] and self.rows:
+        if shown == [study_row(row) for row in self.rows] and self.rows and self._columns:
             return
         self.rows = message.rows
+        self.render_rows()
+
+    def on_resize(self) -> None:
+        self.render_rows()
+
+    def render_rows(self) -> None:
+        """The studies in the columns that fit the table's width (the lowest-priority ones left out, and named)."""
+        shown = [study_row(row) for row in self.rows]
         table = self.query_one("#studies", DataTable)
+        columns = fit_columns(cell_widths(COLUMNS, shown), max(table.size.width - 2, 40), PRIORITY, COLUMNS)
         cursor = table.cursor_row
-        table.clear()
+        if columns != self._columns:
+            table.clear(columns=True)
+            table.add_columns(*columns)
+            self._columns = columns
+        else:
+            table.clear()
         for row in shown:
-            table.add_row(*row, key=row[0])
+            table.add_row(*(row[COLUMNS.index(name)] for name in columns), key=row[0])
         if shown:
             table.move_cursor(row=min(cursor, len(shown) - 1), animate=False)
+        hidden = [name for name in COLUMNS if name not in columns]
         self.query_one("#studies-status", Static).update(
-            f"[b]Studies[/b]  {len(shown)} in all; enter opens a study's grid, n starts a new study"
+            (f"[b]Studies[/b]  {len(shown)} in all; enter opens a study's grid, n starts a new study"
+             + (f"  hidden: {', '.join(hidden)}" if hidden else ""))
             if shown else "[b]Studies[/b]  none yet: n starts one (or `mmul-workbench study ...`)")
 
     @on(DataTable.RowSelected, "#studies")

@@ -503,3 +503,16 @@ async def test_the_grid_scrolled_sideways_never_shows_part_of_a_number(tmp_home)
             await pilot.pause()
             assert table.scroll_x in table.column_starts()
         assert table.scroll_x == 0
+
+
+def test_the_studies_list_leaves_out_whole_columns_that_do_not_fit_and_names_them():
+    """At 80 columns the list scrolled sideways and its edge cut values mid-word (`delet`, `rando`)."""
+    from screens.home_table import cell_widths, fit_columns
+    from screens.studies import COLUMNS, PRIORITY
+
+    row = ("study-0123456789ab", "6/6", "retrain,ft,multidelete", "clip-tiny", "shapes-tiny", "random 16", "42,87,21",
+           "12-07 16:00")
+    widths = cell_widths(COLUMNS, [row])
+    assert fit_columns(widths, 200, PRIORITY, COLUMNS) == list(COLUMNS)
+    narrow = fit_columns(widths, 78, PRIORITY, COLUMNS)
+    assert narrow == ["study", "runs", "methods", "model", "data"] and sum(widths[c] for c in narrow) <= 78
