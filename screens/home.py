@@ -25,6 +25,7 @@ from screens.widgets.confirm import ConfirmScreen
 from screens.widgets.footer import Footer
 from sessions.attacks import attack_line, attacks_brief, attacks_of
 from sessions.recovery import NotResumable, resume_spec
+from sessions.resuming import resumed_by_words
 from sessions.export import session_document, write_export
 from sessions.store import SessionBusy, SessionDamaged, UnknownSession, busy_message
 from sessions.study import cells_of_session
@@ -59,7 +60,7 @@ def sort_rows(rows: list[dict], key: str, reverse: bool) -> list[dict]:
     return sorted(rows, key=value, reverse=(not reverse) if key == "started" else reverse)
 
 
-def detail_text(row: dict, verdict: list[str], compact: bool = False) -> str:
+def detail_text(row: dict, verdict: list[str], compact: bool = False, resumed_by: str | None = None) -> str:
     """The highlighted session in a few lines: what it is, then its verdict (the words of `replay --headless`),
     or why it has none (still running, or how it ended). ``compact`` (80x24, four lines): of a request run's
     verdicts only the last request's, the state it ended in, so that it is not cut mid-sentence."""
@@ -72,7 +73,11 @@ def detail_text(row: dict, verdict: list[str], compact: bool = False) -> str:
         return "\n".join([head, *verdict])
     if row.get("state") in ("queued", "running"):
         return head + "\n(no verdict until it finishes)"
-    return head + (f"\n{row['message']}" if row.get("message") else "")
+    # a stopped run a later run went on from says which (it said only "cancelled by request")
+    return head + "".join(f"\n{line}" for line in (row.get("message"), resumed_by) if line)
+
+
+RESUMABLE_STATES = ("cancelled", "failed", "interrupted")  # the states a run stops in and may be resumed from
 
 
 class HomeScreen(Screen):
@@ -291,9 +296,10 @@ class HomeScreen(Screen):
                 lines += [brief] if (brief := attacks_brief(attacks)) else []
             else:
                 lines += [f"attack {attack_line(attack)}" for attack in attacks]
+            resumed_by = resumed_by_words(store, row["id"]) if row.get("state") in RESUMABLE_STATES else None
         except (SessionDamaged, UnknownSession, OSError) as exc:
-            lines = [str(exc).splitlines()[0]]
-        self.post_message(DetailLoaded(row["id"], detail_text(row, lines, self.app.has_class("-compact"))))
+            lines, resumed_by = [str(exc).splitlines()[0]], None
+        self.post_message(DetailLoaded(row["id"], detail_text(row, lines, self.app.has_class("-compact"), resumed_by)))
 
     def on_detail_loaded(self, message: DetailLoaded) -> None:
         if message.session_id == self.current_id():

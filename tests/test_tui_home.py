@@ -345,3 +345,23 @@ async def test_shift_r_resumes_a_stopped_request_run_in_the_engine_and_says_why_
         await wait_until(pilot, lambda: isinstance(app.screen, MonitorScreen))
         assert [spec["resumes"] for spec in sent] == [{"session": stopped}]
         assert sent[0]["requests"] == 10 and sent[0]["method"] == "npo"
+
+
+async def test_a_stopped_runs_detail_names_the_run_that_went_on_from_it(tmp_home):
+    """A cancelled run resumed by another said only 'cancelled by request' on the home; `sessions show` named the
+    session that went on from it."""
+    store = SessionStore()
+    spec = {"method": "ga", "model": "clip-tiny", "data": "shapes-tiny", "requests": 4}
+    stopped = store.create(spec, name="seq")
+    stopped.emit("artifact", name="resume_point", request=2, path="/nowhere")
+    stopped.finish("cancelled", message="cancelled by request")
+    resumed = store.create({**spec, "resumes": {"session": stopped.session_id, "request": 2}}, name="seq (resumed)")
+    resumed.finish("finished", summary={"metrics": {"df_dr_auc": 0.6}})
+    app = create_app(start_engine=False)
+    async with app.run_test(size=(120, 30)) as pilot:
+        home = app.screen
+        detail = home.query_one("#home-detail")
+        await wait_until(pilot, lambda: home.query_one("#sessions").row_count == 2)
+        home.query_one("#sessions").move_cursor(row=[r["id"] for r in home.shown].index(stopped.session_id))
+        await wait_until(pilot, lambda: f"resumed by session {resumed.session_id} (finished)" in str(detail.render()))
+        assert "cancelled by request" in str(detail.render())
