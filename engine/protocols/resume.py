@@ -35,8 +35,8 @@ from pathlib import Path
 
 from engine.cache import checkpoint_fingerprint, staged
 from engine.data.fingerprint import data_identity
-from engine.spec.catalog import PEOPLE_WORLDS, WORLDS
 from engine.errors import SpecError
+from engine.spec.catalog import PEOPLE_WORLDS, WORLDS
 from sessions.paths import point_staging, resume_point_dirs
 
 RESUME_VERSION = 1
