@@ -420,12 +420,15 @@ class MonitorScreen(Screen):
         """A finished Retrain of this run's deletion set (sessions.verdict.retrain_reference), read off the UI
         thread: its final metrics are the panels' Retrain lines."""
         store = getattr(self.source, "store", None) or (self.services.store if self.services else None)
-        meta = getattr(self.source, "meta", None)
-        spec = meta.get("spec") if isinstance(meta, dict) else None
-        if store is None or not isinstance(spec, dict):
-            return
+        session_id = getattr(self.source, "session_id", None)
         try:
-            summary = retrain_reference(store, spec, getattr(self.source, "session_id", None))
+            # a stored source reads its meta once its events start, after this ran at mount: the reference was
+            # never drawn in the TUI's replay, where `replay --headless` drew it; the store says it at once
+            meta = getattr(self.source, "meta", None) or (store.get(session_id) if store and session_id else None)
+            spec = meta.get("spec") if isinstance(meta, dict) else None
+            if store is None or not isinstance(spec, dict):
+                return
+            summary = retrain_reference(store, spec, session_id)
         except Exception:  # an unreadable catalog: the panels without Retrain
             return
         if summary and isinstance(summary.get("metrics"), dict):

@@ -1068,3 +1068,15 @@ async def test_a_methods_fields_are_mounted_when_it_is_chosen_in_the_forms_order
         await wait_until(pilot, lambda: param_shown(screen, "npo_beta"))
         mounted = [child.query_one(".param").id[2:] for child in screen.query_one("#params").children]
         assert mounted == [param.name for param in form_params() if param.name in mounted]
+
+
+async def test_a_replay_draws_retrains_reference_when_one_is_in_the_home(tmp_home):
+    """The TUI's replay never drew Retrain's line (its stored source had no meta yet when the reference was looked
+    for), where `replay --headless` drew it and the verdict quoted it."""
+    store = SessionStore()
+    write_session(store, "retrain", auc=0.84)
+    sid = write_session(store, "multidelete", auc=0.9)
+    app = create_app(replay=sid)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.retrain is not None and screen.retrain.get("df_dr_auc") == 0.84)
