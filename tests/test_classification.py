@@ -142,9 +142,9 @@ def test_retrain_gap_is_each_rows_test_accuracy_against_retrains(capsys):
 
     print_table([result("retrain", 70.0), result("multidelete", 66.5)], original={"test": {"accuracy": 71.2}})
     printed = capsys.readouterr().out
-    assert "Retrain gap" in printed
+    assert "test gap" in printed
     lines = [line.split("│") for line in printed.splitlines() if line.startswith("┃") or line.startswith("│")]
     header = next(line.split("┃") for line in printed.splitlines() if line.startswith("┃"))
-    column = [cell.strip() for cell in header].index("Retrain gap")  # the cost columns follow it
+    column = [cell.strip() for cell in header].index("test gap")  # the cost columns follow it
     rows = {cells[1].strip(): cells[column].strip() for cells in lines if len(cells) > column}
     assert rows == {"original": "1.2", "Retrain": "0.0", "MultiDelete": "3.5"}

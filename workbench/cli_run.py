@@ -316,8 +316,9 @@ def print_table(results: list[dict], original: dict | None = None) -> None:
         title = f"unlearning results ({count} {one if count == 1 else many} deleted)"
     else:
         title = "unlearning results"
-    table = Table(title=title)
-    headers = ["method", *(c.header for c in columns), *(["Retrain gap"] if gap else []), *COST_HEADERS]
+    # "test gap", as `study` names it: |test headline - Retrain's| in points ("Retrain gap" read as the AUC's too)
+    table = Table(title=title, caption=f"test gap: |{test.header} - Retrain's| in points" if gap else None)
+    headers = ["method", *(c.header for c in columns), *(["test gap"] if gap else []), *COST_HEADERS]
     for header in headers:
         table.add_column(header, justify="left" if header == "method" else "right", no_wrap=header == "method")
 

@@ -85,7 +85,7 @@ def demo_table(record: dict) -> str:
     columns = specs.shown_columns(task, (flatten(r["metrics"]) for r in runs))
     headline = specs.TASKS[task].test_metric
     retrain = next((flatten(r["metrics"]) for r in runs if r["method"] == "retrain"), None)
-    headers = ["method", *(c.header for c in columns), *(["Retrain gap"] if retrain else []), "time"]
+    headers = ["method", *(c.header for c in columns), *(["test gap"] if retrain else []), "time"]
     lines = [f"`{record['command']}` ({record['date']}; {record['machine']}; threads: {record['threads']}; "
              f"{document['deletion']['units']} units deleted, seed {runs[0]['seed']}; percent, AUC x 100)", "",
              "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
@@ -102,6 +102,9 @@ def demo_table(record: dict) -> str:
     for run in runs:
         row(specs.METHODS[run["method"]].title, run["metrics"], run.get("seconds"))
     lines.append("")
+    if retrain:  # named as `study` names it: "Retrain gap" read as the AUC's gap too
+        test_column = next((c.header for c in columns if c.metric == headline), headline)
+        lines += [f"test gap: |{test_column} - Retrain's| in points.", ""]
     lines.extend(f"- {specs.METHODS[run['method']].title}: {run.get('variant', 'variant not recorded')}"
                  for run in runs)
     return "\n".join(lines)
