@@ -80,6 +80,18 @@ def data_info(ref: str, decode: bool = False) -> tuple[dict, str, str | None]:
     return info, describe_text(info), decoding_problem(info)
 
 
+@reading_inputs
+def unit_ids(ref: str) -> list[str]:
+    """The training units' ids of data `ref`, in order: what `--delete-ids FILE` takes, one a line (`data ids`)."""
+    from engine.data.registry import load_data
+
+    if ref in PEOPLE_WORLDS or ref.partition(":")[0] in ("mllmu", "mmbench"):
+        raise SpecError(f"{ref} is people data: a PULSE run forgets people (--forget N), drawn by seed, not units "
+                        "named by id", field="data")
+    world = load_data(ref)
+    return [unit.unit_id for unit in world.train]
+
+
 def export_world(world: str, fmt: str, directory: Path, force: bool = False) -> list[Path]:
     """Write built-in world `world` as `fmt` into `directory`; SpecError (naming what would work) on bad input.
     A directory that holds anything is refused unless `force`: the export writes over files of its names (a real

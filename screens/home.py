@@ -65,7 +65,8 @@ def detail_text(row: dict, verdict: list[str], compact: bool = False, resumed_by
     or why it has none (still running, or how it ended). ``compact`` (80x24, four lines): of a request run's
     verdicts only the last request's, the state it ended in, so that it is not cut mid-sentence."""
     verdict = last_request_only(verdict) if compact else last_requests(verdict)
-    head = f"{row.get('name') or row['id']}: {row.get('state', '?')}, {kind_label(row)} {row.get('method') or ''}"
+    method = str(row.get("method") or "").removeprefix("attack:")  # the kind says attack ("attack attack:relearn")
+    head = f"{row.get('name') or row['id']}: {row.get('state', '?')}, {kind_label(row)} {method}"
     head += f" on {row.get('model') or '?'} / {row.get('data') or '?'}"
     if deletion := deletion_cell(row):
         head += f", deletion {deletion}" if row.get("kind") != "pulse" else f", forgets {deletion}"

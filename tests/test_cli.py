@@ -191,3 +191,17 @@ def test_a_nested_engine_errors_passes_an_exit_through(capsys):
                 raise ConnectionError("the engine went away")
     assert raised.value.exit_code == 1
     assert capsys.readouterr().err.strip().splitlines() == ["error: engine unavailable: the engine went away"]
+
+
+def test_data_ids_lists_what_delete_ids_takes(tmp_path, monkeypatch):
+    """A newcomer had no way to learn the ids `--delete-ids FILE` takes (`data info` prints none)."""
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+
+    monkeypatch.setenv("MMUL_HOME", str(tmp_path))
+    listed = CliRunner().invoke(app, ["data", "ids", "shapes-tiny", "--limit", "3"])
+    assert listed.exit_code == 0 and listed.output.splitlines() == [
+        "shapes-images/000000.png", "shapes-images/000001.png", "shapes-images/000002.png"]
+    people = CliRunner().invoke(app, ["data", "ids", "people-tiny"])
+    assert people.exit_code == 2 and "a PULSE run forgets people (--forget N)" in people.output

@@ -144,6 +144,27 @@ def data_info(
         fail(problem)
 
 
+@data_app.command("ids")
+def data_ids(
+    data: str = typer.Argument(..., help="FORMAT:PATH (flickr30k:DIR, coco:DIR, snli-ve:DIR, nlvr2:DIR, ...) or a built-in world"),
+    limit: int = typer.Option(0, "--limit", min=0, help="the first N ids only (0: all)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The training units' ids, one a line: what `run --delete-ids FILE` takes (e.g. `data ids shapes-tiny
+    --limit 16 > ids.txt`)."""
+    from engine.api import unit_ids
+
+    fmt, _, location = data.partition(":")
+    try:
+        ids = unit_ids(data if not location else f"{fmt}:{os.path.abspath(Path(location).expanduser())}")
+    except SpecError as error:
+        fail(str(error))
+    ids = ids[:limit] if limit else ids
+    if as_json:
+        return print_json({"data": data, "ids": ids})
+    print("\n".join(ids))
+
+
 @app.command()
 def replay(
     session: str = typer.Argument(..., help="session id, name, or a unique prefix of either", autocompletion=complete_session),
