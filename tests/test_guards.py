@@ -32,6 +32,20 @@ def test_rules_are_parsed_and_checked_against_the_task():
         parse_rules("val.r_mean <= 3", "retrieval")
 
 
+def test_a_rule_outside_its_metrics_range_or_empty_is_refused():
+    """`df_dr_auc>95` (percent, where the AUC is a fraction) was taken and could never fire; `--stop-if ''` was
+    taken as no rule."""
+    with pytest.raises(SpecError, match=r"df_dr_auc is a fraction, 0..1; did you mean df_dr_auc>0.95\?"):
+        parse_rules("df_dr_auc>95", "retrieval")
+    with pytest.raises(SpecError, match="val.r_mean is in percent, 0..100"):
+        parse_rules("val.r_mean<150", "retrieval")
+    with pytest.raises(SpecError, match="forget.image is a fraction"):
+        parse_rules("forget.image<20", "multiple_choice")
+    with pytest.raises(SpecError, match="--stop-if is empty"):
+        parse_rules(" ", "retrieval")
+    assert parse_rules("val.r_mean<0.5, mia.val_member_rate>0.9", "retrieval")[1].threshold == 0.9
+
+
 def test_rules_never_read_the_reported_test_split():
     """Choices are made on validation data (ANCHORS.md section 2, Selection): a rule on test is refused with
     the name to use instead, and MMBench (reported, no validation split) is no rule's to read."""
@@ -98,14 +112,14 @@ def test_stop_if_ends_the_unlearning_with_a_logged_event(home):
         def emit(kind, **fields):
             events.append((kind, fields))
 
-    normal = specs.validate({**RUN, "requests": 2, "params": {"eval_every": 2, "epochs": 3, "stop_if": "val.r_mean<101"}})
+    normal = specs.validate({**RUN, "requests": 2, "params": {"eval_every": 2, "epochs": 3, "stop_if": "val.r_mean<100"}})
     document = run_job(normal, Writer, lambda: False)
-    assert document["stopped_by"] == {"rule": "val.r_mean<101", "value": pytest.approx(document["stopped_by"]["value"]),
+    assert document["stopped_by"] == {"rule": "val.r_mean<100", "value": pytest.approx(document["stopped_by"]["value"]),
                                       "step": 2, "request": 1}
     assert document["selected_on"] == "validation" and document["judged"][0]["step"] == 2
     assert document["steps"] == 2 and len(document["requests"]) == 1  # request 2 never ran
     warnings = [f["message"] for kind, f in events if kind == "log" and f["level"] == "warning"]
-    assert any(message.startswith("stop-if val.r_mean<101 held at step 2 (request 1)") for message in warnings)
+    assert any(message.startswith("stop-if val.r_mean<100 held at step 2 (request 1)") for message in warnings)
 
 
 def test_keep_best_through_the_cli(home):

@@ -69,7 +69,17 @@ def rule_metrics(task: str) -> tuple[str, ...]:
     return tuple(validation_name(c.metric) for c in columns if not c.optional) if columns else MULTIPLE_CHOICE_METRICS
 
 
+def rule_scale(metric: str) -> float:
+    """The largest value `metric` takes in the units `--json` shows it in: 1 for an AUC, a rate or a four-option
+    accuracy (fractions), 100 for recall and accuracy (percent)."""
+    last = metric.rsplit(".", 1)[-1]
+    return 1.0 if last.endswith("auc") or last.endswith("_rate") or metric in MULTIPLE_CHOICE_METRICS else 100.0
+
+
 def parse_rules(text: str | None, task: str) -> tuple[Rule, ...]:
+    if text is not None and not str(text).strip():
+        raise SpecError("--stop-if is empty; give METRIC<VALUE or METRIC>VALUE, or leave the option out",
+                        field="stop_if")
     if not text:
         return ()
     known = rule_metrics(task)
@@ -89,7 +99,12 @@ def parse_rules(text: str | None, task: str) -> tuple[Rule, ...]:
         if metric not in known:
             raise SpecError(f"--stop-if: {task.replace('_', '-')} reports no metric {metric!r}; rules name one of "
                             f"{', '.join(known)}", field="stop_if")
-        rules.append(Rule(metric, op, float(threshold)))
+        scale, value = rule_scale(metric), float(threshold)
+        if not 0 <= value <= scale:  # `df_dr_auc>95` (a percent) was taken, and never fired: an AUC is a fraction
+            hint = f"; did you mean {metric}{op}{value / 100:g}?" if scale == 1 and 0 <= value <= 100 else ""
+            raise SpecError(f"--stop-if {metric}{op}{threshold}: {metric} is "
+                            f"{'a fraction, 0..1' if scale == 1 else 'in percent, 0..100'}{hint}", field="stop_if")
+        rules.append(Rule(metric, op, value))
     return tuple(rules)
 
 
