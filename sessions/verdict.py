@@ -148,6 +148,9 @@ def verdict_lines(summary: Any, retrain: dict | None = None) -> list[str]:
         whole = sum(sizes) if None not in sizes else None
     so_far: int | None = 0
     lines = []
+    # the requests asked for (a --stop-if rule may end the run before them all: it read "request 3/3" of 20)
+    asked = max(len((summary.get("seeds") or {}).get("requests") or []), len(requests))
+    stopped = summary.get("stopped_by") if isinstance(summary.get("stopped_by"), dict) else None
     for number, entry in enumerate(requests, start=1):
         last = number == len(requests)
         if last:  # the whole deletion set is forgotten: the Retrain of that set is the reference
@@ -156,7 +159,11 @@ def verdict_lines(summary: Any, retrain: dict | None = None) -> list[str]:
             reference = _request_metrics(theirs[number - 1]) if len(theirs) == len(requests) else None
         size = sizes[number - 1]
         so_far = so_far + size if size is not None and so_far is not None else None
-        part = _part_of_df(entry, so_far, whole, deletion_nouns(summary))
+        if stopped and last and isinstance(entry.get("evaluated_units"), int):
+            # the run reports the part it forgot as its deletion set, and the original's Df is the whole set asked
+            part, reference = _stopped_part(entry, summary), None
+        else:
+            part = _part_of_df(entry, so_far, whole, deletion_nouns(summary))
         # the original was scored on the whole deletion set: against a part of it its Df numbers would compare
         # other units (20 units' 89.3 against the one forgotten unit's 0.0)
         forgot, kept = _parts(before if part is None else _without_df(before), _request_metrics(entry), reference)
@@ -164,8 +171,17 @@ def verdict_lines(summary: Any, retrain: dict | None = None) -> list[str]:
             forgot[-1] += f" ({part})"
         line = _line(forgot, kept, _cost(entry.get("seconds"), entry.get("steps")))
         if line:
-            lines.append(f"request {entry.get('request', number)}/{len(requests)}: {line}")
+            ended = f" (stopped by --stop-if {stopped.get('rule')})" if stopped and last else ""
+            lines.append(f"request {entry.get('request', number)}/{asked}: {line}{ended}")
     return lines
+
+
+def _stopped_part(entry: dict, summary: dict) -> str:
+    """The last request of a run a --stop-if rule ended: its Df is the units forgotten so far, not the set the
+    original was scored on."""
+    one, noun = deletion_nouns(summary)
+    units = entry["evaluated_units"]
+    return f"the {units} {noun if units != 1 else one} requested so far"
 
 
 def _size(entry: dict) -> int | None:

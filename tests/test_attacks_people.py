@@ -83,8 +83,17 @@ def test_quantize_on_a_pulse_session(parent, capsys):
 
 
 def test_rephrase_on_a_pulse_session(parent):
+    """Rephrased questions are scored against the original on the same rephrased questions: of the forgetting on
+    the exact ones (original - unlearned), the share that does not hold on them."""
     document = attack("rephrase", parent["session"], paraphrases=None)
-    check_recovery(document, parent)
+    original, unlearned, attacked = (document[k]["df"] for k in ("original", "unlearned", "attacked"))
+    original_rephrased = document["original_attacked"]["df"]
+    gap = original - unlearned
+    assert gap > 0 and document["recovery"]["gap"] == pytest.approx(100 * gap)
+    held = original_rephrased - attacked  # the forgetting that holds on the rephrased questions
+    assert document["recovery"]["points"] == pytest.approx(100 * (gap - held))
+    assert document["recovery"]["fraction"] == pytest.approx((gap - held) / gap)
+    assert "of the forgetting does not hold on them" in document["verdict"]
     asked = 2 * 5 * len(parent["forget_people"])  # every forget person's questions, with the image and by name
     assert document["record"]["paraphrases"] == "built-in"
     assert document["record"]["paraphrased_texts"] == document["record"]["texts"] == asked

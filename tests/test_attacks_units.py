@@ -266,3 +266,16 @@ def test_an_attack_on_a_request_sequence_names_the_model_it_took():
                 "original": {"df": 89.3}, "unlearned": {"df": 33.3, "df_dr_auc": None},
                 "attacked": {"df": 22.8, "df_dr_auc": None}, "recovery": {"fraction": -0.2, "points": -10.5}}
     assert verdict(document).startswith("quantize attack on the model after request 20 of 20: Df r_mean 33.3 -> 22.8")
+
+
+def test_rephrasing_is_read_against_the_original_on_the_same_rephrased_inputs():
+    """A review's numbers (clip-tiny, shapes-tiny, 16 units): rephrased inputs are harder for any model, and the
+    recovery against the unlearned model's exact score read that as forgetting: a model never unlearned 'lost' 18.3
+    points, MultiDelete's -43% was +30% of its forgetting not reaching the rephrased inputs."""
+    from engine.attacks.recovery import rephrase_recovery
+
+    never_unlearned = rephrase_recovery("df.r_mean", 90.8, 90.8, 72.5, 72.5)
+    assert never_unlearned["fraction"] is None and never_unlearned["points"] == pytest.approx(0.0)
+    multidelete = rephrase_recovery("df.r_mean", 90.8, 65.6, 72.5, 54.8)
+    assert multidelete["fraction"] == pytest.approx(7.5 / 25.2) and multidelete["points"] == pytest.approx(7.5)
+    assert multidelete["against"] == "the original on the rephrased inputs"

@@ -164,3 +164,22 @@ def test_a_screens_verdict_box_ends_with_the_last_request():
                                     "(27 earlier requests left out: `mmul-workbench sessions show` has each)"]
     # newest first: a box too short for both cut request 2/2 of a 2-request run, where it ended, not request 1/2
     assert last_requests(lines[:2]) == lines[1::-1] and last_requests(["forget: x"]) == ["forget: x"]
+
+
+def test_a_run_a_stop_if_rule_ended_is_judged_on_what_it_forgot_and_says_so():
+    """Stopped at request 3 of 20, the verdict read 'request 3/3: forget: Df/Dr AUC 45.1 -> 68.4, Df r_mean 89.3 ->
+    27.8', the original's Df on all 20 units against the 3 forgotten."""
+    from sessions.verdict import verdict_lines
+
+    entries = [{"request": r, "units": 1, "evaluated_units": r,
+                "metrics": {"df_dr_auc": 0.6, "df": {"r_mean": 30.0}, "test": {"r_mean": 50.0}}} for r in (1, 2, 3)]
+    summary = {"metrics": entries[-1]["metrics"], "requests": entries, "deletion": {"units": 3},
+               "original_metrics": {"df_dr_auc": 0.451, "df": {"r_mean": 89.3}, "test": {"r_mean": 54.0}},
+               "seeds": {"requests": list(range(20))},
+               "stopped_by": {"rule": "val.r_mean<35", "value": 34.0, "step": 2, "request": 3}}
+    lines = verdict_lines(summary, retrain={"metrics": {"df_dr_auc": 0.85, "test": {"r_mean": 46.0}}})
+    last = lines[-1]
+    assert last.startswith("request 3/20: ") and last.endswith("(stopped by --stop-if val.r_mean<35)")
+    assert "89.3" not in last and "45.1" not in last and "(the 3 units requested so far)" in last
+    assert "Retrain" not in last  # the Retrain of all 20 units is no reference for 3
+    assert lines[0].startswith("request 1/20: ")

@@ -22,7 +22,7 @@ from typing import Callable
 
 from engine.attacks import ATTACKS
 from engine.attacks.people import deleted_units, with_headline
-from engine.attacks.recovery import headline, recovery
+from engine.attacks.recovery import headline, recovery, rephrase_recovery
 from engine.devices import resolve_device
 from engine.errors import SpecError
 from engine.seeding import seed_everything
@@ -126,18 +126,27 @@ def run_attack(spec: dict, parent: dict, retrain: dict | None, emit: Callable[..
         raise SpecError(f"session {parent['id']} reports no Df headline (df.r_mean, df.accuracy or forget.accuracy) "
                         "to recover",
                         field="session")
+    original_rephrased = None
+    if kind == "rephrase":  # what the rephrased inputs allow at most: the original model on them
+        original_checkpoint = parent["summary"].get("original_checkpoint")
+        if original_checkpoint and Path(original_checkpoint).exists():
+            original_rephrased = probe.attacked_original(original_checkpoint)
+
+    def recovered(unlearned: dict, attacked: dict) -> dict:
+        """Rephrasing against the original on the same rephrased inputs (rephrase_recovery), when it was scored."""
+        if original_rephrased is not None and name in original_rephrased:
+            return rephrase_recovery(name, original[name], unlearned[name], original_rephrased[name], attacked[name])
+        return recovery(name, original[name], unlearned[name], attacked[name])
+
     document = {
         "session": None, "kind": "attack", "attack": {"kind": kind, "params": params}, "parent": parent["id"],
         "parent_method": base.get("method"), "model": base.get("model"), "data": base.get("data"), "task": task.name,
         "seed": params["seed"], "device": str(device), "headline": name,
         "original": numbers(original, name), "unlearned": numbers(before, name), "attacked": numbers(after, name),
-        "recovery": recovery(name, original[name], before[name], after[name]), "record": record,
+        "recovery": recovered(before, after), "record": record,
         **({"parent_request": request} if (request := last_request(parent)) else {}),
+        **({"original_attacked": numbers(original_rephrased, name)} if original_rephrased is not None else {}),
     }
-    if kind == "rephrase":  # what the rephrased inputs allow at most: the original model on them
-        original_checkpoint = parent["summary"].get("original_checkpoint")
-        if original_checkpoint and Path(original_checkpoint).exists():
-            document["original_attacked"] = numbers(probe.attacked_original(original_checkpoint), name)
     document["retrain"] = None
     if retrain is not None:
         r_before = with_headline(flatten(retrain["summary"]["metrics"]))
@@ -145,7 +154,7 @@ def run_attack(spec: dict, parent: dict, retrain: dict | None, emit: Callable[..
                                record.get("steps", 0), record.get("chosen"))
         document["retrain"] = {"session": retrain["id"], "unlearned": numbers(r_before, name),
                                "attacked": numbers(r_after, name),
-                               "recovery": recovery(name, original[name], r_before[name], r_after[name])}
+                               "recovery": recovered(r_before, r_after)}
     document |= {"steps": record.get("steps", 0), "seconds": round(time.perf_counter() - started, 3),
                  "metrics": nest(after), "unlearned_metrics": nest(before)}
     document["verdict"] = verdict(document)
@@ -168,6 +177,12 @@ def verdict(document: dict) -> str:
 
     def part(entry: dict) -> str:
         back = entry["recovery"]
+        if back.get("against"):  # rephrase: the forgetting that does not reach the rephrased inputs
+            fraction = ("no gap to recover" if back["fraction"] is None else
+                        f"{back['fraction']:.0%} of the forgetting does not hold on them")
+            return (f"Df {metric} {fmt(entry['unlearned']['df'], name)} -> {fmt(entry['attacked']['df'], name)} on "
+                    f"rephrased inputs, {back['points']:.1f} points back against the original's "
+                    f"{fmt(document['original_attacked']['df'], name)} on them, {fraction}")
         fraction = "no gap to recover" if back["fraction"] is None else f"{back['fraction']:.0%} of the forgotten gap"
         return (f"Df {metric} {fmt(entry['unlearned']['df'], name)} -> {fmt(entry['attacked']['df'], name)}, "
                 f"{back['points']:.1f} points back, {fraction}")
@@ -177,7 +192,9 @@ def verdict(document: dict) -> str:
     line = (f"{document['attack']['kind']} attack{on}: {part(document)} "
             f"(original {fmt(document['original']['df'], name)})")
     if document["unlearned"]["df_dr_auc"] is not None or document["attacked"]["df_dr_auc"] is not None:  # not on people
-        line += (f"; Df/Dr AUC {fmt(document['unlearned']['df_dr_auc'], 'df_dr_auc')} -> "
+        # rephrase transforms Df alone: its AUC after reads the inputs' difficulty too, and says so
+        rephrased = " (Df rephrased, Dr as it was)" if document["attack"]["kind"] == "rephrase" else ""
+        line += (f"; Df/Dr AUC{rephrased} {fmt(document['unlearned']['df_dr_auc'], 'df_dr_auc')} -> "
                  f"{fmt(document['attacked']['df_dr_auc'], 'df_dr_auc')}")
     if document.get("retrain"):
         line += f"; Retrain under the same attack: {part(document['retrain'])}"
