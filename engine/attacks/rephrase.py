@@ -19,9 +19,10 @@ Images (each Df unit's image, or both images of a pair; graphs have none), with 
 - colour jitter: brightness, contrast and saturation each scaled by a factor in [0.8, 1.2] (no hue jitter: the
   worlds' captions name colours, and a hue shift would make them false).
 The evaluation re-encodes the task's data with Df so transformed (Dr and test as they were) and scores Df as
-before: the headline Df metric and the Df/Dr AUC on rephrased Df. The recovery's gap is the exact inputs'
-(original on Df minus unlearned on Df), so it reads like the other attacks'; the document also gives the
-original model's Df on the rephrased inputs (what these inputs allow at most).
+before: the headline Df metric and the Df/Dr AUC on rephrased Df (Dr as it was: that AUC reads the inputs'
+difficulty too). The recovery's gap is the exact inputs' (original on Df minus unlearned on Df), and what comes
+back is read against the original model's Df on the same rephrased inputs (engine/attacks/recovery.py
+`rephrase_recovery`): the points of that gap the rephrased inputs do not show.
 """
 from __future__ import annotations
 
