@@ -22,6 +22,7 @@ from screens.home_table import (COLUMNS, STATE_COLOURS, column_widths, deletion_
 from screens.messages import DetailLoaded, SessionsLoaded
 from screens.services import Services
 from screens.widgets.confirm import ConfirmScreen
+from screens.widgets.filled_table import clear_for
 from screens.widgets.footer import Footer
 from sessions.attacks import attack_line, attacks_brief, attacks_of
 from sessions.recovery import NotResumable, resume_spec
@@ -217,12 +218,7 @@ class HomeScreen(Screen):
         self.shown = shown
         cells = [row_cells(row, row["id"] in self.marked) for row in shown]
         columns = fit_columns(column_widths(cells), self.table_width(len(shown)))
-        if columns != self._columns:
-            table.clear(columns=True)
-            table.add_columns(*columns)
-            self._columns = columns
-        else:
-            table.clear()
+        self._columns = clear_for(table, columns, self._columns)
         for row, text in zip(shown, cells):
             state = text["status"]
             text["status"] = Text(state, style=self.state_style(state))

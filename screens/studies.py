@@ -14,6 +14,7 @@ from screens.messages import StudiesLoaded
 from screens.services import Services
 from screens.home_table import cell_widths, fit_columns
 from screens.study_data import list_studies
+from screens.widgets.filled_table import clear_for
 from screens.widgets.footer import Footer
 from sessions.summary import format_deletion
 
@@ -90,12 +91,7 @@ class StudiesScreen(Screen):
         table = self.query_one("#studies", DataTable)
         columns = fit_columns(cell_widths(COLUMNS, shown), max(table.size.width - 2, 40), PRIORITY, COLUMNS)
         cursor = table.cursor_row
-        if columns != self._columns:
-            table.clear(columns=True)
-            table.add_columns(*columns)
-            self._columns = columns
-        else:
-            table.clear()
+        self._columns = clear_for(table, columns, self._columns)
         for row in shown:
             table.add_row(*(row[COLUMNS.index(name)] for name in columns), key=row[0])
         if shown:

@@ -13,3 +13,14 @@ def fill_table(table: DataTable, headers: list[str], rows: list[tuple[str, ...]]
         table.add_column(header, width=max([cell_len(header), *(cell_len(str(row[index])) for row in rows)]))
     for row in rows:
         table.add_row(*row)
+
+
+def clear_for(table: DataTable, columns: list[str], drawn: list[str]) -> list[str]:
+    """Clear `table` for rows in `columns`: its columns too when they differ from those `drawn` now (a table that
+    leaves out what does not fit: the home, the studies list); returns the columns drawn after."""
+    if columns != drawn:
+        table.clear(columns=True)
+        table.add_columns(*columns)
+    else:
+        table.clear()
+    return columns
