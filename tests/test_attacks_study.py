@@ -27,12 +27,27 @@ def test_recovery_columns_are_mean_and_std_over_seeds():
 
 
 def test_parse_attacks(capsys):
-    assert parse_attacks("quantize, relearn,quantize") == ["quantize", "relearn"]
-    assert parse_attacks(None) == []
+    assert parse_attacks("quantize, relearn,quantize") == {"quantize": {}, "relearn": {}}
+    assert list(parse_attacks("quantize, relearn")) == ["quantize", "relearn"]  # the order given
+    assert parse_attacks(None) == {}
     with pytest.raises(typer.Exit) as stop:
         parse_attacks("relearn,melt")
     assert stop.value.exit_code == 2
     assert "--attacks: unknown attack 'melt'; choose from relearn, quantize, rephrase" in capsys.readouterr().err
+
+
+def test_a_studys_attacks_take_their_settings(capsys):
+    """A study's relearn ran only at its defaults (the original's rate, which damages the tiny models), and
+    `study --attacks` had no way to say otherwise."""
+    assert parse_attacks("relearn:lr=1e-4:units=8:on=neighbours,quantize:bits=8") == {
+        "relearn": {"lr": 1e-4, "units": 8, "on": "neighbours"}, "quantize": {"bits": 8}}
+    for text, said in (("relearn:rate=1e-4", "relearn takes steps=VALUE, on=VALUE, units=VALUE, lr=VALUE, "
+                                             "batch_size=VALUE (e.g. relearn:steps=...), got 'rate=1e-4'"),
+                       ("quantize:bits", "got 'bits'"),
+                       ("relearn:lr=1e-4,relearn", "--attacks names relearn twice with other settings")):
+        with pytest.raises(typer.Exit) as stop:
+            parse_attacks(text)
+        assert stop.value.exit_code == 2 and said in capsys.readouterr().err
 
 
 class Store:

@@ -143,7 +143,8 @@ def study(
     compiled: bool = typer.Option(False, "--compile", help=COMPILE_HELP),
     gpu_memory: Optional[str] = typer.Option(None, "--gpu-memory", help=GPU_MEMORY_HELP),
     attacks: Optional[str] = typer.Option(None, "--attacks", metavar="relearn,quantize,rephrase",
-                                          help="attack every finished cell (defaults of `mmul-workbench attack`) and "
+                                          help="attack every finished cell (defaults of `mmul-workbench attack`, or "
+                                          "settings after the name: relearn:lr=1e-4:units=8,quantize:bits=8) and "
                                           "add each attack's recovery, mean ± std over the seeds"),
     as_json: bool = typer.Option(False, "--json", help="one JSON document on stdout"),
     params: Optional[dict] = None,
@@ -151,7 +152,8 @@ def study(
     """Run methods x seeds on one protocol (each run a session; re-running resumes) and report per method
     mean +/- std of every metric, with the AUC gap, test gap and forget quality against Retrain."""
     options = {name: value for name, value in locals().items() if name != "params"}
-    kinds = parse_attacks(attacks)
+    settings = parse_attacks(attacks)
+    kinds = list(settings)
     try:
         plan = plan_study(options, params or {})
     except SpecError as error:
@@ -165,7 +167,7 @@ def study(
         if engine or cluster is not None:  # the study runs inside the engine; this process follows it
             failed = run_in_engine(record, plan.cells)
             with record.running():  # the attacks run here, after the engine has let the study go
-                found = attack_cells(record, plan.cells, kinds)
+                found = attack_cells(record, plan.cells, settings)
         else:
             if not record.path.is_file():  # a new study: bad input leaves no record behind (nor its lock)
                 try:
@@ -175,7 +177,7 @@ def study(
             with record.running():
                 record.load().save()  # the spec as given now (its --tolerance, which the TUI's grid ranks by)
                 failed = run_cells(record, plan.cells)
-                found = attack_cells(record, plan.cells, kinds)
+                found = attack_cells(record, plan.cells, settings)
     except StudyError as error:
         fail(str(error))
     except typer.Exit as stop:   # Ctrl-C, or `engine stop` under --engine: the one document, as a run prints it
@@ -186,6 +188,8 @@ def study(
                 fail(str(error), Exit.INTERRUPTED)
         raise
     document = report(record.load(), plan.cells, tolerance, found, kinds)
+    if any(settings.values()):  # what the attacks ran with, beside the defaults of the others
+        document["attack_settings"] = {kind: given for kind, given in settings.items() if given}
     if as_json:
         print_json(document)
     else:
@@ -453,9 +457,10 @@ def engine_errors() -> Iterator[None]:
         fail(f"engine unavailable: {error}", Exit.RUN_FAILED)
 
 
-def attack_cells(record: StudyRecord, cells: list[tuple[str, int, dict]], kinds: list[str]) -> dict:
-    """Run (or read back) `kinds` on every finished cell, under the study's lock, and record each cell's attack
-    sessions (the TUI's grid reads them); {cell session: {kind: {recovery, points, session}}}."""
+def attack_cells(record: StudyRecord, cells: list[tuple[str, int, dict]], kinds: dict[str, dict]) -> dict:
+    """Run (or read back) the attacks `kinds` ({kind: settings}) on every finished cell, under the study's lock, and
+    record each cell's attack sessions (the TUI's grid reads them); {cell session: {kind: {recovery, points,
+    session}}}."""
     if not kinds:
         return {}
     found = run_study_attacks(finished_cells(record.load(), cells), kinds)

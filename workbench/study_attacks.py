@@ -1,4 +1,5 @@
-"""`study --attacks relearn,quantize,rephrase`: each attack, with its defaults and the cell's seed, on every
+"""`study --attacks relearn,quantize,rephrase`: each attack, with its defaults (or the settings given,
+`relearn:lr=1e-4:units=8`) and the cell's seed, on every
 finished cell of the study (Retrain's included), each a session linked to its cell's session; their recovery
 (the share of the forgotten gap that comes back, and the points) becomes per-method columns, mean ± std over
 the seeds, in the study's table and JSON (`attack.<kind>.recovery`, `attack.<kind>.points`).
@@ -16,23 +17,55 @@ from sessions.attacks import attacks_of
 from workbench.output import fail
 
 
-def parse_attacks(text: str | None) -> list[str]:
-    """Attack names, in the order given, each once; one line and exit 2 on an unknown one."""
+# what `study --attacks KIND:NAME=VALUE:...` may set of each attack (`mmul-workbench attack KIND --help`); the
+# seed is each cell's own
+SETTINGS = {"relearn": ("steps", "on", "units", "lr", "batch_size"), "quantize": ("bits",),
+            "rephrase": ("paraphrases",)}
+
+
+def parse_attacks(text: str | None) -> dict[str, dict]:
+    """{attack: its settings}, in the order given, each once: `relearn:lr=1e-4:units=8,quantize` (a study's relearn
+    ran only at the defaults, which damage the tiny models); one line and exit 2 on an unknown attack or setting."""
     if text is None:
-        return []
+        return {}
     from engine.api import attack_kinds
 
-    known, chosen = attack_kinds(), []
-    for name in (part.strip() for part in text.split(",")):
-        if not name:
+    known, chosen = attack_kinds(), {}
+    for part in (part.strip() for part in text.split(",")):
+        if not part:
             continue
+        name, *settings = (piece.strip() for piece in part.split(":"))
         if name not in known:
             fail(f"--attacks: unknown attack {name!r}; choose from {', '.join(known)}")
-        if name not in chosen:
-            chosen.append(name)
+        options = {}
+        for setting in settings:
+            key, equals, value = setting.partition("=")
+            key = key.strip().replace("-", "_")
+            if not equals or key not in SETTINGS.get(name, ()):
+                fail(f"--attacks {part}: {name} takes {', '.join(f'{k}=VALUE' for k in SETTINGS.get(name, ()))} "
+                     f"(e.g. {name}:{SETTINGS[name][0]}=...), got {setting!r}")
+            options[key] = setting_value(key, value.strip())
+        if name in chosen and chosen[name] != options:
+            fail(f"--attacks names {name} twice with other settings; give it once")
+        chosen[name] = options
     if not chosen:
         fail(f"--attacks needs at least one attack, e.g. --attacks {','.join(known)}")
     return chosen
+
+
+def setting_value(key: str, text: str):
+    """A setting as its attack option takes it: a whole number or a number where it reads as one (the attack's
+    checks name what is wrong), a path made absolute, a word."""
+    if key == "paraphrases":
+        import os
+
+        return os.path.abspath(os.path.expanduser(text))
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def stored_attack(store, session: str, spec: dict) -> dict | None:
@@ -42,8 +75,8 @@ def stored_attack(store, session: str, spec: dict) -> dict | None:
     return found[-1] if found else None
 
 
-def run_study_attacks(sessions: list[tuple[str, int, str]], kinds: list[str]) -> dict[str, dict[str, dict]]:
-    """Run (or read back) each attack on each finished cell `(method, seed, session)`; returns
+def run_study_attacks(sessions: list[tuple[str, int, str]], kinds: dict[str, dict]) -> dict[str, dict[str, dict]]:
+    """Run (or read back) each attack, with its settings, on each finished cell `(method, seed, session)`; returns
     {session: {kind: {"recovery": fraction or None, "points": points, "session": the attack's session}}}."""
     from sessions.store import SessionStore
     from workbench.cli_attack import checked_spec, run_attack_session
@@ -53,7 +86,7 @@ def run_study_attacks(sessions: list[tuple[str, int, str]], kinds: list[str]) ->
     for method, seed, session in sessions:
         meta = store.get(session)
         for kind in kinds:
-            spec = checked_spec(kind, meta, {})
+            spec = checked_spec(kind, meta, kinds[kind])
             done = stored_attack(store, session, spec)
             if done is not None:
                 values.setdefault(session, {})[kind] = {"recovery": done["recovery"], "points": done["points"],
