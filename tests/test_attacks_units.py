@@ -279,3 +279,17 @@ def test_rephrasing_is_read_against_the_original_on_the_same_rephrased_inputs():
     multidelete = rephrase_recovery("df.r_mean", 90.8, 65.6, 72.5, 54.8)
     assert multidelete["fraction"] == pytest.approx(7.5 / 25.2) and multidelete["points"] == pytest.approx(7.5)
     assert multidelete["against"] == "the original on the rephrased inputs"
+
+
+def test_a_run_a_stop_if_rule_ended_is_not_attacked():
+    """Stopped at request 3 of 20, its model forgot 3 units while the original's Df (the attack's reference) was
+    scored on all 20: an attack compared other units, and reported a gap across them."""
+    from engine.attacks import check_parent
+    from engine.errors import SpecError
+
+    meta = {"id": "20261207-000000-ab12", "state": "finished",
+            "spec": {"method": "ga", "model": "clip-tiny", "data": "shapes-tiny", "requests": 20},
+            "summary": {"metrics": {"df": {"r_mean": 27.8}}, "stopped_by": {"rule": "val.r_mean<35", "request": 3}}}
+    with pytest.raises(SpecError, match=r"stopped by --stop-if val.r_mean<35 after request 3 of 20: its model forgot "
+                                        "part of the deletion set"):
+        check_parent(meta, "quantize")

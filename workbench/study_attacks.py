@@ -85,6 +85,10 @@ def run_study_attacks(sessions: list[tuple[str, int, str]], kinds: dict[str, dic
     todo = []
     for method, seed, session in sessions:
         meta = store.get(session)
+        if isinstance((meta.get("summary") or {}).get("stopped_by"), dict):  # attack refuses it (engine.attacks)
+            print(f"study attacks: {method} s{seed} ({session}) was stopped by --stop-if before its last request: "
+                  "not attacked", file=sys.stderr, flush=True)
+            continue
         for kind in kinds:
             spec = checked_spec(kind, meta, kinds[kind])
             done = stored_attack(store, session, spec)

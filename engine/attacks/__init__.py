@@ -44,8 +44,19 @@ def check_parent(meta: dict, kind: str) -> dict:
     if task not in TASKS:
         raise SpecError(f"session {sid} is a {task or 'unknown'} run ({spec.get('data')}); attack {kind} is built for "
                         f"{', '.join(TASKS)} runs", field="session")
+    if stopped_early(summary):
+        stop = summary["stopped_by"]
+        raise SpecError(f"session {sid} was stopped by --stop-if {stop.get('rule')} after request {stop.get('request')} "
+                        f"of {spec.get('requests') or 1}: its model forgot part of the deletion set, and an attack "
+                        "scores Df against the original on all of it; attack a run that finished its requests",
+                        field="session")
     check_checkpoint(sid, summary.get("checkpoint"))
     return spec
+
+
+def stopped_early(summary: dict) -> bool:
+    """A run a --stop-if rule ended (`stopped_by`): the attacks' Df and the original's would be other units."""
+    return isinstance(summary.get("stopped_by"), dict)
 
 
 def check_checkpoint(sid, path) -> None:
