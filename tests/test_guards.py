@@ -95,9 +95,16 @@ def test_keep_best_by_hand():
         _evaluate(guard, weight, step, value, auc=auc, test=50.0)
     assert guard.restore(last_step=3) == 2 and weight.data[0] == 2.0
 
-    guard, weight, logged = _guard()
-    _evaluate(guard, weight, 5, 7.0, auc=0.9, test=1.0)      # nothing qualifies: the last weights stay
-    assert guard.restore(last_step=5) is None and weight.data[0] == 7.0 and "the last weights stay" in logged[-1]
+    levels = []
+    guard = Guard({"stop_if": None, "keep": "best", "keep_tolerance": 5.0, "target_auc": None}, "retrieval",
+                  {"val.r_mean": 50.0, "df_dr_auc": 0.5}, lambda kind, **f: levels.append((f["level"], f["message"])))
+    for request in (1, 2, 3):
+        guard.begin(request, [weight])
+        _evaluate(guard, weight, 5, 7.0, auc=0.9, test=1.0)  # nothing qualifies: the last weights stay
+        assert guard.restore(last_step=5) is None and weight.data[0] == 7.0
+    # the first is a warning; a drifted sequence's later requests count on in info lines (a 100-request run warned 99x)
+    assert [level for level, _ in levels] == ["warning", "info", "info"]
+    assert "the last weights stay" in levels[0][1] and levels[-1][1].endswith("(3 requests so far)")
 
 
 def test_stop_if_ends_the_unlearning_with_a_logged_event(home):

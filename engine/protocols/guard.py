@@ -31,6 +31,7 @@ class Guard:
         self.fired: dict | None = None  # the rule that stopped the run: {rule, metric value, step, request}
         # every evaluation judged (request, step, and the metrics a choice can read): the document's record
         self.judged: list[dict] = []
+        self.unkept = 0  # the requests whose evaluations none qualified: the last weights stayed
         self.begin(None, [])
 
     @property
@@ -81,8 +82,12 @@ class Guard:
         if not self.keep_best:
             return None
         if self.best is None:
-            self.emit("log", level="warning", message=f"keep best: no validation evaluation of request {self.request} kept "
-                      f"{self.headline} within {self.tolerance:g} of the original's; the last weights stay")
+            # once a sequence has drifted past the tolerance no later request qualifies either: a 100-request
+            # run gave 99 warnings; the first is one, the rest are info lines that count them
+            self.unkept += 1
+            level, again = ("warning", "") if self.unkept == 1 else ("info", f" ({self.unkept} requests so far)")
+            self.emit("log", level=level, message=f"keep best: no validation evaluation of request {self.request} kept "
+                      f"{self.headline} within {self.tolerance:g} of the original's; the last weights stay{again}")
             return None
         _, step, weights = self.best
         if step != last_step:
