@@ -149,14 +149,21 @@ class SessionStore(SessionReader):
 
     def _rows_locked(self) -> list[dict]:
         try:
-            return read_rows(self.catalog_path)
+            rows = read_rows(self.catalog_path)
         except CatalogDamaged as exc:
             return self._rebuild_locked(exc.reason)[0]
+        if not rows and (held := self.session_ids()):
+            return self._rebuild_locked(f"it was missing or empty while {len(held)} session folder(s) exist")[0]
+        return rows
 
     def catalog_rows(self) -> list[dict]:
-        """The catalog's rows; a damaged catalog is moved aside and rebuilt from the session files."""
+        """The catalog's rows; a damaged catalog is moved aside and rebuilt from the session files, and so is a
+        missing or empty one beside session folders (restored from an old backup, deleted by hand): it listed
+        "no sessions yet" and left every name unresolvable, where `sessions check` found them all."""
         try:
-            return read_rows(self.catalog_path)
+            rows = read_rows(self.catalog_path)
+            if rows or not self.session_ids():
+                return rows
         except CatalogDamaged:
             pass
         self.ensure_root()
@@ -172,7 +179,7 @@ class SessionStore(SessionReader):
         write_rows(self.catalog_path, rows)
         if reason is not None:
             self.notices.append(f"the session catalog was damaged ({reason}); rebuilt it from {len(rows)} "
-                                f"session(s); the damaged copy is at {kept}")
+                                f"session(s)" + (f"; the damaged copy is at {kept}" if kept else ""))
         return rows, kept
 
     def rebuild_catalog(self) -> tuple[list[dict], Path | None]:

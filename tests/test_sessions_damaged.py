@@ -205,6 +205,20 @@ def test_a_garbage_catalog_is_rebuilt_by_the_first_command_that_needs_it(home):
     assert recover(store).damaged == [] and sorted(r["id"] for r in store.list()) == sorted(ids)
 
 
+def test_a_missing_or_empty_catalog_beside_sessions_is_rebuilt(home):
+    """With catalog.json deleted (or an old, empty one restored), `sessions list` said "no sessions yet" (exit 0)
+    and no name resolved, while `sessions check` found every session."""
+    ids = _make(home, 3)
+    store = SessionStore(home)
+    store.catalog_path.unlink()
+    listed = run_cli(_app(), ["sessions", "list", "--json"])
+    assert listed.exit_code == 0 and sorted(r["id"] for r in json.loads(listed.stdout)["sessions"]) == sorted(ids)
+    assert "(it was missing or empty while 3 session folder(s) exist); rebuilt it from 3 session(s)" in listed.stderr
+    store.catalog_path.write_text('{"_meta": {"1": {"schema": 1}}, "sessions": {}}')
+    assert sorted(r["id"] for r in SessionStore(home).list()) == sorted(ids)
+    assert SessionStore(home / "empty-home").list() == []  # no sessions: nothing to rebuild
+
+
 def test_a_session_that_cannot_be_started_leaves_nothing_behind(home, monkeypatch):
     keep = _make(home, 1)
 
