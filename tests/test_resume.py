@@ -164,12 +164,21 @@ def test_a_point_for_another_spec_or_none_is_refused(home, monkeypatch):
     assert check_resumable({**spec, "name": "again", "resumes": {"session": session}}, cache_dir(),
                            marked(events))["request"] == 1
     # data whose files changed since the point (a deletion set and requests that may be others): refused up front
+    real_identity = resume.data_identity
     monkeypatch.setattr(resume, "data_identity", lambda ref: "another identity")
     with pytest.raises(SpecError, match="shapes-tiny changed since session .* resume point was written"):
         check_resumable({**spec, "resumes": {"session": session}}, cache_dir(), marked(events))
-    # a point of real files written before points recorded the data's identity cannot tell a change: refused
+    monkeypatch.setattr(resume, "data_identity", real_identity)
+    # a cluster run's point holds the device Ray placed it on, where the session says auto: not a difference
     state_file = resume.point_dir(cache_dir(), session) / resume.STATE_FILE
     state = json.loads(state_file.read_text())
+    state_file.write_text(json.dumps({**state, "spec": {**state["spec"], "cluster": "ray", "device": "cpu"}}))
+    assert check_resumable({**spec, "cluster": "ray", "device": "auto", "resumes": {"session": session}}, cache_dir(),
+                           marked(events))["request"] == 1
+    with pytest.raises(SpecError, match="differs from the session's in device"):  # off a cluster it is one
+        state_file.write_text(json.dumps(state))
+        check_resumable({**spec, "device": "cuda", "resumes": {"session": session}}, cache_dir(), marked(events))
+    # a point of real files written before points recorded the data's identity cannot tell a change: refused
     state["spec"]["data"] = "flickr30k:/srv/flickr30k"
     del state["data"]
     state_file.write_text(json.dumps(state))
@@ -265,6 +274,10 @@ def test_deleting_a_stopped_session_removes_its_resume_point(home, monkeypatch, 
       "--resume-every", "soon"), "--resume-every 'soon': give minutes"),
     (("run", "--method", "ga", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4", "--requests", "2",
       "--resume-every", "-1"), "--resume-every -1.0: give minutes"),
+    # accepted, it wrote no point (a --devices N run's ranks hold the model), and a crash found nothing to go on from
+    (("run", "--method", "ga", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4", "--requests", "2",
+      "--resume-every", "0", "--device", "cpu", "--devices", "2"), "--resume-every 0: a --devices 2 run writes no "
+                                                                    "resume points"),
 ])
 def test_bad_resume_input_is_one_line_exit_2(tmp_path, args, words):
     result = run_in_process(tmp_path, *args)

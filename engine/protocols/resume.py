@@ -60,7 +60,11 @@ def point_dir(cache: Path, session_id: str) -> Path:
 
 
 def compared(spec: dict) -> dict:
-    return {key: value for key, value in spec.items() if key not in NOT_COMPARED}
+    """What a point and the run resuming it must agree on. A cluster run's device is the node Ray placed it on
+    (`cpu` or `cuda`, engine/execution/cluster_bridge.py), written into its point where the session says `auto`:
+    a cluster run was never resumable."""
+    ignored = NOT_COMPARED + (("device",) if spec.get("cluster") else ())
+    return {key: value for key, value in spec.items() if key not in ignored}
 
 
 class Cadence:

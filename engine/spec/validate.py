@@ -347,6 +347,13 @@ def check_resume_fields(spec: dict) -> dict:
             raise SpecError(f"--resume-every {every!r}: give minutes between resume points, 0..{MAX_RESUME_MINUTES:g} "
                             "(0: after every request), or off", field="resume_every")
         fields["resume_every"] = every if every == "off" else float(every)
+        devices = spec.get("devices", 1)
+        if every != "off" and isinstance(devices, int) and not isinstance(devices, bool) and devices > 1:
+            # its ranks hold the model between them (engine/protocols/resume.py Cadence): it was accepted and
+            # wrote none, and a crash found nothing to go on from
+            raise SpecError(f"--resume-every {every:g}: a --devices {devices} run writes no resume points (its ranks "
+                            "hold the model between them); drop --resume-every, or run on one device to have them",
+                            field="resume_every")
     resumes = spec.get("resumes")
     if resumes is not None:
         if (not isinstance(resumes, dict) or not isinstance(resumes.get("session"), str)
