@@ -389,6 +389,14 @@ def test_a_home_on_a_read_only_file_system_is_read_and_a_write_to_it_is_one_line
     err = capsys.readouterr().err
     assert ended.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith(f"error: cannot write {tmp_path}/engine (Read-only file system); set MMUL_HOME")
+    # `run --engine` said "engine unavailable: [Errno 30] ..." and exit 1 on the same home
+    monkeypatch.setattr(sys, "argv", ["mmul-workbench", "run", "--method", "ft", "--model", "clip-tiny", "--data",
+                                      "shapes-tiny", "--delete", "8", "--engine"])
+    with pytest.raises(SystemExit) as ended:
+        main()
+    err = capsys.readouterr().err
+    assert ended.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"error: cannot write {tmp_path}/engine (Read-only file system); set MMUL_HOME")
 
 
 def test_a_readable_session_with_fields_off_is_reported_and_never_moved_aside(home):

@@ -21,7 +21,7 @@ from sessions.numbers import fmt
 from sessions.verdict import deletion_nouns, left_out_words, thinned
 from workbench.completion import complete_data, complete_device, complete_method, complete_model, complete_task
 from workbench.execute import StopSignals, preflighted, run_session
-from workbench.output import Exit, Progress, fail, print_json
+from workbench.output import Exit, Progress, fail, print_json, unwritable_home
 from workbench.cli_plan import GPU_MEMORY_HELP, announce_plan
 from workbench.cli_options import (ARTIFACTS_HELP, CLUSTER_HELP, COMPILE_HELP, DEVICES_HELP, GRANULARITY_HELP,
                                    ORIGINAL_HELP, RESUME_EVERY_HELP, STRATEGY_HELP, deletion_spec, placement,
@@ -155,6 +155,8 @@ def follow_engine(spec: dict, detach: bool, as_json: bool) -> None:
                 fail(str(error), Exit.RUN_FAILED)
             fail(f"engine unavailable: {error}", Exit.RUN_FAILED)
         except (ConnectionError, OSError, RuntimeError) as error:
+            if isinstance(error, OSError) and (unwritable := unwritable_home(error)) is not None:
+                fail(unwritable)  # a read-only home is bad input, as `engine start` and a headless run say it
             ended_without_result(session_state_now(submitted), str(error))
             fail(f"engine unavailable: {error}", Exit.RUN_FAILED)
     if detach:

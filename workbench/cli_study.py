@@ -34,7 +34,7 @@ from workbench.cli_options import (ARTIFACTS_HELP, CLUSTER_HELP, COMPILE_HELP, D
                                STRATEGY_HELP, deletion_spec, placement, with_compile)
 from workbench.cli_plan import GPU_MEMORY_HELP, announce_plan
 from workbench.completion import complete_data, complete_device, complete_method_list, complete_model, complete_task
-from workbench.output import Exit, Progress, fail, parser_errors, print_json
+from workbench.output import Exit, Progress, fail, parser_errors, print_json, unwritable_home
 from workbench.param_options import with_param_options
 from workbench.study_attacks import attack_columns, parse_attacks, run_study_attacks
 
@@ -454,6 +454,8 @@ def engine_errors() -> Iterator[None]:
             fail(str(error), Exit.RUN_FAILED)
         fail(f"engine unavailable: {error}", Exit.RUN_FAILED)
     except (ConnectionError, OSError, RuntimeError) as error:
+        if isinstance(error, OSError) and (unwritable := unwritable_home(error)) is not None:
+            fail(unwritable)  # a read-only home is bad input (exit 2), as `engine start` says it
         fail(f"engine unavailable: {error}", Exit.RUN_FAILED)
 
 
