@@ -213,6 +213,11 @@ def test_a_name_shaped_like_a_session_id_is_refused():
     with pytest.raises(SpecError, match="has the shape of a session id"):
         check_name("20261207-090735-2082")
     assert check_name("ft at 20261207") == "ft at 20261207"
+    # an id's last 4 characters (what the home shows of it, what `replay 3068` takes) or its start: an exact name
+    # wins before them, and `--name 3068` took over another session's `show 3068`
+    for part in ("3068", "20261207-174623", "20261207"):
+        with pytest.raises(SpecError, match="has the shape of a session id or part of one"):
+            check_name(part)
 
 def test_cli_modules_import_no_heavy_packages():
     code = (

@@ -37,6 +37,7 @@ def check_object(value, field: str, what: str) -> dict:
 
 
 SESSION_ID_SHAPE = re.compile(r"\d{8}-\d{6}-[0-9a-f]{4}")   # sessions.reader.SESSION_ID
+ID_PART = re.compile(r"[0-9a-f]{4}|\d{8}(-\d{0,6}(-[0-9a-f]{0,4})?)?")  # an id's last 4 characters, or its start
 
 
 def check_name(value) -> str | None:
@@ -44,9 +45,11 @@ def check_name(value) -> str | None:
         return None
     if not isinstance(value, str) or len(value) > MAX_NAME or "\n" in value:
         raise SpecError(f"--name must be one line of text of at most {MAX_NAME} characters", field="name")
-    if SESSION_ID_SHAPE.fullmatch(value.strip()):  # a command given it would mean the other session, or this one
-        raise SpecError(f"--name {value!r} has the shape of a session id (YYYYMMDD-HHMMSS-xxxx); name the session "
-                        "in words", field="name")
+    if SESSION_ID_SHAPE.fullmatch(value.strip()) or ID_PART.fullmatch(value.strip()):
+        # a command given it would mean the other session, or this one: an exact name wins before an id's start
+        # or end is tried, and `3068` (what the home shows of an id) or `20261207-174623` took over another's
+        raise SpecError(f"--name {value!r} has the shape of a session id or part of one (YYYYMMDD-HHMMSS-xxxx, its "
+                        "date, or its last 4 characters); name the session in words", field="name")
     return value
 
 
