@@ -194,3 +194,18 @@ def test_a_cancelled_request_runs_report_names_its_history_metric_and_rounds_it(
     html = history_html(events, None)
     assert "<p>df.r_mean of each request's forget set" in html and "30.7" in html and "30.666" not in html
     assert re.search(r"no history summary: the run did not finish", html)
+
+
+def test_an_attacks_table_keeps_its_own_after_column_when_narrow():
+    """At 80 columns `sessions show` on an attack kept before, Retrain before and Retrain after, and left out the
+    attacked values themselves."""
+    from rich.console import Console
+
+    from workbench.cli_sessions import _fitting_columns
+
+    columns = ["before", "after", "retrain before", "retrain after"]
+    rows = {"mia.attacks.min_k_plus_plus.df_member_rate": {}}  # a long metric name leaves room for 2 values
+    kept = _fitting_columns(Console(width=80, file=__import__("io").StringIO()), columns, rows)
+    assert kept[:2] == ["before", "after"] and len(kept) < len(columns)
+    wide = _fitting_columns(Console(width=200, file=__import__("io").StringIO()), columns, rows)
+    assert wide == columns

@@ -225,6 +225,9 @@ def _fitting_columns(console, columns: list[str], rows: dict[str, dict[str, floa
         return columns
     console.print(f"({len(columns) - fits} of {len(columns)} columns left out of the table below; "
                   "`sessions show --json` has them all)", highlight=False)
+    if "after" in columns:  # an attack's: its own before and after first, then Retrain's as room allows (at 80
+        first = [c for c in columns if c in ("before", "after")]  # columns it showed Retrain's and not its own after)
+        return first + [c for c in columns if c not in first][:max(fits - len(first), 0)]
     return columns[:1] + columns[len(columns) - fits + 1:]
 
 
