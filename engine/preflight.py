@@ -15,6 +15,7 @@ The data read here is handed to the job (`engine.data.preloaded`), so real files
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -135,11 +136,11 @@ def preflight(spec: dict, alone: bool = True) -> None:
     if not spec.get("cluster"):  # a cluster's nodes have their own devices; Ray places the run on one
         check_available(spec["device"])
         check_device_count(spec["device"], spec.get("devices", 1))
+    from engine.data.registry import load_data
+
     data = spec.get("data")
     loaded = None
     if isinstance(data, str) and data not in WORLDS and data not in PEOPLE_WORLDS:
-        from engine.data.registry import load_data
-
         try:
             loaded = load_data(data)
         except SpecError as error:
@@ -147,7 +148,13 @@ def preflight(spec: dict, alone: bool = True) -> None:
             raise
         remember(data, loaded)
         check_validation_split(spec, loaded)
-    check_deletion_set(spec, loaded)
+
+    @functools.cache
+    def world():
+        """The data the checks below read: the files read above, or a built-in world built once for them all."""
+        return loaded if loaded is not None else load_data(data)
+
+    check_deletion_set(spec, world)
     general = spec.get("general")
     if isinstance(general, str) and general.startswith("mmbench:"):
         from engine.data.mmbench import read_mmbench
@@ -160,9 +167,7 @@ def preflight(spec: dict, alone: bool = True) -> None:
     check_base(spec)
     check_original_task(spec)
     if spec.get("original") and spec.get("task") == "classification":
-        from engine.data.registry import load_data
-
-        check_original_head(spec, loaded if loaded is not None else load_data(spec["data"]))
+        check_original_head(spec, world())
     if spec.get("resumes"):  # the point exists and was written for this spec: the request it goes on after
         spec["resumes"] = check_resumed(spec)
 
@@ -212,17 +217,16 @@ def check_validation_split(spec: dict, world) -> None:
                         field="tune" if params.get("tune") else "keep" if params.get("keep") == "best" else "stop_if")
 
 
-def check_deletion_set(spec: dict, loaded=None) -> None:
+def check_deletion_set(spec: dict, data) -> None:
     """A run's deletion set chosen from its data as the job will choose it (engine.data.deletion.select_units):
-    SpecError (field ``deletion``, or ``requests``) when it cannot be. `loaded`: the data already read (real
-    files); a built-in world is built here (well under a second; the job builds it again)."""
+    SpecError (field ``deletion``, or ``requests``) when it cannot be. `data()`: the data, read or built once for
+    preflight's checks (a built-in world in well under a second; the job builds it again)."""
     deletion = spec.get("deletion")
     if spec.get("kind", "run") != "run" or not isinstance(deletion, dict):
         return
     from engine.data.deletion import select_units
-    from engine.data.registry import load_data
 
-    world = loaded if loaded is not None else load_data(spec["data"])
+    world = data()
     try:
         if deletion.get("granularity") == "fact":
             from engine.data.fact_deletion import select_facts

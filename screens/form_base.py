@@ -228,17 +228,17 @@ class FormScreen(Screen):
 
 def int_or_text(text: str):
     """A field's whole number, or its text as typed (the validation names what is wrong with it)."""
-    text = text.strip()
-    try:
-        return int(text)
-    except ValueError:
-        return text
+    return read_as(int, text)
 
 
 def number_or_text(text: str):
     """A field's number (whole or not), or its text as typed ("off", or what the validation names as wrong)."""
+    return read_as(float, text)
+
+
+def read_as(kind, text: str):
     text = text.strip()
     try:
-        return float(text)
+        return kind(text)
     except ValueError:
         return text

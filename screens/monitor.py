@@ -30,6 +30,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
+from engine import spec as specs
 from screens.panels import PanelGrid
 from screens.history_heatmap import HistoryHeatmap
 from screens.services import ServiceError, Services
@@ -184,9 +185,8 @@ SUMMARY_HEADERS = ("metric", "before", "after", "delta")
 def after_cancel(spec: dict) -> str:
     """What a cancelled run can do next, as its spec says: a run of K requests that writes resume points goes on
     from its last one (the dialog said every run starts again from its first request)."""
-    requests = spec.get("requests") or 1
-    every = spec.get("resume_every", 10.0)
-    if requests > 1 and every != "off" and (spec.get("devices") or 1) == 1 and spec.get("kind") in (None, "run", "pulse"):
+    every = specs.resume_minutes(spec)
+    if every is not None:
         cadence = "after every request" if every == 0 else f"every {every:g} minutes"
         return (f"It goes on later from its last resume point (written {cadence}) with R on the home or "
                 "`mmul-workbench resume`; stopped before its first point, it starts again from its first request.")

@@ -36,10 +36,6 @@ def form_params() -> tuple[specs.Param, ...]:
     return tuple(by_name.values())
 
 
-def form_default(name: str):
-    return next(param.default for param in form_params() if param.name == name)
-
-
 class NewRunScreen(FormScreen):
     SCOPED_CSS = False  # the -compact rule starts at the App
     DEFAULT_CSS = """
@@ -101,7 +97,8 @@ class NewRunScreen(FormScreen):
                             "protocol: one deletion request, or the deletion set split into k sequential requests")
                 yield field("requests k", Input("2", id="requests", compact=True), "err-requests",
                             "requests k: how many sequential requests the deletion set is split into")
-                yield field("resume every", Input("10", placeholder="minutes", id="resume_every", compact=True),
+                yield field("resume every", Input(f"{specs.DEFAULT_RESUME_MINUTES:g}", placeholder="minutes", id="resume_every",
+                                                     compact=True),
                             "err-resume_every", "resume every: minutes between resume points, from which a stopped "
                             "run goes on (R on the home); 0: after every request; off: none")
                 yield field("task", Select([("the data's own", DATA_TASK)] + [(t, t) for t in specs.RUN_TASKS],
@@ -197,11 +194,11 @@ class NewRunScreen(FormScreen):
     def show_defaults(self) -> None:
         """Each untouched field holds the default that applies to the run it builds: on people data the PULSE
         batch sizes (engine.spec.validate.PULSE_DEFAULT_PARAMS), not CLIP's 16 and 64, which were sent as given."""
-        for name, default in self.defaults().items():
-            widget = self._param_widgets.get(name)
+        defaults = self.defaults()
+        for name, widget in self._param_widgets.items():
             if not isinstance(widget, Input):
                 continue
-            shown = self._defaults_shown.get(name, form_default(name))
+            default, shown = defaults[name], self._defaults_shown[name]
             if widget.value.strip() == ("" if shown is None else str(shown)):  # untouched: follow the data
                 widget.value = "" if default is None else str(default)
             widget.placeholder = "default" if default is None else f"default {default}"

@@ -16,6 +16,7 @@ from typing import Callable
 
 import typer
 
+from engine import spec as specs
 from engine.errors import Cancelled, RunFailed, SpecError
 from sessions.errors import DiskFull
 from sessions.resuming import resume_hint
@@ -154,9 +155,9 @@ def kept(spec: dict, session_id: str) -> str:
         hint = resume_hint(SessionStore(), spec, session_id)
     except Exception:  # the hint is a courtesy: the session's line is said whatever the store answers
         hint = None
-    if hint is None and spec.get("requests", 1) > 1 and spec.get("resume_every") != "off":
-        hint = (f"it stopped before its first resume point (--resume-every {spec.get('resume_every', 10):g} "
-                "minutes), so its command starts it again")
+    if hint is None and (every := specs.resume_minutes(spec)) is not None:
+        hint = (f"it stopped before its first resume point (--resume-every {every:g} minutes), so its command "
+                "starts it again")
     return f"session {session_id} kept" + (f"; {hint}" if hint else "")
 
 

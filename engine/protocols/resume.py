@@ -36,11 +36,11 @@ from pathlib import Path
 from engine.cache import checkpoint_fingerprint, staged
 from engine.data.fingerprint import data_identity
 from engine.errors import SpecError
+from engine.spec import resume_minutes
 from engine.spec.catalog import PEOPLE_WORLDS, WORLDS
 from sessions.paths import point_staging, resume_point_dirs
 
 RESUME_VERSION = 1
-DEFAULT_MINUTES = 10.0
 STATE_FILE = "state.json"
 WEIGHTS = "model"
 # what may differ between a spec and the spec that resumes it (nothing that changes a number)
@@ -73,9 +73,8 @@ class Cadence:
     the model between them (FSDP shards it)."""
 
     def __init__(self, spec: dict, requests: int):
-        given = spec.get("resume_every", DEFAULT_MINUTES)
-        off = given == "off" or requests < 2 or spec.get("devices", 1) > 1
-        self.seconds = None if off else float(given) * 60.0
+        minutes = resume_minutes({**spec, "requests": requests})
+        self.seconds = None if minutes is None else minutes * 60.0
         self.last, self.points = time.monotonic(), 0
 
     def due(self, request: int, requests: int) -> bool:

@@ -32,6 +32,7 @@ from engine.spec.catalog import (
 from engine.spec.params import (COMMON_PARAMS, GRANULARITY, GUARDRAILS, LMM_PARAMS, NOT_ON_PEOPLE, REQUESTS, Param,
                                 dash)
 from engine.spec.validate import (
+    DEFAULT_RESUME_MINUTES,
     PULSE_DEFAULT_PARAMS,
     check_deletion,
     check_method_fits,
@@ -39,6 +40,7 @@ from engine.spec.validate import (
     option_params,
     param_owners,
     people_pool,
+    resume_minutes,
     validate,
     validate_pulse,
 )
@@ -47,5 +49,6 @@ __all__ = [
     "ATTACK_KINDS", "CAPABILITIES", "COMMON_PARAMS", "Column", "DATA_FORMATS", "DEFAULT_SEED", "DEVICES", "FAMILIES", "GRANULARITY", "GUARDRAILS", "KNOWLEDGE_SOURCES", "LMM_PARAMS",
     "METHODS", "MODELS", "NOT_ON_PEOPLE", "PEOPLE_WORLDS", "PULSE_DEFAULT_PARAMS", "PULSE_METHODS", "RECIPES", "REQUESTS", "RUN_TASKS", "SEQUENTIAL_METHODS", "TASKS",
     "WORLD_SEED", "WORLDS", "Param", "check_deletion", "check_method_fits", "dash", "data_info", "data_kind", "demo_model", "method_info", "method_rows", "option_params",
-    "param_owners", "people_pool", "shown_columns", "validate", "validate_pulse",
+    "param_owners", "people_pool", "resume_minutes", "shown_columns", "validate", "validate_pulse",
+    "DEFAULT_RESUME_MINUTES",
 ]

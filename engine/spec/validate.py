@@ -45,6 +45,17 @@ from engine.spec.params import (COMMON_PARAMS, COMPILE, EVAL_EVERY_REQUESTS, EVA
 
 PULSE_DEFAULT_PARAMS = {"batch_size": 8, "retain_batch_size": 8}
 MAX_RESUME_MINUTES = 7 * 24 * 60.0  # --resume-every: a week at most
+DEFAULT_RESUME_MINUTES = 10.0
+
+
+def resume_minutes(spec: dict) -> float | None:
+    """Minutes between a run's resume points (0: after every request), or None when it writes none: --resume-every
+    off, a single request, or a --devices N run, whose ranks hold the model between them. What the engine writes
+    by (engine/protocols/resume.py Cadence) and what the TUI's cancel dialog and a stopped run's line say."""
+    given = spec.get("resume_every", DEFAULT_RESUME_MINUTES)
+    if given == "off" or (spec.get("requests") or 1) < 2 or (spec.get("devices") or 1) > 1:
+        return None
+    return float(given)
 
 
 def canonical_method(name: str) -> str:
