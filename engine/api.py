@@ -145,6 +145,13 @@ def attack_kinds() -> tuple[str, ...]:
     return tuple(ATTACKS)
 
 
+def check_attack_params(kind: str, options: dict) -> None:
+    """SpecError (one line) when `options` are not parameters attack `kind` takes (engine/attacks: torch-free)."""
+    from engine.attacks import check_params
+
+    check_params(kind, options)
+
+
 def attack_spec(kind: str, parent: dict, options: dict) -> dict:
     """`mmul-workbench attack KIND SESSION`'s spec, checked (engine/attacks: torch-free); SpecError (one line)."""
     from engine.attacks import attack_spec as checked

@@ -44,7 +44,10 @@ def test_a_studys_attacks_take_their_settings(capsys):
     for text, said in (("relearn:rate=1e-4", "relearn takes steps=VALUE, on=VALUE, units=VALUE, lr=VALUE, "
                                              "batch_size=VALUE (e.g. relearn:steps=...), got 'rate=1e-4'"),
                        ("quantize:bits", "got 'bits'"),
-                       ("relearn:lr=1e-4,relearn", "--attacks names relearn twice with other settings")):
+                       ("relearn:lr=1e-4,relearn", "--attacks names relearn twice with other settings"),
+                       # a bad value was found only after every cell had trained
+                       ("relearn:lr=abc", "--attacks relearn:lr=abc: --lr must be a learning rate between 0 and 1"),
+                       ("quantize:bits=3", "--attacks quantize:bits=3: --bits 3 is not offered")):
         with pytest.raises(typer.Exit) as stop:
             parse_attacks(text)
         assert stop.value.exit_code == 2 and said in capsys.readouterr().err

@@ -28,7 +28,8 @@ def parse_attacks(text: str | None) -> dict[str, dict]:
     ran only at the defaults, which damage the tiny models); one line and exit 2 on an unknown attack or setting."""
     if text is None:
         return {}
-    from engine.api import attack_kinds
+    from engine.api import attack_kinds, check_attack_params
+    from engine.errors import SpecError
 
     known, chosen = attack_kinds(), {}
     for part in (part.strip() for part in text.split(",")):
@@ -45,6 +46,10 @@ def parse_attacks(text: str | None) -> dict[str, dict]:
                 fail(f"--attacks {part}: {name} takes {', '.join(f'{k}=VALUE' for k in SETTINGS.get(name, ()))} "
                      f"(e.g. {name}:{SETTINGS[name][0]}=...), got {setting!r}")
             options[key] = setting_value(key, value.strip())
+        try:  # the values too, before any cell trains (a bad one was found after the whole study had run)
+            check_attack_params(name, options)
+        except SpecError as error:
+            fail(f"--attacks {part}: {error}")
         if name in chosen and chosen[name] != options:
             fail(f"--attacks names {name} twice with other settings; give it once")
         chosen[name] = options
