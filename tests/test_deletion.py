@@ -42,6 +42,20 @@ def test_id_file_takes_a_byte_order_mark_and_comments(units, tmp_path):
     assert select_units(units, {"strategy": "ids", "file": str(path), "seed": 0}) == [2, 5]
 
 
+def test_an_id_listed_twice_is_refused_with_both_lines(units, tmp_path):
+    """A repeat was merged silently, so `--delete 2` on [a, a, b] took a and b where the file's first two lines
+    name one unit."""
+    path = tmp_path / "ids.txt"
+    path.write_text(f"{units[4].unit_id}\n{units[4].unit_id}\n{units[9].unit_id}\n")
+    with pytest.raises(SpecError, match=rf"lists id {units[4].unit_id} twice \(lines 1 and 2\); list each unit once"):
+        select_units(units, {"strategy": "ids", "file": str(path), "n": 2, "seed": 0})
+    secret = tmp_path / "secret.txt"
+    secret.write_text("hunter2\nhunter2\n")
+    with pytest.raises(SpecError, match=r"lists a line twice \(lines 1 and 2\)") as refused:
+        select_units(units, {"strategy": "ids", "file": str(secret), "seed": 0})
+    assert "hunter2" not in str(refused.value)
+
+
 def test_id_file_errors(units, tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_text(f"{units[0].unit_id}\nshapes-images/nope.png\n")

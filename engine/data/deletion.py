@@ -62,6 +62,18 @@ def unknown_ids_error(path, lines: list[tuple[int, str]], unknown: list[str], kn
                      f"per line, like {example}")
 
 
+def refuse_repeated_ids(path, lines: list[tuple[int, str]], known: set[str], what: str) -> None:
+    """An id listed twice is refused rather than merged: under `--delete N` (the file's first N ids) a merged
+    repeat silently moves which ids are taken, and a repeat is usually a file built by mistake. Only a known id is quoted (as in `unknown_ids_error`)."""
+    first_line: dict[str, int] = {}
+    for number, unit_id in lines:
+        if unit_id in first_line:
+            shown = f"id {unit_id}" if unit_id in known else "a line"
+            raise SpecError(f"{path} lists {shown} twice (lines {first_line[unit_id]} and {number}); list each "
+                            f"{what} once")
+        first_line[unit_id] = number
+
+
 def words(text: str) -> list[str]:
     return re.findall(r"[\w-]+", text.lower())
 
@@ -81,7 +93,8 @@ def select_positions(ids: list[str], deletion: dict, matches: Callable[[int, lis
         return sorted(random.Random(seed).sample(range(total), n))
     if strategy == "ids":
         lines = read_id_lines(deletion["file"])
-        wanted_ids = list(dict.fromkeys(named for _, named in lines))
+        refuse_repeated_ids(deletion["file"], lines, set(ids), what)
+        wanted_ids = [named for _, named in lines]
         if n is not None:
             if n > len(wanted_ids):
                 raise SpecError(f"--delete {n} asks for more ids than the {len(wanted_ids)} in {deletion['file']}")
