@@ -70,6 +70,14 @@ def test_list_show_json(home):
     assert human.exit_code == 0 and "final metrics" in human.stdout and "df_dr_auc" in human.stdout
 
 
+def test_list_state_reads_any_case(home):
+    """`--state Finished` was refused as an unknown state while the table prints `finished`."""
+    sid = _make(home, steps=5)
+    result = run_cli(_app(), ["sessions", "list", "--state", "Finished", "--json"])
+    assert result.exit_code == 0 and [r["id"] for r in json.loads(result.stdout)["sessions"]] == [sid]
+    assert json.loads(run_cli(_app(), ["sessions", "list", "--state", "RUNNING", "--json"]).stdout)["sessions"] == []
+
+
 def test_unknown_ids_are_one_line_exit_2(home):
     for args in (["show", "20200101-000000-zzzz"], ["delete", "nope"], ["export", "nope", "--out", "x.json"]):
         result = run_cli(_app(), ["sessions", *args])

@@ -132,6 +132,7 @@ def list_cmd(
 ) -> None:
     """List sessions, newest first, with their key final metrics (reads only the catalog). On a terminal
     the table fits its width (or $COLUMNS); piped, tab-separated rows under a header line."""
+    state = state.strip().lower() if state is not None else None  # `--state Done` means done
     if state is not None and state not in LISTED_STATES:
         fail(f"--state {state}: a session is {', '.join(LISTED_STATES)}; give one of them")
     store = _store()
