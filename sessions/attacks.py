@@ -33,7 +33,7 @@ def attack_entry(row: dict) -> dict:
 
 def recorded_attacks(catalog: dict[str, dict], cell: dict) -> dict[str, dict]:
     """The recovery of each attack `study --attacks` made on a study's cell (its record names their sessions):
-    {kind: {"recovery", "points"}}, as the command's table reads them, from catalog rows (`catalog`: id -> row; the
+    {kind: {"recovery", "points", "session"}}, as the command's table reads them, from catalog rows (`catalog`: id -> row; the
     TUI's grid has read them anyway, the report reads them once); an attack gone, unfinished or not on the cell's
     session (a cell run again) is left out."""
     found = {}
@@ -41,7 +41,7 @@ def recorded_attacks(catalog: dict[str, dict], cell: dict) -> dict[str, dict]:
         row = catalog.get(session)
         if row is not None and row.get("state") == "finished" and row.get("parent") == cell.get("session"):
             entry = attack_entry(row)
-            found[kind] = {"recovery": entry["recovery"], "points": entry["points"]}
+            found[kind] = {"recovery": entry["recovery"], "points": entry["points"], "session": session}
     return found
 
 

@@ -121,6 +121,14 @@ def test_the_grid_shows_the_attacks_and_tolerance_of_the_study_command(tmp_home)
     html = study_html(STUDY_ID, 0.5)
     assert "relearn recovery" in html and "50.0 ± 35.4" in html
 
+    # and `study --json` names each cell's attack sessions (its cells listed none: a reader could not find them)
+    from workbench.cli_study import report
+
+    cells = [(method, seed, {}) for method in NUMBERS for seed in SEEDS]
+    attacked = {ft42: {"relearn": {"recovery": 0.25, "points": 12.0, "session": "attack-ft42"}}}
+    listed = {(c["method"], c["seed"]): c for c in report(record, cells, 0.5, attacked, ["relearn"])["cells"]}
+    assert listed[("ft", 42)]["attacks"] == {"relearn": "attack-ft42"} and "attacks" not in listed[("ft", 87)]
+
     # the cell run again (its session deleted): the old session's attacks are not the new one's
     record.set_cell("ft", 42, finished_session(store, "ft", 42, NUMBERS["ft"][0]), "finished")
     assert "attacks" not in record.cell("ft", 42)

@@ -484,8 +484,9 @@ def finished_cells(record: StudyRecord, cells: list[tuple[str, int, dict]]) -> l
 # --- what the study reports -------------------------------------------------------------------------
 def report(record: StudyRecord, cells: list[tuple[str, int, dict]], tolerance: float,
            attacked: dict | None = None, kinds: list[str] | None = None) -> dict:
-    """The study's document: its cells, per method {metric: {mean, std, n}} (with `attack.<kind>.*` when
-    `attacked` holds the cells' attacks, workbench/study_attacks.py), and the ranking against Retrain."""
+    """The study's document: its cells (each attacked cell with {kind: attack session}), per method
+    {metric: {mean, std, n}} (with `attack.<kind>.*` when `attacked` holds the cells' attacks,
+    workbench/study_attacks.py), and the ranking against Retrain."""
     runs, listed = [], []
     for method, seed, _ in cells:
         cell = record.cell(method, seed) or {}
@@ -493,8 +494,10 @@ def report(record: StudyRecord, cells: list[tuple[str, int, dict]], tolerance: f
         if state == "finished" and summary is not None:
             runs.append((method, seed, with_attacks(summary, (attacked or {}).get(cell.get("session")))))
         # a session deleted (or moved aside) since it ran is "gone": its recorded state no longer holds
+        attacks = {kind: entry["session"] for kind, entry in (attacked or {}).get(cell.get("session"), {}).items()}
         listed.append({"method": method, "seed": seed, "session": cell.get("session"),
-                       "state": state or ("gone" if cell.get("session") else cell.get("state") or "missing")})
+                       "state": state or ("gone" if cell.get("session") else cell.get("state") or "missing"),
+                       **({"attacks": attacks} if attacks else {})})
     methods = record.spec["methods"]
     ks = None
     if REFERENCE in methods:
