@@ -84,7 +84,7 @@ def test_relearn_neighbours_are_the_retain_units_closest_to_df():
     task = FakeTask([[1, 0], [0, 1], [0.985, 0.174], [-1, 0], [0.5, 0.866], [0, -1]], [0, 1])
     assert chosen_units(task, FakeAdapter(), "neighbours", 2, seed=1) == [2, 4]
     assert chosen_units(task, FakeAdapter(), "neighbours", 1, seed=1) == [2]
-    # more neighbours than Dr holds: all of Dr, and a warning says so (it used to be capped silently)
+    # more neighbours than Dr holds (a parent document without retain_units): all of Dr, and a warning says so
     said = []
     assert chosen_units(task, FakeAdapter(), "neighbours", 9, seed=1,
                         emit=lambda kind, **event: said.append((kind, event))) == [2, 3, 4, 5]
@@ -160,7 +160,13 @@ def test_attack_spec_links_the_parent_and_refuses_bad_input(tmp_path):
         (("quantize", parent(spec={**parent()["spec"], "kind": "attack", "parent": "x"}), {}), "is itself an attack"),
         (("rephrase", parent(), {"paraphrases": tmp_path / "none.tsv"}), "cannot read it"),
         (("melt", parent(), {}), "unknown attack 'melt'"),
+        (("relearn", parent(), {"units": 9}), "deleted 8 units, the most --on df-sample can draw"),
+        # more neighbours than Dr holds: refused as df-sample is (it used to be clamped, with a warning, mid-run)
+        (("relearn", parent(summary={"metrics": {"df": {"r_mean": 1.0}}, "deletion": {"units": 8, "retain_units": 12}}), {"on": "neighbours", "units": 13}),
+         "kept 12 units, the most --on neighbours can draw; give --units 12 or fewer"),
     ]
+    assert attack_spec("relearn", parent(summary={"metrics": {"df": {"r_mean": 1.0}}, "deletion": {"units": 8, "retain_units": 12}}),
+                       {"on": "neighbours", "units": 12})["attack"]["params"]["units"] == 12
     for args, message in cases:
         with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)")):
             attack_spec(*args)

@@ -102,7 +102,7 @@ def test_end_to_end_run_json(home):
                          "--delete", "8", "--epochs", "2", "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
-    assert result["method"] == "multidelete" and result["deletion"] == {"units": 8, "pairs": 40}
+    assert result["method"] == "multidelete" and result["deletion"] == {"units": 8, "pairs": 40, "retain_units": 152}
     metrics = result["metrics"]
     assert 0.0 <= metrics["df_dr_auc"] <= 1.0
     assert {"r_mean", "txt_r1", "img_r1", "txt_r5", "img_r5", "txt_r10", "img_r10"} <= set(metrics["test"])

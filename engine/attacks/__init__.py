@@ -83,6 +83,13 @@ def forgotten_count(meta: dict) -> int | None:
     return len(people) if isinstance(people, list) else None
 
 
+def retain_count(meta: dict) -> int | None:
+    """How many units the session kept (Dr), as its document records them; None for one written before that
+    (`relearn --on neighbours` then takes all of Dr past it, with a warning)."""
+    kept = ((meta.get("summary") or {}).get("deletion") or {}).get("retain_units")
+    return kept if isinstance(kept, int) else None
+
+
 def check_params(kind: str, options: dict) -> dict:
     """The attack's parameters, defaults filled; SpecError (one line, with the field) for a bad one."""
     if kind not in ATTACKS:
@@ -139,6 +146,9 @@ def attack_spec(kind: str, parent: dict, options: dict) -> dict:
         elif params["on"] == "df-sample" and deleted is not None and params["units"] > deleted:
             raise SpecError(f"--units {params['units']}: session {parent['id']} deleted {deleted} units, the most "
                             f"--on df-sample can draw; give --units {deleted} or fewer", field="units")
+        elif params["on"] == "neighbours" and (kept := retain_count(parent)) is not None and params["units"] > kept:
+            raise SpecError(f"--units {params['units']}: session {parent['id']} kept {kept} units, the most "
+                            f"--on neighbours can draw; give --units {kept} or fewer", field="units")
     return {"kind": "attack", "attack": {"kind": kind, "params": params}, "parent": parent["id"],
             "method": method_name(kind), "parent_method": base.get("method"),
             **{key: base.get(key) for key in ("model", "data", "task", "seed", "deletion", "device", "artifacts")

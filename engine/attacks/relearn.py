@@ -52,7 +52,8 @@ def unit_embeddings(model, pairs) -> torch.Tensor:
 
 def chosen_units(task, model, on: str, units: int, seed: int, emit=None) -> list[int]:
     """The training units of the attack (indices into the task's training units; people data: person ids). More
-    neighbours than Dr holds take all of Dr, said in a warning (the spec check knows Df's size, not Dr's)."""
+    neighbours than Dr holds are refused by the spec check where the parent's document records Dr's size; one
+    written before that takes all of Dr, said in a warning."""
     from engine.attacks.people import deleted_units
 
     deletion = sorted(deleted_units(task))

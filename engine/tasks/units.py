@@ -187,4 +187,7 @@ class UnitTask:
                                  "pairs": len(forget)}, "df_unit_ids": list(forget.unit_ids)}  # the facts' ids
         # which units were forgotten, by their data's ids (an ID file may change later, a random draw is a seed's):
         # a document proves what it deleted; kept out of the catalog's rows, as the per-unit scores are
-        return {"deletion": {"units": len(forget.unit_ids), "pairs": len(forget)}, "df_unit_ids": list(forget.unit_ids)}
+        # retain_units: what `attack relearn --on neighbours` can draw from, checked before it runs
+        return {"deletion": {"units": len(forget.unit_ids), "pairs": len(forget),
+                             "retain_units": self.train.n_units - len(forget.unit_ids)},
+                "df_unit_ids": list(forget.unit_ids)}
