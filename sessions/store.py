@@ -231,7 +231,8 @@ class SessionStore(SessionReader):
     def list(self, state: str | None = None) -> list[dict]:
         """Catalog rows, newest first: id, name, state, method, model, data, deletion, device,
         protocol, created, updated, summary, message, events; queued/running rows also get ``live``
-        (False: its writer died; the next engine start marks it interrupted). A session whose directory
+        (False: its writer died; the next engine start marks it interrupted; its ``updated`` is then its
+        last write, read from its file). A session whose directory
         is gone or cannot be read is listed ``damaged`` with the reason. Opens only the catalog."""
         rows = self.catalog_rows()
         for row in rows:
@@ -239,6 +240,8 @@ class SessionStore(SessionReader):
             if problem is None and row.get("state") in ACTIVE_STATES:
                 try:
                     row["live"] = self.is_live(row["id"])
+                    if not row["live"]:  # the catalog's `updated` is its last status: its file has its last write
+                        row["updated"] = self._read_session_file(row["id"])[0].get("updated", row["updated"])
                 except SessionDamaged as exc:
                     problem = exc.reason
             if problem is not None:

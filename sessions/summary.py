@@ -77,9 +77,11 @@ def deletion_line(spec: Any, summary: Any, shown: int = 6) -> str | None:
 
 def run_seconds(row: dict, now: float | None = None) -> float:
     """How long a catalog row's session has run (until now while it is queued or running; an interrupted one until
-    its last event, ``ended``, not until the engine start that noticed it)."""
+    its last event, ``ended``, not until the engine start that noticed it; one still marked running that no process
+    writes, ``live`` False as a killed run's row is, until its last write: it grew on until a repair)."""
     start = row.get("created") or 0
-    end = (now or time.time()) if row.get("state") in ACTIVE_STATES else (row.get("ended") or row.get("updated") or start)
+    going = row.get("state") in ACTIVE_STATES and row.get("live") is not False
+    end = (now or time.time()) if going else (row.get("ended") or row.get("updated") or start)
     return max(0.0, end - start)
 
 

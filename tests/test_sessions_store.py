@@ -399,6 +399,8 @@ def test_an_interrupted_sessions_took_ends_at_its_last_event(tmp_path):
     writer.emit("phase", name="unlearn")               # the last thing the run did: 12.5 s after it was created
     writer.abandon()                                   # its writer died (kill -9)
     clock.now += 3 * 3600                              # the next engine start, three hours later
+    (unrepaired,) = store.list()   # before it: still "running", no process writes it; its took grew with the clock
+    assert unrepaired["live"] is False and run_seconds(unrepaired, now=clock.now) == 12.5
     assert recover(store).interrupted == [writer.session_id]
     meta, (row,) = store.get(writer.session_id), store.list()
     assert meta["state"] == "interrupted" and store.events(writer.session_id)[-1]["ts"] == clock.now
