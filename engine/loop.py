@@ -193,7 +193,8 @@ def run_loop(
         parameter.requires_grad_(id(parameter) in chosen)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     request = {} if config.request is None else {"request": config.request}
-    readout = StepReadout(device, emit, config.lr, config.phase, request)
+    readout = StepReadout(device, emit, config.lr, config.phase, request,
+                          of=None if config.budget_seconds else total_steps)
 
     def draw() -> tuple[dict | None, dict | None, int]:  # always Df then Dr: the generator's draws keep their order
         forget_batch = forget_stream.next() if forget_stream else None

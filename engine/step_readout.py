@@ -25,9 +25,12 @@ def scalar_terms(losses: dict[str, torch.Tensor]) -> dict[str, float]:
 
 
 class StepReadout:
-    def __init__(self, device: torch.device, emit: Callable[..., None], lr: float, phase: str, request: dict):
+    def __init__(self, device: torch.device, emit: Callable[..., None], lr: float, phase: str, request: dict,
+                 of: int | None = None):
+        """`of`: the steps the phase plans (its step events carry it; None under a time budget, which has no plan)."""
         self.deferred = device.type == "cuda"
         self.emit, self.lr, self.phase, self.request = emit, lr, phase, request
+        self.planned = {} if of is None else {"of": of}
         self.pending: list[tuple[int, dict, float, float]] = []  # step, terms (tensors or floats), lr, memory
         self.last_read = time.perf_counter()
 
@@ -58,7 +61,7 @@ class StepReadout:
             if self.deferred:
                 self.check(step, terms)
             self.emit("step", step=step, phase=self.phase, losses=terms, lr=lr, memory_mb=round(memory_mb, 1),
-                      **self.request)
+                      **self.planned, **self.request)
         self.last_read = time.perf_counter()
 
     def check(self, step: int, terms: dict[str, float]) -> None:

@@ -8,7 +8,8 @@ status       ``state`` (one of STATES), optional ``message``
 phase        ``name`` ("original", "unlearn", "eval", ...), optional ``request`` (int)
 step         ``step`` (int), ``phase`` (str), ``losses`` (term -> float, has "total"),
              ``lr`` (float), optional ``request``, optional ``memory_mb`` (peak so far: CUDA
-             allocated, or the process's resident set on the CPU)
+             allocated, or the process's resident set on the CPU), optional ``of`` (the steps the
+             phase plans; none under a time budget; a kept-best or --stop-if stop may end it sooner)
 eval         ``step``, ``phase``, ``split`` ("before", "after", "step", ...), ``metrics``
              (flat name -> float, e.g. "df_dr_auc", "test.r_mean"), optional ``request``, optional ``metric``
              (split "history": the metric its r1..ri score, e.g. "df.r_mean", "forget"), optional
@@ -38,7 +39,7 @@ KINDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "status": ({"state": str}, {"message": (str, type(None))}),
     "phase": ({"name": str}, {"request": (int, type(None))}),
     "step": ({"step": int, "phase": str, "losses": dict, "lr": _NUM},
-             {"request": (int, type(None)), "memory_mb": _NUM}),
+             {"request": (int, type(None)), "memory_mb": _NUM, "of": int}),
     "eval": ({"step": int, "phase": str, "split": str, "metrics": dict},
              {"request": (int, type(None)), "metric": str, "evaluation": str}),  # metric: what a "history" row's r1..ri score
     "log": ({"level": str, "message": str}, {}),

@@ -188,3 +188,16 @@ def test_a_sequences_progress_lines_say_which_request(capsys):
     err = capsys.readouterr().err
     assert "ga: unlearn (request 3 of 8)\n" in err and "ga: eval (after, request 3 of 8) df_dr_auc=60.0" in err
     assert "ga: prepare\n" in err
+
+
+def test_a_step_line_says_how_many_steps_the_phase_plans(capsys):
+    """Plain progress said `unlearn step 12` with no way to tell how far the run was; the loop's step events
+    now carry the planned steps (`of`), none under a time budget."""
+    from workbench.output import Progress
+
+    with Progress("ga") as progress:
+        progress.event("step", {"phase": "unlearn", "step": 12, "of": 25, "losses": {"total": 0.5}})
+        progress.PLAIN_INTERVAL = 0.0
+        progress.event("step", {"phase": "unlearn", "step": 13, "losses": {"total": 0.5}})
+    err = capsys.readouterr().err
+    assert "ga: unlearn step 12/25 total=0.5\n" in err and "ga: unlearn step 13 total=0.5\n" in err

@@ -154,6 +154,11 @@ def test_time_budget_stops_at_the_first_step_past_it_and_leaves_evaluation_out()
     # the cosine schedule runs over the seconds: after step k, lr = 0.1 * (1 + cos(pi * min(0.5 k / 2.2, 1))) / 2
     expected = [0.05 * (1 + math.cos(math.pi * min(0.5 * k / 2.2, 1.0))) for k in range(1, 6)]
     assert [e["lr"] for e in events] == pytest.approx(expected)
+    assert not any("of" in e for e in events)  # a time budget plans no step count
+    events.clear()
+    planned = LoopConfig(lr=0.1, epochs=3, iterates="forget", forget_batch_size=4, clock=clock)
+    run_loop(Descend({}, Toy()), Rows(), None, planned, lambda kind, **f: events.append(f), lambda: False, None)
+    assert [(e["step"], e["of"]) for e in events] == [(k, 6) for k in range(1, 7)]  # 3 epochs of 2 steps
 
 
 def test_matched_time_reads_multideletes_seconds_from_its_session_of_the_same_protocol(tmp_path, monkeypatch):

@@ -117,7 +117,8 @@ class Progress:
             self._say(f"{self.label}: {self._phase}", force=True)
         elif kind == "step":
             terms = " ".join(f"{k}={v:.4g}" for k, v in fields.get("losses", {}).items())
-            self._say(f"{self.label}: {fields.get('phase')} step {fields.get('step')} {terms}")
+            planned = f"/{fields['of']}" if isinstance(fields.get("of"), int) else ""
+            self._say(f"{self.label}: {fields.get('phase')} step {fields.get('step')}{planned} {terms}")
         elif kind == "eval" and fields.get("split") != "history":  # a history row is drawn, not printed
             m = fields.get("metrics", {})
             summary = ", ".join(f"{k}={fmt(m[k], k)}" for k in PROGRESS_METRICS if k in m)
