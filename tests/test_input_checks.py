@@ -8,6 +8,7 @@ import json
 import subprocess
 
 import pytest
+import typer
 
 from engine.errors import SpecError
 from engine.spec import validate
@@ -15,6 +16,7 @@ from engine.spec.inputs import absolute_paths
 from engine.spec.validate import check_device
 
 from conftest import ROOT, cli, cli_env, run_in_process
+from sessions_fixtures import run_cli as run_app
 
 RUN = ["run", "--method", "ft", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete", "4"]
 # The checks on a value, a path or a file's content call the typer app in-process (conftest.run_in_process); the
@@ -419,6 +421,40 @@ def test_a_run_for_another_cluster_than_the_engines_is_named_before_a_session(mo
     assert already_on(LOCAL, "ray://h:1").startswith("this engine already sends runs to a local Ray instance; stop it")
     monkeypatch.setenv("RAY_ADDRESS", "ray://h:1")  # the engine's own $RAY_ADDRESS decides what "ray" means
     assert bridge.conflict("ray") == already_on(LOCAL, "ray://h:1")
+
+
+def test_engine_status_names_the_runs_on_the_cluster(monkeypatch):
+    """`engine status` listed the cluster's nodes but not what ran there: a cluster run is no device's job."""
+    import queue
+
+    from engine.execution.cluster import RayBridge
+    import workbench.cli_engine as cli_engine
+
+    class Driver:  # answers a status request as the driver process does
+        def __init__(self, bridge):
+            self.bridge = bridge
+
+        def alive(self):
+            return True
+
+        def send(self, message):
+            self.bridge._statuses.put({"address": "local", "nodes": [], "free": {"cpus": 2.0, "gpus": 0.0}})
+
+    bridge = RayBridge()
+    bridge._child = Driver(bridge)
+    bridge._inboxes = {"20261207-101010-bbbb": queue.Queue(), "20261207-101010-aaaa": queue.Queue()}
+    status = bridge.status()
+    assert status["runs"] == ["20261207-101010-aaaa", "20261207-101010-bbbb"] and status["free"]["cpus"] == 2.0
+    info = {"running": True, "answering": True, "pid": 1, "uptime": 5, "socket": "s", "log": "l", "devices": {},
+            "cluster": {**status, "address": "127.0.0.1:6379",
+                        "nodes": [{"address": "127.0.0.1", "alive": True, "cpus": 2.0, "gpus": 0.0}]}}
+    monkeypatch.setattr(cli_engine, "engine_status", lambda: info)
+    app = typer.Typer()
+    app.add_typer(cli_engine.engine_app, name="engine")
+    shown = run_app(app, ["engine", "status"])
+    assert shown.exit_code == 0
+    assert "Ray cluster 127.0.0.1:6379: 1 node(s) alive; free 2 CPU, 0 GPU; running 20261207-101010-aaaa, " \
+           "20261207-101010-bbbb" in shown.stdout
 
 
 def test_a_path_of_the_wrong_kind_is_named_for_what_it_is(tmp_path):

@@ -124,8 +124,9 @@ def status_cmd(as_json: bool = typer.Option(False, "--json", help="one JSON obje
     cluster = info.get("cluster")
     if cluster:
         alive = [node for node in cluster["nodes"] if node["alive"]]
+        runs = cluster.get("runs") or []
         typer.echo(f"  Ray cluster {cluster['address']}: {len(alive)} node(s) alive; free {cluster['free']['cpus']:g} "
-                   f"CPU, {cluster['free']['gpus']:g} GPU")
+                   f"CPU, {cluster['free']['gpus']:g} GPU; running {', '.join(runs) if runs else '-'}")
         for node in cluster["nodes"]:
             typer.echo(f"    {node['address']}: {'alive' if node['alive'] else 'lost'}; "
                        f"{node['cpus']:g} CPU, {node['gpus']:g} GPU")

@@ -52,7 +52,8 @@ class RayBridge:
             child.send({"op": "stop", "session": session})
 
     def status(self) -> dict | None:
-        """The cluster's nodes and free devices, or None when no cluster run has started the driver."""
+        """The cluster's nodes and free devices, and ``runs``: the sessions it carries now; None when no cluster
+        run has started the driver."""
         child = self._child
         if child is None or not child.alive():
             return None
@@ -60,9 +61,11 @@ class RayBridge:
             self._statuses.get_nowait()
         child.send({"op": "status"})
         try:
-            return self._statuses.get(timeout=STATUS_TIMEOUT)
+            status = self._statuses.get(timeout=STATUS_TIMEOUT)
         except queue.Empty:
             return None
+        with self._lock:
+            return {**status, "runs": sorted(self._inboxes)}
 
     def conflict(self, cluster: str) -> str | None:
         """Why a run for `cluster` cannot go to this engine's driver (it is on another cluster: one line), or
