@@ -195,6 +195,22 @@ def test_a_classification_unit_keeps_its_texts_and_labels_and_transforms_both_im
     assert out.texts in (unit.texts, [swap_sides(unit.texts[0])])  # the wording kept, its side swapped on a flip
 
 
+def test_a_flipped_nlvr2_pair_is_mirrored_whole_so_its_left_image_statement_stays_true():
+    """Each image was flipped in place and "the left image" became "the right image" with the label kept: a
+    true statement turned false (26 of the first 40 shapes-nlvr2-tiny units). The mirrored pair swaps its images."""
+    from engine.data.labelled import LabelledUnit
+
+    blue, green = Image.new("RGB", (8, 8), (0, 0, 255)), Image.new("RGB", (8, 8), (0, 255, 0))
+    unit = LabelledUnit("p/1", (blue, green), ["the left image shows a blue shape"], [1])
+    outcomes = [rephrased_unit(unit, random.Random(seed), {})[0] for seed in range(12)]
+    flipped = [out for out in outcomes if out.texts == ["the right image shows a blue shape"]]
+    kept = [out for out in outcomes if out.texts == unit.texts]
+    assert flipped and kept and len(flipped) + len(kept) == 12 and all(out.labels == [1] for out in outcomes)
+    blue_side = [max(range(2), key=lambda i: out.images[i].convert("RGB").getpixel((4, 4))[2]) for out in flipped]
+    assert blue_side == [1] * len(flipped)  # the blue image is now the right one, as the statement says
+    assert all(max(range(2), key=lambda i: out.images[i].convert("RGB").getpixel((4, 4))[2]) == 0 for out in kept)
+
+
 def test_relearn_cannot_draw_more_df_units_than_were_deleted():
     """`attack relearn --units N` on a session that deleted fewer units is refused, not trained on all of Df while
     the spec records N."""

@@ -15,7 +15,8 @@ Texts, per Df text, in this order:
 Images (each Df unit's image, or both images of a pair; graphs have none), with Pillow, seeded per unit:
 - a crop keeping 80-100% of each side at a random place, resized back to the image's size (bicubic);
 - a horizontal flip with probability 1/2; a flipped unit's texts swap "left" and "right", so a caption stays
-  true of its image;
+  true of its image; an NLVR2 pair is mirrored as one picture (each image flipped and the two swapped), so a
+  statement about "the left image" stays true as well as one about a side within an image;
 - colour jitter: brightness, contrast and saturation each scaled by a factor in [0.8, 1.2] (no hue jitter: the
   worlds' captions name colours, and a hue shift would make them false).
 The evaluation re-encodes the task's data with Df so transformed (Dr and test as they were) and scores Df as
@@ -36,7 +37,7 @@ from engine.attacks.image_transform import transform_image
 from engine.errors import SpecError
 
 _SIDES = re.compile(r"\b(left|right)\b")
-IMAGES = "crop 80-100% per side, flip p=0.5 (left/right swapped in texts), brightness/contrast/saturation x[0.8, 1.2]"
+IMAGES = "crop 80-100% per side, flip p=0.5 (left/right swapped in texts, a pair mirrored whole), brightness/contrast/saturation x[0.8, 1.2]"
 
 
 def read_paraphrases(path: str | None) -> dict[str, list[str]]:
@@ -95,7 +96,9 @@ def rephrased_unit(unit, rng: random.Random, table: dict[str, list[str]]) -> tup
     changes: dict = {}
     fields = {field.name for field in dataclasses.fields(unit)}
     if "images" in fields and unit.images:  # a classification unit: one image, or an NLVR2 pair
-        changes["images"] = tuple(transform_image(image, rng, flip) for image in unit.images)
+        images = tuple(transform_image(image, rng, flip) for image in unit.images)
+        # a flipped pair is the mirror of the pair: its right image, mirrored, is now the left one
+        changes["images"] = images[::-1] if flip else images
     elif "image" in fields and unit.image is not None:
         changes["image"] = transform_image(unit.image, rng, flip)
     else:
