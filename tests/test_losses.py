@@ -86,6 +86,20 @@ def test_multidelete_weights_and_identity():
     assert terms["md"].item() > 0
 
 
+def test_multidelete_says_when_l_md_had_no_other_unit_to_decouple_from():
+    """A batch of one unit (a PULSE request of one person) gives L_MD no unrelated pair: it pulled each pair towards
+    another matched pair of the same unit, silently (a review). The request's record and a warning say so."""
+    two_units, one_unit = toy_batch(), {**toy_batch(), "image_index": torch.tensor([0, 0])}
+    method = MultiDelete(PARAMS, LinearAdapter(2.0), LinearAdapter(1.0))
+    method.losses(two_units, two_units)
+    assert method.record() == {"md_unrelated_share": 1.0} and method.caveats() == []
+    method.losses(one_unit, one_unit)
+    assert method.record() == {"md_unrelated_share": 0.5} and "for 2 of 4 Df rows" in method.caveats()[0]
+    method.before_training(None, None)  # the next request counts afresh
+    method.losses(one_unit, one_unit)
+    assert method.record() == {"md_unrelated_share": 0.0} and method.caveats()[0].startswith("L_MD decoupled nothing")
+
+
 def test_decoupling_permutation_avoids_same_image():
     torch.manual_seed(0)
     image_index = torch.tensor([0, 0, 0, 1, 1, 2, 3, 3])

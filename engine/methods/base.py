@@ -46,6 +46,11 @@ class Method:
         document records it as `resolved`."""
         return {}
 
+    def caveats(self) -> list[str]:
+        """What the run should warn about how the method ran on this request (one line each; the protocol logs
+        them as warnings): MultiDelete's L_MD on batches of one unit."""
+        return []
+
     def record(self) -> dict:
         """What the request's document records about how the method ran (`method_record`: MMUnlearner's masks,
         Descent-to-Delete's noise); {} for none."""

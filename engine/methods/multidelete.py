@@ -55,9 +55,28 @@ class MultiDelete(Method):
         super().__init__(*args, **kwargs)
         self.targets = OriginalTargets()
         self.step_outputs: dict[tuple[int, str], torch.Tensor] = {}
+        self.md_rows = self.md_coupled = 0  # Df rows L_MD saw, and those pi could only send to their own unit
 
     def before_training(self, forget, retain) -> None:
         self.targets = OriginalTargets()  # this request's sets: no row met yet
+        self.md_rows = self.md_coupled = 0
+
+    def record(self) -> dict:
+        """The share of L_MD's rows that had another unit's text to be decoupled from: a batch of one unit (a
+        PULSE request of one person) has none, and L_MD then pulls each pair towards the original's view of
+        another matched pair of the same unit."""
+        if not self.md_rows:
+            return {}
+        return {"md_unrelated_share": round(1.0 - self.md_coupled / self.md_rows, 4)}
+
+    def caveats(self) -> list[str]:
+        if self.md_rows and self.md_coupled == self.md_rows:
+            return ["L_MD decoupled nothing: every Df batch held a single unit, so no caption of another unit could "
+                    "pair with an image (a request of one person or unit; more units per request give L_MD pairs)"]
+        if self.md_rows and self.md_coupled:
+            return [f"L_MD found no other unit's text for {self.md_coupled} of {self.md_rows} Df rows (batches "
+                    "dominated by one unit)"]
+        return []
 
     def own(self, batch: dict, embed: str) -> torch.Tensor:
         """f' (the model being trained) `embed` of a batch, computed once per step: L_MD's similarities and L_UKR
@@ -84,6 +103,8 @@ class MultiDelete(Method):
         # each row's unit read on the host once, so drawing pi never waits for the device
         units = self.targets.rows("forget/unit", forget, lambda batch: batch["image_index"].cpu())
         pi = decoupling_permutation(units, self.generator)
+        self.md_rows += len(units)
+        self.md_coupled += int((units[pi.cpu()] == units).sum())
         target_on = self.params["md_on"] if hasattr(self.model, "similarity") else "fused"  # LMMs: fused only
         loss = torch.zeros((), device=forget["input_ids"].device)
         if target_on in ("fused", "both"):

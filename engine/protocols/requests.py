@@ -271,6 +271,8 @@ class Requests:
                 kept = guard.restore(result.steps)
             method.after_training(task.train_size, result.steps)
             method_record, resolved = method.record(), method.resolved()
+            for caveat in method.caveats():
+                emit("log", level="warning", message=f"request {number}: {caveat}" if len(requests) > 1 else caveat)
             model.end_update()
             del reference, method
             total_steps += result.steps
