@@ -14,7 +14,10 @@ L_UKR (unimodal knowledge retention, Df by default as the released code; or Dr):
       F.normalize of the projected features), the scale alpha = beta = gamma = 1 was tuned at; on
       classification models the raw encoder states, as the released classification task compares
       `image_embeds`; on LMMs (no released code) the pooled states, on the scale of L_MD and L_MKR.
-      L_MKR keeps the fused embedding unnormalised, as the released BLIP code keeps the fused [CLS] state.
+      L_MKR keeps the fused embedding unnormalised, as the released BLIP code keeps the fused [CLS] state (its
+      retrieval `get_embed` returns `encoder_output.last_hidden_state[:, 0, :]` beside the normalised image_feat
+      and text_feat: kept, commented, in the SALMU fork lluisgomez/MultiDelete vl_unlearn/task_unlearn.py).
+      ANCHORS.md s. 1 says both retention terms read normalised projections: only L_UKR's are, there.
 """
 from __future__ import annotations
 
