@@ -174,8 +174,11 @@ class NewRunScreen(FormScreen):
         Every field is composed once and only shown or hidden: a value typed stays when the method changes
         (a name has one default whatever the method), and no Select is mounted or removed while the form is
         in use (removing one whose mount was still settling raised inside Textual's Select). A keystroke in the
-        data, seed or requests field that changes neither the method nor people data changes nothing here."""
-        shown_for = (self.method, self.people_data())
+        data, seed or requests field that changes neither the method, people data nor a format with its own
+        defaults (NLVR2 files) changes nothing here."""
+        data = self.query_one("#data", Input).value.strip()
+        with_own_defaults = data.partition(":")[0] if specs.format_default_params(data) else None
+        shown_for = (self.method, self.people_data(), with_own_defaults)
         if shown_for == self._shown_for:
             return
         self._shown_for = shown_for
@@ -193,7 +196,8 @@ class NewRunScreen(FormScreen):
 
     def show_defaults(self) -> None:
         """Each untouched field holds the default that applies to the run it builds: on people data the PULSE
-        batch sizes (engine.spec.validate.PULSE_DEFAULT_PARAMS), not CLIP's 16 and 64, which were sent as given."""
+        batch sizes (engine.spec.validate.PULSE_DEFAULT_PARAMS), not CLIP's 16 and 64, which were sent as given; on
+        NLVR2 files the released Df batch (format_default_params)."""
         defaults = self.defaults()
         for name, widget in self._param_widgets.items():
             if not isinstance(widget, Input):
@@ -208,6 +212,8 @@ class NewRunScreen(FormScreen):
         defaults = {param.name: param.default for param in form_params()}
         if self.people_data():
             defaults.update(specs.PULSE_DEFAULT_PARAMS)
+        else:
+            defaults.update(specs.format_default_params(self.query_one("#data", Input).value.strip()))
         return defaults
 
     @on(Select.Changed, "#method")

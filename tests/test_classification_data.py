@@ -183,3 +183,22 @@ def test_file_data_without_a_pretraining_corpus_says_the_tiny_model_starts_from_
     Classification(validate({**spec, "model": "gcn-bert-tiny", "data": "graph-tiny"}),
                    lambda kind, **fields: graph_logs.append(kind), lambda: False, None)
     assert "log" not in graph_logs
+
+
+def test_nlvr2_files_take_the_released_nlvr2_batch_and_blip_rate(tmp_path):
+    """The released MultiDelete unlearns BLIP on NLVR2 at 5e-6 with a Df batch of 8 (ANCHORS.md s. 1); a real
+    checkpoint on `nlvr2:DIR` took ALBEF's 2e-5 and the common 16. The built-in worlds keep their own recipes."""
+    from engine.spec import validate
+    from engine.tasks.classification import RECIPES, Classification
+
+    write_nlvr2(small(build_nlvr2_world("shapes-nlvr2-tiny")), tmp_path / "nlvr2")
+    files = {"method": "ft", "model": "blip-tiny", "data": f"nlvr2:{tmp_path / 'nlvr2'}", "device": "cpu",
+             "deletion": {"strategy": "random", "n": 2, "seed": 0}}
+    spec = validate(files)
+    assert spec["params"]["batch_size"] == 8 and spec["params"]["retain_batch_size"] == 64
+    assert validate({**files, "params": {"batch_size": 12}})["params"]["batch_size"] == 12  # a given one stays
+    assert validate({**files, "data": "shapes-nlvr2-tiny"})["params"]["batch_size"] == 16
+    checkpoint = {**spec, "model": str(tmp_path / "blip-nlvr2-checkpoint")}   # not a registered tiny model
+    quiet = lambda *a, **k: None  # noqa: E731
+    assert Classification(checkpoint, quiet, lambda: False, None).recipe == RECIPES["pretrained:nlvr2"]
+    assert RECIPES["pretrained:nlvr2"]["unlearn_lr"] == 5e-6 and RECIPES["pretrained"]["unlearn_lr"] == 2e-5

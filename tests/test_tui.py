@@ -731,6 +731,12 @@ async def test_new_run_sequential_requests_builds_a_pulse_spec(tmp_home):
         await wait_until(pilot, lambda: param_shown(screen, "lora_r") and screen.query_one("#del-n").value == "")
         assert screen.query_one("#p-retain_batch_size").value == "8"
         assert screen.query_one("#p-retain_batch_size").placeholder == "default 8"
+        screen.query_one("#data").value = "nlvr2:/data/nlvr2"  # NLVR2 files: the released Df batch, 8, as the CLI
+        await wait_until(pilot, lambda: not param_shown(screen, "lora_r")
+                         and screen.query_one("#p-batch_size").value == "8")
+        assert screen.query_one("#p-retain_batch_size").value == "64"
+        screen.query_one("#data").value = "people-tiny"
+        await wait_until(pilot, lambda: param_shown(screen, "lora_r"))
         screen.query_one("#p-batch_size").value = "4"  # typed: it stays when the data changes, there and back
         screen.query_one("#data").value = "shapes-tiny"
         await wait_until(pilot, lambda: not param_shown(screen, "lora_r"))

@@ -44,6 +44,14 @@ from engine.spec.params import (COMMON_PARAMS, COMPILE, EVAL_EVERY_REQUESTS, EVA
                                  MAX_REQUESTS, NOT_ON_PEOPLE, REQUESTS, TUNE_AGAINST, Param)
 
 PULSE_DEFAULT_PARAMS = {"batch_size": 8, "retain_batch_size": 8}
+# The released MultiDelete's Df batch on NLVR2 (ANCHORS.md s. 1: 16, 8 for NLVR2), for NLVR2 files; the built-in
+# shapes-nlvr2 worlds keep the common 16 their recipes were set with
+FORMAT_DEFAULT_PARAMS = {"nlvr2": {"batch_size": 8}}
+
+
+def format_default_params(data: str) -> dict:
+    """The parameter defaults a run on `data` takes in place of the common ones (NLVR2 files: Df batch 8)."""
+    return FORMAT_DEFAULT_PARAMS.get(data.partition(":")[0], {}) if ":" in data else {}
 MAX_RESUME_MINUTES = 7 * 24 * 60.0  # --resume-every: a week at most
 DEFAULT_RESUME_MINUTES = 10.0
 
@@ -498,7 +506,8 @@ def validate(spec: dict) -> dict:
         "deletion": deletion,
         "requests": check_requests(spec.get("requests"), info.name, upper=n),
         **check_schedule(spec, check_requests(spec.get("requests"), info.name, upper=n), f"method {info.name}"),
-        "params": check_params(raw_params, COMMON_PARAMS + info.params, f"method {info.name}"),
+        "params": check_params(raw_params, COMMON_PARAMS + info.params, f"method {info.name}",
+                               format_default_params(data)),
         "name": check_name(spec.get("name")),
         **check_placement(spec),
         **check_base_and_original(model, spec.get("original"), data),

@@ -41,7 +41,9 @@ class UnitTask:
         self.data_name = self.world.name
         self.data_fingerprint = data_fingerprint(spec["data"])  # the original's cache key: content, not name
         tiny = self.RECIPES.get(f"tiny:{self.data_name}", self.RECIPES.get("tiny"))  # a built-in world's own first
-        self.recipe = dict(tiny if spec["model"] in MODELS else self.RECIPES["pretrained"])
+        fmt = spec["data"].partition(":")[0] if ":" in spec["data"] else None  # a data format's own recipe first
+        pretrained = self.RECIPES.get(f"pretrained:{fmt}", self.RECIPES["pretrained"])
+        self.recipe = dict(tiny if spec["model"] in MODELS else pretrained)
         size = getattr(self.world, "image_size", None)
         if spec["model"] in MODELS and isinstance(size, int) and size > LARGE_TINY_IMAGES:  # said as the run starts
             emit("log", level="warning", message=f"{spec['model']} is built here for {size}-px images (the first "
