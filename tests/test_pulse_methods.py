@@ -21,7 +21,7 @@ def test_listed_with_their_parameters(home):
     rows = {row["name"]: row for row in json.loads(out.stdout)["methods"]}
     assert set(NEW) <= set(rows) and rows["ga_klr"]["aliases"] == [] and "kl_min" in rows
     assert all(row["variant"] for row in rows.values())  # every method names the variant it is
-    assert "KL_Minimization.py" in rows["kl_min"]["variant"] and "no retain NLL" in rows["ga_klr"]["variant"]
+    assert "KL_Min.py" in rows["kl_min"]["variant"] and "no retain NLL" in rows["ga_klr"]["variant"]
     assert rows["npo"]["variant"] == ("OpenUnlearning trainer/unlearn/npo.py: log-ratio of the answer tokens' sum, "
                                       "beta 0.1, ref = the model before the request, + 1.0 x retain NLL")
     assert {p["name"]: p["default"] for p in rows["simnpo"]["params"]} == {

@@ -1,4 +1,4 @@
-"""KL_Min as MLLMU-Bench (`baselines/KL_Minimization.py`) and MMUnlearner (`baselines/MLLMU_KL_Min.py`) release
+"""KL_Min as MLLMU-Bench (`baselines/KL_Min.py`) and MMUnlearner (`baselines/MLLMU_KL_Min.py`) release
 it: gradient ascent on the forget batch; on the retain batch the retain NLL plus a KL to the model before the
 request,
 

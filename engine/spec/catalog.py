@@ -186,7 +186,7 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in (
       "and the vocabulary / batch (MLLMU-Bench, MMUnlearner)", "engine.methods.kl_min:KLMin",
       (Param("kl_weight", float, 1.0, "lambda: weight of the KL term on Dr (released: 1)", minimum=0.0),), epochs=1,
       iterates="forget", protocols=("requests", "pulse"),
-      variant="MLLMU-Bench baselines/KL_Minimization.py, MMUnlearner MLLMU_KL_Min.py: -NLL(Df) + NLL(Dr) + "
+      variant="MLLMU-Bench baselines/KL_Min.py, MMUnlearner MLLMU_KL_Min.py: -NLL(Df) + NLL(Dr) + "
               "{kl_weight} x KL(original || model) summed over every position (padding included) and the "
               "vocabulary, / batch size; ref = the model before the request; one step on the sum"),
     M("npo", "NPO", "negative preference optimisation on Df against the model before the request, + retain NLL",
