@@ -65,6 +65,8 @@ BAD_VALUES = [
     (["--requests", "3", "--eval-every-requests", "4"], "--eval-every-requests N=4 is more than the 3 requests"),
     (["--requests", "3", "--eval-sample", "2"], "--eval-sample applies between full evaluations"),
     (["--method", "d2d", "--epochs", "3"], "Descent-to-Delete takes 1 step(s) whatever --epochs says"),
+    # Retrain trained in its recipe's batches whatever the flag said (a review)
+    (["--method", "retrain", "--retain-batch-size", "8"], "--retain-batch-size sets the unlearning methods' Dr batch"),
     (["--device", "cuda:x"], "--device must be auto, cpu, cuda or cuda:N"),
     (["--name", "x" * 300], "--name must be one line"),
     (["--data", "mmbench:/etc/hosts"], "give it to `mmul-workbench pulse --general mmbench:FILE`"),

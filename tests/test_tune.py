@@ -119,8 +119,8 @@ def test_tune_bad_input_through_the_cli_is_one_line_exit_2(home):
 def test_study_gives_budget_and_tuning_to_every_method_but_retrain_and_runs_multidelete_first():
     from workbench.cli_study import method_params, timed_order
 
-    given = {"budget": "matched-time", "tune": True, "batch_size": 8}
-    assert method_params("retrain", given) == {"batch_size": 8}
+    given = {"budget": "matched-time", "tune": True, "batch_size": 8, "retain_batch_size": 16}
+    assert method_params("retrain", given) == {"batch_size": 8}   # Retrain trains in its recipe's Dr batches
     assert method_params("npo", given) == given
     # nor the guardrails: a stop-if cut the reference short (Retrain stopped at step 48 of 288), keep best kept
     # an earlier step of it

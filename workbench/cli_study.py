@@ -94,7 +94,9 @@ def method_params(method: str, given: dict) -> dict:
     takes = {p.name for p in (*specs.COMMON_PARAMS, *specs.METHODS[method].params)} | {TUNE_AGAINST.name}
     if method == REFERENCE:  # Retrain, the reference, keeps the original's recipe: no budget, no tuning, and no
         # guardrail, which would cut the reference short or keep an earlier step of it
-        takes -= {"budget", "budget_seconds", "tune", TUNE_AGAINST.name, *specs.GUARDRAILS}
+        # guardrail, which would cut the reference short or keep an earlier step of it; it trains in the recipe's
+        # batches, so the unlearning methods' --retain-batch-size is not its
+        takes -= {"budget", "budget_seconds", "tune", TUNE_AGAINST.name, "retain_batch_size", *specs.GUARDRAILS}
     if specs.METHODS[method].fixed_steps is not None:  # Descent-to-Delete's T = 1: the study's --epochs is not its
         takes -= {"epochs"}
     return {name: value for name, value in given.items() if name in takes}

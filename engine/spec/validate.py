@@ -436,7 +436,8 @@ def check_budget(params: dict, method: str) -> None:
 def check_given_options_apply(spec: dict, given: dict, normal: dict, info: MethodInfo) -> None:
     """An option that the rest of the spec makes a no-op is refused, not silently dropped: --keep-tolerance and
     --target-auc without --keep best, --eval-every-requests and --eval-sample with one request, --epochs on a
-    method with its own step count, LoRA's shape under --update full. `given`: the raw params. A value equal to
+    method with its own step count, LoRA's shape under --update full, --retain-batch-size on Retrain (which trains in
+    the recipe's batches). `given`: the raw params. A value equal to
     its default is taken (the New-run form sends every field it shows, as text)."""
     schedule = (EVAL_EVERY_REQUESTS, EVAL_SAMPLE)
     defaults = {p.name: p.default for p in (*COMMON_PARAMS, *LMM_PARAMS, *schedule)}
@@ -456,6 +457,9 @@ def check_given_options_apply(spec: dict, given: dict, normal: dict, info: Metho
         for name in sorted(changed & {"lora_r", "lora_alpha", "lora_dropout"}):
             raise SpecError(f"--{name.replace('_', '-')} shapes the LoRA adapter of --update llm or proj+llm; "
                             "--update full trains the weights themselves: drop it, or choose an adapter", field=name)
+    if info.name == "retrain" and "retain_batch_size" in changed:
+        raise SpecError("Retrain trains on Dr in the original's recipe batches (its --lr and --epochs may be given); "
+                        "--retain-batch-size sets the unlearning methods' Dr batch: drop it", field="retain_batch_size")
     if info.fixed_steps is not None and "epochs" in changed and coerced["epochs"] != info.fixed_steps:
         raise SpecError(f"{info.title} takes {info.fixed_steps} step(s) whatever --epochs says (its released "
                         "setting); drop --epochs (--budget matched-steps gives it MultiDelete's steps)", field="epochs")
