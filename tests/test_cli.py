@@ -205,3 +205,27 @@ def test_data_ids_lists_what_delete_ids_takes(tmp_path, monkeypatch):
         "shapes-images/000000.png", "shapes-images/000001.png", "shapes-images/000002.png"]
     people = CliRunner().invoke(app, ["data", "ids", "people-tiny"])
     assert people.exit_code == 2 and "a PULSE run forgets people (--forget N)" in people.output
+
+
+def test_a_home_or_disk_that_fails_a_write_is_one_line(tmp_path):
+    """A home that cannot be made (under /proc, a name too long) and a full disk printed a 60-line traceback; a
+    loop of symbolic links given as a path printed pathlib's RuntimeError (a review)."""
+    import errno
+
+    from workbench.output import os_error_line
+
+    nowhere = cli_env(tmp_path) | {"MMUL_HOME": "/proc/mmul-workbench-home"}
+    started = subprocess.run(cli("engine", "start"), env=nowhere, capture_output=True, text=True, timeout=120)
+    assert started.returncode == 2 and started.stderr.count("\n") == 1 and "Traceback" not in started.stderr
+    assert "(MMUL_HOME) cannot be made or used there; set MMUL_HOME to a directory you can write" in started.stderr
+    full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "elsewhere" / "x"))
+    line, code = os_error_line(full)
+    assert code == 1 and line.startswith(f"{tmp_path / 'elsewhere' / 'x'}: No space left on device; free some space")
+    assert os_error_line(OSError(errno.ENAMETOOLONG, "File name too long", "/tmp/x"))[1] == 2
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    looped = subprocess.run(cli("run", "--method", "ft", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete",
+                                "4", "--cache-dir", str(loop)), env=cli_env(tmp_path), capture_output=True, text=True,
+                            timeout=300)
+    assert looped.returncode == 2 and looped.stderr.count("\n") == 1, looped.stderr
+    assert "loops through symbolic links" in looped.stderr

@@ -16,7 +16,7 @@ from engine.errors import SpecError
 from sessions.errors import DiskFull
 from sessions.paths import cache_dir, engine_dir, mmul_home, sessions_dir
 from workbench.completion import complete_session
-from workbench.output import Exit, fail, parser_errors, print_json, unwritable_home
+from workbench.output import Exit, fail, os_error_line, parser_errors, print_json
 
 app = typer.Typer(
     name="mmul-workbench",
@@ -234,10 +234,17 @@ def main() -> None:
     except DiskFull as error:  # a write outside a run (a new session, the catalog, a study record): one line
         print(f"error: {error}", file=sys.stderr)
         sys.exit(int(Exit.RUN_FAILED))
-    except OSError as error:
-        if (line := unwritable_home(error)) is None:
+    except OSError as error:  # a path or a disk no command had a better line for (a home that cannot be made)
+        if os.environ.get("MMUL_DEBUG"):
             raise
+        line, code = os_error_line(error)
         print(f"error: {line}", file=sys.stderr)
+        sys.exit(code)
+    except RuntimeError as error:  # pathlib's resolve() on a loop of symbolic links raises this, not an OSError
+        if os.environ.get("MMUL_DEBUG") or not str(error).startswith("Symlink loop"):
+            raise
+        print(f"error: {error}: a path given loops through symbolic links; give one that ends in a file or folder",
+              file=sys.stderr)
         sys.exit(int(Exit.BAD_INPUT))
     sys.exit(code if isinstance(code, int) else 0)  # not standalone: typer returns a command's exit code
 

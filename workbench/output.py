@@ -48,6 +48,32 @@ def output_file(path: Path, flag: str = "--out") -> Path:
     return target
 
 
+# an OSError no command caught: the disk or the device failed the write (the run's fault, exit 1), or the path
+# itself cannot be (bad input, exit 2)
+DEVICE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS)
+
+
+def os_error_line(error: OSError) -> tuple[str, int]:
+    """(the one line, the exit code) for an OSError that reached the command line: the path and what is wrong
+    with it, and what to do; the traceback only under MMUL_DEBUG."""
+    if (line := unwritable_home(error)) is not None:
+        return line, int(Exit.BAD_INPUT)
+    path = f"{os.fsdecode(error.filename)}: " if error.filename else ""
+    what = error.strerror or type(error).__name__
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"{path}{what}; free some space there (or set MMUL_HOME / --cache-dir to another disk) and run it "
+                "again (MMUL_DEBUG=1 for a traceback)", int(Exit.RUN_FAILED))
+    code = Exit.RUN_FAILED if error.errno in DEVICE_ERRORS else Exit.BAD_INPUT
+    from sessions.paths import mmul_home
+
+    home = mmul_home().absolute()
+    filename = Path(os.fsdecode(error.filename)).absolute() if error.filename else None
+    if filename is not None and (filename == home or home in filename.parents):
+        return (f"{path}{what}: the workbench's home {home} (MMUL_HOME) cannot be made or used there; set MMUL_HOME "
+                "to a directory you can write (made if missing)", int(code))
+    return f"{path}{what} (MMUL_DEBUG=1 for a traceback)", int(code)
+
+
 class Exit(IntEnum):
     OK = 0
     RUN_FAILED = 1
