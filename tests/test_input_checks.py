@@ -514,3 +514,38 @@ def test_a_data_folder_that_is_a_looping_link_is_named_so(tmp_path):
                            f"flickr30k:{tmp_path / 'loop'}", "--delete", "2"), said)
     refused(run_in_process(tmp_path, "data", "info", f"mmbench:{tmp_path / 'folder'}"),
             f"MMBench file {tmp_path / 'folder'} is a folder")
+
+
+def test_an_attack_on_a_run_whose_data_went_is_refused_before_a_session_exists(tmp_path):
+    """It was refused only once the attack's session had begun, leaving a failed attack session each try."""
+    from sessions.store import SessionStore
+
+    gone = tmp_path / "flickr-gone"
+    writer = SessionStore(tmp_path).create({"kind": "run", "method": "ft", "model": "clip-tiny", "task": "retrieval",
+                                            "data": f"flickr30k:{gone}", "seed": 42, "device": "cpu",
+                                            "deletion": {"strategy": "random", "n": 4, "seed": 42}})
+    writer.finish("finished", summary={"metrics": {"df": {"r_mean": 50.0}}, "deletion": {"units": 4}})
+    before = {row["id"] for row in SessionStore(tmp_path).list()}
+    for kind in ("quantize", "relearn"):
+        out = run_in_process(tmp_path, "attack", kind, writer.session_id, "--json")
+        refused(out, f"session {writer.session_id}'s data {gone} does not exist")
+    assert {row["id"] for row in SessionStore(tmp_path).list()} == before
+
+
+def test_demo_and_study_under_json_print_a_document_when_a_run_ends_them(tmp_path, monkeypatch):
+    """`run --json` printed {session, state, error} for a run that failed; `demo --json` and `study --json` printed
+    nothing on stdout (a review). A run that finds bad input while running ends both."""
+    import engine.api
+
+    def image_that_does_not_decode(spec, emitter, should_stop, original_metrics=None):
+        raise SpecError("flickr30k-images/1.jpg does not decode")
+
+    monkeypatch.setattr(engine.api, "run_job", image_that_does_not_decode)
+    demo = run_in_process(tmp_path, "demo", "--data", "shapes-tiny", "--delete", "4", "--methods", "ft", "--json")
+    assert demo.returncode == 1 and json.loads(demo.stdout)["state"] == "failed"
+    assert json.loads(demo.stdout)["error"] == "flickr30k-images/1.jpg does not decode"
+    study = run_in_process(tmp_path, "study", "--methods", "ft", "--seeds", "1", "--model", "clip-tiny", "--data",
+                           "shapes-tiny", "--delete", "4", "--json")
+    document = json.loads(study.stdout)
+    assert study.returncode == 1 and document["state"] == "failed"
+    assert [(cell["method"], cell["state"]) for cell in document["cells"]] == [("ft", "failed")]

@@ -13,6 +13,7 @@ from typing import Optional
 
 import typer
 
+from engine import spec as specs
 from engine.errors import SpecError
 from sessions.catalog import session_label
 from sessions.errors import SessionDamaged, UnknownSession
@@ -42,7 +43,7 @@ def attack_session(kind: str, session: str, options: dict, as_json: bool) -> dic
         fail(str(error))
     spec = checked_spec(kind, meta, options)
     retrain = retrain_session(store, meta["spec"], meta["id"])
-    result = run_attack_session(spec, meta, retrain)
+    result = run_attack_session(spec, meta, retrain, as_json)
     if as_json:
         print_json(result)
     else:
@@ -64,6 +65,11 @@ def checked_spec(kind: str, meta: dict, options: dict) -> dict:
         spec = attack_spec(kind, meta, options)
     except SpecError as error:
         fail(str(error))
+    data = spec.get("data")
+    info = specs.data_info(data) if isinstance(data, str) and ":" in data else None
+    if info is not None and (problem := info.path_problem(data.partition(":")[2])) is not None:
+        # the run's data moved or went since: refused before an attack session exists (one was left failed)
+        fail(f"session {meta['id']}'s data {problem}")
     # a study cell's name loses its study id: `quantize on npo s42 e1ed` fits the home's name column, and the
     # parent (with its study) is linked in the attack's document
     parent = session_label(meta["id"], without_study_id(meta.get("name")), str(meta["spec"].get("method")))
@@ -71,14 +77,15 @@ def checked_spec(kind: str, meta: dict, options: dict) -> dict:
     return spec
 
 
-def run_attack_session(spec: dict, meta: dict, retrain: dict | None) -> dict:
-    """Run a checked attack spec in this process as a new session (the exits of `run`); its document."""
+def run_attack_session(spec: dict, meta: dict, retrain: dict | None, as_json: bool = False) -> dict:
+    """Run a checked attack spec in this process as a new session (the exits of `run`, and under --json its
+    {session, state, error} when it fails); its document."""
     from engine.api import run_attack
     from workbench.execute import run_in_session
 
     kind = spec["attack"]["kind"]
     return run_in_session(spec, f"{kind} attack", lambda emitter: run_attack(spec, meta, retrain, emitter.emit,
-                                                                              lambda: False))
+                                                                              lambda: False), as_json=as_json)
 
 
 @attack_app.command("relearn")

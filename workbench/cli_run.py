@@ -265,8 +265,8 @@ def demo(
     except SpecError as error:
         fail(str(error))
     results, original = [], None
-    for spec in runs:
-        result = run_session(spec, label=spec["method"], original_metrics=original)
+    for spec in runs:  # a run that fails ends the demo; under --json with its {session, state, error}, as `run`
+        result = run_session(spec, label=spec["method"], original_metrics=original, as_json=as_json)
         original = flatten(result["original_metrics"])
         results.append(result)
     if as_json:

@@ -182,12 +182,14 @@ def study(
                 found = attack_cells(record, plan.cells, settings)
     except StudyError as error:
         fail(str(error))
-    except typer.Exit as stop:   # Ctrl-C, or `engine stop` under --engine: the one document, as a run prints it
-        if as_json and stop.exit_code == Exit.INTERRUPTED:
+    except typer.Exit as stop:   # Ctrl-C, `engine stop` under --engine, or a cell that found bad input while it
+        # ran (every other cell would fail on it alike): the one document as far as it got, as a run prints its own
+        if as_json and stop.exit_code and record.path.is_file():
+            state = "cancelled" if stop.exit_code == Exit.INTERRUPTED else "failed"
             try:
-                print_json({**report(record.load(), plan.cells, tolerance), "state": "cancelled"})
+                print_json({**report(record.load(), plan.cells, tolerance), "state": state})
             except StudyError as error:   # the record cannot be read back: its one line, not a traceback
-                fail(str(error), Exit.INTERRUPTED)
+                fail(str(error), stop.exit_code)
         raise
     document = report(record.load(), plan.cells, tolerance, found, kinds)
     if any(settings.values()):  # what the attacks ran with, beside the defaults of the others
