@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from sessions.files import DIR_MODE, WRITER_LOCK, plain, remove_tree, try_lock
-from sessions.reader import SESSION_ID, spec_fields_typed
+from sessions.reader import SESSION_ID, SESSION_ID_PART, spec_fields_typed
 from sessions.schema import RESERVED, SCHEMA_VERSION, TERMINAL_STATES, check_fields
 
 # times a session can hold: from 2000 to 2200 (a time of 1e300 made `sessions list` fail for the whole home)
@@ -109,9 +109,10 @@ def check_document(doc: Any) -> str:
     if depth(spec) > MAX_DEPTH or depth(summary) > MAX_DEPTH:
         raise NotImportable(f"its spec or summary nests deeper than {MAX_DEPTH} levels")
     if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME or "\n" in name or "\t" in name
-                             or SESSION_ID.fullmatch(name.strip())):
+                             or SESSION_ID.fullmatch(name.strip()) or SESSION_ID_PART.fullmatch(name.strip())):
+        # a name shaped like another session's id end (`39a0`) would take over what that id resolves to
         raise NotImportable(f"its name is not one a session takes (one line of at most {MAX_NAME} characters, "
-                            "not shaped like a session id)")
+                            "not shaped like a session id or part of one)")
     for field in ("created", "ended"):
         if doc.get(field) is not None and not a_time(doc[field]):
             raise NotImportable(f"its {field} time is not between 2000 and 2200")

@@ -24,6 +24,9 @@ from sessions.writer import SEGMENT_SIZE
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 SESSION_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{4}$")
+# an id's last 4 characters or its start, which a command resolves to that session (engine/spec/inputs.py ID_PART,
+# which --name refuses: engine.spec does not import sessions)
+SESSION_ID_PART = re.compile(r"[0-9a-f]{4}|\d{8}(-\d{0,6}(-[0-9a-f]{0,4})?)?")
 
 
 # a spec's fields that every reader (replay, report, attacks) takes as they were written: their JSON type

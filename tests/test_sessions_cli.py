@@ -406,6 +406,8 @@ def test_an_exported_session_imports_into_another_home_as_it_was(home, tmp_path_
            "a summary that is no record": {**document, "summary": [1, 2]},
            "a time past 2200": {**document, "created": 1e300},
            "a name shaped like an id": {**document, "name": "20261207-125544-ef31"},
+           # an id's end: `sessions show 39a0` then showed the imported session, not 20261207-184024-39a0
+           "a name shaped like an id's end": {**document, "name": "39a0"},
            "a spec nested 900 deep": {**document, "spec": {**document["spec"], "x": nested(900)}},
            "a session ended before its last event": {**document, "events": [
                *document["events"][:2], {**document["events"][2], "kind": "status", "state": "finished"},
