@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from pathlib import Path
 
 from engine.cpu_kernels import check_setting
@@ -122,6 +123,19 @@ def check_hub_ids(spec: dict) -> None:
 
 
 @reading_inputs
+def check_cache_dir(spec: dict) -> None:
+    """A --cache-dir this machine cannot make (under /proc, past a name's length) is refused here: the run made its
+    session and then failed on the first write. Made now, as the run would make it; a cluster's is the nodes'."""
+    artifacts = spec.get("artifacts")
+    if not artifacts or spec.get("cluster"):
+        return
+    try:
+        os.makedirs(artifacts, mode=0o700, exist_ok=True)
+    except OSError as error:
+        raise SpecError(f"--cache-dir {artifacts} cannot be made ({error.strerror}); give a directory you can write "
+                        "(made if missing)", field="artifacts") from None
+
+
 def preflight(spec: dict, alone: bool = True) -> None:
     """SpecError (with its field) when the engine cannot run the validated `spec` here. `alone`: the run starts by
     itself, so a `--budget matched-time` source must exist now; a study's cells are checked up front (alone=False),
@@ -129,6 +143,7 @@ def preflight(spec: dict, alone: bool = True) -> None:
     check_setting()
     check_hub_ids(spec)
     check_rmu_layer(spec)
+    check_cache_dir(spec)
     if alone and spec.get("kind", "run") in ("run", "pulse"):
         from engine.protocols.budget import time_budget
 

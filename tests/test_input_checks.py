@@ -68,6 +68,8 @@ BAD_VALUES = [
     # Retrain trained in its recipe's batches whatever the flag said (a review)
     (["--method", "retrain", "--retain-batch-size", "8"], "--retain-batch-size sets the unlearning methods' Dr batch"),
     (["--device", "cuda:x"], "--device must be auto, cpu, cuda or cuda:N"),
+    # a cache the machine cannot make: the run made its session, then failed on the first write (a review)
+    (["--cache-dir", "/proc/mmul-cache"], "--cache-dir /proc/mmul-cache cannot be made (No such file or directory)"),
     (["--name", "x" * 300], "--name must be one line"),
     (["--data", "mmbench:/etc/hosts"], "give it to `mmul-workbench pulse --general mmbench:FILE`"),
     (["--data", "mllmu:/tmp"], "give it to `mmul-workbench pulse --data mllmu:DIR`"),
