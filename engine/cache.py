@@ -88,12 +88,29 @@ def producing(directory: Path, should_stop: Callable[[], bool] = lambda: False,
 
 
 def entry_matches(directory: Path, fingerprint: dict) -> bool:
-    """True when `directory` is a complete entry made from exactly `fingerprint`."""
+    """True when `directory` is a complete entry made from exactly `fingerprint`, its weights whole (a cut or
+    damaged file is no entry: it is made again, where every run on it failed to load it)."""
     try:
         recorded = json.loads((directory / FINGERPRINT_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return recorded == json.loads(json.dumps(fingerprint)) and (directory / "config.json").is_file()
+    return (recorded == json.loads(json.dumps(fingerprint)) and (directory / "config.json").is_file()
+            and damaged_weights(directory) is None)
+
+
+def damaged_weights(directory: Path) -> str | None:
+    """What is wrong with the first of the entry's .safetensors files that cannot load (read from their headers),
+    or None."""
+    from engine.spec.inputs import safetensors_problem
+
+    for weights in sorted(Path(directory).glob("*.safetensors")):
+        try:
+            problem = safetensors_problem(weights)
+        except OSError as error:
+            problem = f"{weights.name} cannot be read ({error.strerror})"
+        if problem is not None:
+            return problem
+    return None
 
 
 def recorded_fingerprint(directory: Path) -> dict | None:

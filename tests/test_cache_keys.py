@@ -115,6 +115,22 @@ def test_an_entry_made_from_other_inputs_is_never_reused(tmp_path):
     assert again.trained == [1] and json.loads((path / FINGERPRINT_FILE).read_text())["data"] == "data-one"
 
 
+def test_a_cached_original_with_damaged_weights_is_trained_again_with_a_warning(tmp_path):
+    """A cut model.safetensors in the cache failed every later run on it with `SafetensorError: ... incomplete
+    metadata`, naming neither the file nor a fix (a review); the entry is no entry now, and is made again."""
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    path = original_dir(FakeTask("data-one"), SPEC, "cpu", lambda *a, **k: None, lambda: False, tmp_path)
+    weights = path / "model.safetensors"
+    weights.write_bytes(len(header).to_bytes(8, "little") + header + b"\0\0\0\0")
+    assert entry_matches(path, json.loads((path / FINGERPRINT_FILE).read_text()))  # whole: reused
+    weights.write_bytes(weights.read_bytes()[:-2])                                  # cut short
+    said, again = [], FakeTask("data-one")
+    assert original_dir(again, SPEC, "cpu", lambda kind, **event: said.append(event), lambda: False, tmp_path) == path
+    assert again.trained == [1] and not weights.exists()    # trained again; the new entry's save wrote no weights
+    assert any(event.get("level") == "warning" and "is damaged (model.safetensors is cut short" in event["message"]
+               and event["message"].endswith("training it again") for event in said)
+
+
 def test_an_original_trained_at_another_cpu_thread_count_is_another_entry(tmp_path):
     """An original trained at 1 thread and one at 2 differ in their last bits; both were cached under one key, so
     a run at 2 threads gave other numbers from the one cached at 1 than from one it trained itself."""

@@ -20,7 +20,8 @@ import os
 import time
 from pathlib import Path
 
-from engine.cache import checkpoint_fingerprint, entry_matches, producing, publish, recorded_fingerprint, slug, staged
+from engine.cache import (checkpoint_fingerprint, damaged_weights, entry_matches, producing, publish, recorded_fingerprint,
+                          slug, staged)
 from engine.data.fingerprint import data_fingerprint, data_identity, digest
 from engine.errors import RunFailed
 from engine.seeding import derive_seed, seed_everything
@@ -134,6 +135,9 @@ def trained_original(task, spec: dict, device, emit, should_stop, cache: Path) -
     if entry_matches(directory, fingerprint):
         emit("log", level="info", message=f"reusing the cached original model {directory}")
         return directory, 0.0
+    if directory.is_dir() and (damage := damaged_weights(directory)) is not None:
+        emit("log", level="warning", message=f"the cached original model {directory} is damaged ({damage}); training "
+                                             "it again")
     from engine.parallel import current as current_parallel
 
     if current_parallel() is not None:  # a rank: training here would wait on the other ranks, and they on it
