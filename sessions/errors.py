@@ -13,6 +13,15 @@ class UnknownSession(KeyError):
         super().__init__(message)
         self.message = message
 
+
+class AmbiguousSession(UnknownSession):
+    """Several sessions match a reference: `candidates` (their ids and names, in words) for a command that says
+    what to give in its own terms (`sessions delete` takes only a whole id)."""
+
+    def __init__(self, message: str, candidates: str):
+        super().__init__(message)
+        self.candidates = candidates
+
     def __str__(self) -> str:  # KeyError would quote the message
         return self.message
 

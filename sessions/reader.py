@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sessions.catalog import described, matching_sessions
-from sessions.errors import SessionDamaged, UnknownSession
+from sessions.errors import AmbiguousSession, SessionDamaged, UnknownSession
 from sessions.files import SESSION_FILE, WRITER_LOCK, describe_error, lock_is_held, read_json, segment_name
 from sessions.paths import mmul_home
 from sessions.schema import SCHEMA_VERSION, STATES, SchemaMismatch
@@ -88,7 +88,8 @@ class SessionReader:
                                  "shows the ids and names")
         shown = ", ".join(described(sid, rows) for sid in hits[:self.MAX_CANDIDATES])
         more = f" and {len(hits) - self.MAX_CANDIDATES} more" if len(hits) > self.MAX_CANDIDATES else ""
-        raise UnknownSession(f"{ref!r} matches {len(hits)} sessions: {shown}{more}; give more of the id or name")
+        raise AmbiguousSession(f"{ref!r} matches {len(hits)} sessions: {shown}{more}; give more of the id or name",
+                               f"{ref!r} matches {len(hits)} sessions: {shown}{more}")
 
     def named_rows(self) -> list[dict]:
         """Rows with each session's id and name, for ``resolve`` (the store reads them from its catalog)."""

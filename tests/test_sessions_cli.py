@@ -207,6 +207,14 @@ def test_delete_takes_a_whole_id_or_an_exact_name_and_asks_before_a_studys_cell(
     asked = run_cli(app, ["sessions", "delete", cell])
     assert asked.exit_code == 2 and "is the cell retrain s42 of study-0123456789ab" in asked.stderr
     assert len(SessionStore(home).list()) == 2
+    # two sessions of one name: it said "give more of the id or name", which a delete cannot take
+    twin = _make(home, steps=3, name="ft trial")
+    both = run_cli(app, ["sessions", "delete", "ft trial"])
+    assert both.exit_code == 2 and both.stderr.count("\n") == 1 and "give more" not in both.stderr
+    assert "`sessions delete` takes one whole id: give the id of the one to delete" in both.stderr and twin in both.stderr
+    assert run_cli(app, ["sessions", "delete", twin]).stdout == f"deleted {twin}\n"
+    empty = run_cli(app, ["sessions", "delete", ""])
+    assert empty.exit_code == 2 and "needs a session's whole id or its exact name" in empty.stderr
     assert run_cli(app, ["sessions", "delete", "FT TRIAL"]).stdout == f"deleted {named}\n"   # its name, any case
     assert run_cli(app, ["sessions", "delete", cell, "--force"]).stdout == f"deleted {cell}\n"
     assert SessionStore(home).list() == []

@@ -17,6 +17,7 @@ import typer
 
 from sessions.attacks import attack_line, attacks_of
 from sessions.check import check
+from sessions.errors import AmbiguousSession
 from sessions.export import session_document, write_export
 from sessions.schema import ACTIVE_STATES, STATES, SchemaMismatch
 from sessions.numbers import fmt, fmt_delta, format_duration
@@ -331,8 +332,15 @@ def delete_cmd(
     """Delete a session for good (refused while it is queued or running, and for a study's cell unless --force)."""
     from sessions.study import cells_of_session
 
+    if not session.strip():
+        fail("sessions delete needs a session's whole id or its exact name (`mmul-workbench sessions list` shows them)")
     store = _store()
-    sid = _open(store, session)
+    try:
+        sid = store.resolve(session)
+    except AmbiguousSession as exc:  # "give more of the id or name" is no way on: a delete takes a whole id
+        fail(f"{exc.candidates}; `sessions delete` takes one whole id: give the id of the one to delete")
+    except UnknownSession as exc:
+        fail(str(exc))
     names = [row.get("name") for row in store.named_rows() if row.get("id") == sid]
     if session != sid and not any(isinstance(name, str) and name.casefold() == session.casefold() for name in names):
         fail(f"sessions delete takes a session's whole id or its exact name, and {session!r} is only part of "
