@@ -68,6 +68,8 @@ BAD_VALUES = [
     # Retrain trained in its recipe's batches whatever the flag said (a review)
     (["--method", "retrain", "--retain-batch-size", "8"], "--retain-batch-size sets the unlearning methods' Dr batch"),
     (["--device", "cuda:x"], "--device must be auto, cpu, cuda or cuda:N"),
+    # a pipe read as "does not exist" (a review): the ids are read again later, by the run or the engine
+    (["--delete-ids", "/dev/null"], "deletion ID file /dev/null is not a regular file (a pipe or"),
     # a cache the machine cannot make: the run made its session, then failed on the first write (a review)
     (["--cache-dir", "/proc/mmul-cache"], "--cache-dir /proc/mmul-cache cannot be made (No such file or directory)"),
     (["--name", "x" * 300], "--name must be one line"),

@@ -290,7 +290,11 @@ def check_deletion(deletion) -> dict:
     if strategy == "ids":
         file = deletion.get("file")
         if not isinstance(file, str) or not file or not require_absolute(file, "deletion", "deletion ID file").is_file():
-            what = "is a directory" if isinstance(file, str) and Path(file).is_dir() else "does not exist"
+            path = Path(file) if isinstance(file, str) and file else None
+            what = ("is a directory" if path is not None and path.is_dir() else
+                    # a pipe (/dev/stdin, <(...)): the run, or the engine, reads the file again later
+                    "is not a regular file (a pipe or a device)" if path is not None and path.exists()
+                    else "does not exist")
             raise bad(f"deletion ID file {file} {what}; give a file with one unit id per line")
     if strategy == "query" and (not isinstance(deletion.get("query"), str) or not deletion["query"].strip()):
         raise bad("--delete-query needs a non-empty text to match captions against")
