@@ -272,6 +272,9 @@ def test_serve_refuses_a_port_in_use_or_an_address_not_here(tmp_path):
     assert bind_problem("192.0.2.1", 8000) == "--host 192.0.2.1 is not an address of this machine; use 127.0.0.1 " \
                                               "(the default)"
     assert bind_problem("127.0.0.1", 70000) == "--port 70000 is not a TCP port; use one in 1-65535, e.g. 8000"
+    # an empty host listened on every interface while announcing localhost (a review)
+    assert bind_problem("", 8000) == "--host is empty; give 127.0.0.1 (the default) or, to listen on every interface, " \
+        "0.0.0.0"
     assert bind_problem("127.0.0.1", free_port()) is None
 
 

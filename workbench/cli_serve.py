@@ -25,11 +25,13 @@ import typer
 from workbench.output import fail
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-WILDCARD = ("0.0.0.0", "::", "")
+WILDCARD = ("0.0.0.0", "::")
 
 
 def bind_problem(host: str, port: int) -> Optional[str]:
     """Why the server could not listen on ``host:port`` (one line, with what would work), or None."""
+    if not host.strip():  # it listened on every interface while announcing localhost
+        return "--host is empty; give 127.0.0.1 (the default) or, to listen on every interface, 0.0.0.0"
     if not 1 <= port <= 65535:
         return f"--port {port} is not a TCP port; use one in 1-65535, e.g. 8000"
     try:
