@@ -151,6 +151,7 @@ def test_attack_spec_links_the_parent_and_refuses_bad_input(tmp_path):
         (("quantize", parent(), {"bits": 3}), "--bits 3 is not offered; choose 8 or 4"),
         (("relearn", parent(), {"on": "all"}), "--on 'all' is not known; choose df-sample or neighbours"),
         (("relearn", parent(), {"steps": 0}), "--steps must be a whole number from 1"),
+        (("quantize", parent(), {"seed": 10**20}), "--seed must be a whole number from 0 to 4294967295"),  # as run's
         (("relearn", parent(state="running"), {}), "is running; an attack needs a finished session"),
         (("relearn", parent(summary=None), {}), "has no result document"),
         (("quantize", parent(spec={**parent()["spec"], "data": "x", "task": "generation"}), {}),

@@ -14,6 +14,7 @@ from pathlib import Path
 from engine.cpu_kernels import check_setting
 from engine.errors import SpecError
 from engine.spec import ATTACK_KINDS, data_kind
+from engine.spec.inputs import MAX_SEED
 
 ATTACKS = {kind: f"engine.attacks.{kind}:{kind}" for kind in ATTACK_KINDS}  # kind -> "module:function"
 TASKS = ("retrieval", "classification", "multiple_choice")  # multiple choice: a pulse run on people (people.py)
@@ -95,8 +96,8 @@ def check_params(kind: str, options: dict) -> dict:
     if kind not in ATTACKS:
         raise SpecError(f"unknown attack {kind!r}; choose one of: {', '.join(ATTACKS)}", field="attack")
     seed = options.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise SpecError(f"--seed must be a whole number >= 0, got {seed!r}", field="seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
+        raise SpecError(f"--seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}", field="seed")
     params = {"seed": seed}
     if kind == "relearn":
         steps, on, units = options.get("steps", 10), options.get("on", "df-sample"), options.get("units")
