@@ -56,7 +56,10 @@ def parse_bytes(text: str) -> int:
     if not match:
         raise ValueError(f"--gpu-memory must be a size such as 80GB or 24GiB, got {text!r}")
     scale = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}.get((match.group(2) or "B")[0].upper(), 1)
-    return int(float(match.group(1)) * scale)
+    size = int(float(match.group(1)) * scale)
+    if size < 2**20:  # `0GB` was taken, and every plan then did not fit
+        raise ValueError(f"--gpu-memory {text.strip()} is less than a megabyte; give the device's memory, e.g. 80GB")
+    return size
 
 
 def load_config(model: str):

@@ -211,7 +211,11 @@ def test_bad_input_is_one_line_exit_2(tmp_path):
              (["--model", str(tmp_path), "--method", "ft"], "no config.json"),
              (["--model", str(tmp_path), "--method", "nope"], "unknown method"),
              (["--model", str(tmp_path), "--method", "ft", "--dtype", "fp8"], "--dtype must be one of"),
-             (["--model", str(tmp_path), "--method", "ft", "--gpu-memory", "lots"], "--gpu-memory"))
+             (["--model", str(tmp_path), "--method", "ft", "--gpu-memory", "lots"], "--gpu-memory"),
+             # run's bounds: 10^11 devices or rows printed a plan of 10^20 GB (a review)
+             (["--model", str(tmp_path), "--method", "ft", "--devices", str(10**11)], "--devices must be from 1 to 64"),
+             (["--model", str(tmp_path), "--method", "ft", "--batch-size", str(10**11)],
+              "--batch-size must be from 1 to 65536"))
     (args, message), *others = cases
     real = subprocess.run(cli("plan", *args), cwd=ROOT, env=cli_env(tmp_path), capture_output=True, text=True,
                           timeout=300)  # one as a real process exits; the others through the same app in-process
@@ -282,3 +286,13 @@ def test_plan_says_why_it_cannot_plan_a_tiny_model_or_an_uncached_hub_id(tmp_pat
     assert out.returncode == 2 and "clip-tiny is a registered tiny model" in out.stderr and "huggingface.co" not in out.stderr
     out = run_in_process(tmp_path, "plan", "--model", "some-org/not-cached", "--method", "multidelete")
     assert out.returncode == 2 and "not in the local Hugging Face cache" in out.stderr
+
+
+def test_a_gpu_memory_under_a_megabyte_is_refused():
+    """`--gpu-memory 0GB` was taken, and every plan then read as not fitting (a review)."""
+    from engine.plan import parse_bytes
+
+    assert parse_bytes("80GB") == 80 * 2**30 and parse_bytes("1MB") == 2**20
+    for nothing in ("0GB", "0.5KB"):
+        with pytest.raises(ValueError, match="is less than a megabyte; give the device's memory"):
+            parse_bytes(nothing)

@@ -11,7 +11,10 @@ import typer
 
 from engine import spec as specs
 from engine.errors import SpecError
-from engine.spec.params import UPDATE_TARGETS
+from engine.spec.params import LMM_PARAMS, MAX_BATCH, UPDATE_TARGETS
+from engine.spec.placement import MAX_DEVICES
+
+MAX_SEQ_LEN = 1_048_576  # tokens a row holds in a plan: past any context a supported model has
 from sessions.numbers import format_megabytes
 from workbench.completion import complete_method, complete_model
 from workbench.output import fail, print_json
@@ -49,10 +52,13 @@ def plan(
     for flag, (value, allowed) in choices.items():
         if value not in allowed:
             fail(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
-    for flag, value in (("--batch-size", batch_size), ("--retain-batch-size", retain_batch_size),
-                        ("--devices", devices), ("--seq-len", seq_len), ("--lora-r", lora_r)):
-        if value < 1:
-            fail(f"{flag} must be >= 1, got {value}")
+    # the bounds a run takes (engine/spec): a plan for 10^11 devices or rows printed 10^20 GB
+    lora_rank_max = next(p.maximum for p in LMM_PARAMS if p.name == "lora_r")
+    for flag, value, most in (("--batch-size", batch_size, MAX_BATCH), ("--retain-batch-size", retain_batch_size, MAX_BATCH),
+                              ("--devices", devices, MAX_DEVICES), ("--seq-len", seq_len, MAX_SEQ_LEN),
+                              ("--lora-r", lora_r, lora_rank_max)):
+        if not 1 <= value <= most:
+            fail(f"{flag} must be from 1 to {most}, got {value}")
     from engine.api import memory_plan
 
     try:
