@@ -5,6 +5,9 @@ it; nothing else of the engine (but the torch-free `engine.spec` and `engine.err
 """
 from __future__ import annotations
 
+import os
+import secrets
+import shutil
 import threading
 from pathlib import Path
 
@@ -115,11 +118,30 @@ def export_world(world: str, fmt: str, directory: Path, force: bool = False) -> 
         more = f" and {len(held) - 1} more" if len(held) > 1 else ""
         raise SpecError(f"{directory} is not empty (it holds {held[0].name}{more}); give a new or empty directory, "
                         "or --force to write over files of the same names", field="directory")
+    # a new (or empty) folder is written beside it and renamed into place at the end: a full disk or Ctrl-C left
+    # a partial export there, which the retry then refused as not empty; --force writes over what is there
+    staged = not (force and directory.is_dir())
+    target = directory.parent / f".{directory.name}.export-{secrets.token_hex(4)}" if staged else directory
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        target.mkdir(parents=True, exist_ok=True)
     except OSError as error:   # /proc/x, a read-only mount, someone else's folder
         raise SpecError(f"cannot make the directory {directory} ({error.strerror}); give one you can write",
                         field="directory") from None
+    if not staged:
+        return write_world(world, fmt, target)
+    try:
+        written = write_world(world, fmt, target)
+        if directory.is_dir():
+            directory.rmdir()   # empty, as checked above
+        os.rename(target, directory)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    return [directory / path.relative_to(target) if path.is_relative_to(target) else path for path in written]
+
+
+def write_world(world: str, fmt: str, directory: Path) -> list[Path]:
+    """Write built-in `world` as `fmt` into `directory`; the files written."""
     if fmt in WRITERS:
         from engine.data.registry import target_function
 

@@ -229,3 +229,27 @@ def test_a_home_or_disk_that_fails_a_write_is_one_line(tmp_path):
                             timeout=300)
     assert looped.returncode == 2 and looped.stderr.count("\n") == 1, looped.stderr
     assert "loops through symbolic links" in looped.stderr
+
+
+def test_an_export_that_fails_half_way_leaves_nothing_in_the_way(tmp_path, monkeypatch):
+    """A full disk (or Ctrl-C) left a partial export, and the retry was refused as `not empty` (a review): a new
+    folder is written beside it and renamed into place once whole."""
+    import errno
+
+    import engine.api as api
+
+    written = api.write_world
+
+    def disk_fills(world, fmt, directory):
+        (directory / "flickr30k-images").mkdir()
+        (directory / "flickr30k-images" / "1.jpg").write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device", str(directory / "flickr30k-images" / "2.jpg"))
+
+    target = tmp_path / "out" / "flickr"
+    monkeypatch.setattr(api, "write_world", disk_fills)
+    with pytest.raises(OSError):
+        api.export_world("shapes-tiny", "flickr30k", target, False)
+    assert not target.exists() and list((tmp_path / "out").iterdir()) == []   # no partial folder, no staging
+    monkeypatch.setattr(api, "write_world", written)
+    files = api.export_world("shapes-tiny", "flickr30k", target, False)        # the retry goes through
+    assert files and all(path.is_relative_to(target) and path.exists() for path in files)
