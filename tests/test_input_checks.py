@@ -553,3 +553,11 @@ def test_demo_and_study_under_json_print_a_document_when_a_run_ends_them(tmp_pat
     document = json.loads(study.stdout)
     assert study.returncode == 1 and document["state"] == "failed"
     assert [(cell["method"], cell["state"]) for cell in document["cells"]] == [("ft", "failed")]
+
+
+def test_engine_timeouts_out_of_range_or_nan_say_so(tmp_path):
+    """`engine start --timeout nan` said "Input should be less than or equal to 3600" (a review)."""
+    for args, message in ((["engine", "start", "--timeout", "nan"], "give a number of seconds from 0.1 to 3600, got nan"),
+                          (["engine", "stop", "--timeout", "5000"], "give a number of seconds from 0 to 3600")):
+        out = subprocess.run(cli(*args), env=cli_env(tmp_path), capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1 and message in out.stderr, out.stderr

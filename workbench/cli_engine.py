@@ -27,10 +27,18 @@ def _json_out(obj: Any) -> None:
     typer.echo(json.dumps(obj, indent=2, default=str))
 
 
+def seconds(value: float, least: float, most: float = 3600.0) -> float:
+    """--timeout as a number of seconds in range: click's own range check read `nan` as "Input should be less
+    than or equal to 3600"."""
+    if not least <= value <= most:   # NaN fails it too
+        raise typer.BadParameter(f"give a number of seconds from {least:g} to {most:g}, got {value}")
+    return value
+
+
 @engine_app.command("start")
 def start_cmd(
-    timeout: float = typer.Option(30.0, "--timeout", min=0.1, max=3600.0,
-                                  help="seconds to wait for the engine to answer"),
+    timeout: float = typer.Option(30.0, "--timeout", callback=lambda value: seconds(value, 0.1),
+                                  help="seconds to wait for the engine to answer (0.1 to 3600)"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
     """Start the engine in the background (says so and exits 0 if it already runs)."""
@@ -52,8 +60,8 @@ def start_cmd(
 
 @engine_app.command("stop")
 def stop_cmd(
-    timeout: float = typer.Option(60.0, "--timeout", min=0.0, max=3600.0,
-                                  help="seconds to let running jobs end their current step before killing"),
+    timeout: float = typer.Option(60.0, "--timeout", callback=lambda value: seconds(value, 0.0),
+                                  help="seconds to let running jobs end their current step before killing (0 to 3600)"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
     """Stop the engine: queued jobs and the running job (after its current step) become cancelled."""
