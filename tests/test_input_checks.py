@@ -375,7 +375,9 @@ def test_a_home_that_cannot_be_a_directory_is_one_line(tmp_path):
     """MMUL_HOME, a folder under it, MMUL_CACHE or --cache-dir that is (or lies under) a file: one line, exit 2,
     no session (each was a traceback, or a failed session)."""
     (tmp_path / "file").write_text("x")
-    for home, said in ((tmp_path / "file", "it is a file"), (tmp_path / "file" / "sub", f"{tmp_path / 'file'} is a file")):
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")   # read "it is a file" (a review)
+    for home, said in ((tmp_path / "file", "it is a file"), (tmp_path / "file" / "sub", f"{tmp_path / 'file'} is a file"),
+                       (tmp_path / "dangling", f"it is a symbolic link to {tmp_path / 'nowhere'}, which is no directory")):
         out = subprocess.run(cli("sessions", "list"), env={**cli_env(home)}, cwd=ROOT, capture_output=True, text=True,
                              timeout=60)
         refused(out, f"the workbench's home {home} (MMUL_HOME) cannot be a directory", said)

@@ -207,8 +207,12 @@ def home_problem() -> str | None:
         places.append((cache_dir(), "the model cache {path} (MMUL_CACHE)", "MMUL_CACHE"))
     for path, named, variable in places:
         if (blocking := blocking_file(path)) is not None:
-            what = "it is a file" if blocking == path else f"{blocking} is a file"
-            return (f"{named.format(path=path)} cannot be a directory: {what}; move the file, or set {variable} to "
+            if blocking.is_symlink():   # one that leads nowhere or loops read "is a file"
+                kind = f"a symbolic link to {os.readlink(blocking)}, which is no directory"
+            else:
+                kind = "a file"
+            what = f"it is {kind}" if blocking == path else f"{blocking} is {kind}"
+            return (f"{named.format(path=path)} cannot be a directory: {what}; move it aside, or set {variable} to "
                     "a directory (made if missing)")
     return None
 
