@@ -258,6 +258,12 @@ def test_deleting_a_stopped_session_removes_its_resume_point(home, monkeypatch, 
     assert kept(validated({**SPEC, "resume_every": 10}), "20260101-000000-abcd") == (
         "session 20260101-000000-abcd kept; it stopped before its first resume point (--resume-every 10 minutes), so "
         "its command starts it again")
+    # a resumed run cut short before a point of its own goes on by resuming the run it resumed (a review: it said
+    # "its command starts it again")
+    resumed = {**validated({**SPEC, "resume_every": 10}), "resumes": {"session": old, "request": 1}}
+    assert kept(resumed, "20260101-000000-abce").endswith(
+        f"it stopped before a resume point of its own, so `mmul-workbench resume {old}` goes on again from the point it "
+        "started from")
     assert point_dir(cache_dir(), old).is_dir()
     staging = point_dir(cache_dir(), old).with_name(f".{old}.resume.cut-short")   # a write a kill cut short
     staging.mkdir()

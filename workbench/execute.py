@@ -155,7 +155,11 @@ def kept(spec: dict, session_id: str) -> str:
         hint = resume_hint(SessionStore(), spec, session_id)
     except Exception:  # the hint is a courtesy: the session's line is said whatever the store answers
         hint = None
-    if hint is None and (every := specs.resume_minutes(spec)) is not None:
+    resumed = (spec.get("resumes") or {}).get("session") if isinstance(spec.get("resumes"), dict) else None
+    if hint is None and resumed:  # a resumed run cut short before a point of its own goes on as it did
+        hint = (f"it stopped before a resume point of its own, so `mmul-workbench resume {resumed}` goes on again "
+                "from the point it started from")
+    elif hint is None and (every := specs.resume_minutes(spec)) is not None:
         hint = (f"it stopped before its first resume point (--resume-every {every:g} minutes), so its command "
                 "starts it again")
     return f"session {session_id} kept" + (f"; {hint}" if hint else "")
