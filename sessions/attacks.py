@@ -33,9 +33,9 @@ def attack_entry(row: dict) -> dict:
 
 def recorded_attacks(catalog: dict[str, dict], cell: dict) -> dict[str, dict]:
     """The recovery of each attack `study --attacks` made on a study's cell (its record names their sessions):
-    {kind: {"recovery", "points", "session"}}, as the command's table reads them, from catalog rows (`catalog`: id -> row; the
-    TUI's grid has read them anyway, the report reads them once); an attack gone, unfinished or not on the cell's
-    session (a cell run again) is left out."""
+    {kind: {"recovery", "points", "session"}}, as the command's table reads them, from catalog rows (`catalog`:
+    id -> row; the TUI's grid has read them anyway, the report reads them once); an attack gone, unfinished or not on
+    the cell's session (a cell run again) is left out."""
     found = {}
     for kind, session in (cell.get("attacks") or {}).items():
         row = catalog.get(session)

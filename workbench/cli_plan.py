@@ -54,7 +54,8 @@ def plan(
             fail(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
     # the bounds a run takes (engine/spec): a plan for 10^11 devices or rows printed 10^20 GB
     lora_rank_max = next(p.maximum for p in LMM_PARAMS if p.name == "lora_r")
-    for flag, value, most in (("--batch-size", batch_size, MAX_BATCH), ("--retain-batch-size", retain_batch_size, MAX_BATCH),
+    for flag, value, most in (("--batch-size", batch_size, MAX_BATCH),
+                              ("--retain-batch-size", retain_batch_size, MAX_BATCH),
                               ("--devices", devices, MAX_DEVICES), ("--seq-len", seq_len, MAX_SEQ_LEN),
                               ("--lora-r", lora_r, lora_rank_max)):
         if not 1 <= value <= most:

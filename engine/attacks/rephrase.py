@@ -37,7 +37,8 @@ from engine.attacks.image_transform import transform_image
 from engine.errors import SpecError
 
 _SIDES = re.compile(r"\b(left|right)\b")
-IMAGES = "crop 80-100% per side, flip p=0.5 (left/right swapped in texts, a pair mirrored whole), brightness/contrast/saturation x[0.8, 1.2]"
+IMAGES = ("crop 80-100% per side, flip p=0.5 (left/right swapped in texts, a pair mirrored whole), "
+          "brightness/contrast/saturation x[0.8, 1.2]")
 
 
 def read_paraphrases(path: str | None) -> dict[str, list[str]]:

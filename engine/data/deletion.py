@@ -64,7 +64,8 @@ def unknown_ids_error(path, lines: list[tuple[int, str]], unknown: list[str], kn
 
 def refuse_repeated_ids(path, lines: list[tuple[int, str]], known: set[str], what: str) -> None:
     """An id listed twice is refused rather than merged: under `--delete N` (the file's first N ids) a merged
-    repeat silently moves which ids are taken, and a repeat is usually a file built by mistake. Only a known id is quoted (as in `unknown_ids_error`)."""
+    repeat silently moves which ids are taken, and a repeat is usually a file built by mistake. Only a known id is
+    quoted (as in `unknown_ids_error`)."""
     first_line: dict[str, int] = {}
     for number, unit_id in lines:
         if unit_id in first_line:

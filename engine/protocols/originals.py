@@ -20,8 +20,8 @@ import os
 import time
 from pathlib import Path
 
-from engine.cache import (checkpoint_fingerprint, damaged_weights, entry_matches, producing, publish, recorded_fingerprint,
-                          slug, staged)
+from engine.cache import (checkpoint_fingerprint, damaged_weights, entry_matches, producing, publish,
+                          recorded_fingerprint, slug, staged)
 from engine.data.fingerprint import data_fingerprint, data_identity, digest
 from engine.errors import RunFailed
 from engine.seeding import derive_seed, seed_everything
