@@ -253,3 +253,11 @@ def test_an_export_that_fails_half_way_leaves_nothing_in_the_way(tmp_path, monke
     monkeypatch.setattr(api, "write_world", written)
     files = api.export_world("shapes-tiny", "flickr30k", target, False)        # the retry goes through
     assert files and all(path.is_relative_to(target) and path.exists() for path in files)
+
+
+def test_help_shows_a_flag_without_a_type(tmp_path):
+    """`run --help` listed `--json <bool>`, which reads as an option that takes a value; `--seed <int>` keeps its."""
+    shown = subprocess.run(cli("run", "--help"), env={**cli_env(tmp_path), "COLUMNS": "160"}, cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0 and "<bool>" not in shown.stdout
+    assert any("--seed" in line and "<int>" in line for line in shown.stdout.splitlines())

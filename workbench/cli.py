@@ -217,13 +217,33 @@ def home_problem() -> str | None:
     return None
 
 
+def untyped_flags(command):
+    """`command` (and every subcommand) with its on/off flags shown without a type: `--help` listed `--json
+    <bool>`, which reads as an option that takes a value."""
+    for param in command.params:  # typer's own click (typer._click) has no click.Option to test against
+        if getattr(param, "is_flag", False) and not getattr(param, "count", False):
+            param.metavar = ""
+    own_help_option = command.get_help_option
+
+    def get_help_option(ctx):  # --help is made per invocation, not one of the command's params
+        option = own_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = get_help_option
+    for sub in getattr(command, "commands", {}).values():
+        untyped_flags(sub)
+    return command
+
+
 def main() -> None:
     os.umask(PRIVATE_UMASK)  # inherited by the engine it starts
     if (problem := home_problem()) is not None:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(int(Exit.BAD_INPUT))
     try:  # also names completion's variable: _MMUL_WORKBENCH_COMPLETE
-        code = app(prog_name="mmul-workbench", standalone_mode=False)
+        code = untyped_flags(typer.main.get_command(app))(prog_name="mmul-workbench", standalone_mode=False)
     except parser_errors.UsageError as error:
         if type(error).__name__ == "NoArgsIsHelpError":  # a group alone asks for its help: typer printed it
             sys.exit(int(Exit.OK))
