@@ -26,7 +26,7 @@ from engine.data.preloaded import remember
 from engine.devices import check_available, check_device_count
 from engine.errors import SpecError, reading_inputs
 from engine.offline import hub_id_problem
-from engine.spec import METHODS, MODELS, PEOPLE_WORLDS, WORLDS
+from engine.spec import METHODS, MODELS, PEOPLE_WORLDS, WORLDS, people_pool
 from engine.spec.inputs import check_layer_within
 from engine.spec.lineage import LINEAGE_FILE, read_lineage, saw, trained_on_data_message
 
@@ -123,6 +123,22 @@ def check_hub_ids(spec: dict) -> None:
 
 
 @reading_inputs
+def check_retain_people(spec: dict) -> None:
+    """A pulse method that trains on the retain people, asked to forget every person of the knowledge source, is
+    refused here: it was found after the original's evaluation, and failed the session (exit 1)."""
+    if spec.get("kind") != "pulse" or spec.get("granularity") == "fact" or not isinstance(spec.get("forget"), int):
+        return
+    pool = people_pool(spec["data"], spec["knowledge"])
+    if pool is None or spec["forget"] < pool:
+        return
+    from engine.data.registry import target_function
+
+    if target_function(METHODS[spec["method"]].target).needs_retain(spec.get("params") or {}):
+        raise SpecError(f"pulse --method {spec['method']} trains on the retain people (Dr), and --forget {spec['forget']} "
+                        f"leaves none of {spec['data']}'s {pool} {spec['knowledge']} people; choose --forget "
+                        f"{pool - 1} or fewer", field="forget")
+
+
 def check_cache_dir(spec: dict) -> None:
     """A --cache-dir this machine cannot make (under /proc, past a name's length) is refused here: the run made its
     session and then failed on the first write. Made now, as the run would make it; a cluster's is the nodes'."""
@@ -144,6 +160,7 @@ def preflight(spec: dict, alone: bool = True) -> None:
     check_hub_ids(spec)
     check_rmu_layer(spec)
     check_cache_dir(spec)
+    check_retain_people(spec)
     if alone and spec.get("kind", "run") in ("run", "pulse"):
         from engine.protocols.budget import time_budget
 

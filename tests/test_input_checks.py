@@ -563,3 +563,21 @@ def test_engine_timeouts_out_of_range_or_nan_say_so(tmp_path):
                           (["engine", "stop", "--timeout", "5000"], "give a number of seconds from 0 to 3600")):
         out = subprocess.run(cli(*args), env=cli_env(tmp_path), capture_output=True, text=True, timeout=60)
         assert out.returncode == 2 and out.stderr.count("\n") == 1 and message in out.stderr, out.stderr
+
+
+def test_a_pulse_method_that_needs_retain_people_and_has_none_is_refused_up_front():
+    """`pulse --method npo --forget 4` on people-tiny (4 pretrained people) failed after the original's evaluation
+    with exit 1 and a failed session (a review); GA, and NPO without its retain term, need none."""
+    from engine.preflight import check_retain_people
+    from engine.spec import validate_pulse
+
+    def spec(method, **params):
+        return validate_pulse({"method": method, "model": "llava-tiny", "data": "people-tiny", "forget": 4,
+                               "params": params})
+
+    with pytest.raises(SpecError, match=r"pulse --method npo trains on the retain people \(Dr\), and --forget 4 "
+                                        r"leaves none of people-tiny's 4 pretrained people; choose --forget 3 or fewer"):
+        check_retain_people(spec("npo"))
+    check_retain_people(spec("ga"))
+    check_retain_people(spec("npo", retain_weight=0.0))
+    check_retain_people({**spec("npo"), "forget": 3})

@@ -26,6 +26,11 @@ class Method:
         # the method's own random draws (permutations, noise): seeded by the run, never the global RNG
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
 
+    @classmethod
+    def needs_retain(cls, params: dict) -> bool:
+        """Whether the method with `params` trains on Dr (preflight refuses a run that leaves it none)."""
+        return cls.uses_retain
+
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return self.model.parameter_groups()["all"]
 

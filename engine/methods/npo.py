@@ -32,7 +32,11 @@ class NPO(Method):
 
     def __init__(self, params, model, original=None, generator=None):
         super().__init__(params, model, original, generator)
-        self.uses_retain = params.get("retain_weight", 1.0) > 0
+        self.uses_retain = self.needs_retain(params)
+
+    @classmethod
+    def needs_retain(cls, params: dict) -> bool:
+        return params.get("retain_weight", 1.0) > 0
 
     def sequence_log_prob(self, adapter, batch: dict) -> torch.Tensor:
         if self.params.get("npo_reduction", "sum") == "mean":
