@@ -133,6 +133,14 @@ def test_bad_mmbench_files_give_one_line(tmp_path, header, row, message):
     assert "\n" not in str(raised.value)
 
 
+def test_an_mmbench_file_without_rows_is_refused(tmp_path):
+    """A header alone was taken, and every MMBench column read "-" with no word (a review)."""
+    path = tmp_path / "empty.tsv"
+    write_tsv(path, ["index", "question", "A", "B", "answer", "image"], [])
+    with pytest.raises(SpecError, match="has no questions"):
+        read_mmbench(path, require_answer=True)
+
+
 def test_missing_mmbench_file(tmp_path):
     with pytest.raises(SpecError, match="does not exist"):
         read_mmbench(tmp_path / "nowhere.tsv", require_answer=True)

@@ -113,6 +113,8 @@ def read_mmbench(path: str | Path, require_answer: bool = True) -> list[MCQuesti
         image = _image(path, line, row["image"] or "", images_by_index)
         images_by_index[row["index"]] = image
         questions.append(_question(path, line, row, image, require_answer))
+    if not questions:  # a header alone was taken, and every MMBench column then read "-" with no word
+        raise SpecError(f"MMBench file {path} has no questions (a header and no rows); give an MMBench .tsv file")
     return questions
 
 
