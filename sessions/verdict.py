@@ -137,7 +137,9 @@ def verdict_lines(summary: Any, retrain: dict | None = None) -> list[str]:
     before = flatten(summary.get("original_metrics") or {})
     final_reference = flatten(retrain.get("metrics") or {}) if isinstance(retrain, dict) else None
     requests = [e for e in summary.get("requests") or [] if isinstance(e, dict)]
-    if len(requests) <= 1:
+    # the requests asked for (a --stop-if rule may end the run before them all: it read "request 3/3" of 20)
+    asked = max(len((summary.get("seeds") or {}).get("requests") or []), len(requests))
+    if len(requests) <= 1 and asked <= 1:  # a rule that ended request 1 of K > 1 is said as the K-request lines
         forgot, kept = _parts(before, flatten(summary["metrics"]), final_reference)
         line = _line(forgot, kept, _cost(summary.get("seconds"), summary.get("steps")))
         return [line] if line else []
@@ -148,8 +150,6 @@ def verdict_lines(summary: Any, retrain: dict | None = None) -> list[str]:
         whole = sum(sizes) if None not in sizes else None
     so_far: int | None = 0
     lines = []
-    # the requests asked for (a --stop-if rule may end the run before them all: it read "request 3/3" of 20)
-    asked = max(len((summary.get("seeds") or {}).get("requests") or []), len(requests))
     stopped = summary.get("stopped_by") if isinstance(summary.get("stopped_by"), dict) else None
     for number, entry in enumerate(requests, start=1):
         last = number == len(requests)

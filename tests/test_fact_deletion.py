@@ -274,6 +274,12 @@ def test_the_pulse_table_of_a_fact_run_shows_the_kept_facts(capsys, monkeypatch)
     assert header.index("forget txt") < header.index("kept img") < header.index("kept txt") < header.index("retain img")
     row = next(line for line in out.splitlines() if "request 1" in line)
     assert "81.8" in row and "90.0" in row
+    assert "stopped by" not in out
+    # a --stop-if that ended request 1 of 2: the table said nothing of the request that never ran (a review)
+    print_requests({**result, "seeds": {"requests": [7, 8]},
+                    "stopped_by": {"rule": "forget.image<0.5", "request": 1, "step": 4, "value": 0.2}})
+    assert "stopped by --stop-if forget.image<0.5 in request 1 of 2: the later requests did not run" in \
+        capsys.readouterr().out
 
 
 def test_a_query_that_matches_nothing_names_only_the_keys_the_world_has():

@@ -68,6 +68,9 @@ def test_list_show_json(home):
     assert [e["seq"] for e in shown["events"]] == list(range(len(shown["events"])))
     human = run_cli(_app(), ["sessions", "show", a[-4:]])
     assert human.exit_code == 0 and "final metrics" in human.stdout and "df_dr_auc" in human.stdout
+    # its verdict, as replay and report say it (the docs promised it; show printed none: a review)
+    verdict = [line for line in human.stdout.splitlines() if line.startswith("verdict: ")]
+    assert len(verdict) == 1 and "Df/Dr AUC 91.0 -> 52.0" in verdict[0]
 
 
 def test_list_state_reads_any_case(home):

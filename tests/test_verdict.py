@@ -183,3 +183,9 @@ def test_a_run_a_stop_if_rule_ended_is_judged_on_what_it_forgot_and_says_so():
     assert "89.3" not in last and "45.1" not in last and "(the 3 units requested so far)" in last
     assert "Retrain" not in last  # the Retrain of all 20 units is no reference for 3
     assert lines[0].startswith("request 1/20: ")
+    # stopped in its first request: it read as a whole run, the original's Df on all 20 units against one (a review)
+    first = {**summary, "requests": entries[:1], "metrics": entries[0]["metrics"], "deletion": {"units": 1},
+             "stopped_by": {**summary["stopped_by"], "request": 1}}
+    (only,) = verdict_lines(first)
+    assert only.startswith("request 1/20: ") and only.endswith("(stopped by --stop-if val.r_mean<35)")
+    assert "89.3" not in only and "(the 1 unit requested so far)" in only

@@ -146,6 +146,11 @@ def print_requests(result: dict) -> None:
     Console().print(table)
     if result.get("history"):
         print_history(result["history"])
+    stopped = result.get("stopped_by")
+    if isinstance(stopped, dict):  # the table ends early: say why, as the verdict does
+        asked = len((result.get("seeds") or {}).get("requests") or []) or len(result["requests"])
+        print(f"stopped by --stop-if {stopped.get('rule')} in request {stopped.get('request')} of {asked}: the "
+              "later requests did not run")
 
 
 def print_history(history: dict) -> None:

@@ -194,6 +194,11 @@ def show_cmd(
     facts = deletion_line(doc["spec"], doc.get("summary"), shown=50)
     if facts:
         console.print(f"deletion: {facts}", highlight=False, markup=False, soft_wrap=True)
+    lines, left_out = thinned(session_verdict(store, doc))   # as `replay` and `report` say it (a finished one's)
+    for line in lines:
+        console.print(f"verdict: {line}", highlight=False, markup=False, soft_wrap=True)
+    if left_out:
+        console.print(f"({left_out_words(left_out)}; `sessions show --json` has each one's numbers)", highlight=False)
     columns, rows = final_table(evs)
     if rows:
         console.print(_metric_table(_fitting_columns(console, columns, rows), rows))
