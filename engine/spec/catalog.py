@@ -464,14 +464,23 @@ def method_variant(name: str, params: dict | None = None) -> str:
     return info.variant.format(**{k: "auto" if v is None else v for k, v in values.items()})
 
 
+# every method's epochs over each request under `pulse`: the people recipes' (engine/tasks/multiple_choice.py
+# LMM_RECIPES "unlearn_epochs"), whatever the method's own default on image-text data
+PULSE_UNLEARN_EPOCHS = 5
+
+
 def budget_words(method) -> str:
-    """A method's default budget (`--budget default`) in words: `5 epochs over Df`."""
+    """A method's default budget (`--budget default`) in words: `5 epochs over Df`, and under `pulse` the people
+    recipe's (it read `1 epoch over Df` for NPO, which runs 5 there)."""
     over = "Df" if method.iterates == "forget" else "Dr"
     if method.fixed_steps is not None:
         return f"{method.fixed_steps} step{'s' if method.fixed_steps != 1 else ''} over {over} (its own count)"
     if method.epochs == 0:  # Retrain
         return f"the original's recipe over {over}"
-    return f"{method.epochs} epoch{'s' if method.epochs != 1 else ''} over {over}"
+    words = f"{method.epochs} epoch{'s' if method.epochs != 1 else ''} over {over}"
+    if "pulse" in method.protocols and method.epochs != PULSE_UNLEARN_EPOCHS:
+        words += f" (under pulse: {PULSE_UNLEARN_EPOCHS} epochs over each request, the people recipe's)"
+    return words
 
 
 def method_rows() -> list[dict]:

@@ -39,6 +39,7 @@ from engine.models.registry import load_adapter
 from engine.seeding import derive_seed
 from engine.tasks.knowledge import KNOWN_THRESHOLD, draw_known, person_accuracies, trains_nothing
 from engine.spec import MODELS, PEOPLE_WORLDS
+from engine.spec.catalog import PULSE_UNLEARN_EPOCHS
 
 TINY_IMAGE_SIZE = 32
 
@@ -55,7 +56,7 @@ LMM_RECIPES = {
         "pretrain": {"lr": 3e-3, "epochs": 25, "batch_size": 32, "update": "full"},
         "finetune": {"lr": 3e-3, "epochs": 25, "batch_size": 32, "update": "full", "replay": 1.0},
         "unlearn_lr": 1e-3,
-        "unlearn_epochs": 5,
+        "unlearn_epochs": PULSE_UNLEARN_EPOCHS,
     },
     # Measured on the 40-person `people`: P 70% image / 90% text, F 76% / 95%, MMBench-format set 63.5%; 567 s on
     # one core. The 250-person world keeps the epochs (each fact is asked as often an epoch; an epoch has 3.8x the
@@ -66,7 +67,7 @@ LMM_RECIPES = {
         # GA on one request of 10 people at 1e-3 takes every person and MMBench to chance; 1e-4 barely moves
         # the forget people; 5e-4 (x 5 epochs, LoRA r16) takes them most of the way (same for every method).
         "unlearn_lr": 5e-4,
-        "unlearn_epochs": 5,
+        "unlearn_epochs": PULSE_UNLEARN_EPOCHS,
     },
     # people-small (seed 42, measured on the people not forgotten as well as those forgotten): with the tiny
     # recipe (25 + 25 epochs) the original answered P people 48% image / 80% text-only, F 93% / 100%, MMBench-format
@@ -75,13 +76,13 @@ LMM_RECIPES = {
         "pretrain": {"lr": 3e-3, "epochs": 80, "batch_size": 32, "update": "full"},
         "finetune": {"lr": 3e-3, "epochs": 25, "batch_size": 32, "update": "full", "replay": 1.0},
         "unlearn_lr": 1e-3,
-        "unlearn_epochs": 5,
+        "unlearn_epochs": PULSE_UNLEARN_EPOCHS,
     },
     "pretrained": {
         "pretrain": {"lr": 2e-4, "epochs": 3, "batch_size": 8, "update": "llm"},
         "finetune": {"lr": 2e-4, "epochs": 3, "batch_size": 8, "update": "llm", "replay": 0.0},
         "unlearn_lr": 1e-5,
-        "unlearn_epochs": 5,
+        "unlearn_epochs": PULSE_UNLEARN_EPOCHS,
     },
 }
 
