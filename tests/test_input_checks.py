@@ -581,3 +581,16 @@ def test_a_pulse_method_that_needs_retain_people_and_has_none_is_refused_up_fron
     check_retain_people(spec("ga"))
     check_retain_people(spec("npo", retain_weight=0.0))
     check_retain_people({**spec("npo"), "forget": 3})
+
+
+def test_run_on_people_data_names_its_own_options(tmp_path):
+    """`run --data people-tiny --delete 9` said "choose --forget 1..4", an option `run` does not have (a review)."""
+    base = ("run", "--method", "ga", "--model", "llava-tiny", "--data", "people-tiny")
+    refused(run_in_process(tmp_path, *base, "--delete", "9"),
+            "cannot forget 9 people: people-tiny has 4 pretrained people; choose --delete 1..4")
+    refused(run_in_process(tmp_path, *base, "--granularity", "fact", "--delete", "25"),
+            "cannot forget 25 facts in 1 request: the pretrained people of people-tiny have 20 facts; choose --delete")
+    out = run_in_process(tmp_path, "run", "--method", "retrain", "--model", "llava-tiny", "--data", "people-tiny",
+                         "--delete", "2")
+    refused(out, "run on people data takes one of: ")
+    assert "--forget" not in out.stderr and "pulse runs" not in out.stderr

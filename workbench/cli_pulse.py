@@ -5,6 +5,8 @@ catalogue (workbench.param_options); `register(app)` adds the command. Nothing h
 """
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 from typing import Optional
 
@@ -95,21 +97,29 @@ def run_people(*, method: str, model: str, data: str, delete: Optional[int], oth
     raw = {"kind": "pulse", "method": method, "model": model, "data": data, "knowledge": "pretrained",
            "requests": requests or 1, "forget": delete, "device": device, "seed": seed, "name": name,
            "params": params}
-    run_pulse(with_options(raw, granularity, original, resume_every, artifacts), as_json, gpu_memory)
+    run_pulse(with_options(raw, granularity, original, resume_every, artifacts), as_json, gpu_memory,
+              said=as_run_says)
 
 
-def run_pulse(raw: dict, as_json: bool, gpu_memory: Optional[str] = None) -> None:
+def as_run_says(line: str) -> str:
+    """A pulse spec's refusal in `run`'s words: `run` takes the people (or facts) to forget as --delete N and
+    names the command `run` (it said "choose --forget 1..4", an option `run` does not have)."""
+    return re.sub(r"--forget\b", "--delete", line).replace("pulse runs one of", "run on people data takes one of") \
+        .replace("pulse --method", "run --method")
+
+
+def run_pulse(raw: dict, as_json: bool, gpu_memory: Optional[str] = None, said=str) -> None:
     """Validate a raw PULSE spec (paths made absolute: the engine's directory is $MMUL_HOME), check it and its
     memory plan (a real LMM's: --gpu-memory, or the CUDA device's own), run it headless and print its table or
-    its JSON document."""
+    its JSON document. `said`: a refusal in the words of the command that was typed."""
     from workbench.cli_plan import announce_plan
     from workbench.execute import preflighted
 
     try:
         spec = specs.validate_pulse(absolute_paths(raw))
     except SpecError as error:
-        fail(str(error))
-    preflighted(spec)
+        fail(said(str(error)))
+    preflighted(spec, said)
     announce_plan([spec], gpu_memory)
     result = run_session(spec, label=f"pulse {raw['method']}", as_json=as_json, checked=True)
     if as_json:

@@ -68,14 +68,15 @@ class StopSignals:
             signal.signal(signum, handler)
 
 
-def preflighted(spec: dict) -> None:
-    """What the engine checks before a session exists (engine/preflight.py), or exit 2 in one line."""
+def preflighted(spec: dict, said: Callable[[str], str] = str) -> None:
+    """What the engine checks before a session exists (engine/preflight.py), or exit 2 in one line (`said`: the
+    line in the command's own words)."""
     from engine.api import preflight
 
     try:
         preflight(spec)
     except SpecError as error:
-        fail(str(error))
+        fail(said(str(error)))
 
 
 def run_session(spec: dict, label: str, original_metrics: dict | None = None,

@@ -635,7 +635,8 @@ def validate_pulse(spec: dict) -> dict:
     if granularity == "fact":
         facts = pool * PROFILE_FACTS
         if forget >= facts or requests > forget:
-            raise SpecError(f"cannot forget {forget} facts in {requests} requests: the {knowledge} people of {data} have "
+            raise SpecError(f"cannot forget {forget} facts in {requests} request{'s' * (requests != 1)}: the {knowledge} "
+                            f"people of {data} have "
                             f"{facts} facts; choose --forget 1..{facts - 1} (and --requests K <= --forget)", field="forget")
     elif pool is not None and forget > pool:
         raise SpecError(f"cannot forget {forget} people: {data} has {pool} {knowledge} people; "
