@@ -135,7 +135,8 @@ def print_requests(result: dict) -> None:
 
     facts = (result.get("deletion") or {}).get("facts")
     forgetting = f"{len(facts)} facts of {result['knowledge']} people" if facts else f"{result['knowledge']} people"
-    table = Table(title=f"PULSE {specs.METHODS[result['method']].title} on {result['data']} "
+    model = f"{result['model']} " if result.get("model") else ""   # llava-tiny's and qwen2-vl-tiny's looked alike
+    table = Table(title=f"PULSE {specs.METHODS[result['method']].title} on {model}{result['data']} "
                         f"({forgetting}, update {result['update']}, session {result['session']})")
     # --granularity fact: the forget people's other facts (holdout_identity), beside what is forgotten
     kept = ("kept img", "kept txt") if facts else ()
