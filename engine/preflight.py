@@ -122,7 +122,6 @@ def check_hub_ids(spec: dict) -> None:
             raise SpecError(problem, field=field)
 
 
-@reading_inputs
 def check_retain_people(spec: dict) -> None:
     """A pulse method that trains on the retain people, asked to forget every person of the knowledge source, is
     refused here: it was found after the original's evaluation, and failed the session (exit 1)."""
@@ -152,6 +151,7 @@ def check_cache_dir(spec: dict) -> None:
                         "(made if missing)", field="artifacts") from None
 
 
+@reading_inputs
 def preflight(spec: dict, alone: bool = True) -> None:
     """SpecError (with its field) when the engine cannot run the validated `spec` here. `alone`: the run starts by
     itself, so a `--budget matched-time` source must exist now; a study's cells are checked up front (alone=False),

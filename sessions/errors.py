@@ -13,6 +13,9 @@ class UnknownSession(KeyError):
         super().__init__(message)
         self.message = message
 
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.message
+
 
 class AmbiguousSession(UnknownSession):
     """Several sessions match a reference: `candidates` (their ids and names, in words) for a command that says
@@ -21,9 +24,6 @@ class AmbiguousSession(UnknownSession):
     def __init__(self, message: str, candidates: str):
         super().__init__(message)
         self.candidates = candidates
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return self.message
 
 
 class SessionBusy(RuntimeError):
