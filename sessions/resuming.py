@@ -128,6 +128,23 @@ def point_dirs(store, session_id: str, spec: dict, events: list[dict] | None = N
             (place, previous_point(place), *point_staging(place))]
 
 
+def drop_points_of_finished(spec: dict, session_id: str) -> None:
+    """Remove the resume points of a run whose finished state is on disk, and those of the run it resumed: its
+    checkpoint covers them now. Called only after the finish is written (engine/execution/queue.py,
+    workbench/execute.py): the run used to remove them itself, and an engine killed between that and the finish
+    left an interrupted session with nothing to resume from."""
+    from sessions.files import remove_tree
+    from sessions.paths import cache_dir, resume_point_dirs
+
+    cache = cache_dir(spec.get("artifacts"))   # as the run placed them (its process's own environment)
+    resumed = spec.get("resumes") if isinstance(spec.get("resumes"), dict) else {}
+    for owner in (session_id, resumed.get("session")):
+        if isinstance(owner, str) and owner:
+            for folder in resume_point_dirs(cache, owner):
+                if folder.exists():
+                    remove_tree(folder)
+
+
 def resume_hint(store, spec: dict, session_id: str) -> str | None:
     """``mmul-workbench resume S`` goes on ...: said when a stopped run has a point its events reach."""
     events = store.events(session_id)

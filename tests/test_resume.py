@@ -70,8 +70,14 @@ def never_stopped(raw: dict) -> dict:
     from engine.protocols.resume import point_dir
     from sessions.paths import cache_dir
 
+    from sessions.resuming import drop_points_of_finished
+
     whole = run_requests(validated(raw), lambda kind, **fields: None, lambda: False,
                          session_id=f"whole-{secrets.token_hex(4)}")
+    # the run keeps its last point until its finish is written (an engine killed in between left nothing to resume
+    # from: a review); what writes the finish drops it
+    assert point_dir(cache_dir(), whole["session"]).is_dir()
+    drop_points_of_finished(validated(raw), whole["session"])
     assert not point_dir(cache_dir(), whole["session"]).exists()  # a finished run keeps no point
     return whole
 
@@ -100,7 +106,10 @@ def test_a_run_resumed_after_a_request_ends_as_one_never_stopped(home, raw, requ
     assert not any(e["kind"] == "eval" and e.get("split") == "before" for e in events)
     assert sorted({e["request"] for e in events if e["kind"] == "eval" and e.get("split") == "after"}) == [2, 3]
     assert [e["message"] for e in events if e["kind"] == "log"][0] == f"resumed session {session} after request 1 of 3"
-    assert not point_dir(cache_dir(), session).exists()  # gone once the resumed run has its own checkpoint
+    from sessions.resuming import drop_points_of_finished
+
+    drop_points_of_finished({**spec, "resumes": {"session": session}}, document["session"])
+    assert not point_dir(cache_dir(), session).exists()  # gone once the resumed run's finish is written
 
 
 def test_a_resume_at_another_thread_count_computes_at_the_points(home, whole_clip):
@@ -459,3 +468,21 @@ def test_a_resumed_sessions_copied_events_are_on_disk_when_it_is_created(home, m
     on_disk = SessionReader(home).events(writer.session_id)
     assert len(on_disk) == 1 + len(copied) and on_disk[-1]["name"] == "resume_point"
     writer.finish("cancelled")
+
+
+def test_a_finished_runs_points_go_once_its_finish_is_written(home, monkeypatch):
+    """The run removed its points itself, before its session was marked finished: an engine killed in between left
+    an interrupted session with nothing to resume from (a review). Whatever writes the finish removes them now."""
+    from engine.protocols.resume import point_dir
+    from sessions.paths import cache_dir
+    from sessions.store import SessionStore
+
+    monkeypatch.setenv("MMUL_HOME", str(home))
+    done = run_in_process(home, "run", "--method", "ga", "--model", "clip-tiny", "--data", "shapes-tiny", "--device",
+                          "cpu", "--seed", "9", "--delete", "4", "--requests", "2", "--resume-every", "0",
+                          "--epochs", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    session = json.loads(done.stdout)["session"]
+    events = SessionStore(home).events(session)
+    assert [e["request"] for e in events if e["kind"] == "artifact" and e["name"] == "resume_point"] == [1]
+    assert not point_dir(cache_dir(), session).exists()

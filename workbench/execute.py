@@ -19,7 +19,7 @@ import typer
 from engine import spec as specs
 from engine.errors import Cancelled, RunFailed, SpecError
 from sessions.errors import DiskFull
-from sessions.resuming import resume_hint
+from sessions.resuming import drop_points_of_finished, resume_hint
 from sessions.store import SessionStore
 from sessions.writer import SessionWriter
 from workbench.output import Exit, Progress, fail, print_json
@@ -147,6 +147,7 @@ def run_in_session(spec: dict, label: str, job: Callable[[object], dict],
                            "for a traceback)")
             result["session"] = writer.session_id
             writer.finish("finished", summary=result)
+            drop_points_of_finished(spec, writer.session_id)   # its checkpoint covers them, now that it is finished
     return result
 
 

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from engine.execution.cluster import RayBridge
 from engine.execution.job_process import JobProcess, Outcome
 from sessions.errors import DiskFull
+from sessions.resuming import drop_points_of_finished
 from sessions.writer import SessionWriter
 
 log = logging.getLogger("mmul.engine")
@@ -283,6 +284,8 @@ class Queues:
             outcome.message = job.stop_reason
         try:
             writer.finish(outcome.state, summary=outcome.summary, message=outcome.message)
+            if outcome.state == "finished":  # its checkpoint covers its resume points once the finish is written
+                drop_points_of_finished(job.spec, job.session)
         except DiskFull as exc:  # left as it is on disk; the next engine start marks it interrupted
             log.error("session %s: could not be marked %s: %s", job.session, outcome.state, exc)
         except Exception:

@@ -322,11 +322,10 @@ class Requests:
             df_unit_scores = task.df_unit_scores(model, forgotten) if hasattr(task, "df_unit_scores") else None
 
         run_dir = self.cache / "runs" / (session_id or f"{spec['method']}-{int(time.time() * 1000)}")
-        if is_main():  # of a --devices N job's ranks, rank 0 alone writes the checkpoint
+        if is_main():  # of a --devices N job's ranks, rank 0 alone writes the checkpoint; its resume points stay
+            # until the session's finish is on disk (sessions.resuming.drop_points_of_finished): a kill in between
+            # must leave a run that can be resumed
             save_atomically(model, run_dir, run_lineage(task, spec, original, retraining))
-            for resumable in (session_id, (resumes or {}).get("session")):
-                if resumable is not None:  # the run's own checkpoint covers it now
-                    discard(self.cache, resumable)
         emit("artifact", name="checkpoint", path=str(run_dir))
         return {
             "session": session_id,
