@@ -594,3 +594,29 @@ def test_run_on_people_data_names_its_own_options(tmp_path):
                          "--delete", "2")
     refused(out, "run on people data takes one of: ")
     assert "--forget" not in out.stderr and "pulse runs" not in out.stderr
+
+
+def test_run_engine_exits_as_a_headless_run_when_the_engine_cancels_or_loses_its_session(monkeypatch, capsys):
+    """A run the engine cancelled exited 1 where a cancelled headless run exits 130; a session folder deleted while
+    the client followed it was a traceback (a review)."""
+    import workbench.client.follow as follow
+    from sessions.errors import UnknownSession
+    from sessions.store import SessionStore
+    from workbench.cli_run import follow_engine
+
+    spec = {"method": "ft", "requests": 1}
+    monkeypatch.setattr(follow, "submit_and_follow", lambda *a, **k: ("20261207-101010-abcd", "cancelled"))
+    monkeypatch.setattr(SessionStore, "get", lambda self, sid: {"message": "cancelled by `engine cancel`"})
+    with pytest.raises(typer.Exit) as ended:
+        follow_engine(spec, detach=False, as_json=False)
+    assert ended.value.exit_code == 130 and "run cancelled: cancelled by `engine cancel`" in capsys.readouterr().err
+
+    def gone(*args, on_submitted, **kwargs):
+        on_submitted("20261207-101010-abcd")
+        raise UnknownSession("no session '20261207-101010-abcd'")
+
+    monkeypatch.setattr(follow, "submit_and_follow", gone)
+    with pytest.raises(typer.Exit) as ended:
+        follow_engine(spec, detach=False, as_json=False)
+    assert ended.value.exit_code == 1
+    assert "session 20261207-101010-abcd is gone from the store while it ran" in capsys.readouterr().err

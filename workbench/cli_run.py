@@ -124,7 +124,7 @@ def print_result(spec: dict, result: dict, as_json: bool) -> None:
 
 
 def follow_engine(spec: dict, detach: bool, as_json: bool) -> None:
-    from sessions.store import SessionDamaged, SessionStore
+    from sessions.store import SessionDamaged, SessionStore, UnknownSession
     from workbench.client.errors import EngineError, SpecRejected
     from workbench.client.follow import submit_and_follow
 
@@ -149,6 +149,9 @@ def follow_engine(spec: dict, detach: bool, as_json: bool) -> None:
             ended_without_result(session_state_now(submitted), "no longer followed: the run goes on in the engine")
             fail(f"stopped following; session {submitted[0]} goes on in the engine (`mmul-workbench replay "
                  f"{submitted[0]}` follows it, `mmul-workbench engine cancel {submitted[0]}` stops it)", Exit.INTERRUPTED)
+        except UnknownSession as error:  # its folder deleted while it ran: it was a traceback
+            fail(f"session {submitted[0] if submitted else '?'} is gone from the store while it ran ({error}); the "
+                 "engine has ended it", Exit.RUN_FAILED)
         except EngineError as error:
             ended_without_result(session_state_now(submitted), str(error))
             if error.code in ("damaged", "error"):  # the run's own session could not be read back
@@ -163,15 +166,16 @@ def follow_engine(spec: dict, detach: bool, as_json: bool) -> None:
         return print_json({"session": session_id}) if as_json else print(session_id)
     try:
         record = SessionStore().get(session_id)
-    except SessionDamaged as error:
+    except (SessionDamaged, UnknownSession) as error:
         fail(str(error), Exit.RUN_FAILED)
     if final != "finished":
         if as_json:  # the document a headless run prints when it ends so (workbench/execute.py)
             print_json({"session": session_id, "state": final, "error": record.get("message")})
         if final == "failed" and record.get("message"):  # as a headless run says it (a full disk: the same line)
             fail(f"{record['message']} (session {session_id} kept)", Exit.RUN_FAILED)
+        # a run the engine cancelled (`engine cancel`, `engine stop`) exits as a cancelled headless run does
         fail(f"run {final}: {record.get('message') or 'see `mmul-workbench sessions show ' + session_id + '`'}",
-             Exit.RUN_FAILED)
+             Exit.INTERRUPTED if final == "cancelled" else Exit.RUN_FAILED)
     result = record.get("summary") or {}
     print_result(spec, result, as_json)
 
