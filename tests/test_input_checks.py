@@ -620,3 +620,20 @@ def test_run_engine_exits_as_a_headless_run_when_the_engine_cancels_or_loses_its
         follow_engine(spec, detach=False, as_json=False)
     assert ended.value.exit_code == 1
     assert "session 20261207-101010-abcd is gone from the store while it ran" in capsys.readouterr().err
+
+
+def test_study_engine_says_the_study_goes_on_when_its_following_stops(tmp_path, monkeypatch):
+    """Ctrl-C under `study --engine` exited 130 with no word, and SIGTERM 143 (a review); the study goes on in the
+    engine, and the line says so and how to stop it."""
+    import workbench.client.follow as follow
+
+    def interrupted(study_id, spec, cells, on_event, accepted):
+        accepted({"to_go": len(cells)})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(follow, "submit_study_and_follow", interrupted)
+    out = run_in_process(tmp_path, "study", "--engine", "--methods", "ft", "--seeds", "1", "--model", "clip-tiny",
+                         "--data", "shapes-tiny", "--delete", "4")
+    assert out.returncode == 130, out.stderr
+    assert "stopped following; study study-" in out.stderr and "goes on in the engine" in out.stderr
+    assert "`mmul-workbench engine stop` stops it" in out.stderr

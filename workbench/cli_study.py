@@ -185,7 +185,8 @@ def study(
     except typer.Exit as stop:   # Ctrl-C, `engine stop` under --engine, or a cell that found bad input while it
         # ran (every other cell would fail on it alike): the one document as far as it got, as a run prints its own
         if as_json and stop.exit_code and record.path.is_file():
-            state = "cancelled" if stop.exit_code == Exit.INTERRUPTED else "failed"
+            state = ("running" if isinstance(stop, StoppedFollowing) else   # it goes on in the engine
+                     "cancelled" if stop.exit_code == Exit.INTERRUPTED else "failed")
             try:
                 print_json({**report(record.load(), plan.cells, tolerance), "state": state})
             except StudyError as error:   # the record cannot be read back: its one line, not a traceback
@@ -396,6 +397,10 @@ def run_local_cell(record: StudyRecord, method: str, seed: int, spec: dict, labe
     return True, result
 
 
+class StoppedFollowing(typer.Exit):
+    """Ctrl-C (or SIGTERM, SIGHUP) while this process followed a study the engine runs: the study goes on."""
+
+
 def run_in_engine(record: StudyRecord, cells: list[tuple[str, int, dict]]) -> int:
     """The study as an engine job (engine/daemon/studies.py): sent, or attached to when the engine runs it
     already, and followed to its end, each cell's progress on stderr; returns how many cells failed. The
@@ -428,10 +433,17 @@ def run_in_engine(record: StudyRecord, cells: list[tuple[str, int, dict]]) -> in
             print(f"error: {label} {event['state']} (session {cell.get('session')} kept)", file=sys.stderr,
                   flush=True)
 
+    from workbench.execute import StopSignals
+
     sent = [{"method": method, "seed": seed, "spec": spec} for method, seed, spec in cells]
     try:
-        with engine_errors():
+        # SIGTERM and SIGHUP stop the following as Ctrl-C does (exit 130, not 143), as `run --engine`
+        with engine_errors(), StopSignals():
             info = submit_study_and_follow(record.id, record.spec, sent, on_event, accepted)
+    except KeyboardInterrupt:  # the study lives in the engine: only the following stops (it said nothing)
+        print(f"error: stopped following; study {record.id} goes on in the engine (the same command follows it "
+              "again, `mmul-workbench engine stop` stops it)", file=sys.stderr, flush=True)
+        raise StoppedFollowing(int(Exit.INTERRUPTED)) from None
     finally:
         for bar in progress.values():
             bar.__exit__(None, None, None)
