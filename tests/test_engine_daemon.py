@@ -629,3 +629,26 @@ def test_the_protocol_refuses_a_threads_field_that_is_no_thread_count():
     assert P.parse_request({"id": 1, "op": "study", "study": "s", "spec": {}, "cells": [], "threads": ""})[2]["threads"] == ""
     with pytest.raises(P.ProtocolError, match="'threads' is the client's OMP_NUM_THREADS, 'two' is not a thread count"):
         P.parse_request({"id": 1, "op": "submit", "spec": {}, "threads": "two"})
+
+
+def test_engine_stop_kills_a_stuck_worker_with_the_engine(tmp_path):
+    """A worker stopped with SIGSTOP outlived `engine stop`'s kill of its engine (its own session, out of the
+    engine's process group), holding its device (a review); the engine's shutdown reply names its workers."""
+    start_daemon(tmp_path)
+    try:
+        async def started():
+            async with EngineClient(tmp_path) as client:
+                session = (await client.submit({"method": "ft", "steps": 100000, "sleep": 0.002}))["session"]
+                async for event in client.subscribe(session, 0):
+                    if event["kind"] == "step":
+                        return
+
+        asyncio.run(started())
+        worker = _worker_pid(tmp_path)
+        os.kill(worker, signal.SIGSTOP)
+        stopped = stop_engine(tmp_path, timeout=1.0)
+        assert stopped["killed"]
+        wait_for(lambda: not Path(f"/proc/{worker}").exists() or "zombie" in Path(f"/proc/{worker}/status").read_text(),
+                 what="the stuck worker's end")
+    finally:
+        kill_daemon(tmp_path)

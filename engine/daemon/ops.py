@@ -191,8 +191,11 @@ async def shutdown(daemon: Daemon, conn: Client, rid: Any) -> dict:
     devices = daemon.queues.devices().values()
     running = [d["running"] for d in devices if d["running"] is not None]
     queued = [session for d in devices for session in d["queued"]]
+    # the worker processes, which `engine stop` kills with the engine after its timeout: a stopped or stuck worker
+    # (its own session, out of the engine's process group) outlived a killed engine, holding its device's memory
+    workers = [d["worker_pid"] for d in devices if d.get("worker_pid")]
     daemon.request_stop()
-    return P.ok(rid, pid=os.getpid(), stopping=True, running=running, queued=queued)
+    return P.ok(rid, pid=os.getpid(), stopping=True, running=running, queued=queued, workers=workers)
 
 
 async def subscribe(daemon: Daemon, conn: Client, rid: Any, session: str, from_seq: int = 0) -> dict:

@@ -119,7 +119,8 @@ def start_engine(home: Home = None, timeout: float = 30.0, command: list[str] | 
 def stop_engine(home: Home = None, timeout: float = 60.0) -> dict:
     """Ask the engine to stop (running jobs end their current step and are marked cancelled) and wait
     for it to exit. After ``timeout`` seconds it is killed (its sessions show ``interrupted`` on the
-    next start). Returns ``{"was_running", "pid", "cancelled", "killed"}``."""
+    next start), and so are its worker processes (a stopped or stuck one outlived it). Returns ``{"was_running",
+    "pid", "cancelled", "killed"}``."""
     paths = P.engine_paths(home)
     try:
         reply = call(paths, "shutdown", timeout=SHUTDOWN_TIMEOUT)
@@ -147,11 +148,12 @@ def stop_engine(home: Home = None, timeout: float = 60.0) -> dict:
         if not lock_held(paths):
             return {"was_running": True, "pid": pid, "cancelled": cancelled, "killed": False}
         time.sleep(0.05)
-    if pid:
+    for victim in ([pid] if pid else []) + list(reply.get("workers", [])):  # a stuck worker goes with its engine
         try:
-            os.kill(pid, 9)
-        except ProcessLookupError:
+            os.kill(victim, 9)
+        except (ProcessLookupError, PermissionError):
             pass
+    if pid:
         time.sleep(0.2)
     clean_stale(paths)
     return {"was_running": True, "pid": pid, "cancelled": cancelled, "killed": True}
