@@ -652,3 +652,29 @@ def test_engine_stop_kills_a_stuck_worker_with_the_engine(tmp_path):
                  what="the stuck worker's end")
     finally:
         kill_daemon(tmp_path)
+
+
+def test_a_follower_says_when_the_engine_goes_silent():
+    """A `run --engine` whose engine was stopped with SIGSTOP sat silent for minutes (a review): after SILENT_AFTER
+    seconds without a message the follower says so, once, and again only after the engine has spoken since."""
+    from workbench.client import follow as following
+
+    class Silent:
+        last_seen = time.monotonic() - 100.0   # nothing for 100 s
+
+    async def go():
+        said = asyncio.Event()
+        lines = []
+
+        def on_event(event):
+            lines.append(event)
+            said.set()
+
+        watchdog = asyncio.create_task(following.say_when_silent(Silent(), "20261207-101010-abcd", on_event))
+        await asyncio.wait_for(said.wait(), timeout=30)
+        watchdog.cancel()
+        return lines
+
+    (line,) = asyncio.run(go())
+    assert line["kind"] == "log" and line["level"] == "warning"
+    assert "the engine has sent nothing for 10" in line["message"] and "session 20261207-101010-abcd" in line["message"]

@@ -3,6 +3,7 @@ New-study), over the asyncio client."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Callable, Optional
 
 from workbench.client.async_client import EngineClient
@@ -46,11 +47,32 @@ def follow(session: str, on_event: Callable[[dict], None], from_seq: int = 0, ho
     return asyncio.run(go())
 
 
+SILENT_AFTER = 10.0   # seconds without a message (the engine sends a heartbeat every 2) before the follower says so
+
+
 async def _follow(client: EngineClient, session: str, from_seq: int, on_event: Callable[[dict], None]) -> str:
     subscription = client.subscribe(session, from_seq)
-    async for event in subscription:
-        on_event(event)
+    watchdog = asyncio.create_task(say_when_silent(client, session, on_event))
+    try:
+        async for event in subscription:
+            on_event(event)
+    finally:
+        watchdog.cancel()
     return subscription.state or "unknown"
+
+
+async def say_when_silent(client: EngineClient, session: str, on_event: Callable[[dict], None]) -> None:
+    """A warning (as a `log` event to `on_event`) once the engine has sent nothing for SILENT_AFTER seconds, and
+    again after it has spoken since: a follower of a stopped (SIGSTOP) or stuck engine sat silent for minutes."""
+    said = False
+    while True:
+        await asyncio.sleep(1.0)
+        silent = time.monotonic() - client.last_seen
+        if silent >= SILENT_AFTER and not said:
+            on_event({"kind": "log", "level": "warning", "message": f"the engine has sent nothing for {silent:.0f} s "
+                      f"(stopped, or stuck); still following session {session}: `mmul-workbench engine status` says "
+                      "more, Ctrl-C stops following (not the run)"})
+        said = silent >= SILENT_AFTER
 
 
 STUDY_ENDED = ("finished", "failed", "cancelled")
