@@ -617,9 +617,12 @@ def test_run_engine_exits_as_a_headless_run_when_the_engine_cancels_or_loses_its
 
     monkeypatch.setattr(follow, "submit_and_follow", gone)
     with pytest.raises(typer.Exit) as ended:
-        follow_engine(spec, detach=False, as_json=False)
+        follow_engine(spec, detach=False, as_json=False, accepted_line="resume: in the engine")
     assert ended.value.exit_code == 1
-    assert "session 20261207-101010-abcd is gone from the store while it ran" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert "session 20261207-101010-abcd is gone from the store while it ran" in said
+    # `resume --engine`'s line is said once the engine accepts the run: before, a refusal came after it
+    assert said.startswith("resume: in the engine\n")
 
 
 def test_study_engine_says_the_study_goes_on_when_its_following_stops(tmp_path, monkeypatch):

@@ -29,10 +29,10 @@ def resume(
     from workbench.cli_run import follow_engine, print_result
     from workbench.execute import preflighted
 
-    if engine:
-        print("resume: in the engine; its session begins with the stopped run's events (shown first, as they were) "
-              "and goes on after its last resume point", file=sys.stderr, flush=True)
-        return follow_engine(spec, detach, as_json)
+    if engine:  # said once the engine accepts it: a refusal (no resume point) came after it, in two lines
+        return follow_engine(spec, detach, as_json, accepted_line="resume: in the engine; its session begins with "
+                             "the stopped run's events (shown first, as they were) and goes on after its last resume "
+                             "point")
     from workbench.execute import run_session
 
     preflighted(spec)

@@ -123,7 +123,9 @@ def print_result(spec: dict, result: dict, as_json: bool) -> None:
     print_cost(result)
 
 
-def follow_engine(spec: dict, detach: bool, as_json: bool) -> None:
+def follow_engine(spec: dict, detach: bool, as_json: bool, accepted_line: str | None = None) -> None:
+    """Submit `spec` to the engine and follow it; `accepted_line` is said on stderr once the engine has accepted
+    the run (a refusal is then the only line)."""
     from sessions.store import SessionDamaged, SessionStore, UnknownSession
     from workbench.client.errors import EngineError, SpecRejected
     from workbench.client.follow import submit_and_follow
@@ -138,8 +140,13 @@ def follow_engine(spec: dict, detach: bool, as_json: bool) -> None:
 
     with progress, StopSignals():  # SIGTERM and SIGHUP stop the following as Ctrl-C does (exit 130, not 143)
         try:
+            def on_submitted(session: str) -> None:
+                submitted.append(session)
+                if accepted_line:
+                    print(accepted_line, file=sys.stderr, flush=True)
+
             session_id, final = submit_and_follow(spec, lambda event: progress.event(event["kind"], event),
-                                                  detach=detach, on_submitted=submitted.append)
+                                                  detach=detach, on_submitted=on_submitted)
         except (SpecError, SpecRejected) as error:
             fail(str(error))
         except KeyboardInterrupt:  # the run lives in the engine: only the following stops
