@@ -229,7 +229,7 @@ def test_study_runs_the_grid_and_resumes(home, monkeypatch):
     # each cell is an ordinary session, Retrain first for each seed, and carries its per-example Df scores
     cells = doc["cells"]
     assert [(c["method"], c["seed"]) for c in cells] == [(m, s) for s in (42, 7) for m in ("retrain", "ft", "multidelete")]
-    assert all(c["state"] == "finished" for c in cells)
+    assert all(c["state"] == "finished" for c in cells) and doc["state"] == "finished"   # it had none (a review)
     assert set(session_ids(home)) - before == {c["session"] for c in cells}
     store = SessionStore()
     for seed in (42, 7):

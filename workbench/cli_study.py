@@ -193,6 +193,7 @@ def study(
                 fail(str(error), stop.exit_code)
         raise
     document = report(record.load(), plan.cells, tolerance, found, kinds)
+    document["state"] = "failed" if failed else "finished"   # as a study ended early says its own (the docs: always)
     if any(settings.values()):  # what the attacks ran with, beside the defaults of the others
         document["attack_settings"] = {kind: given for kind, given in settings.items() if given}
     if as_json:
