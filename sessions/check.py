@@ -36,6 +36,7 @@ class Report:
     catalog_kept: str | None = None                     # where a damaged catalog was moved
     stale: list[str] = field(default_factory=list)      # stale files found (removed when repaired)
     abandoned: list[str] = field(default_factory=list)  # queued or running, no live writer (interrupted when repaired)
+    unmarked: list[dict] = field(default_factory=list)  # {"id", "reason"}: abandoned ones a full disk kept unmarked
     off: list[dict] = field(default_factory=list)       # {"id", "what"}: readable, with fields outside the schema
     repaired: bool = False
 
@@ -48,7 +49,7 @@ class Report:
                 "damaged": self.damaged, "other_schema": self.other_schema,
                 "catalog": {"ok": self.catalog is None, "problem": self.catalog, "kept": self.catalog_kept},
                 "stale": self.stale, "abandoned": self.abandoned, "off": self.off, "problems": self.problems,
-                "repaired": self.repaired}
+                "unmarked": self.unmarked, "repaired": self.repaired}
 
 
 def verify_session(store: SessionStore, session_id: str) -> list[str]:
@@ -109,11 +110,11 @@ def check(store: SessionStore, repair: bool = False) -> Report:
             moved = quarantine(store.root, store.root / entry["id"], entry["id"], entry["reason"])
             entry["moved_to"] = str(moved)
         if report.abandoned:
-            recover(store, ABANDONED)
+            report.unmarked = [{"id": sid, "reason": why} for sid, why in recover(store, ABANDONED).unmarked]
         clean_stale(store)
         _, kept = store.rebuild_catalog()
         report.catalog_kept = str(kept) if kept else None
-        report.repaired = True
+        report.repaired = not report.unmarked   # a session the full disk kept from marking is not repaired
     return report
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from sessions.catalog import CATALOG, CATALOG_LOCK
-from sessions.errors import SessionBusy, SessionDamaged, UnknownSession
+from sessions.errors import DiskFull, SessionBusy, SessionDamaged, UnknownSession
 from sessions.files import PARTIAL, describe_error, locked, remove_tree
 from sessions.schema import ACTIVE_STATES, SchemaMismatch
 from sessions.resuming import resume_problem, resuming_spec
@@ -19,11 +19,13 @@ INTERRUPTED = "the engine stopped while this run was active"
 
 
 class Recovery(NamedTuple):
-    """Sessions marked interrupted, damaged ones skipped (id, reason), stale files removed."""
+    """Sessions marked interrupted, damaged ones skipped (id, reason), stale files removed, and sessions that
+    could not be marked for a full disk (id, the disk's line): healthy, not damaged."""
 
     interrupted: list[str]
     damaged: list[tuple[str, str]]
     cleaned: int
+    unmarked: list[tuple[str, str]] = []
 
 
 def recover(store: SessionStore, message: str = INTERRUPTED) -> Recovery:
@@ -36,7 +38,7 @@ def recover(store: SessionStore, message: str = INTERRUPTED) -> Recovery:
     rows = {r["id"]: r for r in store.catalog_rows()}
     candidates = [sid for sid, r in rows.items() if r.get("state") in ACTIVE_STATES]
     candidates += [sid for sid in store.session_ids() if sid not in rows]
-    recovered, damaged = [], []
+    recovered, damaged, unmarked = [], [], []
     for sid in candidates:
         try:
             meta = store.read_meta(sid)
@@ -50,9 +52,11 @@ def recover(store: SessionStore, message: str = INTERRUPTED) -> Recovery:
             damaged.append((sid, exc.reason))
         except (SessionBusy, UnknownSession, SchemaMismatch):
             continue
+        except DiskFull as exc:  # the session is sound; its mark waits for room (it read "damaged")
+            unmarked.append((sid, str(exc)))
         except OSError as exc:  # a directory we may read but not write
             damaged.append((sid, describe_error(exc, store.root / sid)))
-    return Recovery(recovered, damaged, clean_stale(store))
+    return Recovery(recovered, damaged, clean_stale(store), unmarked)
 
 
 def interrupt(store: SessionStore, session_id: str, message: str) -> None:

@@ -440,3 +440,24 @@ def test_only_a_write_refused_under_the_home_is_called_the_homes(tmp_path, monke
     assert unwritable_home(OSError(errno.EACCES, "Permission denied", "/etc/shadow")) is None
     assert unwritable_home(OSError(errno.EPERM, "Operation not permitted")) is None   # no path: not the home's
     assert unwritable_home(OSError(errno.ENOSPC, "No space", str(tmp_path / "home" / "x"))) is None
+
+
+def test_a_repair_the_full_disk_kept_from_marking_a_session_says_so(home, monkeypatch):
+    """On a full disk `sessions check --repair` said a running session was "marked interrupted" and "repaired" when
+    it was not, and recovery then called the sound session damaged (a review)."""
+    import sessions.recovery as recovery
+    from sessions.errors import DiskFull
+
+    (sid,) = _make(home, n=1, finish=False)
+
+    def no_room(store, session_id, message):
+        raise DiskFull(store.root / session_id / "session.json", needed=145_000)
+
+    monkeypatch.setattr(recovery, "interrupt", no_room)
+    assert recover(SessionStore(home)).damaged == [] and [s for s, _ in recover(SessionStore(home)).unmarked] == [sid]
+    report = check(SessionStore(home), repair=True)
+    assert not report.repaired and [entry["id"] for entry in report.unmarked] == [sid]
+    shown = run_cli(_app(), ["sessions", "check", "--repair"])
+    assert shown.exit_code == 1 and f"{sid}: still marked running, and no process writes it: could not be marked " \
+        "interrupted (disk full" in shown.stdout and "free some space and repair again" in shown.stdout
+    assert SessionStore(home).list()[0]["state"] == "running"

@@ -395,9 +395,11 @@ def check_cmd(
             typer.echo(f"{len(report.stale)} stale file(s) left by a crash" + (": removed" if report.repaired else ""))
         for entry in report.off:
             typer.echo(f"{entry['id']}: readable, but {'; '.join(entry['what'])} (edited by hand?); left as it is")
+        unmarked = {entry["id"]: entry["reason"] for entry in report.unmarked}
         for sid in report.abandoned:
-            typer.echo(f"{sid}: still marked running, and no process writes it" +
-                       (": marked interrupted" if report.repaired else ""))
+            done = (f": could not be marked interrupted ({unmarked[sid]}); free some space and repair again"
+                    if sid in unmarked else ": marked interrupted" if report.repaired else "")
+            typer.echo(f"{sid}: still marked running, and no process writes it{done}")
         live = f", {len(report.live)} being written (not checked)" if report.live else ""
         verdict = ("repaired" if report.repaired else "run `mmul-workbench sessions check --repair`") \
             if report.problems else "all good"
