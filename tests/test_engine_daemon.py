@@ -678,3 +678,52 @@ def test_a_follower_says_when_the_engine_goes_silent():
     (line,) = asyncio.run(go())
     assert line["kind"] == "log" and line["level"] == "warning"
     assert "the engine has sent nothing for 10" in line["message"] and "session 20261207-101010-abcd" in line["message"]
+
+
+def test_a_run_whose_session_the_full_disk_cannot_end_still_tells_its_follower_why(monkeypatch, capsys):
+    """With --engine on a full sessions disk the client said only "run failed: see sessions show", its JSON error
+    null: the cause was in engine.log alone (a review). The engine hands it to the session's followers."""
+    from engine.execution.job_process import Outcome
+    from engine.execution.queue import Job, Queues
+    from sessions.errors import DiskFull
+
+    class FullDisk:
+        def emit(self, kind, **fields):
+            return None
+
+        def finish(self, *args, **kwargs):
+            raise DiskFull("/home/s/sessions/x/session.json", needed=148_000)
+
+    class Loop:
+        def call_soon_threadsafe(self, call, *args):
+            call(*args)
+
+    closed = []
+
+    class Hub:
+        def close(self, state, message=None):
+            closed.append((state, message))
+
+    queues = Queues(make_hub=lambda writer: Hub())
+    queues.loop, queues.hubs["x"] = Loop(), Hub()
+    job = Job("x", {"method": "ft"}, "cpu", FullDisk())
+    queues._execute(job, lambda: Outcome("failed", message="disk full writing /home/s/sessions/x/events-0001.json"))
+    ((state, message),) = closed
+    assert state == "failed" and message.startswith("disk full writing /home/s/sessions/x/session.json")
+
+    # and the client says it, as a headless run does
+    import workbench.client.follow as follow
+    from workbench.cli_run import follow_engine
+
+    def ended(spec, on_event, detach=False, on_submitted=None, on_end=None, **kwargs):
+        on_submitted("20261207-101010-abcd")
+        on_end("failed", message)
+        return "20261207-101010-abcd", "failed"
+
+    monkeypatch.setattr(follow, "submit_and_follow", ended)
+    monkeypatch.setattr(SessionStore, "get", lambda self, sid: {"state": "running", "message": None})
+    with pytest.raises(typer.Exit) as exit_:
+        follow_engine({"method": "ft"}, detach=False, as_json=True)
+    out = capsys.readouterr()
+    assert exit_.value.exit_code == 1 and json.loads(out.out)["error"] == message
+    assert out.err.startswith(f"error: {message} (session 20261207-101010-abcd kept)")

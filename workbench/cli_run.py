@@ -132,6 +132,7 @@ def follow_engine(spec: dict, detach: bool, as_json: bool, accepted_line: str | 
 
     progress = Progress(spec["method"], quiet=detach, requests=spec.get("requests") or 1)
     submitted: list[str] = []
+    said_at_end: list[str | None] = []   # the engine's word on how it ended (a full disk kept it out of the session)
 
     def ended_without_result(state: str, message: str | None) -> None:
         """The document a run prints when it ends without a result, once the engine has its session."""
@@ -146,7 +147,8 @@ def follow_engine(spec: dict, detach: bool, as_json: bool, accepted_line: str | 
                     print(accepted_line, file=sys.stderr, flush=True)
 
             session_id, final = submit_and_follow(spec, lambda event: progress.event(event["kind"], event),
-                                                  detach=detach, on_submitted=on_submitted)
+                                                  detach=detach, on_submitted=on_submitted,
+                                                  on_end=lambda state, message: said_at_end.append(message))
         except (SpecError, SpecRejected) as error:
             fail(str(error))
         except KeyboardInterrupt:  # the run lives in the engine: only the following stops
@@ -176,12 +178,13 @@ def follow_engine(spec: dict, detach: bool, as_json: bool, accepted_line: str | 
     except (SessionDamaged, UnknownSession) as error:
         fail(str(error), Exit.RUN_FAILED)
     if final != "finished":
+        why = record.get("message") or next((m for m in said_at_end if m), None)
         if as_json:  # the document a headless run prints when it ends so (workbench/execute.py)
-            print_json({"session": session_id, "state": final, "error": record.get("message")})
-        if final == "failed" and record.get("message"):  # as a headless run says it (a full disk: the same line)
-            fail(f"{record['message']} (session {session_id} kept)", Exit.RUN_FAILED)
+            print_json({"session": session_id, "state": final, "error": why})
+        if final == "failed" and why:  # as a headless run says it (a full disk: the same line)
+            fail(f"{why} (session {session_id} kept)", Exit.RUN_FAILED)
         # a run the engine cancelled (`engine cancel`, `engine stop`) exits as a cancelled headless run does
-        fail(f"run {final}: {record.get('message') or 'see `mmul-workbench sessions show ' + session_id + '`'}",
+        fail(f"run {final}: {why or 'see `mmul-workbench sessions show ' + session_id + '`'}",
              Exit.INTERRUPTED if final == "cancelled" else Exit.RUN_FAILED)
     result = record.get("summary") or {}
     print_result(spec, result, as_json)

@@ -44,6 +44,7 @@ class Hub:
         self.next_seq = writer.last_seq + 1
         self.subscribers: set[Subscription] = set()
         self.end_state: str | None = None
+        self.end_message: str | None = None   # why it ended, where the session's own file could not take it
 
     @property
     def start(self) -> int:
@@ -59,8 +60,8 @@ class Hub:
             if not follower.offer(event):
                 self.subscribers.discard(follower)
 
-    def close(self, state: str) -> None:
-        self.end_state = state
+    def close(self, state: str, message: str | None = None) -> None:
+        self.end_state, self.end_message = state, message
         for follower in self.subscribers:
             follower.queue.put_nowait(None)
 
@@ -114,7 +115,9 @@ class Subscription:
                                          "message": f"the client fell more than {self.lag} events behind; "
                                                     f"subscribe again from seq {self.expected}"})
                 return
-            await self.send_message({"type": "end", "sub": sub, "session": session, "state": state})
+            said = self.hub.end_message if self.hub is not None else None
+            await self.send_message({"type": "end", "sub": sub, "session": session, "state": state,
+                                     **({"message": said} if said else {})})
         except asyncio.CancelledError:
             raise
         except (ConnectionError, RuntimeError):

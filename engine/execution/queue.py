@@ -282,17 +282,19 @@ class Queues:
             log.error("session %s failed:\n%s", job.session, traceback.format_exc())
         if outcome.state == "cancelled" and job.stop.is_set():
             outcome.message = job.stop_reason
+        unwritten = None   # why the session ended, where its own file could not take it: its followers hear it
         try:
             writer.finish(outcome.state, summary=outcome.summary, message=outcome.message)
             if outcome.state == "finished":  # its checkpoint covers its resume points once the finish is written
                 drop_points_of_finished(job.spec, job.session)
         except DiskFull as exc:  # left as it is on disk; the next engine start marks it interrupted
             log.error("session %s: could not be marked %s: %s", job.session, outcome.state, exc)
+            unwritten = str(exc)
         except Exception:
             log.error("session %s: could not finish:\n%s", job.session, traceback.format_exc())
         log.info("session %s: %s%s", job.session, outcome.state, f" ({outcome.message})" if outcome.message else "")
         assert self.loop is not None
-        self.loop.call_soon_threadsafe(self._close_hub, job.session, outcome.state)
+        self.loop.call_soon_threadsafe(self._close_hub, job.session, outcome.state, unwritten or outcome.message)
         return outcome
 
     def _worker(self, device: str) -> DeviceWorker:
@@ -321,10 +323,10 @@ class Queues:
         if job is not None and event["kind"] == "step":
             job.last_step = event.get("step")
 
-    def _close_hub(self, session: str, state: str) -> None:
+    def _close_hub(self, session: str, state: str, message: str | None = None) -> None:
         hub = self.hubs.pop(session, None)
         if hub is not None:
-            hub.close(state)
+            hub.close(state, message)
         job = self.jobs.get(session)
         if job is not None:
             job.state = state

@@ -13,14 +13,16 @@ from workbench.client.sync import Home
 
 def submit_and_follow(spec: dict, on_event: Callable[[dict], None], detach: bool = False,
                       name: str | None = None, home: Home = None, start: bool = True,
-                      on_submitted: Optional[Callable[[str], None]] = None) -> tuple[str, str]:
+                      on_submitted: Optional[Callable[[str], None]] = None,
+                      on_end: Optional[Callable[[str, Optional[str]], None]] = None) -> tuple[str, str]:
     """Submit ``spec`` to the engine (starting it if needed) and follow its events.
 
     ``on_event(event)`` sees every event of the session from seq 0, exactly once, in order. Returns
     ``(session_id, final_state)``; with ``detach`` returns at once with state ``"queued"``. Raises
     SpecRejected (bad spec: exit 2), EngineStartError, or EngineDisconnected (with ``.session``) when
     the engine goes away mid-run. ``on_submitted(session)`` is told the session's id once the engine has
-    accepted it. Interrupting the follower (Ctrl-C) never stops the job."""
+    accepted it; ``on_end(state, message)`` hears how it ended, with the engine's word on why where it has one (a
+    full disk kept it from writing that into the session). Interrupting the follower (Ctrl-C) never stops the job."""
     if start:
         start_engine(home)
 
@@ -32,7 +34,10 @@ def submit_and_follow(spec: dict, on_event: Callable[[dict], None], detach: bool
                 on_submitted(session)
             if detach:
                 return session, reply.get("state", "queued")
-            return session, await _follow(client, session, 0, on_event)
+            ended = await _follow(client, session, 0, on_event)
+            if on_end is not None:
+                on_end(ended.state or "unknown", ended.message)
+            return session, ended.state or "unknown"
 
     return asyncio.run(go())
 
@@ -42,7 +47,7 @@ def follow(session: str, on_event: Callable[[dict], None], from_seq: int = 0, ho
 
     async def go() -> str:
         async with EngineClient(home) as client:
-            return await _follow(client, session, from_seq, on_event)
+            return (await _follow(client, session, from_seq, on_event)).state or "unknown"
 
     return asyncio.run(go())
 
@@ -50,7 +55,9 @@ def follow(session: str, on_event: Callable[[dict], None], from_seq: int = 0, ho
 SILENT_AFTER = 10.0   # seconds without a message (the engine sends a heartbeat every 2) before the follower says so
 
 
-async def _follow(client: EngineClient, session: str, from_seq: int, on_event: Callable[[dict], None]) -> str:
+async def _follow(client: EngineClient, session: str, from_seq: int, on_event: Callable[[dict], None]):
+    """The ended subscription (its ``state``, and its ``message`` where the engine said why), every event of the
+    session passed to ``on_event`` on the way."""
     subscription = client.subscribe(session, from_seq)
     watchdog = asyncio.create_task(say_when_silent(client, session, on_event))
     try:
@@ -58,7 +65,7 @@ async def _follow(client: EngineClient, session: str, from_seq: int, on_event: C
             on_event(event)
     finally:
         watchdog.cancel()
-    return subscription.state or "unknown"
+    return subscription
 
 
 async def say_when_silent(client: EngineClient, session: str, on_event: Callable[[dict], None]) -> None:
@@ -102,8 +109,8 @@ def submit_study_and_follow(study: str, spec: dict, cells: list[dict], on_event:
                 if current and current not in followed:
                     followed.add(current)
                     cell = next((c for c in info["cells"] if c["session"] == current), {"session": current})
-                    state = await _follow(client, current, 0, lambda event: on_event(cell, event))
-                    on_event(cell, {"kind": "end", "state": state})
+                    ended = await _follow(client, current, 0, lambda event: on_event(cell, event))
+                    on_event(cell, {"kind": "end", "state": ended.state or "unknown"})
                 info = await client.study_status(study, after=info["version"])
             return info
 
