@@ -640,3 +640,19 @@ def test_study_engine_says_the_study_goes_on_when_its_following_stops(tmp_path, 
     assert out.returncode == 130, out.stderr
     assert "stopped following; study study-" in out.stderr and "goes on in the engine" in out.stderr
     assert "`mmul-workbench engine stop` stops it" in out.stderr
+
+
+def test_engine_cancel_against_an_engine_that_does_not_answer_is_exit_1(monkeypatch):
+    """It printed "the engine did not answer (TimeoutError)" with exit 2, the bad-input code (a review)."""
+    import workbench.client.process as process
+    import workbench.cli_engine as cli_engine
+    from workbench.client.errors import EngineDisconnected
+
+    def silent(session):
+        raise EngineDisconnected("the engine did not answer (TimeoutError)", "disconnected")
+
+    monkeypatch.setattr(process, "cancel_run", silent)
+    app = typer.Typer()
+    app.add_typer(cli_engine.engine_app, name="engine")
+    out = run_app(app, ["engine", "cancel", "20261207-101010-abcd"])
+    assert out.exit_code == 1 and "the engine did not answer (stopped with SIGSTOP, or stuck)" in out.stderr

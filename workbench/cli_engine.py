@@ -10,7 +10,7 @@ import typer
 from sessions.protocol import engine_paths
 from sessions.numbers import format_duration
 from sessions import protocol as P
-from workbench.client.errors import EngineError, EngineNotRunning
+from workbench.client.errors import EngineDisconnected, EngineError, EngineNotRunning
 from workbench.completion import complete_session
 from workbench.client.process import STATUS_TIMEOUT, engine_status, start_engine, stop_engine
 from workbench.output import Exit, fail
@@ -94,6 +94,9 @@ def cancel_cmd(
     except EngineNotRunning:
         fail("the engine is not running, so it runs nothing to cancel (a headless run stops with Ctrl-C in its "
              "terminal)")
+    except EngineDisconnected:  # stopped (SIGSTOP) or stuck: the engine's state, not the input (it exited 2)
+        fail("the engine did not answer (stopped with SIGSTOP, or stuck); `mmul-workbench engine status` says more, "
+             "`mmul-workbench engine stop` kills it after --timeout", Exit.RUN_FAILED)
     except EngineError as exc:
         fail(str(exc), Exit.RUN_FAILED if exc.code == P.INTERNAL else Exit.BAD_INPUT)
     if as_json:
