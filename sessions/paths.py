@@ -45,3 +45,10 @@ def previous_point(point: Path) -> Path:
 def point_staging(point: Path) -> list[Path]:
     """The staging folders a write of `point` left when a kill cut it short (engine.cache.staged's names)."""
     return sorted(point.parent.glob(f".{point.name}.*"))
+
+
+def point_folders(cache: Path, session_id: str) -> list[Path]:
+    """Every folder of the session's resume point in `cache`: the point, the one before it, and the staging of a
+    write a kill cut short (what a finished or discarded run removes)."""
+    point, previous = resume_point_dirs(cache, session_id)
+    return [point, previous, *point_staging(point)]

@@ -134,13 +134,13 @@ def drop_points_of_finished(spec: dict, session_id: str) -> None:
     workbench/execute.py): the run used to remove them itself, and an engine killed between that and the finish
     left an interrupted session with nothing to resume from."""
     from sessions.files import remove_tree
-    from sessions.paths import cache_dir, resume_point_dirs
+    from sessions.paths import cache_dir, point_folders
 
     cache = cache_dir(spec.get("artifacts"))   # as the run placed them (its process's own environment)
     resumed = spec.get("resumes") if isinstance(spec.get("resumes"), dict) else {}
     for owner in (session_id, resumed.get("session")):
         if isinstance(owner, str) and owner:
-            for folder in resume_point_dirs(cache, owner):
+            for folder in point_folders(cache, owner):
                 if folder.exists():
                     remove_tree(folder)
 

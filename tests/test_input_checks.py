@@ -656,3 +656,11 @@ def test_engine_cancel_against_an_engine_that_does_not_answer_is_exit_1(monkeypa
     app.add_typer(cli_engine.engine_app, name="engine")
     out = run_app(app, ["engine", "cancel", "20261207-101010-abcd"])
     assert out.exit_code == 1 and "the engine did not answer (stopped with SIGSTOP, or stuck)" in out.stderr
+
+
+def test_runs_words_leave_other_forget_options_alone():
+    """`--forget\\b` also matched `--forget-rows` (a word boundary sits before the hyphen): a review of the change."""
+    from workbench.cli_pulse import as_run_says
+
+    assert as_run_says("choose --forget 1..4, not --forget-rows all or --forget-weight 2") == \
+        "choose --delete 1..4, not --forget-rows all or --forget-weight 2"

@@ -104,8 +104,8 @@ def run_people(*, method: str, model: str, data: str, delete: Optional[int], oth
 def as_run_says(line: str) -> str:
     """A pulse spec's refusal in `run`'s words: `run` takes the people (or facts) to forget as --delete N and
     names the command `run` (it said "choose --forget 1..4", an option `run` does not have)."""
-    return re.sub(r"--forget\b", "--delete", line).replace("pulse runs one of", "run on people data takes one of") \
-        .replace("pulse --method", "run --method")
+    named = re.sub(r"--forget(?![\w-])", "--delete", line)   # not --forget-rows, --forget-weight
+    return named.replace("pulse runs one of", "run on people data takes one of").replace("pulse --method", "run --method")
 
 
 def run_pulse(raw: dict, as_json: bool, gpu_memory: Optional[str] = None, said=str) -> None:

@@ -139,13 +139,13 @@ def follow_engine(spec: dict, detach: bool, as_json: bool, accepted_line: str | 
         if as_json and submitted:
             print_json({"session": submitted[0], "state": state, "error": message})
 
+    def on_submitted(session: str) -> None:
+        submitted.append(session)
+        if accepted_line:
+            print(accepted_line, file=sys.stderr, flush=True)
+
     with progress, StopSignals():  # SIGTERM and SIGHUP stop the following as Ctrl-C does (exit 130, not 143)
         try:
-            def on_submitted(session: str) -> None:
-                submitted.append(session)
-                if accepted_line:
-                    print(accepted_line, file=sys.stderr, flush=True)
-
             session_id, final = submit_and_follow(spec, lambda event: progress.event(event["kind"], event),
                                                   detach=detach, on_submitted=on_submitted,
                                                   on_end=lambda state, message: said_at_end.append(message))

@@ -93,7 +93,6 @@ def method_params(method: str, given: dict) -> dict:
     --epochs for a method with its own step count)."""
     takes = {p.name for p in (*specs.COMMON_PARAMS, *specs.METHODS[method].params)} | {TUNE_AGAINST.name}
     if method == REFERENCE:  # Retrain, the reference, keeps the original's recipe: no budget, no tuning, and no
-        # guardrail, which would cut the reference short or keep an earlier step of it
         # guardrail, which would cut the reference short or keep an earlier step of it; it trains in the recipe's
         # batches, so the unlearning methods' --retain-batch-size is not its
         takes -= {"budget", "budget_seconds", "tune", TUNE_AGAINST.name, "retain_batch_size", *specs.GUARDRAILS}

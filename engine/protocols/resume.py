@@ -38,7 +38,7 @@ from engine.data.fingerprint import data_identity
 from engine.errors import SpecError
 from engine.spec import resume_minutes
 from engine.spec.catalog import PEOPLE_WORLDS, WORLDS
-from sessions.paths import point_staging, resume_point_dirs
+from sessions.paths import point_folders, point_staging, resume_point_dirs
 
 RESUME_VERSION = 1
 STATE_FILE = "state.json"
@@ -104,8 +104,7 @@ def save_point(model, cache: Path, session_id: str, state: dict) -> Path:
 
 def discard(cache: Path, session_id: str) -> None:
     """Remove the session's points, and the staging of one a kill cut short."""
-    directory, previous = resume_point_dirs(cache, session_id)
-    for path in (directory, previous, *point_staging(directory)):
+    for path in point_folders(cache, session_id):
         shutil.rmtree(path, ignore_errors=True)
 
 
