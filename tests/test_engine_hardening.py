@@ -279,3 +279,46 @@ def test_sigterm_to_an_engine_follower_stops_the_following_as_ctrl_c_does(tmp_pa
     assert before is not signal.SIG_DFL or seen[0] is not signal.SIG_DFL   # taken over while following
     assert signal.getsignal(signal.SIGTERM) is before                       # and given back
     writer.finish("cancelled")
+
+
+def test_an_engine_whose_files_were_deleted_puts_them_back_and_keeps_the_home_its_own(tmp_path):
+    """`rm -r $MMUL_HOME/engine` (or a tmp cleaner taking the socket) under a running engine: it made the engine
+    unreachable, and the next client started a second engine on the same home beside it."""
+    import shutil
+    import subprocess
+    import sys
+
+    from workbench.client.sync import ping
+    from sessions_fixtures import daemon_pid, wait_for
+
+    start_daemon(tmp_path)
+    try:
+        pid = daemon_pid(tmp_path)
+        paths = P.engine_paths(tmp_path)
+        shutil.rmtree(paths.dir)
+        wait_for(lambda: paths.socket.exists() and paths.pid.exists() and paths.log.exists(), timeout=20,
+                 what="the engine's files made again")
+        assert ping(tmp_path)["ok"] is True and daemon_pid(tmp_path) == pid
+        second = subprocess.run([sys.executable, "-m", "engine.daemon", "--home", str(tmp_path)],
+                                capture_output=True, text=True, timeout=60, cwd=os.path.dirname(P.__file__) + "/..")
+        assert second.returncode == 0 and "already running" in second.stderr
+        wait_for(lambda: "socket" in paths.log.read_text() and "was deleted" in paths.log.read_text(), timeout=20,
+                 what="the engine saying so in its new log")
+    finally:
+        kill_daemon(tmp_path)
+
+
+async def test_an_engine_whose_lock_another_engine_took_stops_rather_than_serve_the_home_twice(tmp_path):
+    from sessions.files import try_lock
+
+    engine = Engine(tmp_path)
+    assert engine.acquire_lock()
+    await engine.start()
+    engine.paths.lock.unlink()
+    other = try_lock(engine.paths.lock)  # another engine, started while the lock file was gone
+    try:
+        await engine.restore_files()
+        await asyncio.wait_for(engine.stopped.wait(), 30)
+        assert not engine.paths.socket.exists()
+    finally:
+        os.close(other)

@@ -79,6 +79,8 @@ class Engine:
         # submits both passed the check that a live resumer fails)
         self.resuming: set[str] = set()
         self._lock_fd: int | None = None
+        self._socket_inode: tuple[int, int] | None = None
+        self._log_inode: tuple[int, int] | None = None  # the log stderr writes to, when it is the engine log
 
     def acquire_lock(self) -> bool:
         P.private_dir(self.paths.dir)
@@ -99,23 +101,69 @@ class Engine:
             log.info("removed %d stale file(s) a crash left in the session store", recovery.cleaned)
         for notice in self.store.notices:
             log.warning("%s", notice)
+        self.server = await self._bind()
+        self._write_pid()
+        log_inode = _inode(self.paths.log)  # reopened if deleted only when stderr writes to it (not a terminal, a test)
+        self._log_inode = log_inode if log_inode is not None and log_inode == _stderr_inode() else None
+        self.loop.create_task(self._heartbeats())
+        log.info("engine %d serving on %s (protocol %d, schema %d)", os.getpid(), self.paths.socket,
+                 P.PROTOCOL_VERSION, SCHEMA_VERSION)
+
+    async def _bind(self) -> asyncio.AbstractServer:
         P.private_dir(self.paths.socket_dir)
         if self.paths.socket.exists() or self.paths.socket.is_symlink():
             self.paths.socket.unlink()  # stale: we hold the lock, so no engine owns it
         old_umask = os.umask(0o177)
         try:
             # the reader's buffer pauses the socket past 2 x limit: a client cannot make us hold more
-            self.server = await asyncio.start_unix_server(
+            server = await asyncio.start_unix_server(
                 self.handle, path=str(self.paths.socket), limit=READ_CHUNK, backlog=BACKLOG)
         finally:
             os.umask(old_umask)
         os.chmod(self.paths.socket, 0o600)
+        self._socket_inode = _inode(self.paths.socket)
+        return server
+
+    def _write_pid(self) -> None:
         tmp = self.paths.pid.with_name("engine.pid.partial")
         tmp.write_text(f"{os.getpid()}\n")
         os.replace(tmp, self.paths.pid)
-        self.loop.create_task(self._heartbeats())
-        log.info("engine %d serving on %s (protocol %d, schema %d)", os.getpid(), self.paths.socket,
-                 P.PROTOCOL_VERSION, SCHEMA_VERSION)
+
+    async def restore_files(self) -> None:
+        """Put back the engine's files when something deleted them (a tmp cleaner takes a socket under /tmp, an
+        `rm -r $MMUL_HOME/engine` takes them all): without its socket no client reaches this engine, so the next
+        one starts a second engine, and without its lock file that second engine takes the home beside this one.
+        Connections already open are kept. Should another engine hold the home by then, this one stops (its
+        running jobs end their current step, cancelled and resumable) rather than serve the home twice."""
+        if self.stopping:
+            return
+        if self._lock_fd is not None and _inode(self.paths.lock) != _inode_of_fd(self._lock_fd):
+            P.private_dir(self.paths.dir)
+            fd = try_lock(self.paths.lock)
+            if fd is None:
+                log.error("this engine's lock file %s was deleted and another engine holds the home now: stopping",
+                          self.paths.lock)
+                self.request_stop()
+                return
+            os.close(self._lock_fd)
+            self._lock_fd = fd
+            log.warning("the engine's lock file %s was deleted: made again", self.paths.lock)
+        if self._log_inode is not None and _inode(self.paths.log) != self._log_inode:
+            log_fd = os.open(self.paths.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+                os.dup2(log_fd, stream.fileno())
+            os.close(log_fd)
+            self._log_inode = _inode(self.paths.log)
+            log.warning("the engine's log %s was deleted: logging to a new one", self.paths.log)
+        if _inode(self.paths.socket) != self._socket_inode:
+            old = self.server
+            self.server = await self._bind()
+            if old is not None:
+                old.close()  # stops listening on the deleted path; the open connections stay
+            log.warning("the engine's socket %s was deleted: listening again", self.paths.socket)
+        if _inode(self.paths.pid) is None:
+            self._write_pid()
 
     async def serve_forever(self) -> None:
         await self.start()
@@ -187,6 +235,10 @@ class Engine:
     async def _heartbeats(self) -> None:
         while not self.stopping:
             await asyncio.sleep(P.HEARTBEAT_INTERVAL)
+            try:
+                await self.restore_files()
+            except OSError as error:
+                log.error("could not restore the engine's files: %s", error)
             line = P.encode({"type": "heartbeat", "ts": time.time(), "jobs": self.queues.active_count()})
             for conn in list(self.connections):
                 try:
@@ -225,6 +277,27 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     log.info("engine %d stopped", os.getpid())
     return 0
+
+
+def _inode(path) -> tuple[int, int] | None:
+    """The (device, inode) of a path, not following a link; None when nothing is there."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _inode_of_fd(fd: int) -> tuple[int, int]:
+    info = os.fstat(fd)
+    return info.st_dev, info.st_ino
+
+
+def _stderr_inode() -> tuple[int, int] | None:
+    try:
+        return _inode_of_fd(sys.stderr.fileno())
+    except (OSError, ValueError):  # io.UnsupportedOperation is a ValueError: a captured stderr has no fd
+        return None
 
 
 def _read_pid(path) -> int | None:
