@@ -129,12 +129,15 @@ def test_three_requests_on_clip_record_the_schedule_and_the_history(home):
 
     spec = validate({"method": "ga", "model": "clip-tiny", "data": "shapes-tiny", "device": "cpu", "seed": 7,
                      "deletion": {"strategy": "random", "n": 6, "seed": 7}, "requests": 3,
-                     "eval_every_requests": 2, "eval_sample": 2, "params": {"epochs": 1}})
-    assert (spec["eval_every_requests"], spec["eval_sample"]) == (2, 2)
+                     "eval_every_requests": 2, "eval_sample": 1, "params": {"epochs": 1}})
+    assert (spec["eval_every_requests"], spec["eval_sample"]) == (2, 1)
     document, events = run_in_memory(spec)
     entries = document["requests"]
     assert [e["evaluation"] for e in entries] == ["sample", "full", "full"]
-    assert [e["evaluated_units"] for e in entries] == [2, 4, 6]
+    assert [e["evaluated_units"] for e in entries] == [1, 4, 6]
+    # the document and the stored events (the monitor's and replay's source) say the same of each evaluation
+    after = [e for e in events if e["kind"] == "eval" and e.get("split") == "after"]
+    assert [e.get("evaluation", "full") for e in after] == [e["evaluation"] for e in entries]
     history = document["history"]
     matrix = history["matrix"]
     assert len(matrix) == 3 and all(len(row) == 3 for row in matrix)
@@ -166,11 +169,12 @@ def test_pulse_sequence_keeps_a_history_of_its_people(home):
     from engine.spec import validate_pulse
 
     normal = validate_pulse({"method": "ga", "model": "llava-tiny", "data": "people-tiny", "requests": 3,
-                             "forget": 3, "knowledge": "finetuned", "device": "cpu", "eval_every_requests": 2,
+                             "forget": 3, "knowledge": "finetuned", "device": "cpu", "eval_every_requests": 3,
                              "eval_sample": 1, "params": {"epochs": 1}})
     document = run_requests(normal, lambda kind, **fields: None, lambda: False)
-    assert [e["evaluation"] for e in document["requests"]] == ["sample", "full", "full"]
-    assert [e["evaluated_units"] for e in document["requests"]] == [1, 2, 3]
+    # request 1's sample of 1 is everyone forgotten by then: a full evaluation, and said to be one
+    assert [e["evaluation"] for e in document["requests"]] == ["full", "sample", "full"]
+    assert [e["evaluated_units"] for e in document["requests"]] == [1, 1, 3]
     history = document["history"]
     assert history["metric"] == "forget" and len(history["matrix"]) == 3 and len(history["before"]) == 3
     assert all((v is None) == (j > i) for i, row in enumerate(history["matrix"]) for j, v in enumerate(row))

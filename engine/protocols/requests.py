@@ -279,11 +279,13 @@ class Requests:
             seconds += result.seconds
             forgotten = now_forgotten
             emit("phase", name="eval", request=number)
-            evaluation = history.kind(number)
             seed_everything(seed, "evaluate", number)
             with cost.evaluating():
                 evaluated = history.evaluated(number, forgotten)
                 metrics = task.evaluate(model, evaluated)
+            # what was scored: a sample that covered every unit forgotten so far is a full evaluation (the entry said
+            # "sample" where the stored event, the monitor and replay did not)
+            evaluation = "sample" if len(evaluated) < len(forgotten) else "full"
             if guard.active and guard.fired is None:  # the request's final weights (noise and merges included)
                 with cost.evaluating():
                     guard.check(result.steps, judged(result.steps, forgotten, metrics))
@@ -293,7 +295,7 @@ class Requests:
                 with cost.evaluating():
                     metrics = task.evaluate(model, forgotten)
             emit("eval", step=total_steps, phase="unlearn", split="after", request=number, metrics=metrics,
-                 **({"evaluation": "sample"} if len(evaluated) < len(forgotten) else {}))
+                 **({"evaluation": "sample"} if evaluation == "sample" else {}))
             with cost.evaluating():
                 history.score(model, number, total_steps, metrics)
             request_cost, request_start = cost.since(request_start), cost.snapshot()
