@@ -147,3 +147,31 @@ def test_an_attack_line_shows_people_points_in_percent():
     assert percentage_points({"points": 0.005}, "forget.accuracy") == pytest.approx(0.5)
     assert percentage_points({"points": 0.5, "unit": "points"}, "forget.accuracy") == 0.5
     assert percentage_points({"points": 12.0}, "df.r_mean") == 12.0
+
+
+@pytest.fixture(scope="module")
+def fact_parent(pulse_home):
+    """A finished pulse run that forgot 4 single facts (--granularity fact) in the same home."""
+    home, _ = pulse_home
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MMUL_HOME", str(home))
+        from engine.spec.validate import validate_pulse
+        from workbench.execute import run_session
+
+        spec = validate_pulse({"method": "ga", "model": "llava-tiny", "data": "people-tiny", "requests": 2,
+                               "forget": 4, "granularity": "fact", "device": "cpu", "seed": 42,
+                               "params": {"lr": 3e-3}})
+        return run_session(spec, label="ga facts")
+
+
+def test_attacks_on_a_fact_run_score_and_relearn_the_deleted_facts_only(fact_parent, monkeypatch, pulse_home):
+    """They scored and relearned the facts' whole people, so the people's kept facts read as recovered (a review);
+    they were refused since. Now each reads the run's own forget facts, as the run's evaluation did."""
+    monkeypatch.setenv("MMUL_HOME", str(pulse_home[0]))
+    facts = fact_parent["deletion"]["facts"]
+    assert len(facts) == 4 and all("#" in fact for fact in facts)
+    relearned = attack("relearn", fact_parent["session"], steps=3, on="df-sample", units=2, lr=None, batch_size=8)
+    check_recovery(relearned, fact_parent)  # the unlearned Df read back is the run's own forget accuracy: the facts'
+    assert relearned["record"]["units"] and set(relearned["record"]["units"]) <= set(facts)
+    rephrased = attack("rephrase", fact_parent["session"], paraphrases=None)
+    assert rephrased["record"]["texts"] == 2 * len(facts)  # each fact asked with the portrait and by name

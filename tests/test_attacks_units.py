@@ -158,10 +158,6 @@ def test_attack_spec_links_the_parent_and_refuses_bad_input(tmp_path):
          "attack quantize is built for retrieval, classification, multiple_choice runs"),
         (("relearn", pulse_parent(), {"on": "neighbours"}), "relearn --on neighbours (an embedding search over units) "
          "is not offered there; use --on df-sample"),
-        # they scored whole people, so a fact run's kept facts read as recovered (a review)
-        (("quantize", parent(spec={**pulse_parent()["spec"], "granularity": "fact"},
-                             summary=pulse_parent()["summary"]), {}), "forgot single facts (--granularity fact); the "
-         "attacks score whole people and are not offered there"),
         (("quantize", parent(spec={**parent()["spec"], "kind": "attack", "parent": "x"}), {}), "is itself an attack"),
         (("rephrase", parent(), {"paraphrases": tmp_path / "none.tsv"}), "cannot read it"),
         (("melt", parent(), {}), "unknown attack 'melt'"),

@@ -75,7 +75,7 @@ def check_checkpoint(sid, path) -> None:
 
 
 def forgotten_count(meta: dict) -> int | None:
-    """How many units the session deleted: its deletion's units, or a pulse run's forget people."""
+    """How many units the session deleted: its deletion's units (a fact run's facts), or a pulse run's forget people."""
     summary = meta.get("summary") or {}
     deleted = (summary.get("deletion") or {}).get("units")
     if isinstance(deleted, int):
@@ -137,11 +137,6 @@ def attack_spec(kind: str, parent: dict, options: dict) -> dict:
     base = check_parent(parent, kind)
     if params["seed"] is None:
         params["seed"] = int(base.get("seed", 0))
-    if base.get("kind") == "pulse" and base.get("granularity") == "fact":
-        # the attacks score and relearn whole people (engine/attacks/people.py): on a run that forgot single facts
-        # they read the kept facts' questions as recovered (8-bit quantize: 56% of a gap the facts never had back)
-        raise SpecError(f"session {parent['id']} forgot single facts (--granularity fact); the attacks score whole "
-                        "people and are not offered there: attack a run that forgot people", field="session")
     if kind == "relearn" and params["on"] == "neighbours" and base.get("kind") == "pulse":
         raise SpecError(f"session {parent['id']} is a pulse run on people: relearn --on neighbours (an embedding "
                         "search over units) is not offered there; use --on df-sample", field="on")

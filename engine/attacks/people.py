@@ -1,15 +1,16 @@
 """The attacks on people data (a `pulse` session: four-option QA, units are people; ANCHORS.md s. 9).
 
 What differs from the tasks over units (retrieval, classification), and nothing else:
-- the deleted units are the run's forget people (`task.forget_people`: every request's, a finished pulse run has
-  forgotten them all), and the headline Df metric is `forget.accuracy`: the forget people's four-option
-  accuracy with the image and text-only averaged (each person has as many questions of each kind, so the mean
-  is the pooled accuracy), a fraction as the task's accuracies are;
+- the deleted units are the run's deletion set (`task.deletion_set()`: its forget people, or under `--granularity
+  fact` its forget facts `PERSON#KEY`; every request's, a finished pulse run has forgotten them all), and the
+  headline Df metric is `forget.accuracy`: the four-option accuracy on their questions (the people's, or only the
+  deleted facts', as the run's own evaluation scored them) with the image and text-only averaged (each has as many
+  questions of each kind, so the mean is the pooled accuracy), a fraction as the task's accuracies are;
 - relearning trains on the forget rows (`task.encode`: the image questions under the session's
-  `--forget-rows image`) of a seeded sample of the forget people, with the update and rate of the phase that
+  `--forget-rows image`) of a seeded sample of those units, with the update and rate of the phase that
   taught them (`task.recipe[task.phase]`: full fine-tuning for the tiny LMM, LoRA on the LLM for a checkpoint),
   LoRA merged after; `--on neighbours` (an embedding search over units) is not offered on people data;
-- rephrasing re-asks every forget person's evaluation questions in the people world's paraphrase wording
+- rephrasing re-asks every deleted unit's evaluation questions in the people world's paraphrase wording
   (`Fact.asks[1]`, engine/data/people.py; or a user file's paraphrase of the question text) with the portrait
   transformed as the other worlds' images are (engine/attacks/image_transform.py: crop, flip, colour
   jitter; the questions name no side, so a flip changes no text). The MMBench retention's reference is the
@@ -31,7 +32,9 @@ def is_people(task) -> bool:
 
 
 def deleted_units(task) -> list:
-    return list(task.forget_people) if is_people(task) else list(task.deletion)
+    """The deletion set the attack scores and relearns: people or facts (people data), else the units. Scoring a fact
+    run by its people read their kept facts' questions as recovered (8-bit quantize: 56% of a gap they never had)."""
+    return list(task.deletion_set()) if is_people(task) else list(task.deletion)
 
 
 def with_headline(metrics: dict[str, float]) -> dict[str, float]:
@@ -74,13 +77,13 @@ def builtin_paraphrase(question) -> str:
 
 
 def rephrased_view(task, seed: int, table: dict[str, list[str]]) -> tuple[object, dict]:
-    """A view of `task` whose forget people's evaluation questions are rephrased; (view, record)."""
+    """A view of `task` whose deleted units' evaluation questions are rephrased; (view, record)."""
     from engine.seeding import derive_seed
 
-    forget = set(task.forget_people)
+    deleted = set(deleted_units(task))
     questions, changed, asked = [], 0, 0
     for question in task.data.eval_questions:
-        if question.person_id in forget:
+        if task.asks(deleted, question):
             rng = random.Random(derive_seed(seed, "attack", "rephrase", question.qid))
             question, was_changed = rephrased_question(question, rng, table)
             changed += was_changed
