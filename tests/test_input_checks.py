@@ -355,7 +355,11 @@ def test_a_time_budget_without_its_source_is_refused_before_a_session(tmp_path):
     (["sessions", "list", "-n", "-1"], "error: Invalid value for '--limit' / '-n'"),
     (["sessions", "list", "--state", "bogus"], "error: --state bogus: a session is queued, running, finished"),
     (["pulse", "--method", "ga", "--target-auc", "0.5"], "error: No such option: --target-auc"),  # not offered
-], ids=["missing", "not a number", "extra", "command", "negative", "state", "pulse keep option"])
+    # a Path reads '' as '.': an unset shell variable put the model cache in the current directory
+    ([*RUN, "--cache-dir", ""], "error: Invalid value for '--cache-dir' / '--artifacts': an empty path names nothing"),
+    (["sessions", "import", ""], "error: Invalid value for 'FILE.json': an empty path names nothing"),
+], ids=["missing", "not a number", "extra", "command", "negative", "state", "pulse keep option", "empty cache dir",
+        "empty file"])
 def test_what_the_parser_refuses_is_one_line_too(tmp_path, args, said):
     """The option parser's refusals (typer would draw a boxed panel of five lines) end as every bad input does:
     one line naming the option and where the options are listed, exit 2 (workbench/cli.py `main`)."""

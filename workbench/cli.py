@@ -237,13 +237,34 @@ def untyped_flags(command):
     return command
 
 
+def empty_paths_refused(command):
+    """`command` (and every subcommand) with an empty path refused: a Path reads `''` as `.`, so `--cache-dir ''`
+    (an unset shell variable) put the model cache in the current directory."""
+    for param in command.params:
+        descriptor = getattr(param, "type_descriptor", None)
+        if descriptor is not None and descriptor.annotation is Path:
+            own_process_value = param.process_value
+
+            def process_value(ctx, value, own=own_process_value, param=param):
+                if value == "" or (isinstance(value, (list, tuple)) and "" in value):
+                    raise typer.BadParameter("an empty path names nothing; give a file or folder (. for this one)",
+                                             ctx=ctx, param=param)
+                return own(ctx, value)
+
+            param.process_value = process_value
+    for sub in getattr(command, "commands", {}).values():
+        empty_paths_refused(sub)
+    return command
+
+
 def main() -> None:
     os.umask(PRIVATE_UMASK)  # inherited by the engine it starts
     if (problem := home_problem()) is not None:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(int(Exit.BAD_INPUT))
     try:  # also names completion's variable: _MMUL_WORKBENCH_COMPLETE
-        code = untyped_flags(typer.main.get_command(app))(prog_name="mmul-workbench", standalone_mode=False)
+        command = empty_paths_refused(untyped_flags(typer.main.get_command(app)))
+        code = command(prog_name="mmul-workbench", standalone_mode=False)
     except parser_errors.UsageError as error:
         if type(error).__name__ == "NoArgsIsHelpError":  # a group alone asks for its help: typer printed it
             sys.exit(int(Exit.OK))
