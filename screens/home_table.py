@@ -115,12 +115,16 @@ def column_widths(cells: list[dict[str, str]]) -> dict[str, int]:
 
 def fit_columns(widths: dict[str, int], available: int, priority: tuple[str, ...] = PRIORITY,
                 order: tuple[str, ...] = COLUMNS) -> list[str]:
-    """The columns to show in ``available`` cells: all of them if they fit, else drop the lowest-priority
-    ones until the rest fit (the first two, here the session with its mark and its status, always stay). In the
-    display `order`; the home's by default, another table's (the studies list) given."""
-    kept = list(priority)
-    while len(kept) > 2 and sum(widths[name] for name in kept) > available:
-        kept.pop()
+    """The columns to show in ``available`` cells: all of them if they fit, else each in priority order while it
+    fits (the first two, here the session with its mark and its status, always stay). One that does not fit is
+    hidden and the lower ones are still tried: one long data path hid the model, started and deletion columns behind
+    it, leaving a third of a 120-column table blank. In the display `order`; the home's by default, another
+    table's (the studies list) given."""
+    kept, used = [], 0
+    for rank, name in enumerate(priority):
+        if rank < 2 or used + widths[name] <= available:
+            kept.append(name)
+            used += widths[name]
     return [name for name in order if name in kept]
 
 

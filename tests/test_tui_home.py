@@ -57,6 +57,11 @@ def test_fit_columns_drops_the_lowest_priority_first():
     kept = fit_columns(widths, 40 + 10 * 4)
     assert set(kept) == set(PRIORITY[:5])
     assert set(fit_columns(widths, 1)) == {"session", "status"}  # the two that always stay
+    # a column too wide for what is left is hidden, and the lower ones that fit stay: one long data path hid the
+    # model, started and deletion columns behind it
+    widths = {name: 10 for name in COLUMNS} | {"data": 60}
+    kept = fit_columns(widths, 10 * (len(COLUMNS) - 1))
+    assert "data" not in kept and set(kept) == set(COLUMNS) - {"data"}
 
 
 def test_kind_tells_request_and_pulse_runs_apart():
