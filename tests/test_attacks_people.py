@@ -93,7 +93,9 @@ def test_rephrase_on_a_pulse_session(parent):
     held = original_rephrased - attacked  # the forgetting that holds on the rephrased questions
     assert document["recovery"]["points"] == pytest.approx(100 * (gap - held))
     assert document["recovery"]["fraction"] == pytest.approx((gap - held) / gap)
-    assert "of the forgetting does not hold on them" in document["verdict"]
+    assert f"original {100 * original:.1f}, unlearned {100 * unlearned:.1f}; rephrased: original " \
+           f"{100 * original_rephrased:.1f}, unlearned {100 * attacked:.1f}" in document["verdict"]
+    assert "hold on the rephrased inputs" in document["verdict"]
     asked = 2 * 5 * len(parent["forget_people"])  # every forget person's questions, with the image and by name
     assert document["record"]["paraphrases"] == "built-in"
     assert document["record"]["paraphrased_texts"] == document["record"]["texts"] == asked

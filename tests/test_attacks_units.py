@@ -316,3 +316,25 @@ def test_a_run_a_stop_if_rule_ended_is_not_attacked():
     with pytest.raises(SpecError, match=r"stopped by --stop-if val.r_mean<35 after request 3 of 20: its model forgot "
                                         "part of the deletion set"):
         check_parent(meta, "quantize")
+
+
+def test_attack_verdicts_show_what_their_recovery_is_made_of():
+    """A rephrase line read "Df r_mean 26.8 -> 28.2 on rephrased inputs, 36.8 points back" (most of those points
+    were the original's own fall on the harder inputs), and a quantisation that lowered Df "-3.1 points back, -6% of
+    the forgotten gap" (a review)."""
+    from engine.attacks.recovery import recovery, rephrase_recovery
+    from engine.attacks.run import verdict
+
+    def document(kind, recovered, attacked, **extra):
+        return {"attack": {"kind": kind}, "headline": "df.r_mean", "original": {"df": 77.3, "df_dr_auc": None},
+                "unlearned": {"df": 26.8, "df_dr_auc": None}, "attacked": {"df": attacked, "df_dr_auc": None},
+                "recovery": recovered, "record": {}, "retrain": None, "unlearned_metrics": {"test": {"r_mean": 50.0}},
+                "metrics": {"test": {"r_mean": 50.0}}, **extra}
+
+    line = verdict(document("rephrase", rephrase_recovery("df.r_mean", 77.3, 26.8, 41.9, 28.2), 28.2,
+                            original_attacked={"df": 41.9}))
+    assert line == ("rephrase attack: Df r_mean exact: original 77.3, unlearned 26.8; rephrased: original 41.9, "
+                    "unlearned 28.2: of 50.5 points forgotten, 13.7 hold on the rephrased inputs and 36.8 (73%) do not")
+    line = verdict(document("quantize", recovery("df.r_mean", 77.3, 26.8, 23.7), 23.7))
+    assert line == ("quantize attack: Df r_mean 26.8 -> 23.7, 3.1 points lower: nothing of the forgotten gap back "
+                    "(original 77.3); Df fell further: the attack brought nothing back (test r_mean held)")

@@ -175,29 +175,42 @@ def verdict(document: dict) -> str:
     """`relearn: Df r_mean 20.8 -> 60.4 (original 85.4): 39.6 points back, 61% of the forgotten gap; Retrain ...`"""
     name, metric = document["headline"], document["headline"].split(".")[1]
 
-    def part(entry: dict) -> str:
+    def part(entry: dict, first: bool = True) -> str:
         back = entry["recovery"]
         if back.get("against"):  # rephrase: the forgetting that does not reach the rephrased inputs
-            fraction = ("no gap to recover" if back["fraction"] is None else
-                        f"{back['fraction']:.0%} of the forgetting does not hold on them")
-            return (f"Df {metric} {fmt(entry['unlearned']['df'], name)} -> {fmt(entry['attacked']['df'], name)} on "
-                    f"rephrased inputs, {back['points']:.1f} points back against the original's "
-                    f"{fmt(document['original_attacked']['df'], name)} on them, {fraction}")
+            # its parts, not a bare "36.8 points back" beside a Df that rose 1.4: most of those points are the
+            # original's own fall on the harder inputs (a review); Retrain's part leaves the original's out
+            exact = (f"Df {metric} exact: original {fmt(document['original']['df'], name)}, unlearned "
+                     f"{fmt(entry['unlearned']['df'], name)}; rephrased: original "
+                     f"{fmt(document['original_attacked']['df'], name)}, unlearned "
+                     f"{fmt(entry['attacked']['df'], name)}") if first else \
+                (f"Df {metric} {fmt(entry['unlearned']['df'], name)} exact, {fmt(entry['attacked']['df'], name)} "
+                 "rephrased")
+            if back["fraction"] is None:
+                return f"{exact}: no gap to recover"
+            held = back["gap"] - back["points"]
+            if back["points"] <= 0:
+                return f"{exact}: all {back['gap']:.1f} points forgotten hold on the rephrased inputs ({held:.1f} there)"
+            return (f"{exact}: of {back['gap']:.1f} points forgotten, {held:.1f} hold on the rephrased inputs and "
+                    f"{back['points']:.1f} ({back['fraction']:.0%}) do not")
+        change = f"Df {metric} {fmt(entry['unlearned']['df'], name)} -> {fmt(entry['attacked']['df'], name)}"
+        if back["points"] < 0:  # "-3.1 points back, -6% of the forgotten gap" read as a recovery of sorts
+            return f"{change}, {-back['points']:.1f} points lower: nothing of the forgotten gap back"
         fraction = "no gap to recover" if back["fraction"] is None else f"{back['fraction']:.0%} of the forgotten gap"
-        return (f"Df {metric} {fmt(entry['unlearned']['df'], name)} -> {fmt(entry['attacked']['df'], name)}, "
-                f"{back['points']:.1f} points back, {fraction}")
+        return f"{change}, {back['points']:.1f} points back, {fraction}"
 
     request = document.get("parent_request")
     on = f" on the model after request {request['request']} of {request['of']}" if request else ""
-    line = (f"{document['attack']['kind']} attack{on}: {part(document)} "
-            f"(original {fmt(document['original']['df'], name)})")
+    line = f"{document['attack']['kind']} attack{on}: {part(document)}"
+    if document["attack"]["kind"] != "rephrase":  # (rephrase names the original's scores in its part)
+        line += f" (original {fmt(document['original']['df'], name)})"
     if document["unlearned"]["df_dr_auc"] is not None or document["attacked"]["df_dr_auc"] is not None:  # not on people
         # rephrase transforms Df alone: its AUC after reads the inputs' difficulty too, and says so
         rephrased = " (Df rephrased, Dr as it was)" if document["attack"]["kind"] == "rephrase" else ""
         line += (f"; Df/Dr AUC{rephrased} {fmt(document['unlearned']['df_dr_auc'], 'df_dr_auc')} -> "
                  f"{fmt(document['attacked']['df_dr_auc'], 'df_dr_auc')}")
     if document.get("retrain"):
-        line += f"; Retrain under the same attack: {part(document['retrain'])}"
+        line += f"; Retrain under the same attack: {part(document['retrain'], first=False)}"
     return line + damage_note(document)
 
 
@@ -216,19 +229,23 @@ def as_baseline(emit: Callable[..., None]) -> Callable[..., None]:
 
 
 def damage_note(document: dict) -> str:
-    """What a relearn attack that lowered Df did instead of recovering it: at a rate the small models cannot take
-    in ten steps on a few units (the original's, the default), it bends the whole embedding space, and the test
-    headline falls with Df; '' otherwise."""
-    if document["attack"]["kind"] != "relearn" or document["recovery"]["points"] > -DAMAGE_POINTS:
+    """What an attack that lowered Df did instead of recovering it, '' otherwise. A relearn at a rate the small
+    models cannot take in ten steps on a few units (the original's, the default) bends the whole embedding space,
+    and the test headline falls with Df; a 4-bit quantisation can lower everything too. Rephrasing is left out:
+    harder inputs, not a damaged model."""
+    kind = document["attack"]["kind"]
+    if kind == "rephrase" or document["recovery"]["points"] > -DAMAGE_POINTS:
         return ""
     before, after = flatten(document.get("unlearned_metrics") or {}), flatten(document.get("metrics") or {})
-    lr = document["record"].get("lr", 0)
+    relearn = kind == "relearn"
+    at = f"at lr {document['record'].get('lr', 0):.2g} " if relearn else ""
     measured = [name for name in KEPT_HEADLINES if name in before and name in after]
     for name in measured:   # the first that fell names the damage
         if shown(name, before[name]) - shown(name, after[name]) >= DAMAGE_POINTS:
-            return (f"; Df fell: at lr {lr:.2g} the attack damaged the model rather than recovering it "
-                    f"({KEPT_HEADLINES[name]} {fmt(before[name], name)} -> {fmt(after[name], name)}); a lower --lr "
-                    "asks the question better")
+            return (f"; Df fell: {at}the attack damaged the model rather than recovering it "
+                    f"({KEPT_HEADLINES[name]} {fmt(before[name], name)} -> {fmt(after[name], name)})"
+                    + ("; a lower --lr asks the question better" if relearn else ""))
     # what was kept held: relearning on these units pushed the model further from them, which recovers nothing
     held = f" ({', '.join(KEPT_HEADLINES[name] for name in measured)} held)" if measured else ""
-    return f"; Df fell further: at lr {lr:.2g} relearning these units did not bring them back{held}"
+    what = "relearning these units did not bring them back" if relearn else "the attack brought nothing back"
+    return f"; Df fell further: {at}{what}{held}"
