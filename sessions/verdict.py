@@ -17,6 +17,8 @@ Pure Python; ``retrain_reference`` reads a store handed in.
 """
 from __future__ import annotations
 
+import re
+
 from typing import Any
 
 from sessions.metric_names import flatten
@@ -227,15 +229,24 @@ def _without_df(metrics: dict[str, float]) -> dict[str, float]:
 TERMINAL_REQUEST_LINES = 12   # a request run's verdict lines a terminal shows (the --json verdict keeps them all)
 
 
+ROUND_STEPS = (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000)
+REQUEST_LINE = re.compile(r"request (\d+)/")
+
+
 def thinned(lines: list[str], limit: int = TERMINAL_REQUEST_LINES) -> tuple[list[str], int]:
-    """A request run's verdict for a terminal, and how many request lines it leaves out: at most `limit` of them,
-    evenly spaced, the first and the last always (a 100-request run printed 100 lines under its table); the
-    other lines as they are."""
-    requests = [i for i, line in enumerate(lines) if line.startswith("request ")]
+    """A request run's verdict for a terminal, and how many request lines it leaves out: at most `limit` of them
+    (a 100-request run printed 100 lines under its table), the first, the last and the multiples of the smallest
+    round step that fits (1, 10, 20, ... 100: under `--eval-every-requests 10`, its full evaluations; spaced
+    evenly, 1, 10, 19, 28 read as an evaluation every 9); the other lines as they are."""
+    requests = {i: int(match.group(1)) for i, line in enumerate(lines) if (match := REQUEST_LINE.match(line))}
     if len(requests) <= limit:
         return lines, 0
-    step = (len(requests) - 1) / (limit - 1)
-    kept = {requests[round(k * step)] for k in range(limit)}
+    numbers = list(requests.values())
+    ends = (numbers[0], numbers[-1])
+    for step in ROUND_STEPS:
+        kept = {i for i, number in requests.items() if number in ends or number % step == 0}
+        if len(kept) <= limit:
+            break
     return [line for i, line in enumerate(lines) if i not in requests or i in kept], len(requests) - len(kept)
 
 
