@@ -28,12 +28,38 @@ PREVIEW_DEBOUNCE = 0.4
 Preview = Callable[[str, dict], "DeletionPreview | None"]
 
 
+# the command line's names for the section's fields, as a check's message gives them, and the labels the form shows
+FORM_WORDS = (("--delete N", "N units"), ("--delete-ids FILE", "ID file"), ("--delete-query TEXT", "query"),
+              ("--granularity", "granularity"))
+FIX_ABOVE = "preview: nothing selected until the deletion set above is fixed"
+
+
+def in_form_words(message: str) -> str:
+    """A deletion-set check's message with the form's labels for its flags (`--delete N` reads `N units`)."""
+    for flag, label in FORM_WORDS:
+        message = message.replace(flag, label)
+    return message
+
+
 def preview_text(preview: Preview, data: str, deletion: dict, requests: int = 1) -> str:
     """One or two lines: how many units the deletion set selects and a few of their captions."""
+    return preview_outcome(preview, data, deletion, requests)[0]
+
+
+def preview_outcome(preview: Preview, data: str, deletion: dict, requests: int = 1) -> tuple[str, bool]:
+    """The preview's text, and whether the deletion set's check refused it."""
+    try:
+        return preview_selection(preview, data, deletion, requests), False
+    except SpecError as exc:
+        return f"[b]preview:[/b] {in_form_words(str(exc))}", True
+
+
+def preview_selection(preview: Preview, data: str, deletion: dict, requests: int) -> str:
+    """What the set selects (SpecError when its check refuses it)."""
     try:
         shown = preview(data, deletion)
-    except SpecError as exc:
-        return f"[b]preview:[/b] {exc}"
+    except SpecError:  # a ValueError too: the caller says it as the check's refusal
+        raise
     except (KeyError, TypeError, ValueError) as exc:
         return f"preview: {exc}"
     if shown is None:
@@ -152,8 +178,11 @@ class DeletionForm(Vertical):
 
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
     def compute_preview(self, data: str, deletion: dict, requests: int) -> None:
-        self.post_message(PreviewReady(preview_text(self.preview, data, deletion, requests)))
+        self.post_message(PreviewReady(*preview_outcome(self.preview, data, deletion, requests)))
 
     def on_preview_ready(self, message: PreviewReady) -> None:
         message.stop()
-        self.query_one("#del-preview", Static).update(message.text)
+        shown_under_a_field = any(label.display for label in self.query(".field-error"))
+        # a refusal a submit already put under its field is not said twice
+        self.query_one("#del-preview", Static).update(FIX_ABOVE if message.refused and shown_under_a_field
+                                                      else message.text)

@@ -25,9 +25,9 @@ class CompareLoaded(Message):
 class PreviewReady(Message):
     """The deletion-set preview text, computed in a thread."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, refused: bool = False) -> None:
         super().__init__()
-        self.text = text
+        self.text, self.refused = text, refused  # refused: the deletion set's check refused it (text says why)
 
 
 class StudyLoaded(Message):

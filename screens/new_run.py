@@ -14,7 +14,7 @@ from textual.widgets import Input, Select, Static
 
 from engine import spec as specs
 from engine.errors import SpecError
-from screens.deletion import DEFAULT_UNITS, DeletionForm
+from screens.deletion import DEFAULT_UNITS, FIX_ABOVE, DeletionForm, in_form_words
 from screens.form_base import FormScreen, int_or_text, number_or_text
 from screens.services import ServiceError, Services
 from screens.widgets.footer import Footer
@@ -301,7 +301,12 @@ class NewRunScreen(FormScreen):
 
     def show_spec_error(self, error: SpecError) -> None:
         target = self.error_target(error.field)
-        self.show_error(target or "form-error", str(error))
+        message = str(error)
+        if target is not None and target.startswith("del-"):
+            # said once, under its field in the form's words: the preview said the same sentence again below it
+            message = in_form_words(message)
+            self.query_one("#del-preview", Static).update(FIX_ABOVE)
+        self.show_error(target or "form-error", message)
         if target:
             self.query_one(f"#{target}").focus()
 

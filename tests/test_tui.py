@@ -291,7 +291,13 @@ async def test_new_run_invalid_lr_shows_inline_error_and_submits_nothing(tmp_hom
         lr.value = "1e-4"
         screen.query_one("#del-n").value = "-3"
         await pilot.press("ctrl+s")
-        await wait_until(pilot, lambda: "--delete" in str(screen.query_one("#err-del-n").render()))
+        await wait_until(pilot, lambda: "N units must be a positive whole number" in str(screen.query_one("#err-del-n").render()))
+        # said once, in the form's words: the preview repeated the sentence, and both named the flag `--delete N`
+        await wait_until(pilot, lambda: "until the deletion set above is fixed" in str(screen.query_one("#del-preview").render()))
+        assert "--delete" not in str(screen.query_one("#err-del-n").render())
+        screen.query_one("#deletion")._start_preview()  # as the edit's own debounced preview does, after the submit
+        await wait_until(pilot, lambda: "computing" not in str(screen.query_one("#del-preview").render()))
+        assert "until the deletion set above is fixed" in str(screen.query_one("#del-preview").render())
         assert calls == []
         # fixed: submitted once, and the monitor follows the new session live
         screen.query_one("#del-n").value = "8"
