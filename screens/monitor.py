@@ -263,6 +263,7 @@ class MonitorScreen(Screen):
     BINDINGS = [
         Binding("ctrl+k", "cancel_run", "Cancel run", id="monitor.cancel"),   # first: a live run's footer has room for it
         Binding("space", "toggle_pause", "Pause", id="monitor.pause"),
+        Binding("space", "resume", "Resume", id="monitor.resume"),   # the same key: the footer's word while paused
         Binding("n", "step", "Step", id="monitor.step"),
         Binding("plus,equals_sign", "faster", "Faster", id="monitor.faster"),
         Binding("minus", "slower", "Slower", id="monitor.slower"),
@@ -531,8 +532,9 @@ class MonitorScreen(Screen):
             total = self.received if self.source_done else f"{self.received}+"
             parts.append((3, f"event {m.applied}/{total}"))
             parts.append((4, f"speed x{self.speed:g}"))
-        if self.paused:
-            parts.append((9, f"[reverse] PAUSED [/reverse] {len(self.backlog)} new"))
+        if self.paused:  # the replay's speed with it: `+`/`-` while paused changed a part the width had dropped
+            waiting = f"{len(self.backlog)} to play at x{self.speed:g}" if self.replay else f"{len(self.backlog)} new"
+            parts.append((9, f"[reverse] PAUSED [/reverse] {waiting}"))
         if m.message:
             parts.append((6, escape(str(m.message))))  # a failure's text may hold [brackets]
         disconnected = self.engine_disconnected()
@@ -552,11 +554,16 @@ class MonitorScreen(Screen):
     def action_toggle_pause(self) -> None:
         self.paused = not self.paused
         self._budget = 0.0
+        self.refresh_bindings()  # the footer says Pause or Resume
         self.update_status()
+
+    def action_resume(self) -> None:
+        self.action_toggle_pause()
 
     def action_step(self) -> None:
         """Apply events up to and including the next step event (pauses replay)."""
         self.paused = True
+        self.refresh_bindings()
         count = 0
         for event in self.backlog:
             count += 1
@@ -576,11 +583,13 @@ class MonitorScreen(Screen):
         index = SPEEDS.index(self.speed) if self.speed in SPEEDS else 2
         self.speed = SPEEDS[min(max(index + by, 0), len(SPEEDS) - 1)]
         self.update_status()
+        self.notify(f"replay speed x{self.speed:g}", timeout=2)  # the status line may have no room for its part
 
     def action_to_end(self) -> None:
         """Show everything received so far, and follow the log's tail again."""
         self.to_end = True
         self.paused = False
+        self.refresh_bindings()
         self.apply(min(len(self.backlog), MAX_APPLY_PER_TICK))
         log = self.query_one("#mon-log", TailLog)
         log.follow = log.auto_scroll = True
@@ -602,6 +611,8 @@ class MonitorScreen(Screen):
         (the footer showed + Faster, - Slower over a live run, and kept ctrl+k to f1)."""
         if action == "cancel_run":
             return self.live()
+        if action in ("toggle_pause", "resume"):  # one key, two words: Pause while playing, Resume while paused
+            return (action == "resume") == self.paused
         return action not in ("faster", "slower") or not self.following()
 
     async def action_cancel_run(self) -> None:

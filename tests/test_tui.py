@@ -419,6 +419,14 @@ async def test_replay_pause_step_speed_and_end(tmp_home):
         assert screen.paused
         await wait_until(pilot, lambda: screen.source_done)
         start = screen.model.x   # what played before the pause
+        # paused, the footer offers Resume and the status line what is left to play at which speed (it said
+        # "Pause" and "N new", and + / - changed a speed the width had dropped from the line; a review)
+        from textual.widgets._footer import FooterKey
+
+        await wait_until(pilot, lambda: "Resume" in [key.description for key in screen.query(FooterKey)])
+        assert "Pause" not in [key.description for key in screen.query(FooterKey)]
+        status = screen.query_one("#mon-status")
+        assert f"to play at x{screen.speed:g}" in str(status.render())
         await pilot.press("n")
         assert screen.model.x == start + 1
         await pilot.press("n", "n")
@@ -431,7 +439,9 @@ async def test_replay_pause_step_speed_and_end(tmp_home):
         assert screen.speed == SPEEDS[SPEEDS.index(speed) + 1]
         await pilot.press("minus", "minus")
         assert screen.speed == SPEEDS[SPEEDS.index(speed) - 1]
+        assert f"to play at x{screen.speed:g}" in str(status.render())
         await pilot.press("space")
+        await wait_until(pilot, lambda: "Pause" in [key.description for key in screen.query(FooterKey)])
         await wait_until(pilot, lambda: screen.model.x > start + 3)
         await pilot.press("e")
         await wait_until(pilot, lambda: screen.model.x == 400)
