@@ -41,7 +41,7 @@ from screens.widgets.footer import Footer
 from screens.widgets.plot import Series
 from screens.widgets.tail_log import TailLog
 from sessions.history import history_from_events, history_metric
-from sessions.metric_names import flatten
+from sessions.metric_names import flatten, short_name
 from sessions.numbers import fmt, fmt_delta
 from sessions.protocol import HEARTBEAT_INTERVAL
 from sessions.schema import TERMINAL_STATES
@@ -49,7 +49,7 @@ from sessions.metric_order import headline_first
 from sessions.panels import Panel, run_panels
 from sessions.series import column_label, is_baseline_step, is_training_step, plotted_metrics
 from sessions.summary import deletion_line
-from sessions.verdict import last_request_only, last_requests, retrain_reference, session_verdict
+from sessions.verdict import last_request_only, last_requests, retrain_reference, session_verdict, without_cost
 
 TICK_SECONDS = 0.25          # redraw at most 4 times a second
 REPLAY_RATE = 40             # events per second at speed 1
@@ -175,7 +175,7 @@ class RunModel:
             a = values.get(after) if after else None
             if a is None and b is None and values:
                 a = list(values.values())[-1]
-            rows.append((name, fmt(b, name), fmt(a, name), fmt_delta(b, a, name)))
+            rows.append((short_name(name), fmt(b, name), fmt(a, name), fmt_delta(b, a, name)))
         return rows
 
 
@@ -456,8 +456,10 @@ class MonitorScreen(Screen):
 
     def show_verdict(self, lines: list[str]) -> None:
         verdict = self.query_one("#mon-verdict", Static)
-        # at 80x24 the box holds a few lines: a request run's last request (where it ended), as the home shows it
-        verdict.update("\n".join(last_request_only(lines) if self.app.has_class("-compact") else last_requests(lines)))
+        # at 80x24 the box holds a few lines: a request run's last request (where it ended), as the home shows it,
+        # without its cost (the status line and the log have the run's steps)
+        compact = self.app.has_class("-compact")
+        verdict.update("\n".join(without_cost(last_request_only(lines)) if compact else last_requests(lines)))
         verdict.add_class("-shown")
 
     def deletion_label(self) -> str | None:

@@ -267,6 +267,15 @@ def last_request_only(lines: list[str]) -> list[str]:
     return [line for line in lines if not line.startswith("request ")] + [requests[-1]]
 
 
+COST_CLAUSE = re.compile(r"; cost [^;]*$")
+
+
+def without_cost(lines: list[str]) -> list[str]:
+    """A verdict without its cost clauses, for a box with room for what was forgotten and kept only (at 80x24 the
+    monitor's box cut a request's line before its cost, mid-sentence)."""
+    return [COST_CLAUSE.sub("", line) for line in lines]
+
+
 def last_requests(lines: list[str], keep: int = SCREEN_REQUEST_LINES) -> list[str]:
     """A verdict for a screen's box: of a request run's lines the last `keep`, newest first (the run ended there,
     and a box too short for them all cuts the older ones), then one line counting those left out. A 30-request

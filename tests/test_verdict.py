@@ -193,3 +193,15 @@ def test_a_run_a_stop_if_rule_ended_is_judged_on_what_it_forgot_and_says_so():
     (only,) = verdict_lines(first)
     assert only.startswith("request 1/20: ") and only.endswith("(stopped by --stop-if val.r_mean<35)")
     assert "89.3" not in only and "(the 1 unit requested so far)" in only
+
+
+def test_a_narrow_box_reads_the_verdict_without_its_cost_and_short_metric_names():
+    """At 80x24 the monitor's box cut a request's verdict before its cost, mid-sentence, and its table was as wide as
+    `holdout_association.txt_r10`, so the delta column fell off the edge (a review)."""
+    from sessions.metric_names import short_name
+    from sessions.verdict import without_cost
+
+    assert without_cost(["request 2/2: forget: Df r_mean 90.0 -> 81.7; keep: test r_mean 54.0 -> 56.2; cost 0.3 s, "
+                         "13 steps"]) == ["request 2/2: forget: Df r_mean 90.0 -> 81.7; keep: test r_mean 54.0 -> 56.2"]
+    assert short_name("holdout_association.txt_r10") == "holdout_assoc.txt_r10"
+    assert short_name("holdout_identity.accuracy") == "holdout_id.accuracy" and short_name("df.r_mean") == "df.r_mean"
