@@ -63,6 +63,7 @@ class StudyGridScreen(Screen):
         self.error: str | None = None
         self.summaries: dict[str, dict] = {}   # finished sessions' summaries, read once
         self._fingerprint: object = None
+        self.status_text = f"[b]{study_id}[/b]"
 
     def compose(self) -> ComposeResult:
         yield Static(f"[b]{self.study_id}[/b]: loading...", id="study-status")
@@ -71,7 +72,9 @@ class StudyGridScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#study-grid", DataTable).focus()
+        table = self.query_one("#study-grid", DataTable)
+        table.focus()
+        self.watch(table, "scroll_x", self.show_status, init=False)
         self.load()
         self.set_interval(REFRESH_SECONDS, self.load)
 
@@ -94,6 +97,7 @@ class StudyGridScreen(Screen):
         self.error = None
         self.study = message.study
         self.render_grid()
+        self.show_status()  # each poll: the first one can run before the grid has its final width
 
     def render_grid(self, force: bool = False) -> None:
         study = self.study
@@ -105,9 +109,8 @@ class StudyGridScreen(Screen):
             return
         self._fingerprint = fingerprint
         spec = study["spec"]
-        self.query_one("#study-status", Static).update(
-            f"[b]{self.study_id}[/b]  {spec.get('model')} on {spec.get('data')}, seeds "
-            f"{', '.join(map(str, spec.get('seeds') or []))}: {progress(study)}")
+        self.status_text = (f"[b]{self.study_id}[/b]  {spec.get('model')} on {spec.get('data')}, seeds "
+                            f"{', '.join(map(str, spec.get('seeds') or []))}: {progress(study)}")
         table = self.query_one("#study-grid", DataTable)
         cursor = table.cursor_coordinate
         self.metrics = grid_metrics(study)
@@ -120,6 +123,7 @@ class StudyGridScreen(Screen):
             table.add_row(*row, key=row[0])
         if self.rows:
             table.cursor_coordinate = table.validate_cursor_coordinate(cursor)
+        self.call_after_refresh(self.show_status)
         ranking = study.get("ranking")
         # the rank column read as contradicting its numbers (a method closest to Retrain's AUC "over tol.") while
         # the rule that decides it, and the tolerance, were said only by `study` on a terminal
@@ -129,6 +133,21 @@ class StudyGridScreen(Screen):
             f"{rule}sort: {header(self.sort_key)}{' (reversed)' if self.sort_reverse else ''}   "
             "s sorts by the cursor's column, S reverses, enter shows the method's sessions; mean ± std, n = "
             "finished/runs")
+
+    def show_status(self, *_) -> None:
+        """The status line, with the metric columns out of view: forget quality and MIA sat past the right edge of
+        an 80- or 120-column grid with nothing saying so (a review)."""
+        table = self.query_one("#study-grid", ColumnTable)
+        left, right = table.columns_out_of_view()
+        parts = [self.status_text]
+        if right:
+            parts.append(f"→ {', '.join(right[:2])}" + (f" +{len(right) - 2}" if len(right) > 2 else ""))
+        if left:
+            parts.append(f"← {len(left)} column{'s' if len(left) > 1 else ''}")
+        self.query_one("#study-status", Static).update("   ".join(parts))
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.show_status)
 
     # actions ---------------------------------------------------------------------------------------
 

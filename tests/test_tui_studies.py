@@ -506,11 +506,17 @@ async def test_the_grid_scrolled_sideways_never_shows_part_of_a_number(tmp_home)
             assert table.scroll_x in table.column_starts()
             seen.add(table.scroll_x)
         assert len(seen) > 1   # it did scroll
+        status = app.screen.query_one("#study-status")
+        await wait_until(pilot, lambda: "← " in str(status.render()))   # scrolled: columns left of the view counted
         for _ in range(len(table.columns) + 2):
             await pilot.press("left")
             await pilot.pause()
             assert table.scroll_x in table.column_starts()
         assert table.scroll_x == 0
+        # the columns past the right edge are named (forget quality and MIA sat there with nothing saying so)
+        _, right = table.columns_out_of_view()
+        assert right and "← " not in str(status.render())
+        await wait_until(pilot, lambda: f"→ {right[0]}" in str(status.render()))
 
 
 def test_the_studies_list_leaves_out_whole_columns_that_do_not_fit_and_names_them():

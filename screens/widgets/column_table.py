@@ -59,3 +59,20 @@ class ColumnTable(DataTable):
                 used += width
             offset += width
         return None
+
+    def columns_out_of_view(self) -> tuple[list[str], list[str]]:
+        """The labels of the scrolled columns out of view: (left of the scroll, past the right edge)."""
+        columns = self.ordered_columns
+        used = sum(column.get_render_width(self) for column in columns[:self.fixed_columns])
+        room, offset = self.scrollable_content_region.width, 0
+        left, right = [], []
+        for column in columns[self.fixed_columns:]:
+            width = column.get_render_width(self)
+            if offset < self.scroll_x:
+                left.append(column.label.plain)
+            elif right or used + width > room:
+                right.append(column.label.plain)
+            else:
+                used += width
+            offset += width
+        return left, right
