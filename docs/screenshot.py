@@ -54,7 +54,7 @@ def events() -> list[dict]:
     return out
 
 
-async def shoot() -> None:
+async def shoot(out: Path = OUT) -> None:
     from screens.monitor import MonitorScreen
     from sessions.source import ListSource
     from workbench.tui import create_app
@@ -63,20 +63,32 @@ async def shoot() -> None:
     async with app.run_test(size=SIZE) as pilot:
         screen = MonitorScreen(ListSource(events(), session_id="20261201-101500-ab12", live=True), device="cpu")
         await app.push_screen(screen)
-        for _ in range(200):  # until the monitor has drawn every event (a frame at 4 Hz)
-            if screen.source_done and not screen.backlog:
-                break
-            await pilot.pause(0.05)
-        await pilot.pause(0.5)
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        app.save_screenshot(filename=OUT.name, path=str(OUT.parent))
+        while not (screen.source_done and not screen.backlog):  # until the monitor has taken every event
+            await pilot.pause()
+        await app.workers.wait_for_complete()   # the verdict and plots drawn in workers
+        await pilot.pause()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        app.save_screenshot(filename=out.name, path=str(out.parent))
 
 
-def main() -> None:
+def picture() -> str:
+    """The screenshot as it comes out now (in a home and folder of its own)."""
     sys.path.insert(0, str(ROOT))
     with tempfile.TemporaryDirectory() as home:
         os.environ["MMUL_HOME"] = home
-        asyncio.run(shoot())
+        out = Path(home) / "monitor.svg"
+        asyncio.run(shoot(out))
+        return out.read_text()
+
+
+def main() -> None:
+    """Write the screenshot; with --check, only say whether the one in the docs is the app's as it is now."""
+    now = picture()
+    if "--check" in sys.argv[1:]:
+        if OUT.read_text() != now:
+            sys.exit(f"{OUT.relative_to(ROOT)} is stale: run docs/screenshot.py")
+        return
+    OUT.write_text(now)
     print(OUT.relative_to(ROOT))
 
 

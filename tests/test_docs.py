@@ -91,6 +91,16 @@ def test_cli_reference_matches_the_typer_app():
     assert (PAGES / "cli.md").read_text() == gen_cli.render(), "docs/pages/cli.md is stale: run docs/gen_cli.py"
 
 
+def test_the_readme_screenshot_is_the_monitor_as_it_draws_now(monkeypatch):
+    """The README's picture showed `lr 0.00025` after the status line had changed to `lr 2.5e-04` (a review): it is
+    made again here (the same fixed run, the same size) and must be the one in the docs."""
+    spec = importlib.util.spec_from_file_location("screenshot", DOCS / "screenshot.py")
+    screenshot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(screenshot)
+    monkeypatch.setenv("MMUL_HOME", "unused")  # picture() points it at a home of its own
+    assert screenshot.OUT.read_text() == screenshot.picture(), "docs/pages/img/monitor.svg is stale: run docs/screenshot.py"
+
+
 def test_mkdocs_strict_build(tmp_path):
     if importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("material") is None:
         pytest.skip("mkdocs / mkdocs-material not installed (pip install -e '.[docs]'); links checked above")
