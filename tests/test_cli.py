@@ -261,3 +261,20 @@ def test_help_shows_a_flag_without_a_type(tmp_path):
                            capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0 and "<bool>" not in shown.stdout
     assert any("--seed" in line and "<int>" in line for line in shown.stdout.splitlines())
+
+
+def test_help_lists_each_command_on_whole_lines_and_lists_align(tmp_path):
+    """`--help` broke a command's summary where its docstring had a line break ("report per method / mean +/- std"),
+    `sessions report` read `[[SESSION]...]...`, and `models` pushed qwen2-vl-tiny's row out of its columns."""
+    def run(*args):
+        out = subprocess.run(cli(*args), env={**cli_env(tmp_path), "COLUMNS": "200"}, capture_output=True, text=True,
+                             timeout=120, cwd=ROOT)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    assert "report per method mean +/- std of every metric" in run("--help")
+    assert "its own id, events and times, so replay" in run("sessions", "--help")
+    assert "[SESSION]..." in run("sessions", "report", "--help") and "[[SESSION]" not in run("sessions", "report", "--help")
+    rows = run("models").splitlines()
+    starts = {row.index(row.split()[2]) for row in rows}   # where each row's summary begins
+    assert len(starts) == 1, rows

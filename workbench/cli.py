@@ -80,8 +80,9 @@ def models(as_json: bool = typer.Option(False, "--json")) -> None:
     rows = [{"name": m.name, "family": m.family, "summary": m.summary} for m in specs.MODELS.values()]
     if as_json:
         return print_json({"models": rows})
+    name, family = (max(len(row[key]) for row in rows) for key in ("name", "family"))  # qwen2-vl-tiny is 13
     for row in rows:
-        print(f"{row['name']:<12} {row['family']:<6} {row['summary']}")
+        print(f"{row['name']:<{name}} {row['family']:<{family}} {row['summary']}")
 
 
 @data_app.command("list")
@@ -94,8 +95,9 @@ def data_list(as_json: bool = typer.Option(False, "--json")) -> None:
              for d in specs.DATA_FORMATS.values()]
     if as_json:
         return print_json({"data": rows})
+    name, kind = (max(len(row[key]) for row in rows) for key in ("name", "kind"))
     for row in rows:
-        print(f"{row['name']:<18} {row['kind']:<15} {row['summary']}")
+        print(f"{row['name']:<{name}} {row['kind']:<{kind}} {row['summary']}")
 
 
 @data_app.command("export")
@@ -237,6 +239,16 @@ def untyped_flags(command):
     return command
 
 
+def summaries_on_one_line(command):
+    """`command` (and every subcommand) listed under its group by its first paragraph on one line: typer's rich
+    help kept the docstring's line breaks there, so `--help` broke "report per method / mean +/- std" mid-sentence."""
+    for sub in getattr(command, "commands", {}).values():
+        if not sub.short_help and sub.help:
+            sub.short_help = " ".join(sub.help.split("\n\n")[0].split())
+        summaries_on_one_line(sub)
+    return command
+
+
 def empty_paths_refused(command):
     """`command` (and every subcommand) with an empty path refused: a Path reads `''` as `.`, so `--cache-dir ''`
     (an unset shell variable) put the model cache in the current directory."""
@@ -263,7 +275,7 @@ def main() -> None:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(int(Exit.BAD_INPUT))
     try:  # also names completion's variable: _MMUL_WORKBENCH_COMPLETE
-        command = empty_paths_refused(untyped_flags(typer.main.get_command(app)))
+        command = summaries_on_one_line(empty_paths_refused(untyped_flags(typer.main.get_command(app))))
         code = command(prog_name="mmul-workbench", standalone_mode=False)
     except parser_errors.UsageError as error:
         if type(error).__name__ == "NoArgsIsHelpError":  # a group alone asks for its help: typer printed it

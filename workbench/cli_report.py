@@ -94,7 +94,7 @@ def study_html(study: str, tolerance: float) -> str:
 
 
 def report_cmd(
-    sessions: Optional[List[str]] = typer.Argument(None, metavar="[SESSION]...",
+    sessions: Optional[List[str]] = typer.Argument(None, metavar="SESSION",
                                                    help="session ids or names (or unique prefixes of either)",
                                                    autocompletion=complete_session),
     out: Path = typer.Option(..., "--out", "-o", help="the HTML file to write (replaced atomically)"),

@@ -38,7 +38,7 @@ def run(
     task: Optional[str] = typer.Option(None, "--task", help="retrieval or classification, for data serving both "
                                        "(graph, graph-text:FILE); default: the data's own (`data list`)",
                                        autocompletion=complete_task),
-    delete: Optional[int] = typer.Option(None, "--delete", help="N units to delete (random by --seed), or the first N"),
+    delete: Optional[int] = typer.Option(None, "--delete", help="N units to delete (random by --seed); with --delete-ids or --delete-query, the first N they select"),
     delete_ids: Optional[Path] = typer.Option(None, "--delete-ids", help="file with one unit id per line"),
     delete_query: Optional[str] = typer.Option(None, "--delete-query", help="delete units whose captions match"),
     granularity: str = typer.Option(specs.GRANULARITY.default, "--granularity", metavar="[unit|fact]",

@@ -122,7 +122,7 @@ def study(
     original: Optional[str] = typer.Option(None, "--original", help=ORIGINAL_HELP, autocompletion=complete_model),
     task: Optional[str] = typer.Option(None, "--task", help="retrieval or classification, for data serving both",
                                        autocompletion=complete_task),
-    delete: Optional[int] = typer.Option(None, "--delete", help="N units to delete (random by each seed), or the first N"),
+    delete: Optional[int] = typer.Option(None, "--delete", help="N units to delete (random by each seed); with --delete-ids or --delete-query, the first N they select"),
     delete_ids: Optional[Path] = typer.Option(None, "--delete-ids", help="file with one unit id per line (every seed)"),
     delete_query: Optional[str] = typer.Option(None, "--delete-query", help="delete units whose captions match"),
     granularity: str = typer.Option(specs.GRANULARITY.default, "--granularity", metavar="[unit|fact]",
