@@ -252,6 +252,7 @@ def test_study_runs_the_grid_and_resumes(home, monkeypatch):
     again = run_cli(home, "study", "--methods", "ft,multidelete,retrain", *args, "--tolerance", "3", "--json")
     assert again.returncode == 0, again.stderr[-2000:]
     assert "runs to go" not in again.stderr
+    assert "all 6 runs finished before: their sessions are read back" in again.stderr  # it said nothing of them
     assert json.loads(record.read_text())["spec"]["tolerance"] == 3.0  # rerun with another: the record says so
     redo = json.loads(again.stdout)
     assert redo["study"] == doc["study"] and redo["cells"] == cells and redo["methods"] == doc["methods"]

@@ -343,13 +343,14 @@ def run_cells(record: StudyRecord, cells: list[tuple[str, int, dict]]) -> int:
             fail(f"{method} seed {seed} of {record.id} is still running in session {cell['session']}; "
                  "wait for it, or re-run with --engine to follow it")
         pending.append((method, seed, spec))
+    if pending:
+        try:
+            check_inputs(pending, here=True)
+        except SpecError as error:
+            fail(str(error))
+    print(to_go_line(record.id, len(pending), len(cells)), file=sys.stderr, flush=True)
     if not pending:
         return 0
-    try:
-        check_inputs(pending, here=True)
-    except SpecError as error:
-        fail(str(error))
-    print(f"study {record.id}: {len(pending)} of {len(cells)} runs to go", file=sys.stderr, flush=True)
     failed = 0
     for method, seed, spec in pending:
         ok, result = run_local_cell(record, method, seed, spec, f"{method} s{seed}", originals.get(seed))
@@ -357,6 +358,16 @@ def run_cells(record: StudyRecord, cells: list[tuple[str, int, dict]]) -> int:
             originals.setdefault(seed, flatten(result["original_metrics"]))
         failed += not ok
     return failed
+
+
+def to_go_line(study_id: str, to_go: int, cells: int, following: str = "") -> str:
+    """What a study has left to run, and what it reads back: a re-run printed its table in a second with nothing
+    saying that its runs had finished before (a review)."""
+    if not to_go:
+        return (f"study {study_id}: all {cells} runs finished before: their sessions are read back (delete them, or "
+                "change an option, to run them again)")
+    before = f" ({cells - to_go} finished before, read back)" if to_go < cells else ""
+    return f"study {study_id}: {to_go} of {cells} runs to go{before}{following}"
 
 
 def check_inputs(cells: list[tuple[str, int, dict]], here: bool) -> None:
@@ -414,11 +425,8 @@ def run_in_engine(record: StudyRecord, cells: list[tuple[str, int, dict]]) -> in
     progress: dict[str, Progress] = {}
 
     def accepted(info: dict) -> None:
-        if not info["to_go"]:  # every cell had finished: nothing runs (as headless)
-            return
-        following = "; it runs in the engine already: following it" if info.get("attached") else ""
-        print(f"study {record.id}: {info['to_go']} of {len(cells)} runs to go{following}", file=sys.stderr,
-              flush=True)
+        following = "; it runs in the engine already: following it" if info.get("attached") and info["to_go"] else ""
+        print(to_go_line(record.id, info["to_go"], len(cells), following), file=sys.stderr, flush=True)
 
     def on_event(cell: dict, event: dict) -> None:
         label = f"{cell.get('method')} s{cell.get('seed')}"
