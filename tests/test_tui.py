@@ -930,6 +930,10 @@ async def test_palette_lists_each_command_once(tmp_home):
             await pilot.pause()
             titles = [c.title for c in app.get_system_commands(app.screen)]
             assert len(titles) == len(set(titles)), (type(screen).__name__, titles)
+            # Textual's "Keys" beside our Help; the monitor's Resume while it plays (a review)
+            assert "Keys" not in titles and "Help" in titles
+            if isinstance(screen, MonitorScreen):
+                assert "Pause" in titles and "Resume" not in titles
 
 
 async def test_footer_keeps_its_keys_while_the_bindings_it_shows_stay_the_same(tmp_home):

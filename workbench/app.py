@@ -242,7 +242,8 @@ class WorkbenchApp(App):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """Textual's own commands, then each binding of the screen and the app once by its title: the screen's
         ``n`` and the app's ``ctrl+n`` are one "New run" entry naming both keys (issue 25: duplicate entries)."""
-        builtin = list(super().get_system_commands(screen))
+        # Textual's "Keys" shows its key panel: our Help (f1) lists the same keys in the footer's words, once
+        builtin = [command for command in super().get_system_commands(screen) if command.title != "Keys"]
         yield from builtin
         entries: dict[str, tuple[str, list[str], object]] = {}   # title -> (id, keys, callback)
         taken = {command.title for command in builtin}
@@ -251,6 +252,8 @@ class WorkbenchApp(App):
                 if not isinstance(binding, Binding) or not binding.description:
                     continue
                 if binding.action in ("quit", "command_palette") or binding.description in taken:
+                    continue
+                if owner.check_action(binding.action, ()) is False:  # not offered now (Resume while playing)
                     continue
                 key = binding.key.split(",")[0]
                 if binding.description in entries:
