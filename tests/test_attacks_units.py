@@ -338,3 +338,21 @@ def test_attack_verdicts_show_what_their_recovery_is_made_of():
     line = verdict(document("quantize", recovery("df.r_mean", 77.3, 26.8, 23.7), 23.7))
     assert line == ("quantize attack: Df r_mean 26.8 -> 23.7, 3.1 points lower: nothing of the forgotten gap back "
                     "(original 77.3); Df fell further: the attack brought nothing back (test r_mean held)")
+
+
+def test_a_resumed_sessions_gone_checkpoint_is_derived_from_its_whole_run(tmp_path, monkeypatch):
+    """The re-derivation ran a resumed session's spec, resume point and all; the point was gone with its finish, and
+    the attack failed with "resume it again", which was refused (a review)."""
+    import engine.protocols.requests as requests
+    from engine.attacks.run import unlearned_checkpoint
+
+    ran = []
+    monkeypatch.setattr(requests, "run_requests", lambda spec, emit, should_stop, session_id=None:
+                        ran.append((spec, session_id)) or {"checkpoint": str(tmp_path / "runs" / session_id)})
+    meta = {"id": "20261207-205252-7b3e", "summary": {"checkpoint": str(tmp_path / "gone")},
+            "spec": {"method": "ga", "requests": 3, "resume_every": 0,
+                     "resumes": {"session": "20261207-205207-9439", "request": 2}}}
+    assert unlearned_checkpoint(meta, lambda *a, **k: None, lambda: False) == str(tmp_path / "runs" / meta["id"])
+    (spec, session), = ran
+    assert "resumes" not in spec and spec["resume_every"] == "off" and session == meta["id"]
+    assert spec["method"] == "ga" and spec["requests"] == 3

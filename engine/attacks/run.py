@@ -51,7 +51,11 @@ def unlearned_checkpoint(meta: dict, emit, should_stop) -> str:
          "its spec again with its seed (same spec + seed, same model)")
     from engine.protocols.requests import run_requests
 
-    rerun = run_requests(spec, lambda kind, **fields: None, should_stop, session_id=meta["id"])
+    # the run as if it had never stopped (a resumed run gives its numbers exactly): a resumed session's spec names the
+    # point it went on from, which its finish removed ("resume it again", which then refused), and the re-derivation of
+    # a finished session writes no points of its own
+    whole = {key: value for key, value in spec.items() if key != "resumes"} | {"resume_every": "off"}
+    rerun = run_requests(whole, lambda kind, **fields: None, should_stop, session_id=meta["id"])
     return rerun["checkpoint"]
 
 
