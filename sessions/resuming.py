@@ -19,8 +19,8 @@ def resume_problem(session_id: str, record: dict) -> str | None:
     state, spec = record.get("state"), record.get("spec") or {}
     if state not in RESUMABLE_STATES:
         return (f"session {session_id} is {state}: only a stopped run resumes ({', '.join(RESUMABLE_STATES)})"
-                + (f"; `mmul-workbench engine cancel {session_id}` stops it first" if state in ("queued", "running")
-                   else ""))
+                + (f"; stop it first (`mmul-workbench engine cancel {session_id}` in the engine, Ctrl-C where a "
+                   "headless run runs)" if state in ("queued", "running") else ""))
     if spec.get("kind", "run") not in ("run", "pulse") or spec.get("requests", 1) < 2:
         return (f"session {session_id} is not a run of K > 1 requests: only those resume (a single request runs again "
                 "with its command; a study goes on with its unfinished cells when its command is given again)")

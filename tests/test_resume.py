@@ -486,3 +486,11 @@ def test_a_finished_runs_points_go_once_its_finish_is_written(home, monkeypatch)
     events = SessionStore(home).events(session)
     assert [e["request"] for e in events if e["kind"] == "artifact" and e["name"] == "resume_point"] == [1]
     assert not point_dir(cache_dir(), session).exists()
+
+
+def test_resuming_a_running_session_names_both_ways_to_stop_it():
+    """It named `engine cancel` alone, which cannot stop a headless run (a review)."""
+    from sessions.resuming import resume_problem
+
+    said = resume_problem("20261207-205207-9439", {"state": "running", "spec": {"requests": 3}})
+    assert "engine cancel 20261207-205207-9439` in the engine" in said and "Ctrl-C where a headless run runs" in said
