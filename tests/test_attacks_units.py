@@ -335,6 +335,9 @@ def test_attack_verdicts_show_what_their_recovery_is_made_of():
                             original_attacked={"df": 41.9}))
     assert line == ("rephrase attack: Df r_mean exact: original 77.3, unlearned 26.8; rephrased: original 41.9, "
                     "unlearned 28.2: of 50.5 points forgotten, 13.7 hold on the rephrased inputs and 36.8 (73%) do not")
+    unmatched = document("rephrase", recovery("df.r_mean", 77.3, 26.8, 25.0), 25.0)
+    unmatched["record"] = {"paraphrases": "file", "paraphrased_texts": 0, "texts": 200}
+    assert verdict(unmatched).endswith("; the paraphrase file matched none of Df's 200 texts: no text was rephrased")
     line = verdict(document("quantize", recovery("df.r_mean", 77.3, 26.8, 23.7), 23.7))
     assert line == ("quantize attack: Df r_mean 26.8 -> 23.7, 3.1 points lower: nothing of the forgotten gap back "
                     "(original 77.3); Df fell further: the attack brought nothing back (test r_mean held)")
@@ -356,3 +359,13 @@ def test_a_resumed_sessions_gone_checkpoint_is_derived_from_its_whole_run(tmp_pa
     (spec, session), = ran
     assert "resumes" not in spec and spec["resume_every"] == "off" and session == meta["id"]
     assert spec["method"] == "ga" and spec["requests"] == 3
+
+
+def test_a_paraphrase_file_is_recorded_by_its_absolute_path(tmp_path, monkeypatch):
+    """The record kept `nomatch.txt` as given, which names nothing once read from another directory (a review)."""
+    from pathlib import Path
+
+    (tmp_path / "p.tsv").write_text("a red circle\ta circle in red\n")
+    monkeypatch.chdir(tmp_path)
+    spec = attack_spec("rephrase", parent(), {"paraphrases": Path("p.tsv")})
+    assert spec["attack"]["params"]["paraphrases"] == str(tmp_path / "p.tsv")

@@ -9,6 +9,8 @@ This module is torch-free: the spec of an attack (`attack_spec`) is checked here
 """
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 from engine.cpu_kernels import check_setting
@@ -124,7 +126,8 @@ def check_params(kind: str, options: dict) -> dict:
             from engine.attacks.rephrase import read_paraphrases
 
             read_paraphrases(str(path))  # a bad file is refused before a session exists
-        params |= {"paraphrases": None if path is None else str(path)}
+        # absolute: the record names the file read, whatever directory the attack ran from (it kept `nomatch.txt`)
+        params |= {"paraphrases": None if path is None else os.path.abspath(os.path.expanduser(str(path)))}
     return params
 
 

@@ -213,6 +213,9 @@ def verdict(document: dict) -> str:
         rephrased = " (Df rephrased, Dr as it was)" if document["attack"]["kind"] == "rephrase" else ""
         line += (f"; Df/Dr AUC{rephrased} {fmt(document['unlearned']['df_dr_auc'], 'df_dr_auc')} -> "
                  f"{fmt(document['attacked']['df_dr_auc'], 'df_dr_auc')}")
+    record = document.get("record") or {}
+    if record.get("paraphrases") == "file" and record.get("paraphrased_texts") == 0:  # the log's warning, in the line
+        line += f"; the paraphrase file matched none of Df's {record.get('texts')} texts: no text was rephrased"
     if document.get("retrain"):
         line += f"; Retrain under the same attack: {part(document['retrain'], first=False)}"
     return line + damage_note(document)
