@@ -43,6 +43,12 @@ def test_a_rule_outside_its_metrics_range_or_empty_is_refused():
         parse_rules("forget.image<20", "multiple_choice")
     with pytest.raises(SpecError, match="--stop-if is empty"):
         parse_rules(" ", "retrieval")
+    # the example a malformed rule is given is in its metric's units (on people data it read `forget.text<10`, which
+    # the next try was refused for)
+    with pytest.raises(SpecError, match=r"e\.g\. forget\.text<0\.1\)"):
+        parse_rules("forget.image<", "multiple_choice")
+    with pytest.raises(SpecError, match=r"e\.g\. val\.r_mean<10\)"):
+        parse_rules("val.r_mean<", "retrieval")
     assert parse_rules("val.r_mean<0.5, mia.val_member_rate>0.9", "retrieval")[1].threshold == 0.9
 
 

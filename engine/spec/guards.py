@@ -87,8 +87,10 @@ def parse_rules(text: str | None, task: str) -> tuple[Rule, ...]:
     for part in text.split(","):
         match = RULE.fullmatch(part)
         if not match:
+            example = known[1] if len(known) > 1 else known[0]
+            # in the metric's own units: a four-option accuracy is a fraction (it said `forget.text<10`, then refused it)
             raise SpecError(f"--stop-if takes METRIC<VALUE or METRIC>VALUE, comma-separated (e.g. "
-                            f"{known[1] if len(known) > 1 else known[0]}<10), got {part.strip()!r}", field="stop_if")
+                            f"{example}<{0.1 * rule_scale(example):g}), got {part.strip()!r}", field="stop_if")
         metric, op, threshold = match.groups()
         if validation_name(metric) != metric and validation_name(metric) in known:
             raise SpecError(f"--stop-if rules are judged on the validation split, never on test: name "
