@@ -354,7 +354,8 @@ def test_a_time_budget_without_its_source_is_refused_before_a_session(tmp_path):
     (["nosuch"], "error: No such command 'nosuch'."),
     (["sessions", "list", "-n", "-1"], "error: Invalid value for '--limit' / '-n'"),
     (["sessions", "list", "--state", "bogus"], "error: --state bogus: a session is queued, running, finished"),
-    (["pulse", "--method", "ga", "--target-auc", "0.5"], "error: No such option: --target-auc"),  # not offered
+    # not offered on people data, and why (it said "No such option: --keep (Possible options: --help, --seed)")
+    (["pulse", "--method", "ga", "--keep", "best"], "error: --keep is not a pulse option: people data has no validation split"),
     # a Path reads '' as '.': an unset shell variable put the model cache in the current directory
     ([*RUN, "--cache-dir", ""], "error: Invalid value for '--cache-dir' / '--artifacts': an empty path names nothing"),
     (["sessions", "import", ""], "error: Invalid value for 'FILE.json': an empty path names nothing"),

@@ -191,6 +191,12 @@ def usage_error_line(error: parser_errors.UsageError) -> str:
     message = " ".join(error.format_message().split())
     if message.startswith("Got unexpected extra argument"):
         message += "; quote a value of several words"
+    option = getattr(error, "option_name", "") or ""
+    if error.ctx is not None and error.ctx.command_path.endswith(" pulse") and \
+            option.lstrip("-").replace("-", "_") in specs.NOT_ON_PEOPLE:
+        # `run`'s option, not offered on people data: typer said "(Possible options: --help, --seed)" and no why
+        message = (f"{option} is not a pulse option: people data has no validation split to tune or keep the best "
+                   "on, no Df/Dr AUC to aim at and no image-text pairs to score")
     where = f" (see `{error.ctx.command_path} --help`)" if error.ctx is not None else ""
     return f"error: {message}{where}"
 
