@@ -335,6 +335,10 @@ def test_attack_verdicts_show_what_their_recovery_is_made_of():
                             original_attacked={"df": 41.9}))
     assert line == ("rephrase attack: Df r_mean exact: original 77.3, unlearned 26.8; rephrased: original 41.9, "
                     "unlearned 28.2: of 50.5 points forgotten, 13.7 hold on the rephrased inputs and 36.8 (73%) do not")
+    # parts that round apart add up: 8.75 = 2.5 + 6.25 read "of 8.8 points forgotten, 2.5 hold ... and 6.2"
+    parts = verdict(document("rephrase", {"points": 6.25, "gap": 8.75, "fraction": 6.25 / 8.75, "against": "x"}, 28.2,
+                             original_attacked={"df": 41.9}))
+    assert parts.endswith("of 8.7 points forgotten, 2.5 hold on the rephrased inputs and 6.2 (71%) do not")
     unmatched = document("rephrase", recovery("df.r_mean", 77.3, 26.8, 25.0), 25.0)
     unmatched["record"] = {"paraphrases": "file", "paraphrased_texts": 0, "texts": 200}
     assert verdict(unmatched).endswith("; the paraphrase file matched none of Df's 200 texts: no text was rephrased")

@@ -192,11 +192,12 @@ def verdict(document: dict) -> str:
                  "rephrased")
             if back["fraction"] is None:
                 return f"{exact}: no gap to recover"
-            held = back["gap"] - back["points"]
-            if back["points"] <= 0:
+            # the parts rounded first and the whole their sum: 8.75 = 2.5 + 6.25 read "of 8.8, 2.5 ... and 6.2"
+            points, held = round(back["points"], 1), round(back["gap"] - back["points"], 1)
+            if points <= 0:
                 return f"{exact}: all {back['gap']:.1f} points forgotten hold on the rephrased inputs ({held:.1f} there)"
-            return (f"{exact}: of {back['gap']:.1f} points forgotten, {held:.1f} hold on the rephrased inputs and "
-                    f"{back['points']:.1f} ({back['fraction']:.0%}) do not")
+            return (f"{exact}: of {points + held:.1f} points forgotten, {held:.1f} hold on the rephrased inputs and "
+                    f"{points:.1f} ({back['fraction']:.0%}) do not")
         change = f"Df {metric} {fmt(entry['unlearned']['df'], name)} -> {fmt(entry['attacked']['df'], name)}"
         if back["points"] < 0:  # "-3.1 points back, -6% of the forgotten gap" read as a recovery of sorts
             return f"{change}, {-back['points']:.1f} points lower: nothing of the forgotten gap back"
