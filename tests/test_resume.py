@@ -150,7 +150,13 @@ def test_the_point_its_events_reach_is_the_one_it_goes_on_from(home):
     newest, older = resume_point_dirs(cache_dir(), session)
     weights = newest / "model" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])   # cut short
-    assert check_resumable({**spec, "resumes": whole}, cache_dir(), {1, 2})["request"] == 1
+    taken = check_resumable({**spec, "resumes": whole}, cache_dir(), {1, 2})
+    assert taken["request"] == 1
+    # and the resumed run says why it went on from the older one (it said nothing; a review)
+    assert len(taken["unusable"]) == 1 and "model.safetensors" in taken["unusable"][0]
+    _, events = resumed(spec, session, {1, 2})
+    assert any(e["kind"] == "log" and e["level"] == "warning" and "went on from an older one (after request 1"
+               in e["message"] for e in events)
     (older / "state.json").write_text('{"version": 1, "request": "1"}')
     with pytest.raises(SpecError, match=f"session {session} cannot resume: its points cannot be used .*model.safetensors "
                                         "is damaged.*has no valid 'spec'"):

@@ -221,6 +221,9 @@ class Requests:
                      f"({retrained:.1f} s) before the run went on")
             emit("log", level="info", message=f"resumed session {resumes['session']} after request {done} of "
                  f"{len(requests)}")
+            for problem in resumes.get("unusable") or []:
+                emit("log", level="warning", message=f"a resume point could not be used, so the run went on from an "
+                     f"older one (after request {done}; the requests after it run again): {problem}")
             if state["torch_threads"] != threads_were and self.device.type == "cpu":
                 emit("log", level="info", message=f"computing at the resume point's {state['torch_threads']} torch "
                      f"threads (this process had {threads_were}), so that the numbers are those of a run never stopped")

@@ -180,7 +180,8 @@ def check_resumable(spec: dict, cache: Path, reached: set[int]) -> dict:
         raise SpecError(f"{spec['data']} changed since session {session}'s resume point was written (its files' names, "
                         "sizes or annotations differ), so its deletion set and requests may be others; run its command "
                         "again instead", field="resumes")
-    return {**spec["resumes"], "request": state["request"]}
+    # points that could not be used, said by the resumed run (it went on from an older one without a word)
+    return {**spec["resumes"], "request": state["request"], **({"unusable": problems} if problems else {})}
 
 
 def restore_weights(task, model, weights: Path) -> None:
