@@ -107,4 +107,6 @@ def took_words(meta: dict) -> str:
     if isinstance((meta.get("spec") or {}).get("resumes"), dict) and isinstance(total, (int, float)) \
             and not isinstance(total, bool) and seconds is not None:  # its own process ran only the requests after
         return f"{format_duration(seconds)} of unlearning ({format_duration(total)} in all, with the run it resumed)"
-    return f"{format_duration(seconds)} of unlearning ({wall} in all)" if seconds is not None else f"{wall} in all"
+    # an attack's own seconds are its attack (a rephrase trains nothing: "4.5 s of unlearning" read as training)
+    doing = "the attack" if (meta.get("spec") or {}).get("kind") == "attack" else "unlearning"
+    return f"{format_duration(seconds)} of {doing} ({wall} in all)" if seconds is not None else f"{wall} in all"

@@ -458,6 +458,8 @@ def test_took_says_whether_it_is_the_runs_own_seconds_or_all_of_it():
     finished = {"state": "finished", "created": 100.0, "ended": 108.0, "summary": {"seconds": 0.3}}
     assert took_words(finished) == "0.3 s of unlearning (8 s in all)"
     assert took_words({"state": "cancelled", "created": 100.0, "ended": 115.0, "summary": None}) == "15 s in all"
+    # an attack's seconds are its attack: a rephrase trains nothing (it read "of unlearning"; a review)
+    assert took_words({**finished, "spec": {"kind": "attack"}}) == "0.3 s of the attack (8 s in all)"
     # a resumed run's own process ran only the requests after the point: its document counts the run it resumed too
     resumed = {**finished, "spec": {"resumes": {"session": "A", "request": 2}}, "summary": {"seconds": 0.3,
                                                                                            "total_seconds": 21.0}}
