@@ -71,7 +71,7 @@ def settled(store: SessionStore, session_id: str, record: dict) -> dict:
     (a headless run killed with -9: what an engine start and `sessions check --repair` do to it)."""
     if record.get("state") not in ACTIVE_STATES or store.is_live(session_id):
         return record
-    interrupt(store, session_id, "the process that ran it is gone (found when it was resumed)")
+    interrupt(store, session_id, "the process that ran it is gone (found when a resume of it was asked for)")
     return store.get(session_id)
 
 
