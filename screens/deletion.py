@@ -182,7 +182,9 @@ class DeletionForm(Vertical):
 
     def on_preview_ready(self, message: PreviewReady) -> None:
         message.stop()
-        shown_under_a_field = any(label.display for label in self.query(".field-error"))
-        # a refusal a submit already put under its field is not said twice
+        labels = self.query(f"#err-{self.error_target()}")
+        shown_under_a_field = bool(labels) and labels.first().display
+        # a refusal a submit already put under its field is not said twice (the field this refusal is about: another
+        # field's stale error, left after a change of strategy, is not this one)
         self.query_one("#del-preview", Static).update(FIX_ABOVE if message.refused and shown_under_a_field
                                                       else message.text)

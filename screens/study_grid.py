@@ -63,7 +63,7 @@ class StudyGridScreen(Screen):
         self.error: str | None = None
         self.summaries: dict[str, dict] = {}   # finished sessions' summaries, read once
         self._fingerprint: object = None
-        self.status_text = f"[b]{study_id}[/b]"
+        self.status_text = f"[b]{study_id}[/b]: loading..."
 
     def compose(self) -> ComposeResult:
         yield Static(f"[b]{self.study_id}[/b]: loading...", id="study-status")
@@ -92,7 +92,7 @@ class StudyGridScreen(Screen):
     def on_study_loaded(self, message: StudyLoaded) -> None:
         if message.study is None:
             self.error = message.error
-            self.query_one("#study-status", Static).update(f"[b]{self.study_id}[/b]: {message.error}")
+            self.show_status()
             return
         self.error = None
         self.study = message.study
@@ -137,6 +137,9 @@ class StudyGridScreen(Screen):
     def show_status(self, *_) -> None:
         """The status line, with the metric columns out of view: forget quality and MIA sat past the right edge of
         an 80- or 120-column grid with nothing saying so (a review)."""
+        if self.error is not None:  # a load's error stays said (a resize or a scroll wrote the plain status over it)
+            self.query_one("#study-status", Static).update(f"[b]{self.study_id}[/b]: {self.error}")
+            return
         table = self.query_one("#study-grid", ColumnTable)
         left, right = table.columns_out_of_view()
         parts = [self.status_text]

@@ -339,6 +339,12 @@ def test_attack_verdicts_show_what_their_recovery_is_made_of():
     parts = verdict(document("rephrase", {"points": 6.25, "gap": 8.75, "fraction": 6.25 / 8.75, "against": "x"}, 28.2,
                              original_attacked={"df": 41.9}))
     assert parts.endswith("of 8.7 points forgotten, 2.5 hold on the rephrased inputs and 6.2 (71%) do not")
+    beyond = verdict(document("rephrase", rephrase_recovery("df.r_mean", 77.3, 26.8, 30.0, 32.0), 32.0,
+                              original_attacked={"df": 30.0}))   # unlearned above the original on rephrased inputs
+    assert beyond.endswith("none of the 50.5 points forgotten hold on the rephrased inputs")
+    # a change that rounds to nothing is not "0.0 points lower"; an old rephrase document still names the original
+    assert "0.0 points back" in verdict(document("quantize", recovery("df.r_mean", 77.3, 26.8, 26.78), 26.78))
+    assert "(original 77.3)" in verdict(document("rephrase", recovery("df.r_mean", 77.3, 26.8, 30.0), 30.0))
     unmatched = document("rephrase", recovery("df.r_mean", 77.3, 26.8, 25.0), 25.0)
     unmatched["record"] = {"paraphrases": "file", "paraphrased_texts": 0, "texts": 200}
     assert verdict(unmatched).endswith("; the paraphrase file matched none of Df's 200 texts: no text was rephrased")

@@ -315,10 +315,16 @@ async def test_an_engine_whose_lock_another_engine_took_stops_rather_than_serve_
     assert engine.acquire_lock()
     await engine.start()
     engine.paths.lock.unlink()
-    other = try_lock(engine.paths.lock)  # another engine, started while the lock file was gone
+    other = try_lock(engine.paths.lock)  # another engine, started while the lock file was gone, with its own files
+    engine.paths.socket.unlink()
+    listening = socket.socket(socket.AF_UNIX)
+    listening.bind(str(engine.paths.socket))
+    engine.paths.pid.write_text("999999\n")
     try:
         await engine.restore_files()
         await asyncio.wait_for(engine.stopped.wait(), 30)
-        assert not engine.paths.socket.exists()
+        # the stopped engine leaves the other's socket and pid file alone (it removed them: a review)
+        assert engine.paths.socket.exists() and engine.paths.pid.read_text() == "999999\n"
     finally:
+        listening.close()
         os.close(other)

@@ -148,6 +148,12 @@ def test_the_point_its_events_reach_is_the_one_it_goes_on_from(home):
     assert check_resumable({**spec, "resumes": whole}, cache_dir(), {1, 2})["request"] == 2
     assert check_resumable({**spec, "resumes": whole}, cache_dir(), {1})["request"] == 1  # event 2 never written
     newest, older = resume_point_dirs(cache_dir(), session)
+    # a damaged older point beside a sound newest one is not news: the run goes on from the newest without a warning
+    kept_state = (older / "state.json").read_text()
+    (older / "state.json").write_text("{")
+    taken = check_resumable({**spec, "resumes": {**whole, "unusable": ["stale"]}}, cache_dir(), {1, 2})
+    assert taken["request"] == 2 and "unusable" not in taken
+    (older / "state.json").write_text(kept_state)
     weights = newest / "model" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])   # cut short
     taken = check_resumable({**spec, "resumes": whole}, cache_dir(), {1, 2})

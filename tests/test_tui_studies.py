@@ -530,3 +530,19 @@ def test_the_studies_list_leaves_out_whole_columns_that_do_not_fit_and_names_the
     assert fit_columns(widths, 200, PRIORITY, COLUMNS) == list(COLUMNS)
     narrow = fit_columns(widths, 78, PRIORITY, COLUMNS)
     assert narrow == ["study", "runs", "methods", "model", "data"] and sum(widths[c] for c in narrow) <= 78
+
+
+async def test_a_study_that_cannot_be_read_says_why_in_the_grids_status_line(tmp_home):
+    """The status line's columns-out-of-view part (written on a resize or a scroll) wrote the plain status over a load's
+    error: a bad study id read as its bare id (a review)."""
+    from screens.study_grid import StudyGridScreen
+
+    app = create_app(start_engine=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = StudyGridScreen("nosuchstudy", app.services)
+        await app.push_screen(screen)
+        status = screen.query_one("#study-status")
+        await wait_until(pilot, lambda: screen.error is not None)
+        screen.show_status()   # as a resize or a scroll calls it
+        await pilot.pause()
+        assert screen.error in str(status.render()) and "nosuchstudy" in str(status.render())

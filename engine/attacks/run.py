@@ -196,10 +196,12 @@ def verdict(document: dict) -> str:
             points, held = round(back["points"], 1), round(back["gap"] - back["points"], 1)
             if points <= 0:
                 return f"{exact}: all {back['gap']:.1f} points forgotten hold on the rephrased inputs ({held:.1f} there)"
+            if held <= 0:  # the unlearned model scores the rephrased inputs as well as the original, or better
+                return f"{exact}: none of the {back['gap']:.1f} points forgotten hold on the rephrased inputs"
             return (f"{exact}: of {points + held:.1f} points forgotten, {held:.1f} hold on the rephrased inputs and "
                     f"{points:.1f} ({back['fraction']:.0%}) do not")
         change = f"Df {metric} {fmt(entry['unlearned']['df'], name)} -> {fmt(entry['attacked']['df'], name)}"
-        if back["points"] < 0:  # "-3.1 points back, -6% of the forgotten gap" read as a recovery of sorts
+        if round(back["points"], 1) < 0:  # "-3.1 points back, -6% of the forgotten gap" read as a recovery of sorts
             return f"{change}, {-back['points']:.1f} points lower: nothing of the forgotten gap back"
         fraction = "no gap to recover" if back["fraction"] is None else f"{back['fraction']:.0%} of the forgotten gap"
         return f"{change}, {back['points']:.1f} points back, {fraction}"
@@ -207,7 +209,7 @@ def verdict(document: dict) -> str:
     request = document.get("parent_request")
     on = f" on the model after request {request['request']} of {request['of']}" if request else ""
     line = f"{document['attack']['kind']} attack{on}: {part(document)}"
-    if document["attack"]["kind"] != "rephrase":  # (rephrase names the original's scores in its part)
+    if not document["recovery"].get("against"):  # (read against the original's rephrased scores: named in its part)
         line += f" (original {fmt(document['original']['df'], name)})"
     if document["unlearned"]["df_dr_auc"] is not None or document["attacked"]["df_dr_auc"] is not None:  # not on people
         # rephrase transforms Df alone: its AUC after reads the inputs' difficulty too, and says so

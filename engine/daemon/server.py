@@ -81,6 +81,7 @@ class Engine:
         self._lock_fd: int | None = None
         self._socket_inode: tuple[int, int] | None = None
         self._log_inode: tuple[int, int] | None = None  # the log stderr writes to, when it is the engine log
+        self._restore_error: str | None = None  # the last reason its files could not be made again
 
     def acquire_lock(self) -> bool:
         P.private_dir(self.paths.dir)
@@ -223,7 +224,11 @@ class Engine:
         self.stopped.set()
 
     def cleanup_files(self) -> None:
-        for path in (self.paths.socket, self.paths.pid):
+        """Remove this engine's socket and pid file, and only its own: an engine that stops because another took the
+        home (restore_files) removed the other's, leaving it unreachable."""
+        own = [path for path, mine in ((self.paths.socket, _inode(self.paths.socket) == self._socket_inode),
+                                       (self.paths.pid, _read_pid(self.paths.pid) == os.getpid())) if mine]
+        for path in own:
             try:
                 path.unlink()
             except FileNotFoundError:
@@ -237,8 +242,11 @@ class Engine:
             await asyncio.sleep(P.HEARTBEAT_INTERVAL)
             try:
                 await self.restore_files()
+                self._restore_error = None
             except OSError as error:
-                log.error("could not restore the engine's files: %s", error)
+                if str(error) != self._restore_error:  # once per cause, not every 2 s for as long as it lasts
+                    log.error("could not restore the engine's files: %s", error)
+                self._restore_error = str(error)
             line = P.encode({"type": "heartbeat", "ts": time.time(), "jobs": self.queues.active_count()})
             for conn in list(self.connections):
                 try:

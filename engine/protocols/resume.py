@@ -166,6 +166,10 @@ def check_resumable(spec: dict, cache: Path, reached: set[int]) -> dict:
                "written, or ran with --resume-every off or on --devices N)")
         raise NoPoint(f"session {session} cannot resume: {why}; run its command again instead", field="resumes")
     state = usable[0]
+    chosen = next(weights.parent for point, weights in found if point is state)
+    newest = resume_point_dirs(cache, session)[0]
+    # why the newest point was passed over, when it was (a half-deleted `.old` beside a sound newest one is no news)
+    unusable = [problem for problem in problems if problem.startswith(f"{newest}: ")] if chosen != newest else []
     if compared(state["spec"]) != compared(spec):
         differ = sorted(key for key in set(compared(state["spec"])) | set(compared(spec))
                         if state["spec"].get(key) != spec.get(key))
@@ -180,8 +184,9 @@ def check_resumable(spec: dict, cache: Path, reached: set[int]) -> dict:
         raise SpecError(f"{spec['data']} changed since session {session}'s resume point was written (its files' names, "
                         "sizes or annotations differ), so its deletion set and requests may be others; run its command "
                         "again instead", field="resumes")
-    # points that could not be used, said by the resumed run (it went on from an older one without a word)
-    return {**spec["resumes"], "request": state["request"], **({"unusable": problems} if problems else {})}
+    # said by the resumed run (it went on from an older one without a word); recomputed at every check
+    resumes = {key: value for key, value in spec["resumes"].items() if key != "unusable"}
+    return {**resumes, "request": state["request"], **({"unusable": unusable} if unusable else {})}
 
 
 def restore_weights(task, model, weights: Path) -> None:

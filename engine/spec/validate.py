@@ -382,7 +382,8 @@ def check_resume_fields(spec: dict) -> dict:
         if (not isinstance(resumes, dict) or not isinstance(resumes.get("session"), str)
                 or set(resumes) - {"session", "request", "unusable"}
                 or not isinstance(resumes.get("request", 0), int) or isinstance(resumes.get("request"), bool)
-                or not all(isinstance(problem, str) for problem in resumes.get("unusable") or [])):
+                or not isinstance(resumes.get("unusable", []), list)
+                or not all(isinstance(problem, str) for problem in resumes.get("unusable", []))):
             raise SpecError("resumes must be {\"session\": ID} (the session whose resume point the run goes on from)",
                             field="resumes")
         fields["resumes"] = dict(resumes)
