@@ -27,8 +27,8 @@ from sessions.files import atomic_write_text
 from sessions.metric_order import headline_first
 from sessions.numbers import fmt, fmt_delta, is_rate, shown
 from sessions.panels import PALETTE, REFERENCE_COLOUR, Panel, compare_panels, event_panels, hex_colour
-from sessions.series import (Series, downsample, eval_series, final_table, is_headline_metric, loss_series,
-                             training_steps, unlearning_steps)
+from sessions.series import (DELTA, Series, delta_columns, downsample, eval_series, final_table, is_headline_metric,
+                             loss_series, training_steps, unlearning_steps, with_delta)
 from sessions.attacks import attack_line
 from sessions.summary import deletion_line, summary_metrics, took_words
 from sessions.verdict import verdict_lines
@@ -158,16 +158,13 @@ def metrics_rows(events: list[dict], summary) -> tuple[list[str], list[list[str]
     if not rows:
         flat = summary_metrics(summary)
         columns, rows = (["final"], {k: {"final": v} for k, v in flat.items()}) if flat else ([], {})
-    delta = "before" in columns and "after" in columns
-    headers = ["metric", *columns, *(["delta"] if delta else [])]
+    displayed, delta = with_delta(columns), delta_columns(columns)
     out = []
     for name in headline_first(rows):
         values = rows[name]
-        cells = [name, *(fmt(values.get(c), name) for c in columns)]
-        if delta:
-            cells.append(fmt_delta(values.get("before"), values.get("after"), name))
-        out.append(cells)
-    return headers, out
+        out.append([name, *(fmt_delta(values.get(delta[0]), values.get(delta[1]), name) if col == DELTA
+                            else fmt(values.get(col), name) for col in displayed)])
+    return ["metric", *displayed], out
 
 
 COST_LABELS = (("original_seconds", "original training"), ("unlearning_seconds", "unlearning (training)"),

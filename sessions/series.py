@@ -126,6 +126,27 @@ def column_label(event: dict) -> str:
     return label + " (sample)" if event.get("evaluation") == "sample" else label
 
 
+def delta_columns(columns: list[str]) -> tuple[str, str] | None:
+    """The two columns a final-metrics table's delta is taken between: ``before`` and the last full ``after`` (``after
+    r3`` of a 3-request run, an attack's own ``after``, not Retrain's), or None. A run's final column is named ``after
+    r1``, so the tables looked for ``after`` and showed no delta for any run."""
+    after = [c for c in columns if c.startswith("after") and not c.endswith("(sample)")]
+    return ("before", after[-1]) if "before" in columns and after else None
+
+
+DELTA = "delta"
+
+
+def with_delta(columns: list[str]) -> list[str]:
+    """The table's columns with ``delta`` right after the column it is taken to (an attack's own ``after``, before
+    Retrain's columns, which it read as theirs when it came last)."""
+    delta = delta_columns(columns)
+    if delta is None:
+        return list(columns)
+    at = columns.index(delta[1]) + 1
+    return [*columns[:at], DELTA, *columns[at:]]
+
+
 def final_table(events: Iterable[dict]) -> tuple[list[str], dict[str, dict[str, float]]]:
     """(columns, {metric: {column: value}}) from the eval events other than per-step ones; columns
     are splits in order of appearance ("before", "after", "after r1", ...); the last value wins."""

@@ -322,3 +322,22 @@ def test_study_plots_keep_a_method_that_did_not_evaluate_during_the_run(home, tm
     assert invoke("--study", STUDY, "--out", str(out)).exit_code == 0
     during = [svg for svg in re.findall(r"<svg.*?</svg>", out.read_text(), re.S) if "during the run</text>" in svg]
     assert during and all(">FT</text>" in svg and ">Retrain</text>" in svg for svg in during)
+
+
+def test_the_final_metrics_table_has_its_delta_for_runs_and_beside_an_attacks_own_after():
+    """A run's final column is `after r1`, and the tables looked for `after`: no delta for any run or pulse session;
+    an attack's delta came after Retrain's columns, where it read as theirs (a review)."""
+    from sessions.report import metrics_rows
+
+    def evals(*splits):
+        return [{"kind": "eval", "split": split, "request": request, "metrics": {"df_dr_auc": value}}
+                for split, request, value in splits]
+
+    headers, rows = metrics_rows(evals(("before", None, 0.5), ("after", 1, 0.62)), None)
+    assert headers == ["metric", "before", "after r1", "delta"] and rows[0] == ["df_dr_auc", "50.0", "62.0", "+12.0"]
+    headers, rows = metrics_rows(evals(("before", None, 0.5), ("after", 1, 0.6), ("after", 2, 0.7)), None)
+    assert headers[-1] == "delta" and rows[0][-1] == "+20.0"   # the last request's against the original
+    headers, rows = metrics_rows(evals(("before", None, 0.6), ("after", None, 0.55), ("retrain before", None, 0.8),
+                                       ("retrain after", None, 0.79)), None)
+    assert headers == ["metric", "before", "after", "delta", "retrain before", "retrain after"]
+    assert rows[0][3] == "-5.0"

@@ -22,7 +22,7 @@ from sessions.export import session_document, write_export
 from sessions.schema import ACTIVE_STATES, STATES, SchemaMismatch
 from sessions.numbers import fmt, fmt_delta, format_duration
 from sessions.metric_order import headline_first
-from sessions.series import downsample, final_table, training_steps, unlearning_steps
+from sessions.series import DELTA, delta_columns, downsample, final_table, training_steps, unlearning_steps, with_delta
 from sessions.store import SessionBusy, SessionDamaged, SessionStore, UnknownSession
 from sessions.resuming import RESUMABLE_STATES, resume_hint, resumed_by_words, resumed_words
 from sessions.summary import deletion_line, format_deletion, summary_metrics, test_headline, test_headline_name, took, took_words
@@ -244,17 +244,13 @@ def _metric_table(columns: list[str], rows: dict[str, dict[str, float]]):
 
     table = Table(title="final metrics (rates and AUCs in percent)", header_style="bold")
     table.add_column("metric", no_wrap=True)
-    for col in columns:
+    displayed, delta = with_delta(columns), delta_columns(columns)
+    for col in displayed:
         table.add_column(col, justify="right")
-    delta = "before" in columns and "after" in columns
-    if delta:
-        table.add_column("delta", justify="right")
     for name in headline_first(rows):
         values = rows[name]
-        cells = [fmt(values.get(c), name) for c in columns]
-        if delta:
-            cells.append(fmt_delta(values.get("before"), values.get("after"), name))
-        table.add_row(name, *cells)
+        table.add_row(name, *(fmt_delta(values.get(delta[0]), values.get(delta[1]), name) if col == DELTA
+                              else fmt(values.get(col), name) for col in displayed))
     return table
 
 
