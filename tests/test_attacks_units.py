@@ -335,10 +335,12 @@ def test_attack_verdicts_show_what_their_recovery_is_made_of():
                             original_attacked={"df": 41.9}))
     assert line == ("rephrase attack: Df r_mean exact: original 77.3, unlearned 26.8; rephrased: original 41.9, "
                     "unlearned 28.2: of 50.5 points forgotten, 13.7 hold on the rephrased inputs and 36.8 (73%) do not")
-    # parts that round apart add up: 8.75 = 2.5 + 6.25 read "of 8.8 points forgotten, 2.5 hold ... and 6.2"
-    parts = verdict(document("rephrase", {"points": 6.25, "gap": 8.75, "fraction": 6.25 / 8.75, "against": "x"}, 28.2,
-                             original_attacked={"df": 41.9}))
-    assert parts.endswith("of 8.7 points forgotten, 2.5 hold on the rephrased inputs and 6.2 (71%) do not")
+    # the arithmetic is the shown scores': 76.2 - 26.3 read "50.0 hold" from the raw 76.24999980 and 26.25000005
+    raw = document("rephrase", rephrase_recovery("df.r_mean", 76.2499998, 26.250000049, 50.0, 40.0), 40.0,
+                   original_attacked={"df": 50.0})
+    raw["original"]["df"], raw["unlearned"]["df"] = 76.2499998, 26.250000049
+    assert verdict(raw).endswith("original 76.2, unlearned 26.3; rephrased: original 50.0, unlearned 40.0: of 49.9 "
+                                 "points forgotten, 10.0 hold on the rephrased inputs and 39.9 (80%) do not")
     beyond = verdict(document("rephrase", rephrase_recovery("df.r_mean", 77.3, 26.8, 30.0, 32.0), 32.0,
                               original_attacked={"df": 30.0}))   # unlearned above the original on rephrased inputs
     assert beyond.endswith("none of the 50.5 points forgotten hold on the rephrased inputs")
