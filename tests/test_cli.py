@@ -278,3 +278,12 @@ def test_help_lists_each_command_on_whole_lines_and_lists_align(tmp_path):
     rows = run("models").splitlines()
     starts = {row.index(row.split()[2]) for row in rows}   # where each row's summary begins
     assert len(starts) == 1, rows
+
+
+def test_the_demos_study_command_includes_retrain_whatever_methods_ran():
+    """`demo --methods ga,multidelete` suggested a study "scored against Retrain" without Retrain in it (a review)."""
+    from workbench.cli_run import study_command
+
+    run = {"model": "clip-tiny", "data": "shapes-tiny", "deletion": {"n": 8}}
+    assert "--methods retrain,ga,multidelete " in study_command([{**run, "method": "ga"}, {**run, "method": "multidelete"}])
+    assert "--methods retrain,ft " in study_command([{**run, "method": "retrain"}, {**run, "method": "ft"}])

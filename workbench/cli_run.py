@@ -297,7 +297,9 @@ def study_command(runs: list[dict]) -> str:
     (DEMO_PARAMS) were chosen by looking at the split the demo reports, so the study does not carry them."""
     first = runs[0]
     task = f" --task {first['task']}" if first.get("task") and first["task"] != specs.data_kind(first["data"]) else ""
-    return (f"mmul-workbench study --methods {','.join(r['method'] for r in runs)} --model {first['model']} "
+    # Retrain first, always: the table is "scored against Retrain", and `demo --methods ga,multidelete` left it out
+    methods = ["retrain", *(r["method"] for r in runs if r["method"] != "retrain")]
+    return (f"mmul-workbench study --methods {','.join(methods)} --model {first['model']} "
             f"--data {first['data']}{task} --delete {first['deletion']['n']} --budget matched-steps --tune")
 
 
