@@ -134,7 +134,7 @@ def test_demo_subset_table(home):
     for title in ("original", "FT", "NegGrad", "Descent-to-Delete", "Df/Dr AUC"):
         assert title in out.stdout
     # the way to the 3-seed table: the same grid as a fair study (matched steps, lr tuned on validation data)
-    assert ("the 3-seed table scored against Retrain: mmul-workbench study --methods ft,neggrad,d2d "
+    assert ("the 3-seed table scored against Retrain: mmul-workbench study --methods retrain,ft,neggrad,d2d "
             "--model clip-tiny --data shapes-tiny --delete 8 --budget matched-steps --tune") in " ".join(out.stdout.split())
 
 

@@ -109,7 +109,7 @@ def test_retrain_of_the_same_deletion_set_is_found_in_the_home(tmp_path):
 
 
 def test_run_prints_the_verdict_under_its_table_and_json_carries_it(tmp_path, monkeypatch, capsys):
-    from workbench.cli_run import print_verdict, verdict_of
+    from workbench.verdicts import print_verdict, verdict_of
 
     monkeypatch.setenv("MMUL_HOME", str(tmp_path))
     spec = {"method": "ft", "model": "clip-tiny", "data": "shapes-tiny", "seed": 42, "deletion": {"n": 4}}
@@ -205,3 +205,25 @@ def test_a_narrow_box_reads_the_verdict_without_its_cost_and_short_metric_names(
                          "13 steps"]) == ["request 2/2: forget: Df r_mean 90.0 -> 81.7; keep: test r_mean 54.0 -> 56.2"]
     assert short_name("holdout_association.txt_r10") == "holdout_assoc.txt_r10"
     assert short_name("holdout_identity.accuracy") == "holdout_id.accuracy" and short_name("df.r_mean") == "df.r_mean"
+
+
+def test_a_pulse_run_prints_its_verdict_and_its_json_carries_it(tmp_path, monkeypatch, capsys):
+    """`pulse` printed its table alone and its --json had no verdict, where `sessions show` and `replay` of the same
+    session printed one (a review)."""
+    import json
+
+    from workbench.cli_pulse import print_pulse
+
+    monkeypatch.setenv("MMUL_HOME", str(tmp_path))
+    entry = {"forget": {"image": 0.4, "text": 0.9}, "retain": {"image": 1.0, "text": 1.0}, "mmbench": 0.5,
+             "mmbench_retention": 100.0}
+    result = {"session": "s1", "kind": "pulse", "method": "ga", "data": "people-tiny", "model": "llava-tiny",
+              "knowledge": "pretrained", "update": "llm", "seconds": 0.5, "steps": 20,
+              "original_metrics": {**entry, "forget": {"image": 1.0, "text": 1.0}}, "metrics": entry,
+              "requests": [{"request": 1, "people": ["p1"], "steps": 20, "seconds": 0.5, **entry}], "history": None}
+    spec = {"kind": "pulse", "method": "ga", "model": "llava-tiny", "data": "people-tiny", "seed": 42}
+    print_pulse(spec, result, as_json=False)
+    printed = capsys.readouterr().out
+    assert "verdict: forget: forget.image 100.0 -> 40.0" in printed
+    print_pulse(spec, result, as_json=True)
+    assert json.loads(capsys.readouterr().out)["verdict"].startswith("forget: forget.image 100.0 -> 40.0")

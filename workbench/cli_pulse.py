@@ -23,6 +23,7 @@ from workbench.completion import complete_data, complete_device, complete_model,
 from workbench.execute import run_session
 from workbench.output import fail, print_json
 from workbench.param_options import with_param_options
+from workbench.verdicts import print_verdict, verdict_of
 
 
 PULSE_ALIASES = [alias for method in specs.PULSE_METHODS for alias in specs.METHODS[method].aliases]
@@ -122,9 +123,17 @@ def run_pulse(raw: dict, as_json: bool, gpu_memory: Optional[str] = None, said=s
     preflighted(spec, said)
     announce_plan([spec], gpu_memory)
     result = run_session(spec, label=f"pulse {raw['method']}", as_json=as_json, checked=True)
+    print_pulse(spec, result, as_json)
+
+
+def print_pulse(spec: dict, result: dict, as_json: bool) -> None:
+    """A finished PULSE run's table and verdict, or its JSON document with the verdict (as `run` prints its own:
+    a pulse run printed none, where `sessions show` and `replay` of it did)."""
+    verdict = verdict_of(spec, result)
     if as_json:
-        return print_json(result)
+        return print_json({**result, "verdict": verdict})
     print_requests(result)
+    print_verdict(verdict)
 
 
 def print_requests(result: dict) -> None:

@@ -18,10 +18,11 @@ from engine.spec.inputs import absolute_paths
 from engine.spec.params import EVAL_EVERY_REQUESTS, EVAL_SAMPLE
 from sessions.metric_names import flatten
 from sessions.numbers import fmt
-from sessions.verdict import deletion_nouns, left_out_words, thinned
+from sessions.verdict import deletion_nouns
 from workbench.completion import complete_data, complete_device, complete_method, complete_model, complete_task
 from workbench.execute import StopSignals, preflighted, run_session
 from workbench.output import Exit, Progress, fail, print_json, unwritable_home
+from workbench.verdicts import print_verdict, verdict_of
 from workbench.cli_plan import GPU_MEMORY_HELP, announce_plan
 from workbench.cli_options import (ARTIFACTS_HELP, CLUSTER_HELP, COMPILE_HELP, DEVICES_HELP, GRANULARITY_HELP,
                                    ORIGINAL_HELP, RESUME_EVERY_HELP, STRATEGY_HELP, deletion_spec, placement,
@@ -111,9 +112,9 @@ def print_result(spec: dict, result: dict, as_json: bool) -> None:
     """A finished run's table, verdict, budget and cost (or its JSON document with the verdict); a PULSE run's
     as `pulse` prints it."""
     if spec.get("kind") == "pulse":
-        from workbench.cli_pulse import print_requests
+        from workbench.cli_pulse import print_pulse
 
-        return print_json(result) if as_json else print_requests(result)
+        return print_pulse(spec, result, as_json)
     verdict = verdict_of(spec, result)
     if as_json:
         return print_json({**result, "verdict": verdict})
@@ -196,27 +197,6 @@ def session_state_now(submitted: list[str]) -> str:
     from workbench.cli_study import stored_state   # a study cell's reading of its session
 
     return (stored_state(submitted[0])[0] if submitted else None) or "unknown"
-
-
-def verdict_of(spec: dict, result: dict) -> str:
-    """The run's verdict (sessions.verdict), held against a Retrain of the same deletion set in this home."""
-    from sessions.store import SessionStore
-    from sessions.verdict import retrain_reference, verdict_text
-
-    try:
-        retrain = retrain_reference(SessionStore(), spec, result.get("session"))
-    except Exception:  # a catalog that cannot be read: the verdict without Retrain
-        retrain = None
-    return verdict_text(result, retrain)
-
-
-def print_verdict(verdict: str) -> None:
-    """The verdict under the table, one line (one per request, a long sequence's thinned: sessions.verdict)."""
-    lines, left_out = thinned(verdict.splitlines())
-    for line in lines:
-        typer.echo(f"verdict: {line}")
-    if left_out:
-        typer.echo(f"({left_out_words(left_out)}; `--json` has every line)")
 
 
 def print_budget(result: dict) -> None:
