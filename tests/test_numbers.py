@@ -149,10 +149,10 @@ def test_sessions_list_piped_is_tab_separated(listed):
     lines = out.stdout.splitlines()
     header, rows = lines[0].split("\t"), [line.split("\t") for line in lines[1:]]
     assert header == ["id", "name", "state", "method", "model", "data", "created", "took", "steps", "Df/Dr AUC", "test",
-                      "MIA"]
+                      "MIA Df member"]
     assert len(rows) == 3 and all(len(row) == len(header) for row in rows)
     row = dict(zip(header, rows[0]))
-    assert row["model"] == LONG and row["Df/Dr AUC"] == "70.3" and row["test"] == "50.2" and row["MIA"] == "10.0"
+    assert row["model"] == LONG and row["Df/Dr AUC"] == "70.3" and row["test"] == "50.2" and row["MIA Df member"] == "10.0"
     assert row["name"] == "run 2"  # newest first
     assert row["state"] == "finished" and row["took"] == "3 m 20 s"  # the run's own seconds, humanised
 

@@ -82,9 +82,9 @@ def _when(ts: float | None) -> str:
 LISTED_STATES = (*STATES, "damaged")  # a catalog row's state: the schema's, or damaged when its files are
 LIST_COLUMNS = [Column("id"), Column("name", shrink=8), Column("state"), Column("method / model / data", shrink=12),
                 Column("created", drop=2), Column("took", right=True, drop=1), Column("steps", right=True, drop=4),
-                Column("Df/Dr AUC", right=True), Column("test", right=True), Column("MIA", right=True, drop=3)]
+                Column("Df/Dr AUC", right=True), Column("test", right=True), Column("MIA Df member", right=True, drop=3)]
 TSV_COLUMNS = [Column("id"), Column("name"), Column("state"), Column("method"), Column("model"), Column("data"), Column("created"),
-               Column("took"), Column("steps"), Column("Df/Dr AUC"), Column("test"), Column("MIA")]
+               Column("took"), Column("steps"), Column("Df/Dr AUC"), Column("test"), Column("MIA Df member")]
 
 
 def list_rows(rows: list[dict]) -> list[dict]:
