@@ -46,7 +46,7 @@ from sessions.numbers import fmt, fmt_delta
 from sessions.protocol import HEARTBEAT_INTERVAL
 from sessions.schema import TERMINAL_STATES
 from sessions.metric_order import headline_first
-from sessions.panels import Panel, run_panels
+from sessions.panels import ATTACK_BEFORE, Panel, run_panels
 from sessions.series import column_label, is_baseline_step, is_training_step, plotted_metrics
 from sessions.summary import deletion_line
 from sessions.verdict import last_request_only, last_requests, retrain_reference, session_verdict, without_cost
@@ -79,6 +79,7 @@ class RunModel:
         self.training_steps = 0        # steps of the original's training, when it ran in this session
         self.applied = 0
         self.last_seq = -1
+        self.attack = False            # an attack session: its `before` evaluation is the unlearned model
         self.state: str | None = None
         self.phase: str | None = None
         self.request: int | None = None
@@ -123,6 +124,7 @@ class RunModel:
         if kind == "eval":
             metrics = flatten(event.get("metrics") or {})
             split = event.get("split")
+            self.attack = self.attack or event.get("phase") == "attack"   # its `before` is the unlearned model
             if split == "history":
                 self.history.append(event)
                 return "history"
@@ -162,7 +164,8 @@ class RunModel:
     def panels(self, retrain: dict | None = None) -> list[Panel]:
         """The panels drawn (sessions.panels), the original's values and ``retrain``'s as references."""
         before = {name: values["before"] for name, values in self.final.items() if "before" in values}
-        return run_panels(self.losses, self.evals, steps=self.x, before=before, retrain=retrain)
+        return run_panels(self.losses, self.evals, steps=self.x, before=before, retrain=retrain,
+                          before_label=ATTACK_BEFORE if self.attack else "original")
 
     def summary_rows(self) -> list[tuple[str, ...]]:
         """(metric, before, after, delta) when both exist, else one column per split; headlines first."""

@@ -138,10 +138,11 @@ def _xs_ys(value) -> tuple[Sequence[float], Sequence[float]]:
 
 def run_panels(losses: Mapping[str, object], metrics: Mapping[str, object], *, steps: int | None = None,
                before: Mapping[str, float] | None = None, retrain: Mapping[str, float] | None = None,
-               xlabel: str = "step") -> list[Panel]:
+               xlabel: str = "step", before_label: str = "original") -> list[Panel]:
     """A run's panels, in GROUPS order, those with something to draw. ``losses`` and ``metrics`` map a name to
     ``(xs, ys)`` (or an object with ``.xs``/``.ys``); metric values as drawn (``sessions.series``: percent),
-    ``before``/``retrain`` flat raw metrics (the original's and a matching Retrain's, as stored)."""
+    ``before``/``retrain`` flat raw metrics (the original's and a matching Retrain's, as stored); ``before_label``
+    names the first (an attack's `before` is the unlearned model, not the original)."""
     span = x_range([losses, metrics], steps)
     grouped: dict[str, list[str]] = {}
     for name in metrics:
@@ -158,19 +159,20 @@ def run_panels(losses: Mapping[str, object], metrics: Mapping[str, object], *, s
         source = losses if group == "loss" else metrics
         drawn = names[:MAX_SERIES]
         lines = [Line(name, *_xs_ys(source[name]), PALETTE[i]) for i, name in enumerate(drawn)]
-        panels.append(Panel(group, TITLES[group], lines, references(group, drawn, before, retrain), span, xlabel,
+        panels.append(Panel(group, TITLES[group], lines, references(group, drawn, before, retrain, before_label), span, xlabel,
                             xlabel in ("step", "request"), names[MAX_SERIES:]))
     return panels
 
 
 def references(group: str, names: list[str], before: Mapping[str, float] | None,
-               retrain: Mapping[str, float] | None) -> list[Reference]:
-    """The original's and Retrain's value of the panel's first series (when known), and 100% for retention."""
+               retrain: Mapping[str, float] | None, before_label: str = "original") -> list[Reference]:
+    """The original's (`before_label`'s) and Retrain's value of the panel's first series (when known), and 100% for
+    retention."""
     if group == "loss" or not names:
         return []
     out = []
     first = names[0]
-    for label, known in (("original", before), ("Retrain", retrain)):
+    for label, known in ((before_label, before), ("Retrain", retrain)):
         if known and isinstance(known.get(first), (int, float)):
             out.append(Reference(f"{label} {first}", shown(first, float(known[first]))))
     if any(name.endswith("retention") for name in names):
@@ -184,7 +186,16 @@ def event_panels(events: list[dict], retrain: Mapping[str, float] | None = None)
     columns, rows = final_table(events)
     before = {name: values["before"] for name, values in rows.items() if "before" in values}
     return run_panels(loss_series(events), eval_series(events, split="curve"), steps=unlearning_steps(events),
-                      before=before, retrain=retrain)
+                      before=before, retrain=retrain, before_label=before_label(events))
+
+
+ATTACK_BEFORE = "unlearned"
+
+
+def before_label(events: Iterable[dict]) -> str:
+    """What a session's `before` evaluation measured: the original, or (an attack's) the unlearned model it attacks."""
+    attack = any(e.get("kind") == "eval" and e.get("phase") == "attack" for e in events)
+    return ATTACK_BEFORE if attack else "original"
 
 
 def retrain_metrics(store, meta: dict) -> dict[str, float] | None:

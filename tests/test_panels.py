@@ -106,3 +106,20 @@ def test_compare_panels_give_each_run_its_colour_and_cap_runs():
         assert [l.colour for l in panel.lines] == list(PALETTE[:4])
         assert panel.left_out == ["run4", "run5"]
     assert panels[0].title == "forget: df_dr_auc" and panels[2].title == "loss terms: total"
+
+
+def test_an_attacks_panels_name_its_before_the_unlearned_model():
+    """replay --headless of an attack drew `original df_dr_auc 55.6`, the unlearned model's value (a review)."""
+    from sessions.panels import event_panels
+
+    def events(phase):
+        return [{"kind": "eval", "split": "before", "phase": phase, "metrics": {"df_dr_auc": 0.556}},
+                {"kind": "step", "step": 1, "phase": phase, "losses": {"total": 1.0}},
+                {"kind": "eval", "split": "curve", "step": 1, "phase": phase, "metrics": {"df_dr_auc": 0.6}},
+                {"kind": "eval", "split": "after", "phase": phase, "metrics": {"df_dr_auc": 0.62}}]
+
+    def labels(panels):
+        return [ref.label for panel in panels for ref in panel.references]
+
+    assert "unlearned df_dr_auc" in labels(event_panels(events("attack")))
+    assert "original df_dr_auc" in labels(event_panels(events("unlearn")))
