@@ -464,3 +464,32 @@ def test_took_says_whether_it_is_the_runs_own_seconds_or_all_of_it():
     resumed = {**finished, "spec": {"resumes": {"session": "A", "request": 2}}, "summary": {"seconds": 0.3,
                                                                                            "total_seconds": 21.0}}
     assert took_words(resumed) == "0.3 s of unlearning (21 s in all, with the run it resumed)"
+
+
+FINISHED_THEN_PRINTING = """
+import signal, sys
+from workbench.execute import StopSignals, interrupted_after_the_end, run_in_session
+StopSignals.AFTER_THE_END = interrupted_after_the_end   # as workbench.cli.main sets it
+result = run_in_session({"method": "ft", "model": "clip-tiny", "data": "shapes-tiny"}, "ft", lambda emitter: {})
+print(result["session"], flush=True)
+try:
+    signal.pause()   # printing the finished run's document, when a SIGTERM comes
+except KeyboardInterrupt:   # what workbench.cli.main does with it
+    print("interrupted", file=sys.stderr)
+    sys.exit(130)
+"""
+
+
+def test_a_sigterm_after_a_headless_run_finished_stops_it_as_ctrl_c_does(tmp_path):
+    """A SIGTERM that landed while a finished run printed its document killed the process with 143 (a script reads a
+    failed run), the default handler being back by then (a review)."""
+    from conftest import ROOT
+
+    proc = subprocess.Popen([sys.executable, "-c", FINISHED_THEN_PRINTING], cwd=ROOT,
+                            env={**os.environ, "MMUL_HOME": str(tmp_path)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    session = proc.stdout.readline().strip()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.strip().splitlines()[-1] == "interrupted"
+    assert SessionStore(tmp_path).get(session)["state"] == "finished"

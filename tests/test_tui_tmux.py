@@ -6,6 +6,7 @@ absent; stops the engine it started."""
 from __future__ import annotations
 
 import re
+import os
 import shutil
 import subprocess
 import sys
@@ -21,10 +22,13 @@ from sessions_fixtures import wait_for
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+# a tmux server of the tests' own, with no configuration: on the user's server another session's window size or a
+# ~/.tmux.conf changed how the panes were laid out (a review's tmux sessions beside these made one test fail)
+TMUX = ["tmux", "-L", f"mmul-tests-{os.getpid()}", "-f", "/dev/null"]
 
 
 def _capture(name: str) -> str:
-    return subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True).stdout
+    return subprocess.run([*TMUX, "capture-pane", "-p", "-t", name], capture_output=True, text=True).stdout
 
 
 def _until(predicate, timeout: float = 30.0, what: str = "the condition"):
@@ -68,11 +72,11 @@ def tmux_home(tmp_path_factory):
 
 
 def _send(name: str, *keys: str) -> None:
-    subprocess.run(["tmux", "send-keys", "-t", name, *keys], check=True)
+    subprocess.run([*TMUX, "send-keys", "-t", name, *keys], check=True)
 
 
 def _cursor(name: str) -> tuple[int, int]:
-    out = subprocess.run(["tmux", "display", "-p", "-t", name, "#{cursor_x} #{cursor_y}"],
+    out = subprocess.run([*TMUX, "display", "-p", "-t", name, "#{cursor_x} #{cursor_y}"],
                          capture_output=True, text=True).stdout.split()
     return int(out[0]), int(out[1])
 
@@ -110,7 +114,7 @@ def test_tui_in_tmux_launches_a_study_and_its_grid_fills_in(tmux_home):
     cached = any((home / "cache" / "originals").glob("clip-tiny-shapes-tiny-seed42-*"))
     name = f"mmul-{uuid.uuid4().hex[:8]}"
     command = f"cd {ROOT} && MMUL_HOME={home} {sys.executable} -m workbench.cli"
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "100", "-y", "30", command], check=True)
+    subprocess.run([*TMUX, "new-session", "-d", "-s", name, "-x", "100", "-y", "30", command], check=True)
     try:
         _wait(name, lambda t: "engine ready" in t, timeout=60)
         _send(name, "F3")
@@ -129,7 +133,7 @@ def test_tui_in_tmux_launches_a_study_and_its_grid_fills_in(tmux_home):
         print(f"grid filled in {time.monotonic() - started:.1f} s after ctrl+s (original cached: {cached})")
         _send(name, "C-q")
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+        subprocess.run([*TMUX, "kill-session", "-t", name], capture_output=True)
 
 
 def test_tui_in_tmux_launches_a_run_shows_its_curve_and_quits(tmux_home):
@@ -141,18 +145,18 @@ def test_tui_in_tmux_launches_a_run_shows_its_curve_and_quits(tmux_home):
     writer.finish("finished", summary={"metrics": {"df_dr_auc": 0.61}})
     name = f"mmul-{uuid.uuid4().hex[:8]}"
     command = f"cd {ROOT} && MMUL_HOME={home} {sys.executable} -m workbench.cli"
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "100", "-y", "30", command], check=True)
+    subprocess.run([*TMUX, "new-session", "-d", "-s", name, "-x", "100", "-y", "30", command], check=True)
     try:
         _wait(name, lambda t: writer.session_id in t and "61.0" in t)  # the AUC in percent
         _wait(name, lambda t: "engine ready" in t, timeout=60)
-        subprocess.run(["tmux", "send-keys", "-t", name, "C-n"], check=True)
+        subprocess.run([*TMUX, "send-keys", "-t", name, "C-n"], check=True)
         _wait(name, lambda t: "New run" in t and "shapes-tiny" in t)
         earlier = {s["id"] for s in store.list()}  # the study's, the test above's
-        subprocess.run(["tmux", "send-keys", "-t", name, "C-s"], check=True)
+        subprocess.run([*TMUX, "send-keys", "-t", name, "C-s"], check=True)
         _wait(name, _curve_drawn, timeout=120)
         session = next(s for s in store.list() if s["id"] not in earlier)
-        subprocess.run(["tmux", "send-keys", "-t", name, "C-q"], check=True)
-        _until(lambda: subprocess.run(["tmux", "has-session", "-t", name], capture_output=True).returncode != 0,
+        subprocess.run([*TMUX, "send-keys", "-t", name, "C-q"], check=True)
+        _until(lambda: subprocess.run([*TMUX, "has-session", "-t", name], capture_output=True).returncode != 0,
                timeout=10, what="the TUI to quit on ctrl+q")
         # closing the TUI left the run going: it takes further steps (or has finished) after the TUI is gone
         steps_at_quit = sum(1 for e in store.events(session["id"]) if e["kind"] == "step")
@@ -161,4 +165,4 @@ def test_tui_in_tmux_launches_a_run_shows_its_curve_and_quits(tmux_home):
                what="the run to go on after the TUI quit")
         assert store.get(session["id"])["state"] in ("running", "finished")
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+        subprocess.run([*TMUX, "kill-session", "-t", name], capture_output=True)

@@ -277,6 +277,9 @@ def empty_paths_refused(command):
 
 def main() -> None:
     os.umask(PRIVATE_UMASK)  # inherited by the engine it starts
+    from workbench.execute import StopSignals, interrupted_after_the_end
+
+    StopSignals.AFTER_THE_END = interrupted_after_the_end   # this process only (not the tests' in-process runs)
     if (problem := home_problem()) is not None:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(int(Exit.BAD_INPUT))

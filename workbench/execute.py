@@ -38,6 +38,13 @@ class Stopped(KeyboardInterrupt):
         self.signal_name = signal.Signals(signum).name
 
 
+def interrupted_after_the_end(signum, frame) -> None:
+    """SIGTERM or SIGHUP in the command-line process once a session's end is written: it stops as Ctrl-C stops it
+    (`workbench.cli.main`: "interrupted", exit 130). Under the default a SIGTERM that landed while a finished run
+    printed its document killed the process with 143, which a script reads as a failed run."""
+    raise KeyboardInterrupt
+
+
 class StopSignals:
     """SIGTERM and SIGHUP raise `Stopped` in the main thread while a session is written here, so the session is
     ended as cancelled rather than left running by a killed process. Only signals left at their default action
@@ -46,12 +53,13 @@ class StopSignals:
     and SIGHUP together, and a shell passes its hang-up on to its jobs). Restored on leaving the block."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+    AFTER_THE_END: Callable | None = None   # the command line's process sets interrupted_after_the_end (cli.main)
 
     def __enter__(self) -> "StopSignals":
         self.kept = {}
         if threading.current_thread() is threading.main_thread():
             self.kept = {signum: signal.signal(signum, self.stop) for signum in self.SIGNALS
-                         if signal.getsignal(signum) is signal.SIG_DFL}
+                         if signal.getsignal(signum) in (signal.SIG_DFL, interrupted_after_the_end)}
         return self
 
     def stop(self, signum, frame) -> None:
@@ -63,9 +71,11 @@ class StopSignals:
         for signum in self.kept:
             signal.signal(signum, signal.SIG_IGN)
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, kind, error, trace) -> None:
+        after = type(self).AFTER_THE_END if kind is None else None   # a session ended as it should (a class attribute:
+        # through the instance the function would be bound)
         for signum, handler in self.kept.items():
-            signal.signal(signum, handler)
+            signal.signal(signum, after or handler)
 
 
 def preflighted(spec: dict, said: Callable[[str], str] = str) -> None:
