@@ -194,6 +194,23 @@ async def test_the_detail_takes_its_form_for_the_size_when_the_terminal_is_resiz
         await wait_until(pilot, lambda: "request 1/3" in str(detail.render()))
 
 
+async def test_the_home_folds_for_80x24_when_the_terminal_shrank_under_another_screen(tmp_home):
+    """Shrunk to 80x24 while Help (or a monitor) was open, the home came back with its header and boxed filter, and
+    about nine rows of table (a review)."""
+    from textual.widgets import Header
+
+    app = create_app(start_engine=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        home = app.screen
+        await pilot.press("f1")
+        await wait_until(pilot, lambda: app.screen is not home)
+        await pilot.resize_terminal(80, 24)
+        await wait_until(pilot, lambda: app.has_class("-compact"))
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: app.screen is home)
+        await wait_until(pilot, lambda: home.query_one(Header).styles.display == "none")
+
+
 def test_at_80x24_a_sessions_attacks_take_one_line():
     """The four-line detail cut an attack's line mid-sentence, and showed none of a second one."""
     from sessions.attacks import attacks_brief

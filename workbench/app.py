@@ -94,7 +94,13 @@ class WorkbenchApp(App):
             self.set_interval(self.watch_seconds, self.look_for_endings)
 
     def on_resize(self, event) -> None:
-        self.set_class(event.size.width < COMPACT_WIDTH or event.size.height < COMPACT_HEIGHT, "-compact")
+        compact = event.size.width < COMPACT_WIDTH or event.size.height < COMPACT_HEIGHT
+        if compact != self.has_class("-compact"):
+            self.set_class(compact, "-compact")
+            # the screens under the one shown are restyled too: the home, shrunk to 80x24 while a monitor was open,
+            # kept its header and boxed filter when the monitor closed
+            for screen in self.screen_stack[:-1]:
+                self.update_styles(screen)
 
     # engine --------------------------------------------------------------------------------------
 
