@@ -230,3 +230,30 @@ def test_every_runs_colour_is_named_in_a_narrow_legend():
     assert "ft s42 5522" in wide and "original 90.0" in wide
     narrow = Text.from_markup(legend_markup(panel, 26)).plain
     assert narrow == "━ 5522 ━ f319 ━ ab12" and len(narrow) <= 26
+
+
+async def test_a_legend_set_before_its_plot_had_a_size_is_chosen_again_for_the_size_it_gets():
+    """Compare opened from the home at 80x24 read `━ multidelete s1 99… ─╯` in every legend: set before the panels had
+    their size, the legend was the whole one, which the border cut; a key press later it named both sessions by their
+    ids' ends (a review)."""
+    from rich.text import Text
+    from textual.app import App
+
+    from screens.widgets.plot import SeriesPlot
+    from sessions.panels import Line, Panel
+
+    lines = [Line(label, [0.0, 1.0], [1.0, 2.0], (200, 0, 0)) for label in ("retrain with a long name s1 ab12",
+                                                                           "multidelete with a long name s1 cd34")]
+    plot = SeriesPlot("forget")
+    plot.set_panel(Panel("forget", "forget: df_dr_auc", lines, []))   # before it is mounted: no size yet
+    assert "long name" in Text.from_markup(plot.border_subtitle).plain
+
+    class OnePlot(App):
+        CSS = "SeriesPlot { width: 30; height: 10; }"
+
+        def compose(self):
+            yield plot
+
+    async with OnePlot().run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: plot.size.width > 0)
+        await wait_until(pilot, lambda: Text.from_markup(plot.border_subtitle).plain == "━ ab12 ━ cd34")

@@ -134,13 +134,18 @@ class SeriesPlot(PlotextPlot):
 
     def render(self):
         key = (self._version, self.size.width, self.size.height)
-        if key != self._built_for:
+        # a log axis is built again for every render: plotext's build takes the log of the figure's data in place, so
+        # a second render of the same figure took the log of logs ("math domain error" on any repaint)
+        if key != self._built_for or self.log_y:
             self._rebuild(self.size.width)
             self._built_for = key
             if self.panel is not None:   # fitted to the size drawn at (set before there was one, it kept whole labels)
                 legend = legend_markup(self.panel, self.legend_room())
                 if legend != self.border_subtitle:
                     self.border_subtitle = legend
+                    # a border changed while rendering is drawn at the next repaint, which in a terminal waited for a
+                    # key: Compare opened at 80x24 showed each legend whole and cut (tmux, a review)
+                    self.call_after_refresh(self.refresh)
         self.renders += 1
         return super().render()
 
