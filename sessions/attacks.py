@@ -26,7 +26,7 @@ def attack_entry(row: dict) -> dict:
     return {"id": row["id"], "name": row.get("name"), "state": row.get("state"),
             "kind": attack.get("kind") or str(row.get("method") or "").partition(":")[2] or None,
             "params": attack.get("params"), "recovery": back.get("fraction"),
-            "points": percentage_points(back, summary.get("headline")),
+            "points": points_as_shown(summary),
             "retrain_recovery": (theirs.get("recovery") or {}).get("fraction"),
             "verdict": summary.get("verdict"), "headline": summary.get("headline")}
 
@@ -52,6 +52,27 @@ def percentage_points(recovery: dict, headline) -> float | None:
     if not isinstance(points, (int, float)) or recovery.get("unit") == "points":
         return points
     return shown(headline if isinstance(headline, str) else None, points)
+
+
+def points_as_shown(summary: dict) -> float | None:
+    """The points an attack brought back, from its scores as its verdict shows them (one decimal): the parent's
+    detail read "-3.7 points" where the attack's own line read "54.2 -> 50.4, 3.8 points lower" (a review). Rephrasing
+    read against the original's rephrased score: the forgotten points that do not hold. A document without its
+    scores: its stored points (percentage_points)."""
+    headline = summary.get("headline") if isinstance(summary.get("headline"), str) else None
+    back = summary.get("recovery") if isinstance(summary.get("recovery"), dict) else {}
+
+    def df(key: str) -> float | None:
+        value = (summary.get(key) or {}).get("df") if isinstance(summary.get(key), dict) else None
+        return round(shown(headline, value), 1) if isinstance(value, (int, float)) else None
+
+    original, unlearned, attacked, original_attacked = (df(key) for key in ("original", "unlearned", "attacked",
+                                                                             "original_attacked"))
+    if back.get("against") and None not in (original, unlearned, attacked, original_attacked):
+        return round((original - unlearned) - (original_attacked - attacked), 1)
+    if back.get("against") is None and None not in (unlearned, attacked):
+        return round(attacked - unlearned, 1)
+    return percentage_points(back, headline)
 
 
 def attack_line(entry: dict) -> str:

@@ -158,3 +158,17 @@ def test_an_attack_on_a_study_cell_is_named_without_the_study_id(parent):
     meta = SessionStore().get(parent["session"])
     spec = checked_spec("quantize", {**meta, "name": "study-0123456789ab npo s42"}, {"seed": None})
     assert spec["name"] == f"quantize on npo s42 {meta['id'][-4:]}"
+
+
+def test_an_attacks_points_in_its_parents_detail_are_the_ones_its_own_line_shows():
+    """The parent's detail said "-3.7 points" where the attack's own verdict said "54.2 -> 50.4, 3.8 points lower" (a
+    review): both are read from the scores as shown now."""
+    from sessions.attacks import attack_entry
+
+    summary = {"attack": {"kind": "quantize"}, "headline": "df.r_mean", "original": {"df": 77.3},
+               "unlearned": {"df": 54.16}, "attacked": {"df": 50.42},
+               "recovery": {"points": 50.42 - 54.16, "fraction": -0.16, "gap": 23.1, "unit": "points"}}
+    assert attack_entry({"id": "a", "state": "finished", "summary": summary})["points"] == -3.8
+    rephrased = {**summary, "attack": {"kind": "rephrase"}, "original_attacked": {"df": 41.9},
+                 "recovery": {"points": 1.0, "fraction": 0.1, "gap": 23.1, "unit": "points", "against": "x"}}
+    assert attack_entry({"id": "b", "state": "finished", "summary": rephrased})["points"] == round(23.1 - (41.9 - 50.4), 1)
