@@ -21,6 +21,7 @@ from screens.home_table import (COLUMNS, STATE_COLOURS, column_widths, deletion_
                                 requests_of, row_cells)
 from screens.messages import DetailLoaded, SessionsLoaded
 from screens.services import Services
+from screens.widgets.clamped import ClampedText
 from screens.widgets.confirm import ConfirmScreen
 from screens.widgets.filled_table import clear_for
 from screens.widgets.footer import Footer
@@ -165,7 +166,7 @@ class HomeScreen(Screen):
                     id="filter")
         yield DataTable(id="sessions", cursor_type="row", zebra_stripes=True)
         yield Static("", id="home-hint")
-        yield Static("", id="home-detail", markup=False)
+        yield ClampedText("", id="home-detail")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -279,7 +280,7 @@ class HomeScreen(Screen):
             return
         self._detail_key = key
         if row is None:
-            self.query_one("#home-detail", Static).update("")
+            self.query_one("#home-detail", ClampedText).update("")
             return
         self.load_detail(row)
 
@@ -300,7 +301,7 @@ class HomeScreen(Screen):
 
     def on_detail_loaded(self, message: DetailLoaded) -> None:
         if message.session_id == self.current_id():
-            self.query_one("#home-detail", Static).update(message.text)
+            self.query_one("#home-detail", ClampedText).update(message.text)
 
     def current_id(self) -> str | None:
         table = self.query_one("#sessions", DataTable)

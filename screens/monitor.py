@@ -34,6 +34,7 @@ from engine import spec as specs
 from screens.panels import PanelGrid
 from screens.history_heatmap import HistoryHeatmap
 from screens.services import ServiceError, Services
+from screens.widgets.clamped import ClampedText
 from screens.widgets.column_table import ColumnTable
 from screens.widgets.filled_table import fill_table
 from screens.widgets.confirm import ConfirmScreen
@@ -307,7 +308,7 @@ class MonitorScreen(Screen):
         with Horizontal(id="mon-bottom"):
             yield HistoryHeatmap(id="mon-history")
             with Vertical(id="mon-summary-box"):
-                yield Static("", id="mon-verdict")
+                yield ClampedText("", id="mon-verdict")
                 # the metric's name stays while a narrow box scrolls its numbers sideways
                 table: DataTable = ColumnTable(id="mon-summary", cursor_type="row", zebra_stripes=True, fixed_columns=1)
                 table.add_columns(*SUMMARY_HEADERS)
@@ -458,7 +459,7 @@ class MonitorScreen(Screen):
             self.app.call_from_thread(self.show_verdict, lines)
 
     def show_verdict(self, lines: list[str]) -> None:
-        verdict = self.query_one("#mon-verdict", Static)
+        verdict = self.query_one("#mon-verdict", ClampedText)
         # at 80x24 the box holds a few lines: a request run's last request (where it ended), as the home shows it,
         # without its cost (the status line and the log have the run's steps)
         compact = self.app.has_class("-compact")

@@ -387,3 +387,36 @@ async def test_a_stopped_runs_detail_names_the_run_that_went_on_from_it(tmp_home
         home.query_one("#sessions").move_cursor(row=[r["id"] for r in home.shown].index(stopped.session_id))
         await wait_until(pilot, lambda: f"resumed by session {resumed.session_id} (finished)" in str(detail.render()))
         assert "cancelled by request" in str(detail.render())
+
+
+def test_a_verdict_cut_by_its_box_ends_in_an_ellipsis():
+    """The home's detail at 80x24 ended `keep: test r_mean 53.4 -> 48.2, Dr r_mean 84.0 -> 72.8,` and the monitor's
+    verdict `holdout id r_mean`: cut mid-sentence with nothing saying so (a review)."""
+    from screens.widgets.clamped import clamped_rows
+
+    text = "head line\nforget: Df/Dr AUC 51.9 -> 53.8, Df r_mean 85.6 -> 77.5; keep: test r_mean 59.7 -> 51.7"
+    assert clamped_rows(text, 30, None)[0] == "head line" and all(len(row) <= 30 for row in clamped_rows(text, 30, None))
+    rows = clamped_rows(text, 30, 3)
+    assert len(rows) == 3 and rows[-1].endswith("…") and all(len(row) <= 30 for row in rows)
+    assert clamped_rows(text, 200, 3) == text.splitlines()   # it fits: nothing cut, no ellipsis
+
+
+async def test_the_homes_detail_at_80x24_ends_in_an_ellipsis_where_its_box_cuts_it(tmp_home):
+    store = SessionStore()
+    groups = ("df", "test", "dr", "holdout_identity", "holdout_association")
+    summary = {"metrics": {"df_dr_auc": 0.52, **{group: {"r_mean": 46.25} for group in groups}},
+               "original_metrics": {"df_dr_auc": 0.91, **{group: {"r_mean": 80.0} for group in groups}}}
+    write(store, "a run with a verdict longer than the four rows its box has at eighty columns", "ft", summary=summary)
+    app = create_app(start_engine=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        detail = app.screen.query_one("#home-detail")
+        await wait_until(pilot, lambda: "forget" in detail.text)
+        await wait_until(pilot, lambda: detail.size.height > 0)
+        shown = [line.text for line in (detail.render_line(y) for y in range(detail.size.height))]
+        assert len(detail.text.splitlines()) < len(clamped_rows_of(detail)) and shown[-1].rstrip().endswith("…")
+
+
+def clamped_rows_of(widget) -> list[str]:
+    from screens.widgets.clamped import clamped_rows
+
+    return clamped_rows(widget.text, widget.content_region.width, None)
