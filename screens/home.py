@@ -35,6 +35,7 @@ from sessions.summary import format_deletion, summary_metrics, test_headline, to
 from sessions.verdict import last_request_only, last_requests, session_verdict
 
 SORTS = ("started", "status", "kind", "method", "df_dr_auc", "test", "duration")  # the columns' order
+SORT_LABELS = {"df_dr_auc": "Df/Dr AUC"}   # a sort is named as its column is headed
 REFRESH_SECONDS = 1.0
 
 
@@ -230,15 +231,19 @@ class HomeScreen(Screen):
                     table.move_cursor(row=index, animate=False)
                     break
         total = len(self.rows)
-        hint = f"{len(shown)} of {total} sessions" if words else f"{total} sessions"
-        hint += f"  sort: {self.sort_key}{' (reversed)' if self.sort_reverse else ''}"
+        parts = [f"{len(shown)} of {total} sessions" if words else f"{total} sessions",
+                 f"sort: {SORT_LABELS.get(self.sort_key, self.sort_key)}{' (reversed)' if self.sort_reverse else ''}"]
         if self.marked:
             out_of_view = len(self.marked - {row["id"] for row in shown})  # marks outlive a filter: said, not lost
-            hint += f"  marked: {len(self.marked)}" + (f", {out_of_view} filtered out" if out_of_view else "") + \
-                " (c compares" + (" all)" if out_of_view else ")")
-        if len(columns) < len(COLUMNS):  # a wider terminal shows them; the first two named, so the line fits 80
-            hidden = [c for c in COLUMNS if c not in columns]
-            hint += f"  hidden: {', '.join(hidden[:2])}" + (f" +{len(hidden) - 2}" if len(hidden) > 2 else "")
+            parts.append(f"marked: {len(self.marked)}" + (f", {out_of_view} filtered out" if out_of_view else "")
+                         + " (c compares" + (" all)" if out_of_view else ")"))
+        hidden = [c for c in COLUMNS if c not in columns]   # a wider terminal shows them
+        named = f"hidden: {', '.join(hidden[:2])}" + (f" +{len(hidden) - 2}" if len(hidden) > 2 else "")
+        room = (self.size.width or self.app.size.width) - 2
+        # what is hidden said as far as the line has room (at 80x24 with marks it was cut: `hidden: kind,`)
+        fitting = [text for text in (named, f"hidden: {len(hidden)} columns") if hidden
+                   and len("  ".join([*parts, text])) <= room]
+        hint = "  ".join(parts + fitting[:1])
         if not total:
             hint = "no sessions yet: n starts a new run (or `mmul-workbench demo`)"
         self.query_one("#home-hint", Static).update(hint)

@@ -420,3 +420,19 @@ def clamped_rows_of(widget) -> list[str]:
     from screens.widgets.clamped import clamped_rows
 
     return clamped_rows(widget.text, widget.content_region.width, None)
+
+
+async def test_the_hint_line_fits_80_columns_with_marks_and_names_its_sort_as_its_column(tmp_home):
+    """At 80x24 with two marks the hint ended `hidden: kind,` (cut), and a sort by the AUC read `sort: df_dr_auc`
+    (a review)."""
+    store = SessionStore()
+    for name in ("first", "second", "third"):
+        write(store, name, "ft", summary={"metrics": {"df_dr_auc": 0.6}})
+    app = create_app(start_engine=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        hint = app.screen.query_one("#home-hint")
+        await wait_until(pilot, lambda: "3 sessions" in str(hint.render()))
+        await pilot.press("space", "down", "space", *"ssss")
+        await wait_until(pilot, lambda: "marked: 2" in str(hint.render()) and "sort: Df/Dr AUC" in str(hint.render()))
+        text = str(hint.render())
+        assert len(text) <= 78 and not text.rstrip().endswith(","), text
