@@ -131,6 +131,9 @@ def test_stop_if_ends_the_unlearning_with_a_logged_event(home):
                                       "step": 2, "request": 1}
     assert document["selected_on"] == "validation" and document["judged"][0]["step"] == 2
     assert document["steps"] == 2 and len(document["requests"]) == 1  # request 2 never ran
+    # Dr is still the units outside the whole deletion set (it said the train size less the part forgotten; a review)
+    n = RUN["deletion"]["n"]
+    assert document["deletion"]["units"] < n and document["deletion"]["retain_units"] == 160 - n
     warnings = [f["message"] for kind, f in events if kind == "log" and f["level"] == "warning"]
     assert any(message.startswith("stop-if val.r_mean<100 held at step 2 (request 1)") for message in warnings)
 

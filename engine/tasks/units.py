@@ -189,7 +189,8 @@ class UnitTask:
                                  "pairs": len(forget)}, "df_unit_ids": list(forget.unit_ids)}  # the facts' ids
         # which units were forgotten, by their data's ids (an ID file may change later, a random draw is a seed's):
         # a document proves what it deleted; kept out of the catalog's rows, as the per-unit scores are
-        # retain_units: what `attack relearn --on neighbours` can draw from, checked before it runs
+        # retain_units: what `attack relearn --on neighbours` can draw from, checked before it runs: Dr, the units
+        # outside the whole deletion set (a run a --stop-if rule ended forgot part of it and said 60 where Dr held 52)
         return {"deletion": {"units": len(forget.unit_ids), "pairs": len(forget),
-                             "retain_units": self.train.n_units - len(forget.unit_ids)},
+                             "retain_units": self.train.n_units - len(set(self.deletion))},
                 "df_unit_ids": list(forget.unit_ids)}
