@@ -88,6 +88,16 @@ def test_half_labelled_file_is_refused(tmp_path):
         read_graph_text(path)
 
 
+def test_a_file_with_one_label_is_refused(tmp_path):
+    """Every record labelled `same`: the run trained on one class and failed as "no gradient reached the 74 trainable
+    weights", keeping a failed session (a review)."""
+    graph = {"nodes": [{"type": "a"}], "edges": []}
+    path = write_lines(tmp_path / "one.jsonl", [{"id": f"g{i}", "graph": graph, "texts": ["t"], "label": "same"}
+                                               for i in range(3)])
+    with pytest.raises(SpecError, match="every record has the label 'same'; classification needs two labels at least"):
+        read_graph_text(path)
+
+
 def run_cli(home, *args):
     return run_in_process(home, *args)
 

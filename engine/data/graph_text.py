@@ -108,6 +108,9 @@ def read_graph_text(location: str | Path, name: str | None = None) -> GraphTextW
     classes: tuple[str, ...] = ()
     if all(labelled):
         classes = tuple(sorted({name for u in units for name in u.text_labels}))
+        if len(classes) < 2:  # it trained, learned nothing and failed as "no gradient reached the weights" (a review)
+            raise SpecError(f"{path}: every record has the label {classes[0]!r}; classification needs two labels at "
+                            "least (or leave `label` out of every record for retrieval)")
         attach_labels(units, classes)
     elif any(labelled):
         first = next(i for i, has in enumerate(labelled) if not has)
