@@ -157,6 +157,10 @@ def test_keep_best_through_the_cli(home):
         name.startswith("test.") for j in document["judged"] for name in j["metrics"])
     best = max(during, key=lambda j: j["metrics"]["df_dr_auc"])
     assert entry["kept_step"] == best["step"]
+    # the final weights' entry says so and carries the kept step (it read as a second evaluation of the last step)
+    final = document["judged"][-1]
+    assert final.get("final") is True and final["step"] == entry["kept_step"]
+    assert not any(j.get("final") for j in during)
     assert any("keep best: request 1 keeps the weights evaluated at step" in e.get("message", "") for e in events)
 
 

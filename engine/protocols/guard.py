@@ -39,12 +39,14 @@ class Guard:
         """Whether anything is judged at all (a rule, or --keep best): only then are validation evaluations run."""
         return bool(self.rules) or self.keep_best
 
-    def judging(self, step: int, metrics: dict[str, float]) -> dict[str, float]:
-        """Record an evaluation as judged (the metrics a rule or the choice may read) and return it."""
+    def judging(self, step: int, metrics: dict[str, float], final: bool = False) -> dict[str, float]:
+        """Record an evaluation as judged (the metrics a rule or the choice may read) and return it. `final`: the
+        request's weights as it ends (the kept step's, merged, noised), at `step`, the step they were kept from (an
+        entry at the last step with other numbers than that step's read as a second evaluation of it)."""
         readable = {name: value for name, value in metrics.items()
                     if name in (self.headline, "df_dr_auc") or name in MULTIPLE_CHOICE_METRICS
                     or any(rule.metric == name for rule in self.rules)}
-        self.judged.append({"request": self.request, "step": step, "metrics": readable})
+        self.judged.append({"request": self.request, "step": step, "metrics": readable, **({"final": True} if final else {})})
         return metrics
 
     def begin(self, request: int | None, parameters: list[torch.nn.Parameter]) -> None:

@@ -196,10 +196,10 @@ class Requests:
                     else original_metrics)
             guard = Guard(params, task.name, judged_original, emit)
 
-        def judged(step: int, forgotten_now: list, reported: dict) -> dict:
+        def judged(step: int, forgotten_now: list, reported: dict, final: bool = False) -> dict:
             """What the guard reads at this evaluation: the validation view's, or on people data the reported one."""
             return guard.judging(step, as_validation(validation.evaluate(model, forgotten_now)) if validation
-                                 else reported)
+                                 else reported, final)
         done = 0
         if point is not None:  # go on after the point's request as if the run had never stopped
             state, weights = point
@@ -291,7 +291,8 @@ class Requests:
             evaluation = "sample" if len(evaluated) < len(forgotten) else "full"
             if guard.active and guard.fired is None:  # the request's final weights (noise and merges included)
                 with cost.evaluating():
-                    guard.check(result.steps, judged(result.steps, forgotten, metrics))
+                    at = kept if kept is not None else result.steps
+                    guard.check(at, judged(at, forgotten, metrics, final=True))
             if guard.fired is not None and evaluation == "sample":  # the run ends here: its last evaluation is full
                 evaluation, evaluated = "full", forgotten
                 seed_everything(seed, "evaluate", number)
