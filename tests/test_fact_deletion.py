@@ -252,6 +252,10 @@ def test_graph_classification_refuses_facts():
                   "deletion": {"strategy": "random", "n": 3, "granularity": "fact"}})
     assert validate({"method": "ft", "model": "gcn-bert-tiny", "data": "graph-tiny", "task": "retrieval",
                      "deletion": {"strategy": "random", "n": 3, "granularity": "fact"}})["task"] == "retrieval"
+    # --tune's refusal says why: its validation deletion set is of whole training units (it said "validation units")
+    with pytest.raises(SpecError, match="validation deletion set of whole training units outside Df, not of facts"):
+        validate({"method": "ft", "model": "clip-tiny", "data": "shapes-tiny", "params": {"tune": True},
+                  "deletion": {"strategy": "random", "n": 3, "granularity": "fact"}})
 
 
 @pytest.mark.parametrize("args", [("--delete", "1"), ("--delete", "4", "--requests", "4")])

@@ -322,8 +322,8 @@ def check_fact_granularity(deletion: dict, data: str, params: dict, task: str | 
                         "--task retrieval (the statements are what it matches) or --granularity unit",
                         field="granularity")
     if params.get("tune"):
-        raise SpecError("--tune picks on validation units, which have no facts to delete; drop --tune or use "
-                        "--granularity unit", field="tune")
+        raise SpecError("--tune picks on a validation deletion set of whole training units outside Df, not of "
+                        "facts; drop --tune or use --granularity unit", field="tune")
 
 
 def check_requests(value, method: str, upper: int | None = None) -> int:
