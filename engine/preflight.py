@@ -244,7 +244,8 @@ def check_validation_split(spec: dict, world) -> None:
     judging = [flag for flag, given in (("--tune", params.get("tune")), ("--keep best", params.get("keep") == "best"),
                                         ("--stop-if", params.get("stop_if"))) if given]
     if judging and isinstance(getattr(world, "val", None), list) and not world.val:
-        raise SpecError(f"{spec['data']} has no validation units, and {' and '.join(judging)} judge on them (never on "
+        raise SpecError(f"{spec['data']} has no validation units, and {' and '.join(judging)} "
+                        f"{'judges' if len(judging) == 1 else 'judge'} on them (never on "
                         f"test); drop {' and '.join(judging)}, or give the data a val split",
                         field="tune" if params.get("tune") else "keep" if params.get("keep") == "best" else "stop_if")
 

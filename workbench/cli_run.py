@@ -219,7 +219,7 @@ def print_cost(result: dict) -> None:
                f"evaluation {fmt(cost['evaluation_seconds'], 'seconds')}, wall {fmt(cost['wall_seconds'], 'seconds')}; "
                f"{cost['steps']} step{'' if cost['steps'] == 1 else 's'}, {cost['examples_per_second']:.4g} examples/s; "
                f"peak {fmt(cost['peak_memory_mb'], 'peak_memory_mb')} ({cost['memory']}) on {cost['device_count']} x "
-               f"{cost['device']}, {cost['torch_threads']} torch threads"
+               f"{cost['device']}, {cost['torch_threads']} torch thread{'' if cost['torch_threads'] == 1 else 's'}"
                + (f", {cost['cpu_kernels']} CPU kernels" if cost.get("cpu_kernels") else ""))
 
 

@@ -82,8 +82,9 @@ def read_split(root: Path, path: Path, split: str) -> list[LabelledUnit]:
     resolved: dict[str, tuple] = {}  # a pair's images are read once, whatever number of statements it has
     for where, record in records(path, EXPECTED):
         sentence, label = record.get("sentence"), label_index(record.get("label"))
-        if label is None:
-            raise malformed(path, where, f"its label {shown(record.get('label'))} is not True or False")
+        if label is None:   # as SNLI-VE says it ("its label None is not True or False" read oddly)
+            raise malformed(path, where, "has no 'label'" if record.get("label") is None else
+                            f"its label {shown(record.get('label'))} is not True or False")
         if not isinstance(sentence, str) or not sentence.strip():
             raise malformed(path, where, "has no 'sentence'")
         if "identifier" in record:

@@ -142,12 +142,12 @@ def tune(spec: dict, base_lr: float, emit, should_stop, cache, run_point: Callab
     name = validation_name(headline)
     if reference is not None:
         criterion = (f"validation Df/Dr AUC closest to the validation Retrain's ({fmt(reference['val.df_dr_auc'])}) "
-                     f"among grid points whose validation {headline} is within --keep-tolerance ({guard.tolerance:g}) "
+                     f"among grid points whose {name} is within --keep-tolerance ({guard.tolerance:g}) "
                      f"points of Retrain's ({fmt(reference['headline_value'])}); else the validation headline "
                      "closest to Retrain's (study --tune with Retrain: the study ranks by the same closeness)")
     else:
         criterion = ("highest validation Df/Dr AUC (closest to --target-auc when given) among grid points whose "
-                     f"validation {headline} stays within --keep-tolerance ({guard.tolerance:g}) points of the "
+                     f"{name} stays within --keep-tolerance ({guard.tolerance:g}) points of the "
                      "original's; else the highest validation headline (no Retrain to aim at)")
     return {"lr": chosen["lr"], "epochs": chosen["epochs"], "grid": points, "headline": headline,
             "against": "retrain" if reference is not None else "auc", "criterion": criterion,
