@@ -135,3 +135,15 @@ def test_graph_world_end_to_end(home, tmp_path):
     refused = run_cli(home, "run", "--method", "ft", "--model", "clip-tiny", "--data", "graph-tiny", "--delete", "3")
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
     assert "reads images and text, but graph-tiny holds graphs" in refused.stderr
+
+
+def test_a_line_that_is_not_utf8_is_named_by_its_line(tmp_path):
+    """It said "can't decode byte 0xe9 in position 117202": no line to look at (a review)."""
+    import json
+
+    graph = {"nodes": [{"type": "a"}], "edges": []}
+    good = json.dumps({"id": "g1", "graph": graph, "texts": ["t"]}).encode()
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(good + b"\n" + good.replace(b'"t"', b'"caf\xe9"') + b"\n")
+    with pytest.raises(SpecError, match=r"latin1.jsonl line 2: byte 0xe9 is not UTF-8 text; save the file as UTF-8"):
+        read_graph_text(path)

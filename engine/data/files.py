@@ -22,12 +22,22 @@ def malformed(path: Path, where: str, problem: str) -> SpecError:
     return SpecError(f"{path} {where}: {problem}")
 
 
+def not_utf8(path: Path, error: UnicodeDecodeError) -> SpecError:
+    """A file that is not UTF-8 text, named by the line the bad byte is on (it said "position 117202")."""
+    with open(path, "rb") as stream:
+        line = stream.read(error.start).count(b"\n") + 1
+    byte = error.object[error.start:error.start + 1].hex() if isinstance(error.object, bytes) else "?"
+    return malformed(path, f"line {line}", f"byte 0x{byte} is not UTF-8 text; save the file as UTF-8")
+
+
 def read_json(path: Path, expected: str):
     try:
         return json.loads(path.read_text(encoding="utf-8-sig"))   # a byte-order mark, as some editors write one
     except RecursionError:
         raise SpecError(f"{path} is nested too deeply to be {expected}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:  # (an OSError is not bad JSON: engine.errors words it)
+    except UnicodeDecodeError as error:
+        raise not_utf8(path, error) from None
+    except json.JSONDecodeError as error:  # (an OSError is not bad JSON: engine.errors words it)
         raise SpecError(f"{path} is not valid JSON ({str(error).splitlines()[0]}); expected {expected}") from None
 
 
@@ -50,7 +60,7 @@ def jsonl_records(path: Path, expected: str) -> Iterator[tuple[str, dict]]:
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError as error:
-        raise SpecError(f"{path} cannot be read as UTF-8 text ({error})") from None
+        raise not_utf8(path, error) from None
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
