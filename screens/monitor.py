@@ -617,6 +617,8 @@ class MonitorScreen(Screen):
         (the footer showed + Faster, - Slower over a live run, and kept ctrl+k to f1)."""
         if action == "cancel_run":
             return self.live()
+        if action in ("toggle_pause", "resume", "step", "faster", "slower") and self.has_class("-stepless"):
+            return False   # a session without a step (a quantize attack) has nothing to pause, step or speed up
         if action in ("toggle_pause", "resume"):  # one key, two words: Pause while playing, Resume while paused
             return (action == "resume") == self.paused
         return action not in ("faster", "slower") or not self.following()

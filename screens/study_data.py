@@ -19,6 +19,9 @@ from sessions.study import (DEFAULT_TOLERANCE, REFERENCE, RELATIVE_HEADERS, Stud
 KS = Callable[[list, list], "float | None"]
 HEADERS = {"df_dr_auc": "Df/Dr AUC", "test.r_mean": "test r_mean", "test.accuracy": "test acc",
            "df.r_mean": "Df r_mean", "df.accuracy": "Df acc", "dr.r_mean": "Dr r_mean", "dr.accuracy": "Dr acc",
+           # the holdout sets as `study` heads them (engine.spec holdout_columns)
+           **{f"holdout_{group}.{measure}": f"holdout {short} {measure}" for group, short in
+              (("identity", "id"), ("association", "assoc")) for measure in ("r_mean", "accuracy")},
            "mia.df_member_rate": "MIA Df member", "mia.auc": "MIA AUC", "mia.test_member_rate": "MIA test member",
            **{metric: header for header, metric in RELATIVE_HEADERS}}
 FIXED_COLUMNS = ("method", "n")

@@ -1002,6 +1002,8 @@ async def test_a_session_that_ended_without_a_step_gives_its_table_the_panels_ro
         await wait_until(pilot, lambda: stepless.model.state == "finished")
         await wait_until(pilot, lambda: stepless.has_class("-stepless"))
         assert not stepless.query_one("#mon-plots").display
+        # nothing to pause, step or speed up: the footer offered all four (a review)
+        assert all(stepless.check_action(action, ()) is False for action in ("toggle_pause", "step", "faster", "slower"))
         await pilot.pause()
         assert stepless.query_one("#mon-summary").size.height > 10
         app.pop_screen()
