@@ -470,9 +470,9 @@ FINISHED_THEN_PRINTING = """
 import signal, sys
 from workbench.execute import StopSignals, interrupted_after_the_end, run_in_session
 StopSignals.AFTER_THE_END = interrupted_after_the_end   # as workbench.cli.main sets it
-result = run_in_session({"method": "ft", "model": "clip-tiny", "data": "shapes-tiny"}, "ft", lambda emitter: {})
-print(result["session"], flush=True)
-try:
+try:   # as workbench.cli.main wraps every command
+    result = run_in_session({"method": "ft", "model": "clip-tiny", "data": "shapes-tiny"}, "ft", lambda emitter: {})
+    print(result["session"], flush=True)
     signal.pause()   # printing the finished run's document, when a SIGTERM comes
 except KeyboardInterrupt:   # what workbench.cli.main does with it
     print("interrupted", file=sys.stderr)
