@@ -344,7 +344,11 @@ class HomeScreen(Screen):
         self.query_one("#sessions", DataTable).focus()
 
     def action_cycle_sort(self) -> None:
-        self.sort_key = SORTS[(SORTS.index(self.sort_key) + 1) % len(SORTS)]
+        """The next sort among the columns shown (at 80x24 it sorted by the hidden kind and started), ascending
+        again (a reversed sort stayed reversed on the next column; a review)."""
+        shown = [key for key in SORTS if SORT_LABELS.get(key, key) in self._columns] or list(SORTS)
+        at = shown.index(self.sort_key) if self.sort_key in shown else -1
+        self.sort_key, self.sort_reverse = shown[(at + 1) % len(shown)], False
         self.render_table(force=True)
 
     def action_reverse_sort(self) -> None:

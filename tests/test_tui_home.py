@@ -432,7 +432,20 @@ async def test_the_hint_line_fits_80_columns_with_marks_and_names_its_sort_as_it
     async with app.run_test(size=(80, 24)) as pilot:
         hint = app.screen.query_one("#home-hint")
         await wait_until(pilot, lambda: "3 sessions" in str(hint.render()))
-        await pilot.press("space", "down", "space", *"ssss")
+        await pilot.press("space", "down", "space")
+        app.screen.sort_key = "df_dr_auc"
+        app.screen.render_table(force=True)
         await wait_until(pilot, lambda: "marked: 2" in str(hint.render()) and "sort: Df/Dr AUC" in str(hint.render()))
+        # `s` goes through the columns shown, ascending each time (it sorted by hidden ones and kept a reversal)
+        seen = []
+        await pilot.press("S")
+        for _ in range(8):
+            await pilot.press("s")
+            seen.append(app.screen.sort_key)
+            assert app.screen.sort_reverse is False
+        from screens.home import SORT_LABELS
+
+        shown = app.screen._columns
+        assert all(SORT_LABELS.get(key, key) in shown for key in seen) and len(set(seen)) > 2
         text = str(hint.render())
         assert len(text) <= 78 and not text.rstrip().endswith(","), text
