@@ -84,14 +84,19 @@ def data_info(ref: str, decode: bool = False) -> tuple[dict, str, str | None]:
 
 
 @reading_inputs
-def unit_ids(ref: str) -> list[str]:
-    """The training units' ids of data `ref`, in order: what `--delete-ids FILE` takes, one a line (`data ids`)."""
+def unit_ids(ref: str, granularity: str = "unit") -> list[str]:
+    """The training units' ids of data `ref`, in order, or (`granularity` "fact") their facts' ids `UNIT#KEY`: what
+    `--delete-ids FILE` takes at that granularity, one a line (`data ids`)."""
     from engine.data.registry import load_data
 
     if ref in PEOPLE_WORLDS or ref.partition(":")[0] in ("mllmu", "mmbench"):
         raise SpecError(f"{ref} is people data: a PULSE run forgets people (--forget N), drawn by seed, not units "
                         "named by id", field="data")
     world = load_data(ref)
+    if granularity == "fact":  # (a file's data has none: world_facts says so in one line)
+        from engine.data.fact_deletion import world_facts
+
+        return [fact.fact_id for fact in world_facts(world)]
     return [unit.unit_id for unit in world.train]
 
 

@@ -205,6 +205,15 @@ def test_data_ids_lists_what_delete_ids_takes(tmp_path, monkeypatch):
         "shapes-images/000000.png", "shapes-images/000001.png", "shapes-images/000002.png"]
     people = CliRunner().invoke(app, ["data", "ids", "people-tiny"])
     assert people.exit_code == 2 and "a PULSE run forgets people (--forget N)" in people.output
+    # the facts' ids, which `--granularity fact --delete-ids FILE` takes (there was no way to list them; a review)
+    facts = CliRunner().invoke(app, ["data", "ids", "shapes-tiny", "--granularity", "fact", "--limit", "4"])
+    assert facts.exit_code == 0 and all("#" in line for line in facts.output.splitlines())
+    from engine.api import preview_deletion
+
+    (tmp_path / "facts.txt").write_text(facts.output)
+    chosen = preview_deletion("shapes-tiny", {"strategy": "ids", "file": str(tmp_path / "facts.txt"), "seed": 0,
+                                              "granularity": "fact"})
+    assert chosen.selected == 4 and chosen.kind == "facts"
 
 
 def test_a_home_or_disk_that_fails_a_write_is_one_line(tmp_path):

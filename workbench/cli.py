@@ -150,15 +150,18 @@ def data_info(
 def data_ids(
     data: str = typer.Argument(..., help="FORMAT:PATH (flickr30k:DIR, coco:DIR, snli-ve:DIR, nlvr2:DIR, ...) or a built-in world"),
     limit: int = typer.Option(0, "--limit", min=0, help="the first N ids only (0: all)"),
+    granularity: str = typer.Option("unit", "--granularity",
+                                    help="unit: the units' ids; fact: their facts' ids, UNIT#KEY (built-in worlds)"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The training units' ids, one a line: what `run --delete-ids FILE` takes (e.g. `data ids shapes-tiny
-    --limit 16 > ids.txt`)."""
+    --limit 16 > ids.txt`; `--granularity fact` the facts' ids, for `run --granularity fact --delete-ids FILE`)."""
     from engine.api import unit_ids
 
     fmt, _, location = data.partition(":")
     try:
-        ids = unit_ids(data if not location else f"{fmt}:{os.path.abspath(Path(location).expanduser())}")
+        chosen = specs.GRANULARITY.coerce(granularity, "data ids")
+        ids = unit_ids(data if not location else f"{fmt}:{os.path.abspath(Path(location).expanduser())}", chosen)
     except SpecError as error:
         fail(str(error))
     ids = ids[:limit] if limit else ids
