@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 
 import pytest
@@ -292,8 +293,8 @@ def test_an_engine_whose_files_were_deleted_puts_them_back_and_keeps_the_home_it
     from sessions_fixtures import daemon_pid, wait_for
 
     start_daemon(tmp_path)
+    pid = daemon_pid(tmp_path)
     try:
-        pid = daemon_pid(tmp_path)
         paths = P.engine_paths(tmp_path)
         shutil.rmtree(paths.dir)
         wait_for(lambda: paths.socket.exists() and paths.pid.exists() and paths.log.exists(), timeout=20,
@@ -306,6 +307,10 @@ def test_an_engine_whose_files_were_deleted_puts_them_back_and_keeps_the_home_it
                  what="the engine saying so in its new log")
     finally:
         kill_daemon(tmp_path)
+        try:   # by the pid it started with: an engine that never made its files again has no pid file to read
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, TypeError):
+            pass
 
 
 async def test_an_engine_whose_lock_another_engine_took_stops_rather_than_serve_the_home_twice(tmp_path):
