@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from engine.spec import TASKS
+from engine.spec import TASKS, holdout_columns
 from screens.metric_order import headline_first
 from sessions.attacks import recorded_attacks
 from sessions.numbers import fmt_over
@@ -19,9 +19,8 @@ from sessions.study import (DEFAULT_TOLERANCE, REFERENCE, RELATIVE_HEADERS, Stud
 KS = Callable[[list, list], "float | None"]
 HEADERS = {"df_dr_auc": "Df/Dr AUC", "test.r_mean": "test r_mean", "test.accuracy": "test acc",
            "df.r_mean": "Df r_mean", "df.accuracy": "Df acc", "dr.r_mean": "Dr r_mean", "dr.accuracy": "Dr acc",
-           # the holdout sets as `study` heads them (engine.spec holdout_columns)
-           **{f"holdout_{group}.{measure}": f"holdout {short} {measure}" for group, short in
-              (("identity", "id"), ("association", "assoc")) for measure in ("r_mean", "accuracy")},
+           # the holdout sets as `study` heads them
+           **{column.metric: column.header for measure in ("r_mean", "accuracy") for column in holdout_columns(measure)},
            "mia.df_member_rate": "MIA Df member", "mia.auc": "MIA AUC", "mia.test_member_rate": "MIA test member",
            **{metric: header for header, metric in RELATIVE_HEADERS}}
 FIXED_COLUMNS = ("method", "n")

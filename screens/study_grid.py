@@ -64,6 +64,7 @@ class StudyGridScreen(Screen):
         self.summaries: dict[str, dict] = {}   # finished sessions' summaries, read once
         self._fingerprint: object = None
         self.status_text = f"[b]{study_id}[/b]: loading..."
+        self._status_shown: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(f"[b]{self.study_id}[/b]: loading...", id="study-status")
@@ -138,16 +139,18 @@ class StudyGridScreen(Screen):
         """The status line, with the metric columns out of view: forget quality and MIA sat past the right edge of
         an 80- or 120-column grid with nothing saying so (a review)."""
         if self.error is not None:  # a load's error stays said (a resize or a scroll wrote the plain status over it)
-            self.query_one("#study-status", Static).update(f"[b]{self.study_id}[/b]: {self.error}")
-            return
-        table = self.query_one("#study-grid", ColumnTable)
-        left, right = table.columns_out_of_view()
-        parts = [self.status_text]
-        if right:
-            parts.append(f"→ {', '.join(right[:2])}" + (f" +{len(right) - 2}" if len(right) > 2 else ""))
-        if left:
-            parts.append(f"← {len(left)} column{'s' if len(left) > 1 else ''}")
-        self.query_one("#study-status", Static).update("   ".join(parts))
+            text = f"[b]{self.study_id}[/b]: {self.error}"
+        else:
+            left, right = self.query_one("#study-grid", ColumnTable).columns_out_of_view()
+            parts = [self.status_text]
+            if right:
+                parts.append(f"→ {', '.join(right[:2])}" + (f" +{len(right) - 2}" if len(right) > 2 else ""))
+            if left:
+                parts.append(f"← {len(left)} column{'s' if len(left) > 1 else ''}")
+            text = "   ".join(parts)
+        if text != self._status_shown:   # read each second: laid out again only when it changed
+            self._status_shown = text
+            self.query_one("#study-status", Static).update(text)
 
     def on_resize(self) -> None:
         self.call_after_refresh(self.show_status)

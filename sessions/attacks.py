@@ -54,25 +54,38 @@ def percentage_points(recovery: dict, headline) -> float | None:
     return shown(headline if isinstance(headline, str) else None, points)
 
 
+def shown_score(headline: str | None, value) -> float | None:
+    """A score as an attack's line shows it (percentage points, one decimal): what its arithmetic is done on, so
+    that the reader's subtraction is the line's (76.2 - 26.3 read "50.0" from the raw 76.24999 and 26.25000)."""
+    return round(shown(headline, value), 1) if isinstance(value, (int, float)) else None
+
+
+def shown_points(headline: str | None, unlearned, attacked, original=None, original_attacked=None) -> float | None:
+    """The points an attack brought back, from the scores as shown: attacked - unlearned; read against the original's
+    score on rephrased inputs (`original_attacked`), the forgotten points that do not hold there:
+    (original - unlearned) - (original_attacked - attacked). None when a score it needs is missing."""
+    scores = [shown_score(headline, v) for v in (unlearned, attacked, original, original_attacked)]
+    u, a, o, oa = scores
+    if original_attacked is not None:
+        return None if None in scores else round((o - u) - (oa - a), 1)
+    return None if None in (u, a) else round(a - u, 1)
+
+
 def points_as_shown(summary: dict) -> float | None:
-    """The points an attack brought back, from its scores as its verdict shows them (one decimal): the parent's
-    detail read "-3.7 points" where the attack's own line read "54.2 -> 50.4, 3.8 points lower" (a review). Rephrasing
-    read against the original's rephrased score: the forgotten points that do not hold. A document without its
-    scores: its stored points (percentage_points)."""
+    """The points an attack brought back as its verdict shows them (the parent's detail read "-3.7 points" where the
+    attack's own line read "54.2 -> 50.4, 3.8 points lower"; a review); a document without its scores: its stored
+    points (percentage_points)."""
     headline = summary.get("headline") if isinstance(summary.get("headline"), str) else None
     back = summary.get("recovery") if isinstance(summary.get("recovery"), dict) else {}
 
-    def df(key: str) -> float | None:
-        value = (summary.get(key) or {}).get("df") if isinstance(summary.get(key), dict) else None
-        return round(shown(headline, value), 1) if isinstance(value, (int, float)) else None
+    def df(key: str):
+        return (summary.get(key) or {}).get("df") if isinstance(summary.get(key), dict) else None
 
-    original, unlearned, attacked, original_attacked = (df(key) for key in ("original", "unlearned", "attacked",
-                                                                             "original_attacked"))
-    if back.get("against") and None not in (original, unlearned, attacked, original_attacked):
-        return round((original - unlearned) - (original_attacked - attacked), 1)
-    if back.get("against") is None and None not in (unlearned, attacked):
-        return round(attacked - unlearned, 1)
-    return percentage_points(back, headline)
+    against = df("original_attacked") if back.get("against") else None
+    if back.get("against") and against is None:
+        return percentage_points(back, headline)
+    points = shown_points(headline, df("unlearned"), df("attacked"), df("original"), against)
+    return points if points is not None else percentage_points(back, headline)
 
 
 def attack_line(entry: dict) -> str:

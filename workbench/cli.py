@@ -228,9 +228,28 @@ def home_problem() -> str | None:
     return None
 
 
-def untyped_flags(command):
-    """`command` (and every subcommand) with its on/off flags shown without a type: `--help` listed `--json
-    <bool>`, which reads as an option that takes a value."""
+def every_command(command):
+    """`command` and every subcommand under it."""
+    yield command
+    for sub in getattr(command, "commands", {}).values():
+        yield from every_command(sub)
+
+
+def as_offered(command):
+    """The typer app's commands as the workbench offers them (each adjustment says what typer did otherwise)."""
+    for each in every_command(command):
+        untyped_flags(each)
+        empty_paths_refused(each)
+        if not each.short_help and each.help:
+            # listed by its first paragraph on one line: typer's rich help kept the docstring's line breaks there,
+            # so `--help` broke "report per method / mean +/- std" mid-sentence
+            each.short_help = " ".join(each.help.split("\n\n")[0].split())
+    return command
+
+
+def untyped_flags(command) -> None:
+    """Its on/off flags shown without a type: `--help` listed `--json <bool>`, which reads as an option that takes a
+    value."""
     for param in command.params:  # typer's own click (typer._click) has no click.Option to test against
         if getattr(param, "is_flag", False) and not getattr(param, "count", False):
             param.metavar = ""
@@ -243,39 +262,23 @@ def untyped_flags(command):
         return option
 
     command.get_help_option = get_help_option
-    for sub in getattr(command, "commands", {}).values():
-        untyped_flags(sub)
-    return command
 
 
-def summaries_on_one_line(command):
-    """`command` (and every subcommand) listed under its group by its first paragraph on one line: typer's rich
-    help kept the docstring's line breaks there, so `--help` broke "report per method / mean +/- std" mid-sentence."""
-    for sub in getattr(command, "commands", {}).values():
-        if not sub.short_help and sub.help:
-            sub.short_help = " ".join(sub.help.split("\n\n")[0].split())
-        summaries_on_one_line(sub)
-    return command
-
-
-def empty_paths_refused(command):
-    """`command` (and every subcommand) with an empty path refused: a Path reads `''` as `.`, so `--cache-dir ''`
-    (an unset shell variable) put the model cache in the current directory."""
+def empty_paths_refused(command) -> None:
+    """An empty path refused: a Path reads `''` as `.`, so `--cache-dir ''` (an unset shell variable) put the model
+    cache in the current directory."""
     for param in command.params:
         descriptor = getattr(param, "type_descriptor", None)
         if descriptor is not None and descriptor.annotation is Path:
             own_process_value = param.process_value
 
             def process_value(ctx, value, own=own_process_value, param=param):
-                if value == "" or (isinstance(value, (list, tuple)) and "" in value):
+                if value == "":
                     raise typer.BadParameter("an empty path names nothing; give a file or folder (. for this one)",
                                              ctx=ctx, param=param)
                 return own(ctx, value)
 
             param.process_value = process_value
-    for sub in getattr(command, "commands", {}).values():
-        empty_paths_refused(sub)
-    return command
 
 
 def main() -> None:
@@ -287,8 +290,7 @@ def main() -> None:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(int(Exit.BAD_INPUT))
     try:  # also names completion's variable: _MMUL_WORKBENCH_COMPLETE
-        command = summaries_on_one_line(empty_paths_refused(untyped_flags(typer.main.get_command(app))))
-        code = command(prog_name="mmul-workbench", standalone_mode=False)
+        code = as_offered(typer.main.get_command(app))(prog_name="mmul-workbench", standalone_mode=False)
     except parser_errors.UsageError as error:
         if type(error).__name__ == "NoArgsIsHelpError":  # a group alone asks for its help: typer printed it
             sys.exit(int(Exit.OK))

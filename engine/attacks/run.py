@@ -27,6 +27,7 @@ from engine.devices import resolve_device
 from engine.errors import SpecError
 from engine.seeding import seed_everything
 from engine.tasks import task_for
+from sessions.attacks import shown_points, shown_score
 from sessions.metric_names import flatten, nest
 from sessions.numbers import fmt, shown
 from sessions.series import BASELINE_PHASE
@@ -179,10 +180,6 @@ def verdict(document: dict) -> str:
     """`relearn: Df r_mean 20.8 -> 60.4 (original 85.4): 39.6 points back, 61% of the forgotten gap; Retrain ...`"""
     name, metric = document["headline"], document["headline"].split(".")[1]
 
-    def as_shown(value: float) -> float:
-        """A score as the line shows it (points, one decimal): what its arithmetic is done on."""
-        return round(shown(name, value), 1)
-
     def part(entry: dict, first: bool = True) -> str:
         back = entry["recovery"]
         if back.get("against"):  # rephrase: the forgetting that does not reach the rephrased inputs
@@ -198,9 +195,10 @@ def verdict(document: dict) -> str:
                 return f"{exact}: no gap to recover"
             # from the four scores as shown, so that the line's arithmetic is the reader's (76.2 - 26.3 read "50.0
             # hold" from the raw 76.24999 and 26.25000; the parts rounded apart read "of 8.8, 2.5 ... and 6.2")
-            gap = as_shown(document["original"]["df"]) - as_shown(entry["unlearned"]["df"])
-            held = as_shown(document["original_attacked"]["df"]) - as_shown(entry["attacked"]["df"])
-            points = gap - held
+            points = shown_points(name, entry["unlearned"]["df"], entry["attacked"]["df"], document["original"]["df"],
+                                  document["original_attacked"]["df"])
+            gap = shown_score(name, document["original"]["df"]) - shown_score(name, entry["unlearned"]["df"])
+            held = round(gap - points, 1)
             if points <= 0:
                 return f"{exact}: all {gap:.1f} points forgotten hold on the rephrased inputs ({held:.1f} there)"
             if held <= 0:  # the unlearned model scores the rephrased inputs as well as the original, or better
@@ -208,7 +206,7 @@ def verdict(document: dict) -> str:
             return (f"{exact}: of {gap:.1f} points forgotten, {held:.1f} hold on the rephrased inputs and "
                     f"{points:.1f} ({points / gap:.0%}) do not")
         change = f"Df {metric} {fmt(entry['unlearned']['df'], name)} -> {fmt(entry['attacked']['df'], name)}"
-        points = as_shown(entry["attacked"]["df"]) - as_shown(entry["unlearned"]["df"])   # the difference read
+        points = shown_points(name, entry["unlearned"]["df"], entry["attacked"]["df"])   # the difference read
         if round(points, 1) < 0:  # "-3.1 points back, -6% of the forgotten gap" read as a recovery of sorts
             return f"{change}, {-points:.1f} points lower: nothing of the forgotten gap back"
         fraction = "no gap to recover" if back["fraction"] is None else f"{back['fraction']:.0%} of the forgotten gap"

@@ -26,6 +26,7 @@ from engine.spec.catalog import (
     data_info,
     data_kind,
     demo_model,
+    holdout_columns,
     method_rows,
     shown_columns,
 )
@@ -49,7 +50,7 @@ from engine.spec.validate import (
 __all__ = [
     "ATTACK_KINDS", "CAPABILITIES", "COMMON_PARAMS", "Column", "DATA_FORMATS", "DEFAULT_SEED", "DEVICES", "FAMILIES", "GRANULARITY", "GUARDRAILS", "KNOWLEDGE_SOURCES", "LMM_PARAMS",
     "METHODS", "MODELS", "NOT_ON_PEOPLE", "PEOPLE_WORLDS", "PULSE_DEFAULT_PARAMS", "PULSE_METHODS", "RECIPES", "REQUESTS", "RUN_TASKS", "SEQUENTIAL_METHODS", "TASKS",
-    "WORLD_SEED", "WORLDS", "Param", "check_deletion", "check_method_fits", "dash", "format_default_params", "data_info", "data_kind", "demo_model", "method_info", "method_rows", "option_params",
+    "WORLD_SEED", "WORLDS", "Param", "check_deletion", "check_method_fits", "dash", "format_default_params", "data_info", "data_kind", "demo_model", "holdout_columns", "method_info", "method_rows", "option_params",
     "param_owners", "people_pool", "resume_minutes", "shown_columns", "validate", "validate_pulse",
     "DEFAULT_RESUME_MINUTES",
 ]

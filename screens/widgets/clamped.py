@@ -36,8 +36,7 @@ class ClampedText(Static):
 
     def update(self, text: str = "") -> None:  # the whole text; what shows is fitted when rendered
         self.text = str(text)
-        super().update(self.text)
-        self.refresh(layout=True)
+        super().update(self.text)   # (a layout too: the box's height follows the text's)
 
     def get_content_height(self, container, viewport, width: int) -> int:
         return len(clamped_rows(self.text, width, None))
