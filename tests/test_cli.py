@@ -138,7 +138,19 @@ def test_demo_subset_table(home):
             "--model clip-tiny --data shapes-tiny --delete 8 --budget matched-steps --tune") in " ".join(out.stdout.split())
 
 
-def test_nan_loss_fails_the_run_and_keeps_the_session(home):  # --lr 10 is the largest the flag takes
+def test_nan_loss_fails_the_run_and_keeps_the_session(home, monkeypatch):
+    # the loss turns NaN at the third step: --lr 10 made it diverge on one CPU and not on another, so the
+    # divergence is injected where it shows, in the method's loss
+    from engine.methods.neggrad import NegGrad
+
+    ascend, calls = NegGrad.losses, []
+
+    def diverging(self, forget, retain):
+        calls.append(1)
+        terms = ascend(self, forget, retain)
+        return {**terms, "total": terms["total"] * float("nan")} if len(calls) >= 3 else terms
+
+    monkeypatch.setattr(NegGrad, "losses", diverging)
     out = run_in_process(home, "run", "--method", "neggrad", "--model", "clip-tiny", "--data", "shapes-tiny",
                          "--delete", "16", "--lr", "10", "--max-grad-norm", "0", "--epochs", "3", "--json")
     assert out.returncode == 1
