@@ -414,6 +414,11 @@ class HomeScreen(Screen):
         self.app.push_screen(CompareScreen(ids, self.services))
 
     def action_delete(self) -> None:
+        """The marked sessions, or the highlighted one when none is marked (as `x` exports and `c` compares)."""
+        marked = self.marked_ids()
+        if marked:
+            self.ask_to_delete_marked(marked)
+            return
         row = self.current_row()
         if row is None:
             return
@@ -424,7 +429,7 @@ class HomeScreen(Screen):
 
         def done(yes: bool | None) -> None:
             if yes:
-                self.delete_session(sid)
+                self.delete_sessions([sid])
 
         about = ", ".join([*([sid] if row.get("name") else []), str(row.get("method")), str(row.get("state"))])
         cells = cells_of_session(sid, self.services.store.home)   # as `sessions delete` refuses without --force
@@ -433,15 +438,43 @@ class HomeScreen(Screen):
         self.app.push_screen(ConfirmScreen(f"Delete session {row.get('name') or sid} ({about})? Its files are "
                                            f"removed.{study}", yes="Yes, delete"), done)
 
-    @work(thread=True, group="delete", exit_on_error=False)
-    def delete_session(self, sid: str) -> None:
-        try:
-            self.services.store.delete(sid)
-        except (SessionBusy, UnknownSession, OSError) as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error")
+    def ask_to_delete_marked(self, marked: list[str]) -> None:
+        rows = {r["id"]: r for r in self.rows}
+        live = [sid for sid in marked if (rows.get(sid) or {}).get("live")]
+        if live:   # refused before the question, as for one session
+            self.notify(busy_message(live[0]) if len(live) == 1 else
+                        f"{len(live)} marked sessions are queued or running ({', '.join(live)}); cancel them first "
+                        "or unmark them (space)", severity="warning")
             return
-        self.marked.discard(sid)
-        self.app.call_from_thread(self.notify, f"deleted {sid}")
+        cells = [cell for sid in marked for cell in cells_of_session(sid, self.services.store.home)]
+        study = (f" Study cells among them: {'; '.join(cells)}; the grids lack them until their studies run them "
+                 "again." if cells else "")
+        names = ", ".join((rows.get(sid) or {}).get("name") or sid for sid in marked[:3])
+        more = f" and {len(marked) - 3} more" if len(marked) > 3 else ""
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.delete_sessions(marked)
+
+        what, its = (f"the marked session {names}", "Its") if len(marked) == 1 else \
+            (f"the {len(marked)} marked sessions ({names}{more})", "Their")
+        self.app.push_screen(ConfirmScreen(f"Delete {what}? {its} files are removed.{study}", yes="Yes, delete"), done)
+
+    @work(thread=True, group="delete", exit_on_error=False)
+    def delete_sessions(self, ids: list[str]) -> None:
+        """Each session that can be deleted is; one that cannot is named, and the others still go."""
+        deleted = []
+        for sid in ids:
+            try:
+                self.services.store.delete(sid)
+            except (SessionBusy, UnknownSession, OSError) as exc:
+                self.app.call_from_thread(self.notify, str(exc), severity="error")
+                continue
+            self.marked.discard(sid)
+            deleted.append(sid)
+        if deleted:
+            self.app.call_from_thread(self.notify, f"deleted {deleted[0]}" if len(deleted) == 1 else
+                                      f"deleted {len(deleted)} sessions")
         self.load_rows()
 
     def action_export(self) -> None:

@@ -449,3 +449,33 @@ async def test_the_hint_line_fits_80_columns_with_marks_and_names_its_sort_as_it
         assert all(SORT_LABELS.get(key, key) in shown for key in seen) and len(set(seen)) > 2
         text = str(hint.render())
         assert len(text) <= 78 and not text.rstrip().endswith(","), text
+
+
+async def test_delete_takes_the_marked_sessions_as_export_does(tmp_home):
+    """`d` deleted the highlighted session while `x` exported and `c` compared the marked ones: marking two and
+    pressing `d` on a third removed the third."""
+    from screens.widgets.confirm import ConfirmScreen
+
+    store = SessionStore()
+    first, second, third = (write(store, name, "ft") for name in ("first", "second", "third"))
+    app = create_app(start_engine=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.screen.query_one("#sessions")
+        await wait_until(pilot, lambda: table.row_count == 3)
+        table.move_cursor(row=1)
+        await pilot.press("space")
+        table.move_cursor(row=2)
+        await pilot.press("space")
+        await wait_until(pilot, lambda: app.screen.marked == {first, second})
+        table.move_cursor(row=0)   # the newest, unmarked, highlighted
+        await pilot.press("d")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        question = str(app.screen.query_one("#question").render())
+        assert question == "Delete the 2 marked sessions (second, first)? Their files are removed."
+        await pilot.press("y")
+        await wait_until(pilot, lambda: [row["id"] for row in store.list()] == [third])
+        await wait_until(pilot, lambda: table.row_count == 1 and not app.screen.marked)
+        # none marked: the highlighted one, as before
+        await pilot.press("d")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert str(app.screen.query_one("#question").render()).startswith(f"Delete session third ({third}, ft,")
