@@ -113,9 +113,12 @@ class NewRunScreen(FormScreen):
             # what to forget before how: the deletion set came after every hyperparameter, about 37 tabs down
             yield DeletionForm(self.services.preview_deletion, id="deletion")
             yield Static(id="method-summary")
-            with Vertical(id="params"):  # the default method's fields; another's are mounted when it is chosen
+            with Vertical(id="params"):  # the default method's fields and every choice; other inputs are mounted
                 first = {param.name for param in specs.COMMON_PARAMS + specs.METHODS[self.method].params}
-                yield from (self.param_field(param) for param in form_params() if param.name in first)
+                # a Select mounted later could be mid-mount when the screen closed, and raised inside Textual's
+                # Select (escape right after choosing NPO): all 13 are composed here, hidden until shown
+                yield from (self.param_field(param) for param in form_params()
+                            if param.name in first or param.choices or param.kind is bool)
             yield from self.form_end("Submit (ctrl+s)")
         yield self.help_line()
         yield Footer()

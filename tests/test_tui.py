@@ -152,19 +152,20 @@ async def test_home_lists_filters_compares_and_deletes(tmp_home):
         await pilot.press("e")
         await wait_until(pilot, lambda: app.screen.model.x == 20)
         await pilot.press("escape")
-        # delete with confirmation: "n" keeps it, "y" removes it
+        # delete the marked sessions with confirmation: "n" keeps them, "y" removes them
         from screens.widgets.confirm import ConfirmScreen
 
         await pilot.press("d")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert str(app.screen.query_one("#question").render()).startswith("Delete the 2 marked sessions")
         await pilot.press("n")
         await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
         assert len(store.list()) == 2
         await pilot.press("d")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
-        await wait_until(pilot, lambda: len(store.list()) == 1)
-        await wait_until(pilot, lambda: table.row_count == 1)
+        await wait_until(pilot, lambda: len(store.list()) == 0)
+        await wait_until(pilot, lambda: table.row_count == 0)
 
 
 async def test_home_export_writes_json_and_csv(tmp_home, tmp_path, monkeypatch):
