@@ -30,7 +30,17 @@ def csv_text(events: list[dict]) -> str:
     return buf.getvalue()
 
 
+def export_text(doc: dict, kind: str) -> str:
+    """``doc`` (a session document with events) as ``kind``: "json" or "csv"."""
+    return json.dumps(doc, indent=1, default=str) if kind == "json" else csv_text(doc["events"])
+
+
 def write_export(doc: dict, path: Path, kind: str) -> None:
-    """Write ``doc`` (a session document with events) as ``kind`` ("json" or "csv") to ``path``, atomically."""
-    text = json.dumps(doc, indent=1, default=str) if kind == "json" else csv_text(doc["events"])
-    atomic_write_text(path, text, sync_dir=False)
+    """Write ``doc`` as ``kind`` ("json" or "csv") to ``path``, atomically."""
+    atomic_write_text(path, export_text(doc, kind), sync_dir=False)
+
+
+def is_export_head(kind: str):
+    """Whether a file's first bytes are an export of ``kind`` (one that ``--out`` may replace)."""
+    start = b'{\n "id": ' if kind == "json" else (",".join(CSV_COLUMNS) + "\n").encode()
+    return lambda head: head.startswith(start)

@@ -143,11 +143,14 @@ def table_html(headers: list[str], rows: Iterable[list[str]], caption: str = "")
     return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+MADE_BY = "made by mmul-workbench on"   # how `sessions report --out` knows a file it may replace
+
+
 def page(title: str, body: str) -> str:
     made = time.strftime("%Y-%m-%d %H:%M", time.localtime())
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
             f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1>"
-            f'<p class="meta">made by mmul-workbench on {made}. Rates and AUCs in percent (one decimal), deltas '
+            f'<p class="meta">{MADE_BY} {made}. Rates and AUCs in percent (one decimal), deltas '
             f"signed, times humanised; the raw numbers are in <code>mmul-workbench sessions export</code>.</p>{body}"
             "</body></html>\n")
 

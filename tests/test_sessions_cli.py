@@ -92,6 +92,7 @@ def test_unknown_ids_are_one_line_exit_2(home):
 def test_export_json_csv_and_directory(home, tmp_path):
     sid = _make(home)
     out_json, out_csv = tmp_path / "e" / "s.json", tmp_path / "e" / "s.csv"
+    out_json.parent.mkdir()
     assert run_cli(_app(), ["sessions", "export", sid, "--out", str(out_json)]).exit_code == 0
     doc = json.loads(out_json.read_text())
     assert doc["id"] == sid and len(doc["events"]) == len(SessionStore(home).events(sid))
@@ -377,7 +378,7 @@ def test_export_and_report_never_replace_what_is_not_a_regular_file(home, tmp_pa
     target, link = tmp_path / "real.json", tmp_path / "link.json"
     target.write_text("{}")
     link.symlink_to(target)
-    assert run_cli(app, ["sessions", "export", sid, "--out", str(link)]).exit_code == 0
+    assert run_cli(app, ["sessions", "export", sid, "--out", str(link), "--force"]).exit_code == 0
     assert link.is_symlink() and json.loads(target.read_text())["id"] == sid
 
 
@@ -493,3 +494,40 @@ def test_a_sigterm_after_a_headless_run_finished_stops_it_as_ctrl_c_does(tmp_pat
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and err.strip().splitlines()[-1] == "interrupted"
     assert SessionStore(tmp_path).get(session)["state"] == "finished"
+
+
+def test_export_and_report_replace_only_their_own_files_and_never_the_store(home, tmp_path):
+    """`sessions export --out $MMUL_HOME/sessions/ID/session.json` replaced the session's own file with its export
+    (exit 0: its events gone for good); an unrelated file given as --out was overwritten; a typo in a folder made
+    the whole tree (at / as root) where `sessions report` refused it."""
+    from workbench.cli import app
+
+    sid = _make(home, steps=3)
+    own = home / "sessions" / sid / "session.json"
+    before = own.read_bytes()
+    for command in ("export", "report"):
+        out = run_cli(app, ["sessions", command, sid, "--out", str(own if command == "export" else own.with_suffix(".html"))])
+        assert out.exit_code == 2 and "is inside the workbench's store" in out.stderr, out.stderr
+    assert own.read_bytes() == before and run_cli(app, ["sessions", "show", sid]).exit_code == 0
+    unrelated = tmp_path / "notes.json"
+    unrelated.write_text("keep")
+    for command, name in (("export", "notes.json"), ("report", "notes.json")):
+        out = run_cli(app, ["sessions", command, sid, "--out", str(tmp_path / name)])
+        assert out.exit_code == 2 and "already holds a file this command did not write" in out.stderr
+        assert "--force" in out.stderr and unrelated.read_text() == "keep"
+    assert run_cli(app, ["sessions", "export", sid, "--out", str(unrelated), "--force"]).exit_code == 0
+    assert json.loads(unrelated.read_text())["id"] == sid
+    # its own files are replaced without asking: an export again, a report again
+    assert run_cli(app, ["sessions", "export", sid, "--out", str(unrelated)]).exit_code == 0
+    report = tmp_path / "r.html"
+    assert run_cli(app, ["sessions", "report", sid, "--out", str(report)]).exit_code == 0
+    assert run_cli(app, ["sessions", "report", sid, "--out", str(report)]).exit_code == 0
+    for target in (tmp_path / "nope" / "x.json", tmp_path / "nope" / "folder"):
+        out = run_cli(app, ["sessions", "export", sid, "--out", str(target)])
+        assert out.exit_code == 2 and "directory" in out.stderr and "does not exist" in out.stderr
+    assert not (tmp_path / "nope").exists()
+    # - is standard output
+    out = run_cli(app, ["sessions", "export", sid, "--out", "-"])
+    assert out.exit_code == 0 and json.loads(out.stdout)["id"] == sid and not os.path.exists("-")
+    out = run_cli(app, ["sessions", "export", sid, "--out", "-", "--format", "csv"])
+    assert out.stdout.startswith("seq,ts,kind,phase,request,split,step,name,value\n")

@@ -24,21 +24,22 @@ from sessions.attacks import attacks_of
 from sessions.verdict import session_verdict
 from sessions.study import DEFAULT_TOLERANCE
 from workbench.completion import complete_session, complete_study
-from workbench.output import fail, output_file, print_json
+from workbench.output import fail, missing_parent, output_file, print_json
 
 
-def check_out(out: Path) -> Path:
-    """``--out`` as a writable file path, or one line and exit 2."""
+def check_out(out: Path, force: bool) -> Path:
+    """``--out`` as a writable file path, or one line and exit 2 (an existing file only when it is a report, or
+    with --force)."""
+    from sessions.report import MADE_BY
+
     if out.is_dir():
         fail(f"--out {out} is a directory; give a file such as {out / 'report.html'}")
+    checked = output_file(out, ours=lambda head: MADE_BY.encode() in head, force=force)
+    missing_parent(out)
     parent = out.parent if str(out.parent) else Path(".")
-    if parent.exists() and not parent.is_dir():
-        fail(f"--out {out}: {parent} is a file, not a directory; choose another path")
-    if not parent.is_dir():
-        fail(f"--out {out}: directory {parent} does not exist; create it or choose another path")
     if not os.access(parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
         fail(f"--out {out} cannot be written (permission denied); choose a writable path")
-    return output_file(out)
+    return checked
 
 
 def read_sessions(store: SessionStore, refs: list[str]) -> list[tuple[dict, list[dict]]]:
@@ -103,6 +104,7 @@ def report_cmd(
                                         "of sessions"),
     tolerance: float = typer.Option(DEFAULT_TOLERANCE, "--tolerance", help="with --study: the test gap to Retrain, in points, "
                                     "within which methods are ranked (as `study --tolerance`)"),
+    force: bool = typer.Option(False, "--force", help="replace an --out file that is not a report"),
     as_json: bool = typer.Option(False, "--json", help="print what was written as JSON"),
 ) -> None:
     """Write one self-contained HTML report (specs, final metric tables, curves as SVG plots) of sessions,
@@ -114,7 +116,7 @@ def report_cmd(
         fail(f"--tolerance {tolerance:g} must be a number of points >= 0 (default {DEFAULT_TOLERANCE:g})")
     if not study and tolerance != DEFAULT_TOLERANCE:
         fail("--tolerance ranks a study's methods; it applies with --study STUDY_ID, not to sessions")
-    out = check_out(out)
+    out = check_out(out, force)
     if study:
         text = study_html(study, tolerance)
     else:

@@ -18,7 +18,7 @@ import typer
 from sessions.attacks import attack_line, attacks_of
 from sessions.check import check
 from sessions.errors import AmbiguousSession
-from sessions.export import session_document, write_export
+from sessions.export import export_text, is_export_head, session_document, write_export
 from sessions.schema import ACTIVE_STATES, STATES, SchemaMismatch
 from sessions.numbers import fmt, fmt_delta, format_duration
 from sessions.metric_order import headline_first
@@ -28,7 +28,7 @@ from sessions.resuming import RESUMABLE_STATES, resume_hint, resumed_by_words, r
 from sessions.summary import deletion_line, format_deletion, summary_metrics, test_headline, test_headline_name, took, took_words
 from sessions.verdict import left_out_words, session_verdict, thinned
 from workbench.completion import complete_session
-from workbench.output import Exit, fail, output_file
+from workbench.output import Exit, fail, missing_parent, output_file
 from workbench.text_table import Column, fit_lines, tsv_lines
 
 SESSION_HELP = "session id, name, or a unique prefix of either (or an id's end such as ab12)"
@@ -257,15 +257,20 @@ def _metric_table(columns: list[str], rows: dict[str, dict[str, float]]):
 @sessions_app.command("export")
 def export_cmd(
     session: str = typer.Argument(..., help=SESSION_HELP, autocompletion=complete_session),
-    out: Path = typer.Option(..., "--out", "-o", help="FILE.json, FILE.csv, or a directory (both files)"),
+    out: Path = typer.Option(..., "--out", "-o", help="FILE.json, FILE.csv, a directory (both files), or - "
+                             "(standard output, JSON unless --format csv)"),
     fmt: Optional[str] = typer.Option(None, "--format", help="json or csv (default: from --out's suffix)"),
+    force: bool = typer.Option(False, "--force", help="replace an --out file that is not a session export"),
     as_json: bool = typer.Option(False, "--json", help="print what was written as JSON"),
 ) -> None:
     """Export a session: JSON (spec, status, summary, events) and/or CSV of the metric series
     (tidy: seq, ts, kind, phase, request, split, step, name, value)."""
     if fmt is not None and fmt not in ("json", "csv"):
         fail(f"--format {fmt!r} is not known; use json or csv")
-    suffix = out.suffix.lower().lstrip(".")
+    to_stdout = str(out) == "-"
+    if to_stdout and as_json:
+        fail("--out - prints the export itself; drop --json (it prints the files written)")
+    suffix = "" if to_stdout else out.suffix.lower().lstrip(".")
     if suffix and not out.is_dir():
         if fmt is None and suffix not in ("json", "csv"):
             fail(f"--out {out}: a .{suffix} file is neither format; give FILE.json, FILE.csv, a directory (both "
@@ -274,6 +279,9 @@ def export_cmd(
             fail(f"--out {out} says {suffix} but --format says {fmt}; make them agree")
     store = _store()
     sid, doc = _document(store, session)
+    if to_stdout:
+        sys.stdout.write(export_text(doc, fmt or "json"))
+        return
     if fmt is None and suffix in ("json", "csv") and not out.is_dir():
         targets = {suffix: out}
     elif fmt is not None and not out.is_dir():
@@ -282,11 +290,13 @@ def export_cmd(
         targets = {"json": out / f"{sid}.json", "csv": out / f"{sid}.csv"}
         if fmt is not None:
             targets = {fmt: targets[fmt]}
-    targets = {kind: output_file(path) for kind, path in targets.items()}
+    folder = next(iter(targets.values())).parent
+    missing_parent(folder if folder == out else next(iter(targets.values())))
+    targets = {kind: output_file(path, ours=is_export_head(kind), force=force) for kind, path in targets.items()}
     written = []
     try:
         for kind, path in targets.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(exist_ok=True)
             write_export(doc, path, kind)
             written.append(str(path))
     except OSError as exc:

@@ -35,17 +35,57 @@ def unwritable_home(error: OSError) -> str | None:
             "sessions needs no write access)")
 
 
-def output_file(path: Path, flag: str = "--out") -> Path:
-    """``path`` as the regular file a command writes (replaced atomically): a symbolic link is followed to its
-    file; anything else already there (a device such as /dev/stdout, a pipe, a socket) is refused in one line,
-    exit 2. The atomic write replaces what it finds, so an export given /dev/null as root replaced the device."""
+def store_folder_holding(path: Path) -> Path | None:
+    """The workbench's own folder (sessions, studies, engine, the model cache) that `path` lies in, if any."""
+    from sessions.paths import cache_dir, engine_dir, sessions_dir
+    from sessions.study import studies_dir
+
+    resolved = Path(os.path.realpath(path))
+    for folder in (sessions_dir(), studies_dir(), engine_dir(), cache_dir()):
+        root = Path(os.path.realpath(folder))
+        if resolved == root or root in resolved.parents:
+            return folder
+    return None
+
+
+def output_file(path: Path, flag: str = "--out", ours=None, force: bool = False) -> Path:
+    """``path`` as the regular file a command writes (replaced atomically), or one line and exit 2:
+    - a path in the workbench's store is refused (`sessions export --out` onto a session's own file replaced its
+      events with the export, for good);
+    - a symbolic link is followed to its file; anything else already there (a device such as /dev/stdout, a pipe,
+      a socket) is refused: the atomic write replaces what it finds, so an export given /dev/null as root
+      replaced the device;
+    - a file already there is replaced only when ``ours(first bytes)`` says this command wrote it (an earlier
+      export or report), or with ``--force``: an export given an unrelated file's name overwrote it."""
+    if (folder := store_folder_holding(path)) is not None:
+        fail(f"{flag} {path} is inside the workbench's store ({folder}), whose files the write would replace; "
+             "choose a path outside it")
     if not os.path.lexists(path):
         return path
     target = Path(os.path.realpath(path))
     if target.exists() and not target.is_file():
         fail(f"{flag} {path} is not a regular file (a device, a pipe or a socket), which the write would replace; "
              "give a file path")
+    if ours is not None and not force and target.exists():
+        try:
+            with open(target, "rb") as existing:
+                head = existing.read(65536)
+        except OSError:
+            head = b""
+        if not ours(head):
+            fail(f"{flag} {path} already holds a file this command did not write; give another path, or add "
+                 "--force to replace it")
     return target
+
+
+def missing_parent(path: Path, flag: str = "--out") -> None:
+    """One line and exit 2 when the folder `path` would be written in is missing or is a file: a typo in a path
+    made `sessions export` build the whole tree (at / as root), where `sessions report` refused it."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        fail(f"{flag} {path}: {parent} is a file, not a directory; choose another path")
+    if not parent.is_dir():
+        fail(f"{flag} {path}: directory {parent} does not exist; create it or choose another path")
 
 
 # an OSError no command caught: the disk or the device failed the write (the run's fault, exit 1), or the path
