@@ -206,6 +206,13 @@ def memory_plan(model: str, method: str, **options) -> dict:
                         field="model")
     if (problem := hub_id_problem(model, "model")) is not None:
         raise SpecError(problem, field="model")
+    from pathlib import Path
+
+    from engine.spec.validate import model_family
+
+    # a name that is neither a directory nor a hub id is refused as `run` refuses it (plan asked the hub for
+    # 'bogus' and printed transformers' "couldn't connect to https://huggingface.co" after 4 s)
+    model_family(str(Path(model).absolute()) if Path(model).exists() else model, complete=False)
     try:
         if isinstance(options.get("gpu_memory"), str):
             options["gpu_memory"] = parse_bytes(options["gpu_memory"])

@@ -286,6 +286,10 @@ def test_plan_says_why_it_cannot_plan_a_tiny_model_or_an_uncached_hub_id(tmp_pat
     assert out.returncode == 2 and "clip-tiny is a registered tiny model" in out.stderr and "huggingface.co" not in out.stderr
     out = run_in_process(tmp_path, "plan", "--model", "some-org/not-cached", "--method", "multidelete")
     assert out.returncode == 2 and "not in the local Hugging Face cache" in out.stderr
+    # neither a directory nor a hub id: refused as `run` refuses it (it asked the hub for 'bogus', 4 s)
+    for model, said in (("bogus", "unknown model 'bogus'"), (str(tmp_path / "gone"), "does not exist")):
+        out = run_in_process(tmp_path, "plan", "--model", model, "--method", "multidelete")
+        assert out.returncode == 2 and said in out.stderr and "huggingface.co" not in out.stderr, out.stderr
 
 
 def test_a_gpu_memory_under_a_megabyte_is_refused():
