@@ -14,7 +14,8 @@ from sessions.numbers import fmt_over
 from sessions.schema import ACTIVE_STATES
 from sessions.store import SessionStore
 from sessions.study import (DEFAULT_TOLERANCE, REFERENCE, RELATIVE_HEADERS, StudyError, StudyRecord, aggregate,
-                            rank_label, studies_dir, study_ranking, with_attacks)
+                            original_stats, rank_label, studies_dir, study_ranking,
+                            with_attacks)
 
 KS = Callable[[list, list], "float | None"]
 HEADERS = {"df_dr_auc": "Df/Dr AUC", "test.r_mean": "test r_mean", "test.accuracy": "test acc",
@@ -76,7 +77,7 @@ def load_study(store: SessionStore, study_id: str, ks: KS | None, summaries: dic
         task = TASKS.get(record.spec.get("task"))
         tolerance = record.spec.get("tolerance")
         tolerance = float(tolerance) if isinstance(tolerance, (int, float)) and tolerance >= 0 else DEFAULT_TOLERANCE
-        study["ranking"] = study_ranking(stats, tolerance, task.columns if task else ())
+        study["ranking"] = study_ranking(stats, tolerance, task.columns if task else (), original_stats(runs))
     return study
 
 
@@ -129,7 +130,7 @@ def grid_rows(study: dict, metrics: list[str], sort: str = "method", reverse: bo
             return method_counts(study, method)[0]
         if sort == "rank":  # Retrain, then the ranking's order; unranked methods last
             ranking = study.get("ranking") or {"within": [], "outside": []}
-            placed = [REFERENCE, *ranking["within"], *ranking["outside"]]
+            placed = [REFERENCE, *ranking["within"], *ranking.get("as_original", []), *ranking["outside"]]
             return placed.index(method) if method in placed else None
         stats = study["methods"].get(method, {}).get(sort) or {}
         value = stats.get("mean", stats.get("median"))  # a p-value (forget quality) has its median, no mean

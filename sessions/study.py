@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Iterator
 
 from sessions.files import describe_error, dumps, private_dir, read_json, atomic_write_text, try_lock
 from sessions.metric_names import flatten
-from sessions.numbers import P_VALUE_NAMES, fmt_mean_std, fmt_over
+from sessions.numbers import P_VALUE_NAMES, fmt, fmt_mean_std, fmt_over
 from sessions.paths import mmul_home
 from sessions.summary import test_headline_name
 
@@ -38,6 +38,7 @@ STUDY_ID = re.compile(r"^study-[0-9a-f]{12}$")
 CELL_NAME_PREFIX = re.compile(r"^study-[0-9a-f]{12}\s+")  # a cell is named "study-<id> METHOD sSEED" (cli_study)
 CELL_NAME = re.compile(r"^(study-[0-9a-f]{12}) \S+ s-?\d+$")
 REFERENCE = "retrain"  # the gold standard every other method is scored against
+ORIGINAL_TITLE = "original (untouched)"  # the grid's row of the model before unlearning (original_stats)
 RELATIVE = ("auc_gap_to_retrain", "test_gap_to_retrain", "forget_quality", "privleak")
 PRIVLEAK_ATTACK = "mia.mink_auc"  # the attack OpenUnlearning's privleak reads (Min-K%, k = 0.4)
 STUDY_SPEC_KEYS = ("methods", "seeds", "task", "model", "data", "deletion")  # what a study's report reads
@@ -285,6 +286,22 @@ def aggregate(runs: list[tuple[str, int, dict]], ks: Callable[[list, list], floa
     return out
 
 
+def original_stats(runs: list[tuple[str, int, dict]]) -> dict[str, dict]:
+    """The untouched original's numbers, ``{metric: {"mean", "std", "n"}}`` over the seeds Retrain ran: each
+    seed's original as its runs evaluated it before unlearning (Retrain's `original_metrics`), with its AUC and
+    test gaps to that seed's Retrain. What doing nothing scores: the bar a method must pass to have forgotten
+    anything the AUC sees. {} where no Retrain run holds them."""
+    originals = [(seed, {"metrics": result["original_metrics"]}, result) for method, seed, result in runs
+                 if method == REFERENCE and isinstance(result.get("original_metrics"), dict)]
+    values: dict[str, list[float]] = {}
+    for _, original, retrain in originals:
+        flat = {**flatten(original["metrics"]), **relative_scores(original, retrain, None)}
+        for name, value in flat.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                values.setdefault(name, []).append(float(value))
+    return {name: stats for name, series in values.items() if (stats := mean_std(series)) is not None}
+
+
 def with_attacks(summary: dict, found: dict[str, dict] | None) -> dict:
     """A cell's result document with its attacks' numbers among its metrics (`attack.<kind>.recovery`, `.points`),
     for the study's mean ± std; the stored document is not changed. `found`: {kind: {recovery, points, ...}}."""
@@ -305,19 +322,27 @@ def test_column(columns, stats: dict):
 
 
 def rank_label(ranking: dict, method: str) -> str:
-    """A method's place in a `rank` result: ``ref`` (Retrain), 1, 2, ... within the tolerance, ``over tol.``
-    outside it, ``-`` unranked (no AUC gap yet)."""
+    """A method's place in a `rank` result: ``ref`` (Retrain), 1, 2, ... within the tolerance, ``as orig.`` within
+    it but no closer to Retrain than the untouched original, ``over tol.`` outside it, ``-`` unranked (no AUC gap
+    yet; the original's own row)."""
     if method == REFERENCE:
         return "ref"
     if method in ranking["within"]:
         return str(ranking["within"].index(method) + 1)
+    if method in ranking.get("as_original", ()):
+        return "as orig."
     return "over tol." if method in ranking["outside"] else "-"
 
 
-def rank(methods: dict[str, dict[str, dict]], tolerance: float, scale: float = 1.0) -> dict:
+def rank(methods: dict[str, dict[str, dict]], tolerance: float, scale: float = 1.0,
+         original: dict[str, dict] | None = None) -> dict:
     """Methods ranked by closeness to Retrain: mean ``auc_gap_to_retrain``, smallest first, among those whose
-    mean ``test_gap_to_retrain`` x ``scale`` (in points) is within ``tolerance``; the others after, apart."""
+    mean ``test_gap_to_retrain`` x ``scale`` (in points) is within ``tolerance`` and, where the untouched
+    original's gap is known (``original``, `original_stats`), smaller than it; the others after, apart. A method
+    no closer to Retrain's AUC than doing nothing has forgotten nothing it sees: ranked first among the methods
+    that kept test, FT (AUC gap 35.0, Df as the original's) won a study whose original's gap was 31.5."""
     scored = [m for m, stats in methods.items() if m != REFERENCE and "auc_gap_to_retrain" in stats]
+    bar = ((original or {}).get("auc_gap_to_retrain") or {}).get("mean")
 
     def gap(m: str) -> float:
         return methods[m]["auc_gap_to_retrain"]["mean"]
@@ -326,20 +351,26 @@ def rank(methods: dict[str, dict[str, dict]], tolerance: float, scale: float = 1
         test = methods[m].get("test_gap_to_retrain")
         return test is not None and test["mean"] * scale <= tolerance
 
+    kept = sorted((m for m in scored if within(m)), key=gap)
     return {"by": "auc_gap_to_retrain", "tolerance": tolerance,
-            "within": sorted((m for m in scored if within(m)), key=gap),
-            "outside": sorted((m for m in scored if not within(m)), key=gap)}
+            "within": [m for m in kept if bar is None or gap(m) < bar],
+            "as_original": [m for m in kept if bar is not None and gap(m) >= bar],
+            "outside": sorted((m for m in scored if not within(m)), key=gap),
+            **({"original_auc_gap": bar} if bar is not None else {})}
 
 
-def study_ranking(stats: dict[str, dict[str, dict]], tolerance: float, columns) -> dict:
+def study_ranking(stats: dict[str, dict[str, dict]], tolerance: float, columns,
+                  original: dict[str, dict] | None = None) -> dict:
     """A study's ranking as `study`, its report and the TUI's grid show it: `rank` with the tolerance in points of
     the task's test headline (among `columns`, engine.spec's task columns), which it names, and the rule in words."""
     headline = test_column(columns, stats)
-    return {**rank(stats, tolerance, headline.scale if headline else 1.0),
-            "test_metric": headline.metric if headline else None,
+    ranking = rank(stats, tolerance, headline.scale if headline else 1.0, original)
+    bar = ranking.get("original_auc_gap")
+    return {**ranking, "test_metric": headline.metric if headline else None,
             "note": "closest to Retrain first (smallest mean |Df/Dr AUC - Retrain's|) among methods whose mean test "
-                    f"gap to Retrain is within {tolerance:g} points"}
-
+                    f"gap to Retrain is within {tolerance:g} points"
+                    + (f" and whose AUC gap is below the untouched original's ({fmt(bar, 'auc_gap_to_retrain')})"
+                       if bar is not None else "")}
 
 
 # --- the study as a person reads it (the `study` table and the HTML report) -------------------------
@@ -355,7 +386,7 @@ def grid_order(document: dict) -> list[str]:
     """The grid's methods: Retrain, then the ranking (within the tolerance, then outside), then the rest."""
     spec, ranking = document["spec"], document.get("ranking")
     order = [m for m in spec["methods"] if m == REFERENCE]
-    order += (ranking["within"] + ranking["outside"]) if ranking else []
+    order += (ranking["within"] + ranking.get("as_original", []) + ranking["outside"]) if ranking else []
     return order + [m for m in spec["methods"] if m not in order]
 
 
@@ -380,7 +411,17 @@ def grid(document: dict, columns: Iterable[tuple[str, str]], titles: dict[str, s
         if ranking:
             row.append(rank_label(ranking, method))
         rows.append(row)
+        if method == REFERENCE and document.get("original"):
+            rows.append(original_row(document, columns, relative, ranking))
     return headers, rows
+
+
+def original_row(document: dict, columns, relative, ranking) -> list[str]:
+    """The untouched original's row (`original_stats`): what doing nothing scores, under Retrain's."""
+    stats = document["original"]
+    n = max((s["n"] for s in stats.values()), default=0)
+    return [ORIGINAL_TITLE, str(n), *(fmt_over(stats.get(metric), metric, n) for _, metric in columns),
+            *(fmt_over(stats.get(metric), metric, n) for _, metric in relative), *(["-"] if ranking else [])]
 
 
 def cost_columns(stats: dict) -> list[tuple[str, str]]:
@@ -402,12 +443,16 @@ def grid_caption(document: dict) -> str:
     ranking = document.get("ranking")
     if not ranking:
         return "No Retrain in --methods: add retrain for the AUC gap, test gap, forget quality and ranking."
+    bar = ranking.get("original_auc_gap")
+    untouched = (f" and whose AUC gap is below the untouched original's ({fmt(bar, 'auc_gap_to_retrain')}: \"as orig.\", no closer "
+                 "to Retrain than doing nothing; the original's row is the model before unlearning)"
+                 if bar is not None else "")
     return (f"Ranked by closeness to Retrain: the smallest mean |Df/Dr AUC - Retrain's| first, among methods whose "
-            f"mean test gap to Retrain is within {ranking['tolerance']:g} points (\"over tol.\": outside it). "
+            f"mean test gap to Retrain is within {ranking['tolerance']:g} points (\"over tol.\": outside it){untouched}. "
             "AUCs, rates and gaps in percent. Forget quality: KS p-value of the Df units' mean losses against "
             "Retrain's (1 = indistinguishable), the median over seeds and each seed's value (never a mean). Privleak: the Min-K% attack's AUC relative to Retrain's, in percent "
             "(0 = like Retrain, < 0 Df still looks remembered, > 0 over-forgotten).")
 
 
-__all__ = ["REFERENCE", "RELATIVE", "STUDY_ID", "StudyError", "StudyRecord", "aggregate", "cost_grid", "grid", "grid_caption",
-           "grid_order", "mean_std", "median_per_seed", "privleak", "rank", "relative_scores", "run_metrics", "studies_dir", "study_id", "study_ranking"]
+__all__ = ["ORIGINAL_TITLE", "REFERENCE", "RELATIVE", "STUDY_ID", "StudyError", "StudyRecord", "aggregate", "cost_grid", "grid", "grid_caption",
+           "grid_order", "mean_std", "median_per_seed", "original_stats", "privleak", "rank", "relative_scores", "run_metrics", "studies_dir", "study_id", "study_ranking"]

@@ -11,7 +11,8 @@ import pytest
 from conftest import ROOT, cli_env, run_in_process
 
 from engine.metrics.forget_quality import forget_quality, unit_means
-from sessions.study import aggregate, mean_std, median_per_seed, rank, relative_scores, study_id
+from sessions.study import (aggregate, grid, grid_caption, mean_std, median_per_seed, rank, rank_label, relative_scores,
+                            study_id)
 
 HEAVY = ("torch", "transformers", "torch_geometric", "peft", "textual", "plotext", "scipy")
 MUST_HOLD = ("df_dr_auc", "test.r_mean", "auc_gap_to_retrain", "test_gap_to_retrain", "forget_quality",
@@ -111,9 +112,44 @@ def test_aggregate_and_rank_by_hand():
     assert stats["retrain"]["auc_gap_to_retrain"] == {"mean": 0.0, "std": 0.0, "n": 2}
     assert stats["npo"]["test_gap_to_retrain"] == {"mean": 20.0, "std": 0.0, "n": 1}
     # ranked by AUC gap among test gaps within the tolerance: npo (AUC gap 0.01) is closer but 20 points off
-    assert rank(stats, 5.0) == {"by": "auc_gap_to_retrain", "tolerance": 5.0, "within": ["ft"], "outside": ["npo"]}
+    assert rank(stats, 5.0) == {"by": "auc_gap_to_retrain", "tolerance": 5.0, "within": ["ft"], "as_original": [],
+                                "outside": ["npo"]}
     assert rank(stats, 25.0)["within"] == ["npo", "ft"]
     assert rank(stats, 4.0)["within"] == []
+
+
+def test_a_method_no_closer_to_retrain_than_the_untouched_original_is_not_ranked():
+    """FT ranked 1 in a study where it forgot nothing (AUC gap 35.0 against the original's 31.5, Df as the
+    original's) because MultiDelete, the one method that forgot, was 0.2 points over the test tolerance. The
+    original, as each seed's Retrain evaluated it before unlearning, is the bar: a method must be closer."""
+    from sessions.study import original_stats
+
+    def retrain(auc, r_mean, original_auc, original_r_mean):
+        return {**result(auc, r_mean, 0.5, [1, 2]),
+                "original_metrics": {"df_dr_auc": original_auc, "test": {"r_mean": original_r_mean}}}
+
+    runs = [("retrain", 42, retrain(0.80, 50.0, 0.50, 53.0)), ("retrain", 87, retrain(0.84, 52.0, 0.52, 55.0)),
+            ("ft", 42, result(0.48, 51.0, 0.9, [1, 2])), ("ft", 87, result(0.50, 53.0, 0.9, [1, 2])),
+            ("npo", 42, result(0.70, 49.0, 0.6, [1, 2])), ("npo", 87, result(0.72, 50.0, 0.6, [1, 2]))]
+    stats = aggregate(runs, order=["retrain", "ft", "npo"])
+    original = original_stats(runs)
+    # the original's gaps per seed: AUC |0.50-0.80| = 0.30, |0.52-0.84| = 0.32; test |53-50| = 3, |55-52| = 3
+    assert original["auc_gap_to_retrain"]["mean"] == pytest.approx(0.31)
+    assert original["test_gap_to_retrain"] == {"mean": 3.0, "std": 0.0, "n": 2}
+    assert original["df_dr_auc"]["mean"] == pytest.approx(0.51) and original["test.r_mean"]["mean"] == 54.0
+    # FT's AUC gap (0.32, 0.34: 0.33) is no smaller than the original's 0.31: within the tolerance, not ranked
+    ranking = rank(stats, 5.0, original=original)
+    assert ranking["within"] == ["npo"] and ranking["as_original"] == ["ft"]
+    assert ranking["original_auc_gap"] == pytest.approx(0.31)
+    assert rank_label(ranking, "ft") == "as orig." and rank_label(ranking, "npo") == "1"
+    assert rank(stats, 5.0)["within"] == ["npo", "ft"]   # without the original (older studies), as before
+    # the grid shows the original's row under Retrain's, and the caption the bar
+    document = {"spec": {"methods": ["retrain", "ft", "npo"]}, "methods": stats, "original": original,
+                "ranking": {**ranking, "tolerance": 5.0}}
+    headers, rows = grid(document, [("Df/Dr AUC", "df_dr_auc")], cost=False)
+    assert [row[0] for row in rows] == ["retrain", "original (untouched)", "npo", "ft"]
+    assert rows[1][2] == "51.0 ± 1.4" and rows[1][headers.index("AUC gap")] == "31.0 ± 1.4" and rows[1][-1] == "-"
+    assert rows[3][-1] == "as orig." and "below the untouched original's (31.0: \"as orig.\"" in grid_caption(document)
 
 
 def test_cost_is_aggregated_as_mean_and_std_per_method():

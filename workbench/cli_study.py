@@ -28,7 +28,7 @@ from engine.spec.validate import check_seed
 from sessions.metric_names import flatten
 from sessions.schema import ACTIVE_STATES
 from sessions.study import (DEFAULT_TOLERANCE, REFERENCE, StudyError, StudyRecord, aggregate, cell_name, cost_grid,
-                            grid, grid_caption, study_id, study_ranking, with_attacks)
+                            grid, grid_caption, original_stats, study_id, study_ranking, with_attacks)
 from sessions.summary import format_deletion
 from workbench.cli_options import (ARTIFACTS_HELP, CLUSTER_HELP, COMPILE_HELP, DEVICES_HELP, GRANULARITY_HELP, ORIGINAL_HELP,
                                STRATEGY_HELP, deletion_spec, placement, with_compile)
@@ -531,7 +531,9 @@ def report(record: StudyRecord, cells: list[tuple[str, int, dict]], tolerance: f
                 **({"attacks": kinds} if kinds else {})}
     if REFERENCE in methods:
         task = specs.TASKS.get(record.spec["task"])
-        document["ranking"] = study_ranking(stats, tolerance, task.columns if task else ())
+        if original := original_stats(runs):
+            document["original"] = original
+        document["ranking"] = study_ranking(stats, tolerance, task.columns if task else (), original)
     return document
 
 
