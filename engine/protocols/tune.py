@@ -65,7 +65,7 @@ def validation_task(spec: dict, emit, should_stop, cache):
     if not dataclasses.is_dataclass(world) or not getattr(world, "val", None):
         raise SpecError(f"--tune needs data with a validation split; {spec['data']} has none", field="tune")
     units = validation_units(world, select_units(world.train, spec["deletion"]), spec["seed"])
-    task.world = dataclasses.replace(world, test=world.val)
+    task.with_validation_as_test()
 
     def forget_units() -> list[int]:
         task.deletion = units
@@ -221,7 +221,9 @@ def validation_retrain(spec: dict, emit, should_stop, cache, run_point: Callable
     retrain = retrain_spec(spec)
     task = validation_task(retrain, emit, should_stop, cache)
     units = validation_units(task.world, select_units(task.world.train, spec["deletion"]), spec["seed"])
-    fingerprint = json.loads(json.dumps({"original": original_fingerprint(task, spec), "units": units,
+    # "base": 2: before, a registered tiny base was built for the validation view's world (another tokenizer,
+    # engine/tasks/units.py model_world), so the entries cached then are not this Retrain's
+    fingerprint = json.loads(json.dumps({"original": original_fingerprint(task, spec), "units": units, "base": 2,
                                          "spec": {k: v for k, v in retrain.items() if k not in ("name", "kind")}},
                                         default=str))
     directory = Path(cache) / "tune-retrain" / f"{slug(spec['model'])}-seed{spec['seed']}-{digest(fingerprint)}"
