@@ -531,3 +531,26 @@ def test_export_and_report_replace_only_their_own_files_and_never_the_store(home
     assert out.exit_code == 0 and json.loads(out.stdout)["id"] == sid and not os.path.exists("-")
     out = run_cli(app, ["sessions", "export", sid, "--out", "-", "--format", "csv"])
     assert out.stdout.startswith("seq,ts,kind,phase,request,split,step,name,value\n")
+
+
+def test_json_output_is_strict_json_when_a_session_holds_a_nan(home):
+    """`sessions show --json` of a session with a NaN loss printed a bare NaN, which JSON has not (RFC 8259): a
+    strict parser (jq, JSON.parse) refused the document. Non-finite numbers print as null."""
+    from workbench.cli import app
+
+    writer = SessionStore(home).create(SPEC, name="diverged")
+    writer.emit("step", step=0, phase="unlearn", lr=1e-3, losses={"total": 1.0})
+    writer.emit("step", step=1, phase="unlearn", lr=1e-3, losses={"total": float("nan"), "kl": float("inf")})
+    writer.finish("failed", message="loss became nan at step 1")
+    for args in (["sessions", "show", writer.session_id, "--json"], ["sessions", "list", "--json"]):
+        out = run_cli(app, args)
+        assert out.exit_code == 0 and "NaN" not in out.stdout and "Infinity" not in out.stdout, args
+
+        def refuse(constant):
+            raise ValueError(f"not JSON: {constant}")
+
+        document = json.loads(out.stdout, parse_constant=refuse)
+    shown = json.loads(run_cli(app, ["sessions", "show", writer.session_id, "--json"]).stdout)
+    losses = [e["losses"] for e in shown["events"] if e["kind"] == "step"]
+    assert losses[1] == {"total": None, "kl": None} and losses[0] == {"total": 1.0}
+    assert document is not None

@@ -1,7 +1,6 @@
 """``mmul-workbench engine start|stop|status|logs``: the detached engine daemon."""
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -13,7 +12,7 @@ from sessions import protocol as P
 from workbench.client.errors import EngineDisconnected, EngineError, EngineNotRunning
 from workbench.completion import complete_session
 from workbench.client.process import STATUS_TIMEOUT, engine_status, start_engine, stop_engine
-from workbench.output import Exit, fail
+from workbench.output import Exit, fail, json_text
 
 engine_app = typer.Typer(
     name="engine",
@@ -24,7 +23,7 @@ engine_app = typer.Typer(
 
 
 def _json_out(obj: Any) -> None:
-    typer.echo(json.dumps(obj, indent=2, default=str))
+    typer.echo(json_text(obj))
 
 
 def seconds(value: float, least: float, most: float = 3600.0) -> float:

@@ -28,7 +28,7 @@ from sessions.resuming import RESUMABLE_STATES, resume_hint, resumed_by_words, r
 from sessions.summary import deletion_line, format_deletion, summary_metrics, test_headline, test_headline_name, took, took_words
 from sessions.verdict import left_out_words, session_verdict, thinned
 from workbench.completion import complete_session
-from workbench.output import Exit, fail, missing_parent, output_file
+from workbench.output import Exit, fail, json_text, missing_parent, output_file
 from workbench.text_table import Column, fit_lines, tsv_lines
 
 SESSION_HELP = "session id, name, or a unique prefix of either (or an id's end such as ab12)"
@@ -72,7 +72,7 @@ def _document(store: SessionStore, ref: str) -> tuple[str, dict]:
 
 
 def _json_out(obj: Any) -> None:
-    typer.echo(json.dumps(obj, indent=2, default=str))
+    typer.echo(json_text(obj))
 
 
 def _when(ts: float | None) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import sys
 import time
@@ -133,8 +134,25 @@ def fail(message: str, code: Exit = Exit.BAD_INPUT) -> "NoReturn":  # noqa: F821
     raise typer.Exit(int(code))
 
 
+def finite(value):
+    """``value`` with every NaN or infinity as None: JSON has no NaN (RFC 8259), and a strict parser (jq, JSON.parse,
+    Python's with parse_constant) refused `sessions show --json` of a session holding a NaN loss."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(item) for item in value]
+    return value
+
+
+def json_text(document) -> str:
+    """A command's --json document: strict JSON (non-finite numbers as null), indented."""
+    return json.dumps(finite(document), indent=2, default=str, allow_nan=False)
+
+
 def print_json(document) -> None:
-    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+    sys.stdout.write(json_text(document) + "\n")
     sys.stdout.flush()
 
 
