@@ -425,3 +425,21 @@ def test_a_study_takes_the_evaluation_schedule_of_a_long_sequence():
     assert plan.id != plan_from_args(base).id   # another schedule, another study; without one, the id as before
     with pytest.raises(SpecError, match="--eval-every-requests applies to --requests K > 1"):
         plan_from_args([*base[:-2], "--eval-every-requests", "5"])
+
+
+@pytest.mark.parametrize("flag, text, said", [
+    ("seeds", "42,42", "'42' is given twice"),
+    ("seeds", "42,087,87", "'87' is '087' again"),
+    ("seeds", "42,,87", "has an empty entry between its commas"),
+    ("seeds", " , ", "needs at least one entry"),
+    ("methods", "ft,,retrain", "has an empty entry between its commas"),
+    ("methods", "ft,neggrad,ft", "'ft' is given twice"),
+])
+def test_a_list_with_an_empty_or_repeated_entry_is_refused(flag, text, said):
+    """`--seeds 42,42` ran one seed, and `--seeds 42,,87` or `--methods ft,,` passed the typo over, saying nothing."""
+    from engine.errors import SpecError
+    from workbench.cli_study import parse_methods, parse_seeds
+
+    with pytest.raises(SpecError, match=said):
+        (parse_seeds if flag == "seeds" else parse_methods)(text)
+    assert parse_seeds("42, 87,21") == [42, 87, 21] and parse_methods("ft,retrain") == ["retrain", "ft"]

@@ -41,28 +41,44 @@ from workbench.study_attacks import attack_columns, parse_attacks, run_study_att
 PAPER_SEEDS = "42,87,21"  # the MultiDelete paper's three seeds
 
 
+def comma_list(text: str, flag: str, example: str) -> list[str]:
+    """The comma-separated entries of `flag`, stripped; SpecError (one line) on none or an empty entry (`42,,87`
+    and `ft,,` were taken as if the typo were not there)."""
+    parts = [part.strip() for part in text.split(",")]
+    if not any(parts):
+        raise SpecError(f"{flag} needs at least one entry, e.g. {flag} {example}")
+    if not all(parts):
+        raise SpecError(f"{flag} {text!r} has an empty entry between its commas; give e.g. {flag} {example}")
+    return parts
+
+
+def once_each(values: list, given: list[str], flag: str) -> None:
+    """SpecError when two entries name one thing: `--seeds 42,42` ran one seed and said nothing."""
+    for index, value in enumerate(values):
+        if value in values[:index]:
+            first = given[values.index(value)]
+            same = f"{given[index]!r} is {first!r} again" if given[index] != first else f"{first!r} is given twice"
+            raise SpecError(f"{flag}: {same}; each runs once, so give it once")
+
+
 def parse_methods(text: str) -> list[str]:
-    """Catalogue names, in the order given, each once, Retrain first; SpecError (one line) on an unknown name."""
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    if not names:
-        raise SpecError("--methods needs at least one method, e.g. --methods retrain,ft,multidelete "
-                        "(see `mmul-workbench methods`)")
+    """Catalogue names, in the order given, each once, Retrain first; SpecError (one line) on an unknown name,
+    an empty entry or a method named twice."""
+    names = comma_list(text, "--methods", "retrain,ft,multidelete (see `mmul-workbench methods`)")
     chosen: list[str] = []
     for name in names:
         try:
-            method = specs.method_info(name).name
+            chosen.append(specs.method_info(name).name)
         except SpecError as error:
             raise SpecError(f"--methods: {error}") from None
-        if method not in chosen:
-            chosen.append(method)
+    once_each(chosen, names, "--methods")
     return sorted(chosen, key=lambda m: m != REFERENCE)  # stable: Retrain first, the rest as given
 
 
 def parse_seeds(text: str) -> list[int]:
-    """Whole numbers, in the order given, each once; SpecError (one line) on anything else."""
-    parts = [part.strip() for part in text.split(",") if part.strip()]
-    if not parts:
-        raise SpecError(f"--seeds needs at least one seed, e.g. --seeds {PAPER_SEEDS}")
+    """Whole numbers, in the order given; SpecError (one line) on anything else, an empty entry or a seed given
+    twice."""
+    parts = comma_list(text, "--seeds", PAPER_SEEDS)
     seeds: list[int] = []
     for part in parts:
         try:
@@ -70,9 +86,8 @@ def parse_seeds(text: str) -> list[int]:
         except ValueError:
             raise SpecError(f"--seeds: {part!r} is not a whole number; give comma-separated seeds such as "
                             f"{PAPER_SEEDS}") from None
-        seed = check_seed(number, "--seeds")
-        if seed not in seeds:
-            seeds.append(seed)
+        seeds.append(check_seed(number, "--seeds"))
+    once_each(seeds, parts, "--seeds")
     return seeds
 
 
