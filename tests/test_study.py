@@ -431,7 +431,7 @@ def test_a_study_takes_the_evaluation_schedule_of_a_long_sequence():
     ("seeds", "42,42", "'42' is given twice"),
     ("seeds", "42,087,87", "'87' is '087' again"),
     ("seeds", "42,,87", "has an empty entry between its commas"),
-    ("seeds", " , ", "needs at least one entry"),
+    ("seeds", " , ", "needs at least one seed"),
     ("methods", "ft,,retrain", "has an empty entry between its commas"),
     ("methods", "ft,neggrad,ft", "'ft' is given twice"),
 ])

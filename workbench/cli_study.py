@@ -41,12 +41,12 @@ from workbench.study_attacks import attack_columns, parse_attacks, run_study_att
 PAPER_SEEDS = "42,87,21"  # the MultiDelete paper's three seeds
 
 
-def comma_list(text: str, flag: str, example: str) -> list[str]:
+def comma_list(text: str, flag: str, what: str, example: str) -> list[str]:
     """The comma-separated entries of `flag`, stripped; SpecError (one line) on none or an empty entry (`42,,87`
     and `ft,,` were taken as if the typo were not there)."""
     parts = [part.strip() for part in text.split(",")]
     if not any(parts):
-        raise SpecError(f"{flag} needs at least one entry, e.g. {flag} {example}")
+        raise SpecError(f"{flag} needs at least one {what}, e.g. {flag} {example}")
     if not all(parts):
         raise SpecError(f"{flag} {text!r} has an empty entry between its commas; give e.g. {flag} {example}")
     return parts
@@ -64,7 +64,7 @@ def once_each(values: list, given: list[str], flag: str) -> None:
 def parse_methods(text: str) -> list[str]:
     """Catalogue names, in the order given, each once, Retrain first; SpecError (one line) on an unknown name,
     an empty entry or a method named twice."""
-    names = comma_list(text, "--methods", "retrain,ft,multidelete (see `mmul-workbench methods`)")
+    names = comma_list(text, "--methods", "method", "retrain,ft,multidelete (see `mmul-workbench methods`)")
     chosen: list[str] = []
     for name in names:
         try:
@@ -78,7 +78,7 @@ def parse_methods(text: str) -> list[str]:
 def parse_seeds(text: str) -> list[int]:
     """Whole numbers, in the order given; SpecError (one line) on anything else, an empty entry or a seed given
     twice."""
-    parts = comma_list(text, "--seeds", PAPER_SEEDS)
+    parts = comma_list(text, "--seeds", "seed", PAPER_SEEDS)
     seeds: list[int] = []
     for part in parts:
         try:
