@@ -15,7 +15,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Input, Static
 
-from screens.curves import SMOOTHING, X_AXES, ema, glob_match, map_x, session_colours
+from screens.curves import SMOOTHING, X_AXES, ema, map_x, session_colours
 from screens.messages import CompareLoaded
 from screens.panels import PanelGrid
 from screens.services import Services
@@ -24,12 +24,12 @@ from screens.widgets.filled_table import fill_table
 from screens.widgets.footer import Footer
 from screens.widgets.plot import Series
 from sessions.catalog import described, session_label
+from sessions.metric_names import glob_match
 from sessions.metric_order import headline_first
 from sessions.numbers import fmt
 from sessions.panels import MAX_SERIES, compare_panels, metric_group
-from sessions.series import eval_series, final_table, is_unlearning_step, loss_series
+from sessions.series import eval_series, final_metrics, is_unlearning_step, loss_series
 from sessions.study import without_study_id
-from sessions.summary import summary_metrics
 
 AXIS_LABELS = {"step": "step", "fraction": "fraction of the run", "request": "request"}
 
@@ -39,14 +39,6 @@ def _series(xs, ys) -> Series:
     out.xs.extend(float(x) for x in xs)
     out.ys.extend(float(y) for y in ys)
     return out
-
-
-def final_metrics(events: list[dict], summary) -> dict[str, float]:
-    """The last "after" value of each metric, else the summary's metrics."""
-    columns, rows = final_table(events)
-    after = next((c for c in reversed(columns) if c.startswith("after")), columns[-1] if columns else None)
-    out = {name: values[after] for name, values in rows.items() if after in values}
-    return out or summary_metrics(summary)
 
 
 def step_requests(events: list[dict]) -> list[int | None]:

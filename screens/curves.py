@@ -5,7 +5,6 @@ Pure Python (tested with hand-checked values in tests/test_tui_compare.py)."""
 from __future__ import annotations
 
 import math
-from fnmatch import fnmatchcase
 from typing import Iterable, Sequence
 
 from sessions.panels import PALETTE as PANEL_PALETTE
@@ -78,14 +77,3 @@ def session_colours(keys: Iterable[str]) -> dict[str, str]:
     """A colour per session, in the order given (cycling the palette): the same key has the same
     colour in every plot of the screen."""
     return {key: PALETTE[index % len(PALETTE)] for index, key in enumerate(dict.fromkeys(keys))}
-
-
-def glob_match(names: Iterable[str], pattern: str) -> list[str]:
-    """The names ``pattern`` selects, in their order: comma-separated fnmatch globs, case-insensitive;
-    a glob without wildcards matches anywhere in the name (``mia`` = ``*mia*``); empty selects all."""
-    globs = [g.strip().lower() for g in pattern.split(",") if g.strip()]
-    globs = [g if any(c in g for c in "*?[") else f"*{g}*" for g in globs]
-    names = list(names)
-    if not globs:
-        return names
-    return [n for n in names if any(fnmatchcase(n.lower(), g) for g in globs)]

@@ -7,7 +7,8 @@ An ``eval`` event's metrics are flat, dotted names (``{"test.r_mean": 52.0, "df_
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from fnmatch import fnmatchcase
+from typing import Any, Iterable, Mapping
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, float]:
@@ -44,3 +45,14 @@ def short_name(name: str) -> str:
         if name.startswith(group):
             return short + name[len(group):]
     return name
+
+
+def glob_match(names: Iterable[str], pattern: str) -> list[str]:
+    """The names ``pattern`` selects, in their order: comma-separated fnmatch globs, case-insensitive;
+    a glob without wildcards matches anywhere in the name (``mia`` = ``*mia*``); empty selects all."""
+    globs = [g.strip().lower() for g in pattern.split(",") if g.strip()]
+    globs = [g if any(c in g for c in "*?[") else f"*{g}*" for g in globs]
+    names = list(names)
+    if not globs:
+        return names
+    return [n for n in names if any(fnmatchcase(n.lower(), g) for g in globs)]

@@ -9,6 +9,7 @@ from typing import Iterable, Sequence
 
 from sessions.metric_names import flatten
 from sessions.numbers import shown
+from sessions.summary import summary_metrics
 
 Series = dict[str, tuple[list[float], list[float]]]
 
@@ -204,3 +205,11 @@ def tidy_rows(events: Iterable[dict]) -> Iterable[tuple]:
                     event.get("split"), event.get("step"))
             for name, value in flatten(event.get("metrics") or {}).items():
                 yield (*base, name, value)
+
+
+def final_metrics(events: list[dict], summary) -> dict[str, float]:
+    """The last "after" value of each metric, else the summary's metrics."""
+    columns, rows = final_table(events)
+    after = next((c for c in reversed(columns) if c.startswith("after")), columns[-1] if columns else None)
+    out = {name: values[after] for name, values in rows.items() if after in values}
+    return out or summary_metrics(summary)

@@ -244,7 +244,7 @@ def test_cli_modules_import_no_heavy_packages():
         "import sys; sys.path.insert(0, %r);"
         "import sessions.store, sessions.protocol, sessions.series, workbench.client.process,"
         " workbench.client.follow, workbench.sources, workbench.cli_sessions, workbench.cli_engine,"
-        " workbench.cli_report, sessions.report, sessions.numbers;"
+        " workbench.cli_report, workbench.cli_compare, sessions.report, sessions.numbers;"
         "bad = [m for m in ('torch', 'transformers', 'textual', 'plotext', 'matplotlib', 'engine.jobs')"
         " if m in sys.modules];"
         "print(bad)" % str(ROOT)
@@ -554,3 +554,26 @@ def test_json_output_is_strict_json_when_a_session_holds_a_nan(home):
     losses = [e["losses"] for e in shown["events"] if e["kind"] == "step"]
     assert losses[1] == {"total": None, "kl": None} and losses[0] == {"total": 1.0}
     assert document is not None
+
+
+def test_compare_shows_sessions_side_by_side_without_the_tui(home):
+    """Compare was a screen only: over SSH or in a script there was no way to put two runs' numbers side by side
+    (`sessions import --help` promised "compare")."""
+    from workbench.cli import app
+
+    first, second = _make(home, steps=3, name="first"), _make(home, steps=3, name="second")
+    out = run_cli(app, ["sessions", "compare", first, "second", "--json"])
+    assert out.exit_code == 0, out.stderr
+    document = json.loads(out.stdout)
+    assert [entry["id"] for entry in document["sessions"]] == [first, second]
+    assert document["sessions"][0]["final"]["df_dr_auc"] == 0.52 and document["metrics"][0] == "df_dr_auc"
+    assert document["sessions"][1]["state"] == "finished" and document["sessions"][1]["method"] == SPEC["method"]
+    out = run_cli(app, ["sessions", "compare", first, second, "--metrics", "test"])
+    lines = out.stdout.splitlines()
+    assert out.exit_code == 0 and any("test.r_mean" in line and "50.5" in line for line in lines)
+    assert not any("df_dr_auc" in line for line in lines) and any(line.startswith("│ state") for line in lines)
+    for args, said in (([first], "compare needs two or more sessions"), ([first, first], "two or more sessions"),
+                       ([first, second, "--metrics", "zzz"], "matches none of these sessions' metrics"),
+                       ([first, "nope"], "no session")):
+        out = run_cli(app, ["sessions", "compare", *args])
+        assert out.exit_code == 2 and said in out.stderr and out.stderr.count("\n") == 1, (args, out.stderr)

@@ -8,7 +8,8 @@ import math
 import pytest
 
 from conftest import wait_until
-from screens.curves import PALETTE, ema, glob_match, log_points, map_x, request_positions, session_colours
+from screens.curves import PALETTE, ema, log_points, map_x, request_positions, session_colours
+from sessions.metric_names import glob_match
 from screens.metric_order import headline_first
 from sessions.store import SessionStore
 from workbench.tui import create_app

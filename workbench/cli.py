@@ -30,7 +30,8 @@ app.add_typer(data_app, name="data")
 
 
 def _register_subcommands() -> None:
-    from workbench import cli_attack, cli_plan, cli_pulse, cli_report, cli_resume, cli_run, cli_serve, cli_study
+    from workbench import (cli_attack, cli_compare, cli_plan, cli_pulse, cli_report, cli_resume, cli_run, cli_serve,
+                           cli_study)
     from workbench.cli_engine import engine_app
     from workbench.cli_sessions import sessions_app
 
@@ -42,6 +43,7 @@ def _register_subcommands() -> None:
     cli_serve.register(app)
     cli_attack.register(app)
     cli_report.register(sessions_app)
+    cli_compare.register(sessions_app)
 
     app.add_typer(sessions_app, name="sessions", help="List, show, export, report and delete sessions.")
     app.add_typer(engine_app, name="engine", help="Start, stop and inspect the engine daemon.")
