@@ -281,7 +281,10 @@ def test_study_runs_the_grid_and_resumes(home, monkeypatch):
 
     record = home / "studies" / f"{doc['study']}.json"
     assert stat.S_IMODE(record.stat().st_mode) == 0o600 and stat.S_IMODE(record.parent.stat().st_mode) == 0o700
-    assert json.loads(record.read_text())["cells"] == cells
+    # the record keeps which session each cell is; the document adds what it ran at (lr, tuned)
+    assert json.loads(record.read_text())["cells"] == [{k: v for k, v in c.items() if k not in ("lr", "tuned")}
+                                                       for c in cells]
+    assert all(c["lr"] > 0 and c["tuned"] is False for c in cells)
 
     # the same study again (methods in another order): nothing runs, the same numbers
     assert json.loads(record.read_text())["spec"]["tolerance"] == 5.0  # what the TUI's grid ranks by
@@ -320,7 +323,8 @@ def test_study_runs_the_grid_and_resumes(home, monkeypatch):
     assert "train time" in table.stdout and "peak mem" in table.stdout  # the cost columns
     stored = json.loads(record.read_text())["cells"]
     assert stored[4] == {"method": "ft", "seed": 7, "session": None, "state": "failed"}
-    assert [c for i, c in enumerate(stored) if i != 4] == [c for i, c in enumerate(cells) if i != 4]
+    recorded = [{k: v for k, v in c.items() if k not in ("lr", "tuned")} for c in cells]
+    assert [c for i, c in enumerate(stored) if i != 4] == [c for i, c in enumerate(recorded) if i != 4]
 
 
 def test_the_new_study_forms_refusals_name_what_is_wrong():
@@ -443,3 +447,21 @@ def test_a_list_with_an_empty_or_repeated_entry_is_refused(flag, text, said):
     with pytest.raises(SpecError, match=said):
         (parse_seeds if flag == "seeds" else parse_methods)(text)
     assert parse_seeds("42, 87,21") == [42, 87, 21] and parse_methods("ft,retrain") == ["retrain", "ft"]
+
+
+def test_a_study_says_how_it_ran_and_each_cells_lr():
+    """A tuned, matched-steps study printed the same title as a plain one, and the lr each cell ran at was in
+    each session's log only (a review)."""
+    from workbench.cli_study import learning_rates, study_title
+
+    document = {"study": "study-x", "spec": {
+        "model": "clip-tiny", "data": "shapes-tiny", "deletion": {"strategy": "random", "n": 8}, "seeds": [42, 87],
+        "methods": ["retrain", "ft"], "params": {"budget": "matched-steps", "tune": True, "tune_against": "retrain"}},
+        "cells": [{"method": "retrain", "seed": 42, "lr": 1e-4, "tuned": False},
+                  {"method": "ft", "seed": 42, "lr": 5.56e-5, "tuned": True},
+                  {"method": "ft", "seed": 87, "lr": 1.67e-4, "tuned": True}]}
+    assert study_title(document).endswith("seeds 42, 87; budget matched-steps; lr tuned on validation (closest to "
+                                          "a validation Retrain)")
+    assert learning_rates(document)[1:] == ["  FT lr 5.6e-05 (s42), 1.7e-04 (s87), tuned on validation"]
+    plain = {**document, "spec": {**document["spec"], "params": {}}}
+    assert study_title(plain).endswith("seeds 42, 87")

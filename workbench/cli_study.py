@@ -534,9 +534,11 @@ def report(record: StudyRecord, cells: list[tuple[str, int, dict]], tolerance: f
             runs.append((method, seed, with_attacks(summary, (attacked or {}).get(cell.get("session")))))
         # a session deleted (or moved aside) since it ran is "gone": its recorded state no longer holds
         attacks = {kind: entry["session"] for kind, entry in (attacked or {}).get(cell.get("session"), {}).items()}
+        ran_with = ({"lr": (summary.get("hyperparameters") or {}).get("lr"), "tuned": bool(summary.get("tuned"))}
+                    if state == "finished" and summary is not None else {})
         listed.append({"method": method, "seed": seed, "session": cell.get("session"),
                        "state": state or ("gone" if cell.get("session") else cell.get("state") or "missing"),
-                       **({"attacks": attacks} if attacks else {})})
+                       **ran_with, **({"attacks": attacks} if attacks else {})})
     methods = record.spec["methods"]
     ks = None
     if REFERENCE in methods:
@@ -583,14 +585,37 @@ def print_study(document: dict) -> None:
         for row in rows:
             cost.add_row(*row)
         console.print(cost)
+    for line in learning_rates(document):
+        console.print(line, highlight=False)
+
+
+def learning_rates(document: dict) -> list[str]:
+    """What each method's cells ran at, one line per method: ``FT lr 5.6e-05 (s42), 1.7e-04 (s87), tuned on
+    validation``: a tuned study's choices were in each session's log only."""
+    titles, lines = method_titles(), []
+    for method in document["spec"]["methods"]:
+        cells = [c for c in document["cells"] if c["method"] == method and c.get("lr") is not None]
+        if method == REFERENCE or not cells:
+            continue
+        tuned = ", tuned on validation" if all(c.get("tuned") for c in cells) else ""
+        lines.append(f"{titles.get(method, method)} lr " + ", ".join(f"{c['lr']:.1e} (s{c['seed']})" for c in cells)
+                     + tuned)
+    return (["learning rates per cell (Retrain keeps the original's recipe):"] + ["  " + line for line in lines]
+            if lines else [])
 
 
 def study_title(document: dict) -> str:
+    """What ran: the model, data, deletion, seeds, and how the methods were given their steps and lr."""
     spec = document["spec"]
     requests = spec.get("requests") or 1
+    params = spec.get("params") or {}
+    budget = params.get("budget")
+    how = ([f"budget {budget}"] if budget and budget != "default" else []) + (
+        ["lr tuned on validation" + (" (closest to a validation Retrain)" if params.get("tune_against") == "retrain"
+                                     else "")] if params.get("tune") else [])
     return (f"study {document['study']}: {spec['model']} on {spec['data']}, deleting "
             f"{deletion_words(spec['deletion'])}" + (f" in {requests} requests" if requests > 1 else "")
-            + f", seeds {', '.join(map(str, spec['seeds']))}")
+            + f", seeds {', '.join(map(str, spec['seeds']))}" + "".join(f"; {words}" for words in how))
 
 
 def study_columns(document: dict) -> list[tuple[str, str]]:
