@@ -138,6 +138,17 @@ def test_demo_subset_table(home):
             "--model clip-tiny --data shapes-tiny --delete 8 --budget matched-steps --tune") in " ".join(out.stdout.split())
 
 
+def test_the_demo_says_which_methods_run_away_from_their_defaults():
+    """The demo's MultiDelete ran 10 epochs with L_UKR on Dr while `methods` lists 5 and Df, and its table did
+    not say so: the study it suggests (the defaults) read another AUC for the same seed."""
+    from workbench.cli_run import DEMO_PARAMS, demo_settings
+
+    lines = demo_settings(DEMO_PARAMS["retrieval"], ("retrain", "ft", "multidelete"))
+    assert lines == ["MultiDelete here: --ukr-on dr --epochs 10 (the demo's settings, not its defaults: the study "
+                     "below runs every method at its defaults)"]
+    assert demo_settings(DEMO_PARAMS["retrieval"], ("ft", "neggrad")) == []
+
+
 def test_nan_loss_fails_the_run_and_keeps_the_session(home, monkeypatch):
     # the loss turns NaN at the third step: --lr 10 made it diverge on one CPU and not on another, so the
     # divergence is injected where it shows, in the method's loss
