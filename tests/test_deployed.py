@@ -192,3 +192,23 @@ def test_a_model_trained_on_a_folder_is_refused_on_a_plain_copy_of_it(tmp_path):
         check_base({"model": str(deployed), "data": f"flickr30k:{copy}"})
     (copy / "flickr30k_train.json").write_text('[{"image": "0.png", "caption": ["a blue thing"]}]')   # other data
     check_base({"model": str(deployed), "data": f"flickr30k:{copy}"})
+
+
+def test_an_original_with_nan_weights_is_named_as_such(shared_home, trained, tmp_path):
+    """An --original holding nan weights failed with "loss became nan after the last update ... lower --lr" at
+    step 0, before any update: the run's cause was the checkpoint given."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "diverged"
+    shutil.copytree(trained["original_checkpoint"], broken)
+    weights = load_file(broken / "model.safetensors")
+    first = next(iter(weights))
+    weights[first] = weights[first] * float("nan")
+    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+    out = run_cli(shared_home, "--method", "ft", "--model", "clip-tiny", "--original", str(broken), "--epochs", "1", *RUN)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert f"the original {broken} holds nan or inf weights before anything is unlearned" in last, last
+    assert "lower --lr" not in last

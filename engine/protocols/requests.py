@@ -24,7 +24,7 @@ from typing import Callable
 from engine.data.deletion import split_requests
 from engine.data.fingerprint import data_identity
 from engine.devices import resolve_device
-from engine.errors import SpecError
+from engine.errors import RunFailed, SpecError
 from engine.loop import LoopConfig, run_loop
 from engine.parallel import is_main
 from engine.protocols.budget import time_budget
@@ -44,6 +44,7 @@ from engine.spec import CAPABILITIES, METHODS, check_method_fits
 from engine.spec.catalog import method_variant
 from engine.spec.guards import SELECTED_ON, as_validation
 from engine.tasks import task_for
+from engine.tasks.units import finite_weights
 from engine.telemetry import DeviceTelemetry
 from sessions.paths import cache_dir
 
@@ -156,6 +157,9 @@ class Requests:
         seed_everything(seed, "evaluate", 0)
         with cost.evaluating():
             original_model = task.load(str(original), self.device) if retraining else model
+            if not finite_weights(original_model):   # it read as "loss became nan after the last update" at step 0
+                raise RunFailed(f"the original {original} holds nan or inf weights before anything is unlearned; "
+                                "give an original with finite weights (one whose training did not diverge)")
             if original_metrics is None:
                 original_metrics = task.evaluate(original_model, units)
         emit("eval", step=0, phase="original", split="before", metrics=original_metrics)

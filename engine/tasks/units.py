@@ -29,6 +29,12 @@ LARGE_TINY_IMAGES = 128  # a tiny model built for larger images than this is sai
 SCORE_BATCH = 128  # the evaluation's batch: per-example losses come out as the MIA's (same batches)
 
 
+def finite_weights(model) -> bool:
+    """Whether every weight of an adapter's model is finite."""
+    with torch.no_grad():
+        return all(torch.isfinite(p).all() for p in model.model.parameters())
+
+
 class UnitTask:
     name = ""
     cpu_threads = None  # torch's default
@@ -163,10 +169,9 @@ class UnitTask:
     def check_finite(model) -> None:
         """Fail the run in one line where an update left nan or inf weights: a step's loss can still be finite
         while the update it drives is not, and then every score the evaluation reads is nan."""
-        with torch.no_grad():
-            if not all(torch.isfinite(p).all() for p in model.model.parameters()):
-                raise RunFailed("loss became nan after the last update (the model's weights hold nan or inf); lower "
-                                "--lr or the method's loss weights")
+        if not finite_weights(model):
+            raise RunFailed("loss became nan after the last update (the model's weights hold nan or inf); lower "
+                            "--lr or the method's loss weights")
 
     def df_unit_scores(self, model, forgotten: list[int]) -> list[float]:
         """One number per Df unit: the mean of the per-example Df losses the MIA attack reads (the adapter's
