@@ -37,6 +37,8 @@ STUDY_SCHEMA = 1
 STUDY_ID = re.compile(r"^study-[0-9a-f]{12}$")
 CELL_NAME_PREFIX = re.compile(r"^study-[0-9a-f]{12}\s+")  # a cell is named "study-<id> METHOD sSEED" (cli_study)
 CELL_NAME = re.compile(r"^(study-[0-9a-f]{12}) \S+ s-?\d+$")
+# how a stopped study goes on (its cells' lines say it: "cancelled (session S kept)" left it unsaid)
+STUDY_GOES_ON = "the same `study` command again reads the finished cells back and runs the rest"
 REFERENCE = "retrain"  # the gold standard every other method is scored against
 ORIGINAL_TITLE = "original (untouched)"  # the grid's row of the model before unlearning (original_stats)
 RELATIVE = ("auc_gap_to_retrain", "test_gap_to_retrain", "forget_quality", "privleak")

@@ -465,3 +465,14 @@ def test_a_study_says_how_it_ran_and_each_cells_lr():
     assert learning_rates(document)[1:] == ["  FT lr 5.6e-05 (s42), 1.7e-04 (s87), tuned on validation"]
     plain = {**document, "spec": {**document["spec"], "params": {}}}
     assert study_title(plain).endswith("seeds 42, 87")
+
+
+def test_a_stopped_study_cell_says_how_the_study_goes_on(home):
+    """Ctrl-C on a headless study printed "cancelled (session S kept)", and nothing said that the same command
+    goes on (it does: the finished cells are read back)."""
+    from workbench.execute import kept
+
+    cell = {"name": "study-0123456789ab ft s42", "method": "ft", "params": {}, "requests": 1}
+    assert kept(cell, "20261208-000000-abcd") == ("session 20261208-000000-abcd kept; the same `study` command again "
+                                                  "reads the finished cells back and runs the rest")
+    assert kept({**cell, "name": "my run"}, "20261208-000000-abcd") == "session 20261208-000000-abcd kept"

@@ -28,7 +28,8 @@ from engine.spec.validate import check_seed
 from sessions.metric_names import flatten
 from sessions.schema import ACTIVE_STATES
 from sessions.study import (DEFAULT_TOLERANCE, REFERENCE, StudyError, StudyRecord, aggregate, cell_name, cost_grid,
-                            grid, grid_caption, original_stats, study_id, study_ranking, with_attacks)
+                            STUDY_GOES_ON, grid, grid_caption, original_stats, study_id, study_ranking,
+                            with_attacks)
 from sessions.summary import format_deletion
 from workbench.cli_options import (ARTIFACTS_HELP, CLUSTER_HELP, COMPILE_HELP, DEVICES_HELP, GRANULARITY_HELP, ORIGINAL_HELP,
                                STRATEGY_HELP, deletion_spec, placement, with_compile)
@@ -453,8 +454,8 @@ def run_in_engine(record: StudyRecord, cells: list[tuple[str, int, dict]]) -> in
             return
         progress.pop(label).__exit__(None, None, None)
         if event["state"] not in ("finished", "cancelled"):
-            print(f"error: {label} {event['state']} (session {cell.get('session')} kept)", file=sys.stderr,
-                  flush=True)
+            print(f"error: {label} {event['state']} (session {cell.get('session')} kept; {STUDY_GOES_ON})",
+                  file=sys.stderr, flush=True)
 
     from workbench.execute import StopSignals
 

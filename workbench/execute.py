@@ -21,6 +21,7 @@ from engine.errors import Cancelled, RunFailed, SpecError
 from sessions.errors import DiskFull
 from sessions.resuming import drop_points_of_finished, resume_hint
 from sessions.store import SessionStore
+from sessions.study import CELL_NAME, STUDY_GOES_ON
 from sessions.writer import SessionWriter
 from workbench.output import Exit, Progress, fail, print_json
 
@@ -171,6 +172,8 @@ def kept(spec: dict, session_id: str) -> str:
     if hint is None and resumed:  # a resumed run cut short before a point of its own goes on as it did
         hint = (f"it stopped before a resume point of its own, so `mmul-workbench resume {resumed}` goes on again "
                 "from the point it started from")
+    elif hint is None and CELL_NAME.match(str(spec.get("name") or "")):  # a study's cell: said as `study` goes on
+        hint = STUDY_GOES_ON
     elif hint is None and (every := specs.resume_minutes(spec)) is not None:
         hint = (f"it stopped before its first resume point (--resume-every {every:g} minutes), so its command "
                 "starts it again")
