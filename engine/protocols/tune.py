@@ -109,7 +109,8 @@ def tune(spec: dict, base_lr: float, emit, should_stop, cache, run_point: Callab
         points.append({"lr": lr, "epochs": epochs, "steps": document["steps"],  # epochs None: the budget's steps
                        "val.df_dr_auc": metrics.get("df_dr_auc"), validation_name(headline): metrics.get(headline),
                        **({"extension": extension} if extension else {})})
-        emit("log", level="info", message=f"tune: lr {lr:.3g} epochs {epochs}: validation Df/Dr AUC "
+        budget = f"epochs {epochs}" if epochs is not None else f"the matched budget's {document['steps']} steps"
+        emit("log", level="info", message=f"tune: lr {lr:.3g}, {budget}: validation Df/Dr AUC "
              f"{fmt(metrics.get('df_dr_auc'))}, {validation_name(headline)} {fmt(metrics.get(headline))}"
              + (f" ({extension})" if extension else ""))
 
