@@ -230,11 +230,25 @@ def check_resumed(spec: dict) -> dict:
             raise SpecError(f"session {session} has no resume point left: {', '.join(others)} resumed it and went on "
                             "past it; resume that one instead", field="resumes") from None
         went_on_from = ((store.get(session).get("spec") or {}).get("resumes") or {}).get("session")
+        if went_on_from and not session_exists(store, went_on_from):   # deleted since, and its points with it
+            raise SpecError(f"session {session} stopped before a resume point of its own, and {went_on_from}, the "
+                            "session it went on from, has been deleted with its points; nothing is left to resume "
+                            "from: run its command again (it starts from the first request)", field="resumes") from None
         if went_on_from:  # a resumed run stopped before a point of its own: the one it went on from still stands
             raise SpecError(f"session {session} stopped before a resume point of its own; resume {went_on_from}, the "
                             "session it went on from, instead (the same requests, from its point)", field="resumes") \
                 from None
         raise
+
+
+def session_exists(store, session_id: str) -> bool:
+    from sessions.store import UnknownSession
+
+    try:
+        store.get(session_id)
+    except UnknownSession:
+        return False
+    return True
 
 
 def check_validation_split(spec: dict, world) -> None:

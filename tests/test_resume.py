@@ -407,6 +407,13 @@ def test_a_resumed_run_stopped_before_a_point_of_its_own_points_to_the_one_it_we
                                                     "requests, from its point)\n")
     store = SessionStore()
     assert store.get(second)["updated"] >= store.get(second)["created"]   # copied events kept their own times
+    # the one it went on from deleted since (its points with it): nothing to resume, and no pointer to a ghost
+    store.delete(first)
+    told = run_in_process(home, "resume", second)
+    assert told.returncode == 2 and told.stderr == (
+        f"error: session {second} stopped before a resume point of its own, and {first}, the session it went on "
+        "from, has been deleted with its points; nothing is left to resume from: run its command again (it starts "
+        "from the first request)\n")
 
 
 def test_a_resumed_sessions_name_is_one_no_other_session_has():
