@@ -452,8 +452,18 @@ def grid_caption(document: dict) -> str:
     return (f"Ranked by closeness to Retrain: the smallest mean |Df/Dr AUC - Retrain's| first, among methods whose "
             f"mean test gap to Retrain is within {ranking['tolerance']:g} points (\"over tol.\": outside it){untouched}. "
             "AUCs, rates and gaps in percent. Forget quality: KS p-value of the Df units' mean losses against "
-            "Retrain's (1 = indistinguishable), the median over seeds and each seed's value (never a mean). Privleak: the Min-K% attack's AUC relative to Retrain's, in percent "
-            "(0 = like Retrain, < 0 Df still looks remembered, > 0 over-forgotten).")
+            "Retrain's (1 = indistinguishable), the median over seeds and each seed's value (never a mean); a model "
+            "broken as far as Retrain is from the original can score high, so read it with the test gap. Privleak: the Min-K% attack's AUC relative to Retrain's, in percent "
+            "(0 = like Retrain, < 0 Df still looks remembered, > 0 over-forgotten)." + attack_words(document))
+
+
+def attack_words(document: dict) -> str:
+    """What an attack's recovery column is (a study run with --attacks)."""
+    if not document.get("attacks"):
+        return ""
+    return (" An attack's recovery: the share of the method's own forgotten Df gap (original minus unlearned) the "
+            "attack brings back, in percent; a small gap makes it large (-108% of 4.6 points is 5 points the other "
+            "way), so `--json` and `sessions show` give it in points too (`attack.<kind>.points`).")
 
 
 __all__ = ["ORIGINAL_TITLE", "REFERENCE", "RELATIVE", "STUDY_ID", "StudyError", "StudyRecord", "aggregate", "cost_grid", "grid", "grid_caption",
