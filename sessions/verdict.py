@@ -144,7 +144,7 @@ def verdict_lines(summary: Any, retrain: dict | None = None) -> list[str]:
     if len(requests) <= 1 and asked <= 1:  # a rule that ended request 1 of K > 1 is said as the K-request lines
         forgot, kept = _parts(before, flatten(summary["metrics"]), final_reference)
         line = _line(forgot, kept, _cost(summary.get("seconds"), summary.get("steps")))
-        return [line] if line else []
+        return ([line] if line else []) + caveat_lines(requests)
     theirs = [e for e in (retrain or {}).get("requests") or [] if isinstance(e, dict)]
     sizes = [_size(entry) for entry in requests]
     whole = (summary.get("deletion") or {}).get("units")
@@ -175,6 +175,21 @@ def verdict_lines(summary: Any, retrain: dict | None = None) -> list[str]:
         if line:
             ended = f" (stopped by --stop-if {stopped.get('rule')})" if stopped and last else ""
             lines.append(f"request {entry.get('request', number)}/{asked}: {line}{ended}")
+    return lines + caveat_lines(requests)
+
+
+def caveat_lines(requests: list[dict]) -> list[str]:
+    """``caveat: ...`` for what a method warned of while it ran (a request's `caveats`), once each with the requests
+    it held for: a MultiDelete run of one person per request reported 100/100 as if L_MD had worked, and only its
+    log said that L_MD had nothing to decouple."""
+    held: dict[str, list[int]] = {}
+    for number, entry in enumerate(requests, start=1):
+        for caveat in entry.get("caveats") or []:
+            held.setdefault(str(caveat), []).append(entry.get("request", number))
+    lines = []
+    for caveat, numbers in held.items():
+        where = "" if len(requests) <= 1 else f" (request{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))})"
+        lines.append(f"caveat{where}: {caveat}")
     return lines
 
 

@@ -227,3 +227,16 @@ def test_a_pulse_run_prints_its_verdict_and_its_json_carries_it(tmp_path, monkey
     assert "verdict: forget: forget.image 100.0 -> 40.0" in printed
     print_pulse(spec, result, as_json=True)
     assert json.loads(capsys.readouterr().out)["verdict"].startswith("forget: forget.image 100.0 -> 40.0")
+
+
+def test_a_methods_caveat_is_in_the_verdict():
+    """A MultiDelete pulse of one person per request read 100/100 in its table and verdict as if L_MD had worked;
+    only its log said L_MD had nothing to decouple."""
+    caveat = "L_MD decoupled nothing: every Df batch held a single unit"
+    one = {**DOC, "requests": [{**DOC["requests"][0], "caveats": [caveat]}]}
+    assert verdict_lines(one)[1:] == [f"caveat: {caveat}"]
+    doc = {"metrics": {"df_dr_auc": 0.6}, "original_metrics": {"df_dr_auc": 0.9},
+           "requests": [{"request": n, "steps": 1, "seconds": 1.0, "metrics": {"df_dr_auc": 0.6},
+                         **({"caveats": [caveat]} if n != 2 else {})} for n in (1, 2, 3)]}
+    lines = verdict_lines(doc)
+    assert lines[3:] == [f"caveat (requests 1, 3): {caveat}"] and lines[0].startswith("request 1/3:")

@@ -277,8 +277,8 @@ class Requests:
                         guard.consider(result.steps, judged(result.steps, now_forgotten, {}))
                 kept = guard.restore(result.steps)
             method.after_training(task.train_size, result.steps)
-            method_record, resolved = method.record(), method.resolved()
-            for caveat in method.caveats():
+            method_record, resolved, caveats = method.record(), method.resolved(), method.caveats()
+            for caveat in caveats:
                 emit("log", level="warning", message=f"request {number}: {caveat}" if len(requests) > 1 else caveat)
             model.end_update()
             del reference, method
@@ -312,6 +312,7 @@ class Requests:
                             "evaluation": evaluation, "evaluated_units": len(evaluated),
                             **({"kept_step": kept} if kept is not None else {}),
                             **({"method_record": method_record} if method_record else {}),
+                            **({"caveats": caveats} if caveats else {}),   # the verdict says them (sessions/verdict.py)
                             **task.request_entry(request, metrics)})
             if guard.fired is not None:
                 break  # a collapse rule held: no further request runs
