@@ -126,9 +126,11 @@ def import_session(store, doc: Any) -> str:
     events = checked_events(doc)
     final = store.session_dir(session_id)
     if os.path.lexists(final):
-        what = "is already in this home" if final.is_dir() and (final / "session.json").exists() else \
-            "cannot be written: something that is not a session is in its place"
-        raise NotImportable(f"session {session_id} {what} ({final})")
+        what = ("is already in this home; nothing to import (`mmul-workbench sessions show "
+                f"{session_id}` reads it; delete it first to import it again)") \
+            if final.is_dir() and (final / "session.json").exists() else \
+            f"cannot be written: something that is not a session is in its place ({final}); move it aside"
+        raise NotImportable(f"session {session_id} {what}")
     store.ensure_root()
     staging = store.staging_dir(f"import-{session_id}-{secrets.token_hex(2)}")
     staging.mkdir(mode=DIR_MODE)

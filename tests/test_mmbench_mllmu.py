@@ -298,3 +298,13 @@ def test_data_info_describes_an_mmbench_file(tmp_path):
     assert sum(info["categories"].values()) == 16
     text = run_in_process(tmp_path, "data", "info", f"mmbench:{tsv}")
     assert "16 questions, every one with its answer" in text.stdout
+
+
+def test_an_empty_general_file_is_called_empty(tmp_path):
+    """`pulse --general mmbench:EMPTY` said the file has no `answer` column (an MMBench test file)."""
+    from engine.spec.validate import check_general
+
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("")
+    with pytest.raises(SpecError, match=f"MMBench file {empty} is empty \\(no header line\\)"):
+        check_general(f"mmbench:{empty}")

@@ -405,7 +405,7 @@ def test_an_exported_session_imports_into_another_home_as_it_was(home, tmp_path_
     assert json.loads(again.read_text()) == json.loads(exported.read_text())   # ids, seqs, times, summary, state
     assert replay_headless(sid) == 0
     twice = run_cli(_app(), ["sessions", "import", str(exported)])
-    assert twice.exit_code == 2 and twice.stderr.count("\n") == 1 and f"session {sid} is already in this home" in twice.stderr
+    assert twice.exit_code == 2 and twice.stderr.count("\n") == 1 and f"session {sid} is already in this home; nothing to import (`mmul-workbench sessions show {sid}` reads it; delete it first to import it again)" in twice.stderr
 
     document = json.loads(exported.read_text())
     bad = {"not JSON": "{", "another schema": {**document, "schema": 99},

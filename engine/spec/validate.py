@@ -557,7 +557,11 @@ def check_general(ref: str | None) -> None:
         raise SpecError(f"MMBench file {location} {not_there(path, folder=False)}; give --general mmbench:FILE with "
                         "a .tsv file", field="general")
     with path.open(encoding="utf-8", errors="replace") as stream:
-        header = stream.readline().rstrip("\r\n").split("\t")
+        first = stream.readline()
+    if not first.strip():   # it read as "no `answer` column (an MMBench test file)"
+        raise SpecError(f"MMBench file {location} is empty (no header line); give --general mmbench:FILE with an "
+                        "MMBench TSV with answers, such as the DEV split (MMBench_DEV_EN.tsv)", field="general")
+    header = first.rstrip("\r\n").split("\t")
     if "answer" not in header:
         raise SpecError(f"{location} has no `answer` column (an MMBench test file); accuracy needs a file with "
                         "answers, such as the DEV split (MMBench_DEV_EN.tsv)", field="general")
