@@ -669,3 +669,14 @@ def test_runs_words_leave_other_forget_options_alone():
 
     assert as_run_says("choose --forget 1..4, not --forget-rows all or --forget-weight 2") == \
         "choose --delete 1..4, not --forget-rows all or --forget-weight 2"
+
+
+def test_a_looping_id_file_link_is_named_as_a_loop(tmp_path):
+    """A --delete-ids link that loops read as "does not exist", where `data info` named the loop (a review)."""
+    from engine.spec import validate
+
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises(SpecError, match=f"deletion ID file {tmp_path / 'a'} is a symbolic link that loops"):
+        validate({"method": "ft", "model": "clip-tiny", "data": "shapes-tiny", "device": "cpu", "seed": 1,
+                  "deletion": {"strategy": "ids", "file": str(tmp_path / "a")}, "params": {}})

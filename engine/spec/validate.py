@@ -294,7 +294,7 @@ def check_deletion(deletion) -> dict:
             what = ("is a directory" if path is not None and path.is_dir() else
                     # a pipe (/dev/stdin, <(...)): the run, or the engine, reads the file again later
                     "is not a regular file (a pipe or a device)" if path is not None and path.exists()
-                    else "does not exist")
+                    else not_there(path, folder=False) if path is not None else "does not exist")
             raise bad(f"deletion ID file {file} {what}; give a file with one unit id per line")
     if strategy == "query" and (not isinstance(deletion.get("query"), str) or not deletion["query"].strip()):
         raise bad("--delete-query needs a non-empty text to match captions against")
