@@ -239,7 +239,7 @@ def test_data_ids_lists_what_delete_ids_takes(tmp_path, monkeypatch):
     assert chosen.selected == 4 and chosen.kind == "facts"
 
 
-def test_a_home_or_disk_that_fails_a_write_is_one_line(tmp_path):
+def test_a_home_or_disk_that_fails_a_write_is_one_line(tmp_path, monkeypatch):
     """A home that cannot be made (under /proc, a name too long) and a full disk printed a 60-line traceback; a
     loop of symbolic links given as a path printed pathlib's RuntimeError (a review)."""
     import errno
@@ -254,6 +254,17 @@ def test_a_home_or_disk_that_fails_a_write_is_one_line(tmp_path):
     line, code = os_error_line(full)
     assert code == 1 and line.startswith(f"{tmp_path / 'elsewhere' / 'x'}: No space left on device; free some space")
     assert os_error_line(OSError(errno.ENAMETOOLONG, "File name too long", "/tmp/x"))[1] == 2
+    # a file where the home keeps a folder is named (`engine start` blamed the home); a path given that cannot be
+    # written says what to do
+    home = tmp_path / "home"
+    (home / "engine").mkdir(parents=True)
+    (home / "engine" / "run").write_text("")
+    monkeypatch.setenv("MMUL_HOME", str(home))
+    line, code = os_error_line(OSError(errno.ENOTDIR, "Not a directory", str(home / "engine" / "run" / "engine.sock")))
+    assert code == 2 and line.endswith(f"{home / 'engine' / 'run'} is a file where the workbench keeps a folder; move "
+                                       "it aside (or set MMUL_HOME to another directory)")
+    line, _ = os_error_line(OSError(errno.EACCES, "Permission denied", str(tmp_path / "ro" / "x")))
+    assert line == f"{tmp_path / 'ro' / 'x'}: Permission denied; choose a path you can write (MMUL_DEBUG=1 for a traceback)"
     loop = tmp_path / "loop"
     loop.symlink_to(loop)
     looped = subprocess.run(cli("run", "--method", "ft", "--model", "clip-tiny", "--data", "shapes-tiny", "--delete",

@@ -110,8 +110,16 @@ def os_error_line(error: OSError) -> tuple[str, int]:
     home = mmul_home().absolute()
     filename = Path(os.fsdecode(error.filename)).absolute() if error.filename else None
     if filename is not None and (filename == home or home in filename.parents):
+        from engine.spec.inputs import blocking_file
+
+        in_the_way = blocking_file(filename.parent) if error.errno in (errno.ENOTDIR, errno.EEXIST) else None
+        if in_the_way is not None and in_the_way != home and home in in_the_way.parents:   # `engine/run` a file
+            return (f"{path}{what}: {in_the_way} is a file where the workbench keeps a folder; move it aside (or set "
+                    "MMUL_HOME to another directory)", int(code))
         return (f"{path}{what}: the workbench's home {home} (MMUL_HOME) cannot be made or used there; set MMUL_HOME "
                 "to a directory you can write (made if missing)", int(code))
+    if error.errno in (errno.EACCES, errno.EPERM):   # outside the home: a path the user gave
+        return f"{path}{what}; choose a path you can write (MMUL_DEBUG=1 for a traceback)", int(code)
     return f"{path}{what} (MMUL_DEBUG=1 for a traceback)", int(code)
 
 
