@@ -86,7 +86,7 @@ def test_replay_headless_prints_the_history(tmp_path, monkeypatch, capsys):
     assert replay_headless(writer.session_id, width=100) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    header = lines.index("history: df.r_mean of request j (column) after request i (row)")
+    header = lines.index("history: df.r_mean of request j (column) after request i (row), in its own galleries")
     assert lines[header + 1].split() == ["r1", "r2", "r3"]
     assert lines[header + 2].split() == ["before", "80.0", "60.0", "90.0"]
     assert lines[header + 5].split() == ["r3", "25.0", "40.0", "30.0"]
