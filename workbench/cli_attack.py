@@ -84,7 +84,9 @@ def run_attack_session(spec: dict, meta: dict, retrain: dict | None, as_json: bo
     from workbench.execute import run_in_session
 
     kind = spec["attack"]["kind"]
-    return run_in_session(spec, f"{kind} attack", lambda emitter: run_attack(spec, meta, retrain, emitter.emit,
+    # labelled by its name (`quantize on npo s42 e1ed`): a study's attacks printed "quantize attack: prepare" for
+    # every cell, none saying which
+    return run_in_session(spec, spec.get("name") or f"{kind} attack", lambda emitter: run_attack(spec, meta, retrain, emitter.emit,
                                                                               lambda: False), as_json=as_json)
 
 
