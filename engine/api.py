@@ -206,13 +206,13 @@ def memory_plan(model: str, method: str, **options) -> dict:
                         field="model")
     if (problem := hub_id_problem(model, "model")) is not None:
         raise SpecError(problem, field="model")
-    from pathlib import Path
+    from engine.spec.validate import looks_like_hub_id
 
-    from engine.spec.validate import model_family
-
-    # a name that is neither a directory nor a hub id is refused as `run` refuses it (plan asked the hub for
-    # 'bogus' and printed transformers' "couldn't connect to https://huggingface.co" after 4 s)
-    model_family(str(Path(model).absolute()) if Path(model).exists() else model, complete=False)
+    # a name that is neither a path nor a hub id is refused here (plan asked the hub for 'bogus' and printed
+    # transformers' "couldn't connect to https://huggingface.co" after 4 s); a path is plan's own to check
+    if not looks_like_hub_id(model) and not any(mark in model for mark in ("/", "\\", "~")) and not os.path.exists(model):
+        raise SpecError(f"unknown model {model!r}: plan reads a checkpoint or config directory (its path, with its "
+                        "config.json) or a hub id in the local cache", field="model")
     try:
         if isinstance(options.get("gpu_memory"), str):
             options["gpu_memory"] = parse_bytes(options["gpu_memory"])

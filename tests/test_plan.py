@@ -287,7 +287,8 @@ def test_plan_says_why_it_cannot_plan_a_tiny_model_or_an_uncached_hub_id(tmp_pat
     out = run_in_process(tmp_path, "plan", "--model", "some-org/not-cached", "--method", "multidelete")
     assert out.returncode == 2 and "not in the local Hugging Face cache" in out.stderr
     # neither a directory nor a hub id: refused as `run` refuses it (it asked the hub for 'bogus', 4 s)
-    for model, said in (("bogus", "unknown model 'bogus'"), (str(tmp_path / "gone"), "does not exist")):
+    for model, said in (("bogus", "unknown model 'bogus': plan reads a checkpoint or config directory"),
+                        (str(tmp_path / "gone"), "no such directory")):
         out = run_in_process(tmp_path, "plan", "--model", model, "--method", "multidelete")
         assert out.returncode == 2 and said in out.stderr and "huggingface.co" not in out.stderr, out.stderr
 
