@@ -13,7 +13,7 @@ from sessions.attacks import recorded_attacks
 from sessions.numbers import fmt_over
 from sessions.schema import ACTIVE_STATES
 from sessions.store import SessionStore
-from sessions.study import (DEFAULT_TOLERANCE, REFERENCE, RELATIVE_HEADERS, StudyError, StudyRecord, aggregate,
+from sessions.study import (DEFAULT_TOLERANCE, ORIGINAL_GAP, REFERENCE, RELATIVE_HEADERS, StudyError, StudyRecord, aggregate,
                             original_stats, rank_label, studies_dir, study_ranking,
                             with_attacks)
 
@@ -96,7 +96,7 @@ def progress(study: dict) -> str:
 
 def grid_metrics(study: dict) -> list[str]:
     """The grid's metric columns: every metric any method has, headline metrics first."""
-    return headline_first(name for stats in study["methods"].values() for name in stats)
+    return headline_first(name for stats in study["methods"].values() for name in stats if name != ORIGINAL_GAP)
 
 
 def header(metric: str) -> str:

@@ -17,8 +17,7 @@ from screens.services import Services
 from screens.study_data import fixed_columns, grid_metrics, grid_rows, header, load_study, progress
 from screens.widgets.column_table import ColumnTable
 from screens.widgets.footer import Footer
-from sessions.numbers import fmt
-from sessions.study import StudyError
+from sessions.study import StudyError, ranking_rule
 
 REFRESH_SECONDS = 1.0
 
@@ -129,11 +128,7 @@ class StudyGridScreen(Screen):
         ranking = study.get("ranking")
         # the rank column read as contradicting its numbers (a method closest to Retrain's AUC "over tol.") while
         # the rule that decides it, and the tolerance, were said only by `study` on a terminal
-        bar = (ranking or {}).get("original_auc_gap")
-        untouched = (f"; as orig.: no closer to it than the untouched original (AUC gap {fmt(bar, 'auc_gap_to_retrain')})"
-                     if bar is not None else "")
-        rule = (f"rank: the mean Df/Dr AUC closest to Retrain's, among methods whose mean test gap to Retrain is "
-                f"within {ranking['tolerance']:g} points (over tol.: outside it){untouched}\n" if ranking else "")
+        rule = f"rank by closeness to Retrain: {ranking_rule(ranking)}\n" if ranking else ""
         self.query_one("#study-hint", Static).update(
             f"{rule}sort: {header(self.sort_key)}{' (reversed)' if self.sort_reverse else ''}   "
             "s sorts by the cursor's column, S reverses, enter shows the method's sessions; mean ± std, n = "

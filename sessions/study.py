@@ -40,6 +40,7 @@ CELL_NAME = re.compile(r"^(study-[0-9a-f]{12}) \S+ s-?\d+$")
 # how a stopped study goes on (its cells' lines say it: "cancelled (session S kept)" left it unsaid)
 STUDY_GOES_ON = "the same `study` command again reads the finished cells back and runs the rest"
 REFERENCE = "retrain"  # the gold standard every other method is scored against
+ORIGINAL_GAP = "original_auc_gap_to_retrain"  # each run's bar: its seed's untouched original's AUC gap (rank)
 ORIGINAL_TITLE = "original (untouched)"  # the grid's row of the model before unlearning (original_stats)
 RELATIVE = ("auc_gap_to_retrain", "test_gap_to_retrain", "forget_quality", "privleak")
 PRIVLEAK_ATTACK = "mia.mink_auc"  # the attack OpenUnlearning's privleak reads (Min-K%, k = 0.4)
@@ -273,6 +274,8 @@ def aggregate(runs: list[tuple[str, int, dict]], ks: Callable[[list, list], floa
         flat = run_metrics(result)
         if seed in retrain:
             flat.update(relative_scores(result, retrain[seed], ks))
+            if (bar := original_gap(retrain[seed])) is not None:   # the same seeds' bar as the method's own gap
+                flat[ORIGINAL_GAP] = bar
         for name, value in flat.items():
             values.setdefault(method, {}).setdefault(name, []).append((seed, value))
     out: dict[str, dict[str, dict]] = {}
@@ -286,6 +289,13 @@ def aggregate(runs: list[tuple[str, int, dict]], ks: Callable[[list, list], floa
             if stats is not None:
                 out[method][name] = stats
     return out
+
+
+def original_gap(retrain: dict) -> float | None:
+    """|the original's Df/Dr AUC - Retrain's| of one seed, from Retrain's result (its `original_metrics`)."""
+    original = flatten(retrain.get("original_metrics") or {}).get("df_dr_auc")
+    own = run_metrics(retrain).get("df_dr_auc")
+    return abs(original - own) if isinstance(original, (int, float)) and own is not None else None
 
 
 def original_stats(runs: list[tuple[str, int, dict]]) -> dict[str, dict]:
@@ -336,15 +346,14 @@ def rank_label(ranking: dict, method: str) -> str:
     return "over tol." if method in ranking["outside"] else "-"
 
 
-def rank(methods: dict[str, dict[str, dict]], tolerance: float, scale: float = 1.0,
-         original: dict[str, dict] | None = None) -> dict:
+def rank(methods: dict[str, dict[str, dict]], tolerance: float, scale: float = 1.0) -> dict:
     """Methods ranked by closeness to Retrain: mean ``auc_gap_to_retrain``, smallest first, among those whose
     mean ``test_gap_to_retrain`` x ``scale`` (in points) is within ``tolerance`` and, where the untouched
-    original's gap is known (``original``, `original_stats`), smaller than it; the others after, apart. A method
-    no closer to Retrain's AUC than doing nothing has forgotten nothing it sees: ranked first among the methods
-    that kept test, FT (AUC gap 35.0, Df as the original's) won a study whose original's gap was 31.5."""
+    original's gap over the same seeds is known (``ORIGINAL_GAP``, from Retrain's runs), smaller than it; the
+    others after, apart. Doing nothing scores the original's gap, so a method no closer to Retrain's AUC has
+    forgotten nothing the AUC sees, or overshot Retrain by as much: ranked first among the methods that kept
+    test, FT (AUC gap 35.0, Df as the original's) won a study whose original's gap was 31.5."""
     scored = [m for m, stats in methods.items() if m != REFERENCE and "auc_gap_to_retrain" in stats]
-    bar = ((original or {}).get("auc_gap_to_retrain") or {}).get("mean")
 
     def gap(m: str) -> float:
         return methods[m]["auc_gap_to_retrain"]["mean"]
@@ -353,26 +362,36 @@ def rank(methods: dict[str, dict[str, dict]], tolerance: float, scale: float = 1
         test = methods[m].get("test_gap_to_retrain")
         return test is not None and test["mean"] * scale <= tolerance
 
+    def as_original(m: str) -> bool:
+        bar = methods[m].get(ORIGINAL_GAP)
+        return bar is not None and gap(m) >= bar["mean"]
+
     kept = sorted((m for m in scored if within(m)), key=gap)
     return {"by": "auc_gap_to_retrain", "tolerance": tolerance,
-            "within": [m for m in kept if bar is None or gap(m) < bar],
-            "as_original": [m for m in kept if bar is not None and gap(m) >= bar],
-            "outside": sorted((m for m in scored if not within(m)), key=gap),
-            **({"original_auc_gap": bar} if bar is not None else {})}
+            "within": [m for m in kept if not as_original(m)], "as_original": [m for m in kept if as_original(m)],
+            "outside": sorted((m for m in scored if not within(m)), key=gap)}
 
 
 def study_ranking(stats: dict[str, dict[str, dict]], tolerance: float, columns,
                   original: dict[str, dict] | None = None) -> dict:
     """A study's ranking as `study`, its report and the TUI's grid show it: `rank` with the tolerance in points of
-    the task's test headline (among `columns`, engine.spec's task columns), which it names, and the rule in words."""
+    the task's test headline (among `columns`, engine.spec's task columns), which it names, the untouched
+    original's mean AUC gap (`original_stats`: the row under Retrain's) and the rule in words."""
     headline = test_column(columns, stats)
-    ranking = rank(stats, tolerance, headline.scale if headline else 1.0, original)
+    ranking = rank(stats, tolerance, headline.scale if headline else 1.0)
+    bar = ((original or {}).get("auc_gap_to_retrain") or {}).get("mean")
+    ranking |= {"test_metric": headline.metric if headline else None,
+                **({"original_auc_gap": bar} if bar is not None else {})}
+    return {**ranking, "note": ranking_rule(ranking)}
+
+
+def ranking_rule(ranking: dict) -> str:
+    """The ranking's rule in words, as the study table's caption, the report and the TUI's grid say it."""
     bar = ranking.get("original_auc_gap")
-    return {**ranking, "test_metric": headline.metric if headline else None,
-            "note": "closest to Retrain first (smallest mean |Df/Dr AUC - Retrain's|) among methods whose mean test "
-                    f"gap to Retrain is within {tolerance:g} points"
-                    + (f" and whose AUC gap is below the untouched original's ({fmt(bar, 'auc_gap_to_retrain')})"
-                       if bar is not None else "")}
+    untouched = (f" and whose AUC gap is below the untouched original's over the same seeds ({fmt(bar, 'auc_gap_to_retrain')} "
+                 "over all; \"as orig.\": no closer to Retrain than doing nothing)" if bar is not None else "")
+    return ("the smallest mean |Df/Dr AUC - Retrain's| first, among methods whose mean test gap to Retrain is within "
+            f"{ranking['tolerance']:g} points (\"over tol.\": outside it){untouched}")
 
 
 # --- the study as a person reads it (the `study` table and the HTML report) -------------------------
@@ -445,12 +464,9 @@ def grid_caption(document: dict) -> str:
     ranking = document.get("ranking")
     if not ranking:
         return "No Retrain in --methods: add retrain for the AUC gap, test gap, forget quality and ranking."
-    bar = ranking.get("original_auc_gap")
-    untouched = (f" and whose AUC gap is below the untouched original's ({fmt(bar, 'auc_gap_to_retrain')}: \"as orig.\", no closer "
-                 "to Retrain than doing nothing; the original's row is the model before unlearning)"
-                 if bar is not None else "")
-    return (f"Ranked by closeness to Retrain: the smallest mean |Df/Dr AUC - Retrain's| first, among methods whose "
-            f"mean test gap to Retrain is within {ranking['tolerance']:g} points (\"over tol.\": outside it){untouched}. "
+    original = (" The original's row is the model before unlearning." if ranking.get("original_auc_gap") is not None
+                else "")
+    return (f"Ranked by closeness to Retrain: {ranking_rule(ranking)}.{original} "
             "AUCs, rates and gaps in percent. Forget quality: KS p-value of the Df units' mean losses against "
             "Retrain's (1 = indistinguishable), the median over seeds and each seed's value (never a mean); a model "
             "broken as far as Retrain is from the original can score high, so read it with the test gap. Privleak: the Min-K% attack's AUC relative to Retrain's, in percent "
@@ -466,5 +482,5 @@ def attack_words(document: dict) -> str:
             "way), so `--json` and `sessions show` give it in points too (`attack.<kind>.points`).")
 
 
-__all__ = ["ORIGINAL_TITLE", "REFERENCE", "RELATIVE", "STUDY_ID", "StudyError", "StudyRecord", "aggregate", "cost_grid", "grid", "grid_caption",
-           "grid_order", "mean_std", "median_per_seed", "original_stats", "privleak", "rank", "relative_scores", "run_metrics", "studies_dir", "study_id", "study_ranking"]
+__all__ = ["ORIGINAL_GAP", "ORIGINAL_TITLE", "REFERENCE", "RELATIVE", "STUDY_ID", "StudyError", "StudyRecord", "aggregate", "cost_grid", "grid", "grid_caption",
+           "grid_order", "mean_std", "median_per_seed", "original_stats", "privleak", "rank", "ranking_rule", "relative_scores", "run_metrics", "studies_dir", "study_id", "study_ranking"]
