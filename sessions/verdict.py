@@ -279,7 +279,15 @@ def last_request_only(lines: list[str]) -> list[str]:
     requests = [line for line in lines if line.startswith("request ")]
     if len(requests) < 2:
         return lines
-    return [line for line in lines if not line.startswith("request ")] + [requests[-1]]
+    others, caveats = _others(lines)
+    return others + [requests[-1]] + caveats
+
+
+def _others(lines: list[str]) -> tuple[list[str], list[str]]:
+    """A verdict's lines that are not ``request i/K`` lines: (those said before the requests, the caveats said after
+    them: a box too short for all cuts the caveats, never the run's last request)."""
+    rest = [line for line in lines if not line.startswith("request ")]
+    return [line for line in rest if not line.startswith("caveat")], [line for line in rest if line.startswith("caveat")]
 
 
 COST_CLAUSE = re.compile(r"; cost [^;]*$")
@@ -296,12 +304,13 @@ def last_requests(lines: list[str], keep: int = SCREEN_REQUEST_LINES) -> list[st
     and a box too short for them all cuts the older ones), then one line counting those left out. A 30-request
     run's box showed requests 1 to 4, cut, and never the end; a 2-request run's showed request 1, cut before 2."""
     requests = [line for line in lines if line.startswith("request ")]
-    others = [line for line in lines if not line.startswith("request ")]
+    others, caveats = _others(lines)
     if len(requests) <= keep:
-        return others + requests[::-1]
+        return others + requests[::-1] + caveats
     left_out = len(requests) - keep
     return others + requests[:-keep - 1:-1] + [
-        f"({left_out} earlier request{'s' if left_out > 1 else ''} left out: `mmul-workbench sessions show` has each)"]
+        f"({left_out} earlier request{'s' if left_out > 1 else ''} left out: `mmul-workbench sessions show` has each)"] \
+        + caveats
 
 
 def verdict_text(summary: Any, retrain: dict | None = None) -> str:

@@ -240,3 +240,14 @@ def test_a_methods_caveat_is_in_the_verdict():
                          **({"caveats": [caveat]} if n != 2 else {})} for n in (1, 2, 3)]}
     lines = verdict_lines(doc)
     assert lines[3:] == [f"caveat (requests 1, 3): {caveat}"] and lines[0].startswith("request 1/3:")
+
+
+def test_a_screens_verdict_keeps_the_last_request_before_the_caveats():
+    """A screen's box put every non-request line first, so a long caveat pushed the run's last request out of a
+    four-line box at 80x24 (a review)."""
+    from sessions.verdict import last_request_only, last_requests
+
+    lines = ["request 1/3: a", "request 2/3: b", "request 3/3: c", "caveat (requests 1, 2, 3): L_MD ..."]
+    assert last_request_only(lines) == ["request 3/3: c", "caveat (requests 1, 2, 3): L_MD ..."]
+    assert last_requests(lines, keep=2)[:2] == ["request 3/3: c", "request 2/3: b"]
+    assert last_requests(lines, keep=2)[-1].startswith("caveat")

@@ -77,8 +77,10 @@ class MultiDelete(Method):
             return ["L_MD decoupled nothing: every Df batch held a single unit, so no caption of another unit could "
                     "pair with an image (a request of one person or unit; more units per request give L_MD pairs)"]
         if self.md_rows and self.md_coupled:
-            return [f"L_MD found no other unit's text for {self.md_coupled} of {self.md_rows} Df rows (batches "
-                    "dominated by one unit)"]
+            # no counts in the words: the verdict says a caveat once for every request it held for, and the share
+            # is in each request's record (`md_unrelated_share`)
+            return ["L_MD found no other unit's text for some Df rows (batches dominated by one unit; each request's "
+                    "method_record.md_unrelated_share is the share that had one)"]
         return []
 
     def own(self, batch: dict, embed: str) -> torch.Tensor:
