@@ -242,13 +242,8 @@ def check_resumed(spec: dict) -> dict:
 
 
 def session_exists(store, session_id: str) -> bool:
-    from sessions.store import UnknownSession
-
-    try:
-        store.get(session_id)
-    except UnknownSession:
-        return False
-    return True
+    """Whether `session_id` still has its folder (a damaged one counts: it was not deleted)."""
+    return store.session_dir(session_id).exists()
 
 
 def check_validation_split(spec: dict, world) -> None:

@@ -458,7 +458,11 @@ class HomeScreen(Screen):
 
         what, its = (f"the marked session {names}", "Its") if len(marked) == 1 else \
             (f"the {len(marked)} marked sessions ({names}{more})", "Their")
-        self.app.push_screen(ConfirmScreen(f"Delete {what}? {its} files are removed.{study}", yes="Yes, delete"), done)
+        shown = {row["id"] for row in self.shown}
+        hidden = sum(sid not in shown for sid in marked)   # marked, then filtered out of view: said, as the hint does
+        out_of_view = f" {hidden} of them {'is' if hidden == 1 else 'are'} filtered out of view." if hidden else ""
+        self.app.push_screen(ConfirmScreen(f"Delete {what}?{out_of_view} {its} files are removed.{study}",
+                                           yes="Yes, delete"), done)
 
     @work(thread=True, group="delete", exit_on_error=False)
     def delete_sessions(self, ids: list[str]) -> None:

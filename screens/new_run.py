@@ -160,8 +160,8 @@ class NewRunScreen(FormScreen):
         return self._fields[param.name]
 
     def mount_params(self, names: set[str]) -> None:
-        """Mount the fields of `names` not mounted yet, in the form's order. Only the chosen method's fields are
-        composed (all 46 made the form take 1.6 s to open); a field once mounted stays, shown or hidden, so a
+        """Mount the fields of `names` not mounted yet, in the form's order. Only the default method's inputs and
+        every choice field are composed (all 46 made the form take 1.6 s to open); a field once mounted stays, shown or hidden, so a
         value typed stays when the method changes and no Select is removed (removing one whose mount was
         still settling raised inside Textual's Select)."""
         order = [param.name for param in form_params()]

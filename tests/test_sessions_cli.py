@@ -378,7 +378,8 @@ def test_export_and_report_never_replace_what_is_not_a_regular_file(home, tmp_pa
     target, link = tmp_path / "real.json", tmp_path / "link.json"
     target.write_text("{}")
     link.symlink_to(target)
-    assert run_cli(app, ["sessions", "export", sid, "--out", str(link), "--force"]).exit_code == 0
+    out = run_cli(app, ["sessions", "export", sid, "--out", str(link), "--force"])
+    assert out.exit_code == 0 and out.stdout.strip() == str(link)   # the path as given, not the link's target
     assert link.is_symlink() and json.loads(target.read_text())["id"] == sid
 
 
@@ -531,6 +532,21 @@ def test_export_and_report_replace_only_their_own_files_and_never_the_store(home
     assert out.exit_code == 0 and json.loads(out.stdout)["id"] == sid and not os.path.exists("-")
     out = run_cli(app, ["sessions", "export", sid, "--out", "-", "--format", "csv"])
     assert out.stdout.startswith("seq,ts,kind,phase,request,split,step,name,value\n")
+    out = run_cli(app, ["sessions", "report", sid, "--out", "-"])   # it made a file named `-`
+    assert out.exit_code == 2 and "give --out FILE.html" in out.stderr and not os.path.exists("-")
+
+
+def test_a_shared_mmul_cache_is_the_stores_only_where_the_workbench_made_folders(home, tmp_path_factory, monkeypatch):
+    """With MMUL_CACHE naming a wide folder, every path under it was refused as 'inside the workbench's store'."""
+    from workbench.cli import app
+
+    sid = _make(home, steps=3)
+    shared = tmp_path_factory.mktemp("shared")
+    (shared / "originals").mkdir()
+    monkeypatch.setenv("MMUL_CACHE", str(shared))
+    assert run_cli(app, ["sessions", "export", sid, "--out", str(shared / "mine.json")]).exit_code == 0
+    out = run_cli(app, ["sessions", "export", sid, "--out", str(shared / "originals" / "x.json")])
+    assert out.exit_code == 2 and "is inside the workbench's store" in out.stderr
 
 
 def test_json_output_is_strict_json_when_a_session_holds_a_nan(home):

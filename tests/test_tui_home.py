@@ -479,3 +479,23 @@ async def test_delete_takes_the_marked_sessions_as_export_does(tmp_home):
         await pilot.press("d")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         assert str(app.screen.query_one("#question").render()).startswith(f"Delete session third ({third}, ft,")
+
+
+async def test_deleting_marked_sessions_says_those_a_filter_hides(tmp_home):
+    from screens.widgets.confirm import ConfirmScreen
+
+    store = SessionStore()
+    write(store, "alpha", "ft")
+    write(store, "beta", "npo")
+    app = create_app(start_engine=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.screen.query_one("#sessions")
+        await wait_until(pilot, lambda: table.row_count == 2)
+        await pilot.press("space", "down", "space")
+        await wait_until(pilot, lambda: len(app.screen.marked) == 2)
+        await pilot.press("slash", *"alpha", "enter")
+        await wait_until(pilot, lambda: table.row_count == 1)
+        await pilot.press("d")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert "Delete the 2 marked sessions (" in str(app.screen.query_one("#question").render())
+        assert "1 of them is filtered out of view." in str(app.screen.query_one("#question").render())

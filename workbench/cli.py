@@ -45,7 +45,7 @@ def _register_subcommands() -> None:
     cli_report.register(sessions_app)
     cli_compare.register(sessions_app)
 
-    app.add_typer(sessions_app, name="sessions", help="List, show, export, report and delete sessions.")
+    app.add_typer(sessions_app, name="sessions", help="List, show, compare, export, report and delete sessions.")
     app.add_typer(engine_app, name="engine", help="Start, stop and inspect the engine daemon.")
 
 

@@ -32,6 +32,8 @@ def check_out(out: Path, force: bool) -> Path:
     with --force)."""
     from sessions.report import MADE_BY
 
+    if str(out) == "-":   # it made a file named `-`, where `sessions export --out -` prints
+        fail("--out - : a report is a file with its plots in it; give --out FILE.html")
     if out.is_dir():
         fail(f"--out {out} is a directory; give a file such as {out / 'report.html'}")
     checked = output_file(out, ours=lambda head: MADE_BY.encode() in head, force=force)

@@ -290,15 +290,16 @@ def export_cmd(
         targets = {"json": out / f"{sid}.json", "csv": out / f"{sid}.csv"}
         if fmt is not None:
             targets = {fmt: targets[fmt]}
-    folder = next(iter(targets.values())).parent
-    missing_parent(folder if folder == out else next(iter(targets.values())))
-    targets = {kind: output_file(path, ours=is_export_head(kind), force=force) for kind, path in targets.items()}
+    into_folder = next(iter(targets.values())).parent == out
+    missing_parent(out if into_folder else next(iter(targets.values())))
+    checked = {kind: output_file(path, ours=is_export_head(kind), force=force) for kind, path in targets.items()}
     written = []
     try:
-        for kind, path in targets.items():
-            path.parent.mkdir(exist_ok=True)
+        if into_folder:   # the folder itself is made; a file's folder must be there (a link's target's too)
+            out.mkdir(exist_ok=True)
+        for kind, path in checked.items():
             write_export(doc, path, kind)
-            written.append(str(path))
+            written.append(str(targets[kind]))   # as given: a second export printed the link's resolved path
     except OSError as exc:
         fail(f"cannot write {exc.filename or out}: {exc.strerror}; choose a writable --out path")
     if as_json:

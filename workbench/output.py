@@ -42,7 +42,11 @@ def store_folder_holding(path: Path) -> Path | None:
     from sessions.study import studies_dir
 
     resolved = Path(os.path.realpath(path))
-    for folder in (sessions_dir(), studies_dir(), engine_dir(), cache_dir()):
+    cache = cache_dir()
+    # $MMUL_CACHE may name a wide shared folder: there only the folders the workbench made in it are its own
+    caches = [cache] if "MMUL_CACHE" not in os.environ else \
+        [child for child in (cache.iterdir() if cache.is_dir() else ()) if child.is_dir()]
+    for folder in (sessions_dir(), studies_dir(), engine_dir(), *caches):
         root = Path(os.path.realpath(folder))
         if resolved == root or root in resolved.parents:
             return folder
@@ -112,7 +116,7 @@ def os_error_line(error: OSError) -> tuple[str, int]:
     if filename is not None and (filename == home or home in filename.parents):
         from engine.spec.inputs import blocking_file
 
-        in_the_way = blocking_file(filename.parent) if error.errno in (errno.ENOTDIR, errno.EEXIST) else None
+        in_the_way = blocking_file(filename) if error.errno in (errno.ENOTDIR, errno.EEXIST) else None
         if in_the_way is not None and in_the_way != home and home in in_the_way.parents:   # `engine/run` a file
             return (f"{path}{what}: {in_the_way} is a file where the workbench keeps a folder; move it aside (or set "
                     "MMUL_HOME to another directory)", int(code))
