@@ -26,9 +26,8 @@ from screens.widgets.plot import Series
 from sessions.catalog import described, session_label
 from sessions.metric_names import glob_match
 from sessions.metric_order import headline_first
-from sessions.numbers import fmt
 from sessions.panels import MAX_SERIES, compare_panels, metric_group
-from sessions.series import eval_series, final_metrics, is_unlearning_step, loss_series
+from sessions.series import compare_rows, eval_series, final_metrics, is_unlearning_step, loss_series
 from sessions.study import without_study_id
 
 AXIS_LABELS = {"step": "step", "fraction": "fraction of the run", "request": "request"}
@@ -151,9 +150,7 @@ class CompareScreen(Screen):
 
     def fill_table(self) -> None:
         names = glob_match(headline_first(m for r in self.runs for m in r["final"]), self.pattern)
-        rows = [(name, *(fmt(r["final"].get(name), name) for r in self.runs)) for name in names]
-        rows += [(key, *(str((r["meta"].get("spec") or {}).get(key) if key != "state" else r["meta"].get("state"))
-                         for r in self.runs)) for key in ("state", "model", "data")]
+        rows = compare_rows([(r["meta"], r["final"]) for r in self.runs], names)
         fill_table(self.query_one("#cmp-table", DataTable), ["metric", *(r["label"] for r in self.runs)], rows)
 
     def curve(self, run: dict, raw: tuple[list[float], list[float]]) -> Series:

@@ -8,7 +8,7 @@ import re
 from typing import Iterable, Sequence
 
 from sessions.metric_names import flatten
-from sessions.numbers import shown
+from sessions.numbers import fmt, shown
 from sessions.summary import summary_metrics
 
 Series = dict[str, tuple[list[float], list[float]]]
@@ -213,3 +213,14 @@ def final_metrics(events: list[dict], summary) -> dict[str, float]:
     after = next((c for c in reversed(columns) if c.startswith("after")), columns[-1] if columns else None)
     out = {name: values[after] for name, values in rows.items() if after in values}
     return out or summary_metrics(summary)
+
+
+COMPARED_FIELDS = ("state", "method", "model", "data")   # what Compare's table says of each session under its numbers
+
+
+def compare_rows(sessions: list[tuple[dict, dict]], names: list[str]) -> list[tuple[str, ...]]:
+    """Compare's table (the screen's and `sessions compare`'s): for each metric of `names`, every session's final value
+    as shown; then each session's state, method, model and data. `sessions`: (meta, final metrics) each."""
+    rows = [(name, *(fmt(final.get(name), name) for _, final in sessions)) for name in names]
+    return rows + [(key, *(str(meta.get("state") if key == "state" else (meta.get("spec") or {}).get(key))
+                          for meta, _ in sessions)) for key in COMPARED_FIELDS]

@@ -141,7 +141,7 @@ async def test_compare_toggles_axis_smoothing_log_and_filter(two_runs):
         await pilot.press("slash", *"mia")
         await wait_until(pilot, lambda: screen.pattern == "mia")
         assert screen.metrics == ["mia.auc"]
-        assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)] == ["mia.auc", "state", "model", "data"]
+        assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)] == ["mia.auc", "state", "method", "model", "data"]
         await pilot.press("escape")                                        # leaves the filter, stays on Compare
         assert app.screen is screen
         await pilot.press("escape")

@@ -10,27 +10,27 @@ import typer
 from sessions.catalog import session_label
 from sessions.metric_names import glob_match
 from sessions.metric_order import headline_first
-from sessions.numbers import fmt
-from sessions.series import final_metrics
-from sessions.store import SessionStore
+from sessions.schema import SchemaMismatch
+from sessions.series import COMPARED_FIELDS, compare_rows, final_metrics
+from sessions.store import SessionDamaged, SessionStore, UnknownSession
 from sessions.study import without_study_id
 from workbench.completion import complete_session
 from workbench.output import fail, print_json
 
-DESCRIBED = ("state", "method", "model", "data")
-
-
-def compared(read: list[tuple[dict, list[dict]]], pattern: str) -> tuple[list[dict], list[str]]:
-    """(one entry per session: id, label, its described fields and final metrics; the metric names shown)."""
-    entries = []
-    for meta, events in read:
-        spec = meta.get("spec") or {}
-        entries.append({"id": meta["id"], "name": meta.get("name"),
-                        "label": session_label(meta["id"], without_study_id(meta.get("name")), spec.get("method", "?")),
-                        "state": meta.get("state"), "method": spec.get("method"), "model": spec.get("model"),
-                        "data": spec.get("data"), "final": final_metrics(events, meta.get("summary"))})
-    names = glob_match(headline_first(name for entry in entries for name in entry["final"]), pattern)
-    return entries, names
+def read(store: SessionStore, refs: list[str]) -> list[tuple[dict, dict]]:
+    """(meta, final metrics) of each session, in the order given, each once; one line and exit 2 for one that
+    cannot be read."""
+    out, seen = [], set()
+    for ref in refs:
+        try:
+            sid = store.resolve(ref)
+            if sid not in seen:
+                seen.add(sid)
+                meta = store.get(sid)
+                out.append((meta, final_metrics(store.events(sid), meta.get("summary"))))
+        except (UnknownSession, SchemaMismatch, SessionDamaged) as exc:
+            fail(str(exc).splitlines()[0])
+    return out
 
 
 def compare_cmd(
@@ -42,19 +42,22 @@ def compare_cmd(
 ) -> None:
     """Compare sessions side by side: their final metrics (headline metrics first), state, method, model and
     data; the Compare screen's table (`c` on the home) without the TUI."""
-    from workbench.cli_report import read_sessions
-
-    read = read_sessions(SessionStore(), sessions)
-    if len(read) < 2:
+    sessions_read = read(SessionStore(), sessions)
+    if len(sessions_read) < 2:
         fail("compare needs two or more sessions (one was given, or the same one twice); e.g. `mmul-workbench "
              "sessions compare ab12 cd34`")
-    entries, names = compared(read, metrics)
+    names = glob_match(headline_first(name for _, final in sessions_read for name in final), metrics)
     if metrics and not names:
         fail(f"--metrics {metrics!r} matches none of these sessions' metrics (e.g. df_dr_auc, test.r_mean); "
              "give globs such as `auc,test.*`")
+    labels = [session_label(meta["id"], without_study_id(meta.get("name")), (meta.get("spec") or {}).get("method", "?"))
+              for meta, _ in sessions_read]
     if as_json:
-        print_json({"sessions": [{**{k: v for k, v in entry.items() if k != "final"},
-                                  "final": {name: entry["final"].get(name) for name in names}} for entry in entries],
+        print_json({"sessions": [{"id": meta["id"], "name": meta.get("name"), "label": label,
+                                  "state": meta.get("state"),
+                                  **{key: (meta.get("spec") or {}).get(key) for key in COMPARED_FIELDS[1:]},
+                                  "final": {name: final.get(name) for name in names}}
+                                 for (meta, final), label in zip(sessions_read, labels)],
                     "metrics": names})
         return
     from rich.console import Console
@@ -62,12 +65,10 @@ def compare_cmd(
 
     table = Table(title="final metrics (rates and AUCs in percent)", header_style="bold")
     table.add_column("metric", no_wrap=True)
-    for entry in entries:
-        table.add_column(entry["label"], justify="right")
-    for name in names:
-        table.add_row(name, *(fmt(entry["final"].get(name), name) for entry in entries))
-    for key in DESCRIBED:
-        table.add_row(key, *(str(entry[key]) for entry in entries))
+    for label in labels:
+        table.add_column(label, justify="right")
+    for row in compare_rows(sessions_read, names):
+        table.add_row(*row)
     Console().print(table)
 
 
