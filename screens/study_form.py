@@ -25,7 +25,7 @@ from screens.widgets.form import field
 from screens.widgets.footer import Footer
 
 DEFAULT_METHODS = "retrain,ft,multidelete"
-DEFAULT_SEEDS = "42,87,21"  # the MultiDelete paper's three seeds, as `study` defaults
+DEFAULT_SEEDS = specs.PAPER_SEEDS  # the MultiDelete paper's three seeds, as `study` defaults
 WAIT_SECONDS = 0.25         # how often the form looks for the started study's id
 
 
@@ -40,17 +40,14 @@ class FormError(ValueError):
 def study_args(values: dict[str, str], deletion: dict) -> list[str]:
     """The `mmul-workbench study` arguments of the form's ``values`` (text of each field, by widget id)
     and its ``deletion`` (screens.deletion.DeletionForm.deletion); FormError naming the field."""
-    methods = [m.strip() for m in values["methods"].split(",") if m.strip()]
-    if not methods:
-        raise FormError("methods", "give one or more methods, e.g. retrain,ft,multidelete")
-    for method in methods:
+    # read as `study` reads them (engine.spec.lists): `42,,87` passed here and was refused there
+    for name, parse in (("methods", specs.parse_methods), ("seeds", specs.parse_seeds)):
         try:
-            specs.method_info(method)
+            parse(values[name])
         except SpecError as exc:
-            raise FormError("methods", str(exc)) from None
-    seeds = [s.strip() for s in values["seeds"].split(",") if s.strip()]
-    if not seeds or not all(s.lstrip("-").isdigit() for s in seeds):
-        raise FormError("seeds", f"seeds are comma-separated whole numbers, e.g. {DEFAULT_SEEDS}")
+            raise FormError(name, str(exc)) from None
+    methods = [m.strip() for m in values["methods"].split(",")]
+    seeds = [s.strip() for s in values["seeds"].split(",")]
     args = ["--methods", ",".join(methods), "--seeds", ",".join(seeds),
             "--model", values["model"].strip(), "--data", values["data"].strip(), "--device", values["device"]]
     if values.get("task", DATA_TASK) != DATA_TASK:

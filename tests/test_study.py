@@ -451,7 +451,7 @@ def test_a_study_takes_the_evaluation_schedule_of_a_long_sequence():
 def test_a_list_with_an_empty_or_repeated_entry_is_refused(flag, text, said):
     """`--seeds 42,42` ran one seed, and `--seeds 42,,87` or `--methods ft,,` passed the typo over, saying nothing."""
     from engine.errors import SpecError
-    from workbench.cli_study import parse_methods, parse_seeds
+    from engine.spec import parse_methods, parse_seeds
 
     with pytest.raises(SpecError, match=said):
         (parse_seeds if flag == "seeds" else parse_methods)(text)

@@ -340,7 +340,10 @@ def test_study_args_are_the_study_commands():
         "--delete", "5", "--delete-ids", "/tmp/ids.txt"]
     assert study_args({**values, "attacks": "quantize, rephrase,quantize", "flags": ""},
                       {"strategy": "random", "n": 4})[-2:] == ["--attacks", "quantize,rephrase"]
-    for field, value, words in (("seeds", "42,x", "whole numbers"), ("flags", "--lr '1e-4", "quotation"),
+    # the lists are read as `study` reads them: `42,,87` and a repeated seed were passed on here (a review)
+    for field, value, words in (("seeds", "42,x", "whole number"), ("seeds", "42,,87", "an empty entry"),
+                                ("seeds", "42,42", "given twice"), ("methods", "ft,,npo", "an empty entry"),
+                                ("flags", "--lr '1e-4", "quotation"),
                                 ("flags", "--json", "leave out --json"), ("attacks", "quantise", "unknown attack")):
         with pytest.raises(FormError, match=words) as caught:
             study_args({**values, field: value}, {"strategy": "random", "n": 4})

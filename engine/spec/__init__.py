@@ -30,6 +30,7 @@ from engine.spec.catalog import (
     method_rows,
     shown_columns,
 )
+from engine.spec.lists import PAPER_SEEDS, parse_methods, parse_seeds
 from engine.spec.params import (COMMON_PARAMS, GRANULARITY, GUARDRAILS, LMM_PARAMS, NOT_ON_PEOPLE, REQUESTS, Param,
                                 dash)
 from engine.spec.validate import (
@@ -52,5 +53,5 @@ __all__ = [
     "METHODS", "MODELS", "NOT_ON_PEOPLE", "PEOPLE_WORLDS", "PULSE_DEFAULT_PARAMS", "PULSE_METHODS", "RECIPES", "REQUESTS", "RUN_TASKS", "SEQUENTIAL_METHODS", "TASKS",
     "WORLD_SEED", "WORLDS", "Param", "check_deletion", "check_method_fits", "dash", "format_default_params", "data_info", "data_kind", "demo_model", "holdout_columns", "method_info", "method_rows", "option_params",
     "param_owners", "people_pool", "resume_minutes", "shown_columns", "validate", "validate_pulse",
-    "DEFAULT_RESUME_MINUTES",
+    "DEFAULT_RESUME_MINUTES", "PAPER_SEEDS", "parse_methods", "parse_seeds",
 ]
