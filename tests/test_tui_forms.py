@@ -125,7 +125,7 @@ async def test_study_form_keys_land_and_errors_use_the_shared_base(tmp_home):
         screen.query_one("#seeds").value = "one"
         await pilot.press("ctrl+s")
         error = screen.query_one("#err-seeds")
-        await wait_until(pilot, lambda: error.display and "whole numbers" in str(error.render()))
+        await wait_until(pilot, lambda: error.display and "is not a whole number" in str(error.render()))
         assert screen.query_one("#seeds").has_class("-invalid") and screen.errors == {"seeds": str(error.render())}
         release.set()
 
