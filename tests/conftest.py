@@ -147,6 +147,15 @@ def count_ticks(screen) -> list:
     return ticks
 
 
+def form_ready(screen) -> bool:
+    """Whether every Select of a form has handled its Mount (it sets its initial value then: a value set before
+    that, under load, was put back, and the method's fields never showed)."""
+    from textual.widgets import Select
+
+    selects = list(screen.query(Select))
+    return bool(selects) and all(select.is_mounted for select in selects)
+
+
 def param_shown(screen, name: str) -> bool:
     """Whether the New-run form shows the field of parameter ``name`` (the fields of the methods chosen so far are
     mounted; the chosen method's are displayed)."""

@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from conftest import param_shown, wait_until
+from conftest import form_ready, param_shown, wait_until
 from engine import spec as specs
 from engine.spec.catalog import MethodInfo
 
@@ -74,7 +74,7 @@ async def test_new_param_is_a_form_field(forgetful):
     app = create_app(start_engine=False)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("ctrl+n")
-        await wait_until(pilot, lambda: bool(app.screen.query("#p-lr")))
+        await wait_until(pilot, lambda: bool(app.screen.query("#p-lr")) and form_ready(app.screen))
         screen = app.screen
         screen.query_one("#method").value = "forgetful"
         await wait_until(pilot, lambda: param_shown(screen, "forget_rate"))

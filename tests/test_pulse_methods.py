@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, cli, cli_env, param_shown, run_in_process, wait_until
+from conftest import ROOT, cli, cli_env, form_ready, param_shown, run_in_process, wait_until
 from engine import spec as specs
 from engine.errors import SpecError
 from engine.spec.catalog import method_variant
@@ -57,7 +57,7 @@ async def test_new_run_form_fields(home):
     app = create_app(start_engine=False)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("ctrl+n")
-        await wait_until(pilot, lambda: bool(app.screen.query("#p-lr")))
+        await wait_until(pilot, lambda: bool(app.screen.query("#p-lr")) and form_ready(app.screen))
         screen = app.screen
         screen.query_one("#data").value = "people-tiny"
         for method, name in (("rmu", "rmu_layer"), ("mmunlearner", "mask_ratio"), ("idkdpo", "dpo_beta")):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import count_ticks, param_shown, wait_until
+from conftest import count_ticks, form_ready, param_shown, wait_until
 from sessions.store import SessionStore
 from sessions.source import ListSource
 from workbench.tui import create_app
@@ -276,7 +276,7 @@ async def test_new_run_invalid_lr_shows_inline_error_and_submits_nothing(tmp_hom
         await pilot.press("ctrl+n")
         from screens.new_run import NewRunScreen
 
-        await wait_until(pilot, lambda: isinstance(app.screen, NewRunScreen))
+        await wait_until(pilot, lambda: isinstance(app.screen, NewRunScreen) and form_ready(app.screen))
         screen = app.screen
         await wait_until(pilot, lambda: bool(screen.query("#p-lr")))
         lr = screen.query_one("#p-lr")
@@ -317,7 +317,7 @@ async def test_new_run_fields_follow_the_method(tmp_home):
     app = create_app(start_engine=False)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+n")
-        await wait_until(pilot, lambda: param_shown(app.screen, "alpha"))
+        await wait_until(pilot, lambda: param_shown(app.screen, "alpha") and form_ready(app.screen))
         screen = app.screen
         assert not param_shown(screen, "npo_beta")
         screen.query_one("#p-lr").value = "3e-5"
@@ -723,7 +723,7 @@ async def test_new_run_sequential_requests_builds_a_pulse_spec(tmp_home):
         await pilot.press("ctrl+n")
         from screens.new_run import NewRunScreen
 
-        await wait_until(pilot, lambda: isinstance(app.screen, NewRunScreen))
+        await wait_until(pilot, lambda: isinstance(app.screen, NewRunScreen) and form_ready(app.screen))
         screen = app.screen
         screen.query_one("#protocol").value = "sequential"
         await pilot.pause()  # the form has handled the change
@@ -784,7 +784,7 @@ async def test_new_run_sequential_requests_on_image_text_builds_a_run_spec(tmp_h
         await pilot.press("ctrl+n")
         from screens.new_run import NewRunScreen
 
-        await wait_until(pilot, lambda: isinstance(app.screen, NewRunScreen))
+        await wait_until(pilot, lambda: isinstance(app.screen, NewRunScreen) and form_ready(app.screen))
         screen = app.screen
         screen.query_one("#protocol").value = "sequential"
         screen.query_one("#model").value = "clip-tiny"
@@ -1090,7 +1090,8 @@ async def test_a_methods_fields_are_mounted_when_it_is_chosen_in_the_forms_order
     app = create_app(start_engine=False)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+n")
-        await wait_until(pilot, lambda: isinstance(app.screen, NewRunScreen) and bool(app.screen.query("#p-lr")))
+        await wait_until(pilot, lambda: isinstance(app.screen, NewRunScreen) and bool(app.screen.query("#p-lr"))
+                         and form_ready(app.screen))
         screen = app.screen
         assert not screen.query("#p-npo_beta")  # another method's field: not composed
         screen.query_one("#method").value = "npo"
