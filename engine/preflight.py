@@ -230,7 +230,7 @@ def check_resumed(spec: dict) -> dict:
             raise SpecError(f"session {session} has no resume point left: {', '.join(others)} resumed it and went on "
                             "past it; resume that one instead", field="resumes") from None
         went_on_from = ((store.get(session).get("spec") or {}).get("resumes") or {}).get("session")
-        if went_on_from and not session_exists(store, went_on_from):   # deleted since, and its points with it
+        if went_on_from and not store.session_dir(went_on_from).exists():   # deleted since, with its points
             raise SpecError(f"session {session} stopped before a resume point of its own, and {went_on_from}, the "
                             "session it went on from, has been deleted with its points; nothing is left to resume "
                             "from: run its command again (it starts from the first request)", field="resumes") from None
@@ -239,11 +239,6 @@ def check_resumed(spec: dict) -> dict:
                             "session it went on from, instead (the same requests, from its point)", field="resumes") \
                 from None
         raise
-
-
-def session_exists(store, session_id: str) -> bool:
-    """Whether `session_id` still has its folder (a damaged one counts: it was not deleted)."""
-    return store.session_dir(session_id).exists()
 
 
 def check_validation_split(spec: dict, world) -> None:

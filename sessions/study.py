@@ -303,10 +303,11 @@ def original_stats(runs: list[tuple[str, int, dict]]) -> dict[str, dict]:
     seed's original as its runs evaluated it before unlearning (Retrain's `original_metrics`), with its AUC and
     test gaps to that seed's Retrain. What doing nothing scores: the bar a method must pass to have forgotten
     anything the AUC sees. {} where no Retrain run holds them."""
-    originals = [(seed, {"metrics": result["original_metrics"]}, result) for method, seed, result in runs
-                 if method == REFERENCE and isinstance(result.get("original_metrics"), dict)]
     values: dict[str, list[float]] = {}
-    for _, original, retrain in originals:
+    for method, _, retrain in runs:
+        if method != REFERENCE or not isinstance(retrain.get("original_metrics"), dict):
+            continue
+        original = {"metrics": retrain["original_metrics"]}
         flat = {**flatten(original["metrics"]), **relative_scores(original, retrain, None)}
         for name, value in flat.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -14,7 +14,7 @@ import typer
 from engine import spec as specs
 from engine.errors import SpecError
 from sessions.errors import DiskFull
-from sessions.paths import cache_dir, engine_dir, mmul_home, sessions_dir
+from sessions.paths import cache_dir, mmul_home
 from workbench.completion import complete_session
 from workbench.output import Exit, fail, os_error_line, parser_errors, print_json
 
@@ -210,12 +210,12 @@ def home_problem() -> str | None:
     """One line when the workbench's home, one of its folders (sessions.paths, sessions.study), or $MMUL_CACHE
     cannot be a directory: it, or the nearest part of its path that exists, is a file."""
     from engine.spec.inputs import blocking_file
-    from sessions.study import studies_dir
+    from workbench.output import home_folders
 
     home, own_cache = mmul_home(), "MMUL_CACHE" in os.environ
     places = [(home, "the workbench's home {path} (MMUL_HOME)", "MMUL_HOME")]
     places += [(folder, "{path}, the home's " + folder.name + " folder,", "MMUL_HOME")
-               for folder in (sessions_dir(), studies_dir(), engine_dir(), *(() if own_cache else (cache_dir(),)))]
+               for folder in (*home_folders(), *(() if own_cache else (cache_dir(),)))]
     if own_cache:
         places.append((cache_dir(), "the model cache {path} (MMUL_CACHE)", "MMUL_CACHE"))
     for path, named, variable in places:

@@ -36,17 +36,25 @@ def unwritable_home(error: OSError) -> str | None:
             "sessions needs no write access)")
 
 
+def home_folders() -> list[Path]:
+    """The folders the workbench keeps under its home: sessions, studies, engine (the model cache is apart: $MMUL_CACHE
+    may put it elsewhere)."""
+    from sessions.paths import engine_dir, sessions_dir
+    from sessions.study import studies_dir
+
+    return [sessions_dir(), studies_dir(), engine_dir()]
+
+
 def store_folder_holding(path: Path) -> Path | None:
     """The workbench's own folder (sessions, studies, engine, the model cache) that `path` lies in, if any."""
-    from sessions.paths import cache_dir, engine_dir, sessions_dir
-    from sessions.study import studies_dir
+    from sessions.paths import cache_dir
 
     resolved = Path(os.path.realpath(path))
     cache = cache_dir()
     # $MMUL_CACHE may name a wide shared folder: there only the folders the workbench made in it are its own
     caches = [cache] if "MMUL_CACHE" not in os.environ else \
         [child for child in (cache.iterdir() if cache.is_dir() else ()) if child.is_dir()]
-    for folder in (sessions_dir(), studies_dir(), engine_dir(), *caches):
+    for folder in (*home_folders(), *caches):
         root = Path(os.path.realpath(folder))
         if resolved == root or root in resolved.parents:
             return folder
